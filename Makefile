@@ -1,0 +1,162 @@
+# kprof — one non-recursive Makefile.
+#
+#   make                 build/libkprof.so, build/kprof-analyze, build/kprof
+#   make test            install missing packages (as root), build, run every test
+#   make bench           overhead benchmarks (ratios, side by side)
+#   make demo            install, build, profile a demo program, print the report
+#   make install PREFIX=/usr/local DESTDIR=
+#
+# Dependencies point one way: preload/ -> lib/, tools/ -> lib/. The include
+# paths enforce it: lib/ sees only itself, preload/ and tools/ see lib/ and
+# themselves, never each other.
+
+CC ?= cc
+CXX ?= c++
+CLANG ?= clang
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+DESTDIR ?=
+
+B := build
+VERSION := 0.1.0
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wvla -Wformat=2 -Wwrite-strings -Wundef -fno-common
+OPT ?= -O2 -g
+ifeq ($(DEVELOPER),1)
+WARN += -Werror
+endif
+BASE_CFLAGS := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -DKP_VERSION='"$(VERSION)"'
+
+# Recursively expanded on purpose: pkg-config runs when a recipe needs the
+# flags, after `make deps` has had the chance to install the packages.
+PC_CFLAGS = $(shell $(PKG_CONFIG) --cflags msgpack libzstd libunwind libdw 2>/dev/null)
+PRELOAD_LIBS = $(shell $(PKG_CONFIG) --libs libzstd libunwind) -ldl -lpthread
+TOOLS_LIBS = $(shell $(PKG_CONFIG) --libs msgpack libzstd libdw) -lstdc++ -lm
+
+LIB_SRC := $(wildcard lib/*.c)
+PRELOAD_SRC := $(wildcard preload/*.c)
+ANALYZE_SRC := $(wildcard tools/analyze/*.c)
+ANALYZE_MAIN := tools/analyze/main.c
+UNIT_SRC := $(wildcard tests/unit/t_*.c)
+APP_C_SRC := $(wildcard tests/apps/*.c)
+APP_CXX_SRC := $(wildcard tests/apps/*.cc)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
+PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/obj/%.o)
+ANALYZE_OBJ := $(ANALYZE_SRC:%.c=$(B)/obj/%.o)
+ANALYZE_LIB_OBJ := $(filter-out $(B)/obj/$(ANALYZE_MAIN:.c=.o),$(ANALYZE_OBJ))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+APP_BIN := $(APP_C_SRC:tests/apps/%.c=$(B)/tests/apps/%) \
+	$(APP_CXX_SRC:tests/apps/%.cc=$(B)/tests/apps/%)
+
+LIBKP := $(B)/libkp.a
+LIBKPROF := $(B)/libkprof.so
+ANALYZE := $(B)/kprof-analyze
+LAUNCHER := $(B)/kprof
+
+.PHONY: all deps test test-only bench demo install uninstall clean fuzz asan
+all: $(LIBKPROF) $(ANALYZE) $(LAUNCHER)
+
+deps:
+	@sh tools/install-deps.sh $(DEPS_SET)
+
+# ---- lib/: the trace format, shared by both sides -------------------------
+$(B)/obj/lib/%.o: lib/%.c $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -fPIC -fvisibility=hidden -Ilib $(PC_CFLAGS) -c $< -o $@
+
+$(LIBKP): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# ---- preload/: libkprof.so -------------------------------------------------
+$(B)/obj/preload/%.o: preload/%.c $(wildcard preload/*.h lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+		-fno-omit-frame-pointer -Ilib -Ipreload $(PC_CFLAGS) -c $< -o $@
+
+$(LIBKPROF): $(PRELOAD_OBJ) $(LIBKP) preload/libkprof.map
+	$(CC) -shared -o $@ $(PRELOAD_OBJ) $(LIBKP) \
+		-Wl,--version-script=preload/libkprof.map -Wl,-soname,libkprof.so \
+		-Wl,-z,defs -Wl,-z,now $(PRELOAD_LIBS)
+
+# ---- tools/: kprof-analyze and the kprof launcher --------------------------
+$(B)/obj/tools/%.o: tools/%.c $(wildcard tools/analyze/*.h lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Ilib -Itools/analyze $(PC_CFLAGS) -c $< -o $@
+
+$(ANALYZE): $(ANALYZE_OBJ) $(LIBKP)
+	$(CC) -o $@ $(ANALYZE_OBJ) $(LIBKP) $(TOOLS_LIBS)
+
+$(LAUNCHER): tools/kprof.sh
+	@mkdir -p $(dir $@)
+	sed 's/@VERSION@/$(VERSION)/' $< > $@ && chmod +x $@
+
+# ---- tests -----------------------------------------------------------------
+$(B)/tests/t_%: tests/unit/t_%.c tests/harness.h $(LIBKP) $(ANALYZE_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Ilib -Itools/analyze -Itests $(PC_CFLAGS) $< \
+		$(ANALYZE_LIB_OBJ) $(LIBKP) -o $@ $(TOOLS_LIBS)
+
+# Test apps: -O0 and frame pointers so the functions named in the tests stay
+# on the stack; -rdynamic is not needed (symbols come from .symtab / DWARF).
+$(B)/tests/apps/%: tests/apps/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE $< -o $@ -lpthread
+
+$(B)/tests/apps/%: tests/apps/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) -O0 -g -fno-omit-frame-pointer -fno-inline $< -o $@ -lpthread
+
+tests-build: all $(UNIT_BIN) $(APP_BIN)
+
+test:
+	@$(MAKE) --no-print-directory deps DEPS_SET="build test"
+	@$(MAKE) --no-print-directory tests-build
+	@sh tests/run.sh
+
+# Run the suite without the package check (developers iterating).
+test-only: tests-build
+	@sh tests/run.sh
+
+bench:
+	@$(MAKE) --no-print-directory deps DEPS_SET="build test bench"
+	@$(MAKE) --no-print-directory all $(APP_BIN)
+	@sh tests/bench/run.sh
+
+demo:
+	@$(MAKE) --no-print-directory deps DEPS_SET="build"
+	@$(MAKE) --no-print-directory all $(B)/tests/apps/demo
+	@sh tools/demo.sh
+
+# ---- install ---------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
+	install -m 0755 $(LIBKPROF) $(DESTDIR)$(LIBDIR)/libkprof.so
+	install -m 0755 $(ANALYZE) $(DESTDIR)$(BINDIR)/kprof-analyze
+	sed 's|^KPROF_LIB_DEFAULT=.*|KPROF_LIB_DEFAULT=$(LIBDIR)/libkprof.so|' $(LAUNCHER) \
+		> $(DESTDIR)$(BINDIR)/kprof && chmod 0755 $(DESTDIR)$(BINDIR)/kprof
+	install -m 0644 preload/kprof.h $(DESTDIR)$(INCLUDEDIR)/kprof.h
+	for m in man/*.[1-9]; do \
+		s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libkprof.so $(DESTDIR)$(BINDIR)/kprof-analyze \
+		$(DESTDIR)$(BINDIR)/kprof $(DESTDIR)$(INCLUDEDIR)/kprof.h
+	for m in man/*.[1-9]; do \
+		s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
+
+clean:
+	rm -rf $(B)
+
+# ---- benchmarks ------------------------------------------------------------
+$(B)/bench/noop_preload.so: tests/bench/noop_preload.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -shared -fPIC $< -o $@ -ldl

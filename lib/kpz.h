@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The .kpz container: writing records into independent zstd frames, and
+ * reading them back. lib/ does no I/O of its own: the writer emits through a
+ * caller's sink, the reader pulls from a caller's source. Neither is
+ * thread-safe; use one context per thread.
+ */
+#ifndef KP_KPZ_H
+#define KP_KPZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alloc.h"
+#include "record.h"
+
+/* Where the writer's bytes go. xWrite writes all n bytes or fails. */
+struct kp_sink {
+	int (*xWrite)(void *ctx, const void *buf, size_t n); /* 0 or <0 */
+	void *ctx;
+};
+
+/* Where the reader's bytes come from. xRead returns bytes read (0 = end of
+ * input) or <0. It may return fewer than asked. */
+struct kp_source {
+	long (*xRead)(void *ctx, void *buf, size_t n);
+	void *ctx;
+};
+
+/* ---- writer ------------------------------------------------------------ */
+
+struct kp_writer;
+
+/*
+ * Create a writer. level is the zstd level (1..19); frame_cap the
+ * uncompressed size at which kp_writer_add() closes a frame by itself
+ * (clamped to KP_MAX_FRAME_CONTENT / 2). The zstd context is created with
+ * the given allocator (ZSTD_customMem), so nothing touches malloc.
+ * @return 0, or KP_ENOMEM.
+ */
+int kp_writer_create(struct kp_writer **out, const struct kp_allocator *a,
+		     const struct kp_sink *sink, int level, size_t frame_cap);
+void kp_writer_free(struct kp_writer *w);
+
+/* Emit the fixed prefix and the header map. Call once, first. */
+int kp_writer_header(struct kp_writer *w, const struct kp_header *h);
+
+/*
+ * Append one record to the current frame (opening it with a FRAME record
+ * if none is open, and emitting THREAD records when rec->tid changes for
+ * event records). May close and emit the frame first when it is full.
+ * @return 0 or <0 (sink failure, KP_ELIMIT for an oversized field).
+ */
+int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec);
+
+/* Compress and emit the open frame, if any. @return 0 or <0. */
+int kp_writer_flush(struct kp_writer *w);
+
+/* Bytes emitted through the sink so far, and records added. */
+uint64_t kp_writer_bytes_out(const struct kp_writer *w);
+uint64_t kp_writer_records(const struct kp_writer *w);
+
+/* ---- reader ------------------------------------------------------------ */
+
+struct kp_reader;
+
+/*
+ * Read the prefix and header.
+ * @return 0; KP_EFORMAT (no magic; also for an empty input), KP_EVERSION
+ *         (major too new), KP_ETRUNC (input ends inside the header),
+ *         KP_ECORRUPT/KP_ELIMIT (header does not decode), <0 from source.
+ */
+int kp_reader_open(struct kp_reader **out, const struct kp_allocator *a,
+		   const struct kp_source *src);
+void kp_reader_free(struct kp_reader *r);
+
+/* The header; strings owned by the reader, NUL-terminated. */
+const struct kp_header *kp_reader_header(const struct kp_reader *r);
+
+/*
+ * Decode the next record, crossing frame boundaries as needed.
+ * @return 1 with *rec filled; 0 at a clean end of input;
+ *         KP_ETRUNC when the input ends inside a frame (everything before
+ *         that frame has been returned); KP_ECORRUPT/KP_ELIMIT when a
+ *         frame fails its checksum or a record does not decode (the rest of
+ *         that frame is dropped); <0 from the source. After an error the
+ *         reader may be called again: it resynchronises at the next frame
+ *         when it can, else returns the same error.
+ */
+int kp_reader_next(struct kp_reader *r, struct kp_rec *rec);
+
+/* Frames decoded, and compressed bytes consumed, so far. */
+uint64_t kp_reader_frames(const struct kp_reader *r);
+uint64_t kp_reader_bytes_in(const struct kp_reader *r);
+
+#endif

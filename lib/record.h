@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * THE trace schema: the one header that both the writer (preload/) and the
+ * reader (tools/) use, so the two cannot drift apart. man/kprof-trace.5 is
+ * the prose version of this file; change both together.
+ *
+ * A trace file is
+ *
+ *   magic "KPROFTRC" (8 bytes)
+ *   u16 major, u16 minor, u32 header_len      (little endian)
+ *   header: header_len bytes, one msgpack map with string keys (kp_header)
+ *   zero or more zstd frames, each independent, each with its content size
+ *   and a checksum, each holding a sequence of whole records
+ *
+ * A record is one msgpack array whose first element is the record type
+ * (a positive fixint, enum kp_rec_type). The remaining elements are
+ * positional and listed below per type. A reader
+ *   - skips a record whose type it does not know (any msgpack object),
+ *   - ignores elements past the ones it knows (newer minor versions append),
+ *   - uses the documented default for trailing elements that are missing.
+ * That is how new record types and fields arrive without a major bump.
+ *
+ * Delta state, reset at the start of every frame (so frames decode alone):
+ *   last_ts  = frame base (the FRAME record), then the ts of the last record
+ *              that carried one; "dts" fields are signed deltas from it.
+ *   last_ptr = 0, then the last pointer written; "dptr" fields are signed
+ *              deltas from it (as int64, wrapping).
+ *   cur_tid  = 0, set by THREAD records; events carry no tid of their own.
+ * Every frame starts with a FRAME record.
+ *
+ * Times are nanoseconds of CLOCK_MONOTONIC since header.start_mono_ns.
+ */
+#ifndef KP_RECORD_H
+#define KP_RECORD_H
+
+#include <stdint.h>
+
+#define KP_MAGIC "KPROFTRC"
+#define KP_MAGIC_LEN 8
+#define KP_FORMAT_MAJOR 1 /* readers refuse a larger major */
+#define KP_FORMAT_MINOR 0 /* readers accept any minor */
+#define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
+
+/* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
+#define KP_MAX_HEADER_LEN (1u << 20)       /* header map */
+#define KP_MAX_FRAME_CONTENT (32u << 20)   /* decompressed frame */
+#define KP_MAX_STACK_DEPTH 256             /* pcs in one STACK record */
+#define KP_MAX_STR_LEN 4096                /* any string field */
+#define KP_MAX_ARGV 4096                   /* header argv entries */
+
+enum kp_rec_type {
+	/* [1, base_ts, seq]: first record of each frame. base_ts is absolute
+	 * (ns since start); seq counts frames from 0 so gaps can be seen. */
+	KP_REC_FRAME = 1,
+	/* [2, tid]: the records that follow belong to thread tid. */
+	KP_REC_THREAD = 2,
+	/* [3, dts, dptr, size, stack, kind=KP_ALLOC_MALLOC, align=0]:
+	 * a block was returned by the allocator. */
+	KP_REC_ALLOC = 3,
+	/* [4, dts, dptr]: a block is about to be freed (ts taken before). */
+	KP_REC_FREE = 4,
+	/* [5, dts, dptr_old, dptr_new, size, stack, dur]:
+	 * realloc(old, size) returned new (non-NULL, both non-NULL). The free
+	 * of old happened at ts, the allocation of new at ts + dur. dptr_new is
+	 * a delta from old. realloc(NULL, n) is an ALLOC of kind REALLOC;
+	 * realloc(p, 0) that frees p is a FREE. */
+	KP_REC_REALLOC = 5,
+	/* [6, id, [pc, ...]]: stack id is the array of return addresses,
+	 * innermost first, kprof's own frames already removed. Ids are dense
+	 * from 1; 0 means "no stack" (stacks off or capture failed). A STACK
+	 * record precedes (in file order) every record that uses its id. */
+	KP_REC_STACK = 6,
+	/* [7, dts, bias, lo, hi, path, build_id(bin)]: a module is mapped;
+	 * [lo, hi) is the span of its PT_LOAD segments in memory, bias the
+	 * load bias (file vaddr + bias = address). path "" is unknown. */
+	KP_REC_MODULE = 7,
+	/* [8, dts, bias, path]: a module was unmapped (dlclose). */
+	KP_REC_UNMODULE = 8,
+	/* [9, dts, tid, name]: a thread began (first event seen or created). */
+	KP_REC_THREAD_START = 9,
+	/* [10, dts, tid]: a thread ended. */
+	KP_REC_THREAD_END = 10,
+	/* [11, what, count]: count events of record type `what` were dropped
+	 * (overflow policy drop, or lost at teardown). Cumulative per trace:
+	 * a later LOST for the same `what` replaces the earlier count. */
+	KP_REC_LOST = 11,
+	/* [12, dts, reason, status]: the process finished cleanly; its
+	 * absence means the trace is truncated (killed, crashed). */
+	KP_REC_END = 12,
+	/* [13, dts, child_pid]: this process forked; the child writes its own
+	 * trace whose header has ppid = this pid. */
+	KP_REC_FORK = 13,
+	/* [14, dts, path]: this process is about to exec path. */
+	KP_REC_EXEC = 14,
+
+	/* Reserved for the next capabilities; readers of 1.0 skip them. */
+	KP_REC_IO = 32,
+	KP_REC_FD_OPEN = 33,
+	KP_REC_FD_CLOSE = 34,
+	KP_REC_QUERY = 40,
+	KP_REC_SPAN = 41,
+	KP_REC_CUSTOM = 42,
+	KP_REC_CPU_SAMPLE = 48,
+	KP_REC_SNAPSHOT = 56,
+
+	KP_REC_TYPE_MAX = 127
+};
+
+/* The allocator entry point that produced an ALLOC. */
+enum kp_alloc_kind {
+	KP_ALLOC_MALLOC = 0,
+	KP_ALLOC_CALLOC = 1,
+	KP_ALLOC_REALLOC = 2, /* realloc(NULL, n) */
+	KP_ALLOC_REALLOCARRAY = 3,
+	KP_ALLOC_POSIX_MEMALIGN = 4,
+	KP_ALLOC_ALIGNED_ALLOC = 5,
+	KP_ALLOC_MEMALIGN = 6,
+	KP_ALLOC_VALLOC = 7,
+	KP_ALLOC_PVALLOC = 8,
+	KP_ALLOC_KIND_MAX = 8
+};
+
+/* Why the trace ended (END.reason). */
+enum kp_end_reason {
+	KP_END_EXIT = 0,  /* exit() or return from main */
+	KP_END__EXIT = 1, /* _exit()/_Exit() */
+	KP_END_EXEC = 2,  /* successful exec replaced the image */
+	KP_END_ABORT = 3, /* abort() */
+};
+
+/*
+ * One decoded (reader) or to-be-encoded (writer) record. Pointers inside
+ * point into the frame buffer (reader) or the caller's memory (writer) and
+ * stay valid until the next frame is read or the record is encoded.
+ * ts and tid are absolute for every record type (delta coding is the
+ * codec's business); fields a type does not carry are zero.
+ */
+struct kp_rec {
+	uint8_t type;  /* enum kp_rec_type */
+	uint8_t kind;  /* alloc kind (ALLOC), reason (END) */
+	uint16_t pad;
+	uint32_t tid;  /* thread (cur_tid for events; THREAD_* own tid) */
+	uint64_t ts;   /* ns since start_mono_ns */
+	union {
+		struct {
+			uint64_t ptr, size, align;
+			uint32_t stack;
+		} alloc;
+		struct {
+			uint64_t ptr;
+		} free;
+		struct {
+			uint64_t old_ptr, new_ptr, size, dur;
+			uint32_t stack;
+		} realloc;
+		struct {
+			uint32_t id, depth;
+			const uint64_t *pcs; /* reader: decoded array of depth */
+		} stack;
+		struct {
+			uint64_t bias, lo, hi;
+			const char *path; /* not NUL-terminated */
+			const uint8_t *build_id;
+			uint32_t path_len, build_id_len;
+		} module;
+		struct {
+			const char *name; /* THREAD_START; not NUL-terminated */
+			uint32_t name_len;
+		} thread;
+		struct {
+			uint64_t count;
+			uint32_t what; /* a kp_rec_type */
+		} lost;
+		struct {
+			int64_t status; /* exit status (END), child pid (FORK) */
+		} end;
+		struct {
+			uint64_t base_ts, seq;
+		} frame;
+		struct {
+			const char *path; /* EXEC; not NUL-terminated */
+			uint32_t path_len;
+		} exec;
+	} u;
+};
+
+/* The header map. Keys are the field names below; unknown keys are
+ * ignored by readers; missing keys read as zero/empty. */
+struct kp_header {
+	uint16_t major, minor;     /* from the fixed prefix */
+	int64_t pid, ppid;         /* "pid", "ppid" */
+	const char *exe;           /* "exe": /proc/self/exe at start */
+	const char *const *argv;   /* "argv": array of str */
+	uint32_t argc;
+	uint64_t start_wall_ns;    /* "start_wall_ns": CLOCK_REALTIME at start */
+	uint64_t start_mono_ns;    /* "start_mono_ns": CLOCK_MONOTONIC at start */
+	const char *clock;         /* "clock": "tsc" or "clock_gettime" */
+	double tsc_hz;             /* "tsc_hz": calibrated ticks/s, 0 if none */
+	const char *hostname;      /* "hostname" */
+	const char *kprof_version; /* "kprof_version" */
+	/* "config": map str -> str, the effective KOTOBA_PROFILE_* settings */
+	const char *const *config_keys;
+	const char *const *config_vals;
+	uint32_t nconfig;
+};
+
+#endif

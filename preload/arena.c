@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kprof's own memory: a small private allocator on mmap, so nothing kprof
+ * allocates comes from (or shows up in) the app's heap.
+ *
+ * Why not a private jemalloc arena: Debian's libjemalloc.so.2 needs
+ * libstdc++.so.6, so linking it would load libstdc++ into every traced
+ * process, and libstdc++'s static initialiser allocates 72,704 bytes (its
+ * exception emergency pool) from the *app's* malloc: a kprof artefact in
+ * every C program's heap and report. kprof's allocations are few and
+ * mostly large (zstd workspaces, frame buffers), so a simple allocator does:
+ *   - blocks up to 64 KiB come from power-of-two size classes, each a LIFO
+ *     free list carved from 256 KiB chunks, under one spin lock;
+ *   - larger blocks are their own mapping, unmapped on free.
+ * Every block has a 16-byte header naming its class (or mapping length).
+ * The lock is taken around fork (kp_arena_lock/unlock) like kprof's others.
+ */
+#include "state.h"
+
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define HDR 16
+#define MIN_SHIFT 4  /* 16 bytes */
+#define MAX_SHIFT 16 /* 64 KiB */
+#define NCLASS (MAX_SHIFT - MIN_SHIFT + 1)
+#define CHUNK (256 * 1024)
+#define LARGE_TAG 0xffffffffu
+
+struct hdr {
+	uint32_t cls;  /* size class, or LARGE_TAG */
+	uint32_t pad;
+	uint64_t len;  /* mapping length for large blocks */
+};
+_Static_assert(sizeof(struct hdr) == HDR, "header keeps 16-byte alignment");
+
+struct free_blk {
+	struct free_blk *next;
+};
+
+static struct free_blk *free_list[NCLASS];
+static _Atomic int lock;
+
+void kp_arena_lock(void)
+{
+	while (atomic_exchange_explicit(&lock, 1, memory_order_acquire))
+		sched_yield();
+}
+
+void kp_arena_unlock(void)
+{
+	atomic_store_explicit(&lock, 0, memory_order_release);
+}
+
+static void *map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Split a fresh chunk into blocks of class c (lock held). */
+static int refill(unsigned c)
+{
+	size_t bsz = ((size_t)1 << (c + MIN_SHIFT)) + HDR;
+	size_t n = CHUNK / bsz;
+	char *chunk = map(n * bsz);
+	if (!chunk)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		struct hdr *h = (struct hdr *)(chunk + i * bsz);
+		h->cls = c;
+		struct free_blk *b = (struct free_blk *)(h + 1);
+		b->next = free_list[c];
+		free_list[c] = b;
+	}
+	return 0;
+}
+
+void *kp_arena_alloc(size_t n)
+{
+	if (n > ((size_t)1 << MAX_SHIFT)) {
+		size_t len = (n + HDR + 4095) & ~(size_t)4095;
+		struct hdr *h = map(len);
+		if (!h)
+			return NULL;
+		h->cls = LARGE_TAG;
+		h->len = len;
+		return h + 1;
+	}
+	unsigned c = 0;
+	while (((size_t)1 << (c + MIN_SHIFT)) < n)
+		c++;
+	kp_arena_lock();
+	if (!free_list[c] && refill(c) != 0) {
+		kp_arena_unlock();
+		return NULL;
+	}
+	struct free_blk *b = free_list[c];
+	free_list[c] = b->next;
+	kp_arena_unlock();
+	return b;
+}
+
+void kp_arena_free(void *p)
+{
+	if (!p)
+		return;
+	struct hdr *h = (struct hdr *)p - 1;
+	if (h->cls == LARGE_TAG) {
+		munmap(h, h->len);
+		return;
+	}
+	struct free_blk *b = p;
+	kp_arena_lock();
+	b->next = free_list[h->cls];
+	free_list[h->cls] = b;
+	kp_arena_unlock();
+}
+
+static void *xmalloc(void *ctx, size_t n)
+{
+	(void)ctx;
+	return kp_arena_alloc(n);
+}
+
+static void xfree(void *ctx, void *p)
+{
+	(void)ctx;
+	kp_arena_free(p);
+}
+
+int kp_arena_init(struct kp_allocator *a)
+{
+	a->xMalloc = xmalloc;
+	a->xFree = xfree;
+	a->ctx = NULL;
+	return 0;
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * KOTOBA_PROFILE_* environment variables, read once at initialisation.
+ * A bad value gets one warning line naming the variable and the default
+ * used, and the app runs on. man/kprof.7 documents every variable; keep the
+ * two in step.
+ */
+#include "state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEF_OUTPUT "kprof.%p.kpz"
+#define DEF_DEPTH 64
+#define DEF_BUFFER_KB 1024
+#define DEF_FLUSH_MS 100
+#define DEF_ZSTD 3
+
+static int parse_bool(const char *name, int def)
+{
+	const char *v = getenv(name);
+	if (!v)
+		return def;
+	static const char *const yes[] = { "1", "on", "yes", "true" };
+	static const char *const no[] = { "0", "off", "no", "false" };
+	for (size_t i = 0; i < KP_ARRAY_SIZE(yes); i++) {
+		if (strcasecmp(v, yes[i]) == 0)
+			return 1;
+		if (strcasecmp(v, no[i]) == 0)
+			return 0;
+	}
+	kp_warn("%s='%s' is not one of 1/0/on/off/yes/no/true/false; "
+		"using the default %s", name, v, def ? "1" : "0");
+	return def;
+}
+
+static long parse_int(const char *name, long def, long lo, long hi)
+{
+	const char *v = getenv(name);
+	if (!v)
+		return def;
+	char *end;
+	long x = strtol(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || x < lo || x > hi) {
+		kp_warn("%s='%s' is not an integer in %ld..%ld; "
+			"using the default %ld", name, v, lo, hi, def);
+		return def;
+	}
+	return x;
+}
+
+void kp_config_load(struct kp_config *c)
+{
+	c->memory = parse_bool("KOTOBA_PROFILE_MEMORY", 1);
+	c->stack_depth = (int)parse_int("KOTOBA_PROFILE_STACK_DEPTH", DEF_DEPTH,
+					0, KP_MAX_STACK_DEPTH);
+	c->buffer_kb = (unsigned)parse_int("KOTOBA_PROFILE_BUFFER_KB",
+					   DEF_BUFFER_KB, 16, 1 << 20);
+	c->flush_ms = (unsigned)parse_int("KOTOBA_PROFILE_FLUSH_MS",
+					  DEF_FLUSH_MS, 1, 60000);
+	c->zstd_level = (int)parse_int("KOTOBA_PROFILE_ZSTD_LEVEL", DEF_ZSTD,
+				       1, 19);
+
+	c->overflow = KP_OVERFLOW_WAIT;
+	const char *o = getenv("KOTOBA_PROFILE_OVERFLOW");
+	if (o && strcmp(o, "drop") == 0)
+		c->overflow = KP_OVERFLOW_DROP;
+	else if (o && strcmp(o, "wait") != 0)
+		kp_warn("KOTOBA_PROFILE_OVERFLOW='%s' is not wait or drop; "
+			"using the default wait", o);
+
+	const char *out = getenv("KOTOBA_PROFILE_OUTPUT");
+	if (out && (*out == '\0' || strlen(out) >= sizeof(c->output) - 32)) {
+		kp_warn("KOTOBA_PROFILE_OUTPUT is empty or too long; "
+			"using the default %s", DEF_OUTPUT);
+		out = NULL;
+	}
+	snprintf(c->output, sizeof(c->output), "%s", out ? out : DEF_OUTPUT);
+}
+
+unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
+			 const char **vals, char *scratch, size_t scratch_len)
+{
+	unsigned n = 0;
+	size_t off = 0;
+#define PAIR(k, fmt, v)                                                    \
+	do {                                                               \
+		int w = snprintf(scratch + off, scratch_len - off, fmt, v); \
+		if (w < 0 || (size_t)w >= scratch_len - off)               \
+			break;                                             \
+		keys[n] = k;                                               \
+		vals[n++] = scratch + off;                                 \
+		off += (size_t)w + 1;                                      \
+	} while (0)
+	PAIR("memory", "%d", c->memory);
+	PAIR("output", "%s", c->output);
+	PAIR("stack_depth", "%d", c->stack_depth);
+	PAIR("buffer_kb", "%u", c->buffer_kb);
+	PAIR("overflow", "%s", c->overflow == KP_OVERFLOW_DROP ? "drop" : "wait");
+	PAIR("flush_ms", "%u", c->flush_ms);
+	PAIR("zstd_level", "%d", c->zstd_level);
+#undef PAIR
+	return n;
+}

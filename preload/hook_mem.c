@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The allocator interposers. Each forwards to the allocator the app would
+ * have called (kp_real, resolved with RTLD_NEXT), returns exactly what it
+ * returned with errno as it left it, and records an event:
+ *   - allocations after the real call returned (the block exists),
+ *   - frees before the real call (once freed, another thread may get the
+ *     same address and record its allocation),
+ *   - realloc with two times: the free half before, the allocation after.
+ * Calls made while this thread is already inside kprof (busy), during
+ * symbol resolution (boot pool), before initialisation or after the end
+ * pass straight through. Runs on every allocation: no locks, no stdio, no
+ * allocation from the app's heap.
+ */
+#include "state.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline int want(const struct kp_tls *t)
+{
+	return !t->busy && kp_ready() && kp.cfg.memory;
+}
+
+static void record(struct kp_tls *t, struct kp_ev *ev, int with_stack)
+{
+	int saved = errno;
+	t->busy = 1;
+	if (with_stack)
+		ev->stack = kp_stack_capture();
+	kp_ring_push(ev);
+	t->busy = 0;
+	errno = saved;
+}
+
+static void record_alloc(struct kp_tls *t, int kind, void *p, size_t n,
+			 size_t align)
+{
+	struct kp_ev ev = { .type = KP_REC_ALLOC, .kind = (uint8_t)kind };
+	ev.a = (uintptr_t)p;
+	ev.b = n;
+	ev.c = align;
+	record(t, &ev, 1);
+}
+
+static void record_free(struct kp_tls *t, void *p, uint64_t tsc)
+{
+	struct kp_ev ev = { .type = KP_REC_FREE, .tsc = tsc };
+	ev.a = (uintptr_t)p;
+	record(t, &ev, 0);
+}
+
+/* Before the real symbols are known: only the boot pool can answer. */
+#define RESOLVE_OR_BOOT(fn, boot_expr)                  \
+	do {                                            \
+		if (KP_UNLIKELY(!kp_real.fn)) {         \
+			if (atomic_load(&kp_resolving)) \
+				return boot_expr;       \
+			kp_real_resolve();              \
+		}                                       \
+	} while (0)
+
+KP_EXPORT void *malloc(size_t n)
+{
+	RESOLVE_OR_BOOT(malloc, kp_boot_alloc(n, 16));
+	struct kp_tls *t = &kp_tls;
+	if (!want(t))
+		return kp_real.malloc(n);
+	void *p = kp_real.malloc(n);
+	if (p)
+		record_alloc(t, KP_ALLOC_MALLOC, p, n, 0);
+	return p;
+}
+
+KP_EXPORT void *calloc(size_t nmemb, size_t size)
+{
+	size_t total;
+	RESOLVE_OR_BOOT(calloc,
+			__builtin_mul_overflow(nmemb, size, &total)
+				? NULL
+				: kp_boot_alloc(total, 16));
+	struct kp_tls *t = &kp_tls;
+	if (!want(t))
+		return kp_real.calloc(nmemb, size);
+	void *p = kp_real.calloc(nmemb, size);
+	if (p)
+		record_alloc(t, KP_ALLOC_CALLOC, p, nmemb * size, 0);
+	return p;
+}
+
+KP_EXPORT void free(void *p)
+{
+	if (!p)
+		return;
+	if (KP_UNLIKELY(kp_boot_owns(p)))
+		return; /* boot blocks are never reused */
+	RESOLVE_OR_BOOT(free, (void)0);
+	struct kp_tls *t = &kp_tls;
+	if (want(t))
+		record_free(t, p, 0);
+	kp_real.free(p);
+}
+
+/* realloc and reallocarray share this: `n` is the new size in bytes. */
+static void *do_realloc(void *p, size_t n, void *q, uint64_t t0, int kind)
+{
+	struct kp_tls *t = &kp_tls;
+	if (!p) {
+		if (q)
+			record_alloc(t, kind, q, n, 0);
+		return q;
+	}
+	if (!q) {
+		/* realloc(p, 0) that freed p; any other NULL is a failure
+		 * that left p alone. */
+		if (n == 0)
+			record_free(t, p, t0);
+		return q;
+	}
+	struct kp_ev ev = { .type = KP_REC_REALLOC, .kind = (uint8_t)kind,
+			    .tsc = t0 };
+	ev.a = (uintptr_t)p;
+	ev.b = (uintptr_t)q;
+	ev.c = n;
+	ev.d = kp_ticks() - t0;
+	record(t, &ev, 1);
+	return q;
+}
+
+static void *realloc_from_boot(void *p, size_t n)
+{
+	size_t old = kp_boot_size(p);
+	void *q = malloc(n ? n : 1);
+	if (q)
+		memcpy(q, p, old < n ? old : n);
+	return q;
+}
+
+KP_EXPORT void *realloc(void *p, size_t n)
+{
+	if (KP_UNLIKELY(p && kp_boot_owns(p)))
+		return realloc_from_boot(p, n);
+	RESOLVE_OR_BOOT(realloc, p ? NULL : kp_boot_alloc(n, 16));
+	struct kp_tls *t = &kp_tls;
+	if (!want(t))
+		return kp_real.realloc(p, n);
+	uint64_t t0 = kp_ticks();
+	void *q = kp_real.realloc(p, n);
+	int saved = errno;
+	q = do_realloc(p, n, q, t0, KP_ALLOC_REALLOC);
+	errno = saved;
+	return q;
+}
+
+KP_EXPORT void *reallocarray(void *p, size_t nmemb, size_t size)
+{
+	size_t n;
+	if (KP_UNLIKELY(p && kp_boot_owns(p))) {
+		if (__builtin_mul_overflow(nmemb, size, &n)) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		return realloc_from_boot(p, n);
+	}
+	RESOLVE_OR_BOOT(reallocarray, NULL);
+	struct kp_tls *t = &kp_tls;
+	if (!want(t))
+		return kp_real.reallocarray(p, nmemb, size);
+	uint64_t t0 = kp_ticks();
+	void *q = kp_real.reallocarray(p, nmemb, size);
+	int saved = errno;
+	q = do_realloc(p, nmemb * size, q, t0, KP_ALLOC_REALLOCARRAY);
+	errno = saved;
+	return q;
+}
+
+KP_EXPORT int posix_memalign(void **out, size_t align, size_t n)
+{
+	RESOLVE_OR_BOOT(posix_memalign,
+			(*out = kp_boot_alloc(n, align)) ? 0 : ENOMEM);
+	struct kp_tls *t = &kp_tls;
+	if (!want(t))
+		return kp_real.posix_memalign(out, align, n);
+	int rc = kp_real.posix_memalign(out, align, n);
+	if (rc == 0)
+		record_alloc(t, KP_ALLOC_POSIX_MEMALIGN, *out, n, align);
+	return rc;
+}
+
+#define ALIGNED_HOOK(name, kind, params, args, size_expr, align_expr)    \
+	KP_EXPORT void *name params                                       \
+	{                                                                 \
+		RESOLVE_OR_BOOT(name, kp_boot_alloc(size_expr, align_expr)); \
+		struct kp_tls *t = &kp_tls;                               \
+		if (!want(t))                                             \
+			return kp_real.name args;                         \
+		void *p = kp_real.name args;                              \
+		if (p)                                                    \
+			record_alloc(t, kind, p, size_expr, align_expr);  \
+		return p;                                                 \
+	}
+
+ALIGNED_HOOK(aligned_alloc, KP_ALLOC_ALIGNED_ALLOC, (size_t align, size_t n),
+	     (align, n), n, align)
+ALIGNED_HOOK(memalign, KP_ALLOC_MEMALIGN, (size_t align, size_t n),
+	     (align, n), n, align)
+ALIGNED_HOOK(valloc, KP_ALLOC_VALLOC, (size_t n), (n), n, 4096)
+ALIGNED_HOOK(pvalloc, KP_ALLOC_PVALLOC, (size_t n), (n), n, 4096)
+
+KP_EXPORT size_t malloc_usable_size(void *p)
+{
+	if (p && kp_boot_owns(p))
+		return kp_boot_size(p);
+	RESOLVE_OR_BOOT(malloc_usable_size, 0);
+	return kp_real.malloc_usable_size(p);
+}

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Birth and death of a traced process: initialisation (lazily, on the first
+ * interposed call, or in the constructor), fork, exec, exit, _exit, abort.
+ *
+ * Initialisation may run inside the first malloc of the process, before
+ * libkprof's constructor: it does only what is safe there (resolve symbols,
+ * read the environment, map rings, create the trace file). The writer thread
+ * is started by the constructor; until then events wait in the rings (a
+ * ring that fills before the writer starts drops and counts).
+ *
+ * The trace ends with an END record written by the last thread out: the
+ * library destructor after exit() (with the status on_exit saw), or the
+ * _exit/_Exit/abort wrappers. exec* wrappers flush first; the new image
+ * starts a fresh trace. A setuid process (AT_SECURE) is never traced.
+ */
+#include "state.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/auxv.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct kp_state kp;
+__thread struct kp_tls kp_tls __attribute__((tls_model("initial-exec")));
+
+static int exit_status;
+
+extern char **environ;
+
+static void init_clock(void)
+{
+	kp.use_tsc = kp_tsc_usable();
+	/* Pair a tick reading with CLOCK_MONOTONIC: take the middle of two
+	 * tick readings around one clock read. */
+	uint64_t a = kp.use_tsc ? __rdtsc() : 0;
+	kp.mono0 = kp_mono_ns();
+	uint64_t b = kp.use_tsc ? __rdtsc() : 0;
+	kp.tsc0 = kp.use_tsc ? a + (b - a) / 2 : kp.mono0;
+	kp.wall0 = kp_wall_ns();
+}
+
+int kp_init_slow(void)
+{
+	int expect = KP_ST_UNINIT;
+	if (!atomic_compare_exchange_strong(&kp.run, &expect, KP_ST_INIT))
+		return atomic_load(&kp.run) == KP_ST_RUNNING;
+	int saved = errno;
+	uint8_t busy = kp_tls.busy;
+	kp_tls.busy = 1;
+	kp_real_resolve();
+	if (getauxval(AT_SECURE)) {
+		atomic_store(&kp.run, KP_ST_OFF);
+		goto out;
+	}
+	if (!environ) {
+		/* Too early: libc has not set up the environment yet. */
+		atomic_store(&kp.run, KP_ST_UNINIT);
+		goto out;
+	}
+	kp.pid = (pid_t)syscall(SYS_getpid);
+	kp_config_load(&kp.cfg);
+	init_clock();
+	if (kp_arena_init(&kp.alloc) != 0 || kp_stacktab_init() != 0 ||
+	    kp_ring_init() != 0) {
+		kp_warn("cannot set up recording; not profiling");
+		atomic_store(&kp.run, KP_ST_OFF);
+		goto out;
+	}
+	kp_modules_scan();
+	atomic_store(&kp.run, KP_ST_RUNNING);
+out:
+	kp_tls.busy = busy;
+	errno = saved;
+	return atomic_load(&kp.run) == KP_ST_RUNNING;
+}
+
+/* ---- fork ------------------------------------------------------------------ */
+
+static void fork_prepare(void)
+{
+	if (!kp_recording())
+		return;
+	kp_tls.busy = 1;
+	kp_writer_fork_prepare();
+	kp_modules_lock();
+	kp_stacktab_lock();
+	while (atomic_exchange(&kp.shared_lock, 1))
+		;
+	kp_arena_lock();
+}
+
+static void fork_parent(void)
+{
+	if (!kp_recording())
+		return;
+	kp_arena_unlock();
+	atomic_store(&kp.shared_lock, 0);
+	kp_stacktab_unlock();
+	kp_modules_unlock();
+	kp_writer_fork_parent();
+	kp_tls.busy = 0;
+}
+
+static void fork_child(void)
+{
+	if (!kp_recording())
+		return;
+	kp_arena_unlock();
+	kp_stacktab_unlock();
+	kp_modules_unlock();
+	kp.pid = (pid_t)syscall(SYS_getpid);
+	uint64_t a = kp.use_tsc ? __rdtsc() : 0;
+	kp.mono0 = kp_mono_ns();
+	kp.tsc0 = kp.use_tsc ? a : kp.mono0;
+	kp.wall0 = kp_wall_ns();
+	kp_ring_after_fork_child();
+	kp_writer_after_fork_child();
+	kp_tls.busy = 0;
+}
+
+/* ---- start and finish ------------------------------------------------------ */
+
+static void on_exit_status(int status, void *arg)
+{
+	(void)arg;
+	exit_status = status;
+}
+
+__attribute__((constructor)) static void kp_ctor(void)
+{
+	if (!kp_ready() && atomic_load(&kp.run) != KP_ST_RUNNING)
+		return;
+	kp_tls.busy = 1;
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	on_exit(on_exit_status, NULL);
+	if (kp_writer_start() != 0)
+		atomic_store(&kp.run, KP_ST_OFF);
+	kp_tls.busy = 0;
+}
+
+/* Write the last frame and END. Only the traced process itself (not a
+ * vfork child sharing its memory) may do this. */
+static void finish(int reason, int status)
+{
+	if (!kp_recording() || syscall(SYS_getpid) != kp.pid)
+		return;
+	int saved = errno;
+	kp_tls.busy = 1;
+	atomic_store(&kp.run, KP_ST_OFF);
+	kp_writer_sync(1, reason, status);
+	errno = saved;
+}
+
+__attribute__((destructor)) static void kp_dtor(void)
+{
+	finish(KP_END_EXIT, exit_status);
+}
+
+KP_EXPORT void _exit(int status)
+{
+	kp_real_resolve();
+	finish(KP_END__EXIT, status);
+	kp_real._exit(status);
+}
+
+KP_EXPORT void _Exit(int status)
+{
+	kp_real_resolve();
+	finish(KP_END__EXIT, status);
+	kp_real._Exit(status);
+}
+
+KP_EXPORT void abort(void)
+{
+	kp_real_resolve();
+	finish(KP_END_ABORT, 128 + SIGABRT);
+	kp_real.abort();
+}
+
+/* ---- exec ------------------------------------------------------------------ */
+
+static void before_exec(const char *path)
+{
+	if (!kp_recording() || kp_tls.busy || syscall(SYS_getpid) != kp.pid)
+		return;
+	int saved = errno;
+	kp_tls.busy = 1;
+	kp_writer_exec(path ? path : "");
+	kp_tls.busy = 0;
+	errno = saved;
+}
+
+KP_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	kp_real_resolve();
+	before_exec(path);
+	return kp_real.execve(path, argv, envp);
+}
+
+KP_EXPORT int execv(const char *path, char *const argv[])
+{
+	kp_real_resolve();
+	before_exec(path);
+	return kp_real.execv(path, argv);
+}
+
+KP_EXPORT int execvp(const char *file, char *const argv[])
+{
+	kp_real_resolve();
+	before_exec(file);
+	return kp_real.execvp(file, argv);
+}
+
+KP_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	kp_real_resolve();
+	before_exec(file);
+	return kp_real.execvpe(file, argv, envp);
+}
+
+KP_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	kp_real_resolve();
+	before_exec("(fexecve)");
+	return kp_real.fexecve(fd, argv, envp);
+}
+
+/* The execl* family: gather the variadic arguments into an argv. */
+#define MAX_EXEC_ARGS 4096
+#define GATHER_ARGS(first, ap, argv, n)                          \
+	do {                                                     \
+		argv[0] = (char *)(first);                       \
+		n = 1;                                           \
+		while (argv[n - 1] && n < MAX_EXEC_ARGS)         \
+			argv[n++] = va_arg(ap, char *);          \
+		if (argv[n - 1]) {                               \
+			errno = E2BIG;                           \
+			va_end(ap);                              \
+			return -1;                               \
+		}                                                \
+	} while (0)
+
+KP_EXPORT int execl(const char *path, const char *arg, ...)
+{
+	char *argv[MAX_EXEC_ARGS];
+	int n;
+	va_list ap;
+	va_start(ap, arg);
+	GATHER_ARGS(arg, ap, argv, n);
+	va_end(ap);
+	return execv(path, argv);
+}
+
+KP_EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	char *argv[MAX_EXEC_ARGS];
+	int n;
+	va_list ap;
+	va_start(ap, arg);
+	GATHER_ARGS(arg, ap, argv, n);
+	va_end(ap);
+	return execvp(file, argv);
+}
+
+KP_EXPORT int execle(const char *path, const char *arg, ...)
+{
+	char *argv[MAX_EXEC_ARGS];
+	int n;
+	va_list ap;
+	va_start(ap, arg);
+	GATHER_ARGS(arg, ap, argv, n);
+	char *const *envp = va_arg(ap, char *const *);
+	va_end(ap);
+	return execve(path, argv, envp);
+}

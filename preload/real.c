@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The functions kprof wraps, resolved with dlsym(RTLD_NEXT) so that calls go
+ * to whatever the app would have called without kprof (libc's malloc, or
+ * the app's own jemalloc/tcmalloc), and raw syscalls for kprof's own I/O so
+ * it never re-enters an interposer. dlsym may call calloc: while it runs,
+ * kp_resolving sends allocations to the bootstrap pool (boot.c).
+ */
+#include "state.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct kp_real kp_real;
+_Atomic int kp_resolving;
+
+static void *next(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
+void kp_real_resolve(void)
+{
+	static _Atomic int done;
+	if (atomic_load_explicit(&done, memory_order_acquire))
+		return;
+	int saved = errno;
+	atomic_store(&kp_resolving, 1);
+	struct kp_real r;
+	r.malloc = next("malloc");
+	r.free = next("free");
+	r.calloc = next("calloc");
+	r.realloc = next("realloc");
+	r.reallocarray = next("reallocarray");
+	r.posix_memalign = next("posix_memalign");
+	r.aligned_alloc = next("aligned_alloc");
+	r.memalign = next("memalign");
+	r.valloc = next("valloc");
+	r.pvalloc = next("pvalloc");
+	r.malloc_usable_size = next("malloc_usable_size");
+	r._exit = next("_exit");
+	r._Exit = next("_Exit");
+	r.abort = next("abort");
+	r.execve = next("execve");
+	r.execv = next("execv");
+	r.execvp = next("execvp");
+	r.execvpe = next("execvpe");
+	r.fexecve = next("fexecve");
+	if (!r.malloc || !r.free || !r.calloc || !r.realloc) {
+		/* Without these the app cannot run at all: say why once. */
+		static const char msg[] =
+			"kprof: cannot resolve the real allocator; aborting\n";
+		kp_sys_write(2, msg, sizeof(msg) - 1);
+		syscall(SYS_exit_group, 127);
+	}
+	kp_real = r;
+	atomic_store(&kp_resolving, 0);
+	atomic_store_explicit(&done, 1, memory_order_release);
+	errno = saved;
+}
+
+pid_t kp_gettid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+long kp_sys_write(int fd, const void *buf, size_t n)
+{
+	return syscall(SYS_write, fd, buf, n);
+}

@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-thread rings: each thread that records gets its own single-producer,
+ * single-consumer ring of fixed 64-byte events; the writer thread is the
+ * only consumer. The producer path takes no lock and never allocates: a
+ * slot is filled, then `head` is published with release order.
+ *
+ * Rings live in their own mmap and are never unmapped: a ring whose thread
+ * ended is drained by the writer, then reused by the next new thread. Events
+ * a thread makes after its key destructor ran (glibc frees its TLS after
+ * that) go to one shared ring under a spin lock, each event naming its tid.
+ *
+ * When a ring is full the default policy waits for the writer (lossless);
+ * KOTOBA_PROFILE_OVERFLOW=drop drops the event and counts it.
+ */
+#include "state.h"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_key_t ring_key;
+static uint64_t ring_slots;
+
+static struct kp_ring *ring_map(uint64_t slots)
+{
+	size_t len = sizeof(struct kp_ring) + slots * sizeof(struct kp_ev);
+	len = (len + 4095) & ~(size_t)4095;
+	struct kp_ring *r = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (r == MAP_FAILED)
+		return NULL;
+	r->mask = slots - 1;
+	r->map_len = len;
+	atomic_store(&r->state, KP_RING_ACTIVE);
+	return r;
+}
+
+static void registry_push(struct kp_ring *r)
+{
+	struct kp_ring *old = atomic_load(&kp.rings);
+	do
+		r->next = old;
+	while (!atomic_compare_exchange_weak(&kp.rings, &old, r));
+}
+
+static void key_destructor(void *arg)
+{
+	(void)arg;
+	kp_ring_thread_exit();
+}
+
+int kp_ring_init(void)
+{
+	uint64_t want = (uint64_t)kp.cfg.buffer_kb * 1024 / sizeof(struct kp_ev);
+	ring_slots = 64;
+	while (ring_slots < want)
+		ring_slots <<= 1;
+	if (pthread_key_create(&ring_key, key_destructor) != 0)
+		return -1;
+	kp.shared = ring_map(ring_slots);
+	if (!kp.shared)
+		return -1;
+	registry_push(kp.shared);
+	return 0;
+}
+
+void kp_writer_poke(void)
+{
+	if (!atomic_load_explicit(&kp.writer_sleeping, memory_order_relaxed))
+		return;
+	atomic_fetch_add(&kp.wake_seq, 1);
+	syscall(SYS_futex, &kp.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+struct kp_ring *kp_ring_self(void)
+{
+	struct kp_tls *t = &kp_tls;
+	if (KP_LIKELY(t->ring != NULL))
+		return t->ring;
+	if (t->dead)
+		return NULL;
+	if (!t->tid)
+		t->tid = (uint32_t)kp_gettid();
+
+	struct kp_ring *r;
+	for (r = atomic_load(&kp.rings); r; r = r->next) {
+		int st = KP_RING_FREE;
+		if (r != kp.shared &&
+		    atomic_compare_exchange_strong(&r->state, &st,
+						   KP_RING_ACTIVE))
+			break;
+	}
+	if (!r) {
+		r = ring_map(ring_slots);
+		if (!r)
+			return NULL;
+		registry_push(r);
+	}
+	r->tid = t->tid;
+	t->ring = r;
+	pthread_setspecific(ring_key, r);
+
+	struct kp_ev ev = { .type = KP_REC_THREAD_START };
+	char name[17] = { 0 };
+	prctl(PR_GET_NAME, name, 0, 0, 0);
+	memcpy(&ev.a, name, 16);
+	kp_ring_push(&ev);
+	return r;
+}
+
+/* Wait for space in a full ring, or give up (and count) when no writer
+ * will ever drain it. @return 1 when there is space. */
+static int wait_for_space(struct kp_ring *r, uint64_t h)
+{
+	atomic_fetch_add_explicit(&r->waits, 1, memory_order_relaxed);
+	for (unsigned spin = 0;; spin++) {
+		if (!atomic_load(&kp.writer_up))
+			return 0;
+		/* Wake the writer whether or not it looks asleep. */
+		atomic_fetch_add(&kp.wake_seq, 1);
+		syscall(SYS_futex, &kp.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL,
+			NULL, 0);
+		if (spin < 64) {
+			sched_yield();
+		} else {
+			struct timespec ts = { 0, 50000 };
+			nanosleep(&ts, NULL);
+		}
+		uint64_t tl = atomic_load_explicit(&r->tail,
+						   memory_order_acquire);
+		if (h - tl <= r->mask)
+			return 1;
+	}
+}
+
+static void push_to(struct kp_ring *r, const struct kp_ev *ev)
+{
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	if (KP_UNLIKELY(h - r->tail_cache > r->mask)) {
+		r->tail_cache = atomic_load_explicit(&r->tail,
+						     memory_order_acquire);
+		if (h - r->tail_cache > r->mask) {
+			if (kp.cfg.overflow == KP_OVERFLOW_DROP ||
+			    !wait_for_space(r, h)) {
+				atomic_fetch_add_explicit(
+					&r->lost[ev->type & KP_REC_TYPE_MAX], 1,
+					memory_order_relaxed);
+				return;
+			}
+			r->tail_cache = atomic_load_explicit(
+				&r->tail, memory_order_acquire);
+		}
+	}
+	r->slots[h & r->mask] = *ev;
+	atomic_store_explicit(&r->head, h + 1, memory_order_release);
+	/* Every quarter ring, wake the writer if it sleeps, so a busy thread
+	 * rarely has to wait for it. */
+	if (KP_UNLIKELY((h & (r->mask >> 2)) == 0))
+		kp_writer_poke();
+}
+
+void kp_ring_push(struct kp_ev *ev)
+{
+	struct kp_tls *t = &kp_tls;
+	struct kp_ring *r = kp_ring_self();
+	ev->tsc = ev->tsc ? ev->tsc : kp_ticks();
+	if (KP_LIKELY(r != NULL)) {
+		ev->tid = t->tid;
+		push_to(r, ev);
+		return;
+	}
+	/* A dying thread (or no ring could be mapped): the shared ring. */
+	if (!t->tid)
+		t->tid = (uint32_t)kp_gettid();
+	ev->tid = t->tid;
+	while (atomic_exchange_explicit(&kp.shared_lock, 1,
+					memory_order_acquire))
+		sched_yield();
+	push_to(kp.shared, ev);
+	atomic_store_explicit(&kp.shared_lock, 0, memory_order_release);
+}
+
+void kp_ring_thread_exit(void)
+{
+	struct kp_tls *t = &kp_tls;
+	if (!t->ring || t->writer)
+		return;
+	t->busy = 1;
+	struct kp_ev ev = { .type = KP_REC_THREAD_END };
+	kp_ring_push(&ev);
+	struct kp_ring *r = t->ring;
+	t->ring = NULL;
+	t->dead = 1;
+	atomic_store_explicit(&r->state, KP_RING_CLOSED, memory_order_release);
+	t->busy = 0;
+}
+
+/*
+ * In a forked child only the forking thread exists. Every ring's unwritten
+ * events belong to the parent (which writes them), so all rings are emptied
+ * and freed; the surviving thread attaches afresh with its new tid.
+ */
+void kp_ring_after_fork_child(void)
+{
+	for (struct kp_ring *r = atomic_load(&kp.rings); r; r = r->next) {
+		atomic_store(&r->head, 0);
+		atomic_store(&r->tail, 0);
+		r->tail_cache = 0;
+		for (int i = 0; i <= KP_REC_TYPE_MAX; i++)
+			atomic_store(&r->lost[i], 0);
+		atomic_store(&r->waits, 0);
+		if (r != kp.shared)
+			atomic_store(&r->state, KP_RING_FREE);
+	}
+	atomic_store(&kp.shared_lock, 0);
+	kp_tls.ring = NULL;
+	kp_tls.tid = (uint32_t)kp_gettid();
+	kp_tls.dead = 0;
+}

@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The preload's one global state, its per-thread state, and the prototypes
+ * shared between preload/ files. Everything here runs inside the host
+ * process: on hot paths nothing may allocate from the app's heap, take a
+ * lock the app could hold, or touch stdio; errno is preserved by callers.
+ */
+#ifndef KP_STATE_H
+#define KP_STATE_H
+
+#include "compat.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "alloc.h"
+#include "record.h"
+
+/* ---- configuration (config.c) -------------------------------------------- */
+
+enum kp_overflow { KP_OVERFLOW_WAIT = 0, KP_OVERFLOW_DROP = 1 };
+
+struct kp_config {
+	int memory;          /* KOTOBA_PROFILE_MEMORY: record allocations */
+	char output[1024];   /* KOTOBA_PROFILE_OUTPUT: path template */
+	int stack_depth;     /* KOTOBA_PROFILE_STACK_DEPTH: 0 = no stacks */
+	unsigned buffer_kb;  /* KOTOBA_PROFILE_BUFFER_KB: ring size per thread */
+	int overflow;        /* KOTOBA_PROFILE_OVERFLOW: enum kp_overflow */
+	unsigned flush_ms;   /* KOTOBA_PROFILE_FLUSH_MS: max time to disk */
+	int zstd_level;      /* KOTOBA_PROFILE_ZSTD_LEVEL */
+};
+
+void kp_config_load(struct kp_config *c);
+/* The effective settings as key/value strings, for the trace header. */
+unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
+			 const char **vals, char *scratch, size_t scratch_len);
+
+/* ---- ring events (ring.c) ------------------------------------------------ */
+
+/*
+ * One fixed-size slot of a per-thread ring: a raw event as the app thread
+ * captured it. The writer turns it into a struct kp_rec (ticks -> ns).
+ */
+struct kp_ev {
+	uint64_t tsc;   /* raw timestamp (kp_ticks()) */
+	uint8_t type;   /* enum kp_rec_type */
+	uint8_t kind;   /* alloc kind, end reason */
+	uint16_t pad;
+	uint32_t stack; /* interned stack id, 0 = none */
+	uint32_t tid;   /* owning thread */
+	uint32_t pad2;
+	uint64_t a, b, c, d, e; /* type-specific, see writer.c ev_to_rec() */
+};
+_Static_assert(sizeof(struct kp_ev) == 64, "one cache line per event");
+
+enum kp_ring_state {
+	KP_RING_ACTIVE = 0, /* owned by a live thread */
+	KP_RING_CLOSED = 1, /* thread gone: writer drains, then frees */
+	KP_RING_FREE = 2,   /* reusable by a new thread */
+};
+
+struct kp_ring {
+	_Atomic uint64_t head;    /* producer: next slot to fill (release) */
+	uint64_t tail_cache;      /* producer's last view of tail: re-read
+				   * only when the ring looks full, so the
+				   * consumer's line is not pulled per event */
+	char pad0[48];
+	_Atomic uint64_t tail;    /* consumer: next slot to read (release) */
+	char pad1[56];
+	_Atomic int state;        /* enum kp_ring_state */
+	uint32_t tid;             /* owner's tid while ACTIVE */
+	uint64_t mask;            /* slots - 1 */
+	_Atomic uint64_t lost[KP_REC_TYPE_MAX + 1]; /* dropped, per type */
+	_Atomic uint64_t waits;   /* times the producer waited for space */
+	struct kp_ring *next;     /* registry list, push-only */
+	size_t map_len;           /* bytes mmapped for this ring */
+	struct kp_ev slots[];     /* mask + 1 slots */
+};
+
+/* ---- per-thread state ---------------------------------------------------- */
+
+struct kp_tls {
+	struct kp_ring *ring; /* this thread's ring, NULL until first event */
+	uint32_t tid;         /* gettid(), 0 until known */
+	uint8_t busy;         /* inside kprof: nested calls pass through */
+	uint8_t dead;         /* past its key destructor: use the shared ring */
+	uint8_t writer;       /* this is the writer thread: never record */
+};
+
+extern __thread struct kp_tls kp_tls;
+
+/* ---- global state -------------------------------------------------------- */
+
+enum kp_run_state {
+	KP_ST_UNINIT = 0, /* nothing done yet */
+	KP_ST_INIT,       /* some thread is initialising */
+	KP_ST_RUNNING,    /* recording */
+	KP_ST_OFF,        /* disabled (setuid, init failure) or finished */
+};
+
+struct kp_state {
+	_Atomic int run;            /* enum kp_run_state */
+	struct kp_config cfg;       /* read once at init */
+	pid_t pid;                  /* process being traced (changes on fork) */
+	uint64_t tsc0;              /* ticks at init */
+	uint64_t mono0;             /* CLOCK_MONOTONIC ns at init */
+	uint64_t wall0;             /* CLOCK_REALTIME ns at init */
+	int use_tsc;                /* ticks are TSC (1) or mono ns (0) */
+	uintptr_t self_lo, self_hi; /* libkprof.so's text, for stack trimming */
+	struct kp_allocator alloc;  /* private allocator (arena.c) */
+	_Atomic(struct kp_ring *) rings; /* registry of all rings */
+	struct kp_ring *shared;     /* ring for dying threads, under shared_lock */
+	_Atomic int shared_lock;
+	_Atomic int writer_up;      /* writer thread is draining */
+	_Atomic uint32_t wake_seq;  /* futex word: producers poke the writer */
+	_Atomic int writer_sleeping;
+};
+
+extern struct kp_state kp;
+
+static inline int kp_recording(void)
+{
+	return atomic_load_explicit(&kp.run, memory_order_acquire) ==
+	       KP_ST_RUNNING;
+}
+
+/* ---- clock (clock.c) ----------------------------------------------------- */
+
+uint64_t kp_mono_ns(void);
+uint64_t kp_wall_ns(void);
+int kp_tsc_usable(void);
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+static inline uint64_t kp_ticks(void)
+{
+	return kp.use_tsc ? __rdtsc() : kp_mono_ns();
+}
+#else
+static inline uint64_t kp_ticks(void)
+{
+	return kp_mono_ns();
+}
+#endif
+
+/* ---- real functions and raw syscalls (real.c) ----------------------------- */
+
+struct kp_real {
+	void *(*malloc)(size_t);
+	void (*free)(void *);
+	void *(*calloc)(size_t, size_t);
+	void *(*realloc)(void *, size_t);
+	void *(*reallocarray)(void *, size_t, size_t);
+	int (*posix_memalign)(void **, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	void *(*memalign)(size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+	size_t (*malloc_usable_size)(void *);
+	void (*_exit)(int) __attribute__((noreturn));
+	void (*_Exit)(int) __attribute__((noreturn));
+	void (*abort)(void) __attribute__((noreturn));
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execv)(const char *, char *const[]);
+	int (*execvp)(const char *, char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
+};
+
+extern struct kp_real kp_real;
+extern _Atomic int kp_resolving; /* dlsym in progress: use the boot pool */
+
+void kp_real_resolve(void);
+pid_t kp_gettid(void);
+long kp_sys_write(int fd, const void *buf, size_t n);
+
+/* ---- bootstrap pool (boot.c) --------------------------------------------- */
+
+void *kp_boot_alloc(size_t n, size_t align);
+int kp_boot_owns(const void *p);
+size_t kp_boot_size(const void *p);
+
+/* ---- diagnostics (diag.c) ------------------------------------------------ */
+
+void kp_warn(const char *fmt, ...) KP_PRINTF(1, 2);
+
+/* ---- private arena (arena.c) --------------------------------------------- */
+
+int kp_arena_init(struct kp_allocator *a);
+void *kp_arena_alloc(size_t n);
+void kp_arena_free(void *p);
+void kp_arena_lock(void);
+void kp_arena_unlock(void);
+
+/* ---- rings (ring.c) ------------------------------------------------------ */
+
+/* This thread's ring, attaching one on first use; NULL if none can be had. */
+struct kp_ring *kp_ring_self(void);
+/* Push one event; ev->tsc and ev->tid are filled here. */
+void kp_ring_push(struct kp_ev *ev);
+void kp_ring_thread_exit(void);
+void kp_ring_after_fork_child(void);
+int kp_ring_init(void);
+void kp_writer_poke(void);
+
+/* ---- stacks (stacktab.c) ------------------------------------------------- */
+
+int kp_stacktab_init(void);
+/* Capture the caller's stack and intern it. 0 = none. */
+uint32_t kp_stack_capture(void);
+/* Published stacks: ids 1..kp_stacktab_count(). */
+uint32_t kp_stacktab_count(void);
+const uint64_t *kp_stacktab_get(uint32_t id, uint32_t *depth);
+void kp_stacktab_lock(void);
+void kp_stacktab_unlock(void);
+uint64_t kp_stacktab_dropped(void);
+
+/* ---- modules (modules.c) ------------------------------------------------- */
+
+struct kp_module {
+	uint64_t bias, lo, hi;
+	uint64_t seq;          /* change number when it appeared/disappeared */
+	char *path;            /* arena */
+	uint8_t build_id[64];
+	uint32_t build_id_len;
+	int gone;              /* unmapped; kept so the writer can report it */
+	struct kp_module *next;
+};
+
+void kp_modules_scan(void);
+/* 1 when every pc lies in a known module. */
+int kp_modules_cover(const uint64_t *pcs, uint32_t n);
+/* Call fn for every module change with seq > *since; updates *since. */
+void kp_modules_each_since(uint64_t *since,
+			   void (*fn)(const struct kp_module *m, void *ctx),
+			   void *ctx);
+void kp_modules_lock(void);
+void kp_modules_unlock(void);
+void kp_self_range(uintptr_t *lo, uintptr_t *hi);
+
+/* ---- writer (writer.c) --------------------------------------------------- */
+
+int kp_writer_start(void);
+/* Drain everything now; if final, write END and stop the writer thread. */
+void kp_writer_sync(int final, int reason, int64_t status);
+void kp_writer_exec(const char *path);
+void kp_writer_fork_prepare(void);
+void kp_writer_fork_parent(void);
+void kp_writer_after_fork_child(void);
+
+/* ---- lifecycle (lifecycle.c) --------------------------------------------- */
+
+/* Initialise if needed; returns 1 when recording. Cheap when initialised. */
+int kp_init_slow(void);
+static inline int kp_ready(void)
+{
+	int s = atomic_load_explicit(&kp.run, memory_order_acquire);
+	if (KP_LIKELY(s == KP_ST_RUNNING))
+		return 1;
+	if (s == KP_ST_UNINIT)
+		return kp_init_slow();
+	return 0;
+}
+
+#endif

@@ -1,0 +1,626 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The writer thread: the one consumer of every ring. Each cycle it
+ *   1. reads every ring's head (acquire), choosing a time watermark W so
+ *      that one cycle fits one frame: a ring with a backlog beyond its
+ *      budget caps W at the timestamp of its first event past the budget;
+ *   2. emits the modules and stacks published since the last cycle (read
+ *      after the heads, so every stack an event uses is already visible);
+ *   3. moves the events with ts < W from each ring into the frame, thread
+ *      by thread (each run sorted by time), converting ticks to ns;
+ *   4. emits LOST counts that changed, then compresses and writes the frame.
+ * Frames are therefore ordered by time: all events in frame k precede
+ * those in frame k+1 (but for an event whose thread was preempted between
+ * taking its timestamp and publishing it, which the analyzer tolerates).
+ *
+ * It also owns the trace file: created 0600 with O_EXCL|O_NOFOLLOW (never
+ * overwriting: a taken name gets a .1, .2 ... suffix), moved to a high fd
+ * with O_CLOEXEC, and checked by inode before every write so that an app
+ * that closes or dup2s over it (closefrom(3) in daemons) is noticed and the
+ * file reopened, never written into the app's fd. All I/O is raw syscalls.
+ *
+ * A cycle runs under `cycle_lock`, so an app thread that must flush now
+ * (exit, _exit, exec, abort) runs the cycle itself rather than handing off.
+ */
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "kpz.h"
+
+#define FRAME_CAP (4u << 20)
+#define CYCLE_EVENTS (1u << 18) /* events per cycle, shared by the rings */
+#define MAX_RINGS 65536
+
+static struct {
+	pthread_mutex_t cycle_lock;
+	pthread_t thread;
+	int thread_started;
+	_Atomic int stop;
+	struct kp_writer *kw;
+	int fd;                 /* trace fd, -1 when none */
+	dev_t dev;              /* its identity, to notice closefrom/dup2 */
+	ino_t ino;
+	char path[1200];        /* absolute path of the trace */
+	int broken;             /* the file is gone: stop writing */
+	int header_done;
+	unsigned __int128 mult; /* ns = (ticks - tsc0) * mult >> 32 */
+	double tsc_hz;
+	uint32_t stacks_out;    /* stacks 1..stacks_out are in the trace */
+	uint64_t modules_since; /* module change seq already written */
+	uint64_t lost_out[KP_REC_TYPE_MAX + 1]; /* LOST counts written */
+	uint64_t stack_drops_out;
+	struct kp_ring **rings; /* scratch for a cycle */
+	uint64_t *heads;
+	int final_done;
+} w = { .cycle_lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+
+/* ---- the trace file ------------------------------------------------------ */
+
+static long sys_open(const char *path, int flags, int mode)
+{
+	return syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+static int high_fd(int fd)
+{
+	struct rlimit rl;
+	long min = 512;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		min = (long)rl.rlim_cur > 128 ? (long)rl.rlim_cur - 64 : fd;
+	else if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		min = 4096;
+	long hi = syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, min);
+	if (hi < 0)
+		return fd;
+	syscall(SYS_close, fd);
+	return (int)hi;
+}
+
+/* Expand %p %e %t %% of the template into buf (absolute). */
+static void expand_path(char *buf, size_t len)
+{
+	char exe[256] = "unknown", *base = exe;
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (k > 0) {
+		exe[k] = '\0';
+		char *s = strrchr(exe, '/');
+		base = s ? s + 1 : exe;
+	}
+	size_t o = 0;
+	const char *t = kp.cfg.output;
+	if (t[0] != '/' && getcwd(buf, len - 2)) {
+		o = strlen(buf);
+		buf[o++] = '/';
+	}
+	for (; *t && o + 32 < len; t++) {
+		if (t[0] == '%' && t[1]) {
+			t++;
+			if (*t == 'p')
+				o += (size_t)snprintf(buf + o, len - o, "%d",
+						      (int)kp.pid);
+			else if (*t == 'e')
+				o += (size_t)snprintf(buf + o, len - o, "%.64s",
+						      base);
+			else if (*t == 't')
+				o += (size_t)snprintf(buf + o, len - o, "%llu",
+						      (unsigned long long)(
+							      kp.wall0 /
+							      1000000000u));
+			else
+				buf[o++] = *t;
+		} else {
+			buf[o++] = *t;
+		}
+	}
+	buf[o] = '\0';
+}
+
+/* Create the trace file under a name nobody has taken. */
+static int open_trace(void)
+{
+	char base[1100];
+	expand_path(base, sizeof(base));
+	const char *dot = strrchr(base, '.');
+	const char *slash = strrchr(base, '/');
+	size_t stem = (dot && (!slash || dot > slash)) ? (size_t)(dot - base)
+						       : strlen(base);
+	for (int i = 0; i < 1000; i++) {
+		if (i == 0)
+			snprintf(w.path, sizeof(w.path), "%s", base);
+		else
+			snprintf(w.path, sizeof(w.path), "%.*s.%d%s",
+				 (int)stem, base, i, base + stem);
+		long fd = sys_open(w.path, O_WRONLY | O_CREAT | O_EXCL |
+						   O_NOFOLLOW | O_CLOEXEC,
+				   0600);
+		if (fd >= 0) {
+			w.fd = high_fd((int)fd);
+			struct stat st;
+			if (syscall(SYS_fstat, w.fd, &st) == 0) {
+				w.dev = st.st_dev;
+				w.ino = st.st_ino;
+			}
+			return 0;
+		}
+		if (errno != EEXIST) {
+			kp_warn("cannot create trace '%s': %s; not profiling",
+				w.path, strerror(errno));
+			return -1;
+		}
+	}
+	kp_warn("cannot find a free trace name near '%s'; not profiling", base);
+	return -1;
+}
+
+/* Is w.fd still our file? If not, reopen it by path. */
+static int check_fd(void)
+{
+	struct stat st;
+	if (w.fd >= 0 && syscall(SYS_fstat, w.fd, &st) == 0 &&
+	    st.st_dev == w.dev && st.st_ino == w.ino)
+		return 0;
+	/* Our fd was closed, or now names one of the app's files: leave that
+	 * fd alone and open the trace again. */
+	long fd = sys_open(w.path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+			   0);
+	if (fd < 0)
+		return -1;
+	if (syscall(SYS_fstat, fd, &st) != 0 || st.st_dev != w.dev ||
+	    st.st_ino != w.ino) {
+		syscall(SYS_close, fd);
+		return -1;
+	}
+	w.fd = high_fd((int)fd);
+	return 0;
+}
+
+static int sink_write(void *ctx, const void *buf, size_t n)
+{
+	(void)ctx;
+	if (w.broken || check_fd() != 0) {
+		if (!w.broken)
+			kp_warn("trace '%s' is gone; recording stops", w.path);
+		w.broken = 1;
+		return KP_EIO;
+	}
+	const char *p = buf;
+	while (n) {
+		long k = syscall(SYS_write, w.fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			kp_warn("cannot write trace '%s': %s; recording stops",
+				w.path, strerror(errno));
+			w.broken = 1;
+			return KP_EIO;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static const struct kp_sink sink = { sink_write, NULL };
+
+/* ---- clock calibration and header ---------------------------------------- */
+
+static void calibrate(void)
+{
+	if (w.mult)
+		return; /* a forked child keeps its parent's factor */
+	if (!kp.use_tsc) {
+		w.mult = (unsigned __int128)1 << 32;
+		w.tsc_hz = 0;
+		return;
+	}
+	/* At least 5 ms between the two points: clock_gettime's ~30 ns
+	 * jitter then costs < 10 ppm. Spent on this thread, not the app's. */
+	uint64_t t1, m1;
+	do {
+		m1 = kp_mono_ns();
+		t1 = __rdtsc();
+	} while (m1 - kp.mono0 < 5000000);
+	w.tsc_hz = (double)(t1 - kp.tsc0) * 1e9 / (double)(m1 - kp.mono0);
+	w.mult = (unsigned __int128)((1e9 * 4294967296.0) / w.tsc_hz);
+}
+
+static uint64_t to_ns(uint64_t ticks)
+{
+	if (ticks <= kp.tsc0)
+		return 0;
+	return (uint64_t)(((unsigned __int128)(ticks - kp.tsc0) * w.mult) >> 32);
+}
+
+static uint64_t dur_ns(uint64_t ticks)
+{
+	return (uint64_t)(((unsigned __int128)ticks * w.mult) >> 32);
+}
+
+static int write_header(void)
+{
+	static char cmdline[65536], exe[1024], host[256];
+	static const char *argv[KP_MAX_ARGV];
+	const char *keys[16], *vals[16];
+	char scratch[2048];
+	struct kp_header h;
+	memset(&h, 0, sizeof(h));
+
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[k > 0 ? k : 0] = '\0';
+	long fd = sys_open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC, 0);
+	size_t len = 0;
+	if (fd >= 0) {
+		long r;
+		while (len < sizeof(cmdline) - 1 &&
+		       (r = syscall(SYS_read, fd, cmdline + len,
+				    sizeof(cmdline) - 1 - len)) > 0)
+			len += (size_t)r;
+		syscall(SYS_close, fd);
+	}
+	cmdline[len] = '\0';
+	uint32_t argc = 0;
+	for (size_t i = 0; i < len && argc < KP_MAX_ARGV;
+	     i += strlen(cmdline + i) + 1)
+		argv[argc++] = cmdline + i;
+	struct utsname u;
+	if (uname(&u) == 0)
+		snprintf(host, sizeof(host), "%s", u.nodename);
+
+	h.pid = kp.pid;
+	h.ppid = getppid();
+	h.exe = exe;
+	h.argv = argv;
+	h.argc = argc;
+	h.start_wall_ns = kp.wall0;
+	h.start_mono_ns = kp.mono0;
+	h.clock = kp.use_tsc ? "tsc" : "clock_gettime";
+	h.tsc_hz = w.tsc_hz;
+	h.hostname = host;
+	h.kprof_version = KP_VERSION;
+	h.nconfig = kp_config_pairs(&kp.cfg, keys, vals, scratch,
+				    sizeof(scratch));
+	h.config_keys = keys;
+	h.config_vals = vals;
+	return kp_writer_header(w.kw, &h);
+}
+
+/* ---- one cycle ----------------------------------------------------------- */
+
+static void add_module(const struct kp_module *m, void *ctx)
+{
+	(void)ctx;
+	struct kp_rec r;
+	memset(&r, 0, sizeof(r));
+	r.ts = to_ns(kp_ticks());
+	r.type = m->gone ? KP_REC_UNMODULE : KP_REC_MODULE;
+	r.u.module.bias = m->bias;
+	r.u.module.lo = m->lo;
+	r.u.module.hi = m->hi;
+	r.u.module.path = m->path;
+	r.u.module.path_len = (uint32_t)strlen(m->path);
+	r.u.module.build_id = m->build_id;
+	r.u.module.build_id_len = m->build_id_len;
+	kp_writer_add(w.kw, &r);
+}
+
+static void ev_to_rec(const struct kp_ev *ev, struct kp_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->type = ev->type;
+	r->kind = ev->kind;
+	r->tid = ev->tid;
+	r->ts = to_ns(ev->tsc);
+	switch (ev->type) {
+	case KP_REC_ALLOC:
+		r->u.alloc.ptr = ev->a;
+		r->u.alloc.size = ev->b;
+		r->u.alloc.align = ev->c;
+		r->u.alloc.stack = ev->stack;
+		break;
+	case KP_REC_FREE:
+		r->u.free.ptr = ev->a;
+		break;
+	case KP_REC_REALLOC:
+		r->u.realloc.old_ptr = ev->a;
+		r->u.realloc.new_ptr = ev->b;
+		r->u.realloc.size = ev->c;
+		r->u.realloc.dur = dur_ns(ev->d);
+		r->u.realloc.stack = ev->stack;
+		break;
+	case KP_REC_THREAD_START:
+		r->u.thread.name = (const char *)&ev->a;
+		r->u.thread.name_len = (uint32_t)strnlen((const char *)&ev->a,
+							 16);
+		break;
+	default:
+		break;
+	}
+}
+
+static void emit_lost(void)
+{
+	uint64_t tot[KP_REC_TYPE_MAX + 1] = { 0 };
+	for (struct kp_ring *r = atomic_load(&kp.rings); r; r = r->next)
+		for (int t = 0; t <= KP_REC_TYPE_MAX; t++)
+			tot[t] += atomic_load_explicit(&r->lost[t],
+						       memory_order_relaxed);
+	for (int t = 0; t <= KP_REC_TYPE_MAX; t++) {
+		/* Rings freed after a fork restart from zero; counts only grow
+		 * within one trace. */
+		if (tot[t] <= w.lost_out[t])
+			continue;
+		struct kp_rec r;
+		memset(&r, 0, sizeof(r));
+		r.type = KP_REC_LOST;
+		r.u.lost.what = (uint32_t)t;
+		r.u.lost.count = tot[t];
+		kp_writer_add(w.kw, &r);
+		w.lost_out[t] = tot[t];
+	}
+	uint64_t sd = kp_stacktab_dropped();
+	if (sd > w.stack_drops_out) {
+		struct kp_rec r;
+		memset(&r, 0, sizeof(r));
+		r.type = KP_REC_LOST;
+		r.u.lost.what = KP_REC_STACK;
+		r.u.lost.count = sd;
+		kp_writer_add(w.kw, &r);
+		w.stack_drops_out = sd;
+	}
+}
+
+/* @return 1 when some ring still has events past this cycle's watermark. */
+static int cycle(int final, int reason, int64_t status, const char *exec_path)
+{
+	if (!w.kw || w.broken)
+		return 0;
+	if (!w.header_done) {
+		calibrate();
+		if (write_header() != 0)
+			return 0;
+		w.header_done = 1;
+	}
+
+	/* 1. heads and the watermark */
+	unsigned nr = 0;
+	for (struct kp_ring *r = atomic_load(&kp.rings); r && nr < MAX_RINGS;
+	     r = r->next) {
+		if (atomic_load_explicit(&r->state, memory_order_acquire) ==
+		    KP_RING_FREE)
+			continue;
+		w.rings[nr] = r;
+		w.heads[nr++] = atomic_load_explicit(&r->head,
+						     memory_order_acquire);
+	}
+	uint64_t budget = final ? UINT64_MAX : CYCLE_EVENTS / (nr ? nr : 1);
+	if (budget < 4096)
+		budget = 4096;
+	uint64_t wm = UINT64_MAX;
+	for (unsigned i = 0; i < nr; i++) {
+		uint64_t t = atomic_load_explicit(&w.rings[i]->tail,
+						  memory_order_relaxed);
+		if (w.heads[i] - t > budget) {
+			const struct kp_ev *e =
+				&w.rings[i]->slots[(t + budget) &
+						   w.rings[i]->mask];
+			if (e->tsc < wm)
+				wm = e->tsc;
+		}
+	}
+
+	/* 2. modules and stacks published before those heads were read */
+	kp_modules_lock();
+	kp_modules_each_since(&w.modules_since, add_module, NULL);
+	kp_modules_unlock();
+	uint32_t ns = kp_stacktab_count();
+	for (uint32_t id = w.stacks_out + 1; id <= ns; id++) {
+		struct kp_rec r;
+		memset(&r, 0, sizeof(r));
+		r.type = KP_REC_STACK;
+		r.u.stack.id = id;
+		r.u.stack.pcs = kp_stacktab_get(id, &r.u.stack.depth);
+		kp_writer_add(w.kw, &r);
+	}
+	w.stacks_out = ns;
+
+	/* 3. events below the watermark, ring by ring */
+	int more = 0;
+	for (unsigned i = 0; i < nr; i++) {
+		struct kp_ring *r = w.rings[i];
+		int closed = atomic_load_explicit(&r->state,
+						  memory_order_acquire) ==
+			     KP_RING_CLOSED;
+		uint64_t t = atomic_load_explicit(&r->tail,
+						  memory_order_relaxed);
+		for (; t < w.heads[i]; t++) {
+			const struct kp_ev *ev = &r->slots[t & r->mask];
+			if (ev->tsc >= wm) {
+				more = 1;
+				break;
+			}
+			struct kp_rec rec;
+			ev_to_rec(ev, &rec);
+			kp_writer_add(w.kw, &rec);
+		}
+		atomic_store_explicit(&r->tail, t, memory_order_release);
+		/* A ring closed before its head was read holds nothing more:
+		 * its thread pushed its last event before closing it. */
+		if (closed && t == w.heads[i] && r != kp.shared)
+			atomic_store_explicit(&r->state, KP_RING_FREE,
+					      memory_order_release);
+	}
+
+	/* 4. counts, the end, the frame */
+	emit_lost();
+	if (exec_path || final) {
+		struct kp_rec r;
+		memset(&r, 0, sizeof(r));
+		r.ts = to_ns(kp_ticks());
+		r.tid = kp_tls.tid;
+		if (exec_path) {
+			r.type = KP_REC_EXEC;
+			r.u.exec.path = exec_path;
+			r.u.exec.path_len = (uint32_t)strnlen(exec_path,
+							      KP_MAX_STR_LEN);
+			kp_writer_add(w.kw, &r);
+		}
+		r.type = KP_REC_END;
+		r.kind = (uint8_t)reason;
+		r.u.end.status = status;
+		kp_writer_add(w.kw, &r);
+	}
+	kp_writer_flush(w.kw);
+	return more;
+}
+
+/* ---- the thread ---------------------------------------------------------- */
+
+static void *writer_main(void *arg)
+{
+	(void)arg;
+	kp_tls.writer = 1;
+	kp_tls.busy = 1;
+	prctl(PR_SET_NAME, "kprof-writer", 0, 0, 0);
+	while (!atomic_load(&w.stop)) {
+		uint32_t seq = atomic_load(&kp.wake_seq);
+		struct timespec ts = { kp.cfg.flush_ms / 1000,
+				       (long)(kp.cfg.flush_ms % 1000) * 1000000 };
+		atomic_store(&kp.writer_sleeping, 1);
+		syscall(SYS_futex, &kp.wake_seq, FUTEX_WAIT_PRIVATE, seq, &ts,
+			NULL, 0);
+		atomic_store(&kp.writer_sleeping, 0);
+		int more = 1;
+		while (more && !atomic_load(&w.stop)) {
+			pthread_mutex_lock(&w.cycle_lock);
+			more = w.final_done ? 0 : cycle(0, 0, 0, NULL);
+			pthread_mutex_unlock(&w.cycle_lock);
+		}
+	}
+	return NULL;
+}
+
+static int spawn_thread(void)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	/* The writer must never take the app's signals. */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&w.thread, NULL, writer_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		kp_warn("cannot start the writer thread; not profiling");
+		return -1;
+	}
+	w.thread_started = 1;
+	atomic_store(&kp.writer_up, 1);
+	return 0;
+}
+
+static int prepare_output(void)
+{
+	if (!w.rings) {
+		w.rings = kp_arena_alloc(MAX_RINGS * sizeof(*w.rings));
+		w.heads = kp_arena_alloc(MAX_RINGS * sizeof(*w.heads));
+		if (!w.rings || !w.heads)
+			return -1;
+	}
+	if (open_trace() != 0)
+		return -1;
+	if (kp_writer_create(&w.kw, &kp.alloc, &sink, kp.cfg.zstd_level,
+			     FRAME_CAP) != 0) {
+		kp_warn("cannot create the trace encoder; not profiling");
+		return -1;
+	}
+	return 0;
+}
+
+int kp_writer_start(void)
+{
+	if (prepare_output() != 0)
+		return -1;
+	return spawn_thread();
+}
+
+void kp_writer_sync(int final, int reason, int64_t status)
+{
+	pthread_mutex_lock(&w.cycle_lock);
+	if (!w.final_done) {
+		while (cycle(final, reason, status, NULL))
+			;
+		if (final)
+			w.final_done = 1;
+	}
+	pthread_mutex_unlock(&w.cycle_lock);
+	if (final && w.thread_started &&
+	    !pthread_equal(pthread_self(), w.thread)) {
+		atomic_store(&w.stop, 1);
+		atomic_fetch_add(&kp.wake_seq, 1);
+		syscall(SYS_futex, &kp.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL,
+			NULL, 0);
+		pthread_join(w.thread, NULL);
+		w.thread_started = 0;
+		atomic_store(&kp.writer_up, 0);
+	}
+}
+
+/* Flush before exec: if the exec succeeds this trace ends here. */
+void kp_writer_exec(const char *path)
+{
+	pthread_mutex_lock(&w.cycle_lock);
+	if (!w.final_done)
+		while (cycle(0, KP_END_EXEC, 0, path))
+			;
+	pthread_mutex_unlock(&w.cycle_lock);
+}
+
+void kp_writer_fork_prepare(void)
+{
+	pthread_mutex_lock(&w.cycle_lock);
+}
+
+void kp_writer_fork_parent(void)
+{
+	pthread_mutex_unlock(&w.cycle_lock);
+}
+
+/*
+ * The child: the writer thread is gone and the parent's trace fd is the
+ * parent's. Start a trace of our own, re-emitting every module and stack
+ * (the child's trace must stand alone). The old encoder is abandoned, not
+ * freed: the parent's writer may have been inside it when fork happened.
+ */
+void kp_writer_after_fork_child(void)
+{
+	pthread_mutex_init(&w.cycle_lock, NULL);
+	if (w.fd >= 0)
+		syscall(SYS_close, w.fd);
+	w.fd = -1;
+	w.kw = NULL;
+	w.broken = 0;
+	w.header_done = 0;
+	w.final_done = 0;
+	w.thread_started = 0;
+	atomic_store(&w.stop, 0);
+	w.stacks_out = 0;
+	w.modules_since = 0;
+	w.stack_drops_out = 0;
+	memset(w.lost_out, 0, sizeof(w.lost_out));
+	atomic_store(&kp.writer_up, 0);
+	if (prepare_output() != 0 || spawn_thread() != 0)
+		atomic_store(&kp.run, KP_ST_OFF);
+}

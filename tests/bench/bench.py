@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""make bench: kprof's overhead as ratios measured side by side.
+
+Every configuration of a workload runs in turn, round after round
+(alternating, so the shared machine's noise hits all of them alike); the
+table shows medians and the ratio of each median to the no-profiler median.
+No number here is an assertion: this is measurement, not a test.
+
+    bench.py [--rounds N] [--quick]
+"""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+B = os.path.join(ROOT, "build")
+LIB = os.path.join(B, "libkprof.so")
+NOOP = os.path.join(B, "bench", "noop_preload.so")
+ANALYZE = os.path.join(B, "kprof-analyze")
+
+
+def run_timed(cmd, env, cwd, stdin=None):
+    full = dict(os.environ)
+    full.update(env)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, env=full, cwd=cwd, stdin=stdin,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (cmd, p.returncode, p.stderr[-500:]))
+    return dt
+
+
+def clean(d):
+    for f in os.listdir(d):
+        p = os.path.join(d, f)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        else:
+            os.unlink(p)
+
+
+def bench(name, configs, rounds, setup=None):
+    """configs: list of (label, cmd, env). Returns {label: [seconds]}"""
+    times = {label: [] for label, _, _ in configs}
+    work = tempfile.mkdtemp(prefix="kprof-bench-")
+    last = {}
+    try:
+        for _ in range(rounds):
+            for label, cmd, env in configs:
+                clean(work)
+                if setup:
+                    setup(work)
+                stdin = None
+                if isinstance(cmd, tuple):
+                    cmd, stdin_path = cmd
+                    stdin = open(stdin_path)
+                times[label].append(run_timed(cmd, env, work, stdin))
+                if stdin:
+                    stdin.close()
+                last[label] = [os.path.join(work, f) for f in sorted(os.listdir(work))
+                               if f.startswith("kprof.") and f.endswith(".kpz")]
+                if last[label]:
+                    keep = tempfile.mkdtemp(prefix="kprof-bench-keep-")
+                    last[label] = [shutil.copy(f, keep) for f in last[label]]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = statistics.median(times[configs[0][0]])
+    print("\n## %s (%d rounds, median seconds, ratio to %s)" % (name, rounds, configs[0][0]))
+    print("| configuration | median s | ratio |")
+    print("|---|---:|---:|")
+    for label, _, _ in configs:
+        m = statistics.median(times[label])
+        print("| %s | %.3f | %.2fx |" % (label, m, m / base))
+    return times, last
+
+
+def analyze_stats(files):
+    """Run the analyzer with --stats; return (report dict, stats line)."""
+    p = subprocess.run([ANALYZE, "--stats", "--format", "json"] + files,
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("kprof-analyze failed: " + p.stderr)
+    stats = [l for l in p.stderr.splitlines() if "events" in l]
+    return json.loads(p.stdout), (stats[-1] if stats else "")
+
+
+def trace_facts(label, files, t_none, t_kprof):
+    rep, stats = analyze_stats(files)
+    mem = rep["memory"]
+    events = mem["alloc_calls"] + mem["free_calls"]
+    size = sum(os.path.getsize(f) for f in files)
+    print("- %s: %d allocation events (%d allocs, %d frees), trace %.1f MB = "
+          "%.2f bytes/event, %.0f ns added per event (median wall)" % (
+              label, events, mem["alloc_calls"], mem["free_calls"], size / 1e6,
+              size / max(events, 1), (t_kprof - t_none) * 1e9 / max(events, 1)))
+    print("- analyzer on that trace: %s" % stats)
+
+
+def main():
+    rounds = 5
+    quick = "--quick" in sys.argv
+    if "--rounds" in sys.argv:
+        rounds = int(sys.argv[sys.argv.index("--rounds") + 1])
+    if quick:
+        rounds = 3
+    heaptrack = shutil.which("heaptrack")
+    kp = {"LD_PRELOAD": LIB}
+    nostack = {"LD_PRELOAD": LIB, "KOTOBA_PROFILE_STACK_DEPTH": "0"}
+
+    # 1. the allocation microbenchmark
+    app = [os.path.join(B, "tests", "apps", "alloc_bench"), "2",
+           "300000" if quick else "1500000"]
+    configs = [("none", app, {}),
+               ("no-op interposer", app, {"LD_PRELOAD": NOOP}),
+               ("kprof, stacks off", app, nostack),
+               ("kprof, stacks on", app, kp)]
+    if heaptrack:
+        configs.append(("heaptrack", [heaptrack, "-o", "ht"] + app, {}))
+    t, last = bench("alloc_bench: 2 threads, ~16 k stacks", configs, rounds)
+    med = {k: statistics.median(v) for k, v in t.items()}
+    print()
+    trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
+    trace_facts("stacks off", last["kprof, stacks off"], med["none"], med["kprof, stacks off"])
+
+    # 2. a real program: sqlite3 inserting rows
+    sqlite = shutil.which("sqlite3")
+    if sqlite:
+        rows = 20000 if quick else 200000
+        script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+        script.write("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);\n"
+                     "BEGIN;\n")
+        for i in range(rows):
+            script.write("INSERT INTO t(name, v) VALUES('name-%d', %d.5);\n" % (i, i))
+        script.write("COMMIT;\nSELECT count(*), sum(v) FROM t;\n")
+        script.close()
+        cmd = ([sqlite, "bench.db"], script.name)
+        configs = [("none", cmd, {}),
+                   ("no-op interposer", cmd, {"LD_PRELOAD": NOOP}),
+                   ("kprof, stacks off", cmd, nostack),
+                   ("kprof, stacks on", cmd, kp)]
+        if heaptrack:
+            configs.append(("heaptrack", ([heaptrack, "-o", "ht", sqlite, "bench.db"],
+                                          script.name), {}))
+        t, last = bench("sqlite3: insert %d rows" % rows, configs, rounds)
+        med = {k: statistics.median(v) for k, v in t.items()}
+        print()
+        trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
+        os.unlink(script.name)
+    else:
+        print("\nsqlite3 not installed: sqlite3 workload not run")
+
+
+if __name__ == "__main__":
+    main()

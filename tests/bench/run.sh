@@ -1,0 +1,6 @@
+#!/bin/sh
+# make bench: see tests/bench/bench.py.
+set -eu
+cd "$(dirname "$0")/../.."
+make --no-print-directory build/bench/noop_preload.so build/tests/apps/alloc_bench >/dev/null
+exec /usr/bin/python3 tests/bench/bench.py "$@"

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Install the Debian packages kprof needs, when they are missing.
+#
+#   sh tools/install-deps.sh [build] [test] [bench]
+#
+# As root it runs apt-get itself; otherwise it prints the exact apt-get
+# line and fails. Exits 0 when everything needed is present.
+set -eu
+
+sets=${*:-build}
+pkgs=""
+for s in $sets; do
+	case $s in
+	build) pkgs="$pkgs gcc g++ make pkg-config libunwind-dev
+		libmsgpack-dev libzstd-dev libdw-dev libelf-dev" ;;
+	test) pkgs="$pkgs clang valgrind python3 sqlite3 strace git binutils
+		file" ;;
+	bench) pkgs="$pkgs heaptrack sqlite3 valgrind" ;;
+	*) echo "install-deps: unknown set '$s' (build, test, bench)" >&2; exit 2 ;;
+	esac
+done
+
+missing=""
+for p in $pkgs; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	case $st in
+	*"ok installed"*) ;;
+	*) case " $missing " in *" $p "*) ;; *) missing="$missing $p" ;; esac ;;
+	esac
+done
+[ -z "$missing" ] && exit 0
+
+line="apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" != 0 ]; then
+	echo "kprof: missing packages; run as root:" >&2
+	echo "  apt-get update && $line" >&2
+	exit 1
+fi
+echo "kprof: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

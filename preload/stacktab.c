@@ -5,11 +5,18 @@
  * pc array up in one process-wide table so each unique stack gets a small
  * dense id and is written to the trace once.
  *
- * Lookups take no lock: a slot holds (hash tag << 32 | id) and is published
- * with release order after the stack's pcs are stored. Inserts (rare: one
- * per unique stack) take a spin lock and re-probe. The table and the pc
- * store are mmapped with MAP_NORESERVE and never move; when either is full
- * new stacks get id 0 and are counted (kp_stacktab_dropped).
+ * Lookups take no lock. The table holds (64-bit hash, id) slots; a stack
+ * is identified by its hash alone, so a lookup touches one slot of a table
+ * small enough to stay in cache, not the stored pcs. (Two different stacks
+ * share a 64-bit hash with probability ~N^2/2^65: about 3e-8 for a million
+ * unique stacks.) An insert takes a spin lock, re-probes, stores the pcs,
+ * and publishes the slot's hash with release order after its id. When the
+ * table is half full, the inserter builds one twice the size and publishes
+ * it; a reader still holding the old table may miss newer stacks, falls
+ * into the locked path and finds them there. Old tables are not freed
+ * (readers may hold them); together they are smaller than the last one.
+ * When the pc store or the id space is full, new stacks get id 0 and are
+ * counted (kp_stacktab_dropped).
  */
 #include "state.h"
 
@@ -19,12 +26,22 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define TAB_BITS 20
-#define TAB_SLOTS (1u << TAB_BITS)
-#define MAX_STACKS (TAB_SLOTS / 4 * 3)
+#define TAB_MIN_BITS 14
+#define TAB_MAX_BITS 24
+#define MAX_STACKS ((1u << TAB_MAX_BITS) / 2)
 #define STORE_WORDS ((size_t)64 << 20) /* 512 MiB of address space */
 
-static _Atomic uint64_t *slots;  /* tag << 32 | id, 0 = empty */
+struct slot {
+	_Atomic uint64_t hash; /* 0 = empty (a real hash of 0 becomes 1) */
+	uint64_t id;
+};
+
+struct tab {
+	uint64_t mask;
+	struct slot s[];
+};
+
+static _Atomic(struct tab *) table;
 static uint64_t *offsets;        /* id -> word offset in store */
 static uint64_t *store;          /* per stack: depth, then pcs */
 static size_t store_used;        /* words, under lock */
@@ -39,13 +56,23 @@ static void *map_noreserve(size_t len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+static struct tab *tab_new(unsigned bits)
+{
+	struct tab *t = map_noreserve(sizeof(struct tab) +
+				      ((size_t)1 << bits) * sizeof(struct slot));
+	if (t)
+		t->mask = ((uint64_t)1 << bits) - 1;
+	return t;
+}
+
 int kp_stacktab_init(void)
 {
-	slots = map_noreserve(TAB_SLOTS * sizeof(*slots));
+	struct tab *t = tab_new(TAB_MIN_BITS);
 	offsets = map_noreserve((MAX_STACKS + 1) * sizeof(*offsets));
 	store = map_noreserve(STORE_WORDS * sizeof(*store));
-	if (!slots || !offsets || !store)
+	if (!t || !offsets || !store)
 		return -1;
+	atomic_store(&table, t);
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	unw_set_cache_size(unw_local_addr_space, 1024, 0);
 	/* Warm libunwind up here, outside any hook: its first use takes
@@ -70,46 +97,71 @@ static uint64_t hash_pcs(const uint64_t *pcs, uint32_t n)
 {
 	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
 	for (uint32_t i = 0; i < n; i++) {
-		h ^= pcs[i];
-		h *= 0xff51afd7ed558ccdull;
-		h ^= h >> 29;
+		h = (h ^ pcs[i]) * 0xff51afd7ed558ccdull;
+		h = (h << 31) | (h >> 33);
 	}
-	return h;
+	/* murmur3's finaliser: every input bit reaches the low (index) bits. */
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h ? h : 1;
 }
 
-static int same(uint32_t id, const uint64_t *pcs, uint32_t n)
+/* @return the id of hash h in t, or 0 with *slot at the empty slot. */
+static uint32_t probe(const struct tab *t, uint64_t h, uint64_t *slot)
 {
-	const uint64_t *s = store + offsets[id];
-	return s[0] == n && memcmp(s + 1, pcs, n * sizeof(*pcs)) == 0;
-}
-
-/* Probe for pcs. @return its id, or 0 with *slot at the empty slot. */
-static uint32_t probe(uint64_t h, const uint64_t *pcs, uint32_t n,
-		      uint32_t *slot)
-{
-	uint64_t tag = (h >> 32) | 1;
-	uint32_t i = (uint32_t)h & (TAB_SLOTS - 1);
+	uint64_t i = h & t->mask;
 	for (;;) {
-		uint64_t v = atomic_load_explicit(&slots[i],
+		uint64_t v = atomic_load_explicit(&t->s[i].hash,
 						  memory_order_acquire);
+		if (v == h)
+			return (uint32_t)t->s[i].id;
 		if (!v) {
 			*slot = i;
 			return 0;
 		}
-		if ((v >> 32) == tag && same((uint32_t)v, pcs, n))
-			return (uint32_t)v;
-		i = (i + 1) & (TAB_SLOTS - 1);
+		i = (i + 1) & t->mask;
 	}
+}
+
+static void put(struct tab *t, uint64_t i, uint64_t h, uint32_t id)
+{
+	t->s[i].id = id;
+	atomic_store_explicit(&t->s[i].hash, h, memory_order_release);
+}
+
+/* Double the table (lock held). @return the table to insert into. */
+static struct tab *grow(struct tab *t)
+{
+	unsigned bits = 0;
+	while (((uint64_t)1 << bits) <= t->mask)
+		bits++;
+	if (bits >= TAB_MAX_BITS)
+		return t;
+	struct tab *n = tab_new(bits + 1);
+	if (!n)
+		return t;
+	for (uint64_t i = 0; i <= t->mask; i++) {
+		uint64_t h = atomic_load_explicit(&t->s[i].hash,
+						  memory_order_relaxed);
+		uint64_t at = 0;
+		if (h && !probe(n, h, &at))
+			put(n, at, h, (uint32_t)t->s[i].id);
+	}
+	atomic_store_explicit(&table, n, memory_order_release);
+	return n;
 }
 
 static uint32_t intern(const uint64_t *pcs, uint32_t n, int *fresh)
 {
-	uint64_t h = hash_pcs(pcs, n);
-	uint32_t slot, id = probe(h, pcs, n, &slot);
+	uint64_t h = hash_pcs(pcs, n), slot = 0;
+	struct tab *t = atomic_load_explicit(&table, memory_order_acquire);
+	uint32_t id = probe(t, h, &slot);
 	if (KP_LIKELY(id))
 		return id;
 	kp_stacktab_lock();
-	id = probe(h, pcs, n, &slot); /* someone may have won the race */
+	t = atomic_load_explicit(&table, memory_order_relaxed);
+	id = probe(t, h, &slot); /* someone may have won the race */
 	if (!id) {
 		uint32_t next = atomic_load_explicit(&count,
 						     memory_order_relaxed) + 1;
@@ -125,9 +177,11 @@ static uint32_t intern(const uint64_t *pcs, uint32_t n, int *fresh)
 			*fresh = 1;
 			atomic_store_explicit(&count, next,
 					      memory_order_release);
-			atomic_store_explicit(&slots[slot],
-					      ((h >> 32) | 1) << 32 | id,
-					      memory_order_release);
+			if ((uint64_t)next * 2 > t->mask) {
+				t = grow(t);
+				probe(t, h, &slot);
+			}
+			put(t, slot, h, id);
 		}
 	}
 	kp_stacktab_unlock();

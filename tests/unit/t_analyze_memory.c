@@ -1,0 +1,957 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kprof-analyze's memory pass on synthetic traces built in memory with
+ * kp_writer: exact counts (valgrind's rules), leaks and their confidence,
+ * realloc chains, cross-thread reuse of a pointer, frame merging, unknown
+ * frees, truncation, LOST, merging of processes, and JSON that python's
+ * json module accepts.
+ */
+#include <link.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "analyze.h"
+#include "err.h"
+#include "harness.h"
+#include "json.h"
+#include "kpz.h"
+
+/* ---- building traces -------------------------------------------------------- */
+
+struct tb {
+	char *buf;
+	size_t len, cap;
+	struct kp_writer *w;
+};
+
+static int tb_sink(void *ctx, const void *p, size_t n)
+{
+	struct tb *b = ctx;
+
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2;
+		b->buf = realloc(b->buf, b->cap);
+		if (!b->buf)
+			return -1;
+	}
+	memcpy(b->buf + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static void tb_begin_argv(struct tb *b, int64_t pid, int64_t ppid,
+			  const char *exe, const char *const *argv,
+			  uint32_t argc)
+{
+	struct kp_sink sink = { tb_sink, b };
+	struct kp_header h;
+
+	memset(b, 0, sizeof(*b));
+	memset(&h, 0, sizeof(h));
+	h.pid = pid;
+	h.ppid = ppid;
+	h.exe = exe;
+	h.argv = argv;
+	h.argc = argc;
+	h.start_wall_ns = 1700000000ULL * 1000000000ULL;
+	h.clock = "clock_gettime";
+	if (kp_writer_create(&b->w, &kp_allocator_libc, &sink, 1, 1 << 20) ||
+	    kp_writer_header(b->w, &h)) {
+		fprintf(stderr, "cannot create a writer\n");
+		abort();
+	}
+}
+
+static void tb_begin(struct tb *b, int64_t pid, int64_t ppid, const char *exe)
+{
+	static const char *const argv[] = { "./app", "--leak", "23" };
+	tb_begin_argv(b, pid, ppid, exe, argv, 3);
+}
+
+static void tb_add(struct tb *b, const struct kp_rec *r)
+{
+	int rc = kp_writer_add(b->w, r);
+	if (rc) {
+		fprintf(stderr, "kp_writer_add: %s\n", kp_strerror(rc));
+		abort();
+	}
+}
+
+static void tb_flush(struct tb *b)
+{
+	if (kp_writer_flush(b->w))
+		abort();
+}
+
+static void tb_end_writer(struct tb *b)
+{
+	tb_flush(b);
+	kp_writer_free(b->w);
+	b->w = NULL;
+}
+
+static void t_alloc(struct tb *b, uint32_t tid, uint64_t ts, uint64_t ptr,
+		    uint64_t size, uint32_t stack)
+{
+	struct kp_rec r = { .type = KP_REC_ALLOC, .tid = tid, .ts = ts };
+	r.u.alloc.ptr = ptr;
+	r.u.alloc.size = size;
+	r.u.alloc.stack = stack;
+	tb_add(b, &r);
+}
+
+static void t_free(struct tb *b, uint32_t tid, uint64_t ts, uint64_t ptr)
+{
+	struct kp_rec r = { .type = KP_REC_FREE, .tid = tid, .ts = ts };
+	r.u.free.ptr = ptr;
+	tb_add(b, &r);
+}
+
+static void t_realloc(struct tb *b, uint32_t tid, uint64_t ts, uint64_t old,
+		      uint64_t new, uint64_t size, uint32_t stack,
+		      uint64_t dur)
+{
+	struct kp_rec r = { .type = KP_REC_REALLOC, .tid = tid, .ts = ts };
+	r.u.realloc.old_ptr = old;
+	r.u.realloc.new_ptr = new;
+	r.u.realloc.size = size;
+	r.u.realloc.stack = stack;
+	r.u.realloc.dur = dur;
+	tb_add(b, &r);
+}
+
+static void t_stack(struct tb *b, uint32_t id, const uint64_t *pcs,
+		    uint32_t depth)
+{
+	struct kp_rec r = { .type = KP_REC_STACK };
+	r.u.stack.id = id;
+	r.u.stack.depth = depth;
+	r.u.stack.pcs = pcs;
+	tb_add(b, &r);
+}
+
+static void t_module(struct tb *b, uint64_t ts, uint64_t bias, uint64_t lo,
+		     uint64_t hi, const char *path)
+{
+	static const uint8_t bid[] = { 0xde, 0xad, 0xbe, 0xef };
+	struct kp_rec r = { .type = KP_REC_MODULE, .ts = ts };
+	r.u.module.bias = bias;
+	r.u.module.lo = lo;
+	r.u.module.hi = hi;
+	r.u.module.path = path;
+	r.u.module.path_len = (uint32_t)strlen(path);
+	r.u.module.build_id = bid;
+	r.u.module.build_id_len = sizeof(bid);
+	tb_add(b, &r);
+}
+
+static void t_end(struct tb *b, uint64_t ts, int reason, int64_t status)
+{
+	struct kp_rec r = { .type = KP_REC_END, .ts = ts };
+	r.kind = (uint8_t)reason;
+	r.u.end.status = status;
+	tb_add(b, &r);
+}
+
+static void t_lost(struct tb *b, uint32_t what, uint64_t count)
+{
+	struct kp_rec r = { .type = KP_REC_LOST };
+	r.u.lost.what = what;
+	r.u.lost.count = count;
+	tb_add(b, &r);
+}
+
+static void t_thread_start(struct tb *b, uint64_t ts, uint32_t tid)
+{
+	struct kp_rec r = { .type = KP_REC_THREAD_START, .ts = ts, .tid = tid };
+	r.u.thread.name = "worker";
+	r.u.thread.name_len = 6;
+	tb_add(b, &r);
+}
+
+/* ---- reading them back ---------------------------------------------------- */
+
+struct msrc {
+	const char *p;
+	size_t len, pos;
+};
+
+static long msrc_read(void *ctx, void *buf, size_t n)
+{
+	struct msrc *s = ctx;
+	size_t left = s->len - s->pos;
+
+	if (n > left)
+		n = left;
+	if (n > 777)
+		n = 777; /* short reads on purpose */
+	memcpy(buf, s->p + s->pos, n);
+	s->pos += n;
+	return (long)n;
+}
+
+static struct kp_opts test_opts = { .format = KP_FMT_TEXT, .top = 10,
+				    .no_symbols = 1 };
+
+static int an_add(struct kp_analysis *an, const char *name, const char *p,
+		  size_t len)
+{
+	struct msrc s = { p, len, 0 };
+	struct kp_source src = { msrc_read, &s };
+	return kp_analysis_add(an, name, &src);
+}
+
+/* Analyze one finished builder. */
+static struct kp_analysis *analyze1(struct tb *b)
+{
+	struct kp_analysis *an = kp_analysis_new(&test_opts);
+	if (an_add(an, "mem.kpz", b->buf, b->len) < 0)
+		printf("#   analysis failed\n");
+	kp_analysis_finish(an);
+	return an;
+}
+
+/* Render the report into a string (for text checks). */
+static char *render(struct kp_analysis *an, int json)
+{
+	char *s = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&s, &n);
+
+	if (json)
+		kp_report_json(an, f);
+	else
+		kp_report_text(an, f);
+	fclose(f);
+	return s;
+}
+
+/* Run python3's json module over the report; extra is a python assert. */
+static int python_check(const char *doc, const char *extra)
+{
+	char path[] = "/tmp/t_analyze_XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return -1;
+	size_t n = strlen(doc);
+	if (write(fd, doc, n) != (ssize_t)n) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd),
+		 "/usr/bin/python3 -c 'import json,sys; "
+		 "d = json.load(open(sys.argv[1], encoding=\"utf-8\")); %s' %s",
+		 extra ? extra : "", path);
+	int rc = system(cmd);
+	unlink(path);
+	return rc;
+}
+
+static int have_python(void)
+{
+	return access("/usr/bin/python3", X_OK) == 0;
+}
+
+/* ---- the tests ------------------------------------------------------------------ */
+
+static const uint64_t pcs_leak[] = { 0x401010, 0x401200, 0x401300 };
+static const uint64_t pcs_tmp[] = { 0x402010, 0x401300 };
+
+/* bcc's rule: 23 blocks of 1000 bytes leak from one stack, exactly. */
+static void build_leak23(struct tb *b)
+{
+	tb_begin(b, 4242, 1, "/usr/bin/app");
+	t_module(b, 0, 0, 0x400000, 0x500000, "/usr/bin/app");
+	t_stack(b, 1, pcs_leak, 3);
+	t_stack(b, 2, pcs_tmp, 2);
+	uint64_t ts = 1000;
+	for (int i = 0; i < 23; i++) {
+		t_alloc(b, 7, ts += 10, 0x10000 + (uint64_t)i * 0x1000, 1000, 1);
+		t_alloc(b, 7, ts += 10, 0x90000, 64, 2);
+		t_free(b, 7, ts += 10, 0x90000);
+		if (i % 5 == 4)
+			tb_flush(b);
+	}
+	t_end(b, ts + 1000000, KP_END_EXIT, 0);
+	tb_end_writer(b);
+}
+
+TEST(leak23_exact)
+{
+	struct tb b;
+	build_leak23(&b);
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->alloc_calls, 46);
+	CHECK_EQ_U(m->free_calls, 23);
+	CHECK_EQ_U(m->realloc_calls, 0);
+	CHECK_EQ_U(m->bytes_allocated, 23 * 1000 + 23 * 64);
+	CHECK_EQ_U(m->bytes_freed, 23 * 64);
+	CHECK_EQ_U(m->live_bytes, 23000);
+	CHECK_EQ_U(m->live_blocks, 23);
+	CHECK_EQ_U(m->peak_bytes, 23000 + 64);
+	CHECK_EQ_U(m->unmatched_frees, 0);
+	CHECK_EQ_U(m->peak_pid, 4242);
+
+	const struct kp_site *const *l;
+	size_t nl = kp_mem_leaks(an, &l);
+	REQUIRE(nl == 1);
+	CHECK_EQ_U(l[0]->leaked_blocks, 23);
+	CHECK_EQ_U(l[0]->leaked_bytes, 23000);
+	CHECK_EQ_U(l[0]->allocs, 23);
+	CHECK_EQ_U(l[0]->frees, 0);
+	CHECK(l[0]->conf == KP_CONF_HIGH);
+	CHECK(!strcmp(l[0]->reason,
+		      "this site never frees (0 of 23 blocks freed)"));
+	CHECK_EQ_U(l[0]->npids, 1);
+	/* The stack is the canonical one: module-relative offsets. */
+	const struct kp_gstack *g = &an->gstacks[l[0]->gstack];
+	REQUIRE(g->depth == 3);
+	CHECK_EQ_U(an->frames[g->off].offset, 0x401010);
+	CHECK(!strcmp(an->modules[an->frames[g->off].module].path,
+		      "/usr/bin/app"));
+
+	const struct kp_site *const *t;
+	size_t nt = kp_mem_top_calls(an, &t);
+	REQUIRE(nt == 2);
+	CHECK_EQ_U(t[0]->allocs, 23);
+	CHECK_EQ_U(t[0]->bytes, 23000); /* tie on calls: more bytes first */
+	nt = kp_mem_top_bytes(an, &t);
+	CHECK_EQ_U(t[0]->bytes, 23000);
+	CHECK_EQ_U(t[1]->bytes, 23 * 64);
+
+	const struct kp_proc *p = an->procs[0];
+	CHECK(!p->truncated);
+	CHECK(p->ended);
+	CHECK_EQ_U(p->threads, 1);
+	CHECK_EQ_U(p->argc, 3);
+
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "in use at exit    23,000 bytes in 23 blocks"));
+	CHECK(strstr(txt, "[confidence: high]"));
+	CHECK(!strstr(txt, "TRUNCATED"));
+	/* Under 80 columns. */
+	for (char *s = txt, *e; *s; s = e + 1) {
+		e = strchr(s, '\n');
+		if (!e)
+			break;
+		CHECK(e - s < 80);
+	}
+	free(txt);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+TEST(realloc_chain)
+{
+	struct tb b;
+	tb_begin(&b, 10, 1, "/bin/r");
+	t_stack(&b, 1, pcs_leak, 3);
+	t_stack(&b, 2, pcs_tmp, 2);
+	t_alloc(&b, 1, 100, 0x1000, 100, 1);
+	t_realloc(&b, 1, 200, 0x1000, 0x2000, 200, 2, 5);
+	t_realloc(&b, 1, 300, 0x2000, 0x3000, 300, 1, 5);
+	/* in place */
+	t_realloc(&b, 1, 400, 0x3000, 0x3000, 350, 2, 5);
+	/* realloc(NULL, n) arrives as an ALLOC of kind REALLOC */
+	struct kp_rec r = { .type = KP_REC_ALLOC, .tid = 1, .ts = 500,
+			    .kind = KP_ALLOC_REALLOC };
+	r.u.alloc.ptr = 0x5000;
+	r.u.alloc.size = 10;
+	r.u.alloc.stack = 2;
+	tb_add(&b, &r);
+	t_free(&b, 1, 600, 0x5000);
+	t_end(&b, 1000, KP_END_EXIT, 3);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->alloc_calls, 5);
+	CHECK_EQ_U(m->realloc_calls, 3);
+	CHECK_EQ_U(m->free_calls, 4);
+	CHECK_EQ_U(m->bytes_allocated, 100 + 200 + 300 + 350 + 10);
+	CHECK_EQ_U(m->bytes_freed, 100 + 200 + 300 + 10);
+	CHECK_EQ_U(m->live_bytes, 350);
+	CHECK_EQ_U(m->live_blocks, 1);
+	CHECK_EQ_U(m->peak_bytes, 360);
+	CHECK_EQ_U(m->peak_time_ns, 500);
+	CHECK_EQ_U(m->unmatched_frees, 0);
+	const struct kp_site *const *l;
+	REQUIRE(kp_mem_leaks(an, &l) == 1);
+	/* The survivor came from the last realloc, at stack 2. */
+	CHECK_EQ_U(l[0]->leaked_bytes, 350);
+	CHECK_EQ_U(l[0]->allocs, 3); /* 0x2000, 0x3000 in place, 0x5000 */
+	CHECK_EQ_U(l[0]->frees, 2);
+	CHECK(l[0]->conf == KP_CONF_MEDIUM);
+	CHECK(!strcmp(l[0]->reason, "2 of 3 blocks from this site were freed"));
+	CHECK_EQ_U(an->procs[0]->exit_status, 3);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+/*
+ * Thread 2 frees p at ts 10, but its FREE is only written in the next
+ * frame; thread 3 got p back from malloc at ts 20 in this frame. The free
+ * must hit the old block, not the new one.
+ */
+TEST(cross_thread_reuse)
+{
+	struct tb b;
+	tb_begin(&b, 11, 1, "/bin/x");
+	t_stack(&b, 1, pcs_leak, 3);
+	t_stack(&b, 2, pcs_tmp, 2);
+	t_alloc(&b, 2, 5, 0xabc0, 10, 1);
+	t_alloc(&b, 3, 20, 0xabc0, 50, 2);
+	tb_flush(&b);
+	t_free(&b, 2, 10, 0xabc0);
+	t_thread_start(&b, 60, 4); /* a thread with no events still counts */
+	tb_flush(&b);
+	t_end(&b, 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->live_blocks, 1);
+	CHECK_EQ_U(m->live_bytes, 50);
+	CHECK_EQ_U(m->bytes_freed, 10);
+	CHECK_EQ_U(m->unmatched_frees, 0);
+	const struct kp_site *const *l;
+	REQUIRE(kp_mem_leaks(an, &l) == 1);
+	CHECK_EQ_U(l[0]->leaked_bytes, 50);
+	CHECK_EQ_U(an->procs[0]->threads, 3);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+/*
+ * Inside one frame, thread batches interleave in file order; the pass must
+ * see them in time order. Thread 9's batch (ts 50) is written before thread
+ * 8's (ts 10, 20): merged, the peak is 1000 at ts 10, not 2000.
+ */
+TEST(frame_merge_order)
+{
+	struct tb b;
+	tb_begin(&b, 12, 1, "/bin/m");
+	t_stack(&b, 1, pcs_leak, 3);
+	t_alloc(&b, 9, 50, 0x7000, 1000, 1);
+	t_alloc(&b, 8, 10, 0x8000, 1000, 1);
+	t_free(&b, 8, 20, 0x8000);
+	t_free(&b, 9, 60, 0x7000);
+	t_end(&b, 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->peak_bytes, 1000);
+	CHECK_EQ_U(m->peak_time_ns, 10);
+	CHECK_EQ_U(m->live_blocks, 0);
+	const struct kp_site *const *l;
+	CHECK(kp_mem_leaks(an, &l) == 0);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+TEST(unknown_frees)
+{
+	struct tb b;
+	tb_begin(&b, 13, 1, "/bin/u");
+	t_free(&b, 1, 1, 0x1111);
+	t_free(&b, 1, 2, 0x2222);
+	t_free(&b, 1, 3, 0); /* free(NULL): not a call */
+	t_realloc(&b, 1, 4, 0x3333, 0x4444, 8, 0, 1);
+	t_free(&b, 1, 6, 0x4444);
+	t_end(&b, 10, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->unmatched_frees, 3);
+	CHECK_EQ_U(m->free_calls, 4);
+	CHECK_EQ_U(m->alloc_calls, 1);
+	CHECK_EQ_U(m->live_blocks, 0);
+	CHECK_EQ_U(m->bytes_freed, 8);
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "unmatched frees   3"));
+	free(txt);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+TEST(truncated_trace)
+{
+	struct tb b;
+	tb_begin(&b, 14, 1, "/bin/t");
+	t_stack(&b, 1, pcs_leak, 3);
+	for (int i = 0; i < 10; i++)
+		t_alloc(&b, 1, 10 + (uint64_t)i, 0x1000 + (uint64_t)i * 16, 100,
+			1);
+	tb_flush(&b);
+	size_t whole = b.len;
+	for (int i = 0; i < 200; i++)
+		t_alloc(&b, 1, 100 + (uint64_t)i, 0x9000 + (uint64_t)i * 16,
+			7 + (uint64_t)i * 13, 1);
+	t_end(&b, 1000, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+	REQUIRE(b.len > whole + 8);
+
+	/* Cut inside the second frame: the first one still counts. */
+	struct kp_analysis *an = kp_analysis_new(&test_opts);
+	CHECK(an_add(an, "cut.kpz", b.buf, whole + (b.len - whole) / 2) == 0);
+	kp_analysis_finish(an);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK(an->truncated);
+	CHECK(an->procs[0]->truncated);
+	CHECK(!an->procs[0]->ended);
+	CHECK_EQ_U(m->alloc_calls, 10);
+	CHECK_EQ_U(m->live_bytes, 1000);
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "TRUNCATED"));
+	free(txt);
+	char *js = render(an, 1);
+	CHECK(strstr(js, "\"truncated\": true"));
+	CHECK(strstr(js, "\"end_reason\": null"));
+	free(js);
+	kp_analysis_free(an);
+
+	/* Cut right after the first frame: clean EOF but no END record. */
+	an = kp_analysis_new(&test_opts);
+	CHECK(an_add(an, "eof.kpz", b.buf, whole) == 0);
+	kp_analysis_finish(an);
+	CHECK(an->procs[0]->truncated);
+	kp_analysis_free(an);
+
+	/* The whole file is not truncated. */
+	an = kp_analysis_new(&test_opts);
+	CHECK(an_add(an, "whole.kpz", b.buf, b.len) == 0);
+	kp_analysis_finish(an);
+	CHECK(!an->truncated);
+	CHECK_EQ_U(kp_mem_totals(an)->alloc_calls, 210);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+/* A forked child: same executable, library at another address; its leaks
+ * land in the parent's group. */
+TEST(two_processes_merged)
+{
+	struct tb p, c;
+	const uint64_t pp[] = { 0x7f0000001100, 0x7f0000002200 };
+	const uint64_t cp[] = { 0x7e0000001100, 0x7e0000002200 };
+
+	tb_begin(&p, 100, 1, "/usr/bin/app");
+	t_module(&p, 0, 0x7f0000000000, 0x7f0000000000, 0x7f0000100000,
+		 "/usr/lib/libfoo.so");
+	t_stack(&p, 1, pp, 2);
+	for (int i = 0; i < 5; i++)
+		t_alloc(&p, 100, 10 + (uint64_t)i, 0x1000 + (uint64_t)i * 64,
+			100, 1);
+	t_alloc(&p, 100, 20, 0x9000, 5000, 1);
+	t_free(&p, 100, 30, 0x9000);
+	t_end(&p, 1000, KP_END_EXIT, 0);
+	tb_end_writer(&p);
+
+	tb_begin(&c, 101, 100, "/usr/bin/app");
+	t_module(&c, 0, 0x7e0000000000, 0x7e0000000000, 0x7e0000100000,
+		 "/usr/lib/libfoo.so");
+	t_stack(&c, 5, cp, 2);
+	for (int i = 0; i < 3; i++)
+		t_alloc(&c, 101, 10 + (uint64_t)i, 0x1000 + (uint64_t)i * 64,
+			100, 5);
+	t_alloc(&c, 101, 40, 0x8000, 9000, 0);
+	t_free(&c, 101, 50, 0x8000);
+	t_end(&c, 2000, KP_END__EXIT, 1);
+	tb_end_writer(&c);
+
+	struct kp_analysis *an = kp_analysis_new(&test_opts);
+	CHECK(an_add(an, "p.kpz", p.buf, p.len) == 0);
+	CHECK(an_add(an, "c.kpz", c.buf, c.len) == 0);
+	kp_analysis_finish(an);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(an->nprocs, 2);
+	CHECK_EQ_U(m->alloc_calls, 10);
+	CHECK_EQ_U(m->free_calls, 2);
+	CHECK_EQ_U(m->live_blocks, 8);
+	CHECK_EQ_U(m->live_bytes, 800);
+	CHECK_EQ_U(m->peak_bytes, 9300); /* child: 300 + 9000 */
+	CHECK_EQ_U(m->peak_pid, 101);
+	CHECK_EQ_U(m->peak_time_ns, 40);
+	CHECK_EQ_U(kp_mem_proc_totals(an, an->procs[0])->peak_bytes, 5500);
+	const struct kp_site *const *l;
+	REQUIRE(kp_mem_leaks(an, &l) == 1);
+	CHECK_EQ_U(l[0]->leaked_blocks, 8);
+	CHECK_EQ_U(l[0]->allocs, 9);
+	CHECK_EQ_U(l[0]->frees, 1);
+	REQUIRE(l[0]->npids == 2);
+	CHECK(l[0]->pids[0] == 100 && l[0]->pids[1] == 101);
+	CHECK(l[0]->conf == KP_CONF_MEDIUM);
+	const struct kp_gstack *g = &an->gstacks[l[0]->gstack];
+	REQUIRE(g->depth == 2);
+	CHECK_EQ_U(an->frames[g->off].offset, 0x1100);
+	CHECK_EQ_U(an->frames[g->off + 1].offset, 0x2200);
+	CHECK_EQ_U(an->procs[1]->ppid, 100);
+	CHECK_EQ_U(an->procs[1]->end_reason, KP_END__EXIT);
+
+	if (have_python()) {
+		char *js = render(an, 1);
+		CHECK(python_check(js,
+			"m = d[\"memory\"]; "
+			"assert d[\"schema\"] == \"kprof-report/1\"; "
+			"assert m[\"peak_pid\"] == 101 and m[\"peak_bytes\"] == 9300; "
+			"assert m[\"leaks\"][0][\"pids\"] == [100, 101]; "
+			"assert m[\"leaks\"][0][\"blocks\"] == 8; "
+			"assert m[\"leaks\"][0][\"stack\"][0][\"offset\"] == 0x1100; "
+			"assert m[\"leaks\"][0][\"stack\"][0][\"module\"] == \"/usr/lib/libfoo.so\"; "
+			"assert m[\"leaks\"][0][\"stack\"][0][\"function\"] is None; "
+			"ps = d[\"trace\"][\"processes\"]; "
+			"assert [p[\"pid\"] for p in ps] == [100, 101]; "
+			"assert ps[1][\"end_reason\"] == \"_exit\"; "
+			"assert ps[1][\"exit_status\"] == 1; "
+			"assert ps[0][\"memory\"][\"in_use_at_exit\"] == {\"bytes\": 500, \"blocks\": 5}; "
+			"assert d[\"trace\"][\"files\"] == [\"p.kpz\", \"c.kpz\"]") == 0);
+		free(js);
+	}
+	kp_analysis_free(an);
+	free(p.buf);
+	free(c.buf);
+}
+
+TEST(lost_records)
+{
+	struct tb b;
+	tb_begin(&b, 15, 1, "/bin/l");
+	t_lost(&b, KP_REC_ALLOC, 5);
+	t_lost(&b, KP_REC_FREE, 2);
+	tb_flush(&b);
+	t_lost(&b, KP_REC_ALLOC, 7); /* cumulative: replaces 5 */
+	t_lost(&b, 99, 1);
+	t_end(&b, 10, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	CHECK_EQ_U(an->lost_total, 10);
+	CHECK_EQ_U(an->lost[KP_REC_ALLOC], 7);
+	CHECK_EQ_U(an->lost[KP_REC_FREE], 2);
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "WARNING: 10 events were lost (alloc 7, free 2, "
+			  "type_99 1)"));
+	free(txt);
+	if (have_python()) {
+		char *js = render(an, 1);
+		CHECK(python_check(js,
+			"t = d[\"trace\"]; assert t[\"events_lost\"] == 10; "
+			"assert t[\"events_lost_by_type\"] == "
+			"{\"alloc\": 7, \"free\": 2, \"type_99\": 1}") == 0);
+		free(js);
+	}
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+TEST(confidence_classes)
+{
+	struct tb b;
+	const uint64_t s1[] = { 0x1 }, s2[] = { 0x2 }, s3[] = { 0x3 },
+		       s4[] = { 0x4 };
+	uint64_t ptr = 0x100000;
+
+	tb_begin(&b, 16, 1, "/bin/c");
+	t_stack(&b, 1, s1, 1);
+	t_stack(&b, 2, s2, 1);
+	t_stack(&b, 3, s3, 1);
+	t_stack(&b, 4, s4, 1);
+	/* a singleton, at start-up */
+	t_alloc(&b, 1, 1, 0x10, 4096, 1);
+	/* 100 allocations, 99 freed */
+	for (int i = 0; i < 100; i++) {
+		t_alloc(&b, 1, 100 + (uint64_t)i * 10, ptr += 16, 32, 2);
+		if (i < 99)
+			t_free(&b, 1, 105 + (uint64_t)i * 10, ptr);
+	}
+	/* 10 allocations, 5 freed */
+	for (int i = 0; i < 10; i++) {
+		t_alloc(&b, 1, 5000 + (uint64_t)i * 10, ptr += 16, 16, 3);
+		if (i % 2)
+			t_free(&b, 1, 5005 + (uint64_t)i * 10, ptr);
+	}
+	/* allocated once, late */
+	t_alloc(&b, 1, 9000, ptr += 16, 8, 4);
+	t_end(&b, 10000, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_site *const *l;
+	size_t n = kp_mem_leaks(an, &l);
+	REQUIRE(n == 4);
+	CHECK_EQ_U(l[0]->leaked_bytes, 4096);
+	CHECK(l[0]->conf == KP_CONF_LOW);
+	CHECK(!strcmp(l[0]->reason,
+		      "allocated once at start-up (likely a singleton/cache)"));
+	CHECK_EQ_U(l[1]->leaked_bytes, 80);
+	CHECK(l[1]->conf == KP_CONF_MEDIUM);
+	CHECK(!strcmp(l[1]->reason, "5 of 10 blocks from this site were freed"));
+	CHECK_EQ_U(l[2]->leaked_bytes, 32);
+	CHECK(l[2]->conf == KP_CONF_LOW);
+	CHECK(!strcmp(l[2]->reason, "99% of this site's blocks were freed; "
+				    "these are the last few"));
+	CHECK_EQ_U(l[3]->leaked_bytes, 8);
+	CHECK(l[3]->conf == KP_CONF_MEDIUM);
+	CHECK(!strcmp(l[3]->reason, "allocated once and never freed"));
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+/* A hostile trace: one pointer allocated again and again. Bounded work,
+ * bounded incarnations, consistent totals. */
+TEST(many_incarnations)
+{
+	struct tb b;
+	tb_begin(&b, 17, 1, "/bin/h");
+	for (int i = 0; i < 20000; i++)
+		t_alloc(&b, 1, (uint64_t)i, 0x4000, 10, 0);
+	t_free(&b, 1, 30000, 0x4000);
+	t_alloc(&b, 1, 30001, 0x5000, UINT64_MAX, 0);
+	t_alloc(&b, 1, 30002, 0x6000, UINT64_MAX, 0);
+	t_end(&b, 40000, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->alloc_calls, 20002);
+	CHECK_EQ_U(m->evicted, 20000 - 8);
+	CHECK_EQ_U(m->live_blocks, 7 + 2);
+	CHECK_EQ_U(m->bytes_allocated, UINT64_MAX); /* saturated */
+	CHECK_EQ_U(m->live_bytes, UINT64_MAX);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+/* The pointer map against a plain model, through growth and deletions. */
+TEST(pointer_map_model)
+{
+	enum { N = 5000 };
+	static uint64_t live[N];
+	struct tb b;
+	uint64_t seed = 12345, ts = 0, want_bytes = 0, want_blocks = 0;
+
+	memset(live, 0, sizeof(live));
+	tb_begin(&b, 18, 1, "/bin/p");
+	for (int i = 0; i < 100000; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		unsigned k = (unsigned)(seed >> 33) % N;
+		uint64_t ptr = 0x10000000 + (uint64_t)k * 48;
+		if (live[k]) {
+			t_free(&b, 1, ++ts, ptr);
+			want_bytes -= live[k];
+			want_blocks--;
+			live[k] = 0;
+		} else {
+			live[k] = 1 + (seed >> 50);
+			t_alloc(&b, 1, ++ts, ptr, live[k], 0);
+			want_bytes += live[k];
+			want_blocks++;
+		}
+	}
+	t_end(&b, ++ts, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->live_bytes, want_bytes);
+	CHECK_EQ_U(m->live_blocks, want_blocks);
+	CHECK_EQ_U(m->unmatched_frees, 0);
+	CHECK_EQ_U(m->evicted, 0);
+	CHECK_EQ_U(m->alloc_calls + m->free_calls, 100000);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+TEST(bad_input)
+{
+	struct kp_analysis *an = kp_analysis_new(&test_opts);
+	CHECK(an_add(an, "empty", "", 0) < 0);
+	CHECK(an_add(an, "text", "hello, world\n", 13) < 0);
+	/* A valid header followed by garbage where a frame should be. */
+	struct tb b;
+	build_leak23(&b);
+	size_t hdr = 16 + ((size_t)(unsigned char)b.buf[12] |
+			   (size_t)(unsigned char)b.buf[13] << 8);
+	char *bad = malloc(hdr + 64);
+	memcpy(bad, b.buf, hdr);
+	for (int i = 0; i < 64; i++)
+		bad[hdr + (size_t)i] = (char)(i * 37 + 11);
+	CHECK(an_add(an, "garbage", bad, hdr + 64) < 0);
+	/* Flip bytes inside the frames: an error or a truncation, never a
+	 * crash. */
+	for (size_t i = hdr; i < b.len; i += 7) {
+		char *c = malloc(b.len);
+		memcpy(c, b.buf, b.len);
+		c[i] ^= 0x5a;
+		struct kp_analysis *a2 = kp_analysis_new(&test_opts);
+		(void)an_add(a2, "flip", c, b.len);
+		kp_analysis_finish(a2);
+		char *txt = render(a2, 0);
+		free(txt);
+		kp_analysis_free(a2);
+		free(c);
+	}
+	/* Newer major version. */
+	char *v = malloc(b.len);
+	memcpy(v, b.buf, b.len);
+	v[8] = 2;
+	CHECK(an_add(an, "future", v, b.len) < 0);
+	free(v);
+	free(bad);
+	free(b.buf);
+	kp_analysis_free(an);
+}
+
+TEST(json_escaping)
+{
+	static const char *const argv[] = { "a\"b\\c", "\n\t\x01",
+					    "caf\xc3\xa9", "\xff\xfe bad",
+					    "\xed\xa0\x80 surrogate",
+					    "\xe2\x82" };
+	struct tb b;
+	tb_begin_argv(&b, 19, 0, "/tmp/\xe9t\xe9/app \x1b[31m", argv, 6);
+	t_end(&b, 1, KP_END_ABORT, 134);
+	tb_end_writer(&b);
+	struct kp_analysis *an = analyze1(&b);
+	char *js = render(an, 1);
+	CHECK(strstr(js, "\"caf\xc3\xa9\""));
+	CHECK(strstr(js, "\"\\u00ff\\u00fe bad\""));
+	CHECK(strstr(js, "\"a\\\"b\\\\c\""));
+	CHECK(strstr(js, "\"\\n\\t\\u0001\""));
+	CHECK(strstr(js, "\"end_reason\": \"abort\""));
+	CHECK(strstr(js, "\"leaks\": []"));
+	if (have_python())
+		CHECK(python_check(js,
+			"a = d[\"trace\"][\"processes\"][0][\"argv\"]; "
+			"assert a[0] == \"a\\\"b\\\\c\"; "
+			"assert a[2] == \"caf\\u00e9\"; "
+			"assert a[3] == \"\\u00ff\\u00fe bad\"; "
+			"assert a[5] == \"\\u00e2\\u0082\"") == 0);
+	char *txt = render(an, 0);
+	CHECK(!strchr(txt, '\x1b')); /* no terminal escapes */
+	free(txt);
+	free(js);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+/* ---- symbols: look up a function of this very test binary ------------------- */
+
+static __attribute__((noinline)) void symbol_target(void)
+{
+	__asm__ volatile("");
+}
+
+struct self_map {
+	uint64_t bias, lo, hi;
+};
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct self_map *m = data;
+
+	(void)size;
+	m->bias = info->dlpi_addr;
+	m->lo = UINT64_MAX;
+	m->hi = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uint64_t a = info->dlpi_addr + ph->p_vaddr;
+		if (a < m->lo)
+			m->lo = a;
+		if (a + ph->p_memsz > m->hi)
+			m->hi = a + ph->p_memsz;
+	}
+	return 1; /* the first entry is the main program */
+}
+
+TEST(symbolize_self)
+{
+	struct self_map sm;
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	REQUIRE(n > 0);
+	exe[n] = '\0';
+	dl_iterate_phdr(find_self, &sm);
+
+	/* A return address just past the function's first byte, under an
+	 * allocator wrapper frame that must be trimmed... if it symbolizes;
+	 * here the wrapper pc lies in no module, so it stays. */
+	uint64_t pcs[] = { (uint64_t)(uintptr_t)symbol_target + 1 };
+	struct tb b;
+	tb_begin(&b, 20, 1, exe);
+	struct kp_rec r = { .type = KP_REC_MODULE };
+	r.u.module.bias = sm.bias;
+	r.u.module.lo = sm.lo;
+	r.u.module.hi = sm.hi;
+	r.u.module.path = exe;
+	r.u.module.path_len = (uint32_t)strlen(exe);
+	tb_add(&b, &r);
+	t_stack(&b, 1, pcs, 1);
+	t_alloc(&b, 1, 1, 0x1000, 1, 1);
+	t_end(&b, 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_opts o = test_opts;
+	o.no_symbols = 0;
+	struct kp_analysis *an = kp_analysis_new(&o);
+	CHECK(an_add(an, "self", b.buf, b.len) == 0);
+	kp_analysis_finish(an);
+	const struct kp_site *const *l;
+	REQUIRE(kp_mem_leaks(an, &l) == 1);
+	const struct kp_symframe *f[4];
+	size_t first;
+	size_t k = kp_symbolize_stack(kp_analysis_symbols(an), l[0]->gstack,
+				      f, 4, &first);
+	REQUIRE(k == 1);
+	CHECK(f[0]->function && !strcmp(f[0]->function, "symbol_target"));
+	CHECK(f[0]->file && strstr(f[0]->file, "t_analyze_memory.c"));
+	CHECK(f[0]->line > 0);
+	CHECK_EQ_U(f[0]->offset, pcs[0] - sm.bias);
+	kp_analysis_free(an);
+	free(b.buf);
+	symbol_target();
+}
+
+TEST(alloc_wrappers)
+{
+	CHECK(kp_is_alloc_wrapper("operator new(unsigned long)"));
+	CHECK(kp_is_alloc_wrapper("operator new[](unsigned long)"));
+	CHECK(kp_is_alloc_wrapper("__gnu_cxx::new_allocator<int>::allocate"
+				  "(unsigned long, void const*)"));
+	CHECK(kp_is_alloc_wrapper("std::allocator_traits<std::allocator<int> >"
+				  "::allocate"));
+	CHECK(kp_is_alloc_wrapper("__libc_malloc"));
+	CHECK(kp_is_alloc_wrapper("strdup"));
+	CHECK(!kp_is_alloc_wrapper("main"));
+	CHECK(!kp_is_alloc_wrapper("strdup_like"));
+	CHECK(!kp_is_alloc_wrapper(NULL));
+}
+
+int main(int argc, char **argv)
+{
+	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain),
+			 T(cross_thread_reuse), T(frame_merge_order),
+			 T(unknown_frees), T(truncated_trace),
+			 T(two_processes_merged), T(lost_records),
+			 T(confidence_classes), T(many_incarnations),
+			 T(pointer_map_model), T(bad_input), T(json_escaping),
+			 T(symbolize_self), T(alloc_wrappers));
+}

@@ -1,0 +1,456 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared model of kprof-analyze: options, the analysis context, the
+ * per-process record, the stack/module tables and the pass interface.
+ *
+ * Data flow: load.c reads one trace at a time in a single streaming pass.
+ * Metadata records (STACK, MODULE, THREAD_*, LOST, END, ...) go to every pass
+ * in file order as they arrive; event records (ALLOC, FREE, REALLOC) are
+ * collected per frame, merged by timestamp and then handed to every pass in
+ * time order. After the last trace, each pass merges its per-process results
+ * and renders them. Nothing here keeps events: memory is bounded by what is
+ * live (blocks) and what is unique (stacks, modules, sites).
+ *
+ * No global mutable state: everything hangs off struct kp_analysis.
+ */
+#ifndef KP_ANALYZE_H
+#define KP_ANALYZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "compat.h"
+#include "kpz.h"
+#include "record.h"
+
+/* ---- usage.c: git-style messages, allocation that dies on OOM ---------- */
+
+#define KP_PROG "kprof-analyze"
+
+/* Print "kprof-analyze: <msg>" on stderr. @return -1 (error). */
+int error(const char *fmt, ...) KP_PRINTF(1, 2);
+void warning(const char *fmt, ...) KP_PRINTF(1, 2);
+/* Print the message and exit(status). Only main() and option parsing. */
+void die(int status, const char *fmt, ...) KP_PRINTF(2, 3)
+	__attribute__((noreturn));
+
+/*
+ * Allocation for the analyzer. Running out of memory is reported as one
+ * line and exit status 1: every allocation is bounded by what the trace
+ * holds live, so there is nothing sensible to fall back to.
+ */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+void *xrealloc_array(void *p, size_t n, size_t size);
+char *xstrndup(const char *s, size_t n);
+char *xstrdup(const char *s);
+
+/* Saturating arithmetic: hostile traces carry huge counts and sizes. */
+static inline uint64_t kp_sat_add(uint64_t a, uint64_t b)
+{
+	uint64_t r;
+	return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static inline uint64_t kp_sat_sub(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+/* A 64-bit mixer (splitmix64 finaliser) with a per-run seed. */
+static inline uint64_t kp_mix64(uint64_t x, uint64_t seed)
+{
+	x ^= seed;
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+uint64_t kp_hash_bytes(const void *p, size_t n, uint64_t seed);
+
+/* A random seed for the hash tables, so inputs cannot be built to collide. */
+uint64_t kp_random_seed(void);
+
+/* ---- options ----------------------------------------------------------- */
+
+enum kp_format { KP_FMT_TEXT, KP_FMT_JSON };
+enum kp_command { KP_CMD_SUMMARY, KP_CMD_LEAKS };
+
+struct kp_opts {
+	enum kp_format format; /* --format */
+	enum kp_command command; /* summary | leaks */
+	unsigned top;          /* --top N: rows per "top" table */
+	const char *output;    /* -o FILE, NULL = stdout */
+	int stats;             /* --stats: throughput on stderr */
+	int no_symbols;        /* --no-symbols: module+offset only */
+};
+
+/* ---- small open-addressing map u64 -> u32 (stacks.c) ------------------- */
+
+struct kp_idmap {
+	uint64_t *keys;  /* KP_IDMAP_EMPTY marks a free slot */
+	uint32_t *vals;
+	size_t cap;      /* power of two, 0 before first insert */
+	size_t n;
+	uint64_t seed;
+};
+
+#define KP_IDMAP_EMPTY UINT64_MAX
+
+void kp_idmap_init(struct kp_idmap *m);
+void kp_idmap_free(struct kp_idmap *m);
+/* @return the value of key, or UINT32_MAX if absent. */
+uint32_t kp_idmap_get(const struct kp_idmap *m, uint64_t key);
+/* Insert key (must be absent and != KP_IDMAP_EMPTY). */
+void kp_idmap_put(struct kp_idmap *m, uint64_t key, uint32_t val);
+
+/* ---- global tables: modules and canonical stacks (stacks.c) ------------- */
+
+/*
+ * A module file, interned by (path, build-id) across all traces, so a
+ * library mapped at different addresses in different processes is one
+ * module, and frames are comparable across processes as (module, offset).
+ */
+struct kp_module {
+	char *path;           /* as recorded; "" when unknown */
+	uint8_t *build_id;
+	uint32_t build_id_len;
+	uint32_t next;        /* next module with the same hash, or UINT32_MAX */
+	uint64_t hash;
+	void *sym;            /* symbols.c state, created lazily */
+	int sym_failed;       /* symbols.c: file unusable, warned once */
+};
+
+/*
+ * A frame independent of ASLR: module index (0 = the pc lies in no known
+ * module) and offset = pc - load bias, i.e. the address addr2line takes.
+ * address is the pc as first seen, kept for the report only.
+ */
+struct kp_frame {
+	uint32_t module;
+	uint32_t pad;
+	uint64_t offset;
+	uint64_t address;
+};
+
+/* A canonical (cross-process) stack: frames[off .. off + depth). */
+struct kp_gstack {
+	uint64_t off;
+	uint32_t depth;
+	uint32_t next;   /* hash chain */
+	uint64_t hash;
+};
+
+/* One symbolized frame, owned by the symbol cache. */
+struct kp_symframe {
+	const char *function; /* demangled, NULL if unknown */
+	const char *file;     /* NULL if no line info */
+	int line;             /* 0 if unknown */
+	const char *module;   /* module path ("" unknown) */
+	uint64_t offset, address;
+};
+
+struct kp_symbols; /* symbols.c */
+
+/* ---- processes ---------------------------------------------------------- */
+
+#define KP_MAX_PASSES 8
+
+/* What one trace file says about its process (one exec image). */
+struct kp_proc {
+	char *file;             /* trace file name as given */
+	int64_t pid, ppid;
+	char *exe;
+	char **argv;
+	uint32_t argc;
+	uint64_t start_wall_ns;
+	uint64_t duration_ns;   /* END ts, else the last ts seen */
+	uint64_t threads;       /* distinct thread ids seen */
+	int truncated;          /* no END record, or the file ends in a frame */
+	int ended;              /* END seen */
+	int end_reason;         /* enum kp_end_reason, valid when ended */
+	int64_t exit_status;
+	uint64_t lost[KP_REC_TYPE_MAX + 1]; /* LOST count per record type */
+	uint64_t lost_total;
+	uint64_t records;       /* records decoded */
+	uint64_t frames;
+	uint64_t forks;         /* FORK records */
+	char *exec_path;        /* EXEC record, NULL if none */
+	uint32_t exe_id;        /* index of exe in kp_analysis.exes */
+	void *pass_data[KP_MAX_PASSES]; /* per-process results of each pass */
+};
+
+/* ---- per-trace state (load.c, stacks.c) ---------------------------------- */
+
+/* A module as mapped in one process. */
+struct kp_tmodule {
+	uint64_t bias, lo, hi;
+	uint32_t gmod;   /* index in kp_analysis.modules */
+	uint32_t seq;    /* order of appearance */
+	int mapped;      /* 0 after an UNMODULE */
+};
+
+/* A STACK of one trace, by local (dense) index. */
+struct kp_tstack {
+	uint32_t id;      /* the trace's stack id */
+	uint32_t depth;   /* 0 for id 0, undefined ids and dropped stacks */
+	uint64_t off;     /* in kp_trace.pcs */
+	uint32_t gstack;  /* canonical stack, UINT32_MAX until resolved */
+	int defined;
+};
+
+struct kp_trace {
+	struct kp_analysis *an;
+	struct kp_proc *proc;
+	const struct kp_header *hdr;
+	/* stacks: trace id -> local index. Ids are dense from 1, so small
+	 * ids use a direct array (local + 1, 0 = unseen); only ids past
+	 * KP_STACK_DIRECT_MAX (a hostile trace) go through the hash map. */
+	uint32_t *stack_direct;
+	size_t stack_direct_cap;
+	struct kp_idmap stack_ids;
+	struct kp_tstack *stacks;
+	size_t nstacks, stacks_cap;
+	uint64_t *pcs;
+	size_t npcs, pcs_cap;
+	uint64_t stacks_dropped;  /* over the pcs budget */
+	/* modules */
+	struct kp_tmodule *mods;
+	size_t nmods, mods_cap;
+	struct kp_tmodule *mods_sorted; /* built at resolve time */
+	/* threads */
+	struct kp_idmap tids;
+	uint64_t last_ts;
+};
+
+/* Limits that keep a hostile trace from exhausting memory or time. */
+#define KP_MAX_TRACE_PCS (64u << 20)   /* stored pcs per trace (512 MiB) */
+#define KP_MAX_TRACE_MODULES 65536
+#define KP_MAX_TIDS (1u << 20)         /* distinct tids tracked per trace */
+
+/* Stack ids below this use a direct array (16 M ids: 64 MB at most). */
+#define KP_STACK_DIRECT_MAX (1u << 24)
+
+/* Local index of stack id (creates an undefined placeholder if unknown). */
+uint32_t kp_trace_stack(struct kp_trace *t, uint32_t id);
+void kp_trace_define_stack(struct kp_trace *t, uint32_t id,
+			   const uint64_t *pcs, uint32_t depth);
+void kp_trace_add_module(struct kp_trace *t, const struct kp_rec *rec);
+void kp_trace_unmap_module(struct kp_trace *t, const struct kp_rec *rec);
+/* The canonical stack of a local stack (resolves modules on first use;
+ * call only once all of the trace's MODULE records have been seen). */
+uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local);
+void kp_trace_release(struct kp_trace *t);
+
+/* ---- the analysis context ----------------------------------------------- */
+
+struct kp_pass;
+
+struct kp_analysis {
+	const struct kp_opts *opts;
+	uint64_t seed;
+	/* processes, one per trace file */
+	struct kp_proc **procs;
+	size_t nprocs, procs_cap;
+	/* executables (distinct exe strings), for merging leaks */
+	char **exes;
+	size_t nexes, exes_cap;
+	struct kp_idmap exe_ids; /* hash -> first index; collisions chained */
+	uint32_t *exe_next;
+	/* modules */
+	struct kp_module *modules;   /* [0] = unknown */
+	size_t nmodules, modules_cap;
+	struct kp_idmap module_ids;  /* hash -> first index */
+	/* canonical stacks */
+	struct kp_gstack *gstacks;   /* [0] = empty stack */
+	size_t ngstacks, gstacks_cap;
+	struct kp_frame *frames;
+	size_t nframes, frames_cap;
+	struct kp_idmap gstack_ids;  /* hash -> first index */
+	/* passes */
+	const struct kp_pass *const *passes;
+	size_t npasses;
+	void *pass_state[KP_MAX_PASSES];
+	/* symbolizer (created at report time) */
+	struct kp_symbols *sym;
+	/* totals for --stats */
+	uint64_t records, events;
+	int truncated;           /* any trace truncated */
+	uint64_t lost[KP_REC_TYPE_MAX + 1];
+	uint64_t lost_total;
+};
+
+uint32_t kp_module_intern(struct kp_analysis *an, const char *path,
+			  size_t path_len, const uint8_t *bid, size_t bid_len);
+uint32_t kp_gstack_intern(struct kp_analysis *an, const struct kp_frame *f,
+			  uint32_t depth);
+uint32_t kp_exe_intern(struct kp_analysis *an, const char *exe);
+
+/* ---- passes -------------------------------------------------------------- */
+
+struct kp_json; /* json.c */
+
+/*
+ * An analysis pass. load.c calls every pass in kp_passes[] for every trace;
+ * a new analysis (I/O, queries, CPU) is a new file defining one of these
+ * plus one line in kp_passes[] (load.c), without touching the others.
+ *
+ * Records arrive two ways:
+ *   xRecord: every non-event record, in file order, as soon as decoded.
+ *            Pointers inside rec are valid during the call only.
+ *   xEvent:  event records (ALLOC, FREE, REALLOC), per frame, merged by
+ *            timestamp (stable). A REALLOC arrives split in two: type
+ *            KP_EV_REALLOC_FREE (u.free.ptr = old, at ts) and then
+ *            KP_EV_REALLOC_ALLOC (u.alloc: new ptr, size, stack; at
+ *            ts + dur, kind KP_ALLOC_REALLOC).
+ * Hooks may be NULL. state is the pass's own (from xInit); per-process
+ * results go in proc->pass_data[slot].
+ */
+struct kp_pass {
+	const char *name;
+	void *(*xInit)(struct kp_analysis *an, unsigned slot);
+	void (*xBeginTrace)(void *state, struct kp_trace *t);
+	void (*xRecord)(void *state, struct kp_trace *t,
+			const struct kp_rec *rec);
+	void (*xEvent)(void *state, struct kp_trace *t,
+		       const struct kp_rec *rec);
+	/* The trace is over (END, EOF, truncation); all MODULE records are
+	 * known, so this is where stacks get resolved. */
+	void (*xEndTrace)(void *state, struct kp_trace *t);
+	/* All traces read: merge and rank. */
+	void (*xFinish)(void *state, struct kp_analysis *an);
+	/* Lines inside a process block of the text report. */
+	void (*xProcText)(void *state, struct kp_analysis *an,
+			  const struct kp_proc *p, FILE *out);
+	/* Keys inside the process object of the JSON report. */
+	void (*xProcJson)(void *state, struct kp_analysis *an,
+			  const struct kp_proc *p, struct kp_json *j);
+	void (*xReportText)(void *state, struct kp_analysis *an, FILE *out);
+	/* Keys at the top level of the JSON report. */
+	void (*xReportJson)(void *state, struct kp_analysis *an,
+			    struct kp_json *j);
+	void (*xFree)(void *state, struct kp_analysis *an);
+};
+
+/* Pseudo record types of the split REALLOC (above KP_REC_TYPE_MAX). */
+#define KP_EV_REALLOC_FREE 200
+#define KP_EV_REALLOC_ALLOC 201
+
+extern const struct kp_pass kp_pass_memory;
+
+/* ---- load.c: the analysis driver ------------------------------------------ */
+
+struct kp_analysis *kp_analysis_new(const struct kp_opts *opts);
+void kp_analysis_free(struct kp_analysis *an);
+
+/*
+ * Analyze one trace read from src; name is used in messages and the report.
+ * A truncated trace is not an error (the process is marked truncated).
+ * @return 0, or -1 after printing one line "kprof-analyze: NAME: what"
+ *         (not a trace, corrupt, newer version, unreadable).
+ */
+int kp_analysis_add(struct kp_analysis *an, const char *name,
+		    const struct kp_source *src);
+/* Open path and kp_analysis_add() it. @return 0 or -1 (message printed). */
+int kp_analysis_add_file(struct kp_analysis *an, const char *path);
+/* After the last trace: let the passes merge. */
+void kp_analysis_finish(struct kp_analysis *an);
+
+/* ---- results of the memory pass (memory.c), for reports and tests ------- */
+
+struct kp_mem_totals {
+	uint64_t alloc_calls, free_calls, realloc_calls;
+	uint64_t bytes_allocated, bytes_freed;
+	uint64_t peak_bytes, peak_time_ns;
+	int64_t peak_pid;
+	uint64_t live_bytes, live_blocks; /* in use at exit */
+	uint64_t unmatched_frees;
+	uint64_t evicted;    /* incarnations dropped over the per-pointer cap */
+};
+
+enum kp_confidence { KP_CONF_LOW, KP_CONF_MEDIUM, KP_CONF_HIGH };
+
+/* An allocation site: one canonical stack in one executable. */
+struct kp_site {
+	uint32_t exe;            /* kp_analysis.exes index */
+	uint32_t gstack;
+	uint64_t allocs, bytes;  /* allocation calls and bytes from here */
+	uint64_t frees;          /* blocks from here that were freed */
+	uint64_t leaked_blocks, leaked_bytes;
+	int64_t *pids;           /* processes with leaks here */
+	uint32_t npids, pids_cap;
+	uint32_t nprocs;         /* processes that allocated here */
+	int all_startup;         /* every leaked block came in the first 10 % */
+	enum kp_confidence conf; /* set by xFinish for leaks */
+	char reason[128];
+};
+
+const struct kp_mem_totals *kp_mem_totals(const struct kp_analysis *an);
+const struct kp_mem_totals *kp_mem_proc_totals(const struct kp_analysis *an,
+					       const struct kp_proc *p);
+/* Sites ranked by xFinish: leaks by bytes, top by calls, top by bytes. */
+size_t kp_mem_leaks(const struct kp_analysis *an,
+		    const struct kp_site *const **out);
+size_t kp_mem_top_calls(const struct kp_analysis *an,
+			const struct kp_site *const **out);
+size_t kp_mem_top_bytes(const struct kp_analysis *an,
+			const struct kp_site *const **out);
+const char *kp_confidence_name(enum kp_confidence c);
+
+/* ---- symbols.c ------------------------------------------------------------ */
+
+struct kp_symbols *kp_symbols_new(struct kp_analysis *an, int enabled);
+void kp_symbols_free(struct kp_symbols *s);
+/*
+ * Symbolize frame (module, offset). ret_addr: the pc is a return address,
+ * so look up pc - 1 (the call instruction) for function and line.
+ * The result is cached and owned by s.
+ */
+const struct kp_symframe *kp_symbolize(struct kp_symbols *s,
+				       const struct kp_frame *f, int ret_addr);
+/*
+ * Symbolize a canonical stack for display: fills out[] (up to max) and
+ * returns the count, after trimming allocator wrapper frames from the top
+ * (operator new, std::allocator, __libc_*, strdup, ...; at least one kept).
+ * *first is the index in the stack of out[0].
+ */
+size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
+			  const struct kp_symframe **out, size_t max,
+			  size_t *first);
+/* Is this function name an allocator wrapper (trimmed from the top)? */
+int kp_is_alloc_wrapper(const char *fn);
+
+/* ---- reports ---------------------------------------------------------------- */
+
+void kp_report_text(struct kp_analysis *an, FILE *out);
+void kp_report_json(struct kp_analysis *an, FILE *out);
+
+/* report_text.c helpers shared by passes */
+void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
+		   size_t max_frames, const char *indent);
+/* "1,234,567" into buf */
+const char *kp_fmt_count(char *buf, size_t n, uint64_t v);
+/* "1.2 MiB" into buf */
+const char *kp_fmt_bytes(char *buf, size_t n, uint64_t v);
+/* "alloc", "free", ... or "type_N" written into buf. */
+const char *kp_rec_type_name(unsigned type, char *buf, size_t n);
+/* The symbolizer, created on first use. */
+struct kp_symbols *kp_analysis_symbols(struct kp_analysis *an);
+
+/* The memory pass's renderers (report_text.c, report_json.c). */
+void kp_mem_report_text(struct kp_analysis *an, FILE *out);
+void kp_mem_report_json(struct kp_analysis *an, struct kp_json *j);
+void kp_mem_proc_text(struct kp_analysis *an, const struct kp_proc *p,
+		      FILE *out);
+void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
+		      struct kp_json *j);
+
+/* report_json.c: a JSON frame array for a canonical stack */
+void kp_json_stack(struct kp_analysis *an, struct kp_json *j, uint32_t gstack);
+
+#endif

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A small streaming JSON emitter: objects, arrays, strings and integers,
+ * with commas and indentation handled here so callers cannot produce
+ * invalid JSON. Strings may hold arbitrary bytes (paths, argv, symbols
+ * from a hostile trace): valid UTF-8 passes through, control characters
+ * are escaped, and each byte that is not part of valid UTF-8 is written as
+ * \u00XX (read as Latin-1), so the output is always valid JSON.
+ */
+#ifndef KP_JSON_H
+#define KP_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define KP_JSON_MAX_DEPTH 32
+
+struct kp_json {
+	FILE *out;
+	int depth;
+	int pretty;                          /* newlines and 2-space indent */
+	unsigned char first[KP_JSON_MAX_DEPTH]; /* no element yet at depth */
+	int after_key;                       /* a key was just written */
+};
+
+void kp_json_init(struct kp_json *j, FILE *out, int pretty);
+/* Object member key; the next value call supplies its value. */
+void kp_json_key(struct kp_json *j, const char *key);
+void kp_json_begin_object(struct kp_json *j);
+void kp_json_end_object(struct kp_json *j);
+void kp_json_begin_array(struct kp_json *j);
+void kp_json_end_array(struct kp_json *j);
+void kp_json_str(struct kp_json *j, const char *s); /* NULL -> null */
+void kp_json_strn(struct kp_json *j, const char *s, size_t n);
+void kp_json_u64(struct kp_json *j, uint64_t v);
+void kp_json_i64(struct kp_json *j, int64_t v);
+void kp_json_bool(struct kp_json *j, int v);
+void kp_json_null(struct kp_json *j);
+/* Finish the document (a final newline). */
+void kp_json_end(struct kp_json *j);
+
+#endif

@@ -1,0 +1,528 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The analysis driver: one streaming pass over each trace.
+ *
+ * Metadata records go to the passes as they are decoded. Events are
+ * buffered for one frame only, then merged by timestamp and handed over:
+ * inside a frame each thread's batch is sorted but the batches interleave,
+ * and the writer cuts frames at a common time watermark, so a frame is the
+ * unit within which order has to be restored. A frame decompresses to at
+ * most KP_MAX_FRAME_CONTENT bytes, which bounds the buffer.
+ *
+ * The merge is a k-way merge of the sorted runs found in the buffer (a run
+ * ends where the thread changes or time goes backwards, so even a hostile
+ * frame only produces more runs), with the buffer index as tie-break: equal
+ * timestamps keep file order.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "analyze.h"
+#include "err.h"
+
+/* The passes, in report order. Add a new analysis here. */
+static const struct kp_pass *const kp_passes[] = {
+	&kp_pass_memory,
+};
+
+/* A buffered event: REALLOC is already split into its two halves. */
+struct kp_ev {
+	uint64_t ts;
+	uint64_t ptr;
+	uint64_t size;
+	uint32_t stack;
+	uint32_t tid;
+	uint8_t type;   /* KP_REC_ALLOC, KP_REC_FREE, KP_EV_REALLOC_* */
+	uint8_t kind;
+};
+
+/*
+ * Flush early if a (hostile) frame somehow holds more events than a real
+ * one can: order is then restored within each chunk only.
+ */
+#define KP_MAX_FRAME_EVENTS (16u << 20)
+
+struct kp_load {
+	struct kp_analysis *an;
+	struct kp_trace *t;
+	struct kp_ev *ev;
+	size_t nev, ev_cap;
+	/* merge scratch */
+	size_t *run_start;
+	size_t nruns, runs_cap;
+	size_t *heap;          /* run indexes */
+	size_t *run_pos;
+};
+
+/* ---- analysis lifetime ------------------------------------------------------ */
+
+struct kp_analysis *kp_analysis_new(const struct kp_opts *opts)
+{
+	struct kp_analysis *an = xcalloc(1, sizeof(*an));
+
+	an->opts = opts;
+	an->seed = kp_random_seed();
+	kp_idmap_init(&an->exe_ids);
+	kp_idmap_init(&an->module_ids);
+	kp_idmap_init(&an->gstack_ids);
+	/* Module 0 is "no module" and stack 0 the empty stack; neither is in
+	 * a hash table, so no record can alias them. */
+	an->modules_cap = 16;
+	an->modules = xcalloc(an->modules_cap, sizeof(*an->modules));
+	an->modules[0].path = xstrdup("");
+	an->modules[0].next = UINT32_MAX;
+	an->modules[0].sym_failed = 1;
+	an->nmodules = 1;
+	an->gstacks_cap = 16;
+	an->gstacks = xcalloc(an->gstacks_cap, sizeof(*an->gstacks));
+	an->gstacks[0].next = UINT32_MAX;
+	an->ngstacks = 1;
+
+	an->passes = kp_passes;
+	an->npasses = KP_ARRAY_SIZE(kp_passes);
+	for (size_t i = 0; i < an->npasses; i++)
+		an->pass_state[i] = an->passes[i]->xInit ?
+			an->passes[i]->xInit(an, (unsigned)i) : NULL;
+	return an;
+}
+
+static void proc_free(struct kp_proc *p)
+{
+	free(p->file);
+	free(p->exe);
+	for (uint32_t i = 0; i < p->argc; i++)
+		free(p->argv[i]);
+	free(p->argv);
+	free(p->exec_path);
+	free(p);
+}
+
+void kp_analysis_free(struct kp_analysis *an)
+{
+	if (!an)
+		return;
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xFree)
+			an->passes[i]->xFree(an->pass_state[i], an);
+	if (an->sym)
+		kp_symbols_free(an->sym);
+	for (size_t i = 0; i < an->nprocs; i++)
+		proc_free(an->procs[i]);
+	free(an->procs);
+	for (size_t i = 0; i < an->nexes; i++)
+		free(an->exes[i]);
+	free(an->exes);
+	free(an->exe_next);
+	for (size_t i = 0; i < an->nmodules; i++) {
+		free(an->modules[i].path);
+		free(an->modules[i].build_id);
+	}
+	free(an->modules);
+	free(an->gstacks);
+	free(an->frames);
+	kp_idmap_free(&an->exe_ids);
+	kp_idmap_free(&an->module_ids);
+	kp_idmap_free(&an->gstack_ids);
+	free(an);
+}
+
+void kp_analysis_finish(struct kp_analysis *an)
+{
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xFinish)
+			an->passes[i]->xFinish(an->pass_state[i], an);
+}
+
+/* ---- event ordering ---------------------------------------------------------- */
+
+static void ev_push(struct kp_load *L, const struct kp_ev *e)
+{
+	if (L->nev >= L->ev_cap) {
+		L->ev_cap = L->ev_cap ? L->ev_cap * 2 : 4096;
+		L->ev = xrealloc_array(L->ev, L->ev_cap, sizeof(*L->ev));
+	}
+	L->ev[L->nev++] = *e;
+}
+
+static void ev_deliver(struct kp_load *L, const struct kp_ev *e)
+{
+	struct kp_analysis *an = L->an;
+	struct kp_rec rec;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.type = e->type;
+	rec.kind = e->kind;
+	rec.tid = e->tid;
+	rec.ts = e->ts;
+	if (e->type == KP_REC_ALLOC || e->type == KP_EV_REALLOC_ALLOC) {
+		rec.u.alloc.ptr = e->ptr;
+		rec.u.alloc.size = e->size;
+		rec.u.alloc.stack = e->stack;
+	} else {
+		rec.u.free.ptr = e->ptr;
+	}
+	an->events++;
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xEvent)
+			an->passes[i]->xEvent(an->pass_state[i], L->t, &rec);
+}
+
+/* Heap order on the current head of each run: (ts, buffer index). */
+static int run_less(const struct kp_load *L, size_t a, size_t b)
+{
+	const struct kp_ev *x = &L->ev[L->run_pos[a]];
+	const struct kp_ev *y = &L->ev[L->run_pos[b]];
+
+	if (x->ts != y->ts)
+		return x->ts < y->ts;
+	return L->run_pos[a] < L->run_pos[b];
+}
+
+static void heap_down(struct kp_load *L, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < n && run_less(L, L->heap[l], L->heap[m]))
+			m = l;
+		if (l + 1 < n && run_less(L, L->heap[l + 1], L->heap[m]))
+			m = l + 1;
+		if (m == i)
+			return;
+		size_t tmp = L->heap[i];
+		L->heap[i] = L->heap[m];
+		L->heap[m] = tmp;
+		i = m;
+	}
+}
+
+static void ev_flush(struct kp_load *L)
+{
+	size_t n = L->nev;
+
+	if (!n)
+		return;
+	/* Find the sorted runs. */
+	L->nruns = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || L->ev[i].tid != L->ev[i - 1].tid ||
+		    L->ev[i].ts < L->ev[i - 1].ts) {
+			if (L->nruns >= L->runs_cap) {
+				L->runs_cap = L->runs_cap ? L->runs_cap * 2 : 64;
+				L->run_start = xrealloc_array(L->run_start,
+					L->runs_cap + 1, sizeof(size_t));
+				L->run_pos = xrealloc_array(L->run_pos,
+					L->runs_cap, sizeof(size_t));
+				L->heap = xrealloc_array(L->heap,
+					L->runs_cap, sizeof(size_t));
+			}
+			L->run_start[L->nruns++] = i;
+		}
+	}
+	L->run_start[L->nruns] = n;
+
+	if (L->nruns == 1) {
+		for (size_t i = 0; i < n; i++)
+			ev_deliver(L, &L->ev[i]);
+	} else {
+		size_t hn = L->nruns;
+		for (size_t r = 0; r < hn; r++) {
+			L->run_pos[r] = L->run_start[r];
+			L->heap[r] = r;
+		}
+		for (size_t i = hn / 2; i-- > 0;)
+			heap_down(L, hn, i);
+		while (hn) {
+			size_t r = L->heap[0];
+			ev_deliver(L, &L->ev[L->run_pos[r]]);
+			if (++L->run_pos[r] == L->run_start[r + 1])
+				L->heap[0] = L->heap[--hn];
+			heap_down(L, hn, 0);
+		}
+	}
+	L->nev = 0;
+	/* Give back the memory of an unusually large frame. */
+	if (L->ev_cap > (1u << 20)) {
+		free(L->ev);
+		L->ev = NULL;
+		L->ev_cap = 0;
+	}
+}
+
+/* ---- records ------------------------------------------------------------------ */
+
+static void note_tid(struct kp_trace *t, uint32_t tid)
+{
+	if (kp_idmap_get(&t->tids, tid) != UINT32_MAX)
+		return;
+	if (t->tids.n >= KP_MAX_TIDS)
+		return;
+	kp_idmap_put(&t->tids, tid, 1);
+}
+
+static void handle_record(struct kp_load *L, const struct kp_rec *rec)
+{
+	struct kp_analysis *an = L->an;
+	struct kp_trace *t = L->t;
+	struct kp_proc *p = t->proc;
+	struct kp_ev e;
+
+	an->records++;
+	p->records++;
+	if (rec->ts > t->last_ts && rec->type != KP_REC_FRAME)
+		t->last_ts = rec->ts;
+
+	switch (rec->type) {
+	case KP_REC_FRAME:
+		ev_flush(L);
+		p->frames++;
+		break;
+	case KP_REC_ALLOC:
+		e = (struct kp_ev){ .ts = rec->ts, .ptr = rec->u.alloc.ptr,
+				    .size = rec->u.alloc.size,
+				    .stack = rec->u.alloc.stack,
+				    .tid = rec->tid, .type = KP_REC_ALLOC,
+				    .kind = rec->kind };
+		ev_push(L, &e);
+		note_tid(t, rec->tid);
+		break;
+	case KP_REC_FREE:
+		e = (struct kp_ev){ .ts = rec->ts, .ptr = rec->u.free.ptr,
+				    .tid = rec->tid, .type = KP_REC_FREE };
+		ev_push(L, &e);
+		note_tid(t, rec->tid);
+		break;
+	case KP_REC_REALLOC: {
+		/* The free of old happened at ts, the allocation of new at
+		 * ts + dur: order them as two events. */
+		uint64_t done = kp_sat_add(rec->ts, rec->u.realloc.dur);
+		e = (struct kp_ev){ .ts = rec->ts,
+				    .ptr = rec->u.realloc.old_ptr,
+				    .tid = rec->tid,
+				    .type = KP_EV_REALLOC_FREE };
+		ev_push(L, &e);
+		e = (struct kp_ev){ .ts = done,
+				    .ptr = rec->u.realloc.new_ptr,
+				    .size = rec->u.realloc.size,
+				    .stack = rec->u.realloc.stack,
+				    .tid = rec->tid,
+				    .type = KP_EV_REALLOC_ALLOC,
+				    .kind = KP_ALLOC_REALLOC };
+		ev_push(L, &e);
+		if (done > t->last_ts)
+			t->last_ts = done;
+		note_tid(t, rec->tid);
+		break;
+	}
+	case KP_REC_STACK:
+		kp_trace_define_stack(t, rec->u.stack.id, rec->u.stack.pcs,
+				      rec->u.stack.pcs ? rec->u.stack.depth : 0);
+		break;
+	case KP_REC_MODULE:
+		kp_trace_add_module(t, rec);
+		break;
+	case KP_REC_UNMODULE:
+		kp_trace_unmap_module(t, rec);
+		break;
+	case KP_REC_THREAD_START:
+		note_tid(t, rec->tid);
+		break;
+	case KP_REC_LOST:
+		/* Cumulative per type: the latest count replaces the last. */
+		if (rec->u.lost.what <= KP_REC_TYPE_MAX)
+			p->lost[rec->u.lost.what] = rec->u.lost.count;
+		break;
+	case KP_REC_END:
+		p->ended = 1;
+		p->end_reason = rec->kind;
+		p->exit_status = rec->u.end.status;
+		break;
+	case KP_REC_FORK:
+		p->forks++;
+		break;
+	case KP_REC_EXEC:
+		free(p->exec_path);
+		p->exec_path = xstrndup(rec->u.exec.path ? rec->u.exec.path : "",
+					rec->u.exec.path ? rec->u.exec.path_len
+							 : 0);
+		break;
+	default:
+		break;
+	}
+	if (rec->type == KP_REC_ALLOC || rec->type == KP_REC_FREE ||
+	    rec->type == KP_REC_REALLOC) {
+		if (L->nev >= KP_MAX_FRAME_EVENTS)
+			ev_flush(L);
+		return;
+	}
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xRecord)
+			an->passes[i]->xRecord(an->pass_state[i], t, rec);
+}
+
+/* ---- one trace ------------------------------------------------------------------- */
+
+static struct kp_proc *proc_new(struct kp_analysis *an, const char *name,
+				const struct kp_header *h)
+{
+	struct kp_proc *p = xcalloc(1, sizeof(*p));
+
+	p->file = xstrdup(name);
+	p->pid = h->pid;
+	p->ppid = h->ppid;
+	p->exe = xstrdup(h->exe ? h->exe : "");
+	p->argc = h->argv ? h->argc : 0;
+	p->argv = xcalloc(p->argc ? p->argc : 1, sizeof(*p->argv));
+	for (uint32_t i = 0; i < p->argc; i++)
+		p->argv[i] = xstrdup(h->argv[i] ? h->argv[i] : "");
+	p->start_wall_ns = h->start_wall_ns;
+	p->exe_id = kp_exe_intern(an, p->exe);
+	if (an->nprocs >= an->procs_cap) {
+		an->procs_cap = an->procs_cap ? an->procs_cap * 2 : 8;
+		an->procs = xrealloc_array(an->procs, an->procs_cap,
+					   sizeof(*an->procs));
+	}
+	an->procs[an->nprocs++] = p;
+	return p;
+}
+
+/* "Input/output error" -> "input/output error" (messages are lowercase). */
+static const char *lower_first(char *buf, size_t n, const char *s)
+{
+	snprintf(buf, n, "%s", s);
+	if (buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
+		buf[0] = (char)(buf[0] - 'A' + 'a');
+	return buf;
+}
+
+static const char *trace_strerror(char *buf, size_t n, int rc)
+{
+	switch (rc) {
+	case KP_EFORMAT:
+		return "not a kprof trace";
+	case KP_EVERSION:
+		snprintf(buf, n, "trace format is newer than this kprof-analyze "
+			 "(reads major version %d)", KP_FORMAT_MAJOR);
+		return buf;
+	case KP_ETRUNC:
+		return "truncated trace header";
+	case KP_ECORRUPT:
+		return "corrupt trace";
+	case KP_ELIMIT:
+		return "corrupt trace (a length or count exceeds its limit)";
+	default:
+		if (rc < 0 && rc > -4096)
+			return lower_first(buf, n, strerror(-rc));
+		return kp_strerror(rc);
+	}
+}
+
+int kp_analysis_add(struct kp_analysis *an, const char *name,
+		    const struct kp_source *src)
+{
+	struct kp_reader *r = NULL;
+	char ebuf[256];
+	int rc, ret = 0;
+
+	rc = kp_reader_open(&r, &kp_allocator_libc, src);
+	if (rc < 0) {
+		kp_reader_free(r);
+		return error("%s: %s", name, trace_strerror(ebuf, sizeof(ebuf),
+							   rc));
+	}
+	const struct kp_header *h = kp_reader_header(r);
+	struct kp_trace t;
+	memset(&t, 0, sizeof(t));
+	t.an = an;
+	t.hdr = h;
+	t.proc = proc_new(an, name, h);
+	kp_idmap_init(&t.stack_ids);
+	kp_idmap_init(&t.tids);
+	struct kp_load L = { .an = an, .t = &t };
+
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xBeginTrace)
+			an->passes[i]->xBeginTrace(an->pass_state[i], &t);
+	for (;;) {
+		struct kp_rec rec;
+		rc = kp_reader_next(r, &rec);
+		if (rc == 1) {
+			handle_record(&L, &rec);
+			continue;
+		}
+		if (rc == 0)
+			break;
+		if (rc == KP_ETRUNC) {
+			/* Killed mid-write: everything before the last whole
+			 * frame is good. Not an error. */
+			t.proc->truncated = 1;
+			break;
+		}
+		ret = error("%s: %s (after %llu good frames)", name,
+			    trace_strerror(ebuf, sizeof(ebuf), rc),
+			    (unsigned long long)kp_reader_frames(r));
+		break;
+	}
+	ev_flush(&L);
+
+	struct kp_proc *p = t.proc;
+	if (!p->ended)
+		p->truncated = 1;
+	p->duration_ns = t.last_ts;
+	p->threads = t.tids.n;
+	for (unsigned w = 0; w <= KP_REC_TYPE_MAX; w++) {
+		p->lost_total = kp_sat_add(p->lost_total, p->lost[w]);
+		an->lost[w] = kp_sat_add(an->lost[w], p->lost[w]);
+	}
+	an->lost_total = kp_sat_add(an->lost_total, p->lost_total);
+	if (p->truncated)
+		an->truncated = 1;
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xEndTrace)
+			an->passes[i]->xEndTrace(an->pass_state[i], &t);
+
+	kp_trace_release(&t);
+	free(L.ev);
+	free(L.run_start);
+	free(L.run_pos);
+	free(L.heap);
+	kp_reader_free(r);
+	return ret;
+}
+
+/* ---- files ---------------------------------------------------------------------- */
+
+static long fd_read(void *ctx, void *buf, size_t n)
+{
+	int fd = *(int *)ctx;
+
+	for (;;) {
+		ssize_t got = read(fd, buf, n);
+		if (got >= 0)
+			return (long)got;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+int kp_analysis_add_file(struct kp_analysis *an, const char *path)
+{
+	char ebuf[256];
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return error("%s: %s", path,
+			     lower_first(ebuf, sizeof(ebuf), strerror(errno)));
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		close(fd);
+		return error("%s: is a directory", path);
+	}
+	struct kp_source src = { .xRead = fd_read, .ctx = &fd };
+	int ret = kp_analysis_add(an, path, &src);
+	close(fd);
+	return ret;
+}

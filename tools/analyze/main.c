@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kprof-analyze: options, dispatch and exit codes.
+ *
+ *   0  report written
+ *   1  the report could not be written (output file, out of memory)
+ *   2  usage error
+ *   3  a trace is unreadable, not a trace, corrupt or from a newer kprof
+ *      (one line on stderr names the file and the problem; a truncated
+ *      trace is not an error: it is reported as truncated)
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "analyze.h"
+
+#ifndef KP_VERSION
+#define KP_VERSION "unknown"
+#endif
+
+static const char usage_text[] =
+	"usage: kprof-analyze [options] [summary|leaks] TRACE...\n"
+	"\n"
+	"Report memory usage and leaks from kprof traces (kprof.<pid>.kpz).\n"
+	"Give several traces to merge a process with its fork/exec children.\n"
+	"\n"
+	"commands:\n"
+	"  summary            processes, heap summary, top allocation sites,\n"
+	"                     largest leaks (default)\n"
+	"  leaks              every leak group with its full stack\n"
+	"\n"
+	"options:\n"
+	"  --format FMT       text (default) or json (schema kprof-report/1)\n"
+	"  --top N            rows in each ranking (default 10)\n"
+	"  -o, --output FILE  write the report to FILE instead of stdout\n"
+	"  --no-symbols       do not read debug info; show module+offset\n"
+	"  --stats            print throughput and peak RSS on stderr\n"
+	"  -h, --help         show this help\n"
+	"  --version          show the version\n"
+	"\n"
+	"exit status: 0 ok, 1 cannot write the report, 2 usage error,\n"
+	"3 unreadable or corrupt trace\n"
+	"\n"
+	"examples:\n"
+	"  LD_PRELOAD=libkprof.so ./app && kprof-analyze kprof.*.kpz\n"
+	"  kprof-analyze leaks kprof.1234.kpz\n"
+	"  kprof-analyze --format json -o report.json kprof.1234.kpz\n";
+
+static void usage_error(const char *fmt, ...) KP_PRINTF(1, 2)
+	__attribute__((noreturn));
+
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", KP_PROG);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\ntry 'kprof-analyze --help' for more information\n");
+	exit(2);
+}
+
+static int parse_format(const char *s, enum kp_format *f)
+{
+	if (!strcmp(s, "text"))
+		*f = KP_FMT_TEXT;
+	else if (!strcmp(s, "json"))
+		*f = KP_FMT_JSON;
+	else
+		return -1;
+	return 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM };
+
+static const struct option longopts[] = {
+	{ "format", required_argument, NULL, OPT_FORMAT },
+	{ "top", required_argument, NULL, OPT_TOP },
+	{ "output", required_argument, NULL, 'o' },
+	{ "stats", no_argument, NULL, OPT_STATS },
+	{ "no-symbols", no_argument, NULL, OPT_NOSYM },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Parse options. Before the command, stop at the first non-option ("+"),
+ * which may be the command; after it, let getopt move the traces last so
+ * options may come anywhere. */
+static void parse_options(int argc, char **argv, struct kp_opts *opts,
+			  const char *optstring)
+{
+	int c;
+
+	while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_FORMAT:
+			if (parse_format(optarg, &opts->format) < 0)
+				usage_error("unknown format '%s' (text, json)",
+					    optarg);
+			break;
+		case OPT_TOP: {
+			char *end;
+			errno = 0;
+			unsigned long n = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || n == 0 ||
+			    n > 1000000 || optarg[0] == '-')
+				usage_error("--top wants a number from 1 to "
+					    "1000000, not '%s'", optarg);
+			opts->top = (unsigned)n;
+			break;
+		}
+		case 'o':
+			opts->output = optarg;
+			break;
+		case OPT_STATS:
+			opts->stats = 1;
+			break;
+		case OPT_NOSYM:
+			opts->no_symbols = 1;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		case OPT_VERSION:
+			printf("kprof-analyze %s\n", KP_VERSION);
+			exit(0);
+		case ':':
+			usage_error("option '%s' needs an argument",
+				    argv[optind - 1]);
+			break;
+		default:
+			usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct kp_opts opts = { .format = KP_FMT_TEXT, .top = 10 };
+	const char *env = getenv("KOTOBA_REPORT_FORMAT");
+
+	if (env && *env && parse_format(env, &opts.format) < 0)
+		warning("KOTOBA_REPORT_FORMAT: unknown format '%s', using text",
+			env);
+	opterr = 0;
+	parse_options(argc, argv, &opts, "+ho:");
+	if (optind < argc && !strcmp(argv[optind], "summary")) {
+		opts.command = KP_CMD_SUMMARY;
+		optind++;
+	} else if (optind < argc && !strcmp(argv[optind], "leaks")) {
+		opts.command = KP_CMD_LEAKS;
+		optind++;
+	}
+	/*
+	 * Options may also follow the command, between and after the traces:
+	 * rescan the rest with argument permutation. argv[optind - 1] (the
+	 * command or the program name) plays the program name, and optind = 0
+	 * makes getopt start afresh.
+	 */
+	char **rest = argv + optind - 1;
+	int nrest = argc - optind + 1;
+	optind = 0;
+	parse_options(nrest, rest, &opts, "ho:");
+	argv = rest;
+	argc = nrest;
+	if (optind >= argc)
+		usage_error("no trace given");
+
+	double t0 = now_s();
+	struct kp_analysis *an = kp_analysis_new(&opts);
+	for (int i = optind; i < argc; i++) {
+		if (kp_analysis_add_file(an, argv[i]) < 0) {
+			kp_analysis_free(an);
+			return 3;
+		}
+	}
+	kp_analysis_finish(an);
+
+	FILE *out = stdout;
+	if (opts.output) {
+		out = fopen(opts.output, "w");
+		if (!out) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "%s", strerror(errno));
+			if (msg[0] >= 'A' && msg[0] <= 'Z')
+				msg[0] = (char)(msg[0] - 'A' + 'a');
+			error("cannot open '%s': %s", opts.output, msg);
+			kp_analysis_free(an);
+			return 1;
+		}
+	}
+	if (opts.format == KP_FMT_JSON)
+		kp_report_json(an, out);
+	else
+		kp_report_text(an, out);
+	int bad = ferror(out);
+	if (out != stdout)
+		bad |= fclose(out) != 0;
+	else
+		bad |= fflush(out) != 0;
+	if (bad)
+		error("cannot write the report to '%s'",
+		      opts.output ? opts.output : "stdout");
+
+	if (opts.stats) {
+		double dt = now_s() - t0;
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		fprintf(stderr, "%s: %llu events in %.2f s (%.1f M events/s), "
+			"peak RSS %ld MB\n", KP_PROG,
+			(unsigned long long)an->records, dt,
+			dt > 0 ? (double)an->records / dt / 1e6 : 0.0,
+			ru.ru_maxrss / 1024);
+	}
+	kp_analysis_free(an);
+	return bad ? 1 : 0;
+}

@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The JSON report (--format json). This comment is the schema's reference
+ * (man/kprof-analyze.1 copies it); change both together.
+ *
+ * Schema "kprof-report/1". Stability rules: keys are never removed or
+ * renamed within /1 and their meaning never changes; new keys may be added
+ * anywhere, so consumers must ignore keys they do not know. Integers are
+ * exact (unsigned 64-bit unless noted; sizes and counts saturate at
+ * 2^64-1). Times are nanoseconds. Strings come from the trace: valid UTF-8
+ * is kept, any other byte is written as \u00XX (Latin-1).
+ *
+ * {
+ *   "schema": "kprof-report/1",
+ *   "command": "summary" | "leaks",
+ *   "trace": {
+ *     "files": [str, ...],             trace files, in the order given
+ *     "truncated": bool,               any trace truncated
+ *     "events_lost": int,              sum of all LOST counts
+ *     "events_lost_by_type": {"alloc": int, "free": int, ...},
+ *                                      only types with a non-zero count;
+ *                                      names are record types (alloc, free,
+ *                                      realloc, stack, module, ..., or
+ *                                      "type_N" for types without a name)
+ *     "processes": [{                  one per trace file
+ *       "pid": int, "ppid": int,       signed
+ *       "exe": str,                    /proc/self/exe at start
+ *       "argv": [str, ...],
+ *       "start_wall_ns": int,          CLOCK_REALTIME at start
+ *       "duration_ns": int,            END time, else the last event seen
+ *       "threads": int,                distinct threads seen
+ *       "truncated": bool,             no END record or a cut frame
+ *       "end_reason": "exit" | "_exit" | "exec" | "abort" | null,
+ *                                      null when there is no END record
+ *       "exit_status": int | null,     signed; null without END
+ *       "file": str,                   its trace file
+ *       "events_lost": int,
+ *       "exec_path": str | null,       path of an EXEC record
+ *       "memory": {
+ *         "alloc_calls": int,          ALLOC + REALLOC events
+ *         "free_calls": int,           FREE (non-NULL) + REALLOC events
+ *         "realloc_calls": int,
+ *         "bytes_allocated": int,      ALLOC sizes + REALLOC new sizes
+ *         "bytes_freed": int,          sizes of the blocks freed
+ *         "peak_bytes": int,           max bytes live at any time
+ *         "peak_time_ns": int,         when (ns since start)
+ *         "unmatched_frees": int,
+ *         "in_use_at_exit": {"bytes": int, "blocks": int}
+ *       }
+ *     }, ...]
+ *   },
+ *   "memory": {                        all processes together
+ *     "alloc_calls", "free_calls", "realloc_calls", "bytes_allocated",
+ *     "bytes_freed": int,              sums over processes
+ *     "peak_bytes": int,               the largest per-process peak ...
+ *     "peak_time_ns": int,             ... when, in that process's time
+ *     "peak_pid": int | null,          ... and which process
+ *     "in_use_at_exit": {"bytes": int, "blocks": int},
+ *     "unmatched_frees": int,          frees of blocks never seen allocated
+ *                                      (allocated before kprof started)
+ *     "top_by_calls": [site, ...],     at most --top, most calls first
+ *     "top_by_bytes": [site, ...],     at most --top, most bytes first
+ *     "leaks": [leak, ...]             every group, most bytes first
+ *   }
+ * }
+ *
+ * site  = {"calls": int, "bytes": int, "frees": int, "stack": [frame, ...]}
+ * leak  = {"bytes": int, "blocks": int,   still live at the end
+ *          "confidence": "high" | "medium" | "low",
+ *          "reason": str,                  why, in words
+ *          "site_allocs": int,             allocations from this stack
+ *          "site_frees": int,              of which freed
+ *          "pids": [int, ...],             processes with blocks live here
+ *          "exe": str,
+ *          "stack": [frame, ...]}
+ * frame = {"function": str | null,         demangled
+ *          "file": str | null, "line": int | null,
+ *          "module": str,                  path of the ELF file ("" unknown)
+ *          "offset": int,                  pc - load bias (for addr2line -e
+ *                                          module); the pc if no module
+ *          "address": int}                 pc in the first process seen
+ * Stacks are innermost first, with allocator wrappers (malloc, operator
+ * new, std::allocator, strdup, ...) trimmed from the top; at least one
+ * frame is kept. Sites and leaks are grouped by (executable, stack), so
+ * processes of one executable (fork children, repeated runs) merge.
+ */
+#include <string.h>
+
+#include "analyze.h"
+#include "json.h"
+
+void kp_json_stack(struct kp_analysis *an, struct kp_json *j, uint32_t gstack)
+{
+	const struct kp_symframe *f[KP_MAX_STACK_DEPTH];
+	size_t first;
+	size_t n = kp_symbolize_stack(kp_analysis_symbols(an), gstack, f,
+				      KP_MAX_STACK_DEPTH, &first);
+
+	kp_json_begin_array(j);
+	for (size_t i = 0; i < n; i++) {
+		kp_json_begin_object(j);
+		kp_json_key(j, "function");
+		kp_json_str(j, f[i]->function);
+		kp_json_key(j, "file");
+		kp_json_str(j, f[i]->file);
+		kp_json_key(j, "line");
+		if (f[i]->file && f[i]->line > 0)
+			kp_json_u64(j, (uint64_t)f[i]->line);
+		else
+			kp_json_null(j);
+		kp_json_key(j, "module");
+		kp_json_str(j, f[i]->module);
+		kp_json_key(j, "offset");
+		kp_json_u64(j, f[i]->offset);
+		kp_json_key(j, "address");
+		kp_json_u64(j, f[i]->address);
+		kp_json_end_object(j);
+	}
+	kp_json_end_array(j);
+}
+
+static const char *end_reason_name(const struct kp_proc *p)
+{
+	if (!p->ended)
+		return NULL;
+	switch (p->end_reason) {
+	case KP_END_EXIT: return "exit";
+	case KP_END__EXIT: return "_exit";
+	case KP_END_EXEC: return "exec";
+	case KP_END_ABORT: return "abort";
+	default: return NULL;
+	}
+}
+
+static void json_lost(struct kp_json *j, const uint64_t *lost)
+{
+	kp_json_begin_object(j);
+	for (unsigned w = 0; w <= KP_REC_TYPE_MAX; w++) {
+		char tn[16];
+		if (!lost[w])
+			continue;
+		kp_json_key(j, kp_rec_type_name(w, tn, sizeof(tn)));
+		kp_json_u64(j, lost[w]);
+	}
+	kp_json_end_object(j);
+}
+
+static void json_process(struct kp_analysis *an, const struct kp_proc *p,
+			 struct kp_json *j)
+{
+	kp_json_begin_object(j);
+	kp_json_key(j, "pid");
+	kp_json_i64(j, p->pid);
+	kp_json_key(j, "ppid");
+	kp_json_i64(j, p->ppid);
+	kp_json_key(j, "exe");
+	kp_json_str(j, p->exe);
+	kp_json_key(j, "argv");
+	kp_json_begin_array(j);
+	for (uint32_t i = 0; i < p->argc; i++)
+		kp_json_str(j, p->argv[i]);
+	kp_json_end_array(j);
+	kp_json_key(j, "start_wall_ns");
+	kp_json_u64(j, p->start_wall_ns);
+	kp_json_key(j, "duration_ns");
+	kp_json_u64(j, p->duration_ns);
+	kp_json_key(j, "threads");
+	kp_json_u64(j, p->threads);
+	kp_json_key(j, "truncated");
+	kp_json_bool(j, p->truncated);
+	kp_json_key(j, "end_reason");
+	kp_json_str(j, end_reason_name(p));
+	kp_json_key(j, "exit_status");
+	if (p->ended)
+		kp_json_i64(j, p->exit_status);
+	else
+		kp_json_null(j);
+	kp_json_key(j, "file");
+	kp_json_str(j, p->file);
+	kp_json_key(j, "events_lost");
+	kp_json_u64(j, p->lost_total);
+	kp_json_key(j, "exec_path");
+	kp_json_str(j, p->exec_path);
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xProcJson)
+			an->passes[i]->xProcJson(an->pass_state[i], an, p, j);
+	kp_json_end_object(j);
+}
+
+void kp_report_json(struct kp_analysis *an, FILE *out)
+{
+	struct kp_json j;
+
+	kp_json_init(&j, out, 1);
+	kp_json_begin_object(&j);
+	kp_json_key(&j, "schema");
+	kp_json_str(&j, "kprof-report/1");
+	kp_json_key(&j, "command");
+	kp_json_str(&j, an->opts->command == KP_CMD_LEAKS ? "leaks"
+							  : "summary");
+	kp_json_key(&j, "trace");
+	kp_json_begin_object(&j);
+	kp_json_key(&j, "files");
+	kp_json_begin_array(&j);
+	for (size_t i = 0; i < an->nprocs; i++)
+		kp_json_str(&j, an->procs[i]->file);
+	kp_json_end_array(&j);
+	kp_json_key(&j, "truncated");
+	kp_json_bool(&j, an->truncated);
+	kp_json_key(&j, "events_lost");
+	kp_json_u64(&j, an->lost_total);
+	kp_json_key(&j, "events_lost_by_type");
+	json_lost(&j, an->lost);
+	kp_json_key(&j, "processes");
+	kp_json_begin_array(&j);
+	for (size_t i = 0; i < an->nprocs; i++)
+		json_process(an, an->procs[i], &j);
+	kp_json_end_array(&j);
+	kp_json_end_object(&j);
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xReportJson)
+			an->passes[i]->xReportJson(an->pass_state[i], an, &j);
+	kp_json_end_object(&j);
+	kp_json_end(&j);
+}
+
+/* ---- the memory pass's objects ------------------------------------------------ */
+
+static void json_in_use(struct kp_json *j, const struct kp_mem_totals *m)
+{
+	kp_json_key(j, "in_use_at_exit");
+	kp_json_begin_object(j);
+	kp_json_key(j, "bytes");
+	kp_json_u64(j, m->live_bytes);
+	kp_json_key(j, "blocks");
+	kp_json_u64(j, m->live_blocks);
+	kp_json_end_object(j);
+}
+
+static void json_counts(struct kp_json *j, const struct kp_mem_totals *m)
+{
+	kp_json_key(j, "alloc_calls");
+	kp_json_u64(j, m->alloc_calls);
+	kp_json_key(j, "free_calls");
+	kp_json_u64(j, m->free_calls);
+	kp_json_key(j, "realloc_calls");
+	kp_json_u64(j, m->realloc_calls);
+	kp_json_key(j, "bytes_allocated");
+	kp_json_u64(j, m->bytes_allocated);
+	kp_json_key(j, "bytes_freed");
+	kp_json_u64(j, m->bytes_freed);
+	kp_json_key(j, "peak_bytes");
+	kp_json_u64(j, m->peak_bytes);
+	kp_json_key(j, "peak_time_ns");
+	kp_json_u64(j, m->peak_time_ns);
+}
+
+void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
+		      struct kp_json *j)
+{
+	const struct kp_mem_totals *m = kp_mem_proc_totals(an, p);
+
+	if (!m)
+		return;
+	kp_json_key(j, "memory");
+	kp_json_begin_object(j);
+	json_counts(j, m);
+	kp_json_key(j, "unmatched_frees");
+	kp_json_u64(j, m->unmatched_frees);
+	json_in_use(j, m);
+	kp_json_end_object(j);
+}
+
+static void json_sites(struct kp_analysis *an, struct kp_json *j,
+		       const struct kp_site *const *s, size_t n)
+{
+	kp_json_begin_array(j);
+	for (size_t i = 0; i < n; i++) {
+		kp_json_begin_object(j);
+		kp_json_key(j, "calls");
+		kp_json_u64(j, s[i]->allocs);
+		kp_json_key(j, "bytes");
+		kp_json_u64(j, s[i]->bytes);
+		kp_json_key(j, "frees");
+		kp_json_u64(j, s[i]->frees);
+		kp_json_key(j, "stack");
+		kp_json_stack(an, j, s[i]->gstack);
+		kp_json_end_object(j);
+	}
+	kp_json_end_array(j);
+}
+
+void kp_mem_report_json(struct kp_analysis *an, struct kp_json *j)
+{
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	const struct kp_site *const *s;
+	size_t top = an->opts->top, n;
+
+	if (!m)
+		return;
+	kp_json_key(j, "memory");
+	kp_json_begin_object(j);
+	json_counts(j, m);
+	kp_json_key(j, "peak_pid");
+	if (an->nprocs)
+		kp_json_i64(j, m->peak_pid);
+	else
+		kp_json_null(j);
+	json_in_use(j, m);
+	kp_json_key(j, "unmatched_frees");
+	kp_json_u64(j, m->unmatched_frees);
+
+	n = kp_mem_top_calls(an, &s);
+	kp_json_key(j, "top_by_calls");
+	json_sites(an, j, s, n < top ? n : top);
+	n = kp_mem_top_bytes(an, &s);
+	kp_json_key(j, "top_by_bytes");
+	json_sites(an, j, s, n < top ? n : top);
+
+	n = kp_mem_leaks(an, &s);
+	kp_json_key(j, "leaks");
+	kp_json_begin_array(j);
+	for (size_t i = 0; i < n; i++) {
+		kp_json_begin_object(j);
+		kp_json_key(j, "bytes");
+		kp_json_u64(j, s[i]->leaked_bytes);
+		kp_json_key(j, "blocks");
+		kp_json_u64(j, s[i]->leaked_blocks);
+		kp_json_key(j, "confidence");
+		kp_json_str(j, kp_confidence_name(s[i]->conf));
+		kp_json_key(j, "reason");
+		kp_json_str(j, s[i]->reason);
+		kp_json_key(j, "site_allocs");
+		kp_json_u64(j, s[i]->allocs);
+		kp_json_key(j, "site_frees");
+		kp_json_u64(j, s[i]->frees);
+		kp_json_key(j, "pids");
+		kp_json_begin_array(j);
+		for (uint32_t k = 0; k < s[i]->npids; k++)
+			kp_json_i64(j, s[i]->pids[k]);
+		kp_json_end_array(j);
+		kp_json_key(j, "exe");
+		kp_json_str(j, s[i]->exe < an->nexes ? an->exes[s[i]->exe]
+						     : "");
+		kp_json_key(j, "stack");
+		kp_json_stack(an, j, s[i]->gstack);
+		kp_json_end_object(j);
+	}
+	kp_json_end_array(j);
+	kp_json_end_object(j);
+}

@@ -1,0 +1,431 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The terminal report: under 80 columns, in the spirit of valgrind's HEAP
+ * SUMMARY and heaptrack_print. Every string from the trace is sanitised
+ * (control bytes become '?') so a hostile trace cannot drive the terminal.
+ */
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+
+#include "analyze.h"
+
+#define KP_WIDTH 79
+
+const char *kp_fmt_count(char *buf, size_t n, uint64_t v)
+{
+	char tmp[32];
+	int len = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+	size_t k = 0;
+
+	for (int i = 0; i < len && k + 2 < n; i++) {
+		if (i && (len - i) % 3 == 0)
+			buf[k++] = ',';
+		buf[k++] = tmp[i];
+	}
+	buf[k] = '\0';
+	return buf;
+}
+
+const char *kp_fmt_bytes(char *buf, size_t n, uint64_t v)
+{
+	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB", "PiB",
+					    "EiB" };
+	if (v < 1024) {
+		snprintf(buf, n, "%" PRIu64 " B", v);
+		return buf;
+	}
+	double d = (double)v / 1024;
+	size_t u = 0;
+	while (d >= 1024 && u + 1 < KP_ARRAY_SIZE(unit)) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(buf, n, "%.1f %s", d, unit[u]);
+	return buf;
+}
+
+static const char *fmt_ms(char *buf, size_t n, uint64_t ns)
+{
+	if (ns < 10000000000ULL)
+		snprintf(buf, n, "%.1f ms", (double)ns / 1e6);
+	else
+		snprintf(buf, n, "%.2f s", (double)ns / 1e9);
+	return buf;
+}
+
+const char *kp_rec_type_name(unsigned type, char *buf, size_t n)
+{
+	static const char *const names[] = {
+		[KP_REC_FRAME] = "frame", [KP_REC_THREAD] = "thread",
+		[KP_REC_ALLOC] = "alloc", [KP_REC_FREE] = "free",
+		[KP_REC_REALLOC] = "realloc", [KP_REC_STACK] = "stack",
+		[KP_REC_MODULE] = "module", [KP_REC_UNMODULE] = "unmodule",
+		[KP_REC_THREAD_START] = "thread_start",
+		[KP_REC_THREAD_END] = "thread_end", [KP_REC_LOST] = "lost",
+		[KP_REC_END] = "end", [KP_REC_FORK] = "fork",
+		[KP_REC_EXEC] = "exec", [KP_REC_IO] = "io",
+		[KP_REC_FD_OPEN] = "fd_open", [KP_REC_FD_CLOSE] = "fd_close",
+		[KP_REC_QUERY] = "query", [KP_REC_SPAN] = "span",
+		[KP_REC_CUSTOM] = "custom", [KP_REC_CPU_SAMPLE] = "cpu_sample",
+		[KP_REC_SNAPSHOT] = "snapshot",
+	};
+
+	if (type < KP_ARRAY_SIZE(names) && names[type])
+		return names[type];
+	snprintf(buf, n, "type_%u", type);
+	return buf;
+}
+
+/* Copy s into buf for display: control bytes -> '?', at most max columns
+ * (approximate for UTF-8), with "..." when cut. */
+static const char *disp(char *buf, size_t n, const char *s, size_t max)
+{
+	size_t k = 0, len = strlen(s);
+
+	if (max + 1 > n)
+		max = n - 1;
+	for (size_t i = 0; i < len && k < max; i++) {
+		unsigned char c = (unsigned char)s[i];
+		buf[k++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	}
+	if (len > max && max >= 3)
+		memcpy(buf + max - 3, "...", 3);
+	buf[k] = '\0';
+	return buf;
+}
+
+/*
+ * Shorten a long C++ name for an 80-column line: template arguments become
+ * "<...>", then, if still too long, the parameter list "(...)". The JSON
+ * report keeps the full name.
+ */
+static void shorten_name(char *dst, size_t n, const char *src, size_t max)
+{
+	static const char *const open = "<(";
+	static const char *const close = ">)";
+
+	snprintf(dst, n, "%s", src);
+	for (int pass = 0; pass < 2 && strlen(dst) > max; pass++) {
+		char tmp[512];
+		size_t k = 0;
+		int depth = 0;
+		for (const char *p = dst; *p && k + 5 < sizeof(tmp); p++) {
+			/* "operator<", "operator<<", "operator()" are names,
+			 * not brackets. */
+			if (!depth && p - dst >= 8 && !strncmp(p - 8, "operator", 8)) {
+				tmp[k++] = *p;
+				continue;
+			}
+			if (*p == open[pass]) {
+				if (depth++ == 0) {
+					memcpy(tmp + k, pass ? "(...)" : "<...>", 5);
+					k += 5;
+				}
+				continue;
+			}
+			if (*p == close[pass] && depth > 0) {
+				depth--;
+				continue;
+			}
+			if (!depth)
+				tmp[k++] = *p;
+		}
+		tmp[k] = '\0';
+		if (depth) /* unbalanced: leave the name alone */
+			break;
+		snprintf(dst, n, "%s", tmp);
+	}
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s && s[1] ? s + 1 : path;
+}
+
+struct kp_symbols *kp_analysis_symbols(struct kp_analysis *an)
+{
+	if (!an->sym)
+		an->sym = kp_symbols_new(an, !an->opts->no_symbols);
+	return an->sym;
+}
+
+void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
+		   size_t max_frames, const char *indent)
+{
+	const struct kp_symframe *f[KP_MAX_STACK_DEPTH];
+	size_t first = 0;
+	size_t n = kp_symbolize_stack(kp_analysis_symbols(an), gstack, f,
+				      max_frames < KP_MAX_STACK_DEPTH ?
+					      max_frames : KP_MAX_STACK_DEPTH,
+				      &first);
+	size_t depth = gstack < an->ngstacks ? an->gstacks[gstack].depth : 0;
+	size_t avail = KP_WIDTH - strlen(indent) - 3;
+	char line[512], b[512];
+
+	if (!n) {
+		fprintf(out, "%s(no stack recorded)\n", indent);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *mod = f[i]->module[0] ? base_name(f[i]->module)
+						  : "?";
+		char fn[512], where[300];
+		if (f[i]->file)
+			snprintf(where, sizeof(where), "%s:%d",
+				 base_name(f[i]->file), f[i]->line);
+		else
+			snprintf(where, sizeof(where), "%s+0x%" PRIx64, mod,
+				 f[i]->offset);
+		if (f[i]->function) {
+			size_t room = avail > strlen(where) + 3 ?
+				avail - strlen(where) - 3 : 20;
+			shorten_name(fn, sizeof(fn), f[i]->function, room);
+			snprintf(line, sizeof(line), "%s (%s)", fn, where);
+		} else {
+			snprintf(line, sizeof(line), "%s", where);
+		}
+		fprintf(out, "%s%s %s\n", indent, i ? "by" : "at",
+			disp(b, sizeof(b), line, avail));
+	}
+	/* Frames trimmed from the top are allocator wrappers; say how many
+	 * remain below the ones shown. */
+	if (first + n < depth)
+		fprintf(out, "%s... %zu more frame%s\n", indent,
+			depth - first - n, depth - first - n == 1 ? "" : "s");
+}
+
+static void text_end_reason(const struct kp_proc *p, char *buf, size_t n)
+{
+	if (!p->ended) {
+		snprintf(buf, n, "TRUNCATED: no END record (killed or crashed?)");
+		return;
+	}
+	switch (p->end_reason) {
+	case KP_END_EXIT:
+		snprintf(buf, n, "exit(%" PRId64 ")", p->exit_status);
+		break;
+	case KP_END__EXIT:
+		snprintf(buf, n, "_exit(%" PRId64 ")", p->exit_status);
+		break;
+	case KP_END_EXEC:
+		snprintf(buf, n, "exec");
+		break;
+	case KP_END_ABORT:
+		snprintf(buf, n, "abort()");
+		break;
+	default:
+		snprintf(buf, n, "end reason %d, status %" PRId64,
+			 p->end_reason, p->exit_status);
+	}
+	if (p->truncated)
+		snprintf(buf + strlen(buf), n - strlen(buf),
+			 ", but the file is TRUNCATED");
+}
+
+static void text_process(struct kp_analysis *an, const struct kp_proc *p,
+			 FILE *out)
+{
+	char b[256], c[64], argv[1024];
+	size_t k = 0;
+
+	argv[0] = '\0';
+	for (uint32_t i = 0; i < p->argc && k + 2 < sizeof(argv); i++)
+		k += (size_t)snprintf(argv + k, sizeof(argv) - k, "%s%s",
+				      i ? " " : "", p->argv[i]);
+	fprintf(out, "process %" PRId64, p->pid);
+	if (p->ppid > 0)
+		fprintf(out, " (parent %" PRId64 ")", p->ppid);
+	fprintf(out, "  %s\n", disp(b, sizeof(b), p->exe[0] ? p->exe : "?",
+				    50));
+	if (p->argc)
+		fprintf(out, "  argv     %s\n", disp(b, sizeof(b), argv, 68));
+	fprintf(out, "  trace    %s\n", disp(b, sizeof(b), p->file, 68));
+	time_t secs = (time_t)(p->start_wall_ns / 1000000000ULL);
+	struct tm tm;
+	char when[64] = "?";
+	if (p->start_wall_ns && localtime_r(&secs, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(out, "  started  %s, ran %s, %s thread%s\n", when,
+		fmt_ms(c, sizeof(c), p->duration_ns),
+		kp_fmt_count(b, sizeof(b), p->threads),
+		p->threads == 1 ? "" : "s");
+	text_end_reason(p, b, sizeof(b));
+	fprintf(out, "  ended    %s\n", b);
+	if (p->exec_path)
+		fprintf(out, "  exec     %s\n",
+			disp(b, sizeof(b), p->exec_path, 68));
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xProcText)
+			an->passes[i]->xProcText(an->pass_state[i], an, p, out);
+}
+
+static void text_warnings(struct kp_analysis *an, FILE *out)
+{
+	char b[64], c[64];
+
+	if (an->lost_total) {
+		fprintf(out, "WARNING: %s events were lost (",
+			kp_fmt_count(b, sizeof(b), an->lost_total));
+		int first = 1;
+		for (unsigned w = 0; w <= KP_REC_TYPE_MAX; w++) {
+			if (!an->lost[w])
+				continue;
+			char tn[16];
+			fprintf(out, "%s%s %s", first ? "" : ", ",
+				kp_rec_type_name(w, tn, sizeof(tn)),
+				kp_fmt_count(c, sizeof(c), an->lost[w]));
+			first = 0;
+		}
+		fprintf(out, ");\n         the figures below are lower "
+			"bounds\n");
+	}
+	for (size_t i = 0; i < an->nprocs; i++) {
+		const struct kp_proc *p = an->procs[i];
+		if (!p->truncated)
+			continue;
+		fprintf(out, "WARNING: trace of pid %" PRId64 " is TRUNCATED "
+			"(%s); figures cover what was\n         recorded and "
+			"\"in use at exit\" means in use when it stops\n",
+			p->pid, p->ended ? "the file ends inside a frame"
+					 : "no END record");
+	}
+	if (an->lost_total || an->truncated)
+		fputc('\n', out);
+}
+
+void kp_report_text(struct kp_analysis *an, FILE *out)
+{
+	fprintf(out, "kprof-analyze %s: %zu process%s\n\n",
+		an->opts->command == KP_CMD_LEAKS ? "leaks" : "summary",
+		an->nprocs, an->nprocs == 1 ? "" : "es");
+	for (size_t i = 0; i < an->nprocs; i++) {
+		text_process(an, an->procs[i], out);
+		fputc('\n', out);
+	}
+	text_warnings(an, out);
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xReportText)
+			an->passes[i]->xReportText(an->pass_state[i], an, out);
+}
+
+/* ---- the memory pass's sections ------------------------------------------------ */
+
+void kp_mem_proc_text(struct kp_analysis *an, const struct kp_proc *p,
+		      FILE *out)
+{
+	const struct kp_mem_totals *m = kp_mem_proc_totals(an, p);
+	char a[32], f[32], b[32], c[32];
+
+	if (!m)
+		return;
+	fprintf(out, "  memory   %s allocs, %s frees, %s in use at exit "
+		"(%s block%s)\n",
+		kp_fmt_count(a, sizeof(a), m->alloc_calls),
+		kp_fmt_count(f, sizeof(f), m->free_calls),
+		kp_fmt_bytes(b, sizeof(b), m->live_bytes),
+		kp_fmt_count(c, sizeof(c), m->live_blocks),
+		m->live_blocks == 1 ? "" : "s");
+}
+
+static void text_sites(struct kp_analysis *an, FILE *out, const char *title,
+		       const struct kp_site *const *s, size_t n, size_t top)
+{
+	char a[32], b[32], c[32];
+
+	if (!n)
+		return;
+	fprintf(out, "%s\n", title);
+	for (size_t i = 0; i < n && i < top; i++) {
+		fprintf(out, "%3zu. %s call%s, %s bytes (%s)\n", i + 1,
+			kp_fmt_count(a, sizeof(a), s[i]->allocs),
+			s[i]->allocs == 1 ? "" : "s",
+			kp_fmt_count(b, sizeof(b), s[i]->bytes),
+			kp_fmt_bytes(c, sizeof(c), s[i]->bytes));
+		kp_text_stack(an, out, s[i]->gstack, 5, "       ");
+	}
+	if (n > top)
+		fprintf(out, "     ... %zu more site%s (--top N)\n", n - top,
+			n - top == 1 ? "" : "s");
+	fputc('\n', out);
+}
+
+void kp_mem_report_text(struct kp_analysis *an, FILE *out)
+{
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	const struct kp_site *const *s;
+	char a[32], b[32], c[32], d[32];
+	size_t top = an->opts->top;
+	int leaks_cmd = an->opts->command == KP_CMD_LEAKS;
+
+	if (!m)
+		return;
+	fprintf(out, "HEAP SUMMARY\n");
+	fprintf(out, "  allocation calls  %s", kp_fmt_count(a, sizeof(a),
+							  m->alloc_calls));
+	if (m->realloc_calls)
+		fprintf(out, " (%s of them realloc)",
+			kp_fmt_count(b, sizeof(b), m->realloc_calls));
+	fprintf(out, "\n  free calls        %s\n",
+		kp_fmt_count(a, sizeof(a), m->free_calls));
+	fprintf(out, "  bytes allocated   %s (%s)\n",
+		kp_fmt_count(a, sizeof(a), m->bytes_allocated),
+		kp_fmt_bytes(b, sizeof(b), m->bytes_allocated));
+	fprintf(out, "  peak heap         %s bytes (%s) at %s",
+		kp_fmt_count(a, sizeof(a), m->peak_bytes),
+		kp_fmt_bytes(b, sizeof(b), m->peak_bytes),
+		fmt_ms(c, sizeof(c), m->peak_time_ns));
+	if (an->nprocs > 1)
+		fprintf(out, " in pid %" PRId64, m->peak_pid);
+	fprintf(out, "\n  in use at exit    %s bytes in %s block%s\n",
+		kp_fmt_count(a, sizeof(a), m->live_bytes),
+		kp_fmt_count(d, sizeof(d), m->live_blocks),
+		m->live_blocks == 1 ? "" : "s");
+	if (m->unmatched_frees)
+		fprintf(out, "  unmatched frees   %s (of blocks allocated "
+			"before the trace started)\n",
+			kp_fmt_count(a, sizeof(a), m->unmatched_frees));
+	if (m->evicted)
+		fprintf(out, "  inconsistent      %s blocks were allocated "
+			"again before being freed\n",
+			kp_fmt_count(a, sizeof(a), m->evicted));
+	fputc('\n', out);
+
+	if (!leaks_cmd) {
+		size_t n = kp_mem_top_calls(an, &s);
+		text_sites(an, out, "MOST CALLS TO ALLOCATION FUNCTIONS", s, n,
+			   top);
+		n = kp_mem_top_bytes(an, &s);
+		text_sites(an, out, "MOST BYTES ALLOCATED", s, n, top);
+	}
+
+	size_t nl = kp_mem_leaks(an, &s);
+	if (!nl) {
+		fprintf(out, "LEAKS\n  none: every block was freed\n");
+		return;
+	}
+	fprintf(out, "LEAKS: %s bytes in %s blocks, %zu group%s, largest "
+		"first\n", kp_fmt_count(a, sizeof(a), m->live_bytes),
+		kp_fmt_count(b, sizeof(b), m->live_blocks), nl,
+		nl == 1 ? "" : "s");
+	size_t show = leaks_cmd ? nl : (nl < top ? nl : top);
+	for (size_t i = 0; i < show; i++) {
+		fprintf(out, "%3zu. %s bytes in %s block%s  [confidence: %s]\n",
+			i + 1, kp_fmt_count(a, sizeof(a), s[i]->leaked_bytes),
+			kp_fmt_count(b, sizeof(b), s[i]->leaked_blocks),
+			s[i]->leaked_blocks == 1 ? "" : "s",
+			kp_confidence_name(s[i]->conf));
+		fprintf(out, "     %s\n", s[i]->reason);
+		if (an->nexes > 1 && s[i]->exe < an->nexes) {
+			char e[128];
+			fprintf(out, "     in %s\n",
+				disp(e, sizeof(e), an->exes[s[i]->exe], 70));
+		}
+		kp_text_stack(an, out, s[i]->gstack, leaks_cmd ? 64 : 5,
+			      "       ");
+	}
+	if (show < nl)
+		fprintf(out, "     ... %zu more group%s (kprof-analyze leaks)\n",
+			nl - show, nl - show == 1 ? "" : "s");
+}

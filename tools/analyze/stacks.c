@@ -1,0 +1,408 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stacks and modules.
+ *
+ * Per trace: STACK records (id -> return addresses) and MODULE records (the
+ * memory map). Stack ids are only meaningful inside one trace and pcs only
+ * inside one address space, so at the end of a trace every stack that a pass
+ * asks for is resolved into a canonical stack of (module, offset) frames,
+ * interned across all traces: that is what lets leaks of a forked child and
+ * its parent, or of two runs of one executable, land in the same group.
+ *
+ * Every table is hashed with a per-run seed and bounded (KP_MAX_*), since
+ * the ids, counts and addresses come from an untrusted file.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyze.h"
+
+/* ---- kp_idmap ------------------------------------------------------------ */
+
+void kp_idmap_init(struct kp_idmap *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->seed = kp_random_seed();
+}
+
+void kp_idmap_free(struct kp_idmap *m)
+{
+	free(m->keys);
+	free(m->vals);
+	m->keys = NULL;
+	m->vals = NULL;
+	m->cap = m->n = 0;
+}
+
+uint32_t kp_idmap_get(const struct kp_idmap *m, uint64_t key)
+{
+	if (!m->cap)
+		return UINT32_MAX;
+	size_t mask = m->cap - 1;
+	for (size_t i = kp_mix64(key, m->seed) & mask;; i = (i + 1) & mask) {
+		if (m->keys[i] == key)
+			return m->vals[i];
+		if (m->keys[i] == KP_IDMAP_EMPTY)
+			return UINT32_MAX;
+	}
+}
+
+static void idmap_insert(struct kp_idmap *m, uint64_t key, uint32_t val)
+{
+	size_t mask = m->cap - 1;
+	size_t i = kp_mix64(key, m->seed) & mask;
+
+	while (m->keys[i] != KP_IDMAP_EMPTY)
+		i = (i + 1) & mask;
+	m->keys[i] = key;
+	m->vals[i] = val;
+	m->n++;
+}
+
+void kp_idmap_put(struct kp_idmap *m, uint64_t key, uint32_t val)
+{
+	/* Keep the load under 1/2 so probe sequences stay short. */
+	if ((m->n + 1) * 2 > m->cap) {
+		struct kp_idmap old = *m;
+		m->cap = old.cap ? old.cap * 2 : 64;
+		m->keys = xrealloc_array(NULL, m->cap, sizeof(*m->keys));
+		m->vals = xrealloc_array(NULL, m->cap, sizeof(*m->vals));
+		memset(m->keys, 0xff, m->cap * sizeof(*m->keys));
+		m->n = 0;
+		for (size_t i = 0; i < old.cap; i++)
+			if (old.keys[i] != KP_IDMAP_EMPTY)
+				idmap_insert(m, old.keys[i], old.vals[i]);
+		free(old.keys);
+		free(old.vals);
+	}
+	idmap_insert(m, key, val);
+}
+
+/*
+ * Content-hashed tables (modules, stacks, exes) map the hash to the first
+ * index with that hash and chain the rest through a next field, so a
+ * collision costs a comparison, never a wrong answer.
+ */
+static uint64_t hash_key(uint64_t h)
+{
+	return h == KP_IDMAP_EMPTY ? h - 1 : h;
+}
+
+/* Link idx into the chain of hash h whose head is first (UINT32_MAX: none). */
+static void chain_add(struct kp_idmap *map, uint64_t h, uint32_t first,
+		      uint32_t idx, uint32_t *new_next, uint32_t *head_next)
+{
+	if (first == UINT32_MAX) {
+		kp_idmap_put(map, h, idx);
+		return;
+	}
+	*new_next = *head_next;
+	*head_next = idx;
+}
+
+#define GROW(arr, n, cap)                                                   \
+	do {                                                                \
+		if ((n) >= (cap)) {                                         \
+			(cap) = (cap) ? (cap) * 2 : 16;                     \
+			(arr) = xrealloc_array((arr), (cap), sizeof(*(arr))); \
+		}                                                           \
+	} while (0)
+
+/* ---- global tables ------------------------------------------------------- */
+
+uint32_t kp_module_intern(struct kp_analysis *an, const char *path,
+			  size_t path_len, const uint8_t *bid, size_t bid_len)
+{
+	/* An embedded NUL would make the name ambiguous; cut there. */
+	path_len = strnlen(path, path_len);
+	uint64_t h = hash_key(kp_hash_bytes(path, path_len, an->seed) ^
+			      kp_hash_bytes(bid, bid_len, ~an->seed));
+	uint32_t first = kp_idmap_get(&an->module_ids, h);
+
+	for (uint32_t i = first; i != UINT32_MAX; i = an->modules[i].next) {
+		struct kp_module *m = &an->modules[i];
+		if (strlen(m->path) == path_len &&
+		    !memcmp(m->path, path, path_len) &&
+		    m->build_id_len == bid_len &&
+		    (!bid_len || !memcmp(m->build_id, bid, bid_len)))
+			return i;
+	}
+	GROW(an->modules, an->nmodules, an->modules_cap);
+	struct kp_module *m = &an->modules[an->nmodules];
+	memset(m, 0, sizeof(*m));
+	m->path = xstrndup(path, path_len);
+	if (bid_len) {
+		m->build_id = xmalloc(bid_len);
+		memcpy(m->build_id, bid, bid_len);
+	}
+	m->build_id_len = (uint32_t)bid_len;
+	m->hash = h;
+	m->next = UINT32_MAX;
+	uint32_t idx = (uint32_t)an->nmodules++;
+	chain_add(&an->module_ids, h, first, idx, &m->next,
+		  first == UINT32_MAX ? NULL : &an->modules[first].next);
+	return idx;
+}
+
+uint32_t kp_exe_intern(struct kp_analysis *an, const char *exe)
+{
+	size_t len = strlen(exe);
+	uint64_t h = hash_key(kp_hash_bytes(exe, len, an->seed));
+	uint32_t first = kp_idmap_get(&an->exe_ids, h);
+
+	for (uint32_t i = first; i != UINT32_MAX; i = an->exe_next[i])
+		if (!strcmp(an->exes[i], exe))
+			return i;
+	if (an->nexes >= an->exes_cap) {
+		an->exes_cap = an->exes_cap ? an->exes_cap * 2 : 8;
+		an->exes = xrealloc_array(an->exes, an->exes_cap,
+					  sizeof(*an->exes));
+		an->exe_next = xrealloc_array(an->exe_next, an->exes_cap,
+					      sizeof(*an->exe_next));
+	}
+	uint32_t idx = (uint32_t)an->nexes++;
+	an->exes[idx] = xstrdup(exe);
+	an->exe_next[idx] = UINT32_MAX;
+	chain_add(&an->exe_ids, h, first, idx, &an->exe_next[idx],
+		  first == UINT32_MAX ? NULL : &an->exe_next[first]);
+	return idx;
+}
+
+static uint64_t frames_hash(const struct kp_frame *f, uint32_t depth,
+			    uint64_t seed)
+{
+	uint64_t h = seed ^ depth;
+
+	for (uint32_t i = 0; i < depth; i++)
+		h = kp_mix64(h ^ kp_mix64(f[i].offset, f[i].module), seed);
+	return hash_key(h);
+}
+
+uint32_t kp_gstack_intern(struct kp_analysis *an, const struct kp_frame *f,
+			  uint32_t depth)
+{
+	if (depth == 0)
+		return 0; /* gstacks[0] is the empty stack */
+	uint64_t h = frames_hash(f, depth, an->seed);
+	uint32_t first = kp_idmap_get(&an->gstack_ids, h);
+
+	for (uint32_t i = first; i != UINT32_MAX; i = an->gstacks[i].next) {
+		const struct kp_gstack *g = &an->gstacks[i];
+		if (g->hash != h || g->depth != depth)
+			continue;
+		const struct kp_frame *gf = an->frames + g->off;
+		uint32_t k = 0;
+		while (k < depth && gf[k].module == f[k].module &&
+		       gf[k].offset == f[k].offset)
+			k++;
+		if (k == depth)
+			return i;
+	}
+	while (an->nframes + depth > an->frames_cap) {
+		an->frames_cap = an->frames_cap ? an->frames_cap * 2 : 1024;
+		an->frames = xrealloc_array(an->frames, an->frames_cap,
+					    sizeof(*an->frames));
+	}
+	GROW(an->gstacks, an->ngstacks, an->gstacks_cap);
+	struct kp_gstack *g = &an->gstacks[an->ngstacks];
+	g->off = an->nframes;
+	g->depth = depth;
+	g->hash = h;
+	g->next = UINT32_MAX;
+	memcpy(an->frames + an->nframes, f, depth * sizeof(*f));
+	an->nframes += depth;
+	uint32_t idx = (uint32_t)an->ngstacks++;
+	chain_add(&an->gstack_ids, h, first, idx, &g->next,
+		  first == UINT32_MAX ? NULL : &an->gstacks[first].next);
+	return idx;
+}
+
+/* ---- per-trace stacks ------------------------------------------------------ */
+
+static uint32_t trace_new_stack(struct kp_trace *t, uint32_t id)
+{
+	GROW(t->stacks, t->nstacks, t->stacks_cap);
+	struct kp_tstack *s = &t->stacks[t->nstacks];
+	memset(s, 0, sizeof(*s));
+	s->id = id;
+	s->gstack = UINT32_MAX;
+	uint32_t local = (uint32_t)t->nstacks++;
+	if (id < KP_STACK_DIRECT_MAX) {
+		if (id >= t->stack_direct_cap) {
+			size_t n = t->stack_direct_cap ? t->stack_direct_cap : 1024;
+			while (n <= id)
+				n *= 2;
+			t->stack_direct = xrealloc_array(t->stack_direct, n,
+							 sizeof(*t->stack_direct));
+			memset(t->stack_direct + t->stack_direct_cap, 0,
+			       (n - t->stack_direct_cap) *
+				       sizeof(*t->stack_direct));
+			t->stack_direct_cap = n;
+		}
+		t->stack_direct[id] = local + 1;
+	} else {
+		kp_idmap_put(&t->stack_ids, id, local);
+	}
+	return local;
+}
+
+uint32_t kp_trace_stack(struct kp_trace *t, uint32_t id)
+{
+	if (KP_LIKELY(id < t->stack_direct_cap) && t->stack_direct[id])
+		return t->stack_direct[id] - 1;
+	uint32_t local = id < KP_STACK_DIRECT_MAX
+				 ? UINT32_MAX
+				 : kp_idmap_get(&t->stack_ids, id);
+
+	return local != UINT32_MAX ? local : trace_new_stack(t, id);
+}
+
+void kp_trace_define_stack(struct kp_trace *t, uint32_t id,
+			   const uint64_t *pcs, uint32_t depth)
+{
+	if (id == 0)
+		return; /* 0 is "no stack" by definition */
+	uint32_t local = kp_trace_stack(t, id);
+	struct kp_tstack *s = &t->stacks[local];
+	if (s->defined || s->gstack != UINT32_MAX)
+		return; /* first definition wins; late ones change nothing */
+	s->defined = 1;
+	if (depth > KP_MAX_STACK_DEPTH)
+		depth = KP_MAX_STACK_DEPTH;
+	if (t->npcs + depth > KP_MAX_TRACE_PCS) {
+		t->stacks_dropped++;
+		return;
+	}
+	while (t->npcs + depth > t->pcs_cap) {
+		t->pcs_cap = t->pcs_cap ? t->pcs_cap * 2 : 4096;
+		t->pcs = xrealloc_array(t->pcs, t->pcs_cap, sizeof(*t->pcs));
+	}
+	if (depth)
+		memcpy(t->pcs + t->npcs, pcs, depth * sizeof(*pcs));
+	s->off = t->npcs;
+	s->depth = depth;
+	t->npcs += depth;
+}
+
+/* ---- per-trace modules ----------------------------------------------------- */
+
+void kp_trace_add_module(struct kp_trace *t, const struct kp_rec *rec)
+{
+	if (t->nmods >= KP_MAX_TRACE_MODULES)
+		return;
+	if (rec->u.module.hi <= rec->u.module.lo)
+		return; /* an empty span can contain no pc */
+	GROW(t->mods, t->nmods, t->mods_cap);
+	struct kp_tmodule *m = &t->mods[t->nmods];
+	m->bias = rec->u.module.bias;
+	m->lo = rec->u.module.lo;
+	m->hi = rec->u.module.hi;
+	m->seq = (uint32_t)t->nmods;
+	m->mapped = 1;
+	m->gmod = kp_module_intern(t->an, rec->u.module.path ?
+					  rec->u.module.path : "",
+				   rec->u.module.path ?
+					  rec->u.module.path_len : 0,
+				   rec->u.module.build_id,
+				   rec->u.module.build_id ?
+					  rec->u.module.build_id_len : 0);
+	t->nmods++;
+	free(t->mods_sorted);
+	t->mods_sorted = NULL;
+}
+
+void kp_trace_unmap_module(struct kp_trace *t, const struct kp_rec *rec)
+{
+	/* UNMODULE carries bias and path; the latest mapping with that bias
+	 * is the one going away. */
+	for (size_t i = t->nmods; i-- > 0;) {
+		if (t->mods[i].mapped && t->mods[i].bias == rec->u.module.bias) {
+			t->mods[i].mapped = 0;
+			break;
+		}
+	}
+	free(t->mods_sorted);
+	t->mods_sorted = NULL;
+}
+
+static int cmp_tmodule(const void *a, const void *b)
+{
+	const struct kp_tmodule *x = a, *y = b;
+
+	if (x->lo != y->lo)
+		return x->lo < y->lo ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * The module containing pc. Resolution happens at the end of the trace, so
+ * a dlclose'd module and a later one at the same address both cover it;
+ * prefer one still mapped, then the most recent. The backward scan is
+ * bounded so overlapping hostile maps cannot make it quadratic.
+ */
+static const struct kp_tmodule *trace_find_module(struct kp_trace *t,
+						  uint64_t pc)
+{
+	if (!t->nmods)
+		return NULL;
+	if (!t->mods_sorted) {
+		t->mods_sorted = xrealloc_array(NULL, t->nmods,
+						sizeof(*t->mods_sorted));
+		memcpy(t->mods_sorted, t->mods, t->nmods * sizeof(*t->mods));
+		qsort(t->mods_sorted, t->nmods, sizeof(*t->mods_sorted),
+		      cmp_tmodule);
+	}
+	size_t lo = 0, hi = t->nmods; /* first index with m.lo > pc */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (t->mods_sorted[mid].lo <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	const struct kp_tmodule *best = NULL;
+	for (size_t i = lo, steps = 0; i-- > 0 && steps < 64; steps++) {
+		const struct kp_tmodule *m = &t->mods_sorted[i];
+		if (pc >= m->hi)
+			continue;
+		if (!best || (m->mapped && !best->mapped) ||
+		    (m->mapped == best->mapped && m->seq > best->seq))
+			best = m;
+	}
+	return best;
+}
+
+uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
+{
+	struct kp_tstack *s = &t->stacks[local];
+	struct kp_frame f[KP_MAX_STACK_DEPTH];
+
+	if (s->gstack != UINT32_MAX)
+		return s->gstack;
+	for (uint32_t i = 0; i < s->depth; i++) {
+		uint64_t pc = t->pcs[s->off + i];
+		const struct kp_tmodule *m = trace_find_module(t, pc);
+		f[i].module = m ? m->gmod : 0;
+		f[i].pad = 0;
+		f[i].offset = m ? pc - m->bias : pc;
+		f[i].address = pc;
+	}
+	s->gstack = kp_gstack_intern(t->an, f, s->depth);
+	return s->gstack;
+}
+
+void kp_trace_release(struct kp_trace *t)
+{
+	kp_idmap_free(&t->stack_ids);
+	free(t->stack_direct);
+	t->stack_direct = NULL;
+	t->stack_direct_cap = 0;
+	kp_idmap_free(&t->tids);
+	free(t->stacks);
+	free(t->pcs);
+	free(t->mods);
+	free(t->mods_sorted);
+	t->stacks = NULL;
+	t->pcs = NULL;
+	t->mods = t->mods_sorted = NULL;
+}

@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Offline symbolization with elfutils' libdwfl.
+ *
+ * Frames are (module, offset) with offset = pc - load bias, the address the
+ * ELF file itself uses. Each module file gets its own Dwfl with the file
+ * reported at bias 0, so the same module seen in many processes (or at many
+ * addresses) is opened once and every lookup is done in file addresses.
+ *
+ * The file on disk must be the one that ran: its GNU build-id is compared
+ * with the one recorded in the MODULE record. A mismatch or a missing file
+ * falls back to module+offset, with one warning per module.
+ *
+ * Each (module, offset) is symbolized once; results are cached for the run.
+ */
+#include <elfutils/libdw.h>
+#include <elfutils/libdwelf.h>
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "analyze.h"
+
+/* From libstdc++ (tools link -lstdc++): the Itanium C++ ABI demangler. */
+extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len,
+			    int *status);
+
+struct sym_module {
+	Dwfl *dwfl;
+	Dwfl_Module *mod;
+};
+
+struct sym_entry {
+	uint32_t module;
+	int ret_addr;
+	uint64_t offset;
+	uint32_t next;        /* hash chain */
+	struct kp_symframe f; /* function and file are owned */
+};
+
+struct kp_symbols {
+	struct kp_analysis *an;
+	int enabled;
+	struct kp_idmap ids;  /* hash -> first entry */
+	struct sym_entry *e;
+	size_t n, cap;
+};
+
+static char *debuginfo_path;
+
+static const Dwfl_Callbacks offline_callbacks = {
+	.find_elf = dwfl_build_id_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.section_address = dwfl_offline_section_address,
+	.debuginfo_path = &debuginfo_path,
+};
+
+struct kp_symbols *kp_symbols_new(struct kp_analysis *an, int enabled)
+{
+	struct kp_symbols *s = xcalloc(1, sizeof(*s));
+
+	s->an = an;
+	s->enabled = enabled;
+	kp_idmap_init(&s->ids);
+	elf_version(EV_CURRENT);
+	return s;
+}
+
+void kp_symbols_free(struct kp_symbols *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		free((char *)s->e[i].f.function);
+		free((char *)s->e[i].f.file);
+	}
+	free(s->e);
+	kp_idmap_free(&s->ids);
+	for (size_t i = 0; i < s->an->nmodules; i++) {
+		struct sym_module *sm = s->an->modules[i].sym;
+		if (sm) {
+			dwfl_end(sm->dwfl);
+			free(sm);
+			s->an->modules[i].sym = NULL;
+		}
+	}
+	free(s);
+}
+
+static void hex(char *out, size_t outlen, const uint8_t *b, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k + 3 <= outlen; i++)
+		k += (size_t)snprintf(out + k, outlen - k, "%02x", b[i]);
+	if (outlen)
+		out[k < outlen ? k : outlen - 1] = '\0';
+}
+
+/* Open module m for lookups, once. @return NULL when it cannot be used. */
+static struct sym_module *sym_open(struct kp_symbols *s, struct kp_module *m)
+{
+	if (m->sym)
+		return m->sym;
+	if (m->sym_failed || !s->enabled)
+		return NULL;
+	m->sym_failed = 1; /* until proven usable */
+	/* "[vdso]" and other pseudo paths name no file. */
+	if (!m->path[0] || m->path[0] == '[')
+		return NULL;
+
+	int fd = open(m->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		warning("%s: cannot open, showing module+offset", m->path);
+		return NULL;
+	}
+	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!elf || elf_kind(elf) != ELF_K_ELF) {
+		if (elf)
+			elf_end(elf);
+		close(fd);
+		warning("%s: not an ELF file, showing module+offset", m->path);
+		return NULL;
+	}
+	if (m->build_id_len) {
+		const void *id = NULL;
+		ssize_t n = dwelf_elf_gnu_build_id(elf, &id);
+		if (n != (ssize_t)m->build_id_len ||
+		    memcmp(id, m->build_id, m->build_id_len)) {
+			char want[2 * 64 + 1];
+			hex(want, sizeof(want), m->build_id, m->build_id_len);
+			elf_end(elf);
+			close(fd);
+			warning("%s: build-id differs from the traced one (%s), "
+				"showing module+offset", m->path, want);
+			return NULL;
+		}
+	}
+	elf_end(elf);
+
+	Dwfl *d = dwfl_begin(&offline_callbacks);
+	if (!d) {
+		close(fd);
+		return NULL;
+	}
+	dwfl_report_begin(d);
+	/* Base 0 relative to p_vaddr: the module's addresses are the file's
+	 * own, so offset = pc - bias can be looked up directly. On success
+	 * the Dwfl owns fd. */
+	Dwfl_Module *mod = dwfl_report_elf(d, m->path, m->path, fd, 0, true);
+	if (!mod) {
+		close(fd);
+		dwfl_end(d);
+		warning("%s: %s, showing module+offset", m->path,
+			dwfl_errmsg(-1));
+		return NULL;
+	}
+	dwfl_report_end(d, NULL, NULL);
+	struct sym_module *sm = xcalloc(1, sizeof(*sm));
+	sm->dwfl = d;
+	sm->mod = mod;
+	m->sym = sm;
+	m->sym_failed = 0;
+	return sm;
+}
+
+/* Demangle, and drop a symbol version ("memcpy@@GLIBC_2.14"): the
+ * version says nothing about where the program was. */
+static char *demangle(const char *name)
+{
+	const char *at = strchr(name, '@');
+	char *plain = at && at > name ? xstrndup(name, (size_t)(at - name))
+				      : xstrdup(name);
+
+	if (plain[0] == '_' && plain[1] == 'Z') {
+		int status = 0;
+		char *d = __cxa_demangle(plain, NULL, NULL, &status);
+		if (d && status == 0) {
+			free(plain);
+			return d;
+		}
+		free(d);
+	}
+	return plain;
+}
+
+static void sym_lookup(struct kp_symbols *s, struct sym_entry *e)
+{
+	struct kp_module *m = &s->an->modules[e->module];
+	struct sym_module *sm = sym_open(s, m);
+
+	e->f.module = m->path;
+	if (!sm)
+		return;
+	/* A return address points after the call; the call is what
+	 * belongs to the caller's line. */
+	Dwarf_Addr a = e->offset;
+	if (e->ret_addr && a)
+		a--;
+	const char *name = dwfl_module_addrname(sm->mod, a);
+	if (name && name[0])
+		e->f.function = demangle(name);
+	Dwfl_Line *line = dwfl_module_getsrc(sm->mod, a);
+	if (line) {
+		int lineno = 0;
+		const char *file = dwfl_lineinfo(line, NULL, &lineno, NULL,
+						 NULL, NULL);
+		if (file && file[0]) {
+			/* Relative names are relative to the compilation
+			 * directory; make them usable from anywhere. */
+			const char *cd = file[0] == '/' ? NULL :
+				dwfl_line_comp_dir(line);
+			if (cd && cd[0]) {
+				size_t n = strlen(cd) + strlen(file) + 2;
+				char *p = xmalloc(n);
+				snprintf(p, n, "%s/%s", cd, file);
+				e->f.file = p;
+			} else {
+				e->f.file = xstrdup(file);
+			}
+			e->f.line = lineno > 0 ? lineno : 0;
+		}
+	}
+}
+
+const struct kp_symframe *kp_symbolize(struct kp_symbols *s,
+				       const struct kp_frame *f, int ret_addr)
+{
+	uint64_t h = kp_mix64(f->offset, ((uint64_t)f->module << 1) |
+					 (ret_addr ? 1 : 0));
+	if (h == KP_IDMAP_EMPTY)
+		h--;
+	uint32_t first = kp_idmap_get(&s->ids, h);
+
+	for (uint32_t i = first; i != UINT32_MAX; i = s->e[i].next) {
+		struct sym_entry *e = &s->e[i];
+		if (e->module == f->module && e->offset == f->offset &&
+		    e->ret_addr == !!ret_addr)
+			return &e->f;
+	}
+	if (s->n >= s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 256;
+		s->e = xrealloc_array(s->e, s->cap, sizeof(*s->e));
+	}
+	uint32_t idx = (uint32_t)s->n++;
+	struct sym_entry *e = &s->e[idx];
+	memset(e, 0, sizeof(*e));
+	e->module = f->module < s->an->nmodules ? f->module : 0;
+	e->offset = f->offset;
+	e->ret_addr = !!ret_addr;
+	e->f.offset = f->offset;
+	e->f.address = f->address;
+	e->next = UINT32_MAX;
+	sym_lookup(s, e);
+	e->module = f->module;
+	if (first == UINT32_MAX) {
+		kp_idmap_put(&s->ids, h, idx);
+	} else {
+		e->next = s->e[first].next;
+		s->e[first].next = idx;
+	}
+	return &e->f;
+}
+
+static int has_prefix(const char *s, const char *p)
+{
+	return !strncmp(s, p, strlen(p));
+}
+
+int kp_is_alloc_wrapper(const char *fn)
+{
+	static const char *const exact[] = {
+		"malloc", "calloc", "realloc", "reallocarray", "free",
+		"posix_memalign", "aligned_alloc", "memalign", "valloc",
+		"pvalloc", "strdup", "strndup", "__strdup", "__strndup",
+		"wcsdup",
+	};
+	static const char *const prefix[] = {
+		"operator new", "__libc_", "__GI___libc_", "std::allocator",
+		"std::__new_allocator", "std::allocator_traits",
+		"__gnu_cxx::new_allocator", "__gnu_cxx::__new_allocator",
+		"__gnu_cxx::__alloc_traits", "__gnu_cxx::malloc_allocator",
+		"__gnu_cxx::__pool_alloc", "__gnu_cxx::bitmap_allocator",
+		"__gnu_cxx::__mt_alloc", "__gnu_cxx::throw_allocator",
+	};
+
+	if (!fn)
+		return 0;
+	for (size_t i = 0; i < KP_ARRAY_SIZE(exact); i++)
+		if (!strcmp(fn, exact[i]))
+			return 1;
+	for (size_t i = 0; i < KP_ARRAY_SIZE(prefix); i++)
+		if (has_prefix(fn, prefix[i]))
+			return 1;
+	return 0;
+}
+
+size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
+			  const struct kp_symframe **out, size_t max,
+			  size_t *first)
+{
+	struct kp_analysis *an = s->an;
+
+	*first = 0;
+	if (gstack >= an->ngstacks || !max)
+		return 0;
+	const struct kp_gstack *g = &an->gstacks[gstack];
+	const struct kp_frame *f = an->frames + g->off;
+	size_t skip = 0, n = 0;
+
+	/*
+	 * Every pc of an allocation stack is a return address: kprof's own
+	 * frames (including the interposed malloc) are gone, so even the
+	 * innermost one points after a call.
+	 */
+	while (skip + 1 < g->depth &&
+	       kp_is_alloc_wrapper(kp_symbolize(s, &f[skip], 1)->function))
+		skip++;
+	*first = skip;
+	for (size_t i = skip; i < g->depth && n < max; i++)
+		out[n++] = kp_symbolize(s, &f[i], 1);
+	return n;
+}

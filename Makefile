@@ -160,3 +160,72 @@ clean:
 $(B)/bench/noop_preload.so: tests/bench/noop_preload.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -shared -fPIC $< -o $@ -ldl
+
+# ---- lib/ sanitizer builds and fuzzing (make asan, make fuzz) --------------
+# Appended for the trace-format library. Both build into their own trees
+# (build/asan/, build/fuzz/) so they never mix with the normal objects.
+#
+#   make asan         lib/ + its unit tests + the corpus replayer under
+#                     ASan/UBSan, then runs them (KP_TEST_QUICK=1 shrinks
+#                     the size/speed tests, which only print numbers)
+#   make fuzz         libFuzzer on the trace reader for FUZZ_SECONDS, over a
+#                     copy of tests/fuzz/corpus (new inputs stay in build/)
+#   make fuzz-corpus  regenerate the seed corpus (only when the format changes)
+FUZZ_SECONDS ?= 20
+.PHONY: fuzz-corpus
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+# Unit tests that need nothing but lib/ (the others link tools/ objects).
+LIB_UNIT_TESTS := t_codec t_kpz
+ASAN_B := $(B)/asan
+FUZZ_B := $(B)/fuzz
+ASAN_LIB_OBJ := $(LIB_SRC:%.c=$(ASAN_B)/obj/%.o)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_B)/obj/%.o)
+LIB_LIBS = $(shell $(PKG_CONFIG) --libs msgpack libzstd)
+
+$(ASAN_B)/obj/lib/%.o: lib/%.c $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BASE_CFLAGS) $(SAN_FLAGS) -Ilib $(PC_CFLAGS) -c $< -o $@
+
+$(ASAN_B)/t_%: tests/unit/t_%.c $(wildcard tests/unit/*.h) tests/harness.h $(ASAN_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BASE_CFLAGS) $(SAN_FLAGS) -Ilib -Itests $(PC_CFLAGS) $< \
+		$(ASAN_LIB_OBJ) -o $@ $(LIB_LIBS) -lm
+
+$(ASAN_B)/regress: tests/fuzz/regress.c tests/fuzz/fuzz_reader.c $(ASAN_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BASE_CFLAGS) $(SAN_FLAGS) -Ilib $(PC_CFLAGS) \
+		tests/fuzz/regress.c tests/fuzz/fuzz_reader.c $(ASAN_LIB_OBJ) \
+		-o $@ $(LIB_LIBS)
+
+asan: $(LIB_UNIT_TESTS:%=$(ASAN_B)/%) $(ASAN_B)/regress
+	@set -e; for t in $(LIB_UNIT_TESTS); do \
+		echo "# $(ASAN_B)/$$t"; \
+		KP_TEST_QUICK=1 $(ASAN_B)/$$t; done
+	$(ASAN_B)/regress tests/fuzz/corpus
+
+$(FUZZ_B)/obj/lib/%.o: lib/%.c $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BASE_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined \
+		-fno-sanitize-recover=all -Ilib $(PC_CFLAGS) -c $< -o $@
+
+$(FUZZ_B)/fuzz_reader: tests/fuzz/fuzz_reader.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BASE_CFLAGS) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all -Ilib $(PC_CFLAGS) $< $(FUZZ_LIB_OBJ) \
+		-o $@ $(LIB_LIBS)
+
+fuzz: $(FUZZ_B)/fuzz_reader
+	rm -rf $(FUZZ_B)/corpus && mkdir -p $(FUZZ_B)/corpus
+	cp tests/fuzz/corpus/* $(FUZZ_B)/corpus/
+	$(FUZZ_B)/fuzz_reader -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		-rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+		-artifact_prefix=$(FUZZ_B)/ $(FUZZ_B)/corpus
+
+$(B)/mkcorpus: tests/fuzz/mkcorpus.c $(LIBKP)
+	$(CC) $(BASE_CFLAGS) -Ilib -Itests $(PC_CFLAGS) $< $(LIBKP) -o $@ \
+		$(LIB_LIBS)
+
+fuzz-corpus: $(B)/mkcorpus
+	rm -f tests/fuzz/corpus/* && mkdir -p tests/fuzz/corpus
+	$(B)/mkcorpus tests/fuzz/corpus

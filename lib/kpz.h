@@ -32,10 +32,15 @@ struct kp_source {
 struct kp_writer;
 
 /*
- * Create a writer. level is the zstd level (1..19); frame_cap the
- * uncompressed size at which kp_writer_add() closes a frame by itself
- * (clamped to KP_MAX_FRAME_CONTENT / 2). The zstd context is created with
- * the given allocator (ZSTD_customMem), so nothing touches malloc.
+ * Create a writer. level is the zstd level (1..19; <= 0 means 3, above 19
+ * is clamped); frame_cap the uncompressed size at which kp_writer_add()
+ * closes a frame by itself (0 means 1 MiB; clamped to
+ * KP_MAX_FRAME_CONTENT / 2). The zstd context is created with the given
+ * allocator (ZSTD_customMem), so nothing touches malloc; all buffers are
+ * allocated here, sized by frame_cap (about 2 x frame_cap plus zstd's
+ * context). The allocator struct is copied.
+ * A sink failure is sticky: once xWrite has failed, every later call
+ * returns that error (the file is torn; nothing more should go to it).
  * @return 0, or KP_ENOMEM.
  */
 int kp_writer_create(struct kp_writer **out, const struct kp_allocator *a,
@@ -48,8 +53,12 @@ int kp_writer_header(struct kp_writer *w, const struct kp_header *h);
 /*
  * Append one record to the current frame (opening it with a FRAME record
  * if none is open, and emitting THREAD records when rec->tid changes for
- * event records). May close and emit the frame first when it is full.
- * @return 0 or <0 (sink failure, KP_ELIMIT for an oversized field).
+ * event records: ALLOC, FREE, REALLOC). Closes and emits the frame once it
+ * reaches frame_cap. ts is ignored for types without a dts (STACK, LOST).
+ * FRAME is the writer's own; THREAD is accepted (emitted if it changes
+ * the current thread). A failing record leaves nothing behind.
+ * @return 0 or <0 (sink failure, KP_ELIMIT for an oversized field,
+ *         -EINVAL before kp_writer_header() or for a type with no layout).
  */
 int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec);
 
@@ -78,7 +87,12 @@ void kp_reader_free(struct kp_reader *r);
 const struct kp_header *kp_reader_header(const struct kp_reader *r);
 
 /*
- * Decode the next record, crossing frame boundaries as needed.
+ * Decode the next record, crossing frame boundaries as needed. The FRAME
+ * record opening each frame and the THREAD records are returned too
+ * (FRAME: ts = base_ts; THREAD: tid = the new thread). Types without a
+ * dts of their own (STACK, LOST) get ts = the time of the record before.
+ * rec->u.stack.pcs is only valid until the next call; string and bin
+ * pointers until the next frame is read (they point into its buffer).
  * @return 1 with *rec filled; 0 at a clean end of input;
  *         KP_ETRUNC when the input ends inside a frame (everything before
  *         that frame has been returned); KP_ECORRUPT/KP_ELIMIT when a

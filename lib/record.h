@@ -131,7 +131,8 @@ enum kp_end_reason {
 /*
  * One decoded (reader) or to-be-encoded (writer) record. Pointers inside
  * point into the frame buffer (reader) or the caller's memory (writer) and
- * stay valid until the next frame is read or the record is encoded.
+ * stay valid until the next frame is read or the record is encoded; the
+ * reader's STACK pcs only until the next record is read (one reused array).
  * ts and tid are absolute for every record type (delta coding is the
  * codec's business); fields a type does not carry are zero.
  */

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Record codec: struct kp_rec <-> the msgpack records of record.h, with the
+ * per-frame delta state. The only code besides record.h that knows the
+ * wire layout. Internal to lib/ (kpz_write.c and kpz_read.c use it; tests
+ * may too). Neither side allocates: the encoder writes through a msgpack
+ * packer whose callback the caller owns, the decoder reads a buffer the
+ * caller owns.
+ */
+#ifndef KP_CODEC_H
+#define KP_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "mpk.h"
+#include "record.h"
+
+/*
+ * Largest encoding of one record, THREAD prefix included, within the limits
+ * of record.h (MODULE with a max path and a max build id is the largest).
+ * The writer keeps this much room free after a frame's fill mark.
+ */
+#define KP_ENC_MAX_REC (2 * KP_MAX_STR_LEN + 256)
+
+/* Whether the record type carries a dts field (so rec->ts is its own). */
+static inline int kp_rec_has_ts(unsigned type)
+{
+	switch (type) {
+	case KP_REC_ALLOC:
+	case KP_REC_FREE:
+	case KP_REC_REALLOC:
+	case KP_REC_MODULE:
+	case KP_REC_UNMODULE:
+	case KP_REC_THREAD_START:
+	case KP_REC_THREAD_END:
+	case KP_REC_END:
+	case KP_REC_FORK:
+	case KP_REC_EXEC:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Whether a record type is a per-thread event: it carries no tid, it
+ * belongs to cur_tid, and the encoder emits a THREAD record before it when
+ * rec->tid is not cur_tid.
+ */
+static inline int kp_rec_is_event(unsigned type)
+{
+	return type == KP_REC_ALLOC || type == KP_REC_FREE ||
+	       type == KP_REC_REALLOC;
+}
+
+/* ---- encoder ------------------------------------------------------------ */
+
+struct kp_enc {
+	msgpack_packer pk; /* writes into the caller's buffer */
+	uint64_t last_ts;  /* delta state of record.h, reset per frame */
+	uint64_t last_ptr;
+	uint32_t cur_tid;
+};
+
+void kp_enc_init(struct kp_enc *e, void *data, msgpack_packer_write write);
+
+/*
+ * Check a record against the limits before anything is encoded, so a
+ * failing record leaves no partial bytes behind.
+ * @return 0, KP_ELIMIT (string, bin or stack too long), -EINVAL (a type
+ *         the encoder does not know, a FRAME, NULL data with a length).
+ */
+int kp_enc_check(const struct kp_rec *r);
+
+/* Emit a FRAME record and reset the delta state. @return 0 or <0. */
+int kp_enc_frame(struct kp_enc *e, uint64_t base_ts, uint64_t seq);
+
+/*
+ * Emit one record (checked with kp_enc_check first), preceded by a THREAD
+ * record if it is an event of a thread other than cur_tid. A THREAD record
+ * passed in is emitted only if it changes cur_tid.
+ * @return 0, or -1 if the packer's callback failed.
+ */
+int kp_enc_rec(struct kp_enc *e, const struct kp_rec *r);
+
+/* ---- decoder ------------------------------------------------------------ */
+
+struct kp_dec {
+	struct kp_mpk c;   /* over the decompressed frame */
+	uint64_t last_ts;  /* delta state, as in the encoder */
+	uint64_t last_ptr;
+	uint32_t cur_tid;
+	uint64_t *pcs;     /* KP_MAX_STACK_DEPTH slots for STACK records */
+};
+
+/* Start decoding one frame's content; pcs must outlive the records. */
+void kp_dec_init(struct kp_dec *d, const void *buf, size_t n, uint64_t *pcs);
+
+/*
+ * Decode the next record into *r, skipping records of unknown types and
+ * elements past the known ones. ts and tid come out absolute; a record type
+ * without a ts of its own gets the current last_ts, a FRAME its base_ts.
+ * FRAME and THREAD records are returned too (they update the state first).
+ * @return 1, 0 at the end of the buffer, KP_ECORRUPT or KP_ELIMIT.
+ */
+int kp_dec_next(struct kp_dec *d, struct kp_rec *r);
+
+#endif

@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Record decoder: msgpack records of record.h -> struct kp_rec, undoing
+ * the delta coding. This is the analyzer's inner loop (tens of millions of
+ * records a second) and it reads untrusted bytes, so it decodes in place
+ * with the kp_mpk cursor: no allocation, every length checked before use.
+ *
+ * Compatibility rules (record.h): unknown record types are skipped whole,
+ * elements past the known ones are skipped, missing trailing elements that
+ * have a documented default take it; any other missing element, or a
+ * wrong type, is KP_ECORRUPT.
+ */
+#include <string.h>
+
+#include "codec.h"
+
+void kp_dec_init(struct kp_dec *d, const void *buf, size_t n, uint64_t *pcs)
+{
+	kp_mpk_init(&d->c, buf, n);
+	d->last_ts = 0;
+	d->last_ptr = 0;
+	d->cur_tid = 0;
+	d->pcs = pcs;
+}
+
+/* Return on error; every reader below yields 0 or a negative code. */
+#define TRY(x)                          \
+	do {                            \
+		int try_ret_ = (x);     \
+		if (try_ret_ < 0)       \
+			return try_ret_; \
+	} while (0)
+
+static KP_ALWAYS_INLINE int get_u32(struct kp_mpk *c, uint32_t *v)
+{
+	uint64_t u;
+	TRY(kp_mpk_u64(c, &u));
+	if (u > UINT32_MAX)
+		return KP_ECORRUPT;
+	*v = (uint32_t)u;
+	return 0;
+}
+
+static KP_ALWAYS_INLINE int get_dts(struct kp_dec *d, uint64_t *ts)
+{
+	int64_t v;
+	TRY(kp_mpk_i64(&d->c, &v));
+	d->last_ts += (uint64_t)v;
+	*ts = d->last_ts;
+	return 0;
+}
+
+static KP_ALWAYS_INLINE int get_dptr(struct kp_dec *d, uint64_t *ptr)
+{
+	int64_t v;
+	TRY(kp_mpk_i64(&d->c, &v));
+	d->last_ptr += (uint64_t)v;
+	*ptr = d->last_ptr;
+	return 0;
+}
+
+/* A str field, limited to KP_MAX_STR_LEN. */
+static int get_str(struct kp_mpk *c, const char **s, uint32_t *n)
+{
+	TRY(kp_mpk_str(c, s, n));
+	return *n > KP_MAX_STR_LEN ? KP_ELIMIT : 0;
+}
+
+static int get_bin(struct kp_mpk *c, const uint8_t **s, uint32_t *n)
+{
+	TRY(kp_mpk_bin(c, s, n));
+	return *n > KP_MAX_STR_LEN ? KP_ELIMIT : 0;
+}
+
+static int get_stack(struct kp_dec *d, struct kp_rec *r)
+{
+	uint32_t n;
+	TRY(get_u32(&d->c, &r->u.stack.id));
+	TRY(kp_mpk_array(&d->c, &n));
+	if (n > KP_MAX_STACK_DEPTH)
+		return KP_ELIMIT;
+	for (uint32_t i = 0; i < n; i++)
+		TRY(kp_mpk_u64(&d->c, &d->pcs[i]));
+	r->u.stack.depth = n;
+	r->u.stack.pcs = d->pcs;
+	return 0;
+}
+
+/*
+ * Decode the elements after the type. rem is how many there are; returns
+ * how many were consumed (the caller skips the rest) or <0. need is the
+ * number of elements without a default.
+ */
+static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
+{
+	struct kp_mpk *c = &d->c;
+	uint64_t u;
+	uint32_t need;
+
+	switch (r->type) {
+	case KP_REC_ALLOC:
+		need = 4;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_dts(d, &r->ts));
+		TRY(get_dptr(d, &r->u.alloc.ptr));
+		TRY(kp_mpk_u64(c, &r->u.alloc.size));
+		TRY(get_u32(c, &r->u.alloc.stack));
+		r->tid = d->cur_tid;
+		if (rem > 4) {
+			TRY(kp_mpk_u64(c, &u));
+			if (u > UINT8_MAX)
+				return KP_ECORRUPT;
+			r->kind = (uint8_t)u;
+			need++;
+		}
+		if (rem > 5) {
+			TRY(kp_mpk_u64(c, &r->u.alloc.align));
+			need++;
+		}
+		return (int)need;
+	case KP_REC_FREE:
+		need = 2;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_dts(d, &r->ts));
+		TRY(get_dptr(d, &r->u.free.ptr));
+		r->tid = d->cur_tid;
+		return (int)need;
+	case KP_REC_REALLOC:
+		need = 6;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_dts(d, &r->ts));
+		TRY(get_dptr(d, &r->u.realloc.old_ptr));
+		TRY(get_dptr(d, &r->u.realloc.new_ptr));
+		TRY(kp_mpk_u64(c, &r->u.realloc.size));
+		TRY(get_u32(c, &r->u.realloc.stack));
+		TRY(kp_mpk_u64(c, &r->u.realloc.dur));
+		r->tid = d->cur_tid;
+		return (int)need;
+	case KP_REC_FRAME:
+		need = 2;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(kp_mpk_u64(c, &r->u.frame.base_ts));
+		TRY(kp_mpk_u64(c, &r->u.frame.seq));
+		/* A FRAME starts the delta state over, wherever it sits. */
+		d->last_ts = r->u.frame.base_ts;
+		d->last_ptr = 0;
+		d->cur_tid = 0;
+		r->ts = d->last_ts;
+		return (int)need;
+	case KP_REC_THREAD:
+		need = 1;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_u32(c, &d->cur_tid));
+		r->tid = d->cur_tid;
+		r->ts = d->last_ts;
+		return (int)need;
+	case KP_REC_STACK:
+		need = 2;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_stack(d, r));
+		r->ts = d->last_ts;
+		return (int)need;
+	case KP_REC_MODULE:
+		need = 6;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_dts(d, &r->ts));
+		TRY(kp_mpk_u64(c, &r->u.module.bias));
+		TRY(kp_mpk_u64(c, &r->u.module.lo));
+		TRY(kp_mpk_u64(c, &r->u.module.hi));
+		TRY(get_str(c, &r->u.module.path, &r->u.module.path_len));
+		TRY(get_bin(c, &r->u.module.build_id,
+			    &r->u.module.build_id_len));
+		return (int)need;
+	case KP_REC_UNMODULE:
+		need = 3;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_dts(d, &r->ts));
+		TRY(kp_mpk_u64(c, &r->u.module.bias));
+		TRY(get_str(c, &r->u.module.path, &r->u.module.path_len));
+		return (int)need;
+	case KP_REC_THREAD_START:
+		need = 3;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_dts(d, &r->ts));
+		TRY(get_u32(c, &r->tid));
+		TRY(get_str(c, &r->u.thread.name, &r->u.thread.name_len));
+		return (int)need;
+	case KP_REC_THREAD_END:
+		need = 2;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_dts(d, &r->ts));
+		TRY(get_u32(c, &r->tid));
+		return (int)need;
+	case KP_REC_LOST:
+		need = 2;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_u32(c, &r->u.lost.what));
+		TRY(kp_mpk_u64(c, &r->u.lost.count));
+		r->ts = d->last_ts;
+		return (int)need;
+	case KP_REC_END:
+		need = 3;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_dts(d, &r->ts));
+		TRY(kp_mpk_u64(c, &u));
+		if (u > UINT8_MAX)
+			return KP_ECORRUPT;
+		r->kind = (uint8_t)u;
+		TRY(kp_mpk_i64(c, &r->u.end.status));
+		return (int)need;
+	case KP_REC_FORK:
+		need = 2;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_dts(d, &r->ts));
+		TRY(kp_mpk_i64(c, &r->u.end.status));
+		return (int)need;
+	case KP_REC_EXEC:
+		need = 2;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_dts(d, &r->ts));
+		TRY(get_str(c, &r->u.exec.path, &r->u.exec.path_len));
+		return (int)need;
+	default:
+		return 0; /* unknown: the caller skips every element */
+	}
+}
+
+static inline int known_type(uint64_t t)
+{
+	return t >= KP_REC_FRAME && t <= KP_REC_EXEC;
+}
+
+int kp_dec_next(struct kp_dec *d, struct kp_rec *r)
+{
+	for (;;) {
+		struct kp_mpk *c = &d->c;
+		uint32_t n;
+		uint64_t type;
+
+		if (c->p == c->end)
+			return 0;
+		TRY(kp_mpk_array(c, &n));
+		if (n == 0)
+			return KP_ECORRUPT; /* a record has at least a type */
+		TRY(kp_mpk_u64(c, &type));
+		n--;
+		if (!known_type(type)) {
+			TRY(kp_mpk_skip(c, n));
+			continue;
+		}
+		memset(r, 0, sizeof(*r));
+		r->type = (uint8_t)type;
+		int used = dec_body(d, r, n);
+		if (used < 0)
+			return used;
+		if ((uint32_t)used < n)
+			TRY(kp_mpk_skip(c, n - (uint32_t)used));
+		return 1;
+	}
+}

@@ -1,0 +1,719 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the msgpack cursor (lib/mpk.c) and the record codec
+ * (lib/codec_enc.c, lib/codec_dec.c), without the zstd container: every
+ * msgpack format, hostile lengths, every record type at edge values, the
+ * compatibility rules, and a cross-check against msgpack-c's own unpacker.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "codec.h"
+#include "err.h"
+#include "harness.h"
+#include "kpz_testutil.h"
+#include "mpk.h"
+
+/* A growable buffer fed by msgpack-c's packer (test code: libc realloc). */
+struct pbuf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static int pbuf_write(void *data, const char *buf, size_t n)
+{
+	struct pbuf *b = data;
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2 + 64;
+		b->p = realloc(b->p, b->cap);
+		if (!b->p)
+			abort();
+	}
+	memcpy(b->p + b->len, buf, n);
+	b->len += n;
+	return 0;
+}
+
+/* ---- the cursor --------------------------------------------------------- */
+
+TEST(mpk_integers)
+{
+	static const int64_t sv[] = { 0, 1, 127, 128, 255, 256, 65535, 65536,
+				      INT32_MAX, (int64_t)UINT32_MAX,
+				      (int64_t)UINT32_MAX + 1, INT64_MAX, -1,
+				      -32, -33, -128, -129, -32768, -32769,
+				      INT32_MIN, (int64_t)INT32_MIN - 1,
+				      INT64_MIN };
+	struct pbuf b = { 0 };
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &b, pbuf_write);
+	for (size_t i = 0; i < KP_ARRAY_SIZE(sv); i++)
+		msgpack_pack_int64(&pk, sv[i]);
+	msgpack_pack_uint64(&pk, UINT64_MAX);
+	/* Non-minimal forms are still valid msgpack. */
+	msgpack_pack_fix_int8(&pk, 5);
+	msgpack_pack_fix_int64(&pk, -5);
+	msgpack_pack_fix_uint32(&pk, 7);
+	msgpack_pack_fix_uint64(&pk, 1ull << 40);
+
+	struct kp_mpk c;
+	kp_mpk_init(&c, b.p, b.len);
+	for (size_t i = 0; i < KP_ARRAY_SIZE(sv); i++) {
+		int64_t v;
+		struct kp_mpk t = c;
+		CHECK(kp_mpk_peek(&c) == (sv[i] < 0 ? KP_MPK_INT : KP_MPK_UINT));
+		REQUIRE(kp_mpk_i64(&c, &v) == 0);
+		CHECK(v == sv[i]);
+		uint64_t u;
+		if (sv[i] >= 0) {
+			CHECK(kp_mpk_u64(&t, &u) == 0);
+			CHECK(u == (uint64_t)sv[i]);
+		} else {
+			CHECK(kp_mpk_u64(&t, &u) == KP_ECORRUPT);
+		}
+	}
+	uint64_t u;
+	int64_t v;
+	struct kp_mpk t = c;
+	REQUIRE(kp_mpk_u64(&c, &u) == 0);
+	CHECK(u == UINT64_MAX);
+	CHECK(kp_mpk_i64(&t, &v) == 0 && v == -1); /* wraps */
+	CHECK(kp_mpk_u64(&c, &u) == 0 && u == 5);
+	CHECK(kp_mpk_i64(&c, &v) == 0 && v == -5);
+	CHECK(kp_mpk_u64(&c, &u) == 0 && u == 7);
+	CHECK(kp_mpk_u64(&c, &u) == 0 && u == 1ull << 40);
+	CHECK(kp_mpk_left(&c) == 0);
+	CHECK(kp_mpk_u64(&c, &u) == KP_ECORRUPT);
+	CHECK(kp_mpk_i64(&c, &v) == KP_ECORRUPT);
+	free(b.p);
+}
+
+/* One of everything, packed by msgpack-c; returns the object count. */
+static size_t pack_everything(struct pbuf *b, char *big, size_t bign)
+{
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, b, pbuf_write);
+	size_t n = 0;
+	msgpack_pack_nil(&pk), n++;
+	msgpack_pack_true(&pk), n++;
+	msgpack_pack_false(&pk), n++;
+	msgpack_pack_float(&pk, 1.5f), n++;
+	msgpack_pack_double(&pk, -2.25), n++;
+	const size_t slens[] = { 0, 31, 32, 255, 256, 65535, 65536 };
+	for (size_t i = 0; i < KP_ARRAY_SIZE(slens); i++) {
+		if (slens[i] > bign)
+			continue;
+		msgpack_pack_str(&pk, slens[i]);
+		msgpack_pack_str_body(&pk, big, slens[i]), n++;
+		msgpack_pack_bin(&pk, slens[i]);
+		msgpack_pack_bin_body(&pk, big, slens[i]), n++;
+	}
+	const size_t elens[] = { 1, 2, 4, 8, 16, 0, 3, 255, 256, 65536 };
+	for (size_t i = 0; i < KP_ARRAY_SIZE(elens); i++) {
+		msgpack_pack_ext(&pk, elens[i], (int8_t)(i - 3));
+		msgpack_pack_ext_body(&pk, big, elens[i]), n++;
+	}
+	const uint32_t alens[] = { 0, 15, 16, 65536 };
+	for (size_t i = 0; i < KP_ARRAY_SIZE(alens); i++) {
+		msgpack_pack_array(&pk, alens[i]);
+		for (uint32_t j = 0; j < alens[i]; j++)
+			msgpack_pack_int(&pk, (int)j - 100);
+		n++;
+		msgpack_pack_map(&pk, alens[i]);
+		for (uint32_t j = 0; j < alens[i]; j++) {
+			msgpack_pack_int(&pk, (int)j);
+			msgpack_pack_array(&pk, 1);
+			msgpack_pack_nil(&pk);
+		}
+		n++;
+	}
+	return n;
+}
+
+TEST(mpk_every_format)
+{
+	size_t bign = 70000;
+	char *big = malloc(bign);
+	REQUIRE(big);
+	for (size_t i = 0; i < bign; i++)
+		big[i] = (char)('a' + i % 26);
+	struct pbuf b = { 0 };
+	size_t n = pack_everything(&b, big, bign);
+
+	struct kp_mpk c;
+	kp_mpk_init(&c, b.p, b.len);
+	int bv;
+	double d;
+	const char *s;
+	const uint8_t *bin;
+	uint32_t len;
+	int8_t et;
+	CHECK(kp_mpk_peek(&c) == KP_MPK_NIL && kp_mpk_nil(&c) == 0);
+	CHECK(kp_mpk_peek(&c) == KP_MPK_BOOL);
+	CHECK(kp_mpk_bool(&c, &bv) == 0 && bv == 1);
+	CHECK(kp_mpk_bool(&c, &bv) == 0 && bv == 0);
+	CHECK(kp_mpk_peek(&c) == KP_MPK_FLOAT);
+	CHECK(kp_mpk_double(&c, &d) == 0 && d == 1.5);
+	CHECK(kp_mpk_double(&c, &d) == 0 && d == -2.25);
+	const size_t slens[] = { 0, 31, 32, 255, 256, 65535, 65536 };
+	for (size_t i = 0; i < KP_ARRAY_SIZE(slens); i++) {
+		CHECK(kp_mpk_peek(&c) == KP_MPK_STR);
+		REQUIRE(kp_mpk_str(&c, &s, &len) == 0);
+		CHECK(len == slens[i] && (len == 0 || memcmp(s, big, len) == 0));
+		CHECK(kp_mpk_peek(&c) == KP_MPK_BIN);
+		REQUIRE(kp_mpk_bin(&c, &bin, &len) == 0);
+		CHECK(len == slens[i] &&
+		      (len == 0 || memcmp(bin, big, len) == 0));
+	}
+	const size_t elens[] = { 1, 2, 4, 8, 16, 0, 3, 255, 256, 65536 };
+	for (size_t i = 0; i < KP_ARRAY_SIZE(elens); i++) {
+		CHECK(kp_mpk_peek(&c) == KP_MPK_EXT);
+		REQUIRE(kp_mpk_ext(&c, &et, &bin, &len) == 0);
+		CHECK(len == elens[i] && et == (int8_t)(i - 3));
+		CHECK(len == 0 || memcmp(bin, big, len) == 0);
+	}
+	const uint32_t alens[] = { 0, 15, 16, 65536 };
+	for (size_t i = 0; i < KP_ARRAY_SIZE(alens); i++) {
+		CHECK(kp_mpk_peek(&c) == KP_MPK_ARRAY);
+		REQUIRE(kp_mpk_array(&c, &len) == 0);
+		CHECK(len == alens[i]);
+		for (uint32_t j = 0; j < len; j++) {
+			int64_t v;
+			REQUIRE(kp_mpk_i64(&c, &v) == 0);
+			CHECK(v == (int64_t)j - 100);
+		}
+		CHECK(kp_mpk_peek(&c) == KP_MPK_MAP);
+		REQUIRE(kp_mpk_map(&c, &len) == 0);
+		CHECK(len == alens[i]);
+		REQUIRE(kp_mpk_skip(&c, 2 * (uint64_t)len) == 0);
+	}
+	CHECK(kp_mpk_left(&c) == 0);
+	CHECK(kp_mpk_peek(&c) == KP_MPK_NONE);
+
+	/* Generic skip over the lot, and over every truncation of it. */
+	kp_mpk_init(&c, b.p, b.len);
+	CHECK(kp_mpk_skip(&c, n) == 0 && kp_mpk_left(&c) == 0);
+	kp_mpk_init(&c, b.p, b.len);
+	CHECK(kp_mpk_skip(&c, n + 1) == KP_ECORRUPT);
+	for (size_t cut = 0; cut < b.len; cut += 1 + cut / 64) {
+		kp_mpk_init(&c, b.p, cut);
+		if (kp_mpk_skip(&c, n) != KP_ECORRUPT) {
+			printf("#   skip of %zu bytes did not fail\n", cut);
+			CHECK(0);
+			break;
+		}
+	}
+	free(b.p);
+	free(big);
+}
+
+TEST(mpk_hostile)
+{
+	/* Counts far beyond the bytes present. */
+	static const uint8_t arr32[] = { 0xdd, 0xff, 0xff, 0xff, 0xff, 1, 2 };
+	static const uint8_t map32[] = { 0xdf, 0xff, 0xff, 0xff, 0xff, 1, 2 };
+	static const uint8_t str32[] = { 0xdb, 0xff, 0xff, 0xff, 0xff, 'a' };
+	static const uint8_t bin32[] = { 0xc6, 0x80, 0, 0, 0, 'a' };
+	static const uint8_t ext32[] = { 0xc9, 0, 0, 0, 9, 1, 'a' };
+	static const uint8_t fixext16[] = { 0xd8, 1, 'a', 'b' };
+	static const uint8_t never[] = { 0xc1 };
+	static const uint8_t shortint[] = { 0xcf, 1, 2, 3 };
+	const struct {
+		const uint8_t *p;
+		size_t n;
+	} bad[] = {
+		{ arr32, sizeof(arr32) },	{ map32, sizeof(map32) },
+		{ str32, sizeof(str32) },	{ bin32, sizeof(bin32) },
+		{ ext32, sizeof(ext32) },	{ fixext16, sizeof(fixext16) },
+		{ never, sizeof(never) },	{ shortint, sizeof(shortint) },
+	};
+	for (size_t i = 0; i < KP_ARRAY_SIZE(bad); i++) {
+		struct kp_mpk c;
+		kp_mpk_init(&c, bad[i].p, bad[i].n);
+		CHECK(kp_mpk_skip(&c, 1) == KP_ECORRUPT);
+	}
+	struct kp_mpk c;
+	const char *s;
+	const uint8_t *b;
+	uint32_t n;
+	int8_t t;
+	kp_mpk_init(&c, str32, sizeof(str32));
+	CHECK(kp_mpk_str(&c, &s, &n) == KP_ECORRUPT);
+	kp_mpk_init(&c, bin32, sizeof(bin32));
+	CHECK(kp_mpk_bin(&c, &b, &n) == KP_ECORRUPT);
+	kp_mpk_init(&c, ext32, sizeof(ext32));
+	CHECK(kp_mpk_ext(&c, &t, &b, &n) == KP_ECORRUPT);
+	kp_mpk_init(&c, fixext16, sizeof(fixext16));
+	CHECK(kp_mpk_ext(&c, &t, &b, &n) == KP_ECORRUPT);
+
+	/* Nesting: at the limit is fine, one deeper is KP_ELIMIT. */
+	uint8_t deep[KP_MPK_MAX_DEPTH + 2];
+	memset(deep, 0x91, sizeof(deep));
+	deep[KP_MPK_MAX_DEPTH] = 0x01; /* 32 arrays around an int */
+	kp_mpk_init(&c, deep, KP_MPK_MAX_DEPTH + 1);
+	CHECK(kp_mpk_skip(&c, 1) == 0 && kp_mpk_left(&c) == 0);
+	memset(deep, 0x91, sizeof(deep));
+	deep[KP_MPK_MAX_DEPTH + 1] = 0x01;
+	kp_mpk_init(&c, deep, sizeof(deep));
+	CHECK(kp_mpk_skip(&c, 1) == KP_ELIMIT);
+	/* Very deep hostile nesting costs no stack. */
+	size_t big = 1 << 20;
+	uint8_t *p = malloc(big);
+	REQUIRE(p);
+	memset(p, 0x91, big);
+	kp_mpk_init(&c, p, big);
+	CHECK(kp_mpk_skip(&c, 1) == KP_ELIMIT);
+	free(p);
+}
+
+/* ---- the codec ---------------------------------------------------------- */
+
+struct encbuf {
+	struct pbuf b;
+	struct kp_enc e;
+};
+
+static void enc_all(struct encbuf *eb, const struct kp_rec *recs, size_t n,
+		    uint64_t base)
+{
+	memset(eb, 0, sizeof(*eb));
+	kp_enc_init(&eb->e, &eb->b, pbuf_write);
+	kp_enc_frame(&eb->e, base, 0);
+	for (size_t i = 0; i < n; i++)
+		if (kp_enc_check(&recs[i]) < 0 || kp_enc_rec(&eb->e, &recs[i]) < 0)
+			printf("#   encode of record %zu failed\n", i);
+}
+
+TEST(roundtrip_every_type)
+{
+	struct kp_rec recs[64];
+	size_t n = edge_records(recs);
+	uint64_t pcs[KP_MAX_STACK_DEPTH];
+	const uint64_t bases[] = { 0, 12345, UINT64_MAX };
+
+	for (size_t bi = 0; bi < KP_ARRAY_SIZE(bases); bi++) {
+		struct encbuf eb;
+		enc_all(&eb, recs, n, bases[bi]);
+		struct kp_dec d;
+		struct kp_rec r;
+		kp_dec_init(&d, eb.b.p, eb.b.len, pcs);
+		REQUIRE(kp_dec_next(&d, &r) == 1);
+		CHECK(r.type == KP_REC_FRAME && r.u.frame.base_ts == bases[bi]);
+		size_t got = 0, threads = 0;
+		int ret;
+		while ((ret = kp_dec_next(&d, &r)) == 1) {
+			if (r.type == KP_REC_THREAD) {
+				threads++;
+				continue;
+			}
+			if (got >= n || !rec_same(&r, &recs[got])) {
+				printf("#   record %zu differs\n", got);
+				CHECK(0);
+				break;
+			}
+			got++;
+		}
+		CHECK(ret == 0);
+		CHECK_EQ_U(got, n);
+		/* tid 0 -> max -> 0 -> 77 -> 78 -> 0 (events only) */
+		CHECK_EQ_U(threads, 4);
+		free(eb.b.p);
+	}
+}
+
+TEST(encoder_sizes)
+{
+	/* A typical event: every field one byte after the array header. */
+	struct kp_rec r = { .type = KP_REC_ALLOC, .ts = 100 };
+	r.u.alloc.ptr = 0x60;
+	r.u.alloc.size = 48;
+	r.u.alloc.stack = 7;
+	struct encbuf eb;
+	enc_all(&eb, &r, 1, 0);
+	/* FRAME [1,0,0] = 4 bytes; ALLOC [3,100,96,48,7] = 6 bytes. */
+	CHECK_EQ_U(eb.b.len, 4 + 6);
+	free(eb.b.p);
+	/* Defaults are left out: kind only -> 6 elements, align -> 7. */
+	r.kind = 1;
+	enc_all(&eb, &r, 1, 0);
+	CHECK_EQ_U(eb.b.len, 4 + 7);
+	CHECK(eb.b.p[4] == 0x96);
+	free(eb.b.p);
+	r.kind = 0;
+	r.u.alloc.align = 16;
+	enc_all(&eb, &r, 1, 0);
+	CHECK(eb.b.p[4] == 0x97);
+	free(eb.b.p);
+}
+
+TEST(encoder_limits)
+{
+	static uint64_t pcs[KP_MAX_STACK_DEPTH + 1];
+	static char big[KP_MAX_STR_LEN + 1];
+	struct kp_rec r = { .type = KP_REC_STACK };
+	r.u.stack.depth = KP_MAX_STACK_DEPTH + 1;
+	r.u.stack.pcs = pcs;
+	CHECK(kp_enc_check(&r) == KP_ELIMIT);
+	r.u.stack.depth = 3;
+	r.u.stack.pcs = NULL;
+	CHECK(kp_enc_check(&r) == -EINVAL);
+	memset(&r, 0, sizeof(r));
+	r.type = KP_REC_MODULE;
+	r.u.module.path = big;
+	r.u.module.path_len = KP_MAX_STR_LEN + 1;
+	CHECK(kp_enc_check(&r) == KP_ELIMIT);
+	r.u.module.path_len = 1;
+	r.u.module.build_id = (const uint8_t *)big;
+	r.u.module.build_id_len = KP_MAX_STR_LEN + 1;
+	CHECK(kp_enc_check(&r) == KP_ELIMIT);
+	memset(&r, 0, sizeof(r));
+	r.type = KP_REC_THREAD_START;
+	r.u.thread.name = big;
+	r.u.thread.name_len = KP_MAX_STR_LEN + 1;
+	CHECK(kp_enc_check(&r) == KP_ELIMIT);
+	r.type = KP_REC_EXEC;
+	r.u.exec.path = big;
+	r.u.exec.path_len = KP_MAX_STR_LEN + 1;
+	CHECK(kp_enc_check(&r) == KP_ELIMIT);
+	memset(&r, 0, sizeof(r));
+	r.type = KP_REC_FRAME;
+	CHECK(kp_enc_check(&r) == -EINVAL);
+	r.type = KP_REC_IO; /* reserved, no layout yet */
+	CHECK(kp_enc_check(&r) == -EINVAL);
+}
+
+/* Decode a hand-packed frame body; *out gets up to max records. */
+static int dec_buf(const struct pbuf *b, struct kp_rec *out, size_t max,
+		   size_t *n)
+{
+	static uint64_t pcs[KP_MAX_STACK_DEPTH];
+	struct kp_dec d;
+	int ret;
+	kp_dec_init(&d, b->p, b->len, pcs);
+	*n = 0;
+	while (*n < max && (ret = kp_dec_next(&d, &out[*n])) == 1)
+		(*n)++;
+	return *n == max ? 1 : ret;
+}
+
+TEST(unknown_types_and_extra_fields)
+{
+	struct pbuf b = { 0 };
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &b, pbuf_write);
+	/* [1, 1000, 0] FRAME */
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_int(&pk, 1);
+	msgpack_pack_int(&pk, 1000);
+	msgpack_pack_int(&pk, 0);
+	/* [99, {"a": [1, 2.5, nil]}, bin, ext] unknown type */
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_int(&pk, 99);
+	msgpack_pack_map(&pk, 1);
+	msgpack_pack_str(&pk, 1);
+	msgpack_pack_str_body(&pk, "a", 1);
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_int(&pk, 1);
+	msgpack_pack_double(&pk, 2.5);
+	msgpack_pack_nil(&pk);
+	msgpack_pack_bin(&pk, 2);
+	msgpack_pack_bin_body(&pk, "xy", 2);
+	msgpack_pack_ext(&pk, 4, 3);
+	msgpack_pack_ext_body(&pk, "abcd", 4);
+	/* reserved type 32 with no elements */
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_int(&pk, KP_REC_IO);
+	/* ALLOC with 3 extra trailing elements of odd types */
+	msgpack_pack_array(&pk, 10);
+	msgpack_pack_int(&pk, KP_REC_ALLOC);
+	msgpack_pack_int(&pk, 5);      /* dts */
+	msgpack_pack_int(&pk, 0x1000); /* dptr */
+	msgpack_pack_int(&pk, 32);     /* size */
+	msgpack_pack_int(&pk, 4);      /* stack */
+	msgpack_pack_int(&pk, 1);      /* kind */
+	msgpack_pack_int(&pk, 0);      /* align */
+	msgpack_pack_str(&pk, 3);
+	msgpack_pack_str_body(&pk, "new", 3);
+	msgpack_pack_map(&pk, 0);
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_array(&pk, 0);
+	/* FREE with one extra */
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_int(&pk, KP_REC_FREE);
+	msgpack_pack_int(&pk, -2);
+	msgpack_pack_int(&pk, -0x10);
+	msgpack_pack_true(&pk);
+	/* ALLOC with the optional fields missing */
+	msgpack_pack_array(&pk, 5);
+	msgpack_pack_int(&pk, KP_REC_ALLOC);
+	msgpack_pack_int(&pk, 1);
+	msgpack_pack_int(&pk, 0x20);
+	msgpack_pack_int(&pk, 8);
+	msgpack_pack_int(&pk, 0);
+
+	struct kp_rec r[8];
+	size_t n;
+	CHECK(dec_buf(&b, r, 8, &n) == 0);
+	REQUIRE(n == 4);
+	CHECK(r[0].type == KP_REC_FRAME && r[0].u.frame.base_ts == 1000);
+	CHECK(r[1].type == KP_REC_ALLOC && r[1].ts == 1005 &&
+	      r[1].u.alloc.ptr == 0x1000 && r[1].u.alloc.size == 32 &&
+	      r[1].u.alloc.stack == 4 && r[1].kind == 1 &&
+	      r[1].u.alloc.align == 0);
+	CHECK(r[2].type == KP_REC_FREE && r[2].ts == 1003 &&
+	      r[2].u.free.ptr == 0xff0);
+	CHECK(r[3].type == KP_REC_ALLOC && r[3].ts == 1004 &&
+	      r[3].u.alloc.ptr == 0x1010 && r[3].kind == 0 &&
+	      r[3].u.alloc.align == 0);
+	free(b.p);
+}
+
+/* Pack [type, args...] of small ints. */
+static void pack_ints(struct pbuf *b, size_t n, const int64_t *v)
+{
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, b, pbuf_write);
+	msgpack_pack_array(&pk, n);
+	for (size_t i = 0; i < n; i++)
+		msgpack_pack_int64(&pk, v[i]);
+}
+
+TEST(malformed_records)
+{
+	const struct {
+		size_t n;
+		int64_t v[8];
+		int want;
+	} cases[] = {
+		{ 4, { KP_REC_ALLOC, 1, 2, 3 }, KP_ECORRUPT }, /* too short */
+		{ 2, { KP_REC_FREE, 1 }, KP_ECORRUPT },
+		{ 6, { KP_REC_REALLOC, 1, 2, 3, 4, 5 }, KP_ECORRUPT },
+		{ 5, { KP_REC_ALLOC, 1, 2, -3, 4 }, KP_ECORRUPT }, /* size<0 */
+		{ 5, { KP_REC_ALLOC, 1, 2, 3, (int64_t)UINT32_MAX + 1 },
+		  KP_ECORRUPT }, /* stack id > u32 */
+		{ 6, { KP_REC_ALLOC, 1, 2, 3, 4, 256 }, KP_ECORRUPT }, /* kind */
+		{ 2, { KP_REC_THREAD, -1 }, KP_ECORRUPT },
+		{ 1, { -3 }, KP_ECORRUPT }, /* negative type */
+		{ 0, { 0 }, KP_ECORRUPT },  /* empty array */
+		{ 3, { KP_REC_STACK, 1, 2 }, KP_ECORRUPT }, /* pcs not array */
+	};
+	for (size_t i = 0; i < KP_ARRAY_SIZE(cases); i++) {
+		struct pbuf b = { 0 };
+		struct kp_rec r[2];
+		size_t n;
+		pack_ints(&b, cases[i].n, cases[i].v);
+		int ret = dec_buf(&b, r, 2, &n);
+		if (ret != cases[i].want) {
+			printf("#   case %zu: got %d\n", i, ret);
+			CHECK(0);
+		}
+		free(b.p);
+	}
+	/* A record that is not an array, a type that is a string. */
+	static const uint8_t notarr[] = { 0x03 };
+	static const uint8_t strtype[] = { 0x91, 0xa1, 'x' };
+	struct kp_dec d;
+	struct kp_rec r;
+	uint64_t pcs[KP_MAX_STACK_DEPTH];
+	kp_dec_init(&d, notarr, sizeof(notarr), pcs);
+	CHECK(kp_dec_next(&d, &r) == KP_ECORRUPT);
+	kp_dec_init(&d, strtype, sizeof(strtype), pcs);
+	CHECK(kp_dec_next(&d, &r) == KP_ECORRUPT);
+}
+
+TEST(decoder_limits)
+{
+	struct pbuf b = { 0 };
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &b, pbuf_write);
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_int(&pk, KP_REC_STACK);
+	msgpack_pack_int(&pk, 1);
+	msgpack_pack_array(&pk, KP_MAX_STACK_DEPTH + 1);
+	for (int i = 0; i <= KP_MAX_STACK_DEPTH; i++)
+		msgpack_pack_int(&pk, i);
+	struct kp_rec r[2];
+	size_t n;
+	CHECK(dec_buf(&b, r, 2, &n) == KP_ELIMIT);
+	b.len = 0;
+
+	static char big[KP_MAX_STR_LEN + 1];
+	memset(big, 'p', sizeof(big));
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_int(&pk, KP_REC_EXEC);
+	msgpack_pack_int(&pk, 1);
+	msgpack_pack_str(&pk, sizeof(big));
+	msgpack_pack_str_body(&pk, big, sizeof(big));
+	CHECK(dec_buf(&b, r, 2, &n) == KP_ELIMIT);
+	b.len = 0;
+	msgpack_pack_array(&pk, 7);
+	msgpack_pack_int(&pk, KP_REC_MODULE);
+	for (int i = 0; i < 4; i++)
+		msgpack_pack_int(&pk, i);
+	msgpack_pack_str(&pk, 1);
+	msgpack_pack_str_body(&pk, "/", 1);
+	msgpack_pack_bin(&pk, sizeof(big));
+	msgpack_pack_bin_body(&pk, big, sizeof(big));
+	CHECK(dec_buf(&b, r, 2, &n) == KP_ELIMIT);
+	free(b.p);
+}
+
+/*
+ * The wire really is msgpack: msgpack-c's own unpacker, run over an
+ * encoded frame, sees arrays whose elements, undone by hand, give the
+ * same values as kp_dec_next.
+ */
+TEST(cross_check_msgpack_c)
+{
+	struct kp_rec recs[64];
+	size_t n = edge_records(recs);
+	struct encbuf eb;
+	enc_all(&eb, recs, n, 500);
+
+	uint64_t pcs[KP_MAX_STACK_DEPTH];
+	struct kp_dec d;
+	kp_dec_init(&d, eb.b.p, eb.b.len, pcs);
+	msgpack_unpacked up;
+	msgpack_unpacked_init(&up);
+	size_t off = 0, count = 0;
+	uint64_t last_ts = 0, last_ptr = 0;
+	uint32_t cur_tid = 0;
+	int bad = 0;
+	for (;;) {
+		msgpack_unpack_return ur = msgpack_unpack_next(
+			&up, (const char *)eb.b.p, eb.b.len, &off);
+		if (ur != MSGPACK_UNPACK_SUCCESS)
+			break;
+		struct kp_rec r;
+		REQUIRE(kp_dec_next(&d, &r) == 1);
+		count++;
+		msgpack_object o = up.data;
+		REQUIRE(o.type == MSGPACK_OBJECT_ARRAY && o.via.array.size >= 1);
+		msgpack_object *e = o.via.array.ptr;
+		REQUIRE(e[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER);
+		CHECK(e[0].via.u64 == r.type);
+		/* Values as int64 whatever format msgpack-c reports. */
+#define I(k) ((uint64_t)e[k].via.i64)
+#define U(k) (e[k].via.u64)
+		switch (r.type) {
+		case KP_REC_FRAME:
+			last_ts = U(1);
+			last_ptr = 0;
+			cur_tid = 0;
+			bad |= r.u.frame.base_ts != U(1) || r.u.frame.seq != U(2);
+			break;
+		case KP_REC_THREAD:
+			cur_tid = (uint32_t)U(1);
+			bad |= r.tid != cur_tid;
+			break;
+		case KP_REC_ALLOC:
+			last_ts += I(1);
+			last_ptr += I(2);
+			bad |= r.ts != last_ts || r.u.alloc.ptr != last_ptr ||
+			       r.u.alloc.size != U(3) ||
+			       r.u.alloc.stack != U(4) || r.tid != cur_tid;
+			bad |= o.via.array.size > 5 && r.kind != U(5);
+			bad |= o.via.array.size > 6 && r.u.alloc.align != U(6);
+			break;
+		case KP_REC_FREE:
+			last_ts += I(1);
+			last_ptr += I(2);
+			bad |= r.ts != last_ts || r.u.free.ptr != last_ptr;
+			break;
+		case KP_REC_REALLOC:
+			last_ts += I(1);
+			last_ptr += I(2);
+			bad |= r.u.realloc.old_ptr != last_ptr;
+			last_ptr += I(3);
+			bad |= r.ts != last_ts || r.u.realloc.new_ptr != last_ptr ||
+			       r.u.realloc.size != U(4) ||
+			       r.u.realloc.stack != U(5) ||
+			       r.u.realloc.dur != U(6);
+			break;
+		case KP_REC_STACK:
+			bad |= r.u.stack.id != U(1);
+			REQUIRE(e[2].type == MSGPACK_OBJECT_ARRAY);
+			bad |= r.u.stack.depth != e[2].via.array.size;
+			for (uint32_t i = 0; i < r.u.stack.depth; i++)
+				bad |= r.u.stack.pcs[i] !=
+				       e[2].via.array.ptr[i].via.u64;
+			break;
+		case KP_REC_MODULE:
+			last_ts += I(1);
+			bad |= r.ts != last_ts || r.u.module.bias != U(2) ||
+			       r.u.module.lo != U(3) || r.u.module.hi != U(4);
+			REQUIRE(e[5].type == MSGPACK_OBJECT_STR);
+			REQUIRE(e[6].type == MSGPACK_OBJECT_BIN);
+			bad |= r.u.module.path_len != e[5].via.str.size ||
+			       r.u.module.build_id_len != e[6].via.bin.size;
+			bad |= r.u.module.path_len &&
+			       memcmp(r.u.module.path, e[5].via.str.ptr,
+				      r.u.module.path_len);
+			break;
+		case KP_REC_UNMODULE:
+			last_ts += I(1);
+			bad |= r.ts != last_ts || r.u.module.bias != U(2);
+			REQUIRE(e[3].type == MSGPACK_OBJECT_STR);
+			bad |= r.u.module.path_len != e[3].via.str.size;
+			break;
+		case KP_REC_THREAD_START:
+			last_ts += I(1);
+			bad |= r.ts != last_ts || r.tid != U(2);
+			REQUIRE(e[3].type == MSGPACK_OBJECT_STR);
+			bad |= r.u.thread.name_len != e[3].via.str.size;
+			break;
+		case KP_REC_THREAD_END:
+			last_ts += I(1);
+			bad |= r.ts != last_ts || r.tid != U(2);
+			break;
+		case KP_REC_LOST:
+			bad |= r.u.lost.what != U(1) || r.u.lost.count != U(2);
+			break;
+		case KP_REC_END:
+			last_ts += I(1);
+			bad |= r.ts != last_ts || r.kind != U(2) ||
+			       (uint64_t)r.u.end.status != I(3);
+			break;
+		case KP_REC_FORK:
+			last_ts += I(1);
+			bad |= r.ts != last_ts ||
+			       (uint64_t)r.u.end.status != I(2);
+			break;
+		case KP_REC_EXEC:
+			last_ts += I(1);
+			REQUIRE(e[2].type == MSGPACK_OBJECT_STR);
+			bad |= r.ts != last_ts ||
+			       r.u.exec.path_len != e[2].via.str.size;
+			break;
+		default:
+			bad = 1;
+		}
+#undef I
+#undef U
+		if (bad) {
+			printf("#   record %zu (type %u) differs\n", count,
+			       r.type);
+			CHECK(0);
+			break;
+		}
+	}
+	struct kp_rec r;
+	CHECK(off == eb.b.len);
+	CHECK(kp_dec_next(&d, &r) == 0);
+	CHECK(count > n); /* all of them, plus FRAME and THREADs */
+	msgpack_unpacked_destroy(&up);
+	free(eb.b.p);
+}
+
+int main(int argc, char **argv)
+{
+	return RUN_TESTS(argc, argv, T(mpk_integers), T(mpk_every_format),
+			 T(mpk_hostile), T(roundtrip_every_type),
+			 T(encoder_sizes), T(encoder_limits),
+			 T(unknown_types_and_extra_fields), T(malformed_records),
+			 T(decoder_limits), T(cross_check_msgpack_c));
+}

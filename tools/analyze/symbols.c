@@ -46,7 +46,8 @@ struct kp_symbols {
 	struct kp_analysis *an;
 	int enabled;
 	struct kp_idmap ids;  /* hash -> first entry */
-	struct sym_entry *e;
+	struct sym_entry **e; /* each entry allocated once: callers keep
+			       * pointers to entry->f across lookups */
 	size_t n, cap;
 };
 
@@ -75,8 +76,9 @@ void kp_symbols_free(struct kp_symbols *s)
 	if (!s)
 		return;
 	for (size_t i = 0; i < s->n; i++) {
-		free((char *)s->e[i].f.function);
-		free((char *)s->e[i].f.file);
+		free((char *)s->e[i]->f.function);
+		free((char *)s->e[i]->f.file);
+		free(s->e[i]);
 	}
 	free(s->e);
 	kp_idmap_free(&s->ids);
@@ -236,8 +238,8 @@ const struct kp_symframe *kp_symbolize(struct kp_symbols *s,
 		h--;
 	uint32_t first = kp_idmap_get(&s->ids, h);
 
-	for (uint32_t i = first; i != UINT32_MAX; i = s->e[i].next) {
-		struct sym_entry *e = &s->e[i];
+	for (uint32_t i = first; i != UINT32_MAX; i = s->e[i]->next) {
+		struct sym_entry *e = s->e[i];
 		if (e->module == f->module && e->offset == f->offset &&
 		    e->ret_addr == !!ret_addr)
 			return &e->f;
@@ -247,8 +249,8 @@ const struct kp_symframe *kp_symbolize(struct kp_symbols *s,
 		s->e = xrealloc_array(s->e, s->cap, sizeof(*s->e));
 	}
 	uint32_t idx = (uint32_t)s->n++;
-	struct sym_entry *e = &s->e[idx];
-	memset(e, 0, sizeof(*e));
+	struct sym_entry *e = xcalloc(1, sizeof(*e));
+	s->e[idx] = e;
 	e->module = f->module < s->an->nmodules ? f->module : 0;
 	e->offset = f->offset;
 	e->ret_addr = !!ret_addr;
@@ -260,8 +262,8 @@ const struct kp_symframe *kp_symbolize(struct kp_symbols *s,
 	if (first == UINT32_MAX) {
 		kp_idmap_put(&s->ids, h, idx);
 	} else {
-		e->next = s->e[first].next;
-		s->e[first].next = idx;
+		e->next = s->e[first]->next;
+		s->e[first]->next = idx;
 	}
 	return &e->f;
 }

@@ -154,24 +154,29 @@ KP_EXPORT void *realloc(void *p, size_t n)
 	return q;
 }
 
+/*
+ * glibc implements reallocarray as an overflow check and a call to realloc
+ * through the PLT, which would reach our realloc too and count the call
+ * twice. So do what glibc does here, on the real realloc, and record it
+ * once (as REALLOCARRAY). For any allocator the two are the same call.
+ */
 KP_EXPORT void *reallocarray(void *p, size_t nmemb, size_t size)
 {
 	size_t n;
-	if (KP_UNLIKELY(p && kp_boot_owns(p))) {
-		if (__builtin_mul_overflow(nmemb, size, &n)) {
-			errno = ENOMEM;
-			return NULL;
-		}
-		return realloc_from_boot(p, n);
+	if (__builtin_mul_overflow(nmemb, size, &n)) {
+		errno = ENOMEM;
+		return NULL;
 	}
-	RESOLVE_OR_BOOT(reallocarray, NULL);
+	if (KP_UNLIKELY(p && kp_boot_owns(p)))
+		return realloc_from_boot(p, n);
+	RESOLVE_OR_BOOT(realloc, NULL);
 	struct kp_tls *t = &kp_tls;
 	if (!want(t))
-		return kp_real.reallocarray(p, nmemb, size);
+		return kp_real.realloc(p, n);
 	uint64_t t0 = kp_ticks();
-	void *q = kp_real.reallocarray(p, nmemb, size);
+	void *q = kp_real.realloc(p, n);
 	int saved = errno;
-	q = do_realloc(p, nmemb * size, q, t0, KP_ALLOC_REALLOCARRAY);
+	q = do_realloc(p, n, q, t0, KP_ALLOC_REALLOCARRAY);
 	errno = saved;
 	return q;
 }

@@ -9,9 +9,12 @@
  * is started by the constructor; until then events wait in the rings (a
  * ring that fills before the writer starts drops and counts).
  *
- * The trace ends with an END record written by the last thread out: the
- * library destructor after exit() (with the status on_exit saw), or the
- * _exit/_Exit/abort wrappers. exec* wrappers flush first; the new image
+ * The trace ends with an END record written by the last thread out: an
+ * on_exit handler after exit(), or the _exit/_Exit/abort wrappers. The
+ * handler is registered by our constructor, which runs before
+ * __libc_start_main registers the loader's fini, so exit() calls it last:
+ * after the app's atexit handlers and every ELF destructor (frees made there
+ * are recorded), and with the exit status. exec* wrappers flush first; the new image
  * starts a fresh trace. A setuid process (AT_SECURE) is never traced.
  */
 #include "state.h"
@@ -28,7 +31,7 @@
 struct kp_state kp;
 __thread struct kp_tls kp_tls __attribute__((tls_model("initial-exec")));
 
-static int exit_status;
+static int on_exit_registered;
 
 extern char **environ;
 
@@ -125,24 +128,6 @@ static void fork_child(void)
 
 /* ---- start and finish ------------------------------------------------------ */
 
-static void on_exit_status(int status, void *arg)
-{
-	(void)arg;
-	exit_status = status;
-}
-
-__attribute__((constructor)) static void kp_ctor(void)
-{
-	if (!kp_ready() && atomic_load(&kp.run) != KP_ST_RUNNING)
-		return;
-	kp_tls.busy = 1;
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
-	on_exit(on_exit_status, NULL);
-	if (kp_writer_start() != 0)
-		atomic_store(&kp.run, KP_ST_OFF);
-	kp_tls.busy = 0;
-}
-
 /* Write the last frame and END. Only the traced process itself (not a
  * vfork child sharing its memory) may do this. */
 static void finish(int reason, int status)
@@ -156,9 +141,30 @@ static void finish(int reason, int status)
 	errno = saved;
 }
 
+static void on_exit_finish(int status, void *arg)
+{
+	(void)arg;
+	finish(KP_END_EXIT, status);
+}
+
+__attribute__((constructor)) static void kp_ctor(void)
+{
+	if (!kp_ready())
+		return;
+	kp_tls.busy = 1;
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	on_exit_registered = on_exit(on_exit_finish, NULL) == 0;
+	if (kp_writer_start() != 0)
+		atomic_store(&kp.run, KP_ST_OFF);
+	kp_tls.busy = 0;
+}
+
+/* A fallback only: when the on_exit handler is registered it runs after
+ * this destructor and finishes the trace with the exit status. */
 __attribute__((destructor)) static void kp_dtor(void)
 {
-	finish(KP_END_EXIT, exit_status);
+	if (!on_exit_registered)
+		finish(KP_END_EXIT, 0);
 }
 
 KP_EXPORT void _exit(int status)

@@ -33,7 +33,6 @@ void kp_real_resolve(void)
 	r.free = next("free");
 	r.calloc = next("calloc");
 	r.realloc = next("realloc");
-	r.reallocarray = next("reallocarray");
 	r.posix_memalign = next("posix_memalign");
 	r.aligned_alloc = next("aligned_alloc");
 	r.memalign = next("memalign");
@@ -48,6 +47,10 @@ void kp_real_resolve(void)
 	r.execvp = next("execvp");
 	r.execvpe = next("execvpe");
 	r.fexecve = next("fexecve");
+	r.pipe = next("pipe");
+	r.pipe2 = next("pipe2");
+	r.capset = next("capset");
+	r.prctl = next("prctl");
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc) {
 		/* Without these the app cannot run at all: say why once. */
 		static const char msg[] =

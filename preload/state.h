@@ -152,7 +152,6 @@ struct kp_real {
 	void (*free)(void *);
 	void *(*calloc)(size_t, size_t);
 	void *(*realloc)(void *, size_t);
-	void *(*reallocarray)(void *, size_t, size_t);
 	int (*posix_memalign)(void **, size_t, size_t);
 	void *(*aligned_alloc)(size_t, size_t);
 	void *(*memalign)(size_t, size_t);
@@ -167,6 +166,11 @@ struct kp_real {
 	int (*execvp)(const char *, char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
+	int (*pipe)(int[2]);
+	int (*pipe2)(int[2], int);
+	int (*capset)(void *, const void *);
+	int (*prctl)(int, unsigned long, unsigned long, unsigned long,
+		     unsigned long);
 };
 
 extern struct kp_real kp_real;
@@ -246,6 +250,11 @@ int kp_writer_start(void);
 /* Drain everything now; if final, write END and stop the writer thread. */
 void kp_writer_sync(int final, int reason, int64_t status);
 void kp_writer_exec(const char *path);
+/* Run fn(arg) on the writer thread and wait for it; does nothing when
+ * there is no writer thread (or the caller is the writer). */
+void kp_writer_call(void (*fn)(void *), void *arg);
+/* Move fd above the app's fds (F_DUPFD_CLOEXEC); returns the new fd. */
+int kp_high_fd(int fd);
 void kp_writer_fork_prepare(void);
 void kp_writer_fork_parent(void);
 void kp_writer_after_fork_child(void);

@@ -66,8 +66,16 @@ static struct {
 	uint64_t stack_drops_out;
 	struct kp_ring **rings; /* scratch for a cycle */
 	uint64_t *heads;
+	uint8_t *closed;        /* ring was CLOSED before its head was read */
 	int final_done;
-} w = { .cycle_lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+	/* kp_writer_call: one request at a time, under call_lock */
+	pthread_mutex_t call_lock;
+	void (*call_fn)(void *);
+	void *call_arg;
+	_Atomic uint32_t call_seq, call_done;
+} w = { .cycle_lock = PTHREAD_MUTEX_INITIALIZER,
+	.call_lock = PTHREAD_MUTEX_INITIALIZER,
+	.fd = -1 };
 
 /* ---- the trace file ------------------------------------------------------ */
 
@@ -76,7 +84,7 @@ static long sys_open(const char *path, int flags, int mode)
 	return syscall(SYS_openat, AT_FDCWD, path, flags, mode);
 }
 
-static int high_fd(int fd)
+int kp_high_fd(int fd)
 {
 	struct rlimit rl;
 	long min = 512;
@@ -149,7 +157,7 @@ static int open_trace(void)
 						   O_NOFOLLOW | O_CLOEXEC,
 				   0600);
 		if (fd >= 0) {
-			w.fd = high_fd((int)fd);
+			w.fd = kp_high_fd((int)fd);
 			struct stat st;
 			if (syscall(SYS_fstat, w.fd, &st) == 0) {
 				w.dev = st.st_dev;
@@ -185,7 +193,7 @@ static int check_fd(void)
 		syscall(SYS_close, fd);
 		return -1;
 	}
-	w.fd = high_fd((int)fd);
+	w.fd = kp_high_fd((int)fd);
 	return 0;
 }
 
@@ -400,10 +408,14 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	unsigned nr = 0;
 	for (struct kp_ring *r = atomic_load(&kp.rings); r && nr < MAX_RINGS;
 	     r = r->next) {
-		if (atomic_load_explicit(&r->state, memory_order_acquire) ==
-		    KP_RING_FREE)
+		/* State first, then head: a ring seen CLOSED here has all its
+		 * events below the head read next (its thread pushed them
+		 * before closing it). */
+		int st = atomic_load_explicit(&r->state, memory_order_acquire);
+		if (st == KP_RING_FREE)
 			continue;
 		w.rings[nr] = r;
+		w.closed[nr] = st == KP_RING_CLOSED;
 		w.heads[nr++] = atomic_load_explicit(&r->head,
 						     memory_order_acquire);
 	}
@@ -442,9 +454,6 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	int more = 0;
 	for (unsigned i = 0; i < nr; i++) {
 		struct kp_ring *r = w.rings[i];
-		int closed = atomic_load_explicit(&r->state,
-						  memory_order_acquire) ==
-			     KP_RING_CLOSED;
 		uint64_t t = atomic_load_explicit(&r->tail,
 						  memory_order_relaxed);
 		for (; t < w.heads[i]; t++) {
@@ -460,7 +469,7 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 		atomic_store_explicit(&r->tail, t, memory_order_release);
 		/* A ring closed before its head was read holds nothing more:
 		 * its thread pushed its last event before closing it. */
-		if (closed && t == w.heads[i] && r != kp.shared)
+		if (w.closed[i] && t == w.heads[i] && r != kp.shared)
 			atomic_store_explicit(&r->state, KP_RING_FREE,
 					      memory_order_release);
 	}
@@ -490,6 +499,40 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 
 /* ---- the thread ---------------------------------------------------------- */
 
+/* Run a pending kp_writer_call request, if any (writer thread only). */
+static void serve_call(void)
+{
+	uint32_t seq = atomic_load_explicit(&w.call_seq, memory_order_acquire);
+	if (seq == atomic_load_explicit(&w.call_done, memory_order_relaxed))
+		return;
+	w.call_fn(w.call_arg);
+	atomic_store_explicit(&w.call_done, seq, memory_order_release);
+	syscall(SYS_futex, &w.call_done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void kp_writer_call(void (*fn)(void *), void *arg)
+{
+	if (!w.thread_started || pthread_equal(pthread_self(), w.thread))
+		return;
+	pthread_mutex_lock(&w.call_lock);
+	w.call_fn = fn;
+	w.call_arg = arg;
+	uint32_t seq = atomic_load(&w.call_seq) + 1;
+	atomic_store_explicit(&w.call_seq, seq, memory_order_release);
+	atomic_fetch_add(&kp.wake_seq, 1);
+	syscall(SYS_futex, &kp.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	for (;;) {
+		uint32_t done = atomic_load_explicit(&w.call_done,
+						     memory_order_acquire);
+		if (done == seq || !atomic_load(&kp.writer_up))
+			break;
+		struct timespec ts = { 0, 10000000 };
+		syscall(SYS_futex, &w.call_done, FUTEX_WAIT_PRIVATE, done, &ts,
+			NULL, 0);
+	}
+	pthread_mutex_unlock(&w.call_lock);
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
@@ -504,13 +547,16 @@ static void *writer_main(void *arg)
 		syscall(SYS_futex, &kp.wake_seq, FUTEX_WAIT_PRIVATE, seq, &ts,
 			NULL, 0);
 		atomic_store(&kp.writer_sleeping, 0);
+		serve_call();
 		int more = 1;
 		while (more && !atomic_load(&w.stop)) {
 			pthread_mutex_lock(&w.cycle_lock);
 			more = w.final_done ? 0 : cycle(0, 0, 0, NULL);
 			pthread_mutex_unlock(&w.cycle_lock);
+			serve_call();
 		}
 	}
+	serve_call();
 	return NULL;
 }
 
@@ -536,7 +582,8 @@ static int prepare_output(void)
 	if (!w.rings) {
 		w.rings = kp_arena_alloc(MAX_RINGS * sizeof(*w.rings));
 		w.heads = kp_arena_alloc(MAX_RINGS * sizeof(*w.heads));
-		if (!w.rings || !w.heads)
+		w.closed = kp_arena_alloc(MAX_RINGS * sizeof(*w.closed));
+		if (!w.rings || !w.heads || !w.closed)
 			return -1;
 	}
 	if (open_trace() != 0)
@@ -607,6 +654,8 @@ void kp_writer_fork_parent(void)
 void kp_writer_after_fork_child(void)
 {
 	pthread_mutex_init(&w.cycle_lock, NULL);
+	pthread_mutex_init(&w.call_lock, NULL);
+	atomic_store(&w.call_done, atomic_load(&w.call_seq));
 	if (w.fd >= 0)
 		syscall(SYS_close, w.fd);
 	w.fd = -1;

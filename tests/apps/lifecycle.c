@@ -1,0 +1,263 @@
+/*
+ * Process lifecycle under kprof (tests/integ/test_lifecycle.py). One mode
+ * per run, argv[1]:
+ *
+ *   fork        no live block at the fork; then the child leaks 3 x 200
+ *               bytes from leak_in_child() and exit(0)s; the parent waits,
+ *               leaks 5 x 100 from leak_in_parent(), prints
+ *               "parent=PID child=PID" and exits 0.
+ *   forkexec    fork; the child leaks 2 x 64 (leak_before_exec), then
+ *               execv(argv[2], argv[2..]) (e.g. this app in mode "leak4",
+ *               or /bin/true); the parent waits and prints
+ *               "parent=PID child=PID child_status=N".
+ *   leak4       leaks 4 x 50 from leak_after_exec(), exit 0.
+ *   threadexit  two threads allocate and free in a loop forever; once both
+ *               have started (counted explicitly), a third thread calls
+ *               exit(42) while they run; main waits in pthread_join.
+ *   exit N      exit(N) from main.
+ *   _exit       leaks 2 x 77 from leak_before_exit(), then _exit(7).
+ *   abort       leaks 3 x 55 from leak_before_abort(), then abort()
+ *               (core dumps off: RLIMIT_CORE 0).
+ *   sleep       allocates N=2000 blocks (1000 freed, 1000 kept), prints
+ *               "allocs=2000 frees=1000 ready", then sleeps 60 s (the test
+ *               SIGKILLs it).
+ *   closefrom   allocates, records the fds it sees >= 3 (kprof's trace),
+ *               close_range(3, ~0U, 0), opens its own files app0..app2
+ *               (which get fds 3..5), dup2s app0 onto every old fd number
+ *               (so the trace's old number now names the app's file),
+ *               writes known lines to them while allocating more (with
+ *               pauses so kprof's writer runs in between), prints
+ *               "allocs=A frees=F oldfds=N". Files stay open until exit.
+ * No stdio (see leaky.c): snprintf + write.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void *sink[64];
+
+static void say(const char *fmt, long a, long b, long c)
+{
+	char buf[256];
+	int n = snprintf(buf, sizeof(buf), fmt, a, b, c);
+	(void)!write(1, buf, (size_t)n);
+}
+
+static void nap_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+__attribute__((noinline)) void leak_in_child(void)
+{
+	for (int i = 0; i < 3; i++)
+		sink[i] = malloc(200);
+}
+
+__attribute__((noinline)) void leak_in_parent(void)
+{
+	for (int i = 0; i < 5; i++)
+		sink[10 + i] = malloc(100);
+}
+
+__attribute__((noinline)) void leak_before_exec(void)
+{
+	for (int i = 0; i < 2; i++)
+		sink[20 + i] = malloc(64);
+}
+
+__attribute__((noinline)) void leak_after_exec(void)
+{
+	for (int i = 0; i < 4; i++)
+		sink[30 + i] = malloc(50);
+}
+
+__attribute__((noinline)) void leak_before_exit(void)
+{
+	for (int i = 0; i < 2; i++)
+		sink[40 + i] = malloc(77);
+}
+
+__attribute__((noinline)) void leak_before_abort(void)
+{
+	for (int i = 0; i < 3; i++)
+		sink[50 + i] = malloc(55);
+}
+
+static int mode_fork(void)
+{
+	for (int i = 0; i < 100; i++)
+		free(malloc((size_t)i + 1));
+	pid_t c = fork();
+	if (c < 0)
+		return 2;
+	if (c == 0) {
+		for (int i = 0; i < 10; i++)
+			free(malloc(1000));
+		leak_in_child();
+		exit(0);
+	}
+	int st;
+	if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return 3;
+	leak_in_parent();
+	say("parent=%ld child=%ld%.0ld\n", (long)getpid(), (long)c, 0);
+	return 0;
+}
+
+static int mode_forkexec(char **argv)
+{
+	pid_t c = fork();
+	if (c < 0)
+		return 2;
+	if (c == 0) {
+		leak_before_exec();
+		execv(argv[2], argv + 2);
+		_exit(127);
+	}
+	int st;
+	if (waitpid(c, &st, 0) != c || !WIFEXITED(st))
+		return 3;
+	say("parent=%ld child=%ld child_status=%ld\n", (long)getpid(), (long)c,
+	    WEXITSTATUS(st));
+	return 0;
+}
+
+static int started;
+
+static void *spinner(void *arg)
+{
+	(void)arg;
+	__atomic_fetch_add(&started, 1, __ATOMIC_SEQ_CST);
+	for (unsigned i = 0;; i++)
+		free(malloc(16 + i % 100));
+	return NULL;
+}
+
+static void *exiter(void *arg)
+{
+	(void)arg;
+	while (__atomic_load_n(&started, __ATOMIC_SEQ_CST) < 2)
+		sched_yield();
+	for (int i = 0; i < 1000; i++)
+		free(malloc(64));
+	exit(42);
+}
+
+static int mode_threadexit(void)
+{
+	pthread_t a, b, e;
+	pthread_create(&a, NULL, spinner, NULL);
+	pthread_create(&b, NULL, spinner, NULL);
+	pthread_create(&e, NULL, exiter, NULL);
+	pthread_join(e, NULL); /* never returns: exiter calls exit(42) */
+	return 1;
+}
+
+static int mode_sleep(void)
+{
+	for (int i = 0; i < 2000; i++) {
+		void *p = malloc(100 + (size_t)i % 50);
+		if (i % 2)
+			free(p);
+		else if (i / 2 < 64)
+			sink[i / 2] = p; /* the rest leak: unreachable */
+	}
+	say("allocs=%ld frees=%ld ready%.0ld\n", 2000, 1000, 0);
+	nap_ms(60000);
+	return 0;
+}
+
+static int mode_closefrom(void)
+{
+	long allocs = 0, frees = 0;
+	for (int i = 0; i < 500; i++) {
+		free(malloc(100));
+		allocs++, frees++;
+	}
+	/* kprof's fds (and nothing else: stdin/out/err are 0..2) */
+	int old[64], nold = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return 2;
+	allocs++; /* opendir mallocs its DIR */
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] != '.' && fd >= 3 && fd != dirfd(d) && nold < 64)
+			old[nold++] = fd;
+	}
+	closedir(d);
+	frees++;
+	nap_ms(150); /* let the writer run: the trace has frames already */
+	syscall(436 /* close_range */, 3, ~0U, 0);
+
+	int fds[3];
+	char name[16];
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "app%d", i);
+		fds[i] = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fds[i] != 3 + i)
+			return 4;
+	}
+	for (int i = 0; i < nold; i++)
+		if (old[i] > 5 && dup2(fds[0], old[i]) != old[i])
+			return 5;
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < 3; i++) {
+			char line[64];
+			int n = snprintf(line, sizeof(line), "file %d line %d\n", i, round);
+			if (write(fds[i], line, (size_t)n) != n)
+				return 6;
+		}
+		for (int i = 0; i < 1000; i++) {
+			free(malloc(200));
+			allocs++, frees++;
+		}
+		nap_ms(120); /* > FLUSH_MS: the writer flushes between rounds */
+	}
+	say("allocs=%ld frees=%ld oldfds=%ld\n", allocs, frees, nold);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *m = argc > 1 ? argv[1] : "";
+	if (!strcmp(m, "fork"))
+		return mode_fork();
+	if (!strcmp(m, "forkexec") && argc > 2)
+		return mode_forkexec(argv);
+	if (!strcmp(m, "leak4")) {
+		leak_after_exec();
+		return 0;
+	}
+	if (!strcmp(m, "threadexit"))
+		return mode_threadexit();
+	if (!strcmp(m, "exit") && argc > 2)
+		exit(atoi(argv[2]));
+	if (!strcmp(m, "_exit")) {
+		leak_before_exit();
+		_exit(7);
+	}
+	if (!strcmp(m, "abort")) {
+		struct rlimit rl = { 0, 0 };
+		setrlimit(RLIMIT_CORE, &rl);
+		leak_before_abort();
+		abort();
+	}
+	if (!strcmp(m, "sleep"))
+		return mode_sleep();
+	if (!strcmp(m, "closefrom"))
+		return mode_closefrom();
+	say("usage: lifecycle MODE%.0ld%.0ld%.0ld\n", 0, 0, 0);
+	return 64;
+}

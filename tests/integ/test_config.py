@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: MIT
+"""Every KOTOBA_PROFILE_* variable of the recorder (issue #2 test 6).
+
+MEMORY, STACK_DEPTH, BUFFER_KB with OVERFLOW=wait|drop, ZSTD_LEVEL (FLUSH_MS
+is exercised by test_lifecycle's SIGKILL test, OUTPUT by test_invariants),
+and a bad value of each: exactly one warning line on stderr naming the
+variable and the default, and the app runs on unchanged.
+
+Threads' DTVs: leaky and storm run their threads at the same time; each
+new thread stack gets one calloc from glibc (see leaky.c), counted here.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kptest import *  # noqa: E402,F401,F403
+
+t = Tap()
+LEAKY = app("leaky")
+STORM = app("storm")
+
+# Defaults of preload/config.c (documented in kprof(7)).
+DEFAULTS = {"MEMORY": "1", "STACK_DEPTH": "64", "BUFFER_KB": "1024",
+            "OVERFLOW": "wait", "FLUSH_MS": "100", "ZSTD_LEVEL": "3",
+            "OUTPUT": "kprof.%p.kpz"}
+BAD = [("STACK_DEPTH", "abc"), ("STACK_DEPTH", "-1"), ("STACK_DEPTH", "100000"),
+       ("BUFFER_KB", "-1"), ("BUFFER_KB", "8"), ("BUFFER_KB", "12k"),
+       ("OVERFLOW", "maybe"), ("OVERFLOW", ""), ("MEMORY", "perhaps"),
+       ("MEMORY", ""), ("ZSTD_LEVEL", "99"), ("ZSTD_LEVEL", "0"),
+       ("FLUSH_MS", "0"), ("FLUSH_MS", "1e3"), ("OUTPUT", "")]
+
+with t.section("MEMORY=0"):
+    with Tmp() as d:
+        for v in ("0", "off", "no", "false"):
+            r = run([LEAKY, "quiet"], d, prof={"MEMORY": v})
+            t.eq((r.rc, r.err), (0, ""), "MEMORY=%s: runs, no warning" % v)
+            rep = analyze(r.traces)
+            m = rep["memory"]
+            t.eq((m["alloc_calls"], m["free_calls"], m["leaks"]), (0, 0, []),
+                 "MEMORY=%s: no allocation events" % v)
+        r = run([LEAKY, "quiet"], d, prof={"MEMORY": "on"})
+        t.eq(analyze(r.traces)["memory"]["in_use_at_exit"]["blocks"], 79,
+             "MEMORY=on: recorded (76 app blocks + 3 DTVs)")
+
+with t.section("STACK_DEPTH"):
+    with Tmp() as d:
+        r = run([LEAKY], d, prof={"STACK_DEPTH": "0"})
+        t.eq((r.rc, r.err), (0, ""), "STACK_DEPTH=0: runs, no warning")
+        want = counts_from(r.out)
+        rep = analyze(r.traces)
+        m = rep["memory"]
+        t.eq(m["in_use_at_exit"]["blocks"], want["leaked_blocks"] + 3,
+             "STACK_DEPTH=0: leaks still counted")
+        t.eq(sum(l["blocks"] for l in m["leaks"]), want["leaked_blocks"] + 3,
+             "STACK_DEPTH=0: leak groups hold every block in use")
+        t.ok(all(not l["stack"] for l in m["leaks"]), "STACK_DEPTH=0: leak stacks empty",
+             leak_summary(rep))
+        t.eq(m["alloc_calls"], want["allocs"] + 3, "STACK_DEPTH=0: alloc_calls exact")
+
+        r = run([LEAKY], d, prof={"STACK_DEPTH": "3"})
+        t.eq((r.rc, r.err), (0, ""), "STACK_DEPTH=3: runs, no warning")
+        rep = analyze(r.traces)
+        m = rep["memory"]
+        stacks = [l["stack"] for l in m["leaks"]] + \
+            [s["stack"] for s in m["top_by_calls"] + m["top_by_bytes"]]
+        t.le(max(len(s or []) for s in stacks), 3, "STACK_DEPTH=3: every stack has <= 3 frames")
+        t.ok(any(stack_has(l["stack"], "leak_thousand") for l in m["leaks"]),
+             "STACK_DEPTH=3: the innermost frames are kept (leak_thousand)", leak_summary(rep))
+        t.eq(m["in_use_at_exit"]["blocks"], 79, "STACK_DEPTH=3: in use at exit unchanged")
+
+with t.section("BUFFER_KB=16 OVERFLOW=wait"):
+    with Tmp() as d:
+        r = run([STORM, "4", "50000"], d, prof={"BUFFER_KB": "16", "OVERFLOW": "wait"})
+        t.eq((r.rc, r.err), (0, ""), "wait: storm runs, no warning")
+        want = counts_from(r.out)
+        rep = analyze(r.traces)
+        m = rep["memory"]
+        t.eq(rep["trace"]["events_lost"], 0, "wait: no event lost with 16 KiB rings")
+        t.eq(m["alloc_calls"], want["allocs"] + 4, "wait: alloc_calls exact (+4 DTVs)")
+        t.eq(m["free_calls"], want["frees"], "wait: free_calls exact")
+        t.eq(m["in_use_at_exit"]["blocks"], want["leaked_blocks"] + 4, "wait: in use blocks exact")
+        t.eq(m["unmatched_frees"], 0, "wait: no unmatched frees")
+        t.eq(leak_with(rep, "storm_leak")["bytes"], want["leaked_bytes"], "wait: storm_leak bytes")
+
+with t.section("BUFFER_KB=16 OVERFLOW=drop"):
+    with Tmp() as d:
+        r = run([STORM, "4", "50000"], d, prof={"BUFFER_KB": "16", "OVERFLOW": "drop"})
+        t.eq((r.rc, r.err), (0, ""), "drop: storm runs, no warning")
+        want = counts_from(r.out)
+        rep = analyze(r.traces)
+        m = rep["memory"]
+        tr = rep["trace"]
+        t.diag("drop: events_lost=%d by type %r" % (tr["events_lost"], tr["events_lost_by_type"]))
+        t.eq(tr["events_lost"], sum(tr["events_lost_by_type"].values()),
+             "drop: events_lost = sum of events_lost_by_type")
+        t.eq(m["alloc_calls"] + lost_of(rep, "alloc", "realloc"), want["allocs"] + 4,
+             "drop: alloc_calls + lost allocs = the program's count (+4 DTVs)")
+        t.eq(m["free_calls"] + lost_of(rep, "free", "realloc"), want["frees"],
+             "drop: free_calls + lost frees = the program's count")
+        t.eq(tr["processes"][0].get("events_lost"), tr["events_lost"],
+             "drop: the process's events_lost = the trace's (one process)")
+
+with t.section("ZSTD_LEVEL"):
+    with Tmp() as d:
+        reps = {}
+        sizes = {}
+        for lv in ("1", "19"):
+            r = run([LEAKY, "quiet"], d, prof={"ZSTD_LEVEL": lv})
+            t.eq((r.rc, r.err), (0, ""), "ZSTD_LEVEL=%s: runs, no warning" % lv)
+            sizes[lv] = os.path.getsize(r.traces[0])
+            rep = analyze(r.traces)
+            m = rep["memory"]
+            reps[lv] = {
+                "trace": {k: rep["trace"][k] for k in ("truncated", "events_lost")},
+                "memory": {k: m[k] for k in ("alloc_calls", "free_calls", "realloc_calls",
+                                             "bytes_allocated", "bytes_freed",
+                                             "in_use_at_exit", "unmatched_frees")},
+                "leaks": sorted(normalize(m["leaks"]), key=lambda l: (l["bytes"], l["blocks"])),
+            }
+        t.diag("trace sizes: level 1 %d bytes, level 19 %d bytes" % (sizes["1"], sizes["19"]))
+        t.eq(reps["1"], reps["19"], "ZSTD_LEVEL=1 and =19 give identical reports "
+             "(but for times, pids and addresses)")
+
+with t.section("bad values"):
+    with Tmp() as d:
+        want_out = run_plain([LEAKY], d).out
+        for var, val in BAD:
+            name = "KOTOBA_PROFILE_" + var
+            r = run([LEAKY], d, prof={var: val})
+            lines = r.err.splitlines()
+            label = "%s=%r" % (name, val)
+            t.ok(len(lines) == 1 and name in lines[0] and "default" in lines[0] and
+                 DEFAULTS[var] in lines[0],
+                 "%s: exactly one warning line naming the variable and the default %s"
+                 % (label, DEFAULTS[var]), r.err)
+            t.eq((r.rc, r.out), (0, want_out), "%s: the app runs on with the same output" % label)
+            t.eq(len(r.traces), 1, "%s: still traced with the default" % label)
+        # good values: no warning at all
+        for var, val in (("STACK_DEPTH", "256"), ("BUFFER_KB", "16"), ("FLUSH_MS", "1"),
+                         ("ZSTD_LEVEL", "19"), ("OVERFLOW", "drop"), ("MEMORY", "TRUE")):
+            r = run([LEAKY, "quiet"], d, prof={var: val})
+            t.eq((r.rc, r.err), (0, ""), "KOTOBA_PROFILE_%s=%s: accepted silently" % (var, val))
+
+t.done()

@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: MIT
+"""Invariants of DESIGN.md (issue #2 test 5): the app behaves as without
+kprof (same allocator, exit status, stdout, fds, signal dispositions), the
+trace is 0600 and never overwrites a file, KOTOBA_PROFILE_OUTPUT templates,
+and a setuid (AT_SECURE) process is never traced.
+"""
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kptest import *  # noqa: E402,F401,F403
+
+t = Tap()
+INV = app("invariants")
+LEAKY = app("leaky")
+
+with t.section("same allocator"):
+    with Tmp() as d:
+        plain = run_plain([INV, "mallinfo"], d)
+        r = run([INV, "mallinfo"], d)
+        c = counts_from(r.out)
+        t.eq(r.rc, 0, "mallinfo: exit 0", r.err)
+        t.ge(c.get("grow"), 1000,
+             "mallinfo2 uordblks grows by >= 1000 after malloc(1000) under kprof "
+             "(the block came from glibc's heap, not jemalloc)")
+        t.eq(r.out, plain.out, "mallinfo: grow/back/usable identical with and without kprof")
+        t.eq(len(r.traces), 1, "mallinfo: the run was traced")
+
+with t.section("exit status and stdout"):
+    with Tmp() as d:
+        for st in ("0", "3", "255"):
+            plain = run_plain([INV, "status", st], d)
+            r = run([INV, "status", st], d)
+            t.eq(r.rc, int(st), "exit status %s unchanged" % st)
+            t.eq((r.out, r.err), (plain.out, plain.err),
+                 "stdout and stderr identical with and without kprof (status %s)" % st)
+            rep = analyze(r.traces)
+            t.eq(rep["trace"]["processes"][0]["exit_status"], int(st),
+                 "the report's exit_status is %s" % st)
+
+with t.section("fds"):
+    with Tmp() as d:
+        plain = run_plain([INV, "fds"], d)
+        t.ok("first_free=3" in plain.out and "fd=" not in plain.out,
+             "fds: without kprof the app holds no fd >= 3", plain.out)
+        r = run([INV, "fds"], d)
+        t.eq(r.rc, 0, "fds: exit 0", r.err)
+        held = [counts_from(l) | {"target": l.split("target=", 1)[1]}
+                for l in r.out.splitlines() if l.startswith("fd=")]
+        t.ok(held, "fds: kprof holds at least its trace fd", r.out)
+        low = [h for h in held if h["fd"] < 100]
+        t.eq(low, [], "fds: every fd kprof holds is >= 100", r.out)
+        nocloexec = [h for h in held if h["cloexec"] != 1]
+        t.eq(nocloexec, [], "fds: every fd kprof holds has FD_CLOEXEC", r.out)
+        t.ok(any(h["target"].endswith(".kpz") for h in held),
+             "fds: the trace fd is among them", r.out)
+        t.ok("first_free=3\n" in r.out, "fds: the app's first open() gets fd 3", r.out)
+
+with t.section("signals"):
+    with Tmp() as d:
+        plain = run_plain([INV, "signals"], d)
+        r = run([INV, "signals"], d)
+        t.eq(r.rc, 0, "signals: exit 0", r.err)
+        t.eq(r.out, "nondefault=10\ndone\n",
+             "signals: no disposition but the app's own SIGUSR1 differs from SIG_DFL")
+        t.eq(r.out, plain.out, "signals: same as without kprof")
+
+with t.section("trace file mode and no overwrite"):
+    with Tmp() as d:
+        old = os.umask(0)
+        try:
+            r = run([LEAKY, "quiet"], d)
+        finally:
+            os.umask(old)
+        t.eq(len(r.traces), 1, "mode: one trace")
+        mode = stat.S_IMODE(os.stat(r.traces[0]).st_mode)
+        t.eq(oct(mode), oct(0o600), "trace file mode 0600 (even with umask 0)")
+
+        fixed = os.path.join(d, "fixed.kpz")
+        content = b"precious data, not a trace\n" * 10
+        with open(fixed, "wb") as f:
+            f.write(content)
+        r = run([LEAKY, "quiet"], d, prof={"OUTPUT": "fixed.kpz"})
+        t.eq(r.rc, 0, "no-overwrite: app exits 0")
+        with open(fixed, "rb") as f:
+            t.eq(f.read(), content, "no-overwrite: the existing fixed.kpz is unchanged")
+        t.eq([os.path.basename(x) for x in r.traces], ["fixed.1.kpz"],
+             "no-overwrite: the trace went to fixed.1.kpz")
+        rep = analyze([os.path.join(d, "fixed.1.kpz")])
+        t.eq(rep["memory"]["in_use_at_exit"]["blocks"], 79, "no-overwrite: fixed.1.kpz is a full trace")
+        r = run([LEAKY, "quiet"], d, prof={"OUTPUT": "fixed.kpz"})
+        t.eq([os.path.basename(x) for x in r.traces], ["fixed.2.kpz"],
+             "no-overwrite: the next run goes to fixed.2.kpz")
+        # a symlink at the name is not followed
+        target = os.path.join(d, "victim")
+        with open(target, "wb") as f:
+            f.write(b"victim\n")
+        os.symlink(target, os.path.join(d, "link.kpz"))
+        r = run([LEAKY, "quiet"], d, prof={"OUTPUT": "link.kpz"})
+        with open(target, "rb") as f:
+            t.eq(f.read(), b"victim\n", "no-overwrite: a symlink's target is untouched")
+        t.eq([os.path.basename(x) for x in r.traces], ["link.1.kpz"],
+             "no-overwrite: the trace went to link.1.kpz")
+
+with t.section("output template"):
+    with Tmp() as d:
+        os.mkdir(os.path.join(d, "sub"))
+        r = run([LEAKY, "quiet"], d, prof={"OUTPUT": "sub/t-%e-%p.kpz"})
+        t.eq([os.path.relpath(x, d) for x in r.traces], ["sub/t-leaky-%d.kpz" % r.pid],
+             "OUTPUT sub/t-%e-%p.kpz -> sub/t-leaky-<pid>.kpz")
+        r = run([LEAKY, "quiet"], d, prof={"OUTPUT": os.path.join(d, "abs-%p-%%.kpz")})
+        t.eq([os.path.relpath(x, d) for x in r.traces], ["abs-%d-%%.kpz" % r.pid],
+             "OUTPUT with an absolute path and %% -> a literal %")
+        rep = analyze(r.traces)
+        t.eq(rep["trace"]["processes"][0]["pid"], r.pid, "templated trace is readable")
+
+# ---- AT_SECURE ---------------------------------------------------------------
+# ld.so preloads into a secure (setuid) process only libraries named without
+# a slash, found in the system dirs, with the setuid bit. Install a copy of
+# libkprof there for the test, and always remove it.
+SYSLIB = "/usr/lib/x86_64-linux-gnu/libkprof-attest.so"
+with t.section("AT_SECURE"):
+    if os.geteuid() != 0:
+        raise Fail("the AT_SECURE test needs root (to make a setuid-root binary)")
+    with Tmp(mode=0o755) as d, Tmp(mode=0o1777) as out:
+        try:
+            shutil.copyfile(LIB, SYSLIB)
+            os.chmod(SYSLIB, 0o4755)
+            suid = os.path.join(d, "leaky-suid")
+            plainbin = os.path.join(d, "leaky-plain")
+            shutil.copyfile(LEAKY, suid)
+            shutil.copyfile(LEAKY, plainbin)
+            os.chmod(suid, 0o4755)
+            os.chmod(plainbin, 0o755)
+            tmpl = os.path.join(out, "sec-%e-%p.kpz")
+
+            def as_nobody(binary):
+                # The uid/gid switch is done by subprocess between fork and
+                # exec (setgroups, setresgid, setresuid): no helper process
+                # of its own is preloaded (see "setpriv under kprof" below).
+                env = clean_env({"LD_PRELOAD": "libkprof-attest.so",
+                                 "KOTOBA_PROFILE_OUTPUT": tmpl})
+                p = subprocess.run([binary], cwd=out, env=env, user=65534,
+                                   group=65534, extra_groups=[],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL, timeout=60)
+                return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+            rc, o, e = as_nobody(plainbin)
+            got = sorted(os.listdir(out))
+            t.ok(rc == 0 and len(got) == 1 and got[0].startswith("sec-leaky-plain-"),
+                 "AT_SECURE control: the non-setuid copy run as nobody is traced "
+                 "with LD_PRELOAD=libkprof-attest.so", (rc, got, e))
+            for f in got:
+                os.unlink(os.path.join(out, f))
+            want_out = run_plain([LEAKY], d).out
+            rc, o, e = as_nobody(suid)
+            t.eq(rc, 0, "AT_SECURE: the setuid app runs normally", e)
+            t.eq(o, want_out, "AT_SECURE: its output is right")
+            t.eq(sorted(os.listdir(out)), [], "AT_SECURE: no trace created")
+            t.eq(e, "", "AT_SECURE: kprof says nothing")
+        finally:
+            if os.path.exists(SYSLIB):
+                os.unlink(SYSLIB)
+    t.ok(not os.path.exists(SYSLIB), "AT_SECURE: the copied library is removed")
+
+# A root program that drops privileges the way setpriv(1) does: setresuid
+# with PR_SET_KEEPCAPS, capset (per thread!) on its own thread, then
+# setresgid. glibc runs set*id on every thread (SIGSETXID); a thread the app
+# does not know of (kprof's writer) has lost CAP_SETGID at the first step,
+# fails the second, and glibc aborts the process on the inconsistency.
+with t.section("setpriv under kprof"):
+    need("setpriv")
+    if os.geteuid() != 0:
+        raise Fail("this test needs root")
+    with Tmp(mode=0o1777) as d:
+        plain = run_plain(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                           "--clear-groups", "/usr/bin/id", "-u"], d)
+        r = run(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                 "--clear-groups", "/usr/bin/id", "-u"], d)
+        t.eq((plain.rc, plain.out), (0, "65534\n"), "setpriv id -u without kprof")
+        t.eq((r.rc, r.out), (plain.rc, plain.out),
+             "setpriv (setresuid, capset, setresgid) runs under kprof as without",
+             r.err)
+
+t.done()

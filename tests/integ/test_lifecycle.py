@@ -1,0 +1,202 @@
+# SPDX-License-Identifier: MIT
+"""Process lifecycle (issue #2 test 4): tests/apps/lifecycle.c.
+
+fork (two traces, merged), fork+exec (a third trace; the pre-exec one ends
+with "exec"), exit() from a non-main thread while others run, _exit(7),
+abort(), SIGKILL mid-run (truncated but readable), and an app that closes
+every fd >= 3 (close_range) and dup2s its own file over the trace's old fd.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kptest import *  # noqa: E402,F401,F403
+
+t = Tap()
+APP = app("lifecycle")
+
+
+def leak_of(rep, fn):
+    l = leak_with(rep, fn)
+    return (l["bytes"], l["blocks"], l["pids"])
+
+
+with t.section("fork"):
+    with Tmp() as d:
+        r = run([APP, "fork"], d)
+        t.eq(r.rc, 0, "fork: exit 0", r.err)
+        c = counts_from(r.out)
+        parent, child = c["parent"], c["child"]
+        t.eq(len(r.traces), 2, "fork: two trace files", r.traces)
+        t.eq(sorted(os.path.basename(f) for f in r.traces),
+             sorted(["kprof.%d.kpz" % parent, "kprof.%d.kpz" % child]),
+             "fork: named kprof.<pid>.kpz after each process")
+        rep = analyze(r.traces)
+        procs = rep["trace"]["processes"]
+        t.eq(len(procs), 2, "fork: merged report has 2 processes")
+        pp, cp = process_by_pid(rep, parent), process_by_pid(rep, child)
+        t.ok(pp and cp, "fork: both pids in the report", procs)
+        t.eq(cp["ppid"], parent, "fork: child's ppid is the parent's pid")
+        t.eq((pp["end_reason"], pp["exit_status"]), ("exit", 0), "fork: parent ends with exit 0")
+        t.eq((cp["end_reason"], cp["exit_status"]), ("exit", 0), "fork: child ends with exit 0")
+        t.eq(pp["memory"]["in_use_at_exit"], {"bytes": 500, "blocks": 5},
+             "fork: parent in use at exit 5 x 100")
+        t.eq(cp["memory"]["in_use_at_exit"], {"bytes": 600, "blocks": 3},
+             "fork: child in use at exit 3 x 200 (none of the parent's)")
+        # parent: 100 malloc/free before the fork, 5 leaked after
+        t.eq((pp["memory"]["alloc_calls"], pp["memory"]["free_calls"]), (105, 100),
+             "fork: parent's alloc/free calls")
+        # child: 10 malloc/free + 3 leaked
+        t.eq((cp["memory"]["alloc_calls"], cp["memory"]["free_calls"]), (13, 10),
+             "fork: child's alloc/free calls")
+        t.eq(leak_of(rep, "leak_in_parent"), (500, 5, [parent]), "fork: parent's leak group")
+        t.eq(leak_of(rep, "leak_in_child"), (600, 3, [child]), "fork: child's leak group")
+        m = rep["memory"]
+        t.eq(m["in_use_at_exit"], {"bytes": 1100, "blocks": 8}, "fork: merged in use = sum")
+        t.eq((m["alloc_calls"], m["free_calls"]), (118, 110), "fork: merged call counts")
+        t.eq(m["unmatched_frees"], 0, "fork: no unmatched frees")
+
+with t.section("fork+exec of a test app"):
+    with Tmp() as d:
+        r = run([APP, "forkexec", APP, "leak4"], d)
+        t.eq(r.rc, 0, "forkexec: exit 0", r.err)
+        c = counts_from(r.out)
+        parent, child = c["parent"], c["child"]
+        t.eq(c["child_status"], 0, "forkexec: exec'd app exits 0")
+        t.eq(len(r.traces), 3, "forkexec: three trace files", r.traces)
+        names = sorted(os.path.basename(f) for f in r.traces)
+        t.eq(names, sorted(["kprof.%d.kpz" % parent, "kprof.%d.kpz" % child,
+                            "kprof.%d.1.kpz" % child]),
+             "forkexec: the exec'd image (same pid) gets kprof.<pid>.1.kpz")
+        rep = analyze(r.traces)
+        procs = rep["trace"]["processes"]
+        t.eq(len(procs), 3, "forkexec: 3 processes in the merged report")
+        pre = [p for p in procs if p["pid"] == child and p["end_reason"] == "exec"]
+        post = [p for p in procs if p["pid"] == child and p["end_reason"] == "exit"]
+        t.eq(len(pre), 1, "forkexec: the pre-exec trace ends with exec", procs)
+        t.eq(len(post), 1, "forkexec: the exec'd image's trace ends with exit", procs)
+        if pre:
+            t.eq(pre[0]["memory"]["in_use_at_exit"], {"bytes": 128, "blocks": 2},
+                 "forkexec: pre-exec image had 2 x 64 live at exec")
+        if post:
+            t.eq(post[0]["memory"]["in_use_at_exit"], {"bytes": 200, "blocks": 4},
+                 "forkexec: exec'd image leaks 4 x 50")
+            t.eq(post[0]["argv"], [APP, "leak4"], "forkexec: exec'd image's argv")
+        t.eq(leak_of(rep, "leak_after_exec")[:2], (200, 4), "forkexec: leak_after_exec group")
+
+with t.section("fork+exec of /bin/true"):
+    with Tmp() as d:
+        r = run([APP, "forkexec", "/bin/true"], d)
+        t.eq(r.rc, 0, "exec true: exit 0", r.err)
+        c = counts_from(r.out)
+        t.eq(len(r.traces), 3, "exec true: three trace files", r.traces)
+        rep = analyze(r.traces)
+        procs = rep["trace"]["processes"]
+        tp = [p for p in procs if p["pid"] == c["child"] and p["end_reason"] != "exec"]
+        t.ok(len(tp) == 1 and (tp[0]["exe"] or "").endswith("true") and
+             tp[0]["exit_status"] == 0, "exec true: a trace of /bin/true ending with exit 0",
+             procs)
+        t.eq(rep["trace"]["truncated"], False, "exec true: nothing truncated")
+
+with t.section("exit(3) from main"):
+    with Tmp() as d:
+        r = run([APP, "exit", "3"], d)
+        t.eq(r.rc, 3, "exit3: exit status 3", r.err)
+        rep = analyze(r.traces)
+        p = rep["trace"]["processes"][0]
+        t.eq((p["end_reason"], p["exit_status"]), ("exit", 3),
+             "exit3: end_reason exit, exit_status 3")
+
+with t.section("exit from a thread"):
+    with Tmp() as d:
+        r = run([APP, "threadexit"], d)
+        t.eq(r.rc, 42, "threadexit: exit status 42", r.err)
+        t.eq(len(r.traces), 1, "threadexit: one trace")
+        rep = analyze(r.traces)
+        p = rep["trace"]["processes"][0]
+        t.eq(rep["trace"]["truncated"], False, "threadexit: trace not truncated")
+        t.eq((p["end_reason"], p["exit_status"]), ("exit", 42),
+             "threadexit: end_reason exit, exit_status 42")
+        t.ge(rep["memory"]["alloc_calls"], 1000, "threadexit: the exiting thread's allocations are in")
+        t.eq(rep["trace"]["events_lost"], 0, "threadexit: no events lost")
+
+with t.section("_exit"):
+    with Tmp() as d:
+        r = run([APP, "_exit"], d)
+        t.eq(r.rc, 7, "_exit: exit status 7", r.err)
+        rep = analyze(r.traces)
+        p = rep["trace"]["processes"][0]
+        t.eq((p["end_reason"], p["exit_status"]), ("_exit", 7), "_exit: end_reason _exit, status 7")
+        t.eq(rep["trace"]["truncated"], False, "_exit: not truncated")
+        t.eq(leak_of(rep, "leak_before_exit")[:2], (154, 2), "_exit: leak 2 x 77 counted")
+        t.eq(rep["memory"]["in_use_at_exit"], {"bytes": 154, "blocks": 2}, "_exit: in use at exit")
+
+with t.section("abort"):
+    with Tmp() as d:
+        r = run([APP, "abort"], d)
+        t.eq(r.rc, -signal.SIGABRT, "abort: the app still dies of SIGABRT", r.err)
+        rep = analyze(r.traces)
+        p = rep["trace"]["processes"][0]
+        t.eq(p["end_reason"], "abort", "abort: end_reason abort")
+        t.eq(rep["trace"]["truncated"], False, "abort: not truncated")
+        t.eq(leak_of(rep, "leak_before_abort")[:2], (165, 3), "abort: leak 3 x 55 counted")
+
+with t.section("SIGKILL"):
+    with Tmp() as d:
+        env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_FLUSH_MS": "50"})
+        p = subprocess.Popen([APP, "sleep"], cwd=d, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            line = p.stdout.readline().decode()
+            c = counts_from(line)
+            t.ok("ready" in line, "sigkill: app allocated and is sleeping", line)
+            # The app sleeps 60 s; FLUSH_MS=50 bounds the time until its
+            # events are in a frame. Wait until the trace holds a frame
+            # past the header, then 10 flush intervals more.
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                fs = [f for f in os.listdir(d) if f.endswith(".kpz")]
+                if fs and os.path.getsize(os.path.join(d, fs[0])) > 2000:
+                    break
+                time.sleep(0.05)
+            time.sleep(0.5)
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.communicate()
+        t.eq(p.returncode, -signal.SIGKILL, "sigkill: killed")
+        traces = sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".kpz"))
+        t.eq(len(traces), 1, "sigkill: one trace")
+        rc, out, err = analyze_raw(["--format", "json"] + traces)
+        t.eq(rc, 0, "sigkill: analyzer exits 0 on the truncated trace", err)
+        import json
+        rep = json.loads(out)
+        t.eq(rep["trace"]["truncated"], True, "sigkill: trace.truncated true")
+        t.eq(rep["trace"]["processes"][0]["end_reason"], None, "sigkill: no end_reason")
+        t.ge(rep["memory"]["alloc_calls"], c["allocs"], "sigkill: the 2000 allocations before the sleep are in")
+        t.ge(rep["memory"]["free_calls"], c["frees"], "sigkill: the 1000 frees before the sleep are in")
+
+with t.section("closefrom"):
+    with Tmp() as d:
+        r = run([APP, "closefrom"], d, prof={"FLUSH_MS": "50"})
+        t.eq(r.rc, 0, "closefrom: exit 0 (the app's files got fds 3..5)", r.err)
+        c = counts_from(r.out)
+        t.ge(c.get("oldfds"), 1, "closefrom: the app saw kprof's fd(s) before closing them")
+        for i in range(3):
+            want = "".join("file %d line %d\n" % (i, k) for k in range(5))
+            with open(os.path.join(d, "app%d" % i), "rb") as f:
+                got = f.read()
+            t.eq(got, want.encode(), "closefrom: app%d has exactly the app's content" % i)
+        t.eq(len(r.traces), 1, "closefrom: one trace")
+        rep = analyze(r.traces)
+        t.eq(rep["trace"]["truncated"], False, "closefrom: trace not truncated")
+        t.eq(rep["trace"]["processes"][0]["end_reason"], "exit", "closefrom: trace has its end")
+        m = rep["memory"]
+        t.eq((m["alloc_calls"], m["free_calls"]), (c["allocs"], c["frees"]),
+             "closefrom: every allocation before and after the close is in the trace")
+        t.eq(m["in_use_at_exit"]["blocks"], 0, "closefrom: nothing in use at exit")
+        t.eq(r.err, "", "closefrom: kprof printed no warning")
+
+t.done()

@@ -113,7 +113,15 @@ $(B)/tests/apps/%: tests/apps/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) -O0 -g -fno-omit-frame-pointer -fno-inline $< -o $@ -lpthread
 
-tests-build: all $(UNIT_BIN) $(APP_BIN)
+# Test-only preload libraries (tests/apps/preload/*.c -> .so). -O2: the
+# dlsym wrapper must tail-call the real dlsym.
+TEST_PRELOAD_SO := $(patsubst tests/apps/preload/%.c,$(B)/tests/apps/%.so,\
+	$(wildcard tests/apps/preload/*.c))
+$(B)/tests/apps/%.so: tests/apps/preload/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -fno-stack-protector -shared -fPIC $< -o $@ -ldl
+
+tests-build: all $(UNIT_BIN) $(APP_BIN) $(TEST_PRELOAD_SO)
 
 test:
 	@$(MAKE) --no-print-directory deps DEPS_SET="build test"
@@ -198,11 +206,63 @@ $(ASAN_B)/regress: tests/fuzz/regress.c tests/fuzz/fuzz_reader.c $(ASAN_LIB_OBJ)
 		tests/fuzz/regress.c tests/fuzz/fuzz_reader.c $(ASAN_LIB_OBJ) \
 		-o $@ $(LIB_LIBS)
 
-asan: $(LIB_UNIT_TESTS:%=$(ASAN_B)/%) $(ASAN_B)/regress
+# The analyzer under ASan/UBSan: tools/analyze/*.c (main.c too) linked with
+# the asan lib/ objects into $(ASAN_B)/kprof-analyze; its unit test
+# t_analyze_memory links the same objects but main.c.
+ASAN_ANALYZE_OBJ := $(ANALYZE_SRC:%.c=$(ASAN_B)/obj/%.o)
+ASAN_ANALYZE_LIB_OBJ := $(filter-out $(ASAN_B)/obj/$(ANALYZE_MAIN:.c=.o),$(ASAN_ANALYZE_OBJ))
+ANALYZE_UNIT_TESTS := t_analyze_memory
+# Any report stops the run (abort: non-zero exit); leaks are reported too.
+ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+$(ASAN_B)/obj/tools/%.o: tools/%.c $(wildcard tools/analyze/*.h lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BASE_CFLAGS) $(SAN_FLAGS) -Ilib -Itools/analyze $(PC_CFLAGS) \
+		-c $< -o $@
+
+$(ASAN_B)/kprof-analyze: $(ASAN_ANALYZE_OBJ) $(ASAN_LIB_OBJ)
+	$(CLANG) $(SAN_FLAGS) -o $@ $(ASAN_ANALYZE_OBJ) $(ASAN_LIB_OBJ) \
+		$(TOOLS_LIBS)
+
+$(ANALYZE_UNIT_TESTS:%=$(ASAN_B)/%): $(ASAN_B)/t_%: tests/unit/t_%.c \
+		$(wildcard tests/unit/*.h) tests/harness.h $(ASAN_ANALYZE_LIB_OBJ) \
+		$(ASAN_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BASE_CFLAGS) $(SAN_FLAGS) -Ilib -Itools/analyze -Itests \
+		$(PC_CFLAGS) $< $(ASAN_ANALYZE_LIB_OBJ) $(ASAN_LIB_OBJ) -o $@ \
+		$(TOOLS_LIBS)
+
+#   make asan            all of the below
+#   make asan-lib        lib/ unit tests + corpus replay (tests/fuzz/regress)
+#   make asan-analyze-unit    t_analyze_memory
+#   make asan-analyze-corpus  kprof-analyze (text, json) on tests/fuzz/corpus
+#   make asan-analyze-traces  kprof-analyze on traces recorded now by the
+#                        normal (unsanitized) build/libkprof.so
+.PHONY: asan-lib asan-analyze asan-analyze-unit asan-analyze-corpus \
+	asan-analyze-traces
+asan: asan-lib asan-analyze
+asan-analyze: asan-analyze-unit asan-analyze-corpus asan-analyze-traces
+
+asan-lib: $(LIB_UNIT_TESTS:%=$(ASAN_B)/%) $(ASAN_B)/regress
 	@set -e; for t in $(LIB_UNIT_TESTS); do \
 		echo "# $(ASAN_B)/$$t"; \
 		KP_TEST_QUICK=1 $(ASAN_B)/$$t; done
 	$(ASAN_B)/regress tests/fuzz/corpus
+
+asan-analyze-unit: $(ANALYZE_UNIT_TESTS:%=$(ASAN_B)/%)
+	@set -e; for t in $(ANALYZE_UNIT_TESTS); do \
+		echo "# $(ASAN_B)/$$t"; \
+		$(ASAN_ENV) KP_TEST_QUICK=1 $(ASAN_B)/$$t; done
+
+asan-analyze-corpus: $(ASAN_B)/kprof-analyze
+	$(ASAN_ENV) sh tests/fuzz/asan_analyze.sh corpus $(ASAN_B)/kprof-analyze \
+		tests/fuzz/corpus
+
+asan-analyze-traces: $(ASAN_B)/kprof-analyze $(LIBKPROF) \
+		$(B)/tests/apps/leaky $(B)/tests/apps/lifecycle
+	$(ASAN_ENV) sh tests/fuzz/asan_analyze.sh traces $(ASAN_B)/kprof-analyze \
+		$(ASAN_B)/traces $(LIBKPROF) $(B)/tests/apps
 
 $(FUZZ_B)/obj/lib/%.o: lib/%.c $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)

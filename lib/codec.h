@@ -68,6 +68,15 @@ struct kp_enc {
 void kp_enc_init(struct kp_enc *e, void *data, msgpack_packer_write write);
 
 /*
+ * Encode an ALLOC, FREE or REALLOC record (and the THREAD record before it
+ * when its tid changes) straight into out, which must have room for
+ * KP_ENC_MAX_EVENT bytes. The bytes are those kp_enc_rec would produce.
+ * @return the number of bytes written.
+ */
+#define KP_ENC_MAX_EVENT 96
+size_t kp_enc_event(struct kp_enc *e, const struct kp_rec *r, uint8_t *out);
+
+/*
  * Check a record against the limits before anything is encoded, so a
  * failing record leaves no partial bytes behind.
  * @return 0, KP_ELIMIT (string, bin or stack too long), -EINVAL (a type

@@ -141,6 +141,111 @@ static int enc_thread(struct kp_enc *e, uint32_t tid)
 	return 0;
 }
 
+/*
+ * The event fast path. ALLOC, FREE and REALLOC are nearly every record of
+ * a trace; packing them through msgpack-c's packer costs an indirect call
+ * and a memcpy per integer. Here they are written straight into the
+ * caller's buffer with the same msgpack encodings the packer chooses
+ * (smallest format for each value), so the wire is identical.
+ */
+static inline uint8_t *mp_be(uint8_t *p, uint8_t tag, uint64_t v, int n)
+{
+	*p++ = tag;
+	for (int i = n - 1; i >= 0; i--)
+		*p++ = (uint8_t)(v >> (8 * i));
+	return p;
+}
+
+static inline uint8_t *mp_uint(uint8_t *p, uint64_t v)
+{
+	if (v < 128) {
+		*p = (uint8_t)v;
+		return p + 1;
+	}
+	if (v < 256)
+		return mp_be(p, 0xcc, v, 1);
+	if (v < 65536)
+		return mp_be(p, 0xcd, v, 2);
+	if (v < 4294967296ull)
+		return mp_be(p, 0xce, v, 4);
+	return mp_be(p, 0xcf, v, 8);
+}
+
+static inline uint8_t *mp_int(uint8_t *p, int64_t v)
+{
+	if (v >= 0)
+		return mp_uint(p, (uint64_t)v);
+	if (v >= -32) {
+		*p = (uint8_t)v; /* negative fixint */
+		return p + 1;
+	}
+	if (v >= -128)
+		return mp_be(p, 0xd0, (uint64_t)v, 1);
+	if (v >= -32768)
+		return mp_be(p, 0xd1, (uint64_t)v, 2);
+	if (v >= -2147483648ll)
+		return mp_be(p, 0xd2, (uint64_t)v, 4);
+	return mp_be(p, 0xd3, (uint64_t)v, 8);
+}
+
+static inline uint8_t *mp_dts(struct kp_enc *e, uint8_t *p, uint64_t ts)
+{
+	int64_t d = (int64_t)(ts - e->last_ts);
+	e->last_ts = ts;
+	return mp_int(p, d);
+}
+
+static inline uint8_t *mp_dptr(struct kp_enc *e, uint8_t *p, uint64_t ptr)
+{
+	int64_t d = (int64_t)(ptr - e->last_ptr);
+	e->last_ptr = ptr;
+	return mp_int(p, d);
+}
+
+size_t kp_enc_event(struct kp_enc *e, const struct kp_rec *r, uint8_t *out)
+{
+	uint8_t *p = out;
+	if (r->tid != e->cur_tid) {
+		e->cur_tid = r->tid;
+		*p++ = 0x92; /* fixarray 2 */
+		*p++ = KP_REC_THREAD;
+		p = mp_uint(p, r->tid);
+	}
+	switch (r->type) {
+	case KP_REC_ALLOC: {
+		unsigned n = r->u.alloc.align ? 7 : r->kind ? 6 : 5;
+		*p++ = (uint8_t)(0x90 | n);
+		*p++ = KP_REC_ALLOC;
+		p = mp_dts(e, p, r->ts);
+		p = mp_dptr(e, p, r->u.alloc.ptr);
+		p = mp_uint(p, r->u.alloc.size);
+		p = mp_uint(p, r->u.alloc.stack);
+		if (n > 5)
+			p = mp_uint(p, r->kind);
+		if (n > 6)
+			p = mp_uint(p, r->u.alloc.align);
+		break;
+	}
+	case KP_REC_FREE:
+		*p++ = 0x93;
+		*p++ = KP_REC_FREE;
+		p = mp_dts(e, p, r->ts);
+		p = mp_dptr(e, p, r->u.free.ptr);
+		break;
+	default: /* KP_REC_REALLOC */
+		*p++ = 0x97;
+		*p++ = KP_REC_REALLOC;
+		p = mp_dts(e, p, r->ts);
+		p = mp_dptr(e, p, r->u.realloc.old_ptr);
+		p = mp_dptr(e, p, r->u.realloc.new_ptr);
+		p = mp_uint(p, r->u.realloc.size);
+		p = mp_uint(p, r->u.realloc.stack);
+		p = mp_uint(p, r->u.realloc.dur);
+		break;
+	}
+	return (size_t)(p - out);
+}
+
 int kp_enc_rec(struct kp_enc *e, const struct kp_rec *r)
 {
 	if (kp_rec_is_event(r->type) && r->tid != e->cur_tid &&

@@ -325,6 +325,18 @@ int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec)
 		return w->err;
 	if (!w->header_done)
 		return -EINVAL;
+	if (KP_LIKELY(w->open) &&
+	    (rec->type == KP_REC_ALLOC || rec->type == KP_REC_FREE ||
+	     rec->type == KP_REC_REALLOC)) {
+		/* The common case: an event into an open frame, whose buffer
+		 * always has KP_ENC_MAX_REC bytes free past frame_cap. */
+		w->len += kp_enc_event(&w->enc, rec, w->buf + w->len);
+		w->records++;
+		w->last_ts = rec->ts;
+		if (w->len >= w->frame_cap)
+			return kp_writer_flush(w);
+		return 0;
+	}
 	ret = kp_enc_check(rec);
 	if (ret < 0)
 		return ret;

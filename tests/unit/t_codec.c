@@ -709,9 +709,72 @@ TEST(cross_check_msgpack_c)
 	free(eb.b.p);
 }
 
+/*
+ * kp_enc_event (the writer's fast path for ALLOC/FREE/REALLOC) must emit
+ * exactly the bytes of the msgpack-c packer path, for every boundary of
+ * every msgpack integer format, positive and negative deltas, tid changes.
+ */
+TEST(event_fast_path_matches_packer)
+{
+	static const uint64_t vals[] = {
+		0, 1, 31, 32, 33, 127, 128, 255, 256, 65535, 65536,
+		4294967295ull, 4294967296ull, UINT64_MAX / 2, UINT64_MAX - 1,
+		UINT64_MAX, 0x7f0000001000ull, 0x55555555a2a0ull,
+	};
+	size_t nv = sizeof(vals) / sizeof(vals[0]);
+	struct encbuf slow;
+	struct kp_enc fast;
+	uint8_t *fbuf = malloc(1 << 20);
+	size_t flen = 0, nrec = 0;
+	REQUIRE(fbuf);
+	memset(&slow, 0, sizeof(slow));
+	kp_enc_init(&slow.e, &slow.b, pbuf_write);
+	kp_enc_frame(&slow.e, 1000, 0);
+	size_t frame_len = slow.b.len; /* the FRAME record: not an event */
+	fast = slow.e;
+	for (size_t i = 0; i < nv; i++) {
+		for (size_t j = 0; j < nv; j++) {
+			struct kp_rec r;
+			memset(&r, 0, sizeof(r));
+			r.type = (uint8_t)(KP_REC_ALLOC + (i + j) % 3);
+			r.tid = (uint32_t)(vals[(i * 7 + j) % nv]);
+			r.ts = vals[i] ^ vals[j];
+			r.kind = (uint8_t)((i + j) % 9);
+			r.u.alloc.ptr = vals[j];
+			r.u.alloc.size = vals[i];
+			r.u.alloc.align = (i % 3) ? 0 : vals[j];
+			r.u.alloc.stack = (uint32_t)vals[(i + j) % nv];
+			if (r.type == KP_REC_FREE) {
+				memset(&r.u, 0, sizeof(r.u));
+				r.u.free.ptr = vals[j];
+			} else if (r.type == KP_REC_REALLOC) {
+				memset(&r.u, 0, sizeof(r.u));
+				r.u.realloc.old_ptr = vals[i];
+				r.u.realloc.new_ptr = vals[j];
+				r.u.realloc.size = vals[(i + 3) % nv];
+				r.u.realloc.dur = vals[(j + 5) % nv];
+				r.u.realloc.stack = (uint32_t)vals[i];
+				r.kind = 0;
+			}
+			REQUIRE(kp_enc_rec(&slow.e, &r) == 0);
+			size_t n = kp_enc_event(&fast, &r, fbuf + flen);
+			CHECK(n <= KP_ENC_MAX_EVENT);
+			flen += n;
+			nrec++;
+		}
+	}
+	printf("# %zu events, %zu bytes\n", nrec, flen);
+	CHECK_EQ_U(flen, slow.b.len - frame_len);
+	CHECK(flen == slow.b.len - frame_len &&
+	      memcmp(fbuf, slow.b.p + frame_len, flen) == 0);
+	free(fbuf);
+	free(slow.b.p);
+}
+
 int main(int argc, char **argv)
 {
-	return RUN_TESTS(argc, argv, T(mpk_integers), T(mpk_every_format),
+	return RUN_TESTS(argc, argv, T(event_fast_path_matches_packer),
+			 T(mpk_integers), T(mpk_every_format),
 			 T(mpk_hostile), T(roundtrip_every_type),
 			 T(encoder_sizes), T(encoder_limits),
 			 T(unknown_types_and_extra_fields), T(malformed_records),

@@ -5,9 +5,9 @@
  *
  * Initialisation may run inside the first malloc of the process, before
  * libkprof's constructor: it does only what is safe there (resolve symbols,
- * read the environment, map rings, create the trace file). The writer thread
- * is started by the constructor; until then events wait in the rings (a
- * ring that fills before the writer starts drops and counts).
+ * read the environment, map rings, scan modules). The constructor creates
+ * the trace file and starts the writer thread; until then events wait in
+ * the rings (a ring that fills before the writer starts drops and counts).
  *
  * The trace ends with an END record written by the last thread out: an
  * on_exit handler after exit(), or the _exit/_Exit/abort wrappers. The
@@ -66,6 +66,7 @@ int kp_init_slow(void)
 		goto out;
 	}
 	kp.pid = (pid_t)syscall(SYS_getpid);
+	kp.ppid = (pid_t)syscall(SYS_getppid);
 	kp_config_load(&kp.cfg);
 	init_clock();
 	if (kp_arena_init(&kp.alloc) != 0 || kp_stacktab_init() != 0 ||
@@ -117,6 +118,7 @@ static void fork_child(void)
 	kp_stacktab_unlock();
 	kp_modules_unlock();
 	kp.pid = (pid_t)syscall(SYS_getpid);
+	kp.ppid = (pid_t)syscall(SYS_getppid);
 	uint64_t a = kp.use_tsc ? __rdtsc() : 0;
 	kp.mono0 = kp_mono_ns();
 	kp.tsc0 = kp.use_tsc ? a : kp.mono0;

@@ -104,6 +104,7 @@ struct kp_state {
 	_Atomic int run;            /* enum kp_run_state */
 	struct kp_config cfg;       /* read once at init */
 	pid_t pid;                  /* process being traced (changes on fork) */
+	pid_t ppid;                 /* its parent, read at init or fork */
 	uint64_t tsc0;              /* ticks at init */
 	uint64_t mono0;             /* CLOCK_MONOTONIC ns at init */
 	uint64_t wall0;             /* CLOCK_REALTIME ns at init */

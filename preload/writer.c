@@ -197,13 +197,25 @@ static int check_fd(void)
 	return 0;
 }
 
+/*
+ * The trace cannot be written any more: stop recording. Producers waiting
+ * for ring space must not wait for a writer that will never drain: with
+ * writer_up cleared they drop, and the run state stops new events.
+ */
+static void give_up(void)
+{
+	w.broken = 1;
+	atomic_store(&kp.run, KP_ST_OFF);
+	atomic_store(&kp.writer_up, 0);
+}
+
 static int sink_write(void *ctx, const void *buf, size_t n)
 {
 	(void)ctx;
 	if (w.broken || check_fd() != 0) {
 		if (!w.broken)
 			kp_warn("trace '%s' is gone; recording stops", w.path);
-		w.broken = 1;
+		give_up();
 		return KP_EIO;
 	}
 	const char *p = buf;
@@ -214,7 +226,7 @@ static int sink_write(void *ctx, const void *buf, size_t n)
 		if (k <= 0) {
 			kp_warn("cannot write trace '%s': %s; recording stops",
 				w.path, strerror(errno));
-			w.broken = 1;
+			give_up();
 			return KP_EIO;
 		}
 		p += k;
@@ -268,6 +280,7 @@ static int write_header(void)
 	struct kp_header h;
 	memset(&h, 0, sizeof(h));
 
+	/* exe fits in 1023 bytes, under the format's string limit. */
 	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	exe[k > 0 ? k : 0] = '\0';
 	long fd = sys_open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC, 0);
@@ -281,16 +294,22 @@ static int write_header(void)
 		syscall(SYS_close, fd);
 	}
 	cmdline[len] = '\0';
+	/* Every string must fit the format's limit: cut long arguments (a
+	 * `sh -c` script, a compiler line) rather than lose the header. */
 	uint32_t argc = 0;
-	for (size_t i = 0; i < len && argc < KP_MAX_ARGV;
-	     i += strlen(cmdline + i) + 1)
+	for (size_t i = 0; i < len && argc < KP_MAX_ARGV;) {
+		size_t arglen = strlen(cmdline + i);
 		argv[argc++] = cmdline + i;
+		if (arglen >= KP_MAX_STR_LEN)
+			cmdline[i + KP_MAX_STR_LEN - 1] = '\0';
+		i += arglen + 1;
+	}
 	struct utsname u;
 	if (uname(&u) == 0)
 		snprintf(host, sizeof(host), "%s", u.nodename);
 
 	h.pid = kp.pid;
-	h.ppid = getppid();
+	h.ppid = kp.ppid;
 	h.exe = exe;
 	h.argv = argv;
 	h.argc = argc;
@@ -399,8 +418,14 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 		return 0;
 	if (!w.header_done) {
 		calibrate();
-		if (write_header() != 0)
+		int rc = write_header();
+		if (rc != 0) {
+			if (!w.broken)
+				kp_warn("cannot write the trace header of '%s' (%s); "
+					"recording stops", w.path, kp_strerror(rc));
+			give_up();
 			return 0;
+		}
 		w.header_done = 1;
 	}
 

@@ -88,7 +88,8 @@ enum kp_rec_type {
 	 * absence means the trace is truncated (killed, crashed). */
 	KP_REC_END = 12,
 	/* [13, dts, child_pid]: this process forked; the child writes its own
-	 * trace whose header has ppid = this pid. */
+	 * trace whose header has ppid = this pid. Reserved: kprof 0.1 does not
+	 * write it yet (readers link a child by its header's ppid). */
 	KP_REC_FORK = 13,
 	/* [14, dts, path]: this process is about to exec path. */
 	KP_REC_EXEC = 14,

@@ -22,6 +22,11 @@ B = os.path.join(ROOT, "build")
 LIB = os.path.join(B, "libkprof.so")
 NOOP = os.path.join(B, "bench", "noop_preload.so")
 ANALYZE = os.path.join(B, "kprof-analyze")
+KEEP = []  # temp dirs holding traces for the facts lines; removed at exit
+
+
+class Failed(Exception):
+    pass
 
 
 def run_timed(cmd, env, cwd, stdin=None):
@@ -32,7 +37,8 @@ def run_timed(cmd, env, cwd, stdin=None):
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     dt = time.perf_counter() - t0
     if p.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (cmd, p.returncode, p.stderr[-500:]))
+        why = p.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise Failed("exit %d: %s" % (p.returncode, why[-1] if why else ""))
     return dt
 
 
@@ -48,11 +54,14 @@ def clean(d):
 def bench(name, configs, rounds, setup=None):
     """configs: list of (label, cmd, env). Returns {label: [seconds]}"""
     times = {label: [] for label, _, _ in configs}
+    failed = {}
     work = tempfile.mkdtemp(prefix="kprof-bench-")
     last = {}
     try:
         for _ in range(rounds):
             for label, cmd, env in configs:
+                if label in failed:
+                    continue
                 clean(work)
                 if setup:
                     setup(work)
@@ -60,13 +69,19 @@ def bench(name, configs, rounds, setup=None):
                 if isinstance(cmd, tuple):
                     cmd, stdin_path = cmd
                     stdin = open(stdin_path)
-                times[label].append(run_timed(cmd, env, work, stdin))
+                try:
+                    times[label].append(run_timed(cmd, env, work, stdin))
+                except Failed as e:
+                    failed[label] = str(e)
+                    if label == configs[0][0]:
+                        raise
                 if stdin:
                     stdin.close()
                 last[label] = [os.path.join(work, f) for f in sorted(os.listdir(work))
                                if f.startswith("kprof.") and f.endswith(".kpz")]
                 if last[label]:
                     keep = tempfile.mkdtemp(prefix="kprof-bench-keep-")
+                    KEEP.append(keep)
                     last[label] = [shutil.copy(f, keep) for f in last[label]]
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -75,6 +90,9 @@ def bench(name, configs, rounds, setup=None):
     print("| configuration | median s | ratio |")
     print("|---|---:|---:|")
     for label, _, _ in configs:
+        if label in failed:
+            print("| %s | failed (%s) | - |" % (label, failed[label][:80]))
+            continue
         m = statistics.median(times[label])
         print("| %s | %.3f | %.2fx |" % (label, m, m / base))
     return times, last
@@ -123,7 +141,7 @@ def main():
     if heaptrack:
         configs.append(("heaptrack", [heaptrack, "-o", "ht"] + app, {}))
     t, last = bench("alloc_bench: 2 threads, ~16 k stacks", configs, rounds)
-    med = {k: statistics.median(v) for k, v in t.items()}
+    med = {k: statistics.median(v) for k, v in t.items() if v}
     print()
     trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
     trace_facts("stacks off", last["kprof, stacks off"], med["none"], med["kprof, stacks off"])
@@ -148,7 +166,7 @@ def main():
             configs.append(("heaptrack", ([heaptrack, "-o", "ht", sqlite, "bench.db"],
                                           script.name), {}))
         t, last = bench("sqlite3: insert %d rows" % rows, configs, rounds)
-        med = {k: statistics.median(v) for k, v in t.items()}
+        med = {k: statistics.median(v) for k, v in t.items() if v}
         print()
         trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
         os.unlink(script.name)
@@ -157,4 +175,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for k in KEEP:
+            shutil.rmtree(k, ignore_errors=True)

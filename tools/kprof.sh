@@ -3,6 +3,7 @@
 #
 #   kprof run [options] [--] PROGRAM [ARGS...]
 #   kprof --version
+#   kprof --help
 #
 # Options set the KOTOBA_PROFILE_* variables (see kprof(7)):
 #   -o, --output TEMPLATE   trace path (%p pid, %e program name, %t time)
@@ -12,7 +13,10 @@
 #   --flush-ms N            longest time an event waits before reaching disk
 #   --no-memory             do not record allocations
 #   -a, --analyze           run kprof-analyze on the traces afterwards
-# The program's exit status is kprof's exit status.
+#                           (report on stderr)
+# The library is $KPROF_LIB if set, else the installed one, else the one
+# next to this script. The program's exit status is kprof's exit status;
+# 2 is a usage error of kprof.
 set -eu
 
 KPROF_VERSION=@VERSION@
@@ -20,6 +24,10 @@ KPROF_LIB_DEFAULT=
 here=$(cd "$(dirname "$0")" && pwd)
 
 find_lib() {
+	if [ -n "${KPROF_LIB:-}" ] && [ ! -f "$KPROF_LIB" ]; then
+		echo "kprof: KPROF_LIB=$KPROF_LIB: no such file" >&2
+		exit 2
+	fi
 	for c in "${KPROF_LIB:-}" "$KPROF_LIB_DEFAULT" "$here/libkprof.so" \
 		"$here/../lib/libkprof.so"; do
 		if [ -n "$c" ] && [ -f "$c" ]; then
@@ -31,9 +39,22 @@ find_lib() {
 	exit 2
 }
 
+# usage [STATUS]: the comment above; on stdout for --help, else on stderr.
 usage() {
-	sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'
+	if [ "${1:-2}" = 0 ]; then
+		sed -n '4,/^[^#]/s/^# \{0,1\}//p' "$0"
+	else
+		sed -n '4,/^[^#]/s/^# \{0,1\}//p' "$0" >&2
+	fi
 	exit "${1:-2}"
+}
+
+# need_arg OPTION ARGC: OPTION takes a value.
+need_arg() {
+	if [ "$2" -lt 2 ]; then
+		echo "kprof: option '$1' needs a value" >&2
+		usage
+	fi
 }
 
 [ $# -ge 1 ] || usage
@@ -47,13 +68,14 @@ esac
 analyze=0
 while [ $# -gt 0 ]; do
 	case $1 in
-	-o|--output) export KOTOBA_PROFILE_OUTPUT="$2"; shift 2 ;;
-	-d|--stack-depth) export KOTOBA_PROFILE_STACK_DEPTH="$2"; shift 2 ;;
-	-b|--buffer-kb) export KOTOBA_PROFILE_BUFFER_KB="$2"; shift 2 ;;
+	-o|--output) need_arg "$1" $#; export KOTOBA_PROFILE_OUTPUT="$2"; shift 2 ;;
+	-d|--stack-depth) need_arg "$1" $#; export KOTOBA_PROFILE_STACK_DEPTH="$2"; shift 2 ;;
+	-b|--buffer-kb) need_arg "$1" $#; export KOTOBA_PROFILE_BUFFER_KB="$2"; shift 2 ;;
 	--drop) export KOTOBA_PROFILE_OVERFLOW=drop; shift ;;
-	--flush-ms) export KOTOBA_PROFILE_FLUSH_MS="$2"; shift 2 ;;
+	--flush-ms) need_arg "$1" $#; export KOTOBA_PROFILE_FLUSH_MS="$2"; shift 2 ;;
 	--no-memory) export KOTOBA_PROFILE_MEMORY=0; shift ;;
 	-a|--analyze) analyze=1; shift ;;
+	-h|--help) usage 0 ;;
 	--) shift; break ;;
 	-*) echo "kprof: unknown option '$1'" >&2; usage ;;
 	*) break ;;
@@ -62,18 +84,50 @@ done
 [ $# -ge 1 ] || usage
 
 lib=$(find_lib)
-export LD_PRELOAD="$lib${LD_PRELOAD:+ $LD_PRELOAD}"
+preload="$lib${LD_PRELOAD:+ $LD_PRELOAD}"
 if [ "$analyze" = 0 ]; then
+	export LD_PRELOAD="$preload"
 	exec "$@"
 fi
-marker=$(mktemp)
-status=0
-"$@" || status=$?
-unset LD_PRELOAD
-traces=$(find . -maxdepth 1 -name 'kprof.*.kpz' -newer "$marker" | sort)
-rm -f "$marker"
-if [ -n "$traces" ]; then
+
+# -a: the traces of this run are the files matching the output template
+# (%X -> *; a taken name gets ".N" before its extension, see
+# preload/writer.c) that did not exist before. Only the program runs under
+# the preload, not the helpers here.
+tmpl=${KOTOBA_PROFILE_OUTPUT:-kprof.%p.kpz}
+pat=$(printf '%s\n' "$tmpl" | sed 's/%./*/g')
+case ${pat##*/} in
+*.*) pat2="${pat%.*}.*.${pat##*.}" ;;
+*) pat2="$pat.*" ;;
+esac
+list_traces() {
+	IFS=''
 	# shellcheck disable=SC2086
-	"$here/kprof-analyze" $traces >&2 || true
+	for f in $pat $pat2; do
+		[ -f "$f" ] && printf '%s\n' "$f"
+	done | sort -u
+	unset IFS
+}
+before=$(list_traces)
+status=0
+LD_PRELOAD=$preload "$@" || status=$?
+set --
+IFS='
+'
+for f in $(list_traces); do
+	case "
+$before
+" in
+	*"
+$f
+"*) ;;
+	*) set -- "$@" "$f" ;;
+	esac
+done
+unset IFS
+if [ $# -gt 0 ]; then
+	"$here/kprof-analyze" "$@" >&2 || true
+else
+	echo "kprof: no trace written (template '$tmpl')" >&2
 fi
 exit "$status"

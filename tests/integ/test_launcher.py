@@ -1,0 +1,424 @@
+# SPDX-License-Identifier: MIT
+"""The launcher build/kprof (tools/kprof.sh).
+
+--version, --help, usage errors (exit 2, nothing run); `kprof run` gives the
+same stdout and exit status as the program alone and one trace named after
+the program's pid (the launcher execs it); each option has the effect of its
+KOTOBA_PROFILE_* variable: the trace header's "config" map (the recorder's
+effective settings, read here from the uncompressed header) is the same as
+with the variable, and the behaviour shows it; -a prints the report of this
+run's traces only on stderr, after the program, and keeps its exit status;
+`make install DESTDIR= PREFIX=` gives a launcher that finds the installed
+library (the KPROF_LIB_DEFAULT line rewritten by the install rule).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kptest import *  # noqa: E402,F401,F403
+
+t = Tap()
+KPROF = os.path.join(BUILD, "kprof")
+LEAKY = app("leaky")
+STORM = app("storm")
+LIFE = app("lifecycle")
+PRINTENV = shutil.which("printenv") or "/usr/bin/printenv"
+
+# Defaults of preload/config.c (documented in kprof(7)), as the header's
+# config map spells them.
+DEFAULT_CONFIG = {"memory": "1", "output": "kprof.%p.kpz", "stack_depth": "64",
+                  "buffer_kb": "1024", "overflow": "wait", "flush_ms": "100",
+                  "zstd_level": "3"}
+
+
+def makefile_version():
+    with open(os.path.join(SRC, "Makefile")) as f:
+        m = re.search(r"^VERSION\s*:?=\s*(\S+)", f.read(), re.M)
+    if not m:
+        raise Fail("no VERSION in the Makefile")
+    return m.group(1)
+
+
+def kprof(args, cwd, env=None, launcher=None, **kw):
+    """Run the launcher (not itself under the preload): Result."""
+    need(launcher or KPROF)
+    return run([launcher or KPROF] + list(args), cwd, kprof=False, env=env, **kw)
+
+
+# ---- the trace header: magic, u16 major, u16 minor, u32 len, msgpack map -----
+
+def _mp(b, i):
+    c = b[i]
+    i += 1
+    if c <= 0x7f:
+        return c, i
+    if c >= 0xe0:
+        return c - 0x100, i
+    if 0x80 <= c <= 0x8f or c in (0xde, 0xdf):
+        if c <= 0x8f:
+            n = c & 0x0f
+        else:
+            fmt = ">H" if c == 0xde else ">I"
+            n = struct.unpack_from(fmt, b, i)[0]
+            i += struct.calcsize(fmt)
+        d = {}
+        for _ in range(n):
+            k, i = _mp(b, i)
+            v, i = _mp(b, i)
+            d[k] = v
+        return d, i
+    if 0x90 <= c <= 0x9f or c in (0xdc, 0xdd):
+        if c <= 0x9f:
+            n = c & 0x0f
+        else:
+            fmt = ">H" if c == 0xdc else ">I"
+            n = struct.unpack_from(fmt, b, i)[0]
+            i += struct.calcsize(fmt)
+        a = []
+        for _ in range(n):
+            v, i = _mp(b, i)
+            a.append(v)
+        return a, i
+    if 0xa0 <= c <= 0xbf:
+        n = c & 0x1f
+        return b[i:i + n].decode("utf-8", "replace"), i + n
+    if c in (0xd9, 0xda, 0xdb, 0xc4, 0xc5, 0xc6):
+        fmt = {0xd9: ">B", 0xda: ">H", 0xdb: ">I",
+               0xc4: ">B", 0xc5: ">H", 0xc6: ">I"}[c]
+        n = struct.unpack_from(fmt, b, i)[0]
+        i += struct.calcsize(fmt)
+        s = bytes(b[i:i + n])
+        return (s.decode("utf-8", "replace") if c >= 0xd9 else s), i + n
+    if c in (0xc0, 0xc2, 0xc3):
+        return {0xc0: None, 0xc2: False, 0xc3: True}[c], i
+    fmt = {0xcc: ">B", 0xcd: ">H", 0xce: ">I", 0xcf: ">Q", 0xd0: ">b",
+           0xd1: ">h", 0xd2: ">i", 0xd3: ">q", 0xca: ">f", 0xcb: ">d"}.get(c)
+    if fmt is None:
+        raise Fail("msgpack type 0x%02x in a trace header" % c)
+    return struct.unpack_from(fmt, b, i)[0], i + struct.calcsize(fmt)
+
+
+def header(path):
+    """The header map of a trace file (see lib/record.h)."""
+    with open(path, "rb") as f:
+        b = f.read(16)
+        if len(b) != 16 or b[:8] != b"KPROFTRC":
+            raise Fail("%s: not a kprof trace" % path)
+        _, _, n = struct.unpack("<HHI", b[8:])
+        h, _ = _mp(f.read(n), 0)
+    if not isinstance(h, dict):
+        raise Fail("%s: header is not a map" % path)
+    return h
+
+
+def config_of(r):
+    if len(r.traces) != 1:
+        raise Fail("want one trace, got %r" % r.traces)
+    return header(r.traces[0]).get("config")
+
+
+# ---- tests -------------------------------------------------------------------
+
+with t.section("--version and --help"):
+    with Tmp() as d:
+        r = kprof(["--version"], d)
+        t.eq((r.rc, r.out, r.err), (0, "kprof %s\n" % makefile_version(), ""),
+             "--version: 'kprof VERSION' (the Makefile's), exit 0")
+        for args in (["--help"], ["-h"], ["run", "--help"]):
+            r = kprof(args, d)
+            t.eq((r.rc, r.err), (0, ""), "%s: exit 0, nothing on stderr" % " ".join(args))
+            t.ok("kprof run [options] [--] PROGRAM" in r.out and
+                 all(o in r.out for o in ("--output", "--stack-depth", "--buffer-kb",
+                                          "--drop", "--flush-ms", "--no-memory",
+                                          "--analyze", "--version")),
+                 "%s: usage text on stdout names the command and every option"
+                 % " ".join(args), r.out)
+        t.eq(kpz_files(d), set(), "--version/--help: no trace written")
+
+with t.section("usage errors"):
+    with Tmp() as d:
+        cases = [
+            ([], "no argument", None),
+            (["frobnicate", LEAKY], "unknown command", "frobnicate"),
+            (["run", "--bogus", LEAKY], "unknown option", "--bogus"),
+            (["run", "-x", LEAKY], "unknown short option", "-x"),
+            (["run"], "run without a program", None),
+            (["run", "-a", "--"], "run -a -- without a program", None),
+            (["run", "-o"], "-o without its value", "-o"),
+            (["run", "--stack-depth"], "--stack-depth without its value", "--stack-depth"),
+        ]
+        for args, what, named in cases:
+            r = kprof(args, d)
+            t.eq((r.rc, r.out), (2, ""), "%s: exit 2, nothing on stdout" % what, r)
+            t.ok(r.err.strip() and (named is None or named in r.err),
+                 "%s: a message on stderr%s" % (what, " naming %s" % named if named else ""),
+                 r.err)
+        t.eq(kpz_files(d), set(), "usage errors: the program never ran (no trace)")
+        r = kprof(["run", LEAKY], d, env={"KPROF_LIB": os.path.join(d, "nope.so")})
+        t.eq((r.rc, r.out, len(r.traces)), (2, "", 0),
+             "KPROF_LIB naming a missing file: exit 2, program not run", r)
+        t.ok("KPROF_LIB" in r.err, "KPROF_LIB missing: the message names KPROF_LIB", r.err)
+
+with t.section("run leaky"):
+    with Tmp() as d:
+        plain = run_plain([LEAKY], d)
+        r = kprof(["run", "--", LEAKY], d)
+        t.eq(r.rc, plain.rc, "kprof run -- leaky: same exit status (%d)" % plain.rc)
+        t.eq(r.out, plain.out, "kprof run -- leaky: same stdout")
+        t.eq(r.err, "", "kprof run -- leaky: nothing on stderr")
+        t.eq([os.path.basename(f) for f in r.traces], ["kprof.%d.kpz" % r.pid],
+             "exactly one trace, kprof.<pid>.kpz with the pid kprof was started "
+             "with (the launcher execs the program)")
+        h = header(r.traces[0])
+        t.eq(h.get("config"), DEFAULT_CONFIG, "header config: the defaults")
+        t.eq(h.get("exe"), os.path.realpath(LEAKY), "header exe: the program")
+        want = counts_from(r.out)
+        m = analyze(r.traces)["memory"]
+        t.eq((m["alloc_calls"], m["free_calls"]), (want["allocs"] + 3, want["frees"]),
+             "the report counts the program's calls (+3 DTVs, see test_leaky)")
+        # without "--", the program's own arguments pass through, options too
+        r = kprof(["run", LEAKY, "quiet", "-o", "x"], d)
+        t.eq((r.rc, r.out, r.err, len(r.traces)), (0, "", "", 1),
+             "kprof run leaky quiet -o x: args after the program are the program's")
+        r = kprof(["run", PRINTENV, "LD_PRELOAD"], d)
+        got = r.out.rstrip("\n")
+        t.ok(os.path.isabs(got) and os.path.realpath(got) == os.path.realpath(LIB),
+             "the program's LD_PRELOAD is the absolute path of build/libkprof.so", r)
+        extra = "/lib/x86_64-linux-gnu/libm.so.6"
+        r = kprof(["run", PRINTENV, "LD_PRELOAD"], d, env={"LD_PRELOAD": extra})
+        t.eq(r.out, got + " " + extra + "\n",
+             "an LD_PRELOAD of the caller is kept, after libkprof.so")
+        os.mkdir(os.path.join(d, "alt"))
+        alt = os.path.join(d, "alt", "libkprof.so")
+        shutil.copy(LIB, alt)
+        r = kprof(["run", PRINTENV, "LD_PRELOAD"], d, env={"KPROF_LIB": alt})
+        t.eq(r.out, alt + "\n", "KPROF_LIB chooses the library")
+
+# Each option against its variable: the same header config, and its effect.
+OPTIONS = [
+    (["-o", "out.%p.kpz"], {"OUTPUT": "out.%p.kpz"}, "output", "out.%p.kpz"),
+    (["--output", "out.%p.kpz"], {"OUTPUT": "out.%p.kpz"}, "output", "out.%p.kpz"),
+    (["-d", "0"], {"STACK_DEPTH": "0"}, "stack_depth", "0"),
+    (["--stack-depth", "5"], {"STACK_DEPTH": "5"}, "stack_depth", "5"),
+    (["-b", "64"], {"BUFFER_KB": "64"}, "buffer_kb", "64"),
+    (["--buffer-kb", "64"], {"BUFFER_KB": "64"}, "buffer_kb", "64"),
+    (["--drop"], {"OVERFLOW": "drop"}, "overflow", "drop"),
+    (["--flush-ms", "50"], {"FLUSH_MS": "50"}, "flush_ms", "50"),
+    (["--no-memory"], {"MEMORY": "0"}, "memory", "0"),
+]
+
+with t.section("options = variables (header config)"):
+    with Tmp() as d:
+        for opts, prof, key, val in OPTIONS:
+            name = " ".join(opts)
+            r = kprof(["run"] + opts + ["--", LEAKY, "quiet"], d)
+            t.eq((r.rc, r.err, len(r.traces)), (0, "", 1), "%s: runs, one trace, no warning" % name, r)
+            got = config_of(r)
+            e = run([LEAKY, "quiet"], d, prof=prof)
+            t.eq(got, config_of(e), "%s: header config = with KOTOBA_PROFILE_%s=%s"
+                 % (name, *next(iter(prof.items()))))
+            t.eq(got and got.get(key), val, "%s: config %s = %s" % (name, key, val))
+        # all at once
+        r = kprof(["run", "-o", "all.%p.kpz", "-d", "7", "-b", "64", "--drop",
+                   "--flush-ms", "50", "--no-memory", LEAKY, "quiet"], d)
+        t.eq(config_of(r), dict(DEFAULT_CONFIG, output="all.%p.kpz", stack_depth="7",
+                                buffer_kb="64", overflow="drop", flush_ms="50", memory="0"),
+             "every option at once: each one in the header config")
+        # a bad value goes to the recorder, which warns as for the variable
+        r = kprof(["run", "-b", "8", LEAKY, "quiet"], d)
+        lines = r.err.splitlines()
+        t.ok(r.rc == 0 and len(lines) == 1 and "KOTOBA_PROFILE_BUFFER_KB" in lines[0],
+             "-b 8 (too small): the recorder's one warning naming KOTOBA_PROFILE_BUFFER_KB",
+             r.err)
+
+with t.section("-o: the trace's name"):
+    with Tmp() as d:
+        r = kprof(["run", "-o", "out.%p.kpz", LEAKY, "quiet"], d)
+        t.eq([os.path.basename(f) for f in r.traces], ["out.%d.kpz" % r.pid],
+             "-o out.%p.kpz: the trace is out.<pid>.kpz")
+        os.mkdir(os.path.join(d, "sub"))
+        r = kprof(["run", "--output", os.path.join(d, "sub", "%e-%p.kpz"), LEAKY, "quiet"], d)
+        t.eq([os.path.relpath(f, d) for f in r.traces],
+             [os.path.join("sub", "leaky-%d.kpz" % r.pid)],
+             "--output DIR/%e-%p.kpz: absolute template with the program name")
+
+with t.section("-d 0: no stacks"):
+    with Tmp() as d:
+        r = kprof(["run", "-d", "0", LEAKY], d)
+        want = counts_from(r.out)
+        rep = analyze(r.traces)
+        m = rep["memory"]
+        t.eq(m["in_use_at_exit"]["blocks"], want["leaked_blocks"] + 3,
+             "-d 0: leaks still counted")
+        stacks = [l.get("stack") for l in m["leaks"]] + \
+            [s.get("stack") for s in m["top_by_calls"] + m["top_by_bytes"]]
+        t.ok(stacks and all(not s for s in stacks),
+             "-d 0: no stack anywhere in the report", leak_summary(rep))
+        r = kprof(["run", "-d", "3", LEAKY], d)
+        m = analyze(r.traces)["memory"]
+        t.le(max(len(l.get("stack") or []) for l in m["leaks"]), 3,
+             "-d 3: leak stacks have <= 3 frames")
+
+with t.section("-b and --drop"):
+    with Tmp() as d:
+        r = kprof(["run", "-b", "64", STORM, "4", "50000"], d)
+        want = counts_from(r.out)
+        rep = analyze(r.traces)
+        t.eq((r.rc, r.err), (0, ""), "-b 64: storm runs, no warning")
+        t.eq(rep["trace"]["events_lost"], 0, "-b 64 (policy wait): no event lost")
+        t.eq(rep["memory"]["alloc_calls"], want["allocs"] + 4, "-b 64: alloc_calls exact (+4 DTVs)")
+        r = kprof(["run", "-b", "64", "--drop", STORM, "4", "50000"], d)
+        want = counts_from(r.out)
+        rep = analyze(r.traces)
+        tr = rep["trace"]
+        t.diag("-b 64 --drop: events_lost=%d %r" % (tr["events_lost"], tr["events_lost_by_type"]))
+        t.ge(tr["events_lost"], 1, "-b 64 --drop: a storm on 64 KiB rings drops events")
+        t.eq(rep["memory"]["alloc_calls"] + lost_of(rep, "alloc", "realloc"), want["allocs"] + 4,
+             "-b 64 --drop: alloc_calls + lost allocs = the program's count (+4 DTVs)")
+
+with t.section("--no-memory"):
+    with Tmp() as d:
+        r = kprof(["run", "--no-memory", LEAKY, "quiet"], d)
+        m = analyze(r.traces)["memory"]
+        t.eq((r.rc, m["alloc_calls"], m["free_calls"], m["leaks"]), (0, 0, 0, []),
+             "--no-memory: alloc_calls 0, no frees, no leaks")
+
+with t.section("--flush-ms"):
+    with Tmp() as d:
+        need(KPROF)
+        p = subprocess.Popen([KPROF, "run", "--flush-ms", "50", LIFE, "sleep"], cwd=d,
+                             env=clean_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            line = p.stdout.readline().decode()
+            c = counts_from(line)
+            t.ok("ready" in line, "--flush-ms 50: app allocated and is sleeping", line)
+            # 2000 allocations reach the file within a few flush intervals
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                fs = [f for f in os.listdir(d) if f.endswith(".kpz")]
+                if fs and os.path.getsize(os.path.join(d, fs[0])) > 2000:
+                    break
+                time.sleep(0.02)
+            time.sleep(0.3)
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.communicate()
+        traces = sorted(kpz_files(d))
+        t.eq(len(traces), 1, "--flush-ms 50: one trace")
+        t.eq(header(traces[0])["config"]["flush_ms"], "50", "--flush-ms 50: config flush_ms 50")
+        rc, out, err = analyze_raw(["--format", "json"] + traces)
+        rep = json.loads(out) if rc == 0 else {}
+        t.eq(rc, 0, "--flush-ms 50: the SIGKILLed trace reads", err)
+        t.ge(rep.get("memory", {}).get("alloc_calls"), c.get("allocs", 2000),
+             "--flush-ms 50: the allocations before the sleep are in the trace of a "
+             "SIGKILLed process")
+
+with t.section("-a"):
+    with Tmp() as d:
+        plain = run_plain([LIFE, "exit", "3"], d)
+        r = kprof(["run", "-a", LIFE, "exit", "3"], d)
+        t.eq((plain.rc, r.rc), (3, 3), "-a: exit status 3 kept")
+        t.eq(r.out, plain.out, "-a: stdout is the program's only")
+        t.eq(len(r.traces), 1, "-a: exactly one trace (the launcher's own helpers "
+             "are not profiled)", r.traces)
+        t.ok("summary: 1 process" in r.err and "exit(3)" in r.err and
+             os.path.basename(r.traces[0]) in r.err if r.traces else False,
+             "-a: report of this run's one trace on stderr", r.err)
+        # the report comes after the program's own output on stderr
+        sh = "/bin/sh"
+        r = kprof(["run", "--analyze", "--", sh, "-c", "echo app-says-hi >&2; exit 5"], d)
+        t.eq(r.rc, 5, "--analyze: sh's exit status 5 kept")
+        t.ok(r.err.startswith("app-says-hi\n") and "kprof-analyze summary" in r.err,
+             "--analyze: the program's stderr first, then the report", r.err[:500])
+        # a signal: 128+n like a shell
+        r = kprof(["run", "-a", LIFE, "abort"], d)
+        t.eq(r.rc, 128 + signal.SIGABRT, "-a: a program killed by SIGABRT gives 134")
+        t.ok("abort" in r.err, "-a: the report says abort", r.err[-500:])
+        r = kprof(["run", LIFE, "abort"], d)
+        t.eq(r.rc, -signal.SIGABRT, "without -a: the launcher is the program (killed by SIGABRT)")
+    with Tmp() as d:
+        # with -o and a fork: both processes' traces, and nothing older
+        os.mkdir(os.path.join(d, "t"))
+        old = os.path.join(d, "t", "app.1.kpz")
+        shutil.copy(os.path.join(SRC, "tests", "fuzz", "corpus", "small.kpz"), old)
+        r = kprof(["run", "-a", "-o", os.path.join(d, "t", "app.%p.kpz"), LIFE, "fork"], d)
+        c = counts_from(r.out)
+        t.eq(r.rc, 0, "-a -o DIR/app.%p.kpz with fork: exit 0", r.err)
+        t.ok("summary: 2 processes" in r.err and
+             ("process %d " % c.get("parent", -1)) in r.err and
+             ("process %d " % c.get("child", -1)) in r.err,
+             "-a -o DIR/app.%p.kpz: the report has the parent and the child", r.err[:800])
+        t.ok("app.1.kpz" not in r.err, "-a: an older trace matching the template "
+             "is not analyzed", r.err[:800])
+        # a template without %p: the child's name gets ".1" (see writer.c)
+        r = kprof(["run", "-a", "-o", "fixed.kpz", LIFE, "fork"], d)
+        t.ok(r.rc == 0 and "summary: 2 processes" in r.err and "fixed.kpz" in r.err and
+             "fixed.1.kpz" in r.err,
+             "-a -o fixed.kpz with fork: fixed.kpz and fixed.1.kpz analyzed", r.err[:800])
+        r = kprof(["run", "-a", "-o", "fixed.kpz", LIFE, "exit", "0"], d)
+        t.ok(r.rc == 0 and "summary: 1 process" in r.err and "fixed.2.kpz" in r.err,
+             "-a -o fixed.kpz again: only the new fixed.2.kpz analyzed", r.err[:800])
+
+
+def make_install(dest, prefix, extra=()):
+    b = os.path.relpath(BUILD, SRC) if BUILD.startswith(SRC + os.sep) else BUILD
+    p = subprocess.run([need("make"), "--no-print-directory", "-C", SRC, "install",
+                        "B=" + b, "DESTDIR=" + dest, "PREFIX=" + prefix] + list(extra),
+                       env=clean_env(), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    if p.returncode != 0:
+        raise Fail("make install failed:\n" + p.stdout.decode("utf-8", "replace")[-3000:])
+
+
+with t.section("make install DESTDIR PREFIX=/usr"):
+    with Tmp() as dest:
+        make_install(dest, "/usr")
+        ikprof = os.path.join(dest, "usr", "bin", "kprof")
+        ilib = os.path.join(dest, "usr", "lib", "libkprof.so")
+        for f in ("usr/bin/kprof", "usr/bin/kprof-analyze", "usr/lib/libkprof.so",
+                  "usr/include/kprof.h"):
+            t.ok(os.path.isfile(os.path.join(dest, f)), "installed %s" % f)
+        with open(ikprof) as f:
+            inst = f.read().splitlines()
+        with open(KPROF) as f:
+            built = f.read().splitlines()
+        t.eq([l for l in inst if l.startswith("KPROF_LIB_DEFAULT=")],
+             ["KPROF_LIB_DEFAULT=/usr/lib/libkprof.so"],
+             "installed kprof: KPROF_LIB_DEFAULT=$(LIBDIR)/libkprof.so")
+        t.eq([l for l in inst if not l.startswith("KPROF_LIB_DEFAULT=")],
+             [l for l in built if not l.startswith("KPROF_LIB_DEFAULT=")],
+             "installed kprof = build/kprof but for that line")
+        with Tmp() as d:
+            r = kprof(["--version"], d, launcher=ikprof)
+            t.eq((r.rc, r.out), (0, "kprof %s\n" % makefile_version()),
+                 "installed kprof --version")
+            r = kprof(["run", PRINTENV, "LD_PRELOAD"], d, launcher=ikprof)
+            t.eq(r.out, ilib + "\n", "installed kprof run: uses the installed "
+                 "libkprof.so (DESTDIR/usr/lib, next to its bin)")
+            r = kprof(["run", "-a", LEAKY, "quiet"], d, launcher=ikprof)
+            t.ok(r.rc == 0 and len(r.traces) == 1 and "kprof-analyze summary" in r.err,
+                 "installed kprof run -a: a trace, and the installed analyzer's report", r)
+
+# The installed launcher finds the library only through the rewritten
+# KPROF_LIB_DEFAULT when LIBDIR is not BINDIR/../lib: this fails if the
+# install rule's rewrite breaks.
+with t.section("make install LIBDIR elsewhere"):
+    with Tmp() as root:
+        pre = os.path.join(root, "p")
+        libdir = os.path.join(pre, "lib", "kprof-x")
+        make_install("", pre, ["LIBDIR=" + libdir])
+        ikprof = os.path.join(pre, "bin", "kprof")
+        with Tmp() as d:
+            r = kprof(["run", PRINTENV, "LD_PRELOAD"], d, launcher=ikprof)
+            t.eq((r.rc, r.out), (0, os.path.join(libdir, "libkprof.so") + "\n"),
+                 "installed kprof finds LIBDIR/libkprof.so via KPROF_LIB_DEFAULT", r)
+
+t.done()

@@ -181,8 +181,11 @@ $(B)/bench/noop_preload.so: tests/bench/noop_preload.c
 #   make fuzz-corpus  regenerate the seed corpus (only when the format changes)
 FUZZ_SECONDS ?= 20
 .PHONY: fuzz-corpus
+# -gdwarf-aranges: clang omits .debug_aranges by default, and without it
+# libdw (0.188) finds no line info (t_analyze_memory's symbolize_self
+# reads the test's own DWARF, as gcc's objects provide it).
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
-	-fno-omit-frame-pointer
+	-fno-omit-frame-pointer -gdwarf-aranges
 # Unit tests that need nothing but lib/ (the others link tools/ objects).
 LIB_UNIT_TESTS := t_codec t_kpz
 ASAN_B := $(B)/asan

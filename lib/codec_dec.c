@@ -244,7 +244,100 @@ static inline int known_type(uint64_t t)
 	return t >= KP_REC_FRAME && t <= KP_REC_EXEC;
 }
 
-int kp_dec_next(struct kp_dec *d, struct kp_rec *r)
+/*
+ * The fast path for the common records, ALLOC with its five elements and
+ * FREE with its three, when the buffer holds the longest encoding they can
+ * have: no bounds checks and no type dispatch. It decodes into locals and
+ * commits only a record that is well formed and plain; anything else (an
+ * error included) is left to the general path, which then does exactly
+ * what it always does.
+ */
+#define FAST_ALLOC_MAX (2 + 4 * 9)
+
+/* An integer with 9 bytes readable at p: the next p, or NULL if p holds
+ * no integer. *neg is set for a negative value. */
+static KP_ALWAYS_INLINE const uint8_t *fast_int(const uint8_t *p,
+						uint64_t *v, int *neg)
+{
+	uint8_t b = *p;
+
+	if (KP_LIKELY(b < 0x80)) {
+		*v = b;
+		*neg = 0;
+		return p + 1;
+	}
+	if (b >= 0xe0) {
+		*v = (uint64_t)(int64_t)(int8_t)b;
+		*neg = 1;
+		return p + 1;
+	}
+	unsigned k = (unsigned)b - 0xcc; /* uint8..64, int8..64 */
+	if (k >= 8)
+		return NULL;
+	unsigned w = 1u << (k & 3);
+	unsigned sh = 64 - 8 * w;
+	uint64_t raw = kp_mpk_be64(p + 1);
+	if (k < 4) {
+		*v = raw >> sh;
+		*neg = 0;
+	} else {
+		int64_t sv = (int64_t)raw >> sh;
+		*v = (uint64_t)sv;
+		*neg = sv < 0;
+	}
+	return p + 1 + w;
+}
+
+/* @return 1 with *r decoded, or 0: take the general path. */
+static KP_ALWAYS_INLINE int dec_fast(struct kp_dec *d, struct kp_rec *r)
+{
+	const uint8_t *p = d->c.p;
+	uint64_t dts, dptr, size, stack;
+	int neg;
+
+	if (KP_UNLIKELY(d->c.end - p < FAST_ALLOC_MAX))
+		return 0;
+	if (p[0] == 0x95 && p[1] == KP_REC_ALLOC) {
+		p += 2;
+		if (!(p = fast_int(p, &dts, &neg)) ||
+		    !(p = fast_int(p, &dptr, &neg)) ||
+		    !(p = fast_int(p, &size, &neg)) || neg ||
+		    !(p = fast_int(p, &stack, &neg)) || neg ||
+		    stack > UINT32_MAX)
+			return 0;
+		memset(r, 0, sizeof(*r));
+		r->type = KP_REC_ALLOC;
+		d->last_ts += dts;
+		d->last_ptr += dptr;
+		r->ts = d->last_ts;
+		r->u.alloc.ptr = d->last_ptr;
+		r->u.alloc.size = size;
+		r->u.alloc.stack = (uint32_t)stack;
+		r->tid = d->cur_tid;
+		d->c.p = p;
+		return 1;
+	}
+	if (p[0] == 0x93 && p[1] == KP_REC_FREE) {
+		p += 2;
+		if (!(p = fast_int(p, &dts, &neg)) ||
+		    !(p = fast_int(p, &dptr, &neg)))
+			return 0;
+		memset(r, 0, sizeof(*r));
+		r->type = KP_REC_FREE;
+		d->last_ts += dts;
+		d->last_ptr += dptr;
+		r->ts = d->last_ts;
+		r->u.free.ptr = d->last_ptr;
+		r->tid = d->cur_tid;
+		d->c.p = p;
+		return 1;
+	}
+	return 0;
+}
+
+/* Everything but the fast path, out of line so that stays a leaf. */
+static __attribute__((noinline)) int dec_next_slow(struct kp_dec *d,
+						   struct kp_rec *r)
 {
 	for (;;) {
 		struct kp_mpk *c = &d->c;
@@ -271,4 +364,11 @@ int kp_dec_next(struct kp_dec *d, struct kp_rec *r)
 			TRY(kp_mpk_skip(c, n - (uint32_t)used));
 		return 1;
 	}
+}
+
+int kp_dec_next(struct kp_dec *d, struct kp_rec *r)
+{
+	if (KP_LIKELY(dec_fast(d, r)))
+		return 1;
+	return dec_next_slow(d, r);
 }

@@ -511,7 +511,8 @@ static int discard(struct kp_reader *r, uint64_t n)
  * which must be its FRAME. @return 1 with *rec the FRAME, 0 at a clean end
  * of input, or <0.
  */
-static int load_frame(struct kp_reader *r, struct kp_rec *rec)
+static __attribute__((noinline)) int load_frame(struct kp_reader *r,
+						   struct kp_rec *rec)
 {
 	for (;;) {
 		int ret;

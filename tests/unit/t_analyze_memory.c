@@ -458,6 +458,108 @@ TEST(frame_merge_order)
 	free(b.buf);
 }
 
+/*
+ * One frame, many threads, each writing its (sorted) events in several
+ * batches that interleave in the file: 2 runs, a few (the linear merge),
+ * many (the heap merge), and more than one merge chunk. Each thread holds
+ * one block at a time; merged wrongly, a FREE would come before its ALLOC
+ * or the peak would differ from the model's.
+ */
+static void merge_case(int *kp_failed_, unsigned nthreads,
+		       unsigned per_thread, unsigned max_batch)
+{
+	enum { MAXT = 40, MAXE = 4000 };
+	static struct { uint64_t ts; uint32_t tid; int alloc; uint64_t size; }
+		evs[MAXT][MAXE];
+	static unsigned pos[MAXT];
+	uint64_t seed = 99 + nthreads, live = 0, peak = 0, peak_ts = 0;
+	struct tb b;
+
+	REQUIRE(nthreads <= MAXT && per_thread * 2 <= MAXE);
+	/* Thread t's events: alloc/free pairs at distinct times (ts % MAXT
+	 * is t), sizes distinct enough to make the peak tell the order. */
+	for (unsigned t = 0; t < nthreads; t++) {
+		uint64_t now = 1;
+		for (unsigned i = 0; i < per_thread; i++) {
+			seed = seed * 6364136223846793005ULL +
+			       1442695040888963407ULL;
+			uint64_t size = 1 + (seed >> 40) % 1000;
+			now += 1 + (seed >> 20) % 7;
+			evs[t][2 * i].ts = now * MAXT + t;
+			evs[t][2 * i].alloc = 1;
+			evs[t][2 * i].size = size;
+			now += 1 + (seed >> 30) % 7;
+			evs[t][2 * i + 1].ts = now * MAXT + t;
+			evs[t][2 * i + 1].alloc = 0;
+			evs[t][2 * i + 1].size = size;
+		}
+		pos[t] = 0;
+	}
+	/* The model: all events in time order. */
+	for (;;) {
+		int m = -1;
+		for (unsigned t = 0; t < nthreads; t++)
+			if (pos[t] < per_thread * 2 &&
+			    (m < 0 || evs[t][pos[t]].ts < evs[m][pos[m]].ts))
+				m = (int)t;
+		if (m < 0)
+			break;
+		if (evs[m][pos[m]].alloc) {
+			live += evs[m][pos[m]].size;
+			if (live > peak) {
+				peak = live;
+				peak_ts = evs[m][pos[m]].ts;
+			}
+		} else {
+			live -= evs[m][pos[m]].size;
+		}
+		pos[m]++;
+	}
+	/* The file: batches of 1..max_batch events from threads picked at
+	 * random (each batch is a run, or part of one). */
+	tb_begin(&b, 20, 1, "/bin/merge");
+	t_stack(&b, 1, pcs_leak, 3);
+	memset(pos, 0, sizeof(pos));
+	for (unsigned left = nthreads * per_thread * 2; left;) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		unsigned t = (unsigned)(seed >> 33) % nthreads;
+		unsigned k = 1 + (unsigned)(seed >> 20) % max_batch;
+		for (; k && pos[t] < per_thread * 2; k--, left--, pos[t]++) {
+			uint64_t ptr = 0x10000 + (uint64_t)t * 0x100;
+			if (evs[t][pos[t]].alloc)
+				t_alloc(&b, 100 + t, evs[t][pos[t]].ts, ptr,
+					evs[t][pos[t]].size, 1);
+			else
+				t_free(&b, 100 + t, evs[t][pos[t]].ts, ptr);
+		}
+	}
+	t_end(&b, (uint64_t)1 << 40, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(an->procs[0]->frames, 1);
+	CHECK_EQ_U(m->unmatched_frees, 0);
+	CHECK_EQ_U(m->live_blocks, 0);
+	CHECK_EQ_U(m->peak_bytes, peak);
+	CHECK_EQ_U(m->peak_time_ns, peak_ts);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
+TEST(frame_merge_many_runs)
+{
+	/* whole threads at once: exactly 2, 5, 8 (linear merge), 9 runs */
+	merge_case(kp_failed_, 2, 700, 100000);
+	merge_case(kp_failed_, 5, 300, 100000);
+	merge_case(kp_failed_, 8, 200, 100000);
+	merge_case(kp_failed_, 9, 100, 100000);
+	/* a few long batches, then many short ones */
+	merge_case(kp_failed_, 2, 400, 500);
+	merge_case(kp_failed_, 40, 60, 16);
+}
+
 TEST(unknown_frees)
 {
 	struct tb b;
@@ -777,6 +879,95 @@ TEST(pointer_map_model)
 	free(b.buf);
 }
 
+/*
+ * Several live incarnations of the same pointers, frees that arrive a frame
+ * late with an earlier time, evictions at the cap: the map against a plain
+ * model of the rule (a free takes the newest incarnation allocated at or
+ * before it, else the oldest; past 8 the oldest is evicted). Every ts is
+ * distinct, so the rule picks one block and the byte counts tell which.
+ */
+TEST(incarnations_model)
+{
+	enum { NP = 12, NF = 60, PER = 200, CAP = 8 };
+	static struct { uint64_t ts, size; } live[NP][CAP];
+	int nlive[NP] = { 0 };
+	uint64_t seed = 777, want_freed = 0, want_bytes = 0, want_blocks = 0;
+	uint64_t want_evicted = 0, want_unmatched = 0, frees = 0;
+	struct tb b;
+
+	tb_begin(&b, 19, 1, "/bin/i");
+	for (int f = 0; f < NF; f++) {
+		/* Frames overlap in time: a frame may start before the
+		 * previous one ended. */
+		uint64_t start = (uint64_t)f * PER * 3 + 1000 -
+				 (seed >> 40) % (PER * 2);
+		for (int k = 0; k < PER; k++) {
+			seed = seed * 6364136223846793005ULL +
+			       1442695040888963407ULL;
+			unsigned p = (unsigned)(seed >> 33) % NP;
+			uint32_t tid = 1 + (uint32_t)(seed >> 20) % 3;
+			uint64_t ts = (start + (uint64_t)k * 3) * NF + (uint64_t)f;
+			uint64_t ptr = 0x7f0000001000ULL + (uint64_t)p * 64;
+			if ((seed >> 50) % 10 < 6) {
+				uint64_t size = 1 + (seed >> 8) % 100000;
+				t_alloc(&b, tid, ts, ptr, size, 0);
+				if (nlive[p] == CAP) {
+					int o = 0;
+					for (int i = 1; i < CAP; i++)
+						if (live[p][i].ts < live[p][o].ts)
+							o = i;
+					want_bytes -= live[p][o].size;
+					want_blocks--;
+					want_evicted++;
+					live[p][o] = live[p][--nlive[p]];
+				}
+				live[p][nlive[p]].ts = ts;
+				live[p][nlive[p]++].size = size;
+				want_bytes += size;
+				want_blocks++;
+			} else {
+				t_free(&b, tid, ts, ptr);
+				frees++;
+				if (!nlive[p]) {
+					want_unmatched++;
+					continue;
+				}
+				int best = -1, o = 0;
+				for (int i = 0; i < nlive[p]; i++) {
+					if (live[p][i].ts <= ts &&
+					    (best < 0 ||
+					     live[p][i].ts > live[p][best].ts))
+						best = i;
+					if (live[p][i].ts < live[p][o].ts)
+						o = i;
+				}
+				if (best < 0)
+					best = o;
+				want_freed += live[p][best].size;
+				want_bytes -= live[p][best].size;
+				want_blocks--;
+				live[p][best] = live[p][--nlive[p]];
+			}
+		}
+		tb_flush(&b);
+	}
+	t_end(&b, (uint64_t)NF * PER * 3 * NF * 2, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK(want_evicted > 0);
+	CHECK_EQ_U(m->evicted, want_evicted);
+	CHECK_EQ_U(m->unmatched_frees, want_unmatched);
+	CHECK_EQ_U(m->free_calls, frees);
+	CHECK_EQ_U(m->bytes_freed, want_freed);
+	CHECK_EQ_U(m->live_bytes, want_bytes);
+	CHECK_EQ_U(m->live_blocks, want_blocks);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
 TEST(bad_input)
 {
 	struct kp_analysis *an = kp_analysis_new(&test_opts);
@@ -949,9 +1140,11 @@ int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain),
 			 T(cross_thread_reuse), T(frame_merge_order),
+			 T(frame_merge_many_runs),
 			 T(unknown_frees), T(truncated_trace),
 			 T(two_processes_merged), T(lost_records),
 			 T(confidence_classes), T(many_incarnations),
-			 T(pointer_map_model), T(bad_input), T(json_escaping),
+			 T(incarnations_model), T(pointer_map_model),
+			 T(bad_input), T(json_escaping),
 			 T(symbolize_self), T(alloc_wrappers));
 }

@@ -295,6 +295,37 @@ uint32_t kp_exe_intern(struct kp_analysis *an, const char *exe);
 
 struct kp_json; /* json.c */
 
+/* Pseudo record types of the split REALLOC (above KP_REC_TYPE_MAX). */
+#define KP_EV_REALLOC_FREE 200
+#define KP_EV_REALLOC_ALLOC 201
+
+/* An event as the passes see it. */
+struct kp_event {
+	uint64_t ts;     /* ns since start (absolute) */
+	uint64_t ptr;    /* the block allocated, or the pointer freed */
+	uint64_t size;   /* allocations only */
+	uint32_t stack;  /* allocations only: the trace's stack id */
+	uint32_t tid;
+	uint8_t type;    /* KP_REC_ALLOC, KP_REC_FREE, KP_EV_REALLOC_* */
+	uint8_t kind;    /* allocations: enum kp_alloc_kind */
+};
+
+/*
+ * The events of one frame in time order: ev[order[i]], or ev[i] when order
+ * is NULL (the frame was in order already). Valid during the call only.
+ */
+struct kp_batch {
+	const struct kp_event *ev;
+	const uint32_t *order;
+	size_t n;
+};
+
+static inline const struct kp_event *kp_batch_at(const struct kp_batch *b,
+						 size_t i)
+{
+	return b->order ? &b->ev[b->order[i]] : &b->ev[i];
+}
+
 /*
  * An analysis pass. load.c calls every pass in kp_passes[] for every trace;
  * a new analysis (I/O, queries, CPU) is a new file defining one of these
@@ -303,11 +334,13 @@ struct kp_json; /* json.c */
  * Records arrive two ways:
  *   xRecord: every non-event record, in file order, as soon as decoded.
  *            Pointers inside rec are valid during the call only.
- *   xEvent:  event records (ALLOC, FREE, REALLOC), per frame, merged by
- *            timestamp (stable). A REALLOC arrives split in two: type
- *            KP_EV_REALLOC_FREE (u.free.ptr = old, at ts) and then
- *            KP_EV_REALLOC_ALLOC (u.alloc: new ptr, size, stack; at
- *            ts + dur, kind KP_ALLOC_REALLOC).
+ *   xEvents: event records (ALLOC, FREE, REALLOC) in batches of one frame,
+ *            merged by timestamp (stable): the i-th event in time order is
+ *            kp_batch_at(b, i). A REALLOC arrives split in two: type
+ *            KP_EV_REALLOC_FREE (ptr = old, at ts) and then
+ *            KP_EV_REALLOC_ALLOC (new ptr, size, stack; at ts + dur, kind
+ *            KP_ALLOC_REALLOC). Non-event records of the frame may have
+ *            been passed to xRecord before its batch arrives.
  * Hooks may be NULL. state is the pass's own (from xInit); per-process
  * results go in proc->pass_data[slot].
  */
@@ -317,8 +350,8 @@ struct kp_pass {
 	void (*xBeginTrace)(void *state, struct kp_trace *t);
 	void (*xRecord)(void *state, struct kp_trace *t,
 			const struct kp_rec *rec);
-	void (*xEvent)(void *state, struct kp_trace *t,
-		       const struct kp_rec *rec);
+	void (*xEvents)(void *state, struct kp_trace *t,
+			const struct kp_batch *b);
 	/* The trace is over (END, EOF, truncation); all MODULE records are
 	 * known, so this is where stacks get resolved. */
 	void (*xEndTrace)(void *state, struct kp_trace *t);
@@ -336,10 +369,6 @@ struct kp_pass {
 			    struct kp_json *j);
 	void (*xFree)(void *state, struct kp_analysis *an);
 };
-
-/* Pseudo record types of the split REALLOC (above KP_REC_TYPE_MAX). */
-#define KP_EV_REALLOC_FREE 200
-#define KP_EV_REALLOC_ALLOC 201
 
 extern const struct kp_pass kp_pass_memory;
 

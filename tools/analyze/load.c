@@ -9,10 +9,13 @@
  * unit within which order has to be restored. A frame decompresses to at
  * most KP_MAX_FRAME_CONTENT bytes, which bounds the buffer.
  *
- * The merge is a k-way merge of the sorted runs found in the buffer (a run
- * ends where the thread changes or time goes backwards, so even a hostile
- * frame only produces more runs), with the buffer index as tie-break: equal
- * timestamps keep file order.
+ * The merge is a k-way merge of the sorted runs noted as events are
+ * buffered (a run ends where the thread changes or time goes backwards, so
+ * even a hostile frame only produces more runs), with the buffer index as
+ * tie-break: equal timestamps keep file order. A frame of one run needs no
+ * merge; a few runs are merged by scanning their heads, many with a heap.
+ * The passes get the merged order in batches (struct kp_batch): indexes
+ * into the buffer, so no event is copied twice.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,33 +32,43 @@ static const struct kp_pass *const kp_passes[] = {
 	&kp_pass_memory,
 };
 
-/* A buffered event: REALLOC is already split into its two halves. */
-struct kp_ev {
-	uint64_t ts;
-	uint64_t ptr;
-	uint64_t size;
-	uint32_t stack;
-	uint32_t tid;
-	uint8_t type;   /* KP_REC_ALLOC, KP_REC_FREE, KP_EV_REALLOC_* */
-	uint8_t kind;
-};
-
 /*
  * Flush early if a (hostile) frame somehow holds more events than a real
  * one can: order is then restored within each chunk only.
  */
 #define KP_MAX_FRAME_EVENTS (16u << 20)
 
+/* Up to this many runs, the merge finds the next event by a linear scan. */
+#define KP_MERGE_SCAN_MAX 8
+
+/*
+ * The merge hands events over in batches of this many, so the events it
+ * has just compared are still in cache when the passes read them.
+ */
+#define KP_MERGE_CHUNK 512
+
 struct kp_load {
 	struct kp_analysis *an;
 	struct kp_trace *t;
-	struct kp_ev *ev;
+	struct kp_event *ev;
 	size_t nev, ev_cap;
-	/* merge scratch */
+	uint32_t last_tid;      /* note_tid() cache */
+	int have_tid;
+	/* runs: found as events are buffered; run r is
+	 * ev[run_start[r], run_start[r + 1]), sorted, one thread */
 	size_t *run_start;
 	size_t nruns, runs_cap;
-	size_t *heap;          /* run indexes */
-	size_t *run_pos;
+	uint64_t run_ts;        /* ts and tid of the last event buffered */
+	uint32_t run_tid;
+	/* merge scratch */
+	size_t *run_pos, *run_end;
+	size_t *heap;           /* run indexes */
+	uint32_t order[KP_MERGE_CHUNK];
+	/* the passes that take events */
+	void (*xEvents[KP_MAX_PASSES])(void *, struct kp_trace *,
+				       const struct kp_batch *);
+	void *ev_state[KP_MAX_PASSES];
+	size_t nev_passes;
 };
 
 /* ---- analysis lifetime ------------------------------------------------------ */
@@ -139,43 +152,54 @@ void kp_analysis_finish(struct kp_analysis *an)
 
 /* ---- event ordering ---------------------------------------------------------- */
 
-static void ev_push(struct kp_load *L, const struct kp_ev *e)
+static void add_run(struct kp_load *L, size_t i)
 {
-	if (L->nev >= L->ev_cap) {
+	if (L->nruns >= L->runs_cap) {
+		L->runs_cap = L->runs_cap ? L->runs_cap * 2 : 64;
+		L->run_start = xrealloc_array(L->run_start, L->runs_cap + 1,
+					      sizeof(size_t));
+		L->run_pos = xrealloc_array(L->run_pos, L->runs_cap,
+					    sizeof(size_t));
+		L->run_end = xrealloc_array(L->run_end, L->runs_cap,
+					    sizeof(size_t));
+		L->heap = xrealloc_array(L->heap, L->runs_cap, sizeof(size_t));
+	}
+	L->run_start[L->nruns++] = i;
+}
+
+/*
+ * A slot for the next event of thread tid at ts. A run ends where the
+ * thread changes or time goes backwards, so even a hostile frame only
+ * produces more runs.
+ */
+static KP_ALWAYS_INLINE struct kp_event *ev_push(struct kp_load *L,
+						 uint64_t ts, uint32_t tid)
+{
+	if (KP_UNLIKELY(L->nev >= L->ev_cap)) {
 		L->ev_cap = L->ev_cap ? L->ev_cap * 2 : 4096;
 		L->ev = xrealloc_array(L->ev, L->ev_cap, sizeof(*L->ev));
 	}
-	L->ev[L->nev++] = *e;
+	if (KP_UNLIKELY(tid != L->run_tid || ts < L->run_ts || !L->nev))
+		add_run(L, L->nev);
+	L->run_ts = ts;
+	L->run_tid = tid;
+	return &L->ev[L->nev++];
 }
 
-static void ev_deliver(struct kp_load *L, const struct kp_ev *e)
+static void deliver(struct kp_load *L, const struct kp_event *ev,
+		    const uint32_t *order, size_t n)
 {
-	struct kp_analysis *an = L->an;
-	struct kp_rec rec;
+	struct kp_batch b = { .ev = ev, .order = order, .n = n };
 
-	memset(&rec, 0, sizeof(rec));
-	rec.type = e->type;
-	rec.kind = e->kind;
-	rec.tid = e->tid;
-	rec.ts = e->ts;
-	if (e->type == KP_REC_ALLOC || e->type == KP_EV_REALLOC_ALLOC) {
-		rec.u.alloc.ptr = e->ptr;
-		rec.u.alloc.size = e->size;
-		rec.u.alloc.stack = e->stack;
-	} else {
-		rec.u.free.ptr = e->ptr;
-	}
-	an->events++;
-	for (size_t i = 0; i < an->npasses; i++)
-		if (an->passes[i]->xEvent)
-			an->passes[i]->xEvent(an->pass_state[i], L->t, &rec);
+	for (size_t i = 0; i < L->nev_passes; i++)
+		L->xEvents[i](L->ev_state[i], L->t, &b);
 }
 
 /* Heap order on the current head of each run: (ts, buffer index). */
 static int run_less(const struct kp_load *L, size_t a, size_t b)
 {
-	const struct kp_ev *x = &L->ev[L->run_pos[a]];
-	const struct kp_ev *y = &L->ev[L->run_pos[b]];
+	const struct kp_event *x = &L->ev[L->run_pos[a]];
+	const struct kp_event *y = &L->ev[L->run_pos[b]];
 
 	if (x->ts != y->ts)
 		return x->ts < y->ts;
@@ -199,51 +223,97 @@ static void heap_down(struct kp_load *L, size_t n, size_t i)
 	}
 }
 
+/* Many runs: a binary heap of run heads. */
+static void merge_heap(struct kp_load *L)
+{
+	size_t hn = L->nruns, k = 0;
+
+	for (size_t r = 0; r < hn; r++) {
+		L->run_pos[r] = L->run_start[r];
+		L->heap[r] = r;
+	}
+	for (size_t i = hn / 2; i-- > 0;)
+		heap_down(L, hn, i);
+	while (hn) {
+		size_t r = L->heap[0];
+		L->order[k++] = (uint32_t)L->run_pos[r];
+		if (++L->run_pos[r] == L->run_start[r + 1])
+			L->heap[0] = L->heap[--hn];
+		heap_down(L, hn, 0);
+		if (k == KP_MERGE_CHUNK) {
+			deliver(L, L->ev, L->order, k);
+			k = 0;
+		}
+	}
+	if (k)
+		deliver(L, L->ev, L->order, k);
+}
+
+/*
+ * A few runs: scan the heads for the least (ts, run). Runs lie in buffer
+ * order, so the first least head also has the least buffer index: ties
+ * keep file order. The last run left goes over as it is.
+ */
+static void merge_scan(struct kp_load *L)
+{
+	const struct kp_event *ev = L->ev;
+	size_t *pos = L->run_pos, *end = L->run_end;
+	size_t nr = L->nruns, k = 0;
+
+	for (size_t r = 0; r < nr; r++) {
+		pos[r] = L->run_start[r];
+		end[r] = L->run_start[r + 1];
+	}
+	while (nr > 1) {
+		size_t m;
+		if (nr == 2) {
+			m = ev[pos[1]].ts < ev[pos[0]].ts;
+		} else {
+			uint64_t mts = ev[pos[0]].ts;
+			m = 0;
+			for (size_t r = 1; r < nr; r++) {
+				if (ev[pos[r]].ts < mts) {
+					m = r;
+					mts = ev[pos[r]].ts;
+				}
+			}
+		}
+		L->order[k++] = (uint32_t)pos[m]++;
+		if (pos[m] == end[m]) {
+			/* Drop run m, keeping the others in buffer order. */
+			for (size_t r = m; r + 1 < nr; r++) {
+				pos[r] = pos[r + 1];
+				end[r] = end[r + 1];
+			}
+			nr--;
+		}
+		if (k == KP_MERGE_CHUNK) {
+			deliver(L, ev, L->order, k);
+			k = 0;
+		}
+	}
+	if (k)
+		deliver(L, ev, L->order, k);
+	deliver(L, ev + pos[0], NULL, end[0] - pos[0]);
+}
+
+/* Hand the buffered events to the passes in time order. */
 static void ev_flush(struct kp_load *L)
 {
 	size_t n = L->nev;
 
 	if (!n)
 		return;
-	/* Find the sorted runs. */
-	L->nruns = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (i == 0 || L->ev[i].tid != L->ev[i - 1].tid ||
-		    L->ev[i].ts < L->ev[i - 1].ts) {
-			if (L->nruns >= L->runs_cap) {
-				L->runs_cap = L->runs_cap ? L->runs_cap * 2 : 64;
-				L->run_start = xrealloc_array(L->run_start,
-					L->runs_cap + 1, sizeof(size_t));
-				L->run_pos = xrealloc_array(L->run_pos,
-					L->runs_cap, sizeof(size_t));
-				L->heap = xrealloc_array(L->heap,
-					L->runs_cap, sizeof(size_t));
-			}
-			L->run_start[L->nruns++] = i;
-		}
-	}
 	L->run_start[L->nruns] = n;
-
-	if (L->nruns == 1) {
-		for (size_t i = 0; i < n; i++)
-			ev_deliver(L, &L->ev[i]);
-	} else {
-		size_t hn = L->nruns;
-		for (size_t r = 0; r < hn; r++) {
-			L->run_pos[r] = L->run_start[r];
-			L->heap[r] = r;
-		}
-		for (size_t i = hn / 2; i-- > 0;)
-			heap_down(L, hn, i);
-		while (hn) {
-			size_t r = L->heap[0];
-			ev_deliver(L, &L->ev[L->run_pos[r]]);
-			if (++L->run_pos[r] == L->run_start[r + 1])
-				L->heap[0] = L->heap[--hn];
-			heap_down(L, hn, 0);
-		}
-	}
+	L->an->events += n;
+	if (L->nruns == 1)
+		deliver(L, L->ev, NULL, n);
+	else if (L->nruns <= KP_MERGE_SCAN_MAX)
+		merge_scan(L);
+	else
+		merge_heap(L);
 	L->nev = 0;
+	L->nruns = 0;
 	/* Give back the memory of an unusually large frame. */
 	if (L->ev_cap > (1u << 20)) {
 		free(L->ev);
@@ -254,8 +324,12 @@ static void ev_flush(struct kp_load *L)
 
 /* ---- records ------------------------------------------------------------------ */
 
-static void note_tid(struct kp_trace *t, uint32_t tid)
+static void note_tid_slow(struct kp_load *L, uint32_t tid)
 {
+	struct kp_trace *t = L->t;
+
+	L->last_tid = tid;
+	L->have_tid = 1;
 	if (kp_idmap_get(&t->tids, tid) != UINT32_MAX)
 		return;
 	if (t->tids.n >= KP_MAX_TIDS)
@@ -263,60 +337,83 @@ static void note_tid(struct kp_trace *t, uint32_t tid)
 	kp_idmap_put(&t->tids, tid, 1);
 }
 
+static KP_ALWAYS_INLINE void note_tid(struct kp_load *L, uint32_t tid)
+{
+	if (KP_UNLIKELY(tid != L->last_tid || !L->have_tid))
+		note_tid_slow(L, tid);
+}
+
+/* ALLOC, FREE, REALLOC: buffered for the frame's merge. */
+static KP_ALWAYS_INLINE void handle_event(struct kp_load *L,
+					  const struct kp_rec *rec)
+{
+	struct kp_trace *t = L->t;
+	struct kp_event *e = ev_push(L, rec->ts, rec->tid);
+
+	e->ts = rec->ts;
+	e->tid = rec->tid;
+	switch (rec->type) {
+	case KP_REC_ALLOC:
+		e->ptr = rec->u.alloc.ptr;
+		e->size = rec->u.alloc.size;
+		e->stack = rec->u.alloc.stack;
+		e->type = KP_REC_ALLOC;
+		e->kind = rec->kind;
+		break;
+	case KP_REC_FREE:
+		e->ptr = rec->u.free.ptr;
+		e->size = 0;
+		e->stack = 0;
+		e->type = KP_REC_FREE;
+		e->kind = 0;
+		break;
+	default: { /* KP_REC_REALLOC */
+		/* The free of old happened at ts, the allocation of new at
+		 * ts + dur: order them as two events. */
+		uint64_t done = kp_sat_add(rec->ts, rec->u.realloc.dur);
+		*e = (struct kp_event){ .ts = rec->ts,
+					.ptr = rec->u.realloc.old_ptr,
+					.tid = rec->tid,
+					.type = KP_EV_REALLOC_FREE };
+		e = ev_push(L, done, rec->tid);
+		*e = (struct kp_event){ .ts = done,
+					.ptr = rec->u.realloc.new_ptr,
+					.size = rec->u.realloc.size,
+					.stack = rec->u.realloc.stack,
+					.tid = rec->tid,
+					.type = KP_EV_REALLOC_ALLOC,
+					.kind = KP_ALLOC_REALLOC };
+		if (done > t->last_ts)
+			t->last_ts = done;
+		break;
+	}
+	}
+	note_tid(L, rec->tid);
+	if (KP_UNLIKELY(L->nev >= KP_MAX_FRAME_EVENTS))
+		ev_flush(L);
+}
+
 static void handle_record(struct kp_load *L, const struct kp_rec *rec)
 {
 	struct kp_analysis *an = L->an;
 	struct kp_trace *t = L->t;
 	struct kp_proc *p = t->proc;
-	struct kp_ev e;
 
 	an->records++;
 	p->records++;
 	if (rec->ts > t->last_ts && rec->type != KP_REC_FRAME)
 		t->last_ts = rec->ts;
 
+	if (KP_LIKELY(rec->type == KP_REC_ALLOC || rec->type == KP_REC_FREE ||
+		      rec->type == KP_REC_REALLOC)) {
+		handle_event(L, rec);
+		return;
+	}
 	switch (rec->type) {
 	case KP_REC_FRAME:
 		ev_flush(L);
 		p->frames++;
 		break;
-	case KP_REC_ALLOC:
-		e = (struct kp_ev){ .ts = rec->ts, .ptr = rec->u.alloc.ptr,
-				    .size = rec->u.alloc.size,
-				    .stack = rec->u.alloc.stack,
-				    .tid = rec->tid, .type = KP_REC_ALLOC,
-				    .kind = rec->kind };
-		ev_push(L, &e);
-		note_tid(t, rec->tid);
-		break;
-	case KP_REC_FREE:
-		e = (struct kp_ev){ .ts = rec->ts, .ptr = rec->u.free.ptr,
-				    .tid = rec->tid, .type = KP_REC_FREE };
-		ev_push(L, &e);
-		note_tid(t, rec->tid);
-		break;
-	case KP_REC_REALLOC: {
-		/* The free of old happened at ts, the allocation of new at
-		 * ts + dur: order them as two events. */
-		uint64_t done = kp_sat_add(rec->ts, rec->u.realloc.dur);
-		e = (struct kp_ev){ .ts = rec->ts,
-				    .ptr = rec->u.realloc.old_ptr,
-				    .tid = rec->tid,
-				    .type = KP_EV_REALLOC_FREE };
-		ev_push(L, &e);
-		e = (struct kp_ev){ .ts = done,
-				    .ptr = rec->u.realloc.new_ptr,
-				    .size = rec->u.realloc.size,
-				    .stack = rec->u.realloc.stack,
-				    .tid = rec->tid,
-				    .type = KP_EV_REALLOC_ALLOC,
-				    .kind = KP_ALLOC_REALLOC };
-		ev_push(L, &e);
-		if (done > t->last_ts)
-			t->last_ts = done;
-		note_tid(t, rec->tid);
-		break;
-	}
 	case KP_REC_STACK:
 		kp_trace_define_stack(t, rec->u.stack.id, rec->u.stack.pcs,
 				      rec->u.stack.pcs ? rec->u.stack.depth : 0);
@@ -328,7 +425,7 @@ static void handle_record(struct kp_load *L, const struct kp_rec *rec)
 		kp_trace_unmap_module(t, rec);
 		break;
 	case KP_REC_THREAD_START:
-		note_tid(t, rec->tid);
+		note_tid(L, rec->tid);
 		break;
 	case KP_REC_LOST:
 		/* Cumulative per type: the latest count replaces the last. */
@@ -351,12 +448,6 @@ static void handle_record(struct kp_load *L, const struct kp_rec *rec)
 		break;
 	default:
 		break;
-	}
-	if (rec->type == KP_REC_ALLOC || rec->type == KP_REC_FREE ||
-	    rec->type == KP_REC_REALLOC) {
-		if (L->nev >= KP_MAX_FRAME_EVENTS)
-			ev_flush(L);
-		return;
 	}
 	for (size_t i = 0; i < an->npasses; i++)
 		if (an->passes[i]->xRecord)
@@ -442,6 +533,12 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 	kp_idmap_init(&t.stack_ids);
 	kp_idmap_init(&t.tids);
 	struct kp_load L = { .an = an, .t = &t };
+	for (size_t i = 0; i < an->npasses; i++) {
+		if (an->passes[i]->xEvents) {
+			L.xEvents[L.nev_passes] = an->passes[i]->xEvents;
+			L.ev_state[L.nev_passes++] = an->pass_state[i];
+		}
+	}
 
 	for (size_t i = 0; i < an->npasses; i++)
 		if (an->passes[i]->xBeginTrace)
@@ -488,6 +585,7 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 	free(L.ev);
 	free(L.run_start);
 	free(L.run_pos);
+	free(L.run_end);
 	free(L.heap);
 	kp_reader_free(r);
 	return ret;

@@ -21,11 +21,16 @@
 /*
  * A pointer can be live more than once in the merged stream: thread A frees
  * p and thread B gets p back from malloc, but A's FREE lands in a later frame
- * than B's ALLOC. So the map is a multiset (linear probing keeps duplicates
- * of a key in one probe run). The number of incarnations per pointer is
- * capped: past the cap the oldest is presumed freed by an event we never got
- * (counted in evicted), which keeps a hostile trace from building one huge
- * probe run.
+ * than B's ALLOC. That is rare, so the map is split in two:
+ *   - the primary map holds one incarnation per pointer (unique keys, so a
+ *     lookup stops at the first match: one probe in the common case), and
+ *     counts in ndup how many more incarnations of it are live;
+ *   - the duplicate map, a multiset (linear probing keeps duplicates of a
+ *     key in one probe run), holds those extra incarnations. It is only
+ *     looked at when ndup says there is something there.
+ * The number of incarnations per pointer is capped: past the cap the oldest
+ * is presumed freed by an event we never got (counted in evicted), which
+ * keeps a hostile trace from building one huge probe run.
  */
 #define KP_MAX_INCARNATIONS 8
 
@@ -34,7 +39,7 @@ struct blk {
 	uint64_t size;
 	uint64_t ts;    /* allocation time */
 	uint32_t site;  /* local stack index */
-	uint32_t pad;
+	uint32_t ndup;  /* primary map: incarnations of ptr in the dup map */
 };
 
 struct ptrmap {
@@ -43,9 +48,19 @@ struct ptrmap {
 	uint64_t seed;
 };
 
-/* Counters per local stack of the current trace. */
+/*
+ * Counters per local stack of the current trace. Only these two change per
+ * event, so they are all the per-event working set holds (16 bytes a
+ * stack). The frees of a site are not counted as they happen: every block
+ * allocated is freed, evicted or still live at the end, so frees = allocs -
+ * unstored (failed allocations, evictions) - leaked.
+ */
 struct msite {
-	uint64_t allocs, bytes, frees;
+	uint64_t allocs, bytes;
+};
+
+/* The rest, filled at the end of the trace. */
+struct msite_end {
 	uint64_t leaked_blocks, leaked_bytes;
 	uint64_t min_leak_ts;
 };
@@ -53,8 +68,10 @@ struct msite {
 struct mem_state {
 	unsigned slot;
 	/* the current trace */
-	struct ptrmap map;
+	struct ptrmap map;   /* one incarnation per pointer */
+	struct ptrmap dups;  /* the others (a multiset) */
 	struct msite *msites;
+	uint64_t *unstored;  /* per local stack: failed allocs, evictions */
 	size_t nmsites;
 	uint32_t last_id, last_local; /* cache: consecutive allocs share stacks */
 	int have_last;
@@ -68,13 +85,14 @@ struct mem_state {
 	size_t nleaks, ntop_calls, ntop_bytes;
 };
 
-/* ---- pointer map --------------------------------------------------------- */
+/* ---- pointer maps ---------------------------------------------------------- */
 
-static size_t pm_home(const struct ptrmap *m, uint64_t ptr)
+static KP_ALWAYS_INLINE size_t pm_home(const struct ptrmap *m, uint64_t ptr)
 {
 	return kp_mix64(ptr, m->seed) & (m->cap - 1);
 }
 
+/* Put b in the first free slot of its probe run (no duplicate check). */
 static void pm_place(struct ptrmap *m, const struct blk *b)
 {
 	size_t mask = m->cap - 1, i = pm_home(m, b->ptr);
@@ -98,6 +116,13 @@ static void pm_grow(struct ptrmap *m)
 	free(old.slots);
 }
 
+/* Keep the load at most 1/2: short probe runs. */
+static KP_ALWAYS_INLINE void pm_reserve(struct ptrmap *m)
+{
+	if (KP_UNLIKELY((m->n + 1) * 2 > m->cap))
+		pm_grow(m);
+}
+
 /* Remove slot i, shifting later members of the run back (no tombstones). */
 static void pm_delete(struct ptrmap *m, size_t i)
 {
@@ -119,6 +144,108 @@ static void pm_delete(struct ptrmap *m, size_t i)
 	m->n--;
 }
 
+/*
+ * Primary map: the slot of ptr, or (return 0) the free slot where it would
+ * go. The map must have a free slot.
+ */
+static KP_ALWAYS_INLINE int pm_find(const struct ptrmap *m, uint64_t ptr,
+				    uint64_t hash, size_t *slot)
+{
+	size_t mask = m->cap - 1, i = hash & mask;
+
+	for (;; i = (i + 1) & mask) {
+		uint64_t p = m->slots[i].ptr;
+		if (p == ptr) {
+			*slot = i;
+			return 1;
+		}
+		if (!p) {
+			*slot = i;
+			return 0;
+		}
+	}
+}
+
+/*
+ * Among the incarnations of ptr (the primary slot pi and its duplicates),
+ * pick the one a free at ts releases: the newest allocated at or before ts
+ * (the one the free can have seen), else the oldest; or with ts ==
+ * UINT64_MAX and oldest_only, just the oldest. @return the slot, in the
+ * primary map if *in_dups comes back 0, else in the dup map.
+ */
+static size_t pick_incarnation(const struct mem_state *ms, size_t pi,
+			       uint64_t ts, int oldest_only, int *in_dups)
+{
+	const struct ptrmap *m = &ms->map, *d = &ms->dups;
+	const struct blk *pb = &m->slots[pi];
+	uint64_t ptr = pb->ptr;
+	size_t best = SIZE_MAX, oldest = SIZE_MAX;
+	uint64_t best_ts = 0, oldest_ts = 0;
+	int best_dup = 0, oldest_dup = 0;
+
+	if (!oldest_only && pb->ts <= ts) {
+		best = pi;
+		best_ts = pb->ts;
+	}
+	oldest = pi;
+	oldest_ts = pb->ts;
+	if (d->cap) {
+		size_t mask = d->cap - 1;
+		for (size_t i = pm_home(d, ptr); d->slots[i].ptr;
+		     i = (i + 1) & mask) {
+			const struct blk *b = &d->slots[i];
+			if (b->ptr != ptr)
+				continue;
+			if (!oldest_only && b->ts <= ts &&
+			    (best == SIZE_MAX || b->ts >= best_ts)) {
+				best = i;
+				best_ts = b->ts;
+				best_dup = 1;
+			}
+			if (b->ts < oldest_ts) {
+				oldest = i;
+				oldest_ts = b->ts;
+				oldest_dup = 1;
+			}
+		}
+	}
+	if (best == SIZE_MAX) {
+		*in_dups = oldest_dup;
+		return oldest;
+	}
+	*in_dups = best_dup;
+	return best;
+}
+
+/*
+ * Remove the incarnation at (slot, in_dups) of the pointer whose primary
+ * slot is pi. When the primary one goes and duplicates remain, one of them
+ * moves up into the primary slot.
+ */
+static void remove_incarnation(struct mem_state *ms, size_t pi, size_t slot,
+			       int in_dups)
+{
+	struct ptrmap *m = &ms->map, *d = &ms->dups;
+	struct blk *pb = &m->slots[pi];
+
+	if (in_dups) {
+		pb->ndup--;
+		pm_delete(d, slot);
+		return;
+	}
+	if (!pb->ndup) {
+		pm_delete(m, pi);
+		return;
+	}
+	size_t mask = d->cap - 1, i = pm_home(d, pb->ptr);
+	while (d->slots[i].ptr != pb->ptr)
+		i = (i + 1) & mask;
+	uint32_t ndup = pb->ndup - 1;
+	*pb = d->slots[i];
+	pb->ndup = ndup;
+	pm_delete(d, i);
+}
+
 /* ---- helpers -------------------------------------------------------------- */
 
 static struct mem_state *mem_state_of(const struct kp_analysis *an)
@@ -129,11 +256,15 @@ static struct mem_state *mem_state_of(const struct kp_analysis *an)
 	return NULL;
 }
 
-static uint32_t mem_site(struct mem_state *ms, struct kp_trace *t,
+static KP_ALWAYS_INLINE uint32_t mem_site(struct mem_state *ms, struct kp_trace *t,
 			 uint32_t id)
 {
 	if (!ms->have_last || ms->last_id != id) {
-		ms->last_local = kp_trace_stack(t, id);
+		/* kp_trace_stack(), with its common case inline */
+		if (KP_LIKELY(id < t->stack_direct_cap) && t->stack_direct[id])
+			ms->last_local = t->stack_direct[id] - 1;
+		else
+			ms->last_local = kp_trace_stack(t, id);
 		ms->last_id = id;
 		ms->have_last = 1;
 	}
@@ -143,6 +274,10 @@ static uint32_t mem_site(struct mem_state *ms, struct kp_trace *t,
 		ms->msites = xrealloc_array(ms->msites, n, sizeof(*ms->msites));
 		memset(ms->msites + ms->nmsites, 0,
 		       (n - ms->nmsites) * sizeof(*ms->msites));
+		ms->unstored = xrealloc_array(ms->unstored, n,
+					      sizeof(*ms->unstored));
+		memset(ms->unstored + ms->nmsites, 0,
+		       (n - ms->nmsites) * sizeof(*ms->unstored));
 		ms->nmsites = n;
 	}
 	return local;
@@ -165,8 +300,10 @@ static void mem_live_sub(struct mem_state *ms, uint64_t size)
 		ms->cur.live_blocks--;
 }
 
-static void mem_alloc(struct mem_state *ms, struct kp_trace *t, uint64_t ts,
-		      uint64_t ptr, uint64_t size, uint32_t stack)
+static KP_ALWAYS_INLINE void mem_alloc(struct mem_state *ms,
+				       struct kp_trace *t, uint64_t ts,
+				       uint64_t ptr, uint64_t hash,
+				       uint64_t size, uint32_t stack)
 {
 	struct ptrmap *m = &ms->map;
 	uint32_t local = mem_site(ms, t, stack);
@@ -176,28 +313,38 @@ static void mem_alloc(struct mem_state *ms, struct kp_trace *t, uint64_t ts,
 	ms->cur.bytes_allocated = kp_sat_add(ms->cur.bytes_allocated, size);
 	s->allocs++;
 	s->bytes = kp_sat_add(s->bytes, size);
-	if (!ptr)
-		return; /* a failed allocation holds nothing */
+	if (KP_UNLIKELY(!ptr)) {
+		ms->unstored[local]++; /* a failed allocation holds nothing */
+		return;
+	}
 
-	if ((m->n + 1) * 8 > m->cap * 5)
-		pm_grow(m);
-	/* Count the incarnations of ptr already live; evict the oldest
-	 * when at the cap. */
-	size_t mask = m->cap - 1, count = 0, oldest = SIZE_MAX;
-	for (size_t i = pm_home(m, ptr); m->slots[i].ptr; i = (i + 1) & mask) {
-		if (m->slots[i].ptr != ptr)
-			continue;
-		count++;
-		if (oldest == SIZE_MAX || m->slots[i].ts < m->slots[oldest].ts)
-			oldest = i;
-	}
-	if (count >= KP_MAX_INCARNATIONS) {
-		mem_live_sub(ms, m->slots[oldest].size);
-		ms->cur.evicted++;
-		pm_delete(m, oldest);
-	}
 	struct blk b = { .ptr = ptr, .size = size, .ts = ts, .site = local };
-	pm_place(m, &b);
+	size_t i;
+	pm_reserve(m);
+	if (KP_LIKELY(!pm_find(m, ptr, hash, &i))) {
+		m->slots[i] = b;
+		m->n++;
+		mem_live_add(ms, size, ts);
+		return;
+	}
+	/* ptr is live already: another incarnation. */
+	struct blk *pb = &m->slots[i];
+	if (pb->ndup + 1 >= KP_MAX_INCARNATIONS) {
+		/* At the cap: the oldest is presumed freed; the new one
+		 * takes its slot (same pointer, so the same probe run). */
+		int in_dups;
+		size_t o = pick_incarnation(ms, i, UINT64_MAX, 1, &in_dups);
+		struct blk *ob = in_dups ? &ms->dups.slots[o] : pb;
+		mem_live_sub(ms, ob->size);
+		ms->cur.evicted++;
+		ms->unstored[ob->site]++;
+		b.ndup = ob->ndup;
+		*ob = b;
+	} else {
+		pm_reserve(&ms->dups);
+		pm_place(&ms->dups, &b);
+		pb->ndup++;
+	}
 	mem_live_add(ms, size, ts);
 }
 
@@ -205,39 +352,30 @@ static void mem_alloc(struct mem_state *ms, struct kp_trace *t, uint64_t ts,
  * Free ptr at ts: the newest live incarnation allocated at or before ts
  * (the one this free can have seen), else the oldest one.
  */
-static void mem_free(struct mem_state *ms, uint64_t ts, uint64_t ptr)
+static KP_ALWAYS_INLINE void mem_free(struct mem_state *ms, uint64_t ts,
+				      uint64_t ptr, uint64_t hash)
 {
 	struct ptrmap *m = &ms->map;
+	size_t i;
 
 	ms->cur.free_calls++;
-	if (!m->cap || !ptr) {
+	if (!m->cap || !ptr || !pm_find(m, ptr, hash, &i)) {
+		/* Allocated before kprof started, or the ALLOC was lost. */
 		if (ptr)
 			ms->cur.unmatched_frees++;
 		return;
 	}
-	size_t mask = m->cap - 1, best = SIZE_MAX, oldest = SIZE_MAX;
-	for (size_t i = pm_home(m, ptr); m->slots[i].ptr; i = (i + 1) & mask) {
-		const struct blk *b = &m->slots[i];
-		if (b->ptr != ptr)
-			continue;
-		if (b->ts <= ts && (best == SIZE_MAX || b->ts >= m->slots[best].ts))
-			best = i;
-		if (oldest == SIZE_MAX || b->ts < m->slots[oldest].ts)
-			oldest = i;
+	const struct blk *b = &m->slots[i];
+	size_t slot = i;
+	int in_dups = 0;
+	if (KP_UNLIKELY(b->ndup)) {
+		slot = pick_incarnation(ms, i, ts, 0, &in_dups);
+		if (in_dups)
+			b = &ms->dups.slots[slot];
 	}
-	if (best == SIZE_MAX)
-		best = oldest;
-	if (best == SIZE_MAX) {
-		/* Allocated before kprof started, or the ALLOC was lost. */
-		ms->cur.unmatched_frees++;
-		return;
-	}
-	const struct blk *b = &m->slots[best];
-	if (b->site < ms->nmsites)
-		ms->msites[b->site].frees++;
 	ms->cur.bytes_freed = kp_sat_add(ms->cur.bytes_freed, b->size);
 	mem_live_sub(ms, b->size);
-	pm_delete(m, best);
+	remove_incarnation(ms, i, slot, in_dups);
 }
 
 /* ---- pass hooks ------------------------------------------------------------ */
@@ -260,36 +398,93 @@ static void mem_begin_trace(void *state, struct kp_trace *t)
 	(void)t;
 	memset(&ms->cur, 0, sizeof(ms->cur));
 	ms->map.seed = kp_random_seed();
+	ms->dups.seed = ms->map.seed;
 	ms->have_last = 0;
 	ms->nmsites = 0;
 }
 
-static void mem_event(void *state, struct kp_trace *t,
-		      const struct kp_rec *rec)
+/* hash: kp_mix64(e->ptr, seed) */
+static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
+				       struct kp_trace *t,
+				       const struct kp_event *e, uint64_t hash)
 {
-	struct mem_state *ms = state;
-
-	switch (rec->type) {
+	switch (e->type) {
 	case KP_REC_ALLOC:
-		mem_alloc(ms, t, rec->ts, rec->u.alloc.ptr, rec->u.alloc.size,
-			  rec->u.alloc.stack);
+		mem_alloc(ms, t, e->ts, e->ptr, hash, e->size, e->stack);
+		break;
+	case KP_REC_FREE:
+		if (!e->ptr)
+			break; /* free(NULL) is no call (valgrind agrees) */
+		mem_free(ms, e->ts, e->ptr, hash);
 		break;
 	case KP_EV_REALLOC_ALLOC:
 		ms->cur.realloc_calls++;
-		mem_alloc(ms, t, rec->ts, rec->u.alloc.ptr, rec->u.alloc.size,
-			  rec->u.alloc.stack);
-		break;
-	case KP_REC_FREE:
-		if (!rec->u.free.ptr)
-			break; /* free(NULL) is no call (valgrind agrees) */
-		mem_free(ms, rec->ts, rec->u.free.ptr);
+		mem_alloc(ms, t, e->ts, e->ptr, hash, e->size, e->stack);
 		break;
 	case KP_EV_REALLOC_FREE:
-		mem_free(ms, rec->ts, rec->u.free.ptr);
+		mem_free(ms, e->ts, e->ptr, hash);
 		break;
 	default:
 		break;
 	}
+}
+
+/*
+ * The map slots an event will touch are a random access each, usually a
+ * cache miss; the batch says which pointers come next, so hash them and
+ * fetch their slots (and an allocation's site counters) this many events
+ * ahead, letting the misses overlap. A power of two.
+ */
+#define KP_PREFETCH_AHEAD 8
+
+static KP_ALWAYS_INLINE uint64_t mem_prefetch(const struct mem_state *ms,
+					      const struct kp_trace *t,
+					      const struct kp_event *e)
+{
+	const struct ptrmap *m = &ms->map;
+	uint64_t hash = kp_mix64(e->ptr, m->seed);
+
+	__builtin_prefetch(&m->slots[hash & (m->cap - 1)]);
+	if (e->stack < t->stack_direct_cap) {
+		uint32_t local = t->stack_direct[e->stack] - 1;
+		if (local < ms->nmsites)
+			__builtin_prefetch(&ms->msites[local]);
+	}
+	return hash;
+}
+
+static KP_ALWAYS_INLINE void mem_run(struct mem_state *ms, struct kp_trace *t,
+				     const struct kp_event *ev,
+				     const uint32_t *order, size_t n)
+{
+	uint64_t hash[KP_PREFETCH_AHEAD];
+	size_t i;
+
+#define EV_AT(i) (order ? &ev[order[i]] : &ev[i])
+	for (i = 0; i < n && i < KP_PREFETCH_AHEAD; i++)
+		hash[i] = mem_prefetch(ms, t, EV_AT(i));
+	for (i = 0; i < n; i++) {
+		size_t slot = i & (KP_PREFETCH_AHEAD - 1);
+		uint64_t h = hash[slot];
+		if (i + KP_PREFETCH_AHEAD < n)
+			hash[slot] = mem_prefetch(ms, t,
+						  EV_AT(i + KP_PREFETCH_AHEAD));
+		mem_event(ms, t, EV_AT(i), h);
+	}
+#undef EV_AT
+}
+
+static void mem_events(void *state, struct kp_trace *t,
+		       const struct kp_batch *b)
+{
+	struct mem_state *ms = state;
+
+	if (!ms->map.cap)
+		pm_grow(&ms->map);
+	if (b->order)
+		mem_run(ms, t, b->ev, b->order, b->n);
+	else
+		mem_run(ms, t, b->ev, NULL, b->n);
 }
 
 static struct kp_site *site_get(struct mem_state *ms, uint32_t exe,
@@ -358,46 +553,55 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 	struct kp_mem_totals *pt = xcalloc(1, sizeof(*pt));
 
 	/* Whatever is still in the map was in use when the trace ended. */
-	for (size_t i = 0; i < ms->map.cap; i++) {
-		const struct blk *b = &ms->map.slots[i];
-		if (!b->ptr || b->site >= ms->nmsites)
-			continue;
-		struct msite *s = &ms->msites[b->site];
-		if (!s->leaked_blocks || b->ts < s->min_leak_ts)
-			s->min_leak_ts = b->ts;
-		s->leaked_blocks++;
-		s->leaked_bytes = kp_sat_add(s->leaked_bytes, b->size);
+	struct msite_end *ends = xcalloc(ms->nmsites ? ms->nmsites : 1,
+					 sizeof(*ends));
+	for (int k = 0; k < 2; k++) {
+		struct ptrmap *m = k ? &ms->dups : &ms->map;
+		for (size_t i = 0; i < m->cap; i++) {
+			const struct blk *b = &m->slots[i];
+			if (!b->ptr || b->site >= ms->nmsites)
+				continue;
+			struct msite_end *e = &ends[b->site];
+			if (!e->leaked_blocks || b->ts < e->min_leak_ts)
+				e->min_leak_ts = b->ts;
+			e->leaked_blocks++;
+			e->leaked_bytes = kp_sat_add(e->leaked_bytes, b->size);
+		}
+		free(m->slots);
+		memset(m, 0, sizeof(*m));
 	}
-	free(ms->map.slots);
-	memset(&ms->map, 0, sizeof(ms->map));
 
 	/* "Start-up" is the first tenth of the run. */
 	uint64_t startup = p->duration_ns / 10;
 	for (size_t i = 0; i < ms->nmsites && i < t->nstacks; i++) {
 		const struct msite *m = &ms->msites[i];
-		if (!m->allocs && !m->frees && !m->leaked_blocks)
-			continue;
+		const struct msite_end *e = &ends[i];
+		if (!m->allocs)
+			continue; /* then nothing was freed or leaked either */
+		uint64_t frees = m->allocs - ms->unstored[i] - e->leaked_blocks;
 		uint32_t g = kp_trace_canon_stack(t, (uint32_t)i);
 		struct kp_site *s = site_get(ms, p->exe_id, g);
 		s->allocs = kp_sat_add(s->allocs, m->allocs);
 		s->bytes = kp_sat_add(s->bytes, m->bytes);
-		s->frees = kp_sat_add(s->frees, m->frees);
-		if (m->allocs)
-			s->nprocs++;
-		if (m->leaked_blocks) {
+		s->frees = kp_sat_add(s->frees, frees);
+		s->nprocs++;
+		if (e->leaked_blocks) {
 			s->leaked_blocks = kp_sat_add(s->leaked_blocks,
-						      m->leaked_blocks);
+						      e->leaked_blocks);
 			s->leaked_bytes = kp_sat_add(s->leaked_bytes,
-						     m->leaked_bytes);
+						     e->leaked_bytes);
 			site_add_pid(s, p->pid);
-			if ((m->min_leak_ts > startup &&
+			if ((e->min_leak_ts > startup &&
 			     !stack_before_main(t->an, g)) ||
-			    m->leaked_blocks != m->allocs)
+			    e->leaked_blocks != m->allocs)
 				s->all_startup = 0;
 		}
 	}
+	free(ends);
 	free(ms->msites);
+	free(ms->unstored);
 	ms->msites = NULL;
+	ms->unstored = NULL;
 	ms->nmsites = 0;
 	ms->have_last = 0;
 
@@ -547,7 +751,9 @@ static void mem_free_state(void *state, struct kp_analysis *an)
 		free(ms->sites[i].pids);
 	free(ms->sites);
 	free(ms->map.slots);
+	free(ms->dups.slots);
 	free(ms->msites);
+	free(ms->unstored);
 	free(ms->leaks);
 	free(ms->top_calls);
 	free(ms->top_bytes);
@@ -636,7 +842,7 @@ const struct kp_pass kp_pass_memory = {
 	.name = "memory",
 	.xInit = mem_init,
 	.xBeginTrace = mem_begin_trace,
-	.xEvent = mem_event,
+	.xEvents = mem_events,
 	.xEndTrace = mem_end_trace,
 	.xFinish = mem_finish,
 	.xProcText = mem_proc_text,

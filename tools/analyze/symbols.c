@@ -308,8 +308,8 @@ size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
 	struct kp_analysis *an = s->an;
 
 	*first = 0;
-	if (gstack >= an->ngstacks || !max)
-		return 0;
+	if (gstack >= an->ngstacks || !max || !an->gstacks[gstack].depth)
+		return 0; /* no frames (an->frames may be NULL) */
 	const struct kp_gstack *g = &an->gstacks[gstack];
 	const struct kp_frame *f = an->frames + g->off;
 	size_t skip = 0, n = 0;

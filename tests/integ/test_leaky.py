@@ -84,6 +84,10 @@ with t.section("leaky"):
         t.eq([l["blocks"] for l in dtv], [3],
              "libc's 3 DTV blocks (one per thread stack) in one group via "
              "pthread_create", leak_summary(rep))
+        t.eq([(l["confidence"], l["reason"].startswith("C runtime:")) for l in dtv],
+             [("low", True)],
+             "the DTV group is the C runtime's own: confidence low, reason says so",
+             [l["reason"] for l in dtv])
         dtv_bytes = sum(l["bytes"] for l in dtv)
         others = [l for l in m["leaks"] if l not in dtv and l is not lt and l is not ls]
         t.eq(others, [], "no other leak group", leak_summary(rep))

@@ -667,7 +667,8 @@ static int cmp_bytes(const void *a, const void *b)
 
 /*
  * How sure are we that a group of blocks still live at exit is a leak?
- * Evidence from the site's own history:
+ * Blocks the C runtime keeps by design are low (runtime_sites). Otherwise,
+ * evidence from the site's own history:
  *   - allocated once per process, early, never freed: a singleton or a
  *     cache that lives as long as the process (low);
  *   - the site never frees anything, more than once: high;
@@ -675,11 +676,56 @@ static int cmp_bytes(const void *a, const void *b)
  *     just the last ones in flight (low);
  *   - otherwise some are freed and some not: medium.
  */
-static void site_confidence(struct kp_site *s)
+/*
+ * Blocks the C runtime allocates and keeps for the life of the process by
+ * design: not the program's leaks (valgrind calls them "still reachable"
+ * or frees them in __libc_freeres; heaptrack suppresses similar ones).
+ * Matched on the innermost frames after allocator wrappers are trimmed.
+ */
+static const struct {
+	const char *fn, *why;
+} runtime_sites[] = {
+	{ "allocate_dtv", "glibc's per-thread TLS vector, kept with the "
+			  "thread's cached stack" },
+	{ "_dl_allocate_tls", "glibc's per-thread TLS block, kept with the "
+			      "thread's cached stack" },
+	{ "_IO_file_doallocate", "a stdio buffer, which glibc keeps until exit" },
+	{ "_nl_load_locale_from_archive", "locale data loaded by setlocale" },
+	{ "_nl_find_locale", "locale data loaded by setlocale" },
+	{ "new_composite_name", "locale name kept by setlocale" },
+	{ "__tzfile_read", "time zone data loaded by tzset" },
+	{ "_dl_new_object", "the dynamic loader's record of a library" },
+	{ "_dl_map_object", "the dynamic loader's record of a library" },
+};
+
+/* Is this leak group one of the runtime's own? Sets the reason if so. */
+static int runtime_site(struct kp_analysis *an, struct kp_site *s)
+{
+	const struct kp_symframe *f[4];
+	size_t first;
+	size_t n = kp_symbolize_stack(kp_analysis_symbols(an), s->gstack, f,
+				      KP_ARRAY_SIZE(f), &first);
+
+	for (size_t i = 0; i < n; i++) {
+		if (!f[i]->function)
+			continue;
+		for (size_t k = 0; k < KP_ARRAY_SIZE(runtime_sites); k++)
+			if (strcmp(f[i]->function, runtime_sites[k].fn) == 0) {
+				snprintf(s->reason, sizeof(s->reason),
+					 "C runtime: %s", runtime_sites[k].why);
+				return 1;
+			}
+	}
+	return 0;
+}
+
+static void site_confidence(struct kp_analysis *an, struct kp_site *s)
 {
 	unsigned long long allocs = s->allocs, frees = s->frees;
 
-	if (s->all_startup && s->allocs <= s->npids &&
+	if (runtime_site(an, s)) {
+		s->conf = KP_CONF_LOW;
+	} else if (s->all_startup && s->allocs <= s->npids &&
 	    s->leaked_blocks == s->allocs) {
 		s->conf = KP_CONF_LOW;
 		snprintf(s->reason, sizeof(s->reason), "allocated once at "
@@ -716,7 +762,6 @@ static void mem_finish(void *state, struct kp_analysis *an)
 	struct mem_state *ms = state;
 	size_t n = ms->nsites;
 
-	(void)an;
 	ms->leaks = xrealloc_array(NULL, n, sizeof(*ms->leaks));
 	ms->top_calls = xrealloc_array(NULL, n, sizeof(*ms->top_calls));
 	ms->top_bytes = xrealloc_array(NULL, n, sizeof(*ms->top_bytes));
@@ -724,7 +769,7 @@ static void mem_finish(void *state, struct kp_analysis *an)
 	for (size_t i = 0; i < n; i++) {
 		struct kp_site *s = &ms->sites[i];
 		if (s->leaked_blocks) {
-			site_confidence(s);
+			site_confidence(an, s);
 			ms->leaks[ms->nleaks++] = s;
 		}
 		if (s->allocs) {

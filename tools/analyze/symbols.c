@@ -15,6 +15,7 @@
  */
 #include <elfutils/libdw.h>
 #include <elfutils/libdwelf.h>
+#include <dwarf.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -29,9 +30,18 @@
 extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len,
 			    int *status);
 
+/* A compile unit's address range, for the line lookup fallback. */
+struct cu_range {
+	Dwarf_Addr lo, hi; /* module addresses, [lo, hi) */
+	Dwarf_Die cu;
+};
+
 struct sym_module {
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
+	struct cu_range *cus; /* sorted by lo; built on first need */
+	size_t ncus;
+	int cus_built;
 };
 
 struct sym_entry {
@@ -86,6 +96,7 @@ void kp_symbols_free(struct kp_symbols *s)
 		struct sym_module *sm = s->an->modules[i].sym;
 		if (sm) {
 			dwfl_end(sm->dwfl);
+			free(sm->cus);
 			free(sm);
 			s->an->modules[i].sym = NULL;
 		}
@@ -190,6 +201,73 @@ static char *demangle(const char *name)
 	return plain;
 }
 
+static int cmp_cu(const void *a, const void *b)
+{
+	const struct cu_range *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/*
+ * The ranges of every compile unit of the module, sorted. libdw finds a
+ * line through .debug_aranges, which clang does not emit by default; this
+ * index finds the unit from the units' own DW_AT_ranges/low_pc instead.
+ * Built once per module, on the first address libdw could not place.
+ */
+static void build_cu_index(struct sym_module *sm)
+{
+	size_t cap = 0;
+	Dwarf_Die *cu = NULL;
+	Dwarf_Addr bias;
+	sm->cus_built = 1;
+	while ((cu = dwfl_module_nextcu(sm->mod, cu, &bias)) != NULL) {
+		Dwarf_Addr base, lo, hi;
+		ptrdiff_t off = 0;
+		while ((off = dwarf_ranges(cu, off, &base, &lo, &hi)) > 0) {
+			if (hi <= lo)
+				continue;
+			if (sm->ncus == cap) {
+				cap = cap ? cap * 2 : 64;
+				sm->cus = xrealloc_array(sm->cus, cap,
+							 sizeof(*sm->cus));
+			}
+			sm->cus[sm->ncus++] = (struct cu_range){ lo + bias,
+								 hi + bias,
+								 *cu };
+		}
+	}
+	qsort(sm->cus, sm->ncus, sizeof(*sm->cus), cmp_cu);
+}
+
+/* The line of address a by the compile-unit index, or NULL; *comp_dir
+ * is the unit's compilation directory (or NULL). */
+static Dwarf_Line *line_by_cu(struct sym_module *sm, Dwarf_Addr a,
+			      const char **comp_dir)
+{
+	if (!sm->cus_built)
+		build_cu_index(sm);
+	size_t lo = 0, hi = sm->ncus;
+	while (lo < hi) { /* last range with start <= a */
+		size_t mid = lo + (hi - lo) / 2;
+		if (sm->cus[mid].lo <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* Ranges may nest or overlap (inlined units): look back a little. */
+	for (size_t i = lo, k = 0; i > 0 && k < 8; i--, k++) {
+		struct cu_range *r = &sm->cus[i - 1];
+		if (a >= r->lo && a < r->hi) {
+			Dwarf_Addr bias = 0;
+			Dwarf_Attribute attr;
+			dwfl_module_getdwarf(sm->mod, &bias);
+			*comp_dir = dwarf_formstring(
+				dwarf_attr(&r->cu, DW_AT_comp_dir, &attr));
+			return dwarf_getsrc_die(&r->cu, a - bias);
+		}
+	}
+	return NULL;
+}
+
 static void sym_lookup(struct kp_symbols *s, struct sym_entry *e)
 {
 	struct kp_module *m = &s->an->modules[e->module];
@@ -207,15 +285,22 @@ static void sym_lookup(struct kp_symbols *s, struct sym_entry *e)
 	if (name && name[0])
 		e->f.function = demangle(name);
 	Dwfl_Line *line = dwfl_module_getsrc(sm->mod, a);
-	if (line) {
+	const char *cu_dir = NULL;
+	Dwarf_Line *dline = line ? NULL : line_by_cu(sm, a, &cu_dir);
+	if (line || dline) {
 		int lineno = 0;
-		const char *file = dwfl_lineinfo(line, NULL, &lineno, NULL,
-						 NULL, NULL);
+		const char *file =
+			line ? dwfl_lineinfo(line, NULL, &lineno, NULL, NULL,
+					     NULL)
+			     : dwarf_linesrc(dline, NULL, NULL);
+		if (dline)
+			dwarf_lineno(dline, &lineno);
 		if (file && file[0]) {
 			/* Relative names are relative to the compilation
 			 * directory; make them usable from anywhere. */
 			const char *cd = file[0] == '/' ? NULL :
-				dwfl_line_comp_dir(line);
+					 line ? dwfl_line_comp_dir(line) :
+						cu_dir;
 			if (cd && cd[0]) {
 				size_t n = strlen(cd) + strlen(file) + 2;
 				char *p = xmalloc(n);

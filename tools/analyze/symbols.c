@@ -235,7 +235,8 @@ static void build_cu_index(struct sym_module *sm)
 								 *cu };
 		}
 	}
-	qsort(sm->cus, sm->ncus, sizeof(*sm->cus), cmp_cu);
+	if (sm->ncus) /* qsort wants a non-NULL array even for 0 items */
+		qsort(sm->cus, sm->ncus, sizeof(*sm->cus), cmp_cu);
 }
 
 /* The line of address a by the compile-unit index, or NULL; *comp_dir

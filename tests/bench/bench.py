@@ -98,9 +98,10 @@ def bench(name, configs, rounds, setup=None):
     return times, last
 
 
-def analyze_stats(files):
+def analyze_stats(files, symbols=True):
     """Run the analyzer with --stats; return (report dict, stats line)."""
-    p = subprocess.run([ANALYZE, "--stats", "--format", "json"] + files,
+    p = subprocess.run([ANALYZE, "--stats", "--format", "json"] +
+                       ([] if symbols else ["--no-symbols"]) + files,
                        capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError("kprof-analyze failed: " + p.stderr)
@@ -118,6 +119,8 @@ def trace_facts(label, files, t_none, t_kprof):
               label, events, mem["alloc_calls"], mem["free_calls"], size / 1e6,
               size / max(events, 1), (t_kprof - t_none) * 1e9 / max(events, 1)))
     print("- analyzer on that trace: %s" % stats)
+    _, stats = analyze_stats(files, symbols=False)
+    print("- the same without symbolization (--no-symbols): %s" % stats)
 
 
 def main():

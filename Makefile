@@ -107,7 +107,7 @@ $(B)/tests/t_%: tests/unit/t_%.c tests/harness.h $(LIBKP) $(ANALYZE_LIB_OBJ)
 # on the stack; -rdynamic is not needed (symbols come from .symtab / DWARF).
 $(B)/tests/apps/%: tests/apps/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE $< -o $@ -lpthread
+	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE $< -o $@ -lpthread $(APP_LDFLAGS)
 
 $(B)/tests/apps/%: tests/apps/%.cc
 	@mkdir -p $(dir $@)
@@ -121,7 +121,15 @@ $(B)/tests/apps/%.so: tests/apps/preload/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -fno-stack-protector -shared -fPIC $< -o $@ -ldl
 
-tests-build: all $(UNIT_BIN) $(APP_BIN) $(TEST_PRELOAD_SO)
+# Plugins for tests/apps/dlopener.c, which finds them through its RUNPATH.
+TEST_PLUGIN_SO := $(patsubst tests/apps/plugins/%.c,$(B)/tests/apps/plugins/%.so,\
+	$(wildcard tests/apps/plugins/*.c))
+$(B)/tests/apps/plugins/%.so: tests/apps/plugins/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -O0 -g -fno-omit-frame-pointer -shared -fPIC $< -o $@
+$(B)/tests/apps/dlopener: APP_LDFLAGS = -Wl,-rpath,'$$ORIGIN/plugins' -ldl
+
+tests-build: all $(UNIT_BIN) $(APP_BIN) $(TEST_PRELOAD_SO) $(TEST_PLUGIN_SO)
 
 test:
 	@$(MAKE) --no-print-directory deps DEPS_SET="build test"

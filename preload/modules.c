@@ -2,9 +2,9 @@
 /*
  * The module map: every loaded ELF object's path, load bias, address span
  * and build-id, so the analyzer can symbolize offline. Scanned with
- * dl_iterate_phdr at start-up, and again whenever a newly interned stack
- * holds a pc outside every known module (code from a dlopen). Scans run on
- * app threads (as libunwind's own dl_iterate_phdr calls do); the writer
+ * dl_iterate_phdr at start-up, and again before each stack not seen before
+ * is interned, when the loader's load/unload counters show that something
+ * was dlopened or dlclosed since. Scans run on app threads (as libunwind's own dl_iterate_phdr calls do); the writer
  * thread never calls into the loader, since a thread inside dlopen may be
  * waiting on the writer. dlopen itself is not interposed: glibc resolves a
  * bare name against its *caller's* RUNPATH and namespace, which a wrapper
@@ -140,7 +140,8 @@ static void add(const struct found *f)
 	m->hi = f->hi;
 	memcpy(m->build_id, f->build_id, f->build_id_len);
 	m->build_id_len = f->build_id_len;
-	m->seq = ++seq;
+	m->seq_add = ++seq;
+	m->stacks_add = kp_stacktab_count();
 	if (tail)
 		tail->next = m;
 	else
@@ -177,7 +178,7 @@ void kp_modules_scan(void)
 
 	kp_modules_lock();
 	for (struct kp_module *m = head; m; m = m->next) {
-		if (m->gone)
+		if (m->seq_gone)
 			continue;
 		int present = 0;
 		for (unsigned i = 0; i < s.n && !present; i++)
@@ -185,14 +186,14 @@ void kp_modules_scan(void)
 				  s.items[i].lo == m->lo &&
 				  strcmp(s.items[i].path, m->path) == 0;
 		if (!present) {
-			m->gone = 1;
-			m->seq = ++seq;
+			m->seq_gone = ++seq;
+			m->stacks_gone = kp_stacktab_count();
 		}
 	}
 	for (unsigned i = 0; i < s.n; i++) {
 		int known = 0;
 		for (struct kp_module *m = head; m && !known; m = m->next)
-			known = !m->gone && s.items[i].bias == m->bias &&
+			known = !m->seq_gone && s.items[i].bias == m->bias &&
 				s.items[i].lo == m->lo &&
 				strcmp(s.items[i].path, m->path) == 0;
 		if (!known)
@@ -201,7 +202,7 @@ void kp_modules_scan(void)
 	/* libkprof.so's own span: its frames are cut from every stack. */
 	uintptr_t self = (uintptr_t)&kp_modules_scan;
 	for (struct kp_module *m = head; m; m = m->next)
-		if (!m->gone && self >= m->lo && self < m->hi) {
+		if (!m->seq_gone && self >= m->lo && self < m->hi) {
 			kp.self_lo = m->lo;
 			kp.self_hi = m->hi;
 		}
@@ -210,31 +211,31 @@ void kp_modules_scan(void)
 	errno = saved;
 }
 
-int kp_modules_cover(const uint64_t *pcs, uint32_t n)
+unsigned kp_modules_changes(uint64_t *since, struct kp_module_change *out,
+			    unsigned max)
 {
-	int all = 1;
-	kp_modules_lock();
-	for (uint32_t i = 0; i < n && all; i++) {
-		int in = 0;
-		for (struct kp_module *m = head; m && !in; m = m->next)
-			in = !m->gone && pcs[i] >= m->lo && pcs[i] < m->hi;
-		all = in;
-	}
-	kp_modules_unlock();
-	return all;
-}
-
-void kp_modules_each_since(uint64_t *since,
-			   void (*fn)(const struct kp_module *m, void *ctx),
-			   void *ctx)
-{
-	uint64_t top = *since;
+	unsigned n = 0;
+	for (struct kp_module *m = head; m; m = m->next)
+		n += (m->seq_add > *since) + (m->seq_gone > *since);
+	if (n > max)
+		return n; /* the caller grows its buffer and asks again */
+	n = 0;
 	for (struct kp_module *m = head; m; m = m->next) {
-		if (m->seq <= *since)
-			continue;
-		fn(m, ctx);
-		if (m->seq > top)
-			top = m->seq;
+		if (m->seq_add > *since)
+			out[n++] = (struct kp_module_change){ m, m->seq_add,
+							      m->stacks_add, 0 };
+		if (m->seq_gone > *since)
+			out[n++] = (struct kp_module_change){ m, m->seq_gone,
+							      m->stacks_gone, 1 };
 	}
-	*since = top;
+	/* Oldest first (few entries: insertion sort). */
+	for (unsigned i = 1; i < n; i++)
+		for (unsigned j = i; j > 0 && out[j].seq < out[j - 1].seq; j--) {
+			struct kp_module_change t = out[j];
+			out[j] = out[j - 1];
+			out[j - 1] = t;
+		}
+	if (n)
+		*since = out[n - 1].seq;
+	return n;
 }

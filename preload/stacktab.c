@@ -152,13 +152,20 @@ static struct tab *grow(struct tab *t)
 	return n;
 }
 
-static uint32_t intern(const uint64_t *pcs, uint32_t n, int *fresh)
+static uint32_t intern(const uint64_t *pcs, uint32_t n)
 {
 	uint64_t h = hash_pcs(pcs, n), slot = 0;
 	struct tab *t = atomic_load_explicit(&table, memory_order_acquire);
 	uint32_t id = probe(t, h, &slot);
 	if (KP_LIKELY(id))
 		return id;
+	/* A stack not seen before may run through code dlopened since the
+	 * last scan (possibly where a dlclosed library used to be). Rescan
+	 * (a no-op unless the loader's load/unload counters moved) before the
+	 * stack is published, and outside our lock: the writer reads the
+	 * stack count before the module list, so a stack never reaches the
+	 * trace ahead of its module. */
+	kp_modules_scan();
 	kp_stacktab_lock();
 	t = atomic_load_explicit(&table, memory_order_relaxed);
 	id = probe(t, h, &slot); /* someone may have won the race */
@@ -174,7 +181,6 @@ static uint32_t intern(const uint64_t *pcs, uint32_t n, int *fresh)
 			offsets[next] = store_used;
 			store_used += n + 1;
 			id = next;
-			*fresh = 1;
 			atomic_store_explicit(&count, next,
 					      memory_order_release);
 			if ((uint64_t)next * 2 > t->mask) {
@@ -204,15 +210,7 @@ uint32_t kp_stack_capture(void)
 		return 0;
 	if (n > depth)
 		n = depth;
-	int fresh = 0;
-	const uint64_t *pcs = (const uint64_t *)(buf + i);
-	uint32_t id = intern(pcs, (uint32_t)n, &fresh);
-	/* A new stack through code no module covers: something was dlopened
-	 * since the last scan. Rescan before the event is published so the
-	 * writer sees the module no later than the stack. */
-	if (fresh && !kp_modules_cover(pcs, (uint32_t)n))
-		kp_modules_scan();
-	return id;
+	return intern((const uint64_t *)(buf + i), (uint32_t)n);
 }
 
 uint32_t kp_stacktab_count(void)

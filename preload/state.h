@@ -226,21 +226,31 @@ uint64_t kp_stacktab_dropped(void);
 
 struct kp_module {
 	uint64_t bias, lo, hi;
-	uint64_t seq;          /* change number when it appeared/disappeared */
+	uint64_t seq_add;      /* change number when it appeared */
+	uint64_t seq_gone;     /* change number when it disappeared, or 0 */
+	uint32_t stacks_add;   /* stacks published when it appeared */
+	uint32_t stacks_gone;  /* ... and when it disappeared */
 	char *path;            /* arena */
 	uint8_t build_id[64];
 	uint32_t build_id_len;
-	int gone;              /* unmapped; kept so the writer can report it */
 	struct kp_module *next;
 };
 
+/* One change of the module map, for the writer. */
+struct kp_module_change {
+	const struct kp_module *m;
+	uint64_t seq;
+	uint32_t stacks;       /* stacks published before the change */
+	int gone;              /* 1: unmapped, 0: mapped */
+};
+
+/* Rescan the loaded modules if the loader's counters moved. */
 void kp_modules_scan(void);
-/* 1 when every pc lies in a known module. */
-int kp_modules_cover(const uint64_t *pcs, uint32_t n);
-/* Call fn for every module change with seq > *since; updates *since. */
-void kp_modules_each_since(uint64_t *since,
-			   void (*fn)(const struct kp_module *m, void *ctx),
-			   void *ctx);
+/* Fill out[] with the module changes after *since, oldest first, advance
+ * *since past them and return their number; if more than max, return the
+ * number needed and change nothing. Caller holds the modules lock. */
+unsigned kp_modules_changes(uint64_t *since, struct kp_module_change *out,
+			    unsigned max);
 void kp_modules_lock(void);
 void kp_modules_unlock(void);
 void kp_self_range(uintptr_t *lo, uintptr_t *hi);

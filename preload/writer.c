@@ -67,6 +67,8 @@ static struct {
 	struct kp_ring **rings; /* scratch for a cycle */
 	uint64_t *heads;
 	uint8_t *closed;        /* ring was CLOSED before its head was read */
+	struct kp_module_change *mchg; /* module changes of a cycle */
+	unsigned mchg_cap;
 	int final_done;
 	/* kp_writer_call: one request at a time, under call_lock */
 	pthread_mutex_t call_lock;
@@ -330,13 +332,13 @@ static int write_header(void)
 
 /* ---- one cycle ----------------------------------------------------------- */
 
-static void add_module(const struct kp_module *m, void *ctx)
+static void add_module(const struct kp_module_change *c)
 {
-	(void)ctx;
+	const struct kp_module *m = c->m;
 	struct kp_rec r;
 	memset(&r, 0, sizeof(r));
 	r.ts = to_ns(kp_ticks());
-	r.type = m->gone ? KP_REC_UNMODULE : KP_REC_MODULE;
+	r.type = c->gone ? KP_REC_UNMODULE : KP_REC_MODULE;
 	r.u.module.bias = m->bias;
 	r.u.module.lo = m->lo;
 	r.u.module.hi = m->hi;
@@ -345,6 +347,36 @@ static void add_module(const struct kp_module *m, void *ctx)
 	r.u.module.build_id = m->build_id;
 	r.u.module.build_id_len = m->build_id_len;
 	kp_writer_add(w.kw, &r);
+}
+
+static void add_stack(uint32_t id)
+{
+	struct kp_rec r;
+	memset(&r, 0, sizeof(r));
+	r.type = KP_REC_STACK;
+	r.u.stack.id = id;
+	r.u.stack.pcs = kp_stacktab_get(id, &r.u.stack.depth);
+	kp_writer_add(w.kw, &r);
+}
+
+/* The module changes since the last cycle (nchg) into w.mchg. */
+static unsigned take_module_changes(void)
+{
+	for (;;) {
+		kp_modules_lock();
+		unsigned n = kp_modules_changes(&w.modules_since, w.mchg,
+						w.mchg_cap);
+		kp_modules_unlock();
+		if (n <= w.mchg_cap)
+			return n;
+		struct kp_module_change *bigger =
+			kp_arena_alloc(2 * n * sizeof(*bigger));
+		if (!bigger)
+			return 0;
+		kp_arena_free(w.mchg);
+		w.mchg = bigger;
+		w.mchg_cap = 2 * n;
+	}
 }
 
 static void ev_to_rec(const struct kp_ev *ev, struct kp_rec *r)
@@ -462,19 +494,22 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 		}
 	}
 
-	/* 2. modules and stacks published before those heads were read */
-	kp_modules_lock();
-	kp_modules_each_since(&w.modules_since, add_module, NULL);
-	kp_modules_unlock();
+	/* 2. modules and stacks, in the order they were published: each
+	 * module change notes how many stacks existed when it happened, so a
+	 * stack from a library that was then dlclosed comes before the
+	 * UNMODULE, and one from a library loaded at the same address after
+	 * it. The stack count is read after the heads (every event seen uses
+	 * a counted stack) and before the module changes (every counted
+	 * stack's modules were scanned before it was published). */
 	uint32_t ns = kp_stacktab_count();
+	unsigned nchg = take_module_changes(), ci = 0;
 	for (uint32_t id = w.stacks_out + 1; id <= ns; id++) {
-		struct kp_rec r;
-		memset(&r, 0, sizeof(r));
-		r.type = KP_REC_STACK;
-		r.u.stack.id = id;
-		r.u.stack.pcs = kp_stacktab_get(id, &r.u.stack.depth);
-		kp_writer_add(w.kw, &r);
+		while (ci < nchg && w.mchg[ci].stacks < id)
+			add_module(&w.mchg[ci++]);
+		add_stack(id);
 	}
+	while (ci < nchg)
+		add_module(&w.mchg[ci++]);
 	w.stacks_out = ns;
 
 	/* 3. events below the watermark, ring by ring */

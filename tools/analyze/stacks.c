@@ -282,6 +282,11 @@ void kp_trace_define_stack(struct kp_trace *t, uint32_t id,
 	s->off = t->npcs;
 	s->depth = depth;
 	t->npcs += depth;
+	/* Resolve against the modules mapped now: the recorder writes a
+	 * stack after the modules it runs through, and before a dlclose'd
+	 * library's address can be reused by another. At the end of the
+	 * trace, both would cover the address. */
+	kp_trace_canon_stack(t, local);
 }
 
 /* ---- per-trace modules ----------------------------------------------------- */
@@ -335,9 +340,10 @@ static int cmp_tmodule(const void *a, const void *b)
 }
 
 /*
- * The module containing pc. Resolution happens at the end of the trace, so
- * a dlclose'd module and a later one at the same address both cover it;
- * prefer one still mapped, then the most recent. The backward scan is
+ * The module containing pc. Stacks are resolved when their STACK record is
+ * read, so the mapping current at that point wins: prefer a module still
+ * mapped, then the most recent (an unmapped one only for stacks whose
+ * module record is missing). The backward scan is
  * bounded so overlapping hostile maps cannot make it quadratic.
  */
 static const struct kp_tmodule *trace_find_module(struct kp_trace *t,

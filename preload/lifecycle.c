@@ -119,10 +119,7 @@ static void fork_child(void)
 	kp_modules_unlock();
 	kp.pid = (pid_t)syscall(SYS_getpid);
 	kp.ppid = (pid_t)syscall(SYS_getppid);
-	uint64_t a = kp.use_tsc ? __rdtsc() : 0;
-	kp.mono0 = kp_mono_ns();
-	kp.tsc0 = kp.use_tsc ? a : kp.mono0;
-	kp.wall0 = kp_wall_ns();
+	init_clock(); /* the child's trace starts now */
 	kp_ring_after_fork_child();
 	kp_writer_after_fork_child();
 	kp_tls.busy = 0;

@@ -76,6 +76,8 @@ struct mem_state {
 	uint32_t last_id, last_local; /* cache: consecutive allocs share stacks */
 	int have_last;
 	struct kp_mem_totals cur;
+	/* ts of the 2^k-th allocation of the trace, for "start-up" */
+	uint64_t pow2_ts[64];
 	/* all traces */
 	struct kp_mem_totals total;
 	struct kp_site *sites;
@@ -310,6 +312,8 @@ static KP_ALWAYS_INLINE void mem_alloc(struct mem_state *ms,
 	struct msite *s = &ms->msites[local];
 
 	ms->cur.alloc_calls++;
+	if (KP_UNLIKELY(!(ms->cur.alloc_calls & (ms->cur.alloc_calls - 1))))
+		ms->pow2_ts[__builtin_ctzll(ms->cur.alloc_calls)] = ts;
 	ms->cur.bytes_allocated = kp_sat_add(ms->cur.bytes_allocated, size);
 	s->allocs++;
 	s->bytes = kp_sat_add(s->bytes, size);
@@ -397,6 +401,7 @@ static void mem_begin_trace(void *state, struct kp_trace *t)
 
 	(void)t;
 	memset(&ms->cur, 0, sizeof(ms->cur));
+	memset(ms->pow2_ts, 0, sizeof(ms->pow2_ts));
 	ms->map.seed = kp_random_seed();
 	ms->dups.seed = ms->map.seed;
 	ms->have_last = 0;
@@ -571,8 +576,12 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 		memset(m, 0, sizeof(*m));
 	}
 
-	/* "Start-up" is the first tenth of the run. */
-	uint64_t startup = p->duration_ns / 10;
+	/* "Start-up" is the first tenth of the process's allocations, in time
+	 * order (deterministic, unlike a share of the run time): the time of
+	 * its 2^k-th allocation for the largest 2^k <= a tenth of them. */
+	uint64_t tenth = ms->cur.alloc_calls / 10;
+	uint64_t startup = tenth ? ms->pow2_ts[63 - __builtin_clzll(tenth)]
+				 : ms->pow2_ts[0];
 	for (size_t i = 0; i < ms->nmsites && i < t->nstacks; i++) {
 		const struct msite *m = &ms->msites[i];
 		const struct msite_end *e = &ends[i];

@@ -36,12 +36,22 @@ struct cu_range {
 	Dwarf_Die cu;
 };
 
+/* A function symbol, for the name lookup index. */
+struct fn_sym {
+	GElf_Addr lo, hi;  /* module addresses, [lo, hi); hi = lo if no size */
+	const char *name;  /* in the ELF string table (lives with the Dwfl) */
+	int global;
+};
+
 struct sym_module {
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
 	struct cu_range *cus; /* sorted by lo; built on first need */
 	size_t ncus;
 	int cus_built;
+	struct fn_sym *fns;   /* sorted by lo; built on first need */
+	size_t nfns;
+	int fns_built;
 };
 
 struct sym_entry {
@@ -97,6 +107,7 @@ void kp_symbols_free(struct kp_symbols *s)
 		if (sm) {
 			dwfl_end(sm->dwfl);
 			free(sm->cus);
+			free(sm->fns);
 			free(sm);
 			s->an->modules[i].sym = NULL;
 		}
@@ -201,6 +212,88 @@ static char *demangle(const char *name)
 	return plain;
 }
 
+static int cmp_fn(const void *a, const void *b)
+{
+	const struct fn_sym *x = a, *y = b;
+	if (x->lo != y->lo)
+		return x->lo < y->lo ? -1 : 1;
+	return y->global - x->global; /* globals first among aliases */
+}
+
+/*
+ * The module's function symbols, sorted, built once. libdw's
+ * dwfl_module_addrname costs a scan of the symbol table per address, which
+ * for a large stripped program (gcc's cc1plus: thousands of leak groups)
+ * made a report take seconds; this index makes each lookup a binary search.
+ */
+static void build_fn_index(struct sym_module *sm)
+{
+	size_t cap = 0;
+	int n = dwfl_module_getsymtab(sm->mod);
+	sm->fns_built = 1;
+	for (int i = 1; i < n; i++) {
+		GElf_Sym sym;
+		GElf_Addr addr;
+		GElf_Word shndx = SHN_UNDEF;
+		const char *name = dwfl_module_getsym_info(sm->mod, i, &sym, &addr,
+							   &shndx, NULL, NULL);
+		int type = GELF_ST_TYPE(sym.st_info);
+		/* Undefined symbols can carry a PLT address (non-PIE
+		 * programs): they name no code of this module. */
+		if (!name || !name[0] || !addr || shndx == SHN_UNDEF ||
+		    (type != STT_FUNC && type != STT_GNU_IFUNC))
+			continue;
+		if (sm->nfns == cap) {
+			cap = cap ? cap * 2 : 1024;
+			sm->fns = xrealloc_array(sm->fns, cap, sizeof(*sm->fns));
+		}
+		sm->fns[sm->nfns++] = (struct fn_sym){
+			addr, addr + sym.st_size, name,
+			GELF_ST_BIND(sym.st_info) != STB_LOCAL
+		};
+	}
+	if (sm->nfns)
+		qsort(sm->fns, sm->nfns, sizeof(*sm->fns), cmp_fn);
+}
+
+/* The function containing module address a, or NULL. A symbol without a
+ * size covers up to the next symbol (as libdw treats it). */
+static const char *fn_name(struct sym_module *sm, GElf_Addr a)
+{
+	if (!sm->fns_built)
+		build_fn_index(sm);
+	size_t lo = 0, hi = sm->nfns;
+	while (lo < hi) { /* first symbol starting after a */
+		size_t mid = lo + (hi - lo) / 2;
+		if (sm->fns[mid].lo <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	/* The nearest start at or below a; among symbols starting there
+	 * (sorted globals first), the first that covers a. */
+	GElf_Addr start = sm->fns[lo - 1].lo;
+	size_t i = lo - 1;
+	while (i > 0 && sm->fns[i - 1].lo == start)
+		i--;
+	for (; i < lo; i++) {
+		const struct fn_sym *f = &sm->fns[i];
+		if (a < f->hi || (f->hi == f->lo && (lo == sm->nfns ||
+						    a < sm->fns[lo].lo)))
+			return f->name;
+	}
+	/* Nested or overlapping sizes: a bounded look further back. */
+	for (size_t k = 0, j = (i > 0 ? i - 1 : 0); k < 8 && j < i; k++, j--) {
+		if (a >= sm->fns[j].lo && a < sm->fns[j].hi)
+			return sm->fns[j].name;
+		if (j == 0)
+			break;
+	}
+	return NULL;
+}
+
 static int cmp_cu(const void *a, const void *b)
 {
 	const struct cu_range *x = a, *y = b;
@@ -282,7 +375,7 @@ static void sym_lookup(struct kp_symbols *s, struct sym_entry *e)
 	Dwarf_Addr a = e->offset;
 	if (e->ret_addr && a)
 		a--;
-	const char *name = dwfl_module_addrname(sm->mod, a);
+	const char *name = fn_name(sm, a);
 	if (name && name[0])
 		e->f.function = demangle(name);
 	Dwfl_Line *line = dwfl_module_getsrc(sm->mod, a);

@@ -14,7 +14,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "analyze.h"
@@ -149,6 +148,26 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 	}
 }
 
+/*
+ * This process's peak resident size in KiB: VmHWM of /proc/self/status.
+ * Not getrusage's ru_maxrss, which Linux keeps across execve: run from a
+ * big parent (a script holding a large report), it would report the
+ * parent's peak.
+ */
+static long peak_rss_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
 int main(int argc, char **argv)
 {
 	struct kp_opts opts = { .format = KP_FMT_TEXT, .top = 10 };
@@ -219,13 +238,11 @@ int main(int argc, char **argv)
 
 	if (opts.stats) {
 		double dt = now_s() - t0;
-		struct rusage ru;
-		getrusage(RUSAGE_SELF, &ru);
 		fprintf(stderr, "%s: %llu events in %.2f s (%.1f M events/s), "
 			"peak RSS %ld MB\n", KP_PROG,
 			(unsigned long long)an->records, dt,
 			dt > 0 ? (double)an->records / dt / 1e6 : 0.0,
-			ru.ru_maxrss / 1024);
+			peak_rss_kb() / 1024);
 	}
 	kp_analysis_free(an);
 	return bad ? 1 : 0;

@@ -24,6 +24,32 @@ NOOP = os.path.join(B, "bench", "noop_preload.so")
 ANALYZE = os.path.join(B, "kprof-analyze")
 KEEP = []  # temp dirs holding traces for the facts lines; removed at exit
 
+GXX_SOURCE = r"""
+#include <algorithm>
+#include <iostream>
+#include <map>
+#include <regex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+template <typename T>
+std::vector<T> flatten(const std::map<std::string, std::vector<T>> &m)
+{
+	std::vector<T> out;
+	for (auto &[k, v] : m)
+		out.insert(out.end(), v.begin(), v.end());
+	std::sort(out.begin(), out.end());
+	return out;
+}
+int main()
+{
+	std::map<std::string, std::vector<int>> m{{"a", {3, 1}}, {"b", {2}}};
+	std::unordered_map<std::string, double> u{{"x", 1.5}};
+	std::regex r("[a-z]+");
+	std::cout << flatten(m).size() << u.size() << std::regex_match("abc", r) << "\n";
+}
+"""
+
 
 class Failed(Exception):
     pass
@@ -175,6 +201,26 @@ def main():
         os.unlink(script.name)
     else:
         print("\nsqlite3 not installed: sqlite3 workload not run")
+
+    # 3. a real program with deep stacks: g++ compiling an STL-heavy file
+    gxx = shutil.which("g++")
+    if gxx:
+        src = tempfile.NamedTemporaryFile("w", suffix=".cc", delete=False)
+        src.write(GXX_SOURCE)
+        src.close()
+        cmd = [gxx, "-O1", "-c", src.name, "-o", "out.o"]
+        configs = [("none", cmd, {}),
+                   ("no-op interposer", cmd, {"LD_PRELOAD": NOOP}),
+                   ("kprof, stacks off", cmd, nostack),
+                   ("kprof, stacks on", cmd, kp)]
+        if heaptrack:
+            configs.append(("heaptrack", [heaptrack, "-o", "ht"] + cmd, {}))
+        t, last = bench("g++ -O1 -c of an STL/regex-heavy file (gcc, cc1plus, as)",
+                        configs, max(3, rounds - 2))
+        med = {k: statistics.median(v) for k, v in t.items() if v}
+        print()
+        trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
+        os.unlink(src.name)
 
 
 if __name__ == "__main__":

@@ -625,11 +625,18 @@ static void *writer_main(void *arg)
 static int spawn_thread(void)
 {
 	sigset_t all, old;
+	pthread_attr_t attr;
 	sigfillset(&all);
+	/* A small stack: the deepest path (zstd compressing a frame) needs a
+	 * few KiB, and glibc's default 8 MiB counts against the commit limit
+	 * of a system that does not overcommit. */
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
 	/* The writer must never take the app's signals. */
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&w.thread, NULL, writer_main, NULL);
+	int rc = pthread_create(&w.thread, &attr, writer_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
 	if (rc != 0) {
 		kp_warn("cannot start the writer thread; not profiling");
 		return -1;

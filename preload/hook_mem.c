@@ -103,7 +103,7 @@ KP_EXPORT void free(void *p)
 	kp_real.free(p);
 }
 
-/* realloc and reallocarray share this: `n` is the new size in bytes. */
+/* Record what realloc_as's real call did: `n` is the new size in bytes. */
 static void *do_realloc(void *p, size_t n, void *q, uint64_t t0, int kind)
 {
 	struct kp_tls *t = &kp_tls;
@@ -138,7 +138,9 @@ static void *realloc_from_boot(void *p, size_t n)
 	return q;
 }
 
-KP_EXPORT void *realloc(void *p, size_t n)
+/* realloc and reallocarray (after its overflow check): one call to the
+ * real realloc, recorded once with the given kind. */
+static void *realloc_as(void *p, size_t n, int kind)
 {
 	if (KP_UNLIKELY(p && kp_boot_owns(p)))
 		return realloc_from_boot(p, n);
@@ -149,9 +151,14 @@ KP_EXPORT void *realloc(void *p, size_t n)
 	uint64_t t0 = kp_ticks();
 	void *q = kp_real.realloc(p, n);
 	int saved = errno;
-	q = do_realloc(p, n, q, t0, KP_ALLOC_REALLOC);
+	q = do_realloc(p, n, q, t0, kind);
 	errno = saved;
 	return q;
+}
+
+KP_EXPORT void *realloc(void *p, size_t n)
+{
+	return realloc_as(p, n, KP_ALLOC_REALLOC);
 }
 
 /*
@@ -167,18 +174,7 @@ KP_EXPORT void *reallocarray(void *p, size_t nmemb, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (KP_UNLIKELY(p && kp_boot_owns(p)))
-		return realloc_from_boot(p, n);
-	RESOLVE_OR_BOOT(realloc, NULL);
-	struct kp_tls *t = &kp_tls;
-	if (!want(t))
-		return kp_real.realloc(p, n);
-	uint64_t t0 = kp_ticks();
-	void *q = kp_real.realloc(p, n);
-	int saved = errno;
-	q = do_realloc(p, n, q, t0, KP_ALLOC_REALLOCARRAY);
-	errno = saved;
-	return q;
+	return realloc_as(p, n, KP_ALLOC_REALLOCARRAY);
 }
 
 KP_EXPORT int posix_memalign(void **out, size_t align, size_t n)

@@ -93,8 +93,7 @@ static void fork_prepare(void)
 	kp_writer_fork_prepare();
 	kp_modules_lock();
 	kp_stacktab_lock();
-	while (atomic_exchange(&kp.shared_lock, 1))
-		;
+	kp_spin_lock(&kp.shared_lock);
 	kp_arena_lock();
 }
 
@@ -103,7 +102,7 @@ static void fork_parent(void)
 	if (!kp_recording())
 		return;
 	kp_arena_unlock();
-	atomic_store(&kp.shared_lock, 0);
+	kp_spin_unlock(&kp.shared_lock);
 	kp_stacktab_unlock();
 	kp_modules_unlock();
 	kp_writer_fork_parent();

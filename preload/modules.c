@@ -30,13 +30,12 @@ static _Atomic int lock;
 
 void kp_modules_lock(void)
 {
-	while (atomic_exchange_explicit(&lock, 1, memory_order_acquire))
-		sched_yield();
+	kp_spin_lock(&lock);
 }
 
 void kp_modules_unlock(void)
 {
-	atomic_store_explicit(&lock, 0, memory_order_release);
+	kp_spin_unlock(&lock);
 }
 
 struct found {

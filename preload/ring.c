@@ -71,12 +71,16 @@ int kp_ring_init(void)
 	return 0;
 }
 
-void kp_writer_poke(void)
+void kp_writer_wake(void)
 {
-	if (!atomic_load_explicit(&kp.writer_sleeping, memory_order_relaxed))
-		return;
 	atomic_fetch_add(&kp.wake_seq, 1);
 	syscall(SYS_futex, &kp.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void kp_writer_poke(void)
+{
+	if (atomic_load_explicit(&kp.writer_sleeping, memory_order_relaxed))
+		kp_writer_wake();
 }
 
 struct kp_ring *kp_ring_self(void)
@@ -119,14 +123,11 @@ struct kp_ring *kp_ring_self(void)
  * will ever drain it. @return 1 when there is space. */
 static int wait_for_space(struct kp_ring *r, uint64_t h)
 {
-	atomic_fetch_add_explicit(&r->waits, 1, memory_order_relaxed);
 	for (unsigned spin = 0;; spin++) {
 		if (!atomic_load(&kp.writer_up))
 			return 0;
 		/* Wake the writer whether or not it looks asleep. */
-		atomic_fetch_add(&kp.wake_seq, 1);
-		syscall(SYS_futex, &kp.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL,
-			NULL, 0);
+		kp_writer_wake();
 		if (spin < 64) {
 			sched_yield();
 		} else {
@@ -180,11 +181,9 @@ void kp_ring_push(struct kp_ev *ev)
 	if (!t->tid)
 		t->tid = (uint32_t)kp_gettid();
 	ev->tid = t->tid;
-	while (atomic_exchange_explicit(&kp.shared_lock, 1,
-					memory_order_acquire))
-		sched_yield();
+	kp_spin_lock(&kp.shared_lock);
 	push_to(kp.shared, ev);
-	atomic_store_explicit(&kp.shared_lock, 0, memory_order_release);
+	kp_spin_unlock(&kp.shared_lock);
 }
 
 void kp_ring_thread_exit(void)
@@ -215,11 +214,10 @@ void kp_ring_after_fork_child(void)
 		r->tail_cache = 0;
 		for (int i = 0; i <= KP_REC_TYPE_MAX; i++)
 			atomic_store(&r->lost[i], 0);
-		atomic_store(&r->waits, 0);
 		if (r != kp.shared)
 			atomic_store(&r->state, KP_RING_FREE);
 	}
-	atomic_store(&kp.shared_lock, 0);
+	kp_spin_unlock(&kp.shared_lock); /* held by a thread that is gone */
 	kp_tls.ring = NULL;
 	kp_tls.tid = (uint32_t)kp_gettid();
 	kp_tls.dead = 0;

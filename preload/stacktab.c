@@ -84,13 +84,12 @@ int kp_stacktab_init(void)
 
 void kp_stacktab_lock(void)
 {
-	while (atomic_exchange_explicit(&lock, 1, memory_order_acquire))
-		sched_yield();
+	kp_spin_lock(&lock);
 }
 
 void kp_stacktab_unlock(void)
 {
-	atomic_store_explicit(&lock, 0, memory_order_release);
+	kp_spin_unlock(&lock);
 }
 
 static uint64_t hash_pcs(const uint64_t *pcs, uint32_t n)

@@ -10,6 +10,7 @@
 
 #include "compat.h"
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,7 +74,6 @@ struct kp_ring {
 	uint32_t tid;             /* owner's tid while ACTIVE */
 	uint64_t mask;            /* slots - 1 */
 	_Atomic uint64_t lost[KP_REC_TYPE_MAX + 1]; /* dropped, per type */
-	_Atomic uint64_t waits;   /* times the producer waited for space */
 	struct kp_ring *next;     /* registry list, push-only */
 	size_t map_len;           /* bytes mmapped for this ring */
 	struct kp_ev slots[];     /* mask + 1 slots */
@@ -125,6 +125,22 @@ static inline int kp_recording(void)
 {
 	return atomic_load_explicit(&kp.run, memory_order_acquire) ==
 	       KP_ST_RUNNING;
+}
+
+/*
+ * kprof's spin locks (stack table inserts, module list, private allocator,
+ * shared ring): short sections, never held across a call into the app.
+ * Yielding keeps a lock holder that was preempted from being starved.
+ */
+static inline void kp_spin_lock(_Atomic int *l)
+{
+	while (atomic_exchange_explicit(l, 1, memory_order_acquire))
+		sched_yield();
+}
+
+static inline void kp_spin_unlock(_Atomic int *l)
+{
+	atomic_store_explicit(l, 0, memory_order_release);
 }
 
 /* ---- clock (clock.c) ----------------------------------------------------- */
@@ -208,6 +224,8 @@ void kp_ring_push(struct kp_ev *ev);
 void kp_ring_thread_exit(void);
 void kp_ring_after_fork_child(void);
 int kp_ring_init(void);
+/* Wake the writer thread now; _poke only if it sleeps (the hot path). */
+void kp_writer_wake(void);
 void kp_writer_poke(void);
 
 /* ---- stacks (stacktab.c) ------------------------------------------------- */
@@ -253,7 +271,6 @@ unsigned kp_modules_changes(uint64_t *since, struct kp_module_change *out,
 			    unsigned max);
 void kp_modules_lock(void);
 void kp_modules_unlock(void);
-void kp_self_range(uintptr_t *lo, uintptr_t *hi);
 
 /* ---- writer (writer.c) --------------------------------------------------- */
 

@@ -88,12 +88,14 @@ static long sys_open(const char *path, int flags, int mode)
 
 int kp_high_fd(int fd)
 {
+	/* Near the top of the fd limit, where the app's own fds (always the
+	 * lowest free) do not reach. */
 	struct rlimit rl;
 	long min = 512;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-		min = (long)rl.rlim_cur > 128 ? (long)rl.rlim_cur - 64 : fd;
-	else if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-		min = 4096;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		min = rl.rlim_cur == RLIM_INFINITY ? 4096
+		      : (long)rl.rlim_cur > 128 ? (long)rl.rlim_cur - 64
+						 : fd;
 	long hi = syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, min);
 	if (hi < 0)
 		return fd;
@@ -581,8 +583,7 @@ void kp_writer_call(void (*fn)(void *), void *arg)
 	w.call_arg = arg;
 	uint32_t seq = atomic_load(&w.call_seq) + 1;
 	atomic_store_explicit(&w.call_seq, seq, memory_order_release);
-	atomic_fetch_add(&kp.wake_seq, 1);
-	syscall(SYS_futex, &kp.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	kp_writer_wake();
 	for (;;) {
 		uint32_t done = atomic_load_explicit(&w.call_done,
 						     memory_order_acquire);
@@ -685,9 +686,7 @@ void kp_writer_sync(int final, int reason, int64_t status)
 	if (final && w.thread_started &&
 	    !pthread_equal(pthread_self(), w.thread)) {
 		atomic_store(&w.stop, 1);
-		atomic_fetch_add(&kp.wake_seq, 1);
-		syscall(SYS_futex, &kp.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL,
-			NULL, 0);
+		kp_writer_wake();
 		pthread_join(w.thread, NULL);
 		w.thread_started = 0;
 		atomic_store(&kp.writer_up, 0);

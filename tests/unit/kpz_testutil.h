@@ -161,16 +161,19 @@ static inline void test_header(struct kp_header *h)
 }
 
 /*
- * Write recs as a trace with the given frame cap into *out.
+ * Write recs as a trace with the given frame cap into *out, the writer
+ * allocating through a.
  * @return 0 or the first error.
  */
-static inline int write_trace(struct membuf *out, const struct kp_rec *recs,
-			      size_t n, size_t frame_cap)
+static inline int write_trace_alloc(const struct kp_allocator *a,
+				    struct membuf *out,
+				    const struct kp_rec *recs, size_t n,
+				    size_t frame_cap)
 {
 	struct kp_writer *w;
 	struct kp_sink sink = { membuf_write, out };
 	struct kp_header h;
-	int ret = kp_writer_create(&w, &kp_allocator_libc, &sink, 3, frame_cap);
+	int ret = kp_writer_create(&w, a, &sink, 3, frame_cap);
 	if (ret < 0)
 		return ret;
 	test_header(&h);
@@ -181,6 +184,13 @@ static inline int write_trace(struct membuf *out, const struct kp_rec *recs,
 		ret = kp_writer_flush(w);
 	kp_writer_free(w);
 	return ret;
+}
+
+/* write_trace_alloc with libc's allocator. */
+static inline int write_trace(struct membuf *out, const struct kp_rec *recs,
+			      size_t n, size_t frame_cap)
+{
+	return write_trace_alloc(&kp_allocator_libc, out, recs, n, frame_cap);
 }
 
 /*

@@ -842,19 +842,7 @@ TEST(failing_allocator)
 		struct failing_alloc f = { 0, fail_at, 0 };
 		struct kp_allocator a = { fa_malloc, fa_free, &f };
 		struct membuf b = { 0 };
-		struct kp_sink sink = { membuf_write, &b };
-		struct kp_writer *w;
-		int ret = kp_writer_create(&w, &a, &sink, 3, 300);
-		if (ret == 0) {
-			struct kp_header h;
-			test_header(&h);
-			ret = kp_writer_header(w, &h);
-			for (size_t i = 0; ret == 0 && i < n; i++)
-				ret = kp_writer_add(w, &recs[i]);
-			if (ret == 0)
-				ret = kp_writer_flush(w);
-			kp_writer_free(w);
-		}
+		int ret = write_trace_alloc(&a, &b, recs, n, 300);
 		CHECK(ret == 0 || ret == KP_ENOMEM);
 		saw_enomem_w |= ret == KP_ENOMEM;
 		CHECK(f.live == 0); /* nothing leaked */

@@ -129,6 +129,7 @@ $(B)/tests/apps/plugins/%.so: tests/apps/plugins/%.c
 	$(CC) -O0 -g -fno-omit-frame-pointer -shared -fPIC $< -o $@
 $(B)/tests/apps/dlopener: APP_LDFLAGS = -Wl,-rpath,'$$ORIGIN/plugins' -ldl
 $(B)/tests/apps/apiflush: APP_LDFLAGS = -Ipreload
+$(B)/tests/apps/spans: APP_LDFLAGS = -Ipreload -pthread
 
 tests-build: all $(UNIT_BIN) $(APP_BIN) $(TEST_PRELOAD_SO) $(TEST_PLUGIN_SO)
 

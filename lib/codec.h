@@ -25,9 +25,18 @@
  */
 #define KP_ENC_MAX_REC (2 * KP_MAX_STR_LEN + 256)
 
+/* Whether the type is an extension record with a layout (record.h). */
+static inline int kp_rec_is_ext(unsigned type)
+{
+	return type >= KP_REC_EXT_MIN && type <= KP_REC_TYPE_MAX &&
+	       kp_ext_layout(type).nv > 0;
+}
+
 /* Whether the record type carries a dts field (so rec->ts is its own). */
 static inline int kp_rec_has_ts(unsigned type)
 {
+	if (type >= KP_REC_EXT_MIN)
+		return kp_rec_is_ext(type);
 	switch (type) {
 	case KP_REC_ALLOC:
 	case KP_REC_FREE:
@@ -53,7 +62,7 @@ static inline int kp_rec_has_ts(unsigned type)
 static inline int kp_rec_is_event(unsigned type)
 {
 	return type == KP_REC_ALLOC || type == KP_REC_FREE ||
-	       type == KP_REC_REALLOC;
+	       type == KP_REC_REALLOC || kp_rec_is_ext(type);
 }
 
 /* ---- encoder ------------------------------------------------------------ */

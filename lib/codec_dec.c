@@ -87,6 +87,40 @@ static int get_stack(struct kp_dec *d, struct kp_rec *r)
 }
 
 /*
+ * An extension record (record.h): [dts, kind, stack, str|nil, v...] after
+ * the type. The str element is nil or a string whatever the layout says, so
+ * a type may gain a string in a later version; values past the known ones
+ * are left to the caller to skip, missing ones stay 0.
+ */
+static int dec_ext(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
+{
+	struct kp_mpk *c = &d->c;
+	struct kp_ext_layout l = kp_ext_layout(r->type);
+	uint64_t u;
+
+	if (rem < 4)
+		return KP_ECORRUPT;
+	TRY(get_dts(d, &r->ts));
+	TRY(kp_mpk_u64(c, &u));
+	if (u > UINT8_MAX)
+		return KP_ECORRUPT;
+	r->kind = (uint8_t)u;
+	TRY(get_u32(c, &r->u.ext.stack));
+	if (c->p < c->end && *c->p == 0xc0) {
+		c->p++;
+	} else {
+		TRY(get_str(c, &r->u.ext.str, &r->u.ext.str_len));
+		if (!r->u.ext.str)
+			r->u.ext.str = "";
+	}
+	uint32_t nv = rem - 4 < l.nv ? rem - 4 : l.nv;
+	for (uint32_t i = 0; i < nv; i++)
+		TRY(kp_mpk_i64(c, &r->u.ext.v[i]));
+	r->tid = d->cur_tid;
+	return (int)(4 + nv);
+}
+
+/*
  * Decode the elements after the type. rem is how many there are; returns
  * how many were consumed (the caller skips the rest) or <0. need is the
  * number of elements without a default.
@@ -235,13 +269,15 @@ static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 		TRY(get_str(c, &r->u.exec.path, &r->u.exec.path_len));
 		return (int)need;
 	default:
+		if (kp_rec_is_ext(r->type))
+			return dec_ext(d, r, rem);
 		return 0; /* unknown: the caller skips every element */
 	}
 }
 
 static inline int known_type(uint64_t t)
 {
-	return t >= KP_REC_FRAME && t <= KP_REC_EXEC;
+	return (t >= KP_REC_FRAME && t <= KP_REC_EXEC) || kp_rec_is_ext(t);
 }
 
 /*
@@ -288,6 +324,16 @@ static KP_ALWAYS_INLINE const uint8_t *fast_int(const uint8_t *p,
 	return p + 1 + w;
 }
 
+/*
+ * The fast path sets every field its record type has instead of clearing
+ * the whole struct kp_rec (whose union is sized for extension records).
+ */
+static KP_ALWAYS_INLINE void clear_head(struct kp_rec *r)
+{
+	r->kind = 0;
+	r->pad = 0;
+}
+
 /* @return 1 with *r decoded, or 0: take the general path. */
 static KP_ALWAYS_INLINE int dec_fast(struct kp_dec *d, struct kp_rec *r)
 {
@@ -305,8 +351,9 @@ static KP_ALWAYS_INLINE int dec_fast(struct kp_dec *d, struct kp_rec *r)
 		    !(p = fast_int(p, &stack, &neg)) || neg ||
 		    stack > UINT32_MAX)
 			return 0;
-		memset(r, 0, sizeof(*r));
+		clear_head(r);
 		r->type = KP_REC_ALLOC;
+		r->u.alloc.align = 0;
 		d->last_ts += dts;
 		d->last_ptr += dptr;
 		r->ts = d->last_ts;
@@ -322,7 +369,7 @@ static KP_ALWAYS_INLINE int dec_fast(struct kp_dec *d, struct kp_rec *r)
 		if (!(p = fast_int(p, &dts, &neg)) ||
 		    !(p = fast_int(p, &dptr, &neg)))
 			return 0;
-		memset(r, 0, sizeof(*r));
+		clear_head(r);
 		r->type = KP_REC_FREE;
 		d->last_ts += dts;
 		d->last_ptr += dptr;

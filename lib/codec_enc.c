@@ -72,7 +72,10 @@ int kp_enc_check(const struct kp_rec *r)
 		 * FRAME belongs to the writer; the reserved types have no
 		 * layout yet, so there is nothing to encode them as.
 		 */
-		return -EINVAL;
+		if (!kp_rec_is_ext(r->type))
+			return -EINVAL;
+		return check_bytes(r->u.ext.str, r->u.ext.str_len,
+				   KP_MAX_STR_LEN);
 	}
 }
 
@@ -246,6 +249,29 @@ size_t kp_enc_event(struct kp_enc *e, const struct kp_rec *r, uint8_t *out)
 	return (size_t)(p - out);
 }
 
+/* [type, dts, kind, stack, str|nil, v0 .. v(nv-1)] (record.h). */
+static int enc_ext(struct kp_enc *e, const struct kp_rec *r)
+{
+	struct kp_ext_layout l = kp_ext_layout(r->type);
+
+	if (pk_hdr(e, 5u + l.nv, r->type) < 0 || pk_dts(e, r->ts) < 0 ||
+	    pk_u(e, r->kind) < 0 || pk_u(e, r->u.ext.stack) < 0)
+		return -1;
+	if (l.has_str && r->u.ext.str) {
+		if (pk_str(e, r->u.ext.str, r->u.ext.str_len) < 0)
+			return -1;
+	} else if (l.has_str) {
+		if (pk_str(e, "", 0) < 0)
+			return -1;
+	} else if (msgpack_pack_nil(&e->pk) < 0) {
+		return -1;
+	}
+	for (unsigned i = 0; i < l.nv; i++)
+		if (pk_i(e, r->u.ext.v[i]) < 0)
+			return -1;
+	return 0;
+}
+
 int kp_enc_rec(struct kp_enc *e, const struct kp_rec *r)
 {
 	if (kp_rec_is_event(r->type) && r->tid != e->cur_tid &&
@@ -346,6 +372,8 @@ int kp_enc_rec(struct kp_enc *e, const struct kp_rec *r)
 			return -1;
 		return 0;
 	default:
+		if (kp_rec_is_ext(r->type))
+			return enc_ext(e, r);
 		return -1; /* kp_enc_check() refuses these */
 	}
 }

@@ -38,7 +38,7 @@
 #define KP_MAGIC "KPROFTRC"
 #define KP_MAGIC_LEN 8
 #define KP_FORMAT_MAJOR 1 /* readers refuse a larger major */
-#define KP_FORMAT_MINOR 0 /* readers accept any minor */
+#define KP_FORMAT_MINOR 1 /* readers accept any minor; 1: extension records */
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -94,18 +94,135 @@ enum kp_rec_type {
 	/* [14, dts, path]: this process is about to exec path. */
 	KP_REC_EXEC = 14,
 
-	/* Reserved for the next capabilities; readers of 1.0 skip them. */
+	/*
+	 * Extension records (type >= KP_REC_EXT_MIN): I/O, queries, spans,
+	 * custom events, CPU samples. They share one generic layout, see
+	 * "Extension records" below; their values are listed per type there.
+	 */
 	KP_REC_IO = 32,
 	KP_REC_FD_OPEN = 33,
 	KP_REC_FD_CLOSE = 34,
+	KP_REC_IO_SUMMARY = 35,
 	KP_REC_QUERY = 40,
 	KP_REC_SPAN = 41,
 	KP_REC_CUSTOM = 42,
+	KP_REC_QUERY_BEGIN = 43,
 	KP_REC_CPU_SAMPLE = 48,
-	KP_REC_SNAPSHOT = 56,
+	KP_REC_SNAPSHOT = 56, /* reserved, no layout yet */
 
 	KP_REC_TYPE_MAX = 127
 };
+
+#define KP_REC_EXT_MIN 32
+
+/*
+ * ---- Extension records ----------------------------------------------------
+ *
+ * Every type from KP_REC_EXT_MIN up has the same wire layout:
+ *
+ *   [type, dts, kind, stack, str, v0, v1, ..., v(n-1)]
+ *
+ *   kind   small unsigned, a per-type enum (the I/O operation, ...)
+ *   stack  stack id (as in ALLOC), 0 = none
+ *   str    a string (path, query text, name) or nil for types without one
+ *   v[i]   signed integers; their meaning per type is the KP_<TYPE>_* index
+ *          list below. Durations are ns.
+ *
+ * They are per-thread events (tid = cur_tid, like ALLOC). The record's ts is
+ * the moment the event was recorded: for a timed call that is its END, and
+ * it started at ts - dur. A reader takes missing trailing values as 0 and
+ * ignores values past the ones it knows, so a type gains values by
+ * appending them (and bumping its KP_*_NV) in a minor version.
+ */
+#define KP_EXT_MAX_V 12 /* values one extension record may carry */
+
+struct kp_ext_layout {
+	uint8_t nv;        /* values this version writes */
+	uint8_t has_str;   /* the str element is a string (else nil) */
+	uint16_t dur_mask; /* bit i: v[i] is a duration (the writer converts
+			    * it from clock ticks to ns) */
+};
+
+/* ---- I/O (KP_REC_IO): one timed call; kind = enum kp_io_op (io.h) ---- */
+enum { KP_IO_FD, KP_IO_REQ, KP_IO_RET, KP_IO_OFF, KP_IO_DUR, KP_IO_ERR,
+       KP_IO_NV };
+/* ---- KP_REC_FD_OPEN: an fd appeared (open, dup, pipe, socket, ...);
+ * kind = how, str = path ("" unknown); src = fd it was dup'ed from or -1 */
+enum { KP_FDO_FD, KP_FDO_FDKIND, KP_FDO_FLAGS, KP_FDO_DUR, KP_FDO_ERR,
+       KP_FDO_SRC, KP_FDO_NV };
+/* ---- KP_REC_FD_CLOSE: an fd went away; kind = how ---- */
+enum { KP_FDC_FD, KP_FDC_DUR, KP_FDC_ERR, KP_FDC_NV };
+/* ---- KP_REC_IO_SUMMARY: per-process I/O accounting at exit
+ * (/proc/self/io against what was interposed); no stack ---- */
+enum { KP_IOS_RCHAR, KP_IOS_WCHAR, KP_IOS_READ_BYTES, KP_IOS_WRITE_BYTES,
+       KP_IOS_SEEN_READ, KP_IOS_SEEN_WRITE, KP_IOS_NV };
+
+/* ---- KP_REC_QUERY_BEGIN: a query starts on this thread; the events of
+ * the thread until the QUERY with the same ctx belong to it ---- */
+enum { KP_QB_CTX, KP_QB_NV };
+/* ---- KP_REC_QUERY: a query finished; kind = source (api, sqlite, libpq,
+ * plugin), str = its text (fingerprinted unless QUERY_TEXT=full) ---- */
+enum { KP_Q_CTX, KP_Q_DUR, KP_Q_ROWS, KP_Q_STATUS, KP_Q_FULLSCAN,
+       KP_Q_SORT, KP_Q_AUTOINDEX, KP_Q_VMSTEP, KP_Q_PREPARE_DUR, KP_Q_NV };
+/* ---- KP_REC_SPAN: kind 0 = begin, 1 = end; str = name ---- */
+enum { KP_SPAN_ID, KP_SPAN_DUR, KP_SPAN_NV };
+/* ---- KP_REC_CUSTOM: kind = counter, gauge, duration; str = name ---- */
+enum { KP_CUSTOM_VALUE, KP_CUSTOM_NV };
+
+/* ---- KP_REC_CPU_SAMPLE: the thread was sampled; stack = where it was;
+ * weight = thread CPU ns this sample stands for ---- */
+enum { KP_CPU_WEIGHT, KP_CPU_NV };
+
+/* The layout of an extension type; nv = 0 for a type with none. */
+static inline struct kp_ext_layout kp_ext_layout(unsigned type)
+{
+	struct kp_ext_layout l = { 0, 0, 0 };
+
+	switch (type) {
+	case KP_REC_IO:
+		l.nv = KP_IO_NV;
+		l.dur_mask = 1u << KP_IO_DUR;
+		break;
+	case KP_REC_FD_OPEN:
+		l.nv = KP_FDO_NV;
+		l.has_str = 1;
+		l.dur_mask = 1u << KP_FDO_DUR;
+		break;
+	case KP_REC_FD_CLOSE:
+		l.nv = KP_FDC_NV;
+		l.dur_mask = 1u << KP_FDC_DUR;
+		break;
+	case KP_REC_IO_SUMMARY:
+		l.nv = KP_IOS_NV;
+		break;
+
+	case KP_REC_QUERY_BEGIN:
+		l.nv = KP_QB_NV;
+		break;
+	case KP_REC_QUERY:
+		l.nv = KP_Q_NV;
+		l.has_str = 1;
+		l.dur_mask = 1u << KP_Q_DUR | 1u << KP_Q_PREPARE_DUR;
+		break;
+	case KP_REC_SPAN:
+		l.nv = KP_SPAN_NV;
+		l.has_str = 1;
+		l.dur_mask = 1u << KP_SPAN_DUR;
+		break;
+	case KP_REC_CUSTOM:
+		l.nv = KP_CUSTOM_NV;
+		l.has_str = 1;
+		break;
+
+	case KP_REC_CPU_SAMPLE:
+		l.nv = KP_CPU_NV;
+		break;
+
+	default:
+		break;
+	}
+	return l;
+}
 
 /* The allocator entry point that produced an ALLOC. */
 enum kp_alloc_kind {
@@ -139,7 +256,7 @@ enum kp_end_reason {
  */
 struct kp_rec {
 	uint8_t type;  /* enum kp_rec_type */
-	uint8_t kind;  /* alloc kind (ALLOC), reason (END) */
+	uint8_t kind;  /* alloc kind (ALLOC), reason (END), ext kind */
 	uint16_t pad;
 	uint32_t tid;  /* thread (cur_tid for events; THREAD_* own tid) */
 	uint64_t ts;   /* ns since start_mono_ns */
@@ -183,6 +300,13 @@ struct kp_rec {
 			const char *path; /* EXEC; not NUL-terminated */
 			uint32_t path_len;
 		} exec;
+		struct {
+			/* extension records (type >= KP_REC_EXT_MIN) */
+			int64_t v[KP_EXT_MAX_V]; /* by KP_<TYPE>_* index */
+			const char *str;  /* not NUL-terminated; NULL = none */
+			uint32_t str_len;
+			uint32_t stack;
+		} ext;
 	} u;
 };
 

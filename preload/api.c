@@ -4,9 +4,14 @@
  */
 #include "state.h"
 
+#include <string.h>
+
 /* kprof.h declares these weak for the app's sake; here they are strong. */
 const char *kprof_version(void);
 int kprof_flush(void);
+uint64_t kprof_span_begin(const char *name);
+void kprof_span_end(uint64_t id);
+void kprof_record_event(const char *name, int kind, int64_t value);
 
 KP_EXPORT const char *kprof_version(void)
 {
@@ -21,4 +26,78 @@ KP_EXPORT int kprof_flush(void)
 	kp_writer_sync(0, 0, 0);
 	kp_tls.busy = 0;
 	return 0;
+}
+
+/*
+ * Open spans of this thread, innermost last, so kprof_span_end() can give
+ * the span's duration. Deeper nesting still records begin and end; only
+ * the duration of the spans past the depth is left to the analyzer.
+ */
+#define SPAN_DEPTH 32
+static __thread struct {
+	uint64_t id, tsc;
+} open_spans[SPAN_DEPTH];
+static __thread unsigned n_open_spans;
+static _Atomic uint64_t span_seq;
+
+/* Enter kprof from an API call; 0 when the call must do nothing. */
+static int api_enter(void)
+{
+	if (!kp_ready() || kp_tls.busy || kp_tls.writer)
+		return 0;
+	kp_tls.busy = 1;
+	return 1;
+}
+
+static size_t name_len(const char *name)
+{
+	return name ? strnlen(name, KP_MAX_STR_LEN) : 0;
+}
+
+KP_EXPORT uint64_t kprof_span_begin(const char *name)
+{
+	if (!api_enter())
+		return 0;
+	uint64_t id = atomic_fetch_add(&span_seq, 1) + 1;
+	uint64_t now = kp_ticks();
+	int64_t v[KP_SPAN_NV] = { [KP_SPAN_ID] = (int64_t)id };
+	if (n_open_spans < SPAN_DEPTH) {
+		open_spans[n_open_spans].id = id;
+		open_spans[n_open_spans].tsc = now;
+	}
+	n_open_spans++;
+	kp_ring_push_ext(now, KP_REC_SPAN, 0, kp_stack_capture(), v, name,
+			 name_len(name));
+	kp_tls.busy = 0;
+	return id;
+}
+
+KP_EXPORT void kprof_span_end(uint64_t id)
+{
+	if (!id || !api_enter())
+		return;
+	uint64_t now = kp_ticks();
+	int64_t v[KP_SPAN_NV] = { [KP_SPAN_ID] = (int64_t)id };
+	unsigned n = n_open_spans < SPAN_DEPTH ? n_open_spans : SPAN_DEPTH;
+	for (unsigned i = n; i-- > 0;) {
+		if (open_spans[i].id != id)
+			continue;
+		v[KP_SPAN_DUR] = (int64_t)(now - open_spans[i].tsc);
+		n_open_spans = i; /* spans left open inside end with it */
+		break;
+	}
+	kp_ring_push_ext(now, KP_REC_SPAN, 1, 0, v, NULL, 0);
+	kp_tls.busy = 0;
+}
+
+KP_EXPORT void kprof_record_event(const char *name, int kind, int64_t value)
+{
+	/* kprof.h's enum kprof_event_kind: counter 0, gauge 1, duration 2
+	 * (not included here: its weak declarations would make these weak) */
+	if (kind < 0 || kind > 2 || !api_enter())
+		return;
+	int64_t v[KP_CUSTOM_NV] = { [KP_CUSTOM_VALUE] = value };
+	kp_ring_push_ext(0, KP_REC_CUSTOM, (uint8_t)kind, kp_stack_capture(),
+			 v, name, name_len(name));
+	kp_tls.busy = 0;
 }

@@ -141,49 +141,137 @@ static int wait_for_space(struct kp_ring *r, uint64_t h)
 	}
 }
 
+/* Wait until n more slots fit at head h, or count the event as lost.
+ * @return 1 when there is room. */
+static int make_room(struct kp_ring *r, uint64_t h, uint64_t n, unsigned type)
+{
+	r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
+	if (h + n - r->tail_cache <= r->mask + 1)
+		return 1;
+	if (kp.cfg.overflow == KP_OVERFLOW_DROP ||
+	    !wait_for_space(r, h + n - 1)) {
+		atomic_fetch_add_explicit(&r->lost[type & KP_REC_TYPE_MAX], 1,
+					  memory_order_relaxed);
+		return 0;
+	}
+	r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
+	return 1;
+}
+
+/* Publish head h + n; every quarter ring, wake the writer if it sleeps, so
+ * a busy thread rarely has to wait for it. */
+static KP_ALWAYS_INLINE void publish(struct kp_ring *r, uint64_t h, uint64_t n)
+{
+	atomic_store_explicit(&r->head, h + n, memory_order_release);
+	uint64_t q = r->mask >> 2;
+	if (KP_UNLIKELY(((h + n) & ~q) != (h & ~q)))
+		kp_writer_poke();
+}
+
 static void push_to(struct kp_ring *r, const struct kp_ev *ev)
 {
 	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-	if (KP_UNLIKELY(h - r->tail_cache > r->mask)) {
-		r->tail_cache = atomic_load_explicit(&r->tail,
-						     memory_order_acquire);
-		if (h - r->tail_cache > r->mask) {
-			if (kp.cfg.overflow == KP_OVERFLOW_DROP ||
-			    !wait_for_space(r, h)) {
-				atomic_fetch_add_explicit(
-					&r->lost[ev->type & KP_REC_TYPE_MAX], 1,
-					memory_order_relaxed);
-				return;
-			}
-			r->tail_cache = atomic_load_explicit(
-				&r->tail, memory_order_acquire);
-		}
-	}
+	if (KP_UNLIKELY(h - r->tail_cache > r->mask) &&
+	    !make_room(r, h, 1, ev->type))
+		return;
 	r->slots[h & r->mask] = *ev;
-	atomic_store_explicit(&r->head, h + 1, memory_order_release);
-	/* Every quarter ring, wake the writer if it sleeps, so a busy thread
-	 * rarely has to wait for it. */
-	if (KP_UNLIKELY((h & (r->mask >> 2)) == 0))
-		kp_writer_poke();
+	publish(r, h, 1);
+}
+
+/* The ring this thread pushes to, with its tid set; the shared ring (and
+ * its lock taken) for a dying thread or when no ring could be mapped. */
+static struct kp_ring *ring_for_push(uint32_t *tid)
+{
+	struct kp_tls *t = &kp_tls;
+	struct kp_ring *r = kp_ring_self();
+	if (KP_LIKELY(r != NULL)) {
+		*tid = t->tid;
+		return r;
+	}
+	if (!t->tid)
+		t->tid = (uint32_t)kp_gettid();
+	*tid = t->tid;
+	kp_spin_lock(&kp.shared_lock);
+	return kp.shared;
 }
 
 void kp_ring_push(struct kp_ev *ev)
 {
-	struct kp_tls *t = &kp_tls;
-	struct kp_ring *r = kp_ring_self();
 	ev->tsc = ev->tsc ? ev->tsc : kp_ticks();
-	if (KP_LIKELY(r != NULL)) {
-		ev->tid = t->tid;
-		push_to(r, ev);
-		return;
+	struct kp_ring *r = ring_for_push(&ev->tid);
+	push_to(r, ev);
+	if (KP_UNLIKELY(r == kp.shared))
+		kp_spin_unlock(&kp.shared_lock);
+}
+
+/* Where the payload of an extension event goes next. */
+struct payload_out {
+	struct kp_ring *r;
+	uint64_t h;      /* the head slot */
+	uint8_t *dst;    /* free bytes in the current slot ... */
+	size_t room;     /* ... and how many */
+	uint64_t next;   /* continuation slot to open next, from h */
+	uint64_t tsc;
+};
+
+static void payload_put(struct payload_out *o, const void *src, size_t n)
+{
+	const uint8_t *s = src;
+	while (n) {
+		if (!o->room) {
+			struct kp_ev_cont *c = (struct kp_ev_cont *)
+				&o->r->slots[(o->h + o->next++) & o->r->mask];
+			c->tsc = o->tsc;
+			o->dst = c->data;
+			o->room = KP_EV_CONT_PAYLOAD;
+		}
+		size_t take = n < o->room ? n : o->room;
+		memcpy(o->dst, s, take);
+		o->dst += take;
+		o->room -= take;
+		s += take;
+		n -= take;
 	}
-	/* A dying thread (or no ring could be mapped): the shared ring. */
-	if (!t->tid)
-		t->tid = (uint32_t)kp_gettid();
-	ev->tid = t->tid;
-	kp_spin_lock(&kp.shared_lock);
-	push_to(kp.shared, ev);
-	kp_spin_unlock(&kp.shared_lock);
+}
+
+void kp_ring_push_ext(uint64_t tsc, uint8_t type, uint8_t kind,
+		      uint32_t stack, const int64_t *v, const char *str,
+		      size_t str_len)
+{
+	struct kp_ext_layout l = kp_ext_layout(type);
+	if (!l.has_str || !str)
+		str_len = 0;
+	if (str_len > KP_MAX_STR_LEN)
+		str_len = KP_MAX_STR_LEN;
+	size_t vbytes = (size_t)l.nv * 8, len = vbytes + str_len;
+	uint32_t nx = len <= KP_EV_HEAD_PAYLOAD ? 0 :
+		(uint32_t)((len - KP_EV_HEAD_PAYLOAD + KP_EV_CONT_PAYLOAD - 1) /
+			   KP_EV_CONT_PAYLOAD);
+	tsc = tsc ? tsc : kp_ticks();
+
+	uint32_t tid;
+	struct kp_ring *r = ring_for_push(&tid);
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	if (KP_UNLIKELY(h + nx - r->tail_cache > r->mask) &&
+	    !make_room(r, h, 1 + nx, type))
+		goto out;
+
+	struct kp_ev *ev = &r->slots[h & r->mask];
+	ev->tsc = tsc;
+	ev->type = type;
+	ev->kind = kind;
+	ev->pad = (uint16_t)str_len;
+	ev->stack = stack;
+	ev->tid = tid;
+	ev->nx = nx;
+	struct payload_out o = { r, h, (uint8_t *)&ev->a, KP_EV_HEAD_PAYLOAD,
+				 1, tsc };
+	payload_put(&o, v, vbytes);
+	payload_put(&o, str, str_len);
+	publish(r, h, 1 + nx);
+out:
+	if (KP_UNLIKELY(r == kp.shared))
+		kp_spin_unlock(&kp.shared_lock);
 }
 
 void kp_ring_thread_exit(void)

@@ -51,10 +51,30 @@ struct kp_ev {
 	uint16_t pad;
 	uint32_t stack; /* interned stack id, 0 = none */
 	uint32_t tid;   /* owning thread */
-	uint32_t pad2;
+	uint32_t nx;    /* continuation slots that follow (extension events) */
 	uint64_t a, b, c, d, e; /* type-specific, see writer.c ev_to_rec() */
 };
 _Static_assert(sizeof(struct kp_ev) == 64, "one cache line per event");
+
+/*
+ * An extension event (record.h, type >= KP_REC_EXT_MIN) spans 1 + nx slots:
+ * its values v[0..nv) and then its string are one payload laid out over the
+ * head slot's a..e (40 bytes) and then each continuation slot's data. A
+ * continuation slot repeats the head's tsc, so the writer's watermark may
+ * look at any slot. pad holds the string's length.
+ */
+struct kp_ev_cont {
+	uint64_t tsc;
+	uint8_t data[56];
+};
+_Static_assert(sizeof(struct kp_ev_cont) == sizeof(struct kp_ev), "a slot");
+
+#define KP_EV_HEAD_PAYLOAD 40
+#define KP_EV_CONT_PAYLOAD 56
+/* Slots of the largest extension event. */
+#define KP_EV_MAX_SLOTS \
+	(1 + (KP_EXT_MAX_V * 8 + KP_MAX_STR_LEN + KP_EV_CONT_PAYLOAD - 1) / \
+		     KP_EV_CONT_PAYLOAD)
 
 enum kp_ring_state {
 	KP_RING_ACTIVE = 0, /* owned by a live thread */
@@ -221,6 +241,16 @@ void kp_arena_unlock(void);
 struct kp_ring *kp_ring_self(void);
 /* Push one event; ev->tsc and ev->tid are filled here. */
 void kp_ring_push(struct kp_ev *ev);
+/*
+ * Push an extension event: type (>= KP_REC_EXT_MIN), kind and stack, its
+ * layout's nv values (record.h; durations in ticks, the writer converts
+ * those in dur_mask) and, for types with one, a string (cut to
+ * KP_MAX_STR_LEN). tsc 0 = now. The caller has checked kp_ready() and set
+ * kp_tls.busy, as for any event.
+ */
+void kp_ring_push_ext(uint64_t tsc, uint8_t type, uint8_t kind,
+		      uint32_t stack, const int64_t *v, const char *str,
+		      size_t str_len);
 void kp_ring_thread_exit(void);
 void kp_ring_after_fork_child(void);
 int kp_ring_init(void);

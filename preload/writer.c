@@ -70,6 +70,8 @@ static struct {
 	struct kp_module_change *mchg; /* module changes of a cycle */
 	unsigned mchg_cap;
 	int final_done;
+	/* an extension event's payload, reassembled (ext_to_rec) */
+	uint8_t ext_buf[KP_EXT_MAX_V * 8 + KP_MAX_STR_LEN];
 	/* kp_writer_call: one request at a time, under call_lock */
 	pthread_mutex_t call_lock;
 	void (*call_fn)(void *);
@@ -415,6 +417,44 @@ static void ev_to_rec(const struct kp_ev *ev, struct kp_rec *r)
 	}
 }
 
+/*
+ * An extension event at slot t of ring r (state.h): its payload is
+ * reassembled from the head and continuation slots into w.ext_buf, which
+ * the record points into until it is added.
+ */
+static void ext_to_rec(const struct kp_ring *r, uint64_t t, struct kp_rec *rec)
+{
+	const struct kp_ev *ev = &r->slots[t & r->mask];
+	struct kp_ext_layout l = kp_ext_layout(ev->type);
+	size_t vbytes = (size_t)l.nv * 8, len = vbytes + ev->pad, got;
+
+	memset(rec, 0, sizeof(*rec));
+	rec->type = ev->type;
+	rec->kind = ev->kind;
+	rec->tid = ev->tid;
+	rec->ts = to_ns(ev->tsc);
+	rec->u.ext.stack = ev->stack;
+	got = len < KP_EV_HEAD_PAYLOAD ? len : KP_EV_HEAD_PAYLOAD;
+	memcpy(w.ext_buf, &ev->a, got);
+	for (uint32_t k = 1; k <= ev->nx && got < len; k++) {
+		const struct kp_ev_cont *c = (const struct kp_ev_cont *)
+			&r->slots[(t + k) & r->mask];
+		size_t take = len - got < KP_EV_CONT_PAYLOAD ?
+			len - got : KP_EV_CONT_PAYLOAD;
+		memcpy(w.ext_buf + got, c->data, take);
+		got += take;
+	}
+	memcpy(rec->u.ext.v, w.ext_buf, vbytes);
+	for (unsigned i = 0; i < l.nv; i++)
+		if ((l.dur_mask >> i & 1) && rec->u.ext.v[i] > 0)
+			rec->u.ext.v[i] = (int64_t)dur_ns(
+				(uint64_t)rec->u.ext.v[i]);
+	if (l.has_str) {
+		rec->u.ext.str = (const char *)w.ext_buf + vbytes;
+		rec->u.ext.str_len = ev->pad;
+	}
+}
+
 static void emit_lost(void)
 {
 	uint64_t tot[KP_REC_TYPE_MAX + 1] = { 0 };
@@ -527,7 +567,12 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 				break;
 			}
 			struct kp_rec rec;
-			ev_to_rec(ev, &rec);
+			if (KP_UNLIKELY(ev->type >= KP_REC_EXT_MIN)) {
+				ext_to_rec(r, t, &rec);
+				t += ev->nx;
+			} else {
+				ev_to_rec(ev, &rec);
+			}
 			kp_writer_add(w.kw, &rec);
 		}
 		atomic_store_explicit(&r->tail, t, memory_order_release);

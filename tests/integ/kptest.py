@@ -223,6 +223,21 @@ def analyze(files, fmt="json", extra=()):
     return rep
 
 
+def dump(files):
+    """kprof-analyze dump FILES... -> list of record dicts (file order)."""
+    if isinstance(files, str):
+        files = [files]
+    if not files:
+        raise Fail("no trace file to dump")
+    rc, out, err = analyze_raw(["dump"] + list(files))
+    if rc != 0:
+        raise Fail("kprof-analyze dump exited %d: %s" % (rc, err.strip()[:500]))
+    try:
+        return [json.loads(line) for line in out.splitlines() if line]
+    except ValueError as e:
+        raise Fail("kprof-analyze dump printed invalid JSON (%s)" % e)
+
+
 # ---- report helpers ----------------------------------------------------------
 
 def funcs(stack):

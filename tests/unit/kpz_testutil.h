@@ -135,6 +135,21 @@ static inline int rec_same(const struct kp_rec *a, const struct kp_rec *b)
 		       a->u.end.status == b->u.end.status;
 	case KP_REC_FORK:
 		return a->ts == b->ts && a->u.end.status == b->u.end.status;
+	case KP_REC_IO:
+	case KP_REC_FD_OPEN:
+	case KP_REC_QUERY:
+	case KP_REC_CPU_SAMPLE: {
+			struct kp_ext_layout l = kp_ext_layout(a->type);
+			return a->ts == b->ts && a->tid == b->tid &&
+			       a->kind == b->kind &&
+			       a->u.ext.stack == b->u.ext.stack &&
+			       !memcmp(a->u.ext.v, b->u.ext.v,
+				       l.nv * sizeof(int64_t)) &&
+			       a->u.ext.str_len == b->u.ext.str_len &&
+			       (a->u.ext.str_len == 0 ||
+				memcmp(a->u.ext.str, b->u.ext.str,
+				       a->u.ext.str_len) == 0);
+	}
 	case KP_REC_EXEC:
 		return a->ts == b->ts && a->u.exec.path_len == b->u.exec.path_len &&
 		       (a->u.exec.path_len == 0 ||
@@ -278,6 +293,22 @@ static inline size_t edge_records(struct kp_rec *out)
 	r->ts = 2000; r->tid = 78; r->u.realloc.old_ptr = 0;
 	r->u.realloc.new_ptr = M; r->u.realloc.size = M; r->u.realloc.dur = M;
 	r->u.realloc.stack = UINT32_MAX; NEXT(KP_REC_REALLOC);
+	/* extension records, same thread: every value width, strings */
+	r->ts = 2001; r->tid = 78; r->kind = 7; r->u.ext.stack = 3;
+	r->u.ext.v[KP_IO_FD] = 3; r->u.ext.v[KP_IO_REQ] = 4096;
+	r->u.ext.v[KP_IO_RET] = -1; r->u.ext.v[KP_IO_OFF] = INT64_MAX;
+	r->u.ext.v[KP_IO_DUR] = 123456789; r->u.ext.v[KP_IO_ERR] = INT64_MIN;
+	NEXT(KP_REC_IO);
+	r->ts = 2002; r->tid = 78; r->kind = 255; r->u.ext.stack = UINT32_MAX;
+	r->u.ext.str = big; r->u.ext.str_len = KP_MAX_STR_LEN;
+	r->u.ext.v[KP_FDO_FD] = -1; r->u.ext.v[KP_FDO_SRC] = 1;
+	NEXT(KP_REC_FD_OPEN);
+	r->ts = 2003; r->tid = 78; r->u.ext.str = "";  NEXT(KP_REC_FD_OPEN);
+	r->ts = 2004; r->tid = 78; r->u.ext.str = "select ?"; r->u.ext.str_len = 8;
+	r->u.ext.v[KP_Q_CTX] = 1; r->u.ext.v[KP_Q_PREPARE_DUR] = 5;
+	NEXT(KP_REC_QUERY);
+	r->ts = 2005; r->tid = 78; r->u.ext.v[KP_CPU_WEIGHT] = 10000000;
+	r->u.ext.stack = 2; NEXT(KP_REC_CPU_SAMPLE);
 	r->ts = 10; r->u.module.bias = 0; r->u.module.lo = 0;
 	r->u.module.hi = 0; r->u.module.path = ""; NEXT(KP_REC_MODULE);
 	r->ts = 11; r->u.module.bias = M; r->u.module.lo = M - 4096;

@@ -382,7 +382,14 @@ TEST(encoder_limits)
 	memset(&r, 0, sizeof(r));
 	r.type = KP_REC_FRAME;
 	CHECK(kp_enc_check(&r) == -EINVAL);
-	r.type = KP_REC_IO; /* reserved, no layout yet */
+	r.type = KP_REC_SNAPSHOT; /* reserved, no layout yet */
+	CHECK(kp_enc_check(&r) == -EINVAL);
+	r.type = KP_REC_QUERY;
+	r.u.ext.str = big;
+	r.u.ext.str_len = KP_MAX_STR_LEN + 1;
+	CHECK(kp_enc_check(&r) == KP_ELIMIT);
+	r.u.ext.str = NULL;
+	r.u.ext.str_len = 3;
 	CHECK(kp_enc_check(&r) == -EINVAL);
 }
 
@@ -424,9 +431,28 @@ TEST(unknown_types_and_extra_fields)
 	msgpack_pack_bin_body(&pk, "xy", 2);
 	msgpack_pack_ext(&pk, 4, 3);
 	msgpack_pack_ext_body(&pk, "abcd", 4);
-	/* reserved type 32 with no elements */
+	/* reserved type with no layout and no elements */
 	msgpack_pack_array(&pk, 1);
+	msgpack_pack_int(&pk, KP_REC_SNAPSHOT);
+	/* an extension record from a newer minor: a string where this
+	 * version has nil, two values more than this version knows */
+	msgpack_pack_array(&pk, 5 + KP_IO_NV + 2);
 	msgpack_pack_int(&pk, KP_REC_IO);
+	msgpack_pack_int(&pk, 7);  /* dts */
+	msgpack_pack_int(&pk, 3);  /* kind */
+	msgpack_pack_int(&pk, 9);  /* stack */
+	msgpack_pack_str(&pk, 2);
+	msgpack_pack_str_body(&pk, "hi", 2);
+	for (int i = 0; i < KP_IO_NV + 2; i++)
+		msgpack_pack_int(&pk, -100 - i);
+	/* ... and one from an older minor: values missing */
+	msgpack_pack_array(&pk, 6);
+	msgpack_pack_int(&pk, KP_REC_QUERY);
+	msgpack_pack_int(&pk, 1);
+	msgpack_pack_int(&pk, 0);
+	msgpack_pack_int(&pk, 0);
+	msgpack_pack_nil(&pk);
+	msgpack_pack_int(&pk, 42);
 	/* ALLOC with 3 extra trailing elements of odd types */
 	msgpack_pack_array(&pk, 10);
 	msgpack_pack_int(&pk, KP_REC_ALLOC);
@@ -458,15 +484,24 @@ TEST(unknown_types_and_extra_fields)
 	struct kp_rec r[8];
 	size_t n;
 	CHECK(dec_buf(&b, r, 8, &n) == 0);
-	REQUIRE(n == 4);
+	REQUIRE(n == 6);
 	CHECK(r[0].type == KP_REC_FRAME && r[0].u.frame.base_ts == 1000);
-	CHECK(r[1].type == KP_REC_ALLOC && r[1].ts == 1005 &&
+	CHECK(r[1].type == KP_REC_IO && r[1].ts == 1007 && r[1].kind == 3 &&
+	      r[1].u.ext.stack == 9 && r[1].u.ext.str_len == 2 &&
+	      r[1].u.ext.v[0] == -100 &&
+	      r[1].u.ext.v[KP_IO_NV - 1] == -100 - (KP_IO_NV - 1) &&
+	      r[1].u.ext.v[KP_IO_NV] == 0);
+	CHECK(r[2].type == KP_REC_QUERY && r[2].ts == 1008 &&
+	      r[2].u.ext.str == NULL && r[2].u.ext.v[0] == 42 &&
+	      r[2].u.ext.v[1] == 0);
+	memmove(&r[1], &r[3], 3 * sizeof(r[0]));
+	CHECK(r[1].type == KP_REC_ALLOC && r[1].ts == 1005 + 8 &&
 	      r[1].u.alloc.ptr == 0x1000 && r[1].u.alloc.size == 32 &&
 	      r[1].u.alloc.stack == 4 && r[1].kind == 1 &&
 	      r[1].u.alloc.align == 0);
-	CHECK(r[2].type == KP_REC_FREE && r[2].ts == 1003 &&
+	CHECK(r[2].type == KP_REC_FREE && r[2].ts == 1003 + 8 &&
 	      r[2].u.free.ptr == 0xff0);
-	CHECK(r[3].type == KP_REC_ALLOC && r[3].ts == 1004 &&
+	CHECK(r[3].type == KP_REC_ALLOC && r[3].ts == 1004 + 8 &&
 	      r[3].u.alloc.ptr == 0x1010 && r[3].kind == 0 &&
 	      r[3].u.alloc.align == 0);
 	free(b.p);
@@ -683,6 +718,23 @@ TEST(cross_check_msgpack_c)
 			bad |= r.ts != last_ts ||
 			       (uint64_t)r.u.end.status != I(2);
 			break;
+		case KP_REC_IO:
+		case KP_REC_FD_OPEN:
+		case KP_REC_QUERY:
+		case KP_REC_CPU_SAMPLE: {
+			struct kp_ext_layout l = kp_ext_layout(r.type);
+			last_ts += I(1);
+			bad |= o.via.array.size != 5u + l.nv;
+			bad |= r.ts != last_ts || r.kind != U(2) ||
+			       r.u.ext.stack != U(3) || r.tid != cur_tid;
+			bad |= l.has_str ? e[4].type != MSGPACK_OBJECT_STR ||
+						   e[4].via.str.size !=
+							   r.u.ext.str_len
+					 : e[4].type != MSGPACK_OBJECT_NIL;
+			for (unsigned i = 0; i < l.nv; i++)
+				bad |= (uint64_t)r.u.ext.v[i] != I(5 + i);
+			break;
+		}
 		case KP_REC_EXEC:
 			last_ts += I(1);
 			REQUIRE(e[2].type == MSGPACK_OBJECT_STR);

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "compat.h"
 #include "kpz.h"
@@ -79,11 +80,12 @@ uint64_t kp_random_seed(void);
 /* ---- options ----------------------------------------------------------- */
 
 enum kp_format { KP_FMT_TEXT, KP_FMT_JSON };
-enum kp_command { KP_CMD_SUMMARY, KP_CMD_LEAKS };
 
 struct kp_opts {
 	enum kp_format format; /* --format */
-	enum kp_command command; /* summary | leaks */
+	/* "summary" (every pass's section), "leaks", "dump", or the command
+	 * of a pass (struct kp_pass.command): that pass's report in full */
+	const char *command;
 	unsigned top;          /* --top N: rows per "top" table */
 	const char *output;    /* -o FILE, NULL = stdout */
 	int stats;             /* --stats: throughput on stderr */
@@ -301,13 +303,16 @@ struct kp_json; /* json.c */
 
 /* An event as the passes see it. */
 struct kp_event {
-	uint64_t ts;     /* ns since start (absolute) */
-	uint64_t ptr;    /* the block allocated, or the pointer freed */
+	uint64_t ts;     /* ns since start (absolute); for an extension
+			  * event the end of the call (record.h) */
+	uint64_t ptr;    /* the block allocated, or the pointer freed;
+			  * extension events: see kp_batch_rec() */
 	uint64_t size;   /* allocations only */
-	uint32_t stack;  /* allocations only: the trace's stack id */
+	uint32_t stack;  /* the trace's stack id (allocations, extensions) */
 	uint32_t tid;
-	uint8_t type;    /* KP_REC_ALLOC, KP_REC_FREE, KP_EV_REALLOC_* */
-	uint8_t kind;    /* allocations: enum kp_alloc_kind */
+	uint8_t type;    /* KP_REC_ALLOC, KP_REC_FREE, KP_EV_REALLOC_*, or an
+			  * extension type (>= KP_REC_EXT_MIN) */
+	uint8_t kind;    /* allocations: enum kp_alloc_kind; extension kind */
 };
 
 /*
@@ -318,12 +323,21 @@ struct kp_batch {
 	const struct kp_event *ev;
 	const uint32_t *order;
 	size_t n;
+	const struct kp_rec *recs; /* the frame's extension records */
 };
 
 static inline const struct kp_event *kp_batch_at(const struct kp_batch *b,
 						 size_t i)
 {
 	return b->order ? &b->ev[b->order[i]] : &b->ev[i];
+}
+
+/* The whole record of an extension event (type >= KP_REC_EXT_MIN): values
+ * in u.ext.v, string (NUL-terminated here) in u.ext.str. */
+static inline const struct kp_rec *kp_batch_rec(const struct kp_batch *b,
+						const struct kp_event *e)
+{
+	return &b->recs[e->ptr];
 }
 
 /*
@@ -334,7 +348,8 @@ static inline const struct kp_event *kp_batch_at(const struct kp_batch *b,
  * Records arrive two ways:
  *   xRecord: every non-event record, in file order, as soon as decoded.
  *            Pointers inside rec are valid during the call only.
- *   xEvents: event records (ALLOC, FREE, REALLOC) in batches of one frame,
+ *   xEvents: event records (ALLOC, FREE, REALLOC and the extension
+ *            records: I/O, queries, spans, CPU samples) in batches of one frame,
  *            merged by timestamp (stable): the i-th event in time order is
  *            kp_batch_at(b, i). A REALLOC arrives split in two: type
  *            KP_EV_REALLOC_FREE (ptr = old, at ts) and then
@@ -346,6 +361,9 @@ static inline const struct kp_event *kp_batch_at(const struct kp_batch *b,
  */
 struct kp_pass {
 	const char *name;
+	/* kprof-analyze COMMAND that shows this pass's report in full (its
+	 * xReportText checks kp_command_is()), or NULL */
+	const char *command;
 	void *(*xInit)(struct kp_analysis *an, unsigned slot);
 	void (*xBeginTrace)(void *state, struct kp_trace *t);
 	void (*xRecord)(void *state, struct kp_trace *t,
@@ -373,6 +391,20 @@ struct kp_pass {
 extern const struct kp_pass kp_pass_memory;
 
 /* ---- load.c: the analysis driver ------------------------------------------ */
+
+/* The passes, in report order. */
+const struct kp_pass *const *kp_pass_list(size_t *n);
+
+static inline int kp_command_is(const struct kp_analysis *an, const char *c)
+{
+	return an->opts->command && strcmp(an->opts->command, c) == 0;
+}
+
+/* Read callback of a struct kp_source over an fd (ctx: int *). */
+long kp_fd_read(void *ctx, void *buf, size_t n);
+
+/* dump.c: every record of a trace as JSON lines. @return 0 or -1. */
+int kp_dump_file(const char *path, FILE *out);
 
 struct kp_analysis *kp_analysis_new(const struct kp_opts *opts);
 void kp_analysis_free(struct kp_analysis *an);

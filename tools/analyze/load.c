@@ -32,6 +32,12 @@ static const struct kp_pass *const kp_passes[] = {
 	&kp_pass_memory,
 };
 
+const struct kp_pass *const *kp_pass_list(size_t *n)
+{
+	*n = KP_ARRAY_SIZE(kp_passes);
+	return kp_passes;
+}
+
 /*
  * Flush early if a (hostile) frame somehow holds more events than a real
  * one can: order is then restored within each chunk only.
@@ -64,6 +70,15 @@ struct kp_load {
 	size_t *run_pos, *run_end;
 	size_t *heap;           /* run indexes */
 	uint32_t order[KP_MERGE_CHUNK];
+	/* extension events of the frame (records.h type >= 32): the event's
+	 * ptr indexes xrecs; their strings are copied to xstr (xstr_off[i]
+	 * is where xrecs[i]'s starts) and pointed at when the frame is
+	 * delivered, since the frame buffer is gone by then */
+	struct kp_rec *xrecs;
+	size_t *xstr_off;
+	size_t nx, x_cap;
+	char *xstr;
+	size_t xstr_n, xstr_cap;
 	/* the passes that take events */
 	void (*xEvents[KP_MAX_PASSES])(void *, struct kp_trace *,
 				       const struct kp_batch *);
@@ -189,7 +204,8 @@ static KP_ALWAYS_INLINE struct kp_event *ev_push(struct kp_load *L,
 static void deliver(struct kp_load *L, const struct kp_event *ev,
 		    const uint32_t *order, size_t n)
 {
-	struct kp_batch b = { .ev = ev, .order = order, .n = n };
+	struct kp_batch b = { .ev = ev, .order = order, .n = n,
+			      .recs = L->xrecs };
 
 	for (size_t i = 0; i < L->nev_passes; i++)
 		L->xEvents[i](L->ev_state[i], L->t, &b);
@@ -306,6 +322,9 @@ static void ev_flush(struct kp_load *L)
 		return;
 	L->run_start[L->nruns] = n;
 	L->an->events += n;
+	for (size_t i = 0; i < L->nx; i++)
+		if (L->xrecs[i].u.ext.str)
+			L->xrecs[i].u.ext.str = L->xstr + L->xstr_off[i];
 	if (L->nruns == 1)
 		deliver(L, L->ev, NULL, n);
 	else if (L->nruns <= KP_MERGE_SCAN_MAX)
@@ -314,6 +333,8 @@ static void ev_flush(struct kp_load *L)
 		merge_heap(L);
 	L->nev = 0;
 	L->nruns = 0;
+	L->nx = 0;
+	L->xstr_n = 0;
 	/* Give back the memory of an unusually large frame. */
 	if (L->ev_cap > (1u << 20)) {
 		free(L->ev);
@@ -341,6 +362,44 @@ static KP_ALWAYS_INLINE void note_tid(struct kp_load *L, uint32_t tid)
 {
 	if (KP_UNLIKELY(tid != L->last_tid || !L->have_tid))
 		note_tid_slow(L, tid);
+}
+
+/* An extension event: the record itself is kept for the passes. */
+static void handle_ext(struct kp_load *L, const struct kp_rec *rec)
+{
+	if (L->nx >= L->x_cap) {
+		L->x_cap = L->x_cap ? L->x_cap * 2 : 256;
+		L->xrecs = xrealloc_array(L->xrecs, L->x_cap,
+					  sizeof(*L->xrecs));
+		L->xstr_off = xrealloc_array(L->xstr_off, L->x_cap,
+					     sizeof(*L->xstr_off));
+	}
+	struct kp_rec *x = &L->xrecs[L->nx];
+	*x = *rec;
+	if (rec->u.ext.str) {
+		size_t n = rec->u.ext.str_len;
+		if (L->xstr_n + n + 1 > L->xstr_cap) {
+			while (L->xstr_n + n + 1 > L->xstr_cap)
+				L->xstr_cap = L->xstr_cap ? L->xstr_cap * 2
+							  : 4096;
+			L->xstr = xrealloc(L->xstr, L->xstr_cap);
+		}
+		memcpy(L->xstr + L->xstr_n, rec->u.ext.str, n);
+		L->xstr[L->xstr_n + n] = '\0';
+		L->xstr_off[L->nx] = L->xstr_n;
+		L->xstr_n += n + 1;
+		x->u.ext.str = L->xstr; /* re-pointed in ev_flush */
+	}
+	struct kp_event *e = ev_push(L, rec->ts, rec->tid);
+	*e = (struct kp_event){ .ts = rec->ts,
+				.ptr = L->nx++,
+				.stack = rec->u.ext.stack,
+				.tid = rec->tid,
+				.type = rec->type,
+				.kind = rec->kind };
+	note_tid(L, rec->tid);
+	if (KP_UNLIKELY(L->nev >= KP_MAX_FRAME_EVENTS))
+		ev_flush(L);
 }
 
 /* ALLOC, FREE, REALLOC: buffered for the frame's merge. */
@@ -407,6 +466,11 @@ static void handle_record(struct kp_load *L, const struct kp_rec *rec)
 	if (KP_LIKELY(rec->type == KP_REC_ALLOC || rec->type == KP_REC_FREE ||
 		      rec->type == KP_REC_REALLOC)) {
 		handle_event(L, rec);
+		return;
+	}
+	if (rec->type >= KP_REC_EXT_MIN) {
+		/* the decoder returns only the extension types it knows */
+		handle_ext(L, rec);
 		return;
 	}
 	switch (rec->type) {
@@ -587,13 +651,16 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 	free(L.run_pos);
 	free(L.run_end);
 	free(L.heap);
+	free(L.xrecs);
+	free(L.xstr_off);
+	free(L.xstr);
 	kp_reader_free(r);
 	return ret;
 }
 
 /* ---- files ---------------------------------------------------------------------- */
 
-static long fd_read(void *ctx, void *buf, size_t n)
+long kp_fd_read(void *ctx, void *buf, size_t n)
 {
 	int fd = *(int *)ctx;
 
@@ -619,7 +686,7 @@ int kp_analysis_add_file(struct kp_analysis *an, const char *path)
 		close(fd);
 		return error("%s: is a directory", path);
 	}
-	struct kp_source src = { .xRead = fd_read, .ctx = &fd };
+	struct kp_source src = { .xRead = kp_fd_read, .ctx = &fd };
 	int ret = kp_analysis_add(an, path, &src);
 	close(fd);
 	return ret;

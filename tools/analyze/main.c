@@ -23,7 +23,7 @@
 #endif
 
 static const char usage_text[] =
-	"usage: kprof-analyze [options] [summary|leaks] TRACE...\n"
+	"usage: kprof-analyze [options] [COMMAND] TRACE...\n"
 	"\n"
 	"Report memory usage and leaks from kprof traces (kprof.<pid>.kpz).\n"
 	"Give several traces to merge a process with its fork/exec children.\n"
@@ -32,6 +32,7 @@ static const char usage_text[] =
 	"  summary            processes, heap summary, top allocation sites,\n"
 	"                     largest leaks (default)\n"
 	"  leaks              every leak group with its full stack\n"
+	"  dump               every record as a JSON line (debugging)\n"
 	"\n"
 	"options:\n"
 	"  --format FMT       text (default) or json (schema kprof-report/1)\n"
@@ -168,9 +169,44 @@ static long peak_rss_kb(void)
 	return kb;
 }
 
+/* summary, leaks, dump, or the command of a pass. */
+static int is_command(const char *s)
+{
+	size_t n;
+	const struct kp_pass *const *passes = kp_pass_list(&n);
+
+	if (!strcmp(s, "summary") || !strcmp(s, "leaks") || !strcmp(s, "dump"))
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (passes[i]->command && !strcmp(s, passes[i]->command))
+			return 1;
+	return 0;
+}
+
+/* kprof-analyze dump TRACE...: records as JSON lines (dump.c). */
+static int dump(const struct kp_opts *opts, int n, char **files)
+{
+	FILE *out = opts->output ? fopen(opts->output, "w") : stdout;
+	int ret = 0;
+
+	if (!out) {
+		error("cannot open '%s': %s", opts->output, strerror(errno));
+		return 1;
+	}
+	for (int i = 0; i < n && !ret; i++)
+		if (kp_dump_file(files[i], out) < 0)
+			ret = 3;
+	if ((out == stdout ? fflush(out) : fclose(out)) != 0 && !ret) {
+		error("cannot write the dump");
+		ret = 1;
+	}
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
-	struct kp_opts opts = { .format = KP_FMT_TEXT, .top = 10 };
+	struct kp_opts opts = { .format = KP_FMT_TEXT, .top = 10,
+				.command = "summary" };
 	const char *env = getenv("KOTOBA_REPORT_FORMAT");
 
 	if (env && *env && parse_format(env, &opts.format) < 0)
@@ -178,13 +214,8 @@ int main(int argc, char **argv)
 			env);
 	opterr = 0;
 	parse_options(argc, argv, &opts, "+ho:");
-	if (optind < argc && !strcmp(argv[optind], "summary")) {
-		opts.command = KP_CMD_SUMMARY;
-		optind++;
-	} else if (optind < argc && !strcmp(argv[optind], "leaks")) {
-		opts.command = KP_CMD_LEAKS;
-		optind++;
-	}
+	if (optind < argc && is_command(argv[optind]))
+		opts.command = argv[optind++];
 	/*
 	 * Options may also follow the command, between and after the traces:
 	 * rescan the rest with argument permutation. argv[optind - 1] (the
@@ -199,6 +230,9 @@ int main(int argc, char **argv)
 	argc = nrest;
 	if (optind >= argc)
 		usage_error("no trace given");
+
+	if (!strcmp(opts.command, "dump"))
+		return dump(&opts, argc - optind, argv + optind);
 
 	double t0 = now_s();
 	struct kp_analysis *an = kp_analysis_new(&opts);

@@ -894,6 +894,7 @@ static void mem_proc_json(void *state, struct kp_analysis *an,
 
 const struct kp_pass kp_pass_memory = {
 	.name = "memory",
+	.command = "leaks",
 	.xInit = mem_init,
 	.xBeginTrace = mem_begin_trace,
 	.xEvents = mem_events,

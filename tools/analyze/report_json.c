@@ -196,8 +196,7 @@ void kp_report_json(struct kp_analysis *an, FILE *out)
 	kp_json_key(&j, "schema");
 	kp_json_str(&j, "kprof-report/1");
 	kp_json_key(&j, "command");
-	kp_json_str(&j, an->opts->command == KP_CMD_LEAKS ? "leaks"
-							  : "summary");
+	kp_json_str(&j, an->opts->command);
 	kp_json_key(&j, "trace");
 	kp_json_begin_object(&j);
 	kp_json_key(&j, "files");

@@ -68,7 +68,8 @@ const char *kp_rec_type_name(unsigned type, char *buf, size_t n)
 		[KP_REC_FD_OPEN] = "fd_open", [KP_REC_FD_CLOSE] = "fd_close",
 		[KP_REC_QUERY] = "query", [KP_REC_SPAN] = "span",
 		[KP_REC_CUSTOM] = "custom", [KP_REC_CPU_SAMPLE] = "cpu_sample",
-		[KP_REC_SNAPSHOT] = "snapshot",
+		[KP_REC_SNAPSHOT] = "snapshot", [KP_REC_IO_SUMMARY] = "io_summary",
+		[KP_REC_QUERY_BEGIN] = "query_begin",
 	};
 
 	if (type < KP_ARRAY_SIZE(names) && names[type])
@@ -298,7 +299,7 @@ static void text_warnings(struct kp_analysis *an, FILE *out)
 void kp_report_text(struct kp_analysis *an, FILE *out)
 {
 	fprintf(out, "kprof-analyze %s: %zu process%s\n\n",
-		an->opts->command == KP_CMD_LEAKS ? "leaks" : "summary",
+		an->opts->command,
 		an->nprocs, an->nprocs == 1 ? "" : "es");
 	for (size_t i = 0; i < an->nprocs; i++) {
 		text_process(an, an->procs[i], out);
@@ -357,7 +358,7 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 	const struct kp_site *const *s;
 	char a[32], b[32], c[32], d[32];
 	size_t top = an->opts->top;
-	int leaks_cmd = an->opts->command == KP_CMD_LEAKS;
+	int leaks_cmd = kp_command_is(an, "leaks");
 
 	if (!m)
 		return;

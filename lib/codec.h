@@ -77,13 +77,19 @@ struct kp_enc {
 void kp_enc_init(struct kp_enc *e, void *data, msgpack_packer_write write);
 
 /*
- * Encode an ALLOC, FREE or REALLOC record (and the THREAD record before it
- * when its tid changes) straight into out, which must have room for
- * KP_ENC_MAX_EVENT bytes. The bytes are those kp_enc_rec would produce.
- * @return the number of bytes written.
+ * EVENTS blocks (record.h): kp_enc_block_open() writes the header of a
+ * block for thread tid (KP_ENC_BLOCK_HDR bytes, its length left open) and
+ * makes tid the current thread; kp_enc_block_event() appends one ALLOC,
+ * FREE or REALLOC of that thread (at most KP_ENC_MAX_EVENT bytes) and
+ * returns its size; kp_enc_block_close() patches the header once the body
+ * is body_len bytes. A block holds at least one event.
  */
+#define KP_ENC_BLOCK_HDR 12
 #define KP_ENC_MAX_EVENT 96
-size_t kp_enc_event(struct kp_enc *e, const struct kp_rec *r, uint8_t *out);
+size_t kp_enc_block_open(struct kp_enc *e, uint32_t tid, uint8_t *out);
+size_t kp_enc_block_event(struct kp_enc *e, const struct kp_rec *r,
+			  uint8_t *out);
+void kp_enc_block_close(uint8_t *hdr, size_t body_len);
 
 /*
  * Check a record against the limits before anything is encoded, so a
@@ -108,6 +114,7 @@ int kp_enc_rec(struct kp_enc *e, const struct kp_rec *r);
 
 struct kp_dec {
 	struct kp_mpk c;   /* over the decompressed frame */
+	const uint8_t *blk, *blk_end; /* the rest of an EVENTS block */
 	uint64_t last_ts;  /* delta state, as in the encoder */
 	uint64_t last_ptr;
 	uint32_t cur_tid;

@@ -17,6 +17,7 @@
 void kp_dec_init(struct kp_dec *d, const void *buf, size_t n, uint64_t *pcs)
 {
 	kp_mpk_init(&d->c, buf, n);
+	d->blk = d->blk_end = NULL;
 	d->last_ts = 0;
 	d->last_ptr = 0;
 	d->cur_tid = 0;
@@ -118,6 +119,136 @@ static int dec_ext(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 		TRY(kp_mpk_i64(c, &r->u.ext.v[i]));
 	r->tid = d->cur_tid;
 	return (int)(4 + nv);
+}
+
+/* ---- EVENTS blocks ------------------------------------------------------ */
+
+/* An unsigned LEB128 of at most 10 bytes that fits 64 bits, else NULL. */
+static KP_ALWAYS_INLINE const uint8_t *get_varint(const uint8_t *p,
+						  const uint8_t *end,
+						  uint64_t *v)
+{
+	if (KP_LIKELY(p < end && *p < 0x80)) {
+		*v = *p;
+		return p + 1;
+	}
+	uint64_t x = 0;
+	for (unsigned sh = 0; sh < 70; sh += 7) {
+		if (p == end)
+			return NULL;
+		uint8_t b = *p++;
+		if (sh == 63 && b > 1)
+			return NULL; /* more than 64 bits */
+		x |= (uint64_t)(b & 0x7f) << sh;
+		if (!(b & 0x80)) {
+			*v = x;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static KP_ALWAYS_INLINE int64_t unzigzag(uint64_t v)
+{
+	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* A pointer delta (record.h): ×16 when the tag says so. */
+static KP_ALWAYS_INLINE const uint8_t *blk_dptr(const uint8_t *p,
+					       const uint8_t *end,
+					       int p16, uint64_t *d)
+{
+	uint64_t v;
+	p = get_varint(p, end, &v);
+	if (p)
+		*d = p16 ? (uint64_t)unzigzag(v) * 16 : (uint64_t)unzigzag(v);
+	return p;
+}
+
+#define NEXT(x)                          \
+	do {                             \
+		if (!(p = (x)))          \
+			return KP_ECORRUPT; \
+	} while (0)
+
+/* Decode the next event of the open block into *r. @return 1 or <0. */
+static int dec_block_event(struct kp_dec *d, struct kp_rec *r)
+{
+	const uint8_t *p = d->blk, *end = d->blk_end;
+	uint8_t tag = *p++;
+	unsigned type = tag & 3;
+	int p16 = (tag & KP_BLK_PTR16) != 0;
+	uint64_t dts = tag >> 3, a, b, size, stack, u;
+
+	if (dts == KP_BLK_DTS_ESC) {
+		NEXT(get_varint(p, end, &u));
+		dts = (uint64_t)unzigzag(u);
+	}
+	r->kind = 0;
+	r->pad = 0;
+	r->tid = d->cur_tid;
+	r->ts = d->last_ts + dts;
+	NEXT(blk_dptr(p, end, p16, &a));
+	switch (type) {
+	case KP_BLK_ALLOC:
+	case KP_BLK_ALLOC_X:
+		NEXT(get_varint(p, end, &size));
+		NEXT(get_varint(p, end, &stack));
+		if (stack > UINT32_MAX)
+			return KP_ECORRUPT;
+		r->type = KP_REC_ALLOC;
+		r->u.alloc.ptr = d->last_ptr + a;
+		r->u.alloc.size = size;
+		r->u.alloc.stack = (uint32_t)stack;
+		r->u.alloc.align = 0;
+		if (type == KP_BLK_ALLOC_X) {
+			NEXT(get_varint(p, end, &u));
+			if (u > UINT8_MAX)
+				return KP_ECORRUPT;
+			r->kind = (uint8_t)u;
+			NEXT(get_varint(p, end, &r->u.alloc.align));
+		}
+		d->last_ptr = r->u.alloc.ptr;
+		break;
+	case KP_BLK_FREE:
+		r->type = KP_REC_FREE;
+		r->u.free.ptr = d->last_ptr + a;
+		d->last_ptr = r->u.free.ptr;
+		break;
+	default: /* KP_BLK_REALLOC */
+		NEXT(blk_dptr(p, end, p16, &b));
+		NEXT(get_varint(p, end, &size));
+		NEXT(get_varint(p, end, &stack));
+		if (stack > UINT32_MAX)
+			return KP_ECORRUPT;
+		r->type = KP_REC_REALLOC;
+		r->u.realloc.old_ptr = d->last_ptr + a;
+		r->u.realloc.new_ptr = r->u.realloc.old_ptr + b;
+		r->u.realloc.size = size;
+		r->u.realloc.stack = (uint32_t)stack;
+		NEXT(get_varint(p, end, &r->u.realloc.dur));
+		d->last_ptr = r->u.realloc.new_ptr;
+		break;
+	}
+	d->last_ts = r->ts;
+	d->blk = p;
+	return 1;
+}
+#undef NEXT
+
+/* [15, tid, bin]: open the block (its events come from kp_dec_next). */
+static int dec_block(struct kp_dec *d, uint32_t rem)
+{
+	const uint8_t *body;
+	uint32_t n;
+
+	if (rem < 2)
+		return KP_ECORRUPT;
+	TRY(get_u32(&d->c, &d->cur_tid));
+	TRY(kp_mpk_bin(&d->c, &body, &n));
+	d->blk = body;
+	d->blk_end = body + n;
+	return 2;
 }
 
 /*
@@ -277,7 +408,7 @@ static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 
 static inline int known_type(uint64_t t)
 {
-	return (t >= KP_REC_FRAME && t <= KP_REC_EXEC) || kp_rec_is_ext(t);
+	return (t >= KP_REC_FRAME && t <= KP_REC_EVENTS) || kp_rec_is_ext(t);
 }
 
 /*
@@ -402,6 +533,16 @@ static __attribute__((noinline)) int dec_next_slow(struct kp_dec *d,
 			TRY(kp_mpk_skip(c, n));
 			continue;
 		}
+		if (type == KP_REC_EVENTS) {
+			int used = dec_block(d, n);
+			if (used < 0)
+				return used;
+			if ((uint32_t)used < n)
+				TRY(kp_mpk_skip(c, n - (uint32_t)used));
+			if (d->blk < d->blk_end)
+				return kp_dec_next(d, r);
+			continue; /* an empty block */
+		}
 		memset(r, 0, sizeof(*r));
 		r->type = (uint8_t)type;
 		int used = dec_body(d, r, n);
@@ -415,6 +556,12 @@ static __attribute__((noinline)) int dec_next_slow(struct kp_dec *d,
 
 int kp_dec_next(struct kp_dec *d, struct kp_rec *r)
 {
+	if (KP_LIKELY(d->blk < d->blk_end)) {
+		int ret = dec_block_event(d, r);
+		if (KP_UNLIKELY(ret < 0))
+			d->blk = d->blk_end = NULL; /* the block is lost */
+		return ret;
+	}
 	if (KP_LIKELY(dec_fast(d, r)))
 		return 1;
 	return dec_next_slow(d, r);

@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 
+#include <string.h>
+
 #include "codec.h"
 #include "err.h"
 
@@ -145,108 +147,110 @@ static int enc_thread(struct kp_enc *e, uint32_t tid)
 }
 
 /*
- * The event fast path. ALLOC, FREE and REALLOC are nearly every record of
- * a trace; packing them through msgpack-c's packer costs an indirect call
- * and a memcpy per integer. Here they are written straight into the
- * caller's buffer with the same msgpack encodings the packer chooses
- * (smallest format for each value), so the wire is identical.
+ * The event fast path: ALLOC, FREE and REALLOC are nearly every record of
+ * a trace, so they go into EVENTS blocks (record.h, "Event blocks"),
+ * written straight into the caller's buffer.
  */
-static inline uint8_t *mp_be(uint8_t *p, uint8_t tag, uint64_t v, int n)
+static KP_ALWAYS_INLINE uint8_t *put_varint(uint8_t *p, uint64_t v)
 {
-	*p++ = tag;
-	for (int i = n - 1; i >= 0; i--)
-		*p++ = (uint8_t)(v >> (8 * i));
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
 	return p;
 }
 
-static inline uint8_t *mp_uint(uint8_t *p, uint64_t v)
+static KP_ALWAYS_INLINE uint64_t zigzag(int64_t v)
 {
-	if (v < 128) {
-		*p = (uint8_t)v;
-		return p + 1;
-	}
-	if (v < 256)
-		return mp_be(p, 0xcc, v, 1);
-	if (v < 65536)
-		return mp_be(p, 0xcd, v, 2);
-	if (v < 4294967296ull)
-		return mp_be(p, 0xce, v, 4);
-	return mp_be(p, 0xcf, v, 8);
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 }
 
-static inline uint8_t *mp_int(uint8_t *p, int64_t v)
+/* The pointer delta to store: divided by 16 when PTR16 is set. */
+static KP_ALWAYS_INLINE uint8_t *put_dptr(uint8_t *p, uint64_t d, int ptr16)
 {
-	if (v >= 0)
-		return mp_uint(p, (uint64_t)v);
-	if (v >= -32) {
-		*p = (uint8_t)v; /* negative fixint */
-		return p + 1;
-	}
-	if (v >= -128)
-		return mp_be(p, 0xd0, (uint64_t)v, 1);
-	if (v >= -32768)
-		return mp_be(p, 0xd1, (uint64_t)v, 2);
-	if (v >= -2147483648ll)
-		return mp_be(p, 0xd2, (uint64_t)v, 4);
-	return mp_be(p, 0xd3, (uint64_t)v, 8);
+	int64_t v = (int64_t)d;
+	return put_varint(p, zigzag(ptr16 ? v / 16 : v));
 }
 
-static inline uint8_t *mp_dts(struct kp_enc *e, uint8_t *p, uint64_t ts)
+size_t kp_enc_block_event(struct kp_enc *e, const struct kp_rec *r,
+			  uint8_t *out)
 {
-	int64_t d = (int64_t)(ts - e->last_ts);
-	e->last_ts = ts;
-	return mp_int(p, d);
-}
+	uint8_t *p = out + 1;
+	uint64_t dts = r->ts - e->last_ts;
+	unsigned tag;
 
-static inline uint8_t *mp_dptr(struct kp_enc *e, uint8_t *p, uint64_t ptr)
-{
-	int64_t d = (int64_t)(ptr - e->last_ptr);
-	e->last_ptr = ptr;
-	return mp_int(p, d);
-}
-
-size_t kp_enc_event(struct kp_enc *e, const struct kp_rec *r, uint8_t *out)
-{
-	uint8_t *p = out;
-	if (r->tid != e->cur_tid) {
-		e->cur_tid = r->tid;
-		*p++ = 0x92; /* fixarray 2 */
-		*p++ = KP_REC_THREAD;
-		p = mp_uint(p, r->tid);
+	e->last_ts = r->ts;
+	if (dts < KP_BLK_DTS_ESC) {
+		tag = (unsigned)dts << 3;
+	} else {
+		tag = KP_BLK_DTS_ESC << 3;
+		p = put_varint(p, zigzag((int64_t)dts));
 	}
 	switch (r->type) {
 	case KP_REC_ALLOC: {
-		unsigned n = r->u.alloc.align ? 7 : r->kind ? 6 : 5;
-		*p++ = (uint8_t)(0x90 | n);
-		*p++ = KP_REC_ALLOC;
-		p = mp_dts(e, p, r->ts);
-		p = mp_dptr(e, p, r->u.alloc.ptr);
-		p = mp_uint(p, r->u.alloc.size);
-		p = mp_uint(p, r->u.alloc.stack);
-		if (n > 5)
-			p = mp_uint(p, r->kind);
-		if (n > 6)
-			p = mp_uint(p, r->u.alloc.align);
+		uint64_t d = r->u.alloc.ptr - e->last_ptr;
+		int p16 = (d & 15) == 0;
+		int x = r->kind || r->u.alloc.align;
+		e->last_ptr = r->u.alloc.ptr;
+		tag |= (x ? KP_BLK_ALLOC_X : KP_BLK_ALLOC) |
+		       (p16 ? KP_BLK_PTR16 : 0);
+		p = put_dptr(p, d, p16);
+		p = put_varint(p, r->u.alloc.size);
+		p = put_varint(p, r->u.alloc.stack);
+		if (x) {
+			p = put_varint(p, r->kind);
+			p = put_varint(p, r->u.alloc.align);
+		}
 		break;
 	}
-	case KP_REC_FREE:
-		*p++ = 0x93;
-		*p++ = KP_REC_FREE;
-		p = mp_dts(e, p, r->ts);
-		p = mp_dptr(e, p, r->u.free.ptr);
-		break;
-	default: /* KP_REC_REALLOC */
-		*p++ = 0x97;
-		*p++ = KP_REC_REALLOC;
-		p = mp_dts(e, p, r->ts);
-		p = mp_dptr(e, p, r->u.realloc.old_ptr);
-		p = mp_dptr(e, p, r->u.realloc.new_ptr);
-		p = mp_uint(p, r->u.realloc.size);
-		p = mp_uint(p, r->u.realloc.stack);
-		p = mp_uint(p, r->u.realloc.dur);
+	case KP_REC_FREE: {
+		uint64_t d = r->u.free.ptr - e->last_ptr;
+		int p16 = (d & 15) == 0;
+		e->last_ptr = r->u.free.ptr;
+		tag |= KP_BLK_FREE | (p16 ? KP_BLK_PTR16 : 0);
+		p = put_dptr(p, d, p16);
 		break;
 	}
+	default: { /* KP_REC_REALLOC */
+		uint64_t d1 = r->u.realloc.old_ptr - e->last_ptr;
+		uint64_t d2 = r->u.realloc.new_ptr - r->u.realloc.old_ptr;
+		int p16 = ((d1 | d2) & 15) == 0;
+		e->last_ptr = r->u.realloc.new_ptr;
+		tag |= KP_BLK_REALLOC | (p16 ? KP_BLK_PTR16 : 0);
+		p = put_dptr(p, d1, p16);
+		p = put_dptr(p, d2, p16);
+		p = put_varint(p, r->u.realloc.size);
+		p = put_varint(p, r->u.realloc.stack);
+		p = put_varint(p, r->u.realloc.dur);
+		break;
+	}
+	}
+	out[0] = (uint8_t)tag;
 	return (size_t)(p - out);
+}
+
+size_t kp_enc_block_open(struct kp_enc *e, uint32_t tid, uint8_t *out)
+{
+	e->cur_tid = tid;
+	out[0] = 0x93; /* fixarray 3 */
+	out[1] = KP_REC_EVENTS;
+	out[2] = 0xce; /* uint32 */
+	out[3] = (uint8_t)(tid >> 24);
+	out[4] = (uint8_t)(tid >> 16);
+	out[5] = (uint8_t)(tid >> 8);
+	out[6] = (uint8_t)tid;
+	out[7] = 0xc6; /* bin32, length patched by kp_enc_block_close */
+	memset(out + 8, 0, 4);
+	return KP_ENC_BLOCK_HDR;
+}
+
+void kp_enc_block_close(uint8_t *hdr, size_t body_len)
+{
+	hdr[8] = (uint8_t)(body_len >> 24);
+	hdr[9] = (uint8_t)(body_len >> 16);
+	hdr[10] = (uint8_t)(body_len >> 8);
+	hdr[11] = (uint8_t)body_len;
 }
 
 /* [type, dts, kind, stack, str|nil, v0 .. v(nv-1)] (record.h). */

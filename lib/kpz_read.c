@@ -339,7 +339,8 @@ static int read_header(struct kp_reader *r)
 		return KP_EFORMAT;
 	uint16_t major = le16(p + 8), minor = le16(p + 10);
 	uint32_t hlen = le32(p + 12);
-	if (major != KP_FORMAT_MAJOR) /* 0 was never written, > 1 is newer */
+	/* 0 was never written, > KP_FORMAT_MAJOR is newer */
+	if (major < KP_FORMAT_MAJOR_MIN || major > KP_FORMAT_MAJOR)
 		return KP_EVERSION;
 	if (hlen > KP_MAX_HEADER_LEN)
 		return KP_ELIMIT;

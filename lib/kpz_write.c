@@ -23,7 +23,7 @@
 #include "kpz.h"
 
 #define DEFAULT_FRAME_CAP (1u << 20)
-#define DEFAULT_LEVEL 3
+#define DEFAULT_LEVEL 1
 
 struct kp_writer {
 	struct kp_allocator a;  /* a copy: the caller's may not outlive us */
@@ -37,6 +37,9 @@ struct kp_writer {
 	uint8_t *zbuf;          /* compressed frame */
 	size_t zcap;            /* ZSTD_compressBound(cap) */
 	int open;               /* a FRAME record is in buf */
+	size_t blk;             /* offset of the open EVENTS block's header,
+				 * SIZE_MAX when none is open */
+	uint32_t blk_tid;
 	int header_done;        /* kp_writer_header() succeeded */
 	int err;                /* a sink failure, returned from then on */
 	uint64_t seq;           /* next frame's sequence number */
@@ -90,6 +93,7 @@ int kp_writer_create(struct kp_writer **out, const struct kp_allocator *a,
 	if (frame_cap > KP_MAX_FRAME_CONTENT / 2)
 		frame_cap = KP_MAX_FRAME_CONTENT / 2;
 	w->frame_cap = frame_cap;
+	w->blk = SIZE_MAX;
 	w->cap = frame_cap + KP_ENC_MAX_REC;
 	w->zcap = ZSTD_compressBound(w->cap);
 	w->buf = kp_malloc(&w->a, w->cap);
@@ -301,12 +305,23 @@ int kp_writer_header(struct kp_writer *w, const struct kp_header *h)
 
 /* ---- frames ------------------------------------------------------------- */
 
+/* Close the open EVENTS block, if any: its length goes in its header. */
+static void block_close(struct kp_writer *w)
+{
+	if (w->blk == SIZE_MAX)
+		return;
+	kp_enc_block_close(w->buf + w->blk,
+			   w->len - w->blk - KP_ENC_BLOCK_HDR);
+	w->blk = SIZE_MAX;
+}
+
 int kp_writer_flush(struct kp_writer *w)
 {
 	if (w->err)
 		return w->err;
 	if (!w->open)
 		return 0;
+	block_close(w);
 	size_t z = ZSTD_compress2(w->cctx, w->zbuf, w->zcap, w->buf, w->len);
 	/* The frame is dropped either way: a retry would fail the same. */
 	w->open = 0;
@@ -325,23 +340,27 @@ int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec)
 		return w->err;
 	if (!w->header_done)
 		return -EINVAL;
-	if (KP_LIKELY(w->open) &&
-	    (rec->type == KP_REC_ALLOC || rec->type == KP_REC_FREE ||
-	     rec->type == KP_REC_REALLOC)) {
-		/* The common case: an event into an open frame, whose buffer
-		 * always has KP_ENC_MAX_REC bytes free past frame_cap. */
-		w->len += kp_enc_event(&w->enc, rec, w->buf + w->len);
+	int is_event = rec->type == KP_REC_ALLOC || rec->type == KP_REC_FREE ||
+		       rec->type == KP_REC_REALLOC;
+	if (KP_LIKELY(w->open && is_event && w->blk != SIZE_MAX &&
+		      rec->tid == w->blk_tid)) {
+		/* The common case: the next event of the open block, in a
+		 * frame whose buffer always has KP_ENC_MAX_REC bytes free
+		 * past frame_cap. */
+		w->len += kp_enc_block_event(&w->enc, rec, w->buf + w->len);
 		w->records++;
 		w->last_ts = rec->ts;
 		if (w->len >= w->frame_cap)
 			return kp_writer_flush(w);
 		return 0;
 	}
-	ret = kp_enc_check(rec);
-	if (ret < 0)
-		return ret;
+	if (!is_event) {
+		ret = kp_enc_check(rec);
+		if (ret < 0)
+			return ret;
+	}
 
-	int has_ts = kp_rec_has_ts(rec->type);
+	int has_ts = is_event || kp_rec_has_ts(rec->type);
 	if (!w->open) {
 		/* Base the frame on its first timestamp: first dts is 0. */
 		uint64_t base = has_ts ? rec->ts : w->last_ts;
@@ -349,6 +368,19 @@ int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec)
 			return KP_ELIMIT;
 		w->seq++;
 		w->open = 1;
+	}
+	block_close(w);
+	if (is_event) {
+		/* A new block: another thread, or after another record. */
+		w->blk = w->len;
+		w->blk_tid = rec->tid;
+		w->len += kp_enc_block_open(&w->enc, rec->tid, w->buf + w->len);
+		w->len += kp_enc_block_event(&w->enc, rec, w->buf + w->len);
+		w->records++;
+		w->last_ts = rec->ts;
+		if (w->len >= w->frame_cap)
+			return kp_writer_flush(w);
+		return 0;
 	}
 
 	size_t mark = w->len;

@@ -37,8 +37,11 @@
 
 #define KP_MAGIC "KPROFTRC"
 #define KP_MAGIC_LEN 8
-#define KP_FORMAT_MAJOR 1 /* readers refuse a larger major */
-#define KP_FORMAT_MINOR 1 /* readers accept any minor; 1: extension records */
+/* readers refuse a larger major; 2: EVENTS blocks (a 1.x reader would
+ * skip them and miss every allocation, hence a major); 2 reads 1 too */
+#define KP_FORMAT_MAJOR 2
+#define KP_FORMAT_MAJOR_MIN 1 /* the oldest major this reader reads */
+#define KP_FORMAT_MINOR 0     /* readers accept any minor */
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -93,6 +96,11 @@ enum kp_rec_type {
 	KP_REC_FORK = 13,
 	/* [14, dts, path]: this process is about to exec path. */
 	KP_REC_EXEC = 14,
+	/* [15, tid, bin]: a run of ALLOC, FREE and REALLOC events of thread
+	 * tid in a compact encoding ("Event blocks" below), using and
+	 * updating the frame's delta state; afterwards cur_tid = tid. This
+	 * is how the writer stores memory events (format 2). */
+	KP_REC_EVENTS = 15,
 
 	/*
 	 * Extension records (type >= KP_REC_EXT_MIN): I/O, queries, spans,
@@ -114,6 +122,34 @@ enum kp_rec_type {
 };
 
 #define KP_REC_EXT_MIN 32
+
+/*
+ * ---- Event blocks (KP_REC_EVENTS) -----------------------------------------
+ *
+ * The bin of an EVENTS record is a sequence of events, each
+ *
+ *   tag      one byte: bits 0-1 the kind of event (enum kp_blk_type),
+ *            bit 2 (KP_BLK_PTR16) every pointer delta of the event is
+ *            stored divided by 16 (malloc's alignment), bits 3-7 dts when
+ *            below KP_BLK_DTS_ESC, else KP_BLK_DTS_ESC and dts follows
+ *   [dts]    zigzag varint
+ *   ALLOC    dptr, size, stack
+ *   ALLOC_X  dptr, size, stack, kind, align
+ *   FREE     dptr
+ *   REALLOC  dptr_old, dptr_new (from old), size, stack, dur
+ *
+ * varint: unsigned LEB128, at most 10 bytes; zigzag: 0, -1, 1, -2, ... ->
+ * 0, 1, 2, 3, ...; dptr: zigzag varint of the signed pointer delta. The
+ * values mean what they mean in ALLOC, FREE and REALLOC records.
+ */
+enum kp_blk_type {
+	KP_BLK_ALLOC = 0,
+	KP_BLK_FREE = 1,
+	KP_BLK_REALLOC = 2,
+	KP_BLK_ALLOC_X = 3, /* ALLOC with a kind or an alignment */
+};
+#define KP_BLK_PTR16 4
+#define KP_BLK_DTS_ESC 31
 
 /*
  * ---- Extension records ----------------------------------------------------

@@ -15,7 +15,7 @@
 #define DEF_DEPTH 64
 #define DEF_BUFFER_KB 1024
 #define DEF_FLUSH_MS 100
-#define DEF_ZSTD 3
+#define DEF_ZSTD 1
 
 static int parse_bool(const char *name, int def)
 {

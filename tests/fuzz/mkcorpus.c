@@ -95,8 +95,8 @@ int main(int argc, char **argv)
 	/* A newer major; garbage with and without our magic. */
 	uint8_t *g = malloc(one.len);
 	memcpy(g, one.p, one.len);
-	g[8] = 2;
-	save("major2.kpz", g, one.len);
+	g[8] = KP_FORMAT_MAJOR + 1;
+	save("major-newer.kpz", g, one.len);
 	free(g);
 	uint8_t junk[300];
 	uint64_t x = 88172645463325252ull;

@@ -21,7 +21,7 @@ STORM = app("storm")
 
 # Defaults of preload/config.c (documented in kprof(7)).
 DEFAULTS = {"MEMORY": "1", "STACK_DEPTH": "64", "BUFFER_KB": "1024",
-            "OVERFLOW": "wait", "FLUSH_MS": "100", "ZSTD_LEVEL": "3",
+            "OVERFLOW": "wait", "FLUSH_MS": "100", "ZSTD_LEVEL": "1",
             "OUTPUT": "kprof.%p.kpz"}
 BAD = [("STACK_DEPTH", "abc"), ("STACK_DEPTH", "-1"), ("STACK_DEPTH", "100000"),
        ("BUFFER_KB", "-1"), ("BUFFER_KB", "8"), ("BUFFER_KB", "12k"),

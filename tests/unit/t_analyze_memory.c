@@ -1000,7 +1000,7 @@ TEST(bad_input)
 	/* Newer major version. */
 	char *v = malloc(b.len);
 	memcpy(v, b.buf, b.len);
-	v[8] = 2;
+	v[8] = KP_FORMAT_MAJOR + 1;
 	CHECK(an_add(an, "future", v, b.len) < 0);
 	free(v);
 	free(bad);

@@ -762,35 +762,43 @@ TEST(cross_check_msgpack_c)
 }
 
 /*
- * kp_enc_event (the writer's fast path for ALLOC/FREE/REALLOC) must emit
- * exactly the bytes of the msgpack-c packer path, for every boundary of
- * every msgpack integer format, positive and negative deltas, tid changes.
+ * EVENTS blocks (the writer's path for ALLOC/FREE/REALLOC) decode to
+ * exactly the records the msgpack records of kp_enc_rec decode to, for
+ * every boundary of the varint and msgpack integer formats, positive and
+ * negative deltas, aligned and unaligned pointers, tid changes; and every
+ * event fits KP_ENC_MAX_EVENT.
  */
-TEST(event_fast_path_matches_packer)
+TEST(event_blocks_match_records)
 {
 	static const uint64_t vals[] = {
-		0, 1, 31, 32, 33, 127, 128, 255, 256, 65535, 65536,
-		4294967295ull, 4294967296ull, UINT64_MAX / 2, UINT64_MAX - 1,
-		UINT64_MAX, 0x7f0000001000ull, 0x55555555a2a0ull,
+		0, 1, 15, 16, 30, 31, 32, 33, 127, 128, 255, 256, 2047, 2048,
+		65535, 65536, 4294967295ull, 4294967296ull, UINT64_MAX / 2,
+		UINT64_MAX - 15, UINT64_MAX - 1, UINT64_MAX, 0x7f0000001000ull,
+		0x55555555a2a0ull, 0x55555555a2a8ull,
 	};
+	static uint64_t pcs[KP_MAX_STACK_DEPTH];
 	size_t nv = sizeof(vals) / sizeof(vals[0]);
 	struct encbuf slow;
 	struct kp_enc fast;
 	uint8_t *fbuf = malloc(1 << 20);
-	size_t flen = 0, nrec = 0;
+	size_t flen = 0, nrec = 0, blk = 0;
+	uint32_t blk_tid = 0;
+	int have_blk = 0;
 	REQUIRE(fbuf);
 	memset(&slow, 0, sizeof(slow));
 	kp_enc_init(&slow.e, &slow.b, pbuf_write);
 	kp_enc_frame(&slow.e, 1000, 0);
-	size_t frame_len = slow.b.len; /* the FRAME record: not an event */
 	fast = slow.e;
+	memcpy(fbuf, slow.b.p, slow.b.len); /* the FRAME record */
+	flen = slow.b.len;
 	for (size_t i = 0; i < nv; i++) {
 		for (size_t j = 0; j < nv; j++) {
 			struct kp_rec r;
 			memset(&r, 0, sizeof(r));
 			r.type = (uint8_t)(KP_REC_ALLOC + (i + j) % 3);
-			r.tid = (uint32_t)(vals[(i * 7 + j) % nv]);
-			r.ts = vals[i] ^ vals[j];
+			/* runs of a few events per thread */
+			r.tid = (uint32_t)(vals[(i * 7 + j / 4) % nv]);
+			r.ts = (j % 5) ? 1000 + i * 100 + j : vals[i] ^ vals[j];
 			r.kind = (uint8_t)((i + j) % 9);
 			r.u.alloc.ptr = vals[j];
 			r.u.alloc.size = vals[i];
@@ -799,6 +807,7 @@ TEST(event_fast_path_matches_packer)
 			if (r.type == KP_REC_FREE) {
 				memset(&r.u, 0, sizeof(r.u));
 				r.u.free.ptr = vals[j];
+				r.kind = 0;
 			} else if (r.type == KP_REC_REALLOC) {
 				memset(&r.u, 0, sizeof(r.u));
 				r.u.realloc.old_ptr = vals[i];
@@ -809,23 +818,108 @@ TEST(event_fast_path_matches_packer)
 				r.kind = 0;
 			}
 			REQUIRE(kp_enc_rec(&slow.e, &r) == 0);
-			size_t n = kp_enc_event(&fast, &r, fbuf + flen);
+			if (!have_blk || r.tid != blk_tid) {
+				if (have_blk)
+					kp_enc_block_close(fbuf + blk, flen - blk -
+							   KP_ENC_BLOCK_HDR);
+				blk = flen;
+				blk_tid = r.tid;
+				have_blk = 1;
+				flen += kp_enc_block_open(&fast, r.tid,
+							  fbuf + flen);
+			}
+			size_t n = kp_enc_block_event(&fast, &r, fbuf + flen);
 			CHECK(n <= KP_ENC_MAX_EVENT);
 			flen += n;
 			nrec++;
 		}
 	}
-	printf("# %zu events, %zu bytes\n", nrec, flen);
-	CHECK_EQ_U(flen, slow.b.len - frame_len);
-	CHECK(flen == slow.b.len - frame_len &&
-	      memcmp(fbuf, slow.b.p + frame_len, flen) == 0);
+	kp_enc_block_close(fbuf + blk, flen - blk - KP_ENC_BLOCK_HDR);
+	printf("# %zu events: %zu bytes in blocks, %zu as records\n", nrec,
+	       flen, slow.b.len);
+	struct kp_dec da, db;
+	struct kp_rec ra, rb;
+	size_t got = 0;
+	int ret_a, ret_b;
+	kp_dec_init(&da, slow.b.p, slow.b.len, pcs);
+	kp_dec_init(&db, fbuf, flen, pcs);
+	for (;;) {
+		do
+			ret_a = kp_dec_next(&da, &ra);
+		while (ret_a == 1 && ra.type == KP_REC_THREAD);
+		ret_b = kp_dec_next(&db, &rb);
+		if (ret_a != 1 || ret_b != 1)
+			break;
+		if (!rec_same(&ra, &rb) || ra.tid != rb.tid) {
+			printf("#   event %zu differs\n", got);
+			CHECK(0);
+			break;
+		}
+		got++;
+	}
+	CHECK(ret_a == 0 && ret_b == 0);
+	CHECK_EQ_U(got, nrec + 1); /* and the FRAME */
 	free(fbuf);
 	free(slow.b.p);
 }
 
+/* Hostile blocks: cut varints, values over 64 bits, stacks over 32 bits
+ * are KP_ECORRUPT; an empty block is nothing. */
+TEST(event_blocks_hostile)
+{
+	static uint64_t pcs[KP_MAX_STACK_DEPTH];
+	static const struct {
+		const char *name;
+		uint8_t body[16];
+		size_t n;
+		int events; /* decoded before the error, or all */
+		int ret;
+	} cases[] = {
+		{ "empty", { 0 }, 0, 0, 0 },
+		{ "free", { 0x01 | 4 | (3 << 3), 0x02 }, 2, 1, 0 },
+		{ "cut dts", { 0x01 | (31 << 3), 0x80 }, 2, 0, KP_ECORRUPT },
+		{ "cut ptr", { 0x00, 0x81 }, 2, 0, KP_ECORRUPT },
+		{ "no size", { 0x00, 0x02 }, 2, 0, KP_ECORRUPT },
+		{ "65 bits", { 0x01 | (31 << 3), 0xff, 0xff, 0xff, 0xff, 0xff,
+			       0xff, 0xff, 0xff, 0xff, 0x02, 0x00 }, 12, 0,
+		  KP_ECORRUPT },
+		{ "11 bytes", { 0x01 | (31 << 3), 0x80, 0x80, 0x80, 0x80,
+				0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00 },
+		  12, 0, KP_ECORRUPT },
+		{ "stack > u32", { 0x00, 0x00, 0x01, 0x80, 0x80, 0x80, 0x80,
+				   0x10 }, 8, 0, KP_ECORRUPT },
+		{ "kind > u8", { 0x03, 0x00, 0x01, 0x01, 0x80, 0x02, 0x00 }, 7,
+		  0, KP_ECORRUPT },
+		{ "ok then cut", { 0x01, 0x00, 0x00 }, 3, 1, KP_ECORRUPT },
+	};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct pbuf b = { 0 };
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &b, pbuf_write);
+		msgpack_pack_array(&pk, 3);
+		msgpack_pack_int(&pk, KP_REC_EVENTS);
+		msgpack_pack_int(&pk, 5);
+		msgpack_pack_bin(&pk, cases[k].n);
+		msgpack_pack_bin_body(&pk, cases[k].body, cases[k].n);
+		struct kp_dec d;
+		struct kp_rec r;
+		int ret, events = 0;
+		kp_dec_init(&d, b.p, b.len, pcs);
+		while ((ret = kp_dec_next(&d, &r)) == 1)
+			events += r.tid == 5;
+		if (ret != cases[k].ret || events != cases[k].events) {
+			printf("#   %s: ret %d, %d events\n", cases[k].name,
+			       ret, events);
+			CHECK(0);
+		}
+		free(b.p);
+	}
+}
+
 int main(int argc, char **argv)
 {
-	return RUN_TESTS(argc, argv, T(event_fast_path_matches_packer),
+	return RUN_TESTS(argc, argv, T(event_blocks_match_records),
+			 T(event_blocks_hostile),
 			 T(mpk_integers), T(mpk_every_format),
 			 T(mpk_hostile), T(roundtrip_every_type),
 			 T(encoder_sizes), T(encoder_limits),

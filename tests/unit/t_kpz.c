@@ -289,6 +289,19 @@ TEST(bad_prefixes)
 	r = open_mem(&b, &src, &ret);
 	CHECK(ret == KP_EVERSION);
 	membuf_free(&b);
+	/* 0 was never written; the oldest major still read is */
+	put_prefix(&b, 0, 0, 1);
+	membuf_write(&b, "\x80", 1);
+	r = open_mem(&b, &src, &ret);
+	CHECK(ret == KP_EVERSION);
+	membuf_free(&b);
+	kp_reader_free(r);
+	put_prefix(&b, KP_FORMAT_MAJOR_MIN, 0, 1);
+	membuf_write(&b, "\x80", 1);
+	r = open_mem(&b, &src, &ret);
+	CHECK(ret == 0);
+	kp_reader_free(r);
+	membuf_free(&b);
 
 	put_prefix(&b, KP_FORMAT_MAJOR, 999, 1); /* any minor is fine */
 	membuf_write(&b, "\x80", 1);

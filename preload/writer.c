@@ -383,11 +383,16 @@ static unsigned take_module_changes(void)
 	}
 }
 
+/* The memory events set every field of their type (no memset of the
+ * whole record, whose union is sized for extension records: it showed in
+ * the writer's profile); the rare others start from zero. */
 static void ev_to_rec(const struct kp_ev *ev, struct kp_rec *r)
 {
-	memset(r, 0, sizeof(*r));
+	if (ev->type > KP_REC_REALLOC || ev->type < KP_REC_ALLOC)
+		memset(r, 0, sizeof(*r));
 	r->type = ev->type;
 	r->kind = ev->kind;
+	r->pad = 0;
 	r->tid = ev->tid;
 	r->ts = to_ns(ev->tsc);
 	switch (ev->type) {

@@ -332,6 +332,19 @@ int kp_writer_flush(struct kp_writer *w)
 	return emit(w, w->zbuf, z);
 }
 
+/* Append an event to the open block of an open frame, whose buffer always
+ * has KP_ENC_MAX_REC bytes free past frame_cap. */
+static KP_ALWAYS_INLINE int block_add(struct kp_writer *w,
+				      const struct kp_rec *rec)
+{
+	w->len += kp_enc_block_event(&w->enc, rec, w->buf + w->len);
+	w->records++;
+	w->last_ts = rec->ts;
+	if (w->len >= w->frame_cap)
+		return kp_writer_flush(w);
+	return 0;
+}
+
 int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec)
 {
 	int ret;
@@ -344,15 +357,8 @@ int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec)
 		       rec->type == KP_REC_REALLOC;
 	if (KP_LIKELY(w->open && is_event && w->blk != SIZE_MAX &&
 		      rec->tid == w->blk_tid)) {
-		/* The common case: the next event of the open block, in a
-		 * frame whose buffer always has KP_ENC_MAX_REC bytes free
-		 * past frame_cap. */
-		w->len += kp_enc_block_event(&w->enc, rec, w->buf + w->len);
-		w->records++;
-		w->last_ts = rec->ts;
-		if (w->len >= w->frame_cap)
-			return kp_writer_flush(w);
-		return 0;
+		/* The common case: the next event of the open block. */
+		return block_add(w, rec);
 	}
 	if (!is_event) {
 		ret = kp_enc_check(rec);
@@ -375,12 +381,7 @@ int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec)
 		w->blk = w->len;
 		w->blk_tid = rec->tid;
 		w->len += kp_enc_block_open(&w->enc, rec->tid, w->buf + w->len);
-		w->len += kp_enc_block_event(&w->enc, rec, w->buf + w->len);
-		w->records++;
-		w->last_ts = rec->ts;
-		if (w->len >= w->frame_cap)
-			return kp_writer_flush(w);
-		return 0;
+		return block_add(w, rec);
 	}
 
 	size_t mark = w->len;

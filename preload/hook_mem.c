@@ -24,32 +24,31 @@ static inline int want(const struct kp_tls *t)
 	return !t->busy && kp_ready() && kp.cfg.memory;
 }
 
-static void record(struct kp_tls *t, struct kp_ev *ev, int with_stack)
+/* Record one event (fields as in writer.c's ev_to_rec), with the
+ * caller's stack if asked. */
+static KP_ALWAYS_INLINE void record(struct kp_tls *t, uint8_t type,
+				     uint8_t kind, int with_stack, uint64_t tsc,
+				     uint64_t a, uint64_t b, uint64_t c,
+				     uint64_t d)
 {
 	int saved = errno;
 	t->busy = 1;
-	if (with_stack)
-		ev->stack = kp_stack_capture();
-	kp_ring_push(ev);
+	uint32_t stack = with_stack ? kp_stack_capture() : 0;
+	kp_ring_push_mem(type, kind, stack, tsc, a, b, c, d);
 	t->busy = 0;
 	errno = saved;
 }
 
-static void record_alloc(struct kp_tls *t, int kind, void *p, size_t n,
-			 size_t align)
+static KP_ALWAYS_INLINE void record_alloc(struct kp_tls *t, int kind,
+					   void *p, size_t n, size_t align)
 {
-	struct kp_ev ev = { .type = KP_REC_ALLOC, .kind = (uint8_t)kind };
-	ev.a = (uintptr_t)p;
-	ev.b = n;
-	ev.c = align;
-	record(t, &ev, 1);
+	record(t, KP_REC_ALLOC, (uint8_t)kind, 1, 0, (uintptr_t)p, n, align,
+	       0);
 }
 
 static void record_free(struct kp_tls *t, void *p, uint64_t tsc)
 {
-	struct kp_ev ev = { .type = KP_REC_FREE, .tsc = tsc };
-	ev.a = (uintptr_t)p;
-	record(t, &ev, 0);
+	record(t, KP_REC_FREE, 0, 0, tsc, (uintptr_t)p, 0, 0, 0);
 }
 
 /* Before the real symbols are known: only the boot pool can answer. */
@@ -119,13 +118,8 @@ static void *do_realloc(void *p, size_t n, void *q, uint64_t t0, int kind)
 			record_free(t, p, t0);
 		return q;
 	}
-	struct kp_ev ev = { .type = KP_REC_REALLOC, .kind = (uint8_t)kind,
-			    .tsc = t0 };
-	ev.a = (uintptr_t)p;
-	ev.b = (uintptr_t)q;
-	ev.c = n;
-	ev.d = kp_ticks() - t0;
-	record(t, &ev, 1);
+	record(t, KP_REC_REALLOC, (uint8_t)kind, 1, t0, (uintptr_t)p,
+	       (uintptr_t)q, n, kp_ticks() - t0);
 	return q;
 }
 

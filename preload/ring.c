@@ -158,15 +158,6 @@ static int make_room(struct kp_ring *r, uint64_t h, uint64_t n, unsigned type)
 	return 1;
 }
 
-/* Publish head h + n; every quarter ring, wake the writer if it sleeps, so
- * a busy thread rarely has to wait for it. */
-static KP_ALWAYS_INLINE void publish(struct kp_ring *r, uint64_t h, uint64_t n)
-{
-	atomic_store_explicit(&r->head, h + n, memory_order_release);
-	uint64_t q = r->mask >> 2;
-	if (KP_UNLIKELY(((h + n) & ~q) != (h & ~q)))
-		kp_writer_poke();
-}
 
 static void push_to(struct kp_ring *r, const struct kp_ev *ev)
 {
@@ -175,7 +166,7 @@ static void push_to(struct kp_ring *r, const struct kp_ev *ev)
 	    !make_room(r, h, 1, ev->type))
 		return;
 	r->slots[h & r->mask] = *ev;
-	publish(r, h, 1);
+	kp_ring_publish(r, h, 1);
 }
 
 /* The ring this thread pushes to, with its tid set; the shared ring (and
@@ -268,7 +259,7 @@ void kp_ring_push_ext(uint64_t tsc, uint8_t type, uint8_t kind,
 				 1, tsc };
 	payload_put(&o, v, vbytes);
 	payload_put(&o, str, str_len);
-	publish(r, h, 1 + nx);
+	kp_ring_publish(r, h, 1 + nx);
 out:
 	if (KP_UNLIKELY(r == kp.shared))
 		kp_spin_unlock(&kp.shared_lock);

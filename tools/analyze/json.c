@@ -4,7 +4,6 @@
  * programming error, not an input property: the report's shape is fixed.
  */
 #include <assert.h>
-#include <inttypes.h>
 #include <string.h>
 
 #include "json.h"
@@ -17,13 +16,21 @@ void kp_json_init(struct kp_json *j, FILE *out, int pretty)
 	j->first[0] = 1;
 }
 
+/*
+ * Reports run to hundreds of MB (every leak group with its stack): the
+ * emitter writes through the _unlocked stdio calls (one thread writes the
+ * report) and copies runs of plain characters in one call.
+ */
 static void json_indent(struct kp_json *j)
 {
+	static const char spaces[] = "\n                                "
+				     "                                ";
 	if (!j->pretty)
 		return;
-	fputc('\n', j->out);
-	for (int i = 0; i < j->depth; i++)
-		fputs("  ", j->out);
+	size_t n = 1 + 2 * (size_t)j->depth;
+	if (n > sizeof(spaces) - 1)
+		n = sizeof(spaces) - 1;
+	fwrite_unlocked(spaces, 1, n, j->out);
 }
 
 /* Separator and indentation before a value or a key. */
@@ -34,7 +41,7 @@ static void json_pre(struct kp_json *j)
 		return;
 	}
 	if (!j->first[j->depth])
-		fputc(',', j->out);
+		putc_unlocked(',', j->out);
 	j->first[j->depth] = 0;
 	if (j->depth > 0)
 		json_indent(j);
@@ -45,23 +52,32 @@ static void json_write_str(struct kp_json *j, const unsigned char *s,
 {
 	FILE *o = j->out;
 
-	fputc('"', o);
+	putc_unlocked('"', o);
 	for (size_t i = 0; i < n;) {
 		unsigned c = s[i];
+		size_t run = i;
+		while (run < n && s[run] >= 0x20 && s[run] < 0x7f &&
+		       s[run] != '"' && s[run] != '\\')
+			run++;
+		if (run > i) {
+			fwrite_unlocked(s + i, 1, run - i, o);
+			i = run;
+			continue;
+		}
 		if (c < 0x80) {
 			switch (c) {
-			case '"': fputs("\\\"", o); break;
-			case '\\': fputs("\\\\", o); break;
-			case '\n': fputs("\\n", o); break;
-			case '\r': fputs("\\r", o); break;
-			case '\t': fputs("\\t", o); break;
-			case '\b': fputs("\\b", o); break;
-			case '\f': fputs("\\f", o); break;
+			case '"': fputs_unlocked("\\\"", o); break;
+			case '\\': fputs_unlocked("\\\\", o); break;
+			case '\n': fputs_unlocked("\\n", o); break;
+			case '\r': fputs_unlocked("\\r", o); break;
+			case '\t': fputs_unlocked("\\t", o); break;
+			case '\b': fputs_unlocked("\\b", o); break;
+			case '\f': fputs_unlocked("\\f", o); break;
 			default:
 				if (c < 0x20 || c == 0x7f)
 					fprintf(o, "\\u%04x", c);
 				else
-					fputc((int)c, o);
+					putc_unlocked((int)c, o);
 			}
 			i++;
 			continue;
@@ -91,28 +107,28 @@ static void json_write_str(struct kp_json *j, const unsigned char *s,
 			   (cp >= 0xd800 && cp <= 0xdfff)))
 			ok = 0;
 		if (ok) {
-			fwrite(s + i, 1, len, o);
+			fwrite_unlocked(s + i, 1, len, o);
 			i += len;
 		} else {
 			fprintf(o, "\\u%04x", c);
 			i++;
 		}
 	}
-	fputc('"', o);
+	putc_unlocked('"', o);
 }
 
 void kp_json_key(struct kp_json *j, const char *key)
 {
 	json_pre(j);
 	json_write_str(j, (const unsigned char *)key, strlen(key));
-	fputs(j->pretty ? ": " : ":", j->out);
+	fputs_unlocked(j->pretty ? ": " : ":", j->out);
 	j->after_key = 1;
 }
 
 void kp_json_begin_object(struct kp_json *j)
 {
 	json_pre(j);
-	fputc('{', j->out);
+	putc_unlocked('{', j->out);
 	assert(j->depth + 1 < KP_JSON_MAX_DEPTH);
 	j->first[++j->depth] = 1;
 }
@@ -125,7 +141,7 @@ static void json_close(struct kp_json *j, int ch)
 	j->depth--;
 	if (!empty)
 		json_indent(j);
-	fputc(ch, j->out);
+	putc_unlocked(ch, j->out);
 }
 
 void kp_json_end_object(struct kp_json *j)
@@ -136,7 +152,7 @@ void kp_json_end_object(struct kp_json *j)
 void kp_json_begin_array(struct kp_json *j)
 {
 	json_pre(j);
-	fputc('[', j->out);
+	putc_unlocked('[', j->out);
 	assert(j->depth + 1 < KP_JSON_MAX_DEPTH);
 	j->first[++j->depth] = 1;
 }
@@ -161,31 +177,45 @@ void kp_json_str(struct kp_json *j, const char *s)
 	kp_json_strn(j, s, strlen(s));
 }
 
+/* Decimal digits of v, with a leading '-' when neg. */
+static void json_write_int(struct kp_json *j, uint64_t v, int neg)
+{
+	char buf[24], *p = buf + sizeof(buf);
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	if (neg)
+		*--p = '-';
+	fwrite_unlocked(p, 1, (size_t)(buf + sizeof(buf) - p), j->out);
+}
+
 void kp_json_u64(struct kp_json *j, uint64_t v)
 {
 	json_pre(j);
-	fprintf(j->out, "%" PRIu64, v);
+	json_write_int(j, v, 0);
 }
 
 void kp_json_i64(struct kp_json *j, int64_t v)
 {
 	json_pre(j);
-	fprintf(j->out, "%" PRId64, v);
+	json_write_int(j, v < 0 ? -(uint64_t)v : (uint64_t)v, v < 0);
 }
 
 void kp_json_bool(struct kp_json *j, int v)
 {
 	json_pre(j);
-	fputs(v ? "true" : "false", j->out);
+	fputs_unlocked(v ? "true" : "false", j->out);
 }
 
 void kp_json_null(struct kp_json *j)
 {
 	json_pre(j);
-	fputs("null", j->out);
+	fputs_unlocked("null", j->out);
 }
 
 void kp_json_end(struct kp_json *j)
 {
-	fputc('\n', j->out);
+	putc_unlocked('\n', j->out);
 }

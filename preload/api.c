@@ -79,14 +79,26 @@ KP_EXPORT void kprof_span_end(uint64_t id)
 	uint64_t now = kp_ticks();
 	int64_t v[KP_SPAN_NV] = { [KP_SPAN_ID] = (int64_t)id };
 	unsigned n = n_open_spans < SPAN_DEPTH ? n_open_spans : SPAN_DEPTH;
-	for (unsigned i = n; i-- > 0;) {
-		if (open_spans[i].id != id)
-			continue;
-		v[KP_SPAN_DUR] = (int64_t)(now - open_spans[i].tsc);
-		n_open_spans = i; /* spans left open inside end with it */
-		break;
+	unsigned i = n;
+	while (i-- > 0 && open_spans[i].id != id)
+		;
+	if (i < n) {
+		/* spans still open inside this one end with it, innermost
+		 * first, so every begin in the trace gets its end */
+		for (unsigned k = n; k-- > i;) {
+			int64_t vk[KP_SPAN_NV] = {
+				[KP_SPAN_ID] = (int64_t)open_spans[k].id,
+				[KP_SPAN_DUR] =
+					(int64_t)(now - open_spans[k].tsc),
+			};
+			kp_ring_push_ext(now, KP_REC_SPAN, 1, 0, vk, NULL, 0);
+		}
+		n_open_spans = i;
+	} else {
+		/* not among the tracked ones (nested too deep, or already
+		 * ended): an end without a duration */
+		kp_ring_push_ext(now, KP_REC_SPAN, 1, 0, v, NULL, 0);
 	}
-	kp_ring_push_ext(now, KP_REC_SPAN, 1, 0, v, NULL, 0);
 	kp_tls.busy = 0;
 }
 

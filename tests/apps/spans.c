@@ -4,7 +4,9 @@
  * ROUNDS nested spans "outer"/"inner" and record a counter (+i), a gauge
  * (i) and a duration (1000 * i ns) in each round; names are long (cut to
  * the trace's string limit) and of every length around the ring's slot
- * size, so events cross slot and ring boundaries.
+ * size, so events cross slot and ring boundaries. At the end, "left-open"
+ * is left open inside "wrap" (it ends with it) and "never-ended" is never
+ * ended.
  *
  *   spans ROUNDS THREADS
  */
@@ -54,6 +56,11 @@ int main(int argc, char **argv)
 	worker((void *)0);
 	for (int i = 1; i < nthreads; i++)
 		pthread_join(th[i], NULL);
+	/* a span left open inside another ends with it; one never ends */
+	uint64_t wrap = kprof_span_begin_if_loaded("wrap");
+	kprof_span_begin_if_loaded("left-open");
+	kprof_span_end_if_loaded(wrap);
+	kprof_span_begin_if_loaded("never-ended");
 	/* unknown kinds and span id 0 are ignored */
 	kprof_record_event_if_loaded("bad", 7, 1);
 	kprof_span_end_if_loaded(0);

@@ -8,7 +8,7 @@ boundaries all the time; with the lossless default every one must arrive
 intact, in order, on its own thread. With the drop policy, recorded +
 counted-as-lost must equal what the app made.
 """
-from kptest import Tap, Tmp, app, dump, run, run_plain
+from kptest import Tap, Tmp, analyze, app, dump, run, run_plain
 
 ROUNDS, THREADS = 3000, 3
 t = Tap()
@@ -22,8 +22,10 @@ def check_thread(t, recs, tno, label):
     """The records of one worker thread, in file order."""
     spans = [x for x in recs if x["type"] == "span"]
     customs = [x for x in recs if x["type"] == "custom"]
-    t.eq((len(spans), len(customs)), (4 * ROUNDS, 3 * ROUNDS),
-         "%s: 4 span records and 3 custom events per round" % label)
+    extra = 5 if tno == 0 else 0  # main's wrap/left-open/never-ended
+    t.eq((len(spans), len(customs)), (4 * ROUNDS + extra, 3 * ROUNDS),
+         "%s: 4 span records and 3 custom events per round (+%d)"
+         % (label, extra))
     bad = []
     letter = chr(ord("a") + tno % 26)
     for i in range(min(ROUNDS, len(spans) // 4, len(customs) // 3)):
@@ -76,6 +78,49 @@ with Tmp() as d:
     t.eq(sum(1 for x in recs if x["type"] == "custom" and x["kind"] > 2), 0,
          "an unknown event kind is not recorded")
 
+    # the analysis: kprof-analyze's "app" section
+    rep = analyze(r.traces)["app"]
+    spans = {s["name"]: s for s in rep["spans"]}
+    o = spans.get("outer", {})
+    t.eq((o.get("events"), o.get("unclosed")), (ROUNDS * THREADS, 0),
+         "app: every outer span counted and closed")
+    want = {}
+    for tno in range(THREADS):
+        for i in range(ROUNDS):
+            n = chr(ord("a") + tno) * ((i + tno) % 200)
+            want[n] = want.get(n, 0) + 1
+    got = {n: s["events"] for n, s in spans.items() if n not in
+           ("outer", "wrap", "left-open", "never-ended")}
+    t.eq(got == want, True, "app: inner spans counted per name (%d names)"
+         % len(want))
+    t.eq([(spans.get(n, {}).get("events"), spans.get(n, {}).get("unclosed"))
+          for n in ("wrap", "left-open", "never-ended")],
+         [(1, 0), (1, 0), (0, 1)],
+         "app: a span left open ends with its parent; one never ended is open")
+    inner_total = sum(s["total_ns"] for n, s in spans.items()
+                      if n in want)
+    t.ok(o.get("total_ns", 0) >= inner_total > 0,
+         "app: outer spans take at least the time of the inner ones")
+    c = {x["name"]: x for x in rep["counters"]}
+    t.eq(c.get("counter", {}).get("sum"), THREADS * ROUNDS * (ROUNDS - 1) // 2,
+         "app: the counter is the sum of its increments")
+    g = {x["name"]: x for x in rep["gauges"]}.get("gauge", {})
+    t.eq((g.get("events"), g.get("min"), g.get("max"), g.get("last")),
+         (THREADS * ROUNDS, -(ROUNDS - 1), 0, -(ROUNDS - 1)),
+         "app: gauge events, min, max, last")
+    du = {x["name"]: x for x in rep["durations"]}
+    vals = sorted(1000 * i for _ in range(THREADS) for i in range(ROUNDS)
+                  if i % 100)
+    d = du.get("duration", {})
+    t.eq((d.get("events"), d.get("total_ns"), d.get("max_ns")),
+         (len(vals), sum(vals), vals[-1]), "app: durations: count, total, max")
+    for key, q in (("p50_ns", 0.5), ("p90_ns", 0.9), ("p99_ns", 0.99)):
+        exact = vals[-(-len(vals) * int(q * 100) // 100) - 1]
+        t.ok(abs(d.get(key, 0) - exact) <= exact * 0.004,
+             "app: duration %s %s within 0.4 %% of %d" % (key, d.get(key), exact))
+    t.eq(du.get("L" * 4096, {}).get("events"), 30 * THREADS,
+         "app: a 5999-byte name is kept as its first 4096 bytes")
+
 with Tmp() as d:
     r = run([app("spans"), str(ROUNDS), str(THREADS)], cwd=d,
             prof={"BUFFER_KB": "16", "OVERFLOW": "drop"})
@@ -88,6 +133,6 @@ with Tmp() as d:
     got = {w: sum(1 for x in recs if x["type"] == w) for w in ("span", "custom")}
     t.eq((got["span"] + lost.get("span", 0),
           got["custom"] + lost.get("custom", 0)),
-         (4 * ROUNDS * THREADS, 3 * ROUNDS * THREADS),
+         (4 * ROUNDS * THREADS + 5, 3 * ROUNDS * THREADS),
          "drop policy: recorded + lost = made (lost %r)" % lost)
 t.done()

@@ -110,6 +110,8 @@ void kp_idmap_free(struct kp_idmap *m);
 uint32_t kp_idmap_get(const struct kp_idmap *m, uint64_t key);
 /* Insert key (must be absent and != KP_IDMAP_EMPTY). */
 void kp_idmap_put(struct kp_idmap *m, uint64_t key, uint32_t val);
+/* Remove key. @return 1 if it was there. */
+int kp_idmap_del(struct kp_idmap *m, uint64_t key);
 
 /* ---- global tables: modules and canonical stacks (stacks.c) ------------- */
 
@@ -389,6 +391,7 @@ struct kp_pass {
 };
 
 extern const struct kp_pass kp_pass_memory;
+extern const struct kp_pass kp_pass_app;
 
 /* ---- load.c: the analysis driver ------------------------------------------ */
 
@@ -494,6 +497,11 @@ void kp_report_json(struct kp_analysis *an, FILE *out);
 /* report_text.c helpers shared by passes */
 void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
 		   size_t max_frames, const char *indent);
+/* A duration: "850 ns", "12.3 us", "4.56 ms", "7.89 s" into buf */
+const char *kp_fmt_ns(char *buf, size_t n, uint64_t ns);
+/* s for one line of text: control bytes -> '?', at most max columns,
+ * "..." when cut */
+const char *kp_disp(char *buf, size_t n, const char *s, size_t max);
 /* "1,234,567" into buf */
 const char *kp_fmt_count(char *buf, size_t n, uint64_t v);
 /* "1.2 MiB" into buf */

@@ -61,7 +61,17 @@
  *     "top_by_calls": [site, ...],     at most --top, most calls first
  *     "top_by_bytes": [site, ...],     at most --top, most bytes first
  *     "leaks": [leak, ...]             every group, most bytes first
- *   }
+ *   },
+ *   "app": {                           kprof.h spans and custom events,
+ *                                      by name over all processes
+ *     "spans": [{"name": str, "events": int, "total_ns": int,
+ *                "p50_ns": int, "p90_ns": int, "p99_ns": int,
+ *                "max_ns": int, "unclosed": int}, ...],
+ *     "counters": [{"name": str, "events": int, "sum": int}, ...],
+ *     "gauges": [{"name": str, "events": int, "min": int, "max": int,
+ *                 "last": int}, ...],
+ *     "durations": [same keys as spans but "unclosed"]
+ *   }                                  (most time or events first)
  * }
  *
  * site  = {"calls": int, "bytes": int, "frees": int, "stack": [frame, ...]}

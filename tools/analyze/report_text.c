@@ -45,6 +45,19 @@ const char *kp_fmt_bytes(char *buf, size_t n, uint64_t v)
 	return buf;
 }
 
+const char *kp_fmt_ns(char *buf, size_t n, uint64_t ns)
+{
+	if (ns < 1000)
+		snprintf(buf, n, "%llu ns", (unsigned long long)ns);
+	else if (ns < 1000000)
+		snprintf(buf, n, "%.1f us", (double)ns / 1e3);
+	else if (ns < 1000000000)
+		snprintf(buf, n, "%.2f ms", (double)ns / 1e6);
+	else
+		snprintf(buf, n, "%.2f s", (double)ns / 1e9);
+	return buf;
+}
+
 static const char *fmt_ms(char *buf, size_t n, uint64_t ns)
 {
 	if (ns < 10000000000ULL)
@@ -80,7 +93,7 @@ const char *kp_rec_type_name(unsigned type, char *buf, size_t n)
 
 /* Copy s into buf for display: control bytes -> '?', at most max columns
  * (approximate for UTF-8), with "..." when cut. */
-static const char *disp(char *buf, size_t n, const char *s, size_t max)
+const char *kp_disp(char *buf, size_t n, const char *s, size_t max)
 {
 	size_t k = 0, len = strlen(s);
 
@@ -188,7 +201,7 @@ void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
 			snprintf(line, sizeof(line), "%s", where);
 		}
 		fprintf(out, "%s%s %s\n", indent, i ? "by" : "at",
-			disp(b, sizeof(b), line, avail));
+			kp_disp(b, sizeof(b), line, avail));
 	}
 	/* Frames trimmed from the top are allocator wrappers; say how many
 	 * remain below the ones shown. */
@@ -238,11 +251,11 @@ static void text_process(struct kp_analysis *an, const struct kp_proc *p,
 	fprintf(out, "process %" PRId64, p->pid);
 	if (p->ppid > 0)
 		fprintf(out, " (parent %" PRId64 ")", p->ppid);
-	fprintf(out, "  %s\n", disp(b, sizeof(b), p->exe[0] ? p->exe : "?",
+	fprintf(out, "  %s\n", kp_disp(b, sizeof(b), p->exe[0] ? p->exe : "?",
 				    50));
 	if (p->argc)
-		fprintf(out, "  argv     %s\n", disp(b, sizeof(b), argv, 68));
-	fprintf(out, "  trace    %s\n", disp(b, sizeof(b), p->file, 68));
+		fprintf(out, "  argv     %s\n", kp_disp(b, sizeof(b), argv, 68));
+	fprintf(out, "  trace    %s\n", kp_disp(b, sizeof(b), p->file, 68));
 	time_t secs = (time_t)(p->start_wall_ns / 1000000000ULL);
 	struct tm tm;
 	char when[64] = "?";
@@ -256,7 +269,7 @@ static void text_process(struct kp_analysis *an, const struct kp_proc *p,
 	fprintf(out, "  ended    %s\n", b);
 	if (p->exec_path)
 		fprintf(out, "  exec     %s\n",
-			disp(b, sizeof(b), p->exec_path, 68));
+			kp_disp(b, sizeof(b), p->exec_path, 68));
 	for (size_t i = 0; i < an->npasses; i++)
 		if (an->passes[i]->xProcText)
 			an->passes[i]->xProcText(an->pass_state[i], an, p, out);
@@ -421,7 +434,7 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 		if (an->nexes > 1 && s[i]->exe < an->nexes) {
 			char e[128];
 			fprintf(out, "     in %s\n",
-				disp(e, sizeof(e), an->exes[s[i]->exe], 70));
+				kp_disp(e, sizeof(e), an->exes[s[i]->exe], 70));
 		}
 		kp_text_stack(an, out, s[i]->gstack, leaks_cmd ? 64 : 5,
 			      "       ");

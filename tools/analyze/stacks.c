@@ -78,6 +78,36 @@ void kp_idmap_put(struct kp_idmap *m, uint64_t key, uint32_t val)
 	idmap_insert(m, key, val);
 }
 
+int kp_idmap_del(struct kp_idmap *m, uint64_t key)
+{
+	if (!m->cap || key == KP_IDMAP_EMPTY)
+		return 0;
+	size_t mask = m->cap - 1;
+	size_t i = kp_mix64(key, m->seed) & mask;
+	while (m->keys[i] != key) {
+		if (m->keys[i] == KP_IDMAP_EMPTY)
+			return 0;
+		i = (i + 1) & mask;
+	}
+	/* Backward shift: pull each later key of the probe run into the hole
+	 * unless its home slot lies cyclically in (hole, its slot]. */
+	for (size_t j = i;;) {
+		j = (j + 1) & mask;
+		if (m->keys[j] == KP_IDMAP_EMPTY)
+			break;
+		size_t h = kp_mix64(m->keys[j], m->seed) & mask;
+		int stays = i < j ? (h > i && h <= j) : (h > i || h <= j);
+		if (!stays) {
+			m->keys[i] = m->keys[j];
+			m->vals[i] = m->vals[j];
+			i = j;
+		}
+	}
+	m->keys[i] = KP_IDMAP_EMPTY;
+	m->n--;
+	return 1;
+}
+
 /*
  * Content-hashed tables (modules, stacks, exes) map the hash to the first
  * index with that hash and chain the rest through a next field, so a

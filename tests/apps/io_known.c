@@ -9,6 +9,11 @@
  *   io_known DIR pipe    a read on a pipe whose writer writes after 20 ms;
  *                        prints the app's own clock_gettime of the read
  *   io_known DIR calls N N write+read+lseek rounds on DIR/c (strace -c)
+ *   io_known DIR small N N writes of 64 bytes to DIR/s (the bench)
+ *   io_known DIR bad     the findings: 2000 writes of 10 bytes to DIR/small,
+ *                        20 x (write + fsync) to DIR/synced, 200 reads of
+ *                        4 KiB at scattered offsets of a 2 MiB DIR/big,
+ *                        5 opens of DIR/missing (ENOENT)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -174,6 +179,48 @@ static void calls(const char *dir, int n)
 	close(fd);
 }
 
+static void small(const char *dir, int n)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/s", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	uint64_t t0 = ns();
+	for (int i = 0; i < n; i++)
+		write(fd, buf, 64);
+	uint64_t t1 = ns();
+	close(fd);
+	/* the app thread's own time per call (the writer thread's work is
+	 * elsewhere when a core is free) */
+	printf("%.1f ns per write\n", (double)(t1 - t0) / n);
+}
+
+static void bad(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/small", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	for (int i = 0; i < 2000; i++)
+		write(fd, buf, 10);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/synced", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	for (int i = 0; i < 20; i++) {
+		write(fd, buf, 100);
+		fsync(fd);
+	}
+	close(fd);
+	snprintf(path, sizeof(path), "%s/big", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	for (int i = 0; i < 2; i++)
+		write(fd, buf, sizeof(buf));
+	for (int i = 0; i < 200; i++) /* 2 MiB / 4 KiB = 512 blocks */
+		pread(fd, buf, 4096, (off_t)((i * 197) % 512) * 4096);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/missing", dir);
+	for (int i = 0; i < 5; i++)
+		open(path, O_RDONLY);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -184,6 +231,10 @@ int main(int argc, char **argv)
 		errnos();
 	else if (!strcmp(argv[2], "pipe"))
 		pipe_latency();
+	else if (!strcmp(argv[2], "bad"))
+		bad(argv[1]);
+	else if (!strcmp(argv[2], "small"))
+		small(argv[1], argc > 3 ? atoi(argv[3]) : 100000);
 	else if (!strcmp(argv[2], "calls"))
 		calls(argv[1], argc > 3 ? atoi(argv[3]) : 100);
 	else

@@ -84,6 +84,54 @@ with t.section("known I/O"):
         t.ok("relative error <= 0.39 %" in text and d + "/data" in text,
              "kprof-analyze io: text report with the error bound")
 
+# ---- findings ------------------------------------------------------------------
+with t.section("findings"):
+    with Tmp() as d:
+        d = os.path.realpath(d)
+        r = run([app("io_known"), d, "bad"], d, prof={"IO_STACKS": "0"})
+        t.eq(r.rc, 0, "io_known bad runs", r.err)
+        rep = analyze(r.traces)
+        got = sorted((x["code"], x["path"]) for x in rep["io"]["findings"]
+                     if x["path"].startswith(d))
+        t.eq(got, [("IO01", d + "/small"), ("IO02", d + "/synced"),
+                   ("IO03", d + "/big"), ("IO05", d + "/missing")],
+             "small writes, fsync per write, random reads, ENOENT opens")
+        for x in rep["io"]["findings"]:
+            t.ok(x["severity"] in ("info", "warn", "high") and x["evidence"]
+                 and x["recommendation"], "%s has severity, evidence and a "
+                 "recommendation" % x["code"], x)
+        ev = {x["code"]: x["evidence"] for x in rep["io"]["findings"]}
+        t.eq(ev.get("IO01"), "2000 of 2000 writes are under 4096 bytes",
+             "IO01 evidence")
+        t.eq(ev.get("IO02"), "20 syncs for 20 writes (1.00 writes per sync)",
+             "IO02 evidence")
+        big = io_file(rep, d + "/big")
+        t.eq(big["pattern"]["read"]["with_offset"], 200, "200 reads on big")
+        t.ok(big["pattern"]["read"]["random"] > 40,
+             "most scattered reads are random",
+             big["pattern"]["read"])
+        t.eq(io_file(rep, d + "/missing")["ops"]["open"]["errors"], 5,
+             "5 failed opens recorded with their path")
+
+# ---- variables -------------------------------------------------------------------
+with t.section("KOTOBA_PROFILE_IO and _IO_STACKS"):
+    with Tmp() as d:
+        r = run([app("io_known"), d, "calls", "10"], d, prof={"IO": "0"})
+        recs = dump(r.traces)
+        t.eq((r.rc, [x["type"] for x in recs if x["type"] in
+                     ("io", "fd_open", "fd_close", "io_summary")]), (0, []),
+             "KOTOBA_PROFILE_IO=0: no I/O records")
+        r = run([app("io_known"), d, "calls", "10"], d,
+                prof={"IO_STACKS": "0"})
+        ios = [x for x in dump(r.traces) if x["type"] == "io"]
+        t.ok(len(ios) == 31 and all(x["stack"] == 0 for x in ios),
+             "KOTOBA_PROFILE_IO_STACKS=0: 31 I/O records, none with a stack",
+             len(ios))
+        r = run([app("io_known"), d, "calls", "10"], d)
+        ios = [x for x in dump(r.traces) if x["type"] == "io"]
+        t.ok(len(ios) == 31 and all(x["stack"] > 0 for x in ios),
+             "stacks on by default: every I/O record has one", len(ios))
+
 # ---- errno, short calls ------------------------------------------------------
 with t.section("errno and short calls"):
     with Tmp() as d:

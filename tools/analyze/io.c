@@ -42,7 +42,8 @@ static const char *const size_name[NSIZE] = {
 
 #define SMALL_IO 4096        /* a read or write under this is small */
 #define MAX_FILES (1u << 20) /* then everything goes to "<other>" */
-#define MAX_INTERVALS 65536  /* re-read tracking per process and file */
+#define MAX_INTERVALS 1024   /* re-read tracking per process and file:
+			      * bounds the work per read (a memmove) */
 #define MAX_FDS (1u << 20)
 
 static const char *op_name(unsigned op)
@@ -261,10 +262,17 @@ static uint64_t reread(struct file *f, struct pfile *p, uint64_t lo,
 		       uint64_t hi)
 {
 	uint64_t seen = 0;
-	uint32_t i = 0;
-	/* first interval whose end reaches lo */
-	while (i < p->niv && p->iv[2 * i + 1] < lo)
-		i++;
+	/* first interval whose end reaches lo (binary search) */
+	uint32_t i = 0, n = p->niv;
+	while (n) {
+		uint32_t half = n / 2;
+		if (p->iv[2 * (i + half) + 1] < lo) {
+			i += half + 1;
+			n -= half + 1;
+		} else {
+			n = half;
+		}
+	}
 	uint32_t j = i;
 	uint64_t nlo = lo, nhi = hi;
 	while (j < p->niv && p->iv[2 * j] <= hi) {
@@ -349,16 +357,19 @@ static void on_io(struct io_state *s, const struct kp_event *e,
 	if (ret > 0)
 		f->sizes[d][size_bucket((uint64_t)ret)]++;
 	int64_t off = v[KP_IO_OFF];
-	if (layer || ret <= 0 || off < 0)
+	int64_t last;
+	/* a hostile trace may hold offsets near INT64_MAX: skip those */
+	if (layer || ret <= 0 || off < 0 ||
+	    __builtin_add_overflow(off, ret - 1, &last))
 		return;
 	struct pfile *p = pfile(s->cur, fi);
 	f->classified[d]++;
 	if (off > p->last[d])
 		f->seq[d]++;
-	if (off == p->last[d] + 1)
+	if (p->last[d] != INT64_MAX && off == p->last[d] + 1)
 		f->consec[d]++;
-	p->last[d] = off + ret - 1;
-	uint64_t end = (uint64_t)off + (uint64_t)ret;
+	p->last[d] = last;
+	uint64_t end = (uint64_t)last + 1;
 	if (end > f->extent)
 		f->extent = end;
 	if (!d)

@@ -143,9 +143,10 @@ struct kp_ext_layout {
 			    * it from clock ticks to ns) */
 };
 
-/* ---- I/O (KP_REC_IO): one timed call; kind = enum kp_io_op (io.h) ---- */
-enum { KP_IO_FD, KP_IO_REQ, KP_IO_RET, KP_IO_OFF, KP_IO_DUR, KP_IO_ERR,
-       KP_IO_NV };
+/* ---- I/O (KP_REC_IO): one timed call; kind = enum kp_io_op (io.h);
+ * ret = bytes (or the call's result), -errno if it failed; off -1 = none.
+ * Five values: the event fits one ring slot (the hot path) ---- */
+enum { KP_IO_FD, KP_IO_REQ, KP_IO_RET, KP_IO_OFF, KP_IO_DUR, KP_IO_NV };
 /* ---- KP_REC_FD_OPEN: an fd appeared (open, dup, pipe, socket, ...);
  * kind = how, str = path ("" unknown); src = fd it was dup'ed from or -1 */
 enum { KP_FDO_FD, KP_FDO_FDKIND, KP_FDO_FLAGS, KP_FDO_DUR, KP_FDO_ERR,

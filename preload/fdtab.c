@@ -251,10 +251,9 @@ void kp_io_record(uint8_t op, int fd, uint64_t req, int64_t r, int64_t off,
 	int64_t v[KP_IO_NV];
 	v[KP_IO_FD] = fd;
 	v[KP_IO_REQ] = (int64_t)req;
-	v[KP_IO_RET] = r;
+	v[KP_IO_RET] = r < 0 ? -(int64_t)err : r;
 	v[KP_IO_OFF] = off;
 	v[KP_IO_DUR] = (int64_t)(t1 - t0);
-	v[KP_IO_ERR] = err;
 	kp_ring_push_ext(t1, KP_REC_IO, op, kp_io_stack(), v, NULL, 0);
 	t->busy = 0;
 	errno = saved;

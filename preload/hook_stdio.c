@@ -27,7 +27,7 @@ static int stream_fd(FILE *f)
 	return f ? fileno(f) : -1;
 }
 
-/* Record a stdio call: ret bytes moved; err 0 or the errno of a failure. */
+/* Record a stdio call: ret bytes moved; failed: errno says why. */
 static void srec(uint8_t op, FILE *f, uint64_t req, int64_t ret, int failed,
 		 uint64_t t0)
 {
@@ -44,10 +44,11 @@ static void srec(uint8_t op, FILE *f, uint64_t req, int64_t ret, int failed,
 		int64_t v[KP_IO_NV];
 		v[KP_IO_FD] = fd;
 		v[KP_IO_REQ] = (int64_t)req;
-		v[KP_IO_RET] = ret;
+		/* a failed call: -errno (the bytes of a partial fwrite
+		 * before an error are not kept) */
+		v[KP_IO_RET] = err ? -(int64_t)err : ret;
 		v[KP_IO_OFF] = KP_IO_NO_OFF;
 		v[KP_IO_DUR] = (int64_t)(t1 - t0);
-		v[KP_IO_ERR] = err;
 		kp_ring_push_ext(t1, KP_REC_IO, op, kp_io_stack(), v, NULL, 0);
 	}
 	t->busy = 0;

@@ -334,9 +334,10 @@ static void on_io(struct io_state *s, const struct kp_event *e,
 	uint64_t moved = ret > 0 && (dir == 'r' || dir == 'w') ?
 		(uint64_t)ret : 0;
 	uint64_t dur = v[KP_IO_DUR] > 0 ? (uint64_t)v[KP_IO_DUR] : 0;
-	op_add(f, op, moved, v[KP_IO_ERR] != 0, dur);
+	int failed = ret < 0; /* -errno */
+	op_add(f, op, moved, failed, dur);
 	pr->calls++;
-	pr->errors += v[KP_IO_ERR] != 0;
+	pr->errors += failed;
 	pr->total_ns = kp_sat_add(pr->total_ns, dur);
 	int layer = kp_io_op_layer(op);
 	int d = dir == 'w';

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 struct kp_fdent kp_fdtab[KP_FDTAB_MAX];
+uint32_t kp_fd_gen;
 _Atomic uint64_t kp_io_seen_read, kp_io_seen_write;
 _Atomic uint64_t kp_self_wchar;
 
@@ -125,13 +126,12 @@ static struct kp_fdent *get(int fd, uint64_t t0, int *fresh)
 		return NULL;
 	struct kp_fdent *e = &kp_fdtab[fd];
 	uint8_t s = atomic_load_explicit(&e->state, memory_order_acquire);
-	if (KP_LIKELY(s == KP_FDS_KNOWN))
+	if (KP_LIKELY(s == KP_FDS_KNOWN && e->gen == kp_fd_gen))
 		return e;
 	if (s == KP_FDS_RESOLVING)
 		return NULL; /* another thread is at it: kind unknown now */
-	uint8_t expect = KP_FDS_UNKNOWN;
-	if (!atomic_compare_exchange_strong(&e->state, &expect,
-					    KP_FDS_RESOLVING))
+	/* UNKNOWN, or KNOWN by the parent before a fork */
+	if (!atomic_compare_exchange_strong(&e->state, &s, KP_FDS_RESOLVING))
 		return NULL;
 	char buf[KP_MAX_STR_LEN];
 	size_t len;
@@ -145,6 +145,7 @@ static struct kp_fdent *get(int fd, uint64_t t0, int *fresh)
 	/* at the start of the call that found it, so it comes first */
 	push_open(fd, KP_FDH_LAZY, e->kind, (int)fl, t0, t0, 0, -1, 0, buf,
 		  len);
+	e->gen = kp_fd_gen;
 	atomic_store_explicit(&e->state, KP_FDS_KNOWN, memory_order_release);
 	*fresh = 1;
 	return e;
@@ -175,9 +176,10 @@ void kp_fd_opened(int fd, uint8_t how, const char *path, int flags,
 		}
 		fill(e, fd, buf, sizeof(buf), &len, fresh, flags);
 		if (src >= 0 && src < KP_FDTAB_MAX && how == KP_FDH_DUP &&
-		    atomic_load(&kp_fdtab[src].state) == KP_FDS_KNOWN)
+		    kp_fd_known(&kp_fdtab[src]))
 			atomic_store(&e->off, atomic_load(&kp_fdtab[src].off));
 		kind = e->kind;
+		e->gen = kp_fd_gen;
 		atomic_store_explicit(&e->state, KP_FDS_KNOWN,
 				      memory_order_release);
 	} else if (fd >= 0) {
@@ -325,6 +327,7 @@ void kp_io_init(void)
 
 void kp_io_after_fork_child(void)
 {
+	kp_fd_gen++; /* the child's trace must say again what each fd is */
 	atomic_store(&kp_io_seen_read, 0);
 	atomic_store(&kp_io_seen_write, 0);
 	atomic_store(&kp_self_wchar, 0);

@@ -210,9 +210,7 @@ KP_EXPORT int close_range(unsigned first, unsigned last, int flags)
 		uint32_t stack = kp_io_stack();
 		unsigned hi = last < KP_FDTAB_MAX - 1 ? last : KP_FDTAB_MAX - 1;
 		for (unsigned fd = first; fd <= hi; fd++)
-			if (atomic_load_explicit(&kp_fdtab[fd].state,
-						 memory_order_acquire) ==
-			    KP_FDS_KNOWN)
+			if (kp_fd_known(&kp_fdtab[fd]))
 				kp_fd_closed((int)fd, KP_FDCH_CLOSE_RANGE, t0,
 					     0, stack);
 		t->busy = 0;

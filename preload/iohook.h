@@ -99,11 +99,22 @@ struct kp_fdent {
 	_Atomic uint8_t state; /* KP_FDS_* */
 	uint8_t kind;          /* enum kp_fd_kind, valid when KNOWN */
 	uint8_t append;        /* O_APPEND: offsets unknown */
-	uint8_t pad[5];
+	uint8_t pad;
+	uint32_t gen;          /* kp_fd_gen when it became KNOWN */
 	_Atomic int64_t off;   /* tracked offset, KP_IO_NO_OFF if none */
 };
 
 extern struct kp_fdent kp_fdtab[KP_FDTAB_MAX];
+/* Bumped in a fork child: entries of an older generation are unknown
+ * there (the child's trace has not said what they are). */
+extern uint32_t kp_fd_gen;
+
+/* Is the entry known in this process? */
+static inline int kp_fd_known(const struct kp_fdent *e)
+{
+	return atomic_load_explicit(&e->state, memory_order_acquire) ==
+		       KP_FDS_KNOWN && e->gen == kp_fd_gen;
+}
 
 /* The entry of fd, resolving it (FD_OPEN how=LAZY) if never seen; NULL for
  * fds out of the table. The caller is inside kprof (busy). */

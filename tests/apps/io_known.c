@@ -10,6 +10,8 @@
  *                        prints the app's own clock_gettime of the read
  *   io_known DIR calls N N write+read+lseek rounds on DIR/c (strace -c)
  *   io_known DIR small N N writes of 64 bytes to DIR/s (the bench)
+ *   io_known DIR fork    opens DIR/forked, forks; the child writes 3 x 100
+ *                        bytes to it, the parent waits and writes 1
  *   io_known DIR bad     the findings: 2000 writes of 10 bytes to DIR/small,
  *                        20 x (write + fsync) to DIR/synced, 200 reads of
  *                        4 KiB at scattered offsets of a 2 MiB DIR/big,
@@ -25,6 +27,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -194,6 +197,23 @@ static void small(const char *dir, int n)
 	printf("%.1f ns per write\n", (double)(t1 - t0) / n);
 }
 
+static void forked(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/forked", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	pid_t pid = fork();
+	if (pid == 0) {
+		for (int i = 0; i < 3; i++)
+			write(fd, buf, 100);
+		exit(0);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	write(fd, buf, 1);
+	close(fd);
+}
+
 static void bad(const char *dir)
 {
 	char path[4096];
@@ -231,6 +251,8 @@ int main(int argc, char **argv)
 		errnos();
 	else if (!strcmp(argv[2], "pipe"))
 		pipe_latency();
+	else if (!strcmp(argv[2], "fork"))
+		forked(argv[1]);
 	else if (!strcmp(argv[2], "bad"))
 		bad(argv[1]);
 	else if (!strcmp(argv[2], "small"))

@@ -113,6 +113,22 @@ with t.section("findings"):
         t.eq(io_file(rep, d + "/missing")["ops"]["open"]["errors"], 5,
              "5 failed opens recorded with their path")
 
+# ---- fork: the child's trace names the fds it inherited ---------------------------
+with t.section("fork"):
+    with Tmp() as d:
+        d = os.path.realpath(d)
+        r = run([app("io_known"), d, "fork"], d)
+        t.eq((r.rc, len(r.traces)), (0, 2), "io_known fork: two traces")
+        per = []
+        for tr in r.traces:
+            f = io_file(analyze([tr]), d + "/forked")
+            per.append((f["ops"]["write"]["calls"], f["ops"]["write"]["bytes"]))
+        t.eq(sorted(per), [(1, 1), (3, 300)],
+             "parent 1 write, child 3 writes, both on the file's path")
+        f = io_file(analyze(r.traces), d + "/forked")
+        t.eq((f["ops"]["write"]["calls"], f["ops"]["write"]["bytes"]), (4, 301),
+             "both traces together: merged per file")
+
 # ---- variables -------------------------------------------------------------------
 with t.section("KOTOBA_PROFILE_IO and _IO_STACKS"):
     with Tmp() as d:

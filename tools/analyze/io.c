@@ -827,6 +827,14 @@ static void json_file(struct io_state *s, const struct file *f,
 	kp_json_str(j, kp_fd_kind_name(f->kind));
 	jkey_u64(j, "total_ns", f->total_ns);
 	json_num(j, "wall_share", share(f->total_ns, s->wall_ns));
+	uint64_t moved = 0;
+	for (unsigned op = 0; op < NOPS; op++)
+		moved = kp_sat_add(moved, f->ops[op].bytes);
+	jkey_u64(j, "bytes", moved);
+	json_num(j, "bytes_per_io_second", f->total_ns ?
+		 (double)moved * 1e9 / (double)f->total_ns : 0);
+	json_num(j, "bytes_per_wall_second", s->wall_ns ?
+		 (double)moved * 1e9 / (double)s->wall_ns : 0);
 	json_ops(f, j);
 	uint64_t c = f->classified[0] + f->classified[1];
 	uint64_t seq = f->seq[0] + f->seq[1];

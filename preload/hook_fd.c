@@ -198,7 +198,7 @@ KP_EXPORT int close(int fd)
  * used for I/O: nothing refers to them). */
 KP_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
-	IO_REAL(close_range);
+	IO_REAL_OR(close_range, -1);
 	struct kp_tls *t = &kp_tls;
 	if (!kp_io_want(t))
 		return kp_io_real.close_range(first, last, flags);
@@ -248,7 +248,7 @@ KP_EXPORT int dup2(int old, int new)
 
 KP_EXPORT int dup3(int old, int new, int fl)
 {
-	IO_REAL(dup3);
+	IO_REAL_OR(dup3, -1);
 	struct kp_tls *t = &kp_tls;
 	if (!kp_io_want(t))
 		return kp_io_real.dup3(old, new, fl);
@@ -324,7 +324,7 @@ KP_EXPORT int accept(int s, struct sockaddr *addr, socklen_t *len)
 
 KP_EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int fl)
 {
-	IO_REAL(accept4);
+	IO_REAL_OR(accept4, -1);
 	struct kp_tls *t = &kp_tls;
 	if (!kp_io_want(t))
 		return kp_io_real.accept4(s, addr, len, fl);
@@ -336,7 +336,7 @@ KP_EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int fl)
 
 KP_EXPORT int memfd_create(const char *name, unsigned fl)
 {
-	IO_REAL(memfd_create);
+	IO_REAL_OR(memfd_create, -1);
 	struct kp_tls *t = &kp_tls;
 	if (!kp_io_want(t))
 		return kp_io_real.memfd_create(name, fl);

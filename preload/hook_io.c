@@ -257,12 +257,12 @@ KP_EXPORT ssize_t pwritev64(int fd, const struct iovec *iov, int cnt,
 
 /* offset -1: the current offset (tracked), like readv/writev */
 #define PREADV2_BODY(fd, iov, cnt, off, fl)                           \
-	IO_REAL(preadv2);                                             \
+	IO_REAL_OR(preadv2, -1);                                             \
 	TIMED_V(off == -1 ? KP_IO_OP_READV : KP_IO_OP_PREADV, fd, iov, \
 		cnt, off == -1 ? TRACK : off,                         \
 		kp_io_real.preadv2(fd, iov, cnt, off, fl))
 #define PWRITEV2_BODY(fd, iov, cnt, off, fl)                          \
-	IO_REAL(pwritev2);                                            \
+	IO_REAL_OR(pwritev2, -1);                                            \
 	TIMED_V(off == -1 ? KP_IO_OP_WRITEV : KP_IO_OP_PWRITEV, fd,   \
 		iov, cnt, off == -1 ? TRACK : off,                    \
 		kp_io_real.pwritev2(fd, iov, cnt, off, fl))
@@ -333,7 +333,7 @@ KP_EXPORT int fdatasync(int fd)
 
 KP_EXPORT int sync_file_range(int fd, off_t off, off_t n, unsigned fl)
 {
-	IO_REAL(sync_file_range);
+	IO_REAL_OR(sync_file_range, -1);
 	TIMED(int, KP_IO_OP_SYNC_FILE_RANGE, fd, n, off,
 	      kp_io_real.sync_file_range(fd, off, n, fl));
 }
@@ -363,7 +363,7 @@ KP_EXPORT int ftruncate64(int fd, off_t len)
 }
 
 #define FALLOCATE_BODY(fd, mode, off, len)                            \
-	IO_REAL(fallocate);                                           \
+	IO_REAL_OR(fallocate, -1);                                           \
 	TIMED(int, KP_IO_OP_FALLOCATE, fd, len, off,                  \
 	      kp_io_real.fallocate(fd, mode, off, len))
 
@@ -411,7 +411,7 @@ KP_EXPORT int posix_fallocate64(int fd, off_t off, off_t len)
 KP_EXPORT ssize_t copy_file_range(int in, off_t *in_off, int out,
 				  off_t *out_off, size_t n, unsigned fl)
 {
-	IO_REAL(copy_file_range);
+	IO_REAL_OR(copy_file_range, -1);
 	int64_t off = out_off ? *out_off : NOOFF;
 	TIMED(ssize_t, KP_IO_OP_COPY_FILE_RANGE, out, n, off,
 	      kp_io_real.copy_file_range(in, in_off, out, out_off, n, fl));

@@ -89,6 +89,16 @@ void kp_io_resolve(void);
 			kp_io_resolve();                   \
 	} while (0)
 
+/* For functions an older libc may lack: fail as the missing call would. */
+#define IO_REAL_OR(fn, fail)                               \
+	do {                                               \
+		IO_REAL(fn);                               \
+		if (KP_UNLIKELY(!kp_io_real.fn)) {         \
+			errno = ENOSYS;                    \
+			return fail;                       \
+		}                                          \
+	} while (0)
+
 /* ---- the fd table (fdtab.c) ---- */
 
 #define KP_FDTAB_MAX 65536 /* fds above are recorded with kind unknown */

@@ -196,6 +196,7 @@ static void before_exec(const char *path)
 	if (!kp_recording() || kp_tls.busy || syscall(SYS_getpid) != kp.pid)
 		return;
 	int saved = errno;
+	kp_io_finish(); /* this image's I/O ends here if the exec succeeds */
 	kp_tls.busy = 1;
 	kp_writer_exec(path ? path : "");
 	kp_tls.busy = 0;

@@ -12,6 +12,8 @@
  *   io_known DIR small N N writes of 64 bytes to DIR/s (the bench)
  *   io_known DIR fork    opens DIR/forked, forks; the child writes 3 x 100
  *                        bytes to it, the parent waits and writes 1
+ *   io_known DIR threads 4 threads x 500 writes of 10 bytes to DIR/shared
+ *   io_known DIR exec    writes 100 bytes to DIR/pre, then execs /bin/true
  *   io_known DIR bad     the findings: 2000 writes of 10 bytes to DIR/small,
  *                        20 x (write + fsync) to DIR/synced, 200 reads of
  *                        4 KiB at scattered offsets of a 2 MiB DIR/big,
@@ -214,6 +216,40 @@ static void forked(const char *dir)
 	close(fd);
 }
 
+static int shared_fd;
+
+static void *writer_thread(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 500; i++)
+		write(shared_fd, buf, 10);
+	return NULL;
+}
+
+static void threads(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/shared", dir);
+	shared_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, writer_thread, NULL);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	close(shared_fd);
+}
+
+static void execs(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/pre", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	write(fd, buf, 100);
+	close(fd);
+	execl("/bin/true", "true", (char *)NULL);
+	exit(3);
+}
+
 static void bad(const char *dir)
 {
 	char path[4096];
@@ -253,6 +289,10 @@ int main(int argc, char **argv)
 		pipe_latency();
 	else if (!strcmp(argv[2], "fork"))
 		forked(argv[1]);
+	else if (!strcmp(argv[2], "threads"))
+		threads(argv[1]);
+	else if (!strcmp(argv[2], "exec"))
+		execs(argv[1]);
 	else if (!strcmp(argv[2], "bad"))
 		bad(argv[1]);
 	else if (!strcmp(argv[2], "small"))

@@ -129,6 +129,37 @@ with t.section("fork"):
         t.eq((f["ops"]["write"]["calls"], f["ops"]["write"]["bytes"]), (4, 301),
              "both traces together: merged per file")
 
+# ---- threads: one file, four threads ------------------------------------------------
+with t.section("threads"):
+    with Tmp() as d:
+        d = os.path.realpath(d)
+        r = run([app("io_known"), d, "threads"], d)
+        t.eq(r.rc, 0, "io_known threads runs")
+        f = io_file(analyze(r.traces), d + "/shared")
+        w = f["ops"]["write"]
+        t.eq((w["calls"], w["bytes"]), (2000, 20000),
+             "4 threads x 500 writes of 10 bytes, all counted")
+        t.eq(f["pattern"]["write"]["with_offset"], 0,
+             "O_APPEND writes have no offset: not classified")
+        tids = {x["tid"] for x in dump(r.traces) if x["type"] == "io"}
+        t.eq(len(tids), 4, "the writes come from 4 threads")
+        t.eq(os.path.getsize(d + "/shared"), 20000, "the app's file is intact")
+
+# ---- exec: the image that execs has its summary -------------------------------------
+with t.section("exec"):
+    with Tmp() as d:
+        d = os.path.realpath(d)
+        r = run([app("io_known"), d, "exec"], d)
+        t.eq((r.rc, len(r.traces)), (0, 2), "io_known exec: two traces")
+        first = [tr for tr in r.traces if any(
+            x["type"] == "header" and x["exe"].endswith("io_known")
+            for x in dump([tr]))]
+        recs = dump(first) if first else []
+        t.eq(sum(1 for x in recs if x["type"] == "io_summary"), 1,
+             "the trace before exec has its io_summary")
+        t.eq(io_file(analyze(first), d + "/pre")["ops"]["write"]["bytes"]
+             if first else None, 100, "and its write")
+
 # ---- variables -------------------------------------------------------------------
 with t.section("KOTOBA_PROFILE_IO and _IO_STACKS"):
     with Tmp() as d:

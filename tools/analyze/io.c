@@ -723,6 +723,8 @@ static void io_report_text(void *state, struct kp_analysis *an, FILE *out)
 		return;
 	const struct io_proc *g = &s->total;
 	char a[32], b[32];
+	if (!full && !g->calls && !g->has_summary)
+		return; /* nothing recorded (KOTOBA_PROFILE_IO=0, old trace) */
 	fprintf(out, "I/O\n");
 	fprintf(out, "  calls %llu (%llu failed), %s in I/O (%.1f %% of "
 		"wall)\n", (unsigned long long)g->calls,

@@ -157,7 +157,9 @@ enum { KP_FDC_FD, KP_FDC_DUR, KP_FDC_ERR, KP_FDC_NV };
  * (/proc/self/io against what was interposed); no stack ---- */
 enum { KP_IOS_RCHAR, KP_IOS_WCHAR, KP_IOS_READ_BYTES, KP_IOS_WRITE_BYTES,
        KP_IOS_SEEN_READ, KP_IOS_SEEN_WRITE,
-       KP_IOS_SELF_WRITE, /* bytes kprof itself wrote (trace, warnings) */
+       KP_IOS_SELF_WRITE, /* bytes kprof itself wrote (trace, warnings,
+			   * libunwind's probes) */
+       KP_IOS_SELF_READ,  /* bytes kprof itself read */
        KP_IOS_NV };
 
 /* ---- KP_REC_QUERY_BEGIN: a query starts on this thread; the events of

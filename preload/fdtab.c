@@ -32,7 +32,7 @@
 struct kp_fdent kp_fdtab[KP_FDTAB_MAX];
 uint32_t kp_fd_gen;
 _Atomic uint64_t kp_io_seen_read, kp_io_seen_write;
-_Atomic uint64_t kp_self_wchar;
+_Atomic uint64_t kp_self_wchar, kp_self_rchar;
 
 static uint8_t kind_of(const struct stat *st, const char *link)
 {
@@ -331,6 +331,7 @@ void kp_io_after_fork_child(void)
 	atomic_store(&kp_io_seen_read, 0);
 	atomic_store(&kp_io_seen_write, 0);
 	atomic_store(&kp_self_wchar, 0);
+	atomic_store(&kp_self_rchar, 0);
 	kp_io_init();
 }
 
@@ -356,6 +357,7 @@ void kp_io_finish(void)
 	v[KP_IOS_SEEN_READ] = (int64_t)atomic_load(&kp_io_seen_read);
 	v[KP_IOS_SEEN_WRITE] = (int64_t)atomic_load(&kp_io_seen_write);
 	v[KP_IOS_SELF_WRITE] = (int64_t)atomic_load(&kp_self_wchar);
+	v[KP_IOS_SELF_READ] = (int64_t)atomic_load(&kp_self_rchar);
 	kp_ring_push_ext(0, KP_REC_IO_SUMMARY, 0, 0, v, NULL, 0);
 	kp_tls.busy = busy;
 	errno = saved;

@@ -114,11 +114,29 @@ void kp_io_resolve(void)
 
 /* ---- read and write ------------------------------------------------------ */
 
+/* kprof's own read/write through these (libunwind probes memory with
+ * a pipe): not the app's, but in /proc/self/io, so counted apart. */
+static inline void self_bytes(const struct kp_tls *t, _Atomic uint64_t *c,
+			      ssize_t r)
+{
+	if ((t->busy || t->writer) && r > 0)
+		atomic_fetch_add_explicit(c, (uint64_t)r,
+					  memory_order_relaxed);
+}
+
 KP_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
 	IO_REAL(read);
-	TIMED(ssize_t, KP_IO_OP_READ, fd, n, TRACK,
-	      kp_io_real.read(fd, buf, n));
+	struct kp_tls *t = &kp_tls;
+	if (!kp_io_want(t)) {
+		ssize_t r = kp_io_real.read(fd, buf, n);
+		self_bytes(t, &kp_self_rchar, r);
+		return r;
+	}
+	uint64_t t0 = kp_ticks();
+	ssize_t r = kp_io_real.read(fd, buf, n);
+	kp_io_record(KP_IO_OP_READ, fd, n, r, TRACK, t0);
+	return r;
 }
 
 KP_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
@@ -131,8 +149,16 @@ KP_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 KP_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
 	IO_REAL(write);
-	TIMED(ssize_t, KP_IO_OP_WRITE, fd, n, TRACK,
-	      kp_io_real.write(fd, buf, n));
+	struct kp_tls *t = &kp_tls;
+	if (!kp_io_want(t)) {
+		ssize_t r = kp_io_real.write(fd, buf, n);
+		self_bytes(t, &kp_self_wchar, r);
+		return r;
+	}
+	uint64_t t0 = kp_ticks();
+	ssize_t r = kp_io_real.write(fd, buf, n);
+	kp_io_record(KP_IO_OP_WRITE, fd, n, r, TRACK, t0);
+	return r;
 }
 
 #define PREAD_BODY(fd, buf, n, off)                                   \

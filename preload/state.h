@@ -323,7 +323,7 @@ void kp_writer_after_fork_child(void);
 /* ---- I/O (hook_io.c, fdtab.c) ------------------------------------------- */
 
 /* Bytes kprof wrote itself (trace, warnings), for the blind-spot count. */
-extern _Atomic uint64_t kp_self_wchar;
+extern _Atomic uint64_t kp_self_wchar, kp_self_rchar;
 /* Baseline of /proc/self/io at init; the counters after a fork. */
 void kp_io_init(void);
 void kp_io_after_fork_child(void);

@@ -423,12 +423,15 @@ static void on_summary(struct io_state *s, const struct kp_rec *r)
 	p->has_summary = 1;
 	for (unsigned i = 0; i < KP_IOS_NV; i++)
 		p->sum[i] = v[i];
-	if (v[KP_IOS_RCHAR] >= 0 && v[KP_IOS_RCHAR] > v[KP_IOS_SEEN_READ])
-		p->unseen_read = (uint64_t)(v[KP_IOS_RCHAR] -
-					    v[KP_IOS_SEEN_READ]);
-	int64_t w = v[KP_IOS_WCHAR] - v[KP_IOS_SELF_WRITE] -
-		    v[KP_IOS_SEEN_WRITE];
-	if (v[KP_IOS_WCHAR] >= 0 && w > 0)
+	int64_t rd;
+	if (v[KP_IOS_RCHAR] >= 0 &&
+	    !__builtin_sub_overflow(v[KP_IOS_RCHAR], v[KP_IOS_SEEN_READ], &rd) &&
+	    !__builtin_sub_overflow(rd, v[KP_IOS_SELF_READ], &rd) && rd > 0)
+		p->unseen_read = (uint64_t)rd;
+	int64_t w;
+	if (v[KP_IOS_WCHAR] >= 0 &&
+	    !__builtin_sub_overflow(v[KP_IOS_WCHAR], v[KP_IOS_SELF_WRITE], &w) &&
+	    !__builtin_sub_overflow(w, v[KP_IOS_SEEN_WRITE], &w) && w > 0)
 		p->unseen_write = (uint64_t)w;
 }
 
@@ -476,7 +479,8 @@ static void io_end_trace(void *state, struct kp_trace *t)
 	g->unseen_write = kp_sat_add(g->unseen_write, p->unseen_write);
 	for (unsigned i = 0; i < KP_IOS_NV; i++)
 		if (p->sum[i] > 0)
-			g->sum[i] += p->sum[i];
+			g->sum[i] = (int64_t)kp_sat_add((uint64_t)g->sum[i],
+							(uint64_t)p->sum[i]);
 	s->wall_ns = kp_sat_add(s->wall_ns, t->proc->duration_ns);
 	for (size_t i = 0; i < tr->npf; i++)
 		free(tr->pf[i].iv);
@@ -918,6 +922,7 @@ static void io_report_json(void *state, struct kp_analysis *an,
 	jkey_u64(j, "seen_read", (uint64_t)g->sum[KP_IOS_SEEN_READ]);
 	jkey_u64(j, "seen_write", (uint64_t)g->sum[KP_IOS_SEEN_WRITE]);
 	jkey_u64(j, "kprof_write", (uint64_t)g->sum[KP_IOS_SELF_WRITE]);
+	jkey_u64(j, "kprof_read", (uint64_t)g->sum[KP_IOS_SELF_READ]);
 	kp_json_end_object(j);
 	kp_json_key(j, "files");
 	kp_json_begin_array(j);

@@ -14,6 +14,8 @@
  *                        bytes to it, the parent waits and writes 1
  *   io_known DIR threads 4 threads x 500 writes of 10 bytes to DIR/shared
  *   io_known DIR exec    writes 100 bytes to DIR/pre, then execs /bin/true
+ *   io_known DIR misc    one call of each remaining interposer on DIR/m
+ *                        (see misc())
  *   io_known DIR bad     the findings: 2000 writes of 10 bytes to DIR/small,
  *                        20 x (write + fsync) to DIR/synced, 200 reads of
  *                        4 KiB at scattered offsets of a 2 MiB DIR/big,
@@ -28,6 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -250,6 +255,70 @@ static void execs(const char *dir)
 	exit(3);
 }
 
+static void misc(const char *dir)
+{
+	char path[4096], path2[4096];
+	snprintf(path, sizeof(path), "%s/m", dir);
+	snprintf(path2, sizeof(path2), "%s/m2", dir);
+	int fd = creat(path, 0600);                     /* open */
+	posix_fallocate(fd, 0, 8192);                   /* fallocate */
+	fallocate(fd, 0, 0, 16384);                     /* fallocate */
+	ftruncate(fd, 4096);                            /* ftruncate */
+	sync_file_range(fd, 0, 4096, SYNC_FILE_RANGE_WRITE);
+	fdatasync(fd);
+	int d1 = dup(fd);                               /* open (dup) */
+	int d2 = dup2(fd, 100);                         /* open (dup) */
+	int d3 = dup3(fd, 101, O_CLOEXEC);              /* open (dup) */
+	int d4 = fcntl(fd, F_DUPFD_CLOEXEC, 200);       /* open (dup) */
+	write(d1, buf, 10);                             /* write on m */
+	close(d1);
+	close_range(100, 101, 0);                       /* close x 2 */
+	close(d4);
+	close(fd);
+	(void)d2;
+	(void)d3;
+	int in = open(path, O_RDONLY);
+	int out = open(path2, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	off_t o = 0;
+	sendfile(out, in, &o, 100);                     /* sendfile on m2 */
+	loff_t oi = 0;
+	copy_file_range(in, &oi, out, NULL, 100, 0);    /* on m2 */
+	struct iovec iov = { buf, 50 };
+	pwritev(out, &iov, 1, 0);
+	pwritev2(out, &iov, 1, 50, 0);
+	preadv(in, &iov, 1, 0);
+	preadv2(in, &iov, 1, -1, 0);                    /* readv (offset -1) */
+	close(in);
+	close(out);
+	/* stdio on m2 */
+	FILE *f = fopen(path2, "r+");
+	char *line = NULL;
+	size_t cap = 0;
+	getline(&line, &cap, f);
+	getdelim(&line, &cap, 'x', f);
+	fflush(f);
+	f = freopen(path2, "r", f);
+	char b[64];
+	fgets(b, sizeof(b), f);
+	fclose(f);
+	free(line);
+	int fd2 = open(path2, O_RDONLY);
+	f = fdopen(fd2, "r");
+	fread(b, 1, 10, f);
+	fclose(f);
+	/* a socket, a memfd */
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	close(s);
+	int m = memfd_create("kpmem", 0);
+	write(m, buf, 7);
+	void *map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);
+	if (map != MAP_FAILED) {
+		msync(map, 4096, MS_SYNC);                /* msync, <mmap> */
+		munmap(map, 4096);
+	}
+	close(m);
+}
+
 static void bad(const char *dir)
 {
 	char path[4096];
@@ -293,6 +362,8 @@ int main(int argc, char **argv)
 		threads(argv[1]);
 	else if (!strcmp(argv[2], "exec"))
 		execs(argv[1]);
+	else if (!strcmp(argv[2], "misc"))
+		misc(argv[1]);
 	else if (!strcmp(argv[2], "bad"))
 		bad(argv[1]);
 	else if (!strcmp(argv[2], "small"))

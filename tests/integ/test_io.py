@@ -160,6 +160,43 @@ with t.section("exec"):
         t.eq(io_file(analyze(first), d + "/pre")["ops"]["write"]["bytes"]
              if first else None, 100, "and its write")
 
+# ---- every other interposer, once ---------------------------------------------------
+with t.section("the other interposers"):
+    with Tmp() as d:
+        d = os.path.realpath(d)
+        r = run([app("io_known"), d, "misc"], d)
+        t.eq(r.rc, 0, "io_known misc runs", r.err)
+        rep = analyze(r.traces)
+        calls = lambda f: {k: v["calls"] for k, v in f["ops"].items()}
+        # open: creat, dup, dup2, dup3, fcntl(F_DUPFD_CLOEXEC), open;
+        # close: close x 3, close_range of 2, close of the reader
+        t.eq(calls(io_file(rep, d + "/m")), {
+            "open": 6, "close": 6, "fallocate": 2, "ftruncate": 1,
+            "sync_file_range": 1, "fdatasync": 1, "write": 1, "preadv": 1,
+            "readv": 1}, "m: creat/dup*/fcntl/close_range/fallocate/... "
+                         "(preadv2 at offset -1 is a readv)")
+        # open: open, fopen, freopen, open (fdopen is no new fd);
+        # close: close, fclose x 2 (freopen closes the first FILE's fd
+        # inside libc)
+        m2 = io_file(rep, d + "/m2")
+        t.eq(calls(m2), {
+            "open": 4, "close": 3, "sendfile": 1, "copy_file_range": 1,
+            "pwritev": 2, "getdelim": 2, "fflush": 1, "fgets": 1,
+            "fread": 1}, "m2: sendfile, copy_file_range, pwritev(2), "
+                         "getline/getdelim, fflush, freopen, fdopen")
+        t.eq((m2["ops"]["sendfile"]["bytes"],
+              m2["ops"]["copy_file_range"]["bytes"],
+              m2["ops"]["getdelim"]["bytes"]), (100, 100, 200),
+             "their bytes")
+        mem = [f for f in rep["io"]["files"] if f["path"].startswith(
+            "/memfd:kpmem")]
+        t.eq([(f["kind"], calls(f)) for f in mem],
+             [("file", {"open": 1, "write": 1, "close": 1})],
+             "memfd_create: a file named /memfd:kpmem")
+        t.eq(calls(io_file(rep, "<socket>")), {"open": 1, "close": 1},
+             "socket: grouped as <socket>")
+        t.eq(calls(io_file(rep, "<mmap>")), {"msync": 1}, "msync: <mmap>")
+
 # ---- variables -------------------------------------------------------------------
 with t.section("KOTOBA_PROFILE_IO and _IO_STACKS"):
     with Tmp() as d:

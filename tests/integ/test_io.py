@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 
-from kptest import Fail, Tap, Tmp, analyze, app, dump, need, run
+from kptest import SRC, Fail, Tap, Tmp, analyze, app, dump, need, run
 
 t = Tap()
 
@@ -66,6 +66,19 @@ with t.section("known I/O"):
             t.ok(o["p50_ns"] <= o["p90_ns"] <= o["p99_ns"] <= o["p999_ns"]
                  <= o["max_ns"] and o["total_ns"] >= o["max_ns"] > 0,
                  "%s: quantiles ordered, max <= total" % op, o)
+        # attribution: the file's costliest stack is the fsync loop
+        with open(os.path.join(SRC, "tests", "apps", "io_known.c")) as src:
+            fsync_line = [i + 1 for i, l in enumerate(src)
+                          if l.strip() == "fsync(fd);"][0]
+        st = f["stacks"]
+        top = st[0]["frames"][0] if st and st[0]["frames"] else {}
+        t.eq((st[0]["calls"] if st else 0, top.get("function"),
+              top.get("line")), (3, "known", fsync_line),
+             "data: the costliest stack is the 3 fsyncs, at their line")
+        t.ok(1 <= len(st) <= 3 and
+             all(st[i]["total_ns"] >= st[i + 1]["total_ns"]
+                 for i in range(len(st) - 1)),
+             "at most 3 stacks per file, by time")
         lg = io_file(rep, d + "/log.txt")
         t.eq(ops_calls_bytes(lg), {
             "fprintf": (10, 80), "fwrite": (5, 500), "fputs": (2, 12),
@@ -88,9 +101,14 @@ with t.section("known I/O"):
 with t.section("findings"):
     with Tmp() as d:
         d = os.path.realpath(d)
-        r = run([app("io_known"), d, "bad"], d, prof={"IO_STACKS": "0"})
+        r = run([app("io_known"), d, "bad"], d)
         t.eq(r.rc, 0, "io_known bad runs", r.err)
         rep = analyze(r.traces)
+        for x in rep["io"]["findings"]:
+            if x["code"] == "IO02":
+                fr = (x["stack"] or [{}])[0]
+                t.eq(fr.get("function"), "bad",
+                     "IO02 carries the stack of the syncs (in bad())")
         got = sorted((x["code"], x["path"]) for x in rep["io"]["findings"]
                      if x["path"].startswith(d))
         t.eq(got, [("IO01", d + "/small"), ("IO02", d + "/synced"),

@@ -92,7 +92,47 @@ struct io_proc {
 	uint64_t unseen_read, unseen_write;
 };
 
+/* Time in I/O per (file, stack): per trace by the trace's local stack,
+ * then merged by canonical stack at the end of the trace. */
+struct sstat {
+	uint32_t file, stack;
+	uint64_t calls, ns;
+};
+
+struct smap {
+	struct kp_idmap ids; /* file << 32 | stack -> index */
+	struct sstat *v;
+	size_t n, cap;
+};
+
+static struct sstat *smap_get(struct smap *m, uint32_t file, uint32_t stack)
+{
+	uint64_t key = (uint64_t)file << 32 | stack;
+	uint32_t i = kp_idmap_get(&m->ids, key);
+	if (i != UINT32_MAX)
+		return &m->v[i];
+	if (m->n == m->cap) {
+		m->cap = m->cap ? 2 * m->cap : 64;
+		m->v = xrealloc_array(m->v, m->cap, sizeof(*m->v));
+	}
+	struct sstat *x = &m->v[m->n];
+	x->file = file;
+	x->stack = stack;
+	x->calls = x->ns = 0;
+	kp_idmap_put(&m->ids, key, (uint32_t)m->n++);
+	return x;
+}
+
+static void smap_free(struct smap *m)
+{
+	kp_idmap_free(&m->ids);
+	free(m->v);
+}
+
+#define TOP_STACKS 3 /* per file in the report */
+
 struct io_trace {
+	struct smap stacks; /* by the trace's local stack index */
 	uint32_t *fdmap; /* fd -> file + 1, 0 = none */
 	size_t nfd;
 	struct pfile *pf;
@@ -119,6 +159,9 @@ struct io_state {
 	struct finding *fnd;
 	size_t nfnd, fcap;
 	uint32_t *order; /* files by time */
+	struct smap stacks; /* by canonical stack, all traces */
+	size_t *top;       /* per file: first of its entries in stacks.v
+			    * (sorted by file, then time), or SIZE_MAX */
 };
 
 /* ---- files -------------------------------------------------------------- */
@@ -192,6 +235,7 @@ static void *io_init(struct kp_analysis *an, unsigned slot)
 	s->slot = slot;
 	s->an = an;
 	kp_idmap_init(&s->ids);
+	kp_idmap_init(&s->stacks.ids);
 	return s;
 }
 
@@ -199,6 +243,7 @@ static void io_begin_trace(void *state, struct kp_trace *t)
 {
 	struct io_state *s = state;
 	s->cur = xcalloc(1, sizeof(*s->cur));
+	kp_idmap_init(&s->cur->stacks.ids);
 	s->cur->proc = xcalloc(1, sizeof(struct io_proc));
 	t->proc->pass_data[s->slot] = s->cur->proc;
 }
@@ -318,8 +363,8 @@ static unsigned size_bucket(uint64_t n)
 	return b;
 }
 
-static void on_io(struct io_state *s, const struct kp_event *e,
-		  const struct kp_rec *r)
+static void on_io(struct io_state *s, struct kp_trace *t,
+		  const struct kp_event *e, const struct kp_rec *r)
 {
 	unsigned op = e->kind;
 	if (!op_name(op) || op >= NOPS)
@@ -336,6 +381,12 @@ static void on_io(struct io_state *s, const struct kp_event *e,
 	uint64_t dur = v[KP_IO_DUR] > 0 ? (uint64_t)v[KP_IO_DUR] : 0;
 	int failed = ret < 0; /* -errno */
 	op_add(f, op, moved, failed, dur);
+	if (e->stack) {
+		struct sstat *x = smap_get(&s->cur->stacks, fi,
+					   kp_trace_stack(t, e->stack));
+		x->calls++;
+		x->ns = kp_sat_add(x->ns, dur);
+	}
 	pr->calls++;
 	pr->errors += failed;
 	pr->total_ns = kp_sat_add(pr->total_ns, dur);
@@ -439,12 +490,11 @@ static void io_events(void *state, struct kp_trace *t,
 		      const struct kp_batch *b)
 {
 	struct io_state *s = state;
-	(void)t;
 	for (size_t i = 0; i < b->n; i++) {
 		const struct kp_event *e = kp_batch_at(b, i);
 		switch (e->type) {
 		case KP_REC_IO:
-			on_io(s, e, kp_batch_rec(b, e));
+			on_io(s, t, e, kp_batch_rec(b, e));
 			break;
 		case KP_REC_FD_OPEN:
 			on_open(s, kp_batch_rec(b, e));
@@ -482,6 +532,14 @@ static void io_end_trace(void *state, struct kp_trace *t)
 			g->sum[i] = (int64_t)kp_sat_add((uint64_t)g->sum[i],
 							(uint64_t)p->sum[i]);
 	s->wall_ns = kp_sat_add(s->wall_ns, t->proc->duration_ns);
+	for (size_t i = 0; i < tr->stacks.n; i++) {
+		const struct sstat *x = &tr->stacks.v[i];
+		struct sstat *y = smap_get(&s->stacks, x->file,
+					   kp_trace_canon_stack(t, x->stack));
+		y->calls = kp_sat_add(y->calls, x->calls);
+		y->ns = kp_sat_add(y->ns, x->ns);
+	}
+	smap_free(&tr->stacks);
 	for (size_t i = 0; i < tr->npf; i++)
 		free(tr->pf[i].iv);
 	free(tr->pf);
@@ -620,6 +678,29 @@ static int by_time(const void *a, const void *b, void *ctx)
 	return strcmp(x->path, y->path);
 }
 
+static int by_file_time(const void *a, const void *b)
+{
+	const struct sstat *x = a, *y = b;
+	if (x->file != y->file)
+		return x->file < y->file ? -1 : 1;
+	if (x->ns != y->ns)
+		return x->ns < y->ns ? 1 : -1;
+	if (x->calls != y->calls)
+		return x->calls < y->calls ? 1 : -1;
+	return x->stack < y->stack ? -1 : x->stack > y->stack;
+}
+
+/* The i-th stack of file (by time), or NULL. */
+static const struct sstat *file_stack(const struct io_state *s, uint32_t file,
+				      size_t i)
+{
+	if (!s->top || s->top[file] == SIZE_MAX ||
+	    s->top[file] + i >= s->stacks.n ||
+	    s->stacks.v[s->top[file] + i].file != file)
+		return NULL;
+	return &s->stacks.v[s->top[file] + i];
+}
+
 static void io_finish(void *state, struct kp_analysis *an)
 {
 	struct io_state *s = state;
@@ -628,6 +709,15 @@ static void io_finish(void *state, struct kp_analysis *an)
 	for (uint32_t i = 0; i < s->nfiles; i++)
 		s->order[i] = i;
 	qsort_r(s->order, s->nfiles, sizeof(uint32_t), by_time, s);
+	/* the id map is no longer needed: sort the entries in place */
+	if (s->stacks.n)
+		qsort(s->stacks.v, s->stacks.n, sizeof(*s->stacks.v),
+		      by_file_time);
+	s->top = xmalloc((s->nfiles + 1) * sizeof(size_t));
+	for (size_t i = 0; i <= s->nfiles; i++)
+		s->top[i] = SIZE_MAX;
+	for (size_t i = s->stacks.n; i-- > 0;)
+		s->top[s->stacks.v[i].file] = i;
 	find(s);
 }
 
@@ -717,6 +807,17 @@ static void text_file(struct io_state *s, const struct file *f, FILE *out,
 		fprintf(out, "    syncs: %llu, %.2f writes per sync\n",
 			(unsigned long long)f->syncs,
 			share(dir_calls(f, 'w', 0), f->syncs));
+	uint32_t fi = (uint32_t)(f - s->files);
+	for (size_t i = 0; i < TOP_STACKS; i++) {
+		const struct sstat *x = file_stack(s, fi, i);
+		if (!x)
+			break;
+		fprintf(out, "    %s in %llu call%s (%.1f %% of the file's "
+			"time) from\n", fmt_ns(a, sizeof(a), x->ns),
+			(unsigned long long)x->calls, x->calls == 1 ? "" : "s",
+			100.0 * share(x->ns, f->total_ns));
+		kp_text_stack(s->an, out, x->stack, 5, "      ");
+	}
 }
 
 static void io_report_text(void *state, struct kp_analysis *an, FILE *out)
@@ -875,6 +976,21 @@ static void json_file(struct io_state *s, const struct file *f,
 	jkey_u64(j, "syncs", f->syncs);
 	json_num(j, "writes_per_sync",
 		 f->syncs ? share(dir_calls(f, 'w', 0), f->syncs) : 0);
+	kp_json_key(j, "stacks");
+	kp_json_begin_array(j);
+	for (size_t i = 0; i < TOP_STACKS; i++) {
+		const struct sstat *x = file_stack(s, (uint32_t)(f - s->files),
+						   i);
+		if (!x)
+			break;
+		kp_json_begin_object(j);
+		jkey_u64(j, "calls", x->calls);
+		jkey_u64(j, "total_ns", x->ns);
+		kp_json_key(j, "frames");
+		kp_json_stack(s->an, j, x->stack);
+		kp_json_end_object(j);
+	}
+	kp_json_end_array(j);
 	kp_json_end_object(j);
 }
 
@@ -946,6 +1062,12 @@ static void io_report_json(void *state, struct kp_analysis *an,
 		kp_json_str(j, x->evidence);
 		kp_json_key(j, "recommendation");
 		kp_json_str(j, x->recommendation);
+		const struct sstat *st = file_stack(s, x->file, 0);
+		kp_json_key(j, "stack"); /* the file's costliest stack */
+		if (st)
+			kp_json_stack(s->an, j, st->stack);
+		else
+			kp_json_null(j);
 		kp_json_end_object(j);
 	}
 	kp_json_end_array(j);
@@ -993,6 +1115,8 @@ static void io_free(void *state, struct kp_analysis *an)
 	free(s->files);
 	free(s->fnd);
 	free(s->order);
+	free(s->top);
+	smap_free(&s->stacks);
 	kp_idmap_free(&s->ids);
 	free(s);
 }

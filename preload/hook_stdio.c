@@ -143,7 +143,9 @@ KP_EXPORT int fclose(FILE *f)
 	struct kp_tls *t = &kp_tls;
 	if (!kp_io_want(t))
 		return kp_io_real.fclose(f);
+	int saved0 = errno; /* fileno sets EBADF on a stream without an fd */
 	int fd = stream_fd(f);
+	errno = saved0;
 	uint64_t t0 = kp_ticks();
 	int rc = kp_io_real.fclose(f);
 	int saved = errno;

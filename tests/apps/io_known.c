@@ -142,6 +142,16 @@ static void errnos(void)
 	check(errno == 1234, "a successful write leaves errno alone");
 	close(p[0]);
 	close(p[1]);
+
+	/* a stream without an fd (fileno fails on it inside kprof) */
+	char mem[64];
+	FILE *m = fmemopen(mem, sizeof(mem), "w");
+	errno = 4321;
+	fwrite("abc", 1, 3, m);
+	fprintf(m, "%d", 42);
+	fflush(m);
+	fclose(m);
+	check(errno == 4321, "stdio on a memory stream leaves errno alone");
 }
 
 static int pfd[2];

@@ -109,6 +109,11 @@ $(B)/tests/apps/%: tests/apps/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE $< -o $@ -lpthread $(APP_LDFLAGS)
 
+# _FORTIFY_SOURCE needs optimisation: this app checks the __*_chk entry points
+$(B)/tests/apps/io_fortify: tests/apps/io_fortify.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -D_FORTIFY_SOURCE=2 -g -D_GNU_SOURCE $< -o $@
+
 $(B)/tests/apps/%: tests/apps/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) -O0 -g -fno-omit-frame-pointer -fno-inline $< -o $@ -lpthread

@@ -179,9 +179,10 @@ struct kp_ext_layout {
 			    * it from clock ticks to ns) */
 };
 
-/* ---- I/O (KP_REC_IO): one timed call; kind = enum kp_io_op (io.h) ---- */
-enum { KP_IO_FD, KP_IO_REQ, KP_IO_RET, KP_IO_OFF, KP_IO_DUR, KP_IO_ERR,
-       KP_IO_NV };
+/* ---- I/O (KP_REC_IO): one timed call; kind = enum kp_io_op (io.h);
+ * ret = bytes (or the call's result), -errno if it failed; off -1 = none.
+ * Five values: the event fits one ring slot (the hot path) ---- */
+enum { KP_IO_FD, KP_IO_REQ, KP_IO_RET, KP_IO_OFF, KP_IO_DUR, KP_IO_NV };
 /* ---- KP_REC_FD_OPEN: an fd appeared (open, dup, pipe, socket, ...);
  * kind = how, str = path ("" unknown); src = fd it was dup'ed from or -1 */
 enum { KP_FDO_FD, KP_FDO_FDKIND, KP_FDO_FLAGS, KP_FDO_DUR, KP_FDO_ERR,
@@ -191,7 +192,11 @@ enum { KP_FDC_FD, KP_FDC_DUR, KP_FDC_ERR, KP_FDC_NV };
 /* ---- KP_REC_IO_SUMMARY: per-process I/O accounting at exit
  * (/proc/self/io against what was interposed); no stack ---- */
 enum { KP_IOS_RCHAR, KP_IOS_WCHAR, KP_IOS_READ_BYTES, KP_IOS_WRITE_BYTES,
-       KP_IOS_SEEN_READ, KP_IOS_SEEN_WRITE, KP_IOS_NV };
+       KP_IOS_SEEN_READ, KP_IOS_SEEN_WRITE,
+       KP_IOS_SELF_WRITE, /* bytes kprof itself wrote (trace, warnings,
+			   * libunwind's probes) */
+       KP_IOS_SELF_READ,  /* bytes kprof itself read */
+       KP_IOS_NV };
 
 /* ---- KP_REC_QUERY_BEGIN: a query starts on this thread; the events of
  * the thread until the QUERY with the same ctx belong to it ---- */

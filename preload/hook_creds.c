@@ -111,23 +111,27 @@ static void move_high(int fds[2])
 KP_EXPORT int pipe(int fds[2])
 {
 	kp_real_resolve();
+	uint64_t t0 = kp_ticks();
 	int rc = kp_real.pipe(fds);
 	if (rc == 0 && kp_tls.busy) {
 		int saved = errno;
 		move_high(fds);
 		errno = saved;
 	}
+	kp_io_pipe(fds, rc, 0, t0);
 	return rc;
 }
 
 KP_EXPORT int pipe2(int fds[2], int flags)
 {
 	kp_real_resolve();
+	uint64_t t0 = kp_ticks();
 	int rc = kp_real.pipe2(fds, flags);
 	if (rc == 0 && kp_tls.busy) {
 		int saved = errno;
 		move_high(fds);
 		errno = saved;
 	}
+	kp_io_pipe(fds, rc, flags, t0);
 	return rc;
 }

@@ -76,6 +76,7 @@ int kp_init_slow(void)
 		goto out;
 	}
 	kp_modules_scan();
+	kp_io_init();
 	atomic_store(&kp.run, KP_ST_RUNNING);
 out:
 	kp_tls.busy = busy;
@@ -120,6 +121,7 @@ static void fork_child(void)
 	kp.ppid = (pid_t)syscall(SYS_getppid);
 	init_clock(); /* the child's trace starts now */
 	kp_ring_after_fork_child();
+	kp_io_after_fork_child();
 	kp_writer_after_fork_child();
 	kp_tls.busy = 0;
 }
@@ -133,6 +135,7 @@ static void finish(int reason, int status)
 	if (!kp_recording() || syscall(SYS_getpid) != kp.pid)
 		return;
 	int saved = errno;
+	kp_io_finish();
 	kp_tls.busy = 1;
 	atomic_store(&kp.run, KP_ST_OFF);
 	kp_writer_sync(1, reason, status);
@@ -193,6 +196,7 @@ static void before_exec(const char *path)
 	if (!kp_recording() || kp_tls.busy || syscall(SYS_getpid) != kp.pid)
 		return;
 	int saved = errno;
+	kp_io_finish(); /* this image's I/O ends here if the exec succeeds */
 	kp_tls.busy = 1;
 	kp_writer_exec(path ? path : "");
 	kp_tls.busy = 0;

@@ -58,6 +58,7 @@ void kp_real_resolve(void)
 		kp_sys_write(2, msg, sizeof(msg) - 1);
 		syscall(SYS_exit_group, 127);
 	}
+	kp_io_real_fill();
 	kp_real = r;
 	atomic_store(&kp_resolving, 0);
 	atomic_store_explicit(&done, 1, memory_order_release);
@@ -71,5 +72,9 @@ pid_t kp_gettid(void)
 
 long kp_sys_write(int fd, const void *buf, size_t n)
 {
-	return syscall(SYS_write, fd, buf, n);
+	long r = syscall(SYS_write, fd, buf, n);
+	if (r > 0)
+		atomic_fetch_add_explicit(&kp_self_wchar, (uint64_t)r,
+					  memory_order_relaxed);
+	return r;
 }

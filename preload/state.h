@@ -31,6 +31,8 @@ struct kp_config {
 	int overflow;        /* KOTOBA_PROFILE_OVERFLOW: enum kp_overflow */
 	unsigned flush_ms;   /* KOTOBA_PROFILE_FLUSH_MS: max time to disk */
 	int zstd_level;      /* KOTOBA_PROFILE_ZSTD_LEVEL */
+	int io;              /* KOTOBA_PROFILE_IO: record I/O calls */
+	int io_stacks;       /* KOTOBA_PROFILE_IO_STACKS: stacks on I/O */
 };
 
 void kp_config_load(struct kp_config *c);
@@ -214,6 +216,7 @@ extern struct kp_real kp_real;
 extern _Atomic int kp_resolving; /* dlsym in progress: use the boot pool */
 
 void kp_real_resolve(void);
+void kp_io_real_fill(void); /* hook_io.c: the I/O functions */
 pid_t kp_gettid(void);
 long kp_sys_write(int fd, const void *buf, size_t n);
 
@@ -362,6 +365,18 @@ int kp_high_fd(int fd);
 void kp_writer_fork_prepare(void);
 void kp_writer_fork_parent(void);
 void kp_writer_after_fork_child(void);
+
+/* ---- I/O (hook_io.c, fdtab.c) ------------------------------------------- */
+
+/* Bytes kprof wrote itself (trace, warnings), for the blind-spot count. */
+extern _Atomic uint64_t kp_self_wchar, kp_self_rchar;
+/* Baseline of /proc/self/io at init; the counters after a fork. */
+void kp_io_init(void);
+void kp_io_after_fork_child(void);
+/* At the end of the trace (still recording): the IO_SUMMARY record. */
+void kp_io_finish(void);
+/* pipe/pipe2 (hook_creds.c) returned rc: record the two ends. */
+void kp_io_pipe(const int fds[2], int rc, int flags, uint64_t t0);
 
 /* ---- lifecycle (lifecycle.c) --------------------------------------------- */
 

@@ -235,6 +235,8 @@ static int sink_write(void *ctx, const void *buf, size_t n)
 			give_up();
 			return KP_EIO;
 		}
+		atomic_fetch_add_explicit(&kp_self_wchar, (uint64_t)k,
+					  memory_order_relaxed);
 		p += k;
 		n -= (size_t)k;
 	}

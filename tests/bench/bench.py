@@ -156,6 +156,9 @@ def main():
         rounds = int(sys.argv[sys.argv.index("--rounds") + 1])
     if quick:
         rounds = 3
+    if "--io" in sys.argv:
+        io_benches(rounds, quick)
+        return
     heaptrack = shutil.which("heaptrack")
     kp = {"LD_PRELOAD": LIB}
     nostack = {"LD_PRELOAD": LIB, "KOTOBA_PROFILE_STACK_DEPTH": "0"}
@@ -221,6 +224,128 @@ def main():
         print()
         trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
         os.unlink(src.name)
+
+    io_benches(rounds, quick)
+
+
+def io_calls(files):
+    """I/O calls recorded in a trace (io + fd_open + fd_close events)."""
+    rep, _ = analyze_stats(files, symbols=False)
+    return rep["io"]["totals"]["calls"]
+
+
+def callgrind_ir(cmd, env):
+    """Instructions of (app thread, all other threads) under callgrind."""
+    d = tempfile.mkdtemp(prefix="kprof-bench-cg-")
+    try:
+        full = dict(os.environ)
+        full.update(env)
+        subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                        "--callgrind-out-file=" + os.path.join(d, "cg")] +
+                       cmd[:1] + [d] + cmd[2:], env=full, cwd=d,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=True)
+        app_ir = other = 0
+        for f in os.listdir(d):
+            if not f.startswith("cg-"):
+                continue
+            with open(os.path.join(d, f)) as fh:
+                for line in fh:
+                    if line.startswith("totals:") or line.startswith("summary:"):
+                        ir = int(line.split()[1])
+                        break
+                else:
+                    ir = 0
+            if f == "cg-01":
+                app_ir += ir
+            else:
+                other += ir
+        return app_ir, other
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def io_instructions(app, off, on):
+    """Repeatable per-call cost: callgrind instruction counts of 20000 and
+    40000 small writes; the difference over 20000 is the cost of one call,
+    start-up excluded (DESIGN.md: no hardware counters here)."""
+    if not shutil.which("valgrind"):
+        print("\nvalgrind not installed: no instruction counts")
+        return
+    res = {}
+    for label, e in (("none", {}), ("kprof I/O, stacks off", off),
+                     ("kprof I/O, stacks on", on)):
+        a1, o1 = callgrind_ir([app, ".", "small", "20000"], e)
+        a2, o2 = callgrind_ir([app, ".", "small", "40000"], e)
+        res[label] = ((a2 - a1) / 20000.0, (o2 - o1) / 20000.0)
+    print("\n## instructions per write() call (callgrind, 40000 - 20000 calls;"
+          " which thread runs a flush varies, the total does not)")
+    print("| configuration | app thread | other threads (writer) | total |")
+    print("|---|---:|---:|---:|")
+    for label, (a, o) in res.items():
+        print("| %s | %.0f | %.0f | %.0f |" % (label, a, o, a + o))
+
+
+def io_benches(rounds, quick):
+    """5. and 6. (issue 3): the I/O profiler alone (KOTOBA_PROFILE_MEMORY=0,
+    so allocation recording does not blur the per-call cost) with stacks
+    off and on, against no profiler and strace -c -f."""
+    strace = shutil.which("strace")
+    base = {"KOTOBA_PROFILE_MEMORY": "0"}
+    off = dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_IO_STACKS="0")
+    on = dict(base, LD_PRELOAD=LIB)
+
+    idle = dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_IO="0")
+
+    def run_io(name, cmd, n_rounds):
+        # "kprof, nothing recorded": start-up, writer thread and trace file
+        # without events, the fixed cost the per-call figures leave out
+        configs = [("none", cmd, {}), ("kprof, nothing recorded", cmd, idle),
+                   ("kprof I/O, stacks off", cmd, off),
+                   ("kprof I/O, stacks on", cmd, on)]
+        if strace:
+            sc = ([strace, "-c", "-f", "-o", "strace.out"] + cmd[0], cmd[1]) \
+                if isinstance(cmd, tuple) else \
+                [strace, "-c", "-f", "-o", "strace.out"] + cmd
+            configs.append(("strace -c -f", sc, {}))
+        t, last = bench(name, configs, n_rounds)
+        med = {k: statistics.median(v) for k, v in t.items() if v}
+        print()
+        for label in ("kprof I/O, stacks off", "kprof I/O, stacks on"):
+            if not last.get(label):
+                continue
+            calls = io_calls(last[label])
+            print("- %s: %d I/O calls recorded, %.0f ns added per call "
+                  "over no profiler, %.0f ns over kprof recording nothing "
+                  "(median wall)" % (
+                      label, calls,
+                      (med[label] - med["none"]) * 1e9 / max(calls, 1),
+                      (med[label] - med["kprof, nothing recorded"]) * 1e9 /
+                      max(calls, 1)))
+        if strace and "strace -c -f" in med:
+            calls = io_calls(last["kprof I/O, stacks off"])
+            print("- strace -c -f: %.0f ns added per I/O call" % (
+                (med["strace -c -f"] - med["none"]) * 1e9 / max(calls, 1)))
+
+    n = 20000 if quick else 200000
+    app = os.path.join(B, "tests", "apps", "io_known")
+    io_instructions(app, off, on)
+    run_io("small writes: %d write() calls of 64 bytes" % n,
+           [app, ".", "small", str(n)], rounds)
+
+    sqlite = shutil.which("sqlite3")
+    if not sqlite:
+        print("\nsqlite3 not installed: the fsync-heavy workload not run")
+        return
+    tx = 100 if quick else 400
+    script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+    script.write("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT);\n")
+    for i in range(tx):
+        script.write("INSERT INTO t(name) VALUES('name-%d');\n" % i)
+    script.close()
+    run_io("fsync-heavy: sqlite3, %d one-row transactions" % tx,
+           ([sqlite, "bench.db"], script.name), rounds)
+    os.unlink(script.name)
 
 
 if __name__ == "__main__":

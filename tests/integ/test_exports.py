@@ -20,6 +20,17 @@ valloc pvalloc malloc_usable_size
 _exit _Exit abort
 execve execv execvp execvpe fexecve execl execlp execle
 pipe pipe2 capset prctl
+read write pread pread64 pwrite pwrite64 readv writev preadv preadv64 pwritev
+pwritev64 preadv2 preadv64v2 pwritev2 pwritev64v2 lseek lseek64 fsync fdatasync
+sync_file_range msync ftruncate ftruncate64 fallocate fallocate64
+posix_fallocate posix_fallocate64 copy_file_range sendfile sendfile64
+__read_chk __pread_chk __pread64_chk
+open open64 openat openat64 __open_2 __open64_2 __openat_2 __openat64_2 creat
+creat64 close close_range dup dup2 dup3 fcntl fcntl64 socket accept accept4
+memfd_create
+fopen fopen64 fdopen freopen freopen64 fclose fflush fread __fread_chk fwrite
+fgets __fgets_chk fputs getline getdelim fprintf vfprintf __fprintf_chk
+__vfprintf_chk
 """.split()
 ALLOWED_PREFIXES = ("kprof_",)
 

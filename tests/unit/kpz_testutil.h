@@ -295,9 +295,9 @@ static inline size_t edge_records(struct kp_rec *out)
 	r->u.realloc.stack = UINT32_MAX; NEXT(KP_REC_REALLOC);
 	/* extension records, same thread: every value width, strings */
 	r->ts = 2001; r->tid = 78; r->kind = 7; r->u.ext.stack = 3;
-	r->u.ext.v[KP_IO_FD] = 3; r->u.ext.v[KP_IO_REQ] = 4096;
-	r->u.ext.v[KP_IO_RET] = -1; r->u.ext.v[KP_IO_OFF] = INT64_MAX;
-	r->u.ext.v[KP_IO_DUR] = 123456789; r->u.ext.v[KP_IO_ERR] = INT64_MIN;
+	r->u.ext.v[KP_IO_FD] = -1; r->u.ext.v[KP_IO_REQ] = 4096;
+	r->u.ext.v[KP_IO_RET] = INT64_MIN; r->u.ext.v[KP_IO_OFF] = INT64_MAX;
+	r->u.ext.v[KP_IO_DUR] = 123456789;
 	NEXT(KP_REC_IO);
 	r->ts = 2002; r->tid = 78; r->kind = 255; r->u.ext.stack = UINT32_MAX;
 	r->u.ext.str = big; r->u.ext.str_len = KP_MAX_STR_LEN;

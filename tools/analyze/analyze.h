@@ -392,6 +392,7 @@ struct kp_pass {
 
 extern const struct kp_pass kp_pass_memory;
 extern const struct kp_pass kp_pass_app;
+extern const struct kp_pass kp_pass_io; /* io.c */
 
 /* ---- load.c: the analysis driver ------------------------------------------ */
 

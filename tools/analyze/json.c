@@ -197,6 +197,14 @@ void kp_json_u64(struct kp_json *j, uint64_t v)
 	json_write_int(j, v, 0);
 }
 
+void kp_json_f64(struct kp_json *j, double v)
+{
+	json_pre(j);
+	if (v != v || v > 1e300 || v < -1e300) /* NaN, inf: not JSON */
+		v = 0;
+	fprintf(j->out, "%.6g", v);
+}
+
 void kp_json_i64(struct kp_json *j, int64_t v)
 {
 	json_pre(j);

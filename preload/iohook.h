@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared by the I/O interposers (hook_io.c, hook_fd.c, hook_stdio.c) and
+ * the fd table (fdtab.c). See lib/io.h for the two layers (syscall, stdio).
+ *
+ * Every interposer has the same shape: resolve the real function, and if
+ * this call is the app's (not kprof's own: busy, writer thread), time the
+ * real call with kp_ticks() and record one event after it, with errno as
+ * the real call left it. Return values are never touched.
+ */
+#ifndef KP_IOHOOK_H
+#define KP_IOHOOK_H
+
+#include "state.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "io.h"
+
+/* ---- the real functions (resolved once, lazily) ---- */
+struct kp_io_real {
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*pread)(int, void *, size_t, off_t);
+	ssize_t (*pwrite)(int, const void *, size_t, off_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*preadv)(int, const struct iovec *, int, off_t);
+	ssize_t (*pwritev)(int, const struct iovec *, int, off_t);
+	ssize_t (*preadv2)(int, const struct iovec *, int, off_t, int);
+	ssize_t (*pwritev2)(int, const struct iovec *, int, off_t, int);
+	off_t (*lseek)(int, off_t, int);
+	int (*fsync)(int);
+	int (*fdatasync)(int);
+	int (*sync_file_range)(int, off_t, off_t, unsigned);
+	int (*msync)(void *, size_t, int);
+	int (*ftruncate)(int, off_t);
+	int (*fallocate)(int, int, off_t, off_t);
+	int (*posix_fallocate)(int, off_t, off_t);
+	ssize_t (*copy_file_range)(int, off_t *, int, off_t *, size_t,
+				   unsigned);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	ssize_t (*read_chk)(int, void *, size_t, size_t);
+	ssize_t (*pread_chk)(int, void *, size_t, off_t, size_t);
+	/* fds */
+	int (*open)(const char *, int, ...);
+	int (*openat)(int, const char *, int, ...);
+	int (*creat)(const char *, mode_t);
+	int (*open_2)(const char *, int);
+	int (*openat_2)(int, const char *, int);
+	int (*close)(int);
+	int (*close_range)(unsigned, unsigned, int);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*fcntl)(int, int, ...);
+	int (*socket)(int, int, int);
+	int (*accept)(int, void *, void *);
+	int (*accept4)(int, void *, void *, int);
+	int (*memfd_create)(const char *, unsigned);
+	/* stdio */
+	FILE *(*fopen)(const char *, const char *);
+	FILE *(*fdopen)(int, const char *);
+	FILE *(*freopen)(const char *, const char *, FILE *);
+	int (*fclose)(FILE *);
+	int (*fflush)(FILE *);
+	size_t (*fread)(void *, size_t, size_t, FILE *);
+	size_t (*fwrite)(const void *, size_t, size_t, FILE *);
+	char *(*fgets)(char *, int, FILE *);
+	int (*fputs)(const char *, FILE *);
+	ssize_t (*getline)(char **, size_t *, FILE *);
+	ssize_t (*getdelim)(char **, size_t *, int, FILE *);
+	int (*vfprintf)(FILE *, const char *, va_list);
+	int (*vfprintf_chk)(FILE *, int, const char *, va_list);
+	size_t (*fread_chk)(void *, size_t, size_t, size_t, FILE *);
+	char *(*fgets_chk)(char *, size_t, int, FILE *);
+};
+
+extern struct kp_io_real kp_io_real;
+void kp_io_resolve(void);
+
+#define IO_REAL(fn)                                        \
+	do {                                               \
+		if (KP_UNLIKELY(!kp_io_real.fn))           \
+			kp_io_resolve();                   \
+	} while (0)
+
+/* For functions an older libc may lack: fail as the missing call would. */
+#define IO_REAL_OR(fn, fail)                               \
+	do {                                               \
+		IO_REAL(fn);                               \
+		if (KP_UNLIKELY(!kp_io_real.fn)) {         \
+			errno = ENOSYS;                    \
+			return fail;                       \
+		}                                          \
+	} while (0)
+
+/* ---- the fd table (fdtab.c) ---- */
+
+#define KP_FDTAB_MAX 65536 /* fds above are recorded with kind unknown */
+
+enum { KP_FDS_UNKNOWN = 0, KP_FDS_RESOLVING = 1, KP_FDS_KNOWN = 2 };
+
+struct kp_fdent {
+	_Atomic uint8_t state; /* KP_FDS_* */
+	uint8_t kind;          /* enum kp_fd_kind, valid when KNOWN */
+	uint8_t append;        /* O_APPEND: offsets unknown */
+	uint8_t pad;
+	uint32_t gen;          /* kp_fd_gen when it became KNOWN */
+	_Atomic int64_t off;   /* tracked offset, KP_IO_NO_OFF if none */
+};
+
+extern struct kp_fdent kp_fdtab[KP_FDTAB_MAX];
+/* Bumped in a fork child: entries of an older generation are unknown
+ * there (the child's trace has not said what they are). */
+extern uint32_t kp_fd_gen;
+
+/* Is the entry known in this process? */
+static inline int kp_fd_known(const struct kp_fdent *e)
+{
+	return atomic_load_explicit(&e->state, memory_order_acquire) ==
+		       KP_FDS_KNOWN && e->gen == kp_fd_gen;
+}
+
+/* The entry of fd, resolving it (FD_OPEN how=LAZY) if never seen; NULL for
+ * fds out of the table. The caller is inside kprof (busy). */
+struct kp_fdent *kp_fd_get(int fd, uint64_t t0);
+/*
+ * A new fd (open, dup, pipe, ...): fill its entry (fstat: kind; offset 0
+ * for a fresh open, the file's offset otherwise) and record FD_OPEN with
+ * path (NULL: read from /proc/self/fd; "": none). fd < 0: a failed call
+ * (err = its errno). src: the fd it was duplicated from, or -1.
+ */
+void kp_fd_opened(int fd, uint8_t how, const char *path, int flags,
+		  uint64_t t0, int err, int src, uint32_t stack);
+/* The fd went away: FD_CLOSE (fd < 0: nothing but the record). */
+void kp_fd_closed(int fd, uint8_t how, uint64_t t0, int err,
+		  uint32_t stack);
+/* Forget an fd without a record (closed by kprof, close_range). */
+void kp_fd_forget(int fd);
+
+/* ---- recording ---- */
+
+/* Byte counters of interposed I/O, for IO_SUMMARY. */
+extern _Atomic uint64_t kp_io_seen_read, kp_io_seen_write;
+
+/* Add n bytes of op to the seen counters (done by kp_io_record). */
+void kp_io_count(uint8_t op, uint64_t n);
+
+/* Is this call the app's, and is I/O recording on? */
+static inline int kp_io_want(const struct kp_tls *t)
+{
+	return !t->busy && !t->writer && kp_ready() && kp.cfg.io;
+}
+
+/* Record one KP_REC_IO after the real call returned. r < 0: failed with
+ * errno (read from errno here). off: the offset of the call, or
+ * KP_IO_OFF_TRACK to take it from the fd table (and advance it by r). */
+#define KP_IO_OFF_TRACK INT64_MIN
+void kp_io_record(uint8_t op, int fd, uint64_t req, int64_t r, int64_t off,
+		  uint64_t t0);
+
+static inline uint32_t kp_io_stack(void)
+{
+	return kp.cfg.io_stacks ? kp_stack_capture() : 0;
+}
+
+#endif

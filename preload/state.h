@@ -31,9 +31,22 @@ struct kp_config {
 	int overflow;        /* KOTOBA_PROFILE_OVERFLOW: enum kp_overflow */
 	unsigned flush_ms;   /* KOTOBA_PROFILE_FLUSH_MS: max time to disk */
 	int zstd_level;      /* KOTOBA_PROFILE_ZSTD_LEVEL */
+	/* query profiling (query.c, hook_sqlite.c, hook_libpq.c) */
+	int query;           /* KOTOBA_PROFILE_QUERY: record queries */
+	unsigned query_hooks; /* KOTOBA_PROFILE_QUERY_HOOKS: KP_QHOOK_* */
+	char query_plugin[512]; /* KOTOBA_PROFILE_QUERY_PLUGIN: "" = none */
+	unsigned slow_query_ms; /* KOTOBA_PROFILE_SLOW_QUERY_MS */
+	int query_text_full; /* KOTOBA_PROFILE_QUERY_TEXT=full */
 };
 
+#define KP_QHOOK_SQLITE 1u
+#define KP_QHOOK_LIBPQ 2u
+
 void kp_config_load(struct kp_config *c);
+/* KOTOBA_PROFILE_QUERY_HOOKS (query.c): "all" (default), "none", or a
+ * comma list of sqlite, libpq -> KP_QHOOK_* bits; and back to text. */
+unsigned kp_query_hooks_parse(const char *s);
+const char *kp_query_hooks_name(unsigned hooks);
 /* The effective settings as key/value strings, for the trace header. */
 unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 			 const char **vals, char *scratch, size_t scratch_len);
@@ -317,6 +330,28 @@ void kp_writer_fork_prepare(void);
 void kp_writer_fork_parent(void);
 void kp_writer_after_fork_child(void);
 
+/* ---- queries (query.c): shared by the query hooks ------------------------ */
+
+/* May hook sqlite/libpq (KP_QHOOK_*) record now? (not busy, recording) */
+static inline int kp_query_want(unsigned hook);
+/* Open a query on this thread: write QUERY_BEGIN. @return its ctx. */
+uint64_t kp_query_open(uint64_t tsc);
+/*
+ * Write the QUERY record of a query that began at tsc0 (ticks) and ends
+ * now: text (raw; fingerprinted here unless QUERY_TEXT=full, or already a
+ * fingerprint when fp), v[] with KP_Q_DUR/ PREPARE_DUR in ticks (dur is
+ * filled here from tsc0). The caller holds kp_tls.busy.
+ */
+void kp_query_close(uint8_t source, uint64_t tsc0, const char *text,
+		    size_t len, int fp, int64_t *v);
+/* Fingerprint (or copy, QUERY_TEXT=full) text into out[cap]; the value
+ * hash of its literals into *valhash; sets KP_QF_TEXT_FULL/CUT in *flags.
+ * @return the length written. */
+size_t kp_query_text(const char *text, size_t len, char *out, size_t cap,
+		     uint64_t *valhash, int64_t *flags);
+/* Load KOTOBA_PROFILE_QUERY_PLUGIN (query.c), once, at start-up. */
+void kp_query_plugin_load(void);
+
 /* ---- lifecycle (lifecycle.c) --------------------------------------------- */
 
 /* Initialise if needed; returns 1 when recording. Cheap when initialised. */
@@ -329,6 +364,12 @@ static inline int kp_ready(void)
 	if (s == KP_ST_UNINIT)
 		return kp_init_slow();
 	return 0;
+}
+
+static inline int kp_query_want(unsigned hook)
+{
+	return !kp_tls.busy && !kp_tls.writer && kp_ready() && kp.cfg.query &&
+	       (kp.cfg.query_hooks & hook);
 }
 
 #endif

@@ -20,6 +20,8 @@ valloc pvalloc malloc_usable_size
 _exit _Exit abort
 execve execv execvp execvpe fexecve execl execlp execle
 pipe pipe2 capset prctl
+sqlite3_prepare sqlite3_prepare_v2 sqlite3_prepare_v3 sqlite3_step
+sqlite3_reset sqlite3_finalize sqlite3_exec
 """.split()
 ALLOWED_PREFIXES = ("kprof_",)
 

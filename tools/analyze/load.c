@@ -30,6 +30,7 @@
 /* The passes, in report order. Add a new analysis here. */
 static const struct kp_pass *const kp_passes[] = {
 	&kp_pass_memory,
+	&kp_pass_queries,
 };
 
 const struct kp_pass *const *kp_pass_list(size_t *n)

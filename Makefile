@@ -131,6 +131,7 @@ $(B)/tests/apps/dlopener: APP_LDFLAGS = -Wl,-rpath,'$$ORIGIN/plugins' -ldl
 $(B)/tests/apps/apiflush: APP_LDFLAGS = -Ipreload
 $(B)/tests/apps/spans: APP_LDFLAGS = -Ipreload -pthread
 $(B)/tests/apps/sqlite_app: APP_LDFLAGS = -lsqlite3
+$(B)/tests/apps/pq_app: APP_LDFLAGS = -I$(shell $(PKG_CONFIG) --variable=includedir libpq 2>/dev/null) -lpq
 
 tests-build: all $(UNIT_BIN) $(APP_BIN) $(TEST_PRELOAD_SO) $(TEST_PLUGIN_SO)
 

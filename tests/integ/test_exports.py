@@ -22,6 +22,8 @@ execve execv execvp execvpe fexecve execl execlp execle
 pipe pipe2 capset prctl
 sqlite3_prepare sqlite3_prepare_v2 sqlite3_prepare_v3 sqlite3_step
 sqlite3_reset sqlite3_finalize sqlite3_exec
+PQexec PQexecParams PQprepare PQexecPrepared PQsendQuery PQsendQueryParams
+PQsendQueryPrepared PQsendPrepare PQgetResult PQfinish
 """.split()
 ALLOWED_PREFIXES = ("kprof_",)
 

@@ -14,6 +14,8 @@
 #include "state.h"
 #include "fingerprint.h"
 
+#include <dlfcn.h>
+#include <errno.h>
 #include <string.h>
 
 /* kprof.h declares these weak for the app's sake; here they are strong. */
@@ -122,26 +124,30 @@ void kp_query_close(uint8_t source, uint64_t tsc0, const char *text,
  */
 #define API_DEPTH 8
 struct api_query {
-	uint64_t ctx, tsc0, valhash;
+	uint64_t ctx, tsc0, valhash, conn;
 	int64_t flags;
+	uint8_t source;
 	char *text; /* private arena */
 	size_t len;
 };
 static __thread struct api_query open_q[API_DEPTH];
 static __thread unsigned n_open_q;
 
-KP_EXPORT uint64_t kprof_query_begin(const char *text)
+static uint64_t api_begin(uint8_t source, const char *text, size_t tl,
+			  uint64_t conn)
 {
 	if (!kp_ready() || kp_tls.busy || kp_tls.writer || !kp.cfg.query)
 		return 0;
+	int saved = errno;
 	kp_tls.busy = 1;
 	uint64_t tsc0 = kp_ticks();
 	uint64_t ctx = 0;
 	if (n_open_q < API_DEPTH) {
 		char buf[KP_MAX_STR_LEN + 1];
 		struct api_query *q = &open_q[n_open_q];
-		size_t tl = text ? strnlen(text, 1u << 20) : 0;
 		q->flags = 0;
+		q->source = source;
+		q->conn = conn;
 		q->len = kp_query_text(text, tl, buf, sizeof(buf), &q->valhash,
 				       &q->flags);
 		q->text = kp_arena_alloc(q->len + 1);
@@ -154,10 +160,11 @@ KP_EXPORT uint64_t kprof_query_begin(const char *text)
 		}
 	}
 	kp_tls.busy = 0;
+	errno = saved;
 	return ctx;
 }
 
-KP_EXPORT void kprof_query_end(uint64_t ctx, int64_t rows, int64_t status)
+static void api_end(uint64_t ctx, int64_t rows, int64_t status)
 {
 	if (!ctx || kp_tls.busy || kp_tls.writer || !kp_recording())
 		return;
@@ -165,6 +172,7 @@ KP_EXPORT void kprof_query_end(uint64_t ctx, int64_t rows, int64_t status)
 		struct api_query *q = &open_q[i];
 		if (q->ctx != ctx)
 			continue;
+		int saved = errno;
 		kp_tls.busy = 1;
 		int64_t v[KP_Q_NV] = { 0 };
 		v[KP_Q_CTX] = (int64_t)ctx;
@@ -172,13 +180,104 @@ KP_EXPORT void kprof_query_end(uint64_t ctx, int64_t rows, int64_t status)
 		v[KP_Q_STATUS] = status;
 		v[KP_Q_VALHASH] = (int64_t)q->valhash;
 		v[KP_Q_FLAGS] = q->flags;
-		kp_query_close(KP_QSRC_API, q->tsc0, q->text, q->len, 1, v);
+		v[KP_Q_CONN] = (int64_t)q->conn;
+		kp_query_close(q->source, q->tsc0, q->text, q->len, 1, v);
 		kp_arena_free(q->text);
 		/* queries left open inside end with it (their text freed) */
 		for (unsigned k = i + 1; k < n_open_q; k++)
 			kp_arena_free(open_q[k].text);
 		n_open_q = i;
 		kp_tls.busy = 0;
+		errno = saved;
 		return;
 	}
+}
+
+KP_EXPORT uint64_t kprof_query_begin(const char *text)
+{
+	return api_begin(KP_QSRC_API, text,
+			 text ? strnlen(text, 1u << 20) : 0, 0);
+}
+
+KP_EXPORT void kprof_query_end(uint64_t ctx, int64_t rows, int64_t status)
+{
+	api_end(ctx, rows, status);
+}
+
+/* ---- plugins ------------------------------------------------------------------ */
+
+/*
+ * The plugin ABI of kprof.h, repeated here (api.c's rule: kprof.h's weak
+ * declarations must not meet the strong definitions). Keep in step.
+ */
+#define PLUGIN_ABI_VERSION 1
+struct plugin_host {
+	uint32_t abi_version, size;
+	uint64_t (*query_begin)(const char *text, size_t len, uint64_t conn);
+	void (*query_end)(uint64_t ctx, int64_t rows, int64_t status);
+	int (*hook)(const char *symbol, void *replacement, void **real);
+	void (*log)(const char *msg);
+};
+struct query_plugin {
+	uint32_t abi_version, size;
+	const char *name;
+	void (*fini)(void);
+};
+
+static uint64_t plugin_query_begin(const char *text, size_t len,
+				   uint64_t conn)
+{
+	return api_begin(KP_QSRC_PLUGIN, text, text ? len : 0, conn);
+}
+
+static void plugin_log(const char *msg)
+{
+	kp_warn("plugin: %s", msg ? msg : "");
+}
+
+static const struct plugin_host host = {
+	.abi_version = PLUGIN_ABI_VERSION,
+	.size = sizeof(struct plugin_host),
+	.query_begin = plugin_query_begin,
+	.query_end = api_end,
+	.hook = kp_got_hook,
+	.log = plugin_log,
+};
+
+void kp_query_plugin_load(void)
+{
+	const char *path = kp.cfg.query_plugin;
+	if (!path[0] || !kp.cfg.query)
+		return;
+	uint8_t busy = kp_tls.busy;
+	kp_tls.busy = 1; /* the plugin's loading is kprof's, not the app's */
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		kp_warn("KOTOBA_PROFILE_QUERY_PLUGIN: cannot load %s: %s", path,
+			dlerror());
+		goto out;
+	}
+	const struct query_plugin *(*init)(const struct plugin_host *);
+	*(void **)&init = dlsym(h, "kprof_query_plugin_init");
+	if (!init) {
+		kp_warn("KOTOBA_PROFILE_QUERY_PLUGIN: %s has no "
+			"kprof_query_plugin_init", path);
+		dlclose(h);
+		goto out;
+	}
+	const struct query_plugin *pl = init(&host);
+	if (!pl || pl->abi_version != PLUGIN_ABI_VERSION ||
+	    pl->size < sizeof(struct query_plugin))
+		kp_warn("KOTOBA_PROFILE_QUERY_PLUGIN: %s declined or has ABI "
+			"version %u (want %u); it records nothing", path,
+			pl ? pl->abi_version : 0, PLUGIN_ABI_VERSION);
+	/* kept loaded: its wrappers are in the app's call paths now */
+out:
+	kp_tls.busy = busy;
+}
+
+__attribute__((constructor)) static void kp_query_ctor(void)
+{
+	if (kp_ready())
+		kp_query_plugin_load();
 }

@@ -351,6 +351,11 @@ size_t kp_query_text(const char *text, size_t len, char *out, size_t cap,
 		     uint64_t *valhash, int64_t *flags);
 /* Load KOTOBA_PROFILE_QUERY_PLUGIN (query.c), once, at start-up. */
 void kp_query_plugin_load(void);
+/* got.c: redirect every loaded module's GOT slots for symbol to
+ * replacement (but libkprof's and the replacement's own module);
+ * *real = the target. @return slots rewritten, -1 when unsupported or
+ * the symbol is unknown. */
+int kp_got_hook(const char *symbol, void *replacement, void **real);
 
 /* ---- lifecycle (lifecycle.c) --------------------------------------------- */
 

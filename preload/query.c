@@ -65,12 +65,61 @@ const char *kp_query_hooks_name(unsigned hooks)
 	}
 }
 
+/*
+ * QUERY_BEGIN records are deferred: one is written only when the thread
+ * records something else before the query ends (an allocation, an I/O
+ * call, a nested query's end: kp_ring_push*() call kp_query_flush()
+ * first), since only then does the analyzer need it to attribute that
+ * event. A query during which nothing else happened costs one record, not
+ * two. The deferred record keeps its own time, and as nothing of the
+ * thread came between, the thread's records stay in time order.
+ */
+#define Q_PENDING 8
+__thread uint8_t kp_q_npending;
+static __thread struct {
+	uint64_t ctx, tsc;
+} q_pending[Q_PENDING];
+
+static void push_begin(uint64_t ctx, uint64_t tsc)
+{
+	int64_t v[KP_QB_NV] = { [KP_QB_CTX] = (int64_t)ctx };
+	kp_ring_push_ext(tsc, KP_REC_QUERY_BEGIN, 0, 0, v, NULL, 0);
+}
+
+void kp_query_flush(void)
+{
+	unsigned n = kp_q_npending;
+	kp_q_npending = 0; /* first: the pushes below come back here */
+	for (unsigned i = 0; i < n; i++)
+		push_begin(q_pending[i].ctx, q_pending[i].tsc);
+}
+
 uint64_t kp_query_open(uint64_t tsc)
 {
 	uint64_t ctx = atomic_fetch_add(&query_seq, 1) + 1;
-	int64_t v[KP_QB_NV] = { [KP_QB_CTX] = (int64_t)ctx };
-	kp_ring_push_ext(tsc, KP_REC_QUERY_BEGIN, 0, 0, v, NULL, 0);
+	if (kp_q_npending < Q_PENDING) {
+		q_pending[kp_q_npending].ctx = ctx;
+		q_pending[kp_q_npending].tsc = tsc;
+		kp_q_npending++;
+	} else {
+		kp_query_flush();
+		push_begin(ctx, tsc);
+	}
 	return ctx;
+}
+
+/* The query ctx ends: its QUERY_BEGIN is not needed if still deferred. */
+static void drop_pending(uint64_t ctx)
+{
+	unsigned n = kp_q_npending;
+	for (unsigned i = n; i-- > 0;) {
+		if (q_pending[i].ctx != ctx)
+			continue;
+		for (unsigned k = i + 1; k < n; k++)
+			q_pending[k - 1] = q_pending[k];
+		kp_q_npending = (uint8_t)(n - 1);
+		return;
+	}
 }
 
 size_t kp_query_text(const char *text, size_t len, char *out, size_t cap,
@@ -101,6 +150,8 @@ void kp_query_close(uint8_t source, uint64_t tsc0, const char *text,
 {
 	uint64_t now = kp_ticks();
 	v[KP_Q_DUR] = (int64_t)(now - tsc0);
+	if (v[KP_Q_CTX])
+		drop_pending((uint64_t)v[KP_Q_CTX]);
 	if (fp || !text) {
 		kp_ring_push_ext(now, KP_REC_QUERY, source, kp_stack_capture(),
 				 v, text, text ? len : 0);

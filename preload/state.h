@@ -334,8 +334,13 @@ void kp_writer_after_fork_child(void);
 
 /* May hook sqlite/libpq (KP_QHOOK_*) record now? (not busy, recording) */
 static inline int kp_query_want(unsigned hook);
-/* Open a query on this thread: write QUERY_BEGIN. @return its ctx. */
+/* Open a query on this thread (its QUERY_BEGIN is deferred until the
+ * thread records something else). @return its ctx. */
 uint64_t kp_query_open(uint64_t tsc);
+/* Write the deferred QUERY_BEGINs of this thread (ring.c, before any
+ * other record of the thread). */
+extern __thread uint8_t kp_q_npending;
+void kp_query_flush(void);
 /*
  * Write the QUERY record of a query that began at tsc0 (ticks) and ends
  * now: text (raw; fingerprinted here unless QUERY_TEXT=full, or already a

@@ -65,8 +65,13 @@
 #define MAX_SPANS 64
 #define RUN_VALS 8       /* distinct values remembered per run */
 #define MAX_VALS 65536   /* distinct values remembered per fingerprint */
+#define MAX_VALS_TOTAL (4u << 20) /* ... and over all of them */
 #define DEFAULT_SLOW_MS 100
-#define MAX_FPS (1u << 20)
+/* Fingerprints kept (each holds a histogram of up to ~30 KiB for realistic
+ * durations); queries of further ones are counted in fingerprints_dropped. */
+#define MAX_FPS 50000
+/* Threads with query state per trace (a hostile trace may name many). */
+#define MAX_QTHREADS 65536
 
 /*
  * I/O attribution. The IO record's kind is the operation (lib/io.h, the
@@ -180,7 +185,8 @@ struct qstate {
 	struct qfp *fps;
 	size_t nfps, fps_cap;
 	struct kp_idmap fp_ids; /* hash -> first index */
-	uint64_t calls, total_ns, dropped_fps;
+	uint64_t calls, total_ns, dropped_fps, dropped_threads;
+	uint64_t nvals;         /* values remembered, all fingerprints */
 	uint64_t slow_ns;       /* threshold in use */
 	int slow_set;           /* from --slow-ms or a trace header */
 	struct qsites sites, nplus1;         /* global: by gstack */
@@ -261,11 +267,15 @@ static void sites_free(struct qsites *s)
 	kp_idmap_init(&s->ids);
 }
 
-static struct qthr *thr_get(struct qstate *qs, uint32_t tid)
+/* The query state of thread tid; NULL if it has none (and !create) or
+ * there are too many threads. */
+static struct qthr *thr_find(struct qstate *qs, uint32_t tid, int create)
 {
 	uint32_t i = kp_idmap_get(&qs->tids, tid);
 	if (i != UINT32_MAX)
 		return &qs->thr[i];
+	if (!create || qs->nthr >= MAX_QTHREADS)
+		return NULL;
 	if (qs->nthr == qs->thr_cap) {
 		qs->thr_cap = qs->thr_cap ? qs->thr_cap * 2 : 8;
 		qs->thr = xrealloc_array(qs->thr, qs->thr_cap, sizeof(*qs->thr));
@@ -430,10 +440,12 @@ static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e
 	uint64_t vh = (uint64_t)v[KP_Q_VALHASH];
 	if (vh && f->is_read) {
 		uint64_t key = vh == KP_IDMAP_EMPTY ? vh - 1 : vh;
-		if (kp_idmap_get(&f->vals, key) != UINT32_MAX)
+		if (kp_idmap_get(&f->vals, key) != UINT32_MAX) {
 			f->dup_calls++;
-		else if (f->vals.n < MAX_VALS)
+		} else if (f->vals.n < MAX_VALS && qs->nvals < MAX_VALS_TOTAL) {
 			kp_idmap_put(&f->vals, key, 1);
+			qs->nvals++;
+		}
 	}
 
 	(void)top;
@@ -493,8 +505,8 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 		case KP_EV_REALLOC_ALLOC:
 			if (!qs->nthr)
 				break;
-			t = thr_get(qs, e->tid);
-			if (t->nopen && t->nopen <= MAX_OPEN) {
+			t = thr_find(qs, e->tid, 0);
+			if (t && t->nopen && t->nopen <= MAX_OPEN) {
 				struct acc *a = &t->open[t->nopen - 1].acc;
 				a->alloc_calls++;
 				a->alloc_bytes = kp_sat_add(a->alloc_bytes, e->size);
@@ -503,8 +515,8 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 		case KP_REC_IO: {
 			if (!qs->nthr)
 				break;
-			t = thr_get(qs, e->tid);
-			if (!t->nopen || t->nopen > MAX_OPEN)
+			t = thr_find(qs, e->tid, 0);
+			if (!t || !t->nopen || t->nopen > MAX_OPEN)
 				break;
 			const struct kp_rec *r = kp_batch_rec(b, e);
 			struct acc *a = &t->open[t->nopen - 1].acc;
@@ -523,7 +535,9 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 			break;
 		}
 		case KP_REC_SPAN: {
-			t = thr_get(qs, e->tid);
+			t = thr_find(qs, e->tid, 1);
+			if (!t)
+				break;
 			const struct kp_rec *r = kp_batch_rec(b, e);
 			uint64_t id = (uint64_t)r->u.ext.v[KP_SPAN_ID];
 			if (e->kind == 0) {
@@ -541,7 +555,9 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 			break;
 		}
 		case KP_REC_QUERY_BEGIN: {
-			t = thr_get(qs, e->tid);
+			t = thr_find(qs, e->tid, 1);
+			if (!t)
+				break;
 			const struct kp_rec *r = kp_batch_rec(b, e);
 			if (t->nopen < MAX_OPEN) {
 				struct qopen *o = &t->open[t->nopen];
@@ -553,8 +569,11 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 			break;
 		}
 		case KP_REC_QUERY:
-			t = thr_get(qs, e->tid);
-			on_query(qs, t, e, kp_batch_rec(b, e));
+			t = thr_find(qs, e->tid, 1);
+			if (t)
+				on_query(qs, t, e, kp_batch_rec(b, e));
+			else
+				qs->dropped_threads++;
 			break;
 		default:
 			break;
@@ -1116,6 +1135,8 @@ static void q_report_json(void *state, struct kp_analysis *an,
 	kp_json_u64(j, qs->total_ns);
 	kp_json_key(j, "slow_threshold_ns");
 	kp_json_u64(j, qs->slow_ns);
+	kp_json_key(j, "queries_dropped");    /* over the analyzer's limits */
+	kp_json_u64(j, qs->dropped_fps + qs->dropped_threads);
 	kp_json_key(j, "fingerprints");
 	kp_json_begin_array(j);
 	for (size_t r = 0; r < qs->nfps; r++) {
@@ -1411,6 +1432,11 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 	if (qs->nfps > top)
 		fprintf(out, "  (%zu more; kprof-analyze queries --top N)\n",
 			qs->nfps - top);
+	if (qs->dropped_fps + qs->dropped_threads)
+		fprintf(out, "  WARNING: %" PRIu64 " queries not counted (over "
+			"%u fingerprints or %u threads)\n",
+			qs->dropped_fps + qs->dropped_threads, MAX_FPS,
+			MAX_QTHREADS);
 	size_t nslow = 0;
 	for (size_t r = 0; r < qs->nfps; r++)
 		nslow += qs->fps[r].slow_calls != 0;

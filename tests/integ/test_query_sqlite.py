@@ -119,6 +119,23 @@ for label, cmd in APPS:
                      {k: v[0] for k, v in WANT.items()},
                      "QUERY_TEXT=full: the analyzer fingerprints the full text the same")
 
+with t.section("threads"):
+    with Tmp() as d:
+        TH, RO = 4, 300
+        r = run([PY, os.path.join(SRC, "tests", "integ", "sqlite_threads.py"),
+                 os.path.join(d, "th.db"), str(TH), str(RO)], d, timeout=300)
+        t.eq((r.rc, r.out), (0, "ok\n"), "4 threads, 4 connections: runs under kprof", r)
+        q = analyze(r.traces)["queries"]
+        got = {f["fingerprint"]: f["calls"] for f in q["fingerprints"]}
+        t.eq((got.get("select v from t where id = ?"), got.get("insert into log values(?+)"),
+              got.get("begin"), got.get("begin immediate"), got.get("commit")),
+             (TH * RO, TH * RO, 1, TH, TH + 1),
+             "threads: every execution of every thread counted once", got)
+        recs = dump(r.traces)
+        tids = {x["tid"] for x in recs if x["type"] == "query" and
+                (x["str"] or "").startswith("select v")}
+        t.eq(len(tids), TH, "threads: the selects come from %d threads" % TH)
+
 with t.section("variables"):
     with Tmp() as d:
         for prof, want, name in (({"QUERY": "0"}, 0, "QUERY=0: no query recorded"),

@@ -135,6 +135,16 @@ $(B)/tests/apps/plugins/%.so: tests/apps/plugins/%.c
 $(B)/tests/apps/dlopener: APP_LDFLAGS = -Wl,-rpath,'$$ORIGIN/plugins' -ldl
 $(B)/tests/apps/apiflush: APP_LDFLAGS = -Ipreload
 $(B)/tests/apps/spans: APP_LDFLAGS = -Ipreload -pthread
+$(B)/tests/apps/sqlite_app: APP_LDFLAGS = -lsqlite3
+$(B)/tests/apps/sqlite_bench: APP_LDFLAGS = -lsqlite3
+# the example query plugin (kprof.h) and the library it teaches kprof
+$(B)/tests/apps/plugins/kpq_minidb_plugin.so: tests/apps/plugins/kpq_minidb_plugin.c preload/kprof.h
+	@mkdir -p $(dir $@)
+	$(CC) -O0 -g -shared -fPIC -Ipreload $< -o $@
+$(B)/tests/apps/minidb_app: $(B)/tests/apps/plugins/libkpminidb.so
+$(B)/tests/apps/minidb_app: APP_LDFLAGS = -Ipreload -L$(B)/tests/apps/plugins \
+	-lkpminidb -Wl,-rpath,'$$ORIGIN/plugins'
+$(B)/tests/apps/pq_app: APP_LDFLAGS = -I$(shell $(PKG_CONFIG) --variable=includedir libpq 2>/dev/null) -lpq
 
 tests-build: all $(UNIT_BIN) $(APP_BIN) $(TEST_PRELOAD_SO) $(TEST_PLUGIN_SO)
 

@@ -201,10 +201,40 @@ enum { KP_IOS_RCHAR, KP_IOS_WCHAR, KP_IOS_READ_BYTES, KP_IOS_WRITE_BYTES,
 /* ---- KP_REC_QUERY_BEGIN: a query starts on this thread; the events of
  * the thread until the QUERY with the same ctx belong to it ---- */
 enum { KP_QB_CTX, KP_QB_NV };
-/* ---- KP_REC_QUERY: a query finished; kind = source (api, sqlite, libpq,
- * plugin), str = its text (fingerprinted unless QUERY_TEXT=full) ---- */
+/* ---- KP_REC_QUERY: a query finished; kind = source (enum
+ * kp_query_source), str = its text (fingerprinted, lib/fingerprint.h,
+ * unless QUERY_TEXT=full). ctx = the ctx of its QUERY_BEGIN (0: none was
+ * written); dur = first step/send to completion; rows = rows returned plus
+ * rows changed; status 0 = success, else the engine's code (SQLite result
+ * code; libpq: the SQLSTATE's 5 characters packed big-endian into the low
+ * 40 bits, flag KP_QF_SQLSTATE, or -1 without one); fullscan, sort,
+ * autoindex, vmstep = SQLite's sqlite3_stmt_status counters for this run;
+ * prepare_dur = parse/plan time charged to the first run after a prepare;
+ * valhash = a hash of the literal/bound values (0 = not computed), equal
+ * values give equal hashes; flags = KP_QF_*; conn = the connection (an
+ * opaque id: same id, same connection within one process) ---- */
 enum { KP_Q_CTX, KP_Q_DUR, KP_Q_ROWS, KP_Q_STATUS, KP_Q_FULLSCAN,
-       KP_Q_SORT, KP_Q_AUTOINDEX, KP_Q_VMSTEP, KP_Q_PREPARE_DUR, KP_Q_NV };
+       KP_Q_SORT, KP_Q_AUTOINDEX, KP_Q_VMSTEP, KP_Q_PREPARE_DUR,
+       KP_Q_VALHASH, KP_Q_FLAGS, KP_Q_CONN, KP_Q_NV };
+
+/* KP_REC_QUERY kind: who recorded it. */
+enum kp_query_source {
+	KP_QSRC_API = 0,    /* kprof_query_begin/end (kprof.h) */
+	KP_QSRC_SQLITE = 1, /* the libsqlite3 hook */
+	KP_QSRC_LIBPQ = 2,  /* the libpq hook */
+	KP_QSRC_PLUGIN = 3, /* a KOTOBA_PROFILE_QUERY_PLUGIN */
+	KP_QSRC_MAX = 3
+};
+
+/* KP_Q_FLAGS bits. */
+enum {
+	KP_QF_AUTOCOMMIT = 1, /* ran outside an explicit transaction */
+	KP_QF_WRITE = 2,      /* may change the database (not read-only) */
+	KP_QF_TEXT_FULL = 4,  /* str is the full text (QUERY_TEXT=full) */
+	KP_QF_SQLSTATE = 8,   /* status is a packed SQLSTATE */
+	KP_QF_EXEC = 16,      /* a whole sqlite3_exec() text */
+	KP_QF_CUT = 32,       /* the text was longer than the record holds */
+};
 /* ---- KP_REC_SPAN: kind 0 = begin, 1 = end; str = name ---- */
 enum { KP_SPAN_ID, KP_SPAN_DUR, KP_SPAN_NV };
 /* ---- KP_REC_CUSTOM: kind = counter, gauge, duration; str = name ---- */

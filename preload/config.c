@@ -50,6 +50,26 @@ static long parse_int(const char *name, long def, long lo, long hi)
 	return x;
 }
 
+/* KOTOBA_PROFILE_QUERY* (query.c owns the parsing of the hook list). */
+static void kp_config_load_query(struct kp_config *c)
+{
+	c->query = parse_bool("KOTOBA_PROFILE_QUERY", 1);
+	c->slow_query_ms = (unsigned)parse_int("KOTOBA_PROFILE_SLOW_QUERY_MS",
+					       100, 0, 3600000);
+	c->query_hooks = kp_query_hooks_parse(getenv("KOTOBA_PROFILE_QUERY_HOOKS"));
+	const char *t = getenv("KOTOBA_PROFILE_QUERY_TEXT");
+	c->query_text_full = t && strcmp(t, "full") == 0;
+	if (t && !c->query_text_full && strcmp(t, "fingerprint") != 0)
+		kp_warn("KOTOBA_PROFILE_QUERY_TEXT='%s' is not fingerprint or "
+			"full; using the default fingerprint", t);
+	const char *pl = getenv("KOTOBA_PROFILE_QUERY_PLUGIN");
+	if (pl && strlen(pl) >= sizeof(c->query_plugin)) {
+		kp_warn("KOTOBA_PROFILE_QUERY_PLUGIN is too long; loading none");
+		pl = NULL;
+	}
+	snprintf(c->query_plugin, sizeof(c->query_plugin), "%s", pl ? pl : "");
+}
+
 void kp_config_load(struct kp_config *c)
 {
 	c->memory = parse_bool("KOTOBA_PROFILE_MEMORY", 1);
@@ -71,6 +91,8 @@ void kp_config_load(struct kp_config *c)
 	else if (o && strcmp(o, "wait") != 0)
 		kp_warn("KOTOBA_PROFILE_OVERFLOW='%s' is not wait or drop; "
 			"using the default wait", o);
+
+	kp_config_load_query(c);
 
 	const char *out = getenv("KOTOBA_PROFILE_OUTPUT");
 	if (out && (*out == '\0' || strlen(out) >= sizeof(c->output) - 32)) {
@@ -104,6 +126,11 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("zstd_level", "%d", c->zstd_level);
 	PAIR("io", "%d", c->io);
 	PAIR("io_stacks", "%d", c->io_stacks);
+	PAIR("query", "%d", c->query);
+	PAIR("query_hooks", "%s", kp_query_hooks_name(c->query_hooks));
+	PAIR("query_plugin", "%s", c->query_plugin);
+	PAIR("slow_query_ms", "%u", c->slow_query_ms);
+	PAIR("query_text", "%s", c->query_text_full ? "full" : "fingerprint");
 #undef PAIR
 	return n;
 }

@@ -188,6 +188,8 @@ static struct kp_ring *ring_for_push(uint32_t *tid)
 
 void kp_ring_push(struct kp_ev *ev)
 {
+	if (KP_UNLIKELY(kp_q_npending)) /* deferred QUERY_BEGINs (query.c) */
+		kp_query_flush();
 	ev->tsc = ev->tsc ? ev->tsc : kp_ticks();
 	struct kp_ring *r = ring_for_push(&ev->tid);
 	push_to(r, ev);
@@ -229,6 +231,8 @@ void kp_ring_push_ext(uint64_t tsc, uint8_t type, uint8_t kind,
 		      uint32_t stack, const int64_t *v, const char *str,
 		      size_t str_len)
 {
+	if (KP_UNLIKELY(kp_q_npending) && type != KP_REC_QUERY_BEGIN)
+		kp_query_flush(); /* deferred QUERY_BEGINs (query.c) */
 	struct kp_ext_layout l = kp_ext_layout(type);
 	if (!l.has_str || !str)
 		str_len = 0;

@@ -33,9 +33,22 @@ struct kp_config {
 	int zstd_level;      /* KOTOBA_PROFILE_ZSTD_LEVEL */
 	int io;              /* KOTOBA_PROFILE_IO: record I/O calls */
 	int io_stacks;       /* KOTOBA_PROFILE_IO_STACKS: stacks on I/O */
+	/* query profiling (query.c, hook_sqlite.c, hook_libpq.c) */
+	int query;           /* KOTOBA_PROFILE_QUERY: record queries */
+	unsigned query_hooks; /* KOTOBA_PROFILE_QUERY_HOOKS: KP_QHOOK_* */
+	char query_plugin[512]; /* KOTOBA_PROFILE_QUERY_PLUGIN: "" = none */
+	unsigned slow_query_ms; /* KOTOBA_PROFILE_SLOW_QUERY_MS */
+	int query_text_full; /* KOTOBA_PROFILE_QUERY_TEXT=full */
 };
 
+#define KP_QHOOK_SQLITE 1u
+#define KP_QHOOK_LIBPQ 2u
+
 void kp_config_load(struct kp_config *c);
+/* KOTOBA_PROFILE_QUERY_HOOKS (query.c): "all" (default), "none", or a
+ * comma list of sqlite, libpq -> KP_QHOOK_* bits; and back to text. */
+unsigned kp_query_hooks_parse(const char *s);
+const char *kp_query_hooks_name(unsigned hooks);
 /* The effective settings as key/value strings, for the trace header. */
 unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 			 const char **vals, char *scratch, size_t scratch_len);
@@ -377,6 +390,37 @@ void kp_io_after_fork_child(void);
 void kp_io_finish(void);
 /* pipe/pipe2 (hook_creds.c) returned rc: record the two ends. */
 void kp_io_pipe(const int fds[2], int rc, int flags, uint64_t t0);
+/* ---- queries (query.c): shared by the query hooks ------------------------ */
+
+/* May hook sqlite/libpq (KP_QHOOK_*) record now? (not busy, recording) */
+static inline int kp_query_want(unsigned hook);
+/* Open a query on this thread (its QUERY_BEGIN is deferred until the
+ * thread records something else). @return its ctx. */
+uint64_t kp_query_open(uint64_t tsc);
+/* Write the deferred QUERY_BEGINs of this thread (ring.c, before any
+ * other record of the thread). */
+extern __thread uint8_t kp_q_npending;
+void kp_query_flush(void);
+/*
+ * Write the QUERY record of a query that began at tsc0 (ticks) and ends
+ * now: text (raw; fingerprinted here unless QUERY_TEXT=full, or already a
+ * fingerprint when fp), v[] with KP_Q_DUR/ PREPARE_DUR in ticks (dur is
+ * filled here from tsc0). The caller holds kp_tls.busy.
+ */
+void kp_query_close(uint8_t source, uint64_t tsc0, const char *text,
+		    size_t len, int fp, int64_t *v);
+/* Fingerprint (or copy, QUERY_TEXT=full) text into out[cap]; the value
+ * hash of its literals into *valhash; sets KP_QF_TEXT_FULL/CUT in *flags.
+ * @return the length written. */
+size_t kp_query_text(const char *text, size_t len, char *out, size_t cap,
+		     uint64_t *valhash, int64_t *flags);
+/* Load KOTOBA_PROFILE_QUERY_PLUGIN (query.c), once, at start-up. */
+void kp_query_plugin_load(void);
+/* got.c: redirect every loaded module's GOT slots for symbol to
+ * replacement (but libkprof's and the replacement's own module);
+ * *real = the target. @return slots rewritten, -1 when unsupported or
+ * the symbol is unknown. */
+int kp_got_hook(const char *symbol, void *replacement, void **real);
 
 /* ---- lifecycle (lifecycle.c) --------------------------------------------- */
 
@@ -390,6 +434,12 @@ static inline int kp_ready(void)
 	if (s == KP_ST_UNINIT)
 		return kp_init_slow();
 	return 0;
+}
+
+static inline int kp_query_want(unsigned hook)
+{
+	return !kp_tls.busy && !kp_tls.writer && kp_ready() && kp.cfg.query &&
+	       (kp.cfg.query_hooks & hook);
 }
 
 #endif

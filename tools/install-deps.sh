@@ -14,7 +14,11 @@ for s in $sets; do
 	build) pkgs="$pkgs gcc g++ make pkg-config libunwind-dev
 		libmsgpack-dev libzstd-dev libdw-dev libelf-dev" ;;
 	test) pkgs="$pkgs clang valgrind python3 sqlite3 strace git binutils man-db
-		file" ;;
+		file"
+		# query profiling (issue 4): the C test apps' libraries, a
+		# PostgreSQL server, psql and pgbench
+		pkgs="$pkgs libsqlite3-dev libpq-dev postgresql postgresql-client
+		postgresql-contrib util-linux" ;;
 	bench) pkgs="$pkgs heaptrack sqlite3 valgrind" ;;
 	*) echo "install-deps: unknown set '$s' (build, test, bench)" >&2; exit 2 ;;
 	esac

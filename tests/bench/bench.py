@@ -6,7 +6,7 @@ Every configuration of a workload runs in turn, round after round
 table shows medians and the ratio of each median to the no-profiler median.
 No number here is an assertion: this is measurement, not a test.
 
-    bench.py [--rounds N] [--quick]
+    bench.py [--rounds N] [--quick] [--only-queries]
 """
 import json
 import os
@@ -159,6 +159,9 @@ def main():
     if "--io" in sys.argv:
         io_benches(rounds, quick)
         return
+    if "--only-queries" in sys.argv:
+        query_bench(rounds, quick)
+        return
     heaptrack = shutil.which("heaptrack")
     kp = {"LD_PRELOAD": LIB}
     nostack = {"LD_PRELOAD": LIB, "KOTOBA_PROFILE_STACK_DEPTH": "0"}
@@ -226,6 +229,8 @@ def main():
         os.unlink(src.name)
 
     io_benches(rounds, quick)
+    # 4. the query hook
+    query_bench(rounds, quick)
 
 
 def io_calls(files):
@@ -346,6 +351,90 @@ def io_benches(rounds, quick):
     run_io("fsync-heavy: sqlite3, %d one-row transactions" % tx,
            ([sqlite, "bench.db"], script.name), rounds)
     os.unlink(script.name)
+
+
+def query_bench(rounds, quick):
+    """4. The SQLite query hook on loops of indexed point selects
+    (tests/apps/sqlite_bench.c times its loop itself: start-up and the
+    trace's writing at exit are not counted), in memory by rowid (~0.4 us
+    a query, the worst case) and in a file through a secondary index
+    (autocommit: SQLite's lock and change checks make it a few us, the
+    issue's case): ns per query, the ns kprof adds, the ratio; then, where
+    valgrind is installed, instructions per query (callgrind)."""
+    exe = os.path.join(B, "tests", "apps", "sqlite_bench")
+    n = 50000 if quick else 300000
+    base = {"KOTOBA_PROFILE_OUTPUT": "q.%p.kpz"}
+    configs = [
+        ("none", {}),
+        ("kprof, QUERY=0 MEMORY=0 (preloaded only)",
+         dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_QUERY="0", KOTOBA_PROFILE_MEMORY="0")),
+        ("kprof, query hook, MEMORY=0, stacks off",
+         dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_MEMORY="0",
+              KOTOBA_PROFILE_STACK_DEPTH="0")),
+        ("kprof, query hook, MEMORY=0, stacks on",
+         dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_MEMORY="0")),
+        ("kprof defaults (memory + query, stacks on)", dict(base, LD_PRELOAD=LIB)),
+    ]
+    dbdir = tempfile.mkdtemp(prefix="kprof-bench-db-")
+    KEEP.append(dbdir)
+    dbfile = os.path.join(dbdir, "points.db")
+    subprocess.run([exe, "1", dbfile], check=True, capture_output=True)  # create it
+    for mode, extra, nq in (("in memory, by rowid", [], n),
+                            ("file, secondary index, autocommit", [dbfile], n // 3)):
+        res = {label: [] for label, _ in configs}
+        work = tempfile.mkdtemp(prefix="kprof-bench-q-")
+        try:
+            for _ in range(rounds):
+                for label, env in configs:
+                    clean(work)
+                    full = dict(os.environ)
+                    full.update(env)
+                    p = subprocess.run([exe, str(nq)] + extra, env=full, cwd=work,
+                                       capture_output=True, text=True)
+                    if p.returncode != 0:
+                        raise Failed("%s: exit %d %s" % (label, p.returncode,
+                                                         p.stderr[-200:]))
+                    res[label].append(float(p.stdout.split("ns_per_query=")[1]))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        none = statistics.median(res["none"])
+        print("\n## SQLite point selects, %s: %d queries, %d rounds (median ns per "
+              "query, timed inside the loop)" % (mode, nq, rounds))
+        print("| configuration | ns/query | ns added | ratio |")
+        print("|---|---:|---:|---:|")
+        for label, _ in configs:
+            m = statistics.median(res[label])
+            print("| %s | %.0f | %+.0f | %.2fx |" % (label, m, m - none, m / none))
+        vg = shutil.which("valgrind")
+        if not vg:
+            print("\nvalgrind not installed: no instruction counts")
+            continue
+        print("\ninstructions per query (callgrind, the program's main(), "
+              "20000 queries, set-up subtracted):")
+        work = tempfile.mkdtemp(prefix="kprof-bench-cg-")
+        try:
+            counts = {}
+            for label, env in configs:
+                for q in (0, 20000):
+                    clean(work)
+                    full = dict(os.environ)
+                    full.update(env)
+                    out = os.path.join(work, "cg.out")
+                    subprocess.run([vg, "--tool=callgrind", "--callgrind-out-file=" + out,
+                                    exe, str(q)] + extra, env=full, cwd=work,
+                                   capture_output=True)
+                    ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", out],
+                                         capture_output=True, text=True).stdout
+                    ir = [int(l.split()[0].replace(",", "")) for l in ann.splitlines()
+                          if "sqlite_bench.c:main" in l]
+                    counts[(label, q)] = ir[0] if ir else 0
+            none = (counts[("none", 20000)] - counts[("none", 0)]) / 20000
+            for label, _ in configs:
+                per = (counts[(label, 20000)] - counts[(label, 0)]) / 20000
+                print("- %s: %.0f instructions/query (%+.0f, %.2fx)" % (
+                    label, per, per - none, per / none if none else 0))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

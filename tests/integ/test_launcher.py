@@ -36,6 +36,9 @@ PRINTENV = shutil.which("printenv") or "/usr/bin/printenv"
 DEFAULT_CONFIG = {"memory": "1", "output": "kprof.%p.kpz", "stack_depth": "64",
                   "buffer_kb": "1024", "overflow": "wait", "flush_ms": "100",
                   "zstd_level": "1", "io": "1", "io_stacks": "1"}
+# query profiling (issue 4, preload/config.c)
+DEFAULT_CONFIG.update({"query": "1", "query_hooks": "all", "query_plugin": "",
+                       "slow_query_ms": "100", "query_text": "fingerprint"})
 
 
 def makefile_version():

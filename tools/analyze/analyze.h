@@ -90,6 +90,8 @@ struct kp_opts {
 	const char *output;    /* -o FILE, NULL = stdout */
 	int stats;             /* --stats: throughput on stderr */
 	int no_symbols;        /* --no-symbols: module+offset only */
+	const char *sqlite_db; /* --sqlite-db FILE: verify index advice */
+	long slow_ms;          /* --slow-ms MS: slow query threshold, -1 unset */
 };
 
 /* ---- small open-addressing map u64 -> u32 (stacks.c) ------------------- */
@@ -393,6 +395,7 @@ struct kp_pass {
 extern const struct kp_pass kp_pass_memory;
 extern const struct kp_pass kp_pass_app;
 extern const struct kp_pass kp_pass_io; /* io.c */
+extern const struct kp_pass kp_pass_queries; /* queries.c */
 
 /* ---- load.c: the analysis driver ------------------------------------------ */
 

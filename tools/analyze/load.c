@@ -32,6 +32,7 @@ static const struct kp_pass *const kp_passes[] = {
 	&kp_pass_memory,
 	&kp_pass_app,
 	&kp_pass_io,
+	&kp_pass_queries,
 };
 
 const struct kp_pass *const *kp_pass_list(size_t *n)

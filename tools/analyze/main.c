@@ -33,6 +33,8 @@ static const char usage_text[] =
 	"                     largest leaks (default)\n"
 	"  leaks              every leak group with its full stack\n"
 	"  dump               every record as a JSON line (debugging)\n"
+	"  queries            query profile by fingerprint, slow queries, N+1,\n"
+	"                     duplicates, index advice, autocommit write storms\n"
 	"\n"
 	"options:\n"
 	"  --format FMT       text (default) or json (schema kprof-report/1)\n"
@@ -40,6 +42,10 @@ static const char usage_text[] =
 	"  -o, --output FILE  write the report to FILE instead of stdout\n"
 	"  --no-symbols       do not read debug info; show module+offset\n"
 	"  --stats            print throughput and peak RSS on stderr\n"
+	"  --sqlite-db FILE   verify index advice with EXPLAIN QUERY PLAN on a\n"
+	"                     copy of this SQLite database (needs sqlite3)\n"
+	"  --slow-ms MS       slow query threshold (default: the trace's\n"
+	"                     KOTOBA_PROFILE_SLOW_QUERY_MS, else 100)\n"
 	"  -h, --help         show this help\n"
 	"  --version          show the version\n"
 	"\n"
@@ -85,7 +91,8 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM };
+enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
+       OPT_SQLITE_DB, OPT_SLOW_MS };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
@@ -93,6 +100,8 @@ static const struct option longopts[] = {
 	{ "output", required_argument, NULL, 'o' },
 	{ "stats", no_argument, NULL, OPT_STATS },
 	{ "no-symbols", no_argument, NULL, OPT_NOSYM },
+	{ "sqlite-db", required_argument, NULL, OPT_SQLITE_DB },
+	{ "slow-ms", required_argument, NULL, OPT_SLOW_MS },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -133,6 +142,20 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 		case OPT_NOSYM:
 			opts->no_symbols = 1;
 			break;
+		case OPT_SQLITE_DB:
+			opts->sqlite_db = optarg;
+			break;
+		case OPT_SLOW_MS: {
+			char *end;
+			errno = 0;
+			long ms = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || ms < 0 ||
+			    ms > 3600000)
+				usage_error("--slow-ms wants a number from 0 to "
+					    "3600000, not '%s'", optarg);
+			opts->slow_ms = ms;
+			break;
+		}
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);
@@ -206,7 +229,7 @@ static int dump(const struct kp_opts *opts, int n, char **files)
 int main(int argc, char **argv)
 {
 	struct kp_opts opts = { .format = KP_FMT_TEXT, .top = 10,
-				.command = "summary" };
+				.command = "summary", .slow_ms = -1 };
 	const char *env = getenv("KOTOBA_REPORT_FORMAT");
 
 	if (env && *env && parse_format(env, &opts.format) < 0)

@@ -1,0 +1,513 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SQLite query hook: one QUERY per statement execution (a "run"), from
+ * its first sqlite3_step() after a prepare or reset to SQLITE_DONE, an
+ * error, sqlite3_reset() or sqlite3_finalize(). The run carries the
+ * fingerprint of sqlite3_sql() (taken once, at prepare), the rows stepped
+ * plus the rows changed, the result code, the per-run full-scan / sort /
+ * auto-index / VM-step counters (sqlite3_stmt_status with reset), the
+ * prepare time (charged to the first run) and whether it ran in autocommit.
+ *
+ * libsqlite3 is found when first called, not at start-up: python3's sqlite3
+ * module dlopen()s it (RTLD_LOCAL) long after kprof started, so RTLD_NEXT
+ * may not see it; then the library is looked up by its soname with
+ * RTLD_NOLOAD. Nothing here touches the app's trace/profile callbacks.
+ *
+ * sqlite3_exec() runs its statements through sqlite3_prepare_v2/step,
+ * which land here through the PLT; if the library was built so that they
+ * do not, the exec is recorded as one query of its whole text (KP_QF_EXEC).
+ */
+#include "state.h"
+#include "fingerprint.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+
+typedef struct sqlite3 sqlite3;
+typedef struct sqlite3_stmt sqlite3_stmt;
+
+#define SQLITE_OK 0
+#define SQLITE_MISUSE 21
+#define SQLITE_ROW 100
+#define SQLITE_DONE 101
+#define SQLITE_STMTSTATUS_FULLSCAN_STEP 1
+#define SQLITE_STMTSTATUS_SORT 2
+#define SQLITE_STMTSTATUS_AUTOINDEX 3
+#define SQLITE_STMTSTATUS_VM_STEP 4
+
+static struct {
+	int (*prepare)(sqlite3 *, const char *, int, sqlite3_stmt **,
+		       const char **);
+	int (*prepare_v2)(sqlite3 *, const char *, int, sqlite3_stmt **,
+			  const char **);
+	int (*prepare_v3)(sqlite3 *, const char *, int, unsigned,
+			  sqlite3_stmt **, const char **);
+	int (*step)(sqlite3_stmt *);
+	int (*reset)(sqlite3_stmt *);
+	int (*finalize)(sqlite3_stmt *);
+	int (*exec)(sqlite3 *, const char *, int (*)(void *, int, char **,
+						      char **),
+		    void *, char **);
+	const char *(*sql)(sqlite3_stmt *);
+	int (*stmt_status)(sqlite3_stmt *, int, int);
+	sqlite3 *(*db_handle)(sqlite3_stmt *);
+	int (*get_autocommit)(sqlite3 *);
+	int (*stmt_readonly)(sqlite3_stmt *);
+	int (*total_changes)(sqlite3 *);
+	int (*bind_parameter_count)(sqlite3_stmt *);
+	char *(*expanded_sql)(sqlite3_stmt *);
+	void (*free)(void *);
+} sq;
+static _Atomic int sq_done;
+
+static void *sq_sym(void *h, const char *name)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+	if (!p && h)
+		p = dlsym(h, name);
+	return p;
+}
+
+/* Resolve libsqlite3 (once it is loaded). @return 1 when usable. */
+static int sq_resolve(void)
+{
+	if (KP_LIKELY(atomic_load_explicit(&sq_done, memory_order_acquire)))
+		return 1;
+	int saved = errno;
+	uint8_t busy = kp_tls.busy;
+	kp_tls.busy = 1; /* dlopen/dlsym allocate: not the app's */
+	void *h = dlopen("libsqlite3.so.0", RTLD_LAZY | RTLD_NOLOAD);
+	if (!h)
+		h = dlopen("libsqlite3.so", RTLD_LAZY | RTLD_NOLOAD);
+#define R(f, n) *(void **)&sq.f = sq_sym(h, n)
+	R(prepare, "sqlite3_prepare");
+	R(prepare_v2, "sqlite3_prepare_v2");
+	R(prepare_v3, "sqlite3_prepare_v3");
+	R(step, "sqlite3_step");
+	R(reset, "sqlite3_reset");
+	R(finalize, "sqlite3_finalize");
+	R(exec, "sqlite3_exec");
+	R(sql, "sqlite3_sql");
+	R(stmt_status, "sqlite3_stmt_status");
+	R(db_handle, "sqlite3_db_handle");
+	R(get_autocommit, "sqlite3_get_autocommit");
+	R(stmt_readonly, "sqlite3_stmt_readonly");
+	R(total_changes, "sqlite3_total_changes");
+	R(bind_parameter_count, "sqlite3_bind_parameter_count");
+	R(expanded_sql, "sqlite3_expanded_sql");
+	R(free, "sqlite3_free");
+#undef R
+	if (h)
+		dlclose(h); /* it stays loaded: the app holds it */
+	int ok = sq.step && sq.reset && sq.finalize && sq.prepare_v2 &&
+		 sq.sql && sq.stmt_status && sq.db_handle && sq.get_autocommit &&
+		 sq.stmt_readonly && sq.total_changes &&
+		 sq.bind_parameter_count;
+	if (ok)
+		atomic_store_explicit(&sq_done, 1, memory_order_release);
+	kp_tls.busy = busy;
+	errno = saved;
+	return ok;
+}
+
+/* ---- statements: an open-addressing table keyed by the stmt pointer ---- */
+
+struct sq_stmt {
+	sqlite3_stmt *stmt;  /* NULL = free slot */
+	sqlite3 *db;
+	char *text;          /* fingerprint (or full text), private arena */
+	uint32_t len;
+	uint8_t readonly, has_params, running, autocommit;
+	int64_t flags;       /* KP_QF_CUT / TEXT_FULL from the text */
+	uint64_t fp_hash, lit_hash;
+	uint64_t prep_ticks; /* prepare time not yet charged to a run */
+	uint64_t tsc0, ctx;
+	int64_t rows;
+	int changes0;
+};
+
+#define SQ_SLOTS 8192 /* statements alive at once; more go unrecorded */
+static struct sq_stmt *tab;
+static _Atomic int tab_lock;
+static _Atomic uint64_t untracked;
+static size_t used; /* slots in use, under tab_lock */
+
+static size_t slot_of(const void *p)
+{
+	uint64_t x = (uintptr_t)p;
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return (size_t)x & (SQ_SLOTS - 1);
+}
+
+/* Caller holds tab_lock. */
+static struct sq_stmt *find(sqlite3_stmt *s)
+{
+	if (!tab)
+		return NULL;
+	for (size_t i = slot_of(s), n = 0; n < SQ_SLOTS;
+	     i = (i + 1) & (SQ_SLOTS - 1), n++) {
+		if (tab[i].stmt == s)
+			return &tab[i];
+		if (!tab[i].stmt)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* Caller holds tab_lock. Keeps the table at most 3/4 full. */
+static struct sq_stmt *insert(sqlite3_stmt *s)
+{
+	if (!tab) {
+		tab = kp_arena_alloc(sizeof(*tab) * SQ_SLOTS);
+		if (!tab)
+			return NULL;
+		memset(tab, 0, sizeof(*tab) * SQ_SLOTS);
+	}
+	struct sq_stmt *e = find(s);
+	if (e)
+		return e;
+	if (used >= SQ_SLOTS / 4 * 3)
+		return NULL;
+	size_t i = slot_of(s);
+	while (tab[i].stmt)
+		i = (i + 1) & (SQ_SLOTS - 1);
+	used++;
+	memset(&tab[i], 0, sizeof(tab[i]));
+	tab[i].stmt = s;
+	return &tab[i];
+}
+
+/* Caller holds tab_lock. Backward-shift deletion (no tombstones). */
+static void erase(struct sq_stmt *e)
+{
+	size_t i = (size_t)(e - tab), j = i;
+	for (;;) {
+		j = (j + 1) & (SQ_SLOTS - 1);
+		if (!tab[j].stmt)
+			break;
+		size_t k = slot_of(tab[j].stmt);
+		int stay = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+		if (!stay) {
+			tab[i] = tab[j];
+			i = j;
+		}
+	}
+	tab[i].stmt = NULL;
+	used--;
+}
+
+/*
+ * Inside a real prepare or step of this thread: SQLite's own statements
+ * (schema loading, ALTER, VACUUM run nested sqlite3_exec()s) pass
+ * through; their work is part of the outer query.
+ */
+static __thread unsigned in_sqlite;
+
+static int want(void)
+{
+	return !in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
+}
+
+/* After a successful prepare: remember the statement's fingerprint. */
+static void prepared(sqlite3 *db, sqlite3_stmt *s, const char *zsql,
+		     int nbyte, const char **tail, uint64_t ticks)
+{
+	if (!s)
+		return; /* only whitespace or a comment */
+	const char *text = sq.sql(s);
+	size_t len;
+	if (text) {
+		len = strlen(text);
+	} else { /* legacy sqlite3_prepare(): up to the tail */
+		text = zsql;
+		len = tail && *tail && *tail >= zsql ? (size_t)(*tail - zsql) :
+			nbyte >= 0 ? strnlen(zsql, (size_t)nbyte) :
+			strlen(zsql);
+	}
+	char buf[KP_MAX_STR_LEN + 1];
+	uint64_t lit;
+	int64_t flags = 0;
+	size_t n = kp_query_text(text, len, buf, sizeof(buf), &lit, &flags);
+	char *copy = kp_arena_alloc(n + 1);
+	if (!copy)
+		return;
+	memcpy(copy, buf, n + 1);
+	int ro = sq.stmt_readonly(s) != 0;
+	int np = sq.bind_parameter_count(s) > 0;
+
+	kp_spin_lock(&tab_lock);
+	struct sq_stmt *e = insert(s);
+	if (e) {
+		if (e->text)
+			kp_arena_free(e->text);
+		e->db = db;
+		e->text = copy;
+		e->len = (uint32_t)n;
+		e->flags = flags;
+		e->fp_hash = kp_fnv1a(KP_FP_NO_VALUES, copy, n);
+		e->lit_hash = lit;
+		e->readonly = (uint8_t)ro;
+		e->has_params = (uint8_t)np;
+		e->prep_ticks = ticks;
+		e->running = 0;
+		copy = NULL;
+	}
+	kp_spin_unlock(&tab_lock);
+	if (copy) {
+		kp_arena_free(copy);
+		atomic_fetch_add(&untracked, 1);
+	}
+}
+
+/*
+ * The value hash of a run: for a statement with parameters, of its
+ * expanded text (bound values inlined) — computed for the first
+ * VH_SAMPLE runs of a streak of one fingerprint on a thread, which is
+ * what N+1 and duplicate detection look at; 0 (unknown) after that, so a
+ * long loop does not pay for it on every run.
+ */
+#define VH_SAMPLE 32
+static __thread uint64_t streak_fp, streak_n;
+
+static uint64_t value_hash(const struct sq_stmt *e, sqlite3_stmt *s)
+{
+	if (streak_fp == e->fp_hash) {
+		streak_n++;
+	} else {
+		streak_fp = e->fp_hash;
+		streak_n = 1;
+	}
+	if (!e->has_params)
+		return e->lit_hash;
+	if (streak_n > VH_SAMPLE || !sq.expanded_sql || !sq.free)
+		return 0;
+	char *x = sq.expanded_sql(s);
+	if (!x)
+		return 0;
+	char buf[KP_MAX_STR_LEN + 1];
+	struct kp_fp fp;
+	kp_fingerprint(x, strlen(x), buf, sizeof(buf), &fp);
+	sq.free(x);
+	return fp.value_hash ? fp.value_hash : 1;
+}
+
+/* End the run of e (caller holds tab_lock; releases it). */
+static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
+{
+	int64_t v[KP_Q_NV] = { 0 };
+	v[KP_Q_CTX] = (int64_t)e->ctx;
+	v[KP_Q_ROWS] = e->rows;
+	if (!e->readonly)
+		v[KP_Q_ROWS] += sq.total_changes(e->db) - e->changes0;
+	v[KP_Q_STATUS] = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc;
+	v[KP_Q_FULLSCAN] = sq.stmt_status(s, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
+	v[KP_Q_SORT] = sq.stmt_status(s, SQLITE_STMTSTATUS_SORT, 1);
+	v[KP_Q_AUTOINDEX] = sq.stmt_status(s, SQLITE_STMTSTATUS_AUTOINDEX, 1);
+	v[KP_Q_VMSTEP] = sq.stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 1);
+	v[KP_Q_PREPARE_DUR] = (int64_t)e->prep_ticks;
+	v[KP_Q_VALHASH] = (int64_t)value_hash(e, s);
+	v[KP_Q_FLAGS] = e->flags | (e->autocommit ? KP_QF_AUTOCOMMIT : 0) |
+			(e->readonly ? 0 : KP_QF_WRITE);
+	v[KP_Q_CONN] = (int64_t)(uintptr_t)e->db;
+	e->prep_ticks = 0;
+	e->running = 0;
+	uint64_t tsc0 = e->tsc0;
+	/* the text stays valid: only finalize frees it, on this statement */
+	const char *text = e->text;
+	size_t len = e->len;
+	kp_spin_unlock(&tab_lock);
+	kp_query_close(KP_QSRC_SQLITE, tsc0, text, len, 1, v);
+}
+
+static __thread unsigned runs_recorded; /* for sqlite3_exec */
+
+/* ---- the interposers ---------------------------------------------------------- */
+
+int sqlite3_prepare_v2(sqlite3 *, const char *, int, sqlite3_stmt **,
+		       const char **);
+int sqlite3_prepare_v3(sqlite3 *, const char *, int, unsigned,
+		       sqlite3_stmt **, const char **);
+int sqlite3_prepare(sqlite3 *, const char *, int, sqlite3_stmt **,
+		    const char **);
+int sqlite3_step(sqlite3_stmt *);
+int sqlite3_reset(sqlite3_stmt *);
+int sqlite3_finalize(sqlite3_stmt *);
+int sqlite3_exec(sqlite3 *, const char *,
+		 int (*)(void *, int, char **, char **), void *, char **);
+
+#define SQ_ENTER(fn, ...)                                    \
+	do {                                                 \
+		if (KP_UNLIKELY(!sq_resolve()) || !sq.fn)    \
+			return SQLITE_MISUSE;                \
+		if (!want())                                 \
+			return sq.fn(__VA_ARGS__);           \
+	} while (0)
+
+KP_EXPORT int sqlite3_prepare_v2(sqlite3 *db, const char *z, int n,
+				 sqlite3_stmt **st, const char **tail)
+{
+	SQ_ENTER(prepare_v2, db, z, n, st, tail);
+	uint64_t t0 = kp_ticks();
+	in_sqlite++;
+	int rc = sq.prepare_v2(db, z, n, st, tail);
+	in_sqlite--;
+	uint64_t t1 = kp_ticks();
+	if (rc == SQLITE_OK && st) {
+		int saved = errno;
+		kp_tls.busy = 1;
+		prepared(db, *st, z, n, tail, t1 - t0);
+		kp_tls.busy = 0;
+		errno = saved;
+	}
+	return rc;
+}
+
+KP_EXPORT int sqlite3_prepare_v3(sqlite3 *db, const char *z, int n,
+				 unsigned flags, sqlite3_stmt **st,
+				 const char **tail)
+{
+	SQ_ENTER(prepare_v3, db, z, n, flags, st, tail);
+	uint64_t t0 = kp_ticks();
+	in_sqlite++;
+	int rc = sq.prepare_v3(db, z, n, flags, st, tail);
+	in_sqlite--;
+	uint64_t t1 = kp_ticks();
+	if (rc == SQLITE_OK && st) {
+		int saved = errno;
+		kp_tls.busy = 1;
+		prepared(db, *st, z, n, tail, t1 - t0);
+		kp_tls.busy = 0;
+		errno = saved;
+	}
+	return rc;
+}
+
+KP_EXPORT int sqlite3_prepare(sqlite3 *db, const char *z, int n,
+			      sqlite3_stmt **st, const char **tail)
+{
+	SQ_ENTER(prepare, db, z, n, st, tail);
+	uint64_t t0 = kp_ticks();
+	in_sqlite++;
+	int rc = sq.prepare(db, z, n, st, tail);
+	in_sqlite--;
+	uint64_t t1 = kp_ticks();
+	if (rc == SQLITE_OK && st) {
+		int saved = errno;
+		kp_tls.busy = 1;
+		prepared(db, *st, z, n, tail, t1 - t0);
+		kp_tls.busy = 0;
+		errno = saved;
+	}
+	return rc;
+}
+
+KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
+{
+	SQ_ENTER(step, s);
+	int saved = errno;
+	kp_tls.busy = 1;
+	kp_spin_lock(&tab_lock);
+	struct sq_stmt *e = find(s);
+	if (e && !e->running) {
+		e->running = 1;
+		e->rows = 0;
+		e->autocommit = (uint8_t)(sq.get_autocommit(e->db) != 0);
+		if (!e->readonly)
+			e->changes0 = sq.total_changes(e->db);
+		e->tsc0 = kp_ticks();
+		e->ctx = kp_query_open(e->tsc0);
+	}
+	kp_spin_unlock(&tab_lock);
+	kp_tls.busy = 0;
+	errno = saved;
+
+	in_sqlite++;
+	int rc = sq.step(s); /* its allocations and I/O are the query's */
+	in_sqlite--;
+
+	saved = errno;
+	kp_tls.busy = 1;
+	kp_spin_lock(&tab_lock);
+	e = find(s);
+	if (e && e->running) {
+		if (rc == SQLITE_ROW) {
+			e->rows++;
+			kp_spin_unlock(&tab_lock);
+		} else {
+			runs_recorded++;
+			end_run(e, s, rc);
+		}
+	} else {
+		kp_spin_unlock(&tab_lock);
+	}
+	kp_tls.busy = 0;
+	errno = saved;
+	return rc;
+}
+
+/* A run still open when the app resets or finalizes its statement. */
+static void end_open_run(sqlite3_stmt *s, int forget)
+{
+	int saved = errno;
+	kp_tls.busy = 1;
+	kp_spin_lock(&tab_lock);
+	struct sq_stmt *e = find(s);
+	if (e && e->running) {
+		runs_recorded++;
+		end_run(e, s, SQLITE_DONE); /* unlocks */
+		kp_spin_lock(&tab_lock);
+		e = find(s);
+	}
+	if (forget && e) {
+		kp_arena_free(e->text);
+		erase(e);
+	}
+	kp_spin_unlock(&tab_lock);
+	kp_tls.busy = 0;
+	errno = saved;
+}
+
+KP_EXPORT int sqlite3_reset(sqlite3_stmt *s)
+{
+	SQ_ENTER(reset, s);
+	if (s)
+		end_open_run(s, 0);
+	return sq.reset(s);
+}
+
+KP_EXPORT int sqlite3_finalize(sqlite3_stmt *s)
+{
+	if (KP_UNLIKELY(!sq_resolve()) || !sq.finalize)
+		return SQLITE_MISUSE;
+	/* always forget the statement, even when not recording now: its
+	 * address may come back for another one */
+	if (s && !kp_tls.busy && !kp_tls.writer && tab)
+		end_open_run(s, 1);
+	return sq.finalize(s);
+}
+
+KP_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
+			   int (*cb)(void *, int, char **, char **), void *arg,
+			   char **err)
+{
+	SQ_ENTER(exec, db, sql, cb, arg, err);
+	unsigned before = runs_recorded;
+	uint64_t t0 = kp_ticks();
+	int rc = sq.exec(db, sql, cb, arg, err);
+	if (runs_recorded == before && sql && !kp_tls.busy) {
+		/* its statements did not come through the hooks above */
+		int saved = errno;
+		kp_tls.busy = 1;
+		int64_t v[KP_Q_NV] = { 0 };
+		v[KP_Q_STATUS] = rc;
+		v[KP_Q_FLAGS] = KP_QF_EXEC;
+		v[KP_Q_CONN] = (int64_t)(uintptr_t)db;
+		kp_query_close(KP_QSRC_SQLITE, t0, sql, strlen(sql), 0, v);
+		kp_tls.busy = 0;
+		errno = saved;
+	}
+	return rc;
+}

@@ -1,0 +1,182 @@
+# SPDX-License-Identifier: MIT
+"""The SQLite query hook and `kprof-analyze queries` end to end (issue 4):
+tests/apps/sqlite_app.c (libsqlite3 linked) and tests/integ/sqlite_app.py
+(python3's sqlite3 module, libsqlite3 dlopen()ed) run one known list of
+statements; the report must count every fingerprint exactly and find the
+N+1 loop, the duplicate, the full scans (with index advice verified by
+EXPLAIN QUERY PLAN on a copy of the database), and the autocommit write
+storm. Privacy: with the default settings no literal or bound value of
+the app is anywhere in the trace; with QUERY_TEXT=full the literal is
+there (so the check can fail).
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kptest import *  # noqa: E402,F401,F403
+
+t = Tap()
+PYAPP = os.path.join(SRC, "tests", "integ", "sqlite_app.py")
+
+# fingerprint -> (calls, rows, full-scan calls)
+WANT = {
+    "create table users(id integer primary key, name text, city text)": (1, 0, 0),
+    "create table orders(id integer primary key, user_id int, amount int)": (1, 0, 0),
+    "insert into users(name, city) values(?+)": (40, 40, 0),
+    "begin": (1, 0, 0),
+    "insert into orders(user_id, amount) values(?+)": (40, 40, 0),
+    "commit": (1, 0, 0),
+    "select id from users": (1, 40, 1),
+    "select amount from orders where user_id = ?": (40, 40, 40),
+    "select name from users where id = ?": (2, 2, 0),
+    "select count(*) from users where city = ?": (1, 1, 1),
+}
+ADVICE = {"select amount from orders where user_id = ?":
+          "CREATE INDEX kp_orders_user_id ON orders(user_id);",
+          "select count(*) from users where city = ?":
+          "CREATE INDEX kp_users_city ON users(city);"}
+
+
+def check_report(t, q, label):
+    fps = {f["fingerprint"]: f for f in q["fingerprints"]}
+    got = {k: (f["calls"], f["rows"], f["full_scan_calls"]) for k, f in fps.items()}
+    t.eq(got, WANT, "%s: calls, rows, full-scan calls per fingerprint" % label)
+    t.eq(q["calls"], sum(v[0] for v in WANT.values()), "%s: total calls" % label)
+    ranked = [f["total_ns"] for f in q["fingerprints"]]
+    t.eq(ranked, sorted(ranked, reverse=True), "%s: ranked by total time" % label)
+    t.eq(sum(f["total_ns"] for f in q["fingerprints"]), q["total_ns"],
+         "%s: total time = sum over fingerprints" % label)
+    f = fps.get("select amount from orders where user_id = ?", {})
+    t.ok(f and f["p50_ns"] <= f["p95_ns"] <= f["p99_ns"] <= f["max_ns"] and
+         f["full_scan"] == 40 * 39, "%s: percentiles ordered, 40 x 39 full-scan "
+         "steps (the other 39 orders rows per lookup)" % label, f)
+    t.ok(all(f["alloc_calls"] > 0 for k, f in fps.items() if k.startswith("create")),
+         "%s: allocations while the query ran are attributed (CREATE TABLE)" % label)
+    t.ok(all(f["call_sites"] and f["call_sites"][0]["stack"] for f in fps.values()),
+         "%s: every fingerprint has a call site with a stack" % label)
+    np1 = sorted((n["fingerprint"], n["queries"], n["runs"]) for n in q["n_plus_one"])
+    t.eq(np1, sorted([("insert into orders(user_id, amount) values(?+)", 40, 1),
+                      ("insert into users(name, city) values(?+)", 20, 1),
+                      ("insert into users(name, city) values(?+)", 20, 1),
+                      ("select amount from orders where user_id = ?", 40, 1)]),
+         "%s: N+1: the lookup loop (and the insert loops, from their call sites)" % label)
+    sel = [n for n in q["n_plus_one"] if n["fingerprint"].startswith("select amount")]
+    t.ok(sel and 0 < sel[0]["saving_ns"] < sel[0]["total_ns"] and sel[0]["stack"],
+         "%s: the N+1 has a saving below its time and a call site" % label, sel)
+    dups = [(d["fingerprint"], d["calls"], d["duplicate_calls"]) for d in q["duplicates"]]
+    t.eq(dups, [("select name from users where id = ?", 2, 1)],
+         "%s: the one duplicate (same query, same value)" % label)
+    adv = {a["fingerprint"]: a["statement"] for a in q["index_advice"]}
+    t.eq(adv, ADVICE, "%s: index advice for the two full scans" % label)
+    st = [(s["fingerprint"], s["statements"], s["storms"]) for s in q["write_storms"]]
+    t.eq(st, [("insert into users(name, city) values(?+)", 20, 1)],
+         "%s: the autocommit insert storm (20 writes)" % label)
+    s = q["write_storms"][0] if q["write_storms"] else {}
+    t.ok(s.get("saving_measured") and 0 < s.get("saving_ns", 0) <= s.get("total_ns", 0),
+         "%s: storm saving measured against the same insert in a transaction" % label, s)
+
+
+APPS = [("C app", lambda db: [app("sqlite_app"), db]),
+        ("python3 app", lambda db: [PY, PYAPP, db])]
+
+for label, cmd in APPS:
+    with t.section(label):
+        with Tmp() as d:
+            db = os.path.join(d, "app.db")
+            plain = run_plain(cmd(os.path.join(d, "plain.db")), d)
+            r = run(cmd(db), d)
+            t.eq((r.rc, r.err), (0, ""), "%s: runs under kprof" % label)
+            t.eq(r.out, plain.out, "%s: same output as without kprof" % label)
+            t.eq(r.out, "users=40 order_rows=40\n", "%s: its own result" % label)
+            rep = analyze(r.traces)
+            check_report(t, rep["queries"], label)
+            # verify the advice on a copy of the database
+            need("sqlite3")
+            before = open(db, "rb").read()
+            rep = analyze(r.traces, extra=["--sqlite-db", db])
+            adv = rep["queries"]["index_advice"]
+            t.eq([(a["verified"], "SCAN" in (a["plan_before"] or ""),
+                   "INDEX kp_" in (a["plan_after"] or "")) for a in adv],
+                 [(True, True, True)] * 2,
+                 "%s: --sqlite-db: each index is used by EXPLAIN QUERY PLAN" % label, adv)
+            t.eq(open(db, "rb").read() == before, True,
+                 "%s: --sqlite-db leaves the database itself unchanged" % label)
+            # privacy: no literal, no bound value
+            recs = dump(r.traces)
+            blob = "\n".join(json.dumps(x) for x in recs)
+            raw = b"".join(open(f, "rb").read() for f in r.traces)
+            t.ok("paris_zq9" not in blob and "bound_secret" not in blob and
+                 b"paris_zq9" not in raw,
+                 "%s: default: no literal or bound value in the trace" % label)
+            t.ok(any(x["type"] == "query" for x in recs), "%s: query records present" % label)
+            if label == "C app":
+                r2 = run(cmd(os.path.join(d, "full.db")), d, prof={"QUERY_TEXT": "full"})
+                blob = "\n".join(json.dumps(x) for x in dump(r2.traces))
+                t.ok("paris_zq9" in blob and "bound_secret" not in blob,
+                     "QUERY_TEXT=full: the literal text is stored (bound values never)")
+                rep2 = analyze(r2.traces)
+                t.eq({f["fingerprint"]: f["calls"] for f in rep2["queries"]["fingerprints"]},
+                     {k: v[0] for k, v in WANT.items()},
+                     "QUERY_TEXT=full: the analyzer fingerprints the full text the same")
+
+with t.section("threads"):
+    with Tmp() as d:
+        TH, RO = 4, 300
+        r = run([PY, os.path.join(SRC, "tests", "integ", "sqlite_threads.py"),
+                 os.path.join(d, "th.db"), str(TH), str(RO)], d, timeout=300)
+        t.eq((r.rc, r.out), (0, "ok\n"), "4 threads, 4 connections: runs under kprof", r)
+        q = analyze(r.traces)["queries"]
+        got = {f["fingerprint"]: f["calls"] for f in q["fingerprints"]}
+        t.eq((got.get("select v from t where id = ?"), got.get("insert into log values(?+)"),
+              got.get("begin"), got.get("begin immediate"), got.get("commit")),
+             (TH * RO, TH * RO, 1, TH, TH + 1),
+             "threads: every execution of every thread counted once", got)
+        recs = dump(r.traces)
+        tids = {x["tid"] for x in recs if x["type"] == "query" and
+                (x["str"] or "").startswith("select v")}
+        t.eq(len(tids), TH, "threads: the selects come from %d threads" % TH)
+
+with t.section("variables"):
+    with Tmp() as d:
+        for prof, want, name in (({"QUERY": "0"}, 0, "QUERY=0: no query recorded"),
+                                 ({"QUERY_HOOKS": "libpq"}, 0,
+                                  "QUERY_HOOKS=libpq: the sqlite hook is off"),
+                                 ({"QUERY_HOOKS": "sqlite"}, 128,
+                                  "QUERY_HOOKS=sqlite: recorded"),
+                                 ({"QUERY_HOOKS": "none"}, 0, "QUERY_HOOKS=none")):
+            db = os.path.join(d, "v%d.db" % len(os.listdir(d)))
+            r = run([app("sqlite_app"), db], d, prof=prof)
+            t.eq((r.rc, r.err, r.out), (0, "", "users=40 order_rows=40\n"),
+                 "%s: the app runs unchanged" % name)
+            n = sum(1 for x in dump(r.traces) if x["type"] == "query")
+            t.eq(n, want, name)
+        r = run([app("sqlite_app"), os.path.join(d, "bad.db")], d,
+                prof={"QUERY_HOOKS": "mysql", "QUERY_TEXT": "raw",
+                      "SLOW_QUERY_MS": "soon"})
+        lines = r.err.splitlines()
+        t.ok(r.rc == 0 and len(lines) == 3 and all("default" in x for x in lines) and
+             any("KOTOBA_PROFILE_QUERY_HOOKS" in x for x in lines) and
+             any("KOTOBA_PROFILE_QUERY_TEXT" in x for x in lines) and
+             any("KOTOBA_PROFILE_SLOW_QUERY_MS" in x for x in lines),
+             "bad values: one warning line each, naming the variable and default", r.err)
+        t.eq(sum(1 for x in dump(r.traces) if x["type"] == "query"), 128,
+             "bad values: the defaults record every query")
+        # slow threshold from the recording, or --slow-ms
+        r = run([app("sqlite_app"), os.path.join(d, "slow.db")], d,
+                prof={"SLOW_QUERY_MS": "0"})
+        q = analyze(r.traces)["queries"]
+        t.eq((q["slow_threshold_ns"], len(q["slow"])), (0, 10),
+             "SLOW_QUERY_MS=0: the trace's threshold, every fingerprint slow")
+        sl = q["slow"][0] if q["slow"] else {}
+        w = sl.get("worst", {})
+        t.ok(w.get("dur_ns", 0) > 0 and w.get("stack") and
+             w["io_ns"] + w["fsync_ns"] + w["rest_ns"] == w["dur_ns"],
+             "slow: the worst sample with its stack and time split", sl)
+        q = analyze(r.traces, extra=["--slow-ms", "100000"])["queries"]
+        t.eq((q["slow_threshold_ns"], q["slow"]), (100000 * 10**6, []),
+             "--slow-ms overrides the trace's threshold")
+        out = analyze(r.traces, fmt="text", extra=["queries"])
+        t.ok("N+1" in out and "CREATE INDEX kp_orders_user_id ON orders(user_id);" in out
+             and "WRITE STORM" in out and "DUPLICATE" in out,
+             "kprof-analyze queries: the text report names every finding", out[-3000:])
+t.done()

@@ -109,8 +109,10 @@ with t.section("findings"):
                 fr = (x["stack"] or [{}])[0]
                 t.eq(fr.get("function"), "bad",
                      "IO02 carries the stack of the syncs (in bad())")
+        # (IO04, p99 far above p50, depends on the machine's load: not
+        # part of the exact list)
         got = sorted((x["code"], x["path"]) for x in rep["io"]["findings"]
-                     if x["path"].startswith(d))
+                     if x["path"].startswith(d) and x["code"] != "IO04")
         t.eq(got, [("IO01", d + "/small"), ("IO02", d + "/synced"),
                    ("IO03", d + "/big"), ("IO05", d + "/missing")],
              "small writes, fsync per write, random reads, ENOENT opens")
@@ -304,9 +306,9 @@ with t.section("kprof's own writes"):
     with Tmp() as d:
         d = os.path.realpath(d)
         # many events and a 1 ms flush: the writer writes during the run
-        r = run([app("io_known"), d, "calls", "3000"], d,
+        r = run([app("io_known"), d, "calls", "20000"], d,
                 prof={"FLUSH_MS": "1", "BUFFER_KB": "64"})
-        t.eq(r.rc, 0, "io_known calls 3000 runs")
+        t.eq(r.rc, 0, "io_known calls 20000 runs")
         recs = dump(r.traces)
         paths = [x["str"] for x in recs if x["type"] == "fd_open"]
         t.eq([p for p in paths if p.endswith(".kpz")], [],
@@ -315,11 +317,11 @@ with t.section("kprof's own writes"):
         t.eq(len(s), 1, "one io_summary")
         v = s[0]["v"] if s else [0] * 7
         t.ok(v[6] > 0, "kprof wrote during the run (%d bytes)" % v[6])
-        t.eq(v[5], 3000 * 512, "seen writes = exactly the app's bytes")
+        t.eq(v[5], 20000 * 512, "seen writes = exactly the app's bytes")
         ios = [x for x in recs if x["type"] == "io"]
         t.eq((sum(1 for x in ios if x["kind"] == 1),
               sum(x["v"][2] for x in ios if x["kind"] == 1)),
-             (3000, 3000 * 512), "write events: only the app's 3000")
+             (20000, 20000 * 512), "write events: only the app's 20000")
 
 
 # ---- strace -f comparison -------------------------------------------------------

@@ -214,14 +214,22 @@ void kp_io_record(uint8_t op, int fd, uint64_t req, int64_t r, int64_t off,
 		  uint64_t t0)
 {
 	uint64_t t1 = kp_ticks();
-	int saved = errno;
+	int *ep = &errno;
+	int saved = *ep;
 	int err = r < 0 ? saved : 0;
 	struct kp_tls *t = &kp_tls;
 	t->busy = 1;
-	int fresh;
+	int fresh = 0;
 	struct kp_fdent *e = NULL;
-	if (fd >= 0)
-		e = get(fd, t0, &fresh);
+	if ((unsigned)fd < KP_FDTAB_MAX) {
+		/* the common case inline: an fd known in this process */
+		e = &kp_fdtab[fd];
+		if (KP_UNLIKELY(atomic_load_explicit(&e->state,
+						     memory_order_acquire) !=
+					KP_FDS_KNOWN ||
+				e->gen != kp_fd_gen))
+			e = get(fd, t0, &fresh);
+	}
 	if (e && e->kind != KP_FDK_FILE && e->kind != KP_FDK_DEVICE) {
 		if (off == KP_IO_OFF_TRACK)
 			off = KP_IO_NO_OFF;
@@ -258,7 +266,7 @@ void kp_io_record(uint8_t op, int fd, uint64_t req, int64_t r, int64_t off,
 	v[KP_IO_DUR] = (int64_t)(t1 - t0);
 	kp_ring_push_ext(t1, KP_REC_IO, op, kp_io_stack(), v, NULL, 0);
 	t->busy = 0;
-	errno = saved;
+	*ep = saved;
 }
 
 void kp_io_count(uint8_t op, uint64_t n)

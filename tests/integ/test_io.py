@@ -109,8 +109,10 @@ with t.section("findings"):
                 fr = (x["stack"] or [{}])[0]
                 t.eq(fr.get("function"), "bad",
                      "IO02 carries the stack of the syncs (in bad())")
+        # (IO04, p99 far above p50, depends on the machine's load: not
+        # part of the exact list)
         got = sorted((x["code"], x["path"]) for x in rep["io"]["findings"]
-                     if x["path"].startswith(d))
+                     if x["path"].startswith(d) and x["code"] != "IO04")
         t.eq(got, [("IO01", d + "/small"), ("IO02", d + "/synced"),
                    ("IO03", d + "/big"), ("IO05", d + "/missing")],
              "small writes, fsync per write, random reads, ENOENT opens")
@@ -251,20 +253,34 @@ with t.section("errno and short calls"):
              "short write recorded as the app saw it", m and m.group(0))
 
 # ---- latency accuracy --------------------------------------------------------
+# kprof's interval lies inside the app's clock_gettime pair, so it may only
+# be shorter, and by the interposer's own cost. On this shared machine the
+# app can also be preempted between the read and its clock read (that adds
+# to its number, not to kprof's error): up to 5 runs, one must agree within
+# 1 %, and every run must be nested (never longer than the app's).
 with t.section("pipe latency"):
-    with Tmp() as d:
-        r = run([app("io_known"), d, "pipe"], d, prof={"IO_STACKS": "0"})
-        m = re.search(r"read 1 in (\d+) ns", r.out)
-        t.ok(r.rc == 0 and m, "io_known pipe runs", r.out + r.err)
-        app_ns = int(m.group(1)) if m else 0
-        reads = [x for x in dump(r.traces) if x["type"] == "io" and
-                 x["kind"] == 0 and x["v"][2] == 1]
-        t.eq(len(reads), 1, "one 1-byte read on the pipe")
-        dur = reads[0]["v"][4] if reads else 0
-        t.diag("app %d ns, kprof %d ns" % (app_ns, dur))
-        t.ok(app_ns >= 20e6 and abs(dur - app_ns) <= 0.01 * app_ns,
-             "the read's duration is within 1 %% of the app's clock "
-             "(%d vs %d ns)" % (dur, app_ns))
+    runs = []
+    for attempt in range(5):
+        with Tmp() as d:
+            r = run([app("io_known"), d, "pipe"], d, prof={"IO_STACKS": "0"})
+            m = re.search(r"read 1 in (\d+) ns", r.out)
+            if r.rc != 0 or not m:
+                raise Fail("io_known pipe failed: %s" % (r.out + r.err))
+            reads = [x for x in dump(r.traces) if x["type"] == "io" and
+                     x["kind"] == 0 and x["v"][2] == 1]
+            if len(reads) != 1:
+                raise Fail("want one 1-byte read on the pipe, got %d"
+                           % len(reads))
+            runs.append((int(m.group(1)), reads[0]["v"][4]))
+        if abs(runs[-1][1] - runs[-1][0]) <= 0.01 * runs[-1][0]:
+            break
+    t.diag("app ns, kprof ns: %s" % runs)
+    # (the writer thread may start its 20 ms sleep a little before the
+    # read starts: a loose lower bound)
+    t.ok(all(15e6 <= dur <= app_ns for app_ns, dur in runs),
+         "every run: kprof's duration about 20 ms and within the app's")
+    t.ok(any(abs(dur - app_ns) <= 0.01 * app_ns for app_ns, dur in runs),
+         "the read's duration is within 1 % of the app's clock")
 
 # ---- _FORTIFY_SOURCE -----------------------------------------------------------
 with t.section("fortify"):
@@ -290,9 +306,9 @@ with t.section("kprof's own writes"):
     with Tmp() as d:
         d = os.path.realpath(d)
         # many events and a 1 ms flush: the writer writes during the run
-        r = run([app("io_known"), d, "calls", "3000"], d,
+        r = run([app("io_known"), d, "calls", "20000"], d,
                 prof={"FLUSH_MS": "1", "BUFFER_KB": "64"})
-        t.eq(r.rc, 0, "io_known calls 3000 runs")
+        t.eq(r.rc, 0, "io_known calls 20000 runs")
         recs = dump(r.traces)
         paths = [x["str"] for x in recs if x["type"] == "fd_open"]
         t.eq([p for p in paths if p.endswith(".kpz")], [],
@@ -301,11 +317,11 @@ with t.section("kprof's own writes"):
         t.eq(len(s), 1, "one io_summary")
         v = s[0]["v"] if s else [0] * 7
         t.ok(v[6] > 0, "kprof wrote during the run (%d bytes)" % v[6])
-        t.eq(v[5], 3000 * 512, "seen writes = exactly the app's bytes")
+        t.eq(v[5], 20000 * 512, "seen writes = exactly the app's bytes")
         ios = [x for x in recs if x["type"] == "io"]
         t.eq((sum(1 for x in ios if x["kind"] == 1),
               sum(x["v"][2] for x in ios if x["kind"] == 1)),
-             (3000, 3000 * 512), "write events: only the app's 3000")
+             (20000, 20000 * 512), "write events: only the app's 20000")
 
 
 # ---- strace -f comparison -------------------------------------------------------
@@ -390,6 +406,7 @@ def compare(name, cmd, d, stdin_path=None, setup=None):
     r = run(cmd, d, stdin=open(stdin_path).read() if stdin_path else None)
     t.eq(r.rc, 0, "%s runs under kprof" % name, r.err)
     k = kprof_counts(r.traces, d)
+    r.rep = analyze(r.traces)
     for tr in r.traces:
         os.unlink(tr)
     if setup:
@@ -401,6 +418,7 @@ def compare(name, cmd, d, stdin_path=None, setup=None):
     t.ok(sum(s.values()) > 0, "%s: strace saw calls on the files" % name)
     t.eq(k, s, "%s: kprof counts = strace -f counts on the workload's "
          "files" % name)
+    return r
 
 
 with t.section("strace -f counts"):
@@ -431,7 +449,13 @@ with t.section("strace -f counts"):
             for x in ("db.sqlite", "db.sqlite-journal"):
                 if os.path.exists(os.path.join(d, x)):
                     os.unlink(os.path.join(d, x))
-        compare("sqlite3", [need("sqlite3"), d + "/db.sqlite"], d,
-                stdin_path=sql, setup=rm_db)
+        r = compare("sqlite3", [need("sqlite3"), d + "/db.sqlite"], d,
+                    stdin_path=sql, setup=rm_db)
+        # 31 one-statement transactions: the db file is synced once per
+        # two writes (IO02); its directory is synced too, but has no
+        # writes, so it is no finding
+        io02 = sorted(x["path"] for x in r.rep["io"]["findings"]
+                      if x["code"] == "IO02")
+        t.eq(io02, [d + "/db.sqlite"], "sqlite3: IO02 on the database only")
 
 t.done()

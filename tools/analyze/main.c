@@ -32,6 +32,8 @@ static const char usage_text[] =
 	"  summary            processes, heap summary, top allocation sites,\n"
 	"                     largest leaks (default)\n"
 	"  leaks              every leak group with its full stack\n"
+	"  io                 I/O per file and operation: latency quantiles,\n"
+	"                     patterns, stacks, findings\n"
 	"  dump               every record as a JSON line (debugging)\n"
 	"  queries            query profile by fingerprint, slow queries, N+1,\n"
 	"                     duplicates, index advice, autocommit write storms\n"

@@ -274,6 +274,11 @@ int kp_ring_init(void);
 void kp_writer_wake(void);
 void kp_writer_poke(void);
 
+/* Deferred QUERY_BEGIN records of this thread (query.c): written before
+ * any other event of the thread. */
+extern __thread uint8_t kp_q_npending;
+void kp_query_flush(void);
+
 /* Publish head h + n; every quarter ring, wake the writer if it sleeps, so
  * a busy thread rarely has to wait for it. */
 static KP_ALWAYS_INLINE void kp_ring_publish(struct kp_ring *r, uint64_t h,
@@ -295,6 +300,8 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 {
 	struct kp_tls *t = &kp_tls;
 	struct kp_ring *r = t->ring;
+	if (KP_UNLIKELY(kp_q_npending)) /* deferred QUERY_BEGINs (query.c) */
+		kp_query_flush();
 	if (KP_LIKELY(r != NULL)) {
 		uint64_t h = atomic_load_explicit(&r->head,
 						  memory_order_relaxed);

@@ -86,6 +86,14 @@ void kp_enc_init(struct kp_enc *e, void *data, msgpack_packer_write write);
  */
 #define KP_ENC_BLOCK_HDR 12
 #define KP_ENC_MAX_EVENT 96
+/*
+ * An extension record (checked with kp_enc_check first), and the THREAD
+ * record before it when its tid is not the current one, written straight
+ * into out (room for KP_ENC_MAX_REC bytes): the bytes kp_enc_rec would
+ * produce. @return the number of bytes written.
+ */
+size_t kp_enc_ext_direct(struct kp_enc *e, const struct kp_rec *r,
+			 uint8_t *out);
 size_t kp_enc_block_open(struct kp_enc *e, uint32_t tid, uint8_t *out);
 size_t kp_enc_block_event(struct kp_enc *e, const struct kp_rec *r,
 			  uint8_t *out);

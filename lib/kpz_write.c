@@ -384,6 +384,15 @@ int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec)
 		return block_add(w, rec);
 	}
 
+	if (kp_rec_is_ext(rec->type)) {
+		/* I/O, queries, ...: the common records after allocations */
+		w->len += kp_enc_ext_direct(&w->enc, rec, w->buf + w->len);
+		w->records++;
+		w->last_ts = rec->ts;
+		if (w->len >= w->frame_cap)
+			return kp_writer_flush(w);
+		return 0;
+	}
 	size_t mark = w->len;
 	struct kp_enc saved = w->enc;
 	if (kp_enc_rec(&w->enc, rec) < 0) {

@@ -863,6 +863,63 @@ TEST(event_blocks_match_records)
 	free(slow.b.p);
 }
 
+/*
+ * kp_enc_ext_direct (the writer's path for extension records) emits the
+ * bytes of the packer path: every integer format boundary, negative values,
+ * strings at every str format boundary, NULL strings, types with and
+ * without a string, tid changes.
+ */
+TEST(ext_direct_matches_packer)
+{
+	static const int64_t vals[] = {
+		0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295ll,
+		4294967296ll, INT64_MAX, -1, -32, -33, -128, -129, -32768,
+		-32769, -2147483648ll, -2147483649ll, INT64_MIN,
+	};
+	static const uint32_t lens[] = { 0, 1, 31, 32, 255, 256, 4096 };
+	static const uint8_t types[] = { KP_REC_IO, KP_REC_FD_OPEN,
+					 KP_REC_QUERY, KP_REC_SPAN,
+					 KP_REC_CUSTOM, KP_REC_CPU_SAMPLE };
+	static char text[4096];
+	size_t nv = sizeof(vals) / sizeof(vals[0]);
+	struct encbuf slow;
+	struct kp_enc fast;
+	uint8_t *fbuf = malloc(4 << 20);
+	size_t flen = 0, frame_len;
+	REQUIRE(fbuf);
+	memset(text, 'q', sizeof(text));
+	memset(&slow, 0, sizeof(slow));
+	kp_enc_init(&slow.e, &slow.b, pbuf_write);
+	kp_enc_frame(&slow.e, 1000, 0);
+	frame_len = slow.b.len;
+	fast = slow.e;
+	for (size_t i = 0; i < nv * 8; i++) {
+		struct kp_rec r;
+		memset(&r, 0, sizeof(r));
+		r.type = types[i % sizeof(types)];
+		r.tid = (uint32_t)(i / 5) * 977u;
+		r.ts = (uint64_t)vals[(i * 3) % nv];
+		r.kind = (uint8_t)(i * 37);
+		r.u.ext.stack = (uint32_t)vals[(i * 7) % nv];
+		for (unsigned k = 0; k < KP_EXT_MAX_V; k++)
+			r.u.ext.v[k] = vals[(i + k * 5) % nv];
+		if (i % 9 != 4) {
+			r.u.ext.str = text;
+			r.u.ext.str_len = lens[i % (sizeof(lens) / sizeof(lens[0]))];
+		}
+		REQUIRE(kp_enc_check(&r) == 0);
+		REQUIRE(kp_enc_rec(&slow.e, &r) == 0);
+		size_t n = kp_enc_ext_direct(&fast, &r, fbuf + flen);
+		CHECK(n <= KP_ENC_MAX_REC);
+		flen += n;
+	}
+	CHECK_EQ_U(flen, slow.b.len - frame_len);
+	CHECK(flen == slow.b.len - frame_len &&
+	      memcmp(fbuf, slow.b.p + frame_len, flen) == 0);
+	free(fbuf);
+	free(slow.b.p);
+}
+
 /* Hostile blocks: cut varints, values over 64 bits, stacks over 32 bits
  * are KP_ECORRUPT; an empty block is nothing. */
 TEST(event_blocks_hostile)
@@ -919,7 +976,7 @@ TEST(event_blocks_hostile)
 int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(event_blocks_match_records),
-			 T(event_blocks_hostile),
+			 T(event_blocks_hostile), T(ext_direct_matches_packer),
 			 T(mpk_integers), T(mpk_every_format),
 			 T(mpk_hostile), T(roundtrip_every_type),
 			 T(encoder_sizes), T(encoder_limits),

@@ -138,7 +138,7 @@ $(B)/tests/apps/plugins/kpq_minidb_plugin.so: tests/apps/plugins/kpq_minidb_plug
 	$(CC) -O0 -g -shared -fPIC -Ipreload $< -o $@
 $(B)/tests/apps/minidb_app: $(B)/tests/apps/plugins/libkpminidb.so
 $(B)/tests/apps/minidb_app: APP_LDFLAGS = -Ipreload -L$(B)/tests/apps/plugins \
-	-lkpminidb -Wl,-rpath,'$$ORIGIN/plugins'
+	-lkpminidb -Wl,-rpath,'$$ORIGIN/plugins' -Wl,-z,now,-z,relro
 $(B)/tests/apps/pq_app: APP_LDFLAGS = -I$(shell $(PKG_CONFIG) --variable=includedir libpq 2>/dev/null) -lpq
 
 tests-build: all $(UNIT_BIN) $(APP_BIN) $(TEST_PRELOAD_SO) $(TEST_PLUGIN_SO)

@@ -143,7 +143,7 @@ $(B)/tests/apps/plugins/kpq_minidb_plugin.so: tests/apps/plugins/kpq_minidb_plug
 	$(CC) -O0 -g -shared -fPIC -Ipreload $< -o $@
 $(B)/tests/apps/minidb_app: $(B)/tests/apps/plugins/libkpminidb.so
 $(B)/tests/apps/minidb_app: APP_LDFLAGS = -Ipreload -L$(B)/tests/apps/plugins \
-	-lkpminidb -Wl,-rpath,'$$ORIGIN/plugins'
+	-lkpminidb -Wl,-rpath,'$$ORIGIN/plugins' -Wl,-z,now,-z,relro
 $(B)/tests/apps/pq_app: APP_LDFLAGS = -I$(shell $(PKG_CONFIG) --variable=includedir libpq 2>/dev/null) -lpq
 
 tests-build: all $(UNIT_BIN) $(APP_BIN) $(TEST_PRELOAD_SO) $(TEST_PLUGIN_SO)
@@ -212,7 +212,7 @@ FUZZ_SECONDS ?= 20
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer -gdwarf-aranges
 # Unit tests that need nothing but lib/ (the others link tools/ objects).
-LIB_UNIT_TESTS := t_codec t_kpz
+LIB_UNIT_TESTS := t_codec t_kpz t_fingerprint
 ASAN_B := $(B)/asan
 FUZZ_B := $(B)/fuzz
 ASAN_LIB_OBJ := $(LIB_SRC:%.c=$(ASAN_B)/obj/%.o)
@@ -239,7 +239,7 @@ $(ASAN_B)/regress: tests/fuzz/regress.c tests/fuzz/fuzz_reader.c $(ASAN_LIB_OBJ)
 # t_analyze_memory links the same objects but main.c.
 ASAN_ANALYZE_OBJ := $(ANALYZE_SRC:%.c=$(ASAN_B)/obj/%.o)
 ASAN_ANALYZE_LIB_OBJ := $(filter-out $(ASAN_B)/obj/$(ANALYZE_MAIN:.c=.o),$(ASAN_ANALYZE_OBJ))
-ANALYZE_UNIT_TESTS := t_analyze_memory t_hist t_idmap
+ANALYZE_UNIT_TESTS := t_analyze_memory t_hist t_idmap t_analyze_queries
 # Any report stops the run (abort: non-zero exit); leaks are reported too.
 ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1

@@ -90,6 +90,8 @@ void kp_query_flush(void)
 {
 	unsigned n = kp_q_npending;
 	kp_q_npending = 0; /* first: the pushes below come back here */
+	if (!kp_recording())
+		return;
 	for (unsigned i = 0; i < n; i++)
 		push_begin(q_pending[i].ctx, q_pending[i].tsc);
 }
@@ -101,7 +103,7 @@ uint64_t kp_query_open(uint64_t tsc)
 		q_pending[kp_q_npending].ctx = ctx;
 		q_pending[kp_q_npending].tsc = tsc;
 		kp_q_npending++;
-	} else {
+	} else if (kp_recording()) {
 		kp_query_flush();
 		push_begin(ctx, tsc);
 	}
@@ -152,6 +154,10 @@ void kp_query_close(uint8_t source, uint64_t tsc0, const char *text,
 	v[KP_Q_DUR] = (int64_t)(now - tsc0);
 	if (v[KP_Q_CTX])
 		drop_pending((uint64_t)v[KP_Q_CTX]);
+	/* the trace may have ended while the query ran (another thread's
+	 * exit): nothing may be pushed then */
+	if (!kp_recording())
+		return;
 	if (fp || !text) {
 		kp_ring_push_ext(now, KP_REC_QUERY, source, kp_stack_capture(),
 				 v, text, text ? len : 0);

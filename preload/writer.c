@@ -286,7 +286,7 @@ static int write_header(void)
 	static char cmdline[65536], exe[1024], host[256];
 	static const char *argv[KP_MAX_ARGV];
 	const char *keys[32], *vals[32]; /* room for every KOTOBA_PROFILE_* pair */
-	char scratch[2048];
+	char scratch[4096];
 	struct kp_header h;
 	memset(&h, 0, sizeof(h));
 

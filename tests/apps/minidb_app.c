@@ -1,5 +1,6 @@
 /*
- * An app on the "minidb" client library (tests/apps/plugins/libkpminidb.c)
+ * An app on the "minidb" client library (tests/apps/plugins/libkpminidb.c),
+ * linked with -z now -z relro (its GOT is read-only when the plugin hooks),
  * for the example query plugin, and a user of kprof.h's query API
  * (tests/integ/test_query_plugin.py):
  *

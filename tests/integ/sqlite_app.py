@@ -2,6 +2,7 @@
 """tests/apps/sqlite_app.c's statement list through python3's sqlite3
 module (which dlopen()s libsqlite3 via _sqlite3), for test_query_sqlite.py.
 Autocommit mode (isolation_level=None), so BEGIN/COMMIT are the app's own.
+The app's trace callback (sqlite3_trace_v2) must still see its statement.
 
     /usr/bin/python3 sqlite_app.py DBFILE
 """
@@ -33,6 +34,12 @@ for (uid,) in db.execute("SELECT id FROM users"):   # N+1
                             (uid,)).fetchall())
 for _ in range(2):                                  # a duplicate
     db.execute("SELECT name FROM users WHERE id = 7").fetchall()
+# the app's own trace callback keeps working under kprof (not stolen)
+traced = []
+db.set_trace_callback(traced.append)
 db.execute("SELECT count(*) FROM users WHERE city = 'paris_zq9'").fetchall()
+db.set_trace_callback(None)
+if traced != ["SELECT count(*) FROM users WHERE city = 'paris_zq9'"]:
+    sys.exit("sqlite_app.py: the trace callback saw %r" % traced)
 db.close()
 print("users=%d order_rows=%d" % (n, total))

@@ -368,7 +368,6 @@ static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e
 			break;
 		}
 	}
-	int top = t->nopen == 0;
 
 	/* the fingerprint again: a full text (QUERY_TEXT=full) gets one, a
 	 * fingerprint stays as it is */
@@ -448,7 +447,6 @@ static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e
 		}
 	}
 
-	(void)top;
 	/* N+1 runs: every query of the thread, nested in another's window or
 	 * not (a loop over a cursor runs its queries inside the cursor's
 	 * run; the engines' own internal statements are not recorded) */

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kprof-analyze's queries pass on synthetic traces built in memory: the
+ * documented rules at their thresholds (tools/analyze/queries.c, man
+ * kprof-analyze(1)): N+1 at 5 not 4, duplicate runs, an enclosing cursor
+ * does not break a run but a span does, allocations attributed to the
+ * query open on their thread only, write storms at 10 with the saving
+ * measured against in-transaction writes, and the index advice parser.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "analyze.h"
+#include "err.h"
+#include "harness.h"
+#include "kpz.h"
+
+struct tb {
+	char *buf;
+	size_t len, cap;
+	struct kp_writer *w;
+	uint64_t ts;
+	uint64_t ctx;
+	uint64_t begin_ts[256]; /* by ctx */
+};
+
+static int tb_sink(void *ctx, const void *p, size_t n)
+{
+	struct tb *b = ctx;
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2;
+		b->buf = realloc(b->buf, b->cap);
+		if (!b->buf)
+			return -1;
+	}
+	memcpy(b->buf + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static void tb_begin(struct tb *b)
+{
+	struct kp_sink sink = { tb_sink, b };
+	struct kp_header h;
+	memset(b, 0, sizeof(*b));
+	memset(&h, 0, sizeof(h));
+	h.pid = 42;
+	h.exe = "/app";
+	h.clock = "clock_gettime";
+	if (kp_writer_create(&b->w, &kp_allocator_libc, &sink, 1, 1 << 20) ||
+	    kp_writer_header(b->w, &h))
+		abort();
+	b->ts = 1000;
+}
+
+static void tb_add(struct tb *b, const struct kp_rec *r)
+{
+	if (kp_writer_add(b->w, r))
+		abort();
+}
+
+static uint64_t q_begin(struct tb *b, uint32_t tid)
+{
+	struct kp_rec r = { .type = KP_REC_QUERY_BEGIN, .tid = tid };
+	r.ts = b->ts += 10;
+	r.u.ext.v[KP_QB_CTX] = (int64_t)++b->ctx;
+	tb_add(b, &r);
+	b->begin_ts[b->ctx % 256] = r.ts;
+	return b->ctx;
+}
+
+/* A query ends dur after its QUERY_BEGIN ctx (after now with ctx 0, or
+ * dur after the last record when that is later: a QUERY's ts - dur is
+ * its begin, as the hooks write it). */
+static void q_end(struct tb *b, uint32_t tid, uint64_t ctx, const char *fp,
+		  uint64_t dur, int64_t valhash, int64_t flags,
+		  int64_t fullscan)
+{
+	struct kp_rec r = { .type = KP_REC_QUERY, .tid = tid,
+			    .kind = KP_QSRC_SQLITE };
+	if (ctx && b->begin_ts[ctx % 256] + dur <= b->ts)
+		dur = b->ts + dur - b->begin_ts[ctx % 256];
+	b->ts = ctx ? b->begin_ts[ctx % 256] + dur : b->ts + dur;
+	r.ts = b->ts;
+	r.u.ext.v[KP_Q_CTX] = (int64_t)ctx;
+	r.u.ext.v[KP_Q_DUR] = (int64_t)dur;
+	r.u.ext.v[KP_Q_ROWS] = 1;
+	r.u.ext.v[KP_Q_FULLSCAN] = fullscan;
+	r.u.ext.v[KP_Q_VALHASH] = valhash;
+	r.u.ext.v[KP_Q_FLAGS] = flags;
+	r.u.ext.str = fp;
+	r.u.ext.str_len = (uint32_t)strlen(fp);
+	tb_add(b, &r);
+}
+
+static void q(struct tb *b, uint32_t tid, const char *fp, uint64_t dur,
+	      int64_t valhash, int64_t flags)
+{
+	q_end(b, tid, q_begin(b, tid), fp, dur, valhash, flags, 0);
+}
+
+static void alloc(struct tb *b, uint32_t tid, uint64_t size)
+{
+	struct kp_rec r = { .type = KP_REC_ALLOC, .tid = tid };
+	r.ts = b->ts += 5;
+	r.u.alloc.ptr = 0x10000 + b->ts;
+	r.u.alloc.size = size;
+	tb_add(b, &r);
+}
+
+static void span(struct tb *b, uint32_t tid, int end, int64_t id)
+{
+	struct kp_rec r = { .type = KP_REC_SPAN, .tid = tid };
+	r.kind = (uint8_t)end;
+	r.ts = b->ts += 5;
+	r.u.ext.v[KP_SPAN_ID] = id;
+	r.u.ext.str = end ? NULL : "request";
+	r.u.ext.str_len = end ? 0 : 7;
+	tb_add(b, &r);
+}
+
+struct msrc {
+	const char *p;
+	size_t len, pos;
+};
+
+static long msrc_read(void *ctx, void *buf, size_t n)
+{
+	struct msrc *s = ctx;
+	if (n > s->len - s->pos)
+		n = s->len - s->pos;
+	memcpy(buf, s->p + s->pos, n);
+	s->pos += n;
+	return (long)n;
+}
+
+static struct kp_opts opts = { .format = KP_FMT_JSON, .top = 10,
+			       .no_symbols = 1, .slow_ms = -1 };
+
+/* Finish the trace, analyze it, return the JSON report (malloc'ed). */
+static char *report(struct tb *b)
+{
+	struct kp_rec e = { .type = KP_REC_END, .ts = b->ts + 10 };
+	tb_add(b, &e);
+	if (kp_writer_flush(b->w))
+		abort();
+	kp_writer_free(b->w);
+	struct kp_analysis *an = kp_analysis_new(&opts);
+	struct msrc s = { b->buf, b->len, 0 };
+	struct kp_source src = { msrc_read, &s };
+	if (kp_analysis_add(an, "q.kpz", &src) < 0)
+		printf("#   analysis failed\n");
+	kp_analysis_finish(an);
+	char *out = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&out, &n);
+	kp_report_json(an, f);
+	fclose(f);
+	kp_analysis_free(an);
+	free(b->buf);
+	return out;
+}
+
+/* Run a python assertion over the report's "queries" object q. */
+static int check(const char *doc, const char *assertion)
+{
+	char path[] = "/tmp/t_analyze_queries_XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return 0;
+	size_t n = strlen(doc);
+	int ok = write(fd, doc, n) == (ssize_t)n;
+	close(fd);
+	char cmd[8192];
+	snprintf(cmd, sizeof(cmd),
+		 "/usr/bin/python3 -c 'import json,sys; "
+		 "q = json.load(open(sys.argv[1]))[\"queries\"]; "
+		 "ok = %s; print(\"#   \" + json.dumps(q)[:3000]) if not ok "
+		 "else None; sys.exit(0 if ok else 1)' %s",
+		 assertion, path);
+	ok = ok && system(cmd) == 0;
+	unlink(path);
+	return ok;
+}
+
+#define SEL "select * from t where id = ?"
+
+TEST(n_plus_one_threshold)
+{
+	struct tb b;
+	tb_begin(&b);
+	for (int i = 0; i < 4; i++) /* 4: not yet */
+		q(&b, 1, SEL, 100, 100 + i, 0);
+	q(&b, 1, "select 1", 10, 7, 0);
+	for (int i = 0; i < 5; i++) /* 5: an N+1; slowest 500 */
+		q(&b, 1, SEL, i == 2 ? 500 : 100, 200 + i, 0);
+	char *doc = report(&b);
+	CHECK(check(doc, "[(n[\"fingerprint\"], n[\"runs\"], n[\"queries\"], "
+		    "n[\"total_ns\"], n[\"saving_ns\"], n[\"distinct_values\"]) "
+		    "for n in q[\"n_plus_one\"]] == [(\"" SEL "\", 1, 5, 900, "
+		    "400, 5)]"));
+	free(doc);
+}
+
+TEST(duplicates)
+{
+	struct tb b;
+	tb_begin(&b);
+	for (int i = 0; i < 5; i++) /* one value five times: a duplicate run */
+		q(&b, 1, SEL, 100, 77, 0);
+	q(&b, 1, "select 1", 10, 7, 0);
+	q(&b, 1, SEL, 100, 78, 0);
+	q(&b, 1, SEL, 100, 77, 0); /* again, later */
+	char *doc = report(&b);
+	CHECK(check(doc, "q[\"n_plus_one\"] == [] and [(d[\"fingerprint\"], "
+		    "d[\"calls\"], d[\"duplicate_calls\"], d[\"distinct_values\"], "
+		    "d[\"duplicate_runs\"]) for d in q[\"duplicates\"]] == "
+		    "[(\"" SEL "\", 7, 5, 2, 1)]"));
+	free(doc);
+}
+
+TEST(cursor_does_not_break_a_run_a_span_does)
+{
+	struct tb b;
+	tb_begin(&b);
+	/* a cursor open around the loop, ending before the last lookup */
+	uint64_t cur = q_begin(&b, 1);
+	for (int i = 0; i < 4; i++)
+		q(&b, 1, SEL, 100, 300 + i, 0);
+	q_end(&b, 1, cur, "select id from t", 50, 1, 0, 0);
+	q(&b, 1, SEL, 100, 304, 0);
+	q(&b, 1, "select 1", 10, 7, 0);
+	/* 3 + 3 in two spans: no N+1 */
+	span(&b, 1, 0, 1);
+	for (int i = 0; i < 3; i++)
+		q(&b, 1, "select b from u where k = ?", 100, 400 + i, 0);
+	span(&b, 1, 1, 1);
+	span(&b, 1, 0, 2);
+	for (int i = 0; i < 3; i++)
+		q(&b, 1, "select b from u where k = ?", 100, 500 + i, 0);
+	span(&b, 1, 1, 2);
+	char *doc = report(&b);
+	CHECK(check(doc, "[(n[\"fingerprint\"], n[\"queries\"]) for n in "
+		    "q[\"n_plus_one\"]] == [(\"" SEL "\", 5)]"));
+	free(doc);
+}
+
+TEST(attribution)
+{
+	struct tb b;
+	tb_begin(&b);
+	alloc(&b, 1, 1000); /* before: not the query's */
+	uint64_t c = q_begin(&b, 1);
+	alloc(&b, 1, 100);
+	alloc(&b, 2, 5000); /* another thread */
+	uint64_t inner = q_begin(&b, 1);
+	alloc(&b, 1, 30);
+	q_end(&b, 1, inner, "select 2", 10, 1, 0, 0);
+	alloc(&b, 1, 50);
+	q_end(&b, 1, c, "select 1", 100, 1, 0, 0);
+	alloc(&b, 1, 7000); /* after */
+	char *doc = report(&b);
+	/* the outer query includes what ran inside the inner one */
+	CHECK(check(doc, "{f[\"fingerprint\"]: (f[\"alloc_calls\"], "
+		    "f[\"alloc_bytes\"]) for f in q[\"fingerprints\"]} == "
+		    "{\"select ?\": (4, 210)}"));
+	free(doc);
+}
+
+TEST(write_storms)
+{
+	struct tb b;
+	const char *ins = "insert into t values(?+)";
+	int64_t ac = KP_QF_AUTOCOMMIT | KP_QF_WRITE;
+	tb_begin(&b);
+	for (int i = 0; i < 9; i++) /* 9: not a storm */
+		q(&b, 1, ins, 1000, 10 + i, ac);
+	q(&b, 1, "begin", 10, 1, KP_QF_AUTOCOMMIT);
+	for (int i = 0; i < 4; i++) /* in a transaction: 100 each */
+		q(&b, 1, ins, 100, 20 + i, KP_QF_WRITE);
+	q(&b, 1, "commit", 10, 1, 0);
+	for (int i = 0; i < 10; i++) { /* 10 with reads between: a storm */
+		q(&b, 1, ins, 1000, 30 + i, ac);
+		q(&b, 1, "select v from t where id = ?", 10, 40 + i,
+		  KP_QF_AUTOCOMMIT);
+	}
+	q(&b, 1, "begin", 10, 1, KP_QF_AUTOCOMMIT);
+	q(&b, 1, ins, 100, 99, KP_QF_WRITE); /* ends it */
+	char *doc = report(&b);
+	CHECK(check(doc, "[(s[\"fingerprint\"], s[\"storms\"], s[\"statements\"], "
+		    "s[\"total_ns\"], s[\"saving_ns\"], s[\"saving_measured\"]) for "
+		    "s in q[\"write_storms\"]] == [(\"insert into t values(?+)\", "
+		    "1, 10, 10000, 9000, True)]"));
+	free(doc);
+}
+
+TEST(index_advice)
+{
+	static const char *const fps[] = {
+		"select * from t as x where x.a = ? and b > ? order by c",
+		"select a from t2 where a = ? order by b, c desc",
+		"update t3 set v = ? where k in(?+)",
+		"select count(*) from t4",
+		"select * from sqlite_master where name = ?",
+		"delete from t5 where a between ? and ? and b = ?",
+		"select * from t6 where a = ? limit ?",
+		"select * from t7 where a = ?",
+	};
+	struct tb b;
+	tb_begin(&b);
+	for (size_t i = 0; i < sizeof(fps) / sizeof(fps[0]); i++)
+		q_end(&b, 1, 0, fps[i], 1000 - i, 1, 0, i == 7 ? 0 : 10);
+	char *doc = report(&b);
+	/* t7 did no full scan: no advice */
+	CHECK(check(doc, "[a[\"statement\"] for a in q[\"index_advice\"]] == ["
+		    "\"CREATE INDEX kp_t_a_b ON t(a, b);\", "
+		    "\"CREATE INDEX kp_t2_a_b_c ON t2(a, b, c);\", "
+		    "\"CREATE INDEX kp_t3_k ON t3(k);\", "
+		    "\"CREATE INDEX kp_t5_b_a ON t5(b, a);\", "
+		    "\"CREATE INDEX kp_t6_a ON t6(a);\"] and all("
+		    "a[\"verified\"] is None for a in q[\"index_advice\"])"));
+	free(doc);
+}
+
+int main(int argc, char **argv)
+{
+	return RUN_TESTS(argc, argv, T(n_plus_one_threshold), T(duplicates),
+			 T(cursor_does_not_break_a_run_a_span_does),
+			 T(attribution), T(write_storms), T(index_advice));
+}

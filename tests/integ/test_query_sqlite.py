@@ -74,6 +74,12 @@ def check_report(t, q, label):
     s = q["write_storms"][0] if q["write_storms"] else {}
     t.ok(s.get("saving_measured") and 0 < s.get("saving_ns", 0) <= s.get("total_ns", 0),
          "%s: storm saving measured against the same insert in a transaction" % label, s)
+    t.ok(s.get("fsyncs", 0) >= 20,
+         "%s: the storm's commits paid fsyncs (>= one per insert): %s"
+         % (label, s.get("fsyncs")), s)
+    ins = fps.get("insert into users(name, city) values(?+)", {})
+    t.ok(ins.get("fsyncs", 0) >= 20 and ins.get("io_bytes", 0) > 0,
+         "%s: the insert fingerprint carries its fsyncs and I/O bytes" % label, ins)
 
 
 APPS = [("C app", lambda db: [app("sqlite_app"), db]),

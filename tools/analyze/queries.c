@@ -57,6 +57,7 @@
 #include "analyze.h"
 #include "fingerprint.h"
 #include "hist.h"
+#include "io.h"
 #include "json.h"
 
 #define NPLUS1_MIN 5
@@ -74,15 +75,28 @@
 #define MAX_QTHREADS 65536
 
 /*
- * I/O attribution. The IO record's kind is the operation (lib/io.h, the
- * I/O profiler's). Until that header is part of this tree, every IO
- * event counts as data I/O by its return value, and none as an fsync:
- * wire this to the fsync/fdatasync operations of lib/io.h.
+ * I/O attribution by the IO record's operation (lib/io.h): fsync,
+ * fdatasync, sync_file_range and msync are syncs; the calls that move data
+ * count their positive return as bytes (not lseek, whose return is an
+ * offset, nor ftruncate or fallocate).
  */
 static int query_io_is_fsync(unsigned kind)
 {
-	(void)kind;
-	return 0;
+	return kind == KP_IO_OP_FSYNC || kind == KP_IO_OP_FDATASYNC ||
+	       kind == KP_IO_OP_SYNC_FILE_RANGE || kind == KP_IO_OP_MSYNC;
+}
+
+static int query_io_moves_data(unsigned kind)
+{
+	switch (kind) {
+	case KP_IO_OP_LSEEK:
+	case KP_IO_OP_FTRUNCATE:
+	case KP_IO_OP_FALLOCATE:
+	case KP_IO_OP_FFLUSH:
+		return 0;
+	default:
+		return 1;
+	}
 }
 
 struct acc { /* what ran on the thread while a query was open */
@@ -526,7 +540,8 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 			} else {
 				a->io_calls++;
 				a->io_ns = kp_sat_add(a->io_ns, d);
-				if (r->u.ext.v[KP_IO_RET] > 0)
+				if (r->u.ext.v[KP_IO_RET] > 0 &&
+				    query_io_moves_data(e->kind))
 					a->io_bytes = kp_sat_add(a->io_bytes,
 						(uint64_t)r->u.ext.v[KP_IO_RET]);
 			}

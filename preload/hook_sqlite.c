@@ -346,14 +346,10 @@ int sqlite3_exec(sqlite3 *, const char *,
 			return sq.fn(__VA_ARGS__);           \
 	} while (0)
 
-KP_EXPORT int sqlite3_prepare_v2(sqlite3 *db, const char *z, int n,
-				 sqlite3_stmt **st, const char **tail)
+/* What every prepare does once the real one returned rc. */
+static int after_prepare(int rc, sqlite3 *db, sqlite3_stmt **st,
+			 const char *z, int n, const char **tail, uint64_t t0)
 {
-	SQ_ENTER(prepare_v2, db, z, n, st, tail);
-	uint64_t t0 = kp_ticks();
-	in_sqlite++;
-	int rc = sq.prepare_v2(db, z, n, st, tail);
-	in_sqlite--;
 	uint64_t t1 = kp_ticks();
 	if (rc == SQLITE_OK && st) {
 		int saved = errno;
@@ -363,6 +359,17 @@ KP_EXPORT int sqlite3_prepare_v2(sqlite3 *db, const char *z, int n,
 		errno = saved;
 	}
 	return rc;
+}
+
+KP_EXPORT int sqlite3_prepare_v2(sqlite3 *db, const char *z, int n,
+				 sqlite3_stmt **st, const char **tail)
+{
+	SQ_ENTER(prepare_v2, db, z, n, st, tail);
+	uint64_t t0 = kp_ticks();
+	in_sqlite++;
+	int rc = sq.prepare_v2(db, z, n, st, tail);
+	in_sqlite--;
+	return after_prepare(rc, db, st, z, n, tail, t0);
 }
 
 KP_EXPORT int sqlite3_prepare_v3(sqlite3 *db, const char *z, int n,
@@ -374,15 +381,7 @@ KP_EXPORT int sqlite3_prepare_v3(sqlite3 *db, const char *z, int n,
 	in_sqlite++;
 	int rc = sq.prepare_v3(db, z, n, flags, st, tail);
 	in_sqlite--;
-	uint64_t t1 = kp_ticks();
-	if (rc == SQLITE_OK && st) {
-		int saved = errno;
-		kp_tls.busy = 1;
-		prepared(db, *st, z, n, tail, t1 - t0);
-		kp_tls.busy = 0;
-		errno = saved;
-	}
-	return rc;
+	return after_prepare(rc, db, st, z, n, tail, t0);
 }
 
 KP_EXPORT int sqlite3_prepare(sqlite3 *db, const char *z, int n,
@@ -393,15 +392,7 @@ KP_EXPORT int sqlite3_prepare(sqlite3 *db, const char *z, int n,
 	in_sqlite++;
 	int rc = sq.prepare(db, z, n, st, tail);
 	in_sqlite--;
-	uint64_t t1 = kp_ticks();
-	if (rc == SQLITE_OK && st) {
-		int saved = errno;
-		kp_tls.busy = 1;
-		prepared(db, *st, z, n, tail, t1 - t0);
-		kp_tls.busy = 0;
-		errno = saved;
-	}
-	return rc;
+	return after_prepare(rc, db, st, z, n, tail, t0);
 }
 
 KP_EXPORT int sqlite3_step(sqlite3_stmt *s)

@@ -16,6 +16,7 @@
 #define DEF_BUFFER_KB 1024
 #define DEF_FLUSH_MS 100
 #define DEF_ZSTD 3
+#define DEF_CPU_HZ 100
 
 static int parse_bool(const char *name, int def)
 {
@@ -61,6 +62,9 @@ void kp_config_load(struct kp_config *c)
 					  DEF_FLUSH_MS, 1, 60000);
 	c->zstd_level = (int)parse_int("KOTOBA_PROFILE_ZSTD_LEVEL", DEF_ZSTD,
 				       1, 19);
+	c->cpu = parse_bool("KOTOBA_PROFILE_CPU", 0);
+	c->cpu_hz = (unsigned)parse_int("KOTOBA_PROFILE_CPU_HZ", DEF_CPU_HZ,
+					1, 10000);
 
 	c->overflow = KP_OVERFLOW_WAIT;
 	const char *o = getenv("KOTOBA_PROFILE_OVERFLOW");
@@ -100,6 +104,8 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("overflow", "%s", c->overflow == KP_OVERFLOW_DROP ? "drop" : "wait");
 	PAIR("flush_ms", "%u", c->flush_ms);
 	PAIR("zstd_level", "%d", c->zstd_level);
+	PAIR("cpu", "%d", c->cpu);
+	PAIR("cpu_hz", "%u", c->cpu_hz);
 #undef PAIR
 	return n;
 }

@@ -14,7 +14,7 @@ for s in $sets; do
 	build) pkgs="$pkgs gcc g++ make pkg-config libunwind-dev
 		libmsgpack-dev libzstd-dev libdw-dev libelf-dev" ;;
 	test) pkgs="$pkgs clang valgrind python3 sqlite3 strace git binutils
-		file" ;;
+		file golang-go" ;;
 	bench) pkgs="$pkgs heaptrack sqlite3 valgrind" ;;
 	*) echo "install-deps: unknown set '$s' (build, test, bench)" >&2; exit 2 ;;
 	esac

@@ -20,6 +20,7 @@ valloc pvalloc malloc_usable_size
 _exit _Exit abort
 execve execv execvp execvpe fexecve execl execlp execle
 pipe pipe2 capset prctl
+pthread_create sigaction signal
 """.split()
 ALLOWED_PREFIXES = ("kprof_",)
 

@@ -35,7 +35,7 @@ PRINTENV = shutil.which("printenv") or "/usr/bin/printenv"
 # config map spells them.
 DEFAULT_CONFIG = {"memory": "1", "output": "kprof.%p.kpz", "stack_depth": "64",
                   "buffer_kb": "1024", "overflow": "wait", "flush_ms": "100",
-                  "zstd_level": "3"}
+                  "zstd_level": "3", "cpu": "0", "cpu_hz": "100"}
 
 
 def makefile_version():

@@ -90,6 +90,11 @@ struct kp_opts {
 	const char *output;    /* -o FILE, NULL = stdout */
 	int stats;             /* --stats: throughput on stderr */
 	int no_symbols;        /* --no-symbols: module+offset only */
+	const char *what;      /* flame --what cpu|alloc|live|io */
+	int folded;            /* flame --folded: folded stacks, not SVG */
+	const char *pprof;     /* export --pprof FILE */
+	const char *chrome;    /* export --chrome FILE */
+	uint64_t chrome_min_ns; /* export --io-min-us: I/O calls shown */
 };
 
 /* ---- small open-addressing map u64 -> u32 (stacks.c) ------------------- */
@@ -389,6 +394,8 @@ struct kp_pass {
 };
 
 extern const struct kp_pass kp_pass_memory;
+extern const struct kp_pass kp_pass_cpu; /* cpu.c */
+extern const struct kp_pass kp_pass_timeline; /* chrome.c */
 
 /* ---- load.c: the analysis driver ------------------------------------------ */
 

@@ -35,6 +35,7 @@ void kp_json_str(struct kp_json *j, const char *s); /* NULL -> null */
 void kp_json_strn(struct kp_json *j, const char *s, size_t n);
 void kp_json_u64(struct kp_json *j, uint64_t v);
 void kp_json_i64(struct kp_json *j, int64_t v);
+void kp_json_f64(struct kp_json *j, double v); /* %.6g; NaN/inf -> 0 */
 void kp_json_bool(struct kp_json *j, int v);
 void kp_json_null(struct kp_json *j);
 /* Finish the document (a final newline). */

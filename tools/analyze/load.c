@@ -30,6 +30,8 @@
 /* The passes, in report order. Add a new analysis here. */
 static const struct kp_pass *const kp_passes[] = {
 	&kp_pass_memory,
+	&kp_pass_cpu,
+	&kp_pass_timeline,
 };
 
 const struct kp_pass *const *kp_pass_list(size_t *n)

@@ -188,6 +188,27 @@ with t.section("the app's own handler for a real-time signal"):
         t.ok("CPU sampling stops" in r.err, "kprof steps aside with a warning",
              r.err)
 
+with t.section("Chrome trace of spans"):
+    with Tmp() as d:
+        r = run([app("spans"), "50", "2"], cwd=d, prof=CPU)
+        t.eq(r.rc, 0, "spans runs under sampling", r)
+        recs = dump(r.traces)
+        spans = [x for x in recs if x["type"] == "span"]
+        ch = os.path.join(d, "t.json")
+        rc, out, err = analyze_raw(["export", "--chrome", ch] + r.traces)
+        t.eq(rc, 0, "export --chrome", err)
+        with open(ch) as f:
+            ev = json.load(f)["traceEvents"]
+        b = [e for e in ev if e["ph"] == "B"]
+        e_ = [e for e in ev if e["ph"] == "E"]
+        t.eq((len(b), len(e_)),
+             (sum(1 for x in spans if x["kind"] == 0),
+              sum(1 for x in spans if x["kind"] == 1)),
+             "one B per span begin, one E per span end")
+        t.ok(all(e["ts"] >= 0 and e["cat"] == "span" for e in b + e_),
+             "relative timestamps, category span")
+        t.ok(any(e["name"] == "outer" for e in b), "span names kept")
+
 with t.section("heap: folded, SVG with C++ names, pprof"):
     with Tmp() as d:
         r = run([app("cxxnew")], cwd=d)

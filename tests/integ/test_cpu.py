@@ -222,13 +222,21 @@ with t.section("heap: folded, SVG with C++ names, pprof"):
             t.ok(True, "alloc SVG is well-formed XML")
         except Exception as e:  # noqa: BLE001
             t.ok(False, "alloc SVG is well-formed XML", repr(e))
-        rc, out, err = analyze_raw(["flame", "--what", "live", "--folded",
+        rc, out, err = analyze_raw(["flame", "--what", "alloc", "--folded",
                                     r.traces[0]])
         t.ok(rc == 0 and "make_leaked_widget" in out,
-             "live folded names the leaked widget", out[-800:])
+             "alloc folded names the widget's allocation", out[-800:])
     with Tmp() as d:
         r = run([app("leaky")], cwd=d)
         t.eq(r.rc, 0, "leaky runs")
+        rc, out, err = analyze_raw(["flame", "--what", "live", "--folded",
+                                    r.traces[0]])
+        peak = analyze(r.traces)["memory"]["peak_bytes"]
+        t.eq(sum(int(ln.rsplit(" ", 1)[1]) for ln in out.splitlines()), peak,
+             "live folded: the stacks add up to the heap peak")
+        t.ok(any(ln.endswith(";leak_thousand;xmalloc 69000")
+                 for ln in out.splitlines()), "live at peak: leak_thousand's "
+             "69000 bytes", out)
         go = need("go")
         pb = os.path.join(d, "heap.pb.gz")
         rc, out, err = analyze_raw(["export", "--what", "alloc", "--pprof",

@@ -288,8 +288,69 @@ TEST(svg_is_well_formed)
 	free(b.buf);
 }
 
+static void t_mem(struct tb *b, uint8_t type, uint64_t ts, uint64_t ptr,
+		  uint64_t size, uint32_t stack)
+{
+	struct kp_rec r;
+	memset(&r, 0, sizeof(r));
+	r.type = type;
+	r.tid = 7;
+	r.ts = ts;
+	if (type == KP_REC_ALLOC) {
+		r.u.alloc.ptr = ptr;
+		r.u.alloc.size = size;
+		r.u.alloc.stack = stack;
+	} else {
+		r.u.free.ptr = ptr;
+	}
+	add(b, &r);
+}
+
+/* Live at the peak: the journal after the last peak is undone. */
+TEST(live_at_peak)
+{
+	struct tb b;
+	struct kp_opts o = { .format = KP_FMT_TEXT, .top = 10,
+			     .no_symbols = 1, .command = "flame",
+			     .folded = 1, .what = "live" };
+	uint64_t s1[] = { 0x1010 }, s2[] = { 0x1020 };
+	tb_begin(&b);
+	t_module(&b, 0x1000, 0x2000, "/lib/m.so");
+	t_stack(&b, 1, s1, 1);
+	t_stack(&b, 2, s2, 1);
+	t_mem(&b, KP_REC_ALLOC, 10, 0xa0, 100, 1);
+	t_mem(&b, KP_REC_ALLOC, 11, 0xb0, 50, 2);   /* 150 */
+	t_mem(&b, KP_REC_FREE, 12, 0xa0, 0, 0);     /* 50 */
+	t_mem(&b, KP_REC_ALLOC, 13, 0xc0, 120, 1);  /* 170: the peak */
+	t_mem(&b, KP_REC_FREE, 14, 0xc0, 0, 0);     /* 50 */
+	t_mem(&b, KP_REC_ALLOC, 15, 0xd0, 10, 2);   /* 60 */
+	t_mem(&b, KP_REC_FREE, 16, 0xb0, 0, 0);     /* 10 */
+	t_end(&b, 20);
+	struct kp_analysis *an = analyze(&b, &o);
+	const struct kp_wstack *w;
+	size_t n = kp_peak_stacks(an, &w);
+	REQUIRE(n == 2);
+	uint64_t v1 = 0, v2 = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct kp_gstack *g = &an->gstacks[w[i].gstack];
+		REQUIRE(g->depth == 1);
+		if (an->frames[g->off].offset == 0x10)
+			v1 = w[i].value;
+		else
+			v2 = w[i].value;
+	}
+	CHECK_EQ_U(v1, 120);
+	CHECK_EQ_U(v2, 50);
+	char *f = render(an, 0);
+	CHECK(strstr(f, "m.so+0x10 120\n") && strstr(f, "m.so+0x20 50\n"));
+	free(f);
+	kp_analysis_free(an);
+	free(b.buf);
+}
+
 int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(weights_per_stack_and_thread),
-			 T(folded_io_and_cpu), T(svg_is_well_formed));
+			 T(folded_io_and_cpu), T(svg_is_well_formed),
+			 T(live_at_peak));
 }

@@ -396,6 +396,7 @@ struct kp_pass {
 extern const struct kp_pass kp_pass_memory;
 extern const struct kp_pass kp_pass_cpu; /* cpu.c */
 extern const struct kp_pass kp_pass_timeline; /* chrome.c */
+extern const struct kp_pass kp_pass_peak; /* peak.c */
 
 /* ---- load.c: the analysis driver ------------------------------------------ */
 

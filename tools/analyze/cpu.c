@@ -500,18 +500,26 @@ size_t kp_what_stacks(struct kp_analysis *an, enum kp_what what,
 			memcpy(*out, src, n * sizeof(**out));
 		return n;
 	}
+	if (what == KP_WHAT_LIVE) {
+		n = kp_peak_stacks(an, &src);
+		*out = xrealloc_array(NULL, n ? n : 1, sizeof(**out));
+		for (size_t i = 0; i < n; i++) {
+			(*out)[i] = src[i];
+			(*out)[i].skip = kp_alloc_skip(an, src[i].gstack);
+		}
+		if (n > 1)
+			qsort(*out, n, sizeof(**out), by_value);
+		return n;
+	}
 	const struct kp_site *const *sites;
 	size_t ns = kp_mem_top_bytes(an, &sites);
 	*out = xrealloc_array(NULL, ns ? ns : 1, sizeof(**out));
 	for (size_t i = 0; i < ns; i++) {
-		uint64_t v = what == KP_WHAT_ALLOC ? sites[i]->bytes
-						   : sites[i]->leaked_bytes;
-		uint64_t c = what == KP_WHAT_ALLOC ? sites[i]->allocs
-						   : sites[i]->leaked_blocks;
-		if (v)
+		if (sites[i]->bytes)
 			(*out)[n++] = (struct kp_wstack){
 				sites[i]->gstack,
-				kp_alloc_skip(an, sites[i]->gstack), v, c };
+				kp_alloc_skip(an, sites[i]->gstack),
+				sites[i]->bytes, sites[i]->allocs };
 	}
 	return n;
 }

@@ -26,11 +26,15 @@ size_t kp_cpu_stacks(const struct kp_analysis *an,
 		     const struct kp_wstack **out);
 size_t kp_io_stacks(const struct kp_analysis *an,
 		    const struct kp_wstack **out);
+/* Live bytes (value) and blocks (count) per allocation stack at each
+ * process's heap peak (peak.c; only computed for flame/export --what live). */
+size_t kp_peak_stacks(const struct kp_analysis *an,
+		      const struct kp_wstack **out);
 /* The sampling period in ns (from the first trace's header), 0 unknown. */
 uint64_t kp_cpu_period_ns(const struct kp_analysis *an);
 
 /* The stacks of a "what" in a fresh array (caller frees); alloc: bytes and
- * calls per allocation site; live: bytes and blocks still in use at exit. */
+ * calls per allocation site; live: bytes and blocks in use at the peak. */
 size_t kp_what_stacks(struct kp_analysis *an, enum kp_what what,
 		      struct kp_wstack **out);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Folded stacks and SVG flame graphs of CPU samples, allocated bytes, bytes
- * in use at exit, or I/O time (kprof-analyze flame --what ...).
+ * in use at the heap peak (peak.c), or I/O time (kprof-analyze flame --what ...).
  *
  * Folded: one line per distinct stack, root first, frames joined by ';',
  * then a space and the weight (CPU ns, bytes, I/O ns):
@@ -276,7 +276,7 @@ static int write_svg(struct kp_analysis *an, FILE *out,
 	enum kp_what w = what_of(an);
 	const char *what = w == KP_WHAT_CPU ? "CPU time" :
 			   w == KP_WHAT_ALLOC ? "allocated bytes" :
-			   w == KP_WHAT_LIVE ? "bytes in use at exit" :
+			   w == KP_WHAT_LIVE ? "bytes in use at the heap peak" :
 					       "I/O time";
 	struct svg g = { out, root.v, tree_depth(&root),
 			 w == KP_WHAT_CPU || w == KP_WHAT_IO ? "ns" : "bytes",

@@ -32,6 +32,7 @@ static const struct kp_pass *const kp_passes[] = {
 	&kp_pass_memory,
 	&kp_pass_cpu,
 	&kp_pass_timeline,
+	&kp_pass_peak,
 };
 
 const struct kp_pass *const *kp_pass_list(size_t *n)

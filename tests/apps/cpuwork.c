@@ -11,7 +11,9 @@
  *                            spinning UNITS in late_worker
  *   cpuwork blocking ROUNDS  a child writes to a pipe with pauses; the
  *                            parent does blocking reads and nanosleeps while
- *                            burning CPU in between; checks every byte
+ *                            burning CPU in between; checks every byte and
+ *                            counts EINTR from read (must be 0: SA_RESTART)
+ *                            and from nanosleep (retried)
  *   cpuwork handler SIG|auto installs its own handler for kprof's signal
  *                            (auto: the highest free real-time signal at
  *                            that point), raises it, checks it ran
@@ -171,7 +173,7 @@ static int blocking(int rounds)
 		_exit(0);
 	}
 	close(p[1]);
-	long got = 0, eintr = 0;
+	long got = 0, eintr = 0, sleep_eintr = 0;
 	for (int i = 0; i < rounds; i++) {
 		unsigned char buf[64];
 		size_t have = 0;
@@ -195,13 +197,21 @@ static int blocking(int rounds)
 			}
 		got += 64;
 		burn(50);
+		/* nanosleep is never restarted after a handler: EINTR is
+		 * possible with any signal, so it is retried with the time
+		 * left, as a correct program does; read must never see it */
 		struct timespec d = { 0, 1000000 };
-		if (nanosleep(&d, NULL) != 0) {
-			fprintf(stderr, "nanosleep: %s\n", strerror(errno));
-			return 1;
+		while (nanosleep(&d, &d) != 0) {
+			if (errno != EINTR) {
+				fprintf(stderr, "nanosleep: %s\n",
+					strerror(errno));
+				return 1;
+			}
+			sleep_eintr++;
 		}
 	}
-	printf("bytes %ld eintr %ld\n", got, eintr);
+	printf("bytes %ld eintr %ld sleep_eintr %ld\n", got, eintr,
+	       sleep_eintr);
 	return 0;
 }
 

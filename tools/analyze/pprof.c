@@ -7,7 +7,8 @@
  *                         period_type cpu/nanoseconds
  *   --what alloc|live     heap: alloc_objects/count, alloc_space/bytes,
  *                         inuse_objects/count, inuse_space/bytes (in use =
- *                         still allocated when the process ended)
+ *                         still allocated when the process ended; with
+ *                         live: at each process's heap peak)
  *
  * One mapping per module (file name and build-id as hex), one location per
  * distinct (module, offset), one function per name, with file and line
@@ -217,6 +218,26 @@ static void build(struct pp *p, struct buf *out, int heap)
 	struct buf m = { 0 };
 	uint64_t ids[KP_MAX_STACK_DEPTH + 1], vals[4];
 	if (heap) {
+		/* --what live: in-use values at the heap peak (peak.c), as
+		 * samples of their own; else in use at exit (the sites) */
+		int at_peak = heap == 2;
+		const struct kp_wstack *pk;
+		size_t np = at_peak ? kp_peak_stacks(an, &pk) : 0;
+		for (size_t i = 0; i < np; i++) {
+			const struct kp_gstack *g = &an->gstacks[pk[i].gstack];
+			size_t d = 0, skip = kp_alloc_skip(an, pk[i].gstack);
+			for (; skip + d < g->depth && d < KP_MAX_STACK_DEPTH;
+			     d++)
+				ids[d] = loc_id(p,
+					&an->frames[g->off + skip + d]);
+			vals[0] = vals[1] = 0;
+			vals[2] = pk[i].count;
+			vals[3] = pk[i].value;
+			if (d)
+				pb_packed(&m, 1, ids, d);
+			pb_packed(&m, 2, vals, 4);
+			pb_msg(out, 2, &m);
+		}
 		const struct kp_site *const *sites;
 		size_t ns = kp_mem_top_bytes(an, &sites);
 		for (size_t i = 0; i < ns; i++) {
@@ -230,8 +251,8 @@ static void build(struct pp *p, struct buf *out, int heap)
 					&an->frames[g->off + skip + d]);
 			vals[0] = sites[i]->allocs;
 			vals[1] = sites[i]->bytes;
-			vals[2] = sites[i]->leaked_blocks;
-			vals[3] = sites[i]->leaked_bytes;
+			vals[2] = at_peak ? 0 : sites[i]->leaked_blocks;
+			vals[3] = at_peak ? 0 : sites[i]->leaked_bytes;
 			if (d)
 				pb_packed(&m, 1, ids, d);
 			pb_packed(&m, 2, vals, 4);
@@ -367,7 +388,7 @@ static int write_gzip(FILE *f, const uint8_t *p, size_t n)
 static int export_pprof(struct kp_analysis *an, const char *path)
 {
 	const char *w = an->opts->what ? an->opts->what : "cpu";
-	int heap = !strcmp(w, "alloc") || !strcmp(w, "live");
+	int heap = !strcmp(w, "alloc") ? 1 : !strcmp(w, "live") ? 2 : 0;
 	if (!strcmp(w, "io"))
 		return error("--pprof exports cpu or heap (--what alloc), "
 			     "not io"), 2;

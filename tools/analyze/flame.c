@@ -250,7 +250,7 @@ static const char svg_script[] =
 "function search(){var re=prompt('Search (regular expression)','');if(re===null)return;var m=0,tot=0,rx;\n"
 " try{rx=new RegExp(re);}catch(e){mt.textContent='bad expression';return;}\n"
 " var hit=[];for(var i=0;i<F.length;i++){var f=F[i],on=re!==''&&rx.test(f.name);f.r.style.fill=on?'rgb(230,0,230)':'';if(on)hit.push(f);if(f.w>tot)tot=f.w;}\n"
-" hit.sort(function(a,b){return a.x-b.x||a.y-b.y;});var end=-1;for(var i=0;i<hit.length;i++){var f=hit[i];if(f.x>=end-1e-6){m+=f.w;end=f.x+f.w;}}\n"
+" hit.sort(function(a,b){return a.x-b.x||b.w-a.w;});var end=-1;for(var i=0;i<hit.length;i++){var f=hit[i];if(f.x>=end-1e-6){m+=f.w;end=f.x+f.w;}}\n"
 " mt.textContent=re===''?'':'matched '+(tot?(100*m/tot).toFixed(1):'0')+'%';}\n"
 "]]></script>\n";
 

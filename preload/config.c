@@ -16,6 +16,7 @@
 #define DEF_BUFFER_KB 1024
 #define DEF_FLUSH_MS 100
 #define DEF_ZSTD 1
+#define DEF_CPU_HZ 100
 
 static int parse_bool(const char *name, int def)
 {
@@ -83,6 +84,9 @@ void kp_config_load(struct kp_config *c)
 				       1, 19);
 	c->io = parse_bool("KOTOBA_PROFILE_IO", 1);
 	c->io_stacks = parse_bool("KOTOBA_PROFILE_IO_STACKS", 1);
+	c->cpu = parse_bool("KOTOBA_PROFILE_CPU", 0);
+	c->cpu_hz = (unsigned)parse_int("KOTOBA_PROFILE_CPU_HZ", DEF_CPU_HZ,
+					1, 10000);
 
 	c->overflow = KP_OVERFLOW_WAIT;
 	const char *o = getenv("KOTOBA_PROFILE_OVERFLOW");
@@ -131,6 +135,8 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("query_plugin", "%s", c->query_plugin);
 	PAIR("slow_query_ms", "%u", c->slow_query_ms);
 	PAIR("query_text", "%s", c->query_text_full ? "full" : "fingerprint");
+	PAIR("cpu", "%d", c->cpu);
+	PAIR("cpu_hz", "%u", c->cpu_hz);
 #undef PAIR
 	return n;
 }

@@ -157,6 +157,8 @@ __attribute__((constructor)) static void kp_ctor(void)
 	on_exit_registered = on_exit(on_exit_finish, NULL) == 0;
 	if (kp_writer_start() != 0)
 		atomic_store(&kp.run, KP_ST_OFF);
+	else
+		kp_cpu_start();
 	kp_tls.busy = 0;
 }
 

@@ -10,6 +10,8 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -51,6 +53,9 @@ void kp_real_resolve(void)
 	r.pipe2 = next("pipe2");
 	r.capset = next("capset");
 	r.prctl = next("prctl");
+	r.pthread_create = next("pthread_create");
+	r.sigaction = next("sigaction");
+	r.signal = next("signal");
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc) {
 		/* Without these the app cannot run at all: say why once. */
 		static const char msg[] =

@@ -212,6 +212,13 @@ uint32_t kp_stack_capture(void)
 	return intern((const uint64_t *)(buf + i), (uint32_t)n);
 }
 
+uint32_t kp_stack_intern_pcs(const uint64_t *pcs, uint32_t n)
+{
+	if (n > KP_MAX_STACK_DEPTH)
+		n = KP_MAX_STACK_DEPTH;
+	return n ? intern(pcs, n) : 0;
+}
+
 uint32_t kp_stacktab_count(void)
 {
 	return atomic_load_explicit(&count, memory_order_acquire);

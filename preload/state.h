@@ -39,6 +39,8 @@ struct kp_config {
 	char query_plugin[512]; /* KOTOBA_PROFILE_QUERY_PLUGIN: "" = none */
 	unsigned slow_query_ms; /* KOTOBA_PROFILE_SLOW_QUERY_MS */
 	int query_text_full; /* KOTOBA_PROFILE_QUERY_TEXT=full */
+	int cpu;             /* KOTOBA_PROFILE_CPU: sample CPU time */
+	unsigned cpu_hz;     /* KOTOBA_PROFILE_CPU_HZ: samples per CPU-second */
 };
 
 #define KP_QHOOK_SQLITE 1u
@@ -223,6 +225,10 @@ struct kp_real {
 	int (*capset)(void *, const void *);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long,
 		     unsigned long);
+	/* cpu.c */
+	void *pthread_create;  /* int (*)(pthread_t *, attr, fn, arg) */
+	void *sigaction;       /* int (*)(int, act, old) */
+	void *signal;          /* sighandler_t (*)(int, sighandler_t) */
 };
 
 extern struct kp_real kp_real;
@@ -338,6 +344,9 @@ const uint64_t *kp_stacktab_get(uint32_t id, uint32_t *depth);
 void kp_stacktab_lock(void);
 void kp_stacktab_unlock(void);
 uint64_t kp_stacktab_dropped(void);
+/* Intern pcs (innermost first) captured elsewhere (writer thread: CPU
+ * samples). 0 = table full. */
+uint32_t kp_stack_intern_pcs(const uint64_t *pcs, uint32_t n);
 
 /* ---- modules (modules.c) ------------------------------------------------- */
 
@@ -428,6 +437,26 @@ void kp_query_plugin_load(void);
  * *real = the target. @return slots rewritten, -1 when unsupported or
  * the symbol is unknown. */
 int kp_got_hook(const char *symbol, void *replacement, void **real);
+/* ---- CPU sampling (cpu.c) ------------------------------------------------ */
+
+struct kp_cpu_sample {
+	uint64_t tsc;
+	uint64_t weight; /* thread CPU ns since its previous sample */
+	uint32_t tid;
+	uint32_t stack;
+};
+
+/* Start sampling (KOTOBA_PROFILE_CPU=1): pick a signal, arm this thread. */
+void kp_cpu_start(void);
+/* The signal kprof samples with, 0 when not sampling. */
+int kp_cpu_signal(void);
+/* Writer: take the samples with tsc < wm (interning their stacks);
+ * @return 1 if some remain below wm (buffer full). Then kp_cpu_next()
+ * hands them out one by one, NULL at the end. */
+int kp_cpu_collect(uint64_t wm);
+const struct kp_cpu_sample *kp_cpu_next(void);
+/* Samples dropped because a sample ring was full. */
+uint64_t kp_cpu_lost(void);
 
 /* ---- lifecycle (lifecycle.c) --------------------------------------------- */
 

@@ -469,6 +469,7 @@ static void emit_lost(void)
 		for (int t = 0; t <= KP_REC_TYPE_MAX; t++)
 			tot[t] += atomic_load_explicit(&r->lost[t],
 						       memory_order_relaxed);
+	tot[KP_REC_CPU_SAMPLE] += kp_cpu_lost();
 	for (int t = 0; t <= KP_REC_TYPE_MAX; t++) {
 		/* Rings freed after a fork restart from zero; counts only grow
 		 * within one trace. */
@@ -491,6 +492,22 @@ static void emit_lost(void)
 		r.u.lost.count = sd;
 		kp_writer_add(w.kw, &r);
 		w.stack_drops_out = sd;
+	}
+}
+
+/* CPU samples taken by kp_cpu_collect() (cpu.c). */
+static void emit_cpu_samples(void)
+{
+	const struct kp_cpu_sample *s;
+	while ((s = kp_cpu_next()) != NULL) {
+		struct kp_rec r;
+		memset(&r, 0, sizeof(r));
+		r.type = KP_REC_CPU_SAMPLE;
+		r.tid = s->tid;
+		r.ts = to_ns(s->tsc);
+		r.u.ext.stack = s->stack;
+		r.u.ext.v[KP_CPU_WEIGHT] = (int64_t)s->weight;
+		kp_writer_add(w.kw, &r);
 	}
 }
 
@@ -550,6 +567,7 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	 * it. The stack count is read after the heads (every event seen uses
 	 * a counted stack) and before the module changes (every counted
 	 * stack's modules were scanned before it was published). */
+	int cpu_more = kp_cpu_collect(wm); /* interns: before the count */
 	uint32_t ns = kp_stacktab_count();
 	unsigned nchg = take_module_changes(), ci = 0;
 	for (uint32_t id = w.stacks_out + 1; id <= ns; id++) {
@@ -589,6 +607,9 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 			atomic_store_explicit(&r->state, KP_RING_FREE,
 					      memory_order_release);
 	}
+
+	emit_cpu_samples();
+	more |= cpu_more;
 
 	/* 4. counts, the end, the frame */
 	emit_lost();

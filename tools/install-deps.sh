@@ -18,7 +18,9 @@ for s in $sets; do
 		# query profiling (issue 4): the C test apps' libraries, a
 		# PostgreSQL server, psql and pgbench
 		pkgs="$pkgs libsqlite3-dev libpq-dev postgresql postgresql-client
-		postgresql-contrib util-linux" ;;
+		postgresql-contrib util-linux"
+		# CPU sampling (issue 5): go tool pprof reads the exports
+		pkgs="$pkgs golang-go" ;;
 	bench) pkgs="$pkgs heaptrack sqlite3 valgrind" ;;
 	*) echo "install-deps: unknown set '$s' (build, test, bench)" >&2; exit 2 ;;
 	esac

@@ -6,7 +6,7 @@ Every configuration of a workload runs in turn, round after round
 table shows medians and the ratio of each median to the no-profiler median.
 No number here is an assertion: this is measurement, not a test.
 
-    bench.py [--rounds N] [--quick] [--only-queries]
+    bench.py [--rounds N] [--quick] [--io] [--only-queries] [--cpu-only]
 """
 import json
 import os
@@ -149,6 +149,54 @@ def trace_facts(label, files, t_none, t_kprof):
     print("- the same without symbolization (--no-symbols): %s" % stats)
 
 
+def run_cpu(cmd, env, cwd):
+    """Run cmd; return the CPU seconds (user + sys) of it and its threads
+    (kprof's writer included), from wait4: unlike wall time, this holds on
+    a machine shared with other jobs."""
+    full = dict(os.environ)
+    full.update(env)
+    p = subprocess.Popen(cmd, env=full, cwd=cwd, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise Failed("exit %d: %s" % (p.returncode, err[-200:]))
+    return ru.ru_utime + ru.ru_stime
+
+
+def bench_cpu(rounds, quick):
+    """CPU sampling overhead on a CPU-bound program (tests/apps/cpuwork:
+    two threads, ~2.6 CPU-s): CPU seconds with sampling at 100 and 1000 Hz
+    against no profiler, memory recording off so only sampling counts."""
+    app = [os.path.join(B, "tests", "apps", "cpuwork"), "split",
+           "40000" if quick else "120000"]
+    base = {"LD_PRELOAD": LIB, "KOTOBA_PROFILE_MEMORY": "0"}
+    configs = [("none", {}),
+               ("kprof, memory off, cpu off", base),
+               ("kprof, cpu 100 Hz", dict(base, KOTOBA_PROFILE_CPU="1",
+                                          KOTOBA_PROFILE_CPU_HZ="100")),
+               ("kprof, cpu 1000 Hz", dict(base, KOTOBA_PROFILE_CPU="1",
+                                           KOTOBA_PROFILE_CPU_HZ="1000"))]
+    times = {label: [] for label, _ in configs}
+    work = tempfile.mkdtemp(prefix="kprof-bench-")
+    try:
+        for _ in range(rounds):
+            for label, env in configs:
+                clean(work)
+                times[label].append(run_cpu(app, env, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    b = statistics.median(times["none"])
+    print("\n## CPU sampling: cpuwork split, 2 threads (%d rounds, median "
+          "CPU seconds user+sys, ratio to none)" % rounds)
+    print("| configuration | median CPU s | ratio |")
+    print("|---|---:|---:|")
+    for label, _ in configs:
+        m = statistics.median(times[label])
+        print("| %s | %.3f | %.3fx |" % (label, m, m / b))
+
+
 def main():
     rounds = 5
     quick = "--quick" in sys.argv
@@ -161,6 +209,9 @@ def main():
         return
     if "--only-queries" in sys.argv:
         query_bench(rounds, quick)
+        return
+    if "--cpu-only" in sys.argv:
+        bench_cpu(rounds, quick)
         return
     heaptrack = shutil.which("heaptrack")
     kp = {"LD_PRELOAD": LIB}
@@ -231,6 +282,9 @@ def main():
     io_benches(rounds, quick)
     # 4. the query hook
     query_bench(rounds, quick)
+
+    # 5. CPU sampling on a CPU-bound program (CPU seconds, not wall)
+    bench_cpu(rounds, quick)
 
 
 def io_calls(files):

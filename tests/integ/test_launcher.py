@@ -39,6 +39,8 @@ DEFAULT_CONFIG = {"memory": "1", "output": "kprof.%p.kpz", "stack_depth": "64",
 # query profiling (issue 4, preload/config.c)
 DEFAULT_CONFIG.update({"query": "1", "query_hooks": "all", "query_plugin": "",
                        "slow_query_ms": "100", "query_text": "fingerprint"})
+# CPU sampling (issue 5)
+DEFAULT_CONFIG.update({"cpu": "0", "cpu_hz": "100"})
 
 
 def makefile_version():

@@ -92,6 +92,11 @@ struct kp_opts {
 	int no_symbols;        /* --no-symbols: module+offset only */
 	const char *sqlite_db; /* --sqlite-db FILE: verify index advice */
 	long slow_ms;          /* --slow-ms MS: slow query threshold, -1 unset */
+	const char *what;      /* flame --what cpu|alloc|live|io */
+	int folded;            /* flame --folded: folded stacks, not SVG */
+	const char *pprof;     /* export --pprof FILE */
+	const char *chrome;    /* export --chrome FILE */
+	uint64_t chrome_min_ns; /* export --io-min-us: I/O calls shown */
 };
 
 /* ---- small open-addressing map u64 -> u32 (stacks.c) ------------------- */
@@ -396,6 +401,9 @@ extern const struct kp_pass kp_pass_memory;
 extern const struct kp_pass kp_pass_app;
 extern const struct kp_pass kp_pass_io; /* io.c */
 extern const struct kp_pass kp_pass_queries; /* queries.c */
+extern const struct kp_pass kp_pass_cpu; /* cpu.c */
+extern const struct kp_pass kp_pass_timeline; /* chrome.c */
+extern const struct kp_pass kp_pass_peak; /* peak.c */
 
 /* ---- load.c: the analysis driver ------------------------------------------ */
 

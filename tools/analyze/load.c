@@ -33,6 +33,9 @@ static const struct kp_pass *const kp_passes[] = {
 	&kp_pass_app,
 	&kp_pass_io,
 	&kp_pass_queries,
+	&kp_pass_cpu,
+	&kp_pass_timeline,
+	&kp_pass_peak,
 };
 
 const struct kp_pass *const *kp_pass_list(size_t *n)

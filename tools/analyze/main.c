@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "analyze.h"
+#include "cpu.h"
 
 #ifndef KP_VERSION
 #define KP_VERSION "unknown"
@@ -37,6 +38,12 @@ static const char usage_text[] =
 	"  dump               every record as a JSON line (debugging)\n"
 	"  queries            query profile by fingerprint, slow queries, N+1,\n"
 	"                     duplicates, index advice, autocommit write storms\n"
+	"  cpu                CPU time: threads, hot functions, hottest stacks\n"
+	"  flame              flame graph (SVG) or, with --folded, folded\n"
+	"                     stacks of --what cpu|alloc|live|io (default cpu)\n"
+	"  export             --pprof FILE (gzipped profile.proto: cpu with\n"
+	"                     --what cpu, heap with --what alloc|live) and/or\n"
+	"                     --chrome FILE (Chrome trace / Perfetto JSON)\n"
 	"\n"
 	"options:\n"
 	"  --format FMT       text (default) or json (schema kprof-report/1)\n"
@@ -95,6 +102,7 @@ static double now_s(void)
 
 enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
        OPT_SQLITE_DB, OPT_SLOW_MS };
+       OPT_WHAT, OPT_FOLDED, OPT_PPROF, OPT_CHROME, OPT_IOMIN };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
@@ -104,6 +112,11 @@ static const struct option longopts[] = {
 	{ "no-symbols", no_argument, NULL, OPT_NOSYM },
 	{ "sqlite-db", required_argument, NULL, OPT_SQLITE_DB },
 	{ "slow-ms", required_argument, NULL, OPT_SLOW_MS },
+	{ "what", required_argument, NULL, OPT_WHAT },
+	{ "folded", no_argument, NULL, OPT_FOLDED },
+	{ "pprof", required_argument, NULL, OPT_PPROF },
+	{ "chrome", required_argument, NULL, OPT_CHROME },
+	{ "io-min-us", required_argument, NULL, OPT_IOMIN },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -158,6 +171,26 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			opts->slow_ms = ms;
 			break;
 		}
+		case OPT_WHAT:
+			if (strcmp(optarg, "cpu") && strcmp(optarg, "alloc") &&
+			    strcmp(optarg, "live") && strcmp(optarg, "io"))
+				usage_error("--what wants cpu, alloc, live or "
+					    "io, not '%s'", optarg);
+			opts->what = optarg;
+			break;
+		case OPT_FOLDED:
+			opts->folded = 1;
+			break;
+		case OPT_PPROF:
+			opts->pprof = optarg;
+			break;
+		case OPT_CHROME:
+			opts->chrome = optarg;
+			break;
+		case OPT_IOMIN:
+			opts->chrome_min_ns = strtoull(optarg, NULL, 10) *
+					      1000;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);
@@ -200,7 +233,8 @@ static int is_command(const char *s)
 	size_t n;
 	const struct kp_pass *const *passes = kp_pass_list(&n);
 
-	if (!strcmp(s, "summary") || !strcmp(s, "leaks") || !strcmp(s, "dump"))
+	if (!strcmp(s, "summary") || !strcmp(s, "leaks") || !strcmp(s, "dump") ||
+	    !strcmp(s, "flame") || !strcmp(s, "export"))
 		return 1;
 	for (size_t i = 0; i < n; i++)
 		if (passes[i]->command && !strcmp(s, passes[i]->command))
@@ -268,8 +302,14 @@ int main(int argc, char **argv)
 		}
 	}
 	kp_analysis_finish(an);
+	if (!strcmp(opts.command, "export")) {
+		int rc = kp_export_command(an);
+		kp_analysis_free(an);
+		return rc;
+	}
 
 	FILE *out = stdout;
+	int bad_cmd = 0;
 	if (opts.output) {
 		out = fopen(opts.output, "w");
 		if (!out) {
@@ -282,11 +322,13 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (opts.format == KP_FMT_JSON)
+	if (!strcmp(opts.command, "flame"))
+		bad_cmd = kp_flame_command(an, out);
+	else if (opts.format == KP_FMT_JSON)
 		kp_report_json(an, out);
 	else
 		kp_report_text(an, out);
-	int bad = ferror(out);
+	int bad = ferror(out) || bad_cmd;
 	if (out != stdout)
 		bad |= fclose(out) != 0;
 	else

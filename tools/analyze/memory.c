@@ -868,6 +868,12 @@ const char *kp_confidence_name(enum kp_confidence c)
 static void mem_report_text(void *state, struct kp_analysis *an, FILE *out)
 {
 	(void)state;
+	/* Another pass's command (cpu, ...) shows that pass's report only. */
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i] != &kp_pass_memory &&
+		    an->passes[i]->command &&
+		    kp_command_is(an, an->passes[i]->command))
+			return;
 	kp_mem_report_text(an, out);
 }
 

@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * CPU sampling (KOTOBA_PROFILE_CPU=1): every thread gets a POSIX timer on
+ * its own CPU-time clock (timer_create(CLOCK_THREAD_CPUTIME_ID) with
+ * SIGEV_THREAD_ID), firing KOTOBA_PROFILE_CPU_HZ times per CPU-second of
+ * that thread, so a thread is sampled in proportion to the CPU it uses (no
+ * setitimer skew towards whichever thread happens to run).
+ *
+ * The signal handler takes no lock and allocates nothing: it walks the frame
+ * pointers from the interrupted context (bounds-checked against the thread's
+ * stack, recorded when the timer was armed), reads the thread's CPU clock
+ * (the sample's weight: the CPU ns since the previous sample) and appends
+ * the raw pcs to a sample ring of its own. That ring has one producer, the
+ * handler, so a sample never lands in the middle of an event the thread was
+ * pushing to its event ring. The writer drains the sample rings, interns the
+ * pcs into stack ids (kp_stack_intern_pcs) and emits CPU_SAMPLE records.
+ * (libunwind is not used here: its first use per thread takes locks and
+ * dl_iterate_phdr's loader lock, neither safe in a signal handler.)
+ *
+ * Threads created later are armed by the pthread_create wrapper, in the new
+ * thread before its start routine runs; a thread-exit destructor deletes the
+ * timer. The signal is a real-time signal nobody has a handler for, chosen
+ * at start from SIGRTMAX down, installed with SA_RESTART so interrupted
+ * system calls restart. If the app later installs its own handler for that
+ * signal (sigaction/signal), kprof steps aside: every timer is deleted,
+ * a warning is printed, and the app's handler is installed as asked.
+ */
+#include "state.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define SRING_WORDS (1u << 15) /* 256 KiB of pcs per thread */
+#define SAMPLE_HDR 3           /* tsc, tid | depth << 32, weight */
+#define MAX_DEPTH 128
+
+enum { SR_ACTIVE = 0, SR_CLOSED = 1, SR_FREE = 2 };
+
+struct sring {
+	_Atomic uint64_t head;  /* producer (handler): next word (release) */
+	char pad0[56];
+	_Atomic uint64_t tail;  /* consumer (writer) */
+	char pad1[56];
+	_Atomic int state;
+	_Atomic int armed;      /* timer exists */
+	timer_t timer;
+	uint32_t tid;
+	_Atomic uint64_t lost;  /* samples dropped (ring full) */
+	struct sring *next;     /* registry, push-only */
+	uint64_t words[SRING_WORDS];
+};
+
+/* The handler's view of its thread (initial-exec TLS: signal-safe). */
+struct cpu_tls {
+	struct sring *r;
+	uintptr_t stack_lo, stack_hi;
+	uint64_t last_cpu; /* thread CPU ns at the previous sample */
+};
+static __thread struct cpu_tls ct __attribute__((tls_model("initial-exec")));
+
+static struct {
+	int on;                 /* sampling started */
+	_Atomic int stepped_aside;
+	int sig;
+	long period_ns;
+	pthread_key_t key;
+	_Atomic(struct sring *) rings;
+	int (*real_pthread_create)(pthread_t *, const pthread_attr_t *,
+				   void *(*)(void *), void *);
+	int (*real_sigaction)(int, const struct sigaction *,
+			      struct sigaction *);
+	sighandler_t (*real_signal)(int, sighandler_t);
+	/* writer side: samples collected, not yet emitted */
+	struct kp_cpu_sample *buf;
+	unsigned nbuf, ibuf;
+	uint64_t lost_seen;
+} cpu;
+
+#define BUF_CAP 65536u
+
+/* ---- the signal handler --------------------------------------------------- */
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Frame-pointer walk from the interrupted context into pcs (innermost
+ * first). Every frame pointer must lie inside the thread's stack, above
+ * the previous one, and 8-byte aligned, so a function without frame
+ * pointers ends the walk instead of faulting. */
+static unsigned walk(const ucontext_t *uc, uint64_t *pcs, unsigned max)
+{
+	unsigned n = 0;
+#if defined(__x86_64__)
+	uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+	uintptr_t fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
+	uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+	uintptr_t pc = (uintptr_t)uc->uc_mcontext.pc;
+	uintptr_t fp = (uintptr_t)uc->uc_mcontext.regs[29];
+	uintptr_t sp = (uintptr_t)uc->uc_mcontext.sp;
+#else
+	(void)uc;
+	return 0;
+#endif
+	/* The interrupted pc is not a return address: store pc + 1 so that a
+	 * reader's "return address - 1" lookup lands on it, like the rest. */
+	pcs[n++] = pc + 1;
+	uintptr_t lo = sp > ct.stack_lo ? sp : ct.stack_lo;
+	while (n < max) {
+		if (fp < lo || fp + 16 > ct.stack_hi || (fp & 7))
+			break;
+		uintptr_t next = ((const uintptr_t *)fp)[0];
+		uintptr_t ret = ((const uintptr_t *)fp)[1];
+		if (ret < 4096)
+			break;
+		pcs[n++] = ret;
+		if (next <= fp)
+			break;
+		lo = fp + 16;
+		fp = next;
+	}
+	return n;
+}
+
+static void on_sample(int sig, siginfo_t *si, void *ucv)
+{
+	(void)sig;
+	(void)si;
+	int saved = errno;
+	struct sring *r = ct.r;
+	if (!r || !kp_recording() || kp_tls.writer)
+		goto out;
+	uint64_t now = thread_cpu_ns();
+	uint64_t weight = now - ct.last_cpu;
+	ct.last_cpu = now;
+	uint64_t pcs[MAX_DEPTH];
+	unsigned max = (unsigned)kp.cfg.stack_depth;
+	if (max == 0 || max > MAX_DEPTH)
+		max = MAX_DEPTH;
+	unsigned n = walk(ucv, pcs, max);
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+	if (h + SAMPLE_HDR + n - t > SRING_WORDS) {
+		atomic_fetch_add_explicit(&r->lost, 1, memory_order_relaxed);
+		goto out;
+	}
+	r->words[h++ % SRING_WORDS] = kp_ticks();
+	r->words[h++ % SRING_WORDS] = (uint64_t)r->tid | (uint64_t)n << 32;
+	r->words[h++ % SRING_WORDS] = weight;
+	for (unsigned i = 0; i < n; i++)
+		r->words[h++ % SRING_WORDS] = pcs[i];
+	atomic_store_explicit(&r->head, h, memory_order_release);
+out:
+	errno = saved;
+}
+
+/* ---- per-thread timers ---------------------------------------------------- */
+
+static struct sring *sring_get(void)
+{
+	struct sring *r;
+	for (r = atomic_load(&cpu.rings); r; r = r->next) {
+		int st = SR_FREE;
+		if (atomic_compare_exchange_strong(&r->state, &st, SR_ACTIVE))
+			return r;
+	}
+	r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (r == MAP_FAILED)
+		return NULL;
+	struct sring *old = atomic_load(&cpu.rings);
+	do
+		r->next = old;
+	while (!atomic_compare_exchange_weak(&cpu.rings, &old, r));
+	return r;
+}
+
+static void disarm(struct sring *r)
+{
+	if (atomic_exchange(&r->armed, 0))
+		timer_delete(r->timer);
+}
+
+/* Start sampling the calling thread. */
+static void arm_self(void)
+{
+	if (!cpu.on || atomic_load(&cpu.stepped_aside) || ct.r)
+		return;
+	uint8_t busy = kp_tls.busy;
+	kp_tls.busy = 1;
+	pthread_attr_t a;
+	void *addr;
+	size_t size;
+	if (pthread_getattr_np(pthread_self(), &a) == 0) {
+		if (pthread_attr_getstack(&a, &addr, &size) == 0) {
+			ct.stack_lo = (uintptr_t)addr;
+			ct.stack_hi = (uintptr_t)addr + size;
+		}
+		pthread_attr_destroy(&a);
+	}
+	struct sring *r = sring_get();
+	if (!r)
+		goto out;
+	r->tid = (uint32_t)kp_gettid();
+	ct.last_cpu = thread_cpu_ns();
+	ct.r = r;
+	pthread_setspecific(cpu.key, r);
+
+	struct sigevent sev;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = cpu.sig;
+	sev._sigev_un._tid = (pid_t)r->tid;
+	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &r->timer) != 0)
+		goto out;
+	atomic_store(&r->armed, 1);
+	struct itimerspec its = {
+		{ cpu.period_ns / 1000000000, cpu.period_ns % 1000000000 },
+		{ cpu.period_ns / 1000000000, cpu.period_ns % 1000000000 } };
+	timer_settime(r->timer, 0, &its, NULL);
+out:
+	kp_tls.busy = busy;
+}
+
+static void thread_gone(void *arg)
+{
+	struct sring *r = arg;
+	disarm(r);
+	ct.r = NULL;
+	atomic_store_explicit(&r->state, SR_CLOSED, memory_order_release);
+}
+
+/* In a forked child: timers are not inherited, the rings hold the parent's
+ * samples (which the parent writes). Start afresh on this thread. */
+static void after_fork_child(void)
+{
+	if (!cpu.on)
+		return;
+	for (struct sring *r = atomic_load(&cpu.rings); r; r = r->next) {
+		atomic_store(&r->armed, 0);
+		atomic_store(&r->head, 0);
+		atomic_store(&r->tail, 0);
+		atomic_store(&r->lost, 0);
+		atomic_store(&r->state, SR_FREE);
+	}
+	cpu.nbuf = cpu.ibuf = 0;
+	cpu.lost_seen = 0;
+	ct.r = NULL;
+	arm_self();
+}
+
+/* The real functions, resolved with the others (real.c: dlsym's own
+ * allocations go to the boot pool there). */
+static void resolve(void)
+{
+	if (cpu.real_sigaction)
+		return;
+	kp_real_resolve();
+	cpu.real_pthread_create = (int (*)(pthread_t *,
+		const pthread_attr_t *, void *(*)(void *), void *))
+		kp_real.pthread_create;
+	cpu.real_signal = (sighandler_t (*)(int, sighandler_t))kp_real.signal;
+	atomic_thread_fence(memory_order_release);
+	cpu.real_sigaction = (int (*)(int, const struct sigaction *,
+		struct sigaction *))kp_real.sigaction;
+}
+
+void kp_cpu_start(void)
+{
+	if (!kp.cfg.cpu || cpu.on)
+		return;
+	resolve();
+	cpu.buf = kp_arena_alloc(BUF_CAP * sizeof(*cpu.buf));
+	if (!cpu.buf || !cpu.real_sigaction ||
+	    pthread_key_create(&cpu.key, thread_gone) != 0) {
+		kp_warn("cannot set up CPU sampling; not sampling");
+		return;
+	}
+	/* A real-time signal with no handler, from the top down (apps that
+	 * use one usually count up from SIGRTMIN). */
+	for (int s = SIGRTMAX; s >= SIGRTMIN; s--) {
+		struct sigaction old;
+		if (cpu.real_sigaction(s, NULL, &old) == 0 &&
+		    !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_DFL) {
+			cpu.sig = s;
+			break;
+		}
+	}
+	if (!cpu.sig) {
+		kp_warn("no free real-time signal for CPU sampling; "
+			"not sampling");
+		return;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sample;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (cpu.real_sigaction(cpu.sig, &sa, NULL) != 0) {
+		kp_warn("cannot install the CPU sampling handler; not sampling");
+		return;
+	}
+	cpu.period_ns = 1000000000L / kp.cfg.cpu_hz;
+	pthread_atfork(NULL, NULL, after_fork_child);
+	cpu.on = 1;
+	arm_self();
+}
+
+int kp_cpu_signal(void)
+{
+	return cpu.on ? cpu.sig : 0;
+}
+
+/* ---- writer side ---------------------------------------------------------- */
+
+int kp_cpu_collect(uint64_t wm)
+{
+	if (!cpu.on || cpu.ibuf < cpu.nbuf)
+		return 0;
+	cpu.nbuf = cpu.ibuf = 0;
+	int more = 0;
+	for (struct sring *r = atomic_load(&cpu.rings); r; r = r->next) {
+		int st = atomic_load_explicit(&r->state, memory_order_acquire);
+		if (st == SR_FREE)
+			continue;
+		uint64_t h = atomic_load_explicit(&r->head,
+						  memory_order_acquire);
+		uint64_t t = atomic_load_explicit(&r->tail,
+						  memory_order_relaxed);
+		while (t < h) {
+			uint64_t tsc = r->words[t % SRING_WORDS];
+			uint64_t td = r->words[(t + 1) % SRING_WORDS];
+			if (tsc >= wm)
+				break;
+			if (cpu.nbuf == BUF_CAP) {
+				more = 1;
+				break;
+			}
+			uint64_t pcs[MAX_DEPTH];
+			uint32_t n = (uint32_t)(td >> 32);
+			if (n > MAX_DEPTH)
+				n = MAX_DEPTH;
+			for (uint32_t i = 0; i < n; i++)
+				pcs[i] = r->words[(t + SAMPLE_HDR + i) %
+						  SRING_WORDS];
+			struct kp_cpu_sample *s = &cpu.buf[cpu.nbuf++];
+			s->tsc = tsc;
+			s->tid = (uint32_t)td;
+			s->weight = r->words[(t + 2) % SRING_WORDS];
+			s->stack = n ? kp_stack_intern_pcs(pcs, n) : 0;
+			t += SAMPLE_HDR + (td >> 32);
+		}
+		atomic_store_explicit(&r->tail, t, memory_order_release);
+		if (st == SR_CLOSED && t == h)
+			atomic_store_explicit(&r->state, SR_FREE,
+					      memory_order_release);
+	}
+	return more;
+}
+
+const struct kp_cpu_sample *kp_cpu_next(void)
+{
+	return cpu.ibuf < cpu.nbuf ? &cpu.buf[cpu.ibuf++] : NULL;
+}
+
+uint64_t kp_cpu_lost(void)
+{
+	uint64_t n = 0;
+	for (struct sring *r = atomic_load(&cpu.rings); r; r = r->next)
+		n += atomic_load_explicit(&r->lost, memory_order_relaxed);
+	return n;
+}
+
+/* ---- interposers ---------------------------------------------------------- */
+
+struct tramp {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static void *start_sampled(void *p)
+{
+	struct tramp t = *(struct tramp *)p;
+	kp_arena_free(p);
+	arm_self();
+	return t.fn(t.arg);
+}
+
+KP_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
+			     void *(*fn)(void *), void *arg)
+{
+	resolve();
+	if (!cpu.on || kp_tls.busy || atomic_load(&cpu.stepped_aside))
+		return cpu.real_pthread_create(th, attr, fn, arg);
+	kp_tls.busy = 1;
+	struct tramp *t = kp_arena_alloc(sizeof(*t));
+	kp_tls.busy = 0;
+	if (!t)
+		return cpu.real_pthread_create(th, attr, fn, arg);
+	t->fn = fn;
+	t->arg = arg;
+	int rc = cpu.real_pthread_create(th, attr, start_sampled, t);
+	if (rc != 0)
+		kp_arena_free(t);
+	return rc;
+}
+
+/* The app wants kprof's signal: stop sampling everywhere, then let it. */
+static void step_aside(int sig)
+{
+	if (!cpu.on || sig != cpu.sig || atomic_exchange(&cpu.stepped_aside, 1))
+		return;
+	for (struct sring *r = atomic_load(&cpu.rings); r; r = r->next)
+		disarm(r);
+	kp_warn("the program installs a handler for signal %d, which kprof "
+		"uses for CPU sampling; CPU sampling stops", sig);
+}
+
+KP_EXPORT int sigaction(int sig, const struct sigaction *act,
+			struct sigaction *old)
+{
+	resolve();
+	if (act && cpu.on)
+		step_aside(sig);
+	return cpu.real_sigaction(sig, act, old);
+}
+
+KP_EXPORT sighandler_t signal(int sig, sighandler_t h)
+{
+	resolve();
+	if (cpu.on)
+		step_aside(sig);
+	return cpu.real_signal(sig, h);
+}

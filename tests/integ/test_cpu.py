@@ -1,0 +1,276 @@
+# SPDX-License-Identifier: MIT
+"""CPU sampling end to end (KOTOBA_PROFILE_CPU=1, tests/apps/cpuwork.c):
+accuracy of self shares and per-thread CPU, threads created later, blocking
+system calls under sampling, an app that takes kprof's signal, and the
+outputs: `cpu` text and JSON, folded stacks, SVG flame graphs, pprof (read
+by `go tool pprof`) and the Chrome trace.
+
+Accuracy: each sample weighs the CPU ns its thread used since its previous
+sample (the thread's own CPU clock), so per-thread sums are exact up to the
+time after a thread's last sample, and a share errs by at most about one
+sampling period per function boundary. A few CPU-seconds at 1000 Hz
+(capped by the kernel's tick, often 250 Hz) keep that far below 2 points.
+"""
+import gzip
+import json
+import os
+import re
+import subprocess
+import xml.dom.minidom
+
+from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, dump, need, \
+    run
+
+t = Tap()
+CPU = {"CPU": "1", "CPU_HZ": "1000"}
+
+
+def cpu_of(rep):
+    c = rep.get("cpu")
+    if c is None:
+        raise Fail("no cpu section in the JSON report")
+    return c
+
+
+def fn_share(c, name, key):
+    for f in c["functions"]:
+        if f["function"] == name:
+            return f[key]
+    return 0.0
+
+
+def app_threads(out):
+    """{tid: cpu_ns} as the app measured it (CLOCK_THREAD_CPUTIME_ID)."""
+    return {int(m.group(1)): int(m.group(2))
+            for m in re.finditer(r"tid (\d+) cpu_ns (\d+)", out)}
+
+
+with t.section("off by default"):
+    with Tmp() as d:
+        r = run([app("cpuwork"), "split", "300"], cwd=d)
+        t.eq(r.rc, 0, "runs")
+        recs = dump(r.traces)
+        t.eq(sum(1 for x in recs if x["type"] == "cpu_sample"), 0,
+             "no CPU samples without KOTOBA_PROFILE_CPU")
+        t.eq(cpu_of(analyze(r.traces))["samples"], 0, "cpu.samples = 0")
+
+with t.section("accuracy: 60/30/10 in two threads"):
+    with Tmp() as d:
+        r = run([app("cpuwork"), "split", "120000"], cwd=d, prof=CPU,
+                timeout=300)
+        t.eq(r.rc, 0, "runs under sampling", r)
+        c = cpu_of(analyze(r.traces))
+        # ~2.6 CPU-s: 650 samples at a 250 Hz kernel tick, 260 at 100 Hz
+        t.ge(c["samples"], 200, "enough samples")
+        for name, want in (("hot_a", 0.60), ("hot_b", 0.30), ("hot_c", 0.10)):
+            got = fn_share(c, name, "self_share")
+            t.ok(abs(got - want) <= 0.02, "%s self share %.4f within 2 points "
+                 "of %.2f" % (name, got, want))
+        t.ok(abs(fn_share(c, "worker_bc", "total_share") - 0.40) <= 0.02,
+             "worker_bc total share ~0.40 (hot_b + hot_c)")
+        t.eq(fn_share(c, "worker_bc", "self_share"), 0.0,
+             "worker_bc has no self time")
+        want = app_threads(r.out)
+        t.eq(len(want), 2, "the app reports two workers", r.out)
+        got = {th["tid"]: th["cpu_ns"] for th in c["threads"]}
+        for tid, ns in sorted(want.items()):
+            g = got.get(tid, 0)
+            t.ok(abs(g - ns) <= 0.05 * ns, "thread %d: %d ns sampled vs %d ns "
+                 "by its CPU clock (within 5 %%)" % (tid, g, ns))
+        t.eq(sum(th["cpu_ns"] for th in c["threads"]), c["cpu_ns"],
+             "threads add up to cpu_ns")
+
+        # text report
+        rc, out, err = analyze_raw(["cpu", r.traces[0]])
+        t.eq(rc, 0, "kprof-analyze cpu")
+        t.ok("hot_a" in out and "hottest stacks" in out and
+             "threads" in out, "cpu text names hot_a, threads, stacks", out)
+
+        # folded round trip: the leaf sums are the self times, the total
+        # is cpu_ns, every line is "a;b;c N"
+        rc, folded, err = analyze_raw(["flame", "--folded", r.traces[0]])
+        t.eq(rc, 0, "flame --folded")
+        lines = folded.splitlines()
+        t.ok(lines and all(re.fullmatch(r"[^ \n]+( [^ \n]+)* \d+", ln)
+                           for ln in lines), "folded lines", folded[:500])
+        t.ok(any(ln.startswith("start_thread;worker_a;hot_a ")
+                 for ln in lines), "root-first stack of hot_a", folded[:500])
+        leaf, total, stacks = {}, 0, []
+        for ln in lines:
+            stack, n = ln.rsplit(" ", 1)
+            stacks.append(stack)
+            fn = stack.split(";")[-1]
+            leaf[fn] = leaf.get(fn, 0) + int(n)
+            total += int(n)
+        t.eq(len(set(stacks)), len(stacks), "each stack on one line")
+        t.eq(total, c["cpu_ns"], "folded total = cpu_ns")
+        self_ns = {f["function"]: f["self_ns"] for f in c["functions"]}
+        t.eq({k: v for k, v in leaf.items() if k.startswith("hot_")},
+             {k: v for k, v in self_ns.items() if k.startswith("hot_")},
+             "folded leaf sums = self_ns of hot_*")
+
+        # SVG
+        svg = os.path.join(d, "cpu.svg")
+        rc, out, err = analyze_raw(["flame", "--what", "cpu", "-o", svg,
+                                    r.traces[0]])
+        t.eq(rc, 0, "flame --what cpu -o cpu.svg", err)
+        try:
+            doc = xml.dom.minidom.parse(svg)
+            titles = [n.firstChild.data for n in
+                      doc.getElementsByTagName("title") if n.firstChild]
+            t.ok(any(x.startswith("hot_a ") for x in titles),
+                 "the SVG has a hot_a frame")
+            t.ok(doc.getElementsByTagName("script"), "interactive script")
+        except Exception as e:  # noqa: BLE001
+            t.ok(False, "the SVG is well-formed XML", repr(e))
+
+        # pprof, read by go tool pprof
+        go = need("go")
+        pb = os.path.join(d, "cpu.pb.gz")
+        rc, out, err = analyze_raw(["export", "--pprof", pb, r.traces[0]])
+        t.eq(rc, 0, "export --pprof", err)
+        with gzip.open(pb) as f:
+            t.ok(len(f.read()) > 100, "a gzip stream")
+        env = dict(os.environ, HOME=d, GOCACHE=os.path.join(d, "gocache"),
+                   PPROF_TMPDIR=d)
+        p = subprocess.run([go, "tool", "pprof", "-top", pb], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=300)
+        top = p.stdout.decode("utf-8", "replace")
+        t.eq(p.returncode, 0, "go tool pprof -top reads the CPU profile",
+             p.stderr.decode("utf-8", "replace")[-800:])
+        first = [ln for ln in top.splitlines() if re.match(r"\s*[\d.]+m?s ", ln)]
+        t.ok(first and first[0].split()[-1] == "hot_a",
+             "pprof's hottest function is hot_a", top[-1500:])
+
+        # chrome trace parses (no spans here: just metadata)
+        ch = os.path.join(d, "t.json")
+        rc, out, err = analyze_raw(["export", "--chrome", ch, r.traces[0]])
+        t.eq(rc, 0, "export --chrome", err)
+        with open(ch) as f:
+            ev = json.load(f)["traceEvents"]
+        t.ok(any(e["ph"] == "M" and e["name"] == "thread_name" for e in ev),
+             "thread names in the Chrome trace")
+
+with t.section("threads created after start"):
+    with Tmp() as d:
+        r = run([app("cpuwork"), "late", "4", "8000"], cwd=d, prof=CPU,
+                timeout=300)
+        t.eq(r.rc, 0, "runs", r)
+        want = app_threads(r.out)
+        t.eq(len(want), 4, "four late threads")
+        c = cpu_of(analyze(r.traces))
+        got = {th["tid"]: th for th in c["threads"]}
+        for tid in sorted(want):
+            t.ge(got.get(tid, {}).get("samples", 0), 5,
+                 "late thread %d sampled" % tid)
+        t.ge(fn_share(c, "late_worker", "self_share"), 0.9,
+             "late_worker has the time")
+
+with t.section("blocking reads and nanosleep under sampling"):
+    with Tmp() as d:
+        r = run([app("cpuwork"), "blocking", "300"], cwd=d, prof=CPU,
+                timeout=300)
+        t.eq(r.rc, 0, "completes", r)
+        t.ok(r.out.startswith("bytes 19200 eintr 0 sleep_eintr "),
+             "every byte read, no read saw EINTR (nanosleep retries its "
+             "rare EINTR)", r.out)
+        t.ge(cpu_of(analyze(r.traces))["samples"], 1, "and it was sampled")
+
+with t.section("the app's own handler for a real-time signal"):
+    with Tmp() as d:
+        r = run([app("cpuwork"), "handler", "auto"], cwd=d, prof=CPU)
+        t.eq((r.rc, r.out.split(" handled ")[-1].strip()), (0, "1"),
+             "a handler on a free RT signal works", r)
+        t.ok("CPU sampling stops" not in r.err, "kprof keeps sampling")
+    with Tmp() as d:
+        r = run([app("cpuwork"), "handler", "max"], cwd=d, prof=CPU)
+        t.eq((r.rc, r.out.split(" handled ")[-1].strip()), (0, "1"),
+             "a handler on kprof's signal (SIGRTMAX) works", r)
+        t.ok("CPU sampling stops" in r.err, "kprof steps aside with a warning",
+             r.err)
+
+with t.section("Chrome trace of spans"):
+    with Tmp() as d:
+        r = run([app("spans"), "50", "2"], cwd=d, prof=CPU)
+        t.eq(r.rc, 0, "spans runs under sampling", r)
+        recs = dump(r.traces)
+        spans = [x for x in recs if x["type"] == "span"]
+        ch = os.path.join(d, "t.json")
+        rc, out, err = analyze_raw(["export", "--chrome", ch] + r.traces)
+        t.eq(rc, 0, "export --chrome", err)
+        with open(ch) as f:
+            ev = json.load(f)["traceEvents"]
+        b = [e for e in ev if e["ph"] == "B"]
+        e_ = [e for e in ev if e["ph"] == "E"]
+        t.eq((len(b), len(e_)),
+             (sum(1 for x in spans if x["kind"] == 0),
+              sum(1 for x in spans if x["kind"] == 1)),
+             "one B per span begin, one E per span end")
+        t.ok(all(e["ts"] >= 0 and e["cat"] == "span" for e in b + e_),
+             "relative timestamps, category span")
+        t.ok(any(e["name"] == "outer" for e in b), "span names kept")
+
+with t.section("heap: folded, SVG with C++ names, pprof"):
+    with Tmp() as d:
+        r = run([app("cxxnew")], cwd=d)
+        t.eq(r.rc, 0, "cxxnew runs")
+        svg = os.path.join(d, "alloc.svg")
+        rc, out, err = analyze_raw(["flame", "--what", "alloc", "-o", svg,
+                                    r.traces[0]])
+        t.eq(rc, 0, "flame --what alloc", err)
+        try:
+            xml.dom.minidom.parse(svg)
+            t.ok(True, "alloc SVG is well-formed XML")
+        except Exception as e:  # noqa: BLE001
+            t.ok(False, "alloc SVG is well-formed XML", repr(e))
+        rc, out, err = analyze_raw(["flame", "--what", "alloc", "--folded",
+                                    r.traces[0]])
+        t.ok(rc == 0 and "make_leaked_widget" in out,
+             "alloc folded names the widget's allocation", out[-800:])
+    with Tmp() as d:
+        r = run([app("leaky")], cwd=d)
+        t.eq(r.rc, 0, "leaky runs")
+        rc, out, err = analyze_raw(["flame", "--what", "live", "--folded",
+                                    r.traces[0]])
+        peak = analyze(r.traces)["memory"]["peak_bytes"]
+        t.eq(sum(int(ln.rsplit(" ", 1)[1]) for ln in out.splitlines()), peak,
+             "live folded: the stacks add up to the heap peak")
+        t.ok(any(ln.endswith(";leak_thousand;xmalloc 69000")
+                 for ln in out.splitlines()), "live at peak: leak_thousand's "
+             "69000 bytes", out)
+        go = need("go")
+        pb = os.path.join(d, "heap.pb.gz")
+        rc, out, err = analyze_raw(["export", "--what", "alloc", "--pprof",
+                                    pb, r.traces[0]])
+        t.eq(rc, 0, "export heap profile", err)
+        env = dict(os.environ, HOME=d, GOCACHE=os.path.join(d, "gocache"),
+                   PPROF_TMPDIR=d)
+        p = subprocess.run([go, "tool", "pprof", "-top",
+                            "-sample_index=inuse_space", pb], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=300)
+        top = p.stdout.decode("utf-8", "replace")
+        t.eq(p.returncode, 0, "go tool pprof reads the heap profile",
+             p.stderr.decode("utf-8", "replace")[-800:])
+        rows = [ln.split() for ln in top.splitlines()
+                if re.match(r"\s*[\d.]+[kMG]?B?\s", ln)]
+        # leaky leaks 69000 bytes from leak_thousand (through its xmalloc)
+        t.ok(any(r[-1] == "leak_thousand" and r[3] == "69000B" for r in rows),
+             "inuse_space: 69000 B under leak_thousand", top[-1500:])
+        # --what live: in use at the peak; the total is the heap peak
+        rc, out, err = analyze_raw(["export", "--what", "live", "--pprof",
+                                    pb, r.traces[0]])
+        t.eq(rc, 0, "export heap profile at the peak", err)
+        p = subprocess.run([go, "tool", "pprof", "-raw",
+                            "-sample_index=inuse_space", pb], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=300)
+        raw = p.stdout.decode("utf-8", "replace")
+        samples = raw.split("Samples:", 1)[-1].split("Locations", 1)[0]
+        vals = [ln.split() for ln in samples.splitlines()
+                if re.match(r"\s*\d+\s+\d+\s+\d+\s+\d+:", ln)]
+        t.eq(sum(int(v[3].rstrip(":")) for v in vals), peak,
+             "pprof -raw: inuse_space adds up to the heap peak", raw[:1500])
+
+t.done()

@@ -205,14 +205,6 @@ void kp_json_f64(struct kp_json *j, double v)
 	fprintf(j->out, "%.6g", v);
 }
 
-void kp_json_f64(struct kp_json *j, double v)
-{
-	json_pre(j);
-	if (v != v || v > 1e300 || v < -1e300)
-		v = 0; /* JSON has no NaN or infinity */
-	fprintf(j->out, "%.6g", v);
-}
-
 void kp_json_i64(struct kp_json *j, int64_t v)
 {
 	json_pre(j);

@@ -101,8 +101,8 @@ static double now_s(void)
 }
 
 enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
-       OPT_SQLITE_DB, OPT_SLOW_MS };
-       OPT_WHAT, OPT_FOLDED, OPT_PPROF, OPT_CHROME, OPT_IOMIN };
+       OPT_SQLITE_DB, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
+       OPT_CHROME, OPT_IOMIN };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },

@@ -97,6 +97,7 @@ struct kp_opts {
 	const char *pprof;     /* export --pprof FILE */
 	const char *chrome;    /* export --chrome FILE */
 	uint64_t chrome_min_ns; /* export --io-min-us: I/O calls shown */
+	int chrome_min_set;     /* ... given (else 100 us) */
 };
 
 /* ---- small open-addressing map u64 -> u32 (stacks.c) ------------------- */

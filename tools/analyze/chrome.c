@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "cpu.h"
+#include "io.h"
 #include "json.h"
 
 struct tev {
@@ -43,8 +44,8 @@ static void *tl_init(struct kp_analysis *an, unsigned slot)
 	(void)slot;
 	struct tl_state *s = xcalloc(1, sizeof(*s));
 	s->on = an->opts->chrome != NULL;
-	s->min_ns = an->opts->chrome_min_ns ? an->opts->chrome_min_ns
-					    : 100000;
+	s->min_ns = an->opts->chrome_min_set ? an->opts->chrome_min_ns
+					     : 100000;
 	return s;
 }
 
@@ -130,8 +131,12 @@ static void tl_events(void *st, struct kp_trace *t, const struct kp_batch *b)
 					   r->u.ext.str_len < 200 ?
 						   r->u.ext.str_len : 200);
 		} else {
-			char nm[32];
-			snprintf(nm, sizeof(nm), "io:%u", r->kind);
+			char nm[40];
+			const char *op = kp_io_op_name(r->kind);
+			if (op)
+				snprintf(nm, sizeof(nm), "io:%s", op);
+			else
+				snprintf(nm, sizeof(nm), "io:%u", r->kind);
 			e->cat = 2;
 			e->a = r->u.ext.v[KP_IO_FD];
 			e->b = r->u.ext.v[KP_IO_REQ];

@@ -187,10 +187,18 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 		case OPT_CHROME:
 			opts->chrome = optarg;
 			break;
-		case OPT_IOMIN:
-			opts->chrome_min_ns = strtoull(optarg, NULL, 10) *
-					      1000;
+		case OPT_IOMIN: {
+			char *end;
+			errno = 0;
+			unsigned long long us = strtoull(optarg, &end, 10);
+			if (errno || *end || end == optarg || optarg[0] == '-' ||
+			    us > 3600000000ull)
+				usage_error("--io-min-us wants a number of "
+					    "microseconds, not '%s'", optarg);
+			opts->chrome_min_ns = us * 1000;
+			opts->chrome_min_set = 1;
 			break;
+		}
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);

@@ -12,6 +12,11 @@
 #   --drop                  drop (and count) events when a ring is full
 #   --flush-ms N            longest time an event waits before reaching disk
 #   --no-memory             do not record allocations
+#   --no-io                 do not record I/O calls
+#   --no-io-stacks          record I/O calls without their stacks
+#   --no-query              do not record database queries
+#   --query-text-full       keep query texts with their literals
+#   --cpu[=HZ]              sample CPU time (default 100 samples/CPU-s)
 #   -a, --analyze           run kprof-analyze on the traces afterwards
 #                           (report on stderr)
 # The library is $KPROF_LIB if set, else the installed one, else the one
@@ -74,6 +79,13 @@ while [ $# -gt 0 ]; do
 	--drop) export KOTOBA_PROFILE_OVERFLOW=drop; shift ;;
 	--flush-ms) need_arg "$1" $#; export KOTOBA_PROFILE_FLUSH_MS="$2"; shift 2 ;;
 	--no-memory) export KOTOBA_PROFILE_MEMORY=0; shift ;;
+	--no-io) export KOTOBA_PROFILE_IO=0; shift ;;
+	--no-io-stacks) export KOTOBA_PROFILE_IO_STACKS=0; shift ;;
+	--no-query) export KOTOBA_PROFILE_QUERY=0; shift ;;
+	--query-text-full) export KOTOBA_PROFILE_QUERY_TEXT=full; shift ;;
+	--cpu) export KOTOBA_PROFILE_CPU=1; shift ;;
+	--cpu=*) export KOTOBA_PROFILE_CPU=1 KOTOBA_PROFILE_CPU_HZ="${1#--cpu=}"
+		shift ;;
 	-a|--analyze) analyze=1; shift ;;
 	-h|--help) usage 0 ;;
 	--) shift; break ;;

@@ -141,7 +141,8 @@ with t.section("--version and --help"):
             t.eq((r.rc, r.err), (0, ""), "%s: exit 0, nothing on stderr" % " ".join(args))
             t.ok("kprof run [options] [--] PROGRAM" in r.out and
                  all(o in r.out for o in ("--output", "--stack-depth", "--buffer-kb",
-                                          "--drop", "--flush-ms", "--no-memory",
+                                          "--drop", "--flush-ms", "--no-memory", "--no-io",
+                                          "--no-query", "--query-text-full", "--cpu",
                                           "--analyze", "--version")),
                  "%s: usage text on stdout names the command and every option"
                  % " ".join(args), r.out)
@@ -217,6 +218,12 @@ OPTIONS = [
     (["--drop"], {"OVERFLOW": "drop"}, "overflow", "drop"),
     (["--flush-ms", "50"], {"FLUSH_MS": "50"}, "flush_ms", "50"),
     (["--no-memory"], {"MEMORY": "0"}, "memory", "0"),
+    (["--no-io"], {"IO": "0"}, "io", "0"),
+    (["--no-io-stacks"], {"IO_STACKS": "0"}, "io_stacks", "0"),
+    (["--no-query"], {"QUERY": "0"}, "query", "0"),
+    (["--query-text-full"], {"QUERY_TEXT": "full"}, "query_text", "full"),
+    (["--cpu"], {"CPU": "1"}, "cpu", "1"),
+    (["--cpu=250"], {"CPU": "1", "CPU_HZ": "250"}, "cpu_hz", "250"),
 ]
 
 with t.section("options = variables (header config)"):

@@ -357,7 +357,8 @@ int kp_cpu_collect(uint64_t wm)
 			s->tsc = tsc;
 			s->tid = (uint32_t)td;
 			s->weight = r->words[(t + 2) % SRING_WORDS];
-			s->stack = n ? kp_stack_intern_pcs(pcs, n) : 0;
+			s->stack = n ? kp_stack_intern_pcs(pcs,
+				kp_modules_known_prefix(pcs, n)) : 0;
 			t += SAMPLE_HDR + (td >> 32);
 		}
 		atomic_store_explicit(&r->tail, t, memory_order_release);

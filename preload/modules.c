@@ -210,6 +210,22 @@ void kp_modules_scan(void)
 	errno = saved;
 }
 
+unsigned kp_modules_known_prefix(const uint64_t *pcs, unsigned n)
+{
+	unsigned i = n ? 1 : 0;
+	kp_modules_lock();
+	for (; i < n; i++) {
+		uint64_t pc = pcs[i] - 1; /* a return address: its call */
+		int in = 0;
+		for (struct kp_module *m = head; m && !in; m = m->next)
+			in = !m->seq_gone && pc >= m->lo && pc < m->hi;
+		if (!in)
+			break;
+	}
+	kp_modules_unlock();
+	return i;
+}
+
 unsigned kp_modules_changes(uint64_t *since, struct kp_module_change *out,
 			    unsigned max)
 {

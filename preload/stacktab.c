@@ -151,7 +151,7 @@ static struct tab *grow(struct tab *t)
 	return n;
 }
 
-static uint32_t intern(const uint64_t *pcs, uint32_t n)
+static uint32_t intern_at(const uint64_t *pcs, uint32_t n, int scan)
 {
 	uint64_t h = hash_pcs(pcs, n), slot = 0;
 	struct tab *t = atomic_load_explicit(&table, memory_order_acquire);
@@ -164,7 +164,8 @@ static uint32_t intern(const uint64_t *pcs, uint32_t n)
 	 * stack is published, and outside our lock: the writer reads the
 	 * stack count before the module list, so a stack never reaches the
 	 * trace ahead of its module. */
-	kp_modules_scan();
+	if (scan)
+		kp_modules_scan();
 	kp_stacktab_lock();
 	t = atomic_load_explicit(&table, memory_order_relaxed);
 	id = probe(t, h, &slot); /* someone may have won the race */
@@ -193,6 +194,11 @@ static uint32_t intern(const uint64_t *pcs, uint32_t n)
 	return id;
 }
 
+static uint32_t intern(const uint64_t *pcs, uint32_t n)
+{
+	return intern_at(pcs, n, 1);
+}
+
 uint32_t kp_stack_capture(void)
 {
 	int depth = kp.cfg.stack_depth;
@@ -212,11 +218,17 @@ uint32_t kp_stack_capture(void)
 	return intern((const uint64_t *)(buf + i), (uint32_t)n);
 }
 
+/*
+ * The writer thread's interning (CPU samples): no module scan, since the
+ * writer never calls into the loader (a thread inside dlopen may be
+ * waiting for it, see modules.c). A sample in a library dlopened since the
+ * last scan resolves once an app thread's next new stack rescans.
+ */
 uint32_t kp_stack_intern_pcs(const uint64_t *pcs, uint32_t n)
 {
 	if (n > KP_MAX_STACK_DEPTH)
 		n = KP_MAX_STACK_DEPTH;
-	return n ? intern(pcs, n) : 0;
+	return n ? intern_at(pcs, n, 0) : 0;
 }
 
 uint32_t kp_stacktab_count(void)

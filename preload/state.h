@@ -379,6 +379,10 @@ unsigned kp_modules_changes(uint64_t *since, struct kp_module_change *out,
 			    unsigned max);
 void kp_modules_lock(void);
 void kp_modules_unlock(void);
+/* How many of pcs[0..n) to keep: pcs[0], then up to the first return
+ * address that lies in no mapped module (a frame-pointer walk through
+ * code without frame pointers reads garbage there). Takes the lock. */
+unsigned kp_modules_known_prefix(const uint64_t *pcs, unsigned n);
 
 /* ---- writer (writer.c) --------------------------------------------------- */
 

@@ -142,6 +142,17 @@ with t.section("accuracy: 60/30/10 in two threads"):
         first = [ln for ln in top.splitlines() if re.match(r"\s*[\d.]+m?s ", ln)]
         t.ok(first and first[0].split()[-1] == "hot_a",
              "pprof's hottest function is hot_a", top[-1500:])
+        p = subprocess.run([go, "tool", "pprof", "-raw", pb], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=300)
+        raw = p.stdout.decode("utf-8", "replace")
+        maps = raw.split("Mappings", 1)[-1]
+        bid = subprocess.run(["readelf", "-n", app("cpuwork")],
+                             stdout=subprocess.PIPE, text=True).stdout
+        bid = re.search(r"Build ID: ([0-9a-f]+)", bid)
+        t.ok(bid and any(app("cpuwork") in ln and bid.group(1) in ln
+                         for ln in maps.splitlines()),
+             "pprof mappings: the program with its build-id", maps[:600])
 
         # chrome trace parses (no spans here: just metadata)
         ch = os.path.join(d, "t.json")

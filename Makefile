@@ -135,6 +135,7 @@ $(B)/tests/apps/plugins/%.so: tests/apps/plugins/%.c
 $(B)/tests/apps/dlopener: APP_LDFLAGS = -Wl,-rpath,'$$ORIGIN/plugins' -ldl
 $(B)/tests/apps/apiflush: APP_LDFLAGS = -Ipreload
 $(B)/tests/apps/spans: APP_LDFLAGS = -Ipreload -pthread
+$(B)/tests/apps/demo: APP_LDFLAGS = -Ipreload
 $(B)/tests/apps/sqlite_app: APP_LDFLAGS = -lsqlite3
 $(B)/tests/apps/sqlite_bench: APP_LDFLAGS = -lsqlite3
 # the example query plugin (kprof.h) and the library it teaches kprof

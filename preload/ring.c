@@ -259,10 +259,18 @@ void kp_ring_push_ext(uint64_t tsc, uint8_t type, uint8_t kind,
 	ev->stack = stack;
 	ev->tid = tid;
 	ev->nx = nx;
-	struct payload_out o = { r, h, (uint8_t *)&ev->a, KP_EV_HEAD_PAYLOAD,
-				 1, tsc };
-	payload_put(&o, v, vbytes);
-	payload_put(&o, str, str_len);
+	if (KP_LIKELY(!str_len && l.nv <= KP_EV_HEAD_PAYLOAD / 8)) {
+		/* values only, in the head slot (I/O calls, closes, query
+		 * begins, span ends): no byte copying */
+		uint64_t *dst = &ev->a;
+		for (unsigned i = 0; i < l.nv; i++)
+			dst[i] = (uint64_t)v[i];
+	} else {
+		struct payload_out o = { r, h, (uint8_t *)&ev->a,
+					 KP_EV_HEAD_PAYLOAD, 1, tsc };
+		payload_put(&o, v, vbytes);
+		payload_put(&o, str, str_len);
+	}
 	kp_ring_publish(r, h, 1 + nx);
 out:
 	if (KP_UNLIKELY(r == kp.shared))

@@ -15,30 +15,16 @@
 #include "cpu.h"
 #include "harness.h"
 #include "kpz.h"
+#include "kpz_testutil.h"
 
 struct tb {
-	char *buf;
-	size_t len, cap;
+	struct membuf m; /* the trace as written (kpz_testutil.h) */
 	struct kp_writer *w;
 };
 
-static int tb_sink(void *ctx, const void *p, size_t n)
-{
-	struct tb *b = ctx;
-	if (b->len + n > b->cap) {
-		b->cap = (b->len + n) * 2;
-		b->buf = realloc(b->buf, b->cap);
-		if (!b->buf)
-			return -1;
-	}
-	memcpy(b->buf + b->len, p, n);
-	b->len += n;
-	return 0;
-}
-
 static void tb_begin(struct tb *b)
 {
-	struct kp_sink sink = { tb_sink, b };
+	struct kp_sink sink = { membuf_write, &b->m };
 	struct kp_header h;
 	static const char *const keys[] = { "cpu_hz" }, *const vals[] = { "250" };
 	memset(b, 0, sizeof(*b));
@@ -111,26 +97,11 @@ static void t_end(struct tb *b, uint64_t ts)
 	kp_writer_free(b->w);
 }
 
-struct msrc {
-	const char *p;
-	size_t len, pos;
-};
-
-static long msrc_read(void *ctx, void *buf, size_t n)
-{
-	struct msrc *s = ctx;
-	if (n > s->len - s->pos)
-		n = s->len - s->pos;
-	memcpy(buf, s->p + s->pos, n);
-	s->pos += n;
-	return (long)n;
-}
-
 static struct kp_analysis *analyze(struct tb *b, struct kp_opts *o)
 {
 	struct kp_analysis *an = kp_analysis_new(o);
-	struct msrc s = { b->buf, b->len, 0 };
-	struct kp_source src = { msrc_read, &s };
+	struct memsrc s = { .p = b->m.p, .len = b->m.len };
+	struct kp_source src = { memsrc_read, &s };
 	if (kp_analysis_add(an, "cpu.kpz", &src) < 0)
 		printf("#   analysis failed\n");
 	kp_analysis_finish(an);
@@ -231,7 +202,7 @@ TEST(weights_per_stack_and_thread)
 		     "<1e-5, a") == 0);
 	free(j);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 TEST(folded_io_and_cpu)
@@ -263,7 +234,7 @@ TEST(folded_io_and_cpu)
 	CHECK_EQ_U(depth3, 255); /* 256 frames, root first */
 	free(c);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 TEST(svg_is_well_formed)
@@ -285,7 +256,7 @@ TEST(svg_is_well_formed)
 	CHECK(strstr(s, "&lt;a&amp;b&gt;&quot;q&#39;??.so") != NULL);
 	free(s);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 static void t_mem(struct tb *b, uint8_t type, uint64_t ts, uint64_t ptr,
@@ -345,7 +316,7 @@ TEST(live_at_peak)
 	CHECK(strstr(f, "m.so+0x10 120\n") && strstr(f, "m.so+0x20 50\n"));
 	free(f);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 int main(int argc, char **argv)

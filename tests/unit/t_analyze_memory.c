@@ -16,35 +16,20 @@
 #include "harness.h"
 #include "json.h"
 #include "kpz.h"
+#include "kpz_testutil.h"
 
 /* ---- building traces -------------------------------------------------------- */
 
 struct tb {
-	char *buf;
-	size_t len, cap;
+	struct membuf m; /* the trace as written (kpz_testutil.h) */
 	struct kp_writer *w;
 };
-
-static int tb_sink(void *ctx, const void *p, size_t n)
-{
-	struct tb *b = ctx;
-
-	if (b->len + n > b->cap) {
-		b->cap = (b->len + n) * 2;
-		b->buf = realloc(b->buf, b->cap);
-		if (!b->buf)
-			return -1;
-	}
-	memcpy(b->buf + b->len, p, n);
-	b->len += n;
-	return 0;
-}
 
 static void tb_begin_argv(struct tb *b, int64_t pid, int64_t ppid,
 			  const char *exe, const char *const *argv,
 			  uint32_t argc)
 {
-	struct kp_sink sink = { tb_sink, b };
+	struct kp_sink sink = { membuf_write, &b->m };
 	struct kp_header h;
 
 	memset(b, 0, sizeof(*b));
@@ -172,33 +157,14 @@ static void t_thread_start(struct tb *b, uint64_t ts, uint32_t tid)
 
 /* ---- reading them back ---------------------------------------------------- */
 
-struct msrc {
-	const char *p;
-	size_t len, pos;
-};
-
-static long msrc_read(void *ctx, void *buf, size_t n)
-{
-	struct msrc *s = ctx;
-	size_t left = s->len - s->pos;
-
-	if (n > left)
-		n = left;
-	if (n > 777)
-		n = 777; /* short reads on purpose */
-	memcpy(buf, s->p + s->pos, n);
-	s->pos += n;
-	return (long)n;
-}
-
 static struct kp_opts test_opts = { .format = KP_FMT_TEXT, .top = 10,
 				    .no_symbols = 1 };
 
-static int an_add(struct kp_analysis *an, const char *name, const char *p,
+static int an_add(struct kp_analysis *an, const char *name, const void *p,
 		  size_t len)
 {
-	struct msrc s = { p, len, 0 };
-	struct kp_source src = { msrc_read, &s };
+	struct memsrc s = { .p = p, .len = len };
+	struct kp_source src = { memsrc_read, &s };
 	return kp_analysis_add(an, name, &src);
 }
 
@@ -206,7 +172,7 @@ static int an_add(struct kp_analysis *an, const char *name, const char *p,
 static struct kp_analysis *analyze1(struct tb *b)
 {
 	struct kp_analysis *an = kp_analysis_new(&test_opts);
-	if (an_add(an, "mem.kpz", b->buf, b->len) < 0)
+	if (an_add(an, "mem.kpz", b->m.p, b->m.len) < 0)
 		printf("#   analysis failed\n");
 	kp_analysis_finish(an);
 	return an;
@@ -343,7 +309,7 @@ TEST(leak23_exact)
 	}
 	free(txt);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 TEST(realloc_chain)
@@ -391,7 +357,7 @@ TEST(realloc_chain)
 	CHECK(!strcmp(l[0]->reason, "2 of 3 blocks from this site were freed"));
 	CHECK_EQ_U(an->procs[0]->exit_status, 3);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 /*
@@ -426,7 +392,7 @@ TEST(cross_thread_reuse)
 	CHECK_EQ_U(l[0]->leaked_bytes, 50);
 	CHECK_EQ_U(an->procs[0]->threads, 3);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 /*
@@ -455,7 +421,7 @@ TEST(frame_merge_order)
 	const struct kp_site *const *l;
 	CHECK(kp_mem_leaks(an, &l) == 0);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 /*
@@ -545,7 +511,7 @@ static void merge_case(int *kp_failed_, unsigned nthreads,
 	CHECK_EQ_U(m->peak_bytes, peak);
 	CHECK_EQ_U(m->peak_time_ns, peak_ts);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 TEST(frame_merge_many_runs)
@@ -584,7 +550,7 @@ TEST(unknown_frees)
 	CHECK(strstr(txt, "unmatched frees   3"));
 	free(txt);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 TEST(truncated_trace)
@@ -596,17 +562,17 @@ TEST(truncated_trace)
 		t_alloc(&b, 1, 10 + (uint64_t)i, 0x1000 + (uint64_t)i * 16, 100,
 			1);
 	tb_flush(&b);
-	size_t whole = b.len;
+	size_t whole = b.m.len;
 	for (int i = 0; i < 200; i++)
 		t_alloc(&b, 1, 100 + (uint64_t)i, 0x9000 + (uint64_t)i * 16,
 			7 + (uint64_t)i * 13, 1);
 	t_end(&b, 1000, KP_END_EXIT, 0);
 	tb_end_writer(&b);
-	REQUIRE(b.len > whole + 8);
+	REQUIRE(b.m.len > whole + 8);
 
 	/* Cut inside the second frame: the first one still counts. */
 	struct kp_analysis *an = kp_analysis_new(&test_opts);
-	CHECK(an_add(an, "cut.kpz", b.buf, whole + (b.len - whole) / 2) == 0);
+	CHECK(an_add(an, "cut.kpz", b.m.p, whole + (b.m.len - whole) / 2) == 0);
 	kp_analysis_finish(an);
 	const struct kp_mem_totals *m = kp_mem_totals(an);
 	REQUIRE(m);
@@ -626,19 +592,19 @@ TEST(truncated_trace)
 
 	/* Cut right after the first frame: clean EOF but no END record. */
 	an = kp_analysis_new(&test_opts);
-	CHECK(an_add(an, "eof.kpz", b.buf, whole) == 0);
+	CHECK(an_add(an, "eof.kpz", b.m.p, whole) == 0);
 	kp_analysis_finish(an);
 	CHECK(an->procs[0]->truncated);
 	kp_analysis_free(an);
 
 	/* The whole file is not truncated. */
 	an = kp_analysis_new(&test_opts);
-	CHECK(an_add(an, "whole.kpz", b.buf, b.len) == 0);
+	CHECK(an_add(an, "whole.kpz", b.m.p, b.m.len) == 0);
 	kp_analysis_finish(an);
 	CHECK(!an->truncated);
 	CHECK_EQ_U(kp_mem_totals(an)->alloc_calls, 210);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 /* A forked child: same executable, library at another address; its leaks
@@ -674,8 +640,8 @@ TEST(two_processes_merged)
 	tb_end_writer(&c);
 
 	struct kp_analysis *an = kp_analysis_new(&test_opts);
-	CHECK(an_add(an, "p.kpz", p.buf, p.len) == 0);
-	CHECK(an_add(an, "c.kpz", c.buf, c.len) == 0);
+	CHECK(an_add(an, "p.kpz", p.m.p, p.m.len) == 0);
+	CHECK(an_add(an, "c.kpz", c.m.p, c.m.len) == 0);
 	kp_analysis_finish(an);
 	const struct kp_mem_totals *m = kp_mem_totals(an);
 	REQUIRE(m);
@@ -723,8 +689,8 @@ TEST(two_processes_merged)
 		free(js);
 	}
 	kp_analysis_free(an);
-	free(p.buf);
-	free(c.buf);
+	membuf_free(&p.m);
+	membuf_free(&c.m);
 }
 
 TEST(lost_records)
@@ -756,7 +722,7 @@ TEST(lost_records)
 		free(js);
 	}
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 TEST(confidence_classes)
@@ -809,7 +775,7 @@ TEST(confidence_classes)
 	CHECK(l[3]->conf == KP_CONF_MEDIUM);
 	CHECK(!strcmp(l[3]->reason, "allocated once and never freed"));
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 /* A hostile trace: one pointer allocated again and again. Bounded work,
@@ -835,7 +801,7 @@ TEST(many_incarnations)
 	CHECK_EQ_U(m->bytes_allocated, UINT64_MAX); /* saturated */
 	CHECK_EQ_U(m->live_bytes, UINT64_MAX);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 /* The pointer map against a plain model, through growth and deletions. */
@@ -876,7 +842,7 @@ TEST(pointer_map_model)
 	CHECK_EQ_U(m->evicted, 0);
 	CHECK_EQ_U(m->alloc_calls + m->free_calls, 100000);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 /*
@@ -965,7 +931,7 @@ TEST(incarnations_model)
 	CHECK_EQ_U(m->live_bytes, want_bytes);
 	CHECK_EQ_U(m->live_blocks, want_blocks);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 TEST(bad_input)
@@ -976,21 +942,21 @@ TEST(bad_input)
 	/* A valid header followed by garbage where a frame should be. */
 	struct tb b;
 	build_leak23(&b);
-	size_t hdr = 16 + ((size_t)(unsigned char)b.buf[12] |
-			   (size_t)(unsigned char)b.buf[13] << 8);
+	size_t hdr = 16 + ((size_t)(unsigned char)b.m.p[12] |
+			   (size_t)(unsigned char)b.m.p[13] << 8);
 	char *bad = malloc(hdr + 64);
-	memcpy(bad, b.buf, hdr);
+	memcpy(bad, b.m.p, hdr);
 	for (int i = 0; i < 64; i++)
 		bad[hdr + (size_t)i] = (char)(i * 37 + 11);
 	CHECK(an_add(an, "garbage", bad, hdr + 64) < 0);
 	/* Flip bytes inside the frames: an error or a truncation, never a
 	 * crash. */
-	for (size_t i = hdr; i < b.len; i += 7) {
-		char *c = malloc(b.len);
-		memcpy(c, b.buf, b.len);
+	for (size_t i = hdr; i < b.m.len; i += 7) {
+		char *c = malloc(b.m.len);
+		memcpy(c, b.m.p, b.m.len);
 		c[i] ^= 0x5a;
 		struct kp_analysis *a2 = kp_analysis_new(&test_opts);
-		(void)an_add(a2, "flip", c, b.len);
+		(void)an_add(a2, "flip", c, b.m.len);
 		kp_analysis_finish(a2);
 		char *txt = render(a2, 0);
 		free(txt);
@@ -998,13 +964,13 @@ TEST(bad_input)
 		free(c);
 	}
 	/* Newer major version. */
-	char *v = malloc(b.len);
-	memcpy(v, b.buf, b.len);
+	char *v = malloc(b.m.len);
+	memcpy(v, b.m.p, b.m.len);
 	v[8] = KP_FORMAT_MAJOR + 1;
-	CHECK(an_add(an, "future", v, b.len) < 0);
+	CHECK(an_add(an, "future", v, b.m.len) < 0);
 	free(v);
 	free(bad);
-	free(b.buf);
+	membuf_free(&b.m);
 	kp_analysis_free(an);
 }
 
@@ -1038,7 +1004,7 @@ TEST(json_escaping)
 	free(txt);
 	free(js);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 }
 
 /* ---- symbols: look up a function of this very test binary ------------------- */
@@ -1103,7 +1069,7 @@ TEST(symbolize_self)
 	struct kp_opts o = test_opts;
 	o.no_symbols = 0;
 	struct kp_analysis *an = kp_analysis_new(&o);
-	CHECK(an_add(an, "self", b.buf, b.len) == 0);
+	CHECK(an_add(an, "self", b.m.p, b.m.len) == 0);
 	kp_analysis_finish(an);
 	const struct kp_site *const *l;
 	REQUIRE(kp_mem_leaks(an, &l) == 1);
@@ -1117,7 +1083,7 @@ TEST(symbolize_self)
 	CHECK(f[0]->line > 0);
 	CHECK_EQ_U(f[0]->offset, pcs[0] - sm.bias);
 	kp_analysis_free(an);
-	free(b.buf);
+	membuf_free(&b.m);
 	symbol_target();
 }
 

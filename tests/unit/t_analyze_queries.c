@@ -15,33 +15,19 @@
 #include "err.h"
 #include "harness.h"
 #include "kpz.h"
+#include "kpz_testutil.h"
 
 struct tb {
-	char *buf;
-	size_t len, cap;
+	struct membuf m; /* the trace as written (kpz_testutil.h) */
 	struct kp_writer *w;
 	uint64_t ts;
 	uint64_t ctx;
 	uint64_t begin_ts[256]; /* by ctx */
 };
 
-static int tb_sink(void *ctx, const void *p, size_t n)
-{
-	struct tb *b = ctx;
-	if (b->len + n > b->cap) {
-		b->cap = (b->len + n) * 2;
-		b->buf = realloc(b->buf, b->cap);
-		if (!b->buf)
-			return -1;
-	}
-	memcpy(b->buf + b->len, p, n);
-	b->len += n;
-	return 0;
-}
-
 static void tb_begin(struct tb *b)
 {
-	struct kp_sink sink = { tb_sink, b };
+	struct kp_sink sink = { membuf_write, &b->m };
 	struct kp_header h;
 	memset(b, 0, sizeof(*b));
 	memset(&h, 0, sizeof(h));
@@ -120,21 +106,6 @@ static void span(struct tb *b, uint32_t tid, int end, int64_t id)
 	tb_add(b, &r);
 }
 
-struct msrc {
-	const char *p;
-	size_t len, pos;
-};
-
-static long msrc_read(void *ctx, void *buf, size_t n)
-{
-	struct msrc *s = ctx;
-	if (n > s->len - s->pos)
-		n = s->len - s->pos;
-	memcpy(buf, s->p + s->pos, n);
-	s->pos += n;
-	return (long)n;
-}
-
 static struct kp_opts opts = { .format = KP_FMT_JSON, .top = 10,
 			       .no_symbols = 1, .slow_ms = -1 };
 
@@ -147,8 +118,8 @@ static char *report(struct tb *b)
 		abort();
 	kp_writer_free(b->w);
 	struct kp_analysis *an = kp_analysis_new(&opts);
-	struct msrc s = { b->buf, b->len, 0 };
-	struct kp_source src = { msrc_read, &s };
+	struct memsrc s = { .p = b->m.p, .len = b->m.len };
+	struct kp_source src = { memsrc_read, &s };
 	if (kp_analysis_add(an, "q.kpz", &src) < 0)
 		printf("#   analysis failed\n");
 	kp_analysis_finish(an);
@@ -158,7 +129,7 @@ static char *report(struct tb *b)
 	kp_report_json(an, f);
 	fclose(f);
 	kp_analysis_free(an);
-	free(b->buf);
+	membuf_free(&b->m);
 	return out;
 }
 

@@ -510,7 +510,7 @@ void kp_report_json(struct kp_analysis *an, FILE *out);
 /* report_text.c helpers shared by passes */
 void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
 		   size_t max_frames, const char *indent);
-/* A duration: "850 ns", "12.3 us", "4.56 ms", "7.89 s" into buf */
+/* A duration: "8500 ns", "12.3 us", "456.7 ms", "17.89 s" into buf */
 const char *kp_fmt_ns(char *buf, size_t n, uint64_t ns);
 /* s for one line of text: control bytes -> '?', at most max columns,
  * "..." when cut */

@@ -724,19 +724,6 @@ static void io_finish(void *state, struct kp_analysis *an)
 
 /* ---- text ---------------------------------------------------------------- */
 
-static const char *fmt_ns(char *buf, size_t n, uint64_t ns)
-{
-	if (ns < 10000)
-		snprintf(buf, n, "%llu ns", (unsigned long long)ns);
-	else if (ns < 10000000)
-		snprintf(buf, n, "%.1f us", (double)ns / 1e3);
-	else if (ns < 10000000000ull)
-		snprintf(buf, n, "%.1f ms", (double)ns / 1e6);
-	else
-		snprintf(buf, n, "%.2f s", (double)ns / 1e9);
-	return buf;
-}
-
 static double share(uint64_t a, uint64_t b)
 {
 	return b ? (double)a / (double)b : 0.0;
@@ -747,7 +734,7 @@ static void text_file(struct io_state *s, const struct file *f, FILE *out,
 {
 	char a[32], b[32];
 	fprintf(out, "  %s (%s): %s in I/O, %.1f %% of wall\n", f->path,
-		kp_fd_kind_name(f->kind), fmt_ns(a, sizeof(a), f->total_ns),
+		kp_fd_kind_name(f->kind), kp_fmt_ns(a, sizeof(a), f->total_ns),
 		100.0 * share(f->total_ns, s->wall_ns));
 	if (!full)
 		return;
@@ -764,14 +751,14 @@ static void text_file(struct io_state *s, const struct file *f, FILE *out,
 			kp_fmt_count(b, sizeof(b), o->calls),
 			(unsigned long long)o->bytes,
 			(unsigned long long)o->errors,
-			fmt_ns(t, sizeof(t), o->total_ns),
-			fmt_ns(p50, sizeof(p50), kp_hist_quantile(&o->lat, .5)),
-			fmt_ns(p90, sizeof(p90), kp_hist_quantile(&o->lat, .9)),
-			fmt_ns(p99, sizeof(p99),
+			kp_fmt_ns(t, sizeof(t), o->total_ns),
+			kp_fmt_ns(p50, sizeof(p50), kp_hist_quantile(&o->lat, .5)),
+			kp_fmt_ns(p90, sizeof(p90), kp_hist_quantile(&o->lat, .9)),
+			kp_fmt_ns(p99, sizeof(p99),
 			       kp_hist_quantile(&o->lat, .99)),
-			fmt_ns(p999, sizeof(p999),
+			kp_fmt_ns(p999, sizeof(p999),
 			       kp_hist_quantile(&o->lat, .999)),
-			fmt_ns(mx, sizeof(mx), o->lat.count ? o->lat.max : 0));
+			kp_fmt_ns(mx, sizeof(mx), o->lat.count ? o->lat.max : 0));
 	}
 	for (int d = 0; d < 2; d++) {
 		uint64_t c = f->classified[d];
@@ -814,7 +801,7 @@ static void text_file(struct io_state *s, const struct file *f, FILE *out,
 		if (!x)
 			break;
 		fprintf(out, "    %s in %llu call%s (%.1f %% of the file's "
-			"time) from\n", fmt_ns(a, sizeof(a), x->ns),
+			"time) from\n", kp_fmt_ns(a, sizeof(a), x->ns),
 			(unsigned long long)x->calls, x->calls == 1 ? "" : "s",
 			100.0 * share(x->ns, f->total_ns));
 		kp_text_stack(s->an, out, x->stack, 5, "      ");
@@ -835,7 +822,7 @@ static void io_report_text(void *state, struct kp_analysis *an, FILE *out)
 	fprintf(out, "  calls %llu (%llu failed), %s in I/O (%.1f %% of "
 		"wall)\n", (unsigned long long)g->calls,
 		(unsigned long long)g->errors,
-		fmt_ns(a, sizeof(a), g->total_ns),
+		kp_fmt_ns(a, sizeof(a), g->total_ns),
 		100.0 * share(g->total_ns, s->wall_ns));
 	fprintf(out, "  syscalls: %s read, %s written; stdio: %s read, %s "
 		"written\n", kp_fmt_bytes(a, sizeof(a), g->bytes[0][0]),

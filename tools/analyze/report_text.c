@@ -47,12 +47,12 @@ const char *kp_fmt_bytes(char *buf, size_t n, uint64_t v)
 
 const char *kp_fmt_ns(char *buf, size_t n, uint64_t ns)
 {
-	if (ns < 1000)
+	if (ns < 10000)
 		snprintf(buf, n, "%llu ns", (unsigned long long)ns);
-	else if (ns < 1000000)
+	else if (ns < 10000000)
 		snprintf(buf, n, "%.1f us", (double)ns / 1e3);
-	else if (ns < 1000000000)
-		snprintf(buf, n, "%.2f ms", (double)ns / 1e6);
+	else if (ns < 10000000000ull)
+		snprintf(buf, n, "%.1f ms", (double)ns / 1e6);
 	else
 		snprintf(buf, n, "%.2f s", (double)ns / 1e9);
 	return buf;

@@ -15,6 +15,7 @@
 
 #include <msgpack.h>
 
+#include "compat.h"
 #include "mpk.h"
 #include "record.h"
 
@@ -98,6 +99,92 @@ size_t kp_enc_block_open(struct kp_enc *e, uint32_t tid, uint8_t *out);
 size_t kp_enc_block_event(struct kp_enc *e, const struct kp_rec *r,
 			  uint8_t *out);
 void kp_enc_block_close(uint8_t *hdr, size_t body_len);
+
+/* ---- the event fast path ------------------------------------------------ */
+
+static KP_ALWAYS_INLINE uint8_t *kp_put_varint(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+static KP_ALWAYS_INLINE uint64_t kp_zigzag(int64_t v)
+{
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+/* A pointer delta: divided by 16 when the event's PTR16 bit is set. */
+static KP_ALWAYS_INLINE uint8_t *kp_put_dptr(uint8_t *p, uint64_t d,
+					     int ptr16)
+{
+	int64_t v = (int64_t)d;
+	return kp_put_varint(p, kp_zigzag(ptr16 ? v / 16 : v));
+}
+
+/*
+ * One ALLOC, FREE or REALLOC of the open block's thread at ts, its values
+ * those of struct kp_rec (ALLOC: a ptr, b size, c align; FREE: a ptr;
+ * REALLOC: a old_ptr, b new_ptr, c size, d dur), written at out, which has
+ * room for KP_ENC_MAX_EVENT bytes. kp_enc_block_event() on plain values,
+ * inline for the preload writer's loop over a ring.
+ * @return the end of the bytes written.
+ */
+static KP_ALWAYS_INLINE uint8_t *kp_enc_mem(struct kp_enc *e, uint8_t *out,
+					    unsigned type, unsigned kind,
+					    uint64_t ts, uint64_t a, uint64_t b,
+					    uint64_t c, uint64_t d,
+					    uint32_t stack)
+{
+	uint8_t *p = out + 1;
+	uint64_t dts = ts - e->last_ts;
+	unsigned tag;
+
+	e->last_ts = ts;
+	if (dts < KP_BLK_DTS_ESC) {
+		tag = (unsigned)dts << 3;
+	} else {
+		tag = KP_BLK_DTS_ESC << 3;
+		p = kp_put_varint(p, kp_zigzag((int64_t)dts));
+	}
+	if (type == KP_REC_FREE) {
+		uint64_t dp = a - e->last_ptr;
+		int p16 = (dp & 15) == 0;
+		e->last_ptr = a;
+		tag |= KP_BLK_FREE | (p16 ? KP_BLK_PTR16 : 0);
+		p = kp_put_dptr(p, dp, p16);
+	} else if (type == KP_REC_ALLOC) {
+		uint64_t dp = a - e->last_ptr;
+		int p16 = (dp & 15) == 0;
+		int x = kind || c;
+		e->last_ptr = a;
+		tag |= (x ? KP_BLK_ALLOC_X : KP_BLK_ALLOC) |
+		       (p16 ? KP_BLK_PTR16 : 0);
+		p = kp_put_dptr(p, dp, p16);
+		p = kp_put_varint(p, b);
+		p = kp_put_varint(p, stack);
+		if (x) {
+			p = kp_put_varint(p, kind);
+			p = kp_put_varint(p, c);
+		}
+	} else { /* KP_REC_REALLOC */
+		uint64_t d1 = a - e->last_ptr;
+		uint64_t d2 = b - a;
+		int p16 = ((d1 | d2) & 15) == 0;
+		e->last_ptr = b;
+		tag |= KP_BLK_REALLOC | (p16 ? KP_BLK_PTR16 : 0);
+		p = kp_put_dptr(p, d1, p16);
+		p = kp_put_dptr(p, d2, p16);
+		p = kp_put_varint(p, c);
+		p = kp_put_varint(p, stack);
+		p = kp_put_varint(p, d);
+	}
+	out[0] = (uint8_t)tag;
+	return p;
+}
 
 /*
  * Check a record against the limits before anything is encoded, so a

@@ -151,82 +151,27 @@ static int enc_thread(struct kp_enc *e, uint32_t tid)
  * a trace, so they go into EVENTS blocks (record.h, "Event blocks"),
  * written straight into the caller's buffer.
  */
-static KP_ALWAYS_INLINE uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-	while (v >= 0x80) {
-		*p++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*p++ = (uint8_t)v;
-	return p;
-}
-
-static KP_ALWAYS_INLINE uint64_t zigzag(int64_t v)
-{
-	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
-
-/* The pointer delta to store: divided by 16 when PTR16 is set. */
-static KP_ALWAYS_INLINE uint8_t *put_dptr(uint8_t *p, uint64_t d, int ptr16)
-{
-	int64_t v = (int64_t)d;
-	return put_varint(p, zigzag(ptr16 ? v / 16 : v));
-}
-
 size_t kp_enc_block_event(struct kp_enc *e, const struct kp_rec *r,
 			  uint8_t *out)
 {
-	uint8_t *p = out + 1;
-	uint64_t dts = r->ts - e->last_ts;
-	unsigned tag;
-
-	e->last_ts = r->ts;
-	if (dts < KP_BLK_DTS_ESC) {
-		tag = (unsigned)dts << 3;
-	} else {
-		tag = KP_BLK_DTS_ESC << 3;
-		p = put_varint(p, zigzag((int64_t)dts));
-	}
+	uint8_t *p;
 	switch (r->type) {
-	case KP_REC_ALLOC: {
-		uint64_t d = r->u.alloc.ptr - e->last_ptr;
-		int p16 = (d & 15) == 0;
-		int x = r->kind || r->u.alloc.align;
-		e->last_ptr = r->u.alloc.ptr;
-		tag |= (x ? KP_BLK_ALLOC_X : KP_BLK_ALLOC) |
-		       (p16 ? KP_BLK_PTR16 : 0);
-		p = put_dptr(p, d, p16);
-		p = put_varint(p, r->u.alloc.size);
-		p = put_varint(p, r->u.alloc.stack);
-		if (x) {
-			p = put_varint(p, r->kind);
-			p = put_varint(p, r->u.alloc.align);
-		}
+	case KP_REC_ALLOC:
+		p = kp_enc_mem(e, out, KP_REC_ALLOC, r->kind, r->ts,
+			       r->u.alloc.ptr, r->u.alloc.size,
+			       r->u.alloc.align, 0, r->u.alloc.stack);
+		break;
+	case KP_REC_FREE:
+		p = kp_enc_mem(e, out, KP_REC_FREE, r->kind, r->ts,
+			       r->u.free.ptr, 0, 0, 0, 0);
+		break;
+	default: /* KP_REC_REALLOC */
+		p = kp_enc_mem(e, out, KP_REC_REALLOC, r->kind, r->ts,
+			       r->u.realloc.old_ptr, r->u.realloc.new_ptr,
+			       r->u.realloc.size, r->u.realloc.dur,
+			       r->u.realloc.stack);
 		break;
 	}
-	case KP_REC_FREE: {
-		uint64_t d = r->u.free.ptr - e->last_ptr;
-		int p16 = (d & 15) == 0;
-		e->last_ptr = r->u.free.ptr;
-		tag |= KP_BLK_FREE | (p16 ? KP_BLK_PTR16 : 0);
-		p = put_dptr(p, d, p16);
-		break;
-	}
-	default: { /* KP_REC_REALLOC */
-		uint64_t d1 = r->u.realloc.old_ptr - e->last_ptr;
-		uint64_t d2 = r->u.realloc.new_ptr - r->u.realloc.old_ptr;
-		int p16 = ((d1 | d2) & 15) == 0;
-		e->last_ptr = r->u.realloc.new_ptr;
-		tag |= KP_BLK_REALLOC | (p16 ? KP_BLK_PTR16 : 0);
-		p = put_dptr(p, d1, p16);
-		p = put_dptr(p, d2, p16);
-		p = put_varint(p, r->u.realloc.size);
-		p = put_varint(p, r->u.realloc.stack);
-		p = put_varint(p, r->u.realloc.dur);
-		break;
-	}
-	}
-	out[0] = (uint8_t)tag;
 	return (size_t)(p - out);
 }
 

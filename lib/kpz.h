@@ -62,6 +62,28 @@ int kp_writer_header(struct kp_writer *w, const struct kp_header *h);
  */
 int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec);
 
+/*
+ * The bulk path for a run of ALLOC, FREE and REALLOC events of one thread
+ * (the preload writer's loop over a ring), the same bytes as one
+ * kp_writer_add() per event: kp_writer_events_open() makes tid's EVENTS
+ * block the open one (opening a frame based at ts, the first event's, and
+ * a block as needed) and says where to write; the caller appends at least
+ * one event with kp_enc_mem() (codec.h), stopping once b->p reaches b->end,
+ * and then kp_writer_events_close() takes the n events written, the last
+ * at last_ts, and emits the frame once it is full. Nothing else is added
+ * in between.
+ * @return 0 or <0, as kp_writer_add().
+ */
+struct kp_enc;
+struct kp_evbuf {
+	struct kp_enc *enc;
+	uint8_t *p, *end;
+};
+int kp_writer_events_open(struct kp_writer *w, uint32_t tid, uint64_t ts,
+			  struct kp_evbuf *b);
+int kp_writer_events_close(struct kp_writer *w, const struct kp_evbuf *b,
+			   uint64_t n, uint64_t last_ts);
+
 /* Compress and emit the open frame, if any. @return 0 or <0. */
 int kp_writer_flush(struct kp_writer *w);
 

@@ -409,6 +409,48 @@ int kp_writer_add(struct kp_writer *w, const struct kp_rec *rec)
 	return 0;
 }
 
+_Static_assert(KP_ENC_MAX_REC >= KP_ENC_BLOCK_HDR + KP_ENC_MAX_EVENT,
+	       "room past frame_cap for a block header and an event");
+
+int kp_writer_events_open(struct kp_writer *w, uint32_t tid, uint64_t ts,
+			  struct kp_evbuf *b)
+{
+	if (w->err)
+		return w->err;
+	if (!w->header_done)
+		return -EINVAL;
+	if (!w->open) {
+		if (kp_enc_frame(&w->enc, ts, w->seq) < 0)
+			return KP_ELIMIT;
+		w->seq++;
+		w->open = 1;
+	}
+	if (w->blk == SIZE_MAX || w->blk_tid != tid) {
+		block_close(w);
+		w->blk = w->len;
+		w->blk_tid = tid;
+		w->len += kp_enc_block_open(&w->enc, tid, w->buf + w->len);
+	}
+	/* len < frame_cap here (a full frame is emitted at once), and the
+	 * buffer has KP_ENC_MAX_REC bytes past frame_cap: room for the block
+	 * header and the event that crosses b->end. */
+	b->enc = &w->enc;
+	b->p = w->buf + w->len;
+	b->end = w->buf + w->frame_cap;
+	return 0;
+}
+
+int kp_writer_events_close(struct kp_writer *w, const struct kp_evbuf *b,
+			   uint64_t n, uint64_t last_ts)
+{
+	w->len = (size_t)(b->p - w->buf);
+	w->records += n;
+	w->last_ts = last_ts;
+	if (w->len >= w->frame_cap)
+		return kp_writer_flush(w);
+	return 0;
+}
+
 uint64_t kp_writer_bytes_out(const struct kp_writer *w)
 {
 	return w->bytes_out;

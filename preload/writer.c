@@ -23,6 +23,7 @@
  * (exit, _exit, exec, abort) runs the cycle itself rather than handing off.
  */
 #include "state.h"
+#include "codec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -424,6 +425,44 @@ static void ev_to_rec(const struct kp_ev *ev, struct kp_rec *r)
 	}
 }
 
+static KP_ALWAYS_INLINE int is_mem(unsigned type)
+{
+	return type >= KP_REC_ALLOC && type <= KP_REC_REALLOC;
+}
+
+/*
+ * The run of ALLOC, FREE and REALLOC events of one thread from slot t of
+ * ring r on, below head and the watermark, encoded straight into the open
+ * frame (kp_writer_events_open): the bulk of every trace, without a
+ * struct kp_rec and a kp_writer_add() call per event.
+ * @return the slot after the last event taken (at least t + 1).
+ */
+static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
+			    uint64_t head, uint64_t wm)
+{
+	const struct kp_ev *ev = &r->slots[t & r->mask];
+	uint32_t tid = ev->tid;
+	uint64_t n = 0, ts = to_ns(ev->tsc);
+	struct kp_evbuf b;
+
+	if (kp_writer_events_open(w.kw, tid, ts, &b) < 0)
+		return t + 1; /* the writer failed for good: dropped, as by
+			       * kp_writer_add */
+	do {
+		ts = to_ns(ev->tsc);
+		b.p = kp_enc_mem(b.enc, b.p, ev->type, ev->kind, ts, ev->a,
+				 ev->b, ev->c,
+				 ev->type == KP_REC_REALLOC ? dur_ns(ev->d) : 0,
+				 ev->stack);
+		n++;
+		if (++t == head || b.p >= b.end)
+			break;
+		ev = &r->slots[t & r->mask];
+	} while (ev->tsc < wm && is_mem(ev->type) && ev->tid == tid);
+	kp_writer_events_close(w.kw, &b, n, ts);
+	return t;
+}
+
 /*
  * An extension event at slot t of ring r (state.h): its payload is
  * reassembled from the head and continuation slots into w.ext_buf, which
@@ -585,20 +624,25 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 		struct kp_ring *r = w.rings[i];
 		uint64_t t = atomic_load_explicit(&r->tail,
 						  memory_order_relaxed);
-		for (; t < w.heads[i]; t++) {
+		while (t < w.heads[i]) {
 			const struct kp_ev *ev = &r->slots[t & r->mask];
 			if (ev->tsc >= wm) {
 				more = 1;
 				break;
 			}
+			if (KP_LIKELY(is_mem(ev->type))) {
+				t = add_mem_run(r, t, w.heads[i], wm);
+				continue;
+			}
 			struct kp_rec rec;
-			if (KP_UNLIKELY(ev->type >= KP_REC_EXT_MIN)) {
+			if (ev->type >= KP_REC_EXT_MIN) {
 				ext_to_rec(r, t, &rec);
 				t += ev->nx;
 			} else {
 				ev_to_rec(ev, &rec);
 			}
 			kp_writer_add(w.kw, &rec);
+			t++;
 		}
 		atomic_store_explicit(&r->tail, t, memory_order_release);
 		/* A ring closed before its head was read holds nothing more:

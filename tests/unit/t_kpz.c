@@ -16,6 +16,7 @@
 #include <msgpack.h>
 #include <zstd.h>
 
+#include "codec.h"
 #include "compat.h"
 #include "harness.h"
 #include "kpz_testutil.h"
@@ -405,6 +406,108 @@ TEST(frames_and_counters)
 	kp_reader_free(r);
 	membuf_free(&b);
 	free(ts);
+	free(wl);
+}
+
+static int is_mem_rec(const struct kp_rec *r)
+{
+	return r->type == KP_REC_ALLOC || r->type == KP_REC_FREE ||
+	       r->type == KP_REC_REALLOC;
+}
+
+/* Write recs with kp_writer_add() only (bulk 0), or with each run of
+ * events of one thread through kp_writer_events_open/kp_enc_mem/close,
+ * runs also cut every cut events (bulk 1). */
+static int write_recs(struct membuf *b, const struct kp_rec *recs, size_t n,
+		       int bulk, size_t cut)
+{
+	struct kp_sink sink = { membuf_write, b };
+	struct kp_writer *w;
+	struct kp_header h;
+	test_header(&h);
+	if (kp_writer_create(&w, &kp_allocator_libc, &sink, 1, 4096) != 0)
+		return -1;
+	if (kp_writer_header(w, &h) != 0)
+		return -1;
+	for (size_t i = 0; i < n;) {
+		const struct kp_rec *r = &recs[i];
+		if (!bulk || !is_mem_rec(r)) {
+			if (kp_writer_add(w, r) != 0)
+				return -1;
+			i++;
+			continue;
+		}
+		struct kp_evbuf eb;
+		size_t k = 0;
+		if (kp_writer_events_open(w, r->tid, r->ts, &eb) != 0)
+			return -1;
+		do {
+			r = &recs[i];
+			uint64_t a = r->u.alloc.ptr, bb = r->u.alloc.size,
+				 c = r->u.alloc.align, d = 0;
+			uint32_t st = r->u.alloc.stack;
+			if (r->type == KP_REC_FREE) {
+				a = r->u.free.ptr;
+				bb = c = st = 0;
+			} else if (r->type == KP_REC_REALLOC) {
+				a = r->u.realloc.old_ptr;
+				bb = r->u.realloc.new_ptr;
+				c = r->u.realloc.size;
+				d = r->u.realloc.dur;
+				st = r->u.realloc.stack;
+			}
+			eb.p = kp_enc_mem(eb.enc, eb.p, r->type, r->kind, r->ts,
+					  a, bb, c, d, st);
+			k++;
+			i++;
+		} while (i < n && eb.p < eb.end && k % cut && is_mem_rec(&recs[i]) &&
+			 recs[i].tid == recs[i - 1].tid);
+		if (kp_writer_events_close(w, &eb, k, recs[i - 1].ts) != 0)
+			return -1;
+	}
+	if (kp_writer_flush(w) != 0)
+		return -1;
+	int ok = kp_writer_records(w) == n;
+	kp_writer_free(w);
+	return ok ? 0 : -1;
+}
+
+/* The writer thread's bulk path writes the bytes of kp_writer_add(). */
+TEST(events_bulk_same_bytes)
+{
+	struct workload *wl = malloc(sizeof(*wl));
+	REQUIRE(wl);
+	wl_init(wl, 11);
+	const size_t n = 50000;
+	struct kp_rec *recs = calloc(n, sizeof(*recs));
+	REQUIRE(recs);
+	for (size_t i = 0; i < n; i++) {
+		wl_next(wl, &recs[i]);
+		struct kp_rec *r = &recs[i];
+		if (r->type == KP_REC_ALLOC && i % 37 == 0) {
+			r->kind = 2; /* calloc, aligned: the ALLOC_X form */
+			r->u.alloc.align = 64;
+		} else if (r->type == KP_REC_FREE && i % 53 == 0) {
+			uint64_t p = r->u.free.ptr;
+			r->type = KP_REC_REALLOC;
+			r->u.realloc.old_ptr = p;
+			r->u.realloc.new_ptr = i % 2 ? p : p + 4096 + i;
+			r->u.realloc.size = 100 + i;
+			r->u.realloc.stack = (uint32_t)(i % 7);
+			r->u.realloc.dur = 1000 + i;
+		}
+	}
+	struct membuf one = { 0 };
+	REQUIRE(write_recs(&one, recs, n, 0, 0) == 0);
+	for (size_t cut = 1; cut <= 1000; cut *= 10) {
+		struct membuf bulk = { 0 };
+		REQUIRE(write_recs(&bulk, recs, n, 1, cut) == 0);
+		CHECK_EQ_U(bulk.len, one.len);
+		CHECK(bulk.len == one.len && !memcmp(bulk.p, one.p, one.len));
+		membuf_free(&bulk);
+	}
+	membuf_free(&one);
+	free(recs);
 	free(wl);
 }
 
@@ -981,7 +1084,7 @@ int main(int argc, char **argv)
 	return RUN_TESTS(argc, argv, T(header_roundtrip),
 			 T(header_unknown_keys_and_defaults), T(header_limits),
 			 T(bad_prefixes), T(records_roundtrip),
-			 T(frames_and_counters), T(truncation_every_offset),
+			 T(frames_and_counters), T(events_bulk_same_bytes), T(truncation_every_offset),
 			 T(corrupt_byte_resyncs), T(crafted_frames),
 			 T(lying_content_size), T(failing_sink),
 			 T(failing_source), T(failing_allocator),

@@ -111,10 +111,21 @@ static int sq_resolve(void)
 	return ok;
 }
 
-/* ---- statements: an open-addressing table keyed by the stmt pointer ---- */
+/* ---- statements: a lock-free open-addressing table keyed by the stmt ---- */
 
+/*
+ * Threads that each run their own statements must not wait for one
+ * another here: the table takes no lock. A slot's key is claimed with a
+ * compare-and-swap (prepare) and given back as a tombstone (finalize);
+ * keys never move, so a lookup is a probe of plain loads from the key's
+ * home slot that stops at its key, an empty slot or SQ_PROBE slots.
+ * A claim reuses the first free slot (empty or tombstone) of the window,
+ * so tombstones do not pile up in it. The state of a slot is touched
+ * only by the thread that holds its statement: SQLite hands a statement
+ * from one thread to another only through the app's own synchronisation
+ * (and its connection mutex), which orders those accesses.
+ */
 struct sq_stmt {
-	sqlite3_stmt *stmt;  /* NULL = free slot */
 	sqlite3 *db;
 	char *text;          /* fingerprint (or full text), private arena */
 	uint32_t len;
@@ -128,10 +139,14 @@ struct sq_stmt {
 };
 
 #define SQ_SLOTS 8192 /* statements alive at once; more go unrecorded */
-static struct sq_stmt *tab;
-static _Atomic int tab_lock;
+#define SQ_PROBE 64   /* a statement lives within this many of its home */
+#define SQ_TOMB ((sqlite3_stmt *)1)
+struct sq_tab {
+	_Atomic(sqlite3_stmt *) key[SQ_SLOTS]; /* NULL empty, SQ_TOMB freed */
+	struct sq_stmt st[SQ_SLOTS];
+};
+static struct sq_tab *_Atomic tab;
 static _Atomic uint64_t untracked;
-static size_t used; /* slots in use, under tab_lock */
 
 static size_t slot_of(const void *p)
 {
@@ -142,61 +157,77 @@ static size_t slot_of(const void *p)
 	return (size_t)x & (SQ_SLOTS - 1);
 }
 
-/* Caller holds tab_lock. */
-static struct sq_stmt *find(sqlite3_stmt *s)
+static KP_ALWAYS_INLINE struct sq_stmt *find(sqlite3_stmt *s)
 {
-	if (!tab)
+	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
+	if (!t)
 		return NULL;
-	for (size_t i = slot_of(s), n = 0; n < SQ_SLOTS;
-	     i = (i + 1) & (SQ_SLOTS - 1), n++) {
-		if (tab[i].stmt == s)
-			return &tab[i];
-		if (!tab[i].stmt)
+	size_t i = slot_of(s);
+	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
+		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
+						       memory_order_acquire);
+		if (k == s)
+			return &t->st[i];
+		if (!k)
 			return NULL;
 	}
 	return NULL;
 }
 
-/* Caller holds tab_lock. Keeps the table at most 3/4 full. */
+static struct sq_tab *tab_get(void)
+{
+	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
+	if (t)
+		return t;
+	struct sq_tab *n = kp_arena_alloc(sizeof(*n));
+	if (!n)
+		return NULL;
+	memset(n, 0, sizeof(*n));
+	if (atomic_compare_exchange_strong_explicit(&tab, &t, n,
+						    memory_order_acq_rel,
+						    memory_order_acquire))
+		return n;
+	kp_arena_free(n); /* another thread made it first: t is it */
+	return t;
+}
+
+/*
+ * The slot of a new statement s: its old one if s is still there (its
+ * finalize was not seen), else the first free slot of its window,
+ * claimed; the caller fills it. NULL when the window is full.
+ */
 static struct sq_stmt *insert(sqlite3_stmt *s)
 {
-	if (!tab) {
-		tab = kp_arena_alloc(sizeof(*tab) * SQ_SLOTS);
-		if (!tab)
-			return NULL;
-		memset(tab, 0, sizeof(*tab) * SQ_SLOTS);
-	}
+	struct sq_tab *t = tab_get();
+	if (!t)
+		return NULL;
 	struct sq_stmt *e = find(s);
 	if (e)
 		return e;
-	if (used >= SQ_SLOTS / 4 * 3)
-		return NULL;
 	size_t i = slot_of(s);
-	while (tab[i].stmt)
-		i = (i + 1) & (SQ_SLOTS - 1);
-	used++;
-	memset(&tab[i], 0, sizeof(tab[i]));
-	tab[i].stmt = s;
-	return &tab[i];
-}
-
-/* Caller holds tab_lock. Backward-shift deletion (no tombstones). */
-static void erase(struct sq_stmt *e)
-{
-	size_t i = (size_t)(e - tab), j = i;
-	for (;;) {
-		j = (j + 1) & (SQ_SLOTS - 1);
-		if (!tab[j].stmt)
-			break;
-		size_t k = slot_of(tab[j].stmt);
-		int stay = i <= j ? (i < k && k <= j) : (i < k || k <= j);
-		if (!stay) {
-			tab[i] = tab[j];
-			i = j;
+	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
+		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
+						       memory_order_acquire);
+		while (!k || k == SQ_TOMB) {
+			if (atomic_compare_exchange_weak_explicit(
+				    &t->key[i], &k, s, memory_order_acq_rel,
+				    memory_order_acquire)) {
+				e = &t->st[i];
+				memset(e, 0, sizeof(*e));
+				return e;
+			}
 		}
 	}
-	tab[i].stmt = NULL;
-	used--;
+	return NULL;
+}
+
+/* Give e's slot back (the thread holds its statement). */
+static void erase(struct sq_stmt *e)
+{
+	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_relaxed);
+	size_t i = (size_t)(e - t->st);
+	e->text = NULL;
+	atomic_store_explicit(&t->key[i], SQ_TOMB, memory_order_release);
 }
 
 /*
@@ -238,7 +269,6 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const char *zsql,
 	int ro = sq.stmt_readonly(s) != 0;
 	int np = sq.bind_parameter_count(s) > 0;
 
-	kp_spin_lock(&tab_lock);
 	struct sq_stmt *e = insert(s);
 	if (e) {
 		if (e->text)
@@ -255,7 +285,6 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const char *zsql,
 		e->running = 0;
 		copy = NULL;
 	}
-	kp_spin_unlock(&tab_lock);
 	if (copy) {
 		kp_arena_free(copy);
 		atomic_fetch_add(&untracked, 1);
@@ -294,7 +323,7 @@ static uint64_t value_hash(const struct sq_stmt *e, sqlite3_stmt *s)
 	return fp.value_hash ? fp.value_hash : 1;
 }
 
-/* End the run of e (caller holds tab_lock; releases it). */
+/* End the run of e. */
 static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 {
 	int64_t v[KP_Q_NV] = { 0 };
@@ -314,12 +343,7 @@ static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 	v[KP_Q_CONN] = (int64_t)(uintptr_t)e->db;
 	e->prep_ticks = 0;
 	e->running = 0;
-	uint64_t tsc0 = e->tsc0;
-	/* the text stays valid: only finalize frees it, on this statement */
-	const char *text = e->text;
-	size_t len = e->len;
-	kp_spin_unlock(&tab_lock);
-	kp_query_close(KP_QSRC_SQLITE, tsc0, text, len, 1, v);
+	kp_query_close(KP_QSRC_SQLITE, e->tsc0, e->text, e->len, 1, v);
 }
 
 static __thread unsigned runs_recorded; /* for sqlite3_exec */
@@ -400,7 +424,7 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 	SQ_ENTER(step, s);
 	int saved = errno;
 	kp_tls.busy = 1;
-	kp_spin_lock(&tab_lock);
+	/* the slot stays this statement's until its finalize: one lookup */
 	struct sq_stmt *e = find(s);
 	if (e && !e->running) {
 		e->running = 1;
@@ -411,7 +435,6 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 		e->tsc0 = kp_ticks();
 		e->ctx = kp_query_open(e->tsc0);
 	}
-	kp_spin_unlock(&tab_lock);
 	kp_tls.busy = 0;
 	errno = saved;
 
@@ -419,44 +442,37 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 	int rc = sq.step(s); /* its allocations and I/O are the query's */
 	in_sqlite--;
 
-	saved = errno;
-	kp_tls.busy = 1;
-	kp_spin_lock(&tab_lock);
-	e = find(s);
 	if (e && e->running) {
 		if (rc == SQLITE_ROW) {
 			e->rows++;
-			kp_spin_unlock(&tab_lock);
 		} else {
+			saved = errno;
+			kp_tls.busy = 1;
 			runs_recorded++;
 			end_run(e, s, rc);
+			kp_tls.busy = 0;
+			errno = saved;
 		}
-	} else {
-		kp_spin_unlock(&tab_lock);
 	}
-	kp_tls.busy = 0;
-	errno = saved;
 	return rc;
 }
 
 /* A run still open when the app resets or finalizes its statement. */
 static void end_open_run(sqlite3_stmt *s, int forget)
 {
+	struct sq_stmt *e = find(s);
+	if (!e)
+		return;
 	int saved = errno;
 	kp_tls.busy = 1;
-	kp_spin_lock(&tab_lock);
-	struct sq_stmt *e = find(s);
-	if (e && e->running) {
+	if (e->running) {
 		runs_recorded++;
-		end_run(e, s, SQLITE_DONE); /* unlocks */
-		kp_spin_lock(&tab_lock);
-		e = find(s);
+		end_run(e, s, SQLITE_DONE);
 	}
-	if (forget && e) {
+	if (forget) {
 		kp_arena_free(e->text);
 		erase(e);
 	}
-	kp_spin_unlock(&tab_lock);
 	kp_tls.busy = 0;
 	errno = saved;
 }
@@ -475,7 +491,7 @@ KP_EXPORT int sqlite3_finalize(sqlite3_stmt *s)
 		return SQLITE_MISUSE;
 	/* always forget the statement, even when not recording now: its
 	 * address may come back for another one */
-	if (s && !kp_tls.busy && !kp_tls.writer && tab)
+	if (s && !kp_tls.busy && !kp_tls.writer)
 		end_open_run(s, 1);
 	return sq.finalize(s);
 }

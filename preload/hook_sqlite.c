@@ -43,6 +43,12 @@ static struct {
 			  const char **);
 	int (*prepare_v3)(sqlite3 *, const char *, int, unsigned,
 			  sqlite3_stmt **, const char **);
+	int (*prepare16)(sqlite3 *, const void *, int, sqlite3_stmt **,
+			 const void **);
+	int (*prepare16_v2)(sqlite3 *, const void *, int, sqlite3_stmt **,
+			    const void **);
+	int (*prepare16_v3)(sqlite3 *, const void *, int, unsigned,
+			    sqlite3_stmt **, const void **);
 	int (*step)(sqlite3_stmt *);
 	int (*reset)(sqlite3_stmt *);
 	int (*finalize)(sqlite3_stmt *);
@@ -84,6 +90,9 @@ static int sq_resolve(void)
 	R(prepare, "sqlite3_prepare");
 	R(prepare_v2, "sqlite3_prepare_v2");
 	R(prepare_v3, "sqlite3_prepare_v3");
+	R(prepare16, "sqlite3_prepare16");
+	R(prepare16_v2, "sqlite3_prepare16_v2");
+	R(prepare16_v3, "sqlite3_prepare16_v3");
 	R(step, "sqlite3_step");
 	R(reset, "sqlite3_reset");
 	R(finalize, "sqlite3_finalize");
@@ -242,25 +251,103 @@ static int want(void)
 	return !in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
 }
 
-/* After a successful prepare: remember the statement's fingerprint. */
-static void prepared(sqlite3 *db, sqlite3_stmt *s, const char *zsql,
-		     int nbyte, const char **tail, uint64_t ticks)
+/*
+ * UTF-16 text in the machine's byte order (what sqlite3_prepare16 takes:
+ * SQLITE_UTF16NATIVE), n bytes, as UTF-8 into out[cap] (not terminated).
+ * A lone surrogate becomes U+FFFD. @return the bytes written; *cut set
+ * when out was too small.
+ */
+static size_t utf16_to_utf8(const void *z, size_t n, char *out, size_t cap,
+			    int *cut)
+{
+	const uint16_t *u = z;
+	size_t nu = n / 2, o = 0;
+	for (size_t i = 0; i < nu; i++) {
+		uint32_t c = u[i];
+		if (c >= 0xd800 && c < 0xdc00 && i + 1 < nu &&
+		    u[i + 1] >= 0xdc00 && u[i + 1] < 0xe000) {
+			c = 0x10000 + ((c - 0xd800) << 10) + (u[i + 1] - 0xdc00);
+			i++;
+		} else if (c >= 0xd800 && c < 0xe000) {
+			c = 0xfffd;
+		}
+		char b[4];
+		size_t k;
+		if (c < 0x80) {
+			b[0] = (char)c;
+			k = 1;
+		} else if (c < 0x800) {
+			b[0] = (char)(0xc0 | c >> 6);
+			b[1] = (char)(0x80 | (c & 0x3f));
+			k = 2;
+		} else if (c < 0x10000) {
+			b[0] = (char)(0xe0 | c >> 12);
+			b[1] = (char)(0x80 | (c >> 6 & 0x3f));
+			b[2] = (char)(0x80 | (c & 0x3f));
+			k = 3;
+		} else {
+			b[0] = (char)(0xf0 | c >> 18);
+			b[1] = (char)(0x80 | (c >> 12 & 0x3f));
+			b[2] = (char)(0x80 | (c >> 6 & 0x3f));
+			b[3] = (char)(0x80 | (c & 0x3f));
+			k = 4;
+		}
+		if (o + k > cap) {
+			*cut = 1;
+			break;
+		}
+		memcpy(out + o, b, k);
+		o += k;
+	}
+	return o;
+}
+
+/* Bytes of a UTF-16 text: up to *tail, else nbyte, else its 0x0000. */
+static size_t utf16_len(const void *z, int nbyte, const void *const *tail)
+{
+	const uint16_t *u = z;
+	size_t max = nbyte >= 0 ? (size_t)nbyte & ~(size_t)1 : SIZE_MAX;
+	if (tail && *tail && (const char *)*tail >= (const char *)z)
+		max = (size_t)((const char *)*tail - (const char *)z);
+	size_t i = 0;
+	while (i * 2 < max && u[i])
+		i++;
+	return i * 2;
+}
+
+/*
+ * After a successful prepare: remember the statement's fingerprint. The
+ * text is sqlite3_sql()'s (UTF-8 for every prepare but the legacy
+ * sqlite3_prepare and sqlite3_prepare16, which keep none): else the
+ * app's zsql up to the tail, converted when utf16.
+ */
+static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
+		     int nbyte, const void *const *tail, int utf16,
+		     uint64_t ticks)
 {
 	if (!s)
 		return; /* only whitespace or a comment */
 	const char *text = sq.sql(s);
 	size_t len;
+	int64_t flags = 0;
+	char u8[KP_MAX_STR_LEN];
 	if (text) {
 		len = strlen(text);
+	} else if (utf16) { /* legacy sqlite3_prepare16() */
+		int cut = 0;
+		len = utf16_to_utf8(zsql, utf16_len(zsql, nbyte, tail), u8,
+				    sizeof(u8), &cut);
+		text = u8;
+		if (cut)
+			flags |= KP_QF_CUT;
 	} else { /* legacy sqlite3_prepare(): up to the tail */
-		text = zsql;
-		len = tail && *tail && *tail >= zsql ? (size_t)(*tail - zsql) :
-			nbyte >= 0 ? strnlen(zsql, (size_t)nbyte) :
-			strlen(zsql);
+		const char *z = zsql, *t = tail ? *tail : NULL;
+		text = z;
+		len = t && t >= z ? (size_t)(t - z) :
+			nbyte >= 0 ? strnlen(z, (size_t)nbyte) : strlen(z);
 	}
 	char buf[KP_MAX_STR_LEN + 1];
 	uint64_t lit;
-	int64_t flags = 0;
 	size_t n = kp_query_text(text, len, buf, sizeof(buf), &lit, &flags);
 	char *copy = kp_arena_alloc(n + 1);
 	if (!copy)
@@ -356,6 +443,12 @@ int sqlite3_prepare_v3(sqlite3 *, const char *, int, unsigned,
 		       sqlite3_stmt **, const char **);
 int sqlite3_prepare(sqlite3 *, const char *, int, sqlite3_stmt **,
 		    const char **);
+int sqlite3_prepare16(sqlite3 *, const void *, int, sqlite3_stmt **,
+		      const void **);
+int sqlite3_prepare16_v2(sqlite3 *, const void *, int, sqlite3_stmt **,
+			 const void **);
+int sqlite3_prepare16_v3(sqlite3 *, const void *, int, unsigned,
+			 sqlite3_stmt **, const void **);
 int sqlite3_step(sqlite3_stmt *);
 int sqlite3_reset(sqlite3_stmt *);
 int sqlite3_finalize(sqlite3_stmt *);
@@ -372,51 +465,69 @@ int sqlite3_exec(sqlite3 *, const char *,
 
 /* What every prepare does once the real one returned rc. */
 static int after_prepare(int rc, sqlite3 *db, sqlite3_stmt **st,
-			 const char *z, int n, const char **tail, uint64_t t0)
+			 const void *z, int n, const void *const *tail,
+			 int utf16, uint64_t t0)
 {
 	uint64_t t1 = kp_ticks();
 	if (rc == SQLITE_OK && st) {
 		int saved = errno;
 		kp_tls.busy = 1;
-		prepared(db, *st, z, n, tail, t1 - t0);
+		prepared(db, *st, z, n, tail, utf16, t1 - t0);
 		kp_tls.busy = 0;
 		errno = saved;
 	}
 	return rc;
 }
 
+#define PREPARE_BODY(fn, utf16, db, z, n, st, tail, ...)                    \
+	do {                                                                 \
+		SQ_ENTER(fn, __VA_ARGS__);                                   \
+		uint64_t t0 = kp_ticks();                                    \
+		in_sqlite++;                                                 \
+		int rc = sq.fn(__VA_ARGS__);                                 \
+		in_sqlite--;                                                 \
+		return after_prepare(rc, db, st, z, n,                       \
+				     (const void *const *)(tail), utf16, t0); \
+	} while (0)
+
 KP_EXPORT int sqlite3_prepare_v2(sqlite3 *db, const char *z, int n,
 				 sqlite3_stmt **st, const char **tail)
 {
-	SQ_ENTER(prepare_v2, db, z, n, st, tail);
-	uint64_t t0 = kp_ticks();
-	in_sqlite++;
-	int rc = sq.prepare_v2(db, z, n, st, tail);
-	in_sqlite--;
-	return after_prepare(rc, db, st, z, n, tail, t0);
+	PREPARE_BODY(prepare_v2, 0, db, z, n, st, tail, db, z, n, st, tail);
 }
 
 KP_EXPORT int sqlite3_prepare_v3(sqlite3 *db, const char *z, int n,
 				 unsigned flags, sqlite3_stmt **st,
 				 const char **tail)
 {
-	SQ_ENTER(prepare_v3, db, z, n, flags, st, tail);
-	uint64_t t0 = kp_ticks();
-	in_sqlite++;
-	int rc = sq.prepare_v3(db, z, n, flags, st, tail);
-	in_sqlite--;
-	return after_prepare(rc, db, st, z, n, tail, t0);
+	PREPARE_BODY(prepare_v3, 0, db, z, n, st, tail, db, z, n, flags, st,
+		     tail);
 }
 
 KP_EXPORT int sqlite3_prepare(sqlite3 *db, const char *z, int n,
 			      sqlite3_stmt **st, const char **tail)
 {
-	SQ_ENTER(prepare, db, z, n, st, tail);
-	uint64_t t0 = kp_ticks();
-	in_sqlite++;
-	int rc = sq.prepare(db, z, n, st, tail);
-	in_sqlite--;
-	return after_prepare(rc, db, st, z, n, tail, t0);
+	PREPARE_BODY(prepare, 0, db, z, n, st, tail, db, z, n, st, tail);
+}
+
+KP_EXPORT int sqlite3_prepare16(sqlite3 *db, const void *z, int n,
+				sqlite3_stmt **st, const void **tail)
+{
+	PREPARE_BODY(prepare16, 1, db, z, n, st, tail, db, z, n, st, tail);
+}
+
+KP_EXPORT int sqlite3_prepare16_v2(sqlite3 *db, const void *z, int n,
+				   sqlite3_stmt **st, const void **tail)
+{
+	PREPARE_BODY(prepare16_v2, 1, db, z, n, st, tail, db, z, n, st, tail);
+}
+
+KP_EXPORT int sqlite3_prepare16_v3(sqlite3 *db, const void *z, int n,
+				   unsigned flags, sqlite3_stmt **st,
+				   const void **tail)
+{
+	PREPARE_BODY(prepare16_v3, 1, db, z, n, st, tail, db, z, n, flags, st,
+		     tail);
 }
 
 KP_EXPORT int sqlite3_step(sqlite3_stmt *s)

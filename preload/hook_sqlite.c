@@ -550,7 +550,10 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 	errno = saved;
 
 	in_sqlite++;
+	uint8_t dbc = kp_tls.db_call;
+	kp_tls.db_call = 1; /* a sleep now is the busy handler's: hook_wait.c */
 	int rc = sq.step(s); /* its allocations and I/O are the query's */
+	kp_tls.db_call = dbc;
 	in_sqlite--;
 
 	if (e && e->running) {

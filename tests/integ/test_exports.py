@@ -36,6 +36,7 @@ sqlite3_prepare16_v2 sqlite3_prepare16_v3 sqlite3_step
 sqlite3_reset sqlite3_finalize sqlite3_exec
 PQexec PQexecParams PQprepare PQexecPrepared PQsendQuery PQsendQueryParams
 PQsendQueryPrepared PQsendPrepare PQgetResult PQfinish
+usleep sleep nanosleep clock_nanosleep
 pthread_create sigaction signal
 """.split()
 ALLOWED_PREFIXES = ("kprof_",)

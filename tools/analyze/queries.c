@@ -15,8 +15,9 @@
  *   slow       fingerprints with executions over the slow threshold
  *              (--slow-ms, else the trace's KOTOBA_PROFILE_SLOW_QUERY_MS,
  *              else 100 ms): the worst sample, its stack, and its time
- *              split into file I/O, fsync and the rest (lock waits are not
- *              recorded by this version: reported as part of the rest).
+ *              split into file I/O, fsync, lock wait (IO records of the
+ *              wait ops, kp_io_op_is_wait: blocking or refused fcntl
+ *              locks, a busy handler's sleeps) and the rest.
  *   N+1        on one thread, under one parent (the same innermost open
  *              span, or none), a run of >= NPLUS1_MIN (5) consecutive
  *              executions of one fingerprint (a query that began before
@@ -103,6 +104,7 @@ struct acc { /* what ran on the thread while a query was open */
 	uint64_t alloc_calls, alloc_bytes;
 	uint64_t io_calls, io_bytes, io_ns;
 	uint64_t fsyncs, fsync_ns;
+	uint64_t lock_waits, lock_ns; /* kp_io_op_is_wait(): lock, sleep */
 };
 
 static void acc_add(struct acc *a, const struct acc *b)
@@ -114,6 +116,8 @@ static void acc_add(struct acc *a, const struct acc *b)
 	a->io_ns = kp_sat_add(a->io_ns, b->io_ns);
 	a->fsyncs = kp_sat_add(a->fsyncs, b->fsyncs);
 	a->fsync_ns = kp_sat_add(a->fsync_ns, b->fsync_ns);
+	a->lock_waits = kp_sat_add(a->lock_waits, b->lock_waits);
+	a->lock_ns = kp_sat_add(a->lock_ns, b->lock_ns);
 }
 
 struct worst {
@@ -534,7 +538,10 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 			struct acc *a = &t->open[t->nopen - 1].acc;
 			uint64_t d = r->u.ext.v[KP_IO_DUR] > 0 ?
 				(uint64_t)r->u.ext.v[KP_IO_DUR] : 0;
-			if (query_io_is_fsync(e->kind)) {
+			if (kp_io_op_is_wait(e->kind)) {
+				a->lock_waits++;
+				a->lock_ns = kp_sat_add(a->lock_ns, d);
+			} else if (query_io_is_fsync(e->kind)) {
 				a->fsyncs++;
 				a->fsync_ns = kp_sat_add(a->fsync_ns, d);
 			} else {
@@ -1123,6 +1130,14 @@ static const char *source_name(unsigned bits)
 	return "api";
 }
 
+/* The rest of a slow query's time: what the trace does not explain. */
+static uint64_t worst_rest(const struct worst *w)
+{
+	return kp_sat_sub(w->ns, kp_sat_add(kp_sat_add(w->acc.io_ns,
+						       w->acc.fsync_ns),
+					    w->acc.lock_ns));
+}
+
 /* ---- JSON --------------------------------------------------------------------- */
 
 static void json_fp(struct qstate *qs, struct kp_json *j, uint32_t i)
@@ -1204,6 +1219,10 @@ static void q_report_json(void *state, struct kp_analysis *an,
 		kp_json_u64(j, f->acc.fsyncs);
 		kp_json_key(j, "fsync_ns");
 		kp_json_u64(j, f->acc.fsync_ns);
+		kp_json_key(j, "lock_waits");
+		kp_json_u64(j, f->acc.lock_waits);
+		kp_json_key(j, "lock_wait_ns");
+		kp_json_u64(j, f->acc.lock_ns);
 		kp_json_key(j, "slow_calls");
 		kp_json_u64(j, f->slow_calls);
 		kp_json_key(j, "call_sites");
@@ -1260,9 +1279,10 @@ static void q_report_json(void *state, struct kp_analysis *an,
 		kp_json_u64(j, w->acc.io_ns);
 		kp_json_key(j, "fsync_ns");
 		kp_json_u64(j, w->acc.fsync_ns);
+		kp_json_key(j, "lock_ns");
+		kp_json_u64(j, w->acc.lock_ns);
 		kp_json_key(j, "rest_ns");
-		kp_json_u64(j, kp_sat_sub(w->ns, kp_sat_add(w->acc.io_ns,
-							     w->acc.fsync_ns)));
+		kp_json_u64(j, worst_rest(w));
 		kp_json_key(j, "alloc_bytes");
 		kp_json_u64(j, w->acc.alloc_bytes);
 		kp_json_key(j, "stack");
@@ -1432,15 +1452,22 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 		text_fp(out, f->text, full ? 400 : 60);
 		fputc('\n', out);
 		if (full && (f->rows || f->full_scan || f->acc.alloc_calls ||
-			     f->acc.io_calls || f->errors))
+			     f->acc.io_calls || f->errors ||
+			     f->acc.lock_waits)) {
 			fprintf(out, "        rows %" PRIu64 ", full-scan steps %"
 				PRIu64 " in %" PRIu64 " calls, sorts %" PRIu64
 				", errors %" PRIu64 ", allocations %" PRIu64
 				" (%" PRIu64 " bytes), I/O %" PRIu64 " bytes, "
-				"fsyncs %" PRIu64 "\n", f->rows, f->full_scan,
+				"fsyncs %" PRIu64, f->rows, f->full_scan,
 				f->full_scan_calls, f->sort, f->errors,
 				f->acc.alloc_calls, f->acc.alloc_bytes,
 				f->acc.io_bytes, f->acc.fsyncs);
+			if (f->acc.lock_waits)
+				fprintf(out, ", lock waits %" PRIu64 " (%s)",
+					f->acc.lock_waits,
+					fmt_ns(a, sizeof(a), f->acc.lock_ns));
+			fputc('\n', out);
+		}
 	}
 	if (qs->nfps > top)
 		fprintf(out, "  (%zu more; kprof-analyze queries --top N)\n",
@@ -1470,11 +1497,12 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 			f->slow_calls, f->calls, fmt_ns(a, sizeof(a), qs->slow_ns));
 		text_fp(out, f->text, 200);
 		fprintf(out, "\n  worst %s (pid %" PRId64 " tid %u): file I/O %s, "
-			"fsync %s, rest %s\n", fmt_ns(a, sizeof(a), w->ns),
-			w->pid, w->tid, fmt_ns(b, sizeof(b), w->acc.io_ns),
+			"fsync %s, lock wait %s, rest %s\n",
+			fmt_ns(a, sizeof(a), w->ns), w->pid, w->tid,
+			fmt_ns(b, sizeof(b), w->acc.io_ns),
 			fmt_ns(c, sizeof(c), w->acc.fsync_ns),
-			fmt_ns(d, sizeof(d), kp_sat_sub(w->ns, w->acc.io_ns +
-							    w->acc.fsync_ns)));
+			fmt_ns(e, sizeof(e), w->acc.lock_ns),
+			fmt_ns(d, sizeof(d), worst_rest(w)));
 		kp_text_stack(an, out, w->stack, 8, "    ");
 	}
 	for (size_t k = 0; k < qs->nplus1.n; k++) {

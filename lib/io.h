@@ -40,7 +40,8 @@ enum kp_io_op {
 	/* waits (kp_io_op_is_wait): not I/O, recorded for the time a query
 	 * spends waiting for a database lock */
 	KP_IO_OP_LOCK = 17,        /* fcntl F_SETLKW / F_OFD_SETLKW, and a
-				    * refused F_SETLK / F_OFD_SETLK; req = lock
+				    * refused F_SETLK / F_OFD_SETLK (dur 0,
+				    * it did not wait); req = lock
 				    * type (F_RDLCK, F_WRLCK, F_UNLCK), off =
 				    * l_start (as given, relative to l_whence) */
 	KP_IO_OP_SLEEP = 18,       /* usleep, nanosleep, clock_nanosleep, sleep

@@ -261,25 +261,18 @@ KP_EXPORT int dup3(int old, int new, int fl)
 
 /*
  * POSIX record locks (SQLite's unix VFS locks its files so): a blocking
- * one (F_SETLKW, F_OFD_SETLKW) is a lock wait, recorded always; a
- * non-blocking one (F_SETLK, F_OFD_SETLK) only when refused (EAGAIN,
- * EACCES: the lock is held elsewhere), so the many granted ones of a
- * database cost no event. req = the lock type, off = l_start.
+ * one (F_SETLKW, F_OFD_SETLKW) is a lock wait, timed and recorded always;
+ * a non-blocking one (F_SETLK, F_OFD_SETLK) is recorded only when
+ * refused (EAGAIN, EACCES: the lock is held elsewhere), with duration 0
+ * (it did not wait; the caller's retry sleeps are the wait), so the many
+ * granted ones of a database cost no event and no clock read.
+ * req = the lock type, off = l_start.
  */
-static int do_lock(int fd, int cmd, struct flock *fl)
+static void lock_record(int fd, const struct flock *fl, int rc, uint64_t t0)
 {
-	uint64_t t0 = kp_ticks();
-	int rc = kp_io_real.fcntl(fd, cmd, fl);
-	int blocking = cmd == F_SETLKW || cmd == F_OFD_SETLKW;
-	if (rc == 0 && !blocking)
-		return rc;
-	int e = errno;
-	if (!blocking && e != EAGAIN && e != EACCES)
-		return rc;
-	int ok = fl && (rc == 0 || e != EFAULT);
+	int ok = fl && (rc == 0 || errno != EFAULT);
 	kp_io_record(KP_IO_OP_LOCK, fd, ok ? (uint64_t)fl->l_type : 0, rc,
 		     ok ? (int64_t)fl->l_start : KP_IO_NO_OFF, t0);
-	return rc;
 }
 
 /* fcntl: the argument is an int or a pointer; glibc reads it as a
@@ -288,10 +281,20 @@ static int do_fcntl(int fd, int cmd, void *arg)
 {
 	IO_REAL(fcntl);
 	struct kp_tls *t = &kp_tls;
+	if (cmd == F_SETLK || cmd == F_OFD_SETLK) {
+		int rc = kp_io_real.fcntl(fd, cmd, arg);
+		if (KP_UNLIKELY(rc < 0) && (errno == EAGAIN || errno == EACCES) &&
+		    kp_io_want(t))
+			lock_record(fd, arg, rc, kp_ticks());
+		return rc;
+	}
+	if ((cmd == F_SETLKW || cmd == F_OFD_SETLKW) && kp_io_want(t)) {
+		uint64_t t0 = kp_ticks();
+		int rc = kp_io_real.fcntl(fd, cmd, arg);
+		lock_record(fd, arg, rc, t0);
+		return rc;
+	}
 	int dupfd = cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC;
-	if ((cmd == F_SETLK || cmd == F_SETLKW || cmd == F_OFD_SETLK ||
-	     cmd == F_OFD_SETLKW) && kp_io_want(t))
-		return do_lock(fd, cmd, arg);
 	if (!(dupfd || cmd == F_SETFL) || !kp_io_want(t))
 		return kp_io_real.fcntl(fd, cmd, arg);
 	uint64_t t0 = kp_ticks();

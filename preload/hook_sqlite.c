@@ -147,8 +147,9 @@ struct sq_stmt {
 	int changes0;
 };
 
-#define SQ_SLOTS 8192 /* statements alive at once; more go unrecorded */
-#define SQ_PROBE 64   /* a statement lives within this many of its home */
+#define SQ_SLOTS 8192 /* statements alive at once (at most; see SQ_PROBE) */
+#define SQ_PROBE 64   /* a statement lives within this many slots of its
+		      * home; one whose window is full goes unrecorded */
 #define SQ_TOMB ((sqlite3_stmt *)1)
 struct sq_tab {
 	_Atomic(sqlite3_stmt *) key[SQ_SLOTS]; /* NULL empty, SQ_TOMB freed */

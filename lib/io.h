@@ -37,6 +37,16 @@ enum kp_io_op {
 	KP_IO_OP_FALLOCATE = 14,   /* and posix_fallocate */
 	KP_IO_OP_COPY_FILE_RANGE = 15, /* fd = out, req/ret bytes, off = out off */
 	KP_IO_OP_SENDFILE = 16,    /* fd = out */
+	/* waits (kp_io_op_is_wait): not I/O, recorded for the time a query
+	 * spends waiting for a database lock */
+	KP_IO_OP_LOCK = 17,        /* fcntl F_SETLKW / F_OFD_SETLKW, and a
+				    * refused F_SETLK / F_OFD_SETLK (dur 0,
+				    * it did not wait); req = lock
+				    * type (F_RDLCK, F_WRLCK, F_UNLCK), off =
+				    * l_start (as given, relative to l_whence) */
+	KP_IO_OP_SLEEP = 18,       /* usleep, nanosleep, clock_nanosleep, sleep
+				    * inside a database call (a busy handler's
+				    * retry wait); fd -1, req = ns asked */
 	/* stdio layer */
 	KP_IO_OP_FREAD = 32,
 	KP_IO_OP_FWRITE = 33,
@@ -93,7 +103,7 @@ static inline const char *kp_io_op_name(unsigned op)
 		"read", "write", "pread", "pwrite", "readv", "writev",
 		"preadv", "pwritev", "lseek", "fsync", "fdatasync",
 		"sync_file_range", "msync", "ftruncate", "fallocate",
-		"copy_file_range", "sendfile",
+		"copy_file_range", "sendfile", "lock", "sleep",
 	};
 	static const char *const std[] = {
 		"fread", "fwrite", "fgets", "fputs", "getdelim", "fprintf",
@@ -105,6 +115,12 @@ static inline const char *kp_io_op_name(unsigned op)
 						   sizeof(std[0]))
 		return std[op - KP_IO_OP_FREAD];
 	return NULL;
+}
+
+/* A wait for a lock (lock, or sleep: a busy handler's retry), not I/O. */
+static inline int kp_io_op_is_wait(unsigned op)
+{
+	return op == KP_IO_OP_LOCK || op == KP_IO_OP_SLEEP;
 }
 
 /* 1 = stdio layer, 0 = syscall layer. */

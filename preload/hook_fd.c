@@ -6,7 +6,8 @@
  * memfd_create (pipe and pipe2 are in hook_creds.c and call
  * kp_io_pipe()). Each success fills the fd table (fdtab.c) and records
  * FD_OPEN/FD_CLOSE with the call's duration; a failed open is recorded
- * too (fd -1, its errno, the path asked), so ENOENT storms show.
+ * too (fd -1, its errno, the path asked), so ENOENT storms show. Also
+ * fcntl's record locks, as lock waits (KP_IO_OP_LOCK).
  */
 #include "iohook.h"
 
@@ -258,12 +259,41 @@ KP_EXPORT int dup3(int old, int new, int fl)
 	return fd;
 }
 
+/*
+ * POSIX record locks (SQLite's unix VFS locks its files so): a blocking
+ * one (F_SETLKW, F_OFD_SETLKW) is a lock wait, timed and recorded always;
+ * a non-blocking one (F_SETLK, F_OFD_SETLK) is recorded only when
+ * refused (EAGAIN, EACCES: the lock is held elsewhere), with duration 0
+ * (it did not wait; the caller's retry sleeps are the wait), so the many
+ * granted ones of a database cost no event and no clock read.
+ * req = the lock type, off = l_start.
+ */
+static void lock_record(int fd, const struct flock *fl, int rc, uint64_t t0)
+{
+	int ok = fl && (rc == 0 || errno != EFAULT);
+	kp_io_record(KP_IO_OP_LOCK, fd, ok ? (uint64_t)fl->l_type : 0, rc,
+		     ok ? (int64_t)fl->l_start : KP_IO_NO_OFF, t0);
+}
+
 /* fcntl: the argument is an int or a pointer; glibc reads it as a
  * pointer-sized value and so does this. */
 static int do_fcntl(int fd, int cmd, void *arg)
 {
 	IO_REAL(fcntl);
 	struct kp_tls *t = &kp_tls;
+	if (cmd == F_SETLK || cmd == F_OFD_SETLK) {
+		int rc = kp_io_real.fcntl(fd, cmd, arg);
+		if (KP_UNLIKELY(rc < 0) && (errno == EAGAIN || errno == EACCES) &&
+		    kp_io_want(t))
+			lock_record(fd, arg, rc, kp_ticks());
+		return rc;
+	}
+	if ((cmd == F_SETLKW || cmd == F_OFD_SETLKW) && kp_io_want(t)) {
+		uint64_t t0 = kp_ticks();
+		int rc = kp_io_real.fcntl(fd, cmd, arg);
+		lock_record(fd, arg, rc, t0);
+		return rc;
+	}
 	int dupfd = cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC;
 	if (!(dupfd || cmd == F_SETFL) || !kp_io_want(t))
 		return kp_io_real.fcntl(fd, cmd, arg);

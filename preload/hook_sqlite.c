@@ -43,6 +43,12 @@ static struct {
 			  const char **);
 	int (*prepare_v3)(sqlite3 *, const char *, int, unsigned,
 			  sqlite3_stmt **, const char **);
+	int (*prepare16)(sqlite3 *, const void *, int, sqlite3_stmt **,
+			 const void **);
+	int (*prepare16_v2)(sqlite3 *, const void *, int, sqlite3_stmt **,
+			    const void **);
+	int (*prepare16_v3)(sqlite3 *, const void *, int, unsigned,
+			    sqlite3_stmt **, const void **);
 	int (*step)(sqlite3_stmt *);
 	int (*reset)(sqlite3_stmt *);
 	int (*finalize)(sqlite3_stmt *);
@@ -84,6 +90,9 @@ static int sq_resolve(void)
 	R(prepare, "sqlite3_prepare");
 	R(prepare_v2, "sqlite3_prepare_v2");
 	R(prepare_v3, "sqlite3_prepare_v3");
+	R(prepare16, "sqlite3_prepare16");
+	R(prepare16_v2, "sqlite3_prepare16_v2");
+	R(prepare16_v3, "sqlite3_prepare16_v3");
 	R(step, "sqlite3_step");
 	R(reset, "sqlite3_reset");
 	R(finalize, "sqlite3_finalize");
@@ -111,10 +120,21 @@ static int sq_resolve(void)
 	return ok;
 }
 
-/* ---- statements: an open-addressing table keyed by the stmt pointer ---- */
+/* ---- statements: a lock-free open-addressing table keyed by the stmt ---- */
 
+/*
+ * Threads that each run their own statements must not wait for one
+ * another here: the table takes no lock. A slot's key is claimed with a
+ * compare-and-swap (prepare) and given back as a tombstone (finalize);
+ * keys never move, so a lookup is a probe of plain loads from the key's
+ * home slot that stops at its key, an empty slot or SQ_PROBE slots.
+ * A claim reuses the first free slot (empty or tombstone) of the window,
+ * so tombstones do not pile up in it. The state of a slot is touched
+ * only by the thread that holds its statement: SQLite hands a statement
+ * from one thread to another only through the app's own synchronisation
+ * (and its connection mutex), which orders those accesses.
+ */
 struct sq_stmt {
-	sqlite3_stmt *stmt;  /* NULL = free slot */
 	sqlite3 *db;
 	char *text;          /* fingerprint (or full text), private arena */
 	uint32_t len;
@@ -127,11 +147,16 @@ struct sq_stmt {
 	int changes0;
 };
 
-#define SQ_SLOTS 8192 /* statements alive at once; more go unrecorded */
-static struct sq_stmt *tab;
-static _Atomic int tab_lock;
+#define SQ_SLOTS 8192 /* statements alive at once (at most; see SQ_PROBE) */
+#define SQ_PROBE 64   /* a statement lives within this many slots of its
+		      * home; one whose window is full goes unrecorded */
+#define SQ_TOMB ((sqlite3_stmt *)1)
+struct sq_tab {
+	_Atomic(sqlite3_stmt *) key[SQ_SLOTS]; /* NULL empty, SQ_TOMB freed */
+	struct sq_stmt st[SQ_SLOTS];
+};
+static struct sq_tab *_Atomic tab;
 static _Atomic uint64_t untracked;
-static size_t used; /* slots in use, under tab_lock */
 
 static size_t slot_of(const void *p)
 {
@@ -142,61 +167,77 @@ static size_t slot_of(const void *p)
 	return (size_t)x & (SQ_SLOTS - 1);
 }
 
-/* Caller holds tab_lock. */
-static struct sq_stmt *find(sqlite3_stmt *s)
+static KP_ALWAYS_INLINE struct sq_stmt *find(sqlite3_stmt *s)
 {
-	if (!tab)
+	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
+	if (!t)
 		return NULL;
-	for (size_t i = slot_of(s), n = 0; n < SQ_SLOTS;
-	     i = (i + 1) & (SQ_SLOTS - 1), n++) {
-		if (tab[i].stmt == s)
-			return &tab[i];
-		if (!tab[i].stmt)
+	size_t i = slot_of(s);
+	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
+		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
+						       memory_order_acquire);
+		if (k == s)
+			return &t->st[i];
+		if (!k)
 			return NULL;
 	}
 	return NULL;
 }
 
-/* Caller holds tab_lock. Keeps the table at most 3/4 full. */
+static struct sq_tab *tab_get(void)
+{
+	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
+	if (t)
+		return t;
+	struct sq_tab *n = kp_arena_alloc(sizeof(*n));
+	if (!n)
+		return NULL;
+	memset(n, 0, sizeof(*n));
+	if (atomic_compare_exchange_strong_explicit(&tab, &t, n,
+						    memory_order_acq_rel,
+						    memory_order_acquire))
+		return n;
+	kp_arena_free(n); /* another thread made it first: t is it */
+	return t;
+}
+
+/*
+ * The slot of a new statement s: its old one if s is still there (its
+ * finalize was not seen), else the first free slot of its window,
+ * claimed; the caller fills it. NULL when the window is full.
+ */
 static struct sq_stmt *insert(sqlite3_stmt *s)
 {
-	if (!tab) {
-		tab = kp_arena_alloc(sizeof(*tab) * SQ_SLOTS);
-		if (!tab)
-			return NULL;
-		memset(tab, 0, sizeof(*tab) * SQ_SLOTS);
-	}
+	struct sq_tab *t = tab_get();
+	if (!t)
+		return NULL;
 	struct sq_stmt *e = find(s);
 	if (e)
 		return e;
-	if (used >= SQ_SLOTS / 4 * 3)
-		return NULL;
 	size_t i = slot_of(s);
-	while (tab[i].stmt)
-		i = (i + 1) & (SQ_SLOTS - 1);
-	used++;
-	memset(&tab[i], 0, sizeof(tab[i]));
-	tab[i].stmt = s;
-	return &tab[i];
-}
-
-/* Caller holds tab_lock. Backward-shift deletion (no tombstones). */
-static void erase(struct sq_stmt *e)
-{
-	size_t i = (size_t)(e - tab), j = i;
-	for (;;) {
-		j = (j + 1) & (SQ_SLOTS - 1);
-		if (!tab[j].stmt)
-			break;
-		size_t k = slot_of(tab[j].stmt);
-		int stay = i <= j ? (i < k && k <= j) : (i < k || k <= j);
-		if (!stay) {
-			tab[i] = tab[j];
-			i = j;
+	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
+		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
+						       memory_order_acquire);
+		while (!k || k == SQ_TOMB) {
+			if (atomic_compare_exchange_weak_explicit(
+				    &t->key[i], &k, s, memory_order_acq_rel,
+				    memory_order_acquire)) {
+				e = &t->st[i];
+				memset(e, 0, sizeof(*e));
+				return e;
+			}
 		}
 	}
-	tab[i].stmt = NULL;
-	used--;
+	return NULL;
+}
+
+/* Give e's slot back (the thread holds its statement). */
+static void erase(struct sq_stmt *e)
+{
+	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_relaxed);
+	size_t i = (size_t)(e - t->st);
+	e->text = NULL;
+	atomic_store_explicit(&t->key[i], SQ_TOMB, memory_order_release);
 }
 
 /*
@@ -211,25 +252,103 @@ static int want(void)
 	return !in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
 }
 
-/* After a successful prepare: remember the statement's fingerprint. */
-static void prepared(sqlite3 *db, sqlite3_stmt *s, const char *zsql,
-		     int nbyte, const char **tail, uint64_t ticks)
+/*
+ * UTF-16 text in the machine's byte order (what sqlite3_prepare16 takes:
+ * SQLITE_UTF16NATIVE), n bytes, as UTF-8 into out[cap] (not terminated).
+ * A lone surrogate becomes U+FFFD. @return the bytes written; *cut set
+ * when out was too small.
+ */
+static size_t utf16_to_utf8(const void *z, size_t n, char *out, size_t cap,
+			    int *cut)
+{
+	const uint16_t *u = z;
+	size_t nu = n / 2, o = 0;
+	for (size_t i = 0; i < nu; i++) {
+		uint32_t c = u[i];
+		if (c >= 0xd800 && c < 0xdc00 && i + 1 < nu &&
+		    u[i + 1] >= 0xdc00 && u[i + 1] < 0xe000) {
+			c = 0x10000 + ((c - 0xd800) << 10) + (u[i + 1] - 0xdc00);
+			i++;
+		} else if (c >= 0xd800 && c < 0xe000) {
+			c = 0xfffd;
+		}
+		char b[4];
+		size_t k;
+		if (c < 0x80) {
+			b[0] = (char)c;
+			k = 1;
+		} else if (c < 0x800) {
+			b[0] = (char)(0xc0 | c >> 6);
+			b[1] = (char)(0x80 | (c & 0x3f));
+			k = 2;
+		} else if (c < 0x10000) {
+			b[0] = (char)(0xe0 | c >> 12);
+			b[1] = (char)(0x80 | (c >> 6 & 0x3f));
+			b[2] = (char)(0x80 | (c & 0x3f));
+			k = 3;
+		} else {
+			b[0] = (char)(0xf0 | c >> 18);
+			b[1] = (char)(0x80 | (c >> 12 & 0x3f));
+			b[2] = (char)(0x80 | (c >> 6 & 0x3f));
+			b[3] = (char)(0x80 | (c & 0x3f));
+			k = 4;
+		}
+		if (o + k > cap) {
+			*cut = 1;
+			break;
+		}
+		memcpy(out + o, b, k);
+		o += k;
+	}
+	return o;
+}
+
+/* Bytes of a UTF-16 text: up to *tail, else nbyte, else its 0x0000. */
+static size_t utf16_len(const void *z, int nbyte, const void *const *tail)
+{
+	const uint16_t *u = z;
+	size_t max = nbyte >= 0 ? (size_t)nbyte & ~(size_t)1 : SIZE_MAX;
+	if (tail && *tail && (const char *)*tail >= (const char *)z)
+		max = (size_t)((const char *)*tail - (const char *)z);
+	size_t i = 0;
+	while (i * 2 < max && u[i])
+		i++;
+	return i * 2;
+}
+
+/*
+ * After a successful prepare: remember the statement's fingerprint. The
+ * text is sqlite3_sql()'s (UTF-8 for every prepare but the legacy
+ * sqlite3_prepare and sqlite3_prepare16, which keep none): else the
+ * app's zsql up to the tail, converted when utf16.
+ */
+static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
+		     int nbyte, const void *const *tail, int utf16,
+		     uint64_t ticks)
 {
 	if (!s)
 		return; /* only whitespace or a comment */
 	const char *text = sq.sql(s);
 	size_t len;
+	int64_t flags = 0;
+	char u8[KP_MAX_STR_LEN];
 	if (text) {
 		len = strlen(text);
+	} else if (utf16) { /* legacy sqlite3_prepare16() */
+		int cut = 0;
+		len = utf16_to_utf8(zsql, utf16_len(zsql, nbyte, tail), u8,
+				    sizeof(u8), &cut);
+		text = u8;
+		if (cut)
+			flags |= KP_QF_CUT;
 	} else { /* legacy sqlite3_prepare(): up to the tail */
-		text = zsql;
-		len = tail && *tail && *tail >= zsql ? (size_t)(*tail - zsql) :
-			nbyte >= 0 ? strnlen(zsql, (size_t)nbyte) :
-			strlen(zsql);
+		const char *z = zsql, *t = tail ? *tail : NULL;
+		text = z;
+		len = t && t >= z ? (size_t)(t - z) :
+			nbyte >= 0 ? strnlen(z, (size_t)nbyte) : strlen(z);
 	}
 	char buf[KP_MAX_STR_LEN + 1];
 	uint64_t lit;
-	int64_t flags = 0;
 	size_t n = kp_query_text(text, len, buf, sizeof(buf), &lit, &flags);
 	char *copy = kp_arena_alloc(n + 1);
 	if (!copy)
@@ -238,7 +357,6 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const char *zsql,
 	int ro = sq.stmt_readonly(s) != 0;
 	int np = sq.bind_parameter_count(s) > 0;
 
-	kp_spin_lock(&tab_lock);
 	struct sq_stmt *e = insert(s);
 	if (e) {
 		if (e->text)
@@ -255,7 +373,6 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const char *zsql,
 		e->running = 0;
 		copy = NULL;
 	}
-	kp_spin_unlock(&tab_lock);
 	if (copy) {
 		kp_arena_free(copy);
 		atomic_fetch_add(&untracked, 1);
@@ -294,7 +411,7 @@ static uint64_t value_hash(const struct sq_stmt *e, sqlite3_stmt *s)
 	return fp.value_hash ? fp.value_hash : 1;
 }
 
-/* End the run of e (caller holds tab_lock; releases it). */
+/* End the run of e. */
 static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 {
 	int64_t v[KP_Q_NV] = { 0 };
@@ -314,12 +431,7 @@ static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 	v[KP_Q_CONN] = (int64_t)(uintptr_t)e->db;
 	e->prep_ticks = 0;
 	e->running = 0;
-	uint64_t tsc0 = e->tsc0;
-	/* the text stays valid: only finalize frees it, on this statement */
-	const char *text = e->text;
-	size_t len = e->len;
-	kp_spin_unlock(&tab_lock);
-	kp_query_close(KP_QSRC_SQLITE, tsc0, text, len, 1, v);
+	kp_query_close(KP_QSRC_SQLITE, e->tsc0, e->text, e->len, 1, v);
 }
 
 static __thread unsigned runs_recorded; /* for sqlite3_exec */
@@ -332,6 +444,12 @@ int sqlite3_prepare_v3(sqlite3 *, const char *, int, unsigned,
 		       sqlite3_stmt **, const char **);
 int sqlite3_prepare(sqlite3 *, const char *, int, sqlite3_stmt **,
 		    const char **);
+int sqlite3_prepare16(sqlite3 *, const void *, int, sqlite3_stmt **,
+		      const void **);
+int sqlite3_prepare16_v2(sqlite3 *, const void *, int, sqlite3_stmt **,
+			 const void **);
+int sqlite3_prepare16_v3(sqlite3 *, const void *, int, unsigned,
+			 sqlite3_stmt **, const void **);
 int sqlite3_step(sqlite3_stmt *);
 int sqlite3_reset(sqlite3_stmt *);
 int sqlite3_finalize(sqlite3_stmt *);
@@ -348,51 +466,69 @@ int sqlite3_exec(sqlite3 *, const char *,
 
 /* What every prepare does once the real one returned rc. */
 static int after_prepare(int rc, sqlite3 *db, sqlite3_stmt **st,
-			 const char *z, int n, const char **tail, uint64_t t0)
+			 const void *z, int n, const void *const *tail,
+			 int utf16, uint64_t t0)
 {
 	uint64_t t1 = kp_ticks();
 	if (rc == SQLITE_OK && st) {
 		int saved = errno;
 		kp_tls.busy = 1;
-		prepared(db, *st, z, n, tail, t1 - t0);
+		prepared(db, *st, z, n, tail, utf16, t1 - t0);
 		kp_tls.busy = 0;
 		errno = saved;
 	}
 	return rc;
 }
 
+#define PREPARE_BODY(fn, utf16, db, z, n, st, tail, ...)                    \
+	do {                                                                 \
+		SQ_ENTER(fn, __VA_ARGS__);                                   \
+		uint64_t t0 = kp_ticks();                                    \
+		in_sqlite++;                                                 \
+		int rc = sq.fn(__VA_ARGS__);                                 \
+		in_sqlite--;                                                 \
+		return after_prepare(rc, db, st, z, n,                       \
+				     (const void *const *)(tail), utf16, t0); \
+	} while (0)
+
 KP_EXPORT int sqlite3_prepare_v2(sqlite3 *db, const char *z, int n,
 				 sqlite3_stmt **st, const char **tail)
 {
-	SQ_ENTER(prepare_v2, db, z, n, st, tail);
-	uint64_t t0 = kp_ticks();
-	in_sqlite++;
-	int rc = sq.prepare_v2(db, z, n, st, tail);
-	in_sqlite--;
-	return after_prepare(rc, db, st, z, n, tail, t0);
+	PREPARE_BODY(prepare_v2, 0, db, z, n, st, tail, db, z, n, st, tail);
 }
 
 KP_EXPORT int sqlite3_prepare_v3(sqlite3 *db, const char *z, int n,
 				 unsigned flags, sqlite3_stmt **st,
 				 const char **tail)
 {
-	SQ_ENTER(prepare_v3, db, z, n, flags, st, tail);
-	uint64_t t0 = kp_ticks();
-	in_sqlite++;
-	int rc = sq.prepare_v3(db, z, n, flags, st, tail);
-	in_sqlite--;
-	return after_prepare(rc, db, st, z, n, tail, t0);
+	PREPARE_BODY(prepare_v3, 0, db, z, n, st, tail, db, z, n, flags, st,
+		     tail);
 }
 
 KP_EXPORT int sqlite3_prepare(sqlite3 *db, const char *z, int n,
 			      sqlite3_stmt **st, const char **tail)
 {
-	SQ_ENTER(prepare, db, z, n, st, tail);
-	uint64_t t0 = kp_ticks();
-	in_sqlite++;
-	int rc = sq.prepare(db, z, n, st, tail);
-	in_sqlite--;
-	return after_prepare(rc, db, st, z, n, tail, t0);
+	PREPARE_BODY(prepare, 0, db, z, n, st, tail, db, z, n, st, tail);
+}
+
+KP_EXPORT int sqlite3_prepare16(sqlite3 *db, const void *z, int n,
+				sqlite3_stmt **st, const void **tail)
+{
+	PREPARE_BODY(prepare16, 1, db, z, n, st, tail, db, z, n, st, tail);
+}
+
+KP_EXPORT int sqlite3_prepare16_v2(sqlite3 *db, const void *z, int n,
+				   sqlite3_stmt **st, const void **tail)
+{
+	PREPARE_BODY(prepare16_v2, 1, db, z, n, st, tail, db, z, n, st, tail);
+}
+
+KP_EXPORT int sqlite3_prepare16_v3(sqlite3 *db, const void *z, int n,
+				   unsigned flags, sqlite3_stmt **st,
+				   const void **tail)
+{
+	PREPARE_BODY(prepare16_v3, 1, db, z, n, st, tail, db, z, n, flags, st,
+		     tail);
 }
 
 KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
@@ -400,7 +536,7 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 	SQ_ENTER(step, s);
 	int saved = errno;
 	kp_tls.busy = 1;
-	kp_spin_lock(&tab_lock);
+	/* the slot stays this statement's until its finalize: one lookup */
 	struct sq_stmt *e = find(s);
 	if (e && !e->running) {
 		e->running = 1;
@@ -411,52 +547,47 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 		e->tsc0 = kp_ticks();
 		e->ctx = kp_query_open(e->tsc0);
 	}
-	kp_spin_unlock(&tab_lock);
 	kp_tls.busy = 0;
 	errno = saved;
 
 	in_sqlite++;
+	uint8_t dbc = kp_tls.db_call;
+	kp_tls.db_call = 1; /* a sleep now is the busy handler's: hook_wait.c */
 	int rc = sq.step(s); /* its allocations and I/O are the query's */
+	kp_tls.db_call = dbc;
 	in_sqlite--;
 
-	saved = errno;
-	kp_tls.busy = 1;
-	kp_spin_lock(&tab_lock);
-	e = find(s);
 	if (e && e->running) {
 		if (rc == SQLITE_ROW) {
 			e->rows++;
-			kp_spin_unlock(&tab_lock);
 		} else {
+			saved = errno;
+			kp_tls.busy = 1;
 			runs_recorded++;
 			end_run(e, s, rc);
+			kp_tls.busy = 0;
+			errno = saved;
 		}
-	} else {
-		kp_spin_unlock(&tab_lock);
 	}
-	kp_tls.busy = 0;
-	errno = saved;
 	return rc;
 }
 
 /* A run still open when the app resets or finalizes its statement. */
 static void end_open_run(sqlite3_stmt *s, int forget)
 {
+	struct sq_stmt *e = find(s);
+	if (!e)
+		return;
 	int saved = errno;
 	kp_tls.busy = 1;
-	kp_spin_lock(&tab_lock);
-	struct sq_stmt *e = find(s);
-	if (e && e->running) {
+	if (e->running) {
 		runs_recorded++;
-		end_run(e, s, SQLITE_DONE); /* unlocks */
-		kp_spin_lock(&tab_lock);
-		e = find(s);
+		end_run(e, s, SQLITE_DONE);
 	}
-	if (forget && e) {
+	if (forget) {
 		kp_arena_free(e->text);
 		erase(e);
 	}
-	kp_spin_unlock(&tab_lock);
 	kp_tls.busy = 0;
 	errno = saved;
 }
@@ -475,7 +606,7 @@ KP_EXPORT int sqlite3_finalize(sqlite3_stmt *s)
 		return SQLITE_MISUSE;
 	/* always forget the statement, even when not recording now: its
 	 * address may come back for another one */
-	if (s && !kp_tls.busy && !kp_tls.writer && tab)
+	if (s && !kp_tls.busy && !kp_tls.writer)
 		end_open_run(s, 1);
 	return sq.finalize(s);
 }

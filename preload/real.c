@@ -56,6 +56,10 @@ void kp_real_resolve(void)
 	r.pthread_create = next("pthread_create");
 	r.sigaction = next("sigaction");
 	r.signal = next("signal");
+	r.usleep = next("usleep");
+	r.sleep = next("sleep");
+	r.nanosleep = next("nanosleep");
+	r.clock_nanosleep = next("clock_nanosleep");
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc) {
 		/* Without these the app cannot run at all: say why once. */
 		static const char msg[] =

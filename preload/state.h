@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "record.h"
@@ -124,6 +125,8 @@ struct kp_tls {
 	uint8_t busy;         /* inside kprof: nested calls pass through */
 	uint8_t dead;         /* past its key destructor: use the shared ring */
 	uint8_t writer;       /* this is the writer thread: never record */
+	uint8_t db_call;      /* inside a database call (sqlite3_step): a
+			       * sleep now is a lock wait (hook_wait.c) */
 };
 
 extern __thread struct kp_tls kp_tls;
@@ -229,6 +232,12 @@ struct kp_real {
 	void *pthread_create;  /* int (*)(pthread_t *, attr, fn, arg) */
 	void *sigaction;       /* int (*)(int, act, old) */
 	void *signal;          /* sighandler_t (*)(int, sighandler_t) */
+	/* hook_wait.c */
+	int (*usleep)(unsigned);
+	unsigned (*sleep)(unsigned);
+	int (*nanosleep)(const struct timespec *, struct timespec *);
+	int (*clock_nanosleep)(int, int, const struct timespec *,
+			       struct timespec *);
 };
 
 extern struct kp_real kp_real;

@@ -31,10 +31,12 @@ memfd_create
 fopen fopen64 fdopen freopen freopen64 fclose fflush fread __fread_chk fwrite
 fgets __fgets_chk fputs getline getdelim fprintf vfprintf __fprintf_chk
 __vfprintf_chk
-sqlite3_prepare sqlite3_prepare_v2 sqlite3_prepare_v3 sqlite3_step
+sqlite3_prepare sqlite3_prepare_v2 sqlite3_prepare_v3 sqlite3_prepare16
+sqlite3_prepare16_v2 sqlite3_prepare16_v3 sqlite3_step
 sqlite3_reset sqlite3_finalize sqlite3_exec
 PQexec PQexecParams PQprepare PQexecPrepared PQsendQuery PQsendQueryParams
 PQsendQueryPrepared PQsendPrepare PQgetResult PQfinish
+usleep sleep nanosleep clock_nanosleep
 pthread_create sigaction signal
 """.split()
 ALLOWED_PREFIXES = ("kprof_",)

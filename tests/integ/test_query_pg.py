@@ -74,6 +74,10 @@ with t.section("postgresql"):
             blob = "\n".join(json.dumps(x) for x in recs)
             t.ok("pq_secret" not in blob and "pq_literal_zq7" not in blob,
                  "pq_app: no parameter or literal in the trace")
+            # the count by name scans the table on the server, but libpq
+            # tells the client nothing of it: no evidence, no advice
+            t.eq((q["index_advice"], sum(f["full_scan_calls"] for f in q["fingerprints"])),
+                 ([], 0), "pq_app: no index advice without scan evidence (libpq)")
             st = [(s["fingerprint"], s["statements"]) for s in q["write_storms"]]
             t.eq(st, [("insert into items values(?+)", 11)],
                  "pq_app: the 10 autocommit inserts and the update: one write storm")
@@ -109,4 +113,37 @@ with t.section("postgresql"):
                      other)
                 t.eq(sum(f["errors"] for f in q["fingerprints"]), 0,
                      "pgbench -M %s: no failed query" % mode)
+
+            # index advice for libpq queries: only with --pg-dsn, only where
+            # the server's generic plan scans a table of >= 1000 rows
+            r = run([psql, "-X", "-At", "-h", pg.dir, "-p", pg.port, "-U", pg.user,
+                     "-d", "postgres",
+                     "-c", "SELECT count(*) FROM pgbench_accounts WHERE abalance = 7",
+                     "-c", "SELECT abalance FROM pgbench_accounts WHERE aid = 7",
+                     "-c", "SELECT count(*) FROM items WHERE name = 'x'"], d)
+            t.eq((r.rc, r.out), (0, "0\n0\n0\n"), "psql: three lookups", r)
+            q = analyze(r.traces)["queries"]
+            t.eq(q["index_advice"], [], "libpq: no advice without --pg-dsn")
+            q = analyze(r.traces, extra=["--pg-dsn", pg.conninfo()])["queries"]
+            adv = [(a["fingerprint"], a["statement"], a["evidence"], a["verified"])
+                   for a in q["index_advice"]]
+            t.eq(adv, [("select count(*) from pgbench_accounts where abalance = ?",
+                        "CREATE INDEX kp_pgbench_accounts_abalance ON "
+                        "pgbench_accounts(abalance);", "server_plan", None)],
+                 "--pg-dsn: advice for the sequential scan of the 100000-row table "
+                 "only (not the primary-key lookup, not the 10-row table)", q["index_advice"])
+            a = q["index_advice"][0] if q["index_advice"] else {}
+            t.ok(a.get("table_rows", 0) >= 1000 and
+                 "Seq Scan on pgbench_accounts" in (a.get("plan_before") or ""),
+                 "--pg-dsn: the evidence: the server's plan and row estimate", a)
+            out = analyze(r.traces, fmt="text",
+                          extra=["queries", "--pg-dsn", pg.conninfo()])
+            t.ok("CREATE INDEX kp_pgbench_accounts_abalance" in out and
+                 "the server plans a sequential scan of pgbench_accounts" in out,
+                 "--pg-dsn: the text report names the advice and its evidence",
+                 out[-1500:])
+            chk = run_plain([psql, "-X", "-At", "-h", pg.dir, "-p", pg.port, "-U",
+                             pg.user, "-d", "postgres", "-c",
+                             "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'kp_%'"], d)
+            t.eq(chk.out, "0\n", "--pg-dsn: no index created on the server")
 t.done()

@@ -125,6 +125,27 @@ for label, cmd in APPS:
                      {k: v[0] for k, v in WANT.items()},
                      "QUERY_TEXT=full: the analyzer fingerprints the full text the same")
 
+with t.section("UTF-16 prepares"):
+    # tests/apps/sqlite_utf16.c: sqlite3_prepare16, _v2 and _v3
+    with Tmp() as d:
+        r = run([app("sqlite_utf16"), os.path.join(d, "u.db")], d)
+        t.eq((r.rc, r.err, r.out), (0, "", "rows=8 max=8\n"),
+             "UTF-16: the app runs unchanged under kprof", r)
+        q = analyze(r.traces)["queries"]
+        got = {f["fingerprint"]: (f["calls"], f["rows"]) for f in q["fingerprints"]}
+        t.eq(got, {
+            "create table données(clé integer primary key, valeur text)": (1, 0),
+            # 5 bound (prepare16_v2) + 3 with a literal (legacy prepare16)
+            "insert into données(valeur) values(?+)": (8, 8),
+            "select valeur from données where clé = ?": (4, 4),
+            # legacy prepare16 keeps no text: taken from the app's, to the tail
+            "select count(*) from données": (1, 1),
+            "select max(clé) from données": (1, 1),
+        }, "UTF-16: calls and rows per fingerprint, the text as UTF-8")
+        raw = b"".join(open(f, "rb").read() for f in r.traces)
+        t.ok(b"clef" not in raw and "clef".encode("utf-16-le") not in raw,
+             "UTF-16: default: the literal is not in the trace")
+
 with t.section("threads"):
     with Tmp() as d:
         TH, RO = 4, 300

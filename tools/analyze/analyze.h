@@ -91,6 +91,7 @@ struct kp_opts {
 	int stats;             /* --stats: throughput on stderr */
 	int no_symbols;        /* --no-symbols: module+offset only */
 	const char *sqlite_db; /* --sqlite-db FILE: verify index advice */
+	const char *pg_dsn;    /* --pg-dsn DSN: plan libpq queries (psql) */
 	long slow_ms;          /* --slow-ms MS: slow query threshold, -1 unset */
 	const char *what;      /* flame --what cpu|alloc|live|io */
 	int folded;            /* flame --folded: folded stacks, not SVG */

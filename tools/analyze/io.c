@@ -367,14 +367,25 @@ static void on_io(struct io_state *s, struct kp_trace *t,
 		  const struct kp_event *e, const struct kp_rec *r)
 {
 	unsigned op = e->kind;
-	if (!op_name(op) || op >= NOPS)
-		return;
+	if (!op_name(op) || op >= NOPS || op == KP_IO_OP_SLEEP)
+		return; /* a sleep is no file's: only the queries pass uses it */
 	const int64_t *v = r->u.ext.v;
 	struct io_proc *pr = s->cur->proc;
 	uint32_t fi = op == KP_IO_OP_MSYNC ? named(s, "<mmap>")
 					   : fdmap_get(s, v[KP_IO_FD]);
 	struct file *f = &s->files[fi];
 	int64_t ret = v[KP_IO_RET];
+	if (op == KP_IO_OP_LOCK) {
+		/* the file's lock waits, apart: not time in I/O, and a
+		 * refused non-blocking lock is contention, not an error */
+		struct opstat *o = &f->ops[op];
+		uint64_t d = v[KP_IO_DUR] > 0 ? (uint64_t)v[KP_IO_DUR] : 0;
+		o->calls++;
+		o->errors += ret < 0;
+		o->total_ns = kp_sat_add(o->total_ns, d);
+		kp_hist_add(&o->lat, d);
+		return;
+	}
 	char dir = kp_io_op_dir(op);
 	uint64_t moved = ret > 0 && (dir == 'r' || dir == 'w') ?
 		(uint64_t)ret : 0;
@@ -628,7 +639,7 @@ static void find(struct io_state *s)
 		}
 		for (unsigned op = 0; op < NOPS; op++) {
 			const struct opstat *o = &f->ops[op];
-			if (o->calls < 100)
+			if (o->calls < 100 || kp_io_op_is_wait(op))
 				continue;
 			uint64_t p50 = kp_hist_quantile(&o->lat, 0.5);
 			uint64_t p99 = kp_hist_quantile(&o->lat, 0.99);
@@ -650,6 +661,8 @@ static void find(struct io_state *s)
 		}
 		uint64_t errs = 0, calls = 0;
 		for (unsigned op = 0; op < NOPS; op++) {
+			if (kp_io_op_is_wait(op))
+				continue;
 			errs += f->ops[op].errors;
 			calls += f->ops[op].calls;
 		}

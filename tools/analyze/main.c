@@ -53,6 +53,8 @@ static const char usage_text[] =
 	"  --stats            print throughput and peak RSS on stderr\n"
 	"  --sqlite-db FILE   verify index advice with EXPLAIN QUERY PLAN on a\n"
 	"                     copy of this SQLite database (needs sqlite3)\n"
+	"  --pg-dsn DSN       index advice for libpq queries from the generic\n"
+	"                     plans of this PostgreSQL server (needs psql)\n"
 	"  --slow-ms MS       slow query threshold (default: the trace's\n"
 	"                     KOTOBA_PROFILE_SLOW_QUERY_MS, else 100)\n"
 	"  -h, --help         show this help\n"
@@ -102,7 +104,7 @@ static double clock_s(clockid_t id)
 
 enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
        OPT_SQLITE_DB, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
-       OPT_CHROME, OPT_IOMIN };
+       OPT_CHROME, OPT_IOMIN, OPT_PG_DSN };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
@@ -111,6 +113,7 @@ static const struct option longopts[] = {
 	{ "stats", no_argument, NULL, OPT_STATS },
 	{ "no-symbols", no_argument, NULL, OPT_NOSYM },
 	{ "sqlite-db", required_argument, NULL, OPT_SQLITE_DB },
+	{ "pg-dsn", required_argument, NULL, OPT_PG_DSN },
 	{ "slow-ms", required_argument, NULL, OPT_SLOW_MS },
 	{ "what", required_argument, NULL, OPT_WHAT },
 	{ "folded", no_argument, NULL, OPT_FOLDED },
@@ -159,6 +162,9 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			break;
 		case OPT_SQLITE_DB:
 			opts->sqlite_db = optarg;
+			break;
+		case OPT_PG_DSN:
+			opts->pg_dsn = optarg;
 			break;
 		case OPT_SLOW_MS: {
 			char *end;

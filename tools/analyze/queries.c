@@ -15,8 +15,9 @@
  *   slow       fingerprints with executions over the slow threshold
  *              (--slow-ms, else the trace's KOTOBA_PROFILE_SLOW_QUERY_MS,
  *              else 100 ms): the worst sample, its stack, and its time
- *              split into file I/O, fsync and the rest (lock waits are not
- *              recorded by this version: reported as part of the rest).
+ *              split into file I/O, fsync, lock wait (IO records of the
+ *              wait ops, kp_io_op_is_wait: blocking or refused fcntl
+ *              locks, a busy handler's sleeps) and the rest.
  *   N+1        on one thread, under one parent (the same innermost open
  *              span, or none), a run of >= NPLUS1_MIN (5) consecutive
  *              executions of one fingerprint (a query that began before
@@ -35,7 +36,10 @@
  *              column (<, >, <=, >=, between, like), else the ORDER BY
  *              columns, of the FROM/UPDATE table, as CREATE INDEX; with
  *              --sqlite-db FILE checked with EXPLAIN QUERY PLAN (sqlite3
- *              CLI) on a copy of FILE: used or not.
+ *              CLI) on a copy of FILE: used or not. libpq queries carry
+ *              no scan counters: with --pg-dsn DSN, those whose generic
+ *              plan on that server (psql) scans a table of at least
+ *              PG_MIN_ROWS rows sequentially get the same advice.
  *   storms     on one thread, >= STORM_MIN (10) writes (INSERT/UPDATE/
  *              DELETE/REPLACE, or flagged as writes) in autocommit mode in
  *              a row (autocommit reads may come between, a statement in an
@@ -103,6 +107,7 @@ struct acc { /* what ran on the thread while a query was open */
 	uint64_t alloc_calls, alloc_bytes;
 	uint64_t io_calls, io_bytes, io_ns;
 	uint64_t fsyncs, fsync_ns;
+	uint64_t lock_waits, lock_ns; /* kp_io_op_is_wait(): lock, sleep */
 };
 
 static void acc_add(struct acc *a, const struct acc *b)
@@ -114,6 +119,8 @@ static void acc_add(struct acc *a, const struct acc *b)
 	a->io_ns = kp_sat_add(a->io_ns, b->io_ns);
 	a->fsyncs = kp_sat_add(a->fsyncs, b->fsyncs);
 	a->fsync_ns = kp_sat_add(a->fsync_ns, b->fsync_ns);
+	a->lock_waits = kp_sat_add(a->lock_waits, b->lock_waits);
+	a->lock_ns = kp_sat_add(a->lock_ns, b->lock_ns);
 }
 
 struct worst {
@@ -191,6 +198,9 @@ struct qadvice {
 	char *table, *columns, *statement;
 	int verified;           /* -1 not checked, 0 not used, 1 used */
 	char *plan_before, *plan_after;
+	int server_plan;        /* evidence: 0 SQLite's counters, 1 the
+				 * PostgreSQL server's plan (--pg-dsn) */
+	int64_t table_rows;     /* the server's estimate (server_plan) */
 };
 
 struct qstate {
@@ -534,7 +544,10 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 			struct acc *a = &t->open[t->nopen - 1].acc;
 			uint64_t d = r->u.ext.v[KP_IO_DUR] > 0 ?
 				(uint64_t)r->u.ext.v[KP_IO_DUR] : 0;
-			if (query_io_is_fsync(e->kind)) {
+			if (kp_io_op_is_wait(e->kind)) {
+				a->lock_waits++;
+				a->lock_ns = kp_sat_add(a->lock_ns, d);
+			} else if (query_io_is_fsync(e->kind)) {
 				a->fsyncs++;
 				a->fsync_ns = kp_sat_add(a->fsync_ns, d);
 			} else {
@@ -860,9 +873,9 @@ static size_t advise(const char *fp, char *table, size_t tcap,
 	return k;
 }
 
-/* Run the sqlite3 CLI on db with SQL arguments; its stdout (malloc'ed),
- * or NULL. */
-static char *sqlite_cli(const char *db, const char *sql1, const char *sql2)
+/* Run argv (found in PATH) with no stdin or stderr; its stdout
+ * (malloc'ed), or NULL if it could not run or did not exit 0. */
+static char *run_capture(const char *const *argv)
 {
 	int p[2];
 	if (pipe(p) < 0)
@@ -882,10 +895,7 @@ static char *sqlite_cli(const char *db, const char *sql1, const char *sql2)
 		}
 		close(p[0]);
 		close(p[1]);
-		const char *argv[] = { "sqlite3", "-batch", db, sql1, sql2, NULL };
-		if (!sql2)
-			argv[4] = NULL;
-		execvp("sqlite3", (char *const *)argv);
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	close(p[1]);
@@ -913,6 +923,13 @@ static char *sqlite_cli(const char *db, const char *sql1, const char *sql2)
 		return NULL;
 	}
 	return out;
+}
+
+/* Run the sqlite3 CLI on db with SQL arguments. */
+static char *sqlite_cli(const char *db, const char *sql1, const char *sql2)
+{
+	const char *argv[] = { "sqlite3", "-batch", db, sql1, sql2, NULL };
+	return run_capture(argv);
 }
 
 static int copy_file(const char *from, const char *to)
@@ -1006,16 +1023,108 @@ static void verify_advice(struct qstate *qs, struct qadvice *a)
 	rmdir(dir);
 }
 
+/*
+ * libpq queries (--pg-dsn): the PostgreSQL server's generic plan of the
+ * fingerprint, planned in a psql session of its own (PREPARE with the
+ * values as parameters, EXPLAIN EXECUTE with NULLs under
+ * plan_cache_mode = force_generic_plan: nothing is executed), and the
+ * table's row estimate. @return the plan (malloc'ed) when it scans table
+ * sequentially and the table has at least PG_MIN_ROWS rows, else NULL.
+ */
+#define PG_MIN_ROWS 1000
+static char *pg_plan(struct qstate *qs, const char *fp, const char *table,
+		     int64_t *rows)
+{
+	for (const char *c = table; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+		      *c == '_' || *c == '.'))
+			return NULL;
+	char *sql = as_sql(fp);
+	size_t n = strlen(sql), np = 0;
+	for (size_t k = 0; k < n; k++)
+		np += sql[k] == '?';
+	if (np > 100) {
+		free(sql);
+		return NULL;
+	}
+	size_t pl = n + np * 4 + 32, o;
+	char *prep = xmalloc(pl);
+	o = (size_t)snprintf(prep, pl, "PREPARE kp_q AS ");
+	for (size_t k = 0, a = 0; k < n; k++) {
+		if (sql[k] == '?')
+			o += (size_t)snprintf(prep + o, pl - o, "$%zu", ++a);
+		else
+			prep[o++] = sql[k];
+	}
+	prep[o] = '\0';
+	size_t el = np * 6 + 32;
+	char *exec = xmalloc(el);
+	o = (size_t)snprintf(exec, el, "EXPLAIN EXECUTE kp_q");
+	for (size_t a = 0; a < np; a++)
+		o += (size_t)snprintf(exec + o, el - o, "%sNULL", a ? ", " : "(");
+	if (np)
+		snprintf(exec + o, el - o, ")");
+	char rel[400];
+	snprintf(rel, sizeof(rel), "SELECT reltuples::bigint FROM pg_class "
+		 "WHERE oid = to_regclass('%s')", table);
+	const char *argv[] = { "psql", "-X", "-q", "-A", "-t", "-v",
+		"ON_ERROR_STOP=1", "-d", qs->an->opts->pg_dsn, "-c",
+		"SET plan_cache_mode = force_generic_plan", "-c", prep, "-c",
+		exec, "-c", rel, NULL };
+	char *out = run_capture(argv);
+	if (!out)
+		warning("--pg-dsn: psql could not plan '%s'", sql);
+	free(prep);
+	free(exec);
+	free(sql);
+	if (!out)
+		return NULL;
+	/* the last line is the row estimate, the lines before it the plan */
+	size_t len = strlen(out);
+	while (len && out[len - 1] == '\n')
+		out[--len] = '\0';
+	char *last = strrchr(out, '\n');
+	char *end;
+	long long est = strtoll(last ? last + 1 : out, &end, 10);
+	if (!last || end == (last ? last + 1 : out) || *end) {
+		free(out);
+		return NULL;
+	}
+	*last = '\0';
+	*rows = est;
+	char want[300];
+	snprintf(want, sizeof(want), "Seq Scan on %s", table);
+	size_t wl = strlen(want);
+	for (char *h = strstr(out, want); h; h = strstr(h + 1, want))
+		if (h[wl] == ' ' || h[wl] == '\n' || h[wl] == '\0')
+			return est >= PG_MIN_ROWS ? out : (free(out), NULL);
+	free(out);
+	return NULL;
+}
+
 static void build_advice(struct qstate *qs)
 {
 	for (size_t r = 0; r < qs->nfps; r++) {
 		uint32_t i = qs->rank[r];
 		const struct qfp *f = &qs->fps[i];
-		if (!f->full_scan_calls && !f->autoindex)
-			continue;
+		/* evidence of a full scan: SQLite's counters, else for a
+		 * libpq query the server's plan (--pg-dsn) */
+		int pg = 0;
+		if (!f->full_scan_calls && !f->autoindex) {
+			if (!qs->an->opts->pg_dsn ||
+			    !(f->sources & (1u << KP_QSRC_LIBPQ)) ||
+			    !(f->is_read || !strncmp(f->text, "update", 6) ||
+			      !strncmp(f->text, "delete", 6)))
+				continue;
+			pg = 1;
+		}
 		char table[256], cols[8][128];
 		size_t nc = advise(f->text, table, sizeof(table), cols);
 		if (!nc)
+			continue;
+		char *plan = NULL;
+		int64_t trows = 0;
+		if (pg && !(plan = pg_plan(qs, f->text, table, &trows)))
 			continue;
 		char list[1100] = "", name[1400];
 		size_t o = 0;
@@ -1046,7 +1155,10 @@ static void build_advice(struct qstate *qs)
 		a->statement = xmalloc(sl);
 		snprintf(a->statement, sl, "CREATE INDEX %s ON %s(%s);", name,
 			 table, list);
-		if (qs->an->opts->sqlite_db)
+		a->server_plan = pg;
+		a->table_rows = trows;
+		a->plan_before = plan;
+		if (!pg && qs->an->opts->sqlite_db)
 			verify_advice(qs, a);
 	}
 }
@@ -1121,6 +1233,14 @@ static const char *source_name(unsigned bits)
 		if (bits & (1u << i))
 			return n[i];
 	return "api";
+}
+
+/* The rest of a slow query's time: what the trace does not explain. */
+static uint64_t worst_rest(const struct worst *w)
+{
+	return kp_sat_sub(w->ns, kp_sat_add(kp_sat_add(w->acc.io_ns,
+						       w->acc.fsync_ns),
+					    w->acc.lock_ns));
 }
 
 /* ---- JSON --------------------------------------------------------------------- */
@@ -1204,6 +1324,10 @@ static void q_report_json(void *state, struct kp_analysis *an,
 		kp_json_u64(j, f->acc.fsyncs);
 		kp_json_key(j, "fsync_ns");
 		kp_json_u64(j, f->acc.fsync_ns);
+		kp_json_key(j, "lock_waits");
+		kp_json_u64(j, f->acc.lock_waits);
+		kp_json_key(j, "lock_wait_ns");
+		kp_json_u64(j, f->acc.lock_ns);
 		kp_json_key(j, "slow_calls");
 		kp_json_u64(j, f->slow_calls);
 		kp_json_key(j, "call_sites");
@@ -1260,9 +1384,10 @@ static void q_report_json(void *state, struct kp_analysis *an,
 		kp_json_u64(j, w->acc.io_ns);
 		kp_json_key(j, "fsync_ns");
 		kp_json_u64(j, w->acc.fsync_ns);
+		kp_json_key(j, "lock_ns");
+		kp_json_u64(j, w->acc.lock_ns);
 		kp_json_key(j, "rest_ns");
-		kp_json_u64(j, kp_sat_sub(w->ns, kp_sat_add(w->acc.io_ns,
-							     w->acc.fsync_ns)));
+		kp_json_u64(j, worst_rest(w));
 		kp_json_key(j, "alloc_bytes");
 		kp_json_u64(j, w->acc.alloc_bytes);
 		kp_json_key(j, "stack");
@@ -1339,6 +1464,13 @@ static void q_report_json(void *state, struct kp_analysis *an,
 		kp_json_u64(j, f->full_scan);
 		kp_json_key(j, "total_ns");
 		kp_json_u64(j, f->total_ns);
+		kp_json_key(j, "evidence");
+		kp_json_str(j, a->server_plan ? "server_plan" : "full_scan");
+		kp_json_key(j, "table_rows");
+		if (a->server_plan)
+			kp_json_i64(j, a->table_rows);
+		else
+			kp_json_null(j);
 		kp_json_key(j, "verified");
 		if (a->verified < 0)
 			kp_json_null(j);
@@ -1432,15 +1564,22 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 		text_fp(out, f->text, full ? 400 : 60);
 		fputc('\n', out);
 		if (full && (f->rows || f->full_scan || f->acc.alloc_calls ||
-			     f->acc.io_calls || f->errors))
+			     f->acc.io_calls || f->errors ||
+			     f->acc.lock_waits)) {
 			fprintf(out, "        rows %" PRIu64 ", full-scan steps %"
 				PRIu64 " in %" PRIu64 " calls, sorts %" PRIu64
 				", errors %" PRIu64 ", allocations %" PRIu64
 				" (%" PRIu64 " bytes), I/O %" PRIu64 " bytes, "
-				"fsyncs %" PRIu64 "\n", f->rows, f->full_scan,
+				"fsyncs %" PRIu64, f->rows, f->full_scan,
 				f->full_scan_calls, f->sort, f->errors,
 				f->acc.alloc_calls, f->acc.alloc_bytes,
 				f->acc.io_bytes, f->acc.fsyncs);
+			if (f->acc.lock_waits)
+				fprintf(out, ", lock waits %" PRIu64 " (%s)",
+					f->acc.lock_waits,
+					fmt_ns(a, sizeof(a), f->acc.lock_ns));
+			fputc('\n', out);
+		}
 	}
 	if (qs->nfps > top)
 		fprintf(out, "  (%zu more; kprof-analyze queries --top N)\n",
@@ -1470,11 +1609,12 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 			f->slow_calls, f->calls, fmt_ns(a, sizeof(a), qs->slow_ns));
 		text_fp(out, f->text, 200);
 		fprintf(out, "\n  worst %s (pid %" PRId64 " tid %u): file I/O %s, "
-			"fsync %s, rest %s\n", fmt_ns(a, sizeof(a), w->ns),
-			w->pid, w->tid, fmt_ns(b, sizeof(b), w->acc.io_ns),
+			"fsync %s, lock wait %s, rest %s\n",
+			fmt_ns(a, sizeof(a), w->ns), w->pid, w->tid,
+			fmt_ns(b, sizeof(b), w->acc.io_ns),
 			fmt_ns(c, sizeof(c), w->acc.fsync_ns),
-			fmt_ns(d, sizeof(d), kp_sat_sub(w->ns, w->acc.io_ns +
-							    w->acc.fsync_ns)));
+			fmt_ns(e, sizeof(e), w->acc.lock_ns),
+			fmt_ns(d, sizeof(d), worst_rest(w)));
 		kp_text_stack(an, out, w->stack, 8, "    ");
 	}
 	for (size_t k = 0; k < qs->nplus1.n; k++) {
@@ -1501,6 +1641,16 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 	}
 	for (size_t k = 0; k < qs->nadvice; k++) {
 		const struct qadvice *ad = &qs->advice[k];
+		if (ad->server_plan) {
+			fprintf(out, "\nINDEX  %s\n  the server plans a sequential "
+				"scan of %s (%" PRId64 " rows) for %" PRIu64
+				" calls of: ", ad->statement, ad->table,
+				ad->table_rows, qs->fps[ad->fp].calls);
+			text_fp(out, qs->fps[ad->fp].text, 200);
+			fprintf(out, "\n  not verified (kprof creates no index "
+				"on a server)\n");
+			continue;
+		}
 		fprintf(out, "\nINDEX  %s\n  for %" PRIu64 " full-scan calls of: ",
 			ad->statement, qs->fps[ad->fp].full_scan_calls);
 		text_fp(out, qs->fps[ad->fp].text, 200);

@@ -137,6 +137,7 @@ static void finish(int reason, int status)
 	int saved = errno;
 	kp_io_finish();
 	kp_tls.busy = 1;
+	kp_unwind_report();
 	atomic_store(&kp.run, KP_ST_OFF);
 	kp_writer_sync(1, reason, status);
 	errno = saved;

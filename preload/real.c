@@ -56,6 +56,7 @@ void kp_real_resolve(void)
 	r.pthread_create = next("pthread_create");
 	r.sigaction = next("sigaction");
 	r.signal = next("signal");
+	r.dlclose = (int (*)(void *))next("dlclose");
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc) {
 		/* Without these the app cannot run at all: say why once. */
 		static const char msg[] =

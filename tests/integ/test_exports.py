@@ -35,7 +35,7 @@ sqlite3_prepare sqlite3_prepare_v2 sqlite3_prepare_v3 sqlite3_step
 sqlite3_reset sqlite3_finalize sqlite3_exec
 PQexec PQexecParams PQprepare PQexecPrepared PQsendQuery PQsendQueryParams
 PQsendQueryPrepared PQsendPrepare PQgetResult PQfinish
-pthread_create sigaction signal
+pthread_create sigaction signal dlclose
 """.split()
 ALLOWED_PREFIXES = ("kprof_",)
 

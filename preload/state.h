@@ -369,6 +369,14 @@ int kp_unwind_init(void);
  * unwinder: then ask libunwind for the whole stack.
  */
 int kp_unwind(uint64_t *pcs, int max);
+/*
+ * The same walk from an interrupted context (CPU samples, in the signal
+ * handler): pcs[0] = pc + 1, then return addresses, every read within
+ * [rsp, top). Async-signal-safe. @return how many, -1 when a frame is beyond
+ * the fast unwinder.
+ */
+int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
+		   uint64_t *pcs, int max);
 /* Forget every cached rule (a module was unmapped). */
 void kp_unwind_flush(void);
 /* Stacks the fast unwinder handed to libunwind. */

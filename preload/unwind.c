@@ -708,21 +708,18 @@ int kp_unwind_init(void)
 #endif
 }
 
-__attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
-{
 #ifdef KP_FAST_UNWIND
-	_Atomic uint64_t *c = cache;
-	if (KP_UNLIKELY(!c))
-		return -1;
-	/* This function's frame (built with frame pointers): the caller's
-	 * registers at the moment it called us. */
-	const uintptr_t *fp = __builtin_frame_address(0);
-	uint64_t rip = (uint64_t)(uintptr_t)__builtin_return_address(0);
-	uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
-	uint64_t rbp = fp[0];
-	uintptr_t top = 0;
-	if (stack_bounds(rsp, &top) != 0)
-		goto fallback;
+/*
+ * The walk from registers (rip = the first value stored: a return address,
+ * or an interrupted pc + 1) within [rsp, top). @return the pcs stored, or
+ * -1 at a frame beyond this unwinder. Async-signal-safe: the cache is
+ * lock-free, a miss reads loaded objects' .eh_frame through
+ * _dl_find_object, which takes no lock.
+ */
+static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
+				 uint64_t rsp, uint64_t rbp, uint64_t top,
+				 uint64_t *pcs, int max)
+{
 	if (max <= 0)
 		return 0;
 	uint64_t *out = pcs, *end = pcs + max;
@@ -734,7 +731,7 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 			 * info when rbp is 0 (and guesses otherwise) */
 			if ((rule & R_END) || ((rule & R_NOINFO) && rbp == 0))
 				break;
-			goto fallback;
+			return -1;
 		}
 		/*
 		 * Every read below lies in [rsp, top), this thread's stack
@@ -745,13 +742,13 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 		 */
 		if (rule & R_RBP) {
 			if (KP_UNLIKELY(rbp - rsp >= top - rsp))
-				goto fallback;
+				return -1;
 			cfa = rbp + (rule & 0xffff);
 		} else {
 			cfa = rsp + (rule & 0xffff);
 		}
 		if (KP_UNLIKELY(cfa > top))
-			goto fallback;
+			return -1;
 		rip = ((const uint64_t *)(uintptr_t)cfa)[-1];
 		uint64_t rbp_k = (rule >> 16) & 0x7f8;
 		if (rbp_k)
@@ -762,13 +759,50 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 		*out++ = rip;
 	}
 	return (int)(out - pcs);
-fallback:
-	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
-	return -1;
+}
+#endif
+
+__attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
+{
+#ifdef KP_FAST_UNWIND
+	_Atomic uint64_t *c = cache;
+	if (KP_LIKELY(c != NULL)) {
+		/* This function's frame (built with frame pointers): the
+		 * caller's registers at the moment it called us. */
+		const uintptr_t *fp = __builtin_frame_address(0);
+		uint64_t rip = (uint64_t)(uintptr_t)__builtin_return_address(0);
+		uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
+		uintptr_t top;
+		if (stack_bounds(rsp, &top) == 0) {
+			int n = walk(c, rip, rsp, fp[0], top, pcs, max);
+			if (KP_LIKELY(n >= 0))
+				return n;
+		}
+	}
 #else
 	(void)pcs;
 	(void)max;
+#endif
 	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
+	return -1;
+}
+
+int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
+		   uint64_t *pcs, int max)
+{
+#ifdef KP_FAST_UNWIND
+	_Atomic uint64_t *c = cache;
+	if (!c || rsp >= top)
+		return -1;
+	/* pc + 1: the cache holds the rule of key - 1 (return addresses) */
+	return walk(c, pc + 1, rsp, rbp, top, pcs, max);
+#else
+	(void)pc;
+	(void)rsp;
+	(void)rbp;
+	(void)top;
+	(void)pcs;
+	(void)max;
 	return -1;
 #endif
 }

@@ -123,6 +123,7 @@ static void fork_child(void)
 	kp_ring_after_fork_child();
 	kp_io_after_fork_child();
 	kp_writer_after_fork_child();
+	kp_unwind_after_fork_child();
 	kp_tls.busy = 0;
 }
 

@@ -240,6 +240,13 @@ static void verify(const uint64_t *fast, int nf, const uint64_t *lu, int nl,
 		at + 1 < b ? (unsigned long long)lu[j + at + 1] : 0ull);
 }
 
+void kp_unwind_after_fork_child(void)
+{
+	atomic_store(&verify_n, 0);
+	atomic_store(&verify_diff, 0);
+	atomic_store(&kp_unwind_fallback_n, 0);
+}
+
 void kp_unwind_report(void)
 {
 	if (kp.cfg.unwind != KP_UNWIND_VERIFY)

@@ -381,8 +381,10 @@ int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
 void kp_unwind_flush(void);
 /* Stacks the fast unwinder handed to libunwind. */
 extern _Atomic uint64_t kp_unwind_fallback_n;
-/* KOTOBA_PROFILE_UNWIND=verify: the end-of-run summary on stderr. */
+/* KOTOBA_PROFILE_UNWIND=verify: the end-of-run summary on stderr; the
+ * counts start from zero in a forked child (its own summary). */
 void kp_unwind_report(void);
+void kp_unwind_after_fork_child(void);
 
 /* ---- modules (modules.c) ------------------------------------------------- */
 

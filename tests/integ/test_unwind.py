@@ -4,7 +4,7 @@
 1. KOTOBA_PROFILE_UNWIND=verify takes every stack both ways and prints, per
    process, "unwind verify: N stacks compared, M differ, K the fast unwinder
    left to libunwind". Over the test apps (alloc_bench, the C++ app, the
-   threaded leak apps, unwindcases) and programs no one here wrote (python3,
+   threaded leak apps, forkstorm's processes, unwindcases) and programs no one here wrote (python3,
    the sqlite3 CLI, gcc -c with its cc1 and as): no stack differs, and the
    fast unwinder handles nearly all of them itself.
 2. unwindcases' signal-handler stacks are left to libunwind (the kernel's
@@ -87,6 +87,14 @@ with t.section("verify: test apps"):
                                 ("threadchurn", [app("threadchurn")], 100000)):
             r = run(cmd, d, prof=VERIFY, timeout=300)
             check_verify(name, r, min_stacks=nmin)
+        # forked children count their own stacks (each prints its summary)
+        r = run([app("forkstorm")], d, prof=VERIFY, timeout=300)
+        t.ge(len(r.traces), 10, "forkstorm: a trace per process")
+        check_verify("forkstorm", r, nproc=len(r.traces), min_stacks=10000)
+        # the parent takes ~700 k stacks, each child ~1 k of its own
+        big = sorted(c for c, _, _ in summaries(r.err) if c >= 10000)
+        t.eq(len(big), 1, "forkstorm: a child's summary does not repeat its "
+             "parent's count", big)
 
 with t.section("verify: unwindcases (signal frames go to libunwind)"):
     with Tmp() as d:

@@ -323,14 +323,11 @@ struct cie {
 	const uint8_t *insns, *insns_end;
 };
 
-static int parse_cie(const uint8_t *p, const uint8_t *limit, struct cie *c,
-		     uint64_t dbase)
+static int parse_cie(const uint8_t *p, struct cie *c, uint64_t dbase)
 {
-	struct rd r = { p, limit, 0 };
+	struct rd r = { p, p + 4, 0 };
 	uint64_t len = fixed(&r, 4);
 	if (len == 0xffffffffu || len == 0 || r.bad)
-		return -1;
-	if ((size_t)(limit - r.p) < len)
 		return -1;
 	r.end = r.p + len;
 	if (fixed(&r, 4) != 0) /* CIE id */
@@ -567,8 +564,7 @@ static int run_cfa(struct rd *r, uint64_t loc, uint64_t pc,
 
 /* The FDE of pc through .eh_frame_hdr's table: NO_FDE when no FDE covers
  * pc, NULL when the table is not one we read. */
-static const uint8_t *find_fde(const uint8_t *hdr, uint64_t pc,
-			       const struct dl_find_object *fo)
+static const uint8_t *find_fde(const uint8_t *hdr, uint64_t pc)
 {
 	if (hdr[0] != 1)
 		return NULL;
@@ -592,15 +588,10 @@ static const uint8_t *find_fde(const uint8_t *hdr, uint64_t pc,
 	}
 	if (base + (uint64_t)(int64_t)tab[2 * lo] > pc)
 		return NO_FDE;
-	const uint8_t *fde = (const uint8_t *)(uintptr_t)(
-		base + (uint64_t)(int64_t)tab[2 * lo + 1]);
-	/* FDEs lie within the object's mapping; reads are bounded by it.
-	 * (Whether pc lies past the end of this FDE's range, the caller
+	/* (Whether pc lies past the end of this FDE's range, the caller
 	 * sees: the FDE's own encoding says where it ends.) */
-	if (fde < (const uint8_t *)fo->dlfo_map_start ||
-	    fde + 16 > (const uint8_t *)fo->dlfo_map_end)
-		return NULL;
-	return fde;
+	return (const uint8_t *)(uintptr_t)(base +
+					    (uint64_t)(int64_t)tab[2 * lo + 1]);
 }
 
 /* The rule for return address pc + 1 (pc = the call instruction's last byte). */
@@ -610,24 +601,29 @@ static uint32_t compute_rule(uint64_t pc)
 	if (_dl_find_object((void *)(uintptr_t)pc, &fo) != 0 || !fo.dlfo_eh_frame)
 		return R_BAD;
 	uint64_t dbase = (uint64_t)(uintptr_t)fo.dlfo_eh_frame;
-	const uint8_t *fde = find_fde(fo.dlfo_eh_frame, pc, &fo);
+	const uint8_t *fde = find_fde(fo.dlfo_eh_frame, pc);
 	if (fde == NO_FDE) /* e.g. ld.so's _dl_start_user */
 		return R_BAD | R_NOINFO;
 	if (!fde)
 		return R_BAD;
-	const uint8_t *limit = fo.dlfo_map_end;
-	struct rd r = { fde, limit, 0 };
+	/*
+	 * The object's unwind data is read as the loader maps it, trusted as
+	 * libgcc's and libunwind's unwinders trust it; reads stay within the
+	 * lengths it gives. (dlfo_map_start/end cannot bound them: for a
+	 * non-PIE program they span its text only, not its .eh_frame.)
+	 */
+	struct rd r = { fde, fde + 4, 0 };
 	uint64_t len = fixed(&r, 4);
-	if (len == 0 || len == 0xffffffffu || (uint64_t)(limit - r.p) < len)
+	if (len < 8 || len == 0xffffffffu)
 		return R_BAD;
 	r.end = r.p + len;
 	const uint8_t *idp = r.p;
 	uint32_t cie_off = (uint32_t)fixed(&r, 4);
 	const uint8_t *ciep = idp - cie_off;
-	if (cie_off == 0 || ciep < (const uint8_t *)fo.dlfo_map_start)
+	if (cie_off == 0 || cie_off > (uintptr_t)idp)
 		return R_BAD;
 	struct cie c;
-	if (parse_cie(ciep, limit, &c, dbase) != 0 || c.signal ||
+	if (parse_cie(ciep, &c, dbase) != 0 || c.signal ||
 	    c.ra_reg != REG_RA)
 		return R_BAD;
 	uint64_t start = enc_ptr(&r, c.fde_enc, dbase);

@@ -4,7 +4,8 @@
 1. KOTOBA_PROFILE_UNWIND=verify takes every stack both ways and prints, per
    process, "unwind verify: N stacks compared, M differ, K the fast unwinder
    left to libunwind". Over the test apps (alloc_bench, the C++ app, the
-   threaded leak apps, forkstorm's processes, unwindcases) and programs no one here wrote (python3,
+   threaded leak apps, forkstorm's processes, unwindcases also built
+   without PIE) and programs no one here wrote (python3,
    the sqlite3 CLI, gcc -c with its cc1 and as): no stack differs, and the
    fast unwinder handles nearly all of them itself.
 2. unwindcases' signal-handler stacks are left to libunwind (the kernel's
@@ -98,9 +99,10 @@ with t.section("verify: test apps"):
 
 with t.section("verify: unwindcases (signal frames go to libunwind)"):
     with Tmp() as d:
-        r = run([app("unwindcases")], d, prof=VERIFY)
-        # 2 stacks through the signal frame; 2 of ~2000 is 0.1 %
-        check_verify("unwindcases", r, min_stacks=2000, min_fallback=2)
+        for name in ("unwindcases", "unwindcases_nopie"):
+            r = run([app(name)], d, prof=VERIFY)
+            # 2 stacks through the signal frame; 2 of ~2000 is 0.1 %
+            check_verify(name, r, min_stacks=2000, min_fallback=2)
 
 with t.section("verify: python3"):
     with Tmp() as d:

@@ -114,6 +114,13 @@ $(B)/tests/apps/io_fortify: tests/apps/io_fortify.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -D_FORTIFY_SOURCE=2 -g -D_GNU_SOURCE $< -o $@
 
+# unwindcases once more as a non-PIE program (tests/integ/test_unwind.py):
+# absolute addresses and another layout for the unwinder's .eh_frame reads.
+APP_BIN += $(B)/tests/apps/unwindcases_nopie
+$(B)/tests/apps/unwindcases_nopie: tests/apps/unwindcases.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE -fno-pie -no-pie $< -o $@ -lpthread
+
 $(B)/tests/apps/%: tests/apps/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) -O0 -g -fno-omit-frame-pointer -fno-inline $< -o $@ -lpthread

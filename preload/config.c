@@ -96,6 +96,16 @@ void kp_config_load(struct kp_config *c)
 		kp_warn("KOTOBA_PROFILE_OVERFLOW='%s' is not wait or drop; "
 			"using the default wait", o);
 
+	c->unwind = KP_UNWIND_FAST;
+	const char *u = getenv("KOTOBA_PROFILE_UNWIND");
+	if (u && strcmp(u, "libunwind") == 0)
+		c->unwind = KP_UNWIND_LIBUNWIND;
+	else if (u && strcmp(u, "verify") == 0)
+		c->unwind = KP_UNWIND_VERIFY;
+	else if (u && strcmp(u, "fast") != 0)
+		kp_warn("KOTOBA_PROFILE_UNWIND='%s' is not fast, libunwind or "
+			"verify; using the default fast", u);
+
 	kp_config_load_query(c);
 
 	const char *out = getenv("KOTOBA_PROFILE_OUTPUT");
@@ -105,6 +115,13 @@ void kp_config_load(struct kp_config *c)
 		out = NULL;
 	}
 	snprintf(c->output, sizeof(c->output), "%s", out ? out : DEF_OUTPUT);
+}
+
+const char *kp_unwind_mode_name(int mode)
+{
+	return mode == KP_UNWIND_LIBUNWIND ? "libunwind"
+	       : mode == KP_UNWIND_VERIFY  ? "verify"
+					   : "fast";
 }
 
 unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
@@ -137,6 +154,7 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("query_text", "%s", c->query_text_full ? "full" : "fingerprint");
 	PAIR("cpu", "%d", c->cpu);
 	PAIR("cpu_hz", "%u", c->cpu_hz);
+	PAIR("unwind", "%s", kp_unwind_mode_name(c->unwind));
 #undef PAIR
 	return n;
 }

@@ -6,9 +6,12 @@
  * that thread, so a thread is sampled in proportion to the CPU it uses (no
  * setitimer skew towards whichever thread happens to run).
  *
- * The signal handler takes no lock and allocates nothing: it walks the frame
- * pointers from the interrupted context (bounds-checked against the thread's
- * stack, recorded when the timer was armed), reads the thread's CPU clock
+ * The signal handler takes no lock and allocates nothing: it unwinds from
+ * the interrupted context with kprof's DWARF unwinder (unwind.c: a lock-free
+ * rule cache, _dl_find_object on a miss), or, when that one meets a frame it
+ * does not cover (or KOTOBA_PROFILE_UNWIND=libunwind), walks the frame
+ * pointers; either way bounds-checked against the thread's stack, recorded
+ * when the timer was armed. It reads the thread's CPU clock
  * (the sample's weight: the CPU ns since the previous sample) and appends
  * the raw pcs to a sample ring of its own. That ring has one producer, the
  * handler, so a sample never lands in the middle of an event the thread was
@@ -111,6 +114,16 @@ static unsigned walk(const ucontext_t *uc, uint64_t *pcs, unsigned max)
 #else
 	(void)uc;
 	return 0;
+#endif
+#if defined(__x86_64__)
+	/* kprof's DWARF unwinder (unwind.c) when it covers every frame:
+	 * it also follows code built without frame pointers. */
+	if (kp.cfg.unwind != KP_UNWIND_LIBUNWIND && sp >= ct.stack_lo &&
+	    sp < ct.stack_hi) {
+		int k = kp_unwind_regs(pc, sp, fp, ct.stack_hi, pcs, (int)max);
+		if (k > 0)
+			return (unsigned)k;
+	}
 #endif
 	/* The interrupted pc is not a return address: store pc + 1 so that a
 	 * reader's "return address - 1" lookup lands on it, like the rest. */

@@ -123,6 +123,7 @@ static void fork_child(void)
 	kp_ring_after_fork_child();
 	kp_io_after_fork_child();
 	kp_writer_after_fork_child();
+	kp_unwind_after_fork_child();
 	kp_tls.busy = 0;
 }
 
@@ -137,6 +138,7 @@ static void finish(int reason, int status)
 	int saved = errno;
 	kp_io_finish();
 	kp_tls.busy = 1;
+	kp_unwind_report();
 	atomic_store(&kp.run, KP_ST_OFF);
 	kp_writer_sync(1, reason, status);
 	errno = saved;

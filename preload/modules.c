@@ -185,6 +185,8 @@ void kp_modules_scan(void)
 				  s.items[i].lo == m->lo &&
 				  strcmp(s.items[i].path, m->path) == 0;
 		if (!present) {
+			/* unwind rules of its code are void now */
+			kp_unwind_flush();
 			m->seq_gone = ++seq;
 			m->stacks_gone = kp_stacktab_count();
 		}

@@ -60,6 +60,7 @@ void kp_real_resolve(void)
 	r.sleep = next("sleep");
 	r.nanosleep = next("nanosleep");
 	r.clock_nanosleep = next("clock_nanosleep");
+	r.dlclose = (int (*)(void *))next("dlclose");
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc) {
 		/* Without these the app cannot run at all: say why once. */
 		static const char msg[] =

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Stack capture and interning. The app thread unwinds with libunwind
- * (unw_backtrace, per-thread cache), drops kprof's own frames, and looks the
+ * Stack capture and interning. The app thread unwinds with kprof's own
+ * unwinder (unwind.c), or with libunwind's unw_backtrace (per-thread
+ * cache) where that one cannot or KOTOBA_PROFILE_UNWIND says so; both give
+ * the same pcs. It drops kprof's own frames, and looks the
  * pc array up in one process-wide table so each unique stack gets a small
  * dense id and is written to the trace once.
  *
@@ -79,6 +81,7 @@ int kp_stacktab_init(void)
 	 * locks and initialises lazily. */
 	void *warm[4];
 	unw_backtrace(warm, 4);
+	kp_unwind_init(); /* without it, kp_unwind hands every stack over */
 	return 0;
 }
 
@@ -199,23 +202,88 @@ static uint32_t intern(const uint64_t *pcs, uint32_t n)
 	return intern_at(pcs, n, 1);
 }
 
+/* Skip kprof's own frames (innermost). @return the first pc not in it. */
+static int skip_self(const uint64_t *pcs, int n)
+{
+	int i = 0;
+	while (i < n && pcs[i] >= kp.self_lo && pcs[i] < kp.self_hi)
+		i++;
+	return i;
+}
+
+/* KOTOBA_PROFILE_UNWIND=verify */
+static _Atomic uint64_t verify_n, verify_diff;
+
+static void verify(const uint64_t *fast, int nf, const uint64_t *lu, int nl,
+		   int depth)
+{
+	int i = skip_self(fast, nf), j = skip_self(lu, nl);
+	int a = nf - i, b = nl - j;
+	if (a > depth)
+		a = depth;
+	if (b > depth)
+		b = depth;
+	atomic_fetch_add_explicit(&verify_n, 1, memory_order_relaxed);
+	if (a == b && memcmp(fast + i, lu + j, (size_t)a * sizeof(*lu)) == 0)
+		return;
+	uint64_t k = atomic_fetch_add(&verify_diff, 1);
+	if (k >= 5)
+		return;
+	int at = 0;
+	while (at < a && at < b && fast[i + at] == lu[j + at])
+		at++;
+	kp_warn("unwind verify: stacks differ at frame %d of %d (fast) / %d "
+		"(libunwind): fast %#llx %#llx, libunwind %#llx %#llx", at, a,
+		b, at < a ? (unsigned long long)fast[i + at] : 0ull,
+		at + 1 < a ? (unsigned long long)fast[i + at + 1] : 0ull,
+		at < b ? (unsigned long long)lu[j + at] : 0ull,
+		at + 1 < b ? (unsigned long long)lu[j + at + 1] : 0ull);
+}
+
+void kp_unwind_after_fork_child(void)
+{
+	atomic_store(&verify_n, 0);
+	atomic_store(&verify_diff, 0);
+	atomic_store(&kp_unwind_fallback_n, 0);
+}
+
+void kp_unwind_report(void)
+{
+	if (kp.cfg.unwind != KP_UNWIND_VERIFY)
+		return;
+	kp_warn("unwind verify: %llu stacks compared, %llu differ, %llu the "
+		"fast unwinder left to libunwind",
+		(unsigned long long)atomic_load(&verify_n),
+		(unsigned long long)atomic_load(&verify_diff),
+		(unsigned long long)atomic_load(&kp_unwind_fallback_n));
+}
+
 uint32_t kp_stack_capture(void)
 {
 	int depth = kp.cfg.stack_depth;
 	if (depth <= 0)
 		return 0;
-	void *buf[KP_MAX_STACK_DEPTH + 16];
-	int n = unw_backtrace(buf, depth + 16);
-	int i = 0;
-	while (i < n && (uintptr_t)buf[i] >= kp.self_lo &&
-	       (uintptr_t)buf[i] < kp.self_hi)
-		i++;
+	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
+	int n = -1;
+	if (kp.cfg.unwind != KP_UNWIND_LIBUNWIND)
+		n = kp_unwind(buf, depth + 16);
+	if (KP_UNLIKELY(kp.cfg.unwind == KP_UNWIND_VERIFY)) {
+		uint64_t lu[KP_MAX_STACK_DEPTH + 16];
+		int nl = unw_backtrace((void **)lu, depth + 16);
+		if (n >= 0)
+			verify(buf, n, lu, nl, depth);
+		memcpy(buf, lu, (size_t)(nl > 0 ? nl : 0) * sizeof(*buf));
+		n = nl;
+	} else if (n < 0) {
+		n = unw_backtrace((void **)buf, depth + 16);
+	}
+	int i = skip_self(buf, n);
 	n -= i;
 	if (n <= 0)
 		return 0;
 	if (n > depth)
 		n = depth;
-	return intern((const uint64_t *)(buf + i), (uint32_t)n);
+	return intern(buf + i, (uint32_t)n);
 }
 
 /*

@@ -42,12 +42,20 @@ struct kp_config {
 	int query_text_full; /* KOTOBA_PROFILE_QUERY_TEXT=full */
 	int cpu;             /* KOTOBA_PROFILE_CPU: sample CPU time */
 	unsigned cpu_hz;     /* KOTOBA_PROFILE_CPU_HZ: samples per CPU-second */
+	int unwind;          /* KOTOBA_PROFILE_UNWIND: enum kp_unwind_mode */
+};
+
+enum kp_unwind_mode {
+	KP_UNWIND_FAST = 0,      /* kprof's unwinder, libunwind as fallback */
+	KP_UNWIND_LIBUNWIND = 1, /* libunwind only */
+	KP_UNWIND_VERIFY = 2,    /* both; count the stacks where they differ */
 };
 
 #define KP_QHOOK_SQLITE 1u
 #define KP_QHOOK_LIBPQ 2u
 
 void kp_config_load(struct kp_config *c);
+const char *kp_unwind_mode_name(int mode);
 /* KOTOBA_PROFILE_QUERY_HOOKS (query.c): "all" (default), "none", or a
  * comma list of sqlite, libpq -> KP_QHOOK_* bits; and back to text. */
 unsigned kp_query_hooks_parse(const char *s);
@@ -238,6 +246,7 @@ struct kp_real {
 	int (*nanosleep)(const struct timespec *, struct timespec *);
 	int (*clock_nanosleep)(int, int, const struct timespec *,
 			       struct timespec *);
+	int (*dlclose)(void *); /* unwind.c */
 };
 
 extern struct kp_real kp_real;
@@ -356,6 +365,35 @@ uint64_t kp_stacktab_dropped(void);
 /* Intern pcs (innermost first) captured elsewhere (writer thread: CPU
  * samples). 0 = table full. */
 uint32_t kp_stack_intern_pcs(const uint64_t *pcs, uint32_t n);
+
+/* ---- the fast unwinder (unwind.c) ---------------------------------------- */
+
+/* Map the rule cache. @return 0, -1 when the fast unwinder is unavailable
+ * (then kp_unwind always returns -1). */
+int kp_unwind_init(void);
+/*
+ * The return addresses of the caller's stack, innermost first, as
+ * libunwind's unw_backtrace gives them (pcs[0] is in the caller of
+ * kp_unwind). @return how many, or -1 when a frame is beyond the fast
+ * unwinder: then ask libunwind for the whole stack.
+ */
+int kp_unwind(uint64_t *pcs, int max);
+/*
+ * The same walk from an interrupted context (CPU samples, in the signal
+ * handler): pcs[0] = pc + 1, then return addresses, every read within
+ * [rsp, top). Async-signal-safe. @return how many, -1 when a frame is beyond
+ * the fast unwinder.
+ */
+int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
+		   uint64_t *pcs, int max);
+/* Forget every cached rule (a module was unmapped). */
+void kp_unwind_flush(void);
+/* Stacks the fast unwinder handed to libunwind. */
+extern _Atomic uint64_t kp_unwind_fallback_n;
+/* KOTOBA_PROFILE_UNWIND=verify: the end-of-run summary on stderr; the
+ * counts start from zero in a forked child (its own summary). */
+void kp_unwind_report(void);
+void kp_unwind_after_fork_child(void);
 
 /* ---- modules (modules.c) ------------------------------------------------- */
 

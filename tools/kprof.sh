@@ -17,6 +17,7 @@
 #   --no-query              do not record database queries
 #   --query-text-full       keep query texts with their literals
 #   --cpu[=HZ]              sample CPU time (default 100 samples/CPU-s)
+#   --unwind=MODE           stack unwinder: fast (default), libunwind, verify
 #   -a, --analyze           run kprof-analyze on the traces afterwards
 #                           (report on stderr)
 # The library is $KPROF_LIB if set, else the installed one, else the one
@@ -86,6 +87,7 @@ while [ $# -gt 0 ]; do
 	--cpu) export KOTOBA_PROFILE_CPU=1; shift ;;
 	--cpu=*) export KOTOBA_PROFILE_CPU=1 KOTOBA_PROFILE_CPU_HZ="${1#--cpu=}"
 		shift ;;
+	--unwind=*) export KOTOBA_PROFILE_UNWIND="${1#--unwind=}"; shift ;;
 	-a|--analyze) analyze=1; shift ;;
 	-h|--help) usage 0 ;;
 	--) shift; break ;;

@@ -223,7 +223,10 @@ def main():
     configs = [("none", app, {}),
                ("no-op interposer", app, {"LD_PRELOAD": NOOP}),
                ("kprof, stacks off", app, nostack),
-               ("kprof, stacks on", app, kp)]
+               ("kprof, stacks on", app, kp),
+               # the same stacks taken by libunwind (KOTOBA_PROFILE_UNWIND)
+               ("kprof, stacks on, libunwind", app,
+                dict(kp, KOTOBA_PROFILE_UNWIND="libunwind"))]
     if heaptrack:
         configs.append(("heaptrack", [heaptrack, "-o", "ht"] + app, {}))
     t, last = bench("alloc_bench: 2 threads, ~16 k stacks", configs, rounds)

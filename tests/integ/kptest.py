@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -236,6 +237,72 @@ def dump(files):
         return [json.loads(line) for line in out.splitlines() if line]
     except ValueError as e:
         raise Fail("kprof-analyze dump printed invalid JSON (%s)" % e)
+
+
+# ---- the trace header: magic, u16 major, u16 minor, u32 len, msgpack map -----
+
+def _mp(b, i):
+    c = b[i]
+    i += 1
+    if c <= 0x7f:
+        return c, i
+    if c >= 0xe0:
+        return c - 0x100, i
+    if 0x80 <= c <= 0x8f or c in (0xde, 0xdf):
+        if c <= 0x8f:
+            n = c & 0x0f
+        else:
+            fmt = ">H" if c == 0xde else ">I"
+            n = struct.unpack_from(fmt, b, i)[0]
+            i += struct.calcsize(fmt)
+        d = {}
+        for _ in range(n):
+            k, i = _mp(b, i)
+            v, i = _mp(b, i)
+            d[k] = v
+        return d, i
+    if 0x90 <= c <= 0x9f or c in (0xdc, 0xdd):
+        if c <= 0x9f:
+            n = c & 0x0f
+        else:
+            fmt = ">H" if c == 0xdc else ">I"
+            n = struct.unpack_from(fmt, b, i)[0]
+            i += struct.calcsize(fmt)
+        a = []
+        for _ in range(n):
+            v, i = _mp(b, i)
+            a.append(v)
+        return a, i
+    if 0xa0 <= c <= 0xbf:
+        n = c & 0x1f
+        return b[i:i + n].decode("utf-8", "replace"), i + n
+    if c in (0xd9, 0xda, 0xdb, 0xc4, 0xc5, 0xc6):
+        fmt = {0xd9: ">B", 0xda: ">H", 0xdb: ">I",
+               0xc4: ">B", 0xc5: ">H", 0xc6: ">I"}[c]
+        n = struct.unpack_from(fmt, b, i)[0]
+        i += struct.calcsize(fmt)
+        s = bytes(b[i:i + n])
+        return (s.decode("utf-8", "replace") if c >= 0xd9 else s), i + n
+    if c in (0xc0, 0xc2, 0xc3):
+        return {0xc0: None, 0xc2: False, 0xc3: True}[c], i
+    fmt = {0xcc: ">B", 0xcd: ">H", 0xce: ">I", 0xcf: ">Q", 0xd0: ">b",
+           0xd1: ">h", 0xd2: ">i", 0xd3: ">q", 0xca: ">f", 0xcb: ">d"}.get(c)
+    if fmt is None:
+        raise Fail("msgpack type 0x%02x in a trace header" % c)
+    return struct.unpack_from(fmt, b, i)[0], i + struct.calcsize(fmt)
+
+
+def trace_header(path):
+    """The header map of a trace file (see lib/record.h)."""
+    with open(path, "rb") as f:
+        b = f.read(16)
+        if len(b) != 16 or b[:8] != b"KPROFTRC":
+            raise Fail("%s: not a kprof trace" % path)
+        _, _, n = struct.unpack("<HHI", b[8:])
+        h, _ = _mp(f.read(n), 0)
+    if not isinstance(h, dict):
+        raise Fail("%s: header is not a map" % path)
+    return h
 
 
 # ---- report helpers ----------------------------------------------------------

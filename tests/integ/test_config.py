@@ -22,12 +22,13 @@ STORM = app("storm")
 # Defaults of preload/config.c (documented in kprof(7)).
 DEFAULTS = {"MEMORY": "1", "STACK_DEPTH": "64", "BUFFER_KB": "1024",
             "OVERFLOW": "wait", "FLUSH_MS": "100", "ZSTD_LEVEL": "1",
-            "OUTPUT": "kprof.%p.kpz"}
+            "OUTPUT": "kprof.%p.kpz", "UNWIND": "fast"}
 BAD = [("STACK_DEPTH", "abc"), ("STACK_DEPTH", "-1"), ("STACK_DEPTH", "100000"),
        ("BUFFER_KB", "-1"), ("BUFFER_KB", "8"), ("BUFFER_KB", "12k"),
        ("OVERFLOW", "maybe"), ("OVERFLOW", ""), ("MEMORY", "perhaps"),
        ("MEMORY", ""), ("ZSTD_LEVEL", "99"), ("ZSTD_LEVEL", "0"),
-       ("FLUSH_MS", "0"), ("FLUSH_MS", "1e3"), ("OUTPUT", "")]
+       ("FLUSH_MS", "0"), ("FLUSH_MS", "1e3"), ("OUTPUT", ""),
+       ("UNWIND", "dwarf"), ("UNWIND", ""), ("UNWIND", "Fast")]
 
 with t.section("MEMORY=0"):
     with Tmp() as d:
@@ -137,7 +138,8 @@ with t.section("bad values"):
             t.eq(len(r.traces), 1, "%s: still traced with the default" % label)
         # good values: no warning at all
         for var, val in (("STACK_DEPTH", "256"), ("BUFFER_KB", "16"), ("FLUSH_MS", "1"),
-                         ("ZSTD_LEVEL", "19"), ("OVERFLOW", "drop"), ("MEMORY", "TRUE")):
+                         ("ZSTD_LEVEL", "19"), ("OVERFLOW", "drop"), ("MEMORY", "TRUE"),
+                         ("UNWIND", "fast"), ("UNWIND", "libunwind")):
             r = run([LEAKY, "quiet"], d, prof={var: val})
             t.eq((r.rc, r.err), (0, ""), "KOTOBA_PROFILE_%s=%s: accepted silently" % (var, val))
 

@@ -10,6 +10,10 @@ sample (the thread's own CPU clock), so per-thread sums are exact up to the
 time after a thread's last sample, and a share errs by at most about one
 sampling period per function boundary. A few CPU-seconds at 1000 Hz
 (capped by the kernel's tick, often 250 Hz) keep that far below 2 points.
+
+Stacks: the handler unwinds with kprof's DWARF unwinder, so samples in code
+built without frame pointers (Debian's python3) have whole stacks; with
+KOTOBA_PROFILE_UNWIND=libunwind it walks frame pointers as before.
 """
 import gzip
 import json
@@ -93,7 +97,8 @@ with t.section("accuracy: 60/30/10 in two threads"):
         lines = folded.splitlines()
         t.ok(lines and all(re.fullmatch(r"[^ \n]+( [^ \n]+)* \d+", ln)
                            for ln in lines), "folded lines", folded[:500])
-        t.ok(any(ln.startswith("start_thread;worker_a;hot_a ")
+        # kprof's DWARF unwinder follows clone3's CFI to its end
+        t.ok(any(ln.startswith("__clone3;start_thread;worker_a;hot_a ")
                  for ln in lines), "root-first stack of hot_a", folded[:500])
         leaf, total, stacks = {}, 0, []
         for ln in lines:
@@ -283,5 +288,50 @@ with t.section("heap: folded, SVG with C++ names, pprof"):
                 if re.match(r"\s*\d+\s+\d+\s+\d+\s+\d+:", ln)]
         t.eq(sum(int(v[3].rstrip(":")) for v in vals), peak,
              "pprof -raw: inuse_space adds up to the heap peak", raw[:1500])
+
+PY_BUSY = """
+import time
+t = time.process_time()
+while time.process_time() - t < 0.6:
+    sum(i * i for i in range(1000))
+"""
+
+
+def folded_share(folded, fn):
+    """Share of the folded weight whose stack has function fn."""
+    tot = part = 0
+    for ln in folded.splitlines():
+        stack, n = ln.rsplit(" ", 1)
+        tot += int(n)
+        if fn in stack.split(";"):
+            part += int(n)
+    return part / tot if tot else 0.0
+
+
+with t.section("DWARF stacks through code without frame pointers"):
+    with Tmp() as d:
+        shares = {}
+        for mode in ("fast", "libunwind"):
+            r = run(["/usr/bin/python3", "-c", PY_BUSY], cwd=d,
+                    prof=dict(CPU, UNWIND=mode), timeout=120)
+            t.eq(r.rc, 0, "python3 busy loop, UNWIND=%s: runs" % mode, r)
+            rc, folded, err = analyze_raw(["flame", "--what", "cpu", "--folded",
+                                           r.traces[0]])
+            t.eq(rc, 0, "UNWIND=%s: flame --folded" % mode, err)
+            shares[mode] = folded_share(folded, "__libc_start_main")
+            if mode == "fast":
+                t.ok(shares[mode] >= 0.9, "python3: at least 90 %% of the "
+                     "samples' stacks reach __libc_start_main (got %.2f)" % shares[mode],
+                     folded[:1500])
+        t.diag("stacks reaching __libc_start_main: %.2f with kprof's unwinder, %.2f "
+               "with frame pointers (UNWIND=libunwind)"
+               % (shares["fast"], shares["libunwind"]))
+        r = run([app("cpuwork"), "split", "20000"], cwd=d,
+                prof=dict(CPU, UNWIND="libunwind"), timeout=300)
+        rc, folded, err = analyze_raw(["flame", "--folded", r.traces[0]])
+        t.ok(any(ln.startswith("start_thread;worker_a;hot_a ")
+                 for ln in folded.splitlines()),
+             "UNWIND=libunwind: the frame-pointer walk as before (from "
+             "start_thread)", folded[:500])
 
 t.done()

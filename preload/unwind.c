@@ -188,7 +188,12 @@ static int stack_bounds(uintptr_t sp, uintptr_t *hi)
 	uintptr_t lo, h;
 	if (find_mapping(sp, &lo, &h) != 0)
 		return -1;
+	/* A CPU sample's handler may run between these stores and use the
+	 * bounds: never let it see one old and one new. */
+	u->hi = 0;
+	atomic_signal_fence(memory_order_seq_cst);
 	u->lo = lo;
+	atomic_signal_fence(memory_order_seq_cst);
 	u->hi = h;
 	*hi = h;
 	return 0;

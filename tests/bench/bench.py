@@ -429,8 +429,14 @@ def query_bench(rounds, quick):
     base = {"KOTOBA_PROFILE_OUTPUT": "q.%p.kpz"}
     configs = [
         ("none", {}),
-        ("kprof, QUERY=0 MEMORY=0 (preloaded only)",
+        ("kprof, QUERY=0 MEMORY=0 (preloaded only, I/O recorded)",
          dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_QUERY="0", KOTOBA_PROFILE_MEMORY="0")),
+        # the SQLite hook alone: no allocation or I/O events either
+        ("kprof, query hook only (MEMORY=0 IO=0), stacks off",
+         dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_MEMORY="0", KOTOBA_PROFILE_IO="0",
+              KOTOBA_PROFILE_STACK_DEPTH="0")),
+        ("kprof, query hook only (MEMORY=0 IO=0), stacks on",
+         dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_MEMORY="0", KOTOBA_PROFILE_IO="0")),
         ("kprof, query hook, MEMORY=0, stacks off",
          dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_MEMORY="0",
               KOTOBA_PROFILE_STACK_DEPTH="0")),

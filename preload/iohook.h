@@ -238,7 +238,9 @@ void kp_io_push_ext(uint8_t op, uint32_t stack, int fd, uint64_t req,
  * no call and no locked instruction (the offset from the fd table, the
  * byte count on the ring, the event straight into the ring's next slot).
  * Nothing on that path can change errno, so errno is read only when the
- * call failed, and saved only on the other paths (kp_io_record_slow).
+ * call failed, and saved only on the other paths (kp_io_record_slow,
+ * which does the same plus the capture when a stack is all that is
+ * different).
  */
 static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
 					  int64_t r, int64_t off, uint64_t t0)

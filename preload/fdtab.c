@@ -260,33 +260,15 @@ void kp_io_push_ext(uint8_t op, uint32_t stack, int fd, uint64_t req,
 	errno = saved;
 }
 
-/* kp_io_record when the fd is not known yet, the thread has no ring or
- * has deferred QUERY_BEGINs, or a stack is wanted: anything may happen
- * here, so errno is saved. */
+/* kp_io_record when the fd is not known yet, or the thread has no ring or
+ * has deferred QUERY_BEGINs: anything may happen here, so errno is
+ * saved. */
 void kp_io_record_slow(uint8_t op, int fd, uint64_t req, int64_t r,
 		       int64_t ret, int64_t off, uint64_t t0, uint64_t t1)
 {
 	int saved = errno;
 	struct kp_tls *t = &kp_tls;
 	t->busy = 1;
-	struct kp_ring *ring = t->ring;
-	if ((unsigned)fd < KP_FDTAB_MAX && ring && !kp_q_npending &&
-	    kp_fd_known(&kp_fdtab[fd])) {
-		/* only a stack is wanted: kp_io_record's way, and the capture
-		 * (the default setting's common case) */
-		off = kp_io_offset(&kp_fdtab[fd], 0, op, r, off);
-		if (r > 0)
-			kp_io_ring_count(ring, op, (uint64_t)r);
-		uint32_t stack = kp_io_stack();
-		if (!kp_ring_try_push_head(ring, t->tid, t1, KP_REC_IO, op,
-					   stack, (uint64_t)(int64_t)fd, req,
-					   (uint64_t)ret, (uint64_t)off,
-					   t1 - t0))
-			kp_io_push_ext(op, stack, fd, req, ret, off, t0, t1);
-		t->busy = 0;
-		errno = saved;
-		return;
-	}
 	int fresh = 0;
 	struct kp_fdent *e = NULL;
 	if ((unsigned)fd < KP_FDTAB_MAX) {
@@ -298,7 +280,7 @@ void kp_io_record_slow(uint8_t op, int fd, uint64_t req, int64_t r,
 	if (r > 0)
 		kp_io_count(op, (uint64_t)r);
 	uint32_t stack = kp_io_stack();
-	ring = t->ring;
+	struct kp_ring *ring = t->ring;
 	if (!ring || kp_q_npending ||
 	    !kp_ring_try_push_head(ring, t->tid, t1, KP_REC_IO, op, stack,
 				   (uint64_t)(int64_t)fd, req, (uint64_t)ret,

@@ -234,13 +234,12 @@ void kp_io_push_ext(uint8_t op, uint32_t stack, int fd, uint64_t req,
  * KP_IO_OFF_TRACK to take it from the fd table (and advance it by r).
  *
  * Inline in each interposer: the common case, a call on an fd known in
- * this process by a thread with its own ring and no stack wanted, takes
- * no call and no locked instruction (the offset from the fd table, the
- * byte count on the ring, the event straight into the ring's next slot).
- * Nothing on that path can change errno, so errno is read only when the
- * call failed, and saved only on the other paths (kp_io_record_slow,
- * which does the same plus the capture when a stack is all that is
- * different).
+ * this process by a thread with its own ring, takes no call but the stack
+ * capture (when wanted) and no locked instruction (the offset from the fd
+ * table, the byte count on the ring, the event straight into the ring's
+ * next slot). Nothing else on that path can change errno, so errno is
+ * read only when the call failed, and saved only around the capture and
+ * on the other paths (kp_io_record_slow).
  */
 static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
 					  int64_t r, int64_t off, uint64_t t0)
@@ -251,7 +250,7 @@ static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
 	struct kp_ring *ring = t->ring;
 	struct kp_fdent *e = &kp_fdtab[(unsigned)fd % KP_FDTAB_MAX];
 	if (KP_UNLIKELY((unsigned)fd >= KP_FDTAB_MAX || !ring ||
-			kp_q_npending || kp.cfg.io_capture || !kp_fd_known(e))) {
+			kp_q_npending || !kp_fd_known(e))) {
 		kp_io_record_slow(op, fd, req, r, ret, off, t0, t1);
 		return;
 	}
@@ -259,10 +258,19 @@ static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
 	off = kp_io_offset(e, 0, op, r, off);
 	if (r > 0)
 		kp_io_ring_count(ring, op, (uint64_t)r);
+	uint32_t stack = 0;
+	if (kp.cfg.io_capture) {
+		/* called from here, not through a helper: one frame fewer
+		 * for libunwind to walk (and for kp_stack_capture to drop) */
+		int saved = errno;
+		stack = kp_stack_capture();
+		errno = saved;
+	}
 	if (KP_UNLIKELY(!kp_ring_try_push_head(
-		    ring, t->tid, t1, KP_REC_IO, op, 0, (uint64_t)(int64_t)fd,
-		    req, (uint64_t)ret, (uint64_t)off, t1 - t0)))
-		kp_io_push_ext(op, 0, fd, req, ret, off, t0, t1); /* full */
+		    ring, t->tid, t1, KP_REC_IO, op, stack,
+		    (uint64_t)(int64_t)fd, req, (uint64_t)ret, (uint64_t)off,
+		    t1 - t0)))
+		kp_io_push_ext(op, stack, fd, req, ret, off, t0, t1); /* full */
 	t->busy = 0;
 }
 

@@ -207,9 +207,29 @@ void kp_enc_block_close(uint8_t *hdr, size_t body_len)
 static inline uint8_t *mp_be(uint8_t *p, uint8_t tag, uint64_t v, int n)
 {
 	*p++ = tag;
-	for (int i = n - 1; i >= 0; i--)
-		*p++ = (uint8_t)(v >> (8 * i));
-	return p;
+	/* one byte-swapped store (n is a constant where this is inlined;
+	 * little-endian host, as the reader's kp_mpk_be* assume) */
+	switch (n) {
+	case 1:
+		*p = (uint8_t)v;
+		break;
+	case 2: {
+		uint16_t x = __builtin_bswap16((uint16_t)v);
+		memcpy(p, &x, 2);
+		break;
+	}
+	case 4: {
+		uint32_t x = __builtin_bswap32((uint32_t)v);
+		memcpy(p, &x, 4);
+		break;
+	}
+	default: {
+		uint64_t x = __builtin_bswap64(v);
+		memcpy(p, &x, 8);
+		break;
+	}
+	}
+	return p + n;
 }
 
 static inline uint8_t *mp_uint(uint8_t *p, uint64_t v)

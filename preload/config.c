@@ -84,6 +84,7 @@ void kp_config_load(struct kp_config *c)
 				       1, 19);
 	c->io = parse_bool("KOTOBA_PROFILE_IO", 1);
 	c->io_stacks = parse_bool("KOTOBA_PROFILE_IO_STACKS", 1);
+	c->io_capture = c->io_stacks && c->stack_depth > 0;
 	c->cpu = parse_bool("KOTOBA_PROFILE_CPU", 0);
 	c->cpu_hz = (unsigned)parse_int("KOTOBA_PROFILE_CPU_HZ", DEF_CPU_HZ,
 					1, 10000);

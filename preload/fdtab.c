@@ -210,77 +210,84 @@ void kp_fd_closed(int fd, uint8_t how, uint64_t t0, int err, uint32_t stack)
 	kp_ring_push_ext(t1, KP_REC_FD_CLOSE, how, stack, v, NULL, 0);
 }
 
-void kp_io_record(uint8_t op, int fd, uint64_t req, int64_t r, int64_t off,
-		  uint64_t t0)
+uint64_t kp_io_read_ops, kp_io_write_ops;
+
+static void io_ops_init(void)
 {
-	uint64_t t1 = kp_ticks();
-	int *ep = &errno;
-	int saved = *ep;
-	int err = r < 0 ? saved : 0;
+	uint64_t rd = 0, wr = 0;
+	for (unsigned op = 0; op <= KP_IO_OP_MAX; op++) {
+		char dir = kp_io_op_dir(op);
+		if (dir == 'r' || op == KP_IO_OP_COPY_FILE_RANGE ||
+		    op == KP_IO_OP_SENDFILE)
+			rd |= 1ull << op;
+		if (dir == 'w')
+			wr |= 1ull << op;
+	}
+	kp_io_read_ops = rd;
+	kp_io_write_ops = wr;
+}
+
+void kp_io_count(uint8_t op, uint64_t n)
+{
+	struct kp_ring *r = kp_tls.ring;
+	if (r) {
+		kp_io_ring_count(r, op, n);
+		return;
+	}
+	/* no ring of its own (yet, or any more): the shared counters */
+	uint64_t b = op < 64 ? 1ull << op : 0;
+	if (b & kp_io_read_ops)
+		atomic_fetch_add_explicit(&kp_io_seen_read, n,
+					  memory_order_relaxed);
+	if (b & kp_io_write_ops)
+		atomic_fetch_add_explicit(&kp_io_seen_write, n,
+					  memory_order_relaxed);
+}
+
+/* The event of kp_io_record through kp_ring_push_ext (the ring looks
+ * full: it waits for the writer, or drops). */
+void kp_io_push_ext(uint8_t op, uint32_t stack, int fd, uint64_t req,
+		    int64_t ret, int64_t off, uint64_t t0, uint64_t t1)
+{
+	int saved = errno;
+	int64_t v[KP_IO_NV];
+	v[KP_IO_FD] = fd;
+	v[KP_IO_REQ] = (int64_t)req;
+	v[KP_IO_RET] = ret;
+	v[KP_IO_OFF] = off;
+	v[KP_IO_DUR] = (int64_t)(t1 - t0);
+	kp_ring_push_ext(t1, KP_REC_IO, op, stack, v, NULL, 0);
+	errno = saved;
+}
+
+/* kp_io_record when the fd is not known yet, or the thread has no ring or
+ * has deferred QUERY_BEGINs: anything may happen here, so errno is
+ * saved. */
+void kp_io_record_slow(uint8_t op, int fd, uint64_t req, int64_t r,
+		       int64_t ret, int64_t off, uint64_t t0, uint64_t t1)
+{
+	int saved = errno;
 	struct kp_tls *t = &kp_tls;
 	t->busy = 1;
 	int fresh = 0;
 	struct kp_fdent *e = NULL;
 	if ((unsigned)fd < KP_FDTAB_MAX) {
-		/* the common case inline: an fd known in this process */
 		e = &kp_fdtab[fd];
-		if (KP_UNLIKELY(atomic_load_explicit(&e->state,
-						     memory_order_acquire) !=
-					KP_FDS_KNOWN ||
-				e->gen != kp_fd_gen))
+		if (!kp_fd_known(e))
 			e = get(fd, t0, &fresh);
 	}
-	if (e && e->kind != KP_FDK_FILE && e->kind != KP_FDK_DEVICE) {
-		if (off == KP_IO_OFF_TRACK)
-			off = KP_IO_NO_OFF;
-	} else if (off == KP_IO_OFF_TRACK) {
-		char dir = kp_io_op_dir(op);
-		off = KP_IO_NO_OFF;
-		if (e) {
-			int64_t cur = atomic_load_explicit(
-				&e->off, memory_order_relaxed);
-			/* a fresh entry read the offset after the call */
-			if (fresh && cur >= 0 && r > 0)
-				cur -= r;
-			if (e->append && dir == 'w') {
-				atomic_store_explicit(&e->off, KP_IO_NO_OFF,
-						      memory_order_relaxed);
-			} else if (cur >= 0) {
-				off = cur;
-				if (r > 0)
-					atomic_store_explicit(
-						&e->off, cur + r,
-						memory_order_relaxed);
-			}
-		}
-	} else if (op == KP_IO_OP_LSEEK && e && r >= 0) {
-		atomic_store_explicit(&e->off, r, memory_order_relaxed);
-	}
+	off = kp_io_offset(e, fresh, op, r, off);
 	if (r > 0)
 		kp_io_count(op, (uint64_t)r);
-	int64_t v[KP_IO_NV];
-	v[KP_IO_FD] = fd;
-	v[KP_IO_REQ] = (int64_t)req;
-	v[KP_IO_RET] = r < 0 ? -(int64_t)err : r;
-	v[KP_IO_OFF] = off;
-	v[KP_IO_DUR] = (int64_t)(t1 - t0);
-	kp_ring_push_ext(t1, KP_REC_IO, op, kp_io_stack(), v, NULL, 0);
+	uint32_t stack = kp_io_stack();
+	struct kp_ring *ring = t->ring;
+	if (!ring || kp_q_npending ||
+	    !kp_ring_try_push_head(ring, t->tid, t1, KP_REC_IO, op, stack,
+				   (uint64_t)(int64_t)fd, req, (uint64_t)ret,
+				   (uint64_t)off, t1 - t0))
+		kp_io_push_ext(op, stack, fd, req, ret, off, t0, t1);
 	t->busy = 0;
-	*ep = saved;
-}
-
-void kp_io_count(uint8_t op, uint64_t n)
-{
-	char dir = kp_io_op_dir(op);
-	/* sendfile and copy_file_range count as read and written (the
-	 * kernel adds them to both rchar and wchar) */
-	if (dir == 'r' || op == KP_IO_OP_COPY_FILE_RANGE ||
-	    op == KP_IO_OP_SENDFILE)
-		atomic_fetch_add_explicit(&kp_io_seen_read, n,
-					  memory_order_relaxed);
-	if (dir == 'w')
-		atomic_fetch_add_explicit(&kp_io_seen_write, n,
-					  memory_order_relaxed);
+	errno = saved;
 }
 
 /* ---- /proc/self/io -------------------------------------------------------- */
@@ -328,6 +335,7 @@ static void read_procio(struct procio *o)
 
 void kp_io_init(void)
 {
+	io_ops_init();
 	int saved = errno;
 	read_procio(&io0);
 	errno = saved;
@@ -362,8 +370,16 @@ void kp_io_finish(void)
 	v[KP_IOS_WCHAR] = delta(now.wchar, io0.wchar);
 	v[KP_IOS_READ_BYTES] = delta(now.read_bytes, io0.read_bytes);
 	v[KP_IOS_WRITE_BYTES] = delta(now.write_bytes, io0.write_bytes);
-	v[KP_IOS_SEEN_READ] = (int64_t)atomic_load(&kp_io_seen_read);
-	v[KP_IOS_SEEN_WRITE] = (int64_t)atomic_load(&kp_io_seen_write);
+	uint64_t seen_r = atomic_load(&kp_io_seen_read);
+	uint64_t seen_w = atomic_load(&kp_io_seen_write);
+	for (struct kp_ring *r = atomic_load(&kp.rings); r; r = r->next) {
+		seen_r += atomic_load_explicit(&r->io_seen_read,
+					       memory_order_relaxed);
+		seen_w += atomic_load_explicit(&r->io_seen_write,
+					       memory_order_relaxed);
+	}
+	v[KP_IOS_SEEN_READ] = (int64_t)seen_r;
+	v[KP_IOS_SEEN_WRITE] = (int64_t)seen_w;
 	v[KP_IOS_SELF_WRITE] = (int64_t)atomic_load(&kp_self_wchar);
 	v[KP_IOS_SELF_READ] = (int64_t)atomic_load(&kp_self_rchar);
 	kp_ring_push_ext(0, KP_REC_IO_SUMMARY, 0, 0, v, NULL, 0);

@@ -143,10 +143,17 @@ void kp_fd_closed(int fd, uint8_t how, uint64_t t0, int err,
 /* Forget an fd without a record (closed by kprof, close_range). */
 void kp_fd_forget(int fd);
 
-/* ---- recording ---- */
+/* ---- recording (fdtab.c) ---- */
 
-/* Byte counters of interposed I/O, for IO_SUMMARY. */
+/* Byte counters of interposed I/O, for IO_SUMMARY: each thread counts on
+ * its ring (struct kp_ring io_seen_*); these hold what threads without a
+ * ring counted. */
 extern _Atomic uint64_t kp_io_seen_read, kp_io_seen_write;
+/* The ops whose bytes count as read / written, bit (1 << op) (from
+ * kp_io_op_dir() at init: one test on the hot path, not a switch).
+ * sendfile and copy_file_range count as both (the kernel adds them to
+ * both rchar and wchar). */
+extern uint64_t kp_io_read_ops, kp_io_write_ops;
 
 /* Add n bytes of op to the seen counters (done by kp_io_record). */
 void kp_io_count(uint8_t op, uint64_t n);
@@ -157,16 +164,114 @@ static inline int kp_io_want(const struct kp_tls *t)
 	return !t->busy && !t->writer && kp_ready() && kp.cfg.io;
 }
 
-/* Record one KP_REC_IO after the real call returned. r < 0: failed with
- * errno (read from errno here). off: the offset of the call, or
- * KP_IO_OFF_TRACK to take it from the fd table (and advance it by r). */
-#define KP_IO_OFF_TRACK INT64_MIN
-void kp_io_record(uint8_t op, int fd, uint64_t req, int64_t r, int64_t off,
-		  uint64_t t0);
-
 static inline uint32_t kp_io_stack(void)
 {
-	return kp.cfg.io_stacks ? kp_stack_capture() : 0;
+	return kp.cfg.io_capture ? kp_stack_capture() : 0;
+}
+
+#define KP_IO_OFF_TRACK INT64_MIN
+
+/* kp_io_count on r, this thread's own ring: no locked instruction. */
+static KP_ALWAYS_INLINE void kp_io_ring_count(struct kp_ring *r, uint8_t op,
+					      uint64_t n)
+{
+	uint64_t b = op < 64 ? 1ull << op : 0;
+	if (b & kp_io_read_ops)
+		atomic_store_explicit(&r->io_seen_read,
+				      atomic_load_explicit(&r->io_seen_read,
+							   memory_order_relaxed) + n,
+				      memory_order_relaxed);
+	if (b & kp_io_write_ops)
+		atomic_store_explicit(&r->io_seen_write,
+				      atomic_load_explicit(&r->io_seen_write,
+							   memory_order_relaxed) + n,
+				      memory_order_relaxed);
+}
+
+/* The offset of a call of op on fd entry e (NULL: out of the table or not
+ * resolvable now), and the tracking that goes with it. fresh: e was
+ * resolved by this call, after the call moved the offset by r. */
+static KP_ALWAYS_INLINE int64_t kp_io_offset(struct kp_fdent *e, int fresh,
+					     uint8_t op, int64_t r,
+					     int64_t off)
+{
+	if (e && e->kind != KP_FDK_FILE && e->kind != KP_FDK_DEVICE) {
+		if (off == KP_IO_OFF_TRACK)
+			off = KP_IO_NO_OFF;
+	} else if (off == KP_IO_OFF_TRACK) {
+		off = KP_IO_NO_OFF;
+		if (e) {
+			int64_t cur = atomic_load_explicit(
+				&e->off, memory_order_relaxed);
+			if (fresh && cur >= 0 && r > 0)
+				cur -= r;
+			if (KP_UNLIKELY(e->append) && kp_io_op_dir(op) == 'w') {
+				atomic_store_explicit(&e->off, KP_IO_NO_OFF,
+						      memory_order_relaxed);
+			} else if (cur >= 0) {
+				off = cur;
+				if (r > 0)
+					atomic_store_explicit(
+						&e->off, cur + r,
+						memory_order_relaxed);
+			}
+		}
+	} else if (op == KP_IO_OP_LSEEK && e && r >= 0) {
+		atomic_store_explicit(&e->off, r, memory_order_relaxed);
+	}
+	return off;
+}
+
+/* kp_io_record's other paths (fdtab.c); ret: r, or -errno if it failed. */
+void kp_io_record_slow(uint8_t op, int fd, uint64_t req, int64_t r,
+		       int64_t ret, int64_t off, uint64_t t0, uint64_t t1);
+void kp_io_push_ext(uint8_t op, uint32_t stack, int fd, uint64_t req,
+		    int64_t ret, int64_t off, uint64_t t0, uint64_t t1);
+
+/*
+ * Record one KP_REC_IO after the real call returned. r < 0: failed with
+ * errno (read from errno here). off: the offset of the call, or
+ * KP_IO_OFF_TRACK to take it from the fd table (and advance it by r).
+ *
+ * Inline in each interposer: the common case, a call on an fd known in
+ * this process by a thread with its own ring, takes no call but the stack
+ * capture (when wanted) and no locked instruction (the offset from the fd
+ * table, the byte count on the ring, the event straight into the ring's
+ * next slot). Nothing else on that path can change errno, so errno is
+ * read only when the call failed, and saved only around the capture and
+ * on the other paths (kp_io_record_slow).
+ */
+static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
+					  int64_t r, int64_t off, uint64_t t0)
+{
+	uint64_t t1 = kp_ticks();
+	int64_t ret = KP_LIKELY(r >= 0) ? r : -(int64_t)errno;
+	struct kp_tls *t = &kp_tls;
+	struct kp_ring *ring = t->ring;
+	struct kp_fdent *e = &kp_fdtab[(unsigned)fd % KP_FDTAB_MAX];
+	if (KP_UNLIKELY((unsigned)fd >= KP_FDTAB_MAX || !ring ||
+			kp_q_npending || !kp_fd_known(e))) {
+		kp_io_record_slow(op, fd, req, r, ret, off, t0, t1);
+		return;
+	}
+	t->busy = 1;
+	off = kp_io_offset(e, 0, op, r, off);
+	if (r > 0)
+		kp_io_ring_count(ring, op, (uint64_t)r);
+	uint32_t stack = 0;
+	if (kp.cfg.io_capture) {
+		/* called from here, not through a helper: one frame fewer
+		 * for libunwind to walk (and for kp_stack_capture to drop) */
+		int saved = errno;
+		stack = kp_stack_capture();
+		errno = saved;
+	}
+	if (KP_UNLIKELY(!kp_ring_try_push_head(
+		    ring, t->tid, t1, KP_REC_IO, op, stack,
+		    (uint64_t)(int64_t)fd, req, (uint64_t)ret, (uint64_t)off,
+		    t1 - t0)))
+		kp_io_push_ext(op, stack, fd, req, ret, off, t0, t1); /* full */
+	t->busy = 0;
 }
 
 #endif

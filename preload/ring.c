@@ -15,6 +15,7 @@
  */
 #include "state.h"
 
+#include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -71,10 +72,14 @@ int kp_ring_init(void)
 	return 0;
 }
 
+/* Keeps errno: the producers' hot paths call it between the app's call
+ * and their return to the app, without saving errno themselves. */
 void kp_writer_wake(void)
 {
+	int saved = errno;
 	atomic_fetch_add(&kp.wake_seq, 1);
 	syscall(SYS_futex, &kp.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	errno = saved;
 }
 
 void kp_writer_poke(void)
@@ -305,6 +310,8 @@ void kp_ring_after_fork_child(void)
 		r->tail_cache = 0;
 		for (int i = 0; i <= KP_REC_TYPE_MAX; i++)
 			atomic_store(&r->lost[i], 0);
+		atomic_store(&r->io_seen_read, 0);
+		atomic_store(&r->io_seen_write, 0);
 		if (r != kp.shared)
 			atomic_store(&r->state, KP_RING_FREE);
 	}

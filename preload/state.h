@@ -34,6 +34,7 @@ struct kp_config {
 	int zstd_level;      /* KOTOBA_PROFILE_ZSTD_LEVEL */
 	int io;              /* KOTOBA_PROFILE_IO: record I/O calls */
 	int io_stacks;       /* KOTOBA_PROFILE_IO_STACKS: stacks on I/O */
+	int io_capture;      /* io_stacks and a stack_depth: capture them */
 	/* query profiling (query.c, hook_sqlite.c, hook_libpq.c) */
 	int query;           /* KOTOBA_PROFILE_QUERY: record queries */
 	unsigned query_hooks; /* KOTOBA_PROFILE_QUERY_HOOKS: KP_QHOOK_* */
@@ -113,7 +114,11 @@ struct kp_ring {
 	uint64_t tail_cache;      /* producer's last view of tail: re-read
 				   * only when the ring looks full, so the
 				   * consumer's line is not pulled per event */
-	char pad0[48];
+	/* bytes read and written by the I/O calls of the ring's threads
+	 * (IO_SUMMARY): written by the owner only, so without a locked
+	 * instruction; summed over the rings at the end (fdtab.c) */
+	_Atomic uint64_t io_seen_read, io_seen_write;
+	char pad0[32];
 	_Atomic uint64_t tail;    /* consumer: next slot to read (release) */
 	char pad1[56];
 	_Atomic int state;        /* enum kp_ring_state */
@@ -349,6 +354,52 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 	struct kp_ev ev = { .tsc = tsc, .type = type, .kind = kind,
 			    .stack = stack, .a = a, .b = b, .c = c, .d = d };
 	kp_ring_push(&ev);
+}
+
+/*
+ * The hot path of kp_ring_push_ext for an extension event of up to five
+ * values and no string (I/O calls): written straight into the head slot of
+ * r, this thread's own ring (kp_tls.ring), when it has room. Calls nothing
+ * that may change errno (kp_writer_wake keeps it). The caller has set
+ * kp_tls.busy and checked kp_q_npending. @return 0 when the ring looks
+ * full: the caller takes kp_ring_push_ext.
+ */
+static KP_ALWAYS_INLINE int kp_ring_try_push_head(struct kp_ring *r,
+						  uint32_t tid, uint64_t tsc,
+						  uint8_t type, uint8_t kind,
+						  uint32_t stack, uint64_t a,
+						  uint64_t b, uint64_t c,
+						  uint64_t d, uint64_t e)
+{
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	if (KP_UNLIKELY(h - r->tail_cache > r->mask))
+		return 0;
+	struct kp_ev *ev = &r->slots[h & r->mask];
+	ev->tsc = tsc;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	/* type, kind, pad 0, stack; then tid, nx 0: two stores, not six */
+	uint64_t w0 = type | (uint64_t)kind << 8 | (uint64_t)stack << 32;
+	uint64_t w1 = tid;
+	_Static_assert(offsetof(struct kp_ev, stack) == 12 &&
+			       offsetof(struct kp_ev, nx) == 20,
+		       "the layout the two stores assume");
+	__builtin_memcpy((char *)ev + offsetof(struct kp_ev, type), &w0, 8);
+	__builtin_memcpy((char *)ev + offsetof(struct kp_ev, tid), &w1, 8);
+#else
+	ev->type = type;
+	ev->kind = kind;
+	ev->pad = 0;
+	ev->stack = stack;
+	ev->tid = tid;
+	ev->nx = 0;
+#endif
+	ev->a = a;
+	ev->b = b;
+	ev->c = c;
+	ev->d = d;
+	ev->e = e;
+	kp_ring_publish(r, h, 1);
+	return 1;
 }
 
 /* ---- stacks (stacktab.c) ------------------------------------------------- */

@@ -464,40 +464,56 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 }
 
 /*
- * An extension event at slot t of ring r (state.h): its payload is
- * reassembled from the head and continuation slots into w.ext_buf, which
- * the record points into until it is added.
+ * An extension event at slot t of ring r (state.h). Values only, all in
+ * the head slot (I/O calls, closes, span ends, ...): read in place. Else
+ * the payload is reassembled from the head and continuation slots into
+ * w.ext_buf, which the record points into until it is added. The
+ * record's v[] past the type's nv values is left as it is: nothing reads
+ * it (kp_enc_ext_direct encodes nv values).
  */
 static void ext_to_rec(const struct kp_ring *r, uint64_t t, struct kp_rec *rec)
 {
 	const struct kp_ev *ev = &r->slots[t & r->mask];
 	struct kp_ext_layout l = kp_ext_layout(ev->type);
-	size_t vbytes = (size_t)l.nv * 8, len = vbytes + ev->pad, got;
+	size_t vbytes = (size_t)l.nv * 8;
 
-	memset(rec, 0, sizeof(*rec));
 	rec->type = ev->type;
 	rec->kind = ev->kind;
+	rec->pad = 0;
 	rec->tid = ev->tid;
 	rec->ts = to_ns(ev->tsc);
 	rec->u.ext.stack = ev->stack;
-	got = len < KP_EV_HEAD_PAYLOAD ? len : KP_EV_HEAD_PAYLOAD;
-	memcpy(w.ext_buf, &ev->a, got);
-	for (uint32_t k = 1; k <= ev->nx && got < len; k++) {
-		const struct kp_ev_cont *c = (const struct kp_ev_cont *)
-			&r->slots[(t + k) & r->mask];
-		size_t take = len - got < KP_EV_CONT_PAYLOAD ?
-			len - got : KP_EV_CONT_PAYLOAD;
-		memcpy(w.ext_buf + got, c->data, take);
-		got += take;
+	rec->u.ext.str = NULL;
+	rec->u.ext.str_len = 0;
+	if (KP_LIKELY(!l.has_str && vbytes <= KP_EV_HEAD_PAYLOAD)) {
+		/* the whole head payload (fixed size: no call), nv used */
+		_Static_assert(KP_EV_HEAD_PAYLOAD <= sizeof(rec->u.ext.v),
+			       "a head payload fits v[]");
+		memcpy(rec->u.ext.v, &ev->a, KP_EV_HEAD_PAYLOAD);
+	} else {
+		size_t len = vbytes + ev->pad;
+		size_t got = len < KP_EV_HEAD_PAYLOAD ? len :
+							KP_EV_HEAD_PAYLOAD;
+		memcpy(w.ext_buf, &ev->a, got);
+		for (uint32_t k = 1; k <= ev->nx && got < len; k++) {
+			const struct kp_ev_cont *c = (const struct kp_ev_cont *)
+				&r->slots[(t + k) & r->mask];
+			size_t take = len - got < KP_EV_CONT_PAYLOAD ?
+				len - got : KP_EV_CONT_PAYLOAD;
+			memcpy(w.ext_buf + got, c->data, take);
+			got += take;
+		}
+		memcpy(rec->u.ext.v, w.ext_buf, vbytes);
+		if (l.has_str) {
+			rec->u.ext.str = (const char *)w.ext_buf + vbytes;
+			rec->u.ext.str_len = ev->pad;
+		}
 	}
-	memcpy(rec->u.ext.v, w.ext_buf, vbytes);
-	for (unsigned i = 0; i < l.nv; i++)
-		if ((l.dur_mask >> i & 1) && rec->u.ext.v[i] > 0)
+	for (unsigned m = l.dur_mask & ((1u << l.nv) - 1); m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctz(m);
+		if (rec->u.ext.v[i] > 0)
 			rec->u.ext.v[i] = (int64_t)dur_ns(
 				(uint64_t)rec->u.ext.v[i]);
-	if (l.has_str) {
-		rec->u.ext.str = (const char *)w.ext_buf + vbytes;
-		rec->u.ext.str_len = ev->pad;
 	}
 }
 

@@ -148,6 +148,14 @@ with t.section("fork"):
         f = io_file(analyze(r.traces), d + "/forked")
         t.eq((f["ops"]["write"]["calls"], f["ops"]["write"]["bytes"]), (4, 301),
              "both traces together: merged per file")
+        # IO_SUMMARY's seen bytes (v[5]) are counted per thread on its
+        # ring: the child's start from zero, the parent's are its own
+        seen = []
+        for tr in r.traces:
+            s = [x["v"][5] for x in dump([tr]) if x["type"] == "io_summary"]
+            seen.append(s)
+        t.eq(sorted(seen), [[1], [300]],
+             "io_summary seen writes: parent 1, child 300")
 
 # ---- threads: one file, four threads ------------------------------------------------
 with t.section("threads"):
@@ -163,6 +171,8 @@ with t.section("threads"):
              "O_APPEND writes have no offset: not classified")
         tids = {x["tid"] for x in dump(r.traces) if x["type"] == "io"}
         t.eq(len(tids), 4, "the writes come from 4 threads")
+        t.eq([x["v"][5] for x in dump(r.traces) if x["type"] == "io_summary"],
+             [20000], "io_summary seen writes: the 4 threads' (gone) too")
         t.eq(os.path.getsize(d + "/shared"), 20000, "the app's file is intact")
 
 # ---- exec: the image that execs has its summary -------------------------------------

@@ -429,6 +429,9 @@ def query_bench(rounds, quick):
     base = {"KOTOBA_PROFILE_OUTPUT": "q.%p.kpz"}
     configs = [
         ("none", {}),
+        ("kprof loaded, nothing recorded (QUERY=0 MEMORY=0 IO=0)",
+         dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_QUERY="0", KOTOBA_PROFILE_MEMORY="0",
+              KOTOBA_PROFILE_IO="0")),
         ("kprof, QUERY=0 MEMORY=0 (preloaded only, I/O recorded)",
          dict(base, LD_PRELOAD=LIB, KOTOBA_PROFILE_QUERY="0", KOTOBA_PROFILE_MEMORY="0")),
         # the SQLite hook alone: no allocation or I/O events either

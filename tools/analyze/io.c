@@ -832,8 +832,9 @@ static void io_report_text(void *state, struct kp_analysis *an, FILE *out)
 	if (!full && !g->calls && !g->has_summary)
 		return; /* nothing recorded (KOTOBA_PROFILE_IO=0, old trace) */
 	fprintf(out, "I/O\n");
+	/* threads summed: above 100 % when they wait on I/O together */
 	fprintf(out, "  calls %llu (%llu failed), %s in I/O (%.1f %% of "
-		"wall)\n", (unsigned long long)g->calls,
+		"wall, threads summed)\n", (unsigned long long)g->calls,
 		(unsigned long long)g->errors,
 		kp_fmt_ns(a, sizeof(a), g->total_ns),
 		100.0 * share(g->total_ns, s->wall_ns));

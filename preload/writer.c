@@ -448,8 +448,7 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 	if (kp_writer_events_open(w.kw, tid, ts, &b) < 0)
 		return t + 1; /* the writer failed for good: dropped, as by
 			       * kp_writer_add */
-	do {
-		ts = to_ns(ev->tsc);
+	for (;;) {
 		b.p = kp_enc_mem(b.enc, b.p, ev->type, ev->kind, ts, ev->a,
 				 ev->b, ev->c,
 				 ev->type == KP_REC_REALLOC ? dur_ns(ev->d) : 0,
@@ -458,8 +457,11 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 		if (++t == head || b.p >= b.end)
 			break;
 		ev = &r->slots[t & r->mask];
-	} while (ev->tsc < wm && is_mem(ev->type) && ev->tid == tid);
-	kp_writer_events_close(w.kw, &b, n, ts);
+		if (ev->tsc >= wm || !is_mem(ev->type) || ev->tid != tid)
+			break;
+		ts = to_ns(ev->tsc);
+	}
+	kp_writer_events_close(w.kw, &b, n, ts); /* ts: the last one's */
 	return t;
 }
 

@@ -335,6 +335,7 @@ struct kp_batch {
 	const uint32_t *order;
 	size_t n;
 	const struct kp_rec *recs; /* the frame's extension records */
+	size_t nx;                 /* how many: 0 = allocation events only */
 };
 
 static inline const struct kp_event *kp_batch_at(const struct kp_batch *b,

@@ -141,6 +141,8 @@ static void app_events(void *state, struct kp_trace *t,
 {
 	struct app_state *st = state;
 
+	if (!b->nx)
+		return; /* allocations only */
 	for (size_t i = 0; i < b->n; i++) {
 		const struct kp_event *e = kp_batch_at(b, i);
 		if (e->type != KP_REC_SPAN && e->type != KP_REC_CUSTOM)

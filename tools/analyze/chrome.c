@@ -92,8 +92,8 @@ static void tl_record(void *st, struct kp_trace *t, const struct kp_rec *r)
 static void tl_events(void *st, struct kp_trace *t, const struct kp_batch *b)
 {
 	struct tl_state *s = st;
-	if (!s->on)
-		return;
+	if (!s->on || !b->nx)
+		return; /* off, or allocations only */
 	for (size_t i = 0; i < b->n; i++) {
 		const struct kp_event *ev = kp_batch_at(b, i);
 		if (ev->type != KP_REC_SPAN && ev->type != KP_REC_QUERY &&

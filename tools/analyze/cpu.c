@@ -115,6 +115,8 @@ static void acc_add(struct kp_idmap *m, struct acc **a, size_t *n,
 static void cpu_events(void *st, struct kp_trace *t, const struct kp_batch *b)
 {
 	struct cpu_state *s = st;
+	if (!b->nx)
+		return; /* allocations only */
 	for (size_t i = 0; i < b->n; i++) {
 		const struct kp_event *e = kp_batch_at(b, i);
 		if (e->type == KP_REC_IO) {

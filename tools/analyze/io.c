@@ -501,6 +501,8 @@ static void io_events(void *state, struct kp_trace *t,
 		      const struct kp_batch *b)
 {
 	struct io_state *s = state;
+	if (!b->nx)
+		return; /* allocations only */
 	for (size_t i = 0; i < b->n; i++) {
 		const struct kp_event *e = kp_batch_at(b, i);
 		switch (e->type) {

@@ -211,7 +211,7 @@ static void deliver(struct kp_load *L, const struct kp_event *ev,
 		    const uint32_t *order, size_t n)
 {
 	struct kp_batch b = { .ev = ev, .order = order, .n = n,
-			      .recs = L->xrecs };
+			      .recs = L->xrecs, .nx = L->nx };
 
 	for (size_t i = 0; i < L->nev_passes; i++)
 		L->xEvents[i](L->ev_state[i], L->t, &b);

@@ -519,6 +519,8 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 {
 	struct qstate *qs = state;
 	(void)tr;
+	if (!b->nx && !qs->nthr)
+		return; /* allocations, and no query has run yet */
 	for (size_t i = 0; i < b->n; i++) {
 		const struct kp_event *e = kp_batch_at(b, i);
 		struct qthr *t;

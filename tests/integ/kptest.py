@@ -241,6 +241,15 @@ def dump(files):
 
 # ---- the trace header: magic, u16 major, u16 minor, u32 len, msgpack map -----
 
+def _mp_count(b, i, c, fix_max, c16):
+    """The element count of a map or array whose first byte c was read:
+    in c (fix form, up to fix_max) or in the 16/32-bit field at i."""
+    if c <= fix_max:
+        return c & 0x0f, i
+    fmt = ">H" if c == c16 else ">I"
+    return struct.unpack_from(fmt, b, i)[0], i + struct.calcsize(fmt)
+
+
 def _mp(b, i):
     c = b[i]
     i += 1
@@ -249,12 +258,7 @@ def _mp(b, i):
     if c >= 0xe0:
         return c - 0x100, i
     if 0x80 <= c <= 0x8f or c in (0xde, 0xdf):
-        if c <= 0x8f:
-            n = c & 0x0f
-        else:
-            fmt = ">H" if c == 0xde else ">I"
-            n = struct.unpack_from(fmt, b, i)[0]
-            i += struct.calcsize(fmt)
+        n, i = _mp_count(b, i, c, 0x8f, 0xde)
         d = {}
         for _ in range(n):
             k, i = _mp(b, i)
@@ -262,12 +266,7 @@ def _mp(b, i):
             d[k] = v
         return d, i
     if 0x90 <= c <= 0x9f or c in (0xdc, 0xdd):
-        if c <= 0x9f:
-            n = c & 0x0f
-        else:
-            fmt = ">H" if c == 0xdc else ">I"
-            n = struct.unpack_from(fmt, b, i)[0]
-            i += struct.calcsize(fmt)
+        n, i = _mp_count(b, i, c, 0x9f, 0xdc)
         a = []
         for _ in range(n):
             v, i = _mp(b, i)

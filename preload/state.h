@@ -319,50 +319,14 @@ static KP_ALWAYS_INLINE void kp_ring_publish(struct kp_ring *r, uint64_t h,
 		kp_writer_poke();
 }
 
-/* The allocator hooks' path: the same as kp_ring_push of an event with
- * these fields, written straight into this thread's ring when it has room
- * (inline: the call with its eight arguments cost a fifth of the path). */
-static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
-					      uint32_t stack, uint64_t tsc,
-					      uint64_t a, uint64_t b,
-					      uint64_t c, uint64_t d)
-{
-	struct kp_tls *t = &kp_tls;
-	struct kp_ring *r = t->ring;
-	if (KP_UNLIKELY(kp_q_npending)) /* deferred QUERY_BEGINs (query.c) */
-		kp_query_flush();
-	if (KP_LIKELY(r != NULL)) {
-		uint64_t h = atomic_load_explicit(&r->head,
-						  memory_order_relaxed);
-		if (KP_LIKELY(h - r->tail_cache <= r->mask)) {
-			struct kp_ev *ev = &r->slots[h & r->mask];
-			ev->tsc = tsc ? tsc : kp_ticks();
-			ev->type = type;
-			ev->kind = kind;
-			ev->pad = 0;
-			ev->stack = stack;
-			ev->tid = t->tid;
-			ev->nx = 0;
-			ev->a = a;
-			ev->b = b;
-			ev->c = c;
-			ev->d = d;
-			kp_ring_publish(r, h, 1);
-			return;
-		}
-	}
-	struct kp_ev ev = { .tsc = tsc, .type = type, .kind = kind,
-			    .stack = stack, .a = a, .b = b, .c = c, .d = d };
-	kp_ring_push(&ev);
-}
-
 /*
- * The hot path of kp_ring_push_ext for an extension event of up to five
- * values and no string (I/O calls): written straight into the head slot of
- * r, this thread's own ring (kp_tls.ring), when it has room. Calls nothing
+ * One slot's event written straight into the head slot of r, this
+ * thread's own ring (kp_tls.ring), when it has room: the hot path of
+ * kp_ring_push_ext for an extension event of up to five values and no
+ * string (I/O calls), and of kp_ring_push_mem. Calls nothing
  * that may change errno (kp_writer_wake keeps it). The caller has set
  * kp_tls.busy and checked kp_q_npending. @return 0 when the ring looks
- * full: the caller takes kp_ring_push_ext.
+ * full: the caller takes its slow path (kp_ring_push_ext, kp_ring_push).
  */
 static KP_ALWAYS_INLINE int kp_ring_try_push_head(struct kp_ring *r,
 						  uint32_t tid, uint64_t tsc,
@@ -400,6 +364,29 @@ static KP_ALWAYS_INLINE int kp_ring_try_push_head(struct kp_ring *r,
 	ev->e = e;
 	kp_ring_publish(r, h, 1);
 	return 1;
+}
+
+/* The allocator hooks' path: the same as kp_ring_push of an event with
+ * these fields, written straight into this thread's ring when it has room
+ * (inline: the call with its eight arguments cost a fifth of the path). */
+static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
+					      uint32_t stack, uint64_t tsc,
+					      uint64_t a, uint64_t b,
+					      uint64_t c, uint64_t d)
+{
+	struct kp_tls *t = &kp_tls;
+	struct kp_ring *r = t->ring;
+	if (KP_UNLIKELY(kp_q_npending)) /* deferred QUERY_BEGINs (query.c) */
+		kp_query_flush();
+	if (!tsc)
+		tsc = kp_ticks();
+	if (KP_LIKELY(r != NULL) &&
+	    KP_LIKELY(kp_ring_try_push_head(r, t->tid, tsc, type, kind, stack,
+					    a, b, c, d, 0)))
+		return;
+	struct kp_ev ev = { .tsc = tsc, .type = type, .kind = kind,
+			    .stack = stack, .a = a, .b = b, .c = c, .d = d };
+	kp_ring_push(&ev);
 }
 
 /* ---- stacks (stacktab.c) ------------------------------------------------- */

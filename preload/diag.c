@@ -3,12 +3,52 @@
  * kprof's messages to the user: one line on fd 2, prefixed "kprof: ",
  * formatted into a stack buffer and written with a raw syscall. No stdio
  * (the app may hold its locks), no allocation.
+ *
+ * The writer thread's fd table is its own (writer.c): it keeps a copy of
+ * stderr only when that is a terminal, a file or a device. A pipe or a
+ * socket it may not keep (the app closing its end must still give the
+ * reader EOF), so its messages then wait here, and the app thread that
+ * ends the trace (exit, exec) prints them.
  */
 #include "state.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+
+int kp_warn_deferred; /* the writer thread has no stderr */
+static pthread_mutex_t deferred_lock = PTHREAD_MUTEX_INITIALIZER;
+static char deferred[2048];
+static size_t n_deferred;
+
+static void defer(const char *line, size_t n)
+{
+	pthread_mutex_lock(&deferred_lock);
+	if (n <= sizeof(deferred) - n_deferred) {
+		memcpy(deferred + n_deferred, line, n);
+		n_deferred += n;
+	}
+	pthread_mutex_unlock(&deferred_lock);
+}
+
+void kp_warn_flush(void)
+{
+	pthread_mutex_lock(&deferred_lock);
+	if (n_deferred)
+		kp_sys_write(2, deferred, n_deferred);
+	n_deferred = 0;
+	pthread_mutex_unlock(&deferred_lock);
+}
+
+/* A forked child: the parent prints what its writer left. */
+void kp_warn_after_fork_child(void)
+{
+	pthread_mutex_init(&deferred_lock, NULL);
+	n_deferred = 0;
+	kp_warn_deferred = 0;
+}
 
 void kp_warn(const char *fmt, ...)
 {
@@ -22,6 +62,9 @@ void kp_warn(const char *fmt, ...)
 	if (n > (int)sizeof(buf) - 2)
 		n = (int)sizeof(buf) - 2;
 	buf[n++] = '\n';
-	kp_sys_write(2, buf, (size_t)n);
+	if (kp_tls.writer && kp_warn_deferred)
+		defer(buf, (size_t)n);
+	else
+		kp_sys_write(2, buf, (size_t)n);
 	errno = saved;
 }

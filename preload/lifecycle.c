@@ -133,8 +133,12 @@ static void fork_child(void)
  * vfork child sharing its memory) may do this. */
 static void finish(int reason, int status)
 {
-	if (!kp_recording() || syscall(SYS_getpid) != kp.pid)
+	if (syscall(SYS_getpid) != kp.pid)
 		return;
+	if (!kp_recording()) {
+		kp_warn_flush(); /* the writer's, if it gave up */
+		return;
+	}
 	int saved = errno;
 	kp_io_finish();
 	kp_tls.busy = 1;

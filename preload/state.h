@@ -271,6 +271,9 @@ size_t kp_boot_size(const void *p);
 /* ---- diagnostics (diag.c) ------------------------------------------------ */
 
 void kp_warn(const char *fmt, ...) KP_PRINTF(1, 2);
+extern int kp_warn_deferred;
+void kp_warn_flush(void);
+void kp_warn_after_fork_child(void);
 
 /* ---- private arena (arena.c) --------------------------------------------- */
 

@@ -18,6 +18,18 @@
  * with O_CLOEXEC, and checked by inode before every write so that an app
  * that closes or dup2s over it (closefrom(3) in daemons) is noticed and the
  * file reopened, never written into the app's fd. All I/O is raw syscalls.
+ * The file is opened O_APPEND: whichever fd writes (the writer's, an app
+ * thread's at exit, one reopened by path), nothing is overwritten.
+ *
+ * The writer thread keeps a private fd table (unshare(CLONE_FILES)) holding
+ * the trace fd alone. While two threads share a table, Linux makes every
+ * read/write/fsync of the app take and drop a reference on the file, and
+ * lock the file position of a regular file (fdget's fast path is for a
+ * table with one user): a second thread alone costs a single-threaded
+ * app's I/O calls tens of ns each. The copies of the app's fds that
+ * unshare gives the writer are closed at once, so a pipe or socket the
+ * app closes still reaches EOF (closing a copy releases none of the app's
+ * POSIX locks: their owner is the app's table, not the writer's).
  *
  * A cycle runs under `cycle_lock`, so an app thread that must flush now
  * (exit, _exit, exec, abort) runs the cycle itself rather than handing off.
@@ -29,6 +41,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -161,7 +174,8 @@ static int open_trace(void)
 			snprintf(w.path, sizeof(w.path), "%.*s.%d%s",
 				 (int)stem, base, i, base + stem);
 		long fd = sys_open(w.path, O_WRONLY | O_CREAT | O_EXCL |
-						   O_NOFOLLOW | O_CLOEXEC,
+						   O_APPEND | O_NOFOLLOW |
+						   O_CLOEXEC,
 				   0600);
 		if (fd >= 0) {
 			w.fd = kp_high_fd((int)fd);
@@ -731,12 +745,44 @@ void kp_writer_call(void (*fn)(void *), void *arg)
 	pthread_mutex_unlock(&w.call_lock);
 }
 
+/* Close fds [lo, hi] of the calling thread's table but `keep`. */
+static void close_but(unsigned lo, unsigned hi, int keep)
+{
+	if (keep >= 0 && (unsigned)keep >= lo && (unsigned)keep <= hi) {
+		if ((unsigned)keep > lo)
+			syscall(SYS_close_range, lo, (unsigned)keep - 1, 0u);
+		if ((unsigned)keep < hi)
+			syscall(SYS_close_range, (unsigned)keep + 1, hi, 0u);
+	} else if (lo <= hi) {
+		syscall(SYS_close_range, lo, hi, 0u);
+	}
+}
+
+/* The writer's own fd table (the top of the file says why), holding the
+ * trace and stderr if that has no EOF to keep from a reader (diag.c).
+ * Without unshare (seccomp, old kernel) it shares the app's, as before. */
+static void private_fd_table(void)
+{
+	if (syscall(SYS_unshare, CLONE_FILES) != 0)
+		return;
+	struct stat st;
+	int err_ok = syscall(SYS_fstat, 2, &st) == 0 &&
+		     !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode);
+	close_but(0, 1, -1);
+	if (!err_ok) {
+		syscall(SYS_close, 2);
+		kp_warn_deferred = 1;
+	}
+	close_but(3, ~0u, w.fd);
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
 	kp_tls.writer = 1;
 	kp_tls.busy = 1;
 	prctl(PR_SET_NAME, "kprof-writer", 0, 0, 0);
+	private_fd_table();
 	while (!atomic_load(&w.stop)) {
 		uint32_t seq = atomic_load(&kp.wake_seq);
 		struct timespec ts = { kp.cfg.flush_ms / 1000,
@@ -826,6 +872,8 @@ void kp_writer_sync(int final, int reason, int64_t status)
 		w.thread_started = 0;
 		atomic_store(&kp.writer_up, 0);
 	}
+	if (final)
+		kp_warn_flush();
 }
 
 /* Flush before exec: if the exec succeeds this trace ends here. */
@@ -836,6 +884,7 @@ void kp_writer_exec(const char *path)
 		while (cycle(0, KP_END_EXEC, 0, path))
 			;
 	pthread_mutex_unlock(&w.cycle_lock);
+	kp_warn_flush();
 }
 
 void kp_writer_fork_prepare(void)
@@ -856,10 +905,15 @@ void kp_writer_fork_parent(void)
  */
 void kp_writer_after_fork_child(void)
 {
+	kp_warn_after_fork_child();
 	pthread_mutex_init(&w.cycle_lock, NULL);
 	pthread_mutex_init(&w.call_lock, NULL);
 	atomic_store(&w.call_done, atomic_load(&w.call_seq));
-	if (w.fd >= 0)
+	/* w.fd may be the number of the writer's table, not this one's:
+	 * close it only if here too it is the parent's trace */
+	struct stat st;
+	if (w.fd >= 0 && syscall(SYS_fstat, w.fd, &st) == 0 &&
+	    st.st_dev == w.dev && st.st_ino == w.ino)
 		syscall(SYS_close, w.fd);
 	w.fd = -1;
 	w.kw = NULL;

@@ -4,7 +4,10 @@
 fork (two traces, merged), fork+exec (a third trace; the pre-exec one ends
 with "exec"), exit() from a non-main thread while others run, _exit(7),
 abort(), SIGKILL mid-run (truncated but readable), and an app that closes
-every fd >= 3 (close_range) and dup2s its own file over the trace's old fd.
+every fd >= 3 (close_range) and dup2s its own file over the trace's old fd;
+the writer thread's private fd table (only the trace, and stderr when that
+is no pipe or socket), and an app closing its end of a pipe still gives the
+reader EOF.
 """
 import os
 import signal
@@ -198,5 +201,100 @@ with t.section("closefrom"):
              "closefrom: every allocation before and after the close is in the trace")
         t.eq(m["in_use_at_exit"]["blocks"], 0, "closefrom: nothing in use at exit")
         t.eq(r.err, "", "closefrom: kprof printed no warning")
+
+# python3 under kprof: closes its stdout and stderr when told to (a line on
+# stdin), then waits for a second line before it exits.
+HOLDER = ("import os, sys\n"
+          "sys.stdin.readline()\n"
+          "os.close(1); os.close(2)\n"
+          "sys.stdin.readline()\n")
+
+
+def task_fds(pid):
+    """{comm: sorted fd targets} for each thread of pid."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        base = "/proc/%d/task/%s" % (pid, tid)
+        with open(base + "/comm") as f:
+            comm = f.read().strip()
+        fds = {}
+        for fd in os.listdir(base + "/fd"):
+            try:
+                fds[int(fd)] = os.readlink(base + "/fd/" + fd)
+            except OSError:
+                pass
+        out[comm] = fds
+    return out
+
+
+def start_holder(d, stderr):
+    e = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_MEMORY": "0"})
+    return subprocess.Popen([PY, "-c", HOLDER], cwd=d, env=e, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=stderr)
+
+
+def writer_fds(p):
+    for _ in range(200):  # the writer thread names itself at its start
+        fds = task_fds(p.pid).get("kprof-writer")
+        if fds is not None:
+            return fds
+        time.sleep(0.05)
+    return None
+
+
+with t.section("writer fd table"):
+    with Tmp() as d:
+        p = start_holder(d, subprocess.PIPE)
+        try:
+            fds = writer_fds(p)
+            t.ok(fds is not None, "fd table: a kprof-writer thread exists")
+            fds = fds or {}
+            t.eq(len(fds), 1, "fd table: the writer holds one fd (stderr is a pipe)", fds)
+            t.ok(all(v.endswith(".kpz") for v in fds.values()),
+                 "fd table: ... the trace", fds)
+            # the app closes its ends of the stdout and stderr pipes: the
+            # reader sees EOF now, not when the process exits
+            p.stdin.write(b"close\n")
+            p.stdin.flush()
+            got = {}
+
+            def read_all(name, f):
+                got[name] = f.read()
+            import threading
+            th = [threading.Thread(target=read_all, args=(n, f), daemon=True)
+                  for n, f in (("out", p.stdout), ("err", p.stderr))]
+            for x in th:
+                x.start()
+            for x in th:
+                x.join(30)
+            t.eq(sorted(got), ["err", "out"],
+                 "EOF on stdout and stderr while the app still runs")
+            t.eq(p.poll(), None, "... the app is still running then")
+            p.stdin.write(b"exit\n")
+            p.stdin.close()
+            t.eq(p.wait(30), 0, "the app exits 0")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        t.eq(len(kpz_files(d)), 1, "fd table: one trace")
+    with Tmp() as d:
+        errf = open(os.path.join(d, "stderr.txt"), "w")
+        p = start_holder(d, errf)
+        try:
+            fds = writer_fds(p) or {}
+            t.eq(sorted(fds), sorted([2] + [k for k, v in fds.items() if v.endswith(".kpz")]),
+                 "fd table: stderr to a file: the writer holds stderr and the trace", fds)
+            t.eq(len(fds), 2, "fd table: ... two fds", fds)
+            t.eq(fds.get(2), os.path.join(os.path.realpath(d), "stderr.txt"),
+                 "fd table: ... fd 2 is the stderr file")
+            p.stdin.write(b"close\nexit\n")
+            p.stdin.close()
+            t.eq(p.wait(30), 0, "stderr to a file: the app exits 0")
+        finally:
+            errf.close()
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 t.done()

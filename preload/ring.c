@@ -202,6 +202,18 @@ void kp_ring_push(struct kp_ev *ev)
 		kp_spin_unlock(&kp.shared_lock);
 }
 
+/* kp_ring_push_mem's way when the head slot cannot take the event. */
+void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
+			   uint64_t tsc, uint64_t a, uint64_t b, uint64_t c,
+			   uint64_t d)
+{
+	int saved = errno;
+	struct kp_ev ev = { .tsc = tsc, .type = type, .kind = kind,
+			    .stack = stack, .a = a, .b = b, .c = c, .d = d };
+	kp_ring_push(&ev);
+	errno = saved;
+}
+
 /* Where the payload of an extension event goes next. */
 struct payload_out {
 	struct kp_ring *r;

@@ -369,9 +369,15 @@ static KP_ALWAYS_INLINE int kp_ring_try_push_head(struct kp_ring *r,
 	return 1;
 }
 
+void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
+			   uint64_t tsc, uint64_t a, uint64_t b, uint64_t c,
+			   uint64_t d);
+
 /* The allocator hooks' path: the same as kp_ring_push of an event with
  * these fields, written straight into this thread's ring when it has room
- * (inline: the call with its eight arguments cost a fifth of the path). */
+ * (inline: the call with its eight arguments cost a fifth of the path).
+ * Keeps errno: the slow path (deferred query records, a full ring, a
+ * thread's first event) saves it. */
 static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 					      uint32_t stack, uint64_t tsc,
 					      uint64_t a, uint64_t b,
@@ -379,17 +385,13 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 {
 	struct kp_tls *t = &kp_tls;
 	struct kp_ring *r = t->ring;
-	if (KP_UNLIKELY(kp_q_npending)) /* deferred QUERY_BEGINs (query.c) */
-		kp_query_flush();
 	if (!tsc)
 		tsc = kp_ticks();
-	if (KP_LIKELY(r != NULL) &&
+	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_q_npending) &&
 	    KP_LIKELY(kp_ring_try_push_head(r, t->tid, tsc, type, kind, stack,
 					    a, b, c, d, 0)))
 		return;
-	struct kp_ev ev = { .tsc = tsc, .type = type, .kind = kind,
-			    .stack = stack, .a = a, .b = b, .c = c, .d = d };
-	kp_ring_push(&ev);
+	kp_ring_push_mem_slow(type, kind, stack, tsc, a, b, c, d);
 }
 
 /* ---- stacks (stacktab.c) ------------------------------------------------- */

@@ -50,7 +50,8 @@ static KP_ALWAYS_INLINE void record_alloc(struct kp_tls *t, int kind,
 	       0);
 }
 
-static void record_free(struct kp_tls *t, void *p, uint64_t tsc)
+static KP_ALWAYS_INLINE void record_free(struct kp_tls *t, void *p,
+					  uint64_t tsc)
 {
 	record(t, KP_REC_FREE, 0, 0, tsc, (uintptr_t)p, 0, 0, 0);
 }

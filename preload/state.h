@@ -273,8 +273,15 @@ long kp_sys_write(int fd, const void *buf, size_t n);
 
 /* ---- bootstrap pool (boot.c) --------------------------------------------- */
 
+#define KP_BOOT_SIZE (256 * 1024)
+KP_HIDDEN extern unsigned char kp_boot_pool[KP_BOOT_SIZE];
+
 void *kp_boot_alloc(size_t n, size_t align);
-int kp_boot_owns(const void *p);
+/* Is p a boot pool block? (inline: free() asks it of every pointer) */
+static inline int kp_boot_owns(const void *p)
+{
+	return (uintptr_t)p - (uintptr_t)kp_boot_pool < KP_BOOT_SIZE;
+}
 size_t kp_boot_size(const void *p);
 
 /* ---- diagnostics (diag.c) ------------------------------------------------ */

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Per-thread rings: each thread that records gets its own single-producer,
- * single-consumer ring of fixed 64-byte events; the writer thread is the
- * only consumer. The producer path takes no lock and never allocates: a
- * slot is filled, then `head` is published with release order.
+ * single-consumer ring of 32-byte slots (an event takes one or more, see
+ * state.h); the writer thread is the only consumer. The producer path
+ * takes no lock and never allocates: the slots are filled, then `head` is
+ * published with release order.
  *
  * Rings live in their own mmap and are never unmapped: a ring whose thread
  * ended is drained by the writer, then reused by the next new thread. Events
  * a thread makes after its key destructor ran (glibc frees its TLS after
- * that) go to one shared ring under a spin lock, each event naming its tid.
+ * that) go to one shared ring under a spin lock, each event after a
+ * KP_EV_TID slot naming its thread.
  *
  * When a ring is full the default policy waits for the writer (lossless);
  * KOTOBA_PROFILE_OVERFLOW=drop drops the event and counts it.

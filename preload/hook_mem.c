@@ -25,18 +25,22 @@ static inline int want(const struct kp_tls *t)
 }
 
 /* Record one event (fields as in writer.c's ev_to_rec), with the
- * caller's stack if asked. */
+ * caller's stack if asked. errno is kept around what may change it (the
+ * unwind, a full ring's wait); the common path touches it not at all. */
 static KP_ALWAYS_INLINE void record(struct kp_tls *t, uint8_t type,
 				     uint8_t kind, int with_stack, uint64_t tsc,
 				     uint64_t a, uint64_t b, uint64_t c,
 				     uint64_t d)
 {
-	int saved = errno;
 	t->busy = 1;
-	uint32_t stack = with_stack ? kp_stack_capture() : 0;
+	uint32_t stack = 0;
+	if (with_stack && kp.cfg.stack_depth > 0) {
+		int saved = errno;
+		stack = kp_stack_capture();
+		errno = saved;
+	}
 	kp_ring_push_mem(type, kind, stack, tsc, a, b, c, d);
 	t->busy = 0;
-	errno = saved;
 }
 
 static KP_ALWAYS_INLINE void record_alloc(struct kp_tls *t, int kind,
@@ -46,7 +50,8 @@ static KP_ALWAYS_INLINE void record_alloc(struct kp_tls *t, int kind,
 	       0);
 }
 
-static void record_free(struct kp_tls *t, void *p, uint64_t tsc)
+static KP_ALWAYS_INLINE void record_free(struct kp_tls *t, void *p,
+					  uint64_t tsc)
 {
 	record(t, KP_REC_FREE, 0, 0, tsc, (uintptr_t)p, 0, 0, 0);
 }

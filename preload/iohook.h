@@ -267,7 +267,7 @@ static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
 		errno = saved;
 	}
 	if (KP_UNLIKELY(!kp_ring_try_push_head(
-		    ring, t->tid, t1, KP_REC_IO, op, stack,
+		    ring, t1, KP_REC_IO, op, stack, KP_IO_NV * 8,
 		    (uint64_t)(int64_t)fd, req, (uint64_t)ret, (uint64_t)off,
 		    t1 - t0)))
 		kp_io_push_ext(op, stack, fd, req, ret, off, t0, t1); /* full */

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Per-thread rings: each thread that records gets its own single-producer,
- * single-consumer ring of fixed 64-byte events; the writer thread is the
- * only consumer. The producer path takes no lock and never allocates: a
- * slot is filled, then `head` is published with release order.
+ * single-consumer ring of 32-byte slots (an event takes one or more, see
+ * state.h); the writer thread is the only consumer. The producer path
+ * takes no lock and never allocates: the slots are filled, then `head` is
+ * published with release order.
  *
  * Rings live in their own mmap and are never unmapped: a ring whose thread
  * ended is drained by the writer, then reused by the next new thread. Events
  * a thread makes after its key destructor ran (glibc frees its TLS after
- * that) go to one shared ring under a spin lock, each event naming its tid.
+ * that) go to one shared ring under a spin lock, each event after a
+ * KP_EV_TID slot naming its thread.
  *
  * When a ring is full the default policy waits for the writer (lossless);
  * KOTOBA_PROFILE_OVERFLOW=drop drops the event and counts it.
@@ -116,11 +118,9 @@ struct kp_ring *kp_ring_self(void)
 	t->ring = r;
 	pthread_setspecific(ring_key, r);
 
-	struct kp_ev ev = { .type = KP_REC_THREAD_START };
 	char name[17] = { 0 };
 	prctl(PR_GET_NAME, name, 0, 0, 0);
-	memcpy(&ev.a, name, 16);
-	kp_ring_push(&ev);
+	kp_ring_push(0, KP_REC_THREAD_START, 0, 0, name, 16);
 	return r;
 }
 
@@ -164,16 +164,6 @@ static int make_room(struct kp_ring *r, uint64_t h, uint64_t n, unsigned type)
 }
 
 
-static void push_to(struct kp_ring *r, const struct kp_ev *ev)
-{
-	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-	if (KP_UNLIKELY(h - r->tail_cache > r->mask) &&
-	    !make_room(r, h, 1, ev->type))
-		return;
-	r->slots[h & r->mask] = *ev;
-	kp_ring_publish(r, h, 1);
-}
-
 /* The ring this thread pushes to, with its tid set; the shared ring (and
  * its lock taken) for a dying thread or when no ring could be mapped. */
 static struct kp_ring *ring_for_push(uint32_t *tid)
@@ -191,18 +181,7 @@ static struct kp_ring *ring_for_push(uint32_t *tid)
 	return kp.shared;
 }
 
-void kp_ring_push(struct kp_ev *ev)
-{
-	if (KP_UNLIKELY(kp_q_npending)) /* deferred QUERY_BEGINs (query.c) */
-		kp_query_flush();
-	ev->tsc = ev->tsc ? ev->tsc : kp_ticks();
-	struct kp_ring *r = ring_for_push(&ev->tid);
-	push_to(r, ev);
-	if (KP_UNLIKELY(r == kp.shared))
-		kp_spin_unlock(&kp.shared_lock);
-}
-
-/* Where the payload of an extension event goes next. */
+/* Where the payload of an event goes next. */
 struct payload_out {
 	struct kp_ring *r;
 	uint64_t h;      /* the head slot */
@@ -232,6 +211,76 @@ static void payload_put(struct payload_out *o, const void *src, size_t n)
 	}
 }
 
+/*
+ * Push one event whose payload is p1[0..n1) then p2[0..n2), into this
+ * thread's ring, or the shared ring after a KP_EV_TID slot; or count it
+ * lost when there is no room (drop policy, no writer).
+ */
+static void push_event(uint64_t tsc, uint8_t type, uint8_t kind,
+		       uint32_t stack, const void *p1, size_t n1,
+		       const void *p2, size_t n2)
+{
+	uint32_t len = (uint32_t)(n1 + n2);
+	uint32_t tid;
+	struct kp_ring *r = ring_for_push(&tid);
+	int shared = r == kp.shared;
+	uint64_t n = 1 + kp_ev_nx(len) + (uint64_t)shared;
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	if (KP_UNLIKELY(h + n - r->tail_cache > r->mask + 1) &&
+	    !make_room(r, h, n, type))
+		goto out;
+
+	uint64_t u = h;
+	if (shared) {
+		struct kp_ev *m = &r->slots[u++ & r->mask];
+		m->tsc = tsc;
+		m->type = KP_EV_TID;
+		m->kind = 0;
+		m->len = 8;
+		m->stack = 0;
+		m->a = tid;
+		m->b = 0;
+	}
+	struct kp_ev *ev = &r->slots[u & r->mask];
+	ev->tsc = tsc;
+	ev->type = type;
+	ev->kind = kind;
+	ev->len = (uint16_t)len;
+	ev->stack = stack;
+	ev->a = 0;
+	ev->b = 0;
+	struct payload_out o = { r, u, (uint8_t *)&ev->a, KP_EV_HEAD_PAYLOAD,
+				 1, tsc };
+	payload_put(&o, p1, n1);
+	payload_put(&o, p2, n2);
+	kp_ring_publish(r, h, n);
+out:
+	if (KP_UNLIKELY(shared))
+		kp_spin_unlock(&kp.shared_lock);
+}
+
+void kp_ring_push(uint64_t tsc, uint8_t type, uint8_t kind, uint32_t stack,
+		  const void *payload, uint32_t len)
+{
+	if (KP_UNLIKELY(kp_q_npending)) /* deferred QUERY_BEGINs (query.c) */
+		kp_query_flush();
+	push_event(tsc ? tsc : kp_ticks(), type, kind, stack, payload, len,
+		   NULL, 0);
+}
+
+/* kp_ring_push_mem's way when the ring cannot take the event at once. */
+void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
+			   uint64_t tsc, uint64_t a, uint64_t b, uint64_t c,
+			   uint64_t d)
+{
+	int saved = errno;
+	uint64_t v[4] = { a, b, c, d };
+	uint32_t len = type == KP_REC_FREE ? 8 :
+		       type == KP_REC_ALLOC ? (c ? 24 : 16) : 32;
+	kp_ring_push(tsc, type, kind, stack, v, len);
+	errno = saved;
+}
+
 void kp_ring_push_ext(uint64_t tsc, uint8_t type, uint8_t kind,
 		      uint32_t stack, const int64_t *v, const char *str,
 		      size_t str_len)
@@ -243,43 +292,8 @@ void kp_ring_push_ext(uint64_t tsc, uint8_t type, uint8_t kind,
 		str_len = 0;
 	if (str_len > KP_MAX_STR_LEN)
 		str_len = KP_MAX_STR_LEN;
-	size_t vbytes = (size_t)l.nv * 8, len = vbytes + str_len;
-	uint32_t nx = len <= KP_EV_HEAD_PAYLOAD ? 0 :
-		(uint32_t)((len - KP_EV_HEAD_PAYLOAD + KP_EV_CONT_PAYLOAD - 1) /
-			   KP_EV_CONT_PAYLOAD);
-	tsc = tsc ? tsc : kp_ticks();
-
-	uint32_t tid;
-	struct kp_ring *r = ring_for_push(&tid);
-	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-	if (KP_UNLIKELY(h + nx - r->tail_cache > r->mask) &&
-	    !make_room(r, h, 1 + nx, type))
-		goto out;
-
-	struct kp_ev *ev = &r->slots[h & r->mask];
-	ev->tsc = tsc;
-	ev->type = type;
-	ev->kind = kind;
-	ev->pad = (uint16_t)str_len;
-	ev->stack = stack;
-	ev->tid = tid;
-	ev->nx = nx;
-	if (KP_LIKELY(!str_len && l.nv <= KP_EV_HEAD_PAYLOAD / 8)) {
-		/* values only, in the head slot (I/O calls, closes, query
-		 * begins, span ends): no byte copying */
-		uint64_t *dst = &ev->a;
-		for (unsigned i = 0; i < l.nv; i++)
-			dst[i] = (uint64_t)v[i];
-	} else {
-		struct payload_out o = { r, h, (uint8_t *)&ev->a,
-					 KP_EV_HEAD_PAYLOAD, 1, tsc };
-		payload_put(&o, v, vbytes);
-		payload_put(&o, str, str_len);
-	}
-	kp_ring_publish(r, h, 1 + nx);
-out:
-	if (KP_UNLIKELY(r == kp.shared))
-		kp_spin_unlock(&kp.shared_lock);
+	push_event(tsc ? tsc : kp_ticks(), type, kind, stack, v,
+		   (size_t)l.nv * 8, str, str_len);
 }
 
 void kp_ring_thread_exit(void)
@@ -288,8 +302,7 @@ void kp_ring_thread_exit(void)
 	if (!t->ring || t->writer)
 		return;
 	t->busy = 1;
-	struct kp_ev ev = { .type = KP_REC_THREAD_END };
-	kp_ring_push(&ev);
+	kp_ring_push(0, KP_REC_THREAD_END, 0, 0, NULL, 0);
 	struct kp_ring *r = t->ring;
 	t->ring = NULL;
 	t->dead = 1;

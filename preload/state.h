@@ -68,40 +68,49 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 /* ---- ring events (ring.c) ------------------------------------------------ */
 
 /*
- * One fixed-size slot of a per-thread ring: a raw event as the app thread
- * captured it. The writer turns it into a struct kp_rec (ticks -> ns).
+ * A per-thread ring is an array of 32-byte slots; an event is a head slot
+ * and nx continuation slots: a raw event as the app thread captured it,
+ * which the writer turns into a struct kp_rec (ticks -> ns). Its payload
+ * (len bytes) is laid out over the head's a and b (16 bytes) and then each
+ * continuation slot's data (24 bytes); a continuation slot repeats the
+ * head's tsc, so the writer's watermark may look at any slot. So the
+ * common events take one slot, half a cache line: a FREE (a = ptr, len 8)
+ * and a malloc's ALLOC (a = ptr, b = size, len 16); an ALLOC with an
+ * alignment (c) and a REALLOC (a old, b new, c size, d dur) take two, as
+ * an extension event of five values (I/O calls) does.
+ *
+ * The thread of an event is its ring's owner (kp_ring.tid), but in the
+ * shared ring of dying threads, where each event follows a KP_EV_TID slot
+ * naming its thread.
  */
 struct kp_ev {
 	uint64_t tsc;   /* raw timestamp (kp_ticks()) */
-	uint8_t type;   /* enum kp_rec_type */
+	uint8_t type;   /* enum kp_rec_type, or KP_EV_TID */
 	uint8_t kind;   /* alloc kind, end reason */
-	uint16_t pad;
+	uint16_t len;   /* payload bytes */
 	uint32_t stack; /* interned stack id, 0 = none */
-	uint32_t tid;   /* owning thread */
-	uint32_t nx;    /* continuation slots that follow (extension events) */
-	uint64_t a, b, c, d, e; /* type-specific, see writer.c ev_to_rec() */
+	uint64_t a, b;  /* the payload's first 16 bytes */
 };
-_Static_assert(sizeof(struct kp_ev) == 64, "one cache line per event");
+_Static_assert(sizeof(struct kp_ev) == 32, "half a cache line per slot");
 
-/*
- * An extension event (record.h, type >= KP_REC_EXT_MIN) spans 1 + nx slots:
- * its values v[0..nv) and then its string are one payload laid out over the
- * head slot's a..e (40 bytes) and then each continuation slot's data. A
- * continuation slot repeats the head's tsc, so the writer's watermark may
- * look at any slot. pad holds the string's length.
- */
 struct kp_ev_cont {
 	uint64_t tsc;
-	uint8_t data[56];
+	uint8_t data[24];
 };
 _Static_assert(sizeof(struct kp_ev_cont) == sizeof(struct kp_ev), "a slot");
 
-#define KP_EV_HEAD_PAYLOAD 40
-#define KP_EV_CONT_PAYLOAD 56
-/* Slots of the largest extension event. */
-#define KP_EV_MAX_SLOTS \
-	(1 + (KP_EXT_MAX_V * 8 + KP_MAX_STR_LEN + KP_EV_CONT_PAYLOAD - 1) / \
-		     KP_EV_CONT_PAYLOAD)
+#define KP_EV_HEAD_PAYLOAD 16
+#define KP_EV_CONT_PAYLOAD 24
+/* Shared ring only: the next event is thread a's (not a record type). */
+#define KP_EV_TID 0xff
+
+/* Continuation slots of an event of len payload bytes. */
+static inline uint32_t kp_ev_nx(uint32_t len)
+{
+	return len <= KP_EV_HEAD_PAYLOAD ? 0 :
+		(len - KP_EV_HEAD_PAYLOAD + KP_EV_CONT_PAYLOAD - 1) /
+		KP_EV_CONT_PAYLOAD;
+}
 
 enum kp_ring_state {
 	KP_RING_ACTIVE = 0, /* owned by a live thread */
@@ -127,7 +136,7 @@ struct kp_ring {
 	_Atomic uint64_t lost[KP_REC_TYPE_MAX + 1]; /* dropped, per type */
 	struct kp_ring *next;     /* registry list, push-only */
 	size_t map_len;           /* bytes mmapped for this ring */
-	struct kp_ev slots[];     /* mask + 1 slots */
+	_Alignas(64) struct kp_ev slots[]; /* mask + 1 slots, by cache lines */
 };
 
 /* ---- per-thread state ---------------------------------------------------- */
@@ -264,8 +273,15 @@ long kp_sys_write(int fd, const void *buf, size_t n);
 
 /* ---- bootstrap pool (boot.c) --------------------------------------------- */
 
+#define KP_BOOT_SIZE (256 * 1024)
+KP_HIDDEN extern unsigned char kp_boot_pool[KP_BOOT_SIZE];
+
 void *kp_boot_alloc(size_t n, size_t align);
-int kp_boot_owns(const void *p);
+/* Is p a boot pool block? (inline: free() asks it of every pointer) */
+static inline int kp_boot_owns(const void *p)
+{
+	return (uintptr_t)p - (uintptr_t)kp_boot_pool < KP_BOOT_SIZE;
+}
 size_t kp_boot_size(const void *p);
 
 /* ---- diagnostics (diag.c) ------------------------------------------------ */
@@ -287,8 +303,10 @@ void kp_arena_unlock(void);
 
 /* This thread's ring, attaching one on first use; NULL if none can be had. */
 struct kp_ring *kp_ring_self(void);
-/* Push one event; ev->tsc and ev->tid are filled here. */
-void kp_ring_push(struct kp_ev *ev);
+/* Push one event of type (below KP_REC_EXT_MIN) with a payload of len
+ * bytes (see struct kp_ev); tsc 0 = now. */
+void kp_ring_push(uint64_t tsc, uint8_t type, uint8_t kind, uint32_t stack,
+		  const void *payload, uint32_t len);
 /*
  * Push an extension event: type (>= KP_REC_EXT_MIN), kind and stack, its
  * layout's nv values (record.h; durations in ticks, the writer converts
@@ -323,55 +341,64 @@ static KP_ALWAYS_INLINE void kp_ring_publish(struct kp_ring *r, uint64_t h,
 }
 
 /*
- * One slot's event written straight into the head slot of r, this
- * thread's own ring (kp_tls.ring), when it has room: the hot path of
- * kp_ring_push_ext for an extension event of up to five values and no
- * string (I/O calls), and of kp_ring_push_mem. Calls nothing
- * that may change errno (kp_writer_wake keeps it). The caller has set
- * kp_tls.busy and checked kp_q_npending. @return 0 when the ring looks
- * full: the caller takes its slow path (kp_ring_push_ext, kp_ring_push).
+ * An event of up to five payload values (len bytes, at most 40: one or two
+ * slots) and no string written straight into r, this thread's own ring
+ * (kp_tls.ring), when it has room: the hot path of kp_ring_push_ext for
+ * an extension event without a string (I/O calls), and of
+ * kp_ring_push_mem. Calls nothing that may change errno (kp_writer_wake
+ * keeps it). The caller has set kp_tls.busy and checked kp_q_npending.
+ * @return 0 when the ring looks full: the caller takes its slow path
+ * (kp_ring_push_ext, kp_ring_push_mem_slow).
  */
 static KP_ALWAYS_INLINE int kp_ring_try_push_head(struct kp_ring *r,
-						  uint32_t tid, uint64_t tsc,
-						  uint8_t type, uint8_t kind,
-						  uint32_t stack, uint64_t a,
+						  uint64_t tsc, uint8_t type,
+						  uint8_t kind, uint32_t stack,
+						  uint32_t len, uint64_t a,
 						  uint64_t b, uint64_t c,
 						  uint64_t d, uint64_t e)
 {
+	uint64_t n = 1 + kp_ev_nx(len);
 	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-	if (KP_UNLIKELY(h - r->tail_cache > r->mask))
+	if (KP_UNLIKELY(h + n - r->tail_cache > r->mask + 1))
 		return 0;
 	struct kp_ev *ev = &r->slots[h & r->mask];
 	ev->tsc = tsc;
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	/* type, kind, pad 0, stack; then tid, nx 0: two stores, not six */
-	uint64_t w0 = type | (uint64_t)kind << 8 | (uint64_t)stack << 32;
-	uint64_t w1 = tid;
-	_Static_assert(offsetof(struct kp_ev, stack) == 12 &&
-			       offsetof(struct kp_ev, nx) == 20,
-		       "the layout the two stores assume");
+	/* type, kind, len, stack: one store, not four */
+	uint64_t w0 = type | (uint64_t)kind << 8 | (uint64_t)len << 16 |
+		      (uint64_t)stack << 32;
+	_Static_assert(offsetof(struct kp_ev, stack) == 12,
+		       "the layout the store assumes");
 	__builtin_memcpy((char *)ev + offsetof(struct kp_ev, type), &w0, 8);
-	__builtin_memcpy((char *)ev + offsetof(struct kp_ev, tid), &w1, 8);
 #else
 	ev->type = type;
 	ev->kind = kind;
-	ev->pad = 0;
+	ev->len = (uint16_t)len;
 	ev->stack = stack;
-	ev->tid = tid;
-	ev->nx = 0;
 #endif
 	ev->a = a;
-	ev->b = b;
-	ev->c = c;
-	ev->d = d;
-	ev->e = e;
-	kp_ring_publish(r, h, 1);
+	if (len > 8) /* a FREE's b is never read */
+		ev->b = b;
+	if (n > 1) {
+		struct kp_ev_cont *k =
+			(struct kp_ev_cont *)&r->slots[(h + 1) & r->mask];
+		uint64_t v[3] = { c, d, e };
+		k->tsc = tsc;
+		__builtin_memcpy(k->data, v, sizeof(v));
+	}
+	kp_ring_publish(r, h, n);
 	return 1;
 }
 
+void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
+			   uint64_t tsc, uint64_t a, uint64_t b, uint64_t c,
+			   uint64_t d);
+
 /* The allocator hooks' path: the same as kp_ring_push of an event with
  * these fields, written straight into this thread's ring when it has room
- * (inline: the call with its eight arguments cost a fifth of the path). */
+ * (inline: the call with its eight arguments cost a fifth of the path).
+ * Keeps errno: the slow path (deferred query records, a full ring, a
+ * thread's first event) saves it. */
 static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 					      uint32_t stack, uint64_t tsc,
 					      uint64_t a, uint64_t b,
@@ -379,17 +406,16 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 {
 	struct kp_tls *t = &kp_tls;
 	struct kp_ring *r = t->ring;
-	if (KP_UNLIKELY(kp_q_npending)) /* deferred QUERY_BEGINs (query.c) */
-		kp_query_flush();
 	if (!tsc)
 		tsc = kp_ticks();
-	if (KP_LIKELY(r != NULL) &&
-	    KP_LIKELY(kp_ring_try_push_head(r, t->tid, tsc, type, kind, stack,
-					    a, b, c, d, 0)))
+	/* FREE: ptr; ALLOC: ptr, size[, align]; REALLOC: old, new, size, dur */
+	uint32_t len = type == KP_REC_FREE ? 8 :
+		       type == KP_REC_ALLOC ? (c ? 24 : 16) : 32;
+	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_q_npending) &&
+	    KP_LIKELY(kp_ring_try_push_head(r, tsc, type, kind, stack, len, a,
+					    b, c, d, 0)))
 		return;
-	struct kp_ev ev = { .tsc = tsc, .type = type, .kind = kind,
-			    .stack = stack, .a = a, .b = b, .c = c, .d = d };
-	kp_ring_push(&ev);
+	kp_ring_push_mem_slow(type, kind, stack, tsc, a, b, c, d);
 }
 
 /* ---- stacks (stacktab.c) ------------------------------------------------- */

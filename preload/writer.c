@@ -400,39 +400,67 @@ static unsigned take_module_changes(void)
 	}
 }
 
-/* The memory events set every field of their type (no memset of the
- * whole record, whose union is sized for extension records: it showed in
- * the writer's profile); the rare others start from zero. */
-static void ev_to_rec(const struct kp_ev *ev, struct kp_rec *r)
+/* The continuation slot k (1..) of the event at slot t of ring r. */
+static inline const struct kp_ev_cont *ev_cont(const struct kp_ring *r,
+					       uint64_t t, uint64_t k)
 {
+	return (const struct kp_ev_cont *)&r->slots[(t + k) & r->mask];
+}
+
+/* The payload value i (from 0) of the event at slot t of ring r, when the
+ * event has it (i < len / 8), else 0. */
+static inline uint64_t ev_val(const struct kp_ring *r, uint64_t t,
+			      unsigned i)
+{
+	const struct kp_ev *ev = &r->slots[t & r->mask];
+	if ((i + 1) * 8 > ev->len)
+		return 0;
+	if (i < 2)
+		return i ? ev->b : ev->a;
+	unsigned off = i * 8 - KP_EV_HEAD_PAYLOAD;
+	uint64_t v;
+	memcpy(&v, ev_cont(r, t, 1 + off / KP_EV_CONT_PAYLOAD)->data +
+			   off % KP_EV_CONT_PAYLOAD, 8);
+	return v;
+}
+
+/* The event at slot t of ring r, of thread tid, of a type below the
+ * extension types. The memory events set every field of their type (no
+ * memset of the whole record, whose union is sized for extension
+ * records: it showed in the writer's profile); the rare others start
+ * from zero. */
+static void ev_to_rec(const struct kp_ring *r, uint64_t t, uint32_t tid,
+		      struct kp_rec *rec)
+{
+	const struct kp_ev *ev = &r->slots[t & r->mask];
 	if (ev->type > KP_REC_REALLOC || ev->type < KP_REC_ALLOC)
-		memset(r, 0, sizeof(*r));
-	r->type = ev->type;
-	r->kind = ev->kind;
-	r->pad = 0;
-	r->tid = ev->tid;
-	r->ts = to_ns(ev->tsc);
+		memset(rec, 0, sizeof(*rec));
+	rec->type = ev->type;
+	rec->kind = ev->kind;
+	rec->pad = 0;
+	rec->tid = tid;
+	rec->ts = to_ns(ev->tsc);
 	switch (ev->type) {
 	case KP_REC_ALLOC:
-		r->u.alloc.ptr = ev->a;
-		r->u.alloc.size = ev->b;
-		r->u.alloc.align = ev->c;
-		r->u.alloc.stack = ev->stack;
+		rec->u.alloc.ptr = ev->a;
+		rec->u.alloc.size = ev->b;
+		rec->u.alloc.align = ev_val(r, t, 2);
+		rec->u.alloc.stack = ev->stack;
 		break;
 	case KP_REC_FREE:
-		r->u.free.ptr = ev->a;
+		rec->u.free.ptr = ev->a;
 		break;
 	case KP_REC_REALLOC:
-		r->u.realloc.old_ptr = ev->a;
-		r->u.realloc.new_ptr = ev->b;
-		r->u.realloc.size = ev->c;
-		r->u.realloc.dur = dur_ns(ev->d);
-		r->u.realloc.stack = ev->stack;
+		rec->u.realloc.old_ptr = ev->a;
+		rec->u.realloc.new_ptr = ev->b;
+		rec->u.realloc.size = ev_val(r, t, 2);
+		rec->u.realloc.dur = dur_ns(ev_val(r, t, 3));
+		rec->u.realloc.stack = ev->stack;
 		break;
 	case KP_REC_THREAD_START:
-		r->u.thread.name = (const char *)&ev->a;
-		r->u.thread.name_len = (uint32_t)strnlen((const char *)&ev->a,
-							 16);
+		rec->u.thread.name = (const char *)&ev->a;
+		rec->u.thread.name_len = (uint32_t)strnlen((const char *)&ev->a,
+							   16);
 		break;
 	default:
 		break;
@@ -445,33 +473,42 @@ static KP_ALWAYS_INLINE int is_mem(unsigned type)
 }
 
 /*
- * The run of ALLOC, FREE and REALLOC events of one thread from slot t of
+ * The run of ALLOC, FREE and REALLOC events of thread tid from slot t of
  * ring r on, below head and the watermark, encoded straight into the open
  * frame (kp_writer_events_open): the bulk of every trace, without a
  * struct kp_rec and a kp_writer_add() call per event.
- * @return the slot after the last event taken (at least t + 1).
+ * @return the slot after the last event taken (past t).
  */
 static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
-			    uint64_t head, uint64_t wm)
+			    uint64_t head, uint64_t wm, uint32_t tid)
 {
 	const struct kp_ev *ev = &r->slots[t & r->mask];
-	uint32_t tid = ev->tid;
 	uint64_t n = 0, ts = to_ns(ev->tsc);
 	struct kp_evbuf b;
 
 	if (kp_writer_events_open(w.kw, tid, ts, &b) < 0)
-		return t + 1; /* the writer failed for good: dropped, as by
-			       * kp_writer_add */
+		/* the writer failed for good: dropped, as by kp_writer_add */
+		return t + 1 + kp_ev_nx(ev->len);
 	for (;;) {
-		b.p = kp_enc_mem(b.enc, b.p, ev->type, ev->kind, ts, ev->a,
-				 ev->b, ev->c,
-				 ev->type == KP_REC_REALLOC ? dur_ns(ev->d) : 0,
-				 ev->stack);
+		if (KP_LIKELY(ev->len <= KP_EV_HEAD_PAYLOAD)) {
+			/* FREE, or a malloc's ALLOC: one slot */
+			b.p = kp_enc_mem(b.enc, b.p, ev->type, ev->kind, ts,
+					 ev->a, ev->b, 0, 0, ev->stack);
+			t++;
+		} else {
+			uint64_t c = ev_val(r, t, 2), d = ev_val(r, t, 3);
+			b.p = kp_enc_mem(b.enc, b.p, ev->type, ev->kind, ts,
+					 ev->a, ev->b, c,
+					 ev->type == KP_REC_REALLOC ? dur_ns(d)
+								    : 0,
+					 ev->stack);
+			t += 1 + kp_ev_nx(ev->len);
+		}
 		n++;
-		if (++t == head || b.p >= b.end)
+		if (t >= head || b.p >= b.end)
 			break;
 		ev = &r->slots[t & r->mask];
-		if (ev->tsc >= wm || !is_mem(ev->type) || ev->tid != tid)
+		if (ev->tsc >= wm || !is_mem(ev->type))
 			break;
 		ts = to_ns(ev->tsc);
 	}
@@ -480,50 +517,53 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 }
 
 /*
- * An extension event at slot t of ring r (state.h). Values only, all in
- * the head slot (I/O calls, closes, span ends, ...): read in place. Else
- * the payload is reassembled from the head and continuation slots into
+ * An extension event at slot t of ring r (state.h), of thread tid: its
+ * payload reassembled from the head and continuation slots into
  * w.ext_buf, which the record points into until it is added. The
  * record's v[] past the type's nv values is left as it is: nothing reads
  * it (kp_enc_ext_direct encodes nv values).
  */
-static void ext_to_rec(const struct kp_ring *r, uint64_t t, struct kp_rec *rec)
+static void ext_to_rec(const struct kp_ring *r, uint64_t t, uint32_t tid,
+		       struct kp_rec *rec)
 {
 	const struct kp_ev *ev = &r->slots[t & r->mask];
 	struct kp_ext_layout l = kp_ext_layout(ev->type);
-	size_t vbytes = (size_t)l.nv * 8;
+	size_t vbytes = (size_t)l.nv * 8, len = ev->len;
 
 	rec->type = ev->type;
 	rec->kind = ev->kind;
 	rec->pad = 0;
-	rec->tid = ev->tid;
+	rec->tid = tid;
 	rec->ts = to_ns(ev->tsc);
 	rec->u.ext.stack = ev->stack;
 	rec->u.ext.str = NULL;
 	rec->u.ext.str_len = 0;
-	if (KP_LIKELY(!l.has_str && vbytes <= KP_EV_HEAD_PAYLOAD)) {
-		/* the whole head payload (fixed size: no call), nv used */
-		_Static_assert(KP_EV_HEAD_PAYLOAD <= sizeof(rec->u.ext.v),
-			       "a head payload fits v[]");
-		memcpy(rec->u.ext.v, &ev->a, KP_EV_HEAD_PAYLOAD);
+	if (len > vbytes + KP_MAX_STR_LEN || len < vbytes)
+		len = vbytes; /* cannot happen: the producer wrote len */
+	if (KP_LIKELY(len > KP_EV_HEAD_PAYLOAD &&
+		      len <= KP_EV_HEAD_PAYLOAD + KP_EV_CONT_PAYLOAD)) {
+		/* the head and one continuation slot (I/O calls and most
+		 * others): fixed sizes, no call */
+		_Static_assert(KP_EV_HEAD_PAYLOAD + KP_EV_CONT_PAYLOAD <=
+				       sizeof(w.ext_buf),
+			       "two slots' payload fits ext_buf");
+		memcpy(w.ext_buf, &ev->a, KP_EV_HEAD_PAYLOAD);
+		memcpy(w.ext_buf + KP_EV_HEAD_PAYLOAD, ev_cont(r, t, 1)->data,
+		       KP_EV_CONT_PAYLOAD);
 	} else {
-		size_t len = vbytes + ev->pad;
-		size_t got = len < KP_EV_HEAD_PAYLOAD ? len :
-							KP_EV_HEAD_PAYLOAD;
-		memcpy(w.ext_buf, &ev->a, got);
-		for (uint32_t k = 1; k <= ev->nx && got < len; k++) {
-			const struct kp_ev_cont *c = (const struct kp_ev_cont *)
-				&r->slots[(t + k) & r->mask];
+		size_t got = KP_EV_HEAD_PAYLOAD;
+		memcpy(w.ext_buf, &ev->a, KP_EV_HEAD_PAYLOAD);
+		for (uint32_t k = 1; got < len; k++) {
 			size_t take = len - got < KP_EV_CONT_PAYLOAD ?
 				len - got : KP_EV_CONT_PAYLOAD;
-			memcpy(w.ext_buf + got, c->data, take);
+			memcpy(w.ext_buf + got, ev_cont(r, t, k)->data, take);
 			got += take;
 		}
-		memcpy(rec->u.ext.v, w.ext_buf, vbytes);
-		if (l.has_str) {
-			rec->u.ext.str = (const char *)w.ext_buf + vbytes;
-			rec->u.ext.str_len = ev->pad;
-		}
+	}
+	memcpy(rec->u.ext.v, w.ext_buf, vbytes);
+	if (l.has_str) {
+		rec->u.ext.str = (const char *)w.ext_buf + vbytes;
+		rec->u.ext.str_len = (uint32_t)(len - vbytes);
 	}
 	for (unsigned m = l.dur_mask & ((1u << l.nv) - 1); m; m &= m - 1) {
 		unsigned i = (unsigned)__builtin_ctz(m);
@@ -656,6 +696,8 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 		struct kp_ring *r = w.rings[i];
 		uint64_t t = atomic_load_explicit(&r->tail,
 						  memory_order_relaxed);
+		/* the ring's owner; in the shared ring, KP_EV_TID slots say */
+		uint32_t tid = r->tid;
 		while (t < w.heads[i]) {
 			const struct kp_ev *ev = &r->slots[t & r->mask];
 			if (ev->tsc >= wm) {
@@ -663,18 +705,21 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 				break;
 			}
 			if (KP_LIKELY(is_mem(ev->type))) {
-				t = add_mem_run(r, t, w.heads[i], wm);
+				t = add_mem_run(r, t, w.heads[i], wm, tid);
+				continue;
+			}
+			if (ev->type == KP_EV_TID) {
+				tid = (uint32_t)ev->a;
+				t++;
 				continue;
 			}
 			struct kp_rec rec;
-			if (ev->type >= KP_REC_EXT_MIN) {
-				ext_to_rec(r, t, &rec);
-				t += ev->nx;
-			} else {
-				ev_to_rec(ev, &rec);
-			}
+			if (ev->type >= KP_REC_EXT_MIN)
+				ext_to_rec(r, t, tid, &rec);
+			else
+				ev_to_rec(r, t, tid, &rec);
 			kp_writer_add(w.kw, &rec);
-			t++;
+			t += 1 + kp_ev_nx(ev->len);
 		}
 		atomic_store_explicit(&r->tail, t, memory_order_release);
 		/* A ring closed before its head was read holds nothing more:

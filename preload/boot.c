@@ -9,33 +9,25 @@
 
 #include <string.h>
 
-#define BOOT_SIZE (256 * 1024)
-
-static _Alignas(64) unsigned char pool[BOOT_SIZE];
+_Alignas(64) unsigned char kp_boot_pool[KP_BOOT_SIZE];
 static _Atomic size_t used;
 
 void *kp_boot_alloc(size_t n, size_t align)
 {
 	if (align < 16)
 		align = 16;
-	if (n > BOOT_SIZE)
+	if (n > KP_BOOT_SIZE)
 		return NULL;
 	size_t old = atomic_load(&used), start, end;
 	do {
 		start = (old + 16 + align - 1) & ~(align - 1);
 		end = start + ((n + 15) & ~(size_t)15);
-		if (end > BOOT_SIZE)
+		if (end > KP_BOOT_SIZE)
 			return NULL;
 	} while (!atomic_compare_exchange_weak(&used, &old, end));
-	memcpy(pool + start - 16, &n, sizeof(n));
-	memset(pool + start, 0, n); /* serves calloc too */
-	return pool + start;
-}
-
-int kp_boot_owns(const void *p)
-{
-	return (const unsigned char *)p >= pool &&
-	       (const unsigned char *)p < pool + BOOT_SIZE;
+	memcpy(kp_boot_pool + start - 16, &n, sizeof(n));
+	memset(kp_boot_pool + start, 0, n); /* serves calloc too */
+	return kp_boot_pool + start;
 }
 
 size_t kp_boot_size(const void *p)

@@ -265,7 +265,13 @@ long kp_sys_write(int fd, const void *buf, size_t n);
 /* ---- bootstrap pool (boot.c) --------------------------------------------- */
 
 void *kp_boot_alloc(size_t n, size_t align);
-int kp_boot_owns(const void *p);
+#define KP_BOOT_SIZE (256 * 1024)
+extern KP_HIDDEN unsigned char kp_boot_pool[KP_BOOT_SIZE];
+/* Inline: free() asks it of every block. */
+static inline int kp_boot_owns(const void *p)
+{
+	return (uintptr_t)p - (uintptr_t)kp_boot_pool < KP_BOOT_SIZE;
+}
 size_t kp_boot_size(const void *p);
 
 /* ---- diagnostics (diag.c) ------------------------------------------------ */

@@ -26,18 +26,14 @@ static inline int want(const struct kp_tls *t)
 
 /*
  * The interposers' first test: a call that surely passes straight
- * through (busy, or recording without KOTOBA_PROFILE_MEMORY), decided
- * without a call of its own, so that an interposer whose real function is
- * known is a leaf that jumps to it, with no registers saved. It implies
- * !want(); everything else takes the full path (*_slow), which decides
- * as before.
+ * through (KOTOBA_PROFILE_MEMORY=0, or busy), decided without a call of
+ * its own, so that an interposer whose real function is known is a leaf
+ * that jumps to it, with no registers saved. It implies !want();
+ * everything else takes the full path (*_slow), which decides as before.
  */
-static KP_ALWAYS_INLINE int pass(const struct kp_tls *t)
+static KP_ALWAYS_INLINE int pass(void)
 {
-	return t->busy ||
-	       (atomic_load_explicit(&kp.run, memory_order_acquire) ==
-			KP_ST_RUNNING &&
-		!kp.cfg.memory);
+	return kp.mem_off || kp_tls.busy;
 }
 
 /* Record one event (fields as in writer.c's ev_to_rec), with the
@@ -92,7 +88,7 @@ static __attribute__((noinline)) void *malloc_slow(size_t n)
 KP_EXPORT void *malloc(size_t n)
 {
 	void *(*real)(size_t) = kp_real.malloc;
-	if (KP_LIKELY(real != NULL) && pass(&kp_tls))
+	if (KP_LIKELY(real != NULL) && pass())
 		return real(n);
 	return malloc_slow(n);
 }
@@ -116,7 +112,7 @@ static __attribute__((noinline)) void *calloc_slow(size_t nmemb, size_t size)
 KP_EXPORT void *calloc(size_t nmemb, size_t size)
 {
 	void *(*real)(size_t, size_t) = kp_real.calloc;
-	if (KP_LIKELY(real != NULL) && pass(&kp_tls))
+	if (KP_LIKELY(real != NULL) && pass())
 		return real(nmemb, size);
 	return calloc_slow(nmemb, size);
 }
@@ -137,7 +133,7 @@ KP_EXPORT void free(void *p)
 	if (KP_UNLIKELY(kp_boot_owns(p)))
 		return; /* boot blocks are never reused */
 	void (*real)(void *) = kp_real.free;
-	if (KP_LIKELY(real != NULL) && pass(&kp_tls)) {
+	if (KP_LIKELY(real != NULL) && pass()) {
 		real(p);
 		return;
 	}
@@ -196,7 +192,7 @@ static KP_ALWAYS_INLINE void *realloc_as(void *p, size_t n, int kind)
 	if (KP_UNLIKELY(p && kp_boot_owns(p)))
 		return realloc_from_boot(p, n);
 	void *(*real)(void *, size_t) = kp_real.realloc;
-	if (KP_LIKELY(real != NULL) && pass(&kp_tls))
+	if (KP_LIKELY(real != NULL) && pass())
 		return real(p, n);
 	return realloc_slow(p, n, kind);
 }

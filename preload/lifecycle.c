@@ -68,6 +68,7 @@ int kp_init_slow(void)
 	kp.pid = (pid_t)syscall(SYS_getpid);
 	kp.ppid = (pid_t)syscall(SYS_getppid);
 	kp_config_load(&kp.cfg);
+	kp.mem_off = !kp.cfg.memory;
 	init_clock();
 	if (kp_arena_init(&kp.alloc) != 0 || kp_stacktab_init() != 0 ||
 	    kp_ring_init() != 0) {

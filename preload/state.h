@@ -155,6 +155,8 @@ enum kp_run_state {
 
 struct kp_state {
 	_Atomic int run;            /* enum kp_run_state */
+	int mem_off;                /* KOTOBA_PROFILE_MEMORY=0 (set at init):
+				     * every allocator call passes through */
 	struct kp_config cfg;       /* read once at init */
 	pid_t pid;                  /* process being traced (changes on fork) */
 	pid_t ppid;                 /* its parent, read at init or fork */

@@ -84,8 +84,10 @@ static struct {
 	struct kp_module_change *mchg; /* module changes of a cycle */
 	unsigned mchg_cap;
 	int final_done;
-	/* an extension event's payload, reassembled (ext_to_rec) */
-	uint8_t ext_buf[KP_EXT_MAX_V * 8 + KP_MAX_STR_LEN];
+	/* an extension event's payload, reassembled (ext_to_rec) in whole
+	 * slots: room for the last one's unused bytes */
+	uint8_t ext_buf[KP_EXT_MAX_V * 8 + KP_MAX_STR_LEN +
+			KP_EV_CONT_PAYLOAD];
 	/* kp_writer_call: one request at a time, under call_lock */
 	pthread_mutex_t call_lock;
 	void (*call_fn)(void *);
@@ -507,19 +509,19 @@ static void ext_to_rec(const struct kp_ring *r, uint64_t t, struct kp_rec *rec)
 			       "a head payload fits v[]");
 		memcpy(rec->u.ext.v, &ev->a, KP_EV_HEAD_PAYLOAD);
 	} else {
-		size_t len = vbytes + ev->pad;
-		size_t got = len < KP_EV_HEAD_PAYLOAD ? len :
-							KP_EV_HEAD_PAYLOAD;
-		memcpy(w.ext_buf, &ev->a, got);
+		/* whole slots, fixed-size copies (a few vector moves each):
+		 * the bytes past len are never read */
+		size_t len = vbytes + ev->pad, got = KP_EV_HEAD_PAYLOAD;
+		memcpy(w.ext_buf, &ev->a, KP_EV_HEAD_PAYLOAD);
 		for (uint32_t k = 1; k <= ev->nx && got < len; k++) {
 			const struct kp_ev_cont *c = (const struct kp_ev_cont *)
 				&r->slots[(t + k) & r->mask];
-			size_t take = len - got < KP_EV_CONT_PAYLOAD ?
-				len - got : KP_EV_CONT_PAYLOAD;
-			memcpy(w.ext_buf + got, c->data, take);
-			got += take;
+			memcpy(w.ext_buf + got, c->data, KP_EV_CONT_PAYLOAD);
+			got += KP_EV_CONT_PAYLOAD;
 		}
-		memcpy(rec->u.ext.v, w.ext_buf, vbytes);
+		_Static_assert(sizeof(rec->u.ext.v) <= sizeof(w.ext_buf),
+			       "a whole v[] from ext_buf");
+		memcpy(rec->u.ext.v, w.ext_buf, sizeof(rec->u.ext.v));
 		if (l.has_str) {
 			rec->u.ext.str = (const char *)w.ext_buf + vbytes;
 			rec->u.ext.str_len = ev->pad;

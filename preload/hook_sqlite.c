@@ -136,8 +136,10 @@ static int sq_resolve(void)
  */
 struct sq_stmt {
 	sqlite3 *db;
-	char *text;          /* fingerprint (or full text), private arena */
+	uint32_t text_id;    /* the interned fingerprint (or full text) */
 	uint32_t len;
+	char *text;          /* ... or, when the table of texts is full
+			      * (text_id 0), a copy in the private arena */
 	uint8_t readonly, has_params, running, autocommit;
 	int64_t flags;       /* KP_QF_CUT / TEXT_FULL from the text */
 	uint64_t fp_hash, lit_hash;
@@ -350,10 +352,16 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 	char buf[KP_MAX_STR_LEN + 1];
 	uint64_t lit;
 	size_t n = kp_query_text(text, len, buf, sizeof(buf), &lit, &flags);
-	char *copy = kp_arena_alloc(n + 1);
-	if (!copy)
-		return;
-	memcpy(copy, buf, n + 1);
+	uint64_t fph = kp_fnv1a(KP_FP_NO_VALUES, buf, n);
+	/* the text's id, for every run; a copy only if it has none */
+	uint32_t id = kp_qtext_intern(buf, n, fph);
+	char *copy = NULL;
+	if (!id) {
+		copy = kp_arena_alloc(n + 1);
+		if (!copy)
+			return;
+		memcpy(copy, buf, n + 1);
+	}
 	int ro = sq.stmt_readonly(s) != 0;
 	int np = sq.bind_parameter_count(s) > 0;
 
@@ -362,21 +370,20 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 		if (e->text)
 			kp_arena_free(e->text);
 		e->db = db;
+		e->text_id = id;
 		e->text = copy;
 		e->len = (uint32_t)n;
 		e->flags = flags;
-		e->fp_hash = kp_fnv1a(KP_FP_NO_VALUES, copy, n);
+		e->fp_hash = fph;
 		e->lit_hash = lit;
 		e->readonly = (uint8_t)ro;
 		e->has_params = (uint8_t)np;
 		e->prep_ticks = ticks;
 		e->running = 0;
-		copy = NULL;
+		return;
 	}
-	if (copy) {
-		kp_arena_free(copy);
-		atomic_fetch_add(&untracked, 1);
-	}
+	kp_arena_free(copy);
+	atomic_fetch_add(&untracked, 1);
 }
 
 /*
@@ -431,7 +438,8 @@ static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 	v[KP_Q_CONN] = (int64_t)(uintptr_t)e->db;
 	e->prep_ticks = 0;
 	e->running = 0;
-	kp_query_close(KP_QSRC_SQLITE, e->tsc0, e->text, e->len, 1, v);
+	kp_query_close(KP_QSRC_SQLITE, e->tsc0, e->text_id, e->text, e->len, 1,
+		       v);
 }
 
 static __thread unsigned runs_recorded; /* for sqlite3_exec */
@@ -627,7 +635,7 @@ KP_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
 		v[KP_Q_STATUS] = rc;
 		v[KP_Q_FLAGS] = KP_QF_EXEC;
 		v[KP_Q_CONN] = (int64_t)(uintptr_t)db;
-		kp_query_close(KP_QSRC_SQLITE, t0, sql, strlen(sql), 0, v);
+		kp_query_close(KP_QSRC_SQLITE, t0, 0, sql, strlen(sql), 0, v);
 		kp_tls.busy = 0;
 		errno = saved;
 	}

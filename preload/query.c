@@ -147,8 +147,8 @@ size_t kp_query_text(const char *text, size_t len, char *out, size_t cap,
 	return fp.len;
 }
 
-void kp_query_close(uint8_t source, uint64_t tsc0, const char *text,
-		    size_t len, int fp, int64_t *v)
+void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
+		    const char *text, size_t len, int fp, int64_t *v)
 {
 	uint64_t now = kp_ticks();
 	v[KP_Q_DUR] = (int64_t)(now - tsc0);
@@ -158,19 +158,24 @@ void kp_query_close(uint8_t source, uint64_t tsc0, const char *text,
 	 * exit): nothing may be pushed then */
 	if (!kp_recording())
 		return;
-	if (fp || !text) {
-		kp_ring_push_ext(now, KP_REC_QUERY, source, kp_stack_capture(),
-				 v, text, text ? len : 0);
-		return;
-	}
 	char buf[KP_MAX_STR_LEN + 1];
-	uint64_t vh;
-	size_t n = kp_query_text(text, len, buf, sizeof(buf), &vh,
-				 &v[KP_Q_FLAGS]);
-	if (!v[KP_Q_VALHASH])
-		v[KP_Q_VALHASH] = (int64_t)vh;
-	kp_ring_push_ext(now, KP_REC_QUERY, source, kp_stack_capture(), v, buf,
-			 n);
+	if (!text_id && text) {
+		if (!fp) {
+			uint64_t vh;
+			len = kp_query_text(text, len, buf, sizeof(buf), &vh,
+					    &v[KP_Q_FLAGS]);
+			text = buf;
+			if (!v[KP_Q_VALHASH])
+				v[KP_Q_VALHASH] = (int64_t)vh;
+		}
+		text_id = kp_qtext_intern(text, len,
+					  kp_fnv1a(KP_FP_NO_VALUES, text, len));
+	}
+	v[KP_Q_TEXT_ID] = text_id;
+	if (text_id)
+		text = NULL; /* the QUERY_TEXT record holds it */
+	kp_ring_push_ext(now, KP_REC_QUERY, source, kp_stack_capture(), v,
+			 text, text ? len : 0);
 }
 
 /* ---- the public API --------------------------------------------------------- */
@@ -238,7 +243,7 @@ static void api_end(uint64_t ctx, int64_t rows, int64_t status)
 		v[KP_Q_VALHASH] = (int64_t)q->valhash;
 		v[KP_Q_FLAGS] = q->flags;
 		v[KP_Q_CONN] = (int64_t)q->conn;
-		kp_query_close(q->source, q->tsc0, q->text, q->len, 1, v);
+		kp_query_close(q->source, q->tsc0, 0, q->text, q->len, 1, v);
 		kp_arena_free(q->text);
 		/* queries left open inside end with it (their text freed) */
 		for (unsigned k = i + 1; k < n_open_q; k++)

@@ -519,17 +519,29 @@ extern __thread uint8_t kp_q_npending;
 void kp_query_flush(void);
 /*
  * Write the QUERY record of a query that began at tsc0 (ticks) and ends
- * now: text (raw; fingerprinted here unless QUERY_TEXT=full, or already a
- * fingerprint when fp), v[] with KP_Q_DUR/ PREPARE_DUR in ticks (dur is
- * filled here from tsc0). The caller holds kp_tls.busy.
+ * now: its text as text_id (kp_qtext_intern), else text (raw;
+ * fingerprinted here unless QUERY_TEXT=full, or already a fingerprint
+ * when fp; interned here), v[] with KP_Q_DUR/ PREPARE_DUR in ticks (dur
+ * is filled here from tsc0). The caller holds kp_tls.busy.
  */
-void kp_query_close(uint8_t source, uint64_t tsc0, const char *text,
-		    size_t len, int fp, int64_t *v);
+void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
+		    const char *text, size_t len, int fp, int64_t *v);
 /* Fingerprint (or copy, QUERY_TEXT=full) text into out[cap]; the value
  * hash of its literals into *valhash; sets KP_QF_TEXT_FULL/CUT in *flags.
  * @return the length written. */
 size_t kp_query_text(const char *text, size_t len, char *out, size_t cap,
 		     uint64_t *valhash, int64_t *flags);
+/*
+ * Query texts (qtext.c): the id of text s[0..n) with hash h (kp_fnv1a
+ * from KP_FP_NO_VALUES), interned on first sight; 0 when the table is
+ * full (the QUERY then carries the text inline). The writer writes ids
+ * 1..kp_qtext_count() as QUERY_TEXT records; kp_qtext_get() is one's text.
+ */
+uint32_t kp_qtext_intern(const char *s, size_t n, uint64_t h);
+uint32_t kp_qtext_count(void);
+const char *kp_qtext_get(uint32_t id, uint32_t *len);
+void kp_qtext_lock(void);
+void kp_qtext_unlock(void);
 /* Load KOTOBA_PROFILE_QUERY_PLUGIN (query.c), once, at start-up. */
 void kp_query_plugin_load(void);
 /* got.c: redirect every loaded module's GOT slots for symbol to

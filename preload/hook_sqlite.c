@@ -249,7 +249,7 @@ static void erase(struct sq_stmt *e)
  */
 static __thread unsigned in_sqlite;
 
-static int want(void)
+static KP_ALWAYS_INLINE int want(void)
 {
 	return !in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
 }
@@ -396,17 +396,9 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 #define VH_SAMPLE 32
 static __thread uint64_t streak_fp, streak_n;
 
-static uint64_t value_hash(const struct sq_stmt *e, sqlite3_stmt *s)
+static uint64_t expanded_hash(sqlite3_stmt *s)
 {
-	if (streak_fp == e->fp_hash) {
-		streak_n++;
-	} else {
-		streak_fp = e->fp_hash;
-		streak_n = 1;
-	}
-	if (!e->has_params)
-		return e->lit_hash;
-	if (streak_n > VH_SAMPLE || !sq.expanded_sql || !sq.free)
+	if (!sq.expanded_sql || !sq.free)
 		return 0;
 	char *x = sq.expanded_sql(s);
 	if (!x)
@@ -418,11 +410,29 @@ static uint64_t value_hash(const struct sq_stmt *e, sqlite3_stmt *s)
 	return fp.value_hash ? fp.value_hash : 1;
 }
 
+static KP_ALWAYS_INLINE uint64_t value_hash(const struct sq_stmt *e,
+					    sqlite3_stmt *s)
+{
+	if (KP_LIKELY(streak_fp == e->fp_hash)) {
+		streak_n++;
+	} else {
+		streak_fp = e->fp_hash;
+		streak_n = 1;
+	}
+	if (!e->has_params)
+		return e->lit_hash;
+	if (streak_n > VH_SAMPLE)
+		return 0;
+	return expanded_hash(s);
+}
+
 /* End the run of e. */
 static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 {
-	int64_t v[KP_Q_NV] = { 0 };
+	int64_t v[KP_Q_NV]; /* every value set here or by kp_query_close */
 	v[KP_Q_CTX] = (int64_t)e->ctx;
+	v[KP_Q_DUR] = 0;
+	v[KP_Q_TEXT_ID] = 0;
 	v[KP_Q_ROWS] = e->rows;
 	if (!e->readonly)
 		v[KP_Q_ROWS] += sq.total_changes(e->db) - e->changes0;
@@ -438,8 +448,11 @@ static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 	v[KP_Q_CONN] = (int64_t)(uintptr_t)e->db;
 	e->prep_ticks = 0;
 	e->running = 0;
-	kp_query_close(KP_QSRC_SQLITE, e->tsc0, e->text_id, e->text, e->len, 1,
-		       v);
+	if (KP_LIKELY(e->text_id))
+		kp_query_close_id(KP_QSRC_SQLITE, e->tsc0, e->text_id, v);
+	else
+		kp_query_close(KP_QSRC_SQLITE, e->tsc0, 0, e->text, e->len, 1,
+			       v);
 }
 
 static __thread unsigned runs_recorded; /* for sqlite3_exec */
@@ -539,53 +552,69 @@ KP_EXPORT int sqlite3_prepare16_v3(sqlite3 *db, const void *z, int n,
 		     tail);
 }
 
-KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
+/* The first step of a run of e (a prepare or reset before it): calls
+ * nothing that allocates or changes errno (kp_query_open keeps it). */
+static KP_ALWAYS_INLINE void start_run(struct sq_stmt *e)
 {
-	SQ_ENTER(step, s);
+	e->running = 1;
+	e->rows = 0;
+	e->autocommit = (uint8_t)(sq.get_autocommit(e->db) != 0);
+	if (!e->readonly)
+		e->changes0 = sq.total_changes(e->db);
+	e->tsc0 = kp_ticks();
+	e->ctx = kp_query_open(e->tsc0);
+}
+
+static __attribute__((noinline)) void step_done(struct sq_stmt *e,
+						sqlite3_stmt *s, int rc)
+{
 	int saved = errno;
 	kp_tls.busy = 1;
+	runs_recorded++;
+	end_run(e, s, rc);
+	kp_tls.busy = 0;
+	errno = saved;
+}
+
+/* sqlite3_step when recording: out of line, so that the interposer
+ * itself, when it passes the call through, jumps to SQLite's without
+ * saving a register. */
+static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
+{
+	struct kp_tls *t = &kp_tls;
 	/* the slot stays this statement's until its finalize: one lookup */
 	struct sq_stmt *e = find(s);
 	if (e && !e->running) {
-		e->running = 1;
-		e->rows = 0;
-		e->autocommit = (uint8_t)(sq.get_autocommit(e->db) != 0);
-		if (!e->readonly)
-			e->changes0 = sq.total_changes(e->db);
-		e->tsc0 = kp_ticks();
-		e->ctx = kp_query_open(e->tsc0);
+		t->busy = 1; /* kp_query_open may push */
+		start_run(e);
+		t->busy = 0;
 	}
-	kp_tls.busy = 0;
-	errno = saved;
 
 	in_sqlite++;
-	uint8_t dbc = kp_tls.db_call;
-	kp_tls.db_call = 1; /* a sleep now is the busy handler's: hook_wait.c */
+	uint8_t dbc = t->db_call;
+	t->db_call = 1; /* a sleep now is the busy handler's: hook_wait.c */
 	int rc = sq.step(s); /* its allocations and I/O are the query's */
-	kp_tls.db_call = dbc;
+	t->db_call = dbc;
 	in_sqlite--;
 
 	if (e && e->running) {
-		if (rc == SQLITE_ROW) {
+		if (rc == SQLITE_ROW)
 			e->rows++;
-		} else {
-			saved = errno;
-			kp_tls.busy = 1;
-			runs_recorded++;
-			end_run(e, s, rc);
-			kp_tls.busy = 0;
-			errno = saved;
-		}
+		else
+			step_done(e, s, rc);
 	}
 	return rc;
 }
 
-/* A run still open when the app resets or finalizes its statement. */
-static void end_open_run(sqlite3_stmt *s, int forget)
+KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 {
-	struct sq_stmt *e = find(s);
-	if (!e)
-		return;
+	SQ_ENTER(step, s);
+	return step_rec(s);
+}
+
+/* A run still open when the app resets or finalizes its statement. */
+static __attribute__((noinline)) void end_open_run(struct sq_stmt *e, sqlite3_stmt *s, int forget)
+{
 	int saved = errno;
 	kp_tls.busy = 1;
 	if (e->running) {
@@ -600,11 +629,24 @@ static void end_open_run(sqlite3_stmt *s, int forget)
 	errno = saved;
 }
 
+/* sqlite3_reset of a statement whose run is still open. */
+static __attribute__((noinline)) int reset_open(sqlite3_stmt *s,
+						struct sq_stmt *e)
+{
+	if (want())
+		end_open_run(e, s, 0);
+	return sq.reset(s);
+}
+
 KP_EXPORT int sqlite3_reset(sqlite3_stmt *s)
 {
-	SQ_ENTER(reset, s);
-	if (s)
-		end_open_run(s, 0);
+	if (KP_UNLIKELY(!sq_resolve()) || !sq.reset)
+		return SQLITE_MISUSE;
+	/* a run that stepped to its end has nothing left to do here (and
+	 * the rest is out of line: this one saves no register) */
+	struct sq_stmt *e = s ? find(s) : NULL;
+	if (KP_UNLIKELY(e && e->running))
+		return reset_open(s, e);
 	return sq.reset(s);
 }
 
@@ -614,8 +656,11 @@ KP_EXPORT int sqlite3_finalize(sqlite3_stmt *s)
 		return SQLITE_MISUSE;
 	/* always forget the statement, even when not recording now: its
 	 * address may come back for another one */
-	if (s && !kp_tls.busy && !kp_tls.writer)
-		end_open_run(s, 1);
+	if (s && !kp_tls.busy && !kp_tls.writer) {
+		struct sq_stmt *e = find(s);
+		if (e)
+			end_open_run(e, s, 1);
+	}
 	return sq.finalize(s);
 }
 

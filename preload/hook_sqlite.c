@@ -136,6 +136,7 @@ static int sq_resolve(void)
  */
 struct sq_stmt {
 	sqlite3 *db;
+	uint64_t conn;       /* KP_Q_CONN: conn_id(db) */
 	uint32_t text_id;    /* the interned fingerprint (or full text) */
 	uint32_t len;
 	char *text;          /* ... or, when the table of texts is full
@@ -231,6 +232,34 @@ static struct sq_stmt *insert(sqlite3_stmt *s)
 		}
 	}
 	return NULL;
+}
+
+/*
+ * Connection ids. A QUERY's conn is an opaque id (record.h: same id, same
+ * connection); a small number takes one or two bytes of the trace where
+ * the sqlite3 pointer took nine (a quarter of the record the writer
+ * compresses per query). A connection's id is 1 + its slot here, claimed
+ * with a compare-and-swap and never given back (a connection opened
+ * later at the same address gets the same id, as its pointer was); when
+ * every slot is taken, the id is the pointer.
+ */
+#define SQ_CONNS 256
+static _Atomic(sqlite3 *) conns[SQ_CONNS];
+
+static uint64_t conn_id(sqlite3 *db)
+{
+	size_t i = slot_of(db) & (SQ_CONNS - 1);
+	for (unsigned n = 0; n < SQ_CONNS; n++, i = (i + 1) & (SQ_CONNS - 1)) {
+		sqlite3 *k = atomic_load_explicit(&conns[i],
+						  memory_order_relaxed);
+		if (!k && atomic_compare_exchange_strong_explicit(
+				  &conns[i], &k, db, memory_order_relaxed,
+				  memory_order_relaxed))
+			return i + 1;
+		if (k == db)
+			return i + 1;
+	}
+	return (uintptr_t)db;
 }
 
 /* Give e's slot back (the thread holds its statement). */
@@ -370,6 +399,7 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 		if (e->text)
 			kp_arena_free(e->text);
 		e->db = db;
+		e->conn = conn_id(db);
 		e->text_id = id;
 		e->text = copy;
 		e->len = (uint32_t)n;
@@ -445,7 +475,7 @@ static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 	v[KP_Q_VALHASH] = (int64_t)value_hash(e, s);
 	v[KP_Q_FLAGS] = e->flags | (e->autocommit ? KP_QF_AUTOCOMMIT : 0) |
 			(e->readonly ? 0 : KP_QF_WRITE);
-	v[KP_Q_CONN] = (int64_t)(uintptr_t)e->db;
+	v[KP_Q_CONN] = (int64_t)e->conn;
 	e->prep_ticks = 0;
 	e->running = 0;
 	if (KP_LIKELY(e->text_id))
@@ -679,7 +709,7 @@ KP_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
 		int64_t v[KP_Q_NV] = { 0 };
 		v[KP_Q_STATUS] = rc;
 		v[KP_Q_FLAGS] = KP_QF_EXEC;
-		v[KP_Q_CONN] = (int64_t)(uintptr_t)db;
+		v[KP_Q_CONN] = (int64_t)conn_id(db);
 		kp_query_close(KP_QSRC_SQLITE, t0, 0, sql, strlen(sql), 0, v);
 		kp_tls.busy = 0;
 		errno = saved;

@@ -162,6 +162,12 @@ with t.section("threads"):
         tids = {x["tid"] for x in recs if x["type"] == "query" and
                 (x["str"] or "").startswith("select v")}
         t.eq(len(tids), TH, "threads: the selects come from %d threads" % TH)
+        conns = {}
+        for x in recs:
+            if x["type"] == "query" and (x["str"] or "").startswith("select v"):
+                conns.setdefault(x["tid"], set()).add(x["v"][11])
+        t.ok(len(conns) == TH and all(len(c) == 1 and 0 not in c for c in conns.values()),
+             "threads: each thread's selects name one connection (its own)", conns)
 
 with t.section("variables"):
     with Tmp() as d:

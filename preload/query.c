@@ -123,7 +123,7 @@ uint64_t kp_query_open_slow(uint64_t tsc)
 	return ctx;
 }
 
-void kp_query_drop_pending(uint64_t ctx)
+int kp_query_drop_pending(uint64_t ctx)
 {
 	unsigned n = kp_q_npending;
 	for (unsigned i = n; i-- > 0;) {
@@ -132,8 +132,9 @@ void kp_query_drop_pending(uint64_t ctx)
 		for (unsigned k = i + 1; k < n; k++)
 			kp_q_pending[k - 1] = kp_q_pending[k];
 		kp_q_npending = (uint8_t)(n - 1);
-		return;
+		return 1;
 	}
+	return 0;
 }
 
 size_t kp_query_text(const char *text, size_t len, char *out, size_t cap,
@@ -196,8 +197,9 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
 	}
 	uint64_t now = kp_ticks();
 	v[KP_Q_DUR] = (int64_t)(now - tsc0);
-	if (v[KP_Q_CTX] && kp_q_npending)
-		kp_query_drop_pending((uint64_t)v[KP_Q_CTX]);
+	if (v[KP_Q_CTX] && kp_q_npending &&
+	    kp_query_drop_pending((uint64_t)v[KP_Q_CTX]))
+		v[KP_Q_CTX] = 0; /* no QUERY_BEGIN was written (record.h) */
 	/* the trace may have ended while the query ran (another thread's
 	 * exit): nothing may be pushed then */
 	if (!kp_recording())

@@ -570,7 +570,9 @@ struct kp_qpend {
 extern __thread struct kp_qpend kp_q_pending[KP_Q_PENDING];
 extern __thread uint64_t kp_q_ctx_next, kp_q_ctx_end;
 uint64_t kp_query_open_slow(uint64_t tsc);
-void kp_query_drop_pending(uint64_t ctx);
+/* The query ctx ends: its QUERY_BEGIN, if still deferred, is not needed.
+ * @return 1 when it was (so it is never written). */
+int kp_query_drop_pending(uint64_t ctx);
 
 /* Open a query on this thread (its QUERY_BEGIN is deferred until the
  * thread records something else; keeps errno). @return its ctx. */
@@ -601,12 +603,16 @@ static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
 {
 	uint64_t now = kp_ticks();
 	v[KP_Q_DUR] = (int64_t)(now - tsc0);
+	/* its QUERY_BEGIN, if still deferred, is never written: then its
+	 * QUERY has ctx 0 (record.h), which packs into one byte */
 	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
 	unsigned n = kp_q_npending;
-	if (KP_LIKELY(n == 1) && kp_q_pending[0].ctx == ctx)
-		kp_q_npending = 0; /* its QUERY_BEGIN is not needed */
-	else if (ctx && n)
-		kp_query_drop_pending(ctx);
+	if (KP_LIKELY(n == 1) && kp_q_pending[0].ctx == ctx) {
+		kp_q_npending = 0;
+		v[KP_Q_CTX] = 0;
+	} else if (ctx && n && kp_query_drop_pending(ctx)) {
+		v[KP_Q_CTX] = 0;
+	}
 	/* the trace may have ended while the query ran (another thread's
 	 * exit): nothing may be pushed then */
 	if (!kp_recording())

@@ -399,6 +399,16 @@ static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 		TRY(get_dts(d, &r->ts));
 		TRY(get_str(c, &r->u.exec.path, &r->u.exec.path_len));
 		return (int)need;
+	case KP_REC_QUERY_TEXT:
+		need = 2;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(get_u32(c, &r->u.qtext.id));
+		TRY(get_str(c, &r->u.qtext.text, &r->u.qtext.len));
+		if (!r->u.qtext.text)
+			r->u.qtext.text = "";
+		r->ts = d->last_ts;
+		return (int)need;
 	default:
 		if (kp_rec_is_ext(r->type))
 			return dec_ext(d, r, rem);
@@ -408,7 +418,8 @@ static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 
 static inline int known_type(uint64_t t)
 {
-	return (t >= KP_REC_FRAME && t <= KP_REC_EVENTS) || kp_rec_is_ext(t);
+	return (t >= KP_REC_FRAME && t <= KP_REC_QUERY_TEXT) ||
+	       kp_rec_is_ext(t);
 }
 
 /*

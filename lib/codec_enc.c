@@ -69,6 +69,9 @@ int kp_enc_check(const struct kp_rec *r)
 	case KP_REC_EXEC:
 		return check_bytes(r->u.exec.path, r->u.exec.path_len,
 				   KP_MAX_STR_LEN);
+	case KP_REC_QUERY_TEXT:
+		return check_bytes(r->u.qtext.text, r->u.qtext.len,
+				   KP_MAX_STR_LEN);
 	default:
 		/*
 		 * FRAME belongs to the writer; the reserved types have no
@@ -427,6 +430,11 @@ int kp_enc_rec(struct kp_enc *e, const struct kp_rec *r)
 	case KP_REC_EXEC:
 		if (pk_hdr(e, 3, r->type) < 0 || pk_dts(e, r->ts) < 0 ||
 		    pk_str(e, r->u.exec.path, r->u.exec.path_len) < 0)
+			return -1;
+		return 0;
+	case KP_REC_QUERY_TEXT:
+		if (pk_hdr(e, 3, r->type) < 0 || pk_u(e, r->u.qtext.id) < 0 ||
+		    pk_str(e, r->u.qtext.text, r->u.qtext.len) < 0)
 			return -1;
 		return 0;
 	default:

@@ -41,7 +41,9 @@
  * skip them and miss every allocation, hence a major); 2 reads 1 too */
 #define KP_FORMAT_MAJOR 2
 #define KP_FORMAT_MAJOR_MIN 1 /* the oldest major this reader reads */
-#define KP_FORMAT_MINOR 0     /* readers accept any minor */
+/* readers accept any minor; 1: QUERY_TEXT records and the QUERY value
+ * text_id (a 2.0 reader sees those QUERY records without their text) */
+#define KP_FORMAT_MINOR 1
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -101,6 +103,11 @@ enum kp_rec_type {
 	 * updating the frame's delta state; afterwards cur_tid = tid. This
 	 * is how the writer stores memory events (format 2). */
 	KP_REC_EVENTS = 15,
+	/* [16, id, text]: query text id (dense from 1 within a trace) is the
+	 * string text; a QUERY whose text_id is id has this text (2.1). Like
+	 * STACK, it precedes (in file order) every record that uses its id,
+	 * and each id is defined once per trace. */
+	KP_REC_QUERY_TEXT = 16,
 
 	/*
 	 * Extension records (type >= KP_REC_EXT_MIN): I/O, queries, spans,
@@ -170,7 +177,7 @@ enum kp_blk_type {
  * ignores values past the ones it knows, so a type gains values by
  * appending them (and bumping its KP_*_NV) in a minor version.
  */
-#define KP_EXT_MAX_V 12 /* values one extension record may carry */
+#define KP_EXT_MAX_V 13 /* values one extension record may carry */
 
 struct kp_ext_layout {
 	uint8_t nv;        /* values this version writes */
@@ -203,19 +210,22 @@ enum { KP_IOS_RCHAR, KP_IOS_WCHAR, KP_IOS_READ_BYTES, KP_IOS_WRITE_BYTES,
 enum { KP_QB_CTX, KP_QB_NV };
 /* ---- KP_REC_QUERY: a query finished; kind = source (enum
  * kp_query_source), str = its text (fingerprinted, lib/fingerprint.h,
- * unless QUERY_TEXT=full). ctx = the ctx of its QUERY_BEGIN (0: none was
- * written); dur = first step/send to completion; rows = rows returned plus
- * rows changed; status 0 = success, else the engine's code (SQLite result
- * code; libpq: the SQLSTATE's 5 characters packed big-endian into the low
- * 40 bits, flag KP_QF_SQLSTATE, or -1 without one); fullscan, sort,
- * autoindex, vmstep = SQLite's sqlite3_stmt_status counters for this run;
- * prepare_dur = parse/plan time charged to the first run after a prepare;
- * valhash = a hash of the literal/bound values (0 = not computed), equal
- * values give equal hashes; flags = KP_QF_*; conn = the connection (an
- * opaque id: same id, same connection within one process) ---- */
+ * unless QUERY_TEXT=full) when text_id is 0. ctx = the ctx of its
+ * QUERY_BEGIN (0: none was written); dur = first step/send to completion;
+ * rows = rows returned plus rows changed; status 0 = success, else the
+ * engine's code (SQLite result code; libpq: the SQLSTATE's 5 characters
+ * packed big-endian into the low 40 bits, flag KP_QF_SQLSTATE, or -1
+ * without one); fullscan, sort, autoindex, vmstep = SQLite's
+ * sqlite3_stmt_status counters for this run; prepare_dur = parse/plan
+ * time charged to the first run after a prepare; valhash = a hash of the
+ * literal/bound values (0 = not computed), equal values give equal
+ * hashes; flags = KP_QF_*; conn = the connection (an opaque id: same id,
+ * same connection within one process); text_id (2.1) = 0, or the id of
+ * the QUERY_TEXT record that holds the text (then str is empty and not
+ * the text) ---- */
 enum { KP_Q_CTX, KP_Q_DUR, KP_Q_ROWS, KP_Q_STATUS, KP_Q_FULLSCAN,
        KP_Q_SORT, KP_Q_AUTOINDEX, KP_Q_VMSTEP, KP_Q_PREPARE_DUR,
-       KP_Q_VALHASH, KP_Q_FLAGS, KP_Q_CONN, KP_Q_NV };
+       KP_Q_VALHASH, KP_Q_FLAGS, KP_Q_CONN, KP_Q_TEXT_ID, KP_Q_NV };
 
 /* KP_REC_QUERY kind: who recorded it. */
 enum kp_query_source {
@@ -371,6 +381,11 @@ struct kp_rec {
 			const char *path; /* EXEC; not NUL-terminated */
 			uint32_t path_len;
 		} exec;
+		struct {
+			const char *text; /* QUERY_TEXT; not NUL-terminated */
+			uint32_t len;
+			uint32_t id;
+		} qtext;
 		struct {
 			/* extension records (type >= KP_REC_EXT_MIN) */
 			int64_t v[KP_EXT_MAX_V]; /* by KP_<TYPE>_* index */

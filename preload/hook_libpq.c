@@ -251,7 +251,7 @@ static void finish(struct pq_pending *p, PGconn *c)
 	v[KP_Q_VALHASH] = (int64_t)p->valhash;
 	v[KP_Q_FLAGS] = p->flags;
 	v[KP_Q_CONN] = (int64_t)(uintptr_t)c;
-	kp_query_close(KP_QSRC_LIBPQ, p->tsc0, p->text ? p->text : "",
+	kp_query_close(KP_QSRC_LIBPQ, p->tsc0, 0, p->text ? p->text : "",
 		       p->len, 1, v);
 	kp_arena_free(p->text);
 	p->text = NULL;

@@ -24,6 +24,18 @@ static inline int want(const struct kp_tls *t)
 	return !t->busy && kp_ready() && kp.cfg.memory;
 }
 
+/*
+ * The interposers' first test: a call that surely passes straight
+ * through (KOTOBA_PROFILE_MEMORY=0, or busy), decided without a call of
+ * its own, so that an interposer whose real function is known is a leaf
+ * that jumps to it, with no registers saved. It implies !want();
+ * everything else takes the full path (*_slow), which decides as before.
+ */
+static KP_ALWAYS_INLINE int pass(void)
+{
+	return kp.mem_off || kp_tls.busy;
+}
+
 /* Record one event (fields as in writer.c's ev_to_rec), with the
  * caller's stack if asked. errno is kept around what may change it (the
  * unwind, a full ring's wait); the common path touches it not at all. */
@@ -66,7 +78,7 @@ static KP_ALWAYS_INLINE void record_free(struct kp_tls *t, void *p,
 		}                                       \
 	} while (0)
 
-KP_EXPORT void *malloc(size_t n)
+static __attribute__((noinline)) void *malloc_slow(size_t n)
 {
 	RESOLVE_OR_BOOT(malloc, kp_boot_alloc(n, 16));
 	struct kp_tls *t = &kp_tls;
@@ -78,7 +90,15 @@ KP_EXPORT void *malloc(size_t n)
 	return p;
 }
 
-KP_EXPORT void *calloc(size_t nmemb, size_t size)
+KP_EXPORT void *malloc(size_t n)
+{
+	void *(*real)(size_t) = kp_real.malloc;
+	if (KP_LIKELY(real != NULL) && pass())
+		return real(n);
+	return malloc_slow(n);
+}
+
+static __attribute__((noinline)) void *calloc_slow(size_t nmemb, size_t size)
 {
 	size_t total;
 	RESOLVE_OR_BOOT(calloc,
@@ -94,17 +114,35 @@ KP_EXPORT void *calloc(size_t nmemb, size_t size)
 	return p;
 }
 
+KP_EXPORT void *calloc(size_t nmemb, size_t size)
+{
+	void *(*real)(size_t, size_t) = kp_real.calloc;
+	if (KP_LIKELY(real != NULL) && pass())
+		return real(nmemb, size);
+	return calloc_slow(nmemb, size);
+}
+
+static __attribute__((noinline)) void free_slow(void *p)
+{
+	RESOLVE_OR_BOOT(free, (void)0);
+	struct kp_tls *t = &kp_tls;
+	if (want(t))
+		record_free(t, p, 0);
+	kp_real.free(p);
+}
+
 KP_EXPORT void free(void *p)
 {
 	if (!p)
 		return;
 	if (KP_UNLIKELY(kp_boot_owns(p)))
 		return; /* boot blocks are never reused */
-	RESOLVE_OR_BOOT(free, (void)0);
-	struct kp_tls *t = &kp_tls;
-	if (want(t))
-		record_free(t, p, 0);
-	kp_real.free(p);
+	void (*real)(void *) = kp_real.free;
+	if (KP_LIKELY(real != NULL) && pass()) {
+		real(p);
+		return;
+	}
+	free_slow(p);
 }
 
 /* Record what realloc_as's real call did: `n` is the new size in bytes. */
@@ -139,10 +177,9 @@ static void *realloc_from_boot(void *p, size_t n)
 
 /* realloc and reallocarray (after its overflow check): one call to the
  * real realloc, recorded once with the given kind. */
-static void *realloc_as(void *p, size_t n, int kind)
+static __attribute__((noinline)) void *realloc_slow(void *p, size_t n,
+						    int kind)
 {
-	if (KP_UNLIKELY(p && kp_boot_owns(p)))
-		return realloc_from_boot(p, n);
 	RESOLVE_OR_BOOT(realloc, p ? NULL : kp_boot_alloc(n, 16));
 	struct kp_tls *t = &kp_tls;
 	if (!want(t))
@@ -153,6 +190,16 @@ static void *realloc_as(void *p, size_t n, int kind)
 	q = do_realloc(p, n, q, t0, kind);
 	errno = saved;
 	return q;
+}
+
+static KP_ALWAYS_INLINE void *realloc_as(void *p, size_t n, int kind)
+{
+	if (KP_UNLIKELY(p && kp_boot_owns(p)))
+		return realloc_from_boot(p, n);
+	void *(*real)(void *, size_t) = kp_real.realloc;
+	if (KP_LIKELY(real != NULL) && pass())
+		return real(p, n);
+	return realloc_slow(p, n, kind);
 }
 
 KP_EXPORT void *realloc(void *p, size_t n)

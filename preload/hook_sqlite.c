@@ -136,8 +136,11 @@ static int sq_resolve(void)
  */
 struct sq_stmt {
 	sqlite3 *db;
-	char *text;          /* fingerprint (or full text), private arena */
+	uint64_t conn;       /* KP_Q_CONN: conn_id(db) */
+	uint32_t text_id;    /* the interned fingerprint (or full text) */
 	uint32_t len;
+	char *text;          /* ... or, when the table of texts is full
+			      * (text_id 0), a copy in the private arena */
 	uint8_t readonly, has_params, running, autocommit;
 	int64_t flags;       /* KP_QF_CUT / TEXT_FULL from the text */
 	uint64_t fp_hash, lit_hash;
@@ -231,6 +234,34 @@ static struct sq_stmt *insert(sqlite3_stmt *s)
 	return NULL;
 }
 
+/*
+ * Connection ids. A QUERY's conn is an opaque id (record.h: same id, same
+ * connection); a small number takes one or two bytes of the trace where
+ * the sqlite3 pointer took nine (a quarter of the record the writer
+ * compresses per query). A connection's id is 1 + its slot here, claimed
+ * with a compare-and-swap and never given back (a connection opened
+ * later at the same address gets the same id, as its pointer was); when
+ * every slot is taken, the id is the pointer.
+ */
+#define SQ_CONNS 256
+static _Atomic(sqlite3 *) conns[SQ_CONNS];
+
+static uint64_t conn_id(sqlite3 *db)
+{
+	size_t i = slot_of(db) & (SQ_CONNS - 1);
+	for (unsigned n = 0; n < SQ_CONNS; n++, i = (i + 1) & (SQ_CONNS - 1)) {
+		sqlite3 *k = atomic_load_explicit(&conns[i],
+						  memory_order_relaxed);
+		if (!k && atomic_compare_exchange_strong_explicit(
+				  &conns[i], &k, db, memory_order_relaxed,
+				  memory_order_relaxed))
+			return i + 1;
+		if (k == db)
+			return i + 1;
+	}
+	return (uintptr_t)db;
+}
+
 /* Give e's slot back (the thread holds its statement). */
 static void erase(struct sq_stmt *e)
 {
@@ -247,7 +278,7 @@ static void erase(struct sq_stmt *e)
  */
 static __thread unsigned in_sqlite;
 
-static int want(void)
+static KP_ALWAYS_INLINE int want(void)
 {
 	return !in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
 }
@@ -350,10 +381,16 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 	char buf[KP_MAX_STR_LEN + 1];
 	uint64_t lit;
 	size_t n = kp_query_text(text, len, buf, sizeof(buf), &lit, &flags);
-	char *copy = kp_arena_alloc(n + 1);
-	if (!copy)
-		return;
-	memcpy(copy, buf, n + 1);
+	uint64_t fph = kp_fnv1a(KP_FP_NO_VALUES, buf, n);
+	/* the text's id, for every run; a copy only if it has none */
+	uint32_t id = kp_qtext_intern(buf, n, fph);
+	char *copy = NULL;
+	if (!id) {
+		copy = kp_arena_alloc(n + 1);
+		if (!copy)
+			return;
+		memcpy(copy, buf, n + 1);
+	}
 	int ro = sq.stmt_readonly(s) != 0;
 	int np = sq.bind_parameter_count(s) > 0;
 
@@ -362,21 +399,21 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 		if (e->text)
 			kp_arena_free(e->text);
 		e->db = db;
+		e->conn = conn_id(db);
+		e->text_id = id;
 		e->text = copy;
 		e->len = (uint32_t)n;
 		e->flags = flags;
-		e->fp_hash = kp_fnv1a(KP_FP_NO_VALUES, copy, n);
+		e->fp_hash = fph;
 		e->lit_hash = lit;
 		e->readonly = (uint8_t)ro;
 		e->has_params = (uint8_t)np;
 		e->prep_ticks = ticks;
 		e->running = 0;
-		copy = NULL;
+		return;
 	}
-	if (copy) {
-		kp_arena_free(copy);
-		atomic_fetch_add(&untracked, 1);
-	}
+	kp_arena_free(copy);
+	atomic_fetch_add(&untracked, 1);
 }
 
 /*
@@ -389,17 +426,9 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 #define VH_SAMPLE 32
 static __thread uint64_t streak_fp, streak_n;
 
-static uint64_t value_hash(const struct sq_stmt *e, sqlite3_stmt *s)
+static uint64_t expanded_hash(sqlite3_stmt *s)
 {
-	if (streak_fp == e->fp_hash) {
-		streak_n++;
-	} else {
-		streak_fp = e->fp_hash;
-		streak_n = 1;
-	}
-	if (!e->has_params)
-		return e->lit_hash;
-	if (streak_n > VH_SAMPLE || !sq.expanded_sql || !sq.free)
+	if (!sq.expanded_sql || !sq.free)
 		return 0;
 	char *x = sq.expanded_sql(s);
 	if (!x)
@@ -411,11 +440,29 @@ static uint64_t value_hash(const struct sq_stmt *e, sqlite3_stmt *s)
 	return fp.value_hash ? fp.value_hash : 1;
 }
 
+static KP_ALWAYS_INLINE uint64_t value_hash(const struct sq_stmt *e,
+					    sqlite3_stmt *s)
+{
+	if (KP_LIKELY(streak_fp == e->fp_hash)) {
+		streak_n++;
+	} else {
+		streak_fp = e->fp_hash;
+		streak_n = 1;
+	}
+	if (!e->has_params)
+		return e->lit_hash;
+	if (streak_n > VH_SAMPLE)
+		return 0;
+	return expanded_hash(s);
+}
+
 /* End the run of e. */
 static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 {
-	int64_t v[KP_Q_NV] = { 0 };
+	int64_t v[KP_Q_NV]; /* every value set here or by kp_query_close */
 	v[KP_Q_CTX] = (int64_t)e->ctx;
+	v[KP_Q_DUR] = 0;
+	v[KP_Q_TEXT_ID] = 0;
 	v[KP_Q_ROWS] = e->rows;
 	if (!e->readonly)
 		v[KP_Q_ROWS] += sq.total_changes(e->db) - e->changes0;
@@ -428,10 +475,14 @@ static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 	v[KP_Q_VALHASH] = (int64_t)value_hash(e, s);
 	v[KP_Q_FLAGS] = e->flags | (e->autocommit ? KP_QF_AUTOCOMMIT : 0) |
 			(e->readonly ? 0 : KP_QF_WRITE);
-	v[KP_Q_CONN] = (int64_t)(uintptr_t)e->db;
+	v[KP_Q_CONN] = (int64_t)e->conn;
 	e->prep_ticks = 0;
 	e->running = 0;
-	kp_query_close(KP_QSRC_SQLITE, e->tsc0, e->text, e->len, 1, v);
+	if (KP_LIKELY(e->text_id))
+		kp_query_close_id(KP_QSRC_SQLITE, e->tsc0, e->text_id, v);
+	else
+		kp_query_close(KP_QSRC_SQLITE, e->tsc0, 0, e->text, e->len, 1,
+			       v);
 }
 
 static __thread unsigned runs_recorded; /* for sqlite3_exec */
@@ -531,53 +582,69 @@ KP_EXPORT int sqlite3_prepare16_v3(sqlite3 *db, const void *z, int n,
 		     tail);
 }
 
-KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
+/* The first step of a run of e (a prepare or reset before it): calls
+ * nothing that allocates or changes errno (kp_query_open keeps it). */
+static KP_ALWAYS_INLINE void start_run(struct sq_stmt *e)
 {
-	SQ_ENTER(step, s);
+	e->running = 1;
+	e->rows = 0;
+	e->autocommit = (uint8_t)(sq.get_autocommit(e->db) != 0);
+	if (!e->readonly)
+		e->changes0 = sq.total_changes(e->db);
+	e->tsc0 = kp_ticks();
+	e->ctx = kp_query_open(e->tsc0);
+}
+
+static __attribute__((noinline)) void step_done(struct sq_stmt *e,
+						sqlite3_stmt *s, int rc)
+{
 	int saved = errno;
 	kp_tls.busy = 1;
+	runs_recorded++;
+	end_run(e, s, rc);
+	kp_tls.busy = 0;
+	errno = saved;
+}
+
+/* sqlite3_step when recording: out of line, so that the interposer
+ * itself, when it passes the call through, jumps to SQLite's without
+ * saving a register. */
+static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
+{
+	struct kp_tls *t = &kp_tls;
 	/* the slot stays this statement's until its finalize: one lookup */
 	struct sq_stmt *e = find(s);
 	if (e && !e->running) {
-		e->running = 1;
-		e->rows = 0;
-		e->autocommit = (uint8_t)(sq.get_autocommit(e->db) != 0);
-		if (!e->readonly)
-			e->changes0 = sq.total_changes(e->db);
-		e->tsc0 = kp_ticks();
-		e->ctx = kp_query_open(e->tsc0);
+		t->busy = 1; /* kp_query_open may push */
+		start_run(e);
+		t->busy = 0;
 	}
-	kp_tls.busy = 0;
-	errno = saved;
 
 	in_sqlite++;
-	uint8_t dbc = kp_tls.db_call;
-	kp_tls.db_call = 1; /* a sleep now is the busy handler's: hook_wait.c */
+	uint8_t dbc = t->db_call;
+	t->db_call = 1; /* a sleep now is the busy handler's: hook_wait.c */
 	int rc = sq.step(s); /* its allocations and I/O are the query's */
-	kp_tls.db_call = dbc;
+	t->db_call = dbc;
 	in_sqlite--;
 
 	if (e && e->running) {
-		if (rc == SQLITE_ROW) {
+		if (rc == SQLITE_ROW)
 			e->rows++;
-		} else {
-			saved = errno;
-			kp_tls.busy = 1;
-			runs_recorded++;
-			end_run(e, s, rc);
-			kp_tls.busy = 0;
-			errno = saved;
-		}
+		else
+			step_done(e, s, rc);
 	}
 	return rc;
 }
 
-/* A run still open when the app resets or finalizes its statement. */
-static void end_open_run(sqlite3_stmt *s, int forget)
+KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 {
-	struct sq_stmt *e = find(s);
-	if (!e)
-		return;
+	SQ_ENTER(step, s);
+	return step_rec(s);
+}
+
+/* A run still open when the app resets or finalizes its statement. */
+static __attribute__((noinline)) void end_open_run(struct sq_stmt *e, sqlite3_stmt *s, int forget)
+{
 	int saved = errno;
 	kp_tls.busy = 1;
 	if (e->running) {
@@ -592,11 +659,24 @@ static void end_open_run(sqlite3_stmt *s, int forget)
 	errno = saved;
 }
 
+/* sqlite3_reset of a statement whose run is still open. */
+static __attribute__((noinline)) int reset_open(sqlite3_stmt *s,
+						struct sq_stmt *e)
+{
+	if (want())
+		end_open_run(e, s, 0);
+	return sq.reset(s);
+}
+
 KP_EXPORT int sqlite3_reset(sqlite3_stmt *s)
 {
-	SQ_ENTER(reset, s);
-	if (s)
-		end_open_run(s, 0);
+	if (KP_UNLIKELY(!sq_resolve()) || !sq.reset)
+		return SQLITE_MISUSE;
+	/* a run that stepped to its end has nothing left to do here (and
+	 * the rest is out of line: this one saves no register) */
+	struct sq_stmt *e = s ? find(s) : NULL;
+	if (KP_UNLIKELY(e && e->running))
+		return reset_open(s, e);
 	return sq.reset(s);
 }
 
@@ -606,8 +686,11 @@ KP_EXPORT int sqlite3_finalize(sqlite3_stmt *s)
 		return SQLITE_MISUSE;
 	/* always forget the statement, even when not recording now: its
 	 * address may come back for another one */
-	if (s && !kp_tls.busy && !kp_tls.writer)
-		end_open_run(s, 1);
+	if (s && !kp_tls.busy && !kp_tls.writer) {
+		struct sq_stmt *e = find(s);
+		if (e)
+			end_open_run(e, s, 1);
+	}
 	return sq.finalize(s);
 }
 
@@ -626,8 +709,8 @@ KP_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
 		int64_t v[KP_Q_NV] = { 0 };
 		v[KP_Q_STATUS] = rc;
 		v[KP_Q_FLAGS] = KP_QF_EXEC;
-		v[KP_Q_CONN] = (int64_t)(uintptr_t)db;
-		kp_query_close(KP_QSRC_SQLITE, t0, sql, strlen(sql), 0, v);
+		v[KP_Q_CONN] = (int64_t)conn_id(db);
+		kp_query_close(KP_QSRC_SQLITE, t0, 0, sql, strlen(sql), 0, v);
 		kp_tls.busy = 0;
 		errno = saved;
 	}

@@ -68,6 +68,7 @@ int kp_init_slow(void)
 	kp.pid = (pid_t)syscall(SYS_getpid);
 	kp.ppid = (pid_t)syscall(SYS_getppid);
 	kp_config_load(&kp.cfg);
+	kp.mem_off = !kp.cfg.memory;
 	init_clock();
 	if (kp_arena_init(&kp.alloc) != 0 || kp_stacktab_init() != 0 ||
 	    kp_ring_init() != 0) {
@@ -94,6 +95,7 @@ static void fork_prepare(void)
 	kp_writer_fork_prepare();
 	kp_modules_lock();
 	kp_stacktab_lock();
+	kp_qtext_lock();
 	kp_spin_lock(&kp.shared_lock);
 	kp_arena_lock();
 }
@@ -104,6 +106,7 @@ static void fork_parent(void)
 		return;
 	kp_arena_unlock();
 	kp_spin_unlock(&kp.shared_lock);
+	kp_qtext_unlock();
 	kp_stacktab_unlock();
 	kp_modules_unlock();
 	kp_writer_fork_parent();
@@ -115,6 +118,7 @@ static void fork_child(void)
 	if (!kp_recording())
 		return;
 	kp_arena_unlock();
+	kp_qtext_unlock();
 	kp_stacktab_unlock();
 	kp_modules_unlock();
 	kp.pid = (pid_t)syscall(SYS_getpid);

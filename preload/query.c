@@ -74,11 +74,8 @@ const char *kp_query_hooks_name(unsigned hooks)
  * two. The deferred record keeps its own time, and as nothing of the
  * thread came between, the thread's records stay in time order.
  */
-#define Q_PENDING 8
 __thread uint8_t kp_q_npending;
-static __thread struct {
-	uint64_t ctx, tsc;
-} q_pending[Q_PENDING];
+__thread struct kp_qpend kp_q_pending[KP_Q_PENDING];
 
 static void push_begin(uint64_t ctx, uint64_t tsc)
 {
@@ -93,35 +90,51 @@ void kp_query_flush(void)
 	if (!kp_recording())
 		return;
 	for (unsigned i = 0; i < n; i++)
-		push_begin(q_pending[i].ctx, q_pending[i].tsc);
+		push_begin(kp_q_pending[i].ctx, kp_q_pending[i].tsc);
 }
 
-uint64_t kp_query_open(uint64_t tsc)
+/*
+ * Query contexts are unique in the process: each thread takes them from
+ * the counter in blocks of KP_Q_CTX_BLOCK, so opening a query costs no
+ * locked instruction (one per KP_Q_CTX_BLOCK queries of a thread).
+ */
+__thread uint64_t kp_q_ctx_next, kp_q_ctx_end;
+
+uint64_t kp_query_open_slow(uint64_t tsc)
 {
-	uint64_t ctx = atomic_fetch_add(&query_seq, 1) + 1;
-	if (kp_q_npending < Q_PENDING) {
-		q_pending[kp_q_npending].ctx = ctx;
-		q_pending[kp_q_npending].tsc = tsc;
+	if (kp_q_ctx_next == kp_q_ctx_end) {
+		kp_q_ctx_next = atomic_fetch_add_explicit(&query_seq,
+							  KP_Q_CTX_BLOCK,
+							  memory_order_relaxed) +
+				1;
+		kp_q_ctx_end = kp_q_ctx_next + KP_Q_CTX_BLOCK;
+	}
+	uint64_t ctx = kp_q_ctx_next++;
+	if (kp_q_npending < KP_Q_PENDING) {
+		kp_q_pending[kp_q_npending].ctx = ctx;
+		kp_q_pending[kp_q_npending].tsc = tsc;
 		kp_q_npending++;
 	} else if (kp_recording()) {
+		int saved = errno; /* a full ring may wait (nanosleep) */
 		kp_query_flush();
 		push_begin(ctx, tsc);
+		errno = saved;
 	}
 	return ctx;
 }
 
-/* The query ctx ends: its QUERY_BEGIN is not needed if still deferred. */
-static void drop_pending(uint64_t ctx)
+int kp_query_drop_pending(uint64_t ctx)
 {
 	unsigned n = kp_q_npending;
 	for (unsigned i = n; i-- > 0;) {
-		if (q_pending[i].ctx != ctx)
+		if (kp_q_pending[i].ctx != ctx)
 			continue;
 		for (unsigned k = i + 1; k < n; k++)
-			q_pending[k - 1] = q_pending[k];
+			kp_q_pending[k - 1] = kp_q_pending[k];
 		kp_q_npending = (uint8_t)(n - 1);
-		return;
+		return 1;
 	}
+	return 0;
 }
 
 size_t kp_query_text(const char *text, size_t len, char *out, size_t cap,
@@ -147,30 +160,52 @@ size_t kp_query_text(const char *text, size_t len, char *out, size_t cap,
 	return fp.len;
 }
 
-void kp_query_close(uint8_t source, uint64_t tsc0, const char *text,
-		    size_t len, int fp, int64_t *v)
+/* kp_query_close of a text without an id: fingerprinted unless fp,
+ * interned (inline when the table is full), pushed. Out of line: the
+ * interned path needs no buffer. */
+static __attribute__((noinline)) void close_text(uint64_t now, uint8_t source,
+						 uint32_t stack,
+						 const char *text, size_t len,
+						 int fp, int64_t *v)
 {
+	char buf[KP_MAX_STR_LEN + 1];
+	if (!fp) {
+		uint64_t vh;
+		len = kp_query_text(text, len, buf, sizeof(buf), &vh,
+				    &v[KP_Q_FLAGS]);
+		text = buf;
+		if (!v[KP_Q_VALHASH])
+			v[KP_Q_VALHASH] = (int64_t)vh;
+	}
+	uint32_t id = kp_qtext_intern(text, len,
+				      kp_fnv1a(KP_FP_NO_VALUES, text, len));
+	v[KP_Q_TEXT_ID] = id;
+	if (id)
+		kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);
+	else
+		kp_ring_push_ext(now, KP_REC_QUERY, source, stack, v, text,
+				 len);
+}
+
+void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
+		    const char *text, size_t len, int fp, int64_t *v)
+{
+	if (text_id || !text) {
+		/* the text is the QUERY_TEXT record's (or there is none) */
+		kp_query_close_id(source, tsc0, text_id, v);
+		return;
+	}
 	uint64_t now = kp_ticks();
 	v[KP_Q_DUR] = (int64_t)(now - tsc0);
-	if (v[KP_Q_CTX])
-		drop_pending((uint64_t)v[KP_Q_CTX]);
+	if (v[KP_Q_CTX] && kp_q_npending &&
+	    kp_query_drop_pending((uint64_t)v[KP_Q_CTX]))
+		v[KP_Q_CTX] = 0; /* no QUERY_BEGIN was written (record.h) */
 	/* the trace may have ended while the query ran (another thread's
 	 * exit): nothing may be pushed then */
 	if (!kp_recording())
 		return;
-	if (fp || !text) {
-		kp_ring_push_ext(now, KP_REC_QUERY, source, kp_stack_capture(),
-				 v, text, text ? len : 0);
-		return;
-	}
-	char buf[KP_MAX_STR_LEN + 1];
-	uint64_t vh;
-	size_t n = kp_query_text(text, len, buf, sizeof(buf), &vh,
-				 &v[KP_Q_FLAGS]);
-	if (!v[KP_Q_VALHASH])
-		v[KP_Q_VALHASH] = (int64_t)vh;
-	kp_ring_push_ext(now, KP_REC_QUERY, source, kp_stack_capture(), v, buf,
-			 n);
+	uint32_t stack = kp.cfg.stack_depth > 0 ? kp_stack_capture() : 0;
+	close_text(now, source, stack, text, len, fp, v);
 }
 
 /* ---- the public API --------------------------------------------------------- */
@@ -238,7 +273,7 @@ static void api_end(uint64_t ctx, int64_t rows, int64_t status)
 		v[KP_Q_VALHASH] = (int64_t)q->valhash;
 		v[KP_Q_FLAGS] = q->flags;
 		v[KP_Q_CONN] = (int64_t)q->conn;
-		kp_query_close(q->source, q->tsc0, q->text, q->len, 1, v);
+		kp_query_close(q->source, q->tsc0, 0, q->text, q->len, 1, v);
 		kp_arena_free(q->text);
 		/* queries left open inside end with it (their text freed) */
 		for (unsigned k = i + 1; k < n_open_q; k++)

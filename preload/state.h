@@ -164,6 +164,8 @@ enum kp_run_state {
 
 struct kp_state {
 	_Atomic int run;            /* enum kp_run_state */
+	int mem_off;                /* KOTOBA_PROFILE_MEMORY=0 (set at init):
+				     * every allocator call passes through */
 	struct kp_config cfg;       /* read once at init */
 	pid_t pid;                  /* process being traced (changes on fork) */
 	pid_t ppid;                 /* its parent, read at init or fork */
@@ -394,6 +396,52 @@ void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
 			   uint64_t tsc, uint64_t a, uint64_t b, uint64_t c,
 			   uint64_t d);
 
+/*
+ * kp_ring_push_ext() of an extension event of nv values and no string,
+ * inline where nv is a constant (a QUERY), written straight into this
+ * thread's ring when it has room and no deferred QUERY_BEGIN waits: the
+ * head slot takes two values, each continuation slot three. Else through
+ * kp_ring_push_ext. tsc is not 0. The caller has set kp_tls.busy, as for
+ * any event.
+ */
+static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
+					       uint8_t kind, uint32_t stack,
+					       const int64_t *v, unsigned nv)
+{
+	struct kp_tls *t = &kp_tls;
+	struct kp_ring *r = t->ring;
+	const unsigned head_nv = KP_EV_HEAD_PAYLOAD / 8,
+		       cont_nv = KP_EV_CONT_PAYLOAD / 8;
+	const uint32_t len = nv * 8;
+	const uint64_t n = 1 + kp_ev_nx(len);
+	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_q_npending)) {
+		uint64_t h = atomic_load_explicit(&r->head,
+						  memory_order_relaxed);
+		if (KP_LIKELY(h + n - r->tail_cache <= r->mask + 1)) {
+			struct kp_ev *ev = &r->slots[h & r->mask];
+			ev->tsc = tsc;
+			ev->type = type;
+			ev->kind = kind;
+			ev->len = (uint16_t)len;
+			ev->stack = stack;
+			unsigned m = nv < head_nv ? nv : head_nv;
+			__builtin_memcpy(&ev->a, v, m * 8);
+			for (uint64_t k = 1; k < n; k++) {
+				struct kp_ev_cont *c = (struct kp_ev_cont *)
+					&r->slots[(h + k) & r->mask];
+				unsigned at = head_nv +
+					      (unsigned)(k - 1) * cont_nv;
+				c->tsc = tsc;
+				m = nv - at < cont_nv ? nv - at : cont_nv;
+				__builtin_memcpy(c->data, v + at, m * 8);
+			}
+			kp_ring_publish(r, h, n);
+			return;
+		}
+	}
+	kp_ring_push_ext(tsc, type, kind, stack, v, NULL, 0);
+}
+
 /* The allocator hooks' path: the same as kp_ring_push of an event with
  * these fields, written straight into this thread's ring when it has room
  * (inline: the call with its eight arguments cost a fifth of the path).
@@ -528,26 +576,87 @@ void kp_io_pipe(const int fds[2], int rc, int flags, uint64_t t0);
 
 /* May hook sqlite/libpq (KP_QHOOK_*) record now? (not busy, recording) */
 static inline int kp_query_want(unsigned hook);
-/* Open a query on this thread (its QUERY_BEGIN is deferred until the
- * thread records something else). @return its ctx. */
-uint64_t kp_query_open(uint64_t tsc);
 /* Write the deferred QUERY_BEGINs of this thread (ring.c, before any
  * other record of the thread). */
 extern __thread uint8_t kp_q_npending;
 void kp_query_flush(void);
+/* The deferred QUERY_BEGINs of this thread, and the rest of its block of
+ * query contexts (query.c). */
+#define KP_Q_PENDING 8
+#define KP_Q_CTX_BLOCK 1024
+struct kp_qpend {
+	uint64_t ctx, tsc;
+};
+extern __thread struct kp_qpend kp_q_pending[KP_Q_PENDING];
+extern __thread uint64_t kp_q_ctx_next, kp_q_ctx_end;
+uint64_t kp_query_open_slow(uint64_t tsc);
+/* The query ctx ends: its QUERY_BEGIN, if still deferred, is not needed.
+ * @return 1 when it was (so it is never written). */
+int kp_query_drop_pending(uint64_t ctx);
+
+/* Open a query on this thread (its QUERY_BEGIN is deferred until the
+ * thread records something else; keeps errno). @return its ctx. */
+static KP_ALWAYS_INLINE uint64_t kp_query_open(uint64_t tsc)
+{
+	unsigned n = kp_q_npending;
+	if (KP_UNLIKELY(kp_q_ctx_next == kp_q_ctx_end || n >= KP_Q_PENDING))
+		return kp_query_open_slow(tsc);
+	uint64_t ctx = kp_q_ctx_next++;
+	kp_q_pending[n].ctx = ctx;
+	kp_q_pending[n].tsc = tsc;
+	kp_q_npending = (uint8_t)(n + 1);
+	return ctx;
+}
 /*
  * Write the QUERY record of a query that began at tsc0 (ticks) and ends
- * now: text (raw; fingerprinted here unless QUERY_TEXT=full, or already a
- * fingerprint when fp), v[] with KP_Q_DUR/ PREPARE_DUR in ticks (dur is
- * filled here from tsc0). The caller holds kp_tls.busy.
+ * now: its text as text_id (kp_qtext_intern), else text (raw;
+ * fingerprinted here unless QUERY_TEXT=full, or already a fingerprint
+ * when fp; interned here), v[] with KP_Q_DUR/ PREPARE_DUR in ticks (dur
+ * is filled here from tsc0). The caller holds kp_tls.busy.
  */
-void kp_query_close(uint8_t source, uint64_t tsc0, const char *text,
-		    size_t len, int fp, int64_t *v);
+void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
+		    const char *text, size_t len, int fp, int64_t *v);
+/* kp_query_close of a query whose text is text_id (or none: 0), inline
+ * for the SQLite hook's every run. */
+static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
+					       uint32_t text_id, int64_t *v)
+{
+	uint64_t now = kp_ticks();
+	v[KP_Q_DUR] = (int64_t)(now - tsc0);
+	/* its QUERY_BEGIN, if still deferred, is never written: then its
+	 * QUERY has ctx 0 (record.h), which packs into one byte */
+	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
+	unsigned n = kp_q_npending;
+	if (KP_LIKELY(n == 1) && kp_q_pending[0].ctx == ctx) {
+		kp_q_npending = 0;
+		v[KP_Q_CTX] = 0;
+	} else if (ctx && n && kp_query_drop_pending(ctx)) {
+		v[KP_Q_CTX] = 0;
+	}
+	/* the trace may have ended while the query ran (another thread's
+	 * exit): nothing may be pushed then */
+	if (!kp_recording())
+		return;
+	uint32_t stack = kp.cfg.stack_depth > 0 ? kp_stack_capture() : 0;
+	v[KP_Q_TEXT_ID] = text_id;
+	kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);
+}
 /* Fingerprint (or copy, QUERY_TEXT=full) text into out[cap]; the value
  * hash of its literals into *valhash; sets KP_QF_TEXT_FULL/CUT in *flags.
  * @return the length written. */
 size_t kp_query_text(const char *text, size_t len, char *out, size_t cap,
 		     uint64_t *valhash, int64_t *flags);
+/*
+ * Query texts (qtext.c): the id of text s[0..n) with hash h (kp_fnv1a
+ * from KP_FP_NO_VALUES), interned on first sight; 0 when the table is
+ * full (the QUERY then carries the text inline). The writer writes ids
+ * 1..kp_qtext_count() as QUERY_TEXT records; kp_qtext_get() is one's text.
+ */
+uint32_t kp_qtext_intern(const char *s, size_t n, uint64_t h);
+uint32_t kp_qtext_count(void);
+const char *kp_qtext_get(uint32_t id, uint32_t *len);
+void kp_qtext_lock(void);
+void kp_qtext_unlock(void);
 /* Load KOTOBA_PROFILE_QUERY_PLUGIN (query.c), once, at start-up. */
 void kp_query_plugin_load(void);
 /* got.c: redirect every loaded module's GOT slots for symbol to

@@ -75,6 +75,7 @@ static struct {
 	unsigned __int128 mult; /* ns = (ticks - tsc0) * mult >> 32 */
 	double tsc_hz;
 	uint32_t stacks_out;    /* stacks 1..stacks_out are in the trace */
+	uint32_t qtexts_out;    /* query texts 1..qtexts_out are too */
 	uint64_t modules_since; /* module change seq already written */
 	uint64_t lost_out[KP_REC_TYPE_MAX + 1]; /* LOST counts written */
 	uint64_t stack_drops_out;
@@ -84,8 +85,10 @@ static struct {
 	struct kp_module_change *mchg; /* module changes of a cycle */
 	unsigned mchg_cap;
 	int final_done;
-	/* an extension event's payload, reassembled (ext_to_rec) */
-	uint8_t ext_buf[KP_EXT_MAX_V * 8 + KP_MAX_STR_LEN];
+	/* an extension event's payload, reassembled (ext_to_rec) in whole
+	 * slots: room for the last one's unused bytes */
+	uint8_t ext_buf[KP_EXT_MAX_V * 8 + KP_MAX_STR_LEN +
+			KP_EV_CONT_PAYLOAD];
 	/* kp_writer_call: one request at a time, under call_lock */
 	pthread_mutex_t call_lock;
 	void (*call_fn)(void *);
@@ -377,6 +380,16 @@ static void add_stack(uint32_t id)
 	r.type = KP_REC_STACK;
 	r.u.stack.id = id;
 	r.u.stack.pcs = kp_stacktab_get(id, &r.u.stack.depth);
+	kp_writer_add(w.kw, &r);
+}
+
+static void add_qtext(uint32_t id)
+{
+	struct kp_rec r;
+	memset(&r, 0, sizeof(r));
+	r.type = KP_REC_QUERY_TEXT;
+	r.u.qtext.id = id;
+	r.u.qtext.text = kp_qtext_get(id, &r.u.qtext.len);
 	kp_writer_add(w.kw, &r);
 }
 
@@ -689,6 +702,12 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	while (ci < nchg)
 		add_module(&w.mchg[ci++]);
 	w.stacks_out = ns;
+	/* query texts, read after the heads too: every text an event below
+	 * them names is counted (qtext.c) */
+	uint32_t nq = kp_qtext_count();
+	for (uint32_t id = w.qtexts_out + 1; id <= nq; id++)
+		add_qtext(id);
+	w.qtexts_out = nq;
 
 	/* 3. events below the watermark, ring by ring */
 	int more = 0;
@@ -968,6 +987,7 @@ void kp_writer_after_fork_child(void)
 	w.thread_started = 0;
 	atomic_store(&w.stop, 0);
 	w.stacks_out = 0;
+	w.qtexts_out = 0;
 	w.modules_since = 0;
 	w.stack_drops_out = 0;
 	memset(w.lost_out, 0, sizeof(w.lost_out));

@@ -115,6 +115,22 @@ for label, cmd in APPS:
                  b"paris_zq9" not in raw,
                  "%s: default: no literal or bound value in the trace" % label)
             t.ok(any(x["type"] == "query" for x in recs), "%s: query records present" % label)
+            # a QUERY's ctx is its QUERY_BEGIN's, one each, earlier on its
+            # thread; 0 when none was written (nothing else recorded meanwhile)
+            begun, bad, zero = {}, [], 0
+            for x in recs:
+                if x["type"] == "query_begin":
+                    bad += [x] if (x["tid"], x["v"][0]) in begun else []
+                    begun[(x["tid"], x["v"][0])] = 0
+                elif x["type"] == "query" and x["v"][0]:
+                    k = (x["tid"], x["v"][0])
+                    bad += [x] if begun.get(k) != 0 else []
+                    begun[k] = 1
+                elif x["type"] == "query":
+                    zero += 1
+            t.ok(not bad and begun and all(begun.values()) and zero,
+                 "%s: each QUERY_BEGIN ends in one QUERY with its ctx; QUERYs "
+                 "without a begin have ctx 0 (%d)" % (label, zero), bad[:3])
             if label == "C app":
                 r2 = run(cmd(os.path.join(d, "full.db")), d, prof={"QUERY_TEXT": "full"})
                 blob = "\n".join(json.dumps(x) for x in dump(r2.traces))
@@ -162,6 +178,12 @@ with t.section("threads"):
         tids = {x["tid"] for x in recs if x["type"] == "query" and
                 (x["str"] or "").startswith("select v")}
         t.eq(len(tids), TH, "threads: the selects come from %d threads" % TH)
+        conns = {}
+        for x in recs:
+            if x["type"] == "query" and (x["str"] or "").startswith("select v"):
+                conns.setdefault(x["tid"], set()).add(x["v"][11])
+        t.ok(len(conns) == TH and all(len(c) == 1 and 0 not in c for c in conns.values()),
+             "threads: each thread's selects name one connection (its own)", conns)
 
 with t.section("variables"):
     with Tmp() as d:

@@ -150,6 +150,12 @@ static inline int rec_same(const struct kp_rec *a, const struct kp_rec *b)
 				memcmp(a->u.ext.str, b->u.ext.str,
 				       a->u.ext.str_len) == 0);
 	}
+	case KP_REC_QUERY_TEXT:
+		return a->u.qtext.id == b->u.qtext.id &&
+		       a->u.qtext.len == b->u.qtext.len &&
+		       (a->u.qtext.len == 0 ||
+			memcmp(a->u.qtext.text, b->u.qtext.text,
+			       a->u.qtext.len) == 0);
 	case KP_REC_EXEC:
 		return a->ts == b->ts && a->u.exec.path_len == b->u.exec.path_len &&
 		       (a->u.exec.path_len == 0 ||
@@ -306,6 +312,13 @@ static inline size_t edge_records(struct kp_rec *out)
 	r->ts = 2003; r->tid = 78; r->u.ext.str = "";  NEXT(KP_REC_FD_OPEN);
 	r->ts = 2004; r->tid = 78; r->u.ext.str = "select ?"; r->u.ext.str_len = 8;
 	r->u.ext.v[KP_Q_CTX] = 1; r->u.ext.v[KP_Q_PREPARE_DUR] = 5;
+	NEXT(KP_REC_QUERY);
+	/* query texts (2.1): empty, max id and length; a QUERY naming one */
+	r->u.qtext.id = 1; r->u.qtext.text = ""; NEXT(KP_REC_QUERY_TEXT);
+	r->u.qtext.id = UINT32_MAX; r->u.qtext.text = big;
+	r->u.qtext.len = KP_MAX_STR_LEN; NEXT(KP_REC_QUERY_TEXT);
+	r->ts = 2004; r->tid = 78; r->u.ext.str = "";
+	r->u.ext.v[KP_Q_CTX] = 2; r->u.ext.v[KP_Q_TEXT_ID] = UINT32_MAX;
 	NEXT(KP_REC_QUERY);
 	r->ts = 2005; r->tid = 78; r->u.ext.v[KP_CPU_WEIGHT] = 10000000;
 	r->u.ext.stack = 2; NEXT(KP_REC_CPU_SAMPLE);

@@ -80,6 +80,35 @@ static void q_end(struct tb *b, uint32_t tid, uint64_t ctx, const char *fp,
 	tb_add(b, &r);
 }
 
+/* A QUERY_TEXT record (format 2.1): text id is text. */
+static void q_text(struct tb *b, uint32_t id, const char *text)
+{
+	struct kp_rec r = { .type = KP_REC_QUERY_TEXT };
+	r.u.qtext.id = id;
+	r.u.qtext.text = text;
+	r.u.qtext.len = (uint32_t)strlen(text);
+	tb_add(b, &r);
+}
+
+/* A query whose QUERY names its text by id, as the recorder writes it
+ * (str empty). */
+static void q_id(struct tb *b, uint32_t tid, uint32_t text_id, uint64_t dur,
+		 int64_t valhash)
+{
+	uint64_t ctx = q_begin(b, tid);
+	struct kp_rec r = { .type = KP_REC_QUERY, .tid = tid,
+			    .kind = KP_QSRC_SQLITE };
+	b->ts = b->begin_ts[ctx % 256] + dur;
+	r.ts = b->ts;
+	r.u.ext.v[KP_Q_CTX] = (int64_t)ctx;
+	r.u.ext.v[KP_Q_DUR] = (int64_t)dur;
+	r.u.ext.v[KP_Q_ROWS] = 1;
+	r.u.ext.v[KP_Q_VALHASH] = valhash;
+	r.u.ext.v[KP_Q_TEXT_ID] = text_id;
+	r.u.ext.str = "";
+	tb_add(b, &r);
+}
+
 static void q(struct tb *b, uint32_t tid, const char *fp, uint64_t dur,
 	      int64_t valhash, int64_t flags)
 {
@@ -109,19 +138,24 @@ static void span(struct tb *b, uint32_t tid, int end, int64_t id)
 static struct kp_opts opts = { .format = KP_FMT_JSON, .top = 10,
 			       .no_symbols = 1, .slow_ms = -1 };
 
-/* Finish the trace, analyze it, return the JSON report (malloc'ed). */
-static char *report(struct tb *b)
+/* Finish the traces, analyze them together, return the JSON report
+ * (malloc'ed). */
+static char *report_n(struct tb *bs, size_t nb)
 {
-	struct kp_rec e = { .type = KP_REC_END, .ts = b->ts + 10 };
-	tb_add(b, &e);
-	if (kp_writer_flush(b->w))
-		abort();
-	kp_writer_free(b->w);
 	struct kp_analysis *an = kp_analysis_new(&opts);
-	struct memsrc s = { .p = b->m.p, .len = b->m.len };
-	struct kp_source src = { memsrc_read, &s };
-	if (kp_analysis_add(an, "q.kpz", &src) < 0)
-		printf("#   analysis failed\n");
+	for (size_t i = 0; i < nb; i++) {
+		struct tb *b = &bs[i];
+		struct kp_rec e = { .type = KP_REC_END, .ts = b->ts + 10 };
+		tb_add(b, &e);
+		if (kp_writer_flush(b->w))
+			abort();
+		kp_writer_free(b->w);
+		struct memsrc s = { .p = b->m.p, .len = b->m.len };
+		struct kp_source src = { memsrc_read, &s };
+		if (kp_analysis_add(an, "q.kpz", &src) < 0)
+			printf("#   analysis failed\n");
+		membuf_free(&b->m);
+	}
 	kp_analysis_finish(an);
 	char *out = NULL;
 	size_t n = 0;
@@ -129,8 +163,12 @@ static char *report(struct tb *b)
 	kp_report_json(an, f);
 	fclose(f);
 	kp_analysis_free(an);
-	membuf_free(&b->m);
 	return out;
+}
+
+static char *report(struct tb *b)
+{
+	return report_n(b, 1);
 }
 
 /* Run a python assertion over the report's "queries" object q. */
@@ -294,9 +332,41 @@ TEST(index_advice)
 	free(doc);
 }
 
+/*
+ * QUERY records that name their text (QUERY_TEXT, 2.1) get it, per
+ * trace: the same id in two traces may be two texts; an id defined twice
+ * keeps its first text; an id never defined is a query without text; a
+ * QUERY with its text inline (2.0) still counts.
+ */
+TEST(interned_texts)
+{
+	struct tb b[2];
+	tb_begin(&b[0]);
+	q_text(&b[0], 1, SEL);
+	q_text(&b[0], 2, "select 1");
+	q_text(&b[0], 2, "select 2 from redefined");
+	for (int i = 0; i < 5; i++) /* an N+1 by id */
+		q_id(&b[0], 1, 1, 100, 200 + i);
+	q_id(&b[0], 1, 2, 10, 7);
+	q_id(&b[0], 1, 9, 10, 7); /* never defined */
+	q(&b[0], 1, "select 3", 10, 7, 0); /* inline: select ? */
+	tb_begin(&b[1]);
+	q_text(&b[1], 1, "select b from u where k = ?");
+	q_id(&b[1], 1, 1, 100, 1);
+	q_id(&b[1], 1, 1, 100, 2);
+	char *doc = report_n(b, 2);
+	CHECK(check(doc, "{f[\"fingerprint\"]: f[\"calls\"] for f in "
+		    "q[\"fingerprints\"]} == {\"" SEL "\": 5, \"select ?\": 2, "
+		    "\"\": 1, \"select b from u where k = ?\": 2} and "
+		    "[(n[\"fingerprint\"], n[\"queries\"]) for n in "
+		    "q[\"n_plus_one\"]] == [(\"" SEL "\", 5)]"));
+	free(doc);
+}
+
 int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(n_plus_one_threshold), T(duplicates),
 			 T(cursor_does_not_break_a_run_a_span_does),
-			 T(attribution), T(write_storms), T(index_advice));
+			 T(attribution), T(write_storms), T(index_advice),
+			 T(interned_texts));
 }

@@ -380,6 +380,17 @@ TEST(encoder_limits)
 	r.u.exec.path_len = KP_MAX_STR_LEN + 1;
 	CHECK(kp_enc_check(&r) == KP_ELIMIT);
 	memset(&r, 0, sizeof(r));
+	r.type = KP_REC_QUERY_TEXT;
+	r.u.qtext.id = 1;
+	r.u.qtext.text = big;
+	r.u.qtext.len = KP_MAX_STR_LEN + 1;
+	CHECK(kp_enc_check(&r) == KP_ELIMIT);
+	r.u.qtext.len = KP_MAX_STR_LEN;
+	CHECK(kp_enc_check(&r) == 0);
+	r.u.qtext.text = NULL;
+	r.u.qtext.len = 3;
+	CHECK(kp_enc_check(&r) == -EINVAL);
+	memset(&r, 0, sizeof(r));
 	r.type = KP_REC_FRAME;
 	CHECK(kp_enc_check(&r) == -EINVAL);
 	r.type = KP_REC_SNAPSHOT; /* reserved, no layout yet */
@@ -535,6 +546,11 @@ TEST(malformed_records)
 		{ 1, { -3 }, KP_ECORRUPT }, /* negative type */
 		{ 0, { 0 }, KP_ECORRUPT },  /* empty array */
 		{ 3, { KP_REC_STACK, 1, 2 }, KP_ECORRUPT }, /* pcs not array */
+		{ 2, { KP_REC_QUERY_TEXT, 1 }, KP_ECORRUPT }, /* no text */
+		{ 3, { KP_REC_QUERY_TEXT, 1, 2 }, KP_ECORRUPT }, /* not a str */
+		{ 3, { KP_REC_QUERY_TEXT, -1, 2 }, KP_ECORRUPT }, /* id < 0 */
+		{ 3, { KP_REC_QUERY_TEXT, (int64_t)UINT32_MAX + 1, 2 },
+		  KP_ECORRUPT }, /* id > u32 */
 	};
 	for (size_t i = 0; i < KP_ARRAY_SIZE(cases); i++) {
 		struct pbuf b = { 0 };
@@ -593,6 +609,13 @@ TEST(decoder_limits)
 	msgpack_pack_str_body(&pk, "/", 1);
 	msgpack_pack_bin(&pk, sizeof(big));
 	msgpack_pack_bin_body(&pk, big, sizeof(big));
+	CHECK(dec_buf(&b, r, 2, &n) == KP_ELIMIT);
+	b.len = 0;
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_int(&pk, KP_REC_QUERY_TEXT);
+	msgpack_pack_int(&pk, 1);
+	msgpack_pack_str(&pk, sizeof(big));
+	msgpack_pack_str_body(&pk, big, sizeof(big));
 	CHECK(dec_buf(&b, r, 2, &n) == KP_ELIMIT);
 	free(b.p);
 }
@@ -735,6 +758,14 @@ TEST(cross_check_msgpack_c)
 				bad |= (uint64_t)r.u.ext.v[i] != I(5 + i);
 			break;
 		}
+		case KP_REC_QUERY_TEXT:
+			REQUIRE(e[2].type == MSGPACK_OBJECT_STR);
+			bad |= r.u.qtext.id != U(1) ||
+			       r.u.qtext.len != e[2].via.str.size;
+			bad |= r.u.qtext.len &&
+			       memcmp(r.u.qtext.text, e[2].via.str.ptr,
+				      r.u.qtext.len);
+			break;
 		case KP_REC_EXEC:
 			last_ts += I(1);
 			REQUIRE(e[2].type == MSGPACK_OBJECT_STR);

@@ -217,6 +217,22 @@ struct kp_tstack {
 	int defined;
 };
 
+/* The query texts of one trace (qtexts.c): QUERY_TEXT id -> text. */
+struct kp_qtexts {
+	char **text;   /* by id, NULL = not defined */
+	uint32_t *len;
+	size_t cap;
+	uint64_t bytes;
+};
+
+/* Define id as s[0..n) (ignored past the limits, or if defined). */
+void kp_qtexts_define(struct kp_qtexts *q, uint32_t id, const char *s,
+		      uint32_t n);
+/* The text of id (NUL-terminated), or NULL when it was not defined. */
+const char *kp_qtexts_get(const struct kp_qtexts *q, uint32_t id,
+			  uint32_t *n);
+void kp_qtexts_free(struct kp_qtexts *q);
+
 struct kp_trace {
 	struct kp_analysis *an;
 	struct kp_proc *proc;
@@ -239,12 +255,17 @@ struct kp_trace {
 	/* threads */
 	struct kp_idmap tids;
 	uint64_t last_ts;
+	/* query texts: a QUERY with a text_id reaches the passes with its
+	 * text in u.ext.str (load.c) */
+	struct kp_qtexts qtexts;
 };
 
 /* Limits that keep a hostile trace from exhausting memory or time. */
 #define KP_MAX_TRACE_PCS (64u << 20)   /* stored pcs per trace (512 MiB) */
 #define KP_MAX_TRACE_MODULES 65536
 #define KP_MAX_TIDS (1u << 20)         /* distinct tids tracked per trace */
+#define KP_MAX_QTEXTS (1u << 20)       /* query text ids per trace */
+#define KP_MAX_QTEXT_BYTES (256u << 20) /* their text per trace */
 
 /* Stack ids below this use a direct array (16 M ids: 64 MB at most). */
 #define KP_STACK_DIRECT_MAX (1u << 24)

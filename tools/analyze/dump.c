@@ -10,6 +10,8 @@
  *   {"type":"io","ts":..,"tid":..,"kind":..,"stack":..,"str":..,"v":[..]}
  *   ...
  * A last line {"type":"error","what":..} when the trace is cut or corrupt.
+ * A QUERY that names its text by id (v[12], format 2.1) shows the text of
+ * its QUERY_TEXT record as its str, null when no such record came before.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +22,8 @@
 #include "codec.h"
 #include "json.h"
 
-static void rec_json(struct kp_json *j, const struct kp_rec *r)
+static void rec_json(struct kp_json *j, const struct kp_rec *r,
+		     struct kp_qtexts *qt)
 {
 	char tn[32];
 
@@ -100,17 +103,32 @@ static void rec_json(struct kp_json *j, const struct kp_rec *r)
 		kp_json_key(j, "path");
 		kp_json_strn(j, r->u.exec.path, r->u.exec.path_len);
 		break;
+	case KP_REC_QUERY_TEXT:
+		kp_qtexts_define(qt, r->u.qtext.id, r->u.qtext.text,
+				 r->u.qtext.len);
+		kp_json_key(j, "id");
+		kp_json_u64(j, r->u.qtext.id);
+		kp_json_key(j, "str");
+		kp_json_strn(j, r->u.qtext.text, r->u.qtext.len);
+		break;
 	default:
 		if (r->type >= KP_REC_EXT_MIN) {
 			struct kp_ext_layout l = kp_ext_layout(r->type);
+			const char *str = r->u.ext.str;
+			uint32_t str_len = r->u.ext.str_len;
+			if (r->type == KP_REC_QUERY &&
+			    r->u.ext.v[KP_Q_TEXT_ID] > 0 &&
+			    r->u.ext.v[KP_Q_TEXT_ID] <= UINT32_MAX)
+				str = kp_qtexts_get(
+					qt, (uint32_t)r->u.ext.v[KP_Q_TEXT_ID],
+					&str_len);
 			kp_json_key(j, "kind");
 			kp_json_u64(j, r->kind);
 			kp_json_key(j, "stack");
 			kp_json_u64(j, r->u.ext.stack);
 			kp_json_key(j, "str");
-			if (r->u.ext.str)
-				kp_json_strn(j, r->u.ext.str,
-					     r->u.ext.str_len);
+			if (str)
+				kp_json_strn(j, str, str_len);
 			else
 				kp_json_null(j);
 			kp_json_key(j, "v");
@@ -158,12 +176,14 @@ int kp_dump_file(const char *path, FILE *out)
 	kp_json_str(&j, h->clock ? h->clock : "");
 	kp_json_end_object(&j);
 	kp_json_end(&j);
+	struct kp_qtexts qt;
+	memset(&qt, 0, sizeof(qt));
 	for (;;) {
 		struct kp_rec rec;
 		rc = kp_reader_next(r, &rec);
 		if (rc == 1) {
 			kp_json_init(&j, out, 0);
-			rec_json(&j, &rec);
+			rec_json(&j, &rec, &qt);
 			continue;
 		}
 		if (rc < 0) {
@@ -178,6 +198,7 @@ int kp_dump_file(const char *path, FILE *out)
 		}
 		break;
 	}
+	kp_qtexts_free(&qt);
 	kp_reader_free(r);
 	close(fd);
 	return 0;

@@ -370,9 +370,21 @@ static KP_ALWAYS_INLINE void note_tid(struct kp_load *L, uint32_t tid)
 		note_tid_slow(L, tid);
 }
 
-/* An extension event: the record itself is kept for the passes. */
+/* An extension event: the record itself is kept for the passes (a
+ * QUERY with its text, from its QUERY_TEXT when it names one). */
 static void handle_ext(struct kp_load *L, const struct kp_rec *rec)
 {
+	struct kp_rec q;
+	if (rec->type == KP_REC_QUERY && rec->u.ext.v[KP_Q_TEXT_ID] > 0 &&
+	    rec->u.ext.v[KP_Q_TEXT_ID] <= UINT32_MAX) {
+		q = *rec;
+		q.u.ext.str = kp_qtexts_get(&L->t->qtexts,
+					    (uint32_t)rec->u.ext.v[KP_Q_TEXT_ID],
+					    &q.u.ext.str_len);
+		if (!q.u.ext.str)
+			q.u.ext.str_len = 0; /* not defined: no text */
+		rec = &q;
+	}
 	if (L->nx >= L->x_cap) {
 		L->x_cap = L->x_cap ? L->x_cap * 2 : 256;
 		L->xrecs = xrealloc_array(L->xrecs, L->x_cap,
@@ -487,6 +499,10 @@ static void handle_record(struct kp_load *L, const struct kp_rec *rec)
 	case KP_REC_STACK:
 		kp_trace_define_stack(t, rec->u.stack.id, rec->u.stack.pcs,
 				      rec->u.stack.pcs ? rec->u.stack.depth : 0);
+		break;
+	case KP_REC_QUERY_TEXT:
+		kp_qtexts_define(&t->qtexts, rec->u.qtext.id, rec->u.qtext.text,
+				 rec->u.qtext.len);
 		break;
 	case KP_REC_MODULE:
 		kp_trace_add_module(t, rec);

@@ -222,6 +222,8 @@ struct qstate {
 	struct qthr *thr;
 	size_t nthr, thr_cap;
 	struct kp_idmap tids;
+	uint32_t *text_fp;      /* QUERY text_id -> fingerprint + 1 */
+	size_t text_fp_cap;
 	/* results */
 	uint32_t *rank;         /* fingerprints by total time */
 	struct qadvice *advice;
@@ -394,13 +396,37 @@ static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e
 	}
 
 	/* the fingerprint again: a full text (QUERY_TEXT=full) gets one, a
-	 * fingerprint stays as it is */
-	kp_fingerprint(r->u.ext.str ? r->u.ext.str : "", r->u.ext.str_len, buf,
-		       sizeof(buf), &fr);
-	uint32_t id = fp_intern(qs, buf, fr.len);
-	if (id == UINT32_MAX) {
-		qs->dropped_fps++;
-		return;
+	 * fingerprint stays as it is; once per text of the trace when the
+	 * text is a QUERY_TEXT's */
+	int64_t text_id = v[KP_Q_TEXT_ID];
+	int by_id = r->u.ext.str && text_id > 0 && text_id < KP_MAX_QTEXTS;
+	uint32_t id;
+	if (by_id && (size_t)text_id < qs->text_fp_cap &&
+	    qs->text_fp[text_id]) {
+		id = qs->text_fp[text_id] - 1;
+	} else {
+		kp_fingerprint(r->u.ext.str ? r->u.ext.str : "",
+			       r->u.ext.str_len, buf, sizeof(buf), &fr);
+		id = fp_intern(qs, buf, fr.len);
+		if (id == UINT32_MAX) {
+			qs->dropped_fps++;
+			return;
+		}
+		if (by_id) {
+			if ((size_t)text_id >= qs->text_fp_cap) {
+				size_t cap = qs->text_fp_cap ? qs->text_fp_cap
+							     : 64;
+				while (cap <= (size_t)text_id)
+					cap *= 2;
+				qs->text_fp = xrealloc_array(qs->text_fp, cap,
+							     sizeof(uint32_t));
+				memset(qs->text_fp + qs->text_fp_cap, 0,
+				       (cap - qs->text_fp_cap) *
+					       sizeof(uint32_t));
+				qs->text_fp_cap = cap;
+			}
+			qs->text_fp[text_id] = id + 1;
+		}
 	}
 	struct qfp *f = &qs->fps[id];
 	unsigned src = e->kind <= KP_QSRC_MAX ? e->kind : KP_QSRC_API;
@@ -637,6 +663,8 @@ static void q_begin_trace(void *state, struct kp_trace *t)
 	qs->nthr = 0;
 	kp_idmap_free(&qs->tids);
 	kp_idmap_init(&qs->tids);
+	if (qs->text_fp) /* text ids are the trace's own */
+		memset(qs->text_fp, 0, qs->text_fp_cap * sizeof(uint32_t));
 	/* the recording's KOTOBA_PROFILE_SLOW_QUERY_MS, unless --slow-ms */
 	if (!qs->slow_set && t->hdr) {
 		for (uint32_t i = 0; i < t->hdr->nconfig; i++) {
@@ -1687,6 +1715,7 @@ static void q_free(void *state, struct kp_analysis *an)
 		kp_idmap_free(&qs->fps[i].vals);
 	}
 	free(qs->fps);
+	free(qs->text_fp);
 	kp_idmap_free(&qs->fp_ids);
 	sites_free(&qs->sites);
 	sites_free(&qs->nplus1);

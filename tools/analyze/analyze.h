@@ -503,6 +503,12 @@ size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
 			  size_t *first);
 /* Is this function name an allocator wrapper (trimmed from the top)? */
 int kp_is_alloc_wrapper(const char *fn);
+/*
+ * The ELF file open on fd with its zlib-compressed sections inflated, as a
+ * memory file (fd is then closed), location lists left empty; fd itself
+ * if there is nothing to inflate or the file is not one this handles.
+ */
+int kp_debug_inflate(int fd);
 
 /* ---- reports ---------------------------------------------------------------- */
 

@@ -59,6 +59,9 @@ const struct kp_pass *const *kp_pass_list(size_t *n)
  */
 #define KP_MERGE_CHUNK 512
 
+/* Memory events decoded per call of the reader's bulk path. */
+#define KP_MEM_BATCH 128
+
 struct kp_load {
 	struct kp_analysis *an;
 	struct kp_trace *t;
@@ -85,6 +88,8 @@ struct kp_load {
 	size_t nx, x_cap;
 	char *xstr;
 	size_t xstr_n, xstr_cap;
+	/* the reader's bulk path (kp_reader_mem()) decodes into this */
+	struct kp_mem_rec mem[KP_MEM_BATCH];
 	/* the passes that take events */
 	void (*xEvents[KP_MAX_PASSES])(void *, struct kp_trace *,
 				       const struct kp_batch *);
@@ -458,6 +463,54 @@ static KP_ALWAYS_INLINE void handle_event(struct kp_load *L,
 		ev_flush(L);
 }
 
+/*
+ * A run of ALLOC, FREE and REALLOC records from the reader's bulk path:
+ * what handle_record() and handle_event() do with each, with the record
+ * as struct kp_mem_rec.
+ */
+static void handle_mem(struct kp_load *L, const struct kp_mem_rec *m,
+		       size_t n)
+{
+	struct kp_trace *t = L->t;
+
+	L->an->records += n;
+	t->proc->records += n;
+	for (size_t i = 0; i < n; i++, m++) {
+		if (m->ts > t->last_ts)
+			t->last_ts = m->ts;
+		struct kp_event *e = ev_push(L, m->ts, m->tid);
+		if (KP_LIKELY(m->type != KP_REC_REALLOC)) {
+			int alloc = m->type == KP_REC_ALLOC;
+			*e = (struct kp_event){ .ts = m->ts,
+						.ptr = m->a,
+						.size = alloc ? m->b : 0,
+						.stack = alloc ? m->stack : 0,
+						.tid = m->tid,
+						.type = m->type,
+						.kind = alloc ? m->kind : 0 };
+		} else {
+			uint64_t done = kp_sat_add(m->ts, m->d);
+			*e = (struct kp_event){ .ts = m->ts,
+						.ptr = m->a,
+						.tid = m->tid,
+						.type = KP_EV_REALLOC_FREE };
+			e = ev_push(L, done, m->tid);
+			*e = (struct kp_event){ .ts = done,
+						.ptr = m->b,
+						.size = m->c,
+						.stack = m->stack,
+						.tid = m->tid,
+						.type = KP_EV_REALLOC_ALLOC,
+						.kind = KP_ALLOC_REALLOC };
+			if (done > t->last_ts)
+				t->last_ts = done;
+		}
+		note_tid(L, m->tid);
+		if (KP_UNLIKELY(L->nev >= KP_MAX_FRAME_EVENTS))
+			ev_flush(L);
+	}
+}
+
 static void handle_record(struct kp_load *L, const struct kp_rec *rec)
 {
 	struct kp_analysis *an = L->an;
@@ -615,6 +668,11 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 			an->passes[i]->xBeginTrace(an->pass_state[i], &t);
 	for (;;) {
 		struct kp_rec rec;
+		size_t n = kp_reader_mem(r, L.mem, KP_MEM_BATCH);
+		if (n) {
+			handle_mem(&L, L.mem, n);
+			continue;
+		}
 		rc = kp_reader_next(r, &rec);
 		if (rc == 1) {
 			handle_record(&L, &rec);

@@ -336,6 +336,11 @@ struct kp_batch {
 	size_t n;
 	const struct kp_rec *recs; /* the frame's extension records */
 	size_t nx;                 /* how many: 0 = allocation events only */
+	/* the extension events of this batch alone, in the same order:
+	 * ev[xev[k]] for k < nxev (a pass that takes no allocation event
+	 * walks these instead of all n) */
+	const uint32_t *xev;
+	size_t nxev;
 };
 
 static inline const struct kp_event *kp_batch_at(const struct kp_batch *b,

@@ -85,6 +85,7 @@ struct kp_load {
 	 * delivered, since the frame buffer is gone by then */
 	struct kp_rec *xrecs;
 	size_t *xstr_off;
+	uint32_t *xev;          /* struct kp_batch.xev, x_cap of them */
 	size_t nx, x_cap;
 	char *xstr;
 	size_t xstr_n, xstr_cap;
@@ -216,7 +217,20 @@ static void deliver(struct kp_load *L, const struct kp_event *ev,
 		    const uint32_t *order, size_t n)
 {
 	struct kp_batch b = { .ev = ev, .order = order, .n = n,
-			      .recs = L->xrecs, .nx = L->nx };
+			      .recs = L->xrecs, .nx = L->nx, .xev = L->xev };
+
+	/* The extension events among these (at most the frame's nx). */
+	if (L->nx) {
+		uint32_t *xev = L->xev;
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t j = order ? order[i] : (uint32_t)i;
+			unsigned type = ev[j].type;
+			if (type >= KP_REC_EXT_MIN && type <= KP_REC_TYPE_MAX)
+				xev[k++] = j;
+		}
+		b.nxev = k;
+	}
 
 	for (size_t i = 0; i < L->nev_passes; i++)
 		L->xEvents[i](L->ev_state[i], L->t, &b);
@@ -384,6 +398,7 @@ static void handle_ext(struct kp_load *L, const struct kp_rec *rec)
 					  sizeof(*L->xrecs));
 		L->xstr_off = xrealloc_array(L->xstr_off, L->x_cap,
 					     sizeof(*L->xstr_off));
+		L->xev = xrealloc_array(L->xev, L->x_cap, sizeof(*L->xev));
 	}
 	struct kp_rec *x = &L->xrecs[L->nx];
 	*x = *rec;
@@ -717,6 +732,7 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 	free(L.heap);
 	free(L.xrecs);
 	free(L.xstr_off);
+	free(L.xev);
 	free(L.xstr);
 	kp_reader_free(r);
 	return ret;

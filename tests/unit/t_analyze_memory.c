@@ -428,6 +428,57 @@ TEST(frame_merge_order)
 }
 
 /*
+ * Time going backwards inside one thread's block (a hostile or confused
+ * trace) starts a new run there, so the events are still merged in time
+ * order: taken in file order the peak would be 4000 bytes, not 3000.
+ * Also with a realloc's two halves around the step back.
+ */
+TEST(frame_time_backwards)
+{
+	struct tb b;
+	tb_begin(&b, 14, 1, "/bin/back");
+	t_stack(&b, 1, pcs_leak, 3);
+	t_alloc(&b, 7, 50, 0x1000, 1000, 1);
+	t_alloc(&b, 7, 20, 0x2000, 3000, 1);
+	t_free(&b, 7, 30, 0x2000);
+	t_free(&b, 7, 60, 0x1000);
+	t_realloc(&b, 7, 80, 0, 0x3000, 100, 1, 5);
+	t_alloc(&b, 7, 70, 0x4000, 5000, 1);
+	t_free(&b, 7, 75, 0x4000);
+	t_free(&b, 7, 90, 0x3000);
+	t_end(&b, 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->peak_bytes, 5000);
+	CHECK_EQ_U(m->peak_time_ns, 70);
+	CHECK_EQ_U(m->live_blocks, 0);
+	CHECK_EQ_U(m->alloc_calls, 4);
+	CHECK_EQ_U(m->unmatched_frees, 0);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+
+	/* the same without the last step back: 3000 is the peak */
+	tb_begin(&b, 15, 1, "/bin/back");
+	t_stack(&b, 1, pcs_leak, 3);
+	t_alloc(&b, 7, 50, 0x1000, 1000, 1);
+	t_alloc(&b, 7, 20, 0x2000, 3000, 1);
+	t_free(&b, 7, 30, 0x2000);
+	t_free(&b, 7, 60, 0x1000);
+	t_end(&b, 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+	an = analyze1(&b);
+	m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->peak_bytes, 3000);
+	CHECK_EQ_U(m->peak_time_ns, 20);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
+/*
  * One frame, many threads, each writing its (sorted) events in several
  * batches that interleave in the file: 2 runs, a few (the linear merge),
  * many (the heap merge), and more than one merge chunk. Each thread holds
@@ -1210,7 +1261,7 @@ int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain),
 			 T(cross_thread_reuse), T(frame_merge_order),
-			 T(frame_merge_many_runs),
+			 T(frame_merge_many_runs), T(frame_time_backwards),
 			 T(unknown_frees), T(truncated_trace),
 			 T(two_processes_merged), T(lost_records),
 			 T(confidence_classes), T(many_incarnations),

@@ -478,52 +478,120 @@ static KP_ALWAYS_INLINE void handle_event(struct kp_load *L,
 		ev_flush(L);
 }
 
+/* One record of the bulk path: what handle_record() and handle_event() do
+ * with it. */
+static KP_ALWAYS_INLINE void handle_mem_one(struct kp_load *L,
+					    const struct kp_mem_rec *m)
+{
+	struct kp_trace *t = L->t;
+
+	if (m->ts > t->last_ts)
+		t->last_ts = m->ts;
+	struct kp_event *e = ev_push(L, m->ts, m->tid);
+	if (KP_LIKELY(m->type != KP_REC_REALLOC)) {
+		int alloc = m->type == KP_REC_ALLOC;
+		*e = (struct kp_event){ .ts = m->ts,
+					.ptr = m->a,
+					.size = alloc ? m->b : 0,
+					.stack = alloc ? m->stack : 0,
+					.tid = m->tid,
+					.type = m->type,
+					.kind = alloc ? m->kind : 0 };
+	} else {
+		uint64_t done = kp_sat_add(m->ts, m->d);
+		*e = (struct kp_event){ .ts = m->ts,
+					.ptr = m->a,
+					.tid = m->tid,
+					.type = KP_EV_REALLOC_FREE };
+		e = ev_push(L, done, m->tid);
+		*e = (struct kp_event){ .ts = done,
+					.ptr = m->b,
+					.size = m->c,
+					.stack = m->stack,
+					.tid = m->tid,
+					.type = KP_EV_REALLOC_ALLOC,
+					.kind = KP_ALLOC_REALLOC };
+		if (done > t->last_ts)
+			t->last_ts = done;
+	}
+	note_tid(L, m->tid);
+	if (KP_UNLIKELY(L->nev >= KP_MAX_FRAME_EVENTS))
+		ev_flush(L);
+}
+
 /*
- * A run of ALLOC, FREE and REALLOC records from the reader's bulk path:
- * what handle_record() and handle_event() do with each, with the record
- * as struct kp_mem_rec.
+ * A run of ALLOC, FREE and REALLOC records from the reader's bulk path,
+ * all of one EVENTS block, so of one thread. The common case does per
+ * record only what depends on it: room, the thread and its runs are
+ * settled once for the batch.
  */
 static void handle_mem(struct kp_load *L, const struct kp_mem_rec *m,
 		       size_t n)
 {
 	struct kp_trace *t = L->t;
+	uint32_t tid = m[0].tid;
 
 	L->an->records += n;
 	t->proc->records += n;
+	if (KP_UNLIKELY(L->nev + 2 * n >= KP_MAX_FRAME_EVENTS)) {
+		for (size_t i = 0; i < n; i++)
+			handle_mem_one(L, &m[i]);
+		return;
+	}
+	while (L->nev + 2 * n > L->ev_cap) {
+		L->ev_cap = L->ev_cap ? L->ev_cap * 2 : 4096;
+		L->ev = xrealloc_array(L->ev, L->ev_cap, sizeof(*L->ev));
+	}
+	note_tid(L, tid);
+	if (tid != L->run_tid || !L->nev) {
+		add_run(L, L->nev);
+		L->run_tid = tid;
+		L->run_ts = m[0].ts;
+	}
+	struct kp_event *ev = L->ev;
+	size_t k = L->nev;
+	uint64_t run_ts = L->run_ts, last = t->last_ts;
 	for (size_t i = 0; i < n; i++, m++) {
-		if (m->ts > t->last_ts)
-			t->last_ts = m->ts;
-		struct kp_event *e = ev_push(L, m->ts, m->tid);
+		uint64_t ts = m->ts;
+		if (KP_UNLIKELY(ts < run_ts))
+			add_run(L, k); /* time went backwards */
+		run_ts = ts;
+		if (ts > last)
+			last = ts;
+		struct kp_event *e = &ev[k++];
 		if (KP_LIKELY(m->type != KP_REC_REALLOC)) {
 			int alloc = m->type == KP_REC_ALLOC;
-			*e = (struct kp_event){ .ts = m->ts,
+			*e = (struct kp_event){ .ts = ts,
 						.ptr = m->a,
 						.size = alloc ? m->b : 0,
 						.stack = alloc ? m->stack : 0,
-						.tid = m->tid,
+						.tid = tid,
 						.type = m->type,
 						.kind = alloc ? m->kind : 0 };
-		} else {
-			uint64_t done = kp_sat_add(m->ts, m->d);
-			*e = (struct kp_event){ .ts = m->ts,
-						.ptr = m->a,
-						.tid = m->tid,
-						.type = KP_EV_REALLOC_FREE };
-			e = ev_push(L, done, m->tid);
-			*e = (struct kp_event){ .ts = done,
-						.ptr = m->b,
-						.size = m->c,
-						.stack = m->stack,
-						.tid = m->tid,
-						.type = KP_EV_REALLOC_ALLOC,
-						.kind = KP_ALLOC_REALLOC };
-			if (done > t->last_ts)
-				t->last_ts = done;
+			continue;
 		}
-		note_tid(L, m->tid);
-		if (KP_UNLIKELY(L->nev >= KP_MAX_FRAME_EVENTS))
-			ev_flush(L);
+		/* the free at ts, the allocation at ts + dur */
+		uint64_t done = kp_sat_add(ts, m->d);
+		*e = (struct kp_event){ .ts = ts,
+					.ptr = m->a,
+					.tid = tid,
+					.type = KP_EV_REALLOC_FREE };
+		if (done < run_ts)
+			add_run(L, k);
+		run_ts = done;
+		if (done > last)
+			last = done;
+		ev[k++] = (struct kp_event){ .ts = done,
+					     .ptr = m->b,
+					     .size = m->c,
+					     .stack = m->stack,
+					     .tid = tid,
+					     .type = KP_EV_REALLOC_ALLOC,
+					     .kind = KP_ALLOC_REALLOC };
 	}
+	L->nev = k;
+	L->run_ts = run_ts;
+	t->last_ts = last;
 }
 
 static void handle_record(struct kp_load *L, const struct kp_rec *rec)

@@ -314,10 +314,10 @@ static void sites_free(struct qsites *s)
 
 /* The query state of thread tid; NULL if it has none (and !create) or
  * there are too many threads. */
-static struct qthr *thr_find(struct qstate *qs, uint32_t tid, int create)
+static __attribute__((noinline)) struct qthr *thr_find_slow(struct qstate *qs,
+							   uint32_t tid,
+							   int create)
 {
-	if (qs->nthr && tid == qs->last_tid)
-		return &qs->thr[qs->last_thr];
 	uint32_t i = kp_idmap_get(&qs->tids, tid);
 	if (i != UINT32_MAX) {
 		qs->last_tid = tid;
@@ -339,6 +339,16 @@ static struct qthr *thr_find(struct qstate *qs, uint32_t tid, int create)
 	qs->last_thr = (uint32_t)qs->nthr;
 	kp_idmap_put(&qs->tids, tid, (uint32_t)qs->nthr++);
 	return t;
+}
+
+/* The thread's state; the last one found is remembered (allocations come
+ * in runs of one thread). create: make it if it is new. */
+static KP_ALWAYS_INLINE struct qthr *thr_find(struct qstate *qs, uint32_t tid,
+					      int create)
+{
+	if (KP_LIKELY(qs->nthr && tid == qs->last_tid))
+		return &qs->thr[qs->last_thr];
+	return thr_find_slow(qs, tid, create);
 }
 
 /* ---- runs: N+1 and storms ----------------------------------------------------- */

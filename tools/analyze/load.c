@@ -86,6 +86,7 @@ struct kp_load {
 	struct kp_rec *xrecs;
 	size_t *xstr_off;
 	uint32_t *xev;          /* struct kp_batch.xev, x_cap of them */
+	uint32_t *xpos;         /* where each extension event is in ev */
 	size_t nx, x_cap;
 	char *xstr;
 	size_t xstr_n, xstr_cap;
@@ -219,8 +220,12 @@ static void deliver(struct kp_load *L, const struct kp_event *ev,
 	struct kp_batch b = { .ev = ev, .order = order, .n = n,
 			      .recs = L->xrecs, .nx = L->nx, .xev = L->xev };
 
-	/* The extension events among these (at most the frame's nx). */
-	if (L->nx) {
+	/* The extension events among these (at most the frame's nx): the
+	 * whole frame in buffer order has them listed as they came. */
+	if (L->nx && !order && ev == L->ev && n == L->nev) {
+		b.xev = L->xpos;
+		b.nxev = L->nx;
+	} else if (L->nx) {
 		uint32_t *xev = L->xev;
 		size_t k = 0;
 		for (size_t i = 0; i < n; i++) {
@@ -399,6 +404,7 @@ static void handle_ext(struct kp_load *L, const struct kp_rec *rec)
 		L->xstr_off = xrealloc_array(L->xstr_off, L->x_cap,
 					     sizeof(*L->xstr_off));
 		L->xev = xrealloc_array(L->xev, L->x_cap, sizeof(*L->xev));
+		L->xpos = xrealloc_array(L->xpos, L->x_cap, sizeof(*L->xpos));
 	}
 	struct kp_rec *x = &L->xrecs[L->nx];
 	*x = *rec;
@@ -417,6 +423,7 @@ static void handle_ext(struct kp_load *L, const struct kp_rec *rec)
 		x->u.ext.str = L->xstr; /* re-pointed in ev_flush */
 	}
 	struct kp_event *e = ev_push(L, rec->ts, rec->tid);
+	L->xpos[L->nx] = (uint32_t)(L->nev - 1);
 	*e = (struct kp_event){ .ts = rec->ts,
 				.ptr = L->nx++,
 				.stack = rec->u.ext.stack,
@@ -801,6 +808,7 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 	free(L.xrecs);
 	free(L.xstr_off);
 	free(L.xev);
+	free(L.xpos);
 	free(L.xstr);
 	kp_reader_free(r);
 	return ret;

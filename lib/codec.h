@@ -228,4 +228,13 @@ void kp_dec_init(struct kp_dec *d, const void *buf, size_t n, uint64_t *pcs);
  */
 int kp_dec_next(struct kp_dec *d, struct kp_rec *r);
 
+/*
+ * The bulk path: while the open EVENTS block has events left, decode up to
+ * max of them into out, exactly the records kp_dec_next() would return one
+ * by one. Stops before an event that does not decode (kp_dec_next() then
+ * returns the error). @return how many; 0 when no block is open or it is
+ * done.
+ */
+size_t kp_dec_mem(struct kp_dec *d, struct kp_mem_rec *out, size_t max);
+
 #endif

@@ -132,6 +132,31 @@ static KP_ALWAYS_INLINE const uint8_t *get_varint(const uint8_t *p,
 		*v = *p;
 		return p + 1;
 	}
+	if (KP_LIKELY(end - p >= 10)) {
+		/* All ten bytes readable: no bounds checks, and a branch
+		 * per length that predicts on its own. */
+		uint64_t x = p[0] & 0x7f, b;
+#define KP_VARINT_BYTE(i)                                  \
+		b = p[i];                                  \
+		x |= (b & 0x7f) << (7 * (i));              \
+		if (!(b & 0x80)) {                         \
+			*v = x;                            \
+			return p + (i) + 1;                \
+		}
+		KP_VARINT_BYTE(1)
+		KP_VARINT_BYTE(2)
+		KP_VARINT_BYTE(3)
+		KP_VARINT_BYTE(4)
+		KP_VARINT_BYTE(5)
+		KP_VARINT_BYTE(6)
+		KP_VARINT_BYTE(7)
+		KP_VARINT_BYTE(8)
+#undef KP_VARINT_BYTE
+		if (p[9] > 1)
+			return NULL; /* more than 64 bits */
+		*v = x | (uint64_t)p[9] << 63;
+		return p + 10;
+	}
 	uint64_t x = 0;
 	for (unsigned sh = 0; sh < 70; sh += 7) {
 		if (p == end)
@@ -165,29 +190,35 @@ static KP_ALWAYS_INLINE const uint8_t *blk_dptr(const uint8_t *p,
 	return p;
 }
 
-#define NEXT(x)                          \
-	do {                             \
-		if (!(p = (x)))          \
-			return KP_ECORRUPT; \
+#define NEXT(x)                  \
+	do {                     \
+		if (!(p = (x)))  \
+			return NULL; \
 	} while (0)
 
-/* Decode the next event of the open block into *r. @return 1 or <0. */
-static int dec_block_event(struct kp_dec *d, struct kp_rec *r)
+/*
+ * Decode the event at p (p < end) of an open block into *m (all but tid),
+ * with the block's delta state in *last_ts and *last_ptr, which change
+ * only if the event decodes. Inline into both users, so the bulk loop
+ * keeps the state in registers. @return the end of the event, or NULL.
+ */
+static KP_ALWAYS_INLINE const uint8_t *blk_event(const uint8_t *p,
+						 const uint8_t *end,
+						 uint64_t *last_ts,
+						 uint64_t *last_ptr,
+						 struct kp_mem_rec *m)
 {
-	const uint8_t *p = d->blk, *end = d->blk_end;
 	uint8_t tag = *p++;
 	unsigned type = tag & 3;
 	int p16 = (tag & KP_BLK_PTR16) != 0;
-	uint64_t dts = tag >> 3, a, b, size, stack, u;
+	uint64_t dts = tag >> 3, a, b, size, stack, u, ptr;
 
 	if (dts == KP_BLK_DTS_ESC) {
 		NEXT(get_varint(p, end, &u));
 		dts = (uint64_t)unzigzag(u);
 	}
-	r->kind = 0;
-	r->pad = 0;
-	r->tid = d->cur_tid;
-	r->ts = d->last_ts + dts;
+	m->kind = 0;
+	m->ts = *last_ts + dts;
 	NEXT(blk_dptr(p, end, p16, &a));
 	switch (type) {
 	case KP_BLK_ALLOC:
@@ -195,46 +226,99 @@ static int dec_block_event(struct kp_dec *d, struct kp_rec *r)
 		NEXT(get_varint(p, end, &size));
 		NEXT(get_varint(p, end, &stack));
 		if (stack > UINT32_MAX)
-			return KP_ECORRUPT;
-		r->type = KP_REC_ALLOC;
-		r->u.alloc.ptr = d->last_ptr + a;
-		r->u.alloc.size = size;
-		r->u.alloc.stack = (uint32_t)stack;
-		r->u.alloc.align = 0;
+			return NULL;
+		m->type = KP_REC_ALLOC;
+		m->a = ptr = *last_ptr + a;
+		m->b = size;
+		m->c = 0;
+		m->stack = (uint32_t)stack;
 		if (type == KP_BLK_ALLOC_X) {
 			NEXT(get_varint(p, end, &u));
 			if (u > UINT8_MAX)
-				return KP_ECORRUPT;
-			r->kind = (uint8_t)u;
-			NEXT(get_varint(p, end, &r->u.alloc.align));
+				return NULL;
+			m->kind = (uint8_t)u;
+			NEXT(get_varint(p, end, &m->c));
 		}
-		d->last_ptr = r->u.alloc.ptr;
 		break;
 	case KP_BLK_FREE:
-		r->type = KP_REC_FREE;
-		r->u.free.ptr = d->last_ptr + a;
-		d->last_ptr = r->u.free.ptr;
+		m->type = KP_REC_FREE;
+		m->a = ptr = *last_ptr + a;
 		break;
 	default: /* KP_BLK_REALLOC */
 		NEXT(blk_dptr(p, end, p16, &b));
 		NEXT(get_varint(p, end, &size));
 		NEXT(get_varint(p, end, &stack));
 		if (stack > UINT32_MAX)
-			return KP_ECORRUPT;
-		r->type = KP_REC_REALLOC;
-		r->u.realloc.old_ptr = d->last_ptr + a;
-		r->u.realloc.new_ptr = r->u.realloc.old_ptr + b;
-		r->u.realloc.size = size;
-		r->u.realloc.stack = (uint32_t)stack;
-		NEXT(get_varint(p, end, &r->u.realloc.dur));
-		d->last_ptr = r->u.realloc.new_ptr;
+			return NULL;
+		m->type = KP_REC_REALLOC;
+		m->a = *last_ptr + a;
+		m->b = ptr = m->a + b;
+		m->c = size;
+		m->stack = (uint32_t)stack;
+		NEXT(get_varint(p, end, &m->d));
 		break;
 	}
-	d->last_ts = r->ts;
-	d->blk = p;
-	return 1;
+	*last_ptr = ptr;
+	*last_ts = m->ts;
+	return p;
 }
 #undef NEXT
+
+/* Decode the next event of the open block into *r. @return 1 or <0. */
+static int dec_block_event(struct kp_dec *d, struct kp_rec *r)
+{
+	struct kp_mem_rec m = { 0 };
+	const uint8_t *p = blk_event(d->blk, d->blk_end, &d->last_ts,
+				     &d->last_ptr, &m);
+
+	if (!p)
+		return KP_ECORRUPT;
+	d->blk = p;
+	r->type = m.type;
+	r->kind = m.kind;
+	r->pad = 0;
+	r->tid = d->cur_tid;
+	r->ts = m.ts;
+	switch (m.type) {
+	case KP_REC_ALLOC:
+		r->u.alloc.ptr = m.a;
+		r->u.alloc.size = m.b;
+		r->u.alloc.align = m.c;
+		r->u.alloc.stack = m.stack;
+		break;
+	case KP_REC_FREE:
+		r->u.free.ptr = m.a;
+		break;
+	default:
+		r->u.realloc.old_ptr = m.a;
+		r->u.realloc.new_ptr = m.b;
+		r->u.realloc.size = m.c;
+		r->u.realloc.dur = m.d;
+		r->u.realloc.stack = m.stack;
+		break;
+	}
+	return 1;
+}
+
+size_t kp_dec_mem(struct kp_dec *d, struct kp_mem_rec *out, size_t max)
+{
+	const uint8_t *p = d->blk, *end = d->blk_end;
+	uint64_t ts = d->last_ts, ptr = d->last_ptr;
+	uint32_t tid = d->cur_tid;
+	size_t n = 0;
+
+	while (n < max && p < end) {
+		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n]);
+		if (!q)
+			break; /* kp_dec_next() reports it */
+		out[n++].tid = tid;
+		p = q;
+	}
+	d->blk = p;
+	d->last_ts = ts;
+	d->last_ptr = ptr;
+	return n;
+}
 
 /* [15, tid, bin]: open the block (its events come from kp_dec_next). */
 static int dec_block(struct kp_dec *d, uint32_t rem)

@@ -125,6 +125,17 @@ const struct kp_header *kp_reader_header(const struct kp_reader *r);
  */
 int kp_reader_next(struct kp_reader *r, struct kp_rec *rec);
 
+/*
+ * The bulk path for the analyzer's inner loop: when the next records are
+ * the ALLOC, FREE and REALLOC events of an EVENTS block, decode up to max
+ * of them into out, the records kp_reader_next() would have returned one
+ * by one (ts and tid absolute).
+ * @return how many; 0 when the next record is anything else, an event that
+ *         does not decode or the end of a frame: kp_reader_next() returns
+ *         it (or the error, or moves to the next frame).
+ */
+size_t kp_reader_mem(struct kp_reader *r, struct kp_mem_rec *out, size_t max);
+
 /* Frames decoded, and compressed bytes consumed, so far. */
 uint64_t kp_reader_frames(const struct kp_reader *r);
 uint64_t kp_reader_bytes_in(const struct kp_reader *r);

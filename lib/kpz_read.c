@@ -642,6 +642,11 @@ int kp_reader_next(struct kp_reader *r, struct kp_rec *rec)
 	return load_frame(r, rec);
 }
 
+size_t kp_reader_mem(struct kp_reader *r, struct kp_mem_rec *out, size_t max)
+{
+	return r->in_frame ? kp_dec_mem(&r->dec, out, max) : 0;
+}
+
 uint64_t kp_reader_frames(const struct kp_reader *r)
 {
 	return r->frames;

@@ -396,6 +396,23 @@ struct kp_rec {
 	} u;
 };
 
+/*
+ * An ALLOC, FREE or REALLOC as the reader's bulk path returns it
+ * (kp_reader_mem()): the fields struct kp_rec has for the type, in a
+ * smaller struct.
+ *   ALLOC    a = ptr, b = size, c = align, stack, kind
+ *   FREE     a = ptr (b, c, d, stack unset)
+ *   REALLOC  a = old_ptr, b = new_ptr, c = size, d = dur, stack
+ */
+struct kp_mem_rec {
+	uint64_t ts;
+	uint64_t a, b, c, d;
+	uint32_t stack;
+	uint32_t tid;
+	uint8_t type;  /* KP_REC_ALLOC, KP_REC_FREE or KP_REC_REALLOC */
+	uint8_t kind;
+};
+
 /* The header map. Keys are the field names below; unknown keys are
  * ignored by readers; missing keys read as zero/empty. */
 struct kp_header {

@@ -6,9 +6,13 @@
  * frees, truncation, LOST, merging of processes, and JSON that python's
  * json module accepts.
  */
+#include <elfutils/libdw.h>
+#include <fcntl.h>
+#include <gelf.h>
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "analyze.h"
@@ -420,6 +424,57 @@ TEST(frame_merge_order)
 	CHECK_EQ_U(m->live_blocks, 0);
 	const struct kp_site *const *l;
 	CHECK(kp_mem_leaks(an, &l) == 0);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
+/*
+ * Time going backwards inside one thread's block (a hostile or confused
+ * trace) starts a new run there, so the events are still merged in time
+ * order: taken in file order the peak would be 4000 bytes, not 3000.
+ * Also with a realloc's two halves around the step back.
+ */
+TEST(frame_time_backwards)
+{
+	struct tb b;
+	tb_begin(&b, 14, 1, "/bin/back");
+	t_stack(&b, 1, pcs_leak, 3);
+	t_alloc(&b, 7, 50, 0x1000, 1000, 1);
+	t_alloc(&b, 7, 20, 0x2000, 3000, 1);
+	t_free(&b, 7, 30, 0x2000);
+	t_free(&b, 7, 60, 0x1000);
+	t_realloc(&b, 7, 80, 0, 0x3000, 100, 1, 5);
+	t_alloc(&b, 7, 70, 0x4000, 5000, 1);
+	t_free(&b, 7, 75, 0x4000);
+	t_free(&b, 7, 90, 0x3000);
+	t_end(&b, 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->peak_bytes, 5000);
+	CHECK_EQ_U(m->peak_time_ns, 70);
+	CHECK_EQ_U(m->live_blocks, 0);
+	CHECK_EQ_U(m->alloc_calls, 4);
+	CHECK_EQ_U(m->unmatched_frees, 0);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+
+	/* the same without the last step back: 3000 is the peak */
+	tb_begin(&b, 15, 1, "/bin/back");
+	t_stack(&b, 1, pcs_leak, 3);
+	t_alloc(&b, 7, 50, 0x1000, 1000, 1);
+	t_alloc(&b, 7, 20, 0x2000, 3000, 1);
+	t_free(&b, 7, 30, 0x2000);
+	t_free(&b, 7, 60, 0x1000);
+	t_end(&b, 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+	an = analyze1(&b);
+	m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->peak_bytes, 3000);
+	CHECK_EQ_U(m->peak_time_ns, 20);
 	kp_analysis_free(an);
 	membuf_free(&b.m);
 }
@@ -1087,6 +1142,139 @@ TEST(symbolize_self)
 	symbol_target();
 }
 
+/*
+ * A debug file with compressed sections (as libc6-dbg ships them) is given
+ * to libdw inflated: this test binary, its DWARF compressed by objcopy,
+ * comes back with every section as the uncompressed original has it
+ * (location lists left empty), and libdw finds a line in it.
+ */
+TEST(inflate_debug_sections)
+{
+	struct self_map sm;
+	char exe[4096], dir[] = "/tmp/kp-inflate-XXXXXX", z[4200], cmd[8500];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	REQUIRE(n > 0);
+	exe[n] = '\0';
+	dl_iterate_phdr(find_self, &sm);
+	REQUIRE(mkdtemp(dir) != NULL);
+	snprintf(z, sizeof(z), "%s/z", dir);
+	snprintf(cmd, sizeof(cmd), "objcopy --compress-debug-sections=zlib "
+		 "'%s' '%s'", exe, z);
+	REQUIRE(system(cmd) == 0);
+	elf_version(EV_CURRENT);
+
+	/* the original has nothing to inflate: it comes back as it is */
+	int ofd = open(exe, O_RDONLY);
+	REQUIRE(ofd >= 0);
+	CHECK(kp_debug_inflate(ofd) == ofd);
+
+	int zfd = open(z, O_RDONLY);
+	REQUIRE(zfd >= 0);
+	Elf *ze = elf_begin(zfd, ELF_C_READ, NULL);
+	REQUIRE(ze != NULL);
+	int compressed = 0;
+	for (Elf_Scn *sc = NULL; (sc = elf_nextscn(ze, sc));) {
+		GElf_Shdr h;
+		REQUIRE(gelf_getshdr(sc, &h) != NULL);
+		compressed += (h.sh_flags & SHF_COMPRESSED) != 0;
+	}
+	elf_end(ze);
+	REQUIRE(compressed > 0); /* else this tests nothing */
+	int mfd = kp_debug_inflate(zfd);
+	REQUIRE(mfd >= 0 && mfd != zfd);
+
+	Elf *oe = elf_begin(ofd, ELF_C_READ, NULL), *me = elf_begin(mfd,
+							    ELF_C_READ, NULL);
+	REQUIRE(oe && me);
+	size_t on = 0, mn = 0, ostr, mstr;
+	REQUIRE(elf_getshdrnum(oe, &on) == 0 && elf_getshdrnum(me, &mn) == 0);
+	CHECK_EQ_U(mn, on);
+	REQUIRE(elf_getshdrstrndx(oe, &ostr) == 0);
+	REQUIRE(elf_getshdrstrndx(me, &mstr) == 0);
+	int same = 1, emptied = 0;
+	for (size_t i = 1; i < on && i < mn; i++) {
+		Elf_Scn *os = elf_getscn(oe, i), *ms = elf_getscn(me, i);
+		GElf_Shdr oh, mh;
+		REQUIRE(gelf_getshdr(os, &oh) && gelf_getshdr(ms, &mh));
+		const char *name = elf_strptr(oe, ostr, oh.sh_name);
+		const char *mname = elf_strptr(me, mstr, mh.sh_name);
+		REQUIRE(name && mname);
+		if (strcmp(name, mname) || oh.sh_type != mh.sh_type ||
+		    oh.sh_flags != mh.sh_flags || oh.sh_addr != mh.sh_addr ||
+		    oh.sh_link != mh.sh_link || oh.sh_info != mh.sh_info) {
+			printf("#   section %zu (%s) differs\n", i, name);
+			same = 0;
+			continue;
+		}
+		if (oh.sh_type == SHT_NOBITS)
+			continue;
+		if (!strcmp(name, ".debug_loc") ||
+		    !strcmp(name, ".debug_loclists")) {
+			emptied++;
+			CHECK_EQ_U(mh.sh_size, 0);
+			continue;
+		}
+		Elf_Data *od = elf_rawdata(os, NULL), *md = elf_rawdata(ms, NULL);
+		if (!od || !md || od->d_size != md->d_size ||
+		    (od->d_size && memcmp(od->d_buf, md->d_buf, od->d_size))) {
+			printf("#   section %zu (%s): other bytes\n", i, name);
+			same = 0;
+		}
+	}
+	CHECK(same);
+	CHECK(emptied <= 2);
+
+	/* libdw reads it: the line of a function of this file */
+	Dwarf *dw = dwarf_begin_elf(me, DWARF_C_READ, NULL);
+	REQUIRE(dw != NULL);
+	Dwarf_Die cu;
+	Dwarf_Addr a = (uintptr_t)symbol_target - sm.bias;
+	REQUIRE(dwarf_addrdie(dw, a, &cu) != NULL);
+	Dwarf_Line *line = dwarf_getsrc_die(&cu, a);
+	REQUIRE(line != NULL);
+	const char *src = dwarf_linesrc(line, NULL, NULL);
+	CHECK(src && strstr(src, "t_analyze_memory.c"));
+	dwarf_end(dw);
+	elf_end(me);
+	elf_end(oe);
+	close(mfd);
+	close(ofd);
+
+	/* Damaged files come back as they are, for libdw to judge: cut
+	 * short, a flipped byte in every compressed section, not ELF. */
+	int zr = open(z, O_RDWR);
+	REQUIRE(zr >= 0);
+	ze = elf_begin(zr, ELF_C_READ, NULL);
+	REQUIRE(ze != NULL);
+	off_t flip[64];
+	size_t nflip = 0;
+	for (Elf_Scn *sc = NULL; (sc = elf_nextscn(ze, sc)) && nflip < 64;) {
+		GElf_Shdr h;
+		REQUIRE(gelf_getshdr(sc, &h) != NULL);
+		if (h.sh_flags & SHF_COMPRESSED)
+			flip[nflip++] = (off_t)(h.sh_offset + h.sh_size / 2);
+	}
+	elf_end(ze);
+	for (size_t i = 0; i < nflip; i++) {
+		unsigned char c;
+		REQUIRE(pread(zr, &c, 1, flip[i]) == 1);
+		c ^= 0x5a;
+		REQUIRE(pwrite(zr, &c, 1, flip[i]) == 1);
+	}
+	CHECK(kp_debug_inflate(zr) == zr);
+	struct stat zst;
+	REQUIRE(fstat(zr, &zst) == 0);
+	REQUIRE(ftruncate(zr, zst.st_size / 2) == 0);
+	CHECK(kp_debug_inflate(zr) == zr);
+	REQUIRE(ftruncate(zr, 10) == 0);
+	CHECK(kp_debug_inflate(zr) == zr);
+	REQUIRE(ftruncate(zr, 0) == 0);
+	CHECK(kp_debug_inflate(zr) == zr);
+	close(zr);
+	unlink(z);
+	rmdir(dir);
+}
+
 TEST(alloc_wrappers)
 {
 	CHECK(kp_is_alloc_wrapper("operator new(unsigned long)"));
@@ -1106,11 +1294,12 @@ int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain),
 			 T(cross_thread_reuse), T(frame_merge_order),
-			 T(frame_merge_many_runs),
+			 T(frame_merge_many_runs), T(frame_time_backwards),
 			 T(unknown_frees), T(truncated_trace),
 			 T(two_processes_merged), T(lost_records),
 			 T(confidence_classes), T(many_incarnations),
 			 T(incarnations_model), T(pointer_map_model),
 			 T(bad_input), T(json_escaping),
-			 T(symbolize_self), T(alloc_wrappers));
+			 T(symbolize_self), T(inflate_debug_sections),
+			 T(alloc_wrappers));
 }

@@ -793,6 +793,56 @@ TEST(cross_check_msgpack_c)
 }
 
 /*
+ * kp_dec_next() by way of the bulk path, as the analyzer reads: the events
+ * of a block from kp_dec_mem(), max at a time (a small max crosses batch
+ * boundaries), everything else and the errors from kp_dec_next().
+ */
+struct bulk {
+	struct kp_dec *d;
+	struct kp_mem_rec m[8];
+	size_t n, i, max;
+};
+
+static int bulk_next(struct bulk *b, struct kp_rec *r)
+{
+	if (b->i == b->n) {
+		b->n = kp_dec_mem(b->d, b->m, b->max);
+		b->i = 0;
+		if (b->n > b->max)
+			return -1000; /* no error code: the test fails */
+	}
+	if (b->i == b->n)
+		return kp_dec_next(b->d, r);
+	const struct kp_mem_rec *m = &b->m[b->i++];
+	memset(r, 0, sizeof(*r));
+	r->type = m->type;
+	r->kind = m->kind;
+	r->tid = m->tid;
+	r->ts = m->ts;
+	switch (m->type) {
+	case KP_REC_ALLOC:
+		r->u.alloc.ptr = m->a;
+		r->u.alloc.size = m->b;
+		r->u.alloc.align = m->c;
+		r->u.alloc.stack = m->stack;
+		break;
+	case KP_REC_FREE:
+		r->u.free.ptr = m->a;
+		break;
+	case KP_REC_REALLOC:
+		r->u.realloc.old_ptr = m->a;
+		r->u.realloc.new_ptr = m->b;
+		r->u.realloc.size = m->c;
+		r->u.realloc.dur = m->d;
+		r->u.realloc.stack = m->stack;
+		break;
+	default:
+		return -1001; /* the bulk path gives memory events only */
+	}
+	return 1;
+}
+
+/*
  * EVENTS blocks (the writer's path for ALLOC/FREE/REALLOC) decode to
  * exactly the records the msgpack records of kp_enc_rec decode to, for
  * every boundary of the varint and msgpack integer formats, positive and
@@ -890,6 +940,32 @@ TEST(event_blocks_match_records)
 	}
 	CHECK(ret_a == 0 && ret_b == 0);
 	CHECK_EQ_U(got, nrec + 1); /* and the FRAME */
+
+	/* The bulk path gives the same records, at every batch size. */
+	for (size_t max = 1; max <= 8; max += 3) {
+		struct kp_dec dc;
+		struct bulk bk = { .d = &dc, .max = max };
+		kp_dec_init(&da, slow.b.p, slow.b.len, pcs);
+		kp_dec_init(&dc, fbuf, flen, pcs);
+		got = 0;
+		for (;;) {
+			do
+				ret_a = kp_dec_next(&da, &ra);
+			while (ret_a == 1 && ra.type == KP_REC_THREAD);
+			ret_b = bulk_next(&bk, &rb);
+			if (ret_a != 1 || ret_b != 1)
+				break;
+			if (!rec_same(&ra, &rb) || ra.tid != rb.tid) {
+				printf("#   bulk %zu: event %zu differs\n", max,
+				       got);
+				CHECK(0);
+				break;
+			}
+			got++;
+		}
+		CHECK(ret_a == 0 && ret_b == 0);
+		CHECK_EQ_U(got, nrec + 1);
+	}
 	free(fbuf);
 	free(slow.b.p);
 }
@@ -979,6 +1055,18 @@ TEST(event_blocks_hostile)
 		{ "kind > u8", { 0x03, 0x00, 0x01, 0x01, 0x80, 0x02, 0x00 }, 7,
 		  0, KP_ECORRUPT },
 		{ "ok then cut", { 0x01, 0x00, 0x00 }, 3, 1, KP_ECORRUPT },
+		/* ten bytes and more left: varints read without bounds */
+		{ "65 bits, room", { 0x01, 0x00, 0x01 | (31 << 3), 0xff, 0xff,
+				     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+				     0x02, 0x00, 0x00, 0x00 }, 16, 1,
+		  KP_ECORRUPT },
+		{ "11 bytes, room", { 0x01 | (31 << 3), 0x80, 0x80, 0x80, 0x80,
+				      0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+				      0x00, 0x00, 0x00, 0x00, 0x00 }, 16, 0,
+		  KP_ECORRUPT },
+		{ "64 bits, room", { 0x01 | (31 << 3), 0xff, 0xff, 0xff, 0xff,
+				     0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00,
+				     0x01, 0x00 }, 14, 2, 0 },
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		struct pbuf b = { 0 };
@@ -998,6 +1086,17 @@ TEST(event_blocks_hostile)
 		if (ret != cases[k].ret || events != cases[k].events) {
 			printf("#   %s: ret %d, %d events\n", cases[k].name,
 			       ret, events);
+			CHECK(0);
+		}
+		/* the same through the bulk path */
+		struct bulk bk = { .d = &d, .max = 2 };
+		events = 0;
+		kp_dec_init(&d, b.p, b.len, pcs);
+		while ((ret = bulk_next(&bk, &r)) == 1)
+			events += r.tid == 5;
+		if (ret != cases[k].ret || events != cases[k].events) {
+			printf("#   %s, bulk: ret %d, %d events\n",
+			       cases[k].name, ret, events);
 			CHECK(0);
 		}
 		free(b.p);

@@ -357,6 +357,11 @@ struct kp_batch {
 	size_t n;
 	const struct kp_rec *recs; /* the frame's extension records */
 	size_t nx;                 /* how many: 0 = allocation events only */
+	/* the extension events of this batch alone, in the same order:
+	 * ev[xev[k]] for k < nxev (a pass that takes no allocation event
+	 * walks these instead of all n) */
+	const uint32_t *xev;
+	size_t nxev;
 };
 
 static inline const struct kp_event *kp_batch_at(const struct kp_batch *b,
@@ -524,6 +529,12 @@ size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
 			  size_t *first);
 /* Is this function name an allocator wrapper (trimmed from the top)? */
 int kp_is_alloc_wrapper(const char *fn);
+/*
+ * The ELF file open on fd with its zlib-compressed sections inflated, as a
+ * memory file (fd is then closed), location lists left empty; fd itself
+ * if there is nothing to inflate or the file is not one this handles.
+ */
+int kp_debug_inflate(int fd);
 
 /* ---- reports ---------------------------------------------------------------- */
 

@@ -143,8 +143,8 @@ static void app_events(void *state, struct kp_trace *t,
 
 	if (!b->nx)
 		return; /* allocations only */
-	for (size_t i = 0; i < b->n; i++) {
-		const struct kp_event *e = kp_batch_at(b, i);
+	for (size_t i = 0; i < b->nxev; i++) {
+		const struct kp_event *e = &b->ev[b->xev[i]];
 		if (e->type != KP_REC_SPAN && e->type != KP_REC_CUSTOM)
 			continue;
 		const struct kp_rec *r = kp_batch_rec(b, e);

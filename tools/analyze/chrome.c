@@ -94,8 +94,8 @@ static void tl_events(void *st, struct kp_trace *t, const struct kp_batch *b)
 	struct tl_state *s = st;
 	if (!s->on || !b->nx)
 		return; /* off, or allocations only */
-	for (size_t i = 0; i < b->n; i++) {
-		const struct kp_event *ev = kp_batch_at(b, i);
+	for (size_t i = 0; i < b->nxev; i++) {
+		const struct kp_event *ev = &b->ev[b->xev[i]];
 		if (ev->type != KP_REC_SPAN && ev->type != KP_REC_QUERY &&
 		    ev->type != KP_REC_IO)
 			continue;

@@ -117,8 +117,8 @@ static void cpu_events(void *st, struct kp_trace *t, const struct kp_batch *b)
 	struct cpu_state *s = st;
 	if (!b->nx)
 		return; /* allocations only */
-	for (size_t i = 0; i < b->n; i++) {
-		const struct kp_event *e = kp_batch_at(b, i);
+	for (size_t i = 0; i < b->nxev; i++) {
+		const struct kp_event *e = &b->ev[b->xev[i]];
 		if (e->type == KP_REC_IO) {
 			const struct kp_rec *r = kp_batch_rec(b, e);
 			int64_t d = r->u.ext.v[KP_IO_DUR];

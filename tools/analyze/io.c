@@ -503,8 +503,8 @@ static void io_events(void *state, struct kp_trace *t,
 	struct io_state *s = state;
 	if (!b->nx)
 		return; /* allocations only */
-	for (size_t i = 0; i < b->n; i++) {
-		const struct kp_event *e = kp_batch_at(b, i);
+	for (size_t i = 0; i < b->nxev; i++) {
+		const struct kp_event *e = &b->ev[b->xev[i]];
 		switch (e->type) {
 		case KP_REC_IO:
 			on_io(s, t, e, kp_batch_rec(b, e));

@@ -59,6 +59,9 @@ const struct kp_pass *const *kp_pass_list(size_t *n)
  */
 #define KP_MERGE_CHUNK 512
 
+/* Memory events decoded per call of the reader's bulk path. */
+#define KP_MEM_BATCH 128
+
 struct kp_load {
 	struct kp_analysis *an;
 	struct kp_trace *t;
@@ -82,9 +85,13 @@ struct kp_load {
 	 * delivered, since the frame buffer is gone by then */
 	struct kp_rec *xrecs;
 	size_t *xstr_off;
+	uint32_t *xev;          /* struct kp_batch.xev, x_cap of them */
+	uint32_t *xpos;         /* where each extension event is in ev */
 	size_t nx, x_cap;
 	char *xstr;
 	size_t xstr_n, xstr_cap;
+	/* the reader's bulk path (kp_reader_mem()) decodes into this */
+	struct kp_mem_rec mem[KP_MEM_BATCH];
 	/* the passes that take events */
 	void (*xEvents[KP_MAX_PASSES])(void *, struct kp_trace *,
 				       const struct kp_batch *);
@@ -211,7 +218,24 @@ static void deliver(struct kp_load *L, const struct kp_event *ev,
 		    const uint32_t *order, size_t n)
 {
 	struct kp_batch b = { .ev = ev, .order = order, .n = n,
-			      .recs = L->xrecs, .nx = L->nx };
+			      .recs = L->xrecs, .nx = L->nx, .xev = L->xev };
+
+	/* The extension events among these (at most the frame's nx): the
+	 * whole frame in buffer order has them listed as they came. */
+	if (L->nx && !order && ev == L->ev && n == L->nev) {
+		b.xev = L->xpos;
+		b.nxev = L->nx;
+	} else if (L->nx) {
+		uint32_t *xev = L->xev;
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t j = order ? order[i] : (uint32_t)i;
+			unsigned type = ev[j].type;
+			if (type >= KP_REC_EXT_MIN && type <= KP_REC_TYPE_MAX)
+				xev[k++] = j;
+		}
+		b.nxev = k;
+	}
 
 	for (size_t i = 0; i < L->nev_passes; i++)
 		L->xEvents[i](L->ev_state[i], L->t, &b);
@@ -391,6 +415,8 @@ static void handle_ext(struct kp_load *L, const struct kp_rec *rec)
 					  sizeof(*L->xrecs));
 		L->xstr_off = xrealloc_array(L->xstr_off, L->x_cap,
 					     sizeof(*L->xstr_off));
+		L->xev = xrealloc_array(L->xev, L->x_cap, sizeof(*L->xev));
+		L->xpos = xrealloc_array(L->xpos, L->x_cap, sizeof(*L->xpos));
 	}
 	struct kp_rec *x = &L->xrecs[L->nx];
 	*x = *rec;
@@ -409,6 +435,7 @@ static void handle_ext(struct kp_load *L, const struct kp_rec *rec)
 		x->u.ext.str = L->xstr; /* re-pointed in ev_flush */
 	}
 	struct kp_event *e = ev_push(L, rec->ts, rec->tid);
+	L->xpos[L->nx] = (uint32_t)(L->nev - 1);
 	*e = (struct kp_event){ .ts = rec->ts,
 				.ptr = L->nx++,
 				.stack = rec->u.ext.stack,
@@ -468,6 +495,122 @@ static KP_ALWAYS_INLINE void handle_event(struct kp_load *L,
 	note_tid(L, rec->tid);
 	if (KP_UNLIKELY(L->nev >= KP_MAX_FRAME_EVENTS))
 		ev_flush(L);
+}
+
+/* One record of the bulk path: what handle_record() and handle_event() do
+ * with it. */
+static KP_ALWAYS_INLINE void handle_mem_one(struct kp_load *L,
+					    const struct kp_mem_rec *m)
+{
+	struct kp_trace *t = L->t;
+
+	if (m->ts > t->last_ts)
+		t->last_ts = m->ts;
+	struct kp_event *e = ev_push(L, m->ts, m->tid);
+	if (KP_LIKELY(m->type != KP_REC_REALLOC)) {
+		int alloc = m->type == KP_REC_ALLOC;
+		*e = (struct kp_event){ .ts = m->ts,
+					.ptr = m->a,
+					.size = alloc ? m->b : 0,
+					.stack = alloc ? m->stack : 0,
+					.tid = m->tid,
+					.type = m->type,
+					.kind = alloc ? m->kind : 0 };
+	} else {
+		uint64_t done = kp_sat_add(m->ts, m->d);
+		*e = (struct kp_event){ .ts = m->ts,
+					.ptr = m->a,
+					.tid = m->tid,
+					.type = KP_EV_REALLOC_FREE };
+		e = ev_push(L, done, m->tid);
+		*e = (struct kp_event){ .ts = done,
+					.ptr = m->b,
+					.size = m->c,
+					.stack = m->stack,
+					.tid = m->tid,
+					.type = KP_EV_REALLOC_ALLOC,
+					.kind = KP_ALLOC_REALLOC };
+		if (done > t->last_ts)
+			t->last_ts = done;
+	}
+	note_tid(L, m->tid);
+	if (KP_UNLIKELY(L->nev >= KP_MAX_FRAME_EVENTS))
+		ev_flush(L);
+}
+
+/*
+ * A run of ALLOC, FREE and REALLOC records from the reader's bulk path,
+ * all of one EVENTS block, so of one thread. The common case does per
+ * record only what depends on it: room, the thread and its runs are
+ * settled once for the batch.
+ */
+static void handle_mem(struct kp_load *L, const struct kp_mem_rec *m,
+		       size_t n)
+{
+	struct kp_trace *t = L->t;
+	uint32_t tid = m[0].tid;
+
+	L->an->records += n;
+	t->proc->records += n;
+	if (KP_UNLIKELY(L->nev + 2 * n >= KP_MAX_FRAME_EVENTS)) {
+		for (size_t i = 0; i < n; i++)
+			handle_mem_one(L, &m[i]);
+		return;
+	}
+	while (L->nev + 2 * n > L->ev_cap) {
+		L->ev_cap = L->ev_cap ? L->ev_cap * 2 : 4096;
+		L->ev = xrealloc_array(L->ev, L->ev_cap, sizeof(*L->ev));
+	}
+	note_tid(L, tid);
+	if (tid != L->run_tid || !L->nev) {
+		add_run(L, L->nev);
+		L->run_tid = tid;
+		L->run_ts = m[0].ts;
+	}
+	struct kp_event *ev = L->ev;
+	size_t k = L->nev;
+	uint64_t run_ts = L->run_ts, last = t->last_ts;
+	for (size_t i = 0; i < n; i++, m++) {
+		uint64_t ts = m->ts;
+		if (KP_UNLIKELY(ts < run_ts))
+			add_run(L, k); /* time went backwards */
+		run_ts = ts;
+		if (ts > last)
+			last = ts;
+		struct kp_event *e = &ev[k++];
+		if (KP_LIKELY(m->type != KP_REC_REALLOC)) {
+			int alloc = m->type == KP_REC_ALLOC;
+			*e = (struct kp_event){ .ts = ts,
+						.ptr = m->a,
+						.size = alloc ? m->b : 0,
+						.stack = alloc ? m->stack : 0,
+						.tid = tid,
+						.type = m->type,
+						.kind = alloc ? m->kind : 0 };
+			continue;
+		}
+		/* the free at ts, the allocation at ts + dur */
+		uint64_t done = kp_sat_add(ts, m->d);
+		*e = (struct kp_event){ .ts = ts,
+					.ptr = m->a,
+					.tid = tid,
+					.type = KP_EV_REALLOC_FREE };
+		if (done < run_ts)
+			add_run(L, k);
+		run_ts = done;
+		if (done > last)
+			last = done;
+		ev[k++] = (struct kp_event){ .ts = done,
+					     .ptr = m->b,
+					     .size = m->c,
+					     .stack = m->stack,
+					     .tid = tid,
+					     .type = KP_EV_REALLOC_ALLOC,
+					     .kind = KP_ALLOC_REALLOC };
+	}
+	L->nev = k;
+	L->run_ts = run_ts;
+	t->last_ts = last;
 }
 
 static void handle_record(struct kp_load *L, const struct kp_rec *rec)
@@ -631,6 +774,11 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 			an->passes[i]->xBeginTrace(an->pass_state[i], &t);
 	for (;;) {
 		struct kp_rec rec;
+		size_t n = kp_reader_mem(r, L.mem, KP_MEM_BATCH);
+		if (n) {
+			handle_mem(&L, L.mem, n);
+			continue;
+		}
 		rc = kp_reader_next(r, &rec);
 		if (rc == 1) {
 			handle_record(&L, &rec);
@@ -675,6 +823,8 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 	free(L.heap);
 	free(L.xrecs);
 	free(L.xstr_off);
+	free(L.xev);
+	free(L.xpos);
 	free(L.xstr);
 	kp_reader_free(r);
 	return ret;

@@ -150,6 +150,9 @@ struct qfp {
 	struct kp_idmap vals;
 	uint64_t dup_calls, dup_runs;
 	int is_read, is_write;
+	/* the text fingerprints to itself (what the recorder stores by
+	 * default): a query with this very text needs no fingerprinting */
+	int self;
 };
 
 /* (fingerprint, stack) counters: call sites and N+1 groups. */
@@ -224,6 +227,7 @@ struct qstate {
 	struct kp_idmap tids;
 	uint32_t *text_fp;      /* QUERY text_id -> fingerprint + 1 */
 	size_t text_fp_cap;
+	uint32_t last_tid, last_thr; /* thr_find() cache, valid if nthr */
 	/* results */
 	uint32_t *rank;         /* fingerprints by total time */
 	struct qadvice *advice;
@@ -231,6 +235,23 @@ struct qstate {
 };
 
 /* ---- tables ---------------------------------------------------------------- */
+
+/*
+ * The fingerprint of a query text that is known to be its own fingerprint
+ * (struct qfp.self), or UINT32_MAX. Fingerprinting is a function of the
+ * text, so the same text gets the same fingerprint without redoing it.
+ */
+static uint32_t fp_known(const struct qstate *qs, const char *s, size_t n)
+{
+	uint64_t h = kp_fnv1a(KP_FP_NO_VALUES, s, n);
+	uint64_t key = h == KP_IDMAP_EMPTY ? h - 1 : h;
+	uint32_t i = kp_idmap_get(&qs->fp_ids, key);
+	for (uint32_t k = i; k != UINT32_MAX; k = qs->fps[k].next)
+		if (qs->fps[k].self && qs->fps[k].len == n &&
+		    memcmp(qs->fps[k].text, s, n) == 0)
+			return k;
+	return UINT32_MAX;
+}
 
 static uint32_t fp_intern(struct qstate *qs, const char *s, size_t n)
 {
@@ -295,11 +316,16 @@ static void sites_free(struct qsites *s)
 
 /* The query state of thread tid; NULL if it has none (and !create) or
  * there are too many threads. */
-static struct qthr *thr_find(struct qstate *qs, uint32_t tid, int create)
+static __attribute__((noinline)) struct qthr *thr_find_slow(struct qstate *qs,
+							   uint32_t tid,
+							   int create)
 {
 	uint32_t i = kp_idmap_get(&qs->tids, tid);
-	if (i != UINT32_MAX)
+	if (i != UINT32_MAX) {
+		qs->last_tid = tid;
+		qs->last_thr = i;
 		return &qs->thr[i];
+	}
 	if (!create || qs->nthr >= MAX_QTHREADS)
 		return NULL;
 	if (qs->nthr == qs->thr_cap) {
@@ -311,8 +337,20 @@ static struct qthr *thr_find(struct qstate *qs, uint32_t tid, int create)
 	t->tid = tid;
 	t->run_fp = UINT32_MAX;
 	t->storm_fp = UINT32_MAX;
+	qs->last_tid = tid;
+	qs->last_thr = (uint32_t)qs->nthr;
 	kp_idmap_put(&qs->tids, tid, (uint32_t)qs->nthr++);
 	return t;
+}
+
+/* The thread's state; the last one found is remembered (allocations come
+ * in runs of one thread). create: make it if it is new. */
+static KP_ALWAYS_INLINE struct qthr *thr_find(struct qstate *qs, uint32_t tid,
+					      int create)
+{
+	if (KP_LIKELY(qs->nthr && tid == qs->last_tid))
+		return &qs->thr[qs->last_thr];
+	return thr_find_slow(qs, tid, create);
 }
 
 /* ---- runs: N+1 and storms ----------------------------------------------------- */
@@ -396,8 +434,10 @@ static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e
 	}
 
 	/* the fingerprint again: a full text (QUERY_TEXT=full) gets one, a
-	 * fingerprint stays as it is; once per text of the trace when the
-	 * text is a QUERY_TEXT's */
+	 * fingerprint stays as it is (looked up, not fingerprinted again);
+	 * once per text of the trace when the text is a QUERY_TEXT's */
+	const char *sql = r->u.ext.str ? r->u.ext.str : "";
+	size_t sql_len = r->u.ext.str ? r->u.ext.str_len : 0;
 	int64_t text_id = v[KP_Q_TEXT_ID];
 	int by_id = r->u.ext.str && text_id > 0 && text_id < KP_MAX_QTEXTS;
 	uint32_t id;
@@ -405,12 +445,16 @@ static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e
 	    qs->text_fp[text_id]) {
 		id = qs->text_fp[text_id] - 1;
 	} else {
-		kp_fingerprint(r->u.ext.str ? r->u.ext.str : "",
-			       r->u.ext.str_len, buf, sizeof(buf), &fr);
-		id = fp_intern(qs, buf, fr.len);
+		id = fp_known(qs, sql, sql_len);
 		if (id == UINT32_MAX) {
-			qs->dropped_fps++;
-			return;
+			kp_fingerprint(sql, sql_len, buf, sizeof(buf), &fr);
+			id = fp_intern(qs, buf, fr.len);
+			if (id == UINT32_MAX) {
+				qs->dropped_fps++;
+				return;
+			}
+			if (fr.len == sql_len && memcmp(buf, sql, sql_len) == 0)
+				qs->fps[id].self = 1;
 		}
 		if (by_id) {
 			if ((size_t)text_id >= qs->text_fp_cap) {

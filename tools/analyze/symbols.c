@@ -12,16 +12,27 @@
  * falls back to module+offset, with one warning per module.
  *
  * Each (module, offset) is symbolized once; results are cached for the run.
+ *
+ * Separate debug files (Debian's libc6-dbg, for one) keep their DWARF
+ * sections compressed. libdw inflates every one of them as it opens the
+ * file, which for libc's took longer than the rest of a report; so the
+ * debug file libdw is given is a copy in memory with those sections
+ * inflated once, and the ones the analyzer never reads (location lists)
+ * left out (kp_debug_inflate()).
  */
+#include <elf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwelf.h>
 #include <dwarf.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
+#include <zlib.h>
 #include <libelf.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "analyze.h"
@@ -73,9 +84,243 @@ struct kp_symbols {
 
 static char *debuginfo_path;
 
+/* ---- debug files with compressed sections --------------------------------- */
+
+/* Sections no lookup here reads: left empty in the copy, not inflated. */
+static int unread_section(const char *name)
+{
+	return !strcmp(name, ".debug_loc") || !strcmp(name, ".debug_loclists");
+}
+
+static int pow2(uint64_t a)
+{
+	return a && !(a & (a - 1));
+}
+
+static uint64_t align_up(uint64_t off, uint64_t a)
+{
+	return a > 1 ? (off + a - 1) & ~(a - 1) : off;
+}
+
+/* The largest inflated section accepted (a bound for a damaged file). */
+#define KP_MAX_INFLATED (1ull << 32)
+
+/*
+ * If the ELF file open on fd has zlib-compressed sections (SHF_COMPRESSED),
+ * a memory file holding the same ELF file with those sections inflated:
+ * the same sections in the same order, headers and data, laid out anew.
+ * @return the memory file (fd is closed), or fd itself when the file has
+ * nothing to inflate or is not a 64-bit ELF file of this machine's byte
+ * order, or anything about it is wrong: libdw then reads it as before.
+ */
+int kp_debug_inflate(int fd)
+{
+	struct stat st;
+	const unsigned char *in = MAP_FAILED;
+	unsigned char *out = MAP_FAILED;
+	uint64_t *offs = NULL, outlen = 0;
+	int mfd = -1, ok = 0;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < sizeof(Elf64_Ehdr))
+		return fd;
+	uint64_t size = (uint64_t)st.st_size;
+	in = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (in == MAP_FAILED)
+		return fd;
+	Elf64_Ehdr eh;
+	memcpy(&eh, in, sizeof(eh));
+	const unsigned char host_data =
+		__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB
+							  : ELFDATA2MSB;
+	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_ident[EI_DATA] != host_data ||
+	    eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shnum == 0 ||
+	    eh.e_shstrndx == SHN_UNDEF || eh.e_shstrndx >= eh.e_shnum ||
+	    eh.e_shoff > size ||
+	    (uint64_t)eh.e_shnum * sizeof(Elf64_Shdr) > size - eh.e_shoff ||
+	    eh.e_phnum >= PN_XNUM ||
+	    (eh.e_phnum && (eh.e_phentsize != sizeof(Elf64_Phdr) ||
+			    eh.e_phoff > size ||
+			    (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) >
+				    size - eh.e_phoff)))
+		goto out;
+	size_t n = eh.e_shnum;
+	Elf64_Shdr *sh = xmalloc(n * sizeof(*sh));
+	memcpy(sh, in + eh.e_shoff, n * sizeof(*sh));
+	const Elf64_Shdr *strsh = &sh[eh.e_shstrndx];
+	if (strsh->sh_type == SHT_NOBITS || strsh->sh_offset > size ||
+	    strsh->sh_size > size - strsh->sh_offset)
+		goto out_sh;
+	const char *names = (const char *)in + strsh->sh_offset;
+	uint64_t names_len = strsh->sh_size;
+
+	/* The new layout: ELF header, program headers, each section at its
+	 * alignment, section headers. offs[i] is section i's data in the
+	 * input (compressed sections: after the Chdr). */
+	offs = xcalloc(n, sizeof(*offs));
+	int compressed = 0;
+	uint64_t off = sizeof(Elf64_Ehdr);
+	uint64_t phoff = 0;
+	if (eh.e_phnum) {
+		phoff = align_up(off, 8);
+		off = phoff + (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr);
+	}
+	for (size_t i = 1; i < n; i++) {
+		Elf64_Shdr *h = &sh[i];
+		if (h->sh_type == SHT_NOBITS) {
+			h->sh_offset = off;
+			continue;
+		}
+		if (h->sh_offset > size || h->sh_size > size - h->sh_offset)
+			goto out_sh;
+		offs[i] = h->sh_offset;
+		uint64_t len = h->sh_size, align = h->sh_addralign;
+		if (h->sh_flags & SHF_COMPRESSED) {
+			Elf64_Chdr ch;
+			if (h->sh_size < sizeof(ch))
+				goto out_sh;
+			memcpy(&ch, in + h->sh_offset, sizeof(ch));
+			if (ch.ch_type != ELFCOMPRESS_ZLIB ||
+			    ch.ch_size > KP_MAX_INFLATED ||
+			    (ch.ch_addralign && !pow2(ch.ch_addralign)))
+				goto out_sh;
+			compressed = 1;
+			offs[i] += sizeof(ch);
+			h->sh_flags &= ~(uint64_t)SHF_COMPRESSED;
+			h->sh_size = len = ch.ch_size;
+			h->sh_addralign = align = ch.ch_addralign;
+			if (h->sh_name < names_len &&
+			    memchr(names + h->sh_name, '\0',
+				   names_len - h->sh_name) &&
+			    unread_section(names + h->sh_name))
+				h->sh_size = len = 0;
+		}
+		if (align > 1 && (!pow2(align) || align > 4096))
+			goto out_sh;
+		off = align_up(off, align);
+		h->sh_offset = off;
+		off += len;
+	}
+	if (!compressed)
+		goto out_sh;
+	uint64_t shoff = align_up(off, 8);
+	outlen = shoff + n * sizeof(Elf64_Shdr);
+
+	mfd = memfd_create("kprof-debuginfo", MFD_CLOEXEC);
+	if (mfd < 0 || ftruncate(mfd, (off_t)outlen) < 0)
+		goto out_sh;
+	/* populated at once: cheaper than a fault per page as it fills */
+	out = mmap(NULL, outlen, PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_POPULATE, mfd, 0);
+	if (out == MAP_FAILED)
+		goto out_sh;
+	for (size_t i = 1; i < n; i++) {
+		const Elf64_Shdr *h = &sh[i];
+		const Elf64_Shdr *o = (const Elf64_Shdr *)(in + eh.e_shoff) + i;
+		if (h->sh_type == SHT_NOBITS || !h->sh_size)
+			continue;
+		if (!(o->sh_flags & SHF_COMPRESSED)) {
+			memcpy(out + h->sh_offset, in + offs[i], h->sh_size);
+			continue;
+		}
+		uLongf got = (uLongf)h->sh_size;
+		if (uncompress(out + h->sh_offset, &got, in + offs[i],
+			       (uLong)(o->sh_size - sizeof(Elf64_Chdr))) !=
+			    Z_OK ||
+		    got != h->sh_size)
+			goto out_sh;
+	}
+	eh.e_phoff = phoff;
+	eh.e_shoff = shoff;
+	memcpy(out, &eh, sizeof(eh));
+	if (eh.e_phnum)
+		memcpy(out + phoff, in + ((const Elf64_Ehdr *)in)->e_phoff,
+		       (size_t)eh.e_phnum * sizeof(Elf64_Phdr));
+	memcpy(out + shoff, sh, n * sizeof(*sh));
+	ok = 1;
+out_sh:
+	free(sh);
+out:
+	free(offs);
+	if (out != MAP_FAILED)
+		munmap(out, outlen);
+	munmap((void *)in, size);
+	if (!ok) {
+		if (mfd >= 0)
+			close(mfd);
+		return fd;
+	}
+	close(fd);
+	return mfd;
+}
+
+/*
+ * The module's debug file where libdw looks first, by build-id under
+ * /usr/lib/debug (the default debuginfo path's one absolute directory),
+ * if it carries the module's build-id. @return an fd, or -1.
+ */
+static int open_by_build_id(Dwfl_Module *mod, char **name)
+{
+	static const char dir[] = "/usr/lib/debug/.build-id/";
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	int len = dwfl_module_build_id(mod, &bits, &vaddr);
+	char path[sizeof(dir) + 2 * 64 + sizeof("/.debug")];
+
+	if (len < 2 || len > 64)
+		return -1;
+	size_t k = (size_t)snprintf(path, sizeof(path), "%s%02x/", dir, bits[0]);
+	for (int i = 1; i < len; i++)
+		k += (size_t)snprintf(path + k, sizeof(path) - k, "%02x", bits[i]);
+	snprintf(path + k, sizeof(path) - k, ".debug");
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	const void *id = NULL;
+	ssize_t n = elf ? dwelf_elf_gnu_build_id(elf, &id) : -1;
+	int same = n == len && memcmp(id, bits, (size_t)len) == 0;
+	if (elf)
+		elf_end(elf);
+	if (!same) {
+		close(fd);
+		return -1;
+	}
+	*name = xstrdup(path);
+	return fd;
+}
+
+/*
+ * libdw's search for a module's debug file, its first result given as the
+ * inflated copy. libdw's own search by build-id keeps the Elf it opened to
+ * check the file, so an fd returned after it would go unused: the file it
+ * finds that way is looked up here first. Later calls for the module (a
+ * dwz file of shared DWARF) go to libdw's search as they are.
+ */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata,
+			  const char *modname, Dwarf_Addr base,
+			  const char *file_name, const char *debuglink_file,
+			  GElf_Word debuglink_crc, char **debuginfo_file_name)
+{
+	static char looked;
+
+	if (!*userdata) {
+		*userdata = &looked;
+		int fd = open_by_build_id(mod, debuginfo_file_name);
+		if (fd >= 0)
+			return kp_debug_inflate(fd);
+	}
+	return dwfl_standard_find_debuginfo(mod, userdata, modname, base,
+					    file_name, debuglink_file,
+					    debuglink_crc,
+					    debuginfo_file_name);
+}
+
 static const Dwfl_Callbacks offline_callbacks = {
 	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_debuginfo = find_debuginfo,
 	.section_address = dwfl_offline_section_address,
 	.debuginfo_path = &debuginfo_path,
 };

@@ -426,6 +426,8 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 			ev->stack = stack;
 			unsigned m = nv < head_nv ? nv : head_nv;
 			__builtin_memcpy(&ev->a, v, m * 8);
+			/* unrolled: nv is a constant, so is every copy's size */
+#pragma GCC unroll 16
 			for (uint64_t k = 1; k < n; k++) {
 				struct kp_ev_cont *c = (struct kp_ev_cont *)
 					&r->slots[(h + k) & r->mask];

@@ -564,16 +564,20 @@ static void ext_to_rec(const struct kp_ring *r, uint64_t t, uint32_t tid,
 		memcpy(w.ext_buf + KP_EV_HEAD_PAYLOAD, ev_cont(r, t, 1)->data,
 		       KP_EV_CONT_PAYLOAD);
 	} else {
+		/* whole slots, fixed-size copies: ext_buf has room for the
+		 * last one's bytes past len, which are never read */
 		size_t got = KP_EV_HEAD_PAYLOAD;
 		memcpy(w.ext_buf, &ev->a, KP_EV_HEAD_PAYLOAD);
 		for (uint32_t k = 1; got < len; k++) {
-			size_t take = len - got < KP_EV_CONT_PAYLOAD ?
-				len - got : KP_EV_CONT_PAYLOAD;
-			memcpy(w.ext_buf + got, ev_cont(r, t, k)->data, take);
-			got += take;
+			memcpy(w.ext_buf + got, ev_cont(r, t, k)->data,
+			       KP_EV_CONT_PAYLOAD);
+			got += KP_EV_CONT_PAYLOAD;
 		}
 	}
-	memcpy(rec->u.ext.v, w.ext_buf, vbytes);
+	/* v[] whole (fixed size): the values past nv are never read */
+	_Static_assert(sizeof(rec->u.ext.v) <= sizeof(w.ext_buf),
+		       "a whole v[] from ext_buf");
+	memcpy(rec->u.ext.v, w.ext_buf, sizeof(rec->u.ext.v));
 	if (l.has_str) {
 		rec->u.ext.str = (const char *)w.ext_buf + vbytes;
 		rec->u.ext.str_len = (uint32_t)(len - vbytes);

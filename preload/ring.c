@@ -275,9 +275,7 @@ void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
 {
 	int saved = errno;
 	uint64_t v[4] = { a, b, c, d };
-	uint32_t len = type == KP_REC_FREE ? 8 :
-		       type == KP_REC_ALLOC ? (c ? 24 : 16) : 32;
-	kp_ring_push(tsc, type, kind, stack, v, len);
+	kp_ring_push(tsc, type, kind, stack, v, kp_mem_len(type, c));
 	errno = saved;
 }
 

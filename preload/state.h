@@ -392,6 +392,14 @@ static KP_ALWAYS_INLINE int kp_ring_try_push_head(struct kp_ring *r,
 	return 1;
 }
 
+/* Payload bytes of a memory event: FREE ptr; ALLOC ptr, size[, align c];
+ * REALLOC old, new, size, dur. */
+static inline uint32_t kp_mem_len(uint8_t type, uint64_t c)
+{
+	return type == KP_REC_FREE ? 8 :
+	       type == KP_REC_ALLOC ? (c ? 24 : 16) : 32;
+}
+
 void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
 			   uint64_t tsc, uint64_t a, uint64_t b, uint64_t c,
 			   uint64_t d);
@@ -458,9 +466,7 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 	struct kp_ring *r = t->ring;
 	if (!tsc)
 		tsc = kp_ticks();
-	/* FREE: ptr; ALLOC: ptr, size[, align]; REALLOC: old, new, size, dur */
-	uint32_t len = type == KP_REC_FREE ? 8 :
-		       type == KP_REC_ALLOC ? (c ? 24 : 16) : 32;
+	uint32_t len = kp_mem_len(type, c);
 	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_q_npending) &&
 	    KP_LIKELY(kp_ring_try_push_head(r, tsc, type, kind, stack, len, a,
 					    b, c, d, 0)))

@@ -195,17 +195,10 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
 		kp_query_close_id(source, tsc0, text_id, v);
 		return;
 	}
-	uint64_t now = kp_ticks();
-	v[KP_Q_DUR] = (int64_t)(now - tsc0);
-	if (v[KP_Q_CTX] && kp_q_npending &&
-	    kp_query_drop_pending((uint64_t)v[KP_Q_CTX]))
-		v[KP_Q_CTX] = 0; /* no QUERY_BEGIN was written (record.h) */
-	/* the trace may have ended while the query ran (another thread's
-	 * exit): nothing may be pushed then */
-	if (!kp_recording())
-		return;
-	uint32_t stack = kp.cfg.stack_depth > 0 ? kp_stack_capture() : 0;
-	close_text(now, source, stack, text, len, fp, v);
+	uint64_t now;
+	uint32_t stack;
+	if (kp_query_end(tsc0, v, &now, &stack))
+		close_text(now, source, stack, text, len, fp, v);
 }
 
 /* ---- the public API --------------------------------------------------------- */

@@ -624,15 +624,18 @@ static KP_ALWAYS_INLINE uint64_t kp_query_open(uint64_t tsc)
  */
 void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
 		    const char *text, size_t len, int fp, int64_t *v);
-/* kp_query_close of a query whose text is text_id (or none: 0), inline
- * for the SQLite hook's every run. */
-static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
-					       uint32_t text_id, int64_t *v)
+/*
+ * What ending a query does before its QUERY is pushed, on every path:
+ * its duration into v (from tsc0), its deferred QUERY_BEGIN dropped if
+ * still there (then its QUERY has ctx 0, record.h, which packs into one
+ * byte), its stack. @return 0 when nothing may be pushed: the trace ended
+ * while the query ran (another thread's exit).
+ */
+static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
+					 uint64_t *now, uint32_t *stack)
 {
-	uint64_t now = kp_ticks();
-	v[KP_Q_DUR] = (int64_t)(now - tsc0);
-	/* its QUERY_BEGIN, if still deferred, is never written: then its
-	 * QUERY has ctx 0 (record.h), which packs into one byte */
+	*now = kp_ticks();
+	v[KP_Q_DUR] = (int64_t)(*now - tsc0);
 	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
 	unsigned n = kp_q_npending;
 	if (KP_LIKELY(n == 1) && kp_q_pending[0].ctx == ctx) {
@@ -641,11 +644,21 @@ static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
 	} else if (ctx && n && kp_query_drop_pending(ctx)) {
 		v[KP_Q_CTX] = 0;
 	}
-	/* the trace may have ended while the query ran (another thread's
-	 * exit): nothing may be pushed then */
 	if (!kp_recording())
+		return 0;
+	*stack = kp.cfg.stack_depth > 0 ? kp_stack_capture() : 0;
+	return 1;
+}
+
+/* kp_query_close of a query whose text is text_id (or none: 0), inline
+ * for the SQLite hook's every run. */
+static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
+					       uint32_t text_id, int64_t *v)
+{
+	uint64_t now;
+	uint32_t stack;
+	if (!kp_query_end(tsc0, v, &now, &stack))
 		return;
-	uint32_t stack = kp.cfg.stack_depth > 0 ? kp_stack_capture() : 0;
 	v[KP_Q_TEXT_ID] = text_id;
 	kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);
 }

@@ -22,7 +22,7 @@
  * thread's at exit, one reopened by path), nothing is overwritten.
  *
  * The writer thread keeps a private fd table (unshare(CLONE_FILES)) holding
- * the trace fd alone. While two threads share a table, Linux makes every
+ * the trace fd, and stderr unless that is a pipe or a socket. While two threads share a table, Linux makes every
  * read/write/fsync of the app take and drop a reference on the file, and
  * lock the file position of a regular file (fdget's fast path is for a
  * table with one user): a second thread alone costs a single-threaded
@@ -199,12 +199,18 @@ static int open_trace(void)
 	return -1;
 }
 
+/* Does fd (in the calling thread's table) name the trace file? */
+static int is_trace(long fd)
+{
+	struct stat st;
+	return fd >= 0 && syscall(SYS_fstat, fd, &st) == 0 &&
+	       st.st_dev == w.dev && st.st_ino == w.ino;
+}
+
 /* Is w.fd still our file? If not, reopen it by path. */
 static int check_fd(void)
 {
-	struct stat st;
-	if (w.fd >= 0 && syscall(SYS_fstat, w.fd, &st) == 0 &&
-	    st.st_dev == w.dev && st.st_ino == w.ino)
+	if (is_trace(w.fd))
 		return 0;
 	/* Our fd was closed, or now names one of the app's files: leave that
 	 * fd alone and open the trace again. */
@@ -212,8 +218,7 @@ static int check_fd(void)
 			   0);
 	if (fd < 0)
 		return -1;
-	if (syscall(SYS_fstat, fd, &st) != 0 || st.st_dev != w.dev ||
-	    st.st_ino != w.ino) {
+	if (!is_trace(fd)) {
 		syscall(SYS_close, fd);
 		return -1;
 	}
@@ -553,26 +558,13 @@ static void ext_to_rec(const struct kp_ring *r, uint64_t t, uint32_t tid,
 	rec->u.ext.str_len = 0;
 	if (len > vbytes + KP_MAX_STR_LEN || len < vbytes)
 		len = vbytes; /* cannot happen: the producer wrote len */
-	if (KP_LIKELY(len > KP_EV_HEAD_PAYLOAD &&
-		      len <= KP_EV_HEAD_PAYLOAD + KP_EV_CONT_PAYLOAD)) {
-		/* the head and one continuation slot (I/O calls and most
-		 * others): fixed sizes, no call */
-		_Static_assert(KP_EV_HEAD_PAYLOAD + KP_EV_CONT_PAYLOAD <=
-				       sizeof(w.ext_buf),
-			       "two slots' payload fits ext_buf");
-		memcpy(w.ext_buf, &ev->a, KP_EV_HEAD_PAYLOAD);
-		memcpy(w.ext_buf + KP_EV_HEAD_PAYLOAD, ev_cont(r, t, 1)->data,
+	/* whole slots, fixed-size copies (no call): ext_buf has room for
+	 * the last one's bytes past len, which are never read */
+	memcpy(w.ext_buf, &ev->a, KP_EV_HEAD_PAYLOAD);
+	for (size_t got = KP_EV_HEAD_PAYLOAD, k = 1; got < len; k++) {
+		memcpy(w.ext_buf + got, ev_cont(r, t, k)->data,
 		       KP_EV_CONT_PAYLOAD);
-	} else {
-		/* whole slots, fixed-size copies: ext_buf has room for the
-		 * last one's bytes past len, which are never read */
-		size_t got = KP_EV_HEAD_PAYLOAD;
-		memcpy(w.ext_buf, &ev->a, KP_EV_HEAD_PAYLOAD);
-		for (uint32_t k = 1; got < len; k++) {
-			memcpy(w.ext_buf + got, ev_cont(r, t, k)->data,
-			       KP_EV_CONT_PAYLOAD);
-			got += KP_EV_CONT_PAYLOAD;
-		}
+		got += KP_EV_CONT_PAYLOAD;
 	}
 	/* v[] whole (fixed size): the values past nv are never read */
 	_Static_assert(sizeof(rec->u.ext.v) <= sizeof(w.ext_buf),
@@ -979,9 +971,7 @@ void kp_writer_after_fork_child(void)
 	atomic_store(&w.call_done, atomic_load(&w.call_seq));
 	/* w.fd may be the number of the writer's table, not this one's:
 	 * close it only if here too it is the parent's trace */
-	struct stat st;
-	if (w.fd >= 0 && syscall(SYS_fstat, w.fd, &st) == 0 &&
-	    st.st_dev == w.dev && st.st_ino == w.ino)
+	if (is_trace(w.fd))
 		syscall(SYS_close, w.fd);
 	w.fd = -1;
 	w.kw = NULL;

@@ -59,6 +59,13 @@ static void *map(size_t len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+void *kp_map_noreserve(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 /* Split a fresh chunk into blocks of class c (lock held). */
 static int refill(unsigned c)
 {

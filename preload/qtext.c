@@ -55,22 +55,15 @@ void kp_qtext_unlock(void)
 	kp_spin_unlock(&lock);
 }
 
-static void *map_noreserve(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
-
 /* The maps, once (lock held). @return the slots or NULL. */
 static struct qt_slot *qt_map(void)
 {
 	struct qt_slot *t = atomic_load_explicit(&slots, memory_order_relaxed);
 	if (t)
 		return t;
-	ents = map_noreserve((QT_MAX + 1) * sizeof(*ents));
-	store = map_noreserve(QT_STORE);
-	t = map_noreserve(((size_t)1 << QT_BITS) * sizeof(*t));
+	ents = kp_map_noreserve((QT_MAX + 1) * sizeof(*ents));
+	store = kp_map_noreserve(QT_STORE);
+	t = kp_map_noreserve(((size_t)1 << QT_BITS) * sizeof(*t));
 	if (!ents || !store || !t) {
 		/* leave nothing half made: the next insert tries again */
 		if (ents)

@@ -51,16 +51,9 @@ static _Atomic uint32_t count;   /* ids 1..count are published */
 static _Atomic int lock;
 static _Atomic uint64_t dropped; /* stacks not interned (table full) */
 
-static void *map_noreserve(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
-
 static struct tab *tab_new(unsigned bits)
 {
-	struct tab *t = map_noreserve(sizeof(struct tab) +
+	struct tab *t = kp_map_noreserve(sizeof(struct tab) +
 				      ((size_t)1 << bits) * sizeof(struct slot));
 	if (t)
 		t->mask = ((uint64_t)1 << bits) - 1;
@@ -70,8 +63,8 @@ static struct tab *tab_new(unsigned bits)
 int kp_stacktab_init(void)
 {
 	struct tab *t = tab_new(TAB_MIN_BITS);
-	offsets = map_noreserve((MAX_STACKS + 1) * sizeof(*offsets));
-	store = map_noreserve(STORE_WORDS * sizeof(*store));
+	offsets = kp_map_noreserve((MAX_STACKS + 1) * sizeof(*offsets));
+	store = kp_map_noreserve(STORE_WORDS * sizeof(*store));
 	if (!t || !offsets || !store)
 		return -1;
 	atomic_store(&table, t);

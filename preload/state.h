@@ -300,6 +300,9 @@ void *kp_arena_alloc(size_t n);
 void kp_arena_free(void *p);
 void kp_arena_lock(void);
 void kp_arena_unlock(void);
+/* Anonymous memory of len bytes reserved, not committed (the stack and
+ * query-text tables: large, mostly untouched), or NULL. */
+void *kp_map_noreserve(size_t len);
 
 /* ---- rings (ring.c) ------------------------------------------------------ */
 

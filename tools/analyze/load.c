@@ -497,41 +497,53 @@ static KP_ALWAYS_INLINE void handle_event(struct kp_load *L,
 		ev_flush(L);
 }
 
+/*
+ * The analyzer's events of memory record m of thread tid: e[0], and for a
+ * REALLOC e[1] (its free at ts, its allocation at ts + dur: two events in
+ * time order). @return how many (1 or 2).
+ */
+static KP_ALWAYS_INLINE unsigned mem_events(struct kp_event *e,
+					    const struct kp_mem_rec *m,
+					    uint32_t tid)
+{
+	if (KP_LIKELY(m->type != KP_REC_REALLOC)) {
+		int alloc = m->type == KP_REC_ALLOC;
+		e[0] = (struct kp_event){ .ts = m->ts,
+					  .ptr = m->a,
+					  .size = alloc ? m->b : 0,
+					  .stack = alloc ? m->stack : 0,
+					  .tid = tid,
+					  .type = m->type,
+					  .kind = alloc ? m->kind : 0 };
+		return 1;
+	}
+	e[0] = (struct kp_event){ .ts = m->ts,
+				  .ptr = m->a,
+				  .tid = tid,
+				  .type = KP_EV_REALLOC_FREE };
+	e[1] = (struct kp_event){ .ts = kp_sat_add(m->ts, m->d),
+				  .ptr = m->b,
+				  .size = m->c,
+				  .stack = m->stack,
+				  .tid = tid,
+				  .type = KP_EV_REALLOC_ALLOC,
+				  .kind = KP_ALLOC_REALLOC };
+	return 2;
+}
+
 /* One record of the bulk path: what handle_record() and handle_event() do
  * with it. */
 static KP_ALWAYS_INLINE void handle_mem_one(struct kp_load *L,
 					    const struct kp_mem_rec *m)
 {
 	struct kp_trace *t = L->t;
+	struct kp_event two[2];
+	unsigned n = mem_events(two, m, m->tid);
 
-	if (m->ts > t->last_ts)
-		t->last_ts = m->ts;
-	struct kp_event *e = ev_push(L, m->ts, m->tid);
-	if (KP_LIKELY(m->type != KP_REC_REALLOC)) {
-		int alloc = m->type == KP_REC_ALLOC;
-		*e = (struct kp_event){ .ts = m->ts,
-					.ptr = m->a,
-					.size = alloc ? m->b : 0,
-					.stack = alloc ? m->stack : 0,
-					.tid = m->tid,
-					.type = m->type,
-					.kind = alloc ? m->kind : 0 };
-	} else {
-		uint64_t done = kp_sat_add(m->ts, m->d);
-		*e = (struct kp_event){ .ts = m->ts,
-					.ptr = m->a,
-					.tid = m->tid,
-					.type = KP_EV_REALLOC_FREE };
-		e = ev_push(L, done, m->tid);
-		*e = (struct kp_event){ .ts = done,
-					.ptr = m->b,
-					.size = m->c,
-					.stack = m->stack,
-					.tid = m->tid,
-					.type = KP_EV_REALLOC_ALLOC,
-					.kind = KP_ALLOC_REALLOC };
-		if (done > t->last_ts)
-			t->last_ts = done;
+	for (unsigned i = 0; i < n; i++) {
+		if (two[i].ts > t->last_ts)
+			t->last_ts = two[i].ts;
+		*ev_push(L, two[i].ts, m->tid) = two[i];
 	}
 	note_tid(L, m->tid);
 	if (KP_UNLIKELY(L->nev >= KP_MAX_FRAME_EVENTS))
@@ -571,42 +583,16 @@ static void handle_mem(struct kp_load *L, const struct kp_mem_rec *m,
 	size_t k = L->nev;
 	uint64_t run_ts = L->run_ts, last = t->last_ts;
 	for (size_t i = 0; i < n; i++, m++) {
-		uint64_t ts = m->ts;
-		if (KP_UNLIKELY(ts < run_ts))
-			add_run(L, k); /* time went backwards */
-		run_ts = ts;
-		if (ts > last)
-			last = ts;
-		struct kp_event *e = &ev[k++];
-		if (KP_LIKELY(m->type != KP_REC_REALLOC)) {
-			int alloc = m->type == KP_REC_ALLOC;
-			*e = (struct kp_event){ .ts = ts,
-						.ptr = m->a,
-						.size = alloc ? m->b : 0,
-						.stack = alloc ? m->stack : 0,
-						.tid = tid,
-						.type = m->type,
-						.kind = alloc ? m->kind : 0 };
-			continue;
+		unsigned c = mem_events(&ev[k], m, tid);
+		for (unsigned j = 0; j < c; j++) {
+			uint64_t ts = ev[k + j].ts;
+			if (KP_UNLIKELY(ts < run_ts))
+				add_run(L, k + j); /* time went backwards */
+			run_ts = ts;
+			if (ts > last)
+				last = ts;
 		}
-		/* the free at ts, the allocation at ts + dur */
-		uint64_t done = kp_sat_add(ts, m->d);
-		*e = (struct kp_event){ .ts = ts,
-					.ptr = m->a,
-					.tid = tid,
-					.type = KP_EV_REALLOC_FREE };
-		if (done < run_ts)
-			add_run(L, k);
-		run_ts = done;
-		if (done > last)
-			last = done;
-		ev[k++] = (struct kp_event){ .ts = done,
-					     .ptr = m->b,
-					     .size = m->c,
-					     .stack = m->stack,
-					     .tid = tid,
-					     .type = KP_EV_REALLOC_ALLOC,
-					     .kind = KP_ALLOC_REALLOC };
+		k += c;
 	}
 	L->nev = k;
 	L->run_ts = run_ts;

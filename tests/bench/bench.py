@@ -6,7 +6,7 @@ Every configuration of a workload runs in turn, round after round
 table shows medians and the ratio of each median to the no-profiler median.
 No number here is an assertion: this is measurement, not a test.
 
-    bench.py [--rounds N] [--quick] [--io] [--only-queries] [--cpu-only]
+    bench.py [--rounds N] [--quick] [--io] [--only-alloc] [--only-queries] [--cpu-only]
 """
 import json
 import os
@@ -213,6 +213,7 @@ def main():
     if "--cpu-only" in sys.argv:
         bench_cpu(rounds, quick)
         return
+    only_alloc = "--only-alloc" in sys.argv
     heaptrack = shutil.which("heaptrack")
     kp = {"LD_PRELOAD": LIB}
     nostack = {"LD_PRELOAD": LIB, "KOTOBA_PROFILE_STACK_DEPTH": "0"}
@@ -234,6 +235,8 @@ def main():
     print()
     trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
     trace_facts("stacks off", last["kprof, stacks off"], med["none"], med["kprof, stacks off"])
+    if only_alloc:
+        return
 
     # 2. a real program: sqlite3 inserting rows
     sqlite = shutil.which("sqlite3")

@@ -7,6 +7,7 @@
  */
 #include "fingerprint.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #define FNV_PRIME 0x100000001b3ULL
@@ -53,9 +54,11 @@ struct fpw {
 	size_t kw_end;      /* output end of the last word */
 	size_t vals_end;    /* output end of the last values(?+), or SIZE_MAX */
 	int comma_after_vals;
-	struct paren st[MAX_PARENS];
 	int depth;          /* may exceed MAX_PARENS: deeper levels untracked */
 	struct kp_fp *res;
+	/* last: not cleared at the start (3 KB); an entry is written by
+	 * the "(" that opens its level before anything reads it */
+	struct paren st[MAX_PARENS];
 };
 
 static void put(struct fpw *w, const char *s, size_t n)
@@ -71,40 +74,81 @@ static void put(struct fpw *w, const char *s, size_t n)
 	w->len += n;
 }
 
-static int is_ident_start(unsigned char c)
+/* Character classes, one table load a test (the tokenizer asks for
+ * every byte of every query). */
+enum { C_SPACE = 1, C_DIGIT = 2, C_IDSTART = 4, C_IDENT = 8 };
+
+#define R4(v) v, v, v, v
+#define R16(v) R4(v), R4(v), R4(v), R4(v)
+#define ID (C_IDSTART | C_IDENT)
+static const unsigned char cls[256] = {
+	['\t'] = C_SPACE, ['\n'] = C_SPACE, ['\v'] = C_SPACE,
+	['\f'] = C_SPACE, ['\r'] = C_SPACE, [' '] = C_SPACE,
+	['$'] = C_IDENT,
+	['0'] = C_DIGIT | C_IDENT, ['1'] = C_DIGIT | C_IDENT,
+	['2'] = C_DIGIT | C_IDENT, ['3'] = C_DIGIT | C_IDENT,
+	['4'] = C_DIGIT | C_IDENT, ['5'] = C_DIGIT | C_IDENT,
+	['6'] = C_DIGIT | C_IDENT, ['7'] = C_DIGIT | C_IDENT,
+	['8'] = C_DIGIT | C_IDENT, ['9'] = C_DIGIT | C_IDENT,
+	['A'] = ID, ['B'] = ID, ['C'] = ID, ['D'] = ID, ['E'] = ID,
+	['F'] = ID, ['G'] = ID, ['H'] = ID, ['I'] = ID, ['J'] = ID,
+	['K'] = ID, ['L'] = ID, ['M'] = ID, ['N'] = ID, ['O'] = ID,
+	['P'] = ID, ['Q'] = ID, ['R'] = ID, ['S'] = ID, ['T'] = ID,
+	['U'] = ID, ['V'] = ID, ['W'] = ID, ['X'] = ID, ['Y'] = ID,
+	['Z'] = ID, ['_'] = ID,
+	['a'] = ID, ['b'] = ID, ['c'] = ID, ['d'] = ID, ['e'] = ID,
+	['f'] = ID, ['g'] = ID, ['h'] = ID, ['i'] = ID, ['j'] = ID,
+	['k'] = ID, ['l'] = ID, ['m'] = ID, ['n'] = ID, ['o'] = ID,
+	['p'] = ID, ['q'] = ID, ['r'] = ID, ['s'] = ID, ['t'] = ID,
+	['u'] = ID, ['v'] = ID, ['w'] = ID, ['x'] = ID, ['y'] = ID,
+	['z'] = ID,
+	/* bytes >= 0x80 (UTF-8) are identifier characters */
+	[0x80] = R16(ID), R16(ID), R16(ID), R16(ID), R16(ID), R16(ID),
+	R16(ID), R16(ID),
+};
+#undef ID
+#undef R16
+#undef R4
+
+static inline int is_ident_start(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-	       c >= 0x80;
+	return cls[c] & C_IDSTART;
 }
 
-static int is_ident(unsigned char c)
+static inline int is_ident(unsigned char c)
 {
-	return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+	return cls[c] & C_IDENT;
 }
 
-static int is_digit(unsigned char c)
+static inline int is_digit(unsigned char c)
 {
-	return c >= '0' && c <= '9';
+	return cls[c] & C_DIGIT;
 }
 
-static int is_space(unsigned char c)
+static inline int is_space(unsigned char c)
 {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
-	       c == '\v';
+	return cls[c] & C_SPACE;
 }
 
-/* Words after which a value (and so a signed number) may follow. */
+/* Words after which a value (and so a signed number) may follow, by
+ * length (w is lower case). */
 static int is_value_keyword(const char *w, size_t n)
 {
-	static const char *const kw[] = {
-		"select", "where", "and", "or", "not", "in", "values", "value",
-		"set", "by", "then", "else", "when", "return", "returning",
-		"limit", "offset", "between", "like", "is", "case", "on",
-		"having", "distinct", "all", "any", "some", "exists", "if",
-		"escape", "glob", "regexp", "match", "interval", "default",
+	static const char *const by_len[10] = {
+		[2] = "in\0or\0by\0is\0on\0if\0",
+		[3] = "and\0not\0set\0all\0any\0",
+		[4] = "then\0else\0when\0like\0case\0some\0glob\0",
+		[5] = "where\0value\0limit\0match\0",
+		[6] = "select\0values\0return\0offset\0having\0exists\0"
+		      "escape\0regexp\0",
+		[7] = "between\0default\0",
+		[8] = "distinct\0interval\0",
+		[9] = "returning\0",
 	};
-	for (size_t i = 0; i < sizeof(kw) / sizeof(kw[0]); i++)
-		if (strlen(kw[i]) == n && memcmp(kw[i], w, n) == 0)
+	if (n >= sizeof(by_len) / sizeof(by_len[0]) || !by_len[n])
+		return 0;
+	for (const char *k = by_len[n]; *k; k += n + 1)
+		if (k[0] == w[0] && memcmp(k, w, n) == 0)
 			return 1;
 	return 0;
 }
@@ -139,14 +183,15 @@ static void after_token(struct fpw *w, enum tok t, int kw)
 	}
 }
 
-static int ends_with(const struct fpw *w, const char *s)
+/* Whether the output ends with the n bytes of s at a word boundary. */
+static int ends_with(const struct fpw *w, const char *s, size_t n)
 {
-	size_t n = strlen(s);
 	if (w->len < n || memcmp(w->out + w->len - n, s, n) != 0)
 		return 0;
-	/* at a word boundary */
 	return w->len == n || !is_ident((unsigned char)w->out[w->len - n - 1]);
 }
+
+#define ENDS_WITH(w, lit) ends_with(w, lit, sizeof(lit) - 1)
 
 static void emit_val(struct fpw *w, int ws)
 {
@@ -156,28 +201,36 @@ static void emit_val(struct fpw *w, int ws)
 	if (w->depth > 0 && w->depth <= MAX_PARENS)
 		w->st[w->depth - 1].nvals++;
 	after_token(w, T_VAL, 0);
-	if (ends_with(w, "limit ?, ?"))
+	if (ENDS_WITH(w, "limit ?, ?"))
 		w->len -= 3;
-	else if (ends_with(w, "limit ? offset ?"))
+	else if (ENDS_WITH(w, "limit ? offset ?"))
 		w->len -= 9;
 }
 
 static void emit_word(struct fpw *w, const char *s, size_t n, int ws)
 {
-	char low[64];
 	int kw = 0;
 
 	space_before(w, T_WORD, ws);
 	not_a_list(w);
 	size_t start = w->len;
+	if (w->full)
+		return;
+	if (start + n + 1 > w->cap) {
+		/* as put() would: the part that fits, then full */
+		n = w->cap - 1 - start;
+		w->full = 1;
+		w->res->truncated = 1;
+	}
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if (c >= 'A' && c <= 'Z')
 			c = (char)(c - 'A' + 'a');
-		put(w, &c, 1);
+		w->out[start + i] = c;
 	}
-	if (!w->full && n < sizeof(low)) {
-		memcpy(low, w->out + start, n);
+	w->len = start + n;
+	if (!w->full) {
+		const char *low = w->out + start; /* the word, lower case */
 		if (n == 2 && memcmp(low, "in", 2) == 0)
 			kw = 1;
 		else if ((n == 6 && memcmp(low, "values", 6) == 0) ||
@@ -334,7 +387,7 @@ const char *kp_fingerprint(const char *sql, size_t n, char *out, size_t cap,
 {
 	struct fpw w;
 
-	memset(&w, 0, sizeof(w));
+	memset(&w, 0, offsetof(struct fpw, st));
 	memset(res, 0, sizeof(*res));
 	res->value_hash = KP_FP_NO_VALUES;
 	w.out = out;

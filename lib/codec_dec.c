@@ -123,16 +123,24 @@ static int dec_ext(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 
 /* ---- EVENTS blocks ------------------------------------------------------ */
 
-/* An unsigned LEB128 of at most 10 bytes that fits 64 bits, else NULL. */
-static KP_ALWAYS_INLINE const uint8_t *get_varint(const uint8_t *p,
-						  const uint8_t *end,
-						  uint64_t *v)
+/*
+ * The most bytes one event of a block takes: the tag, a dts and five
+ * values of at most 10 bytes each. With that much left, an event decodes
+ * without a bounds check (blk_event's "room" case).
+ */
+#define BLK_EVENT_MAX (1 + 6 * 10)
+
+/* An unsigned LEB128 of at most 10 bytes that fits 64 bits, else NULL.
+ * room: the caller knows 10 bytes are readable at p. */
+static KP_ALWAYS_INLINE const uint8_t *get_varint_at(const uint8_t *p,
+						     const uint8_t *end,
+						     uint64_t *v, int room)
 {
-	if (KP_LIKELY(p < end && *p < 0x80)) {
+	if (KP_LIKELY((room || p < end) && *p < 0x80)) {
 		*v = *p;
 		return p + 1;
 	}
-	if (KP_LIKELY(end - p >= 10)) {
+	if (KP_LIKELY(room || end - p >= 10)) {
 		/* All ten bytes readable: no bounds checks, and a branch
 		 * per length that predicts on its own. */
 		uint64_t x = p[0] & 0x7f, b;
@@ -173,6 +181,8 @@ static KP_ALWAYS_INLINE const uint8_t *get_varint(const uint8_t *p,
 	return NULL;
 }
 
+#define get_varint(p, end, v) get_varint_at(p, end, v, room)
+
 static KP_ALWAYS_INLINE int64_t unzigzag(uint64_t v)
 {
 	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
@@ -181,7 +191,7 @@ static KP_ALWAYS_INLINE int64_t unzigzag(uint64_t v)
 /* A pointer delta (record.h): ×16 when the tag says so. */
 static KP_ALWAYS_INLINE const uint8_t *blk_dptr(const uint8_t *p,
 					       const uint8_t *end,
-					       int p16, uint64_t *d)
+					       int p16, uint64_t *d, int room)
 {
 	uint64_t v;
 	p = get_varint(p, end, &v);
@@ -200,13 +210,15 @@ static KP_ALWAYS_INLINE const uint8_t *blk_dptr(const uint8_t *p,
  * Decode the event at p (p < end) of an open block into *m (all but tid),
  * with the block's delta state in *last_ts and *last_ptr, which change
  * only if the event decodes. Inline into both users, so the bulk loop
- * keeps the state in registers. @return the end of the event, or NULL.
+ * keeps the state in registers; room (a constant) says that
+ * BLK_EVENT_MAX bytes are readable at p. @return the end of the event, or
+ * NULL.
  */
 static KP_ALWAYS_INLINE const uint8_t *blk_event(const uint8_t *p,
 						 const uint8_t *end,
 						 uint64_t *last_ts,
 						 uint64_t *last_ptr,
-						 struct kp_mem_rec *m)
+						 struct kp_mem_rec *m, int room)
 {
 	uint8_t tag = *p++;
 	unsigned type = tag & 3;
@@ -219,7 +231,7 @@ static KP_ALWAYS_INLINE const uint8_t *blk_event(const uint8_t *p,
 	}
 	m->kind = 0;
 	m->ts = *last_ts + dts;
-	NEXT(blk_dptr(p, end, p16, &a));
+	NEXT(blk_dptr(p, end, p16, &a, room));
 	switch (type) {
 	case KP_BLK_ALLOC:
 	case KP_BLK_ALLOC_X:
@@ -245,7 +257,7 @@ static KP_ALWAYS_INLINE const uint8_t *blk_event(const uint8_t *p,
 		m->a = ptr = *last_ptr + a;
 		break;
 	default: /* KP_BLK_REALLOC */
-		NEXT(blk_dptr(p, end, p16, &b));
+		NEXT(blk_dptr(p, end, p16, &b, room));
 		NEXT(get_varint(p, end, &size));
 		NEXT(get_varint(p, end, &stack));
 		if (stack > UINT32_MAX)
@@ -263,13 +275,14 @@ static KP_ALWAYS_INLINE const uint8_t *blk_event(const uint8_t *p,
 	return p;
 }
 #undef NEXT
+#undef get_varint
 
 /* Decode the next event of the open block into *r. @return 1 or <0. */
 static int dec_block_event(struct kp_dec *d, struct kp_rec *r)
 {
 	struct kp_mem_rec m = { 0 };
 	const uint8_t *p = blk_event(d->blk, d->blk_end, &d->last_ts,
-				     &d->last_ptr, &m);
+				     &d->last_ptr, &m, 0);
 
 	if (!p)
 		return KP_ECORRUPT;
@@ -307,13 +320,22 @@ size_t kp_dec_mem(struct kp_dec *d, struct kp_mem_rec *out, size_t max)
 	uint32_t tid = d->cur_tid;
 	size_t n = 0;
 
-	while (n < max && p < end) {
-		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n]);
+	/* the bulk of a block: no bounds checks while an event surely fits */
+	while (n < max && end - p >= BLK_EVENT_MAX) {
+		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n], 1);
 		if (!q)
-			break; /* kp_dec_next() reports it */
+			goto out; /* kp_dec_next() reports it */
 		out[n++].tid = tid;
 		p = q;
 	}
+	while (n < max && p < end) {
+		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n], 0);
+		if (!q)
+			break;
+		out[n++].tid = tid;
+		p = q;
+	}
+out:
 	d->blk = p;
 	d->last_ts = ts;
 	d->last_ptr = ptr;

@@ -10,6 +10,7 @@ No number here is an assertion: this is measurement, not a test.
 """
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -78,15 +79,17 @@ def clean(d):
 
 
 def bench(name, configs, rounds, setup=None):
-    """configs: list of (label, cmd, env). Returns {label: [seconds]}"""
-    times = {label: [] for label, _, _ in configs}
+    """configs: list of (label, cmd, env[, max_rounds]). Returns
+    {label: [seconds]}, {label: [trace files of its last run]}"""
+    configs = [c if len(c) == 4 else c + (rounds,) for c in configs]
+    times = {c[0]: [] for c in configs}
     failed = {}
     work = tempfile.mkdtemp(prefix="kprof-bench-")
     last = {}
     try:
-        for _ in range(rounds):
-            for label, cmd, env in configs:
-                if label in failed:
+        for rnd in range(rounds):
+            for label, cmd, env, max_rounds in configs:
+                if label in failed or rnd >= max_rounds:
                     continue
                 clean(work)
                 if setup:
@@ -115,12 +118,13 @@ def bench(name, configs, rounds, setup=None):
     print("\n## %s (%d rounds, median seconds, ratio to %s)" % (name, rounds, configs[0][0]))
     print("| configuration | median s | ratio |")
     print("|---|---:|---:|")
-    for label, _, _ in configs:
+    for label, _, _, max_rounds in configs:
+        note = " (%d round)" % max_rounds if max_rounds < rounds else ""
         if label in failed:
-            print("| %s | failed (%s) | - |" % (label, failed[label][:80]))
+            print("| %s%s | failed (%s) | - |" % (label, note, failed[label][:80]))
             continue
         m = statistics.median(times[label])
-        print("| %s | %.3f | %.2fx |" % (label, m, m / base))
+        print("| %s%s | %.3f | %.2fx |" % (label, note, m, m / base))
     return times, last
 
 
@@ -289,6 +293,23 @@ def main():
         med = {k: statistics.median(v) for k, v in t.items() if v}
         print()
         trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
+        # heaptrack does not follow the driver into cc1plus, where nearly
+        # all the allocations are: the compiler proper, run as g++ runs
+        # it, is the like-for-like comparison
+        cc1 = cc1plus_command(gxx, src.name)
+        if cc1:
+            configs = [("none", cc1, {}),
+                       ("kprof, stacks off", cc1, nostack),
+                       ("kprof, stacks on", cc1, kp)]
+            if heaptrack:
+                # minutes a run: one round
+                configs.append(("heaptrack", [heaptrack, "-o", "ht"] + cc1, {}, 1))
+            t, last = bench("cc1plus alone (the compiler proper of that g++ run)",
+                            configs, max(3, rounds - 2))
+            med = {k: statistics.median(v) for k, v in t.items() if v}
+            print()
+            trace_facts("stacks on", last["kprof, stacks on"], med["none"],
+                        med["kprof, stacks on"])
         os.unlink(src.name)
 
     io_benches(rounds, quick)
@@ -297,6 +318,20 @@ def main():
 
     # 5. CPU sampling on a CPU-bound program (CPU seconds, not wall)
     bench_cpu(rounds, quick)
+
+
+def cc1plus_command(gxx, src):
+    """The cc1plus command line `gxx -O1 -c src` runs (from -###), its
+    assembly written to out.s in the working directory; None if not found."""
+    p = subprocess.run([gxx, "-###", "-O1", "-c", src, "-o", "out.o"],
+                       capture_output=True, text=True)
+    for line in p.stderr.splitlines():
+        argv = shlex.split(line)
+        if argv and os.path.basename(argv[0]) == "cc1plus":
+            if "-o" in argv:
+                argv[argv.index("-o") + 1] = "out.s"
+            return argv
+    return None
 
 
 def io_calls(files):

@@ -166,6 +166,14 @@ TEST(bounded_output)
 	CHECK(strlen(o) == r.len);
 	kp_fingerprint(NULL, 5, o, sizeof(o), &r);
 	CHECK(r.len == 0 && o[0] == 0);
+	/* a word that reaches the end of the output is cut there, lower
+	 * case, and nothing follows it */
+	kp_fingerprint("SELECT ABCDEFGHIJKLMNOP FROM t", 30, o, 16, &r);
+	CHECK(strcmp(o, "select abcdefgh") == 0);
+	CHECK(r.truncated && r.len == 15);
+	kp_fingerprint("SELECT ABCDEFGH", 15, o, 16, &r);
+	CHECK(strcmp(o, "select abcdefgh") == 0);
+	CHECK(!r.truncated);
 }
 
 int main(int argc, char **argv)

@@ -7,8 +7,13 @@
  * realloc chains in main and in the threads). It counts its own calls and
  * prints them on stdout:
  *   allocs=A frees=F reallocs=R bytes=B leaked_bytes=L leaked_blocks=N
+ *   temporary=T
  * counting like valgrind: realloc(p, n) of a live p returning q is one alloc
- * and one free (and one realloc); realloc(NULL, n) one alloc.
+ * and one free (and one realloc); realloc(NULL, n) one alloc. T counts the
+ * blocks a thread frees or reallocs before it allocates or frees anything
+ * else (kprof-analyze's temporary allocations): each thread keeps the
+ * block it allocated last. Nothing in between allocates behind the app's
+ * back (pthread_create's calloc comes before any app allocation).
  *
  * No stdio: printf would allocate stdout's buffer (a 4096-byte block that is
  * never freed, made by libc, not by us). Output goes through snprintf into a
@@ -30,7 +35,8 @@
 
 #define NTHREADS 3
 
-static long n_alloc, n_free, n_realloc, n_bytes;
+static long n_alloc, n_free, n_realloc, n_bytes, n_temp;
+static __thread void *last_alloc; /* if nothing was freed since */
 static void *thread_leaks[NTHREADS][23];
 static void *main_leaks[7];
 static pthread_barrier_t barrier;
@@ -45,20 +51,32 @@ static void *xmalloc(size_t n)
 	count(&n_alloc, 1);
 	count(&n_bytes, (long)n);
 	memset(p, 0xab, n);
+	last_alloc = p;
 	return p;
+}
+
+/* p is about to be freed (or realloc'ed) */
+static void freeing(void *p)
+{
+	if (p && p == last_alloc)
+		count(&n_temp, 1);
+	last_alloc = NULL;
 }
 
 static void xfree(void *p)
 {
 	count(&n_free, 1);
+	freeing(p);
 	free(p);
 }
 
 static void *xrealloc(void *p, size_t n)
 {
+	freeing(p);
 	void *q = realloc(p, n);
 	if (!q)
 		abort();
+	last_alloc = q;
 	count(&n_alloc, 1);
 	count(&n_bytes, (long)n);
 	if (p) {
@@ -75,6 +93,7 @@ static void *xcalloc(size_t a, size_t b)
 		abort();
 	count(&n_alloc, 1);
 	count(&n_bytes, (long)(a * b));
+	last_alloc = p;
 	return p;
 }
 
@@ -143,9 +162,10 @@ int main(int argc, char **argv)
 	char buf[256];
 	int n = snprintf(buf, sizeof(buf),
 			 "allocs=%ld frees=%ld reallocs=%ld bytes=%ld "
-			 "leaked_bytes=%d leaked_blocks=%d\n",
+			 "leaked_bytes=%d leaked_blocks=%d temporary=%ld\n",
 			 n_alloc, n_free, n_realloc, n_bytes,
-			 NTHREADS * 23 * 1000 + 7 * 333, NTHREADS * 23 + 7);
+			 NTHREADS * 23 * 1000 + 7 * 333, NTHREADS * 23 + 7,
+			 n_temp);
 	if (write(1, buf, (size_t)n) != n)
 		return 3;
 	return 0;

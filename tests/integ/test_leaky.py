@@ -124,4 +124,25 @@ with t.section("leaky"):
         t.ok(all(a["bytes"] >= b["bytes"] for a, b in zip(tb, tb[1:])),
              "top_by_bytes sorted by bytes")
 
+        # temporary allocations: main's 10000 malloc/free pairs, and in each
+        # churn() (3 threads and main) 19 reallocs of the block just made,
+        # its free and 10 calloc/free pairs; leaky counts them itself
+        t.eq(want["temporary"], 10000 + 4 * 30, "leaky counts 10120 temporary")
+        t.eq(m["temporary_allocs"], want["temporary"],
+             "temporary_allocs = the app's count")
+        t.eq(pm["temporary_allocs"], m["temporary_allocs"],
+             "per-process temporary_allocs = the total")
+        tt = m["top_by_temporary"]
+        t.eq((tt[0]["temporary"], tt[0]["calls"]), (10000, 10000),
+             "top_by_temporary[0]: main's loop, 10000 of 10000", tt[:1])
+        t.ok(stack_has(tt[0]["stack"], "main") and
+             not stack_has(tt[0]["stack"], "churn"),
+             "its stack is main's, not churn's", funcs(tt[0]["stack"]))
+        t.ok(all(a["temporary"] >= b["temporary"] for a, b in zip(tt, tt[1:])),
+             "top_by_temporary sorted by temporary")
+        t.eq(sum(s["temporary"] for s in tt), m["temporary_allocs"],
+             "its sites add up to temporary_allocs (fewer sites than --top)")
+        t.ok(all(s["temporary"] <= s["frees"] for s in tt),
+             "a site's temporary allocations are among its frees")
+
 t.done()

@@ -365,6 +365,55 @@ TEST(realloc_chain)
 }
 
 /*
+ * Temporary allocations, per thread: a block freed (or realloc'ed) by its
+ * thread before that thread allocates or frees anything else. Thread 2's
+ * allocation between thread 1's malloc and free does not count; free(NULL)
+ * is no call and breaks nothing.
+ */
+TEST(temporary_per_thread)
+{
+	struct tb b;
+	tb_begin(&b, 12, 1, "/bin/t");
+	t_stack(&b, 1, pcs_leak, 3);
+	t_stack(&b, 2, pcs_tmp, 2);
+	t_alloc(&b, 1, 10, 0x1000, 8, 1);
+	t_alloc(&b, 2, 11, 0x2000, 8, 2);
+	t_free(&b, 1, 12, 0x1000);		/* temporary (site 1) */
+	t_free(&b, 2, 13, 0x2000);		/* temporary (site 2) */
+	t_alloc(&b, 1, 20, 0x3000, 8, 1);
+	t_alloc(&b, 1, 21, 0x3100, 8, 1);
+	t_free(&b, 1, 22, 0x3000);		/* not: an alloc in between */
+	t_free(&b, 1, 23, 0x3100);		/* not: a free in between */
+	t_alloc(&b, 1, 30, 0x4000, 8, 1);
+	t_realloc(&b, 1, 31, 0x4000, 0x5000, 16, 2, 1); /* temporary (1) */
+	t_free(&b, 1, 32, 0x5000);		/* temporary (site 2) */
+	t_alloc(&b, 1, 40, 0x6000, 8, 1);
+	t_free(&b, 1, 41, 0);			/* free(NULL): no call */
+	t_free(&b, 1, 42, 0x6000);		/* temporary (site 1) */
+	t_alloc(&b, 1, 50, 0x7000, 8, 1);
+	t_realloc(&b, 1, 51, 0x7000, 0x7000, 9, 1, 1); /* temporary, in place */
+	t_end(&b, 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->temporary, 6);
+	CHECK_EQ_U(kp_mem_proc_totals(an, an->procs[0])->temporary, 6);
+	const struct kp_site *const *t;
+	REQUIRE(kp_mem_top_temporary(an, &t) == 2);
+	CHECK_EQ_U(t[0]->temporary, 4); /* 0x1000, 0x4000, 0x6000, 0x7000 */
+	CHECK_EQ_U(t[0]->allocs, 7);
+	CHECK_EQ_U(t[1]->temporary, 2); /* 0x2000, 0x5000 */
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "temporary         6 (66.7 % of allocation calls"));
+	CHECK(strstr(txt, "  1. 4 temporary of 7 calls"));
+	free(txt);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
+/*
  * Thread 2 frees p at ts 10, but its FREE is only written in the next
  * frame; thread 3 got p back from malloc at ts 20 in this frame. The free
  * must hit the old block, not the new one.
@@ -1292,7 +1341,7 @@ TEST(alloc_wrappers)
 
 int main(int argc, char **argv)
 {
-	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain),
+	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain), T(temporary_per_thread),
 			 T(cross_thread_reuse), T(frame_merge_order),
 			 T(frame_merge_many_runs), T(frame_time_backwards),
 			 T(unknown_frees), T(truncated_trace),

@@ -476,6 +476,10 @@ struct kp_mem_totals {
 	uint64_t live_bytes, live_blocks; /* in use at exit */
 	uint64_t unmatched_frees;
 	uint64_t evicted;    /* incarnations dropped over the per-pointer cap */
+	/* blocks freed by the thread that allocated them before it
+	 * allocated or freed anything else (heaptrack's "temporary
+	 * allocations", per thread) */
+	uint64_t temporary;
 };
 
 enum kp_confidence { KP_CONF_LOW, KP_CONF_MEDIUM, KP_CONF_HIGH };
@@ -486,6 +490,7 @@ struct kp_site {
 	uint32_t gstack;
 	uint64_t allocs, bytes;  /* allocation calls and bytes from here */
 	uint64_t frees;          /* blocks from here that were freed */
+	uint64_t temporary;      /* of which temporary (kp_mem_totals) */
 	uint64_t leaked_blocks, leaked_bytes;
 	int64_t *pids;           /* processes with leaks here */
 	uint32_t npids, pids_cap;
@@ -505,6 +510,9 @@ size_t kp_mem_top_calls(const struct kp_analysis *an,
 			const struct kp_site *const **out);
 size_t kp_mem_top_bytes(const struct kp_analysis *an,
 			const struct kp_site *const **out);
+/* Sites with temporary allocations, the most first. */
+size_t kp_mem_top_temporary(const struct kp_analysis *an,
+			    const struct kp_site *const **out);
 const char *kp_confidence_name(enum kp_confidence c);
 
 /* ---- symbols.c ------------------------------------------------------------ */

@@ -11,6 +11,13 @@
  *
  * Counting follows valgrind, so the two can be compared: a realloc is one
  * allocation call and one free call; free(NULL) is not a call at all.
+ *
+ * Temporary allocations follow heaptrack, per thread: a block is temporary
+ * when the thread that allocated it frees it (or reallocs it) before
+ * allocating or freeing anything else. Each thread's last allocation is
+ * all that takes, kept in a small table indexed by thread id: two threads
+ * whose ids are equal modulo its size share an entry and may miss some of
+ * each other's (never count one that is not).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -72,9 +79,16 @@ struct mem_state {
 	struct ptrmap dups;  /* the others (a multiset) */
 	struct msite *msites;
 	uint64_t *unstored;  /* per local stack: failed allocs, evictions */
+	uint64_t *temps;     /* per local stack: temporary allocations */
 	size_t nmsites;
 	uint32_t last_id, last_local; /* cache: consecutive allocs share stacks */
 	int have_last;
+	/* per thread: the pointer it allocated last if it has allocated or
+	 * freed nothing since, else 0 (see the top of the file) */
+	struct {
+		uint32_t tid;
+		uint64_t ptr;
+	} tl[256];
 	struct kp_mem_totals cur;
 	/* ts of the 2^k-th allocation of the trace, for "start-up" */
 	uint64_t pow2_ts[64];
@@ -83,8 +97,8 @@ struct mem_state {
 	struct kp_site *sites;
 	size_t nsites, sites_cap;
 	struct kp_idmap site_ids;   /* exe << 32 | gstack -> index */
-	const struct kp_site **leaks, **top_calls, **top_bytes;
-	size_t nleaks, ntop_calls, ntop_bytes;
+	const struct kp_site **leaks, **top_calls, **top_bytes, **top_temp;
+	size_t nleaks, ntop_calls, ntop_bytes, ntop_temp;
 };
 
 /* ---- pointer maps ---------------------------------------------------------- */
@@ -280,6 +294,9 @@ static KP_ALWAYS_INLINE uint32_t mem_site(struct mem_state *ms, struct kp_trace 
 					      sizeof(*ms->unstored));
 		memset(ms->unstored + ms->nmsites, 0,
 		       (n - ms->nmsites) * sizeof(*ms->unstored));
+		ms->temps = xrealloc_array(ms->temps, n, sizeof(*ms->temps));
+		memset(ms->temps + ms->nmsites, 0,
+		       (n - ms->nmsites) * sizeof(*ms->temps));
 		ms->nmsites = n;
 	}
 	return local;
@@ -357,7 +374,7 @@ static KP_ALWAYS_INLINE void mem_alloc(struct mem_state *ms,
  * (the one this free can have seen), else the oldest one.
  */
 static KP_ALWAYS_INLINE void mem_free(struct mem_state *ms, uint64_t ts,
-				      uint64_t ptr, uint64_t hash)
+				      uint64_t ptr, uint64_t hash, int temp)
 {
 	struct ptrmap *m = &ms->map;
 	size_t i;
@@ -378,8 +395,25 @@ static KP_ALWAYS_INLINE void mem_free(struct mem_state *ms, uint64_t ts,
 			b = &ms->dups.slots[slot];
 	}
 	ms->cur.bytes_freed = kp_sat_add(ms->cur.bytes_freed, b->size);
+	if (temp) {
+		ms->cur.temporary++;
+		if (b->site < ms->nmsites)
+			ms->temps[b->site]++;
+	}
 	mem_live_sub(ms, b->size);
 	remove_incarnation(ms, i, slot, in_dups);
+}
+
+/* Thread tid's entry of ms->tl, taken over if another thread had it. */
+static KP_ALWAYS_INLINE uint64_t *thread_last(struct mem_state *ms,
+					      uint32_t tid)
+{
+	unsigned i = tid & (KP_ARRAY_SIZE(ms->tl) - 1);
+	if (KP_UNLIKELY(ms->tl[i].tid != tid)) {
+		ms->tl[i].tid = tid;
+		ms->tl[i].ptr = 0;
+	}
+	return &ms->tl[i].ptr;
 }
 
 /* ---- pass hooks ------------------------------------------------------------ */
@@ -406,6 +440,7 @@ static void mem_begin_trace(void *state, struct kp_trace *t)
 	ms->dups.seed = ms->map.seed;
 	ms->have_last = 0;
 	ms->nmsites = 0;
+	memset(ms->tl, 0, sizeof(ms->tl));
 }
 
 /* hash: kp_mix64(e->ptr, seed) */
@@ -413,21 +448,29 @@ static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 				       struct kp_trace *t,
 				       const struct kp_event *e, uint64_t hash)
 {
+	uint64_t *last;
+
 	switch (e->type) {
 	case KP_REC_ALLOC:
 		mem_alloc(ms, t, e->ts, e->ptr, hash, e->size, e->stack);
+		*thread_last(ms, e->tid) = e->ptr;
 		break;
 	case KP_REC_FREE:
 		if (!e->ptr)
 			break; /* free(NULL) is no call (valgrind agrees) */
-		mem_free(ms, e->ts, e->ptr, hash);
+		last = thread_last(ms, e->tid);
+		mem_free(ms, e->ts, e->ptr, hash, *last == e->ptr);
+		*last = 0;
 		break;
 	case KP_EV_REALLOC_ALLOC:
 		ms->cur.realloc_calls++;
 		mem_alloc(ms, t, e->ts, e->ptr, hash, e->size, e->stack);
+		*thread_last(ms, e->tid) = e->ptr;
 		break;
 	case KP_EV_REALLOC_FREE:
-		mem_free(ms, e->ts, e->ptr, hash);
+		last = thread_last(ms, e->tid);
+		mem_free(ms, e->ts, e->ptr, hash, *last == e->ptr);
+		*last = 0;
 		break;
 	default:
 		break;
@@ -593,6 +636,7 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 		s->allocs = kp_sat_add(s->allocs, m->allocs);
 		s->bytes = kp_sat_add(s->bytes, m->bytes);
 		s->frees = kp_sat_add(s->frees, frees);
+		s->temporary = kp_sat_add(s->temporary, ms->temps[i]);
 		s->nprocs++;
 		if (e->leaked_blocks) {
 			s->leaked_blocks = kp_sat_add(s->leaked_blocks,
@@ -609,8 +653,10 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 	free(ends);
 	free(ms->msites);
 	free(ms->unstored);
+	free(ms->temps);
 	ms->msites = NULL;
 	ms->unstored = NULL;
+	ms->temps = NULL;
 	ms->nmsites = 0;
 	ms->have_last = 0;
 
@@ -630,6 +676,7 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 	g->unmatched_frees = kp_sat_add(g->unmatched_frees,
 					pt->unmatched_frees);
 	g->evicted = kp_sat_add(g->evicted, pt->evicted);
+	g->temporary = kp_sat_add(g->temporary, pt->temporary);
 	if (g->peak_pid == -1 || pt->peak_bytes > g->peak_bytes) {
 		g->peak_bytes = pt->peak_bytes;
 		g->peak_time_ns = pt->peak_time_ns;
@@ -659,6 +706,18 @@ static int cmp_calls(const void *a, const void *b)
 		return x->allocs > y->allocs ? -1 : 1;
 	if (x->bytes != y->bytes)
 		return x->bytes > y->bytes ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_temp(const void *a, const void *b)
+{
+	const struct kp_site *x = *(const struct kp_site *const *)a;
+	const struct kp_site *y = *(const struct kp_site *const *)b;
+
+	if (x->temporary != y->temporary)
+		return x->temporary > y->temporary ? -1 : 1;
+	if (x->allocs != y->allocs)
+		return x->allocs > y->allocs ? -1 : 1;
 	return x < y ? -1 : x > y;
 }
 
@@ -774,7 +833,8 @@ static void mem_finish(void *state, struct kp_analysis *an)
 	ms->leaks = xrealloc_array(NULL, n, sizeof(*ms->leaks));
 	ms->top_calls = xrealloc_array(NULL, n, sizeof(*ms->top_calls));
 	ms->top_bytes = xrealloc_array(NULL, n, sizeof(*ms->top_bytes));
-	ms->nleaks = ms->ntop_calls = ms->ntop_bytes = 0;
+	ms->top_temp = xrealloc_array(NULL, n, sizeof(*ms->top_temp));
+	ms->nleaks = ms->ntop_calls = ms->ntop_bytes = ms->ntop_temp = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct kp_site *s = &ms->sites[i];
 		if (s->leaked_blocks) {
@@ -785,12 +845,15 @@ static void mem_finish(void *state, struct kp_analysis *an)
 			ms->top_calls[ms->ntop_calls++] = s;
 			ms->top_bytes[ms->ntop_bytes++] = s;
 		}
+		if (s->temporary)
+			ms->top_temp[ms->ntop_temp++] = s;
 	}
 	qsort(ms->leaks, ms->nleaks, sizeof(*ms->leaks), cmp_leak);
 	qsort(ms->top_calls, ms->ntop_calls, sizeof(*ms->top_calls),
 	      cmp_calls);
 	qsort(ms->top_bytes, ms->ntop_bytes, sizeof(*ms->top_bytes),
 	      cmp_bytes);
+	qsort(ms->top_temp, ms->ntop_temp, sizeof(*ms->top_temp), cmp_temp);
 }
 
 static void mem_free_state(void *state, struct kp_analysis *an)
@@ -808,9 +871,11 @@ static void mem_free_state(void *state, struct kp_analysis *an)
 	free(ms->dups.slots);
 	free(ms->msites);
 	free(ms->unstored);
+	free(ms->temps);
 	free(ms->leaks);
 	free(ms->top_calls);
 	free(ms->top_bytes);
+	free(ms->top_temp);
 	kp_idmap_free(&ms->site_ids);
 	free(ms);
 }
@@ -852,6 +917,14 @@ size_t kp_mem_top_bytes(const struct kp_analysis *an,
 	struct mem_state *ms = mem_state_of(an);
 	*out = ms ? ms->top_bytes : NULL;
 	return ms ? ms->ntop_bytes : 0;
+}
+
+size_t kp_mem_top_temporary(const struct kp_analysis *an,
+			    const struct kp_site *const **out)
+{
+	struct mem_state *ms = mem_state_of(an);
+	*out = ms ? ms->top_temp : NULL;
+	return ms ? ms->ntop_temp : 0;
 }
 
 const char *kp_confidence_name(enum kp_confidence c)

@@ -45,6 +45,7 @@
  *         "peak_bytes": int,           max bytes live at any time
  *         "peak_time_ns": int,         when (ns since start)
  *         "unmatched_frees": int,
+ *         "temporary_allocs": int,
  *         "in_use_at_exit": {"bytes": int, "blocks": int}
  *       }
  *     }, ...]
@@ -58,8 +59,13 @@
  *     "in_use_at_exit": {"bytes": int, "blocks": int},
  *     "unmatched_frees": int,          frees of blocks never seen allocated
  *                                      (allocated before kprof started)
+ *     "temporary_allocs": int,         blocks freed (or realloc'ed) by the
+ *                                      thread that allocated them before it
+ *                                      allocated or freed anything else
  *     "top_by_calls": [site, ...],     at most --top, most calls first
  *     "top_by_bytes": [site, ...],     at most --top, most bytes first
+ *     "top_by_temporary": [site, ...], at most --top, sites with temporary
+ *                                      allocations, the most first
  *     "leaks": [leak, ...]             every group, most bytes first
  *   },
  *   "app": {                           kprof.h spans and custom events,
@@ -74,7 +80,9 @@
  *   }                                  (most time or events first)
  * }
  *
- * site  = {"calls": int, "bytes": int, "frees": int, "stack": [frame, ...]}
+ * site  = {"calls": int, "bytes": int, "frees": int,
+ *          "temporary": int,               of the frees, temporary ones
+ *          "stack": [frame, ...]}
  * leak  = {"bytes": int, "blocks": int,   still live at the end
  *          "confidence": "high" | "medium" | "low",
  *          "reason": str,                  why, in words
@@ -276,6 +284,8 @@ void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
 	json_counts(j, m);
 	kp_json_key(j, "unmatched_frees");
 	kp_json_u64(j, m->unmatched_frees);
+	kp_json_key(j, "temporary_allocs");
+	kp_json_u64(j, m->temporary);
 	json_in_use(j, m);
 	kp_json_end_object(j);
 }
@@ -292,6 +302,8 @@ static void json_sites(struct kp_analysis *an, struct kp_json *j,
 		kp_json_u64(j, s[i]->bytes);
 		kp_json_key(j, "frees");
 		kp_json_u64(j, s[i]->frees);
+		kp_json_key(j, "temporary");
+		kp_json_u64(j, s[i]->temporary);
 		kp_json_key(j, "stack");
 		kp_json_stack(an, j, s[i]->gstack);
 		kp_json_end_object(j);
@@ -318,12 +330,17 @@ void kp_mem_report_json(struct kp_analysis *an, struct kp_json *j)
 	json_in_use(j, m);
 	kp_json_key(j, "unmatched_frees");
 	kp_json_u64(j, m->unmatched_frees);
+	kp_json_key(j, "temporary_allocs");
+	kp_json_u64(j, m->temporary);
 
 	n = kp_mem_top_calls(an, &s);
 	kp_json_key(j, "top_by_calls");
 	json_sites(an, j, s, n < top ? n : top);
 	n = kp_mem_top_bytes(an, &s);
 	kp_json_key(j, "top_by_bytes");
+	json_sites(an, j, s, n < top ? n : top);
+	n = kp_mem_top_temporary(an, &s);
+	kp_json_key(j, "top_by_temporary");
 	json_sites(an, j, s, n < top ? n : top);
 
 	n = kp_mem_leaks(an, &s);

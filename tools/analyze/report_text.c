@@ -366,6 +366,31 @@ static void text_sites(struct kp_analysis *an, FILE *out, const char *title,
 	fputc('\n', out);
 }
 
+/* Sites by temporary allocations: each a candidate for a stack buffer or
+ * a reused one. */
+static void text_temporary(struct kp_analysis *an, FILE *out,
+			   const struct kp_site *const *s, size_t n,
+			   size_t top)
+{
+	char a[32], b[32];
+
+	if (!n)
+		return;
+	fprintf(out, "MOST TEMPORARY ALLOCATIONS (freed before their "
+		"thread's next call)\n");
+	for (size_t i = 0; i < n && i < top; i++) {
+		fprintf(out, "%3zu. %s temporary of %s call%s\n", i + 1,
+			kp_fmt_count(a, sizeof(a), s[i]->temporary),
+			kp_fmt_count(b, sizeof(b), s[i]->allocs),
+			s[i]->allocs == 1 ? "" : "s");
+		kp_text_stack(an, out, s[i]->gstack, 5, "       ");
+	}
+	if (n > top)
+		fprintf(out, "     ... %zu more site%s (--top N)\n", n - top,
+			n - top == 1 ? "" : "s");
+	fputc('\n', out);
+}
+
 void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 {
 	const struct kp_mem_totals *m = kp_mem_totals(an);
@@ -397,6 +422,12 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 		kp_fmt_count(a, sizeof(a), m->live_bytes),
 		kp_fmt_count(d, sizeof(d), m->live_blocks),
 		m->live_blocks == 1 ? "" : "s");
+	if (m->temporary)
+		fprintf(out, "  temporary         %s (%.1f %% of allocation "
+			"calls, freed at once)\n",
+			kp_fmt_count(a, sizeof(a), m->temporary),
+			100.0 * (double)m->temporary /
+				(double)(m->alloc_calls ? m->alloc_calls : 1));
 	if (m->unmatched_frees)
 		fprintf(out, "  unmatched frees   %s (of blocks allocated "
 			"before the trace started)\n",
@@ -413,6 +444,8 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 			   top);
 		n = kp_mem_top_bytes(an, &s);
 		text_sites(an, out, "MOST BYTES ALLOCATED", s, n, top);
+		n = kp_mem_top_temporary(an, &s);
+		text_temporary(an, out, s, n, top);
 	}
 
 	size_t nl = kp_mem_leaks(an, &s);

@@ -150,7 +150,9 @@ struct sq_stmt {
 	int changes0;
 };
 
-#define SQ_SLOTS 8192 /* statements alive at once (at most; see SQ_PROBE) */
+#define SQ_BITS 13
+#define SQ_SLOTS (1u << SQ_BITS) /* statements alive at once (at most; see
+				  * SQ_PROBE) */
 #define SQ_PROBE 64   /* a statement lives within this many slots of its
 		      * home; one whose window is full goes unrecorded */
 #define SQ_TOMB ((sqlite3_stmt *)1)
@@ -170,12 +172,22 @@ static size_t slot_of(const void *p)
 	return (size_t)x & (SQ_SLOTS - 1);
 }
 
+/* A statement's home slot: a multiplicative (Fibonacci) hash, whose top
+ * bits mix every bit of the pointer; three instructions where slot_of
+ * (kept for the connection ids, which it numbers) takes eight, on every
+ * sqlite3_step and sqlite3_reset. */
+static KP_ALWAYS_INLINE size_t stmt_slot(const void *p)
+{
+	return (size_t)(((uintptr_t)p * 0x9e3779b97f4a7c15ULL) >>
+			(64 - SQ_BITS));
+}
+
 static KP_ALWAYS_INLINE struct sq_stmt *find(sqlite3_stmt *s)
 {
 	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
 	if (!t)
 		return NULL;
-	size_t i = slot_of(s);
+	size_t i = stmt_slot(s);
 	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
 		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
 						       memory_order_acquire);
@@ -217,7 +229,7 @@ static struct sq_stmt *insert(sqlite3_stmt *s)
 	struct sq_stmt *e = find(s);
 	if (e)
 		return e;
-	size_t i = slot_of(s);
+	size_t i = stmt_slot(s);
 	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
 		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
 						       memory_order_acquire);
@@ -456,8 +468,12 @@ static KP_ALWAYS_INLINE uint64_t value_hash(const struct sq_stmt *e,
 	return expanded_hash(s);
 }
 
-/* End the run of e. */
-static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
+/* End the run of e: inline in sqlite3_step's recording path, where nearly
+ * every run ends (no frames of its own there: fewer return addresses for
+ * the stack's unwind to walk), out of line (end_run_out) for reset and
+ * finalize. */
+static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
+				     int rc)
 {
 	int64_t v[KP_Q_NV]; /* every value set here or by kp_query_close */
 	v[KP_Q_CTX] = (int64_t)e->ctx;
@@ -483,6 +499,12 @@ static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 	else
 		kp_query_close(KP_QSRC_SQLITE, e->tsc0, 0, e->text, e->len, 1,
 			       v);
+}
+
+static __attribute__((noinline)) void end_run_out(struct sq_stmt *e,
+						  sqlite3_stmt *s, int rc)
+{
+	end_run(e, s, rc);
 }
 
 static __thread unsigned runs_recorded; /* for sqlite3_exec */
@@ -595,17 +617,6 @@ static KP_ALWAYS_INLINE void start_run(struct sq_stmt *e)
 	e->ctx = kp_query_open(e->tsc0);
 }
 
-static __attribute__((noinline)) void step_done(struct sq_stmt *e,
-						sqlite3_stmt *s, int rc)
-{
-	int saved = errno;
-	kp_tls.busy = 1;
-	runs_recorded++;
-	end_run(e, s, rc);
-	kp_tls.busy = 0;
-	errno = saved;
-}
-
 /* sqlite3_step when recording: out of line, so that the interposer
  * itself, when it passes the call through, jumps to SQLite's without
  * saving a register. */
@@ -628,18 +639,59 @@ static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
 	in_sqlite--;
 
 	if (e && e->running) {
-		if (rc == SQLITE_ROW)
+		if (rc == SQLITE_ROW) {
 			e->rows++;
-		else
-			step_done(e, s, rc);
+		} else {
+			/* the end of the run, inline: see end_run */
+			int saved = errno;
+			t->busy = 1;
+			runs_recorded++;
+			end_run(e, s, rc);
+			t->busy = 0;
+			errno = saved;
+		}
 	}
 	return rc;
 }
 
+/*
+ * What sqlite3_step does when its thread may record (not nested, not
+ * busy, not the writer) and kprof runs: SQ_REC, record (libsqlite3
+ * resolved, KOTOBA_PROFILE_QUERY and the sqlite hook on); SQ_OFF, pass
+ * through (the query profiler or this hook off); all of it fixed once
+ * known, so that sqlite3_step's common case is a load of this, the
+ * thread's flags and the run state. 0 until the first sqlite3_step that
+ * gets that far (step_other) knows it.
+ */
+#define SQ_REC 1
+#define SQ_OFF 2
+static _Atomic int sq_mode;
+
+/* sqlite3_step other than in sq_mode's common case: the first ones
+ * (resolving), a nested one, the writer's, a busy thread's. */
+static __attribute__((noinline)) int step_other(sqlite3_stmt *s)
+{
+	if (KP_UNLIKELY(!sq_resolve()) || !sq.step)
+		return SQLITE_MISUSE;
+	if (in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
+		return sq.step(s);
+	int on = kp.cfg.query && (kp.cfg.query_hooks & KP_QHOOK_SQLITE);
+	atomic_store_explicit(&sq_mode, on ? SQ_REC : SQ_OFF,
+			      memory_order_relaxed);
+	return on ? step_rec(s) : sq.step(s);
+}
+
 KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 {
-	SQ_ENTER(step, s);
-	return step_rec(s);
+	/* want()'s checks, the ones that never change first; every branch
+	 * jumps, so this saves no register */
+	int m = atomic_load_explicit(&sq_mode, memory_order_relaxed);
+	if (KP_LIKELY(m == SQ_REC) && !in_sqlite && !kp_tls.busy &&
+	    !kp_tls.writer && KP_LIKELY(kp_recording()))
+		return step_rec(s);
+	if (m == SQ_OFF)
+		return sq.step(s);
+	return step_other(s);
 }
 
 /* A run still open when the app resets or finalizes its statement. */
@@ -649,7 +701,7 @@ static __attribute__((noinline)) void end_open_run(struct sq_stmt *e, sqlite3_st
 	kp_tls.busy = 1;
 	if (e->running) {
 		runs_recorded++;
-		end_run(e, s, SQLITE_DONE);
+		end_run_out(e, s, SQLITE_DONE);
 	}
 	if (forget) {
 		kp_arena_free(e->text);

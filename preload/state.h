@@ -428,20 +428,35 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_q_npending)) {
 		uint64_t h = atomic_load_explicit(&r->head,
 						  memory_order_relaxed);
-		if (KP_LIKELY(h + n - r->tail_cache <= r->mask + 1)) {
-			struct kp_ev *ev = &r->slots[h & r->mask];
+		uint64_t mask = r->mask; /* once: the stores may alias it */
+		/* room, and the n slots do not wrap (one event in a ring's
+		 * round does: kp_ring_push_ext takes it), so they are
+		 * ev[0..n), at constant offsets */
+		if (KP_LIKELY(h + n - r->tail_cache <= mask + 1) &&
+		    KP_LIKELY((h & mask) + n <= mask + 1)) {
+			struct kp_ev *ev = &r->slots[h & mask];
 			ev->tsc = tsc;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			/* type, kind, len, stack: one store, not four */
+			uint64_t w0 = type | (uint64_t)kind << 8 |
+				      (uint64_t)len << 16 |
+				      (uint64_t)stack << 32;
+			__builtin_memcpy((char *)ev +
+						 offsetof(struct kp_ev, type),
+					 &w0, 8);
+#else
 			ev->type = type;
 			ev->kind = kind;
 			ev->len = (uint16_t)len;
 			ev->stack = stack;
+#endif
 			unsigned m = nv < head_nv ? nv : head_nv;
 			__builtin_memcpy(&ev->a, v, m * 8);
 			/* unrolled: nv is a constant, so is every copy's size */
 #pragma GCC unroll 16
 			for (uint64_t k = 1; k < n; k++) {
-				struct kp_ev_cont *c = (struct kp_ev_cont *)
-					&r->slots[(h + k) & r->mask];
+				struct kp_ev_cont *c =
+					(struct kp_ev_cont *)&ev[k];
 				unsigned at = head_nv +
 					      (unsigned)(k - 1) * cont_nv;
 				c->tsc = tsc;

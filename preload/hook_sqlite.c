@@ -284,15 +284,23 @@ static void erase(struct sq_stmt *e)
 }
 
 /*
- * Inside a real prepare or step of this thread: SQLite's own statements
- * (schema loading, ALTER, VACUUM run nested sqlite3_exec()s) pass
- * through; their work is part of the outer query.
+ * The hook's per-thread state, in one block (one TLS offset to load on
+ * the recording path, not four):
+ * in_sqlite: inside a real prepare or step of this thread: SQLite's own
+ * statements (schema loading, ALTER, VACUUM run nested sqlite3_exec()s)
+ * pass through; their work is part of the outer query.
+ * runs: runs recorded (for sqlite3_exec).
+ * streak_fp, streak_n: the fingerprint of the thread's last runs and how
+ * many in a row (value_hash).
  */
-static __thread unsigned in_sqlite;
+static __thread struct {
+	unsigned in_sqlite, runs;
+	uint64_t streak_fp, streak_n;
+} sqt;
 
 static KP_ALWAYS_INLINE int want(void)
 {
-	return !in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
+	return !sqt.in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
 }
 
 /*
@@ -436,39 +444,41 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
  * long loop does not pay for it on every run.
  */
 #define VH_SAMPLE 32
-static __thread uint64_t streak_fp, streak_n;
 
 static uint64_t expanded_hash(sqlite3_stmt *s)
 {
 	if (!sq.expanded_sql || !sq.free)
 		return 0;
+	int saved = errno; /* it allocates: keep the app's */
 	char *x = sq.expanded_sql(s);
+	errno = saved;
 	if (!x)
 		return 0;
 	char buf[KP_MAX_STR_LEN + 1];
 	struct kp_fp fp;
 	kp_fingerprint(x, strlen(x), buf, sizeof(buf), &fp);
 	sq.free(x);
+	errno = saved;
 	return fp.value_hash ? fp.value_hash : 1;
 }
 
 static KP_ALWAYS_INLINE uint64_t value_hash(const struct sq_stmt *e,
 					    sqlite3_stmt *s)
 {
-	if (KP_LIKELY(streak_fp == e->fp_hash)) {
-		streak_n++;
+	if (KP_LIKELY(sqt.streak_fp == e->fp_hash)) {
+		sqt.streak_n++;
 	} else {
-		streak_fp = e->fp_hash;
-		streak_n = 1;
+		sqt.streak_fp = e->fp_hash;
+		sqt.streak_n = 1;
 	}
 	if (!e->has_params)
 		return e->lit_hash;
-	if (streak_n > VH_SAMPLE)
+	if (sqt.streak_n > VH_SAMPLE)
 		return 0;
 	return expanded_hash(s);
 }
 
-/* End the run of e: inline in sqlite3_step's recording path, where nearly
+/* End the run of e (keeps errno): inline in sqlite3_step's recording path, where nearly
  * every run ends (no frames of its own there: fewer return addresses for
  * the stack's unwind to walk), out of line (end_run_out) for reset and
  * finalize. */
@@ -494,11 +504,14 @@ static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 	v[KP_Q_CONN] = (int64_t)e->conn;
 	e->prep_ticks = 0;
 	e->running = 0;
-	if (KP_LIKELY(e->text_id))
+	if (KP_LIKELY(e->text_id)) {
 		kp_query_close_id(KP_QSRC_SQLITE, e->tsc0, e->text_id, v);
-	else
+	} else {
+		int saved = errno;
 		kp_query_close(KP_QSRC_SQLITE, e->tsc0, 0, e->text, e->len, 1,
 			       v);
+		errno = saved;
+	}
 }
 
 static __attribute__((noinline)) void end_run_out(struct sq_stmt *e,
@@ -507,7 +520,6 @@ static __attribute__((noinline)) void end_run_out(struct sq_stmt *e,
 	end_run(e, s, rc);
 }
 
-static __thread unsigned runs_recorded; /* for sqlite3_exec */
 
 /* ---- the interposers ---------------------------------------------------------- */
 
@@ -557,9 +569,9 @@ static int after_prepare(int rc, sqlite3 *db, sqlite3_stmt **st,
 	do {                                                                 \
 		SQ_ENTER(fn, __VA_ARGS__);                                   \
 		uint64_t t0 = kp_ticks();                                    \
-		in_sqlite++;                                                 \
+		sqt.in_sqlite++;                                             \
 		int rc = sq.fn(__VA_ARGS__);                                 \
-		in_sqlite--;                                                 \
+		sqt.in_sqlite--;                                             \
 		return after_prepare(rc, db, st, z, n,                       \
 				     (const void *const *)(tail), utf16, t0); \
 	} while (0)
@@ -631,24 +643,22 @@ static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
 		t->busy = 0;
 	}
 
-	in_sqlite++;
+	sqt.in_sqlite++;
 	uint8_t dbc = t->db_call;
 	t->db_call = 1; /* a sleep now is the busy handler's: hook_wait.c */
 	int rc = sq.step(s); /* its allocations and I/O are the query's */
 	t->db_call = dbc;
-	in_sqlite--;
+	sqt.in_sqlite--;
 
 	if (e && e->running) {
 		if (rc == SQLITE_ROW) {
 			e->rows++;
 		} else {
 			/* the end of the run, inline: see end_run */
-			int saved = errno;
 			t->busy = 1;
-			runs_recorded++;
+			sqt.runs++;
 			end_run(e, s, rc);
 			t->busy = 0;
-			errno = saved;
 		}
 	}
 	return rc;
@@ -673,7 +683,7 @@ static __attribute__((noinline)) int step_other(sqlite3_stmt *s)
 {
 	if (KP_UNLIKELY(!sq_resolve()) || !sq.step)
 		return SQLITE_MISUSE;
-	if (in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
+	if (sqt.in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
 		return sq.step(s);
 	int on = kp.cfg.query && (kp.cfg.query_hooks & KP_QHOOK_SQLITE);
 	atomic_store_explicit(&sq_mode, on ? SQ_REC : SQ_OFF,
@@ -686,7 +696,7 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 	/* want()'s checks, the ones that never change first; every branch
 	 * jumps, so this saves no register */
 	int m = atomic_load_explicit(&sq_mode, memory_order_relaxed);
-	if (KP_LIKELY(m == SQ_REC) && !in_sqlite && !kp_tls.busy &&
+	if (KP_LIKELY(m == SQ_REC) && !sqt.in_sqlite && !kp_tls.busy &&
 	    !kp_tls.writer && KP_LIKELY(kp_recording()))
 		return step_rec(s);
 	if (m == SQ_OFF)
@@ -700,7 +710,7 @@ static __attribute__((noinline)) void end_open_run(struct sq_stmt *e, sqlite3_st
 	int saved = errno;
 	kp_tls.busy = 1;
 	if (e->running) {
-		runs_recorded++;
+		sqt.runs++;
 		end_run_out(e, s, SQLITE_DONE);
 	}
 	if (forget) {
@@ -751,10 +761,10 @@ KP_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
 			   char **err)
 {
 	SQ_ENTER(exec, db, sql, cb, arg, err);
-	unsigned before = runs_recorded;
+	unsigned before = sqt.runs;
 	uint64_t t0 = kp_ticks();
 	int rc = sq.exec(db, sql, cb, arg, err);
-	if (runs_recorded == before && sql && !kp_tls.busy) {
+	if (sqt.runs == before && sql && !kp_tls.busy) {
 		/* its statements did not come through the hooks above */
 		int saved = errno;
 		kp_tls.busy = 1;

@@ -10,6 +10,7 @@
 
 #include "compat.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -467,7 +468,9 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 			return;
 		}
 	}
+	int saved = errno; /* a full ring may wait: keep the app's */
 	kp_ring_push_ext(tsc, type, kind, stack, v, NULL, 0);
+	errno = saved;
 }
 
 /* The allocator hooks' path: the same as kp_ring_push of an event with
@@ -646,8 +649,9 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
  * What ending a query does before its QUERY is pushed, on every path:
  * its duration into v (from tsc0), its deferred QUERY_BEGIN dropped if
  * still there (then its QUERY has ctx 0, record.h, which packs into one
- * byte), its stack. @return 0 when nothing may be pushed: the trace ended
- * while the query ran (another thread's exit).
+ * byte), its stack. Keeps errno (as does kp_query_close_id). @return 0
+ * when nothing may be pushed: the trace ended while the query ran
+ * (another thread's exit).
  */
 static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
 					 uint64_t *now, uint32_t *stack)
@@ -664,7 +668,12 @@ static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
 	}
 	if (!kp_recording())
 		return 0;
-	*stack = kp.cfg.stack_depth > 0 ? kp_stack_capture() : 0;
+	*stack = 0;
+	if (kp.cfg.stack_depth > 0) {
+		int saved = errno; /* the unwind may change it */
+		*stack = kp_stack_capture();
+		errno = saved;
+	}
 	return 1;
 }
 

@@ -148,6 +148,7 @@ struct sq_stmt {
 	uint64_t tsc0, ctx;
 	int64_t rows;
 	int changes0;
+	struct kp_stack_memo *memo; /* its runs' last stack (private arena) */
 };
 
 #define SQ_BITS 13
@@ -280,6 +281,8 @@ static void erase(struct sq_stmt *e)
 	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_relaxed);
 	size_t i = (size_t)(e - t->st);
 	e->text = NULL;
+	kp_arena_free(e->memo);
+	e->memo = NULL;
 	atomic_store_explicit(&t->key[i], SQ_TOMB, memory_order_release);
 }
 
@@ -505,7 +508,8 @@ static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 	e->prep_ticks = 0;
 	e->running = 0;
 	if (KP_LIKELY(e->text_id)) {
-		kp_query_close_id(KP_QSRC_SQLITE, e->tsc0, e->text_id, v);
+		kp_query_close_id(KP_QSRC_SQLITE, e->tsc0, e->text_id, v,
+				  &e->memo);
 	} else {
 		int saved = errno;
 		kp_query_close(KP_QSRC_SQLITE, e->tsc0, 0, e->text, e->len, 1,

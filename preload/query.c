@@ -192,12 +192,12 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
 {
 	if (text_id || !text) {
 		/* the text is the QUERY_TEXT record's (or there is none) */
-		kp_query_close_id(source, tsc0, text_id, v);
+		kp_query_close_id(source, tsc0, text_id, v, NULL);
 		return;
 	}
 	uint64_t now;
 	uint32_t stack;
-	if (kp_query_end(tsc0, v, &now, &stack))
+	if (kp_query_end(tsc0, v, &now, &stack, NULL))
 		close_text(now, source, stack, text, len, fp, v);
 }
 

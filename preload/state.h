@@ -500,6 +500,11 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 int kp_stacktab_init(void);
 /* Capture the caller's stack and intern it. 0 = none. */
 uint32_t kp_stack_capture(void);
+/* The same, for a caller whose stack is often the one it had last time
+ * (a prepared statement run from one place): *memo (NULL at first,
+ * kp_arena_free() it when done) remembers that stack and its id. */
+struct kp_stack_memo;
+uint32_t kp_stack_capture_memo(struct kp_stack_memo **memo);
 /* Published stacks: ids 1..kp_stacktab_count(). */
 uint32_t kp_stacktab_count(void);
 const uint64_t *kp_stacktab_get(uint32_t id, uint32_t *depth);
@@ -530,6 +535,21 @@ int kp_unwind(uint64_t *pcs, int max);
  */
 int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
 		   uint64_t *pcs, int max);
+/*
+ * kp_unwind, remembering in *m the walk it made: the registers it started
+ * from and each stack word it read, with its value. When they are all the
+ * same again, so would the walk be (the rules are the cache's until a
+ * flush): @return KP_UNWIND_SAME, pcs untouched. Else as kp_unwind, *m
+ * now this walk's (m->nread 0 when it did not fit or went to libunwind).
+ */
+#define KP_UNWIND_MEMO_READS 48
+#define KP_UNWIND_SAME (-2)
+struct kp_unwind_memo {
+	uint64_t gen, rip, rsp, rbp, top;
+	uint32_t nread; /* 0: remembers nothing */
+	uint64_t addr[KP_UNWIND_MEMO_READS], val[KP_UNWIND_MEMO_READS];
+};
+int kp_unwind_memo(uint64_t *pcs, int max, struct kp_unwind_memo *m);
 /* Forget every cached rule (a module was unmapped). */
 void kp_unwind_flush(void);
 /* Stacks the fast unwinder handed to libunwind. */
@@ -649,12 +669,14 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
  * What ending a query does before its QUERY is pushed, on every path:
  * its duration into v (from tsc0), its deferred QUERY_BEGIN dropped if
  * still there (then its QUERY has ctx 0, record.h, which packs into one
- * byte), its stack. Keeps errno (as does kp_query_close_id). @return 0
+ * byte), its stack (kp_stack_capture_memo with memo, when not NULL).
+ * Keeps errno (as does kp_query_close_id). @return 0
  * when nothing may be pushed: the trace ended while the query ran
  * (another thread's exit).
  */
 static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
-					 uint64_t *now, uint32_t *stack)
+					 uint64_t *now, uint32_t *stack,
+					 struct kp_stack_memo **memo)
 {
 	*now = kp_ticks();
 	v[KP_Q_DUR] = (int64_t)(*now - tsc0);
@@ -671,20 +693,22 @@ static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
 	*stack = 0;
 	if (kp.cfg.stack_depth > 0) {
 		int saved = errno; /* the unwind may change it */
-		*stack = kp_stack_capture();
+		*stack = memo ? kp_stack_capture_memo(memo) :
+				kp_stack_capture();
 		errno = saved;
 	}
 	return 1;
 }
 
 /* kp_query_close of a query whose text is text_id (or none: 0), inline
- * for the SQLite hook's every run. */
+ * for the SQLite hook's every run; memo as for kp_query_end. */
 static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
-					       uint32_t text_id, int64_t *v)
+					       uint32_t text_id, int64_t *v,
+					       struct kp_stack_memo **memo)
 {
 	uint64_t now;
 	uint32_t stack;
-	if (!kp_query_end(tsc0, v, &now, &stack))
+	if (!kp_query_end(tsc0, v, &now, &stack, memo))
 		return;
 	v[KP_Q_TEXT_ID] = text_id;
 	kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);

@@ -80,7 +80,9 @@ __thread struct kp_qpend kp_q_pending[KP_Q_PENDING];
 static void push_begin(uint64_t ctx, uint64_t tsc)
 {
 	int64_t v[KP_QB_NV] = { [KP_QB_CTX] = (int64_t)ctx };
-	kp_ring_push_ext(tsc, KP_REC_QUERY_BEGIN, 0, 0, v, NULL, 0);
+	/* one slot, straight into the ring when it has room (kp_query_flush
+	 * has emptied the deferred list: nothing to write first) */
+	kp_ring_push_vals(tsc, KP_REC_QUERY_BEGIN, 0, 0, v, KP_QB_NV);
 }
 
 void kp_query_flush(void)

@@ -481,10 +481,11 @@ static KP_ALWAYS_INLINE uint64_t value_hash(const struct sq_stmt *e,
 	return expanded_hash(s);
 }
 
-/* End the run of e (keeps errno): inline in sqlite3_step's recording path, where nearly
- * every run ends (no frames of its own there: fewer return addresses for
- * the stack's unwind to walk), out of line (end_run_out) for reset and
- * finalize. */
+/* End the run of e (keeps errno): inline in sqlite3_step's recording
+ * path, where nearly every run ends (no frames of its own there: fewer
+ * return addresses for the stack's walk), out of line (end_run_out) for
+ * reset and finalize. Its stack is remembered in e->memo
+ * (kp_stack_capture_memo): a statement is mostly run from one place. */
 static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 				     int rc)
 {
@@ -523,7 +524,6 @@ static __attribute__((noinline)) void end_run_out(struct sq_stmt *e,
 {
 	end_run(e, s, rc);
 }
-
 
 /* ---- the interposers ---------------------------------------------------------- */
 

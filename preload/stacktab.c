@@ -253,8 +253,7 @@ void kp_unwind_report(void)
 
 /* This thread's stack into buf (KP_MAX_STACK_DEPTH + 16 slots),
  * kprof's frames dropped: @return its depth (at most the configured
- * one), *first its first pc's index in buf. Inline: one frame fewer to
- * unwind than a call. */
+ * one), *first its first pc's index in buf. */
 static KP_ALWAYS_INLINE int capture_pcs(uint64_t *buf, int *first)
 {
 	int depth = kp.cfg.stack_depth;
@@ -321,7 +320,7 @@ uint32_t kp_stack_capture_memo(struct kp_stack_memo **memo)
 	int n = kp_unwind_memo(buf, depth + 16, &m->u);
 	if (n == KP_UNWIND_SAME && m->id)
 		return m->id;
-	if (n == KP_UNWIND_SAME) /* remembered, but its id is not */
+	if (n == KP_UNWIND_SAME) /* never: no id, nothing remembered */
 		n = kp_unwind(buf, depth + 16);
 	if (n < 0) {
 		m->u.nread = 0;

@@ -148,9 +148,12 @@ struct sq_stmt {
 	uint64_t tsc0, ctx;
 	int64_t rows;
 	int changes0;
+	struct kp_stack_memo *memo; /* its runs' last stack (private arena) */
 };
 
-#define SQ_SLOTS 8192 /* statements alive at once (at most; see SQ_PROBE) */
+#define SQ_BITS 13
+#define SQ_SLOTS (1u << SQ_BITS) /* statements alive at once (at most; see
+				  * SQ_PROBE) */
 #define SQ_PROBE 64   /* a statement lives within this many slots of its
 		      * home; one whose window is full goes unrecorded */
 #define SQ_TOMB ((sqlite3_stmt *)1)
@@ -170,12 +173,22 @@ static size_t slot_of(const void *p)
 	return (size_t)x & (SQ_SLOTS - 1);
 }
 
+/* A statement's home slot: a multiplicative (Fibonacci) hash, whose top
+ * bits mix every bit of the pointer; three instructions where slot_of
+ * (kept for the connection ids, which it numbers) takes eight, on every
+ * sqlite3_step and sqlite3_reset. */
+static KP_ALWAYS_INLINE size_t stmt_slot(const void *p)
+{
+	return (size_t)(((uintptr_t)p * 0x9e3779b97f4a7c15ULL) >>
+			(64 - SQ_BITS));
+}
+
 static KP_ALWAYS_INLINE struct sq_stmt *find(sqlite3_stmt *s)
 {
 	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
 	if (!t)
 		return NULL;
-	size_t i = slot_of(s);
+	size_t i = stmt_slot(s);
 	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
 		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
 						       memory_order_acquire);
@@ -217,7 +230,7 @@ static struct sq_stmt *insert(sqlite3_stmt *s)
 	struct sq_stmt *e = find(s);
 	if (e)
 		return e;
-	size_t i = slot_of(s);
+	size_t i = stmt_slot(s);
 	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
 		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
 						       memory_order_acquire);
@@ -268,19 +281,29 @@ static void erase(struct sq_stmt *e)
 	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_relaxed);
 	size_t i = (size_t)(e - t->st);
 	e->text = NULL;
+	kp_arena_free(e->memo);
+	e->memo = NULL;
 	atomic_store_explicit(&t->key[i], SQ_TOMB, memory_order_release);
 }
 
 /*
- * Inside a real prepare or step of this thread: SQLite's own statements
- * (schema loading, ALTER, VACUUM run nested sqlite3_exec()s) pass
- * through; their work is part of the outer query.
+ * The hook's per-thread state, in one block (one TLS offset to load on
+ * the recording path, not four):
+ * in_sqlite: inside a real prepare or step of this thread: SQLite's own
+ * statements (schema loading, ALTER, VACUUM run nested sqlite3_exec()s)
+ * pass through; their work is part of the outer query.
+ * runs: runs recorded (for sqlite3_exec).
+ * streak_fp, streak_n: the fingerprint of the thread's last runs and how
+ * many in a row (value_hash).
  */
-static __thread unsigned in_sqlite;
+static __thread struct {
+	unsigned in_sqlite, runs;
+	uint64_t streak_fp, streak_n;
+} sqt;
 
 static KP_ALWAYS_INLINE int want(void)
 {
-	return !in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
+	return !sqt.in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
 }
 
 /*
@@ -424,40 +447,47 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
  * long loop does not pay for it on every run.
  */
 #define VH_SAMPLE 32
-static __thread uint64_t streak_fp, streak_n;
 
 static uint64_t expanded_hash(sqlite3_stmt *s)
 {
 	if (!sq.expanded_sql || !sq.free)
 		return 0;
+	int saved = errno; /* it allocates: keep the app's */
 	char *x = sq.expanded_sql(s);
+	errno = saved;
 	if (!x)
 		return 0;
 	char buf[KP_MAX_STR_LEN + 1];
 	struct kp_fp fp;
 	kp_fingerprint(x, strlen(x), buf, sizeof(buf), &fp);
 	sq.free(x);
+	errno = saved;
 	return fp.value_hash ? fp.value_hash : 1;
 }
 
 static KP_ALWAYS_INLINE uint64_t value_hash(const struct sq_stmt *e,
 					    sqlite3_stmt *s)
 {
-	if (KP_LIKELY(streak_fp == e->fp_hash)) {
-		streak_n++;
+	if (KP_LIKELY(sqt.streak_fp == e->fp_hash)) {
+		sqt.streak_n++;
 	} else {
-		streak_fp = e->fp_hash;
-		streak_n = 1;
+		sqt.streak_fp = e->fp_hash;
+		sqt.streak_n = 1;
 	}
 	if (!e->has_params)
 		return e->lit_hash;
-	if (streak_n > VH_SAMPLE)
+	if (sqt.streak_n > VH_SAMPLE)
 		return 0;
 	return expanded_hash(s);
 }
 
-/* End the run of e. */
-static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
+/* End the run of e (keeps errno): inline in sqlite3_step's recording
+ * path, where nearly every run ends (no frames of its own there: fewer
+ * return addresses for the stack's walk), out of line (end_run_out) for
+ * reset and finalize. Its stack is remembered in e->memo
+ * (kp_stack_capture_memo): a statement is mostly run from one place. */
+static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
+				     int rc)
 {
 	int64_t v[KP_Q_NV]; /* every value set here or by kp_query_close */
 	v[KP_Q_CTX] = (int64_t)e->ctx;
@@ -478,14 +508,22 @@ static void end_run(struct sq_stmt *e, sqlite3_stmt *s, int rc)
 	v[KP_Q_CONN] = (int64_t)e->conn;
 	e->prep_ticks = 0;
 	e->running = 0;
-	if (KP_LIKELY(e->text_id))
-		kp_query_close_id(KP_QSRC_SQLITE, e->tsc0, e->text_id, v);
-	else
+	if (KP_LIKELY(e->text_id)) {
+		kp_query_close_id(KP_QSRC_SQLITE, e->tsc0, e->text_id, v,
+				  &e->memo);
+	} else {
+		int saved = errno;
 		kp_query_close(KP_QSRC_SQLITE, e->tsc0, 0, e->text, e->len, 1,
 			       v);
+		errno = saved;
+	}
 }
 
-static __thread unsigned runs_recorded; /* for sqlite3_exec */
+static __attribute__((noinline)) void end_run_out(struct sq_stmt *e,
+						  sqlite3_stmt *s, int rc)
+{
+	end_run(e, s, rc);
+}
 
 /* ---- the interposers ---------------------------------------------------------- */
 
@@ -535,9 +573,9 @@ static int after_prepare(int rc, sqlite3 *db, sqlite3_stmt **st,
 	do {                                                                 \
 		SQ_ENTER(fn, __VA_ARGS__);                                   \
 		uint64_t t0 = kp_ticks();                                    \
-		in_sqlite++;                                                 \
+		sqt.in_sqlite++;                                             \
 		int rc = sq.fn(__VA_ARGS__);                                 \
-		in_sqlite--;                                                 \
+		sqt.in_sqlite--;                                             \
 		return after_prepare(rc, db, st, z, n,                       \
 				     (const void *const *)(tail), utf16, t0); \
 	} while (0)
@@ -595,17 +633,6 @@ static KP_ALWAYS_INLINE void start_run(struct sq_stmt *e)
 	e->ctx = kp_query_open(e->tsc0);
 }
 
-static __attribute__((noinline)) void step_done(struct sq_stmt *e,
-						sqlite3_stmt *s, int rc)
-{
-	int saved = errno;
-	kp_tls.busy = 1;
-	runs_recorded++;
-	end_run(e, s, rc);
-	kp_tls.busy = 0;
-	errno = saved;
-}
-
 /* sqlite3_step when recording: out of line, so that the interposer
  * itself, when it passes the call through, jumps to SQLite's without
  * saving a register. */
@@ -620,26 +647,65 @@ static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
 		t->busy = 0;
 	}
 
-	in_sqlite++;
+	sqt.in_sqlite++;
 	uint8_t dbc = t->db_call;
 	t->db_call = 1; /* a sleep now is the busy handler's: hook_wait.c */
 	int rc = sq.step(s); /* its allocations and I/O are the query's */
 	t->db_call = dbc;
-	in_sqlite--;
+	sqt.in_sqlite--;
 
 	if (e && e->running) {
-		if (rc == SQLITE_ROW)
+		if (rc == SQLITE_ROW) {
 			e->rows++;
-		else
-			step_done(e, s, rc);
+		} else {
+			/* the end of the run, inline: see end_run */
+			t->busy = 1;
+			sqt.runs++;
+			end_run(e, s, rc);
+			t->busy = 0;
+		}
 	}
 	return rc;
 }
 
+/*
+ * What sqlite3_step does when its thread may record (not nested, not
+ * busy, not the writer) and kprof runs: SQ_REC, record (libsqlite3
+ * resolved, KOTOBA_PROFILE_QUERY and the sqlite hook on); SQ_OFF, pass
+ * through (the query profiler or this hook off); all of it fixed once
+ * known, so that sqlite3_step's common case is a load of this, the
+ * thread's flags and the run state. 0 until the first sqlite3_step that
+ * gets that far (step_other) knows it.
+ */
+#define SQ_REC 1
+#define SQ_OFF 2
+static _Atomic int sq_mode;
+
+/* sqlite3_step other than in sq_mode's common case: the first ones
+ * (resolving), a nested one, the writer's, a busy thread's. */
+static __attribute__((noinline)) int step_other(sqlite3_stmt *s)
+{
+	if (KP_UNLIKELY(!sq_resolve()) || !sq.step)
+		return SQLITE_MISUSE;
+	if (sqt.in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
+		return sq.step(s);
+	int on = kp.cfg.query && (kp.cfg.query_hooks & KP_QHOOK_SQLITE);
+	atomic_store_explicit(&sq_mode, on ? SQ_REC : SQ_OFF,
+			      memory_order_relaxed);
+	return on ? step_rec(s) : sq.step(s);
+}
+
 KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 {
-	SQ_ENTER(step, s);
-	return step_rec(s);
+	/* want()'s checks, the ones that never change first; every branch
+	 * jumps, so this saves no register */
+	int m = atomic_load_explicit(&sq_mode, memory_order_relaxed);
+	if (KP_LIKELY(m == SQ_REC) && !sqt.in_sqlite && !kp_tls.busy &&
+	    !kp_tls.writer && KP_LIKELY(kp_recording()))
+		return step_rec(s);
+	if (m == SQ_OFF)
+		return sq.step(s);
+	return step_other(s);
 }
 
 /* A run still open when the app resets or finalizes its statement. */
@@ -648,8 +714,8 @@ static __attribute__((noinline)) void end_open_run(struct sq_stmt *e, sqlite3_st
 	int saved = errno;
 	kp_tls.busy = 1;
 	if (e->running) {
-		runs_recorded++;
-		end_run(e, s, SQLITE_DONE);
+		sqt.runs++;
+		end_run_out(e, s, SQLITE_DONE);
 	}
 	if (forget) {
 		kp_arena_free(e->text);
@@ -699,10 +765,10 @@ KP_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
 			   char **err)
 {
 	SQ_ENTER(exec, db, sql, cb, arg, err);
-	unsigned before = runs_recorded;
+	unsigned before = sqt.runs;
 	uint64_t t0 = kp_ticks();
 	int rc = sq.exec(db, sql, cb, arg, err);
-	if (runs_recorded == before && sql && !kp_tls.busy) {
+	if (sqt.runs == before && sql && !kp_tls.busy) {
 		/* its statements did not come through the hooks above */
 		int saved = errno;
 		kp_tls.busy = 1;

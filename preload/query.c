@@ -80,7 +80,9 @@ __thread struct kp_qpend kp_q_pending[KP_Q_PENDING];
 static void push_begin(uint64_t ctx, uint64_t tsc)
 {
 	int64_t v[KP_QB_NV] = { [KP_QB_CTX] = (int64_t)ctx };
-	kp_ring_push_ext(tsc, KP_REC_QUERY_BEGIN, 0, 0, v, NULL, 0);
+	/* one slot, straight into the ring when it has room (kp_query_flush
+	 * has emptied the deferred list: nothing to write first) */
+	kp_ring_push_vals(tsc, KP_REC_QUERY_BEGIN, 0, 0, v, KP_QB_NV);
 }
 
 void kp_query_flush(void)
@@ -192,12 +194,12 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
 {
 	if (text_id || !text) {
 		/* the text is the QUERY_TEXT record's (or there is none) */
-		kp_query_close_id(source, tsc0, text_id, v);
+		kp_query_close_id(source, tsc0, text_id, v, NULL);
 		return;
 	}
 	uint64_t now;
 	uint32_t stack;
-	if (kp_query_end(tsc0, v, &now, &stack))
+	if (kp_query_end(tsc0, v, &now, &stack, NULL))
 		close_text(now, source, stack, text, len, fp, v);
 }
 

@@ -274,8 +274,17 @@ void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
 			   uint64_t d)
 {
 	int saved = errno;
-	uint64_t v[4] = { a, b, c, d };
-	kp_ring_push(tsc, type, kind, stack, v, kp_mem_len(type, c));
+	/* a query's deferred QUERY_BEGIN first (the usual reason to be
+	 * here: the first allocation inside a query), then the event the
+	 * fast way if it now can */
+	if (kp_q_npending)
+		kp_query_flush();
+	struct kp_ring *r = kp_tls.ring;
+	if (!r || !kp_ring_try_push_head(r, tsc, type, kind, stack,
+					 kp_mem_len(type, c), a, b, c, d, 0)) {
+		uint64_t v[4] = { a, b, c, d };
+		kp_ring_push(tsc, type, kind, stack, v, kp_mem_len(type, c));
+	}
 	errno = saved;
 }
 

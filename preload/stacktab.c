@@ -251,12 +251,14 @@ void kp_unwind_report(void)
 		(unsigned long long)atomic_load(&kp_unwind_fallback_n));
 }
 
-uint32_t kp_stack_capture(void)
+/* This thread's stack into buf (KP_MAX_STACK_DEPTH + 16 slots),
+ * kprof's frames dropped: @return its depth (at most the configured
+ * one), *first its first pc's index in buf. */
+static KP_ALWAYS_INLINE int capture_pcs(uint64_t *buf, int *first)
 {
 	int depth = kp.cfg.stack_depth;
 	if (depth <= 0)
 		return 0;
-	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
 	int n = -1;
 	if (kp.cfg.unwind != KP_UNWIND_LIBUNWIND)
 		n = kp_unwind(buf, depth + 16);
@@ -276,7 +278,63 @@ uint32_t kp_stack_capture(void)
 		return 0;
 	if (n > depth)
 		n = depth;
-	return intern(buf + i, (uint32_t)n);
+	*first = i;
+	return n;
+}
+
+uint32_t kp_stack_capture(void)
+{
+	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
+	int i = 0, n = capture_pcs(buf, &i);
+	return n > 0 ? intern(buf + i, (uint32_t)n) : 0;
+}
+
+/*
+ * A stack interned before keeps its id (ids are never reused, and a
+ * stack is its hash: intern_at); a walk that kp_unwind_memo finds the
+ * same as the memo's gives the same pcs, so the memo's id, without the
+ * walk, the trimming, the hashing and the table's probe.
+ */
+struct kp_stack_memo {
+	uint32_t id; /* of the walk in u (0: none) */
+	struct kp_unwind_memo u;
+};
+
+uint32_t kp_stack_capture_memo(struct kp_stack_memo **memo)
+{
+	int depth = kp.cfg.stack_depth;
+	if (depth <= 0)
+		return 0;
+	struct kp_stack_memo *m = *memo;
+	if (kp.cfg.unwind != KP_UNWIND_FAST)
+		return kp_stack_capture();
+	if (!m) {
+		m = kp_arena_alloc(sizeof(*m));
+		if (!m)
+			return kp_stack_capture();
+		m->id = 0;
+		m->u.nread = 0;
+		*memo = m;
+	}
+	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
+	int n = kp_unwind_memo(buf, depth + 16, &m->u);
+	if (n == KP_UNWIND_SAME && m->id)
+		return m->id;
+	if (n == KP_UNWIND_SAME) /* never: no id, nothing remembered */
+		n = kp_unwind(buf, depth + 16);
+	if (n < 0) {
+		m->u.nread = 0;
+		n = unw_backtrace((void **)buf, depth + 16);
+	}
+	int i = skip_self(buf, n);
+	n -= i;
+	uint32_t id = 0;
+	if (n > 0)
+		id = intern(buf + i, (uint32_t)(n > depth ? depth : n));
+	m->id = id;
+	if (!id)
+		m->u.nread = 0; /* table full (or no stack): not worth it */
+	return id;
 }
 
 /*

@@ -10,6 +10,7 @@
 
 #include "compat.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -428,20 +429,35 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_q_npending)) {
 		uint64_t h = atomic_load_explicit(&r->head,
 						  memory_order_relaxed);
-		if (KP_LIKELY(h + n - r->tail_cache <= r->mask + 1)) {
-			struct kp_ev *ev = &r->slots[h & r->mask];
+		uint64_t mask = r->mask; /* once: the stores may alias it */
+		/* room, and the n slots do not wrap (one event in a ring's
+		 * round does: kp_ring_push_ext takes it), so they are
+		 * ev[0..n), at constant offsets */
+		if (KP_LIKELY(h + n - r->tail_cache <= mask + 1) &&
+		    KP_LIKELY((h & mask) + n <= mask + 1)) {
+			struct kp_ev *ev = &r->slots[h & mask];
 			ev->tsc = tsc;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			/* type, kind, len, stack: one store, not four */
+			uint64_t w0 = type | (uint64_t)kind << 8 |
+				      (uint64_t)len << 16 |
+				      (uint64_t)stack << 32;
+			__builtin_memcpy((char *)ev +
+						 offsetof(struct kp_ev, type),
+					 &w0, 8);
+#else
 			ev->type = type;
 			ev->kind = kind;
 			ev->len = (uint16_t)len;
 			ev->stack = stack;
+#endif
 			unsigned m = nv < head_nv ? nv : head_nv;
 			__builtin_memcpy(&ev->a, v, m * 8);
 			/* unrolled: nv is a constant, so is every copy's size */
 #pragma GCC unroll 16
 			for (uint64_t k = 1; k < n; k++) {
-				struct kp_ev_cont *c = (struct kp_ev_cont *)
-					&r->slots[(h + k) & r->mask];
+				struct kp_ev_cont *c =
+					(struct kp_ev_cont *)&ev[k];
 				unsigned at = head_nv +
 					      (unsigned)(k - 1) * cont_nv;
 				c->tsc = tsc;
@@ -452,7 +468,9 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 			return;
 		}
 	}
+	int saved = errno; /* a full ring may wait: keep the app's */
 	kp_ring_push_ext(tsc, type, kind, stack, v, NULL, 0);
+	errno = saved;
 }
 
 /* The allocator hooks' path: the same as kp_ring_push of an event with
@@ -482,6 +500,11 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 int kp_stacktab_init(void);
 /* Capture the caller's stack and intern it. 0 = none. */
 uint32_t kp_stack_capture(void);
+/* The same, for a caller whose stack is often the one it had last time
+ * (a prepared statement run from one place): *memo (NULL at first,
+ * kp_arena_free() it when done) remembers that stack and its id. */
+struct kp_stack_memo;
+uint32_t kp_stack_capture_memo(struct kp_stack_memo **memo);
 /* Published stacks: ids 1..kp_stacktab_count(). */
 uint32_t kp_stacktab_count(void);
 const uint64_t *kp_stacktab_get(uint32_t id, uint32_t *depth);
@@ -512,6 +535,21 @@ int kp_unwind(uint64_t *pcs, int max);
  */
 int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
 		   uint64_t *pcs, int max);
+/*
+ * kp_unwind, remembering in *m the walk it made: the registers it started
+ * from and each stack word it read, with its value. When they are all the
+ * same again, so would the walk be (the rules are the cache's until a
+ * flush): @return KP_UNWIND_SAME, pcs untouched. Else as kp_unwind, *m
+ * now this walk's (m->nread 0 when it did not fit or went to libunwind).
+ */
+#define KP_UNWIND_MEMO_READS 48
+#define KP_UNWIND_SAME (-2)
+struct kp_unwind_memo {
+	uint64_t gen, rip, rsp, rbp, top;
+	uint32_t nread; /* 0: remembers nothing */
+	uint64_t addr[KP_UNWIND_MEMO_READS], val[KP_UNWIND_MEMO_READS];
+};
+int kp_unwind_memo(uint64_t *pcs, int max, struct kp_unwind_memo *m);
 /* Forget every cached rule (a module was unmapped). */
 void kp_unwind_flush(void);
 /* Stacks the fast unwinder handed to libunwind. */
@@ -631,11 +669,14 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
  * What ending a query does before its QUERY is pushed, on every path:
  * its duration into v (from tsc0), its deferred QUERY_BEGIN dropped if
  * still there (then its QUERY has ctx 0, record.h, which packs into one
- * byte), its stack. @return 0 when nothing may be pushed: the trace ended
- * while the query ran (another thread's exit).
+ * byte), its stack (kp_stack_capture_memo with memo, when not NULL).
+ * Keeps errno (as does kp_query_close_id). @return 0
+ * when nothing may be pushed: the trace ended while the query ran
+ * (another thread's exit).
  */
 static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
-					 uint64_t *now, uint32_t *stack)
+					 uint64_t *now, uint32_t *stack,
+					 struct kp_stack_memo **memo)
 {
 	*now = kp_ticks();
 	v[KP_Q_DUR] = (int64_t)(*now - tsc0);
@@ -649,18 +690,25 @@ static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
 	}
 	if (!kp_recording())
 		return 0;
-	*stack = kp.cfg.stack_depth > 0 ? kp_stack_capture() : 0;
+	*stack = 0;
+	if (kp.cfg.stack_depth > 0) {
+		int saved = errno; /* the unwind may change it */
+		*stack = memo ? kp_stack_capture_memo(memo) :
+				kp_stack_capture();
+		errno = saved;
+	}
 	return 1;
 }
 
 /* kp_query_close of a query whose text is text_id (or none: 0), inline
- * for the SQLite hook's every run. */
+ * for the SQLite hook's every run; memo as for kp_query_end. */
 static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
-					       uint32_t text_id, int64_t *v)
+					       uint32_t text_id, int64_t *v,
+					       struct kp_stack_memo **memo)
 {
 	uint64_t now;
 	uint32_t stack;
-	if (!kp_query_end(tsc0, v, &now, &stack))
+	if (!kp_query_end(tsc0, v, &now, &stack, memo))
 		return;
 	v[KP_Q_TEXT_ID] = text_id;
 	kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);

@@ -86,8 +86,13 @@ static inline uint32_t mk_rule(uint32_t flags, unsigned cfa_off,
 	return flags | cfa_off | rbp_n << 19; /* bits 16-26 hold 8 * n */
 }
 
+/* Flushes so far: a walk remembered before one (kp_unwind_memo) may not
+ * be the one the rules would give now. */
+static _Atomic uint64_t flush_gen;
+
 void kp_unwind_flush(void)
 {
+	atomic_fetch_add_explicit(&flush_gen, 1, memory_order_relaxed);
 	if (!cache)
 		return;
 	for (uint32_t i = 0; i < CACHE_SLOTS; i++)
@@ -719,8 +724,20 @@ int kp_unwind_init(void)
  */
 static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 				 uint64_t rsp, uint64_t rbp, uint64_t top,
-				 uint64_t *pcs, int max)
+				 uint64_t *pcs, int max,
+				 struct kp_unwind_memo *m)
 {
+	/* m (kp_unwind_memo): every stack word read, while it has room */
+#define WALK_READ(a, into)                                                 \
+	do {                                                               \
+		(into) = *(const uint64_t *)(uintptr_t)(a);                \
+		if (m && m->nread < KP_UNWIND_MEMO_READS) {                \
+			m->addr[m->nread] = (a);                           \
+			m->val[m->nread++] = (into);                       \
+		} else if (m) {                                            \
+			m->nread = KP_UNWIND_MEMO_READS + 1; /* too many */ \
+		}                                                          \
+	} while (0)
 	if (max <= 0)
 		return 0;
 	uint64_t *out = pcs, *end = pcs + max;
@@ -750,16 +767,17 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 		}
 		if (KP_UNLIKELY(cfa > top))
 			return -1;
-		rip = ((const uint64_t *)(uintptr_t)cfa)[-1];
+		WALK_READ(cfa - 8, rip);
 		uint64_t rbp_k = (rule >> 16) & 0x7f8;
 		if (rbp_k)
-			rbp = *(const uint64_t *)(uintptr_t)(cfa - rbp_k);
+			WALK_READ(cfa - rbp_k, rbp);
 		rsp = cfa;
 		if (rip < 0x4000)
 			break;
 		*out++ = rip;
 	}
 	return (int)(out - pcs);
+#undef WALK_READ
 }
 #endif
 
@@ -775,7 +793,7 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 		uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
 		uintptr_t top;
 		if (stack_bounds(rsp, &top) == 0) {
-			int n = walk(c, rip, rsp, fp[0], top, pcs, max);
+			int n = walk(c, rip, rsp, fp[0], top, pcs, max, NULL);
 			if (KP_LIKELY(n >= 0))
 				return n;
 		}
@@ -788,6 +806,63 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 	return -1;
 }
 
+/*
+ * The walk reads nothing but the registers it starts from (this frame's:
+ * the caller's at its call), the words of the stack it reads (within
+ * [rsp, top), all of them in m) and the cached rules of the return
+ * addresses among those, so the same registers, bounds, words and rules
+ * give the same walk: checking the words costs a load and a compare each,
+ * the walk a rule lookup and its tests per frame. The words are this
+ * thread's stack above rsp, the same range as before, so readable.
+ */
+__attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
+					     struct kp_unwind_memo *m)
+{
+#ifdef KP_FAST_UNWIND
+	_Atomic uint64_t *c = cache;
+	if (KP_LIKELY(c != NULL)) {
+		const uintptr_t *fp = __builtin_frame_address(0);
+		uint64_t rip = (uint64_t)(uintptr_t)__builtin_return_address(0);
+		uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
+		uint64_t gen = atomic_load_explicit(&flush_gen,
+						    memory_order_relaxed);
+		uintptr_t top;
+		if (stack_bounds(rsp, &top) == 0) {
+			uint32_t k = m->nread;
+			if (k && m->rip == rip && m->rsp == rsp &&
+			    m->rbp == fp[0] && m->top == top && m->gen == gen) {
+				for (k = 0; k < m->nread; k++)
+					if (*(const uint64_t *)(uintptr_t)
+						    m->addr[k] != m->val[k])
+						break;
+				if (k == m->nread)
+					return KP_UNWIND_SAME;
+			}
+			m->nread = 0;
+			int n = walk(c, rip, rsp, fp[0], top, pcs, max, m);
+			if (KP_LIKELY(n >= 0)) {
+				if (m->nread > KP_UNWIND_MEMO_READS) {
+					m->nread = 0;
+				} else {
+					m->gen = gen;
+					m->rip = rip;
+					m->rsp = rsp;
+					m->rbp = fp[0];
+					m->top = top;
+				}
+				return n;
+			}
+		}
+	}
+#else
+	(void)pcs;
+	(void)max;
+#endif
+	m->nread = 0;
+	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
+	return -1;
+}
+
 int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
 		   uint64_t *pcs, int max)
 {
@@ -796,7 +871,7 @@ int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
 	if (!c || rsp >= top)
 		return -1;
 	/* pc + 1: the cache holds the rule of key - 1 (return addresses) */
-	return walk(c, pc + 1, rsp, rbp, top, pcs, max);
+	return walk(c, pc + 1, rsp, rbp, top, pcs, max, NULL);
 #else
 	(void)pc;
 	(void)rsp;

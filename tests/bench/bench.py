@@ -497,6 +497,7 @@ def query_bench(rounds, quick):
                             ("file, secondary index, one read transaction",
                              [dbfile, "txn"], n // 2)):
         res = {label: [] for label, _ in configs}
+        cpu = {label: [] for label, _ in configs}  # the app thread's CPU time
         work = tempfile.mkdtemp(prefix="kprof-bench-q-")
         try:
             for _ in range(rounds):
@@ -509,17 +510,22 @@ def query_bench(rounds, quick):
                     if p.returncode != 0:
                         raise Failed("%s: exit %d %s" % (label, p.returncode,
                                                          p.stderr[-200:]))
-                    res[label].append(float(p.stdout.split("ns_per_query=")[1]))
+                    res[label].append(float(p.stdout.split(" ns_per_query=")[1].split()[0]))
+                    cpu[label].append(float(p.stdout.split("cpu_ns_per_query=")[1].split()[0]))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         none = statistics.median(res["none"])
+        cnone = statistics.median(cpu["none"])
         print("\n## SQLite point selects, %s: %d queries, %d rounds (median ns per "
-              "query, timed inside the loop)" % (mode, nq, rounds))
-        print("| configuration | ns/query | ns added | ratio |")
-        print("|---|---:|---:|---:|")
+              "query, timed inside the loop; wall, then the app thread's CPU "
+              "time)" % (mode, nq, rounds))
+        print("| configuration | ns/query | ns added | ratio | CPU ns/query | CPU ns added | CPU ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for label, _ in configs:
             m = statistics.median(res[label])
-            print("| %s | %.0f | %+.0f | %.2fx |" % (label, m, m - none, m / none))
+            c = statistics.median(cpu[label])
+            print("| %s | %.0f | %+.0f | %.2fx | %.0f | %+.0f | %.2fx |" % (
+                label, m, m - none, m / none, c, c - cnone, c / cnone))
         vg = shutil.which("valgrind")
         if not vg:
             print("\nvalgrind not installed: no instruction counts")

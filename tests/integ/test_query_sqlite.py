@@ -82,6 +82,32 @@ def check_report(t, q, label):
          "%s: the insert fingerprint carries its fsyncs and I/O bytes" % label, ins)
 
 
+def call_sites(q):
+    """fingerprint -> its call sites as (calls, ((module, offset), ...))."""
+    return {f["fingerprint"]: sorted(
+        (c["calls"], tuple((os.path.basename(x.get("module") or ""), x.get("offset"))
+                           for x in c["stack"])) for c in f["call_sites"])
+        for f in q["fingerprints"]}
+
+
+# The SQLite hook remembers each statement's last stack walk and reuses
+# its stack when the walk would read the same words (kp_unwind_memo);
+# libunwind walks every stack from scratch: the call sites must agree,
+# including the insert statement's two (one function, two callers).
+with t.section("C app: query stacks as libunwind takes them"):
+    sites = {}
+    for mode in ("fast", "libunwind"):
+        with Tmp() as d:
+            r = run([app("sqlite_app"), os.path.join(d, "app.db")], d,
+                    prof={"UNWIND": mode})
+            t.eq((r.rc, r.err), (0, ""), "UNWIND=%s: runs" % mode)
+            sites[mode] = call_sites(analyze(r.traces)["queries"])
+    ins = sites["fast"].get("insert into users(name, city) values(?+)", [])
+    t.eq([c for c, _ in ins], [20, 20], "the insert's two call sites, 20 runs each", ins)
+    t.eq(sites["fast"], sites["libunwind"],
+         "every fingerprint's call sites and their stacks: fast = libunwind")
+
+
 APPS = [("C app", lambda db: [app("sqlite_app"), db]),
         ("python3 app", lambda db: [PY, PYAPP, db])]
 

@@ -583,6 +583,9 @@ void kp_io_after_fork_child(void);
 void kp_io_finish(void);
 /* pipe/pipe2 (hook_creds.c) returned rc: record the two ends. */
 void kp_io_pipe(const int fds[2], int rc, int flags, uint64_t t0);
+/* The app created or cancelled a thread (cpu.c, hook_io.c): recorded
+ * calls go through glibc from now on (kp_io_direct, iohook.h). */
+void kp_io_direct_off(void);
 /* ---- queries (query.c): shared by the query hooks ------------------------ */
 
 /* May hook sqlite/libpq (KP_QHOOK_*) record now? (not busy, recording) */

@@ -235,7 +235,7 @@ static inline int kp_io_want(const struct kp_tls *t)
 
 static inline uint32_t kp_io_stack(void)
 {
-	return kp.cfg.io_capture ? kp_stack_capture() : 0;
+	return kp.cfg.io_capture ? kp_stack_capture_memo() : 0;
 }
 
 #define KP_IO_OFF_TRACK INT64_MIN
@@ -331,9 +331,9 @@ static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
 	if (kp.cfg.io_capture) {
 		/* called from here, not through a helper: one frame fewer
 		 * for libunwind to walk (and for kp_stack_capture to drop) */
-		int saved = errno;
-		stack = kp_stack_capture();
-		errno = saved;
+		int *ep = &errno, saved = *ep;
+		stack = kp_stack_capture_memo();
+		*ep = saved;
 	}
 	if (KP_UNLIKELY(!kp_ring_try_push_head(
 		    ring, t1, KP_REC_IO, op, stack, KP_IO_NV * 8,

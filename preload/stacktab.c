@@ -233,6 +233,17 @@ static void verify(const uint64_t *fast, int nf, const uint64_t *lu, int nl,
 		at + 1 < b ? (unsigned long long)lu[j + at + 1] : 0ull);
 }
 
+/* KOTOBA_PROFILE_UNWIND=verify: the thread's remembered walk (unwind.c,
+ * kp_unwind_memo) named stack memo_id where walking and interning gave
+ * id: counted with the stacks that differ. */
+static void verify_memo_differs(uint32_t memo_id, uint32_t id)
+{
+	if (atomic_fetch_add(&verify_diff, 1) >= 5)
+		return;
+	kp_warn("unwind verify: the remembered walk gave stack %u, walking "
+		"gave %u", memo_id, id);
+}
+
 void kp_unwind_after_fork_child(void)
 {
 	atomic_store(&verify_n, 0);
@@ -251,15 +262,34 @@ void kp_unwind_report(void)
 		(unsigned long long)atomic_load(&kp_unwind_fallback_n));
 }
 
-uint32_t kp_stack_capture(void)
+/*
+ * kp_stack_capture and kp_stack_capture_memo: with memo, the thread's last
+ * walk is remembered (kp_unwind_memo) and a capture that would walk it
+ * again takes its stack id as it is. (Not for every capture: where stacks
+ * keep changing, an allocation-heavy program's, remembering costs ~40
+ * instructions a stack and saves nothing.)
+ */
+static KP_ALWAYS_INLINE uint32_t capture(int use_memo)
 {
 	int depth = kp.cfg.stack_depth;
 	if (depth <= 0)
 		return 0;
 	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
 	int n = -1;
-	if (kp.cfg.unwind != KP_UNWIND_LIBUNWIND)
+	uint32_t *memo = NULL, memo_id = 0;
+	if (use_memo && KP_LIKELY(kp.cfg.unwind != KP_UNWIND_LIBUNWIND)) {
+		n = kp_unwind_memo(buf, depth + 16, &memo);
+		if (n == 0) {
+			/* the same walk as this thread's last: its stack */
+			if (KP_LIKELY(kp.cfg.unwind == KP_UNWIND_FAST))
+				return *memo;
+			/* verify: walk anyway, and compare the ids below */
+			memo_id = *memo;
+			n = kp_unwind(buf, depth + 16);
+		}
+	} else if (kp.cfg.unwind != KP_UNWIND_LIBUNWIND) {
 		n = kp_unwind(buf, depth + 16);
+	}
 	if (KP_UNLIKELY(kp.cfg.unwind == KP_UNWIND_VERIFY)) {
 		uint64_t lu[KP_MAX_STACK_DEPTH + 16];
 		int nl = unw_backtrace((void **)lu, depth + 16);
@@ -272,11 +302,24 @@ uint32_t kp_stack_capture(void)
 	}
 	int i = skip_self(buf, n);
 	n -= i;
-	if (n <= 0)
-		return 0;
-	if (n > depth)
-		n = depth;
-	return intern(buf + i, (uint32_t)n);
+	uint32_t id = 0;
+	if (n > 0)
+		id = intern(buf + i, (uint32_t)(n > depth ? depth : n));
+	if (use_memo && memo)
+		*memo = id; /* remembered with the walk */
+	if (use_memo && KP_UNLIKELY(memo_id) && memo_id != id)
+		verify_memo_differs(memo_id, id);
+	return id;
+}
+
+uint32_t kp_stack_capture(void)
+{
+	return capture(0);
+}
+
+uint32_t kp_stack_capture_memo(void)
+{
+	return capture(1);
 }
 
 /*

@@ -482,6 +482,11 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 int kp_stacktab_init(void);
 /* Capture the caller's stack and intern it. 0 = none. */
 uint32_t kp_stack_capture(void);
+/* The same for a call site that repeats (an I/O call): a capture that
+ * starts where this thread's last one did, and finds the same return
+ * addresses and saved frame pointers on the stack, takes its id without
+ * walking or interning (stacktab.c, unwind.c). */
+uint32_t kp_stack_capture_memo(void);
 /* Published stacks: ids 1..kp_stacktab_count(). */
 uint32_t kp_stacktab_count(void);
 const uint64_t *kp_stacktab_get(uint32_t id, uint32_t *depth);
@@ -504,6 +509,12 @@ int kp_unwind_init(void);
  * unwinder: then ask libunwind for the whole stack.
  */
 int kp_unwind(uint64_t *pcs, int max);
+/* kp_unwind for kp_stack_capture, with the thread's last walk remembered
+ * (unwind.c): 0 when this walk would read what that one did (pcs
+ * untouched), with **id that walk's stack; else kp_unwind's result, and
+ * when >= 0 the caller stores in **id the stack the pcs were interned as
+ * (0: none). */
+int kp_unwind_memo(uint64_t *pcs, int max, uint32_t **id);
 /*
  * The same walk from an interrupted context (CPU samples, in the signal
  * handler): pcs[0] = pc + 1, then return addresses, every read within

@@ -74,6 +74,9 @@ _Atomic uint64_t kp_unwind_fallback_n;
 #define R_NOINFO (1u << 30)
 
 static _Atomic uint64_t *cache;
+/* Bumped by kp_unwind_flush: a walk remembered before (struct memo) may
+ * have used a rule that is gone. */
+static _Atomic uint64_t flush_gen;
 
 static inline uint64_t slot_of(uint64_t pc)
 {
@@ -90,6 +93,7 @@ void kp_unwind_flush(void)
 {
 	if (!cache)
 		return;
+	atomic_fetch_add(&flush_gen, 1);
 	for (uint32_t i = 0; i < CACHE_SLOTS; i++)
 		atomic_store_explicit(&cache[i], 0, memory_order_relaxed);
 }
@@ -175,13 +179,10 @@ static int find_mapping(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
 	return found;
 }
 
-static int stack_bounds(uintptr_t sp, uintptr_t *hi)
+static __attribute__((noinline)) int stack_bounds_slow(uintptr_t sp,
+							uintptr_t *hi)
 {
 	struct ustk *u = &ustk;
-	if (KP_LIKELY(sp >= u->lo && sp < u->hi)) {
-		*hi = u->hi;
-		return 0;
-	}
 	if (u->lookups >= MAX_LOOKUPS)
 		return -1;
 	u->lookups++;
@@ -197,6 +198,18 @@ static int stack_bounds(uintptr_t sp, uintptr_t *hi)
 	u->hi = h;
 	*hi = h;
 	return 0;
+}
+
+/* The top of the thread's stack mapping that holds sp. @return 0, -1 when
+ * not known (then the fast unwinder is not used). */
+static KP_ALWAYS_INLINE int stack_bounds(uintptr_t sp, uintptr_t *hi)
+{
+	struct ustk *u = &ustk;
+	if (KP_LIKELY(sp >= u->lo && sp < u->hi)) {
+		*hi = u->hi;
+		return 0;
+	}
+	return stack_bounds_slow(sp, hi);
 }
 
 #ifdef KP_FAST_UNWIND
@@ -711,6 +724,36 @@ int kp_unwind_init(void)
 
 #ifdef KP_FAST_UNWIND
 /*
+ * The thread's last walk for kp_stack_capture_memo, remembered: a walk is a
+ * function of its start (rip, rsp, rbp, the stack's top), the rules of the
+ * pcs it meets (the same until kp_unwind_flush) and the stack words it
+ * reads (each frame's return address, and rbp where a frame saved it). A
+ * walk from the same start whose reads find the same values gives the same
+ * pcs, so the same stack id: kp_unwind_memo checks those words (a load and
+ * a compare each) instead of walking and interning again. An I/O loop
+ * calls from one place over and over (the allocation hooks, whose stacks
+ * keep changing, do not use it: stacktab.c). The reads are recorded only
+ * by a walk that starts where the thread's last one did, so a thread
+ * whose captures never repeat pays a few compares a walk.
+ */
+#define MEMO_STEPS 48 /* longer walks are not remembered */
+
+struct memo_step {
+	uint64_t ra_at, ra;   /* the return address read, and where */
+	uint64_t rbp_at, rbp; /* the saved rbp read, and where; a frame that
+			       * saved none points at rbp itself, so the
+			       * check needs no branch */
+};
+
+struct memo {
+	uint64_t rip, rsp, rbp, top, gen; /* the walk's start */
+	uint32_t steps;                   /* reads made: steps[0..steps) */
+	uint32_t id;                      /* its stack id, 0 = none */
+	struct memo_step s[MEMO_STEPS];
+};
+static __thread struct memo memo __attribute__((tls_model("initial-exec")));
+
+/*
  * The walk from registers (rip = the first value stored: a return address,
  * or an interrupted pc + 1) within [rsp, top). @return the pcs stored, or
  * -1 at a frame beyond this unwinder. Async-signal-safe: the cache is
@@ -719,11 +762,13 @@ int kp_unwind_init(void)
  */
 static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 				 uint64_t rsp, uint64_t rbp, uint64_t top,
-				 uint64_t *pcs, int max)
+				 uint64_t *pcs, int max, struct memo *m)
 {
 	if (max <= 0)
 		return 0;
 	uint64_t *out = pcs, *end = pcs + max;
+	/* m: the reads, recorded at ms while there is room */
+	struct memo_step *ms = m ? m->s : NULL, *ms_end = ms + MEMO_STEPS;
 	*out++ = rip;
 	while (out < end) {
 		uint64_t rule = lookup(c, rip), cfa;
@@ -754,12 +799,35 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 		uint64_t rbp_k = (rule >> 16) & 0x7f8;
 		if (rbp_k)
 			rbp = *(const uint64_t *)(uintptr_t)(cfa - rbp_k);
+		if (m) {
+			if (KP_LIKELY(ms < ms_end)) {
+				ms->ra_at = cfa - 8;
+				ms->ra = rip;
+				ms->rbp_at = rbp_k ? cfa - rbp_k :
+					     (uint64_t)(uintptr_t)&ms->rbp;
+				ms->rbp = rbp;
+			}
+			ms++;
+		}
 		rsp = cfa;
 		if (rip < 0x4000)
 			break;
 		*out++ = rip;
 	}
+	if (m)
+		m->steps = ms <= ms_end ? (uint32_t)(ms - m->s) : UINT32_MAX;
 	return (int)(out - pcs);
+}
+
+/* Does memory still hold what m's walk read? (m->steps <= MEMO_STEPS) */
+static KP_ALWAYS_INLINE int memo_same(const struct memo *m)
+{
+	const struct memo_step *s = m->s, *end = m->s + m->steps;
+	for (; s < end; s++)
+		if ((*(const uint64_t *)(uintptr_t)s->ra_at ^ s->ra) |
+		    (*(const uint64_t *)(uintptr_t)s->rbp_at ^ s->rbp))
+			return 0;
+	return 1;
 }
 #endif
 
@@ -775,7 +843,8 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 		uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
 		uintptr_t top;
 		if (stack_bounds(rsp, &top) == 0) {
-			int n = walk(c, rip, rsp, fp[0], top, pcs, max);
+			int n = walk(c, rip, rsp, fp[0], top, pcs, max,
+				     NULL);
 			if (KP_LIKELY(n >= 0))
 				return n;
 		}
@@ -788,6 +857,62 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 	return -1;
 }
 
+__attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
+					     uint32_t **id)
+{
+#ifdef KP_FAST_UNWIND
+	_Atomic uint64_t *c = cache;
+	if (KP_LIKELY(c != NULL)) {
+		/* as in kp_unwind */
+		const uintptr_t *fp = __builtin_frame_address(0);
+		uint64_t rip = (uint64_t)(uintptr_t)__builtin_return_address(0);
+		uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
+		uint64_t rbp = fp[0];
+		uintptr_t top;
+		if (stack_bounds(rsp, &top) == 0) {
+			struct memo *m = &memo;
+			uint64_t gen = atomic_load_explicit(&flush_gen,
+							    memory_order_relaxed);
+			int n;
+			if (m->rsp == rsp && m->rbp == rbp && m->rip == rip &&
+			    m->top == top && m->gen == gen) {
+				if (m->id && m->steps <= MEMO_STEPS &&
+				    memo_same(m)) {
+					*id = &m->id;
+					return 0;
+				}
+				/* Record the reads only of a walk that starts
+				 * where the last one did: a loop's second
+				 * call, not every call of a program whose
+				 * stacks keep changing. */
+				n = walk(c, rip, rsp, rbp, top, pcs, max, m);
+			} else {
+				m->rip = rip;
+				m->rsp = rsp;
+				m->rbp = rbp;
+				m->top = top;
+				m->gen = gen;
+				m->steps = UINT32_MAX; /* nothing recorded */
+				n = walk(c, rip, rsp, rbp, top, pcs, max,
+					 NULL);
+			}
+			if (KP_LIKELY(n >= 0)) {
+				/* (an id there counts only with the reads) */
+				*id = &m->id;
+				return n;
+			}
+			m->steps = UINT32_MAX;
+		}
+	}
+#else
+	(void)pcs;
+	(void)max;
+#endif
+	(void)id;
+	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
+	return -1;
+}
+
 int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
 		   uint64_t *pcs, int max)
 {
@@ -796,7 +921,7 @@ int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
 	if (!c || rsp >= top)
 		return -1;
 	/* pc + 1: the cache holds the rule of key - 1 (return addresses) */
-	return walk(c, pc + 1, rsp, rbp, top, pcs, max);
+	return walk(c, pc + 1, rsp, rbp, top, pcs, max, NULL);
 #else
 	(void)pc;
 	(void)rsp;

@@ -17,6 +17,7 @@
  *   io_known DIR misc    one call of each remaining interposer on DIR/m
  *                        (see misc())
  *   io_known DIR direct, cancel_self, cancel_read: see direct()
+ *   io_known DIR paths N N writes from two call paths (see paths())
  *   io_known DIR bad     the findings: 2000 writes of 10 bytes to DIR/small,
  *                        20 x (write + fsync) to DIR/synced, 200 reads of
  *                        4 KiB at scattered offsets of a 2 MiB DIR/big,
@@ -423,6 +424,36 @@ static void cancel_read(void)
 	pthread_cleanup_pop(0);
 }
 
+/* paths N: N writes from two call paths in turn, each a frame of the same
+ * size at the same depth (the thread's remembered walk starts at the same
+ * place for both: the return addresses tell them apart) */
+static void path_write(int fd, int i)
+{
+	char b[32];
+	snprintf(b, sizeof(b), "%d\n", i);
+	write(fd, b, strlen(b));
+}
+
+static void path_a(int fd, int i)
+{
+	path_write(fd, i);
+}
+
+static void path_b(int fd, int i)
+{
+	path_write(fd, i);
+}
+
+static void paths(const char *dir, int n)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/paths", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	for (int i = 0; i < n; i++)
+		(i % 3 == 2 ? path_b : path_a)(fd, i);
+	close(fd);
+}
+
 static void bad(const char *dir)
 {
 	char path[4096];
@@ -468,6 +499,8 @@ int main(int argc, char **argv)
 		execs(argv[1]);
 	else if (!strcmp(argv[2], "misc"))
 		misc(argv[1]);
+	else if (!strcmp(argv[2], "paths"))
+		paths(argv[1], argc > 3 ? atoi(argv[3]) : 3000);
 	else if (!strcmp(argv[2], "direct"))
 		direct(argv[1]);
 	else if (!strcmp(argv[2], "cancel_self"))

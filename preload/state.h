@@ -387,9 +387,13 @@ static KP_ALWAYS_INLINE int kp_ring_try_push_head(struct kp_ring *r,
 	if (n > 1) {
 		struct kp_ev_cont *k =
 			(struct kp_ev_cont *)&r->slots[(h + 1) & r->mask];
-		uint64_t v[3] = { c, d, e };
 		k->tsc = tsc;
-		__builtin_memcpy(k->data, v, sizeof(v));
+		/* one store each: copied from an array on the stack, two of
+		 * them went through a 16-byte load of two 8-byte stores,
+		 * which the store buffer cannot forward (a stall) */
+		__builtin_memcpy(k->data, &c, 8);
+		__builtin_memcpy(k->data + 8, &d, 8);
+		__builtin_memcpy(k->data + 16, &e, 8);
 	}
 	kp_ring_publish(r, h, n);
 	return 1;

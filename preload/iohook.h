@@ -117,7 +117,10 @@ void kp_io_resolve(void);
  * system call themselves, as glibc does without kprof: the same call, the
  * same result, errno set the same way. One bit per function (KP_IO_D_*),
  * set at resolve time where the next definition is glibc's own (not
- * another interposer's), on x86-64 only.
+ * another interposer's), on x86-64 only. What it cannot see: a thread
+ * glibc starts itself (timer_create's SIGEV_THREAD, aio, mq_notify) that
+ * cancels the initial thread while that one is blocked in such a call:
+ * the cancel then waits for its next cancellation point.
  */
 enum {
 	KP_IO_D_READ = 1u << 0,

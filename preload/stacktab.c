@@ -263,33 +263,26 @@ void kp_unwind_report(void)
 }
 
 /*
- * kp_stack_capture and kp_stack_capture_memo: with memo, the thread's last
- * walk is remembered (kp_unwind_memo) and a capture that would walk it
- * again takes its stack id as it is. (Not for every capture: where stacks
- * keep changing, an allocation-heavy program's, remembering costs ~40
- * instructions a stack and saves nothing.)
+ * kp_stack_capture and capture_memo_slow (kp_stack_capture_memo's walk):
+ * with memo, the walk is remembered (kp_unwind_memo) for the next capture
+ * from the same frame (kp_unwind_memo_hit). Not for every capture: where
+ * stacks keep changing, an allocation-heavy program's, remembering costs
+ * ~40 instructions a stack and saves nothing. memo_id: the remembered id
+ * that KOTOBA_PROFILE_UNWIND=verify checks against this walk (0: none).
  */
-static KP_ALWAYS_INLINE uint32_t capture(int use_memo)
+static KP_ALWAYS_INLINE uint32_t capture(const uintptr_t *memo_fp,
+					 uint32_t memo_id)
 {
 	int depth = kp.cfg.stack_depth;
 	if (depth <= 0)
 		return 0;
 	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
 	int n = -1;
-	uint32_t *memo = NULL, memo_id = 0;
-	if (use_memo && KP_LIKELY(kp.cfg.unwind != KP_UNWIND_LIBUNWIND)) {
-		n = kp_unwind_memo(buf, depth + 16, &memo);
-		if (n == 0) {
-			/* the same walk as this thread's last: its stack */
-			if (KP_LIKELY(kp.cfg.unwind == KP_UNWIND_FAST))
-				return *memo;
-			/* verify: walk anyway, and compare the ids below */
-			memo_id = *memo;
-			n = kp_unwind(buf, depth + 16);
-		}
-	} else if (kp.cfg.unwind != KP_UNWIND_LIBUNWIND) {
+	uint32_t *memo = NULL;
+	if (memo_fp && KP_LIKELY(kp.cfg.unwind != KP_UNWIND_LIBUNWIND))
+		n = kp_unwind_memo(buf, depth + 16, memo_fp, &memo);
+	else if (kp.cfg.unwind != KP_UNWIND_LIBUNWIND)
 		n = kp_unwind(buf, depth + 16);
-	}
 	if (KP_UNLIKELY(kp.cfg.unwind == KP_UNWIND_VERIFY)) {
 		uint64_t lu[KP_MAX_STACK_DEPTH + 16];
 		int nl = unw_backtrace((void **)lu, depth + 16);
@@ -305,21 +298,36 @@ static KP_ALWAYS_INLINE uint32_t capture(int use_memo)
 	uint32_t id = 0;
 	if (n > 0)
 		id = intern(buf + i, (uint32_t)(n > depth ? depth : n));
-	if (use_memo && memo)
+	if (memo_fp && memo)
 		*memo = id; /* remembered with the walk */
-	if (use_memo && KP_UNLIKELY(memo_id) && memo_id != id)
+	if (memo_fp && KP_UNLIKELY(memo_id) && memo_id != id)
 		verify_memo_differs(memo_id, id);
 	return id;
 }
 
 uint32_t kp_stack_capture(void)
 {
-	return capture(0);
+	return capture(NULL, 0);
 }
 
-uint32_t kp_stack_capture_memo(void)
+/* Called from one place only (unwind.c, MEMO_FIXED). */
+static __attribute__((noinline)) uint32_t capture_memo_slow(const uintptr_t *fp,
+							   uint32_t memo_id)
 {
-	return capture(1);
+	return capture(fp, memo_id);
+}
+
+__attribute__((noinline)) uint32_t kp_stack_capture_memo(void)
+{
+	const uintptr_t *fp = __builtin_frame_address(0);
+	uint32_t id = kp_unwind_memo_hit(fp);
+	if (id && KP_LIKELY(kp.cfg.unwind == KP_UNWIND_FAST))
+		return id; /* the same walk as this thread's last: its stack */
+	/* (verify: walk anyway, and compare the ids) */
+	id = capture_memo_slow(fp, id);
+	/* not a tail call: the walk goes through this frame (fp) */
+	__asm__ volatile("" ::: "memory");
+	return id;
 }
 
 /*

@@ -513,12 +513,14 @@ int kp_unwind_init(void);
  * unwinder: then ask libunwind for the whole stack.
  */
 int kp_unwind(uint64_t *pcs, int max);
-/* kp_unwind for kp_stack_capture, with the thread's last walk remembered
- * (unwind.c): 0 when this walk would read what that one did (pcs
- * untouched), with **id that walk's stack; else kp_unwind's result, and
- * when >= 0 the caller stores in **id the stack the pcs were interned as
- * (0: none). */
-int kp_unwind_memo(uint64_t *pcs, int max, uint32_t **id);
+/* kp_unwind for kp_stack_capture_memo (unwind.c: the thread's last walk,
+ * keyed by key_fp, that function's frame): when >= 0, the caller stores in
+ * **id the stack the pcs were interned as (0: none). */
+int kp_unwind_memo(uint64_t *pcs, int max, const uintptr_t *key_fp,
+		   uint32_t **id);
+/* That walk's stack id if a walk below frame fp would read what it did,
+ * else 0. */
+uint32_t kp_unwind_memo_hit(const uintptr_t *fp);
 /*
  * The same walk from an interrupted context (CPU samples, in the signal
  * handler): pcs[0] = pc + 1, then return addresses, every read within

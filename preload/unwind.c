@@ -728,15 +728,25 @@ int kp_unwind_init(void)
  * function of its start (rip, rsp, rbp, the stack's top), the rules of the
  * pcs it meets (the same until kp_unwind_flush) and the stack words it
  * reads (each frame's return address, and rbp where a frame saved it). A
- * walk from the same start whose reads find the same values gives the same
- * pcs, so the same stack id: kp_unwind_memo checks those words (a load and
- * a compare each) instead of walking and interning again. An I/O loop
- * calls from one place over and over (the allocation hooks, whose stacks
- * keep changing, do not use it: stacktab.c). The reads are recorded only
- * by a walk that starts where the thread's last one did, so a thread
- * whose captures never repeat pays a few compares a walk.
+ * walk that would start at the same place and whose reads find the same
+ * values gives the same pcs, so the same stack id: kp_unwind_memo_hit
+ * checks those words (a load and a compare each) instead of walking and
+ * interning again. An I/O loop calls from one place over and over (the
+ * allocation hooks, whose stacks keep changing, do not use it: stacktab.c).
+ *
+ * The walk starts two frames below the frame the memo is keyed by, that
+ * of kp_stack_capture_memo (fp: fp[0] its caller's rbp, fp[1] its return
+ * address): kp_unwind_memo is called from one place in
+ * capture_memo_slow, which is called from one place in
+ * kp_stack_capture_memo, so the first two steps of the walk read words
+ * that fp decides (capture_memo_slow's frame lies at a fixed distance
+ * below it and holds fixed values, and fp[0] and fp[1] are in the key);
+ * the steps after those are checked. The reads are recorded only by a
+ * walk keyed like the thread's last one, so a thread whose captures never
+ * repeat pays a few compares a walk.
  */
 #define MEMO_STEPS 48 /* longer walks are not remembered */
+#define MEMO_FIXED 2  /* the steps the key decides (see above) */
 
 struct memo_step {
 	uint64_t ra_at, ra;   /* the return address read, and where */
@@ -746,9 +756,9 @@ struct memo_step {
 };
 
 struct memo {
-	uint64_t rip, rsp, rbp, top, gen; /* the walk's start */
-	uint32_t steps;                   /* reads made: steps[0..steps) */
-	uint32_t id;                      /* its stack id, 0 = none */
+	uint64_t fp, rbp, ra, top, gen; /* the key */
+	uint32_t steps;                 /* reads made: s[0..steps) */
+	uint32_t id;                    /* its stack id, 0 = none */
 	struct memo_step s[MEMO_STEPS];
 };
 static __thread struct memo memo __attribute__((tls_model("initial-exec")));
@@ -819,10 +829,11 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 	return (int)(out - pcs);
 }
 
-/* Does memory still hold what m's walk read? (m->steps <= MEMO_STEPS) */
+/* Does memory still hold what m's walk read, past the steps the key
+ * decides? (MEMO_FIXED <= m->steps <= MEMO_STEPS) */
 static KP_ALWAYS_INLINE int memo_same(const struct memo *m)
 {
-	const struct memo_step *s = m->s, *end = m->s + m->steps;
+	const struct memo_step *s = m->s + MEMO_FIXED, *end = m->s + m->steps;
 	for (; s < end; s++)
 		if ((*(const uint64_t *)(uintptr_t)s->ra_at ^ s->ra) |
 		    (*(const uint64_t *)(uintptr_t)s->rbp_at ^ s->rbp))
@@ -858,6 +869,7 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 }
 
 __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
+					     const uintptr_t *key_fp,
 					     uint32_t **id)
 {
 #ifdef KP_FAST_UNWIND
@@ -873,23 +885,27 @@ __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
 			struct memo *m = &memo;
 			uint64_t gen = atomic_load_explicit(&flush_gen,
 							    memory_order_relaxed);
+			uint64_t kfp = (uint64_t)(uintptr_t)key_fp;
 			int n;
-			if (m->rsp == rsp && m->rbp == rbp && m->rip == rip &&
-			    m->top == top && m->gen == gen) {
-				if (m->id && m->steps <= MEMO_STEPS &&
-				    memo_same(m)) {
-					*id = &m->id;
-					return 0;
-				}
-				/* Record the reads only of a walk that starts
-				 * where the last one did: a loop's second
-				 * call, not every call of a program whose
-				 * stacks keep changing. */
+			if (m->fp == kfp && m->rbp == key_fp[0] &&
+			    m->ra == key_fp[1] && m->top == top &&
+			    m->gen == gen) {
+				/* Record the reads only of a walk keyed like
+				 * the last one: a loop's second call, not
+				 * every call of a program whose stacks keep
+				 * changing. */
 				n = walk(c, rip, rsp, rbp, top, pcs, max, m);
+				/* the steps the key decides read it */
+				if (n >= 0 && m->steps <= MEMO_STEPS &&
+				    (m->steps < MEMO_FIXED ||
+				     m->s[1].ra_at != kfp + 8 ||
+				     m->s[1].rbp_at != kfp ||
+				     m->s[0].rbp != kfp))
+					m->steps = UINT32_MAX;
 			} else {
-				m->rip = rip;
-				m->rsp = rsp;
-				m->rbp = rbp;
+				m->fp = kfp;
+				m->rbp = key_fp[0];
+				m->ra = key_fp[1];
 				m->top = top;
 				m->gen = gen;
 				m->steps = UINT32_MAX; /* nothing recorded */
@@ -907,10 +923,28 @@ __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
 #else
 	(void)pcs;
 	(void)max;
+	(void)key_fp;
 #endif
 	(void)id;
 	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
 	return -1;
+}
+
+uint32_t kp_unwind_memo_hit(const uintptr_t *fp)
+{
+#ifdef KP_FAST_UNWIND
+	const struct memo *m = &memo;
+	uintptr_t top;
+	if (m->id && m->fp == (uint64_t)(uintptr_t)fp && m->rbp == fp[0] &&
+	    m->ra == fp[1] && m->steps <= MEMO_STEPS &&
+	    m->gen == atomic_load_explicit(&flush_gen, memory_order_relaxed) &&
+	    stack_bounds((uintptr_t)fp, &top) == 0 && m->top == top &&
+	    memo_same(m))
+		return m->id;
+#else
+	(void)fp;
+#endif
+	return 0;
 }
 
 int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,

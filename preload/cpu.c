@@ -414,6 +414,8 @@ KP_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 			     void *(*fn)(void *), void *arg)
 {
 	resolve();
+	if (!kp_tls.busy) /* the app's thread, not kprof's writer */
+		kp_io_direct_off();
 	if (!cpu.on || kp_tls.busy || atomic_load(&cpu.stepped_aside))
 		return cpu.real_pthread_create(th, attr, fn, arg);
 	kp_tls.busy = 1;

@@ -16,7 +16,10 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <gnu/libc-version.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
@@ -27,6 +30,68 @@ ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
 ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
 
 struct kp_io_real kp_io_real;
+_Atomic unsigned kp_io_direct;
+
+/* Is fn glibc's own definition? (in the object that defines
+ * gnu_get_libc_version, which nothing interposes). _dl_find_object where
+ * glibc has it (2.35): a lookup in a sorted table, where dladdr scans
+ * libc's symbols (~0.3 ms of start-up for the six). */
+static int in_libc(void *fn)
+{
+	if (!fn)
+		return 0;
+#ifdef DLFO_STRUCT_HAS_EH_DBASE
+	struct dl_find_object a, b;
+	return _dl_find_object(fn, &a) == 0 &&
+	       _dl_find_object((void *)gnu_get_libc_version, &b) == 0 &&
+	       a.dlfo_link_map == b.dlfo_link_map;
+#else
+	Dl_info a, b;
+	return dladdr(fn, &a) && dladdr((void *)gnu_get_libc_version, &b) &&
+	       a.dli_fbase == b.dli_fbase;
+#endif
+}
+
+/* The direct path's functions whose next definition is glibc's. */
+static void direct_fill(const struct kp_io_real *r)
+{
+#if defined(__x86_64__)
+	unsigned bits = 0;
+	if (in_libc((void *)r->read))
+		bits |= KP_IO_D_READ;
+	if (in_libc((void *)r->write))
+		bits |= KP_IO_D_WRITE;
+	if (in_libc((void *)r->pread))
+		bits |= KP_IO_D_PREAD;
+	if (in_libc((void *)r->pwrite))
+		bits |= KP_IO_D_PWRITE;
+	if (in_libc((void *)r->readv))
+		bits |= KP_IO_D_READV;
+	if (in_libc((void *)r->writev))
+		bits |= KP_IO_D_WRITEV;
+	atomic_fetch_or(&kp_io_direct, bits);
+#else
+	(void)r;
+#endif
+}
+
+void kp_io_direct_off(void)
+{
+	atomic_fetch_or(&kp_io_direct, KP_IO_D_NEVER);
+}
+
+/* A thread may be cancelled: glibc's calls from now on (the switch to
+ * asynchronous cancellation is what lets a cancel reach a thread blocked
+ * in read). Set before the real call, so a thread cancelling itself sees
+ * it at its next call. */
+KP_EXPORT int pthread_cancel(pthread_t th)
+{
+	IO_REAL(pthread_cancel);
+	kp_io_direct_off();
+	if (KP_UNLIKELY(!kp_io_real.pthread_cancel))
+		return ENOSYS;
+	return kp_io_real.pthread_cancel(th);
+}
 
 #define NEXT(field, name) r.field = dlsym(RTLD_NEXT, name)
 
@@ -89,6 +154,8 @@ void kp_io_real_fill(void)
 	NEXT(vfprintf_chk, "__vfprintf_chk");
 	NEXT(fread_chk, "__fread_chk");
 	NEXT(fgets_chk, "__fgets_chk");
+	NEXT(pthread_cancel, "pthread_cancel");
+	direct_fill(&r);
 	kp_io_real = r;
 }
 
@@ -105,6 +172,26 @@ void kp_io_resolve(void)
 			return call;                                      \
 		uint64_t t0_ = kp_ticks();                                \
 		T r_ = call;                                              \
+		kp_io_record(op, fd, (uint64_t)(req), (int64_t)r_, off, t0_); \
+		return r_;                                                \
+	} while (0)
+
+/* The call a recorded call makes: the direct system call nr (see
+ * kp_io_direct) where the caller may, else `call`. */
+#define DIRECT(t, bit, nr, a, b, c, d, call)                              \
+	(kp_io_go_direct(t, bit) ?                                        \
+		 (ssize_t)kp_io_syscall(nr, (long)(a), (long)(b), (long)(c), \
+					(long)(d)) :                      \
+		 (call))
+
+/* TIMED with the direct path of function bit (system call nr). */
+#define TIMED_D(op, fd, req, off, bit, nr, a, b, c, d, call)              \
+	do {                                                              \
+		struct kp_tls *t_ = &kp_tls;                              \
+		if (!kp_io_want(t_))                                      \
+			return call;                                      \
+		uint64_t t0_ = kp_ticks();                                \
+		ssize_t r_ = DIRECT(t_, bit, nr, a, b, c, d, call);       \
 		kp_io_record(op, fd, (uint64_t)(req), (int64_t)r_, off, t0_); \
 		return r_;                                                \
 	} while (0)
@@ -134,7 +221,8 @@ KP_EXPORT ssize_t read(int fd, void *buf, size_t n)
 		return r;
 	}
 	uint64_t t0 = kp_ticks();
-	ssize_t r = kp_io_real.read(fd, buf, n);
+	ssize_t r = DIRECT(t, KP_IO_D_READ, SYS_read, fd, buf, n, 0,
+			   kp_io_real.read(fd, buf, n));
 	kp_io_record(KP_IO_OP_READ, fd, n, r, TRACK, t0);
 	return r;
 }
@@ -156,15 +244,17 @@ KP_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 		return r;
 	}
 	uint64_t t0 = kp_ticks();
-	ssize_t r = kp_io_real.write(fd, buf, n);
+	ssize_t r = DIRECT(t, KP_IO_D_WRITE, SYS_write, fd, buf, n, 0,
+			   kp_io_real.write(fd, buf, n));
 	kp_io_record(KP_IO_OP_WRITE, fd, n, r, TRACK, t0);
 	return r;
 }
 
 #define PREAD_BODY(fd, buf, n, off)                                   \
 	IO_REAL(pread);                                               \
-	TIMED(ssize_t, KP_IO_OP_PREAD, fd, n, off,                    \
-	      kp_io_real.pread(fd, buf, n, off))
+	TIMED_D(KP_IO_OP_PREAD, fd, n, off, KP_IO_D_PREAD,            \
+		SYS_pread64, fd, buf, n, off,                         \
+		kp_io_real.pread(fd, buf, n, off))
 
 KP_EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
@@ -195,8 +285,9 @@ KP_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off,
 
 #define PWRITE_BODY(fd, buf, n, off)                                  \
 	IO_REAL(pwrite);                                              \
-	TIMED(ssize_t, KP_IO_OP_PWRITE, fd, n, off,                   \
-	      kp_io_real.pwrite(fd, buf, n, off))
+	TIMED_D(KP_IO_OP_PWRITE, fd, n, off, KP_IO_D_PWRITE,          \
+		SYS_pwrite64, fd, buf, n, off,                        \
+		kp_io_real.pwrite(fd, buf, n, off))
 
 KP_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
@@ -225,12 +316,17 @@ static uint64_t iov_bytes(const struct iovec *iov, int cnt, ssize_t r)
 }
 
 #define TIMED_V(op, fd, iov, cnt, off, call)                              \
+	TIMED_VD(op, fd, iov, cnt, off, 0, 0, call)
+
+/* TIMED_V with the direct path of function bit (0: none), system call nr
+ * (fd, iov, cnt). */
+#define TIMED_VD(op, fd, iov, cnt, off, bit, nr, call)                    \
 	do {                                                              \
 		struct kp_tls *t_ = &kp_tls;                              \
 		if (!kp_io_want(t_))                                      \
 			return call;                                      \
 		uint64_t t0_ = kp_ticks();                                \
-		ssize_t r_ = call;                                        \
+		ssize_t r_ = DIRECT(t_, bit, nr, fd, iov, cnt, 0, call);  \
 		kp_io_record(op, fd, iov_bytes(iov, cnt, r_), r_, off, t0_); \
 		return r_;                                                \
 	} while (0)
@@ -238,15 +334,15 @@ static uint64_t iov_bytes(const struct iovec *iov, int cnt, ssize_t r)
 KP_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
 	IO_REAL(readv);
-	TIMED_V(KP_IO_OP_READV, fd, iov, cnt, TRACK,
-		kp_io_real.readv(fd, iov, cnt));
+	TIMED_VD(KP_IO_OP_READV, fd, iov, cnt, TRACK, KP_IO_D_READV,
+		 SYS_readv, kp_io_real.readv(fd, iov, cnt));
 }
 
 KP_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
 	IO_REAL(writev);
-	TIMED_V(KP_IO_OP_WRITEV, fd, iov, cnt, TRACK,
-		kp_io_real.writev(fd, iov, cnt));
+	TIMED_VD(KP_IO_OP_WRITEV, fd, iov, cnt, TRACK, KP_IO_D_WRITEV,
+		 SYS_writev, kp_io_real.writev(fd, iov, cnt));
 }
 
 #define PREADV_BODY(fd, iov, cnt, off)                                \

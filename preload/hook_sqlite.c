@@ -148,7 +148,7 @@ struct sq_stmt {
 	uint64_t tsc0, ctx;
 	int64_t rows;
 	int changes0;
-	struct kp_stack_memo *memo; /* its runs' last stack (private arena) */
+	struct kp_unwind_memo *memo; /* its runs' last stack (private arena) */
 };
 
 #define SQ_BITS 13
@@ -485,7 +485,7 @@ static KP_ALWAYS_INLINE uint64_t value_hash(const struct sq_stmt *e,
  * path, where nearly every run ends (no frames of its own there: fewer
  * return addresses for the stack's walk), out of line (end_run_out) for
  * reset and finalize. Its stack is remembered in e->memo
- * (kp_stack_capture_memo): a statement is mostly run from one place. */
+ * (kp_stack_capture_memo_at): a statement is mostly run from one place. */
 static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 				     int rc)
 {

@@ -14,6 +14,7 @@
 #include "state.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -78,6 +79,8 @@ struct kp_io_real {
 	int (*vfprintf_chk)(FILE *, int, const char *, va_list);
 	size_t (*fread_chk)(void *, size_t, size_t, size_t, FILE *);
 	char *(*fgets_chk)(char *, size_t, int, FILE *);
+	/* the direct path's end (kp_io_direct) */
+	int (*pthread_cancel)(pthread_t);
 };
 
 extern struct kp_io_real kp_io_real;
@@ -98,6 +101,75 @@ void kp_io_resolve(void);
 			return fail;                       \
 		}                                          \
 	} while (0)
+
+/* ---- the direct path (hook_io.c) ---- */
+
+/*
+ * In a single-threaded process glibc's read, write, pread64, pwrite64,
+ * readv and writev are one system call. kprof's writer thread makes glibc
+ * see a multi-threaded one, and from then on each of those calls also
+ * switches the thread to asynchronous cancellation and back around its
+ * system call (two locked instructions: ~40 ns of a 64-byte write(), a
+ * third of what recording it costs). The switch only matters to a thread
+ * that can be cancelled; so while the app has created no thread and
+ * cancelled none (the pthread_create and pthread_cancel interposers clear
+ * kp_io_direct for good), its initial thread's recorded calls make the
+ * system call themselves, as glibc does without kprof: the same call, the
+ * same result, errno set the same way. One bit per function (KP_IO_D_*),
+ * set at resolve time where the next definition is glibc's own (not
+ * another interposer's), on x86-64 only. What it cannot see: a thread
+ * glibc starts itself (timer_create's SIGEV_THREAD, aio, mq_notify) that
+ * cancels the initial thread while that one is blocked in such a call:
+ * the cancel then waits for its next cancellation point.
+ */
+enum {
+	KP_IO_D_READ = 1u << 0,
+	KP_IO_D_WRITE = 1u << 1,
+	KP_IO_D_PREAD = 1u << 2,
+	KP_IO_D_PWRITE = 1u << 3,
+	KP_IO_D_READV = 1u << 4,
+	KP_IO_D_WRITEV = 1u << 5,
+	KP_IO_D_NEVER = 1u << 30, /* set by kp_io_direct_off, never cleared */
+};
+extern _Atomic unsigned kp_io_direct;
+
+/* May t, about to make a recorded call, use function bit's direct path? */
+static KP_ALWAYS_INLINE int kp_io_go_direct(const struct kp_tls *t,
+					    unsigned bit)
+{
+	return bit &&
+	       (atomic_load_explicit(&kp_io_direct, memory_order_relaxed) &
+		(bit | KP_IO_D_NEVER)) == bit &&
+	       t->tid == (uint32_t)kp.pid;
+}
+
+#if defined(__x86_64__)
+/* The system call nr with up to four arguments, and glibc's error
+ * convention: -1 and errno for a result in [-4095, -1]. */
+static KP_ALWAYS_INLINE long kp_io_syscall(long nr, long a, long b, long c,
+					   long d)
+{
+	long r;
+	register long r10 __asm__("r10") = d;
+	__asm__ volatile("syscall"
+			 : "=a"(r)
+			 : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
+			 : "rcx", "r11", "memory");
+	if (KP_UNLIKELY((unsigned long)r > -4096ul)) {
+		errno = (int)-r;
+		r = -1;
+	}
+	return r;
+}
+#else
+static KP_ALWAYS_INLINE long kp_io_syscall(long nr, long a, long b, long c,
+					   long d)
+{
+	(void)a; (void)b; (void)c; (void)d;
+	errno = ENOSYS; /* never called: kp_io_direct stays 0 */
+	return -1;
+}
+#endif
 
 /* ---- the fd table (fdtab.c) ---- */
 
@@ -166,7 +238,7 @@ static inline int kp_io_want(const struct kp_tls *t)
 
 static inline uint32_t kp_io_stack(void)
 {
-	return kp.cfg.io_capture ? kp_stack_capture() : 0;
+	return kp.cfg.io_capture ? kp_stack_capture_memo(&kp_io_memo) : 0;
 }
 
 #define KP_IO_OFF_TRACK INT64_MIN
@@ -262,9 +334,9 @@ static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
 	if (kp.cfg.io_capture) {
 		/* called from here, not through a helper: one frame fewer
 		 * for libunwind to walk (and for kp_stack_capture to drop) */
-		int saved = errno;
-		stack = kp_stack_capture();
-		errno = saved;
+		int *ep = &errno, saved = *ep;
+		stack = kp_stack_capture_memo(&kp_io_memo);
+		*ep = saved;
 	}
 	if (KP_UNLIKELY(!kp_ring_try_push_head(
 		    ring, t1, KP_REC_IO, op, stack, KP_IO_NV * 8,

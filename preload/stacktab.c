@@ -233,6 +233,17 @@ static void verify(const uint64_t *fast, int nf, const uint64_t *lu, int nl,
 		at + 1 < b ? (unsigned long long)lu[j + at + 1] : 0ull);
 }
 
+/* KOTOBA_PROFILE_UNWIND=verify: the thread's remembered walk (unwind.c,
+ * kp_unwind_memo) named stack memo_id where walking and interning gave
+ * id: counted with the stacks that differ. */
+static void verify_memo_differs(uint32_t memo_id, uint32_t id)
+{
+	if (atomic_fetch_add(&verify_diff, 1) >= 5)
+		return;
+	kp_warn("unwind verify: the remembered walk gave stack %u, walking "
+		"gave %u", memo_id, id);
+}
+
 void kp_unwind_after_fork_child(void)
 {
 	atomic_store(&verify_n, 0);
@@ -251,16 +262,27 @@ void kp_unwind_report(void)
 		(unsigned long long)atomic_load(&kp_unwind_fallback_n));
 }
 
-/* This thread's stack into buf (KP_MAX_STACK_DEPTH + 16 slots),
- * kprof's frames dropped: @return its depth (at most the configured
- * one), *first its first pc's index in buf. */
-static KP_ALWAYS_INLINE int capture_pcs(uint64_t *buf, int *first)
+/*
+ * kp_stack_capture and capture_memo_slow (kp_stack_capture_memo's walk):
+ * with m, the walk is remembered in m (kp_unwind_memo) for the next
+ * capture from the same frame (kp_unwind_memo_hit). Not for every capture:
+ * where stacks keep changing, an allocation-heavy program's, remembering
+ * costs ~40 instructions a stack and saves nothing. memo_id: the
+ * remembered id that KOTOBA_PROFILE_UNWIND=verify checks against this walk
+ * (0: none).
+ */
+static KP_ALWAYS_INLINE uint32_t capture(const uintptr_t *memo_fp,
+					 uint32_t memo_id,
+					 struct kp_unwind_memo *m)
 {
 	int depth = kp.cfg.stack_depth;
 	if (depth <= 0)
 		return 0;
+	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
 	int n = -1;
-	if (kp.cfg.unwind != KP_UNWIND_LIBUNWIND)
+	if (m && KP_LIKELY(kp.cfg.unwind != KP_UNWIND_LIBUNWIND))
+		n = kp_unwind_memo(buf, depth + 16, memo_fp, m);
+	else if (kp.cfg.unwind != KP_UNWIND_LIBUNWIND)
 		n = kp_unwind(buf, depth + 16);
 	if (KP_UNLIKELY(kp.cfg.unwind == KP_UNWIND_VERIFY)) {
 		uint64_t lu[KP_MAX_STACK_DEPTH + 16];
@@ -274,67 +296,55 @@ static KP_ALWAYS_INLINE int capture_pcs(uint64_t *buf, int *first)
 	}
 	int i = skip_self(buf, n);
 	n -= i;
-	if (n <= 0)
-		return 0;
-	if (n > depth)
-		n = depth;
-	*first = i;
-	return n;
+	uint32_t id = 0;
+	if (n > 0)
+		id = intern(buf + i, (uint32_t)(n > depth ? depth : n));
+	if (m)
+		m->id = id; /* remembered with the walk */
+	if (m && KP_UNLIKELY(memo_id) && memo_id != id)
+		verify_memo_differs(memo_id, id);
+	return id;
 }
 
 uint32_t kp_stack_capture(void)
 {
-	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
-	int i = 0, n = capture_pcs(buf, &i);
-	return n > 0 ? intern(buf + i, (uint32_t)n) : 0;
+	return capture(NULL, 0, NULL);
 }
 
-/*
- * A stack interned before keeps its id (ids are never reused, and a
- * stack is its hash: intern_at); a walk that kp_unwind_memo finds the
- * same as the memo's gives the same pcs, so the memo's id, without the
- * walk, the trimming, the hashing and the table's probe.
- */
-struct kp_stack_memo {
-	uint32_t id; /* of the walk in u (0: none) */
-	struct kp_unwind_memo u;
-};
-
-uint32_t kp_stack_capture_memo(struct kp_stack_memo **memo)
+/* Called from one place only (unwind.c, MEMO_FIXED). */
+static __attribute__((noinline)) uint32_t capture_memo_slow(const uintptr_t *fp,
+							   uint32_t memo_id,
+							   struct kp_unwind_memo *m)
 {
-	int depth = kp.cfg.stack_depth;
-	if (depth <= 0)
-		return 0;
-	struct kp_stack_memo *m = *memo;
-	if (kp.cfg.unwind != KP_UNWIND_FAST)
-		return kp_stack_capture();
-	if (!m) {
-		m = kp_arena_alloc(sizeof(*m));
-		if (!m)
-			return kp_stack_capture();
-		m->id = 0;
-		m->u.nread = 0;
-		*memo = m;
-	}
-	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
-	int n = kp_unwind_memo(buf, depth + 16, &m->u);
-	if (n == KP_UNWIND_SAME && m->id)
-		return m->id;
-	if (n == KP_UNWIND_SAME) /* never: no id, nothing remembered */
-		n = kp_unwind(buf, depth + 16);
-	if (n < 0) {
-		m->u.nread = 0;
-		n = unw_backtrace((void **)buf, depth + 16);
-	}
-	int i = skip_self(buf, n);
-	n -= i;
-	uint32_t id = 0;
-	if (n > 0)
-		id = intern(buf + i, (uint32_t)(n > depth ? depth : n));
-	m->id = id;
-	if (!id)
-		m->u.nread = 0; /* table full (or no stack): not worth it */
+	return capture(fp, memo_id, m);
+}
+
+__thread struct kp_unwind_memo kp_io_memo
+	__attribute__((tls_model("initial-exec")));
+
+__attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *m)
+{
+	const uintptr_t *fp = __builtin_frame_address(0);
+	uint32_t id = kp_unwind_memo_hit(fp, m);
+	if (id && KP_LIKELY(kp.cfg.unwind == KP_UNWIND_FAST))
+		return id; /* the same walk as m's last: its stack */
+	/* (verify: walk anyway, and compare the ids) */
+	id = capture_memo_slow(fp, id, m);
+	/* not a tail call: the walk goes through this frame (fp) */
+	__asm__ volatile("" ::: "memory");
 	return id;
+}
+
+uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m)
+{
+	if (KP_UNLIKELY(!*m)) {
+		struct kp_unwind_memo *n = kp_arena_alloc(sizeof(*n));
+		if (!n)
+			return kp_stack_capture();
+		memset(n, 0, sizeof(*n));
+		*m = n;
+	}
+	return kp_stack_capture_memo(*m);
 }
 
 /*

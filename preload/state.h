@@ -388,9 +388,13 @@ static KP_ALWAYS_INLINE int kp_ring_try_push_head(struct kp_ring *r,
 	if (n > 1) {
 		struct kp_ev_cont *k =
 			(struct kp_ev_cont *)&r->slots[(h + 1) & r->mask];
-		uint64_t v[3] = { c, d, e };
 		k->tsc = tsc;
-		__builtin_memcpy(k->data, v, sizeof(v));
+		/* one store each: copied from an array on the stack, two of
+		 * them went through a 16-byte load of two 8-byte stores,
+		 * which the store buffer cannot forward (a stall) */
+		__builtin_memcpy(k->data, &c, 8);
+		__builtin_memcpy(k->data + 8, &d, 8);
+		__builtin_memcpy(k->data + 16, &e, 8);
 	}
 	kp_ring_publish(r, h, n);
 	return 1;
@@ -500,11 +504,20 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 int kp_stacktab_init(void);
 /* Capture the caller's stack and intern it. 0 = none. */
 uint32_t kp_stack_capture(void);
-/* The same, for a caller whose stack is often the one it had last time
- * (a prepared statement run from one place): *memo (NULL at first,
- * kp_arena_free() it when done) remembers that stack and its id. */
-struct kp_stack_memo;
-uint32_t kp_stack_capture_memo(struct kp_stack_memo **memo);
+/*
+ * The same for a caller whose stack is often the one it had last time (an
+ * I/O call in a loop, a prepared statement run from one place): m
+ * remembers that walk and its stack id (unwind.c), and a capture that
+ * starts where it did and finds the same return addresses and saved frame
+ * pointers on the stack takes the id without walking or interning.
+ * kp_io_memo is each thread's, for its I/O calls; kp_stack_capture_memo_at
+ * allocates *m from the private arena at first use (NULL before;
+ * kp_arena_free() it when done).
+ */
+struct kp_unwind_memo;
+extern __thread struct kp_unwind_memo kp_io_memo;
+uint32_t kp_stack_capture_memo(struct kp_unwind_memo *m);
+uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m);
 /* Published stacks: ids 1..kp_stacktab_count(). */
 uint32_t kp_stacktab_count(void);
 const uint64_t *kp_stacktab_get(uint32_t id, uint32_t *depth);
@@ -528,6 +541,31 @@ int kp_unwind_init(void);
  */
 int kp_unwind(uint64_t *pcs, int max);
 /*
+ * A remembered walk (unwind.c explains the key and the steps); all zero
+ * remembers nothing.
+ */
+#define KP_UNWIND_MEMO_STEPS 48 /* longer walks are not remembered */
+struct kp_unwind_memo_step {
+	uint64_t ra_at, ra;   /* the return address read, and where */
+	uint64_t rbp_at, rbp; /* the saved rbp read, and where; a frame that
+			       * saved none points at rbp itself, so the
+			       * check needs no branch */
+};
+struct kp_unwind_memo {
+	uint64_t fp, rbp, ra, top, gen; /* the key */
+	uint32_t steps;                 /* reads made: s[0..steps) */
+	uint32_t id;                    /* its stack id, 0 = none */
+	struct kp_unwind_memo_step s[KP_UNWIND_MEMO_STEPS];
+};
+/* kp_unwind for kp_stack_capture_memo, remembered in m (keyed by key_fp,
+ * that function's frame): when >= 0, the caller stores in m->id the stack
+ * the pcs were interned as (0: none). */
+int kp_unwind_memo(uint64_t *pcs, int max, const uintptr_t *key_fp,
+		   struct kp_unwind_memo *m);
+/* m's stack id if a walk below frame fp would read what m's did, else 0. */
+uint32_t kp_unwind_memo_hit(const uintptr_t *fp,
+			    const struct kp_unwind_memo *m);
+/*
  * The same walk from an interrupted context (CPU samples, in the signal
  * handler): pcs[0] = pc + 1, then return addresses, every read within
  * [rsp, top). Async-signal-safe. @return how many, -1 when a frame is beyond
@@ -535,21 +573,6 @@ int kp_unwind(uint64_t *pcs, int max);
  */
 int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
 		   uint64_t *pcs, int max);
-/*
- * kp_unwind, remembering in *m the walk it made: the registers it started
- * from and each stack word it read, with its value. When they are all the
- * same again, so would the walk be (the rules are the cache's until a
- * flush): @return KP_UNWIND_SAME, pcs untouched. Else as kp_unwind, *m
- * now this walk's (m->nread 0 when it did not fit or went to libunwind).
- */
-#define KP_UNWIND_MEMO_READS 48
-#define KP_UNWIND_SAME (-2)
-struct kp_unwind_memo {
-	uint64_t gen, rip, rsp, rbp, top;
-	uint32_t nread; /* 0: remembers nothing */
-	uint64_t addr[KP_UNWIND_MEMO_READS], val[KP_UNWIND_MEMO_READS];
-};
-int kp_unwind_memo(uint64_t *pcs, int max, struct kp_unwind_memo *m);
 /* Forget every cached rule (a module was unmapped). */
 void kp_unwind_flush(void);
 /* Stacks the fast unwinder handed to libunwind. */
@@ -621,6 +644,9 @@ void kp_io_after_fork_child(void);
 void kp_io_finish(void);
 /* pipe/pipe2 (hook_creds.c) returned rc: record the two ends. */
 void kp_io_pipe(const int fds[2], int rc, int flags, uint64_t t0);
+/* The app created or cancelled a thread (cpu.c, hook_io.c): recorded
+ * calls go through glibc from now on (kp_io_direct, iohook.h). */
+void kp_io_direct_off(void);
 /* ---- queries (query.c): shared by the query hooks ------------------------ */
 
 /* May hook sqlite/libpq (KP_QHOOK_*) record now? (not busy, recording) */
@@ -669,14 +695,14 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
  * What ending a query does before its QUERY is pushed, on every path:
  * its duration into v (from tsc0), its deferred QUERY_BEGIN dropped if
  * still there (then its QUERY has ctx 0, record.h, which packs into one
- * byte), its stack (kp_stack_capture_memo with memo, when not NULL).
+ * byte), its stack (kp_stack_capture_memo_at with memo, when not NULL).
  * Keeps errno (as does kp_query_close_id). @return 0
  * when nothing may be pushed: the trace ended while the query ran
  * (another thread's exit).
  */
 static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
 					 uint64_t *now, uint32_t *stack,
-					 struct kp_stack_memo **memo)
+					 struct kp_unwind_memo **memo)
 {
 	*now = kp_ticks();
 	v[KP_Q_DUR] = (int64_t)(*now - tsc0);
@@ -693,7 +719,7 @@ static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
 	*stack = 0;
 	if (kp.cfg.stack_depth > 0) {
 		int saved = errno; /* the unwind may change it */
-		*stack = memo ? kp_stack_capture_memo(memo) :
+		*stack = memo ? kp_stack_capture_memo_at(memo) :
 				kp_stack_capture();
 		errno = saved;
 	}
@@ -704,7 +730,7 @@ static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
  * for the SQLite hook's every run; memo as for kp_query_end. */
 static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
 					       uint32_t text_id, int64_t *v,
-					       struct kp_stack_memo **memo)
+					       struct kp_unwind_memo **memo)
 {
 	uint64_t now;
 	uint32_t stack;

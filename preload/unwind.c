@@ -74,6 +74,9 @@ _Atomic uint64_t kp_unwind_fallback_n;
 #define R_NOINFO (1u << 30)
 
 static _Atomic uint64_t *cache;
+/* Bumped by kp_unwind_flush: a walk remembered before (kp_unwind_memo) may
+ * have used a rule that is gone. */
+static _Atomic uint64_t flush_gen;
 
 static inline uint64_t slot_of(uint64_t pc)
 {
@@ -86,15 +89,11 @@ static inline uint32_t mk_rule(uint32_t flags, unsigned cfa_off,
 	return flags | cfa_off | rbp_n << 19; /* bits 16-26 hold 8 * n */
 }
 
-/* Flushes so far: a walk remembered before one (kp_unwind_memo) may not
- * be the one the rules would give now. */
-static _Atomic uint64_t flush_gen;
-
 void kp_unwind_flush(void)
 {
-	atomic_fetch_add_explicit(&flush_gen, 1, memory_order_relaxed);
 	if (!cache)
 		return;
+	atomic_fetch_add(&flush_gen, 1);
 	for (uint32_t i = 0; i < CACHE_SLOTS; i++)
 		atomic_store_explicit(&cache[i], 0, memory_order_relaxed);
 }
@@ -180,13 +179,10 @@ static int find_mapping(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
 	return found;
 }
 
-static int stack_bounds(uintptr_t sp, uintptr_t *hi)
+static __attribute__((noinline)) int stack_bounds_slow(uintptr_t sp,
+							uintptr_t *hi)
 {
 	struct ustk *u = &ustk;
-	if (KP_LIKELY(sp >= u->lo && sp < u->hi)) {
-		*hi = u->hi;
-		return 0;
-	}
 	if (u->lookups >= MAX_LOOKUPS)
 		return -1;
 	u->lookups++;
@@ -202,6 +198,18 @@ static int stack_bounds(uintptr_t sp, uintptr_t *hi)
 	u->hi = h;
 	*hi = h;
 	return 0;
+}
+
+/* The top of the thread's stack mapping that holds sp. @return 0, -1 when
+ * not known (then the fast unwinder is not used). */
+static KP_ALWAYS_INLINE int stack_bounds(uintptr_t sp, uintptr_t *hi)
+{
+	struct ustk *u = &ustk;
+	if (KP_LIKELY(sp >= u->lo && sp < u->hi)) {
+		*hi = u->hi;
+		return 0;
+	}
+	return stack_bounds_slow(sp, hi);
 }
 
 #ifdef KP_FAST_UNWIND
@@ -716,6 +724,33 @@ int kp_unwind_init(void)
 
 #ifdef KP_FAST_UNWIND
 /*
+ * A walk remembered for kp_stack_capture_memo (a thread's last I/O call's,
+ * a prepared statement's last run's: struct kp_unwind_memo): a walk is a
+ * function of its start (rip, rsp, rbp, the stack's top), the rules of the
+ * pcs it meets (the same until kp_unwind_flush) and the stack words it
+ * reads (each frame's return address, and rbp where a frame saved it). A
+ * walk that would start at the same place and whose reads find the same
+ * values gives the same pcs, so the same stack id: kp_unwind_memo_hit
+ * checks those words (a load and a compare each) instead of walking and
+ * interning again. An I/O loop calls from one place over and over, and so
+ * does a statement's run (the allocation hooks, whose stacks keep
+ * changing, do not use it: stacktab.c).
+ *
+ * The walk starts two frames below the frame the memo is keyed by, that
+ * of kp_stack_capture_memo (fp: fp[0] its caller's rbp, fp[1] its return
+ * address): kp_unwind_memo is called from one place in
+ * capture_memo_slow, which is called from one place in
+ * kp_stack_capture_memo, so the first two steps of the walk read words
+ * that fp decides (capture_memo_slow's frame lies at a fixed distance
+ * below it and holds fixed values, and fp[0] and fp[1] are in the key);
+ * the steps after those are checked. The reads are recorded only by a
+ * walk keyed like the memo's last one, so captures that never repeat pay a
+ * few compares a walk.
+ */
+#define MEMO_STEPS KP_UNWIND_MEMO_STEPS
+#define MEMO_FIXED 2  /* the steps the key decides (see above) */
+
+/*
  * The walk from registers (rip = the first value stored: a return address,
  * or an interrupted pc + 1) within [rsp, top). @return the pcs stored, or
  * -1 at a frame beyond this unwinder. Async-signal-safe: the cache is
@@ -727,20 +762,12 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 				 uint64_t *pcs, int max,
 				 struct kp_unwind_memo *m)
 {
-	/* m (kp_unwind_memo): every stack word read, while it has room */
-#define WALK_READ(a, into)                                                 \
-	do {                                                               \
-		(into) = *(const uint64_t *)(uintptr_t)(a);                \
-		if (m && m->nread < KP_UNWIND_MEMO_READS) {                \
-			m->addr[m->nread] = (a);                           \
-			m->val[m->nread++] = (into);                       \
-		} else if (m) {                                            \
-			m->nread = KP_UNWIND_MEMO_READS + 1; /* too many */ \
-		}                                                          \
-	} while (0)
 	if (max <= 0)
 		return 0;
 	uint64_t *out = pcs, *end = pcs + max;
+	/* m: the reads, recorded at ms while there is room */
+	struct kp_unwind_memo_step *ms = m ? m->s : NULL,
+				   *ms_end = ms + MEMO_STEPS;
 	*out++ = rip;
 	while (out < end) {
 		uint64_t rule = lookup(c, rip), cfa;
@@ -767,17 +794,41 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 		}
 		if (KP_UNLIKELY(cfa > top))
 			return -1;
-		WALK_READ(cfa - 8, rip);
+		rip = ((const uint64_t *)(uintptr_t)cfa)[-1];
 		uint64_t rbp_k = (rule >> 16) & 0x7f8;
 		if (rbp_k)
-			WALK_READ(cfa - rbp_k, rbp);
+			rbp = *(const uint64_t *)(uintptr_t)(cfa - rbp_k);
+		if (m) {
+			if (KP_LIKELY(ms < ms_end)) {
+				ms->ra_at = cfa - 8;
+				ms->ra = rip;
+				ms->rbp_at = rbp_k ? cfa - rbp_k :
+					     (uint64_t)(uintptr_t)&ms->rbp;
+				ms->rbp = rbp;
+			}
+			ms++;
+		}
 		rsp = cfa;
 		if (rip < 0x4000)
 			break;
 		*out++ = rip;
 	}
+	if (m)
+		m->steps = ms <= ms_end ? (uint32_t)(ms - m->s) : UINT32_MAX;
 	return (int)(out - pcs);
-#undef WALK_READ
+}
+
+/* Does memory still hold what m's walk read, past the steps the key
+ * decides? (MEMO_FIXED <= m->steps <= MEMO_STEPS) */
+static KP_ALWAYS_INLINE int memo_same(const struct kp_unwind_memo *m)
+{
+	const struct kp_unwind_memo_step *s = m->s + MEMO_FIXED,
+					 *end = m->s + m->steps;
+	for (; s < end; s++)
+		if ((*(const uint64_t *)(uintptr_t)s->ra_at ^ s->ra) |
+		    (*(const uint64_t *)(uintptr_t)s->rbp_at ^ s->rbp))
+			return 0;
+	return 1;
 }
 #endif
 
@@ -793,7 +844,8 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 		uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
 		uintptr_t top;
 		if (stack_bounds(rsp, &top) == 0) {
-			int n = walk(c, rip, rsp, fp[0], top, pcs, max, NULL);
+			int n = walk(c, rip, rsp, fp[0], top, pcs, max,
+				     NULL);
 			if (KP_LIKELY(n >= 0))
 				return n;
 		}
@@ -806,61 +858,80 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 	return -1;
 }
 
-/*
- * The walk reads nothing but the registers it starts from (this frame's:
- * the caller's at its call), the words of the stack it reads (within
- * [rsp, top), all of them in m) and the cached rules of the return
- * addresses among those, so the same registers, bounds, words and rules
- * give the same walk: checking the words costs a load and a compare each,
- * the walk a rule lookup and its tests per frame. The words are this
- * thread's stack above rsp, the same range as before, so readable.
- */
 __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
+					     const uintptr_t *key_fp,
 					     struct kp_unwind_memo *m)
 {
 #ifdef KP_FAST_UNWIND
 	_Atomic uint64_t *c = cache;
 	if (KP_LIKELY(c != NULL)) {
+		/* as in kp_unwind */
 		const uintptr_t *fp = __builtin_frame_address(0);
 		uint64_t rip = (uint64_t)(uintptr_t)__builtin_return_address(0);
 		uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
-		uint64_t gen = atomic_load_explicit(&flush_gen,
-						    memory_order_relaxed);
+		uint64_t rbp = fp[0];
 		uintptr_t top;
 		if (stack_bounds(rsp, &top) == 0) {
-			uint32_t k = m->nread;
-			if (k && m->rip == rip && m->rsp == rsp &&
-			    m->rbp == fp[0] && m->top == top && m->gen == gen) {
-				for (k = 0; k < m->nread; k++)
-					if (*(const uint64_t *)(uintptr_t)
-						    m->addr[k] != m->val[k])
-						break;
-				if (k == m->nread)
-					return KP_UNWIND_SAME;
+			uint64_t gen = atomic_load_explicit(&flush_gen,
+							    memory_order_relaxed);
+			uint64_t kfp = (uint64_t)(uintptr_t)key_fp;
+			int n;
+			if (m->fp == kfp && m->rbp == key_fp[0] &&
+			    m->ra == key_fp[1] && m->top == top &&
+			    m->gen == gen) {
+				/* Record the reads only of a walk keyed like
+				 * the last one: a loop's second call, not
+				 * every call of a program whose stacks keep
+				 * changing. */
+				n = walk(c, rip, rsp, rbp, top, pcs, max, m);
+				/* the steps the key decides read it */
+				if (n >= 0 && m->steps <= MEMO_STEPS &&
+				    (m->steps < MEMO_FIXED ||
+				     m->s[1].ra_at != kfp + 8 ||
+				     m->s[1].rbp_at != kfp ||
+				     m->s[0].rbp != kfp))
+					m->steps = UINT32_MAX;
+			} else {
+				m->fp = kfp;
+				m->rbp = key_fp[0];
+				m->ra = key_fp[1];
+				m->top = top;
+				m->gen = gen;
+				m->steps = UINT32_MAX; /* nothing recorded */
+				n = walk(c, rip, rsp, rbp, top, pcs, max,
+					 NULL);
 			}
-			m->nread = 0;
-			int n = walk(c, rip, rsp, fp[0], top, pcs, max, m);
-			if (KP_LIKELY(n >= 0)) {
-				if (m->nread > KP_UNWIND_MEMO_READS) {
-					m->nread = 0;
-				} else {
-					m->gen = gen;
-					m->rip = rip;
-					m->rsp = rsp;
-					m->rbp = fp[0];
-					m->top = top;
-				}
-				return n;
-			}
+			if (KP_LIKELY(n >= 0))
+				return n; /* (m->id counts only with the reads) */
+			m->steps = UINT32_MAX;
 		}
 	}
 #else
 	(void)pcs;
 	(void)max;
+	(void)key_fp;
 #endif
-	m->nread = 0;
+	m->steps = UINT32_MAX;
 	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
 	return -1;
+}
+
+uint32_t kp_unwind_memo_hit(const uintptr_t *fp,
+			    const struct kp_unwind_memo *m)
+{
+#ifdef KP_FAST_UNWIND
+	uintptr_t top;
+	if (m->id && m->fp == (uint64_t)(uintptr_t)fp && m->rbp == fp[0] &&
+	    m->ra == fp[1] && m->steps <= MEMO_STEPS &&
+	    m->gen == atomic_load_explicit(&flush_gen, memory_order_relaxed) &&
+	    stack_bounds((uintptr_t)fp, &top) == 0 && m->top == top &&
+	    memo_same(m))
+		return m->id;
+#else
+	(void)fp;
+	(void)m;
+#endif
+	return 0;
 }
 
 int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,

@@ -16,6 +16,8 @@
  *   io_known DIR exec    writes 100 bytes to DIR/pre, then execs /bin/true
  *   io_known DIR misc    one call of each remaining interposer on DIR/m
  *                        (see misc())
+ *   io_known DIR direct, cancel_self, cancel_read: see direct()
+ *   io_known DIR paths N N writes from two call paths (see paths())
  *   io_known DIR bad     the findings: 2000 writes of 10 bytes to DIR/small,
  *                        20 x (write + fsync) to DIR/synced, 200 reads of
  *                        4 KiB at scattered offsets of a 2 MiB DIR/big,
@@ -329,6 +331,129 @@ static void misc(const char *dir)
 	close(m);
 }
 
+/*
+ * kprof makes the single-threaded app's read/write/pread/pwrite/readv/
+ * writev system calls itself (preload/iohook.h, kp_io_direct): their
+ * results and errno, and that a cancelled thread still stops at them.
+ *   direct       each of the six, succeeding and failing, in the
+ *                process's only thread
+ *   cancel_self  the only thread cancels itself (deferred): its next
+ *                write() is a cancellation point and does not return
+ *   cancel_read  the main thread blocks in read() on a pipe no one writes
+ *                to, and a thread it started cancels it
+ */
+static void direct(const char *dir)
+{
+	char path[4096], b[16];
+	snprintf(path, sizeof(path), "%s/direct", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	struct iovec iov[2] = { { buf, 3 }, { buf, 4 } };
+	check(write(fd, "abcdef", 6) == 6, "direct: write");
+	check(pwrite(fd, "XY", 2, 1) == 2, "direct: pwrite");
+	check(writev(fd, iov, 2) == 7, "direct: writev");
+	check(pread(fd, b, 4, 0) == 4 && !memcmp(b, "aXYd", 4),
+	      "direct: pread");
+	check(lseek(fd, 0, SEEK_SET) == 0 && read(fd, b, 6) == 6 &&
+	      !memcmp(b, "aXYdef", 6), "direct: read");
+	iov[0].iov_base = b;
+	iov[1].iov_base = b + 3;
+	check(readv(fd, iov, 2) == 7, "direct: readv");
+	close(fd);
+	int p[2];
+	pipe(p);
+	errno = 0;
+	check(pwrite(p[1], "x", 1, 0) == -1 && errno == ESPIPE,
+	      "direct: pwrite on a pipe: ESPIPE");
+	errno = 0;
+	check(pread(p[0], b, 1, 0) == -1 && errno == ESPIPE,
+	      "direct: pread on a pipe: ESPIPE");
+	errno = 0;
+	check(readv(12345, iov, 2) == -1 && errno == EBADF,
+	      "direct: readv(12345): EBADF");
+	errno = 0;
+	volatile int nvec = -1;
+	check(writev(p[1], iov, nvec) == -1 && errno == EINVAL,
+	      "direct: writev of -1 vectors: EINVAL");
+	errno = 1234;
+	check(write(p[1], "x", 1) == 1 && errno == 1234,
+	      "direct: errno untouched by a write that succeeds");
+	close(p[0]);
+	close(p[1]);
+}
+
+static void cancelled(void *what)
+{
+	printf("ok cancelled at %s\n", (const char *)what);
+	fflush(stdout);
+	_exit(fails ? 1 : 0);
+}
+
+static void cancel_self(void)
+{
+	int fd = open("/dev/null", O_WRONLY);
+	for (int i = 0; i < 10; i++)
+		write(fd, buf, 8);
+	pthread_cleanup_push(cancelled, "write");
+	pthread_cancel(pthread_self());
+	write(fd, buf, 8);
+	check(0, "write() returned after the thread cancelled itself");
+	pthread_cleanup_pop(0);
+}
+
+static void *canceller(void *main_thread)
+{
+	pthread_cancel(*(pthread_t *)main_thread);
+	return NULL;
+}
+
+static void cancel_read(void)
+{
+	int p[2];
+	char b[8];
+	pipe(p);
+	for (int i = 0; i < 8; i++)
+		write(p[1], "x", 1);
+	read(p[0], b, sizeof(b)); /* all 8: the pipe is empty now */
+	static pthread_t self;
+	self = pthread_self();
+	pthread_t th;
+	pthread_cleanup_push(cancelled, "read");
+	pthread_create(&th, NULL, canceller, &self);
+	read(p[0], b, sizeof(b)); /* blocks until cancelled */
+	check(0, "read() returned in a cancelled thread");
+	pthread_cleanup_pop(0);
+}
+
+/* paths N: N writes from two call paths in turn, each a frame of the same
+ * size at the same depth (the thread's remembered walk starts at the same
+ * place for both: the return addresses tell them apart) */
+static void path_write(int fd, int i)
+{
+	char b[32];
+	snprintf(b, sizeof(b), "%d\n", i);
+	write(fd, b, strlen(b));
+}
+
+static void path_a(int fd, int i)
+{
+	path_write(fd, i);
+}
+
+static void path_b(int fd, int i)
+{
+	path_write(fd, i);
+}
+
+static void paths(const char *dir, int n)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/paths", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	for (int i = 0; i < n; i++)
+		(i % 3 == 2 ? path_b : path_a)(fd, i);
+	close(fd);
+}
+
 static void bad(const char *dir)
 {
 	char path[4096];
@@ -374,6 +499,14 @@ int main(int argc, char **argv)
 		execs(argv[1]);
 	else if (!strcmp(argv[2], "misc"))
 		misc(argv[1]);
+	else if (!strcmp(argv[2], "paths"))
+		paths(argv[1], argc > 3 ? atoi(argv[3]) : 3000);
+	else if (!strcmp(argv[2], "direct"))
+		direct(argv[1]);
+	else if (!strcmp(argv[2], "cancel_self"))
+		cancel_self();
+	else if (!strcmp(argv[2], "cancel_read"))
+		cancel_read();
 	else if (!strcmp(argv[2], "bad"))
 		bad(argv[1]);
 	else if (!strcmp(argv[2], "small"))

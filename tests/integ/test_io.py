@@ -262,6 +262,26 @@ with t.section("errno and short calls"):
                        x["v"][2] == int(m.group(1)) for x in recs),
              "short write recorded as the app saw it", m and m.group(0))
 
+# ---- the direct path (preload/iohook.h, kp_io_direct) -------------------------
+# kprof makes a single-threaded app's read/write/pread/pwrite/readv/writev
+# system calls itself; results, errno and the records must be glibc's, and
+# a cancelled thread must still stop in them (a thread blocked in a read
+# that ignored a cancel would hang: run()'s timeout fails the test).
+with t.section("direct system calls"):
+    with Tmp() as d:
+        r = run([app("io_known"), d, "direct"], d, prof={"IO_STACKS": "0"})
+        t.eq((r.rc, [x for x in r.out.splitlines() if not x.startswith("ok")]),
+             (0, []), "results and errno as without kprof", r.out)
+        recs = [x for x in dump(r.traces) if x["type"] == "io"]
+        errs = sorted(-x["v"][2] for x in recs if x["v"][2] < 0)
+        t.eq(errs, [9, 22, 29, 29], "recorded errors: EBADF, EINVAL, ESPIPE x2")
+    for mode, at in (("cancel_self", "write"), ("cancel_read", "read")):
+        with Tmp() as d:
+            r = run([app("io_known"), d, mode], d, timeout=30)
+            t.eq((r.rc, r.out.strip()), (0, "ok cancelled at " + at),
+                 "%s: the thread is cancelled in %s()" % (mode, at),
+                 r.out + r.err)
+
 # ---- latency accuracy --------------------------------------------------------
 # kprof's interval lies inside the app's clock_gettime pair, so it may only
 # be shorter, and by the interposer's own cost. On this shared machine the

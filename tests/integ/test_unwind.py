@@ -97,6 +97,20 @@ with t.section("verify: test apps"):
         t.eq(len(big), 1, "forkstorm: a child's summary does not repeat its "
              "parent's count", big)
 
+# I/O stacks go through the thread's remembered walk (unwind.c,
+# kp_unwind_memo); under verify each stack it names is checked against a
+# walk and interning: two call paths at the same depth in turn, and a loop
+with t.section("verify: remembered walks (I/O)"):
+    with Tmp() as d:
+        r = run([app("io_known"), d, "paths", "3000"], d, prof=VERIFY)
+        check_verify("io_known paths", r, min_stacks=3000)
+        recs = [x for x in dump(r.traces) if x["type"] == "io" and
+                x["kind"] == 1 and x["v"][0] > 2]  # the writes
+        t.eq(len(set(x["stack"] for x in recs)), 2,
+             "io_known paths: the writes have two stacks", len(recs))
+        r = run([app("io_known"), d, "small", "3000"], d, prof=VERIFY)
+        check_verify("io_known small", r, min_stacks=3000)
+
 with t.section("verify: unwindcases (signal frames go to libunwind)"):
     with Tmp() as d:
         for name in ("unwindcases", "unwindcases_nopie"):

@@ -18,7 +18,9 @@
  * file, which for libc's took longer than the rest of a report; so the
  * debug file libdw is given is a copy in memory with those sections
  * inflated once, and the ones the analyzer never reads (location lists)
- * left out (kp_debug_inflate()).
+ * left out (kp_debug_inflate()). They are inflated with libdeflate, which
+ * takes each section whole and was 2.5 times as fast as zlib's inflate on
+ * libc's (12 against 30 ms, the larger part of a report's symbolization).
  */
 #include <elf.h>
 #include <elfutils/libdw.h>
@@ -27,7 +29,7 @@
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
-#include <zlib.h>
+#include <libdeflate.h>
 #include <libelf.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +121,7 @@ int kp_debug_inflate(int fd)
 	const unsigned char *in = MAP_FAILED;
 	unsigned char *out = MAP_FAILED;
 	uint64_t *offs = NULL, outlen = 0;
+	struct libdeflate_decompressor *dec = NULL;
 	int mfd = -1, ok = 0;
 
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
@@ -216,6 +219,9 @@ int kp_debug_inflate(int fd)
 		   MAP_SHARED | MAP_POPULATE, mfd, 0);
 	if (out == MAP_FAILED)
 		goto out_sh;
+	dec = libdeflate_alloc_decompressor();
+	if (!dec)
+		goto out_sh;
 	for (size_t i = 1; i < n; i++) {
 		const Elf64_Shdr *h = &sh[i];
 		const Elf64_Shdr *o = (const Elf64_Shdr *)(in + eh.e_shoff) + i;
@@ -225,11 +231,13 @@ int kp_debug_inflate(int fd)
 			memcpy(out + h->sh_offset, in + offs[i], h->sh_size);
 			continue;
 		}
-		uLongf got = (uLongf)h->sh_size;
-		if (uncompress(out + h->sh_offset, &got, in + offs[i],
-			       (uLong)(o->sh_size - sizeof(Elf64_Chdr))) !=
-			    Z_OK ||
-		    got != h->sh_size)
+		/* ELFCOMPRESS_ZLIB is a zlib stream (its Adler-32 checked);
+		 * without an actual size, anything but exactly sh_size
+		 * bytes is an error. */
+		if (libdeflate_zlib_decompress(dec, in + offs[i],
+					       o->sh_size - sizeof(Elf64_Chdr),
+					       out + h->sh_offset, h->sh_size,
+					       NULL) != LIBDEFLATE_SUCCESS)
 			goto out_sh;
 	}
 	eh.e_phoff = phoff;
@@ -243,6 +251,8 @@ int kp_debug_inflate(int fd)
 out_sh:
 	free(sh);
 out:
+	if (dec)
+		libdeflate_free_decompressor(dec);
 	free(offs);
 	if (out != MAP_FAILED)
 		munmap(out, outlen);

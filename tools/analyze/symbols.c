@@ -21,6 +21,11 @@
  * left out (kp_debug_inflate()). They are inflated with libdeflate, which
  * takes each section whole and was 2.5 times as fast as zlib's inflate on
  * libc's (12 against 30 ms, the larger part of a report's symbolization).
+ *
+ * That work is done ahead, on a thread of its own, while the trace is still
+ * being read: the debug file of a module is asked for as soon as a stack
+ * goes through the module (kp_symbols_ahead()), and find_debuginfo() later
+ * takes the memory file ready (kp_debug_ahead_take()).
  */
 #include <elf.h>
 #include <elfutils/libdw.h>
@@ -31,6 +36,7 @@
 #include <gelf.h>
 #include <libdeflate.h>
 #include <libelf.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -267,24 +273,194 @@ out:
 }
 
 /*
+ * The path of the debug file of build-id bits[0 .. len) under
+ * /usr/lib/debug/.build-id (the default debuginfo path's one absolute
+ * directory). @return 0, or -1 for a length no build-id has.
+ */
+static int debug_path(const unsigned char *bits, int len, char *path,
+		      size_t size)
+{
+	static const char dir[] = "/usr/lib/debug/.build-id/";
+
+	if (len < 2 || len > 64 || size < sizeof(dir) + 2 * 64 + 8)
+		return -1;
+	size_t k = (size_t)snprintf(path, size, "%s%02x/", dir, bits[0]);
+	for (int i = 1; i < len; i++)
+		k += (size_t)snprintf(path + k, size - k, "%02x", bits[i]);
+	snprintf(path + k, size - k, ".debug");
+	return 0;
+}
+
+/* ---- debug files inflated ahead -------------------------------------------- */
+
+/*
+ * Inflating libc's debug file costs ~25 ms (libdeflate, and the 2,000
+ * pages of the memory file), which the report used to pay at its first
+ * libc frame, after the whole trace was read. The debug files a report
+ * can need are those of the modules the trace's stacks go through, known
+ * as the stacks are read; so each is inflated then, on one thread of its
+ * own, while the main thread reads on. A file no report line needs is
+ * inflated for nothing (kprof stacks nearly always go through libc, and
+ * files without compressed sections cost an open and a look at the
+ * headers); --no-symbols asks for none.
+ *
+ * A file is queued (AHEAD_QUEUED), then inflated by the thread
+ * (AHEAD_BUSY, AHEAD_DONE with its result) or, if the report wants it
+ * before the thread started on it, taken back and inflated by the caller
+ * as before (AHEAD_TAKEN).
+ */
+enum { AHEAD_QUEUED, AHEAD_BUSY, AHEAD_DONE, AHEAD_TAKEN };
+
+struct ahead_file {
+	char *path;
+	int state;
+	int fd; /* AHEAD_DONE: the memory file, or -1 (nothing inflated) */
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* a file queued, done, or stop */
+	pthread_t thread;
+	int started, stop;
+	struct ahead_file *f; /* by index: the array may move */
+	size_t n, cap;
+} ahead = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	    .cond = PTHREAD_COND_INITIALIZER };
+
+static void *ahead_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&ahead.lock);
+	for (;;) {
+		size_t i = 0;
+		while (i < ahead.n && ahead.f[i].state != AHEAD_QUEUED)
+			i++;
+		if (i == ahead.n) {
+			if (ahead.stop)
+				break;
+			pthread_cond_wait(&ahead.cond, &ahead.lock);
+			continue;
+		}
+		ahead.f[i].state = AHEAD_BUSY;
+		char *path = ahead.f[i].path; /* freed only after the join */
+		pthread_mutex_unlock(&ahead.lock);
+		int fd = open(path, O_RDONLY | O_CLOEXEC), mfd = -1;
+		if (fd >= 0) {
+			mfd = kp_debug_inflate(fd);
+			if (mfd == fd) { /* nothing to inflate */
+				close(fd);
+				mfd = -1;
+			}
+		}
+		pthread_mutex_lock(&ahead.lock);
+		ahead.f[i].fd = mfd;
+		ahead.f[i].state = AHEAD_DONE;
+		pthread_cond_broadcast(&ahead.cond);
+	}
+	pthread_mutex_unlock(&ahead.lock);
+	return NULL;
+}
+
+void kp_debug_ahead(const char *path)
+{
+	pthread_mutex_lock(&ahead.lock);
+	for (size_t i = 0; i < ahead.n; i++)
+		if (!strcmp(ahead.f[i].path, path))
+			goto out; /* asked for already */
+	if (ahead.n == ahead.cap) {
+		ahead.cap = ahead.cap ? ahead.cap * 2 : 16;
+		ahead.f = xrealloc_array(ahead.f, ahead.cap, sizeof(*ahead.f));
+	}
+	ahead.f[ahead.n++] = (struct ahead_file){ xstrdup(path), AHEAD_QUEUED,
+						  -1 };
+	/* Without the thread (it could not be made), a file stays queued
+	 * until kp_debug_ahead_take() gives it back to its caller. */
+	if (!ahead.started && !ahead.stop)
+		ahead.started = pthread_create(&ahead.thread, NULL, ahead_main,
+					       NULL) == 0;
+	pthread_cond_broadcast(&ahead.cond);
+out:
+	pthread_mutex_unlock(&ahead.lock);
+}
+
+int kp_debug_ahead_take(const char *path)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&ahead.lock);
+	for (size_t i = 0; i < ahead.n; i++) {
+		if (strcmp(ahead.f[i].path, path))
+			continue;
+		while (ahead.f[i].state == AHEAD_BUSY)
+			pthread_cond_wait(&ahead.cond, &ahead.lock);
+		if (ahead.f[i].state == AHEAD_DONE)
+			fd = ahead.f[i].fd;
+		ahead.f[i].state = AHEAD_TAKEN;
+		break;
+	}
+	pthread_mutex_unlock(&ahead.lock);
+	return fd;
+}
+
+void kp_debug_ahead_wait(void)
+{
+	pthread_mutex_lock(&ahead.lock);
+	for (size_t i = 0; ahead.started && i < ahead.n; i++)
+		while (ahead.f[i].state == AHEAD_QUEUED ||
+		       ahead.f[i].state == AHEAD_BUSY)
+			pthread_cond_wait(&ahead.cond, &ahead.lock);
+	pthread_mutex_unlock(&ahead.lock);
+}
+
+void kp_debug_ahead_end(void)
+{
+	pthread_mutex_lock(&ahead.lock);
+	ahead.stop = 1;
+	for (size_t i = 0; i < ahead.n; i++)
+		if (ahead.f[i].state == AHEAD_QUEUED)
+			ahead.f[i].state = AHEAD_TAKEN;
+	pthread_cond_broadcast(&ahead.cond);
+	pthread_mutex_unlock(&ahead.lock);
+	if (ahead.started)
+		pthread_join(ahead.thread, NULL);
+	for (size_t i = 0; i < ahead.n; i++) {
+		if (ahead.f[i].state == AHEAD_DONE && ahead.f[i].fd >= 0)
+			close(ahead.f[i].fd);
+		free(ahead.f[i].path);
+	}
+	free(ahead.f);
+	ahead.f = NULL;
+	ahead.n = ahead.cap = 0;
+	ahead.started = ahead.stop = 0;
+}
+
+void kp_symbols_ahead(struct kp_analysis *an, uint32_t module)
+{
+	struct kp_module *m = &an->modules[module];
+	char path[128 + 2 * 64];
+
+	m->ahead = 1;
+	if (!an->opts || an->opts->no_symbols ||
+	    debug_path(m->build_id, (int)m->build_id_len, path,
+		       sizeof(path)) < 0)
+		return;
+	kp_debug_ahead(path);
+}
+
+/*
  * The module's debug file where libdw looks first, by build-id under
  * /usr/lib/debug (the default debuginfo path's one absolute directory),
  * if it carries the module's build-id. @return an fd, or -1.
  */
 static int open_by_build_id(Dwfl_Module *mod, char **name)
 {
-	static const char dir[] = "/usr/lib/debug/.build-id/";
 	const unsigned char *bits;
 	GElf_Addr vaddr;
 	int len = dwfl_module_build_id(mod, &bits, &vaddr);
-	char path[sizeof(dir) + 2 * 64 + sizeof("/.debug")];
+	char path[128 + 2 * 64];
 
-	if (len < 2 || len > 64)
+	if (debug_path(bits, len, path, sizeof(path)) < 0)
 		return -1;
-	size_t k = (size_t)snprintf(path, sizeof(path), "%s%02x/", dir, bits[0]);
-	for (int i = 1; i < len; i++)
-		k += (size_t)snprintf(path + k, sizeof(path) - k, "%02x", bits[i]);
-	snprintf(path + k, sizeof(path) - k, ".debug");
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
@@ -319,8 +495,15 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata,
 	if (!*userdata) {
 		*userdata = &looked;
 		int fd = open_by_build_id(mod, debuginfo_file_name);
-		if (fd >= 0)
+		if (fd >= 0) {
+			/* the same file, inflated ahead if it was */
+			int mfd = kp_debug_ahead_take(*debuginfo_file_name);
+			if (mfd >= 0) {
+				close(fd);
+				return mfd;
+			}
 			return kp_debug_inflate(fd);
+		}
 	}
 	return dwfl_standard_find_debuginfo(mod, userdata, modname, base,
 					    file_name, debuglink_file,

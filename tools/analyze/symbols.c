@@ -32,6 +32,7 @@
 #include <elfutils/libdwelf.h>
 #include <dwarf.h>
 #include <elfutils/libdwfl.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
 #include <libdeflate.h>
@@ -110,6 +111,25 @@ static uint64_t align_up(uint64_t off, uint64_t a)
 	return a > 1 ? (off + a - 1) & ~(a - 1) : off;
 }
 
+/* Write all of buf at off. @return 0, or -1 on an error. */
+static int write_at(int fd, const void *buf, uint64_t len, uint64_t off)
+{
+	const unsigned char *p = buf;
+
+	while (len) {
+		ssize_t w = pwrite(fd, p, len < (1u << 30) ? len : (1u << 30),
+				   (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		len -= (uint64_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
 /* The largest inflated section accepted (a bound for a damaged file). */
 #define KP_MAX_INFLATED (1ull << 32)
 
@@ -125,7 +145,7 @@ int kp_debug_inflate(int fd)
 {
 	struct stat st;
 	const unsigned char *in = MAP_FAILED;
-	unsigned char *out = MAP_FAILED;
+	unsigned char *out = NULL;
 	uint64_t *offs = NULL, outlen = 0;
 	struct libdeflate_decompressor *dec = NULL;
 	int mfd = -1, ok = 0;
@@ -217,16 +237,24 @@ int kp_debug_inflate(int fd)
 	uint64_t shoff = align_up(off, 8);
 	outlen = shoff + n * sizeof(Elf64_Shdr);
 
+	/*
+	 * Written with pwrite(), each inflated section from one buffer the
+	 * size of the largest: the memory file's pages are allocated as
+	 * they are written. Through a mapping they were zeroed first, then
+	 * written, then unmapped (11 against 5 ms for libc's 8.5 MB).
+	 */
+	uint64_t buflen = 0;
+	for (size_t i = 1; i < n; i++) {
+		const Elf64_Shdr *o = (const Elf64_Shdr *)(in + eh.e_shoff) + i;
+		if ((o->sh_flags & SHF_COMPRESSED) && sh[i].sh_size > buflen)
+			buflen = sh[i].sh_size;
+	}
 	mfd = memfd_create("kprof-debuginfo", MFD_CLOEXEC);
 	if (mfd < 0 || ftruncate(mfd, (off_t)outlen) < 0)
 		goto out_sh;
-	/* populated at once: cheaper than a fault per page as it fills */
-	out = mmap(NULL, outlen, PROT_READ | PROT_WRITE,
-		   MAP_SHARED | MAP_POPULATE, mfd, 0);
-	if (out == MAP_FAILED)
-		goto out_sh;
 	dec = libdeflate_alloc_decompressor();
-	if (!dec)
+	out = buflen ? malloc(buflen) : NULL;
+	if (!dec || (buflen && !out))
 		goto out_sh;
 	for (size_t i = 1; i < n; i++) {
 		const Elf64_Shdr *h = &sh[i];
@@ -234,7 +262,9 @@ int kp_debug_inflate(int fd)
 		if (h->sh_type == SHT_NOBITS || !h->sh_size)
 			continue;
 		if (!(o->sh_flags & SHF_COMPRESSED)) {
-			memcpy(out + h->sh_offset, in + offs[i], h->sh_size);
+			if (write_at(mfd, in + offs[i], h->sh_size,
+				     h->sh_offset) < 0)
+				goto out_sh;
 			continue;
 		}
 		/* ELFCOMPRESS_ZLIB is a zlib stream (its Adler-32 checked);
@@ -242,26 +272,27 @@ int kp_debug_inflate(int fd)
 		 * bytes is an error. */
 		if (libdeflate_zlib_decompress(dec, in + offs[i],
 					       o->sh_size - sizeof(Elf64_Chdr),
-					       out + h->sh_offset, h->sh_size,
-					       NULL) != LIBDEFLATE_SUCCESS)
+					       out, h->sh_size, NULL) !=
+			    LIBDEFLATE_SUCCESS ||
+		    write_at(mfd, out, h->sh_size, h->sh_offset) < 0)
 			goto out_sh;
 	}
 	eh.e_phoff = phoff;
 	eh.e_shoff = shoff;
-	memcpy(out, &eh, sizeof(eh));
-	if (eh.e_phnum)
-		memcpy(out + phoff, in + ((const Elf64_Ehdr *)in)->e_phoff,
-		       (size_t)eh.e_phnum * sizeof(Elf64_Phdr));
-	memcpy(out + shoff, sh, n * sizeof(*sh));
+	if (write_at(mfd, &eh, sizeof(eh), 0) < 0 ||
+	    (eh.e_phnum &&
+	     write_at(mfd, in + ((const Elf64_Ehdr *)in)->e_phoff,
+		      (size_t)eh.e_phnum * sizeof(Elf64_Phdr), phoff) < 0) ||
+	    write_at(mfd, sh, n * sizeof(*sh), shoff) < 0)
+		goto out_sh;
 	ok = 1;
 out_sh:
 	free(sh);
 out:
 	if (dec)
 		libdeflate_free_decompressor(dec);
+	free(out);
 	free(offs);
-	if (out != MAP_FAILED)
-		munmap(out, outlen);
 	munmap((void *)in, size);
 	if (!ok) {
 		if (mfd >= 0)

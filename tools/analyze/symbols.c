@@ -509,6 +509,78 @@ static int open_by_build_id(Dwfl_Module *mod, char **name)
 	return fd;
 }
 
+/* Does a file exist at a + b + c (any of them may be "")? */
+static int exists3(const char *a, const char *b, const char *c)
+{
+	char path[4096];
+	struct stat st;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s%s%s", a, b, c) >=
+	    sizeof(path))
+		return 1; /* cannot tell: say yes */
+	return stat(path, &st) == 0;
+}
+
+/*
+ * Could libdw's standard search find a debug file on this machine? It
+ * looks (default debuginfo path "-:.debug:/usr/lib/debug") by build-id
+ * under /usr/lib/debug/.build-id, then for the debuglink name, or the
+ * file's name with ".debug", in the file's directory, its .debug
+ * subdirectory and the same directory under /usr/lib/debug, as the file
+ * is named and as its links resolve. Each of those places, and a few
+ * more, is looked at here: 0 only when none holds anything, and 1 when
+ * in doubt (a name this does not take apart).
+ *
+ * When nothing is found, libdw's last resort is its debuginfod client,
+ * which it loads the first time (libdebuginfod, libcurl and some 30
+ * libraries: ~10 ms) and which, without DEBUGINFOD_URLS, asks no server
+ * and finds nothing. So with no such file and no DEBUGINFOD_URLS, the
+ * search is not started at all: the result is the same, without the load.
+ */
+static int local_debug_file(Dwfl_Module *mod, const char *file_name,
+			    const char *debuglink)
+{
+	static const char root[] = "/usr/lib/debug";
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	char path[128 + 2 * 64];
+	int len = dwfl_module_build_id(mod, &bits, &vaddr);
+
+	if (len > 0 && (debug_path(bits, len, path, sizeof(path)) < 0 ||
+			exists3(path, "", "")))
+		return 1;
+	if (!file_name || file_name[0] != '/' ||
+	    (debuglink && (!debuglink[0] || strchr(debuglink, '/'))))
+		return 1;
+	char *real = realpath(file_name, NULL);
+	const char *names[2] = { file_name, real ? real : file_name };
+	int found = 0;
+	for (int k = 0; k < 2 && !found; k++) {
+		const char *slash = strrchr(names[k], '/');
+		char dir[4096], base[4096];
+		size_t dl = (size_t)(slash - names[k]);
+		if (dl >= sizeof(dir) ||
+		    (size_t)snprintf(base, sizeof(base), "%s.debug",
+				     slash + 1) >= sizeof(base)) {
+			found = 1;
+			break;
+		}
+		memcpy(dir, names[k], dl);
+		dir[dl] = '\0';
+		char rdir[sizeof(root) + sizeof(dir)];
+		snprintf(rdir, sizeof(rdir), "%s%s", root, dir);
+		const char *cand[2] = { debuglink ? debuglink : base, base };
+		for (int c = 0; c < 2 && !found; c++)
+			found = exists3(dir, "/", cand[c]) ||
+				exists3(dir, "/.debug/", cand[c]) ||
+				exists3(rdir, "/", cand[c]) ||
+				exists3(root, "/", cand[c]) ||
+				exists3(root, "/.debug/", cand[c]);
+	}
+	free(real);
+	return found;
+}
+
 /*
  * libdw's search for a module's debug file, its first result given as the
  * inflated copy. libdw's own search by build-id keeps the Elf it opened to
@@ -535,6 +607,12 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata,
 			}
 			return kp_debug_inflate(fd);
 		}
+	}
+	const char *urls = getenv("DEBUGINFOD_URLS");
+	if ((!urls || !urls[0]) &&
+	    !local_debug_file(mod, file_name, debuglink_file)) {
+		errno = ENOENT; /* what the search leaves without debuginfod */
+		return -1;
 	}
 	return dwfl_standard_find_debuginfo(mod, userdata, modname, base,
 					    file_name, debuglink_file,

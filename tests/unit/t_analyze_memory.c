@@ -1191,6 +1191,21 @@ TEST(symbolize_self)
 	symbol_target();
 }
 
+/* Do two files hold the same bytes? */
+static int same_bytes(int a, int b)
+{
+	struct stat sa, sb;
+	if (fstat(a, &sa) || fstat(b, &sb) || sa.st_size != sb.st_size)
+		return 0;
+	size_t n = (size_t)sa.st_size;
+	char *x = malloc(n + 1), *y = malloc(n + 1);
+	int same = x && y && pread(a, x, n, 0) == (ssize_t)n &&
+		   pread(b, y, n, 0) == (ssize_t)n && !memcmp(x, y, n);
+	free(x);
+	free(y);
+	return same;
+}
+
 /*
  * A debug file with compressed sections (as libc6-dbg ships them) is given
  * to libdw inflated: this test binary, its DWARF compressed by objcopy,
@@ -1286,6 +1301,35 @@ TEST(inflate_debug_sections)
 	dwarf_end(dw);
 	elf_end(me);
 	elf_end(oe);
+
+	/* Inflated ahead, on the thread: the same bytes, taken once; a file
+	 * with nothing to inflate, a missing one, one never asked for: -1. */
+	char none[4300];
+	snprintf(none, sizeof(none), "%s/none", dir);
+	kp_debug_ahead(z);
+	kp_debug_ahead(exe);
+	kp_debug_ahead(none);
+	kp_debug_ahead(z); /* asked for again: nothing more to do */
+	kp_debug_ahead_wait();
+	int afd = kp_debug_ahead_take(z);
+	REQUIRE(afd >= 0);
+	CHECK(same_bytes(afd, mfd));
+	close(afd);
+	CHECK(kp_debug_ahead_take(z) == -1);
+	CHECK(kp_debug_ahead_take(exe) == -1);
+	CHECK(kp_debug_ahead_take(none) == -1);
+	CHECK(kp_debug_ahead_take("/kp-never-asked") == -1);
+	kp_debug_ahead_end();
+	/* what is not taken is closed at the end; it starts again after */
+	kp_debug_ahead(z);
+	kp_debug_ahead_end();
+	kp_debug_ahead(z);
+	kp_debug_ahead_wait();
+	afd = kp_debug_ahead_take(z);
+	CHECK(afd >= 0 && same_bytes(afd, mfd));
+	if (afd >= 0)
+		close(afd);
+	kp_debug_ahead_end();
 	close(mfd);
 	close(ofd);
 

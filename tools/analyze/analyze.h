@@ -137,6 +137,7 @@ struct kp_module {
 	uint64_t hash;
 	void *sym;            /* symbols.c state, created lazily */
 	int sym_failed;       /* symbols.c: file unusable, warned once */
+	int ahead;            /* symbols.c: debug file asked for ahead */
 };
 
 /*
@@ -543,6 +544,26 @@ int kp_is_alloc_wrapper(const char *fn);
  * if there is nothing to inflate or the file is not one this handles.
  */
 int kp_debug_inflate(int fd);
+/*
+ * Inflate the debug file at path (kp_debug_inflate()) on the thread that
+ * works ahead, started on the first call; a path asked for before is
+ * ignored.
+ */
+void kp_debug_ahead(const char *path);
+/*
+ * The memory file inflated ahead from path, waited for if the thread is at
+ * it; -1 if the path was not asked for, is taken already, had nothing to
+ * inflate or could not be opened, or the thread has not started on it
+ * (the caller inflates it then, and the thread no longer will).
+ */
+int kp_debug_ahead_take(const char *path);
+/* Wait until the thread has done every file queued (for tests). */
+void kp_debug_ahead_wait(void);
+/* Stop the thread; close and forget what was not taken. */
+void kp_debug_ahead_end(void);
+/* A stack goes through module: ask for its debug file ahead (unless
+ * --no-symbols). Sets the module's ahead flag. */
+void kp_symbols_ahead(struct kp_analysis *an, uint32_t module);
 
 /* ---- reports ---------------------------------------------------------------- */
 

@@ -151,6 +151,7 @@ void kp_analysis_free(struct kp_analysis *an)
 			an->passes[i]->xFree(an->pass_state[i], an);
 	if (an->sym)
 		kp_symbols_free(an->sym);
+	kp_debug_ahead_end();
 	for (size_t i = 0; i < an->nprocs; i++)
 		proc_free(an->procs[i]);
 	free(an->procs);

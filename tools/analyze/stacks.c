@@ -418,6 +418,8 @@ uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
 	for (uint32_t i = 0; i < s->depth; i++) {
 		uint64_t pc = t->pcs[s->off + i];
 		const struct kp_tmodule *m = trace_find_module(t, pc);
+		if (m && KP_UNLIKELY(!t->an->modules[m->gmod].ahead))
+			kp_symbols_ahead(t->an, m->gmod);
 		f[i].module = m ? m->gmod : 0;
 		f[i].pad = 0;
 		f[i].offset = m ? pc - m->bias : pc;

@@ -36,7 +36,7 @@ BASE_CFLAGS := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -DKP_VERSION='"$(VERSION)
 # flags, after `make deps` has had the chance to install the packages.
 PC_CFLAGS = $(shell $(PKG_CONFIG) --cflags msgpack libzstd libunwind libdw 2>/dev/null)
 PRELOAD_LIBS = $(shell $(PKG_CONFIG) --libs libzstd libunwind) -ldl -lpthread
-TOOLS_LIBS = $(shell $(PKG_CONFIG) --libs msgpack libzstd libdw libdeflate) -lstdc++ -lm
+TOOLS_LIBS = $(shell $(PKG_CONFIG) --libs msgpack libzstd libdw zlib) -lstdc++ -lm
 
 LIB_SRC := $(wildcard lib/*.c)
 PRELOAD_SRC := $(wildcard preload/*.c)

@@ -12,7 +12,7 @@ pkgs=""
 for s in $sets; do
 	case $s in
 	build) pkgs="$pkgs gcc g++ make pkg-config libunwind-dev
-		libmsgpack-dev libzstd-dev libdw-dev libelf-dev libdeflate-dev" ;;
+		libmsgpack-dev libzstd-dev libdw-dev libelf-dev zlib1g-dev" ;;
 	test) pkgs="$pkgs clang valgrind python3 sqlite3 strace git binutils man-db
 		file"
 		# query profiling (issue 4): the C test apps' libraries, a

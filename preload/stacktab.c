@@ -335,16 +335,34 @@ __attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *
 	return id;
 }
 
+/*
+ * Only the thread that allocated *m uses it: a memo holds addresses in
+ * that thread's stack, and another thread's capture, checking them while
+ * the owner rewrites them, could read a torn memo (and so the stack of a
+ * thread that has since exited). *m is published with a compare and swap,
+ * so two threads' first captures agree on one memo.
+ */
 uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m)
 {
-	if (KP_UNLIKELY(!*m)) {
+	struct kp_tls *t = &kp_tls;
+	if (KP_UNLIKELY(!t->tid))
+		t->tid = (uint32_t)kp_gettid();
+	struct kp_unwind_memo *cur = __atomic_load_n(m, __ATOMIC_ACQUIRE);
+	if (KP_UNLIKELY(!cur)) {
 		struct kp_unwind_memo *n = kp_arena_alloc(sizeof(*n));
 		if (!n)
 			return kp_stack_capture();
 		memset(n, 0, sizeof(*n));
-		*m = n;
+		n->owner = t->tid;
+		if (__atomic_compare_exchange_n(m, &cur, n, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			cur = n;
+		else
+			kp_arena_free(n); /* another thread's came first */
 	}
-	return kp_stack_capture_memo(*m);
+	if (cur->owner != t->tid)
+		return kp_stack_capture();
+	return kp_stack_capture_memo(cur);
 }
 
 /*

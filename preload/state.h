@@ -512,7 +512,9 @@ uint32_t kp_stack_capture(void);
  * pointers on the stack takes the id without walking or interning.
  * kp_io_memo is each thread's, for its I/O calls; kp_stack_capture_memo_at
  * allocates *m from the private arena at first use (NULL before;
- * kp_arena_free() it when done).
+ * kp_arena_free() it when done) for a caller that several threads may
+ * share (a statement), and uses it only on the thread that allocated it:
+ * a memo's words are addresses in its thread's stack.
  */
 struct kp_unwind_memo;
 extern __thread struct kp_unwind_memo kp_io_memo;
@@ -555,6 +557,7 @@ struct kp_unwind_memo {
 	uint64_t fp, rbp, ra, top, gen; /* the key */
 	uint32_t steps;                 /* reads made: s[0..steps) */
 	uint32_t id;                    /* its stack id, 0 = none */
+	uint32_t owner; /* kp_stack_capture_memo_at: the one thread using it */
 	struct kp_unwind_memo_step s[KP_UNWIND_MEMO_STEPS];
 };
 /* kp_unwind for kp_stack_capture_memo, remembered in m (keyed by key_fp,

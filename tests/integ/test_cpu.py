@@ -255,6 +255,18 @@ with t.section("heap: folded, SVG with C++ names, pprof"):
         t.ok(any(ln.endswith(";leak_thousand;xmalloc 69000")
                  for ln in out.splitlines()), "live at peak: leak_thousand's "
              "69000 bytes", out)
+        rc, out, err = analyze_raw(["flame", "--what", "temporary", "--folded",
+                                    r.traces[0]])
+        temps = analyze(r.traces)["memory"]["temporary_allocs"]
+        t.eq((rc, sum(int(ln.rsplit(" ", 1)[1]) for ln in out.splitlines())),
+             (0, temps), "temporary folded: the stacks add up to "
+             "temporary_allocs", err + out)
+        t.ok(any(ln.endswith(";main;xmalloc 10000") for ln in out.splitlines()),
+             "temporary: main's 10000 malloc/free pairs", out)
+        rc, out, err = analyze_raw(["export", "--what", "temporary", "--pprof",
+                                    os.path.join(d, "t.pb.gz"), r.traces[0]])
+        t.ok(rc != 0 and "not temporary" in err,
+             "export --pprof refuses --what temporary", err)
         go = need("go")
         pb = os.path.join(d, "heap.pb.gz")
         rc, out, err = analyze_raw(["export", "--what", "alloc", "--pprof",

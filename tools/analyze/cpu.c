@@ -513,15 +513,20 @@ size_t kp_what_stacks(struct kp_analysis *an, enum kp_what what,
 			qsort(*out, n, sizeof(**out), by_value);
 		return n;
 	}
+	/* alloc: bytes per site; temporary: temporary allocations per site
+	 * (those with some, most first) */
 	const struct kp_site *const *sites;
-	size_t ns = kp_mem_top_bytes(an, &sites);
+	int temp = what == KP_WHAT_TEMP;
+	size_t ns = temp ? kp_mem_top_temporary(an, &sites)
+			 : kp_mem_top_bytes(an, &sites);
 	*out = xrealloc_array(NULL, ns ? ns : 1, sizeof(**out));
 	for (size_t i = 0; i < ns; i++) {
-		if (sites[i]->bytes)
+		uint64_t v = temp ? sites[i]->temporary : sites[i]->bytes;
+		if (v)
 			(*out)[n++] = (struct kp_wstack){
 				sites[i]->gstack,
 				kp_alloc_skip(an, sites[i]->gstack),
-				sites[i]->bytes, sites[i]->allocs };
+				v, sites[i]->allocs };
 	}
 	return n;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Folded stacks and SVG flame graphs of CPU samples, allocated bytes, bytes
- * in use at the heap peak (peak.c), or I/O time (kprof-analyze flame --what ...).
+ * in use at the heap peak (peak.c), temporary allocations, or I/O time
+ * (kprof-analyze flame --what ...).
  *
  * Folded: one line per distinct stack, root first, frames joined by ';',
  * then a space and the weight (CPU ns, bytes, I/O ns):
@@ -38,7 +39,8 @@ static enum kp_what what_of(const struct kp_analysis *an)
 	const char *w = an->opts->what ? an->opts->what : "cpu";
 	return !strcmp(w, "alloc") ? KP_WHAT_ALLOC :
 	       !strcmp(w, "live") ? KP_WHAT_LIVE :
-	       !strcmp(w, "io") ? KP_WHAT_IO : KP_WHAT_CPU;
+	       !strcmp(w, "io") ? KP_WHAT_IO :
+	       !strcmp(w, "temporary") ? KP_WHAT_TEMP : KP_WHAT_CPU;
 }
 
 /* Append a sanitized frame name to a growing string. */
@@ -277,9 +279,11 @@ static int write_svg(struct kp_analysis *an, FILE *out,
 	const char *what = w == KP_WHAT_CPU ? "CPU time" :
 			   w == KP_WHAT_ALLOC ? "allocated bytes" :
 			   w == KP_WHAT_LIVE ? "bytes in use at the heap peak" :
+			   w == KP_WHAT_TEMP ? "temporary allocations" :
 					       "I/O time";
 	struct svg g = { out, root.v, tree_depth(&root),
-			 w == KP_WHAT_CPU || w == KP_WHAT_IO ? "ns" : "bytes",
+			 w == KP_WHAT_CPU || w == KP_WHAT_IO ? "ns" :
+			 w == KP_WHAT_TEMP ? "allocations" : "bytes",
 			 root.v ? SVG_W / (double)root.v : 0 };
 	double height = TOP + (double)g.depth * ROW + 30;
 	fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\" "

@@ -40,7 +40,8 @@ static const char usage_text[] =
 	"                     duplicates, index advice, autocommit write storms\n"
 	"  cpu                CPU time: threads, hot functions, hottest stacks\n"
 	"  flame              flame graph (SVG) or, with --folded, folded\n"
-	"                     stacks of --what cpu|alloc|live|io (default cpu)\n"
+	"                     stacks of --what cpu|alloc|live|temporary|io\n"
+	"                     (default cpu)\n"
 	"  export             --pprof FILE (gzipped profile.proto: cpu with\n"
 	"                     --what cpu, heap with --what alloc|live) and/or\n"
 	"                     --chrome FILE (Chrome trace / Perfetto JSON)\n"
@@ -179,9 +180,10 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 		}
 		case OPT_WHAT:
 			if (strcmp(optarg, "cpu") && strcmp(optarg, "alloc") &&
-			    strcmp(optarg, "live") && strcmp(optarg, "io"))
-				usage_error("--what wants cpu, alloc, live or "
-					    "io, not '%s'", optarg);
+			    strcmp(optarg, "live") && strcmp(optarg, "io") &&
+			    strcmp(optarg, "temporary"))
+				usage_error("--what wants cpu, alloc, live, "
+					    "temporary or io, not '%s'", optarg);
 			opts->what = optarg;
 			break;
 		case OPT_FOLDED:

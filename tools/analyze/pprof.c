@@ -389,9 +389,9 @@ static int export_pprof(struct kp_analysis *an, const char *path)
 {
 	const char *w = an->opts->what ? an->opts->what : "cpu";
 	int heap = !strcmp(w, "alloc") ? 1 : !strcmp(w, "live") ? 2 : 0;
-	if (!strcmp(w, "io"))
+	if (!strcmp(w, "io") || !strcmp(w, "temporary"))
 		return error("--pprof exports cpu or heap (--what alloc), "
-			     "not io"), 2;
+			     "not %s", w), 2;
 	struct pp p;
 	memset(&p, 0, sizeof(p));
 	p.an = an;

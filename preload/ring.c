@@ -233,20 +233,12 @@ static void push_event(uint64_t tsc, uint8_t type, uint8_t kind,
 	uint64_t u = h;
 	if (shared) {
 		struct kp_ev *m = &r->slots[u++ & r->mask];
-		m->tsc = tsc;
-		m->type = KP_EV_TID;
-		m->kind = 0;
-		m->len = 8;
-		m->stack = 0;
+		kp_ev_put_head(m, tsc, KP_EV_TID, 0, 8, 0);
 		m->a = tid;
 		m->b = 0;
 	}
 	struct kp_ev *ev = &r->slots[u & r->mask];
-	ev->tsc = tsc;
-	ev->type = type;
-	ev->kind = kind;
-	ev->len = (uint16_t)len;
-	ev->stack = stack;
+	kp_ev_put_head(ev, tsc, type, kind, len, stack);
 	ev->a = 0;
 	ev->b = 0;
 	struct payload_out o = { r, u, (uint8_t *)&ev->a, KP_EV_HEAD_PAYLOAD,

@@ -335,6 +335,27 @@ void kp_writer_poke(void);
 extern __thread uint8_t kp_q_npending;
 void kp_query_flush(void);
 
+/* An event's head slot: its time, then type, kind, len and stack. */
+static KP_ALWAYS_INLINE void kp_ev_put_head(struct kp_ev *ev, uint64_t tsc,
+					    uint8_t type, uint8_t kind,
+					    uint32_t len, uint32_t stack)
+{
+	ev->tsc = tsc;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	/* type, kind, len, stack: one store, not four */
+	uint64_t w0 = type | (uint64_t)kind << 8 | (uint64_t)len << 16 |
+		      (uint64_t)stack << 32;
+	_Static_assert(offsetof(struct kp_ev, stack) == 12,
+		       "the layout the store assumes");
+	__builtin_memcpy((char *)ev + offsetof(struct kp_ev, type), &w0, 8);
+#else
+	ev->type = type;
+	ev->kind = kind;
+	ev->len = (uint16_t)len;
+	ev->stack = stack;
+#endif
+}
+
 /* Publish head h + n; every quarter ring, wake the writer if it sleeps, so
  * a busy thread rarely has to wait for it. */
 static KP_ALWAYS_INLINE void kp_ring_publish(struct kp_ring *r, uint64_t h,
@@ -368,20 +389,7 @@ static KP_ALWAYS_INLINE int kp_ring_try_push_head(struct kp_ring *r,
 	if (KP_UNLIKELY(h + n - r->tail_cache > r->mask + 1))
 		return 0;
 	struct kp_ev *ev = &r->slots[h & r->mask];
-	ev->tsc = tsc;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	/* type, kind, len, stack: one store, not four */
-	uint64_t w0 = type | (uint64_t)kind << 8 | (uint64_t)len << 16 |
-		      (uint64_t)stack << 32;
-	_Static_assert(offsetof(struct kp_ev, stack) == 12,
-		       "the layout the store assumes");
-	__builtin_memcpy((char *)ev + offsetof(struct kp_ev, type), &w0, 8);
-#else
-	ev->type = type;
-	ev->kind = kind;
-	ev->len = (uint16_t)len;
-	ev->stack = stack;
-#endif
+	kp_ev_put_head(ev, tsc, type, kind, len, stack);
 	ev->a = a;
 	if (len > 8) /* a FREE's b is never read */
 		ev->b = b;
@@ -440,21 +448,7 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 		if (KP_LIKELY(h + n - r->tail_cache <= mask + 1) &&
 		    KP_LIKELY((h & mask) + n <= mask + 1)) {
 			struct kp_ev *ev = &r->slots[h & mask];
-			ev->tsc = tsc;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-			/* type, kind, len, stack: one store, not four */
-			uint64_t w0 = type | (uint64_t)kind << 8 |
-				      (uint64_t)len << 16 |
-				      (uint64_t)stack << 32;
-			__builtin_memcpy((char *)ev +
-						 offsetof(struct kp_ev, type),
-					 &w0, 8);
-#else
-			ev->type = type;
-			ev->kind = kind;
-			ev->len = (uint16_t)len;
-			ev->stack = stack;
-#endif
+			kp_ev_put_head(ev, tsc, type, kind, len, stack);
 			unsigned m = nv < head_nv ? nv : head_nv;
 			__builtin_memcpy(&ev->a, v, m * 8);
 			/* unrolled: nv is a constant, so is every copy's size */

@@ -233,7 +233,7 @@ static void verify(const uint64_t *fast, int nf, const uint64_t *lu, int nl,
 		at + 1 < b ? (unsigned long long)lu[j + at + 1] : 0ull);
 }
 
-/* KOTOBA_PROFILE_UNWIND=verify: the thread's remembered walk (unwind.c,
+/* KOTOBA_PROFILE_UNWIND=verify: a remembered walk (unwind.c,
  * kp_unwind_memo) named stack memo_id where walking and interning gave
  * id: counted with the stacks that differ. */
 static void verify_memo_differs(uint32_t memo_id, uint32_t id)

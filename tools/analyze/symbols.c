@@ -20,9 +20,7 @@
  * inflated once, and the ones the analyzer never reads (location lists)
  * left out (kp_debug_inflate()). They are inflated with zlib, which libdw
  * depends on already (libdeflate was 2.5 times as fast on libc's, 12
- * against 30 ms of CPU, but would be a library more to install; the
- * inflating is done ahead, below, so it costs wall time only when no core
- * is free).
+ * against 30 ms of CPU, but would be a library more to install).
  *
  * That work is done ahead, on a thread of its own, while the trace is still
  * being read: the debug file of a module is asked for as soon as a stack

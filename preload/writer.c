@@ -72,7 +72,9 @@ static struct {
 	char path[1200];        /* absolute path of the trace */
 	int broken;             /* the file is gone: stop writing */
 	int header_done;
-	unsigned __int128 mult; /* ns = (ticks - tsc0) * mult >> 32 */
+	uint64_t mult;          /* ns = (ticks - tsc0) * mult >> 32: one
+				 * 64x64 multiply (mult < 2^33 for any
+				 * clock above 500 MHz, < 2^64 above 1 Hz) */
 	double tsc_hz;
 	uint32_t stacks_out;    /* stacks 1..stacks_out are in the trace */
 	uint32_t qtexts_out;    /* query texts 1..qtexts_out are too */
@@ -275,7 +277,7 @@ static void calibrate(void)
 	if (w.mult)
 		return; /* a forked child keeps its parent's factor */
 	if (!kp.use_tsc) {
-		w.mult = (unsigned __int128)1 << 32;
+		w.mult = (uint64_t)1 << 32;
 		w.tsc_hz = 0;
 		return;
 	}
@@ -289,14 +291,20 @@ static void calibrate(void)
 		t1 = __rdtsc();
 	} while (m1 - kp.mono0 < 1000000);
 	w.tsc_hz = (double)(t1 - kp.tsc0) * 1e9 / (double)(m1 - kp.mono0);
-	w.mult = (unsigned __int128)((1e9 * 4294967296.0) / w.tsc_hz);
+	w.mult = (uint64_t)((1e9 * 4294967296.0) / w.tsc_hz);
+}
+
+static KP_ALWAYS_INLINE uint64_t ticks_to_ns(uint64_t ticks, uint64_t tsc0,
+					     uint64_t mult)
+{
+	if (ticks <= tsc0)
+		return 0;
+	return (uint64_t)(((unsigned __int128)(ticks - tsc0) * mult) >> 32);
 }
 
 static uint64_t to_ns(uint64_t ticks)
 {
-	if (ticks <= kp.tsc0)
-		return 0;
-	return (uint64_t)(((unsigned __int128)(ticks - kp.tsc0) * w.mult) >> 32);
+	return ticks_to_ns(ticks, kp.tsc0, w.mult);
 }
 
 static uint64_t dur_ns(uint64_t ticks)
@@ -501,35 +509,45 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 			    uint64_t head, uint64_t wm, uint32_t tid)
 {
 	const struct kp_ev *ev = &r->slots[t & r->mask];
-	uint64_t n = 0, ts = to_ns(ev->tsc);
 	struct kp_evbuf b;
 
-	if (kp_writer_events_open(w.kw, tid, ts, &b) < 0)
+	if (kp_writer_events_open(w.kw, tid, to_ns(ev->tsc), &b) < 0)
 		/* the writer failed for good: dropped, as by kp_writer_add */
 		return t + 1 + kp_ev_nx(ev->len);
+	/* Everything the loop reads, in locals: its byte stores may alias
+	 * any memory, so fields read through pointers (the delta state, the
+	 * ring's mask, the clock's scale) would be loaded again after each.
+	 * The delta state goes back to the encoder at the end. */
+	struct kp_enc enc = *b.enc;
+	const struct kp_ev *slots = r->slots;
+	const uint64_t mask = r->mask, tsc0 = kp.tsc0, mult = w.mult;
+	uint8_t *p = b.p, *const end = b.end;
+	uint64_t n = 0, ts;
 	for (;;) {
+		ts = ticks_to_ns(ev->tsc, tsc0, mult);
 		if (KP_LIKELY(ev->len <= KP_EV_HEAD_PAYLOAD)) {
 			/* FREE, or a malloc's ALLOC: one slot */
-			b.p = kp_enc_mem(b.enc, b.p, ev->type, ev->kind, ts,
-					 ev->a, ev->b, 0, 0, ev->stack);
+			p = kp_enc_mem(&enc, p, ev->type, ev->kind, ts, ev->a,
+				       ev->b, 0, 0, ev->stack);
 			t++;
 		} else {
 			uint64_t c = ev_val(r, t, 2), d = ev_val(r, t, 3);
-			b.p = kp_enc_mem(b.enc, b.p, ev->type, ev->kind, ts,
-					 ev->a, ev->b, c,
-					 ev->type == KP_REC_REALLOC ? dur_ns(d)
-								    : 0,
-					 ev->stack);
+			p = kp_enc_mem(&enc, p, ev->type, ev->kind, ts, ev->a,
+				       ev->b, c,
+				       ev->type == KP_REC_REALLOC ? dur_ns(d) : 0,
+				       ev->stack);
 			t += 1 + kp_ev_nx(ev->len);
 		}
 		n++;
-		if (t >= head || b.p >= b.end)
+		if (t >= head || p >= end)
 			break;
-		ev = &r->slots[t & r->mask];
+		ev = &slots[t & mask];
 		if (ev->tsc >= wm || !is_mem(ev->type))
 			break;
-		ts = to_ns(ev->tsc);
 	}
+	b.enc->last_ts = enc.last_ts;
+	b.enc->last_ptr = enc.last_ptr;
+	b.p = p;
 	kp_writer_events_close(w.kw, &b, n, ts); /* ts: the last one's */
 	return t;
 }

@@ -56,16 +56,25 @@ class Failed(Exception):
     pass
 
 
-def run_timed(cmd, env, cwd, stdin=None):
+def run_timed(cmd, env, cwd, stdin=None, cpu=None):
+    """Run cmd; return its wall seconds, and append to cpu (a list, when
+    given) the CPU seconds (user + sys, from wait4) of it, its threads
+    (kprof's writer among them) and its waited-for children."""
     full = dict(os.environ)
     full.update(env)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=full, cwd=cwd, stdin=stdin,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, env=full, cwd=cwd, stdin=stdin,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        why = p.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise Failed("exit %d: %s" % (p.returncode, why[-1] if why else ""))
+    p.stderr.close()
+    rc = os.waitstatus_to_exitcode(status)
+    if rc != 0:
+        why = err.decode("utf-8", "replace").strip().splitlines()
+        raise Failed("exit %d: %s" % (rc, why[-1] if why else ""))
+    if cpu is not None:
+        cpu.append(ru.ru_utime + ru.ru_stime)
     return dt
 
 
@@ -83,6 +92,7 @@ def bench(name, configs, rounds, setup=None):
     {label: [seconds]}, {label: [trace files of its last run]}"""
     configs = [c if len(c) == 4 else c + (rounds,) for c in configs]
     times = {c[0]: [] for c in configs}
+    cpu = {c[0]: [] for c in configs}
     failed = {}
     work = tempfile.mkdtemp(prefix="kprof-bench-")
     last = {}
@@ -99,7 +109,8 @@ def bench(name, configs, rounds, setup=None):
                     cmd, stdin_path = cmd
                     stdin = open(stdin_path)
                 try:
-                    times[label].append(run_timed(cmd, env, work, stdin))
+                    times[label].append(run_timed(cmd, env, work, stdin,
+                                                  cpu[label]))
                 except Failed as e:
                     failed[label] = str(e)
                     if label == configs[0][0]:
@@ -115,16 +126,22 @@ def bench(name, configs, rounds, setup=None):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = statistics.median(times[configs[0][0]])
-    print("\n## %s (%d rounds, median seconds, ratio to %s)" % (name, rounds, configs[0][0]))
-    print("| configuration | median s | ratio |")
-    print("|---|---:|---:|")
+    cbase = statistics.median(cpu[configs[0][0]])
+    print("\n## %s (%d rounds, median seconds, ratio to %s; then CPU seconds, "
+          "user + sys of every thread, which other jobs on the machine move "
+          "less)" % (name, rounds, configs[0][0]))
+    print("| configuration | median s | ratio | median CPU s | CPU ratio |")
+    print("|---|---:|---:|---:|---:|")
     for label, _, _, max_rounds in configs:
         note = " (%d round)" % max_rounds if max_rounds < rounds else ""
         if label in failed:
-            print("| %s%s | failed (%s) | - |" % (label, note, failed[label][:80]))
+            print("| %s%s | failed (%s) | - | - | - |" % (label, note,
+                                                        failed[label][:80]))
             continue
         m = statistics.median(times[label])
-        print("| %s%s | %.3f | %.2fx |" % (label, note, m, m / base))
+        c = statistics.median(cpu[label])
+        print("| %s%s | %.3f | %.2fx | %.3f | %.2fx |" % (label, note, m, m / base,
+                                                      c, c / cbase))
     return times, last
 
 

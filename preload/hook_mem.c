@@ -48,7 +48,8 @@ static KP_ALWAYS_INLINE void record(struct kp_tls *t, uint8_t type,
 	uint32_t stack = 0;
 	if (with_stack && kp.cfg.stack_depth > 0) {
 		int saved = errno;
-		stack = kp_stack_capture();
+		/* the walk starts at this (the hook's) frame */
+		stack = kp_stack_capture_at(__builtin_frame_address(0));
 		errno = saved;
 	}
 	kp_ring_push_mem(type, kind, stack, tsc, a, b, c, d);

@@ -88,20 +88,6 @@ void kp_stacktab_unlock(void)
 	kp_spin_unlock(&lock);
 }
 
-static uint64_t hash_pcs(const uint64_t *pcs, uint32_t n)
-{
-	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
-	for (uint32_t i = 0; i < n; i++) {
-		h = (h ^ pcs[i]) * 0xff51afd7ed558ccdull;
-		h = (h << 31) | (h >> 33);
-	}
-	/* murmur3's finaliser: every input bit reaches the low (index) bits. */
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h ? h : 1;
-}
-
 /* @return the id of hash h in t, or 0 with *slot at the empty slot. */
 static uint32_t probe(const struct tab *t, uint64_t h, uint64_t *slot)
 {
@@ -147,9 +133,12 @@ static struct tab *grow(struct tab *t)
 	return n;
 }
 
-static uint32_t intern_at(const uint64_t *pcs, uint32_t n, int scan)
+/* Intern pcs[0..n), whose kp_stack_hash is h; scan: see below. */
+static __attribute__((noinline)) uint32_t intern_hashed(const uint64_t *pcs,
+							uint32_t n, uint64_t h,
+							int scan)
 {
-	uint64_t h = hash_pcs(pcs, n), slot = 0;
+	uint64_t slot = 0;
 	struct tab *t = atomic_load_explicit(&table, memory_order_acquire);
 	uint32_t id = probe(t, h, &slot);
 	if (KP_LIKELY(id))
@@ -192,7 +181,7 @@ static uint32_t intern_at(const uint64_t *pcs, uint32_t n, int scan)
 
 static uint32_t intern(const uint64_t *pcs, uint32_t n)
 {
-	return intern_at(pcs, n, 1);
+	return intern_hashed(pcs, n, kp_stack_hash(pcs, n), 1);
 }
 
 /* Skip kprof's own frames (innermost). @return the first pc not in it. */
@@ -306,9 +295,73 @@ static KP_ALWAYS_INLINE uint32_t capture(const uintptr_t *memo_fp,
 	return id;
 }
 
+/* The stack by libunwind alone (the fast unwinder gave up on it). */
+static __attribute__((noinline)) uint32_t capture_lu(int depth)
+{
+	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
+	int n = unw_backtrace((void **)buf, depth + 16);
+	int i = skip_self(buf, n);
+	n -= i;
+	if (n <= 0)
+		return 0;
+	return intern(buf + i, (uint32_t)(n > depth ? depth : n));
+}
+
 uint32_t kp_stack_capture(void)
 {
 	return capture(NULL, 0, NULL);
+}
+
+/* kp_stack_capture_at's own verify (KOTOBA_PROFILE_UNWIND=verify): the
+ * pcs against libunwind's, and the hash taken while walking against the
+ * pcs' own. @return libunwind's stack's id. */
+static __attribute__((noinline)) uint32_t verify_at(const uint64_t *pcs, int n,
+						   uint64_t h, int depth)
+{
+	uint64_t lu[KP_MAX_STACK_DEPTH + 16];
+	int nl = unw_backtrace((void **)lu, depth + 16);
+	if (n >= 0) {
+		verify(pcs, n, lu, nl, depth);
+		if (h != kp_stack_hash(pcs, (uint32_t)n)) {
+			atomic_fetch_add(&verify_diff, 1);
+			kp_warn("unwind verify: the walk hashed its %d pcs as "
+				"%#llx", n, (unsigned long long)h);
+		}
+	}
+	int i = skip_self(lu, nl);
+	nl -= i;
+	if (nl <= 0)
+		return 0;
+	return intern(lu + i, (uint32_t)(nl > depth ? depth : nl));
+}
+
+/*
+ * From the hook's frame: kprof's own frames are neither walked nor
+ * skipped, and the walk stops at depth pcs, hashing them as it goes; a
+ * stack seen before then costs the walk and one probe. A hook called from
+ * kprof itself (not a tail call: fp[1] is kprof's) takes the general path.
+ */
+uint32_t kp_stack_capture_at(const uintptr_t *fp)
+{
+	int depth = kp.cfg.stack_depth;
+	if (KP_UNLIKELY(kp.cfg.unwind == KP_UNWIND_LIBUNWIND) ||
+	    KP_UNLIKELY(fp[1] >= kp.self_lo && fp[1] < kp.self_hi))
+		return capture(NULL, 0, NULL);
+	if (depth <= 0)
+		return 0;
+	uint64_t buf[KP_MAX_STACK_DEPTH];
+	uint64_t h;
+	int n = kp_unwind_from(fp, buf, depth, &h);
+	if (KP_UNLIKELY(kp.cfg.unwind == KP_UNWIND_VERIFY))
+		return verify_at(buf, n, h, depth);
+	if (KP_UNLIKELY(n <= 0))
+		return n < 0 ? capture_lu(depth) : 0;
+	uint64_t slot;
+	uint32_t id = probe(atomic_load_explicit(&table, memory_order_acquire),
+			    h, &slot);
+	if (KP_LIKELY(id))
+		return id;
+	return intern_hashed(buf, (uint32_t)n, h, 1);
 }
 
 /* Called from one place only (unwind.c, MEMO_FIXED). */
@@ -375,7 +428,7 @@ uint32_t kp_stack_intern_pcs(const uint64_t *pcs, uint32_t n)
 {
 	if (n > KP_MAX_STACK_DEPTH)
 		n = KP_MAX_STACK_DEPTH;
-	return n ? intern_at(pcs, n, 0) : 0;
+	return n ? intern_hashed(pcs, n, kp_stack_hash(pcs, n), 0) : 0;
 }
 
 uint32_t kp_stacktab_count(void)

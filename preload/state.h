@@ -514,6 +514,39 @@ struct kp_unwind_memo;
 extern __thread struct kp_unwind_memo kp_io_memo;
 uint32_t kp_stack_capture_memo(struct kp_unwind_memo *m);
 uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m);
+/*
+ * kp_stack_capture for an allocation hook: fp is the hook's own frame
+ * (__builtin_frame_address(0): fp[0] its caller's rbp, fp[1] its return
+ * address), where the walk starts, so kprof's frames are not walked.
+ */
+uint32_t kp_stack_capture_at(const uintptr_t *fp);
+/*
+ * The stack table's hash of pcs[0..n) (innermost first): each pc mixed in
+ * as the walk meets it (kp_unwind_from hashes while it walks), the count
+ * at the end, then murmur3's finaliser (every input bit reaches the low,
+ * index bits). Never 0 (an empty slot).
+ */
+#define KP_STACK_HASH_SEED 0x9e3779b97f4a7c15ull
+static inline uint64_t kp_stack_hash_step(uint64_t h, uint64_t pc)
+{
+	h = (h ^ pc) * 0xff51afd7ed558ccdull;
+	return (h << 31) | (h >> 33);
+}
+static inline uint64_t kp_stack_hash_fin(uint64_t h, uint32_t n)
+{
+	h ^= n;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h ? h : 1;
+}
+static inline uint64_t kp_stack_hash(const uint64_t *pcs, uint32_t n)
+{
+	uint64_t h = KP_STACK_HASH_SEED;
+	for (uint32_t i = 0; i < n; i++)
+		h = kp_stack_hash_step(h, pcs[i]);
+	return kp_stack_hash_fin(h, n);
+}
 /* Published stacks: ids 1..kp_stacktab_count(). */
 uint32_t kp_stacktab_count(void);
 const uint64_t *kp_stacktab_get(uint32_t id, uint32_t *depth);
@@ -536,6 +569,11 @@ int kp_unwind_init(void);
  * unwinder: then ask libunwind for the whole stack.
  */
 int kp_unwind(uint64_t *pcs, int max);
+/* kp_unwind from the frame fp of a function up the caller's stack
+ * (kp_stack_capture_at): pcs[0] = fp[1]; *hash = kp_stack_hash of the
+ * pcs stored (when >= 0). */
+int kp_unwind_from(const uintptr_t *fp, uint64_t *pcs, int max,
+		   uint64_t *hash);
 /*
  * A remembered walk (unwind.c explains the key and the steps); all zero
  * remembers nothing.

@@ -760,15 +760,22 @@ int kp_unwind_init(void)
 static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 				 uint64_t rsp, uint64_t rbp, uint64_t top,
 				 uint64_t *pcs, int max,
-				 struct kp_unwind_memo *m)
+				 struct kp_unwind_memo *m, uint64_t *hash)
 {
-	if (max <= 0)
+	if (max <= 0) {
+		if (hash)
+			*hash = kp_stack_hash_fin(KP_STACK_HASH_SEED, 0);
 		return 0;
+	}
 	uint64_t *out = pcs, *end = pcs + max;
 	/* m: the reads, recorded at ms while there is room */
 	struct kp_unwind_memo_step *ms = m ? m->s : NULL,
 				   *ms_end = ms + MEMO_STEPS;
+	/* hash: kp_stack_hash of the pcs stored, as they are */
+	uint64_t h = KP_STACK_HASH_SEED;
 	*out++ = rip;
+	if (hash)
+		h = kp_stack_hash_step(h, rip);
 	while (out < end) {
 		uint64_t rule = lookup(c, rip), cfa;
 		if (KP_UNLIKELY(rule & (R_END | R_BAD))) {
@@ -812,9 +819,13 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 		if (rip < 0x4000)
 			break;
 		*out++ = rip;
+		if (hash)
+			h = kp_stack_hash_step(h, rip);
 	}
 	if (m)
 		m->steps = ms <= ms_end ? (uint32_t)(ms - m->s) : UINT32_MAX;
+	if (hash)
+		*hash = kp_stack_hash_fin(h, (uint32_t)(out - pcs));
 	return (int)(out - pcs);
 }
 
@@ -845,7 +856,7 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 		uintptr_t top;
 		if (stack_bounds(rsp, &top) == 0) {
 			int n = walk(c, rip, rsp, fp[0], top, pcs, max,
-				     NULL);
+				     NULL, NULL);
 			if (KP_LIKELY(n >= 0))
 				return n;
 		}
@@ -853,6 +864,33 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 #else
 	(void)pcs;
 	(void)max;
+#endif
+	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
+	return -1;
+}
+
+int kp_unwind_from(const uintptr_t *fp, uint64_t *pcs, int max,
+		   uint64_t *hash)
+{
+#ifdef KP_FAST_UNWIND
+	_Atomic uint64_t *c = cache;
+	if (KP_LIKELY(c != NULL)) {
+		/* fp's caller's registers at the moment it called fp's
+		 * function: what a walk through that frame would find */
+		uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
+		uintptr_t top;
+		if (stack_bounds(rsp, &top) == 0) {
+			int n = walk(c, fp[1], rsp, fp[0], top, pcs, max, NULL,
+				     hash);
+			if (KP_LIKELY(n >= 0))
+				return n;
+		}
+	}
+#else
+	(void)fp;
+	(void)pcs;
+	(void)max;
+	(void)hash;
 #endif
 	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
 	return -1;
@@ -883,7 +921,7 @@ __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
 				 * the last one: a loop's second call, not
 				 * every call of a program whose stacks keep
 				 * changing. */
-				n = walk(c, rip, rsp, rbp, top, pcs, max, m);
+				n = walk(c, rip, rsp, rbp, top, pcs, max, m, NULL);
 				/* the steps the key decides read it */
 				if (n >= 0 && m->steps <= MEMO_STEPS &&
 				    (m->steps < MEMO_FIXED ||
@@ -899,7 +937,7 @@ __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
 				m->gen = gen;
 				m->steps = UINT32_MAX; /* nothing recorded */
 				n = walk(c, rip, rsp, rbp, top, pcs, max,
-					 NULL);
+					 NULL, NULL);
 			}
 			if (KP_LIKELY(n >= 0))
 				return n; /* (m->id counts only with the reads) */
@@ -942,7 +980,7 @@ int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
 	if (!c || rsp >= top)
 		return -1;
 	/* pc + 1: the cache holds the rule of key - 1 (return addresses) */
-	return walk(c, pc + 1, rsp, rbp, top, pcs, max, NULL);
+	return walk(c, pc + 1, rsp, rbp, top, pcs, max, NULL, NULL);
 #else
 	(void)pc;
 	(void)rsp;

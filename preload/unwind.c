@@ -793,7 +793,7 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 		 * itself lie in [rsp, top).
 		 */
 		if (rule & R_RBP) {
-			if (KP_UNLIKELY(rbp - rsp >= top - rsp))
+			if (KP_UNLIKELY(rbp < rsp) || KP_UNLIKELY(rbp >= top))
 				return -1;
 			cfa = rbp + (rule & 0xffff);
 		} else {
@@ -880,8 +880,10 @@ int kp_unwind_from(const uintptr_t *fp, uint64_t *pcs, int max,
 		uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
 		uintptr_t top;
 		if (stack_bounds(rsp, &top) == 0) {
+			uint64_t h = 0; /* a known pointer: no test a step */
 			int n = walk(c, fp[1], rsp, fp[0], top, pcs, max, NULL,
-				     hash);
+				     &h);
+			*hash = h;
 			if (KP_LIKELY(n >= 0))
 				return n;
 		}

@@ -518,6 +518,7 @@ uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m);
  * kp_stack_capture for an allocation hook: fp is the hook's own frame
  * (__builtin_frame_address(0): fp[0] its caller's rbp, fp[1] its return
  * address), where the walk starts, so kprof's frames are not walked.
+ * Keeps errno.
  */
 uint32_t kp_stack_capture_at(const uintptr_t *fp);
 /*

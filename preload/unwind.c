@@ -35,6 +35,7 @@
 #include "state.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -187,7 +188,12 @@ static __attribute__((noinline)) int stack_bounds_slow(uintptr_t sp,
 		return -1;
 	u->lookups++;
 	uintptr_t lo, h;
-	if (find_mapping(sp, &lo, &h) != 0)
+	/* the walk keeps errno (kp_stack_capture_at: an allocation hook's
+	 * common path does not save it); syscall() sets it on failure */
+	int saved = errno;
+	int rc = find_mapping(sp, &lo, &h);
+	errno = saved;
+	if (rc != 0)
 		return -1;
 	/* A CPU sample's handler may run between these stores and use the
 	 * bounds: never let it see one old and one new. */
@@ -688,7 +694,9 @@ static uint32_t compute_rule(uint64_t pc)
 static __attribute__((noinline)) uint64_t lookup_miss(_Atomic uint64_t *c,
 						     uint64_t i, uint64_t ra)
 {
+	int saved = errno; /* as in stack_bounds_slow */
 	uint32_t rule = compute_rule(ra - 1);
+	errno = saved;
 	atomic_store_explicit(&c[i], (ra >> CACHE_BITS) << 31 | rule,
 			      memory_order_relaxed);
 	return rule;

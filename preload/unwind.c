@@ -765,6 +765,57 @@ int kp_unwind_init(void)
 #define MEMO_FIXED 2  /* the steps the key decides (see above) */
 
 /*
+ * One step of a walk, from the state (*rip, *rsp, *rbp) to its caller's.
+ * @return 0; 1 when the walk ends at this frame (the outermost, or one
+ * without unwind info and rbp 0: libunwind ends there, and guesses
+ * otherwise); -1 at a frame beyond this unwinder. *rbp_at: where rbp was
+ * read, 0 when it was not.
+ *
+ * Every read lies in [rsp, top), this thread's stack above the frame being
+ * unwound: the CFA is at least 8 above its base register, and rbp's save
+ * slot no lower than that register (compute_rule guarantees both); an rbp
+ * base must itself lie in [rsp, top).
+ */
+static KP_ALWAYS_INLINE int step(_Atomic uint64_t *c, uint64_t top,
+				 uint64_t top16, uint64_t *rip, uint64_t *rsp,
+				 uint64_t *rbp, uint64_t *rbp_at)
+{
+	uint64_t rule = lookup(c, *rip), cfa;
+	if (KP_LIKELY(rule & R_FP)) {
+		/* the reads are rbp[0] and rbp[1]: rbp in [rsp, top16 =
+		 * top - 16] covers both, and the CFA's bound */
+		uint64_t b = *rbp;
+		if (KP_UNLIKELY(b < *rsp) || KP_UNLIKELY(b > top16))
+			return -1;
+		const uint64_t *f = (const uint64_t *)(uintptr_t)b;
+		*rip = f[1];
+		*rbp = f[0];
+		*rsp = b + 16;
+		*rbp_at = b;
+		return 0;
+	}
+	if (KP_UNLIKELY(rule & (R_END | R_BAD)))
+		return (rule & R_END) || ((rule & R_NOINFO) && *rbp == 0) ?
+		       1 : -1;
+	if (rule & R_RBP) {
+		if (KP_UNLIKELY(*rbp < *rsp) || KP_UNLIKELY(*rbp >= top))
+			return -1;
+		cfa = *rbp + (rule & 0xffff);
+	} else {
+		cfa = *rsp + (rule & 0xffff);
+	}
+	if (KP_UNLIKELY(cfa > top))
+		return -1;
+	*rip = ((const uint64_t *)(uintptr_t)cfa)[-1];
+	uint64_t k = (rule >> 16) & 0x7f8;
+	*rbp_at = k ? cfa - k : 0;
+	if (k)
+		*rbp = *(const uint64_t *)(uintptr_t)(cfa - k);
+	*rsp = cfa;
+	return 0;
+}
+
+/*
  * The walk from registers (rip = the first value stored: a return address,
  * or an interrupted pc + 1) within [rsp, top). @return the pcs stored, or
  * -1 at a frame beyond this unwinder. Async-signal-safe: the cache is
@@ -786,66 +837,28 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 	struct kp_unwind_memo_step *ms = m ? m->s : NULL,
 				   *ms_end = ms + MEMO_STEPS;
 	/* hash: kp_stack_hash of the pcs stored, as they are */
-	uint64_t h = KP_STACK_HASH_SEED;
+	uint64_t h = KP_STACK_HASH_SEED, top16 = top - 16;
 	*out++ = rip;
 	if (hash)
 		h = kp_stack_hash_step(h, rip);
 	while (out < end) {
-		uint64_t rule = lookup(c, rip), cfa, rbp_k;
-		/*
-		 * Every read below lies in [rsp, top), this thread's stack
-		 * above the frame being unwound: the CFA is at least 8 above
-		 * its base register, and rbp's save slot no lower than that
-		 * register (compute_rule guarantees both); an rbp base must
-		 * itself lie in [rsp, top).
-		 */
-		if (KP_LIKELY(rule & R_FP)) {
-			/* the reads are rbp[0] and rbp[1]: rbp in
-			 * [rsp, top - 16] covers both, and the CFA's bound */
-			if (KP_UNLIKELY(rbp < rsp) || KP_UNLIKELY(rbp > top - 16))
-				return -1;
-			const uint64_t *f = (const uint64_t *)(uintptr_t)rbp;
-			cfa = rbp + 16;
-			rbp_k = 16;
-			rip = f[1];
-			rbp = f[0];
-		} else {
-			if (KP_UNLIKELY(rule & (R_END | R_BAD))) {
-				/* libunwind ends the stack at a frame without
-				 * unwind info when rbp is 0 (and guesses
-				 * otherwise) */
-				if ((rule & R_END) ||
-				    ((rule & R_NOINFO) && rbp == 0))
-					break;
-				return -1;
-			}
-			if (rule & R_RBP) {
-				if (KP_UNLIKELY(rbp < rsp) ||
-				    KP_UNLIKELY(rbp >= top))
-					return -1;
-				cfa = rbp + (rule & 0xffff);
-			} else {
-				cfa = rsp + (rule & 0xffff);
-			}
-			if (KP_UNLIKELY(cfa > top))
-				return -1;
-			rip = ((const uint64_t *)(uintptr_t)cfa)[-1];
-			rbp_k = (rule >> 16) & 0x7f8;
-			if (rbp_k)
-				rbp = *(const uint64_t *)(uintptr_t)(cfa -
-								     rbp_k);
+		uint64_t rbp_at;
+		int st = step(c, top, top16, &rip, &rsp, &rbp, &rbp_at);
+		if (KP_UNLIKELY(st != 0)) {
+			if (st > 0)
+				break;
+			return -1;
 		}
 		if (m) {
 			if (KP_LIKELY(ms < ms_end)) {
-				ms->ra_at = cfa - 8;
+				ms->ra_at = rsp - 8;
 				ms->ra = rip;
-				ms->rbp_at = rbp_k ? cfa - rbp_k :
+				ms->rbp_at = rbp_at ? rbp_at :
 					     (uint64_t)(uintptr_t)&ms->rbp;
 				ms->rbp = rbp;
 			}
 			ms++;
 		}
-		rsp = cfa;
 		if (rip < 0x4000)
 			break;
 		*out++ = rip;

@@ -794,15 +794,15 @@ static KP_ALWAYS_INLINE int step(_Atomic uint64_t *c, uint64_t top,
 		*rbp_at = b;
 		return 0;
 	}
-	if (KP_UNLIKELY(rule & (R_END | R_BAD)))
-		return (rule & R_END) || ((rule & R_NOINFO) && *rbp == 0) ?
-		       1 : -1;
-	if (rule & R_RBP) {
+	if (KP_LIKELY(!(rule & (R_RBP | R_END | R_BAD)))) {
+		cfa = *rsp + (rule & 0xffff); /* (one test for the common) */
+	} else {
+		if (KP_UNLIKELY(rule & (R_END | R_BAD)))
+			return (rule & R_END) ||
+			       ((rule & R_NOINFO) && *rbp == 0) ? 1 : -1;
 		if (KP_UNLIKELY(*rbp < *rsp) || KP_UNLIKELY(*rbp >= top))
 			return -1;
 		cfa = *rbp + (rule & 0xffff);
-	} else {
-		cfa = *rsp + (rule & 0xffff);
 	}
 	if (KP_UNLIKELY(cfa > top))
 		return -1;

@@ -336,11 +336,19 @@ static __attribute__((noinline)) uint32_t verify_at(const uint64_t *pcs, int n,
 	return intern(lu + i, (uint32_t)(nl > depth ? depth : nl));
 }
 
+uint32_t kp_stacktab_find(uint64_t h)
+{
+	uint64_t slot;
+	return probe(atomic_load_explicit(&table, memory_order_acquire), h,
+		     &slot);
+}
+
 /*
- * kp_stack_capture_at but for a stack seen before, found by the fast
- * walk (pcs[0..n), hashed h; pcs NULL: no fast walk). Keeps errno.
+ * kp_stack_capture_at (unwind.c) but for a stack seen before, found by
+ * the fast walk: pcs[0..n), hashed h (pcs NULL: no fast walk). Keeps
+ * errno.
  */
-static __attribute__((noinline)) uint32_t capture_at_slow(const uint64_t *pcs,
+__attribute__((noinline)) uint32_t kp_stack_capture_slow(const uint64_t *pcs,
 							 int n, uint64_t h,
 							 int depth)
 {
@@ -356,35 +364,6 @@ static __attribute__((noinline)) uint32_t capture_at_slow(const uint64_t *pcs,
 		id = n ? intern_hashed(pcs, (uint32_t)n, h, 1) : 0;
 	errno = saved;
 	return id;
-}
-
-/*
- * From the hook's frame: kprof's own frames are neither walked nor
- * skipped, and the walk stops at depth pcs, hashing them as it goes; a
- * stack seen before then costs the walk and one probe, and leaves errno
- * alone (the walk keeps it: unwind.c). A hook called from kprof itself
- * (not a tail call: fp[1] is kprof's) takes the general path.
- */
-uint32_t kp_stack_capture_at(const uintptr_t *fp)
-{
-	int depth = kp.cfg.stack_depth;
-	if (KP_UNLIKELY(kp.cfg.unwind == KP_UNWIND_LIBUNWIND) ||
-	    KP_UNLIKELY(fp[1] >= kp.self_lo && fp[1] < kp.self_hi) ||
-	    KP_UNLIKELY(depth <= 0))
-		return capture_at_slow(NULL, 0, 0, depth);
-	uint64_t buf[KP_MAX_STACK_DEPTH];
-	uint64_t h;
-	int n = kp_unwind_from(fp, buf, depth, &h);
-	if (KP_LIKELY(n > 0) &&
-	    KP_LIKELY(kp.cfg.unwind != KP_UNWIND_VERIFY)) {
-		uint64_t slot;
-		uint32_t id = probe(atomic_load_explicit(&table,
-							 memory_order_acquire),
-				    h, &slot);
-		if (KP_LIKELY(id))
-			return id;
-	}
-	return capture_at_slow(buf, n, h, depth);
 }
 
 /* Called from one place only (unwind.c, MEMO_FIXED). */

@@ -521,9 +521,15 @@ uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m);
  * Keeps errno.
  */
 uint32_t kp_stack_capture_at(const uintptr_t *fp);
+/* The id of the stack whose kp_stack_hash is h, 0 when not interned (no
+ * lock, no store); kp_stack_capture_at's other paths, given what its fast
+ * walk found (pcs[0..n), hash h; pcs NULL: no walk). Keeps errno. */
+uint32_t kp_stacktab_find(uint64_t h);
+uint32_t kp_stack_capture_slow(const uint64_t *pcs, int n, uint64_t h,
+			       int depth);
 /*
  * The stack table's hash of pcs[0..n) (innermost first): each pc mixed in
- * as the walk meets it (kp_unwind_from hashes while it walks), the count
+ * as the walk meets it (kp_stack_capture_at hashes while it walks), the count
  * at the end, then murmur3's finaliser (every input bit reaches the low,
  * index bits). Never 0 (an empty slot).
  */
@@ -570,11 +576,6 @@ int kp_unwind_init(void);
  * unwinder: then ask libunwind for the whole stack.
  */
 int kp_unwind(uint64_t *pcs, int max);
-/* kp_unwind from the frame fp of a function up the caller's stack
- * (kp_stack_capture_at): pcs[0] = fp[1]; *hash = kp_stack_hash of the
- * pcs stored (when >= 0). */
-int kp_unwind_from(const uintptr_t *fp, uint64_t *pcs, int max,
-		   uint64_t *hash);
 /*
  * A remembered walk (unwind.c explains the key and the steps); all zero
  * remembers nothing.

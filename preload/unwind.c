@@ -912,8 +912,10 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 	return -1;
 }
 
-int kp_unwind_from(const uintptr_t *fp, uint64_t *pcs, int max,
-		   uint64_t *hash)
+/* kp_unwind from the frame fp of a function up the caller's stack:
+ * pcs[0] = fp[1]; *hash = kp_stack_hash of the pcs stored (when >= 0). */
+static KP_ALWAYS_INLINE int unwind_from(const uintptr_t *fp, uint64_t *pcs,
+					int max, uint64_t *hash)
 {
 #ifdef KP_FAST_UNWIND
 	_Atomic uint64_t *c = cache;
@@ -939,6 +941,33 @@ int kp_unwind_from(const uintptr_t *fp, uint64_t *pcs, int max,
 #endif
 	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
 	return -1;
+}
+
+/*
+ * From the hook's frame: kprof's own frames are neither walked nor
+ * skipped, and the walk stops at depth pcs, hashing them as it goes; a
+ * stack seen before then costs the walk and one probe (in one frame: the
+ * walk is inline here), and leaves errno alone (stack_bounds_slow and
+ * lookup_miss keep it). A hook called from kprof itself (not a tail call:
+ * fp[1] is kprof's), libunwind mode and verify take stacktab.c's paths.
+ */
+uint32_t kp_stack_capture_at(const uintptr_t *fp)
+{
+	int depth = kp.cfg.stack_depth;
+	if (KP_UNLIKELY(kp.cfg.unwind == KP_UNWIND_LIBUNWIND) ||
+	    KP_UNLIKELY(fp[1] >= kp.self_lo && fp[1] < kp.self_hi) ||
+	    KP_UNLIKELY(depth <= 0))
+		return kp_stack_capture_slow(NULL, 0, 0, depth);
+	uint64_t buf[KP_MAX_STACK_DEPTH];
+	uint64_t h = 0;
+	int n = unwind_from(fp, buf, depth, &h);
+	if (KP_LIKELY(n > 0) &&
+	    KP_LIKELY(kp.cfg.unwind != KP_UNWIND_VERIFY)) {
+		uint32_t id = kp_stacktab_find(h);
+		if (KP_LIKELY(id))
+			return id;
+	}
+	return kp_stack_capture_slow(buf, n, h, depth);
 }
 
 __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,

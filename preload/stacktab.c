@@ -5,7 +5,10 @@
  * cache) where that one cannot or KOTOBA_PROFILE_UNWIND says so; both give
  * the same pcs. It drops kprof's own frames, and looks the
  * pc array up in one process-wide table so each unique stack gets a small
- * dense id and is written to the trace once.
+ * dense id and is written to the trace once. (The allocation hooks' walk,
+ * unwind.c's kp_stack_capture_at, starts below kprof's frames and hashes
+ * as it goes: it comes here, kp_stacktab_find and kp_stack_capture_slow,
+ * with the hash, or for what it does not do itself.)
  *
  * Lookups take no lock. The table holds (64-bit hash, id) slots; a stack
  * is identified by its hash alone, so a lookup touches one slot of a table

@@ -37,8 +37,9 @@ static KP_ALWAYS_INLINE int pass(void)
 }
 
 /* Record one event (fields as in writer.c's ev_to_rec), with the
- * caller's stack if asked. errno is kept around what may change it (the
- * unwind, a full ring's wait); the common path touches it not at all. */
+ * caller's stack if asked. errno is kept by what may change it (the
+ * capture's slow paths, a full ring's wait); the common path touches it
+ * not at all. */
 static KP_ALWAYS_INLINE void record(struct kp_tls *t, uint8_t type,
 				     uint8_t kind, int with_stack, uint64_t tsc,
 				     uint64_t a, uint64_t b, uint64_t c,
@@ -46,11 +47,8 @@ static KP_ALWAYS_INLINE void record(struct kp_tls *t, uint8_t type,
 {
 	t->busy = 1;
 	uint32_t stack = 0;
-	if (with_stack && kp.cfg.stack_depth > 0) {
-		int saved = errno;
-		stack = kp_stack_capture();
-		errno = saved;
-	}
+	if (with_stack && kp.cfg.stack_depth > 0) /* from this frame */
+		stack = kp_stack_capture_at(__builtin_frame_address(0));
 	kp_ring_push_mem(type, kind, stack, tsc, a, b, c, d);
 	t->busy = 0;
 }

@@ -5,7 +5,10 @@
  * cache) where that one cannot or KOTOBA_PROFILE_UNWIND says so; both give
  * the same pcs. It drops kprof's own frames, and looks the
  * pc array up in one process-wide table so each unique stack gets a small
- * dense id and is written to the trace once.
+ * dense id and is written to the trace once. (The allocation hooks' walk,
+ * unwind.c's kp_stack_capture_at, starts below kprof's frames and hashes
+ * as it goes: it comes here, kp_stacktab_find and kp_stack_capture_slow,
+ * with the hash, or for what it does not do itself.)
  *
  * Lookups take no lock. The table holds (64-bit hash, id) slots; a stack
  * is identified by its hash alone, so a lookup touches one slot of a table
@@ -24,6 +27,7 @@
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#include <errno.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -88,20 +92,6 @@ void kp_stacktab_unlock(void)
 	kp_spin_unlock(&lock);
 }
 
-static uint64_t hash_pcs(const uint64_t *pcs, uint32_t n)
-{
-	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
-	for (uint32_t i = 0; i < n; i++) {
-		h = (h ^ pcs[i]) * 0xff51afd7ed558ccdull;
-		h = (h << 31) | (h >> 33);
-	}
-	/* murmur3's finaliser: every input bit reaches the low (index) bits. */
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h ? h : 1;
-}
-
 /* @return the id of hash h in t, or 0 with *slot at the empty slot. */
 static uint32_t probe(const struct tab *t, uint64_t h, uint64_t *slot)
 {
@@ -147,9 +137,12 @@ static struct tab *grow(struct tab *t)
 	return n;
 }
 
-static uint32_t intern_at(const uint64_t *pcs, uint32_t n, int scan)
+/* Intern pcs[0..n), whose kp_stack_hash is h; scan: see below. */
+static __attribute__((noinline)) uint32_t intern_hashed(const uint64_t *pcs,
+							uint32_t n, uint64_t h,
+							int scan)
 {
-	uint64_t h = hash_pcs(pcs, n), slot = 0;
+	uint64_t slot = 0;
 	struct tab *t = atomic_load_explicit(&table, memory_order_acquire);
 	uint32_t id = probe(t, h, &slot);
 	if (KP_LIKELY(id))
@@ -192,7 +185,7 @@ static uint32_t intern_at(const uint64_t *pcs, uint32_t n, int scan)
 
 static uint32_t intern(const uint64_t *pcs, uint32_t n)
 {
-	return intern_at(pcs, n, 1);
+	return intern_hashed(pcs, n, kp_stack_hash(pcs, n), 1);
 }
 
 /* Skip kprof's own frames (innermost). @return the first pc not in it. */
@@ -306,9 +299,74 @@ static KP_ALWAYS_INLINE uint32_t capture(const uintptr_t *memo_fp,
 	return id;
 }
 
+/* The stack by libunwind alone (the fast unwinder gave up on it). */
+static __attribute__((noinline)) uint32_t capture_lu(int depth)
+{
+	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
+	int n = unw_backtrace((void **)buf, depth + 16);
+	int i = skip_self(buf, n);
+	n -= i;
+	if (n <= 0)
+		return 0;
+	return intern(buf + i, (uint32_t)(n > depth ? depth : n));
+}
+
 uint32_t kp_stack_capture(void)
 {
 	return capture(NULL, 0, NULL);
+}
+
+/* kp_stack_capture_at's own verify (KOTOBA_PROFILE_UNWIND=verify): the
+ * pcs against libunwind's, and the hash taken while walking against the
+ * pcs' own. @return libunwind's stack's id. */
+static __attribute__((noinline)) uint32_t verify_at(const uint64_t *pcs, int n,
+						   uint64_t h, int depth)
+{
+	uint64_t lu[KP_MAX_STACK_DEPTH + 16];
+	int nl = unw_backtrace((void **)lu, depth + 16);
+	if (n >= 0) {
+		verify(pcs, n, lu, nl, depth);
+		if (h != kp_stack_hash(pcs, (uint32_t)n)) {
+			atomic_fetch_add(&verify_diff, 1);
+			kp_warn("unwind verify: the walk hashed its %d pcs as "
+				"%#llx", n, (unsigned long long)h);
+		}
+	}
+	int i = skip_self(lu, nl);
+	nl -= i;
+	if (nl <= 0)
+		return 0;
+	return intern(lu + i, (uint32_t)(nl > depth ? depth : nl));
+}
+
+uint32_t kp_stacktab_find(uint64_t h)
+{
+	uint64_t slot;
+	return probe(atomic_load_explicit(&table, memory_order_acquire), h,
+		     &slot);
+}
+
+/*
+ * kp_stack_capture_at (unwind.c) but for a stack seen before, found by
+ * the fast walk: pcs[0..n), hashed h (pcs NULL: no fast walk). Keeps
+ * errno.
+ */
+__attribute__((noinline)) uint32_t kp_stack_capture_slow(const uint64_t *pcs,
+							 int n, uint64_t h,
+							 int depth)
+{
+	int saved = errno;
+	uint32_t id;
+	if (!pcs)
+		id = capture(NULL, 0, NULL);
+	else if (kp.cfg.unwind == KP_UNWIND_VERIFY)
+		id = verify_at(pcs, n, h, depth);
+	else if (n < 0)
+		id = capture_lu(depth);
+	else
+		id = n ? intern_hashed(pcs, (uint32_t)n, h, 1) : 0;
+	errno = saved;
+	return id;
 }
 
 /* Called from one place only (unwind.c, MEMO_FIXED). */
@@ -375,7 +433,7 @@ uint32_t kp_stack_intern_pcs(const uint64_t *pcs, uint32_t n)
 {
 	if (n > KP_MAX_STACK_DEPTH)
 		n = KP_MAX_STACK_DEPTH;
-	return n ? intern_at(pcs, n, 0) : 0;
+	return n ? intern_hashed(pcs, n, kp_stack_hash(pcs, n), 0) : 0;
 }
 
 uint32_t kp_stacktab_count(void)

@@ -514,6 +514,46 @@ struct kp_unwind_memo;
 extern __thread struct kp_unwind_memo kp_io_memo;
 uint32_t kp_stack_capture_memo(struct kp_unwind_memo *m);
 uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m);
+/*
+ * kp_stack_capture for an allocation hook: fp is the hook's own frame
+ * (__builtin_frame_address(0): fp[0] its caller's rbp, fp[1] its return
+ * address), where the walk starts, so kprof's frames are not walked.
+ * Keeps errno.
+ */
+uint32_t kp_stack_capture_at(const uintptr_t *fp);
+/* The id of the stack whose kp_stack_hash is h, 0 when not interned (no
+ * lock, no store); kp_stack_capture_at's other paths, given what its fast
+ * walk found (pcs[0..n), hash h; pcs NULL: no walk). Keeps errno. */
+uint32_t kp_stacktab_find(uint64_t h);
+uint32_t kp_stack_capture_slow(const uint64_t *pcs, int n, uint64_t h,
+			       int depth);
+/*
+ * The stack table's hash of pcs[0..n) (innermost first): each pc mixed in
+ * as the walk meets it (kp_stack_capture_at hashes while it walks), the count
+ * at the end, then murmur3's finaliser (every input bit reaches the low,
+ * index bits). Never 0 (an empty slot).
+ */
+#define KP_STACK_HASH_SEED 0x9e3779b97f4a7c15ull
+static inline uint64_t kp_stack_hash_step(uint64_t h, uint64_t pc)
+{
+	h = (h ^ pc) * 0xff51afd7ed558ccdull;
+	return (h << 31) | (h >> 33);
+}
+static inline uint64_t kp_stack_hash_fin(uint64_t h, uint32_t n)
+{
+	h ^= n;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h ? h : 1;
+}
+static inline uint64_t kp_stack_hash(const uint64_t *pcs, uint32_t n)
+{
+	uint64_t h = KP_STACK_HASH_SEED;
+	for (uint32_t i = 0; i < n; i++)
+		h = kp_stack_hash_step(h, pcs[i]);
+	return kp_stack_hash_fin(h, n);
+}
 /* Published stacks: ids 1..kp_stacktab_count(). */
 uint32_t kp_stacktab_count(void);
 const uint64_t *kp_stacktab_get(uint32_t id, uint32_t *depth);

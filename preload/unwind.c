@@ -35,6 +35,7 @@
 #include "state.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -62,7 +63,10 @@ _Atomic uint64_t kp_unwind_fallback_n;
  * at CFA - k (k = 8..2040, a multiple of 8, at most the CFA offset), 0 =
  * rbp unchanged; R_RBP: the CFA is rbp + offset, else rsp + offset; R_END:
  * the return address is undefined (the outermost frame); R_BAD: beyond
- * this unwinder; R_NOINFO (with R_BAD): no FDE covers the pc.
+ * this unwinder; R_NOINFO (with R_BAD): no FDE covers the pc; R_FP (in
+ * bit 16, which k being a multiple of 8 leaves free): the frame-pointer
+ * frame, CFA = rbp + 16 with rbp saved at CFA - 16 (R_RBP, 16, k = 16
+ * too), which the walk takes in fewer steps.
  */
 #define CACHE_BITS 14
 #define CACHE_SLOTS (1u << CACHE_BITS)
@@ -72,6 +76,7 @@ _Atomic uint64_t kp_unwind_fallback_n;
 #define R_END (1u << 28)
 #define R_BAD (1u << 29)
 #define R_NOINFO (1u << 30)
+#define R_FP (1u << 16)
 
 static _Atomic uint64_t *cache;
 /* Bumped by kp_unwind_flush: a walk remembered before (kp_unwind_memo) may
@@ -187,7 +192,12 @@ static __attribute__((noinline)) int stack_bounds_slow(uintptr_t sp,
 		return -1;
 	u->lookups++;
 	uintptr_t lo, h;
-	if (find_mapping(sp, &lo, &h) != 0)
+	/* the walk keeps errno (kp_stack_capture_at: an allocation hook's
+	 * common path does not save it); syscall() sets it on failure */
+	int saved = errno;
+	int rc = find_mapping(sp, &lo, &h);
+	errno = saved;
+	if (rc != 0)
 		return -1;
 	/* A CPU sample's handler may run between these stores and use the
 	 * bounds: never let it see one old and one new. */
@@ -681,6 +691,8 @@ static uint32_t compute_rule(uint64_t pc)
 	/* The saved rbp lies at or above the CFA's base register. */
 	if (8 * (int64_t)rbp_n > st.cfa_off)
 		return R_BAD;
+	if (st.cfa_reg == REG_RBP && st.cfa_off == 16 && rbp_n == 2)
+		return mk_rule(R_RBP | R_FP, 16, 2);
 	return mk_rule(st.cfa_reg == REG_RBP ? R_RBP : 0,
 		       (unsigned)st.cfa_off, rbp_n);
 }
@@ -688,7 +700,9 @@ static uint32_t compute_rule(uint64_t pc)
 static __attribute__((noinline)) uint64_t lookup_miss(_Atomic uint64_t *c,
 						     uint64_t i, uint64_t ra)
 {
+	int saved = errno; /* as in stack_bounds_slow */
 	uint32_t rule = compute_rule(ra - 1);
+	errno = saved;
 	atomic_store_explicit(&c[i], (ra >> CACHE_BITS) << 31 | rule,
 			      memory_order_relaxed);
 	return rule;
@@ -751,6 +765,57 @@ int kp_unwind_init(void)
 #define MEMO_FIXED 2  /* the steps the key decides (see above) */
 
 /*
+ * One step of a walk, from the state (*rip, *rsp, *rbp) to its caller's.
+ * @return 0; 1 when the walk ends at this frame (the outermost, or one
+ * without unwind info and rbp 0: libunwind ends there, and guesses
+ * otherwise); -1 at a frame beyond this unwinder. *rbp_at: where rbp was
+ * read, 0 when it was not.
+ *
+ * Every read lies in [rsp, top), this thread's stack above the frame being
+ * unwound: the CFA is at least 8 above its base register, and rbp's save
+ * slot no lower than that register (compute_rule guarantees both); an rbp
+ * base must itself lie in [rsp, top).
+ */
+static KP_ALWAYS_INLINE int step(_Atomic uint64_t *c, uint64_t top,
+				 uint64_t top16, uint64_t *rip, uint64_t *rsp,
+				 uint64_t *rbp, uint64_t *rbp_at)
+{
+	uint64_t rule = lookup(c, *rip), cfa;
+	if (KP_LIKELY(rule & R_FP)) {
+		/* the reads are rbp[0] and rbp[1]: rbp in [rsp, top16 =
+		 * top - 16] covers both, and the CFA's bound */
+		uint64_t b = *rbp;
+		if (KP_UNLIKELY(b < *rsp) || KP_UNLIKELY(b > top16))
+			return -1;
+		const uint64_t *f = (const uint64_t *)(uintptr_t)b;
+		*rip = f[1];
+		*rbp = f[0];
+		*rsp = b + 16;
+		*rbp_at = b;
+		return 0;
+	}
+	if (KP_LIKELY(!(rule & (R_RBP | R_END | R_BAD)))) {
+		cfa = *rsp + (rule & 0xffff); /* (one test for the common) */
+	} else {
+		if (KP_UNLIKELY(rule & (R_END | R_BAD)))
+			return (rule & R_END) ||
+			       ((rule & R_NOINFO) && *rbp == 0) ? 1 : -1;
+		if (KP_UNLIKELY(*rbp < *rsp) || KP_UNLIKELY(*rbp >= top))
+			return -1;
+		cfa = *rbp + (rule & 0xffff);
+	}
+	if (KP_UNLIKELY(cfa > top))
+		return -1;
+	*rip = ((const uint64_t *)(uintptr_t)cfa)[-1];
+	uint64_t k = (rule >> 16) & 0x7f8;
+	*rbp_at = k ? cfa - k : 0;
+	if (k)
+		*rbp = *(const uint64_t *)(uintptr_t)(cfa - k);
+	*rsp = cfa;
+	return 0;
+}
+
+/*
  * The walk from registers (rip = the first value stored: a return address,
  * or an interrupted pc + 1) within [rsp, top). @return the pcs stored, or
  * -1 at a frame beyond this unwinder. Async-signal-safe: the cache is
@@ -760,61 +825,50 @@ int kp_unwind_init(void)
 static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 				 uint64_t rsp, uint64_t rbp, uint64_t top,
 				 uint64_t *pcs, int max,
-				 struct kp_unwind_memo *m)
+				 struct kp_unwind_memo *m, uint64_t *hash)
 {
-	if (max <= 0)
+	if (max <= 0) {
+		if (hash)
+			*hash = kp_stack_hash_fin(KP_STACK_HASH_SEED, 0);
 		return 0;
+	}
 	uint64_t *out = pcs, *end = pcs + max;
 	/* m: the reads, recorded at ms while there is room */
 	struct kp_unwind_memo_step *ms = m ? m->s : NULL,
 				   *ms_end = ms + MEMO_STEPS;
+	/* hash: kp_stack_hash of the pcs stored, as they are */
+	uint64_t h = KP_STACK_HASH_SEED, top16 = top - 16;
 	*out++ = rip;
+	if (hash)
+		h = kp_stack_hash_step(h, rip);
 	while (out < end) {
-		uint64_t rule = lookup(c, rip), cfa;
-		if (KP_UNLIKELY(rule & (R_END | R_BAD))) {
-			/* libunwind ends the stack at a frame without unwind
-			 * info when rbp is 0 (and guesses otherwise) */
-			if ((rule & R_END) || ((rule & R_NOINFO) && rbp == 0))
+		uint64_t rbp_at;
+		int st = step(c, top, top16, &rip, &rsp, &rbp, &rbp_at);
+		if (KP_UNLIKELY(st != 0)) {
+			if (st > 0)
 				break;
 			return -1;
 		}
-		/*
-		 * Every read below lies in [rsp, top), this thread's stack
-		 * above the frame being unwound: the CFA is at least 8 above
-		 * its base register, and rbp's save slot no lower than that
-		 * register (compute_rule guarantees both); an rbp base must
-		 * itself lie in [rsp, top).
-		 */
-		if (rule & R_RBP) {
-			if (KP_UNLIKELY(rbp - rsp >= top - rsp))
-				return -1;
-			cfa = rbp + (rule & 0xffff);
-		} else {
-			cfa = rsp + (rule & 0xffff);
-		}
-		if (KP_UNLIKELY(cfa > top))
-			return -1;
-		rip = ((const uint64_t *)(uintptr_t)cfa)[-1];
-		uint64_t rbp_k = (rule >> 16) & 0x7f8;
-		if (rbp_k)
-			rbp = *(const uint64_t *)(uintptr_t)(cfa - rbp_k);
 		if (m) {
 			if (KP_LIKELY(ms < ms_end)) {
-				ms->ra_at = cfa - 8;
+				ms->ra_at = rsp - 8;
 				ms->ra = rip;
-				ms->rbp_at = rbp_k ? cfa - rbp_k :
+				ms->rbp_at = rbp_at ? rbp_at :
 					     (uint64_t)(uintptr_t)&ms->rbp;
 				ms->rbp = rbp;
 			}
 			ms++;
 		}
-		rsp = cfa;
 		if (rip < 0x4000)
 			break;
 		*out++ = rip;
+		if (hash)
+			h = kp_stack_hash_step(h, rip);
 	}
 	if (m)
 		m->steps = ms <= ms_end ? (uint32_t)(ms - m->s) : UINT32_MAX;
+	if (hash)
+		*hash = kp_stack_hash_fin(h, (uint32_t)(out - pcs));
 	return (int)(out - pcs);
 }
 
@@ -845,7 +899,7 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 		uintptr_t top;
 		if (stack_bounds(rsp, &top) == 0) {
 			int n = walk(c, rip, rsp, fp[0], top, pcs, max,
-				     NULL);
+				     NULL, NULL);
 			if (KP_LIKELY(n >= 0))
 				return n;
 		}
@@ -856,6 +910,64 @@ __attribute__((noinline)) int kp_unwind(uint64_t *pcs, int max)
 #endif
 	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
 	return -1;
+}
+
+/* kp_unwind from the frame fp of a function up the caller's stack:
+ * pcs[0] = fp[1]; *hash = kp_stack_hash of the pcs stored (when >= 0). */
+static KP_ALWAYS_INLINE int unwind_from(const uintptr_t *fp, uint64_t *pcs,
+					int max, uint64_t *hash)
+{
+#ifdef KP_FAST_UNWIND
+	_Atomic uint64_t *c = cache;
+	if (KP_LIKELY(c != NULL)) {
+		/* fp's caller's registers at the moment it called fp's
+		 * function: what a walk through that frame would find */
+		uint64_t rsp = (uint64_t)(uintptr_t)(fp + 2);
+		uintptr_t top;
+		if (stack_bounds(rsp, &top) == 0) {
+			uint64_t h = 0; /* a known pointer: no test a step */
+			int n = walk(c, fp[1], rsp, fp[0], top, pcs, max, NULL,
+				     &h);
+			*hash = h;
+			if (KP_LIKELY(n >= 0))
+				return n;
+		}
+	}
+#else
+	(void)fp;
+	(void)pcs;
+	(void)max;
+	(void)hash;
+#endif
+	atomic_fetch_add_explicit(&kp_unwind_fallback_n, 1, memory_order_relaxed);
+	return -1;
+}
+
+/*
+ * From the hook's frame: kprof's own frames are neither walked nor
+ * skipped, and the walk stops at depth pcs, hashing them as it goes; a
+ * stack seen before then costs the walk and one probe (in one frame: the
+ * walk is inline here), and leaves errno alone (stack_bounds_slow and
+ * lookup_miss keep it). A hook called from kprof itself (not a tail call:
+ * fp[1] is kprof's), libunwind mode and verify take stacktab.c's paths.
+ */
+uint32_t kp_stack_capture_at(const uintptr_t *fp)
+{
+	int depth = kp.cfg.stack_depth;
+	if (KP_UNLIKELY(kp.cfg.unwind == KP_UNWIND_LIBUNWIND) ||
+	    KP_UNLIKELY(fp[1] >= kp.self_lo && fp[1] < kp.self_hi) ||
+	    KP_UNLIKELY(depth <= 0))
+		return kp_stack_capture_slow(NULL, 0, 0, depth);
+	uint64_t buf[KP_MAX_STACK_DEPTH];
+	uint64_t h = 0;
+	int n = unwind_from(fp, buf, depth, &h);
+	if (KP_LIKELY(n > 0) &&
+	    KP_LIKELY(kp.cfg.unwind != KP_UNWIND_VERIFY)) {
+		uint32_t id = kp_stacktab_find(h);
+		if (KP_LIKELY(id))
+			return id;
+	}
+	return kp_stack_capture_slow(buf, n, h, depth);
 }
 
 __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
@@ -883,7 +995,7 @@ __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
 				 * the last one: a loop's second call, not
 				 * every call of a program whose stacks keep
 				 * changing. */
-				n = walk(c, rip, rsp, rbp, top, pcs, max, m);
+				n = walk(c, rip, rsp, rbp, top, pcs, max, m, NULL);
 				/* the steps the key decides read it */
 				if (n >= 0 && m->steps <= MEMO_STEPS &&
 				    (m->steps < MEMO_FIXED ||
@@ -899,7 +1011,7 @@ __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
 				m->gen = gen;
 				m->steps = UINT32_MAX; /* nothing recorded */
 				n = walk(c, rip, rsp, rbp, top, pcs, max,
-					 NULL);
+					 NULL, NULL);
 			}
 			if (KP_LIKELY(n >= 0))
 				return n; /* (m->id counts only with the reads) */
@@ -942,7 +1054,7 @@ int kp_unwind_regs(uint64_t pc, uint64_t rsp, uint64_t rbp, uint64_t top,
 	if (!c || rsp >= top)
 		return -1;
 	/* pc + 1: the cache holds the rule of key - 1 (return addresses) */
-	return walk(c, pc + 1, rsp, rbp, top, pcs, max, NULL);
+	return walk(c, pc + 1, rsp, rbp, top, pcs, max, NULL, NULL);
 #else
 	(void)pc;
 	(void)rsp;

@@ -8,7 +8,11 @@
  *     which kprof's fast unwinder leaves to libunwind): 2 blocks of 111;
  *   - leak_in_thread(): from a second thread: 5 blocks of 333;
  * and a loop of 2000 malloc/free pairs from main through leak_deep's
- * recursion at varying depths (each depth is its own stack).
+ * recursion at varying depths (each depth is its own stack); then main and
+ * three threads at once allocate and free through two call paths that
+ * share their outer frames (path_x, path_y -> shared's recursion at
+ * changing depths -> leaf_a or leaf_b), by each allocation function in
+ * turn (an allocation hook's stack starts at the hook's own frame).
  * Output: leaked_blocks=N leaked_bytes=B (no stdio: see leaky.c).
  */
 #include <pthread.h>
@@ -54,6 +58,71 @@ static __attribute__((noinline)) void leak_in_handler(void)
 	raise(SIGUSR1);
 }
 
+static __attribute__((noinline)) void *alloc_by(int how, size_t n)
+{
+	void *p = NULL;
+	switch (how % 6) {
+	case 0: p = malloc(n); break;
+	case 1: p = calloc(1, n); break;
+	case 2: p = realloc(NULL, n); break;
+	case 3: if (posix_memalign(&p, 64, n) != 0) p = NULL; break;
+	case 4: p = aligned_alloc(64, (n + 63) & ~(size_t)63); break;
+	default: p = realloc(malloc(n), 2 * n); break;
+	}
+	return p;
+}
+
+static __attribute__((noinline)) void leaf_a(int how, size_t n)
+{
+	free(alloc_by(how, n));
+	sink++;
+}
+
+static __attribute__((noinline)) void leaf_b(int how, size_t n)
+{
+	void *p = alloc_by(how, n + 8);
+	sink--;
+	free(p);
+}
+
+static __attribute__((noinline)) void shared(int d, int how, size_t n)
+{
+	if (d > 0) {
+		shared(d - 1, how, n);
+		sink += d; /* no tail call */
+		return;
+	}
+	if (how & 1)
+		leaf_a(how, n);
+	else
+		leaf_b(how, n);
+}
+
+static __attribute__((noinline)) void path_x(int d, int how, size_t n)
+{
+	shared(d, how, n);
+	sink++;
+}
+
+static __attribute__((noinline)) void path_y(int d, int how, size_t n)
+{
+	shared(d, how, n);
+	sink--;
+}
+
+static void *paths(void *arg)
+{
+	long k = (long)arg;
+	for (int i = 0; i < 1200; i++) {
+		int d = (int)((i * 7 + k) % 13);
+		if (i % 3)
+			path_x(d, i, 16 + (size_t)(i % 50));
+		else
+			path_y(d, i / 3, 24);
+	}
+	return NULL;
+}
+
 static void *leak_in_thread(void *arg)
 {
 	(void)arg;
@@ -72,6 +141,14 @@ int main(void)
 	if (pthread_create(&t, NULL, leak_in_thread, NULL) != 0 ||
 	    pthread_join(t, NULL) != 0)
 		return 1;
+	pthread_t pt[3];
+	for (long k = 0; k < 3; k++)
+		if (pthread_create(&pt[k], NULL, paths, (void *)(k + 1)) != 0)
+			return 1;
+	paths((void *)0);
+	for (int k = 0; k < 3; k++)
+		if (pthread_join(pt[k], NULL) != 0)
+			return 1;
 	char buf[80];
 	int k = snprintf(buf, sizeof(buf), "leaked_blocks=%d leaked_bytes=%d\n",
 			 3 + 2 + 5, 3 * 222 + 2 * 111 + 5 * 333);

@@ -13,6 +13,11 @@
 3. The default (fast) and KOTOBA_PROFILE_UNWIND=libunwind give the same leak
    reports (functions, files, lines of every frame) for the deterministic
    apps leaky and unwindcases, and the header records the mode.
+4. An allocation hook's walk starts at the hook's frame and stops at the
+   stack depth: under verify at depths 1, 4 and 6 too; and unwindcases'
+   four threads, alternating two call paths that share their outer frames
+   at changing depths of recursion through every allocation function, have
+   exactly the stacks they took (folded allocation stacks).
 """
 import os
 import re
@@ -115,8 +120,54 @@ with t.section("verify: unwindcases (signal frames go to libunwind)"):
     with Tmp() as d:
         for name in ("unwindcases", "unwindcases_nopie"):
             r = run([app(name)], d, prof=VERIFY)
-            # 2 stacks through the signal frame; 2 of ~2000 is 0.1 %
-            check_verify(name, r, min_stacks=2000, min_fallback=2)
+            # 2 stacks through the signal frame; 2 of ~6800 is 0.03 %;
+            # 4 x 1200 allocations through path_x/path_y on four threads
+            check_verify(name, r, min_stacks=6800, min_fallback=2)
+        # the allocation hooks' walk stops at the depth: the stacks cut
+        # there are libunwind's first frames too
+        # (at depth 1 the signal handler's stack ends before the kernel's
+        # frame: nothing is left to libunwind)
+        for depth, nfall in (("1", 0), ("4", 2)):
+            r = run([app("unwindcases")], d,
+                    prof=dict(VERIFY, STACK_DEPTH=depth))
+            check_verify("unwindcases, depth %s" % depth, r,
+                         min_stacks=6800, min_fallback=nfall)
+        r = run([app("alloc_bench"), "2", "5000"], d,
+                prof=dict(VERIFY, STACK_DEPTH="6"))
+        check_verify("alloc_bench, depth 6", r, min_stacks=10000)
+
+with t.section("unwindcases: call paths that share their outer frames"):
+    # each (thread, path, depth, leaf) that paths() takes is a stack of its
+    # own, and no other stack goes through path_x or path_y
+    want = set()
+    for k in range(4):
+        root = "main" if k == 0 else "start_thread"
+        for i in range(1200):
+            dep = (i * 7 + k) % 13
+            path, how = ("path_x", i) if i % 3 else ("path_y", i // 3)
+            want.add((root, path, dep + 1, "leaf_a" if how & 1 else "leaf_b"))
+    with Tmp() as d:
+        r = run([app("unwindcases")], d)
+        t.eq(r.rc, 0, "unwindcases runs", r.err[-2000:])
+        rc, out, err = analyze_raw(["flame", "--folded", "--what", "alloc"] + r.traces)
+        t.eq(rc, 0, "unwindcases: folded allocation stacks", err[-1000:])
+        have, other = set(), []
+        for line in out.splitlines():
+            fr = line.rsplit(" ", 1)[0].split(";")
+            if "path_x" not in fr and "path_y" not in fr:
+                continue
+            i = fr.index("paths")
+            m = re.match(r"^(path_[xy])((?:;shared)+);(leaf_[ab]);alloc_by$",
+                         ";".join(fr[i + 1:]))
+            if not m or fr[i - 1] not in ("main", "start_thread"):
+                other.append(line)
+                continue
+            have.add((fr[i - 1], m.group(1), m.group(2).count(";"), m.group(3)))
+        t.eq(other, [], "unwindcases: every stack through path_x/path_y is "
+             "paths, the path, shared's recursion, a leaf, alloc_by")
+        t.eq(sorted(have ^ want), [], "unwindcases: the stacks are those the "
+             "threads took (%d)" % len(want))
+
 
 with t.section("verify: python3"):
     with Tmp() as d:

@@ -6,7 +6,9 @@
  *                            hot_b, hot_c; hot_a in a thread started after
  *                            a delay, hot_b + hot_c in a second one; prints
  *                            "tid TID cpu_ns N" per worker (its own
- *                            CLOCK_THREAD_CPUTIME_ID at its end)
+ *                            CLOCK_THREAD_CPUTIME_ID at its end), and
+ *                            "tid TID hot_b_cpu_ns N" (the second one's
+ *                            clock between hot_b and hot_c)
  *   cpuwork late N UNITS     N threads created one after the other, each
  *                            spinning UNITS in late_worker
  *   cpuwork blocking ROUNDS  a child writes to a pipe with pauses; the
@@ -99,8 +101,13 @@ static void *worker_bc(void *arg)
 {
 	(void)arg;
 	hot_b(units * 30 / 100);
+	unsigned long long b_ns = thread_cpu_ns();
 	hot_c(units * 10 / 100);
 	report();
+	pthread_mutex_lock(&out_lock);
+	printf("tid %ld hot_b_cpu_ns %llu\n", (long)syscall(SYS_gettid), b_ns);
+	fflush(stdout);
+	pthread_mutex_unlock(&out_lock);
 	return NULL;
 }
 

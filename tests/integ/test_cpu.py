@@ -66,16 +66,31 @@ with t.section("accuracy: 60/30/10 in two threads"):
         c = cpu_of(analyze(r.traces))
         # ~2.6 CPU-s: 650 samples at a 250 Hz kernel tick, 260 at 100 Hz
         t.ge(c["samples"], 200, "enough samples")
-        for name, want in (("hot_a", 0.60), ("hot_b", 0.30), ("hot_c", 0.10)):
-            got = fn_share(c, name, "self_share")
-            t.ok(abs(got - want) <= 0.02, "%s self share %.4f within 2 points "
-                 "of %.2f" % (name, got, want))
-        t.ok(abs(fn_share(c, "worker_bc", "total_share") - 0.40) <= 0.02,
-             "worker_bc total share ~0.40 (hot_b + hot_c)")
-        t.eq(fn_share(c, "worker_bc", "self_share"), 0.0,
-             "worker_bc has no self time")
         want = app_threads(r.out)
         t.eq(len(want), 2, "the app reports two workers", r.out)
+        # The truth is the CPU time each function took by the app's own
+        # thread clocks, not its share of the work units: on a loaded
+        # machine a unit of work costs one thread more CPU than the other
+        # (the workload's 60/30/10 is checked loosely, as a sanity check).
+        m = re.search(r"tid (\d+) hot_b_cpu_ns (\d+)", r.out)
+        if not m or int(m.group(1)) not in want:
+            raise Fail("cpuwork did not report hot_b's end: " + r.out)
+        bc_tid, b_ns = int(m.group(1)), int(m.group(2))
+        bc = want[bc_tid]
+        a = sum(ns for tid, ns in want.items() if tid != bc_tid)
+        total = c["cpu_ns"]  # the sampled threads' CPU time, main's too
+        truth = {"hot_a": a / total, "hot_b": b_ns / total,
+                 "hot_c": (bc - b_ns) / total}
+        for name, nominal in (("hot_a", 0.60), ("hot_b", 0.30), ("hot_c", 0.10)):
+            got = fn_share(c, name, "self_share")
+            t.ok(abs(got - truth[name]) <= 0.02, "%s self share %.4f within 2 "
+                 "points of its CPU clock's %.4f" % (name, got, truth[name]))
+            t.ok(abs(got - nominal) <= 0.08, "%s self share %.4f near its "
+                 "nominal %.2f" % (name, got, nominal))
+        t.ok(abs(fn_share(c, "worker_bc", "total_share") - bc / total) <= 0.02,
+             "worker_bc total share ~%.4f (hot_b + hot_c)" % (bc / total))
+        t.eq(fn_share(c, "worker_bc", "self_share"), 0.0,
+             "worker_bc has no self time")
         got = {th["tid"]: th["cpu_ns"] for th in c["threads"]}
         for tid, ns in sorted(want.items()):
             g = got.get(tid, 0)

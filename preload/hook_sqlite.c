@@ -481,6 +481,192 @@ static KP_ALWAYS_INLINE uint64_t value_hash(const struct sq_stmt *e,
 	return expanded_hash(s);
 }
 
+/*
+ * The run's four counters. sqlite3_stmt_status(s, op, 1) returns
+ * aCounter[op] of SQLite's Vdbe (the statement's struct: a u32 array,
+ * indexed by op) and zeroes it; four calls took ~115 instructions of the
+ * hook's ~460 on a point select. The array's place in the struct depends
+ * on SQLite's version and build, so it is learned from the API on the
+ * app's own statements, and read straight from the statement only once
+ * the API has confirmed it, and then re-checked against the API now and
+ * then; any disagreement sends every run back to the API for good, and a
+ * run that checks reports the API's values: never a wrong counter.
+ *
+ * Learning (learn_counters), on a run whose VM_STEP count is not 0: a
+ * copy of the struct up to its zSql field (the pointer sqlite3_sql()
+ * returns, found by a scan of aligned words from the start: reads that
+ * never leave the struct), the four API calls with reset, a second copy;
+ * the word that held the VM_STEP count and now holds 0 is aCounter[4]
+ * (the API writes nothing else), if the other three changed words, if
+ * any, are where aCounter[1..3] go. Then CNT_CHECKS runs each compare the
+ * words at that place with the API's values (before its reset; a run's
+ * VM_STEP count is never 0) and find them 0 after it, before it is used;
+ * then every CNT_RECHECK-th run of a thread does the same.
+ */
+enum { CNT_LEARN, CNT_CHECK, CNT_DIRECT, CNT_API };
+#define CNT_CHECKS 16
+#define CNT_RECHECK 256 /* a power of two: sqt.runs & (CNT_RECHECK - 1) */
+#define CNT_TRIES 64    /* runs that may fail to teach it before giving up */
+#define CNT_SCAN 1024   /* bytes scanned for zSql */
+static _Atomic int cnt_mode;   /* CNT_*; CNT_API is for good */
+static _Atomic long cnt_off;   /* bytes from the statement to aCounter[0] */
+static _Atomic unsigned cnt_passed, cnt_tries;
+static _Atomic int cnt_learning;
+
+static void counters_api(sqlite3_stmt *s, int64_t *v)
+{
+	v[KP_Q_FULLSCAN] = sq.stmt_status(s, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
+	v[KP_Q_SORT] = sq.stmt_status(s, SQLITE_STMTSTATUS_SORT, 1);
+	v[KP_Q_AUTOINDEX] = sq.stmt_status(s, SQLITE_STMTSTATUS_AUTOINDEX, 1);
+	v[KP_Q_VMSTEP] = sq.stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 1);
+}
+
+static void counters_give_up(const char *why)
+{
+	atomic_store_explicit(&cnt_mode, CNT_API, memory_order_relaxed);
+	if (kp.cfg.sqlite_counters >= 0)
+		kp_warn("KOTOBA_PROFILE_SQLITE_COUNTERS=offset=%ld: %s; "
+			"using sqlite3_stmt_status", kp.cfg.sqlite_counters,
+			why);
+}
+
+/* Bytes of s before its zSql field, 0 when not found. */
+static size_t zsql_offset(sqlite3_stmt *s)
+{
+	const char *z = sq.sql(s);
+	if (!z)
+		return 0;
+	for (size_t o = 0; o < CNT_SCAN; o += 8) {
+		uintptr_t w;
+		memcpy(&w, (const char *)s + o, 8);
+		if (w == (uintptr_t)z)
+			return o;
+	}
+	return 0;
+}
+
+/* A run while learning: the API's values into v, and maybe the place. */
+static void learn_counters(sqlite3_stmt *s, int64_t *v)
+{
+	uint32_t before[CNT_SCAN / 4], after[CNT_SCAN / 4];
+	size_t zo = 0;
+	if (kp.cfg.sqlite_counters == KP_SQC_API) {
+		atomic_store_explicit(&cnt_mode, CNT_API, memory_order_relaxed);
+		counters_api(s, v);
+		return;
+	}
+	if (atomic_exchange_explicit(&cnt_learning, 1, memory_order_acquire)) {
+		counters_api(s, v); /* another thread is at it */
+		return;
+	}
+	zo = zsql_offset(s);
+	if (zo)
+		memcpy(before, s, zo);
+	counters_api(s, v);
+	long off = -1;
+	if (zo && kp.cfg.sqlite_counters >= 0) {
+		off = kp.cfg.sqlite_counters; /* a test's: checked as any */
+		if (off % 4 || (size_t)off + 20 > zo) {
+			counters_give_up("not a place inside the statement");
+			goto out;
+		}
+	} else if (zo && v[KP_Q_VMSTEP]) {
+		memcpy(after, s, zo);
+		size_t nw = zo / 4;
+		for (size_t j = 4; j < nw && off < 0; j++) {
+			if (before[j] != (uint32_t)v[KP_Q_VMSTEP] || after[j])
+				continue;
+			/* aCounter[4] at j? then [1..3] below it, and no other
+			 * word changed */
+			size_t b = j - 4;
+			int ok = 1;
+			for (size_t k = 0; k < nw && ok; k++) {
+				if (k > b && k <= j)
+					ok = before[k] ==
+						     (uint32_t)v[KP_Q_FULLSCAN +
+								 (k - b - 1)] &&
+					     !after[k];
+				else
+					ok = before[k] == after[k];
+			}
+			if (ok)
+				off = (long)(b * 4);
+		}
+	}
+	if (off >= 0) {
+		atomic_store_explicit(&cnt_off, off, memory_order_relaxed);
+		int m = CNT_LEARN;
+		atomic_compare_exchange_strong_explicit(&cnt_mode, &m, CNT_CHECK,
+							memory_order_release,
+							memory_order_relaxed);
+	} else if (atomic_fetch_add_explicit(&cnt_tries, 1,
+					     memory_order_relaxed) >= CNT_TRIES) {
+		counters_give_up("no place found");
+	}
+out:
+	atomic_store_explicit(&cnt_learning, 0, memory_order_release);
+}
+
+/* The counters other than by the direct read: the API's, with a check of
+ * the place when there is one. */
+static __attribute__((noinline)) void counters_slow(sqlite3_stmt *s,
+						    int64_t *v)
+{
+	int m = atomic_load_explicit(&cnt_mode, memory_order_acquire);
+	if (m == CNT_LEARN) {
+		learn_counters(s, v);
+		return;
+	}
+	if (m == CNT_API) {
+		counters_api(s, v);
+		return;
+	}
+	const char *p = (const char *)s +
+			atomic_load_explicit(&cnt_off, memory_order_relaxed);
+	uint32_t d[4], z[4];
+	memcpy(d, p + 4, 16);
+	counters_api(s, v);
+	memcpy(z, p + 4, 16);
+	int ok = v[KP_Q_VMSTEP] != 0;
+	for (int i = 0; i < 4; i++)
+		ok &= d[i] == (uint32_t)v[KP_Q_FULLSCAN + i] && !z[i];
+	if (!ok) {
+		counters_give_up("the check against the API failed");
+		return;
+	}
+	if (m == CNT_CHECK &&
+	    atomic_fetch_add_explicit(&cnt_passed, 1, memory_order_relaxed) +
+			    1 >= CNT_CHECKS) {
+		int c = CNT_CHECK;
+		atomic_compare_exchange_strong_explicit(&cnt_mode, &c,
+							CNT_DIRECT,
+							memory_order_relaxed,
+							memory_order_relaxed);
+	}
+}
+
+/* The run's counters into v[KP_Q_FULLSCAN..VMSTEP], and reset: straight
+ * from the statement (see above) or through the API. sqlite3_stmt_status
+ * returns the u32 as an int: so do these. */
+static KP_ALWAYS_INLINE void counters(sqlite3_stmt *s, int64_t *v)
+{
+	if (KP_LIKELY(atomic_load_explicit(&cnt_mode, memory_order_acquire) ==
+		      CNT_DIRECT) &&
+	    KP_LIKELY(sqt.runs & (CNT_RECHECK - 1))) {
+		char *p = (char *)s +
+			  atomic_load_explicit(&cnt_off, memory_order_relaxed);
+		uint32_t c[4];
+		memcpy(c, p + 4, 16);
+		memset(p + 4, 0, 16);
+		v[KP_Q_FULLSCAN] = (int32_t)c[0];
+		v[KP_Q_SORT] = (int32_t)c[1];
+		v[KP_Q_AUTOINDEX] = (int32_t)c[2];
+		v[KP_Q_VMSTEP] = (int32_t)c[3];
+	} else {
+		counters_slow(s, v);
+	}
+}
+
 /* End the run of e (keeps errno): inline in sqlite3_step's recording
  * path, where nearly every run ends (no frames of its own there: fewer
  * return addresses for the stack's walk), out of line (end_run_out) for
@@ -497,10 +683,7 @@ static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 	if (!e->readonly)
 		v[KP_Q_ROWS] += sq.total_changes(e->db) - e->changes0;
 	v[KP_Q_STATUS] = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc;
-	v[KP_Q_FULLSCAN] = sq.stmt_status(s, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
-	v[KP_Q_SORT] = sq.stmt_status(s, SQLITE_STMTSTATUS_SORT, 1);
-	v[KP_Q_AUTOINDEX] = sq.stmt_status(s, SQLITE_STMTSTATUS_AUTOINDEX, 1);
-	v[KP_Q_VMSTEP] = sq.stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 1);
+	counters(s, v);
 	v[KP_Q_PREPARE_DUR] = (int64_t)e->prep_ticks;
 	v[KP_Q_VALHASH] = (int64_t)value_hash(e, s);
 	v[KP_Q_FLAGS] = e->flags | (e->autocommit ? KP_QF_AUTOCOMMIT : 0) |

@@ -42,6 +42,8 @@ struct kp_config {
 	char query_plugin[512]; /* KOTOBA_PROFILE_QUERY_PLUGIN: "" = none */
 	unsigned slow_query_ms; /* KOTOBA_PROFILE_SLOW_QUERY_MS */
 	int query_text_full; /* KOTOBA_PROFILE_QUERY_TEXT=full */
+	long sqlite_counters; /* KOTOBA_PROFILE_SQLITE_COUNTERS: KP_SQC_AUTO,
+			       * KP_SQC_API, or an offset to try (>= 0) */
 	int cpu;             /* KOTOBA_PROFILE_CPU: sample CPU time */
 	unsigned cpu_hz;     /* KOTOBA_PROFILE_CPU_HZ: samples per CPU-second */
 	int unwind;          /* KOTOBA_PROFILE_UNWIND: enum kp_unwind_mode */
@@ -52,6 +54,9 @@ enum kp_unwind_mode {
 	KP_UNWIND_LIBUNWIND = 1, /* libunwind only */
 	KP_UNWIND_VERIFY = 2,    /* both; count the stacks where they differ */
 };
+
+#define KP_SQC_AUTO (-1L)
+#define KP_SQC_API (-2L)
 
 #define KP_QHOOK_SQLITE 1u
 #define KP_QHOOK_LIBPQ 2u

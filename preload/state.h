@@ -191,6 +191,10 @@ struct kp_state {
 
 extern struct kp_state kp;
 
+/* KOTOBA_PROFILE_MEMORY=0 (hook_mem.c): malloc and free jump straight to
+ * the real ones from now on. */
+void kp_mem_pass_all(void);
+
 static inline int kp_recording(void)
 {
 	return atomic_load_explicit(&kp.run, memory_order_acquire) ==

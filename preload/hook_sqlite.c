@@ -183,11 +183,9 @@ static KP_ALWAYS_INLINE size_t stmt_slot(const void *p)
 			(64 - SQ_BITS));
 }
 
-static KP_ALWAYS_INLINE struct sq_stmt *find(sqlite3_stmt *s)
+static KP_ALWAYS_INLINE struct sq_stmt *find_in(struct sq_tab *t,
+						sqlite3_stmt *s)
 {
-	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
-	if (!t)
-		return NULL;
 	size_t i = stmt_slot(s);
 	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
 		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
@@ -198,6 +196,12 @@ static KP_ALWAYS_INLINE struct sq_stmt *find(sqlite3_stmt *s)
 			return NULL;
 	}
 	return NULL;
+}
+
+static KP_ALWAYS_INLINE struct sq_stmt *find(sqlite3_stmt *s)
+{
+	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
+	return t ? find_in(t, s) : NULL;
 }
 
 static struct sq_tab *tab_get(void)
@@ -917,13 +921,27 @@ static __attribute__((noinline)) int reset_open(sqlite3_stmt *s,
 	return sq.reset(s);
 }
 
-KP_EXPORT int sqlite3_reset(sqlite3_stmt *s)
+/* sqlite3_reset before the table of statements exists, or of NULL. */
+static __attribute__((noinline)) int reset_other(sqlite3_stmt *s)
 {
 	if (KP_UNLIKELY(!sq_resolve()) || !sq.reset)
 		return SQLITE_MISUSE;
-	/* a run that stepped to its end has nothing left to do here (and
-	 * the rest is out of line: this one saves no register) */
 	struct sq_stmt *e = s ? find(s) : NULL;
+	if (KP_UNLIKELY(e && e->running))
+		return reset_open(s, e);
+	return sq.reset(s);
+}
+
+KP_EXPORT int sqlite3_reset(sqlite3_stmt *s)
+{
+	/* The table exists only once libsqlite3 was resolved (a prepare
+	 * made it): then sq.reset is known. Every path is a jump, so this
+	 * one needs no frame. A run that stepped to its end has nothing
+	 * left to do here. */
+	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
+	if (KP_UNLIKELY(t == NULL) || KP_UNLIKELY(s == NULL))
+		return reset_other(s);
+	struct sq_stmt *e = find_in(t, s);
 	if (KP_UNLIKELY(e && e->running))
 		return reset_open(s, e);
 	return sq.reset(s);

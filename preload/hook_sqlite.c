@@ -142,7 +142,8 @@ struct sq_stmt {
 	char *text;          /* ... or, when the table of texts is full
 			      * (text_id 0), a copy in the private arena */
 	uint8_t readonly, has_params, running, autocommit;
-	int64_t flags;       /* KP_QF_CUT / TEXT_FULL from the text */
+	int64_t flags;       /* KP_QF_CUT / TEXT_FULL from the text, and
+			      * KP_QF_WRITE unless readonly */
 	uint64_t fp_hash, lit_hash;
 	uint64_t prep_ticks; /* prepare time not yet charged to a run */
 	uint64_t tsc0, ctx;
@@ -441,7 +442,8 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 		e->text_id = id;
 		e->text = copy;
 		e->len = (uint32_t)n;
-		e->flags = flags;
+		/* the write flag with the text's: one OR less a run */
+		e->flags = flags | (ro ? 0 : KP_QF_WRITE);
 		e->fp_hash = fph;
 		e->lit_hash = lit;
 		e->readonly = (uint8_t)ro;
@@ -670,13 +672,16 @@ static KP_ALWAYS_INLINE void counters(sqlite3_stmt *s, int64_t *v)
 	    KP_LIKELY(sqt.runs & (CNT_RECHECK - 1))) {
 		char *p = (char *)s +
 			  atomic_load_explicit(&cnt_off, memory_order_relaxed);
-		uint32_t c[4];
-		memcpy(c, p + 4, 16);
+		int32_t w0, w1, w2, w3; /* loads that sign-extend */
+		memcpy(&w0, p + 4, 4);
+		memcpy(&w1, p + 8, 4);
+		memcpy(&w2, p + 12, 4);
+		memcpy(&w3, p + 16, 4);
 		memset(p + 4, 0, 16);
-		v[KP_Q_FULLSCAN] = (int32_t)c[0];
-		v[KP_Q_SORT] = (int32_t)c[1];
-		v[KP_Q_AUTOINDEX] = (int32_t)c[2];
-		v[KP_Q_VMSTEP] = (int32_t)c[3];
+		v[KP_Q_FULLSCAN] = w0;
+		v[KP_Q_SORT] = w1;
+		v[KP_Q_AUTOINDEX] = w2;
+		v[KP_Q_VMSTEP] = w3;
 	} else {
 		counters_slow(s, v);
 	}
@@ -701,8 +706,7 @@ static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 	counters(s, v);
 	v[KP_Q_PREPARE_DUR] = (int64_t)e->prep_ticks;
 	v[KP_Q_VALHASH] = (int64_t)value_hash(e, s);
-	v[KP_Q_FLAGS] = e->flags | (e->autocommit ? KP_QF_AUTOCOMMIT : 0) |
-			(e->readonly ? 0 : KP_QF_WRITE);
+	v[KP_Q_FLAGS] = e->flags | (e->autocommit ? KP_QF_AUTOCOMMIT : 0);
 	v[KP_Q_CONN] = (int64_t)e->conn;
 	e->prep_ticks = 0;
 	e->running = 0;

@@ -189,7 +189,8 @@ struct kp_state {
 	_Atomic int writer_sleeping;
 };
 
-extern struct kp_state kp;
+/* hidden: one rip-relative load per field, not the GOT's address first */
+KP_HIDDEN extern struct kp_state kp;
 
 /* KOTOBA_PROFILE_MEMORY=0 (hook_mem.c): malloc and free jump straight to
  * the real ones from now on. */
@@ -275,7 +276,7 @@ struct kp_real {
 	int (*dlclose)(void *); /* unwind.c */
 };
 
-extern struct kp_real kp_real;
+KP_HIDDEN extern struct kp_real kp_real;
 extern _Atomic int kp_resolving; /* dlsym in progress: use the boot pool */
 
 void kp_real_resolve(void);

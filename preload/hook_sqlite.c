@@ -304,22 +304,23 @@ static void erase(struct sq_stmt *e)
 
 /*
  * The hook's per-thread state, in one block (one TLS offset to load on
- * the recording path, not four):
- * in_sqlite: inside a real prepare or step of this thread: SQLite's own
- * statements (schema loading, ALTER, VACUUM run nested sqlite3_exec()s)
- * pass through; their work is part of the outer query.
+ * the recording path, not four); and kp_tls.in_sqlite: inside a real
+ * prepare or step of this thread (0 or 1: only a call made outside one
+ * sets it): SQLite's own statements (schema loading, ALTER, VACUUM run
+ * nested sqlite3_exec()s) pass through; their work is part of the outer
+ * query.
  * runs: runs recorded (for sqlite3_exec).
  * streak_fp, streak_n: the fingerprint of the thread's last runs and how
  * many in a row (value_hash).
  */
 static __thread struct {
-	unsigned in_sqlite, runs;
+	unsigned runs;
 	uint64_t streak_fp, streak_n;
 } sqt;
 
 static KP_ALWAYS_INLINE int want(void)
 {
-	return !sqt.in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
+	return !kp_tls.in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
 }
 
 /*
@@ -775,9 +776,9 @@ static int after_prepare(int rc, sqlite3 *db, sqlite3_stmt **st,
 	do {                                                                 \
 		SQ_ENTER(fn, __VA_ARGS__);                                   \
 		uint64_t t0 = kp_ticks();                                    \
-		sqt.in_sqlite++;                                             \
+		kp_tls.in_sqlite = 1;                                        \
 		int rc = sq.fn(__VA_ARGS__);                                 \
-		sqt.in_sqlite--;                                             \
+		kp_tls.in_sqlite = 0;                                        \
 		return after_prepare(rc, db, st, z, n,                       \
 				     (const void *const *)(tail), utf16, t0); \
 	} while (0)
@@ -851,12 +852,13 @@ static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
 		t->busy = 0;
 	}
 
-	sqt.in_sqlite++;
-	uint8_t dbc = t->db_call;
-	t->db_call = 1; /* a sleep now is the busy handler's: hook_wait.c */
+	/* in_sqlite (0 here) and db_call (a sleep now is the busy
+	 * handler's: hook_wait.c) set with one store, restored with one */
+	uint16_t was, on = 0x0101;
+	memcpy(&was, &t->db_call, 2);
+	memcpy(&t->db_call, &on, 2);
 	int rc = sq.step(s); /* its allocations and I/O are the query's */
-	t->db_call = dbc;
-	sqt.in_sqlite--;
+	memcpy(&t->db_call, &was, 2);
 
 	if (e && e->running) {
 		if (rc == SQLITE_ROW) {
@@ -891,7 +893,7 @@ static __attribute__((noinline)) int step_other(sqlite3_stmt *s)
 {
 	if (KP_UNLIKELY(!sq_resolve()) || !sq.step)
 		return SQLITE_MISUSE;
-	if (sqt.in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
+	if (kp_tls.in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
 		return sq.step(s);
 	int on = kp.cfg.query && (kp.cfg.query_hooks & KP_QHOOK_SQLITE);
 	atomic_store_explicit(&sq_mode, on ? SQ_REC : SQ_OFF,
@@ -904,7 +906,7 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 	/* want()'s checks, the ones that never change first; every branch
 	 * jumps, so this saves no register */
 	int m = atomic_load_explicit(&sq_mode, memory_order_relaxed);
-	if (KP_LIKELY(m == SQ_REC) && !sqt.in_sqlite && !kp_tls.busy &&
+	if (KP_LIKELY(m == SQ_REC) && !kp_tls.in_sqlite && !kp_tls.busy &&
 	    !kp_tls.writer && KP_LIKELY(kp_recording()))
 		return step_rec(s);
 	if (m == SQ_OFF)

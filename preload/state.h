@@ -155,7 +155,14 @@ struct kp_tls {
 	uint8_t writer;       /* this is the writer thread: never record */
 	uint8_t db_call;      /* inside a database call (sqlite3_step): a
 			       * sleep now is a lock wait (hook_wait.c) */
+	uint8_t in_sqlite;    /* inside a real SQLite prepare or step
+			       * (hook_sqlite.c), next to db_call: the
+			       * recording step sets and restores both with
+			       * one store each */
 };
+_Static_assert(offsetof(struct kp_tls, in_sqlite) ==
+		       offsetof(struct kp_tls, db_call) + 1,
+	       "db_call and in_sqlite side by side");
 
 extern __thread struct kp_tls kp_tls;
 

@@ -696,10 +696,10 @@ static KP_ALWAYS_INLINE void counters(sqlite3_stmt *s, int64_t *v)
 static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 				     int rc)
 {
-	int64_t v[KP_Q_NV]; /* every value set here or by kp_query_close */
+	/* every value set here but DUR and TEXT_ID, which kp_query_end and
+	 * kp_query_close_id (or close_text) set before the push */
+	int64_t v[KP_Q_NV];
 	v[KP_Q_CTX] = (int64_t)e->ctx;
-	v[KP_Q_DUR] = 0;
-	v[KP_Q_TEXT_ID] = 0;
 	v[KP_Q_ROWS] = e->rows;
 	if (!e->readonly)
 		v[KP_Q_ROWS] += sq.total_changes(e->db) - e->changes0;
@@ -846,11 +846,8 @@ static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
 	 * (not of NULL, which an empty slot's key would match: SQLite's
 	 * answer to it is SQLITE_MISUSE) */
 	struct sq_stmt *e = KP_LIKELY(s != NULL) ? find(s) : NULL;
-	if (e && !e->running) {
-		t->busy = 1; /* kp_query_open may push */
-		start_run(e);
-		t->busy = 0;
-	}
+	if (e && !e->running)
+		start_run(e); /* kp_query_open sets busy if it pushes */
 
 	/* in_sqlite (0 here) and db_call (a sleep now is the busy
 	 * handler's: hook_wait.c) set with one store, restored with one */

@@ -347,9 +347,23 @@ int kp_ring_init(void);
 void kp_writer_wake(void);
 void kp_writer_poke(void);
 
-/* Deferred QUERY_BEGIN records of this thread (query.c): written before
- * any other event of the thread. */
-extern __thread uint8_t kp_q_npending;
+/*
+ * Deferred QUERY_BEGIN records of this thread (query.c): written before
+ * any other event of the thread; and the rest of its block of query
+ * contexts. One block: one TLS offset to load where a query opens and
+ * ends (four variables took four).
+ */
+#define KP_Q_PENDING 8
+#define KP_Q_CTX_BLOCK 1024
+struct kp_qpend {
+	uint64_t ctx, tsc;
+};
+struct kp_qtls {
+	uint64_t ctx_next, ctx_end;
+	struct kp_qpend pending[KP_Q_PENDING];
+	uint8_t npending;
+};
+extern __thread struct kp_qtls kp_qt;
 void kp_query_flush(void);
 
 /* An event's head slot: its time, then type, kind, len and stack. */
@@ -390,7 +404,7 @@ static KP_ALWAYS_INLINE void kp_ring_publish(struct kp_ring *r, uint64_t h,
  * (kp_tls.ring), when it has room: the hot path of kp_ring_push_ext for
  * an extension event without a string (I/O calls), and of
  * kp_ring_push_mem. Calls nothing that may change errno (kp_writer_wake
- * keeps it). The caller has set kp_tls.busy and checked kp_q_npending.
+ * keeps it). The caller has set kp_tls.busy and checked kp_qt.npending.
  * @return 0 when the ring looks full: the caller takes its slow path
  * (kp_ring_push_ext, kp_ring_push_mem_slow).
  */
@@ -455,7 +469,7 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 		       cont_nv = KP_EV_CONT_PAYLOAD / 8;
 	const uint32_t len = nv * 8;
 	const uint64_t n = 1 + kp_ev_nx(len);
-	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_q_npending)) {
+	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_qt.npending)) {
 		uint64_t h = atomic_load_explicit(&r->head,
 						  memory_order_relaxed);
 		uint64_t mask = r->mask; /* once: the stores may alias it */
@@ -503,7 +517,7 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 	if (!tsc)
 		tsc = kp_ticks();
 	uint32_t len = kp_mem_len(type, c);
-	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_q_npending) &&
+	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_qt.npending) &&
 	    KP_LIKELY(kp_ring_try_push_head(r, tsc, type, kind, stack, len, a,
 					    b, c, d, 0)))
 		return;
@@ -666,34 +680,24 @@ void kp_io_direct_off(void);
 /* May hook sqlite/libpq (KP_QHOOK_*) record now? (not busy, recording) */
 static inline int kp_query_want(unsigned hook);
 /* Write the deferred QUERY_BEGINs of this thread (ring.c, before any
- * other record of the thread). */
-extern __thread uint8_t kp_q_npending;
-void kp_query_flush(void);
-/* The deferred QUERY_BEGINs of this thread, and the rest of its block of
- * query contexts (query.c). */
-#define KP_Q_PENDING 8
-#define KP_Q_CTX_BLOCK 1024
-struct kp_qpend {
-	uint64_t ctx, tsc;
-};
-extern __thread struct kp_qpend kp_q_pending[KP_Q_PENDING];
-extern __thread uint64_t kp_q_ctx_next, kp_q_ctx_end;
+ * other record of the thread); kp_qt above holds them. */
 uint64_t kp_query_open_slow(uint64_t tsc);
 /* The query ctx ends: its QUERY_BEGIN, if still deferred, is not needed.
  * @return 1 when it was (so it is never written). */
 int kp_query_drop_pending(uint64_t ctx);
 
 /* Open a query on this thread (its QUERY_BEGIN is deferred until the
- * thread records something else; keeps errno). @return its ctx. */
+ * thread records something else; keeps errno, and sets kp_tls.busy
+ * around the pushes it may make). @return its ctx. */
 static KP_ALWAYS_INLINE uint64_t kp_query_open(uint64_t tsc)
 {
-	unsigned n = kp_q_npending;
-	if (KP_UNLIKELY(kp_q_ctx_next == kp_q_ctx_end || n >= KP_Q_PENDING))
+	unsigned n = kp_qt.npending;
+	if (KP_UNLIKELY(kp_qt.ctx_next == kp_qt.ctx_end || n >= KP_Q_PENDING))
 		return kp_query_open_slow(tsc);
-	uint64_t ctx = kp_q_ctx_next++;
-	kp_q_pending[n].ctx = ctx;
-	kp_q_pending[n].tsc = tsc;
-	kp_q_npending = (uint8_t)(n + 1);
+	uint64_t ctx = kp_qt.ctx_next++;
+	kp_qt.pending[n].ctx = ctx;
+	kp_qt.pending[n].tsc = tsc;
+	kp_qt.npending = (uint8_t)(n + 1);
 	return ctx;
 }
 /*
@@ -721,9 +725,9 @@ static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
 	*now = kp_ticks();
 	v[KP_Q_DUR] = (int64_t)(*now - tsc0);
 	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
-	unsigned n = kp_q_npending;
-	if (KP_LIKELY(n == 1) && kp_q_pending[0].ctx == ctx) {
-		kp_q_npending = 0;
+	unsigned n = kp_qt.npending;
+	if (KP_LIKELY(n == 1) && kp_qt.pending[0].ctx == ctx) {
+		kp_qt.npending = 0;
 		v[KP_Q_CTX] = 0;
 	} else if (ctx && n && kp_query_drop_pending(ctx)) {
 		v[KP_Q_CTX] = 0;

@@ -170,6 +170,13 @@ _Static_assert(sizeof(struct sq_slot) == 128, "a slot: two cache lines");
 struct sq_tab {
 	struct sq_slot s[SQ_SLOTS];
 };
+
+/* The key of the slot whose state is e. */
+static KP_ALWAYS_INLINE _Atomic(sqlite3_stmt *) *slot_key(struct sq_stmt *e)
+{
+	return &((struct sq_slot *)((char *)e -
+				    offsetof(struct sq_slot, st)))->key;
+}
 static struct sq_tab *_Atomic tab;
 static _Atomic uint64_t untracked;
 
@@ -316,7 +323,40 @@ static void erase(struct sq_stmt *e)
 static __thread struct {
 	unsigned runs;
 	uint64_t streak_fp, streak_n;
-} sqt;
+	sqlite3_stmt *last;     /* the statement this thread looked up last
+				 * (SQ_TOMB before any: never NULL, never a
+				 * statement) */
+	struct sq_stmt *last_e; /* ... and its state (see find_last) */
+} sqt = { .last = SQ_TOMB };
+
+/*
+ * The state of s when it is the statement this thread looked up last (a
+ * loop steps, steps and resets one statement: three lookups a run), else
+ * find(s), remembered. Exact: the remembered slot is s's only while its
+ * key is s (a statement has one slot, and keys do not move; a finalize
+ * makes it a tombstone). NULL is not looked up (an empty slot's key
+ * would match it: SQLite's answer to it is SQLITE_MISUSE).
+ */
+static KP_ALWAYS_INLINE struct sq_stmt *find_last(sqlite3_stmt *s)
+{
+	if (KP_LIKELY(s == sqt.last)) {
+		struct sq_stmt *e = sqt.last_e;
+		if (KP_LIKELY(atomic_load_explicit(slot_key(e),
+						   memory_order_acquire) == s)) {
+			if (!e) /* never: last is set with a state */
+				__builtin_unreachable();
+			return e;
+		}
+	}
+	if (KP_UNLIKELY(s == NULL))
+		return NULL;
+	struct sq_stmt *e = find(s);
+	if (e) {
+		sqt.last = s;
+		sqt.last_e = e;
+	}
+	return e;
+}
 
 static KP_ALWAYS_INLINE int want(void)
 {
@@ -688,13 +728,26 @@ static KP_ALWAYS_INLINE void counters(sqlite3_stmt *s, int64_t *v)
 	}
 }
 
+/* kp_ticks(), in the recording step's copy for a TSC clock (tsc, a
+ * constant there: step_rec_tsc) without the test of kp.use_tsc. */
+static KP_ALWAYS_INLINE uint64_t sq_ticks(int tsc)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (tsc)
+		return __rdtsc();
+#else
+	(void)tsc;
+#endif
+	return kp_ticks();
+}
+
 /* End the run of e (keeps errno): inline in sqlite3_step's recording
  * path, where nearly every run ends (no frames of its own there: fewer
  * return addresses for the stack's walk), out of line (end_run_out) for
  * reset and finalize. Its stack is remembered in e->memo
  * (kp_stack_capture_memo_at): a statement is mostly run from one place. */
 static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
-				     int rc)
+				     int rc, int tsc)
 {
 	/* every value set here but DUR and TEXT_ID, which kp_query_end and
 	 * kp_query_close_id (or close_text) set before the push */
@@ -712,8 +765,8 @@ static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 	e->prep_ticks = 0;
 	e->running = 0;
 	if (KP_LIKELY(e->text_id)) {
-		kp_query_close_id(KP_QSRC_SQLITE, e->tsc0, e->text_id, v,
-				  &e->memo);
+		kp_query_close_id_at(KP_QSRC_SQLITE, e->tsc0, sq_ticks(tsc),
+				     e->text_id, v, &e->memo);
 	} else {
 		int saved = errno;
 		kp_query_close(KP_QSRC_SQLITE, e->tsc0, 0, e->text, e->len, 1,
@@ -725,7 +778,7 @@ static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 static __attribute__((noinline)) void end_run_out(struct sq_stmt *e,
 						  sqlite3_stmt *s, int rc)
 {
-	end_run(e, s, rc);
+	end_run(e, s, rc, 0);
 }
 
 /* ---- the interposers ---------------------------------------------------------- */
@@ -825,29 +878,29 @@ KP_EXPORT int sqlite3_prepare16_v3(sqlite3 *db, const void *z, int n,
 
 /* The first step of a run of e (a prepare or reset before it): calls
  * nothing that allocates or changes errno (kp_query_open keeps it). */
-static KP_ALWAYS_INLINE void start_run(struct sq_stmt *e)
+static KP_ALWAYS_INLINE void start_run(struct sq_stmt *e, int tsc)
 {
 	e->running = 1;
 	e->rows = 0;
 	e->autocommit = (uint8_t)(sq.get_autocommit(e->db) != 0);
 	if (!e->readonly)
 		e->changes0 = sq.total_changes(e->db);
-	e->tsc0 = kp_ticks();
+	e->tsc0 = sq_ticks(tsc);
 	e->ctx = kp_query_open(e->tsc0);
 }
 
 /* sqlite3_step when recording: out of line, so that the interposer
  * itself, when it passes the call through, jumps to SQLite's without
- * saving a register. */
-static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
+ * saving a register; in two copies, tsc 1 for a TSC clock (step_rec_tsc,
+ * which reads it without a test) and 0 for any. */
+static KP_ALWAYS_INLINE int step_rec_t(sqlite3_stmt *s, int tsc)
 {
 	struct kp_tls *t = &kp_tls;
-	/* the slot stays this statement's until its finalize: one lookup
-	 * (not of NULL, which an empty slot's key would match: SQLite's
-	 * answer to it is SQLITE_MISUSE) */
-	struct sq_stmt *e = KP_LIKELY(s != NULL) ? find(s) : NULL;
+	/* the slot stays this statement's until its finalize: one lookup,
+	 * mostly the thread's last one again */
+	struct sq_stmt *e = find_last(s);
 	if (e && !e->running)
-		start_run(e); /* kp_query_open sets busy if it pushes */
+		start_run(e, tsc); /* kp_query_open sets busy if it pushes */
 
 	/* in_sqlite (0 here) and db_call (a sleep now is the busy
 	 * handler's: hook_wait.c) set with one store, restored with one */
@@ -864,12 +917,26 @@ static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
 			/* the end of the run, inline: see end_run */
 			t->busy = 1;
 			sqt.runs++;
-			end_run(e, s, rc);
+			end_run(e, s, rc, tsc);
 			t->busy = 0;
 		}
 	}
 	return rc;
 }
+
+static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
+{
+	return step_rec_t(s, 0);
+}
+
+static __attribute__((noinline)) int step_rec_tsc(sqlite3_stmt *s)
+{
+	return step_rec_t(s, 1);
+}
+
+/* The copy sqlite3_step jumps to: step_rec until step_other has seen the
+ * clock (either is right at any time). */
+static int (*_Atomic sq_rec)(sqlite3_stmt *) = step_rec;
 
 /*
  * What sqlite3_step does when its thread may record (not nested, not
@@ -893,6 +960,9 @@ static __attribute__((noinline)) int step_other(sqlite3_stmt *s)
 	if (kp_tls.in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
 		return sq.step(s);
 	int on = kp.cfg.query && (kp.cfg.query_hooks & KP_QHOOK_SQLITE);
+	if (kp.use_tsc)
+		atomic_store_explicit(&sq_rec, step_rec_tsc,
+				      memory_order_relaxed);
 	atomic_store_explicit(&sq_mode, on ? SQ_REC : SQ_OFF,
 			      memory_order_relaxed);
 	return on ? step_rec(s) : sq.step(s);
@@ -905,7 +975,7 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 	int m = atomic_load_explicit(&sq_mode, memory_order_relaxed);
 	if (KP_LIKELY(m == SQ_REC) && !kp_tls.in_sqlite && !kp_tls.busy &&
 	    !kp_tls.writer && KP_LIKELY(kp_recording()))
-		return step_rec(s);
+		return atomic_load_explicit(&sq_rec, memory_order_relaxed)(s);
 	if (m == SQ_OFF)
 		return sq.step(s);
 	return step_other(s);
@@ -954,6 +1024,16 @@ KP_EXPORT int sqlite3_reset(sqlite3_stmt *s)
 	 * made it): then sq.reset is known. Every path is a jump, so this
 	 * one needs no frame. A run that stepped to its end has nothing
 	 * left to do here. */
+	if (KP_LIKELY(s == sqt.last)) { /* never NULL */
+		/* the statement last stepped (the table exists) */
+		struct sq_stmt *e = sqt.last_e;
+		if (KP_LIKELY(atomic_load_explicit(slot_key(e),
+						   memory_order_acquire) == s)) {
+			if (KP_UNLIKELY(e->running))
+				return reset_open(s, e);
+			return sq.reset(s);
+		}
+	}
 	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
 	if (KP_UNLIKELY(t == NULL) || KP_UNLIKELY(s == NULL))
 		return reset_other(s);

@@ -718,12 +718,11 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
  * when nothing may be pushed: the trace ended while the query ran
  * (another thread's exit).
  */
-static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
-					 uint64_t *now, uint32_t *stack,
-					 struct kp_unwind_memo **memo)
+static KP_ALWAYS_INLINE int kp_query_end_at(uint64_t now, uint64_t tsc0,
+					    int64_t *v, uint32_t *stack,
+					    struct kp_unwind_memo **memo)
 {
-	*now = kp_ticks();
-	v[KP_Q_DUR] = (int64_t)(*now - tsc0);
+	v[KP_Q_DUR] = (int64_t)(now - tsc0);
 	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
 	unsigned n = kp_qt.npending;
 	if (KP_LIKELY(n == 1) && kp_qt.pending[0].ctx == ctx) {
@@ -744,19 +743,36 @@ static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
 	return 1;
 }
 
-/* kp_query_close of a query whose text is text_id (or none: 0), inline
- * for the SQLite hook's every run; memo as for kp_query_end. */
-static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
-					       uint32_t text_id, int64_t *v,
-					       struct kp_unwind_memo **memo)
+static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
+					 uint64_t *now, uint32_t *stack,
+					 struct kp_unwind_memo **memo)
 {
-	uint64_t now;
+	*now = kp_ticks();
+	return kp_query_end_at(*now, tsc0, v, stack, memo);
+}
+
+/* kp_query_close of a query whose text is text_id (or none: 0) that ends
+ * at now (ticks), inline for the SQLite hook's every run; memo as for
+ * kp_query_end. */
+static KP_ALWAYS_INLINE void kp_query_close_id_at(uint8_t source,
+						  uint64_t tsc0, uint64_t now,
+						  uint32_t text_id, int64_t *v,
+						  struct kp_unwind_memo **memo)
+{
 	uint32_t stack;
-	if (!kp_query_end(tsc0, v, &now, &stack, memo))
+	if (!kp_query_end_at(now, tsc0, v, &stack, memo))
 		return;
 	v[KP_Q_TEXT_ID] = text_id;
 	kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);
 }
+
+static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
+					       uint32_t text_id, int64_t *v,
+					       struct kp_unwind_memo **memo)
+{
+	kp_query_close_id_at(source, tsc0, kp_ticks(), text_id, v, memo);
+}
+
 /* Fingerprint (or copy, QUERY_TEXT=full) text into out[cap]; the value
  * hash of its literals into *valhash; sets KP_QF_TEXT_FULL/CUT in *flags.
  * @return the length written. */

@@ -69,6 +69,24 @@ static void kp_config_load_query(struct kp_config *c)
 		pl = NULL;
 	}
 	snprintf(c->query_plugin, sizeof(c->query_plugin), "%s", pl ? pl : "");
+	/* auto, api, or offset=N (for tests: an offset to try, which the
+	 * hook checks like one it found; hook_sqlite.c) */
+	c->sqlite_counters = KP_SQC_AUTO;
+	const char *sc = getenv("KOTOBA_PROFILE_SQLITE_COUNTERS");
+	char *end;
+	if (!sc || strcmp(sc, "auto") == 0)
+		;
+	else if (strcmp(sc, "api") == 0)
+		c->sqlite_counters = KP_SQC_API;
+	else if (strncmp(sc, "offset=", 7) == 0 && sc[7] &&
+		 (c->sqlite_counters = strtol(sc + 7, &end, 10), *end == '\0') &&
+		 c->sqlite_counters >= 0 && c->sqlite_counters <= 4096)
+		;
+	else {
+		kp_warn("KOTOBA_PROFILE_SQLITE_COUNTERS='%s' is not auto, api or "
+			"offset=N (N in 0..4096); using the default auto", sc);
+		c->sqlite_counters = KP_SQC_AUTO;
+	}
 }
 
 void kp_config_load(struct kp_config *c)
@@ -153,6 +171,11 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("query_plugin", "%s", c->query_plugin);
 	PAIR("slow_query_ms", "%u", c->slow_query_ms);
 	PAIR("query_text", "%s", c->query_text_full ? "full" : "fingerprint");
+	if (c->sqlite_counters >= 0)
+		PAIR("sqlite_counters", "offset=%ld", c->sqlite_counters);
+	else
+		PAIR("sqlite_counters", "%s",
+		     c->sqlite_counters == KP_SQC_API ? "api" : "auto");
 	PAIR("cpu", "%d", c->cpu);
 	PAIR("cpu_hz", "%u", c->cpu_hz);
 	PAIR("unwind", "%s", kp_unwind_mode_name(c->unwind));

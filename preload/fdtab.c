@@ -281,7 +281,7 @@ void kp_io_record_slow(uint8_t op, int fd, uint64_t req, int64_t r,
 		kp_io_count(op, (uint64_t)r);
 	uint32_t stack = kp_io_stack();
 	struct kp_ring *ring = t->ring;
-	if (!ring || kp_q_npending ||
+	if (!ring || kp_qt.npending ||
 	    !kp_ring_try_push_head(ring, t1, KP_REC_IO, op, stack,
 				   KP_IO_NV * 8, (uint64_t)(int64_t)fd, req,
 				   (uint64_t)ret, (uint64_t)off, t1 - t0))

@@ -142,7 +142,8 @@ struct sq_stmt {
 	char *text;          /* ... or, when the table of texts is full
 			      * (text_id 0), a copy in the private arena */
 	uint8_t readonly, has_params, running, autocommit;
-	int64_t flags;       /* KP_QF_CUT / TEXT_FULL from the text */
+	int64_t flags;       /* KP_QF_CUT / TEXT_FULL from the text, and
+			      * KP_QF_WRITE unless readonly */
 	uint64_t fp_hash, lit_hash;
 	uint64_t prep_ticks; /* prepare time not yet charged to a run */
 	uint64_t tsc0, ctx;
@@ -157,10 +158,25 @@ struct sq_stmt {
 #define SQ_PROBE 64   /* a statement lives within this many slots of its
 		      * home; one whose window is full goes unrecorded */
 #define SQ_TOMB ((sqlite3_stmt *)1)
-struct sq_tab {
-	_Atomic(sqlite3_stmt *) key[SQ_SLOTS]; /* NULL empty, SQ_TOMB freed */
-	struct sq_stmt st[SQ_SLOTS];
+/* A slot: its key next to its state, 128 bytes: the lookup's hit is the
+ * state's address, an index times 128 (the keys in an array of their
+ * own took four instructions more to it, on every step and reset). */
+struct sq_slot {
+	_Alignas(64) _Atomic(sqlite3_stmt *) key; /* NULL empty, SQ_TOMB
+						   * freed */
+	struct sq_stmt st;
 };
+_Static_assert(sizeof(struct sq_slot) == 128, "a slot: two cache lines");
+struct sq_tab {
+	struct sq_slot s[SQ_SLOTS];
+};
+
+/* The key of the slot whose state is e. */
+static KP_ALWAYS_INLINE _Atomic(sqlite3_stmt *) *slot_key(struct sq_stmt *e)
+{
+	return &((struct sq_slot *)((char *)e -
+				    offsetof(struct sq_slot, st)))->key;
+}
 static struct sq_tab *_Atomic tab;
 static _Atomic uint64_t untracked;
 
@@ -183,21 +199,28 @@ static KP_ALWAYS_INLINE size_t stmt_slot(const void *p)
 			(64 - SQ_BITS));
 }
 
+static KP_ALWAYS_INLINE struct sq_stmt *find_in(struct sq_tab *t,
+						sqlite3_stmt *s)
+{
+	size_t i = stmt_slot(s);
+	/* the first probe, peeled: it is nearly always the one */
+	sqlite3_stmt *k = atomic_load_explicit(&t->s[i].key,
+					       memory_order_acquire);
+	if (KP_LIKELY(k == s))
+		return &t->s[i].st;
+	for (unsigned n = 1; n < SQ_PROBE && k; n++) {
+		i = (i + 1) & (SQ_SLOTS - 1);
+		k = atomic_load_explicit(&t->s[i].key, memory_order_acquire);
+		if (k == s)
+			return &t->s[i].st;
+	}
+	return NULL;
+}
+
 static KP_ALWAYS_INLINE struct sq_stmt *find(sqlite3_stmt *s)
 {
 	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
-	if (!t)
-		return NULL;
-	size_t i = stmt_slot(s);
-	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
-		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
-						       memory_order_acquire);
-		if (k == s)
-			return &t->st[i];
-		if (!k)
-			return NULL;
-	}
-	return NULL;
+	return t ? find_in(t, s) : NULL;
 }
 
 static struct sq_tab *tab_get(void)
@@ -232,13 +255,13 @@ static struct sq_stmt *insert(sqlite3_stmt *s)
 		return e;
 	size_t i = stmt_slot(s);
 	for (unsigned n = 0; n < SQ_PROBE; n++, i = (i + 1) & (SQ_SLOTS - 1)) {
-		sqlite3_stmt *k = atomic_load_explicit(&t->key[i],
+		sqlite3_stmt *k = atomic_load_explicit(&t->s[i].key,
 						       memory_order_acquire);
 		while (!k || k == SQ_TOMB) {
 			if (atomic_compare_exchange_weak_explicit(
-				    &t->key[i], &k, s, memory_order_acq_rel,
+				    &t->s[i].key, &k, s, memory_order_acq_rel,
 				    memory_order_acquire)) {
-				e = &t->st[i];
+				e = &t->s[i].st;
 				memset(e, 0, sizeof(*e));
 				return e;
 			}
@@ -278,32 +301,66 @@ static uint64_t conn_id(sqlite3 *db)
 /* Give e's slot back (the thread holds its statement). */
 static void erase(struct sq_stmt *e)
 {
-	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_relaxed);
-	size_t i = (size_t)(e - t->st);
+	struct sq_slot *sl = (struct sq_slot *)((char *)e -
+						offsetof(struct sq_slot, st));
 	e->text = NULL;
 	kp_arena_free(e->memo);
 	e->memo = NULL;
-	atomic_store_explicit(&t->key[i], SQ_TOMB, memory_order_release);
+	atomic_store_explicit(&sl->key, SQ_TOMB, memory_order_release);
 }
 
 /*
  * The hook's per-thread state, in one block (one TLS offset to load on
- * the recording path, not four):
- * in_sqlite: inside a real prepare or step of this thread: SQLite's own
- * statements (schema loading, ALTER, VACUUM run nested sqlite3_exec()s)
- * pass through; their work is part of the outer query.
+ * the recording path, not four); and kp_tls.in_sqlite: inside a real
+ * prepare or step of this thread (0 or 1: only a call made outside one
+ * sets it): SQLite's own statements (schema loading, ALTER, VACUUM run
+ * nested sqlite3_exec()s) pass through; their work is part of the outer
+ * query.
  * runs: runs recorded (for sqlite3_exec).
  * streak_fp, streak_n: the fingerprint of the thread's last runs and how
  * many in a row (value_hash).
  */
 static __thread struct {
-	unsigned in_sqlite, runs;
+	unsigned runs;
 	uint64_t streak_fp, streak_n;
-} sqt;
+	sqlite3_stmt *last;     /* the statement this thread looked up last
+				 * (SQ_TOMB before any: never NULL, never a
+				 * statement) */
+	struct sq_stmt *last_e; /* ... and its state (see find_last) */
+} sqt = { .last = SQ_TOMB };
+
+/*
+ * The state of s when it is the statement this thread looked up last (a
+ * loop steps, steps and resets one statement: three lookups a run), else
+ * find(s), remembered. Exact: the remembered slot is s's only while its
+ * key is s (a statement has one slot, and keys do not move; a finalize
+ * makes it a tombstone). NULL is not looked up (an empty slot's key
+ * would match it: SQLite's answer to it is SQLITE_MISUSE).
+ */
+static KP_ALWAYS_INLINE struct sq_stmt *find_last(sqlite3_stmt *s)
+{
+	if (KP_LIKELY(s == sqt.last)) {
+		struct sq_stmt *e = sqt.last_e;
+		if (KP_LIKELY(atomic_load_explicit(slot_key(e),
+						   memory_order_acquire) == s)) {
+			if (!e) /* never: last is set with a state */
+				__builtin_unreachable();
+			return e;
+		}
+	}
+	if (KP_UNLIKELY(s == NULL))
+		return NULL;
+	struct sq_stmt *e = find(s);
+	if (e) {
+		sqt.last = s;
+		sqt.last_e = e;
+	}
+	return e;
+}
 
 static KP_ALWAYS_INLINE int want(void)
 {
-	return !sqt.in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
+	return !kp_tls.in_sqlite && kp_query_want(KP_QHOOK_SQLITE);
 }
 
 /*
@@ -426,7 +483,8 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 		e->text_id = id;
 		e->text = copy;
 		e->len = (uint32_t)n;
-		e->flags = flags;
+		/* the write flag with the text's: one OR less a run */
+		e->flags = flags | (ro ? 0 : KP_QF_WRITE);
 		e->fp_hash = fph;
 		e->lit_hash = lit;
 		e->readonly = (uint8_t)ro;
@@ -481,36 +539,234 @@ static KP_ALWAYS_INLINE uint64_t value_hash(const struct sq_stmt *e,
 	return expanded_hash(s);
 }
 
+/*
+ * The run's four counters. sqlite3_stmt_status(s, op, 1) returns
+ * aCounter[op] of SQLite's Vdbe (the statement's struct: a u32 array,
+ * indexed by op) and zeroes it; four calls took ~115 instructions of the
+ * hook's ~460 on a point select. The array's place in the struct depends
+ * on SQLite's version and build, so it is learned from the API on the
+ * app's own statements, and read straight from the statement only once
+ * the API has confirmed it, and then re-checked against the API now and
+ * then; any disagreement sends every run back to the API for good, and a
+ * run that checks reports the API's values: never a wrong counter.
+ *
+ * Learning (learn_counters), on a run whose VM_STEP count is not 0: a
+ * copy of the struct up to its zSql field (the pointer sqlite3_sql()
+ * returns, found by a scan of aligned words from the start: reads that
+ * never leave the struct), the four API calls with reset, a second copy;
+ * the word that held the VM_STEP count and now holds 0 is aCounter[4]
+ * (the API writes nothing else), if the other three changed words, if
+ * any, are where aCounter[1..3] go. Then CNT_CHECKS runs each compare the
+ * words at that place with the API's values (before its reset; a run's
+ * VM_STEP count is never 0) and find them 0 after it, before it is used;
+ * then every CNT_RECHECK-th run of a thread does the same.
+ */
+enum { CNT_LEARN, CNT_CHECK, CNT_DIRECT, CNT_API };
+#define CNT_CHECKS 16
+#define CNT_RECHECK 256 /* a power of two: sqt.runs & (CNT_RECHECK - 1) */
+#define CNT_TRIES 64    /* runs that may fail to teach it before giving up */
+#define CNT_SCAN 1024   /* bytes scanned for zSql */
+static _Atomic int cnt_mode;   /* CNT_*; CNT_API is for good */
+static _Atomic long cnt_off;   /* bytes from the statement to aCounter[0] */
+static _Atomic unsigned cnt_passed, cnt_tries;
+static _Atomic int cnt_learning;
+
+static void counters_api(sqlite3_stmt *s, int64_t *v)
+{
+	v[KP_Q_FULLSCAN] = sq.stmt_status(s, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
+	v[KP_Q_SORT] = sq.stmt_status(s, SQLITE_STMTSTATUS_SORT, 1);
+	v[KP_Q_AUTOINDEX] = sq.stmt_status(s, SQLITE_STMTSTATUS_AUTOINDEX, 1);
+	v[KP_Q_VMSTEP] = sq.stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 1);
+}
+
+static void counters_give_up(const char *why)
+{
+	atomic_store_explicit(&cnt_mode, CNT_API, memory_order_relaxed);
+	if (kp.cfg.sqlite_counters >= 0)
+		kp_warn("KOTOBA_PROFILE_SQLITE_COUNTERS=offset=%ld: %s; "
+			"using sqlite3_stmt_status", kp.cfg.sqlite_counters,
+			why);
+}
+
+/* Bytes of s before its zSql field, 0 when not found. */
+static size_t zsql_offset(sqlite3_stmt *s)
+{
+	const char *z = sq.sql(s);
+	if (!z)
+		return 0;
+	for (size_t o = 0; o < CNT_SCAN; o += 8) {
+		uintptr_t w;
+		memcpy(&w, (const char *)s + o, 8);
+		if (w == (uintptr_t)z)
+			return o;
+	}
+	return 0;
+}
+
+/* A run while learning: the API's values into v, and maybe the place. */
+static void learn_counters(sqlite3_stmt *s, int64_t *v)
+{
+	uint32_t before[CNT_SCAN / 4], after[CNT_SCAN / 4];
+	size_t zo = 0;
+	if (kp.cfg.sqlite_counters == KP_SQC_API) {
+		atomic_store_explicit(&cnt_mode, CNT_API, memory_order_relaxed);
+		counters_api(s, v);
+		return;
+	}
+	if (atomic_exchange_explicit(&cnt_learning, 1, memory_order_acquire)) {
+		counters_api(s, v); /* another thread is at it */
+		return;
+	}
+	zo = zsql_offset(s);
+	if (zo)
+		memcpy(before, s, zo);
+	counters_api(s, v);
+	long off = -1;
+	if (zo && kp.cfg.sqlite_counters >= 0) {
+		off = kp.cfg.sqlite_counters; /* a test's: checked as any */
+		if (off % 4 || (size_t)off + 20 > zo) {
+			counters_give_up("not a place inside the statement");
+			goto out;
+		}
+	} else if (zo && v[KP_Q_VMSTEP]) {
+		memcpy(after, s, zo);
+		size_t nw = zo / 4;
+		for (size_t j = 4; j < nw && off < 0; j++) {
+			if (before[j] != (uint32_t)v[KP_Q_VMSTEP] || after[j])
+				continue;
+			/* aCounter[4] at j? then [1..3] below it, and no other
+			 * word changed */
+			size_t b = j - 4;
+			int ok = 1;
+			for (size_t k = 0; k < nw && ok; k++) {
+				if (k > b && k <= j)
+					ok = before[k] ==
+						     (uint32_t)v[KP_Q_FULLSCAN +
+								 (k - b - 1)] &&
+					     !after[k];
+				else
+					ok = before[k] == after[k];
+			}
+			if (ok)
+				off = (long)(b * 4);
+		}
+	}
+	if (off >= 0) {
+		atomic_store_explicit(&cnt_off, off, memory_order_relaxed);
+		int m = CNT_LEARN;
+		atomic_compare_exchange_strong_explicit(&cnt_mode, &m, CNT_CHECK,
+							memory_order_release,
+							memory_order_relaxed);
+	} else if (atomic_fetch_add_explicit(&cnt_tries, 1,
+					     memory_order_relaxed) >= CNT_TRIES) {
+		counters_give_up("no place found");
+	}
+out:
+	atomic_store_explicit(&cnt_learning, 0, memory_order_release);
+}
+
+/* The counters other than by the direct read: the API's, with a check of
+ * the place when there is one. */
+static __attribute__((noinline)) void counters_slow(sqlite3_stmt *s,
+						    int64_t *v)
+{
+	int m = atomic_load_explicit(&cnt_mode, memory_order_acquire);
+	if (m == CNT_LEARN) {
+		learn_counters(s, v);
+		return;
+	}
+	if (m == CNT_API) {
+		counters_api(s, v);
+		return;
+	}
+	const char *p = (const char *)s +
+			atomic_load_explicit(&cnt_off, memory_order_relaxed);
+	uint32_t d[4], z[4];
+	memcpy(d, p + 4, 16);
+	counters_api(s, v);
+	memcpy(z, p + 4, 16);
+	int ok = v[KP_Q_VMSTEP] != 0;
+	for (int i = 0; i < 4; i++)
+		ok &= d[i] == (uint32_t)v[KP_Q_FULLSCAN + i] && !z[i];
+	if (!ok) {
+		counters_give_up("the check against the API failed");
+		return;
+	}
+	if (m == CNT_CHECK &&
+	    atomic_fetch_add_explicit(&cnt_passed, 1, memory_order_relaxed) +
+			    1 >= CNT_CHECKS) {
+		int c = CNT_CHECK;
+		atomic_compare_exchange_strong_explicit(&cnt_mode, &c,
+							CNT_DIRECT,
+							memory_order_relaxed,
+							memory_order_relaxed);
+	}
+}
+
+/* The run's counters into v[KP_Q_FULLSCAN..VMSTEP], and reset: straight
+ * from the statement (see above) or through the API. sqlite3_stmt_status
+ * returns the u32 as an int: so do these. */
+static KP_ALWAYS_INLINE void counters(sqlite3_stmt *s, int64_t *v)
+{
+	if (KP_LIKELY(atomic_load_explicit(&cnt_mode, memory_order_acquire) ==
+		      CNT_DIRECT) &&
+	    KP_LIKELY(sqt.runs & (CNT_RECHECK - 1))) {
+		char *p = (char *)s +
+			  atomic_load_explicit(&cnt_off, memory_order_relaxed);
+		int32_t w0, w1, w2, w3; /* loads that sign-extend */
+		memcpy(&w0, p + 4, 4);
+		memcpy(&w1, p + 8, 4);
+		memcpy(&w2, p + 12, 4);
+		memcpy(&w3, p + 16, 4);
+		memset(p + 4, 0, 16);
+		v[KP_Q_FULLSCAN] = w0;
+		v[KP_Q_SORT] = w1;
+		v[KP_Q_AUTOINDEX] = w2;
+		v[KP_Q_VMSTEP] = w3;
+	} else {
+		counters_slow(s, v);
+	}
+}
+
+/* kp_ticks(), in the recording step's copy for a TSC clock (tsc, a
+ * constant there: step_rec_tsc) without the test of kp.use_tsc. */
+static KP_ALWAYS_INLINE uint64_t sq_ticks(int tsc)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (tsc)
+		return __rdtsc();
+#else
+	(void)tsc;
+#endif
+	return kp_ticks();
+}
+
 /* End the run of e (keeps errno): inline in sqlite3_step's recording
  * path, where nearly every run ends (no frames of its own there: fewer
  * return addresses for the stack's walk), out of line (end_run_out) for
  * reset and finalize. Its stack is remembered in e->memo
  * (kp_stack_capture_memo_at): a statement is mostly run from one place. */
 static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
-				     int rc)
+				     int rc, int tsc)
 {
-	int64_t v[KP_Q_NV]; /* every value set here or by kp_query_close */
+	/* every value set here but DUR and TEXT_ID, which kp_query_end and
+	 * kp_query_close_id (or close_text) set before the push */
+	int64_t v[KP_Q_NV];
 	v[KP_Q_CTX] = (int64_t)e->ctx;
-	v[KP_Q_DUR] = 0;
-	v[KP_Q_TEXT_ID] = 0;
 	v[KP_Q_ROWS] = e->rows;
 	if (!e->readonly)
 		v[KP_Q_ROWS] += sq.total_changes(e->db) - e->changes0;
 	v[KP_Q_STATUS] = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc;
-	v[KP_Q_FULLSCAN] = sq.stmt_status(s, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
-	v[KP_Q_SORT] = sq.stmt_status(s, SQLITE_STMTSTATUS_SORT, 1);
-	v[KP_Q_AUTOINDEX] = sq.stmt_status(s, SQLITE_STMTSTATUS_AUTOINDEX, 1);
-	v[KP_Q_VMSTEP] = sq.stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 1);
+	counters(s, v);
 	v[KP_Q_PREPARE_DUR] = (int64_t)e->prep_ticks;
 	v[KP_Q_VALHASH] = (int64_t)value_hash(e, s);
-	v[KP_Q_FLAGS] = e->flags | (e->autocommit ? KP_QF_AUTOCOMMIT : 0) |
-			(e->readonly ? 0 : KP_QF_WRITE);
+	v[KP_Q_FLAGS] = e->flags | (e->autocommit ? KP_QF_AUTOCOMMIT : 0);
 	v[KP_Q_CONN] = (int64_t)e->conn;
 	e->prep_ticks = 0;
 	e->running = 0;
 	if (KP_LIKELY(e->text_id)) {
-		kp_query_close_id(KP_QSRC_SQLITE, e->tsc0, e->text_id, v,
-				  &e->memo);
+		kp_query_close_id_at(KP_QSRC_SQLITE, e->tsc0, sq_ticks(tsc),
+				     e->text_id, v, &e->memo);
 	} else {
 		int saved = errno;
 		kp_query_close(KP_QSRC_SQLITE, e->tsc0, 0, e->text, e->len, 1,
@@ -522,7 +778,7 @@ static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 static __attribute__((noinline)) void end_run_out(struct sq_stmt *e,
 						  sqlite3_stmt *s, int rc)
 {
-	end_run(e, s, rc);
+	end_run(e, s, rc, 0);
 }
 
 /* ---- the interposers ---------------------------------------------------------- */
@@ -573,9 +829,9 @@ static int after_prepare(int rc, sqlite3 *db, sqlite3_stmt **st,
 	do {                                                                 \
 		SQ_ENTER(fn, __VA_ARGS__);                                   \
 		uint64_t t0 = kp_ticks();                                    \
-		sqt.in_sqlite++;                                             \
+		kp_tls.in_sqlite = 1;                                        \
 		int rc = sq.fn(__VA_ARGS__);                                 \
-		sqt.in_sqlite--;                                             \
+		kp_tls.in_sqlite = 0;                                        \
 		return after_prepare(rc, db, st, z, n,                       \
 				     (const void *const *)(tail), utf16, t0); \
 	} while (0)
@@ -622,37 +878,37 @@ KP_EXPORT int sqlite3_prepare16_v3(sqlite3 *db, const void *z, int n,
 
 /* The first step of a run of e (a prepare or reset before it): calls
  * nothing that allocates or changes errno (kp_query_open keeps it). */
-static KP_ALWAYS_INLINE void start_run(struct sq_stmt *e)
+static KP_ALWAYS_INLINE void start_run(struct sq_stmt *e, int tsc)
 {
 	e->running = 1;
 	e->rows = 0;
 	e->autocommit = (uint8_t)(sq.get_autocommit(e->db) != 0);
 	if (!e->readonly)
 		e->changes0 = sq.total_changes(e->db);
-	e->tsc0 = kp_ticks();
+	e->tsc0 = sq_ticks(tsc);
 	e->ctx = kp_query_open(e->tsc0);
 }
 
 /* sqlite3_step when recording: out of line, so that the interposer
  * itself, when it passes the call through, jumps to SQLite's without
- * saving a register. */
-static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
+ * saving a register; in two copies, tsc 1 for a TSC clock (step_rec_tsc,
+ * which reads it without a test) and 0 for any. */
+static KP_ALWAYS_INLINE int step_rec_t(sqlite3_stmt *s, int tsc)
 {
 	struct kp_tls *t = &kp_tls;
-	/* the slot stays this statement's until its finalize: one lookup */
-	struct sq_stmt *e = find(s);
-	if (e && !e->running) {
-		t->busy = 1; /* kp_query_open may push */
-		start_run(e);
-		t->busy = 0;
-	}
+	/* the slot stays this statement's until its finalize: one lookup,
+	 * mostly the thread's last one again */
+	struct sq_stmt *e = find_last(s);
+	if (e && !e->running)
+		start_run(e, tsc); /* kp_query_open sets busy if it pushes */
 
-	sqt.in_sqlite++;
-	uint8_t dbc = t->db_call;
-	t->db_call = 1; /* a sleep now is the busy handler's: hook_wait.c */
+	/* in_sqlite (0 here) and db_call (a sleep now is the busy
+	 * handler's: hook_wait.c) set with one store, restored with one */
+	uint16_t was, on = 0x0101;
+	memcpy(&was, &t->db_call, 2);
+	memcpy(&t->db_call, &on, 2);
 	int rc = sq.step(s); /* its allocations and I/O are the query's */
-	t->db_call = dbc;
-	sqt.in_sqlite--;
+	memcpy(&t->db_call, &was, 2);
 
 	if (e && e->running) {
 		if (rc == SQLITE_ROW) {
@@ -661,12 +917,26 @@ static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
 			/* the end of the run, inline: see end_run */
 			t->busy = 1;
 			sqt.runs++;
-			end_run(e, s, rc);
+			end_run(e, s, rc, tsc);
 			t->busy = 0;
 		}
 	}
 	return rc;
 }
+
+static __attribute__((noinline)) int step_rec(sqlite3_stmt *s)
+{
+	return step_rec_t(s, 0);
+}
+
+static __attribute__((noinline)) int step_rec_tsc(sqlite3_stmt *s)
+{
+	return step_rec_t(s, 1);
+}
+
+/* The copy sqlite3_step jumps to: step_rec until step_other has seen the
+ * clock (either is right at any time). */
+static int (*_Atomic sq_rec)(sqlite3_stmt *) = step_rec;
 
 /*
  * What sqlite3_step does when its thread may record (not nested, not
@@ -687,9 +957,12 @@ static __attribute__((noinline)) int step_other(sqlite3_stmt *s)
 {
 	if (KP_UNLIKELY(!sq_resolve()) || !sq.step)
 		return SQLITE_MISUSE;
-	if (sqt.in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
+	if (kp_tls.in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
 		return sq.step(s);
 	int on = kp.cfg.query && (kp.cfg.query_hooks & KP_QHOOK_SQLITE);
+	if (kp.use_tsc)
+		atomic_store_explicit(&sq_rec, step_rec_tsc,
+				      memory_order_relaxed);
 	atomic_store_explicit(&sq_mode, on ? SQ_REC : SQ_OFF,
 			      memory_order_relaxed);
 	return on ? step_rec(s) : sq.step(s);
@@ -700,9 +973,9 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 	/* want()'s checks, the ones that never change first; every branch
 	 * jumps, so this saves no register */
 	int m = atomic_load_explicit(&sq_mode, memory_order_relaxed);
-	if (KP_LIKELY(m == SQ_REC) && !sqt.in_sqlite && !kp_tls.busy &&
+	if (KP_LIKELY(m == SQ_REC) && !kp_tls.in_sqlite && !kp_tls.busy &&
 	    !kp_tls.writer && KP_LIKELY(kp_recording()))
-		return step_rec(s);
+		return atomic_load_explicit(&sq_rec, memory_order_relaxed)(s);
 	if (m == SQ_OFF)
 		return sq.step(s);
 	return step_other(s);
@@ -734,13 +1007,37 @@ static __attribute__((noinline)) int reset_open(sqlite3_stmt *s,
 	return sq.reset(s);
 }
 
-KP_EXPORT int sqlite3_reset(sqlite3_stmt *s)
+/* sqlite3_reset before the table of statements exists, or of NULL. */
+static __attribute__((noinline)) int reset_other(sqlite3_stmt *s)
 {
 	if (KP_UNLIKELY(!sq_resolve()) || !sq.reset)
 		return SQLITE_MISUSE;
-	/* a run that stepped to its end has nothing left to do here (and
-	 * the rest is out of line: this one saves no register) */
 	struct sq_stmt *e = s ? find(s) : NULL;
+	if (KP_UNLIKELY(e && e->running))
+		return reset_open(s, e);
+	return sq.reset(s);
+}
+
+KP_EXPORT int sqlite3_reset(sqlite3_stmt *s)
+{
+	/* The table exists only once libsqlite3 was resolved (a prepare
+	 * made it): then sq.reset is known. Every path is a jump, so this
+	 * one needs no frame. A run that stepped to its end has nothing
+	 * left to do here. */
+	if (KP_LIKELY(s == sqt.last)) { /* never NULL */
+		/* the statement last stepped (the table exists) */
+		struct sq_stmt *e = sqt.last_e;
+		if (KP_LIKELY(atomic_load_explicit(slot_key(e),
+						   memory_order_acquire) == s)) {
+			if (KP_UNLIKELY(e->running))
+				return reset_open(s, e);
+			return sq.reset(s);
+		}
+	}
+	struct sq_tab *t = atomic_load_explicit(&tab, memory_order_acquire);
+	if (KP_UNLIKELY(t == NULL) || KP_UNLIKELY(s == NULL))
+		return reset_other(s);
+	struct sq_stmt *e = find_in(t, s);
 	if (KP_UNLIKELY(e && e->running))
 		return reset_open(s, e);
 	return sq.reset(s);

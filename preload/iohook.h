@@ -322,7 +322,7 @@ static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
 	struct kp_ring *ring = t->ring;
 	struct kp_fdent *e = &kp_fdtab[(unsigned)fd % KP_FDTAB_MAX];
 	if (KP_UNLIKELY((unsigned)fd >= KP_FDTAB_MAX || !ring ||
-			kp_q_npending || !kp_fd_known(e))) {
+			kp_qt.npending || !kp_fd_known(e))) {
 		kp_io_record_slow(op, fd, req, r, ret, off, t0, t1);
 		return;
 	}

@@ -69,6 +69,8 @@ int kp_init_slow(void)
 	kp.ppid = (pid_t)syscall(SYS_getppid);
 	kp_config_load(&kp.cfg);
 	kp.mem_off = !kp.cfg.memory;
+	if (kp.mem_off)
+		kp_mem_pass_all();
 	init_clock();
 	if (kp_arena_init(&kp.alloc) != 0 || kp_stacktab_init() != 0 ||
 	    kp_ring_init() != 0) {

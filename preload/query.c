@@ -74,8 +74,7 @@ const char *kp_query_hooks_name(unsigned hooks)
  * two. The deferred record keeps its own time, and as nothing of the
  * thread came between, the thread's records stay in time order.
  */
-__thread uint8_t kp_q_npending;
-__thread struct kp_qpend kp_q_pending[KP_Q_PENDING];
+__thread struct kp_qtls kp_qt;
 
 static void push_begin(uint64_t ctx, uint64_t tsc)
 {
@@ -87,12 +86,12 @@ static void push_begin(uint64_t ctx, uint64_t tsc)
 
 void kp_query_flush(void)
 {
-	unsigned n = kp_q_npending;
-	kp_q_npending = 0; /* first: the pushes below come back here */
+	unsigned n = kp_qt.npending;
+	kp_qt.npending = 0; /* first: the pushes below come back here */
 	if (!kp_recording())
 		return;
 	for (unsigned i = 0; i < n; i++)
-		push_begin(kp_q_pending[i].ctx, kp_q_pending[i].tsc);
+		push_begin(kp_qt.pending[i].ctx, kp_qt.pending[i].tsc);
 }
 
 /*
@@ -100,26 +99,30 @@ void kp_query_flush(void)
  * the counter in blocks of KP_Q_CTX_BLOCK, so opening a query costs no
  * locked instruction (one per KP_Q_CTX_BLOCK queries of a thread).
  */
-__thread uint64_t kp_q_ctx_next, kp_q_ctx_end;
+/* (kp_qt.ctx_next, kp_qt.ctx_end) */
 
 uint64_t kp_query_open_slow(uint64_t tsc)
 {
-	if (kp_q_ctx_next == kp_q_ctx_end) {
-		kp_q_ctx_next = atomic_fetch_add_explicit(&query_seq,
+	if (kp_qt.ctx_next == kp_qt.ctx_end) {
+		kp_qt.ctx_next = atomic_fetch_add_explicit(&query_seq,
 							  KP_Q_CTX_BLOCK,
 							  memory_order_relaxed) +
 				1;
-		kp_q_ctx_end = kp_q_ctx_next + KP_Q_CTX_BLOCK;
+		kp_qt.ctx_end = kp_qt.ctx_next + KP_Q_CTX_BLOCK;
 	}
-	uint64_t ctx = kp_q_ctx_next++;
-	if (kp_q_npending < KP_Q_PENDING) {
-		kp_q_pending[kp_q_npending].ctx = ctx;
-		kp_q_pending[kp_q_npending].tsc = tsc;
-		kp_q_npending++;
+	uint64_t ctx = kp_qt.ctx_next++;
+	if (kp_qt.npending < KP_Q_PENDING) {
+		kp_qt.pending[kp_qt.npending].ctx = ctx;
+		kp_qt.pending[kp_qt.npending].tsc = tsc;
+		kp_qt.npending++;
 	} else if (kp_recording()) {
 		int saved = errno; /* a full ring may wait (nanosleep) */
+		uint8_t busy = kp_tls.busy;
+		kp_tls.busy = 1; /* the pushes are kprof's: its caller's
+				  * need not set it (hook_sqlite.c) */
 		kp_query_flush();
 		push_begin(ctx, tsc);
+		kp_tls.busy = busy;
 		errno = saved;
 	}
 	return ctx;
@@ -127,13 +130,13 @@ uint64_t kp_query_open_slow(uint64_t tsc)
 
 int kp_query_drop_pending(uint64_t ctx)
 {
-	unsigned n = kp_q_npending;
+	unsigned n = kp_qt.npending;
 	for (unsigned i = n; i-- > 0;) {
-		if (kp_q_pending[i].ctx != ctx)
+		if (kp_qt.pending[i].ctx != ctx)
 			continue;
 		for (unsigned k = i + 1; k < n; k++)
-			kp_q_pending[k - 1] = kp_q_pending[k];
-		kp_q_npending = (uint8_t)(n - 1);
+			kp_qt.pending[k - 1] = kp_qt.pending[k];
+		kp_qt.npending = (uint8_t)(n - 1);
 		return 1;
 	}
 	return 0;

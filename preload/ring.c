@@ -254,7 +254,7 @@ out:
 void kp_ring_push(uint64_t tsc, uint8_t type, uint8_t kind, uint32_t stack,
 		  const void *payload, uint32_t len)
 {
-	if (KP_UNLIKELY(kp_q_npending)) /* deferred QUERY_BEGINs (query.c) */
+	if (KP_UNLIKELY(kp_qt.npending)) /* deferred QUERY_BEGINs (query.c) */
 		kp_query_flush();
 	push_event(tsc ? tsc : kp_ticks(), type, kind, stack, payload, len,
 		   NULL, 0);
@@ -269,7 +269,7 @@ void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
 	/* a query's deferred QUERY_BEGIN first (the usual reason to be
 	 * here: the first allocation inside a query), then the event the
 	 * fast way if it now can */
-	if (kp_q_npending)
+	if (kp_qt.npending)
 		kp_query_flush();
 	struct kp_ring *r = kp_tls.ring;
 	if (!r || !kp_ring_try_push_head(r, tsc, type, kind, stack,
@@ -284,7 +284,7 @@ void kp_ring_push_ext(uint64_t tsc, uint8_t type, uint8_t kind,
 		      uint32_t stack, const int64_t *v, const char *str,
 		      size_t str_len)
 {
-	if (KP_UNLIKELY(kp_q_npending) && type != KP_REC_QUERY_BEGIN)
+	if (KP_UNLIKELY(kp_qt.npending) && type != KP_REC_QUERY_BEGIN)
 		kp_query_flush(); /* deferred QUERY_BEGINs (query.c) */
 	struct kp_ext_layout l = kp_ext_layout(type);
 	if (!l.has_str || !str)

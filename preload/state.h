@@ -42,6 +42,8 @@ struct kp_config {
 	char query_plugin[512]; /* KOTOBA_PROFILE_QUERY_PLUGIN: "" = none */
 	unsigned slow_query_ms; /* KOTOBA_PROFILE_SLOW_QUERY_MS */
 	int query_text_full; /* KOTOBA_PROFILE_QUERY_TEXT=full */
+	long sqlite_counters; /* KOTOBA_PROFILE_SQLITE_COUNTERS: KP_SQC_AUTO,
+			       * KP_SQC_API, or an offset to try (>= 0) */
 	int cpu;             /* KOTOBA_PROFILE_CPU: sample CPU time */
 	unsigned cpu_hz;     /* KOTOBA_PROFILE_CPU_HZ: samples per CPU-second */
 	int unwind;          /* KOTOBA_PROFILE_UNWIND: enum kp_unwind_mode */
@@ -52,6 +54,9 @@ enum kp_unwind_mode {
 	KP_UNWIND_LIBUNWIND = 1, /* libunwind only */
 	KP_UNWIND_VERIFY = 2,    /* both; count the stacks where they differ */
 };
+
+#define KP_SQC_AUTO (-1L)
+#define KP_SQC_API (-2L)
 
 #define KP_QHOOK_SQLITE 1u
 #define KP_QHOOK_LIBPQ 2u
@@ -150,7 +155,14 @@ struct kp_tls {
 	uint8_t writer;       /* this is the writer thread: never record */
 	uint8_t db_call;      /* inside a database call (sqlite3_step): a
 			       * sleep now is a lock wait (hook_wait.c) */
+	uint8_t in_sqlite;    /* inside a real SQLite prepare or step
+			       * (hook_sqlite.c), next to db_call: the
+			       * recording step sets and restores both with
+			       * one store each */
 };
+_Static_assert(offsetof(struct kp_tls, in_sqlite) ==
+		       offsetof(struct kp_tls, db_call) + 1,
+	       "db_call and in_sqlite side by side");
 
 extern __thread struct kp_tls kp_tls;
 
@@ -184,7 +196,12 @@ struct kp_state {
 	_Atomic int writer_sleeping;
 };
 
-extern struct kp_state kp;
+/* hidden: one rip-relative load per field, not the GOT's address first */
+KP_HIDDEN extern struct kp_state kp;
+
+/* KOTOBA_PROFILE_MEMORY=0 (hook_mem.c): malloc and free jump straight to
+ * the real ones from now on. */
+void kp_mem_pass_all(void);
 
 static inline int kp_recording(void)
 {
@@ -266,7 +283,7 @@ struct kp_real {
 	int (*dlclose)(void *); /* unwind.c */
 };
 
-extern struct kp_real kp_real;
+KP_HIDDEN extern struct kp_real kp_real;
 extern _Atomic int kp_resolving; /* dlsym in progress: use the boot pool */
 
 void kp_real_resolve(void);
@@ -330,9 +347,23 @@ int kp_ring_init(void);
 void kp_writer_wake(void);
 void kp_writer_poke(void);
 
-/* Deferred QUERY_BEGIN records of this thread (query.c): written before
- * any other event of the thread. */
-extern __thread uint8_t kp_q_npending;
+/*
+ * Deferred QUERY_BEGIN records of this thread (query.c): written before
+ * any other event of the thread; and the rest of its block of query
+ * contexts. One block: one TLS offset to load where a query opens and
+ * ends (four variables took four).
+ */
+#define KP_Q_PENDING 8
+#define KP_Q_CTX_BLOCK 1024
+struct kp_qpend {
+	uint64_t ctx, tsc;
+};
+struct kp_qtls {
+	uint64_t ctx_next, ctx_end;
+	struct kp_qpend pending[KP_Q_PENDING];
+	uint8_t npending;
+};
+extern __thread struct kp_qtls kp_qt;
 void kp_query_flush(void);
 
 /* An event's head slot: its time, then type, kind, len and stack. */
@@ -373,7 +404,7 @@ static KP_ALWAYS_INLINE void kp_ring_publish(struct kp_ring *r, uint64_t h,
  * (kp_tls.ring), when it has room: the hot path of kp_ring_push_ext for
  * an extension event without a string (I/O calls), and of
  * kp_ring_push_mem. Calls nothing that may change errno (kp_writer_wake
- * keeps it). The caller has set kp_tls.busy and checked kp_q_npending.
+ * keeps it). The caller has set kp_tls.busy and checked kp_qt.npending.
  * @return 0 when the ring looks full: the caller takes its slow path
  * (kp_ring_push_ext, kp_ring_push_mem_slow).
  */
@@ -438,7 +469,7 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 		       cont_nv = KP_EV_CONT_PAYLOAD / 8;
 	const uint32_t len = nv * 8;
 	const uint64_t n = 1 + kp_ev_nx(len);
-	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_q_npending)) {
+	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_qt.npending)) {
 		uint64_t h = atomic_load_explicit(&r->head,
 						  memory_order_relaxed);
 		uint64_t mask = r->mask; /* once: the stores may alias it */
@@ -486,7 +517,7 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 	if (!tsc)
 		tsc = kp_ticks();
 	uint32_t len = kp_mem_len(type, c);
-	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_q_npending) &&
+	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_qt.npending) &&
 	    KP_LIKELY(kp_ring_try_push_head(r, tsc, type, kind, stack, len, a,
 					    b, c, d, 0)))
 		return;
@@ -689,34 +720,24 @@ void kp_io_direct_off(void);
 /* May hook sqlite/libpq (KP_QHOOK_*) record now? (not busy, recording) */
 static inline int kp_query_want(unsigned hook);
 /* Write the deferred QUERY_BEGINs of this thread (ring.c, before any
- * other record of the thread). */
-extern __thread uint8_t kp_q_npending;
-void kp_query_flush(void);
-/* The deferred QUERY_BEGINs of this thread, and the rest of its block of
- * query contexts (query.c). */
-#define KP_Q_PENDING 8
-#define KP_Q_CTX_BLOCK 1024
-struct kp_qpend {
-	uint64_t ctx, tsc;
-};
-extern __thread struct kp_qpend kp_q_pending[KP_Q_PENDING];
-extern __thread uint64_t kp_q_ctx_next, kp_q_ctx_end;
+ * other record of the thread); kp_qt above holds them. */
 uint64_t kp_query_open_slow(uint64_t tsc);
 /* The query ctx ends: its QUERY_BEGIN, if still deferred, is not needed.
  * @return 1 when it was (so it is never written). */
 int kp_query_drop_pending(uint64_t ctx);
 
 /* Open a query on this thread (its QUERY_BEGIN is deferred until the
- * thread records something else; keeps errno). @return its ctx. */
+ * thread records something else; keeps errno, and sets kp_tls.busy
+ * around the pushes it may make). @return its ctx. */
 static KP_ALWAYS_INLINE uint64_t kp_query_open(uint64_t tsc)
 {
-	unsigned n = kp_q_npending;
-	if (KP_UNLIKELY(kp_q_ctx_next == kp_q_ctx_end || n >= KP_Q_PENDING))
+	unsigned n = kp_qt.npending;
+	if (KP_UNLIKELY(kp_qt.ctx_next == kp_qt.ctx_end || n >= KP_Q_PENDING))
 		return kp_query_open_slow(tsc);
-	uint64_t ctx = kp_q_ctx_next++;
-	kp_q_pending[n].ctx = ctx;
-	kp_q_pending[n].tsc = tsc;
-	kp_q_npending = (uint8_t)(n + 1);
+	uint64_t ctx = kp_qt.ctx_next++;
+	kp_qt.pending[n].ctx = ctx;
+	kp_qt.pending[n].tsc = tsc;
+	kp_qt.npending = (uint8_t)(n + 1);
 	return ctx;
 }
 /*
@@ -737,16 +758,15 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
  * when nothing may be pushed: the trace ended while the query ran
  * (another thread's exit).
  */
-static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
-					 uint64_t *now, uint32_t *stack,
-					 struct kp_unwind_memo **memo)
+static KP_ALWAYS_INLINE int kp_query_end_at(uint64_t now, uint64_t tsc0,
+					    int64_t *v, uint32_t *stack,
+					    struct kp_unwind_memo **memo)
 {
-	*now = kp_ticks();
-	v[KP_Q_DUR] = (int64_t)(*now - tsc0);
+	v[KP_Q_DUR] = (int64_t)(now - tsc0);
 	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
-	unsigned n = kp_q_npending;
-	if (KP_LIKELY(n == 1) && kp_q_pending[0].ctx == ctx) {
-		kp_q_npending = 0;
+	unsigned n = kp_qt.npending;
+	if (KP_LIKELY(n == 1) && kp_qt.pending[0].ctx == ctx) {
+		kp_qt.npending = 0;
 		v[KP_Q_CTX] = 0;
 	} else if (ctx && n && kp_query_drop_pending(ctx)) {
 		v[KP_Q_CTX] = 0;
@@ -763,19 +783,36 @@ static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
 	return 1;
 }
 
-/* kp_query_close of a query whose text is text_id (or none: 0), inline
- * for the SQLite hook's every run; memo as for kp_query_end. */
-static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
-					       uint32_t text_id, int64_t *v,
-					       struct kp_unwind_memo **memo)
+static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
+					 uint64_t *now, uint32_t *stack,
+					 struct kp_unwind_memo **memo)
 {
-	uint64_t now;
+	*now = kp_ticks();
+	return kp_query_end_at(*now, tsc0, v, stack, memo);
+}
+
+/* kp_query_close of a query whose text is text_id (or none: 0) that ends
+ * at now (ticks), inline for the SQLite hook's every run; memo as for
+ * kp_query_end. */
+static KP_ALWAYS_INLINE void kp_query_close_id_at(uint8_t source,
+						  uint64_t tsc0, uint64_t now,
+						  uint32_t text_id, int64_t *v,
+						  struct kp_unwind_memo **memo)
+{
 	uint32_t stack;
-	if (!kp_query_end(tsc0, v, &now, &stack, memo))
+	if (!kp_query_end_at(now, tsc0, v, &stack, memo))
 		return;
 	v[KP_Q_TEXT_ID] = text_id;
 	kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);
 }
+
+static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
+					       uint32_t text_id, int64_t *v,
+					       struct kp_unwind_memo **memo)
+{
+	kp_query_close_id_at(source, tsc0, kp_ticks(), text_id, v, memo);
+}
+
 /* Fingerprint (or copy, QUERY_TEXT=full) text into out[cap]; the value
  * hash of its literals into *valhash; sets KP_QF_TEXT_FULL/CUT in *flags.
  * @return the length written. */

@@ -81,6 +81,9 @@ int main(int argc, char **argv)
 	     " CREATE TABLE orders(id INTEGER PRIMARY KEY, user_id INT,"
 	     " amount INT);");
 	sqlite3_stmt *ins = prep("INSERT INTO users(name, city) VALUES (?, ?)");
+	/* a NULL statement is SQLite's misuse, under kprof too (no query) */
+	if (sqlite3_step(NULL) != SQLITE_MISUSE || sqlite3_reset(NULL) != SQLITE_OK)
+		die("step or reset of NULL");
 	insert_users(ins, 1, 20); /* autocommit: one commit each */
 	exec("BEGIN");
 	insert_users(ins, 21, 20);

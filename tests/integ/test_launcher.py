@@ -43,6 +43,8 @@ DEFAULT_CONFIG.update({"query": "1", "query_hooks": "all", "query_plugin": "",
 DEFAULT_CONFIG.update({"cpu": "0", "cpu_hz": "100"})
 # the stack unwinder (preload/unwind.c)
 DEFAULT_CONFIG.update({"unwind": "fast"})
+# how the SQLite hook reads its counters (preload/hook_sqlite.c)
+DEFAULT_CONFIG.update({"sqlite_counters": "auto"})
 
 
 def makefile_version():

@@ -211,6 +211,43 @@ with t.section("threads"):
         t.ok(len(conns) == TH and all(len(c) == 1 and 0 not in c for c in conns.values()),
              "threads: each thread's selects name one connection (its own)", conns)
 
+# The hook reads a run's four counters straight from SQLite's statement
+# once the API has confirmed their place (hook_sqlite.c): every run's
+# counters must be the API's, and a wrong place (offset=8, a test's) must
+# be caught by the check and cost nothing but one warning line.
+with t.section("statement counters"):
+    with Tmp() as d:
+        runs = {}
+        for mode in ("api", "auto", "offset=8", "offset=4096"):
+            db = os.path.join(d, "c%d.db" % len(runs))
+            r = run([app("sqlite_app"), db], d, prof={"SQLITE_COUNTERS": mode})
+            t.eq((r.rc, r.out), (0, "users=40 order_rows=40\n"),
+                 "SQLITE_COUNTERS=%s: the app runs unchanged" % mode)
+            lines = r.err.splitlines()
+            if mode.startswith("offset="):
+                t.ok(len(lines) == 1 and "KOTOBA_PROFILE_SQLITE_COUNTERS" in lines[0]
+                     and "sqlite3_stmt_status" in lines[0],
+                     "SQLITE_COUNTERS=%s: the wrong place is caught, one warning" % mode,
+                     r.err)
+            else:
+                t.eq(r.err, "", "SQLITE_COUNTERS=%s: no warning" % mode)
+            runs[mode] = [(x["str"], x["v"][2], x["v"][4:8]) for x in dump(r.traces)
+                          if x["type"] == "query"]
+            if mode != "offset=4096":
+                check_report(t, analyze(r.traces)["queries"], "SQLITE_COUNTERS=" + mode)
+        t.ok(len(runs["api"]) == 128 and any(v[3] for _, _, v in runs["api"]) and
+             any(v[0] for _, _, v in runs["api"]),
+             "api: 128 runs, with full-scan and VM steps counted")
+        for mode in ("auto", "offset=8", "offset=4096"):
+            t.eq(runs[mode], runs["api"],
+                 "SQLITE_COUNTERS=%s: every run's text, rows and four counters "
+                 "are the API's" % mode)
+        r = run([app("sqlite_app"), os.path.join(d, "bad.db")], d,
+                prof={"SQLITE_COUNTERS": "offset=-4"})
+        t.ok(r.rc == 0 and len(r.err.splitlines()) == 1 and
+             "KOTOBA_PROFILE_SQLITE_COUNTERS" in r.err and "default auto" in r.err,
+             "SQLITE_COUNTERS=offset=-4: one warning line, the default used", r.err)
+
 with t.section("variables"):
     with Tmp() as d:
         for prof, want, name in (({"QUERY": "0"}, 0, "QUERY=0: no query recorded"),

@@ -23,6 +23,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 typedef struct sqlite3 sqlite3;
 typedef struct sqlite3_stmt sqlite3_stmt;
@@ -588,18 +590,27 @@ static void counters_give_up(const char *why)
 			why);
 }
 
-/* Bytes of s before its zSql field, 0 when not found. */
+/*
+ * Bytes of s before its zSql field, 0 when not found. The scan reads the
+ * statement through process_vm_readv (on this process; learning only, a
+ * few runs), which stops at an unmapped page instead of faulting: where
+ * zSql is not in the struct (a SQLite whose layout differs), the scan
+ * goes past the allocation, maybe to the end of the heap.
+ */
 static size_t zsql_offset(sqlite3_stmt *s)
 {
 	const char *z = sq.sql(s);
 	if (!z)
 		return 0;
-	for (size_t o = 0; o < CNT_SCAN; o += 8) {
-		uintptr_t w;
-		memcpy(&w, (const char *)s + o, 8);
-		if (w == (uintptr_t)z)
-			return o;
-	}
+	uint64_t copy[CNT_SCAN / 8];
+	struct iovec mine = { copy, sizeof(copy) },
+		     theirs = { (void *)s, sizeof(copy) };
+	int saved = errno;
+	ssize_t got = process_vm_readv(getpid(), &mine, 1, &theirs, 1, 0);
+	errno = saved;
+	for (size_t i = 0; got > 0 && i < (size_t)got / 8; i++)
+		if (copy[i] == (uintptr_t)z)
+			return i * 8;
 	return 0;
 }
 

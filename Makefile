@@ -145,6 +145,7 @@ $(B)/tests/apps/spans: APP_LDFLAGS = -Ipreload -pthread
 $(B)/tests/apps/demo: APP_LDFLAGS = -Ipreload
 $(B)/tests/apps/sqlite_app: APP_LDFLAGS = -lsqlite3
 $(B)/tests/apps/sqlite_bench: APP_LDFLAGS = -lsqlite3
+$(B)/tests/apps/sqlite_many: APP_LDFLAGS = -lsqlite3
 $(B)/tests/apps/sqlite_mt: APP_LDFLAGS = -lsqlite3 -pthread
 $(B)/tests/apps/sqlite_utf16: APP_LDFLAGS = -lsqlite3
 $(B)/tests/apps/sqlite_lock: APP_LDFLAGS = -lsqlite3

@@ -59,6 +59,7 @@ static struct {
 		    void *, char **);
 	const char *(*sql)(sqlite3_stmt *);
 	int (*stmt_status)(sqlite3_stmt *, int, int);
+	int (*stmt_busy)(sqlite3_stmt *); /* optional: untracked_end */
 	sqlite3 *(*db_handle)(sqlite3_stmt *);
 	int (*get_autocommit)(sqlite3 *);
 	int (*stmt_readonly)(sqlite3_stmt *);
@@ -101,6 +102,7 @@ static int sq_resolve(void)
 	R(exec, "sqlite3_exec");
 	R(sql, "sqlite3_sql");
 	R(stmt_status, "sqlite3_stmt_status");
+	R(stmt_busy, "sqlite3_stmt_busy");
 	R(db_handle, "sqlite3_db_handle");
 	R(get_autocommit, "sqlite3_get_autocommit");
 	R(stmt_readonly, "sqlite3_stmt_readonly");
@@ -181,6 +183,29 @@ static KP_ALWAYS_INLINE _Atomic(sqlite3_stmt *) *slot_key(struct sq_stmt *e)
 }
 static struct sq_tab *_Atomic tab;
 static _Atomic uint64_t untracked;
+/* Runs of statements without a slot (their window was full at prepare,
+ * or they were prepared where the hook does not look: before it was set
+ * up, inside SQLite), which were not recorded: the writer writes them as
+ * lost QUERY events (kp_sqlite_lost_runs). */
+static _Atomic uint64_t lost_runs;
+
+uint64_t kp_sqlite_lost_runs(void)
+{
+	return atomic_load_explicit(&lost_runs, memory_order_relaxed);
+}
+
+/*
+ * A run of a statement without a slot is counted once, where its VM
+ * stops: a step that left it stopped (done, or an error that halted it;
+ * not a SQLITE_BUSY it can retry), or a reset or finalize of it still
+ * running (stepped to a row). Without sqlite3_stmt_busy (older than
+ * SQLite 3.7.10) only the steps that return done or an error count.
+ */
+static __attribute__((noinline)) void untracked_step_end(sqlite3_stmt *s)
+{
+	if (!sq.stmt_busy || !sq.stmt_busy(s))
+		atomic_fetch_add_explicit(&lost_runs, 1, memory_order_relaxed);
+}
 
 static size_t slot_of(const void *p)
 {
@@ -931,6 +956,8 @@ static KP_ALWAYS_INLINE int step_rec_t(sqlite3_stmt *s, int tsc)
 			end_run(e, s, rc, tsc);
 			t->busy = 0;
 		}
+	} else if (KP_UNLIKELY(!e) && rc != SQLITE_ROW) {
+		untracked_step_end(s);
 	}
 	return rc;
 }
@@ -1018,6 +1045,17 @@ static __attribute__((noinline)) int reset_open(sqlite3_stmt *s,
 	return sq.reset(s);
 }
 
+/* A reset or finalize of s, which has no slot (untracked_step_end): a
+ * run still going ends here, where the hook would have recorded it. */
+static __attribute__((noinline)) void untracked_cut(sqlite3_stmt *s)
+{
+	if (s && sq.stmt_busy &&
+	    atomic_load_explicit(&sq_mode, memory_order_relaxed) == SQ_REC &&
+	    !kp_tls.in_sqlite && !kp_tls.busy && !kp_tls.writer &&
+	    sq.stmt_busy(s))
+		atomic_fetch_add_explicit(&lost_runs, 1, memory_order_relaxed);
+}
+
 /* sqlite3_reset before the table of statements exists, or of NULL. */
 static __attribute__((noinline)) int reset_other(sqlite3_stmt *s)
 {
@@ -1026,6 +1064,8 @@ static __attribute__((noinline)) int reset_other(sqlite3_stmt *s)
 	struct sq_stmt *e = s ? find(s) : NULL;
 	if (KP_UNLIKELY(e && e->running))
 		return reset_open(s, e);
+	if (!e)
+		untracked_cut(s);
 	return sq.reset(s);
 }
 
@@ -1051,6 +1091,8 @@ KP_EXPORT int sqlite3_reset(sqlite3_stmt *s)
 	struct sq_stmt *e = find_in(t, s);
 	if (KP_UNLIKELY(e && e->running))
 		return reset_open(s, e);
+	if (KP_UNLIKELY(!e))
+		untracked_cut(s);
 	return sq.reset(s);
 }
 
@@ -1064,6 +1106,8 @@ KP_EXPORT int sqlite3_finalize(sqlite3_stmt *s)
 		struct sq_stmt *e = find(s);
 		if (e)
 			end_open_run(e, s, 1);
+		else
+			untracked_cut(s);
 	}
 	return sq.finalize(s);
 }

@@ -856,6 +856,9 @@ int kp_cpu_collect(uint64_t wm);
 const struct kp_cpu_sample *kp_cpu_next(void);
 /* Samples dropped because a sample ring was full. */
 uint64_t kp_cpu_lost(void);
+/* Runs of SQLite statements the hook had no slot for, not recorded
+ * (hook_sqlite.c): lost QUERY events. */
+uint64_t kp_sqlite_lost_runs(void);
 
 /* ---- lifecycle (lifecycle.c) --------------------------------------------- */
 

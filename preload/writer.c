@@ -614,6 +614,7 @@ static void emit_lost(void)
 			tot[t] += atomic_load_explicit(&r->lost[t],
 						       memory_order_relaxed);
 	tot[KP_REC_CPU_SAMPLE] += kp_cpu_lost();
+	tot[KP_REC_QUERY] += kp_sqlite_lost_runs();
 	for (int t = 0; t <= KP_REC_TYPE_MAX; t++) {
 		/* Rings freed after a fork restart from zero; counts only grow
 		 * within one trace. */

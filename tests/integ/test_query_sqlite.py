@@ -291,4 +291,25 @@ with t.section("variables"):
         t.ok("N+1" in out and "CREATE INDEX kp_orders_user_id ON orders(user_id);" in out
              and "WRITE STORM" in out and "DUPLICATE" in out,
              "kprof-analyze queries: the text report names every finding", out[-3000:])
+
+# More live statements than the hook's table holds (8,192 slots, a
+# statement within 64 of its home): the runs of those without a slot are
+# not recorded, and are counted as lost QUERY events, each run once
+# (ended by done, by a reset after a row, or by its finalize): recorded
+# plus lost is every run. With few statements nothing is lost.
+with t.section("statements without a slot: lost runs counted"):
+    with Tmp() as d:
+        for n, some_lost in (("10000", True), ("300", False)):
+            r = run([app("sqlite_many"), n], d, prof={"MEMORY": "0", "IO": "0"})
+            t.eq(r.rc, 0, "sqlite_many %s runs" % n, r.err)
+            runs = int(r.out.split()[1]) if r.out.startswith("runs ") else -1
+            rep = analyze(r.traces)
+            calls = sum(f["calls"] for f in rep["queries"]["fingerprints"])
+            lost = rep["trace"].get("events_lost_by_type", {}).get("query", 0)
+            t.eq(calls + lost, runs, "sqlite_many %s: %d recorded + %d lost = the "
+                 "app's %d runs" % (n, calls, lost, runs))
+            t.eq(lost > 0, some_lost, "sqlite_many %s: lost runs %s" % (
+                n, "counted" if some_lost else "none"))
+            t.eq(rep["trace"]["events_lost"], lost, "sqlite_many %s: only query "
+                 "events lost" % n)
 t.done()

@@ -529,7 +529,7 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 		 * the loop's largest stall in perf; with the prefetch the
 		 * writer's share of alloc_bench's CPU samples went from 22.9 to
 		 * 22.3 %, four runs each) */
-		__builtin_prefetch(&slots[(t + 32) & mask]);
+		__builtin_prefetch(&slots[(t + 16) & mask]);
 		ts = ticks_to_ns(ev->tsc, tsc0, mult);
 		if (KP_LIKELY(ev->len <= KP_EV_HEAD_PAYLOAD)) {
 			/* FREE, or a malloc's ALLOC: one slot */

@@ -174,16 +174,9 @@ def run_cpu(cmd, env, cwd):
     """Run cmd; return the CPU seconds (user + sys) of it and its threads
     (kprof's writer included), from wait4: unlike wall time, this holds on
     a machine shared with other jobs."""
-    full = dict(os.environ)
-    full.update(env)
-    p = subprocess.Popen(cmd, env=full, cwd=cwd, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
-    err = p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise Failed("exit %d: %s" % (p.returncode, err[-200:]))
-    return ru.ru_utime + ru.ru_stime
+    cpu = []
+    run_timed(cmd, env, cwd, cpu=cpu)
+    return cpu[0]
 
 
 def bench_cpu(rounds, quick):

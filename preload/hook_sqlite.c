@@ -182,7 +182,6 @@ static KP_ALWAYS_INLINE _Atomic(sqlite3_stmt *) *slot_key(struct sq_stmt *e)
 				    offsetof(struct sq_slot, st)))->key;
 }
 static struct sq_tab *_Atomic tab;
-static _Atomic uint64_t untracked;
 /* Runs of statements without a slot (their window was full at prepare,
  * or they were prepared where the hook does not look: before it was set
  * up, inside SQLite), which were not recorded: the writer writes them as
@@ -520,8 +519,7 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 		e->running = 0;
 		return;
 	}
-	kp_arena_free(copy);
-	atomic_fetch_add(&untracked, 1);
+	kp_arena_free(copy); /* no slot: its runs count as lost */
 }
 
 /*

@@ -215,7 +215,10 @@ $(B)/bench/noop_preload.so: tests/bench/noop_preload.c
 #                     the size/speed tests, which only print numbers)
 #   make fuzz         libFuzzer on the trace reader for FUZZ_SECONDS, over a
 #                     copy of tests/fuzz/corpus (new inputs stay in build/)
-#   make fuzz-corpus  regenerate the seed corpus (only when the format changes)
+#   make fuzz-corpus  regenerate the seed corpus (only when the format changes;
+#                     then restore from git the files it does not make: the
+#                     traces of older formats, v1-* and v2.*, nostacks.kpz and
+#                     crash-* regressions, which the reader must keep reading)
 FUZZ_SECONDS ?= 20
 .PHONY: fuzz-corpus
 # -gdwarf-aranges: clang omits .debug_aranges by default, and without it

@@ -139,17 +139,11 @@ static KP_ALWAYS_INLINE uint8_t *kp_enc_mem(struct kp_enc *e, uint8_t *out,
 					    uint64_t c, uint64_t d,
 					    uint32_t stack)
 {
-	uint8_t *p = out + 1;
-	uint64_t dts = ts - e->last_ts;
-	unsigned tag;
+	uint64_t zdts = kp_zigzag((int64_t)(ts - e->last_ts));
+	unsigned tag = (unsigned)(zdts & 31) << 3;
+	uint8_t *p = kp_put_varint(out + 1, zdts >> 5);
 
 	e->last_ts = ts;
-	if (dts < KP_BLK_DTS_ESC) {
-		tag = (unsigned)dts << 3;
-	} else {
-		tag = KP_BLK_DTS_ESC << 3;
-		p = kp_put_varint(p, kp_zigzag((int64_t)dts));
-	}
 	if (type == KP_REC_FREE) {
 		uint64_t dp = a - e->last_ptr;
 		int p16 = (dp & 15) == 0;
@@ -210,6 +204,7 @@ int kp_enc_rec(struct kp_enc *e, const struct kp_rec *r);
 struct kp_dec {
 	struct kp_mpk c;   /* over the decompressed frame */
 	const uint8_t *blk, *blk_end; /* the rest of an EVENTS block */
+	uint8_t blk_v2;    /* it is format 2's (KP_REC_EVENTS2) */
 	uint64_t last_ts;  /* delta state, as in the encoder */
 	uint64_t last_ptr;
 	uint32_t cur_tid;

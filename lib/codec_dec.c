@@ -218,14 +218,20 @@ static KP_ALWAYS_INLINE const uint8_t *blk_event(const uint8_t *p,
 						 const uint8_t *end,
 						 uint64_t *last_ts,
 						 uint64_t *last_ptr,
-						 struct kp_mem_rec *m, int room)
+						 struct kp_mem_rec *m, int room,
+						 int v2)
 {
 	uint8_t tag = *p++;
 	unsigned type = tag & 3;
 	int p16 = (tag & KP_BLK_PTR16) != 0;
 	uint64_t dts = tag >> 3, a, b, size, stack, u, ptr;
 
-	if (dts == KP_BLK_DTS_ESC) {
+	if (!v2) { /* format 3: the rest of zigzag(dts) follows */
+		NEXT(get_varint(p, end, &u));
+		if (u >> 59)
+			return NULL; /* more than 64 bits */
+		dts = (uint64_t)unzigzag(u << 5 | dts);
+	} else if (dts == KP_BLK_DTS_ESC) {
 		NEXT(get_varint(p, end, &u));
 		dts = (uint64_t)unzigzag(u);
 	}
@@ -282,7 +288,7 @@ static int dec_block_event(struct kp_dec *d, struct kp_rec *r)
 {
 	struct kp_mem_rec m = { 0 };
 	const uint8_t *p = blk_event(d->blk, d->blk_end, &d->last_ts,
-				     &d->last_ptr, &m, 0);
+				     &d->last_ptr, &m, 0, d->blk_v2);
 
 	if (!p)
 		return KP_ECORRUPT;
@@ -313,7 +319,10 @@ static int dec_block_event(struct kp_dec *d, struct kp_rec *r)
 	return 1;
 }
 
-size_t kp_dec_mem(struct kp_dec *d, struct kp_mem_rec *out, size_t max)
+/* kp_dec_mem for a block of format v2 (2 or 3), a constant. */
+static KP_ALWAYS_INLINE size_t dec_mem(struct kp_dec *d,
+				       struct kp_mem_rec *out, size_t max,
+				       int v2)
 {
 	const uint8_t *p = d->blk, *end = d->blk_end;
 	uint64_t ts = d->last_ts, ptr = d->last_ptr;
@@ -322,14 +331,16 @@ size_t kp_dec_mem(struct kp_dec *d, struct kp_mem_rec *out, size_t max)
 
 	/* the bulk of a block: no bounds checks while an event surely fits */
 	while (n < max && end - p >= BLK_EVENT_MAX) {
-		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n], 1);
+		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n], 1,
+					     v2);
 		if (!q)
 			goto out; /* kp_dec_next() reports it */
 		out[n++].tid = tid;
 		p = q;
 	}
 	while (n < max && p < end) {
-		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n], 0);
+		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n], 0,
+					     v2);
 		if (!q)
 			break;
 		out[n++].tid = tid;
@@ -342,8 +353,15 @@ out:
 	return n;
 }
 
-/* [15, tid, bin]: open the block (its events come from kp_dec_next). */
-static int dec_block(struct kp_dec *d, uint32_t rem)
+size_t kp_dec_mem(struct kp_dec *d, struct kp_mem_rec *out, size_t max)
+{
+	return KP_UNLIKELY(d->blk_v2) ? dec_mem(d, out, max, 1) :
+					dec_mem(d, out, max, 0);
+}
+
+/* [17, tid, bin], or format 2's [15, tid, bin] (v2): open the block (its
+ * events come from kp_dec_next). */
+static int dec_block(struct kp_dec *d, uint32_t rem, int v2)
 {
 	const uint8_t *body;
 	uint32_t n;
@@ -354,6 +372,7 @@ static int dec_block(struct kp_dec *d, uint32_t rem)
 	TRY(kp_mpk_bin(&d->c, &body, &n));
 	d->blk = body;
 	d->blk_end = body + n;
+	d->blk_v2 = (uint8_t)v2;
 	return 2;
 }
 
@@ -524,7 +543,7 @@ static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 
 static inline int known_type(uint64_t t)
 {
-	return (t >= KP_REC_FRAME && t <= KP_REC_QUERY_TEXT) ||
+	return (t >= KP_REC_FRAME && t <= KP_REC_EVENTS) ||
 	       kp_rec_is_ext(t);
 }
 
@@ -650,8 +669,8 @@ static __attribute__((noinline)) int dec_next_slow(struct kp_dec *d,
 			TRY(kp_mpk_skip(c, n));
 			continue;
 		}
-		if (type == KP_REC_EVENTS) {
-			int used = dec_block(d, n);
+		if (type == KP_REC_EVENTS || type == KP_REC_EVENTS2) {
+			int used = dec_block(d, n, type == KP_REC_EVENTS2);
 			if (used < 0)
 				return used;
 			if ((uint32_t)used < n)

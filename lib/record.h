@@ -38,12 +38,15 @@
 #define KP_MAGIC "KPROFTRC"
 #define KP_MAGIC_LEN 8
 /* readers refuse a larger major; 2: EVENTS blocks (a 1.x reader would
- * skip them and miss every allocation, hence a major); 2 reads 1 too */
-#define KP_FORMAT_MAJOR 2
+ * skip them and miss every allocation, hence a major); 3: the blocks'
+ * time deltas split between the tag and a varint, in a record type of
+ * their own (a 2.x reader would skip those blocks, hence a major); 3
+ * reads 1 and 2 too */
+#define KP_FORMAT_MAJOR 3
 #define KP_FORMAT_MAJOR_MIN 1 /* the oldest major this reader reads */
-/* readers accept any minor; 1: QUERY_TEXT records and the QUERY value
- * text_id (a 2.0 reader sees those QUERY records without their text) */
-#define KP_FORMAT_MINOR 1
+/* readers accept any minor (2.1: QUERY_TEXT records and the QUERY value
+ * text_id, which a 2.0 reader would see without their text) */
+#define KP_FORMAT_MINOR 0
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -98,16 +101,20 @@ enum kp_rec_type {
 	KP_REC_FORK = 13,
 	/* [14, dts, path]: this process is about to exec path. */
 	KP_REC_EXEC = 14,
-	/* [15, tid, bin]: a run of ALLOC, FREE and REALLOC events of thread
-	 * tid in a compact encoding ("Event blocks" below), using and
-	 * updating the frame's delta state; afterwards cur_tid = tid. This
-	 * is how the writer stores memory events (format 2). */
-	KP_REC_EVENTS = 15,
+	/* [15, tid, bin]: the EVENTS block of format 2, which wrote its
+	 * events' dts in another way ("Event blocks" below). Read, no longer
+	 * written. */
+	KP_REC_EVENTS2 = 15,
 	/* [16, id, text]: query text id (dense from 1 within a trace) is the
 	 * string text; a QUERY whose text_id is id has this text (2.1). Like
 	 * STACK, it precedes (in file order) every record that uses its id,
 	 * and each id is defined once per trace. */
 	KP_REC_QUERY_TEXT = 16,
+	/* [17, tid, bin]: a run of ALLOC, FREE and REALLOC events of thread
+	 * tid in a compact encoding ("Event blocks" below), using and
+	 * updating the frame's delta state; afterwards cur_tid = tid. This
+	 * is how the writer stores memory events (format 3). */
+	KP_REC_EVENTS = 17,
 
 	/*
 	 * Extension records (type >= KP_REC_EXT_MIN): I/O, queries, spans,
@@ -137,9 +144,11 @@ enum kp_rec_type {
  *
  *   tag      one byte: bits 0-1 the kind of event (enum kp_blk_type),
  *            bit 2 (KP_BLK_PTR16) every pointer delta of the event is
- *            stored divided by 16 (malloc's alignment), bits 3-7 dts when
- *            below KP_BLK_DTS_ESC, else KP_BLK_DTS_ESC and dts follows
- *   [dts]    zigzag varint
+ *            stored divided by 16 (malloc's alignment), bits 3-7 the low
+ *            5 bits of zigzag(dts)
+ *   dts_hi   varint: zigzag(dts) >> 5 (so zigzag(dts) = dts_hi << 5 |
+ *            tag >> 3: one byte for |dts| below 2048 ns, where the
+ *            events of a busy thread fall)
  *   ALLOC    dptr, size, stack
  *   ALLOC_X  dptr, size, stack, kind, align
  *   FREE     dptr
@@ -148,6 +157,11 @@ enum kp_rec_type {
  * varint: unsigned LEB128, at most 10 bytes; zigzag: 0, -1, 1, -2, ... ->
  * 0, 1, 2, 3, ...; dptr: zigzag varint of the signed pointer delta. The
  * values mean what they mean in ALLOC, FREE and REALLOC records.
+ *
+ * Format 2's blocks (KP_REC_EVENTS2) differ only in the dts: bits 3-7 of
+ * the tag are zigzag(dts) when below KP_BLK_DTS_ESC, else KP_BLK_DTS_ESC
+ * and the zigzag varint of dts follows the tag (absent otherwise): most
+ * events, 64 ns or more apart, took two bytes of time after the tag.
  */
 enum kp_blk_type {
 	KP_BLK_ALLOC = 0,
@@ -156,7 +170,7 @@ enum kp_blk_type {
 	KP_BLK_ALLOC_X = 3, /* ALLOC with a kind or an alignment */
 };
 #define KP_BLK_PTR16 4
-#define KP_BLK_DTS_ESC 31
+#define KP_BLK_DTS_ESC 31 /* format 2 only */
 
 /*
  * ---- Extension records ----------------------------------------------------

@@ -1027,53 +1027,79 @@ TEST(ext_direct_matches_packer)
 	free(slow.b.p);
 }
 
-/* Hostile blocks: cut varints, values over 64 bits, stacks over 32 bits
- * are KP_ECORRUPT; an empty block is nothing. */
+/* Hostile blocks, of format 3 (EVENTS) and format 2 (EVENTS2): cut
+ * varints, values over 64 bits, stacks over 32 bits are KP_ECORRUPT; an
+ * empty block is nothing. */
 TEST(event_blocks_hostile)
 {
 	static uint64_t pcs[KP_MAX_STACK_DEPTH];
 	static const struct {
 		const char *name;
+		uint8_t type;
 		uint8_t body[16];
 		size_t n;
 		int events; /* decoded before the error, or all */
 		int ret;
 	} cases[] = {
-		{ "empty", { 0 }, 0, 0, 0 },
-		{ "free", { 0x01 | 4 | (3 << 3), 0x02 }, 2, 1, 0 },
-		{ "cut dts", { 0x01 | (31 << 3), 0x80 }, 2, 0, KP_ECORRUPT },
-		{ "cut ptr", { 0x00, 0x81 }, 2, 0, KP_ECORRUPT },
-		{ "no size", { 0x00, 0x02 }, 2, 0, KP_ECORRUPT },
-		{ "65 bits", { 0x01 | (31 << 3), 0xff, 0xff, 0xff, 0xff, 0xff,
+#define E2 KP_REC_EVENTS2
+#define E3 KP_REC_EVENTS
+		{ "empty", E3, { 0 }, 0, 0, 0 },
+		{ "v3 free", E3, { 0x01 | 4 | (6 << 3), 0x00, 0x02 }, 3, 1, 0 },
+		{ "v3 no dts_hi", E3, { 0x01 }, 1, 0, KP_ECORRUPT },
+		{ "v3 cut dts_hi", E3, { 0x01, 0x80 }, 2, 0, KP_ECORRUPT },
+		{ "v3 cut ptr", E3, { 0x00, 0x00, 0x81 }, 3, 0, KP_ECORRUPT },
+		{ "v3 no size", E3, { 0x00, 0x00, 0x02 }, 3, 0, KP_ECORRUPT },
+		/* zigzag(dts) of 64 bits: the largest dts_hi, and one more */
+		{ "v3 64-bit dts", E3, { 0x01 | (31 << 3), 0xff, 0xff, 0xff,
+					 0xff, 0xff, 0xff, 0xff, 0xff, 0x07,
+					 0x00 }, 11, 1, 0 },
+		{ "v3 65-bit dts", E3, { 0x01 | (31 << 3), 0x80, 0x80, 0x80,
+					 0x80, 0x80, 0x80, 0x80, 0x80, 0x08,
+					 0x00 }, 11, 0, KP_ECORRUPT },
+		{ "v3 ok then cut", E3, { 0x01, 0x00, 0x00, 0x01 }, 4, 1,
+		  KP_ECORRUPT },
+		{ "v3 65-bit dts, room", E3, { 0x01, 0x00, 0x00, 0x01 | (31 << 3),
+					       0x80, 0x80, 0x80, 0x80, 0x80,
+					       0x80, 0x80, 0x80, 0x08, 0x00,
+					       0x00, 0x00 }, 16, 1,
+		  KP_ECORRUPT },
+		{ "empty", E2, { 0 }, 0, 0, 0 },
+		{ "free", E2, { 0x01 | 4 | (3 << 3), 0x02 }, 2, 1, 0 },
+		{ "cut dts", E2, { 0x01 | (31 << 3), 0x80 }, 2, 0, KP_ECORRUPT },
+		{ "cut ptr", E2, { 0x00, 0x81 }, 2, 0, KP_ECORRUPT },
+		{ "no size", E2, { 0x00, 0x02 }, 2, 0, KP_ECORRUPT },
+		{ "65 bits", E2, { 0x01 | (31 << 3), 0xff, 0xff, 0xff, 0xff, 0xff,
 			       0xff, 0xff, 0xff, 0xff, 0x02, 0x00 }, 12, 0,
 		  KP_ECORRUPT },
-		{ "11 bytes", { 0x01 | (31 << 3), 0x80, 0x80, 0x80, 0x80,
+		{ "11 bytes", E2, { 0x01 | (31 << 3), 0x80, 0x80, 0x80, 0x80,
 				0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00 },
 		  12, 0, KP_ECORRUPT },
-		{ "stack > u32", { 0x00, 0x00, 0x01, 0x80, 0x80, 0x80, 0x80,
+		{ "stack > u32", E2, { 0x00, 0x00, 0x01, 0x80, 0x80, 0x80, 0x80,
 				   0x10 }, 8, 0, KP_ECORRUPT },
-		{ "kind > u8", { 0x03, 0x00, 0x01, 0x01, 0x80, 0x02, 0x00 }, 7,
+		{ "kind > u8", E2, { 0x03, 0x00, 0x01, 0x01, 0x80, 0x02, 0x00 }, 7,
 		  0, KP_ECORRUPT },
-		{ "ok then cut", { 0x01, 0x00, 0x00 }, 3, 1, KP_ECORRUPT },
+		{ "ok then cut", E2, { 0x01, 0x00, 0x00 }, 3, 1, KP_ECORRUPT },
 		/* ten bytes and more left: varints read without bounds */
-		{ "65 bits, room", { 0x01, 0x00, 0x01 | (31 << 3), 0xff, 0xff,
+		{ "65 bits, room", E2, { 0x01, 0x00, 0x01 | (31 << 3), 0xff, 0xff,
 				     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 				     0x02, 0x00, 0x00, 0x00 }, 16, 1,
 		  KP_ECORRUPT },
-		{ "11 bytes, room", { 0x01 | (31 << 3), 0x80, 0x80, 0x80, 0x80,
+		{ "11 bytes, room", E2, { 0x01 | (31 << 3), 0x80, 0x80, 0x80, 0x80,
 				      0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
 				      0x00, 0x00, 0x00, 0x00, 0x00 }, 16, 0,
 		  KP_ECORRUPT },
-		{ "64 bits, room", { 0x01 | (31 << 3), 0xff, 0xff, 0xff, 0xff,
+		{ "64 bits, room", E2, { 0x01 | (31 << 3), 0xff, 0xff, 0xff, 0xff,
 				     0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00,
 				     0x01, 0x00 }, 14, 2, 0 },
+#undef E2
+#undef E3
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		struct pbuf b = { 0 };
 		msgpack_packer pk;
 		msgpack_packer_init(&pk, &b, pbuf_write);
 		msgpack_pack_array(&pk, 3);
-		msgpack_pack_int(&pk, KP_REC_EVENTS);
+		msgpack_pack_int(&pk, cases[k].type);
 		msgpack_pack_int(&pk, 5);
 		msgpack_pack_bin(&pk, cases[k].n);
 		msgpack_pack_bin_body(&pk, cases[k].body, cases[k].n);
@@ -1103,10 +1129,104 @@ TEST(event_blocks_hostile)
 	}
 }
 
+/*
+ * The example of kprof-trace(5): an ALLOC (malloc, 64 bytes), an ALLOC
+ * (calloc, 32 bytes) and a FREE of the first block, thread 4242, 1000,
+ * 1300 and 1500 ns into a frame based at 0. The encoder writes exactly the
+ * bytes the page shows for format 3, and both those and format 2's bytes
+ * of the same events (the page's example before format 3) decode to them.
+ */
+TEST(event_blocks_golden)
+{
+	static const uint8_t v3[] = {
+		0x84, 0x3e, 0xd4, 0xe4, 0xaa, 0xd5, 0xaa, 0xd5, 0x02, 0x40,
+		0x01, 0xc7, 0x12, 0x0a, 0x20, 0x01, 0x01, 0x00, 0x85, 0x0c,
+		0x09,
+	};
+	static const uint8_t v2[] = {
+		0xfc, 0xd0, 0x0f, 0xd4, 0xe4, 0xaa, 0xd5, 0xaa, 0xd5, 0x02,
+		0x40, 0x01, 0xff, 0xd8, 0x04, 0x0a, 0x20, 0x01, 0x01, 0x00,
+		0xfd, 0x90, 0x03, 0x09,
+	};
+	static const struct {
+		uint8_t type, kind;
+		uint64_t ts, ptr, size;
+	} want[] = {
+		{ KP_REC_ALLOC, KP_ALLOC_MALLOC, 1000, 0x5555555592a0, 64 },
+		{ KP_REC_ALLOC, KP_ALLOC_CALLOC, 1300, 0x5555555592f0, 32 },
+		{ KP_REC_FREE, 0, 1500, 0x5555555592a0, 0 },
+	};
+	static uint64_t pcs[KP_MAX_STACK_DEPTH];
+	struct encbuf eb;
+	uint8_t out[KP_ENC_BLOCK_HDR + 3 * KP_ENC_MAX_EVENT];
+
+	memset(&eb, 0, sizeof(eb));
+	kp_enc_init(&eb.e, &eb.b, pbuf_write);
+	REQUIRE(kp_enc_frame(&eb.e, 0, 0) == 0);
+	size_t n = kp_enc_block_open(&eb.e, 4242, out);
+	for (size_t i = 0; i < 3; i++) {
+		struct kp_rec r;
+		memset(&r, 0, sizeof(r));
+		r.type = want[i].type;
+		r.kind = want[i].kind;
+		r.tid = 4242;
+		r.ts = want[i].ts;
+		if (r.type == KP_REC_ALLOC) {
+			r.u.alloc.ptr = want[i].ptr;
+			r.u.alloc.size = want[i].size;
+			r.u.alloc.stack = 1;
+		} else {
+			r.u.free.ptr = want[i].ptr;
+		}
+		n += kp_enc_block_event(&eb.e, &r, out + n);
+	}
+	CHECK(out[1] == KP_REC_EVENTS);
+	CHECK(n - KP_ENC_BLOCK_HDR == sizeof(v3));
+	CHECK(memcmp(out + KP_ENC_BLOCK_HDR, v3, sizeof(v3)) == 0);
+	free(eb.b.p);
+
+	for (int f = 0; f < 2; f++) {
+		struct pbuf b = { 0 };
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &b, pbuf_write);
+		msgpack_pack_array(&pk, 3);
+		msgpack_pack_int(&pk, KP_REC_FRAME);
+		msgpack_pack_int(&pk, 0);
+		msgpack_pack_int(&pk, 0);
+		msgpack_pack_array(&pk, 3);
+		msgpack_pack_int(&pk, f ? KP_REC_EVENTS2 : KP_REC_EVENTS);
+		msgpack_pack_int(&pk, 4242);
+		msgpack_pack_bin(&pk, f ? sizeof(v2) : sizeof(v3));
+		msgpack_pack_bin_body(&pk, f ? v2 : v3,
+				      f ? sizeof(v2) : sizeof(v3));
+		struct kp_dec d;
+		struct kp_rec r;
+		size_t i = 0;
+		kp_dec_init(&d, b.p, b.len, pcs);
+		REQUIRE(kp_dec_next(&d, &r) == 1 && r.type == KP_REC_FRAME);
+		while (kp_dec_next(&d, &r) == 1) {
+			REQUIRE(i < 3);
+			CHECK(r.type == want[i].type && r.tid == 4242 &&
+			      r.ts == want[i].ts);
+			if (r.type == KP_REC_ALLOC)
+				CHECK(r.kind == want[i].kind &&
+				      r.u.alloc.ptr == want[i].ptr &&
+				      r.u.alloc.size == want[i].size &&
+				      r.u.alloc.stack == 1 &&
+				      r.u.alloc.align == 0);
+			else
+				CHECK(r.u.free.ptr == want[i].ptr);
+			i++;
+		}
+		CHECK(i == 3);
+		free(b.p);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(event_blocks_match_records),
-			 T(event_blocks_hostile), T(ext_direct_matches_packer),
+			 T(event_blocks_hostile), T(event_blocks_golden), T(ext_direct_matches_packer),
 			 T(mpk_integers), T(mpk_every_format),
 			 T(mpk_hostile), T(roundtrip_every_type),
 			 T(encoder_sizes), T(encoder_limits),

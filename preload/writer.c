@@ -868,6 +868,15 @@ static void *writer_main(void *arg)
 	kp_tls.busy = 1;
 	prctl(PR_SET_NAME, "kprof-writer", 0, 0, 0);
 	private_fd_table();
+	/* A first cycle now, not after the first flush interval: it writes
+	 * the header (once the clock is calibrated, about 1 ms after start),
+	 * so a process killed before its first flush (the writer of a
+	 * pipeline, SIGPIPE'd when the reader is done) leaves a trace that
+	 * reads as truncated, not an empty file that is "not a trace". */
+	pthread_mutex_lock(&w.cycle_lock);
+	if (!w.final_done && !atomic_load(&w.stop))
+		cycle(0, 0, 0, NULL);
+	pthread_mutex_unlock(&w.cycle_lock);
 	while (!atomic_load(&w.stop)) {
 		uint32_t seq = atomic_load(&kp.wake_seq);
 		struct timespec ts = { kp.cfg.flush_ms / 1000,

@@ -28,15 +28,21 @@
  *               writes known lines to them while allocating more (with
  *               pauses so kprof's writer runs in between), prints
  *               "allocs=A frees=F oldfds=N". Files stay open until exit.
+ *   earlysig PATH  allocates 10 blocks, waits (up to 10 s) until the file
+ *               PATH (kprof's trace) is not empty, then dies of SIGPIPE,
+ *               as `seq | head -1`'s writer does, long before the first
+ *               flush interval (the test sets a long one).
  * No stdio (see leaky.c): snprintf + write.
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -229,6 +235,21 @@ static int mode_closefrom(void)
 	return 0;
 }
 
+static int mode_earlysig(const char *path)
+{
+	for (int i = 0; i < 10; i++)
+		sink[30 + i] = malloc(32);
+	struct stat st;
+	for (int i = 0; i < 1000; i++) {
+		if (stat(path, &st) == 0 && st.st_size > 0)
+			break;
+		nap_ms(10);
+	}
+	signal(SIGPIPE, SIG_DFL);
+	raise(SIGPIPE);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
@@ -258,6 +279,8 @@ int main(int argc, char **argv)
 		return mode_sleep();
 	if (!strcmp(m, "closefrom"))
 		return mode_closefrom();
+	if (!strcmp(m, "earlysig") && argc > 2)
+		return mode_earlysig(argv[2]);
 	say("usage: lifecycle MODE%.0ld%.0ld%.0ld\n", 0, 0, 0);
 	return 64;
 }

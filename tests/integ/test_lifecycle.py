@@ -181,6 +181,34 @@ with t.section("SIGKILL"):
         t.ge(rep["memory"]["alloc_calls"], c["allocs"], "sigkill: the 2000 allocations before the sleep are in")
         t.ge(rep["memory"]["free_calls"], c["frees"], "sigkill: the 1000 frees before the sleep are in")
 
+with t.section("killed before the first flush"):
+    # `seq 1 1000000 | head -1`: seq dies of SIGPIPE within milliseconds,
+    # long before the first flush interval. Its trace must still be one a
+    # reader calls truncated, not an empty file ("not a kprof trace"): the
+    # header goes out as soon as the clock is calibrated (about 1 ms), not
+    # with the first frame. The app waits (up to 10 s) for the trace to be
+    # non-empty; FLUSH_MS=60000 rules the periodic flush out.
+    with Tmp() as d:
+        path = os.path.join(d, "early.kpz")
+        env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_FLUSH_MS": "60000",
+                         "KOTOBA_PROFILE_OUTPUT": path})
+        p = subprocess.run([APP, "earlysig", path], cwd=d, env=env,
+                           capture_output=True, timeout=60)
+        t.eq(p.returncode, -signal.SIGPIPE, "earlysig: the app died of SIGPIPE",
+             p.stderr.decode(errors="replace"))
+        t.ok(os.path.exists(path) and os.path.getsize(path) > 0,
+             "earlysig: the trace is not empty")
+        rc, out, err = analyze_raw(["--format", "json", path])
+        t.eq(rc, 0, "earlysig: the analyzer reads it", err)
+        if rc == 0:
+            import json
+            rep = json.loads(out)
+            t.eq(rep["trace"]["truncated"], True, "earlysig: trace.truncated true")
+            procs = rep["trace"]["processes"]
+            t.eq(len(procs), 1, "earlysig: one process")
+            t.ok(procs and procs[0]["exe"].endswith("/lifecycle"),
+                 "earlysig: the header names the app", procs)
+
 with t.section("closefrom"):
     with Tmp() as d:
         r = run([APP, "closefrom"], d, prof={"FLUSH_MS": "50"})

@@ -19,6 +19,9 @@
  *   cpuwork handler SIG|auto installs its own handler for kprof's signal
  *                            (auto: the highest free real-time signal at
  *                            that point), raises it, checks it ran
+ *   cpuwork clock MS         calls clock_gettime(CLOCK_MONOTONIC) for MS
+ *                            ms: most of the time in the kernel's vDSO,
+ *                            which has no file to symbolize from
  */
 #include <errno.h>
 #include <pthread.h>
@@ -258,6 +261,20 @@ static int handler(const char *which)
 	return handled == 1 ? 0 : 1;
 }
 
+static int clock_loop(long ms)
+{
+	struct timespec t0, t;
+	long calls = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		calls++;
+	} while ((t.tv_sec - t0.tv_sec) * 1000 +
+		 (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+	printf("calls %ld\n", calls);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && !strcmp(argv[1], "split"))
@@ -268,6 +285,9 @@ int main(int argc, char **argv)
 		return blocking(atoi(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "handler"))
 		return handler(argv[2]);
-	fprintf(stderr, "usage: cpuwork split|late|blocking|handler ...\n");
+	if (argc >= 3 && !strcmp(argv[1], "clock"))
+		return clock_loop(atol(argv[2]));
+	fprintf(stderr, "usage: cpuwork split|late|blocking|handler|clock "
+		"...\n");
 	return 2;
 }

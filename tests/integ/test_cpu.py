@@ -198,6 +198,30 @@ with t.section("threads created after start"):
         t.ge(fn_share(c, "late_worker", "self_share"), 0.9,
              "late_worker has the time")
 
+with t.section("time in the vDSO is symbolized"):
+    # clock_gettime() runs in the kernel's vDSO, a module with no file
+    # ("linux-vdso.so.1" in the trace); the analyzer reads its own copy
+    # (same kernel: same build-id) instead of warning that it cannot open
+    # it and showing linux-vdso.so.1+offset.
+    with Tmp() as d:
+        r = run([app("cpuwork"), "clock", "600"], cwd=d, prof=CPU)
+        t.eq(r.rc, 0, "runs", r)
+        rc, out, err = analyze_raw(["--format", "json", "cpu"] + r.traces)
+        t.eq(rc, 0, "analyzes", err)
+        t.ok("vdso" not in err, "no warning about the vDSO", err)
+        import json
+        fns = cpu_of(json.loads(out))["functions"]
+        # the vDSO's symbol is clock_gettime or __vdso_clock_gettime (two
+        # names of one address); libc's wrapper of the same name alone
+        # has a small share of the time
+        share = sum(f["self_share"] for f in fns
+                    if "clock_gettime" in f["function"])
+        t.ok(share >= 0.5, "clock_gettime has the time (self share >= 0.5)",
+             [(f["function"], f["self_share"]) for f in fns[:6]])
+        t.ok(not any("linux-vdso" in f["function"] for f in fns),
+             "no linux-vdso.so.1+offset frame",
+             [f["function"] for f in fns if "vdso" in f["function"]])
+
 with t.section("blocking reads and nanosleep under sampling"):
     with Tmp() as d:
         r = run([app("cpuwork"), "blocking", "300"], cwd=d, prof=CPU,

@@ -40,6 +40,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -668,6 +669,53 @@ static void hex(char *out, size_t outlen, const uint8_t *b, size_t n)
 		out[k < outlen ? k : outlen - 1] = '\0';
 }
 
+/* The kernel's vDSO, as the dynamic linker names it in the trace. */
+static int is_vdso(const char *path)
+{
+	return !strcmp(path, "linux-vdso.so.1") ||
+	       !strcmp(path, "linux-gate.so.1");
+}
+
+/*
+ * The vDSO has no file. This analyzer's own is the traced one when both
+ * ran on the same kernel, which sym_open's build-id check tells: a copy of
+ * it in a memory file stands in for the file, so that the time a program
+ * spends in clock_gettime() shows as that, not as linux-vdso.so.1+0x9f1.
+ * @return an fd at offset 0, or -1.
+ */
+static int vdso_fd(void)
+{
+	const unsigned char *p = (const void *)getauxval(AT_SYSINFO_EHDR);
+	if (!p || memcmp(p, ELFMAG, SELFMAG) || p[EI_CLASS] != ELFCLASS64)
+		return -1;
+	const Elf64_Ehdr *eh = (const void *)p;
+	const Elf64_Phdr *ph = (const void *)(p + eh->e_phoff);
+	/* the image is the whole ELF file, section headers last */
+	size_t len = eh->e_shoff + (size_t)eh->e_shnum * eh->e_shentsize;
+	for (unsigned i = 0; i < eh->e_phnum; i++)
+		if (ph[i].p_type == PT_LOAD &&
+		    ph[i].p_offset + ph[i].p_filesz > len)
+			len = ph[i].p_offset + ph[i].p_filesz;
+	if (len < sizeof(*eh) || len > (1u << 20))
+		return -1;
+	int fd = memfd_create("vdso", MFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, p + off, len - off);
+		if (w <= 0) {
+			close(fd);
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	if (lseek(fd, 0, SEEK_SET) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* Open module m for lookups, once. @return NULL when it cannot be used. */
 static struct sym_module *sym_open(struct kp_symbols *s, struct kp_module *m)
 {
@@ -680,9 +728,14 @@ static struct sym_module *sym_open(struct kp_symbols *s, struct kp_module *m)
 	if (!m->path[0] || m->path[0] == '[')
 		return NULL;
 
-	int fd = open(m->path, O_RDONLY | O_CLOEXEC);
+	/* the vDSO of another kernel (the trace made elsewhere) is nowhere:
+	 * module+offset without a warning */
+	int vdso = is_vdso(m->path);
+	int fd = vdso ? vdso_fd() : open(m->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		warning("%s: cannot open, showing module+offset", m->path);
+		if (!vdso)
+			warning("%s: cannot open, showing module+offset",
+				m->path);
 		return NULL;
 	}
 	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
@@ -702,8 +755,10 @@ static struct sym_module *sym_open(struct kp_symbols *s, struct kp_module *m)
 			hex(want, sizeof(want), m->build_id, m->build_id_len);
 			elf_end(elf);
 			close(fd);
-			warning("%s: build-id differs from the traced one (%s), "
-				"showing module+offset", m->path, want);
+			if (!vdso)
+				warning("%s: build-id differs from the traced "
+					"one (%s), showing module+offset",
+					m->path, want);
 			return NULL;
 		}
 	}

@@ -97,6 +97,17 @@ with t.section("known I/O"):
         t.ok("relative error <= 0.39 %" in text and d + "/data" in text,
              "kprof-analyze io: text report with the error bound")
 
+        def sizes_line(path, what):
+            block = text.split("  " + path + " (")[1].split("\n  /")[0]
+            return [ln for ln in block.splitlines()
+                    if ln.strip().startswith(what + " sizes:")]
+        dl = sizes_line(d + "/data", "write")
+        t.ok(len(dl) == 1 and "; small requests (< 4096 B) " in dl[0]
+             and dl[0].endswith(" % of 14 syscalls"),
+             "data: the small share is of its 14 write syscalls", dl)
+        t.eq([ln for ln in sizes_line(d + "/log.txt", "write") if "small" in ln], [],
+             "log.txt (stdio only): no small-request share of 0 syscalls")
+
 # ---- findings ------------------------------------------------------------------
 with t.section("findings"):
     with Tmp() as d:

@@ -798,9 +798,17 @@ static void text_file(struct io_state *s, const struct file *f, FILE *out,
 			fprintf(out, " %s:%llu", size_name[k],
 				(unsigned long long)f->sizes[d][k]);
 		}
-		if (any)
-			fprintf(out, "; small (< %d B) %.1f %%\n", SMALL_IO,
-				100.0 * share(f->small[d], f->rw_calls[d]));
+		/* the sizes (bytes moved) count stdio calls too; the share
+		 * of small requests (bytes asked for) only system calls, as
+		 * a stdio call is buffered: say so, and nothing when there
+		 * were none */
+		if (any && f->rw_calls[d])
+			fprintf(out, "; small requests (< %d B) %.1f %% of "
+				"%llu syscalls\n", SMALL_IO,
+				100.0 * share(f->small[d], f->rw_calls[d]),
+				(unsigned long long)f->rw_calls[d]);
+		else if (any)
+			fputc('\n', out);
 	}
 	if (f->reread_bytes)
 		fprintf(out, "    re-read bytes: %llu%s\n",

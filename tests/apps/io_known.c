@@ -10,6 +10,10 @@
  *                        prints the app's own clock_gettime of the read
  *   io_known DIR calls N N write+read+lseek rounds on DIR/c (strace -c)
  *   io_known DIR small N N writes of 64 bytes to DIR/s (the bench)
+ *   io_known DIR smallab N  the same in blocks of 1,000 alternating
+ *                        write() (through kprof's hook) and the raw system
+ *                        call (never hooked): the hook's cost in one
+ *                        process (abpairs.h)
  *   io_known DIR fork    opens DIR/forked, forks; the child writes 3 x 100
  *                        bytes to it, the parent waits and writes 1
  *   io_known DIR threads 4 threads x 500 writes of 10 bytes to DIR/shared
@@ -35,10 +39,13 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "abpairs.h"
 
 static char buf[1 << 20];
 static int fails;
@@ -214,6 +221,27 @@ static void small(const char *dir, int n)
 	/* the app thread's own time per call (the writer thread's work is
 	 * elsewhere when a core is free) */
 	printf("%.1f ns per write\n", (double)(t1 - t0) / n);
+}
+
+static void small_block(void *arg, int direct, long n)
+{
+	int fd = *(int *)arg;
+	for (long i = 0; i < n; i++) {
+		if (direct)
+			syscall(SYS_write, fd, buf, 64);
+		else
+			write(fd, buf, 64);
+	}
+}
+
+static void smallab(const char *dir, int n)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/s", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || ab_pairs(small_block, &fd, n / 2000, 1000))
+		fails++;
+	close(fd);
 }
 
 static void forked(const char *dir)
@@ -511,6 +539,8 @@ int main(int argc, char **argv)
 		bad(argv[1]);
 	else if (!strcmp(argv[2], "small"))
 		small(argv[1], argc > 3 ? atoi(argv[3]) : 100000);
+	else if (!strcmp(argv[2], "smallab"))
+		smallab(argv[1], argc > 3 ? atoi(argv[3]) : 200000);
 	else if (!strcmp(argv[2], "calls"))
 		calls(argv[1], argc > 3 ? atoi(argv[3]) : 100);
 	else

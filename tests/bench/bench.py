@@ -381,6 +381,40 @@ def callgrind_ir(cmd, env):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def ab_pairs(title, cmd, configs, rounds, per, pers):
+    """The hook's cost inside one process (tests/apps/abpairs.h): cmd
+    alternates blocks of calls through the hook and around it; each run
+    prints the medians over its pairs of blocks. Printed: per config, the
+    median over the runs of the ns it adds per call (wall, then the app
+    thread's CPU time) and its share of the call without the hook."""
+    print("\n## %s, in one process: blocks of 1,000 %s alternating through "
+          "kprof's hook and around it, %d runs (medians)" % (title, pers, rounds))
+    print("| configuration | %s without the hook | ns added | share | "
+          "CPU ns added | CPU share |" % per)
+    print("|---|---:|---:|---:|---:|---:|")
+    work = tempfile.mkdtemp(prefix="kprof-bench-ab-")
+    try:
+        for label, env in configs:
+            got = []
+            for _ in range(rounds):
+                clean(work)
+                full = dict(os.environ)
+                full.update(env)
+                p = subprocess.run(cmd, env=full, cwd=work, capture_output=True,
+                                   text=True)
+                if p.returncode != 0:
+                    raise Failed("%s: exit %d %s" % (label, p.returncode,
+                                                     p.stderr[-200:]))
+                kv = dict(x.split("=") for x in p.stdout.split())
+                got.append((float(kv["direct_ns"]), float(kv["added_ns"]),
+                            float(kv["added_cpu_ns"])))
+            d, a, c = (statistics.median(x[i] for x in got) for i in range(3))
+            print("| %s | %.0f ns | %+.0f | %.1f %% | %+.0f | %.1f %% |" % (
+                label, d, a, 100 * a / d, c, 100 * c / d))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def io_instructions(app, off, on):
     """Repeatable per-call cost: callgrind instruction counts of 20000 and
     40000 small writes; the difference over 20000 is the cost of one call,
@@ -448,6 +482,10 @@ def io_benches(rounds, quick):
     io_instructions(app, off, on)
     run_io("small writes: %d write() calls of 64 bytes" % n,
            [app, ".", "small", str(n)], rounds)
+    ab_pairs("64-byte writes", [app, ".", "smallab", str(n)],
+             [("none", {}), ("kprof I/O, stacks off", off),
+              ("kprof I/O, stacks on", on)], max(rounds, 5), "write()",
+             "write() calls")
 
     sqlite = shutil.which("sqlite3")
     if not sqlite:
@@ -566,6 +604,12 @@ def query_bench(rounds, quick):
                     label, per, per - none, per / none if none else 0))
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    # the issue's case again, measured inside one process: separate runs
+    # move by more than the hook costs on a shared machine
+    ab_pairs("SQLite point selects, file, secondary index, one read transaction",
+             [exe, str(n), dbfile, "txn", "ab"],
+             [c for c in configs if c[0] == "none" or "hook" in c[0]
+              or "defaults" in c[0]], max(rounds, 5), "query", "queries")
 
 
 if __name__ == "__main__":

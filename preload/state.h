@@ -387,6 +387,33 @@ static KP_ALWAYS_INLINE void kp_ev_put_head(struct kp_ev *ev, uint64_t tsc,
 #endif
 }
 
+/*
+ * Ask for the lines of the next slots of this thread's ring, for writing,
+ * ahead of an event that will take them when a call returns (a query's
+ * QUERY): the writer last read those lines on its own core, and a store
+ * that must fetch one back holds the app thread up (~100 ns a line here).
+ * Fetched while the call runs, they are this core's when the event is
+ * written. Measured in one process, blocks of calls alternating with and
+ * without the hook (tests/apps/abpairs.h), on the app thread's CPU clock:
+ * on SQLite point selects in a read transaction the hook's cost went from
+ * 8-11 % to 3-7 % of a query. (Before a 64-byte write() it made no
+ * difference that 18 runs could see: the system call's own entry and
+ * exit take longer than the fetch.)
+ */
+static KP_ALWAYS_INLINE void kp_ring_prefetch(unsigned slots)
+{
+	struct kp_ring *r = kp_tls.ring;
+	if (KP_UNLIKELY(r == NULL))
+		return;
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	/* two slots a line: every other slot from the first, and the last,
+	 * touch every line of [h, h + slots) */
+	for (unsigned k = 0; k < slots; k += 2)
+		__builtin_prefetch(&r->slots[(h + k) & r->mask], 1, 3);
+	if (!(slots & 1))
+		__builtin_prefetch(&r->slots[(h + slots - 1) & r->mask], 1, 3);
+}
+
 /* Publish head h + n; every quarter ring, wake the writer if it sleeps, so
  * a busy thread rarely has to wait for it. */
 static KP_ALWAYS_INLINE void kp_ring_publish(struct kp_ring *r, uint64_t h,
@@ -738,6 +765,9 @@ static KP_ALWAYS_INLINE uint64_t kp_query_open(uint64_t tsc)
 	kp_qt.pending[n].ctx = ctx;
 	kp_qt.pending[n].tsc = tsc;
 	kp_qt.npending = (uint8_t)(n + 1);
+	/* the slots the query's QUERY will take, unless its own events (a
+	 * QUERY_BEGIN, allocations, I/O) come first: then theirs */
+	kp_ring_prefetch(1 + kp_ev_nx(KP_Q_NV * 8));
 	return ctx;
 }
 /*

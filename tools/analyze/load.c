@@ -16,6 +16,9 @@
  * merge; a few runs are merged by scanning their heads, many with a heap.
  * The passes get the merged order in batches (struct kp_batch): indexes
  * into the buffer, so no event is copied twice.
+ *
+ * The reading itself (zstd, decoding) runs ahead on a thread of its own
+ * (readahead.c); everything here sees its results in file order.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -59,9 +62,6 @@ const struct kp_pass *const *kp_pass_list(size_t *n)
  */
 #define KP_MERGE_CHUNK 512
 
-/* Memory events decoded per call of the reader's bulk path. */
-#define KP_MEM_BATCH 128
-
 struct kp_load {
 	struct kp_analysis *an;
 	struct kp_trace *t;
@@ -90,8 +90,6 @@ struct kp_load {
 	size_t nx, x_cap;
 	char *xstr;
 	size_t xstr_n, xstr_cap;
-	/* the reader's bulk path (kp_reader_mem()) decodes into this */
-	struct kp_mem_rec mem[KP_MEM_BATCH];
 	/* the passes that take events */
 	void (*xEvents[KP_MAX_PASSES])(void *, struct kp_trace *,
 				       const struct kp_batch *);
@@ -759,16 +757,19 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 	for (size_t i = 0; i < an->npasses; i++)
 		if (an->passes[i]->xBeginTrace)
 			an->passes[i]->xBeginTrace(an->pass_state[i], &t);
+	struct kp_ra *ra = kp_ra_start(r);
 	for (;;) {
-		struct kp_rec rec;
-		size_t n = kp_reader_mem(r, L.mem, KP_MEM_BATCH);
-		if (n) {
-			handle_mem(&L, L.mem, n);
+		const struct kp_mem_rec *m;
+		const struct kp_rec *rec;
+		size_t n;
+		uint64_t frames;
+		rc = kp_ra_next(ra, &m, &n, &rec, &frames);
+		if (rc == 2) {
+			handle_mem(&L, m, n);
 			continue;
 		}
-		rc = kp_reader_next(r, &rec);
 		if (rc == 1) {
-			handle_record(&L, &rec);
+			handle_record(&L, rec);
 			continue;
 		}
 		if (rc == 0)
@@ -781,9 +782,10 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 		}
 		ret = error("%s: %s (after %llu good frames)", name,
 			    trace_strerror(ebuf, sizeof(ebuf), rc),
-			    (unsigned long long)kp_reader_frames(r));
+			    (unsigned long long)frames);
 		break;
 	}
+	kp_ra_end(ra);
 	ev_flush(&L);
 
 	struct kp_proc *p = t.proc;

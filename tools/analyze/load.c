@@ -342,6 +342,35 @@ static void merge_scan(struct kp_load *L)
 	deliver(L, ev + pos[0], NULL, end[0] - pos[0]);
 }
 
+/*
+ * Two runs, the usual frame of a two-thread program: the scan with both
+ * heads in registers and no branch on which one is taken (a coin toss
+ * when the threads' events interleave). Same ties, same batches.
+ */
+static void merge_two(struct kp_load *L)
+{
+	const struct kp_event *ev = L->ev;
+	size_t a = 0, a_end = L->run_start[1], b = a_end, b_end = L->nev;
+	size_t k = 0;
+
+	while (a < a_end && b < b_end) {
+		size_t take_b = ev[b].ts < ev[a].ts;
+		L->order[k++] = (uint32_t)(take_b ? b : a);
+		b += take_b;
+		a += take_b ^ 1;
+		if (k == KP_MERGE_CHUNK) {
+			deliver(L, ev, L->order, k);
+			k = 0;
+		}
+	}
+	if (k)
+		deliver(L, ev, L->order, k);
+	if (a < a_end)
+		deliver(L, ev + a, NULL, a_end - a);
+	else
+		deliver(L, ev + b, NULL, b_end - b);
+}
+
 /* Hand the buffered events to the passes in time order. */
 static void ev_flush(struct kp_load *L)
 {
@@ -356,6 +385,8 @@ static void ev_flush(struct kp_load *L)
 			L->xrecs[i].u.ext.str = L->xstr + L->xstr_off[i];
 	if (L->nruns == 1)
 		deliver(L, L->ev, NULL, n);
+	else if (L->nruns == 2)
+		merge_two(L);
 	else if (L->nruns <= KP_MERGE_SCAN_MAX)
 		merge_scan(L);
 	else

@@ -613,6 +613,27 @@ static void handle_mem(struct kp_load *L, const struct kp_mem_rec *m,
 	size_t k = L->nev;
 	uint64_t run_ts = L->run_ts, last = t->last_ts;
 	for (size_t i = 0; i < n; i++, m++) {
+		if (KP_LIKELY(m->type != KP_REC_REALLOC)) {
+			/* mem_events() of one event, field by field: the
+			 * struct's padding need not be written */
+			struct kp_event *e = &ev[k];
+			int alloc = m->type == KP_REC_ALLOC;
+			uint64_t ts = m->ts;
+			e->ts = ts;
+			e->ptr = m->a;
+			e->size = alloc ? m->b : 0;
+			e->stack = alloc ? m->stack : 0;
+			e->tid = tid;
+			e->type = m->type;
+			e->kind = alloc ? m->kind : 0;
+			if (KP_UNLIKELY(ts < run_ts))
+				add_run(L, k); /* time went backwards */
+			run_ts = ts;
+			if (ts > last)
+				last = ts;
+			k++;
+			continue;
+		}
 		unsigned c = mem_events(&ev[k], m, tid);
 		for (unsigned j = 0; j < c; j++) {
 			uint64_t ts = ev[k + j].ts;

@@ -140,7 +140,7 @@ static KP_ALWAYS_INLINE void pm_reserve(struct ptrmap *m)
 }
 
 /* Remove slot i, shifting later members of the run back (no tombstones). */
-static void pm_delete(struct ptrmap *m, size_t i)
+static void pm_delete_shift(struct ptrmap *m, size_t i)
 {
 	size_t mask = m->cap - 1, j = i;
 
@@ -158,6 +158,18 @@ static void pm_delete(struct ptrmap *m, size_t i)
 	}
 	m->slots[i].ptr = 0;
 	m->n--;
+}
+
+/* pm_delete_shift(), with the usual case inline: at a load of at most
+ * 1/2 the slot after i is mostly free, and then nothing moves. */
+static KP_ALWAYS_INLINE void pm_delete(struct ptrmap *m, size_t i)
+{
+	if (KP_LIKELY(!m->slots[(i + 1) & (m->cap - 1)].ptr)) {
+		m->slots[i].ptr = 0;
+		m->n--;
+		return;
+	}
+	pm_delete_shift(m, i);
 }
 
 /*
@@ -275,16 +287,19 @@ static struct mem_state *mem_state_of(const struct kp_analysis *an)
 static KP_ALWAYS_INLINE uint32_t mem_site(struct mem_state *ms, struct kp_trace *t,
 			 uint32_t id)
 {
-	if (!ms->have_last || ms->last_id != id) {
-		/* kp_trace_stack(), with its common case inline */
-		if (KP_LIKELY(id < t->stack_direct_cap) && t->stack_direct[id])
-			ms->last_local = t->stack_direct[id] - 1;
-		else
+	uint32_t local;
+	/* kp_trace_stack(), with its common case inline; other ids once per
+	 * run of allocations from them (an id's local never changes) */
+	if (KP_LIKELY(id < t->stack_direct_cap) && t->stack_direct[id]) {
+		local = t->stack_direct[id] - 1;
+	} else {
+		if (!ms->have_last || ms->last_id != id) {
 			ms->last_local = kp_trace_stack(t, id);
-		ms->last_id = id;
-		ms->have_last = 1;
+			ms->last_id = id;
+			ms->have_last = 1;
+		}
+		local = ms->last_local;
 	}
-	uint32_t local = ms->last_local;
 	if (local >= ms->nmsites) {
 		size_t n = t->stacks_cap > local ? t->stacks_cap : local + 1;
 		ms->msites = xrealloc_array(ms->msites, n, sizeof(*ms->msites));
@@ -401,7 +416,10 @@ static KP_ALWAYS_INLINE void mem_free(struct mem_state *ms, uint64_t ts,
 			ms->temps[b->site]++;
 	}
 	mem_live_sub(ms, b->size);
-	remove_incarnation(ms, i, slot, in_dups);
+	if (KP_LIKELY(!in_dups && !b->ndup))
+		pm_delete(m, i); /* the only incarnation */
+	else
+		remove_incarnation(ms, i, slot, in_dups);
 }
 
 /* Thread tid's entry of ms->tl, taken over if another thread had it. */
@@ -511,14 +529,15 @@ static KP_ALWAYS_INLINE void mem_run(struct mem_state *ms, struct kp_trace *t,
 #define EV_AT(i) (order ? &ev[order[i]] : &ev[i])
 	for (i = 0; i < n && i < KP_PREFETCH_AHEAD; i++)
 		hash[i] = mem_prefetch(ms, t, EV_AT(i));
-	for (i = 0; i < n; i++) {
+	/* all but the last KP_PREFETCH_AHEAD: each fetches for a later one */
+	for (i = 0; i + KP_PREFETCH_AHEAD < n; i++) {
 		size_t slot = i & (KP_PREFETCH_AHEAD - 1);
 		uint64_t h = hash[slot];
-		if (i + KP_PREFETCH_AHEAD < n)
-			hash[slot] = mem_prefetch(ms, t,
-						  EV_AT(i + KP_PREFETCH_AHEAD));
+		hash[slot] = mem_prefetch(ms, t, EV_AT(i + KP_PREFETCH_AHEAD));
 		mem_event(ms, t, EV_AT(i), h);
 	}
+	for (; i < n; i++)
+		mem_event(ms, t, EV_AT(i), hash[i & (KP_PREFETCH_AHEAD - 1)]);
 #undef EV_AT
 }
 

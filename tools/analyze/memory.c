@@ -49,10 +49,17 @@ struct blk {
 	uint32_t ndup;  /* primary map: incarnations of ptr in the dup map */
 };
 
+/*
+ * A pointer's home slot is the top bits of its hash, ptr times a random
+ * odd number (multiply-shift: one multiplication, and a trace cannot aim
+ * pointers at one slot without knowing the number). The whole hash can
+ * be computed ahead: it stays valid when the map grows.
+ */
 struct ptrmap {
 	struct blk *slots;
 	size_t cap, n;  /* cap is a power of two */
-	uint64_t seed;
+	unsigned shift; /* 64 - log2(cap) */
+	uint64_t mul;   /* odd */
 };
 
 /*
@@ -103,9 +110,14 @@ struct mem_state {
 
 /* ---- pointer maps ---------------------------------------------------------- */
 
+static KP_ALWAYS_INLINE uint64_t pm_hash(const struct ptrmap *m, uint64_t ptr)
+{
+	return ptr * m->mul;
+}
+
 static KP_ALWAYS_INLINE size_t pm_home(const struct ptrmap *m, uint64_t ptr)
 {
-	return kp_mix64(ptr, m->seed) & (m->cap - 1);
+	return (size_t)(pm_hash(m, ptr) >> m->shift);
 }
 
 /* Put b in the first free slot of its probe run (no duplicate check). */
@@ -143,6 +155,7 @@ static void pm_grow(struct ptrmap *m)
 	struct ptrmap old = *m;
 
 	m->cap = old.cap ? old.cap * 2 : 1024;
+	m->shift = (unsigned)__builtin_clzll(m->cap) + 1;
 	m->slots = pm_alloc(m->cap);
 	m->n = 0;
 	for (size_t i = 0; i < old.cap; i++)
@@ -198,7 +211,7 @@ static KP_ALWAYS_INLINE void pm_delete(struct ptrmap *m, size_t i)
 static KP_ALWAYS_INLINE int pm_find(const struct ptrmap *m, uint64_t ptr,
 				    uint64_t hash, size_t *slot)
 {
-	size_t mask = m->cap - 1, i = hash & mask;
+	size_t mask = m->cap - 1, i = (size_t)(hash >> m->shift);
 
 	for (;; i = (i + 1) & mask) {
 		uint64_t p = m->slots[i].ptr;
@@ -473,14 +486,14 @@ static void mem_begin_trace(void *state, struct kp_trace *t)
 	(void)t;
 	memset(&ms->cur, 0, sizeof(ms->cur));
 	memset(ms->pow2_ts, 0, sizeof(ms->pow2_ts));
-	ms->map.seed = kp_random_seed();
-	ms->dups.seed = ms->map.seed;
+	ms->map.mul = kp_random_seed() | 1;
+	ms->dups.mul = ms->map.mul;
 	ms->have_last = 0;
 	ms->nmsites = 0;
 	memset(ms->tl, 0, sizeof(ms->tl));
 }
 
-/* hash: kp_mix64(e->ptr, seed) */
+/* hash: pm_hash(&ms->map, e->ptr) */
 static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 				       struct kp_trace *t,
 				       const struct kp_event *e, uint64_t hash)
@@ -527,9 +540,9 @@ static KP_ALWAYS_INLINE uint64_t mem_prefetch(const struct mem_state *ms,
 					      const struct kp_event *e)
 {
 	const struct ptrmap *m = &ms->map;
-	uint64_t hash = kp_mix64(e->ptr, m->seed);
+	uint64_t hash = pm_hash(m, e->ptr);
 
-	__builtin_prefetch(&m->slots[hash & (m->cap - 1)]);
+	__builtin_prefetch(&m->slots[hash >> m->shift]);
 	if (e->stack < t->stack_direct_cap) {
 		uint32_t local = t->stack_direct[e->stack] - 1;
 		if (local < ms->nmsites)

@@ -467,6 +467,20 @@ int kp_analysis_add_file(struct kp_analysis *an, const char *path);
 /* After the last trace: let the passes merge. */
 void kp_analysis_finish(struct kp_analysis *an);
 
+/*
+ * readahead.c: reader r's results, from a thread of its own that works
+ * ahead (or inline if it cannot be started). r must not be used otherwise
+ * until kp_ra_end(). kp_ra_next() @return 2 with a kp_reader_mem() batch
+ * in *m and *n, 1 with a kp_reader_next() record in *rec (both valid until
+ * the next call), or the reader's last return, 0 or an error, with
+ * kp_reader_frames() of that moment in *frames (again at every call).
+ */
+struct kp_ra;
+struct kp_ra *kp_ra_start(struct kp_reader *r);
+int kp_ra_next(struct kp_ra *ra, const struct kp_mem_rec **m, size_t *n,
+	       const struct kp_rec **rec, uint64_t *frames);
+void kp_ra_end(struct kp_ra *ra);
+
 /* ---- results of the memory pass (memory.c), for reports and tests ------- */
 
 struct kp_mem_totals {

@@ -16,6 +16,9 @@
  * merge; a few runs are merged by scanning their heads, many with a heap.
  * The passes get the merged order in batches (struct kp_batch): indexes
  * into the buffer, so no event is copied twice.
+ *
+ * The reading itself (zstd, decoding) runs ahead on a thread of its own
+ * (readahead.c); everything here sees its results in file order.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -59,9 +62,6 @@ const struct kp_pass *const *kp_pass_list(size_t *n)
  */
 #define KP_MERGE_CHUNK 512
 
-/* Memory events decoded per call of the reader's bulk path. */
-#define KP_MEM_BATCH 128
-
 struct kp_load {
 	struct kp_analysis *an;
 	struct kp_trace *t;
@@ -90,8 +90,6 @@ struct kp_load {
 	size_t nx, x_cap;
 	char *xstr;
 	size_t xstr_n, xstr_cap;
-	/* the reader's bulk path (kp_reader_mem()) decodes into this */
-	struct kp_mem_rec mem[KP_MEM_BATCH];
 	/* the passes that take events */
 	void (*xEvents[KP_MAX_PASSES])(void *, struct kp_trace *,
 				       const struct kp_batch *);
@@ -344,6 +342,35 @@ static void merge_scan(struct kp_load *L)
 	deliver(L, ev + pos[0], NULL, end[0] - pos[0]);
 }
 
+/*
+ * Two runs, the usual frame of a two-thread program: the scan with both
+ * heads in registers and no branch on which one is taken (a coin toss
+ * when the threads' events interleave). Same ties, same batches.
+ */
+static void merge_two(struct kp_load *L)
+{
+	const struct kp_event *ev = L->ev;
+	size_t a = 0, a_end = L->run_start[1], b = a_end, b_end = L->nev;
+	size_t k = 0;
+
+	while (a < a_end && b < b_end) {
+		size_t take_b = ev[b].ts < ev[a].ts;
+		L->order[k++] = (uint32_t)(take_b ? b : a);
+		b += take_b;
+		a += take_b ^ 1;
+		if (k == KP_MERGE_CHUNK) {
+			deliver(L, ev, L->order, k);
+			k = 0;
+		}
+	}
+	if (k)
+		deliver(L, ev, L->order, k);
+	if (a < a_end)
+		deliver(L, ev + a, NULL, a_end - a);
+	else
+		deliver(L, ev + b, NULL, b_end - b);
+}
+
 /* Hand the buffered events to the passes in time order. */
 static void ev_flush(struct kp_load *L)
 {
@@ -358,6 +385,8 @@ static void ev_flush(struct kp_load *L)
 			L->xrecs[i].u.ext.str = L->xstr + L->xstr_off[i];
 	if (L->nruns == 1)
 		deliver(L, L->ev, NULL, n);
+	else if (L->nruns == 2)
+		merge_two(L);
 	else if (L->nruns <= KP_MERGE_SCAN_MAX)
 		merge_scan(L);
 	else
@@ -584,6 +613,27 @@ static void handle_mem(struct kp_load *L, const struct kp_mem_rec *m,
 	size_t k = L->nev;
 	uint64_t run_ts = L->run_ts, last = t->last_ts;
 	for (size_t i = 0; i < n; i++, m++) {
+		if (KP_LIKELY(m->type != KP_REC_REALLOC)) {
+			/* mem_events() of one event, field by field: the
+			 * struct's padding need not be written */
+			struct kp_event *e = &ev[k];
+			int alloc = m->type == KP_REC_ALLOC;
+			uint64_t ts = m->ts;
+			e->ts = ts;
+			e->ptr = m->a;
+			e->size = alloc ? m->b : 0;
+			e->stack = alloc ? m->stack : 0;
+			e->tid = tid;
+			e->type = m->type;
+			e->kind = alloc ? m->kind : 0;
+			if (KP_UNLIKELY(ts < run_ts))
+				add_run(L, k); /* time went backwards */
+			run_ts = ts;
+			if (ts > last)
+				last = ts;
+			k++;
+			continue;
+		}
 		unsigned c = mem_events(&ev[k], m, tid);
 		for (unsigned j = 0; j < c; j++) {
 			uint64_t ts = ev[k + j].ts;
@@ -759,16 +809,19 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 	for (size_t i = 0; i < an->npasses; i++)
 		if (an->passes[i]->xBeginTrace)
 			an->passes[i]->xBeginTrace(an->pass_state[i], &t);
+	struct kp_ra *ra = kp_ra_start(r);
 	for (;;) {
-		struct kp_rec rec;
-		size_t n = kp_reader_mem(r, L.mem, KP_MEM_BATCH);
-		if (n) {
-			handle_mem(&L, L.mem, n);
+		const struct kp_mem_rec *m;
+		const struct kp_rec *rec;
+		size_t n;
+		uint64_t frames;
+		rc = kp_ra_next(ra, &m, &n, &rec, &frames);
+		if (rc == 2) {
+			handle_mem(&L, m, n);
 			continue;
 		}
-		rc = kp_reader_next(r, &rec);
 		if (rc == 1) {
-			handle_record(&L, &rec);
+			handle_record(&L, rec);
 			continue;
 		}
 		if (rc == 0)
@@ -781,9 +834,10 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 		}
 		ret = error("%s: %s (after %llu good frames)", name,
 			    trace_strerror(ebuf, sizeof(ebuf), rc),
-			    (unsigned long long)kp_reader_frames(r));
+			    (unsigned long long)frames);
 		break;
 	}
+	kp_ra_end(ra);
 	ev_flush(&L);
 
 	struct kp_proc *p = t.proc;

@@ -49,10 +49,17 @@ struct blk {
 	uint32_t ndup;  /* primary map: incarnations of ptr in the dup map */
 };
 
+/*
+ * A pointer's home slot is the top bits of its hash, ptr times a random
+ * odd number (multiply-shift: one multiplication, and a trace cannot aim
+ * pointers at one slot without knowing the number). The whole hash can
+ * be computed ahead: it stays valid when the map grows.
+ */
 struct ptrmap {
 	struct blk *slots;
 	size_t cap, n;  /* cap is a power of two */
-	uint64_t seed;
+	unsigned shift; /* 64 - log2(cap) */
+	uint64_t mul;   /* odd */
 };
 
 /*
@@ -103,9 +110,14 @@ struct mem_state {
 
 /* ---- pointer maps ---------------------------------------------------------- */
 
+static KP_ALWAYS_INLINE uint64_t pm_hash(const struct ptrmap *m, uint64_t ptr)
+{
+	return ptr * m->mul;
+}
+
 static KP_ALWAYS_INLINE size_t pm_home(const struct ptrmap *m, uint64_t ptr)
 {
-	return kp_mix64(ptr, m->seed) & (m->cap - 1);
+	return (size_t)(pm_hash(m, ptr) >> m->shift);
 }
 
 /* Put b in the first free slot of its probe run (no duplicate check). */
@@ -119,12 +131,32 @@ static void pm_place(struct ptrmap *m, const struct blk *b)
 	m->n++;
 }
 
+/*
+ * Zeroed slots on a cache line boundary, so that none straddles two lines:
+ * malloc's 16-byte alignment splits every other one, an access is then
+ * two misses, and the prefetch of mem_run() fetches only the first.
+ */
+_Static_assert(64 % sizeof(struct blk) == 0, "a slot divides a cache line");
+
+static struct blk *pm_alloc(size_t cap)
+{
+	size_t bytes;
+	void *p;
+
+	if (__builtin_mul_overflow(cap, sizeof(struct blk), &bytes) ||
+	    posix_memalign(&p, 64, bytes))
+		die(1, "out of memory (allocating %zu slots)", cap);
+	memset(p, 0, bytes);
+	return p;
+}
+
 static void pm_grow(struct ptrmap *m)
 {
 	struct ptrmap old = *m;
 
 	m->cap = old.cap ? old.cap * 2 : 1024;
-	m->slots = xcalloc(m->cap, sizeof(*m->slots));
+	m->shift = (unsigned)__builtin_clzll(m->cap) + 1;
+	m->slots = pm_alloc(m->cap);
 	m->n = 0;
 	for (size_t i = 0; i < old.cap; i++)
 		if (old.slots[i].ptr)
@@ -140,7 +172,7 @@ static KP_ALWAYS_INLINE void pm_reserve(struct ptrmap *m)
 }
 
 /* Remove slot i, shifting later members of the run back (no tombstones). */
-static void pm_delete(struct ptrmap *m, size_t i)
+static void pm_delete_shift(struct ptrmap *m, size_t i)
 {
 	size_t mask = m->cap - 1, j = i;
 
@@ -160,6 +192,18 @@ static void pm_delete(struct ptrmap *m, size_t i)
 	m->n--;
 }
 
+/* pm_delete_shift(), with the usual case inline: at a load of at most
+ * 1/2 the slot after i is mostly free, and then nothing moves. */
+static KP_ALWAYS_INLINE void pm_delete(struct ptrmap *m, size_t i)
+{
+	if (KP_LIKELY(!m->slots[(i + 1) & (m->cap - 1)].ptr)) {
+		m->slots[i].ptr = 0;
+		m->n--;
+		return;
+	}
+	pm_delete_shift(m, i);
+}
+
 /*
  * Primary map: the slot of ptr, or (return 0) the free slot where it would
  * go. The map must have a free slot.
@@ -167,7 +211,7 @@ static void pm_delete(struct ptrmap *m, size_t i)
 static KP_ALWAYS_INLINE int pm_find(const struct ptrmap *m, uint64_t ptr,
 				    uint64_t hash, size_t *slot)
 {
-	size_t mask = m->cap - 1, i = hash & mask;
+	size_t mask = m->cap - 1, i = (size_t)(hash >> m->shift);
 
 	for (;; i = (i + 1) & mask) {
 		uint64_t p = m->slots[i].ptr;
@@ -275,16 +319,19 @@ static struct mem_state *mem_state_of(const struct kp_analysis *an)
 static KP_ALWAYS_INLINE uint32_t mem_site(struct mem_state *ms, struct kp_trace *t,
 			 uint32_t id)
 {
-	if (!ms->have_last || ms->last_id != id) {
-		/* kp_trace_stack(), with its common case inline */
-		if (KP_LIKELY(id < t->stack_direct_cap) && t->stack_direct[id])
-			ms->last_local = t->stack_direct[id] - 1;
-		else
+	uint32_t local;
+	/* kp_trace_stack(), with its common case inline; other ids once per
+	 * run of allocations from them (an id's local never changes) */
+	if (KP_LIKELY(id < t->stack_direct_cap) && t->stack_direct[id]) {
+		local = t->stack_direct[id] - 1;
+	} else {
+		if (!ms->have_last || ms->last_id != id) {
 			ms->last_local = kp_trace_stack(t, id);
-		ms->last_id = id;
-		ms->have_last = 1;
+			ms->last_id = id;
+			ms->have_last = 1;
+		}
+		local = ms->last_local;
 	}
-	uint32_t local = ms->last_local;
 	if (local >= ms->nmsites) {
 		size_t n = t->stacks_cap > local ? t->stacks_cap : local + 1;
 		ms->msites = xrealloc_array(ms->msites, n, sizeof(*ms->msites));
@@ -401,7 +448,10 @@ static KP_ALWAYS_INLINE void mem_free(struct mem_state *ms, uint64_t ts,
 			ms->temps[b->site]++;
 	}
 	mem_live_sub(ms, b->size);
-	remove_incarnation(ms, i, slot, in_dups);
+	if (KP_LIKELY(!in_dups && !b->ndup))
+		pm_delete(m, i); /* the only incarnation */
+	else
+		remove_incarnation(ms, i, slot, in_dups);
 }
 
 /* Thread tid's entry of ms->tl, taken over if another thread had it. */
@@ -436,14 +486,14 @@ static void mem_begin_trace(void *state, struct kp_trace *t)
 	(void)t;
 	memset(&ms->cur, 0, sizeof(ms->cur));
 	memset(ms->pow2_ts, 0, sizeof(ms->pow2_ts));
-	ms->map.seed = kp_random_seed();
-	ms->dups.seed = ms->map.seed;
+	ms->map.mul = kp_random_seed() | 1;
+	ms->dups.mul = ms->map.mul;
 	ms->have_last = 0;
 	ms->nmsites = 0;
 	memset(ms->tl, 0, sizeof(ms->tl));
 }
 
-/* hash: kp_mix64(e->ptr, seed) */
+/* hash: pm_hash(&ms->map, e->ptr) */
 static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 				       struct kp_trace *t,
 				       const struct kp_event *e, uint64_t hash)
@@ -490,9 +540,9 @@ static KP_ALWAYS_INLINE uint64_t mem_prefetch(const struct mem_state *ms,
 					      const struct kp_event *e)
 {
 	const struct ptrmap *m = &ms->map;
-	uint64_t hash = kp_mix64(e->ptr, m->seed);
+	uint64_t hash = pm_hash(m, e->ptr);
 
-	__builtin_prefetch(&m->slots[hash & (m->cap - 1)]);
+	__builtin_prefetch(&m->slots[hash >> m->shift]);
 	if (e->stack < t->stack_direct_cap) {
 		uint32_t local = t->stack_direct[e->stack] - 1;
 		if (local < ms->nmsites)
@@ -511,14 +561,15 @@ static KP_ALWAYS_INLINE void mem_run(struct mem_state *ms, struct kp_trace *t,
 #define EV_AT(i) (order ? &ev[order[i]] : &ev[i])
 	for (i = 0; i < n && i < KP_PREFETCH_AHEAD; i++)
 		hash[i] = mem_prefetch(ms, t, EV_AT(i));
-	for (i = 0; i < n; i++) {
+	/* all but the last KP_PREFETCH_AHEAD: each fetches for a later one */
+	for (i = 0; i + KP_PREFETCH_AHEAD < n; i++) {
 		size_t slot = i & (KP_PREFETCH_AHEAD - 1);
 		uint64_t h = hash[slot];
-		if (i + KP_PREFETCH_AHEAD < n)
-			hash[slot] = mem_prefetch(ms, t,
-						  EV_AT(i + KP_PREFETCH_AHEAD));
+		hash[slot] = mem_prefetch(ms, t, EV_AT(i + KP_PREFETCH_AHEAD));
 		mem_event(ms, t, EV_AT(i), h);
 	}
+	for (; i < n; i++)
+		mem_event(ms, t, EV_AT(i), hash[i & (KP_PREFETCH_AHEAD - 1)]);
 #undef EV_AT
 }
 

@@ -462,6 +462,26 @@ def compare(name, cmd, d, stdin_path=None, setup=None):
     return r
 
 
+with t.section("the in-process pairs of make bench (io_known smallab)"):
+    # a bench tool, checked for what it does, not for its times: blocks
+    # alternate between write() and the raw system call, and under kprof
+    # only the former's calls are recorded (2 pairs x 1,000 of them)
+    with Tmp() as d:
+        for under in (False, True):
+            r = run([app("io_known"), d, "smallab", "4000"], d, kprof=under,
+                    prof={"MEMORY": "0"})
+            kv = dict(x.split("=") for x in r.out.split())
+            t.ok(r.rc == 0 and kv.get("pairs") == "2" and
+                 all(k in kv for k in ("hook_ns", "direct_ns", "added_ns",
+                                       "added_cpu_ns")),
+                 "smallab %s kprof: 2 pairs, the four medians"
+                 % ("under" if under else "without"), r.out + r.err)
+            if under:
+                f = io_file(analyze(r.traces), d + "/s")
+                t.eq(f["ops"]["write"]["calls"], 2000,
+                     "smallab: the hooked blocks' 2,000 write() calls are "
+                     "recorded, the raw system calls are not")
+
 with t.section("strace -f counts"):
     with Tmp() as d:
         d = os.path.realpath(d)

@@ -312,4 +312,28 @@ with t.section("statements without a slot: lost runs counted"):
                 n, "counted" if some_lost else "none"))
             t.eq(rep["trace"]["events_lost"], lost, "sqlite_many %s: only query "
                  "events lost" % n)
+
+with t.section("the in-process pairs of make bench (sqlite_bench ab)"):
+    # a bench tool, checked for what it does, not for its times: blocks of
+    # selects alternate between the hooked sqlite3_step/reset and
+    # libsqlite3's own (dlsym on its handle), which the hook never sees
+    with Tmp() as d:
+        db = os.path.join(d, "points.db")
+        r = run([app("sqlite_bench"), "1", db], d, kprof=False, timeout=300)
+        t.eq(r.rc, 0, "sqlite_bench creates its database", r.err)
+        for under in (False, True):
+            r = run([app("sqlite_bench"), "4000", db, "txn", "ab"], d,
+                    kprof=under, prof={"MEMORY": "0", "IO": "0"})
+            kv = dict(x.split("=") for x in r.out.split())
+            t.ok(r.rc == 0 and kv.get("pairs") == "2" and
+                 all(k in kv for k in ("hook_ns", "direct_ns", "added_ns",
+                                       "added_cpu_ns")),
+                 "sqlite_bench ab %s kprof: 2 pairs, the four medians"
+                 % ("under" if under else "without"), r.out + r.err)
+            if under:
+                got = {f["fingerprint"]: f["calls"] for f in
+                       analyze(r.traces)["queries"]["fingerprints"]}
+                t.eq(got.get("select v from t where k = ?"), 2000,
+                     "sqlite_bench ab: the hooked blocks' 2,000 selects are "
+                     "recorded, the direct ones are not", got)
 t.done()

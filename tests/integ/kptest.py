@@ -186,6 +186,16 @@ def run(cmd, cwd, prof=None, kprof=True, env=None, timeout=60, stdin=None,
     return Result(p.returncode, out, err, traces, p.pid)
 
 
+def ab_pairs_ok(t, r, pairs, label):
+    """make bench's in-process pairs (tests/apps/abpairs.h): r exited 0 and
+    printed its line for that many pairs, with the four medians."""
+    kv = dict(x.split("=", 1) for x in r.out.split() if "=" in x)
+    t.ok(r.rc == 0 and kv.get("pairs") == str(pairs) and
+         all(k in kv for k in ("hook_ns", "direct_ns", "added_ns",
+                               "added_cpu_ns")),
+         "%s: %d pairs, the four medians" % (label, pairs), r.out + r.err)
+
+
 def run_plain(cmd, cwd, **kw):
     """The same command without kprof."""
     return run(cmd, cwd, kprof=False, **kw)

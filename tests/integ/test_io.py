@@ -16,7 +16,8 @@ import os
 import re
 import subprocess
 
-from kptest import SRC, Fail, Tap, Tmp, analyze, app, dump, need, run
+from kptest import (SRC, Fail, Tap, Tmp, ab_pairs_ok, analyze, app, dump,
+                    need, run)
 
 t = Tap()
 
@@ -470,12 +471,8 @@ with t.section("the in-process pairs of make bench (io_known smallab)"):
         for under in (False, True):
             r = run([app("io_known"), d, "smallab", "4000"], d, kprof=under,
                     prof={"MEMORY": "0"})
-            kv = dict(x.split("=") for x in r.out.split())
-            t.ok(r.rc == 0 and kv.get("pairs") == "2" and
-                 all(k in kv for k in ("hook_ns", "direct_ns", "added_ns",
-                                       "added_cpu_ns")),
-                 "smallab %s kprof: 2 pairs, the four medians"
-                 % ("under" if under else "without"), r.out + r.err)
+            ab_pairs_ok(t, r, 2, "smallab %s kprof"
+                        % ("under" if under else "without"))
             if under:
                 f = io_file(analyze(r.traces), d + "/s")
                 t.eq(f["ops"]["write"]["calls"], 2000,

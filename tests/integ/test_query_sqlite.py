@@ -324,12 +324,8 @@ with t.section("the in-process pairs of make bench (sqlite_bench ab)"):
         for under in (False, True):
             r = run([app("sqlite_bench"), "4000", db, "txn", "ab"], d,
                     kprof=under, prof={"MEMORY": "0", "IO": "0"})
-            kv = dict(x.split("=") for x in r.out.split())
-            t.ok(r.rc == 0 and kv.get("pairs") == "2" and
-                 all(k in kv for k in ("hook_ns", "direct_ns", "added_ns",
-                                       "added_cpu_ns")),
-                 "sqlite_bench ab %s kprof: 2 pairs, the four medians"
-                 % ("under" if under else "without"), r.out + r.err)
+            ab_pairs_ok(t, r, 2, "sqlite_bench ab %s kprof"
+                        % ("under" if under else "without"))
             if under:
                 got = {f["fingerprint"]: f["calls"] for f in
                        analyze(r.traces)["queries"]["fingerprints"]}

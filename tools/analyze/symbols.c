@@ -701,15 +701,7 @@ static int vdso_fd(void)
 	int fd = memfd_create("vdso", MFD_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(fd, p + off, len - off);
-		if (w <= 0) {
-			close(fd);
-			return -1;
-		}
-		off += (size_t)w;
-	}
-	if (lseek(fd, 0, SEEK_SET) != 0) {
+	if (write_at(fd, p, len, 0) != 0) { /* pwrite: the offset stays 0 */
 		close(fd);
 		return -1;
 	}

@@ -35,13 +35,6 @@
 
 #include "abpairs.h"
 
-static double now(clockid_t clock)
-{
-	struct timespec ts;
-	clock_gettime(clock, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 struct ab_ctx {
 	sqlite3_stmt *s;
 	int (*step)(sqlite3_stmt *), (*reset)(sqlite3_stmt *);
@@ -115,7 +108,8 @@ int main(int argc, char **argv)
 		sqlite3_close(db);
 		return rc;
 	}
-	double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_THREAD_CPUTIME_ID);
+	double t0 = ab_now(CLOCK_MONOTONIC);
+	double c0 = ab_now(CLOCK_THREAD_CPUTIME_ID);
 	for (long i = 0; i < n; i++) {
 		/* k = (i * 7919) % rows is a permutation: every k once */
 		sqlite3_bind_int64(s, 1, file ? (i * 7919) % rows : 1 + i % rows);
@@ -124,7 +118,8 @@ int main(int argc, char **argv)
 		sqlite3_step(s); /* DONE */
 		sqlite3_reset(s);
 	}
-	double t1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_THREAD_CPUTIME_ID);
+	double t1 = ab_now(CLOCK_MONOTONIC);
+	double c1 = ab_now(CLOCK_THREAD_CPUTIME_ID);
 	if (txn && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		return 1;
 	sqlite3_finalize(s);

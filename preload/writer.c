@@ -872,9 +872,12 @@ static void *writer_main(void *arg)
 	 * the header (once the clock is calibrated, about 1 ms after start),
 	 * so a process killed before its first flush (the writer of a
 	 * pipeline, SIGPIPE'd when the reader is done) leaves a trace that
-	 * reads as truncated, not an empty file that is "not a trace". */
+	 * reads as truncated, not an empty file that is "not a trace".
+	 * Only if no other thread's flush has written it already: then this
+	 * cycle would be an unasked flush, at a time that depends on when
+	 * this thread first ran. */
 	pthread_mutex_lock(&w.cycle_lock);
-	if (!w.final_done && !atomic_load(&w.stop))
+	if (!w.final_done && !w.header_done && !atomic_load(&w.stop))
 		cycle(0, 0, 0, NULL);
 	pthread_mutex_unlock(&w.cycle_lock);
 	while (!atomic_load(&w.stop)) {

@@ -4,7 +4,9 @@
  * from api_leak(), calls kprof_flush_if_loaded() and, with argument
  * "kill", then SIGKILLs itself: with a flush interval of a minute, only
  * the explicit flush can have put those allocations on disk. "noflush"
- * is the control: it SIGKILLs itself without flushing.
+ * is the control: it SIGKILLs itself without flushing. Both flush once
+ * before the leak, so the writer's first cycle (at start, with the
+ * header) is over before it and cannot take the leak to disk.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +31,7 @@ int main(int argc, char **argv)
 			 kprof_loaded(),
 			 kprof_loaded() ? kprof_version() : "none");
 	write(1, buf, (size_t)n);
+	kprof_flush_if_loaded();
 	api_leak();
 	int noflush = argc > 1 && strcmp(argv[1], "noflush") == 0;
 	int rc = noflush ? 1 : kprof_flush_if_loaded();

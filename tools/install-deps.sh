@@ -20,7 +20,9 @@ for s in $sets; do
 		pkgs="$pkgs libsqlite3-dev libpq-dev postgresql postgresql-client
 		postgresql-contrib util-linux"
 		# CPU sampling (issue 5): go tool pprof reads the exports
-		pkgs="$pkgs golang-go" ;;
+		pkgs="$pkgs golang-go"
+		# JIT maps: node --perf-basic-prof names its code for perf
+		pkgs="$pkgs nodejs" ;;
 	bench) pkgs="$pkgs heaptrack sqlite3 valgrind" ;;
 	*) echo "install-deps: unknown set '$s' (build, test, bench)" >&2; exit 2 ;;
 	esac

@@ -90,6 +90,7 @@ struct kp_opts {
 	const char *output;    /* -o FILE, NULL = stdout */
 	int stats;             /* --stats: throughput on stderr */
 	int no_symbols;        /* --no-symbols: module+offset only */
+	const char *perf_map_dir; /* --perf-map-dir DIR: JIT maps (/tmp) */
 	const char *sqlite_db; /* --sqlite-db FILE: verify index advice */
 	const char *pg_dsn;    /* --pg-dsn DSN: plan libpq queries (psql) */
 	long slow_ms;          /* --slow-ms MS: slow query threshold, -1 unset */
@@ -138,6 +139,7 @@ struct kp_module {
 	void *sym;            /* symbols.c state, created lazily */
 	int sym_failed;       /* symbols.c: file unusable, warned once */
 	int ahead;            /* symbols.c: debug file asked for ahead */
+	struct kp_perfmap *jit; /* a JIT's perf map (perfmap.c), else NULL */
 };
 
 /*
@@ -253,6 +255,9 @@ struct kp_trace {
 	struct kp_tmodule *mods;
 	size_t nmods, mods_cap;
 	struct kp_tmodule *mods_sorted; /* built at resolve time */
+	/* the JIT map of the process (perfmap.c), as a pseudo-module */
+	uint32_t jit_mod;               /* valid when jit_state == 1 */
+	int jit_state;                  /* 0 not looked for, 1 found, -1 none */
 	/* threads */
 	struct kp_idmap tids;
 	uint64_t last_ts;
@@ -281,6 +286,19 @@ void kp_trace_unmap_module(struct kp_trace *t, const struct kp_rec *rec);
  * call only once all of the trace's MODULE records have been seen). */
 uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local);
 void kp_trace_release(struct kp_trace *t);
+
+/* ---- JIT code: perf map files (perfmap.c) ---------------------------------- */
+
+#define KP_PERFMAP_MAX (16u << 20)  /* entries read from one map file */
+#define KP_PERFMAP_NAME_MAX 1024    /* bytes of a name kept */
+
+struct kp_perfmap;
+/* The entries of a perf map file ("START SIZE NAME" lines, hex), or NULL
+ * when it cannot be read or holds none. */
+struct kp_perfmap *kp_perfmap_load(const char *path);
+/* The name of the code covering pc (the latest line), or NULL. */
+const char *kp_perfmap_find(const struct kp_perfmap *m, uint64_t pc);
+void kp_perfmap_free(struct kp_perfmap *m);
 
 /* ---- the analysis context ----------------------------------------------- */
 

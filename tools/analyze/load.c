@@ -160,6 +160,7 @@ void kp_analysis_free(struct kp_analysis *an)
 	for (size_t i = 0; i < an->nmodules; i++) {
 		free(an->modules[i].path);
 		free(an->modules[i].build_id);
+		kp_perfmap_free(an->modules[i].jit);
 	}
 	free(an->modules);
 	free(an->gstacks);

@@ -51,6 +51,8 @@ static const char usage_text[] =
 	"  --top N            rows in each ranking (default 10)\n"
 	"  -o, --output FILE  write the report to FILE instead of stdout\n"
 	"  --no-symbols       do not read debug info; show module+offset\n"
+	"  --perf-map-dir DIR where JIT code maps perf-PID.map are (default\n"
+	"                     /tmp): names for code in no module\n"
 	"  --stats            print throughput and peak RSS on stderr\n"
 	"  --sqlite-db FILE   verify index advice with EXPLAIN QUERY PLAN on a\n"
 	"                     copy of this SQLite database (needs sqlite3)\n"
@@ -104,7 +106,7 @@ static double clock_s(clockid_t id)
 }
 
 enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
-       OPT_SQLITE_DB, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
+       OPT_SQLITE_DB, OPT_PERF_MAP_DIR, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
        OPT_CHROME, OPT_IOMIN, OPT_PG_DSN };
 
 static const struct option longopts[] = {
@@ -116,6 +118,7 @@ static const struct option longopts[] = {
 	{ "sqlite-db", required_argument, NULL, OPT_SQLITE_DB },
 	{ "pg-dsn", required_argument, NULL, OPT_PG_DSN },
 	{ "slow-ms", required_argument, NULL, OPT_SLOW_MS },
+	{ "perf-map-dir", required_argument, NULL, OPT_PERF_MAP_DIR },
 	{ "what", required_argument, NULL, OPT_WHAT },
 	{ "folded", no_argument, NULL, OPT_FOLDED },
 	{ "pprof", required_argument, NULL, OPT_PPROF },
@@ -163,6 +166,9 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			break;
 		case OPT_SQLITE_DB:
 			opts->sqlite_db = optarg;
+			break;
+		case OPT_PERF_MAP_DIR:
+			opts->perf_map_dir = optarg;
 			break;
 		case OPT_PG_DSN:
 			opts->pg_dsn = optarg;

@@ -16,7 +16,8 @@
  * symbolize again. Modules are canonical across processes, so each gets a
  * synthetic address range (module index << 40) and a location's address
  * is range start + file offset (address - memory_start + file_offset is the
- * module-relative address pprof expects).
+ * module-relative address pprof expects; the low 40 bits of it where the
+ * offset is an absolute pc: code in no module, a JIT's code).
  *
  * The protobuf encoder and the gzip container (stored deflate blocks with
  * CRC-32, RFC 1951/1952) are written here: no zlib or protobuf dependency.
@@ -300,8 +301,10 @@ static void build(struct pp *p, struct buf *out, int heap)
 		const struct loc *l = &p->locs[i];
 		pb_int(&m, 1, i + 1);
 		pb_int(&m, 2, p->mod_used[l->module] ? l->module + 1 : 0);
-		pb_int(&m, 3, mod_start(l->module) + l->offset -
-				      (l->offset ? 1 : 0));
+		/* inside the range: a pc in no module, or in a JIT's map,
+		 * is its own offset, up to 2^47 */
+		uint64_t off = l->offset & (((uint64_t)1 << 40) - 1);
+		pb_int(&m, 3, mod_start(l->module) + off - (off ? 1 : 0));
 		pb_int(&line, 1, l->func);
 		pb_int(&line, 2, (uint64_t)(l->line > 0 ? l->line : 0));
 		pb_msg(&m, 4, &line);

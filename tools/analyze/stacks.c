@@ -408,6 +408,40 @@ static const struct kp_tmodule *trace_find_module(struct kp_trace *t,
 	return best;
 }
 
+/*
+ * The pseudo-module of the process's JIT map, looked for once per trace:
+ * <dir>/perf-<pid>.map, dir from --perf-map-dir, else /tmp (where perf
+ * looks). One module per path, so traces of one pid (an exec chain)
+ * share it and its map. @return 0 when there is none.
+ */
+static int trace_jit_module(struct kp_trace *t, uint32_t *mod)
+{
+	if (!t->jit_state) {
+		const struct kp_opts *o = t->an->opts;
+		char path[4096];
+		t->jit_state = -1;
+		if (!o || o->no_symbols || !t->proc || t->proc->pid <= 0)
+			return 0;
+		int n = snprintf(path, sizeof(path), "%s/perf-%lld.map",
+				 o->perf_map_dir ? o->perf_map_dir : "/tmp",
+				 (long long)t->proc->pid);
+		if (n < 0 || (size_t)n >= sizeof(path))
+			return 0;
+		struct kp_perfmap *map = kp_perfmap_load(path);
+		if (!map)
+			return 0;
+		t->jit_mod = kp_module_intern(t->an, path, (size_t)n, NULL, 0);
+		struct kp_module *km = &t->an->modules[t->jit_mod];
+		if (km->jit) /* the same pid's map, loaded for an earlier trace */
+			kp_perfmap_free(map);
+		else
+			km->jit = map;
+		t->jit_state = 1;
+	}
+	*mod = t->jit_mod;
+	return t->jit_state == 1;
+}
+
 uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
 {
 	struct kp_tstack *s = &t->stacks[local];
@@ -415,17 +449,25 @@ uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
 
 	if (s->gstack != UINT32_MAX)
 		return s->gstack;
+	uint32_t n = 0;
 	for (uint32_t i = 0; i < s->depth; i++) {
 		uint64_t pc = t->pcs[s->off + i];
 		const struct kp_tmodule *m = trace_find_module(t, pc);
 		if (m && KP_UNLIKELY(!t->an->modules[m->gmod].ahead))
 			kp_symbols_ahead(t->an, m->gmod);
-		f[i].module = m ? m->gmod : 0;
-		f[i].pad = 0;
-		f[i].offset = m ? pc - m->bias : pc;
-		f[i].address = pc;
+		uint32_t jm;
+		f[n].module = m ? m->gmod : 0;
+		f[n].pad = 0;
+		f[n].offset = m ? pc - m->bias : pc;
+		/* code in no module: a JIT's, named by its map if it has one */
+		if (!m && trace_jit_module(t, &jm) &&
+		    (kp_perfmap_find(t->an->modules[jm].jit, pc) ||
+		     kp_perfmap_find(t->an->modules[jm].jit, pc - 1)))
+			f[n].module = jm;
+		f[n].address = pc;
+		n++;
 	}
-	s->gstack = kp_gstack_intern(t->an, f, s->depth);
+	s->gstack = kp_gstack_intern(t->an, f, n);
 	return s->gstack;
 }
 

@@ -955,9 +955,19 @@ static Dwarf_Line *line_by_cu(struct sym_module *sm, Dwarf_Addr a,
 static void sym_lookup(struct kp_symbols *s, struct sym_entry *e)
 {
 	struct kp_module *m = &s->an->modules[e->module];
+	e->f.module = m->path;
+	if (m->jit) { /* a JIT's code, named by its perf map */
+		if (!s->enabled)
+			return;
+		const char *name = kp_perfmap_find(m->jit, e->offset -
+						   (e->ret_addr && e->offset));
+		if (!name) /* a leaf pc at the start of its code */
+			name = kp_perfmap_find(m->jit, e->offset);
+		e->f.function = name ? xstrdup(name) : NULL;
+		return;
+	}
 	struct sym_module *sm = sym_open(s, m);
 
-	e->f.module = m->path;
 	if (!sm)
 		return;
 	/* A return address points after the call; the call is what

@@ -1,0 +1,151 @@
+# SPDX-License-Identifier: MIT
+"""Code compiled at run time, named from perf's map files.
+
+A JIT's code lies in no module, so its frames have no symbols; JITs that
+support perf write /tmp/perf-<pid>.map ("START SIZE NAME" per piece of
+code), and kprof-analyze reads it for a frame in no module (directory
+from --perf-map-dir, default /tmp).
+
+tests/apps/jitcode.c writes two functions into an anonymous executable
+mapping (one calls malloc, one loops) and names them in its map, under an
+older line for the whole mapping that the later lines must override; the
+leak, the allocation site, the CPU profile, the folded stacks and the
+pprof export must all carry the map's names. Then node, the real JIT,
+with --perf-basic-prof: its hottest function is the script's.
+"""
+import gzip
+import json
+import os
+import re
+import subprocess
+
+from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, funcs, need, \
+    run
+
+t = Tap()
+CPU = {"CPU": "1", "CPU_HZ": "1000"}
+NLEAK = 7
+
+
+def hot(rep):
+    """(function, self share) of the CPU report's hottest function."""
+    fs = sorted(rep["cpu"]["functions"], key=lambda f: -f["self_share"])
+    if not fs:
+        raise Fail("no functions in the CPU report")
+    return fs[0]["function"], fs[0]["self_share"]
+
+
+def jit_leak(rep):
+    """The leak groups of jitcode's NLEAK blocks of 4000 bytes."""
+    return [g for g in rep["memory"]["leaks"]
+            if g["blocks"] == NLEAK and g["bytes"] == NLEAK * 4000]
+
+
+with t.section("jitcode: frames named from its map"):
+    with Tmp() as d:
+        maps = os.path.join(d, "maps")
+        os.mkdir(maps)
+        r = run([app("jitcode"), maps, str(NLEAK), "300"], cwd=d, prof=CPU)
+        t.eq((r.rc, r.out.split()[:2]), (0, ["ok", str(NLEAK)]), "runs",
+             r.err)
+        mapfile = os.path.join(maps, "perf-%d.map" % r.pid)
+        t.ok(os.path.exists(mapfile), "the app wrote its map")
+        rep = analyze(r.traces, extra=["--perf-map-dir", maps])
+        g = jit_leak(rep)
+        t.eq(len(g), 1, "one leak group of %d x 4000 bytes" % NLEAK,
+             json.dumps(rep["memory"]["leaks"])[:1500])
+        if g:
+            st = g[0]["stack"]
+            t.eq(funcs(st)[:2], ["jit:alloc", "main"],
+                 "its stack: the JIT's function (the map's later line), "
+                 "then main", json.dumps(st[:3]))
+            t.eq((st[0]["module"], st[0]["file"], st[0]["line"]),
+                 (mapfile, None, None),
+                 "the JIT frame's module is the map, without file:line")
+        name, share = hot(rep)
+        t.eq(name, "jit:spin [hot loop]",
+             "the hottest function is the JIT's loop, its name whole")
+        t.ge(share, 0.8, "with most of the CPU time")
+        text = analyze(r.traces, fmt="text",
+                       extra=["--perf-map-dir", maps, "leaks"])
+        t.ok(re.search(r"at jit:alloc \(perf-%d\.map\+0x[0-9a-f]+\)" % r.pid,
+                       text), "text: 'at jit:alloc (perf-PID.map+0x...)'",
+             text[:1500])
+        t.ok("jit:stale" not in text and "jit:stale" not in json.dumps(rep),
+             "the older line for the whole mapping is overridden")
+        rc, folded, err = analyze_raw(["flame", "--folded", "--perf-map-dir",
+                                       maps] + r.traces)
+        t.ok(rc == 0 and re.search(r";main;jit:spin \[hot loop\] \d+$",
+                                   folded, re.M),
+             "folded stacks: main;jit:spin [hot loop]", folded[:800] + err)
+
+        # pprof: the JIT's function by name, its location inside its
+        # mapping's range (the pc is its own offset there, above 2^40)
+        go = need("go")
+        pb = os.path.join(d, "cpu.pb.gz")
+        rc, out, err = analyze_raw(["export", "--pprof", pb, "--perf-map-dir",
+                                    maps] + r.traces)
+        t.eq(rc, 0, "export --pprof", err)
+        env = dict(os.environ, HOME=d, GOCACHE=os.path.join(d, "gocache"),
+                   PPROF_TMPDIR=d)
+        p = subprocess.run([go, "tool", "pprof", "-raw", pb], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=300)
+        raw = p.stdout.decode("utf-8", "replace")
+        t.eq(p.returncode, 0, "go tool pprof -raw reads it",
+             p.stderr.decode("utf-8", "replace")[-800:])
+        locs = raw.split("Locations", 1)[-1].split("Mappings", 1)[0]
+        mapsec = raw.split("Mappings", 1)[-1]
+        m = re.search(r"^\s*(\d+):\s+0x([0-9a-f]+)\s+M=(\d+)\s+"
+                      r"jit:spin \[hot loop\]", locs, re.M)
+        rng = m and re.search(r"^\s*%s:\s+0x([0-9a-f]+)/0x([0-9a-f]+)\S*\s+"
+                              r"(\S+)" % m.group(3), mapsec, re.M)
+        t.ok(m and rng and int(rng.group(1), 16) <= int(m.group(2), 16) <
+             int(rng.group(2), 16) and rng.group(3) == mapfile,
+             "pprof: a location named jit:spin, in the map's mapping",
+             locs[:800] + mapsec[:800])
+
+        # where the map is not found, or symbols are off: no names
+        empty = os.path.join(d, "empty")
+        os.mkdir(empty)
+        for extra, what in ((["--perf-map-dir", empty], "no map there"),
+                            (["--perf-map-dir", maps, "--no-symbols"],
+                             "--no-symbols")):
+            rep = analyze(r.traces, extra=extra)
+            g = jit_leak(rep)
+            t.ok(len(g) == 1 and not g[0]["stack"][0]["function"] and
+                 not g[0]["stack"][0]["module"],
+                 "%s: the JIT frame has neither name nor module" % what,
+                 json.dumps(g[:1])[:800])
+            t.ok("jit:" not in json.dumps(rep), "%s: no JIT name anywhere"
+                 % what)
+
+with t.section("node --perf-basic-prof"):
+    node = need("node")
+    with Tmp() as d:
+        js = os.path.join(d, "hot.js")
+        with open(js, "w") as f:
+            f.write("function hotLoop(n) { let s = 0;\n"
+                    "  for (let i = 0; i < n; i++) s += Math.sqrt(i) * (i % 7);\n"
+                    "  return s; }\n"
+                    "let t = 0; const end = Date.now() + 400;\n"
+                    "while (Date.now() < end) t += hotLoop(100000);\n"
+                    "console.log(t > 0);\n")
+        r = run([node, "--perf-basic-prof", js], cwd=d,
+                prof=dict(CPU, MEMORY="0", IO="0"))
+        mapfile = "/tmp/perf-%d.map" % r.pid
+        try:
+            t.eq((r.rc, r.out.strip()), (0, "true"), "node runs", r.err)
+            t.ok(os.path.exists(mapfile), "node wrote " + mapfile)
+            rep = analyze(r.traces)
+            name, share = hot(rep)
+            t.ok(name.startswith("JS:") and "hotLoop" in name and
+                 share >= 0.4,
+                 "the hottest function is the script's hotLoop, named by "
+                 "node's map (%r, %.0f %%)" % (name, 100 * share),
+                 json.dumps(rep["cpu"]["functions"][:5]))
+        finally:
+            if os.path.exists(mapfile):
+                os.unlink(mapfile)
+
+t.done()

@@ -108,6 +108,23 @@ with t.section("C app: query stacks as libunwind takes them"):
          "every fingerprint's call sites and their stacks: fast = libunwind")
 
 
+def kprof_frames_left_out(t, rep):
+    """kprof's sqlite3_step between the app and libsqlite3's is not the
+    app's code: allocation stacks go from libsqlite3 straight to the app."""
+    m = rep["memory"]
+    stacks = [x["stack"] for k in ("top_by_calls", "top_by_bytes", "leaks")
+              for x in m[k]]
+    mods = [[os.path.basename(f.get("module") or "") for f in s] for s in stacks]
+    bad = [ms for ms in mods if any(x.startswith("libkprof") for x in ms)]
+    t.ok(stacks and not bad, "C app: no allocation stack has a frame in "
+         "libkprof.so (%d of %d do)" % (len(bad), len(stacks)), bad[:2])
+    t.ok(any(f.get("function") == "sqlite3_step" and
+             os.path.basename(g.get("module") or "") == "sqlite_app"
+             for s in stacks for f, g in zip(s, s[1:])),
+         "C app: stacks go from libsqlite3's sqlite3_step to the app's frame",
+         "\n".join(" <- ".join(funcs(s)[:10]) for s in stacks[:10]))
+
+
 APPS = [("C app", lambda db: [app("sqlite_app"), db]),
         ("python3 app", lambda db: [PY, PYAPP, db])]
 
@@ -122,6 +139,8 @@ for label, cmd in APPS:
             t.eq(r.out, "users=40 order_rows=40\n", "%s: its own result" % label)
             rep = analyze(r.traces)
             check_report(t, rep["queries"], label)
+            if label == "C app":
+                kprof_frames_left_out(t, analyze(r.traces, extra=["--top", "1000"]))
             # verify the advice on a copy of the database
             need("sqlite3")
             before = open(db, "rb").read()

@@ -140,6 +140,7 @@ struct kp_module {
 	int sym_failed;       /* symbols.c: file unusable, warned once */
 	int ahead;            /* symbols.c: debug file asked for ahead */
 	struct kp_perfmap *jit; /* a JIT's perf map (perfmap.c), else NULL */
+	int self;             /* kprof's own library (libkprof.so*) */
 };
 
 /*

@@ -166,6 +166,8 @@ uint32_t kp_module_intern(struct kp_analysis *an, const char *path,
 		memcpy(m->build_id, bid, bid_len);
 	}
 	m->build_id_len = (uint32_t)bid_len;
+	const char *base = strrchr(m->path, '/');
+	m->self = !strncmp(base ? base + 1 : m->path, "libkprof.so", 11);
 	m->hash = h;
 	m->next = UINT32_MAX;
 	uint32_t idx = (uint32_t)an->nmodules++;
@@ -450,11 +452,18 @@ uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
 	if (s->gstack != UINT32_MAX)
 		return s->gstack;
 	uint32_t n = 0;
+	int app_seen = 0; /* a frame outside kprof, nearer the leaf */
 	for (uint32_t i = 0; i < s->depth; i++) {
 		uint64_t pc = t->pcs[s->off + i];
 		const struct kp_tmodule *m = trace_find_module(t, pc);
 		if (m && KP_UNLIKELY(!t->an->modules[m->gmod].ahead))
 			kp_symbols_ahead(t->an, m->gmod);
+		/* kprof's interposers between the app and the function they
+		 * wrap (its fopen, sqlite3_step) are not the app's code: left
+		 * out below the app's frames; only a stack that starts in
+		 * kprof (its own work, in a CPU sample) keeps them */
+		if (m && t->an->modules[m->gmod].self && app_seen)
+			continue;
 		uint32_t jm;
 		f[n].module = m ? m->gmod : 0;
 		f[n].pad = 0;
@@ -465,6 +474,7 @@ uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
 		     kp_perfmap_find(t->an->modules[jm].jit, pc - 1)))
 			f[n].module = jm;
 		f[n].address = pc;
+		app_seen |= !t->an->modules[f[n].module].self;
 		n++;
 	}
 	s->gstack = kp_gstack_intern(t->an, f, n);

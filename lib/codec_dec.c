@@ -534,6 +534,17 @@ static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 			r->u.qtext.text = "";
 		r->ts = d->last_ts;
 		return (int)need;
+	case KP_REC_JIT_CODE:
+		need = 3;
+		if (rem < need)
+			return KP_ECORRUPT;
+		TRY(kp_mpk_u64(c, &r->u.jit.lo));
+		TRY(kp_mpk_u64(c, &r->u.jit.size));
+		TRY(get_str(c, &r->u.jit.name, &r->u.jit.name_len));
+		if (!r->u.jit.name)
+			r->u.jit.name = "";
+		r->ts = d->last_ts;
+		return (int)need;
 	default:
 		if (kp_rec_is_ext(r->type))
 			return dec_ext(d, r, rem);
@@ -543,7 +554,7 @@ static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 
 static inline int known_type(uint64_t t)
 {
-	return (t >= KP_REC_FRAME && t <= KP_REC_EVENTS) ||
+	return (t >= KP_REC_FRAME && t <= KP_REC_JIT_CODE) ||
 	       kp_rec_is_ext(t);
 }
 

@@ -72,6 +72,9 @@ int kp_enc_check(const struct kp_rec *r)
 	case KP_REC_QUERY_TEXT:
 		return check_bytes(r->u.qtext.text, r->u.qtext.len,
 				   KP_MAX_STR_LEN);
+	case KP_REC_JIT_CODE:
+		return check_bytes(r->u.jit.name, r->u.jit.name_len,
+				   KP_MAX_STR_LEN);
 	default:
 		/*
 		 * FRAME belongs to the writer; the reserved types have no
@@ -435,6 +438,12 @@ int kp_enc_rec(struct kp_enc *e, const struct kp_rec *r)
 	case KP_REC_QUERY_TEXT:
 		if (pk_hdr(e, 3, r->type) < 0 || pk_u(e, r->u.qtext.id) < 0 ||
 		    pk_str(e, r->u.qtext.text, r->u.qtext.len) < 0)
+			return -1;
+		return 0;
+	case KP_REC_JIT_CODE:
+		if (pk_hdr(e, 4, r->type) < 0 || pk_u(e, r->u.jit.lo) < 0 ||
+		    pk_u(e, r->u.jit.size) < 0 ||
+		    pk_str(e, r->u.jit.name, r->u.jit.name_len) < 0)
 			return -1;
 		return 0;
 	default:

@@ -45,8 +45,9 @@
 #define KP_FORMAT_MAJOR 3
 #define KP_FORMAT_MAJOR_MIN 1 /* the oldest major this reader reads */
 /* readers accept any minor (2.1: QUERY_TEXT records and the QUERY value
- * text_id, which a 2.0 reader would see without their text) */
-#define KP_FORMAT_MINOR 0
+ * text_id, which a 2.0 reader would see without their text; 3.1:
+ * JIT_CODE records, which a 3.0 reader skips) */
+#define KP_FORMAT_MINOR 1
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -115,6 +116,12 @@ enum kp_rec_type {
 	 * updating the frame's delta state; afterwards cur_tid = tid. This
 	 * is how the writer stores memory events (format 3). */
 	KP_REC_EVENTS = 17,
+	/* [18, lo, size, name]: code compiled at run time (a JIT's) spans
+	 * [lo, lo + size) and is called name, as the JIT's perf map
+	 * (/tmp/perf-<pid>.map) says when the trace ends (3.1). Written last,
+	 * after every stack, in the map's order: where two overlap, the later
+	 * describes the code there now. */
+	KP_REC_JIT_CODE = 18,
 
 	/*
 	 * Extension records (type >= KP_REC_EXT_MIN): I/O, queries, spans,
@@ -400,6 +407,11 @@ struct kp_rec {
 			uint32_t len;
 			uint32_t id;
 		} qtext;
+		struct {
+			uint64_t lo, size;
+			const char *name; /* JIT_CODE; not NUL-terminated */
+			uint32_t name_len;
+		} jit;
 		struct {
 			/* extension records (type >= KP_REC_EXT_MIN) */
 			int64_t v[KP_EXT_MAX_V]; /* by KP_<TYPE>_* index */

@@ -732,6 +732,13 @@ void kp_writer_fork_prepare(void);
 void kp_writer_fork_parent(void);
 void kp_writer_after_fork_child(void);
 
+/* Copy this process's JIT map (/tmp/perf-<pid>.map) into the trace as
+ * JIT_CODE records, what it gained since the last copy, at the trace's end
+ * (final; else an exec) (jitmap.c; in a cycle). */
+struct kp_writer;
+void kp_jitmap_write(struct kp_writer *kw, uint64_t ts, uint32_t tid,
+		     int final);
+
 /* ---- I/O (hook_io.c, fdtab.c) ------------------------------------------- */
 
 /* Bytes kprof wrote itself (trace, warnings), for the blind-spot count. */

@@ -779,6 +779,7 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 		memset(&r, 0, sizeof(r));
 		r.ts = to_ns(kp_ticks());
 		r.tid = kp_tls.tid;
+		kp_jitmap_write(w.kw, r.ts, r.tid, final);
 		if (exec_path) {
 			r.type = KP_REC_EXEC;
 			r.u.exec.path = exec_path;

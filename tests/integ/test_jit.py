@@ -6,12 +6,19 @@ support perf write /tmp/perf-<pid>.map ("START SIZE NAME" per piece of
 code), and kprof-analyze reads it for a frame in no module (directory
 from --perf-map-dir, default /tmp).
 
+The recorder copies /tmp/perf-<pid>.map into the trace (JIT_CODE
+records) when the process ends and before an exec; the analyzer prefers
+that copy to the file.
+
 tests/apps/jitcode.c writes two functions into an anonymous executable
 mapping (one calls malloc, one loops) and names them in its map, under an
 older line for the whole mapping that the later lines must override; the
 leak, the allocation site, the CPU profile, the folded stacks and the
-pprof export must all carry the map's names. Then node, the real JIT,
-with --perf-basic-prof: its hottest function is the script's.
+pprof export must all carry the map's names, from the file (in a
+directory of the test's) and from the trace (the map in /tmp, removed
+before the analysis). The copy: once per line, across the failed execs of
+a shell's PATH search; never through a symbolic link. Then node, the
+real JIT, with --perf-basic-prof: its hottest function is the script's.
 """
 import gzip
 import json
@@ -19,8 +26,8 @@ import os
 import re
 import subprocess
 
-from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, funcs, need, \
-    run
+from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, dump, funcs, \
+    need, run
 
 t = Tap()
 CPU = {"CPU": "1", "CPU_HZ": "1000"}
@@ -120,6 +127,67 @@ with t.section("jitcode: frames named from its map"):
             t.ok("jit:" not in json.dumps(rep), "%s: no JIT name anywhere"
                  % what)
 
+with t.section("the map carried by the trace"):
+    # jitcode's map in /tmp, where kprof copies it into the trace at exit
+    with Tmp() as d:
+        r = run([app("jitcode"), "/tmp", str(NLEAK), "100"], cwd=d, prof=CPU)
+        mapfile = "/tmp/perf-%d.map" % r.pid
+        try:
+            t.eq(r.rc, 0, "runs", r.err)
+            with open(mapfile) as f:
+                lines = f.read().splitlines()
+        finally:
+            if os.path.exists(mapfile):
+                os.unlink(mapfile)
+        recs = [x for x in dump(r.traces) if x["type"] == "jit_code"]
+        t.eq(["%x %x %s" % (x["lo"], x["size"], x["name"]) for x in recs],
+             lines, "one jit_code record per line of the map, in its order")
+        decoy = os.path.join(d, "decoy")
+        os.mkdir(decoy)
+        with open(os.path.join(decoy, "perf-%d.map" % r.pid), "w") as f:
+            f.write("".join("%s %s decoy\n" % tuple(ln.split()[:2])
+                            for ln in lines))
+        rep = analyze(r.traces, extra=["--perf-map-dir", decoy])
+        g = jit_leak(rep)
+        t.ok(len(g) == 1 and funcs(g[0]["stack"])[:2] == ["jit:alloc", "main"]
+             and g[0]["stack"][0]["module"] == "[perf-%d.map]" % r.pid,
+             "with the file gone: named from the trace, module "
+             "[perf-PID.map] (a map file elsewhere does not override it)",
+             json.dumps(g[:1])[:800])
+        t.eq(hot(rep)[0], "jit:spin [hot loop]", "the CPU profile too")
+
+    # any program's map is read the same, only if it is a regular file
+    # of the user's, not through a symbolic link
+    with Tmp() as d:
+        src = os.path.join(d, "lines")
+        with open(src, "w") as f:
+            f.write("1000 10 first\n2000 10 %s\nnot a line\n3000 10 tail"
+                    % ("x" * 70000))
+        for how in ("ln -s", "cp"):
+            r = run(["sh", "-c", '%s "$1" /tmp/perf-$$.map; exec true' % how,
+                     "sh", src], cwd=d)
+            mapfile = "/tmp/perf-%d.map" % r.pid
+            try:
+                got = {os.path.basename(f): [x["name"] for x in dump(f)
+                                             if x["type"] == "jit_code"]
+                       for f in r.traces}
+            finally:
+                if os.path.lexists(mapfile):
+                    os.unlink(mapfile)
+            sh_t, true_t = "kprof.%d.kpz" % r.pid, "kprof.%d.1.kpz" % r.pid
+            if how == "ln -s":
+                t.eq((r.rc, sorted(set(sum(got.values(), [])))), (0, []),
+                     "map through a symbolic link: not read")
+                continue
+            t.eq((r.rc, got.pop(sh_t, None), got.pop(true_t, None)),
+                 (0, ["first"], ["first", "tail"]),
+                 "map made by cp: copied once into sh's trace (its exec "
+                 "tries PATH's directories: each failed exec flushes), "
+                 "the 70 KB line and the non-line skipped, the last line "
+                 "without its newline only at the process's end (true's "
+                 "trace)", got)
+            t.eq(list(got.values()), [[]], "cp, another pid: no map")
+
 with t.section("node --perf-basic-prof"):
     node = need("node")
     with Tmp() as d:
@@ -134,18 +202,15 @@ with t.section("node --perf-basic-prof"):
         r = run([node, "--perf-basic-prof", js], cwd=d,
                 prof=dict(CPU, MEMORY="0", IO="0"))
         mapfile = "/tmp/perf-%d.map" % r.pid
-        try:
-            t.eq((r.rc, r.out.strip()), (0, "true"), "node runs", r.err)
-            t.ok(os.path.exists(mapfile), "node wrote " + mapfile)
-            rep = analyze(r.traces)
-            name, share = hot(rep)
-            t.ok(name.startswith("JS:") and "hotLoop" in name and
-                 share >= 0.4,
-                 "the hottest function is the script's hotLoop, named by "
-                 "node's map (%r, %.0f %%)" % (name, 100 * share),
-                 json.dumps(rep["cpu"]["functions"][:5]))
-        finally:
-            if os.path.exists(mapfile):
-                os.unlink(mapfile)
+        t.eq((r.rc, r.out.strip()), (0, "true"), "node runs", r.err)
+        t.ok(os.path.exists(mapfile), "node wrote " + mapfile)
+        if os.path.exists(mapfile):
+            os.unlink(mapfile)
+        rep = analyze(r.traces)
+        name, share = hot(rep)
+        t.ok(name.startswith("JS:") and "hotLoop" in name and share >= 0.4,
+             "the hottest function is the script's hotLoop, named by "
+             "node's map as the trace carries it (%r, %.0f %%)"
+             % (name, 100 * share), json.dumps(rep["cpu"]["functions"][:5]))
 
 t.done()

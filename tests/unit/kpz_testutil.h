@@ -150,6 +150,13 @@ static inline int rec_same(const struct kp_rec *a, const struct kp_rec *b)
 				memcmp(a->u.ext.str, b->u.ext.str,
 				       a->u.ext.str_len) == 0);
 	}
+	case KP_REC_JIT_CODE:
+		return a->u.jit.lo == b->u.jit.lo &&
+		       a->u.jit.size == b->u.jit.size &&
+		       a->u.jit.name_len == b->u.jit.name_len &&
+		       (a->u.jit.name_len == 0 ||
+			memcmp(a->u.jit.name, b->u.jit.name,
+			       a->u.jit.name_len) == 0);
 	case KP_REC_QUERY_TEXT:
 		return a->u.qtext.id == b->u.qtext.id &&
 		       a->u.qtext.len == b->u.qtext.len &&
@@ -320,6 +327,11 @@ static inline size_t edge_records(struct kp_rec *out)
 	r->ts = 2004; r->tid = 78; r->u.ext.str = "";
 	r->u.ext.v[KP_Q_CTX] = 2; r->u.ext.v[KP_Q_TEXT_ID] = UINT32_MAX;
 	NEXT(KP_REC_QUERY);
+	/* JIT code (3.1): an empty name; the widest range, the longest name */
+	r->u.jit.lo = 0x7f0000001000; r->u.jit.size = 0x40; r->u.jit.name = "";
+	NEXT(KP_REC_JIT_CODE);
+	r->u.jit.lo = M; r->u.jit.size = M; r->u.jit.name = big;
+	r->u.jit.name_len = KP_MAX_STR_LEN; NEXT(KP_REC_JIT_CODE);
 	r->ts = 2005; r->tid = 78; r->u.ext.v[KP_CPU_WEIGHT] = 10000000;
 	r->u.ext.stack = 2; NEXT(KP_REC_CPU_SAMPLE);
 	r->ts = 10; r->u.module.bias = 0; r->u.module.lo = 0;

@@ -551,6 +551,9 @@ TEST(malformed_records)
 		{ 3, { KP_REC_QUERY_TEXT, -1, 2 }, KP_ECORRUPT }, /* id < 0 */
 		{ 3, { KP_REC_QUERY_TEXT, (int64_t)UINT32_MAX + 1, 2 },
 		  KP_ECORRUPT }, /* id > u32 */
+		{ 3, { KP_REC_JIT_CODE, 1, 2 }, KP_ECORRUPT }, /* no name */
+		{ 4, { KP_REC_JIT_CODE, 1, 2, 3 }, KP_ECORRUPT }, /* not a str */
+		{ 4, { KP_REC_JIT_CODE, -1, 2, 3 }, KP_ECORRUPT }, /* lo < 0 */
 	};
 	for (size_t i = 0; i < KP_ARRAY_SIZE(cases); i++) {
 		struct pbuf b = { 0 };
@@ -765,6 +768,14 @@ TEST(cross_check_msgpack_c)
 			bad |= r.u.qtext.len &&
 			       memcmp(r.u.qtext.text, e[2].via.str.ptr,
 				      r.u.qtext.len);
+			break;
+		case KP_REC_JIT_CODE:
+			REQUIRE(e[3].type == MSGPACK_OBJECT_STR);
+			bad |= r.u.jit.lo != U(1) || r.u.jit.size != U(2) ||
+			       r.u.jit.name_len != e[3].via.str.size;
+			bad |= r.u.jit.name_len &&
+			       memcmp(r.u.jit.name, e[3].via.str.ptr,
+				      r.u.jit.name_len);
 			break;
 		case KP_REC_EXEC:
 			last_ts += I(1);

@@ -9,6 +9,7 @@
 
 #include "analyze.h"
 #include "harness.h"
+#include "perfmap_line.h"
 
 /* A map file holding text; the caller unlinks path. */
 static struct kp_perfmap *load_text(const char *text, char *path, size_t n)
@@ -95,7 +96,48 @@ TEST(bad_lines_skipped)
 	kp_perfmap_free(NULL);
 }
 
+/* The one line parser of the recorder and the analyzer. */
+TEST(line_parser)
+{
+	const struct {
+		const char *s;
+		int ok;
+		uint64_t lo, size;
+		const char *name;
+	} cases[] = {
+		{ "7f00AB 1F JS:*f a.js:1:2", 1, 0x7f00ab, 0x1f, "JS:*f a.js:1:2" },
+		{ "0X10 0x2 n\r", 1, 0x10, 2, "n" },
+		{ "fffffffffffffff0 f last", 1, 0xfffffffffffffff0ull, 0xf, "last" },
+		{ "fffffffffffffff0 10 wraps", 0, 0, 0, NULL },
+		{ "10000000000000000 1 65 bits", 0, 0, 0, NULL },
+		{ "0x 1 no digits", 0, 0, 0, NULL },
+		{ "10  1 two spaces", 0, 0, 0, NULL },
+		{ "10\t1 tab", 0, 0, 0, NULL },
+		{ "10 0 empty", 0, 0, 0, NULL },
+		{ "10 1 ", 0, 0, 0, NULL },
+		{ "10 1 \r", 0, 0, 0, NULL },
+		{ "10 1", 0, 0, 0, NULL },
+		{ "", 0, 0, 0, NULL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t lo = 0, size = 0;
+		const char *name = NULL;
+		size_t len = 0;
+		int ok = kp_perfmap_line(cases[i].s, strlen(cases[i].s), &lo,
+					 &size, &name, &len);
+		int good = ok == cases[i].ok;
+		if (good && ok)
+			good = lo == cases[i].lo && size == cases[i].size &&
+			       len == strlen(cases[i].name) &&
+			       !memcmp(name, cases[i].name, len);
+		if (!good)
+			printf("#   case %zu: '%s'\n", i, cases[i].s);
+		CHECK(good);
+	}
+}
+
 int main(int argc, char **argv)
 {
-	return RUN_TESTS(argc, argv, T(lines_and_overlaps), T(bad_lines_skipped));
+	return RUN_TESTS(argc, argv, T(lines_and_overlaps), T(bad_lines_skipped),
+			 T(line_parser));
 }

@@ -219,6 +219,7 @@ struct kp_tstack {
 	uint64_t off;     /* in kp_trace.pcs */
 	uint32_t gstack;  /* canonical stack, UINT32_MAX until resolved */
 	int defined;
+	int jit;          /* a frame lay in no module (kp_trace_name_jit) */
 };
 
 /* The query texts of one trace (qtexts.c): QUERY_TEXT id -> text. */
@@ -257,6 +258,7 @@ struct kp_trace {
 	size_t nmods, mods_cap;
 	struct kp_tmodule *mods_sorted; /* built at resolve time */
 	/* the JIT map of the process (perfmap.c), as a pseudo-module */
+	struct kp_perfmap *jit_rec;     /* from its JIT_CODE records, if any */
 	uint32_t jit_mod;               /* valid when jit_state == 1 */
 	int jit_state;                  /* 0 not looked for, 1 found, -1 none */
 	/* threads */
@@ -286,17 +288,27 @@ void kp_trace_unmap_module(struct kp_trace *t, const struct kp_rec *rec);
 /* The canonical stack of a local stack (resolves modules on first use;
  * call only once all of the trace's MODULE records have been seen). */
 uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local);
+/* At the end of the trace, before the passes take its stacks: frames in
+ * no module that the process's JIT map covers (stacks.c, perfmap.c) move
+ * to the map's pseudo-module, so they are named. */
+void kp_trace_name_jit(struct kp_trace *t);
 void kp_trace_release(struct kp_trace *t);
 
 /* ---- JIT code: perf map files (perfmap.c) ---------------------------------- */
 
 #define KP_PERFMAP_MAX (16u << 20)  /* entries read from one map file */
-#define KP_PERFMAP_NAME_MAX 1024    /* bytes of a name kept */
 
 struct kp_perfmap;
 /* The entries of a perf map file ("START SIZE NAME" lines, hex), or NULL
  * when it cannot be read or holds none. */
 struct kp_perfmap *kp_perfmap_load(const char *path);
+/* A map built entry by entry (a trace's JIT_CODE records): add each in
+ * order (a later entry wins an overlap; empty ones are skipped), then
+ * finish it (-1: it has no entry) before any lookup. */
+struct kp_perfmap *kp_perfmap_new(void);
+void kp_perfmap_add(struct kp_perfmap *m, uint64_t lo, uint64_t size,
+		    const char *name, size_t len);
+int kp_perfmap_finish(struct kp_perfmap *m);
 /* The name of the code covering pc (the latest line), or NULL. */
 const char *kp_perfmap_find(const struct kp_perfmap *m, uint64_t pc);
 void kp_perfmap_free(struct kp_perfmap *m);

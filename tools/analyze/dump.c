@@ -103,6 +103,14 @@ static void rec_json(struct kp_json *j, const struct kp_rec *r,
 		kp_json_key(j, "path");
 		kp_json_strn(j, r->u.exec.path, r->u.exec.path_len);
 		break;
+	case KP_REC_JIT_CODE:
+		kp_json_key(j, "lo");
+		kp_json_u64(j, r->u.jit.lo);
+		kp_json_key(j, "size");
+		kp_json_u64(j, r->u.jit.size);
+		kp_json_key(j, "name");
+		kp_json_strn(j, r->u.jit.name, r->u.jit.name_len);
+		break;
 	case KP_REC_QUERY_TEXT:
 		kp_qtexts_define(qt, r->u.qtext.id, r->u.qtext.text,
 				 r->u.qtext.len);

@@ -688,6 +688,12 @@ static void handle_record(struct kp_load *L, const struct kp_rec *rec)
 	case KP_REC_MODULE:
 		kp_trace_add_module(t, rec);
 		break;
+	case KP_REC_JIT_CODE:
+		if (!t->jit_rec)
+			t->jit_rec = kp_perfmap_new();
+		kp_perfmap_add(t->jit_rec, rec->u.jit.lo, rec->u.jit.size,
+			       rec->u.jit.name, rec->u.jit.name_len);
+		break;
 	case KP_REC_UNMODULE:
 		kp_trace_unmap_module(t, rec);
 		break;
@@ -853,6 +859,7 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 	an->lost_total = kp_sat_add(an->lost_total, p->lost_total);
 	if (p->truncated)
 		an->truncated = 1;
+	kp_trace_name_jit(&t);
 	for (size_t i = 0; i < an->npasses; i++)
 		if (an->passes[i]->xEndTrace)
 			an->passes[i]->xEndTrace(an->pass_state[i], &t);

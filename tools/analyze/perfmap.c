@@ -11,15 +11,18 @@
  * as the map's name. Code freed and its memory reused gives overlapping
  * lines: the later line wins, as it describes the newer code.
  *
- * The file is untrusted: lines that do not parse are skipped, names are
- * cut at KP_PERFMAP_NAME_MAX bytes, and the entries at KP_PERFMAP_MAX.
+ * The map comes from the trace (its JIT_CODE records, copied from the
+ * file as the process ended: preload/jitmap.c) or from the file itself.
+ * Both are untrusted: lines that do not parse (lib/perfmap_line.c) and
+ * empty entries are skipped, names are cut at KP_PERFMAP_NAME_MAX bytes,
+ * and the entries at KP_PERFMAP_MAX.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "analyze.h"
+#include "perfmap_line.h"
 
 struct pm_ent {
 	uint64_t lo, hi; /* [lo, hi) */
@@ -29,33 +32,10 @@ struct pm_ent {
 
 struct kp_perfmap {
 	struct pm_ent *e;
-	size_t n;
-	char *names;
-	size_t names_len;
+	size_t n, cap;
+	char *names; /* NUL-terminated names, one after the other */
+	size_t names_len, names_cap;
 };
-
-/* "START SIZE NAME" in hex: 1 and the fields, or 0 for anything else. */
-static int parse_line(char *s, uint64_t *lo, uint64_t *size, char **name)
-{
-	char *end;
-	if (*s < '0' || *s > 'f')
-		return 0;
-	errno = 0;
-	*lo = strtoull(s, &end, 16);
-	if (errno || end == s || *end != ' ')
-		return 0;
-	s = end + 1;
-	if (*s < '0' || *s > 'f')
-		return 0;
-	*size = strtoull(s, &end, 16);
-	if (errno || end == s || *end != ' ' || !*size ||
-	    *lo + *size < *lo)
-		return 0;
-	*name = end + 1;
-	size_t n = strcspn(*name, "\r\n");
-	(*name)[n > KP_PERFMAP_NAME_MAX ? KP_PERFMAP_NAME_MAX : n] = 0;
-	return (*name)[0] != 0;
-}
 
 static int cmp_ent(const void *a, const void *b)
 {
@@ -65,43 +45,65 @@ static int cmp_ent(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+struct kp_perfmap *kp_perfmap_new(void)
+{
+	return xcalloc(1, sizeof(struct kp_perfmap));
+}
+
+void kp_perfmap_add(struct kp_perfmap *m, uint64_t lo, uint64_t size,
+		    const char *name, size_t len)
+{
+	if (m->n >= KP_PERFMAP_MAX || !size || lo + size < lo || !len)
+		return;
+	if (len > KP_PERFMAP_NAME_MAX)
+		len = KP_PERFMAP_NAME_MAX;
+	if (m->names_len + len + 1 > m->names_cap) {
+		m->names_cap = (m->names_cap ? m->names_cap : 4096) * 2 + len;
+		m->names = xrealloc(m->names, m->names_cap);
+	}
+	memcpy(m->names + m->names_len, name, len);
+	m->names[m->names_len + len] = 0;
+	if (m->n == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 256;
+		m->e = xrealloc_array(m->e, m->cap, sizeof(*m->e));
+	}
+	m->e[m->n] = (struct pm_ent){ lo, lo + size, (uint32_t)m->names_len,
+				      (uint32_t)m->n };
+	m->n++;
+	m->names_len += len + 1;
+}
+
+int kp_perfmap_finish(struct kp_perfmap *m)
+{
+	if (!m->n)
+		return -1;
+	qsort(m->e, m->n, sizeof(*m->e), cmp_ent);
+	return 0;
+}
+
 struct kp_perfmap *kp_perfmap_load(const char *path)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return NULL;
-	struct kp_perfmap *m = xcalloc(1, sizeof(*m));
-	size_t cap = 0, names_cap = 0;
+	struct kp_perfmap *m = kp_perfmap_new();
 	char *line = NULL;
 	size_t line_cap = 0;
-	while (getline(&line, &line_cap, f) > 0 && m->n < KP_PERFMAP_MAX) {
+	ssize_t got;
+	while ((got = getline(&line, &line_cap, f)) > 0 &&
+	       m->n < KP_PERFMAP_MAX) {
 		uint64_t lo, size;
-		char *name;
-		if (!parse_line(line, &lo, &size, &name))
-			continue;
-		size_t len = strlen(name) + 1;
-		if (m->names_len + len > names_cap) {
-			names_cap = (names_cap ? names_cap : 4096) * 2 + len;
-			m->names = xrealloc(m->names, names_cap);
-		}
-		memcpy(m->names + m->names_len, name, len);
-		if (m->n == cap) {
-			cap = cap ? cap * 2 : 256;
-			m->e = xrealloc_array(m->e, cap, sizeof(*m->e));
-		}
-		m->e[m->n] = (struct pm_ent){ lo, lo + size,
-					      (uint32_t)m->names_len,
-					      (uint32_t)m->n };
-		m->n++;
-		m->names_len += len;
+		const char *name;
+		size_t len, n = (size_t)got - (line[got - 1] == '\n');
+		if (kp_perfmap_line(line, n, &lo, &size, &name, &len))
+			kp_perfmap_add(m, lo, size, name, len);
 	}
 	free(line);
 	fclose(f);
-	if (!m->n) {
+	if (kp_perfmap_finish(m) != 0) {
 		kp_perfmap_free(m);
 		return NULL;
 	}
-	qsort(m->e, m->n, sizeof(*m->e), cmp_ent);
 	return m;
 }
 

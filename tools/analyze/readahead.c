@@ -117,6 +117,9 @@ static void own_rec(struct ra_chunk *c, struct kp_rec *rec)
 		rec->u.qtext.text = own(c, rec->u.qtext.text,
 					rec->u.qtext.len);
 		break;
+	case KP_REC_JIT_CODE:
+		rec->u.jit.name = own(c, rec->u.jit.name, rec->u.jit.name_len);
+		break;
 	default:
 		break;
 	}

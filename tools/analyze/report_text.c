@@ -84,6 +84,7 @@ const char *kp_rec_type_name(unsigned type, char *buf, size_t n)
 		[KP_REC_SNAPSHOT] = "snapshot", [KP_REC_IO_SUMMARY] = "io_summary",
 		[KP_REC_QUERY_BEGIN] = "query_begin",
 		[KP_REC_QUERY_TEXT] = "query_text",
+		[KP_REC_JIT_CODE] = "jit_code",
 	};
 
 	if (type < KP_ARRAY_SIZE(names) && names[type])

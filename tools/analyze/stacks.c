@@ -411,27 +411,39 @@ static const struct kp_tmodule *trace_find_module(struct kp_trace *t,
 }
 
 /*
- * The pseudo-module of the process's JIT map, looked for once per trace:
- * <dir>/perf-<pid>.map, dir from --perf-map-dir, else /tmp (where perf
- * looks). One module per path, so traces of one pid (an exec chain)
- * share it and its map. @return 0 when there is none.
+ * The pseudo-module of the process's JIT map, looked for once per trace,
+ * at its end: the map the trace carries (its JIT_CODE records, which come
+ * last), named "[perf-<pid>.map]"; else the file <dir>/perf-<pid>.map,
+ * dir from --perf-map-dir, else /tmp (where perf looks). One module per
+ * name, so traces of one pid (an exec chain) share it and its map.
+ * @return 0 when there is none.
  */
 static int trace_jit_module(struct kp_trace *t, uint32_t *mod)
 {
 	if (!t->jit_state) {
 		const struct kp_opts *o = t->an->opts;
 		char path[4096];
+		int n = -1;
+		struct kp_perfmap *map = NULL;
 		t->jit_state = -1;
 		if (!o || o->no_symbols || !t->proc || t->proc->pid <= 0)
 			return 0;
-		int n = snprintf(path, sizeof(path), "%s/perf-%lld.map",
-				 o->perf_map_dir ? o->perf_map_dir : "/tmp",
-				 (long long)t->proc->pid);
-		if (n < 0 || (size_t)n >= sizeof(path))
+		if (t->jit_rec && kp_perfmap_finish(t->jit_rec) == 0) {
+			map = t->jit_rec;
+			t->jit_rec = NULL;
+			n = snprintf(path, sizeof(path), "[perf-%lld.map]",
+				     (long long)t->proc->pid);
+		} else {
+			n = snprintf(path, sizeof(path), "%s/perf-%lld.map",
+				     o->perf_map_dir ? o->perf_map_dir : "/tmp",
+				     (long long)t->proc->pid);
+			if (n > 0 && (size_t)n < sizeof(path))
+				map = kp_perfmap_load(path);
+		}
+		if (!map || n < 0 || (size_t)n >= sizeof(path)) {
+			kp_perfmap_free(map);
 			return 0;
-		struct kp_perfmap *map = kp_perfmap_load(path);
-		if (!map)
-			return 0;
+		}
 		t->jit_mod = kp_module_intern(t->an, path, (size_t)n, NULL, 0);
 		struct kp_module *km = &t->an->modules[t->jit_mod];
 		if (km->jit) /* the same pid's map, loaded for an earlier trace */
@@ -464,21 +476,47 @@ uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
 		 * kprof (its own work, in a CPU sample) keeps them */
 		if (m && t->an->modules[m->gmod].self && app_seen)
 			continue;
-		uint32_t jm;
 		f[n].module = m ? m->gmod : 0;
 		f[n].pad = 0;
 		f[n].offset = m ? pc - m->bias : pc;
-		/* code in no module: a JIT's, named by its map if it has one */
-		if (!m && trace_jit_module(t, &jm) &&
-		    (kp_perfmap_find(t->an->modules[jm].jit, pc) ||
-		     kp_perfmap_find(t->an->modules[jm].jit, pc - 1)))
-			f[n].module = jm;
 		f[n].address = pc;
+		s->jit |= !m; /* code in no module: a JIT's? (kp_trace_name_jit) */
 		app_seen |= !t->an->modules[f[n].module].self;
 		n++;
 	}
 	s->gstack = kp_gstack_intern(t->an, f, n);
 	return s->gstack;
+}
+
+void kp_trace_name_jit(struct kp_trace *t)
+{
+	struct kp_analysis *an = t->an;
+	struct kp_frame f[KP_MAX_STACK_DEPTH];
+	uint32_t jm;
+	int have = -1; /* the map, looked for at the first candidate */
+
+	for (size_t i = 0; i < t->nstacks; i++) {
+		struct kp_tstack *s = &t->stacks[i];
+		if (!s->jit || s->gstack == UINT32_MAX || !s->gstack)
+			continue;
+		if (have < 0)
+			have = trace_jit_module(t, &jm);
+		if (!have)
+			return;
+		const struct kp_gstack *g = &an->gstacks[s->gstack];
+		const struct kp_perfmap *map = an->modules[jm].jit;
+		int named = 0;
+		memcpy(f, an->frames + g->off, g->depth * sizeof(*f));
+		for (uint32_t k = 0; k < g->depth; k++)
+			if (!f[k].module &&
+			    (kp_perfmap_find(map, f[k].offset) ||
+			     kp_perfmap_find(map, f[k].offset - 1))) {
+				f[k].module = jm;
+				named = 1;
+			}
+		if (named)
+			s->gstack = kp_gstack_intern(an, f, g->depth);
+	}
 }
 
 void kp_trace_release(struct kp_trace *t)
@@ -493,6 +531,8 @@ void kp_trace_release(struct kp_trace *t)
 	free(t->pcs);
 	free(t->mods);
 	free(t->mods_sorted);
+	kp_perfmap_free(t->jit_rec);
+	t->jit_rec = NULL;
 	t->stacks = NULL;
 	t->pcs = NULL;
 	t->mods = t->mods_sorted = NULL;

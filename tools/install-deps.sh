@@ -21,8 +21,9 @@ for s in $sets; do
 		postgresql-contrib util-linux"
 		# CPU sampling (issue 5): go tool pprof reads the exports
 		pkgs="$pkgs golang-go"
-		# JIT maps: node --perf-basic-prof names its code for perf
-		pkgs="$pkgs nodejs" ;;
+		# JIT maps: node --perf-basic-prof and the JVM's
+		# -XX:+DumpPerfMapAtExit name their code for perf
+		pkgs="$pkgs nodejs openjdk-17-jdk-headless" ;;
 	bench) pkgs="$pkgs heaptrack sqlite3 valgrind" ;;
 	*) echo "install-deps: unknown set '$s' (build, test, bench)" >&2; exit 2 ;;
 	esac

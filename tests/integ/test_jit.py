@@ -17,8 +17,9 @@ leak, the allocation site, the CPU profile, the folded stacks and the
 pprof export must all carry the map's names, from the file (in a
 directory of the test's) and from the trace (the map in /tmp, removed
 before the analysis). The copy: once per line, across the failed execs of
-a shell's PATH search; never through a symbolic link. Then node, the
-real JIT, with --perf-basic-prof: its hottest function is the script's.
+a shell's PATH search; never through a symbolic link. Then two real
+JITs: the JVM with -XX:+DumpPerfMapAtExit and node with --perf-basic-prof,
+whose hottest functions must be the programs' own.
 """
 import gzip
 import json
@@ -187,6 +188,37 @@ with t.section("the map carried by the trace"):
                  "without its newline only at the process's end (true's "
                  "trace)", got)
             t.eq(list(got.values()), [[]], "cp, another pid: no map")
+
+with t.section("java -XX:+DumpPerfMapAtExit"):
+    # the JVM (17 and later) writes its map as it exits, before kprof's
+    # last flush, which copies it
+    java, javac = need("java"), need("javac")
+    with Tmp() as d:
+        with open(os.path.join(d, "Hot.java"), "w") as f:
+            f.write("public class Hot {\n"
+                    "  static long spin(long n) { long s = 0;\n"
+                    "    for (long i = 0; i < n; i++) s += i % 7; return s; }\n"
+                    "  public static void main(String[] a) { long t = 0;\n"
+                    "    long end = System.nanoTime() + 400000000L;\n"
+                    "    while (System.nanoTime() < end) t += spin(100000);\n"
+                    "    System.out.println(t > 0); } }\n")
+        c = subprocess.run([javac, "Hot.java"], cwd=d, capture_output=True,
+                           text=True)
+        t.eq(c.returncode, 0, "javac", c.stderr)
+        r = run([java, "-XX:+UnlockDiagnosticVMOptions",
+                 "-XX:+DumpPerfMapAtExit", "Hot"], cwd=d,
+                prof=dict(CPU, MEMORY="0", IO="0"))
+        mapfile = "/tmp/perf-%d.map" % r.pid
+        t.eq((r.rc, r.out.strip()), (0, "true"), "java runs", r.err)
+        t.ok(os.path.exists(mapfile), "the JVM wrote " + mapfile)
+        if os.path.exists(mapfile):
+            os.unlink(mapfile)
+        rep = analyze(r.traces)
+        name, share = hot(rep)
+        t.ok("Hot.spin" in name and share >= 0.3,
+             "the hottest function is Hot.spin, compiled, named by the "
+             "JVM's map as the trace carries it (%r, %.0f %%)"
+             % (name, 100 * share), json.dumps(rep["cpu"]["functions"][:5]))
 
 with t.section("node --perf-basic-prof"):
     node = need("node")

@@ -46,7 +46,8 @@
 #define KP_FORMAT_MAJOR_MIN 1 /* the oldest major this reader reads */
 /* readers accept any minor (2.1: QUERY_TEXT records and the QUERY value
  * text_id, which a 2.0 reader would see without their text; 3.1:
- * JIT_CODE records, which a 3.0 reader skips) */
+ * JIT_CODE records, which a 3.0 reader skips, and SNAPSHOT's values,
+ * which it ignores) */
 #define KP_FORMAT_MINOR 1
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
@@ -137,7 +138,7 @@ enum kp_rec_type {
 	KP_REC_CUSTOM = 42,
 	KP_REC_QUERY_BEGIN = 43,
 	KP_REC_CPU_SAMPLE = 48,
-	KP_REC_SNAPSHOT = 56, /* reserved, no layout yet */
+	KP_REC_SNAPSHOT = 56,
 
 	KP_REC_TYPE_MAX = 127
 };
@@ -275,6 +276,18 @@ enum { KP_CUSTOM_VALUE, KP_CUSTOM_NV };
  * weight = thread CPU ns this sample stands for ---- */
 enum { KP_CPU_WEIGHT, KP_CPU_NV };
 
+/* ---- KP_REC_SNAPSHOT (3.1): the process's resources, sampled by the
+ * writer as it flushes (at most every KP_SNAP_MIN_NS) and once more at the
+ * end; tid = the pid, no stack, kind 0. rss and vm: bytes resident and
+ * mapped (/proc/self/statm; -1 when it cannot be read); maxrss: the
+ * kernel's high-water mark of rss since the process began (getrusage
+ * ru_maxrss, bytes: it catches a peak between samples, and it carries over
+ * an exec and is inherited by a fork); minflt, majflt: page faults so far;
+ * cpu_ns: user + system CPU time so far (all threads) ---- */
+enum { KP_SNAP_RSS, KP_SNAP_VM, KP_SNAP_MAXRSS, KP_SNAP_MINFLT,
+       KP_SNAP_MAJFLT, KP_SNAP_CPU_NS, KP_SNAP_NV };
+#define KP_SNAP_MIN_NS 10000000ull
+
 /* The layout of an extension type; nv = 0 for a type with none. */
 static inline struct kp_ext_layout kp_ext_layout(unsigned type)
 {
@@ -318,6 +331,9 @@ static inline struct kp_ext_layout kp_ext_layout(unsigned type)
 
 	case KP_REC_CPU_SAMPLE:
 		l.nv = KP_CPU_NV;
+		break;
+	case KP_REC_SNAPSHOT:
+		l.nv = KP_SNAP_NV;
 		break;
 
 	default:

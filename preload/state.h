@@ -738,6 +738,9 @@ void kp_writer_after_fork_child(void);
 struct kp_writer;
 void kp_jitmap_write(struct kp_writer *kw, uint64_t ts, uint32_t tid,
 		     int final);
+/* A SNAPSHOT of the process's memory, faults and CPU time, if the last is
+ * KP_SNAP_MIN_NS old or this is the trace's end (snapshot.c; in a cycle). */
+void kp_snapshot_write(struct kp_writer *kw, uint64_t ts, int final);
 
 /* ---- I/O (hook_io.c, fdtab.c) ------------------------------------------- */
 

@@ -772,7 +772,8 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	emit_cpu_samples();
 	more |= cpu_more;
 
-	/* 4. counts, the end, the frame */
+	/* 4. resources, counts, the end, the frame */
+	kp_snapshot_write(w.kw, to_ns(kp_ticks()), final || exec_path);
 	emit_lost();
 	if (exec_path || final) {
 		struct kp_rec r;

@@ -138,7 +138,8 @@ static inline int rec_same(const struct kp_rec *a, const struct kp_rec *b)
 	case KP_REC_IO:
 	case KP_REC_FD_OPEN:
 	case KP_REC_QUERY:
-	case KP_REC_CPU_SAMPLE: {
+	case KP_REC_CPU_SAMPLE:
+	case KP_REC_SNAPSHOT: {
 			struct kp_ext_layout l = kp_ext_layout(a->type);
 			return a->ts == b->ts && a->tid == b->tid &&
 			       a->kind == b->kind &&
@@ -334,6 +335,12 @@ static inline size_t edge_records(struct kp_rec *out)
 	r->u.jit.name_len = KP_MAX_STR_LEN; NEXT(KP_REC_JIT_CODE);
 	r->ts = 2005; r->tid = 78; r->u.ext.v[KP_CPU_WEIGHT] = 10000000;
 	r->u.ext.stack = 2; NEXT(KP_REC_CPU_SAMPLE);
+	/* resource snapshots (3.1): values not read (-1), the largest */
+	r->ts = 2006; r->tid = 78; r->u.ext.v[KP_SNAP_RSS] = -1;
+	r->u.ext.v[KP_SNAP_VM] = -1; r->u.ext.v[KP_SNAP_MAXRSS] = 4096;
+	NEXT(KP_REC_SNAPSHOT);
+	r->ts = 2007; r->tid = 78; r->u.ext.v[KP_SNAP_RSS] = INT64_MAX;
+	r->u.ext.v[KP_SNAP_CPU_NS] = INT64_MAX; NEXT(KP_REC_SNAPSHOT);
 	r->ts = 10; r->u.module.bias = 0; r->u.module.lo = 0;
 	r->u.module.hi = 0; r->u.module.path = ""; NEXT(KP_REC_MODULE);
 	r->ts = 11; r->u.module.bias = M; r->u.module.lo = M - 4096;

@@ -176,7 +176,7 @@ struct kp_symbols; /* symbols.c */
 
 /* ---- processes ---------------------------------------------------------- */
 
-#define KP_MAX_PASSES 8
+#define KP_MAX_PASSES 12
 
 /* What one trace file says about its process (one exec image). */
 struct kp_proc {
@@ -465,6 +465,7 @@ extern const struct kp_pass kp_pass_queries; /* queries.c */
 extern const struct kp_pass kp_pass_cpu; /* cpu.c */
 extern const struct kp_pass kp_pass_timeline; /* chrome.c */
 extern const struct kp_pass kp_pass_peak; /* peak.c */
+extern const struct kp_pass kp_pass_resources; /* resources.c */
 
 /* ---- load.c: the analysis driver ------------------------------------------ */
 

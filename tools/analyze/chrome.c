@@ -7,6 +7,7 @@
  *     the name (cut to 200 bytes) and rows/status as args,
  *   - I/O calls (KP_REC_IO) of at least --io-min-us (default 100 us) as X
  *     events "io:<op>" with fd, requested and returned bytes,
+ *   - the resident size (SNAPSHOT) as a counter "rss" per process,
  *   - thread names (THREAD_START) and process names (exe) as metadata.
  * Times are microseconds (with ns fractions) since the earliest traced
  * process started, so the processes of a fork/exec tree line up.
@@ -25,8 +26,9 @@ struct tev {
 	uint64_t dur_ns;
 	int64_t pid;
 	uint32_t tid;
-	char ph;           /* 'B', 'E', 'X', 'M' */
-	uint8_t cat;       /* 0 span, 1 query, 2 io, 3 thread name */
+	char ph;           /* 'B', 'E', 'X', 'M', 'C' */
+	uint8_t cat;       /* 0 span, 1 query, 2 io, 3 thread name, 4 process
+			    * name, 5 rss */
 	char *name;
 	int64_t a, b, c;   /* args */
 };
@@ -97,9 +99,21 @@ static void tl_events(void *st, struct kp_trace *t, const struct kp_batch *b)
 	for (size_t i = 0; i < b->nxev; i++) {
 		const struct kp_event *ev = &b->ev[b->xev[i]];
 		if (ev->type != KP_REC_SPAN && ev->type != KP_REC_QUERY &&
-		    ev->type != KP_REC_IO)
+		    ev->type != KP_REC_IO && ev->type != KP_REC_SNAPSHOT)
 			continue;
 		const struct kp_rec *r = kp_batch_rec(b, ev);
+		if (ev->type == KP_REC_SNAPSHOT) {
+			if (r->u.ext.v[KP_SNAP_RSS] < 0)
+				continue; /* not read */
+			struct tev *e = push(s);
+			e->pid = t->proc->pid;
+			e->ph = 'C';
+			e->cat = 5;
+			e->wall_ns = s->wall0 + ev->ts;
+			e->a = r->u.ext.v[KP_SNAP_RSS];
+			e->name = xstrdup("rss");
+			continue;
+		}
 		int64_t dur = ev->type == KP_REC_SPAN ? r->u.ext.v[KP_SPAN_DUR] :
 			      ev->type == KP_REC_QUERY ? r->u.ext.v[KP_Q_DUR] :
 							 r->u.ext.v[KP_IO_DUR];
@@ -186,7 +200,8 @@ int kp_chrome_export(struct kp_analysis *an, const char *path)
 		if (s->ev[i].wall_ns < t0)
 			t0 = s->ev[i].wall_ns;
 	static const char *const cats[] = { "span", "query", "io",
-					    "__metadata", "__metadata" };
+					    "__metadata", "__metadata",
+					    "memory" };
 	struct kp_json j;
 	kp_json_init(&j, f, 0);
 	kp_json_begin_object(&j);
@@ -249,6 +264,9 @@ int kp_chrome_export(struct kp_analysis *an, const char *path)
 			kp_json_i64(&j, e->b);
 			kp_json_key(&j, "returned");
 			kp_json_i64(&j, e->c);
+		} else if (e->cat == 5) {
+			kp_json_key(&j, "bytes");
+			kp_json_i64(&j, e->a);
 		}
 		kp_json_end_object(&j);
 		kp_json_end_object(&j);

@@ -33,6 +33,7 @@
 /* The passes, in report order. Add a new analysis here. */
 static const struct kp_pass *const kp_passes[] = {
 	&kp_pass_memory,
+	&kp_pass_resources,
 	&kp_pass_app,
 	&kp_pass_io,
 	&kp_pass_queries,

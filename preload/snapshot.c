@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Resource snapshots: the process's resident and mapped memory, the
+ * kernel's high-water mark of the former, page faults and CPU time, as
+ * SNAPSHOT records (lib/record.h) written by the writer's cycles, at most
+ * every KP_SNAP_MIN_NS, and by the last one. The heap kprof sees is what
+ * went through malloc; the resident size is what the process cost the
+ * machine (mmap, thread stacks, the allocator's fragmentation and
+ * retention, kprof itself): the analyzer sets one against the other.
+ *
+ * Read with raw system calls (/proc/self/statm; kprof's reads are not the
+ * app's I/O) and getrusage(2); runs in a cycle (writer.c), under its lock.
+ */
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kpz.h"
+
+/* "size resident ..." in pages: bytes mapped and resident, or -1. */
+static void read_statm(int64_t *vm, int64_t *rss)
+{
+	char buf[128];
+	*vm = *rss = -1;
+	long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/statm",
+			  O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	long n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	uint64_t v[2] = { 0, 0 };
+	const char *p = buf;
+	for (int k = 0; k < 2; k++) {
+		if (*p < '0' || *p > '9')
+			return;
+		while (*p >= '0' && *p <= '9')
+			v[k] = v[k] * 10 + (uint64_t)(*p++ - '0');
+		if (*p++ != ' ')
+			return;
+	}
+	int64_t page = (int64_t)sysconf(_SC_PAGESIZE);
+	*vm = (int64_t)v[0] * page;
+	*rss = (int64_t)v[1] * page;
+}
+
+void kp_snapshot_write(struct kp_writer *kw, uint64_t ts, int final)
+{
+	static uint64_t last_ts;
+	static int any;
+	if (!final && any && ts - last_ts < KP_SNAP_MIN_NS)
+		return;
+	int saved = errno;
+	struct kp_rec r;
+	struct rusage ru;
+	memset(&r, 0, sizeof(r));
+	r.type = KP_REC_SNAPSHOT;
+	r.ts = ts;
+	r.tid = (uint32_t)syscall(SYS_getpid);
+	read_statm(&r.u.ext.v[KP_SNAP_VM], &r.u.ext.v[KP_SNAP_RSS]);
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		r.u.ext.v[KP_SNAP_MAXRSS] = (int64_t)ru.ru_maxrss * 1024;
+		r.u.ext.v[KP_SNAP_MINFLT] = ru.ru_minflt;
+		r.u.ext.v[KP_SNAP_MAJFLT] = ru.ru_majflt;
+		r.u.ext.v[KP_SNAP_CPU_NS] =
+			(int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+				1000000000 +
+			(int64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) *
+				1000;
+	}
+	kp_writer_add(kw, &r);
+	last_ts = ts;
+	any = 1;
+	errno = saved;
+}

@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: MIT
+"""Resource snapshots (SNAPSHOT records, preload/snapshot.c) and what the
+analyzer makes of them (tools/analyze/resources.c).
+
+tests/apps/rsswave.c touches 64 MiB, holds it, frees it (glibc unmaps a
+block that large) and holds again, printing when it touched and freed the
+memory (CLOCK_MONOTONIC, the trace's clock) and the kernel's VmHWM. The
+writer samples the resident size as it flushes (every 100 ms when idle,
+at most every 10 ms), so the sampled peak must fall while the memory was
+held, the size at the end must be below it by most of the 64 MiB, and the
+high-water mark must be the kernel's own.
+"""
+import json
+import os
+import re
+
+from kptest import Tap, Tmp, analyze, analyze_raw, app, run, trace_header
+
+t = Tap()
+MIB = 1 << 20
+
+
+def proc_of(rep):
+    ps = rep["trace"]["processes"]
+    if len(ps) != 1:
+        raise AssertionError("want one process, got %d" % len(ps))
+    return ps[0]
+
+
+with t.section("rsswave: the peak, the end, the kernel's mark"):
+    with Tmp() as d:
+        r = run([app("rsswave"), "400"], cwd=d)
+        kv = dict(zip(r.out.split()[::2], map(int, r.out.split()[1::2])))
+        t.eq((r.rc, sorted(kv)), (0, ["freed", "hwm_kb", "touched"]),
+             "runs", r.err)
+        start = trace_header(r.traces[0])["start_mono_ns"]
+        rep = analyze(r.traces)
+        res = proc_of(rep).get("resources") or {}
+        dur = proc_of(rep)["duration_ns"]
+        t.ok(3 <= res.get("samples", 0) <= dur // 10000000 + 2,
+             "samples as the writer flushes, at most one per 10 ms "
+             "(%s in %.0f ms)" % (res.get("samples"), dur / 1e6))
+        t.ok(res.get("rss_peak_bytes", 0) >= 64 * MIB,
+             "the sampled peak holds the 64 MiB (%.1f MiB)"
+             % (res.get("rss_peak_bytes", 0) / MIB))
+        t.ok(kv.get("touched", 0) - start <= res.get("rss_peak_ns", -1) <=
+             kv.get("freed", 0) - start,
+             "... and was sampled while the memory was held", res)
+        t.ok(res.get("rss_end_bytes", 1 << 62) <=
+             res.get("rss_peak_bytes", 0) - 56 * MIB,
+             "at the end the 64 MiB are gone (%.1f MiB)"
+             % (res.get("rss_end_bytes", 0) / MIB))
+        hwm = kv.get("hwm_kb", 0) * 1024
+        t.ok(hwm <= res.get("rss_max_bytes", 0) <= hwm + 16 * MIB,
+             "the high-water mark is the kernel's VmHWM (%.1f MiB; the "
+             "app read %.1f MiB before kprof's last flush)"
+             % (res.get("rss_max_bytes", 0) / MIB, hwm / MIB))
+        t.ok(res.get("minor_faults", 0) >= 64 * MIB // 4096,
+             "a page fault per page touched at least (%s)"
+             % res.get("minor_faults"))
+        t.ok(res.get("vm_peak_bytes", 0) >= res.get("rss_peak_bytes", 1) and
+             res.get("cpu_ns", 0) > 0, "mapped >= resident; CPU time")
+        heap = rep["memory"]["peak_bytes"]
+        text = analyze(r.traces, fmt="text")
+        line = [ln for ln in text.splitlines() if ln.startswith("  rss ")]
+        t.ok(len(line) == 1 and re.match(
+            r"  rss      peak [\d.]+ MiB at [\d.]+ ms \(heap peak 64\.\d MiB\), "
+            r"at the end [\d.]+ MiB", line[0]) and 64 * MIB <= heap < 65 * MIB,
+             "text: the rss line with the heap peak beside it", line)
+
+        ch = os.path.join(d, "t.json")
+        rc, out, err = analyze_raw(["export", "--chrome", ch] + r.traces)
+        with open(ch) as f:
+            cs = [e for e in json.load(f)["traceEvents"] if e["ph"] == "C"]
+        t.ok(rc == 0 and len(cs) == res.get("samples") and
+             all(e["name"] == "rss" for e in cs) and
+             max(e["args"]["bytes"] for e in cs) == res.get("rss_peak_bytes"),
+             "chrome export: an rss counter per sample, the peak among them",
+             cs[:3])
+
+with t.section("without memory recording"):
+    with Tmp() as d:
+        r = run([app("rsswave"), "150"], cwd=d, prof={"MEMORY": "0"})
+        rep = analyze(r.traces)
+        res = proc_of(rep).get("resources") or {}
+        t.ok(r.rc == 0 and res.get("rss_peak_bytes", 0) >= 64 * MIB,
+             "MEMORY=0: the snapshots are still taken", res)
+        text = analyze(r.traces, fmt="text")
+        t.ok(re.search(r"^  rss      peak [\d.]+ MiB at [\d.]+ ms, at the end",
+                       text, re.M),
+             "text: no heap peak to set beside it", text[:800])
+
+t.done()

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The resources pass: each process's resident memory over time, from the
+ * SNAPSHOT records the recorder's writer takes as it flushes
+ * (preload/snapshot.c): the peak and when, the size at the end, the
+ * kernel's high-water mark (which catches a peak between two snapshots),
+ * page faults and CPU time; set against the heap peak, the part of the
+ * process's memory that malloc does not explain (mmap, thread stacks, the
+ * allocator's free lists and fragmentation).
+ *
+ * Text: one "rss" line in each process block. JSON: "resources" in each
+ * process object (kprof-analyze(1)).
+ */
+#include <stdlib.h>
+
+#include "analyze.h"
+#include "json.h"
+
+struct res_proc {
+	uint64_t samples;
+	uint64_t peak, peak_ns;   /* the largest rss sampled, and when */
+	uint64_t maxrss;          /* the kernel's high-water mark, last seen */
+	uint64_t maxrss_first;    /* ... at the first sample */
+	uint64_t end_rss, end_ns; /* the last sample */
+	uint64_t vm_peak;
+	uint64_t minflt, majflt, cpu_ns;
+};
+
+struct res_state {
+	unsigned slot;
+	struct res_proc *cur;
+};
+
+static void *res_init(struct kp_analysis *an, unsigned slot)
+{
+	(void)an;
+	struct res_state *s = xcalloc(1, sizeof(*s));
+	s->slot = slot;
+	return s;
+}
+
+static void res_begin_trace(void *state, struct kp_trace *t)
+{
+	struct res_state *s = state;
+	s->cur = xcalloc(1, sizeof(*s->cur));
+	t->proc->pass_data[s->slot] = s->cur;
+}
+
+/* Negative values (-1: not read) count as absent. */
+static uint64_t val(const struct kp_rec *r, unsigned i)
+{
+	return r->u.ext.v[i] > 0 ? (uint64_t)r->u.ext.v[i] : 0;
+}
+
+static void res_events(void *state, struct kp_trace *t,
+		       const struct kp_batch *b)
+{
+	struct res_state *s = state;
+	struct res_proc *p = s->cur;
+	(void)t;
+	for (size_t i = 0; i < b->nxev; i++) {
+		const struct kp_event *e = &b->ev[b->xev[i]];
+		if (e->type != KP_REC_SNAPSHOT)
+			continue;
+		const struct kp_rec *r = kp_batch_rec(b, e);
+		uint64_t rss = val(r, KP_SNAP_RSS), vm = val(r, KP_SNAP_VM);
+		if (!p->samples++)
+			p->maxrss_first = val(r, KP_SNAP_MAXRSS);
+		if (rss > p->peak) {
+			p->peak = rss;
+			p->peak_ns = e->ts;
+		}
+		if (vm > p->vm_peak)
+			p->vm_peak = vm;
+		if (val(r, KP_SNAP_MAXRSS) > p->maxrss)
+			p->maxrss = val(r, KP_SNAP_MAXRSS);
+		if (e->ts >= p->end_ns) {
+			p->end_ns = e->ts;
+			p->end_rss = rss;
+			p->minflt = val(r, KP_SNAP_MINFLT);
+			p->majflt = val(r, KP_SNAP_MAJFLT);
+			p->cpu_ns = val(r, KP_SNAP_CPU_NS);
+		}
+	}
+}
+
+static void res_end_trace(void *state, struct kp_trace *t)
+{
+	struct res_state *s = state;
+	(void)t;
+	s->cur = NULL;
+}
+
+/*
+ * The kernel's high-water mark where it says more than the samples: a peak
+ * between two of them. Only if it grew while this trace ran: the mark
+ * carries over an exec, and a forked child starts with its parent's.
+ */
+static uint64_t rss_max(const struct res_proc *r)
+{
+	return r->maxrss > r->peak && r->maxrss > r->maxrss_first ? r->maxrss
+								   : r->peak;
+}
+
+static void res_proc_text(void *state, struct kp_analysis *an,
+			  const struct kp_proc *p, FILE *out)
+{
+	struct res_state *s = state;
+	const struct res_proc *r = p->pass_data[s->slot];
+	if (!r || !r->samples)
+		return;
+	char a[32], b[32], c[32];
+	const struct kp_mem_totals *m = kp_mem_proc_totals(an, p);
+	fprintf(out, "  rss      peak %s at %s",
+		kp_fmt_bytes(a, sizeof(a), r->peak),
+		kp_fmt_ns(b, sizeof(b), r->peak_ns));
+	if (m && m->alloc_calls)
+		fprintf(out, " (heap peak %s)",
+			kp_fmt_bytes(c, sizeof(c), m->peak_bytes));
+	fprintf(out, ", at the end %s", kp_fmt_bytes(a, sizeof(a), r->end_rss));
+	/* the kernel saw more between two snapshots */
+	if (rss_max(r) > r->peak)
+		fprintf(out, "; high-water mark %s",
+			kp_fmt_bytes(b, sizeof(b), rss_max(r)));
+	if (r->majflt)
+		fprintf(out, "; %s major page faults",
+			kp_fmt_count(c, sizeof(c), r->majflt));
+	fputc('\n', out);
+}
+
+static void jkey(struct kp_json *j, const char *k, uint64_t v)
+{
+	kp_json_key(j, k);
+	kp_json_u64(j, v);
+}
+
+static void res_proc_json(void *state, struct kp_analysis *an,
+			  const struct kp_proc *p, struct kp_json *j)
+{
+	struct res_state *s = state;
+	const struct res_proc *r = p->pass_data[s->slot];
+	(void)an;
+	if (!r)
+		return;
+	kp_json_key(j, "resources");
+	kp_json_begin_object(j);
+	jkey(j, "samples", r->samples);
+	jkey(j, "rss_peak_bytes", r->peak);
+	jkey(j, "rss_peak_ns", r->peak_ns);
+	jkey(j, "rss_max_bytes", rss_max(r));
+	jkey(j, "rss_end_bytes", r->end_rss);
+	jkey(j, "vm_peak_bytes", r->vm_peak);
+	jkey(j, "minor_faults", r->minflt);
+	jkey(j, "major_faults", r->majflt);
+	jkey(j, "cpu_ns", r->cpu_ns);
+	kp_json_end_object(j);
+}
+
+static void res_free(void *state, struct kp_analysis *an)
+{
+	struct res_state *s = state;
+	for (size_t i = 0; i < an->nprocs; i++) {
+		free(an->procs[i]->pass_data[s->slot]);
+		an->procs[i]->pass_data[s->slot] = NULL;
+	}
+	free(s);
+}
+
+const struct kp_pass kp_pass_resources = {
+	.name = "resources",
+	.xInit = res_init,
+	.xBeginTrace = res_begin_trace,
+	.xEvents = res_events,
+	.xEndTrace = res_end_trace,
+	.xProcText = res_proc_text,
+	.xProcJson = res_proc_json,
+	.xFree = res_free,
+};

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Resource snapshots (SNAPSHOT records, preload/snapshot.c) and what the
-analyzer makes of them (tools/analyze/resources.c).
+analyzer makes of them (tools/analyze/resources.c); the heap over time
+(the memory pass's slices) beside them.
 
 tests/apps/rsswave.c touches 64 MiB, holds it, frees it (glibc unmaps a
 block that large) and holds again, printing when it touched and freed the
@@ -71,12 +72,48 @@ with t.section("rsswave: the peak, the end, the kernel's mark"):
         ch = os.path.join(d, "t.json")
         rc, out, err = analyze_raw(["export", "--chrome", ch] + r.traces)
         with open(ch) as f:
-            cs = [e for e in json.load(f)["traceEvents"] if e["ph"] == "C"]
+            cs = [e for e in json.load(f)["traceEvents"]
+                  if e["ph"] == "C" and e["name"] == "rss"]
         t.ok(rc == 0 and len(cs) == res.get("samples") and
-             all(e["name"] == "rss" for e in cs) and
              max(e["args"]["bytes"] for e in cs) == res.get("rss_peak_bytes"),
              "chrome export: an rss counter per sample, the peak among them",
              cs[:3])
+
+with t.section("the heap over time"):
+    with Tmp() as d:
+        r = run([app("rsswave"), "300"], cwd=d)
+        kv = dict(zip(r.out.split()[::2], map(int, r.out.split()[1::2])))
+        start = trace_header(r.traces[0])["start_mono_ns"]
+        rep = analyze(r.traces)
+        p = proc_of(rep)
+        tl = p["memory"]["timeline"]
+        w, sl = tl["slice_ns"], tl["max_in_use"]
+        t.ok(w >= 1000000 and (len(sl) - 1) * w <= p["duration_ns"] <
+             len(sl) * w, "slices of %d ms cover the run, the last partial"
+             % (w // 1000000), (w, len(sl), p["duration_ns"]))
+        touched, freed = kv["touched"] - start, kv["freed"] - start
+        held = [v for i, v in enumerate(sl)
+                if i * w >= touched and (i + 1) * w <= freed]
+        after = [v for i, v in enumerate(sl) if i * w > freed]
+        t.ok(held and min(held) >= 64 * MIB and after and
+             max(after) < MIB and max(sl) == rep["memory"]["peak_bytes"],
+             "64 MiB in every slice while held, under 1 MiB after the "
+             "free, the peak the largest", sl)
+        text = analyze(r.traces, fmt="text")
+        rows = re.findall(r"^ +[\d.]+ m?s +([\d.]+ [KMG]?i?B) +(#*)$",
+                          text.split("HEAP OVER TIME", 1)[-1].split(
+                              "\n\n", 1)[0], re.M)
+        t.ok(2 <= len(rows) <= 12 and rows[0][0] == "64.0 MiB" and
+             len(rows[0][1]) == 40 and rows[-1][1] == "",
+             "text: HEAP OVER TIME in at most 12 rows, the bar full while "
+             "held, empty at the end", rows)
+        ch = os.path.join(d, "t.json")
+        rc, out, err = analyze_raw(["export", "--chrome", ch] + r.traces)
+        with open(ch) as f:
+            hs = [e for e in json.load(f)["traceEvents"]
+                  if e["ph"] == "C" and e["name"] == "heap"]
+        t.ok(rc == 0 and [e["args"]["bytes"] for e in hs] == sl,
+             "chrome export: a heap counter per slice", hs[:3])
 
 with t.section("without memory recording"):
     with Tmp() as d:

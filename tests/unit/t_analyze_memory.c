@@ -1383,6 +1383,82 @@ TEST(alloc_wrappers)
 	CHECK(!kp_is_alloc_wrapper(NULL));
 }
 
+/*
+ * The heap over time (memory.c's slices): a ramp of allocations over
+ * 300 ms then frees over 100 ms, a pause, and a late event at 5 s. The
+ * slices must be the most in use in each [i * slice_ns, (i + 1) *
+ * slice_ns), computed here from the same events, after the doublings that
+ * 5 s takes (1 ms -> 64 ms for at most 128 slices).
+ */
+TEST(heap_slices)
+{
+	enum { N = 3000 };
+	static uint64_t ev_ts[2 * N + 2];
+	static int64_t ev_d[2 * N + 2];
+	size_t ne = 0;
+	struct tb b;
+	tb_begin(&b, 14, 1, "/bin/t");
+	t_stack(&b, 1, pcs_leak, 3);
+	for (uint64_t i = 0; i < N; i++) { /* every 100 us, 16 bytes more */
+		uint64_t ts = 1000 + i * 100000;
+		t_alloc(&b, 1, ts, 0x100000 + i * 64, 16 + i, 1);
+		ev_ts[ne] = ts;
+		ev_d[ne++] = (int64_t)(16 + i);
+	}
+	for (uint64_t i = 0; i < N; i++) { /* every 33 us, the same back */
+		uint64_t ts = 300001000 + i * 33333;
+		t_free(&b, 1, ts, 0x100000 + i * 64);
+		ev_ts[ne] = ts;
+		ev_d[ne++] = -(int64_t)(16 + i);
+	}
+	t_alloc(&b, 1, 5000000000ULL, 0x900000, 100, 1);
+	ev_ts[ne] = 5000000000ULL;
+	ev_d[ne++] = 100;
+	t_end(&b, 5000000500ULL, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_proc_totals(an, an->procs[0]);
+	REQUIRE(m);
+	CHECK_EQ_U(m->slice_ns, 64000000);
+	CHECK_EQ_U(m->nslices, 5000000500ULL / 64000000 + 1);
+	/* the model: per slice, the most in use at any moment in it (what
+	 * was in use as it began, or after an event in it) */
+	uint64_t live = 0, want[KP_HEAP_SLICES] = { 0 };
+	size_t k = 0;
+	int bad = 0;
+	for (uint32_t sl = 0; sl < m->nslices; sl++) {
+		uint64_t hi = (uint64_t)(sl + 1) * m->slice_ns, mx = live;
+		for (; k < ne && ev_ts[k] < hi; k++) {
+			live = (uint64_t)((int64_t)live + ev_d[k]);
+			if (live > mx)
+				mx = live;
+		}
+		want[sl] = mx;
+		if (m->heap[sl] != mx) {
+			printf("#   slice %u: %llu, want %llu\n", sl,
+			       (unsigned long long)m->heap[sl],
+			       (unsigned long long)mx);
+			bad = 1;
+		}
+	}
+	CHECK(!bad);
+	CHECK_EQ_U(want[4], m->peak_bytes); /* 256-320 ms: the top */
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "HEAP OVER TIME, the most in use in each 448.0 ms"));
+	free(txt);
+	txt = render(an, 1);
+	CHECK(python_check(txt, "t = d[\"trace\"][\"processes\"][0]"
+			   "[\"memory\"][\"timeline\"]; "
+			   "assert t[\"slice_ns\"] == 64000000; "
+			   "assert len(t[\"max_in_use\"]) == 79; "
+			   "assert max(t[\"max_in_use\"]) == "
+			   "d[\"memory\"][\"peak_bytes\"]") == 0);
+	free(txt);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
 int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain), T(temporary_per_thread),
@@ -1394,5 +1470,5 @@ int main(int argc, char **argv)
 			 T(incarnations_model), T(pointer_map_model),
 			 T(bad_input), T(json_escaping),
 			 T(symbolize_self), T(inflate_debug_sections),
-			 T(alloc_wrappers));
+			 T(alloc_wrappers), T(heap_slices));
 }

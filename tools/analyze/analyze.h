@@ -515,6 +515,8 @@ void kp_ra_end(struct kp_ra *ra);
 
 /* ---- results of the memory pass (memory.c), for reports and tests ------- */
 
+#define KP_HEAP_SLICES 128 /* even */
+
 struct kp_mem_totals {
 	uint64_t alloc_calls, free_calls, realloc_calls;
 	uint64_t bytes_allocated, bytes_freed;
@@ -527,6 +529,13 @@ struct kp_mem_totals {
 	 * allocated or freed anything else (heaptrack's "temporary
 	 * allocations", per thread) */
 	uint64_t temporary;
+	/* a process's heap over time: heap[i] the most in use during
+	 * [i * slice_ns, (i + 1) * slice_ns) of the trace's clock, nslices of
+	 * them (the last up to the end); slice_ns doubles from 1 ms as the
+	 * run grows, so there are at most KP_HEAP_SLICES (memory.c) */
+	uint64_t slice_ns, slice_end, slice_max;
+	uint32_t nslices;
+	uint64_t heap[KP_HEAP_SLICES];
 };
 
 enum kp_confidence { KP_CONF_LOW, KP_CONF_MEDIUM, KP_CONF_HIGH };

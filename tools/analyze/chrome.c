@@ -7,7 +7,9 @@
  *     the name (cut to 200 bytes) and rows/status as args,
  *   - I/O calls (KP_REC_IO) of at least --io-min-us (default 100 us) as X
  *     events "io:<op>" with fd, requested and returned bytes,
- *   - the resident size (SNAPSHOT) as a counter "rss" per process,
+ *   - the resident size (SNAPSHOT) as a counter "rss" per process, and
+ *     the heap in use as a counter "heap" (the memory pass's slices: the
+ *     most in use in each),
  *   - thread names (THREAD_START) and process names (exe) as metadata.
  * Times are microseconds (with ns fractions) since the earliest traced
  * process started, so the processes of a fork/exec tree line up.
@@ -34,6 +36,7 @@ struct tev {
 };
 
 struct tl_state {
+	struct kp_analysis *an;
 	int on;
 	uint64_t min_ns;
 	struct tev *ev;
@@ -45,6 +48,7 @@ static void *tl_init(struct kp_analysis *an, unsigned slot)
 {
 	(void)slot;
 	struct tl_state *s = xcalloc(1, sizeof(*s));
+	s->an = an;
 	s->on = an->opts->chrome != NULL;
 	s->min_ns = an->opts->chrome_min_set ? an->opts->chrome_min_ns
 					     : 100000;
@@ -160,6 +164,25 @@ static void tl_events(void *st, struct kp_trace *t, const struct kp_batch *b)
 	}
 }
 
+/* The heap over time, from the memory pass (before this one in order, so
+ * done with the trace). */
+static void tl_end(void *st, struct kp_trace *t)
+{
+	struct tl_state *s = st;
+	const struct kp_mem_totals *m = s->on ? kp_mem_proc_totals(s->an,
+								    t->proc)
+					      : NULL;
+	for (uint32_t i = 0; m && i < m->nslices; i++) {
+		struct tev *e = push(s);
+		e->pid = t->proc->pid;
+		e->ph = 'C';
+		e->cat = 5;
+		e->wall_ns = s->wall0 + (uint64_t)i * m->slice_ns;
+		e->a = (int64_t)m->heap[i];
+		e->name = xstrdup("heap");
+	}
+}
+
 static void tl_free(void *st, struct kp_analysis *an)
 {
 	(void)an;
@@ -176,6 +199,7 @@ const struct kp_pass kp_pass_timeline = {
 	.xBeginTrace = tl_begin,
 	.xRecord = tl_record,
 	.xEvents = tl_events,
+	.xEndTrace = tl_end,
 	.xFree = tl_free,
 };
 

@@ -349,9 +349,71 @@ static KP_ALWAYS_INLINE uint32_t mem_site(struct mem_state *ms, struct kp_trace 
 	return local;
 }
 
+/*
+ * Close the heap-over-time slices that end at or before ts (the event at
+ * ts has not changed live_bytes yet): each takes the most in use during
+ * it, and the next starts at what is in use now. At KP_HEAP_SLICES, pairs
+ * merge and the slices double in length, so the loop runs at most
+ * KP_HEAP_SLICES times between doublings, and the doublings stop at 2^56
+ * ns: a hostile timestamp costs little.
+ */
+static int heap_slices_merge(struct kp_mem_totals *c)
+{
+	if (c->slice_ns >= (uint64_t)1 << 56) {
+		c->slice_end = UINT64_MAX; /* no more slices */
+		return -1;
+	}
+	for (uint32_t i = 0; i < KP_HEAP_SLICES / 2; i++)
+		c->heap[i] = c->heap[2 * i] > c->heap[2 * i + 1]
+				     ? c->heap[2 * i]
+				     : c->heap[2 * i + 1];
+	c->nslices = KP_HEAP_SLICES / 2;
+	c->slice_ns *= 2;
+	c->slice_end = (c->nslices + 1) * c->slice_ns;
+	return 0;
+}
+
+static __attribute__((noinline)) void heap_slices_close(
+	struct kp_mem_totals *c, uint64_t ts)
+{
+	if (!c->slice_ns) {
+		c->slice_ns = 1000000;
+		c->slice_end = c->slice_ns;
+		c->slice_max = c->live_bytes;
+	}
+	while (ts >= c->slice_end) {
+		if (c->nslices == KP_HEAP_SLICES) {
+			if (heap_slices_merge(c) < 0)
+				return;
+			continue;
+		}
+		c->heap[c->nslices++] = c->slice_max;
+		c->slice_max = c->live_bytes;
+		c->slice_end = (c->nslices + 1) * c->slice_ns;
+	}
+}
+
+static KP_ALWAYS_INLINE void heap_at(struct kp_mem_totals *c, uint64_t ts)
+{
+	if (KP_UNLIKELY(ts >= c->slice_end))
+		heap_slices_close(c, ts);
+}
+
+/* The last, partial slice, at the end of the trace (ts). */
+static void heap_slices_end(struct kp_mem_totals *c, uint64_t ts)
+{
+	heap_at(c, ts);
+	if (c->nslices == KP_HEAP_SLICES && heap_slices_merge(c) < 0)
+		return;
+	c->heap[c->nslices++] = c->slice_max;
+}
+
 static void mem_live_add(struct mem_state *ms, uint64_t size, uint64_t ts)
 {
+	heap_at(&ms->cur, ts);
 	ms->cur.live_bytes = kp_sat_add(ms->cur.live_bytes, size);
+	if (ms->cur.live_bytes > ms->cur.slice_max)
+		ms->cur.slice_max = ms->cur.live_bytes;
 	ms->cur.live_blocks++;
 	if (ms->cur.live_bytes > ms->cur.peak_bytes) {
 		ms->cur.peak_bytes = ms->cur.live_bytes;
@@ -359,8 +421,9 @@ static void mem_live_add(struct mem_state *ms, uint64_t size, uint64_t ts)
 	}
 }
 
-static void mem_live_sub(struct mem_state *ms, uint64_t size)
+static void mem_live_sub(struct mem_state *ms, uint64_t size, uint64_t ts)
 {
+	heap_at(&ms->cur, ts);
 	ms->cur.live_bytes = kp_sat_sub(ms->cur.live_bytes, size);
 	if (ms->cur.live_blocks)
 		ms->cur.live_blocks--;
@@ -403,7 +466,7 @@ static KP_ALWAYS_INLINE void mem_alloc(struct mem_state *ms,
 		int in_dups;
 		size_t o = pick_incarnation(ms, i, UINT64_MAX, 1, &in_dups);
 		struct blk *ob = in_dups ? &ms->dups.slots[o] : pb;
-		mem_live_sub(ms, ob->size);
+		mem_live_sub(ms, ob->size, ts);
 		ms->cur.evicted++;
 		ms->unstored[ob->site]++;
 		b.ndup = ob->ndup;
@@ -447,7 +510,7 @@ static KP_ALWAYS_INLINE void mem_free(struct mem_state *ms, uint64_t ts,
 		if (b->site < ms->nmsites)
 			ms->temps[b->site]++;
 	}
-	mem_live_sub(ms, b->size);
+	mem_live_sub(ms, b->size, ts);
 	if (KP_LIKELY(!in_dups && !b->ndup))
 		pm_delete(m, i); /* the only incarnation */
 	else
@@ -711,6 +774,7 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 	ms->nmsites = 0;
 	ms->have_last = 0;
 
+	heap_slices_end(&ms->cur, t->last_ts);
 	*pt = ms->cur;
 	pt->peak_pid = p->pid;
 	p->pass_data[ms->slot] = pt;

@@ -287,6 +287,16 @@ void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
 	kp_json_key(j, "temporary_allocs");
 	kp_json_u64(j, m->temporary);
 	json_in_use(j, m);
+	kp_json_key(j, "timeline");
+	kp_json_begin_object(j);
+	kp_json_key(j, "slice_ns");
+	kp_json_u64(j, m->slice_ns);
+	kp_json_key(j, "max_in_use");
+	kp_json_begin_array(j);
+	for (uint32_t i = 0; i < m->nslices; i++)
+		kp_json_u64(j, m->heap[i]);
+	kp_json_end_array(j);
+	kp_json_end_object(j);
 	kp_json_end_object(j);
 }
 

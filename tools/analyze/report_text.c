@@ -392,6 +392,55 @@ static void text_temporary(struct kp_analysis *an, FILE *out,
 	fputc('\n', out);
 }
 
+/*
+ * The heap of the process with the peak over its run: at most HEAP_ROWS
+ * rows, each the most in use during its share of the run, with a bar
+ * scaled to the largest.
+ */
+#define HEAP_ROWS 12
+#define HEAP_BAR 40
+
+static void heap_over_time(struct kp_analysis *an, FILE *out)
+{
+	const struct kp_mem_totals *m = kp_mem_totals(an), *pm = NULL;
+	for (size_t i = 0; i < an->nprocs; i++) {
+		const struct kp_mem_totals *x =
+			kp_mem_proc_totals(an, an->procs[i]);
+		if (x && an->procs[i]->pid == m->peak_pid &&
+		    x->peak_bytes == m->peak_bytes)
+			pm = x;
+	}
+	if (!pm || pm->nslices < 2 || !pm->peak_bytes)
+		return;
+	uint32_t per = (pm->nslices + HEAP_ROWS - 1) / HEAP_ROWS;
+	uint64_t top = 0;
+	for (uint32_t i = 0; i < pm->nslices; i++)
+		if (pm->heap[i] > top)
+			top = pm->heap[i];
+	fprintf(out, "HEAP OVER TIME");
+	if (an->nprocs > 1)
+		fprintf(out, " (pid %" PRId64 ")", m->peak_pid);
+	char iv[32];
+	fprintf(out, ", the most in use in each %s\n",
+		fmt_ms(iv, sizeof(iv), per * pm->slice_ns));
+	for (uint32_t r = 0; r * per < pm->nslices; r++) {
+		uint64_t v = 0;
+		for (uint32_t i = r * per; i < (r + 1) * per && i < pm->nslices;
+		     i++)
+			if (pm->heap[i] > v)
+				v = pm->heap[i];
+		char a[32], b[32], bar[HEAP_BAR + 1];
+		size_t w = top ? (size_t)((double)v / (double)top * HEAP_BAR +
+					  0.5) : 0;
+		memset(bar, '#', w);
+		bar[w] = 0;
+		fprintf(out, "  %10s  %11s  %s\n",
+			fmt_ms(a, sizeof(a), (uint64_t)r * per * pm->slice_ns),
+			kp_fmt_bytes(b, sizeof(b), v), bar);
+	}
+	fputc('\n', out);
+}
+
 void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 {
 	const struct kp_mem_totals *m = kp_mem_totals(an);
@@ -438,6 +487,8 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 			"again before being freed\n",
 			kp_fmt_count(a, sizeof(a), m->evicted));
 	fputc('\n', out);
+	if (!leaks_cmd)
+		heap_over_time(an, out);
 
 	if (!leaks_cmd) {
 		size_t n = kp_mem_top_calls(an, &s);

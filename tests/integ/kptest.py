@@ -393,7 +393,9 @@ def lost_of(rep, *names):
 
 
 VOLATILE_KEYS = {"start_wall_ns", "duration_ns", "peak_time_ns", "address",
-                 "pid", "ppid", "pids", "peak_pid", "file", "files", "threads"}
+                 "pid", "ppid", "pids", "peak_pid", "file", "files", "threads",
+                 # the most a site held at once: how the threads overlapped
+                 "peak_bytes"}
 
 
 def normalize(obj):

@@ -1459,6 +1459,57 @@ TEST(heap_slices)
 	membuf_free(&b.m);
 }
 
+/*
+ * Peak consumers: the most each site held at one time. Site 1 holds three
+ * blocks of 100 at once, frees them, then one (peak 300); site 2 holds
+ * 1000, then a realloc moves its block to site 1's stack with 700 bytes
+ * (site 2 down to 0, site 1 up to 800 with one of its own); a second
+ * process of the same executable takes site 2 to 1500 at once, and the
+ * largest of one process counts.
+ */
+static void build_peaks(struct tb *b, int64_t pid, uint64_t two)
+{
+	tb_begin(b, pid, 1, "/bin/peaks");
+	t_stack(b, 1, pcs_leak, 3);
+	t_stack(b, 2, pcs_tmp, 2);
+	t_alloc(b, 1, 10, 0x1000, 100, 1);
+	t_alloc(b, 1, 11, 0x1100, 100, 1);
+	t_alloc(b, 1, 12, 0x1200, 100, 1);
+	t_free(b, 1, 13, 0x1000);
+	t_free(b, 1, 14, 0x1100);
+	t_free(b, 1, 15, 0x1200);
+	t_alloc(b, 1, 20, 0x2000, two, 2);
+	t_alloc(b, 1, 21, 0x1000, 100, 1);
+	t_realloc(b, 1, 22, 0x2000, 0x3000, 700, 1, 1);
+	t_end(b, 100, KP_END_EXIT, 0);
+	tb_end_writer(b);
+}
+
+TEST(peak_consumers)
+{
+	struct tb b1, b2;
+	build_peaks(&b1, 31, 1000);
+	build_peaks(&b2, 32, 1500);
+	struct kp_analysis *an = kp_analysis_new(&test_opts);
+	REQUIRE(an_add(an, "a.kpz", b1.m.p, b1.m.len) == 0);
+	REQUIRE(an_add(an, "b.kpz", b2.m.p, b2.m.len) == 0);
+	kp_analysis_finish(an);
+	const struct kp_site *const *s;
+	REQUIRE(kp_mem_top_peak(an, &s) == 2);
+	CHECK_EQ_U(s[0]->peak_bytes, 1500); /* site 2, in the second */
+	CHECK_EQ_U(s[0]->allocs, 2);
+	CHECK_EQ_U(s[1]->peak_bytes, 800);  /* site 1: 100 + 700 */
+	CHECK_EQ_U(s[1]->allocs, 10);       /* 4 + the realloc, twice */
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "PEAK MEMORY CONSUMERS (the most each site held at "
+			  "once)\n  1. 1,500 bytes (1.5 KiB) at once, of 2 "
+			  "calls\n"));
+	free(txt);
+	kp_analysis_free(an);
+	membuf_free(&b1.m);
+	membuf_free(&b2.m);
+}
+
 int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain), T(temporary_per_thread),
@@ -1470,5 +1521,6 @@ int main(int argc, char **argv)
 			 T(incarnations_model), T(pointer_map_model),
 			 T(bad_input), T(json_escaping),
 			 T(symbolize_self), T(inflate_debug_sections),
-			 T(alloc_wrappers), T(heap_slices));
+			 T(alloc_wrappers), T(heap_slices),
+			 T(peak_consumers));
 }

@@ -547,6 +547,8 @@ struct kp_site {
 	uint64_t allocs, bytes;  /* allocation calls and bytes from here */
 	uint64_t frees;          /* blocks from here that were freed */
 	uint64_t temporary;      /* of which temporary (kp_mem_totals) */
+	uint64_t peak_bytes;     /* the most in use from here at one time, in
+				  * one process (heaptrack's peak consumers) */
 	uint64_t leaked_blocks, leaked_bytes;
 	int64_t *pids;           /* processes with leaks here */
 	uint32_t npids, pids_cap;
@@ -569,6 +571,9 @@ size_t kp_mem_top_bytes(const struct kp_analysis *an,
 /* Sites with temporary allocations, the most first. */
 size_t kp_mem_top_temporary(const struct kp_analysis *an,
 			    const struct kp_site *const **out);
+/* Sites by the most they held in use at one time, the most first. */
+size_t kp_mem_top_peak(const struct kp_analysis *an,
+		       const struct kp_site *const **out);
 const char *kp_confidence_name(enum kp_confidence c);
 
 /* ---- symbols.c ------------------------------------------------------------ */

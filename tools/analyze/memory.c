@@ -71,6 +71,7 @@ struct ptrmap {
  */
 struct msite {
 	uint64_t allocs, bytes;
+	uint64_t live, peak; /* bytes from here in use now, and at most */
 };
 
 /* The rest, filled at the end of the trace. */
@@ -105,7 +106,8 @@ struct mem_state {
 	size_t nsites, sites_cap;
 	struct kp_idmap site_ids;   /* exe << 32 | gstack -> index */
 	const struct kp_site **leaks, **top_calls, **top_bytes, **top_temp;
-	size_t nleaks, ntop_calls, ntop_bytes, ntop_temp;
+	const struct kp_site **top_peak;
+	size_t nleaks, ntop_calls, ntop_bytes, ntop_temp, ntop_peak;
 };
 
 /* ---- pointer maps ---------------------------------------------------------- */
@@ -429,6 +431,15 @@ static void mem_live_sub(struct mem_state *ms, uint64_t size, uint64_t ts)
 		ms->cur.live_blocks--;
 }
 
+/* Block b of a site is no longer in use. */
+static KP_ALWAYS_INLINE void site_live_sub(struct mem_state *ms,
+					   const struct blk *b)
+{
+	if (KP_LIKELY(b->site < ms->nmsites))
+		ms->msites[b->site].live =
+			kp_sat_sub(ms->msites[b->site].live, b->size);
+}
+
 static KP_ALWAYS_INLINE void mem_alloc(struct mem_state *ms,
 				       struct kp_trace *t, uint64_t ts,
 				       uint64_t ptr, uint64_t hash,
@@ -448,6 +459,9 @@ static KP_ALWAYS_INLINE void mem_alloc(struct mem_state *ms,
 		ms->unstored[local]++; /* a failed allocation holds nothing */
 		return;
 	}
+	s->live = kp_sat_add(s->live, size);
+	if (s->live > s->peak)
+		s->peak = s->live;
 
 	struct blk b = { .ptr = ptr, .size = size, .ts = ts, .site = local };
 	size_t i;
@@ -467,6 +481,7 @@ static KP_ALWAYS_INLINE void mem_alloc(struct mem_state *ms,
 		size_t o = pick_incarnation(ms, i, UINT64_MAX, 1, &in_dups);
 		struct blk *ob = in_dups ? &ms->dups.slots[o] : pb;
 		mem_live_sub(ms, ob->size, ts);
+		site_live_sub(ms, ob);
 		ms->cur.evicted++;
 		ms->unstored[ob->site]++;
 		b.ndup = ob->ndup;
@@ -511,6 +526,7 @@ static KP_ALWAYS_INLINE void mem_free(struct mem_state *ms, uint64_t ts,
 			ms->temps[b->site]++;
 	}
 	mem_live_sub(ms, b->size, ts);
+	site_live_sub(ms, b);
 	if (KP_LIKELY(!in_dups && !b->ndup))
 		pm_delete(m, i); /* the only incarnation */
 	else
@@ -751,6 +767,8 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 		s->bytes = kp_sat_add(s->bytes, m->bytes);
 		s->frees = kp_sat_add(s->frees, frees);
 		s->temporary = kp_sat_add(s->temporary, ms->temps[i]);
+		if (m->peak > s->peak_bytes) /* the largest of a process */
+			s->peak_bytes = m->peak;
 		s->nprocs++;
 		if (e->leaked_blocks) {
 			s->leaked_blocks = kp_sat_add(s->leaked_blocks,
@@ -833,6 +851,18 @@ static int cmp_temp(const void *a, const void *b)
 		return x->temporary > y->temporary ? -1 : 1;
 	if (x->allocs != y->allocs)
 		return x->allocs > y->allocs ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_peak(const void *a, const void *b)
+{
+	const struct kp_site *x = *(const struct kp_site *const *)a;
+	const struct kp_site *y = *(const struct kp_site *const *)b;
+
+	if (x->peak_bytes != y->peak_bytes)
+		return x->peak_bytes > y->peak_bytes ? -1 : 1;
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
 	return x < y ? -1 : x > y;
 }
 
@@ -949,7 +979,9 @@ static void mem_finish(void *state, struct kp_analysis *an)
 	ms->top_calls = xrealloc_array(NULL, n, sizeof(*ms->top_calls));
 	ms->top_bytes = xrealloc_array(NULL, n, sizeof(*ms->top_bytes));
 	ms->top_temp = xrealloc_array(NULL, n, sizeof(*ms->top_temp));
+	ms->top_peak = xrealloc_array(NULL, n, sizeof(*ms->top_peak));
 	ms->nleaks = ms->ntop_calls = ms->ntop_bytes = ms->ntop_temp = 0;
+	ms->ntop_peak = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct kp_site *s = &ms->sites[i];
 		if (s->leaked_blocks) {
@@ -962,6 +994,8 @@ static void mem_finish(void *state, struct kp_analysis *an)
 		}
 		if (s->temporary)
 			ms->top_temp[ms->ntop_temp++] = s;
+		if (s->peak_bytes)
+			ms->top_peak[ms->ntop_peak++] = s;
 	}
 	qsort(ms->leaks, ms->nleaks, sizeof(*ms->leaks), cmp_leak);
 	qsort(ms->top_calls, ms->ntop_calls, sizeof(*ms->top_calls),
@@ -969,6 +1003,7 @@ static void mem_finish(void *state, struct kp_analysis *an)
 	qsort(ms->top_bytes, ms->ntop_bytes, sizeof(*ms->top_bytes),
 	      cmp_bytes);
 	qsort(ms->top_temp, ms->ntop_temp, sizeof(*ms->top_temp), cmp_temp);
+	qsort(ms->top_peak, ms->ntop_peak, sizeof(*ms->top_peak), cmp_peak);
 }
 
 static void mem_free_state(void *state, struct kp_analysis *an)
@@ -991,6 +1026,7 @@ static void mem_free_state(void *state, struct kp_analysis *an)
 	free(ms->top_calls);
 	free(ms->top_bytes);
 	free(ms->top_temp);
+	free(ms->top_peak);
 	kp_idmap_free(&ms->site_ids);
 	free(ms);
 }
@@ -1040,6 +1076,14 @@ size_t kp_mem_top_temporary(const struct kp_analysis *an,
 	struct mem_state *ms = mem_state_of(an);
 	*out = ms ? ms->top_temp : NULL;
 	return ms ? ms->ntop_temp : 0;
+}
+
+size_t kp_mem_top_peak(const struct kp_analysis *an,
+		       const struct kp_site *const **out)
+{
+	struct mem_state *ms = mem_state_of(an);
+	*out = ms ? ms->top_peak : NULL;
+	return ms ? ms->ntop_peak : 0;
 }
 
 const char *kp_confidence_name(enum kp_confidence c)

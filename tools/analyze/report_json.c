@@ -66,6 +66,8 @@
  *     "top_by_bytes": [site, ...],     at most --top, most bytes first
  *     "top_by_temporary": [site, ...], at most --top, sites with temporary
  *                                      allocations, the most first
+ *     "top_by_peak": [site, ...],      at most --top, the most held at
+ *                                      one time first (peak_bytes)
  *     "leaks": [leak, ...]             every group, most bytes first
  *   },
  *   "app": {                           kprof.h spans and custom events,
@@ -82,6 +84,8 @@
  *
  * site  = {"calls": int, "bytes": int, "frees": int,
  *          "temporary": int,               of the frees, temporary ones
+ *          "peak_bytes": int,              the most in use from here at
+ *                                          one time (in one process)
  *          "stack": [frame, ...]}
  * leak  = {"bytes": int, "blocks": int,   still live at the end
  *          "confidence": "high" | "medium" | "low",
@@ -314,6 +318,8 @@ static void json_sites(struct kp_analysis *an, struct kp_json *j,
 		kp_json_u64(j, s[i]->frees);
 		kp_json_key(j, "temporary");
 		kp_json_u64(j, s[i]->temporary);
+		kp_json_key(j, "peak_bytes");
+		kp_json_u64(j, s[i]->peak_bytes);
 		kp_json_key(j, "stack");
 		kp_json_stack(an, j, s[i]->gstack);
 		kp_json_end_object(j);
@@ -351,6 +357,9 @@ void kp_mem_report_json(struct kp_analysis *an, struct kp_json *j)
 	json_sites(an, j, s, n < top ? n : top);
 	n = kp_mem_top_temporary(an, &s);
 	kp_json_key(j, "top_by_temporary");
+	json_sites(an, j, s, n < top ? n : top);
+	n = kp_mem_top_peak(an, &s);
+	kp_json_key(j, "top_by_peak");
 	json_sites(an, j, s, n < top ? n : top);
 
 	n = kp_mem_leaks(an, &s);

@@ -367,6 +367,31 @@ static void text_sites(struct kp_analysis *an, FILE *out, const char *title,
 	fputc('\n', out);
 }
 
+/* Sites by the most they held at one time (heaptrack's peak consumers):
+ * what to shrink to lower the peak. */
+static void text_peak(struct kp_analysis *an, FILE *out,
+		      const struct kp_site *const *s, size_t n, size_t top)
+{
+	char a[32], b[32], c[32];
+
+	if (!n)
+		return;
+	fprintf(out, "PEAK MEMORY CONSUMERS (the most each site held at "
+		"once)\n");
+	for (size_t i = 0; i < n && i < top; i++) {
+		fprintf(out, "%3zu. %s bytes (%s) at once, of %s call%s\n",
+			i + 1, kp_fmt_count(a, sizeof(a), s[i]->peak_bytes),
+			kp_fmt_bytes(b, sizeof(b), s[i]->peak_bytes),
+			kp_fmt_count(c, sizeof(c), s[i]->allocs),
+			s[i]->allocs == 1 ? "" : "s");
+		kp_text_stack(an, out, s[i]->gstack, 5, "       ");
+	}
+	if (n > top)
+		fprintf(out, "     ... %zu more site%s (--top N)\n", n - top,
+			n - top == 1 ? "" : "s");
+	fputc('\n', out);
+}
+
 /* Sites by temporary allocations: each a candidate for a stack buffer or
  * a reused one. */
 static void text_temporary(struct kp_analysis *an, FILE *out,
@@ -496,6 +521,8 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 			   top);
 		n = kp_mem_top_bytes(an, &s);
 		text_sites(an, out, "MOST BYTES ALLOCATED", s, n, top);
+		n = kp_mem_top_peak(an, &s);
+		text_peak(an, out, s, n, top);
 		n = kp_mem_top_temporary(an, &s);
 		text_temporary(an, out, s, n, top);
 	}

@@ -43,6 +43,20 @@ def hot(rep):
     return fs[0]["function"], fs[0]["self_share"]
 
 
+def real_jit(name, cmd, d):
+    """Run a real JIT that prints "true" under CPU sampling; remove the
+    map it wrote in /tmp, so the names can come only from the trace.
+    Returns the report and its hottest function with its share."""
+    r = run(cmd, cwd=d, prof=dict(CPU, MEMORY="0", IO="0"))
+    mapfile = "/tmp/perf-%d.map" % r.pid
+    t.eq((r.rc, r.out.strip()), (0, "true"), "%s runs" % name, r.err)
+    t.ok(os.path.exists(mapfile), "%s wrote %s" % (name, mapfile))
+    if os.path.exists(mapfile):
+        os.unlink(mapfile)
+    rep = analyze(r.traces)
+    return (rep,) + hot(rep)
+
+
 def jit_leak(rep):
     """The leak groups of jitcode's NLEAK blocks of 4000 bytes."""
     return [g for g in rep["memory"]["leaks"]
@@ -205,16 +219,9 @@ with t.section("java -XX:+DumpPerfMapAtExit"):
         c = subprocess.run([javac, "Hot.java"], cwd=d, capture_output=True,
                            text=True)
         t.eq(c.returncode, 0, "javac", c.stderr)
-        r = run([java, "-XX:+UnlockDiagnosticVMOptions",
-                 "-XX:+DumpPerfMapAtExit", "Hot"], cwd=d,
-                prof=dict(CPU, MEMORY="0", IO="0"))
-        mapfile = "/tmp/perf-%d.map" % r.pid
-        t.eq((r.rc, r.out.strip()), (0, "true"), "java runs", r.err)
-        t.ok(os.path.exists(mapfile), "the JVM wrote " + mapfile)
-        if os.path.exists(mapfile):
-            os.unlink(mapfile)
-        rep = analyze(r.traces)
-        name, share = hot(rep)
+        rep, name, share = real_jit("java", [
+            java, "-XX:+UnlockDiagnosticVMOptions", "-XX:+DumpPerfMapAtExit",
+            "Hot"], d)
         t.ok("Hot.spin" in name and share >= 0.3,
              "the hottest function is Hot.spin, compiled, named by the "
              "JVM's map as the trace carries it (%r, %.0f %%)"
@@ -231,15 +238,7 @@ with t.section("node --perf-basic-prof"):
                     "let t = 0; const end = Date.now() + 400;\n"
                     "while (Date.now() < end) t += hotLoop(100000);\n"
                     "console.log(t > 0);\n")
-        r = run([node, "--perf-basic-prof", js], cwd=d,
-                prof=dict(CPU, MEMORY="0", IO="0"))
-        mapfile = "/tmp/perf-%d.map" % r.pid
-        t.eq((r.rc, r.out.strip()), (0, "true"), "node runs", r.err)
-        t.ok(os.path.exists(mapfile), "node wrote " + mapfile)
-        if os.path.exists(mapfile):
-            os.unlink(mapfile)
-        rep = analyze(r.traces)
-        name, share = hot(rep)
+        rep, name, share = real_jit("node", [node, "--perf-basic-prof", js], d)
         t.ok(name.startswith("JS:") and "hotLoop" in name and share >= 0.4,
              "the hottest function is the script's hotLoop, named by "
              "node's map as the trace carries it (%r, %.0f %%)"

@@ -21,6 +21,17 @@ t = Tap()
 MIB = 1 << 20
 
 
+def counters(d, traces, name):
+    """The counter events called name of the Chrome export of traces."""
+    ch = os.path.join(d, "t.json")
+    rc, out, err = analyze_raw(["export", "--chrome", ch] + traces)
+    if rc != 0:
+        raise AssertionError("export --chrome: %s" % err)
+    with open(ch) as f:
+        return [e for e in json.load(f)["traceEvents"]
+                if e["ph"] == "C" and e["name"] == name]
+
+
 def proc_of(rep):
     ps = rep["trace"]["processes"]
     if len(ps) != 1:
@@ -69,12 +80,8 @@ with t.section("rsswave: the peak, the end, the kernel's mark"):
             r"at the end [\d.]+ MiB", line[0]) and 64 * MIB <= heap < 65 * MIB,
              "text: the rss line with the heap peak beside it", line)
 
-        ch = os.path.join(d, "t.json")
-        rc, out, err = analyze_raw(["export", "--chrome", ch] + r.traces)
-        with open(ch) as f:
-            cs = [e for e in json.load(f)["traceEvents"]
-                  if e["ph"] == "C" and e["name"] == "rss"]
-        t.ok(rc == 0 and len(cs) == res.get("samples") and
+        cs = counters(d, r.traces, "rss")
+        t.ok(len(cs) == res.get("samples") and
              max(e["args"]["bytes"] for e in cs) == res.get("rss_peak_bytes"),
              "chrome export: an rss counter per sample, the peak among them",
              cs[:3])
@@ -107,12 +114,8 @@ with t.section("the heap over time"):
              len(rows[0][1]) == 40 and rows[-1][1] == "",
              "text: HEAP OVER TIME in at most 12 rows, the bar full while "
              "held, empty at the end", rows)
-        ch = os.path.join(d, "t.json")
-        rc, out, err = analyze_raw(["export", "--chrome", ch] + r.traces)
-        with open(ch) as f:
-            hs = [e for e in json.load(f)["traceEvents"]
-                  if e["ph"] == "C" and e["name"] == "heap"]
-        t.ok(rc == 0 and [e["args"]["bytes"] for e in hs] == sl,
+        hs = counters(d, r.traces, "heap")
+        t.ok([e["args"]["bytes"] for e in hs] == sl,
              "chrome export: a heap counter per slice", hs[:3])
 
 with t.section("without memory recording"):

@@ -345,20 +345,18 @@ void kp_mem_proc_text(struct kp_analysis *an, const struct kp_proc *p,
 		m->live_blocks == 1 ? "" : "s");
 }
 
-static void text_sites(struct kp_analysis *an, FILE *out, const char *title,
-		       const struct kp_site *const *s, size_t n, size_t top)
+/* A ranking of sites: title, then for each of the first top a line that
+ * row() prints (its rank and figures) and the site's stack. */
+static void text_ranked(struct kp_analysis *an, FILE *out, const char *title,
+			const struct kp_site *const *s, size_t n, size_t top,
+			void (*row)(FILE *out, size_t rank,
+				    const struct kp_site *s))
 {
-	char a[32], b[32], c[32];
-
 	if (!n)
 		return;
 	fprintf(out, "%s\n", title);
 	for (size_t i = 0; i < n && i < top; i++) {
-		fprintf(out, "%3zu. %s call%s, %s bytes (%s)\n", i + 1,
-			kp_fmt_count(a, sizeof(a), s[i]->allocs),
-			s[i]->allocs == 1 ? "" : "s",
-			kp_fmt_count(b, sizeof(b), s[i]->bytes),
-			kp_fmt_bytes(c, sizeof(c), s[i]->bytes));
+		row(out, i + 1, s[i]);
 		kp_text_stack(an, out, s[i]->gstack, 5, "       ");
 	}
 	if (n > top)
@@ -367,54 +365,37 @@ static void text_sites(struct kp_analysis *an, FILE *out, const char *title,
 	fputc('\n', out);
 }
 
-/* Sites by the most they held at one time (heaptrack's peak consumers):
- * what to shrink to lower the peak. */
-static void text_peak(struct kp_analysis *an, FILE *out,
-		      const struct kp_site *const *s, size_t n, size_t top)
+static void row_calls(FILE *out, size_t rank, const struct kp_site *s)
 {
 	char a[32], b[32], c[32];
-
-	if (!n)
-		return;
-	fprintf(out, "PEAK MEMORY CONSUMERS (the most each site held at "
-		"once)\n");
-	for (size_t i = 0; i < n && i < top; i++) {
-		fprintf(out, "%3zu. %s bytes (%s) at once, of %s call%s\n",
-			i + 1, kp_fmt_count(a, sizeof(a), s[i]->peak_bytes),
-			kp_fmt_bytes(b, sizeof(b), s[i]->peak_bytes),
-			kp_fmt_count(c, sizeof(c), s[i]->allocs),
-			s[i]->allocs == 1 ? "" : "s");
-		kp_text_stack(an, out, s[i]->gstack, 5, "       ");
-	}
-	if (n > top)
-		fprintf(out, "     ... %zu more site%s (--top N)\n", n - top,
-			n - top == 1 ? "" : "s");
-	fputc('\n', out);
+	fprintf(out, "%3zu. %s call%s, %s bytes (%s)\n", rank,
+		kp_fmt_count(a, sizeof(a), s->allocs),
+		s->allocs == 1 ? "" : "s",
+		kp_fmt_count(b, sizeof(b), s->bytes),
+		kp_fmt_bytes(c, sizeof(c), s->bytes));
 }
 
-/* Sites by temporary allocations: each a candidate for a stack buffer or
- * a reused one. */
-static void text_temporary(struct kp_analysis *an, FILE *out,
-			   const struct kp_site *const *s, size_t n,
-			   size_t top)
+/* By the most held at one time (heaptrack's peak consumers): what to
+ * shrink to lower the peak. */
+static void row_peak(FILE *out, size_t rank, const struct kp_site *s)
+{
+	char a[32], b[32], c[32];
+	fprintf(out, "%3zu. %s bytes (%s) at once, of %s call%s\n", rank,
+		kp_fmt_count(a, sizeof(a), s->peak_bytes),
+		kp_fmt_bytes(b, sizeof(b), s->peak_bytes),
+		kp_fmt_count(c, sizeof(c), s->allocs),
+		s->allocs == 1 ? "" : "s");
+}
+
+/* By temporary allocations: each a candidate for a stack buffer or a
+ * reused one. */
+static void row_temporary(FILE *out, size_t rank, const struct kp_site *s)
 {
 	char a[32], b[32];
-
-	if (!n)
-		return;
-	fprintf(out, "MOST TEMPORARY ALLOCATIONS (freed before their "
-		"thread's next call)\n");
-	for (size_t i = 0; i < n && i < top; i++) {
-		fprintf(out, "%3zu. %s temporary of %s call%s\n", i + 1,
-			kp_fmt_count(a, sizeof(a), s[i]->temporary),
-			kp_fmt_count(b, sizeof(b), s[i]->allocs),
-			s[i]->allocs == 1 ? "" : "s");
-		kp_text_stack(an, out, s[i]->gstack, 5, "       ");
-	}
-	if (n > top)
-		fprintf(out, "     ... %zu more site%s (--top N)\n", n - top,
-			n - top == 1 ? "" : "s");
-	fputc('\n', out);
+	fprintf(out, "%3zu. %s temporary of %s call%s\n", rank,
+		kp_fmt_count(a, sizeof(a), s->temporary),
+		kp_fmt_count(b, sizeof(b), s->allocs),
+		s->allocs == 1 ? "" : "s");
 }
 
 /*
@@ -517,14 +498,18 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 
 	if (!leaks_cmd) {
 		size_t n = kp_mem_top_calls(an, &s);
-		text_sites(an, out, "MOST CALLS TO ALLOCATION FUNCTIONS", s, n,
-			   top);
+		text_ranked(an, out, "MOST CALLS TO ALLOCATION FUNCTIONS", s,
+			    n, top, row_calls);
 		n = kp_mem_top_bytes(an, &s);
-		text_sites(an, out, "MOST BYTES ALLOCATED", s, n, top);
+		text_ranked(an, out, "MOST BYTES ALLOCATED", s, n, top,
+			    row_calls);
 		n = kp_mem_top_peak(an, &s);
-		text_peak(an, out, s, n, top);
+		text_ranked(an, out, "PEAK MEMORY CONSUMERS (the most each "
+			    "site held at once)", s, n, top, row_peak);
 		n = kp_mem_top_temporary(an, &s);
-		text_temporary(an, out, s, n, top);
+		text_ranked(an, out, "MOST TEMPORARY ALLOCATIONS (freed before "
+			    "their thread's next call)", s, n, top,
+			    row_temporary);
 	}
 
 	size_t nl = kp_mem_leaks(an, &s);

@@ -196,6 +196,17 @@ def ab_pairs_ok(t, r, pairs, label):
          "%s: %d pairs, the four medians" % (label, pairs), r.out + r.err)
 
 
+def go_pprof(args, d):
+    """`go tool pprof ARGS` with its caches in d: (rc, stdout, stderr)."""
+    env = dict(os.environ, HOME=d, GOCACHE=os.path.join(d, "gocache"),
+               PPROF_TMPDIR=d)
+    p = subprocess.run([need("go"), "tool", "pprof"] + list(args), env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=300)
+    return (p.returncode, p.stdout.decode("utf-8", "replace"),
+            p.stderr.decode("utf-8", "replace"))
+
+
 def run_plain(cmd, cwd, **kw):
     """The same command without kprof."""
     return run(cmd, cwd, kprof=False, **kw)

@@ -22,7 +22,7 @@ import re
 import subprocess
 import xml.dom.minidom
 
-from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, dump, need, \
+from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, dump, go_pprof, \
     run
 
 t = Tap()
@@ -145,27 +145,17 @@ with t.section("accuracy: 60/30/10 in two threads"):
             t.ok(False, "the SVG is well-formed XML", repr(e))
 
         # pprof, read by go tool pprof
-        go = need("go")
         pb = os.path.join(d, "cpu.pb.gz")
         rc, out, err = analyze_raw(["export", "--pprof", pb, r.traces[0]])
         t.eq(rc, 0, "export --pprof", err)
         with gzip.open(pb) as f:
             t.ok(len(f.read()) > 100, "a gzip stream")
-        env = dict(os.environ, HOME=d, GOCACHE=os.path.join(d, "gocache"),
-                   PPROF_TMPDIR=d)
-        p = subprocess.run([go, "tool", "pprof", "-top", pb], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=300)
-        top = p.stdout.decode("utf-8", "replace")
-        t.eq(p.returncode, 0, "go tool pprof -top reads the CPU profile",
-             p.stderr.decode("utf-8", "replace")[-800:])
+        rc, top, err = go_pprof(["-top", pb], d)
+        t.eq(rc, 0, "go tool pprof -top reads the CPU profile", err[-800:])
         first = [ln for ln in top.splitlines() if re.match(r"\s*[\d.]+m?s ", ln)]
         t.ok(first and first[0].split()[-1] == "hot_a",
              "pprof's hottest function is hot_a", top[-1500:])
-        p = subprocess.run([go, "tool", "pprof", "-raw", pb], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=300)
-        raw = p.stdout.decode("utf-8", "replace")
+        rc, raw, err = go_pprof(["-raw", pb], d)
         maps = raw.split("Mappings", 1)[-1]
         bid = subprocess.run(["readelf", "-n", app("cpuwork")],
                              stdout=subprocess.PIPE, text=True).stdout
@@ -306,20 +296,12 @@ with t.section("heap: folded, SVG with C++ names, pprof"):
                                     os.path.join(d, "t.pb.gz"), r.traces[0]])
         t.ok(rc != 0 and "not temporary" in err,
              "export --pprof refuses --what temporary", err)
-        go = need("go")
         pb = os.path.join(d, "heap.pb.gz")
         rc, out, err = analyze_raw(["export", "--what", "alloc", "--pprof",
                                     pb, r.traces[0]])
         t.eq(rc, 0, "export heap profile", err)
-        env = dict(os.environ, HOME=d, GOCACHE=os.path.join(d, "gocache"),
-                   PPROF_TMPDIR=d)
-        p = subprocess.run([go, "tool", "pprof", "-top",
-                            "-sample_index=inuse_space", pb], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=300)
-        top = p.stdout.decode("utf-8", "replace")
-        t.eq(p.returncode, 0, "go tool pprof reads the heap profile",
-             p.stderr.decode("utf-8", "replace")[-800:])
+        rc, top, err = go_pprof(["-top", "-sample_index=inuse_space", pb], d)
+        t.eq(rc, 0, "go tool pprof reads the heap profile", err[-800:])
         rows = [ln.split() for ln in top.splitlines()
                 if re.match(r"\s*[\d.]+[kMG]?B?\s", ln)]
         # leaky leaks 69000 bytes from leak_thousand (through its xmalloc)
@@ -329,11 +311,7 @@ with t.section("heap: folded, SVG with C++ names, pprof"):
         rc, out, err = analyze_raw(["export", "--what", "live", "--pprof",
                                     pb, r.traces[0]])
         t.eq(rc, 0, "export heap profile at the peak", err)
-        p = subprocess.run([go, "tool", "pprof", "-raw",
-                            "-sample_index=inuse_space", pb], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=300)
-        raw = p.stdout.decode("utf-8", "replace")
+        rc, raw, err = go_pprof(["-raw", "-sample_index=inuse_space", pb], d)
         samples = raw.split("Samples:", 1)[-1].split("Locations", 1)[0]
         vals = [ln.split() for ln in samples.splitlines()
                 if re.match(r"\s*\d+\s+\d+\s+\d+\s+\d+:", ln)]

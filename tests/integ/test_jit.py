@@ -28,7 +28,7 @@ import re
 import subprocess
 
 from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, dump, funcs, \
-    need, run
+    go_pprof, need, run
 
 t = Tap()
 CPU = {"CPU": "1", "CPU_HZ": "1000"}
@@ -103,19 +103,12 @@ with t.section("jitcode: frames named from its map"):
 
         # pprof: the JIT's function by name, its location inside its
         # mapping's range (the pc is its own offset there, above 2^40)
-        go = need("go")
         pb = os.path.join(d, "cpu.pb.gz")
         rc, out, err = analyze_raw(["export", "--pprof", pb, "--perf-map-dir",
                                     maps] + r.traces)
         t.eq(rc, 0, "export --pprof", err)
-        env = dict(os.environ, HOME=d, GOCACHE=os.path.join(d, "gocache"),
-                   PPROF_TMPDIR=d)
-        p = subprocess.run([go, "tool", "pprof", "-raw", pb], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=300)
-        raw = p.stdout.decode("utf-8", "replace")
-        t.eq(p.returncode, 0, "go tool pprof -raw reads it",
-             p.stderr.decode("utf-8", "replace")[-800:])
+        rc, raw, err = go_pprof(["-raw", pb], d)
+        t.eq(rc, 0, "go tool pprof -raw reads it", err[-800:])
         locs = raw.split("Locations", 1)[-1].split("Mappings", 1)[0]
         mapsec = raw.split("Mappings", 1)[-1]
         m = re.search(r"^\s*(\d+):\s+0x([0-9a-f]+)\s+M=(\d+)\s+"

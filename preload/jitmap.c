@@ -2,11 +2,12 @@
 /*
  * The JIT's perf map, copied into the trace as the process ends or execs.
  *
- * A JIT that supports perf (node --perf-basic-prof, python3.12 -X perf, a
- * JVM agent) names the code it emits in /tmp/perf-<pid>.map; the analyzer
- * names frames in no module from it. Copied into the trace as JIT_CODE
- * records (lib/record.h), the names survive /tmp being cleaned, a pid
- * being reused, and analysis on another machine.
+ * A JIT that supports perf (node --perf-basic-prof, python3.12 -X perf,
+ * java -XX:+DumpPerfMapAtExit as it exits) names the code it emits in
+ * /tmp/perf-<pid>.map; the analyzer names frames in no module from it.
+ * Copied into the trace as JIT_CODE records (lib/record.h), the names
+ * survive /tmp being cleaned, a pid being reused, and analysis on another
+ * machine.
  *
  * The file is read with raw system calls (kprof's reads are not the app's
  * I/O), only if it is a regular file owned by this process's effective

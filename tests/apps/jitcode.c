@@ -7,12 +7,15 @@
  *   jit_alloc(n)   calls malloc(n) (kprof's, through the preload)
  *   jit_spin(n)    a loop of n additions
  *
- *   jitcode DIR NLEAK MS
+ *   jitcode DIR NLEAK MS [kill]
  *
  * leaks NLEAK blocks of 4000 bytes allocated by jit_alloc, then calls
- * jit_spin for MS milliseconds of CPU time. The map first names the whole
- * mapping "jit:stale" (code since replaced: the later lines must win).
+ * jit_spin for MS milliseconds of CPU time, and with "kill" SIGKILLs
+ * itself (no exit: kprof cannot copy the map into the trace). The map
+ * first names the whole mapping "jit:stale" (code since replaced: the
+ * later lines must win).
  */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,8 +44,8 @@ static double cpu_ms(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4) {
-		fprintf(stderr, "usage: jitcode DIR NLEAK MS\n");
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: jitcode DIR NLEAK MS [kill]\n");
 		return 2;
 	}
 	int nleak = atoi(argv[2]);
@@ -93,5 +96,8 @@ int main(int argc, char **argv)
 	while (cpu_ms() - t0 < ms)
 		sum += jit_spin(1000000);
 	printf("ok %d %llu\n", nleak, (unsigned long long)(sum != 0));
+	fflush(stdout);
+	if (argc == 5 && !strcmp(argv[4], "kill"))
+		raise(SIGKILL);
 	return 0;
 }

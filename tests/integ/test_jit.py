@@ -164,6 +164,25 @@ with t.section("the map carried by the trace"):
              json.dumps(g[:1])[:800])
         t.eq(hot(rep)[0], "jit:spin [hot loop]", "the CPU profile too")
 
+    # killed, the process could not copy its map: the analyzer reads the
+    # file in /tmp (the trace was recorded on this machine)
+    with Tmp() as d:
+        r = run([app("jitcode"), "/tmp", str(NLEAK), "300", "kill"], cwd=d,
+                prof=CPU)
+        mapfile = "/tmp/perf-%d.map" % r.pid
+        try:
+            recs = [x for x in dump(r.traces) if x["type"] == "jit_code"]
+            rep = analyze(r.traces)
+        finally:
+            if os.path.exists(mapfile):
+                os.unlink(mapfile)
+        g = jit_leak(rep)
+        t.ok(r.rc == -9 and not recs and len(g) == 1 and
+             funcs(g[0]["stack"])[:1] == ["jit:alloc"] and
+             g[0]["stack"][0]["module"] == mapfile,
+             "SIGKILL: no jit_code record, names from " + mapfile,
+             json.dumps(g[:1])[:800])
+
     # any program's map is read the same, only if it is a regular file
     # of the user's, not through a symbolic link
     with Tmp() as d:

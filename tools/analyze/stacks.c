@@ -14,6 +14,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "analyze.h"
 
@@ -410,11 +411,23 @@ static const struct kp_tmodule *trace_find_module(struct kp_trace *t,
 	return best;
 }
 
+/* Was the trace recorded on this machine? Else its pid's map in this
+ * machine's /tmp is another process's. */
+static int same_host(const struct kp_trace *t)
+{
+	char h[256];
+	if (!t->hdr || !t->hdr->hostname || gethostname(h, sizeof(h)) != 0)
+		return 0;
+	h[sizeof(h) - 1] = 0;
+	return !strcmp(h, t->hdr->hostname);
+}
+
 /*
  * The pseudo-module of the process's JIT map, looked for once per trace,
  * at its end: the map the trace carries (its JIT_CODE records, which come
  * last), named "[perf-<pid>.map]"; else the file <dir>/perf-<pid>.map,
- * dir from --perf-map-dir, else /tmp (where perf looks). One module per
+ * dir from --perf-map-dir, else /tmp (where perf looks) if the trace was
+ * recorded on this machine. One module per
  * name, so traces of one pid (an exec chain) share it and its map.
  * @return 0 when there is none.
  */
@@ -433,7 +446,7 @@ static int trace_jit_module(struct kp_trace *t, uint32_t *mod)
 			t->jit_rec = NULL;
 			n = snprintf(path, sizeof(path), "[perf-%lld.map]",
 				     (long long)t->proc->pid);
-		} else {
+		} else if (o->perf_map_dir || same_host(t)) {
 			n = snprintf(path, sizeof(path), "%s/perf-%lld.map",
 				     o->perf_map_dir ? o->perf_map_dir : "/tmp",
 				     (long long)t->proc->pid);

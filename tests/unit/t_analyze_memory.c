@@ -1510,6 +1510,56 @@ TEST(peak_consumers)
 	membuf_free(&b2.m);
 }
 
+/* Allocation sizes by class [n, 2n): malloc(0), the edges of classes,
+ * a failed allocation (counted: a call), a realloc's new size. */
+TEST(size_classes)
+{
+	static const uint64_t sizes[] = { 0, 1, 2, 3, 4, 7, 8, 1000, 1023,
+					  1024, 1ull << 40 };
+	struct tb b;
+	tb_begin(&b, 15, 1, "/bin/t");
+	t_stack(&b, 1, pcs_leak, 3);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		t_alloc(&b, 1, 10 + i, i == 10 ? 0 : 0x1000 + i * 64,
+			sizes[i], 1);
+	t_realloc(&b, 1, 30, 0x1000 + 64, 0x9000, 5000, 1, 1);
+	t_end(&b, 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	/* classes: 0 | 1 | 2-3 | 4-7 | 8-15 | 512-1023 | 1024-2047 |
+	 * 4096-8191 | 2^40 */
+	static const struct { unsigned c; uint64_t calls, bytes; } want[] = {
+		{ 0, 1, 0 }, { 1, 1, 1 }, { 2, 2, 5 }, { 3, 2, 11 },
+		{ 4, 1, 8 }, { 10, 2, 2023 }, { 11, 1, 1024 },
+		{ 13, 1, 5000 }, { 41, 1, 1ull << 40 },
+	};
+	uint64_t calls = 0;
+	for (unsigned c = 0; c < KP_SIZE_CLASSES; c++)
+		calls += m->size_calls[c];
+	CHECK_EQ_U(calls, m->alloc_calls);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		CHECK_EQ_U(m->size_calls[want[i].c], want[i].calls);
+		CHECK_EQ_U(m->size_bytes[want[i].c], want[i].bytes);
+	}
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "ALLOCATION SIZES, calls by size class [n, 2n)\n"
+			  "         0 B            1    8.3 %  "));
+	CHECK(strstr(txt, "\n     1.0 TiB            1    8.3 %  ####"));
+	free(txt);
+	txt = render(an, 1);
+	CHECK(python_check(txt, "z = d[\"memory\"][\"sizes\"]; "
+			   "assert [(x[\"min\"], x[\"calls\"]) for x in z] "
+			   "== [(0, 1), (1, 1), (2, 2), (4, 2), (8, 1), "
+			   "(512, 2), (1024, 1), (4096, 1), (1 << 40, 1)]") ==
+	      0);
+	free(txt);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
 int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain), T(temporary_per_thread),
@@ -1522,5 +1572,5 @@ int main(int argc, char **argv)
 			 T(bad_input), T(json_escaping),
 			 T(symbolize_self), T(inflate_debug_sections),
 			 T(alloc_wrappers), T(heap_slices),
-			 T(peak_consumers));
+			 T(peak_consumers), T(size_classes));
 }

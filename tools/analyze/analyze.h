@@ -516,6 +516,8 @@ void kp_ra_end(struct kp_ra *ra);
 /* ---- results of the memory pass (memory.c), for reports and tests ------- */
 
 #define KP_HEAP_SLICES 128 /* even */
+/* Allocation size classes: 0 the size 0, c >= 1 sizes [2^(c-1), 2^c). */
+#define KP_SIZE_CLASSES 65
 
 struct kp_mem_totals {
 	uint64_t alloc_calls, free_calls, realloc_calls;
@@ -536,6 +538,8 @@ struct kp_mem_totals {
 	uint64_t slice_ns, slice_end, slice_max;
 	uint32_t nslices;
 	uint64_t heap[KP_HEAP_SLICES];
+	/* allocation calls and bytes by size class (KP_SIZE_CLASSES) */
+	uint64_t size_calls[KP_SIZE_CLASSES], size_bytes[KP_SIZE_CLASSES];
 };
 
 enum kp_confidence { KP_CONF_LOW, KP_CONF_MEDIUM, KP_CONF_HIGH };

@@ -453,6 +453,11 @@ static KP_ALWAYS_INLINE void mem_alloc(struct mem_state *ms,
 	if (KP_UNLIKELY(!(ms->cur.alloc_calls & (ms->cur.alloc_calls - 1))))
 		ms->pow2_ts[__builtin_ctzll(ms->cur.alloc_calls)] = ts;
 	ms->cur.bytes_allocated = kp_sat_add(ms->cur.bytes_allocated, size);
+	/* by size class; a hostile trace's sizes may wrap the byte count of
+	 * a class around, which misleads no other figure */
+	unsigned c = size ? 64 - (unsigned)__builtin_clzll(size) : 0;
+	ms->cur.size_calls[c]++;
+	ms->cur.size_bytes[c] += size;
 	s->allocs++;
 	s->bytes = kp_sat_add(s->bytes, size);
 	if (KP_UNLIKELY(!ptr)) {
@@ -810,6 +815,12 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 					pt->unmatched_frees);
 	g->evicted = kp_sat_add(g->evicted, pt->evicted);
 	g->temporary = kp_sat_add(g->temporary, pt->temporary);
+	for (unsigned c = 0; c < KP_SIZE_CLASSES; c++) {
+		g->size_calls[c] = kp_sat_add(g->size_calls[c],
+					      pt->size_calls[c]);
+		g->size_bytes[c] = kp_sat_add(g->size_bytes[c],
+					      pt->size_bytes[c]);
+	}
 	if (g->peak_pid == -1 || pt->peak_bytes > g->peak_bytes) {
 		g->peak_bytes = pt->peak_bytes;
 		g->peak_time_ns = pt->peak_time_ns;

@@ -62,6 +62,10 @@
  *     "temporary_allocs": int,         blocks freed (or realloc'ed) by the
  *                                      thread that allocated them before it
  *                                      allocated or freed anything else
+ *     "sizes": [{"min": int, "calls": int, "bytes": int}, ...]
+ *                                      allocation calls by size class
+ *                                      [min, 2 min) (min 0: size 0), the
+ *                                      classes with calls, smallest first
  *     "top_by_calls": [site, ...],     at most --top, most calls first
  *     "top_by_bytes": [site, ...],     at most --top, most bytes first
  *     "top_by_temporary": [site, ...], at most --top, sites with temporary
@@ -348,6 +352,22 @@ void kp_mem_report_json(struct kp_analysis *an, struct kp_json *j)
 	kp_json_u64(j, m->unmatched_frees);
 	kp_json_key(j, "temporary_allocs");
 	kp_json_u64(j, m->temporary);
+
+	kp_json_key(j, "sizes");
+	kp_json_begin_array(j);
+	for (unsigned c = 0; c < KP_SIZE_CLASSES; c++) {
+		if (!m->size_calls[c])
+			continue;
+		kp_json_begin_object(j);
+		kp_json_key(j, "min");
+		kp_json_u64(j, c ? (uint64_t)1 << (c - 1) : 0);
+		kp_json_key(j, "calls");
+		kp_json_u64(j, m->size_calls[c]);
+		kp_json_key(j, "bytes");
+		kp_json_u64(j, m->size_bytes[c]);
+		kp_json_end_object(j);
+	}
+	kp_json_end_array(j);
 
 	n = kp_mem_top_calls(an, &s);
 	kp_json_key(j, "top_by_calls");

@@ -447,6 +447,41 @@ static void heap_over_time(struct kp_analysis *an, FILE *out)
 	fputc('\n', out);
 }
 
+/* Allocation calls by power-of-two size class, with a bar scaled to the
+ * class with the most; the smallest and largest classes used bound it. */
+static void size_classes(const struct kp_mem_totals *m, FILE *out)
+{
+	unsigned lo = KP_SIZE_CLASSES, hi = 0;
+	uint64_t top = 0;
+	for (unsigned c = 0; c < KP_SIZE_CLASSES; c++) {
+		if (!m->size_calls[c])
+			continue;
+		lo = c < lo ? c : lo;
+		hi = c;
+		top = m->size_calls[c] > top ? m->size_calls[c] : top;
+	}
+	if (!top)
+		return;
+	fprintf(out, "ALLOCATION SIZES, calls by size class [n, 2n)\n");
+	for (unsigned c = lo; c <= hi; c++) {
+		char a[32], b[32], bar[HEAP_BAR + 1];
+		size_t w = (size_t)((double)m->size_calls[c] / (double)top *
+				    HEAP_BAR + 0.5);
+		if (m->size_calls[c] && !w)
+			w = 1; /* a class in use shows */
+		memset(bar, '#', w);
+		bar[w] = 0;
+		fprintf(out, "  %10s  %11s  %5.1f %%  %s\n",
+			kp_fmt_bytes(a, sizeof(a),
+				     c ? (uint64_t)1 << (c - 1) : 0),
+			kp_fmt_count(b, sizeof(b), m->size_calls[c]),
+			100.0 * (double)m->size_calls[c] /
+				(double)(m->alloc_calls ? m->alloc_calls : 1),
+			bar);
+	}
+	fputc('\n', out);
+}
+
 void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 {
 	const struct kp_mem_totals *m = kp_mem_totals(an);
@@ -493,8 +528,10 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 			"again before being freed\n",
 			kp_fmt_count(a, sizeof(a), m->evicted));
 	fputc('\n', out);
-	if (!leaks_cmd)
+	if (!leaks_cmd) {
 		heap_over_time(an, out);
+		size_classes(m, out);
+	}
 
 	if (!leaks_cmd) {
 		size_t n = kp_mem_top_calls(an, &s);

@@ -217,8 +217,9 @@ $(B)/bench/noop_preload.so: tests/bench/noop_preload.c
 #                     copy of tests/fuzz/corpus (new inputs stay in build/)
 #   make fuzz-corpus  regenerate the seed corpus (only when the format changes;
 #                     then restore from git the files it does not make: the
-#                     traces of older formats, v1-* and v2.*, nostacks.kpz and
-#                     crash-* regressions, which the reader must keep reading)
+#                     traces of older formats, v1-*, v2.* and v3.0-*,
+#                     nostacks.kpz and crash-* regressions, which the reader
+#                     must keep reading)
 FUZZ_SECONDS ?= 20
 .PHONY: fuzz-corpus
 # -gdwarf-aranges: clang omits .debug_aranges by default, and without it

@@ -6,6 +6,8 @@ ring, private allocator) is held across fork by its atfork handlers. No
 child may hang or lose its trace: 41 complete traces, one 99-byte leak
 from child_leak() per child, nothing lost.
 """
+import re
+
 from kptest import Tap, Tmp, analyze, app, leak_with, run
 
 t = Tap()
@@ -25,5 +27,22 @@ with Tmp() as d:
     lk = leak_with(rep, "child_leak")
     t.eq(lk and (lk["blocks"], lk["bytes"], len(lk["pids"])), (40, 40 * 99, 40),
          "one 99-byte leak from child_leak in each of the 40 children")
+
+    # 41 processes are too many for a block each: a table of the --top
+    # busiest, by allocation calls, then the rest counted
+    calls = {p["pid"]: p["memory"]["alloc_calls"] for p in procs}
+    want = sorted(calls, key=lambda pid: (-calls[pid], pid))
+    for top, extra in ((10, []), (50, ["--top", "50"])):
+        text = analyze(r.traces, fmt="text", extra=extra)
+        table = text.split("PROCESSES, the %d with the most allocation "
+                           "calls (--top N)\n" % min(top, 41), 1)[-1]
+        rows = re.findall(r"^ +(\d+) +(\d+) +[\d.]+ m?s +(\S+) +([\d,]+) ",
+                          table.split("\n\n", 1)[0], re.M)
+        t.ok([int(x[0]) for x in rows] == want[:top] and
+             all(int(x[3].replace(",", "")) == calls[int(x[0])] for x in rows)
+             and ("... 31 more" in table) == (top == 10) and
+             "\nprocess " not in text,
+             "text, --top %d: %d rows, busiest first, no process blocks"
+             % (top, min(top, 41)), text[:1500])
 
 t.done()

@@ -5,6 +5,7 @@
  * (control bytes become '?') so a hostile trace cannot drive the terminal.
  */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -311,15 +312,79 @@ static void text_warnings(struct kp_analysis *an, FILE *out)
 		fputc('\n', out);
 }
 
+/* More processes than this (a build, a shell script) get a table of the
+ * --top busiest instead of a block each. */
+#define PROC_BLOCKS 12
+
+static uint64_t proc_allocs(const struct kp_analysis *an,
+			    const struct kp_proc *p)
+{
+	const struct kp_mem_totals *m = kp_mem_proc_totals(an, p);
+	return m ? m->alloc_calls : 0;
+}
+
+static const struct kp_analysis *sort_an;
+
+static int cmp_proc(const void *a, const void *b)
+{
+	const struct kp_proc *x = *(const struct kp_proc *const *)a;
+	const struct kp_proc *y = *(const struct kp_proc *const *)b;
+	uint64_t ax = proc_allocs(sort_an, x), ay = proc_allocs(sort_an, y);
+	if (ax != ay)
+		return ax > ay ? -1 : 1;
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+static void text_process_table(struct kp_analysis *an, FILE *out)
+{
+	const struct kp_proc **ps = xrealloc_array(NULL, an->nprocs,
+						   sizeof(*ps));
+	size_t show = an->nprocs < an->opts->top ? an->nprocs : an->opts->top;
+	for (size_t i = 0; i < an->nprocs; i++)
+		ps[i] = an->procs[i];
+	sort_an = an;
+	qsort(ps, an->nprocs, sizeof(*ps), cmp_proc);
+	fprintf(out, "PROCESSES, the %zu with the most allocation calls "
+		"(--top N)\n", show);
+	fprintf(out, "      pid   parent  %-10s  %-11s  %11s  %10s  %s\n",
+		"ran", "ended", "allocs", "at exit", "program");
+	for (size_t i = 0; i < show; i++) {
+		const struct kp_proc *p = ps[i];
+		const struct kp_mem_totals *m = kp_mem_proc_totals(an, p);
+		char a[32], b[32], c[32], e[128], x[256];
+		const char *exe = p->exe[0] ? p->exe : "?";
+		const char *base = strrchr(exe, '/');
+		text_end_reason(p, e, sizeof(e));
+		if (!p->ended)
+			snprintf(e, sizeof(e), "KILLED?");
+		else if (p->truncated || strlen(e) > 11)
+			snprintf(e, sizeof(e), "%s", p->truncated ? "cut" : "?");
+		fprintf(out, "  %7" PRId64 "  %7" PRId64 "  %-10s  %-11s  %11s"
+			"  %10s  %s\n", p->pid, p->ppid,
+			fmt_ms(a, sizeof(a), p->duration_ns), e,
+			kp_fmt_count(b, sizeof(b), m ? m->alloc_calls : 0),
+			kp_fmt_bytes(c, sizeof(c), m ? m->live_bytes : 0),
+			kp_disp(x, sizeof(x), base ? base + 1 : exe, 30));
+	}
+	if (an->nprocs > show)
+		fprintf(out, "  ... %zu more; each in full: --format json\n",
+			an->nprocs - show);
+	fputc('\n', out);
+	free(ps);
+}
+
 void kp_report_text(struct kp_analysis *an, FILE *out)
 {
 	fprintf(out, "kprof-analyze %s: %zu process%s\n\n",
 		an->opts->command,
 		an->nprocs, an->nprocs == 1 ? "" : "es");
-	for (size_t i = 0; i < an->nprocs; i++) {
-		text_process(an, an->procs[i], out);
-		fputc('\n', out);
-	}
+	if (an->nprocs > PROC_BLOCKS)
+		text_process_table(an, out);
+	else
+		for (size_t i = 0; i < an->nprocs; i++) {
+			text_process(an, an->procs[i], out);
+			fputc('\n', out);
+		}
 	text_warnings(an, out);
 	for (size_t i = 0; i < an->npasses; i++)
 		if (an->passes[i]->xReportText)

@@ -1560,6 +1560,38 @@ TEST(size_classes)
 	membuf_free(&b.m);
 }
 
+/* Up to three truncated traces get a warning each, more get one line
+ * naming the first eight pids. */
+TEST(truncated_warnings)
+{
+	for (int n = 3; n <= 10; n += 7) {
+		struct kp_analysis *an = kp_analysis_new(&test_opts);
+		struct tb b[10];
+		for (int i = 0; i < n; i++) { /* no END record */
+			tb_begin(&b[i], 100 + i, 1, "/bin/t");
+			t_alloc(&b[i], 1, 10, 0x1000, 8, 0);
+			tb_end_writer(&b[i]);
+			CHECK(an_add(an, "cut.kpz", b[i].m.p, b[i].m.len) == 0);
+		}
+		kp_analysis_finish(an);
+		char *txt = render(an, 0);
+		if (n == 3) {
+			CHECK(strstr(txt, "WARNING: trace of pid 102 is "
+					  "TRUNCATED (no END record)"));
+			CHECK(!strstr(txt, "traces are TRUNCATED"));
+		} else {
+			CHECK(strstr(txt, "WARNING: 10 traces are TRUNCATED (pids "
+					  "100, 101, 102, 103, 104, 105, 106, "
+					  "107, ...); figures cover what was\n"));
+			CHECK(!strstr(txt, "WARNING: trace of pid"));
+		}
+		free(txt);
+		kp_analysis_free(an);
+		for (int i = 0; i < n; i++)
+			membuf_free(&b[i].m);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain), T(temporary_per_thread),
@@ -1572,5 +1604,6 @@ int main(int argc, char **argv)
 			 T(bad_input), T(json_escaping),
 			 T(symbolize_self), T(inflate_debug_sections),
 			 T(alloc_wrappers), T(heap_slices),
-			 T(peak_consumers), T(size_classes));
+			 T(peak_consumers), T(size_classes),
+			 T(truncated_warnings));
 }

@@ -298,7 +298,20 @@ static void text_warnings(struct kp_analysis *an, FILE *out)
 		fprintf(out, ");\n         the figures below are lower "
 			"bounds\n");
 	}
-	for (size_t i = 0; i < an->nprocs; i++) {
+	size_t ncut = 0;
+	for (size_t i = 0; i < an->nprocs; i++)
+		ncut += an->procs[i]->truncated != 0;
+	if (ncut > 3) { /* one line for them all (a pool's killed workers) */
+		fprintf(out, "WARNING: %zu traces are TRUNCATED (pids", ncut);
+		for (size_t i = 0, k = 0; i < an->nprocs && k < 8; i++)
+			if (an->procs[i]->truncated)
+				fprintf(out, "%s %" PRId64, k++ ? "," : "",
+					an->procs[i]->pid);
+		fprintf(out, "%s); figures cover what was\n         recorded "
+			"and \"in use at exit\" means in use when each "
+			"stops\n", ncut > 8 ? ", ..." : "");
+	}
+	for (size_t i = 0; i < an->nprocs && ncut <= 3; i++) {
 		const struct kp_proc *p = an->procs[i];
 		if (!p->truncated)
 			continue;

@@ -36,13 +36,17 @@ with Tmp() as d:
         text = analyze(r.traces, fmt="text", extra=extra)
         table = text.split("PROCESSES, the %d with the most allocation "
                            "calls (--top N)\n" % min(top, 41), 1)[-1]
-        rows = re.findall(r"^ +(\d+) +(\d+) +[\d.]+ m?s +(\S+) +([\d,]+) ",
+        B = r"[\d.]+ [KMG]?i?B"
+        rows = re.findall(r"^ +(\d+) +(\d+) +[\d.]+ m?s +(\S+) +([\d,]+) +"
+                          r"(%s) +(%s) +forkstorm$" % (B, B),
                           table.split("\n\n", 1)[0], re.M)
         t.ok([int(x[0]) for x in rows] == want[:top] and
-             all(int(x[3].replace(",", "")) == calls[int(x[0])] for x in rows)
+             all(int(x[3].replace(",", "")) == calls[int(x[0])] and
+                 x[5] != "0 B" for x in rows)
              and ("... 31 more" in table) == (top == 10) and
              "\nprocess " not in text,
-             "text, --top %d: %d rows, busiest first, no process blocks"
+             "text, --top %d: %d rows, busiest first, with their resident "
+             "peaks; no process blocks"
              % (top, min(top, 41)), text[:1500])
 
 t.done()

@@ -466,6 +466,8 @@ extern const struct kp_pass kp_pass_cpu; /* cpu.c */
 extern const struct kp_pass kp_pass_timeline; /* chrome.c */
 extern const struct kp_pass kp_pass_peak; /* peak.c */
 extern const struct kp_pass kp_pass_resources; /* resources.c */
+/* A process's largest resident size (resources.c), 0 without snapshots. */
+uint64_t kp_rss_peak(const struct kp_analysis *an, const struct kp_proc *p);
 
 /* ---- load.c: the analysis driver ------------------------------------------ */
 

@@ -359,12 +359,12 @@ static void text_process_table(struct kp_analysis *an, FILE *out)
 	qsort(ps, an->nprocs, sizeof(*ps), cmp_proc);
 	fprintf(out, "PROCESSES, the %zu with the most allocation calls "
 		"(--top N)\n", show);
-	fprintf(out, "      pid   parent  %-10s  %-11s  %11s  %10s  %s\n",
-		"ran", "ended", "allocs", "at exit", "program");
+	fprintf(out, "      pid   parent  %-10s  %-11s  %11s  %10s  %10s  %s\n",
+		"ran", "ended", "allocs", "at exit", "rss peak", "program");
 	for (size_t i = 0; i < show; i++) {
 		const struct kp_proc *p = ps[i];
 		const struct kp_mem_totals *m = kp_mem_proc_totals(an, p);
-		char a[32], b[32], c[32], e[128], x[256];
+		char a[32], b[32], c[32], r[32], e[128], x[256];
 		const char *exe = p->exe[0] ? p->exe : "?";
 		const char *base = strrchr(exe, '/');
 		text_end_reason(p, e, sizeof(e));
@@ -373,10 +373,11 @@ static void text_process_table(struct kp_analysis *an, FILE *out)
 		else if (p->truncated || strlen(e) > 11)
 			snprintf(e, sizeof(e), "%s", p->truncated ? "cut" : "?");
 		fprintf(out, "  %7" PRId64 "  %7" PRId64 "  %-10s  %-11s  %11s"
-			"  %10s  %s\n", p->pid, p->ppid,
+			"  %10s  %10s  %s\n", p->pid, p->ppid,
 			fmt_ms(a, sizeof(a), p->duration_ns), e,
 			kp_fmt_count(b, sizeof(b), m ? m->alloc_calls : 0),
 			kp_fmt_bytes(c, sizeof(c), m ? m->live_bytes : 0),
+			kp_fmt_bytes(r, sizeof(r), kp_rss_peak(an, p)),
 			kp_disp(x, sizeof(x), base ? base + 1 : exe, 30));
 	}
 	if (an->nprocs > show)

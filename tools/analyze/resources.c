@@ -156,6 +156,17 @@ static void res_proc_json(void *state, struct kp_analysis *an,
 	kp_json_end_object(j);
 }
 
+uint64_t kp_rss_peak(const struct kp_analysis *an, const struct kp_proc *p)
+{
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i] == &kp_pass_resources) {
+			const struct res_state *s = an->pass_state[i];
+			const struct res_proc *r = p->pass_data[s->slot];
+			return r ? rss_max(r) : 0;
+		}
+	return 0;
+}
+
 static void res_free(void *state, struct kp_analysis *an)
 {
 	struct res_state *s = state;

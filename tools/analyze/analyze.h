@@ -473,6 +473,8 @@ uint64_t kp_rss_peak(const struct kp_analysis *an, const struct kp_proc *p);
 
 /* The passes, in report order. */
 const struct kp_pass *const *kp_pass_list(size_t *n);
+/* The state of pass in an (its xInit's result), or NULL if it is not run. */
+void *kp_pass_state(const struct kp_analysis *an, const struct kp_pass *pass);
 
 static inline int kp_command_is(const struct kp_analysis *an, const char *c)
 {

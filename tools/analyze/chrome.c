@@ -205,10 +205,7 @@ const struct kp_pass kp_pass_timeline = {
 
 static struct tl_state *tl_of(const struct kp_analysis *an)
 {
-	for (size_t i = 0; i < an->npasses; i++)
-		if (an->passes[i] == &kp_pass_timeline)
-			return an->pass_state[i];
-	return NULL;
+	return kp_pass_state(an, &kp_pass_timeline);
 }
 
 int kp_chrome_export(struct kp_analysis *an, const char *path)

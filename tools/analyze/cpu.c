@@ -60,10 +60,7 @@ struct cpu_state {
 
 static struct cpu_state *state_of(const struct kp_analysis *an)
 {
-	for (size_t i = 0; i < an->npasses; i++)
-		if (an->passes[i] == &kp_pass_cpu)
-			return an->pass_state[i];
-	return NULL;
+	return kp_pass_state(an, &kp_pass_cpu);
 }
 
 static void *cpu_init(struct kp_analysis *an, unsigned slot)

@@ -48,6 +48,14 @@ const struct kp_pass *const *kp_pass_list(size_t *n)
 	return kp_passes;
 }
 
+void *kp_pass_state(const struct kp_analysis *an, const struct kp_pass *pass)
+{
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i] == pass)
+			return an->pass_state[i];
+	return NULL;
+}
+
 /*
  * Flush early if a (hostile) frame somehow holds more events than a real
  * one can: order is then restored within each chunk only.

@@ -312,10 +312,7 @@ static void remove_incarnation(struct mem_state *ms, size_t pi, size_t slot,
 
 static struct mem_state *mem_state_of(const struct kp_analysis *an)
 {
-	for (size_t i = 0; i < an->npasses; i++)
-		if (an->passes[i] == &kp_pass_memory)
-			return an->pass_state[i];
-	return NULL;
+	return kp_pass_state(an, &kp_pass_memory);
 }
 
 static KP_ALWAYS_INLINE uint32_t mem_site(struct mem_state *ms, struct kp_trace *t,

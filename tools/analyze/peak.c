@@ -254,12 +254,7 @@ const struct kp_pass kp_pass_peak = {
 size_t kp_peak_stacks(const struct kp_analysis *an,
 		      const struct kp_wstack **out)
 {
-	for (size_t i = 0; i < an->npasses; i++)
-		if (an->passes[i] == &kp_pass_peak) {
-			struct peak_state *s = an->pass_state[i];
-			*out = s->out;
-			return s->on ? s->nout : 0;
-		}
-	*out = NULL;
-	return 0;
+	struct peak_state *s = kp_pass_state(an, &kp_pass_peak);
+	*out = s ? s->out : NULL;
+	return s && s->on ? s->nout : 0;
 }

@@ -158,13 +158,9 @@ static void res_proc_json(void *state, struct kp_analysis *an,
 
 uint64_t kp_rss_peak(const struct kp_analysis *an, const struct kp_proc *p)
 {
-	for (size_t i = 0; i < an->npasses; i++)
-		if (an->passes[i] == &kp_pass_resources) {
-			const struct res_state *s = an->pass_state[i];
-			const struct res_proc *r = p->pass_data[s->slot];
-			return r ? rss_max(r) : 0;
-		}
-	return 0;
+	const struct res_state *s = kp_pass_state(an, &kp_pass_resources);
+	const struct res_proc *r = s ? p->pass_data[s->slot] : NULL;
+	return r ? rss_max(r) : 0;
 }
 
 static void res_free(void *state, struct kp_analysis *an)

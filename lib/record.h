@@ -47,8 +47,9 @@
 /* readers accept any minor (2.1: QUERY_TEXT records and the QUERY value
  * text_id, which a 2.0 reader would see without their text; 3.1:
  * JIT_CODE records, which a 3.0 reader skips, and SNAPSHOT's values,
- * which it ignores) */
-#define KP_FORMAT_MINOR 1
+ * which it ignores; 3.2: SNAPSHOT's values for kprof's own cost, which a
+ * 3.1 reader skips) */
+#define KP_FORMAT_MINOR 2
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -283,9 +284,14 @@ enum { KP_CPU_WEIGHT, KP_CPU_NV };
  * kernel's high-water mark of rss since the process began (getrusage
  * ru_maxrss, bytes: it catches a peak between samples, and it carries over
  * an exec and is inherited by a fork); minflt, majflt: page faults so far;
- * cpu_ns: user + system CPU time so far (all threads) ---- */
+ * cpu_ns: user + system CPU time so far (all threads). Since 3.2, kprof's
+ * own cost so far: writer_cpu_ns, the CPU time of its writer thread (0:
+ * not known); ring_waits and ring_wait_ns, how many times an app thread
+ * found its ring full and waited for the writer (the default overflow
+ * policy), and how long in all ---- */
 enum { KP_SNAP_RSS, KP_SNAP_VM, KP_SNAP_MAXRSS, KP_SNAP_MINFLT,
-       KP_SNAP_MAJFLT, KP_SNAP_CPU_NS, KP_SNAP_NV };
+       KP_SNAP_MAJFLT, KP_SNAP_CPU_NS, KP_SNAP_WRITER_CPU_NS,
+       KP_SNAP_RING_WAITS, KP_SNAP_RING_WAIT_NS, KP_SNAP_NV };
 #define KP_SNAP_MIN_NS 10000000ull
 
 /* The layout of an extension type; nv = 0 for a type with none. */

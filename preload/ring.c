@@ -125,12 +125,16 @@ struct kp_ring *kp_ring_self(void)
 }
 
 /* Wait for space in a full ring, or give up (and count) when no writer
- * will ever drain it. @return 1 when there is space. */
+ * will ever drain it. A wait is counted with its time, for the trace's
+ * SNAPSHOT records: what kprof cost the app beyond its hooks.
+ * @return 1 when there is space. */
 static int wait_for_space(struct kp_ring *r, uint64_t h)
 {
-	for (unsigned spin = 0;; spin++) {
-		if (!atomic_load(&kp.writer_up))
-			return 0;
+	if (!atomic_load(&kp.writer_up))
+		return 0;
+	uint64_t t0 = kp_mono_ns();
+	int ok = 0;
+	for (unsigned spin = 0; atomic_load(&kp.writer_up); spin++) {
 		/* Wake the writer whether or not it looks asleep. */
 		kp_writer_wake();
 		if (spin < 64) {
@@ -141,9 +145,15 @@ static int wait_for_space(struct kp_ring *r, uint64_t h)
 		}
 		uint64_t tl = atomic_load_explicit(&r->tail,
 						   memory_order_acquire);
-		if (h - tl <= r->mask)
-			return 1;
+		if (h - tl <= r->mask) {
+			ok = 1;
+			break;
+		}
 	}
+	atomic_fetch_add_explicit(&kp.ring_waits, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&kp.ring_wait_ns, kp_mono_ns() - t0,
+				  memory_order_relaxed);
+	return ok;
 }
 
 /* Wait until n more slots fit at head h, or count the event as lost.
@@ -328,6 +338,8 @@ void kp_ring_after_fork_child(void)
 			atomic_store(&r->state, KP_RING_FREE);
 	}
 	kp_spin_unlock(&kp.shared_lock); /* held by a thread that is gone */
+	atomic_store(&kp.ring_waits, 0); /* the child's trace counts its own */
+	atomic_store(&kp.ring_wait_ns, 0);
 	kp_tls.ring = NULL;
 	kp_tls.tid = (uint32_t)kp_gettid();
 	kp_tls.dead = 0;

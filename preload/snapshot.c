@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Resource snapshots: the process's resident and mapped memory, the
- * kernel's high-water mark of the former, page faults and CPU time, as
- * SNAPSHOT records (lib/record.h) written by the writer's cycles, at most
- * every KP_SNAP_MIN_NS, and by the last one. The heap kprof sees is what
+ * kernel's high-water mark of the former, page faults and CPU time, and
+ * kprof's own cost (its writer thread's CPU time, the app's waits for a
+ * full ring), as SNAPSHOT records (lib/record.h) written by the writer's
+ * cycles, at most every KP_SNAP_MIN_NS, and by the last one. The heap kprof sees is what
  * went through malloc; the resident size is what the process cost the
  * machine (mmap, thread stacks, the allocator's fragmentation and
  * retention, kprof itself): the analyzer sets one against the other.
@@ -75,6 +76,11 @@ void kp_snapshot_write(struct kp_writer *kw, uint64_t ts, int final)
 			(int64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) *
 				1000;
 	}
+	r.u.ext.v[KP_SNAP_WRITER_CPU_NS] = (int64_t)kp_writer_cpu_ns();
+	r.u.ext.v[KP_SNAP_RING_WAITS] = (int64_t)atomic_load_explicit(
+		&kp.ring_waits, memory_order_relaxed);
+	r.u.ext.v[KP_SNAP_RING_WAIT_NS] = (int64_t)atomic_load_explicit(
+		&kp.ring_wait_ns, memory_order_relaxed);
 	kp_writer_add(kw, &r);
 	last_ts = ts;
 	any = 1;

@@ -194,6 +194,8 @@ struct kp_state {
 	_Atomic int writer_up;      /* writer thread is draining */
 	_Atomic uint32_t wake_seq;  /* futex word: producers poke the writer */
 	_Atomic int writer_sleeping;
+	/* kprof's cost to the app: waits for room in a full ring (ring.c) */
+	_Atomic uint64_t ring_waits, ring_wait_ns;
 };
 
 /* hidden: one rip-relative load per field, not the GOT's address first */
@@ -741,6 +743,8 @@ void kp_jitmap_write(struct kp_writer *kw, uint64_t ts, uint32_t tid,
 /* A SNAPSHOT of the process's memory, faults and CPU time, if the last is
  * KP_SNAP_MIN_NS old or this is the trace's end (snapshot.c; in a cycle). */
 void kp_snapshot_write(struct kp_writer *kw, uint64_t ts, int final);
+/* The writer thread's CPU time so far, in ns; 0 if it has none (writer.c). */
+uint64_t kp_writer_cpu_ns(void);
 
 /* ---- I/O (hook_io.c, fdtab.c) ------------------------------------------- */
 

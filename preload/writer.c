@@ -801,6 +801,16 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 
 /* ---- the thread ---------------------------------------------------------- */
 
+uint64_t kp_writer_cpu_ns(void)
+{
+	clockid_t cid;
+	struct timespec ts;
+	if (!w.thread_started || pthread_getcpuclockid(w.thread, &cid) != 0 ||
+	    clock_gettime(cid, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Run a pending kp_writer_call request, if any (writer thread only). */
 static void serve_call(void)
 {

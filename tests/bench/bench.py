@@ -165,6 +165,16 @@ def trace_facts(label, files, t_none, t_kprof):
           "%.2f bytes/event, %.0f ns added per event (median wall)" % (
               label, events, mem["alloc_calls"], mem["free_calls"], size / 1e6,
               size / max(events, 1), (t_kprof - t_none) * 1e9 / max(events, 1)))
+    for p in rep["trace"]["processes"]:
+        res = p.get("resources") or {}
+        if res.get("cpu_ns"):
+            print("- pid %d, the last run: kprof's writer thread %.1f ms CPU "
+                  "(%.1f %% of the process's %.1f ms); the app's threads waited "
+                  "for a full ring %d times, %.1f ms in all" % (
+                      p["pid"], res.get("kprof_writer_cpu_ns", 0) / 1e6,
+                      100.0 * res.get("kprof_writer_cpu_ns", 0) / res["cpu_ns"],
+                      res["cpu_ns"] / 1e6, res.get("kprof_ring_waits", 0),
+                      res.get("kprof_ring_wait_ns", 0) / 1e6))
     print("- analyzer on that trace: %s" % stats)
     _, stats = analyze_stats(files, symbols=False)
     print("- the same without symbolization (--no-symbols): %s" % stats)

@@ -130,4 +130,72 @@ with t.section("without memory recording"):
                        text, re.M),
              "text: no heap peak to set beside it", text[:800])
 
+with t.section("what recording cost: the writer's CPU, waits for a full ring"):
+    KPROF_LINE = (r"^  kprof    writer thread [\d.]+ [mu]?s CPU \([\d.]+ % of the "
+                  r"process's [\d.]+ [mu]?s\); ")
+    with Tmp() as d:
+        # 16 KiB rings (512 slots) fill between two wakes of the writer
+        r = run([app("alloc_bench"), "2", "100000"], cwd=d,
+                prof={"BUFFER_KB": "16"})
+        rep = analyze(r.traces)
+        p = proc_of(rep)
+        res = p.get("resources") or {}
+        t.ok(r.rc == 0 and 0 < res.get("kprof_writer_cpu_ns", 0) <=
+             res.get("cpu_ns", 0),
+             "the writer thread's CPU time, within the process's", res)
+        t.ok(res.get("kprof_ring_waits", 0) > 0 and
+             0 < res.get("kprof_ring_wait_ns", 0) < 2 * p["duration_ns"],
+             "tiny rings: the threads waited, each wait timed (%s waits, "
+             "%.1f ms)" % (res.get("kprof_ring_waits"),
+                           res.get("kprof_ring_wait_ns", 0) / 1e6))
+        text = analyze(r.traces, fmt="text")
+        t.ok(re.search(KPROF_LINE + r"threads waited for a full ring [\d,]+ "
+                       r"times, [\d.]+ [mu]?s in all", text, re.M),
+             "text: the kprof line with the waits",
+             [ln for ln in text.splitlines() if "kprof " in ln])
+        t.eq(p.get("events_lost", rep["trace"]["events_lost"]), 0,
+             "waiting lost nothing")
+
+        r = run([app("alloc_bench"), "2", "100000"], cwd=d,
+                prof={"BUFFER_KB": "16", "OVERFLOW": "drop"})
+        rep = analyze(r.traces)
+        res = proc_of(rep).get("resources") or {}
+        t.ok(res.get("kprof_ring_waits", -1) == 0 and
+             res.get("kprof_ring_wait_ns", -1) == 0 and
+             rep["trace"]["events_lost"] > 0,
+             "the drop policy: events lost, no waits", (res,
+                                                       rep["trace"]["events_lost"]))
+
+    with Tmp() as d:
+        r = run([app("rsswave"), "150"], cwd=d)
+        res = proc_of(analyze(r.traces)).get("resources") or {}
+        t.ok(res.get("kprof_writer_cpu_ns", 0) > 0 and
+             res.get("kprof_ring_waits", -1) == 0,
+             "a calm program: writer CPU, no waits", res)
+        text = analyze(r.traces, fmt="text")
+        t.ok(re.search(KPROF_LINE + r"no waits for a full ring$", text, re.M),
+             "text: no waits", [ln for ln in text.splitlines()
+                                if "kprof " in ln])
+
+    with Tmp() as d:
+        # the parent waits (tiny rings), then forks a child that exits at
+        # once: the child's trace counts its own waits, none
+        code = ("import os\nfor i in range(300000):\n    bytes(600 + i % 64)\n"
+                "pid = os.fork()\nif pid == 0:\n    os._exit(0)\n"
+                "os.waitpid(pid, 0)\n")
+        r = run(["/usr/bin/python3", "-c", code], cwd=d,
+                prof={"BUFFER_KB": "16"})
+        reps = {}
+        for tr in r.traces:
+            h = trace_header(tr)
+            reps[h["pid"]] = (h["ppid"], proc_of(analyze([tr])).get(
+                "resources") or {})
+        parent = [v for k, (pp, v) in reps.items() if pp not in reps]
+        child = [v for k, (pp, v) in reps.items() if pp in reps]
+        t.ok(r.rc == 0 and len(parent) == 1 and len(child) == 1 and
+             parent[0].get("kprof_ring_waits", 0) > 0 and
+             child[0].get("kprof_ring_waits", -1) == 0,
+             "fork: the child starts from no waits",
+             [(k, pp, v.get("kprof_ring_waits")) for k, (pp, v) in reps.items()])
+
 t.done()

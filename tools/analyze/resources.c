@@ -6,10 +6,12 @@
  * kernel's high-water mark (which catches a peak between two snapshots),
  * page faults and CPU time; set against the heap peak, the part of the
  * process's memory that malloc does not explain (mmap, thread stacks, the
- * allocator's free lists and fragmentation).
+ * allocator's free lists and fragmentation). And what recording cost the
+ * process (traces of format 3.2 on): the writer thread's CPU time, and the
+ * app threads' waits for room in a full ring.
  *
- * Text: one "rss" line in each process block. JSON: "resources" in each
- * process object (kprof-analyze(1)).
+ * Text: an "rss" line and a "kprof" line in each process block. JSON:
+ * "resources" in each process object (kprof-analyze(1)).
  */
 #include <stdlib.h>
 
@@ -24,6 +26,7 @@ struct res_proc {
 	uint64_t end_rss, end_ns; /* the last sample */
 	uint64_t vm_peak;
 	uint64_t minflt, majflt, cpu_ns;
+	uint64_t writer_cpu_ns, ring_waits, ring_wait_ns; /* 0: not recorded */
 };
 
 struct res_state {
@@ -80,6 +83,9 @@ static void res_events(void *state, struct kp_trace *t,
 			p->minflt = val(r, KP_SNAP_MINFLT);
 			p->majflt = val(r, KP_SNAP_MAJFLT);
 			p->cpu_ns = val(r, KP_SNAP_CPU_NS);
+			p->writer_cpu_ns = val(r, KP_SNAP_WRITER_CPU_NS);
+			p->ring_waits = val(r, KP_SNAP_RING_WAITS);
+			p->ring_wait_ns = val(r, KP_SNAP_RING_WAIT_NS);
 		}
 	}
 }
@@ -100,6 +106,39 @@ static uint64_t rss_max(const struct res_proc *r)
 {
 	return r->maxrss > r->peak && r->maxrss > r->maxrss_first ? r->maxrss
 								   : r->peak;
+}
+
+/*
+ * What recording cost: the writer's share of the process's CPU time (the
+ * hooks' own cost, inside the app's threads, cannot be told apart), and
+ * the time app threads spent waiting for room in a full ring, with a hint
+ * when that is 1 % of the run or more (threads summed). Nothing for a
+ * trace without these values (before 3.2).
+ */
+static void kprof_text(const struct res_proc *r, const struct kp_proc *p,
+		       FILE *out)
+{
+	char a[32], b[32], c[32];
+	if (!r->writer_cpu_ns && !r->ring_waits)
+		return;
+	fprintf(out, "  kprof    writer thread %s CPU",
+		kp_fmt_ns(a, sizeof(a), r->writer_cpu_ns));
+	if (r->cpu_ns >= r->writer_cpu_ns && r->cpu_ns)
+		fprintf(out, " (%.1f %% of the process's %s)",
+			100.0 * (double)r->writer_cpu_ns / (double)r->cpu_ns,
+			kp_fmt_ns(b, sizeof(b), r->cpu_ns));
+	if (!r->ring_waits) {
+		fputs("; no waits for a full ring\n", out);
+		return;
+	}
+	fprintf(out, "; threads waited for a full ring %s time%s, %s in all",
+		kp_fmt_count(c, sizeof(c), r->ring_waits),
+		r->ring_waits == 1 ? "" : "s",
+		kp_fmt_ns(a, sizeof(a), r->ring_wait_ns));
+	if (p->duration_ns && r->ring_wait_ns * 100 >= p->duration_ns)
+		fputs(" (the writer fell behind: a larger "
+		      "KOTOBA_PROFILE_BUFFER_KB absorbs bursts)", out);
+	fputc('\n', out);
 }
 
 static void res_proc_text(void *state, struct kp_analysis *an,
@@ -126,6 +165,7 @@ static void res_proc_text(void *state, struct kp_analysis *an,
 		fprintf(out, "; %s major page faults",
 			kp_fmt_count(c, sizeof(c), r->majflt));
 	fputc('\n', out);
+	kprof_text(r, p, out);
 }
 
 static void jkey(struct kp_json *j, const char *k, uint64_t v)
@@ -153,6 +193,9 @@ static void res_proc_json(void *state, struct kp_analysis *an,
 	jkey(j, "minor_faults", r->minflt);
 	jkey(j, "major_faults", r->majflt);
 	jkey(j, "cpu_ns", r->cpu_ns);
+	jkey(j, "kprof_writer_cpu_ns", r->writer_cpu_ns);
+	jkey(j, "kprof_ring_waits", r->ring_waits);
+	jkey(j, "kprof_ring_wait_ns", r->ring_wait_ns);
 	kp_json_end_object(j);
 }
 

@@ -55,6 +55,55 @@ usage() {
 	exit "${1:-2}"
 }
 
+# elf_u OFFSET SIZE FILE: the unsigned SIZE-byte number at OFFSET of FILE
+# (this machine's byte order: the programs it runs are its own).
+elf_u() {
+	od -An -t "u$2" -j "$1" -N "$2" "$3" | tr -d ' '
+}
+
+# is_static FILE: FILE is an ELF program without an interpreter (no
+# PT_INTERP program header): the dynamic loader, hence LD_PRELOAD, never
+# runs for it.
+is_static() {
+	[ "$(od -An -c -N 4 "$1" 2>/dev/null | tr -d ' ')" = '177ELF' ] || return 1
+	case $(elf_u 4 1 "$1") in
+	2) off=$(elf_u 32 8 "$1") ent=$(elf_u 54 2 "$1") num=$(elf_u 56 2 "$1") ;;
+	1) off=$(elf_u 28 4 "$1") ent=$(elf_u 42 2 "$1") num=$(elf_u 44 2 "$1") ;;
+	*) return 1 ;;
+	esac
+	[ "$(elf_u 16 2 "$1")" = 2 ] || [ "$(elf_u 16 2 "$1")" = 3 ] || return 1
+	i=0
+	while [ "$i" -lt "$num" ]; do
+		[ "$(elf_u $((off + i * ent)) 4 "$1")" = 3 ] && return 1
+		i=$((i + 1))
+	done
+	return 0
+}
+
+# check_program PROGRAM: say why kprof will see nothing of it, if it can
+# tell: a static program does not load libkprof.so; a set-user-ID or
+# set-group-ID one that changes this user's IDs (on a file system not
+# mounted nosuid) runs with AT_SECURE set, for which the loader ignores
+# LD_PRELOAD (and kprof does not trace). The program runs all the same.
+check_program() {
+	case $1 in
+	*/*) f=$1 ;;
+	*) f=$(command -v -- "$1" 2>/dev/null) || return 0 ;;
+	esac
+	[ -f "$f" ] && [ -r "$f" ] || return 0
+	if { { [ -u "$f" ] && [ "$(stat -c %u "$f")" != "$(id -u)" ]; } ||
+		{ [ -g "$f" ] && [ "$(stat -c %g "$f")" != "$(id -g)" ]; }; } &&
+		! findmnt -n -o OPTIONS --target "$f" 2>/dev/null |
+			grep -q nosuid; then
+		echo "kprof: $f is set-user-ID or set-group-ID: the loader" \
+			"ignores LD_PRELOAD for it, nothing is recorded" >&2
+	elif is_static "$f"; then
+		echo "kprof: $f is statically linked: libkprof.so cannot be" \
+			"preloaded into it, nothing is recorded (its children" \
+			"may be)" >&2
+	fi
+}
+
 # need_arg OPTION ARGC: OPTION takes a value.
 need_arg() {
 	if [ "$2" -lt 2 ]; then
@@ -99,6 +148,7 @@ done
 
 lib=$(find_lib)
 preload="$lib${LD_PRELOAD:+ $LD_PRELOAD}"
+check_program "$1"
 if [ "$analyze" = 0 ]; then
 	export LD_PRELOAD="$preload"
 	exec "$@"

@@ -332,6 +332,53 @@ def make_install(dest, prefix, extra=()):
         raise Fail("make install failed:\n" + p.stdout.decode("utf-8", "replace")[-3000:])
 
 
+with t.section("programs kprof cannot see into"):
+    # the launcher says why there will be no trace, and runs them as they are
+    with Tmp(mode=0o755) as d:
+        src = os.path.join(d, "st.c")
+        with open(src, "w") as f:
+            f.write('#include <stdio.h>\n#include <stdlib.h>\n'
+                    'int main(void) { char *p = malloc(64); '
+                    'printf("static %d\\n", p != NULL); return 3; }\n')
+        for flag in ("-static", "-static-pie"):
+            exe = os.path.join(d, "st" + flag)
+            subprocess.run([need("cc"), flag, "-o", exe, src], check=True)
+            plain = run_plain([exe], d)
+            r = kprof(["run", "--", exe], d)
+            t.ok((r.rc, r.out, r.traces) == (plain.rc, plain.out, []) and
+                 r.out == "static 1\n" and r.rc == 3 and
+                 r.err == "kprof: %s is statically linked: libkprof.so cannot "
+                 "be preloaded into it, nothing is recorded (its children may "
+                 "be)\n" % exe,
+                 "cc %s: one line says why, the program runs as alone" % flag,
+                 (r.rc, r.out, r.err, r.traces))
+        r = kprof(["run", "-a", "--", "st-static"], d,
+                  env={"PATH": d + ":" + os.environ.get("PATH", "")})
+        t.ok(r.rc == 3 and "statically linked" in r.err and
+             "no trace written" in r.err,
+             "found in PATH; -a: then no trace", r.err)
+
+        if os.geteuid() != 0:
+            raise Fail("the set-user-ID case needs root (a file of another "
+                       "user's with the bit set)")
+        suid = os.path.join(d, "leaky-suid")
+        shutil.copyfile(LEAKY, suid)
+        os.chown(suid, 65534, 65534)
+        os.chmod(suid, 0o4755)
+        plain = run_plain([LEAKY], d)
+        r = kprof(["run", "--", suid], d)
+        t.ok((r.rc, r.out, r.traces) == (plain.rc, plain.out, []) and
+             r.err == "kprof: %s is set-user-ID or set-group-ID: the loader "
+             "ignores LD_PRELOAD for it, nothing is recorded\n" % suid,
+             "set-user-ID to another user: one line says why, no trace",
+             (r.rc, r.err, r.traces))
+        os.chown(suid, 0, 0)
+        os.chmod(suid, 0o4755)
+        r = kprof(["run", "--", suid], d)
+        t.ok((r.rc, r.out, r.err, len(r.traces)) == (plain.rc, plain.out, "", 1),
+             "set-user-ID to this user (root): traced, nothing said",
+             (r.rc, r.err, r.traces))
+
 with t.section("make install DESTDIR PREFIX=/usr"):
     with Tmp() as dest:
         make_install(dest, "/usr")

@@ -55,9 +55,9 @@ static void add_line(struct kp_writer *kw, const char *s, size_t n,
 void kp_jitmap_write(struct kp_writer *kw, uint64_t ts, uint32_t tid,
 		     int final)
 {
-	/* Copied so far, of this pid's map: an exec that fails (a shell
-	 * trying each directory of PATH) flushes again, and only what the
-	 * map gained since is copied then. A map now shorter was rewritten:
+	/* Copied so far, of this pid's map: an exec that fails (of a file
+	 * that is there but cannot run: a PATH search may meet several)
+	 * flushes again, and only what the map gained since is copied then. A map now shorter was rewritten:
 	 * copied again from its start. */
 	static long done_pid;
 	static uint64_t done;

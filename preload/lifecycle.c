@@ -20,10 +20,12 @@
 #include "state.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -205,9 +207,30 @@ KP_EXPORT void abort(void)
 
 /* ---- exec ------------------------------------------------------------------ */
 
+/*
+ * An exec of a path that does not exist fails: no need to end this trace
+ * first. A shell's PATH search (dash, the /bin/sh of Debian, tries each
+ * directory in turn) wrote an EXEC, an END and a frame for every directory
+ * that lacks the program. Only a path with a slash (execvp searches PATH
+ * itself) and only ENOENT or ENOTDIR: they do not depend on the caller's
+ * IDs. A file that appears between this check and the exec would leave
+ * the old image's trace without its END (read as truncated).
+ */
+static int surely_missing(const char *path)
+{
+	if (!path || !strchr(path, '/'))
+		return 0;
+	int saved = errno;
+	long rc = syscall(SYS_faccessat, AT_FDCWD, path, F_OK);
+	int missing = rc < 0 && (errno == ENOENT || errno == ENOTDIR);
+	errno = saved;
+	return missing;
+}
+
 static void before_exec(const char *path)
 {
-	if (!kp_recording() || kp_tls.busy || syscall(SYS_getpid) != kp.pid)
+	if (!kp_recording() || kp_tls.busy || syscall(SYS_getpid) != kp.pid ||
+	    surely_missing(path))
 		return;
 	int saved = errno;
 	kp_io_finish(); /* this image's I/O ends here if the exec succeeds */

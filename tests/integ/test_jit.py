@@ -184,15 +184,23 @@ with t.section("the map carried by the trace"):
              json.dumps(g[:1])[:800])
 
     # any program's map is read the same, only if it is a regular file
-    # of the user's, not through a symbolic link
+    # of the user's, not through a symbolic link. sh's exec tries PATH's
+    # directories in turn; the first two hold a "true" without the x bit,
+    # so two execs fail (EACCES) before the third succeeds: each of those
+    # ends the trace (a missing file would not: preload/lifecycle.c)
     with Tmp() as d:
         src = os.path.join(d, "lines")
         with open(src, "w") as f:
             f.write("1000 10 first\n2000 10 %s\nnot a line\n3000 10 tail"
                     % ("x" * 70000))
+        dirs = [os.path.join(d, b) for b in ("bin1", "bin2")]
+        for b in dirs:
+            os.mkdir(b)
+            open(os.path.join(b, "true"), "w").close()
+        path = ":".join(dirs + ["/usr/bin", "/bin"])
         for how in ("ln -s", "cp"):
             r = run(["sh", "-c", '%s "$1" /tmp/perf-$$.map; exec true' % how,
-                     "sh", src], cwd=d)
+                     "sh", src], cwd=d, env={"PATH": path})
             mapfile = "/tmp/perf-%d.map" % r.pid
             try:
                 got = {os.path.basename(f): [x["name"] for x in dump(f)
@@ -206,10 +214,14 @@ with t.section("the map carried by the trace"):
                 t.eq((r.rc, sorted(set(sum(got.values(), [])))), (0, []),
                      "map through a symbolic link: not read")
                 continue
+            execs = [x["path"] for x in dump(os.path.join(d, sh_t))
+                     if x["type"] == "exec"]
+            t.eq(execs, [os.path.join(b, "true") for b in dirs] +
+                 ["/usr/bin/true"], "sh's trace: three EXECs")
             t.eq((r.rc, got.pop(sh_t, None), got.pop(true_t, None)),
                  (0, ["first"], ["first", "tail"]),
-                 "map made by cp: copied once into sh's trace (its exec "
-                 "tries PATH's directories: each failed exec flushes), "
+                 "map made by cp: copied once into sh's trace (two "
+                 "failed execs and the third each end it), "
                  "the 70 KB line and the non-line skipped, the last line "
                  "without its newline only at the process's end (true's "
                  "trace)", got)

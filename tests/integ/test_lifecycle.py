@@ -137,6 +137,55 @@ with t.section("_exit"):
         t.eq(leak_of(rep, "leak_before_exit")[:2], (154, 2), "_exit: leak 2 x 77 counted")
         t.eq(rep["memory"]["in_use_at_exit"], {"bytes": 154, "blocks": 2}, "_exit: in use at exit")
 
+with t.section("failed execs"):
+    # python3's os.execvp searches PATH itself, calling execv on each
+    # candidate: the ones that do not exist (ENOENT, or ENOTDIR: a PATH
+    # entry that is a file) end nothing; an exec that fails on a file that
+    # is there (not executable) ends the trace, which goes on, and the last
+    # END counts
+    code = ("import os, sys\n"
+            "bad = os.path.join(sys.argv[1], 'not-exec')\n"
+            "for p in (os.path.join(sys.argv[1], 'missing'), bad):\n"
+            "    try:\n"
+            "        os.execv(p, [p])\n"
+            "    except OSError as e:\n"
+            "        print(e.errno)\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.execvp('true', ['true'])\n"
+            "os._exit(os.waitpid(pid, 0)[1] >> 8 or 7)\n")
+    with Tmp() as d:
+        bad = os.path.join(d, "not-exec")
+        open(bad, "w").close()
+        path = "/nope1:%s:/nope3/x:/usr/bin:/bin" % bad
+        r = run(["/usr/bin/python3", "-c", code, d], d, env={"PATH": path})
+        t.eq((r.rc, r.out.split()), (7, ["2", "13"]),
+             "exec of a missing file: ENOENT, of a file without x: EACCES; "
+             "the child's exec of true from the fourth PATH entry", r.err)
+        recs = {os.path.basename(f): [(x["type"], x.get("path"), x.get("kind"))
+                                      for x in dump(f)
+                                      if x["type"] in ("exec", "end")]
+                for f in r.traces}
+        by_exe = {trace_header(f)["exe"].rsplit("/", 1)[-1] + (
+            ".child" if trace_header(f)["pid"] != r.pid else ""): recs[
+                os.path.basename(f)] for f in r.traces}
+        py = [k for k in by_exe if k.startswith("python") and "child" not in k]
+        pyc = [k for k in by_exe if k.startswith("python") and "child" in k]
+        t.eq(len(r.traces), 3, "three traces: python, its child before "
+             "and after the exec", sorted(by_exe))
+        t.eq(by_exe.get(py[0] if py else None),
+             [("exec", bad, None), ("end", None, 2), ("end", None, 1)],
+             "the process: no EXEC for the missing file, an EXEC and an END "
+             "for the file that is there, then its own END")
+        t.eq(by_exe.get(pyc[0] if pyc else None),
+             [("exec", "/usr/bin/true", None), ("end", None, 2)],
+             "the child: one EXEC, one END, however many PATH entries lack "
+             "the program (was one pair per entry)")
+        rep = analyze(r.traces)
+        me = [p for p in rep["trace"]["processes"] if p["pid"] == r.pid]
+        t.eq([(p["end_reason"], p["exit_status"]) for p in me], [("_exit", 7)],
+             "the analyzer: the last END counts")
+
 with t.section("abort"):
     with Tmp() as d:
         r = run([APP, "abort"], d)

@@ -23,7 +23,7 @@ import subprocess
 import xml.dom.minidom
 
 from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, dump, go_pprof, \
-    run
+    need, run
 
 t = Tap()
 CPU = {"CPU": "1", "CPU_HZ": "1000"}
@@ -317,6 +317,56 @@ with t.section("heap: folded, SVG with C++ names, pprof"):
                 if re.match(r"\s*\d+\s+\d+\s+\d+\s+\d+:", ln)]
         t.eq(sum(int(v[3].rstrip(":")) for v in vals), peak,
              "pprof -raw: inuse_space adds up to the heap peak", raw[:1500])
+
+GROW_C = r"""
+#include <stdlib.h>
+__attribute__((noinline)) void *cache_entry(void) { return malloc(1000); }
+__attribute__((noinline)) void fill_cache(int n)
+{
+	for (int i = 0; i < n; i++)
+		(void)!cache_entry();
+}
+__attribute__((noinline)) void scratch(void)
+{
+	for (int i = 0; i < 500; i++)
+		free(malloc(64));
+}
+int main(int argc, char **argv)
+{
+	fill_cache(argc > 1 ? atoi(argv[1]) : 0);
+	scratch();
+	return 0;
+}
+"""
+
+with t.section("two runs compared: go tool pprof -diff_base"):
+    # the same program keeping 100 and then 300 blocks of 1000 bytes; the
+    # heap profiles of the two runs differ by cache_entry's 200 blocks and
+    # 200,000 bytes, and by nothing else (scratch frees all it takes)
+    with Tmp() as d:
+        src, exe = os.path.join(d, "grow.c"), os.path.join(d, "grow")
+        with open(src, "w") as f:
+            f.write(GROW_C)
+        subprocess.run([need("cc"), "-g", "-O1", "-fno-omit-frame-pointer",
+                        "-o", exe, src], check=True)
+        pbs = []
+        for n in ("100", "300"):
+            r = run([exe, n], cwd=d, prof={"OUTPUT": "g%s.kpz" % n})
+            pbs.append(os.path.join(d, "g%s.pb.gz" % n))
+            rc, out, err = analyze_raw(["export", "--what", "alloc", "--pprof",
+                                        pbs[-1]] + r.traces)
+            t.eq((r.rc, rc), (0, 0), "run with %s, export its heap profile"
+                 % n, err)
+        for idx, unit, want in (("inuse_space", ["-unit=B"], "200000B"),
+                                ("alloc_objects", [], "200")):
+            rc, top, err = go_pprof(["-top", "-sample_index=" + idx] + unit +
+                                    ["-diff_base", pbs[0], pbs[1]], d)
+            rows = [ln.split() for ln in top.splitlines()
+                    if re.match(r"\s*-?[\d.]+[kMG]?B?\s", ln)]
+            flat = [(r[-1], r[0]) for r in rows if r[0] != "0"]
+            t.eq((rc, flat), (0, [("cache_entry", want)]),
+                 "%s: the difference is cache_entry's %s, nothing else"
+                 % (idx, want), top[-1200:] + err[-400:])
 
 PY_BUSY = """
 import time

@@ -57,8 +57,9 @@ void kp_jitmap_write(struct kp_writer *kw, uint64_t ts, uint32_t tid,
 {
 	/* Copied so far, of this pid's map: an exec that fails (of a file
 	 * that is there but cannot run: a PATH search may meet several)
-	 * flushes again, and only what the map gained since is copied then. A map now shorter was rewritten:
-	 * copied again from its start. */
+	 * flushes again, and only what the map gained since is copied
+	 * then. A map now shorter was rewritten: copied again from its
+	 * start. */
 	static long done_pid;
 	static uint64_t done;
 	int saved = errno;

@@ -209,12 +209,13 @@ KP_EXPORT void abort(void)
 
 /*
  * An exec of a path that does not exist fails: no need to end this trace
- * first. A shell's PATH search (dash, the /bin/sh of Debian, tries each
- * directory in turn) wrote an EXEC, an END and a frame for every directory
- * that lacks the program. Only a path with a slash (execvp searches PATH
- * itself) and only ENOENT or ENOTDIR: they do not depend on the caller's
- * IDs. A file that appears between this check and the exec would leave
- * the old image's trace without its END (read as truncated).
+ * first. A PATH search that calls execve on each directory in turn
+ * (python3's os.execvp, a shell's exec builtin) wrote an EXEC, an END and
+ * a frame for every directory that lacks the program. Only a path with a
+ * slash (glibc's execvp searches PATH inside, unseen) and only ENOENT or
+ * ENOTDIR: they do not depend on the caller's IDs. A file that appears
+ * between this check and the exec would leave the old image's trace
+ * without its END (read as truncated).
  */
 static int surely_missing(const char *path)
 {

@@ -4,10 +4,11 @@
  * kernel's high-water mark of the former, page faults and CPU time, and
  * kprof's own cost (its writer thread's CPU time, the app's waits for a
  * full ring), as SNAPSHOT records (lib/record.h) written by the writer's
- * cycles, at most every KP_SNAP_MIN_NS, and by the last one. The heap kprof sees is what
- * went through malloc; the resident size is what the process cost the
- * machine (mmap, thread stacks, the allocator's fragmentation and
- * retention, kprof itself): the analyzer sets one against the other.
+ * cycles, at most every KP_SNAP_MIN_NS, and by the last one. The heap
+ * kprof sees is what went through malloc; the resident size is what the
+ * process cost the machine (mmap, thread stacks, the allocator's
+ * fragmentation and retention, kprof itself): the analyzer sets one
+ * against the other.
  *
  * Read with raw system calls (/proc/self/statm; kprof's reads are not the
  * app's I/O) and getrusage(2); runs in a cycle (writer.c), under its lock.

@@ -1510,6 +1510,101 @@ TEST(peak_consumers)
 	membuf_free(&b2.m);
 }
 
+/* The rankings of many sites (more than rank() sorts whole): the first
+ * --top of each in order, as a full sort would have them, and every site
+ * in each. 600 sites: site i makes 1 + (i * 7919) % 601 allocations of
+ * (i * 104729) % 997 + 1 bytes, frees one if i is odd (temporary) and
+ * keeps the others; ties on calls fall to bytes, then creation order. */
+static int want_calls(const void *a, const void *b)
+{
+	const struct kp_site *x = *(const struct kp_site *const *)a;
+	const struct kp_site *y = *(const struct kp_site *const *)b;
+	if (x->allocs != y->allocs)
+		return x->allocs > y->allocs ? -1 : 1;
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+static int want_bytes(const void *a, const void *b)
+{
+	const struct kp_site *x = *(const struct kp_site *const *)a;
+	const struct kp_site *y = *(const struct kp_site *const *)b;
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	if (x->allocs != y->allocs)
+		return x->allocs > y->allocs ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+static int by_ptr(const void *a, const void *b)
+{
+	const void *x = *(const void *const *)a, *y = *(const void *const *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The first `top` of got[0, n) are the first of a full sort by cmp, and
+ * got holds the same sites as the full sort. */
+static int ranked_as(const struct kp_site *const *got, size_t n,
+		     unsigned top, int (*cmp)(const void *, const void *))
+{
+	const struct kp_site **full = malloc(n * sizeof(*full));
+	const struct kp_site **a = malloc(n * sizeof(*a));
+	memcpy(full, got, n * sizeof(*full));
+	memcpy(a, got, n * sizeof(*a));
+	qsort(full, n, sizeof(*full), cmp);
+	int ok = !memcmp(full, got, (top < n ? top : n) * sizeof(*full));
+	qsort(full, n, sizeof(*full), by_ptr);
+	qsort(a, n, sizeof(*a), by_ptr);
+	ok = ok && !memcmp(full, a, n * sizeof(*a));
+	free(full);
+	free(a);
+	return ok;
+}
+
+TEST(rankings_many_sites)
+{
+	struct tb b;
+	tb_begin(&b, 16, 1, "/bin/t");
+	uint64_t ts = 10, ptr = 0x100000;
+	for (uint32_t i = 1; i <= 600; i++) {
+		uint64_t pcs[3] = { 0x401000 + i * 16, 0x402000, 0x403000 };
+		t_stack(&b, i, pcs, 3);
+		unsigned n = 1 + (i * 7919u) % 601;
+		for (unsigned k = 0; k < n; k++) {
+			t_alloc(&b, 1, ts++, ptr, (i * 104729u) % 997 + 1, i);
+			if (i % 2 && k == 0)
+				t_free(&b, 1, ts++, ptr);
+			ptr += 0x1000;
+		}
+		if (i % 50 == 0)
+			tb_flush(&b);
+	}
+	t_end(&b, ts + 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_site *const *s;
+	size_t n = kp_mem_top_calls(an, &s);
+	CHECK_EQ_U(n, 600);
+	CHECK(ranked_as(s, n, test_opts.top, want_calls));
+	n = kp_mem_top_bytes(an, &s);
+	CHECK_EQ_U(n, 600);
+	CHECK(ranked_as(s, n, test_opts.top, want_bytes));
+	n = kp_mem_top_temporary(an, &s);
+	CHECK_EQ_U(n, 300);
+	/* the ranking of the first: a full sort would have the same */
+	for (size_t i = 1; i < test_opts.top; i++)
+		CHECK(s[i - 1]->temporary >= s[i]->temporary);
+	n = kp_mem_top_peak(an, &s);
+	CHECK_EQ_U(n, 600);
+	for (size_t i = 1; i < test_opts.top; i++)
+		CHECK(s[i - 1]->peak_bytes >= s[i]->peak_bytes);
+	for (size_t i = test_opts.top; i < n; i++)
+		CHECK(s[i]->peak_bytes <= s[test_opts.top - 1]->peak_bytes);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
 /* Allocation sizes by class [n, 2n): malloc(0), the edges of classes,
  * a failed allocation (counted: a call), a realloc's new size. */
 TEST(size_classes)
@@ -1604,6 +1699,6 @@ int main(int argc, char **argv)
 			 T(bad_input), T(json_escaping),
 			 T(symbolize_self), T(inflate_debug_sections),
 			 T(alloc_wrappers), T(heap_slices),
-			 T(peak_consumers), T(size_classes),
+			 T(peak_consumers), T(size_classes), T(rankings_many_sites),
 			 T(truncated_warnings));
 }

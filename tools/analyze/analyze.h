@@ -569,7 +569,9 @@ struct kp_site {
 const struct kp_mem_totals *kp_mem_totals(const struct kp_analysis *an);
 const struct kp_mem_totals *kp_mem_proc_totals(const struct kp_analysis *an,
 					       const struct kp_proc *p);
-/* Sites ranked by xFinish: leaks by bytes, top by calls, top by bytes. */
+/* Sites ranked by xFinish: every leak group by bytes, in order; the
+ * rankings below hold every site that has some of what they rank, the
+ * first opts->top of them in order, the rest in no order (memory.c). */
 size_t kp_mem_leaks(const struct kp_analysis *an,
 		    const struct kp_site *const **out);
 size_t kp_mem_top_calls(const struct kp_analysis *an,

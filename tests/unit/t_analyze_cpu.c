@@ -305,7 +305,7 @@ TEST(live_at_peak)
 	for (size_t i = 0; i < n; i++) {
 		const struct kp_gstack *g = &an->gstacks[w[i].gstack];
 		REQUIRE(g->depth == 1);
-		if (an->frames[g->off].offset == 0x10)
+		if (kp_gframe(an, g, 0)->offset == 0x10)
 			v1 = w[i].value;
 		else
 			v2 = w[i].value;

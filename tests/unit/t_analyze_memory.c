@@ -281,8 +281,8 @@ TEST(leak23_exact)
 	/* The stack is the canonical one: module-relative offsets. */
 	const struct kp_gstack *g = &an->gstacks[l[0]->gstack];
 	REQUIRE(g->depth == 3);
-	CHECK_EQ_U(an->frames[g->off].offset, 0x401010);
-	CHECK(!strcmp(an->modules[an->frames[g->off].module].path,
+	CHECK_EQ_U(kp_gframe(an, g, 0)->offset, 0x401010);
+	CHECK(!strcmp(an->modules[kp_gframe(an, g, 0)->module].path,
 		      "/usr/bin/app"));
 
 	const struct kp_site *const *t;
@@ -768,8 +768,8 @@ TEST(two_processes_merged)
 	CHECK(l[0]->conf == KP_CONF_MEDIUM);
 	const struct kp_gstack *g = &an->gstacks[l[0]->gstack];
 	REQUIRE(g->depth == 2);
-	CHECK_EQ_U(an->frames[g->off].offset, 0x1100);
-	CHECK_EQ_U(an->frames[g->off + 1].offset, 0x2200);
+	CHECK_EQ_U(kp_gframe(an, g, 0)->offset, 0x1100);
+	CHECK_EQ_U(kp_gframe(an, g, 1)->offset, 0x2200);
 	CHECK_EQ_U(an->procs[1]->ppid, 100);
 	CHECK_EQ_U(an->procs[1]->end_reason, KP_END__EXIT);
 
@@ -1510,6 +1510,49 @@ TEST(peak_consumers)
 	membuf_free(&b2.m);
 }
 
+/* Stacks share their frames: [a b c], [a b d] and [e b c] (innermost
+ * first) are three canonical stacks of five distinct frames, each read
+ * back in order; the same stack in a second trace is the same one. */
+TEST(frames_shared)
+{
+	static const uint64_t s1[] = { 0x401010, 0x402020, 0x403030 },
+			      s2[] = { 0x401010, 0x402020, 0x404040 },
+			      s3[] = { 0x405050, 0x402020, 0x403030 };
+	struct tb b[2];
+	for (int k = 0; k < 2; k++) {
+		tb_begin(&b[k], 20 + k, 1, "/usr/bin/app");
+		t_module(&b[k], 0, 0, 0x400000, 0x500000, "/usr/bin/app");
+		t_stack(&b[k], 1, s1, 3);
+		t_stack(&b[k], 2, s2, 3);
+		t_stack(&b[k], 3, s3, 3);
+		for (uint32_t i = 1; i <= 3; i++)
+			t_alloc(&b[k], 1, 10 * i, 0x1000 * i, 8, i);
+		t_end(&b[k], 100, KP_END_EXIT, 0);
+		tb_end_writer(&b[k]);
+	}
+	struct kp_analysis *an = kp_analysis_new(&test_opts);
+	REQUIRE(an_add(an, "a.kpz", b[0].m.p, b[0].m.len) == 0);
+	REQUIRE(an_add(an, "b.kpz", b[1].m.p, b[1].m.len) == 0);
+	kp_analysis_finish(an);
+	CHECK_EQ_U(an->ngstacks, 4); /* and the empty stack */
+	CHECK_EQ_U(an->nframes, 5);
+	CHECK_EQ_U(an->nfids, 9);
+	const uint64_t *want[] = { s1, s2, s3 };
+	for (uint32_t g = 1; g <= 3; g++) {
+		REQUIRE(an->gstacks[g].depth == 3);
+		for (uint32_t d = 0; d < 3; d++)
+			CHECK_EQ_U(kp_gframe(an, &an->gstacks[g], d)->offset,
+				   want[g - 1][d]);
+	}
+	const struct kp_site *const *s;
+	REQUIRE(kp_mem_top_calls(an, &s) == 3);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_U(s[i]->allocs, 2); /* one in each trace */
+	kp_analysis_free(an);
+	membuf_free(&b[0].m);
+	membuf_free(&b[1].m);
+}
+
 /* The rankings of many sites (more than rank() sorts whole): the first
  * --top of each in order, none of the rest ahead of them, and every site
  * in each. 600 sites: site i makes 1 + (i * 7919) % 601 allocations of
@@ -1693,5 +1736,6 @@ int main(int argc, char **argv)
 			 T(symbolize_self), T(inflate_debug_sections),
 			 T(alloc_wrappers), T(heap_slices),
 			 T(peak_consumers), T(size_classes), T(rankings_many_sites),
+			 T(frames_shared),
 			 T(truncated_warnings));
 }

@@ -287,7 +287,7 @@ static void cpu_finish(void *st, struct kp_analysis *an)
 		}
 		for (uint32_t d = 0; d < g->depth; d++) {
 			const char *name = kp_frame_name(an,
-				&an->frames[g->off + d], d == 0, buf,
+				kp_gframe(an, g, d), d == 0, buf,
 				sizeof(buf));
 			uint32_t f = func_of(s, name);
 			if (d == 0)

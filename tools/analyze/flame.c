@@ -75,7 +75,7 @@ static size_t folded_lines(struct kp_analysis *an, struct fline **out)
 			put_name(&s, &len, &cap, "(no stack)");
 		for (uint32_t d = g->depth; d-- > ws[i].skip;) {
 			put_name(&s, &len, &cap, kp_frame_name(an,
-				&an->frames[g->off + d], d == 0, buf,
+				kp_gframe(an, g, d), d == 0, buf,
 				sizeof(buf)));
 			if (d > ws[i].skip)
 				put_name(&s, &len, &cap, ";");

@@ -117,6 +117,7 @@ struct kp_analysis *kp_analysis_new(const struct kp_opts *opts)
 	kp_idmap_init(&an->exe_ids);
 	kp_idmap_init(&an->module_ids);
 	kp_idmap_init(&an->gstack_ids);
+	kp_idmap_init(&an->frame_ids);
 	/* Module 0 is "no module" and stack 0 the empty stack; neither is in
 	 * a hash table, so no record can alias them. */
 	an->modules_cap = 16;
@@ -174,6 +175,8 @@ void kp_analysis_free(struct kp_analysis *an)
 	free(an->modules);
 	free(an->gstacks);
 	free(an->frames);
+	free(an->fids);
+	kp_idmap_free(&an->frame_ids);
 	kp_idmap_free(&an->exe_ids);
 	kp_idmap_free(&an->module_ids);
 	kp_idmap_free(&an->gstack_ids);

@@ -716,7 +716,7 @@ static int stack_before_main(const struct kp_analysis *an, uint32_t g)
 	if (g == 0 || g >= an->ngstacks)
 		return 0;
 	const struct kp_gstack *gs = &an->gstacks[g];
-	const struct kp_frame *f = &an->frames[gs->off + gs->depth - 1];
+	const struct kp_frame *f = kp_gframe(an, gs, gs->depth - 1);
 	if (f->module >= an->nmodules)
 		return 0;
 	const char *path = an->modules[f->module].path;

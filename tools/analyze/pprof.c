@@ -229,8 +229,8 @@ static void build(struct pp *p, struct buf *out, int heap)
 			size_t d = 0, skip = kp_alloc_skip(an, pk[i].gstack);
 			for (; skip + d < g->depth && d < KP_MAX_STACK_DEPTH;
 			     d++)
-				ids[d] = loc_id(p,
-					&an->frames[g->off + skip + d]);
+				ids[d] = loc_id(p, kp_gframe(an, g,
+						(uint32_t)(skip + d)));
 			vals[0] = vals[1] = 0;
 			vals[2] = pk[i].count;
 			vals[3] = pk[i].value;
@@ -248,8 +248,8 @@ static void build(struct pp *p, struct buf *out, int heap)
 							     sites[i]->gstack);
 			for (; skip + d < g->depth && d < KP_MAX_STACK_DEPTH;
 			     d++)
-				ids[d] = loc_id(p,
-					&an->frames[g->off + skip + d]);
+				ids[d] = loc_id(p, kp_gframe(an, g,
+						(uint32_t)(skip + d)));
 			vals[0] = sites[i]->allocs;
 			vals[1] = sites[i]->bytes;
 			vals[2] = at_peak ? 0 : sites[i]->leaked_blocks;
@@ -266,7 +266,8 @@ static void build(struct pp *p, struct buf *out, int heap)
 			const struct kp_gstack *g = &an->gstacks[ws[i].gstack];
 			size_t d = 0;
 			for (; d < g->depth && d < KP_MAX_STACK_DEPTH; d++)
-				ids[d] = loc_id(p, &an->frames[g->off + d]);
+				ids[d] = loc_id(p, kp_gframe(an, g,
+							   (uint32_t)d));
 			vals[0] = ws[i].count;
 			vals[1] = ws[i].value;
 			if (d)

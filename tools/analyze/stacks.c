@@ -201,49 +201,65 @@ uint32_t kp_exe_intern(struct kp_analysis *an, const char *exe)
 	return idx;
 }
 
-static uint64_t frames_hash(const struct kp_frame *f, uint32_t depth,
-			    uint64_t seed)
+/* The index of frame f in an->frames, added if it is new. */
+static uint32_t frame_intern(struct kp_analysis *an, const struct kp_frame *f)
 {
-	uint64_t h = seed ^ depth;
+	uint64_t h = hash_key(kp_mix64(f->offset, f->module ^ an->seed));
+	uint32_t first = kp_idmap_get(&an->frame_ids, h);
 
-	for (uint32_t i = 0; i < depth; i++)
-		h = kp_mix64(h ^ kp_mix64(f[i].offset, f[i].module), seed);
-	return hash_key(h);
+	for (uint32_t i = first; i != UINT32_MAX; i = an->frames[i].next)
+		if (an->frames[i].offset == f->offset &&
+		    an->frames[i].module == f->module)
+			return i;
+	GROW(an->frames, an->nframes, an->frames_cap);
+	uint32_t idx = (uint32_t)an->nframes++;
+	an->frames[idx] = *f;
+	an->frames[idx].next = UINT32_MAX;
+	chain_add(&an->frame_ids, h, first, idx, &an->frames[idx].next,
+		  first == UINT32_MAX ? NULL : &an->frames[first].next);
+	return idx;
 }
 
+/*
+ * A stack is interned as the indexes of its frames: where each stack kept
+ * its frames whole (24 bytes each), a compiler's stacks (cc1plus: 79,000
+ * of up to 64 frames) took 96 MiB; its distinct frames are a small part.
+ */
 uint32_t kp_gstack_intern(struct kp_analysis *an, const struct kp_frame *f,
 			  uint32_t depth)
 {
 	if (depth == 0)
 		return 0; /* gstacks[0] is the empty stack */
-	uint64_t h = frames_hash(f, depth, an->seed);
+	uint32_t id[KP_MAX_STACK_DEPTH];
+	if (depth > KP_MAX_STACK_DEPTH)
+		depth = KP_MAX_STACK_DEPTH;
+	uint64_t h = an->seed ^ depth;
+	for (uint32_t i = 0; i < depth; i++) {
+		id[i] = frame_intern(an, &f[i]);
+		h = kp_mix64(h ^ id[i], an->seed);
+	}
+	h = hash_key(h);
 	uint32_t first = kp_idmap_get(&an->gstack_ids, h);
 
 	for (uint32_t i = first; i != UINT32_MAX; i = an->gstacks[i].next) {
 		const struct kp_gstack *g = &an->gstacks[i];
-		if (g->hash != h || g->depth != depth)
-			continue;
-		const struct kp_frame *gf = an->frames + g->off;
-		uint32_t k = 0;
-		while (k < depth && gf[k].module == f[k].module &&
-		       gf[k].offset == f[k].offset)
-			k++;
-		if (k == depth)
+		if (g->hash == h && g->depth == depth &&
+		    !memcmp(an->fids + g->off, id, depth * sizeof(*id)))
 			return i;
 	}
-	while (an->nframes + depth > an->frames_cap) {
-		an->frames_cap = an->frames_cap ? an->frames_cap * 2 : 1024;
-		an->frames = xrealloc_array(an->frames, an->frames_cap,
-					    sizeof(*an->frames));
+	while (an->nfids + depth > an->fids_cap) {
+		an->fids_cap = an->fids_cap ? an->fids_cap * 2 : 1024;
+		an->fids = xrealloc_array(an->fids, an->fids_cap,
+					  sizeof(*an->fids));
 	}
 	GROW(an->gstacks, an->ngstacks, an->gstacks_cap);
 	struct kp_gstack *g = &an->gstacks[an->ngstacks];
-	g->off = an->nframes;
+	g->off = an->nfids;
 	g->depth = depth;
 	g->hash = h;
 	g->next = UINT32_MAX;
-	memcpy(an->frames + an->nframes, f, depth * sizeof(*f));
-	an->nframes += depth;
+	memcpy(an->fids + an->nfids, id, depth * sizeof(*id));
+	an->nfids += depth;
 	uint32_t idx = (uint32_t)an->ngstacks++;
 	chain_add(&an->gstack_ids, h, first, idx, &g->next,
 		  first == UINT32_MAX ? NULL : &an->gstacks[first].next);
@@ -290,6 +306,9 @@ uint32_t kp_trace_stack(struct kp_trace *t, uint32_t id)
 	return local != UINT32_MAX ? local : trace_new_stack(t, id);
 }
 
+static uint32_t canon_pcs(struct kp_trace *t, struct kp_tstack *s,
+			  const uint64_t *pcs);
+
 void kp_trace_define_stack(struct kp_trace *t, uint32_t id,
 			   const uint64_t *pcs, uint32_t depth)
 {
@@ -306,20 +325,14 @@ void kp_trace_define_stack(struct kp_trace *t, uint32_t id,
 		t->stacks_dropped++;
 		return;
 	}
-	while (t->npcs + depth > t->pcs_cap) {
-		t->pcs_cap = t->pcs_cap ? t->pcs_cap * 2 : 4096;
-		t->pcs = xrealloc_array(t->pcs, t->pcs_cap, sizeof(*t->pcs));
-	}
-	if (depth)
-		memcpy(t->pcs + t->npcs, pcs, depth * sizeof(*pcs));
-	s->off = t->npcs;
 	s->depth = depth;
 	t->npcs += depth;
 	/* Resolve against the modules mapped now: the recorder writes a
 	 * stack after the modules it runs through, and before a dlclose'd
 	 * library's address can be reused by another. At the end of the
-	 * trace, both would cover the address. */
-	kp_trace_canon_stack(t, local);
+	 * trace, both would cover the address. The pcs are not kept: the
+	 * canonical stack is what the passes use. */
+	canon_pcs(t, s, pcs);
 }
 
 /* ---- per-trace modules ----------------------------------------------------- */
@@ -469,17 +482,15 @@ static int trace_jit_module(struct kp_trace *t, uint32_t *mod)
 	return t->jit_state == 1;
 }
 
-uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
+/* Stack s of trace t, of s->depth frames pcs, as a canonical stack. */
+static uint32_t canon_pcs(struct kp_trace *t, struct kp_tstack *s,
+			  const uint64_t *pcs)
 {
-	struct kp_tstack *s = &t->stacks[local];
 	struct kp_frame f[KP_MAX_STACK_DEPTH];
-
-	if (s->gstack != UINT32_MAX)
-		return s->gstack;
 	uint32_t n = 0;
 	int app_seen = 0; /* a frame outside kprof, nearer the leaf */
 	for (uint32_t i = 0; i < s->depth; i++) {
-		uint64_t pc = t->pcs[s->off + i];
+		uint64_t pc = pcs[i];
 		const struct kp_tmodule *m = trace_find_module(t, pc);
 		if (m && KP_UNLIKELY(!t->an->modules[m->gmod].ahead))
 			kp_symbols_ahead(t->an, m->gmod);
@@ -490,7 +501,7 @@ uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
 		if (m && t->an->modules[m->gmod].self && app_seen)
 			continue;
 		f[n].module = m ? m->gmod : 0;
-		f[n].pad = 0;
+		f[n].next = UINT32_MAX;
 		f[n].offset = m ? pc - m->bias : pc;
 		f[n].address = pc;
 		s->jit |= !m; /* code in no module: a JIT's? (kp_trace_name_jit) */
@@ -499,6 +510,17 @@ uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
 	}
 	s->gstack = kp_gstack_intern(t->an, f, n);
 	return s->gstack;
+}
+
+uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local)
+{
+	struct kp_tstack *s = &t->stacks[local];
+
+	if (s->gstack != UINT32_MAX)
+		return s->gstack;
+	/* never defined (or dropped): no frames */
+	s->depth = 0;
+	return canon_pcs(t, s, NULL);
 }
 
 void kp_trace_name_jit(struct kp_trace *t)
@@ -519,7 +541,8 @@ void kp_trace_name_jit(struct kp_trace *t)
 		const struct kp_gstack *g = &an->gstacks[s->gstack];
 		const struct kp_perfmap *map = an->modules[jm].jit;
 		int named = 0;
-		memcpy(f, an->frames + g->off, g->depth * sizeof(*f));
+		for (uint32_t k = 0; k < g->depth; k++)
+			f[k] = *kp_gframe(an, g, k);
 		for (uint32_t k = 0; k < g->depth; k++)
 			if (!f[k].module &&
 			    (kp_perfmap_find(map, f[k].offset) ||
@@ -541,12 +564,10 @@ void kp_trace_release(struct kp_trace *t)
 	kp_idmap_free(&t->tids);
 	kp_qtexts_free(&t->qtexts);
 	free(t->stacks);
-	free(t->pcs);
 	free(t->mods);
 	free(t->mods_sorted);
 	kp_perfmap_free(t->jit_rec);
 	t->jit_rec = NULL;
 	t->stacks = NULL;
-	t->pcs = NULL;
 	t->mods = t->mods_sorted = NULL;
 }

@@ -1090,7 +1090,6 @@ size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
 	if (gstack >= an->ngstacks || !max || !an->gstacks[gstack].depth)
 		return 0; /* no frames (an->frames may be NULL) */
 	const struct kp_gstack *g = &an->gstacks[gstack];
-	const struct kp_frame *f = an->frames + g->off;
 	size_t skip = 0, n = 0;
 
 	/*
@@ -1099,10 +1098,11 @@ size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
 	 * innermost one points after a call.
 	 */
 	while (skip + 1 < g->depth &&
-	       kp_is_alloc_wrapper(kp_symbolize(s, &f[skip], 1)->function))
+	       kp_is_alloc_wrapper(kp_symbolize(
+		       s, kp_gframe(an, g, (uint32_t)skip), 1)->function))
 		skip++;
 	*first = skip;
 	for (size_t i = skip; i < g->depth && n < max; i++)
-		out[n++] = kp_symbolize(s, &f[i], 1);
+		out[n++] = kp_symbolize(s, kp_gframe(an, g, (uint32_t)i), 1);
 	return n;
 }

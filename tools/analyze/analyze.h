@@ -577,7 +577,7 @@ struct kp_site {
 	uint32_t nprocs;         /* processes that allocated here */
 	int all_startup;         /* every leaked block came in the first 10 % */
 	enum kp_confidence conf; /* set by xFinish for leaks */
-	char reason[128];
+	char *reason;            /* why, for leaks (xFinish); else NULL */
 };
 
 const struct kp_mem_totals *kp_mem_totals(const struct kp_analysis *an);

@@ -919,8 +919,9 @@ static const struct {
 	{ "_dl_map_object", "the dynamic loader's record of a library" },
 };
 
-/* Is this leak group one of the runtime's own? Sets the reason if so. */
-static int runtime_site(struct kp_analysis *an, struct kp_site *s)
+/* Is this leak group one of the runtime's own? Says why in r if so. */
+static int runtime_site(struct kp_analysis *an, const struct kp_site *s,
+			char *r, size_t n_r)
 {
 	const struct kp_symframe *f[4];
 	size_t first;
@@ -932,32 +933,34 @@ static int runtime_site(struct kp_analysis *an, struct kp_site *s)
 			continue;
 		for (size_t k = 0; k < KP_ARRAY_SIZE(runtime_sites); k++)
 			if (strcmp(f[i]->function, runtime_sites[k].fn) == 0) {
-				snprintf(s->reason, sizeof(s->reason),
-					 "C runtime: %s", runtime_sites[k].why);
+				snprintf(r, n_r, "C runtime: %s",
+					 runtime_sites[k].why);
 				return 1;
 			}
 	}
 	return 0;
 }
 
+/* A leak group's confidence, and why (kept for leak groups only: a
+ * trace may have tens of thousands of sites). */
 static void site_confidence(struct kp_analysis *an, struct kp_site *s)
 {
 	unsigned long long allocs = s->allocs, frees = s->frees;
+	char r[160];
 
-	if (runtime_site(an, s)) {
+	if (runtime_site(an, s, r, sizeof(r))) {
 		s->conf = KP_CONF_LOW;
 	} else if (s->all_startup && s->allocs <= s->npids &&
 	    s->leaked_blocks == s->allocs) {
 		s->conf = KP_CONF_LOW;
-		snprintf(s->reason, sizeof(s->reason), "allocated once at "
+		snprintf(r, sizeof(r), "allocated once at "
 			 "start-up (likely a singleton/cache)");
 	} else if (frees == 0 && allocs <= 1) {
 		s->conf = KP_CONF_MEDIUM;
-		snprintf(s->reason, sizeof(s->reason),
-			 "allocated once and never freed");
+		snprintf(r, sizeof(r), "allocated once and never freed");
 	} else if (frees == 0) {
 		s->conf = KP_CONF_HIGH;
-		snprintf(s->reason, sizeof(s->reason),
+		snprintf(r, sizeof(r),
 			 "this site never frees (0 of %llu blocks freed)",
 			 allocs);
 	} else if ((unsigned __int128)frees * 100 >=
@@ -967,15 +970,17 @@ static void site_confidence(struct kp_analysis *an, struct kp_site *s)
 		if (pct > 99)
 			pct = 99;
 		s->conf = KP_CONF_LOW;
-		snprintf(s->reason, sizeof(s->reason),
+		snprintf(r, sizeof(r),
 			 "%u%% of this site's blocks were freed; these are "
 			 "the last few", pct);
 	} else {
 		s->conf = KP_CONF_MEDIUM;
-		snprintf(s->reason, sizeof(s->reason),
+		snprintf(r, sizeof(r),
 			 "%llu of %llu blocks from this site were freed",
 			 frees, allocs);
 	}
+	free(s->reason);
+	s->reason = xstrdup(r);
 }
 
 /* Sift a[i] down the heap a[0, n) whose root is its largest by cmp. */
@@ -1070,8 +1075,10 @@ static void mem_free_state(void *state, struct kp_analysis *an)
 		free(an->procs[i]->pass_data[ms->slot]);
 		an->procs[i]->pass_data[ms->slot] = NULL;
 	}
-	for (size_t i = 0; i < ms->nsites; i++)
+	for (size_t i = 0; i < ms->nsites; i++) {
 		free(ms->sites[i].pids);
+		free(ms->sites[i].reason);
+	}
 	free(ms->sites);
 	free(ms->map.slots);
 	free(ms->dups.slots);

@@ -1553,6 +1553,83 @@ TEST(frames_shared)
 	membuf_free(&b[1].m);
 }
 
+/* A stack's outer frames shared with the stack before it are reused
+ * (stacks.c, canon_pcs): the result must be what resolving each alone
+ * gives. kprof's own frame is left out below an app frame (stack 1) but
+ * kept at the leaf (2, after 1, which shares everything but that frame),
+ * and left out again below an app frame (3, after 2); a longer (4) and a
+ * shorter (5) stack share a suffix; a pc in no module (6) resolves into
+ * a library mapped after it (7). Site i allocates 100 * i bytes from
+ * stack i. */
+static const struct kp_site *site_of_bytes(struct kp_analysis *an,
+					   uint64_t bytes)
+{
+	const struct kp_site *const *s;
+	size_t n = kp_mem_top_bytes(an, &s);
+	for (size_t i = 0; i < n; i++)
+		if (s[i]->bytes == bytes)
+			return s[i];
+	return NULL;
+}
+
+TEST(stack_suffix_reuse)
+{
+	static const uint64_t st[][6] = {
+		{ 0x401000, 0x701000, 0x402000, 0x403000 },
+		{ 0x701000, 0x402000, 0x403000 },
+		{ 0x40a000, 0x701000, 0x402000, 0x403000 },
+		{ 0x404000, 0x405000, 0x406000, 0x402000, 0x403000 },
+		{ 0x407000, 0x403000 },
+		{ 0x408000, 0x900010 },
+		{ 0x409000, 0x900010 },
+	};
+	static const uint32_t depth[] = { 4, 3, 4, 5, 2, 2, 2 };
+	/* the canonical frames: module (1 app, 2 kprof, 3 late.so, 0 none)
+	 * and offset */
+	static const uint64_t want[][6][2] = {
+		{ { 1, 0x401000 }, { 1, 0x402000 }, { 1, 0x403000 } },
+		{ { 2, 0x1000 }, { 1, 0x402000 }, { 1, 0x403000 } },
+		{ { 1, 0x40a000 }, { 1, 0x402000 }, { 1, 0x403000 } },
+		{ { 1, 0x404000 }, { 1, 0x405000 }, { 1, 0x406000 },
+		  { 1, 0x402000 }, { 1, 0x403000 } },
+		{ { 1, 0x407000 }, { 1, 0x403000 } },
+		{ { 1, 0x408000 }, { 0, 0x900010 } },
+		{ { 1, 0x409000 }, { 3, 0x10 } },
+	};
+	static const uint32_t want_depth[] = { 3, 3, 3, 5, 2, 2, 2 };
+	struct tb b;
+	tb_begin(&b, 17, 1, "/usr/bin/app");
+	t_module(&b, 0, 0, 0x400000, 0x500000, "/usr/bin/app");
+	t_module(&b, 0, 0x700000, 0x700000, 0x800000, "/usr/lib/libkprof.so");
+	for (uint32_t i = 0; i < 7; i++) {
+		if (i == 6)
+			t_module(&b, 5, 0x900000, 0x900000, 0xa00000,
+				 "/usr/lib/late.so");
+		t_stack(&b, i + 1, st[i], depth[i]);
+		t_alloc(&b, 1, 10 + i, 0x10000 * (i + 1), 100 * (i + 1), i + 1);
+	}
+	t_end(&b, 100, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+	struct kp_analysis *an = analyze1(&b);
+	for (uint32_t i = 0; i < 7; i++) {
+		const struct kp_site *site = site_of_bytes(an, 100 * (i + 1));
+		REQUIRE(site);
+		const struct kp_gstack *g = &an->gstacks[site->gstack];
+		CHECK_EQ_U(g->depth, want_depth[i]);
+		for (uint32_t d = 0; d < g->depth && d < want_depth[i]; d++) {
+			const struct kp_frame *f = kp_gframe(an, g, d);
+			const char *path = an->modules[f->module].path;
+			uint64_t mod = !strcmp(path, "/usr/bin/app") ? 1 :
+				       strstr(path, "libkprof") ? 2 :
+				       strstr(path, "late.so") ? 3 : 0;
+			CHECK_EQ_U(mod, want[i][d][0]);
+			CHECK_EQ_U(f->offset, want[i][d][1]);
+		}
+	}
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
 /* The rankings of many sites (more than rank() sorts whole): the first
  * --top of each in order, none of the rest ahead of them, and every site
  * in each. 600 sites: site i makes 1 + (i * 7919) % 601 allocations of
@@ -1736,6 +1813,6 @@ int main(int argc, char **argv)
 			 T(symbolize_self), T(inflate_debug_sections),
 			 T(alloc_wrappers), T(heap_slices),
 			 T(peak_consumers), T(size_classes), T(rankings_many_sites),
-			 T(frames_shared),
+			 T(frames_shared), T(stack_suffix_reuse),
 			 T(truncated_warnings));
 }

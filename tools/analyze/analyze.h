@@ -252,6 +252,7 @@ struct kp_trace {
 	size_t nstacks, stacks_cap;
 	size_t npcs;              /* pcs defined (resolved as they come) */
 	uint64_t stacks_dropped;  /* over the pcs budget */
+	struct kp_prev_stack *prev; /* the last stack resolved (stacks.c) */
 	/* modules */
 	struct kp_tmodule *mods;
 	size_t nmods, mods_cap;

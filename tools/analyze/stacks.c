@@ -225,19 +225,14 @@ static uint32_t frame_intern(struct kp_analysis *an, const struct kp_frame *f)
  * its frames whole (24 bytes each), a compiler's stacks (cc1plus: 79,000
  * of up to 64 frames) took 96 MiB; its distinct frames are a small part.
  */
-uint32_t kp_gstack_intern(struct kp_analysis *an, const struct kp_frame *f,
-			  uint32_t depth)
+static uint32_t gstack_of_ids(struct kp_analysis *an, const uint32_t *id,
+			      uint32_t depth)
 {
 	if (depth == 0)
 		return 0; /* gstacks[0] is the empty stack */
-	uint32_t id[KP_MAX_STACK_DEPTH];
-	if (depth > KP_MAX_STACK_DEPTH)
-		depth = KP_MAX_STACK_DEPTH;
 	uint64_t h = an->seed ^ depth;
-	for (uint32_t i = 0; i < depth; i++) {
-		id[i] = frame_intern(an, &f[i]);
+	for (uint32_t i = 0; i < depth; i++)
 		h = kp_mix64(h ^ id[i], an->seed);
-	}
 	h = hash_key(h);
 	uint32_t first = kp_idmap_get(&an->gstack_ids, h);
 
@@ -266,7 +261,34 @@ uint32_t kp_gstack_intern(struct kp_analysis *an, const struct kp_frame *f,
 	return idx;
 }
 
+uint32_t kp_gstack_intern(struct kp_analysis *an, const struct kp_frame *f,
+			  uint32_t depth)
+{
+	uint32_t id[KP_MAX_STACK_DEPTH];
+	if (depth > KP_MAX_STACK_DEPTH)
+		depth = KP_MAX_STACK_DEPTH;
+	for (uint32_t i = 0; i < depth; i++)
+		id[i] = frame_intern(an, &f[i]);
+	return gstack_of_ids(an, id, depth);
+}
+
 /* ---- per-trace stacks ------------------------------------------------------ */
+
+/*
+ * The last stack a trace resolved, by position: a STACK record shares
+ * most of its outer frames with the one before it (cc1plus: 61 % of 3.1 M
+ * frames), which are then not looked up again. fid is UINT32_MAX where
+ * the frame is not to be reused: left out, or kprof's own (whether that
+ * is kept depends on the frames nearer the leaf). Forgotten when the
+ * trace's modules change.
+ */
+struct kp_prev_stack {
+	uint32_t depth;
+	uint64_t pcs[KP_MAX_STACK_DEPTH];
+	uint32_t fid[KP_MAX_STACK_DEPTH];
+	uint8_t nomod[KP_MAX_STACK_DEPTH]; /* in no module */
+};
+
 
 static uint32_t trace_new_stack(struct kp_trace *t, uint32_t id)
 {
@@ -360,6 +382,8 @@ void kp_trace_add_module(struct kp_trace *t, const struct kp_rec *rec)
 	t->nmods++;
 	free(t->mods_sorted);
 	t->mods_sorted = NULL;
+	if (t->prev)
+		t->prev->depth = 0; /* a pc may now resolve otherwise */
 }
 
 void kp_trace_unmap_module(struct kp_trace *t, const struct kp_rec *rec)
@@ -374,6 +398,8 @@ void kp_trace_unmap_module(struct kp_trace *t, const struct kp_rec *rec)
 	}
 	free(t->mods_sorted);
 	t->mods_sorted = NULL;
+	if (t->prev)
+		t->prev->depth = 0;
 }
 
 static int cmp_tmodule(const void *a, const void *b)
@@ -486,29 +512,63 @@ static int trace_jit_module(struct kp_trace *t, uint32_t *mod)
 static uint32_t canon_pcs(struct kp_trace *t, struct kp_tstack *s,
 			  const uint64_t *pcs)
 {
-	struct kp_frame f[KP_MAX_STACK_DEPTH];
-	uint32_t n = 0;
+	struct kp_analysis *an = t->an;
+	struct kp_prev_stack *pv = t->prev;
+	uint32_t depth = s->depth, k = 0, n = 0;
+	uint32_t ids[KP_MAX_STACK_DEPTH];
+
+	if (!depth)
+		return s->gstack = 0; /* the empty stack */
+	if (!pv) {
+		pv = t->prev = xmalloc(sizeof(*pv));
+		pv->depth = 0;
+	}
+	while (k < depth && k < pv->depth &&
+	       pcs[depth - 1 - k] == pv->pcs[pv->depth - 1 - k] &&
+	       pv->fid[pv->depth - 1 - k] != UINT32_MAX)
+		k++;
+	/* the shared part to its place in this stack, before the rest is
+	 * written over the old one */
+	uint32_t base = pv->depth - k;
+	if (k && base != depth - k) {
+		memmove(pv->fid + depth - k, pv->fid + base,
+			k * sizeof(*pv->fid));
+		memmove(pv->nomod + depth - k, pv->nomod + base, k);
+	}
 	int app_seen = 0; /* a frame outside kprof, nearer the leaf */
-	for (uint32_t i = 0; i < s->depth; i++) {
+	for (uint32_t i = 0; i < depth - k; i++) {
 		uint64_t pc = pcs[i];
 		const struct kp_tmodule *m = trace_find_module(t, pc);
-		if (m && KP_UNLIKELY(!t->an->modules[m->gmod].ahead))
-			kp_symbols_ahead(t->an, m->gmod);
+		if (m && KP_UNLIKELY(!an->modules[m->gmod].ahead))
+			kp_symbols_ahead(an, m->gmod);
+		int self = m && an->modules[m->gmod].self;
+		pv->nomod[i] = !m;
+		pv->fid[i] = UINT32_MAX;
 		/* kprof's interposers between the app and the function they
 		 * wrap (its fopen, sqlite3_step) are not the app's code: left
 		 * out below the app's frames; only a stack that starts in
 		 * kprof (its own work, in a CPU sample) keeps them */
-		if (m && t->an->modules[m->gmod].self && app_seen)
+		if (self && app_seen)
 			continue;
-		f[n].module = m ? m->gmod : 0;
-		f[n].next = UINT32_MAX;
-		f[n].offset = m ? pc - m->bias : pc;
-		f[n].address = pc;
+		struct kp_frame f = { .module = m ? m->gmod : 0,
+				      .next = UINT32_MAX,
+				      .offset = m ? pc - m->bias : pc,
+				      .address = pc };
 		s->jit |= !m; /* code in no module: a JIT's? (kp_trace_name_jit) */
-		app_seen |= !t->an->modules[f[n].module].self;
+		app_seen |= !self;
+		ids[n] = frame_intern(an, &f);
+		if (!self)
+			pv->fid[i] = ids[n];
 		n++;
 	}
-	s->gstack = kp_gstack_intern(t->an, f, n);
+	/* the shared outer frames, none of them kprof's, as they were */
+	for (uint32_t i = depth - k; i < depth; i++) {
+		ids[n++] = pv->fid[i];
+		s->jit |= pv->nomod[i];
+	}
+	memcpy(pv->pcs, pcs, depth * sizeof(*pcs));
+	pv->depth = depth;
+	s->gstack = gstack_of_ids(an, ids, n);
 	return s->gstack;
 }
 
@@ -564,6 +624,8 @@ void kp_trace_release(struct kp_trace *t)
 	kp_idmap_free(&t->tids);
 	kp_qtexts_free(&t->qtexts);
 	free(t->stacks);
+	free(t->prev);
+	t->prev = NULL;
 	free(t->mods);
 	free(t->mods_sorted);
 	kp_perfmap_free(t->jit_rec);

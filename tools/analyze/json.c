@@ -40,11 +40,16 @@ static void json_pre(struct kp_json *j)
 		j->after_key = 0;
 		return;
 	}
-	if (!j->first[j->depth])
+	int first = j->first[j->depth];
+	if (!first)
 		putc_unlocked(',', j->out);
 	j->first[j->depth] = 0;
-	if (j->depth > 0)
+	if (j->flat && j->depth >= j->flat) {
+		if (!first && j->pretty)
+			putc_unlocked(' ', j->out);
+	} else if (j->depth > 0) {
 		json_indent(j);
+	}
 }
 
 static void json_write_str(struct kp_json *j, const unsigned char *s,
@@ -133,14 +138,27 @@ void kp_json_begin_object(struct kp_json *j)
 	j->first[++j->depth] = 1;
 }
 
+void kp_json_begin_flat_object(struct kp_json *j)
+{
+	kp_json_begin_object(j);
+	if (!j->flat)
+		j->flat = j->depth;
+}
+
 static void json_close(struct kp_json *j, int ch)
 {
 	int empty = j->first[j->depth];
 
 	assert(j->depth > 0);
-	j->depth--;
-	if (!empty)
-		json_indent(j);
+	if (j->flat && j->depth >= j->flat) {
+		if (j->depth == j->flat)
+			j->flat = 0;
+		j->depth--;
+	} else {
+		j->depth--;
+		if (!empty)
+			json_indent(j);
+	}
 	putc_unlocked(ch, j->out);
 }
 

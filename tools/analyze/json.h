@@ -22,12 +22,17 @@ struct kp_json {
 	int pretty;                          /* newlines and 2-space indent */
 	unsigned char first[KP_JSON_MAX_DEPTH]; /* no element yet at depth */
 	int after_key;                       /* a key was just written */
+	int flat;    /* members at this depth and deeper on one line; 0 none */
 };
 
 void kp_json_init(struct kp_json *j, FILE *out, int pretty);
 /* Object member key; the next value call supplies its value. */
 void kp_json_key(struct kp_json *j, const char *key);
 void kp_json_begin_object(struct kp_json *j);
+/* An object written on one line even when pretty ({"a": 1, "b": 2}), for
+ * the many small objects of a report (stack frames); ended by
+ * kp_json_end_object. */
+void kp_json_begin_flat_object(struct kp_json *j);
 void kp_json_end_object(struct kp_json *j);
 void kp_json_begin_array(struct kp_json *j);
 void kp_json_end_array(struct kp_json *j);

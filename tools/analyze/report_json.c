@@ -124,7 +124,9 @@ void kp_json_stack(struct kp_analysis *an, struct kp_json *j, uint32_t gstack)
 
 	kp_json_begin_array(j);
 	for (size_t i = 0; i < n; i++) {
-		kp_json_begin_object(j);
+		/* one line a frame: a report of 20,000 leak groups with their
+		 * stacks (g++'s) took 206 MB, half of it indentation */
+		kp_json_begin_flat_object(j);
 		kp_json_key(j, "function");
 		kp_json_str(j, f[i]->function);
 		kp_json_key(j, "file");

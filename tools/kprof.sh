@@ -71,7 +71,8 @@ is_static() {
 	1) off=$(elf_u 28 4 "$1") ent=$(elf_u 42 2 "$1") num=$(elf_u 44 2 "$1") ;;
 	*) return 1 ;;
 	esac
-	[ "$(elf_u 16 2 "$1")" = 2 ] || [ "$(elf_u 16 2 "$1")" = 3 ] || return 1
+	type=$(elf_u 16 2 "$1") # ET_EXEC or ET_DYN
+	[ "$type" = 2 ] || [ "$type" = 3 ] || return 1
 	i=0
 	while [ "$i" -lt "$num" ]; do
 		[ "$(elf_u $((off + i * ent)) 4 "$1")" = 3 ] && return 1

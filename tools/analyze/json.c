@@ -148,17 +148,14 @@ void kp_json_begin_flat_object(struct kp_json *j)
 static void json_close(struct kp_json *j, int ch)
 {
 	int empty = j->first[j->depth];
+	int flat = j->flat && j->depth >= j->flat;
 
 	assert(j->depth > 0);
-	if (j->flat && j->depth >= j->flat) {
-		if (j->depth == j->flat)
-			j->flat = 0;
-		j->depth--;
-	} else {
-		j->depth--;
-		if (!empty)
-			json_indent(j);
-	}
+	if (j->depth == j->flat)
+		j->flat = 0; /* the flat object itself ends */
+	j->depth--;
+	if (!flat && !empty)
+		json_indent(j);
 	putc_unlocked(ch, j->out);
 }
 

@@ -217,7 +217,7 @@ $(B)/bench/noop_preload.so: tests/bench/noop_preload.c
 #                     copy of tests/fuzz/corpus (new inputs stay in build/)
 #   make fuzz-corpus  regenerate the seed corpus (only when the format changes;
 #                     then restore from git the files it does not make: the
-#                     traces of older formats, v1-*, v2.* and v3.0-*,
+#                     traces of older formats, v1-*, v2.*, v3.0-* and v3.1-*,
 #                     nostacks.kpz and crash-* regressions, which the reader
 #                     must keep reading)
 FUZZ_SECONDS ?= 20

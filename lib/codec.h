@@ -73,6 +73,7 @@ struct kp_enc {
 	uint64_t last_ts;  /* delta state of record.h, reset per frame */
 	uint64_t last_ptr;
 	uint32_t cur_tid;
+	uint8_t no_stacks; /* write EVENTS_NS blocks: no stack fields */
 };
 
 void kp_enc_init(struct kp_enc *e, void *data, msgpack_packer_write write);
@@ -129,7 +130,8 @@ static KP_ALWAYS_INLINE uint8_t *kp_put_dptr(uint8_t *p, uint64_t d,
  * One ALLOC, FREE or REALLOC of the open block's thread at ts, its values
  * those of struct kp_rec (ALLOC: a ptr, b size, c align; FREE: a ptr;
  * REALLOC: a old_ptr, b new_ptr, c size, d dur), written at out, which has
- * room for KP_ENC_MAX_EVENT bytes. kp_enc_block_event() on plain values,
+ * room for KP_ENC_MAX_EVENT bytes; stack is left out when e->no_stacks
+ * (the caller sees that it is 0). kp_enc_block_event() on plain values,
  * inline for the preload writer's loop over a ring.
  * @return the end of the bytes written.
  */
@@ -159,7 +161,8 @@ static KP_ALWAYS_INLINE uint8_t *kp_enc_mem(struct kp_enc *e, uint8_t *out,
 		       (p16 ? KP_BLK_PTR16 : 0);
 		p = kp_put_dptr(p, dp, p16);
 		p = kp_put_varint(p, b);
-		p = kp_put_varint(p, stack);
+		if (!e->no_stacks)
+			p = kp_put_varint(p, stack);
 		if (x) {
 			p = kp_put_varint(p, kind);
 			p = kp_put_varint(p, c);
@@ -173,7 +176,8 @@ static KP_ALWAYS_INLINE uint8_t *kp_enc_mem(struct kp_enc *e, uint8_t *out,
 		p = kp_put_dptr(p, d1, p16);
 		p = kp_put_dptr(p, d2, p16);
 		p = kp_put_varint(p, c);
-		p = kp_put_varint(p, stack);
+		if (!e->no_stacks)
+			p = kp_put_varint(p, stack);
 		p = kp_put_varint(p, d);
 	}
 	out[0] = (uint8_t)tag;
@@ -201,10 +205,13 @@ int kp_enc_rec(struct kp_enc *e, const struct kp_rec *r);
 
 /* ---- decoder ------------------------------------------------------------ */
 
+/* The kinds of EVENTS block (record.h): EVENTS, EVENTS2, EVENTS_NS. */
+enum { KP_BLK_FORM_3, KP_BLK_FORM_2, KP_BLK_FORM_NS };
+
 struct kp_dec {
 	struct kp_mpk c;   /* over the decompressed frame */
 	const uint8_t *blk, *blk_end; /* the rest of an EVENTS block */
-	uint8_t blk_v2;    /* it is format 2's (KP_REC_EVENTS2) */
+	uint8_t blk_form;  /* KP_BLK_FORM_*: which kind of block */
 	uint64_t last_ts;  /* delta state, as in the encoder */
 	uint64_t last_ptr;
 	uint32_t cur_tid;

@@ -219,14 +219,14 @@ static KP_ALWAYS_INLINE const uint8_t *blk_event(const uint8_t *p,
 						 uint64_t *last_ts,
 						 uint64_t *last_ptr,
 						 struct kp_mem_rec *m, int room,
-						 int v2)
+						 int form)
 {
 	uint8_t tag = *p++;
 	unsigned type = tag & 3;
 	int p16 = (tag & KP_BLK_PTR16) != 0;
 	uint64_t dts = tag >> 3, a, b, size, stack, u, ptr;
 
-	if (!v2) { /* format 3: the rest of zigzag(dts) follows */
+	if (form != KP_BLK_FORM_2) { /* the rest of zigzag(dts) follows */
 		NEXT(get_varint(p, end, &u));
 		if (u >> 59)
 			return NULL; /* more than 64 bits */
@@ -242,7 +242,9 @@ static KP_ALWAYS_INLINE const uint8_t *blk_event(const uint8_t *p,
 	case KP_BLK_ALLOC:
 	case KP_BLK_ALLOC_X:
 		NEXT(get_varint(p, end, &size));
-		NEXT(get_varint(p, end, &stack));
+		stack = 0;
+		if (form != KP_BLK_FORM_NS)
+			NEXT(get_varint(p, end, &stack));
 		if (stack > UINT32_MAX)
 			return NULL;
 		m->type = KP_REC_ALLOC;
@@ -265,7 +267,9 @@ static KP_ALWAYS_INLINE const uint8_t *blk_event(const uint8_t *p,
 	default: /* KP_BLK_REALLOC */
 		NEXT(blk_dptr(p, end, p16, &b, room));
 		NEXT(get_varint(p, end, &size));
-		NEXT(get_varint(p, end, &stack));
+		stack = 0;
+		if (form != KP_BLK_FORM_NS)
+			NEXT(get_varint(p, end, &stack));
 		if (stack > UINT32_MAX)
 			return NULL;
 		m->type = KP_REC_REALLOC;
@@ -288,7 +292,7 @@ static int dec_block_event(struct kp_dec *d, struct kp_rec *r)
 {
 	struct kp_mem_rec m = { 0 };
 	const uint8_t *p = blk_event(d->blk, d->blk_end, &d->last_ts,
-				     &d->last_ptr, &m, 0, d->blk_v2);
+				     &d->last_ptr, &m, 0, d->blk_form);
 
 	if (!p)
 		return KP_ECORRUPT;
@@ -319,10 +323,10 @@ static int dec_block_event(struct kp_dec *d, struct kp_rec *r)
 	return 1;
 }
 
-/* kp_dec_mem for a block of format v2 (2 or 3), a constant. */
+/* kp_dec_mem for a block of the given KP_BLK_FORM_*, a constant. */
 static KP_ALWAYS_INLINE size_t dec_mem(struct kp_dec *d,
 				       struct kp_mem_rec *out, size_t max,
-				       int v2)
+				       int form)
 {
 	const uint8_t *p = d->blk, *end = d->blk_end;
 	uint64_t ts = d->last_ts, ptr = d->last_ptr;
@@ -332,7 +336,7 @@ static KP_ALWAYS_INLINE size_t dec_mem(struct kp_dec *d,
 	/* the bulk of a block: no bounds checks while an event surely fits */
 	while (n < max && end - p >= BLK_EVENT_MAX) {
 		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n], 1,
-					     v2);
+					     form);
 		if (!q)
 			goto out; /* kp_dec_next() reports it */
 		out[n++].tid = tid;
@@ -340,7 +344,7 @@ static KP_ALWAYS_INLINE size_t dec_mem(struct kp_dec *d,
 	}
 	while (n < max && p < end) {
 		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n], 0,
-					     v2);
+					     form);
 		if (!q)
 			break;
 		out[n++].tid = tid;
@@ -355,13 +359,19 @@ out:
 
 size_t kp_dec_mem(struct kp_dec *d, struct kp_mem_rec *out, size_t max)
 {
-	return KP_UNLIKELY(d->blk_v2) ? dec_mem(d, out, max, 1) :
-					dec_mem(d, out, max, 0);
+	switch (d->blk_form) {
+	case KP_BLK_FORM_NS:
+		return dec_mem(d, out, max, KP_BLK_FORM_NS);
+	case KP_BLK_FORM_2:
+		return dec_mem(d, out, max, KP_BLK_FORM_2);
+	default:
+		return dec_mem(d, out, max, KP_BLK_FORM_3);
+	}
 }
 
-/* [17, tid, bin], or format 2's [15, tid, bin] (v2): open the block (its
- * events come from kp_dec_next). */
-static int dec_block(struct kp_dec *d, uint32_t rem, int v2)
+/* [17, tid, bin], format 2's [15, tid, bin] or [19, tid, bin] without
+ * stacks (form): open the block (its events come from kp_dec_next). */
+static int dec_block(struct kp_dec *d, uint32_t rem, int form)
 {
 	const uint8_t *body;
 	uint32_t n;
@@ -372,7 +382,7 @@ static int dec_block(struct kp_dec *d, uint32_t rem, int v2)
 	TRY(kp_mpk_bin(&d->c, &body, &n));
 	d->blk = body;
 	d->blk_end = body + n;
-	d->blk_v2 = (uint8_t)v2;
+	d->blk_form = (uint8_t)form;
 	return 2;
 }
 
@@ -554,7 +564,7 @@ static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 
 static inline int known_type(uint64_t t)
 {
-	return (t >= KP_REC_FRAME && t <= KP_REC_JIT_CODE) ||
+	return (t >= KP_REC_FRAME && t <= KP_REC_EVENTS_NS) ||
 	       kp_rec_is_ext(t);
 }
 
@@ -680,8 +690,14 @@ static __attribute__((noinline)) int dec_next_slow(struct kp_dec *d,
 			TRY(kp_mpk_skip(c, n));
 			continue;
 		}
-		if (type == KP_REC_EVENTS || type == KP_REC_EVENTS2) {
-			int used = dec_block(d, n, type == KP_REC_EVENTS2);
+		if (type == KP_REC_EVENTS || type == KP_REC_EVENTS2 ||
+		    type == KP_REC_EVENTS_NS) {
+			int used = dec_block(d, n,
+					     type == KP_REC_EVENTS2 ?
+						     KP_BLK_FORM_2 :
+					     type == KP_REC_EVENTS_NS ?
+						     KP_BLK_FORM_NS :
+						     KP_BLK_FORM_3);
 			if (used < 0)
 				return used;
 			if ((uint32_t)used < n)

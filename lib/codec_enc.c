@@ -22,6 +22,7 @@ void kp_enc_init(struct kp_enc *e, void *data, msgpack_packer_write write)
 	e->last_ts = 0;
 	e->last_ptr = 0;
 	e->cur_tid = 0;
+	e->no_stacks = 0;
 }
 
 static int check_bytes(const void *p, uint32_t n, uint32_t max)
@@ -185,7 +186,7 @@ size_t kp_enc_block_open(struct kp_enc *e, uint32_t tid, uint8_t *out)
 {
 	e->cur_tid = tid;
 	out[0] = 0x93; /* fixarray 3 */
-	out[1] = KP_REC_EVENTS;
+	out[1] = e->no_stacks ? KP_REC_EVENTS_NS : KP_REC_EVENTS;
 	out[2] = 0xce; /* uint32 */
 	out[3] = (uint8_t)(tid >> 24);
 	out[4] = (uint8_t)(tid >> 16);

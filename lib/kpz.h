@@ -47,6 +47,20 @@ int kp_writer_create(struct kp_writer **out, const struct kp_allocator *a,
 		     const struct kp_sink *sink, int level, size_t frame_cap);
 void kp_writer_free(struct kp_writer *w);
 
+/*
+ * How the records added from now on are written (flags, or'ed):
+ * KP_WRITER_NO_STACKS, memory events without a stack (kprof's events of a
+ * process recorded without stacks): their EVENTS_NS blocks leave the field
+ * out, a byte an allocation, and an event with a stack is refused
+ * (-EINVAL); KP_WRITER_RAW_LITERALS, zstd leaves the bytes it cannot
+ * match without entropy coding: several times faster on such bytes (most
+ * of a trace without stacks) and ~25 % larger for them. 0 undoes both.
+ * @return 0, or -EINVAL if zstd refused the parameter.
+ */
+#define KP_WRITER_NO_STACKS 1u
+#define KP_WRITER_RAW_LITERALS 2u
+int kp_writer_options(struct kp_writer *w, unsigned flags);
+
 /* Emit the fixed prefix and the header map. Call once, first. */
 int kp_writer_header(struct kp_writer *w, const struct kp_header *h);
 

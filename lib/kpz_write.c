@@ -332,11 +332,31 @@ int kp_writer_flush(struct kp_writer *w)
 	return emit(w, w->zbuf, z);
 }
 
+int kp_writer_options(struct kp_writer *w, unsigned flags)
+{
+	int raw = (flags & KP_WRITER_RAW_LITERALS) != 0;
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(
+		    w->cctx, ZSTD_c_literalCompressionMode,
+		    raw ? ZSTD_ps_disable : ZSTD_ps_auto)))
+		return -EINVAL;
+	block_close(w); /* the next event opens a block of the new kind */
+	w->enc.no_stacks = (flags & KP_WRITER_NO_STACKS) != 0;
+	return 0;
+}
+
+static int has_stack(const struct kp_rec *rec)
+{
+	return (rec->type == KP_REC_ALLOC && rec->u.alloc.stack) ||
+	       (rec->type == KP_REC_REALLOC && rec->u.realloc.stack);
+}
+
 /* Append an event to the open block of an open frame, whose buffer always
  * has KP_ENC_MAX_REC bytes free past frame_cap. */
 static KP_ALWAYS_INLINE int block_add(struct kp_writer *w,
 				      const struct kp_rec *rec)
 {
+	if (KP_UNLIKELY(w->enc.no_stacks) && has_stack(rec))
+		return -EINVAL; /* nowhere to put it */
 	w->len += kp_enc_block_event(&w->enc, rec, w->buf + w->len);
 	w->records++;
 	w->last_ts = rec->ts;

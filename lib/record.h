@@ -40,16 +40,17 @@
 /* readers refuse a larger major; 2: EVENTS blocks (a 1.x reader would
  * skip them and miss every allocation, hence a major); 3: the blocks'
  * time deltas split between the tag and a varint, in a record type of
- * their own (a 2.x reader would skip those blocks, hence a major); 3
- * reads 1 and 2 too */
-#define KP_FORMAT_MAJOR 3
+ * their own (a 2.x reader would skip those blocks, hence a major); 4:
+ * blocks without the stack field (EVENTS_NS) for a process recorded
+ * without stacks (a 3.x reader would skip them); 4 reads 1 to 3 too */
+#define KP_FORMAT_MAJOR 4
 #define KP_FORMAT_MAJOR_MIN 1 /* the oldest major this reader reads */
 /* readers accept any minor (2.1: QUERY_TEXT records and the QUERY value
  * text_id, which a 2.0 reader would see without their text; 3.1:
  * JIT_CODE records, which a 3.0 reader skips, and SNAPSHOT's values,
  * which it ignores; 3.2: SNAPSHOT's values for kprof's own cost, which a
  * 3.1 reader skips) */
-#define KP_FORMAT_MINOR 2
+#define KP_FORMAT_MINOR 0
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -124,6 +125,10 @@ enum kp_rec_type {
 	 * after every stack, in the map's order: where two overlap, the later
 	 * describes the code there now. */
 	KP_REC_JIT_CODE = 18,
+	/* [19, tid, bin]: an EVENTS block whose ALLOC and REALLOC events
+	 * have no stack field (their stack is 0): what the writer writes for
+	 * a process recorded without stacks (format 4). */
+	KP_REC_EVENTS_NS = 19,
 
 	/*
 	 * Extension records (type >= KP_REC_EXT_MIN): I/O, queries, spans,
@@ -162,6 +167,11 @@ enum kp_rec_type {
  *   ALLOC_X  dptr, size, stack, kind, align
  *   FREE     dptr
  *   REALLOC  dptr_old, dptr_new (from old), size, stack, dur
+ *
+ * In an EVENTS_NS block the stack fields are left out (every stack is 0):
+ * a byte an allocation, 8 % of a trace without stacks, whose writer
+ * leaves its bytes without entropy coding (KOTOBA_PROFILE_ZSTD_LEVEL in
+ * kprof(7)) and needs them few.
  *
  * varint: unsigned LEB128, at most 10 bytes; zigzag: 0, -1, 1, -2, ... ->
  * 0, 1, 2, 3, ...; dptr: zigzag varint of the signed pointer delta. The

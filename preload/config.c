@@ -100,6 +100,8 @@ void kp_config_load(struct kp_config *c)
 					  DEF_FLUSH_MS, 1, 60000);
 	c->zstd_level = (int)parse_int("KOTOBA_PROFILE_ZSTD_LEVEL", DEF_ZSTD,
 				       1, 19);
+	c->zstd_raw = c->stack_depth == 0 &&
+		      !getenv("KOTOBA_PROFILE_ZSTD_LEVEL");
 	c->io = parse_bool("KOTOBA_PROFILE_IO", 1);
 	c->io_stacks = parse_bool("KOTOBA_PROFILE_IO_STACKS", 1);
 	c->io_capture = c->io_stacks && c->stack_depth > 0;
@@ -164,6 +166,7 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("overflow", "%s", c->overflow == KP_OVERFLOW_DROP ? "drop" : "wait");
 	PAIR("flush_ms", "%u", c->flush_ms);
 	PAIR("zstd_level", "%d", c->zstd_level);
+	PAIR("zstd_literals", "%s", c->zstd_raw ? "raw" : "compressed");
 	PAIR("io", "%d", c->io);
 	PAIR("io_stacks", "%d", c->io_stacks);
 	PAIR("query", "%d", c->query);

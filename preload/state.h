@@ -33,6 +33,7 @@ struct kp_config {
 	int overflow;        /* KOTOBA_PROFILE_OVERFLOW: enum kp_overflow */
 	unsigned flush_ms;   /* KOTOBA_PROFILE_FLUSH_MS: max time to disk */
 	int zstd_level;      /* KOTOBA_PROFILE_ZSTD_LEVEL */
+	int zstd_raw;        /* literals raw: no stacks, no level asked for */
 	int io;              /* KOTOBA_PROFILE_IO: record I/O calls */
 	int io_stacks;       /* KOTOBA_PROFILE_IO_STACKS: stacks on I/O */
 	int io_capture;      /* io_stacks and a stack_depth: capture them */

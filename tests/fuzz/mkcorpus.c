@@ -47,6 +47,39 @@ static void workload_trace(struct membuf *b, size_t n, size_t cap,
 	free(wl);
 }
 
+/* The memory events of a workload without stacks, written as kprof
+ * writes a process recorded without them: EVENTS_NS blocks, raw zstd
+ * literals (kp_writer_options). */
+static void nostacks_trace(struct membuf *b, size_t n, uint64_t seed)
+{
+	struct workload *wl = malloc(sizeof(*wl));
+	struct kp_sink sink = { membuf_write, b };
+	struct kp_writer *w;
+	struct kp_header h;
+	struct kp_rec r;
+	wl_init(wl, seed);
+	test_header(&h);
+	if (kp_writer_create(&w, &kp_allocator_libc, &sink, 1, 512) != 0 ||
+	    kp_writer_header(w, &h) != 0 ||
+	    kp_writer_options(w, KP_WRITER_NO_STACKS |
+					 KP_WRITER_RAW_LITERALS) != 0)
+		exit(1);
+	for (size_t i = 0; i < n;) {
+		wl_next(wl, &r);
+		if (r.type == KP_REC_ALLOC)
+			r.u.alloc.stack = 0;
+		else if (r.type != KP_REC_FREE)
+			continue;
+		if (kp_writer_add(w, &r) != 0)
+			exit(1);
+		i++;
+	}
+	if (kp_writer_flush(w) != 0)
+		exit(1);
+	kp_writer_free(w);
+	free(wl);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -66,6 +99,9 @@ int main(int argc, char **argv)
 	save("workload-frames.kpz", wl.p, wl.len);
 	workload_trace(&wl1, 3000, 0, 2);
 	save("workload-1frame.kpz", wl1.p, wl1.len);
+	struct membuf ns = { 0 };
+	nostacks_trace(&ns, 400, 3);
+	save("workload-nostacks.kpz", ns.p, ns.len);
 
 	/* Header only, and the header cut short. */
 	struct membuf h = { 0 };

@@ -325,6 +325,42 @@ def trace_header(path):
     return h
 
 
+def trace_records(path):
+    """(major, minor, the records of every frame as msgpack arrays): the
+    frames decompressed with libzstd through ctypes (a dependency of the
+    build; the zstd CLI is not)."""
+    import ctypes
+    z = ctypes.CDLL("libzstd.so.1")
+    z.ZSTD_findFrameCompressedSize.restype = ctypes.c_size_t
+    z.ZSTD_findFrameCompressedSize.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    z.ZSTD_getFrameContentSize.restype = ctypes.c_ulonglong
+    z.ZSTD_getFrameContentSize.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    z.ZSTD_decompress.restype = ctypes.c_size_t
+    z.ZSTD_decompress.argtypes = [ctypes.c_char_p, ctypes.c_size_t,
+                                  ctypes.c_char_p, ctypes.c_size_t]
+    z.ZSTD_isError.argtypes = [ctypes.c_size_t]
+    with open(path, "rb") as f:
+        data = f.read()
+    major, minor, n = struct.unpack("<HHI", data[8:16])
+    off, recs = 16 + n, []
+    while off < len(data):
+        src = data[off:]
+        k = z.ZSTD_findFrameCompressedSize(src, len(src))
+        size = z.ZSTD_getFrameContentSize(src, len(src))
+        if z.ZSTD_isError(k) or size >= 1 << 40:
+            raise Fail("%s: no whole zstd frame at %d" % (path, off))
+        out = ctypes.create_string_buffer(max(size, 1))
+        got = z.ZSTD_decompress(out, size, src, k)
+        if z.ZSTD_isError(got) or got != size:
+            raise Fail("%s: frame at %d does not decompress" % (path, off))
+        b, i = out.raw[:size], 0
+        while i < len(b):
+            r, i = _mp(b, i)
+            recs.append(r)
+        off += k
+    return major, minor, recs
+
+
 # ---- report helpers ----------------------------------------------------------
 
 def funcs(stack):

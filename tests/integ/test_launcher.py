@@ -35,7 +35,8 @@ PRINTENV = shutil.which("printenv") or "/usr/bin/printenv"
 # config map spells them.
 DEFAULT_CONFIG = {"memory": "1", "output": "kprof.%p.kpz", "stack_depth": "64",
                   "buffer_kb": "1024", "overflow": "wait", "flush_ms": "100",
-                  "zstd_level": "1", "io": "1", "io_stacks": "1"}
+                  "zstd_level": "1", "zstd_literals": "compressed", "io": "1",
+                  "io_stacks": "1"}
 # query profiling (issue 4, preload/config.c)
 DEFAULT_CONFIG.update({"query": "1", "query_hooks": "all", "query_plugin": "",
                        "slow_query_ms": "100", "query_text": "fingerprint"})
@@ -166,6 +167,7 @@ OPTIONS = [
     (["--cpu"], {"CPU": "1"}, "cpu", "1"),
     (["--cpu=250"], {"CPU": "1", "CPU_HZ": "250"}, "cpu_hz", "250"),
     (["--unwind=libunwind"], {"UNWIND": "libunwind"}, "unwind", "libunwind"),
+    (["-d", "0"], {"STACK_DEPTH": "0"}, "zstd_literals", "raw"),
 ]
 
 with t.section("options = variables (header config)"):

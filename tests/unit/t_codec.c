@@ -1039,9 +1039,9 @@ TEST(ext_direct_matches_packer)
 	free(slow.b.p);
 }
 
-/* Hostile blocks, of format 3 (EVENTS) and format 2 (EVENTS2): cut
- * varints, values over 64 bits, stacks over 32 bits are KP_ECORRUPT; an
- * empty block is nothing. */
+/* Hostile blocks, of format 3 (EVENTS), 4 (EVENTS_NS) and 2 (EVENTS2):
+ * cut varints, values over 64 bits, stacks over 32 bits are KP_ECORRUPT;
+ * an empty block is nothing. */
 TEST(event_blocks_hostile)
 {
 	static uint64_t pcs[KP_MAX_STACK_DEPTH];
@@ -1055,7 +1055,22 @@ TEST(event_blocks_hostile)
 	} cases[] = {
 #define E2 KP_REC_EVENTS2
 #define E3 KP_REC_EVENTS
+#define NS KP_REC_EVENTS_NS
 		{ "empty", E3, { 0 }, 0, 0, 0 },
+		/* EVENTS_NS: no stack fields (the same bytes are short of
+		 * one in EVENTS) */
+		{ "ns alloc", NS, { 0x04 | (6 << 3), 0x00, 0x02, 0x05 }, 4, 1,
+		  0 },
+		{ "v3 alloc, no stack", E3, { 0x04 | (6 << 3), 0x00, 0x02,
+					      0x05 }, 4, 0, KP_ECORRUPT },
+		{ "ns alloc_x", NS, { 0x03, 0x00, 0x02, 0x05, 0x02, 0x40 }, 6,
+		  1, 0 },
+		{ "ns realloc", NS, { 0x02 | 4, 0x00, 0x02, 0x00, 0x05, 0x07 },
+		  6, 1, 0 },
+		{ "ns realloc, no dur", NS, { 0x02 | 4, 0x00, 0x02, 0x00,
+					      0x05 }, 5, 0, KP_ECORRUPT },
+		{ "ns no size", NS, { 0x00, 0x00, 0x02 }, 3, 0, KP_ECORRUPT },
+		{ "ns free", NS, { 0x01 | 4 | (6 << 3), 0x00, 0x02 }, 3, 1, 0 },
 		{ "v3 free", E3, { 0x01 | 4 | (6 << 3), 0x00, 0x02 }, 3, 1, 0 },
 		{ "v3 no dts_hi", E3, { 0x01 }, 1, 0, KP_ECORRUPT },
 		{ "v3 cut dts_hi", E3, { 0x01, 0x80 }, 2, 0, KP_ECORRUPT },
@@ -1105,6 +1120,7 @@ TEST(event_blocks_hostile)
 				     0x01, 0x00 }, 14, 2, 0 },
 #undef E2
 #undef E3
+#undef NS
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		struct pbuf b = { 0 };
@@ -1145,8 +1161,9 @@ TEST(event_blocks_hostile)
  * The example of kprof-trace(5): an ALLOC (malloc, 64 bytes), an ALLOC
  * (calloc, 32 bytes) and a FREE of the first block, thread 4242, 1000,
  * 1300 and 1500 ns into a frame based at 0. The encoder writes exactly the
- * bytes the page shows for format 3, and both those and format 2's bytes
- * of the same events (the page's example before format 3) decode to them.
+ * bytes the page shows for format 3 (and, without stacks, for format 4's
+ * EVENTS_NS), and those and format 2's bytes of the same events (the
+ * page's example before format 3) decode to them.
  */
 TEST(event_blocks_golden)
 {
@@ -1160,6 +1177,11 @@ TEST(event_blocks_golden)
 		0x40, 0x01, 0xff, 0xd8, 0x04, 0x0a, 0x20, 0x01, 0x01, 0x00,
 		0xfd, 0x90, 0x03, 0x09,
 	};
+	/* EVENTS_NS (format 4): v3 without the two stack bytes */
+	static const uint8_t ns[] = {
+		0x84, 0x3e, 0xd4, 0xe4, 0xaa, 0xd5, 0xaa, 0xd5, 0x02, 0x40,
+		0xc7, 0x12, 0x0a, 0x20, 0x01, 0x00, 0x85, 0x0c, 0x09,
+	};
 	static const struct {
 		uint8_t type, kind;
 		uint64_t ts, ptr, size;
@@ -1172,32 +1194,44 @@ TEST(event_blocks_golden)
 	struct encbuf eb;
 	uint8_t out[KP_ENC_BLOCK_HDR + 3 * KP_ENC_MAX_EVENT];
 
-	memset(&eb, 0, sizeof(eb));
-	kp_enc_init(&eb.e, &eb.b, pbuf_write);
-	REQUIRE(kp_enc_frame(&eb.e, 0, 0) == 0);
-	size_t n = kp_enc_block_open(&eb.e, 4242, out);
-	for (size_t i = 0; i < 3; i++) {
-		struct kp_rec r;
-		memset(&r, 0, sizeof(r));
-		r.type = want[i].type;
-		r.kind = want[i].kind;
-		r.tid = 4242;
-		r.ts = want[i].ts;
-		if (r.type == KP_REC_ALLOC) {
-			r.u.alloc.ptr = want[i].ptr;
-			r.u.alloc.size = want[i].size;
-			r.u.alloc.stack = 1;
-		} else {
-			r.u.free.ptr = want[i].ptr;
+	for (int nostk = 0; nostk < 2; nostk++) {
+		memset(&eb, 0, sizeof(eb));
+		kp_enc_init(&eb.e, &eb.b, pbuf_write);
+		REQUIRE(kp_enc_frame(&eb.e, 0, 0) == 0);
+		eb.e.no_stacks = (uint8_t)nostk;
+		size_t n = kp_enc_block_open(&eb.e, 4242, out);
+		for (size_t i = 0; i < 3; i++) {
+			struct kp_rec r;
+			memset(&r, 0, sizeof(r));
+			r.type = want[i].type;
+			r.kind = want[i].kind;
+			r.tid = 4242;
+			r.ts = want[i].ts;
+			if (r.type == KP_REC_ALLOC) {
+				r.u.alloc.ptr = want[i].ptr;
+				r.u.alloc.size = want[i].size;
+				r.u.alloc.stack = nostk ? 0 : 1;
+			} else {
+				r.u.free.ptr = want[i].ptr;
+			}
+			n += kp_enc_block_event(&eb.e, &r, out + n);
 		}
-		n += kp_enc_block_event(&eb.e, &r, out + n);
+		const uint8_t *gold = nostk ? ns : v3;
+		size_t glen = nostk ? sizeof(ns) : sizeof(v3);
+		CHECK(out[1] == (nostk ? KP_REC_EVENTS_NS : KP_REC_EVENTS));
+		CHECK(n - KP_ENC_BLOCK_HDR == glen);
+		CHECK(memcmp(out + KP_ENC_BLOCK_HDR, gold, glen) == 0);
+		free(eb.b.p);
 	}
-	CHECK(out[1] == KP_REC_EVENTS);
-	CHECK(n - KP_ENC_BLOCK_HDR == sizeof(v3));
-	CHECK(memcmp(out + KP_ENC_BLOCK_HDR, v3, sizeof(v3)) == 0);
-	free(eb.b.p);
 
-	for (int f = 0; f < 2; f++) {
+	/* each form decodes to the events: 0 format 3, 1 format 2, 2 the
+	 * stackless blocks of format 4 (stack 0) */
+	for (int f = 0; f < 3; f++) {
+		static const uint8_t types[] = { KP_REC_EVENTS, KP_REC_EVENTS2,
+						 KP_REC_EVENTS_NS };
+		const uint8_t *body = f == 0 ? v3 : f == 1 ? v2 : ns;
+		size_t blen = f == 0 ? sizeof(v3) : f == 1 ? sizeof(v2) :
+							     sizeof(ns);
 		struct pbuf b = { 0 };
 		msgpack_packer pk;
 		msgpack_packer_init(&pk, &b, pbuf_write);
@@ -1206,11 +1240,10 @@ TEST(event_blocks_golden)
 		msgpack_pack_int(&pk, 0);
 		msgpack_pack_int(&pk, 0);
 		msgpack_pack_array(&pk, 3);
-		msgpack_pack_int(&pk, f ? KP_REC_EVENTS2 : KP_REC_EVENTS);
+		msgpack_pack_int(&pk, types[f]);
 		msgpack_pack_int(&pk, 4242);
-		msgpack_pack_bin(&pk, f ? sizeof(v2) : sizeof(v3));
-		msgpack_pack_bin_body(&pk, f ? v2 : v3,
-				      f ? sizeof(v2) : sizeof(v3));
+		msgpack_pack_bin(&pk, blen);
+		msgpack_pack_bin_body(&pk, body, blen);
 		struct kp_dec d;
 		struct kp_rec r;
 		size_t i = 0;
@@ -1224,7 +1257,7 @@ TEST(event_blocks_golden)
 				CHECK(r.kind == want[i].kind &&
 				      r.u.alloc.ptr == want[i].ptr &&
 				      r.u.alloc.size == want[i].size &&
-				      r.u.alloc.stack == 1 &&
+				      r.u.alloc.stack == (f == 2 ? 0 : 1) &&
 				      r.u.alloc.align == 0);
 			else
 				CHECK(r.u.free.ptr == want[i].ptr);

@@ -8,6 +8,7 @@
  * (printed as TAP comments, not asserted on time).
  */
 #define ZSTD_STATIC_LINKING_ONLY
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,9 +418,10 @@ static int is_mem_rec(const struct kp_rec *r)
 
 /* Write recs with kp_writer_add() only (bulk 0), or with each run of
  * events of one thread through kp_writer_events_open/kp_enc_mem/close,
- * runs also cut every cut events (bulk 1). */
+ * runs also cut every cut events (bulk 1); with the writer's options
+ * opts (kp_writer_options). */
 static int write_recs(struct membuf *b, const struct kp_rec *recs, size_t n,
-		       int bulk, size_t cut)
+		       int bulk, size_t cut, unsigned opts)
 {
 	struct kp_sink sink = { membuf_write, b };
 	struct kp_writer *w;
@@ -427,7 +429,7 @@ static int write_recs(struct membuf *b, const struct kp_rec *recs, size_t n,
 	test_header(&h);
 	if (kp_writer_create(&w, &kp_allocator_libc, &sink, 1, 4096) != 0)
 		return -1;
-	if (kp_writer_header(w, &h) != 0)
+	if (kp_writer_header(w, &h) != 0 || kp_writer_options(w, opts) != 0)
 		return -1;
 	for (size_t i = 0; i < n;) {
 		const struct kp_rec *r = &recs[i];
@@ -498,15 +500,99 @@ TEST(events_bulk_same_bytes)
 		}
 	}
 	struct membuf one = { 0 };
-	REQUIRE(write_recs(&one, recs, n, 0, 0) == 0);
+	REQUIRE(write_recs(&one, recs, n, 0, 0, 0) == 0);
 	for (size_t cut = 1; cut <= 1000; cut *= 10) {
 		struct membuf bulk = { 0 };
-		REQUIRE(write_recs(&bulk, recs, n, 1, cut) == 0);
+		REQUIRE(write_recs(&bulk, recs, n, 1, cut, 0) == 0);
 		CHECK_EQ_U(bulk.len, one.len);
 		CHECK(bulk.len == one.len && !memcmp(bulk.p, one.p, one.len));
 		membuf_free(&bulk);
 	}
 	membuf_free(&one);
+	free(recs);
+	free(wl);
+}
+
+/*
+ * A writer told that events have no stacks (KP_WRITER_NO_STACKS) writes
+ * them in EVENTS_NS blocks that read back as the same records, by either
+ * path, and refuses an event with a stack; with raw literals
+ * (KP_WRITER_RAW_LITERALS) the trace reads the same and is larger (the
+ * option took effect); the options change between events too.
+ */
+TEST(no_stacks_and_raw_literals)
+{
+	struct workload *wl = malloc(sizeof(*wl));
+	REQUIRE(wl);
+	wl_init(wl, 17);
+	const size_t n = 30000;
+	struct kp_rec *recs = calloc(n, sizeof(*recs));
+	REQUIRE(recs);
+	size_t m = 0;
+	while (m < n) {
+		wl_next(wl, &recs[m]);
+		struct kp_rec *r = &recs[m];
+		if (!is_mem_rec(r))
+			continue; /* STACK records: none without stacks */
+		if (r->type == KP_REC_ALLOC)
+			r->u.alloc.stack = 0;
+		if (r->type == KP_REC_FREE && m % 41 == 0) {
+			uint64_t p = r->u.free.ptr;
+			r->type = KP_REC_REALLOC;
+			r->u.realloc.old_ptr = p;
+			r->u.realloc.new_ptr = p + 64 * (m % 3);
+			r->u.realloc.size = 100 + m;
+			r->u.realloc.dur = 500 + m;
+		}
+		m++;
+	}
+	size_t got;
+	int mism;
+	struct membuf with = { 0 }, ns = { 0 }, raw = { 0 };
+	REQUIRE(write_recs(&with, recs, n, 0, 0, 0) == 0);
+	REQUIRE(write_recs(&ns, recs, n, 0, 0, KP_WRITER_NO_STACKS) == 0);
+	CHECK(read_compare(ns.p, ns.len, 0, recs, n, &got, &mism) == 0);
+	CHECK(!mism && got == n);
+	/* the same bytes through the bulk path */
+	struct membuf bulk = { 0 };
+	REQUIRE(write_recs(&bulk, recs, n, 1, 100, KP_WRITER_NO_STACKS) == 0);
+	CHECK(bulk.len == ns.len && !memcmp(bulk.p, ns.p, ns.len));
+	REQUIRE(write_recs(&raw, recs, n, 1, 1000,
+			   KP_WRITER_NO_STACKS | KP_WRITER_RAW_LITERALS) == 0);
+	CHECK(read_compare(raw.p, raw.len, 0, recs, n, &got, &mism) == 0);
+	CHECK(!mism && got == n);
+	printf("# %zu events: %zu bytes with stack fields, %zu without, %zu "
+	       "without and raw literals\n", n, with.len, ns.len, raw.len);
+	CHECK(ns.len < with.len);
+	CHECK(raw.len > ns.len);
+
+	/* an event with a stack has no place in such a writer */
+	struct kp_sink sink = { membuf_write, &bulk };
+	struct kp_writer *w;
+	struct kp_header h;
+	test_header(&h);
+	REQUIRE(kp_writer_create(&w, &kp_allocator_libc, &sink, 1, 0) == 0);
+	REQUIRE(kp_writer_header(w, &h) == 0);
+	REQUIRE(kp_writer_options(w, KP_WRITER_NO_STACKS) == 0);
+	struct kp_rec a = recs[0];
+	a.type = KP_REC_ALLOC;
+	a.u.alloc.ptr = 0x1000;
+	a.u.alloc.size = 8;
+	a.u.alloc.stack = 3;
+	CHECK(kp_writer_add(w, &a) == -EINVAL);
+	a.u.alloc.stack = 0;
+	CHECK(kp_writer_add(w, &a) == 0);
+	/* back to stacks, mid-frame: the next event opens an EVENTS block */
+	REQUIRE(kp_writer_options(w, 0) == 0);
+	a.u.alloc.stack = 3;
+	CHECK(kp_writer_add(w, &a) == 0);
+	CHECK(kp_writer_flush(w) == 0);
+	kp_writer_free(w);
+
+	membuf_free(&with);
+	membuf_free(&ns);
+	membuf_free(&raw);
+	membuf_free(&bulk);
 	free(recs);
 	free(wl);
 }
@@ -1084,7 +1170,8 @@ int main(int argc, char **argv)
 	return RUN_TESTS(argc, argv, T(header_roundtrip),
 			 T(header_unknown_keys_and_defaults), T(header_limits),
 			 T(bad_prefixes), T(records_roundtrip),
-			 T(frames_and_counters), T(events_bulk_same_bytes), T(truncation_every_offset),
+			 T(frames_and_counters), T(events_bulk_same_bytes),
+			 T(no_stacks_and_raw_literals), T(truncation_every_offset),
 			 T(corrupt_byte_resyncs), T(crafted_frames),
 			 T(lying_content_size), T(failing_sink),
 			 T(failing_source), T(failing_allocator),

@@ -781,7 +781,8 @@ static const char *trace_strerror(char *buf, size_t n, int rc)
 		return "not a kprof trace";
 	case KP_EVERSION:
 		snprintf(buf, n, "trace format is newer than this kprof-analyze "
-			 "(reads major version %d)", KP_FORMAT_MAJOR);
+			 "(reads major versions %d to %d)", KP_FORMAT_MAJOR_MIN,
+			 KP_FORMAT_MAJOR);
 		return buf;
 	case KP_ETRUNC:
 		return "truncated trace header";

@@ -59,28 +59,26 @@ with t.section("STACK_DEPTH"):
         t.eq(m["alloc_calls"], want["allocs"] + 3, "STACK_DEPTH=0: alloc_calls exact")
         # format 4: events without stack fields, zstd literals raw unless
         # a level is asked for (kprof(7), ZSTD_LEVEL; kprof-trace(5))
-        summary = lambda rep: (rep["memory"]["alloc_calls"], rep["memory"]["free_calls"],
-                               rep["memory"]["in_use_at_exit"])
+        def blocks(r):
+            """(major, zstd_literals, has EVENTS_NS blocks, has EVENTS)"""
+            major, _, recs = trace_records(r.traces[0])
+            types = {rec[0] for rec in recs}
+            return (major, trace_header(r.traces[0])["config"]["zstd_literals"],
+                    19 in types, 17 in types)
         for lvl, lit in ((None, "raw"), ("1", "compressed")):
             prof = {"STACK_DEPTH": "0"}
             if lvl:
                 prof["ZSTD_LEVEL"] = lvl
             e = run([LEAKY], d, prof=prof)
-            major, _, recs = trace_records(e.traces[0])
-            types = {r[0] for r in recs}
-            t.eq((major, trace_header(e.traces[0])["config"]["zstd_literals"],
-                  19 in types, 17 in types), (4, lit, True, False),
+            t.eq(blocks(e), (4, lit, True, False),
                  "STACK_DEPTH=0 ZSTD_LEVEL=%s: format 4, literals %s, EVENTS_NS "
                  "blocks only" % (lvl or "unset", lit))
             want_e = counts_from(e.out)
-            t.eq(summary(analyze(e.traces))[:2],
+            m = analyze(e.traces)["memory"]
+            t.eq((m["alloc_calls"], m["free_calls"]),
                  (want_e["allocs"] + 3, want_e["frees"]),
                  "STACK_DEPTH=0 ZSTD_LEVEL=%s: every event read back" % (lvl or "unset"))
-        e = run([LEAKY, "quiet"], d)
-        major, _, recs = trace_records(e.traces[0])
-        types = {r[0] for r in recs}
-        t.eq((trace_header(e.traces[0])["config"]["zstd_literals"], 17 in types,
-              19 in types), ("compressed", True, False),
+        t.eq(blocks(run([LEAKY, "quiet"], d)), (4, "compressed", False, True),
              "stacks on: literals compressed, EVENTS blocks only")
 
         r = run([LEAKY], d, prof={"STACK_DEPTH": "3"})

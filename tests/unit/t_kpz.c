@@ -566,28 +566,36 @@ TEST(no_stacks_and_raw_literals)
 	CHECK(ns.len < with.len);
 	CHECK(raw.len > ns.len);
 
-	/* an event with a stack has no place in such a writer */
-	struct kp_sink sink = { membuf_write, &bulk };
+	/* an event with a stack has no place in such a writer; back to
+	 * stacks mid-frame, the next event opens an EVENTS block, so both
+	 * read back as written */
+	struct membuf sw = { 0 };
+	struct kp_sink sink = { membuf_write, &sw };
 	struct kp_writer *w;
 	struct kp_header h;
 	test_header(&h);
 	REQUIRE(kp_writer_create(&w, &kp_allocator_libc, &sink, 1, 0) == 0);
 	REQUIRE(kp_writer_header(w, &h) == 0);
 	REQUIRE(kp_writer_options(w, KP_WRITER_NO_STACKS) == 0);
-	struct kp_rec a = recs[0];
-	a.type = KP_REC_ALLOC;
-	a.u.alloc.ptr = 0x1000;
-	a.u.alloc.size = 8;
-	a.u.alloc.stack = 3;
-	CHECK(kp_writer_add(w, &a) == -EINVAL);
-	a.u.alloc.stack = 0;
-	CHECK(kp_writer_add(w, &a) == 0);
-	/* back to stacks, mid-frame: the next event opens an EVENTS block */
+	struct kp_rec two[2] = { recs[0], recs[0] };
+	two[0].type = KP_REC_ALLOC;
+	two[0].u.alloc.ptr = 0x1000;
+	two[0].u.alloc.size = 8;
+	two[0].u.alloc.align = 0;
+	two[0].u.alloc.stack = 3;
+	CHECK(kp_writer_add(w, &two[0]) == -EINVAL);
+	two[0].u.alloc.stack = 0;
+	CHECK(kp_writer_add(w, &two[0]) == 0);
 	REQUIRE(kp_writer_options(w, 0) == 0);
-	a.u.alloc.stack = 3;
-	CHECK(kp_writer_add(w, &a) == 0);
+	two[1] = two[0];
+	two[1].u.alloc.ptr = 0x2000;
+	two[1].u.alloc.stack = 3;
+	CHECK(kp_writer_add(w, &two[1]) == 0);
 	CHECK(kp_writer_flush(w) == 0);
 	kp_writer_free(w);
+	CHECK(read_compare(sw.p, sw.len, 0, two, 2, &got, &mism) == 0);
+	CHECK(!mism && got == 2);
+	membuf_free(&sw);
 
 	membuf_free(&with);
 	membuf_free(&ns);

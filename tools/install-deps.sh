@@ -24,7 +24,7 @@ for s in $sets; do
 		# JIT maps: node --perf-basic-prof and the JVM's
 		# -XX:+DumpPerfMapAtExit name their code for perf
 		pkgs="$pkgs nodejs openjdk-17-jdk-headless" ;;
-	bench) pkgs="$pkgs heaptrack sqlite3 valgrind" ;;
+	bench) pkgs="$pkgs heaptrack sqlite3 valgrind python3" ;;
 	*) echo "install-deps: unknown set '$s' (build, test, bench)" >&2; exit 2 ;;
 	esac
 done

@@ -626,6 +626,101 @@ def query_bench(rounds, quick):
              [exe, str(n), dbfile, "txn", "ab"],
              [c for c in configs if c[0] == "none" or "hook" in c[0]
               or "defaults" in c[0]], max(rounds, 5), "query", "queries")
+    python_query_bench(rounds, quick, dbfile,
+                       [c for c in configs if c[0] == "none" or "hook only" in c[0]
+                        or "defaults" in c[0]])
+
+
+def app_thread_ir(cmd, env, cwd):
+    """Instructions of cmd's first thread under callgrind, less kprof's
+    work at exit there (kp_writer_sync: the last of the trace, which the
+    exiting thread writes), which is not a query's."""
+    full = dict(os.environ)
+    full.update(env)
+    out = os.path.join(cwd, "cg")
+    subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                    "--callgrind-out-file=" + out] + cmd, env=full, cwd=cwd,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", out + "-01"],
+                         capture_output=True, text=True, check=True).stdout
+    total = at_exit = 0
+    for line in ann.splitlines():
+        f = line.split()
+        if not f or not f[0][0].isdigit():
+            continue
+        if "PROGRAM TOTALS" in line:
+            total = int(f[0].replace(",", ""))
+        elif ":kp_writer_sync " in line and not at_exit:
+            at_exit = int(f[0].replace(",", ""))
+    if not total:
+        raise Failed("callgrind_annotate: no totals for %s" % cmd)
+    return total - at_exit
+
+
+def python_query_bench(rounds, quick, dbfile, configs):
+    """4, last: the issue's own example of an app, python3's sqlite3 module
+    (tests/bench/sqlite_points.py): indexed point selects in one read
+    transaction, a few us each. Wall and CPU time per query from separate
+    runs (medians: on this shared machine they move by more than the hook
+    costs), then instructions per query of the app's thread (callgrind),
+    which do not move."""
+    py = "/usr/bin/python3"
+    if not os.path.exists(py):
+        raise Failed("%s is missing (tools/install-deps.sh bench installs it)" % py)
+    script = os.path.join(ROOT, "tests", "bench", "sqlite_points.py")
+    n = 20000 if quick else 100000
+    res = {label: [] for label, _ in configs}
+    cpu = {label: [] for label, _ in configs}
+    work = tempfile.mkdtemp(prefix="kprof-bench-py-")
+    try:
+        for r in range(max(rounds, 5)):
+            for label, env in (configs if r % 2 == 0 else configs[::-1]):
+                clean(work)
+                full = dict(os.environ)
+                full.update(env)
+                p = subprocess.run([py, script, str(n), dbfile], env=full, cwd=work,
+                                   capture_output=True, text=True)
+                if p.returncode != 0:
+                    raise Failed("%s: exit %d %s" % (label, p.returncode,
+                                                     p.stderr[-200:]))
+                kv = dict(x.split("=") for x in p.stdout.split())
+                res[label].append(float(kv["ns_per_query"]))
+                cpu[label].append(float(kv["cpu_ns_per_query"]))
+        none = statistics.median(res["none"])
+        cnone = statistics.median(cpu["none"])
+        print("\n## SQLite point selects from python3's sqlite3 module, file, secondary "
+              "index, one read transaction: %d queries, %d rounds (median ns per "
+              "query, timed inside the loop; wall, then the app thread's CPU time)"
+              % (n, max(rounds, 5)))
+        print("| configuration | ns/query | ns added | ratio | CPU ns/query | CPU ns added | CPU ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for label, _ in configs:
+            m = statistics.median(res[label])
+            c = statistics.median(cpu[label])
+            print("| %s | %.0f | %+.0f | %.2fx | %.0f | %+.0f | %.2fx |" % (
+                label, m, m - none, m / none, c, c - cnone, c / cnone))
+        if not shutil.which("valgrind"):
+            raise Failed("valgrind is missing (tools/install-deps.sh bench installs it)")
+        lo, hi = 1000, 6000
+        print("\ninstructions per query of the app's thread (callgrind, %d queries "
+              "less %d, so start-up cancels; kprof's work at exit left out; "
+              "PYTHONHASHSEED=0):" % (hi, lo))
+        per = {}
+        for label, env in configs:
+            counts = []
+            for q in (lo, hi):
+                clean(work)
+                # one hash seed: the interpreter's own instructions per
+                # query move by ~200 between seeds (its dicts' layouts)
+                counts.append(app_thread_ir([py, script, str(q), dbfile],
+                                            dict(env, PYTHONHASHSEED="0"), work))
+            per[label] = (counts[1] - counts[0]) / (hi - lo)
+        for label, _ in configs:
+            print("- %s: %.0f instructions/query (%+.0f, %.1f %%)" % (
+                label, per[label], per[label] - per["none"],
+                100 * (per[label] - per["none"]) / per["none"]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

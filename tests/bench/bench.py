@@ -518,6 +518,43 @@ def io_benches(rounds, quick):
     os.unlink(script.name)
 
 
+def per_query_runs(title, cmd, configs, rounds, reverse=False):
+    """Separate runs of cmd (which prints ns_per_query= and
+    cpu_ns_per_query=, timed inside its loop) per config, round after
+    round (every other round in reverse order when asked); prints the
+    table of medians: wall, then the app thread's CPU time."""
+    res = {label: [] for label, _ in configs}
+    cpu = {label: [] for label, _ in configs}
+    work = tempfile.mkdtemp(prefix="kprof-bench-q-")
+    try:
+        for r in range(rounds):
+            for label, env in (configs[::-1] if reverse and r % 2 else configs):
+                clean(work)
+                full = dict(os.environ)
+                full.update(env)
+                p = subprocess.run(cmd, env=full, cwd=work, capture_output=True,
+                                   text=True)
+                if p.returncode != 0:
+                    raise Failed("%s: exit %d %s" % (label, p.returncode,
+                                                     p.stderr[-200:]))
+                kv = dict(x.split("=") for x in p.stdout.split())
+                res[label].append(float(kv["ns_per_query"]))
+                cpu[label].append(float(kv["cpu_ns_per_query"]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    none = statistics.median(res["none"])
+    cnone = statistics.median(cpu["none"])
+    print("\n## %s (median ns per query, timed inside the loop; wall, then the "
+          "app thread's CPU time)" % title)
+    print("| configuration | ns/query | ns added | ratio | CPU ns/query | CPU ns added | CPU ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, _ in configs:
+        m = statistics.median(res[label])
+        c = statistics.median(cpu[label])
+        print("| %s | %.0f | %+.0f | %.2fx | %.0f | %+.0f | %.2fx |" % (
+            label, m, m - none, m / none, c, c - cnone, c / cnone))
+
+
 def query_bench(rounds, quick):
     """4. The SQLite query hook on loops of indexed point selects
     (tests/apps/sqlite_bench.c times its loop itself: start-up and the
@@ -560,36 +597,8 @@ def query_bench(rounds, quick):
                             ("file, secondary index, autocommit", [dbfile], n // 3),
                             ("file, secondary index, one read transaction",
                              [dbfile, "txn"], n // 2)):
-        res = {label: [] for label, _ in configs}
-        cpu = {label: [] for label, _ in configs}  # the app thread's CPU time
-        work = tempfile.mkdtemp(prefix="kprof-bench-q-")
-        try:
-            for _ in range(rounds):
-                for label, env in configs:
-                    clean(work)
-                    full = dict(os.environ)
-                    full.update(env)
-                    p = subprocess.run([exe, str(nq)] + extra, env=full, cwd=work,
-                                       capture_output=True, text=True)
-                    if p.returncode != 0:
-                        raise Failed("%s: exit %d %s" % (label, p.returncode,
-                                                         p.stderr[-200:]))
-                    res[label].append(float(p.stdout.split(" ns_per_query=")[1].split()[0]))
-                    cpu[label].append(float(p.stdout.split("cpu_ns_per_query=")[1].split()[0]))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        none = statistics.median(res["none"])
-        cnone = statistics.median(cpu["none"])
-        print("\n## SQLite point selects, %s: %d queries, %d rounds (median ns per "
-              "query, timed inside the loop; wall, then the app thread's CPU "
-              "time)" % (mode, nq, rounds))
-        print("| configuration | ns/query | ns added | ratio | CPU ns/query | CPU ns added | CPU ratio |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for label, _ in configs:
-            m = statistics.median(res[label])
-            c = statistics.median(cpu[label])
-            print("| %s | %.0f | %+.0f | %.2fx | %.0f | %+.0f | %.2fx |" % (
-                label, m, m - none, m / none, c, c - cnone, c / cnone))
+        per_query_runs("SQLite point selects, %s: %d queries, %d rounds"
+                       % (mode, nq, rounds), [exe, str(nq)] + extra, configs, rounds)
         vg = shutil.which("valgrind")
         if not vg:
             print("\nvalgrind not installed: no instruction counts")
@@ -662,43 +671,19 @@ def python_query_bench(rounds, quick, dbfile, configs):
     (tests/bench/sqlite_points.py): indexed point selects in one read
     transaction, a few us each. Wall and CPU time per query from separate
     runs (medians: on this shared machine they move by more than the hook
-    costs), then instructions per query of the app's thread (callgrind),
-    which do not move."""
+    costs), the same inside one process (ab_pairs), then instructions per
+    query of the app's thread (callgrind), which do not move."""
     py = "/usr/bin/python3"
     if not os.path.exists(py):
         raise Failed("%s is missing (tools/install-deps.sh bench installs it)" % py)
     script = os.path.join(ROOT, "tests", "bench", "sqlite_points.py")
     n = 20000 if quick else 100000
-    res = {label: [] for label, _ in configs}
-    cpu = {label: [] for label, _ in configs}
+    per_query_runs("SQLite point selects from python3's sqlite3 module, file, "
+                   "secondary index, one read transaction: %d queries, %d rounds"
+                   % (n, max(rounds, 5)), [py, script, str(n), dbfile], configs,
+                   max(rounds, 5), reverse=True)
     work = tempfile.mkdtemp(prefix="kprof-bench-py-")
     try:
-        for r in range(max(rounds, 5)):
-            for label, env in (configs if r % 2 == 0 else configs[::-1]):
-                clean(work)
-                full = dict(os.environ)
-                full.update(env)
-                p = subprocess.run([py, script, str(n), dbfile], env=full, cwd=work,
-                                   capture_output=True, text=True)
-                if p.returncode != 0:
-                    raise Failed("%s: exit %d %s" % (label, p.returncode,
-                                                     p.stderr[-200:]))
-                kv = dict(x.split("=") for x in p.stdout.split())
-                res[label].append(float(kv["ns_per_query"]))
-                cpu[label].append(float(kv["cpu_ns_per_query"]))
-        none = statistics.median(res["none"])
-        cnone = statistics.median(cpu["none"])
-        print("\n## SQLite point selects from python3's sqlite3 module, file, secondary "
-              "index, one read transaction: %d queries, %d rounds (median ns per "
-              "query, timed inside the loop; wall, then the app thread's CPU time)"
-              % (n, max(rounds, 5)))
-        print("| configuration | ns/query | ns added | ratio | CPU ns/query | CPU ns added | CPU ratio |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for label, _ in configs:
-            m = statistics.median(res[label])
-            c = statistics.median(cpu[label])
-            print("| %s | %.0f | %+.0f | %.2fx | %.0f | %+.0f | %.2fx |" % (
-                label, m, m - none, m / none, c, c - cnone, c / cnone))
         # the same inside one process, which separate runs cannot resolve
         # here: blocks alternating between the module as the app has it
         # and an unhooked copy of it (sqlite_points.py ab); first, that

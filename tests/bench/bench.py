@@ -397,6 +397,18 @@ def callgrind_ir(cmd, env):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def run_kv(cmd, label, env, work):
+    """cmd run in the emptied directory work with env added, for config
+    label; its output's key=value words as a dict."""
+    clean(work)
+    full = dict(os.environ)
+    full.update(env)
+    p = subprocess.run(cmd, env=full, cwd=work, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise Failed("%s: exit %d %s" % (label, p.returncode, p.stderr[-200:]))
+    return dict(x.split("=") for x in p.stdout.split())
+
+
 def ab_pairs(title, cmd, configs, rounds, per, pers):
     """The hook's cost inside one process (tests/apps/abpairs.h): cmd
     alternates blocks of calls through the hook and around it; each run
@@ -413,15 +425,7 @@ def ab_pairs(title, cmd, configs, rounds, per, pers):
         for label, env in configs:
             got = []
             for _ in range(rounds):
-                clean(work)
-                full = dict(os.environ)
-                full.update(env)
-                p = subprocess.run(cmd, env=full, cwd=work, capture_output=True,
-                                   text=True)
-                if p.returncode != 0:
-                    raise Failed("%s: exit %d %s" % (label, p.returncode,
-                                                     p.stderr[-200:]))
-                kv = dict(x.split("=") for x in p.stdout.split())
+                kv = run_kv(cmd, label, env, work)
                 got.append((float(kv["direct_ns"]), float(kv["added_ns"]),
                             float(kv["added_cpu_ns"])))
             d, a, c = (statistics.median(x[i] for x in got) for i in range(3))
@@ -529,15 +533,7 @@ def per_query_runs(title, cmd, configs, rounds, reverse=False):
     try:
         for r in range(rounds):
             for label, env in (configs[::-1] if reverse and r % 2 else configs):
-                clean(work)
-                full = dict(os.environ)
-                full.update(env)
-                p = subprocess.run(cmd, env=full, cwd=work, capture_output=True,
-                                   text=True)
-                if p.returncode != 0:
-                    raise Failed("%s: exit %d %s" % (label, p.returncode,
-                                                     p.stderr[-200:]))
-                kv = dict(x.split("=") for x in p.stdout.split())
+                kv = run_kv(cmd, label, env, work)
                 res[label].append(float(kv["ns_per_query"]))
                 cpu[label].append(float(kv["cpu_ns_per_query"]))
     finally:
@@ -688,11 +684,7 @@ def python_query_bench(rounds, quick, dbfile, configs):
         # here: blocks alternating between the module as the app has it
         # and an unhooked copy of it (sqlite_points.py ab); first, that
         # the copy is unhooked: a trace holds the hooked half only
-        clean(work)
-        full = dict(os.environ)
-        full.update(configs[1][1])
-        subprocess.run([py, script, "4000", dbfile, "ab"], env=full, cwd=work,
-                       check=True, capture_output=True)
+        run_kv([py, script, "4000", dbfile, "ab"], configs[1][0], configs[1][1], work)
         rep, _ = analyze_stats([os.path.join(work, f) for f in os.listdir(work)
                                 if f.endswith(".kpz")], symbols=False)
         calls = sum(f["calls"] for f in rep["queries"]["fingerprints"]

@@ -10,6 +10,7 @@ No number here is an assertion: this is measurement, not a test.
 """
 import json
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -24,6 +25,39 @@ LIB = os.path.join(B, "libkprof.so")
 NOOP = os.path.join(B, "bench", "noop_preload.so")
 ANALYZE = os.path.join(B, "kprof-analyze")
 KEEP = []  # temp dirs holding traces for the facts lines; removed at exit
+# the issues' targets as measured in this run, printed last: (what, measured, met)
+TARGETS = []
+
+
+def target(what, measured, met):
+    """met: True, False, or None where the comparison is not like for
+    like (said in what)."""
+    TARGETS.append((what, measured, "n/a" if met is None else
+                    "yes" if met else "**no**"))
+
+
+def beats_heaptrack(workload, t, label="kprof, stacks on", alike=True):
+    """A target line: kprof (label's configuration) against heaptrack on a
+    workload, from bench()'s times; heaptrack failing while kprof
+    finished counts as beaten. alike: both record the same processes."""
+    if "heaptrack" not in t or not t.get(label):
+        return
+    ht = t["heaptrack"]
+    kp = statistics.median(t[label])
+    if not ht:
+        target("heaptrack beaten: %s" % workload, "heaptrack failed, kprof finished", True)
+        return
+    h = statistics.median(ht)
+    target("heaptrack beaten: %s" % workload, "kprof %.2f s, heaptrack %.2f s" % (kp, h),
+           kp < h if alike else None)
+
+
+def print_targets():
+    print("\n## The issues' targets, as measured in this run")
+    print("| target | measured | met |")
+    print("|---|---|---|")
+    for what, measured, met in TARGETS:
+        print("| %s | %s | %s |" % (what, measured, met))
 
 GXX_SOURCE = r"""
 #include <algorithm>
@@ -179,8 +213,10 @@ def trace_facts(label, files, t_none, t_kprof):
                       res["cpu_ns"] / 1e6, res.get("kprof_ring_waits", 0),
                       res.get("kprof_ring_wait_ns", 0) / 1e6))
     print("- analyzer on that trace: %s" % stats)
+    m = re.search(r"\(([0-9.]+) M events/s\)", stats)
     _, stats = analyze_stats(files, symbols=False)
     print("- the same without symbolization (--no-symbols): %s" % stats)
+    return size / max(events, 1), float(m.group(1)) if m else 0.0
 
 
 def run_cpu(cmd, env, cwd):
@@ -236,6 +272,7 @@ def main():
         return
     if "--only-queries" in sys.argv:
         query_bench(rounds, quick)
+        print_targets()
         return
     if "--cpu-only" in sys.argv:
         bench_cpu(rounds, quick)
@@ -263,9 +300,24 @@ def main():
     t, last = bench("alloc_bench: 2 threads, ~16 k stacks", configs, 3 * rounds)
     med = {k: statistics.median(v) for k, v in t.items() if v}
     print()
-    trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
-    trace_facts("stacks off", last["kprof, stacks off"], med["none"], med["kprof, stacks off"])
+    bpe_on, eps_on = trace_facts("stacks on", last["kprof, stacks on"], med["none"],
+                                 med["kprof, stacks on"])
+    bpe_off, eps_off = trace_facts("stacks off", last["kprof, stacks off"], med["none"],
+                                   med["kprof, stacks off"])
+    for label, limit in (("kprof, stacks off", 1.5), ("kprof, stacks on", 3.0)):
+        if label in med:
+            r = med[label] / med["none"]
+            target("alloc_bench, %s: <= %.1fx" % (label[7:], limit), "%.2fx" % r,
+                   r <= limit)
+    target("trace <= 6 bytes an allocation event (alloc_bench)",
+           "%.2f stacks on, %.2f stacks off" % (bpe_on, bpe_off),
+           bpe_on <= 6 and bpe_off <= 6)
+    target("analyzer >= 20 M events/s (alloc_bench's traces, symbols read)",
+           "%.1f stacks on, %.1f stacks off" % (eps_on, eps_off),
+           eps_on >= 20 and eps_off >= 20)
+    beats_heaptrack("alloc_bench", t)
     if only_alloc:
+        print_targets()
         return
 
     # 2. a real program: sqlite3 inserting rows
@@ -298,6 +350,12 @@ def main():
         print()
         trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
         os.unlink(script.name)
+        if "kprof memory only, stacks on" in med:
+            r = med["kprof memory only, stacks on"] / med["none"]
+            target("sqlite3 inserts, stacks on (memory, as heaptrack): <= 2.2x",
+                   "%.2fx" % r, r <= 2.2)
+        beats_heaptrack("sqlite3 inserts (kprof memory only)", t,
+                        "kprof memory only, stacks on")
     else:
         print("\nsqlite3 not installed: sqlite3 workload not run")
 
@@ -317,6 +375,8 @@ def main():
         t, last = bench("g++ -O1 -c of an STL/regex-heavy file (gcc, cc1plus, as)",
                         configs, max(3, rounds - 2))
         med = {k: statistics.median(v) for k, v in t.items() if v}
+        beats_heaptrack("g++ -O1 -c (heaptrack records the driver only, kprof "
+                        "every process: see cc1plus)", t, alike=False)
         print()
         trace_facts("stacks on", last["kprof, stacks on"], med["none"], med["kprof, stacks on"])
         # heaptrack does not follow the driver into cc1plus, where nearly
@@ -333,6 +393,7 @@ def main():
             t, last = bench("cc1plus alone (the compiler proper of that g++ run)",
                             configs, max(3, rounds - 2))
             med = {k: statistics.median(v) for k, v in t.items() if v}
+            beats_heaptrack("cc1plus", t)
             print()
             trace_facts("stacks on", last["kprof, stacks on"], med["none"],
                         med["kprof, stacks on"])
@@ -344,6 +405,7 @@ def main():
 
     # 5. CPU sampling on a CPU-bound program (CPU seconds, not wall)
     bench_cpu(rounds, quick)
+    print_targets()
 
 
 def cc1plus_command(gxx, src):
@@ -421,6 +483,7 @@ def ab_pairs(title, cmd, configs, rounds, per, pers):
           "CPU ns added | CPU share |" % per)
     print("|---|---:|---:|---:|---:|---:|")
     work = tempfile.mkdtemp(prefix="kprof-bench-ab-")
+    out = {}  # label: medians (ns without the hook, ns added, CPU ns added)
     try:
         for label, env in configs:
             got = []
@@ -429,10 +492,12 @@ def ab_pairs(title, cmd, configs, rounds, per, pers):
                 got.append((float(kv["direct_ns"]), float(kv["added_ns"]),
                             float(kv["added_cpu_ns"])))
             d, a, c = (statistics.median(x[i] for x in got) for i in range(3))
+            out[label] = (d, a, c)
             print("| %s | %.0f ns | %+.0f | %.1f %% | %+.0f | %.1f %% |" % (
                 label, d, a, 100 * a / d, c, 100 * c / d))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return out
 
 
 def io_instructions(app, off, on):
@@ -627,10 +692,15 @@ def query_bench(rounds, quick):
             shutil.rmtree(work, ignore_errors=True)
     # the issue's case again, measured inside one process: separate runs
     # move by more than the hook costs on a shared machine
-    ab_pairs("SQLite point selects, file, secondary index, one read transaction",
-             [exe, str(n), dbfile, "txn", "ab"],
-             [c for c in configs if c[0] == "none" or "hook" in c[0]
-              or "defaults" in c[0]], max(rounds, 5), "query", "queries")
+    got = ab_pairs("SQLite point selects, file, secondary index, one read transaction",
+                   [exe, str(n), dbfile, "txn", "ab"],
+                   [c for c in configs if c[0] == "none" or "hook" in c[0]
+                    or "defaults" in c[0]], max(rounds, 5), "query", "queries")
+    for label, (d, a, _) in got.items():
+        if "hook only" in label:
+            target("SQLite hook <= 5 %% of a select, C sqlite_bench in one process "
+                   "(a select under a few us), %s" % label.split(", ")[-1],
+                   "%.0f ns of %.0f ns, %.1f %%" % (a, d, 100 * a / d), a <= 0.05 * d)
     python_query_bench(rounds, quick, dbfile,
                        [c for c in configs if c[0] == "none" or "hook only" in c[0]
                         or "defaults" in c[0]])
@@ -692,9 +762,15 @@ def python_query_bench(rounds, quick, dbfile, configs):
         if calls != 2000:
             raise Failed("sqlite_points.py ab: the trace holds %d point selects, "
                          "not the hooked half (2000): the copy is not unhooked" % calls)
-        ab_pairs("SQLite point selects from python3's sqlite3 module, one read "
-                 "transaction", [py, script, str(2 * n), dbfile, "ab"], configs,
-                 max(rounds, 5), "query", "queries")
+        got = ab_pairs("SQLite point selects from python3's sqlite3 module, one read "
+                       "transaction", [py, script, str(2 * n), dbfile, "ab"], configs,
+                       max(rounds, 5), "query", "queries")
+        for label, (d, a, _) in got.items():
+            if "hook only" in label:
+                target("SQLite hook <= 5 %% of a point select of a few us "
+                       "(python3's sqlite3 module, in one process), %s" % label.split(", ")[-1],
+                       "%.0f ns of %.0f ns, %.1f %%" % (a, d, 100 * a / d),
+                       a <= 0.05 * d)
         if not shutil.which("valgrind"):
             raise Failed("valgrind is missing (tools/install-deps.sh bench installs it)")
         lo, hi = 1000, 6000

@@ -307,8 +307,8 @@ def main():
     for label, limit in (("kprof, stacks off", 1.5), ("kprof, stacks on", 3.0)):
         if label in med:
             r = med[label] / med["none"]
-            target("alloc_bench, %s: <= %.1fx" % (label[7:], limit), "%.2fx" % r,
-                   r <= limit)
+            target("alloc_bench, %s: <= %.1fx" % (label.split(", ")[-1], limit),
+                   "%.2fx" % r, r <= limit)
     target("trace <= 6 bytes an allocation event (alloc_bench)",
            "%.2f stacks on, %.2f stacks off" % (bpe_on, bpe_off),
            bpe_on <= 6 and bpe_off <= 6)
@@ -428,17 +428,22 @@ def io_calls(files):
     return rep["io"]["totals"]["calls"]
 
 
+def callgrind_threads(cmd, env, cwd):
+    """cmd under callgrind in cwd with env added, one profile a thread:
+    cwd/cg-01 (the first thread), cwd/cg-02, ..."""
+    full = dict(os.environ)
+    full.update(env)
+    subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                    "--callgrind-out-file=" + os.path.join(cwd, "cg")] + cmd,
+                   env=full, cwd=cwd, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+
+
 def callgrind_ir(cmd, env):
     """Instructions of (app thread, all other threads) under callgrind."""
     d = tempfile.mkdtemp(prefix="kprof-bench-cg-")
     try:
-        full = dict(os.environ)
-        full.update(env)
-        subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
-                        "--callgrind-out-file=" + os.path.join(d, "cg")] +
-                       cmd[:1] + [d] + cmd[2:], env=full, cwd=d,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       check=True)
+        callgrind_threads(cmd[:1] + [d] + cmd[2:], env, d)
         app_ir = other = 0
         for f in os.listdir(d):
             if not f.startswith("cg-"):
@@ -587,6 +592,15 @@ def io_benches(rounds, quick):
     os.unlink(script.name)
 
 
+def hook_share_targets(got, workload):
+    """Target lines from ab_pairs() results: the hook's share of a query
+    of workload, for each "hook only" configuration."""
+    for label, (d, a, _) in got.items():
+        if "hook only" in label:
+            target("SQLite hook <= 5 %% of %s, %s" % (workload, label.split(", ")[-1]),
+                   "%.0f ns of %.0f ns, %.1f %%" % (a, d, 100 * a / d), a <= 0.05 * d)
+
+
 def per_query_runs(title, cmd, configs, rounds, reverse=False):
     """Separate runs of cmd (which prints ns_per_query= and
     cpu_ns_per_query=, timed inside its loop) per config, round after
@@ -696,11 +710,8 @@ def query_bench(rounds, quick):
                    [exe, str(n), dbfile, "txn", "ab"],
                    [c for c in configs if c[0] == "none" or "hook" in c[0]
                     or "defaults" in c[0]], max(rounds, 5), "query", "queries")
-    for label, (d, a, _) in got.items():
-        if "hook only" in label:
-            target("SQLite hook <= 5 %% of a select, C sqlite_bench in one process "
-                   "(a select under a few us), %s" % label.split(", ")[-1],
-                   "%.0f ns of %.0f ns, %.1f %%" % (a, d, 100 * a / d), a <= 0.05 * d)
+    hook_share_targets(got, "a select, C sqlite_bench in one process (a select "
+                       "under a few us)")
     python_query_bench(rounds, quick, dbfile,
                        [c for c in configs if c[0] == "none" or "hook only" in c[0]
                         or "defaults" in c[0]])
@@ -710,13 +721,9 @@ def app_thread_ir(cmd, env, cwd):
     """Instructions of cmd's first thread under callgrind, less kprof's
     work at exit there (kp_writer_sync: the last of the trace, which the
     exiting thread writes), which is not a query's."""
-    full = dict(os.environ)
-    full.update(env)
-    out = os.path.join(cwd, "cg")
-    subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
-                    "--callgrind-out-file=" + out] + cmd, env=full, cwd=cwd,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", out + "-01"],
+    callgrind_threads(cmd, env, cwd)
+    ann = subprocess.run(["callgrind_annotate", "--inclusive=yes",
+                          os.path.join(cwd, "cg-01")],
                          capture_output=True, text=True, check=True).stdout
     total = at_exit = 0
     for line in ann.splitlines():
@@ -765,12 +772,8 @@ def python_query_bench(rounds, quick, dbfile, configs):
         got = ab_pairs("SQLite point selects from python3's sqlite3 module, one read "
                        "transaction", [py, script, str(2 * n), dbfile, "ab"], configs,
                        max(rounds, 5), "query", "queries")
-        for label, (d, a, _) in got.items():
-            if "hook only" in label:
-                target("SQLite hook <= 5 %% of a point select of a few us "
-                       "(python3's sqlite3 module, in one process), %s" % label.split(", ")[-1],
-                       "%.0f ns of %.0f ns, %.1f %%" % (a, d, 100 * a / d),
-                       a <= 0.05 * d)
+        hook_share_targets(got, "a point select of a few us (python3's sqlite3 "
+                           "module, in one process)")
         if not shutil.which("valgrind"):
             raise Failed("valgrind is missing (tools/install-deps.sh bench installs it)")
         lo, hi = 1000, 6000
@@ -779,7 +782,7 @@ def python_query_bench(rounds, quick, dbfile, configs):
               "PYTHONHASHSEED=0; the median of three):" % (hi, lo))
         per = {}
         for label, env in configs:
-            got = []
+            runs = []
             # the median of three: a run's count moves by up to ~200 a
             # query with the writer thread's timing (its wake-ups)
             for _ in range(3):
@@ -790,8 +793,8 @@ def python_query_bench(rounds, quick, dbfile, configs):
                     # per query move by ~200 between seeds (dict layouts)
                     counts.append(app_thread_ir([py, script, str(q), dbfile],
                                                 dict(env, PYTHONHASHSEED="0"), work))
-                got.append((counts[1] - counts[0]) / (hi - lo))
-            per[label] = statistics.median(got)
+                runs.append((counts[1] - counts[0]) / (hi - lo))
+            per[label] = statistics.median(runs)
         for label, _ in configs:
             print("- %s: %.0f instructions/query (%+.0f, %.1f %%)" % (
                 label, per[label], per[label] - per["none"],

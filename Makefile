@@ -103,6 +103,13 @@ $(B)/tests/t_%: tests/unit/t_%.c tests/harness.h $(LIBKP) $(ANALYZE_LIB_OBJ)
 	$(CC) $(BASE_CFLAGS) -Ilib -Itools/analyze -Itests $(PC_CFLAGS) $< \
 		$(ANALYZE_LIB_OBJ) $(LIBKP) -o $@ $(TOOLS_LIBS)
 
+# python3.11's layouts that preload/pystack.c reads, against its headers
+# (python3-dev): only this test includes them.
+PY_CFLAGS = $(shell $(PKG_CONFIG) --cflags python3 2>/dev/null)
+$(B)/tests/t_pyoffsets: tests/unit/t_pyoffsets.c tests/harness.h preload/pyoffsets.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Ipreload -Itests $(PY_CFLAGS) $< -o $@
+
 # Test apps: -O0 and frame pointers so the functions named in the tests stay
 # on the stack; -rdynamic is not needed (symbols come from .symtab / DWARF).
 $(B)/tests/apps/%: tests/apps/%.c

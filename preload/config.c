@@ -127,6 +127,8 @@ void kp_config_load(struct kp_config *c)
 		kp_warn("KOTOBA_PROFILE_UNWIND='%s' is not fast, libunwind or "
 			"verify; using the default fast", u);
 
+	c->python = parse_bool("KOTOBA_PROFILE_PYTHON", 1);
+
 	kp_config_load_query(c);
 
 	const char *out = getenv("KOTOBA_PROFILE_OUTPUT");
@@ -182,6 +184,7 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("cpu", "%d", c->cpu);
 	PAIR("cpu_hz", "%u", c->cpu_hz);
 	PAIR("unwind", "%s", kp_unwind_mode_name(c->unwind));
+	PAIR("python", "%d", c->python);
 #undef PAIR
 	return n;
 }

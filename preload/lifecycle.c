@@ -100,6 +100,7 @@ static void fork_prepare(void)
 	kp_modules_lock();
 	kp_stacktab_lock();
 	kp_qtext_lock();
+	kp_pystack_lock();
 	kp_spin_lock(&kp.shared_lock);
 	kp_arena_lock();
 }
@@ -110,6 +111,7 @@ static void fork_parent(void)
 		return;
 	kp_arena_unlock();
 	kp_spin_unlock(&kp.shared_lock);
+	kp_pystack_unlock();
 	kp_qtext_unlock();
 	kp_stacktab_unlock();
 	kp_modules_unlock();
@@ -122,6 +124,7 @@ static void fork_child(void)
 	if (!kp_recording())
 		return;
 	kp_arena_unlock();
+	kp_pystack_unlock();
 	kp_qtext_unlock();
 	kp_stacktab_unlock();
 	kp_modules_unlock();
@@ -167,6 +170,7 @@ __attribute__((constructor)) static void kp_ctor(void)
 	if (!kp_ready())
 		return;
 	kp_tls.busy = 1;
+	kp_pystack_init(); /* python3.11's frames, if this is python3.11 */
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	on_exit_registered = on_exit(on_exit_finish, NULL) == 0;
 	if (kp_writer_start() != 0)

@@ -313,7 +313,9 @@ static __attribute__((noinline)) uint32_t capture_lu(int depth)
 
 uint32_t kp_stack_capture(void)
 {
-	return capture(NULL, 0, NULL);
+	uint32_t id = capture(NULL, 0, NULL);
+	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn(id, NULL) :
+						 id;
 }
 
 /* kp_stack_capture_at's own verify (KOTOBA_PROFILE_UNWIND=verify): the
@@ -384,13 +386,15 @@ __attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *
 {
 	const uintptr_t *fp = __builtin_frame_address(0);
 	uint32_t id = kp_unwind_memo_hit(fp, m);
-	if (id && KP_LIKELY(kp.cfg.unwind == KP_UNWIND_FAST))
-		return id; /* the same walk as m's last: its stack */
-	/* (verify: walk anyway, and compare the ids) */
-	id = capture_memo_slow(fp, id, m);
-	/* not a tail call: the walk goes through this frame (fp) */
-	__asm__ volatile("" ::: "memory");
-	return id;
+	if (!id || KP_UNLIKELY(kp.cfg.unwind != KP_UNWIND_FAST)) {
+		/* not the same walk as m's last (or verify: walk anyway,
+		 * and compare the ids) */
+		id = capture_memo_slow(fp, id, m);
+		/* not a tail call: the walk goes through this frame (fp) */
+		__asm__ volatile("" ::: "memory");
+	}
+	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn(id, &m->py) :
+						 id;
 }
 
 /*

@@ -78,6 +78,7 @@ static struct {
 	double tsc_hz;
 	uint32_t stacks_out;    /* stacks 1..stacks_out are in the trace */
 	uint32_t qtexts_out;    /* query texts 1..qtexts_out are too */
+	uint32_t pynames_out;   /* Python frames 1..pynames_out are named */
 	uint64_t modules_since; /* module change seq already written */
 	uint64_t lost_out[KP_REC_TYPE_MAX + 1]; /* LOST counts written */
 	uint64_t stack_drops_out;
@@ -393,6 +394,20 @@ static void add_stack(uint32_t id)
 	r.type = KP_REC_STACK;
 	r.u.stack.id = id;
 	r.u.stack.pcs = kp_stacktab_get(id, &r.u.stack.depth);
+	kp_writer_add(w.kw, &r);
+}
+
+/* A Python frame's name (pystack.c), as a JIT's code is named. */
+static void add_pyname(uint32_t entry)
+{
+	struct kp_rec r;
+	memset(&r, 0, sizeof(r));
+	r.type = KP_REC_JIT_CODE;
+	r.ts = to_ns(kp_ticks());
+	r.tid = kp_tls.tid;
+	r.u.jit.lo = kp_pystack_pc(entry);
+	r.u.jit.size = 16;
+	r.u.jit.name = kp_pystack_name(entry, &r.u.jit.name_len);
 	kp_writer_add(w.kw, &r);
 }
 
@@ -731,6 +746,11 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	for (uint32_t id = w.qtexts_out + 1; id <= nq; id++)
 		add_qtext(id);
 	w.qtexts_out = nq;
+	/* Python frames' names, read after the heads as well */
+	uint32_t np = kp_pystack_enabled ? kp_pystack_count() : 0;
+	for (uint32_t e = w.pynames_out + 1; e <= np; e++)
+		add_pyname(e);
+	w.pynames_out = np;
 
 	/* 3. events below the watermark, ring by ring */
 	int more = 0;
@@ -1044,6 +1064,7 @@ void kp_writer_after_fork_child(void)
 	atomic_store(&w.stop, 0);
 	w.stacks_out = 0;
 	w.qtexts_out = 0;
+	w.pynames_out = 0;
 	w.modules_since = 0;
 	w.stack_drops_out = 0;
 	memset(w.lost_out, 0, sizeof(w.lost_out));

@@ -15,6 +15,9 @@ for s in $sets; do
 		libmsgpack-dev libzstd-dev libdw-dev libelf-dev zlib1g-dev" ;;
 	test) pkgs="$pkgs clang valgrind python3 sqlite3 strace git binutils man-db
 		file"
+		# python3's headers: the interpreter's frame layouts that
+		# kprof reads (tests/unit/t_pyoffsets.c)
+		pkgs="$pkgs python3-dev"
 		# query profiling (issue 4): the C test apps' libraries, a
 		# PostgreSQL server, psql and pgbench
 		pkgs="$pkgs libsqlite3-dev libpq-dev postgresql postgresql-client

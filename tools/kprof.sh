@@ -18,6 +18,7 @@
 #   --query-text-full       keep query texts with their literals
 #   --cpu[=HZ]              sample CPU time (default 100 samples/CPU-s)
 #   --unwind=MODE           stack unwinder: fast (default), libunwind, verify
+#   --no-python             python3.11: no script frames in the stacks
 #   -a, --analyze           run kprof-analyze on the traces afterwards
 #                           (report on stderr)
 # The library is $KPROF_LIB if set, else the installed one, else the one
@@ -138,6 +139,7 @@ while [ $# -gt 0 ]; do
 	--cpu=*) export KOTOBA_PROFILE_CPU=1 KOTOBA_PROFILE_CPU_HZ="${1#--cpu=}"
 		shift ;;
 	--unwind=*) export KOTOBA_PROFILE_UNWIND="${1#--unwind=}"; shift ;;
+	--no-python) export KOTOBA_PROFILE_PYTHON=0; shift ;;
 	-a|--analyze) analyze=1; shift ;;
 	-h|--help) usage 0 ;;
 	--) shift; break ;;

@@ -46,6 +46,7 @@ DEFAULT_CONFIG.update({"cpu": "0", "cpu_hz": "100"})
 DEFAULT_CONFIG.update({"unwind": "fast"})
 # how the SQLite hook reads its counters (preload/hook_sqlite.c)
 DEFAULT_CONFIG.update({"sqlite_counters": "auto"})
+DEFAULT_CONFIG.update({"python": "1"})
 
 
 def makefile_version():
@@ -167,6 +168,7 @@ OPTIONS = [
     (["--cpu"], {"CPU": "1"}, "cpu", "1"),
     (["--cpu=250"], {"CPU": "1", "CPU_HZ": "250"}, "cpu_hz", "250"),
     (["--unwind=libunwind"], {"UNWIND": "libunwind"}, "unwind", "libunwind"),
+    (["--no-python"], {"PYTHON": "0"}, "python", "0"),
     (["-d", "0"], {"STACK_DEPTH": "0"}, "zstd_literals", "raw"),
 ]
 

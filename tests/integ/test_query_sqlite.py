@@ -332,6 +332,81 @@ with t.section("statements without a slot: lost runs counted"):
             t.eq(rep["trace"]["events_lost"], lost, "sqlite_many %s: only query "
                  "events lost" % n)
 
+# Python's own frames (preload/pystack.c, python3.11): each query's stack
+# holds the script's functions and lines, inside the machine frame of the
+# eval loop that ran them; fingerprint -> {the stack's Python frames as
+# (function, file, line), outermost last: calls}. The lines are
+# sqlite_app.py's: a query's stack is taken where it ends (its last step),
+# so the N+1 select ends in fetchall() (line 34) and the loop's select in
+# the for statement (31).
+PYSITES = {
+    "create table users(id integer primary key, name text, city text)":
+        {(("<module>", 13),): 1},
+    "create table orders(id integer primary key, user_id int, amount int)":
+        {(("<module>", 14),): 1},
+    "insert into users(name, city) values(?+)":
+        {(("insert_users", 20), ("<module>", 23)): 20,
+         (("insert_users", 20), ("<module>", 25)): 20},
+    "begin": {(("<module>", 24),): 1},
+    "insert into orders(user_id, amount) values(?+)": {(("<module>", 27),): 40},
+    "commit": {(("<module>", 28),): 1},
+    "select id from users": {(("<module>", 31),): 1},
+    "select amount from orders where user_id = ?": {(("<module>", 34),): 40},
+    "select name from users where id = ?": {(("<module>", 36),): 2},
+    "select count(*) from users where city = ?": {(("<module>", 40),): 1},
+}
+
+
+def py_frames(stack):
+    return tuple((x.get("function"), x.get("line")) for x in stack
+                 if x.get("file") == PYAPP)
+
+
+def py_sites(q):
+    got = {}
+    for f in q["fingerprints"]:
+        sites = got.setdefault(f["fingerprint"], {})
+        for c in f["call_sites"]:
+            k = py_frames(c["stack"])
+            sites[k] = sites.get(k, 0) + c["calls"]
+    return got
+
+
+with t.section("python3 app: the script's frames in query and I/O stacks"):
+    with Tmp() as d:
+        r = run([PY, PYAPP, os.path.join(d, "app.db")], d)
+        t.eq((r.rc, r.err), (0, ""), "runs under kprof")
+        rep = analyze(r.traces)
+        t.eq(py_sites(rep["queries"]), PYSITES, "every fingerprint's call sites "
+             "name the script's functions and lines, with their calls")
+        stacks = [c["stack"] for f in rep["queries"]["fingerprints"]
+                  for c in f["call_sites"]]
+        placed = []
+        for s in stacks:
+            i = max(k for k, x in enumerate(s) if x.get("file") == PYAPP)
+            placed.append((s[i + 1].get("function"),
+                           s[i].get("module", "").startswith("[perf-")))
+        t.eq(set(placed), {("_PyEval_EvalFrameDefault", True)},
+             "the Python frames sit inside the eval loop's machine frame, in "
+             "the process's JIT pseudo-module")
+        io = {os.path.basename(f["path"]): f for f in rep["io"]["files"]}
+        jw = [py_frames(s["frames"]) for s in io["app.db-journal"]["stacks"]]
+        t.ok(jw and all(x and x[-1][0] == "<module>" for x in jw),
+             "I/O stacks (the journal's writes) carry the script's frames too", jw)
+        recs = dump(r.traces)
+        names = [(x["name"], x["lo"], x["size"]) for x in recs
+                 if x["type"] == "jit_code"]
+        t.eq([(n, lo >= 0xffffffff00000000, size) for n, lo, size in names
+              if n.endswith("/sqlite_app.py:20")],
+             [("py::insert_users:%s:20" % PYAPP, True, 16)],
+             "line 20's call is named by one JIT_CODE record, in kernel space "
+             "(where no user code is)", names[:5])
+        r = run([PY, PYAPP, os.path.join(d, "app2.db")], d, prof={"PYTHON": "0"})
+        t.eq((r.rc, r.err), (0, ""), "PYTHON=0: runs")
+        got = py_sites(analyze(r.traces)["queries"])
+        t.eq({k: set(v) for k, v in got.items()}, {k: {()} for k in PYSITES},
+             "PYTHON=0: machine frames only")
+
 with t.section("the in-process pairs of make bench (sqlite_bench ab)"):
     # a bench tool, checked for what it does, not for its times: blocks of
     # selects alternate between the hooked sqlite3_step/reset and

@@ -952,6 +952,31 @@ static Dwarf_Line *line_by_cu(struct sym_module *sm, Dwarf_Addr a,
 	return NULL;
 }
 
+/*
+ * A JIT name as a frame: "py::QUALNAME:FILE" (python3.12's -X perf map) or
+ * "py::QUALNAME:FILE:LINE" (the Python frames kprof reads itself,
+ * preload/pystack.c) is the function QUALNAME at FILE, line LINE; any
+ * other name is the function's whole.
+ */
+static void jit_frame(struct kp_symframe *f, const char *name)
+{
+	const char *q = name + 4, *c;
+	if (strncmp(name, "py::", 4) != 0 || !(c = strchr(q, ':')) || c == q ||
+	    !c[1]) {
+		f->function = xstrdup(name);
+		return;
+	}
+	const char *file = c + 1, *end = file + strlen(file), *l = end;
+	while (l > file && l[-1] >= '0' && l[-1] <= '9')
+		l--;
+	if (l < end && l - 1 > file && l[-1] == ':' && end - l < 10) {
+		f->line = atoi(l);
+		end = l - 1;
+	}
+	f->function = xstrndup(q, (size_t)(c - q));
+	f->file = xstrndup(file, (size_t)(end - file));
+}
+
 static void sym_lookup(struct kp_symbols *s, struct sym_entry *e)
 {
 	struct kp_module *m = &s->an->modules[e->module];
@@ -963,7 +988,8 @@ static void sym_lookup(struct kp_symbols *s, struct sym_entry *e)
 						   (e->ret_addr && e->offset));
 		if (!name) /* a leaf pc at the start of its code */
 			name = kp_perfmap_find(m->jit, e->offset);
-		e->f.function = name ? xstrdup(name) : NULL;
+		if (name)
+			jit_frame(&e->f, name);
 		return;
 	}
 	struct sym_module *sm = sym_open(s, m);

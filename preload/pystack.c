@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Python's own frames in the stacks of queries, I/O calls, spans and
+ * custom events, for python3.11 (Debian 12's python3).
+ *
+ * python3.11 runs Python code inside _PyEval_EvalFrameDefault without a
+ * machine frame per Python function, and writes no perf map (3.12's
+ * "-X perf" does): the machine stack of a query a script runs says
+ * "_sqlite3 ... _PyEval_EvalFrameDefault ... Py_RunMain", never which
+ * line of the script ran it. So where kprof takes such a stack, it also
+ * reads the interpreter's frames of the calling thread: its
+ * PyThreadState (PyGILState_GetThisThreadState, which works while the
+ * thread has released the GIL, as the sqlite3 module does around
+ * sqlite3_step), that state's current frame, and each frame's code
+ * object, last instruction and caller. Each place in the source
+ * (function, file, line) gets a made-up pc in kernel space, where no user
+ * code is, named
+ * "py::QUALNAME:FILE:LINE" by a JIT_CODE record the writer adds
+ * (kp_pystack_name); the analyzer names frames that lie in no module from
+ * those records, as it does a JIT's (tools/analyze/perfmap.c). The Python
+ * frames go into the machine stack just inside the
+ * _PyEval_EvalFrameDefault frame that runs them: the frames from the
+ * current one up to the first that entered the eval loop (is_entry)
+ * belong to the innermost such machine frame, the next run of them to the
+ * next one out, and so on.
+ *
+ * Reading the interpreter's structures is safe here because the version
+ * is checked exactly (Py_Version: 3.11; the offsets below are 3.11's,
+ * which tests/unit/t_pyoffsets.c checks against Python's own headers),
+ * the frames read are the calling thread's own, which do not change while
+ * it is inside the call kprof hooks, and every code object's type is
+ * checked before its fields are read. Nothing here calls into Python but
+ * PyGILState_GetThisThreadState (a thread-specific-data read) and
+ * PyCode_Addr2Line (a read of the code's line table), and nothing
+ * allocates from the program's heap.
+ *
+ * The machine stack is taken as before (and remembered, kp_unwind_memo);
+ * kp_pystack_adorn() turns its id into the id of the stack with the
+ * Python frames in. A statement run in a loop from one line, or an I/O
+ * call, finds the same machine stack and the same frames as last time:
+ * the caller's memo (struct kp_pystack_memo) keeps the pair's key and the
+ * result, so the common case is the frames' walk and a compare.
+ */
+#include "state.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "pyoffsets.h"
+
+/* The made-up pcs: entry i (from 1) is [BASE + 16 i, + 16), its pc + 8,
+ * so a lookup of the pc or of pc - 1 (a return address) finds it. */
+#define PC_BASE 0xffffffff00000000ull
+#define MAX_NAMES (1u << 16)      /* places named: frames at more are nameless */
+#define NAME_STORE (8u << 20)     /* bytes of names */
+#define NAME_MAX_LEN 480          /* a name is cut here */
+#define TAB_BITS 17               /* (code, instruction) -> entry, and
+				   * name -> entry */
+
+int kp_pystack_enabled;
+
+static struct {
+	void *(*this_thread)(void); /* PyGILState_GetThisThreadState */
+	int (*addr2line)(void *, int); /* PyCode_Addr2Line */
+	const void *code_type;      /* &PyCode_Type */
+	uint64_t eval_lo, eval_hi;  /* _PyEval_EvalFrameDefault's code */
+} py;
+
+/* (code, instruction, filename, qualname) -> entry; slots are claimed
+ * under the lock and published by their tag (release), read without. */
+struct pyslot {
+	_Atomic uint64_t tag; /* the key's hash | 1, 0 empty */
+	uint64_t code, instr, file, qual;
+	uint32_t entry;
+};
+static struct pyslot *tab;
+static uint32_t *byname;          /* name's hash -> entry (under lock) */
+static _Atomic int lock;
+static _Atomic uint32_t nnames;   /* entries 1..nnames are named */
+static uint32_t *name_off;        /* entry -> offset in names, length */
+static uint16_t *name_len;
+static char *names;
+static size_t names_used;         /* under lock */
+
+/* The per-thread memo of kp_stack_capture (no memo of its own). */
+static __thread struct kp_pystack_memo last
+	__attribute__((tls_model("initial-exec")));
+
+/* A loaded object named libpython3.11*? */
+static int has_libpython(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	(void)arg;
+	const char *n = info->dlpi_name ? info->dlpi_name : "";
+	const char *b = strrchr(n, '/');
+	return !strncmp(b ? b + 1 : n, "libpython3.11", 13);
+}
+
+/*
+ * Is this python3.11: the program's file is python3.11*, or it loaded
+ * libpython3.11*? Asked before any dlsym, since a dlsym that fails
+ * leaves a message that glibc allocates with the program's malloc and
+ * frees later, a free kprof would record of a block it never saw.
+ */
+static int looks_like_python311(void)
+{
+	char exe[512];
+	long n = syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", exe,
+			 sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		const char *b = strrchr(exe, '/');
+		if (!strncmp(b ? b + 1 : exe, "python3.11", 10))
+			return 1;
+	}
+	return dl_iterate_phdr(has_libpython, NULL);
+}
+
+void kp_pystack_init(void)
+{
+	if (!kp.cfg.python || kp.cfg.stack_depth <= 0 ||
+	    !looks_like_python311())
+		return;
+	const unsigned long *ver = dlsym(RTLD_DEFAULT, "Py_Version");
+	if (!ver)
+		return;
+	if ((*ver >> 16) != 0x030b) /* 3.11 only: the offsets are its */
+		return;
+	py.this_thread = (void *(*)(void))dlsym(RTLD_DEFAULT,
+					       "PyGILState_GetThisThreadState");
+	py.addr2line = (int (*)(void *, int))dlsym(RTLD_DEFAULT,
+						   "PyCode_Addr2Line");
+	py.code_type = dlsym(RTLD_DEFAULT, "PyCode_Type");
+	void *eval = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
+	Dl_info info;
+	const ElfW(Sym) *sym = NULL;
+	if (!py.this_thread || !py.addr2line || !py.code_type || !eval ||
+	    !dladdr1(eval, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym ||
+	    !sym->st_size)
+		return;
+	py.eval_lo = (uint64_t)(uintptr_t)eval;
+	py.eval_hi = py.eval_lo + sym->st_size;
+	tab = kp_map_noreserve(sizeof(*tab) << TAB_BITS);
+	byname = kp_map_noreserve(sizeof(*byname) << TAB_BITS);
+	name_off = kp_map_noreserve((MAX_NAMES + 1) * sizeof(*name_off));
+	name_len = kp_map_noreserve((MAX_NAMES + 1) * sizeof(*name_len));
+	names = kp_map_noreserve(NAME_STORE);
+	if (!tab || !byname || !name_off || !name_len || !names)
+		return;
+	kp_pystack_enabled = 1;
+}
+
+void kp_pystack_lock(void)
+{
+	kp_spin_lock(&lock);
+}
+
+void kp_pystack_unlock(void)
+{
+	kp_spin_unlock(&lock);
+}
+
+uint32_t kp_pystack_count(void)
+{
+	return atomic_load_explicit(&nnames, memory_order_acquire);
+}
+
+uint64_t kp_pystack_pc(uint32_t entry)
+{
+	return PC_BASE + 16 * (uint64_t)entry;
+}
+
+const char *kp_pystack_name(uint32_t entry, uint32_t *len)
+{
+	*len = name_len[entry];
+	return names + name_off[entry];
+}
+
+static KP_ALWAYS_INLINE uint64_t ld(uint64_t p, unsigned off)
+{
+	uint64_t v;
+	memcpy(&v, (const char *)(uintptr_t)p + off, 8);
+	return v;
+}
+
+/* One frame of the thread's: its code object and its last instruction
+ * (an address in the code's bytecode), and whether it entered the eval
+ * loop. */
+struct pyframe {
+	uint64_t code, instr;
+	int entry;
+};
+
+/* The calling thread's current frame, or 0 where it runs no Python code
+ * (or has no Python state). */
+static KP_ALWAYS_INLINE uint64_t top_frame(void)
+{
+	uint64_t ts = (uint64_t)(uintptr_t)py.this_thread();
+	uint64_t cf = ts ? ld(ts, PY311_TSTATE_CFRAME) : 0;
+	return cf ? ld(cf, PY311_CFRAME_CURRENT_FRAME) : 0;
+}
+
+/*
+ * The frames from fr on, innermost first, at most max of them, into f
+ * (when not NULL), and *key their hash with seed. Frames still being set
+ * up (their last instruction before their code's first) are left out, as
+ * python does. @return how many.
+ */
+static KP_ALWAYS_INLINE int frames(uint64_t fr, struct pyframe *f, int max,
+				   uint64_t *key)
+{
+	uint64_t h = *key;
+	int n = 0;
+	for (int guard = 0; fr && n < max && guard < 4 * max; guard++) {
+		uint64_t code = ld(fr, PY311_FRAME_F_CODE);
+		if (!code || ld(code, 8) != (uint64_t)(uintptr_t)py.code_type)
+			break; /* not what 3.11's frame holds: stop here */
+		uint64_t instr = ld(fr, PY311_FRAME_PREV_INSTR);
+		uint8_t entry;
+		memcpy(&entry, (const char *)(uintptr_t)fr +
+				       PY311_FRAME_IS_ENTRY, 1);
+		if (instr >= code + PY311_CODE_CO_CODE_ADAPTIVE) {
+			/* one multiply a frame: the instruction's address
+			 * says which code object too */
+			h = (h ^ (instr + entry)) * 0x9e3779b97f4a7c15ull;
+			if (f) {
+				f[n].code = code;
+				f[n].instr = instr;
+				f[n].entry = entry;
+			}
+			n++;
+		} else if (n && entry) {
+			h ^= 1; /* the run still ends here */
+			if (f)
+				f[n - 1].entry = 1;
+		}
+		fr = ld(fr, PY311_FRAME_PREVIOUS);
+	}
+	*key = h;
+	return n;
+}
+
+static KP_ALWAYS_INLINE uint64_t mix(uint64_t h, uint64_t v)
+{
+	return (h ^ v) * 0x9e3779b97f4a7c15ull;
+}
+
+/* A Python string as bytes: compact ASCII strings as they are (nearly
+ * every file name and function name), others from their cached UTF-8, if
+ * any; else "?". */
+static const char *py_str(uint64_t s, size_t *len)
+{
+	uint32_t state;
+	if (!s) {
+		*len = 1;
+		return "?";
+	}
+	memcpy(&state, (const char *)(uintptr_t)s + PY311_ASCII_STATE, 4);
+	uint64_t n = ld(s, PY311_ASCII_LENGTH);
+	if ((state & PY311_STATE_COMPACT) && (state & PY311_STATE_ASCII)) {
+		*len = n;
+		return (const char *)(uintptr_t)s + PY311_ASCII_DATA;
+	}
+	uint64_t u = ld(s, PY311_COMPACT_UTF8);
+	if ((state & PY311_STATE_COMPACT) && u) {
+		*len = ld(s, PY311_COMPACT_UTF8_LENGTH);
+		return (const char *)(uintptr_t)u;
+	}
+	*len = 1;
+	return "?";
+}
+
+/* The slot of key (h, code, instr, file, qual), or the empty slot where
+ * it would go; NULL when the probe found neither. */
+static struct pyslot *probe(uint64_t h, const struct pyframe *f,
+			    uint64_t file, uint64_t qual)
+{
+	const uint64_t mask = ((uint64_t)1 << TAB_BITS) - 1;
+	uint64_t i = h >> (64 - TAB_BITS);
+	for (uint64_t k = 0; k < 64; k++, i = (i + 1) & mask) {
+		struct pyslot *s = &tab[i];
+		uint64_t tag = atomic_load_explicit(&s->tag,
+						    memory_order_acquire);
+		if (!tag || (tag == h && s->code == f->code &&
+			     s->instr == f->instr && s->file == file &&
+			     s->qual == qual))
+			return s;
+	}
+	return NULL;
+}
+
+/*
+ * The entry named name (w bytes, at the end of the store), made if new:
+ * one per source place, so that the instructions of one line (a call and
+ * the specialised form python3.11 later runs instead) are one frame.
+ * Under the lock. @return 0 when full.
+ */
+static uint32_t entry_named(const char *name, size_t w)
+{
+	uint64_t h = KP_STACK_HASH_SEED;
+	for (size_t i = 0; i < w; i++)
+		h = mix(h, (uint8_t)name[i]);
+	const uint64_t mask = ((uint64_t)1 << TAB_BITS) - 1;
+	for (uint64_t k = 0, i = h >> (64 - TAB_BITS); k < 64;
+	     k++, i = (i + 1) & mask) {
+		uint32_t e = byname[i];
+		if (e && name_len[e] == w &&
+		    !memcmp(names + name_off[e], name, w))
+			return e;
+		if (e)
+			continue;
+		e = atomic_load_explicit(&nnames, memory_order_relaxed) + 1;
+		if (e > MAX_NAMES)
+			return 0;
+		name_off[e] = (uint32_t)names_used;
+		name_len[e] = (uint16_t)w;
+		names_used += w + 1;
+		byname[i] = e;
+		atomic_store_explicit(&nnames, e, memory_order_release);
+		return e;
+	}
+	return 0;
+}
+
+/* A new slot s for frame f, of the entry named "py::QUALNAME:FILE:LINE".
+ * Under the lock. @return 0 when full. */
+static uint32_t add(struct pyslot *s, uint64_t h, const struct pyframe *f,
+		    uint64_t file, uint64_t qual)
+{
+	if (names_used + NAME_MAX_LEN > NAME_STORE)
+		return 0;
+	size_t ql, fl;
+	const char *q = py_str(qual, &ql), *fn = py_str(file, &fl);
+	int addr = (int)(f->instr - (f->code + PY311_CODE_CO_CODE_ADAPTIVE));
+	int line = py.addr2line((void *)(uintptr_t)f->code, addr);
+	int w = snprintf(names + names_used, NAME_MAX_LEN, "py::%.*s:%.*s:%d",
+			 (int)(ql > 200 ? 200 : ql), q,
+			 (int)(fl > 240 ? 240 : fl), fn, line);
+	if (w < 0)
+		return 0;
+	if (w >= NAME_MAX_LEN)
+		w = NAME_MAX_LEN - 1;
+	uint32_t e = entry_named(names + names_used, (size_t)w);
+	if (!e)
+		return 0;
+	s->code = f->code;
+	s->instr = f->instr;
+	s->file = file;
+	s->qual = qual;
+	s->entry = e;
+	atomic_store_explicit(&s->tag, h, memory_order_release);
+	return e;
+}
+
+/* The entry of frame f, made if new. @return 0 when the table is full
+ * (the frame is then a nameless pc). */
+static uint32_t entry_of(const struct pyframe *f)
+{
+	uint64_t file = ld(f->code, PY311_CODE_CO_FILENAME);
+	uint64_t qual = ld(f->code, PY311_CODE_CO_QUALNAME);
+	uint64_t h = mix(mix(mix(mix(0, f->code), f->instr), file), qual);
+	h = (h ^ (h >> 29)) | 1;
+	struct pyslot *s = probe(h, f, file, qual);
+	if (s && atomic_load_explicit(&s->tag, memory_order_acquire))
+		return s->entry;
+	uint32_t e = 0;
+	kp_spin_lock(&lock);
+	s = probe(h, f, file, qual); /* again: another thread's may be in */
+	if (s)
+		e = atomic_load_explicit(&s->tag, memory_order_relaxed) ?
+			    s->entry :
+			    add(s, h, f, file, qual);
+	kp_spin_unlock(&lock);
+	return e;
+}
+
+#define MAX_PY 48 /* Python frames read (the stack's depth caps them too) */
+
+/* The stack cid with f[0..n)'s frames put in (see the top). */
+static uint32_t with_frames(uint32_t cid, const struct pyframe *f, int n)
+{
+	uint32_t cn;
+	const uint64_t *c = kp_stacktab_get(cid, &cn);
+	uint64_t out[KP_MAX_STACK_DEPTH];
+	uint32_t depth = (uint32_t)kp.cfg.stack_depth, k = 0;
+	int j = 0; /* the next Python frame */
+	for (uint32_t i = 0; i < cn && k < depth; i++) {
+		/* a return address into the eval loop: its run of frames */
+		if (j < n && c[i] > py.eval_lo && c[i] <= py.eval_hi) {
+			for (; j < n && k < depth; j++) {
+				uint32_t e = entry_of(&f[j]);
+				out[k++] = e ? kp_pystack_pc(e) + 8 :
+					       PC_BASE + 8; /* nameless */
+				if (f[j].entry) {
+					j++;
+					break;
+				}
+			}
+		}
+		if (k < depth)
+			out[k++] = c[i];
+	}
+	return kp_stack_intern_pcs(out, k);
+}
+
+uint32_t kp_pystack_adorn(uint32_t cid, struct kp_pystack_memo *m)
+{
+	if (!cid)
+		return 0;
+	uint64_t fr = top_frame();
+	if (!fr)
+		return cid;
+	if (!m)
+		m = &last;
+	/* the key first, without storing the frames: mostly it is m's */
+	uint64_t key = cid;
+	if (!frames(fr, NULL, MAX_PY, &key))
+		return cid;
+	if (KP_LIKELY(m->key == key && m->id))
+		return m->id;
+	struct pyframe f[MAX_PY];
+	uint64_t again = cid;
+	int n = frames(fr, f, MAX_PY, &again);
+	uint32_t id = with_frames(cid, f, n);
+	m->key = key;
+	m->id = id;
+	return id ? id : cid;
+}

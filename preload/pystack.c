@@ -44,6 +44,7 @@
 #include "state.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <link.h>
 #include <stdio.h>
@@ -426,7 +427,9 @@ uint32_t kp_pystack_adorn(uint32_t cid, struct kp_pystack_memo *m)
 	struct pyframe f[MAX_PY];
 	uint64_t again = cid;
 	int n = frames(fr, f, MAX_PY, &again);
+	int saved = errno; /* the allocation hooks' callers keep theirs */
 	uint32_t id = with_frames(cid, f, n);
+	errno = saved;
 	m->key = key;
 	m->id = id;
 	return id ? id : cid;

@@ -88,8 +88,12 @@ static uint16_t *name_len;
 static char *names;
 static size_t names_used;         /* under lock */
 
-/* The per-thread memo of kp_stack_capture (no memo of its own). */
-static __thread struct kp_pystack_memo last
+/* The memos of the captures without one of their own (allocations,
+ * kp_stack_capture), per thread: a few machine stacks alternate (a
+ * query's three allocations and its own stack), so one memo each, chosen
+ * by the key. */
+#define TLS_MEMOS 64
+static __thread struct kp_pystack_memo memos[TLS_MEMOS]
 	__attribute__((tls_model("initial-exec")));
 
 /* A loaded object named libpython3.11*? */
@@ -416,12 +420,13 @@ uint32_t kp_pystack_adorn(uint32_t cid, struct kp_pystack_memo *m)
 	uint64_t fr = top_frame();
 	if (!fr)
 		return cid;
-	if (!m)
-		m = &last;
 	/* the key first, without storing the frames: mostly it is m's */
 	uint64_t key = cid;
 	if (!frames(fr, NULL, MAX_PY, &key))
 		return cid;
+	key ^= key >> 29;
+	if (!m)
+		m = &memos[key % TLS_MEMOS];
 	if (KP_LIKELY(m->key == key && m->id))
 		return m->id;
 	struct pyframe f[MAX_PY];

@@ -672,7 +672,7 @@ struct kp_unwind_memo {
  * finds the interpreter (once, at start-up); kp_pystack_adorn() makes the
  * machine stack id the stack with the calling thread's Python frames in
  * (id itself when it runs none), m remembering the last (NULL: the
- * thread's own memo). The writer names each Python frame it meets by a
+ * thread's own memos). The writer names each Python frame it meets by a
  * JIT_CODE record: entries 1..kp_pystack_count(), at pc kp_pystack_pc(i)
  * (16 bytes), called kp_pystack_name(i).
  */

@@ -214,7 +214,8 @@ static KP_ALWAYS_INLINE uint64_t top_frame(void)
  * The frames from fr on, innermost first, at most max of them, into f
  * (when not NULL), and *key their hash with seed. Frames still being set
  * up (their last instruction before their code's first) are left out, as
- * python does. @return how many.
+ * python does, but for one that began an eval loop, whose machine frame
+ * is there: it stays as an empty run (code 0). @return how many.
  */
 static KP_ALWAYS_INLINE int frames(uint64_t fr, struct pyframe *f, int max,
 				   uint64_t *key)
@@ -239,10 +240,16 @@ static KP_ALWAYS_INLINE int frames(uint64_t fr, struct pyframe *f, int max,
 				f[n].entry = entry;
 			}
 			n++;
-		} else if (n && entry) {
-			h ^= 1; /* the run still ends here */
-			if (f)
-				f[n - 1].entry = 1;
+		} else if (entry) {
+			/* an eval loop that has not started its frame: a run
+			 * of no frame (code 0), for its machine frame */
+			h = (h ^ 1) * 0x9e3779b97f4a7c15ull;
+			if (f) {
+				f[n].code = 0;
+				f[n].instr = 0;
+				f[n].entry = 1;
+			}
+			n++;
 		}
 		fr = ld(fr, PY311_FRAME_PREVIOUS);
 	}
@@ -398,9 +405,10 @@ static uint32_t with_frames(uint32_t cid, const struct pyframe *f, int n)
 		/* a return address into the eval loop: its run of frames */
 		if (j < n && c[i] > py.eval_lo && c[i] <= py.eval_hi) {
 			for (; j < n && k < depth; j++) {
-				uint32_t e = entry_of(&f[j]);
-				out[k++] = e ? kp_pystack_pc(e) + 8 :
-					       PC_BASE + 8; /* nameless */
+				uint32_t e = f[j].code ? entry_of(&f[j]) : 0;
+				if (f[j].code)
+					out[k++] = e ? kp_pystack_pc(e) + 8 :
+						       PC_BASE + 8; /* nameless */
 				if (f[j].entry) {
 					j++;
 					break;

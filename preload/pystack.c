@@ -36,10 +36,10 @@
  *
  * The machine stack is taken as before (and remembered, kp_unwind_memo);
  * kp_pystack_adorn() turns its id into the id of the stack with the
- * Python frames in. A statement run in a loop from one line, or an I/O
- * call, finds the same machine stack and the same frames as last time:
- * the caller's memo (struct kp_pystack_memo) keeps the pair's key and the
- * result, so the common case is the frames' walk and a compare.
+ * Python frames in. A loop meets the same few machine stacks with the
+ * same frames over and over: each thread keeps the last stacks it made
+ * by their key (the machine stack and the frames' hash), so the common
+ * case is the frames' walk and a compare.
  */
 #include "state.h"
 
@@ -88,13 +88,13 @@ static uint16_t *name_len;
 static char *names;
 static size_t names_used;         /* under lock */
 
-/* The memos of the captures without one of their own (allocations,
- * kp_stack_capture), per thread: a few machine stacks alternate (a
- * query's three allocations and its own stack), so one memo each, chosen
- * by the key. */
+/* A thread's last stacks, direct-mapped by their key: a few alternate
+ * (a query's three allocations and its own stack). */
 #define TLS_MEMOS 64
-static __thread struct kp_pystack_memo memos[TLS_MEMOS]
-	__attribute__((tls_model("initial-exec")));
+static __thread struct {
+	uint64_t key;
+	uint32_t id;
+} memos[TLS_MEMOS] __attribute__((tls_model("initial-exec")));
 
 /* A loaded object named libpython3.11*? */
 static int has_libpython(struct dl_phdr_info *info, size_t size, void *arg)
@@ -231,9 +231,12 @@ static KP_ALWAYS_INLINE int frames(uint64_t fr, struct pyframe *f, int max,
 		memcpy(&entry, (const char *)(uintptr_t)fr +
 				       PY311_FRAME_IS_ENTRY, 1);
 		if (instr >= code + PY311_CODE_CO_CODE_ADAPTIVE) {
-			/* one multiply a frame: the instruction's address
-			 * says which code object too */
+			/* the instruction's address says which code object
+			 * too; each step spreads its bits over the word, so
+			 * that nearby instructions of other stacks cannot
+			 * cancel out */
 			h = (h ^ (instr + entry)) * 0x9e3779b97f4a7c15ull;
+			h ^= h >> 29;
 			if (f) {
 				f[n].code = code;
 				f[n].instr = instr;
@@ -244,6 +247,7 @@ static KP_ALWAYS_INLINE int frames(uint64_t fr, struct pyframe *f, int max,
 			/* an eval loop that has not started its frame: a run
 			 * of no frame (code 0), for its machine frame */
 			h = (h ^ 1) * 0x9e3779b97f4a7c15ull;
+			h ^= h >> 29;
 			if (f) {
 				f[n].code = 0;
 				f[n].instr = 0;
@@ -421,24 +425,27 @@ static uint32_t with_frames(uint32_t cid, const struct pyframe *f, int n)
 	return kp_stack_intern_pcs(out, k);
 }
 
-uint32_t kp_pystack_adorn(uint32_t cid, struct kp_pystack_memo *m)
+uint32_t kp_pystack_adorn(uint32_t cid)
 {
 	if (!cid)
 		return 0;
 	uint64_t fr = top_frame();
 	if (!fr)
 		return cid;
-	/* the key first, without storing the frames: mostly it is m's */
-	uint64_t key = cid;
+	/* the key first, without storing the frames: mostly this thread
+	 * made the stack before, and its memo says which. The
+	 * machine stack's id, a small number, is spread first: mixed in as
+	 * it is, stack 5 at one instruction and stack 7 at the instruction
+	 * 2 bytes on would share a key. */
+	uint64_t key = (cid + 1) * 0xc2b2ae3d27d4eb4full;
+	key ^= key >> 31;
 	if (!frames(fr, NULL, MAX_PY, &key))
 		return cid;
-	key ^= key >> 29;
-	if (!m)
-		m = &memos[key % TLS_MEMOS];
+	__typeof__(&memos[0]) m = &memos[key % TLS_MEMOS];
 	if (KP_LIKELY(m->key == key && m->id))
 		return m->id;
 	struct pyframe f[MAX_PY];
-	uint64_t again = cid;
+	uint64_t again = 0;
 	int n = frames(fr, f, MAX_PY, &again);
 	int saved = errno; /* the allocation hooks' callers keep theirs */
 	uint32_t id = with_frames(cid, f, n);

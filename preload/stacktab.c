@@ -314,7 +314,7 @@ static __attribute__((noinline)) uint32_t capture_lu(int depth)
 uint32_t kp_stack_capture(void)
 {
 	uint32_t id = capture(NULL, 0, NULL);
-	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn(id, NULL) :
+	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn(id) :
 						 id;
 }
 
@@ -393,7 +393,7 @@ __attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *
 		/* not a tail call: the walk goes through this frame (fp) */
 		__asm__ volatile("" ::: "memory");
 	}
-	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn(id, &m->py) :
+	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn(id) :
 						 id;
 }
 

@@ -653,15 +653,8 @@ struct kp_unwind_memo_step {
 			       * saved none points at rbp itself, so the
 			       * check needs no branch */
 };
-/* kp_pystack_adorn's memo: the key (machine stack, Python frames) of the
- * last stack it made, and that stack's id. */
-struct kp_pystack_memo {
-	uint64_t key;
-	uint32_t id;
-};
 struct kp_unwind_memo {
 	uint64_t fp, rbp, ra, top, gen; /* the key */
-	struct kp_pystack_memo py;      /* the last Python frames' stack */
 	uint32_t steps;                 /* reads made: s[0..steps) */
 	uint32_t id;                    /* its stack id, 0 = none */
 	uint32_t owner; /* kp_stack_capture_memo_at: the one thread using it */
@@ -671,14 +664,14 @@ struct kp_unwind_memo {
  * Python's frames in stacks (pystack.c; python3.11): kp_pystack_init()
  * finds the interpreter (once, at start-up); kp_pystack_adorn() makes the
  * machine stack id the stack with the calling thread's Python frames in
- * (id itself when it runs none), m remembering the last (NULL: the
- * thread's own memos). The writer names each Python frame it meets by a
+ * (id itself when it runs none). The writer names each Python frame it
+ * meets by a
  * JIT_CODE record: entries 1..kp_pystack_count(), at pc kp_pystack_pc(i)
  * (16 bytes), called kp_pystack_name(i).
  */
 void kp_pystack_init(void);
 extern int kp_pystack_enabled; /* set by kp_pystack_init, then fixed */
-uint32_t kp_pystack_adorn(uint32_t id, struct kp_pystack_memo *m);
+uint32_t kp_pystack_adorn(uint32_t id);
 uint32_t kp_pystack_count(void);
 uint64_t kp_pystack_pc(uint32_t entry);
 const char *kp_pystack_name(uint32_t entry, uint32_t *len);

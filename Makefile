@@ -106,9 +106,11 @@ $(B)/tests/t_%: tests/unit/t_%.c tests/harness.h $(LIBKP) $(ANALYZE_LIB_OBJ)
 # python3.11's layouts that preload/pystack.c reads, against its headers
 # (python3-dev): only this test includes them.
 PY_CFLAGS = $(shell $(PKG_CONFIG) --cflags python3 2>/dev/null)
-$(B)/tests/t_pyoffsets: tests/unit/t_pyoffsets.c tests/harness.h preload/pyoffsets.h
+PY_LIBS = $(shell $(PKG_CONFIG) --libs python3-embed 2>/dev/null)
+$(B)/tests/t_pyoffsets: tests/unit/t_pyoffsets.c tests/harness.h preload/pyoffsets.h \
+		preload/pylines.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O2 -g -Wall -Ipreload -Itests $(PY_CFLAGS) $< -o $@
+	$(CC) -std=gnu11 -O2 -g -Wall -Ipreload -Itests $(PY_CFLAGS) $< -o $@ $(PY_LIBS)
 
 # Test apps: -O0 and frame pointers so the functions named in the tests stay
 # on the stack; -rdynamic is not needed (symbols come from .symtab / DWARF).

@@ -16,6 +16,10 @@
 #define PY311_FRAME_IS_ENTRY 68        /* .is_entry (a bool) */
 #define PY311_CODE_CO_FILENAME 112     /* PyCodeObject.co_filename */
 #define PY311_CODE_CO_QUALNAME 128     /* .co_qualname */
+#define PY311_CODE_CO_FIRSTLINENO 72   /* .co_firstlineno (an int) */
+#define PY311_CODE_CO_LINETABLE 136    /* .co_linetable (bytes) */
+#define PY311_BYTES_SIZE 16            /* PyBytesObject: ob_size */
+#define PY311_BYTES_DATA 32            /* .ob_sval */
 #define PY311_CODE_CO_CODE_ADAPTIVE 184 /* .co_code_adaptive: bytecode */
 #define PY311_ASCII_LENGTH 16          /* PyASCIIObject.length */
 #define PY311_ASCII_STATE 32           /* .state, a word of bit fields */

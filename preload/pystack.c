@@ -30,8 +30,8 @@
  * the frames read are the calling thread's own, which do not change while
  * it is inside the call kprof hooks, and every code object's type is
  * checked before its fields are read. Nothing here calls into Python but
- * PyGILState_GetThisThreadState (a thread-specific-data read) and
- * PyCode_Addr2Line (a read of the code's line table), and nothing
+ * PyGILState_GetThisThreadState (a thread-specific-data read; lines are
+ * read from the code's location table by pylines.h), and nothing
  * allocates from the program's heap.
  *
  * The machine stack is taken as before (and remembered, kp_unwind_memo);
@@ -52,6 +52,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "pylines.h"
 #include "pyoffsets.h"
 
 /* The made-up pcs: entry i (from 1) is [BASE + 16 i, + 16), its pc + 8,
@@ -67,7 +68,6 @@ int kp_pystack_enabled;
 
 static struct {
 	void *(*this_thread)(void); /* PyGILState_GetThisThreadState */
-	int (*addr2line)(void *, int); /* PyCode_Addr2Line */
 	const void *code_type;      /* &PyCode_Type */
 	uint64_t eval_lo, eval_hi;  /* _PyEval_EvalFrameDefault's code */
 } py;
@@ -138,13 +138,11 @@ void kp_pystack_init(void)
 		return;
 	py.this_thread = (void *(*)(void))dlsym(RTLD_DEFAULT,
 					       "PyGILState_GetThisThreadState");
-	py.addr2line = (int (*)(void *, int))dlsym(RTLD_DEFAULT,
-						   "PyCode_Addr2Line");
 	py.code_type = dlsym(RTLD_DEFAULT, "PyCode_Type");
 	void *eval = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
 	Dl_info info;
 	const ElfW(Sym) *sym = NULL;
-	if (!py.this_thread || !py.addr2line || !py.code_type || !eval ||
+	if (!py.this_thread || !py.code_type || !eval ||
 	    !dladdr1(eval, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym ||
 	    !sym->st_size)
 		return;
@@ -343,6 +341,34 @@ static uint32_t entry_named(const char *name, size_t w)
 	return 0;
 }
 
+/*
+ * The line of frame f's last instruction, from its code's location table
+ * (pylines.h), under the lock: the cursor stays on the code object last
+ * asked about, so an import's run down a module's lines reads its table
+ * once (PyCode_Addr2Line reads it from the start: most of what naming
+ * the frames of a start-up cost).
+ */
+static int line_of(const struct pyframe *f)
+{
+	static uint64_t code, table;
+	static struct kp_pylines cur;
+	uint64_t lt = ld(f->code, PY311_CODE_CO_LINETABLE);
+	if (!lt)
+		return -1;
+	if (f->code != code || lt != table) {
+		int32_t first;
+		memcpy(&first, (const char *)(uintptr_t)f->code +
+				       PY311_CODE_CO_FIRSTLINENO, 4);
+		kp_pylines_init(&cur,
+				(const uint8_t *)(uintptr_t)lt + PY311_BYTES_DATA,
+				(size_t)ld(lt, PY311_BYTES_SIZE), first);
+		code = f->code;
+		table = lt;
+	}
+	return kp_pylines_at(&cur, (int)(f->instr - (f->code +
+					PY311_CODE_CO_CODE_ADAPTIVE)));
+}
+
 /* A new slot s for frame f, of the entry named "py::QUALNAME:FILE:LINE".
  * Under the lock. @return 0 when full. */
 static uint32_t add(struct pyslot *s, uint64_t h, const struct pyframe *f,
@@ -352,8 +378,7 @@ static uint32_t add(struct pyslot *s, uint64_t h, const struct pyframe *f,
 		return 0;
 	size_t ql, fl;
 	const char *q = py_str(qual, &ql), *fn = py_str(file, &fl);
-	int addr = (int)(f->instr - (f->code + PY311_CODE_CO_CODE_ADAPTIVE));
-	int line = py.addr2line((void *)(uintptr_t)f->code, addr);
+	int line = line_of(f);
 	int w = snprintf(names + names_used, NAME_MAX_LEN, "py::%.*s:%.*s:%d",
 			 (int)(ql > 200 ? 200 : ql), q,
 			 (int)(fl > 240 ? 240 : fl), fn, line);

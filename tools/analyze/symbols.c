@@ -955,8 +955,9 @@ static Dwarf_Line *line_by_cu(struct sym_module *sm, Dwarf_Addr a,
 /*
  * A JIT name as a frame: "py::QUALNAME:FILE" (python3.12's -X perf map) or
  * "py::QUALNAME:FILE:LINE" (the Python frames kprof reads itself,
- * preload/pystack.c) is the function QUALNAME at FILE, line LINE; any
- * other name is the function's whole.
+ * preload/pystack.c, whose module is then "[python]": they are no JIT's
+ * code) is the function QUALNAME at FILE, line LINE; any other name is the
+ * function's whole.
  */
 static void jit_frame(struct kp_symframe *f, const char *name)
 {
@@ -972,6 +973,7 @@ static void jit_frame(struct kp_symframe *f, const char *name)
 	if (l < end && l - 1 > file && l[-1] == ':' && end - l < 10) {
 		f->line = atoi(l);
 		end = l - 1;
+		f->module = "[python]";
 	}
 	f->function = xstrndup(q, (size_t)(c - q));
 	f->file = xstrndup(file, (size_t)(end - file));

@@ -40,7 +40,10 @@
 #include <unistd.h>
 
 #define SRING_WORDS (1u << 15) /* 256 KiB of pcs per thread */
-#define SAMPLE_HDR 3           /* tsc, tid | depth << 32, weight */
+#define SAMPLE_HDR 3           /* tsc, tid | depth << 32 | python << 48,
+				* weight; then depth pcs, python words
+				* (Python's frames: pystack.c) */
+#define MAX_PY 24              /* Python frames a sample keeps */
 #define MAX_DEPTH 128
 
 enum { SR_ACTIVE = 0, SR_CLOSED = 1, SR_FREE = 2 };
@@ -161,17 +164,22 @@ static void on_sample(int sig, siginfo_t *si, void *ucv)
 	if (max == 0 || max > MAX_DEPTH)
 		max = MAX_DEPTH;
 	unsigned n = walk(ucv, pcs, max);
+	uint64_t py[MAX_PY];
+	unsigned np = kp_pystack_enabled ? kp_pystack_sample(py, MAX_PY) : 0;
 	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
 	uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-	if (h + SAMPLE_HDR + n - t > SRING_WORDS) {
+	if (h + SAMPLE_HDR + n + np - t > SRING_WORDS) {
 		atomic_fetch_add_explicit(&r->lost, 1, memory_order_relaxed);
 		goto out;
 	}
 	r->words[h++ % SRING_WORDS] = kp_ticks();
-	r->words[h++ % SRING_WORDS] = (uint64_t)r->tid | (uint64_t)n << 32;
+	r->words[h++ % SRING_WORDS] = (uint64_t)r->tid | (uint64_t)n << 32 |
+				      (uint64_t)np << 48;
 	r->words[h++ % SRING_WORDS] = weight;
 	for (unsigned i = 0; i < n; i++)
 		r->words[h++ % SRING_WORDS] = pcs[i];
+	for (unsigned i = 0; i < np; i++)
+		r->words[h++ % SRING_WORDS] = py[i];
 	atomic_store_explicit(&r->head, h, memory_order_release);
 out:
 	errno = saved;
@@ -359,20 +367,28 @@ int kp_cpu_collect(uint64_t wm)
 				more = 1;
 				break;
 			}
-			uint64_t pcs[MAX_DEPTH];
-			uint32_t n = (uint32_t)(td >> 32);
-			if (n > MAX_DEPTH)
-				n = MAX_DEPTH;
+			uint64_t pcs[MAX_DEPTH], py[MAX_PY];
+			uint32_t depth = (uint32_t)(td >> 32) & 0xffff;
+			uint32_t np = (uint32_t)(td >> 48) & 0xff;
+			uint32_t n = depth > MAX_DEPTH ? MAX_DEPTH : depth;
 			for (uint32_t i = 0; i < n; i++)
 				pcs[i] = r->words[(t + SAMPLE_HDR + i) %
 						  SRING_WORDS];
+			if (np > MAX_PY)
+				np = 0; /* cannot happen: the handler wrote it */
+			for (uint32_t i = 0; i < np; i++)
+				py[i] = r->words[(t + SAMPLE_HDR + depth + i) %
+						 SRING_WORDS];
 			struct kp_cpu_sample *s = &cpu.buf[cpu.nbuf++];
 			s->tsc = tsc;
 			s->tid = (uint32_t)td;
 			s->weight = r->words[(t + 2) % SRING_WORDS];
 			s->stack = n ? kp_stack_intern_pcs(pcs,
 				kp_modules_known_prefix(pcs, n)) : 0;
-			t += SAMPLE_HDR + (td >> 32);
+			if (np && s->stack)
+				s->stack = kp_pystack_sample_stack(s->stack, py,
+								   np);
+			t += SAMPLE_HDR + depth + ((td >> 48) & 0xff);
 		}
 		atomic_store_explicit(&r->tail, t, memory_order_release);
 		if (st == SR_CLOSED && t == h)

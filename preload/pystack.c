@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "pylines.h"
@@ -369,24 +370,64 @@ static int line_of(const struct pyframe *f)
 					PY311_CODE_CO_CODE_ADAPTIVE)));
 }
 
-/* A new slot s for frame f, of the entry named "py::QUALNAME:FILE:LINE".
- * Under the lock. @return 0 when full. */
+/* What a frame's name is made of: its function, its file, its line. */
+struct pyname {
+	const char *q, *fn;
+	size_t ql, fl;
+	int line;
+};
+
+/* The name of frame f, its code's fields read straight (the calling
+ * thread's own frame: its code is alive). */
+static void name_direct(const struct pyframe *f, uint64_t file,
+			uint64_t qual, struct pyname *nm)
+{
+	nm->q = py_str(qual, &nm->ql);
+	nm->fn = py_str(file, &nm->fl);
+	nm->line = line_of(f);
+}
+
+/* "py::QUALNAME:FILE:LINE" at out (NAME_MAX_LEN bytes; line 0 when the
+ * table has none), without snprintf: this also runs in a signal handler.
+ * @return its length. */
+static size_t fmt_name(char *out, const struct pyname *nm)
+{
+	size_t ql = nm->ql > 200 ? 200 : nm->ql, fl = nm->fl > 240 ? 240 : nm->fl;
+	char *p = out;
+	memcpy(p, "py::", 4);
+	p += 4;
+	memcpy(p, nm->q, ql);
+	p += ql;
+	*p++ = ':';
+	memcpy(p, nm->fn, fl);
+	p += fl;
+	*p++ = ':';
+	char d[12];
+	unsigned v = nm->line > 0 ? (unsigned)nm->line : 0, k = 0;
+	do
+		d[k++] = (char)('0' + v % 10);
+	while ((v /= 10) && k < sizeof(d));
+	while (k)
+		*p++ = d[--k];
+	*p = 0;
+	return (size_t)(p - out);
+}
+
+/* A new slot s for frame f, of the entry named "py::QUALNAME:FILE:LINE"
+ * (nm, or name_direct's when NULL). Under the lock. @return 0 when
+ * full. */
 static uint32_t add(struct pyslot *s, uint64_t h, const struct pyframe *f,
-		    uint64_t file, uint64_t qual)
+		    uint64_t file, uint64_t qual, const struct pyname *nm)
 {
 	if (names_used + NAME_MAX_LEN > NAME_STORE)
 		return 0;
-	size_t ql, fl;
-	const char *q = py_str(qual, &ql), *fn = py_str(file, &fl);
-	int line = line_of(f);
-	int w = snprintf(names + names_used, NAME_MAX_LEN, "py::%.*s:%.*s:%d",
-			 (int)(ql > 200 ? 200 : ql), q,
-			 (int)(fl > 240 ? 240 : fl), fn, line);
-	if (w < 0)
-		return 0;
-	if (w >= NAME_MAX_LEN)
-		w = NAME_MAX_LEN - 1;
-	uint32_t e = entry_named(names + names_used, (size_t)w);
+	struct pyname direct;
+	if (!nm) {
+		name_direct(f, file, qual, &direct);
+		nm = &direct;
+	}
+	size_t w = fmt_name(names + names_used, nm);
+	uint32_t e = entry_named(names + names_used, w);
 	if (!e)
 		return 0;
 	s->code = f->code;
@@ -398,32 +439,42 @@ static uint32_t add(struct pyslot *s, uint64_t h, const struct pyframe *f,
 	return e;
 }
 
-/* The entry of frame f, made if new. @return 0 when the table is full
- * (the frame is then a nameless pc). */
-static uint32_t entry_of(const struct pyframe *f)
+/* The entry of frame f (its code's file and qualname), made if new, named
+ * nm (NULL: read then). @return 0 when the table is full (the frame is
+ * then a nameless pc). */
+static uint32_t entry_for(const struct pyframe *f, uint64_t file,
+			  uint64_t qual, const struct pyname *nm)
 {
-	uint64_t file = ld(f->code, PY311_CODE_CO_FILENAME);
-	uint64_t qual = ld(f->code, PY311_CODE_CO_QUALNAME);
 	uint64_t h = mix(mix(mix(mix(0, f->code), f->instr), file), qual);
 	h = (h ^ (h >> 29)) | 1;
 	struct pyslot *s = probe(h, f, file, qual);
 	if (s && atomic_load_explicit(&s->tag, memory_order_acquire))
 		return s->entry;
+	if (nm && !nm->q)
+		return 0; /* not named before, and cannot be now */
 	uint32_t e = 0;
 	kp_spin_lock(&lock);
 	s = probe(h, f, file, qual); /* again: another thread's may be in */
 	if (s)
 		e = atomic_load_explicit(&s->tag, memory_order_relaxed) ?
 			    s->entry :
-			    add(s, h, f, file, qual);
+			    add(s, h, f, file, qual, nm);
 	kp_spin_unlock(&lock);
 	return e;
 }
 
+static uint32_t entry_of(const struct pyframe *f)
+{
+	return entry_for(f, ld(f->code, PY311_CODE_CO_FILENAME),
+			 ld(f->code, PY311_CODE_CO_QUALNAME), NULL);
+}
+
 #define MAX_PY 48 /* Python frames read (the stack's depth caps them too) */
 
-/* The stack cid with f[0..n)'s frames put in (see the top). */
-static uint32_t with_frames(uint32_t cid, const struct pyframe *f, int n)
+/* The stack cid with f[0..n)'s frames put in (see the top), each named by
+ * entry(). */
+static uint32_t with_frames(uint32_t cid, const struct pyframe *f, int n,
+			    uint32_t (*entry)(const struct pyframe *))
 {
 	uint32_t cn;
 	const uint64_t *c = kp_stacktab_get(cid, &cn);
@@ -434,7 +485,7 @@ static uint32_t with_frames(uint32_t cid, const struct pyframe *f, int n)
 		/* a return address into the eval loop: its run of frames */
 		if (j < n && c[i] > py.eval_lo && c[i] <= py.eval_hi) {
 			for (; j < n && k < depth; j++) {
-				uint32_t e = f[j].code ? entry_of(&f[j]) : 0;
+				uint32_t e = f[j].code ? entry(&f[j]) : 0;
 				if (f[j].code)
 					out[k++] = e ? kp_pystack_pc(e) + 8 :
 						       PC_BASE + 8; /* nameless */
@@ -448,6 +499,148 @@ static uint32_t with_frames(uint32_t cid, const struct pyframe *f, int n)
 			out[k++] = c[i];
 	}
 	return kp_stack_intern_pcs(out, k);
+}
+
+/* ---- CPU samples: from a signal handler, and on the writer thread ------- */
+
+/*
+ * n bytes at src into dst through the kernel (process_vm_readv on this
+ * process): memory that is gone (a frame popped as the signal came, a
+ * code object freed since the sample) fails instead of faulting.
+ */
+static int sread(void *dst, uint64_t src, size_t n)
+{
+	struct iovec l = { dst, n }, r = { (void *)(uintptr_t)src, n };
+	return src && syscall(SYS_process_vm_readv, (long)kp.pid, &l, 1L, &r,
+			      1L, 0L) == (long)n ?
+		       0 :
+		       -1;
+}
+
+/* A compact ASCII string read through sread into buf (cap bytes), else
+ * "?". */
+static const char *sstr(uint64_t s, char *buf, size_t cap, size_t *len)
+{
+	uint8_t hdr[PY311_ASCII_DATA];
+	uint32_t state;
+	uint64_t n;
+	if (!sread(hdr, s, sizeof(hdr))) {
+		memcpy(&state, hdr + PY311_ASCII_STATE, 4);
+		memcpy(&n, hdr + PY311_ASCII_LENGTH, 8);
+		if (n > cap)
+			n = cap;
+		if ((state & PY311_STATE_COMPACT) && (state & PY311_STATE_ASCII) &&
+		    !sread(buf, s + PY311_ASCII_DATA, n)) {
+			*len = n;
+			return buf;
+		}
+	}
+	*len = 1;
+	return "?";
+}
+
+/* The line of frame f, its location table read through sread into a
+ * buffer on the stack: -1 when it is larger (a big module's top level). */
+static int sline(const struct pyframe *f)
+{
+	uint8_t lines[4096];
+	int32_t first;
+	uint64_t lt, size;
+	if (sread(&first, f->code + PY311_CODE_CO_FIRSTLINENO, 4) ||
+	    sread(&lt, f->code + PY311_CODE_CO_LINETABLE, 8) ||
+	    sread(&size, lt + PY311_BYTES_SIZE, 8) || size > sizeof(lines) ||
+	    sread(lines, lt + PY311_BYTES_DATA, size))
+		return -1;
+	struct kp_pylines c;
+	kp_pylines_init(&c, lines, size, first);
+	return kp_pylines_at(&c, (int)(f->instr - (f->code +
+					   PY311_CODE_CO_CODE_ADAPTIVE)));
+}
+
+/*
+ * The entry of frame f for a CPU sample, in the signal handler: the
+ * table's if it has it, else made with every field read through sread,
+ * if the lock is free (a handler never waits: the thread it interrupted
+ * may hold it). @return 0: a nameless frame.
+ */
+static uint32_t entry_sig(const struct pyframe *f)
+{
+	uint64_t fq[3]; /* co_filename, co_name, co_qualname */
+	if (sread(fq, f->code + PY311_CODE_CO_FILENAME, sizeof(fq)))
+		return 0;
+	uint64_t file = fq[0], qual = fq[2];
+	uint64_t h = mix(mix(mix(mix(0, f->code), f->instr), file), qual);
+	h = (h ^ (h >> 29)) | 1;
+	struct pyslot *s = probe(h, f, file, qual);
+	if (s && atomic_load_explicit(&s->tag, memory_order_acquire))
+		return s->entry;
+	if (!s || atomic_exchange_explicit(&lock, 1, memory_order_acquire))
+		return 0;
+	uint32_t e = 0;
+	s = probe(h, f, file, qual);
+	if (s && atomic_load_explicit(&s->tag, memory_order_relaxed)) {
+		e = s->entry;
+	} else if (s) {
+		char qb[200], fb[240];
+		struct pyname nm;
+		nm.q = sstr(qual, qb, sizeof(qb), &nm.ql);
+		nm.fn = sstr(file, fb, sizeof(fb), &nm.fl);
+		nm.line = sline(f);
+		e = add(s, h, f, file, qual, &nm);
+	}
+	kp_spin_unlock(&lock);
+	return e;
+}
+
+unsigned kp_pystack_sample(uint64_t *w, unsigned max)
+{
+	uint64_t ts = (uint64_t)(uintptr_t)py.this_thread(), cf, fr;
+	if (!ts || sread(&cf, ts + PY311_TSTATE_CFRAME, 8) || !cf ||
+	    sread(&fr, cf + PY311_CFRAME_CURRENT_FRAME, 8))
+		return 0;
+	unsigned n = 0;
+	for (unsigned guard = 0; fr && n < max && guard < 4 * max; guard++) {
+		uint8_t b[PY311_FRAME_IS_ENTRY + 1];
+		struct pyframe f;
+		uint64_t type;
+		if (sread(b, fr, sizeof(b)))
+			break;
+		memcpy(&f.code, b + PY311_FRAME_F_CODE, 8);
+		memcpy(&f.instr, b + PY311_FRAME_PREV_INSTR, 8);
+		f.entry = b[PY311_FRAME_IS_ENTRY] != 0;
+		if (!f.code || sread(&type, f.code + 8, 8) ||
+		    type != (uint64_t)(uintptr_t)py.code_type)
+			break;
+		/* a word a frame: its entry, whether it ends its run, and
+		 * whether it is an empty run (see frames()) */
+		if (f.instr >= f.code + PY311_CODE_CO_CODE_ADAPTIVE)
+			w[n++] = entry_sig(&f) | (uint64_t)f.entry << 32;
+		else if (f.entry)
+			w[n++] = (uint64_t)1 << 32 | (uint64_t)1 << 33;
+		memcpy(&fr, b + PY311_FRAME_PREVIOUS, 8);
+	}
+	return n;
+}
+
+/* with_frames' entry() for sampled frames: code holds entry + 1. */
+static uint32_t entry_given(const struct pyframe *f)
+{
+	return (uint32_t)(f->code - 1);
+}
+
+uint32_t kp_pystack_sample_stack(uint32_t cid, const uint64_t *w, unsigned n)
+{
+	struct pyframe f[MAX_PY];
+	if (!cid)
+		return 0;
+	if (n > MAX_PY)
+		n = MAX_PY;
+	for (unsigned i = 0; i < n; i++) {
+		f[i].code = (w[i] >> 33) & 1 ? 0 : (uint32_t)w[i] + (uint64_t)1;
+		f[i].instr = 0;
+		f[i].entry = (int)((w[i] >> 32) & 1);
+	}
+	return with_frames(cid, f, (int)n, entry_given);
 }
 
 uint32_t kp_pystack_adorn(uint32_t cid)
@@ -473,7 +666,7 @@ uint32_t kp_pystack_adorn(uint32_t cid)
 	uint64_t again = 0;
 	int n = frames(fr, f, MAX_PY, &again);
 	int saved = errno; /* the allocation hooks' callers keep theirs */
-	uint32_t id = with_frames(cid, f, n);
+	uint32_t id = with_frames(cid, f, n, entry_of);
 	errno = saved;
 	m->key = key;
 	m->id = id;

@@ -677,6 +677,16 @@ uint64_t kp_pystack_pc(uint32_t entry);
 const char *kp_pystack_name(uint32_t entry, uint32_t *len);
 void kp_pystack_lock(void);
 void kp_pystack_unlock(void);
+/*
+ * CPU samples (cpu.c): kp_pystack_sample() stores the interrupted thread's
+ * Python frames (at most max), named, as a word each at w, from the
+ * signal handler (async-signal-safe: its reads go through the kernel, it
+ * never waits for the lock), and returns how many;
+ * kp_pystack_sample_stack() puts them into the machine stack id, on the
+ * writer thread.
+ */
+unsigned kp_pystack_sample(uint64_t *w, unsigned max);
+uint32_t kp_pystack_sample_stack(uint32_t id, const uint64_t *w, unsigned n);
 /* kp_unwind for kp_stack_capture_memo, remembered in m (keyed by key_fp,
  * that function's frame): when >= 0, the caller stores in m->id the stack
  * the pcs were interned as (0: none). */

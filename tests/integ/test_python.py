@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: MIT
-"""python3.11's own frames in allocation and I/O stacks (preload/pystack.c):
-tests/integ/py_frames.py keeps 37 + 5 (in a thread) bytearrays from
-keep_some(), makes and drops 50 from churn() and writes a file from
-write_log(); the leak groups, the allocation sites and the file's I/O
-stacks must name those functions and lines (found in the script by their
-markers), inside the eval loop's machine frame; with KOTOBA_PROFILE_PYTHON=0
-no stack holds a Python frame. (Query stacks: test_query_sqlite.py.)
+"""python3.11's own frames in allocation, I/O and CPU-sample stacks
+(preload/pystack.c): tests/integ/py_frames.py keeps 37 + 5 (in a thread)
+bytearrays from keep_some(), makes and drops 50 from churn() and writes a
+file from write_log(); the leak groups, the allocation sites and the
+file's I/O stacks must name those functions and lines (found in the script
+by their markers), inside the eval loop's machine frame. py_cpu.py spends
+its time in hot(), called from a generator in warm(): the CPU samples must
+say so. With KOTOBA_PROFILE_PYTHON=0 no stack holds a Python frame.
+(Query stacks: test_query_sqlite.py.)
 """
 import os
 import sys
@@ -87,4 +89,35 @@ with t.section("allocation and I/O stacks hold the script's frames"):
              "PYTHON=0: no stack holds a frame of the script")
         t.ok(any(g["blocks"] == 37 for g in rep["memory"]["leaks"]),
              "PYTHON=0: keep_some's 37 blocks are still one leak group")
+CPU_APP = os.path.join(SRC, "tests", "integ", "py_cpu.py")
+CPU_LINES = open(CPU_APP).read().splitlines()
+HOT = [i + 1 for i, s in enumerate(CPU_LINES) if "# HOT" in s][0]
+
+with t.section("CPU samples hold the script's frames"):
+    with Tmp() as d:
+        r = run([PY, CPU_APP, "200"], d, prof={"CPU": "1", "CPU_HZ": "1000"})
+        t.eq((r.rc, r.out, r.err), (0, "True\n", ""), "runs under kprof, sampled")
+        cpu = analyze(r.traces)["cpu"]
+        fn = {f["function"]: f for f in cpu["functions"]}
+        t.ok(fn.get("hot", {}).get("total_share", 0) >= 0.5,
+             "hot() has most of the CPU time (%d samples)" % cpu["samples"],
+             sorted((f["total_share"], f["function"]) for f in cpu["functions"])[-5:])
+        chains = set()
+        for s in cpu["stacks"]:
+            py = [(x.get("function"), x.get("line")) for x in s["stack"]
+                  if x.get("file") == CPU_APP]
+            if py and py[0][0] == "hot":
+                chains.add(tuple(f for f, _ in py))
+        t.eq(chains, {("hot", "warm.<locals>.<genexpr>", "warm", "<module>")},
+             "hot's samples: called from the generator in warm, from the module")
+        lines = {x.get("line") for s in cpu["stacks"] for x in s["stack"][:3]
+                 if x.get("file") == CPU_APP and x.get("function") == "hot"}
+        t.ok(lines and lines <= set(range(HOT - 2, HOT + 2)),
+             "hot's samples are on its lines (%d-%d)" % (HOT - 2, HOT + 1), lines)
+        r = run([PY, CPU_APP, "20"], d, prof={"CPU": "1", "PYTHON": "0"})
+        t.eq(r.rc, 0, "PYTHON=0: runs")
+        cpu = analyze(r.traces)["cpu"]
+        t.ok(cpu["samples"] > 0 and not any(f["function"] == "hot"
+                                            for f in cpu["functions"]),
+             "PYTHON=0: the samples name no function of the script")
 t.done()

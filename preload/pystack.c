@@ -540,8 +540,10 @@ static const char *sstr(uint64_t s, char *buf, size_t cap, size_t *len)
 }
 
 /* The line of frame f, its location table read through sread into a
- * buffer on the stack: -1 when it is larger (a big module's top level). */
-static int sline(const struct pyframe *f)
+ * buffer on the stack: -1 when it is larger (a big module's top level).
+ * Out of line, as entry_sig is, so that a sample of a thread without
+ * Python (whose stack may be small) does not reserve the buffers. */
+static __attribute__((noinline)) int sline(const struct pyframe *f)
 {
 	uint8_t lines[4096];
 	int32_t first;
@@ -563,7 +565,7 @@ static int sline(const struct pyframe *f)
  * if the lock is free (a handler never waits: the thread it interrupted
  * may hold it). @return 0: a nameless frame.
  */
-static uint32_t entry_sig(const struct pyframe *f)
+static __attribute__((noinline)) uint32_t entry_sig(const struct pyframe *f)
 {
 	uint64_t fq[3]; /* co_filename, co_name, co_qualname */
 	if (sread(fq, f->code + PY311_CODE_CO_FILENAME, sizeof(fq)))

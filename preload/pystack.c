@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Python's own frames in the stacks of queries, I/O calls, spans and
- * custom events, for python3.11 (Debian 12's python3).
+ * Python's own frames in the stacks of allocations, queries, I/O calls,
+ * spans, custom events and CPU samples, for python3.11 (Debian 12's
+ * python3).
  *
  * python3.11 runs Python code inside _PyEval_EvalFrameDefault without a
  * machine frame per Python function, and writes no perf map (3.12's
@@ -40,6 +41,15 @@
  * same frames over and over: each thread keeps the last stacks it made
  * by their key (the machine stack and the frames' hash), so the common
  * case is the frames' walk and a compare.
+ *
+ * A CPU sample is different: its signal may come while the interpreter
+ * pops a frame (whose memory it may be unmapping), and its stack is
+ * interned later, on the writer thread, when the code objects it saw may
+ * be gone (at exit, all of them). So the handler reads the frames
+ * through the kernel (sread: process_vm_readv on this process, which
+ * fails where plain loads would fault) and names each place then
+ * (entry_sig, which never waits for the lock), and the sample carries the
+ * names' entries (kp_pystack_sample, kp_pystack_sample_stack).
  */
 #include "state.h"
 

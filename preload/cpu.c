@@ -369,13 +369,13 @@ int kp_cpu_collect(uint64_t wm)
 			}
 			uint64_t pcs[MAX_DEPTH], py[MAX_PY];
 			uint32_t depth = (uint32_t)(td >> 32) & 0xffff;
-			uint32_t np = (uint32_t)(td >> 48) & 0xff;
+			uint32_t pyw = (uint32_t)(td >> 48) & 0xff;
 			uint32_t n = depth > MAX_DEPTH ? MAX_DEPTH : depth;
+			/* never more than MAX_PY: the handler wrote it */
+			uint32_t np = pyw > MAX_PY ? 0 : pyw;
 			for (uint32_t i = 0; i < n; i++)
 				pcs[i] = r->words[(t + SAMPLE_HDR + i) %
 						  SRING_WORDS];
-			if (np > MAX_PY)
-				np = 0; /* cannot happen: the handler wrote it */
 			for (uint32_t i = 0; i < np; i++)
 				py[i] = r->words[(t + SAMPLE_HDR + depth + i) %
 						 SRING_WORDS];
@@ -388,7 +388,7 @@ int kp_cpu_collect(uint64_t wm)
 			if (np && s->stack)
 				s->stack = kp_pystack_sample_stack(s->stack, py,
 								   np);
-			t += SAMPLE_HDR + depth + ((td >> 48) & 0xff);
+			t += SAMPLE_HDR + depth + pyw;
 		}
 		atomic_store_explicit(&r->tail, t, memory_order_release);
 		if (st == SR_CLOSED && t == h)

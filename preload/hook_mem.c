@@ -47,11 +47,9 @@ static KP_ALWAYS_INLINE void record(struct kp_tls *t, uint8_t type,
 {
 	t->busy = 1;
 	uint32_t stack = 0;
-	if (with_stack && kp.cfg.stack_depth > 0) { /* from this frame */
-		stack = kp_stack_capture_at(__builtin_frame_address(0));
-		if (KP_UNLIKELY(kp_pystack_enabled)) /* python3.11's frames */
-			stack = kp_pystack_adorn(stack);
-	}
+	if (with_stack && kp.cfg.stack_depth > 0) /* from this frame */
+		stack = kp_pystack_in(
+			kp_stack_capture_at(__builtin_frame_address(0)));
 	kp_ring_push_mem(type, kind, stack, tsc, a, b, c, d);
 	t->busy = 0;
 }

@@ -218,6 +218,14 @@ static KP_ALWAYS_INLINE uint64_t top_frame(void)
 	return cf ? ld(cf, PY311_CFRAME_CURRENT_FRAME) : 0;
 }
 
+/* One step of a key's hash: each spreads its bits over the word, so that
+ * nearby instructions of other stacks cannot cancel out. */
+static KP_ALWAYS_INLINE uint64_t spread(uint64_t h, uint64_t v)
+{
+	h = (h ^ v) * 0x9e3779b97f4a7c15ull;
+	return h ^ (h >> 29);
+}
+
 /*
  * The frames from fr on, innermost first, at most max of them, into f
  * (when not NULL), and *key their hash with seed. Frames still being set
@@ -240,11 +248,8 @@ static KP_ALWAYS_INLINE int frames(uint64_t fr, struct pyframe *f, int max,
 				       PY311_FRAME_IS_ENTRY, 1);
 		if (instr >= code + PY311_CODE_CO_CODE_ADAPTIVE) {
 			/* the instruction's address says which code object
-			 * too; each step spreads its bits over the word, so
-			 * that nearby instructions of other stacks cannot
-			 * cancel out */
-			h = (h ^ (instr + entry)) * 0x9e3779b97f4a7c15ull;
-			h ^= h >> 29;
+			 * too */
+			h = spread(h, instr + entry);
 			if (f) {
 				f[n].code = code;
 				f[n].instr = instr;
@@ -254,8 +259,7 @@ static KP_ALWAYS_INLINE int frames(uint64_t fr, struct pyframe *f, int max,
 		} else if (entry) {
 			/* an eval loop that has not started its frame: a run
 			 * of no frame (code 0), for its machine frame */
-			h = (h ^ 1) * 0x9e3779b97f4a7c15ull;
-			h ^= h >> 29;
+			h = spread(h, 1);
 			if (f) {
 				f[n].code = 0;
 				f[n].instr = 0;

@@ -313,9 +313,7 @@ static __attribute__((noinline)) uint32_t capture_lu(int depth)
 
 uint32_t kp_stack_capture(void)
 {
-	uint32_t id = capture(NULL, 0, NULL);
-	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn(id) :
-						 id;
+	return kp_pystack_in(capture(NULL, 0, NULL));
 }
 
 /* kp_stack_capture_at's own verify (KOTOBA_PROFILE_UNWIND=verify): the
@@ -393,8 +391,7 @@ __attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *
 		/* not a tail call: the walk goes through this frame (fp) */
 		__asm__ volatile("" ::: "memory");
 	}
-	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn(id) :
-						 id;
+	return kp_pystack_in(id);
 }
 
 /*

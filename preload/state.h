@@ -672,6 +672,11 @@ struct kp_unwind_memo {
 void kp_pystack_init(void);
 extern int kp_pystack_enabled; /* set by kp_pystack_init, then fixed */
 uint32_t kp_pystack_adorn(uint32_t id);
+/* kp_pystack_adorn where it is on, inline: id itself in most programs. */
+static KP_ALWAYS_INLINE uint32_t kp_pystack_in(uint32_t id)
+{
+	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn(id) : id;
+}
 uint32_t kp_pystack_count(void);
 uint64_t kp_pystack_pc(uint32_t entry);
 const char *kp_pystack_name(uint32_t entry, uint32_t *len);

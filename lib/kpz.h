@@ -14,10 +14,15 @@
 #include "alloc.h"
 #include "record.h"
 
-/* Where the writer's bytes go. xWrite writes all n bytes or fails. */
+/* Where the writer's bytes go. xWrite writes all n bytes or fails;
+ * xWritev, if not NULL, all of n pieces (n <= 1024; it may change iov),
+ * which spares the writer a copy of a stored frame
+ * (KP_WRITER_STORE_INCOMPRESSIBLE). */
+struct iovec;
 struct kp_sink {
 	int (*xWrite)(void *ctx, const void *buf, size_t n); /* 0 or <0 */
 	void *ctx;
+	int (*xWritev)(void *ctx, struct iovec *iov, int n);
 };
 
 /* Where the reader's bytes come from. xRead returns bytes read (0 = end of
@@ -54,11 +59,16 @@ void kp_writer_free(struct kp_writer *w);
  * out, a byte an allocation, and an event with a stack is refused
  * (-EINVAL); KP_WRITER_RAW_LITERALS, zstd leaves the bytes it cannot
  * match without entropy coding: several times faster on such bytes (most
- * of a trace without stacks) and ~25 % larger for them. 0 undoes both.
+ * of a trace without stacks) and ~25 % larger for them;
+ * KP_WRITER_STORE_INCOMPRESSIBLE, after a frame that zstd could not make
+ * 1/16 smaller the next 15 are stored (zstd frames of raw blocks, which
+ * any zstd decoder reads) without searching them, then one is tried
+ * again. 0 undoes all three.
  * @return 0, or -EINVAL if zstd refused the parameter.
  */
 #define KP_WRITER_NO_STACKS 1u
 #define KP_WRITER_RAW_LITERALS 2u
+#define KP_WRITER_STORE_INCOMPRESSIBLE 4u
 int kp_writer_options(struct kp_writer *w, unsigned flags);
 
 /* Emit the fixed prefix and the header map. Call once, first. */

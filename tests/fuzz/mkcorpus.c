@@ -49,11 +49,12 @@ static void workload_trace(struct membuf *b, size_t n, size_t cap,
 
 /* The memory events of a workload without stacks, written as kprof
  * writes a process recorded without them: EVENTS_NS blocks, raw zstd
- * literals (kp_writer_options). */
-static void nostacks_trace(struct membuf *b, size_t n, uint64_t seed)
+ * literals (kp_writer_options), and more (extra, e.g. frames stored). */
+static void nostacks_trace(struct membuf *b, size_t n, uint64_t seed,
+			   unsigned extra)
 {
 	struct workload *wl = malloc(sizeof(*wl));
-	struct kp_sink sink = { membuf_write, b };
+	struct kp_sink sink = { membuf_write, b, NULL };
 	struct kp_writer *w;
 	struct kp_header h;
 	struct kp_rec r;
@@ -62,7 +63,7 @@ static void nostacks_trace(struct membuf *b, size_t n, uint64_t seed)
 	if (kp_writer_create(&w, &kp_allocator_libc, &sink, 1, 512) != 0 ||
 	    kp_writer_header(w, &h) != 0 ||
 	    kp_writer_options(w, KP_WRITER_NO_STACKS |
-					 KP_WRITER_RAW_LITERALS) != 0)
+					 KP_WRITER_RAW_LITERALS | extra) != 0)
 		exit(1);
 	for (size_t i = 0; i < n;) {
 		wl_next(wl, &r);
@@ -100,8 +101,15 @@ int main(int argc, char **argv)
 	workload_trace(&wl1, 3000, 0, 2);
 	save("workload-1frame.kpz", wl1.p, wl1.len);
 	struct membuf ns = { 0 };
-	nostacks_trace(&ns, 400, 3);
+	nostacks_trace(&ns, 400, 3, 0);
 	save("workload-nostacks.kpz", ns.p, ns.len);
+	/* frames stored (zstd raw blocks) after the first; one with a byte
+	 * of its content changed, which its checksum finds */
+	struct membuf st = { 0 };
+	nostacks_trace(&st, 400, 4, KP_WRITER_STORE_INCOMPRESSIBLE);
+	save("workload-stored.kpz", st.p, st.len);
+	st.p[st.len - 40] ^= 0x08;
+	save("flip-stored.kpz", st.p, st.len);
 
 	/* Header only, and the header cut short. */
 	struct membuf h = { 0 };
@@ -177,5 +185,6 @@ int main(int argc, char **argv)
 	membuf_free(&wl1);
 	membuf_free(&h);
 	membuf_free(&two);
+	membuf_free(&st);
 	return 0;
 }

@@ -200,7 +200,7 @@ static inline int write_trace_alloc(const struct kp_allocator *a,
 				    size_t frame_cap)
 {
 	struct kp_writer *w;
-	struct kp_sink sink = { membuf_write, out };
+	struct kp_sink sink = { membuf_write, out, NULL };
 	struct kp_header h;
 	int ret = kp_writer_create(&w, a, &sink, 3, frame_cap);
 	if (ret < 0)

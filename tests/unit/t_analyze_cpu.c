@@ -24,7 +24,7 @@ struct tb {
 
 static void tb_begin(struct tb *b)
 {
-	struct kp_sink sink = { membuf_write, &b->m };
+	struct kp_sink sink = { membuf_write, &b->m, NULL };
 	struct kp_header h;
 	static const char *const keys[] = { "cpu_hz" }, *const vals[] = { "250" };
 	memset(b, 0, sizeof(*b));

@@ -33,7 +33,7 @@ static void tb_begin_argv(struct tb *b, int64_t pid, int64_t ppid,
 			  const char *exe, const char *const *argv,
 			  uint32_t argc)
 {
-	struct kp_sink sink = { membuf_write, &b->m };
+	struct kp_sink sink = { membuf_write, &b->m, NULL };
 	struct kp_header h;
 
 	memset(b, 0, sizeof(*b));

@@ -27,7 +27,7 @@ struct tb {
 
 static void tb_begin(struct tb *b)
 {
-	struct kp_sink sink = { membuf_write, &b->m };
+	struct kp_sink sink = { membuf_write, &b->m, NULL };
 	struct kp_header h;
 	memset(b, 0, sizeof(*b));
 	memset(&h, 0, sizeof(h));

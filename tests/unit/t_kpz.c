@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include <msgpack.h>
@@ -112,7 +113,7 @@ TEST(header_roundtrip)
 	h.nconfig = 2;
 
 	struct membuf b = { 0 };
-	struct kp_sink sink = { membuf_write, &b };
+	struct kp_sink sink = { membuf_write, &b, NULL };
 	struct kp_writer *w;
 	REQUIRE(kp_writer_create(&w, &kp_allocator_libc, &sink, 3, 0) == 0);
 	CHECK(kp_writer_header(w, &h) == 0);
@@ -205,7 +206,7 @@ TEST(header_limits)
 	static char big[KP_MAX_STR_LEN + 2];
 	memset(big, 'e', KP_MAX_STR_LEN + 1);
 	struct membuf b = { 0 };
-	struct kp_sink sink = { membuf_write, &b };
+	struct kp_sink sink = { membuf_write, &b, NULL };
 	struct kp_writer *w;
 	struct kp_header h = { 0 };
 	REQUIRE(kp_writer_create(&w, &kp_allocator_libc, &sink, 3, 0) == 0);
@@ -359,7 +360,7 @@ TEST(frames_and_counters)
 	REQUIRE(wl);
 	wl_init(wl, 7);
 	struct membuf b = { 0 };
-	struct kp_sink sink = { membuf_write, &b };
+	struct kp_sink sink = { membuf_write, &b, NULL };
 	struct kp_writer *w;
 	struct kp_header h;
 	test_header(&h);
@@ -420,10 +421,23 @@ static int is_mem_rec(const struct kp_rec *r)
  * events of one thread through kp_writer_events_open/kp_enc_mem/close,
  * runs also cut every cut events (bulk 1); with the writer's options
  * opts (kp_writer_options). */
-static int write_recs(struct membuf *b, const struct kp_rec *recs, size_t n,
-		       int bulk, size_t cut, unsigned opts)
+/* A sink's xWritev: the pieces in order, as one call. */
+static int membuf_writev(void *ctx, struct iovec *iov, int n)
 {
-	struct kp_sink sink = { membuf_write, b };
+	struct membuf *b = ctx;
+	int writes = b->writes;
+	for (int i = 0; i < n; i++)
+		if (membuf_write(b, iov[i].iov_base, iov[i].iov_len) < 0)
+			return -ENOSPC;
+	b->writes = writes + 1;
+	return 0;
+}
+
+/* write_recs, through a sink with xWritev if vec (else xWrite only). */
+static int write_recs_v(struct membuf *b, const struct kp_rec *recs, size_t n,
+			int bulk, size_t cut, unsigned opts, int vec)
+{
+	struct kp_sink sink = { membuf_write, b, vec ? membuf_writev : NULL };
 	struct kp_writer *w;
 	struct kp_header h;
 	test_header(&h);
@@ -474,6 +488,12 @@ static int write_recs(struct membuf *b, const struct kp_rec *recs, size_t n,
 	return ok ? 0 : -1;
 }
 
+static int write_recs(struct membuf *b, const struct kp_rec *recs, size_t n,
+		      int bulk, size_t cut, unsigned opts)
+{
+	return write_recs_v(b, recs, n, bulk, cut, opts, 0);
+}
+
 /* The writer thread's bulk path writes the bytes of kp_writer_add(). */
 TEST(events_bulk_same_bytes)
 {
@@ -513,21 +533,15 @@ TEST(events_bulk_same_bytes)
 	free(wl);
 }
 
-/*
- * A writer told that events have no stacks (KP_WRITER_NO_STACKS) writes
- * them in EVENTS_NS blocks that read back as the same records, by either
- * path, and refuses an event with a stack; with raw literals
- * (KP_WRITER_RAW_LITERALS) the trace reads the same and is larger (the
- * option took effect); the options change between events too.
- */
-TEST(no_stacks_and_raw_literals)
+/* n memory events of the workload without stacks (some FREEs made
+ * REALLOCs), as a program recorded with KOTOBA_PROFILE_STACK_DEPTH=0. */
+static struct kp_rec *stackless_recs(size_t n)
 {
 	struct workload *wl = malloc(sizeof(*wl));
-	REQUIRE(wl);
-	wl_init(wl, 17);
-	const size_t n = 30000;
 	struct kp_rec *recs = calloc(n, sizeof(*recs));
-	REQUIRE(recs);
+	if (!wl || !recs)
+		abort();
+	wl_init(wl, 17);
 	size_t m = 0;
 	while (m < n) {
 		wl_next(wl, &recs[m]);
@@ -546,6 +560,21 @@ TEST(no_stacks_and_raw_literals)
 		}
 		m++;
 	}
+	free(wl);
+	return recs;
+}
+
+/*
+ * A writer told that events have no stacks (KP_WRITER_NO_STACKS) writes
+ * them in EVENTS_NS blocks that read back as the same records, by either
+ * path, and refuses an event with a stack; with raw literals
+ * (KP_WRITER_RAW_LITERALS) the trace reads the same and is larger (the
+ * option took effect); the options change between events too.
+ */
+TEST(no_stacks_and_raw_literals)
+{
+	const size_t n = 30000;
+	struct kp_rec *recs = stackless_recs(n);
 	size_t got;
 	int mism;
 	struct membuf with = { 0 }, ns = { 0 }, raw = { 0 };
@@ -570,7 +599,7 @@ TEST(no_stacks_and_raw_literals)
 	 * stacks mid-frame, the next event opens an EVENTS block, so both
 	 * read back as written */
 	struct membuf sw = { 0 };
-	struct kp_sink sink = { membuf_write, &sw };
+	struct kp_sink sink = { membuf_write, &sw, NULL };
 	struct kp_writer *w;
 	struct kp_header h;
 	test_header(&h);
@@ -602,7 +631,130 @@ TEST(no_stacks_and_raw_literals)
 	membuf_free(&raw);
 	membuf_free(&bulk);
 	free(recs);
-	free(wl);
+}
+
+/*
+ * The zstd frames of a trace (after its prefix and header): each must
+ * decode with libzstd itself, which checks its content size and its
+ * checksum, to what it says; *stored counts those written by
+ * KP_WRITER_STORE_INCOMPRESSIBLE (a 4-byte content size for under 64 KiB,
+ * which zstd never writes: it takes the smallest field). order[i] is 'S'
+ * or 'z' for frame i (room for cap).
+ * @return the frames, or -1 if one does not decode.
+ */
+static long zstd_frames(const uint8_t *p, size_t len, size_t *stored,
+			char *order, size_t cap)
+{
+	uint32_t hlen;
+	memcpy(&hlen, p + 12, 4);
+	size_t off = KP_PREFIX_LEN + hlen;
+	long frames = 0;
+	*stored = 0;
+	static uint8_t out[1 << 20];
+	while (off < len) {
+		size_t fs = ZSTD_findFrameCompressedSize(p + off, len - off);
+		unsigned long long cs =
+			ZSTD_getFrameContentSize(p + off, len - off);
+		if (ZSTD_isError(fs) || cs > sizeof(out))
+			return -1;
+		size_t d = ZSTD_decompress(out, sizeof(out), p + off, fs);
+		if (ZSTD_isError(d) || d != cs) {
+			printf("#   frame at %zu: %s\n", off,
+			       ZSTD_isError(d) ? ZSTD_getErrorName(d) : "size");
+			return -1;
+		}
+		int st = p[off + 4] == 0xA4 && cs < 65536 + 256;
+		*stored += (size_t)st;
+		if ((size_t)frames < cap)
+			order[frames] = st ? 'S' : 'z';
+		frames++;
+		off += fs;
+	}
+	return frames;
+}
+
+/*
+ * KP_WRITER_STORE_INCOMPRESSIBLE: the events of a program that allocates
+ * in no pattern, without stacks and with raw literals, which zstd cannot
+ * make smaller: after the first frame each run of 15 is stored as zstd
+ * frames of raw blocks, then one is tried again; the trace reads back
+ * the same records; the frames decode with libzstd (so their checksum,
+ * kprof's own XXH64, is right, over frames of 35 lengths); the
+ * bytes are the same through the sink's xWritev (no copy) and through
+ * xWrite; a changed byte in a stored frame is found by the reader; the
+ * events of a trace zstd compresses are never stored.
+ */
+TEST(stored_frames)
+{
+	const size_t n = 30000;
+	struct kp_rec *recs = stackless_recs(n);
+	const unsigned opt = KP_WRITER_NO_STACKS | KP_WRITER_RAW_LITERALS |
+			     KP_WRITER_STORE_INCOMPRESSIBLE;
+	struct membuf vec = { 0 }, copy = { 0 }, plain = { 0 };
+	REQUIRE(write_recs_v(&vec, recs, n, 1, 700, opt, 1) == 0);
+	REQUIRE(write_recs_v(&copy, recs, n, 1, 700, opt, 0) == 0);
+	REQUIRE(write_recs(&plain, recs, n, 1, 700,
+			   KP_WRITER_NO_STACKS | KP_WRITER_RAW_LITERALS) == 0);
+	CHECK(vec.len == copy.len && !memcmp(vec.p, copy.p, vec.len));
+	size_t got;
+	int mism;
+	CHECK(read_compare(vec.p, vec.len, 0, recs, n, &got, &mism) == 0);
+	CHECK(!mism && got == n);
+	CHECK(read_compare(vec.p, vec.len, 1000, recs, n, &got, &mism) == 0);
+	CHECK(!mism && got == n);
+
+	size_t stored, stored_plain;
+	char order[256];
+	long frames = zstd_frames(vec.p, vec.len, &stored, order,
+				  sizeof(order));
+	long frames_plain = zstd_frames(plain.p, plain.len, &stored_plain,
+					order + 128, 0);
+	printf("# %ld frames, %zu stored, %zu bytes (%zu compressing each)\n",
+	       frames, stored, vec.len, plain.len);
+	REQUIRE(frames > 32 && frames < 128); /* z at 0, 16 and 32 */
+	CHECK(frames_plain == frames && stored_plain == 0);
+	/* z, then 15 S and a z again, ... */
+	for (long i = 0; i < frames; i++)
+		CHECK(order[i] == (i % 16 == 0 ? 'z' : 'S'));
+	CHECK(stored == (size_t)(frames - (frames + 15) / 16));
+	/* stored frames store: within 1 % of what zstd made of them */
+	CHECK(vec.len < plain.len + plain.len / 100);
+
+	/* one byte of a stored frame's content changed (frame 1 starts
+	 * where the first ends): the checksum finds it */
+	uint32_t hlen;
+	memcpy(&hlen, vec.p + 12, 4);
+	size_t f1 = KP_PREFIX_LEN + hlen +
+		    ZSTD_findFrameCompressedSize(vec.p + KP_PREFIX_LEN + hlen,
+						 vec.len);
+	REQUIRE(vec.p[f1 + 4] == 0xA4);
+	vec.p[f1 + 9 + 3 + 100] ^= 0x20;
+	int ret = read_compare(vec.p, vec.len, 0, recs, n, &got, &mism);
+	printf("# with a byte changed: %d after %zu records\n", ret, got);
+	CHECK(ret == KP_ECORRUPT);
+
+	/* alike events (one size, pointers 64 bytes apart): compressed */
+	for (size_t i = 0; i < n; i++) {
+		struct kp_rec *r = &recs[i];
+		memset(&r->u, 0, sizeof(r->u));
+		r->type = KP_REC_ALLOC;
+		r->tid = 7;
+		r->ts = 1000 + i * 10;
+		r->u.alloc.ptr = 0x10000 + 64 * i;
+		r->u.alloc.size = 48;
+	}
+	struct membuf alike = { 0 };
+	REQUIRE(write_recs_v(&alike, recs, n, 1, 700, opt, 1) == 0);
+	CHECK(read_compare(alike.p, alike.len, 0, recs, n, &got, &mism) == 0);
+	CHECK(!mism && got == n);
+	CHECK(zstd_frames(alike.p, alike.len, &stored, order, 0) > 0);
+	CHECK(stored == 0);
+
+	membuf_free(&vec);
+	membuf_free(&copy);
+	membuf_free(&plain);
+	membuf_free(&alike);
+	free(recs);
 }
 
 /* A small multi-frame trace; ends[] gets each frame's end offset. */
@@ -636,7 +788,7 @@ static void make_small_trace(struct small_trace *t, size_t nrec,
 	free(wl);
 
 	/* Each frame is one sink write: note where each one ends. */
-	struct kp_sink sink = { membuf_write, &t->b };
+	struct kp_sink sink = { membuf_write, &t->b, NULL };
 	struct kp_writer *w;
 	struct kp_header h;
 	test_header(&h);
@@ -969,7 +1121,7 @@ TEST(failing_sink)
 		struct membuf b = { 0 };
 		b.fail_at = fail_at;
 		b.fail_err = fail_at % 2 ? -ENOSPC : -EIO;
-		struct kp_sink sink = { membuf_write, &b };
+		struct kp_sink sink = { membuf_write, &b, NULL };
 		struct kp_writer *w;
 		struct kp_header h;
 		test_header(&h);
@@ -1094,7 +1246,7 @@ static uint64_t write_workload(struct membuf *b, size_t n, int level,
 {
 	struct workload *wl = malloc(sizeof(*wl));
 	wl_init(wl, 12345);
-	struct kp_sink sink = { membuf_write, b };
+	struct kp_sink sink = { membuf_write, b, NULL };
 	struct kp_writer *w;
 	struct kp_header h;
 	test_header(&h);
@@ -1179,7 +1331,8 @@ int main(int argc, char **argv)
 			 T(header_unknown_keys_and_defaults), T(header_limits),
 			 T(bad_prefixes), T(records_roundtrip),
 			 T(frames_and_counters), T(events_bulk_same_bytes),
-			 T(no_stacks_and_raw_literals), T(truncation_every_offset),
+			 T(no_stacks_and_raw_literals), T(stored_frames),
+			 T(truncation_every_offset),
 			 T(corrupt_byte_resyncs), T(crafted_frames),
 			 T(lying_content_size), T(failing_sink),
 			 T(failing_source), T(failing_allocator),

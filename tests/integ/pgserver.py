@@ -33,8 +33,18 @@ def pg_tool(name):
 
 
 class PgServer:
+    """server_env: more environment for the server's processes (a
+    profiler's, say); fsync: whether the server syncs its WAL and data
+    files (off by default: faster, and the query tests need no sync);
+    wrap: a command line the server starts under (strace -f ...).
+    stop() stops it (SIGINT, by PID) and gives its exit status."""
     user = "kp"
     port = "5432"
+
+    def __init__(self, server_env=None, fsync=False, wrap=()):
+        self.server_env = server_env or {}
+        self.fsync = fsync
+        self.wrap = list(wrap)  # a command the server runs under (strace)
 
     def __enter__(self):
         self.proc = None
@@ -65,11 +75,12 @@ class PgServer:
             raise Fail("initdb failed: %s" % p.stdout.decode()[-2000:])
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
         self.proc = subprocess.Popen(
-            pre + [postgres, "-D", data, "-k", self.dir, "-p", self.port,
-                   "-c", "listen_addresses=", "-c", "fsync=off",
+            self.wrap + pre + [postgres, "-D", data, "-k", self.dir, "-p", self.port,
+                   "-c", "listen_addresses=",
+                   "-c", "fsync=%s" % ("on" if self.fsync else "off"),
                    "-c", "shared_buffers=16MB", "-c", "max_connections=20"],
-            env=env, cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
+            env=dict(env, **self.server_env), cwd=self.dir, stdout=self.log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         sock = os.path.join(self.dir, ".s.PGSQL." + self.port)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -90,17 +101,33 @@ class PgServer:
         except OSError:
             return ""
 
-    def conninfo(self, db="postgres"):
-        return "host=%s port=%s user=%s dbname=%s" % (self.dir, self.port, self.user, db)
+    def postmaster_pid(self):
+        """The postmaster's PID, from its pid file (under wrap, the process
+        started here is the wrapper); None if it is not running."""
+        try:
+            with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
 
-    def __exit__(self, *exc):
+    def stop(self):
+        """Fast shutdown (SIGINT to the postmaster, by PID); the exit status
+        of the process started here (the postmaster, or its wrapper)."""
         if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGINT)  # fast shutdown, by PID
+            pid = self.postmaster_pid() if self.wrap else self.proc.pid
+            os.kill(pid or self.proc.pid, signal.SIGINT)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        return self.proc.returncode if self.proc is not None else None
+
+    def conninfo(self, db="postgres"):
+        return "host=%s port=%s user=%s dbname=%s" % (self.dir, self.port, self.user, db)
+
+    def __exit__(self, *exc):
+        self.stop()
         if getattr(self, "log", None):
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)

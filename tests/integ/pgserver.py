@@ -7,6 +7,7 @@ nobody), stopped by its PID.
     with PgServer() as pg:
         run(["psql", "-h", pg.dir, "-p", pg.port, "-U", pg.user, ...])
 """
+import contextlib
 import os
 import pwd
 import shutil
@@ -33,16 +34,15 @@ def pg_tool(name):
 
 
 class PgServer:
-    """server_env: more environment for the server's processes (a
-    profiler's, say); fsync: whether the server syncs its WAL and data
-    files (off by default: faster, and the query tests need no sync);
-    wrap: a command line the server starts under (strace -f ...).
+    """fsync: whether the server syncs its WAL and data files (off by
+    default: faster, and the query tests need no sync); wrap: a command
+    line the server starts under (strace -f ..., which can set the
+    server's environment: -E LD_PRELOAD=...).
     stop() stops it (SIGINT, by PID) and gives its exit status."""
     user = "kp"
     port = "5432"
 
-    def __init__(self, server_env=None, fsync=False, wrap=()):
-        self.server_env = server_env or {}
+    def __init__(self, fsync=False, wrap=()):
         self.fsync = fsync
         self.wrap = list(wrap)  # a command the server runs under (strace)
 
@@ -79,8 +79,8 @@ class PgServer:
                    "-c", "listen_addresses=",
                    "-c", "fsync=%s" % ("on" if self.fsync else "off"),
                    "-c", "shared_buffers=16MB", "-c", "max_connections=20"],
-            env=dict(env, **self.server_env), cwd=self.dir, stdout=self.log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            env=env, cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
         sock = os.path.join(self.dir, ".s.PGSQL." + self.port)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -119,7 +119,9 @@ class PgServer:
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
+                for p in {pid, self.proc.pid} - {None}:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p, signal.SIGKILL)
                 self.proc.wait()
         return self.proc.returncode if self.proc is not None else None
 

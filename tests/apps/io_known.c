@@ -25,7 +25,9 @@
  *   io_known DIR bad     the findings: 2000 writes of 10 bytes to DIR/small,
  *                        20 x (write + fsync) to DIR/synced, 200 reads of
  *                        4 KiB at scattered offsets of a 2 MiB DIR/big,
- *                        5 opens of DIR/missing (ENOENT)
+ *                        5 opens of DIR/missing (ENOENT) and 2 of
+ *                        DIR/small/x (ENOTDIR), 3 writes to DIR/readonly
+ *                        opened O_RDONLY (EBADF)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -507,6 +509,14 @@ static void bad(const char *dir)
 	snprintf(path, sizeof(path), "%s/missing", dir);
 	for (int i = 0; i < 5; i++)
 		open(path, O_RDONLY);
+	snprintf(path, sizeof(path), "%s/small/x", dir); /* small: a file */
+	for (int i = 0; i < 2; i++)
+		open(path, O_RDONLY);
+	snprintf(path, sizeof(path), "%s/readonly", dir);
+	fd = open(path, O_RDONLY | O_CREAT, 0600);
+	for (int i = 0; i < 3; i++)
+		write(fd, buf, 10); /* EBADF */
+	close(fd);
 }
 
 int main(int argc, char **argv)

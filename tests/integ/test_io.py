@@ -126,8 +126,10 @@ with t.section("findings"):
         got = sorted((x["code"], x["path"]) for x in rep["io"]["findings"]
                      if x["path"].startswith(d) and x["code"] != "IO04")
         t.eq(got, [("IO01", d + "/small"), ("IO02", d + "/synced"),
-                   ("IO03", d + "/big"), ("IO05", d + "/missing")],
-             "small writes, fsync per write, random reads, ENOENT opens")
+                   ("IO03", d + "/big"), ("IO05", d + "/readonly"),
+                   ("IO06", d + "/missing")],
+             "small writes, fsync per write, random reads, failed writes, "
+             "opens of missing paths (one finding, at the path tried most)")
         for x in rep["io"]["findings"]:
             t.ok(x["severity"] in ("info", "warn", "high") and x["evidence"]
                  and x["recommendation"], "%s has severity, evidence and a "
@@ -137,6 +139,15 @@ with t.section("findings"):
              "IO01 evidence")
         t.eq(ev.get("IO02"), "20 syncs for 20 writes (1.00 writes per sync)",
              "IO02 evidence")
+        t.eq(ev.get("IO05"), "3 of 5 calls failed: EBADF 3",
+             "IO05 evidence: the failed calls by errno (open, 3 writes, close)")
+        t.ok(re.fullmatch(r"7 opens of 2 paths failed with ENOENT or ENOTDIR, "
+                          r"[0-9.]+ [mu]?s in all; this path the most, 5 times",
+                          ev.get("IO06", "")),
+             "IO06 evidence: 5 + 2 opens of 2 missing paths, no IO05 for them",
+             ev.get("IO06"))
+        t.eq(io_file(rep, d + "/small/x")["ops"]["open"]["errors"], 2,
+             "the ENOTDIR opens recorded with their path")
         big = io_file(rep, d + "/big")
         t.eq(big["pattern"]["read"]["with_offset"], 200, "200 reads on big")
         t.ok(big["pattern"]["read"]["random"] > 40,

@@ -25,7 +25,9 @@
 #include "io.h"
 #include "json.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Pseudo ops after the real ones: fd lifecycle. */
 #define OP_OPEN (KP_IO_OP_MAX + 1)
@@ -45,6 +47,7 @@ static const char *const size_name[NSIZE] = {
 #define MAX_INTERVALS 1024   /* re-read tracking per process and file:
 			      * bounds the work per read (a memmove) */
 #define MAX_FDS (1u << 20)
+#define NERR 4               /* errnos named in a file's evidence */
 
 static const char *op_name(unsigned op)
 {
@@ -74,6 +77,11 @@ struct file {
 	int reread_capped;
 	uint64_t extent;                           /* highest byte + 1 */
 	uint64_t syncs;
+	uint64_t missing, missing_ns; /* opens of a path that does not exist */
+	/* the errnos of its failed calls but those opens: the first
+	 * NERR - 1 seen by name, then err_n[NERR - 1] counts all others */
+	uint16_t err_no[NERR];
+	uint64_t err_n[NERR];
 };
 
 /* Per process and file: Darshan's last bytes and the read intervals. */
@@ -290,13 +298,38 @@ static struct pfile *pfile(struct io_trace *tr, uint32_t file)
 	return p;
 }
 
+/* One failed call of f with errno e (> 0; an unknown one counts as
+ * "other"). */
+static void note_errno(struct file *f, int e)
+{
+	unsigned i = 0;
+	while (i < NERR - 1 && f->err_n[i] && f->err_no[i] != e)
+		i++;
+	if (e <= 0 || e > UINT16_MAX)
+		i = NERR - 1;
+	if (i < NERR - 1)
+		f->err_no[i] = (uint16_t)e;
+	f->err_n[i]++;
+}
+
+/* A call of op on f: err is its errno, 0 if it succeeded. An open that
+ * found no such path (ENOENT, ENOTDIR) is a lookup more than an error:
+ * counted apart too (find(): IO06, not IO05). */
 static void op_add(struct file *f, unsigned op, uint64_t bytes, int err,
 		   uint64_t dur)
 {
 	struct opstat *o = &f->ops[op];
 	o->calls++;
 	o->bytes = kp_sat_add(o->bytes, bytes);
-	o->errors += err != 0;
+	if (err) {
+		o->errors++;
+		if (op == OP_OPEN && (err == ENOENT || err == ENOTDIR)) {
+			f->missing++;
+			f->missing_ns = kp_sat_add(f->missing_ns, dur);
+		} else {
+			note_errno(f, err);
+		}
+	}
 	o->total_ns = kp_sat_add(o->total_ns, dur);
 	kp_hist_add(&o->lat, dur);
 	f->total_ns = kp_sat_add(f->total_ns, dur);
@@ -391,7 +424,8 @@ static void on_io(struct io_state *s, struct kp_trace *t,
 		(uint64_t)ret : 0;
 	uint64_t dur = v[KP_IO_DUR] > 0 ? (uint64_t)v[KP_IO_DUR] : 0;
 	int failed = ret < 0; /* -errno */
-	op_add(f, op, moved, failed, dur);
+	op_add(f, op, moved, failed ? (ret < -65535 ? -1 : (int)-ret) : 0,
+	       dur);
 	if (e->stack) {
 		struct sstat *x = smap_get(&s->cur->stacks, fi,
 					   kp_trace_stack(t, e->stack));
@@ -439,6 +473,13 @@ static void on_io(struct io_state *s, struct kp_trace *t,
 		f->reread_bytes += reread(f, p, (uint64_t)off, end);
 }
 
+/* A record's errno value as op_add's err: 0, the errno, or -1 (none
+ * that fits). */
+static int errno_of(int64_t e)
+{
+	return e == 0 ? 0 : e > 0 && e <= 65535 ? (int)e : -1;
+}
+
 static void on_open(struct io_state *s, const struct kp_rec *r)
 {
 	const int64_t *v = r->u.ext.v;
@@ -456,7 +497,8 @@ static void on_open(struct io_state *s, const struct kp_rec *r)
 		fdmap_set(s->cur, fd, fi);
 	if (how != KP_FDH_LAZY && how != KP_FDH_FDOPEN) {
 		uint64_t dur = v[KP_FDO_DUR] > 0 ? (uint64_t)v[KP_FDO_DUR] : 0;
-		op_add(&s->files[fi], OP_OPEN, 0, v[KP_FDO_ERR] != 0, dur);
+		op_add(&s->files[fi], OP_OPEN, 0, errno_of(v[KP_FDO_ERR]),
+		       dur);
 		s->cur->proc->calls++;
 		s->cur->proc->errors += v[KP_FDO_ERR] != 0;
 		s->cur->proc->total_ns =
@@ -470,7 +512,7 @@ static void on_close(struct io_state *s, const struct kp_rec *r)
 	int64_t fd = v[KP_FDC_FD];
 	uint32_t fi = fdmap_get(s, fd);
 	uint64_t dur = v[KP_FDC_DUR] > 0 ? (uint64_t)v[KP_FDC_DUR] : 0;
-	op_add(&s->files[fi], OP_CLOSE, 0, v[KP_FDC_ERR] != 0, dur);
+	op_add(&s->files[fi], OP_CLOSE, 0, errno_of(v[KP_FDC_ERR]), dur);
 	s->cur->proc->calls++;
 	s->cur->proc->errors += v[KP_FDC_ERR] != 0;
 	s->cur->proc->total_ns = kp_sat_add(s->cur->proc->total_ns, dur);
@@ -591,6 +633,66 @@ static uint64_t dir_calls(const struct file *f, char dir, int syscall_only)
 	return n;
 }
 
+/* " EBADF 3, ENOSPC 1" into buf: f's errnos (note_errno) by name. */
+static void errno_list(const struct file *f, char *buf, size_t cap)
+{
+	size_t at = 0;
+	buf[0] = '\0';
+	for (unsigned i = 0; i < NERR && at < cap; i++) {
+		if (!f->err_n[i])
+			continue;
+		const char *name =
+			i < NERR - 1 ? strerrorname_np(f->err_no[i]) : NULL;
+		int k = snprintf(buf + at, cap - at, "%s %s %llu",
+				 at ? "," : "", name ? name : "other",
+				 (unsigned long long)f->err_n[i]);
+		if (k < 0)
+			break;
+		at += (size_t)k;
+	}
+}
+
+/*
+ * IO06, once for all files: opens of paths that do not exist. Programs
+ * look for files along search paths (include directories, PYTHONPATH,
+ * plugin and locale directories), and a missing file is a normal answer;
+ * as a finding of its own, with the count, the time and the path tried
+ * most, they no longer make an IO05 of every path tried.
+ */
+static void find_missing(struct io_state *s)
+{
+	uint64_t n = 0, ns = 0, paths = 0;
+	uint32_t most = UINT32_MAX;
+	for (uint32_t i = 0; i < s->nfiles; i++) {
+		const struct file *f = &s->files[i];
+		if (!f->missing)
+			continue;
+		n += f->missing;
+		ns = kp_sat_add(ns, f->missing_ns);
+		paths++;
+		if (most == UINT32_MAX || f->missing > s->files[most].missing ||
+		    (f->missing == s->files[most].missing &&
+		     strcmp(f->path, s->files[most].path) < 0))
+			most = i;
+	}
+	if (!n)
+		return;
+	struct finding *x = add_finding(s, "IO06",
+		n >= 10000 ? "warn" : "info",
+		"opens of paths that do not exist", most,
+		"normal for a program that searches for its files; if there "
+		"are many, shorten the search path (include directories, "
+		"PYTHONPATH, LD_LIBRARY_PATH, plugin directories) or "
+		"remember what was found");
+	char d[32];
+	snprintf(x->evidence, sizeof(x->evidence),
+		 "%llu opens of %llu paths failed with ENOENT or ENOTDIR, "
+		 "%s in all; this path the most, %llu times",
+		 (unsigned long long)n, (unsigned long long)paths,
+		 kp_fmt_ns(d, sizeof(d), ns),
+		 (unsigned long long)s->files[most].missing);
+}
+
 static void find(struct io_state *s)
 {
 	for (uint32_t i = 0; i < s->nfiles; i++) {
@@ -668,20 +770,24 @@ static void find(struct io_state *s)
 			errs += f->ops[op].errors;
 			calls += f->ops[op].calls;
 		}
+		errs -= f->missing; /* lookups: IO06 */
+		calls -= f->missing;
 		if (errs) {
 			struct finding *x = add_finding(s, "IO05",
 				errs * 10 >= calls ? "warn" : "info",
 				"I/O calls failed", i,
 				"check the errors: EAGAIN/EINTR are expected "
 				"on non-blocking or interrupted calls and must "
-				"be retried; ENOENT on open is a lookup storm "
-				"(cache the result); EBADF is a bug");
-			snprintf(x->evidence, sizeof(x->evidence),
-				 "%llu of %llu calls failed",
-				 (unsigned long long)errs,
-				 (unsigned long long)calls);
+				"be retried; EBADF is a bug; ENOSPC, EIO and "
+				"EDQUOT lose data unless handled");
+			int k = snprintf(x->evidence, sizeof(x->evidence),
+					 "%llu of %llu calls failed:",
+					 (unsigned long long)errs,
+					 (unsigned long long)calls);
+			errno_list(f, x->evidence + k, sizeof(x->evidence) - k);
 		}
 	}
+	find_missing(s);
 }
 
 static int by_time(const void *a, const void *b, void *ctx)

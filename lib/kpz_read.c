@@ -249,6 +249,10 @@ static int parse_header(struct kp_header *h, const uint8_t *buf, size_t len,
 			ret = kp_mpk_u64(&c, &h->start_mono_ns);
 		} else if (key_is(k, kn, "tsc_hz")) {
 			ret = kp_mpk_double(&c, &h->tsc_hz);
+		} else if (key_is(k, kn, "forked")) {
+			int64_t v = 0;
+			ret = kp_mpk_i64(&c, &v);
+			h->forked = v != 0;
 		} else if (key_is(k, kn, "exe")) {
 			ret = get_str(&c, ar, &h->exe);
 		} else if (key_is(k, kn, "clock")) {

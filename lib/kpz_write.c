@@ -231,6 +231,7 @@ static int pack_header(msgpack_packer *pk, const struct kp_header *h)
 	size_t n = 7; /* pid ppid argv start_wall_ns start_mono_ns tsc_hz config */
 	for (size_t i = 0; i < KP_ARRAY_SIZE(svals); i++)
 		n += svals[i] != NULL;
+	n += h->forked != 0;
 
 	if (msgpack_pack_map(pk, n) < 0)
 		return -1;
@@ -241,6 +242,9 @@ static int pack_header(msgpack_packer *pk, const struct kp_header *h)
 	    pack_key(pk, "start_mono_ns") < 0 ||
 	    msgpack_pack_uint64(pk, h->start_mono_ns) < 0 ||
 	    pack_key(pk, "tsc_hz") < 0 || msgpack_pack_double(pk, h->tsc_hz) < 0)
+		return -1;
+	if (h->forked && (pack_key(pk, "forked") < 0 ||
+			  msgpack_pack_int64(pk, 1) < 0))
 		return -1;
 	for (size_t i = 0; i < KP_ARRAY_SIZE(svals); i++)
 		if (svals[i] && (pack_key(pk, skeys[i]) < 0 ||

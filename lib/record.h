@@ -50,7 +50,7 @@
  * JIT_CODE records, which a 3.0 reader skips, and SNAPSHOT's values,
  * which it ignores; 3.2: SNAPSHOT's values for kprof's own cost, which a
  * 3.1 reader skips) */
-#define KP_FORMAT_MINOR 0
+#define KP_FORMAT_MINOR 1
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -489,6 +489,9 @@ struct kp_header {
 	const char *const *config_keys;
 	const char *const *config_vals;
 	uint32_t nconfig;
+	/* "forked" (4.1; written only when 1): recording began in the child
+	 * of a fork of a recorded process, whose heap it started with */
+	int forked;
 };
 
 #endif

@@ -73,6 +73,7 @@ static struct {
 	char path[1200];        /* absolute path of the trace */
 	int broken;             /* the file is gone: stop writing */
 	int header_done;
+	int forked;             /* this trace began in a fork child */
 	uint64_t mult;          /* ns = (ticks - tsc0) * mult >> 32: one
 				 * 64x64 multiply (mult < 2^33 for any
 				 * clock above 500 MHz, < 2^64 above 1 Hz) */
@@ -363,6 +364,7 @@ static int write_header(void)
 
 	h.pid = kp.pid;
 	h.ppid = kp.ppid;
+	h.forked = w.forked;
 	h.exe = exe;
 	h.argv = argv;
 	h.argc = argc;
@@ -1061,6 +1063,7 @@ void kp_writer_fork_parent(void)
 void kp_writer_after_fork_child(void)
 {
 	kp_warn_after_fork_child();
+	w.forked = 1; /* and its exec'd image, a fresh heap, is not */
 	pthread_mutex_init(&w.cycle_lock, NULL);
 	pthread_mutex_init(&w.call_lock, NULL);
 	atomic_store(&w.call_done, atomic_load(&w.call_seq));

@@ -6,6 +6,10 @@
  *               bytes from leak_in_child() and exit(0)s; the parent waits,
  *               leaks 5 x 100 from leak_in_parent(), prints
  *               "parent=PID child=PID" and exits 0.
+ *   forkfree    7 blocks of 30 bytes allocated, then fork; the child
+ *               frees them (blocks its trace never saw allocated) and
+ *               exit(0)s; the parent waits, frees its copies, prints
+ *               "parent=PID child=PID" and exits 0.
  *   forkexec    fork; the child leaks 2 x 64 (leak_before_exec), then
  *               execv(argv[2], argv[2..]) (e.g. this app in mode "leak4",
  *               or /bin/true); the parent waits and prints
@@ -116,6 +120,25 @@ static int mode_fork(void)
 	if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		return 3;
 	leak_in_parent();
+	say("parent=%ld child=%ld%.0ld\n", (long)getpid(), (long)c, 0);
+	return 0;
+}
+
+static int mode_forkfree(void)
+{
+	void *b[7];
+	for (int i = 0; i < 7; i++)
+		b[i] = malloc(30);
+	pid_t c = fork();
+	if (c < 0)
+		return 2;
+	for (int i = 0; i < 7; i++)
+		free(b[i]); /* the parent's, and in the child its copies */
+	if (c == 0)
+		exit(0);
+	int st;
+	if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return 3;
 	say("parent=%ld child=%ld%.0ld\n", (long)getpid(), (long)c, 0);
 	return 0;
 }
@@ -255,6 +278,8 @@ int main(int argc, char **argv)
 	const char *m = argc > 1 ? argv[1] : "";
 	if (!strcmp(m, "fork"))
 		return mode_fork();
+	if (!strcmp(m, "forkfree"))
+		return mode_forkfree();
 	if (!strcmp(m, "forkexec") && argc > 2)
 		return mode_forkexec(argv);
 	if (!strcmp(m, "leak4")) {

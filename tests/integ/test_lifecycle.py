@@ -61,6 +61,32 @@ with t.section("fork"):
         t.eq(m["in_use_at_exit"], {"bytes": 1100, "blocks": 8}, "fork: merged in use = sum")
         t.eq((m["alloc_calls"], m["free_calls"]), (118, 110), "fork: merged call counts")
         t.eq(m["unmatched_frees"], 0, "fork: no unmatched frees")
+        t.eq((pp["forked"], cp["forked"]), (False, True),
+             "fork: the child's trace says it began at a fork")
+
+with t.section("a forked child frees its parent's blocks"):
+    with Tmp() as d:
+        r = run([APP, "forkfree"], d)
+        t.eq(r.rc, 0, "forkfree: exit 0", r.err)
+        c = counts_from(r.out)
+        rep = analyze(r.traces)
+        got = sorted((p["pid"] == c["child"], p["forked"],
+                      p["memory"]["alloc_calls"], p["memory"]["free_calls"],
+                      p["memory"]["unmatched_frees"])
+                     for p in rep["trace"]["processes"])
+        t.eq(got, [(False, False, 7, 7, 0), (True, True, 0, 7, 7)],
+             "forkfree: the child frees 7 blocks it never allocated, its "
+             "parent's")
+        out = analyze(r.traces, fmt="text")
+        t.ok("unmatched frees   7 (of blocks allocated before the trace "
+             "started; all in 1 forked child, of blocks its parent "
+             "allocated)" in out, "forkfree: the summary says whose blocks "
+             "the unmatched frees are", out[:1500])
+        ct = [f for f in r.traces if f.endswith(".%d.kpz" % c["child"])]
+        out = analyze(ct, fmt="text")
+        t.ok("process %d (forked from %d)" % (c["child"], c["parent"]) in out,
+             "forkfree: the child's own report: forked from its parent",
+             out[:600])
 
 with t.section("fork+exec of a test app"):
     with Tmp() as d:
@@ -89,6 +115,9 @@ with t.section("fork+exec of a test app"):
                  "forkexec: exec'd image leaks 4 x 50")
             t.eq(post[0]["argv"], [APP, "leak4"], "forkexec: exec'd image's argv")
         t.eq(leak_of(rep, "leak_after_exec")[:2], (200, 4), "forkexec: leak_after_exec group")
+        t.eq(sorted((p["pid"] == child, p["end_reason"], p["forked"]) for p in procs),
+             [(False, "exit", False), (True, "exec", True), (True, "exit", False)],
+             "forkexec: forked: the child until its exec, not its new image")
 
 with t.section("fork+exec of /bin/true"):
     with Tmp() as d:

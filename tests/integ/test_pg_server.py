@@ -43,6 +43,7 @@ with Tmp(0o777) as d:
         t.ok("actually processed: 800/800" in r.out and
              "failed transactions: 0 " in r.out,
              "pgbench: all 800 transactions, none failed", r.out[-600:])
+        postmaster = pg.postmaster_pid()
         status = pg.stop()
         log = pg.server_log()
     t.eq(status, 0, "the server shut down cleanly (strace's exit status, the "
@@ -66,6 +67,13 @@ with Tmp(0o777) as d:
     t.eq(sorted(p["pid"] for p in postgres), sorted(pids),
          "a trace of every server process strace saw (%d)" % len(pids))
     t.ge(len(postgres), 9, "postmaster, 4 client backends and the helpers")
+    t.eq([p["pid"] for p in postgres if not p["forked"]], [postmaster],
+         "every server process but the postmaster began at a fork")
+    out = analyze(files, fmt="text")
+    m = re.search(r"unmatched frees +([\d,]+) \(.*; (all|[\d,]+) in (\d+) forked", out)
+    t.ok(m and m.group(2) == "all" and int(m.group(3)) >= 8,
+         "the backends free the postmaster's blocks, and the summary says so",
+         m.group(0) if m else out[:2000])
     t.eq([p["pid"] for p in postgres if p["truncated"] or p["end_reason"] != "exit"],
          [], "every server process's trace is complete and ends at its exit")
     t.eq(rep["trace"]["events_lost"], 0, "no event lost")

@@ -111,6 +111,7 @@ TEST(header_roundtrip)
 	h.config_keys = ck;
 	h.config_vals = cv;
 	h.nconfig = 2;
+	h.forked = 1;
 
 	struct membuf b = { 0 };
 	struct kp_sink sink = { membuf_write, &b, NULL };
@@ -136,6 +137,7 @@ TEST(header_roundtrip)
 	CHECK(strcmp(g->clock, "tsc") == 0 && g->tsc_hz == 2.5e9);
 	CHECK(g->hostname && g->hostname[0] == '\0');
 	CHECK(strcmp(g->kprof_version, "0.1.0") == 0);
+	CHECK(g->forked == 1);
 	REQUIRE(g->nconfig == 2);
 	CHECK(strcmp(g->config_keys[1], "KOTOBA_PROFILE_IO") == 0 &&
 	      strcmp(g->config_vals[0], "1") == 0 &&
@@ -195,6 +197,7 @@ TEST(header_unknown_keys_and_defaults)
 	CHECK(g->exe && g->exe[0] == '\0' && g->clock[0] == '\0');
 	CHECK(g->argc == 1 && strcmp(g->argv[0], "a") == 0);
 	CHECK(g->nconfig == 0 && g->config_keys && g->config_keys[0] == NULL);
+	CHECK(g->forked == 0); /* missing: not forked */
 	kp_reader_free(r);
 	membuf_free(&b);
 	membuf_free(&m);

@@ -183,6 +183,7 @@ struct kp_symbols; /* symbols.c */
 struct kp_proc {
 	char *file;             /* trace file name as given */
 	int64_t pid, ppid;
+	int forked;             /* the trace began in a fork child (header) */
 	char *exe;
 	char **argv;
 	uint32_t argc;

@@ -749,6 +749,7 @@ static struct kp_proc *proc_new(struct kp_analysis *an, const char *name,
 	p->file = xstrdup(name);
 	p->pid = h->pid;
 	p->ppid = h->ppid;
+	p->forked = h->forked;
 	p->exe = xstrdup(h->exe ? h->exe : "");
 	p->argc = h->argv ? h->argc : 0;
 	p->argv = xcalloc(p->argc ? p->argc : 1, sizeof(*p->argv));

@@ -24,6 +24,9 @@
  *                                      "type_N" for types without a name)
  *     "processes": [{                  one per trace file
  *       "pid": int, "ppid": int,       signed
+ *       "forked": bool,                recording began in the child of a
+ *                                      fork (traces of format 4.1 on): its
+ *                                      heap started as its parent's
  *       "exe": str,                    /proc/self/exe at start
  *       "argv": [str, ...],
  *       "start_wall_ns": int,          CLOCK_REALTIME at start
@@ -58,7 +61,8 @@
  *     "peak_pid": int | null,          ... and which process
  *     "in_use_at_exit": {"bytes": int, "blocks": int},
  *     "unmatched_frees": int,          frees of blocks never seen allocated
- *                                      (allocated before kprof started)
+ *                                      (allocated before kprof started; in
+ *                                      a forked child, by its parent)
  *     "temporary_allocs": int,         blocks freed (or realloc'ed) by the
  *                                      thread that allocated them before it
  *                                      allocated or freed anything else
@@ -181,6 +185,8 @@ static void json_process(struct kp_analysis *an, const struct kp_proc *p,
 	kp_json_i64(j, p->pid);
 	kp_json_key(j, "ppid");
 	kp_json_i64(j, p->ppid);
+	kp_json_key(j, "forked");
+	kp_json_bool(j, p->forked);
 	kp_json_key(j, "exe");
 	kp_json_str(j, p->exe);
 	kp_json_key(j, "argv");

@@ -253,7 +253,8 @@ static void text_process(struct kp_analysis *an, const struct kp_proc *p,
 				      i ? " " : "", p->argv[i]);
 	fprintf(out, "process %" PRId64, p->pid);
 	if (p->ppid > 0)
-		fprintf(out, " (parent %" PRId64 ")", p->ppid);
+		fprintf(out, " (%s %" PRId64 ")",
+			p->forked ? "forked from" : "parent", p->ppid);
 	fprintf(out, "  %s\n", kp_disp(b, sizeof(b), p->exe[0] ? p->exe : "?",
 				    50));
 	if (p->argc)
@@ -598,10 +599,32 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 			kp_fmt_count(a, sizeof(a), m->temporary),
 			100.0 * (double)m->temporary /
 				(double)(m->alloc_calls ? m->alloc_calls : 1));
-	if (m->unmatched_frees)
+	if (m->unmatched_frees) {
+		/* a forked child's heap began as its parent's: say how many
+		 * of those frees are such children's */
+		uint64_t fk = 0, nfk = 0;
+		for (size_t i = 0; i < an->nprocs; i++) {
+			const struct kp_proc *p = an->procs[i];
+			const struct kp_mem_totals *pm =
+				kp_mem_proc_totals(an, p);
+			if (p->forked && pm && pm->unmatched_frees) {
+				fk += pm->unmatched_frees;
+				nfk++;
+			}
+		}
 		fprintf(out, "  unmatched frees   %s (of blocks allocated "
-			"before the trace started)\n",
+			"before the trace started",
 			kp_fmt_count(a, sizeof(a), m->unmatched_frees));
+		if (fk)
+			fprintf(out, "; %s in %s forked child%s, of blocks "
+				"%s parent allocated",
+				fk == m->unmatched_frees
+					? "all"
+					: kp_fmt_count(b, sizeof(b), fk),
+				kp_fmt_count(c, sizeof(c), nfk),
+				nfk == 1 ? "" : "ren", nfk == 1 ? "its" : "their");
+		fprintf(out, ")\n");
+	}
 	if (m->evicted)
 		fprintf(out, "  inconsistent      %s blocks were allocated "
 			"again before being freed\n",

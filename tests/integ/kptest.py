@@ -225,8 +225,9 @@ def analyze_raw(args, timeout=60, cwd=None):
             p.stderr.decode("utf-8", "replace"))
 
 
-def analyze(files, fmt="json", extra=()):
-    """kprof-analyze --format json FILES... -> dict (exit 0 required)."""
+def analyze(files, fmt="json", extra=(), schema="kprof-report/1"):
+    """kprof-analyze --format json FILES... -> dict (exit 0 required; the
+    report's schema is checked)."""
     if isinstance(files, str):
         files = [files]
     if not files:
@@ -240,7 +241,7 @@ def analyze(files, fmt="json", extra=()):
         rep = json.loads(out)
     except ValueError as e:
         raise Fail("kprof-analyze printed invalid JSON (%s): %r" % (e, out[:300]))
-    if rep.get("schema") != "kprof-report/1":
+    if rep.get("schema") != schema:
         raise Fail("unexpected schema %r" % rep.get("schema"))
     return rep
 

@@ -100,6 +100,8 @@ struct kp_opts {
 	const char *chrome;    /* export --chrome FILE */
 	uint64_t chrome_min_ns; /* export --io-min-us: I/O calls shown */
 	int chrome_min_set;     /* ... given (else 100 us) */
+	char **base;            /* diff --base FILE, each one given */
+	size_t nbase;
 };
 
 /* ---- small open-addressing map u64 -> u32 (stacks.c) ------------------- */
@@ -683,5 +685,10 @@ void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
 
 /* report_json.c: a JSON frame array for a canonical stack */
 void kp_json_stack(struct kp_analysis *an, struct kp_json *j, uint32_t gstack);
+
+/* diff.c: the diff command, the traces of opts->base against files[];
+ * @return the exit status (0, or 3: a trace unreadable) */
+int kp_diff_command(const struct kp_opts *opts, char *const *files,
+		    size_t nfiles, FILE *out);
 
 #endif

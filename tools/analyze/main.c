@@ -45,6 +45,8 @@ static const char usage_text[] =
 	"  export             --pprof FILE (gzipped profile.proto: cpu with\n"
 	"                     --what cpu, heap with --what alloc|live) and/or\n"
 	"                     --chrome FILE (Chrome trace / Perfetto JSON)\n"
+	"  diff               the heap of the traces given with --base against\n"
+	"                     the others': totals, changed sites and leaks\n"
 	"\n"
 	"options:\n"
 	"  --format FMT       text (default) or json (schema kprof-report/1)\n"
@@ -58,6 +60,8 @@ static const char usage_text[] =
 	"                     copy of this SQLite database (needs sqlite3)\n"
 	"  --pg-dsn DSN       index advice for libpq queries from the generic\n"
 	"                     plans of this PostgreSQL server (needs psql)\n"
+	"  --base FILE        diff: a trace of the run to compare with (once\n"
+	"                     for each of its traces)\n"
 	"  --slow-ms MS       slow query threshold (default: the trace's\n"
 	"                     KOTOBA_PROFILE_SLOW_QUERY_MS, else 100)\n"
 	"  -h, --help         show this help\n"
@@ -69,6 +73,7 @@ static const char usage_text[] =
 	"examples:\n"
 	"  LD_PRELOAD=libkprof.so ./app && kprof-analyze kprof.*.kpz\n"
 	"  kprof-analyze leaks kprof.1234.kpz\n"
+	"  kprof-analyze diff --base before.kpz after.kpz\n"
 	"  kprof-analyze --format json -o report.json kprof.1234.kpz\n";
 
 static void usage_error(const char *fmt, ...) KP_PRINTF(1, 2)
@@ -107,7 +112,7 @@ static double clock_s(clockid_t id)
 
 enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
        OPT_SQLITE_DB, OPT_PERF_MAP_DIR, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
-       OPT_CHROME, OPT_IOMIN, OPT_PG_DSN };
+       OPT_CHROME, OPT_IOMIN, OPT_PG_DSN, OPT_BASE };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
@@ -124,6 +129,7 @@ static const struct option longopts[] = {
 	{ "pprof", required_argument, NULL, OPT_PPROF },
 	{ "chrome", required_argument, NULL, OPT_CHROME },
 	{ "io-min-us", required_argument, NULL, OPT_IOMIN },
+	{ "base", required_argument, NULL, OPT_BASE },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -213,6 +219,11 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			opts->chrome_min_set = 1;
 			break;
 		}
+		case OPT_BASE:
+			opts->base = xrealloc_array(opts->base, opts->nbase + 1,
+						    sizeof(*opts->base));
+			opts->base[opts->nbase++] = optarg;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);
@@ -256,12 +267,33 @@ static int is_command(const char *s)
 	const struct kp_pass *const *passes = kp_pass_list(&n);
 
 	if (!strcmp(s, "summary") || !strcmp(s, "leaks") || !strcmp(s, "dump") ||
-	    !strcmp(s, "flame") || !strcmp(s, "export"))
+	    !strcmp(s, "flame") || !strcmp(s, "export") || !strcmp(s, "diff"))
 		return 1;
 	for (size_t i = 0; i < n; i++)
 		if (passes[i]->command && !strcmp(s, passes[i]->command))
 			return 1;
 	return 0;
+}
+
+/* kprof-analyze diff --base FILE... TRACE... (diff.c). */
+static int diff(struct kp_opts *opts, size_t n, char **files)
+{
+	FILE *out = opts->output ? fopen(opts->output, "w") : stdout;
+	int ret;
+
+	if (!out) {
+		error("cannot open '%s': %s", opts->output, strerror(errno));
+		free(opts->base);
+		return 1;
+	}
+	ret = kp_diff_command(opts, files, n, out);
+	if ((out == stdout ? fflush(out) : fclose(out)) != 0 && !ret) {
+		error("cannot write the report to '%s'",
+		      opts->output ? opts->output : "stdout");
+		ret = 1;
+	}
+	free(opts->base);
+	return ret;
 }
 
 /* kprof-analyze dump TRACE...: records as JSON lines (dump.c). */
@@ -314,9 +346,15 @@ int main(int argc, char **argv)
 
 	if (!strcmp(opts.command, "dump"))
 		return dump(&opts, argc - optind, argv + optind);
+	if (!strcmp(opts.command, "diff") && !opts.nbase)
+		usage_error("diff wants the traces to compare with: --base FILE");
+	if (strcmp(opts.command, "diff") && opts.nbase)
+		usage_error("--base is for diff");
 
 	double t0 = clock_s(CLOCK_MONOTONIC);
 	double c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+	if (!strcmp(opts.command, "diff"))
+		return diff(&opts, (size_t)(argc - optind), argv + optind);
 	struct kp_analysis *an = kp_analysis_new(&opts);
 	for (int i = optind; i < argc; i++) {
 		if (kp_analysis_add_file(an, argv[i]) < 0) {

@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: MIT
+"""kprof-analyze diff --base BASE NEW: two runs of tests/apps/diffapp.c
+(N = 5, then 12) compared: the heap totals' change, and exactly the sites
+that changed, matched by their symbolized frames (a grown leak, a busier
+loop, a site only in the new run, one gone), the unchanged one left out;
+the text report; usage errors and an unreadable base.
+"""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kptest import *  # noqa: E402,F401,F403
+
+t = Tap()
+FUNCS = ("grow_leak", "churn", "stable", "only_new", "only_base")
+
+
+def own(site):
+    """The diffapp function a site's stack goes through, or None."""
+    for fn in FUNCS:
+        if stack_has(site["stack"], fn):
+            return fn
+    return None
+
+
+with Tmp() as d:
+    runs = {}
+    for name, n in (("base", "5"), ("new", "12")):
+        r = run([app("diffapp"), n], d, prof={"OUTPUT": os.path.join(d, name + ".kpz")})
+        t.eq((r.rc, len(r.traces)), (0, 1), "diffapp %s runs under kprof" % n, r)
+        runs[name] = r.traces[0] if r.traces else None
+    base, new = runs["base"], runs["new"]
+
+    rep = analyze([new], extra=["diff", "--base", base], schema="kprof-diff/1")
+    t.eq((rep["base_files"], rep["new_files"]), ([base], [new]), "diff: the files")
+    m = rep["memory"]
+    t.eq(m["new"]["alloc_calls"] - m["base"]["alloc_calls"], 7 + 70 + 1 - 2,
+         "diff: 76 more allocation calls (7 leaks, 70 in the loop, 1 new, "
+         "2 gone)", m)
+    t.eq(m["new"]["in_use_at_exit_bytes"] - m["base"]["in_use_at_exit_bytes"],
+         700 + 77 - 198, "diff: in use at exit +579 bytes", m)
+    got = {}
+    for s in m["sites"]:
+        fn = own(s)
+        if fn:
+            got[fn] = (s["base"], s["new"])
+    want = {
+        "grow_leak": ({"calls": 5, "bytes": 500, "leaked_bytes": 500, "leaked_blocks": 5},
+                      {"calls": 12, "bytes": 1200, "leaked_bytes": 1200, "leaked_blocks": 12}),
+        "churn": ({"calls": 50, "bytes": 3200, "leaked_bytes": 0, "leaked_blocks": 0},
+                  {"calls": 120, "bytes": 7680, "leaked_bytes": 0, "leaked_blocks": 0}),
+        "only_new": ({"calls": 0, "bytes": 0, "leaked_bytes": 0, "leaked_blocks": 0},
+                     {"calls": 1, "bytes": 77, "leaked_bytes": 77, "leaked_blocks": 1}),
+        "only_base": ({"calls": 2, "bytes": 198, "leaked_bytes": 198, "leaked_blocks": 2},
+                      {"calls": 0, "bytes": 0, "leaked_bytes": 0, "leaked_blocks": 0}),
+    }
+    t.eq(got, want, "diff: exactly the four sites that changed, matched "
+         "across the runs (stable's, unchanged, left out)")
+    t.eq(len(m["sites"]), len(got), "diff: no other site changed",
+         [s["stack"][:2] for s in m["sites"] if not own(s)])
+
+    out = analyze([new], fmt="text", extra=["diff", "--base", base])
+    t.ok("+700 bytes in +7 calls: 500 -> 1,200 bytes, 5 -> 12 calls" in out and
+         "at keep (diffapp.c:" in out and "by grow_leak (diffapp.c:" in out,
+         "diff text: the grown leak with its stack", out)
+    t.ok("+77 bytes in +1 call (new site)" in out and
+         "-198 bytes in -2 calls (gone)" in out,
+         "diff text: a new site and a gone one", out)
+    t.ok("LEAKS THAT CHANGED, the most bytes first (3 sites)" in out,
+         "diff text: three leaks changed (grow_leak, only_new, only_base)", out)
+
+    same = analyze([base], extra=["diff", "--base", base], schema="kprof-diff/1")
+    t.eq(same["memory"]["sites"], [], "diff of a trace with itself: nothing changed")
+
+    for args, code, what in (
+            (["diff", new], 2, "diff without --base"),
+            (["--base", base, new], 2, "--base without diff"),
+            (["diff", "--base", os.path.join(d, "nope.kpz"), new], 3,
+             "an unreadable base")):
+        p = subprocess.run([ANALYZE] + args, capture_output=True, text=True)
+        t.eq(p.returncode, code, "%s: exit status %d" % (what, code), p.stderr)
+        # a usage error adds the line pointing to --help
+        t.ok(p.stderr.startswith("kprof-analyze: ") and
+             p.stderr.count("\n") == (2 if code == 2 else 1),
+             "%s: says so on stderr" % what, p.stderr)
+t.done()

@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kprof-analyze diff --base BASE.kpz... NEW.kpz...: what changed in the
+ * heap between two runs (heaptrack_print --diff's, pprof -diff_base's
+ * job): the totals side by side, then the allocation sites whose calls
+ * and bytes changed the most, and the leaks that grew or shrank. The two
+ * sets of traces are analysed apart; a site of one is the same as a site
+ * of the other when its symbolized frames are (function, file and line
+ * where debug information names them, else module and offset, with the
+ * executable's base name), so two runs' addresses need not agree, and
+ * two builds' need not either where they have debug information.
+ */
+#include "analyze.h"
+#include "json.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One site's numbers on one side. */
+struct dstat {
+	uint64_t calls, bytes, leaked_bytes, leaked_blocks;
+};
+
+/* A site of either side, by key; s[0] base, s[1] new. */
+struct dsite {
+	char *key;
+	int side;                   /* while sorting: whose entry this is */
+	struct dstat s[2];
+	struct kp_analysis *an;     /* where its stack is: new's if any */
+	uint32_t gstack;
+};
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	return s && s[1] ? s + 1 : p;
+}
+
+/* The site's key: the executable's base name, then one line a frame. */
+static char *site_key(struct kp_analysis *an, const struct kp_site *s)
+{
+	const struct kp_symframe *f[KP_MAX_STACK_DEPTH];
+	size_t first;
+	size_t n = kp_symbolize_stack(kp_analysis_symbols(an), s->gstack, f,
+				      KP_MAX_STACK_DEPTH, &first);
+	size_t cap = 256, len = 0;
+	char *k = xmalloc(cap);
+	const char *exe = s->exe < an->nexes ? an->exes[s->exe] : "";
+	len = (size_t)snprintf(k, cap, "%s\n", base_name(exe));
+	for (size_t i = 0; i < n; i++) {
+		char line[1200];
+		int m;
+		if (f[i]->function && f[i]->file)
+			m = snprintf(line, sizeof(line), "%s %s:%d\n",
+				     f[i]->function, f[i]->file, f[i]->line);
+		else if (f[i]->function)
+			m = snprintf(line, sizeof(line), "%s %s\n",
+				     f[i]->function, base_name(f[i]->module));
+		else
+			m = snprintf(line, sizeof(line), "%s+0x%" PRIx64 "\n",
+				     base_name(f[i]->module), f[i]->offset);
+		size_t ml = m < 0 ? 0 : (size_t)m >= sizeof(line) ?
+			sizeof(line) - 1 : (size_t)m;
+		if (len + ml + 1 > cap) {
+			while (len + ml + 1 > cap)
+				cap *= 2;
+			k = xrealloc(k, cap);
+		}
+		memcpy(k + len, line, ml);
+		len += ml;
+		k[len] = '\0';
+	}
+	return k;
+}
+
+static int by_key(const void *a, const void *b)
+{
+	const struct dsite *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+	return c ? c : x->side - y->side;
+}
+
+/* Every site of both sides, one entry a key, summed (two stacks of one
+ * side may symbolize alike). */
+static struct dsite *match_sites(struct kp_analysis *an[2], size_t *nout)
+{
+	size_t n = 0, cap = 0;
+	struct dsite *v = NULL;
+	for (int side = 0; side < 2; side++) {
+		const struct kp_site *const *sites;
+		size_t ns = kp_mem_top_calls(an[side], &sites); /* all of them */
+		for (size_t i = 0; i < ns; i++) {
+			if (n == cap) {
+				cap = cap ? 2 * cap : 256;
+				v = xrealloc_array(v, cap, sizeof(*v));
+			}
+			const struct kp_site *s = sites[i];
+			struct dsite *d = &v[n++];
+			memset(d, 0, sizeof(*d));
+			d->key = site_key(an[side], s);
+			d->side = side;
+			d->s[side] = (struct dstat){ s->allocs, s->bytes,
+						     s->leaked_bytes,
+						     s->leaked_blocks };
+			d->an = an[side];
+			d->gstack = s->gstack;
+		}
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), by_key);
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (m && !strcmp(v[m - 1].key, v[i].key)) {
+			struct dsite *d = &v[m - 1];
+			for (int k = 0; k < 2; k++) {
+				d->s[k].calls += v[i].s[k].calls;
+				d->s[k].bytes += v[i].s[k].bytes;
+				d->s[k].leaked_bytes += v[i].s[k].leaked_bytes;
+				d->s[k].leaked_blocks +=
+					v[i].s[k].leaked_blocks;
+			}
+			if (v[i].side == 1 && d->side == 0) {
+				d->an = v[i].an; /* print new's stack */
+				d->gstack = v[i].gstack;
+				d->side = 1;
+			}
+			free(v[i].key);
+		} else {
+			v[m++] = v[i];
+		}
+	}
+	*nout = m;
+	return v;
+}
+
+static int64_t delta(uint64_t a, uint64_t b)
+{
+	return (int64_t)(b - a);
+}
+
+static uint64_t mag(int64_t d)
+{
+	return d < 0 ? (uint64_t)-d : (uint64_t)d;
+}
+
+/* The largest change first: bytes, then calls (or leaked bytes, then
+ * blocks), then the key. */
+static int by_change(const void *a, const void *b)
+{
+	const struct dsite *x = a, *y = b;
+	uint64_t xb = mag(delta(x->s[0].bytes, x->s[1].bytes));
+	uint64_t yb = mag(delta(y->s[0].bytes, y->s[1].bytes));
+	if (xb != yb)
+		return xb < yb ? 1 : -1;
+	uint64_t xc = mag(delta(x->s[0].calls, x->s[1].calls));
+	uint64_t yc = mag(delta(y->s[0].calls, y->s[1].calls));
+	if (xc != yc)
+		return xc < yc ? 1 : -1;
+	return strcmp(x->key, y->key);
+}
+
+static int by_leak_change(const void *a, const void *b)
+{
+	const struct dsite *x = a, *y = b;
+	uint64_t xb = mag(delta(x->s[0].leaked_bytes, x->s[1].leaked_bytes));
+	uint64_t yb = mag(delta(y->s[0].leaked_bytes, y->s[1].leaked_bytes));
+	if (xb != yb)
+		return xb < yb ? 1 : -1;
+	uint64_t xc = mag(delta(x->s[0].leaked_blocks, x->s[1].leaked_blocks));
+	uint64_t yc = mag(delta(y->s[0].leaked_blocks, y->s[1].leaked_blocks));
+	if (xc != yc)
+		return xc < yc ? 1 : -1;
+	return strcmp(x->key, y->key);
+}
+
+/* "+1,234" / "-1,234" / "0" */
+static const char *fmt_delta(char *buf, size_t n, int64_t d)
+{
+	char c[28]; /* "18,446,744,073,709,551,615" */
+	kp_fmt_count(c, sizeof(c), mag(d));
+	snprintf(buf, n, "%s%s", d > 0 ? "+" : d < 0 ? "-" : "", c);
+	return buf;
+}
+
+static const char *change_of(const struct dstat *s)
+{
+	return !s[0].calls ? " (new site)" : !s[1].calls ? " (gone)" : "";
+}
+
+static void text_total(FILE *out, const char *what, uint64_t a, uint64_t b)
+{
+	char x[32], y[32], d[32];
+	fprintf(out, "  %-22s %16s %16s %16s\n", what,
+		kp_fmt_count(x, sizeof(x), a), kp_fmt_count(y, sizeof(y), b),
+		fmt_delta(d, sizeof(d), delta(a, b)));
+}
+
+static void text_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
+			size_t top, FILE *out)
+{
+	const struct kp_mem_totals *m[2] = { kp_mem_totals(an[0]),
+					     kp_mem_totals(an[1]) };
+	char a[32], b[32], c[32], d[32], e[32], f[32];
+
+	fprintf(out, "kprof-analyze diff: base %zu process%s, new %zu "
+		"process%s\n\n", an[0]->nprocs, an[0]->nprocs == 1 ? "" : "es",
+		an[1]->nprocs, an[1]->nprocs == 1 ? "" : "es");
+	fprintf(out, "HEAP SUMMARY %27s %16s %16s\n", "base", "new", "change");
+	text_total(out, "allocation calls", m[0]->alloc_calls,
+		   m[1]->alloc_calls);
+	text_total(out, "free calls", m[0]->free_calls, m[1]->free_calls);
+	text_total(out, "bytes allocated", m[0]->bytes_allocated,
+		   m[1]->bytes_allocated);
+	text_total(out, "peak heap (bytes)", m[0]->peak_bytes,
+		   m[1]->peak_bytes);
+	text_total(out, "in use at exit (bytes)", m[0]->live_bytes,
+		   m[1]->live_bytes);
+	text_total(out, "in use at exit (blocks)", m[0]->live_blocks,
+		   m[1]->live_blocks);
+	fputc('\n', out);
+
+	if (n) /* v may be NULL */
+		qsort(v, n, sizeof(*v), by_change);
+	size_t changed = 0;
+	while (changed < n && (v[changed].s[0].bytes != v[changed].s[1].bytes ||
+			       v[changed].s[0].calls != v[changed].s[1].calls))
+		changed++;
+	fprintf(out, "ALLOCATION SITES THAT CHANGED, the most bytes allocated "
+		"first (%zu of %zu sites)\n", changed, n);
+	for (size_t i = 0; i < changed && i < top; i++) {
+		const struct dstat *s = v[i].s;
+		int64_t dc = delta(s[0].calls, s[1].calls);
+		fprintf(out, "%3zu. %s bytes in %s call%s%s: %s -> %s bytes, "
+			"%s -> %s calls\n", i + 1,
+			fmt_delta(a, sizeof(a), delta(s[0].bytes, s[1].bytes)),
+			fmt_delta(b, sizeof(b), dc), mag(dc) == 1 ? "" : "s",
+			change_of(s), kp_fmt_count(c, sizeof(c), s[0].bytes),
+			kp_fmt_count(d, sizeof(d), s[1].bytes),
+			kp_fmt_count(e, sizeof(e), s[0].calls),
+			kp_fmt_count(f, sizeof(f), s[1].calls));
+		kp_text_stack(v[i].an, out, v[i].gstack, 5, "       ");
+	}
+	if (changed > top)
+		fprintf(out, "     ... %zu more (--top N)\n", changed - top);
+	fputc('\n', out);
+
+	if (n)
+		qsort(v, n, sizeof(*v), by_leak_change);
+	changed = 0;
+	while (changed < n &&
+	       (v[changed].s[0].leaked_bytes != v[changed].s[1].leaked_bytes ||
+		v[changed].s[0].leaked_blocks != v[changed].s[1].leaked_blocks))
+		changed++;
+	fprintf(out, "LEAKS THAT CHANGED, the most bytes first (%zu sites)\n",
+		changed);
+	for (size_t i = 0; i < changed && i < top; i++) {
+		const struct dstat *s = v[i].s;
+		int64_t db = delta(s[0].leaked_blocks, s[1].leaked_blocks);
+		fprintf(out, "%3zu. %s bytes in %s block%s%s: %s -> %s bytes, "
+			"%s -> %s blocks\n", i + 1,
+			fmt_delta(a, sizeof(a),
+				  delta(s[0].leaked_bytes, s[1].leaked_bytes)),
+			fmt_delta(b, sizeof(b), db), mag(db) == 1 ? "" : "s",
+			change_of(s),
+			kp_fmt_count(c, sizeof(c), s[0].leaked_bytes),
+			kp_fmt_count(d, sizeof(d), s[1].leaked_bytes),
+			kp_fmt_count(e, sizeof(e), s[0].leaked_blocks),
+			kp_fmt_count(f, sizeof(f), s[1].leaked_blocks));
+		kp_text_stack(v[i].an, out, v[i].gstack, 5, "       ");
+	}
+	if (changed > top)
+		fprintf(out, "     ... %zu more (--top N)\n", changed - top);
+}
+
+static void json_stat(struct kp_json *j, const char *name,
+		      const struct dstat *s)
+{
+	kp_json_key(j, name);
+	kp_json_begin_flat_object(j);
+	kp_json_key(j, "calls");
+	kp_json_u64(j, s->calls);
+	kp_json_key(j, "bytes");
+	kp_json_u64(j, s->bytes);
+	kp_json_key(j, "leaked_bytes");
+	kp_json_u64(j, s->leaked_bytes);
+	kp_json_key(j, "leaked_blocks");
+	kp_json_u64(j, s->leaked_blocks);
+	kp_json_end_object(j);
+}
+
+static void json_totals(struct kp_json *j, const char *name,
+			const struct kp_mem_totals *m)
+{
+	kp_json_key(j, name);
+	kp_json_begin_flat_object(j);
+	kp_json_key(j, "alloc_calls");
+	kp_json_u64(j, m->alloc_calls);
+	kp_json_key(j, "free_calls");
+	kp_json_u64(j, m->free_calls);
+	kp_json_key(j, "bytes_allocated");
+	kp_json_u64(j, m->bytes_allocated);
+	kp_json_key(j, "peak_bytes");
+	kp_json_u64(j, m->peak_bytes);
+	kp_json_key(j, "in_use_at_exit_bytes");
+	kp_json_u64(j, m->live_bytes);
+	kp_json_key(j, "in_use_at_exit_blocks");
+	kp_json_u64(j, m->live_blocks);
+	kp_json_end_object(j);
+}
+
+/* Every site that changed (calls, bytes or leaks), the most bytes first. */
+static void json_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
+			FILE *out)
+{
+	struct kp_json j;
+	kp_json_init(&j, out, 1);
+	kp_json_begin_object(&j);
+	kp_json_key(&j, "schema");
+	kp_json_str(&j, "kprof-diff/1");
+	for (int side = 0; side < 2; side++) {
+		kp_json_key(&j, side ? "new_files" : "base_files");
+		kp_json_begin_array(&j);
+		for (size_t i = 0; i < an[side]->nprocs; i++)
+			kp_json_str(&j, an[side]->procs[i]->file);
+		kp_json_end_array(&j);
+	}
+	kp_json_key(&j, "memory");
+	kp_json_begin_object(&j);
+	json_totals(&j, "base", kp_mem_totals(an[0]));
+	json_totals(&j, "new", kp_mem_totals(an[1]));
+	if (n) /* v may be NULL */
+		qsort(v, n, sizeof(*v), by_change);
+	kp_json_key(&j, "sites");
+	kp_json_begin_array(&j);
+	for (size_t i = 0; i < n; i++) {
+		const struct dstat *s = v[i].s;
+		if (!memcmp(&s[0], &s[1], sizeof(s[0])))
+			continue;
+		kp_json_begin_object(&j);
+		json_stat(&j, "base", &s[0]);
+		json_stat(&j, "new", &s[1]);
+		kp_json_key(&j, "stack");
+		kp_json_stack(v[i].an, &j, v[i].gstack);
+		kp_json_end_object(&j);
+	}
+	kp_json_end_array(&j);
+	kp_json_end_object(&j);
+	kp_json_end_object(&j);
+	kp_json_end(&j);
+}
+
+int kp_diff_command(const struct kp_opts *opts, char *const *files,
+		    size_t nfiles, FILE *out)
+{
+	char *const *base = opts->base;
+	size_t nbase = opts->nbase;
+	struct kp_analysis *an[2] = { kp_analysis_new(opts),
+				      kp_analysis_new(opts) };
+	int ret = 0;
+	for (size_t i = 0; i < nbase && !ret; i++)
+		if (kp_analysis_add_file(an[0], base[i]) < 0)
+			ret = 3;
+	for (size_t i = 0; i < nfiles && !ret; i++)
+		if (kp_analysis_add_file(an[1], files[i]) < 0)
+			ret = 3;
+	if (!ret) {
+		kp_analysis_finish(an[0]);
+		kp_analysis_finish(an[1]);
+		size_t n;
+		struct dsite *v = match_sites(an, &n);
+		if (opts->format == KP_FMT_JSON)
+			json_report(an, v, n, out);
+		else
+			text_report(an, v, n, opts->top, out);
+		for (size_t i = 0; i < n; i++)
+			free(v[i].key);
+		free(v);
+	}
+	kp_analysis_free(an[0]);
+	kp_analysis_free(an[1]);
+	return ret;
+}

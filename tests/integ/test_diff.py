@@ -67,7 +67,7 @@ with Tmp() as d:
     t.ok("+77 bytes in +1 call (new site)" in out and
          "-198 bytes in -2 calls (gone)" in out,
          "diff text: a new site and a gone one", out)
-    t.ok("LEAKS THAT CHANGED, the most bytes first (3 sites)" in out,
+    t.ok("LEAKS THAT CHANGED, the most bytes first (3 of 5 sites)" in out,
          "diff text: three leaks changed (grow_leak, only_new, only_base)", out)
 
     same = analyze([base], extra=["diff", "--base", base], schema="kprof-diff/1")

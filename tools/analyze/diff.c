@@ -14,6 +14,7 @@
 #include "json.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,34 +145,60 @@ static uint64_t mag(int64_t d)
 	return d < 0 ? (uint64_t)-d : (uint64_t)d;
 }
 
-/* The largest change first: bytes, then calls (or leaked bytes, then
- * blocks), then the key. */
+/* Field off of a dstat (all are uint64_t). */
+static uint64_t field(const struct dstat *s, size_t off)
+{
+	uint64_t v;
+	memcpy(&v, (const char *)s + off, sizeof(v));
+	return v;
+}
+
+static int64_t change(const struct dsite *d, size_t off)
+{
+	return delta(field(&d->s[0], off), field(&d->s[1], off));
+}
+
+/* What a ranking ranks: the largest change of field bytes first, then of
+ * field count, then the key; its section's title and count's unit. */
+struct ranking {
+	size_t bytes, count;
+	const char *title, *unit;
+};
+
+static const struct ranking sites_rank = {
+	offsetof(struct dstat, bytes), offsetof(struct dstat, calls),
+	"ALLOCATION SITES THAT CHANGED, the most bytes allocated first", "call"
+}, leaks_rank = {
+	offsetof(struct dstat, leaked_bytes),
+	offsetof(struct dstat, leaked_blocks),
+	"LEAKS THAT CHANGED, the most bytes first", "block"
+};
+
+static const struct ranking *cur_rank; /* qsort has no context */
+
 static int by_change(const void *a, const void *b)
 {
 	const struct dsite *x = a, *y = b;
-	uint64_t xb = mag(delta(x->s[0].bytes, x->s[1].bytes));
-	uint64_t yb = mag(delta(y->s[0].bytes, y->s[1].bytes));
-	if (xb != yb)
-		return xb < yb ? 1 : -1;
-	uint64_t xc = mag(delta(x->s[0].calls, x->s[1].calls));
-	uint64_t yc = mag(delta(y->s[0].calls, y->s[1].calls));
-	if (xc != yc)
-		return xc < yc ? 1 : -1;
+	size_t off[2] = { cur_rank->bytes, cur_rank->count };
+	for (int i = 0; i < 2; i++) {
+		uint64_t xd = mag(change(x, off[i])), yd = mag(change(y, off[i]));
+		if (xd != yd)
+			return xd < yd ? 1 : -1;
+	}
 	return strcmp(x->key, y->key);
 }
 
-static int by_leak_change(const void *a, const void *b)
+/* Sort v by rk; @return how many sites changed in rk's two fields (they
+ * come first). */
+static size_t rank_by(struct dsite *v, size_t n, const struct ranking *rk)
 {
-	const struct dsite *x = a, *y = b;
-	uint64_t xb = mag(delta(x->s[0].leaked_bytes, x->s[1].leaked_bytes));
-	uint64_t yb = mag(delta(y->s[0].leaked_bytes, y->s[1].leaked_bytes));
-	if (xb != yb)
-		return xb < yb ? 1 : -1;
-	uint64_t xc = mag(delta(x->s[0].leaked_blocks, x->s[1].leaked_blocks));
-	uint64_t yc = mag(delta(y->s[0].leaked_blocks, y->s[1].leaked_blocks));
-	if (xc != yc)
-		return xc < yc ? 1 : -1;
-	return strcmp(x->key, y->key);
+	cur_rank = rk;
+	if (n) /* v may be NULL */
+		qsort(v, n, sizeof(*v), by_change);
+	size_t k = 0;
+	while (k < n && (change(&v[k], rk->bytes) || change(&v[k], rk->count)))
+		k++;
+	return k;
 }
 
 /* "+1,234" / "-1,234" / "0" */
@@ -196,12 +223,37 @@ static void text_total(FILE *out, const char *what, uint64_t a, uint64_t b)
 		fmt_delta(d, sizeof(d), delta(a, b)));
 }
 
+/* One ranking's section: the top sites that changed, with stacks. */
+static void text_changes(struct dsite *v, size_t n, size_t top,
+			 const struct ranking *rk, FILE *out)
+{
+	char a[32], b[32], c[32], d[32], e[32], f[32];
+	size_t changed = rank_by(v, n, rk);
+	fprintf(out, "%s (%zu of %zu sites)\n", rk->title, changed, n);
+	for (size_t i = 0; i < changed && i < top; i++) {
+		const struct dstat *s = v[i].s;
+		int64_t dn = change(&v[i], rk->count);
+		fprintf(out, "%3zu. %s bytes in %s %s%s%s: %s -> %s bytes, "
+			"%s -> %s %ss\n", i + 1,
+			fmt_delta(a, sizeof(a), change(&v[i], rk->bytes)),
+			fmt_delta(b, sizeof(b), dn), rk->unit,
+			mag(dn) == 1 ? "" : "s", change_of(s),
+			kp_fmt_count(c, sizeof(c), field(&s[0], rk->bytes)),
+			kp_fmt_count(d, sizeof(d), field(&s[1], rk->bytes)),
+			kp_fmt_count(e, sizeof(e), field(&s[0], rk->count)),
+			kp_fmt_count(f, sizeof(f), field(&s[1], rk->count)),
+			rk->unit);
+		kp_text_stack(v[i].an, out, v[i].gstack, 5, "       ");
+	}
+	if (changed > top)
+		fprintf(out, "     ... %zu more (--top N)\n", changed - top);
+}
+
 static void text_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
 			size_t top, FILE *out)
 {
 	const struct kp_mem_totals *m[2] = { kp_mem_totals(an[0]),
 					     kp_mem_totals(an[1]) };
-	char a[32], b[32], c[32], d[32], e[32], f[32];
 
 	fprintf(out, "kprof-analyze diff: base %zu process%s, new %zu "
 		"process%s\n\n", an[0]->nprocs, an[0]->nprocs == 1 ? "" : "es",
@@ -219,94 +271,44 @@ static void text_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
 	text_total(out, "in use at exit (blocks)", m[0]->live_blocks,
 		   m[1]->live_blocks);
 	fputc('\n', out);
-
-	if (n) /* v may be NULL */
-		qsort(v, n, sizeof(*v), by_change);
-	size_t changed = 0;
-	while (changed < n && (v[changed].s[0].bytes != v[changed].s[1].bytes ||
-			       v[changed].s[0].calls != v[changed].s[1].calls))
-		changed++;
-	fprintf(out, "ALLOCATION SITES THAT CHANGED, the most bytes allocated "
-		"first (%zu of %zu sites)\n", changed, n);
-	for (size_t i = 0; i < changed && i < top; i++) {
-		const struct dstat *s = v[i].s;
-		int64_t dc = delta(s[0].calls, s[1].calls);
-		fprintf(out, "%3zu. %s bytes in %s call%s%s: %s -> %s bytes, "
-			"%s -> %s calls\n", i + 1,
-			fmt_delta(a, sizeof(a), delta(s[0].bytes, s[1].bytes)),
-			fmt_delta(b, sizeof(b), dc), mag(dc) == 1 ? "" : "s",
-			change_of(s), kp_fmt_count(c, sizeof(c), s[0].bytes),
-			kp_fmt_count(d, sizeof(d), s[1].bytes),
-			kp_fmt_count(e, sizeof(e), s[0].calls),
-			kp_fmt_count(f, sizeof(f), s[1].calls));
-		kp_text_stack(v[i].an, out, v[i].gstack, 5, "       ");
-	}
-	if (changed > top)
-		fprintf(out, "     ... %zu more (--top N)\n", changed - top);
+	text_changes(v, n, top, &sites_rank, out);
 	fputc('\n', out);
+	text_changes(v, n, top, &leaks_rank, out);
+}
 
-	if (n)
-		qsort(v, n, sizeof(*v), by_leak_change);
-	changed = 0;
-	while (changed < n &&
-	       (v[changed].s[0].leaked_bytes != v[changed].s[1].leaked_bytes ||
-		v[changed].s[0].leaked_blocks != v[changed].s[1].leaked_blocks))
-		changed++;
-	fprintf(out, "LEAKS THAT CHANGED, the most bytes first (%zu sites)\n",
-		changed);
-	for (size_t i = 0; i < changed && i < top; i++) {
-		const struct dstat *s = v[i].s;
-		int64_t db = delta(s[0].leaked_blocks, s[1].leaked_blocks);
-		fprintf(out, "%3zu. %s bytes in %s block%s%s: %s -> %s bytes, "
-			"%s -> %s blocks\n", i + 1,
-			fmt_delta(a, sizeof(a),
-				  delta(s[0].leaked_bytes, s[1].leaked_bytes)),
-			fmt_delta(b, sizeof(b), db), mag(db) == 1 ? "" : "s",
-			change_of(s),
-			kp_fmt_count(c, sizeof(c), s[0].leaked_bytes),
-			kp_fmt_count(d, sizeof(d), s[1].leaked_bytes),
-			kp_fmt_count(e, sizeof(e), s[0].leaked_blocks),
-			kp_fmt_count(f, sizeof(f), s[1].leaked_blocks));
-		kp_text_stack(v[i].an, out, v[i].gstack, 5, "       ");
+/* name: {keys[i]: vals[i], ...}, on one line. */
+static void json_u64s(struct kp_json *j, const char *name,
+		      const char *const *keys, const uint64_t *vals, size_t n)
+{
+	kp_json_key(j, name);
+	kp_json_begin_flat_object(j);
+	for (size_t i = 0; i < n; i++) {
+		kp_json_key(j, keys[i]);
+		kp_json_u64(j, vals[i]);
 	}
-	if (changed > top)
-		fprintf(out, "     ... %zu more (--top N)\n", changed - top);
+	kp_json_end_object(j);
 }
 
 static void json_stat(struct kp_json *j, const char *name,
 		      const struct dstat *s)
 {
-	kp_json_key(j, name);
-	kp_json_begin_flat_object(j);
-	kp_json_key(j, "calls");
-	kp_json_u64(j, s->calls);
-	kp_json_key(j, "bytes");
-	kp_json_u64(j, s->bytes);
-	kp_json_key(j, "leaked_bytes");
-	kp_json_u64(j, s->leaked_bytes);
-	kp_json_key(j, "leaked_blocks");
-	kp_json_u64(j, s->leaked_blocks);
-	kp_json_end_object(j);
+	static const char *const keys[] = { "calls", "bytes", "leaked_bytes",
+					    "leaked_blocks" };
+	const uint64_t vals[] = { s->calls, s->bytes, s->leaked_bytes,
+				  s->leaked_blocks };
+	json_u64s(j, name, keys, vals, 4);
 }
 
 static void json_totals(struct kp_json *j, const char *name,
 			const struct kp_mem_totals *m)
 {
-	kp_json_key(j, name);
-	kp_json_begin_flat_object(j);
-	kp_json_key(j, "alloc_calls");
-	kp_json_u64(j, m->alloc_calls);
-	kp_json_key(j, "free_calls");
-	kp_json_u64(j, m->free_calls);
-	kp_json_key(j, "bytes_allocated");
-	kp_json_u64(j, m->bytes_allocated);
-	kp_json_key(j, "peak_bytes");
-	kp_json_u64(j, m->peak_bytes);
-	kp_json_key(j, "in_use_at_exit_bytes");
-	kp_json_u64(j, m->live_bytes);
-	kp_json_key(j, "in_use_at_exit_blocks");
-	kp_json_u64(j, m->live_blocks);
-	kp_json_end_object(j);
+	static const char *const keys[] = {
+		"alloc_calls", "free_calls", "bytes_allocated", "peak_bytes",
+		"in_use_at_exit_bytes", "in_use_at_exit_blocks" };
+	const uint64_t vals[] = { m->alloc_calls, m->free_calls,
+				  m->bytes_allocated, m->peak_bytes,
+				  m->live_bytes, m->live_blocks };
+	json_u64s(j, name, keys, vals, 6);
 }
 
 /* Every site that changed (calls, bytes or leaks), the most bytes first. */
@@ -329,8 +331,7 @@ static void json_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
 	kp_json_begin_object(&j);
 	json_totals(&j, "base", kp_mem_totals(an[0]));
 	json_totals(&j, "new", kp_mem_totals(an[1]));
-	if (n) /* v may be NULL */
-		qsort(v, n, sizeof(*v), by_change);
+	rank_by(v, n, &sites_rank);
 	kp_json_key(&j, "sites");
 	kp_json_begin_array(&j);
 	for (size_t i = 0; i < n; i++) {

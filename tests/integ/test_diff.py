@@ -3,9 +3,12 @@
 (N = 5, then 12) compared: the heap totals' change, and exactly the sites
 that changed, matched by their symbolized frames (a grown leak, a busier
 loop, a site only in the new run, one gone), the unchanged one left out;
-the text report; usage errors and an unreadable base.
+the text report; usage errors and an unreadable base. Then two runs of a
+loop of SQLite point selects (100, then 300): the query fingerprints of
+both, matched by text, with their calls and times.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -71,6 +74,28 @@ with Tmp() as d:
          "diff text: three leaks changed (grow_leak, only_new, only_base)", out)
 
     same = analyze([base], extra=["diff", "--base", base], schema="kprof-diff/1")
+    t.eq(same["queries"]["fingerprints"], [], "diff: no queries, none listed")
+
+    # queries: the same point-select loop, 100 then 300 times
+    q = {}
+    for n in ("100", "300"):
+        r = run([app("sqlite_bench"), n], d,
+                prof={"OUTPUT": os.path.join(d, "q%s.kpz" % n), "MEMORY": "0"})
+        t.eq((r.rc, len(r.traces)), (0, 1), "sqlite_bench %s runs under kprof" % n, r)
+        q[n] = r.traces[0] if r.traces else None
+    rep = analyze([q["300"]], extra=["diff", "--base", q["100"]], schema="kprof-diff/1")
+    fps = {f["fingerprint"]: (f["base"]["calls"], f["new"]["calls"])
+           for f in rep["queries"]["fingerprints"]}
+    t.eq(fps.get("select v from t where id = ?"), (100, 300),
+         "diff: the point select's calls, 100 -> 300", fps)
+    t.eq(sorted(set(v for k, v in fps.items() if k != "select v from t where id = ?")),
+         [(1, 1)], "diff: the set-up statements once in each run", fps)
+    t.eq(len(fps), 7, "diff: the 7 fingerprints of both runs, matched", fps)
+    out = analyze([q["300"]], fmt="text", extra=["diff", "--base", q["100"]])
+    t.ok(re.search(r"\+[0-9.]+ [mu]?s in all, \+200 calls: 100 -> 300 calls, .*\n"
+                   r" +select v from t where id = \?\n", out),
+         "diff text: the select's change in time and calls, with its fingerprint",
+         out[out.find("QUERIES"):])
     t.eq(same["memory"]["sites"], [], "diff of a trace with itself: nothing changed")
 
     for args, code, what in (

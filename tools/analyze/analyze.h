@@ -686,6 +686,17 @@ void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
 /* report_json.c: a JSON frame array for a canonical stack */
 void kp_json_stack(struct kp_analysis *an, struct kp_json *j, uint32_t gstack);
 
+/* The query pass's fingerprints (queries.c), for diff: how many, and the
+ * r-th by total time (text owned by the pass, not NUL-terminated). */
+struct kp_query_fp {
+	const char *text;
+	size_t len;
+	uint64_t calls, total_ns, rows, errors, p95_ns;
+};
+size_t kp_query_fps(const struct kp_analysis *an);
+void kp_query_fp(const struct kp_analysis *an, size_t r,
+		 struct kp_query_fp *out);
+
 /* diff.c: the diff command, the traces of opts->base against files[];
  * @return the exit status (0, or 3: a trace unreadable) */
 int kp_diff_command(const struct kp_opts *opts, char *const *files,

@@ -3,7 +3,8 @@
  * kprof-analyze diff --base BASE.kpz... NEW.kpz...: what changed in the
  * heap between two runs (heaptrack_print --diff's, pprof -diff_base's
  * job): the totals side by side, then the allocation sites whose calls
- * and bytes changed the most, and the leaks that grew or shrank. The two
+ * and bytes changed the most, and the leaks that grew or shrank; and the
+ * query fingerprints of both, matched by text, by change in time. The two
  * sets of traces are analysed apart; a site of one is the same as a site
  * of the other when its symbolized frames are (function, file and line
  * where debug information names them, else module and offset, with the
@@ -249,8 +250,113 @@ static void text_changes(struct dsite *v, size_t n, size_t top,
 		fprintf(out, "     ... %zu more (--top N)\n", changed - top);
 }
 
+/* ---- queries ---------------------------------------------------------- */
+
+/* A query fingerprint of either side, by its text; q[0] base, q[1] new. */
+struct dquery {
+	const char *text;
+	size_t len;
+	int side;
+	struct kp_query_fp q[2];
+};
+
+static int by_text(const void *a, const void *b)
+{
+	const struct dquery *x = a, *y = b;
+	int c = memcmp(x->text, y->text, x->len < y->len ? x->len : y->len);
+	if (c)
+		return c;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->side - y->side;
+}
+
+/* The largest change of total time first, then of calls, then by text. */
+static int by_time_change(const void *a, const void *b)
+{
+	const struct dquery *x = a, *y = b;
+	uint64_t xt = mag(delta(x->q[0].total_ns, x->q[1].total_ns));
+	uint64_t yt = mag(delta(y->q[0].total_ns, y->q[1].total_ns));
+	if (xt != yt)
+		return xt < yt ? 1 : -1;
+	uint64_t xc = mag(delta(x->q[0].calls, x->q[1].calls));
+	uint64_t yc = mag(delta(y->q[0].calls, y->q[1].calls));
+	if (xc != yc)
+		return xc < yc ? 1 : -1;
+	return by_text(a, b);
+}
+
+/* Every fingerprint of both sides, one entry a text, ranked. */
+static struct dquery *match_queries(struct kp_analysis *an[2], size_t *nout)
+{
+	size_t n0 = kp_query_fps(an[0]), n1 = kp_query_fps(an[1]), n = 0;
+	struct dquery *v = xcalloc(n0 + n1 + 1, sizeof(*v));
+	for (int side = 0; side < 2; side++)
+		for (size_t r = 0; r < (side ? n1 : n0); r++) {
+			struct dquery *d = &v[n++];
+			kp_query_fp(an[side], r, &d->q[side]);
+			d->text = d->q[side].text;
+			d->len = d->q[side].len;
+			d->side = side;
+		}
+	if (n)
+		qsort(v, n, sizeof(*v), by_text);
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (m && v[m - 1].len == v[i].len &&
+		    !memcmp(v[m - 1].text, v[i].text, v[i].len))
+			v[m - 1].q[1] = v[i].q[1]; /* one text a side */
+		else
+			v[m++] = v[i];
+	}
+	if (m)
+		qsort(v, m, sizeof(*v), by_time_change);
+	*nout = m;
+	return v;
+}
+
+/* "+12.3 ms" / "-8500 ns" */
+static const char *fmt_dns(char *buf, size_t n, int64_t d)
+{
+	char c[32];
+	kp_fmt_ns(c, sizeof(c), mag(d));
+	snprintf(buf, n, "%s%s", d > 0 ? "+" : d < 0 ? "-" : "", c);
+	return buf;
+}
+
+static void text_queries(const struct dquery *v, size_t n, size_t top,
+			 FILE *out)
+{
+	char a[40], b[32], c[32], d[32], e[32], f[32], g[32], h[32];
+	fprintf(out, "QUERIES, the largest change in total time first (%zu "
+		"fingerprint%s)\n", n, n == 1 ? "" : "s");
+	for (size_t i = 0; i < n && i < top; i++) {
+		const struct kp_query_fp *q = v[i].q;
+		int64_t dc = delta(q[0].calls, q[1].calls);
+		fprintf(out, "%3zu. %s in all, %s call%s%s: %s -> %s calls, %s "
+			"-> %s, p95 %s -> %s\n", i + 1,
+			fmt_dns(a, sizeof(a), delta(q[0].total_ns, q[1].total_ns)),
+			fmt_delta(b, sizeof(b), dc), mag(dc) == 1 ? "" : "s",
+			!q[0].calls ? " (new)" : !q[1].calls ? " (gone)" : "",
+			kp_fmt_count(c, sizeof(c), q[0].calls),
+			kp_fmt_count(d, sizeof(d), q[1].calls),
+			kp_fmt_ns(e, sizeof(e), q[0].total_ns),
+			kp_fmt_ns(f, sizeof(f), q[1].total_ns),
+			kp_fmt_ns(g, sizeof(g), q[0].p95_ns),
+			kp_fmt_ns(h, sizeof(h), q[1].p95_ns));
+		char t[512], shown[600];
+		size_t len = v[i].len < sizeof(t) - 1 ? v[i].len : sizeof(t) - 1;
+		memcpy(t, v[i].text, len);
+		t[len] = '\0';
+		fprintf(out, "       %s\n", kp_disp(shown, sizeof(shown), t, 72));
+	}
+	if (n > top)
+		fprintf(out, "     ... %zu more (--top N)\n", n - top);
+}
+
 static void text_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
-			size_t top, FILE *out)
+			const struct dquery *q, size_t nq, size_t top,
+			FILE *out)
 {
 	const struct kp_mem_totals *m[2] = { kp_mem_totals(an[0]),
 					     kp_mem_totals(an[1]) };
@@ -274,6 +380,10 @@ static void text_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
 	text_changes(v, n, top, &sites_rank, out);
 	fputc('\n', out);
 	text_changes(v, n, top, &leaks_rank, out);
+	if (nq) {
+		fputc('\n', out);
+		text_queries(q, nq, top, out);
+	}
 }
 
 /* name: {keys[i]: vals[i], ...}, on one line. */
@@ -313,7 +423,7 @@ static void json_totals(struct kp_json *j, const char *name,
 
 /* Every site that changed (calls, bytes or leaks), the most bytes first. */
 static void json_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
-			FILE *out)
+			const struct dquery *q, size_t nq, FILE *out)
 {
 	struct kp_json j;
 	kp_json_init(&j, out, 1);
@@ -347,6 +457,26 @@ static void json_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
 	}
 	kp_json_end_array(&j);
 	kp_json_end_object(&j);
+	kp_json_key(&j, "queries");
+	kp_json_begin_object(&j);
+	kp_json_key(&j, "fingerprints");
+	kp_json_begin_array(&j);
+	for (size_t i = 0; i < nq; i++) {
+		kp_json_begin_object(&j);
+		kp_json_key(&j, "fingerprint");
+		kp_json_strn(&j, q[i].text, q[i].len);
+		for (int side = 0; side < 2; side++) {
+			const struct kp_query_fp *f = &q[i].q[side];
+			static const char *const keys[] = {
+				"calls", "total_ns", "rows", "errors", "p95_ns" };
+			const uint64_t vals[] = { f->calls, f->total_ns, f->rows,
+						  f->errors, f->p95_ns };
+			json_u64s(&j, side ? "new" : "base", keys, vals, 5);
+		}
+		kp_json_end_object(&j);
+	}
+	kp_json_end_array(&j);
+	kp_json_end_object(&j);
 	kp_json_end_object(&j);
 	kp_json_end(&j);
 }
@@ -368,15 +498,17 @@ int kp_diff_command(const struct kp_opts *opts, char *const *files,
 	if (!ret) {
 		kp_analysis_finish(an[0]);
 		kp_analysis_finish(an[1]);
-		size_t n;
+		size_t n, nq;
 		struct dsite *v = match_sites(an, &n);
+		struct dquery *q = match_queries(an, &nq);
 		if (opts->format == KP_FMT_JSON)
-			json_report(an, v, n, out);
+			json_report(an, v, n, q, nq, out);
 		else
-			text_report(an, v, n, opts->top, out);
+			text_report(an, v, n, q, nq, opts->top, out);
 		for (size_t i = 0; i < n; i++)
 			free(v[i].key);
 		free(v);
+		free(q);
 	}
 	kp_analysis_free(an[0]);
 	kp_analysis_free(an[1]);

@@ -1780,6 +1780,26 @@ static void q_free(void *state, struct kp_analysis *an)
 	free(qs);
 }
 
+size_t kp_query_fps(const struct kp_analysis *an)
+{
+	const struct qstate *qs = kp_pass_state(an, &kp_pass_queries);
+	return qs && qs->rank ? qs->nfps : 0;
+}
+
+void kp_query_fp(const struct kp_analysis *an, size_t r,
+		 struct kp_query_fp *out)
+{
+	const struct qstate *qs = kp_pass_state(an, &kp_pass_queries);
+	const struct qfp *f = &qs->fps[qs->rank[r]];
+	out->text = f->text;
+	out->len = f->len;
+	out->calls = f->calls;
+	out->total_ns = f->total_ns;
+	out->rows = f->rows;
+	out->errors = f->errors;
+	out->p95_ns = kp_hist_quantile(&f->hist, 0.95);
+}
+
 const struct kp_pass kp_pass_queries = {
 	.name = "queries",
 	.command = "queries",

@@ -6,7 +6,9 @@
   ever written, and a busy program hung on its full rings.
 - When the trace cannot be written any more (here: RLIMIT_FSIZE, with the
   app ignoring SIGXFSZ), recording stops with one warning and the app runs
-  to its normal end instead of waiting for a writer that cannot drain.
+  to its normal end instead of waiting for a writer that cannot drain;
+  with stacks (compressed frames, write) and without (stored frames,
+  writev cut short), and what was written reads as a truncated trace.
 """
 import os
 import resource
@@ -46,11 +48,24 @@ with Tmp() as d:
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
-    r = run([PY, "-c", script], cwd=d, timeout=120, preexec_fn=limit,
-            prof={"BUFFER_KB": "64"})
-    t.eq((r.rc, r.out), (0, "1000000\n"), "the app finishes although its trace cannot grow")
-    warn = [l for l in r.err.splitlines() if l.startswith("kprof:")]
-    t.eq(len(warn), 1, "one warning line", r.err[-500:])
-    t.ok(warn and "recording stops" in warn[0], "it says recording stops", warn)
+    # with stacks, compressed frames (write); without, stored frames
+    # (writev, cut short by the limit)
+    for how, prof in (("stacks", {"BUFFER_KB": "64"}),
+                      ("no stacks", {"BUFFER_KB": "64", "STACK_DEPTH": "0"})):
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        r = run([PY, "-c", script], cwd=d, timeout=120, preexec_fn=limit,
+                prof=prof)
+        t.eq((r.rc, r.out), (0, "1000000\n"),
+             "%s: the app finishes although its trace cannot grow" % how)
+        warn = [l for l in r.err.splitlines() if l.startswith("kprof:")]
+        t.eq(len(warn), 1, "%s: one warning line" % how, r.err[-500:])
+        t.ok(warn and "recording stops" in warn[0], "%s: it says recording stops" % how,
+             warn)
+        t.ok(len(r.traces) == 1 and os.path.getsize(r.traces[0]) <= 64 * 1024,
+             "%s: the trace stopped at the limit" % how, r.traces)
+        rep = analyze(r.traces) if r.traces else {"trace": {}}
+        t.eq(rep["trace"].get("truncated"), True,
+             "%s: what was written reads, as a truncated trace" % how)
 
 t.done()

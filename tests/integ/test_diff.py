@@ -5,7 +5,9 @@ that changed, matched by their symbolized frames (a grown leak, a busier
 loop, a site only in the new run, one gone), the unchanged one left out;
 the text report; usage errors and an unreadable base. Then two runs of a
 loop of SQLite point selects (100, then 300): the query fingerprints of
-both, matched by text, with their calls and times.
+both, matched by text, with their calls and times. Then a file written and
+synced 5, 20 and 3 times: matched by base name across directories, and by
+path.
 """
 import os
 import re
@@ -97,6 +99,49 @@ with Tmp() as d:
          "diff text: the select's change in time and calls, with its fingerprint",
          out[out.find("QUERIES"):])
     t.eq(same["memory"]["sites"], [], "diff of a trace with itself: nothing changed")
+
+    # I/O: a file written K times with an fsync after each, K = 5 in one
+    # directory, then 20 in another (matched by base name) and 3 in the
+    # first (matched by path)
+    script = ("import os, sys\n"
+              "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)\n"
+              "for i in range(int(sys.argv[2])):\n"
+              "    os.write(fd, b'x' * 100)\n"
+              "    os.fsync(fd)\n"
+              "os.close(fd)\n")
+    w = {}
+    for name, sub, k in (("w5", "r1", "5"), ("w20", "r2", "20"), ("w3", "r1", "3")):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+        r = run([PY, "-c", script, os.path.join(d, sub, "data.bin"), k], d,
+                prof={"OUTPUT": os.path.join(d, name + ".kpz")})
+        t.eq((r.rc, len(r.traces)), (0, 1), "%s: python3 writes and syncs" % name, r)
+        w[name] = r.traces[0] if r.traces else None
+
+    def data_file(base, new):
+        rep = analyze([new], extra=["diff", "--base", base], schema="kprof-diff/1")
+        got = [f for f in rep["io"]["files"] if f["path"].endswith("/data.bin")]
+        return got[0] if len(got) == 1 else got
+    f = data_file(w["w5"], w["w20"])
+    t.eq((f["base_path"], f["path"]) if isinstance(f, dict) else f,
+         (os.path.join(d, "r1", "data.bin"), os.path.join(d, "r2", "data.bin")),
+         "diff io: the file in another directory matched by its base name")
+    want = lambda k: {"calls": 2 * k + 2, "bytes_read": 0, "bytes_written": 100 * k,  # noqa: E731
+                      "syncs": k}
+    strip = lambda x: {k: v for k, v in x.items() if k != "total_ns"}  # noqa: E731
+    if isinstance(f, dict):
+        t.eq((strip(f["base"]), strip(f["new"])), (want(5), want(20)),
+             "diff io: open, K writes, K fsyncs, close; 100 x K bytes; K syncs")
+    f = data_file(w["w5"], w["w3"])
+    t.eq((f["base_path"], f["path"], strip(f["base"]), strip(f["new"]))
+         if isinstance(f, dict) else f,
+         (os.path.join(d, "r1", "data.bin"), os.path.join(d, "r1", "data.bin"),
+          want(5), want(3)), "diff io: the same path matched as such")
+    out = analyze([w["w20"]], fmt="text", extra=["diff", "--base", w["w5"]])
+    t.ok(re.search(r"in all, \+30 calls: 12 -> 42 calls, .*, 5 -> 20 syncs\n +" +
+                   re.escape(os.path.join(d, "r2", "data.bin")) + r"\n +\(was " +
+                   re.escape(os.path.join(d, "r1", "data.bin")) + r"\)", out),
+         "diff text: the file's change, its path and the path it was matched with",
+         out[out.find("I/O BY FILE"):][:1500])
 
     for args, code, what in (
             (["diff", new], 2, "diff without --base"),

@@ -697,6 +697,16 @@ size_t kp_query_fps(const struct kp_analysis *an);
 void kp_query_fp(const struct kp_analysis *an, size_t r,
 		 struct kp_query_fp *out);
 
+/* The I/O pass's files (io.c), for diff: how many, and the r-th by time
+ * in I/O (path owned by the pass). */
+struct kp_io_file {
+	const char *path;
+	uint64_t calls, bytes_read, bytes_written, syncs, total_ns;
+};
+size_t kp_io_files(const struct kp_analysis *an);
+void kp_io_file(const struct kp_analysis *an, size_t r,
+		struct kp_io_file *out);
+
 /* diff.c: the diff command, the traces of opts->base against files[];
  * @return the exit status (0, or 3: a trace unreadable) */
 int kp_diff_command(const struct kp_opts *opts, char *const *files,

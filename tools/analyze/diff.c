@@ -3,8 +3,9 @@
  * kprof-analyze diff --base BASE.kpz... NEW.kpz...: what changed in the
  * heap between two runs (heaptrack_print --diff's, pprof -diff_base's
  * job): the totals side by side, then the allocation sites whose calls
- * and bytes changed the most, and the leaks that grew or shrank; and the
- * query fingerprints of both, matched by text, by change in time. The two
+ * and bytes changed the most, and the leaks that grew or shrank; the
+ * query fingerprints of both, matched by text, and their files, matched
+ * by path or else by base name, by change in time. The two
  * sets of traces are analysed apart; a site of one is the same as a site
  * of the other when its symbolized frames are (function, file and line
  * where debug information names them, else module and offset, with the
@@ -271,19 +272,29 @@ static int by_text(const void *a, const void *b)
 	return x->side - y->side;
 }
 
+/* The larger change of time (t[0] before, t[1] after) first, then of
+ * calls; 0 if both are the same. */
+static int cmp_time_calls(const uint64_t xt[2], const uint64_t xc[2],
+			  const uint64_t yt[2], const uint64_t yc[2])
+{
+	uint64_t a = mag(delta(xt[0], xt[1])), b = mag(delta(yt[0], yt[1]));
+	if (a != b)
+		return a < b ? 1 : -1;
+	a = mag(delta(xc[0], xc[1]));
+	b = mag(delta(yc[0], yc[1]));
+	return a != b ? (a < b ? 1 : -1) : 0;
+}
+
 /* The largest change of total time first, then of calls, then by text. */
 static int by_time_change(const void *a, const void *b)
 {
 	const struct dquery *x = a, *y = b;
-	uint64_t xt = mag(delta(x->q[0].total_ns, x->q[1].total_ns));
-	uint64_t yt = mag(delta(y->q[0].total_ns, y->q[1].total_ns));
-	if (xt != yt)
-		return xt < yt ? 1 : -1;
-	uint64_t xc = mag(delta(x->q[0].calls, x->q[1].calls));
-	uint64_t yc = mag(delta(y->q[0].calls, y->q[1].calls));
-	if (xc != yc)
-		return xc < yc ? 1 : -1;
-	return by_text(a, b);
+	const uint64_t xt[2] = { x->q[0].total_ns, x->q[1].total_ns },
+		       xc[2] = { x->q[0].calls, x->q[1].calls },
+		       yt[2] = { y->q[0].total_ns, y->q[1].total_ns },
+		       yc[2] = { y->q[0].calls, y->q[1].calls };
+	int c = cmp_time_calls(xt, xc, yt, yc);
+	return c ? c : by_text(a, b);
 }
 
 /* Every fingerprint of both sides, one entry a text, ranked. */
@@ -324,40 +335,206 @@ static const char *fmt_dns(char *buf, size_t n, int64_t d)
 	return buf;
 }
 
+/* An item's line up to its own numbers: "  1. +4.6 ms in all, +30 calls
+ * (new): 12 -> 42 calls, 1.7 ms -> 6.3 ms" (t: time, c: calls, before
+ * and after; in0, in1: whether each run has it). */
+static void text_head(FILE *out, size_t i, const uint64_t t[2],
+		      const uint64_t c[2], int in0, int in1)
+{
+	char a[40], b[32], x[32], y[32], u[32], v[32];
+	int64_t dc = delta(c[0], c[1]);
+	fprintf(out, "%3zu. %s in all, %s call%s%s: %s -> %s calls, %s -> %s",
+		i + 1, fmt_dns(a, sizeof(a), delta(t[0], t[1])),
+		fmt_delta(b, sizeof(b), dc), mag(dc) == 1 ? "" : "s",
+		!in0 ? " (new)" : !in1 ? " (gone)" : "",
+		kp_fmt_count(x, sizeof(x), c[0]),
+		kp_fmt_count(y, sizeof(y), c[1]),
+		kp_fmt_ns(u, sizeof(u), t[0]), kp_fmt_ns(v, sizeof(v), t[1]));
+}
+
 static void text_queries(const struct dquery *v, size_t n, size_t top,
 			 FILE *out)
 {
-	char a[40], b[32], c[32], d[32], e[32], f[32], g[32], h[32];
+	char g[32], h[32];
 	fprintf(out, "QUERIES, the largest change in total time first (%zu "
 		"fingerprint%s)\n", n, n == 1 ? "" : "s");
 	for (size_t i = 0; i < n && i < top; i++) {
 		const struct kp_query_fp *q = v[i].q;
-		int64_t dc = delta(q[0].calls, q[1].calls);
-		fprintf(out, "%3zu. %s in all, %s call%s%s: %s -> %s calls, %s "
-			"-> %s, p95 %s -> %s\n", i + 1,
-			fmt_dns(a, sizeof(a), delta(q[0].total_ns, q[1].total_ns)),
-			fmt_delta(b, sizeof(b), dc), mag(dc) == 1 ? "" : "s",
-			!q[0].calls ? " (new)" : !q[1].calls ? " (gone)" : "",
-			kp_fmt_count(c, sizeof(c), q[0].calls),
-			kp_fmt_count(d, sizeof(d), q[1].calls),
-			kp_fmt_ns(e, sizeof(e), q[0].total_ns),
-			kp_fmt_ns(f, sizeof(f), q[1].total_ns),
+		const uint64_t t[2] = { q[0].total_ns, q[1].total_ns },
+			       c[2] = { q[0].calls, q[1].calls };
+		text_head(out, i, t, c, q[0].calls != 0, q[1].calls != 0);
+		fprintf(out, ", p95 %s -> %s\n",
 			kp_fmt_ns(g, sizeof(g), q[0].p95_ns),
 			kp_fmt_ns(h, sizeof(h), q[1].p95_ns));
-		char t[512], shown[600];
-		size_t len = v[i].len < sizeof(t) - 1 ? v[i].len : sizeof(t) - 1;
-		memcpy(t, v[i].text, len);
-		t[len] = '\0';
-		fprintf(out, "       %s\n", kp_disp(shown, sizeof(shown), t, 72));
+		char text[512], shown[600];
+		size_t len = v[i].len < sizeof(text) - 1 ? v[i].len
+							  : sizeof(text) - 1;
+		memcpy(text, v[i].text, len);
+		text[len] = '\0';
+		fprintf(out, "       %s\n",
+			kp_disp(shown, sizeof(shown), text, 72));
 	}
 	if (n > top)
 		fprintf(out, "     ... %zu more (--top N)\n", n - top);
 }
 
-static void text_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
-			const struct dquery *q, size_t nq, size_t top,
-			FILE *out)
+/* ---- I/O --------------------------------------------------------------- */
+
+/* A file of either side; f[0] base, f[1] new; base_path set when the two
+ * paths differ (matched by base name). */
+struct dfile {
+	const char *path, *base_path;
+	int side;
+	struct kp_io_file f[2];
+};
+
+static int by_path(const void *a, const void *b)
 {
+	const struct dfile *x = a, *y = b;
+	int c = strcmp(x->path, y->path);
+	return c ? c : x->side - y->side;
+}
+
+static int by_base_name(const void *a, const void *b)
+{
+	const struct dfile *x = a, *y = b;
+	int c = strcmp(base_name(x->path), base_name(y->path));
+	return c ? c : x->side - y->side;
+}
+
+static int by_io_change(const void *a, const void *b)
+{
+	const struct dfile *x = a, *y = b;
+	const uint64_t xt[2] = { x->f[0].total_ns, x->f[1].total_ns },
+		       xc[2] = { x->f[0].calls, x->f[1].calls },
+		       yt[2] = { y->f[0].total_ns, y->f[1].total_ns },
+		       yc[2] = { y->f[0].calls, y->f[1].calls };
+	int c = cmp_time_calls(xt, xc, yt, yc);
+	return c ? c : strcmp(x->path, y->path);
+}
+
+/* Pair, in v[0..n) sorted by cmp, each entry of side 0 with the entry of
+ * side 1 right after it that cmp finds the same but for the side, when
+ * no other entry is the same too; the pair becomes the first entry (its
+ * path the new one's, base_path the old one's if it differs) and the
+ * second one's path is cleared. */
+static void pair_up(struct dfile *v, size_t n,
+		    int (*same)(const struct dfile *, const struct dfile *))
+{
+	unsigned char *pair = xcalloc(n + 1, 1);
+	for (size_t i = 0; i + 1 < n; i++)
+		pair[i] = v[i].side == 0 && v[i + 1].side == 1 &&
+			  same(&v[i], &v[i + 1]) &&
+			  !(i > 0 && same(&v[i - 1], &v[i])) &&
+			  !(i + 2 < n && same(&v[i + 1], &v[i + 2]));
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (!pair[i])
+			continue;
+		if (strcmp(v[i].path, v[i + 1].path))
+			v[i].base_path = v[i].path;
+		v[i].path = v[i + 1].path;
+		v[i].f[1] = v[i + 1].f[1];
+		v[i + 1].path = NULL;
+	}
+	free(pair);
+}
+
+static int same_path(const struct dfile *x, const struct dfile *y)
+{
+	return !strcmp(x->path, y->path);
+}
+
+static int same_base_name(const struct dfile *x, const struct dfile *y)
+{
+	return !strcmp(base_name(x->path), base_name(y->path));
+}
+
+/* Keep the entries whose path is set; @return how many. */
+static size_t compact(struct dfile *v, size_t n)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].path)
+			v[m++] = v[i];
+	return m;
+}
+
+/* Every file of both sides, matched by path, then the rest by base name
+ * where that pairs one file of each side; ranked. */
+static struct dfile *match_files(struct kp_analysis *an[2], size_t *nout)
+{
+	size_t n0 = kp_io_files(an[0]), n1 = kp_io_files(an[1]), n = 0;
+	struct dfile *v = xcalloc(n0 + n1 + 1, sizeof(*v));
+	for (int side = 0; side < 2; side++)
+		for (size_t r = 0; r < (side ? n1 : n0); r++) {
+			struct dfile *d = &v[n++];
+			kp_io_file(an[side], r, &d->f[side]);
+			d->path = d->f[side].path;
+			d->side = side;
+		}
+	if (n)
+		qsort(v, n, sizeof(*v), by_path);
+	pair_up(v, n, same_path);
+	n = compact(v, n);
+	/* the unmatched ones first, then by base name */
+	size_t u = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!v[i].f[0].path || !v[i].f[1].path) {
+			struct dfile t = v[u];
+			v[u++] = v[i];
+			v[i] = t;
+		}
+	if (u)
+		qsort(v, u, sizeof(*v), by_base_name);
+	pair_up(v, u, same_base_name);
+	n = compact(v, n);
+	if (n)
+		qsort(v, n, sizeof(*v), by_io_change);
+	*nout = n;
+	return v;
+}
+
+static void text_files(const struct dfile *v, size_t n, size_t top,
+		       FILE *out)
+{
+	char e[32], f[32];
+	fprintf(out, "I/O BY FILE, the largest change in time first (%zu "
+		"file%s)\n", n, n == 1 ? "" : "s");
+	for (size_t i = 0; i < n && i < top; i++) {
+		const struct kp_io_file *x = v[i].f;
+		const uint64_t t[2] = { x[0].total_ns, x[1].total_ns },
+			       c[2] = { x[0].calls, x[1].calls };
+		text_head(out, i, t, c, x[0].path != NULL, x[1].path != NULL);
+		fprintf(out, ", %s -> %s syncs\n",
+			kp_fmt_count(e, sizeof(e), x[0].syncs),
+			kp_fmt_count(f, sizeof(f), x[1].syncs));
+		char shown[600];
+		fprintf(out, "       %s\n", kp_disp(shown, sizeof(shown),
+						     v[i].path, 72));
+		if (v[i].base_path)
+			fprintf(out, "       (was %s)\n",
+				kp_disp(shown, sizeof(shown), v[i].base_path,
+					66));
+	}
+	if (n > top)
+		fprintf(out, "     ... %zu more (--top N)\n", n - top);
+}
+
+/* What diff compares: memory sites, query fingerprints, files. */
+struct dall {
+	struct dsite *v;
+	size_t n;
+	struct dquery *q;
+	size_t nq;
+	struct dfile *f;
+	size_t nf;
+};
+
+static void text_report(struct kp_analysis *an[2], struct dall *x,
+			size_t top, FILE *out)
+{
+	struct dsite *v = x->v;
+	size_t n = x->n;
 	const struct kp_mem_totals *m[2] = { kp_mem_totals(an[0]),
 					     kp_mem_totals(an[1]) };
 
@@ -380,9 +557,13 @@ static void text_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
 	text_changes(v, n, top, &sites_rank, out);
 	fputc('\n', out);
 	text_changes(v, n, top, &leaks_rank, out);
-	if (nq) {
+	if (x->nq) {
 		fputc('\n', out);
-		text_queries(q, nq, top, out);
+		text_queries(x->q, x->nq, top, out);
+	}
+	if (x->nf) {
+		fputc('\n', out);
+		text_files(x->f, x->nf, top, out);
 	}
 }
 
@@ -422,9 +603,11 @@ static void json_totals(struct kp_json *j, const char *name,
 }
 
 /* Every site that changed (calls, bytes or leaks), the most bytes first. */
-static void json_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
-			const struct dquery *q, size_t nq, FILE *out)
+static void json_report(struct kp_analysis *an[2], struct dall *x, FILE *out)
 {
+	struct dsite *v = x->v;
+	const struct dquery *q = x->q;
+	size_t n = x->n, nq = x->nq;
 	struct kp_json j;
 	kp_json_init(&j, out, 1);
 	kp_json_begin_object(&j);
@@ -477,6 +660,31 @@ static void json_report(struct kp_analysis *an[2], struct dsite *v, size_t n,
 	}
 	kp_json_end_array(&j);
 	kp_json_end_object(&j);
+	kp_json_key(&j, "io");
+	kp_json_begin_object(&j);
+	kp_json_key(&j, "files");
+	kp_json_begin_array(&j);
+	for (size_t i = 0; i < x->nf; i++) {
+		kp_json_begin_object(&j);
+		kp_json_key(&j, "path");
+		kp_json_str(&j, x->f[i].path);
+		kp_json_key(&j, "base_path");
+		kp_json_str(&j, x->f[i].base_path ? x->f[i].base_path
+						  : x->f[i].path);
+		for (int side = 0; side < 2; side++) {
+			const struct kp_io_file *f = &x->f[i].f[side];
+			static const char *const keys[] = {
+				"calls", "bytes_read", "bytes_written", "syncs",
+				"total_ns" };
+			const uint64_t vals[] = { f->calls, f->bytes_read,
+						  f->bytes_written, f->syncs,
+						  f->total_ns };
+			json_u64s(&j, side ? "new" : "base", keys, vals, 5);
+		}
+		kp_json_end_object(&j);
+	}
+	kp_json_end_array(&j);
+	kp_json_end_object(&j);
 	kp_json_end_object(&j);
 	kp_json_end(&j);
 }
@@ -498,17 +706,19 @@ int kp_diff_command(const struct kp_opts *opts, char *const *files,
 	if (!ret) {
 		kp_analysis_finish(an[0]);
 		kp_analysis_finish(an[1]);
-		size_t n, nq;
-		struct dsite *v = match_sites(an, &n);
-		struct dquery *q = match_queries(an, &nq);
+		struct dall x;
+		x.v = match_sites(an, &x.n);
+		x.q = match_queries(an, &x.nq);
+		x.f = match_files(an, &x.nf);
 		if (opts->format == KP_FMT_JSON)
-			json_report(an, v, n, q, nq, out);
+			json_report(an, &x, out);
 		else
-			text_report(an, v, n, q, nq, opts->top, out);
-		for (size_t i = 0; i < n; i++)
-			free(v[i].key);
-		free(v);
-		free(q);
+			text_report(an, &x, opts->top, out);
+		for (size_t i = 0; i < x.n; i++)
+			free(x.v[i].key);
+		free(x.v);
+		free(x.q);
+		free(x.f);
 	}
 	kp_analysis_free(an[0]);
 	kp_analysis_free(an[1]);

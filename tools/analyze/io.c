@@ -1239,6 +1239,32 @@ static void io_free(void *state, struct kp_analysis *an)
 	free(s);
 }
 
+size_t kp_io_files(const struct kp_analysis *an)
+{
+	const struct io_state *s = kp_pass_state(an, &kp_pass_io);
+	return s && s->order ? s->nfiles : 0;
+}
+
+void kp_io_file(const struct kp_analysis *an, size_t r, struct kp_io_file *out)
+{
+	const struct io_state *s = kp_pass_state(an, &kp_pass_io);
+	const struct file *f = &s->files[s->order[r]];
+	memset(out, 0, sizeof(*out));
+	out->path = f->path;
+	out->total_ns = f->total_ns;
+	out->syncs = f->syncs;
+	for (unsigned op = 0; op < NOPS; op++) {
+		if (kp_io_op_is_wait(op))
+			continue;
+		out->calls += f->ops[op].calls;
+		char dir = op < OP_OPEN ? kp_io_op_dir(op) : 0;
+		if (dir == 'r')
+			out->bytes_read += f->ops[op].bytes;
+		else if (dir == 'w')
+			out->bytes_written += f->ops[op].bytes;
+	}
+}
+
 const struct kp_pass kp_pass_io = {
 	.name = "io",
 	.command = "io",

@@ -49,7 +49,8 @@
  * text_id, which a 2.0 reader would see without their text; 3.1:
  * JIT_CODE records, which a 3.0 reader skips, and SNAPSHOT's values,
  * which it ignores; 3.2: SNAPSHOT's values for kprof's own cost, which a
- * 3.1 reader skips) */
+ * 3.1 reader skips; 4.1: the header's "forked", which a 4.0 reader
+ * ignores) */
 #define KP_FORMAT_MINOR 1
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 

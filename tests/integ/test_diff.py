@@ -7,7 +7,8 @@ the text report; usage errors and an unreadable base. Then two runs of a
 loop of SQLite point selects (100, then 300): the query fingerprints of
 both, matched by text, with their calls and times. Then a file written and
 synced 5, 20 and 3 times: matched by base name across directories, and by
-path.
+path. Then CPU samples of three times the work: the hot functions' self
+time, the most grown first.
 """
 import os
 import re
@@ -142,6 +143,29 @@ with Tmp() as d:
                    re.escape(os.path.join(d, "r1", "data.bin")) + r"\)", out),
          "diff text: the file's change, its path and the path it was matched with",
          out[out.find("I/O BY FILE"):][:1500])
+
+    # CPU: cpuwork's 60/30/10 % split of 6,000 and then 18,000 work units
+    c = {}
+    for units in ("6000", "18000"):
+        r = run([app("cpuwork"), "split", units], d,
+                prof={"OUTPUT": os.path.join(d, "c%s.kpz" % units), "CPU": "1",
+                      "CPU_HZ": "1000", "MEMORY": "0"}, timeout=120)
+        t.eq((r.rc, len(r.traces)), (0, 1), "cpuwork split %s, sampled" % units, r)
+        c[units] = r.traces[0] if r.traces else None
+    rep = analyze([c["18000"]], extra=["diff", "--base", c["6000"]], schema="kprof-diff/1")
+    fns = rep["cpu"]["functions"]
+    by = {f["function"]: f for f in fns}
+    t.eq([f["function"] for f in fns[:2]], ["hot_a", "hot_b"],
+         "diff cpu: hot_a's self time grew most, then hot_b's",
+         [(f["function"], f["base"], f["new"]) for f in fns[:5]])
+    t.ok(all(fn in by and by[fn]["new"]["self_ns"] > 2 * by[fn]["base"]["self_ns"] > 0
+             for fn in ("hot_a", "hot_b", "hot_c")),
+         "diff cpu: three times the work, more than twice the self time "
+         "in each hot function", [(fn, by.get(fn)) for fn in ("hot_a", "hot_b", "hot_c")])
+    out = analyze([c["18000"]], fmt="text", extra=["diff", "--base", c["6000"]])
+    t.ok(re.search(r"CPU BY FUNCTION, the largest change in self time first "
+                   r"\(\d+ functions\)\n +1\. \+[0-9.]+ [mu]?s self, .*\n +hot_a\n", out),
+         "diff text: the CPU section, hot_a first", out[out.find("CPU BY"):][:600])
 
     for args, code, what in (
             (["diff", new], 2, "diff without --base"),

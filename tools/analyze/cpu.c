@@ -464,6 +464,22 @@ static void cpu_free(void *st, struct kp_analysis *an)
 	free(s);
 }
 
+size_t kp_cpu_funcs(const struct kp_analysis *an)
+{
+	struct cpu_state *s = state_of(an);
+	return s && s->by_self ? s->nfuncs : 0;
+}
+
+const char *kp_cpu_func(const struct kp_analysis *an, size_t r,
+			uint64_t *self_ns, uint64_t *total_ns)
+{
+	struct cpu_state *s = state_of(an);
+	const struct cpu_func *f = &s->funcs[s->by_self[r]];
+	*self_ns = f->self;
+	*total_ns = f->total;
+	return f->name;
+}
+
 size_t kp_cpu_stacks(const struct kp_analysis *an,
 		     const struct kp_wstack **out)
 {

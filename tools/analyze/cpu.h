@@ -30,6 +30,11 @@ size_t kp_io_stacks(const struct kp_analysis *an,
  * process's heap peak (peak.c; only computed for flame/export --what live). */
 size_t kp_peak_stacks(const struct kp_analysis *an,
 		      const struct kp_wstack **out);
+/* The functions of the CPU samples (diff.c): how many, and the r-th by
+ * self time, with its self and total CPU ns (name owned by the pass). */
+size_t kp_cpu_funcs(const struct kp_analysis *an);
+const char *kp_cpu_func(const struct kp_analysis *an, size_t r,
+			uint64_t *self_ns, uint64_t *total_ns);
 /* The sampling period in ns (from the first trace's header), 0 unknown. */
 uint64_t kp_cpu_period_ns(const struct kp_analysis *an);
 

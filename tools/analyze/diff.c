@@ -4,8 +4,9 @@
  * heap between two runs (heaptrack_print --diff's, pprof -diff_base's
  * job): the totals side by side, then the allocation sites whose calls
  * and bytes changed the most, and the leaks that grew or shrank; the
- * query fingerprints of both, matched by text, and their files, matched
- * by path or else by base name, by change in time. The two
+ * query fingerprints of both, matched by text, their files, matched by
+ * path or else by base name, and the functions of their CPU samples, by
+ * name, each by change in time. The two
  * sets of traces are analysed apart; a site of one is the same as a site
  * of the other when its symbolized frames are (function, file and line
  * where debug information names them, else module and offset, with the
@@ -13,6 +14,7 @@
  * two builds' need not either where they have debug information.
  */
 #include "analyze.h"
+#include "cpu.h"
 #include "json.h"
 
 #include <inttypes.h>
@@ -520,6 +522,81 @@ static void text_files(const struct dfile *v, size_t n, size_t top,
 		fprintf(out, "     ... %zu more (--top N)\n", n - top);
 }
 
+/* ---- CPU --------------------------------------------------------------- */
+
+/* A function of either side's CPU samples, by name; [0] base, [1] new. */
+struct dfunc {
+	const char *name;
+	int side;
+	uint64_t self[2], total[2];
+};
+
+static int by_name(const void *a, const void *b)
+{
+	const struct dfunc *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : x->side - y->side;
+}
+
+/* The largest change of self time first, then of total time. */
+static int by_self_change(const void *a, const void *b)
+{
+	const struct dfunc *x = a, *y = b;
+	int c = cmp_time_calls(x->self, x->total, y->self, y->total);
+	return c ? c : strcmp(x->name, y->name);
+}
+
+/* Every function of both sides' samples, one entry a name, ranked. */
+static struct dfunc *match_funcs(struct kp_analysis *an[2], size_t *nout)
+{
+	size_t n0 = kp_cpu_funcs(an[0]), n1 = kp_cpu_funcs(an[1]), n = 0;
+	struct dfunc *v = xcalloc(n0 + n1 + 1, sizeof(*v));
+	for (int side = 0; side < 2; side++)
+		for (size_t r = 0; r < (side ? n1 : n0); r++) {
+			struct dfunc *d = &v[n++];
+			d->name = kp_cpu_func(an[side], r, &d->self[side],
+					      &d->total[side]);
+			d->side = side;
+		}
+	if (n)
+		qsort(v, n, sizeof(*v), by_name);
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (m && !strcmp(v[m - 1].name, v[i].name)) {
+			v[m - 1].self[1] = v[i].self[1]; /* one name a side */
+			v[m - 1].total[1] = v[i].total[1];
+		} else {
+			v[m++] = v[i];
+		}
+	}
+	if (m)
+		qsort(v, m, sizeof(*v), by_self_change);
+	*nout = m;
+	return v;
+}
+
+static void text_funcs(const struct dfunc *v, size_t n, size_t top,
+		       FILE *out)
+{
+	char a[40], b[40], c[32], d[32], e[32], f[32], shown[600];
+	fprintf(out, "CPU BY FUNCTION, the largest change in self time first "
+		"(%zu function%s)\n", n, n == 1 ? "" : "s");
+	for (size_t i = 0; i < n && i < top; i++) {
+		const struct dfunc *x = &v[i];
+		fprintf(out, "%3zu. %s self, %s total: %s -> %s self, %s -> %s "
+			"total\n       %s\n", i + 1,
+			fmt_dns(a, sizeof(a), delta(x->self[0], x->self[1])),
+			fmt_dns(b, sizeof(b), delta(x->total[0], x->total[1])),
+			kp_fmt_ns(c, sizeof(c), x->self[0]),
+			kp_fmt_ns(d, sizeof(d), x->self[1]),
+			kp_fmt_ns(e, sizeof(e), x->total[0]),
+			kp_fmt_ns(f, sizeof(f), x->total[1]),
+			kp_disp(shown, sizeof(shown), x->name, 72));
+	}
+	if (n > top)
+		fprintf(out, "     ... %zu more (--top N)\n", n - top);
+}
+
 /* What diff compares: memory sites, query fingerprints, files. */
 struct dall {
 	struct dsite *v;
@@ -528,6 +605,8 @@ struct dall {
 	size_t nq;
 	struct dfile *f;
 	size_t nf;
+	struct dfunc *c;
+	size_t nc;
 };
 
 static void text_report(struct kp_analysis *an[2], struct dall *x,
@@ -564,6 +643,10 @@ static void text_report(struct kp_analysis *an[2], struct dall *x,
 	if (x->nf) {
 		fputc('\n', out);
 		text_files(x->f, x->nf, top, out);
+	}
+	if (x->nc) {
+		fputc('\n', out);
+		text_funcs(x->c, x->nc, top, out);
 	}
 }
 
@@ -602,12 +685,89 @@ static void json_totals(struct kp_json *j, const char *name,
 	json_u64s(j, name, keys, vals, 6);
 }
 
+/* section: {list: [ ... ]}, around the items the caller writes. */
+static void json_list_begin(struct kp_json *j, const char *section,
+			    const char *list)
+{
+	kp_json_key(j, section);
+	kp_json_begin_object(j);
+	kp_json_key(j, list);
+	kp_json_begin_array(j);
+}
+
+static void json_list_end(struct kp_json *j)
+{
+	kp_json_end_array(j);
+	kp_json_end_object(j);
+}
+
+static void json_queries(struct kp_json *j, const struct dquery *q, size_t n)
+{
+	static const char *const keys[] = { "calls", "total_ns", "rows",
+					    "errors", "p95_ns" };
+	json_list_begin(j, "queries", "fingerprints");
+	for (size_t i = 0; i < n; i++) {
+		kp_json_begin_object(j);
+		kp_json_key(j, "fingerprint");
+		kp_json_strn(j, q[i].text, q[i].len);
+		for (int side = 0; side < 2; side++) {
+			const struct kp_query_fp *f = &q[i].q[side];
+			const uint64_t vals[] = { f->calls, f->total_ns, f->rows,
+						  f->errors, f->p95_ns };
+			json_u64s(j, side ? "new" : "base", keys, vals, 5);
+		}
+		kp_json_end_object(j);
+	}
+	json_list_end(j);
+}
+
+static void json_files(struct kp_json *j, const struct dfile *v, size_t n)
+{
+	static const char *const keys[] = { "calls", "bytes_read",
+					    "bytes_written", "syncs",
+					    "total_ns" };
+	json_list_begin(j, "io", "files");
+	for (size_t i = 0; i < n; i++) {
+		kp_json_begin_object(j);
+		kp_json_key(j, "path");
+		kp_json_str(j, v[i].path);
+		kp_json_key(j, "base_path");
+		kp_json_str(j, v[i].base_path ? v[i].base_path : v[i].path);
+		for (int side = 0; side < 2; side++) {
+			const struct kp_io_file *f = &v[i].f[side];
+			const uint64_t vals[] = { f->calls, f->bytes_read,
+						  f->bytes_written, f->syncs,
+						  f->total_ns };
+			json_u64s(j, side ? "new" : "base", keys, vals, 5);
+		}
+		kp_json_end_object(j);
+	}
+	json_list_end(j);
+}
+
+static void json_funcs(struct kp_json *j, const struct dfunc *v, size_t n)
+{
+	static const char *const keys[] = { "self_ns", "total_ns" };
+	json_list_begin(j, "cpu", "functions");
+	for (size_t i = 0; i < n; i++) {
+		kp_json_begin_object(j);
+		kp_json_key(j, "function");
+		kp_json_str(j, v[i].name);
+		for (int side = 0; side < 2; side++) {
+			const uint64_t vals[] = { v[i].self[side],
+						  v[i].total[side] };
+			json_u64s(j, side ? "new" : "base", keys, vals, 2);
+		}
+		kp_json_end_object(j);
+	}
+	json_list_end(j);
+}
+
 /* Every site that changed (calls, bytes or leaks), the most bytes first. */
 static void json_report(struct kp_analysis *an[2], struct dall *x, FILE *out)
 {
 	struct dsite *v = x->v;
-	const struct dquery *q = x->q;
-	size_t n = x->n, nq = x->nq;
+	size_t n = x->n;
 	struct kp_json j;
 	kp_json_init(&j, out, 1);
 	kp_json_begin_object(&j);
@@ -640,51 +800,9 @@ static void json_report(struct kp_analysis *an[2], struct dall *x, FILE *out)
 	}
 	kp_json_end_array(&j);
 	kp_json_end_object(&j);
-	kp_json_key(&j, "queries");
-	kp_json_begin_object(&j);
-	kp_json_key(&j, "fingerprints");
-	kp_json_begin_array(&j);
-	for (size_t i = 0; i < nq; i++) {
-		kp_json_begin_object(&j);
-		kp_json_key(&j, "fingerprint");
-		kp_json_strn(&j, q[i].text, q[i].len);
-		for (int side = 0; side < 2; side++) {
-			const struct kp_query_fp *f = &q[i].q[side];
-			static const char *const keys[] = {
-				"calls", "total_ns", "rows", "errors", "p95_ns" };
-			const uint64_t vals[] = { f->calls, f->total_ns, f->rows,
-						  f->errors, f->p95_ns };
-			json_u64s(&j, side ? "new" : "base", keys, vals, 5);
-		}
-		kp_json_end_object(&j);
-	}
-	kp_json_end_array(&j);
-	kp_json_end_object(&j);
-	kp_json_key(&j, "io");
-	kp_json_begin_object(&j);
-	kp_json_key(&j, "files");
-	kp_json_begin_array(&j);
-	for (size_t i = 0; i < x->nf; i++) {
-		kp_json_begin_object(&j);
-		kp_json_key(&j, "path");
-		kp_json_str(&j, x->f[i].path);
-		kp_json_key(&j, "base_path");
-		kp_json_str(&j, x->f[i].base_path ? x->f[i].base_path
-						  : x->f[i].path);
-		for (int side = 0; side < 2; side++) {
-			const struct kp_io_file *f = &x->f[i].f[side];
-			static const char *const keys[] = {
-				"calls", "bytes_read", "bytes_written", "syncs",
-				"total_ns" };
-			const uint64_t vals[] = { f->calls, f->bytes_read,
-						  f->bytes_written, f->syncs,
-						  f->total_ns };
-			json_u64s(&j, side ? "new" : "base", keys, vals, 5);
-		}
-		kp_json_end_object(&j);
-	}
-	kp_json_end_array(&j);
-	kp_json_end_object(&j);
+	json_queries(&j, x->q, x->nq);
+	json_files(&j, x->f, x->nf);
+	json_funcs(&j, x->c, x->nc);
 	kp_json_end_object(&j);
 	kp_json_end(&j);
 }
@@ -710,6 +828,7 @@ int kp_diff_command(const struct kp_opts *opts, char *const *files,
 		x.v = match_sites(an, &x.n);
 		x.q = match_queries(an, &x.nq);
 		x.f = match_files(an, &x.nf);
+		x.c = match_funcs(an, &x.nc);
 		if (opts->format == KP_FMT_JSON)
 			json_report(an, &x, out);
 		else
@@ -719,6 +838,7 @@ int kp_diff_command(const struct kp_opts *opts, char *const *files,
 		free(x.v);
 		free(x.q);
 		free(x.f);
+		free(x.c);
 	}
 	kp_analysis_free(an[0]);
 	kp_analysis_free(an[1]);

@@ -47,7 +47,7 @@ static const char usage_text[] =
 	"                     --chrome FILE (Chrome trace / Perfetto JSON)\n"
 	"  diff               the traces given with --base against the others:\n"
 	"                     heap totals, changed sites and leaks, queries,\n"
-	"                     files\n"
+	"                     files, CPU by function\n"
 	"\n"
 	"options:\n"
 	"  --format FMT       text (default) or json (schema kprof-report/1)\n"

@@ -12,7 +12,7 @@ bytes each) would need 10x more memory for the longer trace.
 import os
 import re
 
-from kptest import ANALYZE, Tap, Tmp, app, run
+from kptest import ANALYZE, Tap, Tmp, analyze, app, run
 import subprocess
 
 t = Tap()
@@ -67,5 +67,18 @@ with Tmp() as d:
              len(outs[0][1]) > 5000, "%s: the same report read ahead on "
              "a thread and inline on one CPU" % (fmt[1] if fmt else "text"),
              [o[1][:200] for o in outs])
+
+# kprof-analyze memory: the summary's memory part only
+with Tmp() as d:
+    r = run([app("io_known"), d, "bad"], cwd=d)
+    summary = analyze(r.traces, fmt="text")
+    memory = analyze(r.traces, fmt="text", extra=["memory"])
+    t.ok("\nI/O\n" in summary and "HEAP SUMMARY" in summary,
+         "summary: the heap and the I/O of io_known", summary[:300])
+    lines = summary.split("\n")
+    io = lines.index("I/O") if "I/O" in lines else len(lines)
+    end = lines.index("", io) if "" in lines[io:] else len(lines)
+    t.eq(memory.split("\n"), ["kprof-analyze memory: 1 process"] + lines[1:io] +
+         lines[end + 1:], "memory: the summary without its I/O section")
 
 t.done()

@@ -32,6 +32,8 @@ static const char usage_text[] =
 	"commands:\n"
 	"  summary            processes, heap summary, top allocation sites,\n"
 	"                     largest leaks (default)\n"
+	"  memory             the summary's memory part only (heap, sites,\n"
+	"                     leaks), without I/O, queries or CPU\n"
 	"  leaks              every leak group with its full stack\n"
 	"  io                 I/O per file and operation: latency quantiles,\n"
 	"                     patterns, stacks, findings\n"
@@ -261,13 +263,14 @@ static long peak_rss_kb(void)
 	return kb;
 }
 
-/* summary, leaks, dump, or the command of a pass. */
+/* summary, memory, leaks, dump, flame, export, diff, or a pass's command. */
 static int is_command(const char *s)
 {
 	size_t n;
 	const struct kp_pass *const *passes = kp_pass_list(&n);
 
 	if (!strcmp(s, "summary") || !strcmp(s, "leaks") || !strcmp(s, "dump") ||
+	    !strcmp(s, "memory") ||
 	    !strcmp(s, "flame") || !strcmp(s, "export") || !strcmp(s, "diff"))
 		return 1;
 	for (size_t i = 0; i < n; i++)

@@ -12,7 +12,8 @@
  *
  * {
  *   "schema": "kprof-report/1",
- *   "command": "summary" | "leaks",
+ *   "command": str,                    the command given (summary, leaks,
+ *                                      memory, io, ...)
  *   "trace": {
  *     "files": [str, ...],             trace files, in the order given
  *     "truncated": bool,               any trace truncated

@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kprof-analyze diff --base BASE.kpz... NEW.kpz...: what changed in the
- * heap between two runs (heaptrack_print --diff's, pprof -diff_base's
- * job): the totals side by side, then the allocation sites whose calls
- * and bytes changed the most, and the leaks that grew or shrank; the
- * query fingerprints of both, matched by text, their files, matched by
- * path or else by base name, and the functions of their CPU samples, by
- * name, each by change in time. The two
- * sets of traces are analysed apart; a site of one is the same as a site
- * of the other when its symbolized frames are (function, file and line
- * where debug information names them, else module and offset, with the
- * executable's base name), so two runs' addresses need not agree, and
- * two builds' need not either where they have debug information.
+ * kprof-analyze diff --base BASE.kpz... NEW.kpz...: what changed between
+ * two runs (heaptrack_print --diff's and pprof -diff_base's job): the heap
+ * totals side by side, then the allocation sites whose calls and bytes
+ * changed the most, and the leaks that grew or shrank; the query
+ * fingerprints of both, matched by text; their files, matched by path or
+ * else by base name; and the functions of their CPU samples, by name;
+ * each by change in time. The two sets of traces are analysed apart; a
+ * site of one is the same as a site of the other when its symbolized
+ * frames are (function, file and line where debug information names
+ * them, else module and offset, with the executable's base name), so two
+ * runs' addresses need not agree, and two builds' need not either where
+ * they have debug information.
  */
 #include "analyze.h"
 #include "cpu.h"

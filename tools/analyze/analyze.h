@@ -666,6 +666,9 @@ const char *kp_fmt_ns(char *buf, size_t n, uint64_t ns);
 /* s for one line of text: control bytes -> '?', at most max columns,
  * "..." when cut */
 const char *kp_disp(char *buf, size_t n, const char *s, size_t max);
+/* What follows the last '/' of path (path itself if none, or if it ends
+ * in '/') */
+const char *kp_base_name(const char *path);
 /* "1,234,567" into buf */
 const char *kp_fmt_count(char *buf, size_t n, uint64_t v);
 /* "1.2 MiB" into buf */

@@ -36,12 +36,6 @@ struct dsite {
 	uint32_t gstack;
 };
 
-static const char *base_name(const char *p)
-{
-	const char *s = strrchr(p, '/');
-	return s && s[1] ? s + 1 : p;
-}
-
 /* The site's key: the executable's base name, then one line a frame. */
 static char *site_key(struct kp_analysis *an, const struct kp_site *s)
 {
@@ -52,7 +46,7 @@ static char *site_key(struct kp_analysis *an, const struct kp_site *s)
 	size_t cap = 256, len = 0;
 	char *k = xmalloc(cap);
 	const char *exe = s->exe < an->nexes ? an->exes[s->exe] : "";
-	len = (size_t)snprintf(k, cap, "%s\n", base_name(exe));
+	len = (size_t)snprintf(k, cap, "%s\n", kp_base_name(exe));
 	for (size_t i = 0; i < n; i++) {
 		char line[1200];
 		int m;
@@ -61,10 +55,10 @@ static char *site_key(struct kp_analysis *an, const struct kp_site *s)
 				     f[i]->function, f[i]->file, f[i]->line);
 		else if (f[i]->function)
 			m = snprintf(line, sizeof(line), "%s %s\n",
-				     f[i]->function, base_name(f[i]->module));
+				     f[i]->function, kp_base_name(f[i]->module));
 		else
 			m = snprintf(line, sizeof(line), "%s+0x%" PRIx64 "\n",
-				     base_name(f[i]->module), f[i]->offset);
+				     kp_base_name(f[i]->module), f[i]->offset);
 		size_t ml = m < 0 ? 0 : (size_t)m >= sizeof(line) ?
 			sizeof(line) - 1 : (size_t)m;
 		if (len + ml + 1 > cap) {
@@ -400,7 +394,7 @@ static int by_path(const void *a, const void *b)
 static int by_base_name(const void *a, const void *b)
 {
 	const struct dfile *x = a, *y = b;
-	int c = strcmp(base_name(x->path), base_name(y->path));
+	int c = strcmp(kp_base_name(x->path), kp_base_name(y->path));
 	return c ? c : x->side - y->side;
 }
 
@@ -448,7 +442,7 @@ static int same_path(const struct dfile *x, const struct dfile *y)
 
 static int same_base_name(const struct dfile *x, const struct dfile *y)
 {
-	return !strcmp(base_name(x->path), base_name(y->path));
+	return !strcmp(kp_base_name(x->path), kp_base_name(y->path));
 }
 
 /* Keep the entries whose path is set; @return how many. */

@@ -1257,7 +1257,7 @@ void kp_io_file(const struct kp_analysis *an, size_t r, struct kp_io_file *out)
 		if (kp_io_op_is_wait(op))
 			continue;
 		out->calls += f->ops[op].calls;
-		char dir = op < OP_OPEN ? kp_io_op_dir(op) : 0;
+		char dir = kp_io_op_dir(op); /* 0 for OP_OPEN, OP_CLOSE */
 		if (dir == 'r')
 			out->bytes_read += f->ops[op].bytes;
 		else if (dir == 'w')

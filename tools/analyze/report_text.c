@@ -155,7 +155,7 @@ static void shorten_name(char *dst, size_t n, const char *src, size_t max)
 	}
 }
 
-static const char *base_name(const char *path)
+const char *kp_base_name(const char *path)
 {
 	const char *s = strrchr(path, '/');
 	return s && s[1] ? s + 1 : path;
@@ -186,12 +186,12 @@ void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const char *mod = f[i]->module[0] ? base_name(f[i]->module)
+		const char *mod = f[i]->module[0] ? kp_base_name(f[i]->module)
 						  : "?";
 		char fn[512], where[300];
 		if (f[i]->file)
 			snprintf(where, sizeof(where), "%s:%d",
-				 base_name(f[i]->file), f[i]->line);
+				 kp_base_name(f[i]->file), f[i]->line);
 		else
 			snprintf(where, sizeof(where), "%s+0x%" PRIx64, mod,
 				 f[i]->offset);

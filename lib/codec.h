@@ -16,6 +16,7 @@
 #include <msgpack.h>
 
 #include "compat.h"
+#include "evblock.h"
 #include "mpk.h"
 #include "record.h"
 
@@ -103,36 +104,12 @@ void kp_enc_block_close(uint8_t *hdr, size_t body_len);
 
 /* ---- the event fast path ------------------------------------------------ */
 
-static KP_ALWAYS_INLINE uint8_t *kp_put_varint(uint8_t *p, uint64_t v)
-{
-	while (v >= 0x80) {
-		*p++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*p++ = (uint8_t)v;
-	return p;
-}
-
-static KP_ALWAYS_INLINE uint64_t kp_zigzag(int64_t v)
-{
-	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
-
-/* A pointer delta: divided by 16 when the event's PTR16 bit is set. */
-static KP_ALWAYS_INLINE uint8_t *kp_put_dptr(uint8_t *p, uint64_t d,
-					     int ptr16)
-{
-	int64_t v = (int64_t)d;
-	return kp_put_varint(p, kp_zigzag(ptr16 ? v / 16 : v));
-}
-
 /*
- * One ALLOC, FREE or REALLOC of the open block's thread at ts, its values
- * those of struct kp_rec (ALLOC: a ptr, b size, c align; FREE: a ptr;
- * REALLOC: a old_ptr, b new_ptr, c size, d dur), written at out, which has
- * room for KP_ENC_MAX_EVENT bytes; stack is left out when e->no_stacks
- * (the caller sees that it is 0). kp_enc_block_event() on plain values,
- * inline for the preload writer's loop over a ring.
+ * One ALLOC, FREE or REALLOC of the open block's thread (kp_blk_put(),
+ * evblock.h, with e's delta state), written at out, which has room for
+ * KP_ENC_MAX_EVENT bytes; stack is left out when e->no_stacks (the caller
+ * sees that it is 0). kp_enc_block_event() on plain values, inline for
+ * the preload writer's loop over a ring.
  * @return the end of the bytes written.
  */
 static KP_ALWAYS_INLINE uint8_t *kp_enc_mem(struct kp_enc *e, uint8_t *out,
@@ -141,47 +118,8 @@ static KP_ALWAYS_INLINE uint8_t *kp_enc_mem(struct kp_enc *e, uint8_t *out,
 					    uint64_t c, uint64_t d,
 					    uint32_t stack)
 {
-	uint64_t zdts = kp_zigzag((int64_t)(ts - e->last_ts));
-	unsigned tag = (unsigned)(zdts & 31) << 3;
-	uint8_t *p = kp_put_varint(out + 1, zdts >> 5);
-
-	e->last_ts = ts;
-	if (type == KP_REC_FREE) {
-		uint64_t dp = a - e->last_ptr;
-		int p16 = (dp & 15) == 0;
-		e->last_ptr = a;
-		tag |= KP_BLK_FREE | (p16 ? KP_BLK_PTR16 : 0);
-		p = kp_put_dptr(p, dp, p16);
-	} else if (type == KP_REC_ALLOC) {
-		uint64_t dp = a - e->last_ptr;
-		int p16 = (dp & 15) == 0;
-		int x = kind || c;
-		e->last_ptr = a;
-		tag |= (x ? KP_BLK_ALLOC_X : KP_BLK_ALLOC) |
-		       (p16 ? KP_BLK_PTR16 : 0);
-		p = kp_put_dptr(p, dp, p16);
-		p = kp_put_varint(p, b);
-		if (!e->no_stacks)
-			p = kp_put_varint(p, stack);
-		if (x) {
-			p = kp_put_varint(p, kind);
-			p = kp_put_varint(p, c);
-		}
-	} else { /* KP_REC_REALLOC */
-		uint64_t d1 = a - e->last_ptr;
-		uint64_t d2 = b - a;
-		int p16 = ((d1 | d2) & 15) == 0;
-		e->last_ptr = b;
-		tag |= KP_BLK_REALLOC | (p16 ? KP_BLK_PTR16 : 0);
-		p = kp_put_dptr(p, d1, p16);
-		p = kp_put_dptr(p, d2, p16);
-		p = kp_put_varint(p, c);
-		if (!e->no_stacks)
-			p = kp_put_varint(p, stack);
-		p = kp_put_varint(p, d);
-	}
-	out[0] = (uint8_t)tag;
-	return p;
+	return kp_blk_put(out, &e->last_ts, &e->last_ptr, e->no_stacks, type,
+			  kind, ts, a, b, c, d, stack);
 }
 
 /*
@@ -238,5 +176,15 @@ int kp_dec_next(struct kp_dec *d, struct kp_rec *r);
  * done.
  */
 size_t kp_dec_mem(struct kp_dec *d, struct kp_mem_rec *out, size_t max);
+
+/*
+ * One event of an EVENTS (no_stacks: EVENTS_NS) block at p, p < end, with
+ * the delta state in *last_ts and *last_ptr (updated), into *m (all but
+ * tid): for a writer that takes encoded events apart (preload/writer.c).
+ * @return the end of the event, NULL when it does not decode.
+ */
+const uint8_t *kp_blk_get(const uint8_t *p, const uint8_t *end,
+			  uint64_t *last_ts, uint64_t *last_ptr,
+			  struct kp_mem_rec *m, int no_stacks);
 
 #endif

@@ -729,3 +729,15 @@ int kp_dec_next(struct kp_dec *d, struct kp_rec *r)
 		return 1;
 	return dec_next_slow(d, r);
 }
+
+const uint8_t *kp_blk_get(const uint8_t *p, const uint8_t *end,
+			  uint64_t *last_ts, uint64_t *last_ptr,
+			  struct kp_mem_rec *m, int no_stacks)
+{
+	if (p >= end)
+		return NULL;
+	return no_stacks ? blk_event(p, end, last_ts, last_ptr, m, 0,
+				     KP_BLK_FORM_NS) :
+			   blk_event(p, end, last_ts, last_ptr, m, 0,
+				     KP_BLK_FORM_3);
+}

@@ -2,7 +2,9 @@
 /*
  * Per-thread rings: each thread that records gets its own single-producer,
  * single-consumer ring of 32-byte slots (an event takes one or more, see
- * state.h); the writer thread is the only consumer. The producer path
+ * state.h; a run of memory events the thread encoded itself, when it
+ * records without stacks, a header slot and their bytes); the writer
+ * thread is the only consumer. The producer path
  * takes no lock and never allocates: the slots are filled, then `head` is
  * published with release order.
  *
@@ -40,6 +42,7 @@ static struct kp_ring *ring_map(uint64_t slots)
 	if (r == MAP_FAILED)
 		return NULL;
 	r->mask = slots - 1;
+	r->gmask = KP_RING_G(slots) - 1;
 	r->map_len = len;
 	atomic_store(&r->state, KP_RING_ACTIVE);
 	return r;
@@ -232,6 +235,8 @@ static void push_event(uint64_t tsc, uint8_t type, uint8_t kind,
 {
 	uint32_t len = (uint32_t)(n1 + n2);
 	uint32_t tid;
+	if (KP_UNLIKELY(kp_tls.run_p != NULL))
+		kp_run_close();
 	struct kp_ring *r = ring_for_push(&tid);
 	int shared = r == kp.shared;
 	uint64_t n = 1 + kp_ev_nx(len) + (uint64_t)shared;
@@ -270,18 +275,99 @@ void kp_ring_push(uint64_t tsc, uint8_t type, uint8_t kind, uint32_t stack,
 		   NULL, 0);
 }
 
-/* kp_ring_push_mem's way when the ring cannot take the event at once. */
+void kp_run_close(void)
+{
+	struct kp_tls *t = &kp_tls;
+	struct kp_ev_run *hd = t->run;
+	hd->last_tsc = t->run_tsc;
+	hd->last_ptr = t->run_ptr;
+	hd->nslots = (uint16_t)((t->run_end - (uint8_t *)hd) /
+				sizeof(struct kp_ev));
+	atomic_store_explicit(&hd->len,
+			      (uint32_t)(t->run_p - (uint8_t *)(hd + 1)) |
+				      t->run_n << 16 | KP_RUN_CLOSED,
+			      memory_order_release);
+	t->run_p = NULL;
+}
+
+/* Slots a run takes at a time (at open, after its header, and as it
+ * grows): room for an event of KP_BLK_EVENT_MAX bytes. */
+#define RUN_STEP 2
+_Static_assert(RUN_STEP * sizeof(struct kp_ev) >= KP_BLK_EVENT_MAX,
+	       "an event fits the slots a run takes at a time");
+
+/*
+ * Room for the next event in this thread's run, open or not: grow the
+ * open run by RUN_STEP slots, or close it and open another at head with
+ * tsc. Not when the slots are not free (then the event goes the classic
+ * way, which waits or counts it lost, with no run open: the writer can
+ * take a closed run whole and free its slots), past a block of
+ * KP_RING_G slots, or past KP_RUN_MAX bytes.
+ * @return 1 when the event may go into the open run.
+ */
+static int run_room(struct kp_tls *t, uint64_t tsc)
+{
+	struct kp_ring *r = t->ring;
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	if (t->run_p) {
+		uint64_t h0 = h - (uint64_t)(t->run_end - (uint8_t *)t->run) /
+					  sizeof(struct kp_ev);
+		if (((h0 ^ (h + RUN_STEP - 1)) & ~r->gmask) == 0 &&
+		    t->run_p - (uint8_t *)(t->run + 1) + KP_BLK_EVENT_MAX <=
+			    KP_RUN_MAX &&
+		    h + RUN_STEP - r->tail_cache <= r->mask + 1) {
+			t->run_end += RUN_STEP * sizeof(struct kp_ev);
+			kp_ring_publish(r, h, RUN_STEP);
+			return 1;
+		}
+		kp_run_close();
+	}
+	if ((h & r->gmask) + 1 + RUN_STEP > r->gmask + 1)
+		return 0; /* the block's last slots: not a run */
+	if (h + 1 + RUN_STEP - r->tail_cache > r->mask + 1) {
+		r->tail_cache = atomic_load_explicit(&r->tail,
+						     memory_order_acquire);
+		if (h + 1 + RUN_STEP - r->tail_cache > r->mask + 1)
+			return 0;
+	}
+	struct kp_ev_run *hd = (struct kp_ev_run *)&r->slots[h & r->mask];
+	hd->tsc = tsc;
+	hd->type = KP_EV_RUN;
+	hd->pad = 0;
+	hd->nslots = 0;
+	atomic_store_explicit(&hd->len, 0, memory_order_relaxed);
+	t->run = hd;
+	t->run_p = (uint8_t *)(hd + 1);
+	t->run_end = t->run_p + RUN_STEP * sizeof(struct kp_ev);
+	t->run_n = 0;
+	t->run_ns = kp_run_ns(tsc, atomic_load_explicit(&kp.run_mult,
+							memory_order_relaxed));
+	t->run_ptr = 0;
+	kp_ring_publish(r, h, 1 + RUN_STEP);
+	return 1;
+}
+
+/* kp_ring_push_mem's way when the ring cannot take the event at once, or
+ * the thread's run is not open or has no room. */
 void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
 			   uint64_t tsc, uint64_t a, uint64_t b, uint64_t c,
 			   uint64_t d)
 {
 	int saved = errno;
+	struct kp_tls *t = &kp_tls;
 	/* a query's deferred QUERY_BEGIN first (the usual reason to be
 	 * here: the first allocation inside a query), then the event the
 	 * fast way if it now can */
 	if (kp_qt.npending)
-		kp_query_flush();
-	struct kp_ring *r = kp_tls.ring;
+		kp_query_flush(); /* closes the run, if open */
+	struct kp_ring *r = t->ring;
+	if (r && !stack &&
+	    atomic_load_explicit(&kp.run_mult, memory_order_relaxed) &&
+	    run_room(t, tsc)) {
+		kp_run_put(t, type, kind, tsc, a, b, c, d);
+		errno = saved;
+		return;
+	}
 	if (!r || !kp_ring_try_push_head(r, tsc, type, kind, stack,
 					 kp_mem_len(type, c), a, b, c, d, 0)) {
 		uint64_t v[4] = { a, b, c, d };
@@ -330,6 +416,7 @@ void kp_ring_after_fork_child(void)
 		atomic_store(&r->head, 0);
 		atomic_store(&r->tail, 0);
 		r->tail_cache = 0;
+		r->run_off = r->run_cnt = 0;
 		for (int i = 0; i <= KP_REC_TYPE_MAX; i++)
 			atomic_store(&r->lost[i], 0);
 		atomic_store(&r->io_seen_read, 0);
@@ -341,6 +428,7 @@ void kp_ring_after_fork_child(void)
 	atomic_store(&kp.ring_waits, 0); /* the child's trace counts its own */
 	atomic_store(&kp.ring_wait_ns, 0);
 	kp_tls.ring = NULL;
+	kp_tls.run_p = NULL; /* its ring is gone */
 	kp_tls.tid = (uint32_t)kp_gettid();
 	kp_tls.dead = 0;
 }

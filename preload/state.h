@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "evblock.h"
 #include "record.h"
 
 /* ---- configuration (config.c) -------------------------------------------- */
@@ -81,7 +82,8 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
  * which the writer turns into a struct kp_rec (ticks -> ns). Its payload
  * (len bytes) is laid out over the head's a and b (16 bytes) and then each
  * continuation slot's data (24 bytes); a continuation slot repeats the
- * head's tsc, so the writer's watermark may look at any slot. So the
+ * head's tsc, so the writer's watermark may look at any slot but a run's
+ * (kp_ev_run below: it reads those at multiples of KP_RING_G). So the
  * common events take one slot, half a cache line: a FREE (a = ptr, len 8)
  * and a malloc's ALLOC (a = ptr, b = size, len 16); an ALLOC with an
  * alignment (c) and a REALLOC (a old, b new, c size, d dur) take two, as
@@ -112,6 +114,39 @@ _Static_assert(sizeof(struct kp_ev_cont) == sizeof(struct kp_ev), "a slot");
 /* Shared ring only: the next event is thread a's (not a record type). */
 #define KP_EV_TID 0xff
 
+/*
+ * A run (head slot type KP_EV_RUN): memory events its thread encoded
+ * itself, as the body of an EVENTS_NS block (record.h: each event's
+ * deltas from the one before; the first one's from the run's tsc in ns
+ * and pointer 0), in the bytes of the slots after this header. A thread
+ * recording without stacks puts its ALLOC, FREE and REALLOC events there
+ * (kp_ring_push_mem): a few bytes an event where a slot took 32, and the
+ * writer copies them instead of encoding each. The thread reserves slots
+ * for its open run two at a time (publishing head), and stores len
+ * (release) after each event; anything else it pushes closes the run
+ * first (kp_run_close: last_tsc, last_ptr and nslots, then len with
+ * KP_RUN_CLOSED). The writer takes a closed run whole, and an open one's
+ * events so far (it resumes where it stopped: kp_ring.run_off). A run
+ * lies within one block of KP_RING_G slots (so the slot at every
+ * multiple of it is an event's head or a continuation with its tsc: the
+ * writer's watermark reads those); it stops growing at KP_RUN_MAX bytes
+ * (so it has fewer than KP_RUN_MAX + 4 slots' worth).
+ */
+#define KP_EV_RUN 0xfe
+#define KP_RUN_CLOSED (1u << 31)
+#define KP_RUN_MAX 2048
+struct kp_ev_run {
+	uint64_t tsc;          /* the first event's ticks */
+	uint8_t type;          /* KP_EV_RUN */
+	uint8_t pad;
+	uint16_t nslots;       /* closed: the slots it takes, this one too */
+	_Atomic uint32_t len;  /* bytes | events << 16 | KP_RUN_CLOSED */
+	uint64_t last_tsc;     /* closed: the last event's ticks */
+	uint64_t last_ptr;     /* closed: the pointer state after it */
+};
+_Static_assert(sizeof(struct kp_ev_run) == 32, "a slot");
+_Static_assert(KP_RUN_MAX < 1u << 16, "bytes in len's low 16 bits");
+
 /* Continuation slots of an event of len payload bytes. */
 static inline uint32_t kp_ev_nx(uint32_t len)
 {
@@ -119,6 +154,10 @@ static inline uint32_t kp_ev_nx(uint32_t len)
 		(len - KP_EV_HEAD_PAYLOAD + KP_EV_CONT_PAYLOAD - 1) /
 		KP_EV_CONT_PAYLOAD;
 }
+
+/* The block of slots a run lies within (kp_ev_run): a power of two that
+ * divides the ring, so the ring's end is a block's end too. */
+#define KP_RING_G(slots) ((slots) / 4 < 1024 ? (slots) / 4 : 1024)
 
 enum kp_ring_state {
 	KP_RING_ACTIVE = 0, /* owned by a live thread */
@@ -141,6 +180,11 @@ struct kp_ring {
 	_Atomic int state;        /* enum kp_ring_state */
 	uint32_t tid;             /* owner's tid while ACTIVE */
 	uint64_t mask;            /* slots - 1 */
+	uint64_t gmask;           /* KP_RING_G(slots) - 1 */
+	/* the writer's: how far it took the run at its tail (0: not begun),
+	 * the events it took, and the delta state there */
+	uint32_t run_off, run_cnt;
+	uint64_t run_ns, run_ptr;
 	_Atomic uint64_t lost[KP_REC_TYPE_MAX + 1]; /* dropped, per type */
 	struct kp_ring *next;     /* registry list, push-only */
 	size_t map_len;           /* bytes mmapped for this ring */
@@ -161,6 +205,13 @@ struct kp_tls {
 			       * (hook_sqlite.c), next to db_call: the
 			       * recording step sets and restores both with
 			       * one store each */
+	/* the open run of ring (KP_EV_RUN) when run_p is not NULL: its next
+	 * byte, the end of the slots reserved, its header, its events, and
+	 * the delta state (ns, pointer) and ticks of its last event */
+	uint8_t *run_p, *run_end;
+	struct kp_ev_run *run;
+	uint32_t run_n;
+	uint64_t run_ns, run_ptr, run_tsc;
 };
 _Static_assert(offsetof(struct kp_tls, in_sqlite) ==
 		       offsetof(struct kp_tls, db_call) + 1,
@@ -196,6 +247,10 @@ struct kp_state {
 	_Atomic int writer_up;      /* writer thread is draining */
 	_Atomic uint32_t wake_seq;  /* futex word: producers poke the writer */
 	_Atomic int writer_sleeping;
+	/* ticks -> ns as (ticks - tsc0) * run_mult >> 32 (the writer's
+	 * factor, set once it is known): threads encode runs (KP_EV_RUN)
+	 * with it; 0: they do not (stacks on, or not yet calibrated) */
+	_Atomic uint64_t run_mult;
 	/* kprof's cost to the app: waits for room in a full ring (ring.c) */
 	_Atomic uint64_t ring_waits, ring_wait_ns;
 };
@@ -330,6 +385,9 @@ void *kp_map_noreserve(size_t len);
 
 /* This thread's ring, attaching one on first use; NULL if none can be had. */
 struct kp_ring *kp_ring_self(void);
+/* Close this thread's open run (kp_tls.run_p not NULL): before any other
+ * event is pushed to its ring, and when the run cannot grow. */
+void kp_run_close(void);
 /* Push one event of type (below KP_REC_EXT_MIN) with a payload of len
  * bytes (see struct kp_ev); tsc 0 = now. */
 void kp_ring_push(uint64_t tsc, uint8_t type, uint8_t kind, uint32_t stack,
@@ -450,6 +508,8 @@ static KP_ALWAYS_INLINE int kp_ring_try_push_head(struct kp_ring *r,
 						  uint64_t b, uint64_t c,
 						  uint64_t d, uint64_t e)
 {
+	if (KP_UNLIKELY(kp_tls.run_p != NULL))
+		kp_run_close();
 	uint64_t n = 1 + kp_ev_nx(len);
 	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
 	if (KP_UNLIKELY(h + n - r->tail_cache > r->mask + 1))
@@ -482,6 +542,37 @@ static inline uint32_t kp_mem_len(uint8_t type, uint64_t c)
 	       type == KP_REC_ALLOC ? (c ? 24 : 16) : 32;
 }
 
+/* ticks -> ns for a run: as the writer's to_ns() (writer.c), with its
+ * factor mult. */
+static KP_ALWAYS_INLINE uint64_t kp_run_ns(uint64_t ticks, uint64_t mult)
+{
+	if (ticks <= kp.tsc0)
+		return 0;
+	return (uint64_t)(((unsigned __int128)(ticks - kp.tsc0) * mult) >> 32);
+}
+
+/* A memory event (as kp_ring_push_mem's) into this thread's open run,
+ * which has room for it; REALLOC's d (ticks) goes in as ns. */
+static KP_ALWAYS_INLINE void kp_run_put(struct kp_tls *t, uint8_t type,
+					uint8_t kind, uint64_t tsc, uint64_t a,
+					uint64_t b, uint64_t c, uint64_t d)
+{
+	uint64_t mult = atomic_load_explicit(&kp.run_mult,
+					     memory_order_relaxed);
+	if (type == KP_REC_REALLOC)
+		d = (uint64_t)(((unsigned __int128)d * mult) >> 32);
+	uint8_t *p = kp_blk_put(t->run_p, &t->run_ns, &t->run_ptr, 1, type,
+				kind, kp_run_ns(tsc, mult), a, b, c, d, 0);
+	struct kp_ev_run *hd = t->run;
+	t->run_p = p;
+	t->run_tsc = tsc;
+	t->run_n++;
+	atomic_store_explicit(&hd->len,
+			      (uint32_t)(p - (uint8_t *)(hd + 1)) |
+				      t->run_n << 16,
+			      memory_order_release);
+}
+
 void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
 			   uint64_t tsc, uint64_t a, uint64_t b, uint64_t c,
 			   uint64_t d);
@@ -504,6 +595,8 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 		       cont_nv = KP_EV_CONT_PAYLOAD / 8;
 	const uint32_t len = nv * 8;
 	const uint64_t n = 1 + kp_ev_nx(len);
+	if (KP_UNLIKELY(t->run_p != NULL))
+		kp_run_close();
 	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_qt.npending)) {
 		uint64_t h = atomic_load_explicit(&r->head,
 						  memory_order_relaxed);
@@ -551,11 +644,20 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 	struct kp_ring *r = t->ring;
 	if (!tsc)
 		tsc = kp_ticks();
-	uint32_t len = kp_mem_len(type, c);
-	if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_qt.npending) &&
-	    KP_LIKELY(kp_ring_try_push_head(r, tsc, type, kind, stack, len, a,
-					    b, c, d, 0)))
+	if (t->run_p != NULL) {
+		/* the open run has room for any event: into it */
+		if (KP_LIKELY(t->run_p + KP_BLK_EVENT_MAX <= t->run_end) &&
+		    KP_LIKELY(!kp_qt.npending)) {
+			kp_run_put(t, type, kind, tsc, a, b, c, d);
+			return;
+		}
+	} else if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_qt.npending) &&
+		   !atomic_load_explicit(&kp.run_mult, memory_order_relaxed) &&
+		   KP_LIKELY(kp_ring_try_push_head(r, tsc, type, kind, stack,
+						   kp_mem_len(type, c), a, b,
+						   c, d, 0))) {
 		return;
+	}
 	kp_ring_push_mem_slow(type, kind, stack, tsc, a, b, c, d);
 }
 

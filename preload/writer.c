@@ -3,11 +3,14 @@
  * The writer thread: the one consumer of every ring. Each cycle it
  *   1. reads every ring's head (acquire), choosing a time watermark W so
  *      that one cycle fits one frame: a ring with a backlog beyond its
- *      budget caps W at the timestamp of its first event past the budget;
+ *      budget caps W at the timestamp of its first slot past the budget
+ *      at a multiple of KP_RING_G (never inside a run: state.h);
  *   2. emits the modules and stacks published since the last cycle (read
  *      after the heads, so every stack an event uses is already visible);
  *   3. moves the events with ts < W from each ring into the frame, thread
- *      by thread (each run sorted by time), converting ticks to ns;
+ *      by thread (each run sorted by time), converting ticks to ns; the
+ *      runs of memory events a thread encoded itself (state.h,
+ *      kp_ev_run) are copied, but for their first event;
  *   4. emits LOST counts that changed, then compresses and writes the frame.
  * Frames are therefore ordered by time: all events in frame k precede
  * those in frame k+1 (but for an event whose thread was preempted between
@@ -285,7 +288,7 @@ static const struct kp_sink sink = { sink_write, NULL, sink_writev };
 
 /* ---- clock calibration and header ---------------------------------------- */
 
-static void calibrate(void)
+static void measure_tsc(void)
 {
 	if (w.mult)
 		return; /* a forked child keeps its parent's factor */
@@ -305,6 +308,16 @@ static void calibrate(void)
 	} while (m1 - kp.mono0 < 1000000);
 	w.tsc_hz = (double)(t1 - kp.tsc0) * 1e9 / (double)(m1 - kp.mono0);
 	w.mult = (uint64_t)((1e9 * 4294967296.0) / w.tsc_hz);
+}
+
+static void calibrate(void)
+{
+	measure_tsc();
+	/* threads recording without stacks encode their memory events into
+	 * runs (state.h) with the factor, from now on */
+	if (kp.cfg.stack_depth == 0)
+		atomic_store_explicit(&kp.run_mult, w.mult,
+				      memory_order_relaxed);
 }
 
 static KP_ALWAYS_INLINE uint64_t ticks_to_ns(uint64_t ticks, uint64_t tsc0,
@@ -589,6 +602,105 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 }
 
 /*
+ * The run at slot t of ring r (state.h, kp_ev_run), of thread tid: from
+ * where the writer stopped in it last time (r->run_off) on, its events
+ * below the watermark wm (ticks) go into the open frame, each decoded
+ * and encoded again, or, for a closed run whose last event is below wm,
+ * the first of them so and the rest as the thread encoded them (their
+ * deltas follow from the first). *more is set when events below its head
+ * wait past wm. @return the slot after the run once all of it is taken,
+ * else t (the caller stops at it: its thread still adds to it).
+ */
+_Static_assert(KP_ENC_MAX_REC >= KP_RUN_MAX + 4 * sizeof(struct kp_ev) +
+			       KP_ENC_MAX_EVENT,
+	       "a run's bytes fit past a frame's fill mark");
+static uint64_t add_run(struct kp_ring *r, uint64_t t, uint64_t wm,
+			uint32_t tid, int *more)
+{
+	const struct kp_ev_run *hd =
+		(const struct kp_ev_run *)&r->slots[t & r->mask];
+	uint32_t len = atomic_load_explicit(&hd->len, memory_order_acquire);
+	int closed = (len & KP_RUN_CLOSED) != 0;
+	uint32_t nev = len >> 16 & 0x7fff;
+	const uint8_t *data = (const uint8_t *)(hd + 1);
+	const uint8_t *p = data + r->run_off, *end = data + (len & 0xffff);
+	uint64_t ts = r->run_off ? r->run_ns : to_ns(hd->tsc);
+	uint64_t ptr = r->run_off ? r->run_ptr : 0;
+	uint64_t wm_ns = wm == UINT64_MAX ? UINT64_MAX : to_ns(wm);
+	int whole = closed && hd->last_tsc < wm;
+	struct kp_evbuf b = { 0 };
+	struct kp_enc enc = { 0 };
+	int open = 0;
+	uint64_t n = 0;
+
+	while (p < end) {
+		struct kp_mem_rec m;
+		uint64_t ts1 = ts, ptr1 = ptr;
+		const uint8_t *q = kp_blk_get(p, end, &ts1, &ptr1, &m, 1);
+		if (!q) { /* never: the thread's own encoding */
+			p = end;
+			break;
+		}
+		if (!whole && m.ts >= wm_ns) {
+			*more = 1;
+			break;
+		}
+		if (!open) {
+			if (kp_writer_events_open(w.kw, tid, m.ts, &b) < 0) {
+				/* the writer failed for good: dropped, as by
+				 * kp_writer_add */
+				p = end;
+				break;
+			}
+			enc = *b.enc;
+			open = 1;
+		}
+		b.p = kp_enc_mem(&enc, b.p, m.type, m.kind, m.ts, m.a, m.b,
+				 m.c, m.d, 0);
+		n++;
+		p = q;
+		ts = ts1;
+		ptr = ptr1;
+		if (whole) {
+			/* The rest as it is: at most KP_RUN_MAX bytes and a
+			 * little, which the frame's buffer has room for past
+			 * its end (kp_writer_events_open). */
+			memcpy(b.p, p, (size_t)(end - p));
+			b.p += end - p;
+			n = nev - r->run_cnt;
+			p = end;
+			ts = to_ns(hd->last_tsc);
+			ptr = hd->last_ptr;
+			enc.last_ts = ts;
+			enc.last_ptr = ptr;
+			break;
+		}
+		if (b.p >= b.end) {
+			b.enc->last_ts = enc.last_ts;
+			b.enc->last_ptr = enc.last_ptr;
+			kp_writer_events_close(w.kw, &b, n, ts);
+			r->run_cnt += (uint32_t)n;
+			n = 0;
+			open = 0;
+		}
+	}
+	if (open) {
+		b.enc->last_ts = enc.last_ts;
+		b.enc->last_ptr = enc.last_ptr;
+		kp_writer_events_close(w.kw, &b, n, ts);
+		r->run_cnt += (uint32_t)n;
+	}
+	if (closed && p == end) {
+		r->run_off = r->run_cnt = 0;
+		return t + hd->nslots;
+	}
+	r->run_off = (uint32_t)(p - data);
+	r->run_ns = ts;
+	r->run_ptr = ptr;
+	return t;
+}
+
+/*
  * An extension event at slot t of ring r (state.h), of thread tid: its
  * payload reassembled from the head and continuation slots into
  * w.ext_buf, which the record points into until it is added. The
@@ -724,12 +836,17 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 		budget = 4096;
 	uint64_t wm = UINT64_MAX;
 	for (unsigned i = 0; i < nr; i++) {
-		uint64_t t = atomic_load_explicit(&w.rings[i]->tail,
+		const struct kp_ring *r = w.rings[i];
+		uint64_t t = atomic_load_explicit(&r->tail,
 						  memory_order_relaxed);
-		if (w.heads[i] - t > budget) {
-			const struct kp_ev *e =
-				&w.rings[i]->slots[(t + budget) &
-						   w.rings[i]->mask];
+		/* the first slot budget on at a multiple of KP_RING_G: an
+		 * event's head or continuation, which has its tsc (not a
+		 * run's bytes) */
+		if (w.heads[i] - t <= budget)
+			continue;
+		uint64_t at = (t + budget + r->gmask) & ~r->gmask;
+		if (w.heads[i] > at) {
+			const struct kp_ev *e = &r->slots[at & r->mask];
 			if (e->tsc < wm)
 				wm = e->tsc;
 		}
@@ -781,6 +898,13 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 			}
 			if (KP_LIKELY(is_mem(ev->type))) {
 				t = add_mem_run(r, t, w.heads[i], wm, tid);
+				continue;
+			}
+			if (ev->type == KP_EV_RUN) {
+				uint64_t u = add_run(r, t, wm, tid, &more);
+				if (u == t)
+					break; /* its thread adds to it */
+				t = u;
 				continue;
 			}
 			if (ev->type == KP_EV_TID) {

@@ -25,6 +25,9 @@
  *   sleep       allocates N=2000 blocks (1000 freed, 1000 kept), prints
  *               "allocs=2000 frees=1000 ready", then sleeps 60 s (the test
  *               SIGKILLs it).
+ *   sleeplate   the same after a 300 ms nap (kprof's writer is set up by
+ *               then: without stacks, the allocations go into a run,
+ *               which the sleep leaves open).
  *   closefrom   allocates, records the fds it sees >= 3 (kprof's trace),
  *               close_range(3, ~0U, 0), opens its own files app0..app2
  *               (which get fds 3..5), dup2s app0 onto every old fd number
@@ -192,8 +195,10 @@ static int mode_threadexit(void)
 	return 1;
 }
 
-static int mode_sleep(void)
+static int mode_sleep(int late)
 {
+	if (late)
+		nap_ms(300);
 	for (int i = 0; i < 2000; i++) {
 		void *p = malloc(100 + (size_t)i % 50);
 		if (i % 2)
@@ -300,8 +305,8 @@ int main(int argc, char **argv)
 		leak_before_abort();
 		abort();
 	}
-	if (!strcmp(m, "sleep"))
-		return mode_sleep();
+	if (!strcmp(m, "sleep") || !strcmp(m, "sleeplate"))
+		return mode_sleep(!strcmp(m, "sleeplate"));
 	if (!strcmp(m, "closefrom"))
 		return mode_closefrom();
 	if (!strcmp(m, "earlysig") && argc > 2)

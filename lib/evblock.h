@@ -4,8 +4,7 @@
  * ALLOC, FREE and REALLOC, with the block's delta state held by the
  * caller. Shared by the writer's encoder (codec.h) and the preload's
  * producers, which encode their memory events into runs of their ring
- * when recording without stacks (state.h). Header-only; needs nothing
- * but record.h.
+ * (state.h). Header-only; needs nothing but record.h.
  */
 #ifndef KP_EVBLOCK_H
 #define KP_EVBLOCK_H

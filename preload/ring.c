@@ -2,9 +2,8 @@
 /*
  * Per-thread rings: each thread that records gets its own single-producer,
  * single-consumer ring of 32-byte slots (an event takes one or more, see
- * state.h; a run of memory events the thread encoded itself, when it
- * records without stacks, a header slot and their bytes); the writer
- * thread is the only consumer. The producer path
+ * state.h; a run of memory events the thread encoded itself, a header
+ * slot and their bytes); the writer thread is the only consumer. The producer path
  * takes no lock and never allocates: the slots are filled, then `head` is
  * published with release order.
  *
@@ -43,6 +42,7 @@ static struct kp_ring *ring_map(uint64_t slots)
 		return NULL;
 	r->mask = slots - 1;
 	r->gmask = KP_RING_G(slots) - 1;
+	atomic_store(&r->open_run, KP_NO_RUN);
 	r->map_len = len;
 	atomic_store(&r->state, KP_RING_ACTIVE);
 	return r;
@@ -287,6 +287,8 @@ void kp_run_close(void)
 			      (uint32_t)(t->run_p - (uint8_t *)(hd + 1)) |
 				      t->run_n << 16 | KP_RUN_CLOSED,
 			      memory_order_release);
+	atomic_store_explicit(&t->ring->open_run, KP_NO_RUN,
+			      memory_order_release);
 	t->run_p = NULL;
 }
 
@@ -343,6 +345,7 @@ static int run_room(struct kp_tls *t, uint64_t tsc)
 	t->run_ns = kp_run_ns(tsc, atomic_load_explicit(&kp.run_mult,
 							memory_order_relaxed));
 	t->run_ptr = 0;
+	atomic_store_explicit(&r->open_run, h, memory_order_relaxed);
 	kp_ring_publish(r, h, 1 + RUN_STEP);
 	return 1;
 }
@@ -361,10 +364,9 @@ void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
 	if (kp_qt.npending)
 		kp_query_flush(); /* closes the run, if open */
 	struct kp_ring *r = t->ring;
-	if (r && !stack &&
-	    atomic_load_explicit(&kp.run_mult, memory_order_relaxed) &&
+	if (r && atomic_load_explicit(&kp.run_mult, memory_order_relaxed) &&
 	    run_room(t, tsc)) {
-		kp_run_put(t, type, kind, tsc, a, b, c, d);
+		kp_run_put(t, type, kind, stack, tsc, a, b, c, d);
 		errno = saved;
 		return;
 	}
@@ -417,6 +419,7 @@ void kp_ring_after_fork_child(void)
 		atomic_store(&r->tail, 0);
 		r->tail_cache = 0;
 		r->run_off = r->run_cnt = 0;
+		atomic_store(&r->open_run, KP_NO_RUN);
 		for (int i = 0; i <= KP_REC_TYPE_MAX; i++)
 			atomic_store(&r->lost[i], 0);
 		atomic_store(&r->io_seen_read, 0);

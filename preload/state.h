@@ -116,10 +116,10 @@ _Static_assert(sizeof(struct kp_ev_cont) == sizeof(struct kp_ev), "a slot");
 
 /*
  * A run (head slot type KP_EV_RUN): memory events its thread encoded
- * itself, as the body of an EVENTS_NS block (record.h: each event's
- * deltas from the one before; the first one's from the run's tsc in ns
- * and pointer 0), in the bytes of the slots after this header. A thread
- * recording without stacks puts its ALLOC, FREE and REALLOC events there
+ * itself, as the body of an EVENTS block (EVENTS_NS without stacks;
+ * record.h: each event's deltas from the one before; the first one's from
+ * the run's tsc in ns and pointer 0), in the bytes of the slots after this
+ * header. A thread puts its ALLOC, FREE and REALLOC events there
  * (kp_ring_push_mem): a few bytes an event where a slot took 32, and the
  * writer copies them instead of encoding each. The thread reserves slots
  * for its open run two at a time (publishing head), and stores len
@@ -133,6 +133,7 @@ _Static_assert(sizeof(struct kp_ev_cont) == sizeof(struct kp_ev), "a slot");
  * (so it has fewer than KP_RUN_MAX + 4 slots' worth).
  */
 #define KP_EV_RUN 0xfe
+#define KP_NO_RUN UINT64_MAX
 #define KP_RUN_CLOSED (1u << 31)
 #define KP_RUN_MAX 2048
 struct kp_ev_run {
@@ -174,7 +175,10 @@ struct kp_ring {
 	 * (IO_SUMMARY): written by the owner only, so without a locked
 	 * instruction; summed over the rings at the end (fdtab.c) */
 	_Atomic uint64_t io_seen_read, io_seen_write;
-	char pad0[32];
+	/* the slot of the thread's open run (kp_ev_run), or KP_NO_RUN: set
+	 * before the head that takes it is published, and after its close */
+	_Atomic uint64_t open_run;
+	char pad0[24];
 	_Atomic uint64_t tail;    /* consumer: next slot to read (release) */
 	char pad1[56];
 	_Atomic int state;        /* enum kp_ring_state */
@@ -249,7 +253,7 @@ struct kp_state {
 	_Atomic int writer_sleeping;
 	/* ticks -> ns as (ticks - tsc0) * run_mult >> 32 (the writer's
 	 * factor, set once it is known): threads encode runs (KP_EV_RUN)
-	 * with it; 0: they do not (stacks on, or not yet calibrated) */
+	 * with it; 0: they do not (not yet calibrated) */
 	_Atomic uint64_t run_mult;
 	/* kprof's cost to the app: waits for room in a full ring (ring.c) */
 	_Atomic uint64_t ring_waits, ring_wait_ns;
@@ -554,15 +558,17 @@ static KP_ALWAYS_INLINE uint64_t kp_run_ns(uint64_t ticks, uint64_t mult)
 /* A memory event (as kp_ring_push_mem's) into this thread's open run,
  * which has room for it; REALLOC's d (ticks) goes in as ns. */
 static KP_ALWAYS_INLINE void kp_run_put(struct kp_tls *t, uint8_t type,
-					uint8_t kind, uint64_t tsc, uint64_t a,
-					uint64_t b, uint64_t c, uint64_t d)
+					uint8_t kind, uint32_t stack,
+					uint64_t tsc, uint64_t a, uint64_t b,
+					uint64_t c, uint64_t d)
 {
 	uint64_t mult = atomic_load_explicit(&kp.run_mult,
 					     memory_order_relaxed);
 	if (type == KP_REC_REALLOC)
 		d = (uint64_t)(((unsigned __int128)d * mult) >> 32);
-	uint8_t *p = kp_blk_put(t->run_p, &t->run_ns, &t->run_ptr, 1, type,
-				kind, kp_run_ns(tsc, mult), a, b, c, d, 0);
+	uint8_t *p = kp_blk_put(t->run_p, &t->run_ns, &t->run_ptr,
+				kp.cfg.stack_depth == 0, type, kind,
+				kp_run_ns(tsc, mult), a, b, c, d, stack);
 	struct kp_ev_run *hd = t->run;
 	t->run_p = p;
 	t->run_tsc = tsc;
@@ -648,7 +654,7 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 		/* the open run has room for any event: into it */
 		if (KP_LIKELY(t->run_p + KP_BLK_EVENT_MAX <= t->run_end) &&
 		    KP_LIKELY(!kp_qt.npending)) {
-			kp_run_put(t, type, kind, tsc, a, b, c, d);
+			kp_run_put(t, type, kind, stack, tsc, a, b, c, d);
 			return;
 		}
 	} else if (KP_LIKELY(r != NULL) && KP_LIKELY(!kp_qt.npending) &&

@@ -90,6 +90,10 @@ static struct {
 	struct kp_ring **rings; /* scratch for a cycle */
 	uint64_t *heads;
 	uint8_t *closed;        /* ring was CLOSED before its head was read */
+	/* the slot of the ring's run that was open when its head was read,
+	 * and its len then (add_run) */
+	uint64_t *snap_run;
+	uint32_t *snap_len;
 	struct kp_module_change *mchg; /* module changes of a cycle */
 	unsigned mchg_cap;
 	int final_done;
@@ -313,11 +317,9 @@ static void measure_tsc(void)
 static void calibrate(void)
 {
 	measure_tsc();
-	/* threads recording without stacks encode their memory events into
-	 * runs (state.h) with the factor, from now on */
-	if (kp.cfg.stack_depth == 0)
-		atomic_store_explicit(&kp.run_mult, w.mult,
-				      memory_order_relaxed);
+	/* threads encode their memory events into runs (state.h) with the
+	 * factor, from now on */
+	atomic_store_explicit(&kp.run_mult, w.mult, memory_order_relaxed);
 }
 
 static KP_ALWAYS_INLINE uint64_t ticks_to_ns(uint64_t ticks, uint64_t tsc0,
@@ -602,24 +604,25 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 }
 
 /*
- * The run at slot t of ring r (state.h, kp_ev_run), of thread tid: from
- * where the writer stopped in it last time (r->run_off) on, its events
- * below the watermark wm (ticks) go into the open frame, each decoded
- * and encoded again, or, for a closed run whose last event is below wm,
- * the first of them so and the rest as the thread encoded them (their
- * deltas follow from the first). *more is set when events below its head
- * wait past wm. @return the slot after the run once all of it is taken,
- * else t (the caller stops at it: its thread still adds to it).
+ * The run at slot t of ring r (state.h, kp_ev_run), of thread tid, as its
+ * len (bytes, events, closed) says, read before the cycle's stacks were
+ * (so every stack of those events is out already): from where the writer
+ * stopped in it last time (r->run_off) on, its events below the watermark
+ * wm (ticks) go into the open frame, each decoded and encoded again, or,
+ * for a run closed and below wm, the first of them so and the rest as the
+ * thread encoded them (their deltas follow from the first). *more is set
+ * when events below its head wait past wm. @return the slot after the run
+ * once all of it is taken, else t (the caller stops at it).
  */
 _Static_assert(KP_ENC_MAX_REC >= KP_RUN_MAX + 4 * sizeof(struct kp_ev) +
 			       KP_ENC_MAX_EVENT,
 	       "a run's bytes fit past a frame's fill mark");
-static uint64_t add_run(struct kp_ring *r, uint64_t t, uint64_t wm,
-			uint32_t tid, int *more)
+static uint64_t add_run(struct kp_ring *r, uint64_t t, uint32_t len,
+			uint64_t wm, uint32_t tid, int *more)
 {
 	const struct kp_ev_run *hd =
 		(const struct kp_ev_run *)&r->slots[t & r->mask];
-	uint32_t len = atomic_load_explicit(&hd->len, memory_order_acquire);
+	int no_stacks = kp.cfg.stack_depth == 0;
 	int closed = (len & KP_RUN_CLOSED) != 0;
 	uint32_t nev = len >> 16 & 0x7fff;
 	const uint8_t *data = (const uint8_t *)(hd + 1);
@@ -636,7 +639,8 @@ static uint64_t add_run(struct kp_ring *r, uint64_t t, uint64_t wm,
 	while (p < end) {
 		struct kp_mem_rec m;
 		uint64_t ts1 = ts, ptr1 = ptr;
-		const uint8_t *q = kp_blk_get(p, end, &ts1, &ptr1, &m, 1);
+		const uint8_t *q = kp_blk_get(p, end, &ts1, &ptr1, &m,
+					      no_stacks);
 		if (!q) { /* never: the thread's own encoding */
 			p = end;
 			break;
@@ -656,7 +660,7 @@ static uint64_t add_run(struct kp_ring *r, uint64_t t, uint64_t wm,
 			open = 1;
 		}
 		b.p = kp_enc_mem(&enc, b.p, m.type, m.kind, m.ts, m.a, m.b,
-				 m.c, m.d, 0);
+				 m.c, m.d, m.stack);
 		n++;
 		p = q;
 		ts = ts1;
@@ -828,8 +832,25 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 			continue;
 		w.rings[nr] = r;
 		w.closed[nr] = st == KP_RING_CLOSED;
-		w.heads[nr++] = atomic_load_explicit(&r->head,
-						     memory_order_acquire);
+		w.heads[nr] = atomic_load_explicit(&r->head,
+						   memory_order_acquire);
+		/* Its open run's len, now: the writer takes that run's events
+		 * up to here only, whose stacks are published already (read
+		 * below). Every other run below the head was closed before
+		 * open_run was read (its thread closes one before it opens
+		 * the next, and a run is open_run before its head is
+		 * published). */
+		uint64_t o = atomic_load_explicit(&r->open_run,
+						  memory_order_acquire);
+		w.snap_run[nr] = KP_NO_RUN;
+		if (o < w.heads[nr]) {
+			const struct kp_ev_run *hd =
+				(const struct kp_ev_run *)&r->slots[o & r->mask];
+			w.snap_len[nr] = atomic_load_explicit(
+				&hd->len, memory_order_acquire);
+			w.snap_run[nr] = o;
+		}
+		nr++;
 	}
 	uint64_t budget = final ? UINT64_MAX : CYCLE_EVENTS / (nr ? nr : 1);
 	if (budget < 4096)
@@ -901,7 +922,16 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 				continue;
 			}
 			if (ev->type == KP_EV_RUN) {
-				uint64_t u = add_run(r, t, wm, tid, &more);
+				const struct kp_ev_run *hd =
+					(const struct kp_ev_run *)ev;
+				uint32_t len =
+					t == w.snap_run[i] ?
+						w.snap_len[i] :
+						atomic_load_explicit(
+							&hd->len,
+							memory_order_acquire);
+				uint64_t u = add_run(r, t, len, wm, tid,
+						     &more);
 				if (u == t)
 					break; /* its thread adds to it */
 				t = u;
@@ -1102,7 +1132,10 @@ static int prepare_output(void)
 		w.rings = kp_arena_alloc(MAX_RINGS * sizeof(*w.rings));
 		w.heads = kp_arena_alloc(MAX_RINGS * sizeof(*w.heads));
 		w.closed = kp_arena_alloc(MAX_RINGS * sizeof(*w.closed));
-		if (!w.rings || !w.heads || !w.closed)
+		w.snap_run = kp_arena_alloc(MAX_RINGS * sizeof(*w.snap_run));
+		w.snap_len = kp_arena_alloc(MAX_RINGS * sizeof(*w.snap_len));
+		if (!w.rings || !w.heads || !w.closed || !w.snap_run ||
+		    !w.snap_len)
 			return -1;
 	}
 	if (open_trace() != 0)

@@ -178,9 +178,11 @@ with t.section("what recording cost: the writer's CPU, waits for a full ring"):
                                 if "kprof " in ln])
 
     with Tmp() as d:
-        # the parent waits (tiny rings), then forks a child that exits at
+        # the parent waits (tiny rings, filled by I/O events, which the
+        # writer takes longest over), then forks a child that exits at
         # once: the child's trace counts its own waits, none
-        code = ("import os\nfor i in range(300000):\n    bytes(600 + i % 64)\n"
+        code = ("import os\nfd = os.open('/dev/null', os.O_WRONLY)\n"
+                "for i in range(200000):\n    os.write(fd, b'x')\n"
                 "pid = os.fork()\nif pid == 0:\n    os._exit(0)\n"
                 "os.waitpid(pid, 0)\n")
         r = run(["/usr/bin/python3", "-c", code], cwd=d,

@@ -1,15 +1,18 @@
 # SPDX-License-Identifier: MIT
-"""Memory events recorded without stacks (KOTOBA_PROFILE_STACK_DEPTH=0)
-go into runs that the recording thread encodes itself (preload/state.h,
-struct kp_ev_run), which the writer copies, decodes where it must stop in
-one (the watermark, an open run) and takes in pieces. A trace recorded so
-must say exactly what the same run says with stacks: the same calls,
-bytes, sizes and blocks in use at exit, in single- and multi-threaded
-apps, with realloc and aligned kinds, across a fork, with the allocations
-of each SQLite query attributed to it; under the drop policy every event
-is either in the trace or counted lost; and a thread that stops after
-allocating (its run left open) has its events in the trace once a flush
-interval passed, before a SIGKILL.
+"""Memory events go into runs that the recording thread encodes itself
+(preload/state.h, struct kp_ev_run), which the writer copies, decodes
+where it must stop in one (the watermark, a run still open) and takes in
+pieces; with stacks, a run's events carry stack ids, without
+(KOTOBA_PROFILE_STACK_DEPTH=0) they do not (EVENTS_NS blocks). Both must
+say exactly what the app did (leaky and reallocs count their own calls;
+test_leaky, test_realloc and test_valgrind check the rest with stacks),
+and exactly the same as each other: calls, bytes, sizes and blocks in use
+at exit, in single- and multi-threaded apps, with realloc and aligned
+kinds, small rings, across a fork, with the allocations of each SQLite
+query attributed to it. Under the drop policy every event is either in
+the trace or counted lost; and a thread that stops after allocating (its
+run left open) has its events in the trace once a flush interval passed,
+before a SIGKILL.
 """
 import json
 import os
@@ -39,7 +42,7 @@ def memory_of(cmd, d, prof):
 
 def same_memory(name, cmd, extra=None, vary=()):
     """cmd with stacks and without: every count of SAME equal, but those
-    that vary between runs of the app (vary)."""
+    that vary between runs of the app (vary). Returns both runs."""
     with Tmp() as d:
         r1, on = memory_of(cmd, d, dict(extra or {}))
         r0, off = memory_of(cmd, d, dict(NOSTACK, **(extra or {})))
@@ -48,18 +51,24 @@ def same_memory(name, cmd, extra=None, vary=()):
                  "%s: memory.%s without stacks = with stacks" % (name, k))
         t.ok(off["memory"]["alloc_calls"] > 0, "%s: allocations recorded" % name,
              off["memory"]["alloc_calls"])
-        return r0, off
+        return (r1, on, "stacks"), (r0, off, "no stacks")
 
 
-with t.section("the same memory with and without stacks"):
-    r, rep = same_memory("leaky", [app("leaky")])
-    c = counts_from(r.out)
-    t.eq(rep["memory"]["in_use_at_exit"]["blocks"] - 3, 3 * 23 + 7,
-         "leaky without stacks: its 76 leaked blocks and glibc's 3 DTVs in use")
-    r, rep = same_memory("reallocs", [app("reallocs")])
-    c = counts_from(r.out)
-    t.eq(rep["memory"]["realloc_calls"], c["reallocs"],
-         "reallocs without stacks: the app's realloc count")
+with t.section("the same memory with and without stacks, and the app's own counts"):
+    for r, rep, how in same_memory("leaky", [app("leaky")]):
+        c = counts_from(r.out)
+        m = rep["memory"]
+        # + glibc's 3 DTVs of the threads (test_leaky.py)
+        t.eq((m["alloc_calls"], m["free_calls"], m["in_use_at_exit"]["blocks"]),
+             (c["allocs"] + 3, c["frees"], c["leaked_blocks"] + 3),
+             "leaky: the app's calls and leaked blocks (%s)" % how)
+    for r, rep, how in same_memory("reallocs", [app("reallocs")]):
+        c = counts_from(r.out)
+        m = rep["memory"]
+        t.eq((m["alloc_calls"], m["free_calls"], m["realloc_calls"],
+              m["bytes_allocated"], m["in_use_at_exit"]["bytes"]),
+             (c["allocs"], c["frees"], c["reallocs"], c["bytes"], c["leaked_bytes"]),
+             "reallocs: the app's counts and bytes (%s)" % how)
     same_memory("cxxnew", [app("cxxnew")])
     # two threads at once, each on its own ring and runs, 120,000 events
     same_memory("alloc_bench", [app("alloc_bench"), "2", "30000"])

@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 SRC = os.environ.get("KPROF_SRC") or os.path.abspath(
@@ -411,6 +412,29 @@ def leak_summary(rep):
     return "\n".join("%d bytes in %d blocks: %s" % (l["bytes"], l["blocks"],
                                                    " <- ".join(funcs(l.get("stack"))[:8]))
                      for l in rep["memory"]["leaks"])
+
+
+def kill_once_flushed(cmd, d, env, min_bytes, wait=0.5):
+    """Start cmd in d with env (a process that prints a line, then sleeps
+    long), read that line, wait until a trace in d holds more than
+    min_bytes, then `wait` seconds more (flush intervals), and SIGKILL it.
+    Returns (line, returncode, traces)."""
+    p = subprocess.Popen(cmd, cwd=d, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        line = p.stdout.readline().decode()
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            fs = [f for f in os.listdir(d) if f.endswith(".kpz")]
+            if fs and os.path.getsize(os.path.join(d, fs[0])) > min_bytes:
+                break
+            time.sleep(0.05)
+        time.sleep(wait)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+    traces = sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".kpz"))
+    return line, p.returncode, traces
 
 
 def counts_from(out):

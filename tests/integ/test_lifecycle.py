@@ -228,27 +228,13 @@ with t.section("abort"):
 with t.section("SIGKILL"):
     with Tmp() as d:
         env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_FLUSH_MS": "50"})
-        p = subprocess.Popen([APP, "sleep"], cwd=d, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        try:
-            line = p.stdout.readline().decode()
-            c = counts_from(line)
-            t.ok("ready" in line, "sigkill: app allocated and is sleeping", line)
-            # The app sleeps 60 s; FLUSH_MS=50 bounds the time until its
-            # events are in a frame. Wait until the trace holds a frame
-            # past the header, then 10 flush intervals more.
-            deadline = time.time() + 20
-            while time.time() < deadline:
-                fs = [f for f in os.listdir(d) if f.endswith(".kpz")]
-                if fs and os.path.getsize(os.path.join(d, fs[0])) > 2000:
-                    break
-                time.sleep(0.05)
-            time.sleep(0.5)
-        finally:
-            p.send_signal(signal.SIGKILL)
-            p.communicate()
-        t.eq(p.returncode, -signal.SIGKILL, "sigkill: killed")
-        traces = sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".kpz"))
+        # The app sleeps 60 s; FLUSH_MS=50 bounds the time until its
+        # events are in a frame. Wait until the trace holds a frame past
+        # the header, then 10 flush intervals more.
+        line, rc, traces = kill_once_flushed([APP, "sleep"], d, env, 2000)
+        c = counts_from(line)
+        t.ok("ready" in line, "sigkill: app allocated and is sleeping", line)
+        t.eq(rc, -signal.SIGKILL, "sigkill: killed")
         t.eq(len(traces), 1, "sigkill: one trace")
         rc, out, err = analyze_raw(["--format", "json"] + traces)
         t.eq(rc, 0, "sigkill: analyzer exits 0 on the truncated trace", err)

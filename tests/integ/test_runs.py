@@ -16,10 +16,7 @@ before a SIGKILL.
 """
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kptest import *  # noqa: E402,F401,F403
@@ -133,24 +130,10 @@ with t.section("an open run is flushed: SIGKILL after a thread went quiet"):
         env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_FLUSH_MS": "50",
                          "KOTOBA_PROFILE_STACK_DEPTH": "0",
                          "KOTOBA_PROFILE_IO": "0"})
-        p = subprocess.Popen([app("lifecycle"), "sleeplate"], cwd=d, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL)
-        try:
-            line = p.stdout.readline().decode()
-            c = counts_from(line)
-            t.ok("ready" in line, "sigkill: app allocated and is sleeping", line)
-            deadline = time.time() + 20
-            while time.time() < deadline:
-                fs = [f for f in os.listdir(d) if f.endswith(".kpz")]
-                if fs and os.path.getsize(os.path.join(d, fs[0])) > 1000:
-                    break
-                time.sleep(0.05)
-            time.sleep(0.5)  # 10 flush intervals
-        finally:
-            p.send_signal(signal.SIGKILL)
-            p.communicate()
-        traces = sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".kpz"))
+        line, rc, traces = kill_once_flushed([app("lifecycle"), "sleeplate"], d,
+                                             env, 1000)
+        c = counts_from(line)
+        t.ok("ready" in line, "sigkill: app allocated and is sleeping", line)
         rc, out, err = analyze_raw(["--format", "json"] + traces)
         t.eq(rc, 0, "sigkill: the truncated trace reads", err)
         rep = json.loads(out)

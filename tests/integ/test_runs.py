@@ -73,6 +73,12 @@ with t.section("the same memory with and without stacks, and the app's own count
     # waits for room (lossless) with its run closed
     same_memory("alloc_bench, 16 KB rings", [app("alloc_bench"), "2", "30000"],
                 {"BUFFER_KB": "16"})
+    # 8 threads with 4 MB rings: a ring's backlog passes the writer's
+    # budget, so its watermark cuts runs (decoded up to it, the rest
+    # taken next cycle; 6 to 13 times a run here, by a count built in for
+    # a look, and a resume from a wrong pointer failed 3 checks below)
+    same_memory("alloc_bench, 8 threads, 4 MB rings",
+                [app("alloc_bench"), "8", "100000"], {"BUFFER_KB": "4096"})
     # which of glibc's blocks a thread frees before its next call varies
     # with the timing of thread exits, with stacks too
     same_memory("threadchurn", [app("threadchurn")], vary=("temporary_allocs",))

@@ -640,11 +640,12 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 	errno = saved;
 }
 
-/* The allocator hooks' path: the same as kp_ring_push of an event with
- * these fields, written straight into this thread's ring when it has room
- * (inline: the call with its eight arguments cost a fifth of the path).
- * Keeps errno: the slow path (deferred query records, a full ring, a
- * thread's first event) saves it. */
+/* The allocator hooks' path: an event with these fields, encoded into
+ * this thread's open run when it has room (kp_run_put), else, until the
+ * clock's factor is known (the first ms), written straight into its ring
+ * as a slot (inline: the call with its eight arguments cost a fifth of
+ * the path). Keeps errno: the slow path (deferred query records, a run
+ * to open or grow, a full ring, a thread's first event) saves it. */
 static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 					      uint32_t stack, uint64_t tsc,
 					      uint64_t a, uint64_t b,

@@ -550,13 +550,21 @@ static inline uint32_t kp_mem_len(uint8_t type, uint64_t c)
 	       type == KP_REC_ALLOC ? (c ? 24 : 16) : 32;
 }
 
-/* ticks -> ns for a run: as the writer's to_ns() (writer.c), with its
- * factor mult. */
+/* Ticks -> ns since tsc0 with the writer's factor mult (kp.run_mult):
+ * the one conversion, the writer's (writer.c) and a run's producer's, so
+ * a run's times are the ones the writer gives its first and last
+ * events. */
+static KP_ALWAYS_INLINE uint64_t kp_ticks_to_ns(uint64_t ticks, uint64_t tsc0,
+						uint64_t mult)
+{
+	if (ticks <= tsc0)
+		return 0;
+	return (uint64_t)(((unsigned __int128)(ticks - tsc0) * mult) >> 32);
+}
+
 static KP_ALWAYS_INLINE uint64_t kp_run_ns(uint64_t ticks, uint64_t mult)
 {
-	if (ticks <= kp.tsc0)
-		return 0;
-	return (uint64_t)(((unsigned __int128)(ticks - kp.tsc0) * mult) >> 32);
+	return kp_ticks_to_ns(ticks, kp.tsc0, mult);
 }
 
 /* A memory event (as kp_ring_push_mem's) into this thread's open run,

@@ -322,17 +322,9 @@ static void calibrate(void)
 	atomic_store_explicit(&kp.run_mult, w.mult, memory_order_relaxed);
 }
 
-static KP_ALWAYS_INLINE uint64_t ticks_to_ns(uint64_t ticks, uint64_t tsc0,
-					     uint64_t mult)
-{
-	if (ticks <= tsc0)
-		return 0;
-	return (uint64_t)(((unsigned __int128)(ticks - tsc0) * mult) >> 32);
-}
-
 static uint64_t to_ns(uint64_t ticks)
 {
-	return ticks_to_ns(ticks, kp.tsc0, w.mult);
+	return kp_ticks_to_ns(ticks, kp.tsc0, w.mult);
 }
 
 static uint64_t dur_ns(uint64_t ticks)
@@ -575,7 +567,7 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 		 * (alloc_bench, stacks off, 31 interleaved runs: 1.86x -> 1.73x
 		 * wall, the writer's CPU samples -4 to -8 %; 192 no better) */
 		__builtin_prefetch(&slots[(t + 96) & mask]);
-		ts = ticks_to_ns(ev->tsc, tsc0, mult);
+		ts = kp_ticks_to_ns(ev->tsc, tsc0, mult);
 		if (KP_LIKELY(ev->len <= KP_EV_HEAD_PAYLOAD)) {
 			/* FREE, or a malloc's ALLOC: one slot */
 			p = kp_enc_mem(&enc, p, ev->type, ev->kind, ts, ev->a,

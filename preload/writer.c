@@ -533,6 +533,17 @@ static KP_ALWAYS_INLINE int is_mem(unsigned type)
 	return type >= KP_REC_ALLOC && type <= KP_REC_REALLOC;
 }
 
+/* Events encoded into b with the delta state in enc (a copy of *b->enc,
+ * kept in registers) are done: the state goes back to the encoder, the n
+ * events, the last at ts, into the frame (kp_writer_events_close). */
+static void events_done(struct kp_evbuf *b, const struct kp_enc *enc,
+			uint64_t n, uint64_t ts)
+{
+	b->enc->last_ts = enc->last_ts;
+	b->enc->last_ptr = enc->last_ptr;
+	kp_writer_events_close(w.kw, b, n, ts);
+}
+
 /*
  * The run of ALLOC, FREE and REALLOC events of thread tid from slot t of
  * ring r on, below head and the watermark, encoded straight into the open
@@ -588,10 +599,8 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
 		if (ev->tsc >= wm || !is_mem(ev->type))
 			break;
 	}
-	b.enc->last_ts = enc.last_ts;
-	b.enc->last_ptr = enc.last_ptr;
 	b.p = p;
-	kp_writer_events_close(w.kw, &b, n, ts); /* ts: the last one's */
+	events_done(&b, &enc, n, ts); /* ts: the last one's */
 	return t;
 }
 
@@ -672,18 +681,14 @@ static uint64_t add_run(struct kp_ring *r, uint64_t t, uint32_t len,
 			break;
 		}
 		if (b.p >= b.end) {
-			b.enc->last_ts = enc.last_ts;
-			b.enc->last_ptr = enc.last_ptr;
-			kp_writer_events_close(w.kw, &b, n, ts);
+			events_done(&b, &enc, n, ts);
 			r->run_cnt += (uint32_t)n;
 			n = 0;
 			open = 0;
 		}
 	}
 	if (open) {
-		b.enc->last_ts = enc.last_ts;
-		b.enc->last_ptr = enc.last_ptr;
-		kp_writer_events_close(w.kw, &b, n, ts);
+		events_done(&b, &enc, n, ts);
 		r->run_cnt += (uint32_t)n;
 	}
 	if (closed && p == end) {

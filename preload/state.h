@@ -773,18 +773,21 @@ int kp_unwind(uint64_t *pcs, int max);
  * remembers nothing.
  */
 #define KP_UNWIND_MEMO_STEPS 48 /* longer walks are not remembered */
-struct kp_unwind_memo_step {
-	uint64_t ra_at, ra;   /* the return address read, and where */
-	uint64_t rbp_at, rbp; /* the saved rbp read, and where; a frame that
-			       * saved none points at rbp itself, so the
-			       * check needs no branch */
-};
+/* a return address a step, and an rbp where a later step needs it */
+#define KP_UNWIND_MEMO_CHECKS (2 * KP_UNWIND_MEMO_STEPS)
 struct kp_unwind_memo {
 	uint64_t fp, rbp, ra, top, gen; /* the key */
-	uint32_t steps;                 /* reads made: s[0..steps) */
+	uint32_t steps;                 /* the walk's steps, UINT32_MAX:
+					 * none remembered */
 	uint32_t id;                    /* its stack id, 0 = none */
 	uint32_t owner; /* kp_stack_capture_memo_at: the one thread using it */
-	struct kp_unwind_memo_step s[KP_UNWIND_MEMO_STEPS];
+	uint32_t nchecks;               /* in check[] */
+	/* what the first two steps (the key decides them) read: step 0's
+	 * rbp, step 1's return address's and rbp's places */
+	uint64_t rbp0, ra_at1, rbp_at1;
+	struct {
+		uint64_t at, word; /* the stack word at at, as the walk read it */
+	} check[KP_UNWIND_MEMO_CHECKS];
 };
 /*
  * Python's frames in stacks (pystack.c; python3.11): kp_pystack_init()

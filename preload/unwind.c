@@ -742,11 +742,12 @@ int kp_unwind_init(void)
  * a prepared statement's last run's: struct kp_unwind_memo): a walk is a
  * function of its start (rip, rsp, rbp, the stack's top), the rules of the
  * pcs it meets (the same until kp_unwind_flush) and the stack words it
- * reads (each frame's return address, and rbp where a frame saved it). A
+ * reads (each frame's return address, and rbp where a frame saved it) and
+ * uses (an rbp read matters only to a later step whose rule takes rbp). A
  * walk that would start at the same place and whose reads find the same
- * values gives the same pcs, so the same stack id: kp_unwind_memo_hit
- * checks those words (a load and a compare each) instead of walking and
- * interning again. An I/O loop calls from one place over and over, and so
+ * values where they matter gives the same pcs, so the same stack id:
+ * kp_unwind_memo_hit checks those words (a load and a compare each)
+ * instead of walking and interning again. An I/O loop calls from one place over and over, and so
  * does a statement's run (the allocation hooks, whose stacks keep
  * changing, do not use it: stacktab.c).
  *
@@ -769,7 +770,9 @@ int kp_unwind_init(void)
  * @return 0; 1 when the walk ends at this frame (the outermost, or one
  * without unwind info and rbp 0: libunwind ends there, and guesses
  * otherwise); -1 at a frame beyond this unwinder. *rbp_at: where rbp was
- * read, 0 when it was not.
+ * read, 0 when it was not; *rbp_used: whether the step depended on rbp's
+ * value (a frame pointer, a CFA from rbp, the end of a walk without
+ * unwind info): the value some step before read, or the walk's start.
  *
  * Every read lies in [rsp, top), this thread's stack above the frame being
  * unwound: the CFA is at least 8 above its base register, and rbp's save
@@ -778,9 +781,10 @@ int kp_unwind_init(void)
  */
 static KP_ALWAYS_INLINE int step(_Atomic uint64_t *c, uint64_t top,
 				 uint64_t top16, uint64_t *rip, uint64_t *rsp,
-				 uint64_t *rbp, uint64_t *rbp_at)
+				 uint64_t *rbp, uint64_t *rbp_at, int *rbp_used)
 {
 	uint64_t rule = lookup(c, *rip), cfa;
+	*rbp_used = (rule & (R_FP | R_RBP | R_END | R_BAD)) != 0;
 	if (KP_LIKELY(rule & R_FP)) {
 		/* the reads are rbp[0] and rbp[1]: rbp in [rsp, top16 =
 		 * top - 16] covers both, and the CFA's bound */
@@ -816,6 +820,56 @@ static KP_ALWAYS_INLINE int step(_Atomic uint64_t *c, uint64_t top,
 }
 
 /*
+ * The checks a remembered walk gets (struct kp_unwind_memo): each step's
+ * return address, and the rbp a step read where a later step depends on
+ * it (code built without frame pointers saves rbp like any register, and
+ * no step reads it back: a walk through it is its return addresses; four
+ * words checked a step before). An rbp read waits (pend) until a step
+ * depends on it, or a newer read replaces it. The first MEMO_FIXED steps,
+ * which the key decides, are kept only for kp_unwind_memo's test of that.
+ */
+struct memo_rec {
+	uint32_t ns;            /* steps */
+	uint64_t pend_at, pend; /* an rbp read not yet checked (0: none) */
+};
+
+static KP_ALWAYS_INLINE void memo_check(struct kp_unwind_memo *m,
+					uint64_t at, uint64_t word)
+{
+	/* (room: a step adds at most two, MEMO_STEPS steps at most) */
+	m->check[m->nchecks].at = at;
+	m->check[m->nchecks++].word = word;
+}
+
+/* Step i: it depended on rbp (rbp_used), then read the return address ra
+ * at ra_at and rbp at rbp_at (0: none). */
+static KP_ALWAYS_INLINE void memo_note(struct kp_unwind_memo *m,
+				       struct memo_rec *r, uint32_t i,
+				       int rbp_used, uint64_t ra_at,
+				       uint64_t ra, uint64_t rbp_at,
+				       uint64_t rbp)
+{
+	if (i < MEMO_FIXED) {
+		if (i == 0) {
+			m->rbp0 = rbp;
+		} else {
+			m->ra_at1 = ra_at;
+			m->rbp_at1 = rbp_at;
+		}
+		return;
+	}
+	if (rbp_used && r->pend_at) {
+		memo_check(m, r->pend_at, r->pend);
+		r->pend_at = 0;
+	}
+	memo_check(m, ra_at, ra);
+	if (rbp_at) { /* (else rbp keeps the value pending, if any) */
+		r->pend_at = rbp_at;
+		r->pend = rbp;
+	}
+}
+
+/*
  * The walk from registers (rip = the first value stored: a return address,
  * or an interrupted pc + 1) within [rsp, top). @return the pcs stored, or
  * -1 at a frame beyond this unwinder. Async-signal-safe: the cache is
@@ -833,9 +887,11 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 		return 0;
 	}
 	uint64_t *out = pcs, *end = pcs + max;
-	/* m: the reads, recorded at ms while there is room */
-	struct kp_unwind_memo_step *ms = m ? m->s : NULL,
-				   *ms_end = ms + MEMO_STEPS;
+	/* m: the checks, recorded while there is room (more than
+	 * MEMO_STEPS steps: not remembered) */
+	struct memo_rec mr = { 0, 0, 0 };
+	if (m)
+		m->nchecks = 0;
 	/* hash: kp_stack_hash of the pcs stored, as they are */
 	uint64_t h = KP_STACK_HASH_SEED, top16 = top - 16;
 	*out++ = rip;
@@ -843,22 +899,20 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 		h = kp_stack_hash_step(h, rip);
 	while (out < end) {
 		uint64_t rbp_at;
-		int st = step(c, top, top16, &rip, &rsp, &rbp, &rbp_at);
+		int rbp_used;
+		int st = step(c, top, top16, &rip, &rsp, &rbp, &rbp_at,
+			      &rbp_used);
 		if (KP_UNLIKELY(st != 0)) {
-			if (st > 0)
-				break;
-			return -1;
+			if (st < 0)
+				return -1;
+			/* the end (an rbp of 0 may have decided it) */
+			if (m && rbp_used && mr.pend_at)
+				memo_check(m, mr.pend_at, mr.pend);
+			break;
 		}
-		if (m) {
-			if (KP_LIKELY(ms < ms_end)) {
-				ms->ra_at = rsp - 8;
-				ms->ra = rip;
-				ms->rbp_at = rbp_at ? rbp_at :
-					     (uint64_t)(uintptr_t)&ms->rbp;
-				ms->rbp = rbp;
-			}
-			ms++;
-		}
+		if (m && mr.ns++ < MEMO_STEPS)
+			memo_note(m, &mr, mr.ns - 1, rbp_used, rsp - 8, rip,
+				  rbp_at, rbp);
 		if (rip < 0x4000)
 			break;
 		*out++ = rip;
@@ -866,23 +920,23 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 			h = kp_stack_hash_step(h, rip);
 	}
 	if (m)
-		m->steps = ms <= ms_end ? (uint32_t)(ms - m->s) : UINT32_MAX;
+		m->steps = mr.ns <= MEMO_STEPS ? mr.ns : UINT32_MAX;
 	if (hash)
 		*hash = kp_stack_hash_fin(h, (uint32_t)(out - pcs));
 	return (int)(out - pcs);
 }
 
 /* Does memory still hold what m's walk read, past the steps the key
- * decides? (MEMO_FIXED <= m->steps <= MEMO_STEPS) */
+ * decides? (MEMO_FIXED <= m->steps <= MEMO_STEPS) Every check, with no
+ * branch on the way. */
 static KP_ALWAYS_INLINE int memo_same(const struct kp_unwind_memo *m)
 {
-	const struct kp_unwind_memo_step *s = m->s + MEMO_FIXED,
-					 *end = m->s + m->steps;
-	for (; s < end; s++)
-		if ((*(const uint64_t *)(uintptr_t)s->ra_at ^ s->ra) |
-		    (*(const uint64_t *)(uintptr_t)s->rbp_at ^ s->rbp))
-			return 0;
-	return 1;
+	uint64_t d = 0;
+#pragma GCC unroll 4
+	for (uint32_t i = 0; i < m->nchecks; i++)
+		d |= *(const uint64_t *)(uintptr_t)m->check[i].at ^
+		     m->check[i].word;
+	return d == 0;
 }
 #endif
 
@@ -999,9 +1053,8 @@ __attribute__((noinline)) int kp_unwind_memo(uint64_t *pcs, int max,
 				/* the steps the key decides read it */
 				if (n >= 0 && m->steps <= MEMO_STEPS &&
 				    (m->steps < MEMO_FIXED ||
-				     m->s[1].ra_at != kfp + 8 ||
-				     m->s[1].rbp_at != kfp ||
-				     m->s[0].rbp != kfp))
+				     m->ra_at1 != kfp + 8 ||
+				     m->rbp_at1 != kfp || m->rbp0 != kfp))
 					m->steps = UINT32_MAX;
 			} else {
 				m->fp = kfp;

@@ -28,6 +28,7 @@ enum kp_overflow { KP_OVERFLOW_WAIT = 0, KP_OVERFLOW_DROP = 1 };
 
 struct kp_config {
 	int memory;          /* KOTOBA_PROFILE_MEMORY: record allocations */
+	char output[1024];   /* KOTOBA_PROFILE_OUTPUT: path template */
 	int stack_depth;     /* KOTOBA_PROFILE_STACK_DEPTH: 0 = no stacks */
 	unsigned buffer_kb;  /* KOTOBA_PROFILE_BUFFER_KB: ring size per thread */
 	int overflow;        /* KOTOBA_PROFILE_OVERFLOW: enum kp_overflow */
@@ -40,6 +41,7 @@ struct kp_config {
 	/* query profiling (query.c, hook_sqlite.c, hook_libpq.c) */
 	int query;           /* KOTOBA_PROFILE_QUERY: record queries */
 	unsigned query_hooks; /* KOTOBA_PROFILE_QUERY_HOOKS: KP_QHOOK_* */
+	char query_plugin[512]; /* KOTOBA_PROFILE_QUERY_PLUGIN: "" = none */
 	unsigned slow_query_ms; /* KOTOBA_PROFILE_SLOW_QUERY_MS */
 	int query_text_full; /* KOTOBA_PROFILE_QUERY_TEXT=full */
 	long sqlite_counters; /* KOTOBA_PROFILE_SQLITE_COUNTERS: KP_SQC_AUTO,
@@ -48,10 +50,6 @@ struct kp_config {
 	unsigned cpu_hz;     /* KOTOBA_PROFILE_CPU_HZ: samples per CPU-second */
 	int unwind;          /* KOTOBA_PROFILE_UNWIND: enum kp_unwind_mode */
 	int python;          /* KOTOBA_PROFILE_PYTHON: Python frames (pystack.c) */
-	/* the strings last: the settings the hooks read share a cache line
-	 * or two at the start */
-	char output[1024];   /* KOTOBA_PROFILE_OUTPUT: path template */
-	char query_plugin[512]; /* KOTOBA_PROFILE_QUERY_PLUGIN: "" = none */
 };
 
 enum kp_unwind_mode {
@@ -234,25 +232,17 @@ enum kp_run_state {
 	KP_ST_OFF,        /* disabled (setuid, init failure) or finished */
 };
 
-/* What every hook reads comes first (run to run_mult, then cfg's
- * numbers): a line or two of the app's cache a call, not one a field
- * (they were five lines apart, behind cfg's strings). */
 struct kp_state {
 	_Atomic int run;            /* enum kp_run_state */
 	int mem_off;                /* KOTOBA_PROFILE_MEMORY=0 (set at init):
 				     * every allocator call passes through */
-	int use_tsc;                /* ticks are TSC (1) or mono ns (0) */
-	uint64_t tsc0;              /* ticks at init */
-	/* ticks -> ns as (ticks - tsc0) * run_mult >> 32 (the writer's
-	 * factor, set once it is known): threads encode runs (KP_EV_RUN)
-	 * with it; 0: they do not (not yet calibrated) */
-	_Atomic uint64_t run_mult;
-	_Atomic int writer_sleeping;
 	struct kp_config cfg;       /* read once at init */
 	pid_t pid;                  /* process being traced (changes on fork) */
 	pid_t ppid;                 /* its parent, read at init or fork */
+	uint64_t tsc0;              /* ticks at init */
 	uint64_t mono0;             /* CLOCK_MONOTONIC ns at init */
 	uint64_t wall0;             /* CLOCK_REALTIME ns at init */
+	int use_tsc;                /* ticks are TSC (1) or mono ns (0) */
 	uintptr_t self_lo, self_hi; /* libkprof.so's text, for stack trimming */
 	struct kp_allocator alloc;  /* private allocator (arena.c) */
 	_Atomic(struct kp_ring *) rings; /* registry of all rings */
@@ -260,6 +250,11 @@ struct kp_state {
 	_Atomic int shared_lock;
 	_Atomic int writer_up;      /* writer thread is draining */
 	_Atomic uint32_t wake_seq;  /* futex word: producers poke the writer */
+	_Atomic int writer_sleeping;
+	/* ticks -> ns as (ticks - tsc0) * run_mult >> 32 (the writer's
+	 * factor, set once it is known): threads encode runs (KP_EV_RUN)
+	 * with it; 0: they do not (not yet calibrated) */
+	_Atomic uint64_t run_mult;
 	/* kprof's cost to the app: waits for room in a full ring (ring.c) */
 	_Atomic uint64_t ring_waits, ring_wait_ns;
 };

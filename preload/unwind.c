@@ -747,9 +747,9 @@ int kp_unwind_init(void)
  * walk that would start at the same place and whose reads find the same
  * values where they matter gives the same pcs, so the same stack id:
  * kp_unwind_memo_hit checks those words (a load and a compare each)
- * instead of walking and interning again. An I/O loop calls from one place over and over, and so
- * does a statement's run (the allocation hooks, whose stacks keep
- * changing, do not use it: stacktab.c).
+ * instead of walking and interning again. An I/O loop calls from one
+ * place over and over, and so does a statement's run (the allocation
+ * hooks, whose stacks keep changing, do not use it: stacktab.c).
  *
  * The walk starts two frames below the frame the memo is keyed by, that
  * of kp_stack_capture_memo (fp: fp[0] its caller's rbp, fp[1] its return

@@ -841,14 +841,25 @@ static KP_ALWAYS_INLINE void memo_check(struct kp_unwind_memo *m,
 	m->check[m->nchecks++].word = word;
 }
 
-/* Step i: it depended on rbp (rbp_used), then read the return address ra
- * at ra_at and rbp at rbp_at (0: none). */
-static KP_ALWAYS_INLINE void memo_note(struct kp_unwind_memo *m,
-				       struct memo_rec *r, uint32_t i,
-				       int rbp_used, uint64_t ra_at,
-				       uint64_t ra, uint64_t rbp_at,
-				       uint64_t rbp)
+/* A step depended on rbp's value (rbp_used): the read that gave it, if
+ * pending, becomes a check. */
+static KP_ALWAYS_INLINE void memo_rbp_used(struct kp_unwind_memo *m,
+					   struct memo_rec *r, int rbp_used)
 {
+	if (rbp_used && r->pend_at) {
+		memo_check(m, r->pend_at, r->pend);
+		r->pend_at = 0;
+	}
+}
+
+/* The step just counted in r->ns: it depended on rbp (rbp_used), then
+ * read the return address ra at ra_at and rbp at rbp_at (0: none). */
+static KP_ALWAYS_INLINE void memo_note(struct kp_unwind_memo *m,
+				       struct memo_rec *r, int rbp_used,
+				       uint64_t ra_at, uint64_t ra,
+				       uint64_t rbp_at, uint64_t rbp)
+{
+	uint32_t i = r->ns - 1;
 	if (i < MEMO_FIXED) {
 		if (i == 0) {
 			m->rbp0 = rbp;
@@ -858,10 +869,7 @@ static KP_ALWAYS_INLINE void memo_note(struct kp_unwind_memo *m,
 		}
 		return;
 	}
-	if (rbp_used && r->pend_at) {
-		memo_check(m, r->pend_at, r->pend);
-		r->pend_at = 0;
-	}
+	memo_rbp_used(m, r, rbp_used);
 	memo_check(m, ra_at, ra);
 	if (rbp_at) { /* (else rbp keeps the value pending, if any) */
 		r->pend_at = rbp_at;
@@ -906,13 +914,12 @@ static KP_ALWAYS_INLINE int walk(_Atomic uint64_t *c, uint64_t rip,
 			if (st < 0)
 				return -1;
 			/* the end (an rbp of 0 may have decided it) */
-			if (m && rbp_used && mr.pend_at)
-				memo_check(m, mr.pend_at, mr.pend);
+			if (m)
+				memo_rbp_used(m, &mr, rbp_used);
 			break;
 		}
 		if (m && mr.ns++ < MEMO_STEPS)
-			memo_note(m, &mr, mr.ns - 1, rbp_used, rsp - 8, rip,
-				  rbp_at, rbp);
+			memo_note(m, &mr, rbp_used, rsp - 8, rip, rbp_at, rbp);
 		if (rip < 0x4000)
 			break;
 		*out++ = rip;

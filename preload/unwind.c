@@ -833,10 +833,14 @@ struct memo_rec {
 	uint64_t pend_at, pend; /* an rbp read not yet checked (0: none) */
 };
 
+/* Room: walk notes at most MEMO_STEPS steps, each past the first
+ * MEMO_FIXED adding at most two checks, and its end at most one. */
+_Static_assert(2 * (MEMO_STEPS - MEMO_FIXED) + 1 <= KP_UNWIND_MEMO_CHECKS,
+	       "a remembered walk's checks fit check[]");
+
 static KP_ALWAYS_INLINE void memo_check(struct kp_unwind_memo *m,
 					uint64_t at, uint64_t word)
 {
-	/* (room: a step adds at most two, MEMO_STEPS steps at most) */
 	m->check[m->nchecks].at = at;
 	m->check[m->nchecks++].word = word;
 }

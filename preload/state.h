@@ -484,17 +484,19 @@ static KP_ALWAYS_INLINE void kp_ring_prefetch(unsigned slots)
 		__builtin_prefetch(p + slots - 1, 1, 3);
 }
 
-/* Publish head h + n; every sixteenth of the ring (a quarter of a small
- * one: at least a run's block), wake the writer if it sleeps, so a busy
- * thread rarely has to wait for it, and a cycle's frame stays small (a
- * slot holds ~5 allocation events of a run: at a quarter of a 1 MiB ring
- * a frame had ~46,000 events, and the analyzer's merge of them outgrew a
- * core's cache: 10 to 15 % slower than at ~20,000). */
+/* Publish head h + n; every quarter of the ring (at least a run's
+ * block), wake the writer if it sleeps, so a busy thread rarely has to
+ * wait for it. Each wake costs the app a futex call and, on a machine
+ * whose cores its threads keep busy, a switch to the writer and back:
+ * waking every sixteenth instead made alloc_bench stacks off 1.59x where
+ * this is 1.52x (2 threads on 2 cores). The writer drains what it finds
+ * in cycles of a few thousand slots (writer.c, CYCLE_SLOTS), so frames
+ * stay small all the same. */
 static KP_ALWAYS_INLINE void kp_ring_publish(struct kp_ring *r, uint64_t h,
 					     uint64_t n)
 {
 	atomic_store_explicit(&r->head, h + n, memory_order_release);
-	uint64_t q = (r->mask >> 4) | r->gmask;
+	uint64_t q = (r->mask >> 2) | r->gmask;
 	if (KP_UNLIKELY(((h + n) & ~q) != (h & ~q)))
 		kp_writer_poke();
 }

@@ -389,4 +389,46 @@ with t.section("writer fd table"):
                 p.kill()
                 p.wait()
 
+
+def policies(pid):
+    """{comm: scheduling policy} of pid's threads (/proc stat field 41)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            st = f.read()
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        out[comm] = int(st[st.rindex(")") + 2:].split()[38])
+    return out
+
+
+# The writer thread runs SCHED_BATCH when it would inherit SCHED_OTHER (a
+# wake-up does not preempt the app's threads); any other policy the app
+# chose is kept, and the app's threads are left as they were.
+with t.section("writer scheduling policy"):
+    for name, policy, want in (("SCHED_OTHER", os.SCHED_OTHER, os.SCHED_BATCH),
+                               ("SCHED_BATCH", os.SCHED_BATCH, os.SCHED_BATCH),
+                               ("SCHED_IDLE", os.SCHED_IDLE, os.SCHED_IDLE)):
+        with Tmp() as d:
+            e = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_MEMORY": "0"})
+            p = subprocess.Popen(
+                [PY, "-c", HOLDER], cwd=d, env=e, stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                preexec_fn=lambda pol=policy: os.sched_setscheduler(
+                    0, pol, os.sched_param(0)))
+            try:
+                writer_fds(p)  # waits for the writer to name itself
+                pol = policies(p.pid)
+                t.eq(pol.get("kprof-writer"), want,
+                     "policy: app %s: the writer's" % name, pol)
+                t.eq(pol.get("python3"), policy,
+                     "policy: app %s: the app's thread keeps its own" % name, pol)
+                p.stdin.write(b"go\nexit\n")
+                p.stdin.close()
+                t.eq(p.wait(30), 0, "policy: app %s: exits 0" % name)
+                t.eq(p.stderr.read(), b"", "policy: app %s: no warning" % name)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+
 t.done()

@@ -1074,9 +1074,12 @@ static void private_fd_table(void)
  * leaves batch tasks' preemption to the tick). When the app's threads
  * keep every core busy, a poke from a ring (state.h, kp_ring_publish)
  * otherwise switched one of them out at once, and back after the cycle:
- * with this, alloc_bench (2 threads, 2 cores) switched context ~115
- * times a run instead of ~250, and ran stacks off at 1.50x against 1.53x
- * (61 interleaved rounds). The rings hold many milliseconds of events, so
+ * with this, alloc_bench (2 threads, 2 cores) switches context ~115
+ * times a run instead of ~250. Its wall time moved within the noise:
+ * stacks off 1.50x against 1.53x, 1.50x against 1.52x and 1.52x against
+ * 1.52x in three sets of 61 interleaved rounds; stacks on 2.11x against
+ * 2.10x. What it buys is a program whose threads are not preempted each
+ * time kprof's is woken. The rings hold many milliseconds of events, so
  * the wait for a tick costs nothing; with an idle core the writer runs
  * there at once as before. Any other policy (SCHED_IDLE, real-time) is
  * the app's choice and is kept; so is a refusal (seccomp).

@@ -1096,8 +1096,8 @@ static void *writer_main(void *arg)
 	(void)arg;
 	kp_tls.writer = 1;
 	kp_tls.busy = 1;
+	writer_policy(); /* before the name, which tests wait for */
 	prctl(PR_SET_NAME, "kprof-writer", 0, 0, 0);
-	writer_policy();
 	private_fd_table();
 	/* A first cycle now, not after the first flush interval: it writes
 	 * the header (once the clock is calibrated, about 1 ms after start),

@@ -490,9 +490,8 @@ static KP_ALWAYS_INLINE void kp_ring_prefetch(unsigned slots)
  * whose cores its threads keep busy, a switch to the writer and back:
  * waking every sixteenth instead made alloc_bench stacks off 1.56x where
  * this is 1.52x (2 threads on 2 cores, 61 interleaved rounds). The
- * writer drains what it finds
- * in cycles of a few thousand slots (writer.c, CYCLE_SLOTS), so frames
- * stay small all the same. */
+ * writer drains what it finds in cycles of a few thousand slots
+ * (writer.c, CYCLE_SLOTS), so frames stay small all the same. */
 static KP_ALWAYS_INLINE void kp_ring_publish(struct kp_ring *r, uint64_t h,
 					     uint64_t n)
 {

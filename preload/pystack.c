@@ -40,7 +40,11 @@
  * Python frames in. A loop meets the same few machine stacks with the
  * same frames over and over: each thread keeps the last stacks it made
  * by their key (the machine stack and the frames' hash), so the common
- * case is the frames' walk and a compare.
+ * case is the frames' walk and a compare. A remembered walk's capture (a
+ * statement's run, a thread's I/O call: kp_pystack_adorn_memo) also
+ * keeps the frames its place met last (struct kp_pychain) and compares
+ * the frames' words with them, which skips the hash and the code
+ * objects' reads: about a third of the work on a deep Python stack.
  *
  * A CPU sample is different: its signal may come while the interpreter
  * pops a frame (whose memory it may be unmapping), and its stack is
@@ -655,25 +659,77 @@ uint32_t kp_pystack_sample_stack(uint32_t cid, const uint64_t *w, unsigned n)
 	return with_frames(cid, f, (int)n, entry_given);
 }
 
-uint32_t kp_pystack_adorn(uint32_t cid)
+/*
+ * Would frames() from fr, the first frame, read what c's last capture's
+ * walk read, and so make the same stack? Compared with the frames' own
+ * words (code, last instruction, entry flag, caller), without the code
+ * objects' type checks: a live frame holds its code object, so a frame
+ * that points to the code it pointed to then still points to a code
+ * object (the walk that c remembers checked it). Every frame read is
+ * this thread's: the first, then each one the one before points to, as
+ * c remembers it. @return the stack, 0 when anything differs.
+ */
+static KP_ALWAYS_INLINE uint32_t chain_hit(const struct kp_pychain *c,
+					   uint64_t fr, uint32_t cid)
 {
-	if (!cid)
+	if (c->cid != cid || c->top != fr || !c->id)
 		return 0;
-	uint64_t fr = top_frame();
-	if (!fr)
-		return cid;
-	/* the key first, without storing the frames: mostly this thread
-	 * made the stack before, and its memo says which. The
-	 * machine stack's id, a small number, is spread first: mixed in as
-	 * it is, stack 5 at one instruction and stack 7 at the instruction
-	 * 2 bytes on would share a key. */
-	uint64_t key = (cid + 1) * 0xc2b2ae3d27d4eb4full;
-	key ^= key >> 31;
-	if (!frames(fr, NULL, MAX_PY, &key))
-		return cid;
-	__typeof__(&memos[0]) m = &memos[key % TLS_MEMOS];
-	if (KP_LIKELY(m->key == key && m->id))
-		return m->id;
+	for (uint32_t i = 0; i < c->n; i++) {
+		uint8_t entry;
+		memcpy(&entry, (const char *)(uintptr_t)fr +
+				       PY311_FRAME_IS_ENTRY, 1);
+		uint64_t next = ld(fr, PY311_FRAME_PREVIOUS);
+		if ((ld(fr, PY311_FRAME_F_CODE) ^ c->code[i]) |
+		    (ld(fr, PY311_FRAME_PREV_INSTR) ^ c->instr[i]) |
+		    (next ^ c->next[i]) | (uint64_t)(entry ^ c->entry[i]))
+			return 0;
+		fr = next; /* not 0 but after the last: c->next[i] */
+	}
+	return c->id;
+}
+
+/* Remember in c the frames from fr that frames() reads, as they are now,
+ * with the stack id they made of cid; nothing when the walk stops at a
+ * frame it cannot read or reads more than c holds. */
+static __attribute__((noinline)) void chain_keep(struct kp_pychain *c,
+						 uint64_t fr, uint32_t cid,
+						 uint32_t id)
+{
+	uint32_t v = 0;
+	int n = 0;
+	c->id = 0;
+	c->top = fr;
+	/* frames()'s walk: the same frames, the same end */
+	for (int guard = 0; fr && n < MAX_PY && guard < 4 * MAX_PY; guard++) {
+		uint64_t code = ld(fr, PY311_FRAME_F_CODE);
+		if (v == KP_PYCHAIN_MAX || !code ||
+		    ld(code, 8) != (uint64_t)(uintptr_t)py.code_type)
+			return;
+		uint64_t instr = ld(fr, PY311_FRAME_PREV_INSTR);
+		uint8_t entry;
+		memcpy(&entry, (const char *)(uintptr_t)fr +
+				       PY311_FRAME_IS_ENTRY, 1);
+		if (instr >= code + PY311_CODE_CO_CODE_ADAPTIVE || entry)
+			n++;
+		c->code[v] = code;
+		c->instr[v] = instr;
+		c->entry[v] = entry;
+		fr = ld(fr, PY311_FRAME_PREVIOUS);
+		c->next[v++] = fr;
+	}
+	c->n = v;
+	c->cid = cid;
+	c->id = id;
+}
+
+/* The stack for the frames from fr, whose key (key) this thread's memos
+ * do not hold: the frames named (entry_of) and put into cid; into m. Out
+ * of line: its frames' array is no cost to the paths that find the
+ * stack. */
+static __attribute__((noinline)) uint32_t adorn_new(uint32_t cid, uint64_t fr,
+						   uint64_t key,
+						   __typeof__(&memos[0]) m)
+{
 	struct pyframe f[MAX_PY];
 	uint64_t again = 0;
 	int n = frames(fr, f, MAX_PY, &again);
@@ -682,5 +738,63 @@ uint32_t kp_pystack_adorn(uint32_t cid)
 	errno = saved;
 	m->key = key;
 	m->id = id;
-	return id ? id : cid;
+	return id;
+}
+
+/*
+ * The stack cid with the frames from fr, the first one, in, by their key:
+ * mostly this thread made it before, and its memo says which. With c
+ * (NULL: none), the frames of the last capture from the caller's place
+ * (a statement's run, a thread's I/O call), whose frames the caller
+ * compared already (hit: the stack they name, 0 when they differ): c
+ * remembers the frames once the same key comes twice in a row from its
+ * place, so that a place whose Python caller keeps changing pays one
+ * compare for it.
+ */
+static KP_ALWAYS_INLINE uint32_t adorn_key(uint32_t cid, uint64_t fr,
+					   struct kp_pychain *c, uint32_t hit)
+{
+	/* The machine stack's id, a small number, is spread first: mixed
+	 * in as it is, stack 5 at one instruction and stack 7 at the
+	 * instruction 2 bytes on would share a key. */
+	uint64_t key = (cid + 1) * 0xc2b2ae3d27d4eb4full;
+	key ^= key >> 31;
+	if (!frames(fr, NULL, MAX_PY, &key))
+		return cid;
+	__typeof__(&memos[0]) m = &memos[key % TLS_MEMOS];
+	uint32_t id = m->id;
+	if (KP_UNLIKELY(m->key != key || !id)) {
+		id = adorn_new(cid, fr, key, m);
+		if (!id)
+			return cid;
+	}
+	if (c) {
+		if (hit) /* verify: the remembered frames against the key's */
+			kp_stack_verify_memo(hit, id);
+		else if (c->key == key)
+			chain_keep(c, fr, cid, id);
+		c->key = key;
+	}
+	return id;
+}
+
+uint32_t kp_pystack_adorn(uint32_t cid)
+{
+	if (!cid)
+		return 0;
+	uint64_t fr = top_frame();
+	return fr ? adorn_key(cid, fr, NULL, 0) : cid;
+}
+
+uint32_t kp_pystack_adorn_memo(uint32_t cid, struct kp_pychain *c)
+{
+	if (!cid)
+		return 0;
+	uint64_t fr = top_frame();
+	if (!fr)
+		return cid;
+	uint32_t hit = chain_hit(c, fr, cid);
+	if (KP_LIKELY(hit) && KP_LIKELY(kp.cfg.unwind != KP_UNWIND_VERIFY))
+		return hit;
+	return adorn_key(cid, fr, c, hit);
 }

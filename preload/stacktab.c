@@ -237,6 +237,13 @@ static void verify_memo_differs(uint32_t memo_id, uint32_t id)
 		"gave %u", memo_id, id);
 }
 
+void kp_stack_verify_memo(uint32_t memo_id, uint32_t id)
+{
+	atomic_fetch_add_explicit(&verify_n, 1, memory_order_relaxed);
+	if (memo_id != id)
+		verify_memo_differs(memo_id, id);
+}
+
 void kp_unwind_after_fork_child(void)
 {
 	atomic_store(&verify_n, 0);
@@ -391,7 +398,7 @@ __attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *
 		/* not a tail call: the walk goes through this frame (fp) */
 		__asm__ volatile("" ::: "memory");
 	}
-	return kp_pystack_in(id);
+	return kp_pystack_in_memo(id, &m->py);
 }
 
 /*

@@ -772,6 +772,24 @@ int kp_unwind(uint64_t *pcs, int max);
 #define KP_UNWIND_MEMO_STEPS 48 /* longer walks are not remembered */
 /* a return address a step, and an rbp where a later step needs it */
 #define KP_UNWIND_MEMO_CHECKS (2 * KP_UNWIND_MEMO_STEPS)
+/*
+ * The Python frames a remembered walk's last capture read (pystack.c,
+ * kp_pystack_adorn_memo): what each frame read held (its code, last
+ * instruction, entry flag, and the frame it points to as its caller),
+ * so that a capture from the same place compares them instead of hashing
+ * them again. All zero remembers nothing.
+ */
+#define KP_PYCHAIN_MAX 48 /* frames; a deeper walk is not remembered */
+struct kp_pychain {
+	uint64_t key;      /* the key of the frames adorned last (0: none) */
+	uint64_t top;      /* the first frame read */
+	uint32_t cid, id;  /* the machine stack, and the stack made of it
+			    * with these frames (0: nothing remembered) */
+	uint32_t n;        /* frames read */
+	uint8_t entry[KP_PYCHAIN_MAX];
+	uint64_t code[KP_PYCHAIN_MAX], instr[KP_PYCHAIN_MAX],
+		next[KP_PYCHAIN_MAX];
+};
 struct kp_unwind_memo {
 	uint64_t fp, rbp, ra, top, gen; /* the key */
 	uint32_t steps;                 /* the walk's steps, UINT32_MAX:
@@ -785,6 +803,7 @@ struct kp_unwind_memo {
 	struct {
 		uint64_t at, word; /* the stack word at at, as the walk read it */
 	} check[KP_UNWIND_MEMO_CHECKS];
+	struct kp_pychain py; /* the Python frames of the last capture */
 };
 /*
  * Python's frames in stacks (pystack.c; python3.11): kp_pystack_init()
@@ -798,11 +817,24 @@ struct kp_unwind_memo {
 void kp_pystack_init(void);
 extern int kp_pystack_enabled; /* set by kp_pystack_init, then fixed */
 uint32_t kp_pystack_adorn(uint32_t id);
+/* The same for a remembered walk's capture, which remembers its frames
+ * in c (the calling thread's own). */
+uint32_t kp_pystack_adorn_memo(uint32_t id, struct kp_pychain *c);
 /* kp_pystack_adorn where it is on, inline: id itself in most programs. */
 static KP_ALWAYS_INLINE uint32_t kp_pystack_in(uint32_t id)
 {
 	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn(id) : id;
 }
+static KP_ALWAYS_INLINE uint32_t kp_pystack_in_memo(uint32_t id,
+						    struct kp_pychain *c)
+{
+	return KP_UNLIKELY(kp_pystack_enabled) ? kp_pystack_adorn_memo(id, c) :
+						 id;
+}
+/* KOTOBA_PROFILE_UNWIND=verify (stacktab.c): a remembered capture named
+ * stack memo_id where capturing again gave id; counted with the stacks
+ * compared, and with those that differ when they do. */
+void kp_stack_verify_memo(uint32_t memo_id, uint32_t id);
 uint32_t kp_pystack_count(void);
 uint64_t kp_pystack_pc(uint32_t entry);
 const char *kp_pystack_name(uint32_t entry, uint32_t *len);

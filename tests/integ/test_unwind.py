@@ -197,6 +197,11 @@ n += sum(map(len, map(q, range(2000))))
 n += len(sorted(range(2000), key=q))
 for i in range(1000):
     n += len(q(i)) + len(list(map(q, [i]))[0])
+for i in range(1000):
+    if i % 4 < 2:
+        n += len(q(i))
+    else:
+        n += len(q(i + 1))
 print(n)
 """
 
@@ -204,7 +209,7 @@ with t.section("verify: remembered walks (python3's queries)"):
     with Tmp() as d:
         r = run([PY, "-c", PY_QUERIES], d,
                 prof=dict(VERIFY, MEMORY="0", IO="0"), timeout=300)
-        t.eq(r.out, "18680\n", "python3 queries: the script's result")
+        t.eq(r.out, "21458\n", "python3 queries: the script's result")
         check_verify("python3 queries", r, min_stacks=8000)
 
 with t.section("verify: sqlite3 CLI"):

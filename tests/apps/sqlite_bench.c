@@ -9,7 +9,9 @@
  * autocommit (SQLite takes and drops its file lock and checks the file
  * for changes per query); with "txn" too, the same loop inside one read
  * transaction (BEGIN ... COMMIT around it, not timed), so each select
- * is the lookup alone: the "few microseconds" query of a real app.
+ * is the lookup alone (0.9 to 1.2 us on the 2-core machines here, where
+ * python3's sqlite3 module takes 2 to 2.6 us for the same select:
+ * tests/bench/sqlite_points.py).
  *
  *   sqlite_bench QUERIES [DBFILE [txn]]  prints "queries=N ns_per_query=X
  *   cpu_ns_per_query=Y": X of wall time, Y of this thread's CPU time (which

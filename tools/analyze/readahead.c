@@ -3,8 +3,8 @@
  * Read-ahead: a trace's reader (read, zstd, decode) on a thread of its own,
  * working ahead of the analysis. On an allocation-heavy trace the reading
  * is some 40 % of the work, so with a second core free the pass runs up to
- * about 1.4 times as fast (the alloc_bench trace, README); it stays one
- * streaming pass.
+ * about 1.4 times as fast (the alloc_bench trace, tests/bench/HISTORY.md);
+ * it stays one streaming pass.
  *
  * The reader's results go over in chunks, RA_CHUNKS of them in flight, so
  * memory stays bounded whatever the trace's size. A chunk holds, in the

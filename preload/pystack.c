@@ -793,7 +793,7 @@ uint32_t kp_pystack_adorn_memo(uint32_t cid, struct kp_pychain *c)
 	uint64_t fr = top_frame();
 	if (!fr)
 		return cid;
-	uint32_t hit = chain_hit(c, fr, cid);
+	uint32_t hit = c ? chain_hit(c, fr, cid) : 0;
 	if (KP_LIKELY(hit) && KP_LIKELY(kp.cfg.unwind != KP_UNWIND_VERIFY))
 		return hit;
 	return adorn_key(cid, fr, c, hit);

@@ -398,7 +398,7 @@ __attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *
 		/* not a tail call: the walk goes through this frame (fp) */
 		__asm__ volatile("" ::: "memory");
 	}
-	return kp_pystack_in_memo(id, &m->py);
+	return kp_pystack_in_memo(id, m->no_py ? NULL : &m->py);
 }
 
 /*
@@ -415,10 +415,16 @@ uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m)
 		t->tid = (uint32_t)kp_gettid();
 	struct kp_unwind_memo *cur = __atomic_load_n(m, __ATOMIC_ACQUIRE);
 	if (KP_UNLIKELY(!cur)) {
-		struct kp_unwind_memo *n = kp_arena_alloc(sizeof(*n));
+		/* the Python frames' room only in python3.11 (a third of the
+		 * memo); a memo made before kprof knew stays without */
+		int py = kp_pystack_enabled;
+		size_t size = py ? sizeof(*cur) :
+				   offsetof(struct kp_unwind_memo, py);
+		struct kp_unwind_memo *n = kp_arena_alloc(size);
 		if (!n)
 			return kp_stack_capture();
-		memset(n, 0, sizeof(*n));
+		memset(n, 0, size);
+		n->no_py = !py;
 		n->owner = t->tid;
 		if (__atomic_compare_exchange_n(m, &cur, n, 0, __ATOMIC_ACQ_REL,
 						__ATOMIC_ACQUIRE))

@@ -797,13 +797,15 @@ struct kp_unwind_memo {
 	uint32_t id;                    /* its stack id, 0 = none */
 	uint32_t owner; /* kp_stack_capture_memo_at: the one thread using it */
 	uint32_t nchecks;               /* in check[] */
+	uint32_t no_py; /* 1: allocated without py (not python3.11) */
 	/* what the first two steps (the key decides them) read: step 0's
 	 * rbp, step 1's return address's and rbp's places */
 	uint64_t rbp0, ra_at1, rbp_at1;
 	struct {
 		uint64_t at, word; /* the stack word at at, as the walk read it */
 	} check[KP_UNWIND_MEMO_CHECKS];
-	struct kp_pychain py; /* the Python frames of the last capture */
+	struct kp_pychain py; /* the Python frames of the last capture;
+			       * last, and not there when no_py */
 };
 /*
  * Python's frames in stacks (pystack.c; python3.11): kp_pystack_init()
@@ -818,7 +820,7 @@ void kp_pystack_init(void);
 extern int kp_pystack_enabled; /* set by kp_pystack_init, then fixed */
 uint32_t kp_pystack_adorn(uint32_t id);
 /* The same for a remembered walk's capture, which remembers its frames
- * in c (the calling thread's own). */
+ * in c (the calling thread's own; NULL: nowhere). */
 uint32_t kp_pystack_adorn_memo(uint32_t id, struct kp_pychain *c);
 /* kp_pystack_adorn where it is on, inline: id itself in most programs. */
 static KP_ALWAYS_INLINE uint32_t kp_pystack_in(uint32_t id)

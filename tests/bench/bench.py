@@ -639,8 +639,8 @@ def query_bench(rounds, quick):
     ~15 us, mostly system calls) and the same loop inside one read
     transaction (the lookups alone, 0.9 to 1.2 us on the 2-core machines
     here: under the issue's "indexed point selects of a few us", so its
-    5 % is a stricter bound there): ns per query, the ns kprof adds, the ratio;
-    then, where valgrind is installed, instructions per query
+    5 % is a stricter bound there): ns per query, the ns kprof adds, the
+    ratio; then, where valgrind is installed, instructions per query
     (callgrind)."""
     exe = os.path.join(B, "tests", "apps", "sqlite_bench")
     n = 50000 if quick else 300000
@@ -743,10 +743,11 @@ def app_thread_ir(cmd, env, cwd):
 def python_query_bench(rounds, quick, dbfile, configs):
     """4, last: the issue's own example of an app, python3's sqlite3 module
     (tests/bench/sqlite_points.py): indexed point selects in one read
-    transaction, 2 to 2.6 us each here. Wall and CPU time per query from separate
-    runs (medians: on this shared machine they move by more than the hook
-    costs), the same inside one process (ab_pairs), then instructions per
-    query of the app's thread (callgrind), which do not move."""
+    transaction, 2 to 2.6 us each here. Wall and CPU time per query from
+    separate runs (medians: on this shared machine they move by more than
+    the hook costs), the same inside one process (ab_pairs), then
+    instructions per query of the app's thread (callgrind), which do not
+    move."""
     py = "/usr/bin/python3"
     if not os.path.exists(py):
         raise Failed("%s is missing (tools/install-deps.sh bench installs it)" % py)

@@ -182,9 +182,12 @@ with t.section("verify: python3"):
 # machine stacks of an interpreter built without frame pointers: checks
 # of the return addresses, and of the saved rbp only where a later step
 # depends on it): one statement run from a loop, through map() and
-# sorted()'s key (C frames between), and the two in turn; every stack the
-# memo names is walked again under verify (a check that accepted any
-# stack gave 2 of ~8,500 wrong here).
+# sorted()'s key (C frames between), the two in turn, and from two lines
+# of one loop in runs of two, which only the outer frame's instruction
+# tells apart (the statement remembers its Python frames too); every
+# stack the memo names is walked again under verify (a check that
+# accepted any machine stack gave 2 of ~8,500 wrong here, one that
+# compared only the innermost Python frame's instruction 500 of ~16,000).
 PY_QUERIES = r"""
 import sqlite3
 c = sqlite3.connect(":memory:")

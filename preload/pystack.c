@@ -235,17 +235,23 @@ static KP_ALWAYS_INLINE uint64_t spread(uint64_t h, uint64_t v)
  * (when not NULL), and *key their hash with seed. Frames still being set
  * up (their last instruction before their code's first) are left out, as
  * python does, but for one that began an eval loop, whose machine frame
- * is there: it stays as an empty run (code 0). @return how many.
+ * is there: it stays as an empty run (code 0). With keep (not NULL),
+ * every frame read is noted there as it was read, and keep->n set to how
+ * many, more than KP_PYCHAIN_MAX when they did not fit or the walk
+ * stopped at a frame it could not read. @return how many frames.
  */
 static KP_ALWAYS_INLINE int frames(uint64_t fr, struct pyframe *f, int max,
-				   uint64_t *key)
+				   uint64_t *key, struct kp_pychain *keep)
 {
 	uint64_t h = *key;
 	int n = 0;
+	uint32_t v = 0;
 	for (int guard = 0; fr && n < max && guard < 4 * max; guard++) {
 		uint64_t code = ld(fr, PY311_FRAME_F_CODE);
-		if (!code || ld(code, 8) != (uint64_t)(uintptr_t)py.code_type)
+		if (!code || ld(code, 8) != (uint64_t)(uintptr_t)py.code_type) {
+			v = UINT32_MAX;
 			break; /* not what 3.11's frame holds: stop here */
+		}
 		uint64_t instr = ld(fr, PY311_FRAME_PREV_INSTR);
 		uint8_t entry;
 		memcpy(&entry, (const char *)(uintptr_t)fr +
@@ -272,7 +278,18 @@ static KP_ALWAYS_INLINE int frames(uint64_t fr, struct pyframe *f, int max,
 			n++;
 		}
 		fr = ld(fr, PY311_FRAME_PREVIOUS);
+		if (keep) {
+			if (v < KP_PYCHAIN_MAX) {
+				keep->code[v] = code;
+				keep->instr[v] = instr;
+				keep->entry[v] = entry;
+				keep->next[v] = fr;
+			}
+			v++;
+		}
 	}
+	if (keep)
+		keep->n = v;
 	*key = h;
 	return n;
 }
@@ -688,38 +705,21 @@ static KP_ALWAYS_INLINE uint32_t chain_hit(const struct kp_pychain *c,
 	return c->id;
 }
 
-/* Remember in c the frames from fr that frames() reads, as they are now,
- * with the stack id they made of cid; nothing when the walk stops at a
- * frame it cannot read or reads more than c holds. */
+/* Remember in c the frames from fr as frames() reads them now, with the
+ * stack id they made of cid; nothing when the walk stops at a frame it
+ * cannot read or reads more than c holds. */
 static __attribute__((noinline)) void chain_keep(struct kp_pychain *c,
 						 uint64_t fr, uint32_t cid,
 						 uint32_t id)
 {
-	uint32_t v = 0;
-	int n = 0;
+	uint64_t key = 0;
 	c->id = 0;
 	c->top = fr;
-	/* frames()'s walk: the same frames, the same end */
-	for (int guard = 0; fr && n < MAX_PY && guard < 4 * MAX_PY; guard++) {
-		uint64_t code = ld(fr, PY311_FRAME_F_CODE);
-		if (v == KP_PYCHAIN_MAX || !code ||
-		    ld(code, 8) != (uint64_t)(uintptr_t)py.code_type)
-			return;
-		uint64_t instr = ld(fr, PY311_FRAME_PREV_INSTR);
-		uint8_t entry;
-		memcpy(&entry, (const char *)(uintptr_t)fr +
-				       PY311_FRAME_IS_ENTRY, 1);
-		if (instr >= code + PY311_CODE_CO_CODE_ADAPTIVE || entry)
-			n++;
-		c->code[v] = code;
-		c->instr[v] = instr;
-		c->entry[v] = entry;
-		fr = ld(fr, PY311_FRAME_PREVIOUS);
-		c->next[v++] = fr;
+	frames(fr, NULL, MAX_PY, &key, c);
+	if (c->n <= KP_PYCHAIN_MAX) {
+		c->cid = cid;
+		c->id = id;
 	}
-	c->n = v;
-	c->cid = cid;
-	c->id = id;
 }
 
 /* The stack for the frames from fr, whose key (key) this thread's memos
@@ -732,7 +732,7 @@ static __attribute__((noinline)) uint32_t adorn_new(uint32_t cid, uint64_t fr,
 {
 	struct pyframe f[MAX_PY];
 	uint64_t again = 0;
-	int n = frames(fr, f, MAX_PY, &again);
+	int n = frames(fr, f, MAX_PY, &again, NULL);
 	int saved = errno; /* the allocation hooks' callers keep theirs */
 	uint32_t id = with_frames(cid, f, n, entry_of);
 	errno = saved;
@@ -759,7 +759,7 @@ static KP_ALWAYS_INLINE uint32_t adorn_key(uint32_t cid, uint64_t fr,
 	 * instruction 2 bytes on would share a key. */
 	uint64_t key = (cid + 1) * 0xc2b2ae3d27d4eb4full;
 	key ^= key >> 31;
-	if (!frames(fr, NULL, MAX_PY, &key))
+	if (!frames(fr, NULL, MAX_PY, &key, NULL))
 		return cid;
 	__typeof__(&memos[0]) m = &memos[key % TLS_MEMOS];
 	uint32_t id = m->id;

@@ -335,6 +335,16 @@ static KP_ALWAYS_INLINE size_t dec_mem(struct kp_dec *d,
 
 	/* the bulk of a block: no bounds checks while an event surely fits */
 	while (n < max && end - p >= BLK_EVENT_MAX) {
+		/* Ask for out's lines some records ahead, for writing: the
+		 * analyzer's read-ahead thread decodes into chunks the
+		 * analysis last read on the other core, so each line's first
+		 * store waited for it to come over, one at a time (68 % of
+		 * this loop's samples on two stores); alloc_bench's traces
+		 * were analysed at 26.4 / 37.7 M events/s (stacks on / off)
+		 * with this against 21.0 / 30.6 without (medians of 11
+		 * alternating runs; 4 or 16 ahead did as well as 8). */
+		if (KP_LIKELY(n + 8 < max))
+			__builtin_prefetch(&out[n + 8], 1);
 		const uint8_t *q = blk_event(p, end, &ts, &ptr, &out[n], 1,
 					     form);
 		if (!q)

@@ -264,7 +264,7 @@ $(ASAN_B)/regress: tests/fuzz/regress.c tests/fuzz/fuzz_reader.c $(ASAN_LIB_OBJ)
 # t_analyze_memory links the same objects but main.c.
 ASAN_ANALYZE_OBJ := $(ANALYZE_SRC:%.c=$(ASAN_B)/obj/%.o)
 ASAN_ANALYZE_LIB_OBJ := $(filter-out $(ASAN_B)/obj/$(ANALYZE_MAIN:.c=.o),$(ASAN_ANALYZE_OBJ))
-ANALYZE_UNIT_TESTS := t_analyze_memory t_hist t_idmap t_analyze_queries t_perfmap \
+ANALYZE_UNIT_TESTS := t_analyze_memory t_hist t_idmap t_analyze_queries t_perfmap t_json \
 	t_analyze_cpu
 # Any report stops the run (abort: non-zero exit); leaks are reported too.
 ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \

@@ -25,7 +25,6 @@
  */
 #include <pthread.h>
 #include <sched.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,21 +39,17 @@
  * The analysis takes a frame's events in one go when the frame is whole
  * (~12,000 of alloc_bench's): with 4 chunks in flight (16,384 memory
  * records) the reader filled them all meanwhile and slept, and each side
- * slept some 380 times on that trace; with 8, and a short spin before a
- * sleep (ra_spin), alloc_bench's traces ran at 24.1 and 34.5 M events/s
- * (stacks on, off) against 19.6 and 28.5 (medians of 11 alternating runs;
- * 4 chunks with the spin, or 8 without it, gained less than half of that;
- * 16 no more than 8). Peak RSS: 14 MB against 13. */
+ * slept some 380 times on that trace; with 8, alloc_bench's traces ran at
+ * 21.0 and 30.5 M events/s (stacks on, off) against 19.6 and 28.5
+ * (medians of 11 alternating runs; 16 did no better than 8). Peak RSS:
+ * 14 MB against 13. A short spin before a sleep gained a little more
+ * then, and nothing once kp_dec_mem fetched its lines ahead; with another
+ * job on one of the two cores it lost a third (11.3 against 13.1 M
+ * events/s with stacks): it is not done. */
 #define RA_CHUNKS 8
 #define RA_MEM 4096     /* memory records per chunk */
 #define RA_RECS 2048    /* other records per chunk */
 #define RA_BYTES (1u << 20) /* what they point at */
-
-/* How many times a thread that finds no chunk to take (or to fill) looks
- * again, a pause apart, before it sleeps (ra_spin): ~120 us here (a pause
- * takes ~30 ns), about what the analysis takes for a chunk of memory
- * records (~150 us). */
-#define RA_SPIN 4096
 
 /* The most bytes one record points at: a MODULE's path and build id (a
  * STACK's pcs take less), each rounded up for alignment. */
@@ -86,32 +81,12 @@ struct kp_ra {
 	/* shared, under lock */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a chunk filled or given back, or stop */
-	_Atomic size_t full; /* chunks filled and not given back yet */
+	size_t full;        /* chunks filled and not given back yet */
 	int stop;
 	int threaded;
 	pthread_t thread;
 	size_t wr;          /* producer: the chunk it fills next */
 };
-
-/*
- * Wait a little, awake, for ra->full to differ from busy before sleeping
- * on the condition: the other thread runs on the other core and usually
- * hands a chunk over within microseconds, where a sleep and its wake-up
- * cost tens of them. @return whether it changed (the caller checks again
- * under the lock either way).
- */
-static int ra_spin(struct kp_ra *ra, size_t busy)
-{
-	for (unsigned i = 0; i < RA_SPIN; i++) {
-		if (atomic_load_explicit(&ra->full, memory_order_acquire) !=
-		    busy)
-			return 1;
-#if defined(__x86_64__) || defined(__i386__)
-		__builtin_ia32_pause();
-#endif
-	}
-	return 0;
-}
 
 /* Copy n bytes of src into the chunk; NULL stays NULL. */
 static const void *own(struct ra_chunk *c, const void *src, size_t n)
@@ -200,7 +175,6 @@ static void *ra_main(void *arg)
 	struct kp_ra *ra = arg;
 
 	for (;;) {
-		ra_spin(ra, RA_CHUNKS);
 		pthread_mutex_lock(&ra->lock);
 		while (ra->full == RA_CHUNKS && !ra->stop)
 			pthread_cond_wait(&ra->cond, &ra->lock);
@@ -253,7 +227,6 @@ static struct ra_chunk *ra_take(struct kp_ra *ra)
 	if (!ra->threaded) {
 		ra_fill(ra->r, c);
 	} else {
-		ra_spin(ra, 0);
 		pthread_mutex_lock(&ra->lock);
 		while (!ra->full)
 			pthread_cond_wait(&ra->cond, &ra->lock);

@@ -6,6 +6,8 @@ confidence; the start-up banner (1 x 4096 from startup_banner, the first
 allocation of the process) is low, "allocated once at start-up" — decided
 by allocation order, not by run time, so it cannot flip between runs.
 """
+import re
+
 from kptest import Tap, Tmp, analyze, app, leak_with, run
 
 t = Tap()
@@ -23,5 +25,15 @@ for i in range(3):
              (1, 4096, "low"), "run %d: start-up banner, low" % i)
         t.ok(ban and "start-up" in ban["reason"], "run %d: reason says start-up" % i,
              ban and ban["reason"])
+        # demo.log's share of the wall time sums its four threads' calls:
+        # the text line gives the JSON's share and says so above 100 %
+        log = [f for f in rep["io"]["files"] if f["path"].endswith("/demo.log")]
+        text = analyze(r.traces, fmt="text")
+        m = re.search(r"/demo\.log \(file\): .* in I/O, ([0-9.]+) % of wall"
+                      r"(, threads summed)?\n", text)
+        t.ok(log and m and abs(float(m.group(1)) - 100 * log[0]["wall_share"]) < 0.1
+             and bool(m.group(2)) == (float(m.group(1)) > 100),
+             "run %d: demo.log's share of wall, threads summed above 100 %%" % i,
+             m and m.group(0))
 
 t.done()

@@ -854,9 +854,12 @@ static void text_file(struct io_state *s, const struct file *f, FILE *out,
 		      int full)
 {
 	char a[32], b[32];
-	fprintf(out, "  %s (%s): %s in I/O, %.1f %% of wall\n", f->path,
+	double pct = 100.0 * share(f->total_ns, s->wall_ns);
+	/* threads summed, as the total's line says: above 100 % when
+	 * several wait on this file at once */
+	fprintf(out, "  %s (%s): %s in I/O, %.1f %% of wall%s\n", f->path,
 		kp_fd_kind_name(f->kind), kp_fmt_ns(a, sizeof(a), f->total_ns),
-		100.0 * share(f->total_ns, s->wall_ns));
+		pct, pct > 100.0 ? ", threads summed" : "");
 	if (!full)
 		return;
 	fprintf(out, "    %-16s %9s %12s %6s %10s %10s %10s %10s %10s "

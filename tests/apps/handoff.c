@@ -8,7 +8,10 @@
  * thread and the next ALLOC of that address on another, a few hundred ns
  * apart. The analyzer pairs them by the events' order, so any event out
  * of order shows as an unmatched free or a wrong count in use.
- *   handoff [producers=2] [iters=100000]
+ *   handoff [producers=2] [iters=100000] [realloc]
+ * With "realloc", main first reallocs each block it gets to twice its
+ * size (mostly a move: the old address is freed on main, and allocated
+ * again on a producer soon after), then frees it.
  * Each producer also leaks 5 blocks of 40 bytes from handoff_leak().
  * Prints "allocs=A frees=F leaked_blocks=L leaked_bytes=B" (malloc/free
  * only: the producers' DTVs are libc's calloc, see storm.c).
@@ -18,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define QLEN 64 /* a power of two */
@@ -91,6 +95,7 @@ int main(int argc, char **argv)
 {
 	int np = argc > 1 ? atoi(argv[1]) : 2;
 	long iters = argc > 2 ? atol(argv[2]) : 100000;
+	int re = argc > 3 && strcmp(argv[3], "realloc") == 0;
 	if (np < 1 || np > MAXP || iters < 1)
 		return 2;
 	static struct producer pr[MAXP];
@@ -108,6 +113,12 @@ int main(int argc, char **argv)
 				continue;
 			got = 1;
 			size_t n = 16 + (size_t)((unsigned char)p[0] % 200);
+			if (re) {
+				char *q = realloc(p, 2 * (n + 480));
+				if (!q)
+					return 4;
+				p = q;
+			}
 			free(p);
 			char *b = malloc(n); /* often the address just freed */
 			b[0] = 1;
@@ -120,12 +131,16 @@ int main(int argc, char **argv)
 	for (int i = 0; i < np; i++)
 		pthread_join(t[i], NULL);
 	/* each block made crosses once and is freed once: 2 x iters
-	 * mallocs and frees a producer, and its 5 leaked blocks */
+	 * mallocs and frees a producer, and its 5 leaked blocks (a realloc
+	 * is neither: the analyzer counts it as an allocation call of its
+	 * own, realloc_calls) */
 	long allocs = (long)np * (2 * iters + 5);
 	long frees = (long)np * 2 * iters;
 	char buf[200];
 	int n = snprintf(buf, sizeof(buf),
-			 "allocs=%ld frees=%ld leaked_blocks=%d leaked_bytes=%d\n",
-			 allocs, frees, np * 5, np * 200);
+			 "allocs=%ld frees=%ld reallocs=%ld leaked_blocks=%d "
+			 "leaked_bytes=%d\n",
+			 allocs, frees, re ? (long)np * iters : 0L, np * 5,
+			 np * 200);
 	return write(1, buf, (size_t)n) == n ? 0 : 3;
 }

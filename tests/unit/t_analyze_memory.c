@@ -657,6 +657,43 @@ TEST(unknown_frees)
 	membuf_free(&b.m);
 }
 
+/* A FREE stamped up to 1 us before another thread's ALLOC of its block
+ * (struct kp_early) frees that block; on the same thread, or later than
+ * that, it stays an unmatched free. */
+TEST(early_frees)
+{
+	struct tb b;
+	tb_begin(&b, 14, 1, "/bin/e");
+	t_free(&b, 2, 1000, 0xa000); /* early: thread 1 allocates it next */
+	t_alloc(&b, 1, 1050, 0xa000, 64, 0);
+	t_free(&b, 1, 2000, 0xb000); /* the same thread: not its block */
+	t_alloc(&b, 1, 2010, 0xb000, 32, 0);
+	t_free(&b, 2, 3000, 0xc000); /* more than 1 us before */
+	t_alloc(&b, 1, 4001, 0xc000, 16, 0);
+	t_alloc(&b, 1, 4900, 0xe000, 8, 0);
+	t_free(&b, 2, 5000, 0xd000); /* a realloc's allocation half at 5010 */
+	t_realloc(&b, 1, 4990, 0xe000, 0xd000, 48, 0, 20);
+	t_end(&b, 10000, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK_EQ_U(m->alloc_calls, 5);
+	CHECK_EQ_U(m->free_calls, 5);
+	CHECK_EQ_U(m->unmatched_frees, 2);
+	CHECK_EQ_U(m->reordered_frees, 2);
+	CHECK_EQ_U(m->live_blocks, 2);
+	CHECK_EQ_U(m->live_bytes, 48);
+	CHECK_EQ_U(m->bytes_freed, 64 + 8 + 48);
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "unmatched frees   2"));
+	CHECK(strstr(txt, "reordered frees   2"));
+	free(txt);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
 TEST(truncated_trace)
 {
 	struct tb b;
@@ -976,7 +1013,10 @@ TEST(incarnations_model)
 			       1442695040888963407ULL;
 			unsigned p = (unsigned)(seed >> 33) % NP;
 			uint32_t tid = 1 + (uint32_t)(seed >> 20) % 3;
-			uint64_t ts = (start + (uint64_t)k * 3) * NF + (uint64_t)f;
+			/* distinct, and more than KP_EARLY_NS apart: no
+			 * free here is early (TEST(early_frees) is) */
+			uint64_t ts = ((start + (uint64_t)k * 3) * NF +
+				       (uint64_t)f) * (KP_EARLY_NS + 1);
 			uint64_t ptr = 0x7f0000001000ULL + (uint64_t)p * 64;
 			if ((seed >> 50) % 10 < 6) {
 				uint64_t size = 1 + (seed >> 8) % 100000;
@@ -1021,13 +1061,15 @@ TEST(incarnations_model)
 		}
 		tb_flush(&b);
 	}
-	t_end(&b, (uint64_t)NF * PER * 3 * NF * 2, KP_END_EXIT, 0);
+	t_end(&b, (uint64_t)NF * PER * 3 * NF * 2 * (KP_EARLY_NS + 1),
+	      KP_END_EXIT, 0);
 	tb_end_writer(&b);
 
 	struct kp_analysis *an = analyze1(&b);
 	const struct kp_mem_totals *m = kp_mem_totals(an);
 	REQUIRE(m);
 	CHECK(want_evicted > 0);
+	CHECK_EQ_U(m->reordered_frees, 0);
 	CHECK_EQ_U(m->evicted, want_evicted);
 	CHECK_EQ_U(m->unmatched_frees, want_unmatched);
 	CHECK_EQ_U(m->free_calls, frees);
@@ -1807,7 +1849,7 @@ int main(int argc, char **argv)
 			 T(frame_merge_many_runs), T(frame_time_backwards),
 			 T(unknown_frees), T(truncated_trace),
 			 T(two_processes_merged), T(lost_records),
-			 T(confidence_classes), T(many_incarnations),
+			 T(confidence_classes), T(early_frees), T(many_incarnations),
 			 T(incarnations_model), T(pointer_map_model),
 			 T(bad_input), T(json_escaping),
 			 T(symbolize_self), T(inflate_debug_sections),

@@ -541,6 +541,66 @@ void kp_ra_end(struct kp_ra *ra);
 /* Allocation size classes: 0 the size 0, c >= 1 sizes [2^(c-1), 2^c). */
 #define KP_SIZE_CLASSES 65
 
+/*
+ * Frees stamped a little before the allocation they free. A thread that
+ * gets a block from another frees it after loading the pointer, but the
+ * CPU may read its clock for the FREE (rdtsc, which is not ordered with
+ * loads) before that load completes: a FREE 0 to ~100 ns older than the
+ * other thread's ALLOC of the block turns up (tests/apps/handoff.c, a few
+ * in 100,000 blocks crossing threads; a fence before each stamp cost
+ * alloc_bench a quarter more). A FREE that finds no live block waits here;
+ * an ALLOC of that pointer by another thread at most KP_EARLY_NS later is
+ * the block it freed, and is freed at once. Direct-mapped: a later early
+ * FREE whose pointer maps to the same slot replaces the one there.
+ */
+#define KP_EARLY_SLOTS 64 /* a power of two */
+#define KP_EARLY_NS 1000
+struct kp_early {
+	struct {
+		uint64_t ptr, ts;
+		uint32_t tid;
+	} e[KP_EARLY_SLOTS];
+	uint64_t newest; /* the latest ts added */
+	int any;         /* an entry may still be in time */
+};
+
+static inline unsigned kp_early_slot(uint64_t ptr)
+{
+	return (unsigned)((ptr * 0x9e3779b97f4a7c15ull) >> 58) &
+	       (KP_EARLY_SLOTS - 1);
+}
+
+static inline void kp_early_add(struct kp_early *q, uint64_t ptr,
+				uint64_t ts, uint32_t tid)
+{
+	unsigned i = kp_early_slot(ptr);
+	q->e[i].ptr = ptr;
+	q->e[i].ts = ts;
+	q->e[i].tid = tid;
+	if (!q->any || ts > q->newest)
+		q->newest = ts;
+	q->any = 1;
+}
+
+/* Is an ALLOC of ptr at ts by thread tid the block of an early FREE?
+ * (Takes that FREE.) */
+static KP_ALWAYS_INLINE int kp_early_take(struct kp_early *q, uint64_t ptr,
+					  uint64_t ts, uint32_t tid)
+{
+	if (KP_LIKELY(!q->any))
+		return 0;
+	if (ts > q->newest + KP_EARLY_NS) {
+		q->any = 0; /* every entry is out of time */
+		return 0;
+	}
+	unsigned i = kp_early_slot(ptr);
+	if (q->e[i].ptr != ptr || q->e[i].tid == tid || ts < q->e[i].ts ||
+	    ts - q->e[i].ts > KP_EARLY_NS)
+		return 0;
+	q->e[i].ptr = 0;
+	return 1;
+}
+
 struct kp_mem_totals {
 	uint64_t alloc_calls, free_calls, realloc_calls;
 	uint64_t bytes_allocated, bytes_freed;
@@ -548,6 +608,7 @@ struct kp_mem_totals {
 	int64_t peak_pid;
 	uint64_t live_bytes, live_blocks; /* in use at exit */
 	uint64_t unmatched_frees;
+	uint64_t reordered_frees; /* early FREEs paired (struct kp_early) */
 	uint64_t evicted;    /* incarnations dropped over the per-pointer cap */
 	/* blocks freed by the thread that allocated them before it
 	 * allocated or freed anything else (heaptrack's "temporary

@@ -98,6 +98,7 @@ struct mem_state {
 		uint64_t ptr;
 	} tl[256];
 	struct kp_mem_totals cur;
+	struct kp_early early; /* frees stamped before their ALLOC */
 	/* ts of the 2^k-th allocation of the trace, for "start-up" */
 	uint64_t pow2_ts[64];
 	/* all traces */
@@ -497,21 +498,23 @@ static KP_ALWAYS_INLINE void mem_alloc(struct mem_state *ms,
 }
 
 /*
- * Free ptr at ts: the newest live incarnation allocated at or before ts
+ * Free ptr at ts (@return 0 when no block of ptr is live: an unmatched
+ * free): the newest live incarnation allocated at or before ts
  * (the one this free can have seen), else the oldest one.
  */
-static KP_ALWAYS_INLINE void mem_free(struct mem_state *ms, uint64_t ts,
-				      uint64_t ptr, uint64_t hash, int temp)
+static KP_ALWAYS_INLINE int mem_free(struct mem_state *ms, uint64_t ts,
+				     uint64_t ptr, uint64_t hash, int temp)
 {
 	struct ptrmap *m = &ms->map;
 	size_t i;
 
 	ms->cur.free_calls++;
 	if (!m->cap || !ptr || !pm_find(m, ptr, hash, &i)) {
-		/* Allocated before kprof started, or the ALLOC was lost. */
+		/* Allocated before kprof started, the ALLOC was lost, or it
+		 * comes next, stamped a little later (struct kp_early). */
 		if (ptr)
 			ms->cur.unmatched_frees++;
-		return;
+		return 0;
 	}
 	const struct blk *b = &m->slots[i];
 	size_t slot = i;
@@ -533,7 +536,9 @@ static KP_ALWAYS_INLINE void mem_free(struct mem_state *ms, uint64_t ts,
 		pm_delete(m, i); /* the only incarnation */
 	else
 		remove_incarnation(ms, i, slot, in_dups);
+	return 1;
 }
+
 
 /* Thread tid's entry of ms->tl, taken over if another thread had it. */
 static KP_ALWAYS_INLINE uint64_t *thread_last(struct mem_state *ms,
@@ -545,6 +550,22 @@ static KP_ALWAYS_INLINE uint64_t *thread_last(struct mem_state *ms,
 		ms->tl[i].ptr = 0;
 	}
 	return &ms->tl[i].ptr;
+}
+
+/* An ALLOC's block just stored: the one an early FREE by another thread
+ * freed? Then free it now, a free counted (unmatched) already. */
+static KP_ALWAYS_INLINE void mem_early(struct mem_state *ms,
+				       const struct kp_event *e,
+				       uint64_t hash)
+{
+	if (KP_LIKELY(!ms->early.any) || !e->ptr ||
+	    !kp_early_take(&ms->early, e->ptr, e->ts, e->tid))
+		return;
+	ms->cur.free_calls--;
+	ms->cur.unmatched_frees--;
+	ms->cur.reordered_frees++;
+	mem_free(ms, e->ts, e->ptr, hash, 0);
+	*thread_last(ms, e->tid) = 0;
 }
 
 /* ---- pass hooks ------------------------------------------------------------ */
@@ -566,6 +587,7 @@ static void mem_begin_trace(void *state, struct kp_trace *t)
 
 	(void)t;
 	memset(&ms->cur, 0, sizeof(ms->cur));
+	memset(&ms->early, 0, sizeof(ms->early));
 	memset(ms->pow2_ts, 0, sizeof(ms->pow2_ts));
 	ms->map.mul = kp_random_seed() | 1;
 	ms->dups.mul = ms->map.mul;
@@ -585,22 +607,28 @@ static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 	case KP_REC_ALLOC:
 		mem_alloc(ms, t, e->ts, e->ptr, hash, e->size, e->stack);
 		*thread_last(ms, e->tid) = e->ptr;
+		mem_early(ms, e, hash);
 		break;
 	case KP_REC_FREE:
 		if (!e->ptr)
 			break; /* free(NULL) is no call (valgrind agrees) */
 		last = thread_last(ms, e->tid);
-		mem_free(ms, e->ts, e->ptr, hash, *last == e->ptr);
+		if (KP_UNLIKELY(!mem_free(ms, e->ts, e->ptr, hash,
+					  *last == e->ptr)))
+			kp_early_add(&ms->early, e->ptr, e->ts, e->tid);
 		*last = 0;
 		break;
 	case KP_EV_REALLOC_ALLOC:
 		ms->cur.realloc_calls++;
 		mem_alloc(ms, t, e->ts, e->ptr, hash, e->size, e->stack);
 		*thread_last(ms, e->tid) = e->ptr;
+		mem_early(ms, e, hash);
 		break;
 	case KP_EV_REALLOC_FREE:
 		last = thread_last(ms, e->tid);
-		mem_free(ms, e->ts, e->ptr, hash, *last == e->ptr);
+		if (KP_UNLIKELY(!mem_free(ms, e->ts, e->ptr, hash,
+					  *last == e->ptr)) && e->ptr)
+			kp_early_add(&ms->early, e->ptr, e->ts, e->tid);
 		*last = 0;
 		break;
 	default:
@@ -811,6 +839,8 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 	g->unmatched_frees = kp_sat_add(g->unmatched_frees,
 					pt->unmatched_frees);
 	g->evicted = kp_sat_add(g->evicted, pt->evicted);
+	g->reordered_frees = kp_sat_add(g->reordered_frees,
+					pt->reordered_frees);
 	g->temporary = kp_sat_add(g->temporary, pt->temporary);
 	for (unsigned c = 0; c < KP_SIZE_CLASSES; c++) {
 		g->size_calls[c] = kp_sat_add(g->size_calls[c],

@@ -44,6 +44,7 @@ struct peak_state {
 	struct jent *j;
 	size_t nj, jcap;
 	int overflow;
+	struct kp_early early; /* frees stamped before their ALLOC */
 	/* all traces: gstack -> bytes, blocks */
 	struct kp_idmap gids;
 	struct kp_wstack *out;
@@ -157,6 +158,7 @@ static void peak_begin(void *st, struct kp_trace *t)
 	s->n = s->nj = 0;
 	s->total = s->peak = 0;
 	s->overflow = 0;
+	memset(&s->early, 0, sizeof(s->early));
 	if (s->cap)
 		memset(s->map, 0, s->cap * sizeof(*s->map));
 	if (s->nlive)
@@ -184,11 +186,17 @@ static void peak_events(void *st, struct kp_trace *t, const struct kp_batch *b)
 					     : 0;
 			put(s, &blk);
 			change(s, blk.local, (int64_t)blk.size, 1);
+			/* freed already, by an early FREE (memory.c) */
+			if (kp_early_take(&s->early, e->ptr, e->ts, e->tid) &&
+			    take(s, e->ptr, &blk))
+				change(s, blk.local, -(int64_t)blk.size, -1);
 			break;
 		case KP_REC_FREE:
 		case KP_EV_REALLOC_FREE:
 			if (take(s, e->ptr, &blk))
 				change(s, blk.local, -(int64_t)blk.size, -1);
+			else if (e->ptr)
+				kp_early_add(&s->early, e->ptr, e->ts, e->tid);
 			break;
 		default:
 			break;

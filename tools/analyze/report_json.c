@@ -49,6 +49,7 @@
  *         "peak_bytes": int,           max bytes live at any time
  *         "peak_time_ns": int,         when (ns since start)
  *         "unmatched_frees": int,
+ *         "reordered_frees": int,
  *         "temporary_allocs": int,
  *         "in_use_at_exit": {"bytes": int, "blocks": int}
  *       }
@@ -64,6 +65,9 @@
  *     "unmatched_frees": int,          frees of blocks never seen allocated
  *                                      (allocated before kprof started; in
  *                                      a forked child, by its parent)
+ *     "reordered_frees": int,          frees stamped up to 1 us before the
+ *                                      allocation they free, on another
+ *                                      thread, and paired with it
  *     "temporary_allocs": int,         blocks freed (or realloc'ed) by the
  *                                      thread that allocated them before it
  *                                      allocated or freed anything else
@@ -301,6 +305,8 @@ void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
 	json_counts(j, m);
 	kp_json_key(j, "unmatched_frees");
 	kp_json_u64(j, m->unmatched_frees);
+	kp_json_key(j, "reordered_frees");
+	kp_json_u64(j, m->reordered_frees);
 	kp_json_key(j, "temporary_allocs");
 	kp_json_u64(j, m->temporary);
 	json_in_use(j, m);
@@ -359,6 +365,8 @@ void kp_mem_report_json(struct kp_analysis *an, struct kp_json *j)
 	json_in_use(j, m);
 	kp_json_key(j, "unmatched_frees");
 	kp_json_u64(j, m->unmatched_frees);
+	kp_json_key(j, "reordered_frees");
+	kp_json_u64(j, m->reordered_frees);
 	kp_json_key(j, "temporary_allocs");
 	kp_json_u64(j, m->temporary);
 

@@ -625,6 +625,10 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 				nfk == 1 ? "" : "ren", nfk == 1 ? "its" : "their");
 		fprintf(out, ")\n");
 	}
+	if (m->reordered_frees)
+		fprintf(out, "  reordered frees   %s (stamped up to 1 us before "
+			"the other thread's allocation they free; paired)\n",
+			kp_fmt_count(a, sizeof(a), m->reordered_frees));
 	if (m->evicted)
 		fprintf(out, "  inconsistent      %s blocks were allocated "
 			"again before being freed\n",

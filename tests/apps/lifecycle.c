@@ -15,6 +15,14 @@
  *               or /bin/true); the parent waits and prints
  *               "parent=PID child=PID child_status=N".
  *   leak4       leaks 4 x 50 from leak_after_exec(), exit 0.
+ *   vforkexec PROG ARGS  leaks 5 x 100 (leak_in_parent); vfork, the child
+ *               execv(PROG, PROG ARGS); vfork again, the child execv of a
+ *               missing file, then _exit(127) (both children run on the
+ *               parent's memory, and so on kprof's state, until then);
+ *               posix_spawn(PROG, PROG ARGS); waits for each, leaks 6 x 33
+ *               (leak_after_spawn) and prints "parent=PID child=PID
+ *               failed=PID spawned=PID child_status=N failed_status=N
+ *               spawned_status=N".
  *   threadexit  two threads allocate and free in a loop forever; once both
  *               have started (counted explicitly), a third thread calls
  *               exit(42) while they run; main waits in pthread_join.
@@ -45,6 +53,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +101,12 @@ __attribute__((noinline)) void leak_after_exec(void)
 {
 	for (int i = 0; i < 4; i++)
 		sink[30 + i] = malloc(50);
+}
+
+__attribute__((noinline)) void leak_after_spawn(void)
+{
+	for (int i = 0; i < 6; i++)
+		sink[56 + i] = malloc(33);
 }
 
 __attribute__((noinline)) void leak_before_exit(void)
@@ -161,6 +176,44 @@ static int mode_forkexec(char **argv)
 		return 3;
 	say("parent=%ld child=%ld child_status=%ld\n", (long)getpid(), (long)c,
 	    WEXITSTATUS(st));
+	return 0;
+}
+
+/* The exit status of child c, or -1. */
+static long status_of(pid_t c)
+{
+	int st;
+	if (c <= 0 || waitpid(c, &st, 0) != c || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+static int mode_vforkexec(char **argv)
+{
+	leak_in_parent();
+	pid_t c = vfork();
+	if (c == 0) {
+		execv(argv[2], argv + 2);
+		_exit(127);
+	}
+	long cs = status_of(c);
+	pid_t f = vfork();
+	if (f == 0) {
+		char *bad[] = { "/nonexistent-kprof-test/x", NULL };
+		execv(bad[0], bad);
+		_exit(127);
+	}
+	long fs = status_of(f);
+	pid_t s;
+	if (posix_spawn(&s, argv[2], NULL, NULL, argv + 2, environ))
+		return 2;
+	long ss = status_of(s);
+	leak_after_spawn();
+	say("parent=%ld child=%ld failed=%ld ", (long)getpid(), (long)c,
+	    (long)f);
+	say("spawned=%ld child_status=%ld failed_status=%ld ", (long)s, cs,
+	    fs);
+	say("spawned_status=%ld\n", ss, 0, 0);
 	return 0;
 }
 
@@ -287,6 +340,8 @@ int main(int argc, char **argv)
 		return mode_forkfree();
 	if (!strcmp(m, "forkexec") && argc > 2)
 		return mode_forkexec(argv);
+	if (!strcmp(m, "vforkexec") && argc > 2)
+		return mode_vforkexec(argv);
 	if (!strcmp(m, "leak4")) {
 		leak_after_exec();
 		return 0;

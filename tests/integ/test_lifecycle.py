@@ -133,6 +133,43 @@ with t.section("fork+exec of /bin/true"):
              procs)
         t.eq(rep["trace"]["truncated"], False, "exec true: nothing truncated")
 
+with t.section("vfork+exec, vfork with a failed exec, posix_spawn"):
+    # a vfork child runs on its parent's memory, kprof's state included,
+    # until its exec or _exit: it must leave that state as it was, write
+    # no END into the parent's trace, and make no trace of its own unless
+    # its exec succeeds
+    with Tmp() as d:
+        r = run([APP, "vforkexec", APP, "leak4"], d)
+        t.eq((r.rc, r.err), (0, ""), "vforkexec: exit 0, nothing on stderr")
+        c = counts_from(r.out)
+        t.eq((c.get("child_status"), c.get("failed_status"), c.get("spawned_status")),
+             (0, 127, 0), "vforkexec: exec'd and spawned apps exit 0, the failed exec 127",
+             r.out)
+        names = sorted(os.path.basename(f) for f in r.traces)
+        t.eq(names, sorted("kprof.%d.kpz" % c.get(k, 0) for k in ("parent", "child", "spawned")),
+             "vforkexec: a trace of the parent and of each exec'd image, none of the "
+             "child whose exec failed")
+        ptrace = [f for f in r.traces if trace_header(f)["pid"] == c.get("parent")]
+        t.eq([(x["type"], x.get("kind")) for x in dump(ptrace[0])
+              if x["type"] in ("exec", "end")] if ptrace else None, [("end", 0)],
+             "vforkexec: the parent's trace holds no EXEC, and one END: its exit")
+        rep = analyze(r.traces)
+        procs = {p["pid"]: p for p in rep["trace"]["processes"]}
+        par = procs.get(c.get("parent"), {})
+        t.eq((par.get("end_reason"), par.get("exit_status"), par.get("truncated")),
+             ("exit", 0, False), "vforkexec: the parent's trace ends with its own exit")
+        t.eq(par.get("memory", {}).get("in_use_at_exit"), {"bytes": 698, "blocks": 11},
+             "vforkexec: the parent's 5 x 100 before and 6 x 33 after are in use at exit")
+        t.eq(leak_of(rep, "leak_after_spawn")[:2], (198, 6),
+             "vforkexec: allocations after the children are recorded, with their stacks")
+        for k in ("child", "spawned"):
+            p = procs.get(c.get(k), {})
+            t.eq((p.get("end_reason"), p.get("memory", {}).get("in_use_at_exit"),
+                  p.get("ppid")),
+                 ("exit", {"bytes": 200, "blocks": 4}, c.get("parent")),
+                 "vforkexec: the %s image's trace: 4 x 50, its exit, its parent" % k)
+        t.eq(rep["trace"]["events_lost"], 0, "vforkexec: no event lost")
+
 with t.section("exit(3) from main"):
     with Tmp() as d:
         r = run([APP, "exit", "3"], d)

@@ -26,6 +26,26 @@ uint64_t kp_wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void kp_clock_pair(uint64_t *ticks, uint64_t *mono)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	uint64_t best = UINT64_MAX;
+	for (int i = 0; i < 8; i++) {
+		uint64_t a = __rdtsc();
+		uint64_t m = kp_mono_ns();
+		uint64_t b = __rdtsc();
+		if (b - a < best) {
+			best = b - a;
+			*ticks = a + (b - a) / 2;
+			*mono = m;
+		}
+	}
+#else
+	*mono = kp_mono_ns();
+	*ticks = *mono;
+#endif
+}
+
 int kp_tsc_usable(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

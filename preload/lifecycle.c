@@ -40,12 +40,12 @@ extern char **environ;
 static void init_clock(void)
 {
 	kp.use_tsc = kp_tsc_usable();
-	/* Pair a tick reading with CLOCK_MONOTONIC: take the middle of two
-	 * tick readings around one clock read. */
-	uint64_t a = kp.use_tsc ? __rdtsc() : 0;
-	kp.mono0 = kp_mono_ns();
-	uint64_t b = kp.use_tsc ? __rdtsc() : 0;
-	kp.tsc0 = kp.use_tsc ? a + (b - a) / 2 : kp.mono0;
+	if (kp.use_tsc) {
+		kp_clock_pair(&kp.tsc0, &kp.mono0);
+	} else {
+		kp.mono0 = kp_mono_ns();
+		kp.tsc0 = kp.mono0;
+	}
 	kp.wall0 = kp_wall_ns();
 }
 

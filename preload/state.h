@@ -293,6 +293,10 @@ static inline void kp_spin_unlock(_Atomic int *l)
 uint64_t kp_mono_ns(void);
 uint64_t kp_wall_ns(void);
 int kp_tsc_usable(void);
+/* A tick reading and CLOCK_MONOTONIC read together: the middle of two
+ * readings around one clock read, the closest pair of a few tries (an
+ * interrupt between them moved the writer's factor by 0.6 %). */
+void kp_clock_pair(uint64_t *ticks, uint64_t *mono);
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>

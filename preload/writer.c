@@ -310,13 +310,14 @@ static void measure_tsc(void)
 		return;
 	}
 	/* At least 1 ms between the two points: with ~30 ns of jitter in each
-	 * pairing of clock_gettime and rdtsc, the rate is within ~60 ppm
-	 * (0.006 %, far inside the 1 % an I/O latency needs). A process that
-	 * ends sooner waits out the rest of the millisecond on this thread. */
+	 * pairing of clock_gettime and rdtsc (kp_clock_pair: the closest of a
+	 * few, so that an interrupt between the two reads does not count),
+	 * the rate is within ~60 ppm (0.006 %, far inside the 1 % an I/O
+	 * latency needs). A process that ends sooner waits out the rest of
+	 * the millisecond on this thread. */
 	uint64_t t1, m1;
 	do {
-		m1 = kp_mono_ns();
-		t1 = __rdtsc();
+		kp_clock_pair(&t1, &m1);
 	} while (m1 - kp.mono0 < 1000000);
 	w.tsc_hz = (double)(t1 - kp.tsc0) * 1e9 / (double)(m1 - kp.mono0);
 	w.mult = (uint64_t)((1e9 * 4294967296.0) / w.tsc_hz);

@@ -416,13 +416,17 @@ uint64_t kp_cpu_lost(void)
 struct tramp {
 	void *(*fn)(void *);
 	void *arg;
+	int sampled;
 };
 
-static void *start_sampled(void *p)
+/* An app thread's start: counted (lifecycle.c), and sampled when on. */
+static void *start_app(void *p)
 {
 	struct tramp t = *(struct tramp *)p;
 	kp_arena_free(p);
-	arm_self();
+	kp_app_thread_start();
+	if (t.sampled)
+		arm_self();
 	return t.fn(t.arg);
 }
 
@@ -430,9 +434,10 @@ KP_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 			     void *(*fn)(void *), void *arg)
 {
 	resolve();
-	if (!kp_tls.busy) /* the app's thread, not kprof's writer */
-		kp_io_direct_off();
-	if (!cpu.on || kp_tls.busy || atomic_load(&cpu.stepped_aside))
+	if (kp_tls.busy) /* kprof's writer */
+		return cpu.real_pthread_create(th, attr, fn, arg);
+	kp_io_direct_off();
+	if (!kp_ready())
 		return cpu.real_pthread_create(th, attr, fn, arg);
 	kp_tls.busy = 1;
 	struct tramp *t = kp_arena_alloc(sizeof(*t));
@@ -441,9 +446,13 @@ KP_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 		return cpu.real_pthread_create(th, attr, fn, arg);
 	t->fn = fn;
 	t->arg = arg;
-	int rc = cpu.real_pthread_create(th, attr, start_sampled, t);
-	if (rc != 0)
+	t->sampled = cpu.on && !atomic_load(&cpu.stepped_aside);
+	kp_app_threads_add(1);
+	int rc = cpu.real_pthread_create(th, attr, start_app, t);
+	if (rc != 0) {
+		kp_app_threads_add(-1);
 		kp_arena_free(t);
+	}
 	return rc;
 }
 

@@ -89,6 +89,12 @@ out:
 	return atomic_load(&kp.run) == KP_ST_RUNNING;
 }
 
+/* The app's threads as glibc counts them, without kprof's writer (see
+ * "the app's last thread" below). */
+static _Atomic long app_threads = 1;
+static pthread_key_t app_key;
+static int app_key_ok;
+
 /* ---- fork ------------------------------------------------------------------ */
 
 static void fork_prepare(void)
@@ -130,12 +136,106 @@ static void fork_child(void)
 	kp_modules_unlock();
 	kp.pid = (pid_t)syscall(SYS_getpid);
 	kp.ppid = (pid_t)syscall(SYS_getppid);
+	atomic_store(&app_threads, 1); /* the one that forked */
 	init_clock(); /* the child's trace starts now */
 	kp_ring_after_fork_child();
 	kp_io_after_fork_child();
 	kp_writer_after_fork_child();
 	kp_unwind_after_fork_child();
 	kp_tls.busy = 0;
+}
+
+/* ---- the app's last thread ------------------------------------------------- */
+
+/*
+ * glibc ends a process when its count of threads falls to 0: the last
+ * thread to exit (a main that called pthread_exit, then its workers) calls
+ * exit(0). kprof's writer is one of those threads, so without this the
+ * count stops at 1 and the process never ends. kprof keeps its own count
+ * of the app's threads (main, and each one pthread_create makes) and a key
+ * whose destructor runs as each of them exits, however it exits; the last
+ * stops the writer (kp_writer_park) and glibc calls exit(0) on it, as it
+ * would without kprof, with the app's fds and stdio as they were.
+ */
+
+/* Are the writer and `others` more threads all there is? (/proc/self/stat:
+ * the threads, and the state of the leader, a zombie once main called
+ * pthread_exit.) An unreadable file says no. */
+static int threads_left(int others)
+{
+	char buf[1024];
+	long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/stat",
+			  O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	long n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return 0;
+	char state = p[2];
+	/* after ") ": state (3rd field), then up to num_threads (20th) */
+	long threads = -1;
+	p += 2;
+	for (int field = 3; field < 20 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	if (p)
+		threads = strtol(p, NULL, 10);
+	int leader = syscall(SYS_gettid) == kp.pid;
+	return threads == 1 + others ||
+	       (threads == 2 + others && state == 'Z' && !leader);
+}
+
+/* The writer's fallback, when a thread kprof did not count (made before
+ * it started, or by a raw clone) was the app's last: no thread of the app
+ * is left, so it is the writer that must let glibc end the process (by
+ * returning; the app's fds are closed by then, so its unflushed stdio
+ * output is lost, which is still better than a process that never ends).
+ */
+int kp_writer_alone(void)
+{
+	return atomic_load(&app_threads) <= 0 && syscall(SYS_getpid) == kp.pid &&
+	       threads_left(0);
+}
+
+/* The key's destructor: this thread is exiting. A thread that exited
+ * just before may still be there for a few microseconds (past its
+ * destructors, on its way out): look again for up to ~10 ms. */
+static void app_thread_gone(void *arg)
+{
+	(void)arg;
+	if (atomic_fetch_sub(&app_threads, 1) != 1 || !kp_recording() ||
+	    syscall(SYS_getpid) != kp.pid)
+		return;
+	int saved = errno;
+	for (int i = 0; i < 20; i++) {
+		if (threads_left(1)) { /* this one and the writer */
+			kp_writer_park();
+			break;
+		}
+		struct timespec ts = { 0, 500000 };
+		syscall(SYS_nanosleep, &ts, NULL);
+	}
+	errno = saved;
+}
+
+void kp_app_threads_add(int n)
+{
+	atomic_fetch_add(&app_threads, n);
+	if (n > 0)
+		kp_writer_unpark(); /* a thread made by the last one */
+}
+
+void kp_app_thread_start(void)
+{
+	if (app_key_ok)
+		pthread_setspecific(app_key, (void *)1);
 }
 
 /* ---- start and finish ------------------------------------------------------ */
@@ -173,6 +273,8 @@ __attribute__((constructor)) static void kp_ctor(void)
 	kp_pystack_init(); /* python3.11's frames, if this is python3.11 */
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	on_exit_registered = on_exit(on_exit_finish, NULL) == 0;
+	app_key_ok = pthread_key_create(&app_key, app_thread_gone) == 0;
+	kp_app_thread_start(); /* main */
 	if (kp_writer_start() != 0)
 		atomic_store(&kp.run, KP_ST_OFF);
 	else

@@ -923,6 +923,17 @@ int kp_writer_start(void);
 /* Drain everything now; if final, write END and stop the writer thread. */
 void kp_writer_sync(int final, int reason, int64_t status);
 void kp_writer_exec(const char *path);
+/* Stop the writer thread for the app's last thread, trace left open; and
+ * start it again (lifecycle.c). */
+void kp_writer_park(void);
+void kp_writer_unpark(void);
+/* The app's threads as glibc counts them, kprof's writer left out
+ * (lifecycle.c): one more before pthread_create, one less if it fails
+ * (kp_app_threads_add); a new thread's start (kp_app_thread_start). */
+void kp_app_threads_add(int n);
+void kp_app_thread_start(void);
+/* No thread of the app is left, only the writer (lifecycle.c). */
+int kp_writer_alone(void);
 /* Run fn(arg) on the writer thread and wait for it; does nothing when
  * there is no writer thread (or the caller is the writer). */
 void kp_writer_call(void (*fn)(void *), void *arg);

@@ -77,6 +77,7 @@ static struct {
 	pthread_t thread;
 	int thread_started;
 	_Atomic int stop;
+	_Atomic int parked;     /* stopped for the app's last thread */
 	struct kp_writer *kw;
 	int fd;                 /* trace fd, -1 when none */
 	dev_t dev;              /* its identity, to notice closefrom/dup2 */
@@ -1120,6 +1121,8 @@ static void *writer_main(void *arg)
 		syscall(SYS_futex, &kp.wake_seq, FUTEX_WAIT_PRIVATE, seq, &ts,
 			NULL, 0);
 		atomic_store(&kp.writer_sleeping, 0);
+		if (KP_UNLIKELY(kp_writer_alone()))
+			break; /* glibc then calls exit(0) here */
 		serve_call();
 		int more = 1;
 		while (more && !atomic_load(&w.stop)) {
@@ -1219,6 +1222,36 @@ void kp_writer_sync(int final, int reason, int64_t status)
 	}
 	if (final)
 		kp_warn_flush();
+}
+
+/*
+ * The app's last thread is exiting (lifecycle.c, kp_app_thread_gone):
+ * stop the writer thread, leaving the trace open, so that glibc, whose
+ * count of threads includes the writer, sees that thread as its last and
+ * calls exit(0) there, whose on_exit handler finishes the trace on that
+ * thread (kp_writer_sync runs the cycles itself when there is no writer
+ * thread). A thread created after that starts the writer again
+ * (kp_writer_unpark).
+ */
+void kp_writer_park(void)
+{
+	if (!w.thread_started || pthread_equal(pthread_self(), w.thread))
+		return;
+	atomic_store(&w.stop, 1);
+	kp_writer_wake();
+	pthread_join(w.thread, NULL);
+	w.thread_started = 0;
+	atomic_store(&kp.writer_up, 0);
+	atomic_store(&w.parked, 1);
+}
+
+void kp_writer_unpark(void)
+{
+	if (!atomic_exchange(&w.parked, 0))
+		return;
+	atomic_store(&w.stop, 0);
+	if (spawn_thread() != 0)
+		atomic_store(&kp.run, KP_ST_OFF);
 }
 
 /* Flush before exec: if the exec succeeds this trace ends here. */

@@ -15,6 +15,12 @@
  *               or /bin/true); the parent waits and prints
  *               "parent=PID child=PID child_status=N".
  *   leak4       leaks 4 x 50 from leak_after_exec(), exit 0.
+ *   mainexit    main leaks 5 x 100 (leak_in_parent), starts 2 threads and
+ *               calls pthread_exit; each thread naps 50 ms, makes 1000
+ *               malloc/free pairs, leaks 2 x 300 (leak_in_thread) and
+ *               printf()s a line; the last one to end makes glibc call
+ *               exit(0), which flushes stdout (a pipe: fully buffered).
+ *               The one mode that uses stdio: its buffer is a block too.
  *   vforkexec PROG ARGS  leaks 5 x 100 (leak_in_parent); vfork, the child
  *               execv(PROG, PROG ARGS); vfork again, the child execv of a
  *               missing file, then _exit(127) (both children run on the
@@ -107,6 +113,12 @@ __attribute__((noinline)) void leak_after_spawn(void)
 {
 	for (int i = 0; i < 6; i++)
 		sink[56 + i] = malloc(33);
+}
+
+__attribute__((noinline)) void leak_in_thread(int k)
+{
+	for (int i = 0; i < 2; i++)
+		sink[62 - 2 * k + i] = malloc(300);
 }
 
 __attribute__((noinline)) void leak_before_exit(void)
@@ -215,6 +227,28 @@ static int mode_vforkexec(char **argv)
 	    fs);
 	say("spawned_status=%ld\n", ss, 0, 0);
 	return 0;
+}
+
+static void *mainexit_worker(void *arg)
+{
+	int k = (int)(long)arg;
+	nap_ms(50);
+	for (int i = 0; i < 1000; i++)
+		free(malloc(16 + (size_t)i % 100));
+	leak_in_thread(k);
+	printf("thread %d done\n", k);
+	return NULL;
+}
+
+static int mode_mainexit(void)
+{
+	leak_in_parent();
+	pthread_t t;
+	for (long k = 0; k < 2; k++)
+		if (pthread_create(&t, NULL, mainexit_worker, (void *)k) != 0)
+			return 2;
+	printf("main leaves first\n");
+	pthread_exit(NULL);
 }
 
 static int started;
@@ -340,6 +374,8 @@ int main(int argc, char **argv)
 		return mode_forkfree();
 	if (!strcmp(m, "forkexec") && argc > 2)
 		return mode_forkexec(argv);
+	if (!strcmp(m, "mainexit"))
+		return mode_mainexit();
 	if (!strcmp(m, "vforkexec") && argc > 2)
 		return mode_vforkexec(argv);
 	if (!strcmp(m, "leak4")) {

@@ -133,6 +133,30 @@ with t.section("fork+exec of /bin/true"):
              procs)
         t.eq(rep["trace"]["truncated"], False, "exec true: nothing truncated")
 
+with t.section("main calls pthread_exit, its threads end the process"):
+    # glibc calls exit(0) when its last thread ends, and kprof's writer is
+    # one of its threads: the process must still end, on the app's last
+    # thread, its stdout flushed there (it ran forever before the fix)
+    for label, prof in (("", {}), (", CPU sampling", {"CPU": "1"})):
+        with Tmp() as d:
+            plain = run_plain([APP, "mainexit"], d)
+            r = run([APP, "mainexit"], d, prof=prof, timeout=20)
+            t.eq((r.rc, sorted(r.out.splitlines()), r.err),
+                 (plain.rc, sorted(plain.out.splitlines()), ""),
+                 "mainexit%s: ends, exit 0, the same lines on stdout as without kprof"
+                 % label)
+            t.eq(len(r.traces), 1, "mainexit%s: one trace" % label)
+            rep = analyze(r.traces)
+            p = rep["trace"]["processes"][0]
+            t.eq((p["end_reason"], p["exit_status"], p["truncated"]), ("exit", 0, False),
+                 "mainexit%s: the trace ends with exit(0)" % label)
+            t.eq(leak_of(rep, "leak_in_parent")[:2], (500, 5),
+                 "mainexit%s: main's 5 x 100 in use at the end" % label)
+            t.eq(leak_of(rep, "leak_in_thread")[:2], (1200, 4),
+                 "mainexit%s: the threads' 2 x 2 x 300, the last thread's among them"
+                 % label)
+            t.eq(rep["memory"]["unmatched_frees"], 0, "mainexit%s: no unmatched frees" % label)
+
 with t.section("vfork+exec, vfork with a failed exec, posix_spawn"):
     # a vfork child runs on its parent's memory, kprof's state included,
     # until its exec or _exit: it must leave that state as it was, write

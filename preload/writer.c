@@ -1225,7 +1225,7 @@ void kp_writer_sync(int final, int reason, int64_t status)
 }
 
 /*
- * The app's last thread is exiting (lifecycle.c, kp_app_thread_gone):
+ * The app's last thread is exiting (lifecycle.c, app_thread_gone):
  * stop the writer thread, leaving the trace open, so that glibc, whose
  * count of threads includes the writer, sees that thread as its last and
  * calls exit(0) there, whose on_exit handler finishes the trace on that

@@ -547,8 +547,8 @@ void kp_ra_end(struct kp_ra *ra);
  * CPU may read its clock for the FREE (rdtsc, which is not ordered with
  * loads) before that load completes: a FREE 0 to ~100 ns older than the
  * other thread's ALLOC of the block turns up (tests/apps/handoff.c, a few
- * in 100,000 blocks crossing threads; a fence before each stamp cost
- * alloc_bench a quarter more). A FREE that finds no live block waits here;
+ * in 100,000 blocks crossing threads; a fence before each stamp made
+ * alloc_bench 1.77x where it is 1.50x). A FREE that finds no live block waits here;
  * an ALLOC of that pointer by another thread at most KP_EARLY_NS later is
  * the block it freed, and is freed at once. Direct-mapped: a later early
  * FREE whose pointer maps to the same slot replaces the one there.

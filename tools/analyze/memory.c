@@ -539,7 +539,6 @@ static KP_ALWAYS_INLINE int mem_free(struct mem_state *ms, uint64_t ts,
 	return 1;
 }
 
-
 /* Thread tid's entry of ms->tl, taken over if another thread had it. */
 static KP_ALWAYS_INLINE uint64_t *thread_last(struct mem_state *ms,
 					      uint32_t tid)
@@ -566,6 +565,19 @@ static KP_ALWAYS_INLINE void mem_early(struct mem_state *ms,
 	ms->cur.reordered_frees++;
 	mem_free(ms, e->ts, e->ptr, hash, 0);
 	*thread_last(ms, e->tid) = 0;
+}
+
+/* A FREE's event, or a REALLOC's free half: one that finds no live block
+ * may be early (struct kp_early). */
+static KP_ALWAYS_INLINE void mem_free_event(struct mem_state *ms,
+					   const struct kp_event *e,
+					   uint64_t hash)
+{
+	uint64_t *last = thread_last(ms, e->tid);
+	if (KP_UNLIKELY(!mem_free(ms, e->ts, e->ptr, hash, *last == e->ptr)) &&
+	    e->ptr)
+		kp_early_add(&ms->early, e->ptr, e->ts, e->tid);
+	*last = 0;
 }
 
 /* ---- pass hooks ------------------------------------------------------------ */
@@ -601,8 +613,6 @@ static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 				       struct kp_trace *t,
 				       const struct kp_event *e, uint64_t hash)
 {
-	uint64_t *last;
-
 	switch (e->type) {
 	case KP_REC_ALLOC:
 		mem_alloc(ms, t, e->ts, e->ptr, hash, e->size, e->stack);
@@ -610,13 +620,8 @@ static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 		mem_early(ms, e, hash);
 		break;
 	case KP_REC_FREE:
-		if (!e->ptr)
-			break; /* free(NULL) is no call (valgrind agrees) */
-		last = thread_last(ms, e->tid);
-		if (KP_UNLIKELY(!mem_free(ms, e->ts, e->ptr, hash,
-					  *last == e->ptr)))
-			kp_early_add(&ms->early, e->ptr, e->ts, e->tid);
-		*last = 0;
+		if (e->ptr) /* free(NULL) is no call (valgrind agrees) */
+			mem_free_event(ms, e, hash);
 		break;
 	case KP_EV_REALLOC_ALLOC:
 		ms->cur.realloc_calls++;
@@ -625,11 +630,7 @@ static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 		mem_early(ms, e, hash);
 		break;
 	case KP_EV_REALLOC_FREE:
-		last = thread_last(ms, e->tid);
-		if (KP_UNLIKELY(!mem_free(ms, e->ts, e->ptr, hash,
-					  *last == e->ptr)) && e->ptr)
-			kp_early_add(&ms->early, e->ptr, e->ts, e->tid);
-		*last = 0;
+		mem_free_event(ms, e, hash);
 		break;
 	default:
 		break;

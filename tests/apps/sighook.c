@@ -7,7 +7,8 @@
  * included), and, when the worker it interrupts is not inside malloc or
  * free (its own flag says so), mallocs a block that the worker frees
  * later. A profiler that lets a call made inside its hook pass through
- * unrecorded loses these events.
+ * unrecorded loses these events. Each worker goes on past ITERS until
+ * it has had 2,000 signals.
  *   sighook [workers=2] [iters=200000]
  * Prints "allocs=A frees=F writes=W signals=S" (the app's own counts:
  * malloc/free calls and write() calls of the workers and their handlers;
@@ -16,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,6 +27,7 @@
 
 #define MAXW 8
 #define KEEP 64
+#define MINSIG 2000
 
 struct worker {
 	pthread_t th;
@@ -40,7 +43,7 @@ struct worker {
 static struct worker workers[MAXW];
 static __thread struct worker *self;
 static int devnull;
-static atomic_int running;
+static atomic_int running, sending;
 
 static void on_usr1(int sig)
 {
@@ -85,7 +88,11 @@ static void *work(void *arg)
 	struct worker *w = arg;
 	self = w;
 	void *slot[16] = {0};
-	for (long i = 0; i < w->iters; i++) {
+	while (!atomic_load(&sending))
+		sched_yield();
+	/* iters, and on until 2,000 signals came (the signaller may get
+	 * little of 2 cores) */
+	for (long i = 0; i < w->iters || w->signals < MINSIG; i++) {
 		unsigned k = (unsigned)i % 16;
 		w->in_malloc = 1;
 		if (slot[k]) {
@@ -115,6 +122,7 @@ static void *work(void *arg)
 static void *signaller(void *arg)
 {
 	int n = *(int *)arg;
+	atomic_store(&sending, 1);
 	while (atomic_load(&running))
 		for (int i = 0; i < n; i++) {
 			pthread_kill(workers[i].th, SIGUSR1);

@@ -158,10 +158,14 @@ with Tmp() as d:
     t.eq([f["function"] for f in fns[:2]], ["hot_a", "hot_b"],
          "diff cpu: hot_a's self time grew most, then hot_b's",
          [(f["function"], f["base"], f["new"]) for f in fns[:5]])
-    t.ok(all(fn in by and by[fn]["new"]["self_ns"] > 2 * by[fn]["base"]["self_ns"] > 0
-             for fn in ("hot_a", "hot_b", "hot_c")),
+    # hot_c's 10 % is ~20 samples in the base run: its ratio moves by
+    # more (1.88 once, with another test suite on both cores) than the
+    # ~60 and ~120 samples of the other two
+    t.ok(all(fn in by and by[fn]["new"]["self_ns"] > lo * by[fn]["base"]["self_ns"] > 0
+             for fn, lo in (("hot_a", 2), ("hot_b", 2), ("hot_c", 1.5))),
          "diff cpu: three times the work, more than twice the self time "
-         "in each hot function", [(fn, by.get(fn)) for fn in ("hot_a", "hot_b", "hot_c")])
+         "in hot_a and hot_b, 1.5 times in hot_c",
+         [(fn, by.get(fn)) for fn in ("hot_a", "hot_b", "hot_c")])
     out = analyze([c["18000"]], fmt="text", extra=["diff", "--base", c["6000"]])
     t.ok(re.search(r"CPU BY FUNCTION, the largest change in self time first "
                    r"\(\d+ functions\)\n +1\. \+[0-9.]+ [mu]?s self, .*\n +hot_a\n", out),

@@ -75,9 +75,10 @@ for label, prof in (("siglongjmp, stacks off", {"STACK_DEPTH": "0"}),
             r = run([app("sigjump")], d, prof=prof, timeout=120)
             t.eq((r.rc, r.err), (0, ""), "%s: sigjump runs, no warning" % label)
             c, cp = counts_from(r.out), counts_from(plain.out)
-            t.ok(c.get("jumps", 0) > 100 and c.get("allocs") == c.get("frees", 0) + 1000,
-                 "%s: over 100 jumps, the counts as without kprof (%s)"
-                 % (label, plain.out.strip()), r.out)
+            t.ok(plain.rc == 0 and c.get("jumps", 0) > 100 and
+                 all(x.get("allocs") == x.get("frees", 0) + 1000 for x in (c, cp)),
+                 "%s: over 100 jumps; 1000 more allocations than frees, as without "
+                 "kprof (%s)" % (label, plain.out.strip()), r.out)
             if len(r.traces) != 1:
                 t.ok(False, "%s: one trace" % label, r.traces)
                 continue

@@ -884,6 +884,70 @@ static const char *fn_name(struct sym_module *sm, GElf_Addr a)
 	return NULL;
 }
 
+/*
+ * A vDSO address no symbol covers. Newer kernels' vDSOs call out-of-line
+ * helpers with no symbol of their own (6.18's clock read, called from
+ * clock_gettime and gettimeofday), where a clock-reading program spends
+ * most of its time. Named after the functions that call it:
+ * "(vDSO helper of __vdso_clock_gettime, __vdso_gettimeofday)". Its start
+ * comes from the vDSO's .eh_frame, its callers from the direct calls
+ * (e8 rel32) to that start in the vDSO's code, which is a few KiB.
+ * @return a malloc'ed name, or NULL.
+ */
+static char *vdso_helper_name(struct sym_module *sm, GElf_Addr a)
+{
+	Dwarf_Addr bias = 0;
+	Dwarf_CFI *cfi = dwfl_module_eh_cfi(sm->mod, &bias);
+	Dwarf_Frame *fr = NULL;
+	if (!cfi || dwarf_cfi_addrframe(cfi, a, &fr) != 0)
+		return NULL;
+	Dwarf_Addr start = 0, end = 0;
+	dwarf_frame_info(fr, &start, &end, NULL);
+	free(fr);
+	Elf *elf = dwfl_module_getelf(sm->mod, &bias);
+	if (!elf)
+		return NULL;
+	const char *callers[8];
+	size_t n = 0;
+	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn)) != NULL;) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+		if (!gelf_getshdr(scn, &sh) || !(sh.sh_flags & SHF_EXECINSTR) ||
+		    sh.sh_type != SHT_PROGBITS ||
+		    !(d = elf_getdata(scn, NULL)) || d->d_size < 5)
+			continue;
+		const unsigned char *b = d->d_buf;
+		for (size_t i = 0; i + 5 <= d->d_size; i++) {
+			int32_t rel;
+			if (b[i] != 0xe8)
+				continue;
+			memcpy(&rel, b + i + 1, 4);
+			if (sh.sh_addr + i + 5 + (int64_t)rel != start)
+				continue;
+			const char *c = fn_name(sm, sh.sh_addr + i);
+			size_t k = 0;
+			while (c && k < n && strcmp(callers[k], c))
+				k++;
+			if (c && k == n && n < KP_ARRAY_SIZE(callers))
+				callers[n++] = c;
+		}
+	}
+	if (!n)
+		return NULL;
+	size_t len = 32;
+	for (size_t k = 0; k < n; k++)
+		len += strlen(callers[k]) + 2;
+	char *name = xmalloc(len), *p = name;
+	p += sprintf(p, "(vDSO helper of ");
+	for (size_t k = 0; k < n; k++) {
+		const char *at = strchr(callers[k], '@'); /* its version */
+		int l = at ? (int)(at - callers[k]) : (int)strlen(callers[k]);
+		p += sprintf(p, "%s%.*s", k ? ", " : "", l, callers[k]);
+	}
+	strcpy(p, ")");
+	return name;
+}
+
 static int cmp_cu(const void *a, const void *b)
 {
 	const struct cu_range *x = a, *y = b;
@@ -1006,6 +1070,8 @@ static void sym_lookup(struct kp_symbols *s, struct sym_entry *e)
 	const char *name = fn_name(sm, a);
 	if (name && name[0])
 		e->f.function = demangle(name);
+	else if (is_vdso(m->path))
+		e->f.function = vdso_helper_name(sm, a);
 	Dwfl_Line *line = dwfl_module_getsrc(sm->mod, a);
 	const char *cu_dir = NULL;
 	Dwarf_Line *dline = line ? NULL : line_by_cu(sm, a, &cu_dir);

@@ -24,7 +24,7 @@ KP_EXPORT int kprof_flush(void)
 		return -1;
 	kp_tls.busy = 1;
 	kp_writer_sync(0, 0, 0);
-	kp_tls.busy = 0;
+	kp_busy_leave();
 	return 0;
 }
 
@@ -68,7 +68,7 @@ KP_EXPORT uint64_t kprof_span_begin(const char *name)
 	n_open_spans++;
 	kp_ring_push_ext(now, KP_REC_SPAN, 0, kp_stack_capture(), v, name,
 			 name_len(name));
-	kp_tls.busy = 0;
+	kp_busy_leave();
 	return id;
 }
 
@@ -99,7 +99,7 @@ KP_EXPORT void kprof_span_end(uint64_t id)
 		 * ended): an end without a duration */
 		kp_ring_push_ext(now, KP_REC_SPAN, 1, 0, v, NULL, 0);
 	}
-	kp_tls.busy = 0;
+	kp_busy_leave();
 }
 
 KP_EXPORT void kprof_record_event(const char *name, int kind, int64_t value)
@@ -111,5 +111,5 @@ KP_EXPORT void kprof_record_event(const char *name, int kind, int64_t value)
 	int64_t v[KP_CUSTOM_NV] = { [KP_CUSTOM_VALUE] = value };
 	kp_ring_push_ext(0, KP_REC_CUSTOM, (uint8_t)kind, kp_stack_capture(),
 			 v, name, name_len(name));
-	kp_tls.busy = 0;
+	kp_busy_leave();
 }

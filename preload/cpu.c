@@ -81,7 +81,6 @@ static struct {
 				   void *(*)(void *), void *);
 	int (*real_sigaction)(int, const struct sigaction *,
 			      struct sigaction *);
-	sighandler_t (*real_signal)(int, sighandler_t);
 	/* writer side: samples collected, not yet emitted */
 	struct kp_cpu_sample *buf;
 	unsigned nbuf, ibuf;
@@ -250,7 +249,7 @@ static void arm_self(void)
 		{ cpu.period_ns / 1000000000, cpu.period_ns % 1000000000 } };
 	timer_settime(r->timer, 0, &its, NULL);
 out:
-	kp_tls.busy = busy;
+	kp_busy_restore(busy);
 }
 
 static void thread_gone(void *arg)
@@ -290,7 +289,6 @@ static void resolve(void)
 	cpu.real_pthread_create = (int (*)(pthread_t *,
 		const pthread_attr_t *, void *(*)(void *), void *))
 		kp_real.pthread_create;
-	cpu.real_signal = (sighandler_t (*)(int, sighandler_t))kp_real.signal;
 	atomic_thread_fence(memory_order_release);
 	cpu.real_sigaction = (int (*)(int, const struct sigaction *,
 		struct sigaction *))kp_real.sigaction;
@@ -441,7 +439,7 @@ KP_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 		return cpu.real_pthread_create(th, attr, fn, arg);
 	kp_tls.busy = 1;
 	struct tramp *t = kp_arena_alloc(sizeof(*t));
-	kp_tls.busy = 0;
+	kp_busy_leave();
 	if (!t)
 		return cpu.real_pthread_create(th, attr, fn, arg);
 	t->fn = fn;
@@ -456,8 +454,9 @@ KP_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 	return rc;
 }
 
-/* The app wants kprof's signal: stop sampling everywhere, then let it. */
-static void step_aside(int sig)
+/* The app installs a handler for sig (signals.c): if kprof samples with
+ * it, stop sampling everywhere, then let the app have it. */
+void kp_cpu_step_aside(int sig)
 {
 	if (!cpu.on || sig != cpu.sig || atomic_exchange(&cpu.stepped_aside, 1))
 		return;
@@ -465,21 +464,4 @@ static void step_aside(int sig)
 		disarm(r);
 	kp_warn("the program installs a handler for signal %d, which kprof "
 		"uses for CPU sampling; CPU sampling stops", sig);
-}
-
-KP_EXPORT int sigaction(int sig, const struct sigaction *act,
-			struct sigaction *old)
-{
-	resolve();
-	if (act && cpu.on)
-		step_aside(sig);
-	return cpu.real_sigaction(sig, act, old);
-}
-
-KP_EXPORT sighandler_t signal(int sig, sighandler_t h)
-{
-	resolve();
-	if (cpu.on)
-		step_aside(sig);
-	return cpu.real_signal(sig, h);
 }

@@ -286,7 +286,7 @@ void kp_io_record_slow(uint8_t op, int fd, uint64_t req, int64_t r,
 				   KP_IO_NV * 8, (uint64_t)(int64_t)fd, req,
 				   (uint64_t)ret, (uint64_t)off, t1 - t0))
 		kp_io_push_ext(op, stack, fd, req, ret, off, t0, t1);
-	t->busy = 0;
+	kp_busy_leave();
 	errno = saved;
 }
 
@@ -383,6 +383,6 @@ void kp_io_finish(void)
 	v[KP_IOS_SELF_WRITE] = (int64_t)atomic_load(&kp_self_wchar);
 	v[KP_IOS_SELF_READ] = (int64_t)atomic_load(&kp_self_rchar);
 	kp_ring_push_ext(0, KP_REC_IO_SUMMARY, 0, 0, v, NULL, 0);
-	kp_tls.busy = busy;
+	kp_busy_restore(busy);
 	errno = saved;
 }

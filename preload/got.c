@@ -132,7 +132,7 @@ int kp_got_hook(const char *symbol, void *replacement, void **real)
 	 * shared objects (first PT_LOAD at vaddr 0) */
 	if (target)
 		dl_iterate_phdr(each_module, &a);
-	kp_tls.busy = busy;
+	kp_busy_restore(busy);
 	if (real)
 		*real = target;
 	return target ? a.n : -1;

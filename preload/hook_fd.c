@@ -26,7 +26,7 @@ static void opened(int fd, uint8_t how, const char *path, int flags,
 	kp_tls.busy = 1;
 	kp_fd_opened(fd, how, path, flags, t0, fd < 0 ? saved : 0, src,
 		     kp_io_stack());
-	kp_tls.busy = 0;
+	kp_busy_leave();
 	errno = saved;
 }
 
@@ -186,7 +186,7 @@ KP_EXPORT int close(int fd)
 	int saved = errno;
 	t->busy = 1;
 	kp_fd_closed(fd, KP_FDCH_CLOSE, t0, rc ? saved : 0, kp_io_stack());
-	t->busy = 0;
+	kp_busy_leave();
 	errno = saved;
 	return rc;
 }
@@ -214,7 +214,7 @@ KP_EXPORT int close_range(unsigned first, unsigned last, int flags)
 			if (kp_fd_known(&kp_fdtab[fd]))
 				kp_fd_closed((int)fd, KP_FDCH_CLOSE_RANGE, t0,
 					     0, stack);
-		t->busy = 0;
+		kp_busy_leave();
 		errno = saved;
 	}
 	return rc;

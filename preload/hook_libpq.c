@@ -104,7 +104,7 @@ static int pq_resolve(void)
 		 pq.cmd_tuples && pq.error_field && pq.transaction_status;
 	if (ok)
 		atomic_store_explicit(&pq_done, 1, memory_order_release);
-	kp_tls.busy = busy;
+	kp_busy_restore(busy);
 	errno = saved;
 	return ok;
 }
@@ -303,7 +303,7 @@ static void begin_prepared(struct pq_pending *p, PGconn *c, const char *name,
 	saved_ = errno;            \
 	kp_tls.busy = 1
 #define BUSY_OUT()                 \
-	kp_tls.busy = 0;           \
+	kp_busy_leave();           \
 	errno = saved_
 
 /* ---- synchronous calls -------------------------------------------------------- */

@@ -51,7 +51,7 @@ static KP_ALWAYS_INLINE void record(struct kp_tls *t, uint8_t type,
 		stack = kp_pystack_in(
 			kp_stack_capture_at(__builtin_frame_address(0)));
 	kp_ring_push_mem(type, kind, stack, tsc, a, b, c, d);
-	t->busy = 0;
+	kp_busy_leave();
 }
 
 static KP_ALWAYS_INLINE void record_alloc(struct kp_tls *t, int kind,

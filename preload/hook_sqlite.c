@@ -119,7 +119,7 @@ static int sq_resolve(void)
 		 sq.bind_parameter_count;
 	if (ok)
 		atomic_store_explicit(&sq_done, 1, memory_order_release);
-	kp_tls.busy = busy;
+	kp_busy_restore(busy);
 	errno = saved;
 	return ok;
 }
@@ -853,7 +853,7 @@ static int after_prepare(int rc, sqlite3 *db, sqlite3_stmt **st,
 		int saved = errno;
 		kp_tls.busy = 1;
 		prepared(db, *st, z, n, tail, utf16, t1 - t0);
-		kp_tls.busy = 0;
+		kp_busy_leave();
 		errno = saved;
 	}
 	return rc;
@@ -952,7 +952,7 @@ static KP_ALWAYS_INLINE int step_rec_t(sqlite3_stmt *s, int tsc)
 			t->busy = 1;
 			sqt.runs++;
 			end_run(e, s, rc, tsc);
-			t->busy = 0;
+			kp_busy_leave();
 		}
 	} else if (KP_UNLIKELY(!e) && rc != SQLITE_ROW) {
 		untracked_step_end(s);
@@ -1030,7 +1030,7 @@ static __attribute__((noinline)) void end_open_run(struct sq_stmt *e, sqlite3_st
 		kp_arena_free(e->text);
 		erase(e);
 	}
-	kp_tls.busy = 0;
+	kp_busy_leave();
 	errno = saved;
 }
 
@@ -1136,7 +1136,7 @@ KP_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
 		v[KP_Q_FLAGS] = KP_QF_EXEC;
 		v[KP_Q_CONN] = (int64_t)conn_id(db);
 		kp_query_close(KP_QSRC_SQLITE, t0, 0, sql, strlen(sql), 0, v);
-		kp_tls.busy = 0;
+		kp_busy_leave();
 		errno = saved;
 	}
 	return rc;

@@ -51,7 +51,7 @@ static void srec(uint8_t op, FILE *f, uint64_t req, int64_t ret, int failed,
 		v[KP_IO_DUR] = (int64_t)(t1 - t0);
 		kp_ring_push_ext(t1, KP_REC_IO, op, kp_io_stack(), v, NULL, 0);
 	}
-	t->busy = 0;
+	kp_busy_leave();
 	errno = saved;
 }
 
@@ -75,7 +75,7 @@ static void stream_opened(FILE *f, uint8_t how, const char *path,
 	int fd = f ? stream_fd(f) : -1;
 	kp_fd_opened(fd, how, path, mode_flags(mode), t0, f ? 0 : saved, src,
 		     kp_io_stack());
-	kp_tls.busy = 0;
+	kp_busy_leave();
 	errno = saved;
 }
 
@@ -153,7 +153,7 @@ KP_EXPORT int fclose(FILE *f)
 		t->busy = 1;
 		kp_fd_closed(fd, KP_FDCH_FCLOSE, t0, rc ? saved : 0,
 			     kp_io_stack());
-		t->busy = 0;
+		kp_busy_leave();
 	}
 	errno = saved;
 	return rc;

@@ -343,7 +343,7 @@ static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
 		    (uint64_t)(int64_t)fd, req, (uint64_t)ret, (uint64_t)off,
 		    t1 - t0)))
 		kp_io_push_ext(op, stack, fd, req, ret, off, t0, t1); /* full */
-	t->busy = 0;
+	kp_busy_leave();
 }
 
 #endif

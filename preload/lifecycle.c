@@ -84,7 +84,7 @@ int kp_init_slow(void)
 	kp_io_init();
 	atomic_store(&kp.run, KP_ST_RUNNING);
 out:
-	kp_tls.busy = busy;
+	kp_busy_restore(busy);
 	errno = saved;
 	return atomic_load(&kp.run) == KP_ST_RUNNING;
 }
@@ -122,7 +122,7 @@ static void fork_parent(void)
 	kp_stacktab_unlock();
 	kp_modules_unlock();
 	kp_writer_fork_parent();
-	kp_tls.busy = 0;
+	kp_busy_leave();
 }
 
 static void fork_child(void)
@@ -142,7 +142,7 @@ static void fork_child(void)
 	kp_io_after_fork_child();
 	kp_writer_after_fork_child();
 	kp_unwind_after_fork_child();
-	kp_tls.busy = 0;
+	kp_busy_leave();
 }
 
 /* ---- the app's last thread ------------------------------------------------- */
@@ -279,7 +279,7 @@ __attribute__((constructor)) static void kp_ctor(void)
 		atomic_store(&kp.run, KP_ST_OFF);
 	else
 		kp_cpu_start();
-	kp_tls.busy = 0;
+	kp_busy_leave();
 }
 
 /* A fallback only: when the on_exit handler is registered it runs after
@@ -343,7 +343,7 @@ static void before_exec(const char *path)
 	kp_io_finish(); /* this image's I/O ends here if the exec succeeds */
 	kp_tls.busy = 1;
 	kp_writer_exec(path ? path : "");
-	kp_tls.busy = 0;
+	kp_busy_leave();
 	errno = saved;
 }
 

@@ -122,7 +122,7 @@ uint64_t kp_query_open_slow(uint64_t tsc)
 				  * need not set it (hook_sqlite.c) */
 		kp_query_flush();
 		push_begin(ctx, tsc);
-		kp_tls.busy = busy;
+		kp_busy_restore(busy);
 		errno = saved;
 	}
 	return ctx;
@@ -249,7 +249,7 @@ static uint64_t api_begin(uint8_t source, const char *text, size_t tl,
 			n_open_q++;
 		}
 	}
-	kp_tls.busy = 0;
+	kp_busy_leave();
 	errno = saved;
 	return ctx;
 }
@@ -277,7 +277,7 @@ static void api_end(uint64_t ctx, int64_t rows, int64_t status)
 		for (unsigned k = i + 1; k < n_open_q; k++)
 			kp_arena_free(open_q[k].text);
 		n_open_q = i;
-		kp_tls.busy = 0;
+		kp_busy_leave();
 		errno = saved;
 		return;
 	}
@@ -363,7 +363,7 @@ void kp_query_plugin_load(void)
 			pl ? pl->abi_version : 0, PLUGIN_ABI_VERSION);
 	/* kept loaded: its wrappers are in the app's call paths now */
 out:
-	kp_tls.busy = busy;
+	kp_busy_restore(busy);
 }
 
 __attribute__((constructor)) static void kp_query_ctor(void)

@@ -404,7 +404,7 @@ void kp_ring_thread_exit(void)
 	t->ring = NULL;
 	t->dead = 1;
 	atomic_store_explicit(&r->state, KP_RING_CLOSED, memory_order_release);
-	t->busy = 0;
+	kp_busy_leave();
 }
 
 /*

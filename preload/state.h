@@ -209,6 +209,8 @@ struct kp_tls {
 			       * (hook_sqlite.c), next to db_call: the
 			       * recording step sets and restores both with
 			       * one store each */
+	uint8_t sig_deferred; /* a signal of the app's waits for busy to
+			       * end (signals.c) */
 	/* the open run of ring (KP_EV_RUN) when run_p is not NULL: its next
 	 * byte, the end of the slots reserved, its header, its events, and
 	 * the delta state (ns, pointer) and ticks of its last event */
@@ -222,6 +224,33 @@ _Static_assert(offsetof(struct kp_tls, in_sqlite) ==
 	       "db_call and in_sqlite side by side");
 
 extern __thread struct kp_tls kp_tls;
+
+/*
+ * Leaving kprof's code on this thread: busy back to 0, then let in the
+ * app's signals that arrived while it was set (signals.c deferred them).
+ * Every place that clears busy does it through these. The fences keep the
+ * compiler from moving the store and the test across each other: a signal
+ * that comes before the store is deferred and seen by the test, one after
+ * it runs the app's handler at once.
+ */
+void kp_sig_release(void);
+static KP_ALWAYS_INLINE void kp_busy_leave(void)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	kp_tls.busy = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (KP_UNLIKELY(kp_tls.sig_deferred))
+		kp_sig_release();
+}
+
+/* Put busy back as it was (was: 0 leaves, as kp_busy_leave). */
+static KP_ALWAYS_INLINE void kp_busy_restore(uint8_t was)
+{
+	if (was)
+		kp_tls.busy = was;
+	else
+		kp_busy_leave();
+}
 
 /* ---- global state -------------------------------------------------------- */
 
@@ -1106,6 +1135,8 @@ struct kp_cpu_sample {
 void kp_cpu_start(void);
 /* The signal kprof samples with, 0 when not sampling. */
 int kp_cpu_signal(void);
+/* The app installs a handler for sig: if it is kprof's, sampling stops. */
+void kp_cpu_step_aside(int sig);
 /* Writer: take the samples with tsc < wm (interning their stacks);
  * @return 1 if some remain below wm (buffer full). Then kp_cpu_next()
  * hands them out one by one, NULL at the end. */

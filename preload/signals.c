@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The app's signal handlers. A handler may run at any instruction of its
+ * thread, kprof's own code included. Run there, the calls it makes would
+ * pass through unrecorded (kp_tls.busy is set), and a handler that leaves
+ * by siglongjmp would leave busy set: that thread recorded nothing more.
+ * So kprof puts one dispatcher of its own in place of every handler the
+ * app installs with sigaction or signal, keeps the app's handler in a
+ * table, and when a signal comes:
+ *   - outside kprof's code (busy 0), calls the app's handler at once, with
+ *     the arguments the kernel gave;
+ *   - inside it, defers the signal: blocks it in the interrupted context's
+ *     mask (uc_sigmask, which sigreturn restores), queues it again to this
+ *     thread with its siginfo (rt_tgsigqueueinfo) and flags the thread.
+ *     Where busy returns to 0 (kp_busy_leave) the flag unblocks it, and
+ *     the kernel delivers it there: the app's handler runs outside
+ *     kprof's code, later by the rest of one call's recording;
+ *   - a synchronous one (a fault, an abort) cannot wait: its handler runs
+ *     at once, as it would without the dispatcher.
+ * A standard signal that is already pending when kprof queues it again
+ * merges with it, as the kernel merges them anyway.
+ *
+ * Queries (sigaction's old, signal's return) answer with the app's handler
+ * and flags, never the dispatcher. Not wrapped: SIG_DFL, SIG_IGN, and
+ * handlers with SA_RESETHAND (the kernel resets those to SIG_DFL before
+ * the dispatcher runs, so a deferred one would meet SIG_DFL), and nothing
+ * in a process kprof does not trace. Handlers installed past these
+ * functions (a raw rt_sigaction system call) are not wrapped either.
+ */
+#include "state.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#ifndef _NSIG
+#define _NSIG 65
+#endif
+#ifndef SA_RESTORER
+#define SA_RESTORER 0x04000000 /* the kernel's; glibc sets it itself */
+#endif
+
+/* The app's handler of each signal while the kernel's is the dispatcher:
+ * its function and sa_flags (SA_SIGINFO says how to call it). */
+static struct {
+	_Atomic uintptr_t fn;
+	_Atomic int flags;
+} app[_NSIG];
+
+/* The signals this thread deferred, to unblock in kp_sig_release. */
+static __thread sigset_t deferred;
+
+typedef void (*handler1)(int);
+typedef void (*handler3)(int, siginfo_t *, void *);
+
+static int real_sigaction(int sig, const struct sigaction *act,
+			  struct sigaction *old)
+{
+	if (KP_UNLIKELY(!kp_real.sigaction))
+		kp_real_resolve();
+	return ((int (*)(int, const struct sigaction *, struct sigaction *))
+			kp_real.sigaction)(sig, act, old);
+}
+
+static int synchronous(int sig)
+{
+	return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL ||
+	       sig == SIGFPE || sig == SIGTRAP || sig == SIGSYS ||
+	       sig == SIGABRT;
+}
+
+/* Defer sig (see the top); 0 if it cannot be queued again. */
+static int defer(int sig, siginfo_t *si, ucontext_t *uc)
+{
+	int saved = errno;
+	/* all blocked till this returns (sigreturn puts uc's mask back):
+	 * sig before it is queued (with SA_NODEFER it is not, and the copy
+	 * would come back here at once), the others so that none defers
+	 * itself in the middle of this one's update of `deferred` */
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	long rc = syscall(SYS_rt_tgsigqueueinfo, (pid_t)syscall(SYS_getpid),
+			  (pid_t)syscall(SYS_gettid), sig, si);
+	if (rc == 0) {
+		sigaddset(&uc->uc_sigmask, sig);
+		sigaddset(&deferred, sig);
+		atomic_signal_fence(memory_order_seq_cst);
+		kp_tls.sig_deferred = 1;
+	}
+	errno = saved;
+	return rc == 0;
+}
+
+static void dispatch(int sig, siginfo_t *si, void *uc)
+{
+	if (kp_tls.busy && !kp_tls.writer && !synchronous(sig) &&
+	    defer(sig, si, uc))
+		return;
+	uintptr_t fn = atomic_load_explicit(&app[sig].fn, memory_order_acquire);
+	if (fn == (uintptr_t)SIG_DFL || fn == (uintptr_t)SIG_IGN)
+		return; /* changed as it came */
+	if (atomic_load_explicit(&app[sig].flags, memory_order_relaxed) &
+	    SA_SIGINFO)
+		((handler3)fn)(sig, si, uc);
+	else
+		((handler1)fn)(sig);
+}
+
+void kp_sig_release(void)
+{
+	int saved = errno;
+	kp_tls.sig_deferred = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+	sigset_t s = deferred;
+	sigemptyset(&deferred);
+	/* a pending one is delivered as this returns, busy being 0 */
+	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+	errno = saved;
+}
+
+/* Would kprof wrap this handler? */
+static int wraps(int sig, const struct sigaction *act)
+{
+	return sig > 0 && sig < _NSIG && act->sa_handler != SIG_DFL &&
+	       act->sa_handler != SIG_IGN &&
+	       act->sa_sigaction != dispatch && /* handed back raw */
+	       !(act->sa_flags & SA_RESETHAND) &&
+	       atomic_load_explicit(&kp.run, memory_order_acquire) !=
+		       KP_ST_OFF;
+}
+
+/* What the kernel answered (k), as the app installed it: the dispatcher
+ * is the app's handler of the table as it was before this call (fn,
+ * flags). */
+static void as_app(struct sigaction *k, uintptr_t fn, int flags)
+{
+	if (k->sa_sigaction != dispatch)
+		return;
+	k->sa_flags = (k->sa_flags & ~SA_SIGINFO) | (flags & SA_SIGINFO);
+	if (flags & SA_SIGINFO)
+		k->sa_sigaction = (handler3)fn;
+	else
+		k->sa_handler = (handler1)fn;
+}
+
+KP_EXPORT int sigaction(int sig, const struct sigaction *act,
+			struct sigaction *old)
+{
+	if (act)
+		kp_cpu_step_aside(sig);
+	if (sig <= 0 || sig >= _NSIG)
+		return real_sigaction(sig, act, old);
+	uintptr_t fn = atomic_load(&app[sig].fn);
+	int flags = atomic_load(&app[sig].flags);
+	struct sigaction k;
+	const struct sigaction *use = act;
+	if (act && wraps(sig, act)) {
+		/* the table first: the dispatcher may run once it is in */
+		atomic_store(&app[sig].flags, act->sa_flags);
+		atomic_store(&app[sig].fn, (uintptr_t)act->sa_handler);
+		k = *act;
+		k.sa_sigaction = dispatch;
+		k.sa_flags |= SA_SIGINFO;
+		use = &k;
+	}
+	int rc = real_sigaction(sig, use, old);
+	if (rc != 0 && use == &k) {
+		atomic_store(&app[sig].fn, fn);
+		atomic_store(&app[sig].flags, flags);
+	}
+	if (rc == 0 && old)
+		as_app(old, fn, flags);
+	return rc;
+}
+
+/* glibc's signal (BSD semantics: SA_RESTART unless siginterrupt said
+ * otherwise), then its handler moved behind the dispatcher. */
+KP_EXPORT sighandler_t signal(int sig, sighandler_t h)
+{
+	kp_cpu_step_aside(sig);
+	if (KP_UNLIKELY(!kp_real.signal))
+		kp_real_resolve();
+	uintptr_t fn = sig > 0 && sig < _NSIG ? atomic_load(&app[sig].fn) : 0;
+	sighandler_t r = ((sighandler_t (*)(int, sighandler_t))kp_real.signal)(
+		sig, h);
+	if (r == SIG_ERR)
+		return r;
+	struct sigaction cur;
+	if (real_sigaction(sig, NULL, &cur) == 0 && cur.sa_handler == h &&
+	    !(cur.sa_flags & SA_SIGINFO) && wraps(sig, &cur)) {
+		cur.sa_flags &= ~SA_RESTORER; /* glibc adds its own */
+		atomic_store(&app[sig].flags, cur.sa_flags);
+		atomic_store(&app[sig].fn, (uintptr_t)h);
+		cur.sa_sigaction = dispatch;
+		cur.sa_flags |= SA_SIGINFO;
+		real_sigaction(sig, &cur, NULL);
+	}
+	return (void *)r == (void *)dispatch ? (sighandler_t)fn : r;
+}

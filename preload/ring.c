@@ -136,15 +136,20 @@ static int wait_for_space(struct kp_ring *r, uint64_t h)
 	if (!atomic_load(&kp.writer_up))
 		return 0;
 	uint64_t t0 = kp_mono_ns();
-	int ok = 0;
+	int ok = 0, saved = errno; /* EINTR from the sleep */
 	for (unsigned spin = 0; atomic_load(&kp.writer_up); spin++) {
 		/* Wake the writer whether or not it looks asleep. */
 		kp_writer_wake();
 		if (spin < 64) {
 			sched_yield();
 		} else {
+			/* the system call: glibc's nanosleep (and kprof's
+			 * own, which it would bind to) is a cancellation
+			 * point, and a thread cancelled here would leave
+			 * kprof's code with busy set, its cleanup handlers'
+			 * frees unrecorded (tests/integ/test_cancel.py) */
 			struct timespec ts = { 0, 50000 };
-			nanosleep(&ts, NULL);
+			syscall(SYS_nanosleep, &ts, NULL);
 		}
 		uint64_t tl = atomic_load_explicit(&r->tail,
 						   memory_order_acquire);
@@ -156,6 +161,7 @@ static int wait_for_space(struct kp_ring *r, uint64_t h)
 	atomic_fetch_add_explicit(&kp.ring_waits, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&kp.ring_wait_ns, kp_mono_ns() - t0,
 				  memory_order_relaxed);
+	errno = saved;
 	return ok;
 }
 

@@ -1202,6 +1202,18 @@ int kp_writer_start(void)
 	return spawn_thread();
 }
 
+/* Wait for the writer thread to end. pthread_join is a cancellation
+ * point: an app thread with a cancellation pending (one that calls exit
+ * after another thread cancelled it) would leave kprof's exit path there,
+ * and the process would not end. */
+static void join_writer(void)
+{
+	int old;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+	pthread_join(w.thread, NULL);
+	pthread_setcancelstate(old, NULL);
+}
+
 void kp_writer_sync(int final, int reason, int64_t status)
 {
 	pthread_mutex_lock(&w.cycle_lock);
@@ -1216,7 +1228,7 @@ void kp_writer_sync(int final, int reason, int64_t status)
 	    !pthread_equal(pthread_self(), w.thread)) {
 		atomic_store(&w.stop, 1);
 		kp_writer_wake();
-		pthread_join(w.thread, NULL);
+		join_writer();
 		w.thread_started = 0;
 		atomic_store(&kp.writer_up, 0);
 	}
@@ -1239,7 +1251,7 @@ void kp_writer_park(void)
 		return;
 	atomic_store(&w.stop, 1);
 	kp_writer_wake();
-	pthread_join(w.thread, NULL);
+	join_writer();
 	w.thread_started = 0;
 	atomic_store(&kp.writer_up, 0);
 	atomic_store(&w.parked, 1);

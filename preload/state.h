@@ -180,7 +180,10 @@ struct kp_ring {
 	_Atomic uint64_t open_run;
 	char pad0[24];
 	_Atomic uint64_t tail;    /* consumer: next slot to read (release) */
-	char pad1[56];
+	/* threads waiting for space (ring.c, wait_for_space), and the futex
+	 * word they sleep on, which the writer bumps to wake them */
+	_Atomic uint32_t waiters, space_seq;
+	char pad1[48];
 	_Atomic int state;        /* enum kp_ring_state */
 	uint32_t tid;             /* owner's tid while ACTIVE */
 	uint64_t mask;            /* slots - 1 */

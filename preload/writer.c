@@ -957,7 +957,14 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 			kp_writer_add(w.kw, &rec);
 			t += 1 + kp_ev_nx(ev->len);
 		}
-		atomic_store_explicit(&r->tail, t, memory_order_release);
+		/* sequentially consistent, then waiters read: see
+		 * ring.c, wait_for_space */
+		atomic_store(&r->tail, t);
+		if (KP_UNLIKELY(atomic_load(&r->waiters))) {
+			atomic_fetch_add(&r->space_seq, 1);
+			syscall(SYS_futex, &r->space_seq, FUTEX_WAKE_PRIVATE,
+				INT32_MAX, NULL, NULL, 0);
+		}
 		/* A ring closed before its head was read holds nothing more:
 		 * its thread pushed its last event before closing it. */
 		if (w.closed[i] && t == w.heads[i] && r != kp.shared)

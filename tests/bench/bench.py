@@ -316,6 +316,23 @@ def main():
            "%.1f stacks on, %.1f stacks off" % (eps_on, eps_off),
            eps_on >= 20 and eps_off >= 20)
     beats_heaptrack("alloc_bench", t)
+
+    # 1b. many threads at once: 64 threads of malloc/free churn
+    # (tests/apps/storm), more than the writer drains as fast as they
+    # fill their rings, so that most of kprof's cost is how threads wait
+    storm = [os.path.join(B, "tests", "apps", "storm"), "64",
+             "50000" if quick else "300000"]
+    configs = [("none", storm, {}),
+               ("kprof, stacks off", storm, nostack),
+               ("kprof, stacks on", storm, kp)]
+    t, last = bench("storm: 64 threads of malloc/free churn", configs, rounds)
+    for p in analyze_stats(last["kprof, stacks on"])[0]["trace"]["processes"]:
+        res = p.get("resources") or {}
+        print("- stacks on, the last run: the threads waited for a full ring %d "
+              "times; kprof's writer %.0f ms CPU of the process's %.0f ms" % (
+                  res.get("kprof_ring_waits", 0),
+                  res.get("kprof_writer_cpu_ns", 0) / 1e6,
+                  res.get("cpu_ns", 0) / 1e6))
     if only_alloc:
         print_targets()
         return

@@ -79,9 +79,9 @@ static int defer(int sig, siginfo_t *si, ucontext_t *uc)
 	 * sig before it is queued (with SA_NODEFER it is not, and the copy
 	 * would come back here at once), the others so that none defers
 	 * itself in the middle of this one's update of `deferred` */
-	sigset_t all;
+	sigset_t all, was;
 	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_sigmask(SIG_BLOCK, &all, &was);
 	long rc = syscall(SYS_rt_tgsigqueueinfo, (pid_t)syscall(SYS_getpid),
 			  (pid_t)syscall(SYS_gettid), sig, si);
 	if (rc == 0) {
@@ -89,6 +89,10 @@ static int defer(int sig, siginfo_t *si, ucontext_t *uc)
 		sigaddset(&deferred, sig);
 		atomic_signal_fence(memory_order_seq_cst);
 		kp_tls.sig_deferred = 1;
+	} else {
+		/* not queued (the queue of signals is full): the handler
+		 * runs now, with the mask the kernel gave it */
+		pthread_sigmask(SIG_SETMASK, &was, NULL);
 	}
 	errno = saved;
 	return rc == 0;
@@ -96,8 +100,7 @@ static int defer(int sig, siginfo_t *si, ucontext_t *uc)
 
 static void dispatch(int sig, siginfo_t *si, void *uc)
 {
-	if (kp_tls.busy && !kp_tls.writer && !synchronous(sig) &&
-	    defer(sig, si, uc))
+	if (kp_tls.busy && !synchronous(sig) && defer(sig, si, uc))
 		return;
 	uintptr_t fn = atomic_load_explicit(&app[sig].fn, memory_order_acquire);
 	if (fn == (uintptr_t)SIG_DFL || fn == (uintptr_t)SIG_IGN)

@@ -72,6 +72,16 @@ static void show(const char *what, int sig)
 	       sigismember(&o.sa_mask, SIGUSR2));
 }
 
+/* A plain handler for sig, with flags and an empty mask. */
+static void install(int sig, void (*h)(int), int flags)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = h;
+	sa.sa_flags = flags;
+	sigaction(sig, &sa, NULL);
+}
+
 /* ---- real-time signals to a busy thread --------------------------------- */
 
 static atomic_int rt_stop, rt_ready;
@@ -145,19 +155,13 @@ int main(int argc, char **argv)
 	printf("ignored: h2 ran %d\n", (int)got2);
 	show("ignored", SIGUSR2);
 
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = h2;
-	sa.sa_flags = SA_RESETHAND;
-	sigaction(SIGHUP, &sa, NULL);
+	install(SIGHUP, h2, SA_RESETHAND);
 	show("resethand", SIGHUP);
 	raise(SIGHUP);
 	printf("resethand: h2 ran %d\n", (int)got2);
 	show("after one", SIGHUP);
 
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = nodefer;
-	sa.sa_flags = SA_NODEFER;
-	sigaction(SIGURG, &sa, NULL);
+	install(SIGURG, nodefer, SA_NODEFER);
 	raise(SIGURG);
 	printf("nodefer: depth %d\n", (int)maxdepth);
 
@@ -167,10 +171,7 @@ int main(int argc, char **argv)
 	ss.ss_size = SIGSTKSZ * 4;
 	ss.ss_flags = 0;
 	sigaltstack(&ss, NULL);
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_alt;
-	sa.sa_flags = SA_ONSTACK;
-	sigaction(SIGWINCH, &sa, NULL);
+	install(SIGWINCH, on_alt, SA_ONSTACK);
 	raise(SIGWINCH);
 	printf("onstack: %d\n", (int)onalt);
 	ss.ss_flags = SS_DISABLE;

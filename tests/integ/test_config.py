@@ -106,6 +106,31 @@ with t.section("BUFFER_KB=16 OVERFLOW=wait"):
         t.eq(m["unmatched_frees"], 0, "wait: no unmatched frees")
         t.eq(leak_with(rep, "storm_leak")["bytes"], want["leaked_bytes"], "wait: storm_leak bytes")
 
+with t.section("BUFFER_KB=16 OVERFLOW=wait, 64 threads"):
+    # most of the threads wait for the writer at any time: each sleeps on
+    # its ring until the writer has drained it (preload/ring.c)
+    with Tmp() as d:
+        r = run([STORM, "64", "20000"], d, prof={"BUFFER_KB": "16", "OVERFLOW": "wait"},
+                timeout=180)
+        t.eq((r.rc, r.err), (0, ""), "wait, 64 threads: storm runs, no warning")
+        want = counts_from(r.out)
+        rep = analyze(r.traces)
+        m = rep["memory"]
+        res = rep["trace"]["processes"][0]["resources"]
+        t.ok(res["kprof_ring_waits"] > 0, "wait, 64 threads: threads waited for the writer",
+             res)
+        # each thread's DTV is freed with its stack, or kept in glibc's
+        # cache of stacks and in use at exit
+        dtv_freed = m["free_calls"] - want["frees"]
+        dtv_kept = m["in_use_at_exit"]["blocks"] - want["leaked_blocks"]
+        t.eq((rep["trace"]["events_lost"], m["alloc_calls"], m["unmatched_frees"],
+              dtv_freed + dtv_kept, min(dtv_freed, dtv_kept) >= 0),
+             (0, want["allocs"] + 64, 0, 64, True),
+             "wait, 64 threads: nothing lost, every count exact (+64 DTVs, each "
+             "freed or in use)", (want, m["free_calls"], m["in_use_at_exit"]))
+        t.eq(leak_with(rep, "storm_leak")["bytes"], want["leaked_bytes"],
+             "wait, 64 threads: storm_leak bytes")
+
 with t.section("BUFFER_KB=16 OVERFLOW=drop"):
     with Tmp() as d:
         r = run([STORM, "4", "50000"], d, prof={"BUFFER_KB": "16", "OVERFLOW": "drop"})

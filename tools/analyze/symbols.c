@@ -934,15 +934,17 @@ static char *vdso_helper_name(struct sym_module *sm, GElf_Addr a)
 	}
 	if (!n)
 		return NULL;
+	char *plain[KP_ARRAY_SIZE(callers)]; /* without their versions */
 	size_t len = 32;
-	for (size_t k = 0; k < n; k++)
-		len += strlen(callers[k]) + 2;
+	for (size_t k = 0; k < n; k++) {
+		plain[k] = demangle(callers[k]);
+		len += strlen(plain[k]) + 2;
+	}
 	char *name = xmalloc(len), *p = name;
 	p += sprintf(p, "(vDSO helper of ");
 	for (size_t k = 0; k < n; k++) {
-		const char *at = strchr(callers[k], '@'); /* its version */
-		int l = at ? (int)(at - callers[k]) : (int)strlen(callers[k]);
-		p += sprintf(p, "%s%.*s", k ? ", " : "", l, callers[k]);
+		p += sprintf(p, "%s%s", k ? ", " : "", plain[k]);
+		free(plain[k]);
 	}
 	strcpy(p, ")");
 	return name;

@@ -75,9 +75,16 @@ int kp_stacktab_init(void)
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	unw_set_cache_size(unw_local_addr_space, 1024, 0);
 	/* Warm libunwind up here, outside any hook: its first use takes
-	 * locks and initialises lazily. */
-	void *warm[4];
-	unw_backtrace(warm, 4);
+	 * locks and initialises lazily. A cursor does that; a backtrace
+	 * would also build this thread's trace cache, 256 KiB it fills at
+	 * once (64 page faults, about a fifth of what kprof added to the
+	 * start of a short process here), which a thread the fast unwinder
+	 * serves never uses: it is built, as for every other thread, at the
+	 * thread's first unw_backtrace. */
+	unw_context_t uc;
+	unw_cursor_t cur;
+	if (unw_getcontext(&uc) == 0)
+		(void)unw_init_local(&cur, &uc);
 	kp_unwind_init(); /* without it, kp_unwind hands every stack over */
 	return 0;
 }

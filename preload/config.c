@@ -7,9 +7,12 @@
  */
 #include "state.h"
 
+#include <errno.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEF_OUTPUT "kprof.%p.kpz"
 #define DEF_DEPTH 64
@@ -138,6 +141,44 @@ void kp_config_load(struct kp_config *c)
 		out = NULL;
 	}
 	snprintf(c->output, sizeof(c->output), "%s", out ? out : DEF_OUTPUT);
+
+	const char *pr = getenv("KOTOBA_PROFILE_PROGRAMS");
+	if (pr && (*pr == '\0' || strlen(pr) >= sizeof(c->programs))) {
+		kp_warn("KOTOBA_PROFILE_PROGRAMS is empty or too long; "
+			"using the default: every program");
+		pr = NULL;
+	}
+	snprintf(c->programs, sizeof(c->programs), "%s", pr ? pr : "");
+}
+
+/*
+ * Is this process's program one of KOTOBA_PROFILE_PROGRAMS (a comma list
+ * of fnmatch(3) patterns; "" = every program)? A pattern with a '/' is
+ * matched against the executable's path, any other against the
+ * executable's file name and against argv[0]'s last component (python3
+ * runs the file python3.11: "python3" names it by argv[0]).
+ */
+int kp_config_program_wanted(const struct kp_config *c)
+{
+	if (!c->programs[0])
+		return 1;
+	char exe[1024], list[sizeof(c->programs)], *save = NULL;
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[k > 0 ? k : 0] = '\0';
+	const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+	const char *arg0 = program_invocation_short_name;
+	snprintf(list, sizeof(list), "%s", c->programs);
+	for (char *p = strtok_r(list, ",", &save); p;
+	     p = strtok_r(NULL, ",", &save)) {
+		if (strchr(p, '/')) {
+			if (exe[0] && fnmatch(p, exe, 0) == 0)
+				return 1;
+		} else if ((base[0] && fnmatch(p, base, 0) == 0) ||
+			   (arg0 && arg0[0] && fnmatch(p, arg0, 0) == 0)) {
+			return 1;
+		}
+	}
+	return 0;
 }
 
 const char *kp_unwind_mode_name(int mode)
@@ -185,6 +226,8 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("cpu_hz", "%u", c->cpu_hz);
 	PAIR("unwind", "%s", kp_unwind_mode_name(c->unwind));
 	PAIR("python", "%d", c->python);
+	if (c->programs[0])
+		PAIR("programs", "%s", c->programs);
 #undef PAIR
 	return n;
 }

@@ -15,7 +15,8 @@
  * __libc_start_main registers the loader's fini, so exit() calls it last:
  * after the app's atexit handlers and every ELF destructor (frees made there
  * are recorded), and with the exit status. exec* wrappers flush first; the new image
- * starts a fresh trace. A setuid process (AT_SECURE) is never traced.
+ * starts a fresh trace. A setuid process (AT_SECURE) is never traced, nor
+ * one whose program KOTOBA_PROFILE_PROGRAMS leaves out.
  */
 #include "state.h"
 
@@ -70,6 +71,14 @@ int kp_init_slow(void)
 	kp.pid = (pid_t)syscall(SYS_getpid);
 	kp.ppid = (pid_t)syscall(SYS_getppid);
 	kp_config_load(&kp.cfg);
+	if (!kp_config_program_wanted(&kp.cfg)) {
+		/* Not a program KOTOBA_PROFILE_PROGRAMS names: loaded, it
+		 * records nothing, makes no file and no thread; a program it
+		 * execs decides for itself. */
+		kp_mem_pass_all();
+		atomic_store(&kp.run, KP_ST_OFF);
+		goto out;
+	}
 	kp.mem_off = !kp.cfg.memory;
 	if (kp.mem_off)
 		kp_mem_pass_all();

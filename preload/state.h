@@ -50,6 +50,7 @@ struct kp_config {
 	unsigned cpu_hz;     /* KOTOBA_PROFILE_CPU_HZ: samples per CPU-second */
 	int unwind;          /* KOTOBA_PROFILE_UNWIND: enum kp_unwind_mode */
 	int python;          /* KOTOBA_PROFILE_PYTHON: Python frames (pystack.c) */
+	char programs[512];  /* KOTOBA_PROFILE_PROGRAMS: "" = every program */
 };
 
 enum kp_unwind_mode {
@@ -65,6 +66,9 @@ enum kp_unwind_mode {
 #define KP_QHOOK_LIBPQ 2u
 
 void kp_config_load(struct kp_config *c);
+/* This process's program is one KOTOBA_PROFILE_PROGRAMS names (or it
+ * names none): it is traced. */
+int kp_config_program_wanted(const struct kp_config *c);
 const char *kp_unwind_mode_name(int mode);
 /* KOTOBA_PROFILE_QUERY_HOOKS (query.c): "all" (default), "none", or a
  * comma list of sqlite, libpq -> KP_QHOOK_* bits; and back to text. */

@@ -7,6 +7,8 @@
 #
 # Options set the KOTOBA_PROFILE_* variables (see kprof(7)):
 #   -o, --output TEMPLATE   trace path (%p pid, %e program name, %t time)
+#   -p, --programs LIST     trace only these programs of the process tree
+#                           (comma list of patterns, e.g. cc1plus,python3)
 #   -d, --stack-depth N     frames per stack (0: no stacks)
 #   -b, --buffer-kb N       ring size per thread
 #   --drop                  drop (and count) events when a ring is full
@@ -126,6 +128,7 @@ analyze=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	-o|--output) need_arg "$1" $#; export KOTOBA_PROFILE_OUTPUT="$2"; shift 2 ;;
+	-p|--programs) need_arg "$1" $#; export KOTOBA_PROFILE_PROGRAMS="$2"; shift 2 ;;
 	-d|--stack-depth) need_arg "$1" $#; export KOTOBA_PROFILE_STACK_DEPTH="$2"; shift 2 ;;
 	-b|--buffer-kb) need_arg "$1" $#; export KOTOBA_PROFILE_BUFFER_KB="$2"; shift 2 ;;
 	--drop) export KOTOBA_PROFILE_OVERFLOW=drop; shift ;;

@@ -277,6 +277,9 @@ def main():
     if "--cpu-only" in sys.argv:
         bench_cpu(rounds, quick)
         return
+    if "--startup-only" in sys.argv:
+        bench_startup(rounds, quick)
+        return
     only_alloc = "--only-alloc" in sys.argv
     heaptrack = shutil.which("heaptrack")
     kp = {"LD_PRELOAD": LIB}
@@ -416,6 +419,7 @@ def main():
                         med["kprof, stacks on"])
         os.unlink(src.name)
 
+    bench_startup(rounds, quick)
     io_benches(rounds, quick)
     # 4. the query hook
     query_bench(rounds, quick)
@@ -423,6 +427,38 @@ def main():
     # 5. CPU sampling on a CPU-bound program (CPU seconds, not wall)
     bench_cpu(rounds, quick)
     print_targets()
+
+
+def bench_startup(rounds, quick):
+    """3b. What kprof costs a process that does little but start and end:
+    a shell loop that runs /bin/true N times. Each round of the loop makes
+    one trace under kprof, /bin/true's (Debian's /bin/sh, dash, starts it
+    with vfork, whose child kprof does not trace until it execs; a shell
+    that forks makes a second one, the child's), none with
+    KOTOBA_PROFILE_PROGRAMS naming another program
+    (kprof loaded in every process, tracing none of them). heaptrack
+    traces the shell only (it does not follow children), so it is not
+    compared here."""
+    n = 50 if quick else 200
+    cmd = ["/bin/sh", "-c", "i=0; while [ $i -lt %d ]; do /bin/true; "
+           "i=$((i + 1)); done" % n]
+    configs = [("none", cmd, {}),
+               ("kprof, every process traced", cmd, {"LD_PRELOAD": LIB}),
+               ("kprof loaded, none traced (PROGRAMS=nomatch)", cmd,
+                {"LD_PRELOAD": LIB, "KOTOBA_PROFILE_PROGRAMS": "nomatch"})]
+    t, last = bench("process start-up: a shell loop running /bin/true %d times" % n,
+                    configs, 2 * rounds)
+    med = {k: statistics.median(v) for k, v in t.items() if v}
+    traces = len(last["kprof, every process traced"])
+    if traces not in (n + 1, 2 * n + 1) or last["kprof loaded, none traced "
+                                                  "(PROGRAMS=nomatch)"]:
+        raise Failed("the shell loop left %d traces, not %d or %d, and %d with "
+                     "PROGRAMS=nomatch" % (traces, n + 1, 2 * n + 1, len(
+                         last["kprof loaded, none traced (PROGRAMS=nomatch)"])))
+    for label in ("kprof, every process traced",
+                  "kprof loaded, none traced (PROGRAMS=nomatch)"):
+        print("- %s: %+.2f ms a /bin/true run (wall, %d traces in the last run)" % (
+            label, (med[label] - med["none"]) * 1e3 / n, len(last[label])))
 
 
 def cc1plus_command(gxx, src):

@@ -3,8 +3,9 @@
 
 MEMORY, STACK_DEPTH, BUFFER_KB with OVERFLOW=wait|drop, ZSTD_LEVEL (FLUSH_MS
 is exercised by test_lifecycle's SIGKILL test, OUTPUT by test_invariants),
-and a bad value of each: exactly one warning line on stderr naming the
-variable and the default, and the app runs on unchanged.
+PROGRAMS (which processes of a process tree are traced), and a bad value
+of each: exactly one warning line on stderr naming the variable and the
+default, and the app runs on unchanged.
 
 Threads' DTVs: leaky and storm run their threads at the same time; each
 new thread stack gets one calloc from glibc (see leaky.c), counted here.
@@ -18,17 +19,20 @@ from kptest import *  # noqa: E402,F401,F403
 t = Tap()
 LEAKY = app("leaky")
 STORM = app("storm")
+LIFECYCLE = app("lifecycle")
 
 # Defaults of preload/config.c (documented in kprof(7)).
 DEFAULTS = {"MEMORY": "1", "STACK_DEPTH": "64", "BUFFER_KB": "1024",
             "OVERFLOW": "wait", "FLUSH_MS": "100", "ZSTD_LEVEL": "1",
-            "OUTPUT": "kprof.%p.kpz", "UNWIND": "fast"}
+            "OUTPUT": "kprof.%p.kpz", "UNWIND": "fast",
+            "PROGRAMS": "every program"}
 BAD = [("STACK_DEPTH", "abc"), ("STACK_DEPTH", "-1"), ("STACK_DEPTH", "100000"),
        ("BUFFER_KB", "-1"), ("BUFFER_KB", "8"), ("BUFFER_KB", "12k"),
        ("OVERFLOW", "maybe"), ("OVERFLOW", ""), ("MEMORY", "perhaps"),
        ("MEMORY", ""), ("ZSTD_LEVEL", "99"), ("ZSTD_LEVEL", "0"),
        ("FLUSH_MS", "0"), ("FLUSH_MS", "1e3"), ("OUTPUT", ""),
-       ("UNWIND", "dwarf"), ("UNWIND", ""), ("UNWIND", "Fast")]
+       ("UNWIND", "dwarf"), ("UNWIND", ""), ("UNWIND", "Fast"),
+       ("PROGRAMS", ""), ("PROGRAMS", "leaky," * 100)]
 
 with t.section("MEMORY=0"):
     with Tmp() as d:
@@ -169,6 +173,54 @@ with t.section("ZSTD_LEVEL"):
         t.diag("trace sizes: level 1 %d bytes, level 19 %d bytes" % (sizes["1"], sizes["19"]))
         t.eq(reps["1"], reps["19"], "ZSTD_LEVEL=1 and =19 give identical reports "
              "(but for times, pids and addresses)")
+
+def traced(r):
+    """(exe's file name, end reason) of each trace of a run, sorted."""
+    return sorted((os.path.basename(p["exe"]), p["end_reason"])
+                  for p in analyze(r.traces)["trace"]["processes"]) if r.traces else []
+
+
+with t.section("PROGRAMS"):
+    with Tmp() as d:
+        # lifecycle forkexec PROG: a fork child leaks 2 x 64, then execs PROG
+        fe = [LIFECYCLE, "forkexec", "/bin/true"]
+        for progs, want in (
+                (None, [("lifecycle", "exec"), ("lifecycle", "exit"), ("true", "exit")]),
+                ("lifecycle", [("lifecycle", "exec"), ("lifecycle", "exit")]),
+                ("true", [("true", "exit")]),
+                ("nomatch,tru?", [("true", "exit")]),
+                ("*/apps/lifecycle", [("lifecycle", "exec"), ("lifecycle", "exit")]),
+                ("/nonexistent/*", []),
+                ("nomatch", [])):
+            r = run(fe, d, prof={"PROGRAMS": progs} if progs else None)
+            label = "PROGRAMS=%s" % progs if progs else "PROGRAMS unset"
+            t.eq((r.rc, r.err, r.out.startswith("parent=")), (0, "", True),
+                 "%s: runs, no warning" % label)
+            t.eq(traced(r), want, "%s: traces exactly %s" % (label, want or "none"))
+            for f in r.traces:
+                os.unlink(f)
+        r = run(fe, d, prof={"PROGRAMS": "lifecycle"})
+        rep = analyze(r.traces)
+        t.eq([(l["bytes"], l["blocks"]) for l in rep["memory"]["leaks"]], [(128, 2)],
+             "PROGRAMS=lifecycle: the fork child's 2 x 64 before its exec, exactly")
+        t.eq(trace_header(r.traces[0])["config"].get("programs"), "lifecycle",
+             "PROGRAMS in the trace header's config")
+        for f in r.traces:
+            os.unlink(f)
+        # argv[0]'s name counts too (python3 runs python3.11): a link
+        os.symlink(LIFECYCLE, os.path.join(d, "othername"))
+        plain = run_plain(["./othername", "leak4"], d)
+        for progs, n in (("othername", 1), ("lifecycle", 1), ("other*", 1), ("nomatch", 0)):
+            r = run(["./othername", "leak4"], d, prof={"PROGRAMS": progs})
+            t.eq((r.rc, r.out, r.err, len(r.traces)), (plain.rc, plain.out, "", n),
+                 "PROGRAMS=%s, run by a link named othername: same output, %d trace"
+                 % (progs, n))
+            if n:
+                leaks = analyze(r.traces)["memory"]["leaks"]
+                t.eq([(l["bytes"], l["blocks"]) for l in leaks], [(200, 4)],
+                     "PROGRAMS=%s: leak4's 4 x 50 exactly" % progs)
+            for f in r.traces:
+                os.unlink(f)
 
 with t.section("bad values"):
     with Tmp() as d:

@@ -83,7 +83,7 @@ with t.section("--version and --help"):
             r = kprof(args, d)
             t.eq((r.rc, r.err), (0, ""), "%s: exit 0, nothing on stderr" % " ".join(args))
             t.ok("kprof run [options] [--] PROGRAM" in r.out and
-                 all(o in r.out for o in ("--output", "--stack-depth", "--buffer-kb",
+                 all(o in r.out for o in ("--output", "--programs", "--stack-depth", "--buffer-kb",
                                           "--drop", "--flush-ms", "--no-memory", "--no-io",
                                           "--no-query", "--query-text-full", "--cpu",
                                           "--analyze", "--version")),
@@ -170,6 +170,8 @@ OPTIONS = [
     (["--unwind=libunwind"], {"UNWIND": "libunwind"}, "unwind", "libunwind"),
     (["--no-python"], {"PYTHON": "0"}, "python", "0"),
     (["-d", "0"], {"STACK_DEPTH": "0"}, "zstd_literals", "raw"),
+    (["-p", "leaky"], {"PROGRAMS": "leaky"}, "programs", "leaky"),
+    (["--programs", "x,leak*"], {"PROGRAMS": "x,leak*"}, "programs", "x,leak*"),
 ]
 
 with t.section("options = variables (header config)"):

@@ -63,12 +63,17 @@ void kp_writer_free(struct kp_writer *w);
  * KP_WRITER_STORE_INCOMPRESSIBLE, after a frame that zstd could not make
  * 1/16 smaller the next 15 are stored (zstd frames of raw blocks, which
  * any zstd decoder reads) without searching them, then one is tried
- * again. 0 undoes all three.
+ * again; KP_WRITER_STORE_SMALL, a frame of under KP_STORE_SMALL bytes is
+ * stored too (a short process's one frame, an idle one's resource
+ * snapshots), so that such a process never builds zstd's workspace. 0
+ * undoes all four.
  * @return 0, or -EINVAL if zstd refused the parameter.
  */
 #define KP_WRITER_NO_STACKS 1u
 #define KP_WRITER_RAW_LITERALS 2u
 #define KP_WRITER_STORE_INCOMPRESSIBLE 4u
+#define KP_WRITER_STORE_SMALL 8u
+#define KP_STORE_SMALL 1024u
 int kp_writer_options(struct kp_writer *w, unsigned flags);
 
 /* Emit the fixed prefix and the header map. Call once, first. */

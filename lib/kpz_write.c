@@ -52,6 +52,7 @@ struct kp_writer {
 	uint64_t bytes_out;
 	uint64_t records;
 	int store;              /* KP_WRITER_STORE_INCOMPRESSIBLE */
+	int store_small;        /* KP_WRITER_STORE_SMALL */
 	unsigned store_left;    /* frames still to store without trying */
 };
 
@@ -466,6 +467,8 @@ int kp_writer_flush(struct kp_writer *w)
 	/* The frame is dropped either way: a retry would fail the same. */
 	w->open = 0;
 	w->len = 0;
+	if (w->store_small && n < KP_STORE_SMALL)
+		return emit_stored(w, n);
 	if (w->store && w->store_left) {
 		w->store_left--;
 		return emit_stored(w, n);
@@ -488,6 +491,7 @@ int kp_writer_options(struct kp_writer *w, unsigned flags)
 		return -EINVAL;
 	block_close(w); /* the next event opens a block of the new kind */
 	w->store = (flags & KP_WRITER_STORE_INCOMPRESSIBLE) != 0;
+	w->store_small = (flags & KP_WRITER_STORE_SMALL) != 0;
 	w->store_left = 0;
 	w->enc.no_stacks = (flags & KP_WRITER_NO_STACKS) != 0;
 	return 0;

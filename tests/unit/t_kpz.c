@@ -760,6 +760,60 @@ TEST(stored_frames)
 	free(recs);
 }
 
+/*
+ * KP_WRITER_STORE_SMALL: a frame of under KP_STORE_SMALL bytes is stored,
+ * a larger one compressed as before (its events alike, which zstd makes
+ * far smaller); without the option the small frame is compressed too;
+ * both traces read back every record.
+ */
+TEST(store_small_frames)
+{
+	const size_t n = 3000, small = 20;
+	struct kp_rec *recs = calloc(n, sizeof(*recs));
+	REQUIRE(recs);
+	for (size_t i = 0; i < n; i++) {
+		struct kp_rec *r = &recs[i];
+		r->type = KP_REC_ALLOC;
+		r->tid = 7;
+		r->ts = 1000 + i * 10;
+		r->u.alloc.ptr = 0x10000 + 64 * i;
+		r->u.alloc.size = 48;
+		r->u.alloc.stack = 1;
+	}
+	for (int opt = 0; opt < 2; opt++) {
+		struct membuf b = { 0 };
+		struct kp_sink sink = { membuf_write, &b, NULL };
+		struct kp_writer *w;
+		struct kp_header h;
+		test_header(&h);
+		REQUIRE(kp_writer_create(&w, &kp_allocator_libc, &sink, 1, 4096) == 0);
+		REQUIRE(kp_writer_header(w, &h) == 0);
+		REQUIRE(kp_writer_options(w, opt ? KP_WRITER_STORE_SMALL : 0) == 0);
+		for (size_t i = 0; i < n; i++) {
+			REQUIRE(kp_writer_add(w, &recs[i]) == 0);
+			if (i + 1 == small)
+				REQUIRE(kp_writer_flush(w) == 0);
+		}
+		REQUIRE(kp_writer_flush(w) == 0);
+		kp_writer_free(w);
+		size_t stored, got;
+		int mism;
+		char order[64];
+		long frames = zstd_frames(b.p, b.len, &stored, order, sizeof(order));
+		printf("# STORE_SMALL %s: %ld frames, %zu stored, %zu bytes\n",
+		       opt ? "on" : "off", frames, stored, b.len);
+		REQUIRE(frames >= 3 && frames < 64);
+		CHECK(order[0] == (opt ? 'S' : 'z'));
+		for (long i = 1; i < frames - 1; i++)
+			CHECK(order[i] == 'z'); /* full frames: 4 KiB */
+		CHECK(stored == (size_t)opt + (opt && order[frames - 1] == 'S'));
+		CHECK(read_compare(b.p, b.len, 0, recs, n, &got, &mism) == 0);
+		CHECK(!mism && got == n);
+		membuf_free(&b);
+	}
+	free(recs);
+}
+
 /* A small multi-frame trace; ends[] gets each frame's end offset. */
 struct small_trace {
 	struct membuf b;
@@ -1335,6 +1389,7 @@ int main(int argc, char **argv)
 			 T(bad_prefixes), T(records_roundtrip),
 			 T(frames_and_counters), T(events_bulk_same_bytes),
 			 T(no_stacks_and_raw_literals), T(stored_frames),
+			 T(store_small_frames),
 			 T(truncation_every_offset),
 			 T(corrupt_byte_resyncs), T(crafted_frames),
 			 T(lying_content_size), T(failing_sink),

@@ -357,18 +357,54 @@ TEST(records_roundtrip)
 	}
 }
 
+/* A sink's xWritev: the pieces in order, as one call. */
+static int membuf_writev(void *ctx, struct iovec *iov, int n)
+{
+	struct membuf *b = ctx;
+	int writes = b->writes;
+	for (int i = 0; i < n; i++)
+		if (membuf_write(b, iov[i].iov_base, iov[i].iov_len) < 0)
+			return -ENOSPC;
+	b->writes = writes + 1;
+	return 0;
+}
+
+/* A writer into b (through xWritev too if vec) of zstd level 1 and
+ * 4 KiB frames, its header written. */
+static int membuf_writer(struct membuf *b, int vec, struct kp_writer **w)
+{
+	struct kp_sink sink = { membuf_write, b, vec ? membuf_writev : NULL };
+	struct kp_header h;
+	test_header(&h);
+	if (kp_writer_create(w, &kp_allocator_libc, &sink, 1, 4096) != 0)
+		return -1;
+	return kp_writer_header(*w, &h);
+}
+
+/* n ALLOCs of thread 7, one size, 64 bytes apart, stack id `stack`:
+ * events zstd makes far smaller. */
+static void alike_recs(struct kp_rec *recs, size_t n, uint32_t stack)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct kp_rec *r = &recs[i];
+		memset(r, 0, sizeof(*r));
+		r->type = KP_REC_ALLOC;
+		r->tid = 7;
+		r->ts = 1000 + i * 10;
+		r->u.alloc.ptr = 0x10000 + 64 * i;
+		r->u.alloc.size = 48;
+		r->u.alloc.stack = stack;
+	}
+}
+
 TEST(frames_and_counters)
 {
 	struct workload *wl = malloc(sizeof(*wl));
 	REQUIRE(wl);
 	wl_init(wl, 7);
 	struct membuf b = { 0 };
-	struct kp_sink sink = { membuf_write, &b, NULL };
 	struct kp_writer *w;
-	struct kp_header h;
-	test_header(&h);
-	REQUIRE(kp_writer_create(&w, &kp_allocator_libc, &sink, 1, 4096) == 0);
-	REQUIRE(kp_writer_header(w, &h) == 0);
+	REQUIRE(membuf_writer(&b, 0, &w) == 0);
 	const size_t n = 200000;
 	struct kp_rec rec;
 	uint64_t *ts = malloc(n * sizeof(*ts));
@@ -424,29 +460,12 @@ static int is_mem_rec(const struct kp_rec *r)
  * events of one thread through kp_writer_events_open/kp_enc_mem/close,
  * runs also cut every cut events (bulk 1); with the writer's options
  * opts (kp_writer_options). */
-/* A sink's xWritev: the pieces in order, as one call. */
-static int membuf_writev(void *ctx, struct iovec *iov, int n)
-{
-	struct membuf *b = ctx;
-	int writes = b->writes;
-	for (int i = 0; i < n; i++)
-		if (membuf_write(b, iov[i].iov_base, iov[i].iov_len) < 0)
-			return -ENOSPC;
-	b->writes = writes + 1;
-	return 0;
-}
-
 /* write_recs, through a sink with xWritev if vec (else xWrite only). */
 static int write_recs_v(struct membuf *b, const struct kp_rec *recs, size_t n,
 			int bulk, size_t cut, unsigned opts, int vec)
 {
-	struct kp_sink sink = { membuf_write, b, vec ? membuf_writev : NULL };
 	struct kp_writer *w;
-	struct kp_header h;
-	test_header(&h);
-	if (kp_writer_create(&w, &kp_allocator_libc, &sink, 1, 4096) != 0)
-		return -1;
-	if (kp_writer_header(w, &h) != 0 || kp_writer_options(w, opts) != 0)
+	if (membuf_writer(b, vec, &w) != 0 || kp_writer_options(w, opts) != 0)
 		return -1;
 	for (size_t i = 0; i < n;) {
 		const struct kp_rec *r = &recs[i];
@@ -737,15 +756,7 @@ TEST(stored_frames)
 	CHECK(ret == KP_ECORRUPT);
 
 	/* alike events (one size, pointers 64 bytes apart): compressed */
-	for (size_t i = 0; i < n; i++) {
-		struct kp_rec *r = &recs[i];
-		memset(&r->u, 0, sizeof(r->u));
-		r->type = KP_REC_ALLOC;
-		r->tid = 7;
-		r->ts = 1000 + i * 10;
-		r->u.alloc.ptr = 0x10000 + 64 * i;
-		r->u.alloc.size = 48;
-	}
+	alike_recs(recs, n, 0);
 	struct membuf alike = { 0 };
 	REQUIRE(write_recs_v(&alike, recs, n, 1, 700, opt, 1) == 0);
 	CHECK(read_compare(alike.p, alike.len, 0, recs, n, &got, &mism) == 0);
@@ -771,23 +782,11 @@ TEST(store_small_frames)
 	const size_t n = 3000, small = 20;
 	struct kp_rec *recs = calloc(n, sizeof(*recs));
 	REQUIRE(recs);
-	for (size_t i = 0; i < n; i++) {
-		struct kp_rec *r = &recs[i];
-		r->type = KP_REC_ALLOC;
-		r->tid = 7;
-		r->ts = 1000 + i * 10;
-		r->u.alloc.ptr = 0x10000 + 64 * i;
-		r->u.alloc.size = 48;
-		r->u.alloc.stack = 1;
-	}
+	alike_recs(recs, n, 1);
 	for (int opt = 0; opt < 2; opt++) {
 		struct membuf b = { 0 };
-		struct kp_sink sink = { membuf_write, &b, NULL };
 		struct kp_writer *w;
-		struct kp_header h;
-		test_header(&h);
-		REQUIRE(kp_writer_create(&w, &kp_allocator_libc, &sink, 1, 4096) == 0);
-		REQUIRE(kp_writer_header(w, &h) == 0);
+		REQUIRE(membuf_writer(&b, 0, &w) == 0);
 		REQUIRE(kp_writer_options(w, opt ? KP_WRITER_STORE_SMALL : 0) == 0);
 		for (size_t i = 0; i < n; i++) {
 			REQUIRE(kp_writer_add(w, &recs[i]) == 0);

@@ -1191,8 +1191,8 @@ static int prepare_output(void)
 	 * bytes 20 % smaller for ~11 ns an event of the writer's time, a
 	 * fifth of kprof's cost on alloc_bench (kprof(7), ZSTD_LEVEL). With
 	 * them raw, zstd's search made alloc_bench's frames no smaller at
-	 * all: such frames are stored. */
-	/* Frames under 1 KiB stored as they are: a process that ends at
+	 * all: such frames are stored.
+	 * Frames under 1 KiB are stored as they are: a process that ends at
 	 * once (each program of a shell script) never builds zstd's
 	 * workspace, 11 of the ~100 page faults kprof added to the start of
 	 * /bin/true here, and an idle process's flushes (its resource

@@ -442,21 +442,21 @@ def bench_startup(rounds, quick):
     n = 50 if quick else 200
     cmd = ["/bin/sh", "-c", "i=0; while [ $i -lt %d ]; do /bin/true; "
            "i=$((i + 1)); done" % n]
+    every, none = ("kprof, every process traced",
+                   "kprof loaded, none traced (PROGRAMS=nomatch)")
     configs = [("none", cmd, {}),
-               ("kprof, every process traced", cmd, {"LD_PRELOAD": LIB}),
-               ("kprof loaded, none traced (PROGRAMS=nomatch)", cmd,
-                {"LD_PRELOAD": LIB, "KOTOBA_PROFILE_PROGRAMS": "nomatch"})]
+               (every, cmd, {"LD_PRELOAD": LIB}),
+               (none, cmd, {"LD_PRELOAD": LIB, "KOTOBA_PROFILE_PROGRAMS": "nomatch"})]
     t, last = bench("process start-up: a shell loop running /bin/true %d times" % n,
                     configs, 2 * rounds)
     med = {k: statistics.median(v) for k, v in t.items() if v}
-    traces = len(last["kprof, every process traced"])
-    if traces not in (n + 1, 2 * n + 1) or last["kprof loaded, none traced "
-                                                  "(PROGRAMS=nomatch)"]:
-        raise Failed("the shell loop left %d traces, not %d or %d, and %d with "
-                     "PROGRAMS=nomatch" % (traces, n + 1, 2 * n + 1, len(
-                         last["kprof loaded, none traced (PROGRAMS=nomatch)"])))
-    for label in ("kprof, every process traced",
-                  "kprof loaded, none traced (PROGRAMS=nomatch)"):
+    if len(last[every]) not in (n + 1, 2 * n + 1):
+        raise Failed("the shell loop left %d traces, not %d or %d"
+                     % (len(last[every]), n + 1, 2 * n + 1))
+    if last[none]:
+        raise Failed("the shell loop left %d traces with PROGRAMS=nomatch"
+                     % len(last[none]))
+    for label in (every, none):
         print("- %s: %+.2f ms a /bin/true run (wall, %d traces in the last run)" % (
             label, (med[label] - med["none"]) * 1e3 / n, len(last[label])))
 

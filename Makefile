@@ -211,7 +211,8 @@ clean:
 	rm -rf $(B)
 
 # ---- benchmarks ------------------------------------------------------------
-$(B)/bench/noop_preload.so: tests/bench/noop_preload.c
+# the no-op interposer and the stamping reference (tests/bench/*_preload.c)
+$(B)/bench/%_preload.so: tests/bench/%_preload.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -shared -fPIC $< -o $@ -ldl
 

@@ -163,10 +163,8 @@ int kp_config_program_wanted(const struct kp_config *c)
 	if (!c->programs[0])
 		return 1;
 	char exe[1024], list[sizeof(c->programs)], *save = NULL;
-	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	exe[k > 0 ? k : 0] = '\0';
-	const char *slash = strrchr(exe, '/');
-	const char *base = slash ? slash + 1 : exe;
+	kp_self_exe(exe, sizeof(exe));
+	const char *base = kp_base_name(exe);
 	const char *arg0 = program_invocation_short_name;
 	snprintf(list, sizeof(list), "%s", c->programs);
 	for (char *p = strtok_r(list, ",", &save); p;

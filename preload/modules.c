@@ -105,11 +105,8 @@ static int on_phdr(struct dl_phdr_info *info, size_t size, void *ctx)
 	const char *name = info->dlpi_name;
 	if (!name || !*name) {
 		/* The main program (the first object) has an empty name. */
-		if (s->n == 0) {
-			ssize_t k = readlink("/proc/self/exe", f->path,
-					     sizeof(f->path) - 1);
-			f->path[k > 0 ? k : 0] = '\0';
-		}
+		if (s->n == 0)
+			kp_self_exe(f->path, sizeof(f->path));
 	} else {
 		size_t k = strlen(name);
 		if (k >= sizeof(f->path))

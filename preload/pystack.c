@@ -129,14 +129,9 @@ static int has_libpython(struct dl_phdr_info *info, size_t size, void *arg)
 static int looks_like_python311(void)
 {
 	char exe[512];
-	long n = syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", exe,
-			 sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = 0;
-		const char *b = strrchr(exe, '/');
-		if (!strncmp(b ? b + 1 : exe, "python3.11", 10))
-			return 1;
-	}
+	kp_self_exe(exe, sizeof(exe));
+	if (!strncmp(kp_base_name(exe), "python3.11", 10))
+		return 1;
 	return dl_iterate_phdr(has_libpython, NULL);
 }
 

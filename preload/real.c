@@ -10,6 +10,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -78,6 +79,16 @@ void kp_real_resolve(void)
 pid_t kp_gettid(void)
 {
 	return (pid_t)syscall(SYS_gettid);
+}
+
+size_t kp_self_exe(char *buf, size_t size)
+{
+	long k = syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", buf,
+			 size - 1);
+	if (k < 0)
+		k = 0;
+	buf[k] = '\0';
+	return (size_t)k;
 }
 
 long kp_sys_write(int fd, const void *buf, size_t n)

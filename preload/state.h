@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -393,6 +394,16 @@ void kp_real_resolve(void);
 void kp_io_real_fill(void); /* hook_io.c: the I/O functions */
 pid_t kp_gettid(void);
 long kp_sys_write(int fd, const void *buf, size_t n);
+/* This process's executable (/proc/self/exe) in buf, NUL-terminated and
+ * cut to size - 1 bytes, empty when unreadable; @return its length. A raw
+ * syscall: safe before initialisation and in the writer. */
+size_t kp_self_exe(char *buf, size_t size);
+/* path after its last '/' */
+static inline const char *kp_base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
 
 /* ---- bootstrap pool (boot.c) --------------------------------------------- */
 

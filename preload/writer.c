@@ -146,13 +146,9 @@ int kp_high_fd(int fd)
 /* Expand %p %e %t %% of the template into buf (absolute). */
 static void expand_path(char *buf, size_t len)
 {
-	char exe[256] = "unknown", *base = exe;
-	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (k > 0) {
-		exe[k] = '\0';
-		char *s = strrchr(exe, '/');
-		base = s ? s + 1 : exe;
-	}
+	char exe[1024];
+	const char *base = kp_self_exe(exe, sizeof(exe)) ? kp_base_name(exe) :
+							     "unknown";
 	size_t o = 0;
 	const char *t = kp.cfg.output;
 	if (t[0] != '/' && getcwd(buf, len - 2)) {
@@ -352,8 +348,7 @@ static int write_header(void)
 	memset(&h, 0, sizeof(h));
 
 	/* exe fits in 1023 bytes, under the format's string limit. */
-	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	exe[k > 0 ? k : 0] = '\0';
+	kp_self_exe(exe, sizeof(exe));
 	long fd = sys_open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC, 0);
 	size_t len = 0;
 	if (fd >= 0) {

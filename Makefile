@@ -211,10 +211,13 @@ clean:
 	rm -rf $(B)
 
 # ---- benchmarks ------------------------------------------------------------
-# the no-op interposer and the stamping reference (tests/bench/*_preload.c)
-$(B)/bench/%_preload.so: tests/bench/%_preload.c
+# the no-op interposer and the stamping reference, from one source
+$(B)/bench/noop_preload.so: tests/bench/noop_preload.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -shared -fPIC $< -o $@ -ldl
+$(B)/bench/stamp_preload.so: tests/bench/noop_preload.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -DBENCH_STAMP -shared -fPIC $< -o $@ -ldl
 
 # ---- lib/ sanitizer builds and fuzzing (make asan, make fuzz) --------------
 # Appended for the trace-format library. Both build into their own trees

@@ -309,7 +309,7 @@ def main():
     configs = [("none", app, {}),
                ("no-op interposer", app, {"LD_PRELOAD": NOOP}),
                # issue 2's reference on this machine: each event stamped
-               # and stored, 32 bytes, nothing more (stamp_preload.c)
+               # and stored, 32 bytes, nothing more (noop_preload.c, BENCH_STAMP)
                ("reference: 32-byte stamped events, no consumer", app,
                 {"LD_PRELOAD": STAMP}),
                ("kprof, stacks off", app, nostack),

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define DEF_OUTPUT "kprof.%p.kpz"
 #define DEF_DEPTH 64

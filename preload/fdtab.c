@@ -76,11 +76,7 @@ static size_t fd_path(int fd, char *buf, size_t cap)
 	while (k)
 		p[n++] = d[--k];
 	p[n] = '\0';
-	long r = syscall(SYS_readlinkat, AT_FDCWD, p, buf, cap - 1);
-	if (r < 0)
-		r = 0;
-	buf[r] = '\0';
-	return (size_t)r;
+	return kp_readlink(p, buf, cap);
 }
 
 /* Fill the entry of fd from the kernel; the path into buf. */

@@ -81,10 +81,9 @@ pid_t kp_gettid(void)
 	return (pid_t)syscall(SYS_gettid);
 }
 
-size_t kp_self_exe(char *buf, size_t size)
+size_t kp_readlink(const char *path, char *buf, size_t size)
 {
-	long k = syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", buf,
-			 size - 1);
+	long k = syscall(SYS_readlinkat, AT_FDCWD, path, buf, size - 1);
 	if (k < 0)
 		k = 0;
 	buf[k] = '\0';

@@ -394,10 +394,15 @@ void kp_real_resolve(void);
 void kp_io_real_fill(void); /* hook_io.c: the I/O functions */
 pid_t kp_gettid(void);
 long kp_sys_write(int fd, const void *buf, size_t n);
-/* This process's executable (/proc/self/exe) in buf, NUL-terminated and
- * cut to size - 1 bytes, empty when unreadable; @return its length. A raw
+/* The target of the symbolic link path in buf, NUL-terminated and cut to
+ * size - 1 bytes, empty when unreadable; @return its length. A raw
  * syscall: safe before initialisation and in the writer. */
-size_t kp_self_exe(char *buf, size_t size);
+size_t kp_readlink(const char *path, char *buf, size_t size);
+/* This process's executable, so */
+static inline size_t kp_self_exe(char *buf, size_t size)
+{
+	return kp_readlink("/proc/self/exe", buf, size);
+}
 /* path after its last '/' */
 static inline const char *kp_base_name(const char *path)
 {

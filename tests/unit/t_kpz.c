@@ -459,8 +459,8 @@ static int is_mem_rec(const struct kp_rec *r)
 /* Write recs with kp_writer_add() only (bulk 0), or with each run of
  * events of one thread through kp_writer_events_open/kp_enc_mem/close,
  * runs also cut every cut events (bulk 1); with the writer's options
- * opts (kp_writer_options). */
-/* write_recs, through a sink with xWritev if vec (else xWrite only). */
+ * opts (kp_writer_options); through a sink with xWritev if vec (else
+ * xWrite only, as write_recs). */
 static int write_recs_v(struct membuf *b, const struct kp_rec *recs, size_t n,
 			int bulk, size_t cut, unsigned opts, int vec)
 {

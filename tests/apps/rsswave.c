@@ -5,8 +5,9 @@
  *
  * touches 64 MiB (one malloc, written through: glibc maps it on its own),
  * holds it HOLD_MS, frees it (unmapped), sleeps HOLD_MS, and prints the
- * CLOCK_MONOTONIC ns when the memory was touched and freed and the
- * kernel's VmHWM (/proc/self/status) in kB.
+ * CLOCK_MONOTONIC ns when the memory was touched, when free was called
+ * (freed) and when it had returned (gone: the first call of free binds
+ * the symbol, some us), and the kernel's VmHWM (/proc/self/status) in kB.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ int main(int argc, char **argv)
 	sleep_ms(hold);
 	long long freed = mono_ns();
 	free(p);
+	long long gone = mono_ns();
 	sleep_ms(hold);
 
 	long hwm = -1;
@@ -49,6 +51,7 @@ int main(int argc, char **argv)
 			break;
 	if (f)
 		fclose(f);
-	printf("touched %lld freed %lld hwm_kb %ld\n", touched, freed, hwm);
+	printf("touched %lld freed %lld gone %lld hwm_kb %ld\n", touched, freed,
+	       gone, hwm);
 	return 0;
 }

@@ -1,10 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The writer thread: the one consumer of every ring. Each cycle it
- *   1. reads every ring's head (acquire), choosing a time watermark W so
- *      that one cycle fits one frame: a ring with a backlog beyond its
- *      budget caps W at the timestamp of its first slot past the budget
- *      at a multiple of KP_RING_G (never inside a run: state.h);
+ *   1. reads the clock, then every ring's head (acquire), choosing a time
+ *      watermark W: at most the clock's reading, so that what is stamped
+ *      while it reads the heads one by one waits for the next cycle.
+ *      (Else thread A's ALLOC, published just after the writer read A's
+ *      ring, could go a frame later than thread B's FREE of that block,
+ *      published before the writer read B's: the analyzer would meet a
+ *      free of a block not yet allocated.) And so that one cycle fits
+ *      one frame, a ring with a backlog beyond its budget caps W at the
+ *      timestamp of its first slot past the budget at a multiple of
+ *      KP_RING_G (never inside a run: state.h). The last cycle, and the
+ *      one before an exec, take everything;
  *   2. emits the modules and stacks published since the last cycle (read
  *      after the heads, so every stack an event uses is already visible);
  *   3. moves the events with ts < W from each ring into the frame, thread
@@ -617,14 +624,15 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
  * wm (ticks) go into the open frame, each decoded and encoded again, or,
  * for a run closed and below wm, the first of them so and the rest as the
  * thread encoded them (their deltas follow from the first). *more is set
- * when events below its head wait past wm. @return the slot after the run
+ * when events below its head wait past wm_more (the budget's watermark:
+ * state.h). @return the slot after the run
  * once all of it is taken, else t (the caller stops at it).
  */
 _Static_assert(KP_ENC_MAX_REC >= KP_RUN_MAX + 4 * sizeof(struct kp_ev) +
 			       KP_ENC_MAX_EVENT,
 	       "a run's bytes fit past a frame's fill mark");
 static uint64_t add_run(struct kp_ring *r, uint64_t t, uint32_t len,
-			uint64_t wm, uint32_t tid, int *more)
+			uint64_t wm, uint64_t wm_more, uint32_t tid, int *more)
 {
 	const struct kp_ev_run *hd =
 		(const struct kp_ev_run *)&r->slots[t & r->mask];
@@ -636,6 +644,7 @@ static uint64_t add_run(struct kp_ring *r, uint64_t t, uint32_t len,
 	uint64_t ts = r->run_off ? r->run_ns : to_ns(hd->tsc);
 	uint64_t ptr = r->run_off ? r->run_ptr : 0;
 	uint64_t wm_ns = wm == UINT64_MAX ? UINT64_MAX : to_ns(wm);
+	uint64_t more_ns = wm_more == UINT64_MAX ? UINT64_MAX : to_ns(wm_more);
 	int whole = closed && hd->last_tsc < wm;
 	struct kp_evbuf b = { 0 };
 	struct kp_enc enc = { 0 };
@@ -652,7 +661,8 @@ static uint64_t add_run(struct kp_ring *r, uint64_t t, uint32_t len,
 			break;
 		}
 		if (!whole && m.ts >= wm_ns) {
-			*more = 1;
+			if (m.ts >= more_ns)
+				*more = 1;
 			break;
 		}
 		if (!open) {
@@ -804,7 +814,18 @@ static void emit_cpu_samples(void)
 	}
 }
 
-/* @return 1 when some ring still has events past this cycle's watermark. */
+/* The clock, read before any load that follows: rdtsc is not ordered
+ * with later loads unless an lfence follows it (Intel SDM, RDTSC). */
+static uint64_t ticks_then_loads(void)
+{
+	uint64_t t = kp_ticks();
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_lfence();
+#endif
+	return t;
+}
+
+/* @return 1 when some ring still has events past the budget's watermark. */
 static int cycle(int final, int reason, int64_t status, const char *exec_path)
 {
 	if (!w.kw || w.broken)
@@ -822,7 +843,8 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 		w.header_done = 1;
 	}
 
-	/* 1. heads and the watermark */
+	/* 1. the clock, heads and the watermark */
+	uint64_t now = final || exec_path ? UINT64_MAX : ticks_then_loads();
 	unsigned nr = 0;
 	for (struct kp_ring *r = atomic_load(&kp.rings); r && nr < MAX_RINGS;
 	     r = r->next) {
@@ -874,6 +896,10 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 				wm = e->tsc;
 		}
 	}
+	/* past the budget: a cycle more at once; past now: at the next */
+	uint64_t wm_more = wm;
+	if (now < wm)
+		wm = now;
 
 	/* 2. modules and stacks, in the order they were published: each
 	 * module change notes how many stacks existed when it happened, so a
@@ -916,7 +942,7 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 		while (t < w.heads[i]) {
 			const struct kp_ev *ev = &r->slots[t & r->mask];
 			if (ev->tsc >= wm) {
-				more = 1;
+				more |= ev->tsc >= wm_more;
 				break;
 			}
 			if (KP_LIKELY(is_mem(ev->type))) {
@@ -932,8 +958,8 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 						atomic_load_explicit(
 							&hd->len,
 							memory_order_acquire);
-				uint64_t u = add_run(r, t, len, wm, tid,
-						     &more);
+				uint64_t u = add_run(r, t, len, wm, wm_more,
+						     tid, &more);
 				if (u == t)
 					break; /* its thread adds to it */
 				t = u;

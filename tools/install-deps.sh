@@ -24,6 +24,10 @@ for s in $sets; do
 		postgresql-contrib util-linux"
 		# CPU sampling (issue 5): go tool pprof reads the exports
 		pkgs="$pkgs golang-go"
+		# libc's debug file, its DWARF compressed: lines for libc
+		# frames, and the cache of inflated copies
+		# (tests/integ/test_symbols_cache.py)
+		pkgs="$pkgs libc6-dbg"
 		# JIT maps: node --perf-basic-prof and the JVM's
 		# -XX:+DumpPerfMapAtExit name their code for perf
 		pkgs="$pkgs nodejs openjdk-17-jdk-headless" ;;

@@ -26,6 +26,7 @@ NOOP = os.path.join(B, "bench", "noop_preload.so")
 STAMP = os.path.join(B, "bench", "stamp_preload.so")
 ANALYZE = os.path.join(B, "kprof-analyze")
 KEEP = []  # temp dirs holding traces for the facts lines; removed at exit
+DCACHE = []  # the analyzer's copies of debug files (KOTOBA_REPORT_CACHE)
 # the issues' targets as measured in this run, printed last: (what, measured, met)
 TARGETS = []
 
@@ -183,11 +184,19 @@ def bench(name, configs, rounds, setup=None):
     return times, last
 
 
-def analyze_stats(files, symbols=True):
-    """Run the analyzer with --stats; return (report dict, stats line)."""
+def analyze_stats(files, symbols=True, cache=None):
+    """Run the analyzer with --stats, its copies of debug files kept in
+    cache (default: a directory of this run's, not the user's ~/.cache);
+    return (report dict, stats line)."""
+    if cache is None:
+        if not DCACHE:
+            DCACHE.append(tempfile.mkdtemp(prefix="kprof-bench-dcache-"))
+            KEEP.append(DCACHE[0])
+        cache = DCACHE[0]
     p = subprocess.run([ANALYZE, "--stats", "--format", "json"] +
                        ([] if symbols else ["--no-symbols"]) + files,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True,
+                       env=dict(os.environ, KOTOBA_REPORT_CACHE=cache))
     if p.returncode != 0:
         raise RuntimeError("kprof-analyze failed: " + p.stderr)
     stats = [l for l in p.stderr.splitlines() if "events" in l]
@@ -213,11 +222,26 @@ def trace_facts(label, files, t_none, t_kprof):
                       100.0 * res.get("kprof_writer_cpu_ns", 0) / res["cpu_ns"],
                       res["cpu_ns"] / 1e6, res.get("kprof_ring_waits", 0),
                       res.get("kprof_ring_wait_ns", 0) / 1e6))
-    print("- analyzer on that trace: %s" % stats)
-    m = re.search(r"\(([0-9.]+) M events/s\)", stats)
-    _, stats = analyze_stats(files, symbols=False)
+    # the first report on a machine inflates libc's debug file (40 to 70
+    # ms of CPU here) and keeps the copy; the next ones find it
+    cold = tempfile.mkdtemp(prefix="kprof-bench-dcache-")
+    KEEP.append(cold)
+    _, first = analyze_stats(files, cache=cold)
+    print("- analyzer on that trace, the first report on the machine (debug "
+          "files inflated and kept): %s" % first)
+    runs = sorted(((eps(line), line) for line in
+                   (analyze_stats(files, cache=cold)[1] for _ in range(3))),
+                  key=lambda x: x[0])
+    print("- the same, the copies found (median of 3): %s" % runs[1][1])
+    _, stats = analyze_stats(files, symbols=False, cache=cold)
     print("- the same without symbolization (--no-symbols): %s" % stats)
-    return size / max(events, 1), float(m.group(1)) if m else 0.0
+    return size / max(events, 1), runs[1][0], eps(first)
+
+
+def eps(stats):
+    """M events/s of an analyzer --stats line."""
+    m = re.search(r"\(([0-9.]+) M events/s\)", stats)
+    return float(m.group(1)) if m else 0.0
 
 
 def run_cpu(cmd, env, cwd):
@@ -325,10 +349,10 @@ def main():
     t, last = bench("alloc_bench: 2 threads, ~16 k stacks", configs, 3 * rounds)
     med = {k: statistics.median(v) for k, v in t.items() if v}
     print()
-    bpe_on, eps_on = trace_facts("stacks on", last["kprof, stacks on"], med["none"],
-                                 med["kprof, stacks on"])
-    bpe_off, eps_off = trace_facts("stacks off", last["kprof, stacks off"], med["none"],
-                                   med["kprof, stacks off"])
+    bpe_on, eps_on, first_on = trace_facts("stacks on", last["kprof, stacks on"],
+                                           med["none"], med["kprof, stacks on"])
+    bpe_off, eps_off, first_off = trace_facts("stacks off", last["kprof, stacks off"],
+                                              med["none"], med["kprof, stacks off"])
     ref = med.get("reference: 32-byte stamped events, no consumer")
     for label, limit in (("kprof, stacks off", 1.5), ("kprof, stacks on", 3.0)):
         if label in med:
@@ -339,8 +363,10 @@ def main():
     target("trace <= 6 bytes an allocation event (alloc_bench)",
            "%.2f stacks on, %.2f stacks off" % (bpe_on, bpe_off),
            bpe_on <= 6 and bpe_off <= 6)
-    target("analyzer >= 20 M events/s (alloc_bench's traces, symbols read)",
-           "%.1f stacks on, %.1f stacks off" % (eps_on, eps_off),
+    target("analyzer >= 20 M events/s (alloc_bench's traces, symbols read; "
+           "medians of 3, debug files' copies found)",
+           "%.1f stacks on, %.1f stacks off (the first report: %.1f, %.1f)"
+           % (eps_on, eps_off, first_on, first_off),
            eps_on >= 20 and eps_off >= 20)
     beats_heaptrack("alloc_bench", t)
 

@@ -131,10 +131,13 @@ class Tmp:
 
 
 def clean_env(extra=None):
-    """The environment for a child: no inherited LD_PRELOAD or KOTOBA_*."""
+    """The environment for a child: no inherited LD_PRELOAD or KOTOBA_*;
+    the analyzer's copies of debug files kept in the build directory, not
+    in the user's ~/.cache (test_symbols_cache.py tests that default)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("KOTOBA_") and k != "LD_PRELOAD"}
     env["LC_ALL"] = "C"
+    env["KOTOBA_REPORT_CACHE"] = os.path.join(BUILD, "debug-cache")
     if extra:
         env.update(extra)
     return env

@@ -6,6 +6,7 @@
  * frees, truncation, LOST, merging of processes, and JSON that python's
  * json module accepts.
  */
+#include <dirent.h>
 #include <elfutils/libdw.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -1410,6 +1411,152 @@ TEST(inflate_debug_sections)
 	rmdir(dir);
 }
 
+/* The number of files in dir whose name ends in suffix. */
+static int count_files(const char *dir, const char *suffix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	size_t sl = strlen(suffix);
+	while (d && (e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+		n += l >= sl && !strcmp(e->d_name + l - sl, suffix);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* The one copy in the cache directory dir: its path in path, its stat. */
+static int the_copy(const char *dir, char *path, size_t size, struct stat *st)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	while (d && (e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+		if (l > 6 && !strcmp(e->d_name + l - 6, ".debug")) {
+			snprintf(path, size, "%s/%s", dir, e->d_name);
+			n++;
+		}
+	}
+	if (d)
+		closedir(d);
+	return n == 1 && stat(path, st) == 0 ? 0 : -1;
+}
+
+/*
+ * The inflated copies kept on disk (KOTOBA_REPORT_CACHE): made once, 0600
+ * in a 0700 directory made for them, then used (the same file, marked
+ * used) with the same bytes as a memory file's; a damaged copy (cut
+ * short, a section header changed) made again; the copies least recently
+ * used removed past the bound, and a dead writer's temporary file an hour
+ * old; "off", or a directory others may write to, keep nothing.
+ */
+TEST(debug_file_cache)
+{
+	char exe[4096], dir[] = "/tmp/kp-dcache-XXXXXX", z[4200], cache[4200];
+	char cmd[17400], path[8500];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	REQUIRE(n > 0);
+	exe[n] = '\0';
+	REQUIRE(mkdtemp(dir) != NULL);
+	snprintf(z, sizeof(z), "%s/z", dir);
+	snprintf(cache, sizeof(cache), "%s/cache", dir);
+	snprintf(cmd, sizeof(cmd), "objcopy --compress-debug-sections=zlib "
+		 "'%s' '%s'", exe, z);
+	REQUIRE(system(cmd) == 0);
+
+	/* no cache: a memory file, the reference */
+	kp_debug_cache_init("off", 0);
+	int mfd = kp_debug_inflate(open(z, O_RDONLY));
+	REQUIRE(mfd >= 0);
+	struct stat mst;
+	REQUIRE(fstat(mfd, &mst) == 0);
+	CHECK(mst.st_nlink == 0 && access(cache, F_OK) != 0);
+
+	kp_debug_cache_init(cache, 0);
+	int zfd = open(z, O_RDONLY);
+	int c1 = kp_debug_inflate(zfd);
+	REQUIRE(c1 >= 0 && c1 != zfd);
+	struct stat cst, st1, dst;
+	REQUIRE(the_copy(cache, path, sizeof(path), &cst) == 0);
+	REQUIRE(fstat(c1, &st1) == 0 && stat(cache, &dst) == 0);
+	CHECK(st1.st_ino == cst.st_ino); /* what it gave is the copy */
+	CHECK((cst.st_mode & 0777) == 0600 && (dst.st_mode & 0777) == 0700);
+	CHECK(same_bytes(c1, mfd));
+	close(c1);
+
+	/* used: the same file, its time set to now */
+	struct timespec old[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+	REQUIRE(utimensat(AT_FDCWD, path, old, 0) == 0);
+	int c2 = kp_debug_inflate(open(z, O_RDONLY));
+	struct stat st2;
+	REQUIRE(c2 >= 0 && fstat(c2, &st2) == 0);
+	CHECK(st2.st_ino == cst.st_ino && st2.st_mtime > 1000000000);
+	CHECK(same_bytes(c2, mfd));
+	close(c2);
+
+	/* damaged: cut short, then a section header changed; made again */
+	for (int damage = 0; damage < 2; damage++) {
+		int w = open(path, O_RDWR);
+		REQUIRE(w >= 0);
+		if (damage == 0) {
+			REQUIRE(ftruncate(w, cst.st_size - 1) == 0);
+		} else {
+			unsigned char c;
+			off_t at = cst.st_size - 20; /* the last header */
+			REQUIRE(pread(w, &c, 1, at) == 1);
+			c ^= 1;
+			REQUIRE(pwrite(w, &c, 1, at) == 1);
+		}
+		close(w);
+		int c3 = kp_debug_inflate(open(z, O_RDONLY));
+		struct stat st3;
+		REQUIRE(c3 >= 0 && fstat(c3, &st3) == 0);
+		CHECK(same_bytes(c3, mfd));
+		close(c3);
+		REQUIRE(the_copy(cache, path, sizeof(path), &st3) == 0);
+		CHECK(st3.st_size == cst.st_size);
+	}
+
+	/* the bound: an older copy and a dead writer's file go; the new
+	 * copy (z changed: another name) stays */
+	char stale[4300], tmp[4300];
+	snprintf(stale, sizeof(stale), "%s/0-0-0-0.0.debug", cache);
+	snprintf(tmp, sizeof(tmp), "%s/.tmp-1-1", cache);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && : > '%s'", path, stale, tmp);
+	REQUIRE(system(cmd) == 0);
+	REQUIRE(utimensat(AT_FDCWD, stale, old, 0) == 0);
+	REQUIRE(utimensat(AT_FDCWD, tmp, old, 0) == 0);
+	CHECK(count_files(cache, ".debug") == 2);
+	struct timespec later[2] = { { 0, UTIME_OMIT }, { 2000000000, 0 } };
+	REQUIRE(utimensat(AT_FDCWD, z, later, 0) == 0);
+	kp_debug_cache_init(cache, (uint64_t)(2 * (cst.st_size + 8192)));
+	int c4 = kp_debug_inflate(open(z, O_RDONLY));
+	REQUIRE(c4 >= 0);
+	CHECK(same_bytes(c4, mfd));
+	close(c4);
+	CHECK(access(stale, F_OK) != 0 && access(tmp, F_OK) != 0);
+	CHECK(count_files(cache, ".debug") == 2); /* the two of z */
+
+	/* a directory others may write to is not used (one warning) */
+	REQUIRE(chmod(cache, 0777) == 0);
+	kp_debug_cache_init(cache, 0);
+	REQUIRE(utimensat(AT_FDCWD, z, old, 0) == 0); /* another name again */
+	int c5 = kp_debug_inflate(open(z, O_RDONLY));
+	struct stat st5;
+	REQUIRE(c5 >= 0 && fstat(c5, &st5) == 0);
+	CHECK(st5.st_nlink == 0 && same_bytes(c5, mfd));
+	CHECK(count_files(cache, ".debug") == 2);
+	close(c5);
+
+	kp_debug_cache_init("off", 0);
+	close(mfd);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	REQUIRE(system(cmd) == 0);
+}
+
 TEST(alloc_wrappers)
 {
 	CHECK(kp_is_alloc_wrapper("operator new(unsigned long)"));
@@ -1852,7 +1999,7 @@ int main(int argc, char **argv)
 			 T(confidence_classes), T(early_frees), T(many_incarnations),
 			 T(incarnations_model), T(pointer_map_model),
 			 T(bad_input), T(json_escaping),
-			 T(symbolize_self), T(inflate_debug_sections),
+			 T(symbolize_self), T(inflate_debug_sections), T(debug_file_cache),
 			 T(alloc_wrappers), T(heap_slices),
 			 T(peak_consumers), T(size_classes), T(rankings_many_sites),
 			 T(frames_shared), T(stack_suffix_reuse),

@@ -688,11 +688,22 @@ size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
 /* Is this function name an allocator wrapper (trimmed from the top)? */
 int kp_is_alloc_wrapper(const char *fn);
 /*
- * The ELF file open on fd with its zlib-compressed sections inflated, as a
- * memory file (fd is then closed), location lists left empty; fd itself
- * if there is nothing to inflate or the file is not one this handles.
+ * The ELF file open on fd with its zlib-compressed sections inflated
+ * (debugfile.c), location lists left empty: a copy from the cache or made
+ * there, else a memory file (fd is then closed); fd itself if there is
+ * nothing to inflate or the file is not one this handles.
  */
 int kp_debug_inflate(int fd);
+/*
+ * Where kp_debug_inflate() keeps its copies: setting is
+ * KOTOBA_REPORT_CACHE's value (kprof-analyze(1)): a directory, "" or
+ * "off" for none, NULL for the default ($XDG_CACHE_HOME/kprof, else
+ * ~/.cache/kprof); max_bytes bounds the copies (0: the default, 512 MiB).
+ * Until it is called there is no cache.
+ */
+void kp_debug_cache_init(const char *setting, uint64_t max_bytes);
+/* Write all of buf to fd at off (pwrite). @return 0, or -1 on an error. */
+int kp_write_at(int fd, const void *buf, uint64_t len, uint64_t off);
 /*
  * Inflate the debug file at path (kp_debug_inflate()) on the thread that
  * works ahead, started on the first call; a path asked for before is

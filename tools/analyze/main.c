@@ -329,6 +329,7 @@ int main(int argc, char **argv)
 	if (env && *env && parse_format(env, &opts.format) < 0)
 		warning("KOTOBA_REPORT_FORMAT: unknown format '%s', using text",
 			env);
+	kp_debug_cache_init(getenv("KOTOBA_REPORT_CACHE"), 0);
 	opterr = 0;
 	parse_options(argc, argv, &opts, "+ho:");
 	if (optind < argc && is_command(argv[optind]))

@@ -13,19 +13,12 @@
  *
  * Each (module, offset) is symbolized once; results are cached for the run.
  *
- * Separate debug files (Debian's libc6-dbg, for one) keep their DWARF
- * sections compressed. libdw inflates every one of them as it opens the
- * file, which for libc's took longer than the rest of a report; so the
- * debug file libdw is given is a copy in memory with those sections
- * inflated once, and the ones the analyzer never reads (location lists)
- * left out (kp_debug_inflate()). They are inflated with zlib, which libdw
- * depends on already (libdeflate was 2.5 times as fast on libc's, 12
- * against 30 ms of CPU, but would be a library more to install).
- *
- * That work is done ahead, on a thread of its own, while the trace is still
- * being read: the debug file of a module is asked for as soon as a stack
- * goes through the module (kp_symbols_ahead()), and find_debuginfo() later
- * takes the memory file ready (kp_debug_ahead_take()).
+ * Separate debug files with compressed DWARF sections (Debian's
+ * libc6-dbg, for one) are given to libdw inflated, from a cache on disk,
+ * and made ready while the trace is still being read (debugfile.c): the
+ * debug file of a module is asked for as soon as a stack goes through the
+ * module (kp_symbols_ahead()), and find_debuginfo() later takes it ready
+ * (kp_debug_ahead_take()).
  */
 #include <elf.h>
 #include <elfutils/libdw.h>
@@ -36,8 +29,6 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
-#include <zlib.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -94,212 +85,6 @@ struct kp_symbols {
 
 static char *debuginfo_path;
 
-/* ---- debug files with compressed sections --------------------------------- */
-
-/* Sections no lookup here reads: left empty in the copy, not inflated. */
-static int unread_section(const char *name)
-{
-	return !strcmp(name, ".debug_loc") || !strcmp(name, ".debug_loclists");
-}
-
-static int pow2(uint64_t a)
-{
-	return a && !(a & (a - 1));
-}
-
-static uint64_t align_up(uint64_t off, uint64_t a)
-{
-	return a > 1 ? (off + a - 1) & ~(a - 1) : off;
-}
-
-/* Write all of buf at off. @return 0, or -1 on an error. */
-static int write_at(int fd, const void *buf, uint64_t len, uint64_t off)
-{
-	const unsigned char *p = buf;
-
-	while (len) {
-		ssize_t w = pwrite(fd, p, len < (1u << 30) ? len : (1u << 30),
-				   (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		len -= (uint64_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
-
-/* The largest inflated section accepted (a bound for a damaged file). */
-#define KP_MAX_INFLATED (1ull << 32)
-
-/*
- * If the ELF file open on fd has zlib-compressed sections (SHF_COMPRESSED),
- * a memory file holding the same ELF file with those sections inflated:
- * the same sections in the same order, headers and data, laid out anew.
- * @return the memory file (fd is closed), or fd itself when the file has
- * nothing to inflate or is not a 64-bit ELF file of this machine's byte
- * order, or anything about it is wrong: libdw then reads it as before.
- */
-int kp_debug_inflate(int fd)
-{
-	struct stat st;
-	const unsigned char *in = MAP_FAILED;
-	unsigned char *out = NULL;
-	uint64_t *offs = NULL, outlen = 0;
-	int mfd = -1, ok = 0;
-
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size < sizeof(Elf64_Ehdr))
-		return fd;
-	uint64_t size = (uint64_t)st.st_size;
-	in = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (in == MAP_FAILED)
-		return fd;
-	Elf64_Ehdr eh;
-	memcpy(&eh, in, sizeof(eh));
-	const unsigned char host_data =
-		__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB
-							  : ELFDATA2MSB;
-	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
-	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-	    eh.e_ident[EI_DATA] != host_data ||
-	    eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shnum == 0 ||
-	    eh.e_shstrndx == SHN_UNDEF || eh.e_shstrndx >= eh.e_shnum ||
-	    eh.e_shoff > size ||
-	    (uint64_t)eh.e_shnum * sizeof(Elf64_Shdr) > size - eh.e_shoff ||
-	    eh.e_phnum >= PN_XNUM ||
-	    (eh.e_phnum && (eh.e_phentsize != sizeof(Elf64_Phdr) ||
-			    eh.e_phoff > size ||
-			    (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) >
-				    size - eh.e_phoff)))
-		goto out;
-	size_t n = eh.e_shnum;
-	Elf64_Shdr *sh = xmalloc(n * sizeof(*sh));
-	memcpy(sh, in + eh.e_shoff, n * sizeof(*sh));
-	const Elf64_Shdr *strsh = &sh[eh.e_shstrndx];
-	if (strsh->sh_type == SHT_NOBITS || strsh->sh_offset > size ||
-	    strsh->sh_size > size - strsh->sh_offset)
-		goto out_sh;
-	const char *names = (const char *)in + strsh->sh_offset;
-	uint64_t names_len = strsh->sh_size;
-
-	/* The new layout: ELF header, program headers, each section at its
-	 * alignment, section headers. offs[i] is section i's data in the
-	 * input (compressed sections: after the Chdr). */
-	offs = xcalloc(n, sizeof(*offs));
-	int compressed = 0;
-	uint64_t off = sizeof(Elf64_Ehdr);
-	uint64_t phoff = 0;
-	if (eh.e_phnum) {
-		phoff = align_up(off, 8);
-		off = phoff + (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr);
-	}
-	for (size_t i = 1; i < n; i++) {
-		Elf64_Shdr *h = &sh[i];
-		if (h->sh_type == SHT_NOBITS) {
-			h->sh_offset = off;
-			continue;
-		}
-		if (h->sh_offset > size || h->sh_size > size - h->sh_offset)
-			goto out_sh;
-		offs[i] = h->sh_offset;
-		uint64_t len = h->sh_size, align = h->sh_addralign;
-		if (h->sh_flags & SHF_COMPRESSED) {
-			Elf64_Chdr ch;
-			if (h->sh_size < sizeof(ch))
-				goto out_sh;
-			memcpy(&ch, in + h->sh_offset, sizeof(ch));
-			if (ch.ch_type != ELFCOMPRESS_ZLIB ||
-			    ch.ch_size > KP_MAX_INFLATED ||
-			    (ch.ch_addralign && !pow2(ch.ch_addralign)))
-				goto out_sh;
-			compressed = 1;
-			offs[i] += sizeof(ch);
-			h->sh_flags &= ~(uint64_t)SHF_COMPRESSED;
-			h->sh_size = len = ch.ch_size;
-			h->sh_addralign = align = ch.ch_addralign;
-			if (h->sh_name < names_len &&
-			    memchr(names + h->sh_name, '\0',
-				   names_len - h->sh_name) &&
-			    unread_section(names + h->sh_name))
-				h->sh_size = len = 0;
-		}
-		if (align > 1 && (!pow2(align) || align > 4096))
-			goto out_sh;
-		off = align_up(off, align);
-		h->sh_offset = off;
-		off += len;
-	}
-	if (!compressed)
-		goto out_sh;
-	uint64_t shoff = align_up(off, 8);
-	outlen = shoff + n * sizeof(Elf64_Shdr);
-
-	/*
-	 * Written with pwrite(), each inflated section from one buffer the
-	 * size of the largest: the memory file's pages are allocated as
-	 * they are written. Through a mapping they were zeroed first, then
-	 * written, then unmapped (11 against 5 ms for libc's 8.5 MB).
-	 */
-	uint64_t buflen = 0;
-	for (size_t i = 1; i < n; i++) {
-		const Elf64_Shdr *o = (const Elf64_Shdr *)(in + eh.e_shoff) + i;
-		if ((o->sh_flags & SHF_COMPRESSED) && sh[i].sh_size > buflen)
-			buflen = sh[i].sh_size;
-	}
-	mfd = memfd_create("kprof-debuginfo", MFD_CLOEXEC);
-	if (mfd < 0 || ftruncate(mfd, (off_t)outlen) < 0)
-		goto out_sh;
-	out = buflen ? malloc(buflen) : NULL;
-	if (buflen && !out)
-		goto out_sh;
-	for (size_t i = 1; i < n; i++) {
-		const Elf64_Shdr *h = &sh[i];
-		const Elf64_Shdr *o = (const Elf64_Shdr *)(in + eh.e_shoff) + i;
-		if (h->sh_type == SHT_NOBITS || !h->sh_size)
-			continue;
-		if (!(o->sh_flags & SHF_COMPRESSED)) {
-			if (write_at(mfd, in + offs[i], h->sh_size,
-				     h->sh_offset) < 0)
-				goto out_sh;
-			continue;
-		}
-		/* ELFCOMPRESS_ZLIB is a zlib stream (its Adler-32 checked);
-		 * anything but exactly sh_size bytes is an error. */
-		uLongf got = (uLongf)h->sh_size;
-		if (uncompress(out, &got, in + offs[i],
-			       (uLong)(o->sh_size - sizeof(Elf64_Chdr))) !=
-			    Z_OK ||
-		    got != h->sh_size ||
-		    write_at(mfd, out, h->sh_size, h->sh_offset) < 0)
-			goto out_sh;
-	}
-	eh.e_phoff = phoff;
-	eh.e_shoff = shoff;
-	if (write_at(mfd, &eh, sizeof(eh), 0) < 0 ||
-	    (eh.e_phnum &&
-	     write_at(mfd, in + ((const Elf64_Ehdr *)in)->e_phoff,
-		      (size_t)eh.e_phnum * sizeof(Elf64_Phdr), phoff) < 0) ||
-	    write_at(mfd, sh, n * sizeof(*sh), shoff) < 0)
-		goto out_sh;
-	ok = 1;
-out_sh:
-	free(sh);
-out:
-	free(out);
-	free(offs);
-	munmap((void *)in, size);
-	if (!ok) {
-		if (mfd >= 0)
-			close(mfd);
-		return fd;
-	}
-	close(fd);
-	return mfd;
-}
-
 /*
  * The path of the debug file of build-id bits[0 .. len) under
  * /usr/lib/debug/.build-id (the default debuginfo path's one absolute
@@ -317,149 +102,6 @@ static int debug_path(const unsigned char *bits, int len, char *path,
 		k += (size_t)snprintf(path + k, size - k, "%02x", bits[i]);
 	snprintf(path + k, size - k, ".debug");
 	return 0;
-}
-
-/* ---- debug files inflated ahead -------------------------------------------- */
-
-/*
- * Inflating libc's debug file costs ~40 ms of CPU (zlib, and the 2,000
- * pages of the memory file), which the report used to pay at its first
- * libc frame, after the whole trace was read. The debug files a report
- * can need are those of the modules the trace's stacks go through, known
- * as the stacks are read; so each is inflated then, on one thread of its
- * own, while the main thread reads on. A file no report line needs is
- * inflated for nothing (kprof stacks nearly always go through libc, and
- * files without compressed sections cost an open and a look at the
- * headers); --no-symbols asks for none.
- *
- * A file is queued (AHEAD_QUEUED), then inflated by the thread
- * (AHEAD_BUSY, AHEAD_DONE with its result) or, if the report wants it
- * before the thread started on it, taken back and inflated by the caller
- * as before (AHEAD_TAKEN).
- */
-enum { AHEAD_QUEUED, AHEAD_BUSY, AHEAD_DONE, AHEAD_TAKEN };
-
-struct ahead_file {
-	char *path;
-	int state;
-	int fd; /* AHEAD_DONE: the memory file, or -1 (nothing inflated) */
-};
-
-static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* a file queued, done, or stop */
-	pthread_t thread;
-	int started, stop;
-	struct ahead_file *f; /* by index: the array may move */
-	size_t n, cap;
-} ahead = { .lock = PTHREAD_MUTEX_INITIALIZER,
-	    .cond = PTHREAD_COND_INITIALIZER };
-
-static void *ahead_main(void *arg)
-{
-	(void)arg;
-	pthread_mutex_lock(&ahead.lock);
-	for (;;) {
-		size_t i = 0;
-		while (i < ahead.n && ahead.f[i].state != AHEAD_QUEUED)
-			i++;
-		if (i == ahead.n) {
-			if (ahead.stop)
-				break;
-			pthread_cond_wait(&ahead.cond, &ahead.lock);
-			continue;
-		}
-		ahead.f[i].state = AHEAD_BUSY;
-		char *path = ahead.f[i].path; /* freed only after the join */
-		pthread_mutex_unlock(&ahead.lock);
-		int fd = open(path, O_RDONLY | O_CLOEXEC), mfd = -1;
-		if (fd >= 0) {
-			mfd = kp_debug_inflate(fd);
-			if (mfd == fd) { /* nothing to inflate */
-				close(fd);
-				mfd = -1;
-			}
-		}
-		pthread_mutex_lock(&ahead.lock);
-		ahead.f[i].fd = mfd;
-		ahead.f[i].state = AHEAD_DONE;
-		pthread_cond_broadcast(&ahead.cond);
-	}
-	pthread_mutex_unlock(&ahead.lock);
-	return NULL;
-}
-
-void kp_debug_ahead(const char *path)
-{
-	pthread_mutex_lock(&ahead.lock);
-	for (size_t i = 0; i < ahead.n; i++)
-		if (!strcmp(ahead.f[i].path, path))
-			goto out; /* asked for already */
-	if (ahead.n == ahead.cap) {
-		ahead.cap = ahead.cap ? ahead.cap * 2 : 16;
-		ahead.f = xrealloc_array(ahead.f, ahead.cap, sizeof(*ahead.f));
-	}
-	ahead.f[ahead.n++] = (struct ahead_file){ xstrdup(path), AHEAD_QUEUED,
-						  -1 };
-	/* Without the thread (it could not be made), a file stays queued
-	 * until kp_debug_ahead_take() gives it back to its caller. */
-	if (!ahead.started && !ahead.stop)
-		ahead.started = pthread_create(&ahead.thread, NULL, ahead_main,
-					       NULL) == 0;
-	pthread_cond_broadcast(&ahead.cond);
-out:
-	pthread_mutex_unlock(&ahead.lock);
-}
-
-int kp_debug_ahead_take(const char *path)
-{
-	int fd = -1;
-
-	pthread_mutex_lock(&ahead.lock);
-	for (size_t i = 0; i < ahead.n; i++) {
-		if (strcmp(ahead.f[i].path, path))
-			continue;
-		while (ahead.f[i].state == AHEAD_BUSY)
-			pthread_cond_wait(&ahead.cond, &ahead.lock);
-		if (ahead.f[i].state == AHEAD_DONE)
-			fd = ahead.f[i].fd;
-		ahead.f[i].state = AHEAD_TAKEN;
-		break;
-	}
-	pthread_mutex_unlock(&ahead.lock);
-	return fd;
-}
-
-void kp_debug_ahead_wait(void)
-{
-	pthread_mutex_lock(&ahead.lock);
-	for (size_t i = 0; ahead.started && i < ahead.n; i++)
-		while (ahead.f[i].state == AHEAD_QUEUED ||
-		       ahead.f[i].state == AHEAD_BUSY)
-			pthread_cond_wait(&ahead.cond, &ahead.lock);
-	pthread_mutex_unlock(&ahead.lock);
-}
-
-void kp_debug_ahead_end(void)
-{
-	pthread_mutex_lock(&ahead.lock);
-	ahead.stop = 1;
-	for (size_t i = 0; i < ahead.n; i++)
-		if (ahead.f[i].state == AHEAD_QUEUED)
-			ahead.f[i].state = AHEAD_TAKEN;
-	pthread_cond_broadcast(&ahead.cond);
-	pthread_mutex_unlock(&ahead.lock);
-	if (ahead.started)
-		pthread_join(ahead.thread, NULL);
-	for (size_t i = 0; i < ahead.n; i++) {
-		if (ahead.f[i].state == AHEAD_DONE && ahead.f[i].fd >= 0)
-			close(ahead.f[i].fd);
-		free(ahead.f[i].path);
-	}
-	free(ahead.f);
-	ahead.f = NULL;
-	ahead.n = ahead.cap = 0;
-	ahead.started = ahead.stop = 0;
 }
 
 void kp_symbols_ahead(struct kp_analysis *an, uint32_t module)
@@ -701,7 +343,7 @@ static int vdso_fd(void)
 	int fd = memfd_create("vdso", MFD_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	if (write_at(fd, p, len, 0) != 0) { /* pwrite: the offset stays 0 */
+	if (kp_write_at(fd, p, len, 0) != 0) { /* pwrite: the offset stays 0 */
 		close(fd);
 		return -1;
 	}

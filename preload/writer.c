@@ -133,16 +133,27 @@ static long sys_open(const char *path, int flags, int mode)
 	return syscall(SYS_openat, AT_FDCWD, path, flags, mode);
 }
 
+/*
+ * Near the top of the fd limit, where the app's own fds (always the
+ * lowest free) do not reach; but no higher than the top of the usual
+ * limit, 1024. The kernel sizes a process's fd table to its highest fd,
+ * and the writer thread copies the whole table (private_fd_table): under
+ * a limit of 20,000 (a root shell here) that copy and closing it took
+ * some 15 % of what kprof added to /bin/true, and in a container whose
+ * limit is 1,048,576 the two tables would take 16 MiB.
+ */
+#define HIGH_FD_TOP 1024
+
 int kp_high_fd(int fd)
 {
-	/* Near the top of the fd limit, where the app's own fds (always the
-	 * lowest free) do not reach. */
 	struct rlimit rl;
-	long min = 512;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-		min = rl.rlim_cur == RLIM_INFINITY ? 4096
-		      : (long)rl.rlim_cur > 128 ? (long)rl.rlim_cur - 64
-						 : fd;
+	long min = HIGH_FD_TOP - 64;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur <= 128)
+			min = fd;
+		else if (rl.rlim_cur < HIGH_FD_TOP)
+			min = (long)rl.rlim_cur - 64;
+	}
 	long hi = syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, min);
 	if (hi < 0)
 		return fd;
@@ -304,7 +315,13 @@ static const struct kp_sink sink = { sink_write, NULL, sink_writev };
 
 /* ---- clock calibration and header ---------------------------------------- */
 
-static void measure_tsc(void)
+/* The interval a calibration takes (from kp.mono0 on), and the least
+ * one for a trace that ends before it is over (see measure_tsc). */
+#define CALIBRATE_NS 1000000
+#define CALIBRATE_END_NS 20000
+
+/* ending: the trace ends with this cycle (exit, exec). */
+static void measure_tsc(int ending)
 {
 	if (w.mult)
 		return; /* a forked child keeps its parent's factor */
@@ -317,19 +334,22 @@ static void measure_tsc(void)
 	 * pairing of clock_gettime and rdtsc (kp_clock_pair: the closest of a
 	 * few, so that an interrupt between the two reads does not count),
 	 * the rate is within ~60 ppm (0.006 %, far inside the 1 % an I/O
-	 * latency needs). A process that ends sooner waits out the rest of
-	 * the millisecond on this thread. */
-	uint64_t t1, m1;
+	 * latency needs). A trace that ends sooner (a short program's exit
+	 * or exec) needs no more than its own length: every event of it lies
+	 * between the two points, so none is off by more than the jitter. It
+	 * used to wait out the millisecond here, spinning: about a third of
+	 * what kprof added to /bin/true. */
+	uint64_t t1, m1, least = ending ? CALIBRATE_END_NS : CALIBRATE_NS;
 	do {
 		kp_clock_pair(&t1, &m1);
-	} while (m1 - kp.mono0 < 1000000);
+	} while (m1 - kp.mono0 < least);
 	w.tsc_hz = (double)(t1 - kp.tsc0) * 1e9 / (double)(m1 - kp.mono0);
 	w.mult = (uint64_t)((1e9 * 4294967296.0) / w.tsc_hz);
 }
 
-static void calibrate(void)
+static void calibrate(int ending)
 {
-	measure_tsc();
+	measure_tsc(ending);
 	/* threads encode their memory events into runs (state.h) with the
 	 * factor, from now on */
 	atomic_store_explicit(&kp.run_mult, w.mult, memory_order_relaxed);
@@ -831,7 +851,7 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	if (!w.kw || w.broken)
 		return 0;
 	if (!w.header_done) {
-		calibrate();
+		calibrate(final || exec_path);
 		int rc = write_header();
 		if (rc != 0) {
 			if (!w.broken)
@@ -1121,6 +1141,21 @@ static void writer_policy(void)
 		(void)sched_setscheduler(0, SCHED_BATCH, &sp);
 }
 
+/* Sleep until CALIBRATE_NS after start, or until stopped. */
+static void wait_calibration(void)
+{
+	for (;;) {
+		uint32_t seq = atomic_load(&kp.wake_seq);
+		uint64_t now = kp_mono_ns();
+		if (atomic_load(&w.stop) || now - kp.mono0 >= CALIBRATE_NS)
+			return;
+		uint64_t left = CALIBRATE_NS - (now - kp.mono0);
+		struct timespec ts = { 0, (long)left };
+		syscall(SYS_futex, &kp.wake_seq, FUTEX_WAIT_PRIVATE, seq, &ts,
+			NULL, 0);
+	}
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
@@ -1129,14 +1164,17 @@ static void *writer_main(void *arg)
 	writer_policy(); /* before the name, which tests wait for */
 	prctl(PR_SET_NAME, "kprof-writer", 0, 0, 0);
 	private_fd_table();
-	/* A first cycle now, not after the first flush interval: it writes
-	 * the header (once the clock is calibrated, about 1 ms after start),
-	 * so a process killed before its first flush (the writer of a
-	 * pipeline, SIGPIPE'd when the reader is done) leaves a trace that
-	 * reads as truncated, not an empty file that is "not a trace".
-	 * Only if no other thread's flush has written it already: then this
-	 * cycle would be an unasked flush, at a time that depends on when
-	 * this thread first ran. */
+	/* A first cycle once the clock can be calibrated (1 ms after start),
+	 * not after the first flush interval: it writes the header, so a
+	 * process killed before its first flush (the writer of a pipeline,
+	 * SIGPIPE'd when the reader is done) leaves a trace that reads as
+	 * truncated, not an empty file that is "not a trace". The wait is a
+	 * sleep that the end of the process cuts short (kp_writer_sync wakes
+	 * this thread), not a cycle spinning on the clock with the lock held,
+	 * which a short program's exit waited for. Only if no other thread's
+	 * flush has written it already: then this cycle would be an unasked
+	 * flush, at a time that depends on when this thread first ran. */
+	wait_calibration();
 	pthread_mutex_lock(&w.cycle_lock);
 	if (!w.final_done && !w.header_done && !atomic_load(&w.stop))
 		cycle(0, 0, 0, NULL);

@@ -394,10 +394,17 @@ def task_fds(pid):
     return out
 
 
-def start_holder(d, stderr):
+def start_holder(d, stderr, nofile=None):
+    """HOLDER under kprof; nofile: its soft RLIMIT_NOFILE."""
+    import resource
     e = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_MEMORY": "0"})
+
+    def limit():
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
     return subprocess.Popen([PY, "-c", HOLDER], cwd=d, env=e, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=stderr)
+                            stdout=subprocess.PIPE, stderr=stderr,
+                            preexec_fn=limit if nofile else None)
 
 
 def writer_fds(p):
@@ -463,6 +470,63 @@ with t.section("writer fd table"):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+# The trace's fd: the lowest free from the soft fd limit less 64, but no
+# higher than from 960 (kprof(7)): the kernel sizes the fd table to the
+# highest fd, and the writer thread copies that table. (kprof's own pipe
+# may take the first ones: hook_creds.c.) Under a limit of 128 or less it
+# stays where open() put it.
+with t.section("the trace's fd number"):
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    for soft, want in ((100, None), (512, 448), (1024, 960), (hard, 960)):
+        if soft > hard:
+            continue
+        with Tmp() as d:
+            p = start_holder(d, subprocess.PIPE, nofile=soft)
+            try:
+                fds = writer_fds(p) or {}
+                got = [k for k, v in fds.items() if v.endswith(".kpz")]
+                ok = len(got) == 1 and (want <= got[0] < want + 8 if want
+                                        else got[0] < 64)
+                t.ok(ok, "soft limit %d: the trace at fd %s" % (
+                    soft, "%d or just above" % want if want else "below 64"),
+                     fds)
+                p.stdin.write(b"close\nexit\n")
+                p.stdin.close()
+                p.wait(30)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+    t.ok(hard >= 1024, "the hard limit allows the last case (%d)" % hard)
+
+
+# A program that ends within the calibration's millisecond calibrates the
+# clock over its own life (every event lies inside it) instead of waiting
+# the millisecond out: its rate agrees with a long one's, and its trace
+# ends when it does. (Before, every trace lasted 1 ms or more.)
+with t.section("a short program's clock"):
+    with Tmp() as d:
+        rates, lives, rcs = [], [], []
+        for i in range(20):
+            r = run(["/bin/true"], d, prof={"OUTPUT": "short%d.kpz" % i})
+            rcs.append(r.rc)
+            rates.append(trace_header(r.traces[0])["tsc_hz"])
+            lives.append(analyze(r.traces)["trace"]["processes"][0]["duration_ns"])
+        t.eq(set(rcs), {0}, "/bin/true runs under kprof, 20 times")
+        r = run(["/bin/sleep", "0.05"], d, prof={"OUTPUT": "long.kpz"})
+        ref = trace_header(r.traces[0])["tsc_hz"]
+        if ref:
+            t.ok(all(abs(x / ref - 1) < 0.01 for x in rates),
+                 "the 20 short traces' rates within 1 %% of a 50 ms one's (%.0f)"
+                 % ref, rates)
+        else:
+            t.ok(all(x == 0 for x in rates), "no TSC: no rate", rates)
+        t.ok(min(lives) < 1000000,
+             "a trace of /bin/true can end before 1 ms (shortest of 20: "
+             "%d ns)" % min(lives), lives)
 
 
 def policies(pid):

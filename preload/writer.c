@@ -337,8 +337,8 @@ static void measure_tsc(int ending)
 	 * latency needs). A trace that ends sooner (a short program's exit
 	 * or exec) needs no more than its own length: every event of it lies
 	 * between the two points, so none is off by more than the jitter. It
-	 * used to wait out the millisecond here, spinning: about a third of
-	 * what kprof added to /bin/true. */
+	 * used to wait out the millisecond here, spinning: a fifth of the CPU
+	 * samples of /bin/true under kprof. */
 	uint64_t t1, m1, least = ending ? CALIBRATE_END_NS : CALIBRATE_NS;
 	do {
 		kp_clock_pair(&t1, &m1);
@@ -644,8 +644,8 @@ static uint64_t add_mem_run(const struct kp_ring *r, uint64_t t,
  * wm (ticks) go into the open frame, each decoded and encoded again, or,
  * for a run closed and below wm, the first of them so and the rest as the
  * thread encoded them (their deltas follow from the first). *more is set
- * when events below its head wait past wm_more (the budget's watermark:
- * state.h). @return the slot after the run
+ * when events below its head wait past wm_more (the budget's watermark,
+ * step 1 at the top). @return the slot after the run
  * once all of it is taken, else t (the caller stops at it).
  */
 _Static_assert(KP_ENC_MAX_REC >= KP_RUN_MAX + 4 * sizeof(struct kp_ev) +

@@ -106,5 +106,21 @@ with Tmp() as d:
     t.ok(rc == 0 and out == ref and "not this user's alone" in err and
          len(err.splitlines()) == 1,
          "a directory others may write to: one warning, the same report", err)
+    os.chmod(cdir, 0o777)
+    rc, out, err = report(trace, {"HOME": home})
+    t.ok(rc == 0 and out == ref and err == "",
+         "... the default one: not used, silently", err)
+
+    # a home of another user's (sudo keeping the caller's HOME): nothing
+    # made in it
+    other = os.path.join(d, "other")
+    os.mkdir(other)
+    if os.geteuid() == 0:
+        os.chown(other, 65534, 65534)
+        rc, out, err = report(trace, {"HOME": other})
+        t.ok(rc == 0 and out == ref and err == "" and os.listdir(other) == [],
+             "root with another user's HOME: nothing made there", err)
+    else:
+        t.ok(True, "# SKIP not root: no home of another user's to try")
 
 t.done()

@@ -292,18 +292,18 @@ void kp_debug_cache_init(const char *setting, uint64_t max_bytes)
 	cache.is_default = 0;
 	cache.max = max_bytes ? max_bytes : KP_DEBUG_CACHE_MAX;
 	const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+	const char *base = x && x[0] == '/' ? x : h && h[0] == '/' ? h : NULL;
 	char buf[4096];
+	struct stat st;
 	if (setting) {
 		if (setting[0] && strcmp(setting, "off"))
 			cache.dir = xstrdup(setting);
-	} else if (x && x[0] == '/' &&
-		   (size_t)snprintf(buf, sizeof(buf), "%s/kprof", x) <
+	} else if (base && stat(base, &st) == 0 && st.st_uid == geteuid() &&
+		   (size_t)snprintf(buf, sizeof(buf), "%s%s", base,
+				    base == x ? "/kprof" : "/.cache/kprof") <
 			   sizeof(buf)) {
-		cache.dir = xstrdup(buf);
-		cache.is_default = 1;
-	} else if (h && h[0] == '/' &&
-		   (size_t)snprintf(buf, sizeof(buf), "%s/.cache/kprof", h) <
-			   sizeof(buf)) {
+		/* in a home of this user's only: not a root-owned directory
+		 * in the home of the user who ran sudo */
 		cache.dir = xstrdup(buf);
 		cache.is_default = 1;
 	}
@@ -312,7 +312,8 @@ void kp_debug_cache_init(const char *setting, uint64_t max_bytes)
 
 /* The cache directory, made if it is missing (0700); -1 if there is none
  * or it is not usable: not a directory, or not this user's alone (a
- * warning then, once). */
+ * warning then, once, for a directory KOTOBA_REPORT_CACHE names; the
+ * default is given up silently). */
 static int cache_dir(void)
 {
 	pthread_mutex_lock(&cache.lock);
@@ -331,12 +332,14 @@ static int cache_dir(void)
 		int fd = open(cache.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		struct stat st;
 		if (fd < 0) {
-			warning("debug file cache %s: %s; not cached", cache.dir,
-				strerror(errno));
+			if (!cache.is_default)
+				warning("debug file cache %s: %s; not cached",
+					cache.dir, strerror(errno));
 		} else if (fstat(fd, &st) < 0 || st.st_uid != geteuid() ||
 			   (st.st_mode & 022)) {
-			warning("debug file cache %s: not this user's alone; "
-				"not cached", cache.dir);
+			if (!cache.is_default)
+				warning("debug file cache %s: not this user's "
+					"alone; not cached", cache.dir);
 			close(fd);
 		} else {
 			cache.dfd = fd;

@@ -1451,12 +1451,13 @@ static int the_copy(const char *dir, char *path, size_t size, struct stat *st)
  * used) with the same bytes as a memory file's; a damaged copy (cut
  * short, a section header changed) made again; the copies least recently
  * used removed past the bound, and a dead writer's temporary file an hour
- * old; "off", or a directory others may write to, keep nothing.
+ * old, but no file the cache did not make; "off", or a directory others
+ * may write to, keep nothing.
  */
 TEST(debug_file_cache)
 {
 	char exe[4096], dir[] = "/tmp/kp-dcache-XXXXXX", z[4200], cache[4200];
-	char cmd[17400], path[8500];
+	char cmd[30000], path[8500];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	REQUIRE(n > 0);
 	exe[n] = '\0';
@@ -1521,15 +1522,19 @@ TEST(debug_file_cache)
 	}
 
 	/* the bound: an older copy and a dead writer's file go; the new
-	 * copy (z changed: another name) stays */
-	char stale[4300], tmp[4300];
+	 * copy (z changed: another name) stays, and so does a file the
+	 * cache did not make, however old */
+	char stale[4300], tmp[4300], foreign[4300];
 	snprintf(stale, sizeof(stale), "%s/0-0-0-0.0.debug", cache);
 	snprintf(tmp, sizeof(tmp), "%s/.tmp-1-1", cache);
-	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && : > '%s'", path, stale, tmp);
+	snprintf(foreign, sizeof(foreign), "%s/libfoo.so.debug", cache);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && cp '%s' '%s' && : > '%s'",
+		 path, stale, path, foreign, tmp);
 	REQUIRE(system(cmd) == 0);
 	REQUIRE(utimensat(AT_FDCWD, stale, old, 0) == 0);
 	REQUIRE(utimensat(AT_FDCWD, tmp, old, 0) == 0);
-	CHECK(count_files(cache, ".debug") == 2);
+	REQUIRE(utimensat(AT_FDCWD, foreign, old, 0) == 0);
+	CHECK(count_files(cache, ".debug") == 3);
 	struct timespec later[2] = { { 0, UTIME_OMIT }, { 2000000000, 0 } };
 	REQUIRE(utimensat(AT_FDCWD, z, later, 0) == 0);
 	kp_debug_cache_init(cache, (uint64_t)(2 * (cst.st_size + 8192)));
@@ -1538,7 +1543,8 @@ TEST(debug_file_cache)
 	CHECK(same_bytes(c4, mfd));
 	close(c4);
 	CHECK(access(stale, F_OK) != 0 && access(tmp, F_OK) != 0);
-	CHECK(count_files(cache, ".debug") == 2); /* the two of z */
+	CHECK(access(foreign, F_OK) == 0);
+	CHECK(count_files(cache, ".debug") == 3); /* the two of z, foreign */
 
 	/* a directory others may write to is not used (one warning) */
 	REQUIRE(chmod(cache, 0777) == 0);
@@ -1548,7 +1554,7 @@ TEST(debug_file_cache)
 	struct stat st5;
 	REQUIRE(c5 >= 0 && fstat(c5, &st5) == 0);
 	CHECK(st5.st_nlink == 0 && same_bytes(c5, mfd));
-	CHECK(count_files(cache, ".debug") == 2);
+	CHECK(count_files(cache, ".debug") == 3);
 	close(c5);
 
 	kp_debug_cache_init("off", 0);

@@ -406,6 +406,31 @@ static int by_mtime(const void *a, const void *b)
 	return (x->tv_nsec > y->tv_nsec) - (x->tv_nsec < y->tv_nsec);
 }
 
+/* Is name one cache_name() or cached_copy() makes (copy: 0, temporary
+ * file: 1), or another (-1)? Nothing else in the directory is touched:
+ * it may be one that holds other files (KOTOBA_REPORT_CACHE=~/.debug). */
+static int cache_file_kind(const char *name)
+{
+	size_t tl = strlen(KP_DEBUG_CACHE_TMP), sl = strlen(KP_DEBUG_CACHE_SUFFIX);
+	size_t len = strlen(name);
+	if (!strncmp(name, KP_DEBUG_CACHE_TMP, tl))
+		return name[tl] && strspn(name + tl, "0123456789-") == len - tl ?
+			       1 : -1;
+	if (len <= sl || strcmp(name + len - sl, KP_DEBUG_CACHE_SUFFIX))
+		return -1;
+	int dashes = 0, dots = 0;
+	for (size_t i = 0; i < len - sl; i++) {
+		char ch = name[i];
+		if (ch == '-')
+			dashes++;
+		else if (ch == '.')
+			dots++;
+		else if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+			return -1;
+	}
+	return dashes == 3 && dots == 1 ? 0 : -1;
+}
+
 /* Keep the copies under cache.max bytes, the least recently used going
  * first; and remove temporary files an hour old (a writer that died). */
 static void cache_trim(int dfd)
@@ -425,20 +450,16 @@ static void cache_trim(int dfd)
 	while ((e = readdir(d)) != NULL) {
 		struct stat st;
 		size_t len = strlen(e->d_name);
-		if (len >= sizeof(c->name) ||
+		int kind = cache_file_kind(e->d_name);
+		if (kind < 0 || len >= sizeof(c->name) ||
 		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(st.st_mode))
 			continue;
-		if (!strncmp(e->d_name, KP_DEBUG_CACHE_TMP,
-			     strlen(KP_DEBUG_CACHE_TMP))) {
+		if (kind == 1) {
 			if (now - st.st_mtim.tv_sec > 3600)
 				unlinkat(dfd, e->d_name, 0);
 			continue;
 		}
-		size_t sl = strlen(KP_DEBUG_CACHE_SUFFIX);
-		if (len <= sl ||
-		    strcmp(e->d_name + len - sl, KP_DEBUG_CACHE_SUFFIX))
-			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
 			c = xrealloc_array(c, cap, sizeof(*c));

@@ -81,12 +81,20 @@ with t.section("accuracy: 60/30/10 in two threads"):
         total = c["cpu_ns"]  # the sampled threads' CPU time, main's too
         truth = {"hot_a": a / total, "hot_b": b_ns / total,
                  "hot_c": (bc - b_ns) / total}
-        for name, nominal in (("hot_a", 0.60), ("hot_b", 0.30), ("hot_c", 0.10)):
-            got = fn_share(c, name, "self_share")
+        shares = {}
+        for name in ("hot_a", "hot_b", "hot_c"):
+            got = shares[name] = fn_share(c, name, "self_share")
             t.ok(abs(got - truth[name]) <= 0.02, "%s self share %.4f within 2 "
                  "points of its CPU clock's %.4f" % (name, got, truth[name]))
-            t.ok(abs(got - nominal) <= 0.08, "%s self share %.4f near its "
-                 "nominal %.2f" % (name, got, nominal))
+        # that the workload ran as meant, so the comparison above is not
+        # of a degenerate case: each function a share of its own, in the
+        # order of their work. Not their nominal 60/30/10: the two threads
+        # run on two vCPUs whose speed differs by tens of percent on a
+        # shared host (hot_a 0.499 and hot_b 0.390 once, each within 2
+        # points of its CPU clock)
+        t.ok(shares["hot_a"] > shares["hot_b"] > shares["hot_c"] >= 0.03,
+             "hot_a > hot_b > hot_c >= 3 %% (%.4f, %.4f, %.4f; nominal 60/30/10)"
+             % (shares["hot_a"], shares["hot_b"], shares["hot_c"]))
         t.ok(abs(fn_share(c, "worker_bc", "total_share") - bc / total) <= 0.02,
              "worker_bc total share ~%.4f (hot_b + hot_c)" % (bc / total))
         t.eq(fn_share(c, "worker_bc", "self_share"), 0.0,

@@ -848,10 +848,12 @@ static uint64_t ticks_then_loads(void)
 /* @return 1 when some ring still has events past the budget's watermark. */
 static int cycle(int final, int reason, int64_t status, const char *exec_path)
 {
+	/* the trace ends with this cycle (exit, or exec if it succeeds) */
+	int ending = final || exec_path;
 	if (!w.kw || w.broken)
 		return 0;
 	if (!w.header_done) {
-		calibrate(final || exec_path);
+		calibrate(ending);
 		int rc = write_header();
 		if (rc != 0) {
 			if (!w.broken)
@@ -864,7 +866,7 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	}
 
 	/* 1. the clock, heads and the watermark */
-	uint64_t now = final || exec_path ? UINT64_MAX : ticks_then_loads();
+	uint64_t now = ending ? UINT64_MAX : ticks_then_loads();
 	unsigned nr = 0;
 	for (struct kp_ring *r = atomic_load(&kp.rings); r && nr < MAX_RINGS;
 	     r = r->next) {
@@ -1017,9 +1019,9 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	more |= cpu_more;
 
 	/* 4. resources, counts, the end, the frame */
-	kp_snapshot_write(w.kw, to_ns(kp_ticks()), final || exec_path);
+	kp_snapshot_write(w.kw, to_ns(kp_ticks()), ending);
 	emit_lost();
-	if (exec_path || final) {
+	if (ending) {
 		struct kp_rec r;
 		memset(&r, 0, sizeof(r));
 		r.ts = to_ns(kp_ticks());
@@ -1141,6 +1143,14 @@ static void writer_policy(void)
 		(void)sched_setscheduler(0, SCHED_BATCH, &sp);
 }
 
+/* Sleep up to ns, or until kp_writer_wake() bumps kp.wake_seq past seq. */
+static void wait_wake(uint32_t seq, uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000),
+			       (long)(ns % 1000000000) };
+	syscall(SYS_futex, &kp.wake_seq, FUTEX_WAIT_PRIVATE, seq, &ts, NULL, 0);
+}
+
 /* Sleep until CALIBRATE_NS after start, or until stopped. */
 static void wait_calibration(void)
 {
@@ -1149,10 +1159,7 @@ static void wait_calibration(void)
 		uint64_t now = kp_mono_ns();
 		if (atomic_load(&w.stop) || now - kp.mono0 >= CALIBRATE_NS)
 			return;
-		uint64_t left = CALIBRATE_NS - (now - kp.mono0);
-		struct timespec ts = { 0, (long)left };
-		syscall(SYS_futex, &kp.wake_seq, FUTEX_WAIT_PRIVATE, seq, &ts,
-			NULL, 0);
+		wait_wake(seq, CALIBRATE_NS - (now - kp.mono0));
 	}
 }
 
@@ -1181,11 +1188,8 @@ static void *writer_main(void *arg)
 	pthread_mutex_unlock(&w.cycle_lock);
 	while (!atomic_load(&w.stop)) {
 		uint32_t seq = atomic_load(&kp.wake_seq);
-		struct timespec ts = { kp.cfg.flush_ms / 1000,
-				       (long)(kp.cfg.flush_ms % 1000) * 1000000 };
 		atomic_store(&kp.writer_sleeping, 1);
-		syscall(SYS_futex, &kp.wake_seq, FUTEX_WAIT_PRIVATE, seq, &ts,
-			NULL, 0);
+		wait_wake(seq, (uint64_t)kp.cfg.flush_ms * 1000000);
 		atomic_store(&kp.writer_sleeping, 0);
 		if (KP_UNLIKELY(kp_writer_alone()))
 			break; /* glibc then calls exit(0) here */

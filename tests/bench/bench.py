@@ -204,7 +204,11 @@ def analyze_stats(files, symbols=True, cache=None):
 
 
 def trace_facts(label, files, t_none, t_kprof):
-    rep, stats = analyze_stats(files)
+    # the first report on a machine inflates libc's debug file (40 to 70
+    # ms of CPU here) and keeps the copy; the next ones find it
+    cold = tempfile.mkdtemp(prefix="kprof-bench-dcache-")
+    KEEP.append(cold)
+    rep, first = analyze_stats(files, cache=cold)
     mem = rep["memory"]
     events = mem["alloc_calls"] + mem["free_calls"]
     size = sum(os.path.getsize(f) for f in files)
@@ -222,11 +226,6 @@ def trace_facts(label, files, t_none, t_kprof):
                       100.0 * res.get("kprof_writer_cpu_ns", 0) / res["cpu_ns"],
                       res["cpu_ns"] / 1e6, res.get("kprof_ring_waits", 0),
                       res.get("kprof_ring_wait_ns", 0) / 1e6))
-    # the first report on a machine inflates libc's debug file (40 to 70
-    # ms of CPU here) and keeps the copy; the next ones find it
-    cold = tempfile.mkdtemp(prefix="kprof-bench-dcache-")
-    KEEP.append(cold)
-    _, first = analyze_stats(files, cache=cold)
     print("- analyzer on that trace, the first report on the machine (debug "
           "files inflated and kept): %s" % first)
     runs = sorted(((eps(line), line) for line in

@@ -111,6 +111,23 @@ def need(tool):
     return p
 
 
+def build_id(path):
+    """The GNU build-id of the ELF file at path (readelf -n), or None."""
+    p = subprocess.run(["readelf", "-n", path], capture_output=True, text=True)
+    for line in p.stdout.splitlines():
+        if "Build ID:" in line:
+            return line.split()[-1]
+    return None
+
+
+def debug_file(path):
+    """The separate debug file of the ELF file at path where kprof-analyze
+    looks first (/usr/lib/debug/.build-id), or None if there is none."""
+    bid = build_id(path)
+    dbg = bid and "/usr/lib/debug/.build-id/%s/%s.debug" % (bid[:2], bid[2:])
+    return dbg if dbg and os.path.exists(dbg) else None
+
+
 # ---- temp dirs and processes -------------------------------------------------
 
 class Tmp:

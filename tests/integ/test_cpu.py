@@ -22,8 +22,8 @@ import re
 import subprocess
 import xml.dom.minidom
 
-from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, dump, go_pprof, \
-    need, run
+from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, build_id, dump, \
+    go_pprof, need, run
 
 t = Tap()
 CPU = {"CPU": "1", "CPU_HZ": "1000"}
@@ -165,10 +165,8 @@ with t.section("accuracy: 60/30/10 in two threads"):
              "pprof's hottest function is hot_a", top[-1500:])
         rc, raw, err = go_pprof(["-raw", pb], d)
         maps = raw.split("Mappings", 1)[-1]
-        bid = subprocess.run(["readelf", "-n", app("cpuwork")],
-                             stdout=subprocess.PIPE, text=True).stdout
-        bid = re.search(r"Build ID: ([0-9a-f]+)", bid)
-        t.ok(bid and any(app("cpuwork") in ln and bid.group(1) in ln
+        bid = build_id(app("cpuwork"))
+        t.ok(bid and any(app("cpuwork") in ln and bid in ln
                          for ln in maps.splitlines()),
              "pprof mappings: the program with its build-id", maps[:600])
 

@@ -10,19 +10,9 @@ import json
 import os
 import subprocess
 
-from kptest import ANALYZE, Tap, Tmp, app, clean_env, run
+from kptest import ANALYZE, Tap, Tmp, app, clean_env, debug_file, run
 
 t = Tap()
-
-
-def libc_debug_file():
-    """libc's separate debug file, or None."""
-    libc = "/lib/x86_64-linux-gnu/libc.so.6"
-    p = subprocess.run(["readelf", "-n", libc], capture_output=True, text=True)
-    bid = next((ln.split()[-1] for ln in p.stdout.splitlines()
-                if "Build ID:" in ln), "")
-    path = "/usr/lib/debug/.build-id/%s/%s.debug" % (bid[:2], bid[2:])
-    return path if bid and os.path.exists(path) else None
 
 
 def report(trace, env):
@@ -46,7 +36,7 @@ def copies(d):
             for n, s in st.items()}
 
 
-dbg = libc_debug_file()
+dbg = debug_file("/lib/x86_64-linux-gnu/libc.so.6")
 if not dbg:
     t.ok(False, "libc6-dbg installed (tools/install-deps.sh test installs it)")
     t.done()

@@ -12,23 +12,14 @@ port nothing listens on, so the client runs and finds nothing).
 import os
 import subprocess
 
-from kptest import ANALYZE, Tap, Tmp, clean_env, need, run
+from kptest import ANALYZE, Tap, Tmp, clean_env, debug_file, need, run
 
 t = Tap()
 sqlite = need("sqlite3")
 strace = need("strace")
 
 
-def build_id(path):
-    p = subprocess.run(["readelf", "-n", path], capture_output=True, text=True)
-    for line in p.stdout.splitlines():
-        if "Build ID:" in line:
-            return line.split()[-1]
-    return None
-
-
-bid = build_id(os.path.realpath(sqlite))
-if bid and os.path.exists("/usr/lib/debug/.build-id/%s/%s.debug" % (bid[:2], bid[2:])):
+if debug_file(os.path.realpath(sqlite)):
     print("ok 1 - # SKIP sqlite3 has a debug file on this machine")
     raise SystemExit(0)
 

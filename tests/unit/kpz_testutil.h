@@ -9,6 +9,7 @@
 #define KP_TESTUTIL_H
 
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,14 @@
 
 #include "err.h"
 #include "kpz.h"
+
+/* How many CPUs this process may run on. */
+static inline int t_cpus(void)
+{
+	cpu_set_t set;
+
+	return sched_getaffinity(0, sizeof(set), &set) ? 1 : CPU_COUNT(&set);
+}
 
 struct membuf {
 	uint8_t *p;

@@ -532,14 +532,16 @@ TEST(frame_time_backwards)
 /*
  * One frame, many threads, each writing its (sorted) events in several
  * batches that interleave in the file: 2 runs, a few (the linear merge),
- * many (the heap merge), and more than one merge chunk. Each thread holds
+ * many (the heap merge), more than one merge chunk, and frames of more
+ * events than a read-ahead chunk holds (8,192: the merge stops when one
+ * is full and goes on in the next). Each thread holds
  * one block at a time; merged wrongly, a FREE would come before its ALLOC
  * or the peak would differ from the model's.
  */
 static void merge_case(int *kp_failed_, unsigned nthreads,
 		       unsigned per_thread, unsigned max_batch)
 {
-	enum { MAXT = 40, MAXE = 4000 };
+	enum { MAXT = 40, MAXE = 12000 };
 	static struct { uint64_t ts; uint32_t tid; int alloc; uint64_t size; }
 		evs[MAXT][MAXE];
 	static unsigned pos[MAXT];
@@ -607,20 +609,37 @@ static void merge_case(int *kp_failed_, unsigned nthreads,
 	t_end(&b, (uint64_t)1 << 40, KP_END_EXIT, 0);
 	tb_end_writer(&b);
 
-	struct kp_analysis *an = analyze1(&b);
-	const struct kp_mem_totals *m = kp_mem_totals(an);
-	REQUIRE(m);
-	CHECK_EQ_U(an->procs[0]->frames, 1);
-	CHECK_EQ_U(m->unmatched_frees, 0);
-	CHECK_EQ_U(m->live_blocks, 0);
-	CHECK_EQ_U(m->peak_bytes, peak);
-	CHECK_EQ_U(m->peak_time_ns, peak_ts);
-	kp_analysis_free(an);
+	/* The frame ordered by the read-ahead thread, by the driver's (lent
+	 * to it), and by whichever is idle. */
+	uint64_t threads = 0;
+	for (int lend = 0; lend <= 2; lend++) {
+		uint64_t lent = kp_ra_lent;
+		kp_ra_lend = lend < 2 ? lend : -1;
+		struct kp_analysis *an = analyze1(&b);
+		const struct kp_mem_totals *m = kp_mem_totals(an);
+		REQUIRE(m);
+		CHECK_EQ_U(an->procs[0]->frames, 1);
+		CHECK_EQ_U(m->unmatched_frees, 0);
+		CHECK_EQ_U(m->live_blocks, 0);
+		CHECK_EQ_U(m->peak_bytes, peak);
+		CHECK_EQ_U(m->peak_time_ns, peak_ts);
+		/* each thread's records counted as its own */
+		if (!lend)
+			threads = an->procs[0]->threads;
+		CHECK(threads >= nthreads);
+		CHECK_EQ_U(an->procs[0]->threads, threads);
+		if (lend < 2 && t_cpus() > 1)
+			CHECK_EQ_U(kp_ra_lent > lent, (uint64_t)lend);
+		kp_analysis_free(an);
+	}
+	kp_ra_lend = -1;
 	membuf_free(&b.m);
 }
 
 TEST(frame_merge_many_runs)
 {
+	if (t_cpus() < 2)
+		printf("# one CPU: frames are not lent to the driver here\n");
 	/* whole threads at once: exactly 2, 5, 8 (linear merge), 9 runs */
 	merge_case(kp_failed_, 2, 700, 100000);
 	merge_case(kp_failed_, 5, 300, 100000);
@@ -629,6 +648,11 @@ TEST(frame_merge_many_runs)
 	/* a few long batches, then many short ones */
 	merge_case(kp_failed_, 2, 400, 500);
 	merge_case(kp_failed_, 40, 60, 16);
+	/* frames of 18,000 to 20,000 events: 2, 3 and 12 runs, and many */
+	merge_case(kp_failed_, 2, 5000, 100000);
+	merge_case(kp_failed_, 3, 3000, 100000);
+	merge_case(kp_failed_, 12, 800, 100000);
+	merge_case(kp_failed_, 2, 5000, 300);
 }
 
 TEST(unknown_frees)

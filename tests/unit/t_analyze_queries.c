@@ -363,10 +363,84 @@ TEST(interned_texts)
 	free(doc);
 }
 
+/*
+ * A frame of more events, extension records and text than a read-ahead
+ * chunk holds (8,192 events, 2,048 records, 1 MiB of strings; the frame
+ * takes 3 MiB of query text here): the frame goes over in pieces, each
+ * query with its text, and each allocation still counted to the query open
+ * on its thread. Two threads take turns, a query each, so the frame is
+ * 6,000 runs (the heap merge); one thread's frame is one run, which a lent
+ * order stage gives out where it lies.
+ */
+/* The trace of frame_across_chunks() on nthreads threads, analyzed with
+ * kp_ra_lend = lend. */
+static void across_chunks(int *kp_failed_, uint32_t nthreads, int lend)
+{
+	enum { N = 3000, LEN = 1000 };
+	static char text[2][LEN + 64];
+	struct kp_sink sink;
+	struct kp_header h;
+	struct tb b;
+	uint64_t bytes = 0;
+
+	for (int t = 0; t < 2; t++) {
+		int n = snprintf(text[t], sizeof(text[t]),
+				 "select a from t%d where b = 1 and c = '", t);
+		memset(text[t] + n, 'x', LEN);
+		strcpy(text[t] + n + LEN, "'");
+	}
+	/* tb_begin(), with frames of up to 16 MiB */
+	memset(&b, 0, sizeof(b));
+	memset(&h, 0, sizeof(h));
+	sink = (struct kp_sink){ membuf_write, &b.m, NULL };
+	h.pid = 42;
+	h.exe = "/app";
+	h.clock = "clock_gettime";
+	if (kp_writer_create(&b.w, &kp_allocator_libc, &sink, 1, 16u << 20) ||
+	    kp_writer_header(b.w, &h))
+		abort();
+	b.ts = 1000;
+	for (int i = 0; i < N; i++) {
+		uint32_t tid = 1 + (uint32_t)i % nthreads;
+		uint64_t c = q_begin(&b, tid);
+		for (int k = 1; k <= 3; k++) {
+			alloc(&b, tid, (uint64_t)(i % 7 + k));
+			bytes += (uint64_t)(i % 7 + k);
+		}
+		q_end(&b, tid, c, text[i & 1], 50, i, 0, 0);
+	}
+	uint64_t lent = kp_ra_lent;
+	kp_ra_lend = lend;
+	char *doc = report(&b);
+	kp_ra_lend = -1;
+	if (lend >= 0 && t_cpus() > 1)
+		CHECK_EQ_U(kp_ra_lent > lent, (uint64_t)lend);
+	char want[512];
+	snprintf(want, sizeof(want),
+		 "sorted((f[\"calls\"], f[\"alloc_calls\"]) for f in "
+		 "q[\"fingerprints\"]) == [(%d, %d), (%d, %d)] and "
+		 "sum(f[\"alloc_bytes\"] for f in q[\"fingerprints\"]) == %llu",
+		 N / 2, 3 * N / 2, N / 2, 3 * N / 2, (unsigned long long)bytes);
+	CHECK(check(doc, want));
+	free(doc);
+}
+
+TEST(frame_across_chunks)
+{
+	/* the frame ordered by the read-ahead thread, by the driver's (lent
+	 * to it), and by whichever is idle */
+	if (t_cpus() < 2)
+		printf("# one CPU: frames are not lent to the driver here\n");
+	for (int lend = -1; lend <= 1; lend++) {
+		across_chunks(kp_failed_, 2, lend);
+		across_chunks(kp_failed_, 1, lend); /* one run: no copy */
+	}
+}
+
 int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(n_plus_one_threshold), T(duplicates),
 			 T(cursor_does_not_break_a_run_a_span_does),
 			 T(attribution), T(write_storms), T(index_advice),
-			 T(interned_texts));
+			 T(interned_texts), T(frame_across_chunks));
 }

@@ -5,9 +5,10 @@
  *
  * Data flow: load.c reads one trace at a time in a single streaming pass.
  * Metadata records (STACK, MODULE, THREAD_*, LOST, END, ...) go to every pass
- * in file order as they arrive; event records (ALLOC, FREE, REALLOC) are
- * collected per frame, merged by timestamp and then handed to every pass in
- * time order. After the last trace, each pass merges its per-process results
+ * in file order as they arrive; event records (ALLOC, FREE, REALLOC and the
+ * extensions) are collected per frame, merged by timestamp (order.c, on the
+ * read-ahead thread of readahead.c) and then handed to every pass in time
+ * order. After the last trace, each pass merges its per-process results
  * and renders them. Nothing here keeps events: memory is bounded by what is
  * live (blocks) and what is unique (stacks, modules, sites).
  *
@@ -267,9 +268,6 @@ struct kp_trace {
 	/* threads */
 	struct kp_idmap tids;
 	uint64_t last_ts;
-	/* query texts: a QUERY with a text_id reaches the passes with its
-	 * text in u.ext.str (load.c) */
-	struct kp_qtexts qtexts;
 };
 
 /* Limits that keep a hostile trace from exhausting memory or time. */
@@ -398,27 +396,20 @@ struct kp_event {
 };
 
 /*
- * The events of one frame in time order: ev[order[i]], or ev[i] when order
- * is NULL (the frame was in order already). Valid during the call only.
+ * Events in time order: a frame's, or a part of them (a frame may come in
+ * several batches). Valid during the call only.
  */
 struct kp_batch {
 	const struct kp_event *ev;
-	const uint32_t *order;
 	size_t n;
-	const struct kp_rec *recs; /* the frame's extension records */
+	const struct kp_rec *recs; /* the extension events' records */
 	size_t nx;                 /* how many: 0 = allocation events only */
-	/* the extension events of this batch alone, in the same order:
-	 * ev[xev[k]] for k < nxev (a pass that takes no allocation event
-	 * walks these instead of all n) */
+	/* the extension events, in the same order: ev[xev[k]] for k < nxev
+	 * (a pass that takes no allocation event walks these instead of
+	 * all n) */
 	const uint32_t *xev;
 	size_t nxev;
 };
-
-static inline const struct kp_event *kp_batch_at(const struct kp_batch *b,
-						 size_t i)
-{
-	return b->order ? &b->ev[b->order[i]] : &b->ev[i];
-}
 
 /* The whole record of an extension event (type >= KP_REC_EXT_MIN): values
  * in u.ext.v, string (NUL-terminated here) in u.ext.str. */
@@ -437,9 +428,9 @@ static inline const struct kp_rec *kp_batch_rec(const struct kp_batch *b,
  *   xRecord: every non-event record, in file order, as soon as decoded.
  *            Pointers inside rec are valid during the call only.
  *   xEvents: event records (ALLOC, FREE, REALLOC and the extension
- *            records: I/O, queries, spans, CPU samples) in batches of one frame,
- *            merged by timestamp (stable): the i-th event in time order is
- *            kp_batch_at(b, i). A REALLOC arrives split in two: type
+ *            records: I/O, queries, spans, CPU samples) in batches of a
+ *            frame or a part of one, merged by timestamp (stable): the
+ *            i-th event in time order is b->ev[i]. A REALLOC arrives split in two: type
  *            KP_EV_REALLOC_FREE (ptr = old, at ts) and then
  *            KP_EV_REALLOC_ALLOC (new ptr, size, stack; at ts + dur, kind
  *            KP_ALLOC_REALLOC). Non-event records of the frame may have
@@ -522,18 +513,79 @@ int kp_analysis_add_file(struct kp_analysis *an, const char *path);
 void kp_analysis_finish(struct kp_analysis *an);
 
 /*
- * readahead.c: reader r's results, from a thread of its own that works
- * ahead (or inline if it cannot be started). r must not be used otherwise
- * until kp_ra_end(). kp_ra_next() @return 2 with a kp_reader_mem() batch
- * in *m and *n, 1 with a kp_reader_next() record in *rec (both valid until
- * the next call), or the reader's last return, 0 or an error, with
- * kp_reader_frames() of that moment in *frames (again at every call).
+ * order.c: the events of each frame put in time order, on the read-ahead
+ * thread or the driver's. What it takes, it counts (struct
+ * kp_order_count), for the driver to add up; what it gives out,
+ * kp_order_take() copies to a sink.
  */
+struct kp_order;
+struct kp_order_count {
+	uint64_t records;  /* records taken */
+	uint64_t last_ts;  /* the latest time among their events */
+	uint32_t tid;      /* their thread */
+};
+struct kp_order_sink {
+	struct kp_event *ev;   /* events, in time order */
+	size_t n, ev_cap;
+	struct kp_rec *recs;   /* an extension event's record: recs[ev.ptr] */
+	size_t nrecs, recs_cap;
+	uint32_t *xev;         /* where the extension events are in ev */
+	size_t nxev, xev_cap;
+	unsigned char *bytes;  /* the records' strings (8-aligned) */
+	size_t nbytes, bytes_cap;
+};
+struct kp_order *kp_order_new(void);
+void kp_order_free(struct kp_order *o);
+/* A kp_reader_mem() batch of n records: @return 1 when taken (*count
+ * says what), or 0 when it did not fit in the frame, which was flushed
+ * instead: take its events, then give the batch again. */
+int kp_order_mem(struct kp_order *o, const struct kp_mem_rec *m, size_t n,
+		 struct kp_order_count *count);
+/* A kp_reader_next() record: @return 1 when it was an event, taken (and
+ * counted in *count), else 0: then it goes to the passes as a record, after
+ * the events kp_order_take() has (a FRAME flushes its frame first). A QUERY
+ * that names its text by id is to carry the text (kp_qtexts_get()). */
+int kp_order_rec(struct kp_order *o, const struct kp_rec *rec,
+		 struct kp_order_count *count);
+/* The frame ends (the trace does): its events become the ones to take. */
+void kp_order_flush(struct kp_order *o);
+/* Whether flushed events are left to take. */
+int kp_order_pending(const struct kp_order *o);
+/* Whether it holds no event at all (between frames). */
+int kp_order_empty(const struct kp_order *o);
+/* When none of the flushed events was taken yet and they are in time
+ * order as they lie (one thread's, say): all of them in *b, without a
+ * copy, valid until the next call on o. @return 1, else 0 (take them). */
+int kp_order_whole(struct kp_order *o, struct kp_batch *b);
+/* Copy the flushed events, in time order, to s while they fit (the
+ * records they name as well). @return 1 when none are left to take. */
+int kp_order_take(struct kp_order *o, struct kp_order_sink *s);
+
+/*
+ * readahead.c: reader r's results, from a thread of its own that works
+ * ahead (or inline if it cannot be started), with the order stage run
+ * there or, when this thread is idle, here. r must not be used otherwise until kp_ra_end(). kp_ra_next()
+ * fills *out and @return KP_RA_EVENTS (out->batch: events in time order),
+ * KP_RA_COUNT (out->count: records that made them), KP_RA_RECORD
+ * (out->rec, any other record), all valid until the next call; or the
+ * reader's last return, 0 or an error, with kp_reader_frames() of that
+ * moment in *frames (again at every call).
+ */
+enum { KP_RA_RECORD = 1, KP_RA_COUNT, KP_RA_EVENTS };
+struct kp_ra_out {
+	const struct kp_rec *rec;
+	struct kp_order_count count;
+	struct kp_batch batch;
+};
 struct kp_ra;
 struct kp_ra *kp_ra_start(struct kp_reader *r);
-int kp_ra_next(struct kp_ra *ra, const struct kp_mem_rec **m, size_t *n,
-	       const struct kp_rec **rec, uint64_t *frames);
+int kp_ra_next(struct kp_ra *ra, struct kp_ra_out *out, uint64_t *frames);
 void kp_ra_end(struct kp_ra *ra);
+/* For tests: whether frames are lent to the consumer thread (-1: when it
+ * is idle, the default; 0: never; 1: whenever an order stage is free),
+ * and how many were. */
+extern int kp_ra_lend;
+extern uint64_t kp_ra_lent;
 
 /* ---- results of the memory pass (memory.c), for reports and tests ------- */
 

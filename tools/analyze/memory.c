@@ -661,39 +661,28 @@ static KP_ALWAYS_INLINE uint64_t mem_prefetch(const struct mem_state *ms,
 	return hash;
 }
 
-static KP_ALWAYS_INLINE void mem_run(struct mem_state *ms, struct kp_trace *t,
-				     const struct kp_event *ev,
-				     const uint32_t *order, size_t n)
-{
-	uint64_t hash[KP_PREFETCH_AHEAD];
-	size_t i;
-
-#define EV_AT(i) (order ? &ev[order[i]] : &ev[i])
-	for (i = 0; i < n && i < KP_PREFETCH_AHEAD; i++)
-		hash[i] = mem_prefetch(ms, t, EV_AT(i));
-	/* all but the last KP_PREFETCH_AHEAD: each fetches for a later one */
-	for (i = 0; i + KP_PREFETCH_AHEAD < n; i++) {
-		size_t slot = i & (KP_PREFETCH_AHEAD - 1);
-		uint64_t h = hash[slot];
-		hash[slot] = mem_prefetch(ms, t, EV_AT(i + KP_PREFETCH_AHEAD));
-		mem_event(ms, t, EV_AT(i), h);
-	}
-	for (; i < n; i++)
-		mem_event(ms, t, EV_AT(i), hash[i & (KP_PREFETCH_AHEAD - 1)]);
-#undef EV_AT
-}
-
 static void mem_events(void *state, struct kp_trace *t,
 		       const struct kp_batch *b)
 {
 	struct mem_state *ms = state;
+	const struct kp_event *ev = b->ev;
+	size_t n = b->n;
+	uint64_t hash[KP_PREFETCH_AHEAD];
+	size_t i;
 
 	if (!ms->map.cap)
 		pm_grow(&ms->map);
-	if (b->order)
-		mem_run(ms, t, b->ev, b->order, b->n);
-	else
-		mem_run(ms, t, b->ev, NULL, b->n);
+	for (i = 0; i < n && i < KP_PREFETCH_AHEAD; i++)
+		hash[i] = mem_prefetch(ms, t, &ev[i]);
+	/* all but the last KP_PREFETCH_AHEAD: each fetches for a later one */
+	for (i = 0; i + KP_PREFETCH_AHEAD < n; i++) {
+		size_t slot = i & (KP_PREFETCH_AHEAD - 1);
+		uint64_t h = hash[slot];
+		hash[slot] = mem_prefetch(ms, t, &ev[i + KP_PREFETCH_AHEAD]);
+		mem_event(ms, t, &ev[i], h);
+	}
+	for (; i < n; i++)
+		mem_event(ms, t, &ev[i], hash[i & (KP_PREFETCH_AHEAD - 1)]);
 }
 
 static struct kp_site *site_get(struct mem_state *ms, uint32_t exe,

@@ -171,7 +171,7 @@ static void peak_events(void *st, struct kp_trace *t, const struct kp_batch *b)
 	if (!s->on)
 		return;
 	for (size_t i = 0; i < b->n; i++) {
-		const struct kp_event *e = kp_batch_at(b, i);
+		const struct kp_event *e = &b->ev[i];
 		struct pblk blk;
 		switch (e->type) {
 		case KP_REC_ALLOC:

@@ -592,7 +592,7 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 	if (!b->nx && !qs->nthr)
 		return; /* allocations, and no query has run yet */
 	for (size_t i = 0; i < b->n; i++) {
-		const struct kp_event *e = kp_batch_at(b, i);
+		const struct kp_event *e = &b->ev[i];
 		struct qthr *t;
 		switch (e->type) {
 		case KP_REC_ALLOC:

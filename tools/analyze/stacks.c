@@ -622,7 +622,6 @@ void kp_trace_release(struct kp_trace *t)
 	t->stack_direct = NULL;
 	t->stack_direct_cap = 0;
 	kp_idmap_free(&t->tids);
-	kp_qtexts_free(&t->qtexts);
 	free(t->stacks);
 	free(t->prev);
 	t->prev = NULL;

@@ -226,6 +226,8 @@ $(B)/bench/stamp_preload.so: tests/bench/noop_preload.c
 #   make asan         lib/ + its unit tests + the corpus replayer under
 #                     ASan/UBSan, then runs them (KP_TEST_QUICK=1 shrinks
 #                     the size/speed tests, which only print numbers)
+#   make tsan-analyze-unit  the analyzer's unit tests that run both of its
+#                     threads, under ThreadSanitizer
 #   make fuzz         libFuzzer on the trace reader for FUZZ_SECONDS, over a
 #                     copy of tests/fuzz/corpus (new inputs stay in build/)
 #   make fuzz-corpus  regenerate the seed corpus (only when the format changes;
@@ -247,10 +249,6 @@ FUZZ_B := $(B)/fuzz
 ASAN_LIB_OBJ := $(LIB_SRC:%.c=$(ASAN_B)/obj/%.o)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_B)/obj/%.o)
 LIB_LIBS = $(shell $(PKG_CONFIG) --libs msgpack libzstd)
-
-$(ASAN_B)/obj/lib/%.o: lib/%.c $(wildcard lib/*.h)
-	@mkdir -p $(dir $@)
-	$(CLANG) $(BASE_CFLAGS) $(SAN_FLAGS) -Ilib $(PC_CFLAGS) -c $< -o $@
 
 $(ASAN_B)/t_%: tests/unit/t_%.c $(wildcard tests/unit/*.h) tests/harness.h $(ASAN_LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -274,22 +272,40 @@ ANALYZE_UNIT_TESTS := t_analyze_memory t_hist t_idmap t_analyze_queries t_perfma
 ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
-$(ASAN_B)/obj/tools/%.o: tools/%.c $(wildcard tools/analyze/*.h lib/*.h)
-	@mkdir -p $(dir $@)
-	$(CLANG) $(BASE_CFLAGS) $(SAN_FLAGS) -Ilib -Itools/analyze $(PC_CFLAGS) \
-		-c $< -o $@
-
 $(ASAN_B)/kprof-analyze: $(ASAN_ANALYZE_OBJ) $(ASAN_LIB_OBJ)
 	$(CLANG) $(SAN_FLAGS) -o $@ $(ASAN_ANALYZE_OBJ) $(ASAN_LIB_OBJ) \
 		$(TOOLS_LIBS)
 
-$(ANALYZE_UNIT_TESTS:%=$(ASAN_B)/%): $(ASAN_B)/t_%: tests/unit/t_%.c \
-		$(wildcard tests/unit/*.h) tests/harness.h $(ASAN_ANALYZE_LIB_OBJ) \
-		$(ASAN_LIB_OBJ)
-	@mkdir -p $(dir $@)
-	$(CLANG) $(BASE_CFLAGS) $(SAN_FLAGS) -Ilib -Itools/analyze -Itests \
-		$(PC_CFLAGS) $< $(ASAN_ANALYZE_LIB_OBJ) $(ASAN_LIB_OBJ) -o $@ \
-		$(TOOLS_LIBS)
+# $(call san_build,DIR,FLAGS): the rules for lib/ and tools/ objects and
+# the analyzer's unit tests built with FLAGS under DIR (ASan/UBSan in
+# $(ASAN_B), ThreadSanitizer in $(TSAN_B)).
+define san_build
+$(1)/obj/lib/%.o: lib/%.c $$(wildcard lib/*.h)
+	@mkdir -p $$(dir $$@)
+	$$(CLANG) $$(BASE_CFLAGS) $(2) -Ilib $$(PC_CFLAGS) -c $$< -o $$@
+
+$(1)/obj/tools/%.o: tools/%.c $$(wildcard tools/analyze/*.h lib/*.h)
+	@mkdir -p $$(dir $$@)
+	$$(CLANG) $$(BASE_CFLAGS) $(2) -Ilib -Itools/analyze $$(PC_CFLAGS) \
+		-c $$< -o $$@
+
+$$(ANALYZE_UNIT_TESTS:%=$(1)/%): $(1)/t_%: tests/unit/t_%.c \
+		$$(wildcard tests/unit/*.h) tests/harness.h \
+		$$(filter-out $(1)/obj/$$(ANALYZE_MAIN:.c=.o),$$(ANALYZE_SRC:%.c=$(1)/obj/%.o)) \
+		$$(LIB_SRC:%.c=$(1)/obj/%.o)
+	@mkdir -p $$(dir $$@)
+	$$(CLANG) $$(BASE_CFLAGS) $(2) -Ilib -Itools/analyze -Itests \
+		$$(PC_CFLAGS) $$(filter %.c %.o,$$^) -o $$@ $$(TOOLS_LIBS)
+endef
+$(eval $(call san_build,$(ASAN_B),$(SAN_FLAGS)))
+
+# The read-ahead thread and the driver's under ThreadSanitizer: the
+# analyzer's unit tests that run whole analyses (both threads, frames lent
+# or not). Any report fails the run.
+TSAN_B := $(B)/tsan
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -gdwarf-aranges
+TSAN_UNIT_TESTS := t_analyze_memory t_analyze_queries t_analyze_cpu
+$(eval $(call san_build,$(TSAN_B),$(TSAN_FLAGS)))
 
 #   make asan            all of the below
 #   make asan-lib        lib/ unit tests + corpus replay (tests/fuzz/regress)
@@ -312,6 +328,13 @@ asan-analyze-unit: $(ANALYZE_UNIT_TESTS:%=$(ASAN_B)/%)
 	@set -e; for t in $(ANALYZE_UNIT_TESTS); do \
 		echo "# $(ASAN_B)/$$t"; \
 		$(ASAN_ENV) KP_TEST_QUICK=1 $(ASAN_B)/$$t; done
+
+.PHONY: tsan-analyze-unit
+tsan-analyze-unit: $(TSAN_UNIT_TESTS:%=$(TSAN_B)/%)
+	@set -e; for t in $(TSAN_UNIT_TESTS); do \
+		echo "# $(TSAN_B)/$$t"; \
+		TSAN_OPTIONS=halt_on_error=1:exitcode=66 KP_TEST_QUICK=1 \
+			$(TSAN_B)/$$t; done
 
 asan-analyze-corpus: $(ASAN_B)/kprof-analyze
 	$(ASAN_ENV) sh tests/fuzz/asan_analyze.sh corpus $(ASAN_B)/kprof-analyze \

@@ -4,7 +4,8 @@
 # analyzer's steps of `make asan` (its unit test; build/asan/kprof-analyze
 # over tests/fuzz/corpus and over traces recorded now by the normal
 # libkprof.so), `make fuzz` for 20 s, then the corpus plus what the fuzzer
-# found replayed under ASan.
+# found replayed under ASan; last, the analyzer's unit tests that run both
+# of its threads under ThreadSanitizer (`make tsan-analyze-unit`).
 # Needs clang with libFuzzer (`make test` installs it); without it every
 # step fails: a missing tool is a failure, never a skip.
 set -u
@@ -17,7 +18,8 @@ fail=0
 if ! command -v "${CLANG:-clang}" >/dev/null 2>&1; then
 	for t in "asan unit tests" "asan analyzer unit tests" \
 		"asan analyzer over corpus" "asan analyzer over real traces" \
-		"fuzz reader 20s" "fuzz corpus regression"; do
+		"fuzz reader 20s" "fuzz corpus regression" \
+		"tsan analyzer unit tests"; do
 		echo "not ok - $t: clang is not installed (tools/install-deps.sh test)"
 	done
 	exit 1
@@ -37,12 +39,12 @@ step() {
 		echo "ok $1 - $2"
 	else
 		echo "not ok $1 - $2"
-		if grep -Eq 'runtime error:|ERROR: [A-Za-z]*Sanitizer' "$log"; then
+		if grep -Eq 'runtime error:|ERROR: [A-Za-z]*Sanitizer|WARNING: ThreadSanitizer' "$log"; then
 			# which inputs failed, then the top of the first report
 			# (short: tests/run.sh shows 40 comment lines in all; the
 			# whole output is `make $3`'s)
 			grep -E '^(FAIL|not ok)' "$log" | head -4 | sed 's/^/#   /'
-			grep -E -m1 -A6 'runtime error:|ERROR: [A-Za-z]*Sanitizer' \
+			grep -E -m1 -A6 'runtime error:|ERROR: [A-Za-z]*Sanitizer|WARNING: ThreadSanitizer' \
 				"$log" | sed 's/^/#   /'
 		else
 			show
@@ -82,4 +84,6 @@ else
 	show
 	fail=1
 fi
+
+step 7 "tsan analyzer unit tests" tsan-analyze-unit
 exit $fail

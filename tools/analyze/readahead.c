@@ -306,13 +306,13 @@ static void ra_qtext(struct kp_ra *ra, struct kp_rec *rec)
 	}
 }
 
-/* The reader's next record into ra->rec. @return 1, or 0 at the end. */
-static int ra_next_rec(struct kp_ra *ra)
+/* The reader's next record into *rec. @return 1, or 0 at the end. */
+static int ra_next_rec(struct kp_ra *ra, struct kp_rec *rec)
 {
-	int rc = kp_reader_next(ra->r, &ra->rec);
+	int rc = kp_reader_next(ra->r, rec);
 
 	if (rc == 1) {
-		ra_qtext(ra, &ra->rec);
+		ra_qtext(ra, rec);
 		return 1;
 	}
 	ra->ended = 1;
@@ -321,12 +321,11 @@ static int ra_next_rec(struct kp_ra *ra)
 	return 0;
 }
 
-/* The held record into c as one. */
-static void ra_put_rec(struct kp_ra *ra, struct ra_chunk *c)
+/* The record in slot c->recs[c->nrecs] into c as one. */
+static void ra_put_rec(struct ra_chunk *c)
 {
 	struct kp_rec *rec = &c->recs[c->nrecs];
 
-	*rec = ra->rec;
 	if (!text_id(rec))
 		own_rec(c, rec); /* a QUERY's text from the table is not */
 	c->items[c->nitems++] = (struct ra_item){
@@ -355,7 +354,7 @@ static void ra_read(struct kp_ra *ra, struct kp_order *o, struct ra_chunk *c)
 			ra_count(c, &k);
 			continue;
 		}
-		if (!ra_next_rec(ra)) {
+		if (!ra_next_rec(ra, &ra->rec)) {
 			kp_order_flush(o); /* no FRAME at the end */
 			return;
 		}
@@ -390,12 +389,13 @@ static void ra_pass(struct kp_ra *ra, struct ra_chunk *c)
 			c->nmem += n;
 			continue;
 		}
-		if (!ra_next_rec(ra)) {
+		struct kp_rec *rec = &c->recs[c->nrecs];
+		if (!ra_next_rec(ra, rec)) {
 			ra->raw = 0;
 			return;
 		}
-		ra_put_rec(ra, c);
-		if (ra->rec.type == KP_REC_FRAME) {
+		ra_put_rec(c);
+		if (rec->type == KP_REC_FRAME) {
 			ra->raw = 0;
 			return;
 		}
@@ -418,7 +418,8 @@ static void ra_fill(struct kp_ra *ra, struct ra_chunk *c)
 		if (ra->held) {
 			/* a record after the events before it */
 			ra->held = 0;
-			ra_put_rec(ra, c);
+			c->recs[c->nrecs] = ra->rec;
+			ra_put_rec(c);
 			continue;
 		}
 		if (ra->ended) {

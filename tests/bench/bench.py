@@ -228,13 +228,17 @@ def trace_facts(label, files, t_none, t_kprof):
                       res.get("kprof_ring_wait_ns", 0) / 1e6))
     print("- analyzer on that trace, the first report on the machine (debug "
           "files inflated and kept): %s" % first)
-    runs = sorted(((eps(line), line) for line in
-                   (analyze_stats(files, cache=cold)[1] for _ in range(3))),
-                  key=lambda x: x[0])
-    print("- the same, the copies found (median of 3): %s" % runs[1][1])
-    _, stats = analyze_stats(files, symbols=False, cache=cold)
-    print("- the same without symbolization (--no-symbols): %s" % stats)
-    return size / max(events, 1), runs[1][0], eps(first)
+    # three of each, alternating, so a slow moment moves one run, not a row
+    runs = {True: [], False: []}
+    for _ in range(3):
+        for symbols in (True, False):
+            line = analyze_stats(files, symbols=symbols, cache=cold)[1]
+            runs[symbols].append((eps(line), line))
+    med = {k: sorted(v, key=lambda x: x[0])[1] for k, v in runs.items()}
+    print("- the same, the copies found (median of 3): %s" % med[True][1])
+    print("- the same without symbolization (--no-symbols, median of 3): %s"
+          % med[False][1])
+    return size / max(events, 1), med[True][0], eps(first)
 
 
 def eps(stats):

@@ -736,35 +736,44 @@ TEST(truncated_trace)
 	tb_end_writer(&b);
 	REQUIRE(b.m.len > whole + 8);
 
-	/* Cut inside the second frame: the first one still counts. */
-	struct kp_analysis *an = kp_analysis_new(&test_opts);
-	CHECK(an_add(an, "cut.kpz", b.m.p, whole + (b.m.len - whole) / 2) == 0);
-	kp_analysis_finish(an);
-	const struct kp_mem_totals *m = kp_mem_totals(an);
-	REQUIRE(m);
-	CHECK(an->truncated);
-	CHECK(an->procs[0]->truncated);
-	CHECK(!an->procs[0]->ended);
-	CHECK_EQ_U(m->alloc_calls, 10);
-	CHECK_EQ_U(m->live_bytes, 1000);
-	char *txt = render(an, 0);
-	CHECK(strstr(txt, "TRUNCATED"));
-	free(txt);
-	char *js = render(an, 1);
-	CHECK(strstr(js, "\"truncated\": true"));
-	CHECK(strstr(js, "\"end_reason\": null"));
-	free(js);
-	kp_analysis_free(an);
+	/* Each with the frames ordered by the read-ahead thread, by the
+	 * driver's (lent to it: the cut comes while one is), and by either. */
+	for (int lend = 0; lend <= 2; lend++) {
+		kp_ra_lend = lend < 2 ? lend : -1;
+		/* Cut inside the second frame: the first one still counts. */
+		struct kp_analysis *an = kp_analysis_new(&test_opts);
+		CHECK(an_add(an, "cut.kpz", b.m.p,
+			     whole + (b.m.len - whole) / 2) == 0);
+		kp_analysis_finish(an);
+		const struct kp_mem_totals *m = kp_mem_totals(an);
+		REQUIRE(m);
+		CHECK(an->truncated);
+		CHECK(an->procs[0]->truncated);
+		CHECK(!an->procs[0]->ended);
+		CHECK_EQ_U(m->alloc_calls, 10);
+		CHECK_EQ_U(m->live_bytes, 1000);
+		char *txt = render(an, 0);
+		CHECK(strstr(txt, "TRUNCATED"));
+		free(txt);
+		char *js = render(an, 1);
+		CHECK(strstr(js, "\"truncated\": true"));
+		CHECK(strstr(js, "\"end_reason\": null"));
+		free(js);
+		kp_analysis_free(an);
 
-	/* Cut right after the first frame: clean EOF but no END record. */
-	an = kp_analysis_new(&test_opts);
-	CHECK(an_add(an, "eof.kpz", b.m.p, whole) == 0);
-	kp_analysis_finish(an);
-	CHECK(an->procs[0]->truncated);
-	kp_analysis_free(an);
+		/* Cut right after the first frame: clean EOF but no END
+		 * record. */
+		an = kp_analysis_new(&test_opts);
+		CHECK(an_add(an, "eof.kpz", b.m.p, whole) == 0);
+		kp_analysis_finish(an);
+		CHECK(an->procs[0]->truncated);
+		CHECK_EQ_U(kp_mem_totals(an)->alloc_calls, 10);
+		kp_analysis_free(an);
+	}
+	kp_ra_lend = -1;
 
 	/* The whole file is not truncated. */
-	an = kp_analysis_new(&test_opts);
+	struct kp_analysis *an = kp_analysis_new(&test_opts);
 	CHECK(an_add(an, "whole.kpz", b.m.p, b.m.len) == 0);
 	kp_analysis_finish(an);
 	CHECK(!an->truncated);

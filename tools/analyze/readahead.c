@@ -562,14 +562,12 @@ static int ra_out(const struct ra_chunk *c, struct ra_item it,
 static int ra_lent(struct kp_ra *ra)
 {
 	struct ra_chunk *s = ra->sink;
-
 	struct kp_order *o = ra->orders[ra->co];
 
 	if (kp_order_pending(o)) {
 		s->nev = s->nrecs = s->nxev = s->nitems = s->nbytes = 0;
 		ra->sink_pos = 0;
 		ra->co_whole = kp_order_whole(o, &ra->co_batch);
-		
 		if (!ra->co_whole)
 			ra_events(o, s);
 		return 0;

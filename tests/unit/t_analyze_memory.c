@@ -250,6 +250,40 @@ static void build_leak23(struct tb *b)
 	tb_end_writer(b);
 }
 
+/* Code in no module, named by the trace's JIT_CODE records: its frames
+ * go to the pseudo-module of the process's JIT map, which has no build id
+ * (the ASan/UBSan build checks that nothing reads one). */
+TEST(jit_code_names_frames)
+{
+	static const uint64_t pcs[] = { 0x5000010, 0x401300 };
+	struct tb b;
+	tb_begin(&b, 4243, 1, "/usr/bin/app");
+	t_module(&b, 0, 0, 0x400000, 0x500000, "/usr/bin/app");
+	t_stack(&b, 1, pcs, 2);
+	t_alloc(&b, 7, 1000, 0x10000, 100, 1);
+	struct kp_rec r = { .type = KP_REC_JIT_CODE, .ts = 1500 };
+	r.u.jit.lo = 0x5000000;
+	r.u.jit.size = 0x100;
+	r.u.jit.name = "jitted_fn";
+	r.u.jit.name_len = 9;
+	tb_add(&b, &r);
+	t_end(&b, 2000, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+	struct kp_opts o = test_opts;
+	o.no_symbols = 0; /* (a JIT map is read only with symbols) */
+	struct kp_analysis *an = kp_analysis_new(&o);
+	CHECK(an_add(an, "jit.kpz", b.m.p, b.m.len) == 0);
+	kp_analysis_finish(an);
+	const struct kp_site *const *l;
+	REQUIRE(kp_mem_leaks(an, &l) == 1);
+	char *js = render(an, 1);
+	CHECK(strstr(js, "\"function\": \"jitted_fn\""));
+	CHECK(strstr(js, "[perf-4243.map]"));
+	free(js);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
 TEST(leak23_exact)
 {
 	struct tb b;
@@ -2030,7 +2064,7 @@ TEST(truncated_warnings)
 
 int main(int argc, char **argv)
 {
-	return RUN_TESTS(argc, argv, T(leak23_exact), T(realloc_chain), T(temporary_per_thread),
+	return RUN_TESTS(argc, argv, T(jit_code_names_frames), T(leak23_exact), T(realloc_chain), T(temporary_per_thread),
 			 T(cross_thread_reuse), T(frame_merge_order),
 			 T(frame_merge_many_runs), T(frame_time_backwards),
 			 T(unknown_frees), T(truncated_trace),

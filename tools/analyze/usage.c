@@ -118,7 +118,8 @@ uint64_t kp_hash_bytes(const void *p, size_t n, uint64_t seed)
 		n -= 8;
 	}
 	uint64_t w = 0;
-	memcpy(&w, s, n);
+	if (n) /* p may be NULL when n is 0 (a module without a build id) */
+		memcpy(&w, s, n);
 	return kp_mix64(h ^ w ^ 0xff, seed);
 }
 

@@ -9,6 +9,12 @@
  * socket it may not keep (the app closing its end must still give the
  * reader EOF), so its messages then wait here, and the app thread that
  * ends the trace (exit, exec) prints them.
+ *
+ * fd 2 is written only while it is the file it was when kprof started
+ * (its device and inode, kp_warn_init): a program that closed its
+ * stderr may have opened a file of its own as fd 2 since (a daemon's log,
+ * a database), and a message there would change what the program wrote.
+ * Where fd 2 is no longer that file, the message is dropped.
  */
 #include "state.h"
 
@@ -17,8 +23,42 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int kp_warn_deferred; /* the writer thread has no stderr */
+
+/* fd 2 at the start: 0 not looked at yet, 1 open (err_dev, err_ino),
+ * -1 not open (nothing is written). */
+static _Atomic int err_state;
+static uint64_t err_dev, err_ino;
+
+void kp_warn_init(void)
+{
+	struct stat st;
+	if (syscall(SYS_fstat, 2, &st) != 0) {
+		atomic_store(&err_state, -1);
+		return;
+	}
+	err_dev = (uint64_t)st.st_dev;
+	err_ino = (uint64_t)st.st_ino;
+	atomic_store(&err_state, 1);
+}
+
+/* Is fd 2 (of the calling thread's fd table) the stderr kprof started
+ * with? (A message before kp_warn_init takes fd 2 as it is.) */
+static int err_same(void)
+{
+	if (!atomic_load(&err_state))
+		kp_warn_init();
+	if (atomic_load(&err_state) < 0)
+		return 0;
+	struct stat st;
+	return syscall(SYS_fstat, 2, &st) == 0 &&
+	       (uint64_t)st.st_dev == err_dev &&
+	       (uint64_t)st.st_ino == err_ino;
+}
 static pthread_mutex_t deferred_lock = PTHREAD_MUTEX_INITIALIZER;
 static char deferred[2048];
 static size_t n_deferred;
@@ -36,7 +76,7 @@ static void defer(const char *line, size_t n)
 void kp_warn_flush(void)
 {
 	pthread_mutex_lock(&deferred_lock);
-	if (n_deferred)
+	if (n_deferred && err_same())
 		kp_sys_write(2, deferred, n_deferred);
 	n_deferred = 0;
 	pthread_mutex_unlock(&deferred_lock);
@@ -64,7 +104,7 @@ void kp_warn(const char *fmt, ...)
 	buf[n++] = '\n';
 	if (kp_tls.writer && kp_warn_deferred)
 		defer(buf, (size_t)n);
-	else
+	else if (err_same())
 		kp_sys_write(2, buf, (size_t)n);
 	errno = saved;
 }

@@ -70,6 +70,7 @@ int kp_init_slow(void)
 	}
 	kp.pid = (pid_t)syscall(SYS_getpid);
 	kp.ppid = (pid_t)syscall(SYS_getppid);
+	kp_warn_init();
 	kp_config_load(&kp.cfg);
 	if (!kp_config_program_wanted(&kp.cfg)) {
 		/* Not a program KOTOBA_PROFILE_PROGRAMS names: loaded, it

@@ -428,6 +428,8 @@ size_t kp_boot_size(const void *p);
 void kp_warn(const char *fmt, ...) KP_PRINTF(1, 2);
 extern int kp_warn_deferred;
 void kp_warn_flush(void);
+/* Remember fd 2 as kprof's stderr (diag.c): at start, before any message. */
+void kp_warn_init(void);
 void kp_warn_after_fork_child(void);
 
 /* ---- private arena (arena.c) --------------------------------------------- */

@@ -267,6 +267,44 @@ with t.section("statement counters"):
              "KOTOBA_PROFILE_SQLITE_COUNTERS" in r.err and "default auto" in r.err,
              "SQLITE_COUNTERS=offset=-4: one warning line, the default used", r.err)
 
+
+# kprof's messages go to the stderr the program started with, never to a
+# file the program later opened as fd 2: here python3 closes fd 2, opens
+# its own file (which gets fd 2) and then uses SQLite with a wrong counter
+# place, whose warning comes at the first statement, mid-run. Run once
+# with fd 2 left alone, so that the warning is known to come.
+STDERR_REUSE = r"""
+import os, sqlite3, sys
+if sys.argv[2] == "reuse":
+    os.close(2)
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    assert fd == 2, fd
+else:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+c = sqlite3.connect(":memory:")
+c.execute("create table t(a)")
+for i in range(50):
+    c.execute("insert into t values(?)", (i,))
+print(len(c.execute("select a from t").fetchall()))
+os.write(fd, b"the program's own line\n")
+"""
+with t.section("a program's own file at fd 2"):
+    with Tmp() as d:
+        for how in ("keep", "reuse"):
+            own = os.path.join(d, how + ".txt")
+            r = run([PY, "-c", STDERR_REUSE, own, how], d,
+                    prof={"SQLITE_COUNTERS": "offset=8"})
+            t.eq((r.rc, r.out), (0, "50\n"), "%s: the program runs unchanged" % how,
+                 r.err)
+            with open(own) as f:
+                t.eq(f.read(), "the program's own line\n",
+                     "%s: the program's file holds its line only" % how)
+            if how == "keep":
+                t.ok("KOTOBA_PROFILE_SQLITE_COUNTERS" in r.err,
+                     "keep: the warning comes, on stderr", r.err)
+            else:
+                t.eq(r.err, "", "reuse: nothing on the stderr the program closed")
+
 with t.section("variables"):
     with Tmp() as d:
         for prof, want, name in (({"QUERY": "0"}, 0, "QUERY=0: no query recorded"),

@@ -23,27 +23,17 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 int kp_warn_deferred; /* the writer thread has no stderr */
 
-/* fd 2 at the start: 0 not looked at yet, 1 open (err_dev, err_ino),
- * -1 not open (nothing is written). */
+/* fd 2 at the start: 0 not looked at yet, 1 open (err_id), -1 not open
+ * (nothing is written). */
 static _Atomic int err_state;
-static uint64_t err_dev, err_ino;
+static struct kp_file_id err_id;
 
 void kp_warn_init(void)
 {
-	struct stat st;
-	if (syscall(SYS_fstat, 2, &st) != 0) {
-		atomic_store(&err_state, -1);
-		return;
-	}
-	err_dev = (uint64_t)st.st_dev;
-	err_ino = (uint64_t)st.st_ino;
-	atomic_store(&err_state, 1);
+	atomic_store(&err_state, kp_file_id(2, &err_id) == 0 ? 1 : -1);
 }
 
 /* Is fd 2 (of the calling thread's fd table) the stderr kprof started
@@ -52,12 +42,7 @@ static int err_same(void)
 {
 	if (!atomic_load(&err_state))
 		kp_warn_init();
-	if (atomic_load(&err_state) < 0)
-		return 0;
-	struct stat st;
-	return syscall(SYS_fstat, 2, &st) == 0 &&
-	       (uint64_t)st.st_dev == err_dev &&
-	       (uint64_t)st.st_ino == err_ino;
+	return atomic_load(&err_state) > 0 && kp_fd_is(2, &err_id);
 }
 static pthread_mutex_t deferred_lock = PTHREAD_MUTEX_INITIALIZER;
 static char deferred[2048];

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -97,4 +98,21 @@ long kp_sys_write(int fd, const void *buf, size_t n)
 		atomic_fetch_add_explicit(&kp_self_wchar, (uint64_t)r,
 					  memory_order_relaxed);
 	return r;
+}
+
+int kp_file_id(long fd, struct kp_file_id *id)
+{
+	struct stat st;
+	if (fd < 0 || syscall(SYS_fstat, fd, &st) != 0)
+		return -1;
+	id->dev = (uint64_t)st.st_dev;
+	id->ino = (uint64_t)st.st_ino;
+	return 0;
+}
+
+int kp_fd_is(long fd, const struct kp_file_id *id)
+{
+	struct kp_file_id now;
+	return kp_file_id(fd, &now) == 0 && now.dev == id->dev &&
+	       now.ino == id->ino;
 }

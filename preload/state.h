@@ -394,6 +394,15 @@ void kp_real_resolve(void);
 void kp_io_real_fill(void); /* hook_io.c: the I/O functions */
 pid_t kp_gettid(void);
 long kp_sys_write(int fd, const void *buf, size_t n);
+/* A file's identity, to tell whether an fd still names it (the app may
+ * close it and reuse the number). Raw syscalls. */
+struct kp_file_id {
+	uint64_t dev, ino;
+};
+/* fd's identity into *id. @return 0, or -1 if fd is not open. */
+int kp_file_id(long fd, struct kp_file_id *id);
+/* Does fd (in the calling thread's table) name the file id? */
+int kp_fd_is(long fd, const struct kp_file_id *id);
 /* The target of the symbolic link path in buf, NUL-terminated and cut to
  * size - 1 bytes, empty when unreadable; @return its length. A raw
  * syscall: safe before initialisation and in the writer. */

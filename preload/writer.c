@@ -87,8 +87,7 @@ static struct {
 	_Atomic int parked;     /* stopped for the app's last thread */
 	struct kp_writer *kw;
 	int fd;                 /* trace fd, -1 when none */
-	dev_t dev;              /* its identity, to notice closefrom/dup2 */
-	ino_t ino;
+	struct kp_file_id id;   /* its identity, to notice closefrom/dup2 */
 	char path[1200];        /* absolute path of the trace */
 	int broken;             /* the file is gone: stop writing */
 	int header_done;
@@ -217,11 +216,7 @@ static int open_trace(void)
 				   0600);
 		if (fd >= 0) {
 			w.fd = kp_high_fd((int)fd);
-			struct stat st;
-			if (syscall(SYS_fstat, w.fd, &st) == 0) {
-				w.dev = st.st_dev;
-				w.ino = st.st_ino;
-			}
+			kp_file_id(w.fd, &w.id);
 			return 0;
 		}
 		if (errno != EEXIST) {
@@ -237,9 +232,7 @@ static int open_trace(void)
 /* Does fd (in the calling thread's table) name the trace file? */
 static int is_trace(long fd)
 {
-	struct stat st;
-	return fd >= 0 && syscall(SYS_fstat, fd, &st) == 0 &&
-	       st.st_dev == w.dev && st.st_ino == w.ino;
+	return kp_fd_is(fd, &w.id);
 }
 
 /* Is w.fd still our file? If not, reopen it by path. */

@@ -275,12 +275,11 @@ with t.section("statement counters"):
 # with fd 2 left alone, so that the warning is known to come.
 STDERR_REUSE = r"""
 import os, sqlite3, sys
-if sys.argv[2] == "reuse":
+reuse = sys.argv[2] == "reuse"
+if reuse:
     os.close(2)
-    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    assert fd == 2, fd
-else:
-    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+assert (fd == 2) == reuse, fd
 c = sqlite3.connect(":memory:")
 c.execute("create table t(a)")
 for i in range(50):

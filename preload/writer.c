@@ -413,6 +413,24 @@ static int write_header(void)
 	return kp_writer_header(w.kw, &h);
 }
 
+/* Calibrate the clock and write the header, once. */
+static int ensure_header(int ending)
+{
+	if (w.header_done)
+		return 0;
+	calibrate(ending);
+	int rc = write_header();
+	if (rc != 0) {
+		if (!w.broken)
+			kp_warn("cannot write the trace header of '%s' (%s); "
+				"recording stops", w.path, kp_strerror(rc));
+		give_up();
+		return -1;
+	}
+	w.header_done = 1;
+	return 0;
+}
+
 /* ---- one cycle ----------------------------------------------------------- */
 
 static void add_module(const struct kp_module_change *c)
@@ -845,18 +863,8 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	int ending = final || exec_path;
 	if (!w.kw || w.broken)
 		return 0;
-	if (!w.header_done) {
-		calibrate(ending);
-		int rc = write_header();
-		if (rc != 0) {
-			if (!w.broken)
-				kp_warn("cannot write the trace header of '%s' (%s); "
-					"recording stops", w.path, kp_strerror(rc));
-			give_up();
-			return 0;
-		}
-		w.header_done = 1;
-	}
+	if (ensure_header(ending) != 0)
+		return 0;
 
 	/* 1. the clock, heads and the watermark */
 	uint64_t now = ending ? UINT64_MAX : ticks_then_loads();
@@ -1386,6 +1394,18 @@ void kp_writer_after_fork_child(void)
 	w.stack_drops_out = 0;
 	memset(w.lost_out, 0, sizeof(w.lost_out));
 	atomic_store(&kp.writer_up, 0);
-	if (prepare_output() != 0 || spawn_thread() != 0)
+	if (prepare_output() != 0) {
+		atomic_store(&kp.run, KP_ST_OFF);
+		return;
+	}
+	/* The header now, while fork returns, when the parent's clock factor
+	 * is known (it is, 1 ms after the parent started): a child killed
+	 * before its writer thread's first cycle (gdb's probes of ptrace,
+	 * forked and SIGKILLed at once) leaves a trace that reads as
+	 * truncated, not an empty file that is "not a trace" and stops
+	 * kprof-analyze on the whole set. */
+	if (w.mult && ensure_header(0) != 0)
+		return;
+	if (spawn_thread() != 0)
 		atomic_store(&kp.run, KP_ST_OFF);
 }

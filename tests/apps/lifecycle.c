@@ -53,6 +53,10 @@
  *               PATH (kprof's trace) is not empty, then dies of SIGPIPE,
  *               as `seq | head -1`'s writer does, long before the first
  *               flush interval (the test sets a long one).
+ *   forkkill    naps 50 ms (kprof's clock is calibrated by then), leaks
+ *               5 x 100 (leak_in_parent), forks; the child SIGKILLs itself
+ *               at once, as gdb's probes of ptrace are killed; the parent
+ *               waits and prints "parent=PID child=PID child_signal=N".
  * No stdio (see leaky.c): snprintf + write.
  */
 #include <dirent.h>
@@ -365,6 +369,25 @@ static int mode_earlysig(const char *path)
 	return 1;
 }
 
+static int mode_forkkill(void)
+{
+	nap_ms(50);
+	leak_in_parent();
+	pid_t pid = fork();
+	if (pid < 0)
+		return 2;
+	if (pid == 0) {
+		kill(getpid(), SIGKILL);
+		_exit(3); /* not reached */
+	}
+	int st = 0;
+	if (waitpid(pid, &st, 0) != pid)
+		return 4;
+	say("parent=%ld child=%ld child_signal=%ld\n", (long)getpid(),
+	    (long)pid, WIFSIGNALED(st) ? (long)WTERMSIG(st) : -1L);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
@@ -400,6 +423,8 @@ int main(int argc, char **argv)
 		return mode_sleep(!strcmp(m, "sleeplate"));
 	if (!strcmp(m, "closefrom"))
 		return mode_closefrom();
+	if (!strcmp(m, "forkkill"))
+		return mode_forkkill();
 	if (!strcmp(m, "earlysig") && argc > 2)
 		return mode_earlysig(argv[2]);
 	say("usage: lifecycle MODE%.0ld%.0ld%.0ld\n", 0, 0, 0);

@@ -348,6 +348,35 @@ with t.section("killed before the first flush"):
             t.ok(procs and procs[0]["exe"].endswith("/lifecycle"),
                  "earlysig: the header names the app", procs)
 
+with t.section("a forked child killed at once"):
+    # gdb probes ptrace with children it forks and SIGKILLs at once. Such a
+    # child's trace must read as truncated, and not be an empty file,
+    # which kprof-analyze refuses along with every trace given with it:
+    # the child writes its header while fork returns in it.
+    with Tmp() as d:
+        r = run([APP, "forkkill"], d)
+        t.eq(r.rc, 0, "forkkill: exit 0", r.err)
+        c = counts_from(r.out)
+        t.eq(c.get("child_signal"), signal.SIGKILL, "forkkill: the child died of SIGKILL")
+        t.eq(len(r.traces), 2, "forkkill: two traces", r.traces)
+        t.ok(all(os.path.getsize(f) > 0 for f in r.traces),
+             "forkkill: neither trace is empty",
+             [(f, os.path.getsize(f)) for f in r.traces])
+        rc, out, err = analyze_raw(["--format", "json"] + r.traces)
+        t.eq(rc, 0, "forkkill: the analyzer reads both", err)
+        if rc == 0:
+            import json
+            rep = json.loads(out)
+            procs = {p["pid"]: p for p in rep["trace"]["processes"]}
+            t.eq(sorted(procs), sorted([c.get("parent"), c.get("child")]),
+                 "forkkill: both processes")
+            child = procs.get(c.get("child"), {})
+            t.eq((child.get("ppid"), child.get("end_reason")),
+                 (c.get("parent"), None), "forkkill: the child's header, no end")
+            t.eq(rep["trace"]["truncated"], True, "forkkill: truncated (the child)")
+            t.eq(leak_of(rep, "leak_in_parent")[:2], (500, 5),
+                 "forkkill: the parent's leak counted")
+
 with t.section("closefrom"):
     with Tmp() as d:
         r = run([APP, "closefrom"], d, prof={"FLUSH_MS": "50"})

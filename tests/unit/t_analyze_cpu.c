@@ -116,6 +116,8 @@ static __attribute__((noinline)) char *render(struct kp_analysis *an,
 	FILE *f = open_memstream(&s, &n);
 	if (what == 0)
 		kp_flame_command(an, f);
+	else if (what == 2)
+		kp_report_text(an, f);
 	else
 		kp_report_json(an, f);
 	fclose(f);
@@ -201,6 +203,26 @@ TEST(weights_per_stack_and_thread)
 		     "assert a[\"self_share\"]==0 and abs(a[\"total_share\"]-7/9)"
 		     "<1e-5, a") == 0);
 	free(j);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
+TEST(text_counts_samples_in_words)
+{
+	struct tb b;
+	struct kp_opts o = { .format = KP_FMT_TEXT, .top = 10,
+			     .no_symbols = 1, .command = "cpu" };
+	build(&b);
+	struct kp_analysis *an = analyze(&b, &o);
+	char *s = render(an, 2);
+	CHECK(strstr(s, "9.0 ms of CPU in 5 samples\n") != NULL);
+	CHECK(strstr(s, "tid 7        3.0 ms   33.3 %  3 samples\n") != NULL);
+	/* stack 3's one sample of 2 ms, and none says "1 samples" */
+	CHECK(strstr(s, "2.0 ms  1 sample\n") != NULL);
+	CHECK(strstr(s, " 1 samples") == NULL);
+	if (!strstr(s, "2.0 ms  1 sample\n"))
+		printf("#   got: %s\n", s);
+	free(s);
 	kp_analysis_free(an);
 	membuf_free(&b.m);
 }
@@ -322,6 +344,7 @@ TEST(live_at_peak)
 int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(weights_per_stack_and_thread),
+			 T(text_counts_samples_in_words),
 			 T(folded_io_and_cpu), T(svg_is_well_formed),
 			 T(live_at_peak));
 }

@@ -334,17 +334,19 @@ static void cpu_report_text(void *st, struct kp_analysis *an, FILE *out)
 		return;
 	}
 	fmt_ms(a, sizeof(a), s->ns);
-	fprintf(out, "  %s of CPU in %s samples\n\n", a,
-		kp_fmt_count(b, sizeof(b), s->samples));
+	fprintf(out, "  %s of CPU in %s sample%s\n\n", a,
+		kp_fmt_count(b, sizeof(b), s->samples),
+		s->samples == 1 ? "" : "s");
 	unsigned top = an->opts->top;
 	fprintf(out, "  threads\n");
 	for (size_t i = 0; i < s->nthreads && (full || i < top); i++) {
 		fmt_ms(a, sizeof(a), s->threads[i].ns);
 		fprintf(out, "    pid %" PRId64 " tid %u  %12s  %5.1f %%  "
-			"%" PRIu64 " samples\n", s->threads[i].pid,
+			"%" PRIu64 " sample%s\n", s->threads[i].pid,
 			s->threads[i].tid, a,
 			100 * share(s->threads[i].ns, s->ns),
-			s->threads[i].samples);
+			s->threads[i].samples,
+			s->threads[i].samples == 1 ? "" : "s");
 	}
 	fprintf(out, "\n  hot functions (self)            self   total\n");
 	for (size_t i = 0; i < s->nfuncs && i < top; i++) {
@@ -369,9 +371,9 @@ static void cpu_report_text(void *st, struct kp_analysis *an, FILE *out)
 	fprintf(out, "\n  hottest stacks\n");
 	for (size_t i = 0; i < s->ncpu && i < top; i++) {
 		fmt_ms(a, sizeof(a), s->cpu[i].value);
-		fprintf(out, "  #%zu  %5.1f %%  %s  %" PRIu64 " samples\n",
+		fprintf(out, "  #%zu  %5.1f %%  %s  %" PRIu64 " sample%s\n",
 			i + 1, 100 * share(s->cpu[i].value, s->ns), a,
-			s->cpu[i].count);
+			s->cpu[i].count, s->cpu[i].count == 1 ? "" : "s");
 		kp_text_stack(an, out, s->cpu[i].gstack, 16, "        ");
 	}
 	fputc('\n', out);

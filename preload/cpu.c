@@ -35,6 +35,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -73,6 +74,7 @@ static __thread struct cpu_tls ct __attribute__((tls_model("initial-exec")));
 static struct {
 	int on;                 /* sampling started */
 	_Atomic int stepped_aside;
+	uint64_t reset_ns;      /* the app reset sig then (ns after start) */
 	int sig;
 	long period_ns;
 	pthread_key_t key;
@@ -454,14 +456,35 @@ KP_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 	return rc;
 }
 
-/* The app installs a handler for sig (signals.c): if kprof samples with
- * it, stop sampling everywhere, then let the app have it. */
-void kp_cpu_step_aside(int sig)
+/* The app sets sig's action (signals.c): if kprof samples with it, stop
+ * sampling everywhere, then let the app have it. A vfork child, which
+ * shares this memory but none of its timers, changes nothing here. */
+void kp_cpu_step_aside(int sig, int reset)
 {
-	if (!cpu.on || sig != cpu.sig || atomic_exchange(&cpu.stepped_aside, 1))
+	if (!cpu.on || sig != cpu.sig || syscall(SYS_getpid) != kp.pid ||
+	    atomic_exchange(&cpu.stepped_aside, 1))
 		return;
 	for (struct sring *r = atomic_load(&cpu.rings); r; r = r->next)
 		disarm(r);
+	if (reset) {
+		/* Programs reset every signal to its default in a child
+		 * about to exec (git's run-command, python's subprocess):
+		 * there the new image samples afresh, and a warning would
+		 * only be noise on the program's stderr. Said at exit, if
+		 * the process gets there (kp_cpu_at_exit). */
+		cpu.reset_ns = kp_mono_ns() - kp.mono0;
+		return;
+	}
 	kp_warn("the program installs a handler for signal %d, which kprof "
 		"uses for CPU sampling; CPU sampling stops", sig);
+}
+
+void kp_cpu_at_exit(void)
+{
+	if (cpu.reset_ns && syscall(SYS_getpid) == kp.pid)
+		kp_warn("the program set signal %d, which kprof uses for CPU "
+			"sampling, to its default action %.1f ms after it "
+			"started; no CPU samples after that", cpu.sig,
+			(double)cpu.reset_ns / 1e6);
+	cpu.reset_ns = 0;
 }

@@ -256,6 +256,7 @@ static void finish(int reason, int status)
 {
 	if (syscall(SYS_getpid) != kp.pid)
 		return;
+	kp_cpu_at_exit();
 	if (!kp_recording()) {
 		kp_warn_flush(); /* the writer's, if it gave up */
 		return;

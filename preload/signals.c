@@ -153,7 +153,8 @@ KP_EXPORT int sigaction(int sig, const struct sigaction *act,
 			struct sigaction *old)
 {
 	if (act)
-		kp_cpu_step_aside(sig);
+		kp_cpu_step_aside(sig, act->sa_handler == SIG_DFL ||
+					       act->sa_handler == SIG_IGN);
 	if (sig <= 0 || sig >= _NSIG)
 		return real_sigaction(sig, act, old);
 	uintptr_t fn = atomic_load(&app[sig].fn);
@@ -183,7 +184,7 @@ KP_EXPORT int sigaction(int sig, const struct sigaction *act,
  * otherwise), then its handler moved behind the dispatcher. */
 KP_EXPORT sighandler_t signal(int sig, sighandler_t h)
 {
-	kp_cpu_step_aside(sig);
+	kp_cpu_step_aside(sig, h == SIG_DFL || h == SIG_IGN);
 	if (KP_UNLIKELY(!kp_real.signal))
 		kp_real_resolve();
 	uintptr_t fn = sig > 0 && sig < _NSIG ? atomic_load(&app[sig].fn) : 0;

@@ -1169,8 +1169,11 @@ struct kp_cpu_sample {
 void kp_cpu_start(void);
 /* The signal kprof samples with, 0 when not sampling. */
 int kp_cpu_signal(void);
-/* The app installs a handler for sig: if it is kprof's, sampling stops. */
-void kp_cpu_step_aside(int sig);
+/* The app sets sig's action (reset: to SIG_DFL or SIG_IGN): if sig is
+ * kprof's, sampling stops; a handler is warned about at once, a reset
+ * (a child about to exec does that) only at exit, by kp_cpu_at_exit. */
+void kp_cpu_step_aside(int sig, int reset);
+void kp_cpu_at_exit(void);
 /* Writer: take the samples with tsc < wm (interning their stacks);
  * @return 1 if some remain below wm (buffer full). Then kp_cpu_next()
  * hands them out one by one, NULL at the end. */

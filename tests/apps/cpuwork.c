@@ -19,6 +19,18 @@
  *   cpuwork handler SIG|auto installs its own handler for kprof's signal
  *                            (auto: the highest free real-time signal at
  *                            that point), raises it, checks it ran
+ *   cpuwork reset exec       a forked child sets every signal that is not
+ *                            ignored to SIG_DFL, as git's run-command does
+ *                            before exec, then execs "cpuwork clock 300";
+ *                            the parent waits and prints "child N" (its
+ *                            exit status, or -signal)
+ *   cpuwork reset vexec      the same from a vfork child (python's
+ *                            subprocess), which shares kprof's memory;
+ *                            the parent then burns CPU
+ *   cpuwork reset stay       sets kprof's signal (SIGRTMAX) to SIG_DFL,
+ *                            burns CPU (a timer still firing would kill
+ *                            the process: SIGRTMAX's default action) and
+ *                            prints "alive"
  *   cpuwork clock MS         calls clock_gettime(CLOCK_MONOTONIC) for MS
  *                            ms: most of the time in the kernel's vDSO,
  *                            which has no file to symbolize from
@@ -30,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,6 +274,38 @@ static int handler(const char *which)
 	return handled == 1 ? 0 : 1;
 }
 
+static int reset(const char *how, const char *self)
+{
+	if (!strcmp(how, "stay")) {
+		signal(SIGRTMAX, SIG_DFL);
+		burn(2000);
+		printf("alive\n");
+		return 0;
+	}
+	burn(200);
+	int v = !strcmp(how, "vexec");
+	pid_t pid = v ? vfork() : fork();
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		struct sigaction dfl, old;
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sigaction(sig, NULL, &old) == 0 &&
+			    old.sa_handler != SIG_IGN)
+				sigaction(sig, &dfl, NULL);
+		execl(self, self, "clock", "300", (char *)NULL);
+		_exit(127);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	if (v)
+		burn(2000);
+	printf("child %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st));
+	return 0;
+}
+
 static int clock_loop(long ms)
 {
 	struct timespec t0, t;
@@ -285,9 +330,11 @@ int main(int argc, char **argv)
 		return blocking(atoi(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "handler"))
 		return handler(argv[2]);
+	if (argc >= 3 && !strcmp(argv[1], "reset"))
+		return reset(argv[2], argv[0]);
 	if (argc >= 3 && !strcmp(argv[1], "clock"))
 		return clock_loop(atol(argv[2]));
-	fprintf(stderr, "usage: cpuwork split|late|blocking|handler|clock "
+	fprintf(stderr, "usage: cpuwork split|late|blocking|handler|reset|clock "
 		"...\n");
 	return 2;
 }

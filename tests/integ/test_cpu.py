@@ -19,6 +19,7 @@ import gzip
 import json
 import os
 import re
+import signal
 import subprocess
 import xml.dom.minidom
 
@@ -240,6 +241,40 @@ with t.section("the app's own handler for a real-time signal"):
              "a handler on kprof's signal (SIGRTMAX) works", r)
         t.ok("CPU sampling stops" in r.err, "kprof steps aside with a warning",
              r.err)
+
+with t.section("the app resets kprof's signal to its default"):
+    # A child about to exec resets every signal (git's run-command,
+    # python's subprocess): no warning, and the new image is sampled. A
+    # vfork child does it in the parent's memory: the parent's sampling
+    # must go on, unwarned.
+    for how in ("exec", "vexec"):
+        with Tmp() as d:
+            r = run([app("cpuwork"), "reset", how], cwd=d, prof=CPU)
+            t.eq((r.rc, r.out.split()[-2:]), (0, ["child", "0"]),
+                 how + ": parent and child exit 0", r)
+            t.eq([x for x in r.err.splitlines() if x.startswith("kprof")],
+                 [], how + ": kprof says nothing", r.err)
+            reps = [analyze([x]) for x in r.traces]
+            images = [x for x in reps
+                      if "clock" in x["trace"]["processes"][0]["argv"]]
+            t.eq(len(images), 1, how + ": a trace of the exec'd image",
+                 r.traces)
+            if images:
+                t.ge(cpu_of(images[0])["samples"], 1,
+                     how + ": the exec'd image is sampled")
+    # A process that resets it and goes on: sampling stops at once (a
+    # timer still firing would kill it: SIGRTMAX's default action), and
+    # kprof says so once, at exit.
+    with Tmp() as d:
+        r = run([app("cpuwork"), "reset", "stay"], cwd=d, prof=CPU)
+        t.eq((r.rc, r.out.strip()), (0, "alive"),
+             "reset and stay: the process lives on", r)
+        said = [x for x in r.err.splitlines() if x.startswith("kprof")]
+        t.eq(len(said), 1, "reset and stay: one line from kprof", r.err)
+        t.ok(said and "set signal %d, which kprof uses for CPU sampling, "
+             "to its default action" % signal.SIGRTMAX in said[0]
+             and said[0].endswith("no CPU samples after that"),
+             "reset and stay: it names the signal and what it means", said)
 
 with t.section("Chrome trace of spans"):
     with Tmp() as d:

@@ -902,6 +902,23 @@ TEST(two_processes_merged)
 	membuf_free(&c.m);
 }
 
+/* Only allocations lost: every figure is a lower bound. */
+TEST(lost_allocs_only)
+{
+	struct tb b;
+	tb_begin(&b, 15, 1, "/bin/l");
+	t_lost(&b, KP_REC_ALLOC, 3);
+	t_end(&b, 10, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+	struct kp_analysis *an = analyze1(&b);
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "WARNING: 3 events were lost (alloc 3);\n"
+			  "         the figures below are lower bounds\n"));
+	free(txt);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
 TEST(lost_records)
 {
 	struct tb b;
@@ -920,7 +937,10 @@ TEST(lost_records)
 	CHECK_EQ_U(an->lost[KP_REC_FREE], 2);
 	char *txt = render(an, 0);
 	CHECK(strstr(txt, "WARNING: 10 events were lost (alloc 7, free 2, "
-			  "type_99 1)"));
+			  "type_99 1);\n         counts and totals are lower "
+			  "bounds; a block whose free was lost stays\n"
+			  "         in use, so in use, peak and leaks may be "
+			  "too high\n"));
 	free(txt);
 	if (have_python()) {
 		char *js = render(an, 1);
@@ -2069,6 +2089,7 @@ int main(int argc, char **argv)
 			 T(frame_merge_many_runs), T(frame_time_backwards),
 			 T(unknown_frees), T(truncated_trace),
 			 T(two_processes_merged), T(lost_records),
+			 T(lost_allocs_only),
 			 T(confidence_classes), T(early_frees), T(many_incarnations),
 			 T(incarnations_model), T(pointer_map_model),
 			 T(bad_input), T(json_escaping),

@@ -296,8 +296,17 @@ static void text_warnings(struct kp_analysis *an, FILE *out)
 				kp_fmt_count(c, sizeof(c), an->lost[w]));
 			first = 0;
 		}
-		fprintf(out, ");\n         the figures below are lower "
-			"bounds\n");
+		/* A lost FREE leaves its block live to the end: in use,
+		 * the peak and the leaks then count too much, not too
+		 * little. */
+		if (an->lost[KP_REC_FREE] || an->lost[KP_REC_REALLOC])
+			fprintf(out, ");\n         counts and totals are lower "
+				"bounds; a block whose free was lost stays\n"
+				"         in use, so in use, peak and leaks may "
+				"be too high\n");
+		else
+			fprintf(out, ");\n         the figures below are lower "
+				"bounds\n");
 	}
 	size_t ncut = 0;
 	for (size_t i = 0; i < an->nprocs; i++)

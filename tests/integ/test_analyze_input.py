@@ -112,6 +112,14 @@ with t.section("bad input"):
         with open(p, "wb") as f:
             f.write(bytes(bad))
         expect_error(p, "a corrupted byte mid-frame")
+        # in the second frame: it says how many frames were good
+        bad = bytearray(data)
+        bad[(offs[1] + offs[2]) // 2] ^= 0x5A
+        with open(p, "wb") as f:
+            f.write(bytes(bad))
+        rc, out, err = expect_error(p, "a corrupted byte in the second frame")
+        t.ok(err.rstrip().endswith("(after 1 good frame)"),
+             "the second frame corrupt: 'after 1 good frame'", err)
 
         # every byte of the header region flipped in turn: never a crash
         crashes = []

@@ -360,9 +360,9 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 			t.proc->truncated = 1;
 			break;
 		}
-		ret = error("%s: %s (after %llu good frames)", name,
+		ret = error("%s: %s (after %llu good frame%s)", name,
 			    trace_strerror(ebuf, sizeof(ebuf), rc),
-			    (unsigned long long)frames);
+			    (unsigned long long)frames, frames == 1 ? "" : "s");
 		break;
 	}
 	kp_ra_end(ra);

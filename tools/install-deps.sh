@@ -30,7 +30,10 @@ for s in $sets; do
 		pkgs="$pkgs libc6-dbg"
 		# JIT maps: node --perf-basic-prof and the JVM's
 		# -XX:+DumpPerfMapAtExit name their code for perf
-		pkgs="$pkgs nodejs openjdk-17-jdk-headless" ;;
+		pkgs="$pkgs nodejs openjdk-17-jdk-headless"
+		# apps with an allocator of their own: kprof must forward
+		# to it (tests/apps/ownalloc.c)
+		pkgs="$pkgs libjemalloc-dev libgoogle-perftools-dev" ;;
 	bench) pkgs="$pkgs heaptrack sqlite3 valgrind python3" ;;
 	*) echo "install-deps: unknown set '$s' (build, test, bench)" >&2; exit 2 ;;
 	esac

@@ -29,6 +29,27 @@ with t.section("same allocator"):
         t.eq(r.out, plain.out, "mallinfo: grow/back/usable identical with and without kprof")
         t.eq(len(r.traces), 1, "mallinfo: the run was traced")
 
+with t.section("the app's own allocator"):
+    # Linked with jemalloc or tcmalloc (or glibc's, for comparison), the
+    # app's blocks must come from that allocator under kprof too: its own
+    # statistics see them come and go, and the trace has each call.
+    for exe in ("ownalloc", "ownalloc_je", "ownalloc_tc"):
+        with Tmp() as d:
+            plain = run_plain([app(exe)], d)
+            r = run([app(exe)], d)
+            t.eq(r.rc, 0, "%s: exit 0" % exe, r.err)
+            t.ok(r.out.endswith(" grew=1 shrank=1 usable_ok=1\n"),
+                 "%s: its allocator counted the blocks and their frees"
+                 % exe, r.out)
+            t.eq(r.out, plain.out, "%s: the same line without kprof" % exe)
+            rep = analyze(r.traces)
+            site = [g for g in rep["memory"]["leaks"]
+                    if g["stack"] and g["stack"][0]["function"] ==
+                    "own_alloc_site"]
+            t.eq([(g["bytes"], g["blocks"]) for g in site], [(4000000, 40)],
+                 "%s: the 40 blocks kept are in use at exit, at their site"
+                 % exe)
+
 with t.section("exit status and stdout"):
     with Tmp() as d:
         for st in ("0", "3", "255"):

@@ -226,6 +226,8 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("python", "%d", c->python);
 	if (c->programs[0])
 		PAIR("programs", "%s", c->programs);
+	if (c->malloc_owner[0])
+		PAIR("malloc_owner", "%s", c->malloc_owner);
 #undef PAIR
 	return n;
 }

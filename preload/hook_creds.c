@@ -118,7 +118,7 @@ KP_EXPORT int pipe(int fds[2])
 		move_high(fds);
 		errno = saved;
 	}
-	kp_io_pipe(fds, rc, 0, t0);
+	kp_io_pipe(fds, rc, 0, t0, __builtin_return_address(0));
 	return rc;
 }
 
@@ -132,6 +132,6 @@ KP_EXPORT int pipe2(int fds[2], int flags)
 		move_high(fds);
 		errno = saved;
 	}
-	kp_io_pipe(fds, rc, flags, t0);
+	kp_io_pipe(fds, rc, flags, t0, __builtin_return_address(0));
 	return rc;
 }

@@ -376,8 +376,13 @@ KP_EXPORT int memfd_create(const char *name, unsigned fl)
 	return fd;
 }
 
-void kp_io_pipe(const int fds[2], int rc, int flags, uint64_t t0)
+void kp_io_pipe(const int fds[2], int rc, int flags, uint64_t t0,
+		const void *caller)
 {
+	if (KP_UNLIKELY(atomic_load_explicit(&kp.run, memory_order_relaxed) ==
+			KP_ST_UNINIT) &&
+	    !kp_init_slow(caller))
+		return; /* the hook's caller decides (kp_ready) */
 	if (!kp_io_want(&kp_tls))
 		return;
 	if (rc != 0) {

@@ -50,7 +50,7 @@ static void init_clock(void)
 	kp.wall0 = kp_wall_ns();
 }
 
-int kp_init_slow(void)
+int kp_init_slow(const void *caller)
 {
 	int expect = KP_ST_UNINIT;
 	if (!atomic_compare_exchange_strong(&kp.run, &expect, KP_ST_INIT))
@@ -68,6 +68,16 @@ int kp_init_slow(void)
 		atomic_store(&kp.run, KP_ST_UNINIT);
 		goto out;
 	}
+	if (caller && kp_pc_in_libunwind(caller)) {
+		/* libunwind's own I/O (the pipe it checks addresses with,
+		 * made during its one-time set-up, under its lock) when
+		 * another user of it, such as tcmalloc listed before
+		 * libkprof.so in LD_PRELOAD, gets there first, inside its
+		 * own locks: kprof's start sets libunwind up too, and would
+		 * wait for that lock forever. It starts at a later call. */
+		atomic_store(&kp.run, KP_ST_UNINIT);
+		goto out;
+	}
 	kp.pid = (pid_t)syscall(SYS_getpid);
 	kp.ppid = (pid_t)syscall(SYS_getppid);
 	kp_warn_init();
@@ -79,6 +89,14 @@ int kp_init_slow(void)
 		kp_mem_pass_all();
 		atomic_store(&kp.run, KP_ST_OFF);
 		goto out;
+	}
+	if (kp.cfg.memory && kp_modules_malloc_owner(kp.cfg.malloc_owner,
+						     sizeof(kp.cfg.malloc_owner))) {
+		kp_warn("the program's malloc is the one in %s, which comes "
+			"before libkprof.so (list libkprof.so first in "
+			"LD_PRELOAD); allocations are not recorded",
+			kp.cfg.malloc_owner);
+		kp.cfg.memory = 0;
 	}
 	kp.mem_off = !kp.cfg.memory;
 	if (kp.mem_off)

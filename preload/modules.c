@@ -21,6 +21,7 @@
 #include <link.h>
 #include <stddef.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -252,4 +253,138 @@ unsigned kp_modules_changes(uint64_t *since, struct kp_module_change *out,
 	if (n)
 		*since = out[n - 1].seq;
 	return n;
+}
+
+/* ---- whose malloc the app calls -------------------------------------------- */
+
+static uintptr_t dyn_addr(ElfW(Addr) v, uintptr_t base)
+{
+	return v < base ? base + v : v; /* glibc relocates these in place */
+}
+
+static uint32_t gnu_hash(const char *s)
+{
+	uint32_t h = 5381;
+	for (; *s; s++)
+		h = h * 33 + (unsigned char)*s;
+	return h;
+}
+
+static uint32_t sysv_hash(const char *s)
+{
+	uint32_t h = 0;
+	for (; *s; s++) {
+		h = (h << 4) + (unsigned char)*s;
+		h = (h ^ ((h >> 24) & 0xf0)) & 0x0fffffff;
+	}
+	return h;
+}
+
+/* Does the object define name itself (a function, in a section, in its
+ * dynamic symbols)? Read from its mapped dynamic section with its hash
+ * table, as the loader looks it up: no dlopen, which would run the
+ * constructors of an object not yet initialised (this runs at kprof's
+ * start, which may come during another library's constructor). An
+ * undefined symbol with a value (a program's PLT entry that stands for
+ * the function's address) is no definition. */
+static int defines(const struct dl_phdr_info *info, const char *name)
+{
+	uintptr_t base = info->dlpi_addr;
+	const ElfW(Dyn) *dyn = NULL;
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+			dyn = (const ElfW(Dyn) *)(base +
+						  info->dlpi_phdr[i].p_vaddr);
+	if (!dyn)
+		return 0;
+	const ElfW(Sym) *sym = NULL;
+	const char *str = NULL;
+	const uint32_t *gh = NULL, *h = NULL;
+	for (; dyn->d_tag != DT_NULL; dyn++) {
+		if (dyn->d_tag == DT_SYMTAB)
+			sym = (const ElfW(Sym) *)dyn_addr(dyn->d_un.d_ptr, base);
+		else if (dyn->d_tag == DT_STRTAB)
+			str = (const char *)dyn_addr(dyn->d_un.d_ptr, base);
+		else if (dyn->d_tag == DT_GNU_HASH)
+			gh = (const uint32_t *)dyn_addr(dyn->d_un.d_ptr, base);
+		else if (dyn->d_tag == DT_HASH)
+			h = (const uint32_t *)dyn_addr(dyn->d_un.d_ptr, base);
+	}
+	if (!sym || !str || (!gh && !h))
+		return 0;
+	const ElfW(Sym) *found = NULL;
+	if (gh) {
+		uint32_t nbuckets = gh[0], symoff = gh[1], bloom_words = gh[2];
+		const uint32_t *buckets =
+			(const uint32_t *)((const ElfW(Addr) *)(gh + 4) +
+					   bloom_words);
+		const uint32_t *chain = buckets + nbuckets;
+		uint32_t hv = gnu_hash(name);
+		uint32_t i = nbuckets ? buckets[hv % nbuckets] : 0;
+		for (; i >= symoff && i != 0; i++) {
+			uint32_t ch = chain[i - symoff];
+			if ((ch | 1) == (hv | 1) &&
+			    !strcmp(str + sym[i].st_name, name)) {
+				found = &sym[i];
+				break;
+			}
+			if (ch & 1)
+				break;
+		}
+	} else {
+		uint32_t nbucket = h[0];
+		const uint32_t *bucket = h + 2, *chain = bucket + nbucket;
+		uint32_t i = nbucket ? bucket[sysv_hash(name) % nbucket] : 0;
+		for (unsigned guard = 0; i && guard < h[1]; guard++) {
+			if (!strcmp(str + sym[i].st_name, name)) {
+				found = &sym[i];
+				break;
+			}
+			i = chain[i];
+		}
+	}
+	if (!found || found->st_shndx == SHN_UNDEF)
+		return 0;
+	unsigned type = ELF64_ST_TYPE(found->st_info);
+	return type == STT_FUNC || type == STT_GNU_IFUNC;
+}
+
+struct owner_walk {
+	uintptr_t self; /* libkprof.so's base */
+	char *owner;
+	size_t n;
+	int found;
+};
+
+static int owner_of(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct owner_walk *w = data;
+	(void)size;
+	if ((uintptr_t)info->dlpi_addr == w->self)
+		return 1; /* kprof's own comes next: nothing before it */
+	if (!defines(info, "malloc"))
+		return 0;
+	if (info->dlpi_name[0])
+		snprintf(w->owner, w->n, "%s", info->dlpi_name);
+	else
+		kp_self_exe(w->owner, w->n); /* the program itself */
+	w->found = 1;
+	return 1;
+}
+
+/*
+ * The app's calls go to the first malloc in the lookup order: the
+ * program's, then those of the libraries in LD_PRELOAD, in their order
+ * (dl_iterate_phdr's order). When one of those comes before kprof's (an
+ * allocator listed before libkprof.so, or a malloc the program defines
+ * itself), the app's calls never reach kprof.
+ */
+int kp_modules_malloc_owner(char *owner, size_t n)
+{
+	Dl_info self;
+	if (!dladdr((void *)owner_of, &self))
+		return 0;
+	struct owner_walk w = { (uintptr_t)self.dli_fbase, owner, n, 0 };
+	dl_iterate_phdr(owner_of, &w);
+	return w.found;
 }

@@ -27,6 +27,7 @@
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
@@ -62,6 +63,14 @@ static struct tab *tab_new(unsigned bits)
 	if (t)
 		t->mask = ((uint64_t)1 << bits) - 1;
 	return t;
+}
+
+int kp_pc_in_libunwind(const void *pc)
+{
+	Dl_info at, unw;
+	return dladdr(pc, &at) &&
+	       dladdr((void *)unw_set_caching_policy, &unw) &&
+	       at.dli_fbase == unw.dli_fbase;
 }
 
 int kp_stacktab_init(void)

@@ -52,6 +52,9 @@ struct kp_config {
 	int unwind;          /* KOTOBA_PROFILE_UNWIND: enum kp_unwind_mode */
 	int python;          /* KOTOBA_PROFILE_PYTHON: Python frames (pystack.c) */
 	char programs[512];  /* KOTOBA_PROFILE_PROGRAMS: "" = every program */
+	/* Not a variable: the object whose malloc the app calls when that
+	 * is not kprof's (lifecycle.c); memory is then 0. "" = kprof's. */
+	char malloc_owner[256];
 };
 
 enum kp_unwind_mode {
@@ -752,6 +755,8 @@ static KP_ALWAYS_INLINE void kp_ring_push_mem(uint8_t type, uint8_t kind,
 /* ---- stacks (stacktab.c) ------------------------------------------------- */
 
 int kp_stacktab_init(void);
+/* Is pc inside libunwind (the library kprof shares with the app)? */
+int kp_pc_in_libunwind(const void *pc);
 /* Capture the caller's stack and intern it. 0 = none. */
 uint32_t kp_stack_capture(void);
 /*
@@ -968,6 +973,10 @@ struct kp_module_change {
 
 /* Rescan the loaded modules if the loader's counters moved. */
 void kp_modules_scan(void);
+/* The path of the object whose malloc the app calls, in owner, when that
+ * is not kprof's (it comes before libkprof.so in the lookup order):
+ * returns 1 then, else 0. */
+int kp_modules_malloc_owner(char *owner, size_t n);
 /* Fill out[] with the module changes after *since, oldest first, advance
  * *since past them and return their number; if more than max, return the
  * number needed and change nothing. Caller holds the modules lock. */
@@ -1027,8 +1036,9 @@ void kp_io_init(void);
 void kp_io_after_fork_child(void);
 /* At the end of the trace (still recording): the IO_SUMMARY record. */
 void kp_io_finish(void);
-/* pipe/pipe2 (hook_creds.c) returned rc: record the two ends. */
-void kp_io_pipe(const int fds[2], int rc, int flags, uint64_t t0);
+/* pipe/pipe2 (hook_creds.c) returned rc to caller: record the two ends. */
+void kp_io_pipe(const int fds[2], int rc, int flags, uint64_t t0,
+		const void *caller);
 /* The app created or cancelled a thread (cpu.c, hook_io.c): recorded
  * calls go through glibc from now on (kp_io_direct, iohook.h). */
 void kp_io_direct_off(void);
@@ -1187,15 +1197,19 @@ uint64_t kp_sqlite_lost_runs(void);
 
 /* ---- lifecycle (lifecycle.c) --------------------------------------------- */
 
-/* Initialise if needed; returns 1 when recording. Cheap when initialised. */
-int kp_init_slow(void);
-static inline int kp_ready(void)
+/* Initialise if needed; returns 1 when recording. Cheap when initialised.
+ * caller: the return address of the interposed call that got here, or
+ * NULL; a call from inside libunwind does not start kprof (see
+ * lifecycle.c). Always inlined, so that in a hook it names the hook's
+ * caller. */
+int kp_init_slow(const void *caller);
+static KP_ALWAYS_INLINE int kp_ready(void)
 {
 	int s = atomic_load_explicit(&kp.run, memory_order_acquire);
 	if (KP_LIKELY(s == KP_ST_RUNNING))
 		return 1;
 	if (s == KP_ST_UNINIT)
-		return kp_init_slow();
+		return kp_init_slow(__builtin_return_address(0));
 	return 0;
 }
 

@@ -50,6 +50,56 @@ with t.section("the app's own allocator"):
                  "%s: the 40 blocks kept are in use at exit, at their site"
                  % exe)
 
+def shared_lib(name):
+    """The path of an installed shared library (ldconfig's cache)."""
+    out = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True,
+                         text=True).stdout
+    for line in out.splitlines():
+        if line.strip().startswith(name + " ") and "x86-64" in line:
+            return line.split(" => ")[-1].strip()
+    raise Fail("%s not installed (make test installs it via "
+               "tools/install-deps.sh)" % name)
+
+
+with t.section("an allocator listed before kprof in LD_PRELOAD"):
+    # The app's malloc calls then go to that allocator and never reach
+    # kprof: it must say so, and the report must not show a program that
+    # allocates nothing. tcmalloc takes stack traces with libunwind as its
+    # heap grows; libunwind's first use made a pipe under its lock, and
+    # kprof, starting right there, waited for that lock forever.
+    py = "/usr/bin/python3"
+    for lib in ("libjemalloc.so.2", "libtcmalloc.so.4"):
+        path = shared_lib(lib)
+        with Tmp() as d:
+            r = run([py, "-c", "print(sum(len(str(i)) for i in range(9999)))"],
+                    d, preload=path + " " + LIB, timeout=60)
+            t.eq((r.rc, r.out), (0, "38886\n"), "%s first: runs" % lib, r.err)
+            said = [x for x in r.err.splitlines() if x.startswith("kprof:")]
+            t.eq(said, ["kprof: the program's malloc is the one in %s, which "
+                        "comes before libkprof.so (list libkprof.so first in "
+                        "LD_PRELOAD); allocations are not recorded" % path],
+                 "%s first: kprof says whose malloc it is" % lib, r.err)
+            rep = analyze(r.traces)
+            m, pm = rep["memory"], rep["trace"]["processes"][0]["memory"]
+            t.eq((m["recorded"], pm["recorded"], pm["malloc_owner"],
+                  m["alloc_calls"]), (False, False, path, 0),
+                 "%s first: the report says memory was not recorded" % lib)
+            t.ge(rep["io"]["totals"]["calls"], 1,
+                 "%s first: the rest is recorded (I/O)" % lib)
+            txt = analyze(r.traces, fmt="text")
+            t.ok("HEAP SUMMARY\n  not recorded (the program's malloc was "
+                 "the one in %s, ahead of libkprof.so)\n" % path in txt,
+                 "%s first: the text report says so" % lib, txt[:1500])
+    with Tmp() as d:
+        r = run([py, "-c", "print(1)"], d,
+                preload=LIB + " " + shared_lib("libtcmalloc.so.4"))
+        rep = analyze(r.traces)
+        t.eq((r.rc, r.err, rep["memory"]["recorded"]), (0, "", True),
+             "kprof first, tcmalloc second: recorded, nothing said")
+        t.ge(rep["memory"]["alloc_calls"], 100,
+             "kprof first, tcmalloc second: the allocations are in")
+
+
 with t.section("exit status and stdout"):
     with Tmp() as d:
         for st in ("0", "3", "255"):

@@ -187,6 +187,9 @@ struct kp_proc {
 	char *file;             /* trace file name as given */
 	int64_t pid, ppid;
 	int forked;             /* the trace began in a fork child (header) */
+	int mem_off;            /* allocations not recorded (header config) */
+	char *malloc_owner;     /* why: the object whose malloc the app
+				 * called, ahead of libkprof.so; or NULL */
 	char *exe;
 	char **argv;
 	uint32_t argc;

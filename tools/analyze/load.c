@@ -255,6 +255,15 @@ static struct kp_proc *proc_new(struct kp_analysis *an, const char *name,
 	p->pid = h->pid;
 	p->ppid = h->ppid;
 	p->forked = h->forked;
+	for (uint32_t i = 0; h->config_keys && i < h->nconfig; i++) {
+		const char *k = h->config_keys[i], *v = h->config_vals[i];
+		if (!k || !v)
+			continue;
+		if (!strcmp(k, "memory"))
+			p->mem_off = !strcmp(v, "0");
+		else if (!strcmp(k, "malloc_owner") && !p->malloc_owner)
+			p->malloc_owner = xstrdup(v);
+	}
 	p->exe = xstrdup(h->exe ? h->exe : "");
 	p->argc = h->argv ? h->argc : 0;
 	p->argv = xcalloc(p->argc ? p->argc : 1, sizeof(*p->argv));

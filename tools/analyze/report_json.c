@@ -41,6 +41,11 @@
  *       "events_lost": int,
  *       "exec_path": str | null,       path of an EXEC record
  *       "memory": {
+ *         "recorded": bool,            false when the recording took no
+ *                                      allocations (KOTOBA_PROFILE_MEMORY=0,
+ *                                      or malloc_owner): the figures are 0
+ *         "malloc_owner": str | null,  the object whose malloc the program
+ *                                      called, ahead of libkprof.so
  *         "alloc_calls": int,          ALLOC + REALLOC events
  *         "free_calls": int,           FREE (non-NULL) + REALLOC events
  *         "realloc_calls": int,
@@ -56,6 +61,8 @@
  *     }, ...]
  *   },
  *   "memory": {                        all processes together
+ *     "recorded": bool,                some process's allocations were
+ *                                      recorded
  *     "alloc_calls", "free_calls", "realloc_calls", "bytes_allocated",
  *     "bytes_freed": int,              sums over processes
  *     "peak_bytes": int,               the largest per-process peak ...
@@ -302,6 +309,10 @@ void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
 		return;
 	kp_json_key(j, "memory");
 	kp_json_begin_object(j);
+	kp_json_key(j, "recorded");
+	kp_json_bool(j, !p->mem_off);
+	kp_json_key(j, "malloc_owner");
+	kp_json_str(j, p->malloc_owner);
 	json_counts(j, m);
 	kp_json_key(j, "unmatched_frees");
 	kp_json_u64(j, m->unmatched_frees);
@@ -356,6 +367,11 @@ void kp_mem_report_json(struct kp_analysis *an, struct kp_json *j)
 		return;
 	kp_json_key(j, "memory");
 	kp_json_begin_object(j);
+	int recorded = 0;
+	for (size_t i = 0; i < an->nprocs; i++)
+		recorded |= !an->procs[i]->mem_off;
+	kp_json_key(j, "recorded");
+	kp_json_bool(j, recorded);
 	json_counts(j, m);
 	kp_json_key(j, "peak_pid");
 	if (an->nprocs)

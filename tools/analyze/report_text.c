@@ -417,14 +417,32 @@ void kp_report_text(struct kp_analysis *an, FILE *out)
 
 /* ---- the memory pass's sections ------------------------------------------------ */
 
+/* Why p's trace has no allocations (p->mem_off). */
+static const char *mem_off_why(const struct kp_proc *p, char *buf, size_t n)
+{
+	char d[512];
+	if (p->malloc_owner)
+		snprintf(buf, n, "the program's malloc was the one in %s, "
+			 "ahead of libkprof.so",
+			 kp_disp(d, sizeof(d), p->malloc_owner, 200));
+	else
+		snprintf(buf, n, "KOTOBA_PROFILE_MEMORY=0");
+	return buf;
+}
+
 void kp_mem_proc_text(struct kp_analysis *an, const struct kp_proc *p,
 		      FILE *out)
 {
 	const struct kp_mem_totals *m = kp_mem_proc_totals(an, p);
-	char a[32], f[32], b[32], c[32];
+	char a[32], f[32], b[32], c[32], why[640];
 
 	if (!m)
 		return;
+	if (p->mem_off) {
+		fprintf(out, "  memory   not recorded (%s)\n",
+			mem_off_why(p, why, sizeof(why)));
+		return;
+	}
 	fprintf(out, "  memory   %s allocs, %s frees, %s in use at exit "
 		"(%s block%s)\n",
 		kp_fmt_count(a, sizeof(a), m->alloc_calls),
@@ -582,6 +600,21 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 	if (!m)
 		return;
 	fprintf(out, "HEAP SUMMARY\n");
+	size_t off = 0;
+	const struct kp_proc *first_off = NULL;
+	for (size_t i = 0; i < an->nprocs; i++)
+		if (an->procs[i]->mem_off && !off++)
+			first_off = an->procs[i];
+	if (off) {
+		char why[640];
+		mem_off_why(first_off, why, sizeof(why));
+		if (off == an->nprocs) {
+			fprintf(out, "  not recorded (%s)\n\n", why);
+			return;
+		}
+		fprintf(out, "  not recorded in %zu of %zu processes (pid %"
+			PRId64 ": %s)\n", off, an->nprocs, first_off->pid, why);
+	}
 	fprintf(out, "  allocation calls  %s", kp_fmt_count(a, sizeof(a),
 							  m->alloc_calls));
 	if (m->realloc_calls)

@@ -30,6 +30,10 @@ struct tb {
 	struct kp_writer *w;
 };
 
+/* The header's config pairs for the next tb_begin* (then reset). */
+static const char *const *next_keys, *const *next_vals;
+static uint32_t next_nconfig;
+
 static void tb_begin_argv(struct tb *b, int64_t pid, int64_t ppid,
 			  const char *exe, const char *const *argv,
 			  uint32_t argc)
@@ -39,6 +43,11 @@ static void tb_begin_argv(struct tb *b, int64_t pid, int64_t ppid,
 
 	memset(b, 0, sizeof(*b));
 	memset(&h, 0, sizeof(h));
+	h.config_keys = (const char **)next_keys;
+	h.config_vals = (const char **)next_vals;
+	h.nconfig = next_nconfig;
+	next_keys = next_vals = NULL;
+	next_nconfig = 0;
 	h.pid = pid;
 	h.ppid = ppid;
 	h.exe = exe;
@@ -900,6 +909,73 @@ TEST(two_processes_merged)
 	kp_analysis_free(an);
 	membuf_free(&p.m);
 	membuf_free(&c.m);
+}
+
+/* A recording that took no allocations says so (memory=0 in its
+ * header's config, and why: malloc_owner), in a set with one that did. */
+TEST(memory_not_recorded)
+{
+	static const char *const keys[] = { "memory", "malloc_owner" };
+	static const char *const vals[] = { "0", "/usr/lib/libtcmalloc.so.4" };
+	struct tb off, on;
+	next_keys = keys;
+	next_vals = vals;
+	next_nconfig = 2;
+	tb_begin(&off, 20, 1, "/usr/bin/app");
+	t_end(&off, 10, KP_END_EXIT, 0);
+	tb_end_writer(&off);
+	tb_begin(&on, 21, 1, "/usr/bin/app");
+	t_alloc(&on, 21, 5, 0x1000, 64, 0);
+	t_end(&on, 10, KP_END_EXIT, 0);
+	tb_end_writer(&on);
+
+	struct kp_analysis *an = kp_analysis_new(&test_opts);
+	CHECK(an_add(an, "off.kpz", off.m.p, off.m.len) == 0);
+	CHECK(an_add(an, "on.kpz", on.m.p, on.m.len) == 0);
+	kp_analysis_finish(an);
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "  memory   not recorded (the program's malloc was "
+			  "the one in /usr/lib/libtcmalloc.so.4, ahead of "
+			  "libkprof.so)\n"));
+	CHECK(strstr(txt, "HEAP SUMMARY\n  not recorded in 1 of 2 processes "
+			  "(pid 20: the program's malloc was"));
+	CHECK(strstr(txt, "  allocation calls  1\n"));
+	free(txt);
+	if (have_python()) {
+		char *js = render(an, 1);
+		CHECK(python_check(js,
+			"m = d[\"memory\"]; assert m[\"recorded\"] is True; "
+			"p = [x[\"memory\"] for x in d[\"trace\"][\"processes\"]]; "
+			"assert [(x[\"recorded\"], x[\"malloc_owner\"]) for x in p] "
+			"== [(False, \"/usr/lib/libtcmalloc.so.4\"), (True, None)], p") == 0);
+		free(js);
+	}
+	kp_analysis_free(an);
+
+	/* alone, and from KOTOBA_PROFILE_MEMORY=0 */
+	static const char *const k0[] = { "memory" }, *const v0[] = { "0" };
+	membuf_free(&off.m);
+	next_keys = k0;
+	next_vals = v0;
+	next_nconfig = 1;
+	tb_begin(&off, 22, 1, "/usr/bin/app");
+	t_end(&off, 10, KP_END_EXIT, 0);
+	tb_end_writer(&off);
+	an = analyze1(&off);
+	txt = render(an, 0);
+	CHECK(strstr(txt, "HEAP SUMMARY\n  not recorded "
+			  "(KOTOBA_PROFILE_MEMORY=0)\n\n"));
+	CHECK(!strstr(txt, "LEAKS"));
+	free(txt);
+	if (have_python()) {
+		char *js = render(an, 1);
+		CHECK(python_check(js, "assert d[\"memory\"][\"recorded\"] is "
+					"False") == 0);
+		free(js);
+	}
+	kp_analysis_free(an);
+	membuf_free(&off.m);
+	membuf_free(&on.m);
 }
 
 /* Only allocations lost: every figure is a lower bound. */
@@ -2089,7 +2165,7 @@ int main(int argc, char **argv)
 			 T(frame_merge_many_runs), T(frame_time_backwards),
 			 T(unknown_frees), T(truncated_trace),
 			 T(two_processes_merged), T(lost_records),
-			 T(lost_allocs_only),
+			 T(lost_allocs_only), T(memory_not_recorded),
 			 T(confidence_classes), T(early_frees), T(many_incarnations),
 			 T(incarnations_model), T(pointer_map_model),
 			 T(bad_input), T(json_escaping),

@@ -97,6 +97,7 @@ static void proc_free(struct kp_proc *p)
 		free(p->argv[i]);
 	free(p->argv);
 	free(p->exec_path);
+	free(p->malloc_owner);
 	free(p);
 }
 

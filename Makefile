@@ -130,15 +130,20 @@ $(B)/tests/apps/unwindcases_nopie: tests/apps/unwindcases.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE -fno-pie -no-pie $< -o $@ -lpthread
 
-# ownalloc twice more, linked with an allocator of its own
-# (tests/integ/test_invariants.py: kprof forwards to it).
-APP_BIN += $(B)/tests/apps/ownalloc_je $(B)/tests/apps/ownalloc_tc
+# ownalloc three times more, linked with an allocator of its own
+# (tests/integ/test_invariants.py: kprof forwards to it), and with
+# jemalloc inside the program (as rustc has it: no preload can replace it).
+APP_BIN += $(B)/tests/apps/ownalloc_je $(B)/tests/apps/ownalloc_tc \
+	$(B)/tests/apps/ownalloc_inside
 $(B)/tests/apps/ownalloc_je: tests/apps/ownalloc.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE -DOWN_JEMALLOC $< -o $@ -ljemalloc
 $(B)/tests/apps/ownalloc_tc: tests/apps/ownalloc.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE -DOWN_TCMALLOC $< -o $@ -ltcmalloc
+$(B)/tests/apps/ownalloc_inside: tests/apps/ownalloc.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE -DOWN_JEMALLOC $< -o $@ -Wl,-Bstatic -ljemalloc_pic -Wl,-Bdynamic -lstdc++ -lpthread -lm
 
 $(B)/tests/apps/%: tests/apps/%.cc
 	@mkdir -p $(dir $@)

@@ -90,14 +90,21 @@ int kp_init_slow(const void *caller)
 		atomic_store(&kp.run, KP_ST_OFF);
 		goto out;
 	}
-	if (kp.cfg.memory && kp_modules_malloc_owner(kp.cfg.malloc_owner,
-						     sizeof(kp.cfg.malloc_owner))) {
+	int owner = kp.cfg.memory ? kp_modules_malloc_owner(
+					    kp.cfg.malloc_owner,
+					    sizeof(kp.cfg.malloc_owner))
+				  : 0;
+	if (owner == 1)
 		kp_warn("the program's malloc is the one in %s, which comes "
 			"before libkprof.so (list libkprof.so first in "
 			"LD_PRELOAD); allocations are not recorded",
 			kp.cfg.malloc_owner);
+	else if (owner == 2) /* rustc, with jemalloc linked in */
+		kp_warn("the program has a malloc of its own (%s), which "
+			"LD_PRELOAD cannot replace; allocations are not "
+			"recorded", kp.cfg.malloc_owner);
+	if (owner)
 		kp.cfg.memory = 0;
-	}
 	kp.mem_off = !kp.cfg.memory;
 	if (kp.mem_off)
 		kp_mem_pass_all();

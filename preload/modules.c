@@ -364,11 +364,13 @@ static int owner_of(struct dl_phdr_info *info, size_t size, void *data)
 		return 1; /* kprof's own comes next: nothing before it */
 	if (!defines(info, "malloc"))
 		return 0;
-	if (info->dlpi_name[0])
+	if (info->dlpi_name[0]) {
 		snprintf(w->owner, w->n, "%s", info->dlpi_name);
-	else
+		w->found = 1;
+	} else {
 		kp_self_exe(w->owner, w->n); /* the program itself */
-	w->found = 1;
+		w->found = 2;
+	}
 	return 1;
 }
 

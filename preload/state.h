@@ -975,7 +975,7 @@ struct kp_module_change {
 void kp_modules_scan(void);
 /* The path of the object whose malloc the app calls, in owner, when that
  * is not kprof's (it comes before libkprof.so in the lookup order):
- * returns 1 then, else 0. */
+ * returns 1 then (2 when it is the program itself), else 0. */
 int kp_modules_malloc_owner(char *owner, size_t n);
 /* Fill out[] with the module changes after *since, oldest first, advance
  * *since past them and return their number; if more than max, return the

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * An app with an allocator of its own (tests/integ/test_invariants.py):
- * built three times, with glibc's malloc (ownalloc), linked with
- * libjemalloc (ownalloc_je, -DOWN_JEMALLOC) and with libtcmalloc
- * (ownalloc_tc, -DOWN_TCMALLOC). It asks its allocator's own statistics
+ * built four times, with glibc's malloc (ownalloc), linked with
+ * libjemalloc (ownalloc_je, -DOWN_JEMALLOC), with libtcmalloc
+ * (ownalloc_tc, -DOWN_TCMALLOC), and with jemalloc's static library
+ * inside the program (ownalloc_inside), whose malloc LD_PRELOAD cannot
+ * replace. It asks its allocator's own statistics
  * how many bytes it has handed out, before and after 100 x malloc(100000)
  * from own_alloc_site(), then frees 60 of them, and prints
  *   "allocator=NAME grew=G shrank=S usable_ok=U"

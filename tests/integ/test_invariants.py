@@ -90,6 +90,23 @@ with t.section("an allocator listed before kprof in LD_PRELOAD"):
             t.ok("HEAP SUMMARY\n  not recorded (the program's malloc was "
                  "the one in %s, ahead of libkprof.so)\n" % path in txt,
                  "%s first: the text report says so" % lib, txt[:1500])
+    # A program with a malloc of its own (rustc links jemalloc in): no
+    # preload can take its calls.
+    with Tmp() as d:
+        exe = app("ownalloc_inside")
+        r = run([exe], d)
+        t.eq((r.rc, r.out), (0, "allocator=jemalloc grew=1 shrank=1 "
+                                "usable_ok=1\n"), "malloc inside: runs", r.err)
+        t.eq(r.err, "kprof: the program has a malloc of its own (%s), which "
+             "LD_PRELOAD cannot replace; allocations are not recorded\n"
+             % os.path.realpath(exe), "malloc inside: kprof says so")
+        pm = analyze(r.traces)["trace"]["processes"][0]["memory"]
+        t.eq((pm["recorded"], pm["malloc_owner"]),
+             (False, os.path.realpath(exe)),
+             "malloc inside: the report says memory was not recorded")
+        t.ok("  memory   not recorded (the program has a malloc of its "
+             "own)\n" in analyze(r.traces, fmt="text"),
+             "malloc inside: the text says whose")
     with Tmp() as d:
         r = run([py, "-c", "print(1)"], d,
                 preload=LIB + " " + shared_lib("libtcmalloc.so.4"))

@@ -421,7 +421,9 @@ void kp_report_text(struct kp_analysis *an, FILE *out)
 static const char *mem_off_why(const struct kp_proc *p, char *buf, size_t n)
 {
 	char d[512];
-	if (p->malloc_owner)
+	if (p->malloc_owner && !strcmp(p->malloc_owner, p->exe))
+		snprintf(buf, n, "the program has a malloc of its own");
+	else if (p->malloc_owner)
 		snprintf(buf, n, "the program's malloc was the one in %s, "
 			 "ahead of libkprof.so",
 			 kp_disp(d, sizeof(d), p->malloc_owner, 200));

@@ -148,8 +148,13 @@ int kp_high_fd(int fd)
 	struct rlimit rl;
 	long min = HIGH_FD_TOP - 64;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-		if (rl.rlim_cur <= 128)
+		/* Under a small limit, its last 8 (kprof holds 3: the trace
+		 * and libunwind's pipe): a program run with `ulimit -n 64`
+		 * got fds 3, 7, 8 for its first three, around kprof's. */
+		if (rl.rlim_cur <= 16)
 			min = fd;
+		else if (rl.rlim_cur <= 128)
+			min = (long)rl.rlim_cur - 8;
 		else if (rl.rlim_cur < HIGH_FD_TOP)
 			min = (long)rl.rlim_cur - 64;
 	}

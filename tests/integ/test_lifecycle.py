@@ -317,6 +317,10 @@ with t.section("SIGKILL"):
         rep = json.loads(out)
         t.eq(rep["trace"]["truncated"], True, "sigkill: trace.truncated true")
         t.eq(rep["trace"]["processes"][0]["end_reason"], None, "sigkill: no end_reason")
+        txt = analyze(traces, fmt="text")
+        t.ok("  ended    TRUNCATED: no END record (killed, crashed, or a raw "
+             "exit_group, as Go programs end?)\n" in txt,
+             "sigkill: the text names the ways to end without END", txt[:800])
         t.ge(rep["memory"]["alloc_calls"], c["allocs"], "sigkill: the 2000 allocations before the sleep are in")
         t.ge(rep["memory"]["free_calls"], c["frees"], "sigkill: the 1000 frees before the sleep are in")
 

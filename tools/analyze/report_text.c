@@ -216,7 +216,8 @@ void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
 static void text_end_reason(const struct kp_proc *p, char *buf, size_t n)
 {
 	if (!p->ended) {
-		snprintf(buf, n, "TRUNCATED: no END record (killed or crashed?)");
+		snprintf(buf, n, "TRUNCATED: no END record (killed, crashed, "
+			 "or a raw exit_group, as Go programs end?)");
 		return;
 	}
 	switch (p->end_reason) {

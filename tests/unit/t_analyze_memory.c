@@ -34,6 +34,14 @@ struct tb {
 static const char *const *next_keys, *const *next_vals;
 static uint32_t next_nconfig;
 
+static void tb_config(const char *const *keys, const char *const *vals,
+		      uint32_t n)
+{
+	next_keys = keys;
+	next_vals = vals;
+	next_nconfig = n;
+}
+
 static void tb_begin_argv(struct tb *b, int64_t pid, int64_t ppid,
 			  const char *exe, const char *const *argv,
 			  uint32_t argc)
@@ -918,9 +926,7 @@ TEST(memory_not_recorded)
 	static const char *const keys[] = { "memory", "malloc_owner" };
 	static const char *const vals[] = { "0", "/usr/lib/libtcmalloc.so.4" };
 	struct tb off, on;
-	next_keys = keys;
-	next_vals = vals;
-	next_nconfig = 2;
+	tb_config(keys, vals, 2);
 	tb_begin(&off, 20, 1, "/usr/bin/app");
 	t_end(&off, 10, KP_END_EXIT, 0);
 	tb_end_writer(&off);
@@ -955,9 +961,7 @@ TEST(memory_not_recorded)
 	/* alone, and from KOTOBA_PROFILE_MEMORY=0 */
 	static const char *const k0[] = { "memory" }, *const v0[] = { "0" };
 	membuf_free(&off.m);
-	next_keys = k0;
-	next_vals = v0;
-	next_nconfig = 1;
+	tb_config(k0, v0, 1);
 	tb_begin(&off, 22, 1, "/usr/bin/app");
 	t_end(&off, 10, KP_END_EXIT, 0);
 	tb_end_writer(&off);

@@ -12,6 +12,12 @@
  * capset() and the per-thread prctl() options are repeated on the writer
  * thread after they succeed on the caller's.
  *
+ * Entering a user namespace (unshare, setns) needs a single-threaded
+ * process, as does joining a mount namespace, and kprof's writer thread
+ * made every process two-threaded: `unshare --user` failed with EINVAL.
+ * When the caller is the app's only thread, the writer stops for the call
+ * (the events wait in their rings) and starts again after it.
+ *
  * libunwind opens a pipe (to probe memory) on first use and again if it
  * finds it closed. pipe()/pipe2() called from inside kprof move both ends
  * above the app's fds, like the trace fd; the app's own calls are untouched.
@@ -19,6 +25,7 @@
 #include "state.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -133,5 +140,37 @@ KP_EXPORT int pipe2(int fds[2], int flags)
 		errno = saved;
 	}
 	kp_io_pipe(fds, rc, flags, t0, __builtin_return_address(0));
+	return rc;
+}
+
+/* Flags of unshare that fail in a process of more than one thread. */
+#define KP_ONE_THREAD_NS (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM)
+
+KP_EXPORT int unshare(int flags)
+{
+	kp_real_resolve();
+	int parked = (flags & KP_ONE_THREAD_NS) && kp_writer_step_out();
+	int rc = kp_real.unshare(flags);
+	if (parked) {
+		int saved = errno;
+		kp_writer_unpark();
+		errno = saved;
+	}
+	return rc;
+}
+
+/* nstype 0 lets the fd say which namespace: it may be a user or mount
+ * one. */
+KP_EXPORT int setns(int fd, int nstype)
+{
+	kp_real_resolve();
+	int parked = (nstype == 0 || (nstype & (CLONE_NEWUSER | CLONE_NEWNS))) &&
+		     kp_writer_step_out();
+	int rc = kp_real.setns(fd, nstype);
+	if (parked) {
+		int saved = errno;
+		kp_writer_unpark();
+		errno = saved;
+	}
 	return rc;
 }

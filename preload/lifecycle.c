@@ -239,6 +239,15 @@ int kp_writer_alone(void)
 	       threads_left(0);
 }
 
+int kp_writer_step_out(void)
+{
+	if (!kp_recording() || kp_tls.busy || syscall(SYS_getpid) != kp.pid ||
+	    atomic_load(&app_threads) != 1 || !threads_left(1))
+		return 0;
+	kp_writer_park();
+	return 1;
+}
+
 /* The key's destructor: this thread is exiting. A thread that exited
  * just before may still be there for a few microseconds (past its
  * destructors, on its way out): look again for up to ~10 ms. */

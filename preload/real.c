@@ -54,6 +54,8 @@ void kp_real_resolve(void)
 	r.pipe = next("pipe");
 	r.pipe2 = next("pipe2");
 	r.capset = next("capset");
+	r.unshare = next("unshare");
+	r.setns = next("setns");
 	r.prctl = next("prctl");
 	r.pthread_create = next("pthread_create");
 	r.sigaction = next("sigaction");

@@ -375,6 +375,8 @@ struct kp_real {
 	int (*pipe)(int[2]);
 	int (*pipe2)(int[2], int);
 	int (*capset)(void *, const void *);
+	int (*unshare)(int);
+	int (*setns)(int, int);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long,
 		     unsigned long);
 	/* cpu.c */
@@ -1006,6 +1008,10 @@ void kp_app_threads_add(int n);
 void kp_app_thread_start(void);
 /* No thread of the app is left, only the writer (lifecycle.c). */
 int kp_writer_alone(void);
+/* For a call that needs a single-threaded process (hook_creds.c): when
+ * the caller is the app's only thread, park the writer and return 1
+ * (the caller then calls kp_writer_unpark); else 0. */
+int kp_writer_step_out(void);
 /* Run fn(arg) on the writer thread and wait for it; does nothing when
  * there is no writer thread (or the caller is the writer). */
 void kp_writer_call(void (*fn)(void *), void *arg);

@@ -19,7 +19,7 @@ malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign
 valloc pvalloc malloc_usable_size
 _exit _Exit abort
 execve execv execvp execvpe fexecve execl execlp execle
-pipe pipe2 capset prctl
+pipe pipe2 capset prctl unshare setns
 read write pread pread64 pwrite pwrite64 readv writev preadv preadv64 pwritev
 pwritev64 preadv2 preadv64v2 pwritev2 pwritev64v2 lseek lseek64 fsync fdatasync
 sync_file_range msync ftruncate ftruncate64 fallocate fallocate64

@@ -191,7 +191,16 @@ $before
 	*"
 $f
 "*) ;;
-	*) set -- "$@" "$f" ;;
+	*)
+		# An empty trace is a process killed in its first millisecond,
+		# before kprof wrote its header: kprof-analyze would refuse the
+		# other traces with it.
+		if [ -s "$f" ]; then
+			set -- "$@" "$f"
+		else
+			echo "kprof: $f is empty (its process was killed in its" \
+				"first millisecond); not analyzed" >&2
+		fi ;;
 	esac
 done
 unset IFS

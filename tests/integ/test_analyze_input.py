@@ -59,7 +59,10 @@ with t.section("bad input"):
 
         p = os.path.join(d, "empty.kpz")
         open(p, "wb").close()
-        expect_error(p, "empty file")
+        rc, out, err = expect_error(p, "empty file")
+        t.ok(err.endswith(": empty file, not a kprof trace (a process killed "
+                          "in its first millisecond leaves one)\n"),
+             "empty file: says what such a file is", err)
 
         p = os.path.join(d, "adir.kpz")
         os.mkdir(p)

@@ -423,9 +423,16 @@ int kp_analysis_add_file(struct kp_analysis *an, const char *path)
 	if (fd < 0)
 		return error("%s: %s", path,
 			     lower_first(ebuf, sizeof(ebuf), strerror(errno)));
-	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+	int known = fstat(fd, &st) == 0;
+	if (known && S_ISDIR(st.st_mode)) {
 		close(fd);
 		return error("%s: is a directory", path);
+	}
+	if (known && S_ISREG(st.st_mode) && st.st_size == 0) {
+		/* what kprof leaves of a process killed before its header */
+		close(fd);
+		return error("%s: empty file, not a kprof trace (a process "
+			     "killed in its first millisecond leaves one)", path);
 	}
 	struct kp_source src = { .xRead = kp_fd_read, .ctx = &fd };
 	int ret = kp_analysis_add(an, path, &src);

@@ -32,6 +32,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #define TAB_MIN_BITS 14
 #define TAB_MAX_BITS 24
@@ -55,6 +56,30 @@ static size_t store_used;        /* words, under lock */
 static _Atomic uint32_t count;   /* ids 1..count are published */
 static _Atomic int lock;
 static _Atomic uint64_t dropped; /* stacks not interned (table full) */
+static uint32_t max_stacks;      /* MAX_STACKS, or fewer (caps()) */
+static size_t store_words;       /* STORE_WORDS, or fewer */
+
+/*
+ * The store and the offsets are address space reserved up front (576 MiB,
+ * pages made as they are used). Under a finite RLIMIT_AS (`ulimit -v`)
+ * address space is what the program may allocate: with a 100 MB limit a
+ * python3 that allocates 50 MB failed under kprof, and with 200 MB kprof
+ * gave up. There they take at most a sixteenth of the limit; stacks past
+ * that are dropped and counted, as when the table is full.
+ */
+static void caps(void)
+{
+	struct rlimit rl;
+	max_stacks = MAX_STACKS;
+	store_words = STORE_WORDS;
+	if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	size_t words = (size_t)(rl.rlim_cur / 16 / sizeof(*store));
+	if (words < store_words)
+		store_words = words;
+	if (max_stacks > store_words / 4)
+		max_stacks = (uint32_t)(store_words / 4);
+}
 
 static struct tab *tab_new(unsigned bits)
 {
@@ -76,10 +101,21 @@ int kp_pc_in_libunwind(const void *pc)
 int kp_stacktab_init(void)
 {
 	struct tab *t = tab_new(TAB_MIN_BITS);
-	offsets = kp_map_noreserve((MAX_STACKS + 1) * sizeof(*offsets));
-	store = kp_map_noreserve(STORE_WORDS * sizeof(*store));
-	if (!t || !offsets || !store)
+	caps();
+	offsets = kp_map_noreserve((max_stacks + 1) * sizeof(*offsets));
+	store = kp_map_noreserve(store_words * sizeof(*store));
+	if (!t || !offsets || !store) {
+		/* leave the program all of its address space */
+		if (t)
+			munmap(t, sizeof(struct tab) + ((size_t)1 << TAB_MIN_BITS) *
+						       sizeof(struct slot));
+		if (offsets)
+			munmap(offsets, (max_stacks + 1) * sizeof(*offsets));
+		if (store)
+			munmap(store, store_words * sizeof(*store));
+		offsets = store = NULL;
 		return -1;
+	}
 	atomic_store(&table, t);
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	unw_set_cache_size(unw_local_addr_space, 1024, 0);
@@ -177,7 +213,7 @@ static __attribute__((noinline)) uint32_t intern_hashed(const uint64_t *pcs,
 	if (!id) {
 		uint32_t next = atomic_load_explicit(&count,
 						     memory_order_relaxed) + 1;
-		if (next > MAX_STACKS || store_used + n + 1 > STORE_WORDS) {
+		if (next > max_stacks || store_used + n + 1 > store_words) {
 			atomic_fetch_add(&dropped, 1);
 		} else {
 			uint64_t *s = store + store_used;

@@ -138,6 +138,31 @@ with t.section("namespaces that need a single-threaded process"):
                  ["exec"], "%s: its trace goes on to its exec" % cmd[1])
 
 
+with t.section("an address-space limit (ulimit -v)"):
+    # kprof reserves its stack table's address space up front (576 MiB,
+    # pages made as used). Under RLIMIT_AS it gave up at 200 and 400 MB
+    # ("cannot set up recording"), and left what it had mapped to the
+    # program. Now it takes at most a sixteenth of the limit for it.
+    import resource
+
+    def limit_as():
+        resource.setrlimit(resource.RLIMIT_AS, (300 << 20, 300 << 20))
+    code = "x = bytearray(50 << 20); print(len(x))"
+    with Tmp() as d:
+        plain = run_plain(["/usr/bin/python3", "-c", code], d,
+                          preexec_fn=limit_as)
+        r = run(["/usr/bin/python3", "-c", code], d, preexec_fn=limit_as)
+        t.eq((plain.rc, r.rc, r.out), (0, 0, plain.out),
+             "300 MB address space: the program runs as without kprof",
+             r.err)
+        t.eq(r.err, "", "300 MB address space: kprof says nothing")
+        t.eq(len(r.traces), 1, "300 MB address space: traced", r.traces)
+        if r.traces:
+            m = analyze(r.traces)["memory"]
+            t.ge(m["alloc_calls"], 100,
+                 "300 MB address space: the allocations are in")
+
+
 with t.section("exit status and stdout"):
     with Tmp() as d:
         for st in ("0", "3", "255"):

@@ -479,9 +479,10 @@ void kp_cpu_step_aside(int sig, int reset)
 		"uses for CPU sampling; CPU sampling stops", sig);
 }
 
+/* Called by finish() (lifecycle.c), in the traced process only. */
 void kp_cpu_at_exit(void)
 {
-	if (cpu.reset_ns && syscall(SYS_getpid) == kp.pid)
+	if (cpu.reset_ns)
 		kp_warn("the program set signal %d, which kprof uses for CPU "
 			"sampling, to its default action %.1f ms after it "
 			"started; no CPU samples after that", cpu.sig,

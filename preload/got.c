@@ -28,12 +28,6 @@ struct got_arg {
 	int n;
 };
 
-static uintptr_t dyn_ptr(ElfW(Addr) v, uintptr_t base)
-{
-	/* glibc relocates these in place; a vDSO-like module may not */
-	return v < base ? base + v : v;
-}
-
 static void patch(uintptr_t slot, void *repl, uintptr_t relro_lo,
 		  uintptr_t relro_hi)
 {
@@ -73,19 +67,21 @@ static int each_module(struct dl_phdr_info *info, size_t size, void *data)
 	for (; dyn->d_tag != DT_NULL; dyn++) {
 		switch (dyn->d_tag) {
 		case DT_SYMTAB:
-			symtab = (const ElfW(Sym) *)dyn_ptr(dyn->d_un.d_ptr, base);
+			symtab = (const ElfW(Sym) *)kp_dyn_ptr(dyn->d_un.d_ptr,
+							       base);
 			break;
 		case DT_STRTAB:
-			strtab = (const char *)dyn_ptr(dyn->d_un.d_ptr, base);
+			strtab = (const char *)kp_dyn_ptr(dyn->d_un.d_ptr,
+							  base);
 			break;
 		case DT_JMPREL:
-			jmprel = dyn_ptr(dyn->d_un.d_ptr, base);
+			jmprel = kp_dyn_ptr(dyn->d_un.d_ptr, base);
 			break;
 		case DT_PLTRELSZ:
 			pltrelsz = dyn->d_un.d_val;
 			break;
 		case DT_RELA:
-			rela = dyn_ptr(dyn->d_un.d_ptr, base);
+			rela = kp_dyn_ptr(dyn->d_un.d_ptr, base);
 			break;
 		case DT_RELASZ:
 			relasz = dyn->d_un.d_val;

@@ -144,19 +144,26 @@ KP_EXPORT int pipe2(int fds[2], int flags)
 }
 
 /* Flags of unshare that fail in a process of more than one thread. */
-#define KP_ONE_THREAD_NS (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM)
+#define KP_ONE_THREAD_NS \
+	(CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM)
 
-KP_EXPORT int unshare(int flags)
+/* After the call kp_writer_step_out parked the writer for (if it did):
+ * start it again, the call's rc and errno kept. */
+static int step_back(int parked, int rc)
 {
-	kp_real_resolve();
-	int parked = (flags & KP_ONE_THREAD_NS) && kp_writer_step_out();
-	int rc = kp_real.unshare(flags);
 	if (parked) {
 		int saved = errno;
 		kp_writer_unpark();
 		errno = saved;
 	}
 	return rc;
+}
+
+KP_EXPORT int unshare(int flags)
+{
+	kp_real_resolve();
+	int parked = (flags & KP_ONE_THREAD_NS) && kp_writer_step_out();
+	return step_back(parked, kp_real.unshare(flags));
 }
 
 /* nstype 0 lets the fd say which namespace: it may be a user or mount
@@ -166,11 +173,5 @@ KP_EXPORT int setns(int fd, int nstype)
 	kp_real_resolve();
 	int parked = (nstype == 0 || (nstype & (CLONE_NEWUSER | CLONE_NEWNS))) &&
 		     kp_writer_step_out();
-	int rc = kp_real.setns(fd, nstype);
-	if (parked) {
-		int saved = errno;
-		kp_writer_unpark();
-		errno = saved;
-	}
-	return rc;
+	return step_back(parked, kp_real.setns(fd, nstype));
 }

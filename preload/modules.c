@@ -257,11 +257,6 @@ unsigned kp_modules_changes(uint64_t *since, struct kp_module_change *out,
 
 /* ---- whose malloc the app calls -------------------------------------------- */
 
-static uintptr_t dyn_addr(ElfW(Addr) v, uintptr_t base)
-{
-	return v < base ? base + v : v; /* glibc relocates these in place */
-}
-
 static uint32_t gnu_hash(const char *s)
 {
 	uint32_t h = 5381;
@@ -301,14 +296,15 @@ static int defines(const struct dl_phdr_info *info, const char *name)
 	const char *str = NULL;
 	const uint32_t *gh = NULL, *h = NULL;
 	for (; dyn->d_tag != DT_NULL; dyn++) {
+		uintptr_t p = kp_dyn_ptr(dyn->d_un.d_ptr, base);
 		if (dyn->d_tag == DT_SYMTAB)
-			sym = (const ElfW(Sym) *)dyn_addr(dyn->d_un.d_ptr, base);
+			sym = (const ElfW(Sym) *)p;
 		else if (dyn->d_tag == DT_STRTAB)
-			str = (const char *)dyn_addr(dyn->d_un.d_ptr, base);
+			str = (const char *)p;
 		else if (dyn->d_tag == DT_GNU_HASH)
-			gh = (const uint32_t *)dyn_addr(dyn->d_un.d_ptr, base);
+			gh = (const uint32_t *)p;
 		else if (dyn->d_tag == DT_HASH)
-			h = (const uint32_t *)dyn_addr(dyn->d_un.d_ptr, base);
+			h = (const uint32_t *)p;
 	}
 	if (!sym || !str || (!gh && !h))
 		return 0;

@@ -81,10 +81,14 @@ static void caps(void)
 		max_stacks = (uint32_t)(store_words / 4);
 }
 
+static size_t tab_bytes(unsigned bits)
+{
+	return sizeof(struct tab) + ((size_t)1 << bits) * sizeof(struct slot);
+}
+
 static struct tab *tab_new(unsigned bits)
 {
-	struct tab *t = kp_map_noreserve(sizeof(struct tab) +
-				      ((size_t)1 << bits) * sizeof(struct slot));
+	struct tab *t = kp_map_noreserve(tab_bytes(bits));
 	if (t)
 		t->mask = ((uint64_t)1 << bits) - 1;
 	return t;
@@ -107,8 +111,7 @@ int kp_stacktab_init(void)
 	if (!t || !offsets || !store) {
 		/* leave the program all of its address space */
 		if (t)
-			munmap(t, sizeof(struct tab) + ((size_t)1 << TAB_MIN_BITS) *
-						       sizeof(struct slot));
+			munmap(t, tab_bytes(TAB_MIN_BITS));
 		if (offsets)
 			munmap(offsets, (max_stacks + 1) * sizeof(*offsets));
 		if (store)

@@ -973,6 +973,13 @@ struct kp_module_change {
 	int gone;              /* 1: unmapped, 0: mapped */
 };
 
+/* The address a pointer entry of a module's dynamic section (DT_SYMTAB,
+ * DT_STRTAB, ...) stands for: glibc relocates these in place; a
+ * vDSO-like module may not (got.c, modules.c). */
+static inline uintptr_t kp_dyn_ptr(uintptr_t v, uintptr_t base)
+{
+	return v < base ? base + v : v;
+}
 /* Rescan the loaded modules if the loader's counters moved. */
 void kp_modules_scan(void);
 /* The path of the object whose malloc the app calls, in owner, when that

@@ -27,7 +27,10 @@
  *                        4 KiB at scattered offsets of a 2 MiB DIR/big,
  *                        5 opens of DIR/missing (ENOENT) and 2 of
  *                        DIR/small/x (ENOTDIR), 3 writes to DIR/readonly
- *                        opened O_RDONLY (EBADF)
+ *                        opened O_RDONLY (EBADF); then calls that would
+ *                        block: 1200 reads of an empty non-blocking pipe
+ *                        and 3 accepts on a non-blocking listening socket
+ *                        (EAGAIN)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +46,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -517,6 +521,27 @@ static void bad(const char *dir)
 	for (int i = 0; i < 3; i++)
 		write(fd, buf, 10); /* EBADF */
 	close(fd);
+
+	int pfd[2];
+	if (pipe2(pfd, O_NONBLOCK) == 0) {
+		for (int i = 0; i < 1200; i++)
+			if (read(pfd[0], buf, 10) != -1 || errno != EAGAIN)
+				fails++;
+		close(pfd[0]);
+		close(pfd[1]);
+	} else {
+		fails++;
+	}
+	int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", dir);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(ls, 4) != 0)
+		fails++;
+	for (int i = 0; i < 3; i++)
+		if (accept(ls, NULL, NULL) != -1 || errno != EAGAIN)
+			fails++;
+	close(ls);
 }
 
 int main(int argc, char **argv)

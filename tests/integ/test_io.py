@@ -146,6 +146,20 @@ with t.section("findings"):
                           ev.get("IO06", "")),
              "IO06 evidence: 5 + 2 opens of 2 missing paths, no IO05 for them",
              ev.get("IO06"))
+        # calls that would block (EAGAIN): answers of non-blocking fds,
+        # not failures (no IO05); a pipe read until one succeeds is a
+        # busy loop (warn), a server's last accept of a burst is not
+        unready = sorted((x["path"], x["severity"], x["evidence"])
+                         for x in rep["io"]["findings"] if x["code"] == "IO07")
+        t.eq(unready, [("<pipe>", "warn", "1200 of 1204 calls: EAGAIN 1200"),
+                       ("<socket>", "info", "3 of 5 calls: EAGAIN 3")],
+             "IO07: 1200 pipe reads (busy polling) and 3 accepts that would block",
+             unready)
+        t.ok(not any(x["code"] == "IO05" and x["path"] in ("<pipe>", "<socket>")
+                     for x in rep["io"]["findings"]),
+             "no IO05 for calls that would block")
+        t.eq(io_file(rep, "<socket>")["ops"]["open"]["errors"], 3,
+             "a failed accept counts at the listening socket, not <unnamed>")
         t.eq(io_file(rep, d + "/small/x")["ops"]["open"]["errors"], 2,
              "the ENOTDIR opens recorded with their path")
         big = io_file(rep, d + "/big")

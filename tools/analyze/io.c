@@ -78,6 +78,10 @@ struct file {
 	uint64_t extent;                           /* highest byte + 1 */
 	uint64_t syncs;
 	uint64_t missing, missing_ns; /* opens of a path that does not exist */
+	/* calls that would have blocked (EAGAIN, on a non-blocking fd) and
+	 * calls a signal interrupted (EINTR): outcomes an event loop or a
+	 * signal handler expects, counted apart (find(): IO07, not IO05) */
+	uint64_t would_block, interrupted;
 	/* the errnos of its failed calls but those opens: the first
 	 * NERR - 1 seen by name, then err_n[NERR - 1] counts all others */
 	uint16_t err_no[NERR];
@@ -314,7 +318,9 @@ static void note_errno(struct file *f, int e)
 
 /* A call of op on f: err is its errno, 0 if it succeeded. An open that
  * found no such path (ENOENT, ENOTDIR) is a lookup more than an error:
- * counted apart too (find(): IO06, not IO05). */
+ * counted apart too (find(): IO06, not IO05); so is a call that would
+ * have blocked or that a signal interrupted (IO07), but for a wait's (a
+ * refused lock is the wait's own outcome). */
 static void op_add(struct file *f, unsigned op, uint64_t bytes, int err,
 		   uint64_t dur)
 {
@@ -326,6 +332,10 @@ static void op_add(struct file *f, unsigned op, uint64_t bytes, int err,
 		if (op == OP_OPEN && (err == ENOENT || err == ENOTDIR)) {
 			f->missing++;
 			f->missing_ns = kp_sat_add(f->missing_ns, dur);
+		} else if (err == EAGAIN && !kp_io_op_is_wait(op)) {
+			f->would_block++;
+		} else if (err == EINTR && !kp_io_op_is_wait(op)) {
+			f->interrupted++;
 		} else {
 			note_errno(f, err);
 		}
@@ -488,6 +498,8 @@ static void on_open(struct io_state *s, const struct kp_rec *r)
 	uint32_t fi;
 	if (how == KP_FDH_DUP && r->u.ext.str_len == 0 && v[KP_FDO_SRC] >= 0)
 		fi = fdmap_get(s, v[KP_FDO_SRC]);
+	else if (how == KP_FDH_ACCEPT && fd < 0 && v[KP_FDO_SRC] >= 0)
+		fi = fdmap_get(s, v[KP_FDO_SRC]); /* the listening socket's */
 	else if (r->u.ext.str_len == 0 && !group_name((uint8_t)v[KP_FDO_FDKIND]))
 		fi = named(s, "<unnamed>");
 	else
@@ -693,6 +705,43 @@ static void find_missing(struct io_state *s)
 		 (unsigned long long)s->files[most].missing);
 }
 
+/*
+ * IO07, for file i (calls: its calls but waits and missing paths): calls
+ * that would have blocked (EAGAIN) or that a signal interrupted (EINTR).
+ * A server's event loop reads and accepts until EAGAIN, and a signal
+ * handler interrupts slow calls: info, as answers more than errors. But a
+ * file most of whose many calls would block is being polled by retrying,
+ * a loop that burns a CPU: warn.
+ */
+static void find_unready(struct io_state *s, uint32_t i, uint64_t calls)
+{
+	const struct file *f = &s->files[i];
+	uint64_t n = f->would_block + f->interrupted;
+	if (!n)
+		return;
+	int spin = f->would_block >= 1000 && f->would_block * 2 > calls;
+	struct finding *x = add_finding(s, "IO07", spin ? "warn" : "info",
+		"calls that would block or were interrupted", i,
+		spin ? "the file is polled by calling until a call succeeds, "
+		       "which keeps a CPU busy: wait for it to be ready with "
+		       "poll, epoll or select, or make the fd blocking" :
+		       "normal for non-blocking I/O (a call returns EAGAIN "
+		       "when nothing is ready) and for calls a signal "
+		       "interrupts (EINTR); they are retried, not lost");
+	int k = snprintf(x->evidence, sizeof(x->evidence),
+			 "%llu of %llu calls:", (unsigned long long)n,
+			 (unsigned long long)calls);
+	if (k < 0 || (size_t)k >= sizeof(x->evidence))
+		return;
+	if (f->would_block)
+		k += snprintf(x->evidence + k, sizeof(x->evidence) - k,
+			      " EAGAIN %llu", (unsigned long long)f->would_block);
+	if (f->interrupted && (size_t)k < sizeof(x->evidence))
+		snprintf(x->evidence + k, sizeof(x->evidence) - k, "%s EINTR %llu",
+			 f->would_block ? "," : "",
+			 (unsigned long long)f->interrupted);
+}
+
 static void find(struct io_state *s)
 {
 	for (uint32_t i = 0; i < s->nfiles; i++) {
@@ -770,22 +819,22 @@ static void find(struct io_state *s)
 			errs += f->ops[op].errors;
 			calls += f->ops[op].calls;
 		}
-		errs -= f->missing; /* lookups: IO06 */
+		/* lookups: IO06; would block, interrupted: IO07 */
+		errs -= f->missing + f->would_block + f->interrupted;
 		calls -= f->missing;
 		if (errs) {
 			struct finding *x = add_finding(s, "IO05",
 				errs * 10 >= calls ? "warn" : "info",
 				"I/O calls failed", i,
-				"check the errors: EAGAIN/EINTR are expected "
-				"on non-blocking or interrupted calls and must "
-				"be retried; EBADF is a bug; ENOSPC, EIO and "
-				"EDQUOT lose data unless handled");
+				"check the errors: EBADF is a bug; ENOSPC, EIO "
+				"and EDQUOT lose data unless handled");
 			int k = snprintf(x->evidence, sizeof(x->evidence),
 					 "%llu of %llu calls failed:",
 					 (unsigned long long)errs,
 					 (unsigned long long)calls);
 			errno_list(f, x->evidence + k, sizeof(x->evidence) - k);
 		}
+		find_unready(s, i, calls);
 	}
 	find_missing(s);
 }

@@ -169,8 +169,11 @@ static void fork_child(void)
 	kp_qtext_unlock();
 	kp_stacktab_unlock();
 	kp_modules_unlock();
+	/* the parent is the process that forked, whose pid kp.pid still
+	 * holds: getppid() names init (or a subreaper) when that parent
+	 * has already exited, as a daemon's does right after the fork */
+	kp.ppid = kp.pid;
 	kp.pid = (pid_t)syscall(SYS_getpid);
-	kp.ppid = (pid_t)syscall(SYS_getppid);
 	atomic_store(&app_threads, 1); /* the one that forked */
 	init_clock(); /* the child's trace starts now */
 	kp_ring_after_fork_child();

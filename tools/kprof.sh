@@ -155,6 +155,17 @@ done
 lib=$(find_lib)
 preload="$lib${LD_PRELOAD:+ $LD_PRELOAD}"
 check_program "$1"
+# The trace template made absolute here, in the directory kprof was run
+# from: else each process puts its trace in its own working directory at
+# the time, and a daemon that changes directory (to /, or postgres to its
+# data directory) before it forks or execs leaves traces where neither
+# the user nor -a looks. (% in that directory's name is escaped as %%.)
+tmpl=${KOTOBA_PROFILE_OUTPUT:-kprof.%p.kpz}
+case $tmpl in
+/*) ;;
+*) tmpl="$(printf '%s' "$PWD" | sed 's/%/%%/g')/$tmpl" ;;
+esac
+export KOTOBA_PROFILE_OUTPUT="$tmpl"
 if [ "$analyze" = 0 ]; then
 	export LD_PRELOAD="$preload"
 	exec "$@"
@@ -164,7 +175,6 @@ fi
 # (%X -> *; a taken name gets ".N" before its extension, see
 # preload/writer.c) that did not exist before. Only the program runs under
 # the preload, not the helpers here.
-tmpl=${KOTOBA_PROFILE_OUTPUT:-kprof.%p.kpz}
 pat=$(printf '%s\n' "$tmpl" | sed 's/%./*/g')
 case ${pat##*/} in
 *.*) pat2="${pat%.*}.*.${pat##*.}" ;;
@@ -174,7 +184,7 @@ list_traces() {
 	IFS=''
 	# shellcheck disable=SC2086
 	for f in $pat $pat2; do
-		[ -f "$f" ] && printf '%s\n' "$f"
+		[ -f "$f" ] && printf '%s\n' "${f#"$PWD"/}"
 	done | sort -u
 	unset IFS
 }

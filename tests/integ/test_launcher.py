@@ -66,10 +66,19 @@ def kprof(args, cwd, env=None, launcher=None, **kw):
 header = trace_header  # kptest.py
 
 
-def config_of(r):
+def config_of(r, launched_in=None):
+    """The header's config; of a run the launcher started in directory
+    launched_in, with the output template as given (the launcher makes a
+    relative one absolute there: checked here)."""
     if len(r.traces) != 1:
         raise Fail("want one trace, got %r" % r.traces)
-    return header(r.traces[0]).get("config")
+    cfg = header(r.traces[0]).get("config")
+    if launched_in and cfg:
+        at = os.path.realpath(launched_in) + os.sep
+        if not cfg.get("output", "").startswith(at):
+            raise Fail("output %r is not in the launch directory %s" % (cfg.get("output"), at))
+        cfg = dict(cfg, output=cfg["output"][len(at):])
+    return cfg
 
 
 # ---- tests -------------------------------------------------------------------
@@ -126,7 +135,8 @@ with t.section("run leaky"):
              "exactly one trace, kprof.<pid>.kpz with the pid kprof was started "
              "with (the launcher execs the program)")
         h = header(r.traces[0])
-        t.eq(h.get("config"), DEFAULT_CONFIG, "header config: the defaults")
+        t.eq(config_of(r, d), DEFAULT_CONFIG,
+             "header config: the defaults (the output template in the launch directory)")
         t.eq(h.get("exe"), os.path.realpath(LEAKY), "header exe: the program")
         want = counts_from(r.out)
         m = analyze(r.traces)["memory"]
@@ -180,7 +190,7 @@ with t.section("options = variables (header config)"):
             name = " ".join(opts)
             r = kprof(["run"] + opts + ["--", LEAKY, "quiet"], d)
             t.eq((r.rc, r.err, len(r.traces)), (0, "", 1), "%s: runs, one trace, no warning" % name, r)
-            got = config_of(r)
+            got = config_of(r, d)
             e = run([LEAKY, "quiet"], d, prof=prof)
             t.eq(got, config_of(e), "%s: header config = with KOTOBA_PROFILE_%s=%s"
                  % (name, *next(iter(prof.items()))))
@@ -188,7 +198,7 @@ with t.section("options = variables (header config)"):
         # all at once
         r = kprof(["run", "-o", "all.%p.kpz", "-d", "7", "-b", "64", "--drop",
                    "--flush-ms", "50", "--no-memory", LEAKY, "quiet"], d)
-        t.eq(config_of(r), dict(DEFAULT_CONFIG, output="all.%p.kpz", stack_depth="7",
+        t.eq(config_of(r, d), dict(DEFAULT_CONFIG, output="all.%p.kpz", stack_depth="7",
                                 buffer_kb="64", overflow="drop", flush_ms="50", memory="0"),
              "every option at once: each one in the header config")
         # a bad value goes to the recorder, which warns as for the variable
@@ -208,6 +218,23 @@ with t.section("-o: the trace's name"):
         t.eq([os.path.relpath(f, d) for f in r.traces],
              [os.path.join("sub", "leaky-%d.kpz" % r.pid)],
              "--output DIR/%e-%p.kpz: absolute template with the program name")
+
+    with Tmp() as d:
+        # a relative template is the launch directory's, for every process
+        # of the run: sh changes directory and then runs the program
+        os.mkdir(os.path.join(d, "elsewhere"))
+        r = kprof(["run", "-a", "--", "/bin/sh", "-c",
+                   "cd elsewhere && exec %s fork" % LIFE], d)
+        c = counts_from(r.out)
+        sh = c.get("parent", 0)  # the program is sh's process, exec'd
+        t.eq([os.path.basename(f) for f in r.traces],
+             sorted(["kprof.%d.kpz" % sh, "kprof.%d.1.kpz" % sh,
+                     "kprof.%d.kpz" % c.get("child", 0)]),
+             "-o default, a program that changes directory: its traces (sh's, the "
+             "program's, its child's) in the launch directory", r.traces)
+        t.eq(os.listdir(os.path.join(d, "elsewhere")), [],
+             "-o default: none in the directory the program changed to")
+        t.ok("summary: 3 processes" in r.err, "-a: all three analyzed", r.err[:600])
 
 with t.section("-d 0: no stacks"):
     with Tmp() as d:

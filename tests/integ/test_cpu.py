@@ -180,6 +180,38 @@ with t.section("accuracy: 60/30/10 in two threads"):
         t.ok(any(e["ph"] == "M" and e["name"] == "thread_name" for e in ev),
              "thread names in the Chrome trace")
 
+with t.section("kprof's own share"):
+    # Samples that stop in libkprof.so are what the profile cost the
+    # program's threads: kprof_ns, which the text report gives as a share.
+    with Tmp() as d:
+        r = run([app("alloc_bench"), "2", "300000"], cwd=d, prof=CPU, timeout=300)
+        t.eq(r.rc, 0, "alloc_bench runs under sampling", r.err)
+        c = cpu_of(analyze(r.traces, extra=["--top", "1000000"]))
+        mine = sum(st["cpu_ns"] for st in c["stacks"]
+                   if st["stack"] and os.path.basename(st["stack"][0].get("module") or "")
+                   .startswith("libkprof.so"))
+        t.ok(0 < c["kprof_ns"] < c["cpu_ns"], "alloc_bench: some CPU in kprof's code, "
+             "not all (%d of %d ns)" % (c["kprof_ns"], c["cpu_ns"]))
+        t.eq(c["kprof_ns"], mine, "kprof_ns: the stacks whose innermost frame is "
+             "in libkprof.so (%d stacks)" % len(c["stacks"]))
+        # a sample's innermost frame is where the CPU was, malloc's own
+        # code too: the stacks keep it (allocation stacks trim malloc), so
+        # a function's self time is the CPU of the stacks it ends
+        leafs = {}
+        for st in c["stacks"]:
+            fn = st["stack"][0]["function"] if st["stack"] else None
+            if fn:
+                leafs[fn] = leafs.get(fn, 0) + st["cpu_ns"]
+        selfs = {f["function"]: f["self_ns"] for f in c["functions"]
+                 if f["self_ns"] and "+0x" not in f["function"]}
+        t.eq(leafs, selfs, "each function's self_ns = the CPU of the stacks it "
+             "ends (malloc, free and __libc_malloc among them: %s)"
+             % sorted(set(leafs) & {"malloc", "free", "__libc_malloc"}))
+        rc, out, err = analyze_raw(["cpu", r.traces[0]])
+        want = "  %.1f %% of it in kprof's own code (its hooks, run by the " \
+               "program's threads)\n" % (100.0 * c["kprof_ns"] / c["cpu_ns"])
+        t.ok(rc == 0 and want in out, "the text report gives the share", out[:400])
+
 with t.section("threads created after start"):
     with Tmp() as d:
         r = run([app("cpuwork"), "late", "4", "8000"], cwd=d, prof=CPU,

@@ -740,6 +740,9 @@ const struct kp_symframe *kp_symbolize(struct kp_symbols *s,
 size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
 			  const struct kp_symframe **out, size_t max,
 			  size_t *first);
+/* The same from frame skip on, nothing trimmed. */
+size_t kp_symbolize_frames(struct kp_symbols *s, uint32_t gstack, size_t skip,
+			   const struct kp_symframe **out, size_t max);
 /* Is this function name an allocator wrapper (trimmed from the top)? */
 int kp_is_alloc_wrapper(const char *fn);
 /*
@@ -788,6 +791,10 @@ void kp_report_json(struct kp_analysis *an, FILE *out);
 /* report_text.c helpers shared by passes */
 void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
 		   size_t max_frames, const char *indent);
+/* The same for a CPU sample's stack, whose innermost frame is where the
+ * CPU was (in malloc, say), not a call: no frame trimmed. */
+void kp_text_sample_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
+			  size_t max_frames, const char *indent);
 /* A duration: "8500 ns", "12.3 us", "456.7 ms", "17.89 s" into buf */
 const char *kp_fmt_ns(char *buf, size_t n, uint64_t ns);
 /* s for one line of text: control bytes -> '?', at most max columns,
@@ -815,6 +822,9 @@ void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
 
 /* report_json.c: a JSON frame array for a canonical stack */
 void kp_json_stack(struct kp_analysis *an, struct kp_json *j, uint32_t gstack);
+/* The same for a CPU sample's stack (kp_text_sample_stack) */
+void kp_json_sample_stack(struct kp_analysis *an, struct kp_json *j,
+			  uint32_t gstack);
 
 /* The query pass's fingerprints (queries.c), for diff: how many, and the
  * r-th by total time (text owned by the pass, not NUL-terminated). */

@@ -47,6 +47,7 @@ struct cpu_state {
 	struct cpu_thread *threads;
 	size_t nthreads, threads_cap;
 	uint64_t samples, ns;
+	uint64_t kprof_ns; /* of ns: samples whose innermost frame is kprof's */
 	uint64_t period_ns;
 	struct kp_idmap cpu_g, io_g; /* gstack -> index */
 	struct kp_wstack *cpu, *io;
@@ -285,6 +286,9 @@ static void cpu_finish(void *st, struct kp_analysis *an)
 			s->funcs[f].total += w->value;
 			continue;
 		}
+		const struct kp_frame *leaf = kp_gframe(an, g, 0);
+		if (leaf->module && an->modules[leaf->module].self)
+			s->kprof_ns = kp_sat_add(s->kprof_ns, w->value);
 		for (uint32_t d = 0; d < g->depth; d++) {
 			const char *name = kp_frame_name(an,
 				kp_gframe(an, g, d), d == 0, buf,
@@ -334,9 +338,16 @@ static void cpu_report_text(void *st, struct kp_analysis *an, FILE *out)
 		return;
 	}
 	fmt_ms(a, sizeof(a), s->ns);
-	fprintf(out, "  %s of CPU in %s sample%s\n\n", a,
+	fprintf(out, "  %s of CPU in %s sample%s\n", a,
 		kp_fmt_count(b, sizeof(b), s->samples),
 		s->samples == 1 ? "" : "s");
+	/* what the profile itself cost the program's threads: its hooks
+	 * (the writer thread is not sampled; the summary's "kprof" line) */
+	if (s->kprof_ns)
+		fprintf(out, "  %.1f %% of it in kprof's own code (its hooks, "
+			"run by the program's threads)\n",
+			100 * share(s->kprof_ns, s->ns));
+	fputc('\n', out);
 	unsigned top = an->opts->top;
 	fprintf(out, "  threads\n");
 	for (size_t i = 0; i < s->nthreads && (full || i < top); i++) {
@@ -374,7 +385,7 @@ static void cpu_report_text(void *st, struct kp_analysis *an, FILE *out)
 		fprintf(out, "  #%zu  %5.1f %%  %s  %" PRIu64 " sample%s\n",
 			i + 1, 100 * share(s->cpu[i].value, s->ns), a,
 			s->cpu[i].count, s->cpu[i].count == 1 ? "" : "s");
-		kp_text_stack(an, out, s->cpu[i].gstack, 16, "        ");
+		kp_text_sample_stack(an, out, s->cpu[i].gstack, 16, "        ");
 	}
 	fputc('\n', out);
 }
@@ -395,6 +406,8 @@ static void cpu_report_json(void *st, struct kp_analysis *an,
 	kp_json_u64(j, s->samples);
 	kp_json_key(j, "cpu_ns");
 	kp_json_u64(j, s->ns);
+	kp_json_key(j, "kprof_ns");
+	kp_json_u64(j, s->kprof_ns);
 	kp_json_key(j, "period_ns");
 	kp_json_u64(j, s->period_ns);
 	kp_json_key(j, "threads");
@@ -439,7 +452,7 @@ static void cpu_report_json(void *st, struct kp_analysis *an,
 		kp_json_u64(j, s->cpu[i].count);
 		json_share(j, "share", share(s->cpu[i].value, s->ns));
 		kp_json_key(j, "stack");
-		kp_json_stack(an, j, s->cpu[i].gstack);
+		kp_json_sample_stack(an, j, s->cpu[i].gstack);
 		kp_json_end_object(j);
 	}
 	kp_json_end_array(j);

@@ -131,12 +131,15 @@
 #include "analyze.h"
 #include "json.h"
 
-void kp_json_stack(struct kp_analysis *an, struct kp_json *j, uint32_t gstack)
+static void json_stack(struct kp_analysis *an, struct kp_json *j,
+		       uint32_t gstack, int trim)
 {
 	const struct kp_symframe *f[KP_MAX_STACK_DEPTH];
 	size_t first;
-	size_t n = kp_symbolize_stack(kp_analysis_symbols(an), gstack, f,
-				      KP_MAX_STACK_DEPTH, &first);
+	size_t n = trim ? kp_symbolize_stack(kp_analysis_symbols(an), gstack,
+					     f, KP_MAX_STACK_DEPTH, &first) :
+			  kp_symbolize_frames(kp_analysis_symbols(an), gstack,
+					      0, f, KP_MAX_STACK_DEPTH);
 
 	kp_json_begin_array(j);
 	for (size_t i = 0; i < n; i++) {
@@ -161,6 +164,17 @@ void kp_json_stack(struct kp_analysis *an, struct kp_json *j, uint32_t gstack)
 		kp_json_end_object(j);
 	}
 	kp_json_end_array(j);
+}
+
+void kp_json_stack(struct kp_analysis *an, struct kp_json *j, uint32_t gstack)
+{
+	json_stack(an, j, gstack, 1);
+}
+
+void kp_json_sample_stack(struct kp_analysis *an, struct kp_json *j,
+			  uint32_t gstack)
+{
+	json_stack(an, j, gstack, 0);
 }
 
 static const char *end_reason_name(const struct kp_proc *p)

@@ -168,15 +168,17 @@ struct kp_symbols *kp_analysis_symbols(struct kp_analysis *an)
 	return an->sym;
 }
 
-void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
-		   size_t max_frames, const char *indent)
+static void text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
+		       size_t max_frames, const char *indent, int trim)
 {
 	const struct kp_symframe *f[KP_MAX_STACK_DEPTH];
 	size_t first = 0;
-	size_t n = kp_symbolize_stack(kp_analysis_symbols(an), gstack, f,
-				      max_frames < KP_MAX_STACK_DEPTH ?
-					      max_frames : KP_MAX_STACK_DEPTH,
-				      &first);
+	size_t max = max_frames < KP_MAX_STACK_DEPTH ? max_frames :
+						       KP_MAX_STACK_DEPTH;
+	size_t n = trim ? kp_symbolize_stack(kp_analysis_symbols(an), gstack,
+					     f, max, &first) :
+			  kp_symbolize_frames(kp_analysis_symbols(an), gstack,
+					      0, f, max);
 	size_t depth = gstack < an->ngstacks ? an->gstacks[gstack].depth : 0;
 	size_t avail = KP_WIDTH - strlen(indent) - 3;
 	char line[512], b[512];
@@ -211,6 +213,18 @@ void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
 	if (first + n < depth)
 		fprintf(out, "%s... %zu more frame%s\n", indent,
 			depth - first - n, depth - first - n == 1 ? "" : "s");
+}
+
+void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
+		   size_t max_frames, const char *indent)
+{
+	text_stack(an, out, gstack, max_frames, indent, 1);
+}
+
+void kp_text_sample_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
+			  size_t max_frames, const char *indent)
+{
+	text_stack(an, out, gstack, max_frames, indent, 0);
 }
 
 static void text_end_reason(const struct kp_proc *p, char *buf, size_t n)

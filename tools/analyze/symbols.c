@@ -828,7 +828,7 @@ size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
 	if (gstack >= an->ngstacks || !max || !an->gstacks[gstack].depth)
 		return 0; /* no frames (an->frames may be NULL) */
 	const struct kp_gstack *g = &an->gstacks[gstack];
-	size_t skip = 0, n = 0;
+	size_t skip = 0;
 
 	/*
 	 * Every pc of an allocation stack is a return address: kprof's own
@@ -840,6 +840,17 @@ size_t kp_symbolize_stack(struct kp_symbols *s, uint32_t gstack,
 		       s, kp_gframe(an, g, (uint32_t)skip), 1)->function))
 		skip++;
 	*first = skip;
+	return kp_symbolize_frames(s, gstack, skip, out, max);
+}
+
+size_t kp_symbolize_frames(struct kp_symbols *s, uint32_t gstack, size_t skip,
+			   const struct kp_symframe **out, size_t max)
+{
+	struct kp_analysis *an = s->an;
+	if (gstack >= an->ngstacks)
+		return 0;
+	const struct kp_gstack *g = &an->gstacks[gstack];
+	size_t n = 0;
 	for (size_t i = skip; i < g->depth && n < max; i++)
 		out[n++] = kp_symbolize(s, kp_gframe(an, g, (uint32_t)i), 1);
 	return n;

@@ -242,34 +242,41 @@ int kp_writer_alone(void)
 	       threads_left(0);
 }
 
+/* threads_left(others), looked at again for up to ~10 ms: a thread that
+ * exited just before may still be there for a few microseconds (past its
+ * destructors, or past the tid clear that ends pthread_join, on its way
+ * out of the thread group). Keeps errno. */
+static int await_threads_left(int others)
+{
+	int saved = errno, ok = 0;
+	for (int i = 0; i < 20 && !(ok = threads_left(others)); i++) {
+		struct timespec ts = { 0, 500000 };
+		syscall(SYS_nanosleep, &ts, NULL);
+	}
+	errno = saved;
+	return ok;
+}
+
 int kp_writer_step_out(void)
 {
 	if (!kp_recording() || kp_tls.busy || syscall(SYS_getpid) != kp.pid ||
 	    atomic_load(&app_threads) != 1 || !threads_left(1))
 		return 0;
 	kp_writer_park();
+	/* the call (unshare, setns) counts the writer until it is gone */
+	await_threads_left(0);
 	return 1;
 }
 
-/* The key's destructor: this thread is exiting. A thread that exited
- * just before may still be there for a few microseconds (past its
- * destructors, on its way out): look again for up to ~10 ms. */
+/* The key's destructor: this thread is exiting. */
 static void app_thread_gone(void *arg)
 {
 	(void)arg;
 	if (atomic_fetch_sub(&app_threads, 1) != 1 || !kp_recording() ||
 	    syscall(SYS_getpid) != kp.pid)
 		return;
-	int saved = errno;
-	for (int i = 0; i < 20; i++) {
-		if (threads_left(1)) { /* this one and the writer */
-			kp_writer_park();
-			break;
-		}
-		struct timespec ts = { 0, 500000 };
-		syscall(SYS_nanosleep, &ts, NULL);
-	}
-	errno = saved;
+	if (await_threads_left(1)) /* this one and the writer */
+		kp_writer_park();
 }
 
 void kp_app_threads_add(int n)

@@ -213,6 +213,16 @@ static void disarm(struct sring *r)
 		timer_delete(r->timer);
 }
 
+/* A thread's timer could not be made or set (a sandbox's seccomp filter
+ * refuses the call, say): said once a process, with errno. */
+static void timer_failed(const char *call)
+{
+	static _Atomic int said;
+	if (!atomic_exchange(&said, 1))
+		kp_warn("CPU sampling: %s failed (%s); threads without a timer "
+			"are not sampled", call, strerror(errno));
+}
+
 /* Start sampling the calling thread. */
 static void arm_self(void)
 {
@@ -220,6 +230,7 @@ static void arm_self(void)
 		return;
 	uint8_t busy = kp_tls.busy;
 	kp_tls.busy = 1;
+	int saved = errno;
 	pthread_attr_t a;
 	void *addr;
 	size_t size;
@@ -243,14 +254,18 @@ static void arm_self(void)
 	sev.sigev_notify = SIGEV_THREAD_ID;
 	sev.sigev_signo = cpu.sig;
 	sev._sigev_un._tid = (pid_t)r->tid;
-	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &r->timer) != 0)
+	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &r->timer) != 0) {
+		timer_failed("timer_create");
 		goto out;
+	}
 	atomic_store(&r->armed, 1);
 	struct itimerspec its = {
 		{ cpu.period_ns / 1000000000, cpu.period_ns % 1000000000 },
 		{ cpu.period_ns / 1000000000, cpu.period_ns % 1000000000 } };
-	timer_settime(r->timer, 0, &its, NULL);
+	if (timer_settime(r->timer, 0, &its, NULL) != 0)
+		timer_failed("timer_settime");
 out:
+	errno = saved;
 	kp_busy_restore(busy);
 }
 

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -412,10 +413,19 @@ int kp_fd_is(long fd, const struct kp_file_id *id);
  * size - 1 bytes, empty when unreadable; @return its length. A raw
  * syscall: safe before initialisation and in the writer. */
 size_t kp_readlink(const char *path, char *buf, size_t size);
-/* This process's executable, so */
+/* This process's executable, so; when readlink is refused (a sandbox's
+ * seccomp filter), the path it was executed by (AT_EXECFN), which may be
+ * relative or a symbolic link */
 static inline size_t kp_self_exe(char *buf, size_t size)
 {
-	return kp_readlink("/proc/self/exe", buf, size);
+	size_t n = kp_readlink("/proc/self/exe", buf, size);
+	const char *fn = n ? NULL : (const char *)getauxval(AT_EXECFN);
+	if (fn && size) {
+		n = strnlen(fn, size - 1);
+		memcpy(buf, fn, n);
+		buf[n] = '\0';
+	}
+	return n;
 }
 /* path after its last '/' */
 static inline const char *kp_base_name(const char *path)

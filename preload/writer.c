@@ -1276,11 +1276,27 @@ static int prepare_output(void)
 	return 0;
 }
 
+/* Giving up at the start: the trace file kprof made, still empty (its
+ * header comes from the writer thread), is removed, not left behind for
+ * kprof-analyze to refuse; its fd is closed. */
+static void drop_output(void)
+{
+	if (w.fd < 0)
+		return;
+	struct stat st;
+	if (is_trace(w.fd) && syscall(SYS_fstat, w.fd, &st) == 0 &&
+	    st.st_size == 0)
+		syscall(SYS_unlink, w.path);
+	syscall(SYS_close, w.fd);
+	w.fd = -1;
+}
+
 int kp_writer_start(void)
 {
-	if (prepare_output() != 0)
-		return -1;
-	return spawn_thread();
+	if (prepare_output() == 0 && spawn_thread() == 0)
+		return 0;
+	drop_output();
+	return -1;
 }
 
 /* Wait for the writer thread to end. pthread_join is a cancellation

@@ -57,29 +57,18 @@
  *               5 x 100 (leak_in_parent), forks; the child SIGKILLs itself
  *               at once, as gdb's probes of ptrace are killed; the parent
  *               waits and prints "parent=PID child=PID child_signal=N".
- *   daemon      naps 50 ms, makes getppid fail (a seccomp filter), forks;
- *               the child leaks 3 x 200 (leak_in_child) and exits; the
- *               parent waits and prints "parent=PID child=PID
- *               child_status=N". (A daemon's fork: its parent exits at
- *               once, and getppid in the child may already name init.)
  * No stdio (see leaky.c): snprintf + write.
  */
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -399,36 +388,6 @@ static int mode_forkkill(void)
 	return 0;
 }
 
-static int mode_daemon(void)
-{
-	nap_ms(50);
-	/* getppid fails from here on, in the child too */
-	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-			 offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getppid, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-		return 5;
-	pid_t pid = fork();
-	if (pid < 0)
-		return 2;
-	if (pid == 0) {
-		leak_in_child();
-		exit(0);
-	}
-	int st = 0;
-	if (waitpid(pid, &st, 0) != pid)
-		return 4;
-	say("parent=%ld child=%ld child_status=%ld\n", (long)getpid(),
-	    (long)pid, WIFEXITED(st) ? (long)WEXITSTATUS(st) : -1L);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
@@ -466,8 +425,6 @@ int main(int argc, char **argv)
 		return mode_closefrom();
 	if (!strcmp(m, "forkkill"))
 		return mode_forkkill();
-	if (!strcmp(m, "daemon"))
-		return mode_daemon();
 	if (!strcmp(m, "earlysig") && argc > 2)
 		return mode_earlysig(argv[2]);
 	say("usage: lifecycle MODE%.0ld%.0ld%.0ld\n", 0, 0, 0);

@@ -146,6 +146,56 @@ with t.section("namespaces that need a single-threaded process"):
                  ["exec"], "%s: its trace goes on to its exec" % cmd[1])
 
 
+with t.section("system calls a sandbox refuses"):
+    # A seccomp filter (tests/apps/denysys.c) makes a call fail with EPERM,
+    # as sandboxes and service managers do for calls they do not allow.
+    DENY = app("denysys")
+    PY = "/usr/bin/python3"
+    script = ("import threading\n"
+              "def work(k):\n"
+              "    return len([str(i) * k for i in range(50000)])\n"
+              "ts = [threading.Thread(target=work, args=(k,)) for k in range(3)]\n"
+              "[x.start() for x in ts]; [x.join() for x in ts]\n"
+              "print(sum(work(k) for k in range(3)))\n")
+    # calls kprof makes that it can do without: the program runs as it
+    # would, kprof says nothing, and its trace is whole
+    for call in ("unshare", "process_vm_readv", "rt_tgsigqueueinfo", "prctl",
+                 "close_range", "readlinkat"):
+        with Tmp() as d:
+            plain = run_plain([DENY, call, PY, "-c", script], d)
+            r = run([DENY, call, PY, "-c", script], d, prof={"CPU": "1"})
+            t.eq((r.rc, r.out, r.err), (0, plain.out, ""),
+                 "%s refused: the program runs as without kprof, no word from it" % call,
+                 plain.err)
+            py = [x for x in r.traces if trace_header(x).get("exe", "").startswith("/usr/bin/python3")]
+            rep = analyze(py) if py else {}
+            t.ok(py and not rep["trace"]["truncated"] and
+                 rep["trace"]["processes"][0]["end_reason"] == "exit" and
+                 rep["memory"]["alloc_calls"] > 1000,
+                 "%s refused: python's trace is whole" % call, r.traces)
+    # no thread (glibc falls back from clone3 to clone only on ENOSYS):
+    # kprof cannot run its writer, says so once and leaves no empty file
+    with Tmp() as d:
+        code = "print('no threads here')"
+        r = run([DENY, "clone3", PY, "-c", code], d)
+        t.eq((r.rc, r.out), (0, "no threads here\n"), "clone3 refused: python runs", r.err)
+        t.eq(r.err, "kprof: cannot start the writer thread; not profiling\n",
+             "clone3 refused: kprof says it does not profile")
+        t.eq([trace_header(x).get("exe") for x in r.traces], [DENY],
+             "clone3 refused: denysys's trace (up to its exec) only, no empty one",
+             [(x, os.path.getsize(x)) for x in r.traces])
+    # no CPU timer: said once, and the report says sampling was on
+    with Tmp() as d:
+        r = run([DENY, "timer_create", PY, "-c", script], d, prof={"CPU": "1"})
+        t.eq((r.rc, r.err), (0, "kprof: CPU sampling: timer_create failed (Operation not "
+                                "permitted); threads without a timer are not sampled\n"),
+             "timer_create refused: the program runs; kprof says it once")
+        py = [x for x in r.traces if trace_header(x).get("exe", "").startswith("/usr/bin/python3")]
+        out = analyze(py, fmt="text", extra=["cpu"]) if py else ""
+        t.ok("no CPU samples, though sampling was on" in out,
+             "timer_create refused: the report says sampling was on", out[:300])
+
+
 with t.section("an address-space limit (ulimit -v)"):
     # kprof reserves its stack table's address space up front (576 MiB,
     # pages made as used). Under RLIMIT_AS it gave up at 200 and 400 MB

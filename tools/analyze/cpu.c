@@ -49,6 +49,7 @@ struct cpu_state {
 	uint64_t samples, ns;
 	uint64_t kprof_ns; /* of ns: samples whose innermost frame is kprof's */
 	uint64_t period_ns;
+	int sampling;      /* a trace's header says "cpu" "1" */
 	struct kp_idmap cpu_g, io_g; /* gstack -> index */
 	struct kp_wstack *cpu, *io;
 	size_t ncpu, nio;
@@ -83,6 +84,11 @@ static void cpu_begin_trace(void *st, struct kp_trace *t)
 	kp_idmap_init(&s->io_ids);
 	s->ncpu_acc = s->nio_acc = 0;
 	s->trace_first_thread = s->nthreads;
+	if (t->hdr)
+		for (uint32_t i = 0; i < t->hdr->nconfig; i++)
+			if (!strcmp(t->hdr->config_keys[i], "cpu") &&
+			    !strcmp(t->hdr->config_vals[i], "1"))
+				s->sampling = 1;
 	if (!s->period_ns && t->hdr)
 		for (uint32_t i = 0; i < t->hdr->nconfig; i++)
 			if (!strcmp(t->hdr->config_keys[i], "cpu_hz")) {
@@ -333,8 +339,14 @@ static void cpu_report_text(void *st, struct kp_analysis *an, FILE *out)
 	char a[32], b[32];
 	fprintf(out, "CPU\n");
 	if (!s->samples) {
-		fprintf(out, "  no CPU samples (run with KOTOBA_PROFILE_CPU=1)"
-			"\n\n");
+		if (s->sampling)
+			fprintf(out, "  no CPU samples, though sampling was on "
+				"(a run shorter than a sample period, or "
+				"timers kprof could not set: its warnings say)"
+				"\n\n");
+		else
+			fprintf(out, "  no CPU samples (run with "
+				"KOTOBA_PROFILE_CPU=1)\n\n");
 		return;
 	}
 	fmt_ms(a, sizeof(a), s->ns);

@@ -271,6 +271,45 @@ static void give_up(void)
 	atomic_store(&kp.writer_up, 0);
 }
 
+/*
+ * A write past the file size limit (RLIMIT_FSIZE, `ulimit -f`) fails
+ * with EFBIG and raises SIGXFSZ in the writing thread, whose default
+ * action ends the process: /bin/true under `ulimit -f 1` died of it at
+ * its exit, where its own thread writes the trace. So on an app's thread
+ * (exit, exec, a forked child's header) kprof's writes run with SIGXFSZ
+ * blocked, and one they raised is taken back before the mask is restored
+ * (one pending before is the app's, and stays). The writer thread blocks
+ * every signal already.
+ */
+struct xfsz {
+	int on;
+	uint64_t old;
+	int pending;
+};
+
+static void xfsz_hold(struct xfsz *x)
+{
+	x->on = !(w.thread_started && pthread_equal(pthread_self(), w.thread));
+	if (!x->on)
+		return;
+	uint64_t set = 1ull << (SIGXFSZ - 1), now = 0;
+	syscall(SYS_rt_sigprocmask, SIG_BLOCK, &set, &x->old, sizeof(set));
+	syscall(SYS_rt_sigpending, &now, sizeof(now));
+	x->pending = (now & set) != 0;
+}
+
+static void xfsz_release(struct xfsz *x, int efbig)
+{
+	if (!x->on)
+		return;
+	uint64_t set = 1ull << (SIGXFSZ - 1);
+	if (efbig && !x->pending) {
+		struct timespec zero = { 0, 0 };
+		syscall(SYS_rt_sigtimedwait, &set, NULL, &zero, sizeof(set));
+	}
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &x->old, NULL, sizeof(set));
+}
+
 /* All of iov[0..n) to the trace, across short writes; iov is changed. */
 static int sink_writev(void *ctx, struct iovec *iov, int n)
 {
@@ -281,13 +320,17 @@ static int sink_writev(void *ctx, struct iovec *iov, int n)
 		give_up();
 		return KP_EIO;
 	}
+	struct xfsz x;
+	xfsz_hold(&x);
 	while (n) {
 		long k = syscall(SYS_writev, w.fd, iov, n);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0) {
+			int e = errno;
+			xfsz_release(&x, e == EFBIG);
 			kp_warn("cannot write trace '%s': %s; recording stops",
-				w.path, strerror(errno));
+				w.path, strerror(e));
 			give_up();
 			return KP_EIO;
 		}
@@ -300,6 +343,7 @@ static int sink_writev(void *ctx, struct iovec *iov, int n)
 			iov->iov_len -= (size_t)k;
 		}
 	}
+	xfsz_release(&x, 0);
 	return 0;
 }
 

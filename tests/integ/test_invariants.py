@@ -196,6 +196,33 @@ with t.section("system calls a sandbox refuses"):
              "timer_create refused: the report says sampling was on", out[:300])
 
 
+with t.section("a file size limit (ulimit -f)"):
+    # A write past RLIMIT_FSIZE raises SIGXFSZ, which ends the process:
+    # /bin/true died of it under `ulimit -f 1`, at the exit where its own
+    # thread writes the trace. kprof's writes keep the signal to
+    # themselves; it says the trace stops, and the program runs as it would.
+    import resource
+
+    def limit_fsize():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+    code = ("import os, sys\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    sys.exit(3)\n"
+            "print(os.waitpid(pid, 0)[1] >> 8)\n")
+    for cmd in (["/bin/true"], ["/usr/bin/python3", "-c", code]):
+        with Tmp() as d:
+            plain = run_plain(cmd, d, preexec_fn=limit_fsize)
+            r = run(cmd, d, preexec_fn=limit_fsize)
+            t.eq((r.rc, r.out), (plain.rc, plain.out),
+                 "%s under a 1 KiB file size limit: as without kprof" % cmd[0], r.err)
+            t.ok(r.traces and all(os.path.getsize(x) <= 1024 for x in r.traces) and
+                 all(ln.startswith("kprof: cannot write trace '") and
+                     ln.endswith("': File too large; recording stops")
+                     for ln in r.err.splitlines()) and r.err,
+                 "%s: kprof says its trace stops" % cmd[0], r.err)
+
+
 with t.section("an address-space limit (ulimit -v)"):
     # kprof reserves its stack table's address space up front (576 MiB,
     # pages made as used). Under RLIMIT_AS it gave up at 200 and 400 MB

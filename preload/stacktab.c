@@ -64,19 +64,25 @@ static size_t store_words;       /* STORE_WORDS, or fewer */
  * pages made as they are used). Under a finite RLIMIT_AS (`ulimit -v`)
  * address space is what the program may allocate: with a 100 MB limit a
  * python3 that allocates 50 MB failed under kprof, and with 200 MB kprof
- * gave up. There they take at most a sixteenth of the limit; stacks past
- * that are dropped and counted, as when the table is full.
+ * gave up. RLIMIT_DATA (`ulimit -d`) counts private writable mappings
+ * the same way (kprof gave up at 200 and 400 MB). Under the lower of the
+ * two they take at most a sixteenth of it; stacks past that are dropped
+ * and counted, as when the table is full.
  */
 static void caps(void)
 {
-	struct rlimit rl;
+	static const int limits[] = { RLIMIT_AS, RLIMIT_DATA };
 	max_stacks = MAX_STACKS;
 	store_words = STORE_WORDS;
-	if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
-		return;
-	size_t words = (size_t)(rl.rlim_cur / 16 / sizeof(*store));
-	if (words < store_words)
-		store_words = words;
+	for (size_t i = 0; i < KP_ARRAY_SIZE(limits); i++) {
+		struct rlimit rl;
+		if (getrlimit(limits[i], &rl) != 0 ||
+		    rl.rlim_cur == RLIM_INFINITY)
+			continue;
+		size_t words = (size_t)(rl.rlim_cur / 16 / sizeof(*store));
+		if (words < store_words)
+			store_words = words;
+	}
 	if (max_stacks > store_words / 4)
 		max_stacks = (uint32_t)(store_words / 4);
 }

@@ -46,6 +46,7 @@ static inline int kp_rec_has_ts(unsigned type)
 	case KP_REC_MODULE:
 	case KP_REC_UNMODULE:
 	case KP_REC_THREAD_START:
+	case KP_REC_THREAD_NAME:
 	case KP_REC_THREAD_END:
 	case KP_REC_END:
 	case KP_REC_FORK:

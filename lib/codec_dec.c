@@ -498,6 +498,7 @@ static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 		TRY(get_str(c, &r->u.module.path, &r->u.module.path_len));
 		return (int)need;
 	case KP_REC_THREAD_START:
+	case KP_REC_THREAD_NAME:
 		need = 3;
 		if (rem < need)
 			return KP_ECORRUPT;
@@ -575,7 +576,7 @@ static int dec_body(struct kp_dec *d, struct kp_rec *r, uint32_t rem)
 
 static inline int known_type(uint64_t t)
 {
-	return (t >= KP_REC_FRAME && t <= KP_REC_EVENTS_NS) ||
+	return (t >= KP_REC_FRAME && t <= KP_REC_THREAD_NAME) ||
 	       kp_rec_is_ext(t);
 }
 

@@ -65,6 +65,7 @@ int kp_enc_check(const struct kp_rec *r)
 		return check_bytes(r->u.module.path, r->u.module.path_len,
 				   KP_MAX_STR_LEN);
 	case KP_REC_THREAD_START:
+	case KP_REC_THREAD_NAME:
 		return check_bytes(r->u.thread.name, r->u.thread.name_len,
 				   KP_MAX_STR_LEN);
 	case KP_REC_EXEC:
@@ -406,6 +407,7 @@ int kp_enc_rec(struct kp_enc *e, const struct kp_rec *r)
 			return -1;
 		return 0;
 	case KP_REC_THREAD_START:
+	case KP_REC_THREAD_NAME:
 		if (pk_hdr(e, 4, r->type) < 0 || pk_dts(e, r->ts) < 0 ||
 		    pk_u(e, r->tid) < 0 ||
 		    pk_str(e, r->u.thread.name, r->u.thread.name_len) < 0)

@@ -51,7 +51,7 @@
  * which it ignores; 3.2: SNAPSHOT's values for kprof's own cost, which a
  * 3.1 reader skips; 4.1: the header's "forked", which a 4.0 reader
  * ignores) */
-#define KP_FORMAT_MINOR 1
+#define KP_FORMAT_MINOR 2
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -130,6 +130,10 @@ enum kp_rec_type {
 	 * have no stack field (their stack is 0): what the writer writes for
 	 * a process recorded without stacks (format 4). */
 	KP_REC_EVENTS_NS = 19,
+	/* [20, dts, tid, name]: thread tid is called name from dts on (the
+	 * program named it: pthread_setname_np), where THREAD_START has the
+	 * name it had at its first event (4.2). */
+	KP_REC_THREAD_NAME = 20,
 
 	/*
 	 * Extension records (type >= KP_REC_EXT_MIN): I/O, queries, spans,
@@ -418,7 +422,8 @@ struct kp_rec {
 			uint32_t path_len, build_id_len;
 		} module;
 		struct {
-			const char *name; /* THREAD_START; not NUL-terminated */
+			const char *name; /* THREAD_START, THREAD_NAME; not
+					   * NUL-terminated */
 			uint32_t name_len;
 		} thread;
 		struct {

@@ -58,6 +58,7 @@ struct sring {
 	_Atomic int armed;      /* timer exists */
 	timer_t timer;
 	uint32_t tid;
+	uintptr_t pthread;      /* the thread's pthread_self() */
 	_Atomic uint64_t lost;  /* samples dropped (ring full) */
 	struct sring *next;     /* registry, push-only */
 	uint64_t words[SRING_WORDS];
@@ -245,6 +246,7 @@ static void arm_self(void)
 	if (!r)
 		goto out;
 	r->tid = (uint32_t)kp_gettid();
+	r->pthread = (uintptr_t)pthread_self();
 	ct.last_cpu = thread_cpu_ns();
 	ct.r = r;
 	pthread_setspecific(cpu.key, r);
@@ -492,6 +494,15 @@ void kp_cpu_step_aside(int sig, int reset)
 	}
 	kp_warn("the program installs a handler for signal %d, which kprof "
 		"uses for CPU sampling; CPU sampling stops", sig);
+}
+
+uint32_t kp_cpu_tid_of(pthread_t th)
+{
+	for (struct sring *r = atomic_load(&cpu.rings); r; r = r->next)
+		if (atomic_load(&r->state) == SR_ACTIVE &&
+		    r->pthread == (uintptr_t)th)
+			return r->tid;
+	return 0;
 }
 
 /* Called by finish() (lifecycle.c), in the traced process only. */

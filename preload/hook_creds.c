@@ -25,6 +25,7 @@
 #include "state.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
@@ -72,6 +73,8 @@ KP_EXPORT int prctl(int option, ...)
 	va_end(ap);
 	kp_real_resolve();
 	int rc = kp_real.prctl(option, a[0], a[1], a[2], a[3]);
+	if (rc == 0 && option == PR_SET_NAME && a[0])
+		kp_thread_named(pthread_self(), (const char *)a[0]);
 	if (rc >= 0 && per_thread_option(option) && !kp_tls.busy &&
 	    !(option == PR_CAP_AMBIENT && a[0] == PR_CAP_AMBIENT_IS_SET)) {
 		int saved = errno;

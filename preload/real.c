@@ -57,6 +57,7 @@ void kp_real_resolve(void)
 	r.unshare = next("unshare");
 	r.setns = next("setns");
 	r.prctl = next("prctl");
+	r.pthread_setname_np = next("pthread_setname_np");
 	r.pthread_create = next("pthread_create");
 	r.sigaction = next("sigaction");
 	r.signal = next("signal");

@@ -117,6 +117,7 @@ struct kp_ring *kp_ring_self(void)
 		registry_push(r);
 	}
 	r->tid = t->tid;
+	r->pthread = (uintptr_t)pthread_self();
 	t->ring = r;
 	pthread_setspecific(ring_key, r);
 
@@ -404,6 +405,34 @@ void kp_ring_push_ext(uint64_t tsc, uint8_t type, uint8_t kind,
 		str_len = KP_MAX_STR_LEN;
 	push_event(tsc ? tsc : kp_ticks(), type, kind, stack, v,
 		   (size_t)l.nv * 8, str, str_len);
+}
+
+/* Thread th is called name now (pthread_setname_np): a THREAD_NAME event
+ * for its tid (carried in the stack field), when the thread is the
+ * caller, one with a ring or one sampled. A thread with none of these has
+ * nothing to name yet: its THREAD_START will carry the name. The caller
+ * has set kp_tls.busy. */
+void kp_ring_thread_name(pthread_t th, const char *name)
+{
+	uint32_t tid = 0;
+	if (pthread_equal(th, pthread_self())) {
+		tid = (uint32_t)kp_gettid();
+	} else {
+		for (struct kp_ring *r = atomic_load(&kp.rings); r;
+		     r = r->next)
+			if (atomic_load(&r->state) == KP_RING_ACTIVE &&
+			    r->pthread == (uintptr_t)th) {
+				tid = r->tid;
+				break;
+			}
+	}
+	if (!tid)
+		tid = kp_cpu_tid_of(th); /* a sampled thread without events */
+	if (!tid)
+		return;
+	char buf[16] = { 0 };
+	strncpy(buf, name, sizeof(buf) - 1);
+	kp_ring_push(0, KP_REC_THREAD_NAME, 0, tid, buf, sizeof(buf));
 }
 
 void kp_ring_thread_exit(void)

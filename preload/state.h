@@ -195,6 +195,7 @@ struct kp_ring {
 	char pad1[48];
 	_Atomic int state;        /* enum kp_ring_state */
 	uint32_t tid;             /* owner's tid while ACTIVE */
+	uintptr_t pthread;        /* owner's pthread_self() while ACTIVE */
 	uint64_t mask;            /* slots - 1 */
 	uint64_t gmask;           /* KP_RING_G(slots) - 1 */
 	/* the writer's: how far it took the run at its tail (0: not begun),
@@ -380,6 +381,8 @@ struct kp_real {
 	int (*setns)(int, int);
 	int (*prctl)(int, unsigned long, unsigned long, unsigned long,
 		     unsigned long);
+	/* hook_thread.c */
+	void *pthread_setname_np; /* int (*)(pthread_t, const char *) */
 	/* cpu.c */
 	void *pthread_create;  /* int (*)(pthread_t *, attr, fn, arg) */
 	void *sigaction;       /* int (*)(int, act, old) */
@@ -489,6 +492,13 @@ void kp_ring_push_ext(uint64_t tsc, uint8_t type, uint8_t kind,
 		      uint32_t stack, const int64_t *v, const char *str,
 		      size_t str_len);
 void kp_ring_thread_exit(void);
+/* The tid of a thread sampled for CPU, else 0 (cpu.c). */
+uint32_t kp_cpu_tid_of(pthread_t th);
+/* A THREAD_NAME event: thread th is called name from now on (ring.c). */
+void kp_ring_thread_name(pthread_t th, const char *name);
+/* The same from an interposer: unless kprof is off or busy here, keeps
+ * errno (hook_thread.c). */
+void kp_thread_named(pthread_t th, const char *name);
 void kp_ring_after_fork_child(void);
 int kp_ring_init(void);
 /* Wake the writer thread now; _poke only if it sleeps (the hot path). */

@@ -610,6 +610,9 @@ static void ev_to_rec(const struct kp_ring *r, uint64_t t, uint32_t tid,
 		rec->u.realloc.dur = dur_ns(ev_val(r, t, 3));
 		rec->u.realloc.stack = ev->stack;
 		break;
+	case KP_REC_THREAD_NAME:
+		rec->tid = ev->stack; /* the named thread (kp_ring_thread_name) */
+		/* fall through */
 	case KP_REC_THREAD_START:
 		rec->u.thread.name = (const char *)&ev->a;
 		rec->u.thread.name_len = (uint32_t)strnlen((const char *)&ev->a,

@@ -8,7 +8,10 @@
  *                            "tid TID cpu_ns N" per worker (its own
  *                            CLOCK_THREAD_CPUTIME_ID at its end), and
  *                            "tid TID hot_b_cpu_ns N" (the second one's
- *                            clock between hot_b and hot_c)
+ *                            clock between hot_b and hot_c); each
+ *                            allocates once first, then the first names
+ *                            itself hot-a and main names the second
+ *                            hot-bc (pthread_setname_np)
  *   cpuwork late N UNITS     N threads created one after the other, each
  *                            spinning UNITS in late_worker
  *   cpuwork blocking ROUNDS  a child writes to a pipe with pauses; the
@@ -108,6 +111,8 @@ static void report(void)
 static void *worker_a(void *arg)
 {
 	(void)arg;
+	free(malloc(64)); /* an event first: kprof has the inherited name */
+	pthread_setname_np(pthread_self(), "hot-a");
 	hot_a(units * 60 / 100);
 	report();
 	return NULL;
@@ -116,6 +121,7 @@ static void *worker_a(void *arg)
 static void *worker_bc(void *arg)
 {
 	(void)arg;
+	free(malloc(64));
 	hot_b(units * 30 / 100);
 	unsigned long long b_ns = thread_cpu_ns();
 	hot_c(units * 10 / 100);
@@ -150,6 +156,7 @@ static int split(long n)
 		return 1;
 	struct timespec d = { 0, 20000000 };
 	nanosleep(&d, NULL);
+	pthread_setname_np(b, "hot-bc"); /* another thread's name */
 	if (pthread_create(&a, NULL, worker_a, NULL))
 		return 1;
 	pthread_join(a, NULL);

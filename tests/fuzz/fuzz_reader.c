@@ -100,6 +100,7 @@ static unsigned touch(const struct kp_rec *r)
 		n = r->u.module.path_len;
 		break;
 	case KP_REC_THREAD_START:
+	case KP_REC_THREAD_NAME:
 		p = (const uint8_t *)r->u.thread.name;
 		n = r->u.thread.name_len;
 		break;

@@ -107,12 +107,19 @@ with t.section("accuracy: 60/30/10 in two threads"):
                  "by its CPU clock (within 5 %%)" % (tid, g, ns))
         t.eq(sum(th["cpu_ns"] for th in c["threads"]), c["cpu_ns"],
              "threads add up to cpu_ns")
+        # their names: hot-a named itself, main named the other one
+        names = {th["tid"]: th["name"] for th in c["threads"]}
+        t.eq(sorted(names.get(tid) for tid in want),
+             ["hot-a", "hot-bc"], "the workers' names (pthread_setname_np on "
+             "itself and on another thread)", names)
 
         # text report
         rc, out, err = analyze_raw(["cpu", r.traces[0]])
         t.eq(rc, 0, "kprof-analyze cpu")
         t.ok("hot_a" in out and "hottest stacks" in out and
              "threads" in out, "cpu text names hot_a, threads, stacks", out)
+        t.ok(re.search(r"\n    pid \d+ tid \d+  hot-bc ", out),
+             "cpu text: a thread's line has its name", out[:600])
 
         # folded round trip: the leaf sums are the self times, the total
         # is cpu_ns, every line is "a;b;c N"
@@ -211,6 +218,21 @@ with t.section("kprof's own share"):
         want = "  %.1f %% of it in kprof's own code (its hooks, run by the " \
                "program's threads)\n" % (100.0 * c["kprof_ns"] / c["cpu_ns"])
         t.ok(rc == 0 and want in out, "the text report gives the share", out[:400])
+
+with t.section("a thread's name from prctl(PR_SET_NAME)"):
+    # python3 names its main thread through ctypes after its first
+    # allocations: the CPU report knows it by that name
+    code = ("import ctypes\n"
+            "ctypes.CDLL(None).prctl(15, b'py-main', 0, 0, 0)\n"
+            "s = 0\n"
+            "for i in range(3000000): s += i\n"
+            "print(s > 0)\n")
+    with Tmp() as d:
+        r = run(["/usr/bin/python3", "-c", code], cwd=d, prof=CPU)
+        t.eq((r.rc, r.out), (0, "True\n"), "python3 runs", r.err)
+        c = cpu_of(analyze(r.traces))
+        t.eq([th["name"] for th in c["threads"]], ["py-main"],
+             "the one sampled thread is py-main", c["threads"])
 
 with t.section("threads created after start"):
     with Tmp() as d:

@@ -129,6 +129,7 @@ static inline int rec_same(const struct kp_rec *a, const struct kp_rec *b)
 			memcmp(a->u.module.path, b->u.module.path,
 			       a->u.module.path_len) == 0);
 	case KP_REC_THREAD_START:
+	case KP_REC_THREAD_NAME:
 		return a->ts == b->ts && a->tid == b->tid &&
 		       a->u.thread.name_len == b->u.thread.name_len &&
 		       (a->u.thread.name_len == 0 ||
@@ -370,6 +371,10 @@ static inline size_t edge_records(struct kp_rec *out)
 	r->u.thread.name_len = KP_MAX_STR_LEN; NEXT(KP_REC_THREAD_START);
 	r->ts = 17; r->tid = 99; r->u.thread.name = "worker";
 	r->u.thread.name_len = 6; NEXT(KP_REC_THREAD_START);
+	r->ts = 17; r->tid = 99; r->u.thread.name = "io-thd-1";
+	r->u.thread.name_len = 8; NEXT(KP_REC_THREAD_NAME);
+	r->ts = 17; r->tid = 98; r->u.thread.name = "";
+	r->u.thread.name_len = 0; NEXT(KP_REC_THREAD_NAME);
 	r->ts = 18; r->tid = 99; NEXT(KP_REC_THREAD_END);
 	r->u.lost.what = KP_REC_ALLOC; r->u.lost.count = M; NEXT(KP_REC_LOST);
 	r->u.lost.what = 0; r->u.lost.count = 0; NEXT(KP_REC_LOST);

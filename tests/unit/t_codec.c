@@ -722,6 +722,7 @@ TEST(cross_check_msgpack_c)
 			bad |= r.u.module.path_len != e[3].via.str.size;
 			break;
 		case KP_REC_THREAD_START:
+		case KP_REC_THREAD_NAME:
 			last_ts += I(1);
 			bad |= r.ts != last_ts || r.tid != U(2);
 			REQUIRE(e[3].type == MSGPACK_OBJECT_STR);

@@ -270,6 +270,10 @@ struct kp_trace {
 	int jit_state;                  /* 0 not looked for, 1 found, -1 none */
 	/* threads */
 	struct kp_idmap tids;
+	/* their names (THREAD_START, then THREAD_NAME): tid -> index */
+	struct kp_idmap tname_ids;
+	char **tnames;
+	size_t ntnames;
 	uint64_t last_ts;
 };
 
@@ -277,6 +281,7 @@ struct kp_trace {
 #define KP_MAX_TRACE_PCS (64u << 20)   /* pcs defined per trace */
 #define KP_MAX_TRACE_MODULES 65536
 #define KP_MAX_TIDS (1u << 20)         /* distinct tids tracked per trace */
+#define KP_MAX_THREAD_NAME 64          /* bytes of a thread's name kept */
 #define KP_MAX_QTEXTS (1u << 20)       /* query text ids per trace */
 #define KP_MAX_QTEXT_BYTES (256u << 20) /* their text per trace */
 
@@ -297,6 +302,8 @@ uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local);
  * to the map's pseudo-module, so they are named. */
 void kp_trace_name_jit(struct kp_trace *t);
 void kp_trace_release(struct kp_trace *t);
+/* Thread tid's name as the trace last gave it, or NULL. */
+const char *kp_trace_thread_name(const struct kp_trace *t, uint32_t tid);
 
 /* ---- JIT code: perf map files (perfmap.c) ---------------------------------- */
 

@@ -83,7 +83,8 @@ static void tl_begin(void *st, struct kp_trace *t)
 static void tl_record(void *st, struct kp_trace *t, const struct kp_rec *r)
 {
 	struct tl_state *s = st;
-	if (!s->on || r->type != KP_REC_THREAD_START)
+	if (!s->on || (r->type != KP_REC_THREAD_START &&
+			r->type != KP_REC_THREAD_NAME))
 		return;
 	struct tev *e = push(s);
 	e->ph = 'M';

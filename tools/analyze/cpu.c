@@ -21,6 +21,7 @@ struct cpu_thread {
 	int64_t pid;
 	uint32_t tid;
 	uint64_t samples, ns;
+	char *name; /* the trace's last name for it, or NULL */
 };
 
 /* Per trace: weights by the trace's stack id. */
@@ -146,7 +147,7 @@ static void cpu_events(void *st, struct kp_trace *t, const struct kp_batch *b)
 			}
 			ti = (uint32_t)s->nthreads++;
 			s->threads[ti] = (struct cpu_thread){
-				t->proc->pid, e->tid, 0, 0 };
+				t->proc->pid, e->tid, 0, 0, NULL };
 			kp_idmap_put(&s->tids, e->tid, ti);
 		}
 		s->threads[ti].samples++;
@@ -185,6 +186,11 @@ static void merge(struct kp_trace *t, struct kp_idmap *gm,
 static void cpu_end_trace(void *st, struct kp_trace *t)
 {
 	struct cpu_state *s = st;
+	for (size_t i = s->trace_first_thread; i < s->nthreads; i++) {
+		const char *name = kp_trace_thread_name(t, s->threads[i].tid);
+		if (name)
+			s->threads[i].name = xstrdup(name);
+	}
 	merge(t, &s->cpu_g, &s->cpu, &s->ncpu, s->cpu_acc, s->ncpu_acc);
 	merge(t, &s->io_g, &s->io, &s->nio, s->io_acc, s->nio_acc);
 	kp_idmap_free(&s->tids);
@@ -364,9 +370,12 @@ static void cpu_report_text(void *st, struct kp_analysis *an, FILE *out)
 	fprintf(out, "  threads\n");
 	for (size_t i = 0; i < s->nthreads && (full || i < top); i++) {
 		fmt_ms(a, sizeof(a), s->threads[i].ns);
-		fprintf(out, "    pid %" PRId64 " tid %u  %12s  %5.1f %%  "
+		char nm[64];
+		kp_disp(nm, sizeof(nm), s->threads[i].name ?
+			s->threads[i].name : "", 15);
+		fprintf(out, "    pid %" PRId64 " tid %u  %-15s %12s  %5.1f %%  "
 			"%" PRIu64 " sample%s\n", s->threads[i].pid,
-			s->threads[i].tid, a,
+			s->threads[i].tid, nm, a,
 			100 * share(s->threads[i].ns, s->ns),
 			s->threads[i].samples,
 			s->threads[i].samples == 1 ? "" : "s");
@@ -430,6 +439,8 @@ static void cpu_report_json(void *st, struct kp_analysis *an,
 		kp_json_i64(j, s->threads[i].pid);
 		kp_json_key(j, "tid");
 		kp_json_u64(j, s->threads[i].tid);
+		kp_json_key(j, "name");
+		kp_json_str(j, s->threads[i].name);
 		kp_json_key(j, "samples");
 		kp_json_u64(j, s->threads[i].samples);
 		kp_json_key(j, "cpu_ns");
@@ -478,6 +489,8 @@ static void cpu_free(void *st, struct kp_analysis *an)
 	for (size_t i = 0; i < s->nfuncs; i++)
 		free(s->funcs[i].name);
 	free(s->funcs);
+	for (size_t i = 0; i < s->nthreads; i++)
+		free(s->threads[i].name);
 	free(s->by_self);
 	free(s->by_total);
 	free(s->threads);

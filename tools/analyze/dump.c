@@ -82,6 +82,7 @@ static void rec_json(struct kp_json *j, const struct kp_rec *r,
 		kp_json_strn(j, r->u.module.path, r->u.module.path_len);
 		break;
 	case KP_REC_THREAD_START:
+	case KP_REC_THREAD_NAME:
 		kp_json_key(j, "name");
 		kp_json_strn(j, r->u.thread.name, r->u.thread.name_len);
 		break;

@@ -166,6 +166,36 @@ static void note_tid_slow(struct kp_load *L, uint32_t tid)
 	kp_idmap_put(&t->tids, tid, 1);
 }
 
+/* Thread tid is called name (at most KP_MAX_THREAD_NAME bytes kept). */
+static void name_thread(struct kp_trace *t, uint32_t tid, const char *name,
+			uint32_t len)
+{
+	if (!name)
+		return;
+	if (len > KP_MAX_THREAD_NAME)
+		len = KP_MAX_THREAD_NAME;
+	uint32_t i = kp_idmap_get(&t->tname_ids, tid);
+	if (i != UINT32_MAX) {
+		free(t->tnames[i]);
+		t->tnames[i] = xstrndup(name, len);
+		return;
+	}
+	if (t->ntnames >= KP_MAX_TIDS)
+		return;
+	if ((t->ntnames & (t->ntnames - 1)) == 0)
+		t->tnames = xrealloc_array(t->tnames,
+					   t->ntnames ? 2 * t->ntnames : 16,
+					   sizeof(*t->tnames));
+	t->tnames[t->ntnames] = xstrndup(name, len);
+	kp_idmap_put(&t->tname_ids, tid, (uint32_t)t->ntnames++);
+}
+
+const char *kp_trace_thread_name(const struct kp_trace *t, uint32_t tid)
+{
+	uint32_t i = kp_idmap_get(&t->tname_ids, tid);
+	return i == UINT32_MAX ? NULL : t->tnames[i];
+}
+
 static KP_ALWAYS_INLINE void note_tid(struct kp_load *L, uint32_t tid)
 {
 	if (KP_UNLIKELY(tid != L->last_tid || !L->have_tid))
@@ -216,7 +246,10 @@ static void handle_record(struct kp_load *L, const struct kp_rec *rec)
 		kp_trace_unmap_module(t, rec);
 		break;
 	case KP_REC_THREAD_START:
+	case KP_REC_THREAD_NAME:
 		note_tid(L, rec->tid);
+		name_thread(L->t, rec->tid, rec->u.thread.name,
+			    rec->u.thread.name_len);
 		break;
 	case KP_REC_LOST:
 		/* Cumulative per type: the latest count replaces the last. */
@@ -334,6 +367,7 @@ int kp_analysis_add(struct kp_analysis *an, const char *name,
 	t.proc = proc_new(an, name, h);
 	kp_idmap_init(&t.stack_ids);
 	kp_idmap_init(&t.tids);
+	kp_idmap_init(&t.tname_ids);
 	struct kp_load L = { .an = an, .t = &t };
 	for (size_t i = 0; i < an->npasses; i++) {
 		if (an->passes[i]->xEvents) {

@@ -180,6 +180,7 @@ static void own_rec(struct ra_chunk *c, struct kp_rec *rec)
 					     rec->u.module.build_id_len);
 		break;
 	case KP_REC_THREAD_START:
+	case KP_REC_THREAD_NAME:
 		rec->u.thread.name = own(c, rec->u.thread.name,
 					 rec->u.thread.name_len);
 		break;

@@ -76,6 +76,7 @@ const char *kp_rec_type_name(unsigned type, char *buf, size_t n)
 		[KP_REC_REALLOC] = "realloc", [KP_REC_STACK] = "stack",
 		[KP_REC_MODULE] = "module", [KP_REC_UNMODULE] = "unmodule",
 		[KP_REC_THREAD_START] = "thread_start",
+		[KP_REC_THREAD_NAME] = "thread_name",
 		[KP_REC_THREAD_END] = "thread_end", [KP_REC_LOST] = "lost",
 		[KP_REC_END] = "end", [KP_REC_FORK] = "fork",
 		[KP_REC_EXEC] = "exec", [KP_REC_IO] = "io",

@@ -622,6 +622,12 @@ void kp_trace_release(struct kp_trace *t)
 	t->stack_direct = NULL;
 	t->stack_direct_cap = 0;
 	kp_idmap_free(&t->tids);
+	kp_idmap_free(&t->tname_ids);
+	for (size_t i = 0; i < t->ntnames; i++)
+		free(t->tnames[i]);
+	free(t->tnames);
+	t->tnames = NULL;
+	t->ntnames = 0;
 	free(t->stacks);
 	free(t->prev);
 	t->prev = NULL;

@@ -85,6 +85,16 @@ static void t_ext(struct tb *b, uint8_t type, uint32_t tid, uint64_t ts,
 	add(b, &r);
 }
 
+/* A THREAD_START or THREAD_NAME: thread tid is called name. */
+static void t_thread_name(struct tb *b, uint8_t type, uint32_t tid,
+			  uint64_t ts, const char *name)
+{
+	struct kp_rec r = { .type = type, .tid = tid, .ts = ts };
+	r.u.thread.name = name;
+	r.u.thread.name_len = (uint32_t)strlen(name);
+	add(b, &r);
+}
+
 static void t_end(struct tb *b, uint64_t ts)
 {
 	struct kp_rec r;
@@ -162,6 +172,10 @@ static void build(struct tb *b)
 	t_stack(b, 1, s1, 2);
 	t_stack(b, 2, s2, 2);
 	t_stack(b, 3, s3, 256);
+	/* thread 8 starts as app, is renamed (a control byte in it); 7 has
+	 * no name */
+	t_thread_name(b, KP_REC_THREAD_START, 8, 50, "app");
+	t_thread_name(b, KP_REC_THREAD_NAME, 8, 60, "io\x01thd<1>");
 	for (int i = 0; i < 3; i++)
 		t_ext(b, KP_REC_CPU_SAMPLE, 7, 100 + (uint64_t)i, 1,
 		      KP_CPU_WEIGHT, 1000000);
@@ -198,6 +212,8 @@ TEST(weights_per_stack_and_thread)
 		     "assert c[\"samples\"]==5 and c[\"cpu_ns\"]==9000000, c; "
 		     "t={x[\"tid\"]:x[\"cpu_ns\"] for x in c[\"threads\"]}; "
 		     "assert t=={7:3000000,8:6000000}, t; "
+		     "n={x[\"tid\"]:x[\"name\"] for x in c[\"threads\"]}; "
+		     "assert n=={7:None,8:\"io\\x01thd<1>\"}, n; "
 		     "f={x[\"function\"]:x for x in c[\"functions\"]}; "
 		     "a=f[\"app+0x100\"]; "
 		     "assert a[\"self_share\"]==0 and abs(a[\"total_share\"]-7/9)"
@@ -216,7 +232,11 @@ TEST(text_counts_samples_in_words)
 	struct kp_analysis *an = analyze(&b, &o);
 	char *s = render(an, 2);
 	CHECK(strstr(s, "9.0 ms of CPU in 5 samples\n") != NULL);
-	CHECK(strstr(s, "tid 7        3.0 ms   33.3 %  3 samples\n") != NULL);
+	CHECK(strstr(s, "tid 7                        3.0 ms   33.3 %  "
+			"3 samples\n") != NULL);
+	/* the last name, its control byte shown as '?' */
+	CHECK(strstr(s, "tid 8  io?thd<1>             6.0 ms   66.7 %  "
+			"2 samples\n") != NULL);
 	/* stack 3's one sample of 2 ms, and none says "1 samples" */
 	CHECK(strstr(s, "2.0 ms  1 sample\n") != NULL);
 	CHECK(strstr(s, " 1 samples") == NULL);

@@ -47,6 +47,11 @@ enum kp_io_op {
 	KP_IO_OP_SLEEP = 18,       /* usleep, nanosleep, clock_nanosleep, sleep
 				    * inside a database call (a busy handler's
 				    * retry wait); fd -1, req = ns asked */
+	/* syscall layer again: sockets */
+	KP_IO_OP_SEND = 19,        /* send, sendto */
+	KP_IO_OP_RECV = 20,        /* recv, recvfrom (and their __*_chk) */
+	KP_IO_OP_SENDMSG = 21,     /* req = the bytes of its iovecs */
+	KP_IO_OP_RECVMSG = 22,
 	/* stdio layer */
 	KP_IO_OP_FREAD = 32,
 	KP_IO_OP_FWRITE = 33,
@@ -103,7 +108,8 @@ static inline const char *kp_io_op_name(unsigned op)
 		"read", "write", "pread", "pwrite", "readv", "writev",
 		"preadv", "pwritev", "lseek", "fsync", "fdatasync",
 		"sync_file_range", "msync", "ftruncate", "fallocate",
-		"copy_file_range", "sendfile", "lock", "sleep",
+		"copy_file_range", "sendfile", "lock", "sleep", "send",
+		"recv", "sendmsg", "recvmsg",
 	};
 	static const char *const std[] = {
 		"fread", "fwrite", "fgets", "fputs", "getdelim", "fprintf",
@@ -135,12 +141,12 @@ static inline char kp_io_op_dir(unsigned op)
 	switch (op) {
 	case KP_IO_OP_READ: case KP_IO_OP_PREAD: case KP_IO_OP_READV:
 	case KP_IO_OP_PREADV: case KP_IO_OP_FREAD: case KP_IO_OP_FGETS:
-	case KP_IO_OP_GETDELIM:
+	case KP_IO_OP_GETDELIM: case KP_IO_OP_RECV: case KP_IO_OP_RECVMSG:
 		return 'r';
 	case KP_IO_OP_WRITE: case KP_IO_OP_PWRITE: case KP_IO_OP_WRITEV:
 	case KP_IO_OP_PWRITEV: case KP_IO_OP_FWRITE: case KP_IO_OP_FPUTS:
 	case KP_IO_OP_FPRINTF: case KP_IO_OP_COPY_FILE_RANGE:
-	case KP_IO_OP_SENDFILE:
+	case KP_IO_OP_SENDFILE: case KP_IO_OP_SEND: case KP_IO_OP_SENDMSG:
 		return 'w';
 	case KP_IO_OP_FSYNC: case KP_IO_OP_FDATASYNC:
 	case KP_IO_OP_SYNC_FILE_RANGE: case KP_IO_OP_MSYNC:

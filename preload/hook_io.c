@@ -28,6 +28,9 @@
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
 ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
 ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+		       struct sockaddr *addr, socklen_t *alen);
 
 struct kp_io_real kp_io_real;
 _Atomic unsigned kp_io_direct;
@@ -120,6 +123,14 @@ void kp_io_real_fill(void)
 	NEXT(posix_fallocate, "posix_fallocate64");
 	NEXT(copy_file_range, "copy_file_range");
 	NEXT(sendfile, "sendfile64");
+	NEXT(send, "send");
+	NEXT(sendto, "sendto");
+	NEXT(sendmsg, "sendmsg");
+	NEXT(recv, "recv");
+	NEXT(recvfrom, "recvfrom");
+	NEXT(recvmsg, "recvmsg");
+	NEXT(recv_chk, "__recv_chk");
+	NEXT(recvfrom_chk, "__recvfrom_chk");
 	NEXT(read_chk, "__read_chk");
 	NEXT(pread_chk, "__pread64_chk");
 	NEXT(open, "open64");
@@ -526,6 +537,79 @@ KP_EXPORT int posix_fallocate(int fd, off_t off, off_t len)
 KP_EXPORT int posix_fallocate64(int fd, off_t off, off_t len)
 {
 	return do_posix_fallocate(fd, off, len);
+}
+
+/* ---- sockets: send and receive ------------------------------------------- */
+
+/* The bytes a msghdr's iovecs ask for. */
+static uint64_t msg_bytes(const struct msghdr *m)
+{
+	uint64_t n = 0;
+	if (m && m->msg_iov)
+		for (size_t i = 0; i < m->msg_iovlen; i++)
+			n += m->msg_iov[i].iov_len;
+	return n;
+}
+
+KP_EXPORT ssize_t send(int fd, const void *buf, size_t n, int fl)
+{
+	IO_REAL(send);
+	TIMED(ssize_t, KP_IO_OP_SEND, fd, n, NOOFF,
+	      kp_io_real.send(fd, buf, n, fl));
+}
+
+KP_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int fl,
+			 const struct sockaddr *to, socklen_t tolen)
+{
+	IO_REAL(sendto);
+	TIMED(ssize_t, KP_IO_OP_SEND, fd, n, NOOFF,
+	      kp_io_real.sendto(fd, buf, n, fl, to, tolen));
+}
+
+KP_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
+{
+	IO_REAL(sendmsg);
+	TIMED(ssize_t, KP_IO_OP_SENDMSG, fd, msg_bytes(m), NOOFF,
+	      kp_io_real.sendmsg(fd, m, fl));
+}
+
+KP_EXPORT ssize_t recv(int fd, void *buf, size_t n, int fl)
+{
+	IO_REAL(recv);
+	TIMED(ssize_t, KP_IO_OP_RECV, fd, n, NOOFF,
+	      kp_io_real.recv(fd, buf, n, fl));
+}
+
+KP_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen,
+			     int fl)
+{
+	IO_REAL_OR(recv_chk, -1);
+	TIMED(ssize_t, KP_IO_OP_RECV, fd, n, NOOFF,
+	      kp_io_real.recv_chk(fd, buf, n, buflen, fl));
+}
+
+KP_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int fl,
+			   struct sockaddr *from, socklen_t *fromlen)
+{
+	IO_REAL(recvfrom);
+	TIMED(ssize_t, KP_IO_OP_RECV, fd, n, NOOFF,
+	      kp_io_real.recvfrom(fd, buf, n, fl, from, fromlen));
+}
+
+KP_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
+				 int fl, struct sockaddr *from,
+				 socklen_t *fromlen)
+{
+	IO_REAL_OR(recvfrom_chk, -1);
+	TIMED(ssize_t, KP_IO_OP_RECV, fd, n, NOOFF,
+	      kp_io_real.recvfrom_chk(fd, buf, n, buflen, fl, from, fromlen));
+}
+
+KP_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int fl)
+{
+	IO_REAL(recvmsg);
+	TIMED(ssize_t, KP_IO_OP_RECVMSG, fd, msg_bytes(m), NOOFF,
+	      kp_io_real.recvmsg(fd, m, fl));
 }
 
 /* ---- in-kernel copies: recorded on the output fd --------------------------- */

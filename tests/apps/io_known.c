@@ -19,7 +19,7 @@
  *   io_known DIR threads 4 threads x 500 writes of 10 bytes to DIR/shared
  *   io_known DIR exec    writes 100 bytes to DIR/pre, then execs /bin/true
  *   io_known DIR misc    one call of each remaining interposer on DIR/m
- *                        (see misc())
+ *                        (see misc()), and a socket pair's traffic
  *   io_known DIR direct, cancel_self, cancel_read: see direct()
  *   io_known DIR paths N N writes from two call paths (see paths())
  *   io_known DIR bad     the findings: 2000 writes of 10 bytes to DIR/small,
@@ -355,6 +355,25 @@ static void misc(const char *dir)
 	/* a socket, a memfd */
 	int s = socket(AF_UNIX, SOCK_STREAM, 0);
 	close(s);
+	/* a socket pair's traffic: send 10 + sendto 5 + sendmsg 7 bytes,
+	 * received by recv, recvfrom, recvmsg */
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0) {
+		char r[16];
+		struct iovec v = { buf, 7 }, rv = { r, 7 };
+		struct msghdr sm = { .msg_iov = &v, .msg_iovlen = 1 };
+		struct msghdr rm = { .msg_iov = &rv, .msg_iovlen = 1 };
+		fails += send(sp[0], buf, 10, 0) != 10;
+		fails += recv(sp[1], r, 10, MSG_WAITALL) != 10;
+		fails += sendto(sp[0], buf, 5, 0, NULL, 0) != 5;
+		fails += recvfrom(sp[1], r, 5, MSG_WAITALL, NULL, NULL) != 5;
+		fails += sendmsg(sp[0], &sm, 0) != 7;
+		fails += recvmsg(sp[1], &rm, MSG_WAITALL) != 7;
+		close(sp[0]);
+		close(sp[1]);
+	} else {
+		fails++;
+	}
 	int m = memfd_create("kpmem", 0);
 	write(m, buf, 7);
 	void *map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);

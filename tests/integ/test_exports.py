@@ -28,6 +28,7 @@ __read_chk __pread_chk __pread64_chk
 open open64 openat openat64 __open_2 __open64_2 __openat_2 __openat64_2 creat
 creat64 close close_range dup dup2 dup3 fcntl fcntl64 socket accept accept4
 memfd_create
+send sendto sendmsg recv __recv_chk recvfrom __recvfrom_chk recvmsg
 fopen fopen64 fdopen freopen freopen64 fclose fflush fread __fread_chk fwrite
 fgets __fgets_chk fputs getline getdelim fprintf vfprintf __fprintf_chk
 __vfprintf_chk

@@ -260,8 +260,16 @@ with t.section("the other interposers"):
         t.eq([(f["kind"], calls(f)) for f in mem],
              [("file", {"open": 1, "write": 1, "close": 1})],
              "memfd_create: a file named /memfd:kpmem")
-        t.eq(calls(io_file(rep, "<socket>")), {"open": 1, "close": 1},
-             "socket: grouped as <socket>")
+        # socket() and close; the socket pair's two ends (found on first
+        # use), their sends and receives, and their closes
+        sock = io_file(rep, "<socket>")
+        t.eq(calls(sock), {"open": 1, "close": 3, "send": 2, "recv": 2,
+                           "sendmsg": 1, "recvmsg": 1},
+             "socket: grouped as <socket>, with send/sendto, recv/recvfrom, "
+             "sendmsg, recvmsg")
+        t.eq({op: sock["ops"][op]["bytes"] for op in ("send", "recv", "sendmsg", "recvmsg")},
+             {"send": 15, "recv": 15, "sendmsg": 7, "recvmsg": 7},
+             "socket: their bytes (sendmsg's and recvmsg's from the iovecs)")
         t.eq(calls(io_file(rep, "<mmap>")), {"msync": 1}, "msync: <mmap>")
 
 # ---- variables -------------------------------------------------------------------

@@ -30,7 +30,8 @@
  *                        opened O_RDONLY (EBADF); then calls that would
  *                        block: 1200 reads of an empty non-blocking pipe
  *                        and 3 accepts on a non-blocking listening socket
- *                        (EAGAIN)
+ *                        (EAGAIN); 1,200 sends of 10 bytes on a socket
+ *                        (and their receives)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -561,6 +562,20 @@ static void bad(const char *dir)
 		if (accept(ls, NULL, NULL) != -1 || errno != EAGAIN)
 			fails++;
 	close(ls);
+	/* 1,200 sends of 10 bytes on a socket, each received at once:
+	 * small writes on a socket */
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0) {
+		char r[10];
+		for (int i = 0; i < 1200; i++) {
+			fails += send(sp[0], buf, 10, 0) != 10;
+			fails += recv(sp[1], r, 10, MSG_WAITALL) != 10;
+		}
+		close(sp[0]);
+		close(sp[1]);
+	} else {
+		fails++;
+	}
 }
 
 int main(int argc, char **argv)

@@ -748,9 +748,21 @@ static void find(struct io_state *s)
 		struct file *f = &s->files[i];
 		uint64_t w = f->rw_calls[1];
 		if (w >= 1000 && f->small[1] * 2 > w) {
+			/* on a socket each write is also a message (a packet
+			 * of its own over TCP, without MSG_MORE or TCP_CORK):
+			 * what can be put together are the pieces of one
+			 * reply, or the replies of pipelined requests */
 			struct finding *x = add_finding(s, "IO01",
 				f->small[1] >= 100000 ? "high" : "warn",
 				"many small writes", i,
+				f->kind == KP_FDK_SOCKET ?
+				"send each reply in one call (gather its "
+				"pieces with writev or sendmsg, or cork the "
+				"socket with MSG_MORE or TCP_CORK while it is "
+				"built), and the replies to pipelined requests "
+				"together; one small write per request and "
+				"reply is what a request/response protocol "
+				"costs" :
 				"buffer the writes (a larger stdio buffer with "
 				"setvbuf, or an application buffer flushed in "
 				"blocks of 64 KiB or more) or gather them with "

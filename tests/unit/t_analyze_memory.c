@@ -200,6 +200,18 @@ static struct kp_analysis *analyze1(struct tb *b)
 	return an;
 }
 
+/* Analyze two finished builders, as traces n1 and n2 (the two of a fork,
+ * say); *ok: both were read. */
+static struct kp_analysis *analyze2(const char *n1, struct tb *b1,
+				    const char *n2, struct tb *b2, int *ok)
+{
+	struct kp_analysis *an = kp_analysis_new(&test_opts);
+	*ok = (an_add(an, n1, b1->m.p, b1->m.len) == 0) &
+	      (an_add(an, n2, b2->m.p, b2->m.len) == 0);
+	kp_analysis_finish(an);
+	return an;
+}
+
 /* Render the report into a string (for text checks). */
 static char *render(struct kp_analysis *an, int json)
 {
@@ -865,10 +877,9 @@ TEST(two_processes_merged)
 	t_end(&c, 2000, KP_END__EXIT, 1);
 	tb_end_writer(&c);
 
-	struct kp_analysis *an = kp_analysis_new(&test_opts);
-	CHECK(an_add(an, "p.kpz", p.m.p, p.m.len) == 0);
-	CHECK(an_add(an, "c.kpz", c.m.p, c.m.len) == 0);
-	kp_analysis_finish(an);
+	int ok;
+	struct kp_analysis *an = analyze2("p.kpz", &p, "c.kpz", &c, &ok);
+	CHECK(ok);
 	const struct kp_mem_totals *m = kp_mem_totals(an);
 	REQUIRE(m);
 	CHECK_EQ_U(an->nprocs, 2);
@@ -935,10 +946,9 @@ TEST(memory_not_recorded)
 	t_end(&on, 10, KP_END_EXIT, 0);
 	tb_end_writer(&on);
 
-	struct kp_analysis *an = kp_analysis_new(&test_opts);
-	CHECK(an_add(an, "off.kpz", off.m.p, off.m.len) == 0);
-	CHECK(an_add(an, "on.kpz", on.m.p, on.m.len) == 0);
-	kp_analysis_finish(an);
+	int ok;
+	struct kp_analysis *an = analyze2("off.kpz", &off, "on.kpz", &on, &ok);
+	CHECK(ok);
 	char *txt = render(an, 0);
 	CHECK(strstr(txt, "  memory   not recorded (the program's malloc was "
 			  "the one in /usr/lib/libtcmalloc.so.4, ahead of "
@@ -1852,10 +1862,9 @@ TEST(peak_consumers)
 	struct tb b1, b2;
 	build_peaks(&b1, 31, 1000);
 	build_peaks(&b2, 32, 1500);
-	struct kp_analysis *an = kp_analysis_new(&test_opts);
-	REQUIRE(an_add(an, "a.kpz", b1.m.p, b1.m.len) == 0);
-	REQUIRE(an_add(an, "b.kpz", b2.m.p, b2.m.len) == 0);
-	kp_analysis_finish(an);
+	int ok;
+	struct kp_analysis *an = analyze2("a.kpz", &b1, "b.kpz", &b2, &ok);
+	REQUIRE(ok);
 	const struct kp_site *const *s;
 	REQUIRE(kp_mem_top_peak(an, &s) == 2);
 	CHECK_EQ_U(s[0]->peak_bytes, 1500); /* site 2, in the second */
@@ -1892,10 +1901,9 @@ TEST(frames_shared)
 		t_end(&b[k], 100, KP_END_EXIT, 0);
 		tb_end_writer(&b[k]);
 	}
-	struct kp_analysis *an = kp_analysis_new(&test_opts);
-	REQUIRE(an_add(an, "a.kpz", b[0].m.p, b[0].m.len) == 0);
-	REQUIRE(an_add(an, "b.kpz", b[1].m.p, b[1].m.len) == 0);
-	kp_analysis_finish(an);
+	int ok;
+	struct kp_analysis *an = analyze2("a.kpz", &b[0], "b.kpz", &b[1], &ok);
+	REQUIRE(ok);
 	CHECK_EQ_U(an->ngstacks, 4); /* and the empty stack */
 	CHECK_EQ_U(an->nframes, 5);
 	CHECK_EQ_U(an->nfids, 9);

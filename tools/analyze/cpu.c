@@ -85,19 +85,21 @@ static void cpu_begin_trace(void *st, struct kp_trace *t)
 	kp_idmap_init(&s->io_ids);
 	s->ncpu_acc = s->nio_acc = 0;
 	s->trace_first_thread = s->nthreads;
-	if (t->hdr)
-		for (uint32_t i = 0; i < t->hdr->nconfig; i++)
-			if (!strcmp(t->hdr->config_keys[i], "cpu") &&
-			    !strcmp(t->hdr->config_vals[i], "1"))
-				s->sampling = 1;
-	if (!s->period_ns && t->hdr)
-		for (uint32_t i = 0; i < t->hdr->nconfig; i++)
-			if (!strcmp(t->hdr->config_keys[i], "cpu_hz")) {
-				long hz = atol(t->hdr->config_vals[i]);
-				if (hz > 0)
-					s->period_ns = 1000000000u /
-						       (uint64_t)hz;
-			}
+	if (!t->hdr)
+		return;
+	/* the period from the first trace that gives one */
+	int want_period = !s->period_ns;
+	for (uint32_t i = 0; i < t->hdr->nconfig; i++) {
+		const char *k = t->hdr->config_keys[i];
+		const char *v = t->hdr->config_vals[i];
+		if (!strcmp(k, "cpu") && !strcmp(v, "1")) {
+			s->sampling = 1;
+		} else if (want_period && !strcmp(k, "cpu_hz")) {
+			long hz = atol(v);
+			if (hz > 0)
+				s->period_ns = 1000000000u / (uint64_t)hz;
+		}
+	}
 }
 
 static void acc_add(struct kp_idmap *m, struct acc **a, size_t *n,

@@ -31,7 +31,9 @@
  *                        block: 1200 reads of an empty non-blocking pipe
  *                        and 3 accepts on a non-blocking listening socket
  *                        (EAGAIN); 1,200 sends of 10 bytes on a socket
- *                        (and their receives)
+ *                        (and their receives); 200 reads of a byte from
+ *                        a pipe whose writer sleeps 2 ms before 20 of
+ *                        its 200 writes (calls that wait for the peer)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -508,6 +510,18 @@ static void paths(const char *dir, int n)
 	close(fd);
 }
 
+static void *slow_writer(void *fd)
+{
+	for (int i = 0; i < 200; i++) {
+		if (i % 10 == 5) {
+			struct timespec ts = { 0, 2 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		fails += write(*(int *)fd, "w", 1) != 1;
+	}
+	return NULL;
+}
+
 static void bad(const char *dir)
 {
 	char path[4096];
@@ -573,6 +587,20 @@ static void bad(const char *dir)
 		}
 		close(sp[0]);
 		close(sp[1]);
+	} else {
+		fails++;
+	}
+	/* 200 reads of a byte, 20 of them waiting 2 ms for the writer */
+	int wp[2];
+	pthread_t th;
+	if (pipe(wp) == 0 &&
+	    pthread_create(&th, NULL, slow_writer, &wp[1]) == 0) {
+		char c;
+		for (int i = 0; i < 200; i++)
+			fails += read(wp[0], &c, 1) != 1;
+		pthread_join(th, NULL);
+		close(wp[0]);
+		close(wp[1]);
 	} else {
 		fails++;
 	}

@@ -155,7 +155,7 @@ with t.section("findings"):
         # receives, the pair's 2 closes)
         unready = sorted((x["path"], x["severity"], x["evidence"])
                          for x in rep["io"]["findings"] if x["code"] == "IO07")
-        t.eq(unready, [("<pipe>", "warn", "1200 of 1204 calls: EAGAIN 1200"),
+        t.eq(unready, [("<pipe>", "warn", "1200 of 1608 calls: EAGAIN 1200"),
                        ("<socket>", "info", "3 of 2407 calls: EAGAIN 3")],
              "IO07: 1200 pipe reads (busy polling) and 3 accepts that would block",
              unready)
@@ -164,6 +164,22 @@ with t.section("findings"):
              "no IO05 for calls that would block")
         t.eq(io_file(rep, "<socket>")["ops"]["open"]["errors"], 3,
              "a failed accept counts at the listening socket, not <unnamed>")
+        # reads that waited for the pipe's writer: the peer's time, not a
+        # device's latency (IO08, not IO04's advice for files); at least
+        # the 20 reads behind a 2 ms sleep of the writer, perhaps another
+        # one the scheduler delayed
+        t.eq([x["path"] for x in rep["io"]["findings"] if x["code"] == "IO04"
+              and not x["path"].startswith(d)], [],
+             "no IO04 on the pipe or the sockets")
+        waits = [x for x in rep["io"]["findings"] if x["code"] == "IO08"]
+        m = re.fullmatch(r"(\d+) calls took 1 ms or more, ([0-9.]+) ms in all, "
+                         r"the longest [0-9.]+ (?:us|ms)",
+                         waits[0]["evidence"] if waits else "")
+        t.ok(len(waits) == 1 and waits[0]["path"] == "<pipe>" and
+             waits[0]["severity"] == "info" and m and 20 <= int(m.group(1)) <= 25
+             and float(m.group(2)) >= 40.0,
+             "IO08 on the pipe: 20 reads waited 2 ms or more for the writer",
+             waits)
         # small writes on a socket: advice for messages, not for files
         small = {x["path"]: x for x in rep["io"]["findings"] if x["code"] == "IO01"}
         sock = small.get("<socket>", {})

@@ -82,6 +82,10 @@ struct file {
 	 * calls a signal interrupted (EINTR): outcomes an event loop or a
 	 * signal handler expects, counted apart (find(): IO07, not IO05) */
 	uint64_t would_block, interrupted;
+	/* calls of at least PEER_WAIT_NS on a pipe, socket or terminal:
+	 * time spent waiting for the other end (find_peer_waits(): IO08,
+	 * not IO04) */
+	uint64_t peer_waits, peer_wait_ns, peer_wait_max;
 	/* the errnos of its failed calls but those opens: the first
 	 * NERR - 1 seen by name, then err_n[NERR - 1] counts all others */
 	uint16_t err_no[NERR];
@@ -316,6 +320,22 @@ static void note_errno(struct file *f, int e)
 	f->err_n[i]++;
 }
 
+/*
+ * A pipe, socket or terminal has another end: a program, a client, a
+ * server, a user. A call on it that takes long (a read before the peer
+ * writes, a write into a full pipe, an accept before a client comes)
+ * waits for that end rather than for a device, so its latency says what
+ * the peer does: find() gives it IO08 instead of IO04's device advice.
+ */
+#define PEER_WAIT_NS 1000000u         /* a call this long waited: 1 ms */
+#define PEER_WAIT_REPORT_NS 10000000u /* IO08 from this much waiting */
+
+static int is_peer(uint8_t kind)
+{
+	return kind == KP_FDK_PIPE || kind == KP_FDK_SOCKET ||
+	       kind == KP_FDK_TTY;
+}
+
 /* A call of op on f: err is its errno, 0 if it succeeded. An open that
  * found no such path (ENOENT, ENOTDIR) is a lookup more than an error:
  * counted apart too (find(): IO06, not IO05); so is a call that would
@@ -343,6 +363,12 @@ static void op_add(struct file *f, unsigned op, uint64_t bytes, int err,
 	o->total_ns = kp_sat_add(o->total_ns, dur);
 	kp_hist_add(&o->lat, dur);
 	f->total_ns = kp_sat_add(f->total_ns, dur);
+	if (dur >= PEER_WAIT_NS && is_peer(f->kind) && !kp_io_op_is_wait(op)) {
+		f->peer_waits++;
+		f->peer_wait_ns = kp_sat_add(f->peer_wait_ns, dur);
+		if (dur > f->peer_wait_max)
+			f->peer_wait_max = dur;
+	}
 }
 
 /* Add [lo, hi) to the read intervals; returns the bytes already in. */
@@ -742,6 +768,25 @@ static void find_unready(struct io_state *s, uint32_t i, uint64_t calls)
 			 (unsigned long long)f->interrupted);
 }
 
+/* IO08, for file i: its calls that waited for the other end. */
+static void find_peer_waits(struct io_state *s, uint32_t i)
+{
+	const struct file *f = &s->files[i];
+	if (f->peer_wait_ns < PEER_WAIT_REPORT_NS)
+		return;
+	struct finding *x = add_finding(s, "IO08", "info",
+		"calls waited for the other end", i,
+		"the time is the peer's (the program, client or server at the "
+		"other end, or the user): profile the peer, or overlap the "
+		"wait with other work");
+	char all[32], max[32];
+	snprintf(x->evidence, sizeof(x->evidence),
+		 "%llu calls took 1 ms or more, %s in all, the longest %s",
+		 (unsigned long long)f->peer_waits,
+		 kp_fmt_ns(all, sizeof(all), f->peer_wait_ns),
+		 kp_fmt_ns(max, sizeof(max), f->peer_wait_max));
+}
+
 static void find(struct io_state *s)
 {
 	for (uint32_t i = 0; i < s->nfiles; i++) {
@@ -804,7 +849,8 @@ static void find(struct io_state *s)
 		}
 		for (unsigned op = 0; op < NOPS; op++) {
 			const struct opstat *o = &f->ops[op];
-			if (o->calls < 100 || kp_io_op_is_wait(op))
+			if (o->calls < 100 || kp_io_op_is_wait(op) ||
+			    is_peer(f->kind))
 				continue;
 			uint64_t p50 = kp_hist_quantile(&o->lat, 0.5);
 			uint64_t p99 = kp_hist_quantile(&o->lat, 0.99);
@@ -847,6 +893,7 @@ static void find(struct io_state *s)
 			errno_list(f, x->evidence + k, sizeof(x->evidence) - k);
 		}
 		find_unready(s, i, calls);
+		find_peer_waits(s, i);
 	}
 	find_missing(s);
 }

@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -364,6 +366,52 @@ KP_EXPORT void abort(void)
 	kp_real_resolve();
 	finish(KP_END_ABORT, 128 + SIGABRT);
 	kp_real.abort();
+}
+
+/*
+ * daemon(3). glibc's forks and calls _exit inside libc, where no
+ * interposer sees them: the parent's trace got no END (read as truncated,
+ * "killed or crashed": tmux's server start, dnsmasq, ...). The same steps
+ * through the calls kprof sees, as glibc 2.36 takes them: fork, the
+ * parent _exit(0)s; setsid; chdir("/") unless nochdir; unless noclose,
+ * /dev/null (if it is the null device) on 0, 1 and 2.
+ */
+KP_EXPORT int daemon(int nochdir, int noclose)
+{
+	kp_real_resolve();
+	pid_t pid = fork();
+	if (pid == -1)
+		return -1;
+	if (pid != 0) {
+		finish(KP_END__EXIT, 0);
+		kp_real._exit(0);
+	}
+	if (setsid() == -1)
+		return -1;
+	if (!nochdir)
+		(void)chdir("/");
+	if (noclose)
+		return 0;
+	struct stat st;
+	int fd = open("/dev/null", O_RDWR);
+	if (fd != -1 && fstat(fd, &st) == 0) {
+		if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3)) {
+			(void)dup2(fd, STDIN_FILENO);
+			(void)dup2(fd, STDOUT_FILENO);
+			(void)dup2(fd, STDERR_FILENO);
+			if (fd > 2)
+				(void)close(fd);
+			return 0;
+		}
+		(void)close(fd);
+		errno = ENODEV; /* no call failed */
+		return -1;
+	}
+	int saved = errno; /* glibc's close here leaves errno alone */
+	if (fd != -1)
+		(void)close(fd);
+	errno = saved;
+	return -1;
 }
 
 /* ---- exec ------------------------------------------------------------------ */

@@ -57,6 +57,11 @@
  *               5 x 100 (leak_in_parent), forks; the child SIGKILLs itself
  *               at once, as gdb's probes of ptrace are killed; the parent
  *               waits and prints "parent=PID child=PID child_signal=N".
+ *   daemon PATH leaks 5 x 100 (leak_in_parent), daemon(0, 0); the daemon
+ *               leaks 3 x 200 (leak_in_child), writes "parent=PID
+ *               child=PID cwd=C null=N sid=S" to PATH (C: 1 if its
+ *               directory is /, N: how many of fds 0..2 are /dev/null, S:
+ *               1 if it leads its session) and exit(0)s.
  * No stdio (see leaky.c): snprintf + write.
  */
 #include <dirent.h>
@@ -69,6 +74,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -135,6 +141,32 @@ __attribute__((noinline)) void leak_before_abort(void)
 {
 	for (int i = 0; i < 3; i++)
 		sink[50 + i] = malloc(55);
+}
+
+static int mode_daemon(const char *path)
+{
+	pid_t parent = getpid();
+	leak_in_parent();
+	if (daemon(0, 0) != 0)
+		return 2;
+	leak_in_child();
+	char cwd[16], buf[256], tmp[4096];
+	int null = 0;
+	struct stat st;
+	for (int fd = 0; fd < 3; fd++)
+		null += fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) &&
+			st.st_rdev == makedev(1, 3);
+	int n = snprintf(buf, sizeof(buf),
+			 "parent=%ld child=%ld cwd=%d null=%d sid=%d\n",
+			 (long)parent, (long)getpid(),
+			 getcwd(cwd, sizeof(cwd)) && !strcmp(cwd, "/"), null,
+			 getsid(0) == getpid());
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, buf, (size_t)n) != n || close(fd) != 0 ||
+	    rename(tmp, path) != 0)
+		return 3;
+	exit(0);
 }
 
 static int mode_fork(void)
@@ -391,6 +423,8 @@ static int mode_forkkill(void)
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
+	if (!strcmp(m, "daemon") && argc > 2)
+		return mode_daemon(argv[2]);
 	if (!strcmp(m, "fork"))
 		return mode_fork();
 	if (!strcmp(m, "forkfree"))

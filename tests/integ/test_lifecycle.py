@@ -397,6 +397,61 @@ with t.section("a daemon's child"):
         t.eq(leak_of(rep, "leak_in_child")[:2], (600, 3),
              "daemon: the child's leak counted")
 
+def wait_gone(pid, secs=15):
+    """Wait until pid has exited (gone, or a zombie no one reaps)."""
+    end = time.time() + secs
+    while time.time() < end:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+with t.section("daemon(3)"):
+    # glibc's daemon() forks and _exits inside libc, unseen: kprof's own
+    # takes the same steps through the calls it sees, so the parent's
+    # trace ends (_exit 0) rather than reading as truncated, and the
+    # daemon's trace is its own. The daemon's state is glibc's.
+    want = {}
+    for kprof in (False, True):
+        with Tmp() as d:
+            res = os.path.join(d, "result")
+            r = run([APP, "daemon", res], d, kprof=kprof)
+            t.eq((r.rc, r.out, r.err), (0, "", ""),
+                 "daemon: the parent exits 0 at once, silently (kprof=%s)" % kprof)
+            end = time.time() + 15
+            while not os.path.exists(res) and time.time() < end:
+                time.sleep(0.02)
+            c = counts_from(open(res).read() if os.path.exists(res) else "")
+            t.ok(c.get("child") and wait_gone(c["child"]),
+                 "daemon: the daemon wrote its line and exited (kprof=%s)" % kprof, c)
+            want[kprof] = {k: c.get(k) for k in ("cwd", "null", "sid")}
+            if not kprof:
+                continue
+            t.eq(want[True], want[False],
+                 "daemon: in /, fds 0..2 on /dev/null, its own session, "
+                 "as with glibc's daemon()")
+            t.eq(want[False], {"cwd": 1, "null": 3, "sid": 1},
+                 "daemon: glibc's daemon() did what its manual says")
+            traces = kpz_files(d)
+            rep = analyze(sorted(traces))
+            procs = {p["pid"]: p for p in rep["trace"]["processes"]}
+            t.eq(rep["trace"]["truncated"], False, "daemon: no trace truncated")
+            t.eq((procs.get(c.get("parent"), {}).get("end_reason"),
+                  procs.get(c.get("parent"), {}).get("exit_status")),
+                 ("_exit", 0), "daemon: the parent's trace ends with _exit(0)")
+            t.eq((procs.get(c.get("child"), {}).get("end_reason"),
+                  procs.get(c.get("child"), {}).get("ppid")),
+                 ("exit", c.get("parent")),
+                 "daemon: the daemon's trace ends with exit, forked from the parent")
+            t.eq((leak_of(rep, "leak_in_parent")[:2], leak_of(rep, "leak_in_child")[:2]),
+                 ((500, 5), (600, 3)), "daemon: both processes' leaks counted")
+
+
 with t.section("closefrom"):
     with Tmp() as d:
         r = run([APP, "closefrom"], d, prof={"FLUSH_MS": "50"})

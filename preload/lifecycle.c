@@ -20,6 +20,7 @@
  */
 #include "state.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -366,6 +367,34 @@ KP_EXPORT void abort(void)
 	kp_real_resolve();
 	finish(KP_END_ABORT, 128 + SIGABRT);
 	kp_real.abort();
+}
+
+/*
+ * A failed assert(3): glibc prints the message and calls abort inside
+ * libc, where the abort wrapper above does not see it; the trace would
+ * read as truncated. The program calls these through its PLT.
+ */
+KP_EXPORT void __assert_fail(const char *assertion, const char *file,
+			     unsigned int line, const char *function)
+{
+	kp_real_resolve();
+	finish(KP_END_ABORT, 128 + SIGABRT);
+	kp_real.assert_fail(assertion, file, line, function);
+}
+
+KP_EXPORT void __assert_perror_fail(int errnum, const char *file,
+				    unsigned int line, const char *function)
+{
+	kp_real_resolve();
+	finish(KP_END_ABORT, 128 + SIGABRT);
+	kp_real.assert_perror_fail(errnum, file, line, function);
+}
+
+KP_EXPORT void __assert(const char *assertion, const char *file, int line)
+{
+	kp_real_resolve();
+	finish(KP_END_ABORT, 128 + SIGABRT);
+	kp_real.assert_bsd(assertion, file, line);
 }
 
 /*

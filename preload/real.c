@@ -46,6 +46,9 @@ void kp_real_resolve(void)
 	r._exit = next("_exit");
 	r._Exit = next("_Exit");
 	r.abort = next("abort");
+	r.assert_fail = next("__assert_fail");
+	r.assert_perror_fail = next("__assert_perror_fail");
+	r.assert_bsd = next("__assert");
 	r.execve = next("execve");
 	r.execv = next("execv");
 	r.execvp = next("execvp");

@@ -369,6 +369,12 @@ struct kp_real {
 	void (*_exit)(int) __attribute__((noreturn));
 	void (*_Exit)(int) __attribute__((noreturn));
 	void (*abort)(void) __attribute__((noreturn));
+	void (*assert_fail)(const char *, const char *, unsigned int,
+			    const char *) __attribute__((noreturn));
+	void (*assert_perror_fail)(int, const char *, unsigned int,
+				   const char *) __attribute__((noreturn));
+	void (*assert_bsd)(const char *, const char *, int)
+		__attribute__((noreturn));
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execv)(const char *, char *const[]);
 	int (*execvp)(const char *, char *const[]);

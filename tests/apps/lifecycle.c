@@ -34,6 +34,8 @@
  *               exit(42) while they run; main waits in pthread_join.
  *   exit N      exit(N) from main.
  *   _exit       leaks 2 x 77 from leak_before_exit(), then _exit(7).
+ *   assert      leaks 3 x 55 from leak_before_abort(), then fails an
+ *               assert (glibc prints the message and aborts)
  *   abort       leaks 3 x 55 from leak_before_abort(), then abort()
  *               (core dumps off: RLIMIT_CORE 0).
  *   sleep       allocates N=2000 blocks (1000 freed, 1000 kept), prints
@@ -64,6 +66,8 @@
  *               1 if it leads its session) and exit(0)s.
  * No stdio (see leaky.c): snprintf + write.
  */
+#undef NDEBUG
+#include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -446,6 +450,12 @@ int main(int argc, char **argv)
 	if (!strcmp(m, "_exit")) {
 		leak_before_exit();
 		_exit(7);
+	}
+	if (!strcmp(m, "assert")) {
+		struct rlimit no = { 0, 0 };
+		setrlimit(RLIMIT_CORE, &no);
+		leak_before_abort();
+		assert(argc == 42);
 	}
 	if (!strcmp(m, "abort")) {
 		struct rlimit rl = { 0, 0 };

@@ -17,7 +17,7 @@ from kptest import *  # noqa: E402,F401,F403
 ALLOWED = """
 malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign
 valloc pvalloc malloc_usable_size
-_exit _Exit abort daemon
+_exit _Exit abort daemon __assert_fail __assert_perror_fail __assert
 execve execv execvp execvpe fexecve execl execlp execle
 pipe pipe2 capset prctl unshare setns
 read write pread pread64 pwrite pwrite64 readv writev preadv preadv64 pwritev

@@ -300,6 +300,20 @@ with t.section("abort"):
         t.eq(rep["trace"]["truncated"], False, "abort: not truncated")
         t.eq(leak_of(rep, "leak_before_abort")[:2], (165, 3), "abort: leak 3 x 55 counted")
 
+with t.section("a failed assert"):
+    # glibc's assert calls abort inside libc, unseen by the abort wrapper
+    with Tmp() as d:
+        plain = run([APP, "assert"], d, kprof=False)
+        r = run([APP, "assert"], d)
+        t.eq((r.rc, r.out, r.err), (-signal.SIGABRT, "", plain.err),
+             "assert: the app prints glibc's message and dies of SIGABRT")
+        t.ok("Assertion `argc == 42' failed." in plain.err, "assert: the message", plain.err)
+        rep = analyze(r.traces)
+        p = rep["trace"]["processes"][0]
+        t.eq((p["end_reason"], p["exit_status"], rep["trace"]["truncated"]),
+             ("abort", 134, False), "assert: the trace ends with abort")
+        t.eq(leak_of(rep, "leak_before_abort")[:2], (165, 3), "assert: leak 3 x 55 counted")
+
 with t.section("SIGKILL"):
     with Tmp() as d:
         env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_FLUSH_MS": "50"})

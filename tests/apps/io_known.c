@@ -38,7 +38,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -510,10 +512,16 @@ static void paths(const char *dir, int n)
 	close(fd);
 }
 
+static _Atomic int pipe_got; /* bytes the reader has read */
+
+/* 200 writes of a byte; before 20 of them, once the reader has read all
+ * before and waits in read, a sleep of 2 ms */
 static void *slow_writer(void *fd)
 {
 	for (int i = 0; i < 200; i++) {
 		if (i % 10 == 5) {
+			while (atomic_load(&pipe_got) < i)
+				sched_yield();
 			struct timespec ts = { 0, 2 * 1000 * 1000 };
 			nanosleep(&ts, NULL);
 		}
@@ -596,8 +604,10 @@ static void bad(const char *dir)
 	if (pipe(wp) == 0 &&
 	    pthread_create(&th, NULL, slow_writer, &wp[1]) == 0) {
 		char c;
-		for (int i = 0; i < 200; i++)
+		for (int i = 0; i < 200; i++) {
 			fails += read(wp[0], &c, 1) != 1;
+			atomic_fetch_add(&pipe_got, 1);
+		}
 		pthread_join(th, NULL);
 		close(wp[0]);
 		close(wp[1]);

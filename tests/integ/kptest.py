@@ -457,6 +457,15 @@ def kill_once_flushed(cmd, d, env, min_bytes, wait=0.5):
     return line, p.returncode, traces
 
 
+def io_file(rep, path):
+    """The io report's entry of the file path (Fail if it has none)."""
+    for f in rep["io"]["files"]:
+        if f["path"] == path:
+            return f
+    raise Fail("no file %s in the io report: %s" % (
+        path, [f["path"] for f in rep["io"]["files"]]))
+
+
 def counts_from(out):
     """Parse 'key=value' words printed by the test apps into a dict of ints."""
     d = {}

@@ -17,17 +17,9 @@ import re
 import subprocess
 
 from kptest import (SRC, Fail, Tap, Tmp, ab_pairs_ok, analyze, app, dump,
-                    need, run)
+                    io_file, need, run)
 
 t = Tap()
-
-
-def io_file(rep, path):
-    for f in rep["io"]["files"]:
-        if f["path"] == path:
-            return f
-    raise Fail("no file %s in the io report: %s" % (
-        path, [f["path"] for f in rep["io"]["files"]]))
 
 
 def ops_calls_bytes(f):
@@ -165,9 +157,10 @@ with t.section("findings"):
         t.eq(io_file(rep, "<socket>")["ops"]["open"]["errors"], 3,
              "a failed accept counts at the listening socket, not <unnamed>")
         # reads that waited for the pipe's writer: the peer's time, not a
-        # device's latency (IO08, not IO04's advice for files); at least
-        # the 20 reads behind a 2 ms sleep of the writer, perhaps another
-        # one the scheduler delayed
+        # device's latency (IO08, not IO04's advice for files): the 20
+        # reads behind a 2 ms sleep of the writer (fewer if the reader was
+        # preempted long on its way into one, more if the scheduler
+        # delayed the writer elsewhere)
         t.eq([x["path"] for x in rep["io"]["findings"] if x["code"] == "IO04"
               and not x["path"].startswith(d)], [],
              "no IO04 on the pipe or the sockets")
@@ -176,8 +169,8 @@ with t.section("findings"):
                          r"the longest [0-9.]+ (?:us|ms)",
                          waits[0]["evidence"] if waits else "")
         t.ok(len(waits) == 1 and waits[0]["path"] == "<pipe>" and
-             waits[0]["severity"] == "info" and m and 20 <= int(m.group(1)) <= 25
-             and float(m.group(2)) >= 40.0,
+             waits[0]["severity"] == "info" and m and 15 <= int(m.group(1)) <= 25
+             and float(m.group(2)) >= 30.0,
              "IO08 on the pipe: 20 reads waited 2 ms or more for the writer",
              waits)
         # small writes on a socket: advice for messages, not for files

@@ -362,6 +362,16 @@ static const struct kp_sink sink = { sink_write, NULL, sink_writev };
 #define CALIBRATE_NS 1000000
 #define CALIBRATE_END_NS 20000
 
+/* TSC ticks a second, from kp.mono0 to a point at least least ns later */
+static double tsc_rate(uint64_t least)
+{
+	uint64_t t1, m1;
+	do {
+		kp_clock_pair(&t1, &m1);
+	} while (m1 - kp.mono0 < least);
+	return (double)(t1 - kp.tsc0) * 1e9 / (double)(m1 - kp.mono0);
+}
+
 /* ending: the trace ends with this cycle (exit, exec). */
 static void measure_tsc(int ending)
 {
@@ -381,11 +391,7 @@ static void measure_tsc(int ending)
 	 * between the two points, so none is off by more than the jitter. It
 	 * used to wait out the millisecond here, spinning: a fifth of the CPU
 	 * samples of /bin/true under kprof. */
-	uint64_t t1, m1, least = ending ? CALIBRATE_END_NS : CALIBRATE_NS;
-	do {
-		kp_clock_pair(&t1, &m1);
-	} while (m1 - kp.mono0 < least);
-	w.tsc_hz = (double)(t1 - kp.tsc0) * 1e9 / (double)(m1 - kp.mono0);
+	w.tsc_hz = tsc_rate(ending ? CALIBRATE_END_NS : CALIBRATE_NS);
 	w.mult = (uint64_t)((1e9 * 4294967296.0) / w.tsc_hz);
 }
 
@@ -452,7 +458,11 @@ static int write_header(void)
 	h.start_wall_ns = kp.wall0;
 	h.start_mono_ns = kp.mono0;
 	h.clock = kp.use_tsc ? "tsc" : "clock_gettime";
-	h.tsc_hz = w.tsc_hz;
+	/* before the calibration (the header written at start): the rate
+	 * so far, as exact as a short trace's (informational: the events'
+	 * times are converted by the writer) */
+	h.tsc_hz = w.tsc_hz || !kp.use_tsc ? w.tsc_hz :
+					     tsc_rate(CALIBRATE_END_NS);
 	h.hostname = host;
 	h.kprof_version = KP_VERSION;
 	h.nconfig = kp_config_pairs(&kp.cfg, keys, vals, scratch,
@@ -462,12 +472,11 @@ static int write_header(void)
 	return kp_writer_header(w.kw, &h);
 }
 
-/* Calibrate the clock and write the header, once. */
-static int ensure_header(int ending)
+/* Write the header, once. */
+static int header_once(void)
 {
 	if (w.header_done)
 		return 0;
-	calibrate(ending);
 	int rc = write_header();
 	if (rc != 0) {
 		if (!w.broken)
@@ -478,6 +487,14 @@ static int ensure_header(int ending)
 	}
 	w.header_done = 1;
 	return 0;
+}
+
+/* Calibrate the clock (once) and write the header (once). */
+static int ensure_header(int ending)
+{
+	if (!w.mult)
+		calibrate(ending);
+	return header_once();
 }
 
 /* ---- one cycle ----------------------------------------------------------- */
@@ -1071,10 +1088,14 @@ static int cycle(int final, int reason, int64_t status, const char *exec_path)
 	emit_cpu_samples();
 	more |= cpu_more;
 
-	/* 4. resources, counts, the end, the frame */
-	kp_snapshot_write(w.kw, to_ns(kp_ticks()), ending);
+	/* 4. resources, counts, the end, the frame; the end only with the
+	 * last cycle of an exit or exec, which takes as many as the rings'
+	 * events need (an exec's are not all in one: it wrote an EXEC and an
+	 * END in each, 20 of them after 20,000 writes) */
+	int last = ending && !more;
+	kp_snapshot_write(w.kw, to_ns(kp_ticks()), last);
 	emit_lost();
-	if (ending) {
+	if (last) {
 		struct kp_rec r;
 		memset(&r, 0, sizeof(r));
 		r.ts = to_ns(kp_ticks());
@@ -1224,20 +1245,18 @@ static void *writer_main(void *arg)
 	writer_policy(); /* before the name, which tests wait for */
 	prctl(PR_SET_NAME, "kprof-writer", 0, 0, 0);
 	private_fd_table();
-	/* A first cycle once the clock can be calibrated (1 ms after start),
-	 * not after the first flush interval: it writes the header, so a
-	 * process killed before its first flush (the writer of a pipeline,
-	 * SIGPIPE'd when the reader is done) leaves a trace that reads as
-	 * truncated, not an empty file that is "not a trace". The wait is a
+	/* The clock calibrated once it can be (1 ms after start), not at the
+	 * first flush: a fork child takes its parent's factor and writes its
+	 * header as fork returns, so that one killed at once leaves a trace
+	 * that reads as truncated (kp_writer_after_fork_child). The wait is a
 	 * sleep that the end of the process cuts short (kp_writer_sync wakes
-	 * this thread), not a cycle spinning on the clock with the lock held,
-	 * which a short program's exit waited for. Only if no other thread's
-	 * flush has written it already: then this cycle would be an unasked
-	 * flush, at a time that depends on when this thread first ran. */
+	 * this thread), not a spin on the clock with the lock held, which a
+	 * short program's exit waited for. Unless a cycle (exit, exec, a
+	 * fork's) has calibrated it already. */
 	wait_calibration();
 	pthread_mutex_lock(&w.cycle_lock);
-	if (!w.final_done && !w.header_done && !atomic_load(&w.stop))
-		cycle(0, 0, 0, NULL);
+	if (!w.mult && !atomic_load(&w.stop))
+		calibrate(0);
 	pthread_mutex_unlock(&w.cycle_lock);
 	while (!atomic_load(&w.stop)) {
 		uint32_t seq = atomic_load(&kp.wake_seq);
@@ -1323,16 +1342,14 @@ static int prepare_output(void)
 	return 0;
 }
 
-/* Giving up at the start: the trace file kprof made, still empty (its
- * header comes from the writer thread), is removed, not left behind for
- * kprof-analyze to refuse; its fd is closed. */
+/* Giving up at the start: the trace file kprof made, empty or with its
+ * header only, is removed rather than left behind with nothing recorded;
+ * its fd is closed. */
 static void drop_output(void)
 {
 	if (w.fd < 0)
 		return;
-	struct stat st;
-	if (is_trace(w.fd) && syscall(SYS_fstat, w.fd, &st) == 0 &&
-	    st.st_size == 0)
+	if (is_trace(w.fd)) /* empty, or its header only */
 		syscall(SYS_unlink, w.path);
 	syscall(SYS_close, w.fd);
 	w.fd = -1;
@@ -1340,7 +1357,12 @@ static void drop_output(void)
 
 int kp_writer_start(void)
 {
-	if (prepare_output() == 0 && spawn_thread() == 0)
+	/* The header at once, before the clock is calibrated (its first
+	 * cycle, 1 ms on): a process killed sooner (a pipeline's writer
+	 * dead of SIGPIPE, a crash at start) leaves a trace that reads as
+	 * truncated, not an empty file that kprof-analyze refuses, and with
+	 * it every trace given beside it. */
+	if (prepare_output() == 0 && header_once() == 0 && spawn_thread() == 0)
 		return 0;
 	drop_output();
 	return -1;
@@ -1466,13 +1488,13 @@ void kp_writer_after_fork_child(void)
 		atomic_store(&kp.run, KP_ST_OFF);
 		return;
 	}
-	/* The header now, while fork returns, when the parent's clock factor
-	 * is known (it is, 1 ms after the parent started): a child killed
-	 * before its writer thread's first cycle (gdb's probes of ptrace,
-	 * forked and SIGKILLed at once) leaves a trace that reads as
-	 * truncated, not an empty file that is "not a trace" and stops
-	 * kprof-analyze on the whole set. */
-	if (w.mult && ensure_header(0) != 0)
+	/* The header now, while fork returns, as at start: a child killed at
+	 * once (gdb's probes of ptrace, forked and SIGKILLed) leaves a trace
+	 * that reads as truncated, not an empty file that is "not a trace"
+	 * and stops kprof-analyze on the whole set. The child keeps its
+	 * parent's clock factor, or, forked in the parent's first
+	 * millisecond, calibrates its own. */
+	if (header_once() != 0)
 		return;
 	if (spawn_thread() != 0)
 		atomic_store(&kp.run, KP_ST_OFF);

@@ -202,14 +202,14 @@ $before
 $f
 "*) ;;
 	*)
-		# An empty trace is a process killed in its first millisecond,
-		# before kprof wrote its header: kprof-analyze would refuse the
-		# other traces with it.
+		# An empty trace is a process killed as kprof created it, before
+		# kprof wrote its header: kprof-analyze would refuse the other
+		# traces with it.
 		if [ -s "$f" ]; then
 			set -- "$@" "$f"
 		else
-			echo "kprof: $f is empty (its process was killed in its" \
-				"first millisecond); not analyzed" >&2
+			echo "kprof: $f is empty (its process was killed as kprof" \
+				"created it); not analyzed" >&2
 		fi ;;
 	esac
 done

@@ -15,6 +15,8 @@
  *               or /bin/true); the parent waits and prints
  *               "parent=PID child=PID child_status=N".
  *   leak4       leaks 4 x 50 from leak_after_exec(), exit 0.
+ *   writeexec N PROG  N writes of a byte to /dev/null, then execv(PROG)
+ *               (more events than one of the writer's cycles takes)
  *   mainexit    main leaks 5 x 100 (leak_in_parent), starts 2 threads and
  *               calls pthread_exit; each thread naps 50 ms, makes 1000
  *               malloc/free pairs, leaks 2 x 300 (leak_in_thread) and
@@ -55,10 +57,13 @@
  *               PATH (kprof's trace) is not empty, then dies of SIGPIPE,
  *               as `seq | head -1`'s writer does, long before the first
  *               flush interval (the test sets a long one).
- *   forkkill    naps 50 ms (kprof's clock is calibrated by then), leaks
- *               5 x 100 (leak_in_parent), forks; the child SIGKILLs itself
- *               at once, as gdb's probes of ptrace are killed; the parent
- *               waits and prints "parent=PID child=PID child_signal=N".
+ *   forkkill [MS]  naps MS ms (default 50: kprof's clock is calibrated
+ *               by then; 0: it is not), leaks 5 x 100 (leak_in_parent),
+ *               forks; the child SIGKILLs itself at once, as gdb's probes
+ *               of ptrace are killed; the parent waits and prints
+ *               "parent=PID child=PID child_signal=N".
+ *   killnow     leaks 5 x 100 (leak_in_parent) and SIGKILLs itself, long
+ *               before kprof's first flush
  *   daemon PATH leaks 5 x 100 (leak_in_parent), daemon(0, 0); the daemon
  *               leaks 3 x 200 (leak_in_child), writes "parent=PID
  *               child=PID cwd=C null=N sid=S" to PATH (C: 1 if its
@@ -405,9 +410,9 @@ static int mode_earlysig(const char *path)
 	return 1;
 }
 
-static int mode_forkkill(void)
+static int mode_forkkill(long nap)
 {
-	nap_ms(50);
+	nap_ms(nap);
 	leak_in_parent();
 	pid_t pid = fork();
 	if (pid < 0)
@@ -439,6 +444,14 @@ int main(int argc, char **argv)
 		return mode_mainexit();
 	if (!strcmp(m, "vforkexec") && argc > 2)
 		return mode_vforkexec(argv);
+	if (!strcmp(m, "writeexec") && argc > 3) {
+		int fd = open("/dev/null", O_WRONLY);
+		for (int i = atoi(argv[2]); i > 0; i--)
+			if (write(fd, "x", 1) != 1)
+				return 2;
+		execv(argv[3], argv + 3);
+		return 3;
+	}
 	if (!strcmp(m, "leak4")) {
 		leak_after_exec();
 		return 0;
@@ -468,7 +481,11 @@ int main(int argc, char **argv)
 	if (!strcmp(m, "closefrom"))
 		return mode_closefrom();
 	if (!strcmp(m, "forkkill"))
-		return mode_forkkill();
+		return mode_forkkill(argc > 2 ? atol(argv[2]) : 50);
+	if (!strcmp(m, "killnow")) {
+		leak_in_parent();
+		kill(getpid(), SIGKILL);
+	}
 	if (!strcmp(m, "earlysig") && argc > 2)
 		return mode_earlysig(argv[2]);
 	say("usage: lifecycle MODE%.0ld%.0ld%.0ld\n", 0, 0, 0);

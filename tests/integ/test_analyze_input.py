@@ -61,7 +61,7 @@ with t.section("bad input"):
         open(p, "wb").close()
         rc, out, err = expect_error(p, "empty file")
         t.ok(err.endswith(": empty file, not a kprof trace (a process killed "
-                          "in its first millisecond leaves one)\n"),
+                          "as kprof created it leaves one)\n"),
              "empty file: says what such a file is", err)
 
         p = os.path.join(d, "adir.kpz")

@@ -332,14 +332,14 @@ with t.section("-a"):
         r = kprof(["run", LIFE, "abort"], d)
         t.eq(r.rc, -signal.SIGABRT, "without -a: the launcher is the program (killed by SIGABRT)")
     with Tmp() as d:
-        # An empty trace of the run (what a process killed in its first
-        # millisecond leaves; made here by the program itself) is not
+        # An empty trace of the run (what a process killed as kprof
+        # created it leaves; made here by the program itself) is not
         # given to kprof-analyze, which would refuse the others with it.
         r = kprof(["run", "-a", "--", "/bin/sh", "-c",
                    ": > kprof.999999999.kpz; echo made"], d)
         t.eq((r.rc, r.out), (0, "made\n"), "-a with an empty trace: runs", r.err)
         t.ok("kprof: kprof.999999999.kpz is empty (its process was killed "
-             "in its first millisecond); not analyzed\n" in r.err,
+             "as kprof created it); not analyzed\n" in r.err,
              "-a with an empty trace: says it is left out", r.err[:600])
         t.ok("kprof-analyze summary: 1 process" in r.err,
              "-a with an empty trace: the other trace is analyzed", r.err[:600])

@@ -241,6 +241,26 @@ with t.section("_exit"):
         t.eq(leak_of(rep, "leak_before_exit")[:2], (154, 2), "_exit: leak 2 x 77 counted")
         t.eq(rep["memory"]["in_use_at_exit"], {"bytes": 154, "blocks": 2}, "_exit: in use at exit")
 
+with t.section("an exec after many events"):
+    # The writer drains the rings in cycles of 4,096 slots; an exec's last
+    # flush takes as many as the events need, and only the last of them
+    # ends the trace (each wrote an EXEC and an END: 20 after 20,000
+    # writes). A ring large enough, and a flush interval long enough,
+    # that all of them are still in the ring at the exec.
+    with Tmp() as d:
+        r = run([APP, "writeexec", "20000", "/bin/true"], d,
+                prof={"BUFFER_KB": "16384", "FLUSH_MS": "5000"})
+        t.eq(r.rc, 0, "writeexec: runs /bin/true", r.err)
+        first = [f for f in r.traces if trace_header(f)["pid"] == r.pid and
+                 "lifecycle" in trace_header(f)["exe"]]
+        recs = [(x["type"], x.get("path"), x.get("kind")) for x in dump(first[0])
+                if x["type"] in ("exec", "end")] if len(first) == 1 else None
+        t.eq(recs, [("exec", "/bin/true", None), ("end", None, 2)],
+             "writeexec: one EXEC and one END")
+        rep = analyze(first)
+        t.eq(io_file(rep, "/dev/null")["ops"]["write"]["calls"], 20000,
+             "writeexec: every write before the exec is in the trace")
+
 with t.section("failed execs"):
     # python3's os.execvp searches PATH itself, calling execv on each
     # candidate: the ones that do not exist (ENOENT, or ENOTDIR: a PATH
@@ -371,29 +391,45 @@ with t.section("a forked child killed at once"):
     # child's trace must read as truncated, and not be an empty file,
     # which kprof-analyze refuses along with every trace given with it:
     # the child writes its header while fork returns in it.
+    for nap in ("50", "0"):
+        with Tmp() as d:
+            r = run([APP, "forkkill", nap], d)
+            t.eq(r.rc, 0, "forkkill %s: exit 0" % nap, r.err)
+            c = counts_from(r.out)
+            t.eq(c.get("child_signal"), signal.SIGKILL,
+                 "forkkill %s: the child died of SIGKILL" % nap)
+            t.eq(len(r.traces), 2, "forkkill %s: two traces" % nap, r.traces)
+            t.ok(all(os.path.getsize(f) > 0 for f in r.traces),
+                 "forkkill %s: neither trace is empty" % nap,
+                 [(f, os.path.getsize(f)) for f in r.traces])
+            rc, out, err = analyze_raw(["--format", "json"] + r.traces)
+            t.eq(rc, 0, "forkkill %s: the analyzer reads both" % nap, err)
+            if rc == 0:
+                import json
+                rep = json.loads(out)
+                procs = {p["pid"]: p for p in rep["trace"]["processes"]}
+                t.eq(sorted(procs), sorted([c.get("parent"), c.get("child")]),
+                     "forkkill %s: both processes" % nap)
+                child = procs.get(c.get("child"), {})
+                t.eq((child.get("ppid"), child.get("end_reason")),
+                     (c.get("parent"), None),
+                     "forkkill %s: the child's header, no end" % nap)
+                t.eq(rep["trace"]["truncated"], True,
+                     "forkkill %s: truncated (the child)" % nap)
+                t.eq(leak_of(rep, "leak_in_parent")[:2], (500, 5),
+                     "forkkill %s: the parent's leak counted" % nap)
+    # A process killed long before its first flush: its header was
+    # written at start, so the trace reads as truncated, with the process
     with Tmp() as d:
-        r = run([APP, "forkkill"], d)
-        t.eq(r.rc, 0, "forkkill: exit 0", r.err)
-        c = counts_from(r.out)
-        t.eq(c.get("child_signal"), signal.SIGKILL, "forkkill: the child died of SIGKILL")
-        t.eq(len(r.traces), 2, "forkkill: two traces", r.traces)
-        t.ok(all(os.path.getsize(f) > 0 for f in r.traces),
-             "forkkill: neither trace is empty",
-             [(f, os.path.getsize(f)) for f in r.traces])
+        r = run([APP, "killnow"], d)
+        t.eq(r.rc, -signal.SIGKILL, "killnow: killed", r.err)
         rc, out, err = analyze_raw(["--format", "json"] + r.traces)
-        t.eq(rc, 0, "forkkill: the analyzer reads both", err)
+        t.eq(rc, 0, "killnow: the analyzer reads the trace", err)
         if rc == 0:
-            import json
             rep = json.loads(out)
-            procs = {p["pid"]: p for p in rep["trace"]["processes"]}
-            t.eq(sorted(procs), sorted([c.get("parent"), c.get("child")]),
-                 "forkkill: both processes")
-            child = procs.get(c.get("child"), {})
-            t.eq((child.get("ppid"), child.get("end_reason")),
-                 (c.get("parent"), None), "forkkill: the child's header, no end")
-            t.eq(rep["trace"]["truncated"], True, "forkkill: truncated (the child)")
-            t.eq(leak_of(rep, "leak_in_parent")[:2], (500, 5),
-                 "forkkill: the parent's leak counted")
+            t.eq([(p["pid"], p["end_reason"]) for p in rep["trace"]["processes"]],
+                 [(r.pid, None)], "killnow: the process, without an end")
+            t.eq(rep["trace"]["truncated"], True, "killnow: truncated")
 
 with t.section("a daemon's child"):
     # A daemon forks and exits at once: by the time its child asks

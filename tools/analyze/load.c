@@ -466,7 +466,7 @@ int kp_analysis_add_file(struct kp_analysis *an, const char *path)
 		/* what kprof leaves of a process killed before its header */
 		close(fd);
 		return error("%s: empty file, not a kprof trace (a process "
-			     "killed in its first millisecond leaves one)", path);
+			     "killed as kprof created it leaves one)", path);
 	}
 	struct kp_source src = { .xRead = kp_fd_read, .ctx = &fd };
 	int ret = kp_analysis_add(an, path, &src);

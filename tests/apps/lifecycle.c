@@ -64,6 +64,8 @@
  *               "parent=PID child=PID child_signal=N".
  *   killnow     leaks 5 x 100 (leak_in_parent) and SIGKILLs itself, long
  *               before kprof's first flush
+ *   killyoung   keeps 1000 blocks of 16 bytes, naps 100 ms, keeps 1000
+ *               more, naps 400 ms and SIGKILLs itself
  *   daemon PATH leaks 5 x 100 (leak_in_parent), daemon(0, 0); the daemon
  *               leaks 3 x 200 (leak_in_child), writes "parent=PID
  *               child=PID cwd=C null=N sid=S" to PATH (C: 1 if its
@@ -482,6 +484,16 @@ int main(int argc, char **argv)
 		return mode_closefrom();
 	if (!strcmp(m, "forkkill"))
 		return mode_forkkill(argc > 2 ? atol(argv[2]) : 50);
+	if (!strcmp(m, "killyoung")) {
+		static void *keep[2000];
+		for (int i = 0; i < 2000; i++) {
+			if (i == 1000)
+				nap_ms(100);
+			keep[i] = malloc(16);
+		}
+		nap_ms(400);
+		kill(getpid(), SIGKILL);
+	}
 	if (!strcmp(m, "killnow")) {
 		leak_in_parent();
 		kill(getpid(), SIGKILL);

@@ -431,6 +431,22 @@ with t.section("a forked child killed at once"):
                  [(r.pid, None)], "killnow: the process, without an end")
             t.eq(rep["trace"]["truncated"], True, "killnow: truncated")
 
+with t.section("a process killed young"):
+    # In its first 4 flush intervals the writer flushes every quarter of
+    # the process's age: a process killed at 500 ms (a pool's worker) has
+    # its events of 0 and 100 ms in the file, where one full interval
+    # (here 5 s) lost all of them
+    with Tmp() as d:
+        r = run([APP, "killyoung"], d, prof={"FLUSH_MS": "5000", "STACK_DEPTH": "0"})
+        t.eq(r.rc, -signal.SIGKILL, "killyoung: killed", r.err)
+        rc, out, err = analyze_raw(["--format", "json"] + r.traces)
+        t.eq(rc, 0, "killyoung: the analyzer reads the trace", err)
+        if rc == 0:
+            rep = json.loads(out)
+            t.eq(rep["trace"]["truncated"], True, "killyoung: truncated")
+            t.ge(rep["memory"]["in_use_at_exit"]["blocks"], 2000,
+                 "killyoung: both batches of 1000 blocks are in the trace")
+
 with t.section("a daemon's child"):
     # A daemon forks and exits at once: by the time its child asks
     # getppid, the answer may be init. The child's trace names the process

@@ -33,7 +33,9 @@
  *                        (EAGAIN); 1,200 sends of 10 bytes on a socket
  *                        (and their receives); 200 reads of a byte from
  *                        a pipe whose writer sleeps 2 ms before 20 of
- *                        its 200 writes (calls that wait for the peer)
+ *                        its 200 writes (calls that wait for the peer);
+ *                        DIR/twice opened and closed twice (EBADF), and
+ *                        a loop closing fds 100 to 299, not open (EBADF)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -598,6 +600,14 @@ static void bad(const char *dir)
 	} else {
 		fails++;
 	}
+	/* a close of a file closed already: a bug; closes of fd numbers
+	 * never opened: a close-all loop */
+	snprintf(path, sizeof(path), "%s/twice", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	fails += close(fd) != 0;
+	fails += close(fd) != -1 || errno != EBADF;
+	for (int i = 100; i < 300; i++)
+		fails += close(i) != -1 || errno != EBADF;
 	/* 200 reads of a byte, 20 of them waiting 2 ms for the writer */
 	int wp[2];
 	pthread_t th;

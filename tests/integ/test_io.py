@@ -119,9 +119,10 @@ with t.section("findings"):
                      if x["path"].startswith(d) and x["code"] != "IO04")
         t.eq(got, [("IO01", d + "/small"), ("IO02", d + "/synced"),
                    ("IO03", d + "/big"), ("IO05", d + "/readonly"),
-                   ("IO06", d + "/missing")],
+                   ("IO05", d + "/twice"), ("IO06", d + "/missing")],
              "small writes, fsync per write, random reads, failed writes, "
-             "opens of missing paths (one finding, at the path tried most)")
+             "a second close, opens of missing paths (one finding, at the "
+             "path tried most)")
         for x in rep["io"]["findings"]:
             t.ok(x["severity"] in ("info", "warn", "high") and x["evidence"]
                  and x["recommendation"], "%s has severity, evidence and a "
@@ -133,8 +134,19 @@ with t.section("findings"):
              "IO01 evidence")
         t.eq(ev.get("IO02"), "20 syncs for 20 writes (1.00 writes per sync)",
              "IO02 evidence")
-        t.eq(ev.get("IO05"), "3 of 5 calls failed: EBADF 3",
+        ev5 = {x["path"]: x["evidence"] for x in rep["io"]["findings"]
+               if x["code"] == "IO05"}
+        t.eq(ev5.get(d + "/readonly"), "3 of 5 calls failed: EBADF 3",
              "IO05 evidence: the failed calls by errno (open, 3 writes, close)")
+        t.eq(ev5.get(d + "/twice"), "1 of 3 calls failed: EBADF 1",
+             "IO05: a second close counts at the file closed (open, 2 closes)")
+        # closes of fds never open (a close-all loop): not failures of a
+        # file, but one finding with the one-call way to do it
+        t.eq([(x["path"], x["severity"], x["evidence"]) for x in rep["io"]["findings"]
+              if x["code"] in ("IO09", "IO05") and x["path"] == "<unknown fd>"],
+             [("<unknown fd>", "info",
+               "200 closes failed with EBADF on descriptors never seen open")],
+             "IO09 for the 200 closes of fds 100 to 299, no IO05")
         t.ok(re.fullmatch(r"7 opens of 2 paths failed with ENOENT or ENOTDIR, "
                           r"[0-9.]+ [mu]?s in all; this path the most, 5 times",
                           ev.get("IO06", "")),

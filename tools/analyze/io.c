@@ -82,6 +82,11 @@ struct file {
 	 * calls a signal interrupted (EINTR): outcomes an event loop or a
 	 * signal handler expects, counted apart (find(): IO07, not IO05) */
 	uint64_t would_block, interrupted;
+	/* closes of an fd that was not open (EBADF) and that this trace
+	 * never saw open: a loop closing every fd number, or close(-1)
+	 * (find_unopened(): IO09, not IO05); a second close of an fd seen
+	 * open is its file's error */
+	uint64_t unopened_closes;
 	/* calls of at least PEER_WAIT_NS on a pipe, socket or terminal:
 	 * time spent waiting for the other end (find_peer_waits(): IO08,
 	 * not IO04) */
@@ -149,7 +154,8 @@ static void smap_free(struct smap *m)
 
 struct io_trace {
 	struct smap stacks; /* by the trace's local stack index */
-	uint32_t *fdmap; /* fd -> file + 1, 0 = none */
+	uint32_t *fdmap; /* fd -> file + 1, 0 = none; | FD_CLOSED: the
+			  * file it named until it was closed */
 	size_t nfd;
 	struct pfile *pf;
 	size_t npf;
@@ -264,6 +270,8 @@ static void io_begin_trace(void *state, struct kp_trace *t)
 	t->proc->pass_data[s->slot] = s->cur->proc;
 }
 
+#define FD_CLOSED 0x80000000u /* above file + 1 (MAX_FILES) */
+
 static void fdmap_set(struct io_trace *tr, int64_t fd, uint32_t file)
 {
 	if (fd < 0 || fd >= MAX_FDS)
@@ -283,7 +291,8 @@ static void fdmap_set(struct io_trace *tr, int64_t fd, uint32_t file)
 static uint32_t fdmap_get(struct io_state *s, int64_t fd)
 {
 	struct io_trace *tr = s->cur;
-	if (fd >= 0 && (size_t)fd < tr->nfd && tr->fdmap[fd])
+	if (fd >= 0 && (size_t)fd < tr->nfd && tr->fdmap[fd] &&
+	    !(tr->fdmap[fd] & FD_CLOSED))
 		return tr->fdmap[fd] - 1;
 	return named(s, fd < 0 ? "<no fd>" : "<unknown fd>");
 }
@@ -336,6 +345,10 @@ static int is_peer(uint8_t kind)
 	       kind == KP_FDK_TTY;
 }
 
+/* op_add's err for a close that failed with EBADF on an fd never seen
+ * open (on_close) */
+#define ERR_UNOPENED (-2)
+
 /* A call of op on f: err is its errno, 0 if it succeeded. An open that
  * found no such path (ENOENT, ENOTDIR) is a lookup more than an error:
  * counted apart too (find(): IO06, not IO05); so is a call that would
@@ -356,6 +369,8 @@ static void op_add(struct file *f, unsigned op, uint64_t bytes, int err,
 			f->would_block++;
 		} else if (err == EINTR && !kp_io_op_is_wait(op)) {
 			f->interrupted++;
+		} else if (err == ERR_UNOPENED) {
+			f->unopened_closes++;
 		} else {
 			note_errno(f, err);
 		}
@@ -550,12 +565,26 @@ static void on_close(struct io_state *s, const struct kp_rec *r)
 	int64_t fd = v[KP_FDC_FD];
 	uint32_t fi = fdmap_get(s, fd);
 	uint64_t dur = v[KP_FDC_DUR] > 0 ? (uint64_t)v[KP_FDC_DUR] : 0;
-	op_add(&s->files[fi], OP_CLOSE, 0, errno_of(v[KP_FDC_ERR]), dur);
+	int err = errno_of(v[KP_FDC_ERR]);
+	if (err == EBADF) {
+		/* closed twice: the second close is its file's error (it
+		 * could have closed another thread's new file); else an fd
+		 * this trace never saw open */
+		struct io_trace *tr = s->cur;
+		uint32_t m = fd >= 0 && (size_t)fd < tr->nfd ? tr->fdmap[fd] : 0;
+		if (m & FD_CLOSED)
+			fi = (m & ~FD_CLOSED) - 1;
+		else
+			err = ERR_UNOPENED;
+	}
+	op_add(&s->files[fi], OP_CLOSE, 0, err, dur);
 	s->cur->proc->calls++;
 	s->cur->proc->errors += v[KP_FDC_ERR] != 0;
 	s->cur->proc->total_ns = kp_sat_add(s->cur->proc->total_ns, dur);
-	if (!v[KP_FDC_ERR])
-		fdmap_set(s->cur, fd, UINT32_MAX);
+	if (!v[KP_FDC_ERR] && fd >= 0 && fd < MAX_FDS) {
+		fdmap_set(s->cur, fd, fi);
+		s->cur->fdmap[fd] |= FD_CLOSED;
+	}
 }
 
 static void on_summary(struct io_state *s, const struct kp_rec *r)
@@ -787,6 +816,24 @@ static void find_peer_waits(struct io_state *s, uint32_t i)
 		 kp_fmt_ns(max, sizeof(max), f->peer_wait_max));
 }
 
+/* IO09, for file i (<unknown fd>, <no fd>): closes that found nothing
+ * open, when there are 100 or more: a loop over every fd number. */
+static void find_unopened(struct io_state *s, uint32_t i)
+{
+	const struct file *f = &s->files[i];
+	if (f->unopened_closes < 100)
+		return;
+	struct finding *x = add_finding(s, "IO09", "info",
+		"closes of descriptors that were not open", i,
+		"a loop that closes every descriptor number (before an exec, "
+		"in a daemon) makes a system call for each: close_range(2) or "
+		"closefrom(3) closes them in one, and O_CLOEXEC on every open "
+		"makes it unneeded before an exec");
+	snprintf(x->evidence, sizeof(x->evidence),
+		 "%llu closes failed with EBADF on descriptors never seen "
+		 "open", (unsigned long long)f->unopened_closes);
+}
+
 static void find(struct io_state *s)
 {
 	for (uint32_t i = 0; i < s->nfiles; i++) {
@@ -877,8 +924,10 @@ static void find(struct io_state *s)
 			errs += f->ops[op].errors;
 			calls += f->ops[op].calls;
 		}
-		/* lookups: IO06; would block, interrupted: IO07 */
-		errs -= f->missing + f->would_block + f->interrupted;
+		/* lookups: IO06; would block, interrupted: IO07; closes of
+		 * fds not open: IO09 */
+		errs -= f->missing + f->would_block + f->interrupted +
+			f->unopened_closes;
 		calls -= f->missing;
 		if (errs) {
 			struct finding *x = add_finding(s, "IO05",
@@ -894,6 +943,7 @@ static void find(struct io_state *s)
 		}
 		find_unready(s, i, calls);
 		find_peer_waits(s, i);
+		find_unopened(s, i);
 	}
 	find_missing(s);
 }

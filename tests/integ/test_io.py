@@ -90,10 +90,19 @@ with t.section("known I/O"):
         t.ok("relative error <= 0.39 %" in text and d + "/data" in text,
              "kprof-analyze io: text report with the error bound")
 
-        def sizes_line(path, what):
+        def file_lines(path, prefix):
+            """The lines of path's block in text that start with prefix."""
             block = text.split("  " + path + " (")[1].split("\n  /")[0]
-            return [ln for ln in block.splitlines()
-                    if ln.strip().startswith(what + " sizes:")]
+            return [ln.strip() for ln in block.splitlines()
+                    if ln.strip().startswith(prefix)]
+
+        def sizes_line(path, what):
+            return file_lines(path, what + " sizes:")
+        # consecutive is a part of sequential: the shares add up to 100 %
+        t.eq(file_lines(d + "/data", "read pattern:"),
+             ["read pattern: 75.0 % sequential (50.0 % consecutive), "
+              "25.0 % random, of 8 with offsets"],
+             "data: the read pattern's shares, consecutive within sequential")
         dl = sizes_line(d + "/data", "write")
         t.ok(len(dl) == 1 and "; small requests (< 4096 B) " in dl[0]
              and dl[0].endswith(" % of 14 syscalls"),

@@ -1046,8 +1046,9 @@ static void text_file(struct io_state *s, const struct file *f, FILE *out,
 		uint64_t c = f->classified[d];
 		if (!c)
 			continue;
-		fprintf(out, "    %s pattern: %.1f %% sequential, %.1f %% "
-			"consecutive, %.1f %% random (%llu with offsets)\n",
+		/* consecutive is a part of sequential */
+		fprintf(out, "    %s pattern: %.1f %% sequential (%.1f %% "
+			"consecutive), %.1f %% random, of %llu with offsets\n",
 			d ? "write" : "read", 100.0 * share(f->seq[d], c),
 			100.0 * share(f->consec[d], c),
 			100.0 * share(c - f->seq[d], c),

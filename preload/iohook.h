@@ -250,7 +250,8 @@ static inline int kp_io_want(const struct kp_tls *t)
 
 static inline uint32_t kp_io_stack(void)
 {
-	return kp.cfg.io_capture ? kp_stack_capture_memo(&kp_io_memo) : 0;
+	return kp.cfg.io_capture ?
+		kp_stack_capture_memo(kp_io_memo, &kp_tls.io_memo_mru) : 0;
 }
 
 #define KP_IO_OFF_TRACK INT64_MIN
@@ -347,7 +348,7 @@ static KP_ALWAYS_INLINE void kp_io_record(uint8_t op, int fd, uint64_t req,
 		/* called from here, not through a helper: one frame fewer
 		 * for libunwind to walk (and for kp_stack_capture to drop) */
 		int *ep = &errno, saved = *ep;
-		stack = kp_stack_capture_memo(&kp_io_memo);
+		stack = kp_stack_capture_memo(kp_io_memo, &t->io_memo_mru);
 		*ep = saved;
 	}
 	if (KP_UNLIKELY(!kp_ring_try_push_head(

@@ -445,13 +445,22 @@ static __attribute__((noinline)) uint32_t capture_memo_slow(const uintptr_t *fp,
 	return capture(fp, memo_id, m);
 }
 
-__thread struct kp_unwind_memo kp_io_memo
+__thread struct kp_unwind_memo kp_io_memo[2]
 	__attribute__((tls_model("initial-exec")));
 
-__attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *m)
+__attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *m,
+							 uint8_t *mru)
 {
 	const uintptr_t *fp = __builtin_frame_address(0);
+	if (mru)
+		m += *mru;
 	uint32_t id = kp_unwind_memo_hit(fp, m);
+	if (!id && mru) {
+		/* the other one, used last but one; a new walk replaces it */
+		*mru ^= 1;
+		m += *mru ? 1 : -1;
+		id = kp_unwind_memo_hit(fp, m);
+	}
 	if (!id || KP_UNLIKELY(kp.cfg.unwind != KP_UNWIND_FAST)) {
 		/* not the same walk as m's last (or verify: walk anyway,
 		 * and compare the ids) */
@@ -495,7 +504,7 @@ uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m)
 	}
 	if (cur->owner != t->tid)
 		return kp_stack_capture();
-	return kp_stack_capture_memo(cur);
+	return kp_stack_capture_memo(cur, NULL);
 }
 
 /*

@@ -224,6 +224,7 @@ struct kp_tls {
 			       * one store each */
 	uint8_t sig_deferred; /* a signal of the app's waits for busy to
 			       * end (signals.c) */
+	uint8_t io_memo_mru;  /* which of kp_io_memo was used last */
 	/* the open run of ring (KP_EV_RUN) when run_p is not NULL: its next
 	 * byte, the end of the slots reserved, its header, its events, and
 	 * the delta state (ns, pointer) and ticks of its last event */
@@ -793,15 +794,19 @@ uint32_t kp_stack_capture(void);
  * remembers that walk and its stack id (unwind.c), and a capture that
  * starts where it did and finds the same return addresses and saved frame
  * pointers on the stack takes the id without walking or interning.
- * kp_io_memo is each thread's, for its I/O calls; kp_stack_capture_memo_at
+ * With mru, m is two memos and *mru the one used last: a capture tries it,
+ * then the other, and a walk that is neither's replaces the other's (a
+ * loop of two calls, a read and a write or a send and a receive, takes
+ * both from their memos, where one memo missed each time).
+ * kp_io_memo is each thread's pair, for its I/O calls, with
+ * kp_tls.io_memo_mru; kp_stack_capture_memo_at
  * allocates *m from the private arena at first use (NULL before;
  * kp_arena_free() it when done) for a caller that several threads may
  * share (a statement), and uses it only on the thread that allocated it:
  * a memo's words are addresses in its thread's stack.
  */
 struct kp_unwind_memo;
-extern __thread struct kp_unwind_memo kp_io_memo;
-uint32_t kp_stack_capture_memo(struct kp_unwind_memo *m);
+uint32_t kp_stack_capture_memo(struct kp_unwind_memo *m, uint8_t *mru);
 uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m);
 /*
  * kp_stack_capture for an allocation hook: fp is the hook's own frame
@@ -907,6 +912,7 @@ struct kp_unwind_memo {
 	struct kp_pychain py; /* the Python frames of the last capture;
 			       * last, and not there when no_py */
 };
+extern __thread struct kp_unwind_memo kp_io_memo[2]; /* its pair */
 /*
  * Python's frames in stacks (pystack.c; python3.11): kp_pystack_init()
  * finds the interpreter (once, at start-up); kp_pystack_adorn() makes the

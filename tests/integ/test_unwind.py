@@ -104,9 +104,11 @@ with t.section("verify: test apps"):
         t.eq(len(big), 1, "forkstorm: a child's summary does not repeat its "
              "parent's count", big)
 
-# I/O stacks go through the thread's remembered walk (unwind.c,
-# kp_unwind_memo); under verify each stack it names is checked against a
-# walk and interning: two call paths at the same depth in turn, and a loop
+# I/O stacks go through the thread's two remembered walks (unwind.c,
+# kp_unwind_memo; stacktab.c, kp_stack_capture_memo); under verify each
+# stack they name is checked against a walk and interning: two call paths
+# at the same depth in turn, a loop, and three sites in turn (a write, a
+# read and an lseek: more than the two memos hold)
 with t.section("verify: remembered walks (I/O)"):
     with Tmp() as d:
         r = run([app("io_known"), d, "paths", "3000"], d, prof=VERIFY)
@@ -117,6 +119,8 @@ with t.section("verify: remembered walks (I/O)"):
              "io_known paths: the writes have two stacks", len(recs))
         r = run([app("io_known"), d, "small", "3000"], d, prof=VERIFY)
         check_verify("io_known small", r, min_stacks=3000)
+        r = run([app("io_known"), d, "calls", "1000"], d, prof=VERIFY)
+        check_verify("io_known calls", r, min_stacks=3000)
 
 with t.section("verify: unwindcases (signal frames go to libunwind)"):
     with Tmp() as d:

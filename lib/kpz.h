@@ -136,6 +136,9 @@ void kp_reader_free(struct kp_reader *r);
 
 /* The header; strings owned by the reader, NUL-terminated. */
 const struct kp_header *kp_reader_header(const struct kp_reader *r);
+/* The value of key in h's config (the first, should a hostile trace
+ * repeat it), or NULL. */
+const char *kp_header_config(const struct kp_header *h, const char *key);
 
 /*
  * Decode the next record, crossing frame boundaries as needed. The FRAME

@@ -313,6 +313,15 @@ static int parse_header(struct kp_header *h, const uint8_t *buf, size_t len,
 	return 0;
 }
 
+const char *kp_header_config(const struct kp_header *h, const char *key)
+{
+	for (uint32_t i = 0; h->config_keys && i < h->nconfig; i++)
+		if (h->config_keys[i] && h->config_vals[i] &&
+		    !strcmp(h->config_keys[i], key))
+			return h->config_vals[i];
+	return NULL;
+}
+
 static void header_defaults(struct kp_header *h, uint16_t major,
 			    uint16_t minor)
 {

@@ -142,11 +142,30 @@ TEST(header_roundtrip)
 	CHECK(strcmp(g->config_keys[1], "KOTOBA_PROFILE_IO") == 0 &&
 	      strcmp(g->config_vals[0], "1") == 0 &&
 	      strcmp(g->config_vals[1], "") == 0);
+	CHECK(strcmp(kp_header_config(g, "KOTOBA_PROFILE_IO"), "") == 0);
+	CHECK(kp_header_config(g, "KOTOBA_PROFILE") == NULL);
+	CHECK(kp_header_config(g, "") == NULL);
 	struct kp_rec rec;
 	CHECK(kp_reader_next(r, &rec) == 0); /* no frames: clean end */
 	CHECK(kp_reader_next(r, &rec) == 0);
 	kp_reader_free(r);
 	membuf_free(&b);
+}
+
+TEST(header_config_lookup)
+{
+	const char *k[] = { "cpu", "memory", "cpu" };
+	const char *v[] = { "1", "0", "0" };
+	struct kp_header h = { 0 };
+	CHECK(kp_header_config(&h, "cpu") == NULL); /* no config at all */
+	h.config_keys = k;
+	h.config_vals = v;
+	h.nconfig = 3;
+	CHECK(strcmp(kp_header_config(&h, "cpu"), "1") == 0); /* the first */
+	CHECK(strcmp(kp_header_config(&h, "memory"), "0") == 0);
+	CHECK(kp_header_config(&h, "mem") == NULL);
+	h.nconfig = 1; /* only the first pair counts */
+	CHECK(kp_header_config(&h, "memory") == NULL);
 }
 
 TEST(header_unknown_keys_and_defaults)
@@ -1383,7 +1402,7 @@ TEST(decode_rate)
 
 int main(int argc, char **argv)
 {
-	return RUN_TESTS(argc, argv, T(header_roundtrip),
+	return RUN_TESTS(argc, argv, T(header_roundtrip), T(header_config_lookup),
 			 T(header_unknown_keys_and_defaults), T(header_limits),
 			 T(bad_prefixes), T(records_roundtrip),
 			 T(frames_and_counters), T(events_bulk_same_bytes),

@@ -87,19 +87,13 @@ static void cpu_begin_trace(void *st, struct kp_trace *t)
 	s->trace_first_thread = s->nthreads;
 	if (!t->hdr)
 		return;
+	const char *cpu = kp_header_config(t->hdr, "cpu");
+	if (cpu && !strcmp(cpu, "1"))
+		s->sampling = 1;
 	/* the period from the first trace that gives one */
-	int want_period = !s->period_ns;
-	for (uint32_t i = 0; i < t->hdr->nconfig; i++) {
-		const char *k = t->hdr->config_keys[i];
-		const char *v = t->hdr->config_vals[i];
-		if (!strcmp(k, "cpu") && !strcmp(v, "1")) {
-			s->sampling = 1;
-		} else if (want_period && !strcmp(k, "cpu_hz")) {
-			long hz = atol(v);
-			if (hz > 0)
-				s->period_ns = 1000000000u / (uint64_t)hz;
-		}
-	}
+	const char *hz = kp_header_config(t->hdr, "cpu_hz");
+	if (!s->period_ns && hz && atol(hz) > 0)
+		s->period_ns = 1000000000u / (uint64_t)atol(hz);
 }
 
 static void acc_add(struct kp_idmap *m, struct acc **a, size_t *n,

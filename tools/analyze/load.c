@@ -289,15 +289,11 @@ static struct kp_proc *proc_new(struct kp_analysis *an, const char *name,
 	p->pid = h->pid;
 	p->ppid = h->ppid;
 	p->forked = h->forked;
-	for (uint32_t i = 0; h->config_keys && i < h->nconfig; i++) {
-		const char *k = h->config_keys[i], *v = h->config_vals[i];
-		if (!k || !v)
-			continue;
-		if (!strcmp(k, "memory"))
-			p->mem_off = !strcmp(v, "0");
-		else if (!strcmp(k, "malloc_owner") && !p->malloc_owner)
-			p->malloc_owner = xstrdup(v);
-	}
+	const char *mem = kp_header_config(h, "memory");
+	const char *owner = kp_header_config(h, "malloc_owner");
+	p->mem_off = mem && !strcmp(mem, "0");
+	if (owner)
+		p->malloc_owner = xstrdup(owner);
 	p->exe = xstrdup(h->exe ? h->exe : "");
 	p->argc = h->argv ? h->argc : 0;
 	p->argv = xcalloc(p->argc ? p->argc : 1, sizeof(*p->argv));

@@ -710,16 +710,14 @@ static void q_begin_trace(void *state, struct kp_trace *t)
 	if (qs->text_fp) /* text ids are the trace's own */
 		memset(qs->text_fp, 0, qs->text_fp_cap * sizeof(uint32_t));
 	/* the recording's KOTOBA_PROFILE_SLOW_QUERY_MS, unless --slow-ms */
-	if (!qs->slow_set && t->hdr) {
-		for (uint32_t i = 0; i < t->hdr->nconfig; i++) {
-			if (strcmp(t->hdr->config_keys[i], "slow_query_ms"))
-				continue;
-			char *end;
-			unsigned long ms = strtoul(t->hdr->config_vals[i], &end, 10);
-			if (*t->hdr->config_vals[i] && !*end && ms <= 3600000) {
-				qs->slow_ns = (uint64_t)ms * 1000000;
-				qs->slow_set = 1;
-			}
+	const char *v = !qs->slow_set && t->hdr ?
+		kp_header_config(t->hdr, "slow_query_ms") : NULL;
+	if (v) {
+		char *end;
+		unsigned long ms = strtoul(v, &end, 10);
+		if (*v && !*end && ms <= 3600000) {
+			qs->slow_ns = (uint64_t)ms * 1000000;
+			qs->slow_set = 1;
 		}
 	}
 }

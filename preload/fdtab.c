@@ -153,8 +153,37 @@ struct kp_fdent *kp_fd_get(int fd, uint64_t t0)
 	return get(fd, t0, &fresh);
 }
 
-void kp_fd_opened(int fd, uint8_t how, const char *path, int flags,
-		  uint64_t t0, int err, int src, uint32_t stack)
+/*
+ * A failed open's path as asked, made absolute when it was relative: put
+ * after the working directory's path, or openat's directory's, as a
+ * successful open's is read from /proc (without a leading "./"). As asked
+ * when that directory has no path to give.
+ */
+static size_t failed_path(int dirfd, const char *path, char *buf, size_t cap)
+{
+	size_t n = 0;
+	if (path[0] != '/') {
+		while (path[0] == '.' && path[1] == '/')
+			path += 2;
+		if (dirfd == AT_FDCWD) {
+			long r = syscall(SYS_getcwd, buf, cap);
+			n = r > 1 ? (size_t)r - 1 : 0; /* r counts the NUL */
+		} else {
+			n = fd_path(dirfd, buf, cap);
+		}
+		/* not "(unreachable)/...", nor a pipe's name */
+		if (n && buf[0] != '/')
+			n = 0;
+		if (n && buf[n - 1] != '/' && n + 1 < cap)
+			buf[n++] = '/';
+	}
+	size_t len = strnlen(path, cap - 1 - n);
+	memcpy(buf + n, path, len);
+	return n + len;
+}
+
+void kp_fd_opened(int fd, uint8_t how, int dirfd, const char *path,
+		  int flags, uint64_t t0, int err, int src, uint32_t stack)
 {
 	uint64_t t1 = kp_ticks();
 	char buf[KP_MAX_STR_LEN];
@@ -181,8 +210,7 @@ void kp_fd_opened(int fd, uint8_t how, const char *path, int flags,
 	} else if (fd >= 0) {
 		len = fd_path(fd, buf, sizeof(buf));
 	} else if (path) {
-		len = strnlen(path, sizeof(buf) - 1);
-		memcpy(buf, path, len);
+		len = failed_path(dirfd, path, buf, sizeof(buf));
 	}
 	push_open(fd, how, kind, flags, t0, t1, err, src, stack, buf, len);
 }

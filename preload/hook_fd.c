@@ -18,16 +18,23 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Record an fd that appeared (fd < 0: the call failed with errno). */
-static void opened(int fd, uint8_t how, const char *path, int flags,
-		   uint64_t t0, int src)
+/* Record an fd that appeared (fd < 0: the call failed with errno; its
+ * path, if relative, is of dirfd's directory). */
+static void opened_at(int fd, uint8_t how, int dirfd, const char *path,
+		      int flags, uint64_t t0, int src)
 {
 	int saved = errno;
 	kp_tls.busy = 1;
-	kp_fd_opened(fd, how, path, flags, t0, fd < 0 ? saved : 0, src,
+	kp_fd_opened(fd, how, dirfd, path, flags, t0, fd < 0 ? saved : 0, src,
 		     kp_io_stack());
 	kp_busy_leave();
 	errno = saved;
+}
+
+static void opened(int fd, uint8_t how, const char *path, int flags,
+		   uint64_t t0, int src)
+{
+	opened_at(fd, how, AT_FDCWD, path, flags, t0, src);
 }
 
 static int needs_mode(int flags)
@@ -55,7 +62,7 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode)
 		return kp_io_real.openat(dirfd, path, flags, mode);
 	uint64_t t0 = kp_ticks();
 	int fd = kp_io_real.openat(dirfd, path, flags, mode);
-	opened(fd, KP_FDH_OPENAT, path, flags, t0, -1);
+	opened_at(fd, KP_FDH_OPENAT, dirfd, path, flags, t0, -1);
 	return fd;
 }
 
@@ -133,7 +140,7 @@ static int do_openat_2(int dirfd, const char *path, int flags)
 		return kp_io_real.openat_2(dirfd, path, flags);
 	uint64_t t0 = kp_ticks();
 	int fd = kp_io_real.openat_2(dirfd, path, flags);
-	opened(fd, KP_FDH_OPENAT, path, flags, t0, -1);
+	opened_at(fd, KP_FDH_OPENAT, dirfd, path, flags, t0, -1);
 	return fd;
 }
 

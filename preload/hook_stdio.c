@@ -73,7 +73,8 @@ static void stream_opened(FILE *f, uint8_t how, const char *path,
 	int saved = errno;
 	kp_tls.busy = 1;
 	int fd = f ? stream_fd(f) : -1;
-	kp_fd_opened(fd, how, path, mode_flags(mode), t0, f ? 0 : saved, src,
+	kp_fd_opened(fd, how, AT_FDCWD, path, mode_flags(mode), t0,
+		     f ? 0 : saved, src,
 		     kp_io_stack());
 	kp_busy_leave();
 	errno = saved;

@@ -217,10 +217,12 @@ struct kp_fdent *kp_fd_get(int fd, uint64_t t0);
  * A new fd (open, dup, pipe, ...): fill its entry (fstat: kind; offset 0
  * for a fresh open, the file's offset otherwise) and record FD_OPEN with
  * path (NULL: read from /proc/self/fd; "": none). fd < 0: a failed call
- * (err = its errno). src: the fd it was duplicated from, or -1.
+ * (err = its errno), whose path, if relative, is of dirfd's directory
+ * (AT_FDCWD: the working directory) and is recorded absolute. src: the fd
+ * it was duplicated from, or -1.
  */
-void kp_fd_opened(int fd, uint8_t how, const char *path, int flags,
-		  uint64_t t0, int err, int src, uint32_t stack);
+void kp_fd_opened(int fd, uint8_t how, int dirfd, const char *path,
+		  int flags, uint64_t t0, int err, int src, uint32_t stack);
 /* The fd went away: FD_CLOSE (fd < 0: nothing but the record). */
 void kp_fd_closed(int fd, uint8_t how, uint64_t t0, int err,
 		  uint32_t stack);

@@ -6,6 +6,10 @@
  *                        reads (see the comments for the offsets and the
  *                        Darshan classification), and DIR/log.txt by stdio
  *   io_known DIR errno   failing and short calls; checks errno itself
+ *   io_known DIR relpaths  opens of relative paths that do not exist (run
+ *                        in DIR): open "nofile", "./dotted"; openat of
+ *                        DIR/sub: "none", "../up"; fopen "nofopen"; each
+ *                        checked to fail with ENOENT
  *   io_known DIR pipe    a read on a pipe whose writer writes after 20 ms;
  *                        prints the app's own clock_gettime of the read
  *   io_known DIR calls N N write+read+lseek rounds on DIR/c (strace -c)
@@ -49,6 +53,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -118,6 +123,26 @@ static void known(const char *dir)
 static void on_alarm(int sig)
 {
 	(void)sig;
+}
+
+static void relpaths(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/sub", dir);
+	check(mkdir(path, 0700) == 0, "mkdir DIR/sub");
+	int dfd = open(path, O_RDONLY | O_DIRECTORY);
+	check(dfd >= 0, "DIR/sub opened");
+	errno = 0;
+	check(open("nofile", O_RDONLY) == -1 && errno == ENOENT, "nofile: ENOENT");
+	errno = 0;
+	check(open("./dotted", O_RDONLY) == -1 && errno == ENOENT, "./dotted: ENOENT");
+	errno = 0;
+	check(openat(dfd, "none", O_RDONLY) == -1 && errno == ENOENT, "sub/none: ENOENT");
+	errno = 0;
+	check(openat(dfd, "../up", O_RDONLY) == -1 && errno == ENOENT, "../up: ENOENT");
+	errno = 0;
+	check(fopen("nofopen", "r") == NULL && errno == ENOENT, "nofopen: ENOENT");
+	close(dfd);
 }
 
 static void errnos(void)
@@ -634,6 +659,8 @@ int main(int argc, char **argv)
 		known(argv[1]);
 	else if (!strcmp(argv[2], "errno"))
 		errnos();
+	else if (!strcmp(argv[2], "relpaths"))
+		relpaths(argv[1]);
 	else if (!strcmp(argv[2], "pipe"))
 		pipe_latency();
 	else if (!strcmp(argv[2], "fork"))

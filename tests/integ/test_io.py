@@ -352,6 +352,22 @@ with t.section("errno and short calls"):
                        x["v"][2] == int(m.group(1)) for x in recs),
              "short write recorded as the app saw it", m and m.group(0))
 
+# A failed open of a relative path is recorded absolute, as a successful
+# open's path is (read from /proc): after the working directory, or the
+# directory openat was given; "./" dropped
+with t.section("failed opens of relative paths"):
+    with Tmp() as d:
+        d = os.path.realpath(d)
+        r = run([app("io_known"), d, "relpaths"], d)
+        t.eq((r.rc, [x for x in r.out.splitlines() if x.startswith("FAIL")]),
+             (0, []), "relpaths: every open failed with ENOENT, as without kprof",
+             r.out)
+        got = [x["str"] for x in dump(r.traces)
+               if x["type"] == "fd_open" and x["v"][4] == 2]
+        t.eq(got, [d + "/nofile", d + "/dotted", d + "/sub/none",
+                   d + "/sub/../up", d + "/nofopen"],
+             "relpaths: the paths tried, absolute")
+
 # ---- the direct path (preload/iohook.h, kp_io_direct) -------------------------
 # kprof makes a single-threaded app's read/write/pread/pwrite/readv/writev
 # system calls itself; results, errno and the records must be glibc's, and

@@ -150,11 +150,14 @@ static unsigned walk(const ucontext_t *uc, uint64_t *pcs, unsigned max)
 	return n;
 }
 
-static void on_sample(int sig, siginfo_t *si, void *ucv)
+void kp_cpu_on_sample(int sig, siginfo_t *si, void *ucv)
 {
 	(void)sig;
 	(void)si;
 	int saved = errno;
+	/* come with the app's signal: where the program was, not the
+	 * entry of the app's handler */
+	ucv = kp_sig_outer_context(ucv, kp_sig_dispatch);
 	struct sring *r = ct.r;
 	if (!r || !kp_recording() || kp_tls.writer)
 		goto out;
@@ -341,7 +344,7 @@ void kp_cpu_start(void)
 	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sample;
+	sa.sa_sigaction = kp_cpu_on_sample;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	if (cpu.real_sigaction(cpu.sig, &sa, NULL) != 0) {

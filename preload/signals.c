@@ -71,8 +71,10 @@ static int synchronous(int sig)
 	       sig == SIGABRT;
 }
 
-/* Defer sig (see the top); 0 if it cannot be queued again. */
-static int defer(int sig, siginfo_t *si, ucontext_t *uc)
+/* Defer sig (see the top); 0 if it cannot be queued again. uc: the
+ * context this handler returns to; outer: the program's, under kprof's
+ * sampling handler when uc is that handler's entry, else uc. */
+static int defer(int sig, siginfo_t *si, ucontext_t *uc, ucontext_t *outer)
 {
 	int saved = errno;
 	/* all blocked till this returns (sigreturn puts uc's mask back):
@@ -85,7 +87,11 @@ static int defer(int sig, siginfo_t *si, ucontext_t *uc)
 	long rc = syscall(SYS_rt_tgsigqueueinfo, (pid_t)syscall(SYS_getpid),
 			  (pid_t)syscall(SYS_gettid), sig, si);
 	if (rc == 0) {
+		/* blocked where this returns to, and where the sampling
+		 * handler returns to, if it is under this one: else the copy
+		 * came back at once, here again, for ever */
 		sigaddset(&uc->uc_sigmask, sig);
+		sigaddset(&outer->uc_sigmask, sig);
 		sigaddset(&deferred, sig);
 		atomic_signal_fence(memory_order_seq_cst);
 		kp_tls.sig_deferred = 1;
@@ -98,10 +104,30 @@ static int defer(int sig, siginfo_t *si, ucontext_t *uc)
 	return rc == 0;
 }
 
-static void dispatch(int sig, siginfo_t *si, void *uc)
+void *kp_sig_outer_context(void *uc, void (*other)(int, siginfo_t *, void *))
 {
-	if (kp_tls.busy && !synchronous(sig) && defer(sig, si, uc))
+#if defined(__x86_64__)
+	const ucontext_t *u = uc;
+	/* At other's first instruction its frame is at rsp (x86-64's
+	 * struct rt_sigframe: the restorer's address, then the ucontext):
+	 * only a signal's delivery enters a handler there. */
+	if ((uintptr_t)u->uc_mcontext.gregs[REG_RIP] == (uintptr_t)other)
+		return (void *)((uintptr_t)u->uc_mcontext.gregs[REG_RSP] +
+				sizeof(void *));
+#else
+	(void)other;
+#endif
+	return uc;
+}
+
+void kp_sig_dispatch(int sig, siginfo_t *si, void *uc)
+{
+	/* come with kprof's CPU sample: the app's handler gets the
+	 * context the program was in, as without kprof */
+	void *outer = kp_sig_outer_context(uc, kp_cpu_on_sample);
+	if (kp_tls.busy && !synchronous(sig) && defer(sig, si, uc, outer))
 		return;
+	uc = outer;
 	uintptr_t fn = atomic_load_explicit(&app[sig].fn, memory_order_acquire);
 	if (fn == (uintptr_t)SIG_DFL || fn == (uintptr_t)SIG_IGN)
 		return; /* changed as it came */
@@ -129,7 +155,7 @@ static int wraps(int sig, const struct sigaction *act)
 {
 	return sig > 0 && sig < _NSIG && act->sa_handler != SIG_DFL &&
 	       act->sa_handler != SIG_IGN &&
-	       act->sa_sigaction != dispatch && /* handed back raw */
+	       act->sa_sigaction != kp_sig_dispatch && /* handed back raw */
 	       !(act->sa_flags & SA_RESETHAND) &&
 	       atomic_load_explicit(&kp.run, memory_order_acquire) !=
 		       KP_ST_OFF;
@@ -140,7 +166,7 @@ static int wraps(int sig, const struct sigaction *act)
  * flags). */
 static void as_app(struct sigaction *k, uintptr_t fn, int flags)
 {
-	if (k->sa_sigaction != dispatch)
+	if (k->sa_sigaction != kp_sig_dispatch)
 		return;
 	k->sa_flags = (k->sa_flags & ~SA_SIGINFO) | (flags & SA_SIGINFO);
 	if (flags & SA_SIGINFO)
@@ -166,7 +192,7 @@ KP_EXPORT int sigaction(int sig, const struct sigaction *act,
 		atomic_store(&app[sig].flags, act->sa_flags);
 		atomic_store(&app[sig].fn, (uintptr_t)act->sa_handler);
 		k = *act;
-		k.sa_sigaction = dispatch;
+		k.sa_sigaction = kp_sig_dispatch;
 		k.sa_flags |= SA_SIGINFO;
 		use = &k;
 	}
@@ -198,9 +224,9 @@ KP_EXPORT sighandler_t signal(int sig, sighandler_t h)
 		cur.sa_flags &= ~SA_RESTORER; /* glibc adds its own */
 		atomic_store(&app[sig].flags, cur.sa_flags);
 		atomic_store(&app[sig].fn, (uintptr_t)h);
-		cur.sa_sigaction = dispatch;
+		cur.sa_sigaction = kp_sig_dispatch;
 		cur.sa_flags |= SA_SIGINFO;
 		real_sigaction(sig, &cur, NULL);
 	}
-	return (void *)r == (void *)dispatch ? (sighandler_t)fn : r;
+	return (void *)r == (void *)kp_sig_dispatch ? (sighandler_t)fn : r;
 }

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1228,6 +1229,19 @@ int kp_cpu_signal(void);
  * kprof's, sampling stops; a handler is warned about at once, a reset
  * (a child about to exec does that) only at exit, by kp_cpu_at_exit. */
 void kp_cpu_step_aside(int sig, int reset);
+/*
+ * Two signals that come at one tick (kprof's CPU timer and the app's own,
+ * an ITIMER_PROF for gprof) are delivered together: the second handler's
+ * context is the first handler's entry, and the context the program was
+ * in is the first one's. Given a handler's context uc: when it is the
+ * entry of `other` (kprof's sampling handler, for the app's; the app's
+ * dispatcher, for kprof's), the context under it, else uc.
+ */
+void *kp_sig_outer_context(void *uc, void (*other)(int, siginfo_t *, void *));
+/* The dispatcher kprof puts in place of the app's handlers (signals.c). */
+void kp_sig_dispatch(int sig, siginfo_t *si, void *uc);
+/* kprof's CPU sampling handler (cpu.c). */
+void kp_cpu_on_sample(int sig, siginfo_t *si, void *uc);
 void kp_cpu_at_exit(void);
 /* Writer: take the samples with tsc < wm (interning their stacks);
  * @return 1 if some remain below wm (buffer full). Then kp_cpu_next()

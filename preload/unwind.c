@@ -240,9 +240,10 @@ static KP_ALWAYS_INLINE int stack_bounds(uintptr_t sp, uintptr_t *hi)
 #define DW_EH_PE_datarel 0x30
 #define DW_EH_PE_indirect 0x80
 
-#define REG_RBP 6
-#define REG_RSP 7
-#define REG_RA 16
+/* DWARF register numbers (x86-64 psABI) */
+#define DWREG_RBP 6
+#define DWREG_RSP 7
+#define DWREG_RA 16
 
 struct rd {
 	const uint8_t *p, *end;
@@ -465,24 +466,24 @@ static int run_cfa(struct rd *r, uint64_t loc, uint64_t pc,
 				goto restore;
 			case 0x07: /* undefined */
 				reg = uleb(r);
-				if (reg == REG_RBP)
+				if (reg == DWREG_RBP)
 					st->rbp.where = W_UNDEF;
-				else if (reg == REG_RA)
+				else if (reg == DWREG_RA)
 					st->ra.where = W_UNDEF;
 				break;
 			case 0x08: /* same_value */
 				reg = uleb(r);
-				if (reg == REG_RBP)
+				if (reg == DWREG_RBP)
 					st->rbp.where = W_SAME;
-				else if (reg == REG_RA)
+				else if (reg == DWREG_RA)
 					st->ra.where = W_OTHER;
 				break;
 			case 0x09: /* register */
 				reg = uleb(r);
 				uleb(r);
-				if (reg == REG_RBP)
+				if (reg == DWREG_RBP)
 					st->rbp.where = W_OTHER;
-				else if (reg == REG_RA)
+				else if (reg == DWREG_RA)
 					st->ra.where = W_OTHER;
 				break;
 			case 0x0a: /* remember_state */
@@ -520,9 +521,9 @@ static int run_cfa(struct rd *r, uint64_t loc, uint64_t pc,
 				if ((uint64_t)(r->end - r->p) < n)
 					return -1;
 				r->p += n;
-				if (reg == REG_RBP)
+				if (reg == DWREG_RBP)
 					st->rbp.where = W_OTHER;
-				else if (reg == REG_RA)
+				else if (reg == DWREG_RA)
 					st->ra.where = W_OTHER;
 				break;
 			}
@@ -544,9 +545,9 @@ static int run_cfa(struct rd *r, uint64_t loc, uint64_t pc,
 					uleb(r);
 				else
 					sleb(r);
-				if (reg == REG_RBP)
+				if (reg == DWREG_RBP)
 					st->rbp.where = W_OTHER;
-				else if (reg == REG_RA)
+				else if (reg == DWREG_RA)
 					st->ra.where = W_OTHER;
 				break;
 			}
@@ -572,17 +573,17 @@ static int run_cfa(struct rd *r, uint64_t loc, uint64_t pc,
 	set_off:
 		if (r->bad)
 			return -1;
-		if (reg == REG_RBP)
+		if (reg == DWREG_RBP)
 			st->rbp = (struct regrule){ W_OFF, off };
-		else if (reg == REG_RA)
+		else if (reg == DWREG_RA)
 			st->ra = (struct regrule){ W_OFF, off };
 		continue;
 	restore:
 		if (!init) /* restore inside a CIE */
 			return -1;
-		if (reg == REG_RBP)
+		if (reg == DWREG_RBP)
 			st->rbp = init->rbp;
-		else if (reg == REG_RA)
+		else if (reg == DWREG_RA)
 			st->ra = init->ra;
 	}
 	return r->bad ? -1 : 0;
@@ -652,7 +653,7 @@ static uint32_t compute_rule(uint64_t pc)
 		return R_BAD;
 	struct cie c;
 	if (parse_cie(ciep, &c, dbase) != 0 || c.signal ||
-	    c.ra_reg != REG_RA)
+	    c.ra_reg != DWREG_RA)
 		return R_BAD;
 	uint64_t start = enc_ptr(&r, c.fde_enc, dbase);
 	uint64_t range = enc_ptr(&r, c.fde_enc & 0x0f, dbase);
@@ -677,7 +678,7 @@ static uint32_t compute_rule(uint64_t pc)
 		return R_END;
 	if (st.ra.where != W_OFF || st.ra.off != -8)
 		return R_BAD;
-	if ((st.cfa_reg != REG_RSP && st.cfa_reg != REG_RBP) ||
+	if ((st.cfa_reg != DWREG_RSP && st.cfa_reg != DWREG_RBP) ||
 	    st.cfa_off < 8 || st.cfa_off > 0xffff)
 		return R_BAD;
 	unsigned rbp_n = 0;
@@ -691,9 +692,9 @@ static uint32_t compute_rule(uint64_t pc)
 	/* The saved rbp lies at or above the CFA's base register. */
 	if (8 * (int64_t)rbp_n > st.cfa_off)
 		return R_BAD;
-	if (st.cfa_reg == REG_RBP && st.cfa_off == 16 && rbp_n == 2)
+	if (st.cfa_reg == DWREG_RBP && st.cfa_off == 16 && rbp_n == 2)
 		return mk_rule(R_RBP | R_FP, 16, 2);
-	return mk_rule(st.cfa_reg == REG_RBP ? R_RBP : 0,
+	return mk_rule(st.cfa_reg == DWREG_RBP ? R_RBP : 0,
 		       (unsigned)st.cfa_off, rbp_n);
 }
 

@@ -296,6 +296,31 @@ with t.section("the app's own handler for a real-time signal"):
         t.ok("CPU sampling stops" in r.err, "kprof steps aside with a warning",
              r.err)
 
+with t.section("the app's own CPU profiler (SIGPROF, as gperftools')"):
+    # kprof's timer and the app's ITIMER_PROF tick together, and the kernel
+    # delivers both signals at once, one handler's context being the
+    # other's entry: each profiler must still see where the program was.
+    # Before, every one of the app's samples (1 ms, with kprof at 1000 Hz)
+    # found the pc at kprof's sampling handler.
+    with Tmp() as d:
+        r = run([app("sigprof"), "compute", "800"], cwd=d, prof=CPU)
+        m = re.fullmatch(r"signals (\d+) main (\d+)\n", r.out)
+        t.ok(r.rc == 0 and m and int(m.group(1)) >= 100 and
+             int(m.group(2)) >= 0.95 * int(m.group(1)),
+             "compute: the app's SIGPROF handler finds the pc in the "
+             "program's code (95 % or more)", (r.rc, r.out, r.err[-300:]))
+        c = cpu_of(analyze(r.traces, extra=("cpu",)))
+        t.ok(fn_share(c, "main", "self_share") >= 0.9,
+             "compute: kprof's samples find main, not the app's handler",
+             [(f["function"], f["self_share"]) for f in c["functions"][:5]])
+    # the app's signal while kprof's hooks run (deferred), under kprof's
+    # sampling handler: it ran again and again at that handler's entry
+    with Tmp() as d:
+        r = run([app("sigprof"), "alloc", "800"], cwd=d, prof=CPU, timeout=60)
+        m = re.fullmatch(r"signals (\d+) main (\d+)\n", r.out)
+        t.ok(r.rc == 0 and m and int(m.group(1)) >= 100,
+             "alloc: the app ends and its handler ran", (r.rc, r.out, r.err[-300:]))
+
 with t.section("the app resets kprof's signal to its default"):
     # A child about to exec resets every signal (git's run-command,
     # python's subprocess): no warning, and the new image is sampled. A

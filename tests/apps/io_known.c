@@ -39,7 +39,9 @@
  *                        a pipe whose writer sleeps 2 ms before 20 of
  *                        its 200 writes (calls that wait for the peer);
  *                        DIR/twice opened and closed twice (EBADF), and
- *                        a loop closing fds 100 to 299, not open (EBADF)
+ *                        a loop closing fds 100 to 299, not open (EBADF);
+ *                        DIR/excl made, then 3 opens of it with O_CREAT |
+ *                        O_EXCL (EEXIST)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -633,6 +635,12 @@ static void bad(const char *dir)
 	fails += close(fd) != -1 || errno != EBADF;
 	for (int i = 100; i < 300; i++)
 		fails += close(i) != -1 || errno != EBADF;
+	/* exclusive creates of a file that exists: answers, not failures */
+	snprintf(path, sizeof(path), "%s/excl", dir);
+	fails += close(open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) != 0;
+	for (int i = 0; i < 3; i++)
+		fails += open(path, O_WRONLY | O_CREAT | O_EXCL, 0600) != -1 ||
+			 errno != EEXIST;
 	/* 200 reads of a byte, 20 of them waiting 2 ms for the writer */
 	int wp[2];
 	pthread_t th;

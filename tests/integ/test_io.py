@@ -128,10 +128,11 @@ with t.section("findings"):
                      if x["path"].startswith(d) and x["code"] != "IO04")
         t.eq(got, [("IO01", d + "/small"), ("IO02", d + "/synced"),
                    ("IO03", d + "/big"), ("IO05", d + "/readonly"),
-                   ("IO05", d + "/twice"), ("IO06", d + "/missing")],
+                   ("IO05", d + "/twice"), ("IO06", d + "/missing"),
+                   ("IO10", d + "/excl")],
              "small writes, fsync per write, random reads, failed writes, "
              "a second close, opens of missing paths (one finding, at the "
-             "path tried most)")
+             "path tried most), exclusive creates of a file that exists")
         for x in rep["io"]["findings"]:
             t.ok(x["severity"] in ("info", "warn", "high") and x["evidence"]
                  and x["recommendation"], "%s has severity, evidence and a "
@@ -143,6 +144,11 @@ with t.section("findings"):
              "IO01 evidence")
         t.eq(ev.get("IO02"), "20 syncs for 20 writes (1.00 writes per sync)",
              "IO02 evidence")
+        t.ok(re.fullmatch(r"3 opens of 1 paths failed with EEXIST, [0-9.]+ [nmu]?s "
+                          r"in all; this path the most, 3 times",
+                          ev.get("IO10", "")),
+             "IO10 evidence: 3 exclusive creates of DIR/excl, no IO05 for them",
+             ev.get("IO10"))
         ev5 = {x["path"]: x["evidence"] for x in rep["io"]["findings"]
                if x["code"] == "IO05"}
         t.eq(ev5.get(d + "/readonly"), "3 of 5 calls failed: EBADF 3",
@@ -157,7 +163,7 @@ with t.section("findings"):
                "200 closes failed with EBADF on descriptors never seen open")],
              "IO09 for the 200 closes of fds 100 to 299, no IO05")
         t.ok(re.fullmatch(r"7 opens of 2 paths failed with ENOENT or ENOTDIR, "
-                          r"[0-9.]+ [mu]?s in all; this path the most, 5 times",
+                          r"[0-9.]+ [nmu]?s in all; this path the most, 5 times",
                           ev.get("IO06", "")),
              "IO06 evidence: 5 + 2 opens of 2 missing paths, no IO05 for them",
              ev.get("IO06"))

@@ -77,7 +77,12 @@ struct file {
 	int reread_capped;
 	uint64_t extent;                           /* highest byte + 1 */
 	uint64_t syncs;
-	uint64_t missing, missing_ns; /* opens of a path that does not exist */
+	/* failed opens that answer a question (find_answers()): of a path
+	 * that does not exist (IO06), or an exclusive create of one that
+	 * does (IO10) */
+	struct answers {
+		uint64_t n, ns;
+	} missing, exists;
 	/* calls that would have blocked (EAGAIN, on a non-blocking fd) and
 	 * calls a signal interrupted (EINTR): outcomes an event loop or a
 	 * signal handler expects, counted apart (find(): IO07, not IO05) */
@@ -363,8 +368,11 @@ static void op_add(struct file *f, unsigned op, uint64_t bytes, int err,
 	if (err) {
 		o->errors++;
 		if (op == OP_OPEN && (err == ENOENT || err == ENOTDIR)) {
-			f->missing++;
-			f->missing_ns = kp_sat_add(f->missing_ns, dur);
+			f->missing.n++;
+			f->missing.ns = kp_sat_add(f->missing.ns, dur);
+		} else if (op == OP_OPEN && err == EEXIST) {
+			f->exists.n++;
+			f->exists.ns = kp_sat_add(f->exists.ns, dur);
 		} else if (err == EAGAIN && !kp_io_op_is_wait(op)) {
 			f->would_block++;
 		} else if (err == EINTR && !kp_io_op_is_wait(op)) {
@@ -720,44 +728,45 @@ static void errno_list(const struct file *f, char *buf, size_t cap)
 }
 
 /*
- * IO06, once for all files: opens of paths that do not exist. Programs
- * look for files along search paths (include directories, PYTHONPATH,
- * plugin and locale directories), and a missing file is a normal answer;
- * as a finding of its own, with the count, the time and the path tried
- * most, they no longer make an IO05 of every path tried.
+ * IO06 and IO10, once for all files: failed opens that are answers more
+ * than errors. Programs look for files along search paths (include
+ * directories, PYTHONPATH, plugin and locale directories), and a missing
+ * file is a normal answer; an open with O_CREAT | O_EXCL asks whether
+ * the file is new (a lock file, tar that will not overwrite, mkstemp's
+ * names), and EEXIST answers no. As one finding each, with the count, the
+ * time and the path tried most, they make no IO05 of every path tried.
  */
-static void find_missing(struct io_state *s)
+static void find_answers(struct io_state *s, size_t field, const char *code,
+			 const char *title, const char *errs, const char *advice)
 {
 	uint64_t n = 0, ns = 0, paths = 0;
 	uint32_t most = UINT32_MAX;
+	const struct answers *m = NULL;
 	for (uint32_t i = 0; i < s->nfiles; i++) {
-		const struct file *f = &s->files[i];
-		if (!f->missing)
+		const struct answers *a =
+			(const void *)((const char *)&s->files[i] + field);
+		if (!a->n)
 			continue;
-		n += f->missing;
-		ns = kp_sat_add(ns, f->missing_ns);
+		n += a->n;
+		ns = kp_sat_add(ns, a->ns);
 		paths++;
-		if (most == UINT32_MAX || f->missing > s->files[most].missing ||
-		    (f->missing == s->files[most].missing &&
-		     strcmp(f->path, s->files[most].path) < 0))
+		if (!m || a->n > m->n ||
+		    (a->n == m->n &&
+		     strcmp(s->files[i].path, s->files[most].path) < 0)) {
 			most = i;
+			m = a;
+		}
 	}
 	if (!n)
 		return;
-	struct finding *x = add_finding(s, "IO06",
-		n >= 10000 ? "warn" : "info",
-		"opens of paths that do not exist", most,
-		"normal for a program that searches for its files; if there "
-		"are many, shorten the search path (include directories, "
-		"PYTHONPATH, LD_LIBRARY_PATH, plugin directories) or "
-		"remember what was found");
+	struct finding *x = add_finding(s, code, n >= 10000 ? "warn" : "info",
+					title, most, advice);
 	char d[32];
 	snprintf(x->evidence, sizeof(x->evidence),
-		 "%llu opens of %llu paths failed with ENOENT or ENOTDIR, "
-		 "%s in all; this path the most, %llu times",
-		 (unsigned long long)n, (unsigned long long)paths,
-		 kp_fmt_ns(d, sizeof(d), ns),
-		 (unsigned long long)s->files[most].missing);
+		 "%llu opens of %llu paths failed with %s, %s in all; this "
+		 "path the most, %llu times",
+		 (unsigned long long)n, (unsigned long long)paths, errs,
+		 kp_fmt_ns(d, sizeof(d), ns), (unsigned long long)m->n);
 }
 
 /*
@@ -926,9 +935,9 @@ static void find(struct io_state *s)
 		}
 		/* lookups: IO06; would block, interrupted: IO07; closes of
 		 * fds not open: IO09 */
-		errs -= f->missing + f->would_block + f->interrupted +
-			f->unopened_closes;
-		calls -= f->missing;
+		errs -= f->missing.n + f->exists.n + f->would_block +
+			f->interrupted + f->unopened_closes;
+		calls -= f->missing.n + f->exists.n;
 		if (errs) {
 			struct finding *x = add_finding(s, "IO05",
 				errs * 10 >= calls ? "warn" : "info",
@@ -945,7 +954,17 @@ static void find(struct io_state *s)
 		find_peer_waits(s, i);
 		find_unopened(s, i);
 	}
-	find_missing(s);
+	find_answers(s, offsetof(struct file, missing), "IO06",
+		     "opens of paths that do not exist", "ENOENT or ENOTDIR",
+		     "normal for a program that searches for its files; if "
+		     "there are many, shorten the search path (include "
+		     "directories, PYTHONPATH, LD_LIBRARY_PATH, plugin "
+		     "directories) or remember what was found");
+	find_answers(s, offsetof(struct file, exists), "IO10",
+		     "exclusive creates of files that exist", "EEXIST",
+		     "normal for a lock file or a program that will not "
+		     "overwrite; if there are many, remove the old files "
+		     "first, or open without O_EXCL where overwriting is meant");
 }
 
 static int by_time(const void *a, const void *b, void *ctx)

@@ -39,7 +39,7 @@
  *                        a pipe whose writer sleeps 2 ms before 20 of
  *                        its 200 writes (calls that wait for the peer),
  *                        then an lseek of it (ESPIPE, as gnulib's
- *                        close_stdin asks at exit);
+ *                        close_stdin asks at exit) and an fsync (EINVAL);
  *                        DIR/twice opened and closed twice (EBADF), and
  *                        a loop closing fds 100 to 299, not open (EBADF);
  *                        DIR/excl made, then 3 opens of it with O_CREAT |
@@ -655,6 +655,7 @@ static void bad(const char *dir)
 		}
 		pthread_join(th, NULL);
 		fails += lseek(wp[0], 0, SEEK_CUR) != -1 || errno != ESPIPE;
+		fails += fsync(wp[1]) != -1 || errno != EINVAL;
 		close(wp[0]);
 		close(wp[1]);
 	} else {

@@ -92,10 +92,11 @@ struct file {
 	 * (find_unopened(): IO09, not IO05); a second close of an fd seen
 	 * open is its file's error */
 	uint64_t unopened_closes;
-	/* lseeks that found the fd not seekable (ESPIPE): the question
-	 * gnulib's close_stdin and stdio ask of a pipe on stdin at exit,
-	 * answered; no finding */
-	uint64_t unseekable;
+	/* calls the fd's kind does not support, asked and answered: an
+	 * lseek of a pipe (ESPIPE: gnulib's close_stdin and stdio ask it of
+	 * stdin at exit), a sync of a pipe, socket, terminal or device
+	 * (EINVAL: script(1) syncs its output, whatever it is); no finding */
+	uint64_t unsupported;
 	/* calls of at least PEER_WAIT_NS on a pipe, socket or terminal:
 	 * time spent waiting for the other end (find_peer_waits(): IO08,
 	 * not IO04) */
@@ -383,8 +384,11 @@ static void op_add(struct file *f, unsigned op, uint64_t bytes, int err,
 			f->interrupted++;
 		} else if (err == ERR_UNOPENED) {
 			f->unopened_closes++;
-		} else if (op == KP_IO_OP_LSEEK && err == ESPIPE) {
-			f->unseekable++;
+		} else if ((op == KP_IO_OP_LSEEK && err == ESPIPE) ||
+			   (kp_io_op_dir(op) == 's' && err == EINVAL &&
+			    f->kind != KP_FDK_FILE && f->kind != KP_FDK_DIR &&
+			    f->kind != KP_FDK_UNKNOWN)) {
+			f->unsupported++;
 		} else {
 			note_errno(f, err);
 		}
@@ -940,9 +944,10 @@ static void find(struct io_state *s)
 			calls += f->ops[op].calls;
 		}
 		/* lookups: IO06 and IO10; would block, interrupted: IO07;
-		 * closes of fds not open: IO09; lseeks of a pipe: none */
+		 * closes of fds not open: IO09; calls the kind does not
+		 * support: none */
 		errs -= f->missing.n + f->exists.n + f->would_block +
-			f->interrupted + f->unopened_closes + f->unseekable;
+			f->interrupted + f->unopened_closes + f->unsupported;
 		calls -= f->missing.n + f->exists.n;
 		if (errs) {
 			struct finding *x = add_finding(s, "IO05",

@@ -41,7 +41,8 @@
  *                        then an lseek of it (ESPIPE, as gnulib's
  *                        close_stdin asks at exit) and an fsync (EINVAL);
  *                        DIR/twice opened and closed twice (EBADF), and
- *                        a loop closing fds 100 to 299, not open (EBADF);
+ *                        a loop closing fds 100 to 299, not open (EBADF;
+ *                        150 was DIR/swept, closed before the loop);
  *                        DIR/excl made, then 3 opens of it with O_CREAT |
  *                        O_EXCL (EEXIST)
  */
@@ -635,6 +636,10 @@ static void bad(const char *dir)
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	fails += close(fd) != 0;
 	fails += close(fd) != -1 || errno != EBADF;
+	/* fd 150 opened and closed first: the loop meets it again */
+	snprintf(path, sizeof(path), "%s/swept", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	fails += dup2(fd, 150) != 150 || close(fd) != 0 || close(150) != 0;
 	for (int i = 100; i < 300; i++)
 		fails += close(i) != -1 || errno != EBADF;
 	/* exclusive creates of a file that exists: answers, not failures */

@@ -87,10 +87,10 @@ struct file {
 	 * calls a signal interrupted (EINTR): outcomes an event loop or a
 	 * signal handler expects, counted apart (find(): IO07, not IO05) */
 	uint64_t would_block, interrupted;
-	/* closes of an fd that was not open (EBADF) and that this trace
-	 * never saw open: a loop closing every fd number, or close(-1)
-	 * (find_unopened(): IO09, not IO05); a second close of an fd seen
-	 * open is its file's error */
+	/* closes of an fd that was not open (EBADF), never seen open or met
+	 * again by a loop closing every fd number in turn, or close(-1)
+	 * (find_unopened(): IO09, not IO05); another second close of an fd
+	 * is its file's error */
 	uint64_t unopened_closes;
 	/* calls the fd's kind does not support, asked and answered: an
 	 * lseek of a pipe (ESPIPE: gnulib's close_stdin and stdio ask it of
@@ -167,6 +167,7 @@ struct io_trace {
 	uint32_t *fdmap; /* fd -> file + 1, 0 = none; | FD_CLOSED: the
 			  * file it named until it was closed */
 	size_t nfd;
+	int64_t last_close; /* the fd of the trace's last close, or -1 */
 	struct pfile *pf;
 	size_t npf;
 	struct io_proc *proc;
@@ -275,6 +276,7 @@ static void io_begin_trace(void *state, struct kp_trace *t)
 {
 	struct io_state *s = state;
 	s->cur = xcalloc(1, sizeof(*s->cur));
+	s->cur->last_close = -1;
 	kp_idmap_init(&s->cur->stacks.ids);
 	s->cur->proc = xcalloc(1, sizeof(struct io_proc));
 	t->proc->pass_data[s->slot] = s->cur->proc;
@@ -356,7 +358,7 @@ static int is_peer(uint8_t kind)
 }
 
 /* op_add's err for a close that failed with EBADF on an fd never seen
- * open (on_close) */
+ * open, or met again by a close-all loop (on_close) */
 #define ERR_UNOPENED (-2)
 
 /* A call of op on f: err is its errno, 0 if it succeeded. An open that
@@ -584,17 +586,19 @@ static void on_close(struct io_state *s, const struct kp_rec *r)
 	uint32_t fi = fdmap_get(s, fd);
 	uint64_t dur = v[KP_FDC_DUR] > 0 ? (uint64_t)v[KP_FDC_DUR] : 0;
 	int err = errno_of(v[KP_FDC_ERR]);
+	struct io_trace *tr = s->cur;
 	if (err == EBADF) {
 		/* closed twice: the second close is its file's error (it
 		 * could have closed another thread's new file); else an fd
-		 * this trace never saw open */
-		struct io_trace *tr = s->cur;
+		 * this trace never saw open, or one a loop closing every fd
+		 * number in turn meets again (the fd after the last closed) */
 		uint32_t m = fd >= 0 && (size_t)fd < tr->nfd ? tr->fdmap[fd] : 0;
-		if (m & FD_CLOSED)
+		if ((m & FD_CLOSED) && fd != tr->last_close + 1)
 			fi = (m & ~FD_CLOSED) - 1;
 		else
 			err = ERR_UNOPENED;
 	}
+	tr->last_close = fd;
 	op_add(&s->files[fi], OP_CLOSE, 0, err, dur);
 	s->cur->proc->calls++;
 	s->cur->proc->errors += v[KP_FDC_ERR] != 0;
@@ -849,8 +853,8 @@ static void find_unopened(struct io_state *s, uint32_t i)
 		"closefrom(3) closes them in one, and O_CLOEXEC on every open "
 		"makes it unneeded before an exec");
 	snprintf(x->evidence, sizeof(x->evidence),
-		 "%llu closes failed with EBADF on descriptors never seen "
-		 "open", (unsigned long long)f->unopened_closes);
+		 "%llu closes failed with EBADF on descriptors not open",
+		 (unsigned long long)f->unopened_closes);
 }
 
 static void find(struct io_state *s)

@@ -40,6 +40,7 @@
  *                        its 200 writes (calls that wait for the peer),
  *                        then an lseek of it (ESPIPE, as gnulib's
  *                        close_stdin asks at exit) and an fsync (EINVAL);
+ *                        a read of a pty whose other side closed (EIO);
  *                        DIR/twice opened and closed twice (EBADF), and
  *                        a loop closing fds 100 to 299, not open (EBADF;
  *                        150 was DIR/swept, closed before the loop);
@@ -648,6 +649,17 @@ static void bad(const char *dir)
 	for (int i = 0; i < 3; i++)
 		fails += open(path, O_WRONLY | O_CREAT | O_EXCL, 0600) != -1 ||
 			 errno != EEXIST;
+	/* a pty's end of file: EIO once its other side is closed */
+	int pm = posix_openpt(O_RDWR | O_NOCTTY);
+	if (pm >= 0 && grantpt(pm) == 0 && unlockpt(pm) == 0) {
+		int ps = open(ptsname(pm), O_RDWR | O_NOCTTY);
+		char c;
+		fails += ps < 0 || close(ps) != 0;
+		fails += read(pm, &c, 1) != -1 || errno != EIO;
+		close(pm);
+	} else {
+		fails++;
+	}
 	/* 200 reads of a byte, 20 of them waiting 2 ms for the writer */
 	int wp[2];
 	pthread_t th;

@@ -189,6 +189,12 @@ with t.section("findings"):
         t.eq((io_file(rep, "<pipe>")["ops"]["lseek"]["errors"],
               io_file(rep, "<pipe>")["ops"]["fsync"]["errors"]), (1, 1),
              "the pipe's lseek and fsync are recorded, and failed")
+        # a pty's end of file is EIO once its other side is closed
+        t.eq(io_file(rep, "<tty>")["ops"]["read"]["errors"], 1,
+             "the pty's read is recorded, and failed")
+        t.ok(not any(x["code"] == "IO05" and x["path"] == "<tty>"
+                     for x in rep["io"]["findings"]),
+             "no IO05 for a pty's EIO (its other side closed: end of file)")
         t.eq(io_file(rep, "<socket>")["ops"]["open"]["errors"], 3,
              "a failed accept counts at the listening socket, not <unnamed>")
         # reads that waited for the pipe's writer: the peer's time, not a

@@ -92,10 +92,12 @@ struct file {
 	 * (find_unopened(): IO09, not IO05); another second close of an fd
 	 * is its file's error */
 	uint64_t unopened_closes;
-	/* calls the fd's kind does not support, asked and answered: an
+	/* calls the fd's kind answers with an error that is no failure: an
 	 * lseek of a pipe (ESPIPE: gnulib's close_stdin and stdio ask it of
 	 * stdin at exit), a sync of a pipe, socket, terminal or device
-	 * (EINVAL: script(1) syncs its output, whatever it is); no finding */
+	 * (EINVAL: script(1) syncs its output, whatever it is), a read of a
+	 * terminal that fails with EIO (a pty's other side closed: its end
+	 * of file, as tmux and script meet it); no finding */
 	uint64_t unsupported;
 	/* calls of at least PEER_WAIT_NS on a pipe, socket or terminal:
 	 * time spent waiting for the other end (find_peer_waits(): IO08,
@@ -389,7 +391,9 @@ static void op_add(struct file *f, unsigned op, uint64_t bytes, int err,
 		} else if ((op == KP_IO_OP_LSEEK && err == ESPIPE) ||
 			   (kp_io_op_dir(op) == 's' && err == EINVAL &&
 			    f->kind != KP_FDK_FILE && f->kind != KP_FDK_DIR &&
-			    f->kind != KP_FDK_UNKNOWN)) {
+			    f->kind != KP_FDK_UNKNOWN) ||
+			   (kp_io_op_dir(op) == 'r' && err == EIO &&
+			    f->kind == KP_FDK_TTY)) {
 			f->unsupported++;
 		} else {
 			note_errno(f, err);

@@ -362,10 +362,17 @@ KP_EXPORT void _Exit(int status)
 	kp_real._Exit(status);
 }
 
-KP_EXPORT void abort(void)
+/* The trace ends as the process will, of SIGABRT (abort, a failed
+ * assert). */
+static void finish_abort(void)
 {
 	kp_real_resolve();
 	finish(KP_END_ABORT, 128 + SIGABRT);
+}
+
+KP_EXPORT void abort(void)
+{
+	finish_abort();
 	kp_real.abort();
 }
 
@@ -377,23 +384,20 @@ KP_EXPORT void abort(void)
 KP_EXPORT void __assert_fail(const char *assertion, const char *file,
 			     unsigned int line, const char *function)
 {
-	kp_real_resolve();
-	finish(KP_END_ABORT, 128 + SIGABRT);
+	finish_abort();
 	kp_real.assert_fail(assertion, file, line, function);
 }
 
 KP_EXPORT void __assert_perror_fail(int errnum, const char *file,
 				    unsigned int line, const char *function)
 {
-	kp_real_resolve();
-	finish(KP_END_ABORT, 128 + SIGABRT);
+	finish_abort();
 	kp_real.assert_perror_fail(errnum, file, line, function);
 }
 
 KP_EXPORT void __assert(const char *assertion, const char *file, int line)
 {
-	kp_real_resolve();
-	finish(KP_END_ABORT, 128 + SIGABRT);
+	finish_abort();
 	kp_real.assert_bsd(assertion, file, line);
 }
 

@@ -1231,11 +1231,12 @@ int kp_cpu_signal(void);
 void kp_cpu_step_aside(int sig, int reset);
 /*
  * Two signals that come at one tick (kprof's CPU timer and the app's own,
- * an ITIMER_PROF for gprof) are delivered together: the second handler's
- * context is the first handler's entry, and the context the program was
- * in is the first one's. Given a handler's context uc: when it is the
- * entry of `other` (kprof's sampling handler, for the app's; the app's
- * dispatcher, for kprof's), the context under it, else uc.
+ * an ITIMER_PROF as gperftools' profiler sets) are delivered together:
+ * the second handler's context is the first handler's entry, and the
+ * context the program was in is the first one's. Given a handler's
+ * context uc: when it is the entry of `other` (kprof's sampling handler,
+ * for the app's; the app's dispatcher, for kprof's), the context under
+ * it, else uc.
  */
 void *kp_sig_outer_context(void *uc, void (*other)(int, siginfo_t *, void *));
 /* The dispatcher kprof puts in place of the app's handlers (signals.c). */

@@ -1371,8 +1371,8 @@ static void drop_output(void)
 
 int kp_writer_start(void)
 {
-	/* The header at once, before the clock is calibrated (its first
-	 * cycle, 1 ms on): a process killed sooner (a pipeline's writer
+	/* The header at once, before the writer thread calibrates the clock
+	 * (1 ms on): a process killed sooner (a pipeline's writer
 	 * dead of SIGPIPE, a crash at start) leaves a trace that reads as
 	 * truncated, not an empty file that kprof-analyze refuses, and with
 	 * it every trace given beside it. */

@@ -359,6 +359,17 @@ static int is_peer(uint8_t kind)
 	       kind == KP_FDK_TTY;
 }
 
+/* An error of op that says what a file of this kind does not do (struct
+ * file, unsupported), not that the call failed it. */
+static int unsupported(uint8_t kind, unsigned op, int err)
+{
+	char dir = kp_io_op_dir(op);
+	return (op == KP_IO_OP_LSEEK && err == ESPIPE) ||
+	       (dir == 's' && err == EINVAL && kind != KP_FDK_FILE &&
+		kind != KP_FDK_DIR && kind != KP_FDK_UNKNOWN) ||
+	       (dir == 'r' && err == EIO && kind == KP_FDK_TTY);
+}
+
 /* op_add's err for a close that failed with EBADF on an fd never seen
  * open, or met again by a close-all loop (on_close) */
 #define ERR_UNOPENED (-2)
@@ -388,12 +399,7 @@ static void op_add(struct file *f, unsigned op, uint64_t bytes, int err,
 			f->interrupted++;
 		} else if (err == ERR_UNOPENED) {
 			f->unopened_closes++;
-		} else if ((op == KP_IO_OP_LSEEK && err == ESPIPE) ||
-			   (kp_io_op_dir(op) == 's' && err == EINVAL &&
-			    f->kind != KP_FDK_FILE && f->kind != KP_FDK_DIR &&
-			    f->kind != KP_FDK_UNKNOWN) ||
-			   (kp_io_op_dir(op) == 'r' && err == EIO &&
-			    f->kind == KP_FDK_TTY)) {
+		} else if (unsupported(f->kind, op, err)) {
 			f->unsupported++;
 		} else {
 			note_errno(f, err);
@@ -604,12 +610,12 @@ static void on_close(struct io_state *s, const struct kp_rec *r)
 	}
 	tr->last_close = fd;
 	op_add(&s->files[fi], OP_CLOSE, 0, err, dur);
-	s->cur->proc->calls++;
-	s->cur->proc->errors += v[KP_FDC_ERR] != 0;
-	s->cur->proc->total_ns = kp_sat_add(s->cur->proc->total_ns, dur);
+	tr->proc->calls++;
+	tr->proc->errors += v[KP_FDC_ERR] != 0;
+	tr->proc->total_ns = kp_sat_add(tr->proc->total_ns, dur);
 	if (!v[KP_FDC_ERR] && fd >= 0 && fd < MAX_FDS) {
-		fdmap_set(s->cur, fd, fi);
-		s->cur->fdmap[fd] |= FD_CLOSED;
+		fdmap_set(tr, fd, fi);
+		tr->fdmap[fd] |= FD_CLOSED;
 	}
 }
 
@@ -758,8 +764,8 @@ static void find_answers(struct io_state *s, size_t field, const char *code,
 			 const char *title, const char *errs, const char *advice)
 {
 	uint64_t n = 0, ns = 0, paths = 0;
-	uint32_t most = UINT32_MAX;
-	const struct answers *m = NULL;
+	const struct answers *m = NULL; /* of files[most] */
+	uint32_t most = 0;
 	for (uint32_t i = 0; i < s->nfiles; i++) {
 		const struct answers *a =
 			(const void *)((const char *)&s->files[i] + field);
@@ -775,7 +781,7 @@ static void find_answers(struct io_state *s, size_t field, const char *code,
 			m = a;
 		}
 	}
-	if (!n)
+	if (!m)
 		return;
 	struct finding *x = add_finding(s, code, n >= 10000 ? "warn" : "info",
 					title, most, advice);
@@ -952,8 +958,8 @@ static void find(struct io_state *s)
 			calls += f->ops[op].calls;
 		}
 		/* lookups: IO06 and IO10; would block, interrupted: IO07;
-		 * closes of fds not open: IO09; calls the kind does not
-		 * support: none */
+		 * closes of fds not open: IO09; what the kind does not do
+		 * (unsupported()): none */
 		errs -= f->missing.n + f->exists.n + f->would_block +
 			f->interrupted + f->unopened_closes + f->unsupported;
 		calls -= f->missing.n + f->exists.n;

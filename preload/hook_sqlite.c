@@ -200,8 +200,13 @@ uint64_t kp_sqlite_lost_runs(void)
  * running (stepped to a row). Without sqlite3_stmt_busy (older than
  * SQLite 3.7.10) only the steps that return done or an error count.
  */
-static __attribute__((noinline)) void untracked_step_end(sqlite3_stmt *s)
+static __attribute__((noinline)) void untracked_step_end(sqlite3_stmt *s,
+							   int rc)
 {
+	/* a step of NULL (or, with SQLite's API armor, of a finalized
+	 * statement) is the app's misuse: nothing ran */
+	if (!s || rc == SQLITE_MISUSE)
+		return;
 	if (!sq.stmt_busy || !sq.stmt_busy(s))
 		atomic_fetch_add_explicit(&lost_runs, 1, memory_order_relaxed);
 }
@@ -955,7 +960,7 @@ static KP_ALWAYS_INLINE int step_rec_t(sqlite3_stmt *s, int tsc)
 			kp_busy_leave();
 		}
 	} else if (KP_UNLIKELY(!e) && rc != SQLITE_ROW) {
-		untracked_step_end(s);
+		untracked_step_end(s, rc);
 	}
 	return rc;
 }

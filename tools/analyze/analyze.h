@@ -56,6 +56,12 @@ static inline uint64_t kp_sat_add(uint64_t a, uint64_t b)
 	return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
+static inline uint64_t kp_sat_mul(uint64_t a, uint64_t b)
+{
+	uint64_t r;
+	return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
 static inline uint64_t kp_sat_sub(uint64_t a, uint64_t b)
 {
 	return a > b ? a - b : 0;
@@ -853,6 +859,51 @@ struct kp_io_file {
 size_t kp_io_files(const struct kp_analysis *an);
 void kp_io_file(const struct kp_analysis *an, size_t r,
 		struct kp_io_file *out);
+
+/* ---- advise.c: every pass's findings, the most at stake first -------------- */
+
+enum kp_severity { KP_SEV_INFO, KP_SEV_WARN, KP_SEV_HIGH };
+
+/*
+ * One piece of advice: what is wrong, the numbers that show it, what to
+ * do, and where (a canonical stack). What is at stake is what the fix
+ * may save, in time (threads summed) or in memory; 0 when the trace does
+ * not measure it. The passes that know a finding's details add it
+ * (kp_io_advise, kp_query_advise); advise.c ranks them all.
+ */
+struct kp_advice {
+	const char *area;     /* "memory", "io", "queries", "cpu" */
+	const char *code;     /* stable: MEM01, IO02, Q01, CPU01 ... */
+	enum kp_severity sev;
+	uint64_t time_ns;     /* time at stake */
+	uint64_t bytes;       /* memory at stake */
+	uint32_t gstack;      /* where, 0 = no stack */
+	int sample_stack;     /* gstack is a CPU sample's (nothing trimmed) */
+	char title[256];      /* one line: what and of what */
+	char evidence[512];   /* the numbers */
+	const char *action;   /* what to do (a static string) */
+	double share;         /* advise.c: time or memory at stake, as a share
+			       * of the run or of the peak heap (the larger) */
+	size_t seq;           /* the order it was added in */
+};
+
+struct kp_advice_list {
+	struct kp_advice *v;
+	size_t n, cap;
+};
+
+/* A new entry of l, its strings empty. */
+struct kp_advice *kp_advice_add(struct kp_advice_list *l, const char *area,
+				const char *code, enum kp_severity sev);
+const char *kp_severity_name(enum kp_severity s);
+/* The I/O pass's findings (io.c) and the query pass's (queries.c), the
+ * ones that share the I/O pass's evidence included. */
+void kp_io_advise(struct kp_analysis *an, struct kp_advice_list *l);
+void kp_query_advise(struct kp_analysis *an, struct kp_advice_list *l);
+/* Time in fsync and friends, all files (io.c). */
+uint64_t kp_io_sync_ns(const struct kp_analysis *an);
+
+extern const struct kp_pass kp_pass_advise; /* advise.c, last */
 
 /* diff.c: the diff command, the traces of opts->base against files[];
  * @return the exit status (0, or 3: a trace unreadable) */

@@ -180,6 +180,7 @@ struct finding {
 	uint32_t file;
 	char evidence[256];
 	const char *recommendation;
+	uint64_t ns; /* the time at stake (kp_io_advise), 0 unmeasured */
 };
 
 struct io_state {
@@ -719,7 +720,18 @@ static struct finding *add_finding(struct io_state *s, const char *code,
 	f->file = file;
 	f->recommendation = rec;
 	f->evidence[0] = '\0';
+	f->ns = 0;
 	return f;
+}
+
+/* Time in f's calls of direction dir ('r', 'w', 's'; kp_io_op_dir()). */
+static uint64_t dir_ns(const struct file *f, char dir)
+{
+	uint64_t ns = 0;
+	for (unsigned op = 0; op <= KP_IO_OP_MAX; op++)
+		if (kp_io_op_name(op) && kp_io_op_dir(op) == dir)
+			ns = kp_sat_add(ns, f->ops[op].total_ns);
+	return ns;
 }
 
 static uint64_t dir_calls(const struct file *f, char dir, int syscall_only)
@@ -791,6 +803,7 @@ static void find_answers(struct io_state *s, size_t field, const char *code,
 		 "path the most, %llu times",
 		 (unsigned long long)n, (unsigned long long)paths, errs,
 		 kp_fmt_ns(d, sizeof(d), ns), (unsigned long long)m->n);
+	x->ns = ns;
 }
 
 /*
@@ -847,6 +860,7 @@ static void find_peer_waits(struct io_state *s, uint32_t i)
 		 (unsigned long long)f->peer_waits,
 		 kp_fmt_ns(all, sizeof(all), f->peer_wait_ns),
 		 kp_fmt_ns(max, sizeof(max), f->peer_wait_max));
+	x->ns = f->peer_wait_ns;
 }
 
 /* IO09, for file i (<unknown fd>, <no fd>): closes that found nothing
@@ -896,6 +910,7 @@ static void find(struct io_state *s)
 				 "%llu of %llu writes are under %d bytes",
 				 (unsigned long long)f->small[1],
 				 (unsigned long long)w, SMALL_IO);
+			x->ns = dir_ns(f, 'w');
 		}
 		uint64_t writes = dir_calls(f, 'w', 0);
 		/* (a directory is synced for its entries: no writes) */
@@ -911,6 +926,7 @@ static void find(struct io_state *s)
 				 "sync)", (unsigned long long)f->syncs,
 				 (unsigned long long)writes,
 				 (double)writes / (double)f->syncs);
+			x->ns = dir_ns(f, 's');
 		}
 		uint64_t rc = f->classified[0];
 		uint64_t rnd = rc - f->seq[0];
@@ -926,6 +942,7 @@ static void find(struct io_state *s)
 				 (unsigned long long)rc,
 				 100.0 * (double)rnd / (double)rc,
 				 (unsigned long long)f->extent);
+			x->ns = dir_ns(f, 'r');
 		}
 		for (unsigned op = 0; op < NOPS; op++) {
 			const struct opstat *o = &f->ops[op];
@@ -948,6 +965,9 @@ static void find(struct io_state *s)
 					 (unsigned long long)p50,
 					 (unsigned long long)p99,
 					 (unsigned long long)o->calls);
+				/* what the calls over the median took */
+				x->ns = kp_sat_sub(o->total_ns,
+						   kp_sat_mul(p50, o->calls));
 			}
 		}
 		uint64_t errs = 0, calls = 0;
@@ -1468,6 +1488,35 @@ void kp_io_file(const struct kp_analysis *an, size_t r, struct kp_io_file *out)
 			out->bytes_read += f->ops[op].bytes;
 		else if (dir == 'w')
 			out->bytes_written += f->ops[op].bytes;
+	}
+}
+
+uint64_t kp_io_sync_ns(const struct kp_analysis *an)
+{
+	const struct io_state *s = kp_pass_state(an, &kp_pass_io);
+	uint64_t ns = 0;
+	for (size_t i = 0; s && i < s->nfiles; i++)
+		ns = kp_sat_add(ns, dir_ns(&s->files[i], 's'));
+	return ns;
+}
+
+void kp_io_advise(struct kp_analysis *an, struct kp_advice_list *l)
+{
+	const struct io_state *s = kp_pass_state(an, &kp_pass_io);
+	for (size_t i = 0; s && i < s->nfnd; i++) {
+		const struct finding *x = &s->fnd[i];
+		enum kp_severity sev =
+			!strcmp(x->severity, "high") ? KP_SEV_HIGH :
+			!strcmp(x->severity, "warn") ? KP_SEV_WARN : KP_SEV_INFO;
+		struct kp_advice *a = kp_advice_add(l, "io", x->code, sev);
+		char p[200];
+		snprintf(a->title, sizeof(a->title), "%s: %s", x->title,
+			 kp_disp(p, sizeof(p), s->files[x->file].path, 160));
+		snprintf(a->evidence, sizeof(a->evidence), "%s", x->evidence);
+		a->action = x->recommendation;
+		a->time_ns = x->ns;
+		const struct sstat *top = file_stack(s, x->file, 0);
+		a->gstack = top ? top->stack : 0;
 	}
 }
 

@@ -28,6 +28,7 @@ static const struct kp_pass *const kp_passes[] = {
 	&kp_pass_cpu,
 	&kp_pass_timeline,
 	&kp_pass_peak,
+	&kp_pass_advise, /* last: it takes the others' findings */
 };
 
 const struct kp_pass *const *kp_pass_list(size_t *n)

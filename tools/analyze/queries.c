@@ -1288,9 +1288,7 @@ static uint64_t storm_saving(const struct qstate *qs, const struct qstorm *s,
 	*measured = 1;
 	if (f->txn_writes) {
 		uint64_t mean = f->txn_write_ns / f->txn_writes;
-		uint64_t cost = s->statements > UINT64_MAX / (mean + 1) ?
-			UINT64_MAX : s->statements * mean;
-		return kp_sat_sub(s->total_ns, cost);
+		return kp_sat_sub(s->total_ns, kp_sat_mul(s->statements, mean));
 	}
 	if (s->fsyncs && s->statements)
 		return s->fsync_ns / s->statements * (s->statements - 1);
@@ -1745,6 +1743,177 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 		fputc('\n', out);
 	}
 	fputc('\n', out);
+}
+
+/* ---- advice (advise.c) ---------------------------------------------------------- */
+
+/* Where each fingerprint is called from the most (by time): a gstack, or
+ * 0; by fingerprint index (the caller frees it). */
+static uint32_t *fp_sites(const struct qstate *qs)
+{
+	uint32_t *top = xcalloc(qs->nfps + 1, sizeof(*top));
+	/* sites are sorted by time, the most first (q_finish) */
+	for (size_t k = qs->sites.n; k-- > 0;)
+		if (qs->sites.v[k].fp < qs->nfps)
+			top[qs->sites.v[k].fp] = qs->sites.v[k].stack;
+	return top;
+}
+
+/* f's text into a title after what: "what: the text" */
+static void fp_title(struct kp_advice *a, const char *what,
+		     const struct qfp *f)
+{
+	char t[200];
+	snprintf(a->title, sizeof(a->title), "%s: %s", what,
+		 kp_disp(t, sizeof(t), f->text, 150));
+}
+
+/* Fingerprints that sync: the commits' fsyncs, with the query and the
+ * call site they came from (Q06; a storm's fingerprint has Q04). */
+static void advise_fsyncs(struct qstate *qs, struct kp_analysis *an,
+			  struct kp_advice_list *l, const uint32_t *site)
+{
+	uint64_t all = kp_io_sync_ns(an);
+	char a[32], b[32];
+	char *storm = xcalloc(qs->nfps + 1, 1);
+	for (size_t k = 0; k < qs->nstorms; k++)
+		if (qs->storms[k].fp < qs->nfps)
+			storm[qs->storms[k].fp] = 1;
+	for (size_t r = 0; r < qs->nfps; r++) {
+		const struct qfp *f = &qs->fps[qs->rank[r]];
+		if (!f->acc.fsyncs || storm[qs->rank[r]])
+			continue;
+		struct kp_advice *x = kp_advice_add(l, "queries", "Q06",
+			f->acc.fsyncs >= 10 ? KP_SEV_WARN : KP_SEV_INFO);
+		fp_title(x, "fsyncs inside a query", f);
+		snprintf(x->evidence, sizeof(x->evidence),
+			 "%" PRIu64 " fsyncs took %s (%.1f %% of the time in "
+			 "fsync) in %" PRIu64 " call%s of %s; the query wrote "
+			 "%" PRIu64 " bytes of file I/O", f->acc.fsyncs,
+			 kp_fmt_ns(a, sizeof(a), f->acc.fsync_ns),
+			 all ? 100.0 * (double)f->acc.fsync_ns / (double)all : 0.0,
+			 f->calls, f->calls == 1 ? "" : "s",
+			 kp_fmt_ns(b, sizeof(b), f->total_ns), f->acc.io_bytes);
+		x->action = "each commit waits for its journal and database "
+			"file to reach the disk: commit less often (more "
+			"statements a transaction); SQLite: PRAGMA "
+			"journal_mode=WAL with synchronous=NORMAL syncs at "
+			"checkpoints only; PostgreSQL: synchronous_commit=off "
+			"where losing the last commits in a crash is acceptable";
+		x->time_ns = f->acc.fsync_ns;
+		x->gstack = site[qs->rank[r]];
+	}
+	free(storm);
+}
+
+void kp_query_advise(struct kp_analysis *an, struct kp_advice_list *l)
+{
+	struct qstate *qs = kp_pass_state(an, &kp_pass_queries);
+	char a[32], b[32], c[32], d[32], e[32], g[32];
+	if (!qs || !qs->rank)
+		return;
+	uint32_t *site = fp_sites(qs);
+	for (size_t k = 0; k < qs->nplus1.n; k++) {
+		const struct qsite *s = &qs->nplus1.v[k];
+		struct kp_advice *x = kp_advice_add(l, "queries", "Q01",
+						    KP_SEV_WARN);
+		fp_title(x, "N+1 queries", &qs->fps[s->fp]);
+		snprintf(x->evidence, sizeof(x->evidence),
+			 "%" PRIu64 " queries in %" PRIu64 " run%s of one "
+			 "query after another (the longest %" PRIu64 "), %s",
+			 s->calls, s->runs, s->runs == 1 ? "" : "s", s->max_run,
+			 kp_fmt_ns(a, sizeof(a), s->ns));
+		x->action = "fetch the rows of the loop in one query (an IN "
+			"list, a JOIN, or one statement for many rows) instead "
+			"of one query per row";
+		x->time_ns = s->saving_ns;
+		x->gstack = s->stack;
+	}
+	for (size_t r = 0; r < qs->nfps; r++) {
+		const struct qfp *f = &qs->fps[qs->rank[r]];
+		if (!f->dup_calls || !f->calls)
+			continue;
+		struct kp_advice *x = kp_advice_add(l, "queries", "Q02",
+			f->dup_calls >= 100 ? KP_SEV_WARN : KP_SEV_INFO);
+		fp_title(x, "duplicate queries", f);
+		snprintf(x->evidence, sizeof(x->evidence),
+			 "%" PRIu64 " of %" PRIu64 " calls repeat the values "
+			 "of an earlier call in a row on their thread",
+			 f->dup_calls, f->calls);
+		x->action = "keep the result of the first call (a cache, or "
+			"the query hoisted out of the loop)";
+		x->time_ns = kp_sat_mul(f->total_ns / f->calls, f->dup_calls);
+		x->gstack = site[qs->rank[r]];
+	}
+	for (size_t k = 0; k < qs->nadvice; k++) {
+		const struct qadvice *ad = &qs->advice[k];
+		const struct qfp *f = &qs->fps[ad->fp];
+		struct kp_advice *x = kp_advice_add(l, "queries", "Q03",
+			ad->verified == 0 ? KP_SEV_INFO : KP_SEV_WARN);
+		fp_title(x, "full table scans", f);
+		uint64_t scans = ad->server_plan ? f->calls : f->full_scan_calls;
+		snprintf(x->evidence, sizeof(x->evidence),
+			 "%" PRIu64 " of %" PRIu64 " calls %s, %s in all; %s",
+			 scans, f->calls, ad->server_plan ?
+			 "are planned as a sequential scan by the server" :
+			 "scanned a table (SQLite's full-scan counter)",
+			 kp_fmt_ns(a, sizeof(a), f->total_ns),
+			 ad->server_plan ? "not verified (kprof creates no "
+			 "index on a server)" : ad->verified < 0 ?
+			 "not verified (give --sqlite-db FILE)" :
+			 ad->verified ? "verified: EXPLAIN QUERY PLAN uses it" :
+			 "verified: EXPLAIN QUERY PLAN does NOT use it");
+		x->action = ad->statement;
+		x->time_ns = f->calls ? kp_sat_mul(f->total_ns / f->calls, scans) : 0;
+		x->gstack = site[ad->fp];
+	}
+	for (size_t k = 0; k < qs->nstorms; k++) {
+		const struct qstorm *s = &qs->storms[k];
+		int measured;
+		uint64_t saving = storm_saving(qs, s, &measured);
+		struct kp_advice *x = kp_advice_add(l, "queries", "Q04",
+			s->statements >= 100 ? KP_SEV_HIGH : KP_SEV_WARN);
+		fp_title(x, "autocommit write storm", &qs->fps[s->fp]);
+		snprintf(x->evidence, sizeof(x->evidence),
+			 "%" PRIu64 " writes in %" PRIu64 " storm%s, each its "
+			 "own transaction, took %s; their %" PRIu64 " fsyncs "
+			 "took %s",
+			 s->statements, s->storms, s->storms == 1 ? "" : "s",
+			 kp_fmt_ns(a, sizeof(a), s->total_ns), s->fsyncs,
+			 kp_fmt_ns(b, sizeof(b), s->fsync_ns));
+		x->action = "put the writes in one transaction (BEGIN ... "
+			"COMMIT): one commit, one set of fsyncs";
+		x->time_ns = measured ? saving : 0;
+		x->gstack = site[s->fp];
+	}
+	for (size_t r = 0; r < qs->nfps; r++) {
+		const struct qfp *f = &qs->fps[qs->rank[r]];
+		if (!f->slow_calls)
+			continue;
+		const struct worst *w = &f->worst;
+		struct kp_advice *x = kp_advice_add(l, "queries", "Q05",
+						    KP_SEV_WARN);
+		fp_title(x, "slow query", f);
+		snprintf(x->evidence, sizeof(x->evidence),
+			 "%" PRIu64 " of %" PRIu64 " calls took %s or more; "
+			 "the worst %s: file I/O %s, fsync %s, lock wait %s, "
+			 "the rest %s", f->slow_calls, f->calls,
+			 kp_fmt_ns(a, sizeof(a), qs->slow_ns),
+			 kp_fmt_ns(b, sizeof(b), w->ns),
+			 kp_fmt_ns(c, sizeof(c), w->acc.io_ns),
+			 kp_fmt_ns(d, sizeof(d), w->acc.fsync_ns),
+			 kp_fmt_ns(e, sizeof(e), w->acc.lock_ns),
+			 kp_fmt_ns(g, sizeof(g), worst_rest(w)));
+		x->action = "the split says where the worst call's time went: "
+			"file I/O and fsync are the database's reads and "
+			"commits, a lock wait another connection's "
+			"transaction, the rest the query's own work (its plan: "
+			"EXPLAIN)";
+		x->time_ns = w->ns;
+		x->gstack = w->stack;
+	}
+	advise_fsyncs(qs, an, l, site);
+	free(site);
 }
 
 static void q_free(void *state, struct kp_analysis *an)

@@ -101,6 +101,13 @@
  *     "durations": [same keys as spans but "unclosed"]
  *   }                                  (most time or events first)
  * }
+ * The io, queries and cpu passes add their objects (io.c, queries.c,
+ * cpu.c), and advise.c the findings of all of them, ranked:
+ *   "advice": [{"rank": int, "area": str, "code": str, "severity": str,
+ *               "title": str, "evidence": str, "action": str,
+ *               "time_ns": int, "bytes": int,  at stake (0: not measured)
+ *               "share": float,     the larger: of the run, of the peak heap
+ *               "stack": [frame, ...] | null}, ...]
  *
  * site  = {"calls": int, "bytes": int, "frees": int,
  *          "temporary": int,               of the frees, temporary ones

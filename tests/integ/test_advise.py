@@ -1,0 +1,179 @@
+"""kprof-analyze advise: every pass's findings in one list, the most at
+stake first, each with its evidence, what to do and where.
+
+Programs with known problems (tests/apps/sqlite_app.c, demo.c,
+alloc_bench.c, cpuwork.c) must get exactly the advice their problems
+call for, ranked by what a fix may save: time as a share of the run,
+memory as a share of the peak heap, info findings last. The query
+findings carry the I/O pass's evidence (the fsyncs that ran inside a
+query, with the query's call site), the CPU finding the memory pass's
+(the site that calls the allocator the most).
+"""
+import os
+import re
+from collections import Counter
+
+from kptest import Tap, Tmp, analyze, app, funcs, run
+
+t = Tap()
+
+
+def ranked(t, adv, label):
+    """The list's order: the others by share, largest first, then the
+    info findings; ranks 1..n."""
+    t.eq([a["rank"] for a in adv], list(range(1, len(adv) + 1)),
+         "%s: ranks 1..%d" % (label, len(adv)))
+    info = [a["severity"] == "info" for a in adv]
+    t.eq(info, sorted(info), "%s: info findings after the others" % label,
+         [(a["code"], a["severity"]) for a in adv])
+    for part in (False, True):
+        shares = [a["share"] for a in adv if info[adv.index(a)] == part]
+        t.eq(shares, sorted(shares, reverse=True),
+             "%s: %s findings by share, largest first" %
+             (label, "info" if part else "other"), shares)
+
+
+def codes(adv, area=None):
+    return Counter(a["code"] for a in adv if area is None or a["area"] == area)
+
+
+def first(adv, code, text=""):
+    for a in adv:
+        if a["code"] == code and text in a["title"]:
+            return a
+    return None
+
+
+# sqlite_app: an autocommit storm of 20 inserts, N+1 loops, two full
+# scans, a duplicate, and the fsyncs of its CREATE TABLEs and COMMIT.
+with t.section("queries: sqlite_app"):
+    with Tmp() as d:
+        r = run([app("sqlite_app"), os.path.join(d, "app.db")], d)
+        t.eq((r.rc, r.err), (0, ""), "sqlite_app runs")
+        rep = analyze(r.traces)
+        adv = rep["advice"]
+        ranked(t, adv, "sqlite_app")
+        t.eq(codes(adv, "queries"),
+             Counter({"Q01": 4, "Q03": 2, "Q04": 1, "Q06": 3, "Q02": 1}),
+             "sqlite_app: 4 N+1, 2 full scans, 1 storm, 3 syncing queries, "
+             "1 duplicate", codes(adv))
+        fps = {f["fingerprint"]: f for f in rep["queries"]["fingerprints"]}
+        storm = first(adv, "Q04")
+        ins = "insert into users(name, city) values(?+)"
+        t.ok(storm and storm["title"].endswith(ins) and
+             storm["severity"] == "warn" and
+             "20 writes in 1 storm" in storm["evidence"] and
+             storm["time_ns"] > 0 and
+             funcs(storm["stack"])[:1] == ["insert_users"],
+             "Q04: the insert storm, its saving, at insert_users", storm)
+        # the storm's fsyncs are those of the I/O records inside it
+        m = re.search(r"their (\d+) fsyncs", storm["evidence"] if storm else "")
+        t.eq(m and int(m.group(1)), fps[ins]["fsyncs"],
+             "Q04: the storm's fsyncs are all its fingerprint's (the "
+             "inserts inside BEGIN ... COMMIT sync nothing)")
+        syncing = sorted(a["title"].split(": ", 1)[1] for a in adv
+                         if a["code"] == "Q06")
+        t.eq(syncing, sorted(f for f, x in fps.items()
+                             if x["fsyncs"] and f != ins),
+             "Q06: every fingerprint that synced but the storm's")
+        com = first(adv, "Q06", ": commit")
+        n = fps.get("commit", {}).get("fsyncs")
+        t.ok(com and n and com["evidence"].startswith("%d fsyncs took " % n)
+             and "% of the time in fsync" in com["evidence"] and
+             "exec" in funcs(com["stack"]) and "main" in funcs(com["stack"]),
+             "Q06: the COMMIT's fsyncs, from exec() in main", com)
+        idx = sorted(a["action"] for a in adv if a["code"] == "Q03")
+        t.eq(idx, ["CREATE INDEX kp_orders_user_id ON orders(user_id);",
+                   "CREATE INDEX kp_users_city ON users(city);"],
+             "Q03: the index to create is the action")
+        t.ok(all(a["stack"] for a in adv if a["area"] == "queries"),
+             "every query finding has a call site")
+        dup = first(adv, "Q02")
+        t.ok(dup and "1 of 2 calls" in dup["evidence"] and
+             dup["severity"] == "info",
+             "Q02: the duplicate, as info", dup)
+        text = analyze(r.traces, fmt="text", extra=["advise"])
+        t.ok(text.count("\n       evidence  ") == len(adv) and
+             text.count("\n       do        ") == len(adv) and
+             "\n         at insert_users (sqlite_app.c:" in text,
+             "advise: each finding with its evidence, action and stack",
+             text[-2000:])
+        summ = analyze(r.traces, fmt="text")
+        tail = summ[summ.find("ADVICE: "):]
+        t.ok(tail.startswith("ADVICE: %d findings" % len(adv)) and
+             len(re.findall(r"^ +\d+\. \[", tail, re.M)) == 5 and
+             "... %d more" % (len(adv) - 5) in tail,
+             "summary: the first 5, and how many more", tail)
+
+# demo: a high-confidence leak (10,000 x 64 bytes from parse_request),
+# 10,000 small writes to demo.log, 10,000 temporary blocks from handle.
+with t.section("memory and I/O: demo"):
+    with Tmp() as d:
+        r = run([app("demo")], d)
+        t.eq(r.rc, 0, "demo runs")
+        rep = analyze(r.traces)
+        adv = rep["advice"]
+        ranked(t, adv, "demo")
+        leak = first(adv, "MEM01")
+        t.ok(leak and leak["rank"] == 1 and leak["severity"] == "high" and
+             leak["bytes"] == 640000 and leak["time_ns"] == 0 and
+             funcs(leak["stack"])[:1] == ["parse_request"] and
+             abs(leak["share"] - 640000 / rep["memory"]["peak_bytes"]) < 1e-6,
+             "MEM01 first: the leak, its share of the peak heap", leak)
+        t.eq(codes(adv, "memory"), Counter({"MEM01": 1, "MEM02": 1}),
+             "memory: only the high-confidence leak, and the temporaries")
+        tmp = first(adv, "MEM02")
+        t.ok(tmp and tmp["severity"] == "info" and
+             funcs(tmp["stack"])[:1] == ["handle"] and
+             "10000 of 10000 blocks" in tmp["evidence"],
+             "MEM02: handle's temporary blocks", tmp)
+        small = first(adv, "IO01")
+        log = [f for f in rep["io"]["files"] if f["path"].endswith("/demo.log")]
+        t.ok(small and small["title"].endswith("/demo.log") and
+             0 < small["time_ns"] <= log[0]["total_ns"] and
+             funcs(small["stack"])[:1] == ["log_request"],
+             "IO01: demo.log's small writes, their time, log_request", small)
+        io = [f for f in rep["io"]["findings"]]
+        t.eq(sorted(a["code"] for a in adv if a["area"] == "io"),
+             sorted(f["code"] for f in io),
+             "every finding of the I/O pass is advice")
+
+# CPU: with allocations not recorded (malloc is glibc's alone), a third
+# of alloc_bench's CPU is in the allocator; cpuwork allocates nothing.
+with t.section("CPU: the allocator's share"):
+    with Tmp() as d:
+        r = run([app("alloc_bench"), "2", "1000000"], d,
+                prof={"MEMORY": "0", "CPU": "1", "CPU_HZ": "1000"})
+        t.eq(r.rc, 0, "alloc_bench runs")
+        rep = analyze(r.traces)
+        adv = rep["advice"]
+        c = first(adv, "CPU01")
+        leaf = (c["stack"] or [{}])[0].get("function") or "" if c else ""
+        t.ok(c and c["time_ns"] > 0 and c["stack"] and
+             re.match(r"(malloc|free|_int_|__libc_|cfree|tcache|unlink)", leaf),
+             "CPU01: time in the allocator, at an allocator's frame", c)
+        m = re.search(r"takes ([0-9.]+) %", c["title"] if c else "")
+        t.ok(m and float(m.group(1)) >= 10, "CPU01: 10 % or more of the CPU",
+             c and c["title"])
+        # cpuwork split: 60 % of its work in hot_a, none in the allocator
+        r = run([app("cpuwork"), "split", "20000"], d,
+                prof={"CPU": "1", "CPU_HZ": "1000"})
+        t.eq(r.rc, 0, "cpuwork runs")
+        adv = analyze(r.traces)["advice"]
+        t.eq(codes(adv, "cpu"), Counter({"CPU02": 1}),
+             "cpuwork: one hot spot, no CPU01", codes(adv))
+        hot = first(adv, "CPU02")
+        t.ok(hot and hot["title"].startswith("hot spot: hot_a takes ") and
+             funcs(hot["stack"])[:1] == ["hot_a"] and hot["time_ns"] > 0,
+             "CPU02: hot_a, at its own frame", hot)
+
+# Nothing to say: a program that does nothing wrong.
+with t.section("no findings"):
+    with Tmp() as d:
+        r = run(["/bin/true"], d)
+        text = analyze(r.traces, fmt="text", extra=["advise"])
+        t.ok("ADVICE: none, no pass found anything to fix" in text,
+             "/bin/true: no advice", text[-500:])
+        t.eq(analyze(r.traces)["advice"], [], "/bin/true: JSON advice []")
+
+t.done()

@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The advice: every pass's findings in one list, the most at stake first,
+ * each with its evidence, what to do, and where (a stack).
+ *
+ * Heap, I/O, queries and CPU samples share one clock, so a finding of one
+ * pass can carry the evidence of another: the fsyncs of the I/O pass that
+ * ran inside a query (Q06), the CPU samples that fell in the allocator
+ * (CPU01) with the allocation site that calls it the most.
+ *
+ * What is at stake is what a fix may save: time (threads summed, so it
+ * is compared with the run's wall time and may pass 100 %) or memory
+ * (compared with the peak heap). The list is ranked by the larger share;
+ * info findings (normal behaviour worth knowing) come after the others.
+ * Findings that measure nothing at stake keep their pass's order.
+ *
+ * `kprof-analyze advise` prints all of it; the summary ends with the
+ * first few; JSON gets a top-level "advice" array.
+ *
+ * The memory and CPU findings are made here, from those passes' public
+ * results; io.c and queries.c add their own (kp_io_advise,
+ * kp_query_advise).
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "cpu.h"
+#include "json.h"
+
+#define SUMMARY_ROWS 5        /* advice lines in the summary */
+#define TEMP_MIN 10000        /* MEM02: temporary allocations from a site */
+#define ALLOC_CPU_MIN 0.10    /* CPU01: share of CPU in the allocator */
+#define ALLOC_CPU_WARN 0.25
+#define HOT_MIN 0.25          /* CPU02: share of CPU in one function */
+
+struct advise_state {
+	struct kp_advice_list l;
+	uint64_t run_ns;      /* the processes' run times, summed */
+	uint64_t peak_bytes;  /* the peak heap */
+	uint64_t cpu_ns, io_ns, query_ns;
+};
+
+struct kp_advice *kp_advice_add(struct kp_advice_list *l, const char *area,
+				const char *code, enum kp_severity sev)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 16;
+		l->v = xrealloc_array(l->v, l->cap, sizeof(*l->v));
+	}
+	struct kp_advice *a = &l->v[l->n++];
+	memset(a, 0, sizeof(*a));
+	a->seq = l->n - 1;
+	a->area = area;
+	a->code = code;
+	a->sev = sev;
+	a->action = "";
+	return a;
+}
+
+const char *kp_severity_name(enum kp_severity s)
+{
+	return s == KP_SEV_HIGH ? "high" : s == KP_SEV_WARN ? "warn" : "info";
+}
+
+static void *advise_init(struct kp_analysis *an, unsigned slot)
+{
+	(void)an;
+	(void)slot;
+	return xcalloc(1, sizeof(struct advise_state));
+}
+
+/* ---- memory ---------------------------------------------------------------- */
+
+/* MEM01: leaks the memory pass is sure of (high or medium confidence). */
+static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
+			 uint64_t peak)
+{
+	const struct kp_site *const *s;
+	size_t n = kp_mem_leaks(an, &s);
+	char a[32], b[32];
+	for (size_t i = 0; i < n; i++) {
+		if (s[i]->conf == KP_CONF_LOW)
+			continue;
+		int big = s[i]->leaked_bytes >= (1u << 20) ||
+			  s[i]->leaked_bytes * 100 >= peak;
+		struct kp_advice *x = kp_advice_add(l, "memory", "MEM01",
+			s[i]->conf == KP_CONF_MEDIUM ? KP_SEV_INFO :
+			big ? KP_SEV_HIGH : KP_SEV_WARN);
+		snprintf(x->title, sizeof(x->title), "leak: %s in %s blocks, "
+			 "confidence %s", kp_fmt_bytes(a, sizeof(a),
+			 s[i]->leaked_bytes), kp_fmt_count(b, sizeof(b),
+			 s[i]->leaked_blocks), kp_confidence_name(s[i]->conf));
+		snprintf(x->evidence, sizeof(x->evidence), "%" PRIu64 " bytes "
+			 "in use at exit, of %" PRIu64 " allocations from this "
+			 "site (%" PRIu64 " freed); %s", s[i]->leaked_bytes,
+			 s[i]->allocs, s[i]->frees,
+			 s[i]->reason ? s[i]->reason : "");
+		x->action = "free each block when its last user is done with "
+			"it (kprof-analyze leaks shows every group's stack)";
+		x->bytes = s[i]->leaked_bytes;
+		x->gstack = s[i]->gstack;
+	}
+}
+
+/* MEM02: sites most of whose many blocks are freed at once (heaptrack's
+ * temporary allocations): an allocator round trip for nothing kept. */
+static void advise_temporary(struct kp_analysis *an, struct kp_advice_list *l)
+{
+	const struct kp_site *const *s;
+	size_t n = kp_mem_top_temporary(an, &s);
+	char a[32], b[32];
+	for (size_t i = 0; i < n; i++) {
+		if (s[i]->temporary < TEMP_MIN || s[i]->temporary * 2 < s[i]->allocs)
+			continue;
+		struct kp_advice *x = kp_advice_add(l, "memory", "MEM02",
+						    KP_SEV_INFO);
+		snprintf(x->title, sizeof(x->title), "temporary allocations: "
+			 "%s of %s calls", kp_fmt_count(a, sizeof(a),
+			 s[i]->temporary), kp_fmt_count(b, sizeof(b),
+			 s[i]->allocs));
+		snprintf(x->evidence, sizeof(x->evidence), "%" PRIu64 " of "
+			 "%" PRIu64 " blocks from this site were freed before "
+			 "their thread allocated or freed anything else",
+			 s[i]->temporary, s[i]->allocs);
+		x->action = "keep the object on the stack, or reuse one "
+			"buffer across the calls";
+		x->gstack = s[i]->gstack;
+	}
+}
+
+/* ---- CPU ------------------------------------------------------------------- */
+
+static int has_prefix(const char *s, const char *p)
+{
+	return strncmp(s, p, strlen(p)) == 0;
+}
+
+/* Is the innermost frame of a CPU sample's stack the allocator's? glibc's
+ * malloc and its internals, operator new/delete, or an allocator library.
+ * kprof's own frames are not (the CPU report counts them apart). */
+static int in_allocator(struct kp_analysis *an, uint32_t gstack)
+{
+	static const char *const internal[] = {
+		"_int_malloc", "_int_free", "_int_realloc", "_int_memalign",
+		"malloc_consolidate", "unlink_chunk", "sysmalloc", "systrim",
+		"tcache_", "__malloc_", "cfree", "arena_get2", "heap_trim",
+		"munmap_chunk", "mremap_chunk", "operator delete",
+	};
+	static const char *const libs[] = {
+		"libjemalloc", "libtcmalloc", "libmimalloc",
+	};
+	const struct kp_gstack *g = &an->gstacks[gstack];
+	if (!g->depth)
+		return 0;
+	const struct kp_frame *f = kp_gframe(an, g, 0);
+	if (f->module && an->modules[f->module].self)
+		return 0;
+	if (f->module) {
+		const char *base = kp_base_name(an->modules[f->module].path);
+		for (size_t i = 0; i < KP_ARRAY_SIZE(libs); i++)
+			if (has_prefix(base, libs[i]))
+				return 1;
+	}
+	char buf[256];
+	const char *fn = kp_frame_name(an, f, 1, buf, sizeof(buf));
+	if (fn == buf)
+		return 0; /* no name: module+offset */
+	if (kp_is_alloc_wrapper(fn))
+		return 1;
+	for (size_t i = 0; i < KP_ARRAY_SIZE(internal); i++)
+		if (has_prefix(fn, internal[i]))
+			return 1;
+	return 0;
+}
+
+/* CPU01: the share of CPU time in the allocator, with the site that
+ * calls it the most (the memory pass's), or the heaviest such sample.
+ * CPU02: one function with a large share of the CPU (a hot spot). */
+static void advise_cpu(struct kp_analysis *an, struct kp_advice_list *l,
+		       uint64_t cpu_ns)
+{
+	const struct kp_wstack *w;
+	size_t n = kp_cpu_stacks(an, &w);
+	uint64_t alloc_ns = 0, samples = 0;
+	uint32_t heaviest = 0;
+	char a[32], b[32];
+	if (!cpu_ns)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (!in_allocator(an, w[i].gstack))
+			continue;
+		if (!alloc_ns)
+			heaviest = w[i].gstack; /* w is heaviest first */
+		alloc_ns = kp_sat_add(alloc_ns, w[i].value);
+		samples += w[i].count;
+	}
+	double share = (double)alloc_ns / (double)cpu_ns;
+	if (share >= ALLOC_CPU_MIN) {
+		const struct kp_site *const *s;
+		size_t ns = kp_mem_top_calls(an, &s);
+		struct kp_advice *x = kp_advice_add(l, "cpu", "CPU01",
+			share >= ALLOC_CPU_WARN ? KP_SEV_WARN : KP_SEV_INFO);
+		snprintf(x->title, sizeof(x->title), "the allocator takes "
+			 "%.1f %% of the CPU time", 100.0 * share);
+		int k = snprintf(x->evidence, sizeof(x->evidence), "%" PRIu64
+			 " CPU samples, %s of %s, stopped in malloc, free or "
+			 "their internals", samples,
+			 kp_fmt_ns(a, sizeof(a), alloc_ns),
+			 kp_fmt_ns(b, sizeof(b), cpu_ns));
+		if (ns && k > 0 && (size_t)k < sizeof(x->evidence))
+			snprintf(x->evidence + k, sizeof(x->evidence) - k,
+				 "; the site below makes the most allocation "
+				 "calls: %" PRIu64 " of %" PRIu64, s[0]->allocs,
+				 kp_mem_totals(an)->alloc_calls);
+		x->action = "allocate less where the calls are many: reuse "
+			"buffers and objects, reserve containers' capacity, "
+			"keep small objects by value (the sites: kprof-analyze "
+			"memory; the temporary ones: MEM02)";
+		x->time_ns = alloc_ns;
+		if (ns) {
+			x->gstack = s[0]->gstack;
+		} else {
+			x->gstack = heaviest;
+			x->sample_stack = 1;
+		}
+	}
+	/* the hottest function but the allocator's and kprof's */
+	for (size_t r = 0; r < kp_cpu_funcs(an); r++) {
+		uint64_t self, total;
+		const char *fn = kp_cpu_func(an, r, &self, &total);
+		if ((double)self < HOT_MIN * (double)cpu_ns)
+			break;
+		uint32_t where = UINT32_MAX;
+		char buf[256];
+		for (size_t i = 0; i < n && where == UINT32_MAX; i++) {
+			const struct kp_gstack *g = &an->gstacks[w[i].gstack];
+			if (g->depth &&
+			    !strcmp(kp_frame_name(an, kp_gframe(an, g, 0), 1,
+						  buf, sizeof(buf)), fn))
+				where = w[i].gstack;
+		}
+		if (where == UINT32_MAX || in_allocator(an, where) ||
+		    an->modules[kp_gframe(an, &an->gstacks[where], 0)->module]
+			    .self)
+			continue;
+		struct kp_advice *x = kp_advice_add(l, "cpu", "CPU02",
+						    KP_SEV_INFO);
+		char t[160];
+		snprintf(x->title, sizeof(x->title), "hot spot: %s takes "
+			 "%.1f %% of the CPU time", kp_disp(t, sizeof(t), fn,
+			 120), 100.0 * (double)self / (double)cpu_ns);
+		snprintf(x->evidence, sizeof(x->evidence), "%s of %s CPU in "
+			 "the function itself, %s with what it calls",
+			 kp_fmt_ns(a, sizeof(a), self),
+			 kp_fmt_ns(b, sizeof(b), cpu_ns),
+			 kp_fmt_ns(t, sizeof(t), total));
+		x->action = "make it cheaper or call it less often (who calls "
+			"it: kprof-analyze cpu; kprof-analyze flame draws the "
+			"whole profile)";
+		x->time_ns = self;
+		x->gstack = where;
+		x->sample_stack = 1;
+		break;
+	}
+}
+
+/* ---- ranking ---------------------------------------------------------------- */
+
+static int by_stake(const void *pa, const void *pb)
+{
+	const struct kp_advice *x = pa, *y = pb;
+	int xi = x->sev == KP_SEV_INFO, yi = y->sev == KP_SEV_INFO;
+	if (xi != yi)
+		return xi - yi;
+	if (x->share != y->share)
+		return x->share > y->share ? -1 : 1;
+	if (x->sev != y->sev)
+		return x->sev > y->sev ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq; /* the passes' order */
+}
+
+static void advise_finish(void *st, struct kp_analysis *an)
+{
+	struct advise_state *s = st;
+	for (size_t i = 0; i < an->nprocs; i++)
+		s->run_ns = kp_sat_add(s->run_ns, an->procs[i]->duration_ns);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	s->peak_bytes = m ? m->peak_bytes : 0;
+	const struct kp_wstack *w;
+	size_t n = kp_cpu_stacks(an, &w);
+	for (size_t i = 0; i < n; i++)
+		s->cpu_ns = kp_sat_add(s->cpu_ns, w[i].value);
+	for (size_t i = 0; i < kp_io_files(an); i++) {
+		struct kp_io_file f;
+		kp_io_file(an, i, &f);
+		s->io_ns = kp_sat_add(s->io_ns, f.total_ns);
+	}
+	for (size_t i = 0; i < kp_query_fps(an); i++) {
+		struct kp_query_fp f;
+		kp_query_fp(an, i, &f);
+		s->query_ns = kp_sat_add(s->query_ns, f.total_ns);
+	}
+
+	if (m)
+		advise_leaks(an, &s->l, s->peak_bytes);
+	kp_io_advise(an, &s->l);
+	kp_query_advise(an, &s->l);
+	if (m)
+		advise_temporary(an, &s->l);
+	advise_cpu(an, &s->l, s->cpu_ns);
+
+	for (size_t i = 0; i < s->l.n; i++) {
+		struct kp_advice *x = &s->l.v[i];
+		double t = s->run_ns ? (double)x->time_ns / (double)s->run_ns : 0;
+		double b = s->peak_bytes ?
+			(double)x->bytes / (double)s->peak_bytes : 0;
+		x->share = t > b ? t : b;
+	}
+	if (s->l.n > 1)
+		qsort(s->l.v, s->l.n, sizeof(*s->l.v), by_stake);
+}
+
+/* ---- reports ---------------------------------------------------------------- */
+
+/* "9.8 ms (71.0 % of the run)" or "4.0 KiB (0.6 % of the peak heap)" */
+static const char *stake(const struct advise_state *s,
+			 const struct kp_advice *x, char *buf, size_t n)
+{
+	char a[32];
+	if (x->time_ns)
+		snprintf(buf, n, "%s (%.1f %% of the run)",
+			 kp_fmt_ns(a, sizeof(a), x->time_ns),
+			 s->run_ns ? 100.0 * (double)x->time_ns /
+			 (double)s->run_ns : 0.0);
+	else if (x->bytes)
+		snprintf(buf, n, "%s (%.1f %% of the peak heap)",
+			 kp_fmt_bytes(a, sizeof(a), x->bytes),
+			 s->peak_bytes ? 100.0 * (double)x->bytes /
+			 (double)s->peak_bytes : 0.0);
+	else
+		snprintf(buf, n, "not measured");
+	return buf;
+}
+
+static void advise_report_text(void *st, struct kp_analysis *an, FILE *out)
+{
+	struct advise_state *s = st;
+	int full = kp_command_is(an, "advise");
+	char a[32], b[32], c[32], d[32], e[64];
+	if (!full && (!kp_command_is(an, "summary") || !s->l.n))
+		return;
+	if (s->l.n)
+		fprintf(out, "ADVICE: %zu finding%s, the most at stake first\n",
+			s->l.n, s->l.n == 1 ? "" : "s");
+	else
+		fprintf(out, "ADVICE: none, no pass found anything to fix\n");
+	/* the one clock: where the run's time went, as each pass saw it */
+	fprintf(out, "  run %s", kp_fmt_ns(a, sizeof(a), s->run_ns));
+	if (s->cpu_ns)
+		fprintf(out, "; on CPU %s", kp_fmt_ns(b, sizeof(b), s->cpu_ns));
+	if (s->io_ns)
+		fprintf(out, "; in I/O calls %s", kp_fmt_ns(c, sizeof(c), s->io_ns));
+	if (s->query_ns)
+		fprintf(out, "; in queries %s", kp_fmt_ns(d, sizeof(d),
+							 s->query_ns));
+	fprintf(out, "%s\n", s->cpu_ns || s->io_ns || s->query_ns ?
+		" (threads summed)" : "");
+	size_t rows = full ? s->l.n : s->l.n < SUMMARY_ROWS ? s->l.n :
+		SUMMARY_ROWS;
+	for (size_t i = 0; i < rows; i++) {
+		const struct kp_advice *x = &s->l.v[i];
+		fprintf(out, "%s%3zu. [%s] %s %s\n", full ? "\n" : "", i + 1,
+			kp_severity_name(x->sev), x->code, x->title);
+		if (!full) {
+			fprintf(out, "       at stake %s\n",
+				stake(s, x, e, sizeof(e)));
+			continue;
+		}
+		fprintf(out, "       at stake  %s\n", stake(s, x, e, sizeof(e)));
+		fprintf(out, "       evidence  %s\n", x->evidence);
+		fprintf(out, "       do        %s\n", x->action);
+		if (!x->gstack)
+			continue;
+		if (x->sample_stack)
+			kp_text_sample_stack(an, out, x->gstack, 8, "         ");
+		else
+			kp_text_stack(an, out, x->gstack, 8, "         ");
+	}
+	if (rows < s->l.n)
+		fprintf(out, "  ... %zu more; each with its evidence and stack: "
+			"kprof-analyze advise\n", s->l.n - rows);
+	fputc('\n', out);
+}
+
+static void advise_report_json(void *st, struct kp_analysis *an,
+			       struct kp_json *j)
+{
+	struct advise_state *s = st;
+	kp_json_key(j, "advice");
+	kp_json_begin_array(j);
+	for (size_t i = 0; i < s->l.n; i++) {
+		const struct kp_advice *x = &s->l.v[i];
+		kp_json_begin_object(j);
+		kp_json_key(j, "rank");
+		kp_json_u64(j, i + 1);
+		kp_json_key(j, "area");
+		kp_json_str(j, x->area);
+		kp_json_key(j, "code");
+		kp_json_str(j, x->code);
+		kp_json_key(j, "severity");
+		kp_json_str(j, kp_severity_name(x->sev));
+		kp_json_key(j, "title");
+		kp_json_str(j, x->title);
+		kp_json_key(j, "evidence");
+		kp_json_str(j, x->evidence);
+		kp_json_key(j, "action");
+		kp_json_str(j, x->action);
+		kp_json_key(j, "time_ns");
+		kp_json_u64(j, x->time_ns);
+		kp_json_key(j, "bytes");
+		kp_json_u64(j, x->bytes);
+		kp_json_key(j, "share");
+		kp_json_f64(j, x->share);
+		kp_json_key(j, "stack");
+		if (!x->gstack)
+			kp_json_null(j);
+		else if (x->sample_stack)
+			kp_json_sample_stack(an, j, x->gstack);
+		else
+			kp_json_stack(an, j, x->gstack);
+		kp_json_end_object(j);
+	}
+	kp_json_end_array(j);
+}
+
+static void advise_free(void *st, struct kp_analysis *an)
+{
+	struct advise_state *s = st;
+	(void)an;
+	free(s->l.v);
+	free(s);
+}
+
+const struct kp_pass kp_pass_advise = {
+	.name = "advise",
+	.command = "advise",
+	.xInit = advise_init,
+	.xFinish = advise_finish,
+	.xReportText = advise_report_text,
+	.xReportJson = advise_report_json,
+	.xFree = advise_free,
+};

@@ -88,6 +88,14 @@ with t.section("queries: sqlite_app"):
              "Q03: the index to create is the action")
         t.ok(all(a["stack"] for a in adv if a["area"] == "queries"),
              "every query finding has a call site")
+        n1 = {a["title"].split(": ", 1)[1]: a for a in adv if a["code"] == "Q01"}
+        sel = "select amount from orders where user_id = ?"
+        t.ok(n1.get(ins) and n1[ins]["title"].startswith("N+1 writes") and
+             "multi-row INSERT" in n1[ins]["action"] and n1.get(sel) and
+             n1[sel]["title"].startswith("N+1 queries") and
+             "IN list or a JOIN" in n1[sel]["action"],
+             "Q01: a loop of writes is told to write many rows at once, "
+             "a loop of selects to fetch them at once", n1)
         dup = first(adv, "Q02")
         t.ok(dup and "1 of 2 calls" in dup["evidence"] and
              dup["severity"] == "info",
@@ -115,6 +123,9 @@ with t.section("memory and I/O: demo"):
         adv = rep["advice"]
         ranked(t, adv, "demo")
         leak = first(adv, "MEM01")
+        t.ok(leak and leak["title"].startswith(
+                 "leak: 625.0 KiB in 10,000 blocks at parse_request (demo.c:32)"),
+             "MEM01: the title names the site", leak and leak["title"])
         t.ok(leak and leak["rank"] == 1 and leak["severity"] == "high" and
              leak["bytes"] == 640000 and leak["time_ns"] == 0 and
              funcs(leak["stack"])[:1] == ["parse_request"] and
@@ -123,6 +134,9 @@ with t.section("memory and I/O: demo"):
         t.eq(codes(adv, "memory"), Counter({"MEM01": 1, "MEM02": 1}),
              "memory: only the high-confidence leak, and the temporaries")
         tmp = first(adv, "MEM02")
+        t.ok(tmp and tmp["title"].startswith(
+                 "temporary allocations at handle (demo.c:40): "),
+             "MEM02: the title names the site", tmp and tmp["title"])
         t.ok(tmp and tmp["severity"] == "info" and
              funcs(tmp["stack"])[:1] == ["handle"] and
              "10000 of 10000 blocks" in tmp["evidence"],
@@ -137,6 +151,28 @@ with t.section("memory and I/O: demo"):
         t.eq(sorted(a["code"] for a in adv if a["area"] == "io"),
              sorted(f["code"] for f in io),
              "every finding of the I/O pass is advice")
+
+# leaky: leak_thousand's 69 x 1000 bytes (high confidence, 69 % of the
+# peak heap) on their own; leak_small's 7 x 333 bytes among the small ones.
+with t.section("memory: large and small leaks"):
+    with Tmp() as d:
+        r = run([app("leaky"), "quiet"], d)
+        t.eq(r.rc, 0, "leaky runs")
+        adv = analyze(r.traces)["advice"]
+        big = [a for a in adv if a["code"] == "MEM01" and
+               a["title"].startswith("leak: ")]
+        t.ok(len(big) == 1 and big[0]["bytes"] == 69000 and
+             big[0]["severity"] == "high" and
+             "leak_thousand" in funcs(big[0]["stack"]),
+             "MEM01: leak_thousand's 69000 bytes, high", big)
+        small = first(adv, "MEM01", "other leaks")
+        t.ok(small and small["severity"] == "info" and
+             small["title"].startswith("other leaks: ") and
+             "of 1 group," in small["title"] and
+             "the largest: 2331 bytes in 7 blocks" in small["evidence"]
+             and small["bytes"] == 2331 and
+             "leak_small" in funcs(small["stack"]),
+             "MEM01: leak_small's 7 x 333 bytes as the one other leak", small)
 
 # CPU: with allocations not recorded (malloc is glibc's alone), a third
 # of alloc_bench's CPU is in the allocator; cpuwork allocates nothing.
@@ -155,6 +191,14 @@ with t.section("CPU: the allocator's share"):
         m = re.search(r"takes ([0-9.]+) %", c["title"] if c else "")
         t.ok(m and float(m.group(1)) >= 10, "CPU01: 10 % or more of the CPU",
              c and c["title"])
+        # the same program for a few samples (100 Hz): too few to say
+        r = run([app("alloc_bench"), "2", "100000"], d,
+                prof={"MEMORY": "0", "CPU": "1"})
+        rep = analyze(r.traces)
+        t.ok(r.rc == 0 and rep["cpu"]["samples"] < 50 and
+             not codes(rep["advice"], "cpu"),
+             "under 50 samples: no CPU finding",
+             (rep["cpu"]["samples"], codes(rep["advice"])))
         # cpuwork split: 60 % of its work in hot_a, none in the allocator
         r = run([app("cpuwork"), "split", "20000"], d,
                 prof={"CPU": "1", "CPU_HZ": "1000"})

@@ -32,6 +32,8 @@
 #define ALLOC_CPU_MIN 0.10    /* CPU01: share of CPU in the allocator */
 #define ALLOC_CPU_WARN 0.25
 #define HOT_MIN 0.25          /* CPU02: share of CPU in one function */
+#define CPU_SAMPLES_MIN 50    /* CPU01, CPU02: samples in the traces */
+#define ALLOC_SAMPLES_MIN 10  /* CPU01: samples in the allocator */
 
 struct advise_state {
 	struct kp_advice_list l;
@@ -71,35 +73,101 @@ static void *advise_init(struct kp_analysis *an, unsigned slot)
 
 /* ---- memory ---------------------------------------------------------------- */
 
-/* MEM01: leaks the memory pass is sure of (high or medium confidence). */
+/* " at fn (file:line)" of an allocation stack's first frame past the
+ * allocator wrappers (module+offset without a name), into buf. */
+static const char *site_name(struct kp_analysis *an, uint32_t gstack,
+			     char *buf, size_t n)
+{
+	const struct kp_symframe *f;
+	size_t first;
+	char fn[160];
+	if (!kp_symbolize_stack(kp_analysis_symbols(an), gstack, &f, 1,
+				&first)) {
+		buf[0] = '\0';
+		return buf;
+	}
+	if (f->function && f->file)
+		snprintf(buf, n, " at %s (%s:%d)",
+			 kp_disp(fn, sizeof(fn), f->function, 100),
+			 kp_base_name(f->file), f->line);
+	else if (f->function)
+		snprintf(buf, n, " at %s", kp_disp(fn, sizeof(fn), f->function,
+						   100));
+	else
+		snprintf(buf, n, " at %s+0x%" PRIx64,
+			 f->module[0] ? kp_base_name(f->module) : "?",
+			 f->offset);
+	return buf;
+}
+
+/* MEM01: leaks the memory pass is sure of (high confidence), each group
+ * that holds at least NOTABLE_LEAK bytes or 10 % of the peak heap; the
+ * others of high or medium confidence (a short program's buffers left for
+ * exit to free, blocks allocated once) as one finding, with the largest
+ * one's stack. */
+#define NOTABLE_LEAK (64u << 10)
+#define BIG_LEAK (1u << 20)
 static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
 			 uint64_t peak)
 {
 	const struct kp_site *const *s;
 	size_t n = kp_mem_leaks(an, &s);
-	char a[32], b[32];
+	uint64_t other = 0, other_bytes = 0, other_blocks = 0;
+	const struct kp_site *largest = NULL;
+	char a[32], b[32], w[200];
 	for (size_t i = 0; i < n; i++) {
 		if (s[i]->conf == KP_CONF_LOW)
 			continue;
-		int big = s[i]->leaked_bytes >= (1u << 20) ||
-			  s[i]->leaked_bytes * 100 >= peak;
+		uint64_t bytes = s[i]->leaked_bytes;
+		int tenth = kp_sat_mul(bytes, 10) >= peak;
+		if (s[i]->conf != KP_CONF_HIGH ||
+		    (bytes < NOTABLE_LEAK && !tenth)) {
+			other++;
+			other_bytes = kp_sat_add(other_bytes, bytes);
+			other_blocks = kp_sat_add(other_blocks,
+						  s[i]->leaked_blocks);
+			if (!largest) /* leaks are ranked by bytes */
+				largest = s[i];
+			continue;
+		}
+		int big = bytes >= BIG_LEAK || (tenth && bytes >= NOTABLE_LEAK);
 		struct kp_advice *x = kp_advice_add(l, "memory", "MEM01",
-			s[i]->conf == KP_CONF_MEDIUM ? KP_SEV_INFO :
 			big ? KP_SEV_HIGH : KP_SEV_WARN);
-		snprintf(x->title, sizeof(x->title), "leak: %s in %s blocks, "
-			 "confidence %s", kp_fmt_bytes(a, sizeof(a),
-			 s[i]->leaked_bytes), kp_fmt_count(b, sizeof(b),
-			 s[i]->leaked_blocks), kp_confidence_name(s[i]->conf));
+		snprintf(x->title, sizeof(x->title), "leak: %s in %s block%s%s",
+			 kp_fmt_bytes(a, sizeof(a), bytes),
+			 kp_fmt_count(b, sizeof(b), s[i]->leaked_blocks),
+			 s[i]->leaked_blocks == 1 ? "" : "s",
+			 site_name(an, s[i]->gstack, w, sizeof(w)));
 		snprintf(x->evidence, sizeof(x->evidence), "%" PRIu64 " bytes "
-			 "in use at exit, of %" PRIu64 " allocations from this "
-			 "site (%" PRIu64 " freed); %s", s[i]->leaked_bytes,
-			 s[i]->allocs, s[i]->frees,
+			 "in use at exit, of %" PRIu64 " allocation%s from this "
+			 "site (%" PRIu64 " freed); %s", bytes, s[i]->allocs,
+			 s[i]->allocs == 1 ? "" : "s", s[i]->frees,
 			 s[i]->reason ? s[i]->reason : "");
 		x->action = "free each block when its last user is done with "
 			"it (kprof-analyze leaks shows every group's stack)";
-		x->bytes = s[i]->leaked_bytes;
+		x->bytes = bytes;
 		x->gstack = s[i]->gstack;
 	}
+	if (!other)
+		return;
+	struct kp_advice *x = kp_advice_add(l, "memory", "MEM01",
+					    KP_SEV_INFO);
+	snprintf(x->title, sizeof(x->title), "other leaks: %s in %s block%s "
+		 "of %" PRIu64 " group%s, each small or allocated once",
+		 kp_fmt_bytes(a, sizeof(a), other_bytes),
+		 kp_fmt_count(b, sizeof(b), other_blocks),
+		 other_blocks == 1 ? "" : "s", other, other == 1 ? "" : "s");
+	snprintf(x->evidence, sizeof(x->evidence), "groups under %u KiB and "
+		 "10 %% of the peak heap, or of medium confidence; the largest: "
+		 "%" PRIu64 " bytes in %" PRIu64 " block%s (stack below), %s",
+		 NOTABLE_LEAK >> 10, largest->leaked_bytes,
+		 largest->leaked_blocks, largest->leaked_blocks == 1 ? "" : "s",
+		 largest->reason ? largest->reason : "");
+	x->action = "what a program leaves for its exit to free costs "
+		"nothing; in a long-running one, free each block when done "
+		"with it (kprof-analyze leaks shows every group)";
+	x->bytes = other_bytes;
+	x->gstack = largest->gstack;
 }
 
 /* MEM02: sites most of whose many blocks are freed at once (heaptrack's
@@ -108,14 +176,15 @@ static void advise_temporary(struct kp_analysis *an, struct kp_advice_list *l)
 {
 	const struct kp_site *const *s;
 	size_t n = kp_mem_top_temporary(an, &s);
-	char a[32], b[32];
+	char a[32], b[32], w[200];
 	for (size_t i = 0; i < n; i++) {
 		if (s[i]->temporary < TEMP_MIN || s[i]->temporary * 2 < s[i]->allocs)
 			continue;
 		struct kp_advice *x = kp_advice_add(l, "memory", "MEM02",
 						    KP_SEV_INFO);
-		snprintf(x->title, sizeof(x->title), "temporary allocations: "
-			 "%s of %s calls", kp_fmt_count(a, sizeof(a),
+		snprintf(x->title, sizeof(x->title), "temporary allocations%s: "
+			 "%s of %s calls", site_name(an, s[i]->gstack, w,
+			 sizeof(w)), kp_fmt_count(a, sizeof(a),
 			 s[i]->temporary), kp_fmt_count(b, sizeof(b),
 			 s[i]->allocs));
 		snprintf(x->evidence, sizeof(x->evidence), "%" PRIu64 " of "
@@ -181,10 +250,14 @@ static void advise_cpu(struct kp_analysis *an, struct kp_advice_list *l,
 {
 	const struct kp_wstack *w;
 	size_t n = kp_cpu_stacks(an, &w);
-	uint64_t alloc_ns = 0, samples = 0;
+	uint64_t alloc_ns = 0, samples = 0, all = 0;
 	uint32_t heaviest = 0;
 	char a[32], b[32];
-	if (!cpu_ns)
+	for (size_t i = 0; i < n; i++)
+		all += w[i].count;
+	/* a few samples say little: 2 at 100 Hz, one in malloc, is not
+	 * half the CPU in the allocator */
+	if (!cpu_ns || all < CPU_SAMPLES_MIN)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		if (!in_allocator(an, w[i].gstack))
@@ -195,7 +268,7 @@ static void advise_cpu(struct kp_analysis *an, struct kp_advice_list *l,
 		samples += w[i].count;
 	}
 	double share = (double)alloc_ns / (double)cpu_ns;
-	if (share >= ALLOC_CPU_MIN) {
+	if (share >= ALLOC_CPU_MIN && samples >= ALLOC_SAMPLES_MIN) {
 		const struct kp_site *const *s;
 		size_t ns = kp_mem_top_calls(an, &s);
 		struct kp_advice *x = kp_advice_add(l, "cpu", "CPU01",
@@ -203,8 +276,8 @@ static void advise_cpu(struct kp_analysis *an, struct kp_advice_list *l,
 		snprintf(x->title, sizeof(x->title), "the allocator takes "
 			 "%.1f %% of the CPU time", 100.0 * share);
 		int k = snprintf(x->evidence, sizeof(x->evidence), "%" PRIu64
-			 " CPU samples, %s of %s, stopped in malloc, free or "
-			 "their internals", samples,
+			 " of %" PRIu64 " CPU samples, %s of %s, stopped in "
+			 "malloc, free or their internals", samples, all,
 			 kp_fmt_ns(a, sizeof(a), alloc_ns),
 			 kp_fmt_ns(b, sizeof(b), cpu_ns));
 		if (ns && k > 0 && (size_t)k < sizeof(x->evidence))

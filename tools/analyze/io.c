@@ -800,9 +800,10 @@ static void find_answers(struct io_state *s, size_t field, const char *code,
 	char d[32];
 	snprintf(x->evidence, sizeof(x->evidence),
 		 "%llu opens of %llu paths failed with %s, %s in all; this "
-		 "path the most, %llu times",
+		 "path the most, %llu time%s",
 		 (unsigned long long)n, (unsigned long long)paths, errs,
-		 kp_fmt_ns(d, sizeof(d), ns), (unsigned long long)m->n);
+		 kp_fmt_ns(d, sizeof(d), ns), (unsigned long long)m->n,
+		 m->n == 1 ? "" : "s");
 	x->ns = ns;
 }
 

@@ -1815,17 +1815,22 @@ void kp_query_advise(struct kp_analysis *an, struct kp_advice_list *l)
 	uint32_t *site = fp_sites(qs);
 	for (size_t k = 0; k < qs->nplus1.n; k++) {
 		const struct qsite *s = &qs->nplus1.v[k];
+		const struct qfp *f = &qs->fps[s->fp];
 		struct kp_advice *x = kp_advice_add(l, "queries", "Q01",
 						    KP_SEV_WARN);
-		fp_title(x, "N+1 queries", &qs->fps[s->fp]);
+		fp_title(x, f->is_write ? "N+1 writes, one a row" :
+			 "N+1 queries", f);
 		snprintf(x->evidence, sizeof(x->evidence),
 			 "%" PRIu64 " queries in %" PRIu64 " run%s of one "
 			 "query after another (the longest %" PRIu64 "), %s",
 			 s->calls, s->runs, s->runs == 1 ? "" : "s", s->max_run,
 			 kp_fmt_ns(a, sizeof(a), s->ns));
-		x->action = "fetch the rows of the loop in one query (an IN "
-			"list, a JOIN, or one statement for many rows) instead "
-			"of one query per row";
+		x->action = f->is_write ?
+			"write the rows with one statement (a multi-row INSERT "
+			"... VALUES (...), (...), an UPDATE or DELETE with an "
+			"IN list), or at least in one transaction" :
+			"fetch the rows of the loop in one query (an IN list "
+			"or a JOIN) instead of one query per row";
 		x->time_ns = s->saving_ns;
 		x->gstack = s->stack;
 	}

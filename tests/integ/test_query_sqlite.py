@@ -445,6 +445,67 @@ with t.section("python3 app: the script's frames in query and I/O stacks"):
         t.eq({k: set(v) for k, v in got.items()}, {k: {()} for k in PYSITES},
              "PYTHON=0: machine frames only")
 
+def fmt_ns(ns):
+    """queries.c's fmt_ns, the text report's times."""
+    if ns < 10000:
+        return "%dns" % ns
+    if ns < 10000000:
+        return "%.1fus" % (ns / 1e3)
+    if ns < 10000000000:
+        return "%.1fms" % (ns / 1e6)
+    return "%.2fs" % (ns / 1e9)
+
+
+# The CPU samples that land in a query are its CPU time, as the CPU report
+# estimates it (a sample weighs its thread's CPU since the one before): a
+# recursive CTE that only computes is on CPU all its run; its slow sample's
+# split adds up. And 300 inserts give the text report a p99 and a max.
+CTE = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c "
+       "WHERE x<800000) SELECT sum(x) FROM c;")
+with t.section("CPU samples inside a query"):
+    sq = need("sqlite3")
+    with Tmp() as d:
+        sql = ("CREATE TABLE t(a);\n" +
+               "".join("INSERT INTO t VALUES(%d);\n" % i for i in range(300)) +
+               CTE + "\n")
+        for sampled in (True, False):
+            prof = {"MEMORY": "0", "SLOW_QUERY_MS": "100"}
+            if sampled:
+                prof.update(CPU="1", CPU_HZ="1000")
+            r = run([sq, ":memory:"], d, prof=prof, stdin=sql)
+            t.eq((r.rc, r.out), (0, "320000400000\n"),
+                 "sqlite3 CLI computes the CTE (CPU %s)" % sampled, r.err)
+            q = analyze(r.traces)["queries"]
+            cte = [f for f in q["fingerprints"]
+                   if f["fingerprint"].startswith("with recursive")]
+            f = cte[0] if cte else {}
+            t.eq(q["cpu_sampled"], sampled, "cpu_sampled: %s" % sampled)
+            if not sampled:
+                t.eq((f.get("cpu_ns"), f.get("cpu_samples")), (0, 0),
+                     "not sampled: no CPU in the query")
+                continue
+            t.ok(f.get("cpu_samples", 0) >= 20 and
+                 0.6 * f["total_ns"] <= f["cpu_ns"] <= 1.4 * f["total_ns"],
+                 "the CTE is on CPU for its run (samples, CPU, time)",
+                 f and (f["cpu_samples"], f["cpu_ns"], f["total_ns"]))
+            slow = [x for x in q["slow"] if x["fingerprint"] == f.get("fingerprint")]
+            w = slow[0]["worst"] if slow else {}
+            t.ok(w and w["io_ns"] + w["fsync_ns"] + w["lock_ns"] + w["cpu_ns"] +
+                 w["rest_ns"] == w["dur_ns"] and w["cpu_ns"] >= 0.6 * w["dur_ns"],
+                 "its slow sample's split adds up, most of it on CPU", w)
+            ins = [x for x in q["fingerprints"]
+                   if x["fingerprint"].startswith("insert into t")]
+            text = analyze(r.traces, fmt="text", extra=["queries"])
+            row = [ln for ln in text.split("\n")
+                   if ln.rstrip().endswith("insert into t values(?+)")]
+            x = ins[0] if ins else {}
+            t.ok(x and row and row[0].split()[4:8] ==
+                 [fmt_ns(x[k]) for k in ("p50_ns", "p95_ns", "p99_ns", "max_ns")],
+                 "the text row's p50, p95, p99 and max are the JSON's",
+                 (row, x and [x[k] for k in ("p50_ns", "p95_ns", "p99_ns", "max_ns")]))
+            t.ok("on CPU (sampled) " in text and ", on CPU " in text,
+                 "the text report gives the CPU in queries", text[-1500:])
+
 with t.section("the in-process pairs of make bench (sqlite_bench ab)"):
     # a bench tool, checked for what it does, not for its times: blocks of
     # selects alternate between the hooked sqlite3_step/reset and

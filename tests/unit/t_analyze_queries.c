@@ -277,6 +277,64 @@ TEST(attribution)
 	free(doc);
 }
 
+static void sample(struct tb *b, uint32_t tid, uint64_t ts, uint64_t weight)
+{
+	struct kp_rec r = { .type = KP_REC_CPU_SAMPLE, .tid = tid };
+	r.ts = b->ts = ts;
+	r.u.ext.v[KP_CPU_WEIGHT] = (int64_t)weight;
+	tb_add(b, &r);
+}
+
+/* A query from start to end with no QUERY_BEGIN (nothing else recorded
+ * during it, or a nested one's begin already written: ctx) */
+static void q_span(struct tb *b, uint32_t tid, uint64_t ctx, const char *fp,
+		   uint64_t start, uint64_t end)
+{
+	struct kp_rec r = { .type = KP_REC_QUERY, .tid = tid,
+			    .kind = KP_QSRC_SQLITE };
+	r.ts = b->ts = end;
+	r.u.ext.v[KP_Q_CTX] = (int64_t)ctx;
+	r.u.ext.v[KP_Q_DUR] = (int64_t)(end - start);
+	r.u.ext.v[KP_Q_ROWS] = 1;
+	r.u.ext.v[KP_Q_VALHASH] = 1;
+	r.u.ext.str = fp;
+	r.u.ext.str_len = (uint32_t)strlen(fp);
+	tb_add(b, &r);
+}
+
+/* CPU samples go to the query whose run they fall in, on their thread:
+ * with no QUERY_BEGIN, past the 1,024 a thread keeps (merged, then split
+ * in proportion), and an enclosing query takes a nested one's too. */
+TEST(cpu_samples)
+{
+	struct tb b;
+	tb_begin(&b);
+	uint64_t t0 = b.ts;
+	/* 3,000 samples of 1,000 ns on thread 1, as many on thread 2 */
+	for (uint64_t k = 1; k <= 3000; k++) {
+		sample(&b, 1, t0 + 1000 * k, 1000);
+		sample(&b, 2, t0 + 1000 * k + 1, 7);
+	}
+	/* thread 1's query took the last 500 */
+	q_span(&b, 1, 0, "select a from t", t0 + 1000 * 2500 + 500,
+	       t0 + 1000 * 3000 + 500);
+	/* an outer query with its begin, 10 samples, 4 of them in a nested
+	 * query without one */
+	uint64_t outer = q_begin(&b, 1);
+	uint64_t t1 = b.ts;
+	for (uint64_t k = 1; k <= 10; k++)
+		sample(&b, 1, t1 + 100 * k, 50);
+	q_span(&b, 1, 0, "select b from t", t1 + 250, t1 + 650);
+	q_end(&b, 1, outer, "select c from t", 1100, 1, 0, 0); /* at t1 + 1100 */
+	char *doc = report(&b);
+	CHECK(check(doc, "q[\"cpu_sampled\"] and "
+		    "{f[\"fingerprint\"][7]: (f[\"cpu_samples\"], f[\"cpu_ns\"]) "
+		    "for f in q[\"fingerprints\"]} in ("
+		    "{\"a\": (n, n * 1000), \"b\": (4, 200), \"c\": (10, 500)} "
+		    "for n in range(498, 503))"));
+	free(doc);
+}
+
 TEST(write_storms)
 {
 	struct tb b;
@@ -441,6 +499,7 @@ int main(int argc, char **argv)
 {
 	return RUN_TESTS(argc, argv, T(n_plus_one_threshold), T(duplicates),
 			 T(cursor_does_not_break_a_run_a_span_does),
-			 T(attribution), T(write_storms), T(index_advice),
+			 T(attribution), T(cpu_samples), T(write_storms),
+			 T(index_advice),
 			 T(interned_texts), T(frame_across_chunks));
 }

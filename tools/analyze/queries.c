@@ -10,14 +10,16 @@
  *              prepare time, errors, the thread's allocations and I/O
  *              between QUERY_BEGIN and QUERY (ALLOC events; IO events:
  *              bytes = the call's positive return, fsyncs per
- *              query_io_is_fsync()), and its call sites. Ranked by total
- *              time (pt-query-digest's profile).
+ *              query_io_is_fsync()), the CPU samples of the thread that
+ *              fall within its runs (struct qsring), and its call sites.
+ *              Ranked by total time (pt-query-digest's profile).
  *   slow       fingerprints with executions over the slow threshold
  *              (--slow-ms, else the trace's KOTOBA_PROFILE_SLOW_QUERY_MS,
  *              else 100 ms): the worst sample, its stack, and its time
  *              split into file I/O, fsync, lock wait (IO records of the
  *              wait ops, kp_io_op_is_wait: blocking or refused fcntl
- *              locks, a busy handler's sleeps) and the rest.
+ *              locks, a busy handler's sleeps), CPU (the samples) and
+ *              the rest.
  *   N+1        on one thread, under one parent (the same innermost open
  *              span, or none), a run of >= NPLUS1_MIN (5) consecutive
  *              executions of one fingerprint (a query that began before
@@ -77,6 +79,11 @@
 #define MAX_FPS 50000
 /* Threads with query state per trace (a hostile trace may name many). */
 #define MAX_QTHREADS 65536
+/* CPU samples kept per thread until its queries end (older ones merged
+ * in pairs when there are more), and the threads they are kept for, per
+ * trace: 128 MiB at most */
+#define SAMPLE_RING 1024
+#define SAMPLE_THREADS 4096
 
 /*
  * I/O attribution by the IO record's operation (lib/io.h): fsync,
@@ -108,6 +115,7 @@ struct acc { /* what ran on the thread while a query was open */
 	uint64_t io_calls, io_bytes, io_ns;
 	uint64_t fsyncs, fsync_ns;
 	uint64_t lock_waits, lock_ns; /* kp_io_op_is_wait(): lock, sleep */
+	uint64_t cpu_samples, cpu_ns; /* CPU_SAMPLE records: their weight */
 };
 
 static void acc_add(struct acc *a, const struct acc *b)
@@ -121,6 +129,8 @@ static void acc_add(struct acc *a, const struct acc *b)
 	a->fsync_ns = kp_sat_add(a->fsync_ns, b->fsync_ns);
 	a->lock_waits = kp_sat_add(a->lock_waits, b->lock_waits);
 	a->lock_ns = kp_sat_add(a->lock_ns, b->lock_ns);
+	a->cpu_samples = kp_sat_add(a->cpu_samples, b->cpu_samples);
+	a->cpu_ns = kp_sat_add(a->cpu_ns, b->cpu_ns);
 }
 
 struct worst {
@@ -206,6 +216,26 @@ struct qadvice {
 	int64_t table_rows;     /* the server's estimate (server_plan) */
 };
 
+/*
+ * A thread's CPU samples since its last query ended. A QUERY_BEGIN is
+ * written only when something else is recorded during the query
+ * (preload/query.c), and a CPU sample is not such a thing, so samples are
+ * kept per thread and given to a query when it ends: those within [its
+ * start, its end]. A thread that runs long without ending a query fills
+ * its SAMPLE_RING entries; then neighbours merge in pairs (an entry spans
+ * [lo, hi] and weighs its samples' sum), so the time resolution of old
+ * samples halves instead of samples being lost, and a query that takes
+ * part of an entry takes that part of its weight.
+ */
+struct qsamp {
+	uint64_t lo, hi, ns, n;
+};
+
+struct qsring {
+	struct qsamp *v;        /* in time order */
+	uint32_t n, cap;
+};
+
 struct qstate {
 	unsigned slot;
 	struct kp_analysis *an;
@@ -213,6 +243,7 @@ struct qstate {
 	size_t nfps, fps_cap;
 	struct kp_idmap fp_ids; /* hash -> first index */
 	uint64_t calls, total_ns, dropped_fps, dropped_threads;
+	int cpu_sampled;        /* a trace has CPU samples */
 	uint64_t nvals;         /* values remembered, all fingerprints */
 	uint64_t slow_ns;       /* threshold in use */
 	int slow_set;           /* from --slow-ms or a trace header */
@@ -225,6 +256,9 @@ struct qstate {
 	struct qthr *thr;
 	size_t nthr, thr_cap;
 	struct kp_idmap tids;
+	struct qsring *rings;   /* CPU samples by thread (ring_ids) */
+	size_t nrings;
+	struct kp_idmap ring_ids;
 	uint32_t *text_fp;      /* QUERY text_id -> fingerprint + 1 */
 	size_t text_fp_cap;
 	uint32_t last_tid, last_thr; /* thr_find() cache, valid if nthr */
@@ -407,6 +441,88 @@ static void storm_end(struct qstate *qs, struct qthr *t)
 
 /* ---- events ------------------------------------------------------------------- */
 
+/* ---- CPU samples ---------------------------------------------------------------- */
+
+static struct qsring *ring_of(struct qstate *qs, uint32_t tid, int create)
+{
+	uint32_t i = kp_idmap_get(&qs->ring_ids, tid);
+	if (i != UINT32_MAX)
+		return &qs->rings[i];
+	if (!create || qs->nrings >= SAMPLE_THREADS)
+		return NULL;
+	if (!(qs->nrings & (qs->nrings - 1))) /* 0, 1, 2, 4, ...: grow */
+		qs->rings = xrealloc_array(qs->rings, qs->nrings ?
+					   2 * qs->nrings : 1,
+					   sizeof(*qs->rings));
+	struct qsring *g = &qs->rings[qs->nrings];
+	memset(g, 0, sizeof(*g));
+	kp_idmap_put(&qs->ring_ids, tid, (uint32_t)qs->nrings++);
+	return g;
+}
+
+/* A sample at ts weighing ns. */
+static void ring_add(struct qsring *g, uint64_t ts, uint64_t ns)
+{
+	if (g->n == g->cap && g->cap < SAMPLE_RING) {
+		g->cap = g->cap ? 2 * g->cap : 16;
+		g->v = xrealloc_array(g->v, g->cap, sizeof(*g->v));
+	} else if (g->n == g->cap) {
+		/* full: merge neighbours, halving the resolution */
+		uint32_t k = 0;
+		for (uint32_t i = 0; i + 1 < g->n; i += 2, k++) {
+			g->v[k].lo = g->v[i].lo;
+			g->v[k].hi = g->v[i + 1].hi;
+			g->v[k].ns = kp_sat_add(g->v[i].ns, g->v[i + 1].ns);
+			g->v[k].n = g->v[i].n + g->v[i + 1].n;
+		}
+		if (g->n & 1)
+			g->v[k++] = g->v[g->n - 1];
+		g->n = k;
+	}
+	g->v[g->n++] = (struct qsamp){ ts, ts, ns, 1 };
+}
+
+/* The samples in [from, to] into a's CPU (the overlapping part of a merged
+ * entry's weight); then the ones before keep_from are dropped (no query
+ * still open can take them). */
+static void ring_take(struct qsring *g, uint64_t from, uint64_t to,
+		      uint64_t keep_from, struct acc *a)
+{
+	for (uint32_t k = 0; k < g->n; k++) {
+		const struct qsamp *x = &g->v[k];
+		if (x->hi < from || x->lo > to)
+			continue;
+		if (x->lo >= from && x->hi <= to) {
+			a->cpu_samples += x->n;
+			a->cpu_ns = kp_sat_add(a->cpu_ns, x->ns);
+			continue;
+		}
+		double part = (double)((x->hi < to ? x->hi : to) -
+				       (x->lo > from ? x->lo : from)) /
+			      (double)(x->hi - x->lo);
+		a->cpu_samples += (uint64_t)(part * (double)x->n + 0.5);
+		a->cpu_ns = kp_sat_add(a->cpu_ns,
+				       (uint64_t)(part * (double)x->ns));
+	}
+	uint32_t drop = 0;
+	while (drop < g->n && g->v[drop].hi < keep_from)
+		drop++;
+	if (drop)
+		memmove(g->v, g->v + drop, (g->n - drop) * sizeof(*g->v));
+	g->n -= drop;
+}
+
+static void rings_free(struct qstate *qs)
+{
+	for (size_t i = 0; i < qs->nrings; i++)
+		free(qs->rings[i].v);
+	free(qs->rings);
+	qs->rings = NULL;
+	qs->nrings = 0;
+	kp_idmap_free(&qs->ring_ids);
+	kp_idmap_init(&qs->ring_ids);
+}
+
 static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e,
 		     const struct kp_rec *r)
 {
@@ -432,6 +548,12 @@ static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e
 			break;
 		}
 	}
+	/* its CPU: the samples of its run (an enclosing query takes them
+	 * again when it ends, from the ring, not from acc) */
+	struct qsring *g = ring_of(qs, e->tid, 0);
+	if (g)
+		ring_take(g, kp_sat_sub(e->ts, dur), e->ts,
+			  t->nopen ? t->open[0].ts : e->ts, &acc);
 
 	/* the fingerprint again: a full text (QUERY_TEXT=full) gets one, a
 	 * fingerprint stays as it is (looked up, not fingerprinted again);
@@ -632,6 +754,15 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 			}
 			break;
 		}
+		case KP_REC_CPU_SAMPLE: {
+			qs->cpu_sampled = 1;
+			struct qsring *g = ring_of(qs, e->tid, 1);
+			if (g) {
+				int64_t w = kp_batch_rec(b, e)->u.ext.v[KP_CPU_WEIGHT];
+				ring_add(g, e->ts, w > 0 ? (uint64_t)w : 0);
+			}
+			break;
+		}
 		case KP_REC_SPAN: {
 			t = thr_find(qs, e->tid, 1);
 			if (!t)
@@ -692,6 +823,7 @@ static void *q_init(struct kp_analysis *an, unsigned slot)
 	kp_idmap_init(&qs->tsites.ids);
 	kp_idmap_init(&qs->tnplus1.ids);
 	kp_idmap_init(&qs->tids);
+	kp_idmap_init(&qs->ring_ids);
 	qs->slow_ns = (uint64_t)DEFAULT_SLOW_MS * 1000000;
 	if (an->opts->slow_ms >= 0) {
 		qs->slow_ns = (uint64_t)an->opts->slow_ms * 1000000;
@@ -754,6 +886,7 @@ static void q_end_trace(void *state, struct kp_trace *t)
 	}
 	merge_sites(t, &qs->tsites, &qs->sites);
 	merge_sites(t, &qs->tnplus1, &qs->nplus1);
+	rings_free(qs);
 	for (size_t i = 0; i < qs->nfps; i++) {
 		struct qfp *f = &qs->fps[i];
 		if (!f->tworst.set)
@@ -1305,12 +1438,25 @@ static const char *source_name(unsigned bits)
 	return "api";
 }
 
+/* A slow query's time in I/O, fsync and lock waits. */
+static uint64_t worst_waits(const struct worst *w)
+{
+	return kp_sat_add(kp_sat_add(w->acc.io_ns, w->acc.fsync_ns),
+			  w->acc.lock_ns);
+}
+
+/* Its CPU time as the samples that landed in it estimate it, at most the
+ * time the waits leave. */
+static uint64_t worst_cpu(const struct worst *w)
+{
+	uint64_t room = kp_sat_sub(w->ns, worst_waits(w));
+	return w->acc.cpu_ns < room ? w->acc.cpu_ns : room;
+}
+
 /* The rest of a slow query's time: what the trace does not explain. */
 static uint64_t worst_rest(const struct worst *w)
 {
-	return kp_sat_sub(w->ns, kp_sat_add(kp_sat_add(w->acc.io_ns,
-						       w->acc.fsync_ns),
-					    w->acc.lock_ns));
+	return kp_sat_sub(kp_sat_sub(w->ns, worst_waits(w)), worst_cpu(w));
 }
 
 /* ---- JSON --------------------------------------------------------------------- */
@@ -1340,6 +1486,8 @@ static void q_report_json(void *state, struct kp_analysis *an,
 	kp_json_u64(j, qs->slow_ns);
 	kp_json_key(j, "queries_dropped");    /* over the analyzer's limits */
 	kp_json_u64(j, qs->dropped_fps + qs->dropped_threads);
+	kp_json_key(j, "cpu_sampled");
+	kp_json_bool(j, qs->cpu_sampled);
 	kp_json_key(j, "fingerprints");
 	kp_json_begin_array(j);
 	for (size_t r = 0; r < qs->nfps; r++) {
@@ -1398,6 +1546,10 @@ static void q_report_json(void *state, struct kp_analysis *an,
 		kp_json_u64(j, f->acc.lock_waits);
 		kp_json_key(j, "lock_wait_ns");
 		kp_json_u64(j, f->acc.lock_ns);
+		kp_json_key(j, "cpu_samples");
+		kp_json_u64(j, f->acc.cpu_samples);
+		kp_json_key(j, "cpu_ns");
+		kp_json_u64(j, f->acc.cpu_ns);
 		kp_json_key(j, "slow_calls");
 		kp_json_u64(j, f->slow_calls);
 		kp_json_key(j, "call_sites");
@@ -1456,6 +1608,8 @@ static void q_report_json(void *state, struct kp_analysis *an,
 		kp_json_u64(j, w->acc.fsync_ns);
 		kp_json_key(j, "lock_ns");
 		kp_json_u64(j, w->acc.lock_ns);
+		kp_json_key(j, "cpu_ns");
+		kp_json_u64(j, worst_cpu(w));
 		kp_json_key(j, "rest_ns");
 		kp_json_u64(j, worst_rest(w));
 		kp_json_key(j, "alloc_bytes");
@@ -1608,7 +1762,7 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 {
 	struct qstate *qs = state;
 	int full = kp_command_is(an, "queries");
-	char a[32], b[32], c[32], d[32], e[32];
+	char a[32], b[32], c[32], d[32], e[32], g[32];
 	if (!qs->calls && !full)
 		return;
 	unsigned top = an->opts->top;
@@ -1630,7 +1784,7 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 			fmt_ns(c, sizeof(c), kp_hist_quantile(&f->hist, 0.5)),
 			fmt_ns(d, sizeof(d), kp_hist_quantile(&f->hist, 0.95)),
 			fmt_ns(e, sizeof(e), kp_hist_quantile(&f->hist, 0.99)),
-			fmt_ns(e, sizeof(e), f->hist.max));
+			fmt_ns(g, sizeof(g), f->hist.max));
 		text_fp(out, f->text, full ? 400 : 60);
 		fputc('\n', out);
 		if (full && (f->rows || f->full_scan || f->acc.alloc_calls ||
@@ -1648,6 +1802,11 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 				fprintf(out, ", lock waits %" PRIu64 " (%s)",
 					f->acc.lock_waits,
 					fmt_ns(a, sizeof(a), f->acc.lock_ns));
+			if (qs->cpu_sampled)
+				fprintf(out, ", on CPU %s (%" PRIu64 " sample%s)",
+					fmt_ns(a, sizeof(a), f->acc.cpu_ns),
+					f->acc.cpu_samples,
+					f->acc.cpu_samples == 1 ? "" : "s");
 			fputc('\n', out);
 		}
 	}
@@ -1679,11 +1838,14 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 			f->slow_calls, f->calls, fmt_ns(a, sizeof(a), qs->slow_ns));
 		text_fp(out, f->text, 200);
 		fprintf(out, "\n  worst %s (pid %" PRId64 " tid %u): file I/O %s, "
-			"fsync %s, lock wait %s, rest %s\n",
+			"fsync %s, lock wait %s, %s%s%srest %s\n",
 			fmt_ns(a, sizeof(a), w->ns), w->pid, w->tid,
 			fmt_ns(b, sizeof(b), w->acc.io_ns),
 			fmt_ns(c, sizeof(c), w->acc.fsync_ns),
 			fmt_ns(e, sizeof(e), w->acc.lock_ns),
+			qs->cpu_sampled ? "on CPU (sampled) " : "",
+			qs->cpu_sampled ? fmt_ns(g, sizeof(g), worst_cpu(w)) : "",
+			qs->cpu_sampled ? ", " : "",
 			fmt_ns(d, sizeof(d), worst_rest(w)));
 		kp_text_stack(an, out, w->stack, 8, "    ");
 	}
@@ -1899,21 +2061,30 @@ void kp_query_advise(struct kp_analysis *an, struct kp_advice_list *l)
 		struct kp_advice *x = kp_advice_add(l, "queries", "Q05",
 						    KP_SEV_WARN);
 		fp_title(x, "slow query", f);
-		snprintf(x->evidence, sizeof(x->evidence),
+		int k = snprintf(x->evidence, sizeof(x->evidence),
 			 "%" PRIu64 " of %" PRIu64 " calls took %s or more; "
-			 "the worst %s: file I/O %s, fsync %s, lock wait %s, "
-			 "the rest %s", f->slow_calls, f->calls,
+			 "the worst %s: file I/O %s, fsync %s, lock wait %s, ",
+			 f->slow_calls, f->calls,
 			 kp_fmt_ns(a, sizeof(a), qs->slow_ns),
 			 kp_fmt_ns(b, sizeof(b), w->ns),
 			 kp_fmt_ns(c, sizeof(c), w->acc.io_ns),
 			 kp_fmt_ns(d, sizeof(d), w->acc.fsync_ns),
-			 kp_fmt_ns(e, sizeof(e), w->acc.lock_ns),
-			 kp_fmt_ns(g, sizeof(g), worst_rest(w)));
+			 kp_fmt_ns(e, sizeof(e), w->acc.lock_ns));
+		if (k > 0 && (size_t)k < sizeof(x->evidence))
+			snprintf(x->evidence + k, sizeof(x->evidence) - k,
+				 "%s%s%sthe rest %s",
+				 qs->cpu_sampled ? "on CPU (sampled) " : "",
+				 qs->cpu_sampled ? kp_fmt_ns(a, sizeof(a),
+							     worst_cpu(w)) : "",
+				 qs->cpu_sampled ? ", " : "",
+				 kp_fmt_ns(g, sizeof(g), worst_rest(w)));
 		x->action = "the split says where the worst call's time went: "
 			"file I/O and fsync are the database's reads and "
 			"commits, a lock wait another connection's "
-			"transaction, the rest the query's own work (its plan: "
-			"EXPLAIN)";
+			"transaction, CPU the query's own work (its plan: "
+			"EXPLAIN), the rest what the trace does not see "
+			"(a client's wait for its server, page faults, the "
+			"run queue)";
 		x->time_ns = w->ns;
 		x->gstack = w->stack;
 	}
@@ -1940,6 +2111,8 @@ static void q_free(void *state, struct kp_analysis *an)
 	free(qs->storms);
 	free(qs->thr);
 	kp_idmap_free(&qs->tids);
+	rings_free(qs);
+	kp_idmap_free(&qs->ring_ids);
 	free(qs->rank);
 	for (size_t k = 0; k < qs->nadvice; k++) {
 		free(qs->advice[k].table);

@@ -383,6 +383,8 @@ enum kp_end_reason {
 	KP_END__EXIT = 1, /* _exit()/_Exit() */
 	KP_END_EXEC = 2,  /* successful exec replaced the image */
 	KP_END_ABORT = 3, /* abort() */
+	KP_END_SIGNAL = 4, /* killed by a signal left to its default action
+			    * (status 128 + the signal) */
 };
 
 /*

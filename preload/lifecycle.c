@@ -333,10 +333,12 @@ __attribute__((constructor)) static void kp_ctor(void)
 	on_exit_registered = on_exit(on_exit_finish, NULL) == 0;
 	app_key_ok = pthread_key_create(&app_key, app_thread_gone) == 0;
 	kp_app_thread_start(); /* main */
-	if (kp_writer_start() != 0)
+	if (kp_writer_start() != 0) {
 		atomic_store(&kp.run, KP_ST_OFF);
-	else
+	} else {
 		kp_cpu_start();
+		kp_sig_fatal_install();
+	}
 	kp_busy_leave();
 }
 
@@ -368,6 +370,15 @@ static void finish_abort(void)
 {
 	kp_real_resolve();
 	finish(KP_END_ABORT, 128 + SIGABRT);
+}
+
+/* A signal that kills the process by its default action is about to
+ * (signals.c): the trace ends as the process will. SIGABRT is abort's,
+ * raised inside libc (glibc's malloc checks). */
+void kp_finish_signal(int sig)
+{
+	kp_real_resolve();
+	finish(sig == SIGABRT ? KP_END_ABORT : KP_END_SIGNAL, 128 + sig);
 }
 
 KP_EXPORT void abort(void)

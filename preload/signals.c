@@ -26,6 +26,19 @@
  * the dispatcher runs, so a deferred one would meet SIG_DFL), and nothing
  * in a process kprof does not trace. Handlers installed past these
  * functions (a raw rt_sigaction system call) are not wrapped either.
+ *
+ * A signal the app leaves to its default action, where that action kills
+ * (Ctrl-C's SIGINT, kill's SIGTERM, a closed pipe's SIGPIPE, a crash's
+ * SIGSEGV), would end the process with no END and without the events
+ * since the last flush. kprof puts a handler of its own in place of
+ * SIG_DFL there (fatal_sigs): it ends the trace (kp_finish_signal), then
+ * the signal kills as it would have, SIG_DFL again: raised once more, or,
+ * for a fault, the faulting instruction run again (the core dump shows
+ * where it was). The app sees SIG_DFL in every answer, and a SIG_DFL it
+ * sets keeps kprof's handler. Not taken: the real-time signals (kprof's
+ * CPU sampler picks a free one by its SIG_DFL), SIGTRAP and SIGSYS
+ * (debuggers, seccomp), SIGPROF (profilers), and the signals ignored or
+ * handled when kprof starts (until the app sets SIG_DFL).
  */
 #include "state.h"
 
@@ -69,6 +82,19 @@ static int synchronous(int sig)
 	return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL ||
 	       sig == SIGFPE || sig == SIGTRAP || sig == SIGSYS ||
 	       sig == SIGABRT;
+}
+
+static const int fatal_sigs[] = {
+	SIGHUP, SIGINT,	 SIGQUIT, SIGILL,  SIGABRT, SIGBUS,  SIGFPE,  SIGUSR1,
+	SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGXCPU, SIGXFSZ, SIGVTALRM,
+};
+
+static int fatal(int sig)
+{
+	for (size_t i = 0; i < KP_ARRAY_SIZE(fatal_sigs); i++)
+		if (fatal_sigs[i] == sig)
+			return 1;
+	return 0;
 }
 
 /* Defer sig (see the top); 0 if it cannot be queued again. uc: the
@@ -138,6 +164,86 @@ void kp_sig_dispatch(int sig, siginfo_t *si, void *uc)
 		((handler1)fn)(sig);
 }
 
+/* ---- signals that kill by default ---------------------------------------- */
+
+static void set_default(int sig)
+{
+	struct sigaction d;
+	memset(&d, 0, sizeof(d));
+	d.sa_handler = SIG_DFL;
+	sigemptyset(&d.sa_mask);
+	real_sigaction(sig, &d, NULL);
+}
+
+static void on_fatal(int sig, siginfo_t *si, void *uc)
+{
+	int saved = errno;
+	if (synchronous(sig)) {
+		/* SIG_DFL first: a fault while the trace ends ends it; a
+		 * fault in kprof's own code ends nothing */
+		set_default(sig);
+		if (!kp_tls.busy && !kp_tls.writer)
+			kp_finish_signal(sig);
+		errno = saved;
+		if (si && si->si_code > 0 && sig != SIGABRT)
+			return; /* the faulting instruction again: it kills */
+	} else {
+		void *outer = kp_sig_outer_context(uc, kp_cpu_on_sample);
+		if (kp_tls.busy && defer(sig, si, uc, outer))
+			return; /* back here when kprof's code is done */
+		kp_finish_signal(sig);
+		set_default(sig);
+	}
+	/* once more, now with SIG_DFL; blocked in here, it kills as it is
+	 * unblocked */
+	sigset_t one;
+	sigemptyset(&one);
+	sigaddset(&one, sig);
+	syscall(SYS_tgkill, (pid_t)syscall(SYS_getpid),
+		(pid_t)syscall(SYS_gettid), sig);
+	pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+	errno = saved;
+}
+
+/* kprof's handler for sig in k. */
+static void fatal_action(struct sigaction *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->sa_sigaction = on_fatal;
+	k->sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+	sigemptyset(&k->sa_mask);
+}
+
+void kp_sig_fatal_install(void)
+{
+	for (size_t i = 0; i < KP_ARRAY_SIZE(fatal_sigs); i++) {
+		struct sigaction old, k;
+		if (real_sigaction(fatal_sigs[i], NULL, &old) != 0 ||
+		    (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
+			continue;
+		fatal_action(&k);
+		real_sigaction(fatal_sigs[i], &k, NULL);
+	}
+}
+
+/* Does setting handler h keep (or put) kprof's in place of SIG_DFL? */
+static int keeps_fatal(int sig, sighandler_t h)
+{
+	return h == SIG_DFL && fatal(sig) &&
+	       atomic_load_explicit(&kp.run, memory_order_acquire) !=
+		       KP_ST_OFF;
+}
+
+/* An answer of the kernel's that is kprof's handler reads SIG_DFL. */
+static void as_default(struct sigaction *k)
+{
+	if (k->sa_sigaction != on_fatal)
+		return;
+	memset(k, 0, sizeof(*k));
+	k->sa_handler = SIG_DFL;
+	sigemptyset(&k->sa_mask);
+}
+
 void kp_sig_release(void)
 {
 	int saved = errno;
@@ -195,14 +301,19 @@ KP_EXPORT int sigaction(int sig, const struct sigaction *act,
 		k.sa_sigaction = kp_sig_dispatch;
 		k.sa_flags |= SA_SIGINFO;
 		use = &k;
+	} else if (act && keeps_fatal(sig, act->sa_handler)) {
+		fatal_action(&k);
+		use = &k;
 	}
 	int rc = real_sigaction(sig, use, old);
 	if (rc != 0 && use == &k) {
 		atomic_store(&app[sig].fn, fn);
 		atomic_store(&app[sig].flags, flags);
 	}
-	if (rc == 0 && old)
+	if (rc == 0 && old) {
 		as_app(old, fn, flags);
+		as_default(old);
+	}
 	return rc;
 }
 
@@ -227,6 +338,11 @@ KP_EXPORT sighandler_t signal(int sig, sighandler_t h)
 		cur.sa_sigaction = kp_sig_dispatch;
 		cur.sa_flags |= SA_SIGINFO;
 		real_sigaction(sig, &cur, NULL);
+	} else if (keeps_fatal(sig, h)) {
+		fatal_action(&cur);
+		real_sigaction(sig, &cur, NULL);
 	}
+	if ((void *)r == (void *)on_fatal)
+		return SIG_DFL;
 	return (void *)r == (void *)kp_sig_dispatch ? (sighandler_t)fn : r;
 }

@@ -1241,6 +1241,11 @@ void kp_cpu_step_aside(int sig, int reset);
 void *kp_sig_outer_context(void *uc, void (*other)(int, siginfo_t *, void *));
 /* The dispatcher kprof puts in place of the app's handlers (signals.c). */
 void kp_sig_dispatch(int sig, siginfo_t *si, void *uc);
+/* kprof's handler of the signals that kill by default, in place of
+ * SIG_DFL (signals.c): it ends the trace, then the signal kills. */
+void kp_sig_fatal_install(void);
+/* The trace ends as the process will, of sig (lifecycle.c). */
+void kp_finish_signal(int sig);
 /* kprof's CPU sampling handler (cpu.c). */
 void kp_cpu_on_sample(int sig, siginfo_t *si, void *uc);
 void kp_cpu_at_exit(void);

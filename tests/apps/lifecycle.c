@@ -57,6 +57,15 @@
  *               PATH (kprof's trace) is not empty, then dies of SIGPIPE,
  *               as `seq | head -1`'s writer does, long before the first
  *               flush interval (the test sets a long one).
+ *   segv        leaks 5 x 100 (leak_in_parent), then writes through a
+ *               null pointer (core dumps off)
+ *   sigdfl      what the app sees of the signals it left alone: prints
+ *               "term=T int=I int2=J usr1=U got=G" (T: sigaction's answer
+ *               for SIGTERM is SIG_DFL; I, J: signal(SIGINT, SIG_DFL)
+ *               answers SIG_DFL, twice; U: after a handler of its own for
+ *               SIGUSR1 ran (G times), SIG_DFL set again reads back as
+ *               SIG_DFL), leaks 5 x 100 (leak_in_parent) and raises
+ *               SIGUSR1, which kills it.
  *   forkkill [MS]  naps MS ms (default 50: kprof's clock is calibrated
  *               by then; 0: it is not), leaks 5 x 100 (leak_in_parent),
  *               forks; the child SIGKILLs itself at once, as gdb's probes
@@ -412,6 +421,39 @@ static int mode_earlysig(const char *path)
 	return 1;
 }
 
+static volatile int usr1_got;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_got++;
+}
+
+static int mode_sigdfl(void)
+{
+	struct sigaction a, mine, dfl, back;
+	long term = sigaction(SIGTERM, NULL, &a) == 0 &&
+		    a.sa_handler == SIG_DFL && !(a.sa_flags & SA_SIGINFO);
+	long int1 = signal(SIGINT, SIG_DFL) == SIG_DFL;
+	long int2 = signal(SIGINT, SIG_DFL) == SIG_DFL;
+	memset(&mine, 0, sizeof(mine));
+	mine.sa_handler = on_usr1;
+	sigaction(SIGUSR1, &mine, NULL);
+	raise(SIGUSR1);
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGUSR1, &dfl, &back);
+	long usr1 = back.sa_handler == on_usr1 &&
+		    sigaction(SIGUSR1, NULL, &a) == 0 && a.sa_handler == SIG_DFL;
+	char buf[128];
+	int n = snprintf(buf, sizeof(buf), "term=%ld int=%ld int2=%ld usr1=%ld "
+			 "got=%d\n", term, int1, int2, usr1, usr1_got);
+	(void)!write(1, buf, (size_t)n);
+	leak_in_parent();
+	raise(SIGUSR1);
+	return 1;
+}
+
 static int mode_forkkill(long nap)
 {
 	nap_ms(nap);
@@ -500,6 +542,14 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(m, "earlysig") && argc > 2)
 		return mode_earlysig(argv[2]);
+	if (!strcmp(m, "segv")) {
+		struct rlimit no = { 0, 0 };
+		setrlimit(RLIMIT_CORE, &no);
+		leak_in_parent();
+		*(volatile int *)sink[63] = 1; /* sink[63] is NULL */
+	}
+	if (!strcmp(m, "sigdfl"))
+		return mode_sigdfl();
 	say("usage: lifecycle MODE%.0ld%.0ld%.0ld\n", 0, 0, 0);
 	return 64;
 }

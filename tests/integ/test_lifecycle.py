@@ -380,11 +380,82 @@ with t.section("killed before the first flush"):
         if rc == 0:
             import json
             rep = json.loads(out)
-            t.eq(rep["trace"]["truncated"], True, "earlysig: trace.truncated true")
             procs = rep["trace"]["processes"]
             t.eq(len(procs), 1, "earlysig: one process")
             t.ok(procs and procs[0]["exe"].endswith("/lifecycle"),
                  "earlysig: the header names the app", procs)
+            # SIGPIPE left to its default action: kprof's handler ends
+            # the trace before it kills
+            t.eq((rep["trace"]["truncated"], procs and procs[0]["end_reason"],
+                  procs and procs[0]["exit_status"], rep["memory"]["alloc_calls"]),
+                 (False, "signal", 128 + signal.SIGPIPE, 10),
+                 "earlysig: the trace ends 'signal', 141, with the 10 blocks")
+
+# A signal the program leaves to its default action kills it as before,
+# after kprof's handler has ended the trace: everything since the last
+# flush is in (FLUSH_MS=60000: no flush came), the END says which signal.
+with t.section("signals left to their default action"):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        with Tmp() as d:
+            env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_FLUSH_MS": "60000"})
+            p = subprocess.Popen([APP, "sleep"], cwd=d, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            line = p.stdout.readline().decode()
+            p.send_signal(sig)
+            out, err = p.communicate(timeout=30)
+            name = signal.Signals(sig).name
+            t.eq((p.returncode, err), (-sig, b""), "%s: the app dies of it" % name)
+            traces = kpz_files(d)
+            rep = analyze(sorted(os.path.join(d, f) for f in traces))
+            pr = rep["trace"]["processes"][0]
+            c = counts_from(line)
+            t.eq((rep["trace"]["truncated"], pr["end_reason"], pr["exit_status"],
+                  rep["memory"]["alloc_calls"] >= c["allocs"],
+                  rep["memory"]["free_calls"] >= c["frees"]),
+                 (False, "signal", 128 + sig, True, True),
+                 "%s: the trace ends 'signal' with every event" % name)
+            if sig == signal.SIGTERM:
+                txt = analyze(sorted(os.path.join(d, f) for f in traces), fmt="text")
+                t.ok("  ended    killed by SIGTERM (143)\n" in txt,
+                     "SIGTERM: the text says so", txt[:600])
+    # a crash: the fault runs again under SIG_DFL, and kills
+    with Tmp() as d:
+        plain = run_plain([APP, "segv"], d)
+        r = run([APP, "segv"], d, prof={"FLUSH_MS": "60000"})
+        t.eq((plain.rc, r.rc), (-signal.SIGSEGV, -signal.SIGSEGV), "segv: dies of SIGSEGV")
+        rep = analyze(r.traces)
+        pr = rep["trace"]["processes"][0]
+        t.eq((pr["end_reason"], pr["exit_status"], rep["trace"]["truncated"]),
+             ("signal", 139, False), "segv: the trace ends 'signal', 139")
+        t.eq(leak_of(rep, "leak_in_parent")[:2], (500, 5), "segv: its blocks are in")
+    # what the app sees: SIG_DFL, as without kprof; its own handler runs;
+    # SIG_DFL set again kills through kprof's handler
+    with Tmp() as d:
+        plain = run_plain([APP, "sigdfl"], d)
+        r = run([APP, "sigdfl"], d, prof={"FLUSH_MS": "60000"})
+        t.eq((r.out, r.rc), (plain.out, plain.rc), "sigdfl: as without kprof")
+        t.eq((r.out, r.rc), ("term=1 int=1 int2=1 usr1=1 got=1\n", -signal.SIGUSR1),
+             "sigdfl: SIG_DFL everywhere, its handler ran once, SIGUSR1 kills")
+        rep = analyze(r.traces)
+        pr = rep["trace"]["processes"][0]
+        t.eq((pr["end_reason"], pr["exit_status"]), ("signal", 128 + signal.SIGUSR1),
+             "sigdfl: the trace ends 'signal'")
+        t.eq(leak_of(rep, "leak_in_parent")[:2], (500, 5), "sigdfl: its blocks are in")
+    # a signal ignored when the program starts stays ignored
+    with Tmp() as d:
+        env = clean_env({"LD_PRELOAD": LIB})
+        p = subprocess.Popen([APP, "sleep"], cwd=d, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE,
+                             preexec_fn=lambda: signal.signal(signal.SIGTERM,
+                                                              signal.SIG_IGN))
+        p.stdout.readline()
+        p.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        alive = p.poll() is None
+        p.kill()
+        p.communicate()
+        t.eq((alive, p.returncode), (True, -signal.SIGKILL),
+             "SIGTERM ignored at start: still ignored")
 
 with t.section("a forked child killed at once"):
     # gdb probes ptrace with children it forks and SIGKILLs at once. Such a

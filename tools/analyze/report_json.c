@@ -34,7 +34,10 @@
  *       "duration_ns": int,            END time, else the last event seen
  *       "threads": int,                distinct threads seen
  *       "truncated": bool,             no END record or a cut frame
- *       "end_reason": "exit" | "_exit" | "exec" | "abort" | null,
+ *       "end_reason": "exit" | "_exit" | "exec" | "abort" | "signal"
+ *                     | null,       signal: killed by one left to its
+ *                                      default action (exit_status 128 +
+ *                                      the signal)
  *                                      null when there is no END record
  *       "exit_status": int | null,     signed; null without END
  *       "file": str,                   its trace file
@@ -193,6 +196,7 @@ static const char *end_reason_name(const struct kp_proc *p)
 	case KP_END__EXIT: return "_exit";
 	case KP_END_EXEC: return "exec";
 	case KP_END_ABORT: return "abort";
+	case KP_END_SIGNAL: return "signal";
 	default: return NULL;
 	}
 }

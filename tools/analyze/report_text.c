@@ -248,6 +248,17 @@ static void text_end_reason(const struct kp_proc *p, char *buf, size_t n)
 	case KP_END_ABORT:
 		snprintf(buf, n, "abort()");
 		break;
+	case KP_END_SIGNAL: {
+		int64_t sig = p->exit_status - 128;
+		const char *name = sig > 0 && sig < 65 ?
+			sigabbrev_np((int)sig) : NULL;
+		if (name)
+			snprintf(buf, n, "killed by SIG%s (%" PRId64 ")", name,
+				 p->exit_status);
+		else
+			snprintf(buf, n, "killed by signal %" PRId64, sig);
+		break;
+	}
 	default:
 		snprintf(buf, n, "end reason %d, status %" PRId64,
 			 p->end_reason, p->exit_status);
@@ -396,6 +407,10 @@ static void text_process_table(struct kp_analysis *an, FILE *out)
 		text_end_reason(p, e, sizeof(e));
 		if (!p->ended)
 			snprintf(e, sizeof(e), "KILLED?");
+		else if (p->end_reason == KP_END_SIGNAL && !p->truncated &&
+			 !strncmp(e, "killed by ", 10))
+			memmove(e, e + 10, strlen(e + 10) + 1),
+			e[strcspn(e, " ")] = '\0'; /* "SIGTERM" */
 		else if (p->truncated || strlen(e) > 11)
 			snprintf(e, sizeof(e), "%s", p->truncated ? "cut" : "?");
 		fprintf(out, "  %7" PRId64 "  %7" PRId64 "  %-10s  %-11s  %11s"

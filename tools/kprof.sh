@@ -190,7 +190,12 @@ list_traces() {
 }
 before=$(list_traces)
 status=0
+# Ctrl-C interrupts the program (the terminal signals the whole group);
+# the report is still wanted, so this shell only notes it (a caught
+# signal is the default again in the program, an ignored one would not be)
+trap 'status=130' INT
 LD_PRELOAD=$preload "$@" || status=$?
+trap - INT
 set --
 IFS='
 '

@@ -332,6 +332,25 @@ with t.section("-a"):
         r = kprof(["run", LIFE, "abort"], d)
         t.eq(r.rc, -signal.SIGABRT, "without -a: the launcher is the program (killed by SIGABRT)")
     with Tmp() as d:
+        # Ctrl-C: the terminal sends SIGINT to the whole foreground group,
+        # the launcher too; the program dies of it (its trace ends
+        # 'signal'), and the report still comes, exit status 130
+        p = subprocess.Popen([KPROF, "run", "-a", "--flush-ms", "60000", "--",
+                              LIFE, "sleep"], cwd=d, env=clean_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+        line = p.stdout.readline().decode()
+        time.sleep(0.1)
+        os.killpg(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        err = err.decode(errors="replace")
+        t.ok("ready" in line and p.returncode == 130 and
+             "kprof-analyze summary: 1 process" in err and
+             "ended    killed by SIGINT (130)" in err and
+             "2,000 allocs, 1,000 frees" in err,
+             "-a and Ctrl-C: the program's report, every event, status 130",
+             (p.returncode, err[:700]))
+    with Tmp() as d:
         # An empty trace of the run (what a process killed as kprof
         # created it leaves; made here by the program itself) is not
         # given to kprof-analyze, which would refuse the others with it.

@@ -293,8 +293,8 @@ enum { KP_CUSTOM_VALUE, KP_CUSTOM_NV };
 enum { KP_CPU_WEIGHT, KP_CPU_NV };
 
 /* ---- KP_REC_SNAPSHOT (3.1): the process's resources, sampled by the
- * writer as it flushes (at most every KP_SNAP_MIN_NS) and once more at the
- * end; tid = the pid, no stack, kind 0. rss and vm: bytes resident and
+ * writer every KOTOBA_SAMPLING_INTERVAL_MS (preload/snapshot.c) and once
+ * more at the end; tid = the pid, no stack, kind 0. rss and vm: bytes resident and
  * mapped (/proc/self/statm; -1 when it cannot be read); maxrss: the
  * kernel's high-water mark of rss since the process began (getrusage
  * ru_maxrss, bytes: it catches a peak between samples, and it carries over
@@ -307,7 +307,6 @@ enum { KP_CPU_WEIGHT, KP_CPU_NV };
 enum { KP_SNAP_RSS, KP_SNAP_VM, KP_SNAP_MAXRSS, KP_SNAP_MINFLT,
        KP_SNAP_MAJFLT, KP_SNAP_CPU_NS, KP_SNAP_WRITER_CPU_NS,
        KP_SNAP_RING_WAITS, KP_SNAP_RING_WAIT_NS, KP_SNAP_NV };
-#define KP_SNAP_MIN_NS 10000000ull
 
 /* The layout of an extension type; nv = 0 for a type with none. */
 static inline struct kp_ext_layout kp_ext_layout(unsigned type)

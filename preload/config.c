@@ -19,6 +19,8 @@
 #define DEF_FLUSH_MS 100
 #define DEF_ZSTD 1
 #define DEF_CPU_HZ 100
+#define DEF_SNAP_MS 100
+#define DEF_MAX_SNAPS 100000
 
 static int parse_bool(const char *name, int def)
 {
@@ -107,6 +109,10 @@ void kp_config_load(struct kp_config *c)
 	c->io = parse_bool("KOTOBA_PROFILE_IO", 1);
 	c->io_stacks = parse_bool("KOTOBA_PROFILE_IO_STACKS", 1);
 	c->io_capture = c->io_stacks && c->stack_depth > 0;
+	c->snap_ms = (unsigned)parse_int("KOTOBA_SAMPLING_INTERVAL_MS",
+					 DEF_SNAP_MS, 1, 3600000);
+	c->max_snaps = (unsigned long)parse_int("KOTOBA_MAX_SNAPSHOTS",
+						DEF_MAX_SNAPS, 1, 100000000);
 	c->cpu = parse_bool("KOTOBA_PROFILE_CPU", 0);
 	c->cpu_hz = (unsigned)parse_int("KOTOBA_PROFILE_CPU_HZ", DEF_CPU_HZ,
 					1, 10000);
@@ -220,6 +226,8 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	else
 		PAIR("sqlite_counters", "%s",
 		     c->sqlite_counters == KP_SQC_API ? "api" : "auto");
+	PAIR("sampling_interval_ms", "%u", c->snap_ms);
+	PAIR("max_snapshots", "%lu", c->max_snaps);
 	PAIR("cpu", "%d", c->cpu);
 	PAIR("cpu_hz", "%u", c->cpu_hz);
 	PAIR("unwind", "%s", kp_unwind_mode_name(c->unwind));

@@ -4,7 +4,14 @@
  * kernel's high-water mark of the former, page faults and CPU time, and
  * kprof's own cost (its writer thread's CPU time, the app's waits for a
  * full ring), as SNAPSHOT records (lib/record.h) written by the writer's
- * cycles, at most every KP_SNAP_MIN_NS, and by the last one. The heap
+ * cycles, every KOTOBA_SAMPLING_INTERVAL_MS (the writer wakes for them),
+ * and by the last one.
+ *
+ * A trace holds at most KOTOBA_MAX_SNAPSHOTS (M) of them, and the last:
+ * when half of M are written the interval doubles, again when half of
+ * the rest are, and so on. However long the process runs, its whole life
+ * is covered, at a resolution that falls as it grows (the k-th half of
+ * what is left covers as much time as the first half did). The heap
  * kprof sees is what went through malloc; the resident size is what the
  * process cost the machine (mmap, thread stacks, the allocator's
  * fragmentation and retention, kprof itself): the analyzer sets one
@@ -53,11 +60,33 @@ static void read_statm(int64_t *vm, int64_t *rss)
 	*rss = (int64_t)v[1] * page;
 }
 
+static uint64_t last_ts, interval_ns, written, next_double;
+static int any;
+
+void kp_snapshot_after_fork_child(void)
+{
+	any = 0;
+	interval_ns = written = 0;
+}
+
+uint64_t kp_snapshot_wait_ns(uint64_t ts)
+{
+	if (!any) /* the first comes with the first cycle */
+		return UINT64_MAX;
+	if (written >= kp.cfg.max_snaps)
+		return UINT64_MAX;
+	uint64_t due = last_ts + interval_ns;
+	return due > ts ? due - ts : 0;
+}
+
 void kp_snapshot_write(struct kp_writer *kw, uint64_t ts, int final)
 {
-	static uint64_t last_ts;
-	static int any;
-	if (!final && any && ts - last_ts < KP_SNAP_MIN_NS)
+	if (!interval_ns) {
+		interval_ns = (uint64_t)kp.cfg.snap_ms * 1000000;
+		next_double = kp.cfg.max_snaps / 2;
+	}
+	if (!final && any &&
+	    (ts - last_ts < interval_ns || written >= kp.cfg.max_snaps))
 		return;
 	int saved = errno;
 	struct kp_rec r;
@@ -85,5 +114,9 @@ void kp_snapshot_write(struct kp_writer *kw, uint64_t ts, int final)
 	kp_writer_add(kw, &r);
 	last_ts = ts;
 	any = 1;
+	if (++written >= next_double && written < kp.cfg.max_snaps) {
+		interval_ns *= 2;
+		next_double += (kp.cfg.max_snaps - next_double + 1) / 2;
+	}
 	errno = saved;
 }

@@ -49,6 +49,8 @@ struct kp_config {
 	int query_text_full; /* KOTOBA_PROFILE_QUERY_TEXT=full */
 	long sqlite_counters; /* KOTOBA_PROFILE_SQLITE_COUNTERS: KP_SQC_AUTO,
 			       * KP_SQC_API, or an offset to try (>= 0) */
+	unsigned snap_ms;    /* KOTOBA_SAMPLING_INTERVAL_MS: snapshots */
+	unsigned long max_snaps; /* KOTOBA_MAX_SNAPSHOTS: at most, a trace */
 	int cpu;             /* KOTOBA_PROFILE_CPU: sample CPU time */
 	unsigned cpu_hz;     /* KOTOBA_PROFILE_CPU_HZ: samples per CPU-second */
 	int unwind;          /* KOTOBA_PROFILE_UNWIND: enum kp_unwind_mode */
@@ -1068,8 +1070,14 @@ struct kp_writer;
 void kp_jitmap_write(struct kp_writer *kw, uint64_t ts, uint32_t tid,
 		     int final);
 /* A SNAPSHOT of the process's memory, faults and CPU time, if the last is
- * KP_SNAP_MIN_NS old or this is the trace's end (snapshot.c; in a cycle). */
+ * an interval old (KOTOBA_SAMPLING_INTERVAL_MS, doubled as the trace
+ * nears KOTOBA_MAX_SNAPSHOTS) or this is the trace's end (snapshot.c; in
+ * a cycle). */
 void kp_snapshot_write(struct kp_writer *kw, uint64_t ts, int final);
+/* How long after ts the next snapshot is due (UINT64_MAX: none is), for
+ * the writer's sleep; and a fork child's trace starts its own count. */
+uint64_t kp_snapshot_wait_ns(uint64_t ts);
+void kp_snapshot_after_fork_child(void);
 /* The writer thread's CPU time so far, in ns; 0 if it has none (writer.c). */
 uint64_t kp_writer_cpu_ns(void);
 

@@ -1275,7 +1275,11 @@ static void *writer_main(void *arg)
 	while (!atomic_load(&w.stop)) {
 		uint32_t seq = atomic_load(&kp.wake_seq);
 		atomic_store(&kp.writer_sleeping, 1);
-		wait_wake(seq, flush_wait_ns());
+		/* (a broken trace takes no more snapshots) */
+		uint64_t snap = w.kw && !w.broken ?
+			kp_snapshot_wait_ns(to_ns(kp_ticks())) : UINT64_MAX;
+		uint64_t flush = flush_wait_ns();
+		wait_wake(seq, snap < flush ? snap : flush);
 		atomic_store(&kp.writer_sleeping, 0);
 		if (KP_UNLIKELY(kp_writer_alone()))
 			break; /* glibc then calls exit(0) here */
@@ -1489,6 +1493,7 @@ void kp_writer_after_fork_child(void)
 	w.broken = 0;
 	w.header_done = 0;
 	w.final_done = 0;
+	kp_snapshot_after_fork_child();
 	w.thread_started = 0;
 	atomic_store(&w.stop, 0);
 	w.stacks_out = 0;

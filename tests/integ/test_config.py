@@ -222,6 +222,51 @@ with t.section("PROGRAMS"):
             for f in r.traces:
                 os.unlink(f)
 
+# Resource snapshots: one every KOTOBA_SAMPLING_INTERVAL_MS, the writer
+# waking for them in an idle process; KOTOBA_MAX_SNAPSHOTS bounds them,
+# the interval doubling at half of it, at half the rest, ... (then only
+# the last, at the end).
+def snapshots(traces):
+    return [x["ts"] for x in dump(traces) if x["type"] == "snapshot"]
+
+
+with t.section("SAMPLING_INTERVAL_MS and MAX_SNAPSHOTS"):
+    with Tmp() as d:
+        for ms, lo, hi in (("20", 30, 52), (None, 6, 12)):
+            env = {"KOTOBA_SAMPLING_INTERVAL_MS": ms} if ms else {}
+            r = run(["/bin/sleep", "1"], d, env=env)
+            ts = snapshots(r.traces)
+            t.ok(r.rc == 0 and r.err == "" and lo <= len(ts) <= hi,
+                 "SAMPLING_INTERVAL_MS=%s: %d to %d snapshots in an idle second"
+                 % (ms or "default (100)", lo, hi), (len(ts), r.err))
+            t.eq(trace_header(r.traces[0])["config"].get("sampling_interval_ms"),
+                 ms or "100", "sampling_interval_ms in the header's config")
+            for f in r.traces:
+                os.unlink(f)
+        r = run(["/bin/sleep", "1"], d, env={"KOTOBA_SAMPLING_INTERVAL_MS": "10",
+                                             "KOTOBA_MAX_SNAPSHOTS": "8"})
+        ts = snapshots(r.traces)
+        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        # 4 at 10 ms, 2 at 20, 1 at 40, 1 at 80, then the last at the end
+        t.ok(r.rc == 0 and len(ts) == 9 and gaps[3] >= 19e6 and gaps[5] >= 39e6
+             and gaps[6] >= 79e6 and ts[-1] > 0.9e9,
+             "MAX_SNAPSHOTS=8: 8 with the interval doubling, and the last",
+             (len(ts), gaps))
+        t.eq(trace_header(r.traces[0])["config"].get("max_snapshots"), "8",
+             "max_snapshots in the header's config")
+        for f in r.traces:
+            os.unlink(f)
+        for name, val, dflt in (("KOTOBA_SAMPLING_INTERVAL_MS", "0", "100"),
+                                ("KOTOBA_SAMPLING_INTERVAL_MS", "1s", "100"),
+                                ("KOTOBA_MAX_SNAPSHOTS", "-5", "100000")):
+            r = run(["/bin/true"], d, env={name: val})
+            lines = r.err.splitlines()
+            t.ok(r.rc == 0 and len(lines) == 1 and name in lines[0] and
+                 "default %s" % dflt in lines[0],
+                 "%s=%s: one warning naming the default %s" % (name, val, dflt), r.err)
+            for f in r.traces:
+                os.unlink(f)
+
 with t.section("bad values"):
     with Tmp() as d:
         want_out = run_plain([LEAKY], d).out

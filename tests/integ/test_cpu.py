@@ -23,8 +23,8 @@ import signal
 import subprocess
 import xml.dom.minidom
 
-from kptest import Fail, Tap, Tmp, analyze, analyze_raw, app, build_id, dump, \
-    go_pprof, need, run
+from kptest import ANALYZE, Fail, Tap, Tmp, analyze, analyze_raw, app, build_id, \
+    clean_env, dump, go_pprof, need, run
 
 t = Tap()
 CPU = {"CPU": "1", "CPU_HZ": "1000"}
@@ -159,6 +159,20 @@ with t.section("accuracy: 60/30/10 in two threads"):
             t.ok(doc.getElementsByTagName("script"), "interactive script")
         except Exception as e:  # noqa: BLE001
             t.ok(False, "the SVG is well-formed XML", repr(e))
+        # KOTOBA_FLAME_GRAPH_OUTPUT: where flame writes without -o
+        dflt = os.path.join(d, "default.svg")
+        p = subprocess.run([ANALYZE, "flame", r.traces[0]], capture_output=True,
+                           env=clean_env({"KOTOBA_FLAME_GRAPH_OUTPUT": dflt}))
+        t.ok(p.returncode == 0 and p.stdout == b"" and os.path.exists(dflt) and
+             open(dflt, "rb").read() == open(svg, "rb").read(),
+             "KOTOBA_FLAME_GRAPH_OUTPUT: the same SVG, there, not on stdout",
+             p.stderr[-300:])
+        p = subprocess.run([ANALYZE, "flame", "-o", os.path.join(d, "o.svg"),
+                            r.traces[0]], capture_output=True,
+                           env=clean_env({"KOTOBA_FLAME_GRAPH_OUTPUT": dflt + "x"}))
+        t.ok(p.returncode == 0 and os.path.exists(os.path.join(d, "o.svg")) and
+             not os.path.exists(dflt + "x"),
+             "-o wins over KOTOBA_FLAME_GRAPH_OUTPUT")
 
         # pprof, read by go tool pprof
         pb = os.path.join(d, "cpu.pb.gz")

@@ -42,6 +42,8 @@ DEFAULT_CONFIG.update({"query": "1", "query_hooks": "all", "query_plugin": "",
                        "slow_query_ms": "100", "query_text": "fingerprint"})
 # CPU sampling (issue 5)
 DEFAULT_CONFIG.update({"cpu": "0", "cpu_hz": "100"})
+# resource snapshots (preload/snapshot.c)
+DEFAULT_CONFIG.update({"sampling_interval_ms": "100", "max_snapshots": "100000"})
 # the stack unwinder (preload/unwind.c)
 DEFAULT_CONFIG.update({"unwind": "fast"})
 # how the SQLite hook reads its counters (preload/hook_sqlite.c)

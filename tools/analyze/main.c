@@ -357,6 +357,10 @@ int main(int argc, char **argv)
 		return dump(&opts, argc - optind, argv + optind);
 	if (!strcmp(opts.command, "diff") && !opts.nbase)
 		usage_error("diff wants the traces to compare with: --base FILE");
+	/* where a flame graph goes without -o */
+	const char *fl = getenv("KOTOBA_FLAME_GRAPH_OUTPUT");
+	if (!strcmp(opts.command, "flame") && !opts.output && fl && *fl)
+		opts.output = fl;
 	if (strcmp(opts.command, "diff") && opts.nbase)
 		usage_error("--base is for diff");
 

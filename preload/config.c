@@ -22,11 +22,9 @@
 #define DEF_SNAP_MS 100
 #define DEF_MAX_SNAPS 100000
 
-static int parse_bool(const char *name, int def)
+/* 1 or 0 for a boolean's words, else -1. */
+static int bool_value(const char *v)
 {
-	const char *v = getenv(name);
-	if (!v)
-		return def;
 	static const char *const yes[] = { "1", "on", "yes", "true" };
 	static const char *const no[] = { "0", "off", "no", "false" };
 	for (size_t i = 0; i < KP_ARRAY_SIZE(yes); i++) {
@@ -35,6 +33,17 @@ static int parse_bool(const char *name, int def)
 		if (strcasecmp(v, no[i]) == 0)
 			return 0;
 	}
+	return -1;
+}
+
+static int parse_bool(const char *name, int def)
+{
+	const char *v = getenv(name);
+	if (!v)
+		return def;
+	int b = bool_value(v);
+	if (b >= 0)
+		return b;
 	kp_warn("%s='%s' is not one of 1/0/on/off/yes/no/true/false; "
 		"using the default %s", name, v, def ? "1" : "0");
 	return def;
@@ -116,6 +125,18 @@ void kp_config_load(struct kp_config *c)
 	c->cpu = parse_bool("KOTOBA_PROFILE_CPU", 0);
 	c->cpu_hz = (unsigned)parse_int("KOTOBA_PROFILE_CPU_HZ", DEF_CPU_HZ,
 					1, 10000);
+	/* DESIGN's invariant 1: no signal handler unless CPU sampling,
+	 * which takes one anyway, is on; or unless asked for */
+	const char *sg = getenv("KOTOBA_PROFILE_SIGNALS");
+	c->signals = c->cpu;
+	if (sg && strcmp(sg, "auto") != 0) {
+		if (bool_value(sg) >= 0)
+			c->signals = bool_value(sg);
+		else
+			kp_warn("KOTOBA_PROFILE_SIGNALS='%s' is not auto or one of "
+				"1/0/on/off/yes/no/true/false; using the default "
+				"auto", sg);
+	}
 
 	c->overflow = KP_OVERFLOW_WAIT;
 	const char *o = getenv("KOTOBA_PROFILE_OVERFLOW");
@@ -230,6 +251,7 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("max_snapshots", "%lu", c->max_snaps);
 	PAIR("cpu", "%d", c->cpu);
 	PAIR("cpu_hz", "%u", c->cpu_hz);
+	PAIR("signals", "%d", c->signals);
 	PAIR("unwind", "%s", kp_unwind_mode_name(c->unwind));
 	PAIR("python", "%d", c->python);
 	if (c->programs[0])

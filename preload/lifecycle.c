@@ -337,7 +337,8 @@ __attribute__((constructor)) static void kp_ctor(void)
 		atomic_store(&kp.run, KP_ST_OFF);
 	} else {
 		kp_cpu_start();
-		kp_sig_fatal_install();
+		if (kp.cfg.signals)
+			kp_sig_fatal_install();
 	}
 	kp_busy_leave();
 }

@@ -30,8 +30,10 @@
  * A signal the app leaves to its default action, where that action kills
  * (Ctrl-C's SIGINT, kill's SIGTERM, a closed pipe's SIGPIPE, a crash's
  * SIGSEGV), would end the process with no END and without the events
- * since the last flush. kprof puts a handler of its own in place of
- * SIG_DFL there (fatal_sigs): it ends the trace (kp_finish_signal), then
+ * since the last flush. With KOTOBA_PROFILE_SIGNALS (by default when CPU
+ * sampling, which takes a handler anyway, is on: DESIGN's invariant 1),
+ * kprof puts a handler of its own in place of SIG_DFL there
+ * (fatal_sigs): it ends the trace (kp_finish_signal), then
  * the signal kills as it would have, SIG_DFL again: raised once more, or,
  * for a fault, the faulting instruction run again (the core dump shows
  * where it was). The app sees SIG_DFL in every answer, and a SIG_DFL it
@@ -83,6 +85,8 @@ static int synchronous(int sig)
 	       sig == SIGFPE || sig == SIGTRAP || sig == SIGSYS ||
 	       sig == SIGABRT;
 }
+
+static _Atomic int fatal_on; /* kp_sig_fatal_install ran */
 
 static const int fatal_sigs[] = {
 	SIGHUP, SIGINT,	 SIGQUIT, SIGILL,  SIGABRT, SIGBUS,  SIGFPE,  SIGUSR1,
@@ -216,6 +220,7 @@ static void fatal_action(struct sigaction *k)
 
 void kp_sig_fatal_install(void)
 {
+	atomic_store(&fatal_on, 1);
 	for (size_t i = 0; i < KP_ARRAY_SIZE(fatal_sigs); i++) {
 		struct sigaction old, k;
 		if (real_sigaction(fatal_sigs[i], NULL, &old) != 0 ||
@@ -229,7 +234,7 @@ void kp_sig_fatal_install(void)
 /* Does setting handler h keep (or put) kprof's in place of SIG_DFL? */
 static int keeps_fatal(int sig, sighandler_t h)
 {
-	return h == SIG_DFL && fatal(sig) &&
+	return h == SIG_DFL && atomic_load(&fatal_on) && fatal(sig) &&
 	       atomic_load_explicit(&kp.run, memory_order_acquire) !=
 		       KP_ST_OFF;
 }

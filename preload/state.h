@@ -52,6 +52,8 @@ struct kp_config {
 	unsigned snap_ms;    /* KOTOBA_SAMPLING_INTERVAL_MS: snapshots */
 	unsigned long max_snaps; /* KOTOBA_MAX_SNAPSHOTS: at most, a trace */
 	int cpu;             /* KOTOBA_PROFILE_CPU: sample CPU time */
+	int signals;         /* KOTOBA_PROFILE_SIGNALS (auto: = cpu): end the
+			      * trace before a signal kills (signals.c) */
 	unsigned cpu_hz;     /* KOTOBA_PROFILE_CPU_HZ: samples per CPU-second */
 	int unwind;          /* KOTOBA_PROFILE_UNWIND: enum kp_unwind_mode */
 	int python;          /* KOTOBA_PROFILE_PYTHON: Python frames (pystack.c) */

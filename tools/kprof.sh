@@ -21,6 +21,8 @@
 #   --cpu[=HZ]              sample CPU time (default 100 samples/CPU-s)
 #   --unwind=MODE           stack unwinder: fast (default), libunwind, verify
 #   --no-python             python3.11: no script frames in the stacks
+#   --signals               end the trace before a signal left to its
+#                           default action kills (Ctrl-C, kill, a crash)
 #   -a, --analyze           run kprof-analyze on the traces afterwards
 #                           (report on stderr)
 # The library is $KPROF_LIB if set, else the installed one, else the one
@@ -143,6 +145,7 @@ while [ $# -gt 0 ]; do
 		shift ;;
 	--unwind=*) export KOTOBA_PROFILE_UNWIND="${1#--unwind=}"; shift ;;
 	--no-python) export KOTOBA_PROFILE_PYTHON=0; shift ;;
+	--signals) export KOTOBA_PROFILE_SIGNALS=1; shift ;;
 	-a|--analyze) analyze=1; shift ;;
 	-h|--help) usage 0 ;;
 	--) shift; break ;;

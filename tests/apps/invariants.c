@@ -13,7 +13,9 @@
  *              below). Then "done".
  *   signals    allocates (and in a thread), installs its own handler for
  *              SIGUSR1 only, then prints "nondefault=SIG" for every signal
- *              whose disposition is not SIG_DFL and "done".
+ *              whose disposition is not SIG_DFL (as sigaction answers),
+ *              the kernel's mask of caught signals ("SigCgt: ..." of
+ *              /proc/self/status) and "done".
  *   status N   prints a fixed text (a few lines, with stdio) and exits N.
  */
 #include <dirent.h>
@@ -108,6 +110,18 @@ static int mode_signals(void)
 			continue; /* 32, 33: glibc's own */
 		if (sa.sa_handler != SIG_DFL)
 			say("nondefault=%ld%.0ld\n", s, 0);
+	}
+	char buf[4096];
+	int fd = open("/proc/self/status", O_RDONLY);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	char *c = strstr(buf, "SigCgt:");
+	if (c) {
+		c[strcspn(c, "\n")] = '\0';
+		(void)!write(1, c, strlen(c));
+		(void)!write(1, "\n", 1);
 	}
 	say("done%.0ld%.0ld\n", 0, 0);
 	return 0;

@@ -267,6 +267,22 @@ with t.section("SAMPLING_INTERVAL_MS and MAX_SNAPSHOTS"):
             for f in r.traces:
                 os.unlink(f)
 
+# KOTOBA_PROFILE_SIGNALS: auto (the default) follows CPU sampling
+with t.section("SIGNALS"):
+    with Tmp() as d:
+        for env, want in (({}, "0"), ({"CPU": "1"}, "1"), ({"SIGNALS": "auto"}, "0"),
+                          ({"SIGNALS": "1"}, "1"), ({"SIGNALS": "off", "CPU": "1"}, "0")):
+            r = run(["/bin/true"], d, prof=env)
+            t.eq((r.rc, r.err, trace_header(r.traces[0])["config"].get("signals")),
+                 (0, "", want), "%s: signals %s" % (env or "defaults", want))
+            for f in r.traces:
+                os.unlink(f)
+        r = run(["/bin/true"], d, prof={"SIGNALS": "always"})
+        lines = r.err.splitlines()
+        t.ok(r.rc == 0 and len(lines) == 1 and "KOTOBA_PROFILE_SIGNALS" in lines[0]
+             and "default auto" in lines[0],
+             "SIGNALS=always: one warning naming the default auto", r.err)
+
 with t.section("bad values"):
     with Tmp() as d:
         want_out = run_plain([LEAKY], d).out

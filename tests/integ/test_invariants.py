@@ -6,6 +6,7 @@ and a setuid (AT_SECURE) process is never traced.
 """
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -283,9 +284,22 @@ with t.section("signals"):
         plain = run_plain([INV, "signals"], d)
         r = run([INV, "signals"], d)
         t.eq(r.rc, 0, "signals: exit 0", r.err)
-        t.eq(r.out, "nondefault=10\ndone\n",
-             "signals: no disposition but the app's own SIGUSR1 differs from SIG_DFL")
-        t.eq(r.out, plain.out, "signals: same as without kprof")
+        t.ok(r.out.startswith("nondefault=10\nSigCgt:\t") and
+             r.out.endswith("\ndone\n"),
+             "signals: no disposition but the app's own SIGUSR1 differs from "
+             "SIG_DFL", r.out)
+        t.eq(r.out, plain.out, "signals: same as without kprof, in "
+             "sigaction's answers and in the kernel's mask of caught signals")
+        # asked for, kprof takes the signals that kill by default; the app
+        # still reads SIG_DFL
+        r = run([INV, "signals"], d, prof={"SIGNALS": "1"})
+        lines = r.out.split("\n")
+        cgt = int(lines[1].split()[1], 16) if len(lines) > 2 else 0
+        t.ok(r.rc == 0 and lines[0] == "nondefault=10" and
+             cgt & (1 << (signal.SIGTERM - 1)) and cgt & (1 << (signal.SIGINT - 1))
+             and not cgt & (1 << (signal.SIGCHLD - 1)),
+             "SIGNALS=1: SIGTERM and SIGINT caught, SIGCHLD not; sigaction "
+             "still answers SIG_DFL", r.out)
 
 with t.section("trace file mode and no overwrite"):
     with Tmp() as d:

@@ -44,6 +44,8 @@ DEFAULT_CONFIG.update({"query": "1", "query_hooks": "all", "query_plugin": "",
 DEFAULT_CONFIG.update({"cpu": "0", "cpu_hz": "100"})
 # resource snapshots (preload/snapshot.c)
 DEFAULT_CONFIG.update({"sampling_interval_ms": "100", "max_snapshots": "100000"})
+# signals that kill (preload/signals.c): auto, so as CPU sampling
+DEFAULT_CONFIG.update({"signals": "0"})
 # the stack unwinder (preload/unwind.c)
 DEFAULT_CONFIG.update({"unwind": "fast"})
 # how the SQLite hook reads its counters (preload/hook_sqlite.c)
@@ -181,6 +183,7 @@ OPTIONS = [
     (["--cpu=250"], {"CPU": "1", "CPU_HZ": "250"}, "cpu_hz", "250"),
     (["--unwind=libunwind"], {"UNWIND": "libunwind"}, "unwind", "libunwind"),
     (["--no-python"], {"PYTHON": "0"}, "python", "0"),
+    (["--signals"], {"SIGNALS": "1"}, "signals", "1"),
     (["-d", "0"], {"STACK_DEPTH": "0"}, "zstd_literals", "raw"),
     (["-p", "leaky"], {"PROGRAMS": "leaky"}, "programs", "leaky"),
     (["--programs", "x,leak*"], {"PROGRAMS": "x,leak*"}, "programs", "x,leak*"),
@@ -335,23 +338,25 @@ with t.section("-a"):
         t.eq(r.rc, -signal.SIGABRT, "without -a: the launcher is the program (killed by SIGABRT)")
     with Tmp() as d:
         # Ctrl-C: the terminal sends SIGINT to the whole foreground group,
-        # the launcher too; the program dies of it (its trace ends
-        # 'signal'), and the report still comes, exit status 130
-        p = subprocess.Popen([KPROF, "run", "-a", "--flush-ms", "60000", "--",
-                              LIFE, "sleep"], cwd=d, env=clean_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True)
-        line = p.stdout.readline().decode()
-        time.sleep(0.1)
-        os.killpg(p.pid, signal.SIGINT)
-        out, err = p.communicate(timeout=60)
-        err = err.decode(errors="replace")
-        t.ok("ready" in line and p.returncode == 130 and
-             "kprof-analyze summary: 1 process" in err and
-             "ended    killed by SIGINT (130)" in err and
-             "2,000 allocs, 1,000 frees" in err,
-             "-a and Ctrl-C: the program's report, every event, status 130",
-             (p.returncode, err[:700]))
+        # the launcher too; the program dies of it, and the report still
+        # comes, exit status 130; with --signals the trace ends 'signal'
+        # with every event, without it the trace reads as truncated
+        for opt, want in ((["--signals"], "ended    killed by SIGINT (130)"),
+                          ([], "ended    TRUNCATED")):
+            p = subprocess.Popen([KPROF, "run", "-a", "--flush-ms", "60000"] + opt +
+                                 ["--", LIFE, "sleep"], cwd=d, env=clean_env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)
+            line = p.stdout.readline().decode()
+            time.sleep(0.1)
+            os.killpg(p.pid, signal.SIGINT)
+            out, err = p.communicate(timeout=60)
+            err = err.decode(errors="replace")
+            t.ok("ready" in line and p.returncode == 130 and
+                 "kprof-analyze summary: 1 process" in err and want in err and
+                 (not opt or "2,000 allocs, 1,000 frees" in err),
+                 "-a %sand Ctrl-C: the program's report, status 130"
+                 % (" ".join(opt) + " " if opt else ""), (p.returncode, err[:700]))
     with Tmp() as d:
         # An empty trace of the run (what a process killed as kprof
         # created it leaves; made here by the program itself) is not

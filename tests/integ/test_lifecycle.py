@@ -380,24 +380,33 @@ with t.section("killed before the first flush"):
         if rc == 0:
             import json
             rep = json.loads(out)
+            t.eq(rep["trace"]["truncated"], True, "earlysig: trace.truncated true")
             procs = rep["trace"]["processes"]
             t.eq(len(procs), 1, "earlysig: one process")
             t.ok(procs and procs[0]["exe"].endswith("/lifecycle"),
                  "earlysig: the header names the app", procs)
-            # SIGPIPE left to its default action: kprof's handler ends
-            # the trace before it kills
-            t.eq((rep["trace"]["truncated"], procs and procs[0]["end_reason"],
-                  procs and procs[0]["exit_status"], rep["memory"]["alloc_calls"]),
-                 (False, "signal", 128 + signal.SIGPIPE, 10),
-                 "earlysig: the trace ends 'signal', 141, with the 10 blocks")
+        # with KOTOBA_PROFILE_SIGNALS=1, kprof's handler ends the trace
+        # before SIGPIPE kills
+        os.unlink(path)
+        env["KOTOBA_PROFILE_SIGNALS"] = "1"
+        p = subprocess.run([APP, "earlysig", path], cwd=d, env=env,
+                           capture_output=True, timeout=60)
+        rep = analyze([path])
+        procs = rep["trace"]["processes"]
+        t.eq((p.returncode, rep["trace"]["truncated"], procs[0]["end_reason"],
+              procs[0]["exit_status"], rep["memory"]["alloc_calls"]),
+             (-signal.SIGPIPE, False, "signal", 128 + signal.SIGPIPE, 10),
+             "earlysig, SIGNALS=1: the trace ends 'signal', 141, with the 10 blocks")
 
 # A signal the program leaves to its default action kills it as before,
-# after kprof's handler has ended the trace: everything since the last
-# flush is in (FLUSH_MS=60000: no flush came), the END says which signal.
+# after kprof's handler (KOTOBA_PROFILE_SIGNALS=1, or CPU sampling on)
+# has ended the trace: everything since the last flush is in
+# (FLUSH_MS=60000: no flush came), the END says which signal.
 with t.section("signals left to their default action"):
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         with Tmp() as d:
-            env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_FLUSH_MS": "60000"})
+            env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_FLUSH_MS": "60000",
+                             "KOTOBA_PROFILE_SIGNALS": "1"})
             p = subprocess.Popen([APP, "sleep"], cwd=d, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             line = p.stdout.readline().decode()
@@ -421,7 +430,7 @@ with t.section("signals left to their default action"):
     # a crash: the fault runs again under SIG_DFL, and kills
     with Tmp() as d:
         plain = run_plain([APP, "segv"], d)
-        r = run([APP, "segv"], d, prof={"FLUSH_MS": "60000"})
+        r = run([APP, "segv"], d, prof={"FLUSH_MS": "60000", "SIGNALS": "1"})
         t.eq((plain.rc, r.rc), (-signal.SIGSEGV, -signal.SIGSEGV), "segv: dies of SIGSEGV")
         rep = analyze(r.traces)
         pr = rep["trace"]["processes"][0]
@@ -432,7 +441,7 @@ with t.section("signals left to their default action"):
     # SIG_DFL set again kills through kprof's handler
     with Tmp() as d:
         plain = run_plain([APP, "sigdfl"], d)
-        r = run([APP, "sigdfl"], d, prof={"FLUSH_MS": "60000"})
+        r = run([APP, "sigdfl"], d, prof={"FLUSH_MS": "60000", "SIGNALS": "1"})
         t.eq((r.out, r.rc), (plain.out, plain.rc), "sigdfl: as without kprof")
         t.eq((r.out, r.rc), ("term=1 int=1 int2=1 usr1=1 got=1\n", -signal.SIGUSR1),
              "sigdfl: SIG_DFL everywhere, its handler ran once, SIGUSR1 kills")
@@ -441,9 +450,27 @@ with t.section("signals left to their default action"):
         t.eq((pr["end_reason"], pr["exit_status"]), ("signal", 128 + signal.SIGUSR1),
              "sigdfl: the trace ends 'signal'")
         t.eq(leak_of(rep, "leak_in_parent")[:2], (500, 5), "sigdfl: its blocks are in")
+    # by default, no handler (DESIGN's invariant 1): the trace of a
+    # SIGTERM reads as truncated; with CPU sampling (a handler anyway) it
+    # ends 'signal'
+    for prof, end in (({}, None), ({"CPU": "1"}, "signal")):
+        with Tmp() as d:
+            env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_FLUSH_MS": "60000"})
+            env.update(("KOTOBA_PROFILE_" + k, v) for k, v in prof.items())
+            p = subprocess.Popen([APP, "sleep"], cwd=d, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            p.stdout.readline()
+            p.send_signal(signal.SIGTERM)
+            p.communicate(timeout=30)
+            rep = analyze(sorted(os.path.join(d, f) for f in kpz_files(d)))
+            pr = rep["trace"]["processes"][0]
+            t.eq((p.returncode, pr["end_reason"], rep["trace"]["truncated"]),
+                 (-signal.SIGTERM, end, end is None),
+                 "SIGTERM, %s: %s" % (prof or "the defaults",
+                                      "truncated" if end is None else "ends 'signal'"))
     # a signal ignored when the program starts stays ignored
     with Tmp() as d:
-        env = clean_env({"LD_PRELOAD": LIB})
+        env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_SIGNALS": "1"})
         p = subprocess.Popen([APP, "sleep"], cwd=d, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE,
                              preexec_fn=lambda: signal.signal(signal.SIGTERM,

@@ -13,7 +13,7 @@ import os
 import re
 from collections import Counter
 
-from kptest import Tap, Tmp, analyze, app, funcs, run
+from kptest import Tap, Tmp, analyze, analyze_raw, app, funcs, run
 
 t = Tap()
 
@@ -210,6 +210,27 @@ with t.section("CPU: the allocator's share"):
         t.ok(hot and hot["title"].startswith("hot spot: hot_a takes ") and
              funcs(hot["stack"])[:1] == ["hot_a"] and hot["time_ns"] > 0,
              "CPU02: hot_a, at its own frame", hot)
+
+# --fail-on SEV, for CI: exit 4 when the advice has a finding of SEV or
+# above, after writing the report; the demo has a high one, /bin/true none
+with t.section("--fail-on"):
+    with Tmp() as d:
+        r = run([app("demo")], d)
+        for sev in ("high", "info"):
+            rc, out, err = analyze_raw(["--fail-on", sev, "advise"] + r.traces)
+            t.ok(rc == 4 and out.startswith("kprof-analyze advise:") and
+                 re.search(r"^kprof-analyze: \d+ findings? of severity %s or "
+                           r"above \(--fail-on\)$" % sev, err, re.M),
+                 "demo, --fail-on %s: the report, then exit 4" % sev, (rc, err))
+        rc, out, err = analyze_raw(["--fail-on", "high", "--format", "json"] + r.traces)
+        t.eq(rc, 4, "--fail-on with the JSON summary: exit 4 too")
+        for bad in (["--fail-on", "severe"], ["--fail-on", "high", "dump"],
+                    ["--fail-on", "high", "diff", "--base", r.traces[0]]):
+            rc, out, err = analyze_raw(bad + r.traces)
+            t.eq(rc, 2, "%s: a usage error" % " ".join(bad[:3]), err)
+        r = run(["/bin/true"], d)
+        rc, out, err = analyze_raw(["--fail-on", "info"] + r.traces)
+        t.eq((rc, err), (0, ""), "/bin/true, --fail-on info: exit 0")
 
 # Nothing to say: a program that does nothing wrong.
 with t.section("no findings"):

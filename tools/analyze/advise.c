@@ -514,6 +514,15 @@ static void advise_free(void *st, struct kp_analysis *an)
 	free(s);
 }
 
+size_t kp_advice_at_least(const struct kp_analysis *an, enum kp_severity sev)
+{
+	const struct advise_state *s = kp_pass_state(an, &kp_pass_advise);
+	size_t n = 0;
+	for (size_t i = 0; s && i < s->l.n; i++)
+		n += s->l.v[i].sev >= sev;
+	return n;
+}
+
 const struct kp_pass kp_pass_advise = {
 	.name = "advise",
 	.command = "advise",

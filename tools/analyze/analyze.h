@@ -109,6 +109,7 @@ struct kp_opts {
 	int chrome_min_set;     /* ... given (else 100 us) */
 	char **base;            /* diff --base FILE, each one given */
 	size_t nbase;
+	int fail_on;            /* --fail-on: enum kp_severity, -1 unset */
 };
 
 /* ---- small open-addressing map u64 -> u32 (stacks.c) ------------------- */
@@ -904,6 +905,8 @@ void kp_query_advise(struct kp_analysis *an, struct kp_advice_list *l);
 uint64_t kp_io_sync_ns(const struct kp_analysis *an);
 
 extern const struct kp_pass kp_pass_advise; /* advise.c, last */
+/* Findings of severity sev or above, all passes (--fail-on). */
+size_t kp_advice_at_least(const struct kp_analysis *an, enum kp_severity sev);
 
 /* diff.c: the diff command, the traces of opts->base against files[];
  * @return the exit status (0, or 3: a trace unreadable) */

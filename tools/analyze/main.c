@@ -71,11 +71,13 @@ static const char usage_text[] =
 	"                     for each of its traces)\n"
 	"  --slow-ms MS       slow query threshold (default: the trace's\n"
 	"                     KOTOBA_PROFILE_SLOW_QUERY_MS, else 100)\n"
+	"  --fail-on SEV      exit 4 when the advice has a finding of severity\n"
+	"                     SEV (info, warn or high) or above (for CI)\n"
 	"  -h, --help         show this help\n"
 	"  --version          show the version\n"
 	"\n"
 	"exit status: 0 ok, 1 cannot write the report, 2 usage error,\n"
-	"3 unreadable or corrupt trace\n"
+	"3 unreadable or corrupt trace, 4 a finding at --fail-on's severity\n"
 	"\n"
 	"examples:\n"
 	"  LD_PRELOAD=libkprof.so ./app && kprof-analyze kprof.*.kpz\n"
@@ -119,7 +121,7 @@ static double clock_s(clockid_t id)
 
 enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
        OPT_SQLITE_DB, OPT_PERF_MAP_DIR, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
-       OPT_CHROME, OPT_IOMIN, OPT_PG_DSN, OPT_BASE };
+       OPT_CHROME, OPT_IOMIN, OPT_PG_DSN, OPT_BASE, OPT_FAIL_ON };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
@@ -137,6 +139,7 @@ static const struct option longopts[] = {
 	{ "chrome", required_argument, NULL, OPT_CHROME },
 	{ "io-min-us", required_argument, NULL, OPT_IOMIN },
 	{ "base", required_argument, NULL, OPT_BASE },
+	{ "fail-on", required_argument, NULL, OPT_FAIL_ON },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -185,6 +188,17 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			break;
 		case OPT_PG_DSN:
 			opts->pg_dsn = optarg;
+			break;
+		case OPT_FAIL_ON:
+			if (!strcmp(optarg, "info"))
+				opts->fail_on = KP_SEV_INFO;
+			else if (!strcmp(optarg, "warn"))
+				opts->fail_on = KP_SEV_WARN;
+			else if (!strcmp(optarg, "high"))
+				opts->fail_on = KP_SEV_HIGH;
+			else
+				usage_error("--fail-on wants info, warn or high, "
+					    "not '%s'", optarg);
 			break;
 		case OPT_SLOW_MS: {
 			char *end;
@@ -327,7 +341,8 @@ static int dump(const struct kp_opts *opts, int n, char **files)
 int main(int argc, char **argv)
 {
 	struct kp_opts opts = { .format = KP_FMT_TEXT, .top = 10,
-				.command = "summary", .slow_ms = -1 };
+				.command = "summary", .slow_ms = -1,
+				.fail_on = -1 };
 	const char *env = getenv("KOTOBA_REPORT_FORMAT");
 
 	if (env && *env && parse_format(env, &opts.format) < 0)
@@ -353,6 +368,9 @@ int main(int argc, char **argv)
 	if (optind >= argc)
 		usage_error("no trace given");
 
+	if (opts.fail_on >= 0 && (!strcmp(opts.command, "diff") ||
+				  !strcmp(opts.command, "dump")))
+		usage_error("--fail-on is for the commands that analyze");
 	if (!strcmp(opts.command, "dump"))
 		return dump(&opts, argc - optind, argv + optind);
 	if (!strcmp(opts.command, "diff") && !opts.nbase)
@@ -378,6 +396,9 @@ int main(int argc, char **argv)
 	kp_analysis_finish(an);
 	if (!strcmp(opts.command, "export")) {
 		int rc = kp_export_command(an);
+		if (!rc && opts.fail_on >= 0 &&
+		    kp_advice_at_least(an, (enum kp_severity)opts.fail_on))
+			rc = 4;
 		kp_analysis_free(an);
 		return rc;
 	}
@@ -423,6 +444,14 @@ int main(int argc, char **argv)
 			ct > 0 ? (double)an->records / ct / 1e6 : 0.0,
 			peak_rss_kb() / 1024);
 	}
+	/* --fail-on: the report is written either way; CI reads the status */
+	size_t failing = opts.fail_on >= 0 ?
+		kp_advice_at_least(an, (enum kp_severity)opts.fail_on) : 0;
+	if (failing && !bad)
+		fprintf(stderr, "%s: %zu finding%s of severity %s or above "
+			"(--fail-on)\n", KP_PROG, failing,
+			failing == 1 ? "" : "s",
+			kp_severity_name((enum kp_severity)opts.fail_on));
 	kp_analysis_free(an);
-	return bad ? 1 : 0;
+	return bad ? 1 : failing ? 4 : 0;
 }

@@ -224,8 +224,7 @@ with t.section("--fail-on"):
                  "demo, --fail-on %s: the report, then exit 4" % sev, (rc, err))
         rc, out, err = analyze_raw(["--fail-on", "high", "--format", "json"] + r.traces)
         t.eq(rc, 4, "--fail-on with the JSON summary: exit 4 too")
-        for bad in (["--fail-on", "severe"], ["--fail-on", "high", "dump"],
-                    ["--fail-on", "high", "diff", "--base", r.traces[0]]):
+        for bad in (["--fail-on", "severe"], ["--fail-on", "high", "dump"]):
             rc, out, err = analyze_raw(bad + r.traces)
             t.eq(rc, 2, "%s: a usage error" % " ".join(bad[:3]), err)
         r = run(["/bin/true"], d)

@@ -175,6 +175,32 @@ with Tmp() as d:
                    r"\(\d+ functions\)\n +1\. \+[0-9.]+ [mu]?s self, .*\n +hot_a\n", out),
          "diff text: the CPU section, hot_a first", out[out.find("CPU BY"):][:600])
 
+    # The advice of both runs, by code and subject: diffapp 2000 leaks
+    # 2000 x 100 bytes from grow_leak (a finding of its own, high) and
+    # churns 20,000 temporary blocks (MEM02); 5 leaks 500 bytes among the
+    # other leaks, as 2000 does stable's and only_new's. --fail-on: the
+    # new findings decide, 4 when one is at the severity or above.
+    big = os.path.join(d, "big.kpz")
+    r = run([app("diffapp"), "2000"], d, prof={"OUTPUT": big})
+    rep = analyze([big], extra=["diff", "--base", base], schema="kprof-diff/1")
+    a = rep["advice"]
+    t.eq(([(x["code"], x["severity"], x["key"].split(" < ")[1]) for x in a["new"]],
+          a["gone"], a["both"]),
+         ([("MEM01", "high", "grow_leak (diffapp.c:24)"),
+           ("MEM02", "info", "main (diffapp.c:58)")], [], 1),
+         "diff advice: grow_leak's leak and churn's temporaries are new, the "
+         "other leaks in both", a)
+    out = analyze([big], fmt="text", extra=["diff", "--base", base])
+    t.ok("ADVICE THAT CHANGED: 2 new, 0 gone, 1 in both\n"
+         "  new  [high] MEM01 leak: 195.3 KiB in 2,000 blocks at keep (diffapp.c:16)\n"
+         in out, "diff text: the advice that changed", out[out.find("ADVICE"):])
+    for args, rc in ((["--fail-on", "high", "--base", base, big], 4),
+                     (["--fail-on", "high", "--base", big, base], 0),
+                     (["--fail-on", "info", "--base", big, base], 0)):
+        p = subprocess.run([ANALYZE, "diff"] + args, capture_output=True, text=True)
+        t.eq(p.returncode, rc, "diff %s: exit %d (new findings only)"
+             % (" ".join(args[:2]), rc), p.stderr)
+
     for args, code, what in (
             (["diff", new], 2, "diff without --base"),
             (["--base", base, new], 2, "--base without diff"),

@@ -100,12 +100,45 @@ static const char *site_name(struct kp_analysis *an, uint32_t gstack,
 	return buf;
 }
 
+/* A site's key (struct kp_advice): its first frames past the allocator
+ * wrappers, "fn (file:line) < caller (file:line) < ...". */
+#define KEY_FRAMES 4
+static void site_key(struct kp_analysis *an, uint32_t gstack, char *buf,
+		     size_t n)
+{
+	const struct kp_symframe *f[KEY_FRAMES];
+	size_t first, at = 0;
+	size_t k = kp_symbolize_stack(kp_analysis_symbols(an), gstack, f,
+				      KEY_FRAMES, &first);
+	buf[0] = '\0';
+	for (size_t i = 0; i < k && at < n; i++) {
+		int w;
+		if (f[i]->function && f[i]->file)
+			w = snprintf(buf + at, n - at, "%s%s (%s:%d)",
+				     i ? " < " : "", f[i]->function,
+				     kp_base_name(f[i]->file), f[i]->line);
+		else if (f[i]->function)
+			w = snprintf(buf + at, n - at, "%s%s", i ? " < " : "",
+				     f[i]->function);
+		else
+			w = snprintf(buf + at, n - at, "%s%s+0x%" PRIx64,
+				     i ? " < " : "",
+				     f[i]->module[0] ? kp_base_name(f[i]->module) :
+				     "?", f[i]->offset);
+		if (w < 0)
+			break;
+		at += (size_t)w;
+	}
+}
+
 /* MEM01: leaks the memory pass is sure of (high confidence), each group
- * that holds at least NOTABLE_LEAK bytes or 10 % of the peak heap; the
+ * that holds at least NOTABLE_LEAK bytes, or 10 % of the peak heap and
+ * SMALL_LEAK bytes; the
  * others of high or medium confidence (a short program's buffers left for
  * exit to free, blocks allocated once) as one finding, with the largest
  * one's stack. */
 #define NOTABLE_LEAK (64u << 10)
+#define SMALL_LEAK (4u << 10) /* never notable, whatever the peak */
 #define BIG_LEAK (1u << 20)
 static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
 			 uint64_t peak)
@@ -121,7 +154,7 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
 		uint64_t bytes = s[i]->leaked_bytes;
 		int tenth = kp_sat_mul(bytes, 10) >= peak;
 		if (s[i]->conf != KP_CONF_HIGH ||
-		    (bytes < NOTABLE_LEAK && !tenth)) {
+		    (bytes < NOTABLE_LEAK && (!tenth || bytes < SMALL_LEAK))) {
 			other++;
 			other_bytes = kp_sat_add(other_bytes, bytes);
 			other_blocks = kp_sat_add(other_blocks,
@@ -147,6 +180,7 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
 			"it (kprof-analyze leaks shows every group's stack)";
 		x->bytes = bytes;
 		x->gstack = s[i]->gstack;
+		site_key(an, s[i]->gstack, x->key, sizeof(x->key));
 	}
 	if (!other)
 		return;
@@ -168,6 +202,7 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
 		"with it (kprof-analyze leaks shows every group)";
 	x->bytes = other_bytes;
 	x->gstack = largest->gstack;
+	snprintf(x->key, sizeof(x->key), "other leaks");
 }
 
 /* MEM02: sites most of whose many blocks are freed at once (heaptrack's
@@ -194,6 +229,7 @@ static void advise_temporary(struct kp_analysis *an, struct kp_advice_list *l)
 		x->action = "keep the object on the stack, or reuse one "
 			"buffer across the calls";
 		x->gstack = s[i]->gstack;
+		site_key(an, s[i]->gstack, x->key, sizeof(x->key));
 	}
 }
 
@@ -290,6 +326,7 @@ static void advise_cpu(struct kp_analysis *an, struct kp_advice_list *l,
 			"keep small objects by value (the sites: kprof-analyze "
 			"memory; the temporary ones: MEM02)";
 		x->time_ns = alloc_ns;
+		snprintf(x->key, sizeof(x->key), "the allocator");
 		if (ns) {
 			x->gstack = s[0]->gstack;
 		} else {
@@ -333,6 +370,7 @@ static void advise_cpu(struct kp_analysis *an, struct kp_advice_list *l,
 		x->time_ns = self;
 		x->gstack = where;
 		x->sample_stack = 1;
+		snprintf(x->key, sizeof(x->key), "%s", fn);
 		break;
 	}
 }
@@ -484,6 +522,8 @@ static void advise_report_json(void *st, struct kp_analysis *an,
 		kp_json_str(j, kp_severity_name(x->sev));
 		kp_json_key(j, "title");
 		kp_json_str(j, x->title);
+		kp_json_key(j, "key");
+		kp_json_str(j, x->key);
 		kp_json_key(j, "evidence");
 		kp_json_str(j, x->evidence);
 		kp_json_key(j, "action");
@@ -512,6 +552,14 @@ static void advise_free(void *st, struct kp_analysis *an)
 	(void)an;
 	free(s->l.v);
 	free(s);
+}
+
+size_t kp_advice_get(const struct kp_analysis *an,
+		     const struct kp_advice **out)
+{
+	const struct advise_state *s = kp_pass_state(an, &kp_pass_advise);
+	*out = s ? s->l.v : NULL;
+	return s ? s->l.n : 0;
 }
 
 size_t kp_advice_at_least(const struct kp_analysis *an, enum kp_severity sev)

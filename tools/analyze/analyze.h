@@ -881,6 +881,9 @@ struct kp_advice {
 	uint32_t gstack;      /* where, 0 = no stack */
 	int sample_stack;     /* gstack is a CPU sample's (nothing trimmed) */
 	char title[256];      /* one line: what and of what */
+	char key[256];        /* its subject, the same in another run of the
+			       * program (diff): a site's frames, a file's
+			       * name, a fingerprint, a function */
 	char evidence[512];   /* the numbers */
 	const char *action;   /* what to do (a static string) */
 	double share;         /* advise.c: time or memory at stake, as a share
@@ -905,6 +908,9 @@ void kp_query_advise(struct kp_analysis *an, struct kp_advice_list *l);
 uint64_t kp_io_sync_ns(const struct kp_analysis *an);
 
 extern const struct kp_pass kp_pass_advise; /* advise.c, last */
+/* The advice, ranked (valid until the analysis is freed). */
+size_t kp_advice_get(const struct kp_analysis *an,
+		     const struct kp_advice **out);
 /* Findings of severity sev or above, all passes (--fail-on). */
 size_t kp_advice_at_least(const struct kp_analysis *an, enum kp_severity sev);
 

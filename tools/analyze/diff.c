@@ -11,7 +11,10 @@
  * frames are (function, file and line where debug information names
  * them, else module and offset, with the executable's base name), so two
  * runs' addresses need not agree, and two builds' need not either where
- * they have debug information.
+ * they have debug information. Last, the findings of the advice (advise.c)
+ * that one run has and the other has not, by code and subject (struct
+ * kp_advice.key): with --fail-on, the new ones of that severity or above
+ * make the exit status 4, a regression gate for CI.
  */
 #include "analyze.h"
 #include "cpu.h"
@@ -591,7 +594,116 @@ static void text_funcs(const struct dfunc *v, size_t n, size_t top,
 		fprintf(out, "     ... %zu more (--top N)\n", n - top);
 }
 
-/* What diff compares: memory sites, query fingerprints, files. */
+/* ---- advice ---------------------------------------------------------------- */
+
+/* A finding of one side that the other has not. */
+struct dadv {
+	const struct kp_advice *a;
+	int side; /* 0 base (gone), 1 new */
+};
+
+static int adv_cmp(const struct kp_advice *x, const struct kp_advice *y)
+{
+	int c = strcmp(x->code, y->code);
+	return c ? c : strcmp(x->key, y->key);
+}
+
+static int by_code_key(const void *a, const void *b)
+{
+	const struct kp_advice *const *x = a, *const *y = b;
+	return adv_cmp(*x, *y);
+}
+
+/* The findings of one side only, new ones first, each in its rank;
+ * *both: how many the two share. */
+static struct dadv *match_advice(struct kp_analysis *an[2], size_t *nout,
+				 size_t *both)
+{
+	const struct kp_advice *v[2];
+	size_t n[2];
+	const struct kp_advice **p[2];
+	for (int s = 0; s < 2; s++) {
+		n[s] = kp_advice_get(an[s], &v[s]);
+		p[s] = xmalloc((n[s] + 1) * sizeof(*p[s]));
+		for (size_t i = 0; i < n[s]; i++)
+			p[s][i] = &v[s][i];
+		qsort(p[s], n[s], sizeof(*p[s]), by_code_key);
+	}
+	/* a merge; equal (code, key) pair up one to one */
+	char *only[2] = { xcalloc(n[0] + 1, 1), xcalloc(n[1] + 1, 1) };
+	size_t i = 0, k = 0;
+	*both = 0;
+	while (i < n[0] || k < n[1]) {
+		int c = i == n[0] ? 1 : k == n[1] ? -1 : adv_cmp(p[0][i], p[1][k]);
+		if (c == 0) {
+			i++, k++, (*both)++;
+		} else if (c < 0) {
+			only[0][p[0][i++] - v[0]] = 1;
+		} else {
+			only[1][p[1][k++] - v[1]] = 1;
+		}
+	}
+	struct dadv *d = xmalloc((n[0] + n[1] + 1) * sizeof(*d));
+	size_t m = 0;
+	for (int s = 1; s >= 0; s--)
+		for (size_t r = 0; r < n[s]; r++)
+			if (only[s][r])
+				d[m++] = (struct dadv){ &v[s][r], s };
+	for (int s = 0; s < 2; s++) {
+		free(p[s]);
+		free(only[s]);
+	}
+	*nout = m;
+	return d;
+}
+
+static void text_advice(const struct dadv *d, size_t n, size_t both,
+			size_t top, FILE *out)
+{
+	size_t nn = 0;
+	for (size_t i = 0; i < n; i++)
+		nn += d[i].side;
+	fprintf(out, "ADVICE THAT CHANGED: %zu new, %zu gone, %zu in both\n",
+		nn, n - nn, both);
+	size_t shown = 0;
+	for (size_t i = 0; i < n && shown < 2 * top; i++, shown++)
+		fprintf(out, "  %s [%s] %s %s\n", d[i].side ? "new " : "gone",
+			kp_severity_name(d[i].a->sev), d[i].a->code,
+			d[i].a->title);
+	if (shown < n)
+		fprintf(out, "  ... %zu more (--top N)\n", n - shown);
+}
+
+static void json_advice(struct kp_json *j, const struct dadv *d, size_t n,
+			size_t both)
+{
+	kp_json_key(j, "advice");
+	kp_json_begin_object(j);
+	kp_json_key(j, "both");
+	kp_json_u64(j, both);
+	for (int s = 1; s >= 0; s--) {
+		kp_json_key(j, s ? "new" : "gone");
+		kp_json_begin_array(j);
+		for (size_t i = 0; i < n; i++) {
+			if (d[i].side != s)
+				continue;
+			kp_json_begin_flat_object(j);
+			kp_json_key(j, "code");
+			kp_json_str(j, d[i].a->code);
+			kp_json_key(j, "severity");
+			kp_json_str(j, kp_severity_name(d[i].a->sev));
+			kp_json_key(j, "title");
+			kp_json_str(j, d[i].a->title);
+			kp_json_key(j, "key");
+			kp_json_str(j, d[i].a->key);
+			kp_json_end_object(j);
+		}
+		kp_json_end_array(j);
+	}
+	kp_json_end_object(j);
+}
+
+/* What diff compares: memory sites, query fingerprints, files, advice. */
 struct dall {
 	struct dsite *v;
 	size_t n;
@@ -601,6 +713,8 @@ struct dall {
 	size_t nf;
 	struct dfunc *c;
 	size_t nc;
+	struct dadv *a;
+	size_t na, both;
 };
 
 static void text_report(struct kp_analysis *an[2], struct dall *x,
@@ -642,6 +756,8 @@ static void text_report(struct kp_analysis *an[2], struct dall *x,
 		fputc('\n', out);
 		text_funcs(x->c, x->nc, top, out);
 	}
+	fputc('\n', out);
+	text_advice(x->a, x->na, x->both, top, out);
 }
 
 /* name: {keys[i]: vals[i], ...}, on one line. */
@@ -797,6 +913,7 @@ static void json_report(struct kp_analysis *an[2], struct dall *x, FILE *out)
 	json_queries(&j, x->q, x->nq);
 	json_files(&j, x->f, x->nf);
 	json_funcs(&j, x->c, x->nc);
+	json_advice(&j, x->a, x->na, x->both);
 	kp_json_end_object(&j);
 	kp_json_end(&j);
 }
@@ -823,10 +940,24 @@ int kp_diff_command(const struct kp_opts *opts, char *const *files,
 		x.q = match_queries(an, &x.nq);
 		x.f = match_files(an, &x.nf);
 		x.c = match_funcs(an, &x.nc);
+		x.a = match_advice(an, &x.na, &x.both);
 		if (opts->format == KP_FMT_JSON)
 			json_report(an, &x, out);
 		else
 			text_report(an, &x, opts->top, out);
+		/* --fail-on: the new findings decide */
+		size_t failing = 0;
+		for (size_t i = 0; opts->fail_on >= 0 && i < x.na; i++)
+			failing += x.a[i].side &&
+				   (int)x.a[i].a->sev >= opts->fail_on;
+		if (failing) {
+			fprintf(stderr, "%s: %zu new finding%s of severity %s or "
+				"above (--fail-on)\n", KP_PROG, failing,
+				failing == 1 ? "" : "s",
+				kp_severity_name((enum kp_severity)opts->fail_on));
+			ret = 4;
+		}
+		free(x.a);
 		for (size_t i = 0; i < x.n; i++)
 			free(x.v[i].key);
 		free(x.v);

@@ -1516,6 +1516,9 @@ void kp_io_advise(struct kp_analysis *an, struct kp_advice_list *l)
 		snprintf(a->evidence, sizeof(a->evidence), "%s", x->evidence);
 		a->action = x->recommendation;
 		a->time_ns = x->ns;
+		/* a file's name: its directory may be another run's */
+		snprintf(a->key, sizeof(a->key), "%s",
+			 kp_base_name(s->files[x->file].path));
 		const struct sstat *top = file_stack(s, x->file, 0);
 		a->gstack = top ? top->stack : 0;
 	}

@@ -309,7 +309,7 @@ static int diff(struct kp_opts *opts, size_t n, char **files)
 		return 1;
 	}
 	ret = kp_diff_command(opts, files, n, out);
-	if ((out == stdout ? fflush(out) : fclose(out)) != 0 && !ret) {
+	if ((out == stdout ? fflush(out) : fclose(out)) != 0 && ret != 3) {
 		error("cannot write the report to '%s'",
 		      opts->output ? opts->output : "stdout");
 		ret = 1;
@@ -368,8 +368,7 @@ int main(int argc, char **argv)
 	if (optind >= argc)
 		usage_error("no trace given");
 
-	if (opts.fail_on >= 0 && (!strcmp(opts.command, "diff") ||
-				  !strcmp(opts.command, "dump")))
+	if (opts.fail_on >= 0 && !strcmp(opts.command, "dump"))
 		usage_error("--fail-on is for the commands that analyze");
 	if (!strcmp(opts.command, "dump"))
 		return dump(&opts, argc - optind, argv + optind);

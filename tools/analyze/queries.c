@@ -1921,13 +1921,15 @@ static uint32_t *fp_sites(const struct qstate *qs)
 	return top;
 }
 
-/* f's text into a title after what: "what: the text" */
+/* f's text into a title after what: "what: the text"; the text is the
+ * key */
 static void fp_title(struct kp_advice *a, const char *what,
 		     const struct qfp *f)
 {
 	char t[200];
 	snprintf(a->title, sizeof(a->title), "%s: %s", what,
 		 kp_disp(t, sizeof(t), f->text, 150));
+	snprintf(a->key, sizeof(a->key), "%.*s", (int)f->len, f->text);
 }
 
 /* Fingerprints that sync: the commits' fsyncs, with the query and the

@@ -107,7 +107,8 @@
  * The io, queries and cpu passes add their objects (io.c, queries.c,
  * cpu.c), and advise.c the findings of all of them, ranked:
  *   "advice": [{"rank": int, "area": str, "code": str, "severity": str,
- *               "title": str, "evidence": str, "action": str,
+ *               "title": str, "key": str,  its subject (diff)
+ *               "evidence": str, "action": str,
  *               "time_ns": int, "bytes": int,  at stake (0: not measured)
  *               "share": float,     the larger: of the run, of the peak heap
  *               "stack": [frame, ...] | null}, ...]

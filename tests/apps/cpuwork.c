@@ -37,6 +37,9 @@
  *   cpuwork clock MS         calls clock_gettime(CLOCK_MONOTONIC) for MS
  *                            ms: most of the time in the kernel's vDSO,
  *                            which has no file to symbolize from
+ *   cpuwork temp N           N malloc(64)/free pairs in temp_loop, each
+ *                            block freed at once (temporary allocations),
+ *                            then N / 200 units of work in hot_a
  */
 #include <errno.h>
 #include <pthread.h>
@@ -327,8 +330,24 @@ static int clock_loop(long ms)
 	return 0;
 }
 
+static void *volatile temp_sink;
+
+static __attribute__((noinline)) void temp_loop(long n)
+{
+	for (long i = 0; i < n; i++) {
+		void *p = malloc(64);
+		temp_sink = p;
+		free(p);
+	}
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 3 && !strcmp(argv[1], "temp")) {
+		temp_loop(atol(argv[2]));
+		hot_a(atol(argv[2]) / 200);
+		return 0;
+	}
 	if (argc >= 3 && !strcmp(argv[1], "split"))
 		return split(atol(argv[2]));
 	if (argc >= 4 && !strcmp(argv[1], "late"))

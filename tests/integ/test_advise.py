@@ -152,6 +152,26 @@ with t.section("memory and I/O: demo"):
              sorted(f["code"] for f in io),
              "every finding of the I/O pass is advice")
 
+# MEM02's stake: the CPU samples in the allocator called from the site's
+# function (and its callers), where the malloc and the free of a
+# temporary block both are; without samples, not measured.
+with t.section("memory and CPU: what temporary allocations cost"):
+    with Tmp() as d:
+        for prof in ({"CPU": "1", "CPU_HZ": "1000"}, {}):
+            r = run([app("cpuwork"), "temp", "3000000"], d, prof=prof)
+            adv = analyze(r.traces)["advice"]
+            tmp = first(adv, "MEM02")
+            t.ok(r.rc == 0 and tmp and tmp["title"].startswith(
+                     "temporary allocations at temp_loop (cpuwork.c:") and
+                 (tmp["time_ns"] > 0 and "CPU samples, " in tmp["evidence"]
+                  if prof else tmp["time_ns"] == 0),
+                 "MEM02 %s: temp_loop's blocks, %s" % (
+                     "with CPU samples" if prof else "without",
+                     "their time in the allocator" if prof else "not measured"),
+                 tmp)
+            for f in r.traces:
+                os.unlink(f)
+
 # leaky: leak_thousand's 69 x 1000 bytes (high confidence, 69 % of the
 # peak heap) on their own; leak_small's 7 x 333 bytes among the small ones.
 with t.section("memory: large and small leaks"):

@@ -71,6 +71,109 @@ static void *advise_init(struct kp_analysis *an, unsigned slot)
 	return xcalloc(1, sizeof(struct advise_state));
 }
 
+static int has_prefix(const char *s, const char *p)
+{
+	return strncmp(s, p, strlen(p)) == 0;
+}
+
+/* Is this frame the allocator's? glibc's malloc and its internals,
+ * operator new/delete, or an allocator library. kprof's own frames are
+ * not (the CPU report counts them apart). */
+static int frame_in_allocator(struct kp_analysis *an, const struct kp_frame *f)
+{
+	static const char *const internal[] = {
+		"_int_malloc", "_int_free", "_int_realloc", "_int_memalign",
+		"malloc_consolidate", "unlink_chunk", "sysmalloc", "systrim",
+		"tcache_", "__malloc_", "cfree", "arena_get2", "heap_trim",
+		"munmap_chunk", "mremap_chunk", "operator delete",
+	};
+	static const char *const libs[] = {
+		"libjemalloc", "libtcmalloc", "libmimalloc",
+	};
+	if (f->module && an->modules[f->module].self)
+		return 0;
+	if (f->module) {
+		const char *base = kp_base_name(an->modules[f->module].path);
+		for (size_t i = 0; i < KP_ARRAY_SIZE(libs); i++)
+			if (has_prefix(base, libs[i]))
+				return 1;
+	}
+	char buf[256];
+	const char *fn = kp_frame_name(an, f, 1, buf, sizeof(buf));
+	if (fn == buf)
+		return 0; /* no name: module+offset */
+	if (kp_is_alloc_wrapper(fn))
+		return 1;
+	for (size_t i = 0; i < KP_ARRAY_SIZE(internal); i++)
+		if (has_prefix(fn, internal[i]))
+			return 1;
+	return 0;
+}
+
+/* Is the innermost frame of a CPU sample's stack the allocator's? */
+static int in_allocator(struct kp_analysis *an, uint32_t gstack)
+{
+	const struct kp_gstack *g = &an->gstacks[gstack];
+	return g->depth && frame_in_allocator(an, kp_gframe(an, g, 0));
+}
+
+/* The functions of CALLERS frames of a stack from frame `from`, "f;g;h"
+ * (module+offset where unnamed): where an allocation site and a CPU
+ * sample in the allocator meet, the malloc and the free of a temporary
+ * block being in one function. */
+#define CALLERS 3
+static void callers(struct kp_analysis *an, uint32_t gstack, uint32_t from,
+		    char *buf, size_t n)
+{
+	const struct kp_gstack *g = &an->gstacks[gstack];
+	char nb[256];
+	size_t at = 0;
+	buf[0] = '\0';
+	for (uint32_t d = from; d < g->depth && d < from + CALLERS && at < n;
+	     d++) {
+		int w = snprintf(buf + at, n - at, "%s%s", d > from ? ";" : "",
+				 kp_frame_name(an, kp_gframe(an, g, d), 0, nb,
+					       sizeof(nb)));
+		if (w < 0)
+			break;
+		at += (size_t)w;
+	}
+}
+
+/* The CPU samples in the allocator, by the app's frames that called it
+ * (past the allocator's and kprof's own): what the sites of MEM02 cost. */
+struct alloc_cpu {
+	char who[512];
+	uint64_t ns, samples;
+};
+
+static struct alloc_cpu *allocator_callers(struct kp_analysis *an, size_t *nout)
+{
+	const struct kp_wstack *w;
+	size_t n = kp_cpu_stacks(an, &w), m = 0;
+	struct alloc_cpu *v = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (!in_allocator(an, w[i].gstack))
+			continue;
+		const struct kp_gstack *g = &an->gstacks[w[i].gstack];
+		uint32_t d = 0;
+		while (d < g->depth &&
+		       (frame_in_allocator(an, kp_gframe(an, g, d)) ||
+			an->modules[kp_gframe(an, g, d)->module].self))
+			d++;
+		if (d == g->depth)
+			continue;
+		if (!(m & (m + 1))) /* 0, 1, 3, 7, ...: grow */
+			v = xrealloc_array(v, 2 * m + 2, sizeof(*v));
+		callers(an, w[i].gstack, d, v[m].who, sizeof(v[m].who));
+		v[m].ns = w[i].value;
+		v[m].samples = w[i].count;
+		m++;
+	}
+	*nout = m;
+	return v;
+}
+
 /* ---- memory ---------------------------------------------------------------- */
 
 /* " at fn (file:line)" of an allocation stack's first frame past the
@@ -210,11 +313,22 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
 static void advise_temporary(struct kp_analysis *an, struct kp_advice_list *l)
 {
 	const struct kp_site *const *s;
-	size_t n = kp_mem_top_temporary(an, &s);
-	char a[32], b[32], w[200];
+	size_t n = kp_mem_top_temporary(an, &s), nc = 0;
+	char a[32], b[32], w[200], who[512];
+	struct alloc_cpu *c = NULL;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i]->temporary < TEMP_MIN || s[i]->temporary * 2 < s[i]->allocs)
 			continue;
+		if (!c)
+			c = allocator_callers(an, &nc);
+		uint64_t ns = 0, samples = 0;
+		callers(an, s[i]->gstack, kp_alloc_skip(an, s[i]->gstack), who,
+			sizeof(who));
+		for (size_t k = 0; k < nc; k++)
+			if (!strcmp(c[k].who, who)) {
+				ns = kp_sat_add(ns, c[k].ns);
+				samples += c[k].samples;
+			}
 		struct kp_advice *x = kp_advice_add(l, "memory", "MEM02",
 						    KP_SEV_INFO);
 		snprintf(x->title, sizeof(x->title), "temporary allocations%s: "
@@ -222,61 +336,26 @@ static void advise_temporary(struct kp_analysis *an, struct kp_advice_list *l)
 			 sizeof(w)), kp_fmt_count(a, sizeof(a),
 			 s[i]->temporary), kp_fmt_count(b, sizeof(b),
 			 s[i]->allocs));
-		snprintf(x->evidence, sizeof(x->evidence), "%" PRIu64 " of "
-			 "%" PRIu64 " blocks from this site were freed before "
-			 "their thread allocated or freed anything else",
+		int k = snprintf(x->evidence, sizeof(x->evidence), "%" PRIu64
+			 " of %" PRIu64 " blocks from this site were freed "
+			 "before their thread allocated or freed anything else",
 			 s[i]->temporary, s[i]->allocs);
+		if (samples && k > 0 && (size_t)k < sizeof(x->evidence))
+			snprintf(x->evidence + k, sizeof(x->evidence) - k,
+				 "; %" PRIu64 " CPU sample%s, %s, in the "
+				 "allocator called from its function", samples,
+				 samples == 1 ? "" : "s",
+				 kp_fmt_ns(a, sizeof(a), ns));
 		x->action = "keep the object on the stack, or reuse one "
 			"buffer across the calls";
+		x->time_ns = ns;
 		x->gstack = s[i]->gstack;
 		site_key(an, s[i]->gstack, x->key, sizeof(x->key));
 	}
+	free(c);
 }
 
 /* ---- CPU ------------------------------------------------------------------- */
-
-static int has_prefix(const char *s, const char *p)
-{
-	return strncmp(s, p, strlen(p)) == 0;
-}
-
-/* Is the innermost frame of a CPU sample's stack the allocator's? glibc's
- * malloc and its internals, operator new/delete, or an allocator library.
- * kprof's own frames are not (the CPU report counts them apart). */
-static int in_allocator(struct kp_analysis *an, uint32_t gstack)
-{
-	static const char *const internal[] = {
-		"_int_malloc", "_int_free", "_int_realloc", "_int_memalign",
-		"malloc_consolidate", "unlink_chunk", "sysmalloc", "systrim",
-		"tcache_", "__malloc_", "cfree", "arena_get2", "heap_trim",
-		"munmap_chunk", "mremap_chunk", "operator delete",
-	};
-	static const char *const libs[] = {
-		"libjemalloc", "libtcmalloc", "libmimalloc",
-	};
-	const struct kp_gstack *g = &an->gstacks[gstack];
-	if (!g->depth)
-		return 0;
-	const struct kp_frame *f = kp_gframe(an, g, 0);
-	if (f->module && an->modules[f->module].self)
-		return 0;
-	if (f->module) {
-		const char *base = kp_base_name(an->modules[f->module].path);
-		for (size_t i = 0; i < KP_ARRAY_SIZE(libs); i++)
-			if (has_prefix(base, libs[i]))
-				return 1;
-	}
-	char buf[256];
-	const char *fn = kp_frame_name(an, f, 1, buf, sizeof(buf));
-	if (fn == buf)
-		return 0; /* no name: module+offset */
-	if (kp_is_alloc_wrapper(fn))
-		return 1;
-	for (size_t i = 0; i < KP_ARRAY_SIZE(internal); i++)
-		if (has_prefix(fn, internal[i]))
-			return 1;
-	return 0;
-}
 
 /* CPU01: the share of CPU time in the allocator, with the site that
  * calls it the most (the memory pass's), or the heaviest such sample.

@@ -89,7 +89,7 @@ static int synchronous(int sig)
 static _Atomic int fatal_on; /* kp_sig_fatal_install ran */
 
 static const int fatal_sigs[] = {
-	SIGHUP, SIGINT,	 SIGQUIT, SIGILL,  SIGABRT, SIGBUS,  SIGFPE,  SIGUSR1,
+	SIGHUP,  SIGINT,  SIGQUIT, SIGILL,  SIGABRT, SIGBUS,  SIGFPE,  SIGUSR1,
 	SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGXCPU, SIGXFSZ, SIGVTALRM,
 };
 

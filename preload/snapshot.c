@@ -9,9 +9,9 @@
  *
  * A trace holds at most KOTOBA_MAX_SNAPSHOTS (M) of them, and the last:
  * when half of M are written the interval doubles, again when half of
- * the rest are, and so on. However long the process runs, its whole life
- * is covered, at a resolution that falls as it grows (the k-th half of
- * what is left covers as much time as the first half did). The heap
+ * the rest are, and so on, so a long run is covered at a resolution that
+ * falls as it grows (each such part covers as much time as the first
+ * half did) until the M-th, about a day in at the defaults. The heap
  * kprof sees is what went through malloc; the resident size is what the
  * process cost the machine (mmap, thread stacks, the allocator's
  * fragmentation and retention, kprof itself): the analyzer sets one

@@ -64,6 +64,14 @@ const char *kp_severity_name(enum kp_severity s)
 	return s == KP_SEV_HIGH ? "high" : s == KP_SEV_WARN ? "warn" : "info";
 }
 
+int kp_severity_parse(const char *name)
+{
+	for (int s = KP_SEV_INFO; s <= KP_SEV_HIGH; s++)
+		if (!strcmp(name, kp_severity_name((enum kp_severity)s)))
+			return s;
+	return -1;
+}
+
 static void *advise_init(struct kp_analysis *an, unsigned slot)
 {
 	(void)an;

@@ -900,6 +900,8 @@ struct kp_advice_list {
 struct kp_advice *kp_advice_add(struct kp_advice_list *l, const char *area,
 				const char *code, enum kp_severity sev);
 const char *kp_severity_name(enum kp_severity s);
+/* The severity a name names ("info", "warn", "high"), else -1. */
+int kp_severity_parse(const char *name);
 /* The I/O pass's findings (io.c) and the query pass's (queries.c), the
  * ones that share the I/O pass's evidence included. */
 void kp_io_advise(struct kp_analysis *an, struct kp_advice_list *l);

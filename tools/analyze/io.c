@@ -1506,10 +1506,9 @@ void kp_io_advise(struct kp_analysis *an, struct kp_advice_list *l)
 	const struct io_state *s = kp_pass_state(an, &kp_pass_io);
 	for (size_t i = 0; s && i < s->nfnd; i++) {
 		const struct finding *x = &s->fnd[i];
-		enum kp_severity sev =
-			!strcmp(x->severity, "high") ? KP_SEV_HIGH :
-			!strcmp(x->severity, "warn") ? KP_SEV_WARN : KP_SEV_INFO;
-		struct kp_advice *a = kp_advice_add(l, "io", x->code, sev);
+		int sev = kp_severity_parse(x->severity);
+		struct kp_advice *a = kp_advice_add(l, "io", x->code,
+			sev < 0 ? KP_SEV_INFO : (enum kp_severity)sev);
 		char p[200];
 		snprintf(a->title, sizeof(a->title), "%s: %s", x->title,
 			 kp_disp(p, sizeof(p), s->files[x->file].path, 160));

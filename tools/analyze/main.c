@@ -190,13 +190,8 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			opts->pg_dsn = optarg;
 			break;
 		case OPT_FAIL_ON:
-			if (!strcmp(optarg, "info"))
-				opts->fail_on = KP_SEV_INFO;
-			else if (!strcmp(optarg, "warn"))
-				opts->fail_on = KP_SEV_WARN;
-			else if (!strcmp(optarg, "high"))
-				opts->fail_on = KP_SEV_HIGH;
-			else
+			opts->fail_on = kp_severity_parse(optarg);
+			if (opts->fail_on < 0)
 				usage_error("--fail-on wants info, warn or high, "
 					    "not '%s'", optarg);
 			break;

@@ -11,7 +11,7 @@
  *              between QUERY_BEGIN and QUERY (ALLOC events; IO events:
  *              bytes = the call's positive return, fsyncs per
  *              query_io_is_fsync()), the CPU samples of the thread that
- *              fall within its runs (struct qsring), and its call sites.
+ *              fall within its runs (struct qsbuf), and its call sites.
  *              Ranked by total time (pt-query-digest's profile).
  *   slow       fingerprints with executions over the slow threshold
  *              (--slow-ms, else the trace's KOTOBA_PROFILE_SLOW_QUERY_MS,
@@ -82,7 +82,7 @@
 /* CPU samples kept per thread until its queries end (older ones merged
  * in pairs when there are more), and the threads they are kept for, per
  * trace: 128 MiB at most */
-#define SAMPLE_RING 1024
+#define SAMPLES_KEPT 1024
 #define SAMPLE_THREADS 4096
 
 /*
@@ -222,7 +222,7 @@ struct qadvice {
  * (preload/query.c), and a CPU sample is not such a thing, so samples are
  * kept per thread and given to a query when it ends: those within [its
  * start, its end]. A thread that runs long without ending a query fills
- * its SAMPLE_RING entries; then neighbours merge in pairs (an entry spans
+ * its SAMPLES_KEPT entries; then neighbours merge in pairs (an entry spans
  * [lo, hi] and weighs its samples' sum), so the time resolution of old
  * samples halves instead of samples being lost, and a query that takes
  * part of an entry takes that part of its weight.
@@ -231,7 +231,7 @@ struct qsamp {
 	uint64_t lo, hi, ns, n;
 };
 
-struct qsring {
+struct qsbuf {
 	struct qsamp *v;        /* in time order */
 	uint32_t n, cap;
 };
@@ -256,9 +256,9 @@ struct qstate {
 	struct qthr *thr;
 	size_t nthr, thr_cap;
 	struct kp_idmap tids;
-	struct qsring *rings;   /* CPU samples by thread (ring_ids) */
-	size_t nrings;
-	struct kp_idmap ring_ids;
+	struct qsbuf *sbufs;    /* CPU samples by thread (sbuf_ids) */
+	size_t nsbufs;
+	struct kp_idmap sbuf_ids;
 	uint32_t *text_fp;      /* QUERY text_id -> fingerprint + 1 */
 	size_t text_fp_cap;
 	uint32_t last_tid, last_thr; /* thr_find() cache, valid if nthr */
@@ -443,27 +443,27 @@ static void storm_end(struct qstate *qs, struct qthr *t)
 
 /* ---- CPU samples ---------------------------------------------------------------- */
 
-static struct qsring *ring_of(struct qstate *qs, uint32_t tid, int create)
+static struct qsbuf *sbuf_of(struct qstate *qs, uint32_t tid, int create)
 {
-	uint32_t i = kp_idmap_get(&qs->ring_ids, tid);
+	uint32_t i = kp_idmap_get(&qs->sbuf_ids, tid);
 	if (i != UINT32_MAX)
-		return &qs->rings[i];
-	if (!create || qs->nrings >= SAMPLE_THREADS)
+		return &qs->sbufs[i];
+	if (!create || qs->nsbufs >= SAMPLE_THREADS)
 		return NULL;
-	if (!(qs->nrings & (qs->nrings - 1))) /* 0, 1, 2, 4, ...: grow */
-		qs->rings = xrealloc_array(qs->rings, qs->nrings ?
-					   2 * qs->nrings : 1,
-					   sizeof(*qs->rings));
-	struct qsring *g = &qs->rings[qs->nrings];
+	if (!(qs->nsbufs & (qs->nsbufs - 1))) /* 0, 1, 2, 4, ...: grow */
+		qs->sbufs = xrealloc_array(qs->sbufs, qs->nsbufs ?
+					   2 * qs->nsbufs : 1,
+					   sizeof(*qs->sbufs));
+	struct qsbuf *g = &qs->sbufs[qs->nsbufs];
 	memset(g, 0, sizeof(*g));
-	kp_idmap_put(&qs->ring_ids, tid, (uint32_t)qs->nrings++);
+	kp_idmap_put(&qs->sbuf_ids, tid, (uint32_t)qs->nsbufs++);
 	return g;
 }
 
 /* A sample at ts weighing ns. */
-static void ring_add(struct qsring *g, uint64_t ts, uint64_t ns)
+static void sbuf_add(struct qsbuf *g, uint64_t ts, uint64_t ns)
 {
-	if (g->n == g->cap && g->cap < SAMPLE_RING) {
+	if (g->n == g->cap && g->cap < SAMPLES_KEPT) {
 		g->cap = g->cap ? 2 * g->cap : 16;
 		g->v = xrealloc_array(g->v, g->cap, sizeof(*g->v));
 	} else if (g->n == g->cap) {
@@ -485,7 +485,7 @@ static void ring_add(struct qsring *g, uint64_t ts, uint64_t ns)
 /* The samples in [from, to] into a's CPU (the overlapping part of a merged
  * entry's weight); then the ones before keep_from are dropped (no query
  * still open can take them). */
-static void ring_take(struct qsring *g, uint64_t from, uint64_t to,
+static void sbuf_take(struct qsbuf *g, uint64_t from, uint64_t to,
 		      uint64_t keep_from, struct acc *a)
 {
 	for (uint32_t k = 0; k < g->n; k++) {
@@ -512,15 +512,15 @@ static void ring_take(struct qsring *g, uint64_t from, uint64_t to,
 	g->n -= drop;
 }
 
-static void rings_free(struct qstate *qs)
+static void sbufs_free(struct qstate *qs)
 {
-	for (size_t i = 0; i < qs->nrings; i++)
-		free(qs->rings[i].v);
-	free(qs->rings);
-	qs->rings = NULL;
-	qs->nrings = 0;
-	kp_idmap_free(&qs->ring_ids);
-	kp_idmap_init(&qs->ring_ids);
+	for (size_t i = 0; i < qs->nsbufs; i++)
+		free(qs->sbufs[i].v);
+	free(qs->sbufs);
+	qs->sbufs = NULL;
+	qs->nsbufs = 0;
+	kp_idmap_free(&qs->sbuf_ids);
+	kp_idmap_init(&qs->sbuf_ids);
 }
 
 static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e,
@@ -549,10 +549,10 @@ static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e
 		}
 	}
 	/* its CPU: the samples of its run (an enclosing query takes them
-	 * again when it ends, from the ring, not from acc) */
-	struct qsring *g = ring_of(qs, e->tid, 0);
+	 * again when it ends, from sbufs, not from acc) */
+	struct qsbuf *g = sbuf_of(qs, e->tid, 0);
 	if (g)
-		ring_take(g, kp_sat_sub(e->ts, dur), e->ts,
+		sbuf_take(g, kp_sat_sub(e->ts, dur), e->ts,
 			  t->nopen ? t->open[0].ts : e->ts, &acc);
 
 	/* the fingerprint again: a full text (QUERY_TEXT=full) gets one, a
@@ -756,10 +756,10 @@ static void q_events(void *state, struct kp_trace *tr, const struct kp_batch *b)
 		}
 		case KP_REC_CPU_SAMPLE: {
 			qs->cpu_sampled = 1;
-			struct qsring *g = ring_of(qs, e->tid, 1);
+			struct qsbuf *g = sbuf_of(qs, e->tid, 1);
 			if (g) {
 				int64_t w = kp_batch_rec(b, e)->u.ext.v[KP_CPU_WEIGHT];
-				ring_add(g, e->ts, w > 0 ? (uint64_t)w : 0);
+				sbuf_add(g, e->ts, w > 0 ? (uint64_t)w : 0);
 			}
 			break;
 		}
@@ -823,7 +823,7 @@ static void *q_init(struct kp_analysis *an, unsigned slot)
 	kp_idmap_init(&qs->tsites.ids);
 	kp_idmap_init(&qs->tnplus1.ids);
 	kp_idmap_init(&qs->tids);
-	kp_idmap_init(&qs->ring_ids);
+	kp_idmap_init(&qs->sbuf_ids);
 	qs->slow_ns = (uint64_t)DEFAULT_SLOW_MS * 1000000;
 	if (an->opts->slow_ms >= 0) {
 		qs->slow_ns = (uint64_t)an->opts->slow_ms * 1000000;
@@ -886,7 +886,7 @@ static void q_end_trace(void *state, struct kp_trace *t)
 	}
 	merge_sites(t, &qs->tsites, &qs->sites);
 	merge_sites(t, &qs->tnplus1, &qs->nplus1);
-	rings_free(qs);
+	sbufs_free(qs);
 	for (size_t i = 0; i < qs->nfps; i++) {
 		struct qfp *f = &qs->fps[i];
 		if (!f->tworst.set)
@@ -2113,8 +2113,8 @@ static void q_free(void *state, struct kp_analysis *an)
 	free(qs->storms);
 	free(qs->thr);
 	kp_idmap_free(&qs->tids);
-	rings_free(qs);
-	kp_idmap_free(&qs->ring_ids);
+	sbufs_free(qs);
+	kp_idmap_free(&qs->sbuf_ids);
 	free(qs->rank);
 	for (size_t k = 0; k < qs->nadvice; k++) {
 		free(qs->advice[k].table);

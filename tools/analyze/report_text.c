@@ -405,12 +405,12 @@ static void text_process_table(struct kp_analysis *an, FILE *out)
 		const char *exe = p->exe[0] ? p->exe : "?";
 		const char *base = strrchr(exe, '/');
 		text_end_reason(p, e, sizeof(e));
+		int64_t sig = p->exit_status - 128;
 		if (!p->ended)
 			snprintf(e, sizeof(e), "KILLED?");
 		else if (p->end_reason == KP_END_SIGNAL && !p->truncated &&
-			 !strncmp(e, "killed by ", 10))
-			memmove(e, e + 10, strlen(e + 10) + 1),
-			e[strcspn(e, " ")] = '\0'; /* "SIGTERM" */
+			 sig > 0 && sig < 65 && sigabbrev_np((int)sig))
+			snprintf(e, sizeof(e), "SIG%s", sigabbrev_np((int)sig));
 		else if (p->truncated || strlen(e) > 11)
 			snprintf(e, sizeof(e), "%s", p->truncated ? "cut" : "?");
 		fprintf(out, "  %7" PRId64 "  %7" PRId64 "  %-10s  %-11s  %11s"

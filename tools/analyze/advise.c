@@ -79,11 +79,6 @@ static void *advise_init(struct kp_analysis *an, unsigned slot)
 	return xcalloc(1, sizeof(struct advise_state));
 }
 
-static int has_prefix(const char *s, const char *p)
-{
-	return strncmp(s, p, strlen(p)) == 0;
-}
-
 /* Is this frame the allocator's? glibc's malloc and its internals,
  * operator new/delete, or an allocator library. kprof's own frames are
  * not (the CPU report counts them apart). */
@@ -103,7 +98,7 @@ static int frame_in_allocator(struct kp_analysis *an, const struct kp_frame *f)
 	if (f->module) {
 		const char *base = kp_base_name(an->modules[f->module].path);
 		for (size_t i = 0; i < KP_ARRAY_SIZE(libs); i++)
-			if (has_prefix(base, libs[i]))
+			if (kp_has_prefix(base, libs[i]))
 				return 1;
 	}
 	char buf[256];
@@ -113,7 +108,7 @@ static int frame_in_allocator(struct kp_analysis *an, const struct kp_frame *f)
 	if (kp_is_alloc_wrapper(fn))
 		return 1;
 	for (size_t i = 0; i < KP_ARRAY_SIZE(internal); i++)
-		if (has_prefix(fn, internal[i]))
+		if (kp_has_prefix(fn, internal[i]))
 			return 1;
 	return 0;
 }
@@ -158,7 +153,7 @@ struct alloc_cpu {
 static struct alloc_cpu *allocator_callers(struct kp_analysis *an, size_t *nout)
 {
 	const struct kp_wstack *w;
-	size_t n = kp_cpu_stacks(an, &w), m = 0;
+	size_t n = kp_cpu_stacks(an, &w), m = 0, cap = 0;
 	struct alloc_cpu *v = NULL;
 	for (size_t i = 0; i < n; i++) {
 		if (!in_allocator(an, w[i].gstack))
@@ -171,8 +166,10 @@ static struct alloc_cpu *allocator_callers(struct kp_analysis *an, size_t *nout)
 			d++;
 		if (d == g->depth)
 			continue;
-		if (!(m & (m + 1))) /* 0, 1, 3, 7, ...: grow */
-			v = xrealloc_array(v, 2 * m + 2, sizeof(*v));
+		if (m == cap) {
+			cap = cap ? 2 * cap : 16;
+			v = xrealloc_array(v, cap, sizeof(*v));
+		}
 		callers(an, w[i].gstack, d, v[m].who, sizeof(v[m].who));
 		v[m].ns = w[i].value;
 		v[m].samples = w[i].count;
@@ -184,30 +181,35 @@ static struct alloc_cpu *allocator_callers(struct kp_analysis *an, size_t *nout)
 
 /* ---- memory ---------------------------------------------------------------- */
 
+/* A frame as "fn (file:line)", "fn" or "module+0xoffset", after sep; its
+ * function shown for a title (kp_disp, at most 100 columns) when disp.
+ * @return what snprintf does. */
+static int frame_text(const struct kp_symframe *f, const char *sep, int disp,
+		      char *buf, size_t n)
+{
+	char d[160];
+	const char *fn = f->function && disp ?
+		kp_disp(d, sizeof(d), f->function, 100) : f->function;
+	if (fn && f->file)
+		return snprintf(buf, n, "%s%s (%s:%d)", sep, fn,
+				kp_base_name(f->file), f->line);
+	if (fn)
+		return snprintf(buf, n, "%s%s", sep, fn);
+	return snprintf(buf, n, "%s%s+0x%" PRIx64, sep,
+			f->module[0] ? kp_base_name(f->module) : "?",
+			f->offset);
+}
+
 /* " at fn (file:line)" of an allocation stack's first frame past the
- * allocator wrappers (module+offset without a name), into buf. */
+ * allocator wrappers, into buf. */
 static const char *site_name(struct kp_analysis *an, uint32_t gstack,
 			     char *buf, size_t n)
 {
 	const struct kp_symframe *f;
 	size_t first;
-	char fn[160];
-	if (!kp_symbolize_stack(kp_analysis_symbols(an), gstack, &f, 1,
-				&first)) {
-		buf[0] = '\0';
-		return buf;
-	}
-	if (f->function && f->file)
-		snprintf(buf, n, " at %s (%s:%d)",
-			 kp_disp(fn, sizeof(fn), f->function, 100),
-			 kp_base_name(f->file), f->line);
-	else if (f->function)
-		snprintf(buf, n, " at %s", kp_disp(fn, sizeof(fn), f->function,
-						   100));
-	else
-		snprintf(buf, n, " at %s+0x%" PRIx64,
-			 f->module[0] ? kp_base_name(f->module) : "?",
-			 f->offset);
+	buf[0] = '\0';
+	if (kp_symbolize_stack(kp_analysis_symbols(an), gstack, &f, 1, &first))
+		frame_text(f, " at ", 1, buf, n);
 	return buf;
 }
 
@@ -223,19 +225,7 @@ static void site_key(struct kp_analysis *an, uint32_t gstack, char *buf,
 				      KEY_FRAMES, &first);
 	buf[0] = '\0';
 	for (size_t i = 0; i < k && at < n; i++) {
-		int w;
-		if (f[i]->function && f[i]->file)
-			w = snprintf(buf + at, n - at, "%s%s (%s:%d)",
-				     i ? " < " : "", f[i]->function,
-				     kp_base_name(f[i]->file), f[i]->line);
-		else if (f[i]->function)
-			w = snprintf(buf + at, n - at, "%s%s", i ? " < " : "",
-				     f[i]->function);
-		else
-			w = snprintf(buf + at, n - at, "%s%s+0x%" PRIx64,
-				     i ? " < " : "",
-				     f[i]->module[0] ? kp_base_name(f[i]->module) :
-				     "?", f[i]->offset);
+		int w = frame_text(f[i], i ? " < " : "", 0, buf + at, n - at);
 		if (w < 0)
 			break;
 		at += (size_t)w;

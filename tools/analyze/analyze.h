@@ -62,6 +62,12 @@ static inline uint64_t kp_sat_mul(uint64_t a, uint64_t b)
 	return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
+/* Does s begin with p? */
+static inline int kp_has_prefix(const char *s, const char *p)
+{
+	return !strncmp(s, p, strlen(p));
+}
+
 static inline uint64_t kp_sat_sub(uint64_t a, uint64_t b)
 {
 	return a > b ? a - b : 0;

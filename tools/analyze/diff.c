@@ -665,8 +665,8 @@ static void text_advice(const struct dadv *d, size_t n, size_t both,
 		nn += d[i].side;
 	fprintf(out, "ADVICE THAT CHANGED: %zu new, %zu gone, %zu in both\n",
 		nn, n - nn, both);
-	size_t shown = 0;
-	for (size_t i = 0; i < n && shown < 2 * top; i++, shown++)
+	size_t shown = n < 2 * top ? n : 2 * top;
+	for (size_t i = 0; i < shown; i++)
 		fprintf(out, "  %s [%s] %s %s\n", d[i].side ? "new " : "gone",
 			kp_severity_name(d[i].a->sev), d[i].a->code,
 			d[i].a->title);

@@ -257,7 +257,7 @@ struct qstate {
 	size_t nthr, thr_cap;
 	struct kp_idmap tids;
 	struct qsbuf *sbufs;    /* CPU samples by thread (sbuf_ids) */
-	size_t nsbufs;
+	size_t nsbufs, sbufs_cap;
 	struct kp_idmap sbuf_ids;
 	uint32_t *text_fp;      /* QUERY text_id -> fingerprint + 1 */
 	size_t text_fp_cap;
@@ -450,10 +450,11 @@ static struct qsbuf *sbuf_of(struct qstate *qs, uint32_t tid, int create)
 		return &qs->sbufs[i];
 	if (!create || qs->nsbufs >= SAMPLE_THREADS)
 		return NULL;
-	if (!(qs->nsbufs & (qs->nsbufs - 1))) /* 0, 1, 2, 4, ...: grow */
-		qs->sbufs = xrealloc_array(qs->sbufs, qs->nsbufs ?
-					   2 * qs->nsbufs : 1,
+	if (qs->nsbufs == qs->sbufs_cap) {
+		qs->sbufs_cap = qs->sbufs_cap ? 2 * qs->sbufs_cap : 8;
+		qs->sbufs = xrealloc_array(qs->sbufs, qs->sbufs_cap,
 					   sizeof(*qs->sbufs));
+	}
 	struct qsbuf *g = &qs->sbufs[qs->nsbufs];
 	memset(g, 0, sizeof(*g));
 	kp_idmap_put(&qs->sbuf_ids, tid, (uint32_t)qs->nsbufs++);
@@ -518,7 +519,7 @@ static void sbufs_free(struct qstate *qs)
 		free(qs->sbufs[i].v);
 	free(qs->sbufs);
 	qs->sbufs = NULL;
-	qs->nsbufs = 0;
+	qs->nsbufs = qs->sbufs_cap = 0;
 	kp_idmap_free(&qs->sbuf_ids);
 	kp_idmap_init(&qs->sbuf_ids);
 }

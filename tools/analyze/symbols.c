@@ -785,11 +785,6 @@ const struct kp_symframe *kp_symbolize(struct kp_symbols *s,
 	return &e->f;
 }
 
-static int has_prefix(const char *s, const char *p)
-{
-	return !strncmp(s, p, strlen(p));
-}
-
 int kp_is_alloc_wrapper(const char *fn)
 {
 	static const char *const exact[] = {
@@ -813,7 +808,7 @@ int kp_is_alloc_wrapper(const char *fn)
 		if (!strcmp(fn, exact[i]))
 			return 1;
 	for (size_t i = 0; i < KP_ARRAY_SIZE(prefix); i++)
-		if (has_prefix(fn, prefix[i]))
+		if (kp_has_prefix(fn, prefix[i]))
 			return 1;
 	return 0;
 }

@@ -194,11 +194,14 @@ with t.section("memory: large and small leaks"):
              "leak_small" in funcs(small["stack"]),
              "MEM01: leak_small's 7 x 333 bytes as the one other leak", small)
 
-# CPU: with allocations not recorded (malloc is glibc's alone), a third
-# of alloc_bench's CPU is in the allocator; cpuwork allocates nothing.
+# CPU: with allocations not recorded (malloc is glibc's alone), a fifth
+# to a third of alloc_bench's CPU is in the allocator; cpuwork allocates
+# nothing. 3,000,000 allocations a thread give ~180 samples at the
+# kernel's tick, ~45 in the allocator: a third of that (~85) left too few now
+# and then (the finding wants 10 there and 50 in all).
 with t.section("CPU: the allocator's share"):
     with Tmp() as d:
-        r = run([app("alloc_bench"), "2", "1000000"], d,
+        r = run([app("alloc_bench"), "2", "3000000"], d,
                 prof={"MEMORY": "0", "CPU": "1", "CPU_HZ": "1000"})
         t.eq(r.rc, 0, "alloc_bench runs")
         rep = analyze(r.traces)

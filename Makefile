@@ -90,6 +90,9 @@ $(B)/obj/tools/%.o: tools/%.c $(wildcard tools/analyze/*.h lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -Ilib -Itools/analyze $(PC_CFLAGS) -c $< -o $@
 
+# report_html.c takes the script in whole (.incbin)
+$(B)/obj/tools/analyze/report_html.o: tools/analyze/report_html.js
+
 $(ANALYZE): $(ANALYZE_OBJ) $(LIBKP)
 	$(CC) -o $@ $(ANALYZE_OBJ) $(LIBKP) $(TOOLS_LIBS)
 
@@ -303,6 +306,7 @@ $(1)/obj/tools/%.o: tools/%.c $$(wildcard tools/analyze/*.h lib/*.h)
 	@mkdir -p $$(dir $$@)
 	$$(CLANG) $$(BASE_CFLAGS) $(2) -Ilib -Itools/analyze $$(PC_CFLAGS) \
 		-c $$< -o $$@
+$(1)/obj/tools/analyze/report_html.o: tools/analyze/report_html.js
 
 $$(ANALYZE_UNIT_TESTS:%=$(1)/%): $(1)/t_%: tests/unit/t_%.c \
 		$$(wildcard tests/unit/*.h) tests/harness.h \

@@ -73,8 +73,8 @@ check() {
 
 # every_command NAME ALLOWED3 ANALYZE TRACES...: the commands and outputs
 # of the other passes (I/O, queries, CPU, application events, flame graphs,
-# pprof and Chrome exports, dump, a diff against the first trace) on the
-# same input.
+# pprof and Chrome exports, the HTML page, dump, a diff against the first
+# trace) on the same input.
 every_command() {
 	ec_name=$1 ec_allow=$2 ec_an=$3; shift 3
 	for c in io queries cpu app; do
@@ -91,6 +91,7 @@ every_command() {
 		"$tmp/cpu.pb.gz" --chrome "$tmp/trace.json" --io-min-us 0 "$@"
 	check "$ec_name pprof heap" "$ec_allow" "$ec_an" export --what alloc \
 		--pprof "$tmp/heap.pb.gz" "$@"
+	check "$ec_name html" "$ec_allow" "$ec_an" --format html "$@"
 	check "$ec_name dump" "$ec_allow" "$ec_an" dump "$@"
 	check "$ec_name diff" "$ec_allow" "$ec_an" diff --base "$1" "$@"
 	check "$ec_name diff json" "$ec_allow" "$ec_an" diff --format json \

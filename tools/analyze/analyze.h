@@ -92,7 +92,7 @@ uint64_t kp_random_seed(void);
 
 /* ---- options ----------------------------------------------------------- */
 
-enum kp_format { KP_FMT_TEXT, KP_FMT_JSON };
+enum kp_format { KP_FMT_TEXT, KP_FMT_JSON, KP_FMT_HTML };
 
 struct kp_opts {
 	enum kp_format format; /* --format */
@@ -807,6 +807,8 @@ void kp_symbols_ahead(struct kp_analysis *an, uint32_t module);
 
 void kp_report_text(struct kp_analysis *an, FILE *out);
 void kp_report_json(struct kp_analysis *an, FILE *out);
+/* report_html.c: the JSON report in a page that draws it. */
+void kp_report_html(struct kp_analysis *an, FILE *out);
 
 /* report_text.c helpers shared by passes */
 void kp_text_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,

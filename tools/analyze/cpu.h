@@ -54,6 +54,10 @@ const char *kp_frame_name(struct kp_analysis *an, const struct kp_frame *f,
 /* flame.c, pprof.c, chrome.c: the non-report commands.
  * @return the exit status. */
 int kp_flame_command(struct kp_analysis *an, FILE *out);
+/* The SVG flame graph of w (as `flame --what`) to out, for the HTML
+ * report. @return its height in px; 0, and nothing written, without
+ * data. */
+unsigned kp_flame_svg(struct kp_analysis *an, enum kp_what w, FILE *out);
 int kp_export_command(struct kp_analysis *an);
 int kp_chrome_export(struct kp_analysis *an, const char *path);
 

@@ -60,10 +60,11 @@ static void put_name(char **s, size_t *n, size_t *cap, const char *name)
 }
 
 /* The merged, sorted folded lines of the selected "what". */
-static size_t folded_lines(struct kp_analysis *an, struct fline **out)
+static size_t folded_lines(struct kp_analysis *an, enum kp_what w,
+			   struct fline **out)
 {
 	struct kp_wstack *ws;
-	size_t n = kp_what_stacks(an, what_of(an), &ws), nl = 0;
+	size_t n = kp_what_stacks(an, w, &ws), nl = 0;
 	struct fline *l = xrealloc_array(NULL, n ? n : 1, sizeof(*l));
 	char buf[256];
 	for (size_t i = 0; i < n; i++) {
@@ -256,8 +257,9 @@ static const char svg_script[] =
 " mt.textContent=re===''?'':'matched '+(tot?(100*m/tot).toFixed(1):'0')+'%';}\n"
 "]]></script>\n";
 
-static int write_svg(struct kp_analysis *an, FILE *out,
-		     const struct fline *l, size_t nl)
+/* @return the SVG's height in px. */
+static unsigned write_svg(enum kp_what w, FILE *out, const struct fline *l,
+			  size_t nl)
 {
 	struct node root;
 	memset(&root, 0, sizeof(root));
@@ -275,7 +277,6 @@ static int write_svg(struct kp_analysis *an, FILE *out,
 			s += len + (e ? 1 : 0);
 		}
 	}
-	enum kp_what w = what_of(an);
 	const char *what = w == KP_WHAT_CPU ? "CPU time" :
 			   w == KP_WHAT_ALLOC ? "allocated bytes" :
 			   w == KP_WHAT_LIVE ? "bytes in use at the heap peak" :
@@ -309,13 +310,29 @@ static int write_svg(struct kp_analysis *an, FILE *out,
 		svg_frame(&g, &root, 0, 0);
 	fputs("</svg>\n", out);
 	tree_free(&root);
-	return 0;
+	return (unsigned)height;
+}
+
+static void free_lines(struct fline *l, size_t nl)
+{
+	for (size_t i = 0; i < nl; i++)
+		free(l[i].s);
+	free(l);
+}
+
+unsigned kp_flame_svg(struct kp_analysis *an, enum kp_what w, FILE *out)
+{
+	struct fline *l;
+	size_t nl = folded_lines(an, w, &l);
+	unsigned h = nl ? write_svg(w, out, l, nl) : 0;
+	free_lines(l, nl);
+	return h;
 }
 
 int kp_flame_command(struct kp_analysis *an, FILE *out)
 {
 	struct fline *l;
-	size_t nl = folded_lines(an, &l);
+	size_t nl = folded_lines(an, what_of(an), &l);
 	if (!nl)
 		warning("no %s data in the trace%s",
 			an->opts->what ? an->opts->what : "cpu",
@@ -325,10 +342,8 @@ int kp_flame_command(struct kp_analysis *an, FILE *out)
 		for (size_t i = 0; i < nl; i++)
 			fprintf(out, "%s %" PRIu64 "\n", l[i].s, l[i].v);
 	} else {
-		write_svg(an, out, l, nl);
+		write_svg(what_of(an), out, l, nl);
 	}
-	for (size_t i = 0; i < nl; i++)
-		free(l[i].s);
-	free(l);
+	free_lines(l, nl);
 	return 0;
 }

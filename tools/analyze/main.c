@@ -56,7 +56,9 @@ static const char usage_text[] =
 	"                     files, CPU by function\n"
 	"\n"
 	"options:\n"
-	"  --format FMT       text (default) or json (schema kprof-report/1)\n"
+	"  --format FMT       text (default), json (schema kprof-report/1) or\n"
+	"                     html (one page that draws the JSON report, with\n"
+	"                     the heap over time and flame graphs)\n"
 	"  --top N            rows in each ranking (default 10)\n"
 	"  -o, --output FILE  write the report to FILE instead of stdout\n"
 	"  --no-symbols       do not read debug info; show module+offset\n"
@@ -106,6 +108,8 @@ static int parse_format(const char *s, enum kp_format *f)
 		*f = KP_FMT_TEXT;
 	else if (!strcmp(s, "json"))
 		*f = KP_FMT_JSON;
+	else if (!strcmp(s, "html"))
+		*f = KP_FMT_HTML;
 	else
 		return -1;
 	return 0;
@@ -157,7 +161,7 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 		switch (c) {
 		case OPT_FORMAT:
 			if (parse_format(optarg, &opts->format) < 0)
-				usage_error("unknown format '%s' (text, json)",
+				usage_error("unknown format '%s' (text, json, html)",
 					    optarg);
 			break;
 		case OPT_TOP: {
@@ -367,6 +371,8 @@ int main(int argc, char **argv)
 		usage_error("--fail-on is for the commands that analyze");
 	if (!strcmp(opts.command, "dump"))
 		return dump(&opts, argc - optind, argv + optind);
+	if (!strcmp(opts.command, "diff") && opts.format == KP_FMT_HTML)
+		usage_error("diff writes text or json, not html");
 	if (!strcmp(opts.command, "diff") && !opts.nbase)
 		usage_error("diff wants the traces to compare with: --base FILE");
 	/* where a flame graph goes without -o */
@@ -415,6 +421,8 @@ int main(int argc, char **argv)
 		bad_cmd = kp_flame_command(an, out);
 	else if (opts.format == KP_FMT_JSON)
 		kp_report_json(an, out);
+	else if (opts.format == KP_FMT_HTML)
+		kp_report_html(an, out);
 	else
 		kp_report_text(an, out);
 	int bad = ferror(out) || bad_cmd;

@@ -1,0 +1,256 @@
+"""kprof-analyze --format html: one page that draws the JSON report.
+
+The page must carry the JSON report exactly as --format json writes it,
+the script tools/analyze/report_html.js exactly as it is, and the flame
+graphs exactly as `kprof-analyze flame` draws them. What the script draws
+is checked too: node runs it on the page's data (tests/integ/
+html_render.js, as a browser would) and the tables must hold the report's
+numbers for programs with known behaviour (tests/apps/demo.c, sqlite_app.c,
+cpuwork.c). Strings from the trace (a program's arguments here) can
+neither end the page's script element nor become markup.
+"""
+import base64
+import html
+import html.parser
+import json
+import os
+import re
+import subprocess
+
+from kptest import (ANALYZE, SRC, Fail, Tap, Tmp, analyze, analyze_raw, app,
+                    clean_env, need, run)
+
+t = Tap()
+RENDER = os.path.join(SRC, "tests", "integ", "html_render.js")
+VOID = {"br", "img", "input", "meta", "link", "hr", "wbr"}
+
+
+class Page(html.parser.HTMLParser):
+    """Tables by class (rows of cell texts), the open/close balance, the
+    iframes, every start tag."""
+
+    def __init__(self, text):
+        super().__init__(convert_charrefs=True)
+        self.tables, self.tags, self.iframes, self.errors = {}, [], [], []
+        self.open = []
+        self.rows = self.cell = None
+        self.feed(text)
+        self.close()
+        if self.open:
+            self.errors.append("left open: %r" % self.open)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag == "iframe":
+            self.iframes.append(a)
+        if tag == "table":
+            self.rows = self.tables.setdefault(a.get("class", ""), [])
+        elif tag == "tr" and self.rows is not None:
+            self.rows.append([])
+        elif tag in ("td", "th") and self.rows is not None:
+            self.cell = []
+        if tag not in VOID:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        if not self.open or self.open[-1] != tag:
+            self.errors.append("</%s> closes %r" % (tag, self.open[-3:]))
+            return
+        self.open.pop()
+        if tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(" ".join("".join(self.cell).split()))
+            self.cell = None
+        elif tag == "table":
+            self.rows = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+    def body(self, cls):
+        """The rows of the table of that class, without its header."""
+        return self.tables.get(cls, [])[1:]
+
+
+def page_parts(text):
+    """The page's JSON text and script, as a browser finds them."""
+    d = re.search(r'<script type="application/json" id="kprof-data">'
+                  r'(.*?)</script>', text, re.S)
+    s = re.search(r"<script>\n(.*?)</script>", text, re.S)
+    if not d or not s:
+        raise Fail("no data or script element in the page")
+    return d.group(1), s.group(1)
+
+
+def render(path):
+    p = subprocess.run([need("node"), RENDER, path], capture_output=True,
+                       text=True, timeout=60)
+    if p.returncode:
+        raise Fail("the page's script failed under node: %s" % p.stderr)
+    return p.stdout
+
+
+def html_report(traces, d, extra=()):
+    """(page text, its JSON as parsed, drawn Page) of the traces."""
+    out = os.path.join(d, "report.html")
+    rc, so, se = analyze_raw(["--format", "html", "-o", out] + list(extra) +
+                             list(traces))
+    if rc or so or se:
+        raise Fail("kprof-analyze --format html: %d %r %r" % (rc, so, se))
+    with open(out) as f:
+        text = f.read()
+    data, _ = page_parts(text)
+    return text, json.loads(data), Page(render(out))
+
+
+def flames(text):
+    """The page's flame graphs: {title: SVG text}."""
+    got = {}
+    for m in re.finditer(r'<iframe title="([^"]*)" height="\d+" '
+                         r'src="data:image/svg\+xml;base64,([^"]*)"', text):
+        got[m.group(1)] = base64.b64decode(m.group(2)).decode()
+    return got
+
+
+def flame_svg(traces, what):
+    rc, out, err = analyze_raw(["flame", "--what", what] + list(traces))
+    if rc:
+        raise Fail("flame --what %s: %d %s" % (what, rc, err))
+    return out if "<g class=\"f\">" in out else None
+
+
+with open(os.path.join(SRC, "tools", "analyze", "report_html.js")) as f:
+    SCRIPT = f.read()
+
+# demo: a known leak (10,000 blocks of 64 bytes at parse_request), I/O to
+# its log with fsyncs, allocations; no CPU samples.
+with t.section("demo"):
+    with Tmp() as d:
+        r = run([app("demo")], d)
+        t.eq(r.rc, 0, "demo runs")
+        rep = analyze(r.traces)
+        text, data, pg = html_report(r.traces, d)
+        t.ok(text.startswith("<!DOCTYPE html>\n"), "an HTML5 page")
+        t.ok(re.search(r"<title>kprof report: demo \(%d\)</title>" % r.pid,
+                       text), "titled with the program and its pid")
+        t.eq(data, rep, "the page's data is the JSON report")
+        t.eq(page_parts(text)[1], SCRIPT, "the page's script is "
+             "report_html.js as it is")
+        t.eq(pg.errors, [], "the drawn report's elements nest and close")
+        procs = pg.body("procs")
+        t.eq([(p[0], p[5]) for p in procs], [(str(r.pid), "exit(0)")],
+             "processes: demo's pid, ended exit(0)", procs)
+        t.eq([a[2] for a in pg.body("advice")],
+             [a["code"] for a in rep["advice"]],
+             "advice: the report's findings in its order")
+        leaks = pg.body("leaks")
+        t.eq(len(leaks), len(rep["memory"]["leaks"]),
+             "leaks: one row a group")
+        t.eq(leaks[0][:2], ["625.0 KiB", "10,000"],
+             "leaks: the first, 625.0 KiB in 10,000 blocks", leaks[:1])
+        t.ok(leaks[0][2].startswith("high") and
+             leaks[0][3].startswith("parse_request (demo.c:32)"),
+             "leaks: high confidence, at parse_request (demo.c:32)",
+             leaks[:1])
+        tl = rep["trace"]["processes"][0]["memory"]["timeline"]["max_in_use"]
+        poly = [a for tag, a in pg.tags if tag == "polygon"]
+        t.eq([len(p["points"].split()) for p in poly], [len(tl) + 2],
+             "the heap over time: one chart, a point per slice")
+        got = flames(text)
+        t.eq(sorted(got), ["Allocated bytes"],
+             "flame graphs: allocated bytes only (no CPU samples)")
+        t.eq(got.get("Allocated bytes"), flame_svg(r.traces, "alloc"),
+             "its SVG is `flame --what alloc`'s")
+        nav = re.search(r"<nav>(.*?)</nav>", render(os.path.join(
+            d, "report.html")), re.S).group(1)
+        t.eq(re.findall(r'href="#(\w+)"', nav),
+             ["advice", "memory", "io", "app", "flame"],
+             "the sections it has, linked in order")
+
+# sqlite_app: known queries (an autocommit storm, N+1 loops, full scans,
+# a duplicate); CPU samples of cpuwork.
+with t.section("queries and CPU"):
+    with Tmp() as d:
+        r = run([app("sqlite_app"), os.path.join(d, "app.db")], d)
+        t.eq((r.rc, r.err), (0, ""), "sqlite_app runs")
+        rep = analyze(r.traces)
+        text, data, pg = html_report(r.traces, d)
+        q = rep["queries"]
+        fps = pg.body("fps")
+        t.eq([(f[0], f[2]) for f in fps],
+             [(" ".join(f["fingerprint"].split()), "{:,}".format(f["calls"]))
+              for f in q["fingerprints"]],
+             "fingerprints: each with its calls, by total time")
+        t.eq(len(pg.body("nplus1")), len(q["n_plus_one"]),
+             "N+1: a row each (%d)" % len(q["n_plus_one"]))
+        t.eq([i[2] for i in pg.body("index")],
+             [i["statement"] for i in q["index_advice"]],
+             "index advice: the CREATE INDEX statements")
+        t.eq(len(pg.body("storms")), len(q["write_storms"]),
+             "write storms: a row each")
+        t.eq(pg.body("threads"), [], "no CPU section without samples")
+    with Tmp() as d:
+        r = run([app("cpuwork"), "split", "20000"], d,
+                prof={"MEMORY": "0", "CPU": "1", "CPU_HZ": "1000"})
+        t.eq(r.rc, 0, "cpuwork runs")
+        rep = analyze(r.traces)
+        text, data, pg = html_report(r.traces, d)
+        funcs = pg.body("funcs")
+        t.ok(rep["cpu"]["samples"] >= 50 and funcs and
+             funcs[0][0] == rep["cpu"]["functions"][0]["function"],
+             "CPU: the functions by self time, %s first" %
+             rep["cpu"]["functions"][0]["function"], funcs[:2])
+        t.eq(len(funcs), min(50, len(rep["cpu"]["functions"])),
+             "CPU: at most 50 functions")
+        got = flames(text)
+        t.eq(sorted(got), ["CPU time"], "flame graphs: CPU time only "
+             "(memory not recorded)")
+        t.eq(got.get("CPU time"), flame_svg(r.traces, "cpu"),
+             "its SVG is `flame --what cpu`'s")
+        t.eq(pg.body("leaks"), [], "no memory tables: not recorded")
+
+# A program's arguments are the trace's strings that anyone can choose.
+HOSTILE = ("</script><script>alert(1)</script><!--<img src=x "
+           "onerror=alert(2)>\u00e9\u2028")
+with t.section("strings from the trace"):
+    with Tmp() as d:
+        r = run(["/bin/true", HOSTILE], d)
+        t.eq(r.rc, 0, "/bin/true runs")
+        text, data, pg = html_report(r.traces, d)
+        t.eq(data["trace"]["processes"][0]["argv"], ["/bin/true", HOSTILE],
+             "the argument survives in the page's data")
+        t.eq(len(re.findall(r"</script", text, re.I)), 2,
+             "no </script> but the page's own two")
+        t.ok("<!--" not in text and "<img" not in text,
+             "no comment or img start in the page")
+        drawn = render(os.path.join(d, "report.html"))
+        t.ok("<script" not in drawn and "<img" not in drawn,
+             "the drawn report has no script or img element")
+        t.ok(html.escape(HOSTILE) in drawn.replace("&#39;", "&#x27;"),
+             "the argument is drawn as text")
+        t.eq(pg.errors, [], "the drawn report's elements nest and close")
+
+with t.section("options"):
+    with Tmp() as d:
+        r = run([app("demo")], d)
+        out = os.path.join(d, "env.html")
+        p = subprocess.run([ANALYZE, "-o", out] + r.traces,
+                           env=clean_env({"KOTOBA_REPORT_FORMAT": "html"}),
+                           capture_output=True, text=True, timeout=60)
+        with open(out) as f:
+            t.ok(p.returncode == 0 and f.read().startswith("<!DOCTYPE"),
+                 "KOTOBA_REPORT_FORMAT=html writes the page", p.stderr)
+        rc, so, se = analyze_raw(["diff", "--format", "html", "--base"] +
+                                 r.traces + r.traces)
+        t.eq((rc, se.splitlines()[:1]),
+             (2, ["kprof-analyze: diff writes text or json, not html"]),
+             "diff: no html, a usage error")
+        rc, so, se = analyze_raw(["--format", "xml"] + r.traces)
+        t.ok(rc == 2 and "(text, json, html)" in se,
+             "an unknown format names the three", se)
+
+t.done()

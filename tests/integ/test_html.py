@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+from decimal import ROUND_HALF_UP, Decimal
 
 from kptest import (ANALYZE, SRC, Fail, Tap, Tmp, analyze, analyze_raw, app,
                     clean_env, need, run)
@@ -110,10 +111,23 @@ def html_report(traces, d, extra=()):
 def flames(text):
     """The page's flame graphs: {title: SVG text}."""
     got = {}
-    for m in re.finditer(r'<iframe title="([^"]*)" height="\d+" '
+    for m in re.finditer(r'<iframe title="([^"]*)" loading="lazy" '
+                         r'height="\d+" '
                          r'src="data:image/svg\+xml;base64,([^"]*)"', text):
         got[m.group(1)] = base64.b64decode(m.group(2)).decode()
     return got
+
+
+def html_size(n):
+    """A byte count as the page shows it (toFixed(1) rounds a tie up)."""
+    units, i, v = ["B", "KiB", "MiB", "GiB", "TiB"], 0, float(n)
+    while v >= 1024 and i < len(units) - 1:
+        v /= 1024
+        i += 1
+    if not i:
+        return "{:,} B".format(n)
+    return "%s %s" % (Decimal(v).quantize(Decimal("0.1"), ROUND_HALF_UP),
+                      units[i])
 
 
 def flame_svg(traces, what):
@@ -212,6 +226,54 @@ with t.section("queries and CPU"):
         t.eq(got.get("CPU time"), flame_svg(r.traces, "cpu"),
              "its SVG is `flame --what cpu`'s")
         t.eq(pg.body("leaks"), [], "no memory tables: not recorded")
+
+# cc1plus leaves thousands of small leak groups: the page draws the
+# largest 200 and says how many more (and their bytes) its data holds.
+with t.section("many leak groups"):
+    with Tmp() as d:
+        with open(os.path.join(d, "x.cc"), "w") as f:
+            f.write("#include <map>\n#include <string>\n#include <vector>\n"
+                    "int main() { std::map<std::string, std::vector<int>> m;"
+                    " m[\"a\"].push_back(1); return (int)m.size() - 1; }\n")
+        r = run([need("g++"), "-O2", "-c", "x.cc"], d,
+                prof={"PROGRAMS": "cc1plus"}, timeout=120)
+        t.eq((r.rc, len(r.traces)), (0, 1), "g++ -c runs, cc1plus traced")
+        text, data, pg = html_report(r.traces, d)
+        leaks = data["memory"]["leaks"]
+        rows = pg.body("leaks")
+        t.ok(len(leaks) > 1000 and len(rows) == 200,
+             "%d groups in the data, the largest 200 drawn" % len(leaks))
+        t.eq([row[0] for row in rows[:3]], [
+            html_size(g["bytes"]) for g in leaks[:3]],
+             "drawn in the report's order")
+        drawn = render(os.path.join(d, "report.html"))
+        rest = sum(g["bytes"] for g in leaks[200:])
+        t.ok("And {:,} smaller groups, {} in all".format(
+            len(leaks) - 200, html_size(rest)) in drawn,
+             "the rest counted with their bytes")
+
+# forkstorm: a process tree of tens of traces, merged. The heap charts
+# are the 12 highest peaks' (a chart needs two slices and some heap).
+with t.section("many processes"):
+    with Tmp() as d:
+        r = run([app("forkstorm")], d)
+        t.ok(r.rc == 0 and len(r.traces) > 20, "forkstorm runs: %d traces"
+             % len(r.traces))
+        text, data, pg = html_report(r.traces, d)
+        procs = data["trace"]["processes"]
+        t.eq(len(pg.body("procs")), len(procs), "a row each process")
+        tl = [p for p in procs if p["memory"]["recorded"] and
+              len(p["memory"]["timeline"]["max_in_use"]) > 1 and
+              max(p["memory"]["timeline"]["max_in_use"])]
+        tl.sort(key=lambda p: -p["memory"]["peak_bytes"])
+        drawn = render(os.path.join(d, "report.html"))
+        shown = [int(x) for x in re.findall(
+            r"<figcaption>Process (\d+) ", drawn)]
+        t.ok(len(tl) > 12 and shown == [p["pid"] for p in tl[:12]],
+             "the heap over time of the 12 highest peaks of %d" % len(tl),
+             shown)
+        t.ok("The heap over time of %d more processes" % (len(tl) - 12)
+             in drawn, "the others counted")
 
 # A program's arguments are the trace's strings that anyone can choose.
 HOSTILE = ("</script><script>alert(1)</script><!--<img src=x "

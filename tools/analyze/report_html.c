@@ -159,7 +159,7 @@ static void put_flames(struct kp_analysis *an, FILE *out)
 				      "its weight, click to zoom in, Escape to "
 				      "zoom out.</p>\n", out);
 			any = 1;
-			fprintf(out, "<h3>%s</h3>\n<iframe title=\"%s\" "
+			fprintf(out, "<h3>%s</h3>\n<iframe title=\"%s\" loading=\"lazy\" "
 				"height=\"%u\" src=\"data:image/svg+xml;"
 				"base64,", graphs[i].title, graphs[i].title,
 				height + 4);

@@ -286,6 +286,13 @@ var KP = (function () {
 		], rows);
 	}
 
+	/* A program that leaks much (cc1plus: 6,775 groups) would make a page
+	 * that takes a browser seconds to draw; the largest groups are the
+	 * ones to read. */
+	var LEAK_ROWS = 200;
+	/* Charts of the heap over time, one a process. */
+	var CHARTS = 12;
+
 	function memory(m, procs) {
 		if (!m.recorded)
 			return section('memory', 'Memory', '<p>Not recorded ' +
@@ -304,8 +311,20 @@ var KP = (function () {
 			['temporary', esc(num(m.temporary_allocs)) +
 				' (freed at once)']
 		]);
-		for (var i = 0; i < procs.length; i++)
-			h += heapChart(procs[i]);
+		/* the processes with the highest heap peaks, as the text
+		 * report's table of the busiest */
+		var charts = procs.filter(function (pr) {
+			return pr.memory && pr.memory.recorded;
+		}).sort(function (x, y) {
+			return y.memory.peak_bytes - x.memory.peak_bytes;
+		}).map(heapChart).filter(function (c) { return c; });
+		for (var i = 0; i < charts.length && i < CHARTS; i++)
+			h += charts[i];
+		if (charts.length > CHARTS)
+			h += '<p class="dim">The heap over time of ' +
+				esc(num(charts.length - CHARTS)) + ' more ' +
+				'processes with smaller peaks is in the page\'s ' +
+				'data.</p>';
 		var sizes = list(m.sizes);
 		if (sizes.length) {
 			var most = 0;
@@ -322,7 +341,19 @@ var KP = (function () {
 				}]
 			], sizes));
 		}
-		var leaks = list(m.leaks);
+		var leaks = list(m.leaks), more = '';
+		if (leaks.length > LEAK_ROWS) {
+			var rest = 0;
+			for (i = LEAK_ROWS; i < leaks.length; i++)
+				rest += leaks[i].bytes;
+			more = '<p class="dim">And ' +
+				esc(num(leaks.length - LEAK_ROWS)) + ' smaller ' +
+				'groups, ' + esc(bytes(rest)) + ' in all: every ' +
+				'group is in the page\'s data (the element ' +
+				'#kprof-data) and in <code>kprof-analyze leaks' +
+				'</code>.</p>';
+			leaks = leaks.slice(0, LEAK_ROWS);
+		}
 		h += sub('Leaks (in use at exit, by stack)', leaks.length ?
 			table('leaks', [
 				['bytes', function (r) { return b(r.bytes); }],
@@ -335,7 +366,8 @@ var KP = (function () {
 						'</div>';
 				}],
 				['stack', function (r) { return stack(r.stack); }]
-			], leaks) : '<p>No leak: every block was freed.</p>');
+			], leaks) + more :
+			'<p>No leak: every block was freed.</p>');
 		var tops = [['top_by_bytes', 'Most bytes allocated'],
 			    ['top_by_calls', 'Most allocation calls'],
 			    ['top_by_peak', 'Most in use at the heap peak'],

@@ -306,6 +306,114 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
 	snprintf(x->key, sizeof(x->key), "other leaks");
 }
 
+/*
+ * MEM03: a process whose heap kept growing. Its floor (the least in use)
+ * in each quarter of its run after the first (start-up) rose quarter by
+ * quarter, by GROW_MIN bytes and a fifth of its peak at least, in a run of
+ * GROW_RUN_NS or more: a short tool's heap grows while it works, a
+ * long-running program's should level off. The last slice is left out
+ * (a clean exit frees everything there). The sites named are the
+ * program's that grew most between the memory pass's two snapshots
+ * (kp_mem_totals.grow_from_ns, grow_to_ns).
+ */
+#define GROW_RUN_NS 5000000000ull
+#define GROW_MIN (1u << 20)
+#define GROW_SITES 3
+
+static uint64_t heap_floor(const struct kp_mem_totals *m, uint32_t from,
+			   uint32_t to)
+{
+	uint64_t f = UINT64_MAX;
+	for (uint32_t i = from; i < to; i++)
+		if (m->heap_min[i] < f)
+			f = m->heap_min[i];
+	return f;
+}
+
+static void advise_growth(struct kp_analysis *an, struct kp_advice_list *l)
+{
+	const struct kp_site *const *all;
+	size_t nall = kp_mem_top_bytes(an, &all);
+	char a[32], b[32], c[32], d[32], w[200];
+	for (size_t i = 0; i < an->nprocs; i++) {
+		const struct kp_proc *p = an->procs[i];
+		const struct kp_mem_totals *m = kp_mem_proc_totals(an, p);
+		if (!m || p->mem_off || p->duration_ns < GROW_RUN_NS ||
+		    m->nslices < 9)
+			continue;
+		uint32_t n = m->nslices - 1, q = n / 4;
+		uint64_t f2 = heap_floor(m, q, 2 * q),
+			 f3 = heap_floor(m, 2 * q, 3 * q),
+			 f4 = heap_floor(m, 3 * q, n);
+		if (!(f2 < f3 && f3 < f4) || f4 - f2 < GROW_MIN ||
+		    kp_sat_mul(f4 - f2, 5) < m->peak_bytes)
+			continue;
+		/* the program's sites that grew most */
+		const struct kp_site *top[GROW_SITES] = { NULL };
+		for (size_t k = 0; k < nall; k++) {
+			const struct kp_site *x = all[k];
+			if (x->exe != p->exe_id || !x->grew_bytes)
+				continue;
+			for (int r = 0; r < GROW_SITES; r++) {
+				if (top[r] && top[r]->grew_bytes >= x->grew_bytes)
+					continue;
+				memmove(top + r + 1, top + r, (GROW_SITES - 1 - r) *
+					sizeof(*top));
+				top[r] = x;
+				break;
+			}
+		}
+		/* a rising floor is at each quarter's start: two quarters */
+		uint64_t span = (uint64_t)(2 * q) * m->slice_ns;
+		double per_min = span ? (double)(f4 - f2) * 60e9 / (double)span
+				      : 0;
+		struct kp_advice *x = kp_advice_add(l, "memory", "MEM03",
+						    KP_SEV_WARN);
+		snprintf(x->title, sizeof(x->title), "heap keeps growing: +%s "
+			 "in the second half of the run (about %s a minute)%s",
+			 kp_fmt_bytes(a, sizeof(a), f4 - f2),
+			 kp_fmt_bytes(b, sizeof(b), (uint64_t)per_min),
+			 top[0] ? site_name(an, top[0]->gstack, w, sizeof(w))
+				: "");
+		int k = snprintf(x->evidence, sizeof(x->evidence),
+			 "process %" PRId64 ": the least in use in each quarter "
+			 "of its %s run after the first: %s, %s, %s (peak %s)",
+			 p->pid, kp_fmt_ns(a, sizeof(a), p->duration_ns),
+			 kp_fmt_bytes(b, sizeof(b), f2),
+			 kp_fmt_bytes(c, sizeof(c), f3),
+			 kp_fmt_bytes(d, sizeof(d), f4),
+			 kp_fmt_bytes(w, sizeof(w), m->peak_bytes));
+		for (int r = 0; r < GROW_SITES && top[r] && k > 0 &&
+		     (size_t)k < sizeof(x->evidence); r++) {
+			char where[200];
+			const char *at = site_name(an, top[r]->gstack, where,
+						   sizeof(where));
+			k += snprintf(x->evidence + k, sizeof(x->evidence) -
+				      (size_t)k, "%s%s +%s", r ? "," :
+				      "; grew most:", *at ? at : " ?",
+				      kp_fmt_bytes(a, sizeof(a),
+						   top[r]->grew_bytes));
+		}
+		if (top[0] && k > 0 && (size_t)k < sizeof(x->evidence))
+			snprintf(x->evidence + k, sizeof(x->evidence) -
+				 (size_t)k, " (from %s to %s)",
+				 kp_fmt_ns(a, sizeof(a), m->grow_from_ns),
+				 kp_fmt_ns(b, sizeof(b), m->grow_to_ns));
+		x->action = "find what keeps these blocks: a cache, queue, list "
+			"or map that only grows, or objects still referenced "
+			"after their last use; bound it, or drop what is done "
+			"with (kprof-analyze memory: the sites at the heap peak)";
+		x->bytes = f4 - f2;
+		if (top[0]) {
+			x->gstack = top[0]->gstack;
+			site_key(an, top[0]->gstack, x->key, sizeof(x->key));
+		} else {
+			snprintf(x->key, sizeof(x->key), "heap growth: %s",
+				 kp_base_name(p->exe ? p->exe : "?"));
+		}
+	}
+}
+
 /* MEM02: sites most of whose many blocks are freed at once (heaptrack's
  * temporary allocations): an allocator round trip for nothing kept. */
 static void advise_temporary(struct kp_analysis *an, struct kp_advice_list *l)
@@ -489,8 +597,10 @@ static void advise_finish(void *st, struct kp_analysis *an)
 		s->query_ns = kp_sat_add(s->query_ns, f.total_ns);
 	}
 
-	if (m)
+	if (m) {
 		advise_leaks(an, &s->l, s->peak_bytes);
+		advise_growth(an, &s->l);
+	}
 	kp_io_advise(an, &s->l);
 	kp_query_advise(an, &s->l);
 	if (m)

@@ -696,6 +696,14 @@ struct kp_mem_totals {
 	uint64_t slice_ns, slice_end, slice_max;
 	uint32_t nslices;
 	uint64_t heap[KP_HEAP_SLICES];
+	/* and the least in use in each slice (the heap's floor) */
+	uint64_t slice_min;
+	uint64_t heap_min[KP_HEAP_SLICES];
+	/* the times (ns of the trace, a power of two of 1 ms) between which
+	 * the sites' growth was measured (kp_site.grew_bytes): the last such
+	 * time before the end, and the one before; 0 and 0 in a run of less
+	 * than 2 ms */
+	uint64_t grow_from_ns, grow_to_ns;
 	/* allocation calls and bytes by size class (KP_SIZE_CLASSES) */
 	uint64_t size_calls[KP_SIZE_CLASSES], size_bytes[KP_SIZE_CLASSES];
 };
@@ -712,6 +720,9 @@ struct kp_site {
 	uint64_t peak_bytes;     /* the most in use from here at one time, in
 				  * one process (heaptrack's peak consumers) */
 	uint64_t leaked_blocks, leaked_bytes;
+	/* how much more was in use from here at grow_to_ns than at
+	 * grow_from_ns (kp_mem_totals), in its processes together */
+	uint64_t grew_bytes;
 	int64_t *pids;           /* processes with leaks here */
 	uint32_t npids, pids_cap;
 	uint32_t nprocs;         /* processes that allocated here */

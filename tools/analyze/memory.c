@@ -101,6 +101,14 @@ struct mem_state {
 	struct kp_early early; /* frees stamped before their ALLOC */
 	/* ts of the 2^k-th allocation of the trace, for "start-up" */
 	uint64_t pow2_ts[64];
+	/* the sites' bytes in use at the last two times 2^k ms of the
+	 * trace that it reached (snap[1] the later), for their growth */
+	struct {
+		uint64_t ts;
+		uint64_t *live; /* per local stack; n of them */
+		size_t n, cap;
+	} snap[2];
+	uint64_t next_snap;
 	/* all traces */
 	struct kp_mem_totals total;
 	struct kp_site *sites;
@@ -363,10 +371,14 @@ static int heap_slices_merge(struct kp_mem_totals *c)
 		c->slice_end = UINT64_MAX; /* no more slices */
 		return -1;
 	}
-	for (uint32_t i = 0; i < KP_HEAP_SLICES / 2; i++)
+	for (uint32_t i = 0; i < KP_HEAP_SLICES / 2; i++) {
 		c->heap[i] = c->heap[2 * i] > c->heap[2 * i + 1]
 				     ? c->heap[2 * i]
 				     : c->heap[2 * i + 1];
+		c->heap_min[i] = c->heap_min[2 * i] < c->heap_min[2 * i + 1]
+					 ? c->heap_min[2 * i]
+					 : c->heap_min[2 * i + 1];
+	}
 	c->nslices = KP_HEAP_SLICES / 2;
 	c->slice_ns *= 2;
 	c->slice_end = (c->nslices + 1) * c->slice_ns;
@@ -379,7 +391,7 @@ static __attribute__((noinline)) void heap_slices_close(
 	if (!c->slice_ns) {
 		c->slice_ns = 1000000;
 		c->slice_end = c->slice_ns;
-		c->slice_max = c->live_bytes;
+		c->slice_max = c->slice_min = c->live_bytes;
 	}
 	while (ts >= c->slice_end) {
 		if (c->nslices == KP_HEAP_SLICES) {
@@ -387,8 +399,9 @@ static __attribute__((noinline)) void heap_slices_close(
 				return;
 			continue;
 		}
+		c->heap_min[c->nslices] = c->slice_min;
 		c->heap[c->nslices++] = c->slice_max;
-		c->slice_max = c->live_bytes;
+		c->slice_max = c->slice_min = c->live_bytes;
 		c->slice_end = (c->nslices + 1) * c->slice_ns;
 	}
 }
@@ -405,6 +418,7 @@ static void heap_slices_end(struct kp_mem_totals *c, uint64_t ts)
 	heap_at(c, ts);
 	if (c->nslices == KP_HEAP_SLICES && heap_slices_merge(c) < 0)
 		return;
+	c->heap_min[c->nslices] = c->slice_min;
 	c->heap[c->nslices++] = c->slice_max;
 }
 
@@ -425,6 +439,8 @@ static void mem_live_sub(struct mem_state *ms, uint64_t size, uint64_t ts)
 {
 	heap_at(&ms->cur, ts);
 	ms->cur.live_bytes = kp_sat_sub(ms->cur.live_bytes, size);
+	if (ms->cur.live_bytes < ms->cur.slice_min)
+		ms->cur.slice_min = ms->cur.live_bytes;
 	if (ms->cur.live_blocks)
 		ms->cur.live_blocks--;
 }
@@ -606,6 +622,49 @@ static void mem_begin_trace(void *state, struct kp_trace *t)
 	ms->have_last = 0;
 	ms->nmsites = 0;
 	memset(ms->tl, 0, sizeof(ms->tl));
+	for (int k = 0; k < 2; k++) {
+		ms->snap[k].ts = 0;
+		ms->snap[k].n = 0;
+	}
+	ms->next_snap = 1000000; /* 1 ms */
+}
+
+/*
+ * The first event at or after next_snap: the sites' bytes in use then
+ * (before the event) become the later snapshot, the later the earlier.
+ * Each time 2^k ms the trace passed without an event had the same state.
+ * The times stop doubling at 2^62 ns: a hostile timestamp costs little.
+ */
+static __attribute__((noinline)) void mem_snapshot(struct mem_state *ms,
+						   uint64_t ts)
+{
+	while (ts >= ms->next_snap) {
+		uint64_t *old = ms->snap[0].live;
+		size_t old_cap = ms->snap[0].cap;
+		ms->snap[0] = ms->snap[1];
+		ms->snap[1].live = old;
+		ms->snap[1].cap = old_cap;
+		if (old_cap < ms->nmsites) {
+			ms->snap[1].cap = ms->nmsites;
+			ms->snap[1].live = xrealloc_array(old, ms->nmsites,
+							  sizeof(*old));
+		}
+		for (size_t i = 0; i < ms->nmsites; i++)
+			ms->snap[1].live[i] = ms->msites[i].live;
+		ms->snap[1].n = ms->nmsites;
+		ms->snap[1].ts = ms->next_snap;
+		if (ms->next_snap >= (uint64_t)1 << 62) {
+			ms->next_snap = UINT64_MAX;
+			break;
+		}
+		ms->next_snap *= 2;
+	}
+}
+
+/* Bytes from local stack i in use at snapshot k (0 if it came later). */
+static uint64_t snap_live(const struct mem_state *ms, int k, size_t i)
+{
+	return i < ms->snap[k].n ? ms->snap[k].live[i] : 0;
 }
 
 /* hash: pm_hash(&ms->map, e->ptr) */
@@ -613,6 +672,8 @@ static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 				       struct kp_trace *t,
 				       const struct kp_event *e, uint64_t hash)
 {
+	if (KP_UNLIKELY(e->ts >= ms->next_snap))
+		mem_snapshot(ms, e->ts);
 	switch (e->type) {
 	case KP_REC_ALLOC:
 		mem_alloc(ms, t, e->ts, e->ptr, hash, e->size, e->stack);
@@ -790,6 +851,9 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 		if (m->peak > s->peak_bytes) /* the largest of a process */
 			s->peak_bytes = m->peak;
 		s->nprocs++;
+		if (ms->snap[0].ts && snap_live(ms, 1, i) > snap_live(ms, 0, i))
+			s->grew_bytes = kp_sat_add(s->grew_bytes,
+				snap_live(ms, 1, i) - snap_live(ms, 0, i));
 		if (e->leaked_blocks) {
 			s->leaked_blocks = kp_sat_add(s->leaked_blocks,
 						      e->leaked_blocks);
@@ -813,6 +877,10 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 	ms->have_last = 0;
 
 	heap_slices_end(&ms->cur, t->last_ts);
+	if (ms->snap[0].ts) {
+		ms->cur.grow_from_ns = ms->snap[0].ts;
+		ms->cur.grow_to_ns = ms->snap[1].ts;
+	}
 	*pt = ms->cur;
 	pt->peak_pid = p->pid;
 	p->pass_data[ms->slot] = pt;
@@ -1105,6 +1173,8 @@ static void mem_free_state(void *state, struct kp_analysis *an)
 	free(ms->msites);
 	free(ms->unstored);
 	free(ms->temps);
+	free(ms->snap[0].live);
+	free(ms->snap[1].live);
 	free(ms->leaks);
 	free(ms->top_calls);
 	free(ms->top_bytes);

@@ -356,6 +356,11 @@ void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
 	for (uint32_t i = 0; i < m->nslices; i++)
 		kp_json_u64(j, m->heap[i]);
 	kp_json_end_array(j);
+	kp_json_key(j, "min_in_use");
+	kp_json_begin_array(j);
+	for (uint32_t i = 0; i < m->nslices; i++)
+		kp_json_u64(j, m->heap_min[i]);
+	kp_json_end_array(j);
 	kp_json_end_object(j);
 	kp_json_end_object(j);
 }

@@ -174,6 +174,15 @@ with t.section("demo"):
         poly = [a for tag, a in pg.tags if tag == "polygon"]
         t.eq([len(p["points"].split()) for p in poly], [len(tl) + 2],
              "the heap over time: one chart, a point per slice")
+        lo = rep["trace"]["processes"][0]["memory"]["timeline"]["min_in_use"]
+        line = [a["points"].split() for tag, a in pg.tags
+                if tag == "polyline" and a.get("class") == "floor"]
+        top = float(poly[0]["points"].split()[0].split(",")[1]) if poly \
+            else 0
+        t.ok(len(line) == 1 and len(line[0]) == len(lo) and
+             [float(p.split(",")[1]) == top for p in line[0]] ==
+             [x == 0 for x in lo],
+             "and its floor, a point per slice, on the axis where it is 0")
         got = flames(text)
         t.eq(sorted(got), ["Allocated bytes"],
              "flame graphs: allocated bytes only (no CPU samples)")

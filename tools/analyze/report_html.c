@@ -57,6 +57,7 @@ static const char style[] =
 	"svg.chart{width:100%;max-width:760px;height:auto}"
 	"svg.chart .area{fill:#9cb8dc;stroke:#3a6ea5}svg.chart .axis"
 	"{stroke:#888}svg.chart text{font:11px sans-serif;fill:#444}"
+	"svg.chart .floor{fill:none;stroke:#1b4f8a;stroke-width:1.5}"
 	"svg.chart .peak{fill:#c33}figure{margin:1em 0}"
 	"iframe{width:100%;max-width:1220px;border:1px solid #ccd}";
 

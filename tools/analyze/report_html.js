@@ -252,11 +252,21 @@ var KP = (function () {
 		for (i = 0; i < v.length; i++)
 			pts += ' ' + x(i).toFixed(1) + ',' + y(v[i]).toFixed(1);
 		pts += ' ' + x(v.length - 1).toFixed(1) + ',' + y(0).toFixed(1);
+		/* the floor (the least in use in each slice), as a line */
+		var lo = list(tl.min_in_use), floor = '';
+		if (lo.length === v.length) {
+			var fp = [];
+			for (i = 0; i < lo.length; i++)
+				fp.push(x(i).toFixed(1) + ',' +
+					y(Math.min(lo[i], max)).toFixed(1));
+			floor = '<polyline class="floor" points="' +
+				fp.join(' ') + '"/>';
+		}
 		var end = tl.slice_ns * v.length;
 		return '<figure><svg class="chart" viewBox="0 0 ' + W + ' ' + H +
 			'" role="img"><title>heap in use over time, process ' +
 			esc(pr.pid) + '</title>' +
-			'<polygon class="area" points="' + pts + '"/>' +
+			'<polygon class="area" points="' + pts + '"/>' + floor +
 			'<line class="axis" x1="' + L + '" y1="' + y(0) +
 			'" x2="' + (W - 10) + '" y2="' + y(0) + '"/>' +
 			'<text x="' + (L - 6) + '" y="' + (y(max) + 4) +
@@ -270,7 +280,8 @@ var KP = (function () {
 			'" cy="' + y(max).toFixed(1) + '" r="3"/></svg>' +
 			'<figcaption>Process ' + esc(pr.pid) + ' (' +
 			esc(base(pr.exe)) + '): the most heap in use in each ' +
-			esc(ns(tl.slice_ns)) + '; peak ' +
+			esc(ns(tl.slice_ns)) + (floor ? ' (area) and the ' +
+			'least (line)' : '') + '; peak ' +
 			esc(bytes(m.peak_bytes)) + ' at ' +
 			esc(ns(m.peak_time_ns)) + '.</figcaption></figure>';
 	}

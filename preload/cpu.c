@@ -284,7 +284,7 @@ static void thread_gone(void *arg)
 
 /* In a forked child: timers are not inherited, the rings hold the parent's
  * samples (which the parent writes). Start afresh on this thread. */
-static void after_fork_child(void)
+void kp_cpu_after_fork_child(void)
 {
 	if (!cpu.on)
 		return;
@@ -352,7 +352,7 @@ void kp_cpu_start(void)
 		return;
 	}
 	cpu.period_ns = 1000000000L / kp.cfg.cpu_hz;
-	pthread_atfork(NULL, NULL, after_fork_child);
+	pthread_atfork(NULL, NULL, kp_cpu_after_fork_child);
 	cpu.on = 1;
 	arm_self();
 }

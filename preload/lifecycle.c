@@ -135,7 +135,7 @@ static int app_key_ok;
 
 /* ---- fork ------------------------------------------------------------------ */
 
-static void fork_prepare(void)
+void kp_fork_prepare(void)
 {
 	if (!kp_recording())
 		return;
@@ -149,7 +149,7 @@ static void fork_prepare(void)
 	kp_arena_lock();
 }
 
-static void fork_parent(void)
+void kp_fork_parent(void)
 {
 	if (!kp_recording())
 		return;
@@ -163,7 +163,7 @@ static void fork_parent(void)
 	kp_busy_leave();
 }
 
-static void fork_child(void)
+void kp_fork_child(void)
 {
 	if (!kp_recording())
 		return;
@@ -329,7 +329,7 @@ __attribute__((constructor)) static void kp_ctor(void)
 		return;
 	kp_tls.busy = 1;
 	kp_pystack_init(); /* python3.11's frames, if this is python3.11 */
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	pthread_atfork(kp_fork_prepare, kp_fork_parent, kp_fork_child);
 	on_exit_registered = on_exit(on_exit_finish, NULL) == 0;
 	app_key_ok = pthread_key_create(&app_key, app_thread_gone) == 0;
 	kp_app_thread_start(); /* main */

@@ -69,6 +69,8 @@ void kp_real_resolve(void)
 	r.nanosleep = next("nanosleep");
 	r.clock_nanosleep = next("clock_nanosleep");
 	r.dlclose = (int (*)(void *))next("dlclose");
+	r.clone = (int (*)(int (*)(void *), void *, int, void *, ...))
+		next("clone");
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc) {
 		/* Without these the app cannot run at all: say why once. */
 		static const char msg[] =

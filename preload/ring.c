@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <linux/kcmp.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -127,6 +128,29 @@ struct kp_ring *kp_ring_self(void)
 	return r;
 }
 
+/*
+ * Is this process a copy of the traced one that no fork handler saw (a
+ * clone by a system call no interposer catches, hook_clone.c)? It has the
+ * rings but not the writer thread, so nothing will ever drain them: the
+ * ring has not moved for ORPHAN_ROUNDS waits, the pid is not the traced
+ * process's, and the memory is not shared with it (kcmp: a vfork child
+ * shares it, and the traced process's writer drains the ring for it).
+ * Then this process stops recording, says so, and goes on untraced.
+ */
+#define ORPHAN_ROUNDS 50 /* of 2 ms */
+static int orphaned(void)
+{
+	long pid = syscall(SYS_getpid);
+	if (pid == kp.pid ||
+	    syscall(SYS_kcmp, pid, (long)kp.pid, KCMP_VM, 0, 0) == 0)
+		return 0;
+	atomic_store(&kp.run, KP_ST_OFF);
+	atomic_store(&kp.writer_up, 0);
+	kp_warn("process %ld was cloned from %d without fork's handlers (a raw "
+		"clone system call): not traced", pid, (int)kp.pid);
+	return 1;
+}
+
 /* Wait for space in a full ring, or give up (and count) when no writer
  * will ever drain it. A wait is counted with its time, for the trace's
  * SNAPSHOT records: what kprof cost the app beyond its hooks.
@@ -148,8 +172,15 @@ static int wait_for_space(struct kp_ring *r, uint64_t h)
 	if (!atomic_load(&kp.writer_up))
 		return 0;
 	uint64_t t0 = kp_mono_ns();
-	int ok = 0, saved = errno; /* EINTR, ETIMEDOUT, EAGAIN */
+	uint64_t tail0 = atomic_load(&r->tail);
+	int ok = 0, saved = errno, still = 0; /* EINTR, ETIMEDOUT, EAGAIN */
 	while (atomic_load(&kp.writer_up)) {
+		if (atomic_load(&r->tail) != tail0) {
+			tail0 = atomic_load(&r->tail);
+			still = 0;
+		} else if (++still == ORPHAN_ROUNDS && orphaned()) {
+			break;
+		}
 		uint32_t seq = atomic_load(&r->space_seq);
 		/* the writer moves the tail, then reads waiters; this adds
 		 * to waiters, then reads the tail (both sequentially

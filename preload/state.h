@@ -406,12 +406,19 @@ struct kp_real {
 	int (*clock_nanosleep)(int, int, const struct timespec *,
 			       struct timespec *);
 	int (*dlclose)(void *); /* unwind.c */
+	int (*clone)(int (*)(void *), void *, int, void *, ...); /* hook_clone.c */
 };
 
 KP_HIDDEN extern struct kp_real kp_real;
 extern _Atomic int kp_resolving; /* dlsym in progress: use the boot pool */
 
 void kp_real_resolve(void);
+/* lifecycle.c's fork handlers (pthread_atfork), and cpu.c's child one:
+ * hook_clone.c runs them around a clone that is a fork. */
+void kp_fork_prepare(void);
+void kp_fork_parent(void);
+void kp_fork_child(void);
+void kp_cpu_after_fork_child(void);
 void kp_io_real_fill(void); /* hook_io.c: the I/O functions */
 pid_t kp_gettid(void);
 long kp_sys_write(int fd, const void *buf, size_t n);

@@ -85,6 +85,7 @@ static void stream_opened(FILE *f, uint8_t how, const char *path,
 static FILE *do_fopen(const char *path, const char *mode)
 {
 	IO_REAL(fopen);
+	kp_app_counts_threads(AT_FDCWD, path, "/stat");
 	struct kp_tls *t = &kp_tls;
 	if (!kp_io_want(t))
 		return kp_io_real.fopen(path, mode);

@@ -262,8 +262,9 @@ static int await_threads_left(int others)
 
 int kp_writer_step_out(void)
 {
+	/* a thread just joined may still be on its way out of the group */
 	if (!kp_recording() || kp_tls.busy || syscall(SYS_getpid) != kp.pid ||
-	    atomic_load(&app_threads) != 1 || !threads_left(1))
+	    atomic_load(&app_threads) != 1 || !await_threads_left(1))
 		return 0;
 	kp_writer_park();
 	/* the call (unshare, setns) counts the writer until it is gone */

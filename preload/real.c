@@ -71,6 +71,10 @@ void kp_real_resolve(void)
 	r.dlclose = (int (*)(void *))next("dlclose");
 	r.clone = (int (*)(int (*)(void *), void *, int, void *, ...))
 		next("clone");
+	r.stat = next("stat");
+	r.lstat = next("lstat");
+	r.fstatat = next("fstatat");
+	r.statx = next("statx");
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc) {
 		/* Without these the app cannot run at all: say why once. */
 		static const char msg[] =

@@ -169,8 +169,14 @@ static int orphaned(void)
  * @return 1 when there is space. */
 static int wait_for_space(struct kp_ring *r, uint64_t h)
 {
-	if (!atomic_load(&kp.writer_up))
-		return 0;
+	if (!atomic_load(&kp.writer_up)) {
+		/* no writer thread: this one writes, if the writer stepped
+		 * out for the app (lifecycle.c) */
+		if (!kp_writer_parked())
+			return 0;
+		kp_writer_drain();
+		return h - atomic_load(&r->tail) <= r->mask;
+	}
 	uint64_t t0 = kp_mono_ns();
 	uint64_t tail0 = atomic_load(&r->tail);
 	int ok = 0, saved = errno, still = 0; /* EINTR, ETIMEDOUT, EAGAIN */

@@ -361,6 +361,8 @@ static inline uint64_t kp_ticks(void)
 
 /* ---- real functions and raw syscalls (real.c) ----------------------------- */
 
+struct stat;
+struct statx;
 struct kp_real {
 	void *(*malloc)(size_t);
 	void (*free)(void *);
@@ -407,6 +409,11 @@ struct kp_real {
 			       struct timespec *);
 	int (*dlclose)(void *); /* unwind.c */
 	int (*clone)(int (*)(void *), void *, int, void *, ...); /* hook_clone.c */
+	/* hook_stat.c */
+	int (*stat)(const char *, struct stat *);
+	int (*lstat)(const char *, struct stat *);
+	int (*fstatat)(int, const char *, struct stat *, int);
+	int (*statx)(int, const char *, int, unsigned, struct statx *);
 };
 
 KP_HIDDEN extern struct kp_real kp_real;
@@ -1052,6 +1059,11 @@ void kp_writer_exec(const char *path);
  * start it again (lifecycle.c). */
 void kp_writer_park(void);
 void kp_writer_unpark(void);
+/* Parked, in the traced process (not a copy a fork made)? Then a thread
+ * whose ring is full writes it out itself (kp_writer_drain), as the
+ * writer would. */
+int kp_writer_parked(void);
+void kp_writer_drain(void);
 /* The app's threads as glibc counts them, kprof's writer left out
  * (lifecycle.c): one more before pthread_create, one less if it fails
  * (kp_app_threads_add); a new thread's start (kp_app_thread_start). */
@@ -1061,8 +1073,13 @@ void kp_app_thread_start(void);
 int kp_writer_alone(void);
 /* For a call that needs a single-threaded process (hook_creds.c): when
  * the caller is the app's only thread, park the writer and return 1
- * (the caller then calls kp_writer_unpark); else 0. */
+ * (the caller then calls kp_writer_unpark); else 0. hook_stat.c leaves
+ * it parked until the app starts a thread (kp_app_threads_add). */
 int kp_writer_step_out(void);
+/* hook_stat.c: path (relative to dirfd) is this process's /proc entry
+ * leaf ("/task", "/stat"), by which the app counts its threads: the
+ * writer steps out (kp_writer_step_out) and stays out. */
+void kp_app_counts_threads(int dirfd, const char *path, const char *leaf);
 /* Run fn(arg) on the writer thread and wait for it; does nothing when
  * there is no writer thread (or the caller is the writer). */
 void kp_writer_call(void (*fn)(void *), void *arg);

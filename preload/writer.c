@@ -1441,13 +1441,28 @@ void kp_writer_park(void)
 	atomic_store(&w.parked, 1);
 }
 
+int kp_writer_parked(void)
+{
+	return atomic_load(&w.parked) && syscall(SYS_getpid) == kp.pid;
+}
+
+void kp_writer_drain(void)
+{
+	kp_writer_sync(0, 0, 0);
+}
+
 void kp_writer_unpark(void)
 {
 	if (!atomic_exchange(&w.parked, 0))
 		return;
 	atomic_store(&w.stop, 0);
+	/* busy: kprof's own pthread_create passes the writer through, not
+	 * counted as an app thread (nor sampled) */
+	uint8_t busy = kp_tls.busy;
+	kp_tls.busy = 1;
 	if (spawn_thread() != 0)
 		atomic_store(&kp.run, KP_ST_OFF);
+	kp_busy_restore(busy);
 }
 
 /* Flush before exec: if the exec succeeds this trace ends here. */
@@ -1514,6 +1529,11 @@ void kp_writer_after_fork_child(void)
 	 * parent's clock factor, or, forked in the parent's first
 	 * millisecond, calibrates its own. */
 	if (header_once() != 0)
+		return;
+	/* A parent that stepped out for good (kp_writer_step_out_for_good)
+	 * wants its children one-threaded too (Chromium's zygote forks the
+	 * processes that sandbox themselves): parked, as it was. */
+	if (atomic_load(&w.parked))
 		return;
 	if (spawn_thread() != 0)
 		atomic_store(&kp.run, KP_ST_OFF);

@@ -33,7 +33,10 @@ for s in $sets; do
 		pkgs="$pkgs nodejs openjdk-17-jdk-headless"
 		# apps with an allocator of their own: kprof must forward
 		# to it (tests/apps/ownalloc.c)
-		pkgs="$pkgs libjemalloc-dev libgoogle-perftools-dev" ;;
+		pkgs="$pkgs libjemalloc-dev libgoogle-perftools-dev"
+		# programs that sandbox themselves: one thread asserted,
+		# children made by clone (tests/integ/test_sandboxes.py)
+		pkgs="$pkgs chromium bubblewrap" ;;
 	bench) pkgs="$pkgs heaptrack sqlite3 valgrind python3" ;;
 	*) echo "install-deps: unknown set '$s' (build, test, bench)" >&2; exit 2 ;;
 	esac

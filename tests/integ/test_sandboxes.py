@@ -1,0 +1,93 @@
+"""Programs that sandbox themselves, run unchanged under kprof.
+
+Headless Chromium: its zygote asserts one thread (/proc/self/task's link
+count) and makes its children with clone(); under kprof it crashed at
+start and the browser exited 134 ("GPU process isn't usable").
+bubblewrap: it makes the child of a new pid namespace with a raw clone
+system call. Each must run as without kprof, and every process it makes
+must leave a whole trace (signals that kill end the trace first:
+KOTOBA_PROFILE_SIGNALS=1, as the browser ends its children with SIGTERM),
+but the zygote's children, some of which the browser ends with SIGKILL.
+"""
+import os
+import struct
+
+from kptest import Fail, Tap, Tmp, analyze, need, run
+
+t = Tap()
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise Fail("%s is not a PNG" % path)
+    return struct.unpack(">II", head[16:24])
+
+
+def whole(t, rep, label, which=lambda p: True):
+    tr = rep["trace"]
+    bad = [(p["pid"], p["end_reason"]) for p in tr["processes"]
+           if p["truncated"] and which(p)]
+    t.eq((bad, tr["events_lost"]), ([], 0),
+         "%s: every trace whole, nothing lost (%d processes)" %
+         (label, len(tr["processes"])))
+
+
+with t.section("chromium --headless"):
+    chromium = need("chromium")
+    with Tmp() as d:
+        with open(os.path.join(d, "page.html"), "w") as f:
+            f.write("<!DOCTYPE html><title>t</title><h1>kprof</h1>\n")
+
+        def browse(name, kprof):
+            shot = os.path.join(d, name + ".png")
+            r = run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                     "--user-data-dir=" + os.path.join(d, name + ".prof"),
+                     "--window-size=400,300", "--screenshot=" + shot,
+                     "file://" + os.path.join(d, "page.html")], d,
+                    kprof=kprof, prof={"SIGNALS": "1"}, timeout=120)
+            return r, shot
+
+        plain, shot = browse("plain", False)
+        if plain.rc != 0 or not os.path.exists(shot):
+            raise Fail("chromium --headless does not run here without "
+                       "kprof: %d %s" % (plain.rc, plain.err[-500:]))
+        r, kshot = browse("kprof", True)
+        t.ok(r.rc == 0 and os.path.exists(kshot) and
+             png_size(kshot) == png_size(shot),
+             "runs as without kprof: exit 0, the same screenshot size",
+             r.err[-2000:])
+        rep = analyze(r.traces)
+        procs = rep["trace"]["processes"]
+        # a zygote's child writes its title over its argv: one string
+        zyg = [p for p in procs if "--type=zygote" in " ".join(p["argv"])]
+        t.ok(sum(not p["forked"] for p in zyg) == 2 and
+             sum(p["forked"] for p in zyg) >= 1,
+             "the two zygotes and the processes they cloned are traced",
+             [(p["pid"], p["forked"]) for p in zyg])
+        # the browser may end a zygote's child with SIGKILL, which leaves
+        # a trace without its end (a truncated one) with or without the
+        # signal handler; every other trace is whole
+        whole(t, rep, "chromium", lambda p: not (p["forked"] and p in zyg))
+
+with t.section("bwrap --unshare-pid"):
+    bwrap = need("bwrap")
+    with Tmp() as d:
+        cmd = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc",
+               "/proc", "--bind", d, d, "--unshare-pid", "/bin/echo", "hi"]
+        plain = run(cmd, d, kprof=False)
+        if (plain.rc, plain.out) != (0, "hi\n"):
+            raise Fail("bwrap does not run here without kprof: %d %s" %
+                       (plain.rc, plain.err))
+        r = run(cmd, d)
+        t.eq((r.rc, r.out, r.err), (0, "hi\n", ""), "runs as without kprof")
+        rep = analyze(r.traces)
+        whole(t, rep, "bwrap")
+        procs = rep["trace"]["processes"]
+        t.ok(any(p["argv"] == ["/bin/echo", "hi"] for p in procs) and
+             any(p["pid"] == 1 and p["forked"] for p in procs),
+             "the new namespace's first process (pid 1) and echo traced",
+             [(p["pid"], p["argv"][:2]) for p in procs])
+
+t.done()

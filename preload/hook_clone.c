@@ -16,11 +16,12 @@
  * A clone without CLONE_VM is a fork, and these interposers run the fork
  * handlers around it: prepare before, parent's after in the parent, and
  * the child's in the child, for clone() on its entry before fn (on a
- * stack of their own), for syscall() where the system call returns 0. Clones that share memory
- * (threads, vfork's kind) pass as they are. syscall() is served by the
- * system call instruction, as glibc's is (a result in -4095..-1 is -errno).
- * A child made by a system call no interposer sees (inline assembly)
- * stops recording, instead of waiting, when its ring fills (ring.c).
+ * stack of their own), for syscall() where the system call returns 0.
+ * Clones that share memory (threads, vfork's kind) pass as they are.
+ * syscall() is served by the system call instruction, as glibc's is (a
+ * result in -4095..-1 is -errno). A child made by a system call no
+ * interposer sees (inline assembly) stops recording, instead of waiting,
+ * when its ring fills (ring.c).
  */
 #include "state.h"
 

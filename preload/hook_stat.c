@@ -16,12 +16,12 @@
  *
  * So a stat of this process's task directory, or an fopen of its stat
  * file (hook_stdio.c), by the app's only thread makes the writer step
- * out first (lifecycle.c, kp_writer_step_out, as for
- * unshare), and it stays out: the app looks because it is about to rely
- * on the answer. While it is out, a thread whose ring fills writes the
- * trace itself (ring.c), the end of the run writes the rest, and a child
- * forked then starts parked too (writer.c); a thread the app starts brings
- * the writer back. Other stats pass with a look at the path's end.
+ * out first (lifecycle.c, kp_writer_step_out, as for unshare), and it
+ * stays out: the app looks because it is about to rely on the answer.
+ * While it is out, a thread whose ring fills writes the trace itself
+ * (ring.c), the end of the run writes the rest, and a child forked then
+ * starts parked too (writer.c); a thread the app starts brings the writer
+ * back. Other stats pass with a look at the path's end.
  */
 #include "state.h"
 

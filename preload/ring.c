@@ -174,7 +174,7 @@ static int wait_for_space(struct kp_ring *r, uint64_t h)
 		 * out for the app (lifecycle.c) */
 		if (!kp_writer_parked())
 			return 0;
-		kp_writer_drain();
+		kp_writer_sync(0, 0, 0);
 		return h - atomic_load(&r->tail) <= r->mask;
 	}
 	uint64_t t0 = kp_mono_ns();

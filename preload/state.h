@@ -1060,10 +1060,9 @@ void kp_writer_exec(const char *path);
 void kp_writer_park(void);
 void kp_writer_unpark(void);
 /* Parked, in the traced process (not a copy a fork made)? Then a thread
- * whose ring is full writes it out itself (kp_writer_drain), as the
- * writer would. */
+ * whose ring is full writes it out itself (kp_writer_sync), as the writer
+ * would. */
 int kp_writer_parked(void);
-void kp_writer_drain(void);
 /* The app's threads as glibc counts them, kprof's writer left out
  * (lifecycle.c): one more before pthread_create, one less if it fails
  * (kp_app_threads_add); a new thread's start (kp_app_thread_start). */

@@ -1446,11 +1446,6 @@ int kp_writer_parked(void)
 	return atomic_load(&w.parked) && syscall(SYS_getpid) == kp.pid;
 }
 
-void kp_writer_drain(void)
-{
-	kp_writer_sync(0, 0, 0);
-}
-
 void kp_writer_unpark(void)
 {
 	if (!atomic_exchange(&w.parked, 0))
@@ -1530,9 +1525,9 @@ void kp_writer_after_fork_child(void)
 	 * millisecond, calibrates its own. */
 	if (header_once() != 0)
 		return;
-	/* A parent that stepped out for good (kp_writer_step_out_for_good)
-	 * wants its children one-threaded too (Chromium's zygote forks the
-	 * processes that sandbox themselves): parked, as it was. */
+	/* A parent whose writer stepped out for it (hook_stat.c) wants its
+	 * children one-threaded too (Chromium's zygote forks the processes
+	 * that sandbox themselves): parked, as it was. */
 	if (atomic_load(&w.parked))
 		return;
 	if (spawn_thread() != 0)

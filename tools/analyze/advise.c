@@ -311,8 +311,8 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
  * in each quarter of its run after the first (start-up) rose quarter by
  * quarter, by GROW_MIN bytes and a fifth of its peak at least, in a run of
  * GROW_RUN_NS or more: a short tool's heap grows while it works, a
- * long-running program's should level off. The last slice is left out
- * (a clean exit frees everything there). The sites named are the
+ * long-running program's should level off. The last two slices are left
+ * out (a clean exit frees everything there). The sites named are the
  * program's that grew most between the memory pass's two snapshots
  * (kp_mem_totals.grow_from_ns, grow_to_ns).
  */
@@ -339,9 +339,10 @@ static void advise_growth(struct kp_analysis *an, struct kp_advice_list *l)
 		const struct kp_proc *p = an->procs[i];
 		const struct kp_mem_totals *m = kp_mem_proc_totals(an, p);
 		if (!m || p->mem_off || p->duration_ns < GROW_RUN_NS ||
-		    m->nslices < 9)
+		    m->nslices < 10)
 			continue;
-		uint32_t n = m->nslices - 1, q = n / 4;
+		/* a clean exit's frees may straddle the last two slices */
+		uint32_t n = m->nslices - 2, q = n / 4;
 		uint64_t f2 = heap_floor(m, q, 2 * q),
 			 f3 = heap_floor(m, 2 * q, 3 * q),
 			 f4 = heap_floor(m, 3 * q, n);

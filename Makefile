@@ -133,6 +133,14 @@ $(B)/tests/apps/unwindcases_nopie: tests/apps/unwindcases.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE -fno-pie -no-pie $< -o $@ -lpthread
 
+# rawclone with a __register_atfork of its own, exported (as Firefox has it):
+# kprof's handlers then run from the program's list and from its clone()
+# hook both (tests/integ/test_rawclone.py).
+APP_BIN += $(B)/tests/apps/rawclone_atfork
+$(B)/tests/apps/rawclone_atfork: tests/apps/rawclone.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O0 -g -fno-omit-frame-pointer -fno-inline -D_GNU_SOURCE -DOWN_ATFORK -rdynamic $< -o $@ -lpthread
+
 # ownalloc three times more, linked with an allocator of its own
 # (tests/integ/test_invariants.py: kprof forwards to it), and with
 # jemalloc inside the program (as rustc has it: no preload can replace it).

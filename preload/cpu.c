@@ -282,8 +282,9 @@ static void thread_gone(void *arg)
 	atomic_store_explicit(&r->state, SR_CLOSED, memory_order_release);
 }
 
-/* In a forked child: timers are not inherited, the rings hold the parent's
- * samples (which the parent writes). Start afresh on this thread. */
+/* In a forked child (lifecycle.c's child handler): timers are not
+ * inherited, the rings hold the parent's samples (which the parent
+ * writes). Start afresh on this thread. */
 void kp_cpu_after_fork_child(void)
 {
 	if (!cpu.on)
@@ -352,7 +353,6 @@ void kp_cpu_start(void)
 		return;
 	}
 	cpu.period_ns = 1000000000L / kp.cfg.cpu_hz;
-	pthread_atfork(NULL, NULL, kp_cpu_after_fork_child);
 	cpu.on = 1;
 	arm_self();
 }

@@ -17,6 +17,11 @@
  * handlers around it: prepare before, parent's after in the parent, and
  * the child's in the child, for clone() on its entry before fn (on a
  * stack of their own), for syscall() where the system call returns 0.
+ * A program that runs the pthread_atfork handlers itself around its clone
+ * (Firefox's mozglue) runs the child's after it has released its own
+ * allocator's locks; the child's handler, which starts the writer thread
+ * through the program's pthread_create and malloc, waits for it then
+ * (lifecycle.c counts the handlers' runs).
  * Clones that share memory (threads, vfork's kind) pass as they are.
  * syscall() is served by the system call instruction, as glibc's is (a
  * result in -4095..-1 is -errno). A child made by a system call no
@@ -78,12 +83,6 @@ static int fork_like_clone3(long args, long size)
 	return !(ca[0] & CLONE_VM) && !ca[5];
 }
 
-static void child_handlers(void)
-{
-	kp_fork_child();
-	kp_cpu_after_fork_child();
-}
-
 KP_EXPORT long syscall(long n, ...)
 {
 	long a[6];
@@ -96,14 +95,15 @@ KP_EXPORT long syscall(long n, ...)
 	int forking = (n == SYS_clone && fork_like_clone((unsigned long)a[0],
 						      (unsigned long)a[1])) ||
 		      (n == SYS_clone3 && fork_like_clone3(a[0], a[1]));
+	int nested = forking && kp_fork_nested();
 	if (forking)
 		kp_fork_prepare();
 	long r = raw_syscall(n, a);
 	if (forking) {
-		if (r == 0)
-			child_handlers();
-		else
+		if (r != 0)
 			kp_fork_parent();
+		else if (!nested)
+			kp_fork_child();
 	}
 	if ((unsigned long)r > -4096UL) {
 		errno = (int)-r;
@@ -115,6 +115,7 @@ KP_EXPORT long syscall(long n, ...)
 struct clone_call {
 	int (*fn)(void *);
 	void *arg;
+	int nested; /* the program runs the handlers itself */
 };
 
 /* The child's first function: its copy of the caller's clone_call. The
@@ -125,6 +126,8 @@ struct clone_call {
 static int clone_child(void *p)
 {
 	const struct clone_call *c = p;
+	if (c->nested)
+		return c->fn(c->arg);
 	void *st = mmap(NULL, HANDLER_STACK, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ucontext_t back, run;
@@ -132,11 +135,11 @@ static int clone_child(void *p)
 		run.uc_stack.ss_sp = st;
 		run.uc_stack.ss_size = HANDLER_STACK;
 		run.uc_link = &back;
-		makecontext(&run, child_handlers, 0);
+		makecontext(&run, kp_fork_child, 0);
 		swapcontext(&back, &run);
 		munmap(st, HANDLER_STACK);
 	} else {
-		child_handlers();
+		kp_fork_child();
 	}
 	return c->fn(c->arg);
 }
@@ -157,7 +160,7 @@ KP_EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg,
 	}
 	if (flags & CLONE_VM)
 		return kp_real.clone(fn, stack, flags, arg, ptid, tls, ctid);
-	struct clone_call c = { fn, arg };
+	struct clone_call c = { fn, arg, kp_fork_nested() };
 	kp_fork_prepare();
 	int r = kp_real.clone(clone_child, stack, flags, &c, ptid, tls, ctid);
 	int saved = errno;

@@ -135,10 +135,31 @@ static int app_key_ok;
 
 /* ---- fork ------------------------------------------------------------------ */
 
+/*
+ * The handlers may run more than once around one fork: a program that
+ * runs the pthread_atfork handlers itself (Firefox's mozglue keeps them
+ * and runs them around its own clone) and makes the child with clone()
+ * or syscall(SYS_clone), which hook_clone.c wraps in them too. A second
+ * prepare on a thread would take cycle_lock again, which that thread
+ * holds (a deadlock). So each thread counts its prepares: the first takes
+ * the locks, the parent handler that matches it releases them, and the
+ * first child handler in a child does the child's work (the later ones,
+ * its copy's count already 0, do nothing). Whether the first prepare
+ * took the locks (kprof was recording) is kept too: the parent and child
+ * handlers release what was taken even if recording stopped meanwhile.
+ */
+static __thread int fork_depth, fork_locked;
+
+int kp_fork_nested(void)
+{
+	return fork_depth > 0;
+}
+
 void kp_fork_prepare(void)
 {
-	if (!kp_recording())
+	if (fork_depth++ || !kp_recording())
 		return;
+	fork_locked = 1;
 	kp_tls.busy = 1;
 	kp_writer_fork_prepare();
 	kp_modules_lock();
@@ -151,8 +172,9 @@ void kp_fork_prepare(void)
 
 void kp_fork_parent(void)
 {
-	if (!kp_recording())
+	if (!fork_depth || --fork_depth || !fork_locked)
 		return;
+	fork_locked = 0;
 	kp_arena_unlock();
 	kp_spin_unlock(&kp.shared_lock);
 	kp_pystack_unlock();
@@ -165,8 +187,12 @@ void kp_fork_parent(void)
 
 void kp_fork_child(void)
 {
-	if (!kp_recording())
+	if (!fork_depth)
+		return; /* done by an earlier child handler */
+	fork_depth = 0;
+	if (!fork_locked)
 		return;
+	fork_locked = 0;
 	kp_arena_unlock();
 	kp_pystack_unlock();
 	kp_qtext_unlock();
@@ -183,6 +209,7 @@ void kp_fork_child(void)
 	kp_io_after_fork_child();
 	kp_writer_after_fork_child();
 	kp_unwind_after_fork_child();
+	kp_cpu_after_fork_child();
 	kp_busy_leave();
 }
 

@@ -420,11 +420,15 @@ KP_HIDDEN extern struct kp_real kp_real;
 extern _Atomic int kp_resolving; /* dlsym in progress: use the boot pool */
 
 void kp_real_resolve(void);
-/* lifecycle.c's fork handlers (pthread_atfork), and cpu.c's child one:
+/* lifecycle.c's fork handlers (pthread_atfork; the child's calls cpu.c's):
  * hook_clone.c runs them around a clone that is a fork. */
 void kp_fork_prepare(void);
 void kp_fork_parent(void);
 void kp_fork_child(void);
+/* Inside the program's own run of the handlers (a prepare not yet
+ * matched on this thread): then it runs the child's too, after its own
+ * allocator's, and hook_clone.c must not run it before them. */
+int kp_fork_nested(void);
 void kp_cpu_after_fork_child(void);
 void kp_io_real_fill(void); /* hook_io.c: the I/O functions */
 pid_t kp_gettid(void);

@@ -36,7 +36,7 @@ for s in $sets; do
 		pkgs="$pkgs libjemalloc-dev libgoogle-perftools-dev"
 		# programs that sandbox themselves: one thread asserted,
 		# children made by clone (tests/integ/test_sandboxes.py)
-		pkgs="$pkgs chromium bubblewrap" ;;
+		pkgs="$pkgs chromium firefox-esr bubblewrap" ;;
 	bench) pkgs="$pkgs heaptrack sqlite3 valgrind python3" ;;
 	*) echo "install-deps: unknown set '$s' (build, test, bench)" >&2; exit 2 ;;
 	esac

@@ -16,6 +16,10 @@
  *   asm      the clone system call by the instruction itself, which
  *            no interposer sees (Go's runtime, hand-written sandboxes)
  *   fork     fork(), for comparison
+ *   atfork   (rawclone_atfork, built with -DOWN_ATFORK -rdynamic) the
+ *            program keeps the pthread_atfork handlers itself, kprof's
+ *            among them (its __register_atfork), and runs them around
+ *            its clone() as Firefox's mozglue does
  */
 #include <limits.h>
 #include <linux/sched.h>
@@ -65,6 +69,41 @@ static pid_t clone_asm(void)
 	return (pid_t)ret;
 }
 
+#ifdef OWN_ATFORK
+/* The program's own __register_atfork, which every library's
+ * pthread_atfork calls (glibc's libc_nonshared.a), kprof's too: this
+ * executable exports it, as Firefox's does. Handlers kept, run by
+ * atfork_clone. */
+static void (*pre[16])(void), (*par[16])(void), (*chi[16])(void);
+static int nhandlers;
+
+int __register_atfork(void (*p)(void), void (*pa)(void), void (*c)(void),
+		      void *dso);
+int __register_atfork(void (*p)(void), void (*pa)(void), void (*c)(void),
+		      void *dso)
+{
+	(void)dso;
+	if (nhandlers == 16)
+		return 12; /* ENOMEM */
+	pre[nhandlers] = p;
+	par[nhandlers] = pa;
+	chi[nhandlers++] = c;
+	return 0;
+}
+
+static pid_t atfork_clone(void)
+{
+	for (int i = nhandlers; i-- > 0;)
+		if (pre[i])
+			pre[i]();
+	pid_t pid = setjmp(env) ? 0 : clone_longjmp();
+	for (int i = 0; i < nhandlers; i++)
+		if (pid == 0 ? chi[i] != NULL : par[i] != NULL)
+			(pid == 0 ? chi[i] : par[i])();
+	return pid;
+}
+#endif
+
 static __attribute__((noinline)) void child_work(long n)
 {
 	for (long i = 0; i < n; i++) {
@@ -95,6 +134,10 @@ int main(int argc, char **argv)
 		pid = clone_asm();
 	} else if (!strcmp(mode, "clone")) {
 		pid = setjmp(env) ? 0 : clone_longjmp();
+#ifdef OWN_ATFORK
+	} else if (!strcmp(mode, "atfork")) {
+		pid = atfork_clone();
+#endif
 	} else {
 		pid = fork();
 	}

@@ -6,7 +6,10 @@ state without its writer thread, and once its ring filled it waited for
 that writer for ever: rawclone's child, a million allocations, hung;
 so did headless Chromium's zygote children (base::ForkWithFlags).
 Each way must now give the child a trace of its own, as fork does, with
-every allocation and its leak; fork is the reference. A clone by the
+every allocation and its leak; fork is the reference. So must a program
+that keeps the pthread_atfork handlers itself and runs them around its
+clone(), as Firefox does: kprof's handlers then run twice around one
+clone (a deadlock on the writer's lock until they counted). A clone by the
 system call instruction itself, which no interposer sees, must not hang
 either: that child says it is not traced.
 """
@@ -17,10 +20,11 @@ from kptest import Tap, Tmp, analyze, app, process_by_pid, run
 t = Tap()
 N = 1000000
 
-for mode in ("syscall", "clone3", "clone", "fork"):
+for mode in ("syscall", "clone3", "clone", "fork", "atfork"):
     with t.section(mode):
         with Tmp() as d:
-            r = run([app("rawclone"), mode, str(N)], d, timeout=60)
+            prog = app("rawclone_atfork" if mode == "atfork" else "rawclone")
+            r = run([prog, mode, str(N)], d, timeout=60)
             m = re.search(r"child (\d+) done", r.out)
             t.ok(r.rc == 0 and m and "parent: child status 0" in r.out,
                  "runs to the end (the child does not hang)", r.out + r.err)

@@ -1,7 +1,8 @@
 """Programs that sandbox themselves, run unchanged under kprof.
 
 Firefox: it keeps the pthread_atfork handlers itself and runs them around
-its clone(); under kprof it hung.
+its clone(); kprof's clone() hook (78d2443) ran kprof's handlers a second
+time there and Firefox hung, until the handlers counted their runs.
 Headless Chromium: its zygote asserts one thread (/proc/self/task's link
 count) and makes its children with clone(); under kprof it crashed at
 start and the browser exited 134 ("GPU process isn't usable").
@@ -74,9 +75,10 @@ with t.section("chromium --headless"):
         whole(t, rep, "chromium", lambda p: not (p["forked"] and p in zyg))
 
 # Firefox keeps the pthread_atfork handlers itself (its __register_atfork)
-# and runs them around its clone(): kprof's ran twice around one clone,
-# and the second took the writer's lock its first had taken (a deadlock);
-# then the child's ran before Firefox's allocator let go of its lock.
+# and runs them around its clone(): with kprof's clone() hook, kprof's
+# ran twice around one clone, and the second took the writer's lock its
+# first had taken (a deadlock); then the child's ran before Firefox's
+# allocator let go of its lock. (Before that hook Firefox ran.)
 with t.section("firefox-esr --headless"):
     firefox = need("firefox-esr")
     with Tmp() as d:

@@ -183,6 +183,7 @@ $(B)/tests/apps/sqlite_bench: APP_LDFLAGS = -lsqlite3
 $(B)/tests/apps/sqlite_many: APP_LDFLAGS = -lsqlite3
 $(B)/tests/apps/sqlite_mt: APP_LDFLAGS = -lsqlite3 -pthread
 $(B)/tests/apps/sqlite_utf16: APP_LDFLAGS = -lsqlite3
+$(B)/tests/apps/sqlite_counters: APP_LDFLAGS = -lsqlite3
 $(B)/tests/apps/sqlite_lock: APP_LDFLAGS = -lsqlite3
 # the example query plugin (kprof.h) and the library it teaches kprof
 $(B)/tests/apps/plugins/kpq_minidb_plugin.so: tests/apps/plugins/kpq_minidb_plugin.c preload/kprof.h

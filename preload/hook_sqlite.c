@@ -146,8 +146,11 @@ struct sq_stmt {
 	char *text;          /* ... or, when the table of texts is full
 			      * (text_id 0), a copy in the private arena */
 	uint8_t readonly, has_params, running, autocommit;
-	int64_t flags;       /* KP_QF_CUT / TEXT_FULL from the text, and
+	uint8_t flags;       /* KP_QF_CUT / TEXT_FULL from the text, and
 			      * KP_QF_WRITE unless readonly */
+	uint64_t qc_text;    /* KP_QC_TEXT of its packed QUERYs (state.h);
+			      * 0 when they cannot be packed, and until
+			      * prep_ticks is charged (qc_text_of) */
 	uint64_t fp_hash, lit_hash;
 	uint64_t prep_ticks; /* prepare time not yet charged to a run */
 	uint64_t tsc0, ctx;
@@ -515,7 +518,8 @@ static void prepared(sqlite3 *db, sqlite3_stmt *s, const void *zsql,
 		e->text = copy;
 		e->len = (uint32_t)n;
 		/* the write flag with the text's: one OR less a run */
-		e->flags = flags | (ro ? 0 : KP_QF_WRITE);
+		e->flags = (uint8_t)(flags | (ro ? 0 : KP_QF_WRITE));
+		e->qc_text = 0; /* its first run takes the prepare time */
 		e->fp_hash = fph;
 		e->lit_hash = lit;
 		e->readonly = (uint8_t)ro;
@@ -742,29 +746,23 @@ static __attribute__((noinline)) void counters_slow(sqlite3_stmt *s,
 	}
 }
 
-/* The run's counters into v[KP_Q_FULLSCAN..VMSTEP], and reset: straight
- * from the statement (see above) or through the API. sqlite3_stmt_status
- * returns the u32 as an int: so do these. */
-static KP_ALWAYS_INLINE void counters(sqlite3_stmt *s, int64_t *v)
+/* The run's counters, and reset, straight from the statement (see
+ * above) as two words, aCounter[1..2] and [3..4]: @return 0, having read
+ * nothing, when they are to come through counters_slow. */
+static KP_ALWAYS_INLINE int counters_direct(sqlite3_stmt *s, uint64_t *w01,
+					    uint64_t *w23)
 {
 	if (KP_LIKELY(atomic_load_explicit(&cnt_mode, memory_order_acquire) ==
 		      CNT_DIRECT) &&
 	    KP_LIKELY(sqt.runs & (CNT_RECHECK - 1))) {
 		char *p = (char *)s +
 			  atomic_load_explicit(&cnt_off, memory_order_relaxed);
-		int32_t w0, w1, w2, w3; /* loads that sign-extend */
-		memcpy(&w0, p + 4, 4);
-		memcpy(&w1, p + 8, 4);
-		memcpy(&w2, p + 12, 4);
-		memcpy(&w3, p + 16, 4);
+		memcpy(w01, p + 4, 8); /* fullscan | sort << 32 */
+		memcpy(w23, p + 12, 8); /* autoindex | vmstep << 32 */
 		memset(p + 4, 0, 16);
-		v[KP_Q_FULLSCAN] = w0;
-		v[KP_Q_SORT] = w1;
-		v[KP_Q_AUTOINDEX] = w2;
-		v[KP_Q_VMSTEP] = w3;
-	} else {
-		counters_slow(s, v);
+		return 1;
 	}
+	return 0;
 }
 
 /* kp_ticks(), in the recording step's copy for a TSC clock (tsc, a
@@ -780,38 +778,85 @@ static KP_ALWAYS_INLINE uint64_t sq_ticks(int tsc)
 	return kp_ticks();
 }
 
-/* End the run of e (keeps errno): inline in sqlite3_step's recording
- * path, where nearly every run ends (no frames of its own there: fewer
- * return addresses for the stack's walk), out of line (end_run_out) for
- * reset and finalize. Its stack is remembered in e->memo
- * (kp_stack_capture_memo_at): a statement is mostly run from one place. */
-static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
-				     int rc, int tsc)
+/* KP_QC_TEXT of e's packed QUERYs, 0 when they cannot be packed. */
+static uint64_t qc_text_of(const struct sq_stmt *e)
 {
-	/* every value set here but DUR and TEXT_ID, which kp_query_end and
-	 * kp_query_close_id (or close_text) set before the push */
+	if (!e->text_id || e->conn >= 1u << 16)
+		return 0;
+	return e->text_id | e->conn << 32 | (uint64_t)e->flags << 48;
+}
+
+/* The end of a run whose QUERY takes the whole form (end_run): its
+ * values into v[], the counters from w01 and w23 when direct, else from
+ * counters_slow. sqlite3_stmt_status returns each u32 as an int: so do
+ * these. */
+static __attribute__((noinline)) void end_run_whole(
+	struct sq_stmt *e, sqlite3_stmt *s, uint64_t now, int64_t rows,
+	int64_t status, uint64_t vh, int direct, uint64_t w01, uint64_t w23)
+{
+	uint64_t prep = e->prep_ticks;
+	e->prep_ticks = 0;
+	e->qc_text = qc_text_of(e); /* the next runs may be packed */
 	int64_t v[KP_Q_NV];
 	v[KP_Q_CTX] = (int64_t)e->ctx;
-	v[KP_Q_ROWS] = e->rows;
-	if (!e->readonly)
-		v[KP_Q_ROWS] += sq.total_changes(e->db) - e->changes0;
-	v[KP_Q_STATUS] = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc;
-	counters(s, v);
-	v[KP_Q_PREPARE_DUR] = (int64_t)e->prep_ticks;
-	v[KP_Q_VALHASH] = (int64_t)value_hash(e, s);
+	v[KP_Q_ROWS] = rows;
+	v[KP_Q_STATUS] = status;
+	if (direct) {
+		v[KP_Q_FULLSCAN] = (int32_t)(uint32_t)w01;
+		v[KP_Q_SORT] = (int32_t)(uint32_t)(w01 >> 32);
+		v[KP_Q_AUTOINDEX] = (int32_t)(uint32_t)w23;
+		v[KP_Q_VMSTEP] = (int32_t)(uint32_t)(w23 >> 32);
+	} else {
+		counters_slow(s, v);
+	}
+	v[KP_Q_PREPARE_DUR] = (int64_t)prep;
+	v[KP_Q_VALHASH] = (int64_t)vh;
 	v[KP_Q_FLAGS] = e->flags | (e->autocommit ? KP_QF_AUTOCOMMIT : 0);
 	v[KP_Q_CONN] = (int64_t)e->conn;
-	e->prep_ticks = 0;
-	e->running = 0;
 	if (KP_LIKELY(e->text_id)) {
-		kp_query_close_id_at(KP_QSRC_SQLITE, e->tsc0, sq_ticks(tsc),
-				     e->text_id, v, &e->memo);
+		kp_query_close_id_at(KP_QSRC_SQLITE, e->tsc0, now, e->text_id,
+				     v, &e->memo);
 	} else {
 		int saved = errno;
 		kp_query_close(KP_QSRC_SQLITE, e->tsc0, 0, e->text, e->len, 1,
 			       v);
 		errno = saved;
 	}
+}
+
+/* End the run of e (keeps errno): inline in sqlite3_step's recording
+ * path, where nearly every run ends (no frames of its own there: fewer
+ * return addresses for the stack's walk), out of line (end_run_out) for
+ * reset and finalize. Its stack is remembered in e->memo
+ * (kp_stack_capture_memo_at): a statement is mostly run from one place.
+ * A run without an error or prepare time, whose counters are read
+ * straight and fit, takes the packed QUERY (kp_query_close_packed), from
+ * values in registers; any other, the whole one (end_run_whole). */
+static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
+				     int rc, int tsc)
+{
+	int64_t rows = e->rows;
+	if (!e->readonly)
+		rows += sq.total_changes(e->db) - e->changes0;
+	int64_t status = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc;
+	uint64_t w01 = 0, w23 = 0;
+	int direct = counters_direct(s, &w01, &w23);
+	uint64_t vh = value_hash(e, s);
+	e->running = 0;
+	uint64_t now = sq_ticks(tsc);
+	/* qc_text is 0 while a prepare time waits (qc_text_of) */
+	if (KP_LIKELY(direct) && KP_LIKELY(e->qc_text) &&
+	    KP_LIKELY(!((uint64_t)status | (uint64_t)rows >> 32 |
+			((w01 | w23) & 0xffff0000ffff0000u)))) {
+		uint64_t c = ((w01 | w01 >> 16) & 0xffffffffu) |
+			     (w23 | w23 >> 16) << 32;
+		kp_query_close_packed(KP_QSRC_SQLITE, e->tsc0, now, e->ctx,
+				      (uint64_t)rows, c,
+				      e->qc_text | (uint64_t)e->autocommit << 48,
+				      vh, &e->memo);
+		return;
+	}
+	end_run_whole(e, s, now, rows, status, vh, direct, w01, w23);
 }
 
 static __attribute__((noinline)) void end_run_out(struct sq_stmt *e,

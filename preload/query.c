@@ -206,6 +206,15 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
 		close_text(now, source, stack, text, len, fp, v);
 }
 
+void kp_query_push_unpacked(uint8_t source, uint64_t now, uint32_t stack,
+			    const int64_t *w, uint64_t ctx)
+{
+	int64_t v[KP_Q_NV];
+	kp_qc_unpack(v, w);
+	v[KP_Q_CTX] = (int64_t)ctx;
+	kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);
+}
+
 /* ---- the public API --------------------------------------------------------- */
 
 /*

@@ -720,16 +720,16 @@ void kp_ring_push_mem_slow(uint8_t type, uint8_t kind, uint32_t stack,
 			   uint64_t d);
 
 /*
- * kp_ring_push_ext() of an extension event of nv values and no string,
- * inline where nv is a constant (a QUERY), written straight into this
- * thread's ring when it has room and no deferred QUERY_BEGIN waits: the
- * head slot takes two values, each continuation slot three. Else through
- * kp_ring_push_ext. tsc is not 0. The caller has set kp_tls.busy, as for
- * any event.
+ * An extension event of nv values and no string, inline where nv is a
+ * constant (a QUERY), written straight into this thread's ring when it
+ * has room and no deferred QUERY_BEGIN waits: the head slot takes two
+ * values, each continuation slot three. @return 0, having pushed
+ * nothing, otherwise. tsc is not 0. The caller has set kp_tls.busy, as
+ * for any event.
  */
-static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
-					       uint8_t kind, uint32_t stack,
-					       const int64_t *v, unsigned nv)
+static KP_ALWAYS_INLINE int kp_ring_try_vals(uint64_t tsc, uint8_t type,
+					     uint8_t kind, uint32_t stack,
+					     const int64_t *v, unsigned nv)
 {
 	struct kp_tls *t = &kp_tls;
 	struct kp_ring *r = t->ring;
@@ -764,9 +764,20 @@ static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
 				__builtin_memcpy(c->data, v + at, m * 8);
 			}
 			kp_ring_publish(r, h, n);
-			return;
+			return 1;
 		}
 	}
+	return 0;
+}
+
+/* kp_ring_push_ext() of such an event: kp_ring_try_vals, else through
+ * kp_ring_push_ext. */
+static KP_ALWAYS_INLINE void kp_ring_push_vals(uint64_t tsc, uint8_t type,
+					       uint8_t kind, uint32_t stack,
+					       const int64_t *v, unsigned nv)
+{
+	if (KP_LIKELY(kp_ring_try_vals(tsc, type, kind, stack, v, nv)))
+		return;
 	int saved = errno; /* a full ring may wait: keep the app's */
 	kp_ring_push_ext(tsc, type, kind, stack, v, NULL, 0);
 	errno = saved;
@@ -1136,6 +1147,40 @@ uint64_t kp_query_open_slow(uint64_t tsc);
  * @return 1 when it was (so it is never written). */
 int kp_query_drop_pending(uint64_t ctx);
 
+/*
+ * A QUERY in the ring in two slots (KP_QC_NV values) instead of five,
+ * when its values fit (kp_query_close_packed): status 0, no prepare time,
+ * rows and ctx under 2^32, a text_id, each SQLite counter, conn and flags
+ * under 2^16. The writer unpacks it (kp_qc_unpack) before anything reads
+ * it: the trace holds the whole QUERY either way. Told from the whole one
+ * by its len (KP_QC_NV * 8: a whole one has KP_Q_NV * 8 and more).
+ * KP_QC_TEXT = text_id | conn << 32 | flags << 48; KP_QC_ROWS = rows |
+ * ctx << 32; KP_QC_COUNTERS = fullscan | sort << 16 | autoindex << 32 |
+ * vmstep << 48.
+ */
+enum { KP_QC_DUR, KP_QC_TEXT, KP_QC_ROWS, KP_QC_COUNTERS, KP_QC_VALHASH,
+       KP_QC_NV };
+_Static_assert((int)KP_QC_NV < (int)KP_Q_NV, "a packed QUERY is shorter");
+
+static inline void kp_qc_unpack(int64_t *v, const int64_t *w)
+{
+	uint64_t t = (uint64_t)w[KP_QC_TEXT], r = (uint64_t)w[KP_QC_ROWS],
+		 c = (uint64_t)w[KP_QC_COUNTERS];
+	v[KP_Q_CTX] = (int64_t)(r >> 32);
+	v[KP_Q_DUR] = w[KP_QC_DUR];
+	v[KP_Q_ROWS] = (int64_t)(r & 0xffffffffu);
+	v[KP_Q_STATUS] = 0;
+	v[KP_Q_FULLSCAN] = (int64_t)(c & 0xffff);
+	v[KP_Q_SORT] = (int64_t)(c >> 16 & 0xffff);
+	v[KP_Q_AUTOINDEX] = (int64_t)(c >> 32 & 0xffff);
+	v[KP_Q_VMSTEP] = (int64_t)(c >> 48);
+	v[KP_Q_PREPARE_DUR] = 0;
+	v[KP_Q_VALHASH] = w[KP_QC_VALHASH];
+	v[KP_Q_FLAGS] = (int64_t)(t >> 48);
+	v[KP_Q_CONN] = (int64_t)(t >> 32 & 0xffff);
+	v[KP_Q_TEXT_ID] = (int64_t)(t & 0xffffffffu);
+}
+
 /* Open a query on this thread (its QUERY_BEGIN is deferred until the
  * thread records something else; keeps errno, and sets kp_tls.busy
  * around the pushes it may make). @return its ctx. */
@@ -1150,7 +1195,7 @@ static KP_ALWAYS_INLINE uint64_t kp_query_open(uint64_t tsc)
 	kp_qt.npending = (uint8_t)(n + 1);
 	/* the slots the query's QUERY will take, unless its own events (a
 	 * QUERY_BEGIN, allocations, I/O) come first: then theirs */
-	kp_ring_prefetch(1 + kp_ev_nx(KP_Q_NV * 8));
+	kp_ring_prefetch(1 + kp_ev_nx(KP_QC_NV * 8));
 	return ctx;
 }
 /*
@@ -1164,25 +1209,22 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
 		    const char *text, size_t len, int fp, int64_t *v);
 /*
  * What ending a query does before its QUERY is pushed, on every path:
- * its duration into v (from tsc0), its deferred QUERY_BEGIN dropped if
- * still there (then its QUERY has ctx 0, record.h, which packs into one
- * byte), its stack (kp_stack_capture_memo_at with memo, when not NULL).
+ * its deferred QUERY_BEGIN dropped if still there (then *ctx becomes 0,
+ * record.h, which packs into one byte), its stack (into *stack:
+ * kp_stack_capture_memo_at with memo, when not NULL).
  * Keeps errno (as does kp_query_close_id). @return 0
  * when nothing may be pushed: the trace ended while the query ran
  * (another thread's exit).
  */
-static KP_ALWAYS_INLINE int kp_query_end_at(uint64_t now, uint64_t tsc0,
-					    int64_t *v, uint32_t *stack,
-					    struct kp_unwind_memo **memo)
+static KP_ALWAYS_INLINE int kp_query_end_ctx(uint64_t *ctx, uint32_t *stack,
+					     struct kp_unwind_memo **memo)
 {
-	v[KP_Q_DUR] = (int64_t)(now - tsc0);
-	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
 	unsigned n = kp_qt.npending;
-	if (KP_LIKELY(n == 1) && kp_qt.pending[0].ctx == ctx) {
+	if (KP_LIKELY(n == 1) && kp_qt.pending[0].ctx == *ctx) {
 		kp_qt.npending = 0;
-		v[KP_Q_CTX] = 0;
-	} else if (ctx && n && kp_query_drop_pending(ctx)) {
-		v[KP_Q_CTX] = 0;
+		*ctx = 0;
+	} else if (*ctx && n && kp_query_drop_pending(*ctx)) {
+		*ctx = 0;
 	}
 	if (!kp_recording())
 		return 0;
@@ -1194,6 +1236,18 @@ static KP_ALWAYS_INLINE int kp_query_end_at(uint64_t now, uint64_t tsc0,
 		errno = saved;
 	}
 	return 1;
+}
+
+/* kp_query_end_ctx on v's ctx, and the duration into v from tsc0. */
+static KP_ALWAYS_INLINE int kp_query_end_at(uint64_t now, uint64_t tsc0,
+					    int64_t *v, uint32_t *stack,
+					    struct kp_unwind_memo **memo)
+{
+	v[KP_Q_DUR] = (int64_t)(now - tsc0);
+	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
+	int r = kp_query_end_ctx(&ctx, stack, memo);
+	v[KP_Q_CTX] = (int64_t)ctx;
+	return r;
 }
 
 static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
@@ -1217,6 +1271,30 @@ static KP_ALWAYS_INLINE void kp_query_close_id_at(uint8_t source,
 		return;
 	v[KP_Q_TEXT_ID] = text_id;
 	kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);
+}
+
+/* kp_query_close_id_at of a query whose values fit the packed form,
+ * given packed (text, cnt: see KP_QC_*; the SQLite hook packs them from
+ * its registers): two ring slots, or the whole QUERY when its ctx does
+ * not fit or the ring has no room (kp_query_push_unpacked). */
+void kp_query_push_unpacked(uint8_t source, uint64_t now, uint32_t stack,
+			    const int64_t *w, uint64_t ctx);
+static KP_ALWAYS_INLINE void kp_query_close_packed(
+	uint8_t source, uint64_t tsc0, uint64_t now, uint64_t ctx,
+	uint64_t rows, uint64_t cnt, uint64_t text, uint64_t valhash,
+	struct kp_unwind_memo **memo)
+{
+	uint32_t stack;
+	if (!kp_query_end_ctx(&ctx, &stack, memo))
+		return;
+	int64_t w[KP_QC_NV] = { (int64_t)(now - tsc0), (int64_t)text,
+				(int64_t)(rows | ctx << 32), (int64_t)cnt,
+				(int64_t)valhash };
+	if (KP_LIKELY(ctx >> 32 == 0) &&
+	    KP_LIKELY(kp_ring_try_vals(now, KP_REC_QUERY, source, stack, w,
+				       KP_QC_NV)))
+		return;
+	kp_query_push_unpacked(source, now, stack, w, ctx);
 }
 
 static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,

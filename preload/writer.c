@@ -838,7 +838,10 @@ static void ext_to_rec(const struct kp_ring *r, uint64_t t, uint32_t tid,
 	rec->u.ext.stack = ev->stack;
 	rec->u.ext.str = NULL;
 	rec->u.ext.str_len = 0;
-	if (len > vbytes + KP_MAX_STR_LEN || len < vbytes)
+	int packed = ev->type == KP_REC_QUERY && len == KP_QC_NV * 8;
+	if (packed)
+		vbytes = len; /* kp_qc_unpack below */
+	else if (len > vbytes + KP_MAX_STR_LEN || len < vbytes)
 		len = vbytes; /* cannot happen: the producer wrote len */
 	/* whole slots, fixed-size copies (no call): ext_buf has room for
 	 * the last one's bytes past len, which are never read */
@@ -851,7 +854,13 @@ static void ext_to_rec(const struct kp_ring *r, uint64_t t, uint32_t tid,
 	/* v[] whole (fixed size): the values past nv are never read */
 	_Static_assert(sizeof(rec->u.ext.v) <= sizeof(w.ext_buf),
 		       "a whole v[] from ext_buf");
-	memcpy(rec->u.ext.v, w.ext_buf, sizeof(rec->u.ext.v));
+	if (packed) {
+		int64_t q[KP_QC_NV];
+		memcpy(q, w.ext_buf, sizeof(q));
+		kp_qc_unpack(rec->u.ext.v, q);
+	} else {
+		memcpy(rec->u.ext.v, w.ext_buf, sizeof(rec->u.ext.v));
+	}
 	if (l.has_str) {
 		rec->u.ext.str = (const char *)w.ext_buf + vbytes;
 		rec->u.ext.str_len = (uint32_t)(len - vbytes);

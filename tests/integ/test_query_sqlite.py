@@ -270,6 +270,42 @@ with t.section("statement counters"):
              "SQLITE_COUNTERS=offset=-4: one warning line, the default used", r.err)
 
 
+# Every value of every run against SQLite's own: tests/apps/sqlite_counters
+# prints, after each run, its rows, status, autocommit state and four
+# statement counters as the API gives them; without kprof those are the
+# truth (under kprof the hook has read and reset the counters first). Its
+# runs take both ring forms of a QUERY (state.h, kp_qc_pack): the common
+# one packed in two slots, and the whole one for a run with an error, a
+# prepare time or a counter past 65,535.
+with t.section("every run as SQLite counts it"):
+    with Tmp() as d:
+        r0 = run([app("sqlite_counters")], d, kprof=False)
+        want = [tuple(int(x) for x in l.split()) for l in r0.out.splitlines()]
+        r = run([app("sqlite_counters")], d)
+        t.eq((r.rc, r.err, len(r.out.splitlines())), (0, "", len(want)),
+             "the program runs under kprof, one line a run")
+        recs = dump(r.traces)
+        qs = [x for x in recs if x["type"] == "query"]
+        got = [(x["v"][2], x["v"][3], x["v"][10] & 1) + tuple(x["v"][4:8]) for x in qs]
+        t.eq(got, want, "every run's rows, status, autocommit flag and four "
+             "counters are SQLite's (%d runs)" % len(want))
+        t.ok(any(w[3] > 65535 or w[6] > 65535 for w in want) and
+             any(w[4] for w in want) and any(w[5] for w in want) and
+             any(w[1] for w in want) and any(w[0] > 65535 for w in want),
+             "the runs include counters and rows past 16 bits, a sort, an "
+             "automatic index and an error", want)
+        begins = {x["v"][0] for x in recs if x["type"] == "query_begin"}
+        ctxs = [x["v"][0] for x in qs if x["v"][0]]
+        t.ok(ctxs and len(set(ctxs)) == len(ctxs) and set(ctxs) <= begins,
+             "a run that allocated has a ctx of its own, its QUERY_BEGIN's "
+             "(%d of %d runs)" % (len(ctxs), len(qs)))
+        t.ok(len({x["v"][11] for x in qs}) == 1 and qs[0]["v"][11] > 0 and
+             all(x["v"][12] > 0 and x["str"] for x in qs) and
+             sum(1 for x in qs if x["v"][8] > 0) == 13,
+             "one connection id; every run's text; a prepare time on each "
+             "statement's first run only (13 statements)")
+
+
 # kprof's messages go to the stderr the program started with, never to a
 # file the program later opened as fd 2: here python3 closes fd 2, opens
 # its own file (which gets fd 2) and then uses SQLite with a wrong counter

@@ -175,6 +175,18 @@ $(B)/tests/apps/plugins/%.so: tests/apps/plugins/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -O0 -g -fno-omit-frame-pointer -shared -fPIC $< -o $@
 $(B)/tests/apps/dlopener: APP_LDFLAGS = -Wl,-rpath,'$$ORIGIN/plugins' -ldl
+# one plugin with SQLite of its own, twice: SQLCipher's and libsqlite3
+# (tests/apps/sqlite_local.c loads them with RTLD_LOCAL)
+SQLPLUG_SO := $(B)/tests/apps/plugins/libsqlplug_cipher.so \
+	$(B)/tests/apps/plugins/libsqlplug_plain.so
+TEST_PLUGIN_SO += $(SQLPLUG_SO)
+$(B)/tests/apps/plugins/libsqlplug_cipher.so: tests/apps/sqlplug/sqlplug.c
+	@mkdir -p $(dir $@)
+	$(CC) -O0 -g -fno-omit-frame-pointer -shared -fPIC -I/usr/include/sqlcipher $< -o $@ -lsqlcipher
+$(B)/tests/apps/plugins/libsqlplug_plain.so: tests/apps/sqlplug/sqlplug.c
+	@mkdir -p $(dir $@)
+	$(CC) -O0 -g -fno-omit-frame-pointer -shared -fPIC $< -o $@ -lsqlite3
+$(B)/tests/apps/sqlite_local: APP_LDFLAGS = -Wl,-rpath,'$$ORIGIN/plugins' -ldl
 $(B)/tests/apps/apiflush: APP_LDFLAGS = -Ipreload
 $(B)/tests/apps/spans: APP_LDFLAGS = -Ipreload -pthread
 $(B)/tests/apps/demo: APP_LDFLAGS = -Ipreload

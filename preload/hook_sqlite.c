@@ -11,7 +11,10 @@
  * libsqlite3 is found when first called, not at start-up: python3's sqlite3
  * module dlopen()s it (RTLD_LOCAL) long after kprof started, so RTLD_NEXT
  * may not see it; then the library is looked up by its soname with
- * RTLD_NOLOAD. Nothing here touches the app's trace/profile callbacks.
+ * RTLD_NOLOAD, or else in the scope of the first call's module. A module
+ * with a SQLite of its own (another soname, RTLD_LOCAL) gets its calls
+ * passed to that library, unrecorded (sq_callee). Nothing here touches
+ * the app's trace/profile callbacks.
  *
  * sqlite3_exec() runs its statements through sqlite3_prepare_v2/step,
  * which land here through the PLT; if the library was built so that they
@@ -21,6 +24,7 @@
 #include "fingerprint.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -38,7 +42,7 @@ typedef struct sqlite3_stmt sqlite3_stmt;
 #define SQLITE_STMTSTATUS_AUTOINDEX 3
 #define SQLITE_STMTSTATUS_VM_STEP 4
 
-static struct {
+struct sq_lib {
 	int (*prepare)(sqlite3 *, const char *, int, sqlite3_stmt **,
 		       const char **);
 	int (*prepare_v2)(sqlite3 *, const char *, int, sqlite3_stmt **,
@@ -67,29 +71,29 @@ static struct {
 	int (*bind_parameter_count)(sqlite3_stmt *);
 	char *(*expanded_sql)(sqlite3_stmt *);
 	void (*free)(void *);
-} sq;
+};
+/* The library the hook records: the one in the global scope, else the
+ * one a call first came from (sq_resolve). */
+static struct sq_lib sq;
 static _Atomic int sq_done;
+/* sq is not in the global scope: each caller's own scope decides which
+ * SQLite its calls bind to, and another may bind to another library
+ * (sq_callee) */
+static _Atomic int sq_local;
+/* a call bound to another library than sq was seen: every interposer
+ * then asks sq_callee (sq_mode SQ_MULTI) */
+static _Atomic int sq_multi;
 
-static void *sq_sym(void *h, const char *name)
+/* L's functions from h's scope (RTLD_NEXT: the global one after kprof),
+ * and from also's when not there. @return 1 when usable. */
+static int lib_resolve(struct sq_lib *L, void *h, void *also)
 {
-	void *p = dlsym(RTLD_NEXT, name);
-	if (!p && h)
-		p = dlsym(h, name);
-	return p;
-}
-
-/* Resolve libsqlite3 (once it is loaded). @return 1 when usable. */
-static int sq_resolve(void)
-{
-	if (KP_LIKELY(atomic_load_explicit(&sq_done, memory_order_acquire)))
-		return 1;
-	int saved = errno;
-	uint8_t busy = kp_tls.busy;
-	kp_tls.busy = 1; /* dlopen/dlsym allocate: not the app's */
-	void *h = dlopen("libsqlite3.so.0", RTLD_LAZY | RTLD_NOLOAD);
-	if (!h)
-		h = dlopen("libsqlite3.so", RTLD_LAZY | RTLD_NOLOAD);
-#define R(f, n) *(void **)&sq.f = sq_sym(h, n)
+#define R(f, n)                                       \
+	do {                                          \
+		*(void **)&L->f = dlsym(h, n);        \
+		if (!L->f && also)                    \
+			*(void **)&L->f = dlsym(also, n); \
+	} while (0)
 	R(prepare, "sqlite3_prepare");
 	R(prepare_v2, "sqlite3_prepare_v2");
 	R(prepare_v3, "sqlite3_prepare_v3");
@@ -111,17 +115,158 @@ static int sq_resolve(void)
 	R(expanded_sql, "sqlite3_expanded_sql");
 	R(free, "sqlite3_free");
 #undef R
+	return L->step && L->reset && L->finalize && L->prepare_v2 &&
+	       L->sql && L->stmt_status && L->db_handle && L->get_autocommit &&
+	       L->stmt_readonly && L->total_changes &&
+	       L->bind_parameter_count;
+}
+
+/* The loaded object whose code holds pc, opened for dlsym (dlclose it),
+ * with its bounds; NULL for the program itself (whose scope is the
+ * global one, kprof's hooks first) or none. */
+static void *module_at(const void *pc, uintptr_t *lo, uintptr_t *hi)
+{
+	struct dl_find_object fo;
+	if (!pc || _dl_find_object((void *)pc, &fo) != 0 || !fo.dlfo_link_map)
+		return NULL;
+	*lo = (uintptr_t)fo.dlfo_map_start;
+	*hi = (uintptr_t)fo.dlfo_map_end;
+	const char *name = fo.dlfo_link_map->l_name;
+	if (!name || !name[0])
+		return NULL;
+	return dlopen(name, RTLD_LAZY | RTLD_NOLOAD);
+}
+
+/*
+ * Resolve libsqlite3 (once it is loaded), the library of the first call
+ * from code at ra when none is in the global scope or has the soname
+ * libsqlite3.so.0. @return 1 when usable.
+ */
+static int sq_resolve_from(const void *ra)
+{
+	if (KP_LIKELY(atomic_load_explicit(&sq_done, memory_order_acquire)))
+		return 1;
+	int saved = errno;
+	uint8_t busy = kp_tls.busy;
+	kp_tls.busy = 1; /* dlopen/dlsym allocate: not the app's */
+	void *h = dlopen("libsqlite3.so.0", RTLD_LAZY | RTLD_NOLOAD);
+	if (!h)
+		h = dlopen("libsqlite3.so", RTLD_LAZY | RTLD_NOLOAD);
+	int global = dlsym(RTLD_NEXT, "sqlite3_step") != NULL;
+	int ok = lib_resolve(&sq, RTLD_NEXT, h);
 	if (h)
 		dlclose(h); /* it stays loaded: the app holds it */
-	int ok = sq.step && sq.reset && sq.finalize && sq.prepare_v2 &&
-		 sq.sql && sq.stmt_status && sq.db_handle && sq.get_autocommit &&
-		 sq.stmt_readonly && sq.total_changes &&
-		 sq.bind_parameter_count;
-	if (ok)
+	if (!ok && ra) {
+		uintptr_t lo, hi;
+		h = module_at(ra, &lo, &hi);
+		if (h) {
+			ok = lib_resolve(&sq, h, NULL);
+			dlclose(h);
+		}
+	}
+	if (ok) {
+		atomic_store_explicit(&sq_local, !global, memory_order_relaxed);
 		atomic_store_explicit(&sq_done, 1, memory_order_release);
+	}
 	kp_busy_restore(busy);
 	errno = saved;
 	return ok;
+}
+
+/*
+ * Another SQLite than sq. A call binds to the first definition in the
+ * global scope, then in its caller's own (a module dlopen()ed with
+ * RTLD_LOCAL and its dependencies: python3's extension modules, for one).
+ * When sq is in the global scope every call binds to it; when it is not,
+ * a module may bring a SQLite of its own (SQLCipher's, say, under
+ * another soname), and its calls must go there, or SQLite would run
+ * another library's statements. Such calls pass through unrecorded; each
+ * run ended counts as a lost QUERY, as for a statement without a slot.
+ * The modules seen are kept with the library their calls bind to.
+ */
+/* Runs of statements without a slot (their window was full at prepare,
+ * or they were prepared where the hook does not look: before it was set
+ * up, inside SQLite) or of another SQLite (sq_callee), which were not
+ * recorded: the writer writes them as lost QUERY events
+ * (kp_sqlite_lost_runs). */
+static _Atomic uint64_t lost_runs;
+
+#define SQ_MODS 64
+#define SQ_LIBS 8
+static struct sq_mod {
+	uintptr_t lo, hi;
+	struct sq_lib *lib; /* NULL: sq */
+} mods[SQ_MODS];
+static _Atomic unsigned nmods;
+static struct sq_lib libs[SQ_LIBS];
+static unsigned nlibs;
+static atomic_flag mods_lock = ATOMIC_FLAG_INIT;
+
+KP_EXPORT int sqlite3_step(sqlite3_stmt *);
+#define SQ_MULTI 3 /* sq_mode, below */
+static _Atomic int sq_mode;
+
+/* The library of module h (its own scope), other than sq: NULL for sq. */
+static struct sq_lib *lib_of(void *h)
+{
+	void *step = dlsym(h, "sqlite3_step");
+	if (!step || step == (void *)sqlite3_step || step == (void *)sq.step)
+		return NULL;
+	for (unsigned i = 0; i < nlibs; i++)
+		if ((void *)libs[i].step == step)
+			return &libs[i];
+	if (nlibs == SQ_LIBS || !lib_resolve(&libs[nlibs], h, NULL))
+		return NULL;
+	return &libs[nlibs++];
+}
+
+/* The SQLite a call from ra binds to when it is not sq, else NULL. */
+static __attribute__((noinline)) struct sq_lib *sq_callee(const void *ra)
+{
+	if (!atomic_load_explicit(&sq_local, memory_order_relaxed))
+		return NULL;
+	uintptr_t pc = (uintptr_t)ra;
+	unsigned n = atomic_load_explicit(&nmods, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (pc - mods[i].lo < mods[i].hi - mods[i].lo)
+			return mods[i].lib;
+	int saved = errno;
+	uint8_t busy = kp_tls.busy;
+	kp_tls.busy = 1;
+	while (atomic_flag_test_and_set_explicit(&mods_lock,
+						 memory_order_acquire))
+		;
+	struct sq_lib *lib = NULL;
+	uintptr_t lo = 0, hi = 0;
+	void *h = module_at(ra, &lo, &hi);
+	if (h) {
+		lib = lib_of(h);
+		dlclose(h);
+	}
+	n = atomic_load_explicit(&nmods, memory_order_relaxed);
+	if (hi > lo && n < SQ_MODS) {
+		mods[n] = (struct sq_mod){ lo, hi, lib };
+		atomic_store_explicit(&nmods, n + 1, memory_order_release);
+	}
+	if (lib) {
+		atomic_store_explicit(&sq_multi, 1, memory_order_relaxed);
+		atomic_store_explicit(&sq_mode, SQ_MULTI, memory_order_release);
+	}
+	atomic_flag_clear_explicit(&mods_lock, memory_order_release);
+	kp_busy_restore(busy);
+	errno = saved;
+	return lib;
+}
+
+/* A run of another library's statement s ended (rc) or was cut (rc 0,
+ * by a reset or finalize while it ran): a lost QUERY while recording. */
+static void foreign_end(struct sq_lib *L, sqlite3_stmt *s, int rc)
+{
+	if (!s || rc == SQLITE_MISUSE || rc == SQLITE_ROW || !kp_recording())
+		return;
+	int busy = L->stmt_busy ? L->stmt_busy(s) : 0;
+	if (rc ? !busy : busy)
+		atomic_fetch_add_explicit(&lost_runs, 1, memory_order_relaxed);
 }
 
 /* ---- statements: a lock-free open-addressing table keyed by the stmt ---- */
@@ -185,11 +330,6 @@ static KP_ALWAYS_INLINE _Atomic(sqlite3_stmt *) *slot_key(struct sq_stmt *e)
 				    offsetof(struct sq_slot, st)))->key;
 }
 static struct sq_tab *_Atomic tab;
-/* Runs of statements without a slot (their window was full at prepare,
- * or they were prepared where the hook does not look: before it was set
- * up, inside SQLite), which were not recorded: the writer writes them as
- * lost QUERY events (kp_sqlite_lost_runs). */
-static _Atomic uint64_t lost_runs;
 
 uint64_t kp_sqlite_lost_runs(void)
 {
@@ -885,12 +1025,16 @@ int sqlite3_finalize(sqlite3_stmt *);
 int sqlite3_exec(sqlite3 *, const char *,
 		 int (*)(void *, int, char **, char **), void *, char **);
 
-#define SQ_ENTER(fn, ...)                                    \
-	do {                                                 \
-		if (KP_UNLIKELY(!sq_resolve()) || !sq.fn)    \
-			return SQLITE_MISUSE;                \
-		if (!want())                                 \
-			return sq.fn(__VA_ARGS__);           \
+#define SQ_ENTER(fn, ...)                                                \
+	do {                                                             \
+		const void *ra_ = __builtin_return_address(0);           \
+		if (KP_UNLIKELY(!sq_resolve_from(ra_)) || !sq.fn)        \
+			return SQLITE_MISUSE;                            \
+		struct sq_lib *L_ = sq_callee(ra_);                      \
+		if (KP_UNLIKELY(L_ != NULL))                             \
+			return L_->fn ? L_->fn(__VA_ARGS__) : SQLITE_MISUSE; \
+		if (!want())                                             \
+			return sq.fn(__VA_ARGS__);                       \
 	} while (0)
 
 /* What every prepare does once the real one returned rc. */
@@ -1031,27 +1175,43 @@ static int (*_Atomic sq_rec)(sqlite3_stmt *) = step_rec;
  * through (the query profiler or this hook off); all of it fixed once
  * known, so that sqlite3_step's common case is a load of this, the
  * thread's flags and the run state. 0 until the first sqlite3_step that
- * gets that far (step_other) knows it.
+ * gets that far (step_other) knows it; SQ_MULTI for good once a call
+ * bound to another SQLite was seen (sq_callee): every step then goes
+ * through step_other.
  */
 #define SQ_REC 1
 #define SQ_OFF 2
-static _Atomic int sq_mode;
 
 /* sqlite3_step other than in sq_mode's common case: the first ones
  * (resolving), a nested one, the writer's, a busy thread's. */
-static __attribute__((noinline)) int step_other(sqlite3_stmt *s)
+static __attribute__((noinline)) int step_other(sqlite3_stmt *s,
+						const void *ra)
 {
-	if (KP_UNLIKELY(!sq_resolve()) || !sq.step)
+	if (KP_UNLIKELY(!sq_resolve_from(ra)) || !sq.step)
 		return SQLITE_MISUSE;
+	struct sq_lib *L = atomic_load_explicit(&sq_multi, memory_order_relaxed) ?
+				   sq_callee(ra) :
+				   NULL;
+	if (L) {
+		int rc = L->step(s);
+		if (!kp_tls.in_sqlite && !kp_tls.busy && !kp_tls.writer)
+			foreign_end(L, s, rc);
+		return rc;
+	}
 	if (kp_tls.in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
 		return sq.step(s);
 	int on = kp.cfg.query && (kp.cfg.query_hooks & KP_QHOOK_SQLITE);
 	if (kp.use_tsc)
 		atomic_store_explicit(&sq_rec, step_rec_tsc,
 				      memory_order_relaxed);
-	atomic_store_explicit(&sq_mode, on ? SQ_REC : SQ_OFF,
-			      memory_order_relaxed);
-	return on ? step_rec(s) : sq.step(s);
+	/* from 0 only: SQ_MULTI stays */
+	int m = 0;
+	atomic_compare_exchange_strong_explicit(&sq_mode, &m,
+						on ? SQ_REC : SQ_OFF,
+						memory_order_relaxed,
+						memory_order_relaxed);
+	return on ? atomic_load_explicit(&sq_rec, memory_order_relaxed)(s) :
+		    sq.step(s);
 }
 
 KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
@@ -1064,7 +1224,7 @@ KP_EXPORT int sqlite3_step(sqlite3_stmt *s)
 		return atomic_load_explicit(&sq_rec, memory_order_relaxed)(s);
 	if (m == SQ_OFF)
 		return sq.step(s);
-	return step_other(s);
+	return step_other(s, __builtin_return_address(0));
 }
 
 /* A run still open when the app resets or finalizes its statement. */
@@ -1104,16 +1264,34 @@ static __attribute__((noinline)) void untracked_cut(sqlite3_stmt *s)
 		atomic_fetch_add_explicit(&lost_runs, 1, memory_order_relaxed);
 }
 
-/* sqlite3_reset before the table of statements exists, or of NULL. */
-static __attribute__((noinline)) int reset_other(sqlite3_stmt *s)
+/* sqlite3_reset of a statement without a slot: maybe another SQLite's
+ * (sq_callee). */
+static __attribute__((noinline)) int reset_noslot(sqlite3_stmt *s,
+						  const void *ra)
 {
-	if (KP_UNLIKELY(!sq_resolve()) || !sq.reset)
+	struct sq_lib *L = atomic_load_explicit(&sq_multi, memory_order_relaxed) ?
+				   sq_callee(ra) :
+				   NULL;
+	if (L) {
+		if (!kp_tls.in_sqlite && !kp_tls.busy && !kp_tls.writer)
+			foreign_end(L, s, 0);
+		return L->reset(s);
+	}
+	untracked_cut(s);
+	return sq.reset(s);
+}
+
+/* sqlite3_reset before the table of statements exists, or of NULL. */
+static __attribute__((noinline)) int reset_other(sqlite3_stmt *s,
+						 const void *ra)
+{
+	if (KP_UNLIKELY(!sq_resolve_from(ra)) || !sq.reset)
 		return SQLITE_MISUSE;
 	struct sq_stmt *e = s ? find(s) : NULL;
 	if (KP_UNLIKELY(e && e->running))
 		return reset_open(s, e);
 	if (!e)
-		untracked_cut(s);
+		return reset_noslot(s, ra);
 	return sq.reset(s);
 }
 
@@ -1143,24 +1321,33 @@ KP_EXPORT int sqlite3_reset(sqlite3_stmt *s)
 			    SQ_OFF &&
 		    real)
 			return real(s);
-		return reset_other(s);
+		return reset_other(s, __builtin_return_address(0));
 	}
 	struct sq_stmt *e = find_in(t, s);
 	if (KP_UNLIKELY(e && e->running))
 		return reset_open(s, e);
 	if (KP_UNLIKELY(!e))
-		untracked_cut(s);
+		return reset_noslot(s, __builtin_return_address(0));
 	return sq.reset(s);
 }
 
 KP_EXPORT int sqlite3_finalize(sqlite3_stmt *s)
 {
-	if (KP_UNLIKELY(!sq_resolve()) || !sq.finalize)
+	const void *ra = __builtin_return_address(0);
+	if (KP_UNLIKELY(!sq_resolve_from(ra)) || !sq.finalize)
 		return SQLITE_MISUSE;
+	struct sq_stmt *e = s ? find(s) : NULL;
+	if (!e && atomic_load_explicit(&sq_multi, memory_order_relaxed)) {
+		struct sq_lib *L = sq_callee(ra);
+		if (L) {
+			if (!kp_tls.in_sqlite && !kp_tls.busy && !kp_tls.writer)
+				foreign_end(L, s, 0);
+			return L->finalize(s);
+		}
+	}
 	/* always forget the statement, even when not recording now: its
 	 * address may come back for another one */
 	if (s && !kp_tls.busy && !kp_tls.writer) {
-		struct sq_stmt *e = find(s);
 		if (e)
 			end_open_run(e, s, 1);
 		else

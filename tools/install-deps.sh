@@ -22,6 +22,9 @@ for s in $sets; do
 		# PostgreSQL server, psql and pgbench
 		pkgs="$pkgs libsqlite3-dev libpq-dev postgresql postgresql-client
 		postgresql-contrib util-linux"
+		# a second SQLite, as a plugin brings it (SQLCipher:
+		# tests/apps/sqlite_local.c)
+		pkgs="$pkgs libsqlcipher-dev"
 		# CPU sampling (issue 5): go tool pprof reads the exports
 		pkgs="$pkgs golang-go"
 		# libc's debug file, its DWARF compressed: lines for libc

@@ -306,6 +306,35 @@ with t.section("every run as SQLite counts it"):
              "statement's first run only (13 statements)")
 
 
+# SQLite in no global scope (tests/apps/sqlite_local.c): each plugin is
+# loaded with RTLD_LOCAL and brings its own, SQLCipher's (SQLite 3.15,
+# soname libsqlcipher.so.0) or libsqlite3. Without kprof each plugin's
+# calls bind to its own library. The hook used to send every call to
+# libsqlite3.so.0 or to none: alone, the SQLCipher plugin's prepares
+# failed (SQLITE_MISUSE, the program exited 1).
+with t.section("plugins with a SQLite of their own (RTLD_LOCAL)"):
+    with Tmp() as d:
+        for plugins in (["cipher"], ["plain"], ["cipher", "plain"], ["plain", "cipher"]):
+            label = " + ".join(plugins)
+            cmd = [app("sqlite_local"), "300"] + plugins
+            r0 = run(cmd, d, kprof=False)
+            if r0.rc != 0 or len(r0.out.splitlines()) != len(plugins):
+                raise Fail("sqlite_local %s without kprof: %d %s" % (label, r0.rc, r0.err))
+            r = run(cmd, d)
+            t.eq((r.rc, r.out, r.err), (0, r0.out, ""),
+                 "%s: runs as without kprof, each plugin on its own SQLite" % label)
+            rep = analyze(r.traces)
+            fps = {f["fingerprint"]: f["calls"] for f in rep["queries"]["fingerprints"]}
+            lost = rep["trace"]["events_lost_by_type"].get("query", 0)
+            # the first library called is the one recorded; the other's
+            # runs are counted lost: its 300 inserts and more
+            t.ok(fps.get("insert into t(a) values(?+)") == 300 and
+                 fps.get("select count(*) from t") == 1 and
+                 (lost == 0 if len(plugins) == 1 else lost >= 302),
+                 "%s: the first library's runs recorded, the other's counted "
+                 "lost" % label, (fps, lost))
+
+
 # kprof's messages go to the stderr the program started with, never to a
 # file the program later opened as fd 2: here python3 closes fd 2, opens
 # its own file (which gets fd 2) and then uses SQLite with a wrong counter

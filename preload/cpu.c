@@ -437,13 +437,19 @@ struct tramp {
 	void *(*fn)(void *);
 	void *arg;
 	int sampled;
+	int named;          /* name holds the creator's (hook_thread.c) */
+	uint32_t name_gen;
+	char name[16];
 };
 
-/* An app thread's start: counted (lifecycle.c), and sampled when on. */
+/* An app thread's start: counted (lifecycle.c), its name known, and
+ * sampled when on. */
 static void *start_app(void *p)
 {
 	struct tramp t = *(struct tramp *)p;
 	kp_arena_free(p);
+	if (t.named)
+		kp_thread_name_take(t.name, t.name_gen);
 	kp_app_thread_start();
 	if (t.sampled)
 		arm_self();
@@ -467,6 +473,7 @@ KP_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 	t->fn = fn;
 	t->arg = arg;
 	t->sampled = cpu.on && !atomic_load(&cpu.stepped_aside);
+	t->named = kp_thread_name_inherit(t->name, &t->name_gen);
 	kp_app_threads_add(1);
 	int rc = cpu.real_pthread_create(th, attr, start_app, t);
 	if (rc != 0) {

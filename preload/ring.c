@@ -24,7 +24,6 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,8 +121,8 @@ struct kp_ring *kp_ring_self(void)
 	t->ring = r;
 	pthread_setspecific(ring_key, r);
 
-	char name[17] = { 0 };
-	prctl(PR_GET_NAME, name, 0, 0, 0);
+	char name[16];
+	kp_thread_name_self(name);
 	kp_ring_push(0, KP_REC_THREAD_START, 0, 0, name, 16);
 	return r;
 }

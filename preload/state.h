@@ -529,6 +529,14 @@ void kp_ring_thread_name(pthread_t th, const char *name);
 /* The same from an interposer: unless kprof is off or busy here, keeps
  * errno (hook_thread.c). */
 void kp_thread_named(pthread_t th, const char *name);
+/* This thread's name (16 bytes, NUL-terminated) for its THREAD_START:
+ * the one kprof knows it by, else prctl(PR_GET_NAME) (hook_thread.c). */
+void kp_thread_name_self(char *out);
+/* The name a thread made now by this one starts with: 1 with it in out
+ * and its generation in *gen, 0 when kprof does not know it. The new
+ * thread takes it with kp_thread_name_take (cpu.c's pthread_create). */
+int kp_thread_name_inherit(char *out, uint32_t *gen);
+void kp_thread_name_take(const char *name, uint32_t gen);
 void kp_ring_after_fork_child(void);
 int kp_ring_init(void);
 /* Wake the writer thread now; _poke only if it sleeps (the hot path). */

@@ -279,7 +279,11 @@ static void give_up(void)
  * (exit, exec, a forked child's header) kprof's writes run with SIGXFSZ
  * blocked, and one they raised is taken back before the mask is restored
  * (one pending before is the app's, and stays). The writer thread blocks
- * every signal already.
+ * every signal already. Only a SIGXFSZ the app had blocked can be
+ * pending before: one it had not was delivered. So the pending set is
+ * asked for only then: a program in a seccomp sandbox may refuse
+ * rt_sigpending (Firefox's content processes report it as a violation
+ * at their exit).
  */
 struct xfsz {
 	int on;
@@ -294,7 +298,8 @@ static void xfsz_hold(struct xfsz *x)
 		return;
 	uint64_t set = 1ull << (SIGXFSZ - 1), now = 0;
 	syscall(SYS_rt_sigprocmask, SIG_BLOCK, &set, &x->old, sizeof(set));
-	syscall(SYS_rt_sigpending, &now, sizeof(now));
+	if (x->old & set)
+		syscall(SYS_rt_sigpending, &now, sizeof(now));
 	x->pending = (now & set) != 0;
 }
 

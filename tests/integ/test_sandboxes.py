@@ -15,7 +15,7 @@ but the zygote's children, some of which the browser ends with SIGKILL.
 import os
 import struct
 
-from kptest import Fail, Tap, Tmp, analyze, need, run
+from kptest import Fail, Tap, Tmp, analyze, app, dump, need, run
 
 t = Tap()
 
@@ -115,6 +115,31 @@ with t.section("firefox-esr --headless"):
         lost.pop("query", None)
         t.eq(lost, {}, "no event lost but unrecorded SQLite runs (%d)" %
              rep["trace"]["events_lost_by_type"].get("query", 0))
+
+# kprof named each thread's THREAD_START by prctl(PR_GET_NAME) at the
+# thread's first event, and asked rt_sigpending around its trace's writes
+# at exit; a program sandboxed by then may refuse both (Firefox reported
+# each call as a violation; tests/apps/namejail.c's filter kills the
+# process, and under kprof it died of SIGSYS). kprof now knows a thread's
+# name from its creator and its own renames, and asks for the pending
+# signals only when the program had blocked SIGXFSZ.
+with t.section("system calls a seccomp sandbox refuses (namejail)"):
+    with Tmp() as d:
+        r = run([app("namejail")], d)
+        t.eq((r.rc, r.out, r.err), (0, "ok\n", ""),
+             "runs as without kprof: no prctl(PR_GET_NAME) or rt_sigpending "
+             "after its sandbox")
+        names = {}
+        for x in dump(r.traces):
+            if x["type"] in ("thread_start", "thread_name"):
+                names.setdefault(x["tid"], []).append((x["type"], x["name"]))
+        got = sorted(tuple(sorted(v)) for v in names.values())
+        t.eq(got, sorted([(("thread_start", "namejail"),),
+                          (("thread_name", "worker-a"), ("thread_start", "namejail")),
+                          (("thread_start", "worker-a"),),
+                          (("thread_name", "worker-b"), ("thread_start", "worker-b"))]),
+             "each thread starts with its creator's name or its own rename")
+
 
 with t.section("bwrap --unshare-pid"):
     bwrap = need("bwrap")

@@ -73,7 +73,7 @@ struct sq_lib {
 	void (*free)(void *);
 };
 /* The library the hook records: the one in the global scope, else the
- * one a call first came from (sq_resolve). */
+ * one a call first came from (sq_resolve_from). */
 static struct sq_lib sq;
 static _Atomic int sq_done;
 /* sq is not in the global scope: each caller's own scope decides which
@@ -173,6 +173,13 @@ static int sq_resolve_from(const void *ra)
 	return ok;
 }
 
+/* Runs of statements without a slot (their window was full at prepare,
+ * or they were prepared where the hook does not look: before it was set
+ * up, inside SQLite) or of another SQLite (sq_callee), which were not
+ * recorded: the writer writes them as lost QUERY events
+ * (kp_sqlite_lost_runs). */
+static _Atomic uint64_t lost_runs;
+
 /*
  * Another SQLite than sq. A call binds to the first definition in the
  * global scope, then in its caller's own (a module dlopen()ed with
@@ -184,13 +191,6 @@ static int sq_resolve_from(const void *ra)
  * run ended counts as a lost QUERY, as for a statement without a slot.
  * The modules seen are kept with the library their calls bind to.
  */
-/* Runs of statements without a slot (their window was full at prepare,
- * or they were prepared where the hook does not look: before it was set
- * up, inside SQLite) or of another SQLite (sq_callee), which were not
- * recorded: the writer writes them as lost QUERY events
- * (kp_sqlite_lost_runs). */
-static _Atomic uint64_t lost_runs;
-
 #define SQ_MODS 64
 #define SQ_LIBS 8
 static struct sq_mod {
@@ -258,11 +258,21 @@ static __attribute__((noinline)) struct sq_lib *sq_callee(const void *ra)
 	return lib;
 }
 
+/* sq_callee once another library was seen, else NULL at once. */
+static KP_ALWAYS_INLINE struct sq_lib *foreign(const void *ra)
+{
+	return atomic_load_explicit(&sq_multi, memory_order_relaxed) ?
+		       sq_callee(ra) :
+		       NULL;
+}
+
 /* A run of another library's statement s ended (rc) or was cut (rc 0,
- * by a reset or finalize while it ran): a lost QUERY while recording. */
+ * by a reset or finalize while it ran): a lost QUERY while recording,
+ * unless kprof or SQLite itself made the call. */
 static void foreign_end(struct sq_lib *L, sqlite3_stmt *s, int rc)
 {
-	if (!s || rc == SQLITE_MISUSE || rc == SQLITE_ROW || !kp_recording())
+	if (!s || rc == SQLITE_MISUSE || rc == SQLITE_ROW || !kp_recording() ||
+	    kp_tls.in_sqlite || kp_tls.busy || kp_tls.writer)
 		return;
 	int busy = L->stmt_busy ? L->stmt_busy(s) : 0;
 	if (rc ? !busy : busy)
@@ -923,7 +933,7 @@ static uint64_t qc_text_of(const struct sq_stmt *e)
 {
 	if (!e->text_id || e->conn >= 1u << 16)
 		return 0;
-	return e->text_id | e->conn << 32 | (uint64_t)e->flags << 48;
+	return kp_qc_text(e->text_id, e->conn, e->flags);
 }
 
 /* The end of a run whose QUERY takes the whole form (end_run): its
@@ -988,11 +998,10 @@ static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 	if (KP_LIKELY(direct) && KP_LIKELY(e->qc_text) &&
 	    KP_LIKELY(!((uint64_t)status | (uint64_t)rows >> 32 |
 			((w01 | w23) & 0xffff0000ffff0000u)))) {
-		uint64_t c = ((w01 | w01 >> 16) & 0xffffffffu) |
-			     (w23 | w23 >> 16) << 32;
 		kp_query_close_packed(KP_QSRC_SQLITE, e->tsc0, now, e->ctx,
-				      (uint64_t)rows, c,
-				      e->qc_text | (uint64_t)e->autocommit << 48,
+				      (uint64_t)rows, kp_qc_counters(w01, w23),
+				      e->qc_text |
+					      kp_qc_text(0, 0, e->autocommit),
 				      vh, &e->memo);
 		return;
 	}
@@ -1189,13 +1198,10 @@ static __attribute__((noinline)) int step_other(sqlite3_stmt *s,
 {
 	if (KP_UNLIKELY(!sq_resolve_from(ra)) || !sq.step)
 		return SQLITE_MISUSE;
-	struct sq_lib *L = atomic_load_explicit(&sq_multi, memory_order_relaxed) ?
-				   sq_callee(ra) :
-				   NULL;
+	struct sq_lib *L = foreign(ra);
 	if (L) {
 		int rc = L->step(s);
-		if (!kp_tls.in_sqlite && !kp_tls.busy && !kp_tls.writer)
-			foreign_end(L, s, rc);
+		foreign_end(L, s, rc);
 		return rc;
 	}
 	if (kp_tls.in_sqlite || kp_tls.busy || kp_tls.writer || !kp_ready())
@@ -1269,12 +1275,9 @@ static __attribute__((noinline)) void untracked_cut(sqlite3_stmt *s)
 static __attribute__((noinline)) int reset_noslot(sqlite3_stmt *s,
 						  const void *ra)
 {
-	struct sq_lib *L = atomic_load_explicit(&sq_multi, memory_order_relaxed) ?
-				   sq_callee(ra) :
-				   NULL;
+	struct sq_lib *L = foreign(ra);
 	if (L) {
-		if (!kp_tls.in_sqlite && !kp_tls.busy && !kp_tls.writer)
-			foreign_end(L, s, 0);
+		foreign_end(L, s, 0);
 		return L->reset(s);
 	}
 	untracked_cut(s);
@@ -1337,13 +1340,10 @@ KP_EXPORT int sqlite3_finalize(sqlite3_stmt *s)
 	if (KP_UNLIKELY(!sq_resolve_from(ra)) || !sq.finalize)
 		return SQLITE_MISUSE;
 	struct sq_stmt *e = s ? find(s) : NULL;
-	if (!e && atomic_load_explicit(&sq_multi, memory_order_relaxed)) {
-		struct sq_lib *L = sq_callee(ra);
-		if (L) {
-			if (!kp_tls.in_sqlite && !kp_tls.busy && !kp_tls.writer)
-				foreign_end(L, s, 0);
-			return L->finalize(s);
-		}
+	struct sq_lib *L = e ? NULL : foreign(ra);
+	if (L) {
+		foreign_end(L, s, 0);
+		return L->finalize(s);
 	}
 	/* always forget the statement, even when not recording now: its
 	 * address may come back for another one */

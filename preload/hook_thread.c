@@ -32,7 +32,7 @@ static _Atomic uint32_t names_gen = 1;
 static __thread char tname[16] __attribute__((tls_model("initial-exec")));
 static __thread uint32_t tname_gen __attribute__((tls_model("initial-exec")));
 
-static void name_set(const char *name, uint32_t gen)
+void kp_thread_name_take(const char *name, uint32_t gen)
 {
 	strncpy(tname, name, sizeof(tname) - 1);
 	tname[sizeof(tname) - 1] = 0;
@@ -45,7 +45,7 @@ void kp_thread_name_self(char *out)
 	if (tname_gen != gen) {
 		char name[17] = { 0 };
 		prctl(PR_GET_NAME, name, 0, 0, 0);
-		name_set(name, gen);
+		kp_thread_name_take(name, gen);
 	}
 	memcpy(out, tname, sizeof(tname));
 }
@@ -59,15 +59,10 @@ int kp_thread_name_inherit(char *out, uint32_t *gen)
 	return 1;
 }
 
-void kp_thread_name_take(const char *name, uint32_t gen)
-{
-	name_set(name, gen);
-}
-
 void kp_thread_named(pthread_t th, const char *name)
 {
 	if (pthread_equal(th, pthread_self()))
-		name_set(name, atomic_load_explicit(&names_gen,
+		kp_thread_name_take(name, atomic_load_explicit(&names_gen,
 						    memory_order_acquire));
 	else
 		atomic_fetch_add_explicit(&names_gen, 1, memory_order_acq_rel);

@@ -1170,6 +1170,20 @@ enum { KP_QC_DUR, KP_QC_TEXT, KP_QC_ROWS, KP_QC_COUNTERS, KP_QC_VALHASH,
        KP_QC_NV };
 _Static_assert((int)KP_QC_NV < (int)KP_Q_NV, "a packed QUERY is shorter");
 
+/* KP_QC_TEXT of text_id, conn and flags (each in its range). */
+static inline uint64_t kp_qc_text(uint32_t text_id, uint64_t conn,
+				  uint64_t flags)
+{
+	return text_id | conn << 32 | flags << 48;
+}
+
+/* KP_QC_COUNTERS of SQLite's counters as two words, fullscan | sort << 32
+ * and autoindex | vmstep << 32, each under 2^16. */
+static KP_ALWAYS_INLINE uint64_t kp_qc_counters(uint64_t w01, uint64_t w23)
+{
+	return ((w01 | w01 >> 16) & 0xffffffffu) | (w23 | w23 >> 16) << 32;
+}
+
 static inline void kp_qc_unpack(int64_t *v, const int64_t *w)
 {
 	uint64_t t = (uint64_t)w[KP_QC_TEXT], r = (uint64_t)w[KP_QC_ROWS],

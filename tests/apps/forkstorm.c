@@ -2,9 +2,9 @@
  * fork() while other threads allocate (tests/integ/test_forkstorm.py):
  * 3 threads churn malloc/free at full speed (from many stack depths, so
  * new stacks are interned while forks happen) while main forks FORKS
- * children; each child allocates, leaks one 99-byte block from
- * child_leak() and exits with _exit(0) or by returning from a second
- * fork-free path (exit(0)). kprof's locks (writer, modules, stacks, shared
+ * children; each child allocates (pausing 3 ms halfway), leaks one
+ * 99-byte block from child_leak() and exits with _exit(0) or by
+ * returning from a second fork-free path (exit(0)). kprof's locks (writer, modules, stacks, shared
  * ring, arena) must all be safe around fork: no child may hang.
  */
 #include <pthread.h>
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FORKS 40
@@ -51,8 +52,15 @@ int main(void)
 	for (int i = 0; i < FORKS; i++) {
 		pid_t pid = fork();
 		if (pid == 0) {
-			for (int k = 0; k < 1000; k++)
+			/* a pause between the halves: every child's heap
+			 * spans several 1 ms slices of its timeline
+			 * (test_html.py charts the highest 12) */
+			for (int k = 0; k < 1000; k++) {
 				free(malloc(32));
+				if (k == 500)
+					nanosleep(&(struct timespec){ 0, 3000000 },
+						  NULL);
+			}
 			child_leak();
 			if (i % 2)
 				_exit(0);

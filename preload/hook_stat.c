@@ -18,8 +18,9 @@
  * file (hook_stdio.c), by the app's only thread makes the writer step
  * out first (lifecycle.c, kp_writer_step_out, as for unshare), and it
  * stays out: the app looks because it is about to rely on the answer.
- * While it is out, a thread whose ring fills writes the trace itself
- * (ring.c), the end of the run writes the rest, and a child forked then
+ * While it is out, the app's thread writes the trace itself, at its
+ * events, each flush interval (ring.c, kp_ring_parked), the end of the
+ * run writes the rest, and a child forked then
  * starts parked too (writer.c); a thread the app starts brings the writer
  * back. Other stats pass with a look at the path's end.
  */

@@ -119,6 +119,8 @@ struct kp_ring *kp_ring_self(void)
 	r->tid = t->tid;
 	r->pthread = (uintptr_t)pthread_self();
 	t->ring = r;
+	if (!atomic_load(&kp.writer_up))
+		kp_ring_parked(); /* held back (harmless when not parked) */
 	pthread_setspecific(ring_key, r);
 
 	char name[16];
@@ -148,6 +150,36 @@ static int orphaned(void)
 	kp_warn("process %ld was cloned from %d without fork's handlers (a raw "
 		"clone system call): not traced", pid, (int)kp.pid);
 	return 1;
+}
+
+/* tail_cache held back to let r's thread fill at most
+ * KP_RING_PARKED_SLOTS slots from head h (not beyond tail t). */
+static uint64_t parked_view(const struct kp_ring *r, uint64_t h, uint64_t t)
+{
+	uint64_t lim = h + KP_RING_PARKED_SLOTS - (r->mask + 1);
+	return (int64_t)(lim - t) < 0 ? lim : t;
+}
+
+void kp_ring_parked(void)
+{
+	struct kp_ring *r = kp_tls.ring;
+	if (r)
+		r->tail_cache = parked_view(
+			r, atomic_load_explicit(&r->head, memory_order_relaxed),
+			r->tail_cache);
+}
+
+/* The producer's new view of r's tail (tail_cache) when the ring looks
+ * full at head h: the writer's tail; held back while the writer is
+ * parked, after a flush if one is due (kp_ring_parked). */
+static uint64_t tail_view(struct kp_ring *r, uint64_t h)
+{
+	if (KP_UNLIKELY(!atomic_load_explicit(&kp.writer_up,
+					      memory_order_relaxed)) &&
+	    r != kp.shared && kp_writer_parked_tick())
+		return parked_view(r, h, atomic_load_explicit(
+						 &r->tail, memory_order_acquire));
+	return atomic_load_explicit(&r->tail, memory_order_acquire);
 }
 
 /* Wait for space in a full ring, or give up (and count) when no writer
@@ -213,16 +245,19 @@ static int wait_for_space(struct kp_ring *r, uint64_t h)
  * @return 1 when there is room. */
 static int make_room(struct kp_ring *r, uint64_t h, uint64_t n, unsigned type)
 {
-	r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
+	r->tail_cache = tail_view(r, h);
 	if (h + n - r->tail_cache <= r->mask + 1)
 		return 1;
-	if (kp.cfg.overflow == KP_OVERFLOW_DROP ||
-	    !wait_for_space(r, h + n - 1)) {
+	/* (held back, parked: an event of more slots fits the real room) */
+	uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+	if (h + n - t > r->mask + 1 &&
+	    (kp.cfg.overflow == KP_OVERFLOW_DROP ||
+	     !wait_for_space(r, h + n - 1))) {
 		atomic_fetch_add_explicit(&r->lost[type & KP_REC_TYPE_MAX], 1,
 					  memory_order_relaxed);
 		return 0;
 	}
-	r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
+	r->tail_cache = tail_view(r, h);
 	return 1;
 }
 
@@ -377,8 +412,7 @@ static int run_room(struct kp_tls *t, uint64_t tsc)
 	if ((h & r->gmask) + 1 + RUN_STEP > r->gmask + 1)
 		return 0; /* the block's last slots: not a run */
 	if (h + 1 + RUN_STEP - r->tail_cache > r->mask + 1) {
-		r->tail_cache = atomic_load_explicit(&r->tail,
-						     memory_order_acquire);
+		r->tail_cache = tail_view(r, h);
 		if (h + 1 + RUN_STEP - r->tail_cache > r->mask + 1)
 			return 0;
 	}

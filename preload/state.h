@@ -538,6 +538,18 @@ void kp_thread_name_self(char *out);
 int kp_thread_name_inherit(char *out, uint32_t *gen);
 void kp_thread_name_take(const char *name, uint32_t gen);
 void kp_ring_after_fork_child(void);
+/*
+ * While the writer is parked (kp_writer_park), a ring lets its thread
+ * fill at most KP_RING_PARKED_SLOTS slots before it looks again (the
+ * producer's view of the tail, tail_cache, held back), and each look
+ * is a kp_writer_parked_tick: so the app's one thread flushes the trace
+ * in time as it makes events, instead of once its whole ring is full.
+ * kp_ring_parked holds back the calling thread's ring (the app's only
+ * one, as the writer parks); a ring a thread takes while parked starts
+ * held back.
+ */
+#define KP_RING_PARKED_SLOTS 32
+void kp_ring_parked(void);
 int kp_ring_init(void);
 /* Wake the writer thread now; _poke only if it sleeps (the hot path). */
 void kp_writer_wake(void);
@@ -1086,6 +1098,15 @@ void kp_writer_unpark(void);
  * whose ring is full writes it out itself (kp_writer_sync), as the writer
  * would. */
 int kp_writer_parked(void);
+/*
+ * kp_writer_parked, and when it is, the periodic flush the writer thread
+ * would have made: kp_writer_sync on the calling thread once FLUSH_MS (or
+ * the shorter interval of a young process) has passed since the last
+ * one. Rings ask it every KP_RING_PARKED_SLOTS slots while parked (ring.c,
+ * kp_ring_parked): a trace that a SIGKILL cuts short then holds what the
+ * app did up to a flush interval before, parked or not.
+ */
+int kp_writer_parked_tick(void);
 /* The app's threads as glibc counts them, kprof's writer left out
  * (lifecycle.c): one more before pthread_create, one less if it fails
  * (kp_app_threads_add); a new thread's start (kp_app_thread_start). */

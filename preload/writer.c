@@ -85,6 +85,8 @@ static struct {
 	int thread_started;
 	_Atomic int stop;
 	_Atomic int parked;     /* stopped for the app's last thread */
+	uint64_t parked_flush;  /* kp_mono_ns() of the last kp_writer_sync
+				 * or park (kp_writer_parked_tick) */
 	struct kp_writer *kw;
 	int fd;                 /* trace fd, -1 when none */
 	struct kp_file_id id;   /* its identity, to notice closefrom/dup2 */
@@ -1421,6 +1423,7 @@ void kp_writer_sync(int final, int reason, int64_t status)
 		if (final)
 			w.final_done = 1;
 	}
+	w.parked_flush = kp_mono_ns(); /* (kp_writer_parked_tick) */
 	pthread_mutex_unlock(&w.cycle_lock);
 	if (final && w.thread_started &&
 	    !pthread_equal(pthread_self(), w.thread)) {
@@ -1452,12 +1455,23 @@ void kp_writer_park(void)
 	join_writer();
 	w.thread_started = 0;
 	atomic_store(&kp.writer_up, 0);
+	w.parked_flush = kp_mono_ns();
 	atomic_store(&w.parked, 1);
+	kp_ring_parked(); /* this thread's ring, the app's only one */
 }
 
 int kp_writer_parked(void)
 {
 	return atomic_load(&w.parked) && syscall(SYS_getpid) == kp.pid;
+}
+
+int kp_writer_parked_tick(void)
+{
+	if (!kp_writer_parked())
+		return 0;
+	if (kp_mono_ns() - w.parked_flush >= flush_wait_ns())
+		kp_writer_sync(0, 0, 0);
+	return 1;
 }
 
 void kp_writer_unpark(void)
@@ -1542,8 +1556,10 @@ void kp_writer_after_fork_child(void)
 	/* A parent whose writer stepped out for it (hook_stat.c) wants its
 	 * children one-threaded too (Chromium's zygote forks the processes
 	 * that sandbox themselves): parked, as it was. */
-	if (atomic_load(&w.parked))
+	if (atomic_load(&w.parked)) {
+		w.parked_flush = kp_mono_ns();
 		return;
+	}
 	if (spawn_thread() != 0)
 		atomic_store(&kp.run, KP_ST_OFF);
 }

@@ -15,6 +15,13 @@
  * leaks 32 bytes in thread_work, and once it has ended asserts one thread
  * again the sandboxes' way. Aborts when an assertion fails; prints "ok"
  * lines as it goes.
+ *
+ *   solo park
+ *
+ * asserts one thread the same way (so kprof's writer steps out and stays
+ * out), allocates 2,000 blocks in park_work and frees 1,000 of them,
+ * prints "allocs=2000 frees=1000 ready", then makes one allocation and
+ * its free a millisecond, for ever (the test kills it).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -23,6 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void assert_one_thread(const char *who)
@@ -90,8 +98,36 @@ static __attribute__((noinline)) void *thread_work(void *arg)
 	return (void *)leak;
 }
 
+static __attribute__((noinline)) void park_work(void)
+{
+	static void *keep[1000];
+	for (int i = 0; i < 2000; i++) {
+		void *p = malloc(24);
+		if (i % 2)
+			free(p);
+		else
+			keep[i / 2] = p;
+	}
+	printf("allocs=2000 frees=1000 ready\n");
+	fflush(stdout);
+}
+
+static int mode_park(void)
+{
+	assert_one_thread_stat("parked");
+	park_work();
+	for (;;) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+		void *volatile p = malloc(16);
+		free(p);
+	}
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "park"))
+		return mode_park();
 	long n = argc > 1 ? atol(argv[1]) : 1000000;
 	assert_one_thread_stat("parent");
 	churn(n);

@@ -434,16 +434,16 @@ def leak_summary(rep):
                      for l in rep["memory"]["leaks"])
 
 
-def kill_once_flushed(cmd, d, env, min_bytes, wait=0.5):
+def kill_once_flushed(cmd, d, env, min_bytes, wait=0.5, limit=20):
     """Start cmd in d with env (a process that prints a line, then sleeps
     long), read that line, wait until a trace in d holds more than
-    min_bytes, then `wait` seconds more (flush intervals), and SIGKILL it.
-    Returns (line, returncode, traces)."""
+    min_bytes (`limit` seconds at most), then `wait` seconds more (flush
+    intervals), and SIGKILL it. Returns (line, returncode, traces)."""
     p = subprocess.Popen(cmd, cwd=d, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         line = p.stdout.readline().decode()
-        deadline = time.time() + 20
+        deadline = time.time() + limit
         while time.time() < deadline:
             fs = [f for f in os.listdir(d) if f.endswith(".kpz")]
             if fs and os.path.getsize(os.path.join(d, fs[0])) > min_bytes:

@@ -7,14 +7,23 @@ they fork or drop privileges: Chromium's zygote (fstatat on a /proc fd,
 kprof's writer thread was one too many: the zygote crashed at start
 and headless Chromium died with "GPU process isn't usable". Now the
 writer steps out when the app's only thread looks, and stays out until
-the app starts a thread; meanwhile the app's thread writes its full ring
+the app starts a thread; meanwhile the app's thread writes the trace
 itself. solo asserts one thread in the parent (Python's way), in a
 forked child and in the parent after a thread of its own has come and
 gone (the sandboxes' ways), makes a million allocations in each of three
 places (the parent, the child, and that thread), and each must be in
 the traces, none lost, with each process's leak.
+
+While the writer is out, the app's thread also flushes the trace itself
+each flush interval (as it makes events): `solo park` looks, allocates,
+then makes an event a millisecond; SIGKILLed, its trace must hold the
+allocations (before, its ring was written only once full: minutes at
+that pace, so a kill lost everything).
 """
-from kptest import Tap, Tmp, analyze, app, process_by_pid, run
+import signal
+
+from kptest import (LIB, Tap, Tmp, analyze, app, clean_env, kill_once_flushed,
+                    process_by_pid, run)
 
 t = Tap()
 N = 1000000
@@ -48,5 +57,22 @@ with t.section("solo"):
         t.eq((leaks.get("child_work"), leaks.get("thread_work")),
              ((64, [child[0]["pid"] if child else None]), (32, [r.pid])),
              "the child's leak and the thread's, each in its process")
+
+with t.section("parked, then killed"):
+    with Tmp() as d:
+        env = clean_env({"LD_PRELOAD": LIB, "KOTOBA_PROFILE_FLUSH_MS": "50"})
+        # killed 3 s on at most: its ring would take minutes to fill
+        line, rc, traces = kill_once_flushed([app("solo"), "park"], d, env,
+                                             2000, limit=2.5)
+        t.eq((line, rc), ("ok parked single-threaded (stat)\n",
+                          -signal.SIGKILL),
+             "one thread when it looks (the writer out), killed")
+        t.eq(len(traces), 1, "one trace")
+        rep = analyze(traces)
+        t.eq(rep["trace"]["truncated"], True, "truncated (no END)")
+        m = rep["memory"]
+        t.ok(m["alloc_calls"] >= 2000 and m["free_calls"] >= 1000,
+             "park_work's 2,000 allocations and 1,000 frees are in, "
+             "flushed by the app's thread", (m["alloc_calls"], m["free_calls"]))
 
 t.done()

@@ -33,6 +33,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define TAB_MIN_BITS 14
 #define TAB_MAX_BITS 24
@@ -258,6 +260,38 @@ static int skip_self(const uint64_t *pcs, int n)
 	return i;
 }
 
+/*
+ * libunwind (1.6) checks memory before it reads it on some walks, those
+ * that fall back on the frame chain (a frame without unwind info: JIT
+ * code), with mincore(2) and then a write of a byte from it to a pipe of
+ * its own, which fails with EFAULT where nothing is mapped. A sandbox's
+ * seccomp filter may refuse mincore: Firefox's content processes report
+ * each call as a violation, and a stricter filter kills the process
+ * (tests/apps/jitjail.c). So while kprof's own libunwind walk runs on a
+ * thread (in_libunwind: the app's signal handlers wait while kprof is
+ * busy, signals.c), mincore calls every page resident without asking
+ * the kernel, and the pipe write that follows is the check; a mincore of
+ * the app's passes to the kernel.
+ */
+static KP_ALWAYS_INLINE int lu_backtrace(void **pcs, int max)
+{
+	kp_tls.in_libunwind = 1;
+	int n = unw_backtrace(pcs, max);
+	kp_tls.in_libunwind = 0;
+	return n;
+}
+
+KP_EXPORT int mincore(void *addr, size_t len, unsigned char *vec)
+{
+	size_t page = (size_t)getpagesize();
+	if (KP_UNLIKELY(kp_tls.in_libunwind) && vec &&
+	    !((uintptr_t)addr & (page - 1))) {
+		memset(vec, 1, (len + page - 1) / page);
+		return 0;
+	}
+	return (int)syscall(SYS_mincore, addr, len, vec);
+}
+
 /* KOTOBA_PROFILE_UNWIND=verify */
 static _Atomic uint64_t verify_n, verify_diff;
 
@@ -347,13 +381,13 @@ static KP_ALWAYS_INLINE uint32_t capture(const uintptr_t *memo_fp,
 		n = kp_unwind(buf, depth + 16);
 	if (KP_UNLIKELY(kp.cfg.unwind == KP_UNWIND_VERIFY)) {
 		uint64_t lu[KP_MAX_STACK_DEPTH + 16];
-		int nl = unw_backtrace((void **)lu, depth + 16);
+		int nl = lu_backtrace((void **)lu, depth + 16);
 		if (n >= 0)
 			verify(buf, n, lu, nl, depth);
 		memcpy(buf, lu, (size_t)(nl > 0 ? nl : 0) * sizeof(*buf));
 		n = nl;
 	} else if (n < 0) {
-		n = unw_backtrace((void **)buf, depth + 16);
+		n = lu_backtrace((void **)buf, depth + 16);
 	}
 	int i = skip_self(buf, n);
 	n -= i;
@@ -371,7 +405,7 @@ static KP_ALWAYS_INLINE uint32_t capture(const uintptr_t *memo_fp,
 static __attribute__((noinline)) uint32_t capture_lu(int depth)
 {
 	uint64_t buf[KP_MAX_STACK_DEPTH + 16];
-	int n = unw_backtrace((void **)buf, depth + 16);
+	int n = lu_backtrace((void **)buf, depth + 16);
 	int i = skip_self(buf, n);
 	n -= i;
 	if (n <= 0)
@@ -391,7 +425,7 @@ static __attribute__((noinline)) uint32_t verify_at(const uint64_t *pcs, int n,
 						   uint64_t h, int depth)
 {
 	uint64_t lu[KP_MAX_STACK_DEPTH + 16];
-	int nl = unw_backtrace((void **)lu, depth + 16);
+	int nl = lu_backtrace((void **)lu, depth + 16);
 	if (n >= 0) {
 		verify(pcs, n, lu, nl, depth);
 		if (h != kp_stack_hash(pcs, (uint32_t)n)) {

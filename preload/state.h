@@ -230,6 +230,8 @@ struct kp_tls {
 	uint8_t sig_deferred; /* a signal of the app's waits for busy to
 			       * end (signals.c) */
 	uint8_t io_memo_mru;  /* which of kp_io_memo was used last */
+	uint8_t in_libunwind; /* in kprof's unw_backtrace (stacktab.c:
+			       * its mincore calls) */
 	/* the open run of ring (KP_EV_RUN) when run_p is not NULL: its next
 	 * byte, the end of the slots reserved, its header, its events, and
 	 * the delta state (ns, pointer) and ticks of its last event */

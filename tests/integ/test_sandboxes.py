@@ -140,6 +140,25 @@ with t.section("system calls a seccomp sandbox refuses (namejail)"):
                           (("thread_name", "worker-b"), ("thread_start", "worker-b"))]),
              "each thread starts with its creator's name or its own rename")
 
+# libunwind checks memory with mincore(2) before it reads it on a frame
+# chain (a frame without unwind info: JIT code), and kprof's unwinder
+# hands such stacks to libunwind; Firefox reported each call as a
+# violation, and tests/apps/jitjail.c's filter kills the process (under
+# kprof it died of SIGSYS). While kprof's walk runs, mincore answers
+# without the system call; libunwind's pipe write still checks.
+with t.section("mincore in libunwind's walks (jitjail)"):
+    with Tmp() as d:
+        r = run([app("jitjail")], d)
+        t.eq((r.rc, r.out, r.err), (0, "ok\n", ""),
+             "runs as without kprof: no mincore or msync after its sandbox")
+        rep = analyze(r.traces)
+        jit = [l for l in rep["memory"]["leaks"]
+               if l["bytes"] == 400000 and l["blocks"] == 100]
+        t.ok(len(jit) == 1 and "main" in [f["function"] for f in
+                                          jit[0]["stack"]],
+             "the 100 blocks from JIT code, their stack through it to main",
+             [[f["function"] for f in l["stack"]] for l in jit])
+
 
 with t.section("bwrap --unshare-pid"):
     bwrap = need("bwrap")

@@ -18,6 +18,10 @@
  * When the caller is the app's only thread, the writer stops for the call
  * (the events wait in their rings) and starts again after it.
  *
+ * A sandbox that closes every fd it does not know and then chroots
+ * would leave kprof without its trace: chroot() reopens it first
+ * (writer.c, kp_writer_keep_open).
+ *
  * libunwind opens a pipe (to probe memory) on first use and again if it
  * finds it closed. pipe()/pipe2() called from inside kprof move both ends
  * above the app's fds, like the trace fd; the app's own calls are untouched.
@@ -167,6 +171,13 @@ KP_EXPORT int unshare(int flags)
 	kp_real_resolve();
 	int parked = (flags & KP_ONE_THREAD_NS) && kp_writer_step_out();
 	return step_back(parked, kp_real.unshare(flags));
+}
+
+/* The trace's fd kept open across it (kp_writer_keep_open). */
+KP_EXPORT int chroot(const char *path)
+{
+	kp_writer_keep_open();
+	return (int)syscall(SYS_chroot, path);
 }
 
 /* nstype 0 lets the fd say which namespace: it may be a user or mount

@@ -1092,6 +1092,9 @@ int kp_writer_start(void);
 /* Drain everything now; if final, write END and stop the writer thread. */
 void kp_writer_sync(int final, int reason, int64_t status);
 void kp_writer_exec(const char *path);
+/* The app is about to chroot: the trace's fd, if the app closed it,
+ * opened again by path while the path still leads to it (writer.c). */
+void kp_writer_keep_open(void);
 /* Stop the writer thread for the app's last thread, trace left open; and
  * start it again (lifecycle.c). */
 void kp_writer_park(void);

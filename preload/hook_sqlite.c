@@ -353,6 +353,7 @@ uint64_t kp_sqlite_lost_runs(void)
  * running (stepped to a row). Without sqlite3_stmt_busy (older than
  * SQLite 3.7.10) only the steps that return done or an error count.
  */
+static void lost_run(void);
 static __attribute__((noinline)) void untracked_step_end(sqlite3_stmt *s,
 							   int rc)
 {
@@ -361,7 +362,7 @@ static __attribute__((noinline)) void untracked_step_end(sqlite3_stmt *s,
 	if (!s || rc == SQLITE_MISUSE)
 		return;
 	if (!sq.stmt_busy || !sq.stmt_busy(s))
-		atomic_fetch_add_explicit(&lost_runs, 1, memory_order_relaxed);
+		lost_run();
 }
 
 static size_t slot_of(const void *p)
@@ -501,17 +502,36 @@ static void erase(struct sq_stmt *e)
  * nested sqlite3_exec()s) pass through; their work is part of the outer
  * query.
  * runs: runs recorded (for sqlite3_exec).
+ * in_exec, exec_lost: inside the hook's sqlite3_exec, and the runs
+ * without a slot that ended there (lost_run).
  * streak_fp, streak_n: the fingerprint of the thread's last runs and how
  * many in a row (value_hash).
  */
 static __thread struct {
 	unsigned runs;
+	uint8_t in_exec;
+	unsigned exec_lost;
 	uint64_t streak_fp, streak_n;
 	sqlite3_stmt *last;     /* the statement this thread looked up last
 				 * (SQ_TOMB before any: never NULL, never a
 				 * statement) */
 	struct sq_stmt *last_e; /* ... and its state (see find_last) */
 } sqt = { .last = SQ_TOMB };
+
+/*
+ * A run of a statement without a slot ended: one QUERY lost, but inside
+ * sqlite3_exec, whose own QUERY covers the statements it runs when none
+ * of them came through the hooks. A SQLite whose internal calls bind
+ * within the library (Firefox's libmozsqlite3) prepares exec's
+ * statements unseen and steps them through its PLT, here.
+ */
+static void lost_run(void)
+{
+	if (sqt.in_exec)
+		sqt.exec_lost++;
+	else
+		atomic_fetch_add_explicit(&lost_runs, 1, memory_order_relaxed);
+}
 
 /*
  * The state of s when it is the statement this thread looked up last (a
@@ -1267,7 +1287,7 @@ static __attribute__((noinline)) void untracked_cut(sqlite3_stmt *s)
 	    atomic_load_explicit(&sq_mode, memory_order_relaxed) == SQ_REC &&
 	    !kp_tls.in_sqlite && !kp_tls.busy && !kp_tls.writer &&
 	    sq.stmt_busy(s))
-		atomic_fetch_add_explicit(&lost_runs, 1, memory_order_relaxed);
+		lost_run();
 }
 
 /* sqlite3_reset of a statement without a slot: maybe another SQLite's
@@ -1356,14 +1376,41 @@ KP_EXPORT int sqlite3_finalize(sqlite3_stmt *s)
 	return sq.finalize(s);
 }
 
+/* The app's callback of a sqlite3_exec, run outside in_exec: its own
+ * calls (a nested exec, a statement of its own) are the app's. */
+struct exec_cb {
+	int (*cb)(void *, int, char **, char **);
+	void *arg;
+};
+
+static int exec_tramp(void *p, int n, char **v, char **names)
+{
+	const struct exec_cb *x = p;
+	unsigned lost = sqt.exec_lost;
+	sqt.in_exec = 0;
+	int r = x->cb(x->arg, n, v, names);
+	sqt.in_exec = 1;
+	sqt.exec_lost = lost;
+	return r;
+}
+
 KP_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
 			   int (*cb)(void *, int, char **, char **), void *arg,
 			   char **err)
 {
 	SQ_ENTER(exec, db, sql, cb, arg, err);
+	if (sqt.in_exec) /* SQLite's own, inside (its schema): the outer's */
+		return sq.exec(db, sql, cb, arg, err);
 	unsigned before = sqt.runs;
+	struct exec_cb x = { cb, arg };
+	sqt.in_exec = 1;
+	sqt.exec_lost = 0;
 	uint64_t t0 = kp_ticks();
-	int rc = sq.exec(db, sql, cb, arg, err);
+	int rc = sq.exec(db, sql, cb ? exec_tramp : NULL, cb ? &x : arg, err);
+	sqt.in_exec = 0;
+	if (sqt.exec_lost && (sqt.runs != before || !sql || kp_tls.busy))
+		atomic_fetch_add_explicit(&lost_runs, sqt.exec_lost,
+					  memory_order_relaxed);
 	if (sqt.runs == before && sql && !kp_tls.busy) {
 		/* its statements did not come through the hooks above */
 		int saved = errno;

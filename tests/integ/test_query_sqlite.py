@@ -436,6 +436,25 @@ with t.section("statements without a slot: lost runs counted"):
             t.eq(rep["trace"]["events_lost"], lost, "sqlite_many %s: only query "
                  "events lost" % n)
 
+# A SQLite whose internal calls bind within the library (Firefox's
+# libmozsqlite3) prepares sqlite3_exec's statements unseen and steps each
+# through its PLT, into kprof's hook: those runs were counted lost (619
+# in a Firefox run) although the exec's own QUERY covers them.
+# tests/apps/sqlplug/sqlexec.c is such an exec.
+with t.section("sqlite3_exec whose statements the hooks do not see prepared"):
+    with Tmp() as d:
+        r = run([app("sqlite_exec")], d, prof={"MEMORY": "0", "IO": "0"})
+        t.eq((r.rc, r.out, r.err), (0, "ok rows=2\n", ""), "sqlite_exec runs")
+        rep = analyze(r.traces)
+        t.eq(rep["trace"]["events_lost"], 0, "no QUERY counted lost")
+        t.eq(sorted((f["fingerprint"], f["calls"], f["rows"])
+                    for f in rep["queries"]["fingerprints"]),
+             [("create table t(x); insert into t values(?+); insert into t "
+               "values(?+); select x from t", 1, 0),
+              ("select count(*) from t where x > ?", 2, 2)],
+             "the exec is one QUERY (not SQLite's schema query inside it), "
+             "the prepared statement's runs their own")
+
 # Python's own frames (preload/pystack.c, python3.11): each query's stack
 # holds the script's functions and lines, inside the machine frame of the
 # eval loop that ran them; fingerprint -> {the stack's Python frames as

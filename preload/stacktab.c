@@ -471,7 +471,10 @@ __attribute__((noinline)) uint32_t kp_stack_capture_slow(const uint64_t *pcs,
 	return id;
 }
 
-/* Called from one place only (unwind.c, MEMO_FIXED). */
+/* Called from one place in each of kp_stack_capture_memo and
+ * kp_stack_capture_memo_at (unwind.c, MEMO_FIXED: a memo is used
+ * through one of the two only, so its first two steps stay decided by
+ * its key). */
 static __attribute__((noinline)) uint32_t capture_memo_slow(const uintptr_t *fp,
 							   uint32_t memo_id,
 							   struct kp_unwind_memo *m)
@@ -510,9 +513,11 @@ __attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *
  * that thread's stack, and another thread's capture, checking them while
  * the owner rewrites them, could read a torn memo (and so the stack of a
  * thread that has since exited). *m is published with a compare and swap,
- * so two threads' first captures agree on one memo.
+ * so two threads' first captures agree on one memo. @return the memo
+ * this thread may use, NULL for none (another thread's, or no memory).
  */
-uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m)
+static __attribute__((noinline)) struct kp_unwind_memo *
+memo_at(struct kp_unwind_memo **m)
 {
 	struct kp_tls *t = &kp_tls;
 	if (KP_UNLIKELY(!t->tid))
@@ -526,7 +531,7 @@ uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m)
 				   offsetof(struct kp_unwind_memo, py);
 		struct kp_unwind_memo *n = kp_arena_alloc(size);
 		if (!n)
-			return kp_stack_capture();
+			return NULL;
 		memset(n, 0, size);
 		n->no_py = !py;
 		n->owner = t->tid;
@@ -536,9 +541,28 @@ uint32_t kp_stack_capture_memo_at(struct kp_unwind_memo **m)
 		else
 			kp_arena_free(n); /* another thread's came first */
 	}
-	if (cur->owner != t->tid)
-		return kp_stack_capture();
-	return kp_stack_capture_memo(cur, NULL);
+	return cur->owner == t->tid ? cur : NULL;
+}
+
+/* kp_stack_capture_memo of the memo *m (memo_at), keyed by this
+ * function's own frame: a statement's every run comes here, and the
+ * memo's check is all it does when the stack is the one of its last run. */
+__attribute__((noinline)) uint32_t
+kp_stack_capture_memo_at(struct kp_unwind_memo **m)
+{
+	const uintptr_t *fp = __builtin_frame_address(0);
+	struct kp_unwind_memo *cur = __atomic_load_n(m, __ATOMIC_ACQUIRE);
+	if (KP_UNLIKELY(!cur) || KP_UNLIKELY(cur->owner != kp_tls.tid)) {
+		cur = memo_at(m);
+		if (!cur)
+			return kp_stack_capture();
+	}
+	uint32_t id = kp_unwind_memo_hit(fp, cur);
+	if (!id || KP_UNLIKELY(kp.cfg.unwind != KP_UNWIND_FAST)) {
+		id = capture_memo_slow(fp, id, cur);
+		__asm__ volatile("" ::: "memory"); /* as kp_stack_capture_memo */
+	}
+	return kp_pystack_in_memo(id, cur->no_py ? NULL : &cur->py);
 }
 
 /*

@@ -20,9 +20,9 @@
  * stays out: the app looks because it is about to rely on the answer.
  * While it is out, the app's thread writes the trace itself, at its
  * events, each flush interval (ring.c, kp_ring_parked), the end of the
- * run writes the rest, and a child forked then
- * starts parked too (writer.c); a thread the app starts brings the writer
- * back. Other stats pass with a look at the path's end.
+ * run writes the rest, and a child forked then starts parked too
+ * (writer.c); a thread the app starts brings the writer back. Other
+ * stats pass with a look at the path's end.
  */
 #include "state.h"
 

@@ -10,20 +10,15 @@
  * checks memory before it reads it on a frame chain (mincore, then a
  * write to a pipe). Prints "ok".
  */
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+
+#include "jail.h"
 
 static void *kept[100];
 
-static void jail(void)
+static void jail_mincore(void)
 {
 	struct sock_filter f[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
@@ -33,12 +28,7 @@ static void jail(void)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
-	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) {
-		perror("jitjail: seccomp");
-		exit(2);
-	}
+	jail("jitjail", f, sizeof(f) / sizeof(f[0]));
 }
 
 int main(void)
@@ -65,7 +55,7 @@ int main(void)
 	void *(*jit_alloc)(size_t) = (void *(*)(size_t))(void *)code;
 
 	free(malloc(16)); /* kprof set up, libunwind warmed up */
-	jail();
+	jail_mincore();
 	for (int i = 0; i < 100; i++)
 		if (!(kept[i] = jit_alloc(4000)))
 			return 1;

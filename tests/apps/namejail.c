@@ -14,15 +14,9 @@
  *
  * Each thread allocates, so each has a THREAD_START. Prints "ok".
  */
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <pthread.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+
+#include "jail.h"
 
 static volatile void *sink;
 
@@ -59,7 +53,7 @@ static void *b(void *arg)
 	return NULL;
 }
 
-static void jail(void)
+static void jail_names(void)
 {
 	struct sock_filter f[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
@@ -72,18 +66,13 @@ static void jail(void)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
-	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) {
-		perror("namejail: seccomp");
-		exit(2);
-	}
+	jail("namejail", f, sizeof(f) / sizeof(f[0]));
 }
 
 int main(void)
 {
 	touch();
-	jail();
+	jail_names();
 	pthread_t ta, tb;
 	pthread_create(&ta, NULL, a, NULL);
 	pthread_join(ta, NULL);

@@ -248,10 +248,14 @@ static int make_room(struct kp_ring *r, uint64_t h, uint64_t n, unsigned type)
 	r->tail_cache = tail_view(r, h);
 	if (h + n - r->tail_cache <= r->mask + 1)
 		return 1;
-	/* (held back, parked: an event of more slots fits the real room) */
+	/* (held back, parked: an event of more slots fits the real room).
+	 * The drop policy does not wait for a writer thread; with the
+	 * writer parked, this thread writes the ring out (wait_for_space)
+	 * under either policy. */
 	uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
 	if (h + n - t > r->mask + 1 &&
-	    (kp.cfg.overflow == KP_OVERFLOW_DROP ||
+	    ((kp.cfg.overflow == KP_OVERFLOW_DROP &&
+	      atomic_load_explicit(&kp.writer_up, memory_order_relaxed)) ||
 	     !wait_for_space(r, h + n - 1))) {
 		atomic_fetch_add_explicit(&r->lost[type & KP_REC_TYPE_MAX], 1,
 					  memory_order_relaxed);

@@ -1408,11 +1408,13 @@ KP_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
 	uint64_t t0 = kp_ticks();
 	int rc = sq.exec(db, sql, cb ? exec_tramp : NULL, cb ? &x : arg, err);
 	sqt.in_exec = 0;
-	if (sqt.exec_lost && (sqt.runs != before || !sql || kp_tls.busy))
+	/* its statements did not come through the hooks above: its own
+	 * QUERY covers them, and the runs it stepped unseen (lost_run) */
+	int whole = sqt.runs == before && sql && !kp_tls.busy;
+	if (!whole && sqt.exec_lost)
 		atomic_fetch_add_explicit(&lost_runs, sqt.exec_lost,
 					  memory_order_relaxed);
-	if (sqt.runs == before && sql && !kp_tls.busy) {
-		/* its statements did not come through the hooks above */
+	if (whole) {
 		int saved = errno;
 		kp_tls.busy = 1;
 		int64_t v[KP_Q_NV] = { 0 };

@@ -472,7 +472,8 @@ __attribute__((noinline)) uint32_t kp_stack_capture_slow(const uint64_t *pcs,
 }
 
 /* Called from one place in each of kp_stack_capture_memo and
- * kp_stack_capture_memo_at (unwind.c, MEMO_FIXED: a memo is used
+ * kp_stack_capture_memo_at (memo_end, inline there; unwind.c,
+ * MEMO_FIXED: a memo is used
  * through one of the two only, so its first two steps stay decided by
  * its key). */
 static __attribute__((noinline)) uint32_t capture_memo_slow(const uintptr_t *fp,
@@ -480,6 +481,21 @@ static __attribute__((noinline)) uint32_t capture_memo_slow(const uintptr_t *fp,
 							   struct kp_unwind_memo *m)
 {
 	return capture(fp, memo_id, m);
+}
+
+/* The end of a capture from frame fp with memo m, whose check gave id:
+ * a walk unless id is m's (or verify: walk anyway, and compare the ids),
+ * then the Python frames. Inline in each capture function: their one
+ * call each of capture_memo_slow. */
+static KP_ALWAYS_INLINE uint32_t memo_end(const uintptr_t *fp, uint32_t id,
+					  struct kp_unwind_memo *m)
+{
+	if (!id || KP_UNLIKELY(kp.cfg.unwind != KP_UNWIND_FAST)) {
+		id = capture_memo_slow(fp, id, m);
+		/* not a tail call: the walk goes through the frame fp */
+		__asm__ volatile("" ::: "memory");
+	}
+	return kp_pystack_in_memo(id, m->no_py ? NULL : &m->py);
 }
 
 __thread struct kp_unwind_memo kp_io_memo[2]
@@ -498,14 +514,7 @@ __attribute__((noinline)) uint32_t kp_stack_capture_memo(struct kp_unwind_memo *
 		m += *mru ? 1 : -1;
 		id = kp_unwind_memo_hit(fp, m);
 	}
-	if (!id || KP_UNLIKELY(kp.cfg.unwind != KP_UNWIND_FAST)) {
-		/* not the same walk as m's last (or verify: walk anyway,
-		 * and compare the ids) */
-		id = capture_memo_slow(fp, id, m);
-		/* not a tail call: the walk goes through this frame (fp) */
-		__asm__ volatile("" ::: "memory");
-	}
-	return kp_pystack_in_memo(id, m->no_py ? NULL : &m->py);
+	return memo_end(fp, id, m);
 }
 
 /*
@@ -557,12 +566,7 @@ kp_stack_capture_memo_at(struct kp_unwind_memo **m)
 		if (!cur)
 			return kp_stack_capture();
 	}
-	uint32_t id = kp_unwind_memo_hit(fp, cur);
-	if (!id || KP_UNLIKELY(kp.cfg.unwind != KP_UNWIND_FAST)) {
-		id = capture_memo_slow(fp, id, cur);
-		__asm__ volatile("" ::: "memory"); /* as kp_stack_capture_memo */
-	}
-	return kp_pystack_in_memo(id, cur->no_py ? NULL : &cur->py);
+	return memo_end(fp, kp_unwind_memo_hit(fp, cur), cur);
 }
 
 /*

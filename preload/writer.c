@@ -242,6 +242,19 @@ static int is_trace(long fd)
 	return kp_fd_is(fd, &w.id);
 }
 
+/* The trace opened again by its path: a new fd, -1 when the path no
+ * longer leads to it. */
+static long reopen_trace(void)
+{
+	long fd = sys_open(w.path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+			   0);
+	if (fd >= 0 && !is_trace(fd)) {
+		syscall(SYS_close, fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 /* Is w.fd still our file? If not, reopen it by path. */
 static int check_fd(void)
 {
@@ -249,14 +262,9 @@ static int check_fd(void)
 		return 0;
 	/* Our fd was closed, or now names one of the app's files: leave that
 	 * fd alone and open the trace again. */
-	long fd = sys_open(w.path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
-			   0);
+	long fd = reopen_trace();
 	if (fd < 0)
 		return -1;
-	if (!is_trace(fd)) {
-		syscall(SYS_close, fd);
-		return -1;
-	}
 	w.fd = kp_high_fd((int)fd);
 	return 0;
 }
@@ -1507,13 +1515,11 @@ void kp_writer_keep_open(void)
 	pthread_mutex_lock(&w.cycle_lock);
 	if (w.fd >= 0 && !w.broken && !w.final_done && !is_trace(w.fd) &&
 	    syscall(SYS_fcntl, w.fd, F_GETFD) < 0 && errno == EBADF) {
-		long fd = sys_open(w.path, O_WRONLY | O_APPEND | O_NOFOLLOW |
-						   O_CLOEXEC,
-				   0);
-		if (fd >= 0 && is_trace(fd))
+		long fd = reopen_trace();
+		if (fd >= 0) {
 			syscall(SYS_dup3, fd, w.fd, O_CLOEXEC);
-		if (fd >= 0)
 			syscall(SYS_close, fd);
+		}
 	}
 	pthread_mutex_unlock(&w.cycle_lock);
 	errno = saved;

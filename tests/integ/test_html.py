@@ -28,13 +28,14 @@ VOID = {"br", "img", "input", "meta", "link", "hr", "wbr"}
 
 class Page(html.parser.HTMLParser):
     """Tables by class (rows of cell texts), the open/close balance, the
-    iframes, every start tag."""
+    iframes, every start tag, the (term, value) pairs of the kv lists."""
 
     def __init__(self, text):
         super().__init__(convert_charrefs=True)
         self.tables, self.tags, self.iframes, self.errors = {}, [], [], []
         self.open = []
         self.rows = self.cell = None
+        self.kv, self.term, self.kvtext = [], None, None
         self.feed(text)
         self.close()
         if self.open:
@@ -51,6 +52,8 @@ class Page(html.parser.HTMLParser):
             self.rows.append([])
         elif tag in ("td", "th") and self.rows is not None:
             self.cell = []
+        elif tag in ("dt", "dd"):
+            self.kvtext = []
         if tag not in VOID:
             self.open.append(tag)
 
@@ -67,10 +70,19 @@ class Page(html.parser.HTMLParser):
             self.cell = None
         elif tag == "table":
             self.rows = None
+        elif tag in ("dt", "dd") and self.kvtext is not None:
+            text = " ".join("".join(self.kvtext).split())
+            if tag == "dt":
+                self.term = text
+            else:
+                self.kv.append((self.term, text))
+            self.kvtext = None
 
     def handle_data(self, data):
         if self.cell is not None:
             self.cell.append(data)
+        if self.kvtext is not None:
+            self.kvtext.append(data)
 
     def body(self, cls):
         """The rows of the table of that class, without its header."""
@@ -215,6 +227,9 @@ with t.section("queries and CPU"):
              "index advice: the CREATE INDEX statements")
         t.eq(len(pg.body("storms")), len(q["write_storms"]),
              "write storms: a row each")
+        t.ok(("N+1 from", "5 queries in a row") in pg.kv and
+             ("write storm from", "10 writes in a row") in pg.kv,
+             "the N+1 and storm thresholds in use", pg.kv)
         t.eq(pg.body("threads"), [], "no CPU section without samples")
     with Tmp() as d:
         r = run([app("cpuwork"), "split", "20000"], d,

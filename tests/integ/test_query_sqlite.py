@@ -410,6 +410,29 @@ with t.section("variables"):
         q = analyze(r.traces, extra=["--slow-ms", "100000"])["queries"]
         t.eq((q["slow_threshold_ns"], q["slow"]), (100000 * 10**6, []),
              "--slow-ms overrides the trace's threshold")
+        # the N+1 and storm thresholds: sqlite_app's runs are 20, 20, 40
+        # and 40 queries long, its storm 20 writes
+        def runs_storms(extra):
+            q = analyze(r.traces, extra=extra)["queries"]
+            return (q["n_plus_one_min"], q["storm_min"],
+                    sorted(n["max_run"] for n in q["n_plus_one"]),
+                    [s["statements"] for s in q["write_storms"]])
+        t.eq(runs_storms([]), (5, 10, [20, 20, 40, 40], [20]),
+             "defaults: N+1 runs of >= 5, storms of >= 10 writes")
+        t.eq(runs_storms(["--n-plus-one-min", "21", "--storm-min", "20"]),
+             (21, 20, [40, 40], [20]),
+             "--n-plus-one-min 21: the 40-query runs only; --storm-min 20: the storm")
+        t.eq(runs_storms(["--n-plus-one-min", "41", "--storm-min", "21"]),
+             (41, 21, [], []), "--n-plus-one-min 41, --storm-min 21: none")
+        out = analyze(r.traces, fmt="text",
+                      extra=["queries", "--n-plus-one-min", "21", "--storm-min", "20"])
+        t.ok("2 N+1 (runs of >= 21)" in out and "1 write storm (>= 20 writes)" in out,
+             "the text report states the thresholds in use", out[:3000])
+        for opt, bad in (("--n-plus-one-min", "1"), ("--storm-min", "x"),
+                         ("--storm-min", "-3")):
+            rc, _, err = analyze_raw([opt, bad, "queries"] + r.traces)
+            t.ok(rc == 2 and opt in err, "%s %s: a usage error (exit 2)" % (opt, bad),
+                 err)
         out = analyze(r.traces, fmt="text", extra=["queries"])
         t.ok("N+1" in out and "CREATE INDEX kp_orders_user_id ON orders(user_id);" in out
              and "WRITE STORM" in out and "DUPLICATE" in out,

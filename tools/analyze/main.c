@@ -73,6 +73,10 @@ static const char usage_text[] =
 	"                     for each of its traces)\n"
 	"  --slow-ms MS       slow query threshold (default: the trace's\n"
 	"                     KOTOBA_PROFILE_SLOW_QUERY_MS, else 100)\n"
+	"  --n-plus-one-min K the shortest run of one fingerprint that is an\n"
+	"                     N+1 (default 5)\n"
+	"  --storm-min N      the fewest autocommit writes in a row that make\n"
+	"                     a write storm (default 10)\n"
 	"  --fail-on SEV      exit 4 when the advice has a finding of severity\n"
 	"                     SEV (info, warn or high) or above (for CI)\n"
 	"  -h, --help         show this help\n"
@@ -125,7 +129,8 @@ static double clock_s(clockid_t id)
 
 enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
        OPT_SQLITE_DB, OPT_PERF_MAP_DIR, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
-       OPT_CHROME, OPT_IOMIN, OPT_PG_DSN, OPT_BASE, OPT_FAIL_ON };
+       OPT_CHROME, OPT_IOMIN, OPT_PG_DSN, OPT_BASE, OPT_FAIL_ON,
+       OPT_NPLUS1_MIN, OPT_STORM_MIN };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
@@ -136,6 +141,8 @@ static const struct option longopts[] = {
 	{ "sqlite-db", required_argument, NULL, OPT_SQLITE_DB },
 	{ "pg-dsn", required_argument, NULL, OPT_PG_DSN },
 	{ "slow-ms", required_argument, NULL, OPT_SLOW_MS },
+	{ "n-plus-one-min", required_argument, NULL, OPT_NPLUS1_MIN },
+	{ "storm-min", required_argument, NULL, OPT_STORM_MIN },
 	{ "perf-map-dir", required_argument, NULL, OPT_PERF_MAP_DIR },
 	{ "what", required_argument, NULL, OPT_WHAT },
 	{ "folded", no_argument, NULL, OPT_FOLDED },
@@ -148,6 +155,20 @@ static const struct option longopts[] = {
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
 };
+
+/* The number of a --n-plus-one-min or --storm-min option (opt): a run of
+ * at least 2 queries, as long as any that fits in a trace's counters. */
+static unsigned run_min(const char *opt, const char *arg)
+{
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(arg, &end, 10);
+	if (errno || *end || end == arg || arg[0] == '-' || n < 2 ||
+	    n > 1000000000)
+		usage_error("%s wants a number from 2 to 1000000000, not '%s'",
+			    opt, arg);
+	return (unsigned)n;
+}
 
 /* Parse options. Before the command, stop at the first non-option ("+"),
  * which may be the command; after it, let getopt move the traces last so
@@ -210,6 +231,12 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			opts->slow_ms = ms;
 			break;
 		}
+		case OPT_NPLUS1_MIN:
+			opts->nplus1_min = run_min("--n-plus-one-min", optarg);
+			break;
+		case OPT_STORM_MIN:
+			opts->storm_min = run_min("--storm-min", optarg);
+			break;
 		case OPT_WHAT:
 			if (strcmp(optarg, "cpu") && strcmp(optarg, "alloc") &&
 			    strcmp(optarg, "live") && strcmp(optarg, "io") &&

@@ -21,7 +21,8 @@
  *              locks, a busy handler's sleeps), CPU (the samples) and
  *              the rest.
  *   N+1        on one thread, under one parent (the same innermost open
- *              span, or none), a run of >= NPLUS1_MIN (5) consecutive
+ *              span, or none), a run of >= K (--n-plus-one-min, else
+ *              NPLUS1_MIN = 5) consecutive
  *              executions of one fingerprint (a query that began before
  *              the run, such as the cursor it loops over, does not break
  *              it) whose values differ
@@ -42,7 +43,8 @@
  *              no scan counters: with --pg-dsn DSN, those whose generic
  *              plan on that server (psql) scans a table of at least
  *              PG_MIN_ROWS rows sequentially get the same advice.
- *   storms     on one thread, >= STORM_MIN (10) writes (INSERT/UPDATE/
+ *   storms     on one thread, >= N (--storm-min, else STORM_MIN = 10)
+ *              writes (INSERT/UPDATE/
  *              DELETE/REPLACE, or flagged as writes) in autocommit mode in
  *              a row (autocommit reads may come between, a statement in an
  *              explicit transaction ends the storm): each paid its own
@@ -246,6 +248,8 @@ struct qstate {
 	int cpu_sampled;        /* a trace has CPU samples */
 	uint64_t nvals;         /* values remembered, all fingerprints */
 	uint64_t slow_ns;       /* threshold in use */
+	uint32_t nplus1_min;    /* an N+1's shortest run */
+	uint32_t storm_min;     /* a write storm's fewest writes */
 	int slow_set;           /* from --slow-ms or a trace header */
 	struct qsites sites, nplus1;         /* global: by gstack */
 	struct qsites tsites, tnplus1;       /* this trace: by stack id */
@@ -391,7 +395,7 @@ static KP_ALWAYS_INLINE struct qthr *thr_find(struct qstate *qs, uint32_t tid,
 
 static void run_end(struct qstate *qs, struct qthr *t)
 {
-	if (t->run_fp != UINT32_MAX && t->run_n >= NPLUS1_MIN) {
+	if (t->run_fp != UINT32_MAX && t->run_n >= qs->nplus1_min) {
 		if (t->run_nvals == 1) {
 			qs->fps[t->run_fp].dup_runs++;
 		} else {
@@ -414,7 +418,7 @@ static void run_end(struct qstate *qs, struct qthr *t)
 
 static void storm_end(struct qstate *qs, struct qthr *t)
 {
-	if (t->storm_n >= STORM_MIN && t->storm_fp != UINT32_MAX) {
+	if (t->storm_n >= qs->storm_min && t->storm_fp != UINT32_MAX) {
 		struct qstorm *s = NULL;
 		for (size_t i = 0; i < qs->nstorms; i++)
 			if (qs->storms[i].fp == t->storm_fp)
@@ -826,6 +830,8 @@ static void *q_init(struct kp_analysis *an, unsigned slot)
 	kp_idmap_init(&qs->tids);
 	kp_idmap_init(&qs->sbuf_ids);
 	qs->slow_ns = (uint64_t)DEFAULT_SLOW_MS * 1000000;
+	qs->nplus1_min = an->opts->nplus1_min ? an->opts->nplus1_min : NPLUS1_MIN;
+	qs->storm_min = an->opts->storm_min ? an->opts->storm_min : STORM_MIN;
 	if (an->opts->slow_ms >= 0) {
 		qs->slow_ns = (uint64_t)an->opts->slow_ms * 1000000;
 		qs->slow_set = 1;
@@ -1485,6 +1491,10 @@ static void q_report_json(void *state, struct kp_analysis *an,
 	kp_json_u64(j, qs->total_ns);
 	kp_json_key(j, "slow_threshold_ns");
 	kp_json_u64(j, qs->slow_ns);
+	kp_json_key(j, "n_plus_one_min");
+	kp_json_u64(j, qs->nplus1_min);
+	kp_json_key(j, "storm_min");
+	kp_json_u64(j, qs->storm_min);
 	kp_json_key(j, "queries_dropped");    /* over the analyzer's limits */
 	kp_json_u64(j, qs->dropped_fps + qs->dropped_threads);
 	kp_json_key(j, "cpu_sampled");
@@ -1822,10 +1832,11 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 	size_t nslow = 0;
 	for (size_t r = 0; r < qs->nfps; r++)
 		nslow += qs->fps[r].slow_calls != 0;
-	fprintf(out, "  findings: %zu slow (>= %s), %zu N+1, %zu index advice, "
-		"%zu write storm%s\n", nslow, fmt_ns(a, sizeof(a), qs->slow_ns),
-		qs->nplus1.n, qs->nadvice, qs->nstorms,
-		qs->nstorms == 1 ? "" : "s");
+	fprintf(out, "  findings: %zu slow (>= %s), %zu N+1 (runs of >= %u), "
+		"%zu index advice, %zu write storm%s (>= %u writes)\n", nslow,
+		fmt_ns(a, sizeof(a), qs->slow_ns), qs->nplus1.n, qs->nplus1_min,
+		qs->nadvice, qs->nstorms, qs->nstorms == 1 ? "" : "s",
+		qs->storm_min);
 	if (!full) {
 		fputc('\n', out);
 		return;

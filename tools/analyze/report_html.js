@@ -462,7 +462,9 @@ var KP = (function () {
 		var h = kv([
 			['queries', esc(num(q.calls))],
 			['time in queries', esc(ns(q.total_ns))],
-			['slow from', esc(ns(q.slow_threshold_ns))]
+			['slow from', esc(ns(q.slow_threshold_ns))],
+			['N+1 from', esc(num(q.n_plus_one_min)) + ' queries in a row'],
+			['write storm from', esc(num(q.storm_min)) + ' writes in a row']
 		]);
 		h += sub('Fingerprints, by total time', table('fps', [
 			['fingerprint', fp],

@@ -230,6 +230,13 @@ with t.section("queries and CPU"):
         t.ok(("N+1 from", "5 queries in a row") in pg.kv and
              ("write storm from", "10 writes in a row") in pg.kv,
              "the N+1 and storm thresholds in use", pg.kv)
+        with Tmp() as d2:
+            text, data, pg = html_report(r.traces, d2, extra=["--order-by", "calls"])
+            fps = pg.body("fps")
+            t.ok("Fingerprints, by calls" in render(os.path.join(d2, "report.html")) and
+                 [f[0] for f in fps] == [" ".join(f["fingerprint"].split())
+                                         for f in data["queries"]["fingerprints"]],
+                 "--order-by calls: the table in the JSON's order, titled so")
         t.eq(pg.body("threads"), [], "no CPU section without samples")
     with Tmp() as d:
         r = run([app("cpuwork"), "split", "20000"], d,

@@ -428,8 +428,25 @@ with t.section("variables"):
                       extra=["queries", "--n-plus-one-min", "21", "--storm-min", "20"])
         t.ok("2 N+1 (runs of >= 21)" in out and "1 write storm (>= 20 writes)" in out,
              "the text report states the thresholds in use", out[:3000])
+        # --order-by: the fingerprints ranked by another field
+        q = analyze(r.traces)["queries"]
+        t.eq(q["order_by"], "total_ns", "fingerprints ranked by total_ns by default")
+        for key, field in (("calls", "calls"), ("max", "max_ns"), ("p95", "p95_ns"),
+                           ("rows", "rows"), ("mean", "mean_ns")):
+            q = analyze(r.traces, extra=["--order-by", key])["queries"]
+            got = [(f[field], f["total_ns"]) for f in q["fingerprints"]]
+            t.ok(q["order_by"] == field and len(got) == len(WANT) and
+                 got == sorted(got, reverse=True),
+                 "--order-by %s: every fingerprint, by %s, then total_ns" % (key, field),
+                 (q["order_by"], got))
+        out = analyze(r.traces, fmt="text", extra=["queries", "--order-by", "calls"])
+        first = [l for l in out.splitlines() if l.strip().startswith("1 ")][:1]
+        t.ok("ranked by calls" in out and first and first[0].split()[3] == "40" and
+             "insert into users" in first[0],
+             "text, --order-by calls: said so; of the three 40-call fingerprints, "
+             "the slowest in all (the inserts that fsync) first", out[:1500])
         for opt, bad in (("--n-plus-one-min", "1"), ("--storm-min", "x"),
-                         ("--storm-min", "-3")):
+                         ("--storm-min", "-3"), ("--order-by", "speed")):
             rc, _, err = analyze_raw([opt, bad, "queries"] + r.traces)
             t.ok(rc == 2 and opt in err, "%s %s: a usage error (exit 2)" % (opt, bad),
                  err)

@@ -109,6 +109,8 @@ struct kp_opts {
 	long slow_ms;          /* --slow-ms MS: slow query threshold, -1 unset */
 	unsigned nplus1_min;   /* --n-plus-one-min K: an N+1's shortest run
 				* (0: queries.c's default) */
+	const char *order_by;  /* --order-by KEY: queries' ranking (NULL:
+				* total) */
 	unsigned storm_min;    /* --storm-min N: a write storm's fewest
 				* writes (0: the default) */
 	const char *what;      /* flame --what cpu|alloc|live|io */
@@ -864,13 +866,17 @@ void kp_json_sample_stack(struct kp_analysis *an, struct kp_json *j,
 			  uint32_t gstack);
 
 /* The query pass's fingerprints (queries.c), for diff: how many, and the
- * r-th by total time (text owned by the pass, not NUL-terminated). */
+ * r-th as ranked (--order-by, total time by default; text owned by the
+ * pass, not NUL-terminated). */
 struct kp_query_fp {
 	const char *text;
 	size_t len;
 	uint64_t calls, total_ns, rows, errors, p95_ns;
 };
 size_t kp_query_fps(const struct kp_analysis *an);
+/* The JSON field fingerprints are ranked by for --order-by KEY ("total"
+ * -> "total_ns"), NULL for a key it does not know. */
+const char *kp_query_order_field(const char *key);
 void kp_query_fp(const struct kp_analysis *an, size_t r,
 		 struct kp_query_fp *out);
 

@@ -73,6 +73,8 @@ static const char usage_text[] =
 	"                     for each of its traces)\n"
 	"  --slow-ms MS       slow query threshold (default: the trace's\n"
 	"                     KOTOBA_PROFILE_SLOW_QUERY_MS, else 100)\n"
+	"  --order-by KEY     rank query fingerprints by total (default),\n"
+	"                     calls, mean, p95, p99, max or rows\n"
 	"  --n-plus-one-min K the shortest run of one fingerprint that is an\n"
 	"                     N+1 (default 5)\n"
 	"  --storm-min N      the fewest autocommit writes in a row that make\n"
@@ -130,7 +132,7 @@ static double clock_s(clockid_t id)
 enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
        OPT_SQLITE_DB, OPT_PERF_MAP_DIR, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
        OPT_CHROME, OPT_IOMIN, OPT_PG_DSN, OPT_BASE, OPT_FAIL_ON,
-       OPT_NPLUS1_MIN, OPT_STORM_MIN };
+       OPT_NPLUS1_MIN, OPT_STORM_MIN, OPT_ORDER_BY };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
@@ -143,6 +145,7 @@ static const struct option longopts[] = {
 	{ "slow-ms", required_argument, NULL, OPT_SLOW_MS },
 	{ "n-plus-one-min", required_argument, NULL, OPT_NPLUS1_MIN },
 	{ "storm-min", required_argument, NULL, OPT_STORM_MIN },
+	{ "order-by", required_argument, NULL, OPT_ORDER_BY },
 	{ "perf-map-dir", required_argument, NULL, OPT_PERF_MAP_DIR },
 	{ "what", required_argument, NULL, OPT_WHAT },
 	{ "folded", no_argument, NULL, OPT_FOLDED },
@@ -236,6 +239,13 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			break;
 		case OPT_STORM_MIN:
 			opts->storm_min = run_min("--storm-min", optarg);
+			break;
+		case OPT_ORDER_BY:
+			if (kp_query_order_field(optarg) == NULL)
+				usage_error("--order-by wants total, calls, mean, "
+					    "p95, p99, max or rows, not '%s'",
+					    optarg);
+			opts->order_by = optarg;
 			break;
 		case OPT_WHAT:
 			if (strcmp(optarg, "cpu") && strcmp(optarg, "alloc") &&

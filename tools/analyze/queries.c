@@ -267,10 +267,55 @@ struct qstate {
 	size_t text_fp_cap;
 	uint32_t last_tid, last_thr; /* thr_find() cache, valid if nthr */
 	/* results */
-	uint32_t *rank;         /* fingerprints by total time */
+	uint32_t *rank;         /* fingerprints by --order-by (total time) */
+	int order;              /* --order-by: enum qorder */
 	struct qadvice *advice;
 	size_t nadvice;
 };
+
+/* --order-by's keys, the JSON fields they rank by. */
+enum qorder { QO_TOTAL, QO_CALLS, QO_MEAN, QO_P95, QO_P99, QO_MAX, QO_ROWS };
+static const char *const order_keys[][2] = {
+	{ "total", "total_ns" }, { "calls", "calls" }, { "mean", "mean_ns" },
+	{ "p95", "p95_ns" },     { "p99", "p99_ns" },  { "max", "max_ns" },
+	{ "rows", "rows" },
+};
+
+static int order_of(const char *key)
+{
+	for (size_t i = 0; i < KP_ARRAY_SIZE(order_keys); i++)
+		if (!strcmp(key, order_keys[i][0]))
+			return (int)i;
+	return -1;
+}
+
+const char *kp_query_order_field(const char *key)
+{
+	int o = order_of(key);
+	return o < 0 ? NULL : order_keys[o][1];
+}
+
+/* f's value of the --order-by key o. */
+static uint64_t order_value(const struct qfp *f, int o)
+{
+	switch (o) {
+	case QO_CALLS:
+		return f->calls;
+	case QO_MEAN:
+		return f->calls ? f->total_ns / f->calls : 0;
+	case QO_P95:
+		return kp_hist_quantile(&f->hist, 0.95);
+	case QO_P99:
+		return kp_hist_quantile(&f->hist, 0.99);
+	case QO_MAX:
+		return f->hist.count ? f->hist.max : 0;
+	case QO_ROWS:
+		return f->rows;
+	default:
+		return f->total_ns;
+	}
+}
+
 
 /* ---- tables ---------------------------------------------------------------- */
 
@@ -832,6 +877,9 @@ static void *q_init(struct kp_analysis *an, unsigned slot)
 	qs->slow_ns = (uint64_t)DEFAULT_SLOW_MS * 1000000;
 	qs->nplus1_min = an->opts->nplus1_min ? an->opts->nplus1_min : NPLUS1_MIN;
 	qs->storm_min = an->opts->storm_min ? an->opts->storm_min : STORM_MIN;
+	qs->order = an->opts->order_by ? order_of(an->opts->order_by) : QO_TOTAL;
+	if (qs->order < 0)
+		qs->order = QO_TOTAL;
 	if (an->opts->slow_ms >= 0) {
 		qs->slow_ns = (uint64_t)an->opts->slow_ms * 1000000;
 		qs->slow_set = 1;
@@ -1379,10 +1427,17 @@ static void build_advice(struct qstate *qs)
 
 static struct qstate *sort_ctx;
 
-static int by_total(const void *a, const void *b)
+/* By the --order-by key's values (sort_keys, one a fingerprint), then by
+ * total time, calls and text. */
+static const uint64_t *sort_keys;
+
+static int by_order(const void *a, const void *b)
 {
-	const struct qfp *x = &sort_ctx->fps[*(const uint32_t *)a];
-	const struct qfp *y = &sort_ctx->fps[*(const uint32_t *)b];
+	uint32_t i = *(const uint32_t *)a, k = *(const uint32_t *)b;
+	const struct qfp *x = &sort_ctx->fps[i];
+	const struct qfp *y = &sort_ctx->fps[k];
+	if (sort_keys[i] != sort_keys[k])
+		return sort_keys[i] > sort_keys[k] ? -1 : 1;
 	if (x->total_ns != y->total_ns)
 		return x->total_ns > y->total_ns ? -1 : 1;
 	if (x->calls != y->calls)
@@ -1410,8 +1465,15 @@ static void q_finish(void *state, struct kp_analysis *an)
 	for (size_t i = 0; i < qs->nfps; i++)
 		qs->rank[i] = (uint32_t)i;
 	sort_ctx = qs;
-	if (qs->nfps > 1)
-		qsort(qs->rank, qs->nfps, sizeof(*qs->rank), by_total);
+	if (qs->nfps > 1) {
+		/* the key's values first: a quantile is a walk of buckets */
+		uint64_t *keys = xmalloc(qs->nfps * sizeof(*keys));
+		for (size_t i = 0; i < qs->nfps; i++)
+			keys[i] = order_value(&qs->fps[i], qs->order);
+		sort_keys = keys;
+		qsort(qs->rank, qs->nfps, sizeof(*qs->rank), by_order);
+		free(keys);
+	}
 	if (qs->sites.n > 1)
 		qsort(qs->sites.v, qs->sites.n, sizeof(*qs->sites.v), site_cmp);
 	if (qs->nplus1.n > 1)
@@ -1495,6 +1557,8 @@ static void q_report_json(void *state, struct kp_analysis *an,
 	kp_json_u64(j, qs->nplus1_min);
 	kp_json_key(j, "storm_min");
 	kp_json_u64(j, qs->storm_min);
+	kp_json_key(j, "order_by");
+	kp_json_str(j, order_keys[qs->order][1]);
 	kp_json_key(j, "queries_dropped");    /* over the analyzer's limits */
 	kp_json_u64(j, qs->dropped_fps + qs->dropped_threads);
 	kp_json_key(j, "cpu_sampled");
@@ -1779,9 +1843,11 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 	unsigned top = an->opts->top;
 	if (!full && top > 5)
 		top = 5;
-	fprintf(out, "queries: %s calls, %zu fingerprints, %s in queries\n",
+	fprintf(out, "queries: %s calls, %zu fingerprints, %s in queries%s%s\n",
 		kp_fmt_count(a, sizeof(a), qs->calls), qs->nfps,
-		fmt_ns(b, sizeof(b), qs->total_ns));
+		fmt_ns(b, sizeof(b), qs->total_ns),
+		qs->order == QO_TOTAL ? "" : ", ranked by ",
+		qs->order == QO_TOTAL ? "" : order_keys[qs->order][0]);
 	if (qs->nfps)
 		fprintf(out, "  rank  total      share  calls      p50      p95      "
 			"p99      max      fingerprint\n");

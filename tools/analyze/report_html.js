@@ -466,7 +466,8 @@ var KP = (function () {
 			['N+1 from', esc(num(q.n_plus_one_min)) + ' queries in a row'],
 			['write storm from', esc(num(q.storm_min)) + ' writes in a row']
 		]);
-		h += sub('Fingerprints, by total time', table('fps', [
+		h += sub('Fingerprints, by ' + (q.order_by === 'total_ns' ?
+			'total time' : q.order_by), table('fps', [
 			['fingerprint', fp],
 			['source', function (r) { return esc(r.source); }],
 			['calls', function (r) { return n(r.calls); }],

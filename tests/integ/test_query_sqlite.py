@@ -432,7 +432,8 @@ with t.section("variables"):
         q = analyze(r.traces)["queries"]
         t.eq(q["order_by"], "total_ns", "fingerprints ranked by total_ns by default")
         for key, field in (("calls", "calls"), ("max", "max_ns"), ("p95", "p95_ns"),
-                           ("rows", "rows"), ("mean", "mean_ns")):
+                           ("p99", "p99_ns"), ("rows", "rows"), ("mean", "mean_ns"),
+                           ("total", "total_ns")):
             q = analyze(r.traces, extra=["--order-by", key])["queries"]
             got = [(f[field], f["total_ns"]) for f in q["fingerprints"]]
             t.ok(q["order_by"] == field and len(got) == len(WANT) and

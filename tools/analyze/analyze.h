@@ -107,10 +107,10 @@ struct kp_opts {
 	const char *sqlite_db; /* --sqlite-db FILE: verify index advice */
 	const char *pg_dsn;    /* --pg-dsn DSN: plan libpq queries (psql) */
 	long slow_ms;          /* --slow-ms MS: slow query threshold, -1 unset */
-	unsigned nplus1_min;   /* --n-plus-one-min K: an N+1's shortest run
-				* (0: queries.c's default) */
 	const char *order_by;  /* --order-by KEY: queries' ranking (NULL:
 				* total) */
+	unsigned nplus1_min;   /* --n-plus-one-min K: an N+1's shortest run
+				* (0: queries.c's default) */
 	unsigned storm_min;    /* --storm-min N: a write storm's fewest
 				* writes (0: the default) */
 	const char *what;      /* flame --what cpu|alloc|live|io */

@@ -316,7 +316,6 @@ static uint64_t order_value(const struct qfp *f, int o)
 	}
 }
 
-
 /* ---- tables ---------------------------------------------------------------- */
 
 /*
@@ -1427,10 +1426,10 @@ static void build_advice(struct qstate *qs)
 
 static struct qstate *sort_ctx;
 
-/* By the --order-by key's values (sort_keys, one a fingerprint), then by
- * total time, calls and text. */
+/* The --order-by key's value of each fingerprint, while q_finish sorts. */
 static const uint64_t *sort_keys;
 
+/* By the key's value, then by total time, calls and text. */
 static int by_order(const void *a, const void *b)
 {
 	uint32_t i = *(const uint32_t *)a, k = *(const uint32_t *)b;
@@ -1472,6 +1471,7 @@ static void q_finish(void *state, struct kp_analysis *an)
 			keys[i] = order_value(&qs->fps[i], qs->order);
 		sort_keys = keys;
 		qsort(qs->rank, qs->nfps, sizeof(*qs->rank), by_order);
+		sort_keys = NULL;
 		free(keys);
 	}
 	if (qs->sites.n > 1)

@@ -42,6 +42,17 @@ def check_report(t, q, label):
     got = {k: (f["calls"], f["rows"], f["full_scan_calls"]) for k, f in fps.items()}
     t.eq(got, WANT, "%s: calls, rows, full-scan calls per fingerprint" % label)
     t.eq(q["calls"], sum(v[0] for v in WANT.values()), "%s: total calls" % label)
+    # the time distribution: every call in one decade, the last with
+    # calls the one of the (exact) max
+    def decade(ns):
+        d, lim = 0, 1000
+        while d < 8 and ns >= lim:
+            d, lim = d + 1, lim * 10
+        return d
+    bad = [(k, f["distribution"], f["calls"], f["max_ns"]) for k, f in fps.items()
+           if len(f["distribution"]) != 9 or sum(f["distribution"]) != f["calls"] or
+           max(i for i, c in enumerate(f["distribution"]) if c) != decade(f["max_ns"])]
+    t.eq(bad, [], "%s: each distribution counts every call, up to the max's decade" % label)
     ranked = [f["total_ns"] for f in q["fingerprints"]]
     t.eq(ranked, sorted(ranked, reverse=True), "%s: ranked by total time" % label)
     t.eq(sum(f["total_ns"] for f in q["fingerprints"]), q["total_ns"],
@@ -428,6 +439,18 @@ with t.section("variables"):
                       extra=["queries", "--n-plus-one-min", "21", "--storm-min", "20"])
         t.ok("2 N+1 (runs of >= 21)" in out and "1 write storm (>= 20 writes)" in out,
              "the text report states the thresholds in use", out[:3000])
+        # the full text report's distribution line: the JSON's counts
+        # from the first decade with calls to the last
+        names = ["<1us", "1us", "10us", "100us", "1ms", "10ms", "100ms", "1s", "10s+"]
+        q = analyze(r.traces)["queries"]
+        want = []
+        for f in q["fingerprints"]:
+            d = f["distribution"]
+            nz = [i for i, c in enumerate(d) if c]
+            want.append("        time " + ", ".join(
+                "%s %d" % (names[i], d[i]) for i in range(nz[0], nz[-1] + 1)))
+        got = [l for l in out.splitlines() if l.startswith("        time ")]
+        t.eq(got, want, "the text report's time distribution of each fingerprint")
         # --order-by: the fingerprints ranked by another field
         q = analyze(r.traces)["queries"]
         t.eq(q["order_by"], "total_ns", "fingerprints ranked by total_ns by default")

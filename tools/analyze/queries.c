@@ -68,6 +68,7 @@
 #include "io.h"
 #include "json.h"
 
+#define NDECADES 9       /* a fingerprint's time distribution */
 #define NPLUS1_MIN 5
 #define STORM_MIN 10
 #define MAX_OPEN 32      /* nested open queries tracked per thread */
@@ -157,6 +158,7 @@ struct qfp {
 	uint64_t writes, txn_writes, txn_write_ns;
 	uint64_t slow_calls;
 	struct kp_hist hist;
+	uint64_t decade[NDECADES]; /* calls by decade of time (decade_of) */
 	struct worst worst, tworst; /* overall (gstack), this trace (id) */
 	/* duplicates */
 	struct kp_idmap vals;
@@ -166,6 +168,23 @@ struct qfp {
 	 * default): a query with this very text needs no fingerprinting */
 	int self;
 };
+
+/*
+ * pt-query-digest's "Query_time distribution", counted exactly (the
+ * histogram's buckets do not end at powers of ten): calls under 1 us, of
+ * [1, 10) us, [10, 100) us, ..., [1, 10) s, and of 10 s or more.
+ */
+static const char *const decade_name[NDECADES] = {
+	"<1us", "1us", "10us", "100us", "1ms", "10ms", "100ms", "1s", "10s+",
+};
+
+static unsigned decade_of(uint64_t ns)
+{
+	unsigned d = 0;
+	for (uint64_t lim = 1000; d < NDECADES - 1 && ns >= lim; lim *= 10)
+		d++;
+	return d;
+}
 
 /* (fingerprint, stack) counters: call sites and N+1 groups. */
 struct qsite {
@@ -651,6 +670,7 @@ static void on_query(struct qstate *qs, struct qthr *t, const struct kp_event *e
 	qs->calls++;
 	qs->total_ns = kp_sat_add(qs->total_ns, dur);
 	kp_hist_add(&f->hist, dur);
+	f->decade[decade_of(dur)]++;
 	if (v[KP_Q_ROWS] > 0)
 		f->rows = kp_sat_add(f->rows, (uint64_t)v[KP_Q_ROWS]);
 	if (v[KP_Q_STATUS] != 0)
@@ -1586,6 +1606,11 @@ static void q_report_json(void *state, struct kp_analysis *an,
 		kp_json_u64(j, kp_hist_quantile(&f->hist, 0.99));
 		kp_json_key(j, "max_ns");
 		kp_json_u64(j, f->hist.count ? f->hist.max : 0);
+		kp_json_key(j, "distribution");
+		kp_json_begin_array(j);
+		for (unsigned d = 0; d < NDECADES; d++)
+			kp_json_u64(j, f->decade[d]);
+		kp_json_end_array(j);
 		kp_json_key(j, "share_ppm");
 		kp_json_u64(j, qs->total_ns ? (uint64_t)((double)f->total_ns * 1e6 /
 							 (double)qs->total_ns) : 0);
@@ -1864,6 +1889,20 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 			fmt_ns(g, sizeof(g), f->hist.max));
 		text_fp(out, f->text, full ? 400 : 60);
 		fputc('\n', out);
+		if (full) {
+			/* the distribution's decades from the first to the
+			 * last that has calls */
+			unsigned lo = 0, hi = NDECADES - 1;
+			while (lo < hi && !f->decade[lo])
+				lo++;
+			while (hi > lo && !f->decade[hi])
+				hi--;
+			fputs("        time", out);
+			for (unsigned d = lo; d <= hi; d++)
+				fprintf(out, "%s %s %" PRIu64, d > lo ? "," : "",
+					decade_name[d], f->decade[d]);
+			fputc('\n', out);
+		}
 		if (full && (f->rows || f->full_scan || f->acc.alloc_calls ||
 			     f->acc.io_calls || f->errors ||
 			     f->acc.lock_waits)) {

@@ -220,6 +220,14 @@ with t.section("queries and CPU"):
              [(" ".join(f["fingerprint"].split()), "{:,}".format(f["calls"]))
               for f in q["fingerprints"]],
              "fingerprints: each with its calls, by total time")
+        # the time distribution, as the text report prints it
+        names = ["<1us", "1us", "10us", "100us", "1ms", "10ms", "100ms", "1s", "10s+"]
+        want = []
+        for f in q["fingerprints"]:
+            nz = [i for i, c in enumerate(f["distribution"]) if c]
+            want.append(", ".join("%s %s" % (names[i], "{:,}".format(f["distribution"][i]))
+                                  for i in range(nz[0], nz[-1] + 1)))
+        t.eq([f[9] for f in fps], want, "fingerprints: the time distribution of each")
         t.eq(len(pg.body("nplus1")), len(q["n_plus_one"]),
              "N+1: a row each (%d)" % len(q["n_plus_one"]))
         t.eq([i[2] for i in pg.body("index")],

@@ -455,6 +455,22 @@ var KP = (function () {
 		return '<code class="sql">' + esc(r.fingerprint) + '</code>';
 	}
 
+	/* A fingerprint's calls by decade of time, from the first decade with
+	 * calls to the last, as the text report prints them. */
+	var DECADES = ['<1us', '1us', '10us', '100us', '1ms', '10ms', '100ms',
+		       '1s', '10s+'];
+	function distribution(d) {
+		d = list(d);
+		var lo = 0, hi = d.length - 1, parts = [];
+		while (lo < hi && !d[lo])
+			lo++;
+		while (hi > lo && !d[hi])
+			hi--;
+		for (var i = lo; i <= hi && i < DECADES.length; i++)
+			parts.push(DECADES[i] + ' ' + num(d[i]));
+		return esc(parts.join(', '));
+	}
+
 	function queries(q) {
 		var fps = list(q.fingerprints);
 		if (!q.calls && !fps.length)
@@ -479,6 +495,9 @@ var KP = (function () {
 			['p95', function (r) { return t(r.p95_ns); }],
 			['p99', function (r) { return t(r.p99_ns); }],
 			['max', function (r) { return t(r.max_ns); }],
+			['time distribution', function (r) {
+				return distribution(r.distribution);
+			}],
 			['rows', function (r) { return n(r.rows); }],
 			['full scan', function (r) { return n(r.full_scan); }],
 			['allocated', function (r) { return b(r.alloc_bytes); }],

@@ -1898,9 +1898,9 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 			while (hi > lo && !f->decade[hi])
 				hi--;
 			fputs("        time", out);
-			for (unsigned d = lo; d <= hi; d++)
-				fprintf(out, "%s %s %" PRIu64, d > lo ? "," : "",
-					decade_name[d], f->decade[d]);
+			for (unsigned k = lo; k <= hi; k++)
+				fprintf(out, "%s %s %" PRIu64, k > lo ? "," : "",
+					decade_name[k], f->decade[k]);
 			fputc('\n', out);
 		}
 		if (full && (f->rows || f->full_scan || f->acc.alloc_calls ||

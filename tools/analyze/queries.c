@@ -314,8 +314,9 @@ const char *kp_query_order_field(const char *key)
 	return o < 0 ? NULL : order_keys[o][1];
 }
 
-/* f's value of the --order-by key o. */
-static uint64_t order_value(const struct qfp *f, int o)
+/* f's value of the field of --order-by's key o: the JSON's, and what
+ * the fingerprints are ranked by. */
+static uint64_t fp_value(const struct qfp *f, int o)
 {
 	switch (o) {
 	case QO_CALLS:
@@ -1488,7 +1489,7 @@ static void q_finish(void *state, struct kp_analysis *an)
 		/* the key's values first: a quantile is a walk of buckets */
 		uint64_t *keys = xmalloc(qs->nfps * sizeof(*keys));
 		for (size_t i = 0; i < qs->nfps; i++)
-			keys[i] = order_value(&qs->fps[i], qs->order);
+			keys[i] = fp_value(&qs->fps[i], qs->order);
 		sort_keys = keys;
 		qsort(qs->rank, qs->nfps, sizeof(*qs->rank), by_order);
 		sort_keys = NULL;
@@ -1597,15 +1598,15 @@ static void q_report_json(void *state, struct kp_analysis *an,
 		kp_json_key(j, "total_ns");
 		kp_json_u64(j, f->total_ns);
 		kp_json_key(j, "mean_ns");
-		kp_json_u64(j, f->calls ? f->total_ns / f->calls : 0);
+		kp_json_u64(j, fp_value(f, QO_MEAN));
 		kp_json_key(j, "p50_ns");
 		kp_json_u64(j, kp_hist_quantile(&f->hist, 0.50));
 		kp_json_key(j, "p95_ns");
-		kp_json_u64(j, kp_hist_quantile(&f->hist, 0.95));
+		kp_json_u64(j, fp_value(f, QO_P95));
 		kp_json_key(j, "p99_ns");
-		kp_json_u64(j, kp_hist_quantile(&f->hist, 0.99));
+		kp_json_u64(j, fp_value(f, QO_P99));
 		kp_json_key(j, "max_ns");
-		kp_json_u64(j, f->hist.count ? f->hist.max : 0);
+		kp_json_u64(j, fp_value(f, QO_MAX));
 		kp_json_key(j, "distribution");
 		kp_json_begin_array(j);
 		for (unsigned d = 0; d < NDECADES; d++)

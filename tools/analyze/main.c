@@ -159,19 +159,23 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* The number of a --n-plus-one-min or --storm-min option (opt): a run of
- * at least 2 queries, as long as any that fits in a trace's counters. */
-static unsigned run_min(const char *opt, const char *arg)
+/* The count arg of option opt, from min to max, or a usage error. */
+static unsigned count_opt(const char *opt, const char *arg, unsigned min,
+			  unsigned max)
 {
 	char *end;
 	errno = 0;
 	unsigned long n = strtoul(arg, &end, 10);
-	if (errno || *end || end == arg || arg[0] == '-' || n < 2 ||
-	    n > 1000000000)
-		usage_error("%s wants a number from 2 to 1000000000, not '%s'",
-			    opt, arg);
+	if (errno || *end || end == arg || arg[0] == '-' || n < min ||
+	    n > max)
+		usage_error("%s wants a number from %u to %u, not '%s'", opt,
+			    min, max, arg);
 	return (unsigned)n;
 }
+
+/* --n-plus-one-min, --storm-min: a run of at least 2 queries, as long as
+ * any that fits in a trace's counters. */
+#define RUN_MIN_MAX 1000000000u
 
 /* Parse options. Before the command, stop at the first non-option ("+"),
  * which may be the command; after it, let getopt move the traces last so
@@ -188,17 +192,9 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 				usage_error("unknown format '%s' (text, json, html)",
 					    optarg);
 			break;
-		case OPT_TOP: {
-			char *end;
-			errno = 0;
-			unsigned long n = strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || n == 0 ||
-			    n > 1000000 || optarg[0] == '-')
-				usage_error("--top wants a number from 1 to "
-					    "1000000, not '%s'", optarg);
-			opts->top = (unsigned)n;
+		case OPT_TOP:
+			opts->top = count_opt("--top", optarg, 1, 1000000);
 			break;
-		}
 		case 'o':
 			opts->output = optarg;
 			break;
@@ -235,10 +231,12 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			break;
 		}
 		case OPT_NPLUS1_MIN:
-			opts->nplus1_min = run_min("--n-plus-one-min", optarg);
+			opts->nplus1_min = count_opt("--n-plus-one-min",
+						     optarg, 2, RUN_MIN_MAX);
 			break;
 		case OPT_STORM_MIN:
-			opts->storm_min = run_min("--storm-min", optarg);
+			opts->storm_min = count_opt("--storm-min", optarg, 2,
+						    RUN_MIN_MAX);
 			break;
 		case OPT_ORDER_BY:
 			if (kp_query_order_field(optarg) == NULL)

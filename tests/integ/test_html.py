@@ -90,13 +90,31 @@ class Page(html.parser.HTMLParser):
 
 
 def page_parts(text):
-    """The page's JSON text and script, as a browser finds them."""
+    """The page's JSON texts (the report, its frames) and its script, as a
+    browser finds them."""
     d = re.search(r'<script type="application/json" id="kprof-data">'
                   r'(.*?)</script>', text, re.S)
+    f = re.search(r'<script type="application/json" id="kprof-frames">'
+                  r'(.*?)</script>', text, re.S)
     s = re.search(r"<script>\n(.*?)</script>", text, re.S)
-    if not d or not s:
-        raise Fail("no data or script element in the page")
-    return d.group(1), s.group(1)
+    if not d or not f or not s:
+        raise Fail("no data, frames or script element in the page")
+    return d.group(1), f.group(1), s.group(1)
+
+
+def page_data(text):
+    """The page's data as the JSON report: each stack {"@": [i, ...]}
+    made the frames at those indices (their table holds each once)."""
+    data, frames, _ = page_parts(text)
+    frames = json.loads(frames)
+    seen = {json.dumps(f, sort_keys=True) for f in frames}
+    if len(seen) != len(frames):
+        raise Fail("the page's frame table repeats %d frames" %
+                   (len(frames) - len(seen)))
+
+    def stack(o):
+        return [frames[i] for i in o["@"]] if list(o) == ["@"] else o
+    return json.loads(data, object_hook=stack)
 
 
 def render(path):
@@ -108,7 +126,8 @@ def render(path):
 
 
 def html_report(traces, d, extra=()):
-    """(page text, its JSON as parsed, drawn Page) of the traces."""
+    """(page text, its data as the JSON report, drawn Page) of the
+    traces."""
     out = os.path.join(d, "report.html")
     rc, so, se = analyze_raw(["--format", "html", "-o", out] + list(extra) +
                              list(traces))
@@ -116,8 +135,7 @@ def html_report(traces, d, extra=()):
         raise Fail("kprof-analyze --format html: %d %r %r" % (rc, so, se))
     with open(out) as f:
         text = f.read()
-    data, _ = page_parts(text)
-    return text, json.loads(data), Page(render(out))
+    return text, page_data(text), Page(render(out))
 
 
 def flames(text):
@@ -164,7 +182,7 @@ with t.section("demo"):
         t.ok(re.search(r"<title>kprof report: demo \(%d\)</title>" % r.pid,
                        text), "titled with the program and its pid")
         t.eq(data, rep, "the page's data is the JSON report")
-        t.eq(page_parts(text)[1], SCRIPT, "the page's script is "
+        t.eq(page_parts(text)[2], SCRIPT, "the page's script is "
              "report_html.js as it is")
         t.eq(pg.errors, [], "the drawn report's elements nest and close")
         procs = pg.body("procs")
@@ -268,6 +286,7 @@ with t.section("queries and CPU"):
 
 # cc1plus leaves thousands of small leak groups: the page draws the
 # largest 200 and says how many more (and their bytes) its data holds.
+# Their stacks share a few thousand frames, each written once.
 with t.section("many leak groups"):
     with Tmp() as d:
         with open(os.path.join(d, "x.cc"), "w") as f:
@@ -278,6 +297,11 @@ with t.section("many leak groups"):
                 prof={"PROGRAMS": "cc1plus"}, timeout=120)
         t.eq((r.rc, len(r.traces)), (0, 1), "g++ -c runs, cc1plus traced")
         text, data, pg = html_report(r.traces, d)
+        rc, js, se = analyze_raw(["--format", "json"] + r.traces)
+        t.ok(rc == 0 and data == json.loads(js),
+             "the page's data is the JSON report")
+        t.ok(len(text) * 4 < len(js), "the page (%d bytes) under a quarter "
+             "of the JSON (%d): each frame once" % (len(text), len(js)))
         leaks = data["memory"]["leaks"]
         rows = pg.body("leaks")
         t.ok(len(leaks) > 1000 and len(rows) == 200,
@@ -324,8 +348,8 @@ with t.section("strings from the trace"):
         text, data, pg = html_report(r.traces, d)
         t.eq(data["trace"]["processes"][0]["argv"], ["/bin/true", HOSTILE],
              "the argument survives in the page's data")
-        t.eq(len(re.findall(r"</script", text, re.I)), 2,
-             "no </script> but the page's own two")
+        t.eq(len(re.findall(r"</script", text, re.I)), 3,
+             "no </script> but the page's own three")
         t.ok("<!--" not in text and "<img" not in text,
              "no comment or img start in the page")
         drawn = render(os.path.join(d, "report.html"))

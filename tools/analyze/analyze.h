@@ -824,6 +824,10 @@ void kp_symbols_ahead(struct kp_analysis *an, uint32_t module);
 
 void kp_report_text(struct kp_analysis *an, FILE *out);
 void kp_report_json(struct kp_analysis *an, FILE *out);
+/* The same without indentation, each stack as {"@": [index, ...]} into
+ * the frames that go to frames_out as a JSON array (the HTML page). */
+void kp_report_json_page(struct kp_analysis *an, FILE *report_out,
+			 FILE *frames_out);
 /* report_html.c: the JSON report in a page that draws it. */
 void kp_report_html(struct kp_analysis *an, FILE *out);
 

@@ -22,6 +22,7 @@ void kp_json_init(struct kp_json *j, FILE *out, int pretty)
 	j->first[0] = 1;
 	j->after_key = 0;
 	j->flat = 0;
+	j->frame_ids = NULL;
 }
 
 /*

@@ -18,6 +18,8 @@
 #define KP_JSON_MAX_DEPTH 32
 #define KP_JSON_BUF 8192
 
+struct kp_frame_ids; /* report_json.c */
+
 /* The document's bytes gather in buf and go to out when it is full and
  * at kp_json_end(): the caller writes nothing else to out in between. */
 struct kp_json {
@@ -28,6 +30,9 @@ struct kp_json {
 	unsigned char first[KP_JSON_MAX_DEPTH]; /* no element yet at depth */
 	int after_key;                       /* a key was just written */
 	int flat;    /* members at this depth and deeper on one line; 0 none */
+	/* Not NULL: each stack is written as {"@": [frame index, ...]}, the
+	 * frames once, in this table (the HTML page; report_json.c) */
+	struct kp_frame_ids *frame_ids;
 	char buf[KP_JSON_BUF];
 };
 

@@ -1,10 +1,11 @@
 /*
  * kprof-analyze --format html: draws the report from its JSON
- * (kprof-report/1, the element #kprof-data of the page), in the browser
- * that opens the file; nothing is fetched. report_html.c puts this file
+ * (kprof-report/1, the element #kprof-data of the page, its frames in
+ * #kprof-frames: KP.parse), in the browser that opens the file; nothing
+ * is fetched. report_html.c puts this file
  * into the page as it is.
  *
- * kprofRender(report) returns the report's HTML as a string and touches
+ * KP.render(report) returns the report's HTML as a string and touches
  * no DOM, so it also runs under node (tests/integ/test_html.py). Every
  * string from the trace goes through esc(). Sections the JSON lacks
  * (another command's report) are left out; keys this file does not know
@@ -698,7 +699,22 @@ var KP = (function () {
 		return h + '</nav></header>' + body;
 	}
 
-	return { render: render, esc: esc };
+	/*
+	 * The page's data (#kprof-data) as the JSON report: its stacks are
+	 * {"@": [i, ...]}, indices into the frames (#kprof-frames, each
+	 * frame once), and become arrays of those frames again.
+	 */
+	function parse(dataText, framesText) {
+		var frames = JSON.parse(framesText);
+		return JSON.parse(dataText, function (k, v) {
+			if (v === null || typeof v !== 'object' ||
+			    !Array.isArray(v['@']))
+				return v;
+			return v['@'].map(function (i) { return frames[i]; });
+		});
+	}
+
+	return { render: render, esc: esc, parse: parse };
 })();
 
 /*
@@ -730,8 +746,9 @@ function kprofSortable(root) {
 }
 
 if (typeof document !== 'undefined') {
-	var kpData = JSON.parse(
-		document.getElementById('kprof-data').textContent);
+	var kpData = KP.parse(
+		document.getElementById('kprof-data').textContent,
+		document.getElementById('kprof-frames').textContent);
 	var kpRoot = document.getElementById('kprof-report');
 	kpRoot.innerHTML = KP.render(kpData, {
 		flame: !!document.getElementById('flame')

@@ -137,10 +137,80 @@
  * frame is kept. Sites and leaks are grouped by (executable, stack), so
  * processes of one executable (fork children, repeated runs) merge.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "analyze.h"
 #include "json.h"
+
+static void json_frame(struct kp_json *j, const struct kp_symframe *f)
+{
+	/* one line a frame: a report of 20,000 leak groups with their stacks
+	 * (g++'s) took 206 MB, half of it indentation */
+	kp_json_begin_flat_object(j);
+	kp_json_key(j, "function");
+	kp_json_str(j, f->function);
+	kp_json_key(j, "file");
+	kp_json_str(j, f->file);
+	kp_json_key(j, "line");
+	if (f->file && f->line > 0)
+		kp_json_u64(j, (uint64_t)f->line);
+	else
+		kp_json_null(j);
+	kp_json_key(j, "module");
+	kp_json_str(j, f->module);
+	kp_json_key(j, "offset");
+	kp_json_u64(j, f->offset);
+	kp_json_key(j, "address");
+	kp_json_u64(j, f->address);
+	kp_json_end_object(j);
+}
+
+/*
+ * The HTML page's frames, each once (kp_report_json_page): g++'s 6,900
+ * leak groups have 225,000 frames and 4,100 different ones, and as
+ * objects they were 34 of the report's 36 MB. A frame is known by its
+ * kp_symframe (symbols.c keeps one a pc).
+ */
+struct kp_frame_ids {
+	const struct kp_symframe **v; /* by index */
+	size_t n, cap;
+	uint32_t *slot;               /* open addressing: index + 1, 0 free */
+	size_t mask;
+};
+
+static void ids_grow(struct kp_frame_ids *t)
+{
+	size_t size = t->mask ? (t->mask + 1) * 2 : 1024;
+	free(t->slot);
+	t->slot = xcalloc(size, sizeof(*t->slot));
+	t->mask = size - 1;
+	for (size_t i = 0; i < t->n; i++) {
+		size_t h = ((uintptr_t)t->v[i] >> 4) * 0x9E3779B97F4A7C15ull;
+		while (t->slot[h & t->mask])
+			h++;
+		t->slot[h & t->mask] = (uint32_t)i + 1;
+	}
+	t->cap = size / 2;
+	t->v = xrealloc_array(t->v, t->cap, sizeof(*t->v));
+}
+
+static uint32_t frame_id(struct kp_frame_ids *t, const struct kp_symframe *f)
+{
+	if (t->n == t->cap)
+		ids_grow(t);
+	size_t h = ((uintptr_t)f >> 4) * 0x9E3779B97F4A7C15ull;
+	for (;; h++) {
+		uint32_t s = t->slot[h & t->mask];
+		if (!s)
+			break;
+		if (t->v[s - 1] == f)
+			return s - 1;
+	}
+	t->v[t->n] = f;
+	t->slot[h & t->mask] = (uint32_t)++t->n;
+	return (uint32_t)t->n - 1;
+}
 
 static void json_stack(struct kp_analysis *an, struct kp_json *j,
 		       uint32_t gstack, int trim)
@@ -152,28 +222,19 @@ static void json_stack(struct kp_analysis *an, struct kp_json *j,
 			  kp_symbolize_frames(kp_analysis_symbols(an), gstack,
 					      0, f, KP_MAX_STACK_DEPTH);
 
-	kp_json_begin_array(j);
-	for (size_t i = 0; i < n; i++) {
-		/* one line a frame: a report of 20,000 leak groups with their
-		 * stacks (g++'s) took 206 MB, half of it indentation */
+	if (j->frame_ids) {
 		kp_json_begin_flat_object(j);
-		kp_json_key(j, "function");
-		kp_json_str(j, f[i]->function);
-		kp_json_key(j, "file");
-		kp_json_str(j, f[i]->file);
-		kp_json_key(j, "line");
-		if (f[i]->file && f[i]->line > 0)
-			kp_json_u64(j, (uint64_t)f[i]->line);
-		else
-			kp_json_null(j);
-		kp_json_key(j, "module");
-		kp_json_str(j, f[i]->module);
-		kp_json_key(j, "offset");
-		kp_json_u64(j, f[i]->offset);
-		kp_json_key(j, "address");
-		kp_json_u64(j, f[i]->address);
+		kp_json_key(j, "@");
+		kp_json_begin_array(j);
+		for (size_t i = 0; i < n; i++)
+			kp_json_u64(j, frame_id(j->frame_ids, f[i]));
+		kp_json_end_array(j);
 		kp_json_end_object(j);
+		return;
 	}
+	kp_json_begin_array(j);
+	for (size_t i = 0; i < n; i++)
+		json_frame(j, f[i]);
 	kp_json_end_array(j);
 }
 
@@ -259,40 +320,64 @@ static void json_process(struct kp_analysis *an, const struct kp_proc *p,
 	kp_json_end_object(j);
 }
 
+static void report(struct kp_analysis *an, struct kp_json *j)
+{
+	kp_json_begin_object(j);
+	kp_json_key(j, "schema");
+	kp_json_str(j, "kprof-report/1");
+	kp_json_key(j, "command");
+	kp_json_str(j, an->opts->command);
+	kp_json_key(j, "trace");
+	kp_json_begin_object(j);
+	kp_json_key(j, "files");
+	kp_json_begin_array(j);
+	for (size_t i = 0; i < an->nprocs; i++)
+		kp_json_str(j, an->procs[i]->file);
+	kp_json_end_array(j);
+	kp_json_key(j, "truncated");
+	kp_json_bool(j, an->truncated);
+	kp_json_key(j, "events_lost");
+	kp_json_u64(j, an->lost_total);
+	kp_json_key(j, "events_lost_by_type");
+	json_lost(j, an->lost);
+	kp_json_key(j, "processes");
+	kp_json_begin_array(j);
+	for (size_t i = 0; i < an->nprocs; i++)
+		json_process(an, an->procs[i], j);
+	kp_json_end_array(j);
+	kp_json_end_object(j);
+	for (size_t i = 0; i < an->npasses; i++)
+		if (an->passes[i]->xReportJson)
+			an->passes[i]->xReportJson(an->pass_state[i], an, j);
+	kp_json_end_object(j);
+	kp_json_end(j);
+}
+
 void kp_report_json(struct kp_analysis *an, FILE *out)
 {
 	struct kp_json j;
 
 	kp_json_init(&j, out, 1);
-	kp_json_begin_object(&j);
-	kp_json_key(&j, "schema");
-	kp_json_str(&j, "kprof-report/1");
-	kp_json_key(&j, "command");
-	kp_json_str(&j, an->opts->command);
-	kp_json_key(&j, "trace");
-	kp_json_begin_object(&j);
-	kp_json_key(&j, "files");
+	report(an, &j);
+}
+
+void kp_report_json_page(struct kp_analysis *an, FILE *report_out,
+			 FILE *frames_out)
+{
+	struct kp_json j;
+	struct kp_frame_ids ids = { 0 };
+
+	kp_json_init(&j, report_out, 0);
+	j.frame_ids = &ids;
+	report(an, &j);
+	kp_json_init(&j, frames_out, 0);
 	kp_json_begin_array(&j);
-	for (size_t i = 0; i < an->nprocs; i++)
-		kp_json_str(&j, an->procs[i]->file);
+	for (size_t i = 0; i < ids.n; i++)
+		json_frame(&j, ids.v[i]);
 	kp_json_end_array(&j);
-	kp_json_key(&j, "truncated");
-	kp_json_bool(&j, an->truncated);
-	kp_json_key(&j, "events_lost");
-	kp_json_u64(&j, an->lost_total);
-	kp_json_key(&j, "events_lost_by_type");
-	json_lost(&j, an->lost);
-	kp_json_key(&j, "processes");
-	kp_json_begin_array(&j);
-	for (size_t i = 0; i < an->nprocs; i++)
-		json_process(an, an->procs[i], &j);
-	kp_json_end_array(&j);
-	kp_json_end_object(&j);
-	for (size_t i = 0; i < an->npasses; i++)
-		if (an->passes[i]->xReportJson)
-			an->passes[i]->xReportJson(an->pass_state[i], an, &j);
-	kp_json_end_object(&j);
 	kp_json_end(&j);
+	free(ids.v);
+	free(ids.slot);
 }
 
 /* ---- the memory pass's objects ------------------------------------------------ */

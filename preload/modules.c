@@ -6,9 +6,9 @@
  * is interned, when the loader's load/unload counters show that something
  * was dlopened or dlclosed since. Scans run on app threads (as libunwind's own dl_iterate_phdr calls do); the writer
  * thread never calls into the loader, since a thread inside dlopen may be
- * waiting on the writer. dlopen itself is not interposed: glibc resolves a
- * bare name against its *caller's* RUNPATH and namespace, which a wrapper
- * would silently change.
+ * waiting on the writer. dlopen is not wrapped (but for RTLD_DEEPBIND
+ * loads of a path, deepbind.c): glibc resolves a bare name against its
+ * *caller's* RUNPATH and namespace, which a wrapper would silently change.
  *
  * Modules are kept in a list in the private arena; each change gets a
  * sequence number so the writer emits only what is new since its last look.

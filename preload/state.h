@@ -1375,6 +1375,12 @@ void kp_query_plugin_load(void);
  * *real = the target. @return slots rewritten, -1 when unsupported or
  * the symbol is unknown. */
 int kp_got_hook(const char *symbol, void *replacement, void **real);
+/* A module just loaded with RTLD_DEEPBIND (info; h its handle, self_h
+ * libkprof.so's): its GOT slots of kprof's symbols that its own scope
+ * binds to what kprof's call on to, pointed at kprof's (got.c).
+ * @return how many slots were changed. */
+struct dl_phdr_info;
+int kp_got_rebind_deep(const struct dl_phdr_info *info, void *h, void *self_h);
 /* ---- CPU sampling (cpu.c) ------------------------------------------------ */
 
 struct kp_cpu_sample {

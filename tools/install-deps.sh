@@ -25,6 +25,10 @@ for s in $sets; do
 		# a second SQLite, as a plugin brings it (SQLCipher:
 		# tests/apps/sqlite_local.c)
 		pkgs="$pkgs libsqlcipher-dev"
+		# a real program whose modules are loaded with
+		# RTLD_DEEPBIND: PHP, its PDO SQLite and pgsql
+		# (tests/integ/test_deepbind.py)
+		pkgs="$pkgs php-cli php-sqlite3 php-pgsql"
 		# CPU sampling (issue 5): go tool pprof reads the exports
 		pkgs="$pkgs golang-go"
 		# libc's debug file, its DWARF compressed: lines for libc

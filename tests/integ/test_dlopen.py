@@ -3,7 +3,8 @@ dlclose'd library used to be.
 
 tests/apps/dlopener.c loads its plugins by bare name through its RUNPATH
 ($ORIGIN/plugins): that works only if glibc sees the program as dlopen's
-caller, which is why kprof does not wrap dlopen. Plugin A leaks 3 x 555
+caller, which is why kprof's dlopen passes such calls on by a jump, not
+a call (preload/deepbind.c). Plugin A leaks 3 x 555
 bytes and is dlclosed; plugin B, usually mapped at A's old address, leaks
 2 x 777. Each leak must name its own plugin's function, file and line: the
 recorder rescans modules before publishing a new stack, the writer keeps

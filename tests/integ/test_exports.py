@@ -38,7 +38,7 @@ sqlite3_reset sqlite3_finalize sqlite3_exec
 PQexec PQexecParams PQprepare PQexecPrepared PQsendQuery PQsendQueryParams
 PQsendQueryPrepared PQsendPrepare PQgetResult PQfinish
 usleep sleep nanosleep clock_nanosleep
-pthread_create pthread_cancel pthread_setname_np sigaction signal dlclose clone syscall
+pthread_create pthread_cancel pthread_setname_np sigaction signal dlopen dlclose clone syscall
 mincore chroot
 stat stat64 lstat lstat64 fstatat fstatat64 statx
 """.split()

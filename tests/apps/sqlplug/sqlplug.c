@@ -4,10 +4,32 @@
  * libsqlite3.so.0, each loaded by tests/apps/sqlite_local.c with
  * RTLD_LOCAL, so its SQLite is in no scope but its own. plug_run opens a
  * database in memory, inserts n rows one prepared INSERT at a time,
- * counts them, and says which SQLite did it.
+ * counts them, and says which SQLite did it. plug_extra leaks n blocks
+ * of 333 bytes and writes 4 KiB to a file with one fsync: the allocations
+ * and I/O of the plugin's own code (tests/integ/test_deepbind.py).
  */
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void *plug_kept[64];
+
+int plug_extra(int n, const char *path)
+{
+	static char buf[4096];
+	for (int i = 0; i < n && i < 64; i++)
+		plug_kept[i] = malloc(333); /* leaked */
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return -1;
+	memset(buf, 'x', sizeof(buf));
+	int ok = write(fd, buf, sizeof(buf)) == (ssize_t)sizeof(buf) &&
+		 fsync(fd) == 0;
+	return close(fd) == 0 && ok ? 0 : -1;
+}
 
 int plug_run(const char *tag, int n, char *out, size_t cap)
 {

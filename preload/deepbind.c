@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Modules loaded with RTLD_DEEPBIND. Such a module binds its symbols in
+ * its own scope first (itself and its dependencies), so its calls to
+ * libc's malloc and write, or to libsqlite3's sqlite3_step, went past
+ * libkprof.so's, which comes first only in the global scope. PHP loads
+ * every extension so: its PDO SQLite queries, and the allocations and
+ * I/O of its extensions' own code, were neither recorded nor counted.
+ *
+ * dlopen is interposed for these loads alone. Every other call jumps on
+ * to glibc's dlopen with the stack as it found it, so glibc still sees
+ * its true caller, whose RUNPATH and namespace a bare name is looked up
+ * with (tests/apps/dlopener.c) and whose $ORIGIN a '$' in the name
+ * expands to. A DEEPBIND load of a path (a '/' and no '$') does not
+ * depend on its caller and is made from here; then each module it
+ * loaded has its GOT slots of kprof's symbols pointed at kprof's where
+ * its own scope gives what kprof's call on to (got.c,
+ * kp_got_rebind_deep). What the modules run while they load (their
+ * constructors) comes before that and is not seen; a DEEPBIND load of a
+ * bare name is not seen into.
+ */
+#include "state.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <string.h>
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define DEEPBIND_STR STR(RTLD_DEEPBIND)
+_Static_assert(RTLD_DEEPBIND == 8, "the entry tests %esi against it");
+
+/* glibc's dlopen (kp_dlopen_take or the entry's first call sets it). */
+__attribute__((visibility("hidden"))) void *(*kp_real_dlopen)(const char *,
+							      int);
+
+/* Called from the entry below (asm) only. */
+__attribute__((visibility("hidden"))) void *kp_dlopen_resolve(void);
+__attribute__((visibility("hidden"))) int kp_dlopen_take(const char *file,
+							int mode);
+__attribute__((visibility("hidden"))) void *kp_dlopen_deep(const char *file,
+							  int mode);
+
+__attribute__((used, visibility("hidden"))) void *kp_dlopen_resolve(void)
+{
+	if (!kp_real_dlopen)
+		kp_real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT,
+								     "dlopen");
+	return (void *)kp_real_dlopen;
+}
+
+/* Is this a load made from here (kp_dlopen_deep), not passed on? */
+__attribute__((used, visibility("hidden"))) int
+kp_dlopen_take(const char *file, int mode)
+{
+	kp_dlopen_resolve();
+	return kp_real_dlopen && kp_recording() && !kp_tls.busy && file &&
+	       !(mode & RTLD_NOLOAD) && strchr(file, '/') &&
+	       !strchr(file, '$');
+}
+
+/*
+ * dlopen(file, mode): mode in %esi. A DEEPBIND load that
+ * kp_dlopen_take takes goes to kp_dlopen_deep (a jump: its return is to
+ * dlopen's caller); all else jumps to glibc's dlopen.
+ */
+__asm__(".text\n"
+	".globl dlopen\n"
+	".type dlopen, @function\n"
+	"dlopen:\n"
+	"	.cfi_startproc\n"
+	"	endbr64\n"
+	"	testl $" DEEPBIND_STR ", %esi\n"
+	"	jz 2f\n"
+	"	pushq %rdi\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	pushq %rsi\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	subq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	call kp_dlopen_take\n"
+	"	addq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	popq %rsi\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	popq %rdi\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	testl %eax, %eax\n"
+	"	jnz kp_dlopen_deep\n"
+	"2:	movq kp_real_dlopen(%rip), %rax\n"
+	"	testq %rax, %rax\n"
+	"	jz 3f\n"
+	"	jmp *%rax\n"
+	"3:	pushq %rdi\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	pushq %rsi\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	subq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	call kp_dlopen_resolve\n"
+	"	addq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	popq %rsi\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	popq %rdi\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	jmp *%rax\n"
+	"	.cfi_endproc\n"
+	".size dlopen, .-dlopen\n");
+
+/* The modules loaded before the call: their load biases. */
+struct seen {
+	uintptr_t *bias;
+	size_t n, cap;
+};
+
+static int note(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct seen *s = arg;
+	(void)size;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 256;
+		uintptr_t *b = kp_arena_alloc(cap * sizeof(*b));
+		if (!b)
+			return 1;
+		if (s->n)
+			memcpy(b, s->bias, s->n * sizeof(*b));
+		kp_arena_free(s->bias);
+		s->bias = b;
+		s->cap = cap;
+	}
+	s->bias[s->n++] = info->dlpi_addr;
+	return 0;
+}
+
+/* The modules loaded since (not in before), to rebind once the loader
+ * is left: dl_iterate_phdr holds a lock dlsym may want. */
+struct fresh {
+	const struct seen *before;
+	struct dl_phdr_info mod[64];
+	size_t n;
+};
+
+static int pick(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct fresh *f = arg;
+	(void)size;
+	for (size_t i = 0; i < f->before->n; i++)
+		if (f->before->bias[i] == info->dlpi_addr)
+			return 0;
+	if (!info->dlpi_name || info->dlpi_name[0] != '/')
+		return 0; /* no file: nothing to look its symbols up by */
+	if (f->n < sizeof(f->mod) / sizeof(f->mod[0]))
+		f->mod[f->n++] = *info;
+	return 0;
+}
+
+__attribute__((used, visibility("hidden"))) void *
+kp_dlopen_deep(const char *file, int mode)
+{
+	uint8_t busy = kp_tls.busy;
+	kp_tls.busy = 1; /* the loader's allocations here are not the app's */
+	struct seen before = { 0 };
+	dl_iterate_phdr(note, &before);
+	kp_tls.busy = busy;
+	void *h = kp_real_dlopen(file, mode);
+	if (!h) {
+		kp_arena_free(before.bias);
+		return NULL;
+	}
+	kp_tls.busy = 1;
+	struct fresh f = { &before, { { 0 } }, 0 };
+	dl_iterate_phdr(pick, &f);
+	Dl_info di;
+	void *self_h = NULL;
+	if (f.n && dladdr((void *)kp_dlopen_deep, &di))
+		self_h = kp_real_dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+	for (size_t i = 0; self_h && i < f.n; i++) {
+		void *mh = kp_real_dlopen(f.mod[i].dlpi_name,
+					  RTLD_LAZY | RTLD_NOLOAD);
+		if (mh) {
+			kp_got_rebind_deep(&f.mod[i], mh, self_h);
+			dlclose(mh);
+		}
+	}
+	if (self_h)
+		dlclose(self_h);
+	kp_arena_free(before.bias);
+	dlerror(); /* the lookups' misses: the load succeeded */
+	kp_tls.busy = busy;
+	return h;
+}

@@ -157,6 +157,7 @@ void kp_config_load(struct kp_config *c)
 			"verify; using the default fast", u);
 
 	c->python = parse_bool("KOTOBA_PROFILE_PYTHON", 1);
+	c->deepbind = parse_bool("KOTOBA_PROFILE_DEEPBIND", 1);
 
 	kp_config_load_query(c);
 
@@ -254,6 +255,7 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("signals", "%d", c->signals);
 	PAIR("unwind", "%s", kp_unwind_mode_name(c->unwind));
 	PAIR("python", "%d", c->python);
+	PAIR("deepbind", "%d", c->deepbind);
 	if (c->programs[0])
 		PAIR("programs", "%s", c->programs);
 	if (c->malloc_owner[0])

@@ -17,7 +17,8 @@
  * its own scope gives what kprof's call on to (got.c,
  * kp_got_rebind_deep). What the modules run while they load (their
  * constructors) comes before that and is not seen; a DEEPBIND load of a
- * bare name is not seen into.
+ * bare name is not seen into. KOTOBA_PROFILE_DEEPBIND=0 leaves every load
+ * to glibc (tests/bench/sqlite_points.py: an unhooked copy of a module).
  */
 #include "state.h"
 
@@ -54,7 +55,8 @@ __attribute__((used, visibility("hidden"))) int
 kp_dlopen_take(const char *file, int mode)
 {
 	kp_dlopen_resolve();
-	return kp_real_dlopen && kp_recording() && !kp_tls.busy && file &&
+	return kp_real_dlopen && kp_recording() && kp.cfg.deepbind &&
+	       !kp_tls.busy && file &&
 	       !(mode & RTLD_NOLOAD) && strchr(file, '/') &&
 	       !strchr(file, '$');
 }

@@ -57,6 +57,8 @@ struct kp_config {
 	unsigned cpu_hz;     /* KOTOBA_PROFILE_CPU_HZ: samples per CPU-second */
 	int unwind;          /* KOTOBA_PROFILE_UNWIND: enum kp_unwind_mode */
 	int python;          /* KOTOBA_PROFILE_PYTHON: Python frames (pystack.c) */
+	int deepbind;        /* KOTOBA_PROFILE_DEEPBIND: see into modules
+			      * loaded with RTLD_DEEPBIND (deepbind.c) */
 	char programs[512];  /* KOTOBA_PROFILE_PROGRAMS: "" = every program */
 	/* Not a variable: the object whose malloc the app calls when that
 	 * is not kprof's (lifecycle.c); memory is then 0. "" = kprof's. */

@@ -868,8 +868,13 @@ def python_query_bench(rounds, quick, dbfile, configs):
         # the same inside one process, which separate runs cannot resolve
         # here: blocks alternating between the module as the app has it
         # and an unhooked copy of it (sqlite_points.py ab); first, that
-        # the copy is unhooked: a trace holds the hooked half only
-        run_kv([py, script, "4000", dbfile, "ab"], configs[1][0], configs[1][1], work)
+        # the copy is unhooked: a trace holds the hooked half only. The
+        # copy is loaded with RTLD_DEEPBIND, which kprof sees into unless
+        # told not to
+        ab_configs = [(label, dict(env, KOTOBA_PROFILE_DEEPBIND="0"))
+                      for label, env in configs]
+        run_kv([py, script, "4000", dbfile, "ab"], ab_configs[1][0], ab_configs[1][1],
+               work)
         rep, _ = analyze_stats([os.path.join(work, f) for f in os.listdir(work)
                                 if f.endswith(".kpz")], symbols=False)
         calls = sum(f["calls"] for f in rep["queries"]["fingerprints"]
@@ -878,7 +883,7 @@ def python_query_bench(rounds, quick, dbfile, configs):
             raise Failed("sqlite_points.py ab: the trace holds %d point selects, "
                          "not the hooked half (2000): the copy is not unhooked" % calls)
         got = ab_pairs("SQLite point selects from python3's sqlite3 module, one read "
-                       "transaction", [py, script, str(2 * n), dbfile, "ab"], configs,
+                       "transaction", [py, script, str(2 * n), dbfile, "ab"], ab_configs,
                        max(rounds, 5), "query", "queries")
         hook_share_targets(got, "a point select of a few us (python3's sqlite3 "
                            "module, in one process)")

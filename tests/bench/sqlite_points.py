@@ -15,7 +15,9 @@ are not counted.
     module as the app has it (its calls into libsqlite3 go through kprof's
     hook when kprof is preloaded) and one of a second copy of the module
     loaded with RTLD_DEEPBIND (its calls bind to libsqlite3's own
-    definitions first: never hooked), which goes first alternating too;
+    definitions first: not hooked when kprof runs with
+    KOTOBA_PROFILE_DEEPBIND=0, as bench.py runs it), which goes first
+    alternating too;
     prints "pairs=P hook_ns=H direct_ns=D added_ns=A added_cpu_ns=C" as
     tests/apps/abpairs.h does. Without kprof A is the difference between
     the two copies of the module, a few tens of ns either way.

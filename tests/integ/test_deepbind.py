@@ -19,7 +19,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kptest import Fail, Tap, Tmp, analyze, app, need, run  # noqa: E402
+from kptest import (Fail, Tap, Tmp, analyze, app, need, run,  # noqa: E402
+                    trace_header)
 from pgserver import PgServer  # noqa: E402
 
 t = Tap()
@@ -105,6 +106,20 @@ with t.section("two SQLites, each a module's"):
                      r.err.count("\n") == 1,
                      "lazy: the other's calls not recorded, and kprof says so once",
                      (lost, r.err))
+
+with t.section("KOTOBA_PROFILE_DEEPBIND=0"):
+    # every load left to glibc: the module's calls bind as they would
+    # (tests/bench/sqlite_points.py's unhooked copy of a module)
+    with Tmp() as d:
+        cmd = [app("sqlite_local"), "--deep", "now", str(N), "plain"]
+        r0 = run(cmd, d, kprof=False)
+        r = run(cmd, d, prof={"DEEPBIND": "0"})
+        t.eq((r.rc, r.out, r.err), (0, r0.out, ""), "runs as without kprof")
+        rep = analyze(r.traces)
+        t.eq((fingerprints(rep), extra_leaks(rep), synced(rep, d, "plain")),
+             ({}, {}, None), "the module's calls are left unrecorded")
+        t.eq(trace_header(r.traces[0])["config"].get("deepbind"), "0",
+             "the trace's header says so")
 
 with t.section("a bare name with RTLD_DEEPBIND"):
     # passed on to glibc's dlopen as it is: loaded through the program's

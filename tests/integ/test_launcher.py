@@ -51,6 +51,8 @@ DEFAULT_CONFIG.update({"unwind": "fast"})
 # how the SQLite hook reads its counters (preload/hook_sqlite.c)
 DEFAULT_CONFIG.update({"sqlite_counters": "auto"})
 DEFAULT_CONFIG.update({"python": "1"})
+# modules loaded with RTLD_DEEPBIND (preload/deepbind.c)
+DEFAULT_CONFIG.update({"deepbind": "1"})
 
 
 def makefile_version():

@@ -136,7 +136,8 @@ static int note(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 /* The modules loaded since (not in before), to rebind once the loader
- * is left: dl_iterate_phdr holds a lock dlsym may want. */
+ * is left: dl_iterate_phdr holds a lock dlsym may want. (A load that
+ * brings more than 64 modules leaves the rest as they bind.) */
 struct fresh {
 	const struct seen *before;
 	struct dl_phdr_info mod[64];
@@ -171,6 +172,7 @@ kp_dlopen_deep(const char *file, int mode)
 		return NULL;
 	}
 	kp_tls.busy = 1;
+	kp_real_resolve();
 	struct fresh f = { &before, { { 0 } }, 0 };
 	dl_iterate_phdr(pick, &f);
 	Dl_info di;
@@ -182,11 +184,11 @@ kp_dlopen_deep(const char *file, int mode)
 					  RTLD_LAZY | RTLD_NOLOAD);
 		if (mh) {
 			kp_got_rebind_deep(&f.mod[i], mh, self_h);
-			dlclose(mh);
+			kp_real.dlclose(mh); /* not ours: nothing unloads */
 		}
 	}
 	if (self_h)
-		dlclose(self_h);
+		kp_real.dlclose(self_h);
 	kp_arena_free(before.bias);
 	dlerror(); /* the lookups' misses: the load succeeded */
 	kp_tls.busy = busy;

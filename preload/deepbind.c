@@ -26,45 +26,34 @@
 #include <link.h>
 #include <string.h>
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define DEEPBIND_STR STR(RTLD_DEEPBIND)
-_Static_assert(RTLD_DEEPBIND == 8, "the entry tests %esi against it");
-
-/* glibc's dlopen (kp_dlopen_take or the entry's first call sets it). */
-__attribute__((visibility("hidden"))) void *(*kp_real_dlopen)(const char *,
-							      int);
+/* glibc's dlopen (kp_dlopen_route's first call sets it). */
+static void *(*real_dlopen)(const char *, int);
 
 /* Called from the entry below (asm) only. */
-__attribute__((visibility("hidden"))) void *kp_dlopen_resolve(void);
-__attribute__((visibility("hidden"))) int kp_dlopen_take(const char *file,
-							int mode);
+__attribute__((visibility("hidden"))) void *kp_dlopen_route(const char *file,
+							   int mode);
 __attribute__((visibility("hidden"))) void *kp_dlopen_deep(const char *file,
 							  int mode);
 
-__attribute__((used, visibility("hidden"))) void *kp_dlopen_resolve(void)
+/* Where dlopen(file, mode) goes on to: kp_dlopen_deep for a DEEPBIND
+ * load of a path, glibc's dlopen for every other. */
+__attribute__((used, visibility("hidden"))) void *
+kp_dlopen_route(const char *file, int mode)
 {
-	if (!kp_real_dlopen)
-		kp_real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT,
-								     "dlopen");
-	return (void *)kp_real_dlopen;
-}
-
-/* Is this a load made from here (kp_dlopen_deep), not passed on? */
-__attribute__((used, visibility("hidden"))) int
-kp_dlopen_take(const char *file, int mode)
-{
-	kp_dlopen_resolve();
-	return kp_real_dlopen && kp_recording() && kp.cfg.deepbind &&
-	       !kp_tls.busy && file &&
-	       !(mode & RTLD_NOLOAD) && strchr(file, '/') &&
-	       !strchr(file, '$');
+	if (!real_dlopen)
+		real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT,
+								  "dlopen");
+	if ((mode & RTLD_DEEPBIND) && !(mode & RTLD_NOLOAD) && file &&
+	    real_dlopen && kp_recording() && kp.cfg.deepbind &&
+	    !kp_tls.busy && strchr(file, '/') && !strchr(file, '$'))
+		return (void *)kp_dlopen_deep;
+	return (void *)real_dlopen;
 }
 
 /*
- * dlopen(file, mode): mode in %esi. A DEEPBIND load that
- * kp_dlopen_take takes goes to kp_dlopen_deep (a jump: its return is to
- * dlopen's caller); all else jumps to glibc's dlopen.
+ * dlopen(file, mode): asks kp_dlopen_route where to, with the arguments
+ * kept, and jumps there: its return is to dlopen's caller, and glibc's
+ * dlopen finds its caller's return address where the caller left it.
  */
 __asm__(".text\n"
 	".globl dlopen\n"
@@ -72,34 +61,13 @@ __asm__(".text\n"
 	"dlopen:\n"
 	"	.cfi_startproc\n"
 	"	endbr64\n"
-	"	testl $" DEEPBIND_STR ", %esi\n"
-	"	jz 2f\n"
 	"	pushq %rdi\n"
 	"	.cfi_adjust_cfa_offset 8\n"
 	"	pushq %rsi\n"
 	"	.cfi_adjust_cfa_offset 8\n"
 	"	subq $8, %rsp\n"
 	"	.cfi_adjust_cfa_offset 8\n"
-	"	call kp_dlopen_take\n"
-	"	addq $8, %rsp\n"
-	"	.cfi_adjust_cfa_offset -8\n"
-	"	popq %rsi\n"
-	"	.cfi_adjust_cfa_offset -8\n"
-	"	popq %rdi\n"
-	"	.cfi_adjust_cfa_offset -8\n"
-	"	testl %eax, %eax\n"
-	"	jnz kp_dlopen_deep\n"
-	"2:	movq kp_real_dlopen(%rip), %rax\n"
-	"	testq %rax, %rax\n"
-	"	jz 3f\n"
-	"	jmp *%rax\n"
-	"3:	pushq %rdi\n"
-	"	.cfi_adjust_cfa_offset 8\n"
-	"	pushq %rsi\n"
-	"	.cfi_adjust_cfa_offset 8\n"
-	"	subq $8, %rsp\n"
-	"	.cfi_adjust_cfa_offset 8\n"
-	"	call kp_dlopen_resolve\n"
+	"	call kp_dlopen_route\n"
 	"	addq $8, %rsp\n"
 	"	.cfi_adjust_cfa_offset -8\n"
 	"	popq %rsi\n"
@@ -166,7 +134,7 @@ kp_dlopen_deep(const char *file, int mode)
 	struct seen before = { 0 };
 	dl_iterate_phdr(note, &before);
 	kp_tls.busy = busy;
-	void *h = kp_real_dlopen(file, mode);
+	void *h = real_dlopen(file, mode);
 	if (!h) {
 		kp_arena_free(before.bias);
 		return NULL;
@@ -178,9 +146,9 @@ kp_dlopen_deep(const char *file, int mode)
 	Dl_info di;
 	void *self_h = NULL;
 	if (f.n && dladdr((void *)kp_dlopen_deep, &di))
-		self_h = kp_real_dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+		self_h = real_dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
 	for (size_t i = 0; self_h && i < f.n; i++) {
-		void *mh = kp_real_dlopen(f.mod[i].dlpi_name,
+		void *mh = real_dlopen(f.mod[i].dlpi_name,
 					  RTLD_LAZY | RTLD_NOLOAD);
 		if (mh) {
 			kp_got_rebind_deep(&f.mod[i], mh, self_h);

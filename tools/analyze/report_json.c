@@ -170,7 +170,7 @@ static void json_frame(struct kp_json *j, const struct kp_symframe *f)
  * The HTML page's frames, each once (kp_report_json_page): g++'s 6,900
  * leak groups have 225,000 frames and 4,100 different ones, and as
  * objects they were 34 of the report's 36 MB. A frame is known by its
- * kp_symframe (symbols.c keeps one a pc).
+ * kp_symframe (symbols.c keeps one a module and offset).
  */
 struct kp_frame_ids {
 	const struct kp_symframe **v; /* by index */

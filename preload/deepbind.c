@@ -108,6 +108,8 @@ static int note(struct dl_phdr_info *info, size_t size, void *arg)
  * brings more than 64 modules leaves the rest as they bind.) */
 struct fresh {
 	const struct seen *before;
+	uintptr_t self_bias;      /* libkprof.so's load bias ... */
+	struct dl_phdr_info self; /* ... and its info, found here */
 	struct dl_phdr_info mod[64];
 	size_t n;
 };
@@ -116,6 +118,8 @@ static int pick(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct fresh *f = arg;
 	(void)size;
+	if (info->dlpi_addr == f->self_bias)
+		f->self = *info;
 	for (size_t i = 0; i < f->before->n; i++)
 		if (f->before->bias[i] == info->dlpi_addr)
 			return 0;
@@ -141,22 +145,20 @@ kp_dlopen_deep(const char *file, int mode)
 	}
 	kp_tls.busy = 1;
 	kp_real_resolve();
-	struct fresh f = { &before, { { 0 } }, 0 };
-	dl_iterate_phdr(pick, &f);
+	struct fresh f = { .before = &before };
 	Dl_info di;
-	void *self_h = NULL;
-	if (f.n && dladdr((void *)kp_dlopen_deep, &di))
-		self_h = real_dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
-	for (size_t i = 0; self_h && i < f.n; i++) {
+	/* a shared object's load bias is its ELF header's address */
+	if (dladdr((void *)kp_dlopen_deep, &di))
+		f.self_bias = (uintptr_t)di.dli_fbase;
+	dl_iterate_phdr(pick, &f);
+	for (size_t i = 0; f.self.dlpi_phdr && i < f.n; i++) {
 		void *mh = real_dlopen(f.mod[i].dlpi_name,
-					  RTLD_LAZY | RTLD_NOLOAD);
+				       RTLD_LAZY | RTLD_NOLOAD);
 		if (mh) {
-			kp_got_rebind_deep(&f.mod[i], mh, self_h);
+			kp_got_rebind_deep(&f.mod[i], mh, &f.self);
 			kp_real.dlclose(mh); /* not ours: nothing unloads */
 		}
 	}
-	if (self_h)
-		kp_real.dlclose(self_h);
 	kp_arena_free(before.bias);
 	dlerror(); /* the lookups' misses: the load succeeded */
 	kp_tls.busy = busy;

@@ -183,8 +183,7 @@ int kp_got_hook(const char *symbol, void *replacement, void **real)
  */
 struct deep_arg {
 	void *h;      /* the module's handle: dlsym searches its own scope */
-	void *self_h; /* libkprof.so's */
-	void *self_base;
+	const struct dl_phdr_info *self; /* libkprof.so's */
 	int n;
 	const char *other;  /* the first symbol its scope binds elsewhere */
 	void *other_def;
@@ -222,11 +221,8 @@ static void deep_slot(const struct dynmod *m, uintptr_t slot, size_t si,
 	if (sym->st_shndx != SHN_UNDEF)
 		return; /* the module's own: its scope binds it to itself */
 	const char *name = m->strtab + sym->st_name;
-	/* (dlsym on a handle searches the object's dependencies too) */
-	void *own = dlsym(a->self_h, name);
-	Dl_info di;
-	if (!own || !dladdr(own, &di) || di.dli_fbase != a->self_base ||
-	    dlsym(RTLD_DEFAULT, name) != own)
+	void *own = kp_module_defines(a->self, name);
+	if (!own || dlsym(RTLD_DEFAULT, name) != own)
 		return;
 	const char *ver = need_version(m, si);
 	void *deep = ver ? dlvsym(a->h, name, ver) : dlsym(a->h, name);
@@ -247,18 +243,16 @@ static void deep_slot(const struct dynmod *m, uintptr_t slot, size_t si,
 	}
 }
 
-int kp_got_rebind_deep(const struct dl_phdr_info *info, void *h, void *self_h)
+int kp_got_rebind_deep(const struct dl_phdr_info *info, void *h,
+		       const struct dl_phdr_info *self)
 {
 #if defined(__x86_64__)
 	struct dynmod m;
-	struct deep_arg a = { h, self_h, NULL, 0, NULL, NULL, 0 };
-	Dl_info di;
-	if (!dladdr((void *)kp_got_rebind_deep, &di))
-		return 0;
-	a.self_base = di.dli_fbase;
+	struct deep_arg a = { h, self, 0, NULL, NULL, 0 };
 	if (dynmod_read(info, &m) == 0)
 		each_slot(&m, deep_slot, &a);
 	if (a.nother) {
+		Dl_info di;
 		const char *where = dladdr(a.other_def, &di) && di.dli_fname ?
 					    di.dli_fname :
 					    "?";
@@ -271,7 +265,7 @@ int kp_got_rebind_deep(const struct dl_phdr_info *info, void *h, void *self_h)
 #else
 	(void)info;
 	(void)h;
-	(void)self_h;
+	(void)self;
 	return 0;
 #endif
 }

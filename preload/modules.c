@@ -281,8 +281,9 @@ static uint32_t sysv_hash(const char *s)
  * constructors of an object not yet initialised (this runs at kprof's
  * start, which may come during another library's constructor). An
  * undefined symbol with a value (a program's PLT entry that stands for
- * the function's address) is no definition. */
-static int defines(const struct dl_phdr_info *info, const char *name)
+ * the function's address) is no definition. @return its address (an
+ * IFUNC's resolver), NULL when it does not. */
+void *kp_module_defines(const struct dl_phdr_info *info, const char *name)
 {
 	uintptr_t base = info->dlpi_addr;
 	const ElfW(Dyn) *dyn = NULL;
@@ -291,7 +292,7 @@ static int defines(const struct dl_phdr_info *info, const char *name)
 			dyn = (const ElfW(Dyn) *)(base +
 						  info->dlpi_phdr[i].p_vaddr);
 	if (!dyn)
-		return 0;
+		return NULL;
 	const ElfW(Sym) *sym = NULL;
 	const char *str = NULL;
 	const uint32_t *gh = NULL, *h = NULL;
@@ -307,7 +308,7 @@ static int defines(const struct dl_phdr_info *info, const char *name)
 			h = (const uint32_t *)p;
 	}
 	if (!sym || !str || (!gh && !h))
-		return 0;
+		return NULL;
 	const ElfW(Sym) *found = NULL;
 	if (gh) {
 		uint32_t nbuckets = gh[0], symoff = gh[1], bloom_words = gh[2];
@@ -340,9 +341,11 @@ static int defines(const struct dl_phdr_info *info, const char *name)
 		}
 	}
 	if (!found || found->st_shndx == SHN_UNDEF)
-		return 0;
+		return NULL;
 	unsigned type = ELF64_ST_TYPE(found->st_info);
-	return type == STT_FUNC || type == STT_GNU_IFUNC;
+	if (type != STT_FUNC && type != STT_GNU_IFUNC)
+		return NULL;
+	return (void *)(base + found->st_value);
 }
 
 struct owner_walk {
@@ -358,7 +361,7 @@ static int owner_of(struct dl_phdr_info *info, size_t size, void *data)
 	(void)size;
 	if ((uintptr_t)info->dlpi_addr == w->self)
 		return 1; /* kprof's own comes next: nothing before it */
-	if (!defines(info, "malloc"))
+	if (!kp_module_defines(info, "malloc"))
 		return 0;
 	if (info->dlpi_name[0]) {
 		snprintf(w->owner, w->n, "%s", info->dlpi_name);

@@ -1071,6 +1071,10 @@ static inline uintptr_t kp_dyn_ptr(uintptr_t v, uintptr_t base)
 	return v < base ? base + v : v;
 }
 /* Rescan the loaded modules if the loader's counters moved. */
+/* The address of name as the object of info defines it in its own
+ * dynamic symbols (a function), NULL if it does not (modules.c). */
+struct dl_phdr_info;
+void *kp_module_defines(const struct dl_phdr_info *info, const char *name);
 void kp_modules_scan(void);
 /* The path of the object whose malloc the app calls, in owner, when that
  * is not kprof's (it comes before libkprof.so in the lookup order):
@@ -1377,12 +1381,13 @@ void kp_query_plugin_load(void);
  * *real = the target. @return slots rewritten, -1 when unsupported or
  * the symbol is unknown. */
 int kp_got_hook(const char *symbol, void *replacement, void **real);
-/* A module just loaded with RTLD_DEEPBIND (info; h its handle, self_h
- * libkprof.so's): its GOT slots of kprof's symbols that its own scope
- * binds to what kprof's call on to, pointed at kprof's (got.c).
+/* A module just loaded with RTLD_DEEPBIND (info; h its handle, self
+ * libkprof.so's phdr info): its GOT slots of kprof's symbols that its own
+ * scope binds to what kprof's call on to, pointed at kprof's (got.c).
  * @return how many slots were changed. */
 struct dl_phdr_info;
-int kp_got_rebind_deep(const struct dl_phdr_info *info, void *h, void *self_h);
+int kp_got_rebind_deep(const struct dl_phdr_info *info, void *h,
+		       const struct dl_phdr_info *self);
 /* ---- CPU sampling (cpu.c) ------------------------------------------------ */
 
 struct kp_cpu_sample {

@@ -121,6 +121,7 @@ struct pq_prep { /* a prepared statement's name and fingerprint */
 #define PQ_FIFO 64 /* queries in flight per connection (pipeline) */
 struct pq_pending {
 	uint64_t ctx, tsc0, valhash, prep_ticks;
+	uint32_t stack; /* where it was sent (kp_query_stack) */
 	int64_t flags, rows, status;
 	char *text;
 	size_t len;
@@ -237,6 +238,7 @@ static void begin(struct pq_pending *p, PGconn *c, const char *text,
 		p->valhash = 1;
 	if (pq.transaction_status(c) == PQTRANS_IDLE)
 		p->flags |= KP_QF_AUTOCOMMIT;
+	p->stack = kp_query_stack(NULL);
 	p->tsc0 = kp_ticks();
 	p->ctx = kp_query_open(p->tsc0);
 }
@@ -252,7 +254,7 @@ static void finish(struct pq_pending *p, PGconn *c)
 	v[KP_Q_FLAGS] = p->flags;
 	v[KP_Q_CONN] = (int64_t)(uintptr_t)c;
 	kp_query_close(KP_QSRC_LIBPQ, p->tsc0, 0, p->text ? p->text : "",
-		       p->len, 1, v);
+		       p->len, 1, v, p->stack);
 	kp_arena_free(p->text);
 	p->text = NULL;
 }

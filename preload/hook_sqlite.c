@@ -311,6 +311,7 @@ struct sq_stmt {
 	uint64_t tsc0, ctx;
 	int64_t rows;
 	int changes0;
+	uint32_t stack;      /* the run's: where its first step was called */
 	struct kp_unwind_memo *memo; /* its runs' last stack (private arena) */
 };
 
@@ -985,21 +986,18 @@ static __attribute__((noinline)) void end_run_whole(
 	v[KP_Q_CONN] = (int64_t)e->conn;
 	if (KP_LIKELY(e->text_id)) {
 		kp_query_close_id_at(KP_QSRC_SQLITE, e->tsc0, now, e->text_id,
-				     v, &e->memo);
+				     v, e->stack);
 	} else {
 		int saved = errno;
 		kp_query_close(KP_QSRC_SQLITE, e->tsc0, 0, e->text, e->len, 1,
-			       v);
+			       v, e->stack);
 		errno = saved;
 	}
 }
 
 /* End the run of e (keeps errno): inline in sqlite3_step's recording
- * path, where nearly every run ends (no frames of its own there: fewer
- * return addresses for the stack's walk), out of line (end_run_out) for
- * reset and finalize. Its stack is remembered in e->memo
- * (kp_stack_capture_memo_at): a statement is mostly run from one place.
- * A run without an error or prepare time, whose counters are read
+ * path, where nearly every run ends, out of line (end_run_out) for reset
+ * and finalize; its stack is the one start_run took. A run without an error or prepare time, whose counters are read
  * straight and fit, takes the packed QUERY (kp_query_close_packed), from
  * values in registers; any other, the whole one (end_run_whole). */
 static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
@@ -1022,7 +1020,7 @@ static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 				      (uint64_t)rows, kp_qc_counters(w01, w23),
 				      e->qc_text |
 					      kp_qc_text(0, 0, e->autocommit),
-				      vh, &e->memo);
+				      vh, e->stack);
 		return;
 	}
 	end_run_whole(e, s, now, rows, status, vh, direct, w01, w23);
@@ -1133,8 +1131,13 @@ KP_EXPORT int sqlite3_prepare16_v3(sqlite3 *db, const void *z, int n,
 		     tail);
 }
 
-/* The first step of a run of e (a prepare or reset before it): calls
- * nothing that allocates or changes errno (kp_query_open keeps it). */
+/* The first step of a run of e (a prepare or reset before it). Its stack,
+ * the query's call site, is taken here, before its clock starts: where
+ * the app began it (a Python execute(), not the fetchone() whose step
+ * ends it). It is remembered in e->memo (kp_stack_capture_memo_at): a
+ * statement is mostly run from one place; inline in sqlite3_step's
+ * recording path, no frames of its own add return addresses to the walk.
+ * Keeps errno; allocates only from kprof's arena (busy). */
 static KP_ALWAYS_INLINE void start_run(struct sq_stmt *e, int tsc)
 {
 	e->running = 1;
@@ -1142,6 +1145,9 @@ static KP_ALWAYS_INLINE void start_run(struct sq_stmt *e, int tsc)
 	e->autocommit = (uint8_t)(sq.get_autocommit(e->db) != 0);
 	if (!e->readonly)
 		e->changes0 = sq.total_changes(e->db);
+	kp_tls.busy = 1;
+	e->stack = kp_query_stack(&e->memo);
+	kp_busy_leave();
 	e->tsc0 = sq_ticks(tsc);
 	e->ctx = kp_query_open(e->tsc0);
 }
@@ -1421,7 +1427,8 @@ KP_EXPORT int sqlite3_exec(sqlite3 *db, const char *sql,
 		v[KP_Q_STATUS] = rc;
 		v[KP_Q_FLAGS] = KP_QF_EXEC;
 		v[KP_Q_CONN] = (int64_t)conn_id(db);
-		kp_query_close(KP_QSRC_SQLITE, t0, 0, sql, strlen(sql), 0, v);
+		kp_query_close(KP_QSRC_SQLITE, t0, 0, sql, strlen(sql), 0, v,
+			       kp_query_stack(NULL));
 		kp_busy_leave();
 		errno = saved;
 	}

@@ -193,17 +193,21 @@ static __attribute__((noinline)) void close_text(uint64_t now, uint8_t source,
 }
 
 void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
-		    const char *text, size_t len, int fp, int64_t *v)
+		    const char *text, size_t len, int fp, int64_t *v,
+		    uint32_t stack)
 {
+	uint64_t now = kp_ticks();
 	if (text_id || !text) {
 		/* the text is the QUERY_TEXT record's (or there is none) */
-		kp_query_close_id(source, tsc0, text_id, v, NULL);
+		kp_query_close_id_at(source, tsc0, now, text_id, v, stack);
 		return;
 	}
-	uint64_t now;
-	uint32_t stack;
-	if (kp_query_end(tsc0, v, &now, &stack, NULL))
-		close_text(now, source, stack, text, len, fp, v);
+	v[KP_Q_DUR] = (int64_t)(now - tsc0);
+	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
+	if (!kp_query_end_ctx(&ctx))
+		return;
+	v[KP_Q_CTX] = (int64_t)ctx;
+	close_text(now, source, stack, text, len, fp, v);
 }
 
 void kp_query_push_unpacked(uint8_t source, uint64_t now, uint32_t stack,
@@ -225,6 +229,7 @@ void kp_query_push_unpacked(uint8_t source, uint64_t now, uint32_t stack,
 struct api_query {
 	uint64_t ctx, tsc0, valhash, conn;
 	int64_t flags;
+	uint32_t stack; /* where it began */
 	uint8_t source;
 	char *text; /* private arena */
 	size_t len;
@@ -239,6 +244,7 @@ static uint64_t api_begin(uint8_t source, const char *text, size_t tl,
 		return 0;
 	int saved = errno;
 	kp_tls.busy = 1;
+	uint32_t stack = n_open_q < API_DEPTH ? kp_query_stack(NULL) : 0;
 	uint64_t tsc0 = kp_ticks();
 	uint64_t ctx = 0;
 	if (n_open_q < API_DEPTH) {
@@ -255,6 +261,7 @@ static uint64_t api_begin(uint8_t source, const char *text, size_t tl,
 			ctx = kp_query_open(tsc0);
 			q->ctx = ctx;
 			q->tsc0 = tsc0;
+			q->stack = stack;
 			n_open_q++;
 		}
 	}
@@ -280,7 +287,8 @@ static void api_end(uint64_t ctx, int64_t rows, int64_t status)
 		v[KP_Q_VALHASH] = (int64_t)q->valhash;
 		v[KP_Q_FLAGS] = q->flags;
 		v[KP_Q_CONN] = (int64_t)q->conn;
-		kp_query_close(q->source, q->tsc0, 0, q->text, q->len, 1, v);
+		kp_query_close(q->source, q->tsc0, 0, q->text, q->len, 1, v,
+			       q->stack);
 		kp_arena_free(q->text);
 		/* queries left open inside end with it (their text freed) */
 		for (unsigned k = i + 1; k < n_open_q; k++)

@@ -1253,25 +1253,23 @@ static KP_ALWAYS_INLINE uint64_t kp_query_open(uint64_t tsc)
 	return ctx;
 }
 /*
- * Write the QUERY record of a query that began at tsc0 (ticks) and ends
- * now: its text as text_id (kp_qtext_intern), else text (raw;
- * fingerprinted here unless QUERY_TEXT=full, or already a fingerprint
- * when fp; interned here), v[] with KP_Q_DUR/ PREPARE_DUR in ticks (dur
- * is filled here from tsc0). The caller holds kp_tls.busy.
+ * Write the QUERY record of a query that began at tsc0 (ticks), called
+ * from stack (kp_query_stack where it began), and ends now: its text as
+ * text_id (kp_qtext_intern), else text (raw; fingerprinted here unless
+ * QUERY_TEXT=full, or already a fingerprint when fp; interned here), v[]
+ * with KP_Q_DUR/ PREPARE_DUR in ticks (dur is filled here from tsc0).
+ * The caller holds kp_tls.busy.
  */
 void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
-		    const char *text, size_t len, int fp, int64_t *v);
+		    const char *text, size_t len, int fp, int64_t *v,
+		    uint32_t stack);
 /*
  * What ending a query does before its QUERY is pushed, on every path:
  * its deferred QUERY_BEGIN dropped if still there (then *ctx becomes 0,
- * record.h, which packs into one byte), its stack (into *stack:
- * kp_stack_capture_memo_at with memo, when not NULL).
- * Keeps errno (as does kp_query_close_id). @return 0
- * when nothing may be pushed: the trace ended while the query ran
- * (another thread's exit).
+ * record.h, which packs into one byte). @return 0 when nothing may be
+ * pushed: the trace ended while the query ran (another thread's exit).
  */
-static KP_ALWAYS_INLINE int kp_query_end_ctx(uint64_t *ctx, uint32_t *stack,
-					     struct kp_unwind_memo **memo)
+static KP_ALWAYS_INLINE int kp_query_end_ctx(uint64_t *ctx)
 {
 	unsigned n = kp_qt.npending;
 	if (KP_LIKELY(n == 1) && kp_qt.pending[0].ctx == *ctx) {
@@ -1280,49 +1278,38 @@ static KP_ALWAYS_INLINE int kp_query_end_ctx(uint64_t *ctx, uint32_t *stack,
 	} else if (*ctx && n && kp_query_drop_pending(*ctx)) {
 		*ctx = 0;
 	}
-	if (!kp_recording())
+	return kp_recording();
+}
+
+/* A query's stack, its call site's: taken where it begins (the first
+ * step of a SQLite statement's run, libpq's send, kprof_query_begin),
+ * not where it ends (a fetch, PQgetResult in a driver's loop). 0 with
+ * stacks off; kp_stack_capture_memo_at with memo, when not NULL. Keeps
+ * errno. */
+static KP_ALWAYS_INLINE uint32_t kp_query_stack(struct kp_unwind_memo **memo)
+{
+	if (kp.cfg.stack_depth <= 0)
 		return 0;
-	*stack = 0;
-	if (kp.cfg.stack_depth > 0) {
-		int saved = errno; /* the unwind may change it */
-		*stack = memo ? kp_stack_capture_memo_at(memo) :
+	int saved = errno; /* the unwind may change it */
+	uint32_t stack = memo ? kp_stack_capture_memo_at(memo) :
 				kp_stack_capture();
-		errno = saved;
-	}
-	return 1;
+	errno = saved;
+	return stack;
 }
 
-/* kp_query_end_ctx on v's ctx, and the duration into v from tsc0. */
-static KP_ALWAYS_INLINE int kp_query_end_at(uint64_t now, uint64_t tsc0,
-					    int64_t *v, uint32_t *stack,
-					    struct kp_unwind_memo **memo)
-{
-	v[KP_Q_DUR] = (int64_t)(now - tsc0);
-	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
-	int r = kp_query_end_ctx(&ctx, stack, memo);
-	v[KP_Q_CTX] = (int64_t)ctx;
-	return r;
-}
-
-static KP_ALWAYS_INLINE int kp_query_end(uint64_t tsc0, int64_t *v,
-					 uint64_t *now, uint32_t *stack,
-					 struct kp_unwind_memo **memo)
-{
-	*now = kp_ticks();
-	return kp_query_end_at(*now, tsc0, v, stack, memo);
-}
-
-/* kp_query_close of a query whose text is text_id (or none: 0) that ends
- * at now (ticks), inline for the SQLite hook's every run; memo as for
- * kp_query_end. */
+/* kp_query_close of a query whose text is text_id (or none: 0) that
+ * began at tsc0 and ends at now (ticks), inline for the SQLite hook's
+ * every run. */
 static KP_ALWAYS_INLINE void kp_query_close_id_at(uint8_t source,
 						  uint64_t tsc0, uint64_t now,
 						  uint32_t text_id, int64_t *v,
-						  struct kp_unwind_memo **memo)
+						  uint32_t stack)
 {
-	uint32_t stack;
-	if (!kp_query_end_at(now, tsc0, v, &stack, memo))
+	v[KP_Q_DUR] = (int64_t)(now - tsc0);
+	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
+	if (!kp_query_end_ctx(&ctx))
 		return;
+	v[KP_Q_CTX] = (int64_t)ctx;
 	v[KP_Q_TEXT_ID] = text_id;
 	kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);
 }
@@ -1336,10 +1323,9 @@ void kp_query_push_unpacked(uint8_t source, uint64_t now, uint32_t stack,
 static KP_ALWAYS_INLINE void kp_query_close_packed(
 	uint8_t source, uint64_t tsc0, uint64_t now, uint64_t ctx,
 	uint64_t rows, uint64_t cnt, uint64_t text, uint64_t valhash,
-	struct kp_unwind_memo **memo)
+	uint32_t stack)
 {
-	uint32_t stack;
-	if (!kp_query_end_ctx(&ctx, &stack, memo))
+	if (!kp_query_end_ctx(&ctx))
 		return;
 	int64_t w[KP_QC_NV] = { (int64_t)(now - tsc0), (int64_t)text,
 				(int64_t)(rows | ctx << 32), (int64_t)cnt,
@@ -1349,13 +1335,6 @@ static KP_ALWAYS_INLINE void kp_query_close_packed(
 				       KP_QC_NV)))
 		return;
 	kp_query_push_unpacked(source, now, stack, w, ctx);
-}
-
-static KP_ALWAYS_INLINE void kp_query_close_id(uint8_t source, uint64_t tsc0,
-					       uint32_t text_id, int64_t *v,
-					       struct kp_unwind_memo **memo)
-{
-	kp_query_close_id_at(source, tsc0, kp_ticks(), text_id, v, memo);
 }
 
 /* Fingerprint (or copy, QUERY_TEXT=full) text into out[cap]; the value

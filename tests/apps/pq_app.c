@@ -29,8 +29,9 @@ static void check(PGresult *r, ExecStatusType want, const char *what)
 	}
 }
 
-/* Drain an async query's results; @return the rows. */
-static int drain(void)
+/* Drain an async query's results; @return the rows. Not inline: a query's
+ * stack is where it was sent (main), not this function that ends it. */
+static __attribute__((noinline)) int drain(void)
 {
 	int rows = 0;
 	PGresult *r;

@@ -62,6 +62,22 @@ with t.section("postgresql"):
             t.ok(("select qty from items where id = ?", 10) in np1 and
                  ("insert into items values(?+)", 10) in np1,
                  "pq_app: N+1 of the prepared lookups and the insert loop", np1)
+            # a query's stack is where it began: the async ones were sent
+            # from main and ended in drain()'s PQgetResult loop
+            sites = {}
+            for f in q["fingerprints"]:
+                for c in f["call_sites"]:
+                    own = [x.get("function") for x in c["stack"]
+                           if x.get("module", "").endswith("/pq_app")]
+                    sites.setdefault(f["fingerprint"], set()).add(own[0] if own else None)
+            t.eq({k: sites.get(k) for k in ("select id from items order by id",
+                                            "update items set qty = qty + ? where id = ?",
+                                            "select qty from items where id = ?")},
+                 {"select id from items order by id": {"main"},
+                  "update items set qty = qty + ? where id = ?": {"main"},
+                  "select qty from items where id = ?": {"main"}},
+                 "pq_app: the async queries' call site is their send's (main), "
+                 "not drain()'s PQgetResult")
             recs = dump(r.traces)
             errs = [x for x in recs if x["type"] == "query" and x["v"][3] != 0]
             t.eq([(sqlstate(x["v"][3]), bool(x["v"][10] & 8)) for x in errs],

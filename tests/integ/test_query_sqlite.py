@@ -523,9 +523,10 @@ with t.section("sqlite3_exec whose statements the hooks do not see prepared"):
 # holds the script's functions and lines, inside the machine frame of the
 # eval loop that ran them; fingerprint -> {the stack's Python frames as
 # (function, file, line), outermost last: calls}. The lines are
-# sqlite_app.py's: a query's stack is taken where it ends (its last step),
-# so the N+1 select ends in fetchall() (line 34) and the loop's select in
-# the for statement (31).
+# sqlite_app.py's: a query's stack is taken where it begins (its first
+# step), so the N+1 select's is its db.execute( (line 33, not the
+# fetchall() of line 34 that ends it) and the loop's select's the for
+# statement (31).
 PYSITES = {
     "create table users(id integer primary key, name text, city text)":
         {(("<module>", 13),): 1},
@@ -538,7 +539,7 @@ PYSITES = {
     "insert into orders(user_id, amount) values(?+)": {(("<module>", 27),): 40},
     "commit": {(("<module>", 28),): 1},
     "select id from users": {(("<module>", 31),): 1},
-    "select amount from orders where user_id = ?": {(("<module>", 34),): 40},
+    "select amount from orders where user_id = ?": {(("<module>", 33),): 40},
     "select name from users where id = ?": {(("<module>", 36),): 2},
     "select count(*) from users where city = ?": {(("<module>", 40),): 1},
 }

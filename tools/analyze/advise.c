@@ -37,6 +37,10 @@
 
 struct advise_state {
 	struct kp_advice_list l;
+	/* what the user's rules (--suppress) took out of l, each with the
+	 * index of its rule; the findings each rule took */
+	struct kp_advice_list out;
+	size_t *out_rule, *rule_hits;
 	uint64_t run_ns;      /* the processes' run times, summed */
 	uint64_t peak_bytes;  /* the peak heap */
 	uint64_t cpu_ns, io_ns, query_ns;
@@ -576,6 +580,32 @@ static int by_stake(const void *pa, const void *pb)
 	return x->seq < y->seq ? -1 : x->seq > y->seq; /* the passes' order */
 }
 
+/* The findings the user's rules match, from s->l to s->out. */
+static void suppress(struct advise_state *s, struct kp_analysis *an)
+{
+	const struct kp_suppress *sup = &an->opts->suppress;
+	if (!sup->n)
+		return;
+	s->rule_hits = xcalloc(sup->n, sizeof(*s->rule_hits));
+	size_t kept = 0;
+	for (size_t i = 0; i < s->l.n; i++) {
+		const struct kp_advice *x = &s->l.v[i];
+		ssize_t r = kp_suppress_match(sup, an, x);
+		if (r < 0) {
+			s->l.v[kept++] = *x;
+			continue;
+		}
+		s->rule_hits[r]++;
+		struct kp_advice *o = kp_advice_add(&s->out, x->area, x->code,
+						    x->sev);
+		*o = *x;
+		s->out_rule = xrealloc_array(s->out_rule, s->out.n,
+					     sizeof(*s->out_rule));
+		s->out_rule[s->out.n - 1] = (size_t)r;
+	}
+	s->l.n = kept;
+}
+
 static void advise_finish(void *st, struct kp_analysis *an)
 {
 	struct advise_state *s = st;
@@ -607,6 +637,7 @@ static void advise_finish(void *st, struct kp_analysis *an)
 	if (m)
 		advise_temporary(an, &s->l);
 	advise_cpu(an, &s->l, s->cpu_ns);
+	suppress(s, an);
 
 	for (size_t i = 0; i < s->l.n; i++) {
 		struct kp_advice *x = &s->l.v[i];
@@ -641,16 +672,48 @@ static const char *stake(const struct advise_state *s,
 	return buf;
 }
 
+/* advise's last part: each rule with what it took (a rule that took
+ * nothing may be stale), each finding taken. */
+static void report_suppressed(const struct advise_state *s,
+			      struct kp_analysis *an, FILE *out)
+{
+	const struct kp_suppress *sup = &an->opts->suppress;
+	if (!sup->n)
+		return;
+	fprintf(out, "\nSUPPRESSED: %zu finding%s, by %zu rule%s\n", s->out.n,
+		s->out.n == 1 ? "" : "s", sup->n, sup->n == 1 ? "" : "s");
+	for (size_t i = 0; i < sup->n; i++) {
+		size_t h = s->rule_hits[i];
+		if (h)
+			fprintf(out, "  %s (%s): %zu finding%s\n", sup->v[i].text,
+				sup->v[i].from, h, h == 1 ? "" : "s");
+		else
+			fprintf(out, "  %s (%s): matched nothing\n",
+				sup->v[i].text, sup->v[i].from);
+	}
+	for (size_t i = 0; i < s->out.n; i++) {
+		const struct kp_advice *x = &s->out.v[i];
+		fprintf(out, "  - [%s] %s %s (by %s)\n", kp_severity_name(x->sev),
+			x->code, x->title, sup->v[s->out_rule[i]].text);
+	}
+}
+
 static void advise_report_text(void *st, struct kp_analysis *an, FILE *out)
 {
 	struct advise_state *s = st;
 	int full = kp_command_is(an, "advise");
 	char a[32], b[32], c[32], d[32], e[64];
-	if (!full && (!kp_command_is(an, "summary") || !s->l.n))
+	if (!full && (!kp_command_is(an, "summary") || (!s->l.n && !s->out.n)))
 		return;
+	char sup[64] = "";
+	if (s->out.n)
+		snprintf(sup, sizeof(sup), " (%zu suppressed)", s->out.n);
 	if (s->l.n)
-		fprintf(out, "ADVICE: %zu finding%s, the most at stake first\n",
-			s->l.n, s->l.n == 1 ? "" : "s");
+		fprintf(out, "ADVICE: %zu finding%s, the most at stake first%s\n",
+			s->l.n, s->l.n == 1 ? "" : "s", sup);
+	else if (s->out.n)
+		fprintf(out, "ADVICE: none left, %zu finding%s suppressed\n",
+			s->out.n, s->out.n == 1 ? "" : "s");
 	else
 		fprintf(out, "ADVICE: none, no pass found anything to fix\n");
 	/* the one clock: where the run's time went, as each pass saw it */
@@ -688,6 +751,8 @@ static void advise_report_text(void *st, struct kp_analysis *an, FILE *out)
 	if (rows < s->l.n)
 		fprintf(out, "  ... %zu more; each with its evidence and stack: "
 			"kprof-analyze advise\n", s->l.n - rows);
+	if (full)
+		report_suppressed(s, an, out);
 	fputc('\n', out);
 }
 
@@ -732,6 +797,42 @@ static void advise_report_json(void *st, struct kp_analysis *an,
 		kp_json_end_object(j);
 	}
 	kp_json_end_array(j);
+	/* what the user's rules took out (--suppress) */
+	const struct kp_suppress *sup = &an->opts->suppress;
+	kp_json_key(j, "advice_suppressed");
+	kp_json_begin_object(j);
+	kp_json_key(j, "rules");
+	kp_json_begin_array(j);
+	for (size_t i = 0; i < sup->n; i++) {
+		kp_json_begin_object(j);
+		kp_json_key(j, "rule");
+		kp_json_str(j, sup->v[i].text);
+		kp_json_key(j, "from");
+		kp_json_str(j, sup->v[i].from);
+		kp_json_key(j, "findings");
+		kp_json_u64(j, s->rule_hits[i]);
+		kp_json_end_object(j);
+	}
+	kp_json_end_array(j);
+	kp_json_key(j, "findings");
+	kp_json_begin_array(j);
+	for (size_t i = 0; i < s->out.n; i++) {
+		const struct kp_advice *x = &s->out.v[i];
+		kp_json_begin_object(j);
+		kp_json_key(j, "code");
+		kp_json_str(j, x->code);
+		kp_json_key(j, "severity");
+		kp_json_str(j, kp_severity_name(x->sev));
+		kp_json_key(j, "title");
+		kp_json_str(j, x->title);
+		kp_json_key(j, "key");
+		kp_json_str(j, x->key);
+		kp_json_key(j, "rule");
+		kp_json_str(j, sup->v[s->out_rule[i]].text);
+		kp_json_end_object(j);
+	}
+	kp_json_end_array(j);
+	kp_json_end_object(j);
 }
 
 static void advise_free(void *st, struct kp_analysis *an)
@@ -739,6 +840,9 @@ static void advise_free(void *st, struct kp_analysis *an)
 	struct advise_state *s = st;
 	(void)an;
 	free(s->l.v);
+	free(s->out.v);
+	free(s->out_rule);
+	free(s->rule_hits);
 	free(s);
 }
 

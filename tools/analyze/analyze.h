@@ -94,6 +94,19 @@ uint64_t kp_random_seed(void);
 
 enum kp_format { KP_FMT_TEXT, KP_FMT_JSON, KP_FMT_HTML };
 
+/* A suppression (suppress.c): the findings of the advice it leaves out. */
+struct kp_suppress_rule {
+	char *text;    /* as given: CODE or CODE:PATTERN */
+	char *code;    /* a glob of advice codes */
+	char *pattern; /* NULL, or a glob of the key and the stack's frames */
+	char *from;    /* where it was given: "--suppress", or FILE:LINE */
+};
+
+struct kp_suppress {
+	struct kp_suppress_rule *v;
+	size_t n;
+};
+
 struct kp_opts {
 	enum kp_format format; /* --format */
 	/* "summary" (every pass's section), "leaks", "dump", or the command
@@ -122,6 +135,7 @@ struct kp_opts {
 	char **base;            /* diff --base FILE, each one given */
 	size_t nbase;
 	int fail_on;            /* --fail-on: enum kp_severity, -1 unset */
+	struct kp_suppress suppress; /* --suppress, --suppressions */
 };
 
 /* ---- small open-addressing map u64 -> u32 (stacks.c) ------------------- */
@@ -948,6 +962,18 @@ size_t kp_advice_get(const struct kp_analysis *an,
 		     const struct kp_advice **out);
 /* Findings of severity sev or above, all passes (--fail-on). */
 size_t kp_advice_at_least(const struct kp_analysis *an, enum kp_severity sev);
+
+/* ---- suppress.c: findings the user ruled out -------------------------------- */
+
+/* Add the rule text (CODE or CODE:PATTERN), given at from. @return 0, or
+ * -1 after a one-line error (a code that names none of kprof's). */
+int kp_suppress_add(struct kp_suppress *s, const char *text, const char *from);
+/* Each line of the file at path a rule ('#' comments, blank lines).
+ * @return 0, or -1 after a one-line error naming the file and line. */
+int kp_suppress_load(struct kp_suppress *s, const char *path);
+/* The index of the first rule that suppresses x, -1 for none. */
+ssize_t kp_suppress_match(const struct kp_suppress *s, struct kp_analysis *an,
+			  const struct kp_advice *x);
 
 /* diff.c: the diff command, the traces of opts->base against files[];
  * @return the exit status (0, or 3: a trace unreadable) */

@@ -81,6 +81,11 @@ static const char usage_text[] =
 	"                     a write storm (default 10)\n"
 	"  --fail-on SEV      exit 4 when the advice has a finding of severity\n"
 	"                     SEV (info, warn or high) or above (for CI)\n"
+	"  --suppress RULE    leave out of the advice the findings of RULE:\n"
+	"                     CODE or CODE:PATTERN (globs; the pattern\n"
+	"                     matches the finding's key or a frame's\n"
+	"                     function, module or file), e.g. MEM01:*libfoo*\n"
+	"  --suppressions FILE  a rule a line ('#' comments)\n"
 	"  -h, --help         show this help\n"
 	"  --version          show the version\n"
 	"\n"
@@ -132,7 +137,8 @@ static double clock_s(clockid_t id)
 enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
        OPT_SQLITE_DB, OPT_PERF_MAP_DIR, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
        OPT_CHROME, OPT_IOMIN, OPT_PG_DSN, OPT_BASE, OPT_FAIL_ON,
-       OPT_NPLUS1_MIN, OPT_STORM_MIN, OPT_ORDER_BY };
+       OPT_NPLUS1_MIN, OPT_STORM_MIN, OPT_ORDER_BY, OPT_SUPPRESS,
+       OPT_SUPPRESSIONS };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
@@ -154,6 +160,8 @@ static const struct option longopts[] = {
 	{ "io-min-us", required_argument, NULL, OPT_IOMIN },
 	{ "base", required_argument, NULL, OPT_BASE },
 	{ "fail-on", required_argument, NULL, OPT_FAIL_ON },
+	{ "suppress", required_argument, NULL, OPT_SUPPRESS },
+	{ "suppressions", required_argument, NULL, OPT_SUPPRESSIONS },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -218,6 +226,15 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			if (opts->fail_on < 0)
 				usage_error("--fail-on wants info, warn or high, "
 					    "not '%s'", optarg);
+			break;
+		case OPT_SUPPRESS:
+			if (kp_suppress_add(&opts->suppress, optarg,
+					    "--suppress") < 0)
+				exit(2);
+			break;
+		case OPT_SUPPRESSIONS:
+			if (kp_suppress_load(&opts->suppress, optarg) < 0)
+				exit(2);
 			break;
 		case OPT_SLOW_MS: {
 			char *end;
@@ -374,7 +391,8 @@ static int dump(const struct kp_opts *opts, int n, char **files)
 
 int main(int argc, char **argv)
 {
-	struct kp_opts opts = { .format = KP_FMT_TEXT, .top = 10,
+	/* static: what it holds (--suppress rules) lives until exit */
+	static struct kp_opts opts = { .format = KP_FMT_TEXT, .top = 10,
 				.command = "summary", .slow_ms = -1,
 				.fail_on = -1 };
 	const char *env = getenv("KOTOBA_REPORT_FORMAT");

@@ -201,13 +201,27 @@ var KP = (function () {
 
 	/* ---- advice ----------------------------------------------------- */
 
-	function advice(a) {
+	/* The findings the user's rules (--suppress) left out, as a line. */
+	function suppressed(sup) {
+		var f = sup ? list(sup.findings) : [];
+		if (!f.length)
+			return '';
+		var by = {};
+		f.forEach(function (x) { by[x.code] = (by[x.code] || 0) + 1; });
+		return '<p class="dim" id="suppressed">' + num(f.length) +
+			' suppressed (' + Object.keys(by).sort().map(function (c) {
+				return esc(c) + ' ' + num(by[c]);
+			}).join(', ') + ').</p>';
+	}
+
+	function advice(a, sup) {
 		if (!a.length)
 			return section('advice', 'Advice',
-				'<p>Nothing to advise: no finding.</p>');
+				'<p>Nothing to advise: no finding.</p>' +
+				suppressed(sup));
 		return section('advice', 'Advice', '<p class="dim">Ranked by ' +
 			'what a fix may save: time as a share of the run, ' +
-			'memory as a share of the peak heap.</p>' +
+			'memory as a share of the peak heap.</p>' + suppressed(sup) +
 			table('advice', [
 				['#', function (r) { return n(r.rank); }],
 				['severity', function (r) {
@@ -681,7 +695,7 @@ var KP = (function () {
 		];
 		var body = processes(tr);
 		var got = {
-			advice: r.advice ? advice(list(r.advice)) : '',
+			advice: r.advice ? advice(list(r.advice), r.advice_suppressed) : '',
 			memory: r.memory ? memory(r.memory, procs) : '',
 			io: r.io ? io(r.io) : '',
 			queries: r.queries ? queries(r.queries) : '',

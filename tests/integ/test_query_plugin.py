@@ -42,6 +42,15 @@ with t.section("plugin"):
              [("select a, b from t where id = ?", 6)], "the plugin's N+1 is found")
         t.ok(all(f["call_sites"] and stack_has(f["call_sites"][0]["stack"], "main")
                  for f in q["fingerprints"]), "call sites lead to main")
+        api = [f for f in q["fingerprints"] if f["source"] == "api"]
+        # (kprof.h's inline kprof_query_begin_if_loaded is a frame of
+        # its own where debug info names inlined calls)
+        t.eq([[x.get("function") for x in c["stack"]
+               if not (x.get("function") or "").startswith("kprof_")][:2]
+              for f in api for c in f["call_sites"]],
+             [["start_lookup", "main"]],
+             "the API query's call site is its kprof_query_begin's "
+             "(start_lookup), not its end's (main)")
         recs = dump(r.traces)
         t.ok(not any("secret_plugin_zq" in s or "4242" in s for s in strings(recs)),
              "no literal of the app in any string of the trace")

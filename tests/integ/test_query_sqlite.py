@@ -10,6 +10,7 @@ the app is anywhere in the trace; with QUERY_TEXT=full the literal is
 there (so the check can fail).
 """
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -478,6 +479,13 @@ with t.section("variables"):
         t.ok("N+1" in out and "CREATE INDEX kp_orders_user_id ON orders(user_id);" in out
              and "WRITE STORM" in out and "DUPLICATE" in out,
              "kprof-analyze queries: the text report names every finding", out[-3000:])
+        n1 = dict((m.group(2), m.group(1)) for m in re.finditer(
+            r"^N\+1  .* batched \(([^)]*)\) would save about [^:]*: (.*)$", out, re.M))
+        t.eq((n1.get("insert into orders(user_id, amount) values(?+)"),
+              n1.get("select amount from orders where user_id = ?")),
+             ("one statement for the rows", "IN list / JOIN"),
+             "text: an N+1 of writes is batched as one statement, of selects "
+             "with an IN list or a JOIN", n1)
 
 # More live statements than the hook's table holds (8,192 slots, a
 # statement within 64 of its home): the runs of those without a slot are

@@ -1969,13 +1969,16 @@ static void q_report_text(void *state, struct kp_analysis *an, FILE *out)
 	}
 	for (size_t k = 0; k < qs->nplus1.n; k++) {
 		const struct qsite *s = &qs->nplus1.v[k];
+		const struct qfp *f = &qs->fps[s->fp];
 		fprintf(out, "\nN+1  %" PRIu64 " queries in %" PRIu64 " run%s "
-			"(longest %" PRIu64 "), %s; batched (IN list / JOIN) "
+			"(longest %" PRIu64 "), %s; batched (%s) "
 			"would save about %s: ", s->calls, s->runs,
 			s->runs == 1 ? "" : "s", s->max_run,
 			fmt_ns(a, sizeof(a), s->ns),
+			f->is_write ? "one statement for the rows" :
+				      "IN list / JOIN",
 			fmt_ns(b, sizeof(b), s->saving_ns));
-		text_fp(out, qs->fps[s->fp].text, 200);
+		text_fp(out, f->text, 200);
 		fputc('\n', out);
 		kp_text_stack(an, out, s->stack, 8, "    ");
 	}

@@ -997,9 +997,10 @@ static __attribute__((noinline)) void end_run_whole(
 
 /* End the run of e (keeps errno): inline in sqlite3_step's recording
  * path, where nearly every run ends, out of line (end_run_out) for reset
- * and finalize; its stack is the one start_run took. A run without an error or prepare time, whose counters are read
- * straight and fit, takes the packed QUERY (kp_query_close_packed), from
- * values in registers; any other, the whole one (end_run_whole). */
+ * and finalize; its stack is the one start_run took. A run without an
+ * error or prepare time, whose counters are read straight and fit, takes
+ * the packed QUERY (kp_query_close_packed), from values in registers; any
+ * other, the whole one (end_run_whole). */
 static KP_ALWAYS_INLINE void end_run(struct sq_stmt *e, sqlite3_stmt *s,
 				     int rc, int tsc)
 {

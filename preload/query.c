@@ -202,12 +202,8 @@ void kp_query_close(uint8_t source, uint64_t tsc0, uint32_t text_id,
 		kp_query_close_id_at(source, tsc0, now, text_id, v, stack);
 		return;
 	}
-	v[KP_Q_DUR] = (int64_t)(now - tsc0);
-	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
-	if (!kp_query_end_ctx(&ctx))
-		return;
-	v[KP_Q_CTX] = (int64_t)ctx;
-	close_text(now, source, stack, text, len, fp, v);
+	if (kp_query_end_at(now, tsc0, v))
+		close_text(now, source, stack, text, len, fp, v);
 }
 
 void kp_query_push_unpacked(uint8_t source, uint64_t now, uint32_t stack,

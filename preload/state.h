@@ -1297,6 +1297,18 @@ static KP_ALWAYS_INLINE uint32_t kp_query_stack(struct kp_unwind_memo **memo)
 	return stack;
 }
 
+/* kp_query_end_ctx on v's ctx, and the duration into v from tsc0 to now
+ * (ticks). */
+static KP_ALWAYS_INLINE int kp_query_end_at(uint64_t now, uint64_t tsc0,
+					    int64_t *v)
+{
+	v[KP_Q_DUR] = (int64_t)(now - tsc0);
+	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
+	int r = kp_query_end_ctx(&ctx);
+	v[KP_Q_CTX] = (int64_t)ctx;
+	return r;
+}
+
 /* kp_query_close of a query whose text is text_id (or none: 0) that
  * began at tsc0 and ends at now (ticks), inline for the SQLite hook's
  * every run. */
@@ -1305,11 +1317,8 @@ static KP_ALWAYS_INLINE void kp_query_close_id_at(uint8_t source,
 						  uint32_t text_id, int64_t *v,
 						  uint32_t stack)
 {
-	v[KP_Q_DUR] = (int64_t)(now - tsc0);
-	uint64_t ctx = (uint64_t)v[KP_Q_CTX];
-	if (!kp_query_end_ctx(&ctx))
+	if (!kp_query_end_at(now, tsc0, v))
 		return;
-	v[KP_Q_CTX] = (int64_t)ctx;
 	v[KP_Q_TEXT_ID] = text_id;
 	kp_ring_push_vals(now, KP_REC_QUERY, source, stack, v, KP_Q_NV);
 }

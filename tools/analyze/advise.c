@@ -756,6 +756,20 @@ static void advise_report_text(void *st, struct kp_analysis *an, FILE *out)
 	fputc('\n', out);
 }
 
+/* A finding's code, severity, title and key (the advice's entries, and
+ * advice_suppressed's). */
+static void json_what(struct kp_json *j, const struct kp_advice *x)
+{
+	kp_json_key(j, "code");
+	kp_json_str(j, x->code);
+	kp_json_key(j, "severity");
+	kp_json_str(j, kp_severity_name(x->sev));
+	kp_json_key(j, "title");
+	kp_json_str(j, x->title);
+	kp_json_key(j, "key");
+	kp_json_str(j, x->key);
+}
+
 static void advise_report_json(void *st, struct kp_analysis *an,
 			       struct kp_json *j)
 {
@@ -769,14 +783,7 @@ static void advise_report_json(void *st, struct kp_analysis *an,
 		kp_json_u64(j, i + 1);
 		kp_json_key(j, "area");
 		kp_json_str(j, x->area);
-		kp_json_key(j, "code");
-		kp_json_str(j, x->code);
-		kp_json_key(j, "severity");
-		kp_json_str(j, kp_severity_name(x->sev));
-		kp_json_key(j, "title");
-		kp_json_str(j, x->title);
-		kp_json_key(j, "key");
-		kp_json_str(j, x->key);
+		json_what(j, x);
 		kp_json_key(j, "evidence");
 		kp_json_str(j, x->evidence);
 		kp_json_key(j, "action");
@@ -819,14 +826,7 @@ static void advise_report_json(void *st, struct kp_analysis *an,
 	for (size_t i = 0; i < s->out.n; i++) {
 		const struct kp_advice *x = &s->out.v[i];
 		kp_json_begin_object(j);
-		kp_json_key(j, "code");
-		kp_json_str(j, x->code);
-		kp_json_key(j, "severity");
-		kp_json_str(j, kp_severity_name(x->sev));
-		kp_json_key(j, "title");
-		kp_json_str(j, x->title);
-		kp_json_key(j, "key");
-		kp_json_str(j, x->key);
+		json_what(j, x);
 		kp_json_key(j, "rule");
 		kp_json_str(j, sup->v[s->out_rule[i]].text);
 		kp_json_end_object(j);

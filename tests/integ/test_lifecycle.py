@@ -776,13 +776,18 @@ with t.section("the trace's fd number"):
 
 # A program that ends within the calibration's millisecond calibrates the
 # clock over its own life (every event lies inside it) instead of waiting
-# the millisecond out: its rate agrees with a long one's, and its trace
-# ends when it does. (Before, every trace lasted 1 ms or more.)
+# the millisecond out: its rate agrees with a long one's, and its trace lies
+# inside the life its parent saw. That a trace of /bin/true ends when it
+# does, not 1 ms or more after it began, is a time and is measured by make
+# bench (its start-up table), not asserted here: on a slow machine
+# /bin/true under kprof takes longer than the millisecond itself.
 with t.section("a short program's clock"):
     with Tmp() as d:
-        rates, lives, rcs = [], [], []
+        rates, lives, walls, rcs = [], [], [], []
         for i in range(20):
+            t0 = time.monotonic_ns()
             r = run(["/bin/true"], d, prof={"OUTPUT": "short%d.kpz" % i})
+            walls.append(time.monotonic_ns() - t0)
             rcs.append(r.rc)
             rates.append(trace_header(r.traces[0])["tsc_hz"])
             lives.append(analyze(r.traces)["trace"]["processes"][0]["duration_ns"])
@@ -795,16 +800,11 @@ with t.section("a short program's clock"):
                  % ref, rates)
         else:
             t.ok(all(x == 0 for x in rates), "no TSC: no rate", rates)
-        # on a loaded machine /bin/true itself may take longer: up to 80
-        # runs more, until one ends within the millisecond
-        for i in range(80):
-            if min(lives) < 1000000:
-                break
-            r = run(["/bin/true"], d, prof={"OUTPUT": "more%d.kpz" % i})
-            lives.append(analyze(r.traces)["trace"]["processes"][0]["duration_ns"])
-        t.ok(min(lives) < 1000000,
-             "a trace of /bin/true can end before 1 ms (shortest of %d: "
-             "%d ns)" % (len(lives), min(lives)), lives)
+        # a rate off by far (measured over no time at all) would put the
+        # END after the process was gone
+        t.ok(all(0 < x < w for x, w in zip(lives, walls)),
+             "each short trace's life (its END) lies inside the run its "
+             "parent timed", list(zip(lives, walls)))
 
 
 def policies(pid):

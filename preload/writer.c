@@ -92,6 +92,7 @@ static struct {
 	struct kp_file_id id;   /* its identity, to notice closefrom/dup2 */
 	char path[1200];        /* absolute path of the trace */
 	int broken;             /* the file is gone: stop writing */
+	int own_table;          /* the writer thread has its own fd table */
 	int header_done;
 	int forked;             /* this trace began in a fork child */
 	uint64_t mult;          /* ns = (ticks - tsc0) * mult >> 32: one
@@ -1206,6 +1207,7 @@ static void private_fd_table(void)
 {
 	if (syscall(SYS_unshare, CLONE_FILES) != 0)
 		return;
+	w.own_table = 1;
 	struct stat st;
 	int err_ok = syscall(SYS_fstat, 2, &st) == 0 &&
 		     !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode);
@@ -1281,8 +1283,8 @@ static void *writer_main(void *arg)
 	kp_tls.writer = 1;
 	kp_tls.busy = 1;
 	writer_policy(); /* before the name, which tests wait for */
+	private_fd_table(); /* likewise (tests/apps/chrootjail.c) */
 	prctl(PR_SET_NAME, "kprof-writer", 0, 0, 0);
-	private_fd_table();
 	/* The clock calibrated once it can be (1 ms after start), not at the
 	 * first flush: a fork child takes its parent's factor and writes its
 	 * header as fork returns, so that one killed at once leaves a trace
@@ -1422,17 +1424,69 @@ static void join_writer(void)
 	pthread_setcancelstate(old, NULL);
 }
 
-void kp_writer_sync(int final, int reason, int64_t status)
+/*
+ * Only the writer thread can still write the trace: the app has closed
+ * the trace's fd (or put a file of its own at its number) after a chroot
+ * that took the trace's path out of reach (a daemon that chroots, then
+ * sweeps its fds), so an app thread can neither write it nor open it
+ * again; the writer's own table still holds it. (Swept before the chroot,
+ * it is opened again by path at the chroot: kp_writer_keep_open.)
+ */
+static int writer_only(void)
 {
+	if (!w.thread_started || !w.own_table ||
+	    pthread_equal(pthread_self(), w.thread))
+		return 0;
+	pthread_mutex_lock(&w.cycle_lock);
+	int only = 0;
+	if (w.fd >= 0 && !w.broken && !w.final_done && !is_trace(w.fd)) {
+		long fd = reopen_trace();
+		if (fd >= 0)
+			syscall(SYS_close, fd);
+		only = fd < 0;
+	}
+	pthread_mutex_unlock(&w.cycle_lock);
+	return only;
+}
+
+struct sync_req {
+	int final, reason;
+	int64_t status;
+	const char *exec_path;
+	int done;
+};
+
+/* The cycles of a flush that must take everything now (exit, exec, a
+ * parked process's tick), on the calling thread. */
+static void sync_cycles(void *arg)
+{
+	struct sync_req *r = arg;
 	pthread_mutex_lock(&w.cycle_lock);
 	if (!w.final_done) {
-		while (cycle(final, reason, status, NULL))
+		while (cycle(r->final, r->reason, r->status, r->exec_path))
 			;
-		if (final)
+		if (r->final)
 			w.final_done = 1;
 	}
 	w.parked_flush = kp_mono_ns(); /* (kp_writer_parked_tick) */
 	pthread_mutex_unlock(&w.cycle_lock);
+	r->done = 1;
+}
+
+/* sync_cycles on the writer thread when only it can write the trace,
+ * else here. */
+static void sync_now(struct sync_req *r)
+{
+	if (writer_only())
+		kp_writer_call(sync_cycles, r);
+	if (!r->done) /* (a writer that stopped meanwhile) */
+		sync_cycles(r);
+}
+
+void kp_writer_sync(int final, int reason, int64_t status)
+{
+	struct sync_req r = { final, reason, status, NULL, 0 };
+	sync_now(&r);
 	if (final && w.thread_started &&
 	    !pthread_equal(pthread_self(), w.thread)) {
 		atomic_store(&w.stop, 1);
@@ -1528,11 +1582,8 @@ void kp_writer_keep_open(void)
 /* Flush before exec: if the exec succeeds this trace ends here. */
 void kp_writer_exec(const char *path)
 {
-	pthread_mutex_lock(&w.cycle_lock);
-	if (!w.final_done)
-		while (cycle(0, KP_END_EXEC, 0, path))
-			;
-	pthread_mutex_unlock(&w.cycle_lock);
+	struct sync_req r = { 0, KP_END_EXEC, 0, path, 0 };
+	sync_now(&r);
 	kp_warn_flush();
 }
 
@@ -1570,6 +1621,7 @@ void kp_writer_after_fork_child(void)
 	w.final_done = 0;
 	kp_snapshot_after_fork_child();
 	w.thread_started = 0;
+	w.own_table = 0;
 	atomic_store(&w.stop, 0);
 	w.stacks_out = 0;
 	w.qtexts_out = 0;

@@ -99,12 +99,28 @@ with t.section("firefox-esr --headless"):
         if plain.rc != 0 or not os.path.exists(shot):
             raise Fail("firefox-esr --headless does not run here without "
                        "kprof: %d %s" % (plain.rc, plain.err[-500:]))
-        r, kshot = shoot("kprof", True)
+        # Firefox kills a child still there 2 s after it told it to go
+        # (its ProcessWatcher: SIGKILL), and a SIGKILL leaves a trace
+        # without its end, by design: on a loaded machine a content
+        # process may be that slow. So a run with a trace cut short is
+        # shown, and Firefox run once more; both cut fails below.
+        for attempt in ("kprof", "kprof2"):
+            r, kshot = shoot(attempt, True)
+            rep = analyze(r.traces)
+            cut = [(p["pid"], p["argv"][1:2], p["end_reason"], p["duration_ns"])
+                   for p in rep["trace"]["processes"] if p["truncated"]]
+            if not cut:
+                break
+            t.diag("%s: traces cut short (pid, argv[1], end, ns): %s"
+                   % (attempt, cut))
         t.ok(r.rc == 0 and os.path.exists(kshot) and
              png_size(kshot) == png_size(shot),
              "runs as without kprof: exit 0, the same screenshot size",
              r.err[-2000:])
-        rep = analyze(r.traces)
+        # kprof's own warnings: only that Firefox's malloc is its own
+        t.eq([x for x in r.err.splitlines() if x.startswith("kprof:") and
+              "has a malloc of its own" not in x], [],
+             "kprof has nothing else to say")
         procs = rep["trace"]["processes"]
         t.ok(sum(p["forked"] for p in procs) >= 2,
              "the processes its fork server cloned are traced",
@@ -167,13 +183,18 @@ with t.section("mincore in libunwind's walks (jitjail)"):
 # exits: kprof found the fd closed and the path unreachable at that
 # exit ("trace is gone"), and the trace had no end. kprof's chroot now
 # opens the trace again first; tests/apps/chrootjail.c does the same.
+# A daemon may do it the other way round: chroot, then close every fd
+# (close_range). Then no thread of the app can write the trace or open it
+# again, and the writer thread, whose own fd table holds it, writes its
+# end (before, "trace is gone" and no end).
 with t.section("a child that closes its fds and chroots (chrootjail)"):
-    for how, end in (("exit", "exit"), ("_exit", "_exit")):
+    for how, end in (("exit", "exit"), ("_exit", "_exit"),
+                     ("exit after", "exit"), ("_exit after", "_exit")):
         with Tmp() as d:
             empty = os.path.join(d, "empty")
             os.mkdir(empty)
-            r = run([app("chrootjail"), empty] + ([how] if how == "_exit" else []),
-                    d)
+            r = run([app("chrootjail"), empty] +
+                    [a for a in how.split() if a != "exit"], d)
             t.eq((r.rc, r.err, len(r.traces)), (0, "", 2),
                  "%s: runs as without kprof, two traces, no warning" % how)
             rep = analyze(r.traces)

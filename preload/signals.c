@@ -103,7 +103,12 @@ static int fatal(int sig)
 
 /* Defer sig (see the top); 0 if it cannot be queued again. uc: the
  * context this handler returns to; outer: the program's, under kprof's
- * sampling handler when uc is that handler's entry, else uc. */
+ * sampling handler when uc is that handler's entry, else uc. si: the
+ * siginfo the app's handler will get; NULL for kprof's own handler
+ * (on_fatal), which needs none: queued again with tgkill, which every
+ * sandbox that lets a process kill itself allows (Firefox's content
+ * sandbox refuses rt_tgsigqueueinfo and reports each call as a
+ * violation). */
 static int defer(int sig, siginfo_t *si, ucontext_t *uc, ucontext_t *outer)
 {
 	int saved = errno;
@@ -114,8 +119,9 @@ static int defer(int sig, siginfo_t *si, ucontext_t *uc, ucontext_t *outer)
 	sigset_t all, was;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &was);
-	long rc = syscall(SYS_rt_tgsigqueueinfo, (pid_t)syscall(SYS_getpid),
-			  (pid_t)syscall(SYS_gettid), sig, si);
+	pid_t pid = (pid_t)syscall(SYS_getpid), tid = (pid_t)syscall(SYS_gettid);
+	long rc = si ? syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, si) :
+		       syscall(SYS_tgkill, pid, tid, sig);
 	if (rc == 0) {
 		/* blocked where this returns to, and where the sampling
 		 * handler returns to, if it is under this one: else the copy
@@ -193,7 +199,7 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
 			return; /* the faulting instruction again: it kills */
 	} else {
 		void *outer = kp_sig_outer_context(uc, kp_cpu_on_sample);
-		if (kp_tls.busy && defer(sig, si, uc, outer))
+		if (kp_tls.busy && defer(sig, NULL, uc, outer))
 			return; /* back here when kprof's code is done */
 		kp_finish_signal(sig);
 		set_default(sig);

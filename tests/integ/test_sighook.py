@@ -23,7 +23,10 @@ siginfo, SA_RESETHAND, SA_NODEFER, SA_ONSTACK, SIG_IGN, and real-time
 signals to a thread that allocates (the ones deferred must come with their
 siginfo, none merged): every line as without kprof.
 """
-from kptest import Tap, Tmp, analyze, app, counts_from, run, run_plain
+import os
+
+from kptest import (LIB, Tap, Tmp, analyze, app, counts_from, need, run,
+                    run_plain)
 
 t = Tap()
 WORKERS, ITERS = 2, 200000
@@ -118,5 +121,32 @@ for label, prof in (("handlers as the app sees them", {}),
             t.eq((tr["events_lost"], tr["truncated"], tr["processes"][0]["end_reason"]),
                  (0, False, "exit"),
                  "%s: the trace is whole: nothing lost, not truncated, the exit" % label)
+
+# A signal left to its default action that comes while kprof's own code
+# runs (KOTOBA_PROFILE_SIGNALS=1): kprof's handler queues it again to the
+# thread, to end the trace where kprof's work is done. It queues it with
+# tgkill, not rt_tgsigqueueinfo (its own handler needs no siginfo):
+# Firefox's content sandbox refuses rt_tgsigqueueinfo and printed a
+# "seccomp sandbox violation" for each. tests/apps/plugins/libkpsigterm.c
+# sends SIGTERM from a query plugin's init, which kprof runs as its own
+# work: the signal comes there every time.
+with t.section("a signal that kills, come while kprof's code runs"):
+    strace = need("strace")
+    with Tmp() as d:
+        log = os.path.join(d, "strace.log")
+        r = run([strace, "-f", "-qq", "-e", "trace=rt_tgsigqueueinfo,tgkill",
+                 "-e", "signal=none", "-o", log, "-E", "LD_PRELOAD=" + LIB,
+                 "-E", "KOTOBA_PROFILE_SIGNALS=1", "-E",
+                 "KOTOBA_PROFILE_QUERY_PLUGIN=" + app("plugins/libkpsigterm.so"),
+                 "/bin/true"], d, kprof=False)
+        with open(log) as f:
+            calls = [x.split("(")[0].split()[-1] for x in f if "(" in x]
+        t.eq((r.rc, sorted(calls)), (-15, ["tgkill", "tgkill"]),
+             "SIGTERM in kprof's code: queued again with tgkill, then raised "
+             "once more to kill; no rt_tgsigqueueinfo", r.err)
+        p = analyze(r.traces)["trace"]["processes"] if r.traces else []
+        t.eq([(x["end_reason"], x["exit_status"], x["truncated"]) for x in p],
+             [("signal", 128 + 15, False)],
+             "its trace ends: killed by SIGTERM", r.traces)
 
 t.done()

@@ -50,8 +50,9 @@
  * JIT_CODE records, which a 3.0 reader skips, and SNAPSHOT's values,
  * which it ignores; 3.2: SNAPSHOT's values for kprof's own cost, which a
  * 3.1 reader skips; 4.1: the header's "forked", which a 4.0 reader
- * ignores) */
-#define KP_FORMAT_MINOR 2
+ * ignores; 4.2: THREAD_NAME records; 4.3: KILL records, which a 4.2
+ * reader skips) */
+#define KP_FORMAT_MINOR 3
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -148,6 +149,7 @@ enum kp_rec_type {
 	KP_REC_SPAN = 41,
 	KP_REC_CUSTOM = 42,
 	KP_REC_QUERY_BEGIN = 43,
+	KP_REC_KILL = 44,
 	KP_REC_CPU_SAMPLE = 48,
 	KP_REC_SNAPSHOT = 56,
 
@@ -288,6 +290,20 @@ enum { KP_SPAN_ID, KP_SPAN_DUR, KP_SPAN_NV };
 /* ---- KP_REC_CUSTOM: kind = counter, gauge, duration; str = name ---- */
 enum { KP_CUSTOM_VALUE, KP_CUSTOM_NV };
 
+/* ---- KP_REC_KILL (4.3): the process sent a signal to another one, or
+ * to a process group; kind = enum kp_kill_how; target = the pid, or
+ * minus the process group's id; sig = the signal. Only calls that
+ * succeeded, with a signal (not 0, the probe), to another process ---- */
+enum { KP_KILL_TARGET, KP_KILL_SIG, KP_KILL_NV };
+enum kp_kill_how {
+	KP_KILL_KILL = 0,    /* kill(2) */
+	KP_KILL_KILLPG = 1,  /* killpg(3) */
+	KP_KILL_SIGQUEUE = 2, /* sigqueue(3) */
+	KP_KILL_TGKILL = 3,  /* tgkill(2) (its tgid) */
+	KP_KILL_PIDFD = 4,   /* pidfd_send_signal(2) */
+	KP_KILL_HOW_MAX = 4
+};
+
 /* ---- KP_REC_CPU_SAMPLE: the thread was sampled; stack = where it was;
  * weight = thread CPU ns this sample stands for ---- */
 enum { KP_CPU_WEIGHT, KP_CPU_NV };
@@ -347,6 +363,10 @@ static inline struct kp_ext_layout kp_ext_layout(unsigned type)
 	case KP_REC_CUSTOM:
 		l.nv = KP_CUSTOM_NV;
 		l.has_str = 1;
+		break;
+
+	case KP_REC_KILL:
+		l.nv = KP_KILL_NV;
 		break;
 
 	case KP_REC_CPU_SAMPLE:

@@ -39,7 +39,7 @@ PQexec PQexecParams PQprepare PQexecPrepared PQsendQuery PQsendQueryParams
 PQsendQueryPrepared PQsendPrepare PQgetResult PQfinish
 usleep sleep nanosleep clock_nanosleep
 pthread_create pthread_cancel pthread_setname_np sigaction signal dlopen dlclose clone syscall
-mincore chroot
+mincore chroot kill killpg sigqueue tgkill pidfd_send_signal
 stat stat64 lstat lstat64 fstatat fstatat64 statx
 """.split()
 ALLOWED_PREFIXES = ("kprof_",)

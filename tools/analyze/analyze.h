@@ -215,6 +215,15 @@ struct kp_symbols; /* symbols.c */
 
 #define KP_MAX_PASSES 12
 
+/* A signal a process sent another one (KILL record). */
+struct kp_kill {
+	uint64_t ts;     /* ns since its sender's start */
+	int64_t target;  /* pid, or minus a process group's id */
+	int sig, how;    /* how: enum kp_kill_how */
+	uint32_t stack;  /* the sender's trace-local stack, then (at the
+			  * trace's end) its canonical stack */
+};
+
 /* What one trace file says about its process (one exec image). */
 struct kp_proc {
 	char *file;             /* trace file name as given */
@@ -240,6 +249,13 @@ struct kp_proc {
 	uint64_t forks;         /* FORK records */
 	char *exec_path;        /* EXEC record, NULL if none */
 	uint32_t exe_id;        /* index of exe in kp_analysis.exes */
+	uint64_t start_mono_ns; /* header: CLOCK_MONOTONIC at start */
+	struct kp_kill *kills;  /* the signals it sent others (kills.c) */
+	size_t nkills, kills_cap;
+	/* who killed it (kills.c): the last signal another traced process
+	 * sent it, when its trace has no END or ends by a signal */
+	const struct kp_proc *killer; /* NULL: none known */
+	const struct kp_kill *killed_by;
 	void *pass_data[KP_MAX_PASSES]; /* per-process results of each pass */
 };
 
@@ -334,6 +350,7 @@ uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local);
  * no module that the process's JIT map covers (stacks.c, perfmap.c) move
  * to the map's pseudo-module, so they are named. */
 void kp_trace_name_jit(struct kp_trace *t);
+
 void kp_trace_release(struct kp_trace *t);
 /* Thread tid's name as the trace last gave it, or NULL. */
 const char *kp_trace_thread_name(const struct kp_trace *t, uint32_t tid);
@@ -510,6 +527,7 @@ struct kp_pass {
 	void (*xFree)(void *state, struct kp_analysis *an);
 };
 
+extern const struct kp_pass kp_pass_kills; /* kills.c */
 extern const struct kp_pass kp_pass_memory;
 extern const struct kp_pass kp_pass_app;
 extern const struct kp_pass kp_pass_io; /* io.c */
@@ -857,6 +875,8 @@ const char *kp_fmt_ns(char *buf, size_t n, uint64_t ns);
 /* s for one line of text: control bytes -> '?', at most max columns,
  * "..." when cut */
 const char *kp_disp(char *buf, size_t n, const char *s, size_t max);
+/* "SIGKILL", or "signal N" for one without a name (report_text.c). */
+const char *kp_sig_str(char *buf, size_t n, int64_t sig);
 /* What follows the last '/' of path (path itself if none, or if it ends
  * in '/') */
 const char *kp_base_name(const char *path);

@@ -20,6 +20,7 @@
 
 /* The passes, in report order. Add a new analysis here. */
 static const struct kp_pass *const kp_passes[] = {
+	&kp_pass_kills, /* first: its xFinish names the killers */
 	&kp_pass_memory,
 	&kp_pass_resources,
 	&kp_pass_app,
@@ -99,6 +100,7 @@ static void proc_free(struct kp_proc *p)
 	free(p->argv);
 	free(p->exec_path);
 	free(p->malloc_owner);
+	free(p->kills);
 	free(p);
 }
 
@@ -301,6 +303,7 @@ static struct kp_proc *proc_new(struct kp_analysis *an, const char *name,
 	for (uint32_t i = 0; i < p->argc; i++)
 		p->argv[i] = xstrdup(h->argv[i] ? h->argv[i] : "");
 	p->start_wall_ns = h->start_wall_ns;
+	p->start_mono_ns = h->start_mono_ns;
 	p->exe_id = kp_exe_intern(an, p->exe);
 	if (an->nprocs >= an->procs_cap) {
 		an->procs_cap = an->procs_cap ? an->procs_cap * 2 : 8;

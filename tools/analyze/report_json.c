@@ -43,6 +43,8 @@
  *       "file": str,                   its trace file
  *       "events_lost": int,
  *       "exec_path": str | null,       path of an EXEC record
+ *       "killed_by": {pid, exe, signal, how, time_ns, stack} | null,
+ *                                      its killer (kills.c)
  *       "memory": {
  *         "recorded": bool,            false when the recording took no
  *                                      allocations (KOTOBA_PROFILE_MEMORY=0,

@@ -86,7 +86,7 @@ const char *kp_rec_type_name(unsigned type, char *buf, size_t n)
 		[KP_REC_SNAPSHOT] = "snapshot", [KP_REC_IO_SUMMARY] = "io_summary",
 		[KP_REC_QUERY_BEGIN] = "query_begin",
 		[KP_REC_QUERY_TEXT] = "query_text",
-		[KP_REC_JIT_CODE] = "jit_code",
+		[KP_REC_JIT_CODE] = "jit_code", [KP_REC_KILL] = "kill",
 	};
 
 	if (type < KP_ARRAY_SIZE(names) && names[type])
@@ -228,8 +228,26 @@ void kp_text_sample_stack(struct kp_analysis *an, FILE *out, uint32_t gstack,
 	text_stack(an, out, gstack, max_frames, indent, 0);
 }
 
+const char *kp_sig_str(char *buf, size_t n, int64_t sig)
+{
+	const char *name = sig > 0 && sig < 65 ? sigabbrev_np((int)sig) : NULL;
+	if (name)
+		snprintf(buf, n, "SIG%s", name);
+	else
+		snprintf(buf, n, "signal %" PRId64, sig);
+	return buf;
+}
+
 static void text_end_reason(const struct kp_proc *p, char *buf, size_t n)
 {
+	char sb[32];
+	if (!p->ended && p->killer) {
+		snprintf(buf, n, "TRUNCATED: no END record: killed by %s from "
+			 "pid %" PRId64 " (below)",
+			 kp_sig_str(sb, sizeof(sb), p->killed_by->sig),
+			 p->killer->pid);
+		return;
+	}
 	if (!p->ended) {
 		snprintf(buf, n, "TRUNCATED: no END record (killed, crashed, "
 			 "or a raw exit_group, as Go programs end?)");
@@ -248,17 +266,11 @@ static void text_end_reason(const struct kp_proc *p, char *buf, size_t n)
 	case KP_END_ABORT:
 		snprintf(buf, n, "abort()");
 		break;
-	case KP_END_SIGNAL: {
-		int64_t sig = p->exit_status - 128;
-		const char *name = sig > 0 && sig < 65 ?
-			sigabbrev_np((int)sig) : NULL;
-		if (name)
-			snprintf(buf, n, "killed by SIG%s (%" PRId64 ")", name,
-				 p->exit_status);
-		else
-			snprintf(buf, n, "killed by signal %" PRId64, sig);
+	case KP_END_SIGNAL:
+		snprintf(buf, n, "killed by %s (%" PRId64 ")",
+			 kp_sig_str(sb, sizeof(sb), p->exit_status - 128),
+			 p->exit_status);
 		break;
-	}
 	default:
 		snprintf(buf, n, "end reason %d, status %" PRId64,
 			 p->end_reason, p->exit_status);
@@ -352,11 +364,16 @@ static void text_warnings(struct kp_analysis *an, FILE *out)
 		const struct kp_proc *p = an->procs[i];
 		if (!p->truncated)
 			continue;
+		char why[64] = "no END record";
+		if (p->ended)
+			snprintf(why, sizeof(why), "the file ends inside a frame");
+		else if (p->killer)
+			snprintf(why, sizeof(why), "no END record: killed by pid "
+				 "%" PRId64, p->killer->pid);
 		fprintf(out, "WARNING: trace of pid %" PRId64 " is TRUNCATED "
 			"(%s); figures cover what was\n         recorded and "
 			"\"in use at exit\" means in use when it stops\n",
-			p->pid, p->ended ? "the file ends inside a frame"
-					 : "no END record");
+			p->pid, why);
 	}
 	if (an->lost_total || an->truncated)
 		fputc('\n', out);

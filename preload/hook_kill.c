@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Signals the program sends to other processes: kill, killpg, sigqueue,
+ * tgkill and pidfd_send_signal, each recorded as a KILL event (the
+ * target, the signal, the caller's stack) when it succeeded. A process
+ * killed by SIGKILL, or by a signal kprof does not take
+ * (KOTOBA_PROFILE_SIGNALS off), leaves a trace without its END; with its
+ * killer traced too, kprof-analyze says who killed it, with what and
+ * when (a pool that SIGKILLs a slow worker, timeout(1), a browser that
+ * kills a child slow to go). Not recorded: a signal 0 (a probe), a call
+ * that failed, a signal to this process itself (its trace's END says
+ * how it ended), raw system calls.
+ *
+ * A SIGKILL to the caller's own process group kills the caller too, at
+ * once (timeout -s KILL ends so): the KILL is recorded and the trace
+ * ended (killed by SIGKILL) before the call, or both would be lost with
+ * the events still in the rings.
+ */
+#include "state.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* The next definition of name (libc's), resolved once. */
+static void *next_fn(void *_Atomic *slot, const char *name)
+{
+	void *f = atomic_load_explicit(slot, memory_order_acquire);
+	if (!f) {
+		uint8_t busy = kp_tls.busy;
+		kp_tls.busy = 1; /* dlsym's allocations are kprof's */
+		f = dlsym(RTLD_NEXT, name);
+		kp_busy_restore(busy);
+		atomic_store_explicit(slot, f, memory_order_release);
+	}
+	return f;
+}
+
+#define NEXT(name, ret, args)                                               \
+	static void *_Atomic next_##name;                                   \
+	ret(*real_##name) args = (ret(*) args)next_fn(&next_##name, #name)
+
+/* Record a KILL: how, the target (pid, or minus a group's id), sig.
+ * Keeps errno. */
+static void sent(int how, int64_t target, int sig)
+{
+	if (sig == 0 || !kp_ready() || kp_tls.busy || kp_tls.writer)
+		return;
+	if (target == (int64_t)kp.pid)
+		return; /* itself: its END says it */
+	int saved = errno;
+	kp_tls.busy = 1;
+	int64_t v[KP_KILL_NV] = { [KP_KILL_TARGET] = target,
+				  [KP_KILL_SIG] = sig };
+	kp_ring_push_ext(0, KP_REC_KILL, (uint8_t)how, kp_stack_capture(), v,
+			 NULL, 0);
+	kp_busy_leave();
+	errno = saved;
+}
+
+/* The process group kill's pid argument names: -pgid (0 = the caller's
+ * own group, -1 = every process it may signal, recorded as -1). */
+static int64_t group_of(pid_t pid)
+{
+	return pid == 0 ? -(int64_t)getpgrp() : (int64_t)pid;
+}
+
+/* A SIGKILL to group (minus its id): if it is the caller's own, record
+ * it and end the trace now (see the top). @return 1 if so. */
+static int own_group_killed(int how, int64_t group, int sig)
+{
+	if (sig != SIGKILL || group != -(int64_t)getpgrp())
+		return 0;
+	sent(how, group, sig);
+	if (kp_ready() && !kp_tls.busy && !kp_tls.writer) {
+		int saved = errno;
+		kp_finish_signal(SIGKILL);
+		errno = saved;
+	}
+	return 1;
+}
+
+KP_EXPORT int kill(pid_t pid, int sig)
+{
+	NEXT(kill, int, (pid_t, int));
+	if (!real_kill) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (own_group_killed(KP_KILL_KILL, group_of(pid), sig))
+		return real_kill(pid, sig);
+	int rc = real_kill(pid, sig);
+	if (rc == 0)
+		sent(KP_KILL_KILL, group_of(pid), sig);
+	return rc;
+}
+
+KP_EXPORT int killpg(pid_t pgrp, int sig)
+{
+	NEXT(killpg, int, (pid_t, int));
+	if (!real_killpg) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int64_t group = pgrp == 0 ? -(int64_t)getpgrp() : -(int64_t)pgrp;
+	if (own_group_killed(KP_KILL_KILLPG, group, sig))
+		return real_killpg(pgrp, sig);
+	int rc = real_killpg(pgrp, sig);
+	if (rc == 0)
+		sent(KP_KILL_KILLPG, group, sig);
+	return rc;
+}
+
+KP_EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
+{
+	NEXT(sigqueue, int, (pid_t, int, const union sigval));
+	if (!real_sigqueue) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int rc = real_sigqueue(pid, sig, value);
+	if (rc == 0)
+		sent(KP_KILL_SIGQUEUE, group_of(pid), sig);
+	return rc;
+}
+
+KP_EXPORT int tgkill(pid_t tgid, pid_t tid, int sig)
+{
+	NEXT(tgkill, int, (pid_t, pid_t, int));
+	if (!real_tgkill) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int rc = real_tgkill(tgid, tid, sig);
+	if (rc == 0)
+		sent(KP_KILL_TGKILL, tgid, sig);
+	return rc;
+}
+
+/* The pid a pidfd refers to (its fdinfo's "Pid:"), 0 if not known. */
+static int64_t pidfd_pid(int pidfd)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+	long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	long n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *p = strstr(buf, "\nPid:");
+	return p ? strtoll(p + 5, NULL, 10) : 0;
+}
+
+int pidfd_send_signal(int pidfd, int sig, siginfo_t *info,
+		      unsigned int flags); /* <sys/pidfd.h>, glibc 2.36 */
+KP_EXPORT int pidfd_send_signal(int pidfd, int sig, siginfo_t *info,
+				unsigned int flags)
+{
+	NEXT(pidfd_send_signal, int, (int, int, siginfo_t *, unsigned int));
+	if (!real_pidfd_send_signal) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int rc = real_pidfd_send_signal(pidfd, sig, info, flags);
+	if (rc == 0 && sig != 0 && kp_ready() && !kp_tls.busy &&
+	    !kp_tls.writer) {
+		int saved = errno;
+		kp_tls.busy = 1;
+		int64_t pid = pidfd_pid(pidfd);
+		kp_busy_leave();
+		errno = saved;
+		if (pid > 0)
+			sent(KP_KILL_PIDFD, pid, sig);
+	}
+	return rc;
+}

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Who killed a process. A traced process that sends another a signal
+ * records a KILL (preload/hook_kill.c). A process killed by SIGKILL
+ * leaves a trace without its END; so does one killed by a signal kprof
+ * does not take (KOTOBA_PROFILE_SIGNALS off). When its killer was traced
+ * too, the report says who killed it, with what, when and from where:
+ * the last signal another process sent its pid after it started, and
+ * before another process of that pid began (a pid used again, an exec's
+ * next image), that could have ended it (could_kill). A signal to a
+ * process group names no process here.
+ */
+#include "analyze.h"
+#include "json.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static void *kills_init(struct kp_analysis *an, unsigned slot)
+{
+	(void)an;
+	(void)slot;
+	return NULL;
+}
+
+static void kills_events(void *state, struct kp_trace *t,
+			 const struct kp_batch *b)
+{
+	struct kp_proc *p = t->proc;
+
+	(void)state;
+	for (size_t i = 0; i < b->nxev; i++) {
+		const struct kp_event *e = &b->ev[b->xev[i]];
+		if (e->type != KP_REC_KILL)
+			continue;
+		const struct kp_rec *r = kp_batch_rec(b, e);
+		int64_t sig = r->u.ext.v[KP_KILL_SIG];
+		if (sig <= 0 || sig > 64)
+			continue;
+		if (p->nkills == p->kills_cap) {
+			p->kills_cap = p->kills_cap ? 2 * p->kills_cap : 4;
+			p->kills = xrealloc_array(p->kills, p->kills_cap,
+						  sizeof(*p->kills));
+		}
+		p->kills[p->nkills++] = (struct kp_kill){
+			.ts = e->ts,
+			.target = r->u.ext.v[KP_KILL_TARGET],
+			.sig = (int)sig,
+			.how = e->kind,
+			.stack = kp_trace_stack(t, e->stack),
+		};
+	}
+}
+
+static void kills_end_trace(void *state, struct kp_trace *t)
+{
+	struct kp_proc *p = t->proc;
+
+	(void)state;
+	for (size_t i = 0; i < p->nkills; i++)
+		p->kills[i].stack = kp_trace_canon_stack(t, p->kills[i].stack);
+}
+
+/* When another process of p's pid began after p did (UINT64_MAX: none). */
+static uint64_t next_of_pid(const struct kp_analysis *an,
+			    const struct kp_proc *p)
+{
+	uint64_t next = UINT64_MAX;
+
+	for (size_t i = 0; i < an->nprocs; i++) {
+		const struct kp_proc *q = an->procs[i];
+		if (q != p && q->pid == p->pid &&
+		    q->start_mono_ns > p->start_mono_ns &&
+		    q->start_mono_ns < next)
+			next = q->start_mono_ns;
+	}
+	return next;
+}
+
+/* Could signal sig have ended p? The one its END names, for an END by a
+ * signal; else one whose default action ends a process (not SIGCONT,
+ * which timeout(1) sends after its SIGTERM, SIGCHLD, SIGSTOP ...). */
+static int could_kill(const struct kp_proc *p, int sig)
+{
+	if (p->ended)
+		return p->exit_status == 128 + sig;
+	switch (sig) {
+	case SIGCONT: case SIGCHLD: case SIGURG: case SIGWINCH:
+	case SIGSTOP: case SIGTSTP: case SIGTTIN: case SIGTTOU:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+static void kills_finish(void *state, struct kp_analysis *an)
+{
+	(void)state;
+	size_t sent = 0;
+
+	for (size_t i = 0; i < an->nprocs; i++)
+		sent += an->procs[i]->nkills;
+	if (!sent)
+		return;
+	for (size_t i = 0; i < an->nprocs; i++) {
+		struct kp_proc *p = an->procs[i];
+		if (p->ended && p->end_reason != KP_END_SIGNAL)
+			continue;
+		uint64_t next = next_of_pid(an, p), best = 0;
+		for (size_t j = 0; j < an->nprocs; j++) {
+			const struct kp_proc *q = an->procs[j];
+			for (size_t k = 0; k < q->nkills; k++) {
+				const struct kp_kill *x = &q->kills[k];
+				uint64_t at = q->start_mono_ns + x->ts;
+				if (x->target != p->pid || q == p ||
+				    at < p->start_mono_ns || at >= next ||
+				    (p->killer && at < best) ||
+				    !could_kill(p, x->sig))
+					continue;
+				p->killer = q;
+				p->killed_by = x;
+				best = at;
+			}
+		}
+	}
+}
+
+static const char *how_name(int how)
+{
+	static const char *const names[] = { "kill", "killpg", "sigqueue",
+					     "tgkill", "pidfd_send_signal" };
+	return how >= 0 && how <= KP_KILL_HOW_MAX ? names[how] : "?";
+}
+
+/* ns from p's start to the signal that killed it */
+static uint64_t killed_at(const struct kp_proc *p)
+{
+	return p->killer->start_mono_ns + p->killed_by->ts - p->start_mono_ns;
+}
+
+static void kills_proc_text(void *state, struct kp_analysis *an,
+			    const struct kp_proc *p, FILE *out)
+{
+	char b[128], c[32], d[32];
+
+	(void)state;
+	if (!p->killer)
+		return;
+	fprintf(out, "  killer   pid %" PRId64 " %s sent %s at %s (%s), from:\n",
+		p->killer->pid, kp_disp(b, sizeof(b), p->killer->exe, 40),
+		kp_sig_str(c, sizeof(c), p->killed_by->sig),
+		kp_fmt_ns(d, sizeof(d), killed_at(p)),
+		how_name(p->killed_by->how));
+	kp_text_stack(an, out, p->killed_by->stack, 6, "           ");
+}
+
+static void kills_proc_json(void *state, struct kp_analysis *an,
+			    const struct kp_proc *p, struct kp_json *j)
+{
+	(void)state;
+	kp_json_key(j, "killed_by");
+	if (!p->killer) {
+		kp_json_null(j);
+		return;
+	}
+	kp_json_begin_object(j);
+	kp_json_key(j, "pid");
+	kp_json_i64(j, p->killer->pid);
+	kp_json_key(j, "exe");
+	kp_json_str(j, p->killer->exe);
+	kp_json_key(j, "signal");
+	kp_json_i64(j, p->killed_by->sig);
+	kp_json_key(j, "how");
+	kp_json_str(j, how_name(p->killed_by->how));
+	kp_json_key(j, "time_ns");
+	kp_json_u64(j, killed_at(p));
+	kp_json_key(j, "stack");
+	kp_json_stack(an, j, p->killed_by->stack);
+	kp_json_end_object(j);
+}
+
+const struct kp_pass kp_pass_kills = {
+	.name = "kills",
+	.xInit = kills_init,
+	.xEvents = kills_events,
+	.xEndTrace = kills_end_trace,
+	.xFinish = kills_finish,
+	.xProcText = kills_proc_text,
+	.xProcJson = kills_proc_json,
+};

@@ -339,18 +339,10 @@ static int64_t field(const char *s, const char *key)
 static void read_procio(struct procio *o)
 {
 	char buf[512];
-	long n = -1;
-	long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/io",
-			  O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
-		syscall(SYS_close, fd);
-	}
-	if (n <= 0) {
+	if (kp_read_small("/proc/self/io", buf, sizeof(buf)) < 0) {
 		o->rchar = o->wchar = o->read_bytes = o->write_bytes = -1;
 		return;
 	}
-	buf[n] = '\0';
 	o->rchar = field(buf, "rchar:");
 	o->wchar = field(buf, "wchar:");
 	o->read_bytes = field(buf, "\nread_bytes:");

@@ -18,33 +18,22 @@
  */
 #include "state.h"
 
-#include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-/* The next definition of name (libc's), resolved once. */
-static void *next_fn(void *_Atomic *slot, const char *name)
-{
-	void *f = atomic_load_explicit(slot, memory_order_acquire);
-	if (!f) {
-		uint8_t busy = kp_tls.busy;
-		kp_tls.busy = 1; /* dlsym's allocations are kprof's */
-		f = dlsym(RTLD_NEXT, name);
-		kp_busy_restore(busy);
-		atomic_store_explicit(slot, f, memory_order_release);
-	}
-	return f;
-}
-
-#define NEXT(name, ret, args)                                               \
-	static void *_Atomic next_##name;                                   \
-	ret(*real_##name) args = (ret(*) args)next_fn(&next_##name, #name)
+/* The real function, or fail with ENOSYS (none: not in this libc). */
+#define REAL_OR_FAIL(name)                                                 \
+	do {                                                                \
+		kp_real_resolve();                                          \
+		if (!kp_real.name) {                                        \
+			errno = ENOSYS;                                     \
+			return -1;                                          \
+		}                                                           \
+	} while (0)
 
 /* Record a KILL: how, the target (pid, or minus a group's id), sig.
  * Keeps errno. */
@@ -88,14 +77,10 @@ static int own_group_killed(int how, int64_t group, int sig)
 
 KP_EXPORT int kill(pid_t pid, int sig)
 {
-	NEXT(kill, int, (pid_t, int));
-	if (!real_kill) {
-		errno = ENOSYS;
-		return -1;
-	}
+	REAL_OR_FAIL(kill);
 	if (own_group_killed(KP_KILL_KILL, group_of(pid), sig))
-		return real_kill(pid, sig);
-	int rc = real_kill(pid, sig);
+		return kp_real.kill(pid, sig);
+	int rc = kp_real.kill(pid, sig);
 	if (rc == 0)
 		sent(KP_KILL_KILL, group_of(pid), sig);
 	return rc;
@@ -103,15 +88,11 @@ KP_EXPORT int kill(pid_t pid, int sig)
 
 KP_EXPORT int killpg(pid_t pgrp, int sig)
 {
-	NEXT(killpg, int, (pid_t, int));
-	if (!real_killpg) {
-		errno = ENOSYS;
-		return -1;
-	}
+	REAL_OR_FAIL(killpg);
 	int64_t group = pgrp == 0 ? -(int64_t)getpgrp() : -(int64_t)pgrp;
 	if (own_group_killed(KP_KILL_KILLPG, group, sig))
-		return real_killpg(pgrp, sig);
-	int rc = real_killpg(pgrp, sig);
+		return kp_real.killpg(pgrp, sig);
+	int rc = kp_real.killpg(pgrp, sig);
 	if (rc == 0)
 		sent(KP_KILL_KILLPG, group, sig);
 	return rc;
@@ -119,12 +100,8 @@ KP_EXPORT int killpg(pid_t pgrp, int sig)
 
 KP_EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
 {
-	NEXT(sigqueue, int, (pid_t, int, const union sigval));
-	if (!real_sigqueue) {
-		errno = ENOSYS;
-		return -1;
-	}
-	int rc = real_sigqueue(pid, sig, value);
+	REAL_OR_FAIL(sigqueue);
+	int rc = kp_real.sigqueue(pid, sig, value);
 	if (rc == 0)
 		sent(KP_KILL_SIGQUEUE, group_of(pid), sig);
 	return rc;
@@ -132,12 +109,8 @@ KP_EXPORT int sigqueue(pid_t pid, int sig, const union sigval value)
 
 KP_EXPORT int tgkill(pid_t tgid, pid_t tid, int sig)
 {
-	NEXT(tgkill, int, (pid_t, pid_t, int));
-	if (!real_tgkill) {
-		errno = ENOSYS;
-		return -1;
-	}
-	int rc = real_tgkill(tgid, tid, sig);
+	REAL_OR_FAIL(tgkill);
+	int rc = kp_real.tgkill(tgid, tid, sig);
 	if (rc == 0)
 		sent(KP_KILL_TGKILL, tgid, sig);
 	return rc;
@@ -148,14 +121,8 @@ static int64_t pidfd_pid(int pidfd)
 {
 	char path[64], buf[512];
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
-	long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (kp_read_small(path, buf, sizeof(buf)) < 0)
 		return 0;
-	long n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
-	syscall(SYS_close, fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	const char *p = strstr(buf, "\nPid:");
 	return p ? strtoll(p + 5, NULL, 10) : 0;
 }
@@ -165,12 +132,8 @@ int pidfd_send_signal(int pidfd, int sig, siginfo_t *info,
 KP_EXPORT int pidfd_send_signal(int pidfd, int sig, siginfo_t *info,
 				unsigned int flags)
 {
-	NEXT(pidfd_send_signal, int, (int, int, siginfo_t *, unsigned int));
-	if (!real_pidfd_send_signal) {
-		errno = ENOSYS;
-		return -1;
-	}
-	int rc = real_pidfd_send_signal(pidfd, sig, info, flags);
+	REAL_OR_FAIL(pidfd_send_signal);
+	int rc = kp_real.pidfd_send_signal(pidfd, sig, info, flags);
 	if (rc == 0 && sig != 0 && kp_ready() && !kp_tls.busy &&
 	    !kp_tls.writer) {
 		int saved = errno;

@@ -232,15 +232,8 @@ void kp_fork_child(void)
 static int threads_left(int others)
 {
 	char buf[1024];
-	long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/stat",
-			  O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (kp_read_small("/proc/self/stat", buf, sizeof(buf)) < 0)
 		return 0;
-	long n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
-	syscall(SYS_close, fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
 	char *p = strrchr(buf, ')');
 	if (!p || p[1] != ' ')
 		return 0;

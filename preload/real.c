@@ -75,6 +75,11 @@ void kp_real_resolve(void)
 	r.lstat = next("lstat");
 	r.fstatat = next("fstatat");
 	r.statx = next("statx");
+	r.kill = next("kill");
+	r.killpg = next("killpg");
+	r.sigqueue = next("sigqueue");
+	r.tgkill = next("tgkill");
+	r.pidfd_send_signal = next("pidfd_send_signal");
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc) {
 		/* Without these the app cannot run at all: say why once. */
 		static const char msg[] =
@@ -101,6 +106,19 @@ size_t kp_readlink(const char *path, char *buf, size_t size)
 		k = 0;
 	buf[k] = '\0';
 	return (size_t)k;
+}
+
+long kp_read_small(const char *path, char *buf, size_t size)
+{
+	long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	long n = syscall(SYS_read, fd, buf, size - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
 }
 
 long kp_sys_write(int fd, const void *buf, size_t n)

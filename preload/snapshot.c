@@ -36,15 +36,8 @@ static void read_statm(int64_t *vm, int64_t *rss)
 {
 	char buf[128];
 	*vm = *rss = -1;
-	long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/statm",
-			  O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (kp_read_small("/proc/self/statm", buf, sizeof(buf)) < 0)
 		return;
-	long n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
-	syscall(SYS_close, fd);
-	if (n <= 0)
-		return;
-	buf[n] = 0;
 	uint64_t v[2] = { 0, 0 };
 	const char *p = buf;
 	for (int k = 0; k < 2; k++) {

@@ -418,6 +418,12 @@ struct kp_real {
 	int (*lstat)(const char *, struct stat *);
 	int (*fstatat)(int, const char *, struct stat *, int);
 	int (*statx)(int, const char *, int, unsigned, struct statx *);
+	/* hook_kill.c */
+	int (*kill)(pid_t, int);
+	int (*killpg)(pid_t, int);
+	int (*sigqueue)(pid_t, int, const union sigval);
+	int (*tgkill)(pid_t, pid_t, int);
+	int (*pidfd_send_signal)(int, int, siginfo_t *, unsigned int);
 };
 
 KP_HIDDEN extern struct kp_real kp_real;
@@ -450,6 +456,10 @@ int kp_fd_is(long fd, const struct kp_file_id *id);
  * size - 1 bytes, empty when unreadable; @return its length. A raw
  * syscall: safe before initialisation and in the writer. */
 size_t kp_readlink(const char *path, char *buf, size_t size);
+/* The start of file path (a /proc file), at most size - 1 bytes read at
+ * once, NUL-terminated; @return the bytes read, or -1 (unreadable, or
+ * empty). Raw syscalls. */
+long kp_read_small(const char *path, char *buf, size_t size);
 /* This process's executable, so; when readlink is refused (a sandbox's
  * seccomp filter), the path it was executed by (AT_EXECFN), which may be
  * relative or a symbolic link */

@@ -15,7 +15,12 @@ program: its SIGTERM to the command, and with -s KILL its SIGKILL to its
 own process group, which kills it too: that KILL is written, and its trace
 ended, before the call.
 """
-from kptest import ANALYZE, Tap, Tmp, analyze, app, dump, need, run, run_plain
+import os
+
+from kptest import (ANALYZE, SRC, Tap, Tmp, analyze, app, dump, need, run,
+                    run_plain)
+
+RENDER = os.path.join(SRC, "tests", "integ", "html_render.js")
 
 t = Tap()
 
@@ -77,12 +82,31 @@ for label, prof in (("signals not taken", {}),
                  "%s: the children's 55-byte blocks, recorded before they were "
                  "killed" % label, leaks)
             if not prof:
+                page = os.path.join(d, "report.html")
+                run_plain([ANALYZE, "--format", "html", "-o", page] + r.traces, d)
+                drawn = run_plain([need("node"), RENDER, page], d).out
+                t.ok("killed by signal 9, by pid %d (kill)" % ppid in drawn,
+                     "the HTML page's table of processes names the killer",
+                     drawn[:2000])
                 txt = run_plain([ANALYZE] + r.traces, d).out
                 t.ok("ended    TRUNCATED: no END record: killed by SIGKILL "
                      "from pid %d (below)" % ppid in txt and
                      "killer   pid %d " % ppid in txt and
                      "(no END record: killed by pid %d)" % ppid in txt,
                      "the text report names the killer", txt[:3000])
+
+# More than three truncated traces share one warning line, which counts
+# the ones whose killer is known.
+with t.section("killer twice: one warning for six"):
+    with Tmp() as d:
+        traces = []
+        for _ in range(2):
+            r = run([app("killer")], d)
+            traces += r.traces
+        txt = run_plain([ANALYZE] + traces, d).out
+        t.ok("WARNING: 6 traces are TRUNCATED (pids" in txt and
+             "6 of them killed by another traced process" in txt,
+             "the warning counts the six killed", txt[:4000])
 
 timeout = need("timeout")
 for sig, args in (("TERM", []), ("KILL", ["-s", "KILL"])):

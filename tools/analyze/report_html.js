@@ -151,11 +151,13 @@ var KP = (function () {
 	/* ---- processes -------------------------------------------------- */
 
 	function endText(pr) {
-		var r = pr.end_reason;
+		var r = pr.end_reason, k = pr.killed_by;
+		var by = k ? ', by pid ' + k.pid + ' (' + k.how + ')' : '';
 		if (!r)
-			return pr.truncated ? 'no end (truncated)' : '-';
+			return (pr.truncated ? 'no end (truncated)' : '-') +
+				(k ? ': killed by signal ' + k.signal + by : '');
 		if (r === 'signal' && pr.exit_status > 128)
-			return 'killed by signal ' + (pr.exit_status - 128);
+			return 'killed by signal ' + (pr.exit_status - 128) + by;
 		return r + (pr.exit_status !== null &&
 			    pr.exit_status !== undefined ?
 			    '(' + pr.exit_status + ')' : '');

@@ -351,14 +351,23 @@ static void text_warnings(struct kp_analysis *an, FILE *out)
 	for (size_t i = 0; i < an->nprocs; i++)
 		ncut += an->procs[i]->truncated != 0;
 	if (ncut > 3) { /* one line for them all (a pool's killed workers) */
+		size_t nkilled = 0;
 		fprintf(out, "WARNING: %zu traces are TRUNCATED (pids", ncut);
-		for (size_t i = 0, k = 0; i < an->nprocs && k < 8; i++)
-			if (an->procs[i]->truncated)
+		for (size_t i = 0, k = 0; i < an->nprocs; i++) {
+			const struct kp_proc *p = an->procs[i];
+			nkilled += p->truncated && !p->ended && p->killer;
+			if (p->truncated && k < 8)
 				fprintf(out, "%s %" PRId64, k++ ? "," : "",
-					an->procs[i]->pid);
+					p->pid);
+		}
 		fprintf(out, "%s); figures cover what was\n         recorded "
 			"and \"in use at exit\" means in use when each "
-			"stops\n", ncut > 8 ? ", ..." : "");
+			"stops", ncut > 8 ? ", ..." : "");
+		if (nkilled)
+			fprintf(out, ";\n         %zu of them killed by another "
+				"traced process (each one's \"killer\")",
+				nkilled);
+		fputc('\n', out);
 	}
 	for (size_t i = 0; i < an->nprocs && ncut <= 3; i++) {
 		const struct kp_proc *p = an->procs[i];

@@ -16,6 +16,7 @@ own process group, which kills it too: that KILL is written, and its trace
 ended, before the call.
 """
 import os
+import re
 
 from kptest import (ANALYZE, SRC, Tap, Tmp, analyze, app, dump, need, run,
                     run_plain)
@@ -96,17 +97,23 @@ for label, prof in (("signals not taken", {}),
                      "the text report names the killer", txt[:3000])
 
 # More than three truncated traces share one warning line, which counts
-# the ones whose killer is known.
-with t.section("killer twice: one warning for six"):
+# the ones whose killer is known; more than 12 traces make a table.
+with t.section("killer three times: one warning for nine, a table"):
     with Tmp() as d:
         traces = []
-        for _ in range(2):
+        for _ in range(3):
             r = run([app("killer")], d)
             traces += r.traces
         txt = run_plain([ANALYZE] + traces, d).out
-        t.ok("WARNING: 6 traces are TRUNCATED (pids" in txt and
-             "6 of them killed by another traced process" in txt,
-             "the warning counts the six killed", txt[:4000])
+        t.ok("WARNING: 9 traces are TRUNCATED (pids" in txt and
+             "9 of them killed by another traced process" in txt,
+             "the warning counts the nine killed", txt[:4000])
+        # the table of processes (15 traces; --top 20 shows them all):
+        # the killer in the "ended" column
+        txt = run_plain([ANALYZE, "--top", "20"] + traces, d).out
+        t.eq(len(re.findall(r"  (?:KILL|TERM)<\d+  ", txt)), 9,
+             "the table says which signal and which pid killed each of "
+             "the nine", txt[:4000])
 
 timeout = need("timeout")
 for sig, args in (("TERM", []), ("KILL", ["-s", "KILL"])):

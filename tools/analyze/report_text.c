@@ -432,7 +432,11 @@ static void text_process_table(struct kp_analysis *an, FILE *out)
 		const char *base = strrchr(exe, '/');
 		text_end_reason(p, e, sizeof(e));
 		int64_t sig = p->exit_status - 128;
-		if (!p->ended)
+		if (!p->ended && p->killer) /* SIGKILL: "KILL<4282" */
+			snprintf(e, sizeof(e), "%.6s<%" PRId64,
+				 kp_sig_str(x, sizeof(x), p->killed_by->sig) + 3,
+				 p->killer->pid);
+		else if (!p->ended)
 			snprintf(e, sizeof(e), "KILLED?");
 		else if (p->end_reason == KP_END_SIGNAL && !p->truncated &&
 			 sig > 0 && sig < 65 && sigabbrev_np((int)sig))

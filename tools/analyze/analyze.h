@@ -350,7 +350,6 @@ uint32_t kp_trace_canon_stack(struct kp_trace *t, uint32_t local);
  * no module that the process's JIT map covers (stacks.c, perfmap.c) move
  * to the map's pseudo-module, so they are named. */
 void kp_trace_name_jit(struct kp_trace *t);
-
 void kp_trace_release(struct kp_trace *t);
 /* Thread tid's name as the trace last gave it, or NULL. */
 const char *kp_trace_thread_name(const struct kp_trace *t, uint32_t tid);
@@ -875,6 +874,10 @@ const char *kp_fmt_ns(char *buf, size_t n, uint64_t ns);
 /* s for one line of text: control bytes -> '?', at most max columns,
  * "..." when cut */
 const char *kp_disp(char *buf, size_t n, const char *s, size_t max);
+/* s into buf, its first letter lowercase unless the word is all capitals:
+ * "Input/output error" -> "input/output error" (messages are lowercase;
+ * load.c) */
+const char *kp_lower_first(char *buf, size_t n, const char *s);
 /* "SIGKILL", or "signal N" for one without a name (report_text.c). */
 const char *kp_sig_str(char *buf, size_t n, int64_t sig);
 /* What follows the last '/' of path (path itself if none, or if it ends

@@ -18,13 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static void *kills_init(struct kp_analysis *an, unsigned slot)
-{
-	(void)an;
-	(void)slot;
-	return NULL;
-}
-
 static void kills_events(void *state, struct kp_trace *t,
 			 const struct kp_batch *b)
 {
@@ -183,7 +176,6 @@ static void kills_proc_json(void *state, struct kp_analysis *an,
 
 const struct kp_pass kp_pass_kills = {
 	.name = "kills",
-	.xInit = kills_init,
 	.xEvents = kills_events,
 	.xEndTrace = kills_end_trace,
 	.xFinish = kills_finish,

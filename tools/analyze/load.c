@@ -314,8 +314,7 @@ static struct kp_proc *proc_new(struct kp_analysis *an, const char *name,
 	return p;
 }
 
-/* "Input/output error" -> "input/output error" (messages are lowercase). */
-static const char *lower_first(char *buf, size_t n, const char *s)
+const char *kp_lower_first(char *buf, size_t n, const char *s)
 {
 	snprintf(buf, n, "%s", s);
 	if (buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
@@ -341,7 +340,7 @@ static const char *trace_strerror(char *buf, size_t n, int rc)
 		return "corrupt trace (a length or count exceeds its limit)";
 	default:
 		if (rc < 0 && rc > -4096)
-			return lower_first(buf, n, strerror(-rc));
+			return kp_lower_first(buf, n, strerror(-rc));
 		return kp_strerror(rc);
 	}
 }
@@ -456,7 +455,7 @@ int kp_analysis_add_file(struct kp_analysis *an, const char *path)
 
 	if (fd < 0)
 		return error("%s: %s", path,
-			     lower_first(ebuf, sizeof(ebuf), strerror(errno)));
+			     kp_lower_first(ebuf, sizeof(ebuf), strerror(errno)));
 	int known = fstat(fd, &st) == 0;
 	if (known && S_ISDIR(st.st_mode)) {
 		close(fd);

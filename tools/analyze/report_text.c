@@ -432,17 +432,21 @@ static void text_process_table(struct kp_analysis *an, FILE *out)
 		const char *base = strrchr(exe, '/');
 		text_end_reason(p, e, sizeof(e));
 		int64_t sig = p->exit_status - 128;
-		if (!p->ended && p->killer) /* SIGKILL: "KILL<4282" */
-			snprintf(e, sizeof(e), "%.6s<%" PRId64,
-				 kp_sig_str(x, sizeof(x), p->killed_by->sig) + 3,
+		if (!p->ended && p->killer) { /* SIGKILL: "KILL<4282" */
+			const char *sn = kp_sig_str(x, sizeof(x),
+						    p->killed_by->sig);
+			if (!strncmp(sn, "SIG", 3))
+				sn += 3;
+			snprintf(e, sizeof(e), "%.6s<%" PRId64, sn,
 				 p->killer->pid);
-		else if (!p->ended)
+		} else if (!p->ended) {
 			snprintf(e, sizeof(e), "KILLED?");
-		else if (p->end_reason == KP_END_SIGNAL && !p->truncated &&
-			 sig > 0 && sig < 65 && sigabbrev_np((int)sig))
+		} else if (p->end_reason == KP_END_SIGNAL && !p->truncated &&
+			   sig > 0 && sig < 65 && sigabbrev_np((int)sig)) {
 			snprintf(e, sizeof(e), "SIG%s", sigabbrev_np((int)sig));
-		else if (p->truncated || strlen(e) > 11)
+		} else if (p->truncated || strlen(e) > 11) {
 			snprintf(e, sizeof(e), "%s", p->truncated ? "cut" : "?");
+		}
 		fprintf(out, "  %7" PRId64 "  %7" PRId64 "  %-10s  %-11s  %11s"
 			"  %10s  %10s  %s\n", p->pid, p->ppid,
 			fmt_ms(a, sizeof(a), p->duration_ns), e,

@@ -17,7 +17,6 @@
  * of diff's findings), never silently: the reports count it, and JSON
  * lists each one with the rule that took it.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <stdlib.h>
@@ -65,10 +64,9 @@ int kp_suppress_load(struct kp_suppress *s, const char *path)
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
-		char msg[128]; /* lowercase, as the other messages */
-		snprintf(msg, sizeof(msg), "%s", strerror(errno));
-		msg[0] = (char)tolower((unsigned char)msg[0]);
-		return error("cannot read suppressions '%s': %s", path, msg);
+		char msg[128];
+		return error("cannot read suppressions '%s': %s", path,
+			     kp_lower_first(msg, sizeof(msg), strerror(errno)));
 	}
 	char *line = NULL;
 	size_t cap = 0;

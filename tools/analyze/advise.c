@@ -318,11 +318,15 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
  * long-running program's should level off. The last two slices are left
  * out (a clean exit frees everything there). The sites named are the
  * program's that grew most between the memory pass's two snapshots
- * (kp_mem_totals.grow_from_ns, grow_to_ns).
+ * (kp_mem_totals.grow_from_ns, grow_to_ns), each by an eighth of the
+ * first's growth at least: a site whose blocks come and go has some in
+ * use at a snapshot now and then (100 KiB of a loop's temporary blocks
+ * beside a cache's 1.6 MiB), which is no growth.
  */
 #define GROW_RUN_NS 5000000000ull
 #define GROW_MIN (1u << 20)
 #define GROW_SITES 3
+#define GROW_SITE_SHARE 8 /* a site named grew 1/8 of the first's */
 
 static uint64_t heap_floor(const struct kp_mem_totals *m, uint32_t from,
 			   uint32_t to)
@@ -389,7 +393,10 @@ static void advise_growth(struct kp_analysis *an, struct kp_advice_list *l)
 			 kp_fmt_bytes(d, sizeof(d), f4),
 			 kp_fmt_bytes(w, sizeof(w), m->peak_bytes));
 		for (int r = 0; r < GROW_SITES && top[r] && k > 0 &&
-		     (size_t)k < sizeof(x->evidence); r++) {
+		     (size_t)k < sizeof(x->evidence) &&
+		     kp_sat_mul(top[r]->grew_bytes, GROW_SITE_SHARE) >=
+			     top[0]->grew_bytes;
+		     r++) {
 			char where[200];
 			const char *at = site_name(an, top[r]->gstack, where,
 						   sizeof(where));

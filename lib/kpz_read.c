@@ -243,6 +243,8 @@ static int parse_header(struct kp_header *h, const uint8_t *buf, size_t len,
 			ret = kp_mpk_i64(&c, &h->pid);
 		} else if (key_is(k, kn, "ppid")) {
 			ret = kp_mpk_i64(&c, &h->ppid);
+		} else if (key_is(k, kn, "pgid")) {
+			ret = kp_mpk_i64(&c, &h->pgid);
 		} else if (key_is(k, kn, "start_wall_ns")) {
 			ret = kp_mpk_u64(&c, &h->start_wall_ns);
 		} else if (key_is(k, kn, "start_mono_ns")) {

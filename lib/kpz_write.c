@@ -233,6 +233,7 @@ static int pack_header(msgpack_packer *pk, const struct kp_header *h)
 	for (size_t i = 0; i < KP_ARRAY_SIZE(svals); i++)
 		n += svals[i] != NULL;
 	n += h->forked != 0;
+	n += h->pgid != 0;
 
 	if (msgpack_pack_map(pk, n) < 0)
 		return -1;
@@ -246,6 +247,9 @@ static int pack_header(msgpack_packer *pk, const struct kp_header *h)
 		return -1;
 	if (h->forked && (pack_key(pk, "forked") < 0 ||
 			  msgpack_pack_int64(pk, 1) < 0))
+		return -1;
+	if (h->pgid && (pack_key(pk, "pgid") < 0 ||
+			msgpack_pack_int64(pk, h->pgid) < 0))
 		return -1;
 	for (size_t i = 0; i < KP_ARRAY_SIZE(svals); i++)
 		if (svals[i] && (pack_key(pk, skeys[i]) < 0 ||

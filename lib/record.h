@@ -51,8 +51,9 @@
  * which it ignores; 3.2: SNAPSHOT's values for kprof's own cost, which a
  * 3.1 reader skips; 4.1: the header's "forked", which a 4.0 reader
  * ignores; 4.2: THREAD_NAME records; 4.3: KILL records, which a 4.2
- * reader skips) */
-#define KP_FORMAT_MINOR 3
+ * reader skips; 4.4: the header's "pgid" and PGID records, which a 4.3
+ * reader ignores and skips) */
+#define KP_FORMAT_MINOR 4
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -150,6 +151,7 @@ enum kp_rec_type {
 	KP_REC_CUSTOM = 42,
 	KP_REC_QUERY_BEGIN = 43,
 	KP_REC_KILL = 44,
+	KP_REC_PGID = 45,
 	KP_REC_CPU_SAMPLE = 48,
 	KP_REC_SNAPSHOT = 56,
 
@@ -304,6 +306,18 @@ enum kp_kill_how {
 	KP_KILL_HOW_MAX = 4
 };
 
+/* ---- KP_REC_PGID (4.4): a process moved to another process group
+ * (setpgid, setpgrp) or began a session (setsid), by a call of this one
+ * that succeeded: pid = that process (this one, or a child), group = its
+ * new group's id; kind = enum kp_pgid_how. With the header's "pgid", the
+ * group a process was in when a signal went to a group ---- */
+enum { KP_PGID_PID, KP_PGID_GROUP, KP_PGID_NV };
+enum kp_pgid_how {
+	KP_PGID_SETPGID = 0, /* setpgid(2), setpgrp(2) */
+	KP_PGID_SETSID = 1,  /* setsid(2) */
+	KP_PGID_HOW_MAX = 1
+};
+
 /* ---- KP_REC_CPU_SAMPLE: the thread was sampled; stack = where it was;
  * weight = thread CPU ns this sample stands for ---- */
 enum { KP_CPU_WEIGHT, KP_CPU_NV };
@@ -367,6 +381,9 @@ static inline struct kp_ext_layout kp_ext_layout(unsigned type)
 
 	case KP_REC_KILL:
 		l.nv = KP_KILL_NV;
+		break;
+	case KP_REC_PGID:
+		l.nv = KP_PGID_NV;
 		break;
 
 	case KP_REC_CPU_SAMPLE:
@@ -519,6 +536,9 @@ struct kp_header {
 	/* "forked" (4.1; written only when 1): recording began in the child
 	 * of a fork of a recorded process, whose heap it started with */
 	int forked;
+	/* "pgid" (4.4; written only when known): the process group it was
+	 * in at start (0: not known) */
+	int64_t pgid;
 };
 
 #endif

@@ -15,6 +15,13 @@
  * once (timeout -s KILL ends so): the KILL is recorded and the trace
  * ended (killed by SIGKILL) before the call, or both would be lost with
  * the events still in the rings.
+ *
+ * A signal to a process group (kill(0), kill(-pgid), killpg) names no
+ * process: the analyzer finds its victims by the group each process was
+ * in then, from its trace's header (the group at start) and the PGID
+ * records of setpgid, setpgrp and setsid calls that succeeded, made by
+ * the process itself or by its parent (a shell puts a job's processes in
+ * their group from both sides).
  */
 #include "state.h"
 
@@ -23,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* The real function, or fail with ENOSYS (none: not in this libc). */
@@ -145,4 +153,48 @@ KP_EXPORT int pidfd_send_signal(int pidfd, int sig, siginfo_t *info,
 			sent(KP_KILL_PIDFD, pid, sig);
 	}
 	return rc;
+}
+
+/* Record a PGID: process pid (this one: 0) moved to group pgid (0: its
+ * own). The pid is read from the kernel: a vfork child's call, recorded
+ * in its parent's trace, is the child's. Keeps errno. */
+static void moved(int how, pid_t pid, pid_t pgid)
+{
+	if (!kp_ready() || kp_tls.busy || kp_tls.writer)
+		return;
+	int saved = errno;
+	int64_t who = pid ? (int64_t)pid : (int64_t)syscall(SYS_getpid);
+	int64_t v[KP_PGID_NV] = { [KP_PGID_PID] = who,
+				  [KP_PGID_GROUP] = pgid ? (int64_t)pgid : who };
+	kp_tls.busy = 1;
+	kp_ring_push_ext(0, KP_REC_PGID, (uint8_t)how, 0, v, NULL, 0);
+	kp_busy_leave();
+	errno = saved;
+}
+
+KP_EXPORT int setpgid(pid_t pid, pid_t pgid)
+{
+	REAL_OR_FAIL(setpgid);
+	int rc = kp_real.setpgid(pid, pgid);
+	if (rc == 0)
+		moved(KP_PGID_SETPGID, pid, pgid);
+	return rc;
+}
+
+KP_EXPORT int setpgrp(void)
+{
+	REAL_OR_FAIL(setpgrp);
+	int rc = kp_real.setpgrp();
+	if (rc == 0)
+		moved(KP_PGID_SETPGID, 0, 0);
+	return rc;
+}
+
+KP_EXPORT pid_t setsid(void)
+{
+	REAL_OR_FAIL(setsid);
+	pid_t sid = kp_real.setsid();
+	if (sid > 0)
+		moved(KP_PGID_SETSID, 0, 0);
+	return sid;
 }

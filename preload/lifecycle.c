@@ -112,6 +112,9 @@ int kp_init_slow(const void *caller)
 	if (kp.mem_off)
 		kp_mem_pass_all();
 	init_clock();
+	/* the group at start, read after the start's clock: a setpgid the
+	 * header does not show comes after it, so its PGID record does */
+	kp.pgid = (pid_t)syscall(SYS_getpgid, 0);
 	if (kp_arena_init(&kp.alloc) != 0 || kp_stacktab_init() != 0 ||
 	    kp_ring_init() != 0) {
 		kp_warn("cannot set up recording; not profiling");
@@ -205,6 +208,7 @@ void kp_fork_child(void)
 	kp.pid = (pid_t)syscall(SYS_getpid);
 	atomic_store(&app_threads, 1); /* the one that forked */
 	init_clock(); /* the child's trace starts now */
+	kp.pgid = (pid_t)syscall(SYS_getpgid, 0); /* (after: see init) */
 	kp_ring_after_fork_child();
 	kp_io_after_fork_child();
 	kp_writer_after_fork_child();

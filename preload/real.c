@@ -80,6 +80,9 @@ void kp_real_resolve(void)
 	r.sigqueue = next("sigqueue");
 	r.tgkill = next("tgkill");
 	r.pidfd_send_signal = next("pidfd_send_signal");
+	r.setpgid = next("setpgid");
+	r.setpgrp = next("setpgrp");
+	r.setsid = next("setsid");
 	if (!r.malloc || !r.free || !r.calloc || !r.realloc) {
 		/* Without these the app cannot run at all: say why once. */
 		static const char msg[] =

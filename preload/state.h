@@ -291,6 +291,8 @@ struct kp_state {
 	struct kp_config cfg;       /* read once at init */
 	pid_t pid;                  /* process being traced (changes on fork) */
 	pid_t ppid;                 /* its parent, read at init or fork */
+	pid_t pgid;                 /* its process group then (the trace's
+				     * header; hook_kill.c records changes) */
 	uint64_t tsc0;              /* ticks at init */
 	uint64_t mono0;             /* CLOCK_MONOTONIC ns at init */
 	uint64_t wall0;             /* CLOCK_REALTIME ns at init */
@@ -424,6 +426,9 @@ struct kp_real {
 	int (*sigqueue)(pid_t, int, const union sigval);
 	int (*tgkill)(pid_t, pid_t, int);
 	int (*pidfd_send_signal)(int, int, siginfo_t *, unsigned int);
+	int (*setpgid)(pid_t, pid_t);
+	int (*setpgrp)(void);
+	pid_t (*setsid)(void);
 };
 
 KP_HIDDEN extern struct kp_real kp_real;

@@ -467,6 +467,7 @@ static int write_header(void)
 
 	h.pid = kp.pid;
 	h.ppid = kp.ppid;
+	h.pgid = kp.pgid > 0 ? kp.pgid : 0;
 	h.forked = w.forked;
 	h.exe = exe;
 	h.argv = argv;

@@ -40,6 +40,7 @@ PQsendQueryPrepared PQsendPrepare PQgetResult PQfinish
 usleep sleep nanosleep clock_nanosleep
 pthread_create pthread_cancel pthread_setname_np sigaction signal dlopen dlclose clone syscall
 mincore chroot kill killpg sigqueue tgkill pidfd_send_signal
+setpgid setpgrp setsid
 stat stat64 lstat lstat64 fstatat fstatat64 statx
 """.split()
 ALLOWED_PREFIXES = ("kprof_",)

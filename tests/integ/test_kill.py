@@ -14,6 +14,14 @@ exist (neither is a KILL); the fourth exits. Then timeout(1), a real
 program: its SIGTERM to the command, and with -s KILL its SIGKILL to its
 own process group, which kills it too: that KILL is written, and its trace
 ended, before the call.
+
+A signal to a process group: killer.c's group mode puts a job of three
+processes in a group of their own (setpgid from both sides, as a shell
+does, or setsid) and kills the group (killpg SIGKILL, kill(-group)
+SIGTERM); each of the three is named killed by it, found by the group it
+was in (its trace's header and the PGID records of the moves). And
+timeout(1)'s SIGTERM to its own group, which kills a command's
+background child.
 """
 import os
 import re
@@ -57,10 +65,11 @@ for label, prof in (("signals not taken", {}),
             for pid in killed + [left]:
                 p = by.get(pid, [{}])[0]
                 k = p.get("killed_by")
-                got[pid] = (k["pid"], k["signal"], k["how"]) if k else None
-            t.eq(got, {killed[0]: (ppid, 9, "kill"),
-                       killed[1]: (ppid, 15, "sigqueue"),
-                       killed[2]: (ppid, 9, "pidfd_send_signal"),
+                got[pid] = ((k["pid"], k["signal"], k["how"], k["group"])
+                            if k else None)
+            t.eq(got, {killed[0]: (ppid, 9, "kill", None),
+                       killed[1]: (ppid, 15, "sigqueue", None),
+                       killed[2]: (ppid, 9, "pidfd_send_signal", None),
                        left: None},
                  "%s: each killed child names the parent, the signal and "
                  "how; the one that exited, none" % label)
@@ -137,5 +146,67 @@ for sig, args in (("TERM", []), ("KILL", ["-s", "KILL"])):
             t.eq((tp[0]["end_reason"], tp[0]["exit_status"],
                   tp[0]["truncated"]) if tp else None, want + (False,),
                  "timeout %s: its own trace ends (%s)" % (sig, want[0]))
+
+
+for how, prof in (("setpgid", {}), ("setsid", {}), ("setsid", {"SIGNALS": "1"})):
+    label = "a group killed, %s%s" % (how, ", SIGNALS=1" if prof else "")
+    with t.section(label):
+        with Tmp() as d:
+            r = run([app("killer"), "group", how], d, prof=prof)
+            t.eq((r.rc, r.err), (0, ""), "%s: runs, no warning" % label)
+            kv = dict(x.split("=") for x in r.out.split())
+            leader = int(kv.get("group", "0"))
+            job = [leader] + [int(x) for x in kv.get("members", "").split(",") if x]
+            rep = analyze(r.traces)
+            by = procs_by_pid(rep)
+            parent = [p["pid"] for p in rep["trace"]["processes"] if not p["forked"]]
+            moves = sorted((x["v"][0], x["v"][1], x["kind"], x["tid"])
+                           for x in dump(r.traces) if x["type"] == "pgid")
+            want = [(leader, leader, 1, leader)] if how == "setsid" else \
+                sorted([(leader, leader, 0, leader)] +
+                       [(leader, leader, 0, p) for p in parent])
+            t.eq(moves, want, "%s: the PGID records: the leader's own call%s"
+                 % (label, "" if how == "setsid" else ", and the parent's"))
+            sig, call = (15, "kill") if how == "setsid" else (9, "killpg")
+            got = {}
+            for pid in job:
+                k = by.get(pid, [{}])[0].get("killed_by")
+                got[pid] = ((k["pid"], k["signal"], k["how"], k["group"])
+                            if k else None)
+            t.eq(got, {pid: (parent[0] if parent else None, sig, call, leader)
+                       for pid in job},
+                 "%s: the leader and both members killed by the parent's "
+                 "%s to group %d" % (label, call, leader))
+            k = by.get(job[1], [{}])[0].get("killed_by") or {}
+            t.ok(k.get("stack") and k["stack"][0]["function"] == "kill_group",
+                 "%s: the signal's stack starts in kill_group" % label, k)
+            if not prof:
+                txt = run_plain([ANALYZE] + r.traces, d).out
+                t.ok("(%s to process group %d), from:" % (call, leader) in txt,
+                     "%s: the text's killer line names the group" % label,
+                     txt[:3000])
+                page = os.path.join(d, "report.html")
+                run_plain([ANALYZE, "--format", "html", "-o", page] + r.traces, d)
+                drawn = run_plain([need("node"), RENDER, page], d).out
+                t.ok("by pid %d (%s to process group %d)" % (parent[0], call, leader)
+                     in drawn, "%s: so does the HTML page's table of processes"
+                     % label, drawn[:2000])
+
+with t.section("timeout: its SIGTERM to its group kills a background child"):
+    with Tmp() as d:
+        r = run([timeout, "1", need("sh"), "-c", "sleep 5 & exec sleep 6"], d)
+        t.eq(r.rc, 124, "timeout sh -c 'sleep 5 & exec sleep 6': exits as "
+             "without kprof")
+        rep = analyze(r.traces)
+        tp = [p["pid"] for p in rep["trace"]["processes"]
+              if p["exe"].endswith("/timeout") and not p["forked"]]
+        bg = [p for p in rep["trace"]["processes"]
+              if p["exe"].endswith("/sleep") and p["argv"][-1:] == ["5"]]
+        k = bg[0].get("killed_by") if bg else None
+        t.ok(tp and k and (k["pid"], k["signal"], k["group"]) == (tp[0], 15, tp[0]),
+             "the background sleep's killer: timeout's SIGTERM to its own group",
+             [(p["pid"], p["exe"], p["argv"][-1:], p.get("killed_by") and
+               {x: y for x, y in p["killed_by"].items() if x != "stack"})
+              for p in rep["trace"]["processes"]])
 
 t.done()

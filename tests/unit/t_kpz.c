@@ -112,6 +112,7 @@ TEST(header_roundtrip)
 	h.config_vals = cv;
 	h.nconfig = 2;
 	h.forked = 1;
+	h.pgid = 4300;
 
 	struct membuf b = { 0 };
 	struct kp_sink sink = { membuf_write, &b, NULL };
@@ -138,6 +139,7 @@ TEST(header_roundtrip)
 	CHECK(g->hostname && g->hostname[0] == '\0');
 	CHECK(strcmp(g->kprof_version, "0.1.0") == 0);
 	CHECK(g->forked == 1);
+	CHECK(g->pgid == 4300);
 	REQUIRE(g->nconfig == 2);
 	CHECK(strcmp(g->config_keys[1], "KOTOBA_PROFILE_IO") == 0 &&
 	      strcmp(g->config_vals[0], "1") == 0 &&

@@ -224,6 +224,13 @@ struct kp_kill {
 			  * trace's end) its canonical stack */
 };
 
+/* A process moved to a process group: a PGID record (kills.c). */
+struct kp_pgid_move {
+	uint64_t at;     /* CLOCK_MONOTONIC ns */
+	int64_t pid;     /* the process moved */
+	int64_t pgid;    /* its new group */
+};
+
 /* What one trace file says about its process (one exec image). */
 struct kp_proc {
 	char *file;             /* trace file name as given */
@@ -252,6 +259,10 @@ struct kp_proc {
 	uint64_t start_mono_ns; /* header: CLOCK_MONOTONIC at start */
 	struct kp_kill *kills;  /* the signals it sent others (kills.c) */
 	size_t nkills, kills_cap;
+	int64_t pgid;           /* header: its process group at start (0:
+				 * not known, a trace before 4.4) */
+	struct kp_pgid_move *moves; /* its PGID records (kills.c) */
+	size_t nmoves, moves_cap;
 	/* who killed it (kills.c): the last signal another traced process
 	 * sent it, when its trace has no END or ends by a signal */
 	const struct kp_proc *killer; /* NULL: none known */

@@ -8,7 +8,10 @@
  * the last signal another process sent its pid after it started, and
  * before another process of that pid began (a pid used again, an exec's
  * next image), that could have ended it (could_kill). A signal to a
- * process group names no process here.
+ * process group went to the processes in that group then: each one's
+ * group at start is in its trace's header, and each move to another
+ * (setpgid, setsid) a PGID record in the trace of the process that made
+ * the call, itself or its parent (group_at).
  */
 #include "analyze.h"
 #include "json.h"
@@ -18,6 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+static void *grow(void *v, size_t n, size_t *cap, size_t size)
+{
+	if (n < *cap)
+		return v;
+	*cap = *cap ? 2 * *cap : 4;
+	return xrealloc_array(v, *cap, size);
+}
+
 static void kills_events(void *state, struct kp_trace *t,
 			 const struct kp_batch *b)
 {
@@ -26,17 +37,25 @@ static void kills_events(void *state, struct kp_trace *t,
 	(void)state;
 	for (size_t i = 0; i < b->nxev; i++) {
 		const struct kp_event *e = &b->ev[b->xev[i]];
+		if (e->type == KP_REC_PGID) {
+			const struct kp_rec *r = kp_batch_rec(b, e);
+			p->moves = grow(p->moves, p->nmoves, &p->moves_cap,
+					sizeof(*p->moves));
+			p->moves[p->nmoves++] = (struct kp_pgid_move){
+				.at = p->start_mono_ns + e->ts,
+				.pid = r->u.ext.v[KP_PGID_PID],
+				.pgid = r->u.ext.v[KP_PGID_GROUP],
+			};
+			continue;
+		}
 		if (e->type != KP_REC_KILL)
 			continue;
 		const struct kp_rec *r = kp_batch_rec(b, e);
 		int64_t sig = r->u.ext.v[KP_KILL_SIG];
 		if (sig <= 0 || sig > 64)
 			continue;
-		if (p->nkills == p->kills_cap) {
-			p->kills_cap = p->kills_cap ? 2 * p->kills_cap : 4;
-			p->kills = xrealloc_array(p->kills, p->kills_cap,
-						  sizeof(*p->kills));
-		}
+		p->kills = grow(p->kills, p->nkills, &p->kills_cap,
+				sizeof(*p->kills));
 		p->kills[p->nkills++] = (struct kp_kill){
 			.ts = e->ts,
 			.target = r->u.ext.v[KP_KILL_TARGET],
@@ -88,6 +107,42 @@ static int could_kill(const struct kp_proc *p, int sig)
 	}
 }
 
+/* The process group p was in at time at (before next, when another
+ * process of its pid began): its header's, or the last move of its pid
+ * that any trace recorded since p began. 0: not known. */
+static int64_t group_at(const struct kp_analysis *an, const struct kp_proc *p,
+			uint64_t at, uint64_t next)
+{
+	int64_t g = p->pgid;
+	uint64_t last = 0;
+
+	for (size_t i = 0; i < an->nprocs; i++) {
+		const struct kp_proc *q = an->procs[i];
+		for (size_t k = 0; k < q->nmoves; k++) {
+			const struct kp_pgid_move *m = &q->moves[k];
+			if (m->pid == p->pid && m->at >= p->start_mono_ns &&
+			    m->at <= at && m->at < next && m->at >= last) {
+				g = m->pgid;
+				last = m->at;
+			}
+		}
+	}
+	return g;
+}
+
+/* Did x, which q sent at `at`, go to p? To its pid; to the group p was
+ * in then; to every process but q (kill(-1)). */
+static int sent_to(const struct kp_analysis *an, const struct kp_proc *p,
+		   const struct kp_proc *q, const struct kp_kill *x,
+		   uint64_t at, uint64_t next)
+{
+	if (x->target > 0)
+		return x->target == p->pid;
+	if (x->target == -1)
+		return q->pid != p->pid;
+	return x->target < 0 && group_at(an, p, at, next) == -x->target;
+}
+
 static void kills_finish(void *state, struct kp_analysis *an)
 {
 	(void)state;
@@ -107,10 +162,10 @@ static void kills_finish(void *state, struct kp_analysis *an)
 			for (size_t k = 0; k < q->nkills; k++) {
 				const struct kp_kill *x = &q->kills[k];
 				uint64_t at = q->start_mono_ns + x->ts;
-				if (x->target != p->pid || q == p ||
-				    at < p->start_mono_ns || at >= next ||
-				    (p->killer && at < best) ||
-				    !could_kill(p, x->sig))
+				if (q == p || at < p->start_mono_ns ||
+				    at >= next || (p->killer && at < best) ||
+				    !could_kill(p, x->sig) ||
+				    !sent_to(an, p, q, x, at, next))
 					continue;
 				p->killer = q;
 				p->killed_by = x;
@@ -141,11 +196,17 @@ static void kills_proc_text(void *state, struct kp_analysis *an,
 	(void)state;
 	if (!p->killer)
 		return;
-	fprintf(out, "  killer   pid %" PRId64 " %s sent %s at %s (%s), from:\n",
+	char to[48] = "";
+	int64_t target = p->killed_by->target;
+	if (target == -1)
+		snprintf(to, sizeof(to), " to every process");
+	else if (target < 0)
+		snprintf(to, sizeof(to), " to process group %" PRId64, -target);
+	fprintf(out, "  killer   pid %" PRId64 " %s sent %s at %s (%s%s), from:\n",
 		p->killer->pid, kp_disp(b, sizeof(b), p->killer->exe, 40),
 		kp_sig_str(c, sizeof(c), p->killed_by->sig),
 		kp_fmt_ns(d, sizeof(d), killed_at(p)),
-		how_name(p->killed_by->how));
+		how_name(p->killed_by->how), to);
 	kp_text_stack(an, out, p->killed_by->stack, 6, "           ");
 }
 
@@ -167,6 +228,14 @@ static void kills_proc_json(void *state, struct kp_analysis *an,
 	kp_json_i64(j, p->killed_by->sig);
 	kp_json_key(j, "how");
 	kp_json_str(j, how_name(p->killed_by->how));
+	/* the process group it went to: null for a signal to the pid, -1
+	 * for kill(-1) (every process the sender could signal) */
+	kp_json_key(j, "group");
+	if (p->killed_by->target > 0)
+		kp_json_null(j);
+	else
+		kp_json_i64(j, p->killed_by->target == -1 ? -1 :
+						       -p->killed_by->target);
 	kp_json_key(j, "time_ns");
 	kp_json_u64(j, killed_at(p));
 	kp_json_key(j, "stack");

@@ -101,6 +101,7 @@ static void proc_free(struct kp_proc *p)
 	free(p->exec_path);
 	free(p->malloc_owner);
 	free(p->kills);
+	free(p->moves);
 	free(p);
 }
 
@@ -291,6 +292,7 @@ static struct kp_proc *proc_new(struct kp_analysis *an, const char *name,
 	p->file = xstrdup(name);
 	p->pid = h->pid;
 	p->ppid = h->ppid;
+	p->pgid = h->pgid;
 	p->forked = h->forked;
 	const char *mem = kp_header_config(h, "memory");
 	const char *owner = kp_header_config(h, "malloc_owner");

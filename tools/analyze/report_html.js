@@ -152,7 +152,10 @@ var KP = (function () {
 
 	function endText(pr) {
 		var r = pr.end_reason, k = pr.killed_by;
-		var by = k ? ', by pid ' + k.pid + ' (' + k.how + ')' : '';
+		var to = !k || k.group === null || k.group === undefined ? '' :
+			k.group === -1 ? ' to every process' :
+			' to process group ' + k.group;
+		var by = k ? ', by pid ' + k.pid + ' (' + k.how + to + ')' : '';
 		if (!r)
 			return (pr.truncated ? 'no end (truncated)' : '-') +
 				(k ? ': killed by signal ' + k.signal + by : '');

@@ -87,6 +87,7 @@ const char *kp_rec_type_name(unsigned type, char *buf, size_t n)
 		[KP_REC_QUERY_BEGIN] = "query_begin",
 		[KP_REC_QUERY_TEXT] = "query_text",
 		[KP_REC_JIT_CODE] = "jit_code", [KP_REC_KILL] = "kill",
+		[KP_REC_PGID] = "pgid",
 	};
 
 	if (type < KP_ARRAY_SIZE(names) && names[type])

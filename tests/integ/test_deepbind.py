@@ -121,15 +121,71 @@ with t.section("KOTOBA_PROFILE_DEEPBIND=0"):
         t.eq(trace_header(r.traces[0])["config"].get("deepbind"), "0",
              "the trace's header says so")
 
+PY_CTYPES = r"""
+import ctypes, os, sys
+lib = ctypes.CDLL("libsqlplug_plain.so", mode=os.RTLD_NOW | os.RTLD_DEEPBIND)
+out = ctypes.create_string_buffer(128)
+n = lib.plug_run(b"plain", int(sys.argv[1]), out, 128)
+print(out.value.decode(), lib.plug_extra(7, b"plain.out"))
+"""
+
 with t.section("a bare name with RTLD_DEEPBIND"):
-    # passed on to glibc's dlopen as it is: loaded through the program's
-    # RUNPATH, which only works when glibc sees the program as the caller
+    # glibc finds a bare name through its caller's search path: kprof
+    # loads it when it finds the same (deepbind.c, bare_name): here the
+    # file in the program's RUNPATH, which kprof's own search lacks
     with Tmp() as d:
         cmd = [app("sqlite_local"), "--deep", "bare", str(N), "plain"]
         r0 = run(cmd, d, kprof=False)
         r = run(cmd, d)
+        label = "bare name through the program's RUNPATH"
         t.eq((r0.rc, r.rc, r.out, r.err), (0, 0, r0.out, ""),
-             "bare name: loads through the program's RUNPATH as without kprof")
+             "%s: loads as without kprof" % label)
+        rep = analyze(r.traces)
+        fps = fingerprints(rep)
+        t.ok(fps.get(INSERT) == N and fps.get(COUNT) == 1 and
+             rep["trace"]["events_lost"] == 0,
+             "%s: its queries recorded, none lost" % label, fps)
+        t.eq(extra_leaks(rep), {"libsqlplug_plain.so": (7, 7 * 333)},
+             "%s: its leak, 7 x 333 bytes at plug_extra" % label)
+        t.eq(synced(rep, d, "plain"), (4096, 1),
+             "%s: its 4 KiB write and fsync" % label)
+    # a caller with no search path of its own (python3's _ctypes): the
+    # same search as kprof's; the name is found through LD_LIBRARY_PATH
+    py = need("python3")
+    plugins = os.path.join(os.path.dirname(app("sqlite_local")), "plugins")
+    with Tmp() as d:
+        script = os.path.join(d, "deep.py")
+        with open(script, "w") as f:
+            f.write(PY_CTYPES)
+        env = {"LD_LIBRARY_PATH": plugins}
+        r0 = run([py, script, "40"], d, kprof=False, env=env)
+        r = run([py, script, "40"], d, env=env)
+        label = "python3 ctypes, a bare name through LD_LIBRARY_PATH"
+        t.eq((r0.rc, r.rc, r.out, r.err), (0, 0, r0.out, ""),
+             "%s: loads as without kprof" % label, (r0.out, r0.err, r.err))
+        rep = analyze(r.traces)
+        fps = fingerprints(rep)
+        t.ok(fps.get(INSERT) == 40 and fps.get(COUNT) == 1,
+             "%s: its queries recorded" % label, fps)
+        t.eq(extra_leaks(rep), {"libsqlplug_plain.so": (7, 7 * 333)},
+             "%s: its leak, 7 x 333 bytes at plug_extra" % label)
+    # where kprof cannot tell what glibc finds (a directory of
+    # glibc-hwcaps variants on the way), glibc loads it unseen, and
+    # kprof says so once
+    with Tmp() as d:
+        os.makedirs(os.path.join(d, "lib", "glibc-hwcaps", "x86-64-v2"))
+        env = {"LD_LIBRARY_PATH": os.path.join(d, "lib")}
+        cmd = [app("sqlite_local"), "--deep", "bare", str(N), "plain"]
+        r0 = run(cmd, d, kprof=False, env=env)
+        r = run(cmd, d, env=env)
+        label = "bare name past a glibc-hwcaps directory"
+        t.eq((r0.rc, r.rc, r.out), (0, 0, r0.out),
+             "%s: loads as without kprof" % label)
+        t.ok(r.err.count("\n") == 1 and "libsqlplug_plain.so, loaded with "
+             "RTLD_DEEPBIND by its bare name, is not seen into" in r.err,
+             "%s: one warning line says it is not seen into" % label, r.err)
+        t.eq(fingerprints(analyze(r.traces)).get(INSERT), None,
+             "%s: its queries are not recorded" % label)
 
 # PHP loads every extension with RTLD_DEEPBIND; pdo_sqlite's calls went
 # straight to libsqlite3: 0 queries recorded, none counted.

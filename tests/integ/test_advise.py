@@ -256,6 +256,61 @@ with t.section("--fail-on"):
         rc, out, err = analyze_raw(["--fail-on", "info"] + r.traces)
         t.eq((rc, err), (0, ""), "/bin/true, --fail-on info: exit 0")
 
+# --advice-min CODE=V: a rule's threshold, the user's (a CI job that
+# gates on --fail-on tunes what it fails on); JSON advice_min gives the
+# ones in use
+with t.section("--advice-min"):
+    with Tmp() as d:
+        r = run([app("leaky"), "quiet"], d)
+        rep = analyze(r.traces)
+        t.eq(rep["advice_min"], {"MEM01": 65536, "MEM02": 10000,
+                                 "MEM03": 1048576, "CPU01": 10, "CPU02": 25},
+             "JSON advice_min: the defaults")
+
+        def leaks(extra):
+            adv = analyze(r.traces, extra=extra)["advice"]
+            return sorted((a["title"].split(":")[0], a["bytes"], a["severity"])
+                          for a in adv if a["code"] == "MEM01")
+        t.eq(leaks(["--advice-min", "MEM01=2K"]),
+             [("leak", 2331, "warn"), ("leak", 69000, "high")],
+             "MEM01=2K: leak_small's 2331 bytes a finding of their own")
+        t.eq(leaks(["--advice-min", "mem01=100KiB"]),
+             [("other leaks", 71331, "info")],
+             "MEM01=100KiB: both groups among the other leaks")
+        rc, out, err = analyze_raw(["--advice-min", "MEM01=100K",
+                                    "--fail-on", "high"] + r.traces)
+        rc0, _, _ = analyze_raw(["--fail-on", "high"] + r.traces)
+        t.eq((rc0, rc), (4, 0), "--fail-on high: exit 4 by default, 0 with "
+             "MEM01=100K (no leak that large)")
+        got = analyze(r.traces, extra=["--advice-min", "MEM02=5", "--advice-min",
+                                       "MEM03=3M", "--advice-min", "CPU01=12.5",
+                                       "--advice-min", "CPU02=50%"])
+        t.eq(got["advice_min"], {"MEM01": 65536, "MEM02": 5, "MEM03": 3 << 20,
+                                 "CPU01": 12.5, "CPU02": 50},
+             "JSON advice_min: the ones given")
+        for bad in ("MEM01", "MEM01=0", "MEM03=1.5M", "MEM02=-3", "CPU01=101",
+                    "CPU02=x", "IO01=3"):
+            rc, out, err = analyze_raw(["--advice-min", bad] + r.traces)
+            t.ok(rc == 2 and err.startswith("kprof-analyze: --advice-min wants "),
+                 "--advice-min %s: a usage error" % bad, (rc, err))
+        r = run([app("cpuwork"), "temp", "3000000"], d)
+        for v, want in (("10000", 1), ("5000000", 0)):
+            adv = analyze(r.traces, extra=["--advice-min", "MEM02=" + v])["advice"]
+            t.eq(codes(adv)["MEM02"], want, "cpuwork temp, MEM02=%s: %s" % (
+                v, "its temporary allocations" if want else "none: too few"))
+        r = run([app("cpuwork"), "split", "20000"], d,
+                prof={"CPU": "1", "CPU_HZ": "1000"})
+        for v, want in (("30", 1), ("90", 0)):
+            adv = analyze(r.traces, extra=["--advice-min", "CPU02=" + v])["advice"]
+            t.eq(codes(adv)["CPU02"], want, "cpuwork split (hot_a ~60 %%), "
+                 "CPU02=%s: %s" % (v, "a hot spot" if want else "none"))
+        r = run([app("alloc_bench"), "2", "3000000"], d,
+                prof={"MEMORY": "0", "CPU": "1", "CPU_HZ": "1000"})
+        for v, want in (("5", 1), ("100", 0)):
+            adv = analyze(r.traces, extra=["--advice-min", "CPU01=" + v])["advice"]
+            t.eq(codes(adv)["CPU01"], want, "alloc_bench, CPU01=%s: %s" % (
+                v, "the allocator's share" if want else "none"))
+
 # Nothing to say: a program that does nothing wrong.
 with t.section("no findings"):
     with Tmp() as d:

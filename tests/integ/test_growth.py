@@ -19,9 +19,14 @@ RATE = 800 * 1024  # bytes a second cache_put keeps, at most
 
 
 def record(args):
+    """The run, its report, and its advice with MEM03's threshold at 1 GiB
+    (--advice-min)."""
     with Tmp() as d:
         r = run([app("growth")] + args, d, timeout=60)
-        return r, analyze(r.traces) if r.rc == 0 and r.traces else None
+        if r.rc != 0 or not r.traces:
+            return r, None, None
+        return r, analyze(r.traces), analyze(
+            r.traces, extra=["--advice-min", "MEM03=1G"])["advice"]
 
 
 with ThreadPoolExecutor(4) as ex:  # they sleep most of their 6 s
@@ -36,8 +41,10 @@ def mem03(rep):
 
 for mode in ("grow", "keep"):
     with t.section(mode):
-        r, rep = runs[mode]
+        r, rep, big = runs[mode]
         t.ok(r.rc == 0 and rep, "growth 6000 %s runs" % mode, r.err)
+        t.eq([a for a in big or [] if a["code"] == "MEM03"], [],
+             "--advice-min MEM03=1G: no MEM03 (it grew a few MiB)")
         g = mem03(rep)
         t.eq([(a["severity"], a["key"].split(" < ")[0].split(":")[0])
               for a in g], [("warn", "cache_put (growth.c")],
@@ -71,12 +78,12 @@ for mode in ("grow", "keep"):
              "its stack is cache_put's")
 
 with t.section("keep: the leak too"):
-    r, rep = runs["keep"]
+    r, rep, _ = runs["keep"]
     t.ok(any(a["code"] == "MEM01" and "cache_put" in a["title"]
              for a in rep["advice"]), "MEM01 at cache_put")
 
 with t.section("no growth"):
-    r, rep = runs["flat"]
+    r, rep, _ = runs["flat"]
     t.ok(r.rc == 0 and rep, "growth 6000 flat runs", r.err)
     t.eq(mem03(rep), [], "flat: no MEM03")
     tl = rep["trace"]["processes"][0]["memory"]["timeline"]
@@ -88,7 +95,7 @@ with t.section("no growth"):
          "flat's floor: its table, 1 MiB, from start to exit", lo)
     t.ok(sum(b - a >= 100 * 1024 for a, b in zip(lo[1:-1], hi[1:-1])) >=
          len(lo) // 2, "the churn's 100 KiB above it")
-    r, rep = runs["short"]
+    r, rep, _ = runs["short"]
     t.ok(r.rc == 0 and rep, "growth 3000 grow runs", r.err)
     t.eq(mem03(rep), [], "a 3 s run: no MEM03 (5 s at least)")
 

@@ -32,8 +32,26 @@
 #define ALLOC_CPU_MIN 0.10    /* CPU01: share of CPU in the allocator */
 #define ALLOC_CPU_WARN 0.25
 #define HOT_MIN 0.25          /* CPU02: share of CPU in one function */
+#define GROW_MIN (1u << 20)   /* MEM03: the heap's rise, bytes */
 #define CPU_SAMPLES_MIN 50    /* CPU01, CPU02: samples in the traces */
 #define ALLOC_SAMPLES_MIN 10  /* CPU01: samples in the allocator */
+
+/* The rules' thresholds in use: --advice-min's, else the defaults. The
+ * leak's default is NOTABLE_LEAK (below), and a smaller group's share of
+ * the peak heap, which a given threshold replaces. */
+static struct kp_advice_min limits(const struct kp_analysis *an)
+{
+	struct kp_advice_min m = an->opts->advice_min;
+	if (!m.temporary)
+		m.temporary = TEMP_MIN;
+	if (!m.growth)
+		m.growth = GROW_MIN;
+	if (m.alloc_cpu <= 0)
+		m.alloc_cpu = ALLOC_CPU_MIN;
+	if (m.hot <= 0)
+		m.hot = HOT_MIN;
+	return m;
+}
 
 struct advise_state {
 	struct kp_advice_list l;
@@ -253,13 +271,15 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
 	uint64_t other = 0, other_bytes = 0, other_blocks = 0;
 	const struct kp_site *largest = NULL;
 	char a[32], b[32], w[200];
+	uint64_t given = an->opts->advice_min.leak;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i]->conf == KP_CONF_LOW)
 			continue;
 		uint64_t bytes = s[i]->leaked_bytes;
 		int tenth = kp_sat_mul(bytes, 10) >= peak;
-		if (s[i]->conf != KP_CONF_HIGH ||
-		    (bytes < NOTABLE_LEAK && (!tenth || bytes < SMALL_LEAK))) {
+		int notable = given ? bytes >= given :
+			bytes >= NOTABLE_LEAK || (tenth && bytes >= SMALL_LEAK);
+		if (s[i]->conf != KP_CONF_HIGH || !notable) {
 			other++;
 			other_bytes = kp_sat_add(other_bytes, bytes);
 			other_blocks = kp_sat_add(other_blocks,
@@ -296,10 +316,17 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
 		 kp_fmt_bytes(a, sizeof(a), other_bytes),
 		 kp_fmt_count(b, sizeof(b), other_blocks),
 		 other_blocks == 1 ? "" : "s", other, other == 1 ? "" : "s");
-	snprintf(x->evidence, sizeof(x->evidence), "groups under %u KiB and "
-		 "10 %% of the peak heap, or of medium confidence; the largest: "
+	char under[64];
+	if (given)
+		snprintf(under, sizeof(under), "%s",
+			 kp_fmt_bytes(w, sizeof(w), given));
+	else
+		snprintf(under, sizeof(under), "%u KiB and 10 %% of the peak "
+			 "heap", NOTABLE_LEAK >> 10);
+	snprintf(x->evidence, sizeof(x->evidence), "groups under %s, or of "
+		 "medium confidence; the largest: "
 		 "%" PRIu64 " bytes in %" PRIu64 " block%s (stack below), %s",
-		 NOTABLE_LEAK >> 10, largest->leaked_bytes,
+		 under, largest->leaked_bytes,
 		 largest->leaked_blocks, largest->leaked_blocks == 1 ? "" : "s",
 		 largest->reason ? largest->reason : "");
 	x->action = "what a program leaves for its exit to free costs "
@@ -324,7 +351,6 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
  * beside a cache's 1.6 MiB), which is no growth.
  */
 #define GROW_RUN_NS 5000000000ull
-#define GROW_MIN (1u << 20)
 #define GROW_SITES 3
 #define GROW_SITE_SHARE 8 /* a site named grew 1/8 of the first's */
 
@@ -354,7 +380,7 @@ static void advise_growth(struct kp_analysis *an, struct kp_advice_list *l)
 		uint64_t f2 = heap_floor(m, q, 2 * q),
 			 f3 = heap_floor(m, 2 * q, 3 * q),
 			 f4 = heap_floor(m, 3 * q, n);
-		if (!(f2 < f3 && f3 < f4) || f4 - f2 < GROW_MIN ||
+		if (!(f2 < f3 && f3 < f4) || f4 - f2 < limits(an).growth ||
 		    kp_sat_mul(f4 - f2, 5) < m->peak_bytes)
 			continue;
 		/* the program's sites that grew most */
@@ -435,7 +461,8 @@ static void advise_temporary(struct kp_analysis *an, struct kp_advice_list *l)
 	char a[32], b[32], w[200], who[512];
 	struct alloc_cpu *c = NULL;
 	for (size_t i = 0; i < n; i++) {
-		if (s[i]->temporary < TEMP_MIN || s[i]->temporary * 2 < s[i]->allocs)
+		if (s[i]->temporary < limits(an).temporary ||
+		    s[i]->temporary * 2 < s[i]->allocs)
 			continue;
 		if (!c)
 			c = allocator_callers(an, &nc);
@@ -501,7 +528,8 @@ static void advise_cpu(struct kp_analysis *an, struct kp_advice_list *l,
 		samples += w[i].count;
 	}
 	double share = (double)alloc_ns / (double)cpu_ns;
-	if (share >= ALLOC_CPU_MIN && samples >= ALLOC_SAMPLES_MIN) {
+	struct kp_advice_min lim = limits(an);
+	if (share >= lim.alloc_cpu && samples >= ALLOC_SAMPLES_MIN) {
 		const struct kp_site *const *s;
 		size_t ns = kp_mem_top_calls(an, &s);
 		struct kp_advice *x = kp_advice_add(l, "cpu", "CPU01",
@@ -535,7 +563,7 @@ static void advise_cpu(struct kp_analysis *an, struct kp_advice_list *l,
 	for (size_t r = 0; r < kp_cpu_funcs(an); r++) {
 		uint64_t self, total;
 		const char *fn = kp_cpu_func(an, r, &self, &total);
-		if ((double)self < HOT_MIN * (double)cpu_ns)
+		if ((double)self < lim.hot * (double)cpu_ns)
 			break;
 		uint32_t where = UINT32_MAX;
 		char buf[256];
@@ -811,6 +839,23 @@ static void advise_report_json(void *st, struct kp_analysis *an,
 		kp_json_end_object(j);
 	}
 	kp_json_end_array(j);
+	/* the thresholds the rules took (--advice-min, else the defaults;
+	 * MEM01's default also takes a smaller group that is a tenth of the
+	 * peak heap) */
+	struct kp_advice_min lim = limits(an);
+	kp_json_key(j, "advice_min");
+	kp_json_begin_object(j);
+	kp_json_key(j, "MEM01");
+	kp_json_u64(j, lim.leak ? lim.leak : NOTABLE_LEAK);
+	kp_json_key(j, "MEM02");
+	kp_json_u64(j, lim.temporary);
+	kp_json_key(j, "MEM03");
+	kp_json_u64(j, lim.growth);
+	kp_json_key(j, "CPU01");
+	kp_json_f64(j, 100 * lim.alloc_cpu);
+	kp_json_key(j, "CPU02");
+	kp_json_f64(j, 100 * lim.hot);
+	kp_json_end_object(j);
 	/* what the user's rules took out (--suppress) */
 	const struct kp_suppress *sup = &an->opts->suppress;
 	kp_json_key(j, "advice_suppressed");

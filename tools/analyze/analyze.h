@@ -135,6 +135,15 @@ struct kp_opts {
 	char **base;            /* diff --base FILE, each one given */
 	size_t nbase;
 	int fail_on;            /* --fail-on: enum kp_severity, -1 unset */
+	/* --advice-min CODE=V: the advice rules' thresholds (0: the rule's
+	 * default, advise.c) */
+	struct kp_advice_min {
+		uint64_t leak;      /* MEM01: a leak group's bytes */
+		uint64_t temporary; /* MEM02: a site's temporary blocks */
+		uint64_t growth;    /* MEM03: the heap's rise, bytes */
+		double alloc_cpu;   /* CPU01: the allocator's CPU share */
+		double hot;         /* CPU02: one function's CPU share */
+	} advice_min;
 	struct kp_suppress suppress; /* --suppress, --suppressions */
 };
 

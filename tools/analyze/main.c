@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "analyze.h"
@@ -79,6 +80,11 @@ static const char usage_text[] =
 	"                     N+1 (default 5)\n"
 	"  --storm-min N      the fewest autocommit writes in a row that make\n"
 	"                     a write storm (default 10)\n"
+	"  --advice-min CODE=V  an advice rule's threshold: MEM01=SIZE (a leak\n"
+	"                     group of its own; default 64K), MEM02=N (a\n"
+	"                     site's temporary allocations; 10000), MEM03=SIZE\n"
+	"                     (heap growth; 1M), CPU01=PCT (CPU in the\n"
+	"                     allocator; 10), CPU02=PCT (one function; 25)\n"
 	"  --fail-on SEV      exit 4 when the advice has a finding of severity\n"
 	"                     SEV (info, warn or high) or above (for CI)\n"
 	"  --suppress RULE    leave out of the advice the findings of RULE:\n"
@@ -138,7 +144,7 @@ enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
        OPT_SQLITE_DB, OPT_PERF_MAP_DIR, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
        OPT_CHROME, OPT_IOMIN, OPT_PG_DSN, OPT_BASE, OPT_FAIL_ON,
        OPT_NPLUS1_MIN, OPT_STORM_MIN, OPT_ORDER_BY, OPT_SUPPRESS,
-       OPT_SUPPRESSIONS };
+       OPT_SUPPRESSIONS, OPT_ADVICE_MIN };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
@@ -162,6 +168,7 @@ static const struct option longopts[] = {
 	{ "fail-on", required_argument, NULL, OPT_FAIL_ON },
 	{ "suppress", required_argument, NULL, OPT_SUPPRESS },
 	{ "suppressions", required_argument, NULL, OPT_SUPPRESSIONS },
+	{ "advice-min", required_argument, NULL, OPT_ADVICE_MIN },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -179,6 +186,77 @@ static unsigned count_opt(const char *opt, const char *arg, unsigned min,
 		usage_error("%s wants a number from %u to %u, not '%s'", opt,
 			    min, max, arg);
 	return (unsigned)n;
+}
+
+/* A size: a whole number of bytes, or of KiB, MiB or GiB with a suffix
+ * K, M or G (k, m, g; "KiB" and "KB" alike). @return 0, or -1. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; break;
+	case 'm': case 'M': shift = 20; break;
+	case 'g': case 'G': shift = 30; break;
+	}
+	if (shift) {
+		end++;
+		if (*end == 'i')
+			end++;
+		if (*end == 'B')
+			end++;
+	} else if (*end == 'B') {
+		end++;
+	}
+	if (*end || n > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)n << shift;
+	return 0;
+}
+
+/* --advice-min CODE=V (advise.c's rules). */
+static void advice_min_opt(struct kp_advice_min *m, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	size_t n = eq ? (size_t)(eq - arg) : 0;
+	const char *v = eq ? eq + 1 : "";
+	uint64_t size = 0;
+	char *end;
+	double pct = 0;
+	int ok = 0;
+	if (n == 5 && (!strncasecmp(arg, "MEM01", 5) ||
+		       !strncasecmp(arg, "MEM03", 5))) {
+		ok = parse_size(v, &size) == 0 && size > 0;
+		if (ok && arg[4] == '1')
+			m->leak = size;
+		else if (ok)
+			m->growth = size;
+	} else if (n == 5 && !strncasecmp(arg, "MEM02", 5)) {
+		errno = 0;
+		unsigned long long c = strtoull(v, &end, 10);
+		ok = !errno && end != v && !*end && v[0] != '-' && c > 0;
+		if (ok)
+			m->temporary = c;
+	} else if (n == 5 && (!strncasecmp(arg, "CPU01", 5) ||
+			      !strncasecmp(arg, "CPU02", 5))) {
+		errno = 0;
+		pct = strtod(v, &end);
+		if (*end == '%')
+			end++;
+		ok = !errno && end != v && !*end && pct > 0 && pct <= 100;
+		if (ok && arg[4] == '1')
+			m->alloc_cpu = pct / 100;
+		else if (ok)
+			m->hot = pct / 100;
+	}
+	if (!ok)
+		usage_error("--advice-min wants MEM01=SIZE, MEM02=COUNT, "
+			    "MEM03=SIZE, CPU01=PERCENT or CPU02=PERCENT (a "
+			    "SIZE in bytes, or with K, M or G), not '%s'", arg);
 }
 
 /* --n-plus-one-min, --storm-min: a run of at least 2 queries, as long as
@@ -231,6 +309,9 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			if (kp_suppress_add(&opts->suppress, optarg,
 					    "--suppress") < 0)
 				exit(2);
+			break;
+		case OPT_ADVICE_MIN:
+			advice_min_opt(&opts->advice_min, optarg);
 			break;
 		case OPT_SUPPRESSIONS:
 			if (kp_suppress_load(&opts->suppress, optarg) < 0)

@@ -114,6 +114,8 @@
  *               "time_ns": int, "bytes": int,  at stake (0: not measured)
  *               "share": float,     the larger: of the run, of the peak heap
  *               "stack": [frame, ...] | null}, ...]
+ *   "advice_min": {"MEM01": int, "MEM02": int, "MEM03": int,  the rules'
+ *                  "CPU01": float, "CPU02": float},   thresholds in use
  *
  * site  = {"calls": int, "bytes": int, "frees": int,
  *          "temporary": int,               of the frees, temporary ones

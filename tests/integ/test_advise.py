@@ -277,6 +277,11 @@ with t.section("--advice-min"):
         t.eq(leaks(["--advice-min", "mem01=100KiB"]),
              [("other leaks", 71331, "info")],
              "MEM01=100KiB: both groups among the other leaks")
+        out = analyze(r.traces, fmt="text",
+                      extra=["--advice-min", "MEM01=2K", "--advice-min",
+                             "CPU02=50", "advise"])
+        t.ok("\n  thresholds given: MEM01 2.0 KiB CPU02 50 %\n" in out,
+             "the text's ADVICE says which thresholds were given", out[:2000])
         rc, out, err = analyze_raw(["--advice-min", "MEM01=100K",
                                     "--fail-on", "high"] + r.traces)
         rc0, _, _ = analyze_raw(["--fail-on", "high"] + r.traces)

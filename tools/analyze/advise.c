@@ -762,6 +762,25 @@ static void advise_report_text(void *st, struct kp_analysis *an, FILE *out)
 							 s->query_ns));
 	fprintf(out, "%s\n", s->cpu_ns || s->io_ns || s->query_ns ?
 		" (threads summed)" : "");
+	/* thresholds the user gave (--advice-min) */
+	const struct kp_advice_min *g = &an->opts->advice_min;
+	if (g->leak || g->temporary || g->growth || g->alloc_cpu > 0 ||
+	    g->hot > 0) {
+		fprintf(out, "  thresholds given:");
+		if (g->leak)
+			fprintf(out, " MEM01 %s", kp_fmt_bytes(a, sizeof(a),
+							       g->leak));
+		if (g->temporary)
+			fprintf(out, " MEM02 %" PRIu64, g->temporary);
+		if (g->growth)
+			fprintf(out, " MEM03 %s", kp_fmt_bytes(a, sizeof(a),
+							       g->growth));
+		if (g->alloc_cpu > 0)
+			fprintf(out, " CPU01 %g %%", 100 * g->alloc_cpu);
+		if (g->hot > 0)
+			fprintf(out, " CPU02 %g %%", 100 * g->hot);
+		fprintf(out, "\n");
+	}
 	size_t rows = full ? s->l.n : s->l.n < SUMMARY_ROWS ? s->l.n :
 		SUMMARY_ROWS;
 	for (size_t i = 0; i < rows; i++) {

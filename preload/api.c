@@ -40,15 +40,6 @@ static __thread struct {
 static __thread unsigned n_open_spans;
 static _Atomic uint64_t span_seq;
 
-/* Enter kprof from an API call; 0 when the call must do nothing. */
-static int api_enter(void)
-{
-	if (!kp_ready() || kp_tls.busy || kp_tls.writer)
-		return 0;
-	kp_tls.busy = 1;
-	return 1;
-}
-
 static size_t name_len(const char *name)
 {
 	return name ? strnlen(name, KP_MAX_STR_LEN) : 0;
@@ -56,7 +47,7 @@ static size_t name_len(const char *name)
 
 KP_EXPORT uint64_t kprof_span_begin(const char *name)
 {
-	if (!api_enter())
+	if (!kp_enter())
 		return 0;
 	uint64_t id = atomic_fetch_add(&span_seq, 1) + 1;
 	uint64_t now = kp_ticks();
@@ -74,7 +65,7 @@ KP_EXPORT uint64_t kprof_span_begin(const char *name)
 
 KP_EXPORT void kprof_span_end(uint64_t id)
 {
-	if (!id || !api_enter())
+	if (!id || !kp_enter())
 		return;
 	uint64_t now = kp_ticks();
 	int64_t v[KP_SPAN_NV] = { [KP_SPAN_ID] = (int64_t)id };
@@ -106,7 +97,7 @@ KP_EXPORT void kprof_record_event(const char *name, int kind, int64_t value)
 {
 	/* kprof.h's enum kprof_event_kind: counter 0, gauge 1, duration 2
 	 * (not included here: its weak declarations would make these weak) */
-	if (kind < 0 || kind > 2 || !api_enter())
+	if (kind < 0 || kind > 2 || !kp_enter())
 		return;
 	int64_t v[KP_CUSTOM_NV] = { [KP_CUSTOM_VALUE] = value };
 	kp_ring_push_ext(0, KP_REC_CUSTOM, (uint8_t)kind, kp_stack_capture(),

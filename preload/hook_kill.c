@@ -47,12 +47,9 @@
  * Keeps errno. */
 static void sent(int how, int64_t target, int sig)
 {
-	if (sig == 0 || !kp_ready() || kp_tls.busy || kp_tls.writer)
-		return;
-	if (target == (int64_t)kp.pid)
-		return; /* itself: its END says it */
+	if (sig == 0 || target == (int64_t)kp.pid || !kp_enter())
+		return; /* (itself: its END says it) */
 	int saved = errno;
-	kp_tls.busy = 1;
 	int64_t v[KP_KILL_NV] = { [KP_KILL_TARGET] = target,
 				  [KP_KILL_SIG] = sig };
 	kp_ring_push_ext(0, KP_REC_KILL, (uint8_t)how, kp_stack_capture(), v,
@@ -142,10 +139,8 @@ KP_EXPORT int pidfd_send_signal(int pidfd, int sig, siginfo_t *info,
 {
 	REAL_OR_FAIL(pidfd_send_signal);
 	int rc = kp_real.pidfd_send_signal(pidfd, sig, info, flags);
-	if (rc == 0 && sig != 0 && kp_ready() && !kp_tls.busy &&
-	    !kp_tls.writer) {
+	if (rc == 0 && sig != 0 && kp_enter()) {
 		int saved = errno;
-		kp_tls.busy = 1;
 		int64_t pid = pidfd_pid(pidfd);
 		kp_busy_leave();
 		errno = saved;
@@ -160,13 +155,12 @@ KP_EXPORT int pidfd_send_signal(int pidfd, int sig, siginfo_t *info,
  * in its parent's trace, is the child's. Keeps errno. */
 static void moved(int how, pid_t pid, pid_t pgid)
 {
-	if (!kp_ready() || kp_tls.busy || kp_tls.writer)
+	if (!kp_enter())
 		return;
 	int saved = errno;
 	int64_t who = pid ? (int64_t)pid : (int64_t)syscall(SYS_getpid);
 	int64_t v[KP_PGID_NV] = { [KP_PGID_PID] = who,
 				  [KP_PGID_GROUP] = pgid ? (int64_t)pgid : who };
-	kp_tls.busy = 1;
 	kp_ring_push_ext(0, KP_REC_PGID, (uint8_t)how, 0, v, NULL, 0);
 	kp_busy_leave();
 	errno = saved;

@@ -1457,6 +1457,17 @@ static KP_ALWAYS_INLINE int kp_ready(void)
 	return 0;
 }
 
+/* Enter kprof from an app's call that records (the public API, a signal
+ * sent): 1 with kp_tls.busy set (kp_busy_leave() when done), 0 when the
+ * call must record nothing (not recording, or kprof's own call). */
+static KP_ALWAYS_INLINE int kp_enter(void)
+{
+	if (!kp_ready() || kp_tls.busy || kp_tls.writer)
+		return 0;
+	kp_tls.busy = 1;
+	return 1;
+}
+
 static inline int kp_query_want(unsigned hook)
 {
 	return !kp_tls.busy && !kp_tls.writer && kp_ready() && kp.cfg.query &&

@@ -174,15 +174,23 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* The whole number s begins with, in *n: what follows it, or NULL when
+ * s begins with none (or a sign, or one too large). */
+static const char *number(const char *s, unsigned long long *n)
+{
+	char *end;
+	errno = 0;
+	*n = strtoull(s, &end, 10);
+	return errno || end == s || s[0] == '-' ? NULL : end;
+}
+
 /* The count arg of option opt, from min to max, or a usage error. */
 static unsigned count_opt(const char *opt, const char *arg, unsigned min,
 			  unsigned max)
 {
-	char *end;
-	errno = 0;
-	unsigned long n = strtoul(arg, &end, 10);
-	if (errno || *end || end == arg || arg[0] == '-' || n < min ||
-	    n > max)
+	unsigned long long n;
+	const char *end = number(arg, &n);
+	if (!end || *end || n < min || n > max)
 		usage_error("%s wants a number from %u to %u, not '%s'", opt,
 			    min, max, arg);
 	return (unsigned)n;
@@ -192,10 +200,9 @@ static unsigned count_opt(const char *opt, const char *arg, unsigned min,
  * K, M or G (k, m, g; "KiB" and "KB" alike). @return 0, or -1. */
 static int parse_size(const char *s, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long long n = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
+	unsigned long long n;
+	const char *end = number(s, &n);
+	if (!end)
 		return -1;
 	unsigned shift = 0;
 	switch (*end) {
@@ -224,27 +231,26 @@ static void advice_min_opt(struct kp_advice_min *m, const char *arg)
 	const char *eq = strchr(arg, '=');
 	size_t n = eq ? (size_t)(eq - arg) : 0;
 	const char *v = eq ? eq + 1 : "";
-	uint64_t size = 0;
-	char *end;
-	double pct = 0;
 	int ok = 0;
 	if (n == 5 && (!strncasecmp(arg, "MEM01", 5) ||
 		       !strncasecmp(arg, "MEM03", 5))) {
+		uint64_t size = 0;
 		ok = parse_size(v, &size) == 0 && size > 0;
 		if (ok && arg[4] == '1')
 			m->leak = size;
 		else if (ok)
 			m->growth = size;
 	} else if (n == 5 && !strncasecmp(arg, "MEM02", 5)) {
-		errno = 0;
-		unsigned long long c = strtoull(v, &end, 10);
-		ok = !errno && end != v && !*end && v[0] != '-' && c > 0;
+		unsigned long long c;
+		const char *end = number(v, &c);
+		ok = end && !*end && c > 0;
 		if (ok)
 			m->temporary = c;
 	} else if (n == 5 && (!strncasecmp(arg, "CPU01", 5) ||
 			      !strncasecmp(arg, "CPU02", 5))) {
+		char *end;
 		errno = 0;
-		pct = strtod(v, &end);
+		double pct = strtod(v, &end);
 		if (*end == '%')
 			end++;
 		ok = !errno && end != v && !*end && pct > 0 && pct <= 100;
@@ -361,11 +367,9 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			opts->chrome = optarg;
 			break;
 		case OPT_IOMIN: {
-			char *end;
-			errno = 0;
-			unsigned long long us = strtoull(optarg, &end, 10);
-			if (errno || *end || end == optarg || optarg[0] == '-' ||
-			    us > 3600000000ull)
+			unsigned long long us;
+			const char *end = number(optarg, &us);
+			if (!end || *end || us > 3600000000ull)
 				usage_error("--io-min-us wants a number of "
 					    "microseconds, not '%s'", optarg);
 			opts->chrome_min_ns = us * 1000;

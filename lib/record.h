@@ -52,8 +52,9 @@
  * 3.1 reader skips; 4.1: the header's "forked", which a 4.0 reader
  * ignores; 4.2: THREAD_NAME records; 4.3: KILL records, which a 4.2
  * reader skips; 4.4: the header's "pgid" and PGID records, which a 4.3
- * reader ignores and skips) */
-#define KP_FORMAT_MINOR 4
+ * reader ignores and skips; 4.5: LEAK and LEAK_SCAN records, which a 4.4
+ * reader skips) */
+#define KP_FORMAT_MINOR 5
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -152,6 +153,8 @@ enum kp_rec_type {
 	KP_REC_QUERY_BEGIN = 43,
 	KP_REC_KILL = 44,
 	KP_REC_PGID = 45,
+	KP_REC_LEAK = 46,
+	KP_REC_LEAK_SCAN = 47,
 	KP_REC_CPU_SAMPLE = 48,
 	KP_REC_SNAPSHOT = 56,
 
@@ -318,6 +321,47 @@ enum kp_pgid_how {
 	KP_PGID_HOW_MAX = 1
 };
 
+/* ---- KP_REC_LEAK (4.5): a block in use at the leak scan
+ * (KOTOBA_PROFILE_LEAK_SCAN, preload/leakscan.c) that no chain of
+ * pointers from the roots (the process's writable memory outside its
+ * heap blocks: globals, stacks) leads to by its start; kind = enum
+ * kp_leak_class, ptr and size as its ALLOC (or REALLOC) gave them. The
+ * LEAK records of a scan come just before its LEAK_SCAN; a block in use
+ * then that has none was reachable. No stack ---- */
+enum { KP_LEAK_PTR, KP_LEAK_SIZE, KP_LEAK_NV };
+enum kp_leak_class {
+	KP_LEAK_REACHABLE = 0, /* (never written) a chain of pointers to
+				* its start leads to it from a root */
+	KP_LEAK_DEFINITE = 1,  /* nothing leads to it: definitely lost */
+	KP_LEAK_INDIRECT = 2,  /* only definitely lost blocks lead to it
+				* (by pointers to its start or into it) */
+	KP_LEAK_POSSIBLE = 3,  /* only chains with a pointer into its
+				* middle (not its start) lead to it */
+	KP_LEAK_CLASS_MAX = 3
+};
+/* ---- KP_REC_LEAK_SCAN (4.5): the leak scan at the process's exit
+ * (exit, return from main, _exit), after its LEAK records; kind = enum
+ * kp_leak_scan_status. blocks, bytes: the blocks in use it knew (from
+ * the trace, read back); def_, ind_, pos_: how many of them, and their
+ * bytes, it found definitely, indirectly and possibly lost (the rest
+ * were reachable); root_bytes: the bytes of roots it read; dur: how
+ * long it took (ns). All 0 but dur when it did not run (status) ---- */
+enum { KP_LS_BLOCKS, KP_LS_BYTES, KP_LS_DEF_BLOCKS, KP_LS_DEF_BYTES,
+       KP_LS_IND_BLOCKS, KP_LS_IND_BYTES, KP_LS_POS_BLOCKS,
+       KP_LS_POS_BYTES, KP_LS_ROOT_BYTES, KP_LS_DUR, KP_LS_NV };
+enum kp_leak_scan_status {
+	KP_LS_DONE = 0,
+	KP_LS_FORKED = 1,  /* not run: a fork child, whose trace lacks the
+			    * blocks it inherited */
+	KP_LS_LOST = 2,    /* not run: memory events were dropped (the drop
+			    * policy) or the trace could not be read back */
+	KP_LS_NOMEM = 3,   /* not run: out of memory, or kprof's own
+			    * memory not all known */
+	KP_LS_NOREAD = 4,  /* not run: the process's memory could not be
+			    * read (process_vm_readv refused) */
+	KP_LS_STATUS_MAX = 4
+};
+
 /* ---- KP_REC_CPU_SAMPLE: the thread was sampled; stack = where it was;
  * weight = thread CPU ns this sample stands for ---- */
 enum { KP_CPU_WEIGHT, KP_CPU_NV };
@@ -384,6 +428,12 @@ static inline struct kp_ext_layout kp_ext_layout(unsigned type)
 		break;
 	case KP_REC_PGID:
 		l.nv = KP_PGID_NV;
+		break;
+	case KP_REC_LEAK:
+		l.nv = KP_LEAK_NV;
+		break;
+	case KP_REC_LEAK_SCAN:
+		l.nv = KP_LS_NV;
 		break;
 
 	case KP_REC_CPU_SAMPLE:

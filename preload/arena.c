@@ -17,6 +17,12 @@
  *   - larger blocks are their own mapping, unmapped on free.
  * Every block has a 16-byte header naming its class (or mapping length).
  * The lock is taken around fork (kp_arena_lock/unlock) like kprof's others.
+ *
+ * Every mapping kprof makes for itself is also noted in a small table
+ * (kp_own_note), so that the leak scan (leakscan.c) can leave kprof's
+ * memory out of the roots it reads: kprof's tables hold the app's
+ * pointers (its rings' events, the SQLite hook's statements), and would
+ * make every block they name look reachable.
  */
 #include "state.h"
 
@@ -47,6 +53,48 @@ static struct free_blk *free_list[NCLASS];
 static char *chunk_next[NCLASS], *chunk_end[NCLASS];
 static _Atomic int lock;
 
+/* ---- kprof's own mappings ------------------------------------------------ */
+
+#define OWN_MAX 2048
+static struct kp_span own[OWN_MAX];
+static unsigned nown;
+static int own_full; /* a mapping was not noted: the table is not whole */
+static _Atomic int own_lock;
+
+void kp_own_note(void *p, size_t len)
+{
+	kp_spin_lock(&own_lock);
+	if (nown < OWN_MAX)
+		own[nown++] = (struct kp_span){ (uintptr_t)p,
+						(uintptr_t)p + len };
+	else
+		own_full = 1;
+	kp_spin_unlock(&own_lock);
+}
+
+void kp_own_forget(void *p)
+{
+	kp_spin_lock(&own_lock);
+	for (unsigned i = 0; i < nown; i++)
+		if (own[i].lo == (uintptr_t)p) {
+			own[i] = own[--nown];
+			break;
+		}
+	kp_spin_unlock(&own_lock);
+}
+
+size_t kp_own_spans(struct kp_span *out, size_t max)
+{
+	size_t n = (size_t)-1;
+	kp_spin_lock(&own_lock);
+	if (!own_full && nown <= max) {
+		memcpy(out, own, nown * sizeof(*own));
+		n = nown;
+	}
+	kp_spin_unlock(&own_lock);
+	return n;
+}
+
 void kp_arena_lock(void)
 {
 	kp_spin_lock(&lock);
@@ -57,18 +105,26 @@ void kp_arena_unlock(void)
 	kp_spin_unlock(&lock);
 }
 
-static void *map(size_t len)
+void *kp_own_map(size_t len, int noreserve)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+		       MAP_PRIVATE | MAP_ANONYMOUS |
+			       (noreserve ? MAP_NORESERVE : 0),
+		       -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	kp_own_note(p, len);
+	return p;
+}
+
+static void *map(size_t len)
+{
+	return kp_own_map(len, 0);
 }
 
 void *kp_map_noreserve(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	return kp_own_map(len, 1);
 }
 
 /* A block of class c from its chunk, mapping a fresh chunk when that is
@@ -120,6 +176,7 @@ void kp_arena_free(void *p)
 		return;
 	struct hdr *h = (struct hdr *)p - 1;
 	if (h->cls == LARGE_TAG) {
+		kp_own_forget(h);
 		munmap(h, h->len);
 		return;
 	}

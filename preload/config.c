@@ -118,6 +118,7 @@ void kp_config_load(struct kp_config *c)
 	c->io = parse_bool("KOTOBA_PROFILE_IO", 1);
 	c->io_stacks = parse_bool("KOTOBA_PROFILE_IO_STACKS", 1);
 	c->io_capture = c->io_stacks && c->stack_depth > 0;
+	c->leak_scan = parse_bool("KOTOBA_PROFILE_LEAK_SCAN", 0);
 	c->snap_ms = (unsigned)parse_int("KOTOBA_SAMPLING_INTERVAL_MS",
 					 DEF_SNAP_MS, 1, 3600000);
 	c->max_snaps = (unsigned long)parse_int("KOTOBA_MAX_SNAPSHOTS",
@@ -238,6 +239,7 @@ unsigned kp_config_pairs(const struct kp_config *c, const char **keys,
 	PAIR("zstd_literals", "%s", c->zstd_raw ? "raw" : "compressed");
 	PAIR("io", "%d", c->io);
 	PAIR("io_stacks", "%d", c->io_stacks);
+	PAIR("leak_scan", "%d", c->leak_scan);
 	PAIR("query", "%d", c->query);
 	PAIR("query_hooks", "%s", kp_query_hooks_name(c->query_hooks));
 	PAIR("query_plugin", "%s", c->query_plugin);

@@ -200,9 +200,8 @@ static struct sring *sring_get(void)
 		if (atomic_compare_exchange_strong(&r->state, &st, SR_ACTIVE))
 			return r;
 	}
-	r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (r == MAP_FAILED)
+	r = kp_own_map(sizeof(*r), 0);
+	if (!r)
 		return NULL;
 	struct sring *old = atomic_load(&cpu.rings);
 	do

@@ -77,6 +77,37 @@ static KP_ALWAYS_INLINE void record_free(struct kp_tls *t, void *p,
 		}                                       \
 	} while (0)
 
+/* The busy paths with the leak scan asked for: what kprof's own calls
+ * allocate from the app's allocator, noted (leakscan.c). */
+static __attribute__((noinline)) void *busy_malloc(size_t n)
+{
+	void *p = kp_real.malloc(n);
+	kp_side_note(p, n);
+	return p;
+}
+
+static __attribute__((noinline)) void *busy_calloc(size_t nmemb, size_t size)
+{
+	void *p = kp_real.calloc(nmemb, size);
+	kp_side_note(p, nmemb * size);
+	return p;
+}
+
+static __attribute__((noinline)) void *busy_realloc(void *p, size_t n)
+{
+	void *q = kp_real.realloc(p, n);
+	if (p && (q || n == 0))
+		kp_side_forget(p);
+	kp_side_note(q, n);
+	return q;
+}
+
+static __attribute__((noinline)) void busy_free(void *p)
+{
+	kp_side_forget(p);
+	kp_real.free(p);
+}
+
 static __attribute__((noinline)) void *malloc_slow(size_t n)
 {
 	RESOLVE_OR_BOOT(malloc, kp_boot_alloc(n, 16));
@@ -114,7 +145,7 @@ KP_EXPORT void *malloc(size_t n)
 		return pm(n);
 	void *(*real)(size_t) = kp_real.malloc;
 	if (KP_LIKELY(real != NULL) && kp_tls.busy)
-		return real(n);
+		return KP_UNLIKELY(kp_side_on) ? busy_malloc(n) : real(n);
 	return malloc_slow(n);
 }
 
@@ -138,7 +169,9 @@ KP_EXPORT void *calloc(size_t nmemb, size_t size)
 {
 	void *(*real)(size_t, size_t) = kp_real.calloc;
 	if (KP_LIKELY(real != NULL) && pass())
-		return real(nmemb, size);
+		return KP_UNLIKELY(kp_side_on) && kp_tls.busy ?
+			       busy_calloc(nmemb, size) :
+			       real(nmemb, size);
 	return calloc_slow(nmemb, size);
 }
 
@@ -165,7 +198,10 @@ KP_EXPORT void free(void *p)
 		return;
 	void (*real)(void *) = kp_real.free;
 	if (KP_LIKELY(real != NULL) && kp_tls.busy) {
-		real(p);
+		if (KP_UNLIKELY(kp_side_on))
+			busy_free(p);
+		else
+			real(p);
 		return;
 	}
 	free_slow(p);
@@ -224,7 +260,9 @@ static KP_ALWAYS_INLINE void *realloc_as(void *p, size_t n, int kind)
 		return realloc_from_boot(p, n);
 	void *(*real)(void *, size_t) = kp_real.realloc;
 	if (KP_LIKELY(real != NULL) && pass())
-		return real(p, n);
+		return KP_UNLIKELY(kp_side_on) && kp_tls.busy ?
+			       busy_realloc(p, n) :
+			       real(p, n);
 	return realloc_slow(p, n, kind);
 }
 

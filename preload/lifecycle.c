@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 struct kp_state kp;
@@ -111,6 +112,7 @@ int kp_init_slow(const void *caller)
 	kp.mem_off = !kp.cfg.memory;
 	if (kp.mem_off)
 		kp_mem_pass_all();
+	kp_side_on = kp.cfg.leak_scan && !kp.mem_off;
 	init_clock();
 	/* the group at start, read after the start's clock: a setpgid the
 	 * header does not show comes after it, so its PGID record does */
@@ -326,6 +328,12 @@ void kp_app_thread_start(void)
  * vfork child sharing its memory) may do this. */
 static void finish(int reason, int status)
 {
+	/* the program's registers, for the leak scan: a pointer it holds
+	 * only in one is not lost */
+	ucontext_t regs;
+	int scan = kp.cfg.leak_scan &&
+		   (reason == KP_END_EXIT || reason == KP_END__EXIT) &&
+		   getcontext(&regs) == 0;
 	if (syscall(SYS_getpid) != kp.pid)
 		return;
 	kp_cpu_at_exit();
@@ -338,6 +346,10 @@ static void finish(int reason, int status)
 	kp_tls.busy = 1;
 	kp_unwind_report();
 	atomic_store(&kp.run, KP_ST_OFF);
+	if (scan)
+		kp_leak_scan((uintptr_t)__builtin_frame_address(0),
+			     (const uint64_t *)regs.uc_mcontext.gregs,
+			     sizeof(regs.uc_mcontext.gregs) / 8);
 	kp_writer_sync(1, reason, status);
 	errno = saved;
 }

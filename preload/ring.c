@@ -35,9 +35,8 @@ static struct kp_ring *ring_map(uint64_t slots)
 {
 	size_t len = sizeof(struct kp_ring) + slots * sizeof(struct kp_ev);
 	len = (len + 4095) & ~(size_t)4095;
-	struct kp_ring *r = mmap(NULL, len, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (r == MAP_FAILED)
+	struct kp_ring *r = kp_own_map(len, 0);
+	if (!r)
 		return NULL;
 	r->mask = slots - 1;
 	r->gmask = KP_RING_G(slots) - 1;

@@ -40,6 +40,8 @@ struct kp_config {
 	int zstd_raw;        /* literals raw: no stacks, no level asked for */
 	int io;              /* KOTOBA_PROFILE_IO: record I/O calls */
 	int io_stacks;       /* KOTOBA_PROFILE_IO_STACKS: stacks on I/O */
+	int leak_scan;       /* KOTOBA_PROFILE_LEAK_SCAN: at exit, find the
+			      * blocks no pointer leads to (leakscan.c) */
 	int io_capture;      /* io_stacks and a stack_depth: capture them */
 	/* query profiling (query.c, hook_sqlite.c, hook_libpq.c) */
 	int query;           /* KOTOBA_PROFILE_QUERY: record queries */
@@ -518,6 +520,18 @@ void kp_arena_unlock(void);
 /* Anonymous memory of len bytes reserved, not committed (the stack and
  * query-text tables: large, mostly untouched), or NULL. */
 void *kp_map_noreserve(size_t len);
+/* len bytes of anonymous memory of kprof's own (noted), or NULL. */
+void *kp_own_map(size_t len, int noreserve);
+/* kprof's own mappings, for the leak scan: each one noted when made,
+ * forgotten (by its start) when unmapped. */
+struct kp_span {
+	uintptr_t lo, hi;
+};
+void kp_own_note(void *p, size_t len);
+void kp_own_forget(void *p);
+/* The mappings noted, copied to out; (size_t)-1 when they are more than
+ * max or the table overflowed (then not all are known). */
+size_t kp_own_spans(struct kp_span *out, size_t max);
 
 /* ---- rings (ring.c) ------------------------------------------------------ */
 
@@ -1113,6 +1127,31 @@ int kp_writer_start(void);
 /* Drain everything now; if final, write END and stop the writer thread. */
 void kp_writer_sync(int final, int reason, int64_t status);
 void kp_writer_exec(const char *path);
+/* For the leak scan (leakscan.c): every event so far written, then the
+ * trace opened for reading (a new fd, -1 when it cannot be); whether it
+ * began in a fork child; the writer thread's pthread_self() (0: none);
+ * an extension record written now, as the calling thread's. */
+int kp_writer_read_back(void);
+int kp_writer_forked(void);
+uint64_t kp_writer_ticks_ns(uint64_t ticks); /* a trace time */
+uintptr_t kp_writer_pthread(void);
+void kp_writer_add_now(struct kp_rec *rec);
+
+/* ---- leak scan (leakscan.c) ---------------------------------------------- */
+
+/* The process is exiting (exit, _exit): find the blocks in use that
+ * nothing points to any more, and write them into the trace (LEAK,
+ * LEAK_SCAN records). sp: the exiting thread's stack where kprof was
+ * entered (the frames below it are kprof's); regs[0, nregs): its
+ * registers there. */
+void kp_leak_scan(uintptr_t sp, const uint64_t *regs, size_t nregs);
+/* Set when the scan is asked for: the interposers' busy paths (kprof's
+ * own calls into the app's allocator) note and forget what those calls
+ * allocate and free (leakscan.c). */
+extern int kp_side_on;
+void kp_side_note(void *p, size_t n);
+void kp_side_forget(void *p);
+
 /* The app is about to chroot: the trace's fd, if the app closed it,
  * opened again by path while the path still leads to it (writer.c). */
 void kp_writer_keep_open(void);

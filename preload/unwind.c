@@ -725,10 +725,8 @@ static KP_ALWAYS_INLINE uint64_t lookup(_Atomic uint64_t *c, uint64_t ra)
 int kp_unwind_init(void)
 {
 #ifdef KP_FAST_UNWIND
-	void *p = mmap(NULL, CACHE_SLOTS * sizeof(uint64_t),
-		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	if (p == MAP_FAILED)
+	void *p = kp_own_map(CACHE_SLOTS * sizeof(uint64_t), 0);
+	if (!p)
 		return -1;
 	cache = p;
 	return 0;

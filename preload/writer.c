@@ -1500,6 +1500,50 @@ void kp_writer_sync(int final, int reason, int64_t status)
 		kp_warn_flush();
 }
 
+/* ---- the leak scan's (leakscan.c) -------------------------------------- */
+
+int kp_writer_read_back(void)
+{
+	kp_writer_sync(0, 0, 0); /* every event so far into the file */
+	pthread_mutex_lock(&w.cycle_lock);
+	long fd = -1;
+	if (w.kw && !w.broken) {
+		fd = sys_open(w.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+		if (fd >= 0 && !is_trace(fd)) {
+			syscall(SYS_close, fd);
+			fd = -1;
+		}
+	}
+	pthread_mutex_unlock(&w.cycle_lock);
+	return fd >= 0 ? kp_high_fd((int)fd) : -1;
+}
+
+uint64_t kp_writer_ticks_ns(uint64_t ticks)
+{
+	return to_ns(ticks);
+}
+
+int kp_writer_forked(void)
+{
+	return w.forked;
+}
+
+uintptr_t kp_writer_pthread(void)
+{
+	return w.thread_started ? (uintptr_t)w.thread : 0;
+}
+
+void kp_writer_add_now(struct kp_rec *rec)
+{
+	pthread_mutex_lock(&w.cycle_lock);
+	if (w.kw && !w.broken && !w.final_done) {
+		rec->ts = to_ns(kp_ticks());
+		rec->tid = kp_tls.tid;
+		kp_writer_add(w.kw, rec);
+	}
+	pthread_mutex_unlock(&w.cycle_lock);
+}
+
 /*
  * The app's last thread is exiting (lifecycle.c, app_thread_gone):
  * stop the writer thread, leaving the trace open, so that glibc, whose

@@ -16,6 +16,7 @@
 #   --no-memory             do not record allocations
 #   --no-io                 do not record I/O calls
 #   --no-io-stacks          record I/O calls without their stacks
+#   --leak-scan             at exit, find the blocks nothing points to
 #   --no-query              do not record database queries
 #   --query-text-full       keep query texts with their literals
 #   --cpu[=HZ]              sample CPU time (default 100 samples/CPU-s)
@@ -138,6 +139,7 @@ while [ $# -gt 0 ]; do
 	--no-memory) export KOTOBA_PROFILE_MEMORY=0; shift ;;
 	--no-io) export KOTOBA_PROFILE_IO=0; shift ;;
 	--no-io-stacks) export KOTOBA_PROFILE_IO_STACKS=0; shift ;;
+	--leak-scan) export KOTOBA_PROFILE_LEAK_SCAN=1; shift ;;
 	--no-query) export KOTOBA_PROFILE_QUERY=0; shift ;;
 	--query-text-full) export KOTOBA_PROFILE_QUERY_TEXT=full; shift ;;
 	--cpu) export KOTOBA_PROFILE_CPU=1; shift ;;

@@ -36,7 +36,7 @@ PRINTENV = shutil.which("printenv") or "/usr/bin/printenv"
 DEFAULT_CONFIG = {"memory": "1", "output": "kprof.%p.kpz", "stack_depth": "64",
                   "buffer_kb": "1024", "overflow": "wait", "flush_ms": "100",
                   "zstd_level": "1", "zstd_literals": "compressed", "io": "1",
-                  "io_stacks": "1"}
+                  "io_stacks": "1", "leak_scan": "0"}
 # query profiling (issue 4, preload/config.c)
 DEFAULT_CONFIG.update({"query": "1", "query_hooks": "all", "query_plugin": "",
                        "slow_query_ms": "100", "query_text": "fingerprint"})
@@ -179,6 +179,7 @@ OPTIONS = [
     (["--no-memory"], {"MEMORY": "0"}, "memory", "0"),
     (["--no-io"], {"IO": "0"}, "io", "0"),
     (["--no-io-stacks"], {"IO_STACKS": "0"}, "io_stacks", "0"),
+    (["--leak-scan"], {"LEAK_SCAN": "1"}, "leak_scan", "1"),
     (["--no-query"], {"QUERY": "0"}, "query", "0"),
     (["--query-text-full"], {"QUERY_TEXT": "full"}, "query_text", "full"),
     (["--cpu"], {"CPU": "1"}, "cpu", "1"),

@@ -1097,6 +1097,370 @@ TEST(confidence_classes)
 	membuf_free(&b.m);
 }
 
+/* ---- the leak scan at exit (LEAK, LEAK_SCAN records) --------------------- */
+
+static void t_leak(struct tb *b, uint64_t ts, int cls, int64_t ptr,
+		   int64_t size)
+{
+	struct kp_rec r = { .type = KP_REC_LEAK, .tid = 1, .ts = ts };
+	r.kind = (uint8_t)cls;
+	r.u.ext.v[KP_LEAK_PTR] = ptr;
+	r.u.ext.v[KP_LEAK_SIZE] = size;
+	tb_add(b, &r);
+}
+
+/* A LEAK_SCAN of status st; values as a scan that ran would give them
+ * for build_scan()'s blocks, all 0 but dur when it did not run. */
+static void t_leak_scan(struct tb *b, uint64_t ts, int st, int64_t roots)
+{
+	static const int64_t done[KP_LS_NV] = {
+		[KP_LS_BLOCKS] = 9, [KP_LS_BYTES] = 480,
+		[KP_LS_DEF_BLOCKS] = 2, [KP_LS_DEF_BYTES] = 200,
+		[KP_LS_IND_BLOCKS] = 1, [KP_LS_IND_BYTES] = 100,
+		[KP_LS_POS_BLOCKS] = 1, [KP_LS_POS_BYTES] = 50,
+	};
+	struct kp_rec r = { .type = KP_REC_LEAK_SCAN, .tid = 1, .ts = ts };
+	r.kind = (uint8_t)st;
+	if (st == KP_LS_DONE) {
+		memcpy(r.u.ext.v, done, sizeof(done));
+		r.u.ext.v[KP_LS_ROOT_BYTES] = roots;
+	}
+	r.u.ext.v[KP_LS_DUR] = 12345;
+	tb_add(b, &r);
+}
+
+/*
+ * Four sites and a leak scan at exit (ts 5000) of status st: site 1 (100
+ * bytes a block) frees one of four blocks and loses the other three, two
+ * definitely and one indirectly; site 2 (50) has one block possibly lost
+ * and one reachable; site 3 (10) three reachable; site 4 (7) allocates
+ * once after the scan. The LEAK records are there whatever st says.
+ */
+static void build_scan(struct tb *b, int64_t pid, int st)
+{
+	static const uint64_t s1[] = { 0x11 }, s2[] = { 0x12 },
+			      s3[] = { 0x13 }, s4[] = { 0x14 };
+	uint64_t ts = 1000;
+
+	tb_begin(b, pid, 1, "/bin/scan");
+	t_stack(b, 1, s1, 1);
+	t_stack(b, 2, s2, 1);
+	t_stack(b, 3, s3, 1);
+	t_stack(b, 4, s4, 1);
+	for (uint64_t i = 0; i < 4; i++)
+		t_alloc(b, 1, ts += 10, 0x1000 + i * 0x100, 100, 1);
+	t_free(b, 1, ts += 10, 0x1000);
+	for (uint64_t i = 0; i < 2; i++)
+		t_alloc(b, 1, ts += 10, 0x2000 + i * 0x100, 50, 2);
+	for (uint64_t i = 0; i < 3; i++)
+		t_alloc(b, 1, ts += 10, 0x3000 + i * 0x100, 10, 3);
+	tb_flush(b);
+	t_leak(b, 5000, KP_LEAK_DEFINITE, 0x1100, 100);
+	t_leak(b, 5000, KP_LEAK_DEFINITE, 0x1200, 100);
+	t_leak(b, 5000, KP_LEAK_INDIRECT, 0x1300, 100);
+	t_leak(b, 5000, KP_LEAK_POSSIBLE, 0x2000, 50);
+	t_leak_scan(b, 5001, st, 4096);
+	t_alloc(b, 1, 6000, 0x4000, 7, 4);
+	t_end(b, 7000, KP_END_EXIT, 0);
+	tb_end_writer(b);
+}
+
+/* The blocks of r by class: definitely, indirectly, possibly lost, still
+ * reachable. */
+static int reach_is(const struct kp_reach *r, uint64_t def, uint64_t ind,
+		    uint64_t pos, uint64_t reach)
+{
+	return r && r->blocks[KP_LEAK_DEFINITE] == def &&
+	       r->blocks[KP_LEAK_INDIRECT] == ind &&
+	       r->blocks[KP_LEAK_POSSIBLE] == pos &&
+	       r->blocks[KP_LEAK_REACHABLE] == reach;
+}
+
+TEST(leak_scan_classes)
+{
+	struct tb b;
+	build_scan(&b, 300, KP_LS_DONE);
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	const struct kp_leak_scan *sc = &m->scan;
+	CHECK(sc->status == KP_LS_DONE);
+	CHECK_EQ_U(sc->scanned, 1);
+	CHECK_EQ_U(sc->not_scanned, 0);
+	CHECK(reach_is(&sc->reach, 2, 1, 1, 4));
+	CHECK_EQ_U(sc->reach.bytes[KP_LEAK_DEFINITE], 200);
+	CHECK_EQ_U(sc->reach.bytes[KP_LEAK_INDIRECT], 100);
+	CHECK_EQ_U(sc->reach.bytes[KP_LEAK_POSSIBLE], 50);
+	CHECK_EQ_U(sc->reach.bytes[KP_LEAK_REACHABLE], 50 + 30);
+	CHECK_EQ_U(sc->after_blocks, 1);
+	CHECK_EQ_U(sc->after_bytes, 7);
+	CHECK_EQ_U(sc->root_bytes, 4096);
+	CHECK_EQ_U(sc->dur_ns, 12345);
+	CHECK(kp_mem_proc_totals(an, an->procs[0])->scan.status ==
+	      KP_LS_DONE);
+
+	const struct kp_site *const *l;
+	REQUIRE(kp_mem_leaks(an, &l) == 4);
+	CHECK_EQ_U(l[0]->leaked_bytes, 300);
+	CHECK(reach_is(kp_site_reach(l[0]), 2, 1, 0, 0));
+	CHECK(l[0]->conf == KP_CONF_HIGH); /* its history said medium */
+	CHECK(!strcmp(l[0]->reason, "3 of 3 blocks unreachable at exit (no "
+				    "pointer to them was left)"));
+	CHECK_EQ_U(l[1]->leaked_bytes, 100);
+	CHECK(reach_is(kp_site_reach(l[1]), 0, 0, 1, 1));
+	CHECK(l[1]->conf == KP_CONF_MEDIUM); /* its history said high */
+	CHECK(!strcmp(l[1]->reason, "only pointers into the middle of 1 "
+				    "block were left at exit"));
+	CHECK_EQ_U(l[2]->leaked_bytes, 30);
+	CHECK(reach_is(kp_site_reach(l[2]), 0, 0, 0, 3));
+	CHECK(l[2]->conf == KP_CONF_MEDIUM); /* high, at most medium */
+	CHECK(!strcmp(l[2]->reason, "this site never frees (0 of 3 blocks "
+				    "freed); every block still reachable at "
+				    "exit"));
+	CHECK_EQ_U(l[3]->leaked_bytes, 7); /* not seen by the scan */
+	CHECK(!kp_site_reach(l[3]));
+	CHECK(l[3]->conf == KP_CONF_MEDIUM);
+	CHECK(!strcmp(l[3]->reason, "allocated once and never freed"));
+
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "  leak scan at exit:\n"
+			  "    definitely lost: 200 B in 2 blocks\n"
+			  "    indirectly lost: 100 B in 1 block\n"
+			  "      possibly lost: 50 B in 1 block\n"
+			  "    still reachable: 80 B in 4 blocks\n"
+			  "    allocated after the scan (not seen by it): 7 B "
+			  "in 1 block\n"
+			  "  1. 300 bytes in 3 blocks  [confidence: high]\n"
+			  "     3 of 3 blocks unreachable at exit (no pointer to "
+			  "them was left)\n"
+			  "     leak scan: 2 definitely lost, 1 indirectly lost\n"));
+	CHECK(strstr(txt, "  2. 100 bytes in 2 blocks  [confidence: medium]\n"
+			  "     only pointers into the middle of 1 block were "
+			  "left at exit\n"
+			  "     leak scan: 1 possibly lost, 1 still reachable\n"));
+	CHECK(strstr(txt, "     leak scan: 3 still reachable\n"));
+	CHECK(strstr(txt, "  4. 7 bytes in 1 block  [confidence: medium]\n"
+			  "     allocated once and never freed\n       at "));
+	CHECK(!strstr(txt, "not run"));
+	free(txt);
+	if (have_python()) {
+		char *js = render(an, 1);
+		CHECK(python_check(js,
+			"m = d[\"memory\"]; L = m[\"leaks\"]; "
+			"bb = lambda x, n: {\"bytes\": x, \"blocks\": n}; "
+			"r = lambda a, b, c, e: {\"definitely_lost\": a, "
+			"\"indirectly_lost\": b, \"possibly_lost\": c, "
+			"\"still_reachable\": e}; z = bb(0, 0); "
+			"s = dict(r(bb(200, 2), bb(100, 1), bb(50, 1), "
+			"bb(80, 4)), after_scan=bb(7, 1), root_bytes=4096, "
+			"duration_ns=12345, status=\"done\"); "
+			"p = d[\"trace\"][\"processes\"][0][\"memory\"]; "
+			"assert p[\"leak_scan\"] == s, p; "
+			"s.update(processes_scanned=1, processes_not_scanned=0); "
+			"assert m[\"leak_scan\"] == s, m[\"leak_scan\"]; "
+			"assert [x[\"reachability\"] for x in L] == ["
+			"r(bb(200, 2), bb(100, 1), z, z), "
+			"r(z, z, bb(50, 1), bb(50, 1)), r(z, z, z, bb(30, 3)), "
+			"None], L; "
+			"assert [x[\"confidence\"] for x in L] == "
+			"[\"high\", \"medium\", \"medium\", \"medium\"]") == 0);
+		free(js);
+	}
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
+/* A scan that did not run (a fork child's) changes nothing: the LEAK
+ * records are ignored, the confidences are those of a trace without a
+ * scan, and the report says why. With a process whose scan ran, the
+ * totals are that one's, and a site of both has no reachability. */
+TEST(leak_scan_not_run)
+{
+	struct tb b, c;
+	build_scan(&b, 301, KP_LS_FORKED);
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK(m->scan.status == KP_LS_FORKED);
+	CHECK_EQ_U(m->scan.scanned, 0);
+	CHECK_EQ_U(m->scan.not_scanned, 1);
+	CHECK(reach_is(&m->scan.reach, 0, 0, 0, 0));
+	CHECK_EQ_U(m->scan.after_blocks, 0);
+	const struct kp_site *const *l;
+	REQUIRE(kp_mem_leaks(an, &l) == 4);
+	static const char *const reasons[] = {
+		"1 of 4 blocks from this site were freed",
+		"this site never frees (0 of 2 blocks freed)",
+		"this site never frees (0 of 3 blocks freed)",
+		"allocated once and never freed",
+	};
+	static const enum kp_confidence confs[] = {
+		KP_CONF_MEDIUM, KP_CONF_HIGH, KP_CONF_HIGH, KP_CONF_MEDIUM
+	};
+	for (int i = 0; i < 4; i++) {
+		CHECK(!kp_site_reach(l[i]));
+		CHECK(l[i]->conf == confs[i]);
+		CHECK(!strcmp(l[i]->reason, reasons[i]));
+	}
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "\n  leak scan at exit: not run (a fork child, "
+			  "without the blocks it inherited)\n"
+			  "  1. 300 bytes in 3 blocks  [confidence: medium]\n"));
+	CHECK(!strstr(txt, "definitely lost"));
+	free(txt);
+	if (have_python()) {
+		char *js = render(an, 1);
+		CHECK(python_check(js,
+			"m = d[\"memory\"]; s = m[\"leak_scan\"]; "
+			"assert s[\"status\"] == \"forked\", s; "
+			"assert (s[\"processes_scanned\"], "
+			"s[\"processes_not_scanned\"]) == (0, 1), s; "
+			"assert s[\"definitely_lost\"] == {\"bytes\": 0, "
+			"\"blocks\": 0}, s; "
+			"assert s[\"duration_ns\"] == 12345, s; "
+			"assert all(x[\"reachability\"] is None "
+			"for x in m[\"leaks\"])") == 0);
+		free(js);
+	}
+	kp_analysis_free(an);
+
+	/* The same trace without LEAK_SCAN: the same leaks, no scan. */
+	struct tb n;
+	tb_begin(&n, 302, 1, "/bin/scan");
+	t_alloc(&n, 1, 10, 0x1000, 8, 0);
+	t_leak(&n, 20, KP_LEAK_DEFINITE, 0x1000, 8);
+	t_end(&n, 30, KP_END_EXIT, 0);
+	tb_end_writer(&n);
+	an = analyze1(&n);
+	m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK(m->scan.status == -1);
+	CHECK_EQ_U(m->scan.not_scanned, 1);
+	REQUIRE(kp_mem_leaks(an, &l) == 1);
+	CHECK(!kp_site_reach(l[0]));
+	txt = render(an, 0);
+	CHECK(!strstr(txt, "leak scan"));
+	free(txt);
+	if (have_python()) {
+		char *js = render(an, 1);
+		CHECK(python_check(js,
+			"m = d[\"memory\"]; assert m[\"leak_scan\"] is None; "
+			"assert d[\"trace\"][\"processes\"][0][\"memory\"]"
+			"[\"leak_scan\"] is None; "
+			"assert m[\"leaks\"][0][\"reachability\"] is None") == 0);
+		free(js);
+	}
+	kp_analysis_free(an);
+	membuf_free(&n.m);
+
+	/* A parent whose scan ran, and its fork child's that did not. */
+	build_scan(&c, 300, KP_LS_DONE);
+	int ok;
+	an = analyze2("parent.kpz", &c, "child.kpz", &b, &ok);
+	CHECK(ok);
+	m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK(m->scan.status == KP_LS_FORKED);
+	CHECK_EQ_U(m->scan.scanned, 1);
+	CHECK_EQ_U(m->scan.not_scanned, 1);
+	CHECK(reach_is(&m->scan.reach, 2, 1, 1, 4));
+	REQUIRE(kp_mem_leaks(an, &l) == 4);
+	for (int i = 0; i < 4; i++)
+		CHECK(!kp_site_reach(l[i])); /* half of each was not seen */
+	CHECK(!strcmp(l[0]->reason, "2 of 8 blocks from this site were freed"));
+	txt = render(an, 0);
+	CHECK(strstr(txt, "  leak scan at exit (1 of 2 processes):\n"
+			  "    definitely lost: 200 B in 2 blocks\n"));
+	CHECK(strstr(txt, "  leak scan at exit: not run in 1 of 2 processes "
+			  "(the first, pid 301:\n    a fork child, without "
+			  "the blocks it inherited)\n"));
+	free(txt);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+	membuf_free(&c.m);
+}
+
+/* A hostile trace's LEAK and LEAK_SCAN records: for pointers not in use
+ * (freed, never allocated, 0, all ones), of classes out of range, for a
+ * block allocated after them, repeated (the last wins), a status out of
+ * range, then one that ran (the last wins), negative values: ignored or
+ * taken as 0, never a crash. */
+TEST(leak_scan_hostile)
+{
+	static const uint64_t s1[] = { 0x11 };
+	struct tb b;
+	tb_begin(&b, 303, 1, "/bin/h");
+	t_stack(&b, 1, s1, 1);
+	t_alloc(&b, 1, 10, 0x1000, 16, 0);
+	t_alloc(&b, 1, 11, 0x2000, 16, 0);
+	t_free(&b, 1, 12, 0x2000);
+	t_alloc(&b, 1, 13, 0x3000, 16, 0);
+	t_alloc(&b, 1, 15, 0x5000, 16, 0);
+	/* 0x5000 again (the first's free lost): the LEAK stamped before
+	 * this one names the first */
+	t_alloc(&b, 2, 120, 0x5000, 32, 0);
+	/* stamped after the scan, and after the LEAK that names it */
+	t_alloc(&b, 1, 150, 0x4000, 16, 1);
+	tb_flush(&b);
+	t_leak(&b, 100, KP_LEAK_DEFINITE, 0x2000, 16);  /* freed */
+	t_leak(&b, 100, KP_LEAK_DEFINITE, 0x9000, 16);  /* never allocated */
+	t_leak(&b, 100, KP_LEAK_DEFINITE, 0, 16);
+	t_leak(&b, 100, KP_LEAK_DEFINITE, -1, -1);
+	t_leak(&b, 100, KP_LEAK_REACHABLE, 0x1000, 16);
+	t_leak(&b, 100, KP_LEAK_CLASS_MAX + 1, 0x1000, 16);
+	t_leak(&b, 100, 255, 0x1000, 16);
+	t_leak(&b, 100, KP_LEAK_DEFINITE, 0x4000, 16);
+	t_leak(&b, 100, KP_LEAK_DEFINITE, 0x3000, 16);
+	t_leak(&b, 101, KP_LEAK_POSSIBLE, 0x3000, 16);  /* the last wins */
+	t_leak(&b, 101, KP_LEAK_INDIRECT, 0x5000, 16);
+	t_leak_scan(&b, 129, KP_LS_STATUS_MAX + 7, 0);
+	t_leak_scan(&b, 130, KP_LS_DONE, -5);
+	t_end(&b, 200, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+
+	struct kp_analysis *an = analyze1(&b);
+	const struct kp_mem_totals *m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK(m->scan.status == KP_LS_DONE);
+	CHECK_EQ_U(m->scan.root_bytes, 0);
+	CHECK_EQ_U(m->live_blocks, 5);
+	/* 0x1000 and the second 0x5000 reachable, 0x3000 possibly lost,
+	 * the first 0x5000 indirectly; 0x4000 came after the scan */
+	CHECK(reach_is(&m->scan.reach, 0, 1, 1, 2));
+	CHECK_EQ_U(m->scan.reach.bytes[KP_LEAK_INDIRECT], 16);
+	CHECK_EQ_U(m->scan.reach.bytes[KP_LEAK_REACHABLE], 16 + 32);
+	CHECK_EQ_U(m->scan.after_blocks, 1);
+	CHECK_EQ_U(m->scan.after_bytes, 16);
+	const struct kp_site *const *l;
+	REQUIRE(kp_mem_leaks(an, &l) == 2);
+	CHECK_EQ_U(l[0]->leaked_bytes, 80);
+	CHECK(reach_is(kp_site_reach(l[0]), 0, 1, 1, 2));
+	CHECK(l[0]->conf == KP_CONF_HIGH);
+	CHECK(!strcmp(l[0]->reason, "1 of 4 blocks unreachable at exit (no "
+				    "pointer to it was left)"));
+	CHECK(!kp_site_reach(l[1]));
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+
+	/* a status this kprof does not know */
+	tb_begin(&b, 304, 1, "/bin/h");
+	t_alloc(&b, 1, 10, 0x1000, 16, 0);
+	t_leak_scan(&b, 20, 200, 0);
+	t_end(&b, 30, KP_END_EXIT, 0);
+	tb_end_writer(&b);
+	an = analyze1(&b);
+	m = kp_mem_totals(an);
+	REQUIRE(m);
+	CHECK(m->scan.status == 200);
+	CHECK(!strcmp(kp_leak_scan_name(m->scan.status), "unknown"));
+	char *txt = render(an, 0);
+	CHECK(strstr(txt, "leak scan at exit: not run (a status this kprof "
+			  "does not know)\n"));
+	free(txt);
+	kp_analysis_free(an);
+	membuf_free(&b.m);
+}
+
 /* A hostile trace: one pointer allocated again and again. Bounded work,
  * bounded incarnations, consistent totals. */
 TEST(many_incarnations)
@@ -2178,7 +2542,9 @@ int main(int argc, char **argv)
 			 T(unknown_frees), T(truncated_trace),
 			 T(two_processes_merged), T(lost_records),
 			 T(lost_allocs_only), T(memory_not_recorded),
-			 T(confidence_classes), T(early_frees), T(many_incarnations),
+			 T(confidence_classes), T(leak_scan_classes),
+			 T(leak_scan_not_run), T(leak_scan_hostile),
+			 T(early_frees), T(many_incarnations),
 			 T(incarnations_model), T(pointer_map_model),
 			 T(bad_input), T(json_escaping),
 			 T(symbolize_self), T(inflate_debug_sections), T(debug_file_cache),

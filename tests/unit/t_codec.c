@@ -1000,7 +1000,8 @@ TEST(ext_direct_matches_packer)
 	static const uint8_t types[] = { KP_REC_IO, KP_REC_FD_OPEN,
 					 KP_REC_QUERY, KP_REC_SPAN,
 					 KP_REC_CUSTOM, KP_REC_CPU_SAMPLE,
-					 KP_REC_KILL, KP_REC_PGID };
+					 KP_REC_KILL, KP_REC_PGID,
+					 KP_REC_LEAK, KP_REC_LEAK_SCAN };
 	static char text[4096];
 	size_t nv = sizeof(vals) / sizeof(vals[0]);
 	struct encbuf slow;

@@ -733,6 +733,42 @@ static KP_ALWAYS_INLINE int kp_early_take(struct kp_early *q, uint64_t ptr,
 	return 1;
 }
 
+/*
+ * Blocks in use at the end of a trace by what the leak scan at its exit
+ * (LEAK and LEAK_SCAN records) found them, indexed by enum
+ * kp_leak_class: [KP_LEAK_REACHABLE] still reachable, then definitely,
+ * indirectly and possibly lost.
+ */
+struct kp_reach {
+	uint64_t blocks[KP_LEAK_CLASS_MAX + 1], bytes[KP_LEAK_CLASS_MAX + 1];
+};
+
+static inline uint64_t kp_reach_blocks(const struct kp_reach *r)
+{
+	uint64_t n = 0;
+	for (unsigned c = 0; c <= KP_LEAK_CLASS_MAX; c++)
+		n = kp_sat_add(n, r->blocks[c]);
+	return n;
+}
+
+/* The leak scan of a process, or of all of them (kp_mem_totals()). */
+struct kp_leak_scan {
+	/* enum kp_leak_scan_status, -1: no LEAK_SCAN record (all of them:
+	 * none had one; else the first one that did not run, if any) */
+	int status;
+	/* status DONE: the blocks in use at the end by class, and those
+	 * allocated after the scan (in no class: it did not see them) */
+	struct kp_reach reach;
+	uint64_t after_blocks, after_bytes;
+	uint64_t root_bytes, dur_ns;        /* its roots read, its time */
+	uint64_t scanned, not_scanned;      /* all of them: processes */
+};
+
+/* The name of a scan's status in the JSON report ("done", "forked",
+ * ...) and why it did not run, in words (memory.c). */
+const char *kp_leak_scan_name(int status);
+const char *kp_leak_scan_why(int status);
+
 struct kp_mem_totals {
 	uint64_t alloc_calls, free_calls, realloc_calls;
 	uint64_t bytes_allocated, bytes_freed;
@@ -763,6 +799,7 @@ struct kp_mem_totals {
 	uint64_t grow_from_ns, grow_to_ns;
 	/* allocation calls and bytes by size class (KP_SIZE_CLASSES) */
 	uint64_t size_calls[KP_SIZE_CLASSES], size_bytes[KP_SIZE_CLASSES];
+	struct kp_leak_scan scan;
 };
 
 enum kp_confidence { KP_CONF_LOW, KP_CONF_MEDIUM, KP_CONF_HIGH };
@@ -784,6 +821,9 @@ struct kp_site {
 	uint32_t npids, pids_cap;
 	uint32_t nprocs;         /* processes that allocated here */
 	int all_startup;         /* every leaked block came in the first 10 % */
+	/* the leaked blocks by what the leak scans found them (in the
+	 * traces whose scan ran) */
+	struct kp_reach reach;
 	enum kp_confidence conf; /* set by xFinish for leaks */
 	char *reason;            /* why, for leaks (xFinish); else NULL */
 };
@@ -807,6 +847,15 @@ size_t kp_mem_top_temporary(const struct kp_analysis *an,
 size_t kp_mem_top_peak(const struct kp_analysis *an,
 		       const struct kp_site *const **out);
 const char *kp_confidence_name(enum kp_confidence c);
+
+/* A leak group's blocks by class when a leak scan saw every one of them,
+ * else NULL. */
+static inline const struct kp_reach *kp_site_reach(const struct kp_site *s)
+{
+	return s->leaked_blocks &&
+	       kp_reach_blocks(&s->reach) == s->leaked_blocks ? &s->reach
+							      : NULL;
+}
 
 /* ---- symbols.c ------------------------------------------------------------ */
 

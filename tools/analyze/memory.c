@@ -12,6 +12,12 @@
  * Counting follows valgrind, so the two can be compared: a realloc is one
  * allocation call and one free call; free(NULL) is not a call at all.
  *
+ * So do the classes of a leak scan at the process's exit, when the
+ * recorder made one (LEAK and LEAK_SCAN records): each block in use at
+ * the end is definitely, indirectly or possibly lost as its LEAK record
+ * says, else still reachable; a site's and a process's blocks are
+ * counted by class, and a leak group's confidence starts from them.
+ *
  * Temporary allocations follow heaptrack, per thread: a block is temporary
  * when the thread that allocated it frees it (or reallocs it) before
  * allocating or freeing anything else. Each thread's last allocation is
@@ -46,7 +52,9 @@ struct blk {
 	uint64_t size;
 	uint64_t ts;    /* allocation time */
 	uint32_t site;  /* local stack index */
-	uint32_t ndup;  /* primary map: incarnations of ptr in the dup map */
+	uint16_t ndup;  /* primary map: incarnations of ptr in the dup map */
+	uint8_t leak;   /* enum kp_leak_class its LEAK record gave, else 0
+			 * (the slot had room: no map of its own for them) */
 };
 
 /*
@@ -109,6 +117,7 @@ struct mem_state {
 		size_t n, cap;
 	} snap[2];
 	uint64_t next_snap;
+	uint64_t scan_ts;    /* when its LEAK_SCAN (cur.scan) was written */
 	/* all traces */
 	struct kp_mem_totals total;
 	struct kp_site *sites;
@@ -311,7 +320,7 @@ static void remove_incarnation(struct mem_state *ms, size_t pi, size_t slot,
 	size_t mask = d->cap - 1, i = pm_home(d, pb->ptr);
 	while (d->slots[i].ptr != pb->ptr)
 		i = (i + 1) & mask;
-	uint32_t ndup = pb->ndup - 1;
+	uint16_t ndup = pb->ndup - 1;
 	*pb = d->slots[i];
 	pb->ndup = ndup;
 	pm_delete(d, i);
@@ -605,6 +614,7 @@ static void *mem_init(struct kp_analysis *an, unsigned slot)
 	(void)an;
 	ms->slot = slot;
 	ms->total.peak_pid = -1;
+	ms->total.scan.status = -1;
 	kp_idmap_init(&ms->site_ids);
 	return ms;
 }
@@ -615,6 +625,7 @@ static void mem_begin_trace(void *state, struct kp_trace *t)
 
 	(void)t;
 	memset(&ms->cur, 0, sizeof(ms->cur));
+	ms->cur.scan.status = -1;
 	memset(&ms->early, 0, sizeof(ms->early));
 	memset(ms->pow2_ts, 0, sizeof(ms->pow2_ts));
 	ms->map.mul = kp_random_seed() | 1;
@@ -667,9 +678,50 @@ static uint64_t snap_live(const struct mem_state *ms, int k, size_t i)
 	return i < ms->snap[k].n ? ms->snap[k].live[i] : 0;
 }
 
+/*
+ * A LEAK record: the leak scan at exit found the block of ptr in use and
+ * lost (its kind, the class). The class goes in the block's slot, of the
+ * incarnation allocated last at or before the record; a record of a class
+ * it does not know, or for a pointer that was not in use then (a hostile
+ * trace), changes nothing, and a later one for the same block wins. So
+ * what the scan found costs no memory beyond the blocks in use.
+ */
+static void mem_leak(struct mem_state *ms, const struct kp_event *e,
+		     const struct kp_rec *r)
+{
+	uint64_t ptr = (uint64_t)r->u.ext.v[KP_LEAK_PTR];
+	int in_dups = 0;
+	size_t i;
+
+	if (e->kind < KP_LEAK_DEFINITE || e->kind > KP_LEAK_CLASS_MAX || !ptr ||
+	    !pm_find(&ms->map, ptr, pm_hash(&ms->map, ptr), &i))
+		return;
+	size_t slot = ms->map.slots[i].ndup
+			      ? pick_incarnation(ms, i, e->ts, 0, &in_dups)
+			      : i;
+	struct blk *b = in_dups ? &ms->dups.slots[slot] : &ms->map.slots[slot];
+	if (b->ts <= e->ts)
+		b->leak = e->kind;
+}
+
+/* The LEAK_SCAN record: whether the scan ran, and when (the last one of
+ * the trace counts: there is one, at its exit). */
+static void mem_leak_scan(struct mem_state *ms, const struct kp_event *e,
+			  const struct kp_rec *r)
+{
+	const int64_t *v = r->u.ext.v;
+
+	ms->cur.scan.status = e->kind;
+	ms->cur.scan.root_bytes = v[KP_LS_ROOT_BYTES] > 0
+					  ? (uint64_t)v[KP_LS_ROOT_BYTES] : 0;
+	ms->cur.scan.dur_ns = v[KP_LS_DUR] > 0 ? (uint64_t)v[KP_LS_DUR] : 0;
+	ms->scan_ts = e->ts;
+}
+
 /* hash: pm_hash(&ms->map, e->ptr) */
 static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 				       struct kp_trace *t,
+				       const struct kp_batch *bt,
 				       const struct kp_event *e, uint64_t hash)
 {
 	if (KP_UNLIKELY(e->ts >= ms->next_snap))
@@ -692,6 +744,12 @@ static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 		break;
 	case KP_EV_REALLOC_FREE:
 		mem_free_event(ms, e, hash);
+		break;
+	case KP_REC_LEAK:
+		mem_leak(ms, e, kp_batch_rec(bt, e));
+		break;
+	case KP_REC_LEAK_SCAN:
+		mem_leak_scan(ms, e, kp_batch_rec(bt, e));
 		break;
 	default:
 		break;
@@ -740,10 +798,11 @@ static void mem_events(void *state, struct kp_trace *t,
 		size_t slot = i & (KP_PREFETCH_AHEAD - 1);
 		uint64_t h = hash[slot];
 		hash[slot] = mem_prefetch(ms, t, &ev[i + KP_PREFETCH_AHEAD]);
-		mem_event(ms, t, &ev[i], h);
+		mem_event(ms, t, b, &ev[i], h);
 	}
 	for (; i < n; i++)
-		mem_event(ms, t, &ev[i], hash[i & (KP_PREFETCH_AHEAD - 1)]);
+		mem_event(ms, t, b, &ev[i],
+			  hash[i & (KP_PREFETCH_AHEAD - 1)]);
 }
 
 static struct kp_site *site_get(struct mem_state *ms, uint32_t exe,
@@ -805,15 +864,55 @@ static int stack_before_main(const struct kp_analysis *an, uint32_t g)
 	       !strncmp(base, "ld-musl", 7);
 }
 
+static void reach_add(struct kp_reach *r, const struct kp_reach *x)
+{
+	for (unsigned c = 0; c <= KP_LEAK_CLASS_MAX; c++) {
+		r->blocks[c] = kp_sat_add(r->blocks[c], x->blocks[c]);
+		r->bytes[c] = kp_sat_add(r->bytes[c], x->bytes[c]);
+	}
+}
+
+static void reach_block(struct kp_reach *r, const struct blk *b)
+{
+	r->blocks[b->leak]++;
+	r->bytes[b->leak] = kp_sat_add(r->bytes[b->leak], b->size);
+}
+
+/* The scans of all traces so far: what ran, what did not and why. */
+static void scan_total(struct kp_leak_scan *g, const struct kp_leak_scan *x)
+{
+	g->dur_ns = kp_sat_add(g->dur_ns, x->dur_ns); /* ran or not */
+	if (x->status != KP_LS_DONE) {
+		g->not_scanned++;
+		if (x->status > KP_LS_DONE && g->status <= KP_LS_DONE)
+			g->status = x->status; /* the first that did not run */
+		return;
+	}
+	g->scanned++;
+	if (g->status < 0)
+		g->status = KP_LS_DONE;
+	reach_add(&g->reach, &x->reach);
+	g->after_blocks = kp_sat_add(g->after_blocks, x->after_blocks);
+	g->after_bytes = kp_sat_add(g->after_bytes, x->after_bytes);
+	g->root_bytes = kp_sat_add(g->root_bytes, x->root_bytes);
+}
+
 static void mem_end_trace(void *state, struct kp_trace *t)
 {
 	struct mem_state *ms = state;
 	struct kp_proc *p = t->proc;
 	struct kp_mem_totals *pt = xcalloc(1, sizeof(*pt));
+	struct kp_leak_scan *sc = &ms->cur.scan;
 
-	/* Whatever is still in the map was in use when the trace ended. */
+	/* Whatever is still in the map was in use when the trace ended. When
+	 * the leak scan at exit ran, each block is in the class its LEAK
+	 * record gave, else reachable; or in none when it was allocated
+	 * after the scan, which did not see it. */
 	struct msite_end *ends = xcalloc(ms->nmsites ? ms->nmsites : 1,
 					 sizeof(*ends));
+	struct kp_reach *reach = NULL;
+	if (sc->status == KP_LS_DONE)
+		reach = xcalloc(ms->nmsites ? ms->nmsites : 1, sizeof(*reach));
 	for (int k = 0; k < 2; k++) {
 		struct ptrmap *m = k ? &ms->dups : &ms->map;
 		for (size_t i = 0; i < m->cap; i++) {
@@ -825,6 +924,16 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 				e->min_leak_ts = b->ts;
 			e->leaked_blocks++;
 			e->leaked_bytes = kp_sat_add(e->leaked_bytes, b->size);
+			if (!reach)
+				continue;
+			if (!b->leak && b->ts > ms->scan_ts) {
+				sc->after_blocks++;
+				sc->after_bytes = kp_sat_add(sc->after_bytes,
+							     b->size);
+				continue;
+			}
+			reach_block(&reach[b->site], b);
+			reach_block(&sc->reach, b);
 		}
 		free(m->slots);
 		memset(m, 0, sizeof(*m));
@@ -860,6 +969,8 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 			s->leaked_bytes = kp_sat_add(s->leaked_bytes,
 						     e->leaked_bytes);
 			site_add_pid(s, p->pid);
+			if (reach)
+				reach_add(&s->reach, &reach[i]);
 			if ((e->min_leak_ts > startup &&
 			     !stack_before_main(t->an, g)) ||
 			    e->leaked_blocks != m->allocs)
@@ -867,6 +978,7 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 		}
 	}
 	free(ends);
+	free(reach);
 	free(ms->msites);
 	free(ms->unstored);
 	free(ms->temps);
@@ -900,6 +1012,7 @@ static void mem_end_trace(void *state, struct kp_trace *t)
 	g->reordered_frees = kp_sat_add(g->reordered_frees,
 					pt->reordered_frees);
 	g->temporary = kp_sat_add(g->temporary, pt->temporary);
+	scan_total(&g->scan, &pt->scan);
 	for (unsigned c = 0; c < KP_SIZE_CLASSES; c++) {
 		g->size_calls[c] = kp_sat_add(g->size_calls[c],
 					      pt->size_calls[c]);
@@ -1029,15 +1142,44 @@ static int runtime_site(struct kp_analysis *an, const struct kp_site *s,
 	return 0;
 }
 
-/* A leak group's confidence, and why (kept for leak groups only: a
- * trace may have tens of thousands of sites). */
+/*
+ * A leak group's confidence, and why (kept for leak groups only: a
+ * trace may have tens of thousands of sites). When a leak scan at exit
+ * saw every block of the group, what it found comes first: a block no
+ * pointer leads to is lost, whatever the site's history says; one
+ * that only a pointer into its middle leads to may be; and blocks all
+ * still reachable may be kept on purpose (a cache, a pool), so the
+ * history can then say no more than medium. The C runtime's own blocks
+ * stay low: they are kept by design, and glibc hides some of its
+ * pointers from a scan (mangled, or in memory the scan does not read).
+ */
 static void site_confidence(struct kp_analysis *an, struct kp_site *s)
 {
 	unsigned long long allocs = s->allocs, frees = s->frees;
+	const struct kp_reach *rc = kp_site_reach(s);
+	unsigned long long lost = 0, pos = 0;
 	char r[160];
 
-	if (runtime_site(an, s, r, sizeof(r))) {
+	if (rc) {
+		lost = kp_sat_add(rc->blocks[KP_LEAK_DEFINITE],
+				  rc->blocks[KP_LEAK_INDIRECT]);
+		pos = rc->blocks[KP_LEAK_POSSIBLE];
+	}
+	int runtime = runtime_site(an, s, r, sizeof(r));
+
+	if (runtime) {
 		s->conf = KP_CONF_LOW;
+	} else if (lost) {
+		s->conf = KP_CONF_HIGH;
+		snprintf(r, sizeof(r), "%llu of %llu block%s unreachable at "
+			 "exit (no pointer to %s was left)", lost,
+			 (unsigned long long)s->leaked_blocks,
+			 s->leaked_blocks == 1 ? "" : "s",
+			 lost == 1 ? "it" : "them");
+	} else if (pos) {
+		s->conf = KP_CONF_MEDIUM;
+		snprintf(r, sizeof(r), "only pointers into the middle of %llu "
+			 "block%s were left at exit", pos, pos == 1 ? "" : "s");
 	} else if (s->all_startup && s->allocs <= s->npids &&
 	    s->leaked_blocks == s->allocs) {
 		s->conf = KP_CONF_LOW;
@@ -1066,6 +1208,13 @@ static void site_confidence(struct kp_analysis *an, struct kp_site *s)
 		snprintf(r, sizeof(r),
 			 "%llu of %llu blocks from this site were freed",
 			 frees, allocs);
+	}
+	if (rc && !runtime && !lost && !pos) {
+		if (s->conf == KP_CONF_HIGH)
+			s->conf = KP_CONF_MEDIUM;
+		size_t n = strlen(r);
+		snprintf(r + n, sizeof(r) - n,
+			 "; every block still reachable at exit");
 	}
 	free(s->reason);
 	s->reason = xstrdup(r);
@@ -1247,6 +1396,38 @@ const char *kp_confidence_name(enum kp_confidence c)
 	case KP_CONF_LOW: return "low";
 	}
 	return "low";
+}
+
+/* A leak scan's status: its name in the JSON report, and in words why
+ * it did not run (record.h); -1, no LEAK_SCAN record. */
+static const struct {
+	const char *name, *why;
+} scan_status[] = {
+	[KP_LS_DONE] = { "done", "it ran" },
+	[KP_LS_FORKED] = { "forked", "a fork child, without the blocks it "
+				     "inherited" },
+	[KP_LS_LOST] = { "events_lost", "memory events were lost or not read "
+					"back" },
+	[KP_LS_NOMEM] = { "no_memory", "out of memory" },
+	[KP_LS_NOREAD] = { "no_read", "its memory could not be read" },
+};
+
+const char *kp_leak_scan_name(int status)
+{
+	if (status < 0)
+		return "none";
+	return (size_t)status < KP_ARRAY_SIZE(scan_status) ?
+		       scan_status[status].name : "unknown";
+}
+
+const char *kp_leak_scan_why(int status)
+{
+	if (status < 0)
+		return "no scan in its trace: an exec, a kill, or not asked "
+		       "for";
+	return (size_t)status < KP_ARRAY_SIZE(scan_status) ?
+		       scan_status[status].why : "a status this kprof does "
+						 "not know";
 }
 
 /* The renderers live in report_text.c and report_json.c. */

@@ -317,6 +317,42 @@ var KP = (function () {
 		], rows);
 	}
 
+	/* The classes of a leak scan at exit (memory.leak_scan, a leak's
+	 * reachability), valgrind's, in its order: the ones with blocks as
+	 * "7 definitely lost, 2 still reachable" (blocks), or every one as
+	 * "definitely lost 700 B in 7 blocks" (sizes). */
+	var LEAK_CLASSES = [['definitely_lost', 'definitely lost'],
+			    ['indirectly_lost', 'indirectly lost'],
+			    ['possibly_lost', 'possibly lost'],
+			    ['still_reachable', 'still reachable']];
+	function reach(r, sizes) {
+		var parts = [];
+		for (var i = 0; i < LEAK_CLASSES.length; i++) {
+			var c = r[LEAK_CLASSES[i][0]] || {};
+			if (sizes)
+				parts.push(LEAK_CLASSES[i][1] + ' ' +
+					bytes(c.bytes) + ' in ' + num(c.blocks) +
+					(c.blocks === 1 ? ' block' : ' blocks'));
+			else if (c.blocks)
+				parts.push(num(c.blocks) + ' ' +
+					LEAK_CLASSES[i][1]);
+		}
+		return parts.join(', ');
+	}
+
+	/* memory.leak_scan: what it found, and where it did not run, why
+	 * (the first such process's status; "done": it had no scan) */
+	function leakScan(s) {
+		var why = s.status === 'done' ? 'no scan in the trace' :
+			s.status;
+		var miss = s.processes_not_scanned ? ' (not run in ' +
+			num(s.processes_not_scanned) + ' of ' +
+			num(s.processes_scanned + s.processes_not_scanned) +
+			' processes: ' + why + ')' : '';
+		return esc(s.processes_scanned ? reach(s, true) + miss :
+			'not run (' + why + ')');
+	}
+
 	/* A program that leaks much (cc1plus: 6,775 groups) would make a page
 	 * that takes a browser seconds to draw; the largest groups are the
 	 * ones to read. */
@@ -341,7 +377,8 @@ var KP = (function () {
 				'-'],
 			['temporary', esc(num(m.temporary_allocs)) +
 				' (freed at once)']
-		]);
+		].concat(m.leak_scan ? [['leak scan at exit',
+					  leakScan(m.leak_scan)]] : []));
 		/* the processes with the highest heap peaks, as the text
 		 * report's table of the busiest */
 		var charts = procs.filter(function (pr) {
@@ -394,7 +431,10 @@ var KP = (function () {
 						esc(r.confidence) + '">' +
 						esc(r.confidence) + '</span><div ' +
 						'class="ev">' + esc(r.reason) +
-						'</div>';
+						'</div>' + (r.reachability ?
+						'<div class="ev">leak scan: ' +
+						esc(reach(r.reachability)) +
+						'</div>' : '');
 				}],
 				['stack', function (r) { return stack(r.stack); }]
 			], leaks) + more :

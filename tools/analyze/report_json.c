@@ -61,7 +61,10 @@
  *         "unmatched_frees": int,
  *         "reordered_frees": int,
  *         "temporary_allocs": int,
- *         "in_use_at_exit": {"bytes": int, "blocks": int}
+ *         "in_use_at_exit": {"bytes": int, "blocks": int},
+ *         "timeline": {...},
+ *         "leak_scan": scan | null     its leak scan at exit; null: its
+ *                                      trace has none
  *       }
  *     }, ...]
  *   },
@@ -93,7 +96,15 @@
  *                                      allocations, the most first
  *     "top_by_peak": [site, ...],      at most --top, the most held at
  *                                      one time first (peak_bytes)
- *     "leaks": [leak, ...]             every group, most bytes first
+ *     "leaks": [leak, ...],            every group, most bytes first
+ *     "leak_scan": scan | null         the leak scans at exit
+ *                                      (KOTOBA_PROFILE_LEAK_SCAN), summed
+ *                                      over the processes whose scan ran
+ *                                      (duration_ns: over all); null when
+ *                                      no trace has one; and
+ *       "processes_scanned": int,      processes whose scan ran
+ *       "processes_not_scanned": int   the others (no LEAK_SCAN record,
+ *                                      or one of a scan that did not run)
  *   },
  *   "app": {                           kprof.h spans and custom events,
  *                                      by name over all processes
@@ -129,7 +140,26 @@
  *          "site_frees": int,              of which freed
  *          "pids": [int, ...],             processes with blocks live here
  *          "exe": str,
- *          "stack": [frame, ...]}
+ *          "stack": [frame, ...],
+ *          "reachability": reach | null}  what the leak scans found of
+ *                                      these blocks; null unless they saw
+ *                                      every one
+ * scan  = {"status": "done" | "forked" | "events_lost" | "no_memory"
+ *                    | "no_read" | "unknown",  whether it ran, or why
+ *                                      not (of all processes: "done",
+ *                                      or the first that did not run)
+ *          reach's keys,               the blocks in use at exit by
+ *                                      class (0s when it did not run)
+ *          "after_scan": {"bytes": int, "blocks": int},  in use at exit,
+ *                                      allocated after the scan: in none
+ *          "root_bytes": int,          roots read (globals, stacks)
+ *          "duration_ns": int}         the scan's time (also when it
+ *                                      did not run)
+ * reach = {"definitely_lost": {"bytes": int, "blocks": int},  valgrind's
+ *          "indirectly_lost": {...},   classes: no pointer to the block
+ *          "possibly_lost": {...},     is left; only pointers from lost
+ *          "still_reachable": {...}}   blocks; only into its middle; a
+ *                                      chain of pointers to its start
  * frame = {"function": str | null,         demangled
  *          "file": str | null, "line": int | null,
  *          "module": str,                  path of the ELF file ("" unknown)
@@ -386,14 +416,65 @@ void kp_report_json_page(struct kp_analysis *an, FILE *report_out,
 
 /* ---- the memory pass's objects ------------------------------------------------ */
 
-static void json_in_use(struct kp_json *j, const struct kp_mem_totals *m)
+/* "key": {"bytes": bytes, "blocks": blocks} */
+static void json_bb(struct kp_json *j, const char *key, uint64_t bytes,
+		    uint64_t blocks)
 {
-	kp_json_key(j, "in_use_at_exit");
+	kp_json_key(j, key);
 	kp_json_begin_object(j);
 	kp_json_key(j, "bytes");
-	kp_json_u64(j, m->live_bytes);
+	kp_json_u64(j, bytes);
 	kp_json_key(j, "blocks");
-	kp_json_u64(j, m->live_blocks);
+	kp_json_u64(j, blocks);
+	kp_json_end_object(j);
+}
+
+static void json_in_use(struct kp_json *j, const struct kp_mem_totals *m)
+{
+	json_bb(j, "in_use_at_exit", m->live_bytes, m->live_blocks);
+}
+
+/* The classes of a leak scan, valgrind's, in its order. */
+static void json_reach(struct kp_json *j, const struct kp_reach *r)
+{
+	static const struct {
+		int c;
+		const char *key;
+	} cl[] = {
+		{ KP_LEAK_DEFINITE, "definitely_lost" },
+		{ KP_LEAK_INDIRECT, "indirectly_lost" },
+		{ KP_LEAK_POSSIBLE, "possibly_lost" },
+		{ KP_LEAK_REACHABLE, "still_reachable" },
+	};
+
+	for (size_t i = 0; i < KP_ARRAY_SIZE(cl); i++)
+		json_bb(j, cl[i].key, r->bytes[cl[i].c], r->blocks[cl[i].c]);
+}
+
+/* "leak_scan" of a process, or of all of them (all: with how many ran) */
+static void json_scan(struct kp_json *j, const struct kp_leak_scan *sc,
+		      int all)
+{
+	kp_json_key(j, "leak_scan");
+	if (sc->status < 0) {
+		kp_json_null(j);
+		return;
+	}
+	kp_json_begin_object(j);
+	kp_json_key(j, "status");
+	kp_json_str(j, kp_leak_scan_name(sc->status));
+	if (all) {
+		kp_json_key(j, "processes_scanned");
+		kp_json_u64(j, sc->scanned);
+		kp_json_key(j, "processes_not_scanned");
+		kp_json_u64(j, sc->not_scanned);
+	}
+	json_reach(j, &sc->reach);
+	json_bb(j, "after_scan", sc->after_bytes, sc->after_blocks);
+	kp_json_key(j, "root_bytes");
+	kp_json_u64(j, sc->root_bytes);
+	kp_json_key(j, "duration_ns");
+	kp_json_u64(j, sc->dur_ns);
 	kp_json_end_object(j);
 }
 
@@ -451,6 +532,7 @@ void kp_mem_proc_json(struct kp_analysis *an, const struct kp_proc *p,
 		kp_json_u64(j, m->heap_min[i]);
 	kp_json_end_array(j);
 	kp_json_end_object(j);
+	json_scan(j, &m->scan, 0);
 	kp_json_end_object(j);
 }
 
@@ -562,8 +644,18 @@ void kp_mem_report_json(struct kp_analysis *an, struct kp_json *j)
 						     : "");
 		kp_json_key(j, "stack");
 		kp_json_stack(an, j, s[i]->gstack);
+		const struct kp_reach *r = kp_site_reach(s[i]);
+		kp_json_key(j, "reachability");
+		if (r) {
+			kp_json_begin_object(j);
+			json_reach(j, r);
+			kp_json_end_object(j);
+		} else {
+			kp_json_null(j);
+		}
 		kp_json_end_object(j);
 	}
 	kp_json_end_array(j);
+	json_scan(j, &m->scan, 1);
 	kp_json_end_object(j);
 }

@@ -87,7 +87,8 @@ const char *kp_rec_type_name(unsigned type, char *buf, size_t n)
 		[KP_REC_QUERY_BEGIN] = "query_begin",
 		[KP_REC_QUERY_TEXT] = "query_text",
 		[KP_REC_JIT_CODE] = "jit_code", [KP_REC_KILL] = "kill",
-		[KP_REC_PGID] = "pgid",
+		[KP_REC_PGID] = "pgid", [KP_REC_LEAK] = "leak",
+		[KP_REC_LEAK_SCAN] = "leak_scan",
 	};
 
 	if (type < KP_ARRAY_SIZE(names) && names[type])
@@ -657,6 +658,88 @@ static void size_classes(const struct kp_mem_totals *m, FILE *out)
 	fputc('\n', out);
 }
 
+/* The classes of a leak scan, valgrind's, in its order. */
+static const struct {
+	int c;
+	const char *name;
+} leak_classes[] = {
+	{ KP_LEAK_DEFINITE, "definitely lost" },
+	{ KP_LEAK_INDIRECT, "indirectly lost" },
+	{ KP_LEAK_POSSIBLE, "possibly lost" },
+	{ KP_LEAK_REACHABLE, "still reachable" },
+};
+
+/* What the leak scans at exit found, as valgrind's LEAK SUMMARY; where
+ * one did not run, why (the first such process's reason). */
+static void text_scan(struct kp_analysis *an, const struct kp_leak_scan *sc,
+		      FILE *out)
+{
+	char a[32], b[32];
+
+	if (sc->status < 0)
+		return;
+	if (sc->scanned) {
+		fprintf(out, "  leak scan at exit");
+		if (an->nprocs > 1)
+			fprintf(out, " (%" PRIu64 " of %zu processes)",
+				sc->scanned, an->nprocs);
+		fprintf(out, ":\n");
+		for (size_t i = 0; i < KP_ARRAY_SIZE(leak_classes); i++) {
+			int c = leak_classes[i].c;
+			fprintf(out, "    %15s: %s in %s block%s\n",
+				leak_classes[i].name,
+				kp_fmt_bytes(a, sizeof(a), sc->reach.bytes[c]),
+				kp_fmt_count(b, sizeof(b), sc->reach.blocks[c]),
+				sc->reach.blocks[c] == 1 ? "" : "s");
+		}
+		if (sc->after_blocks)
+			fprintf(out, "    allocated after the scan (not seen "
+				"by it): %s in %s block%s\n",
+				kp_fmt_bytes(a, sizeof(a), sc->after_bytes),
+				kp_fmt_count(b, sizeof(b), sc->after_blocks),
+				sc->after_blocks == 1 ? "" : "s");
+	}
+	if (!sc->not_scanned)
+		return;
+	const struct kp_proc *p = NULL;
+	int st = -1;
+	for (size_t i = 0; i < an->nprocs && st <= KP_LS_DONE; i++) {
+		const struct kp_mem_totals *pm =
+			kp_mem_proc_totals(an, an->procs[i]);
+		if (pm && pm->scan.status != KP_LS_DONE &&
+		    (!p || pm->scan.status > KP_LS_DONE)) {
+			p = an->procs[i];
+			st = pm->scan.status;
+		}
+	}
+	if (an->nprocs == 1 || !p)
+		fprintf(out, "  leak scan at exit: not run (%s)\n",
+			kp_leak_scan_why(st));
+	else
+		fprintf(out, "  leak scan at exit: not run in %" PRIu64 " of "
+			"%zu processes (the first, pid %" PRId64 ":\n    %s)\n",
+			sc->not_scanned, an->nprocs, p->pid,
+			kp_leak_scan_why(st));
+}
+
+/* A leak group's blocks by class, "7 definitely lost, 2 still reachable" */
+static const char *reach_note(char *buf, size_t n, const struct kp_reach *r)
+{
+	char a[32];
+	size_t k = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < KP_ARRAY_SIZE(leak_classes) && k < n; i++) {
+		uint64_t v = r->blocks[leak_classes[i].c];
+		if (v)
+			k += (size_t)snprintf(buf + k, n - k, "%s%s %s",
+					      k ? ", " : "",
+					      kp_fmt_count(a, sizeof(a), v),
+					      leak_classes[i].name);
+	}
+	return buf;
+}
+
 void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 {
 	const struct kp_mem_totals *m = kp_mem_totals(an);
@@ -774,14 +857,20 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 		"first\n", kp_fmt_count(a, sizeof(a), m->live_bytes),
 		kp_fmt_count(b, sizeof(b), m->live_blocks), nl,
 		nl == 1 ? "" : "s");
+	text_scan(an, &m->scan, out);
 	size_t show = leaks_cmd ? nl : (nl < top ? nl : top);
 	for (size_t i = 0; i < show; i++) {
+		const struct kp_reach *r = kp_site_reach(s[i]);
+		char note[160];
 		fprintf(out, "%3zu. %s bytes in %s block%s  [confidence: %s]\n",
 			i + 1, kp_fmt_count(a, sizeof(a), s[i]->leaked_bytes),
 			kp_fmt_count(b, sizeof(b), s[i]->leaked_blocks),
 			s[i]->leaked_blocks == 1 ? "" : "s",
 			kp_confidence_name(s[i]->conf));
 		fprintf(out, "     %s\n", s[i]->reason);
+		if (r)
+			fprintf(out, "     leak scan: %s\n",
+				reach_note(note, sizeof(note), r));
 		if (an->nexes > 1 && s[i]->exe < an->nexes) {
 			char e[128];
 			fprintf(out, "     in %s\n",

@@ -1,0 +1,200 @@
+# SPDX-License-Identifier: MIT
+"""The leak scan at exit (KOTOBA_PROFILE_LEAK_SCAN, preload/leakscan.c).
+
+tests/apps/leakreach.c leaves blocks in use in every class valgrind's leak
+check knows: its own comment lists them. Checked here:
+- the classes, per leak group (by the function that allocated) and in
+  all, exactly; the confidence they give; the text report's summary;
+- the same numbers from valgrind --leak-check=full --run-libc-freeres=no
+  (freeres would free glibc's blocks that kprof sees in use), on
+  leakreach and on real programs (sqlite3, perl, python3 with its sqlite3
+  module): the blocks of each class equal, and the bytes but where kprof
+  makes a block larger (a thread's DTV has a slot per module with TLS,
+  and kprof's libraries add some);
+- a return from main, _exit, a thread still running at exit (its stack is
+  read);
+- not asked: no scan, no reachability; a fork child: not run, and said so.
+"""
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kptest import *  # noqa: E402,F401,F403
+
+t = Tap()
+SCAN = {"LEAK_SCAN": "1"}
+CLASSES = ("definitely_lost", "indirectly_lost", "possibly_lost",
+           "still_reachable")
+
+
+def vg_summary(cmd, d):
+    """valgrind's LEAK SUMMARY: {class: (bytes, blocks)}, and its stderr."""
+    vg = need("valgrind")
+    p = subprocess.run([vg, "--leak-check=full", "--run-libc-freeres=no",
+                        "--run-cxx-freeres=no", "--num-callers=30"] + cmd,
+                       cwd=d, env=clean_env(), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=300)
+    err = p.stderr.decode("utf-8", "replace")
+    if p.returncode != 0:
+        raise Fail("valgrind %s exited %d:\n%s" % (cmd, p.returncode, err[-3000:]))
+    r = {}
+    for c in CLASSES:
+        m = re.search(r"%s: ([\d,]+) bytes in ([\d,]+) blocks" % c.replace("_", " "), err)
+        if not m:
+            if "All heap blocks were freed" in err:
+                r[c] = (0, 0)
+                continue
+            raise Fail("no '%s' in valgrind's LEAK SUMMARY:\n%s" % (c, err[-3000:]))
+        r[c] = (int(m.group(1).replace(",", "")), int(m.group(2).replace(",", "")))
+    return r, err
+
+
+def scanned(cmd, d, env=None, want_rc=0):
+    """cmd under kprof with the scan: (result, report, {class: (bytes,
+    blocks)})."""
+    r = run(cmd, d, prof=SCAN, env=env, timeout=120)
+    if r.rc != want_rc:
+        raise Fail("%s under kprof exited %d: %s" % (cmd, r.rc, r.err[-2000:]))
+    rep = analyze(r.traces)
+    ls = rep["memory"]["leak_scan"]
+    if not ls:
+        raise Fail("no memory.leak_scan in the report of %s" % cmd)
+    return r, rep, {c: (ls[c]["bytes"], ls[c]["blocks"]) for c in CLASSES}
+
+
+def reach_of(rep, fn):
+    """The classes of the leak groups fn allocated: {class: (bytes, blocks)}."""
+    got = {c: [0, 0] for c in CLASSES}
+    for l in leaks_with(rep, fn):
+        if not l.get("reachability"):
+            raise Fail("leak group of %s without reachability" % fn)
+        for c in CLASSES:
+            got[c][0] += l["reachability"][c]["bytes"]
+            got[c][1] += l["reachability"][c]["blocks"]
+    return {c: tuple(v) for c, v in got.items() if v != [0, 0]}
+
+
+def dtv_bytes(rep):
+    """The bytes of the leak group of glibc's DTV (pthread_create)."""
+    return sum(l["bytes"] for l in leaks_with(rep, "pthread_create"))
+
+
+LEAKREACH = {
+    "keep_some": {"still_reachable": (428, 5)},
+    "lose_plain": {"definitely_lost": (200, 5)},
+    "lose_tree": {"definitely_lost": (64, 1), "indirectly_lost": (64, 2)},
+    "lose_cycle": {"definitely_lost": (48, 1), "indirectly_lost": (48, 1)},
+    "keep_middle": {"possibly_lost": (128, 1)},
+    "lose_in_thread": {"definitely_lost": (72, 3)},
+}
+
+with t.section("leakreach: each block's class"):
+    with Tmp() as d:
+        for mode in ([], ["exit"], ["running"]):
+            name = "leakreach %s" % (mode[0] if mode else "return")
+            r, rep, got = scanned([app("leakreach")] + mode, d)
+            for fn, want in sorted(LEAKREACH.items()):
+                t.eq(reach_of(rep, fn), want, "%s: %s's blocks" % (name, fn))
+            dtv = dtv_bytes(rep)
+            extra = (88, 1) if mode == ["running"] else (0, 0)
+            t.eq(got, {"definitely_lost": (384, 10),
+                       "indirectly_lost": (112, 3),
+                       "possibly_lost": (128 + dtv, 2),
+                       "still_reachable": (428 + extra[0], 5 + extra[1])},
+                 "%s: the sums (the DTV of the thread joined possibly lost)"
+                 % name, leak_summary(rep))
+            ls = rep["memory"]["leak_scan"]
+            t.ok(ls["status"] == "done" and ls["processes_scanned"] == 1 and
+                 ls["root_bytes"] > 0 and ls["duration_ns"] > 0,
+                 "%s: status done, roots read, time taken" % name, ls)
+            if mode == ["running"]:
+                t.eq(reach_of(rep, "hold_on_stack"), {"still_reachable": (88, 1)},
+                     "a running thread's block held in its stack: still reachable")
+        conf = {fn: sorted({l["confidence"] for l in leaks_with(rep, fn)})
+                for fn in LEAKREACH}
+        t.eq(conf, {"keep_some": ["low", "medium"], "lose_plain": ["high"],
+                    "lose_tree": ["high"], "lose_cycle": ["high"],
+                    "keep_middle": ["medium"], "lose_in_thread": ["high"]},
+             "confidence: high where lost, medium where only a middle "
+             "pointer is left, never high where reachable")
+        lp = leak_with(rep, "lose_plain")
+        t.ok("unreachable at exit" in lp["reason"], "lose_plain's reason says why", lp["reason"])
+        text = analyze(r.traces, fmt="text")
+        t.ok(re.search(r"leak scan at exit:\s+definitely lost: 384 B in 10 blocks", text),
+             "text: the summary", text[:3000])
+        t.ok("leak scan: 5 definitely lost" in text, "text: a group's line", text[:3000])
+
+with t.section("leakreach vs valgrind"):
+    with Tmp() as d:
+        for mode in ([], ["running"]):
+            cmd = [app("leakreach")] + mode
+            vg, err = vg_summary(cmd, d)
+            _, rep, got = scanned(cmd, d)
+            vg_dtv = sum(int(m.group(1).replace(",", "")) for m in re.finditer(
+                r"([\d,]+) bytes in [\d,]+ blocks are possibly lost in loss record "
+                r"\d+ of \d+\n(?:==\d+==\s+at .*\n)?(?:==\d+==\s+by .*\n)*?==\d+==\s+by .*"
+                r"_dl_allocate_tls", err))
+            t.diag("%s: valgrind %r, kprof %r, DTV %d and %d"
+                   % (cmd, vg, got, vg_dtv, dtv_bytes(rep)))
+            t.ok(vg_dtv > 0, "valgrind names the DTV possibly lost", err[-3000:])
+            for c in CLASSES:
+                diff = dtv_bytes(rep) - vg_dtv if c == "possibly_lost" else 0
+                t.eq(got[c], (vg[c][0] + diff, vg[c][1]),
+                     "%s: %s as valgrind's" % (" ".join(cmd[1:]) or "return", c))
+
+with t.section("real programs vs valgrind"):
+    with Tmp() as d:
+        py = os.path.join(d, "q.py")
+        with open(py, "w") as f:
+            f.write("import sqlite3\n"
+                    "c = sqlite3.connect(':memory:')\n"
+                    "c.execute('create table t(a)')\n"
+                    "c.executemany('insert into t values(?)', [(i,) for i in range(500)])\n"
+                    "print(c.execute('select count(*) from t').fetchone()[0])\n")
+        progs = [
+            ([need("sqlite3"), ":memory:", "create table t(a); insert into t "
+              "values(1),(2); select sum(a) from t;"], CLASSES),
+            # perl copies the environment, which differs under the two
+            # tools: its still reachable and possibly lost blocks too
+            ([need("perl"), "-e", "my %h; $h{$_} = [$_] for 1..500; "
+              "print scalar(keys %h), qq(\\n)"],
+             ("definitely_lost", "indirectly_lost")),
+            # the blocks glibc allocates for kprof's own dlsym of
+            # libsqlite3 are roots: without them one of the loader's is
+            # definitely lost
+            (["/usr/bin/python3", py], CLASSES),
+        ]
+        for cmd, classes in progs:
+            vg, _ = vg_summary(cmd, d)
+            r, _, got = scanned(cmd, d)
+            name = os.path.basename(cmd[0])
+            t.diag("%s: valgrind %r, kprof %r" % (name, vg, got))
+            for c in classes:
+                t.eq(got[c], vg[c], "%s: %s as valgrind's" % (name, c))
+
+with t.section("not asked, and not run"):
+    with Tmp() as d:
+        r = run([app("leakreach")], d)
+        rep = analyze(r.traces)
+        t.eq((rep["memory"]["leak_scan"],
+              sorted({repr(l.get("reachability")) for l in rep["memory"]["leaks"]})),
+             (None, ["None"]), "without KOTOBA_PROFILE_LEAK_SCAN: no scan, no reachability")
+        t.ok(not [x for x in dump(r.traces) if x.get("type") in ("leak", "leak_scan")],
+             "without it: no LEAK or LEAK_SCAN record")
+        # a fork child ends with _exit: its trace lacks what it inherited
+        r = run(["/usr/bin/python3", "-c",
+                 "import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\n"
+                 "os.waitpid(pid, 0)\n"], d, prof=SCAN)
+        rep = analyze(r.traces)
+        st = sorted((p["memory"]["leak_scan"] or {}).get("status", "-")
+                    for p in rep["trace"]["processes"])
+        t.eq((r.rc, len(r.traces), st), (0, 2, ["done", "forked"]),
+             "a fork child: not run, status forked; its parent: done", r)
+        text = analyze(r.traces, fmt="text")
+        t.ok("not run in 1 of 2 processes" in text, "text: says it did not run, and where",
+             text[:3000])
+
+t.done()

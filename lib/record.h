@@ -358,7 +358,8 @@ enum kp_leak_scan_status {
 	KP_LS_NOMEM = 3,   /* not run: out of memory, or kprof's own
 			    * memory not all known */
 	KP_LS_NOREAD = 4,  /* not run: the process's memory could not be
-			    * read (process_vm_readv refused) */
+			    * read (process_vm_readv or /proc/self/maps
+			    * refused), or it runs under a seccomp filter */
 	KP_LS_STATUS_MAX = 4
 };
 

@@ -606,10 +606,10 @@ static uintptr_t lowest_in(const uintptr_t *v, unsigned n, uint64_t lo,
 	return m;
 }
 
-/* /proc/self/maps whole, NUL-terminated, from the arena; NULL if not. */
-static char *read_maps(void)
+/* A file of /proc whole, NUL-terminated, from the arena; NULL if not. */
+static char *read_proc(const char *path)
 {
-	long fd = syscall(SYS_open, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	long fd = syscall(SYS_open, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
 	size_t cap = 64 << 10, len = 0;
@@ -660,7 +660,7 @@ static uint64_t hex(const char **p)
  * maps cannot be read. */
 static int scan_roots(struct scan *s, uint64_t sp)
 {
-	char *maps = read_maps();
+	char *maps = read_proc("/proc/self/maps");
 	if (!maps)
 		return -1;
 	struct hints h;
@@ -839,8 +839,10 @@ static int scan_blocks(struct tab *t, uint64_t sp, const uint64_t *regs,
 		each_word(s, roots[k].lo, roots[k].hi & ~7ull, root_word, 0);
 	}
 	kp_arena_free(roots);
-	if (scan_roots(s, sp) != 0)
+	if (scan_roots(s, sp) != 0) {
+		status = KP_LS_NOREAD;
 		goto out;
+	}
 	drain(s);
 	classify_lost(s);
 	if (s->noread) {
@@ -884,6 +886,16 @@ out:
 	return status;
 }
 
+/* Under a seccomp filter (a sandbox), a call it does not allow may kill
+ * the process: the scan's process_vm_readv is not risked there. */
+static int sandboxed(void)
+{
+	char *st = read_proc("/proc/self/status");
+	int yes = !st || !strstr(st, "\nSeccomp:\t0\n");
+	kp_arena_free(st);
+	return yes;
+}
+
 void kp_leak_scan(uintptr_t sp, const uint64_t *regs, size_t nregs)
 {
 	if (!kp.cfg.leak_scan || kp.mem_off)
@@ -896,6 +908,8 @@ void kp_leak_scan(uintptr_t sp, const uint64_t *regs, size_t nregs)
 	int fd = -1;
 	if (kp_writer_forked()) {
 		status = KP_LS_FORKED;
+	} else if (sandboxed()) {
+		status = KP_LS_NOREAD;
 	} else if (memory_events_lost() || (fd = kp_writer_read_back()) < 0) {
 		status = KP_LS_LOST;
 	} else if (tab_grow(&t) != 0) {

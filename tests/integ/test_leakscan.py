@@ -196,5 +196,12 @@ with t.section("not asked, and not run"):
         text = analyze(r.traces, fmt="text")
         t.ok("not run in 1 of 2 processes" in text, "text: says it did not run, and where",
              text[:3000])
+        # under a seccomp filter (tests/apps/denysys.c), which might kill
+        # on the scan's calls: not run, and the program ends as it would
+        r = run([app("denysys"), "process_vm_readv", app("leakreach")], d, prof=SCAN)
+        rep = analyze(r.traces)
+        t.eq((r.rc, r.err, (rep["memory"]["leak_scan"] or {}).get("status")),
+             (0, "", "no_read"), "under a seccomp filter: not run (no_read), exit 0", r)
+        t.ok("seccomp" in analyze(r.traces, fmt="text"), "text: says why")
 
 t.done()

@@ -1409,7 +1409,8 @@ static const struct {
 	[KP_LS_LOST] = { "events_lost", "memory events were lost or not read "
 					"back" },
 	[KP_LS_NOMEM] = { "no_memory", "out of memory" },
-	[KP_LS_NOREAD] = { "no_read", "its memory could not be read" },
+	[KP_LS_NOREAD] = { "no_read", "its memory could not be read, or a "
+					  "sandbox (seccomp) might forbid it" },
 };
 
 const char *kp_leak_scan_name(int status)

@@ -127,6 +127,43 @@ with t.section("leakreach: each block's class"):
              "text: the summary", text[:3000])
         t.ok("leak scan: 5 definitely lost" in text, "text: a group's line", text[:3000])
 
+with t.section("advice: a lost block is a finding at any size"):
+    with Tmp() as d:
+        r, rep, _ = scanned([app("leakreach")], d)
+        mem01 = sorted((funcs(a["stack"])[0], a["bytes"], a["severity"])
+                       for a in rep["advice"] if a["code"] == "MEM01" and
+                       a["title"].startswith("leak: "))
+        # lose_tree's and lose_cycle's groups of their definitely and
+        # indirectly lost blocks, one each (one allocation line each)
+        t.eq(mem01, [("lose_cycle", 48, "warn"), ("lose_cycle", 48, "warn"),
+                     ("lose_in_thread", 72, "warn"), ("lose_plain", 200, "warn"),
+                     ("lose_tree", 32, "warn"), ("lose_tree", 32, "warn"),
+                     ("lose_tree", 64, "warn")],
+             "MEM01: each group with lost blocks, however small (valgrind "
+             "calls each an error); none reachable or possibly lost",
+             [a["title"] for a in rep["advice"]])
+        rc, out, err = analyze_raw(["--fail-on", "warn", "advise"] + r.traces)
+        t.eq(rc, 4, "--fail-on warn: exit 4 for them (a CI's leak check)", err)
+        rep = analyze(r.traces, extra=["--leak-kinds", "possible,reachable"])
+        t.eq((rep["memory"]["leak_kinds"],
+              sorted({f for l in rep["memory"]["leaks"] for f in funcs(l["stack"])[:1]})),
+             (["reachable", "possible"], ["allocate_dtv", "keep_middle", "keep_some"]),
+             "--leak-kinds possible,reachable: only those groups listed")
+        rc, out, err = analyze_raw(["--leak-kinds", "possible,reachable",
+                                    "--fail-on", "warn", "advise"] + r.traces)
+        t.eq(rc, 0, "--leak-kinds possible,reachable --fail-on warn: no lost "
+             "group advised on, exit 0", out[-2000:])
+        text = analyze(r.traces, fmt="text", extra=["--leak-kinds", "definite", "leaks"])
+        t.ok("listed (--leak-kinds): the groups with definite blocks" in text and
+             "keep_some" not in text, "text: --leak-kinds definite says so", text[-3000:])
+        rc, _, err = analyze_raw(["--leak-kinds", "lost"] + r.traces)
+        t.eq((rc, "definite, indirect, possible, reachable or all" in err), (2, True),
+             "--leak-kinds lost: a usage error naming the kinds", err)
+        r = run([app("leakreach")], d)
+        t.ok(not [a for a in analyze(r.traces)["advice"] if a["code"] == "MEM01"
+                  and a["title"].startswith("leak: ")],
+             "without the scan: no leak there is notable (all small)")
+
 with t.section("leakreach vs valgrind"):
     with Tmp() as d:
         for mode in ([], ["running"]):

@@ -256,7 +256,8 @@ static void site_key(struct kp_analysis *an, uint32_t gstack, char *buf,
 
 /* MEM01: leaks the memory pass is sure of (high confidence), each group
  * that holds at least NOTABLE_LEAK bytes, or 10 % of the peak heap and
- * SMALL_LEAK bytes; the
+ * SMALL_LEAK bytes, or that a leak scan at exit found blocks of lost (no
+ * pointer to them left: a bug at any size, as valgrind reports it); the
  * others of high or medium confidence (a short program's buffers left for
  * exit to free, blocks allocated once) as one finding, with the largest
  * one's stack. */
@@ -277,8 +278,12 @@ static void advise_leaks(struct kp_analysis *an, struct kp_advice_list *l,
 			continue;
 		uint64_t bytes = s[i]->leaked_bytes;
 		int tenth = kp_sat_mul(bytes, 10) >= peak;
+		const struct kp_reach *rc = kp_site_reach(s[i]);
+		int lost = rc && (rc->blocks[KP_LEAK_DEFINITE] ||
+				  rc->blocks[KP_LEAK_INDIRECT]);
 		int notable = given ? bytes >= given :
-			bytes >= NOTABLE_LEAK || (tenth && bytes >= SMALL_LEAK);
+			bytes >= NOTABLE_LEAK || lost ||
+			(tenth && bytes >= SMALL_LEAK);
 		if (s[i]->conf != KP_CONF_HIGH || !notable) {
 			other++;
 			other_bytes = kp_sat_add(other_bytes, bytes);

@@ -145,6 +145,10 @@ struct kp_opts {
 		double hot;         /* CPU02: one function's CPU share */
 	} advice_min;
 	struct kp_suppress suppress; /* --suppress, --suppressions */
+	/* --leak-kinds: the leak groups listed (and advised on) are those a
+	 * leak scan found blocks of these classes in (bit 1 << enum
+	 * kp_leak_class), and those no scan saw; 0: all */
+	unsigned leak_kinds;
 };
 
 /* ---- small open-addressing map u64 -> u32 (stacks.c) ------------------- */
@@ -767,6 +771,8 @@ struct kp_leak_scan {
 /* The name of a scan's status in the JSON report ("done", "forked",
  * ...) and why it did not run, in words (memory.c). */
 const char *kp_leak_scan_name(int status);
+/* valgrind's name of a class (enum kp_leak_class): "definite", ... */
+const char *kp_leak_kind_name(unsigned c);
 const char *kp_leak_scan_why(int status);
 
 struct kp_mem_totals {

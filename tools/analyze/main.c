@@ -85,6 +85,9 @@ static const char usage_text[] =
 	"                     site's temporary allocations; 10000), MEM03=SIZE\n"
 	"                     (heap growth; 1M), CPU01=PCT (CPU in the\n"
 	"                     allocator; 10), CPU02=PCT (one function; 25)\n"
+	"  --leak-kinds LIST  list (and advise on) only the leak groups a leak\n"
+	"                     scan found blocks of these kinds in: definite,\n"
+	"                     indirect, possible, reachable, all (default)\n"
 	"  --fail-on SEV      exit 4 when the advice has a finding of severity\n"
 	"                     SEV (info, warn or high) or above (for CI)\n"
 	"  --suppress RULE    leave out of the advice the findings of RULE:\n"
@@ -144,7 +147,7 @@ enum { OPT_FORMAT = 256, OPT_TOP, OPT_STATS, OPT_VERSION, OPT_NOSYM,
        OPT_SQLITE_DB, OPT_PERF_MAP_DIR, OPT_SLOW_MS, OPT_WHAT, OPT_FOLDED, OPT_PPROF,
        OPT_CHROME, OPT_IOMIN, OPT_PG_DSN, OPT_BASE, OPT_FAIL_ON,
        OPT_NPLUS1_MIN, OPT_STORM_MIN, OPT_ORDER_BY, OPT_SUPPRESS,
-       OPT_SUPPRESSIONS, OPT_ADVICE_MIN };
+       OPT_SUPPRESSIONS, OPT_ADVICE_MIN, OPT_LEAK_KINDS };
 
 static const struct option longopts[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
@@ -169,6 +172,7 @@ static const struct option longopts[] = {
 	{ "suppress", required_argument, NULL, OPT_SUPPRESS },
 	{ "suppressions", required_argument, NULL, OPT_SUPPRESSIONS },
 	{ "advice-min", required_argument, NULL, OPT_ADVICE_MIN },
+	{ "leak-kinds", required_argument, NULL, OPT_LEAK_KINDS },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -223,6 +227,40 @@ static int parse_size(const char *s, uint64_t *out)
 		return -1;
 	*out = (uint64_t)n << shift;
 	return 0;
+}
+
+/* --leak-kinds LIST: valgrind's names of the leak scan's classes. */
+static unsigned leak_kinds_opt(const char *arg)
+{
+	static const struct {
+		const char *name;
+		unsigned bits;
+	} kinds[] = {
+		{ "definite", 1u << KP_LEAK_DEFINITE },
+		{ "indirect", 1u << KP_LEAK_INDIRECT },
+		{ "possible", 1u << KP_LEAK_POSSIBLE },
+		{ "reachable", 1u << KP_LEAK_REACHABLE },
+		{ "all", (2u << KP_LEAK_CLASS_MAX) - 1 },
+	};
+	unsigned bits = 0;
+	for (const char *p = arg; *p;) {
+		size_t n = strcspn(p, ",");
+		size_t k = 0;
+		while (k < sizeof(kinds) / sizeof(kinds[0]) &&
+		       (strlen(kinds[k].name) != n ||
+			strncmp(kinds[k].name, p, n) != 0))
+			k++;
+		if (k == sizeof(kinds) / sizeof(kinds[0]))
+			usage_error("--leak-kinds wants a list of definite, "
+				    "indirect, possible, reachable or all, not "
+				    "'%s'", arg);
+		bits |= kinds[k].bits;
+		p += n + (p[n] == ',');
+	}
+	if (!bits)
+		usage_error("--leak-kinds wants a list of definite, indirect, "
+			    "possible, reachable or all, not '%s'", arg);
+	return bits;
 }
 
 /* --advice-min CODE=V (advise.c's rules). */
@@ -318,6 +356,9 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 			break;
 		case OPT_ADVICE_MIN:
 			advice_min_opt(&opts->advice_min, optarg);
+			break;
+		case OPT_LEAK_KINDS:
+			opts->leak_kinds = leak_kinds_opt(optarg);
 			break;
 		case OPT_SUPPRESSIONS:
 			if (kp_suppress_load(&opts->suppress, optarg) < 0)

@@ -1268,6 +1268,32 @@ static void rank(const struct kp_site **a, size_t n, size_t k,
 	qsort(a, k, sizeof(*a), cmp);
 }
 
+const char *kp_leak_kind_name(unsigned c)
+{
+	static const char *const names[] = {
+		[KP_LEAK_REACHABLE] = "reachable",
+		[KP_LEAK_DEFINITE] = "definite",
+		[KP_LEAK_INDIRECT] = "indirect",
+		[KP_LEAK_POSSIBLE] = "possible",
+	};
+	return c <= KP_LEAK_CLASS_MAX ? names[c] : "unknown";
+}
+
+/* Is the leak group s of a kind --leak-kinds asks for (or not seen by a
+ * scan, which cannot say)? */
+static int leak_kind_shown(const struct kp_analysis *an,
+			   const struct kp_site *s)
+{
+	unsigned want = an->opts->leak_kinds;
+	const struct kp_reach *r = kp_site_reach(s);
+	if (!want || !r)
+		return 1;
+	for (unsigned c = 0; c <= KP_LEAK_CLASS_MAX; c++)
+		if ((want >> c & 1) && r->blocks[c])
+			return 1;
+	return 0;
+}
+
 static void mem_finish(void *state, struct kp_analysis *an)
 {
 	struct mem_state *ms = state;
@@ -1282,7 +1308,7 @@ static void mem_finish(void *state, struct kp_analysis *an)
 	ms->ntop_peak = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct kp_site *s = &ms->sites[i];
-		if (s->leaked_blocks) {
+		if (s->leaked_blocks && leak_kind_shown(an, s)) {
 			site_confidence(an, s);
 			ms->leaks[ms->nleaks++] = s;
 		}

@@ -105,6 +105,11 @@
  *       "processes_scanned": int,      processes whose scan ran
  *       "processes_not_scanned": int   the others (no LEAK_SCAN record,
  *                                      or one of a scan that did not run)
+ *     "leak_kinds": [str, ...] | null  --leak-kinds ("definite",
+ *                                      "indirect", "possible",
+ *                                      "reachable"): leaks lists the
+ *                                      groups with blocks of these (and
+ *                                      those no scan saw); null: all
  *   },
  *   "app": {                           kprof.h spans and custom events,
  *                                      by name over all processes
@@ -657,5 +662,15 @@ void kp_mem_report_json(struct kp_analysis *an, struct kp_json *j)
 	}
 	kp_json_end_array(j);
 	json_scan(j, &m->scan, 1);
+	kp_json_key(j, "leak_kinds");
+	if (an->opts->leak_kinds) {
+		kp_json_begin_array(j);
+		for (unsigned c = 0; c <= KP_LEAK_CLASS_MAX; c++)
+			if (an->opts->leak_kinds >> c & 1)
+				kp_json_str(j, kp_leak_kind_name(c));
+		kp_json_end_array(j);
+	} else {
+		kp_json_null(j);
+	}
 	kp_json_end_object(j);
 }

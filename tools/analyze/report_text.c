@@ -858,6 +858,16 @@ void kp_mem_report_text(struct kp_analysis *an, FILE *out)
 		kp_fmt_count(b, sizeof(b), m->live_blocks), nl,
 		nl == 1 ? "" : "s");
 	text_scan(an, &m->scan, out);
+	if (an->opts->leak_kinds) {
+		fprintf(out, "  listed (--leak-kinds): the groups with");
+		const char *sep = " ";
+		for (unsigned k = 0; k <= KP_LEAK_CLASS_MAX; k++)
+			if (an->opts->leak_kinds >> k & 1) {
+				fprintf(out, "%s%s", sep, kp_leak_kind_name(k));
+				sep = ", ";
+			}
+		fprintf(out, " blocks, and any no scan saw\n");
+	}
 	size_t show = leaks_cmd ? nl : (nl < top ? nl : top);
 	for (size_t i = 0; i < show; i++) {
 		const struct kp_reach *r = kp_site_reach(s[i]);

@@ -212,6 +212,41 @@ with t.section("real programs vs valgrind"):
             for c in classes:
                 t.eq(got[c], vg[c], "%s: %s as valgrind's" % (name, c))
 
+# Runtimes and tools with threads, JITs, huge reservations (the JVM's
+# heap, V8's cage), GC'd heaps beside malloc's: the same output and exit
+# status with the scan, which ran, and classed every block in use.
+with t.section("real programs: run as without it"):
+    with Tmp() as d:
+        with open(os.path.join(d, "Hello.java"), "w") as f:
+            f.write("public class Hello { public static void main(String[] a) {\n"
+                    "  java.util.List<String> l = new java.util.ArrayList<>();\n"
+                    "  for (int i = 0; i < 20000; i++) l.add(\"x\" + i);\n"
+                    "  System.out.println(l.size()); } }\n")
+        with open(os.path.join(d, "x.c"), "w") as f:
+            f.write("int sq(int x) { return x * x; }\n")
+        for cmd in ([need("node"), "-e", "console.log([1, 2, 3].map(x => x * 2).join())"],
+                    [need("java"), "Hello.java"],
+                    [need("php"), "-r", "echo array_sum(range(1, 100)), PHP_EOL;"],
+                    [need("gcc"), "-O2", "-c", "x.c", "-o", "x.o"]):
+            name = os.path.basename(cmd[0])
+            plain = run_plain(cmd, d, timeout=120)
+            r = run(cmd, d, prof=SCAN, timeout=120)
+            t.eq((r.rc, r.out), (plain.rc, plain.out), "%s: same exit status and output" % name,
+                 r.err[-2000:])
+            rep = analyze(r.traces)
+            bad = []
+            for p in rep["trace"]["processes"]:
+                m = p["memory"]
+                ls = m.get("leak_scan")
+                if not ls or ls["status"] != "done":
+                    bad.append((p["exe"], ls and ls["status"]))
+                    continue
+                classed = sum(ls[c]["blocks"] for c in CLASSES + ("after_scan",))
+                if classed != m["in_use_at_exit"]["blocks"]:
+                    bad.append((p["exe"], classed, m["in_use_at_exit"]["blocks"]))
+            t.eq(bad, [], "%s: every process scanned, each block in use classed "
+                 "(%d processes)" % (name, len(rep["trace"]["processes"])))
+
 with t.section("not asked, and not run"):
     with Tmp() as d:
         r = run([app("leakreach")], d)

@@ -53,8 +53,9 @@
  * ignores; 4.2: THREAD_NAME records; 4.3: KILL records, which a 4.2
  * reader skips; 4.4: the header's "pgid" and PGID records, which a 4.3
  * reader ignores and skips; 4.5: LEAK and LEAK_SCAN records, which a 4.4
- * reader skips) */
-#define KP_FORMAT_MINOR 5
+ * reader skips; 4.6: SNAPSHOT's memory cgroup values, which a 4.5
+ * reader ignores) */
+#define KP_FORMAT_MINOR 6
 #define KP_PREFIX_LEN 16  /* magic + major + minor + header_len */
 
 /* Limits a reader enforces; a trace beyond them is corrupt (KP_ELIMIT). */
@@ -378,10 +379,14 @@ enum { KP_CPU_WEIGHT, KP_CPU_NV };
  * own cost so far: writer_cpu_ns, the CPU time of its writer thread (0:
  * not known); ring_waits and ring_wait_ns, how many times an app thread
  * found its ring full and waited for the writer (the default overflow
- * policy), and how long in all ---- */
+ * policy), and how long in all. Since 4.6, the process's memory cgroup
+ * (preload/cgroup.c): cg_usage, the bytes it holds (all its processes),
+ * cg_limit, the most it may (the least limit of it and those above it);
+ * -1 when not known, or no limit ---- */
 enum { KP_SNAP_RSS, KP_SNAP_VM, KP_SNAP_MAXRSS, KP_SNAP_MINFLT,
        KP_SNAP_MAJFLT, KP_SNAP_CPU_NS, KP_SNAP_WRITER_CPU_NS,
-       KP_SNAP_RING_WAITS, KP_SNAP_RING_WAIT_NS, KP_SNAP_NV };
+       KP_SNAP_RING_WAITS, KP_SNAP_RING_WAIT_NS, KP_SNAP_CG_USAGE,
+       KP_SNAP_CG_LIMIT, KP_SNAP_NV };
 
 /* The layout of an extension type; nv = 0 for a type with none. */
 static inline struct kp_ext_layout kp_ext_layout(unsigned type)

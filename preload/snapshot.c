@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Resource snapshots: the process's resident and mapped memory, the
- * kernel's high-water mark of the former, page faults and CPU time, and
+ * kernel's high-water mark of the former, page faults and CPU time,
  * kprof's own cost (its writer thread's CPU time, the app's waits for a
- * full ring), as SNAPSHOT records (lib/record.h) written by the writer's
+ * full ring), and its memory cgroup's use and limit, as SNAPSHOT records (lib/record.h) written by the writer's
  * cycles, every KOTOBA_SAMPLING_INTERVAL_MS (the writer wakes for them),
  * and by the last one.
  *
@@ -55,11 +55,26 @@ static void read_statm(int64_t *vm, int64_t *rss)
 
 static uint64_t last_ts, interval_ns, written, next_double;
 static int any;
+/*
+ * Climbing towards its memory cgroup's limit (a hundredth of it more
+ * than at the last snapshot, at a pace that reaches three quarters of it
+ * by the next), the next snapshot comes NEAR_NS later, not at the
+ * interval: the writer's cycle that writes it flushes the events too, so
+ * a process the OOM killer ends has its last 10 ms of heap in its trace,
+ * not its last 100 (the analyzer tells an OOM kill by how near the limit
+ * it was). Hovering near the limit does not keep it: a JVM may sit there
+ * for hours.
+ */
+#define NEAR_NS 10000000ull
+static int64_t last_cg_usage;
+static int near_limit;
 
 void kp_snapshot_after_fork_child(void)
 {
 	any = 0;
 	interval_ns = written = 0;
+	near_limit = 0;
+	last_cg_usage = 0;
 }
 
 uint64_t kp_snapshot_wait_ns(uint64_t ts)
@@ -68,7 +83,8 @@ uint64_t kp_snapshot_wait_ns(uint64_t ts)
 		return UINT64_MAX;
 	if (written >= kp.cfg.max_snaps)
 		return UINT64_MAX;
-	uint64_t due = last_ts + interval_ns;
+	uint64_t due = last_ts + (near_limit && interval_ns > NEAR_NS ?
+					  NEAR_NS : interval_ns);
 	return due > ts ? due - ts : 0;
 }
 
@@ -78,8 +94,10 @@ void kp_snapshot_write(struct kp_writer *kw, uint64_t ts, int final)
 		interval_ns = (uint64_t)kp.cfg.snap_ms * 1000000;
 		next_double = kp.cfg.max_snaps / 2;
 	}
+	uint64_t every = near_limit && interval_ns > NEAR_NS ? NEAR_NS :
+							       interval_ns;
 	if (!final && any &&
-	    (ts - last_ts < interval_ns || written >= kp.cfg.max_snaps))
+	    (ts - last_ts < every || written >= kp.cfg.max_snaps))
 		return;
 	int saved = errno;
 	struct kp_rec r;
@@ -104,6 +122,21 @@ void kp_snapshot_write(struct kp_writer *kw, uint64_t ts, int final)
 		&kp.ring_waits, memory_order_relaxed);
 	r.u.ext.v[KP_SNAP_RING_WAIT_NS] = (int64_t)atomic_load_explicit(
 		&kp.ring_wait_ns, memory_order_relaxed);
+	int64_t use, lim;
+	kp_cgroup_memory(&use, &lim);
+	r.u.ext.v[KP_SNAP_CG_USAGE] = use;
+	r.u.ext.v[KP_SNAP_CG_LIMIT] = lim;
+	/* climbing, and at its pace past three quarters of the limit by
+	 * the next snapshot at the interval */
+	near_limit = 0;
+	if (use >= 0 && lim > 0 && any && ts > last_ts &&
+	    use > last_cg_usage + lim / 100) {
+		double pace = (double)(use - last_cg_usage) /
+			      (double)(ts - last_ts);
+		near_limit = (double)use + pace * (double)interval_ns >=
+			     (double)(lim - lim / 4);
+	}
+	last_cg_usage = use;
 	kp_writer_add(kw, &r);
 	last_ts = ts;
 	any = 1;

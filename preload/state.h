@@ -1212,6 +1212,10 @@ void kp_snapshot_write(struct kp_writer *kw, uint64_t ts, int final);
  * the writer's sleep; and a fork child's trace starts its own count. */
 uint64_t kp_snapshot_wait_ns(uint64_t ts);
 void kp_snapshot_after_fork_child(void);
+/* The process's memory cgroup now: the bytes it holds and the most it may
+ * (the least limit on the way up), each -1 when not known or none
+ * (cgroup.c). */
+void kp_cgroup_memory(int64_t *usage, int64_t *limit);
 /* The writer thread's CPU time so far, in ns; 0 if it has none (writer.c). */
 uint64_t kp_writer_cpu_ns(void);
 

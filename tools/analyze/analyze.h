@@ -561,6 +561,11 @@ extern const struct kp_pass kp_pass_peak; /* peak.c */
 extern const struct kp_pass kp_pass_resources; /* resources.c */
 /* A process's largest resident size (resources.c), 0 without snapshots. */
 uint64_t kp_rss_peak(const struct kp_analysis *an, const struct kp_proc *p);
+/* A process's memory cgroup at its last snapshot (resources.c): the bytes
+ * it held and its limit, and when (ns from the process's start). 0: no
+ * snapshot, or no limit known. */
+int kp_cgroup_last(const struct kp_analysis *an, const struct kp_proc *p,
+		   uint64_t *usage, uint64_t *limit, uint64_t *at);
 
 /* ---- load.c: the analysis driver ------------------------------------------ */
 
@@ -781,6 +786,7 @@ struct kp_mem_totals {
 	uint64_t peak_bytes, peak_time_ns;
 	int64_t peak_pid;
 	uint64_t live_bytes, live_blocks; /* in use at exit */
+	uint64_t heap_at_snapshot; /* live_bytes at the last SNAPSHOT */
 	uint64_t unmatched_frees;
 	uint64_t reordered_frees; /* early FREEs paired (struct kp_early) */
 	uint64_t evicted;    /* incarnations dropped over the per-pointer cap */

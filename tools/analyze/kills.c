@@ -11,7 +11,9 @@
  * process group went to the processes in that group then: each one's
  * group at start is in its trace's header, and each move to another
  * (setpgid, setsid) a PGID record in the trace of the process that made
- * the call, itself or its parent (group_at).
+ * the call, itself or its parent (group_at). A process the kernel's OOM
+ * killer ended has no killer: its memory cgroup near its limit says
+ * what probably did (oom_suspect).
  */
 #include "analyze.h"
 #include "json.h"
@@ -188,12 +190,50 @@ static uint64_t killed_at(const struct kp_proc *p)
 	return p->killer->start_mono_ns + p->killed_by->ts - p->start_mono_ns;
 }
 
+/*
+ * The kernel's OOM killer sends SIGKILL from no process: a trace that
+ * ends without its END, with no killer, in a memory cgroup near its limit
+ * at the last snapshot (preload/cgroup.c), the heap's growth after it
+ * counted, was probably ended so: near is a tenth of the limit or less
+ * left. Near the limit the recorder takes its snapshots every 10 ms
+ * (preload/snapshot.c), so the last one is close to the end.
+ */
+struct oom {
+	uint64_t usage, limit, at, growth;
+};
+
+static int oom_suspect(const struct kp_analysis *an, const struct kp_proc *p,
+		       struct oom *o)
+{
+	if (p->killer || p->ended ||
+	    !kp_cgroup_last(an, p, &o->usage, &o->limit, &o->at))
+		return 0;
+	const struct kp_mem_totals *m = kp_mem_proc_totals(an, p);
+	o->growth = m && m->live_bytes > m->heap_at_snapshot ?
+			    m->live_bytes - m->heap_at_snapshot : 0;
+	return kp_sat_add(o->usage, o->growth) >= o->limit - o->limit / 10;
+}
+
 static void kills_proc_text(void *state, struct kp_analysis *an,
 			    const struct kp_proc *p, FILE *out)
 {
 	char b[128], c[32], d[32];
+	struct oom o;
 
 	(void)state;
+	if (oom_suspect(an, p, &o)) {
+		fprintf(out, "  killer   probably the kernel's OOM killer: its "
+			"memory cgroup held %s of its %s limit\n",
+			kp_fmt_bytes(b, sizeof(b), o.usage),
+			kp_fmt_bytes(c, sizeof(c), o.limit));
+		fprintf(out, "           at %s (the last snapshot)",
+			kp_fmt_ns(d, sizeof(d), o.at));
+		if (o.growth)
+			fprintf(out, ", and the heap grew %s more after it",
+				kp_fmt_bytes(b, sizeof(b), o.growth));
+		fprintf(out, "\n");
+		return;
+	}
 	if (!p->killer)
 		return;
 	char to[48] = "";
@@ -213,7 +253,26 @@ static void kills_proc_text(void *state, struct kp_analysis *an,
 static void kills_proc_json(void *state, struct kp_analysis *an,
 			    const struct kp_proc *p, struct kp_json *j)
 {
+	struct oom o;
+
 	(void)state;
+	/* killed by the OOM killer, by the look of it: its cgroup near its
+	 * limit at the end */
+	kp_json_key(j, "oom_suspect");
+	if (oom_suspect(an, p, &o)) {
+		kp_json_begin_object(j);
+		kp_json_key(j, "cgroup_usage");
+		kp_json_u64(j, o.usage);
+		kp_json_key(j, "cgroup_limit");
+		kp_json_u64(j, o.limit);
+		kp_json_key(j, "time_ns");
+		kp_json_u64(j, o.at);
+		kp_json_key(j, "heap_growth_after");
+		kp_json_u64(j, o.growth);
+		kp_json_end_object(j);
+	} else {
+		kp_json_null(j);
+	}
 	kp_json_key(j, "killed_by");
 	if (!p->killer) {
 		kp_json_null(j);

@@ -751,6 +751,9 @@ static KP_ALWAYS_INLINE void mem_event(struct mem_state *ms,
 	case KP_REC_LEAK_SCAN:
 		mem_leak_scan(ms, e, kp_batch_rec(bt, e));
 		break;
+	case KP_REC_SNAPSHOT: /* (kills.c: the heap's growth after it) */
+		ms->cur.heap_at_snapshot = ms->cur.live_bytes;
+		break;
 	default:
 		break;
 	}

@@ -156,6 +156,11 @@ var KP = (function () {
 			k.group === -1 ? ' to every process' :
 			' to process group ' + k.group;
 		var by = k ? ', by pid ' + k.pid + ' (' + k.how + to + ')' : '';
+		var o = pr.oom_suspect;
+		if (!r && o)
+			return 'no end (truncated): probably the OOM killer (' +
+				bytes(o.cgroup_usage) + ' of its cgroup\'s ' +
+				bytes(o.cgroup_limit) + ' limit)';
 		if (!r)
 			return (pr.truncated ? 'no end (truncated)' : '-') +
 				(k ? ': killed by signal ' + k.signal + by : '');

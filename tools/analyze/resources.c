@@ -27,6 +27,7 @@ struct res_proc {
 	uint64_t vm_peak;
 	uint64_t minflt, majflt, cpu_ns;
 	uint64_t writer_cpu_ns, ring_waits, ring_wait_ns; /* 0: not recorded */
+	uint64_t cg_usage, cg_limit; /* its memory cgroup then; 0: not known */
 };
 
 struct res_state {
@@ -86,6 +87,8 @@ static void res_events(void *state, struct kp_trace *t,
 			p->writer_cpu_ns = val(r, KP_SNAP_WRITER_CPU_NS);
 			p->ring_waits = val(r, KP_SNAP_RING_WAITS);
 			p->ring_wait_ns = val(r, KP_SNAP_RING_WAIT_NS);
+			p->cg_usage = val(r, KP_SNAP_CG_USAGE);
+			p->cg_limit = val(r, KP_SNAP_CG_LIMIT);
 		}
 	}
 }
@@ -204,6 +207,19 @@ uint64_t kp_rss_peak(const struct kp_analysis *an, const struct kp_proc *p)
 	const struct res_state *s = kp_pass_state(an, &kp_pass_resources);
 	const struct res_proc *r = s ? p->pass_data[s->slot] : NULL;
 	return r ? rss_max(r) : 0;
+}
+
+int kp_cgroup_last(const struct kp_analysis *an, const struct kp_proc *p,
+		   uint64_t *usage, uint64_t *limit, uint64_t *at)
+{
+	const struct res_state *s = kp_pass_state(an, &kp_pass_resources);
+	const struct res_proc *r = s ? p->pass_data[s->slot] : NULL;
+	if (!r || !r->samples || !r->cg_limit)
+		return 0;
+	*usage = r->cg_usage;
+	*limit = r->cg_limit;
+	*at = r->end_ns;
+	return 1;
 }
 
 static void res_free(void *state, struct kp_analysis *an)

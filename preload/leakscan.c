@@ -587,7 +587,9 @@ static int self_segments(struct dl_phdr_info *info, size_t size, void *arg)
 	}
 	if (!mine)
 		return 0;
-	for (int i = 0; i < info->dlpi_phnum && s->nex < 64; i++) {
+	for (int i = 0; i < info->dlpi_phnum &&
+			 s->nex < sizeof(s->ex) / sizeof(s->ex[0]);
+	     i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
 			continue;
@@ -871,6 +873,7 @@ static int scan_blocks(struct tab *t, uint64_t sp, const uint64_t *regs,
 	if (!tmp || !count) {
 		kp_arena_free(tmp);
 		kp_arena_free(count);
+		kp_arena_free(roots);
 		goto out;
 	}
 	struct blk *sorted = sort_blocks(s->b, tmp, s->n, count);

@@ -7,6 +7,7 @@ table shows medians and the ratio of each median to the no-profiler median.
 No number here is an assertion: this is measurement, not a test.
 
     bench.py [--rounds N] [--quick] [--io] [--only-alloc] [--only-queries] [--cpu-only]
+             [--only-leaks]
 """
 import json
 import os
@@ -325,6 +326,9 @@ def main():
     if "--startup-only" in sys.argv:
         bench_startup(rounds, quick)
         return
+    if "--only-leaks" in sys.argv:
+        bench_leak_scan(rounds)
+        return
     only_alloc = "--only-alloc" in sys.argv
     heaptrack = shutil.which("heaptrack")
     kp = {"LD_PRELOAD": LIB}
@@ -472,6 +476,7 @@ def main():
                         med["kprof, stacks on"])
         os.unlink(src.name)
 
+    bench_leak_scan(rounds)
     bench_startup(rounds, quick)
     io_benches(rounds, quick)
     # 4. the query hook
@@ -480,6 +485,69 @@ def main():
     # 5. CPU sampling on a CPU-bound program (CPU seconds, not wall)
     bench_cpu(rounds, quick)
     print_targets()
+
+
+LEAK_CLASSES = ("definitely lost", "indirectly lost", "possibly lost",
+                "still reachable")
+
+
+def bench_leak_scan(rounds):
+    """The leak scan at exit (KOTOBA_PROFILE_LEAK_SCAN) on GCC's cc1
+    compiling preload/writer.c (113 MB in some 12,600 blocks at its exit):
+    what it adds to the run, against valgrind's memcheck with its leak
+    check; and whether the two find the same blocks in each class."""
+    gcc = shutil.which("gcc")
+    vg = shutil.which("valgrind")
+    cc1 = subprocess.run([gcc, "-print-prog-name=cc1"], capture_output=True,
+                         text=True).stdout.strip() if gcc else ""
+    if not cc1 or not os.path.isabs(cc1) or not vg:
+        print("\ngcc's cc1 or valgrind not installed: leak scan not run")
+        return
+    multiarch = subprocess.run([gcc, "-print-multiarch"], capture_output=True,
+                               text=True).stdout.strip()
+    cmd = [cc1, "-quiet", "-imultiarch", multiarch, "-I", os.path.join(ROOT, "lib"),
+           "-I", os.path.join(ROOT, "preload"), "-DKP_VERSION=\"bench\"",
+           os.path.join(ROOT, "preload", "writer.c"), "-O2", "-o", "out.s"]
+    logs = tempfile.mkdtemp(prefix="kprof-bench-vg-")
+    KEEP.append(logs)
+    vglog = os.path.join(logs, "vg.log")
+    kp = {"LD_PRELOAD": LIB}
+    configs = [("none", cmd, {}),
+               ("kprof, stacks on", cmd, kp),
+               ("kprof, stacks on, leak scan", cmd, dict(kp, KOTOBA_PROFILE_LEAK_SCAN="1")),
+               # tens of seconds a run: one round
+               ("valgrind --leak-check=full", [vg, "--leak-check=full",
+                 "--run-libc-freeres=no", "--log-file=" + vglog] + cmd, {}, 1)]
+    t, last = bench("leak scan at exit: cc1 -O2 of preload/writer.c", configs, rounds)
+    med = {k: statistics.median(v) for k, v in t.items() if v}
+    rep = analyze_stats(last["kprof, stacks on, leak scan"])[0]
+    ls = rep["memory"]["leak_scan"] or {}
+    kp_classes = [(ls[c.replace(" ", "_")]["blocks"], ls[c.replace(" ", "_")]["bytes"])
+                  for c in LEAK_CLASSES] if ls.get("status") == "done" else None
+    with open(vglog) as f:
+        text = f.read()
+    vg_classes = []
+    for c in LEAK_CLASSES:
+        m = re.search(r"%s: ([\d,]+) bytes in ([\d,]+) blocks" % c, text)
+        vg_classes.append((int(m.group(2).replace(",", "")),
+                           int(m.group(1).replace(",", ""))) if m else None)
+    print()
+    print("- the scan itself (the last run's LEAK_SCAN): %.0f ms, %d blocks in use, "
+          "%.1f MB of roots read" % (ls.get("duration_ns", 0) / 1e6,
+                                      sum(b for b, _ in kp_classes or []),
+                                      ls.get("root_bytes", 0) / 1e6))
+    added = med["kprof, stacks on, leak scan"] - med["kprof, stacks on"]
+    print("- the scan adds %.0f ms to the run (%.2fx of it without kprof); "
+          "valgrind's run: %.1fx" % (added * 1e3, added / med["none"],
+                                      med["valgrind --leak-check=full"] / med["none"]
+                                      if "valgrind --leak-check=full" in med else float("nan")))
+    for c, k, v in zip(LEAK_CLASSES, kp_classes or [None] * 4, vg_classes):
+        print("- %s: kprof %s, valgrind %s" % (
+            c, "%d blocks, %d bytes" % k if k else "-",
+            "%d blocks, %d bytes" % v if v else "-"))
+    same = kp_classes is not None and all(
+        v is not None and k[0] == v[0] for k, v in zip(kp_classes, vg_classes))
+    print("- the blocks of each class as valgrind's: %s" % ("yes" if same else "NO"))
 
 
 def bench_startup(rounds, quick):

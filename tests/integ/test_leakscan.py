@@ -268,6 +268,17 @@ with t.section("not asked, and not run"):
         text = analyze(r.traces, fmt="text")
         t.ok("not run in 1 of 2 processes" in text, "text: says it did not run, and where",
              text[:3000])
+        # events dropped (a ring of 16 KiB, the drop policy, 64 threads
+        # of churn): the blocks in use are not known
+        r = run([app("storm"), "64", "20000"], d,
+                prof=dict(SCAN, OVERFLOW="drop", BUFFER_KB="16"))
+        rep = analyze(r.traces)
+        t.eq((r.rc, rep["trace"]["events_lost"] > 0,
+              (rep["memory"]["leak_scan"] or {}).get("status")),
+             (0, True, "events_lost"), "events dropped: not run (events_lost)", r)
+        r = run([app("leakreach")], d, prof=dict(SCAN, MEMORY="0"))
+        t.eq((r.rc, [x["type"] for x in dump(r.traces) if x.get("type", "").startswith("leak")]),
+             (0, []), "KOTOBA_PROFILE_MEMORY=0: no scan, no record")
         # under a seccomp filter (tests/apps/denysys.c), which might kill
         # on the scan's calls: not run, and the program ends as it would
         r = run([app("denysys"), "process_vm_readv", app("leakreach")], d, prof=SCAN)

@@ -142,6 +142,15 @@ with t.section("advice: a lost block is a finding at any size"):
              "MEM01: each group with lost blocks, however small (valgrind "
              "calls each an error); none reachable or possibly lost",
              [a["title"] for a in rep["advice"]])
+        rc, out, err = analyze_raw(["flame", "--folded", "--what", "lost"] + r.traces)
+        folded = sorted((l.rsplit(" ", 1)[0].split(";")[-1], int(l.rsplit(" ", 1)[1]))
+                        for l in out.splitlines())
+        t.eq((rc, folded), (0, [("lose_cycle", 96), ("lose_in_thread", 72),
+                                ("lose_plain", 200), ("lose_tree", 128)]),
+             "flame --what lost: the lost bytes by allocation stack, no other", out)
+        rc, _, err = analyze_raw(["export", "--what", "lost", "--pprof", "x.pb.gz"] + r.traces,
+                                 cwd=d)
+        t.eq(rc, 2, "export --what lost: a usage error (pprof takes cpu or heap)", err)
         rc, out, err = analyze_raw(["--fail-on", "warn", "advise"] + r.traces)
         t.eq(rc, 4, "--fail-on warn: exit 4 for them (a CI's leak check)", err)
         rep = analyze(r.traces, extra=["--leak-kinds", "possible,reachable"])

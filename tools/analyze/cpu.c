@@ -562,9 +562,31 @@ size_t kp_what_stacks(struct kp_analysis *an, enum kp_what what,
 			qsort(*out, n, sizeof(**out), by_value);
 		return n;
 	}
+	const struct kp_site *const *sites;
+	if (what == KP_WHAT_LOST) {
+		/* the bytes a leak scan found definitely or indirectly lost,
+		 * per leak group (ranked by bytes already) */
+		size_t nl = kp_mem_leaks(an, &sites);
+		*out = xrealloc_array(NULL, nl ? nl : 1, sizeof(**out));
+		for (size_t i = 0; i < nl; i++) {
+			const struct kp_reach *r = kp_site_reach(sites[i]);
+			uint64_t v = r ? kp_sat_add(r->bytes[KP_LEAK_DEFINITE],
+						    r->bytes[KP_LEAK_INDIRECT])
+				       : 0;
+			if (v)
+				(*out)[n++] = (struct kp_wstack){
+					sites[i]->gstack,
+					kp_alloc_skip(an, sites[i]->gstack), v,
+					kp_sat_add(
+						r->blocks[KP_LEAK_DEFINITE],
+						r->blocks[KP_LEAK_INDIRECT]) };
+		}
+		if (n > 1)
+			qsort(*out, n, sizeof(**out), by_value);
+		return n;
+	}
 	/* alloc: bytes per site; temporary: temporary allocations per site
 	 * (those with some, most first) */
-	const struct kp_site *const *sites;
 	int temp = what == KP_WHAT_TEMP;
 	size_t ns = temp ? kp_mem_top_temporary(an, &sites)
 			 : kp_mem_top_bytes(an, &sites);

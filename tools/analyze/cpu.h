@@ -18,7 +18,8 @@ struct kp_wstack {
 };
 
 /* What a profile measures. */
-enum kp_what { KP_WHAT_CPU, KP_WHAT_ALLOC, KP_WHAT_LIVE, KP_WHAT_IO, KP_WHAT_TEMP };
+enum kp_what { KP_WHAT_CPU, KP_WHAT_ALLOC, KP_WHAT_LIVE, KP_WHAT_IO, KP_WHAT_TEMP,
+	       KP_WHAT_LOST };
 
 /* CPU samples (value = CPU ns) or I/O calls (value = ns in the call) by
  * stack, heaviest first; valid until the analysis is freed. */

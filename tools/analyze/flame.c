@@ -40,7 +40,8 @@ static enum kp_what what_of(const struct kp_analysis *an)
 	return !strcmp(w, "alloc") ? KP_WHAT_ALLOC :
 	       !strcmp(w, "live") ? KP_WHAT_LIVE :
 	       !strcmp(w, "io") ? KP_WHAT_IO :
-	       !strcmp(w, "temporary") ? KP_WHAT_TEMP : KP_WHAT_CPU;
+	       !strcmp(w, "temporary") ? KP_WHAT_TEMP :
+	       !strcmp(w, "lost") ? KP_WHAT_LOST : KP_WHAT_CPU;
 }
 
 /* Append a sanitized frame name to a growing string. */
@@ -281,6 +282,7 @@ static unsigned write_svg(enum kp_what w, FILE *out, const struct fline *l,
 			   w == KP_WHAT_ALLOC ? "allocated bytes" :
 			   w == KP_WHAT_LIVE ? "bytes in use at the heap peak" :
 			   w == KP_WHAT_TEMP ? "temporary allocations" :
+			   w == KP_WHAT_LOST ? "bytes lost at exit (leak scan)" :
 					       "I/O time";
 	struct svg g = { out, root.v, tree_depth(&root),
 			 w == KP_WHAT_CPU || w == KP_WHAT_IO ? "ns" :

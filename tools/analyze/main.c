@@ -47,7 +47,7 @@ static const char usage_text[] =
 	"                     most at stake first, with evidence, what to do\n"
 	"                     and where\n"
 	"  flame              flame graph (SVG) or, with --folded, folded\n"
-	"                     stacks of --what cpu|alloc|live|temporary|io\n"
+	"                     stacks of --what cpu|alloc|live|temporary|lost|io\n"
 	"                     (default cpu)\n"
 	"  export             --pprof FILE (gzipped profile.proto: cpu with\n"
 	"                     --what cpu, heap with --what alloc|live) and/or\n"
@@ -393,9 +393,11 @@ static void parse_options(int argc, char **argv, struct kp_opts *opts,
 		case OPT_WHAT:
 			if (strcmp(optarg, "cpu") && strcmp(optarg, "alloc") &&
 			    strcmp(optarg, "live") && strcmp(optarg, "io") &&
-			    strcmp(optarg, "temporary"))
+			    strcmp(optarg, "temporary") &&
+			    strcmp(optarg, "lost"))
 				usage_error("--what wants cpu, alloc, live, "
-					    "temporary or io, not '%s'", optarg);
+					    "temporary, lost or io, not '%s'",
+					    optarg);
 			opts->what = optarg;
 			break;
 		case OPT_FOLDED:

@@ -393,7 +393,7 @@ static int export_pprof(struct kp_analysis *an, const char *path)
 {
 	const char *w = an->opts->what ? an->opts->what : "cpu";
 	int heap = !strcmp(w, "alloc") ? 1 : !strcmp(w, "live") ? 2 : 0;
-	if (!strcmp(w, "io") || !strcmp(w, "temporary"))
+	if (!strcmp(w, "io") || !strcmp(w, "temporary") || !strcmp(w, "lost"))
 		return error("--pprof exports cpu or heap (--what alloc), "
 			     "not %s", w), 2;
 	struct pp p;

@@ -352,8 +352,9 @@ enum { KP_LS_BLOCKS, KP_LS_BYTES, KP_LS_DEF_BLOCKS, KP_LS_DEF_BYTES,
        KP_LS_POS_BYTES, KP_LS_ROOT_BYTES, KP_LS_DUR, KP_LS_NV };
 enum kp_leak_scan_status {
 	KP_LS_DONE = 0,
-	KP_LS_FORKED = 1,  /* not run: a fork child, whose trace lacks the
-			    * blocks it inherited */
+	KP_LS_FORKED = 1,  /* not run: a fork child whose ancestors' traces
+			    * (the blocks it inherited) it could not read:
+			    * more than four generations, or one gone */
 	KP_LS_LOST = 2,    /* not run: memory events were dropped (the drop
 			    * policy) or the trace could not be read back */
 	KP_LS_NOMEM = 3,   /* not run: out of memory, or kprof's own

@@ -66,7 +66,7 @@
 #define SIDE_MAX 16384
 static struct side {
 	_Atomic uint64_t ptr;
-	uint64_t size, tsc;
+	uint64_t size, mono; /* mono: CLOCK_MONOTONIC ns, as the table's */
 } side[SIDE_MAX];
 static _Atomic unsigned nside;
 int kp_side_on;
@@ -79,7 +79,7 @@ void kp_side_note(void *p, size_t n)
 	if (i >= SIDE_MAX)
 		return; /* the scan says it cannot know (nside) */
 	side[i].size = n;
-	side[i].tsc = kp_ticks();
+	side[i].mono = kp_mono_ns();
 	atomic_store_explicit(&side[i].ptr, (uintptr_t)p, memory_order_release);
 }
 
@@ -91,6 +91,57 @@ void kp_side_forget(void *p)
 		if (atomic_compare_exchange_strong(&side[i].ptr, &want, 0))
 			return;
 	}
+}
+
+/* ---- a fork child's ancestors -------------------------------------------- */
+
+/*
+ * A fork child starts with its parent's heap, whose blocks its own trace
+ * does not hold (analysed on its own, a block only an inherited one points
+ * to would look lost). So with the scan asked for, the child keeps the
+ * path of its parent's trace and the time just before the fork (taken in
+ * the parent's fork handler: the parent's events before it made the heap
+ * the child copied, but for another thread's in the microseconds to the
+ * fork), and the parent's writer thread, whose stack the child has a copy
+ * of; a grandchild keeps both generations. Its scan reads those traces up
+ * to their forks, then its own. The parent writes what came before the
+ * fork within its flush interval, which the scan waits out if the child
+ * ends sooner; a trace gone by then is LOST.
+ */
+#define CHAIN_MAX 4
+static struct ancestor {
+	char path[1200];  /* its trace */
+	uint64_t cut;     /* CLOCK_MONOTONIC ns just before the fork */
+	uintptr_t writer; /* its writer thread's pthread_self(), or 0 */
+} chain[CHAIN_MAX];
+static unsigned nchain;
+static int chain_lost; /* deeper than CHAIN_MAX, or a fork not seen */
+static uint64_t fork_cut;
+
+void kp_leak_fork_prepare(void)
+{
+	if (kp_side_on)
+		fork_cut = kp_mono_ns();
+}
+
+void kp_leak_fork_child(const char *path, uintptr_t writer)
+{
+	if (!kp_side_on)
+		return;
+	if (nchain >= CHAIN_MAX || !path[0] || !fork_cut) {
+		chain_lost = 1;
+		return;
+	}
+	struct ancestor *a = &chain[nchain++];
+	size_t n = strlen(path);
+	if (n >= sizeof(a->path)) {
+		chain_lost = 1;
+		return;
+	}
+	memcpy(a->path, path, n + 1);
+	a->cut = fork_cut;
+	a->writer = writer;
+	fork_cut = 0;
 }
 
 /* ---- 1. the blocks in use, from the trace ---------------------------------- */
@@ -241,41 +292,88 @@ static long read_fd(void *ctx, void *buf, size_t n)
 	return r < 0 ? -errno : r;
 }
 
-/* The blocks in use as the trace on fd says. @return 0, or -1 when the
- * trace does not read back whole (t->nomem: out of memory). */
-static int read_trace(int fd, struct tab *t)
+/* The blocks in use as the trace on fd says, from its events before
+ * `until` (CLOCK_MONOTONIC ns; the table's times are that clock's, so
+ * that traces of a fork's parent and child go in one table). @return 0,
+ * or -1 when the trace does not read back whole (t->nomem: out of
+ * memory). */
+static int read_trace(int fd, struct tab *t, uint64_t until,
+		      uint64_t *last)
 {
 	struct kp_source src = { read_fd, &fd };
 	struct kp_reader *r;
 	if (kp_reader_open(&r, &kp.alloc, &src) != 0)
 		return -1;
+	uint64_t t0 = kp_reader_header(r)->start_mono_ns;
 	struct kp_mem_rec m[128];
 	struct kp_rec rec;
 	int rc;
 	for (;;) {
 		size_t n = kp_reader_mem(r, m, 128);
 		for (size_t i = 0; i < n; i++)
-			on_event(t, m[i].type, m[i].ts, m[i].a, m[i].b,
-				 m[i].c, m[i].d);
+			if (t0 + m[i].ts < until)
+				on_event(t, m[i].type, t0 + m[i].ts, m[i].a,
+					 m[i].b, m[i].c, m[i].d);
 		if (n)
 			continue;
 		rc = kp_reader_next(r, &rec);
 		if (rc <= 0)
 			break;
+		if (last && (t0 + rec.ts > *last || rec.type == KP_REC_END))
+			*last = rec.type == KP_REC_END ? UINT64_MAX
+						       : t0 + rec.ts;
+		if (t0 + rec.ts >= until)
+			continue;
 		if (rec.type == KP_REC_ALLOC)
-			on_event(t, rec.type, rec.ts, rec.u.alloc.ptr,
+			on_event(t, rec.type, t0 + rec.ts, rec.u.alloc.ptr,
 				 rec.u.alloc.size, 0, 0);
 		else if (rec.type == KP_REC_FREE)
-			on_event(t, rec.type, rec.ts, rec.u.free.ptr, 0, 0, 0);
+			on_event(t, rec.type, t0 + rec.ts, rec.u.free.ptr, 0,
+				 0, 0);
 		else if (rec.type == KP_REC_REALLOC)
-			on_event(t, rec.type, rec.ts, rec.u.realloc.old_ptr,
-				 rec.u.realloc.new_ptr, rec.u.realloc.size,
-				 rec.u.realloc.dur);
+			on_event(t, rec.type, t0 + rec.ts,
+				 rec.u.realloc.old_ptr, rec.u.realloc.new_ptr,
+				 rec.u.realloc.size, rec.u.realloc.dur);
 	}
 	kp_reader_free(r);
 	/* a frame the writer thread is writing now, cut short: what came
 	 * before it is whole, and the program has recorded nothing since */
 	return (rc == 0 || rc == KP_ETRUNC) && !t->nomem ? 0 : -1;
+}
+
+/* The ancestors' blocks, before their forks, into t. @return 0, or why
+ * not (enum kp_leak_scan_status). */
+static int read_ancestors(struct tab *t)
+{
+	if (chain_lost)
+		return KP_LS_FORKED;
+	/* the parent's events before the fork written: within its flush
+	 * interval (twice, and a margin), unless it has ended */
+	if (nchain && syscall(SYS_getppid) == kp.ppid) {
+		uint64_t ready = chain[nchain - 1].cut +
+				 2 * (uint64_t)kp.cfg.flush_ms * 1000000 +
+				 20000000;
+		for (uint64_t now; (now = kp_mono_ns()) < ready;) {
+			struct timespec ts = { 0, (long)(ready - now) };
+			syscall(SYS_nanosleep, &ts, NULL);
+		}
+	}
+	for (unsigned k = 0; k < nchain; k++) {
+		long fd = syscall(SYS_open, chain[k].path,
+				  O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return KP_LS_LOST;
+		uint64_t last = 0;
+		int rc = read_trace((int)fd, t, chain[k].cut, &last);
+		syscall(SYS_close, fd);
+		if (rc != 0)
+			return t->nomem ? KP_LS_NOMEM : KP_LS_LOST;
+		/* nothing written since the fork (a writer far behind, or
+		 * idle for long): what came before may be missing */
+		if (last < chain[k].cut)
+			return KP_LS_LOST;
+	}
+	return KP_LS_DONE;
 }
 
 /* ---- the blocks, sorted ---------------------------------------------------- */
@@ -294,6 +392,7 @@ struct scan {
 	uint64_t lo, hi;    /* of all blocks */
 	pid_t pid;
 	int noread;         /* process_vm_readv refused */
+	int glibc;          /* the allocator is glibc's (no other's) */
 	uint64_t root_bytes;
 	uint64_t *buf;      /* BUF bytes, for what is read */
 	uint64_t *win;      /* WIN bytes: a window of blocks, */
@@ -378,13 +477,30 @@ static size_t vm_read(struct scan *s, void *dst, uint64_t src, size_t n)
 	return got > 0 ? (size_t)got : 0;
 }
 
+/*
+ * Is w, in block i but not at its start, the header of glibc's next chunk?
+ * A block of n bytes is the user part of a chunk of n + 8 rounded up to
+ * 16 (at least 32), 16 bytes past the chunk's start, and its last bytes
+ * may be the next chunk's first field: the pointers glibc keeps to a free
+ * chunk (its bins, the top chunk) point into the block before it, and
+ * would make that block, lost, look possibly lost.
+ */
+static KP_ALWAYS_INLINE int next_chunk(const struct scan *s, long i,
+				       uint64_t w)
+{
+	uint64_t n = s->b[i].hi - s->b[i].lo;
+	uint64_t chunk = (n + 8 + 15) & ~15ull;
+	return s->glibc && (w & 15) == 0 &&
+	       w - s->b[i].lo == (chunk < 32 ? 32 : chunk) - 16;
+}
+
 /* Mark the block w points into, from a block of state from (or a root,
  * ST_START): a pointer to its start passes from's state on, any other
  * pointer ST_INTERIOR at most. */
 static KP_ALWAYS_INLINE void mark(struct scan *s, uint64_t w, uint8_t from)
 {
 	long i = find(s, w);
-	if (i < 0)
+	if (i < 0 || (w != s->b[i].lo && next_chunk(s, i, w)))
 		return;
 	uint8_t want = w == s->b[i].lo ? from : ST_INTERIOR;
 	if (s->st[i] < want) {
@@ -622,6 +738,19 @@ struct hints {
 	unsigned nlive, ngone;
 };
 
+/* Threads gone whose rings other threads took (kp_leak_thread_gone):
+ * appended without a lock, as the rings are taken. */
+#define GONE_MAX 256
+static uintptr_t gone[GONE_MAX];
+static _Atomic unsigned ngone;
+
+void kp_leak_thread_gone(uintptr_t pthread)
+{
+	unsigned i = atomic_fetch_add_explicit(&ngone, 1, memory_order_relaxed);
+	if (i < GONE_MAX)
+		gone[i] = pthread;
+}
+
 static void thread_hints(struct hints *h)
 {
 	h->nlive = h->ngone = 0;
@@ -638,6 +767,12 @@ static void thread_hints(struct hints *h)
 	uintptr_t wt = kp_writer_pthread();
 	if (wt && h->ngone < 256)
 		h->gone[h->ngone++] = wt;
+	for (unsigned k = 0; k < nchain; k++) /* the ancestors' writers */
+		if (chain[k].writer && h->ngone < 256)
+			h->gone[h->ngone++] = chain[k].writer;
+	unsigned ng = atomic_load(&ngone);
+	for (unsigned k = 0; k < ng && k < GONE_MAX && h->ngone < 256; k++)
+		h->gone[h->ngone++] = gone[k];
 }
 
 /* The lowest of v[0, n) in [lo, hi), or 0. */
@@ -825,6 +960,7 @@ static int scan_blocks(struct tab *t, uint64_t sp, const uint64_t *regs,
 		return KP_LS_NOMEM;
 	memset(s, 0, sizeof(*s));
 	s->pid = (pid_t)syscall(SYS_getpid);
+	s->glibc = kp.cfg.malloc_owner[0] == 0;
 	size_t n = 0;
 	for (size_t i = 0; i < t->cap; i++)
 		n += t->e[i].ptr && t->e[i].at;
@@ -855,7 +991,7 @@ static int scan_blocks(struct tab *t, uint64_t sp, const uint64_t *regs,
 		size_t at = tab_find(t, p, &found);
 		uint64_t then = found ? (t->e[at].at ? t->e[at].at :
 						       t->e[at].ft) : 0;
-		if (then <= kp_writer_ticks_ns(side[k].tsc))
+		if (then <= side[k].mono)
 			roots[nroots++] = (struct kp_span){
 				p, p + side[k].size };
 	}
@@ -968,7 +1104,7 @@ void kp_leak_scan(uintptr_t sp, const uint64_t *regs, size_t nregs)
 	int status;
 	struct tab t = { 0 };
 	int fd = -1;
-	if (kp_writer_forked()) {
+	if (kp_writer_forked() && (chain_lost || !nchain)) {
 		status = KP_LS_FORKED;
 	} else if (sandboxed()) {
 		status = KP_LS_NOREAD;
@@ -976,7 +1112,9 @@ void kp_leak_scan(uintptr_t sp, const uint64_t *regs, size_t nregs)
 		status = KP_LS_LOST;
 	} else if (tab_grow(&t) != 0) {
 		status = KP_LS_NOMEM;
-	} else if (read_trace(fd, &t) != 0) {
+	} else if ((status = read_ancestors(&t)) != KP_LS_DONE) {
+		/* (said) */
+	} else if (read_trace(fd, &t, UINT64_MAX, NULL) != 0) {
 		status = t.nomem ? KP_LS_NOMEM : KP_LS_LOST;
 	} else {
 		status = scan_blocks(&t, sp, regs, nregs, v);

@@ -166,6 +166,7 @@ void kp_fork_prepare(void)
 		return;
 	fork_locked = 1;
 	kp_tls.busy = 1;
+	kp_leak_fork_prepare();
 	kp_writer_fork_prepare();
 	kp_modules_lock();
 	kp_stacktab_lock();

@@ -116,6 +116,9 @@ struct kp_ring *kp_ring_self(void)
 		registry_push(r);
 	}
 	r->tid = t->tid;
+	if (KP_UNLIKELY(kp_side_on) && r->pthread &&
+	    r->pthread != (uintptr_t)pthread_self())
+		kp_leak_thread_gone(r->pthread); /* its hint kept */
 	r->pthread = (uintptr_t)pthread_self();
 	t->ring = r;
 	if (!atomic_load(&kp.writer_up))

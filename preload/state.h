@@ -1149,6 +1149,13 @@ void kp_leak_scan(uintptr_t sp, const uint64_t *regs, size_t nregs);
  * own calls into the app's allocator) note and forget what those calls
  * allocate and free (leakscan.c). */
 extern int kp_side_on;
+/* Around a fork (lifecycle.c, writer.c): the time just before it, in the
+ * parent; in the child, its parent's trace and writer thread. */
+void kp_leak_fork_prepare(void);
+void kp_leak_fork_child(const char *path, uintptr_t writer);
+/* A ring of a thread that is gone taken by another: the leak scan keeps
+ * that thread's pthread_self() (its stack's descriptor) all the same. */
+void kp_leak_thread_gone(uintptr_t pthread);
 void kp_side_note(void *p, size_t n);
 void kp_side_forget(void *p);
 

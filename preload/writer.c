@@ -1650,6 +1650,8 @@ void kp_writer_fork_parent(void)
  */
 void kp_writer_after_fork_child(void)
 {
+	/* the leak scan reads the parent's trace up to the fork */
+	kp_leak_fork_child(w.path, w.thread_started ? (uintptr_t)w.thread : 0);
 	kp_warn_after_fork_child();
 	w.forked = 1; /* and its exec'd image, a fresh heap, is not */
 	pthread_mutex_init(&w.cycle_lock, NULL);

@@ -26,12 +26,18 @@
  *
  * With argument "exit", it ends with _exit(0) rather than a return. With
  * "running", a thread is still running when main returns, a block of 88
- * bytes in a local of its stack: one more block still reachable.
+ * bytes in a local of its stack: one more block still reachable. With
+ * "fork", main keeps one more block of 16 (a holder, still reachable) and
+ * forks a child that puts a block of 120 of its own in the holder
+ * (child_keep: still reachable, through a block only its parent's trace
+ * has), loses 2 of 56 (child_lose: definitely lost) and exits; the parent
+ * waits for it.
  */
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define NOINLINE __attribute__((noinline))
@@ -129,6 +135,23 @@ NOINLINE static void *hold_on_stack(void *arg)
 	return arg;
 }
 
+static void **holder;
+
+NOINLINE static void child_keep(void)
+{
+	holder[0] = malloc(120);
+	memset(holder[0], 0, 120);
+}
+
+NOINLINE static void child_lose(void)
+{
+	for (int i = 0; i < 2; i++) {
+		sink = malloc(56);
+		memset(sink, 0, 56);
+	}
+	sink = NULL;
+}
+
 /* Zero the stack below the caller's frame. */
 NOINLINE static void wipe(void)
 {
@@ -154,6 +177,19 @@ int main(int argc, char **argv)
 		if (pthread_create(&th, NULL, hold_on_stack, NULL) != 0)
 			return 2;
 		sem_wait(&ready);
+	}
+	if (argc > 1 && strcmp(argv[1], "fork") == 0) {
+		holder = calloc(2, sizeof(void *));
+		pid_t pid = fork();
+		if (pid == 0) {
+			child_lose();
+			child_keep();
+			wipe();
+			exit(0);
+		}
+		int st;
+		if (pid < 0 || waitpid(pid, &st, 0) != pid || st != 0)
+			return 2;
 	}
 	if (argc > 1 && strcmp(argv[1], "exit") == 0)
 		_exit(0);

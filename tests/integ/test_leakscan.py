@@ -127,6 +127,39 @@ with t.section("leakreach: each block's class"):
              "text: the summary", text[:3000])
         t.ok("leak scan: 5 definitely lost" in text, "text: a group's line", text[:3000])
 
+# A fork child's blocks: one reachable only through a block its parent
+# allocated before the fork (in the parent's trace, not the child's).
+with t.section("a fork child: what it inherited is read from its parent's trace"):
+    with Tmp() as d:
+        r, rep, got = scanned([app("leakreach"), "fork"], d)
+        t.eq((reach_of(rep, "child_keep"), reach_of(rep, "child_lose")),
+             ({"still_reachable": (120, 1)}, {"definitely_lost": (112, 2)}),
+             "the child's blocks: one held by the inherited holder reachable, "
+             "two lost", leak_summary(rep))
+        child = [p for p in rep["trace"]["processes"] if p["forked"]]
+        t.eq([(p["memory"]["leak_scan"] or {}).get("status") for p in child], ["done"],
+             "the child's scan ran")
+        t.eq(reach_of(rep, "lose_plain"), {"definitely_lost": (200, 5)},
+             "the parent's own as before")
+        # valgrind's leak check of the child (it exits first, so its
+        # summary comes first) counts what it inherited too: so does the
+        # child's LEAK_SCAN record
+        _, err = vg_summary([app("leakreach"), "fork"], d)
+        first = err[:err.index("LEAK SUMMARY")] + err[err.index("LEAK SUMMARY"):][:600]
+        vg = {c: tuple(int(x.replace(",", "")) for x in re.search(
+                  r"%s: ([\d,]+) bytes in ([\d,]+) blocks" % c.replace("_", " "),
+                  first).groups()) for c in CLASSES}
+        v = [x for x in dump(child[0]["file"]) if x.get("type") == "leak_scan"][0]["v"]
+        kp = {"definitely_lost": (v[3], v[2]), "indirectly_lost": (v[5], v[4]),
+              "possibly_lost": (v[7], v[6]),
+              "still_reachable": (v[1] - v[3] - v[5] - v[7], v[0] - v[2] - v[4] - v[6])}
+        t.diag("fork child: valgrind %r, kprof %r" % (vg, kp))
+        t.eq({c: kp[c][1] for c in CLASSES}, {c: vg[c][1] for c in CLASSES},
+             "the child's blocks in each class, inherited ones too, as valgrind's")
+        t.eq({c: kp[c][0] for c in CLASSES if c != "possibly_lost"},
+             {c: vg[c][0] for c in CLASSES if c != "possibly_lost"},
+             "and their bytes (but the DTV's, possibly lost)")
+
 with t.section("advice: a lost block is a finding at any size"):
     with Tmp() as d:
         r, rep, _ = scanned([app("leakreach")], d)
@@ -265,17 +298,27 @@ with t.section("not asked, and not run"):
              (None, ["None"]), "without KOTOBA_PROFILE_LEAK_SCAN: no scan, no reachability")
         t.ok(not [x for x in dump(r.traces) if x.get("type") in ("leak", "leak_scan")],
              "without it: no LEAK or LEAK_SCAN record")
-        # a fork child ends with _exit: its trace lacks what it inherited
+        # forks five deep, each child ending with _exit: a child reads its
+        # ancestors' traces up to its fork, four generations at most; the
+        # fifth is not scanned (status forked), and the report says so
         r = run(["/usr/bin/python3", "-c",
-                 "import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\n"
-                 "os.waitpid(pid, 0)\n"], d, prof=SCAN)
+                 "import os\n"
+                 "def down(n):\n"
+                 "    if n:\n"
+                 "        pid = os.fork()\n"
+                 "        if pid == 0:\n"
+                 "            down(n - 1)\n"
+                 "        os.waitpid(pid, 0)\n"
+                 "    os._exit(0)\n"
+                 "down(5)\n"], d, prof=SCAN)
         rep = analyze(r.traces)
         st = sorted((p["memory"]["leak_scan"] or {}).get("status", "-")
                     for p in rep["trace"]["processes"])
-        t.eq((r.rc, len(r.traces), st), (0, 2, ["done", "forked"]),
-             "a fork child: not run, status forked; its parent: done", r)
+        t.eq((r.rc, len(r.traces), st), (0, 6, ["done"] * 5 + ["forked"]),
+             "forks five deep: four generations of children scanned, the "
+             "fifth not (status forked)", r)
         text = analyze(r.traces, fmt="text")
-        t.ok("not run in 1 of 2 processes" in text, "text: says it did not run, and where",
+        t.ok("not run in 1 of 6 processes" in text, "text: says it did not run, and where",
              text[:3000])
         # events dropped (a ring of 16 KiB, the drop policy, 64 threads
         # of churn): the blocks in use are not known

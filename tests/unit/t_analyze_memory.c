@@ -1303,8 +1303,8 @@ TEST(leak_scan_not_run)
 		CHECK(!strcmp(l[i]->reason, reasons[i]));
 	}
 	char *txt = render(an, 0);
-	CHECK(strstr(txt, "\n  leak scan at exit: not run (a fork child, "
-			  "without the blocks it inherited)\n"
+	CHECK(strstr(txt, "\n  leak scan at exit: not run (a fork child "
+			  "whose ancestors' traces were not read)\n"
 			  "  1. 300 bytes in 3 blocks  [confidence: medium]\n"));
 	CHECK(!strstr(txt, "definitely lost"));
 	free(txt);
@@ -1372,8 +1372,8 @@ TEST(leak_scan_not_run)
 	CHECK(strstr(txt, "  leak scan at exit (1 of 2 processes):\n"
 			  "    definitely lost: 200 B in 2 blocks\n"));
 	CHECK(strstr(txt, "  leak scan at exit: not run in 1 of 2 processes "
-			  "(the first, pid 301:\n    a fork child, without "
-			  "the blocks it inherited)\n"));
+			  "(the first, pid 301:\n    a fork child whose "
+			  "ancestors' traces were not read)\n"));
 	free(txt);
 	kp_analysis_free(an);
 	membuf_free(&b.m);

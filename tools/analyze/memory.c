@@ -1433,8 +1433,8 @@ static const struct {
 	const char *name, *why;
 } scan_status[] = {
 	[KP_LS_DONE] = { "done", "it ran" },
-	[KP_LS_FORKED] = { "forked", "a fork child, without the blocks it "
-				     "inherited" },
+	[KP_LS_FORKED] = { "forked", "a fork child whose ancestors' traces "
+				     "were not read" },
 	[KP_LS_LOST] = { "events_lost", "memory events were lost or not read "
 					"back" },
 	[KP_LS_NOMEM] = { "no_memory", "out of memory" },

@@ -46,6 +46,7 @@
 #include <link.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/uio.h>
@@ -109,6 +110,7 @@ void kp_side_forget(void *p)
  * ends sooner; a trace gone by then is LOST.
  */
 #define CHAIN_MAX 4
+#define ANCESTOR_MAX (16ull << 20) /* bytes of an ancestor's trace read */
 static struct ancestor {
 	char path[1200];  /* its trace */
 	uint64_t cut;     /* CLOCK_MONOTONIC ns just before the fork */
@@ -322,6 +324,14 @@ static int read_trace(int fd, struct tab *t, uint64_t until,
 		if (last && (t0 + rec.ts > *last || rec.type == KP_REC_END))
 			*last = rec.type == KP_REC_END ? UINT64_MAX
 						       : t0 + rec.ts;
+		/* frames come in time order (but for an event whose thread
+		 * was preempted before publishing it): an ancestor's trace,
+		 * which goes on growing while it runs, is read up to a
+		 * second past the fork, not to its end (in a fork storm each
+		 * child read its parent's busy trace whole: minutes) */
+		if (rec.type == KP_REC_FRAME && until != UINT64_MAX &&
+		    t0 + rec.ts > until + 1000000000ull)
+			break;
 		if (t0 + rec.ts >= until)
 			continue;
 		if (rec.type == KP_REC_ALLOC)
@@ -363,6 +373,15 @@ static int read_ancestors(struct tab *t)
 				  O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return KP_LS_LOST;
+		/* every child reads it: a busy parent's (a fork storm's,
+		 * 40 children of one whose threads allocate at full speed:
+		 * minutes) is not read past ANCESTOR_MAX */
+		struct stat st;
+		if (syscall(SYS_fstat, fd, &st) != 0 ||
+		    (uint64_t)st.st_size > ANCESTOR_MAX) {
+			syscall(SYS_close, fd);
+			return KP_LS_LOST;
+		}
 		uint64_t last = 0;
 		int rc = read_trace((int)fd, t, chain[k].cut, &last);
 		syscall(SYS_close, fd);

@@ -841,20 +841,6 @@ static char *read_proc(const char *path)
 	return b;
 }
 
-static uint64_t hex(const char **p)
-{
-	uint64_t v = 0;
-	for (;; (*p)++) {
-		char c = **p;
-		unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') :
-			     c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) :
-						    16;
-		if (d == 16)
-			return v;
-		v = v << 4 | d;
-	}
-}
-
 /* Every root mapping of /proc/self/maps scanned. @return 0, or why not
  * (enum kp_leak_scan_status): the maps cannot be read, kprof's own
  * mappings are not all known. */
@@ -881,9 +867,9 @@ static int scan_roots(struct scan *s, uint64_t sp)
 		const char *eol = strchr(p, '\n');
 		if (!eol)
 			eol = p + strlen(p);
-		uint64_t lo = hex(&p);
+		uint64_t lo = kp_parse_hex(&p, eol);
 		p++;
-		uint64_t hi = hex(&p);
+		uint64_t hi = kp_parse_hex(&p, eol);
 		p++;
 		int rw = p[0] == 'r' && p[1] == 'w' && p[3] == 'p';
 		/* the path, after offset, device and inode */
@@ -1107,10 +1093,9 @@ out:
  * the process: the scan's process_vm_readv is not risked there. */
 static int sandboxed(void)
 {
-	char *st = read_proc("/proc/self/status");
-	int yes = !st || !strstr(st, "\nSeccomp:\t0\n");
-	kp_arena_free(st);
-	return yes;
+	char st[4096];
+	return kp_read_small("/proc/self/status", st, sizeof(st)) < 0 ||
+	       !strstr(st, "\nSeccomp:\t0\n");
 }
 
 void kp_leak_scan(uintptr_t sp, const uint64_t *regs, size_t nregs)

@@ -467,6 +467,27 @@ size_t kp_readlink(const char *path, char *buf, size_t size);
  * once, NUL-terminated; @return the bytes read, or -1 (unreadable, or
  * empty). Raw syscalls. */
 long kp_read_small(const char *path, char *buf, size_t size);
+/* The hex number at *p (before end), *p moved past it: the addresses of
+ * a /proc/self/maps line (unwind.c, leakscan.c). */
+static inline uintptr_t kp_parse_hex(const char **p, const char *end)
+{
+	uintptr_t v = 0;
+	const char *s = *p;
+	for (; s < end; s++) {
+		char c = *s;
+		unsigned d;
+		if (c >= '0' && c <= '9')
+			d = (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			d = (unsigned)(c - 'a' + 10);
+		else
+			break;
+		v = v << 4 | d;
+	}
+	*p = s;
+	return v;
+}
+
 /* This process's executable, so; when readlink is refused (a sandbox's
  * seccomp filter), the path it was executed by (AT_EXECFN), which may be
  * relative or a symbolic link */
@@ -1133,7 +1154,6 @@ void kp_writer_exec(const char *path);
  * an extension record written now, as the calling thread's. */
 int kp_writer_read_back(void);
 int kp_writer_forked(void);
-uint64_t kp_writer_ticks_ns(uint64_t ticks); /* a trace time */
 uintptr_t kp_writer_pthread(void);
 void kp_writer_add_now(struct kp_rec *rec);
 

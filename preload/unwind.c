@@ -113,25 +113,6 @@ static __thread struct ustk ustk __attribute__((tls_model("initial-exec")));
 
 #define MAX_LOOKUPS 64 /* then the thread stays with libunwind */
 
-static uintptr_t parse_hex(const char **p, const char *end)
-{
-	uintptr_t v = 0;
-	const char *s = *p;
-	for (; s < end; s++) {
-		char c = *s;
-		unsigned d;
-		if (c >= '0' && c <= '9')
-			d = (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			d = (unsigned)(c - 'a' + 10);
-		else
-			break;
-		v = v << 4 | d;
-	}
-	*p = s;
-	return v;
-}
-
 /* The mapping of /proc/self/maps that holds addr. @return 0 when found. */
 static int find_mapping(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
 {
@@ -155,11 +136,11 @@ static int find_mapping(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
 			if (!nl)
 				break;
 			const char *s = p;
-			uintptr_t a = parse_hex(&s, nl);
+			uintptr_t a = kp_parse_hex(&s, nl);
 			uintptr_t b = 0;
 			if (s < nl && *s == '-') {
 				s++;
-				b = parse_hex(&s, nl);
+				b = kp_parse_hex(&s, nl);
 			}
 			p = nl + 1;
 			if (a > addr) {

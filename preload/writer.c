@@ -1518,11 +1518,6 @@ int kp_writer_read_back(void)
 	return fd >= 0 ? kp_high_fd((int)fd) : -1;
 }
 
-uint64_t kp_writer_ticks_ns(uint64_t ticks)
-{
-	return to_ns(ticks);
-}
-
 int kp_writer_forked(void)
 {
 	return w.forked;
